@@ -1,0 +1,251 @@
+import type { Dtype } from '../workers/protocol.js';
+import { runBatchNorm } from './engine.js';
+import { AbortError, ArgumentError, describe, SingleValueError } from './errors.js';
+import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { runningStatsUpdate } from './running.js';
+import {
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkMomentum, checkObject, checkOut,
+  checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray,
+} from './validate.js';
+
+/** Options of `new BatchNorm()`; the defaults are PyTorch's. */
+export interface BatchNormOptions {
+  /** Added to the variance before the square root. Default 1e-5. */
+  eps?: number;
+  /** Weight of the new batch in the running statistics; null for a cumulative average. Default 0.1. */
+  momentum?: number | null;
+  /** Learnable per-channel weight (ones) and bias (zeros). Default true. */
+  affine?: boolean;
+  /** Keep running statistics and use them in eval mode. Default true. */
+  trackRunningStats?: boolean;
+  /** Element type of inputs and parameters. Default 'float32'. */
+  dtype?: Dtype;
+  /** Pool to run on. Default: the shared default pool, created on first use. */
+  pool?: Pool;
+}
+
+/** Options of one forward call. */
+export interface ForwardOptions {
+  /**
+   * Array to write the output to, of x's type and length; may be x itself (in place). On the
+   * pool (from `pool.alloc`) it is written directly, with no copy.
+   */
+  out?: FloatArray;
+  /** Aborts the call: a queued call never starts, a running one stops between blocks. */
+  signal?: AbortSignal;
+}
+
+/** A module's state, with PyTorch's `state_dict` keys. */
+export interface BatchNormStateDict {
+  weight?: FloatArray | readonly number[];
+  bias?: FloatArray | readonly number[];
+  running_mean?: FloatArray | readonly number[];
+  running_var?: FloatArray | readonly number[];
+  num_batches_tracked?: number | bigint;
+}
+
+/**
+ * Batch Normalization over the channel axis of (N, C, *spatial) inputs of rank 2 to 5, with
+ * PyTorch's semantics (`torch.nn.BatchNorm1d/2d/3d`).
+ *
+ * Calls on one module run in call order: each sees the running statistics that every earlier
+ * call left, and no call sees another half-applied. A call that fails changes nothing.
+ *
+ * @example
+ * const bn = new BatchNorm(64, { pool });
+ * const y = await bn.forward(x, [32, 64, 112, 112]); // training: batch statistics
+ * bn.eval();
+ * const z = await bn.forward(x, [32, 64, 112, 112], { out: pool.alloc(x.length) });
+ */
+export class BatchNorm {
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly dtype: Dtype;
+  /** Per-channel scale (ones), editable in place; null when `affine` is false. */
+  readonly weight: FloatArray | null;
+  /** Per-channel shift (zeros), editable in place; null when `affine` is false. */
+  readonly bias: FloatArray | null;
+  /** Running mean (zeros); null when `trackRunningStats` is false. */
+  readonly runningMean: FloatArray | null;
+  /** Running (unbiased) variance (ones); null when `trackRunningStats` is false. */
+  readonly runningVar: FloatArray | null;
+  #numBatchesTracked = 0;
+  #training = true;
+  readonly #pool: Pool | null;
+  /** Settles when the latest call finished: the queue that keeps calls in order. */
+  #tail: Promise<void> = Promise.resolve();
+
+  constructor(numFeatures: number, options?: BatchNormOptions) {
+    this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
+    const opts = checkObject(options, 'options');
+    this.eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
+    this.momentum = opts.momentum === undefined ? 0.1 : checkMomentum(opts.momentum, true, 'options.momentum');
+    this.affine = opts.affine === undefined ? true : checkBoolean(opts.affine, 'options.affine');
+    this.trackRunningStats = opts.trackRunningStats === undefined ? true : checkBoolean(opts.trackRunningStats, 'options.trackRunningStats');
+    this.dtype = opts.dtype === undefined ? 'float32' : checkDtypeName(opts.dtype, 'options.dtype');
+    if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+      throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+    }
+    this.#pool = (opts.pool as Pool | undefined) ?? null;
+    const make = (fill: number): FloatArray => {
+      const array = this.dtype === 'float64' ? new Float64Array(numFeatures) : new Float32Array(numFeatures);
+      return array.fill(fill);
+    };
+    this.weight = this.affine ? make(1) : null;
+    this.bias = this.affine ? make(0) : null;
+    this.runningMean = this.trackRunningStats ? make(0) : null;
+    this.runningVar = this.trackRunningStats ? make(1) : null;
+  }
+
+  /** Training batches seen since creation (or since the loaded state). */
+  get numBatchesTracked(): number {
+    return this.#numBatchesTracked;
+  }
+
+  /** True in training mode (the default for a new module). */
+  get training(): boolean {
+    return this.#training;
+  }
+
+  /** Sets training mode (or eval mode with `false`). Returns this. */
+  train(mode = true): this {
+    this.#training = checkBoolean(mode, 'mode');
+    return this;
+  }
+
+  /** Sets eval mode. Returns this. */
+  eval(): this {
+    this.#training = false;
+    return this;
+  }
+
+  /**
+   * Normalizes `x`, of shape (N, C, *spatial), and resolves to the output: `options.out`, or a
+   * new array of x's type (on its own SharedArrayBuffer, which no later call touches). In training
+   * mode it updates the running statistics once the output is complete.
+   *
+   * The mode is the one at the time of the call. Weight, bias and running statistics are read
+   * when the call starts running, after the module's earlier calls finished.
+   */
+  async forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+    checkDtype(x, 'x', this.dtype);
+    const dims = checkShape(shape, x.length, this.numFeatures);
+    const opts = checkObject(options, 'options');
+    const out = checkOut(opts.out, x, this.dtype);
+    const signal = checkSignal(opts.signal);
+    const training = this.#training;
+    const useBatchStats = training || !this.trackRunningStats;
+    if (useBatchStats) checkMoreThanOneValue(dims);
+    const pool = this.#pool ?? getDefaultPool();
+    poolInternals(pool).assertOpen();
+    if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+
+    const turn = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((resolve) => { release = resolve; });
+    try {
+      await waitForTurn(turn, signal);
+      const result = await runBatchNorm(pool, {
+        x, dims, dtype: this.dtype, useBatchStats,
+        weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
+        eps: this.eps, out, signal,
+      });
+      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, dims);
+      return result.y;
+    } finally {
+      // A call that left the queue early (aborted) still holds its place until the one before it ends.
+      void turn.then(release);
+    }
+  }
+
+  #commit(mean: Float64Array, variance: Float64Array, dims: Dims): void {
+    this.#numBatchesTracked += 1;
+    const factor = this.momentum ?? 1 / this.#numBatchesTracked;
+    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, dims.N * dims.S, factor);
+  }
+
+  /** A copy of the state, with PyTorch's `state_dict` keys. */
+  stateDict(): BatchNormStateDict {
+    const sd: BatchNormStateDict = {};
+    if (this.affine) {
+      sd.weight = this.weight!.slice();
+      sd.bias = this.bias!.slice();
+    }
+    if (this.trackRunningStats) {
+      sd.running_mean = this.runningMean!.slice();
+      sd.running_var = this.runningVar!.slice();
+      sd.num_batches_tracked = this.#numBatchesTracked;
+    }
+    return sd;
+  }
+
+  /**
+   * Loads a state with exactly the keys `stateDict()` gives. Everything is checked before
+   * anything is copied: a bad state dict changes nothing.
+   */
+  loadStateDict(stateDict: BatchNormStateDict): void {
+    const sd = checkObject(stateDict, 'stateDict');
+    const expected = [
+      ...(this.affine ? ['weight', 'bias'] : []),
+      ...(this.trackRunningStats ? ['running_mean', 'running_var', 'num_batches_tracked'] : []),
+    ];
+    const missing = expected.filter((key) => !(key in sd));
+    const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
+    if (missing.length > 0 || unexpected.length > 0) {
+      throw new ArgumentError(
+        `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
+      );
+    }
+    const arrays = expected.filter((key) => key !== 'num_batches_tracked')
+      .map((key) => [key, checkValues(sd[key], `stateDict.${key}`, this.numFeatures)] as const);
+    let tracked = this.#numBatchesTracked;
+    if (this.trackRunningStats) tracked = checkCount(sd.num_batches_tracked);
+    const targets: Record<string, FloatArray | null> = {
+      weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar,
+    };
+    for (const [key, values] of arrays) targets[key]!.set(values);
+    this.#numBatchesTracked = tracked;
+  }
+}
+
+/** PyTorch's check: batch statistics need more than one value per channel. */
+export function checkMoreThanOneValue(dims: Dims): void {
+  if (dims.N * dims.S === 1) {
+    throw new SingleValueError(
+      `Expected more than 1 value per channel when training, got input shape ${describe(dims.shape)}`,
+    );
+  }
+}
+
+/** Waits for the previous call on the module, or rejects as soon as `signal` fires. */
+function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<void> {
+  if (signal === null) return turn;
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(new AbortError('the BatchNorm call was aborted while queued', { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    void turn.then(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+}
+
+function checkValues(value: unknown, name: string, C: number): ArrayLike<number> {
+  const ok = value instanceof Float32Array || value instanceof Float64Array
+    || (Array.isArray(value) && value.every((v) => typeof v === 'number'));
+  if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
+  const array = value as ArrayLike<number>;
+  if (array.length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${array.length}`);
+  return array;
+}
+
+function checkCount(value: unknown): number {
+  const count = typeof value === 'bigint' ? Number(value) : value;
+  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
+    throw new ArgumentError(`stateDict.num_batches_tracked must be a non-negative integer; got ${describe(value)}`);
+  }
+  return count;
+}

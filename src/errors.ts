@@ -1,0 +1,168 @@
+/**
+ * Typed errors. Every error bnpool raises is a `BnPoolError` with a fixed `name` and a stable
+ * `code`, in the manner of undici's `lib/core/errors.js`. Messages name the argument, what was
+ * expected and what was given.
+ */
+
+/** Stable error codes. */
+export type BnPoolErrorCode =
+  | 'ERR_BNPOOL_SHAPE'
+  | 'ERR_BNPOOL_DTYPE'
+  | 'ERR_BNPOOL_ARG'
+  | 'ERR_BNPOOL_SINGLE_VALUE'
+  | 'ERR_BNPOOL_WORKER'
+  | 'ERR_BNPOOL_CLOSED'
+  | 'ERR_BNPOOL_OUT_OF_MEMORY'
+  | 'ERR_BNPOOL_NO_FORWARD'
+  | 'ABORT_ERR';
+
+/**
+ * Base class of every bnpool error.
+ *
+ * @example
+ * try { await bn.forward(x, [2, 3]); }
+ * catch (err) { if (err instanceof BnPoolError && err.code === 'ERR_BNPOOL_SHAPE') { ... } }
+ */
+export class BnPoolError extends Error {
+  readonly code: BnPoolErrorCode;
+
+  constructor(message: string, code: BnPoolErrorCode, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BnPoolError';
+    this.code = code;
+  }
+}
+
+/** Bad rank, dimensions, element count, or channel count. */
+export class ShapeError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_SHAPE');
+    this.name = 'ShapeError';
+  }
+}
+
+/** An array that is not a Float32Array/Float64Array, or not of the module's dtype. */
+export class DtypeError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_DTYPE');
+    this.name = 'DtypeError';
+  }
+}
+
+/** Any other invalid argument or option. */
+export class ArgumentError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_ARG');
+    this.name = 'ArgumentError';
+  }
+}
+
+/** Training with one value per channel, where the batch variance is undefined. */
+export class SingleValueError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_SINGLE_VALUE');
+    this.name = 'SingleValueError';
+  }
+}
+
+/** A worker threw or died while running a slice of the call. */
+export class WorkerError extends BnPoolError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_BNPOOL_WORKER', options);
+    this.name = 'WorkerError';
+  }
+}
+
+/** The pool was closed. */
+export class ClosedError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_CLOSED');
+    this.name = 'ClosedError';
+  }
+}
+
+/** The pool's shared memory cannot hold even the smallest staging chunk. */
+export class OutOfMemoryError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_OUT_OF_MEMORY');
+    this.name = 'OutOfMemoryError';
+  }
+}
+
+/** `backward` was called before any `forward`. */
+export class NoForwardError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_NO_FORWARD');
+    this.name = 'NoForwardError';
+  }
+}
+
+/**
+ * The call's `AbortSignal` fired. `name` is `'AbortError'` and `code` is `'ABORT_ERR'`, as for
+ * Node's own abortable APIs; `cause` is the signal's reason.
+ */
+export class AbortError extends BnPoolError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, 'ABORT_ERR', options);
+    this.name = 'AbortError';
+  }
+}
+
+/** Plain description of an error, as it crosses from a worker to the main thread. */
+export interface SerializedError {
+  name: string;
+  code?: string;
+  message: string;
+}
+
+const byCode: Record<string, new (message: string) => BnPoolError> = {
+  ERR_BNPOOL_SHAPE: ShapeError,
+  ERR_BNPOOL_DTYPE: DtypeError,
+  ERR_BNPOOL_ARG: ArgumentError,
+  ERR_BNPOOL_SINGLE_VALUE: SingleValueError,
+  ERR_BNPOOL_WORKER: WorkerError,
+  ERR_BNPOOL_CLOSED: ClosedError,
+  ERR_BNPOOL_OUT_OF_MEMORY: OutOfMemoryError,
+  ERR_BNPOOL_NO_FORWARD: NoForwardError,
+  ABORT_ERR: AbortError,
+};
+
+/** Flattens an error for `postMessage`; structured clone would drop `code`. */
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { name: err.name, message: err.message, code: typeof code === 'string' ? code : undefined };
+  }
+  return { name: 'Error', message: String(err) };
+}
+
+/**
+ * Rebuilds a worker's error on the main thread with name, code and message intact. Errors that
+ * are not bnpool's own become a `WorkerError` whose message keeps the original one.
+ */
+export function deserializeError(info: SerializedError): BnPoolError {
+  const Ctor = info.code !== undefined ? byCode[info.code] : undefined;
+  const err = Ctor !== undefined
+    ? new Ctor(info.message)
+    : new WorkerError(`worker failed: ${info.name}: ${info.message}`);
+  if (Ctor !== undefined) err.name = info.name;
+  return err;
+}
+
+/** Renders a value for an error message: short, unambiguous, never the whole of a big array. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) {
+    return value.length <= 8 ? `[${value.map(describe).join(', ')}]` : `Array(${value.length})`;
+  }
+  if (ArrayBuffer.isView(value)) {
+    const len = (value as unknown as { length?: number }).length ?? value.byteLength;
+    return `${value.constructor.name}(${len})`;
+  }
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  const ctor = (value as object).constructor;
+  return ctor !== undefined && ctor !== Object ? `a ${ctor.name}` : 'an object';
+}

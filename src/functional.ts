@@ -1,0 +1,86 @@
+import { checkMoreThanOneValue } from './batch-norm.js';
+import { runBatchNorm } from './engine.js';
+import { AbortError, ArgumentError, describe } from './errors.js';
+import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { runningStatsUpdate } from './running.js';
+import {
+  checkBoolean, checkChannelArray, checkEps, checkMomentum, checkObject, checkOut, checkShape,
+  checkSignal, dtypeOf, type FloatArray,
+} from './validate.js';
+
+/** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
+export interface BatchNormFunctionalOptions {
+  /** Use (and return) the batch statistics. Default false: normalize with the running ones. */
+  training?: boolean;
+  /** Running statistics: required when not training; updated in place when training. */
+  runningMean?: FloatArray;
+  runningVar?: FloatArray;
+  weight?: FloatArray;
+  bias?: FloatArray;
+  /** Weight of the new batch in the running statistics. Default 0.1. */
+  momentum?: number;
+  eps?: number;
+  pool?: Pool;
+  out?: FloatArray;
+  signal?: AbortSignal;
+}
+
+/** What `batchNorm` resolves to. */
+export interface BatchNormResult {
+  /** The output (`options.out`, or a new array of x's type). */
+  y: FloatArray;
+  /** Per-channel mean used: the batch mean when training, else a copy of the running mean. */
+  mean: Float64Array;
+  /** Per-channel variance used: the biased batch variance when training, else a copy of the running variance. */
+  var: Float64Array;
+}
+
+/**
+ * Functional BatchNorm, like `torch.nn.functional.batch_norm`, on a pool. When training with
+ * running buffers, it updates them in place once the output is complete (a failed call leaves
+ * them as they were). Unlike a `BatchNorm` module it does not order concurrent calls that share
+ * buffers: each applies its update when it finishes.
+ *
+ * @example
+ * const r = await batchNorm(x, [8, 3, 32, 32], { training: true, runningMean, runningVar });
+ * r.y; r.mean; r.var;
+ */
+export async function batchNorm(
+  x: FloatArray, shape: readonly number[], options?: BatchNormFunctionalOptions,
+): Promise<BatchNormResult> {
+  const dtype = dtypeOf(x, 'x');
+  const dims = checkShape(shape, x.length);
+  const opts = checkObject(options, 'options');
+  const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');
+  const channel = (key: string): FloatArray | null =>
+    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
+  const runningMean = channel('runningMean');
+  const runningVar = channel('runningVar');
+  const weight = channel('weight');
+  const bias = channel('bias');
+  if ((runningMean === null) !== (runningVar === null)) {
+    throw new ArgumentError(`options.runningMean and options.runningVar must be given together; got only ${runningMean === null ? 'runningVar' : 'runningMean'}`);
+  }
+  if (!training && runningMean === null) {
+    throw new ArgumentError('options.runningMean and options.runningVar are required when options.training is false; got neither');
+  }
+  const momentum = opts.momentum === undefined ? 0.1 : checkMomentum(opts.momentum, false, 'options.momentum')!;
+  const eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
+  if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+    throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+  }
+  const out = checkOut(opts.out, x, dtype);
+  const signal = checkSignal(opts.signal);
+  if (training) checkMoreThanOneValue(dims);
+  const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
+  poolInternals(pool).assertOpen();
+  if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+
+  const result = await runBatchNorm(pool, {
+    x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal,
+  });
+  if (training && runningMean !== null) {
+    runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, dims.N * dims.S, momentum);
+  }
+  return { y: result.y, mean: result.mean, var: result.var };
+}

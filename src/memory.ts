@@ -1,0 +1,152 @@
+import { wasmApi } from './wasm-types.js';
+/**
+ * A first-fit allocator with coalescing over one shared `WebAssembly.Memory`.
+ *
+ * Why it can grow safely: growing a shared memory never detaches the views already made over it.
+ * Old `SharedArrayBuffer`s keep their old length and still alias the same bytes, so an array a user
+ * got from `pool.alloc` stays valid forever; only `memory.buffer` returns a new, longer buffer.
+ * The arena records every buffer object the memory has handed out, to recognise views on it.
+ */
+const PAGE = 65536;
+/** Every block starts on a cache line; also keeps float64 and SIMD accesses aligned. */
+export const ALIGN = 64;
+
+interface FreeRange { offset: number; size: number }
+
+export class SharedArena {
+  readonly memory: WebAssembly.Memory;
+  readonly maxBytes: number;
+  readonly #buffers = new WeakSet<ArrayBufferLike>();
+  /** Free ranges, sorted by offset, never adjacent (adjacent ones are coalesced). */
+  readonly #free: FreeRange[] = [];
+  /** Live blocks: offset to size. */
+  readonly #live = new Map<number, number>();
+  #end: number;
+
+  /**
+   * @param reservedBytes - bytes at the start never handed out (a null guard, and room for any
+   *   data segment a WebAssembly kernel might declare)
+   */
+  constructor(initialBytes: number, maxBytes: number, reservedBytes: number) {
+    const initialPages = Math.max(1, Math.ceil(Math.max(initialBytes, reservedBytes) / PAGE));
+    const maxPages = Math.max(initialPages, Math.floor(maxBytes / PAGE));
+    this.memory = new wasmApi.Memory({ initial: initialPages, maximum: maxPages, shared: true });
+    this.maxBytes = maxPages * PAGE;
+    this.#end = roundUp(reservedBytes, ALIGN);
+    this.#buffers.add(this.memory.buffer);
+    const size = this.memory.buffer.byteLength - this.#end;
+    if (size > 0) this.#free.push({ offset: this.#end, size });
+  }
+
+  /** Current size of the memory in bytes. */
+  get byteLength(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** Bytes handed out and not yet freed. */
+  get liveBytes(): number {
+    let total = 0;
+    for (const size of this.#live.values()) total += size;
+    return total;
+  }
+
+  /** True when `view` is a view of this memory. */
+  owns(view: ArrayBufferView): boolean {
+    return this.#buffers.has(view.buffer);
+  }
+
+  /** Size of the live block starting at `offset`, or undefined. */
+  sizeAt(offset: number): number | undefined {
+    return this.#live.get(offset);
+  }
+
+  /** The largest block `alloc` could return now, growth included. */
+  largestAllocatable(): number {
+    const current = this.memory.buffer.byteLength;
+    let best = 0;
+    for (const range of this.#free) best = Math.max(best, range.size);
+    const last = this.#free.at(-1);
+    const tail = last !== undefined && last.offset + last.size === current ? last.size : 0;
+    return Math.max(best, tail + this.maxBytes - current);
+  }
+
+  /** Returns the offset of `bytes` fresh bytes, growing the memory if needed, or -1 when it can't. */
+  alloc(bytes: number): number {
+    const size = roundUp(Math.max(bytes, 1), ALIGN);
+    let offset = this.#take(size);
+    if (offset < 0 && this.#grow(size)) offset = this.#take(size);
+    if (offset >= 0) this.#live.set(offset, size);
+    return offset;
+  }
+
+  /** Releases the block at `offset`. Returns false when no live block starts there. */
+  free(offset: number): boolean {
+    const size = this.#live.get(offset);
+    if (size === undefined) return false;
+    this.#live.delete(offset);
+    this.#release(offset, size);
+    return true;
+  }
+
+  #take(size: number): number {
+    for (let i = 0; i < this.#free.length; i++) {
+      const range = this.#free[i];
+      if (range.size < size) continue;
+      const offset = range.offset;
+      if (range.size === size) this.#free.splice(i, 1);
+      else {
+        range.offset += size;
+        range.size -= size;
+      }
+      return offset;
+    }
+    return -1;
+  }
+
+  #release(offset: number, size: number): void {
+    let i = 0;
+    while (i < this.#free.length && this.#free[i].offset < offset) i++;
+    this.#free.splice(i, 0, { offset, size });
+    const next = this.#free[i + 1];
+    if (next !== undefined && offset + size === next.offset) {
+      this.#free[i].size += next.size;
+      this.#free.splice(i + 1, 1);
+    }
+    const prev = this.#free[i - 1];
+    if (prev !== undefined && prev.offset + prev.size === offset) {
+      prev.size += this.#free[i].size;
+      this.#free.splice(i, 1);
+    }
+  }
+
+  /** Grows by what `size` needs beyond a free range at the end, plus a quarter for headroom. */
+  #grow(size: number): boolean {
+    const current = this.memory.buffer.byteLength;
+    const last = this.#free.at(-1);
+    const tail = last !== undefined && last.offset + last.size === current ? last.size : 0;
+    const needed = size - tail;
+    const maxPages = this.maxBytes / PAGE;
+    const currentPages = current / PAGE;
+    const minPages = Math.ceil(needed / PAGE);
+    if (currentPages + minPages > maxPages) return false;
+    const pages = Math.min(maxPages - currentPages, Math.max(minPages, Math.ceil(currentPages / 4)));
+    let grown = 0;
+    for (const attempt of [pages, minPages]) {
+      try {
+        this.memory.grow(attempt);
+        grown = attempt;
+        break;
+      } catch {
+        // The headroom may be more than the OS grants; try the bare need next.
+      }
+    }
+    if (grown === 0) return false;
+    this.#buffers.add(this.memory.buffer);
+    this.#release(current, grown * PAGE);
+    return true;
+  }
+}
+
+function roundUp(value: number, to: number): number {
+  return Math.ceil(value / to) * to;
+}

@@ -1,0 +1,262 @@
+import './wasm-types.js';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { executeTask, MemoryViews } from '../workers/execute.js';
+import type { Kernel } from '../workers/kernels/kernel.js';
+import { createKernel } from '../workers/kernels/select.js';
+import type { Dtype, Fault, KernelName, Task, TaskResult } from '../workers/protocol.js';
+import type { WorkerData } from '../workers/worker.js';
+import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
+import { SharedArena } from './memory.js';
+import { checkDtypeName, checkObject, checkPositiveInteger, type FloatArray } from './validate.js';
+
+/** Options of `new Pool()`. */
+export interface PoolOptions {
+  /** Worker threads. Default: `os.availableParallelism()`. */
+  threads?: number;
+  /** Which kernels run the loops. `'auto'` (default) is the fastest that validates here. */
+  kernel?: 'auto' | KernelName;
+  /** Bytes the shared memory starts with. Default 16 MiB; it grows on demand. */
+  initialMemory?: number;
+  /**
+   * Most bytes the shared memory may grow to. Default and upper bound: 4 GiB, the wasm32 cap.
+   * Inputs that are not on the pool and do not fit are processed in chunks.
+   */
+  maxMemory?: number;
+  /**
+   * Inputs of at most this many elements run inline on the calling thread, where a worker round
+   * trip (100-150 µs here) would cost more than it saves. Default: `DEFAULT_INLINE_THRESHOLD`.
+   */
+  inlineThreshold?: number;
+}
+
+const MAX_MEMORY = 65536 * 65536;
+const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
+/** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
+const RESERVED_BYTES = 65536;
+/**
+ * Elements at or below which a call runs inline. Chosen by measurement (bench/inline-threshold.ts):
+ * see the README's "Small inputs" section.
+ */
+export const DEFAULT_INLINE_THRESHOLD = 65536;
+
+/** What the engine needs of a pool; kept off the public class. */
+export interface PoolInternals {
+  readonly arena: SharedArena;
+  readonly views: MemoryViews;
+  readonly threads: number;
+  readonly inlineThreshold: number;
+  readonly inlineKernel: Kernel;
+  assertOpen(): void;
+  /** Runs tasks on the workers (or inline) and settles every one of them before returning. */
+  runTasks(tasks: Task[], inline: boolean): Promise<PromiseSettledResult<TaskResult>[]>;
+  /** Tracks a call so that `close()` waits for it. */
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+const internals = new WeakMap<Pool, PoolInternals>();
+const pendingFaults = new WeakMap<Pool, Fault>();
+
+/** @internal Engine access to a pool's internals. */
+export function poolInternals(pool: Pool): PoolInternals {
+  return internals.get(pool)!;
+}
+
+/**
+ * @internal Test hook: the next task sent to a worker carries `fault`, making that worker exit
+ * or throw instead of working.
+ */
+export function injectFault(pool: Pool, fault: Fault): void {
+  pendingFaults.set(pool, fault);
+}
+
+/**
+ * A pool of worker threads over one shared `WebAssembly.Memory`, with an allocator for arrays on
+ * that memory. Arrays from `alloc` are read and written by the workers in place: an input or an
+ * `out` on the pool costs no copy.
+ *
+ * Workers are kept alive between calls (spawning one costs ~30 ms) but unreferenced while idle,
+ * so a script that never calls `close()` still exits.
+ *
+ * @example
+ * const pool = new Pool({ threads: 2 });
+ * const x = pool.alloc(32 * 64 * 112 * 112);
+ * // ... fill x, run BatchNorm calls with { pool } ...
+ * pool.free(x);
+ * await pool.close();
+ */
+export class Pool {
+  /** Worker threads. */
+  readonly threads: number;
+  /** The kernels this pool runs. */
+  readonly kernel: KernelName;
+  /** Elements at or below which a call runs inline. */
+  readonly inlineThreshold: number;
+  readonly #arena: SharedArena;
+  readonly #piscina: Piscina;
+  readonly #active = new Set<Promise<unknown>>();
+  #closing: Promise<void> | null = null;
+
+  constructor(options?: PoolOptions) {
+    const opts = checkObject(options, 'options');
+    this.threads = opts.threads === undefined ? availableParallelism() : checkPositiveInteger(opts.threads, 'options.threads');
+    const kernel = opts.kernel ?? 'auto';
+    if (kernel !== 'auto' && kernel !== 'js' && kernel !== 'wasm') {
+      throw new ArgumentError(`options.kernel must be 'auto', 'js' or 'wasm'; got ${describe(kernel)}`);
+    }
+    if (kernel === 'wasm') {
+      throw new ArgumentError(`options.kernel 'wasm' is not available in this build; use 'auto' or 'js'`);
+    }
+    this.kernel = 'js';
+    const maxMemory = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');
+    if (maxMemory > MAX_MEMORY || maxMemory < 2 * RESERVED_BYTES) {
+      throw new ArgumentError(`options.maxMemory must be between ${2 * RESERVED_BYTES} and ${MAX_MEMORY} bytes; got ${maxMemory}`);
+    }
+    const initialMemory = opts.initialMemory === undefined
+      ? Math.min(DEFAULT_INITIAL_MEMORY, maxMemory)
+      : checkPositiveInteger(opts.initialMemory, 'options.initialMemory');
+    if (initialMemory > maxMemory) {
+      throw new ArgumentError(`options.initialMemory must be at most options.maxMemory (${maxMemory}); got ${initialMemory}`);
+    }
+    this.inlineThreshold = opts.inlineThreshold === undefined
+      ? DEFAULT_INLINE_THRESHOLD
+      : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
+
+    const arena = new SharedArena(initialMemory, maxMemory, RESERVED_BYTES);
+    this.#arena = arena;
+    const workerData: WorkerData = { memory: arena.memory, kernel: this.kernel, wasmModule: null };
+    this.#piscina = new Piscina({
+      filename: new URL('../workers/worker.js', import.meta.url).href,
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      // Keep workers: a respawn costs ~30 ms. Idle workers are unref'd by piscina.
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      atomics: 'sync',
+      workerData,
+    });
+    const views = new MemoryViews(arena.memory);
+    const inlineKernel = createKernel(this.kernel, arena.memory, null);
+    internals.set(this, {
+      arena,
+      views,
+      threads: this.threads,
+      inlineThreshold: this.inlineThreshold,
+      inlineKernel,
+      assertOpen: () => this.#assertOpen(),
+      runTasks: (tasks, inline) => this.#runTasks(tasks, inline, inlineKernel, views),
+      track: (work) => this.#track(work),
+    });
+  }
+
+  /** The shared memory the workers and `alloc`'s arrays live on. */
+  get memory(): WebAssembly.Memory {
+    return this.#arena.memory;
+  }
+
+  /** Sizes of the shared memory: its current length, bytes allocated, and its cap. */
+  get memoryStats(): { byteLength: number; liveBytes: number; maxBytes: number } {
+    return { byteLength: this.#arena.byteLength, liveBytes: this.#arena.liveBytes, maxBytes: this.#arena.maxBytes };
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closing !== null;
+  }
+
+  /**
+   * Allocates an array of `length` elements on the pool's memory, zero-filled the first time its
+   * bytes are used (reused bytes keep old contents, as with `Buffer.allocUnsafe`). It stays valid
+   * after the memory grows. Give it back with `free`.
+   *
+   * @example
+   * const x = pool.alloc(1024);            // Float32Array
+   * const d = pool.alloc(1024, 'float64'); // Float64Array
+   */
+  alloc(length: number, dtype?: Dtype): Float32Array;
+  alloc(length: number, dtype: 'float64'): Float64Array;
+  alloc(length: number, dtype: Dtype = 'float32'): FloatArray {
+    this.#assertOpen();
+    checkPositiveInteger(length, 'length');
+    checkDtypeName(dtype);
+    const bpe = dtype === 'float64' ? 8 : 4;
+    const offset = this.#arena.alloc(length * bpe);
+    if (offset < 0) {
+      throw new OutOfMemoryError(
+        `pool.alloc(${length}, '${dtype}') needs ${length * bpe} bytes; the pool's memory is ${this.#arena.byteLength} of at most ${this.#arena.maxBytes} bytes, ${this.#arena.liveBytes} in use`,
+      );
+    }
+    const buffer = this.#arena.memory.buffer;
+    return dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
+  }
+
+  /** Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`. */
+  free(array: FloatArray): void {
+    if (!ArrayBuffer.isView(array) || !this.#arena.owns(array) || this.#arena.sizeAt(array.byteOffset) === undefined) {
+      throw new ArgumentError(`array must be a live array from this pool's alloc(); got ${describe(array)}${ArrayBuffer.isView(array) ? ` at byte offset ${array.byteOffset}` : ''}`);
+    }
+    this.#arena.free(array.byteOffset);
+  }
+
+  /** Waits for the calls in flight, then stops the workers. Later calls fail with `ClosedError`. */
+  close(): Promise<void> {
+    if (this.#closing === null) {
+      this.#closing = (async () => {
+        await Promise.allSettled([...this.#active]);
+        await this.#piscina.close();
+      })();
+    }
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== null) throw new ClosedError('the pool is closed; create a new Pool');
+  }
+
+  async #track<T>(work: Promise<T>): Promise<T> {
+    this.#active.add(work);
+    try {
+      return await work;
+    } finally {
+      this.#active.delete(work);
+    }
+  }
+
+  async #runTasks(
+    tasks: Task[], inline: boolean, inlineKernel: Kernel, views: MemoryViews,
+  ): Promise<PromiseSettledResult<TaskResult>[]> {
+    if (inline) {
+      return tasks.map((task): PromiseSettledResult<TaskResult> => {
+        try {
+          return { status: 'fulfilled', value: { ok: true, cancelled: !executeTask(task, inlineKernel, views) } };
+        } catch (reason) {
+          return { status: 'rejected', reason };
+        }
+      });
+    }
+    const fault = pendingFaults.get(this);
+    if (fault !== undefined && tasks.length > 0) {
+      pendingFaults.delete(this);
+      tasks = [{ ...tasks[0], fault }, ...tasks.slice(1)];
+    }
+    return Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>));
+  }
+}
+
+function checkNonNegativeInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new ArgumentError(`${name} must be a non-negative integer; got ${describe(value)}`);
+  }
+  return value;
+}
+
+let defaultPool: Pool | null = null;
+
+/**
+ * The pool used by calls that pass none: created on first use with the default options, and
+ * shared. Its idle workers do not keep the process alive.
+ */
+export function getDefaultPool(): Pool {
+  if (defaultPool === null || defaultPool.closed) defaultPool = new Pool();
+  return defaultPool;
+}

@@ -1,0 +1,22 @@
+import type { FloatArray } from './validate.js';
+
+/**
+ * PyTorch's running-statistics update, applied in place:
+ *
+ *     running_mean = (1 - f) * running_mean + f * mean
+ *     running_var  = (1 - f) * running_var  + f * var * m / (m - 1)
+ *
+ * with `var` the biased batch variance, m the values per channel (so the update uses the
+ * unbiased estimate), and f the momentum, or 1 / num_batches_tracked for a cumulative average.
+ * Computed in float64, stored in the buffers' own type.
+ */
+export function runningStatsUpdate(
+  runningMean: FloatArray, runningVar: FloatArray,
+  mean: Float64Array, variance: Float64Array, count: number, factor: number,
+): void {
+  const unbias = count / (count - 1);
+  for (let c = 0; c < mean.length; c++) {
+    runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
+    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * unbias;
+  }
+}

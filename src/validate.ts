@@ -1,0 +1,143 @@
+/**
+ * Validation at the public boundary. Kernels and the engine trust what passes here; everything
+ * is checked before any work starts or any state changes.
+ */
+import type { Dtype } from '../workers/protocol.js';
+import { ArgumentError, describe, DtypeError, ShapeError } from './errors.js';
+
+/** The array types bnpool computes on. */
+export type FloatArray = Float32Array | Float64Array;
+
+/** A validated channels-first shape (N, C, *spatial) with S = prod(spatial). */
+export interface Dims {
+  readonly shape: readonly number[];
+  readonly N: number;
+  readonly C: number;
+  readonly S: number;
+  readonly length: number;
+}
+
+export function dtypeOf(value: unknown, name: string): Dtype {
+  if (value instanceof Float32Array) return 'float32';
+  if (value instanceof Float64Array) return 'float64';
+  throw new DtypeError(`${name} must be a Float32Array or a Float64Array; got ${describe(value)}`);
+}
+
+export function checkDtype(value: unknown, name: string, expected: Dtype): void {
+  const dtype = dtypeOf(value, name);
+  if (dtype !== expected) {
+    throw new DtypeError(`${name} must be a ${arrayName(expected)} (dtype '${expected}'); got ${describe(value)}`);
+  }
+}
+
+export function arrayName(dtype: Dtype): string {
+  return dtype === 'float64' ? 'Float64Array' : 'Float32Array';
+}
+
+/** Checks `shape` against the data length and, when given, the expected channel count. */
+export function checkShape(shape: unknown, length: number, numFeatures?: number): Dims {
+  if (!Array.isArray(shape)) {
+    throw new ShapeError(`shape must be an array of 2 to 5 positive integers; got ${describe(shape)}`);
+  }
+  if (shape.length < 2 || shape.length > 5) {
+    throw new ShapeError(`shape must have rank 2 to 5, (N, C, *spatial); got rank ${shape.length}: ${describe(shape)}`);
+  }
+  shape.forEach((dim, i) => {
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim <= 0) {
+      throw new ShapeError(`shape[${i}] must be a positive integer; got ${describe(dim)} in ${describe(shape)}`);
+    }
+  });
+  const dims = shape as number[];
+  const total = dims.reduce((a, b) => a * b, 1);
+  if (total !== length) {
+    throw new ShapeError(`shape ${describe(dims)} holds ${total} elements, but the input has ${length}`);
+  }
+  const C = dims[1];
+  if (numFeatures !== undefined && C !== numFeatures) {
+    throw new ShapeError(`shape[1] (channels) must equal numFeatures ${numFeatures}; got ${C} in ${describe(dims)}`);
+  }
+  return { shape: dims.slice(), N: dims[0], C, S: total / (dims[0] * C), length: total };
+}
+
+export function checkPositiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new ArgumentError(`${name} must be a positive integer; got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkEps(value: unknown, name = 'eps'): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new ArgumentError(`${name} must be a finite number > 0; got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkMomentum(value: unknown, allowNull: boolean, name = 'momentum'): number | null {
+  if (value === null && allowNull) return null;
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    const expected = allowNull ? 'a number in [0, 1] or null' : 'a number in [0, 1]';
+    throw new ArgumentError(`${name} must be ${expected}; got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkBoolean(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new ArgumentError(`${name} must be a boolean; got ${describe(value)}`);
+  return value;
+}
+
+export function checkDtypeName(value: unknown, name = 'dtype'): Dtype {
+  if (value !== 'float32' && value !== 'float64') {
+    throw new ArgumentError(`${name} must be 'float32' or 'float64'; got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkSignal(value: unknown): AbortSignal | null {
+  if (value === undefined || value === null) return null;
+  if (!(value instanceof AbortSignal)) {
+    throw new ArgumentError(`options.signal must be an AbortSignal; got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function checkObject(value: unknown, name: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ArgumentError(`${name} must be an object; got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Checks a per-channel parameter: a Float32Array or Float64Array of C finite-or-not numbers.
+ * (Non-finite values are the caller's data, not an argument error, as in PyTorch.)
+ */
+export function checkChannelArray(value: unknown, name: string, C: number): FloatArray {
+  dtypeOf(value, name);
+  const array = value as FloatArray;
+  if (array.length !== C) {
+    throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${array.length}`);
+  }
+  return array;
+}
+
+/** Checks `out`: same dtype and length as x, and either x itself or not overlapping it. */
+export function checkOut(out: unknown, x: FloatArray, dtype: Dtype): FloatArray | null {
+  if (out === undefined || out === null) return null;
+  checkDtype(out, 'options.out', dtype);
+  const y = out as FloatArray;
+  if (y.length !== x.length) {
+    throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
+  }
+  if (y.buffer === x.buffer && y.byteOffset !== x.byteOffset) {
+    const overlap = y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength;
+    if (overlap) {
+      throw new ArgumentError(
+        `options.out must be the input itself (in place) or not overlap it; got an array overlapping x at a byte offset of ${y.byteOffset - x.byteOffset}`,
+      );
+    }
+  }
+  return y;
+}

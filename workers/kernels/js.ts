@@ -1,0 +1,134 @@
+import '../../src/wasm-types.js';
+import type { Kernel } from './kernel.js';
+
+/**
+ * The TypeScript kernels: scalar loops over typed-array views of the shared memory. They are the
+ * reference the WebAssembly kernels are checked against and the fallback where WebAssembly SIMD
+ * does not validate. About 3 GB/s on this project's machine (design notes).
+ */
+export class JsKernel implements Kernel {
+  readonly name = 'js' as const;
+  readonly #memory: WebAssembly.Memory;
+  #f32: Float32Array;
+  #f64: Float64Array;
+
+  constructor(memory: WebAssembly.Memory) {
+    this.#memory = memory;
+    this.#f32 = new Float32Array(memory.buffer);
+    this.#f64 = new Float64Array(memory.buffer);
+  }
+
+  /**
+   * Re-creates the views after the memory grew. A shared memory never detaches old views; they
+   * only keep their old length, so a view is stale exactly when the buffer got longer.
+   */
+  #views(): void {
+    const buffer = this.#memory.buffer;
+    if (buffer.byteLength !== this.#f64.buffer.byteLength) {
+      this.#f32 = new Float32Array(buffer);
+      this.#f64 = new Float64Array(buffer);
+    }
+  }
+
+  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void {
+    this.#views();
+    const x = f64 ? this.#f64 : this.#f32;
+    const base = f64 ? xByte / 8 : xByte / 4;
+    const shift = x[base];
+    let s1 = 0;
+    let s2 = 0;
+    for (let r = 0; r < rows; r++) {
+      const start = base + r * rowStride;
+      const stop = start + len;
+      for (let i = start; i < stop; i++) {
+        const d = x[i] - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+    }
+    writePartial(this.#f64, outByte / 8, rows * len, shift, s1, s2);
+  }
+
+  statsRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    accByte: number, outByte: number, outStrideBytes: number,
+  ): void {
+    this.#views();
+    const x = f64 ? this.#f64 : this.#f32;
+    const acc = this.#f64;
+    const base = f64 ? xByte / 8 : xByte / 4;
+    const a = accByte / 8;
+    for (let c = 0; c < C; c++) {
+      acc[a + 3 * c] = x[base + c * S];
+      acc[a + 3 * c + 1] = 0;
+      acc[a + 3 * c + 2] = 0;
+    }
+    const rowLen = C * S;
+    for (let r = 0; r < rows; r++) {
+      const row = base + r * rowLen;
+      for (let c = 0; c < C; c++) {
+        const shift = acc[a + 3 * c];
+        let s1 = acc[a + 3 * c + 1];
+        let s2 = acc[a + 3 * c + 2];
+        const start = row + c * S;
+        for (let i = start; i < start + S; i++) {
+          const d = x[i] - shift;
+          s1 += d;
+          s2 += d * d;
+        }
+        acc[a + 3 * c + 1] = s1;
+        acc[a + 3 * c + 2] = s2;
+      }
+    }
+    const count = rows * S;
+    for (let c = 0; c < C; c++) {
+      writePartial(acc, (outByte + c * outStrideBytes) / 8, count, acc[a + 3 * c], acc[a + 3 * c + 1], acc[a + 3 * c + 2]);
+    }
+  }
+
+  normalizePlanes(
+    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
+    rows: number, len: number, mean: number, scale: number, bias: number,
+  ): void {
+    this.#views();
+    const v = f64 ? this.#f64 : this.#f32;
+    const bpe = f64 ? 8 : 4;
+    const xBase = xByte / bpe;
+    const yBase = yByte / bpe;
+    for (let r = 0; r < rows; r++) {
+      const xs = xBase + r * xRowStride;
+      const ys = yBase + r * yRowStride;
+      for (let i = 0; i < len; i++) v[ys + i] = (v[xs + i] - mean) * scale + bias;
+    }
+  }
+
+  normalizeRows(
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+  ): void {
+    this.#views();
+    const v = f64 ? this.#f64 : this.#f32;
+    const p = this.#f64;
+    const bpe = f64 ? 8 : 4;
+    const xBase = xByte / bpe;
+    const yBase = yByte / bpe;
+    const pBase = paramsByte / 8;
+    const rowLen = C * S;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const mean = p[pBase + 3 * c];
+        const scale = p[pBase + 3 * c + 1];
+        const bias = p[pBase + 3 * c + 2];
+        const off = r * rowLen + c * S;
+        for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
+      }
+    }
+  }
+}
+
+/** Turns shifted sums into (count, mean, m2). m2 is clamped at 0 against rounding; NaN stays NaN. */
+function writePartial(out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number): void {
+  const m2 = s2 - (s1 * s1) / count;
+  out[at] = count;
+  out[at + 1] = shift + s1 / count;
+  out[at + 2] = m2 < 0 ? 0 : m2;
+}

@@ -1,0 +1,48 @@
+import type { KernelName } from '../protocol.js';
+
+/**
+ * The hot loops, as pure functions over the pool's shared memory. Every offset is in bytes and
+ * every stride in elements; `f64` selects float64 data (float32 otherwise). Kernels never throw,
+ * never allocate on the shared memory, and return documented values for degenerate input (NaN
+ * propagates to the channel it is in; a constant run gives m2 = 0 exactly).
+ *
+ * A partial is three float64 values: count, mean, m2 (the sum of squared deviations from the
+ * mean). Both implementations compute it with shifted sums, `S1 = Σ(x-K)`, `S2 = Σ(x-K)^2`, with
+ * K the run's first value, accumulated in float64: then mean = K + S1/n and m2 = S2 - S1^2/n.
+ * With K near the mean this stays accurate on data with a large offset and a small spread, where
+ * plain E[x^2] - E[x]^2 loses every digit (Chan, Golub & LeVeque 1983, "Algorithms for computing
+ * the sample variance", §3).
+ */
+export interface Kernel {
+  readonly name: KernelName;
+
+  /**
+   * Partial of `rows` runs of `len` elements, run r starting at element `r * rowStride` after
+   * `xByte`; written to `outByte`.
+   */
+  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void;
+
+  /**
+   * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
+   * its S elements at c * S). Uses 3 * C float64 of accumulators at `accByte`; writes channel c's
+   * partial at `outByte + c * outStrideBytes`.
+   */
+  statsRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    accByte: number, outByte: number, outStrideBytes: number,
+  ): void;
+
+  /** y = (x - mean) * scale + bias over `rows` runs of `len` elements (strided as in statsPlanes). */
+  normalizePlanes(
+    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
+    rows: number, len: number, mean: number, scale: number, bias: number,
+  ): void;
+
+  /**
+   * The same over `rows` contiguous rows of C * S elements, with channel c's (mean, scale, bias)
+   * as float64 at `paramsByte + 24 * c`.
+   */
+  normalizeRows(
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+  ): void;
+}

@@ -1,0 +1,148 @@
+/**
+ * The contract between the main thread and the workers: the block grid, the task messages, and
+ * the layout of the per-call scratch area on the pool's shared memory. Both sides import this file
+ * and nothing else describes a message or a shared-memory field.
+ *
+ * Offsets into the shared memory are in bytes, so that the TypeScript and the WebAssembly kernels
+ * read the same message. Strides are in elements.
+ */
+
+/** Element type of a tensor. */
+export type Dtype = 'float32' | 'float64';
+
+/** Which implementation of the hot loops a pool runs. */
+export type KernelName = 'js' | 'wasm';
+
+/**
+ * How a (N, C, S) tensor is cut into blocks, each yielding one partial statistic per channel.
+ *
+ * The grid is a function of the shape alone, never of the thread count or of the pool's memory,
+ * and partials are merged in block order. That is what makes every result bitwise identical
+ * whatever the number of threads or staging chunks.
+ *
+ * - `plane` mode (S >= PLANE_MIN_SPATIAL): a block is one channel's `groupRows` consecutive
+ *   rows (n) of one `sChunkLen`-long stretch of its spatial plane.
+ * - `row` mode (small S, rank 2 among them): a block is `groupRows` whole rows of every channel,
+ *   contiguous in memory, reduced with one accumulator per channel.
+ */
+export interface Grid {
+  readonly mode: 'plane' | 'row';
+  readonly N: number;
+  readonly C: number;
+  readonly S: number;
+  /** Rows (indices along N) per block. */
+  readonly groupRows: number;
+  /** Number of row groups: ceil(N / groupRows). */
+  readonly nGroups: number;
+  /** Stretches each spatial plane is cut into (always 1 in row mode). */
+  readonly sChunks: number;
+  /** Length of each stretch but the last. */
+  readonly sChunkLen: number;
+  /** Partials per channel: nGroups * sChunks. */
+  readonly blocksPerChannel: number;
+}
+
+/**
+ * A region of the tensor that one staging chunk holds: rows [n0, n1) of channels [c0, c1), with
+ * n0 and n1 on row-group boundaries. Its data sit at `xByte` with `xRowStride` elements between
+ * (n, c, s) and (n + 1, c, s); the output goes to `yByte`/`yRowStride`. Within a row, channel
+ * planes are S elements apart.
+ */
+export interface Region {
+  readonly n0: number;
+  readonly n1: number;
+  readonly c0: number;
+  readonly c1: number;
+  readonly xByte: number;
+  readonly xRowStride: number;
+  readonly yByte: number;
+  readonly yRowStride: number;
+}
+
+/** Where a worker copies its output after normalizing, when the destination is off the pool. */
+export interface CopyOut {
+  /** The destination's shared buffer (plain `SharedArrayBuffer`, not the pool's memory). */
+  readonly buffer: SharedArrayBuffer;
+  /** Byte offset of element (region.n0, region.c0, 0) of the destination. */
+  readonly byteOffset: number;
+  /** Elements between consecutive rows of the destination: C * S. */
+  readonly rowStride: number;
+}
+
+/**
+ * What a task does over its range of work items:
+ * - `stats`: partial statistics of blocks;
+ * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
+ * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
+ *   while the channel is still in cache.
+ *
+ * Work items: in plane mode, `stats` and `normalize` count blocks of the region in channel-major
+ * order and `fused` counts channels of the region; in row mode they count row groups of the region.
+ */
+export type TaskOp = 'stats' | 'normalize' | 'fused';
+
+/** Test-only fault injection: makes the worker die or throw instead of working. */
+export type Fault =
+  | { readonly kind: 'exit'; readonly exitCode: number }
+  | { readonly kind: 'throw'; readonly name: string; readonly message: string; readonly code?: string };
+
+/** One message from the main thread to a worker. */
+export interface Task {
+  readonly op: TaskOp;
+  readonly dtype: Dtype;
+  readonly grid: Grid;
+  readonly region: Region;
+  /** Work items [begin, end) of the region. */
+  readonly begin: number;
+  readonly end: number;
+  /** Per-call scratch area (see `scratchLayout`). */
+  readonly scratchByte: number;
+  /** Per-task accumulators for row-mode statistics: 3 * C float64, or 0 when unused. */
+  readonly accByte: number;
+  /** Used by `fused` to compute the per-channel parameters. */
+  readonly eps: number;
+  readonly copyOut: CopyOut | null;
+  readonly fault?: Fault;
+}
+
+/** A worker's answer. Errors travel flattened, since structured clone drops `code`. */
+export type TaskResult =
+  | { readonly ok: true; readonly cancelled: boolean }
+  | { readonly ok: false; readonly error: { name: string; code?: string; message: string } };
+
+/** Bytes of one partial: count, mean, m2 as float64. */
+export const PARTIAL_BYTES = 24;
+/** Bytes of one channel's parameters: mean, scale, bias as float64. */
+export const PARAM_BYTES = 24;
+/** Bytes of one channel's merged statistics: mean, biased variance as float64. */
+export const CHANNEL_STAT_BYTES = 16;
+
+/**
+ * Layout of the per-call scratch area. The first 8 bytes hold the cancel flag (an Int32 that
+ * `Atomics.store` sets when the call's signal fires); then the parameters, the merged channel
+ * statistics and the partials, each 8-byte aligned.
+ */
+export interface ScratchLayout {
+  readonly cancelByte: number;
+  readonly paramsByte: number;
+  readonly channelStatsByte: number;
+  readonly partialsByte: number;
+  readonly totalBytes: number;
+}
+
+export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
+  const paramsByte = scratchByte + 8;
+  const channelStatsByte = paramsByte + grid.C * PARAM_BYTES;
+  const partialsByte = channelStatsByte + grid.C * CHANNEL_STAT_BYTES;
+  const end = partialsByte + grid.C * grid.blocksPerChannel * PARTIAL_BYTES;
+  return { cancelByte: scratchByte, paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte };
+}
+
+/** Byte offset of the partial of channel `c`, row group `g`, stretch `k`. */
+export function partialByte(grid: Grid, partialsByte: number, c: number, g: number, k: number): number {
+  return partialsByte + ((c * grid.nGroups + g) * grid.sChunks + k) * PARTIAL_BYTES;
+}
+
+export function bytesPerElement(dtype: Dtype): number {
+  return dtype === 'float64' ? 8 : 4;
+}

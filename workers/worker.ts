@@ -1,0 +1,38 @@
+import '../src/wasm-types.js';
+/**
+ * The piscina worker entry. Each worker gets the pool's shared `WebAssembly.Memory` through
+ * `workerData`, builds its kernel once, and then runs tasks synchronously (piscina's
+ * `atomics: 'sync'` lets the worker sleep in `Atomics.wait` between them).
+ */
+import { workerData } from 'piscina';
+import { serializeError } from '../src/errors.js';
+import { executeTask, MemoryViews } from './execute.js';
+import { createKernel } from './kernels/select.js';
+import type { KernelName, Task, TaskResult } from './protocol.js';
+
+export interface WorkerData {
+  readonly memory: WebAssembly.Memory;
+  readonly kernel: KernelName;
+  readonly wasmModule: WebAssembly.Module | null;
+}
+
+const data = workerData as WorkerData;
+const kernel = createKernel(data.kernel, data.memory, data.wasmModule);
+const views = new MemoryViews(data.memory);
+
+export default function runTask(task: Task): TaskResult {
+  try {
+    if (task.fault !== undefined) injectFault(task.fault);
+    return { ok: true, cancelled: !executeTask(task, kernel, views) };
+  } catch (err) {
+    return { ok: false, error: serializeError(err) };
+  }
+}
+
+function injectFault(fault: NonNullable<Task['fault']>): void {
+  if (fault.kind === 'exit') process.exit(fault.exitCode);
+  const err = new Error(fault.message) as Error & { code?: string };
+  err.name = fault.name;
+  if (fault.code !== undefined) err.code = fault.code;
+  throw err;
+}
