@@ -1,0 +1,100 @@
+/** Hard data: a large offset with a tiny spread, constant channels, NaN in one channel. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
+import { fillChannel, normal, randomTensor, rng } from './helpers/data.js';
+import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+for (const kernel of KERNELS) {
+  describe(`adversarial data (${kernel} kernel)`, () => {
+    let pools: Map<string, Pool>;
+    beforeAll(() => { pools = openPools(kernel); });
+    afterAll(() => closePools(pools));
+
+    for (const { name } of POOL_CONFIGS) {
+      for (const shape of [[16, 3, 64, 64], [4096, 3], [8, 2, 5, 7, 11]]) {
+        it(`float32 with mean 3000 and sd 0.5 keeps the variance within 1e-4: ${name}, [${shape}]`, async () => {
+          const x = randomTensor(shape, 'float32', 42, () => ({ offset: 3000, spread: 0.5 }));
+          const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+          const ref = channelStats(x, shape);
+          expect(maxRelativeError(r.var, ref.var)).toBeLessThan(1e-4);
+          expect(maxRelativeError(r.mean, ref.mean)).toBeLessThan(1e-9);
+          // The output is as good as float32 arithmetic allows at this offset.
+          const full = referenceForward(x, shape, { training: true });
+          expect(outputErrorRatio(r.y, x, shape, full, null, 'float32')).toBeLessThanOrEqual(1);
+          // ...and naive single-pass E[x^2] - E[x]^2 in float32 really fails this test.
+          let s1 = Math.fround(0);
+          let s2 = Math.fround(0);
+          const [N, C] = shape;
+          const S = x.length / (N * C);
+          for (let n = 0; n < N; n++) {
+            for (let s = 0; s < S; s++) {
+              const v = x[n * C * S + s];
+              s1 = Math.fround(s1 + v);
+              s2 = Math.fround(s2 + Math.fround(v * v));
+            }
+          }
+          const m = N * S;
+          const naive = Math.fround(s2 / m) - Math.fround(s1 / m) ** 2;
+          expect(Math.abs(naive - ref.var[0]) / ref.var[0]).toBeGreaterThan(1e-4);
+        });
+      }
+
+      for (const dtype of ['float32', 'float64'] as const) {
+        it(`a constant channel gives exactly bias and no NaN: ${name}, ${dtype}`, async () => {
+          const shape = [5, 3, 40, 41];
+          const x = randomTensor(shape, dtype, 7);
+          fillChannel(x, shape, 1, () => 1234.5);
+          const bn = new BatchNorm(3, { pool: pools.get(name)!, dtype });
+          bn.bias!.set([0.5, -0.75, 2]);
+          bn.weight!.set([2, 3, 4]);
+          const y = await bn.forward(x, shape);
+          const S = 40 * 41;
+          for (let n = 0; n < 5; n++) {
+            for (let s = 0; s < S; s++) expect(y[(n * 3 + 1) * S + s]).toBe(-0.75);
+          }
+          expect(y.some(Number.isNaN)).toBe(false);
+          expect(bn.runningVar![1]).toBeCloseTo(0.9, 6);
+          expect(bn.runningMean![1]).toBeCloseTo(123.45, 3);
+        });
+
+        it(`NaN in one channel changes only that channel: ${name}, ${dtype}`, async () => {
+          const shape = [6, 4, 33];
+          const x = randomTensor(shape, dtype, 9);
+          const clean = x.slice();
+          x[(2 * 4 + 2) * 33 + 5] = NaN;
+          const bn = new BatchNorm(4, { pool: pools.get(name)!, dtype });
+          const cleanBn = new BatchNorm(4, { pool: pools.get(name)!, dtype });
+          const y = await bn.forward(x, shape);
+          const yClean = await cleanBn.forward(clean, shape);
+          for (let n = 0; n < 6; n++) {
+            for (let c = 0; c < 4; c++) {
+              for (let s = 0; s < 33; s++) {
+                const i = (n * 4 + c) * 33 + s;
+                if (c === 2) expect(y[i]).toBeNaN();
+                else expect(y[i]).toBe(yClean[i]);
+              }
+            }
+          }
+          expect(bn.runningMean![2]).toBeNaN();
+          expect(bn.runningVar![2]).toBeNaN();
+          for (const c of [0, 1, 3]) {
+            expect(bn.runningMean![c]).toBe(cleanBn.runningMean![c]);
+            expect(bn.runningVar![c]).toBe(cleanBn.runningVar![c]);
+          }
+        });
+      }
+    }
+
+    it('a huge spread next to a tiny one stays accurate per channel', async () => {
+      const shape = [32, 2, 999];
+      const rand = rng(3);
+      const x = new Float64Array(32 * 2 * 999);
+      fillChannel(x, shape, 0, () => 1e6 * normal(rand));
+      fillChannel(x, shape, 1, () => 1e-6 * normal(rand) + 1);
+      const r = await batchNorm(x, shape, { training: true, pool: pools.get('2 workers')! });
+      const ref = channelStats(x, shape);
+      expect(maxRelativeError(r.var, ref.var)).toBeLessThan(1e-9);
+    });
+  });
+}

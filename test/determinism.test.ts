@@ -1,0 +1,133 @@
+/**
+ * Bitwise determinism: the same bits of output and statistics at 1, 2, 3, 4 and 8 threads, inline,
+ * in staged chunks, and on every placement of input and output (zero-copy or copied).
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
+import { randomTensor, sameBits } from './helpers/data.js';
+import { KERNELS } from './helpers/pools.js';
+
+const THREADS = [1, 2, 3, 4, 8];
+
+// Shapes that take every path: fused planes (C = 64), split planes (C = 3), long planes cut
+// into stretches, row mode (rank 2), many small planes.
+const SHAPES = [[8, 64, 17, 19], [4, 3, 100, 101], [2, 3, 160, 170], [3000, 37], [64, 300, 3, 3], [5, 1, 16385]];
+
+for (const kernel of KERNELS) {
+  describe(`determinism (${kernel} kernel)`, () => {
+    const pools = new Map<string, Pool>();
+    beforeAll(() => {
+      for (const t of THREADS) pools.set(`threads=${t}`, new Pool({ threads: t, inlineThreshold: 0, kernel }));
+      pools.set('inline', new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
+    });
+    afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
+
+    for (const shape of SHAPES) {
+      it(`gives the same bits at every thread count and inline: [${shape}]`, async () => {
+        const C = shape[1];
+        const x = randomTensor(shape, 'float32', 1 + C);
+        const runs: { y: Float32Array | Float64Array; rm: Float32Array | Float64Array; rv: Float32Array | Float64Array }[] = [];
+        for (const pool of pools.values()) {
+          const bn = new BatchNorm(C, { pool, momentum: null });
+          await bn.forward(x, shape); // two steps, so the running statistics compound
+          const y = await bn.forward(x, shape);
+          runs.push({ y, rm: bn.runningMean!, rv: bn.runningVar! });
+        }
+        for (const run of runs.slice(1)) {
+          expect(sameBits(run.y, runs[0].y)).toBe(true);
+          expect(sameBits(run.rm, runs[0].rm)).toBe(true);
+          expect(sameBits(run.rv, runs[0].rv)).toBe(true);
+        }
+      });
+    }
+
+    it('any thread count and shape give the same bits (property)', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 2, maxLength: 5 }),
+          fc.constantFrom(...THREADS),
+          fc.constantFrom('float32' as const, 'float64' as const),
+          async (dims, threads, dtype) => {
+            const shape = dims.map((d, i) => (i === 0 ? d + 1 : d * (i + 1)));
+            const x = randomTensor(shape, dtype, shape.reduce((a, b) => a * 31 + b, 7));
+            const one = await batchNorm(x, shape, { training: true, pool: pools.get('threads=1')! });
+            const many = await batchNorm(x, shape, { training: true, pool: pools.get(`threads=${threads}`)! });
+            expect(sameBits(many.y, one.y)).toBe(true);
+            expect(sameBits(many.mean, one.mean)).toBe(true);
+            expect(sameBits(many.var, one.var)).toBe(true);
+          },
+        ),
+        { numRuns: 40 },
+      );
+    });
+  });
+
+  describe(`placements and staging chunks (${kernel} kernel)`, () => {
+    let big: Pool;
+    let small: Pool;
+    beforeAll(() => {
+      big = new Pool({ threads: 2, inlineThreshold: 0, kernel });
+      // 512 KiB of memory at most: inputs of a few MB are processed in chunks.
+      small = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 512 * 1024, initialMemory: 131072 });
+    });
+    afterAll(() => Promise.all([big.close(), small.close()]));
+
+    // Channel chunks (fused), row-group chunks (split), row-group-and-channel chunks, row mode.
+    for (const shape of [[16, 4, 60, 60], [64, 2, 40, 40], [2, 2, 300, 300], [20000, 16]]) {
+      it(`chunks through a small pool give the same bits as one chunk: [${shape}]`, async () => {
+        const x = randomTensor(shape, 'float32', 5);
+        expect(x.byteLength).toBeGreaterThan(512 * 1024);
+        for (const training of [true, false]) {
+          const opts = {
+            training, runningMean: new Float32Array(shape[1]).fill(0.5), runningVar: new Float32Array(shape[1]).fill(2),
+          };
+          const one = await batchNorm(x, shape, { ...opts, pool: big });
+          const chunked = await batchNorm(x, shape, {
+            training, runningMean: new Float32Array(shape[1]).fill(0.5), runningVar: new Float32Array(shape[1]).fill(2), pool: small,
+          });
+          expect(sameBits(chunked.y, one.y)).toBe(true);
+          expect(sameBits(chunked.mean, one.mean)).toBe(true);
+          expect(sameBits(chunked.var, one.var)).toBe(true);
+        }
+        expect(small.memoryStats.byteLength).toBeLessThanOrEqual(512 * 1024);
+      });
+    }
+
+    it('a zero-copy call equals a copying call, for every placement of x and out', async () => {
+      const shape = [6, 5, 21, 23];
+      const n = 6 * 5 * 21 * 23;
+      const x = randomTensor(shape, 'float32', 17) as Float32Array;
+      const run = (input: Float32Array, out?: Float32Array) =>
+        batchNorm(input, shape, { training: true, pool: big, ...(out ? { out } : {}) });
+      const want = (await run(x)).y;
+      const onPool = (): Float32Array => { const a = big.alloc(n); a.set(x); return a; };
+      const cases: [string, () => Promise<Float32Array | Float64Array>][] = [
+        ['pool x, pool out', async () => { const o = big.alloc(n); await run(onPool(), o); return o; }],
+        ['pool x, no out', async () => (await run(onPool())).y],
+        ['pool x, in place', async () => { const a = onPool(); await run(a, a); return a; }],
+        ['plain x, pool out', async () => { const o = big.alloc(n); await run(x, o); return o; }],
+        ['plain x, plain out', async () => { const o = new Float32Array(n); await run(x, o); return o; }],
+        ['plain x, shared out', async () => { const o = new Float32Array(new SharedArrayBuffer(4 * n)); await run(x, o); return o; }],
+        ['plain x, in place', async () => { const a = x.slice(); await run(a, a); return a; }],
+        ['pool x, plain out', async () => { const o = new Float32Array(n); await run(onPool(), o); return o; }],
+      ];
+      for (const [label, make] of cases) {
+        const got = await make();
+        expect(sameBits(got, want), label).toBe(true);
+      }
+    });
+
+    it('the output without out is a new array that no later call overwrites', async () => {
+      const shape = [4, 3, 50, 50];
+      const x1 = randomTensor(shape, 'float32', 1);
+      const x2 = randomTensor(shape, 'float32', 2);
+      const y1 = (await batchNorm(x1, shape, { training: true, pool: big })).y;
+      const copy = y1.slice();
+      const y2 = (await batchNorm(x2, shape, { training: true, pool: big })).y;
+      expect(y2.buffer).not.toBe(y1.buffer);
+      expect(sameBits(y1, copy)).toBe(true);
+      expect(big.memory.buffer).not.toBe(y1.buffer);
+    });
+  });
+}

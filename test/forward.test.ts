@@ -1,0 +1,101 @@
+/**
+ * Training and eval forward against the float64 two-pass reference: ranks 2-5, odd sizes that
+ * hit every grid mode (row mode, plane mode, split planes), C = 1, 3, 129, 1000, both dtypes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
+import { randomTensor, randomVector } from './helpers/data.js';
+import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+const SHAPES: number[][] = [
+  [7, 3], // rank 2, row mode
+  [5, 129], // rank 2, C = 129
+  [3, 1000], // rank 2, C = 1000
+  [3, 5, 17], // rank 3, short rows
+  [2, 3, 67], // rank 3, plane mode, odd length
+  [3, 1, 5, 13], // C = 1
+  [2, 1000, 3, 3], // C = 1000, small planes
+  [4, 129, 11, 13], // C = 129
+  [2, 3, 4, 5, 7], // rank 5
+  [3, 3, 151, 151], // planes longer than a block: split into stretches
+  [1, 1, 3, 3, 3], // N = 1
+];
+
+for (const kernel of KERNELS) {
+  describe(`forward (${kernel} kernel)`, () => {
+    let pools: Map<string, Pool>;
+    beforeAll(() => { pools = openPools(kernel); });
+    afterAll(() => closePools(pools));
+
+    for (const { name } of POOL_CONFIGS) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        for (const shape of SHAPES) {
+          it(`training matches the reference: ${name}, ${dtype}, [${shape}]`, async () => {
+            const C = shape[1];
+            const x = randomTensor(shape, dtype, shape.length * 1000 + C);
+            const bn = new BatchNorm(C, { pool: pools.get(name)!, dtype });
+            bn.weight!.set(randomVector(C, dtype, 11, 0.5, 2));
+            bn.bias!.set(randomVector(C, dtype, 12, -1, 1));
+            const y = await bn.forward(x, shape);
+            const ref = referenceForward(x, shape, { training: true, weight: bn.weight, bias: bn.bias });
+            expect(y).toBeInstanceOf(x.constructor);
+            expect(outputErrorRatio(y, x, shape, ref, bn.bias, dtype)).toBeLessThanOrEqual(1);
+            // Running statistics after one step from (0, 1), momentum 0.1, unbiased variance.
+            const m = x.length / C;
+            const wantMean = ref.mean.map((v) => 0.1 * v);
+            const wantVar = ref.var.map((v) => 0.9 + 0.1 * v * (m / (m - 1)));
+            const storeTol = dtype === 'float32' ? 1e-6 : 1e-12;
+            expect(maxRelativeError(bn.runningMean!, wantMean, 1)).toBeLessThan(storeTol);
+            expect(maxRelativeError(bn.runningVar!, wantVar, 1)).toBeLessThan(storeTol);
+            expect(bn.numBatchesTracked).toBe(1);
+          });
+        }
+      }
+
+      it(`eval uses the running statistics: ${name}`, async () => {
+        const shape = [3, 4, 9, 11];
+        const x = randomTensor(shape, 'float32', 5);
+        const bn = new BatchNorm(4, { pool: pools.get(name)! });
+        bn.runningMean!.set([0.5, -1, 2, 0]);
+        bn.runningVar!.set([0.25, 4, 1.5, 9]);
+        bn.weight!.set([1, 2, -1, 0.5]);
+        bn.bias!.set([0, 1, -2, 3]);
+        bn.eval();
+        const y = await bn.forward(x, shape);
+        const ref = referenceForward(x, shape, {
+          training: false, weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar,
+        });
+        expect(outputErrorRatio(y, x, shape, ref, bn.bias, 'float32')).toBeLessThanOrEqual(1);
+        expect(Array.from(bn.runningMean!)).toEqual([0.5, -1, 2, 0]);
+        expect(bn.numBatchesTracked).toBe(0);
+      });
+
+      it(`functional batchNorm returns the biased batch statistics: ${name}`, async () => {
+        const shape = [6, 5, 33];
+        const x = randomTensor(shape, 'float64', 77);
+        const runningMean = new Float64Array(5).fill(0.25);
+        const runningVar = new Float64Array(5).fill(2);
+        const weight = randomVector(5, 'float64', 1, 0.5, 1.5);
+        const bias = randomVector(5, 'float64', 2, -1, 1);
+        const r = await batchNorm(x, shape, {
+          training: true, runningMean, runningVar, weight, bias, momentum: 0.3, eps: 1e-3, pool: pools.get(name)!,
+        });
+        const ref = referenceForward(x, shape, { training: true, weight, bias, eps: 1e-3 });
+        expect(maxRelativeError(r.mean, ref.mean)).toBeLessThan(1e-12);
+        expect(maxRelativeError(r.var, ref.var)).toBeLessThan(1e-12);
+        expect(outputErrorRatio(r.y, x, shape, ref, bias, 'float64')).toBeLessThanOrEqual(1);
+        const m = 6 * 33;
+        for (let c = 0; c < 5; c++) {
+          expect(runningMean[c]).toBeCloseTo(0.7 * 0.25 + 0.3 * ref.mean[c], 12);
+          expect(runningVar[c]).toBeCloseTo(0.7 * 2 + 0.3 * ref.var[c] * (m / (m - 1)), 12);
+        }
+        // Eval with those buffers normalizes with them.
+        const e = await batchNorm(x, shape, { runningMean, runningVar, weight, bias, eps: 1e-3, pool: pools.get(name)! });
+        const refEval = referenceForward(x, shape, { training: false, weight, bias, runningMean, runningVar, eps: 1e-3 });
+        expect(outputErrorRatio(e.y, x, shape, refEval, bias, 'float64')).toBeLessThanOrEqual(1);
+        expect(Array.from(e.mean)).toEqual(Array.from(runningMean));
+      });
+    }
+  });
+}

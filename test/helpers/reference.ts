@@ -1,0 +1,133 @@
+/**
+ * Float64 two-pass reference for BatchNorm, written for clarity, not speed: the mean first, then
+ * the mean of squared deviations, per channel, over every axis but 1.
+ */
+export type FloatArray = Float32Array | Float64Array;
+
+export interface RefOptions {
+  training: boolean;
+  weight?: ArrayLike<number> | null;
+  bias?: ArrayLike<number> | null;
+  runningMean?: ArrayLike<number> | null;
+  runningVar?: ArrayLike<number> | null;
+  eps?: number;
+}
+
+export interface RefResult {
+  y: Float64Array;
+  mean: Float64Array;
+  var: Float64Array;
+  /** Per-channel scale used, weight / sqrt(var + eps), for tolerances. */
+  scale: Float64Array;
+}
+
+export function dimsOf(shape: readonly number[]): { N: number; C: number; S: number } {
+  const N = shape[0];
+  const C = shape[1];
+  return { N, C, S: shape.slice(2).reduce((a, b) => a * b, 1) };
+}
+
+export function channelStats(x: ArrayLike<number>, shape: readonly number[]): { mean: Float64Array; var: Float64Array } {
+  const { N, C, S } = dimsOf(shape);
+  const mean = new Float64Array(C);
+  const variance = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    let sum = 0;
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) sum += x[(n * C + c) * S + s];
+    const m = sum / (N * S);
+    let sq = 0;
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) sq += (x[(n * C + c) * S + s] - m) ** 2;
+    mean[c] = m;
+    variance[c] = sq / (N * S);
+  }
+  return { mean, var: variance };
+}
+
+export function referenceForward(x: ArrayLike<number>, shape: readonly number[], opts: RefOptions): RefResult {
+  const { N, C, S } = dimsOf(shape);
+  const eps = opts.eps ?? 1e-5;
+  const stats = opts.training
+    ? channelStats(x, shape)
+    : { mean: Float64Array.from(opts.runningMean!), var: Float64Array.from(opts.runningVar!) };
+  const y = new Float64Array(x.length);
+  const scale = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    const w = opts.weight ? opts.weight[c] : 1;
+    const b = opts.bias ? opts.bias[c] : 0;
+    const invstd = 1 / Math.sqrt(stats.var[c] + eps);
+    scale[c] = w * invstd;
+    for (let n = 0; n < N; n++) {
+      for (let s = 0; s < S; s++) {
+        const i = (n * C + c) * S + s;
+        y[i] = (x[i] - stats.mean[c]) * invstd * w + b;
+      }
+    }
+  }
+  return { y, mean: stats.mean, var: stats.var, scale };
+}
+
+/** PyTorch's running update, in float64. */
+export function referenceRunningUpdate(
+  runningMean: Float64Array, runningVar: Float64Array, mean: ArrayLike<number>, variance: ArrayLike<number>,
+  count: number, factor: number,
+): void {
+  for (let c = 0; c < runningMean.length; c++) {
+    runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
+    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * (count / (count - 1));
+  }
+}
+
+/**
+ * Largest violation of the output tolerance, as a multiple of it (<= 1 passes).
+ *
+ * The tolerance is a few units in the last place of the terms a kernel adds up:
+ * y = (x - mean) * scale + bias, computed in the data's precision. Each term can carry half an
+ * ulp of rounding, so 4 ulps of |x*scale| + |mean*scale| + |bias| + |y| bound every kernel that
+ * computes in that precision or better. With a large offset (mean 3000, sd 0.5) that is ~4e-4
+ * absolute in float32, which is what float32 arithmetic can promise there (PyTorch's folded
+ * x*alpha + beta has the same bound).
+ *
+ * On top of that, the batch statistics carry the error of a float64 reduction over the channel:
+ * up to n * 2^-53 relative in the worst case, ~1e-14 in practice for the sizes tested; 1e-11 of
+ * |x*scale| + |mean*scale| covers it. It only matters for float64 data, where 4 ulps are tighter.
+ */
+export function outputErrorRatio(
+  y: ArrayLike<number>, x: ArrayLike<number>, shape: readonly number[], ref: RefResult,
+  bias: ArrayLike<number> | null | undefined, dtype: 'float32' | 'float64',
+): number {
+  const { N, C, S } = dimsOf(shape);
+  const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
+  let worst = 0;
+  for (let c = 0; c < C; c++) {
+    const sc = Math.abs(ref.scale[c]);
+    const b = bias ? Math.abs(bias[c]) : 0;
+    for (let n = 0; n < N; n++) {
+      for (let s = 0; s < S; s++) {
+        const i = (n * C + c) * S + s;
+        const want = ref.y[i];
+        const got = y[i];
+        if (Number.isNaN(want) || Number.isNaN(got)) {
+          if (Number.isNaN(want) !== Number.isNaN(got)) return Infinity;
+          continue;
+        }
+        const terms = Math.abs(x[i]) * sc + Math.abs(ref.mean[c]) * sc;
+        const tol = 4 * ulp * (terms + b + Math.abs(want)) + 1e-11 * terms + Number.MIN_VALUE;
+        worst = Math.max(worst, Math.abs(got - want) / tol);
+      }
+    }
+  }
+  return worst;
+}
+
+/** Largest relative error of `got` against `want`, NaN matching NaN. */
+export function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>, floor = 1e-30): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (Number.isNaN(want[i]) || Number.isNaN(got[i])) {
+      if (Number.isNaN(want[i]) !== Number.isNaN(got[i])) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / Math.max(Math.abs(want[i]), floor));
+  }
+  return worst;
+}

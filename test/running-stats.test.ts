@@ -1,0 +1,110 @@
+/**
+ * Module semantics over several steps: momentum 0.1 / 0 / 1 / null (cumulative average), affine
+ * off, tracking off, eps, training then eval.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, Pool } from '../dist/src/index.js';
+import { randomTensor } from './helpers/data.js';
+import { maxRelativeError, outputErrorRatio, referenceForward, referenceRunningUpdate } from './helpers/reference.js';
+
+let pool: Pool;
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+afterAll(() => pool.close());
+
+const shape = [6, 4, 7, 9];
+const count = 6 * 7 * 9;
+
+describe('running statistics', () => {
+  for (const momentum of [0.1, 0, 1, null]) {
+    it(`follow PyTorch over 4 training steps with momentum ${momentum}, then drive eval`, async () => {
+      const bn = new BatchNorm(4, { pool, momentum, dtype: 'float64' });
+      const rm = new Float64Array(4);
+      const rv = new Float64Array(4).fill(1);
+      for (let step = 1; step <= 4; step++) {
+        const x = randomTensor(shape, 'float64', 100 + step);
+        await bn.forward(x, shape);
+        const ref = referenceForward(x, shape, { training: true });
+        referenceRunningUpdate(rm, rv, ref.mean, ref.var, count, momentum ?? 1 / step);
+        expect(bn.numBatchesTracked).toBe(step);
+      }
+      expect(maxRelativeError(bn.runningMean!, rm, 1e-3)).toBeLessThan(1e-12);
+      expect(maxRelativeError(bn.runningVar!, rv, 1e-3)).toBeLessThan(1e-12);
+      if (momentum === 0) {
+        expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0, 0]);
+        expect(Array.from(bn.runningVar!)).toEqual([1, 1, 1, 1]);
+      }
+      bn.eval();
+      const x = randomTensor(shape, 'float64', 999);
+      const y = await bn.forward(x, shape);
+      const ref = referenceForward(x, shape, { training: false, runningMean: rm, runningVar: rv });
+      expect(outputErrorRatio(y, x, shape, ref, null, 'float64')).toBeLessThanOrEqual(1);
+      expect(bn.numBatchesTracked).toBe(4);
+    });
+  }
+
+  it('uses the given eps', async () => {
+    const bn = new BatchNorm(4, { pool, eps: 0.5 });
+    const x = randomTensor(shape, 'float32', 3);
+    const y = await bn.forward(x, shape);
+    const ref = referenceForward(x, shape, { training: true, eps: 0.5 });
+    expect(outputErrorRatio(y, x, shape, ref, null, 'float32')).toBeLessThanOrEqual(1);
+    const refDefault = referenceForward(x, shape, { training: true });
+    expect(outputErrorRatio(y, x, shape, refDefault, null, 'float32')).toBeGreaterThan(1);
+  });
+
+  it('has no weight or bias with affine: false', async () => {
+    const bn = new BatchNorm(4, { pool, affine: false });
+    expect(bn.weight).toBeNull();
+    expect(bn.bias).toBeNull();
+    expect(Object.keys(bn.stateDict()).sort()).toEqual(['num_batches_tracked', 'running_mean', 'running_var']);
+    const x = randomTensor(shape, 'float32', 4);
+    const y = await bn.forward(x, shape);
+    expect(outputErrorRatio(y, x, shape, referenceForward(x, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  it('uses batch statistics in eval and keeps no buffers with trackRunningStats: false', async () => {
+    const bn = new BatchNorm(4, { pool, trackRunningStats: false });
+    expect(bn.runningMean).toBeNull();
+    expect(bn.runningVar).toBeNull();
+    expect(Object.keys(bn.stateDict()).sort()).toEqual(['bias', 'weight']);
+    bn.weight!.set([2, 1, 0.5, 1]);
+    bn.eval();
+    const x = randomTensor(shape, 'float32', 6);
+    const y = await bn.forward(x, shape);
+    const ref = referenceForward(x, shape, { training: true, weight: bn.weight });
+    expect(outputErrorRatio(y, x, shape, ref, null, 'float32')).toBeLessThanOrEqual(1);
+    expect(bn.numBatchesTracked).toBe(0);
+  });
+
+  it('train(mode) and eval() switch modes and return the module', () => {
+    const bn = new BatchNorm(2, { pool });
+    expect(bn.training).toBe(true);
+    expect(bn.eval()).toBe(bn);
+    expect(bn.training).toBe(false);
+    expect(bn.train()).toBe(bn);
+    expect(bn.training).toBe(true);
+    expect(bn.train(false).training).toBe(false);
+  });
+
+  it('stateDict and loadStateDict round-trip with PyTorch keys', async () => {
+    const a = new BatchNorm(4, { pool });
+    await a.forward(randomTensor(shape, 'float32', 8), shape);
+    a.weight!.set([1, 2, 3, 4]);
+    const sd = a.stateDict();
+    expect(Object.keys(sd).sort()).toEqual(['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']);
+    expect(sd.num_batches_tracked).toBe(1);
+    const b = new BatchNorm(4, { pool });
+    b.loadStateDict(sd);
+    expect(Array.from(b.weight!)).toEqual([1, 2, 3, 4]);
+    expect(Array.from(b.runningMean!)).toEqual(Array.from(a.runningMean!));
+    expect(Array.from(b.runningVar!)).toEqual(Array.from(a.runningVar!));
+    expect(b.numBatchesTracked).toBe(1);
+    // A copy: editing the dict does not touch the module.
+    (sd.weight as Float32Array)[0] = 99;
+    expect(a.weight![0]).toBe(1);
+    // Plain arrays and a bigint count load too.
+    b.loadStateDict({ weight: [1, 1, 1, 1], bias: [0, 0, 0, 1], running_mean: [0, 0, 0, 0], running_var: [1, 1, 1, 1], num_batches_tracked: 7n });
+    expect(b.numBatchesTracked).toBe(7);
+    expect(b.bias![3]).toBe(1);
+  });
+});
