@@ -67,7 +67,10 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
   const layout = scratchLayout(grid, scratchByte);
-  const onAbort = (): void => { Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1); };
+  const onAbort = (): void => {
+    Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
+    Atomics.notify(ctx.views.i32, layout.cancelByte / 4);
+  };
   try {
     ctx.views.refresh();
     Atomics.store(ctx.views.i32, layout.cancelByte / 4, 0);

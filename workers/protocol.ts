@@ -81,9 +81,13 @@ export interface CopyOut {
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused';
 
-/** Test-only fault injection: makes the worker die or throw instead of working. */
+/**
+ * Test-only fault injection: makes the worker die or throw instead of working, or stall until
+ * the call is cancelled (so a test can abort a call that is certainly running).
+ */
 export type Fault =
   | { readonly kind: 'exit'; readonly exitCode: number }
+  | { readonly kind: 'stall' }
   | { readonly kind: 'throw'; readonly name: string; readonly message: string; readonly code?: string };
 
 /** One message from the main thread to a worker. */

@@ -8,7 +8,7 @@ import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
 import { executeTask, MemoryViews } from './execute.js';
 import { createKernel } from './kernels/select.js';
-import type { KernelName, Task, TaskResult } from './protocol.js';
+import { type KernelName, scratchLayout, type Task, type TaskResult } from './protocol.js';
 
 export interface WorkerData {
   readonly memory: WebAssembly.Memory;
@@ -22,15 +22,22 @@ const views = new MemoryViews(data.memory);
 
 export default function runTask(task: Task): TaskResult {
   try {
-    if (task.fault !== undefined) injectFault(task.fault);
+    if (task.fault !== undefined) injectFault(task);
     return { ok: true, cancelled: !executeTask(task, kernel, views) };
   } catch (err) {
     return { ok: false, error: serializeError(err) };
   }
 }
 
-function injectFault(fault: NonNullable<Task['fault']>): void {
+function injectFault(task: Task): void {
+  const fault = task.fault!;
   if (fault.kind === 'exit') process.exit(fault.exitCode);
+  if (fault.kind === 'stall') {
+    // Sleep until the call's cancel flag is raised (or 30 s), then run: the task sees the flag.
+    views.refresh();
+    Atomics.wait(views.i32, scratchLayout(task.grid, task.scratchByte).cancelByte / 4, 0, 30_000);
+    return;
+  }
   const err = new Error(fault.message) as Error & { code?: string };
   err.name = fault.name;
   if (fault.code !== undefined) err.code = fault.code;

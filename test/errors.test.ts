@@ -1,0 +1,206 @@
+/**
+ * Every error code: typed, with a stable code, a message naming the argument, the expectation and
+ * the value given, raised before any work, and leaving the module's state as it was.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ArgumentError, BatchNorm, batchNorm, BnPoolError, ClosedError, DtypeError, Pool, ShapeError,
+  SingleValueError,
+} from '../dist/src/index.js';
+import { randomTensor } from './helpers/data.js';
+
+let pool: Pool;
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+afterAll(() => pool.close());
+
+/** A trained module and a snapshot of everything a failed call must leave alone. */
+async function trainedModule(): Promise<{ bn: BatchNorm; snapshot: () => unknown }> {
+  const bn = new BatchNorm(3, { pool });
+  await bn.forward(randomTensor([4, 3, 5], 'float32', 1), [4, 3, 5]);
+  const snapshot = () => JSON.stringify({
+    sd: Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as Float32Array)])),
+    training: bn.training,
+  });
+  return { bn, snapshot };
+}
+
+async function expectRejection(p: Promise<unknown>, Ctor: Function, code: string, ...fragments: string[]): Promise<BnPoolError> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(Ctor);
+  expect(err).toBeInstanceOf(BnPoolError);
+  const e = err as BnPoolError;
+  expect(e.code).toBe(code);
+  for (const f of fragments) expect(e.message).toContain(f);
+  return e;
+}
+
+describe('ERR_BNPOOL_SHAPE', () => {
+  const cases: [string, unknown, number, string[]][] = [
+    ['rank 1', [12], 12, ['rank 2 to 5', 'rank 1']],
+    ['rank 6', [1, 3, 1, 1, 2, 2], 12, ['rank 2 to 5', 'rank 6']],
+    ['a non-integer dim', [2, 3, 2.5], 15, ['shape[2]', 'positive integer', '2.5']],
+    ['a zero dim', [0, 3, 4], 0, ['shape[0]', 'positive integer', '0']],
+    ['a negative dim', [2, 3, -2], 12, ['shape[2]', '-2']],
+    ['a product unlike the length', [2, 3, 3], 12, ['18 elements', 'has 12']],
+    ['C unlike numFeatures', [3, 4], 12, ['numFeatures 3', 'got 4']],
+    ['not an array', '2,3', 6, ['shape must be an array', '"2,3"']],
+  ];
+  for (const [label, shape, length, fragments] of cases) {
+    it(`is raised for ${label}, with state unchanged`, async () => {
+      const { bn, snapshot } = await trainedModule();
+      const before = snapshot();
+      const x = new Float32Array(length).fill(0.5);
+      await expectRejection(bn.forward(x, shape as number[]), ShapeError, 'ERR_BNPOOL_SHAPE', ...fragments);
+      expect(snapshot()).toBe(before);
+    });
+  }
+});
+
+describe('ERR_BNPOOL_DTYPE', () => {
+  it('is raised for an input that is not a float array, with state unchanged', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    await expectRejection(bn.forward(new Int32Array(12) as never, [4, 3]), DtypeError, 'ERR_BNPOOL_DTYPE', 'x', 'Float32Array', 'Int32Array(12)');
+    await expectRejection(bn.forward([1, 2, 3] as never, [1, 3]), DtypeError, 'ERR_BNPOOL_DTYPE', 'Array');
+    expect(snapshot()).toBe(before);
+  });
+
+  it("is raised for an input of another dtype than the module's", async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    await expectRejection(bn.forward(new Float64Array(12), [4, 3]), DtypeError, 'ERR_BNPOOL_DTYPE', "'float32'", 'Float64Array(12)');
+    expect(snapshot()).toBe(before);
+  });
+
+  it('is raised for an out of another dtype, and out is left untouched', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const out = new Float64Array(60).fill(7);
+    await expectRejection(bn.forward(randomTensor([4, 3, 5], 'float32', 2), [4, 3, 5], { out: out as never }), DtypeError, 'ERR_BNPOOL_DTYPE', 'options.out');
+    expect(out.every((v) => v === 7)).toBe(true);
+    expect(snapshot()).toBe(before);
+  });
+});
+
+describe('ERR_BNPOOL_ARG', () => {
+  const ctorCases: [string, () => unknown, string[]][] = [
+    ['numFeatures 0', () => new BatchNorm(0), ['numFeatures', 'positive integer', 'got 0']],
+    ['numFeatures 2.5', () => new BatchNorm(2.5), ['numFeatures', '2.5']],
+    ['eps 0', () => new BatchNorm(3, { eps: 0 }), ['options.eps', '> 0', 'got 0']],
+    ['eps NaN', () => new BatchNorm(3, { eps: NaN }), ['options.eps', 'NaN']],
+    ['eps Infinity', () => new BatchNorm(3, { eps: Infinity }), ['options.eps', 'Infinity']],
+    ['momentum 1.5', () => new BatchNorm(3, { momentum: 1.5 }), ['options.momentum', '[0, 1]', '1.5']],
+    ['momentum -0.1', () => new BatchNorm(3, { momentum: -0.1 }), ['options.momentum', '-0.1']],
+    ['threads 0', () => new Pool({ threads: 0 }), ['options.threads', 'positive integer', 'got 0']],
+    ['threads 1.5', () => new Pool({ threads: 1.5 }), ['options.threads', '1.5']],
+    ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
+    ['dtype "int8"', () => new BatchNorm(3, { dtype: 'int8' as never }), ['options.dtype', '"int8"']],
+  ];
+  for (const [label, make, fragments] of ctorCases) {
+    it(`is thrown for ${label}`, () => {
+      let err: unknown;
+      try { make(); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(ArgumentError);
+      expect((err as BnPoolError).code).toBe('ERR_BNPOOL_ARG');
+      for (const f of fragments) expect((err as Error).message).toContain(f);
+    });
+  }
+
+  it('is raised for an out of the wrong length, with state and out unchanged', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const out = new Float32Array(59).fill(3);
+    await expectRejection(bn.forward(randomTensor([4, 3, 5], 'float32', 2), [4, 3, 5], { out }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.out', 'length 60', 'got length 59');
+    expect(out.every((v) => v === 3)).toBe(true);
+    expect(snapshot()).toBe(before);
+  });
+
+  it('is raised for an out overlapping x', async () => {
+    const backing = new Float32Array(70);
+    const x = backing.subarray(0, 60);
+    const out = backing.subarray(4, 64);
+    await expectRejection(batchNorm(x, [4, 3, 5], { training: true, pool, out }), ArgumentError, 'ERR_BNPOOL_ARG', 'overlap');
+  });
+
+  it('is raised by batchNorm for bad options, leaving the running buffers unchanged', async () => {
+    const x = randomTensor([4, 3, 5], 'float32', 3);
+    const runningMean = new Float32Array([1, 2, 3]);
+    const runningVar = new Float32Array([4, 5, 6]);
+    await expectRejection(batchNorm(x, [4, 3, 5], { pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'runningMean', 'required');
+    await expectRejection(batchNorm(x, [4, 3, 5], { training: true, runningMean, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'together');
+    await expectRejection(batchNorm(x, [4, 3, 5], { training: true, runningMean, runningVar, momentum: 2, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.momentum', '2');
+    await expectRejection(batchNorm(x, [4, 3, 5], { training: true, weight: new Float32Array(4), pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.weight', 'length 3', 'got length 4');
+    await expectRejection(batchNorm(x, [4, 3, 5], { training: true, signal: {} as never, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.signal');
+    expect(Array.from(runningMean)).toEqual([1, 2, 3]);
+    expect(Array.from(runningVar)).toEqual([4, 5, 6]);
+  });
+
+  it('is thrown by loadStateDict for bad keys or lengths, changing nothing', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const good = bn.stateDict();
+    expect(() => bn.loadStateDict({ ...good, extra: 1 } as never)).toThrow(/unexpected \["extra"\]/);
+    expect(() => bn.loadStateDict({ ...good, running_var: undefined, weight: [9, 9, 9] } as never)).toThrow(ArgumentError);
+    expect(() => bn.loadStateDict({ ...good, weight: [9, 9, 9], bias: [1, 2] })).toThrow(/stateDict.bias must have length 3; got length 2/);
+    expect(() => bn.loadStateDict({ ...good, weight: [9, 9, 9], num_batches_tracked: -1 })).toThrow(/num_batches_tracked/);
+    expect(snapshot()).toBe(before);
+  });
+
+  it('is thrown by pool.free for an array the pool did not allocate, or freed twice', () => {
+    const a = pool.alloc(8);
+    pool.free(a);
+    expect(() => pool.free(a)).toThrow(ArgumentError);
+    expect(() => pool.free(new Float32Array(8))).toThrow(/live array from this pool/);
+  });
+});
+
+describe('ERR_BNPOOL_SINGLE_VALUE', () => {
+  it('is raised when training with one value per channel, with state unchanged', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const e = await expectRejection(bn.forward(new Float32Array([1, 2, 3]), [1, 3]), SingleValueError, 'ERR_BNPOOL_SINGLE_VALUE',
+      'Expected more than 1 value per channel when training', '[1, 3]');
+    expect(e.name).toBe('SingleValueError');
+    expect(snapshot()).toBe(before);
+    await expectRejection(bn.forward(new Float32Array([1, 2, 3]), [1, 3, 1, 1]), SingleValueError, 'ERR_BNPOOL_SINGLE_VALUE');
+  });
+
+  it('is not raised in eval mode, where the running statistics are used', async () => {
+    const bn = new BatchNorm(3, { pool }).eval();
+    const y = await bn.forward(new Float32Array([1, 2, 3]), [1, 3]);
+    expect(Array.from(y).map((v) => Number(v.toFixed(4)))).toEqual([1, 2, 3]);
+  });
+});
+
+describe('ERR_BNPOOL_CLOSED', () => {
+  it('is raised by calls and allocations on a closed pool', async () => {
+    const p = new Pool({ threads: 1 });
+    const bn = new BatchNorm(3, { pool: p });
+    await p.close();
+    expect(p.closed).toBe(true);
+    await expectRejection(bn.forward(randomTensor([4, 3], 'float32', 1), [4, 3]), ClosedError, 'ERR_BNPOOL_CLOSED', 'closed');
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(() => p.alloc(4)).toThrow(ClosedError);
+  });
+});
+
+describe('error classes', () => {
+  it('every exported error has a fixed name and code', async () => {
+    const errors = await import('../dist/src/errors.js');
+    const expected: Record<string, string> = {
+      ShapeError: 'ERR_BNPOOL_SHAPE', DtypeError: 'ERR_BNPOOL_DTYPE', ArgumentError: 'ERR_BNPOOL_ARG',
+      SingleValueError: 'ERR_BNPOOL_SINGLE_VALUE', WorkerError: 'ERR_BNPOOL_WORKER', ClosedError: 'ERR_BNPOOL_CLOSED',
+      OutOfMemoryError: 'ERR_BNPOOL_OUT_OF_MEMORY', NoForwardError: 'ERR_BNPOOL_NO_FORWARD', AbortError: 'ABORT_ERR',
+    };
+    for (const [name, code] of Object.entries(expected)) {
+      const Ctor = (errors as unknown as Record<string, new (m: string) => BnPoolError>)[name];
+      const e = new Ctor('m');
+      expect(e.name).toBe(name);
+      expect(e.code).toBe(code);
+      expect(e).toBeInstanceOf(BnPoolError);
+      expect(e).toBeInstanceOf(Error);
+      // The index exports them all.
+      expect((await import('../dist/src/index.js') as Record<string, unknown>)[name]).toBe(Ctor);
+    }
+  });
+});

@@ -1,0 +1,128 @@
+/**
+ * Failure semantics: a worker that dies or throws rejects that call with a typed error and leaves
+ * the module unchanged, and the pool goes on serving; aborts before and during a call.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
+import { injectFault } from '../dist/src/pool.js';
+import { randomTensor } from './helpers/data.js';
+import { outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+let pool: Pool;
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+afterAll(() => pool.close());
+
+const shape = [8, 6, 30, 31];
+
+async function snapshotAfterOneStep(): Promise<{ bn: BatchNorm; state: () => string }> {
+  const bn = new BatchNorm(6, { pool });
+  await bn.forward(randomTensor(shape, 'float32', 1), shape);
+  return { bn, state: () => JSON.stringify(Object.values(bn.stateDict()).map((v) => (typeof v === 'number' ? v : Array.from(v as Float32Array)))) };
+}
+
+async function expectCorrectCall(bn: BatchNorm, seed: number): Promise<void> {
+  const x = randomTensor(shape, 'float32', seed);
+  const ref = referenceForward(x, shape, { training: true });
+  const y = await bn.forward(x, shape);
+  expect(outputErrorRatio(y, x, shape, ref, null, 'float32')).toBeLessThanOrEqual(1);
+}
+
+describe('worker faults', () => {
+  it('a worker killed mid-call rejects with ERR_BNPOOL_WORKER, changes nothing, and the next call succeeds', async () => {
+    const { bn, state } = await snapshotAfterOneStep();
+    const before = state();
+    const out = new Float32Array(randomTensor(shape, 'float32', 2).length);
+    injectFault(pool, { kind: 'exit', exitCode: 7 });
+    const err = await bn.forward(randomTensor(shape, 'float32', 2), shape, { out }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as BnPoolError).code).toBe('ERR_BNPOOL_WORKER');
+    expect((err as Error).message).toContain('worker exited with code: 7');
+    expect(state()).toBe(before);
+    expect(bn.numBatchesTracked).toBe(1);
+    await expectCorrectCall(bn, 3);
+    expect(bn.numBatchesTracked).toBe(2);
+  });
+
+  it("a worker's typed error arrives with name, code and message intact", async () => {
+    const { bn, state } = await snapshotAfterOneStep();
+    const before = state();
+    injectFault(pool, { kind: 'throw', name: 'ShapeError', code: 'ERR_BNPOOL_SHAPE', message: 'injected: shape trouble' });
+    const err = await bn.forward(randomTensor(shape, 'float32', 4), shape).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShapeError);
+    expect((err as BnPoolError).name).toBe('ShapeError');
+    expect((err as BnPoolError).code).toBe('ERR_BNPOOL_SHAPE');
+    expect((err as Error).message).toBe('injected: shape trouble');
+    expect(state()).toBe(before);
+    await expectCorrectCall(bn, 5);
+  });
+
+  it("a worker's plain error becomes a WorkerError that keeps its message", async () => {
+    const { bn, state } = await snapshotAfterOneStep();
+    const before = state();
+    injectFault(pool, { kind: 'throw', name: 'TypeError', message: 'injected: boom' });
+    const err = await bn.forward(randomTensor(shape, 'float32', 6), shape).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as Error).message).toContain('TypeError: injected: boom');
+    expect(state()).toBe(before);
+    await expectCorrectCall(bn, 7);
+  });
+});
+
+describe('abort', () => {
+  it('a signal aborted before the call rejects with AbortError and changes nothing', async () => {
+    const { bn, state } = await snapshotAfterOneStep();
+    const before = state();
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    const err = await bn.forward(randomTensor(shape, 'float32', 8), shape, { signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect((err as BnPoolError).name).toBe('AbortError');
+    expect((err as BnPoolError).code).toBe('ABORT_ERR');
+    expect(((err as Error).cause as Error).message).toBe('stop');
+    expect(state()).toBe(before);
+  });
+
+  it('a running call rejects with AbortError, changes nothing, and the pool goes on', async () => {
+    const big = [16, 8, 128, 128];
+    const x = randomTensor(big, 'float32', 9);
+    const bn = new BatchNorm(8, { pool });
+    const ac = new AbortController();
+    // One task stalls in its worker until the call is cancelled: the call is surely running.
+    injectFault(pool, { kind: 'stall' });
+    const call = bn.forward(x, big, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 20);
+    const err = await call.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, big);
+    expect(outputErrorRatio(y, x, big, referenceForward(x, big, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  it('a call queued behind another on the same module is removed by its signal; the other completes', async () => {
+    const big = [16, 8, 128, 128];
+    const x = randomTensor(big, 'float32', 10);
+    const bn = new BatchNorm(8, { pool });
+    const ac = new AbortController();
+    const first = bn.forward(x, big);
+    const second = bn.forward(x, big, { signal: ac.signal });
+    const third = bn.forward(x, big);
+    ac.abort();
+    await expect(second).rejects.toBeInstanceOf(AbortError);
+    await first;
+    await third;
+    expect(bn.numBatchesTracked).toBe(2);
+  });
+});
+
+describe('out of memory', () => {
+  it('alloc beyond maxMemory throws OutOfMemoryError', async () => {
+    const small = new Pool({ threads: 1, maxMemory: 262144, initialMemory: 131072 });
+    expect(() => small.alloc(1e6)).toThrow(OutOfMemoryError);
+    const a = small.alloc(1000);
+    expect(a.length).toBe(1000);
+    small.free(a);
+    await small.close();
+  });
+});

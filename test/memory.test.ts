@@ -1,0 +1,62 @@
+/** The shared-memory arena: allocation, reuse, coalescing, and views that survive growth. */
+import { describe, expect, it } from 'vitest';
+import { BatchNorm, Pool } from '../dist/src/index.js';
+import { SharedArena } from '../dist/src/memory.js';
+import { randomTensor } from './helpers/data.js';
+import { outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+describe('SharedArena', () => {
+  it('hands out aligned, disjoint blocks and reuses freed ones', () => {
+    const arena = new SharedArena(1 << 20, 1 << 22, 65536);
+    const a = arena.alloc(100);
+    const b = arena.alloc(1000);
+    const c = arena.alloc(10);
+    for (const off of [a, b, c]) expect(off % 64).toBe(0);
+    expect(a).toBeGreaterThanOrEqual(65536);
+    expect(b).toBeGreaterThanOrEqual(a + 100);
+    expect(c).toBeGreaterThanOrEqual(b + 1000);
+    arena.free(b);
+    expect(arena.alloc(1000)).toBe(b);
+  });
+
+  it('coalesces neighbours, so a freed run serves a larger request', () => {
+    const arena = new SharedArena(1 << 20, 1 << 20, 65536);
+    const blocks = Array.from({ length: 8 }, () => arena.alloc(4096));
+    for (const off of blocks) arena.free(off);
+    expect(arena.liveBytes).toBe(0);
+    expect(arena.alloc(8 * 4096)).toBe(blocks[0]);
+  });
+
+  it('grows on demand up to its cap and says no beyond it', () => {
+    const arena = new SharedArena(65536 * 2, 65536 * 8, 65536);
+    const before = arena.byteLength;
+    const big = arena.alloc(65536 * 4);
+    expect(big).toBeGreaterThan(0);
+    expect(arena.byteLength).toBeGreaterThan(before);
+    expect(arena.alloc(65536 * 8)).toBe(-1);
+    expect(arena.free(12345)).toBe(false);
+  });
+});
+
+describe('pool arrays', () => {
+  it('stay valid and usable after the memory grows', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, initialMemory: 1 << 20 });
+    const shape = [4, 3, 30, 30];
+    const x = pool.alloc(4 * 3 * 900);
+    const data = randomTensor(shape, 'float32', 1);
+    x.set(data);
+    const before = pool.memoryStats.byteLength;
+    const huge = pool.alloc(8 << 20); // forces growth
+    expect(pool.memoryStats.byteLength).toBeGreaterThan(before);
+    expect(x.buffer).not.toBe(pool.memory.buffer);
+    expect(Array.from(x.subarray(0, 16))).toEqual(Array.from(data.subarray(0, 16)));
+    huge.fill(1); // writes through the new view do not disturb x
+    expect(Array.from(x.subarray(0, 16))).toEqual(Array.from(data.subarray(0, 16)));
+    const out = pool.alloc(x.length);
+    const y = await new BatchNorm(3, { pool }).forward(x, shape, { out });
+    expect(y).toBe(out);
+    expect(outputErrorRatio(out, data, shape, referenceForward(data, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+    expect(pool.alloc(5, 'float64')).toBeInstanceOf(Float64Array);
+    await pool.close();
+  });
+});
