@@ -5,7 +5,11 @@ import { wasmApi } from './wasm-types.js';
  * Why it can grow safely: growing a shared memory never detaches the views already made over it.
  * Old `SharedArrayBuffer`s keep their old length and still alias the same bytes, so an array a user
  * got from `pool.alloc` stays valid forever; only `memory.buffer` returns a new, longer buffer.
- * The arena records every buffer object the memory has handed out, to recognise views on it.
+ *
+ * Recognising views on the memory: the arena records the buffer object of every view it makes.
+ * It cannot simply record `memory.buffer` after its own grows: when any shared memory of the
+ * isolate grows, V8 may give the others new buffer objects too (seen with two pools: arrays
+ * allocated after the other pool grew got an unrecorded buffer; test/memory.test.ts).
  */
 const PAGE = 65536;
 /** Every block starts on a cache line; also keeps float64 and SIMD accesses aligned. */
@@ -33,7 +37,6 @@ export class SharedArena {
     this.memory = new wasmApi.Memory({ initial: initialPages, maximum: maxPages, shared: true });
     this.maxBytes = maxPages * PAGE;
     this.#end = roundUp(reservedBytes, ALIGN);
-    this.#buffers.add(this.memory.buffer);
     const size = this.memory.buffer.byteLength - this.#end;
     if (size > 0) this.#free.push({ offset: this.#end, size });
   }
@@ -50,9 +53,16 @@ export class SharedArena {
     return total;
   }
 
-  /** True when `view` is a view of this memory. */
+  /** The memory's current buffer, recorded as ours: make every view handed out from this. */
+  buffer(): ArrayBufferLike {
+    const buffer = this.memory.buffer;
+    this.#buffers.add(buffer);
+    return buffer;
+  }
+
+  /** True when `view` is a view of this memory made from `buffer()` (or of its current buffer). */
   owns(view: ArrayBufferView): boolean {
-    return this.#buffers.has(view.buffer);
+    return this.#buffers.has(view.buffer) || view.buffer === this.buffer();
   }
 
   /** Size of the live block starting at `offset`, or undefined. */
@@ -141,7 +151,6 @@ export class SharedArena {
       }
     }
     if (grown === 0) return false;
-    this.#buffers.add(this.memory.buffer);
     this.#release(current, grown * PAGE);
     return true;
   }

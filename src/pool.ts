@@ -25,7 +25,7 @@ export interface PoolOptions {
   maxMemory?: number;
   /**
    * Inputs of at most this many elements run inline on the calling thread, where a worker round
-   * trip (100-150 µs here) would cost more than it saves. Default: `DEFAULT_INLINE_THRESHOLD`.
+   * trip (100-150 µs here) would cost more than it saves. Default: `DEFAULT_INLINE_THRESHOLD[kernel]`.
    */
   inlineThreshold?: number;
 }
@@ -35,10 +35,11 @@ const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 /** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
 const RESERVED_BYTES = 65536;
 /**
- * Elements at or below which a call runs inline. Chosen by measurement (bench/inline-threshold.ts):
- * see the README's "Small inputs" section.
+ * Elements at or below which a call runs inline, per kernel: the crossover measured by
+ * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"). With the
+ * JS kernels, 2 workers took 1.2x the inline time at 131,072 elements and 0.5x at 262,144.
  */
-export const DEFAULT_INLINE_THRESHOLD = 65536;
+export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 131072, wasm: 131072 };
 
 /** What the engine needs of a pool; kept off the public class. */
 export interface PoolInternals {
@@ -119,7 +120,7 @@ export class Pool {
       throw new ArgumentError(`options.initialMemory must be at most options.maxMemory (${maxMemory}); got ${initialMemory}`);
     }
     this.inlineThreshold = opts.inlineThreshold === undefined
-      ? DEFAULT_INLINE_THRESHOLD
+      ? DEFAULT_INLINE_THRESHOLD[this.kernel]
       : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
 
     const arena = new SharedArena(initialMemory, maxMemory, RESERVED_BYTES);
@@ -186,7 +187,7 @@ export class Pool {
         `pool.alloc(${length}, '${dtype}') needs ${length * bpe} bytes; the pool's memory is ${this.#arena.byteLength} of at most ${this.#arena.maxBytes} bytes, ${this.#arena.liveBytes} in use`,
       );
     }
-    const buffer = this.#arena.memory.buffer;
+    const buffer = this.#arena.buffer();
     return dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
   }
 

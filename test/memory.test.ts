@@ -59,4 +59,28 @@ describe('pool arrays', () => {
     expect(pool.alloc(5, 'float64')).toBeInstanceOf(Float64Array);
     await pool.close();
   });
+
+  it('recognises its arrays after another pool grew its memory', async () => {
+    // When one shared memory grows, V8 may hand every shared memory of the isolate a new buffer
+    // object (it broadcasts the grow). Arrays made afterwards must still be known as the pool's:
+    // zero-copy, and free() works.
+    const a = new Pool({ threads: 2, inlineThreshold: 0 });
+    const b = new Pool({ threads: 2, inlineThreshold: 0 });
+    for (let n = 16; n <= 128; n *= 2) {
+      for (const pool of [a, b]) {
+        const shape = [n, 16, 32, 32];
+        const length = n * 16 * 1024;
+        const x = pool.alloc(length);
+        x.set(randomTensor(shape, 'float32', n));
+        const out = pool.alloc(length); // grows this pool's memory
+        const bn = new BatchNorm(16, { pool });
+        for (let i = 0; i < 20; i++) await bn.forward(x, shape, { out });
+        expect(() => pool.free(x)).not.toThrow();
+        expect(() => pool.free(out)).not.toThrow();
+      }
+    }
+    expect(a.memoryStats.liveBytes).toBe(0);
+    expect(b.memoryStats.liveBytes).toBe(0);
+    await Promise.all([a.close(), b.close()]);
+  });
 });

@@ -1,0 +1,47 @@
+/**
+ * Measures where running on the workers starts to beat running inline on the calling thread, for
+ * a training forward with x and out on the pool. The default inline threshold
+ * (DEFAULT_INLINE_THRESHOLD in src/pool.ts) comes from this crossover.
+ *
+ *     npm run build && node dist/bench/inline-threshold.js [kernel]
+ */
+import { availableParallelism } from 'node:os';
+import { BatchNorm, Pool } from '../src/index.js';
+import type { KernelName } from '../workers/protocol.js';
+
+const kernel = (process.argv[2] ?? 'auto') as KernelName | 'auto';
+const threads = Math.min(2, availableParallelism());
+const inline = new Pool({ threads, kernel, inlineThreshold: Number.MAX_SAFE_INTEGER });
+const workers = new Pool({ threads, kernel, inlineThreshold: 0 });
+
+async function median(pool: Pool, shape: number[]): Promise<number> {
+  const length = shape.reduce((a, b) => a * b, 1);
+  const x = pool.alloc(length);
+  for (let i = 0; i < length; i++) x[i] = Math.sin(i) * 3 + (i % 5);
+  const out = pool.alloc(length);
+  const bn = new BatchNorm(shape[1], { pool });
+  const times: number[] = [];
+  const deadline = performance.now() + 300;
+  for (let i = 0; i < 2000 && (i < 15 || performance.now() < deadline); i++) {
+    const t0 = performance.now();
+    await bn.forward(x, shape, { out });
+    times.push(performance.now() - t0);
+  }
+  pool.free(x);
+  pool.free(out);
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+console.log(`kernel ${inline.kernel}, ${threads} threads: training forward, x and out on the pool`);
+console.log('| elements | inline µs | workers µs | workers / inline |');
+console.log('| ---: | ---: | ---: | ---: |');
+for (let n = 1; n <= 256; n *= 2) {
+  const shape = [n, 16, 32, 32];
+  const a = await median(inline, shape);
+  const b = await median(workers, shape);
+  const elements = n * 16 * 1024;
+  console.log(`| ${elements} | ${(a * 1e3).toFixed(0)} | ${(b * 1e3).toFixed(0)} | ${(b / a).toFixed(2)} |`);
+}
+await inline.close();
+await workers.close();
