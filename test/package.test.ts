@@ -1,0 +1,49 @@
+/**
+ * The published package: `npm pack` gives a tarball that installs into an empty project, where
+ * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no DOM lib, no
+ * skipLibCheck) and runs.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'bnpool-pack-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const npm = (args: string[], cwd: string): string =>
+  execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+describe('npm pack', () => {
+  it('installs into an empty project with working imports and types', () => {
+    const tarball = npm(['pack', '--ignore-scripts', '--pack-destination', work], root).trim().split('\n').at(-1)!;
+    const app = join(work, 'app');
+    execFileSync('mkdir', ['-p', app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    // typescript and @types/node are in npm's cache after the project's own install.
+    npm(['install', '--prefer-offline', '--no-audit', '--no-fund', join(work, tarball), 'typescript@5', '@types/node@20'], app);
+    writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, lib: ['ES2022'], types: ['node'], outDir: 'out' },
+    }));
+    writeFileSync(join(app, 'index.ts'), `
+      import { Pool, BatchNorm, batchNorm, BnPoolError } from 'bnpool';
+      const pool = new Pool({ threads: 2 });
+      const x: Float32Array = pool.alloc(2 * 3 * 4);
+      x.forEach((_, i) => { x[i] = Math.sin(i); });
+      const bn = new BatchNorm(3, { pool });
+      const y: Float32Array | Float64Array = await bn.forward(x, [2, 3, 4]);
+      const r = await batchNorm(x, [2, 3, 4], { training: true, pool });
+      const mean: Float64Array = r.mean;
+      let code = '';
+      try { await bn.forward(x, [5, 5]); } catch (e) { if (e instanceof BnPoolError) code = e.code; }
+      console.log(y.length, mean.length, bn.numBatchesTracked, code);
+      await pool.close();
+    `);
+    execFileSync(join(app, 'node_modules', '.bin', 'tsc'), ['-p', app], { cwd: app, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, [join(app, 'out', 'index.js')], { encoding: 'utf8' });
+    expect(out.trim()).toBe('24 3 1 ERR_BNPOOL_SHAPE');
+  }, 180_000);
+});
