@@ -164,10 +164,15 @@ function place(ctx: PoolInternals, req: EngineRequest, grid: Grid, owned: number
   owned.push(staging);
   const shared = dest !== null && dest.buffer instanceof SharedArrayBuffer;
   const placements = boxes.map((box): Placement => {
+    // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
     const stagedStride = (box.c1 - box.c0) * dims.S;
-    const region: Region = xOnPool
-      ? { ...box, xByte: at(x, box), xRowStride: rowStride, yByte: staging, yRowStride: stagedStride }
-      : { ...box, xByte: staging, xRowStride: stagedStride, yByte: staging, yRowStride: stagedStride };
+    const region: Region = {
+      ...box,
+      xByte: xOnPool ? at(x, box) : staging,
+      xRowStride: xOnPool ? rowStride : stagedStride,
+      yByte: outOnPool ? at(y, box) : staging,
+      yRowStride: outOnPool ? rowStride : stagedStride,
+    };
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
     return { box, region, copyIn: !xOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
   });

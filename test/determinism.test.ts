@@ -102,15 +102,18 @@ for (const kernel of KERNELS) {
         batchNorm(input, shape, { training: true, pool: big, ...(out ? { out } : {}) });
       const want = (await run(x)).y;
       const onPool = (): Float32Array => { const a = big.alloc(n); a.set(x); return a; };
+      // Outputs start as NaN, so an output that was never written cannot pass for a right one.
+      const poolOut = (): Float32Array => big.alloc(n).fill(NaN);
+      const plainOut = (): Float32Array => new Float32Array(n).fill(NaN);
       const cases: [string, () => Promise<Float32Array | Float64Array>][] = [
-        ['pool x, pool out', async () => { const o = big.alloc(n); await run(onPool(), o); return o; }],
+        ['pool x, pool out', async () => { const o = poolOut(); await run(onPool(), o); return o; }],
         ['pool x, no out', async () => (await run(onPool())).y],
         ['pool x, in place', async () => { const a = onPool(); await run(a, a); return a; }],
-        ['plain x, pool out', async () => { const o = big.alloc(n); await run(x, o); return o; }],
-        ['plain x, plain out', async () => { const o = new Float32Array(n); await run(x, o); return o; }],
-        ['plain x, shared out', async () => { const o = new Float32Array(new SharedArrayBuffer(4 * n)); await run(x, o); return o; }],
+        ['plain x, pool out', async () => { const o = poolOut(); await run(x, o); return o; }],
+        ['plain x, plain out', async () => { const o = plainOut(); await run(x, o); return o; }],
+        ['plain x, shared out', async () => { const o = new Float32Array(new SharedArrayBuffer(4 * n)).fill(NaN); await run(x, o); return o; }],
         ['plain x, in place', async () => { const a = x.slice(); await run(a, a); return a; }],
-        ['pool x, plain out', async () => { const o = new Float32Array(n); await run(onPool(), o); return o; }],
+        ['pool x, plain out', async () => { const o = plainOut(); await run(onPool(), o); return o; }],
       ];
       for (const [label, make] of cases) {
         const got = await make();
