@@ -7,6 +7,7 @@ import {
   bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type CopyOut, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
+import { rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
 import { mergeChannelStats, writeChannelParams } from './merge.js';
 import { type Box, planBoxes, planGrid, planPartitions, shouldFuse } from './plan.js';
@@ -62,8 +63,8 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= ctx.inlineThreshold;
   const threads = inline ? 1 : ctx.threads;
-  const accBytes = grid.mode === 'row' ? 24 * grid.C : 0;
-  const scratchBytes = scratchLayout(grid, 0).totalBytes;
+  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : 0;
+  const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
   const layout = scratchLayout(grid, scratchByte);

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import type { Kernel } from '../workers/kernels/kernel.js';
-import { createKernel } from '../workers/kernels/select.js';
+import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import type { Dtype, Fault, KernelName, Task, TaskResult } from '../workers/protocol.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
@@ -14,7 +14,10 @@ import { checkDtypeName, checkObject, checkPositiveInteger, type FloatArray } fr
 export interface PoolOptions {
   /** Worker threads. Default: `os.availableParallelism()`. */
   threads?: number;
-  /** Which kernels run the loops. `'auto'` (default) is the fastest that validates here. */
+  /**
+   * Which kernels run the loops: `'wasm'` (WebAssembly SIMD128), `'js'` (TypeScript loops), or
+   * `'auto'` (default): wasm where SIMD validates, else js.
+   */
   kernel?: 'auto' | KernelName;
   /** Bytes the shared memory starts with. Default 16 MiB; it grows on demand. */
   initialMemory?: number;
@@ -105,10 +108,11 @@ export class Pool {
     if (kernel !== 'auto' && kernel !== 'js' && kernel !== 'wasm') {
       throw new ArgumentError(`options.kernel must be 'auto', 'js' or 'wasm'; got ${describe(kernel)}`);
     }
-    if (kernel === 'wasm') {
-      throw new ArgumentError(`options.kernel 'wasm' is not available in this build; use 'auto' or 'js'`);
+    const wasmModule = kernel === 'js' ? null : loadWasmModule();
+    if (kernel === 'wasm' && wasmModule === null) {
+      throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, which this runtime does not validate; use 'auto' or 'js'`);
     }
-    this.kernel = 'js';
+    this.kernel = wasmModule === null ? 'js' : 'wasm';
     const maxMemory = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');
     if (maxMemory > MAX_MEMORY || maxMemory < 2 * RESERVED_BYTES) {
       throw new ArgumentError(`options.maxMemory must be between ${2 * RESERVED_BYTES} and ${MAX_MEMORY} bytes; got ${maxMemory}`);
@@ -125,7 +129,7 @@ export class Pool {
 
     const arena = new SharedArena(initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
-    const workerData: WorkerData = { memory: arena.memory, kernel: this.kernel, wasmModule: null };
+    const workerData: WorkerData = { memory: arena.memory, kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
       filename: new URL('../workers/worker.js', import.meta.url).href,
       minThreads: this.threads,
@@ -137,7 +141,7 @@ export class Pool {
       workerData,
     });
     const views = new MemoryViews(arena.memory);
-    const inlineKernel = createKernel(this.kernel, arena.memory, null);
+    const inlineKernel = createKernel(this.kernel, arena.memory, wasmModule);
     internals.set(this, {
       arena,
       views,

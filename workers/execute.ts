@@ -74,6 +74,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
         const yByte = region.yByte + (first - region.n0) * rowLen * bpe;
         kernel.normalizeRows(
           f64Data, region.xByte + (first - region.n0) * rowLen * bpe, yByte, rows, grid.C, S, layout.paramsByte,
+          task.accByte,
         );
         copy?.rows(first - region.n0, rows, yByte);
       }

@@ -101,12 +101,25 @@ export interface Task {
   readonly end: number;
   /** Per-call scratch area (see `scratchLayout`). */
   readonly scratchByte: number;
-  /** Per-task accumulators for row-mode statistics: 3 * C float64, or 0 when unused. */
+  /** Per-task scratch for the row-mode kernels (`rowScratchBytes(C)`), or 0 in plane mode. */
   readonly accByte: number;
   /** Used by `fused` to compute the per-channel parameters. */
   readonly eps: number;
   readonly copyOut: CopyOut | null;
   readonly fault?: Fault;
+}
+
+/**
+ * The benchmark's floor: y = a * x + b over n float32 at the given offsets, with the WebAssembly
+ * SIMD kernel. Not part of BatchNorm; it measures what one streaming pass costs on these threads.
+ */
+export interface StreamTask {
+  readonly op: 'stream';
+  readonly xByte: number;
+  readonly yByte: number;
+  readonly n: number;
+  readonly a: number;
+  readonly b: number;
 }
 
 /** A worker's answer. Errors travel flattened, since structured clone drops `code`. */

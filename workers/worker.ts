@@ -8,7 +8,7 @@ import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
 import { executeTask, MemoryViews } from './execute.js';
 import { createKernel } from './kernels/select.js';
-import { type KernelName, scratchLayout, type Task, type TaskResult } from './protocol.js';
+import { type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
 
 export interface WorkerData {
   readonly memory: WebAssembly.Memory;
@@ -20,8 +20,12 @@ const data = workerData as WorkerData;
 const kernel = createKernel(data.kernel, data.memory, data.wasmModule);
 const views = new MemoryViews(data.memory);
 
-export default function runTask(task: Task): TaskResult {
+export default function runTask(task: Task | StreamTask): TaskResult {
   try {
+    if (task.op === 'stream') {
+      kernel.stream(task.xByte, task.yByte, task.n, task.a, task.b);
+      return { ok: true, cancelled: false };
+    }
     if (task.fault !== undefined) injectFault(task);
     return { ok: true, cancelled: !executeTask(task, kernel, views) };
   } catch (err) {

@@ -18,4 +18,4 @@ export async function closePools(pools: Map<string, Pool>): Promise<void> {
 }
 
 /** Kernels the suites are parameterised over. */
-export const KERNELS = ['js'] as const;
+export const KERNELS = ['js', 'wasm'] as const;

@@ -105,6 +105,7 @@ export class JsKernel implements Kernel {
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
   ): void {
+    // Needs no scratch: the parameters are read in place.
     this.#views();
     const v = f64 ? this.#f64 : this.#f32;
     const p = this.#f64;
@@ -122,6 +123,14 @@ export class JsKernel implements Kernel {
         for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
       }
     }
+  }
+
+  stream(xByte: number, yByte: number, n: number, a: number, b: number): void {
+    this.#views();
+    const v = this.#f32;
+    const x = xByte / 4;
+    const y = yByte / 4;
+    for (let i = 0; i < n; i++) v[y + i] = v[x + i] * a + b;
   }
 }
 

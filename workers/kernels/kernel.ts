@@ -24,8 +24,8 @@ export interface Kernel {
 
   /**
    * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
-   * its S elements at c * S). Uses 3 * C float64 of accumulators at `accByte`; writes channel c's
-   * partial at `outByte + c * outStrideBytes`.
+   * its S elements at c * S). Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes
+   * channel c's partial at `outByte + c * outStrideBytes`.
    */
   statsRows(
     f64: boolean, xByte: number, rows: number, C: number, S: number,
@@ -40,9 +40,18 @@ export interface Kernel {
 
   /**
    * The same over `rows` contiguous rows of C * S elements, with channel c's (mean, scale, bias)
-   * as float64 at `paramsByte + 24 * c`.
+   * as float64 at `paramsByte + 24 * c`; `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
    */
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    scratchByte: number,
   ): void;
+
+  /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
+  stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
+}
+
+/** Scratch a task needs for the row-mode kernels of C channels. */
+export function rowScratchBytes(C: number): number {
+  return 32 * C + 64;
 }

@@ -1,13 +1,37 @@
 import '../../src/wasm-types.js';
+import { readFileSync } from 'node:fs';
+import { wasmApi } from '../../src/wasm-types.js';
 import type { KernelName } from '../protocol.js';
 import { JsKernel } from './js.js';
 import type { Kernel } from './kernel.js';
+import { WasmKernel } from './wasm.js';
+
+/** Where `npm run build` writes the compiled kernels (from workers/wasm/assembly/kernels.ts). */
+const WASM_FILE = new URL('../wasm/kernels.wasm', import.meta.url);
+
+let cached: WebAssembly.Module | null | undefined;
+
+/**
+ * The compiled WebAssembly kernels, or null when this runtime cannot run them (no SIMD128, or the
+ * file is missing). Compiled once per process; workers get the module itself, which is shared,
+ * not recompiled.
+ */
+export function loadWasmModule(): WebAssembly.Module | null {
+  if (cached !== undefined) return cached;
+  try {
+    const bytes = readFileSync(WASM_FILE);
+    cached = wasmApi.validate(bytes) ? new wasmApi.Module(bytes) : null;
+  } catch {
+    cached = null;
+  }
+  return cached;
+}
 
 /** Builds the named kernel over the pool's memory, in a worker or on the main thread. */
 export function createKernel(name: KernelName, memory: WebAssembly.Memory, wasmModule: WebAssembly.Module | null): Kernel {
   if (name === 'wasm') {
-    void wasmModule;
-    throw new Error('the wasm kernel is not built yet');
+    if (wasmModule === null) throw new Error('the wasm kernel needs its compiled module');
+    return new WasmKernel(memory, wasmModule);
   }
   return new JsKernel(memory);
 }

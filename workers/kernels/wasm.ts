@@ -1,0 +1,63 @@
+import '../../src/wasm-types.js';
+import { wasmApi } from '../../src/wasm-types.js';
+import type { Kernel } from './kernel.js';
+
+/** The exports of workers/wasm/assembly/kernels.ts. Pointers are byte offsets. */
+interface WasmExports {
+  statsPlanes32(x: number, rows: number, rowStride: number, len: number, out: number): void;
+  statsPlanes64(x: number, rows: number, rowStride: number, len: number, out: number): void;
+  statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
+  statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
+  normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
+  normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  stream32(x: number, y: number, n: number, a: number, b: number): void;
+}
+
+/**
+ * The WebAssembly SIMD kernels: one instance of the shared compiled module per thread, over the
+ * pool's memory. They need no views and so nothing to refresh when the memory grows.
+ */
+export class WasmKernel implements Kernel {
+  readonly name = 'wasm' as const;
+  readonly #k: WasmExports;
+
+  constructor(memory: WebAssembly.Memory, module: WebAssembly.Module) {
+    const instance = new wasmApi.Instance(module, { env: { memory } });
+    this.#k = instance.exports as unknown as WasmExports;
+  }
+
+  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void {
+    if (f64) this.#k.statsPlanes64(xByte, rows, rowStride, len, outByte);
+    else this.#k.statsPlanes32(xByte, rows, rowStride, len, outByte);
+  }
+
+  statsRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    accByte: number, outByte: number, outStrideBytes: number,
+  ): void {
+    if (f64) this.#k.statsRows64(xByte, rows, C, S, accByte, outByte, outStrideBytes);
+    else this.#k.statsRows32(xByte, rows, C, S, accByte, outByte, outStrideBytes);
+  }
+
+  normalizePlanes(
+    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
+    rows: number, len: number, mean: number, scale: number, bias: number,
+  ): void {
+    if (f64) this.#k.normalizePlanes64(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias);
+    else this.#k.normalizePlanes32(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias);
+  }
+
+  normalizeRows(
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    scratchByte: number,
+  ): void {
+    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte);
+    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte);
+  }
+
+  stream(xByte: number, yByte: number, n: number, a: number, b: number): void {
+    this.#k.stream32(xByte, yByte, n, a, b);
+  }
+}

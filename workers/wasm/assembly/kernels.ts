@@ -1,0 +1,506 @@
+// bnpool's WebAssembly SIMD kernels, in AssemblyScript.
+//
+// Contract (shared with workers/kernels/kernel.ts): pointers are byte offsets into the imported
+// shared memory, strides are in elements. The kernels allocate nothing and hold no static data,
+// so one compiled module is instantiated by every worker over the same memory (AssemblyScript
+// issue 921: instances of a module write their data segments to the same addresses).
+//
+// Statistics: a partial is (count, mean, m2) as f64. Shifted sums d = x - K, K the run's first
+// value. float32 data are reduced in f32x4 lanes over at most 8 vectors (a tree, so each lane sum
+// carries at most 3 roundings), then folded into f64x2 accumulators: float32 speed, float64
+// accuracy (design notes: "folding float32 SIMD lanes into float64 every ~1024 elements keeps the
+// accuracy"; we fold every 32). float64 data are reduced in f64x2 lanes directly.
+//
+// Normalization: y = ((x - mHi) - mLo) * scale + bias, with mean = mHi + mLo split into two
+// float32s, so float32 data lose nothing to rounding the mean (a constant channel gives exactly
+// bias). Scalar tails use the same float32 operations as the lanes, so an element's result does
+// not depend on where a vector boundary fell.
+
+// ---------------------------------------------------------------- helpers
+
+@inline function promoteLow(v: v128): v128 {
+  return f64x2.promote_low_f32x4(v);
+}
+
+@inline function promoteHigh(v: v128): v128 {
+  return f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1));
+}
+
+@inline function hsum(v: v128): f64 {
+  return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
+}
+
+@inline function writePartial(out: usize, count: f64, shift: f64, s1: f64, s2: f64): void {
+  const m2 = s2 - (s1 * s1) / count;
+  store<f64>(out, count);
+  store<f64>(out, shift + s1 / count, 8);
+  store<f64>(out, m2 < 0 ? 0 : m2, 16);
+}
+
+// ---------------------------------------------------------------- float32 statistics
+
+/** Adds the shifted sums of `len` float32 at `p` to acc[0..1] (s1) and acc[2..3] (s2) lanes. */
+@inline function sums32(p: usize, len: i32, kv: v128, k: f32, acc: usize): void {
+  let a1 = v128.load(acc);
+  let a2 = v128.load(acc, 16);
+  let t1: f64 = 0;
+  let t2: f64 = 0;
+  const end = p + (<usize>len << 2);
+  while (p + 128 <= end) {
+    const d0 = f32x4.sub(v128.load(p), kv);
+    const d1 = f32x4.sub(v128.load(p, 16), kv);
+    const d2 = f32x4.sub(v128.load(p, 32), kv);
+    const d3 = f32x4.sub(v128.load(p, 48), kv);
+    const d4 = f32x4.sub(v128.load(p, 64), kv);
+    const d5 = f32x4.sub(v128.load(p, 80), kv);
+    const d6 = f32x4.sub(v128.load(p, 96), kv);
+    const d7 = f32x4.sub(v128.load(p, 112), kv);
+    const s = f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7)));
+    const q = f32x4.add(
+      f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
+      f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
+    );
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
+    p += 128;
+  }
+  while (p + 16 <= end) {
+    const d = f32x4.sub(v128.load(p), kv);
+    const q = f32x4.mul(d, d);
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(d), promoteHigh(d)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
+    p += 16;
+  }
+  while (p < end) {
+    const d = <f64>(load<f32>(p) - k);
+    t1 += d;
+    t2 += d * d;
+    p += 4;
+  }
+  v128.store(acc, f64x2.add(a1, f64x2(t1, 0)));
+  v128.store(acc, f64x2.add(a2, f64x2(t2, 0)), 16);
+}
+
+/** Partial statistics of `rows` runs of `len` float32, run r at x + r * rowStride elements. */
+export function statsPlanes32(x: usize, rows: i32, rowStride: i32, len: i32, out: usize): void {
+  const k = load<f32>(x);
+  const kv = f32x4.splat(k);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let p = x + ((<usize>r * <usize>rowStride) << 2);
+    const end = p + (<usize>len << 2);
+    while (p + 128 <= end) {
+      const d0 = f32x4.sub(v128.load(p), kv);
+      const d1 = f32x4.sub(v128.load(p, 16), kv);
+      const d2 = f32x4.sub(v128.load(p, 32), kv);
+      const d3 = f32x4.sub(v128.load(p, 48), kv);
+      const d4 = f32x4.sub(v128.load(p, 64), kv);
+      const d5 = f32x4.sub(v128.load(p, 80), kv);
+      const d6 = f32x4.sub(v128.load(p, 96), kv);
+      const d7 = f32x4.sub(v128.load(p, 112), kv);
+      const s = f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7)));
+      const q = f32x4.add(
+        f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
+        f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
+      );
+      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+      a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
+      p += 128;
+    }
+    while (p + 16 <= end) {
+      const d = f32x4.sub(v128.load(p), kv);
+      const q = f32x4.mul(d, d);
+      a1 = f64x2.add(a1, f64x2.add(promoteLow(d), promoteHigh(d)));
+      a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
+      p += 16;
+    }
+    while (p < end) {
+      const d = <f64>(load<f32>(p) - k);
+      a1 = f64x2.add(a1, f64x2(d, 0));
+      a2 = f64x2.add(a2, f64x2(d * d, 0));
+      p += 4;
+    }
+  }
+  writePartial(out, <f64>rows * <f64>len, <f64>k, hsum(a1), hsum(a2));
+}
+
+/**
+ * Partials of C channels over `rows` contiguous rows of C * S float32. `acc` holds 32 * C + 64
+ * bytes of scratch. Channel c's partial goes to out + c * outStride (bytes).
+ */
+export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  if (S == 1) {
+    statsColumns32(x, rows, C, acc, out, outStride);
+    return;
+  }
+  // Short runs: per (row, channel), SIMD along the run, folded into f64 per channel.
+  // acc: s1, s2 per channel as f64 (16 bytes each), 16-byte aligned by the caller.
+  for (let c = 0; c < C; c++) {
+    v128.store(acc + (<usize>c << 5), f64x2.splat(0));
+    v128.store(acc + (<usize>c << 5), f64x2.splat(0), 16);
+  }
+  for (let r = 0; r < rows; r++) {
+    const row = x + <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const k = load<f32>(x + ((<usize>c * <usize>S) << 2));
+      sums32(row + ((<usize>c * <usize>S) << 2), S, f32x4.splat(k), k, acc + (<usize>c << 5));
+    }
+  }
+  const count = <f64>rows * <f64>S;
+  for (let c = 0; c < C; c++) {
+    const k = <f64>load<f32>(x + ((<usize>c * <usize>S) << 2));
+    const a = acc + (<usize>c << 5);
+    writePartial(out + <usize>c * <usize>outStride, count, k, hsum(v128.load(a)), hsum(v128.load(a, 16)));
+  }
+}
+
+/** Rank-2 style rows (S = 1): channels in lanes, 8 rows summed in f32 before each fold. */
+function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
+  const c4 = C & ~3;
+  const rowBytes = <usize>C << 2;
+  // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
+  const cPad = <usize>((C + 3) & ~3);
+  const kArr = acc;
+  const s1Arr = acc + (cPad << 2);
+  const s2Arr = s1Arr + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f32>(kArr + (c << 2), c < <usize>C ? load<f32>(x + (c << 2)) : 0);
+    store<f64>(s1Arr + (c << 3), 0);
+    store<f64>(s2Arr + (c << 3), 0);
+  }
+  let r = 0;
+  while (r < rows) {
+    const tile = min(8, rows - r);
+    const base = x + <usize>r * rowBytes;
+    for (let c: usize = 0; c < <usize>c4; c += 4) {
+      const kv = v128.load(kArr + (c << 2));
+      let s = f32x4.splat(0);
+      let q = f32x4.splat(0);
+      let p = base + (c << 2);
+      for (let i = 0; i < tile; i++) {
+        const d = f32x4.sub(v128.load(p), kv);
+        s = f32x4.add(s, d);
+        q = f32x4.add(q, f32x4.mul(d, d));
+        p += rowBytes;
+      }
+      const s1 = s1Arr + (c << 3);
+      const s2 = s2Arr + (c << 3);
+      v128.store(s1, f64x2.add(v128.load(s1), promoteLow(s)));
+      v128.store(s1, f64x2.add(v128.load(s1, 16), promoteHigh(s)), 16);
+      v128.store(s2, f64x2.add(v128.load(s2), promoteLow(q)));
+      v128.store(s2, f64x2.add(v128.load(s2, 16), promoteHigh(q)), 16);
+    }
+    for (let c = <usize>c4; c < <usize>C; c++) {
+      const k = load<f32>(kArr + (c << 2));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      for (let i = 0; i < tile; i++) {
+        const d = <f64>(load<f32>(base + <usize>i * rowBytes + (c << 2)) - k);
+        t1 += d;
+        t2 += d * d;
+      }
+      store<f64>(s1Arr + (c << 3), load<f64>(s1Arr + (c << 3)) + t1);
+      store<f64>(s2Arr + (c << 3), load<f64>(s2Arr + (c << 3)) + t2);
+    }
+    r += tile;
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    writePartial(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)));
+  }
+}
+
+// ---------------------------------------------------------------- float64 statistics
+
+@inline function sums64(p: usize, len: i32, kv: v128, k: f64, acc: usize): void {
+  let a1 = v128.load(acc);
+  let a2 = v128.load(acc, 16);
+  let b1 = f64x2.splat(0);
+  let b2 = f64x2.splat(0);
+  const end = p + (<usize>len << 3);
+  while (p + 64 <= end) {
+    const d0 = f64x2.sub(v128.load(p), kv);
+    const d1 = f64x2.sub(v128.load(p, 16), kv);
+    const d2 = f64x2.sub(v128.load(p, 32), kv);
+    const d3 = f64x2.sub(v128.load(p, 48), kv);
+    a1 = f64x2.add(a1, f64x2.add(d0, d1));
+    b1 = f64x2.add(b1, f64x2.add(d2, d3));
+    a2 = f64x2.add(a2, f64x2.add(f64x2.mul(d0, d0), f64x2.mul(d1, d1)));
+    b2 = f64x2.add(b2, f64x2.add(f64x2.mul(d2, d2), f64x2.mul(d3, d3)));
+    p += 64;
+  }
+  while (p + 16 <= end) {
+    const d = f64x2.sub(v128.load(p), kv);
+    a1 = f64x2.add(a1, d);
+    a2 = f64x2.add(a2, f64x2.mul(d, d));
+    p += 16;
+  }
+  if (p < end) {
+    const d = load<f64>(p) - k;
+    b1 = f64x2.add(b1, f64x2(d, 0));
+    b2 = f64x2.add(b2, f64x2(d * d, 0));
+  }
+  v128.store(acc, f64x2.add(a1, b1));
+  v128.store(acc, f64x2.add(a2, b2), 16);
+}
+
+export function statsPlanes64(x: usize, rows: i32, rowStride: i32, len: i32, out: usize): void {
+  const k = load<f64>(x);
+  const kv = f64x2.splat(k);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  let b1 = f64x2.splat(0);
+  let b2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let p = x + ((<usize>r * <usize>rowStride) << 3);
+    const end = p + (<usize>len << 3);
+    while (p + 64 <= end) {
+      const d0 = f64x2.sub(v128.load(p), kv);
+      const d1 = f64x2.sub(v128.load(p, 16), kv);
+      const d2 = f64x2.sub(v128.load(p, 32), kv);
+      const d3 = f64x2.sub(v128.load(p, 48), kv);
+      a1 = f64x2.add(a1, f64x2.add(d0, d1));
+      b1 = f64x2.add(b1, f64x2.add(d2, d3));
+      a2 = f64x2.add(a2, f64x2.add(f64x2.mul(d0, d0), f64x2.mul(d1, d1)));
+      b2 = f64x2.add(b2, f64x2.add(f64x2.mul(d2, d2), f64x2.mul(d3, d3)));
+      p += 64;
+    }
+    while (p + 16 <= end) {
+      const d = f64x2.sub(v128.load(p), kv);
+      a1 = f64x2.add(a1, d);
+      a2 = f64x2.add(a2, f64x2.mul(d, d));
+      p += 16;
+    }
+    if (p < end) {
+      const d = load<f64>(p) - k;
+      b1 = f64x2.add(b1, f64x2(d, 0));
+      b2 = f64x2.add(b2, f64x2(d * d, 0));
+    }
+  }
+  writePartial(out, <f64>rows * <f64>len, k, hsum(f64x2.add(a1, b1)), hsum(f64x2.add(a2, b2)));
+}
+
+export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  for (let c = 0; c < C; c++) {
+    v128.store(acc + (<usize>c << 5), f64x2.splat(0));
+    v128.store(acc + (<usize>c << 5), f64x2.splat(0), 16);
+  }
+  if (S == 1) {
+    // Channels in lanes: s1/s2 of channels c, c+1 accumulate in acc[c] (s1 pair) and acc[c]+16.
+    const c2 = C & ~1;
+    for (let r = 0; r < rows; r++) {
+      const row = x + <usize>r * rowBytes;
+      for (let c = 0; c < c2; c += 2) {
+        const a = acc + (<usize>c << 5);
+        const d = f64x2.sub(v128.load(row + (<usize>c << 3)), v128.load(x + (<usize>c << 3)));
+        v128.store(a, f64x2.add(v128.load(a), d));
+        v128.store(a, f64x2.add(v128.load(a, 16), f64x2.mul(d, d)), 16);
+      }
+      if (c2 < C) {
+        const a = acc + (<usize>c2 << 5);
+        const d = load<f64>(row + (<usize>c2 << 3)) - load<f64>(x + (<usize>c2 << 3));
+        store<f64>(a, load<f64>(a) + d);
+        store<f64>(a, load<f64>(a, 16) + d * d, 16);
+      }
+    }
+    for (let c = 0; c < C; c++) {
+      // Pair slot of c's lane: the pair starts at the even channel; lane = c & 1.
+      const a = acc + (<usize>(c & ~1) << 5) + (<usize>(c & 1) << 3);
+      writePartial(out + <usize>c * <usize>outStride, <f64>rows, load<f64>(x + (<usize>c << 3)), load<f64>(a), load<f64>(a, 16));
+    }
+    return;
+  }
+  for (let r = 0; r < rows; r++) {
+    const row = x + <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const k = load<f64>(x + ((<usize>c * <usize>S) << 3));
+      sums64(row + ((<usize>c * <usize>S) << 3), S, f64x2.splat(k), k, acc + (<usize>c << 5));
+    }
+  }
+  const count = <f64>rows * <f64>S;
+  for (let c = 0; c < C; c++) {
+    const a = acc + (<usize>c << 5);
+    writePartial(out + <usize>c * <usize>outStride, count, load<f64>(x + ((<usize>c * <usize>S) << 3)), hsum(v128.load(a)), hsum(v128.load(a, 16)));
+  }
+}
+
+// ---------------------------------------------------------------- normalization
+
+@inline function norm32(v: v128, hi: v128, lo: v128, sc: v128, b: v128): v128 {
+  return f32x4.add(f32x4.mul(f32x4.sub(f32x4.sub(v, hi), lo), sc), b);
+}
+
+@inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64): void {
+  const mHi = <f32>mean;
+  const mLo = <f32>(mean - <f64>mHi);
+  const sc = <f32>scale;
+  const bs = <f32>bias;
+  const hi = f32x4.splat(mHi);
+  const lo = f32x4.splat(mLo);
+  const scv = f32x4.splat(sc);
+  const bv = f32x4.splat(bs);
+  const end = px + (<usize>len << 2);
+  while (px + 64 <= end) {
+    const v0 = v128.load(px);
+    const v1 = v128.load(px, 16);
+    const v2 = v128.load(px, 32);
+    const v3 = v128.load(px, 48);
+    v128.store(py, norm32(v0, hi, lo, scv, bv));
+    v128.store(py, norm32(v1, hi, lo, scv, bv), 16);
+    v128.store(py, norm32(v2, hi, lo, scv, bv), 32);
+    v128.store(py, norm32(v3, hi, lo, scv, bv), 48);
+    px += 64;
+    py += 64;
+  }
+  while (px + 16 <= end) {
+    v128.store(py, norm32(v128.load(px), hi, lo, scv, bv));
+    px += 16;
+    py += 16;
+  }
+  while (px < end) {
+    store<f32>(py, ((load<f32>(px) - mHi) - mLo) * sc + bs);
+    px += 4;
+    py += 4;
+  }
+}
+
+export function normalizePlanes32(
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64,
+): void {
+  for (let r = 0; r < rows; r++) {
+    normRun32(x + ((<usize>r * <usize>xRowStride) << 2), y + ((<usize>r * <usize>yRowStride) << 2), len, mean, scale, bias);
+  }
+}
+
+@inline function normRun64(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64): void {
+  const m = f64x2.splat(mean);
+  const sc = f64x2.splat(scale);
+  const b = f64x2.splat(bias);
+  const end = px + (<usize>len << 3);
+  while (px + 32 <= end) {
+    v128.store(py, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px), m), sc), b));
+    v128.store(py, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px, 16), m), sc), b), 16);
+    px += 32;
+    py += 32;
+  }
+  while (px < end) {
+    store<f64>(py, (load<f64>(px) - mean) * scale + bias);
+    px += 8;
+    py += 8;
+  }
+}
+
+export function normalizePlanes64(
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64,
+): void {
+  for (let r = 0; r < rows; r++) {
+    normRun64(x + ((<usize>r * <usize>xRowStride) << 3), y + ((<usize>r * <usize>yRowStride) << 3), len, mean, scale, bias);
+  }
+}
+
+/**
+ * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 24 * c.
+ * `scratch` holds 32 * C + 64 bytes.
+ */
+export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  if (S != 1) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const p = params + <usize>c * 24;
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
+        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+      }
+    }
+    return;
+  }
+  // Channels in lanes: the parameters as float32 structure of arrays: hi, lo, scale, bias.
+  const cPad = <usize>((C + 3) & ~3);
+  const hiA = scratch;
+  const loA = hiA + (cPad << 2);
+  const scA = loA + (cPad << 2);
+  const bA = scA + (cPad << 2);
+  for (let c: usize = 0; c < cPad; c++) {
+    const p = params + (c < <usize>C ? c : 0) * 24;
+    const mean = load<f64>(p);
+    const mHi = <f32>mean;
+    store<f32>(hiA + (c << 2), mHi);
+    store<f32>(loA + (c << 2), <f32>(mean - <f64>mHi));
+    store<f32>(scA + (c << 2), <f32>load<f64>(p, 8));
+    store<f32>(bA + (c << 2), <f32>load<f64>(p, 16));
+  }
+  const c4 = <usize>(C & ~3);
+  for (let r = 0; r < rows; r++) {
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
+    for (let c: usize = 0; c < c4; c += 4) {
+      const o = c << 2;
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(loA + o), v128.load(scA + o), v128.load(bA + o)));
+    }
+    for (let c = c4; c < <usize>C; c++) {
+      const o = c << 2;
+      store<f32>(py + o, ((load<f32>(px + o) - load<f32>(hiA + o)) - load<f32>(loA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
+    }
+  }
+}
+
+export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  if (S != 1) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const p = params + <usize>c * 24;
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 3);
+        normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+      }
+    }
+    return;
+  }
+  const cPad = <usize>((C + 1) & ~1);
+  const mA = scratch;
+  const scA = mA + (cPad << 3);
+  const bA = scA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    const p = params + (c < <usize>C ? c : 0) * 24;
+    store<f64>(mA + (c << 3), load<f64>(p));
+    store<f64>(scA + (c << 3), load<f64>(p, 8));
+    store<f64>(bA + (c << 3), load<f64>(p, 16));
+  }
+  const c2 = <usize>(C & ~1);
+  for (let r = 0; r < rows; r++) {
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = c << 3;
+      v128.store(py + o, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px + o), v128.load(mA + o)), v128.load(scA + o)), v128.load(bA + o)));
+    }
+    if (c2 < <usize>C) {
+      const o = c2 << 3;
+      store<f64>(py + o, (load<f64>(px + o) - load<f64>(mA + o)) * load<f64>(scA + o) + load<f64>(bA + o));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- the benchmark floor
+
+/** y = a * x + b over n float32: one streaming read and write, the floor of any normalization. */
+export function stream32(x: usize, y: usize, n: i32, a: f32, b: f32): void {
+  const av = f32x4.splat(a);
+  const bv = f32x4.splat(b);
+  const end = x + (<usize>n << 2);
+  while (x + 64 <= end) {
+    v128.store(y, f32x4.add(f32x4.mul(v128.load(x), av), bv));
+    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 16), av), bv), 16);
+    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 32), av), bv), 32);
+    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 48), av), bv), 48);
+    x += 64;
+    y += 64;
+  }
+  while (x < end) {
+    store<f32>(y, load<f32>(x) * a + b);
+    x += 4;
+    y += 4;
+  }
+}
