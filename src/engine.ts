@@ -9,7 +9,8 @@ import {
 } from '../workers/protocol.js';
 import { rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
-import { mergeChannelStats, writeChannelParams } from './merge.js';
+import { writeChannelParams } from './merge.js';
+import { mergeAllChannels } from '../workers/execute.js';
 import { type Box, planBoxes, planGrid, planPartitions, shouldFuse } from './plan.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -68,17 +69,14 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
   const layout = scratchLayout(grid, scratchByte);
-  const onAbort = (): void => {
-    Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
-    Atomics.notify(ctx.views.i32, layout.cancelByte / 4);
-  };
+  const cancel = (): void => cancelCall(ctx, layout);
   try {
     ctx.views.refresh();
-    Atomics.store(ctx.views.i32, layout.cancelByte / 4, 0);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte]) Atomics.store(ctx.views.i32, byte / 4, 0);
+    signal?.addEventListener('abort', cancel, { once: true });
 
     const { y, placements } = place(ctx, req, grid, owned);
-    const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes };
+    const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel };
     let mean: Float64Array;
     let variance: Float64Array;
     if (!req.useBatchStats) {
@@ -87,30 +85,51 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       mean = Float64Array.from(req.runningMean!);
       variance = Float64Array.from(req.runningVar!);
     } else {
+      // The parameters area carries (unused, weight, bias) until the merge folds in the statistics.
+      writeAffine(ctx, req, layout);
       const fused = placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
       if (fused) {
-        writeAffine(ctx, req, layout);
         for (const p of placements) await normalizeChunk(call, p, 'fused', null);
+      } else if (placements.length === 1) {
+        // One dispatch for both phases: the last statistics task merges, and the normalize tasks
+        // (queued behind every statistics task, so all of those have started) wait for it.
+        const [p] = placements;
+        if (p.copyIn) copyIn(ctx, req, p);
+        const bounds = partition(call, p.region, 'stats');
+        const statsTasks = bounds.length - 1;
+        await runPhase(call, [
+          ...tasksFor(call, p, 'stats', bounds, { statsTasks }),
+          ...tasksFor(call, p, 'normalize', bounds, { statsTasks, reverse: true }),
+        ]);
+        if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
       } else {
+        // Chunks: every chunk's statistics, the merge here, then every chunk again to normalize.
         const bounds: number[][] = [];
         for (const p of placements) {
           if (p.copyIn) copyIn(ctx, req, p);
           bounds.push(partition(call, p.region, 'stats'));
           await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
         }
-        mergeOnMain(ctx, req, grid, layout);
-        // A single staged chunk is still on the pool; several chunks are staged again.
+        ctx.views.refresh();
+        mergeAllChannels(ctx.views.f64, { grid, eps: req.eps }, layout);
         for (let i = 0; i < placements.length; i++) {
-          await normalizeChunk(call, placements[i], 'normalize', bounds[i], placements.length === 1);
+          await normalizeChunk(call, placements[i], 'normalize', bounds[i]);
         }
       }
       [mean, variance] = readChannelStats(ctx, grid, layout);
     }
     return { y, mean, var: variance };
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);
   }
+}
+
+/** Raises the call's cancel flag and wakes any task waiting on it or on the ready flag. */
+function cancelCall(ctx: PoolInternals, layout: ScratchLayout): void {
+  Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
+  Atomics.notify(ctx.views.i32, layout.cancelByte / 4);
+  Atomics.notify(ctx.views.i32, layout.readyByte / 4);
 }
 
 interface Call {
@@ -122,14 +141,16 @@ interface Call {
   readonly threads: number;
   readonly accBase: number;
   readonly accBytes: number;
+  /** Cancels the call's remaining tasks (abort, or a task that failed). */
+  readonly cancel: () => void;
 }
 
 /** Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. */
-async function normalizeChunk(
-  call: Call, p: Placement, op: TaskOp, bounds: number[] | null, alreadyStaged = false,
-): Promise<void> {
-  if (p.copyIn && !alreadyStaged) copyIn(call.ctx, call.req, p);
-  await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op)));
+async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: number[] | null): Promise<void> {
+  if (p.copyIn) copyIn(call.ctx, call.req, p);
+  // After a statistics phase (bounds given), normalize backwards to start on what is cached.
+  const reverse = bounds !== null;
+  await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op), { reverse }));
   if (p.copyOutOnMain) copyOutOnMain(call.ctx, call.req, p);
 }
 
@@ -227,14 +248,15 @@ function itemWeights(grid: Grid, region: Region, op: TaskOp): number[] {
   const channels = region.c1 - region.c0;
   if (grid.mode === 'row') return Array.from({ length: groups }, (_, g) => rowsOf(g));
   if (op === 'fused') return new Array<number>(channels).fill(region.n1 - region.n0);
-  const perChannel: number[] = [];
+  // Memory order: row group, then channel, then stretch.
+  const weights: number[] = [];
   for (let g = 0; g < groups; g++) {
-    for (let k = 0; k < grid.sChunks; k++) {
-      perChannel.push(rowsOf(g) * (Math.min((k + 1) * grid.sChunkLen, grid.S) - k * grid.sChunkLen));
+    for (let c = 0; c < channels; c++) {
+      for (let k = 0; k < grid.sChunks; k++) {
+        weights.push(rowsOf(g) * (Math.min((k + 1) * grid.sChunkLen, grid.S) - k * grid.sChunkLen));
+      }
     }
   }
-  const weights: number[] = [];
-  for (let c = 0; c < channels; c++) weights.push(...perChannel);
   return weights;
 }
 
@@ -242,7 +264,9 @@ function partition(call: Call, region: Region, op: TaskOp): number[] {
   return planPartitions(itemWeights(call.grid, region, op), call.threads);
 }
 
-function tasksFor(call: Call, p: Placement, op: TaskOp, bounds: number[]): Task[] {
+function tasksFor(
+  call: Call, p: Placement, op: TaskOp, bounds: number[], opts: { statsTasks?: number; reverse?: boolean } = {},
+): Task[] {
   const tasks: Task[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
     tasks.push({
@@ -252,9 +276,11 @@ function tasksFor(call: Call, p: Placement, op: TaskOp, bounds: number[]): Task[
       region: p.region,
       begin: bounds[i],
       end: bounds[i + 1],
+      reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
       accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
       eps: call.req.eps,
+      statsTasks: opts.statsTasks ?? 0,
       copyOut: p.copyOut,
     });
   }
@@ -266,7 +292,7 @@ function tasksFor(call: Call, p: Placement, op: TaskOp, bounds: number[]): Task[
  * no task may still be writing when the call's scratch and staging memory are freed.
  */
 async function runPhase(call: Call, tasks: Task[]): Promise<void> {
-  const settled = await call.ctx.runTasks(tasks, call.inline);
+  const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);
   let failure: BnPoolError | null = null;
   let cancelled = false;
   for (const s of settled) {
@@ -301,19 +327,6 @@ function writeAffine(ctx: PoolInternals, req: EngineRequest, layout: ScratchLayo
     f64[at] = 0;
     f64[at + 1] = weight === null ? 1 : weight[c];
     f64[at + 2] = bias === null ? 0 : bias[c];
-  }
-}
-
-/** Split training: merge every channel's partials in block order, then fold the parameters. */
-function mergeOnMain(ctx: PoolInternals, req: EngineRequest, grid: Grid, layout: ScratchLayout): void {
-  ctx.views.refresh();
-  const f64 = ctx.views.f64;
-  const { weight, bias, eps } = req;
-  for (let c = 0; c < grid.C; c++) {
-    mergeChannelStats(f64, grid, layout.partialsByte, c, layout.channelStatsByte);
-    const at = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
-    writeChannelParams(f64, layout.paramsByte, c, f64[at], f64[at + 1], eps,
-      weight === null ? 1 : weight[c], bias === null ? 0 : bias[c]);
   }
 }
 

@@ -6,7 +6,7 @@ import type { Grid } from '../workers/protocol.js';
  */
 export const BLOCK_ELEMENTS = 16384;
 /** Below this spatial size a channel's runs are too short to stream; blocks become whole rows. */
-export const PLANE_MIN_SPATIAL = 64;
+export const PLANE_MIN_SPATIAL = 1024;
 /** Row-mode row groups: at most this many per channel (enough to keep 16 threads busy)... */
 const ROW_GROUPS_TARGET = 16;
 /** ...and at most this many elements each, so that one group fits a staging chunk. */

@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import type { Kernel } from '../workers/kernels/kernel.js';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
-import type { Dtype, Fault, KernelName, Task, TaskResult } from '../workers/protocol.js';
+import type { Dtype, Fault, KernelName, StreamTask, Task, TaskResult } from '../workers/protocol.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
 import { SharedArena } from './memory.js';
@@ -42,7 +42,7 @@ const RESERVED_BYTES = 65536;
  * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"). With the
  * JS kernels, 2 workers took 1.2x the inline time at 131,072 elements and 0.5x at 262,144.
  */
-export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 131072, wasm: 131072 };
+export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 131072, wasm: 1048576 };
 
 /** What the engine needs of a pool; kept off the public class. */
 export interface PoolInternals {
@@ -52,8 +52,13 @@ export interface PoolInternals {
   readonly inlineThreshold: number;
   readonly inlineKernel: Kernel;
   assertOpen(): void;
-  /** Runs tasks on the workers (or inline) and settles every one of them before returning. */
-  runTasks(tasks: Task[], inline: boolean): Promise<PromiseSettledResult<TaskResult>[]>;
+  /**
+   * Runs tasks on the workers (or inline) and settles every one of them before returning.
+   * `onFailure` runs as soon as one task fails, so that tasks waiting on it can give up.
+   */
+  runTasks(tasks: Task[], inline: boolean, onFailure: () => void): Promise<PromiseSettledResult<TaskResult>[]>;
+  /** Runs benchmark floor tasks on the workers. */
+  runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
   /** Tracks a call so that `close()` waits for it. */
   track<T>(work: Promise<T>): Promise<T>;
 }
@@ -137,6 +142,11 @@ export class Pool {
       // Keep workers: a respawn costs ~30 ms. Idle workers are unref'd by piscina.
       idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
+      // Strict FIFO: a training call queues its normalize tasks behind its statistics tasks and
+      // they wait for those to finish (workers/execute.ts). That is deadlock-free only if every
+      // task queued before one has started when it starts; piscina's default requeues a task it
+      // could not place at the tail, which breaks that (seen: 50 concurrent calls hung).
+      stricterFIFO: true,
       atomics: 'sync',
       workerData,
     });
@@ -149,8 +159,9 @@ export class Pool {
       inlineThreshold: this.inlineThreshold,
       inlineKernel,
       assertOpen: () => this.#assertOpen(),
-      runTasks: (tasks, inline) => this.#runTasks(tasks, inline, inlineKernel, views),
+      runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),
+      runStream: (tasks) => Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>)),
     });
   }
 
@@ -228,7 +239,7 @@ export class Pool {
   }
 
   async #runTasks(
-    tasks: Task[], inline: boolean, inlineKernel: Kernel, views: MemoryViews,
+    tasks: Task[], inline: boolean, onFailure: () => void, inlineKernel: Kernel, views: MemoryViews,
   ): Promise<PromiseSettledResult<TaskResult>[]> {
     if (inline) {
       return tasks.map((task): PromiseSettledResult<TaskResult> => {
@@ -244,7 +255,16 @@ export class Pool {
       pendingFaults.delete(this);
       tasks = [{ ...tasks[0], fault }, ...tasks.slice(1)];
     }
-    return Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>));
+    return Promise.allSettled(tasks.map(async (task) => {
+      try {
+        const result = await (this.#piscina.run(task) as Promise<TaskResult>);
+        if (!result.ok) onFailure();
+        return result;
+      } catch (err) {
+        onFailure();
+        throw err;
+      }
+    }));
   }
 }
 

@@ -3,10 +3,10 @@ import { mergeChannelStats, writeChannelParams } from '../src/merge.js';
 import type { Kernel } from './kernels/kernel.js';
 import {
   bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES, partialByte, scratchLayout,
-  type Task,
+  type ScratchLayout, type Task,
 } from './protocol.js';
 
-/** Typed views of the shared memory that the executor itself reads (cancel flag, parameters). */
+/** Typed views of the shared memory that the executor itself reads (flags, parameters). */
 export class MemoryViews {
   readonly #memory: WebAssembly.Memory;
   #f64: Float64Array;
@@ -31,115 +31,187 @@ export class MemoryViews {
 }
 
 /**
+ * Spinning beats sleeping for short waits: a futex wake-up costs ~90 µs on this project's VM, a
+ * spin ~1 µs (design notes). Spin this long, then sleep in Atomics.wait.
+ */
+const SPIN_MS = 0.2;
+
+/**
  * Runs one task: the same code in a worker and, for small inputs, inline on the calling thread.
  * Returns false when the call's cancel flag was found set (the task stopped between blocks).
  */
 export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boolean {
   views.refresh();
-  const { grid, region, dtype } = task;
-  const layout = scratchLayout(grid, task.scratchByte);
-  const cancelIndex = layout.cancelByte / 4;
+  const layout = scratchLayout(task.grid, task.scratchByte);
   const i32 = views.i32;
-  const f64 = views.f64;
-  const f64Data = dtype === 'float64';
-  const bpe = bytesPerElement(dtype);
-  const { S } = grid;
-  const g0 = region.n0 / grid.groupRows;
-  const regionGroups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
+  const cancelIndex = layout.cancelByte / 4;
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
-  const copy = task.copyOut === null ? null : new CopyOutWriter(task, bpe, views);
+  if (task.op === 'normalize' && task.statsTasks > 0 && !waitForParams(i32, layout)) return false;
 
-  if (grid.mode === 'row') {
-    const rowLen = grid.C * S;
-    const rowsOf = (g: number): [number, number] => {
-      const first = (g0 + g) * grid.groupRows;
-      return [first, Math.min(first + grid.groupRows, region.n1) - first];
-    };
-    if (task.op === 'stats') {
-      for (let g = task.begin; g < task.end; g++) {
-        if (cancelled()) return false;
-        const [first, rows] = rowsOf(g);
-        kernel.statsRows(
-          f64Data, region.xByte + (first - region.n0) * rowLen * bpe, rows, grid.C, S,
-          task.accByte, partialByte(grid, layout.partialsByte, 0, g0 + g, 0),
-          grid.blocksPerChannel * PARTIAL_BYTES,
-        );
-      }
-    } else {
-      // Normalize in the reverse order of the reduction, so the rows a worker reduced last,
-      // still in cache, are the first it normalizes.
-      for (let g = task.end - 1; g >= task.begin; g--) {
-        if (cancelled()) return false;
-        const [first, rows] = rowsOf(g);
-        const yByte = region.yByte + (first - region.n0) * rowLen * bpe;
-        kernel.normalizeRows(
-          f64Data, region.xByte + (first - region.n0) * rowLen * bpe, yByte, rows, grid.C, S, layout.paramsByte,
-          task.accByte,
-        );
-        copy?.rows(first - region.n0, rows, yByte);
-      }
+  const walk = new BlockWalker(task, kernel, views, layout);
+  if (task.op === 'fused') {
+    for (let cl = task.begin; cl < task.end; cl++) {
+      if (!walk.fuseChannel(cl, cancelled)) return false;
+    }
+    return true;
+  }
+  for (let i = task.begin; i < task.end; i++) {
+    if (cancelled()) return false;
+    if (task.op === 'stats') walk.stats(i);
+    // After a statistics phase over the same items, the ones reduced last are still in cache.
+    else walk.normalize(task.reverse ? task.begin + task.end - 1 - i : i);
+  }
+  if (task.op === 'stats' && task.statsTasks > 0) finishStats(task, views, layout);
+  return true;
+}
+
+/** Counts this statistics task done; the last one merges every channel and wakes the waiters. */
+function finishStats(task: Task, views: MemoryViews, layout: ScratchLayout): void {
+  const i32 = views.i32;
+  if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 !== task.statsTasks) return;
+  mergeAllChannels(views.f64, task, layout);
+  Atomics.store(i32, layout.readyByte / 4, 1);
+  Atomics.notify(i32, layout.readyByte / 4);
+}
+
+/**
+ * Merges each channel's partials (in block order: the same bits wherever it runs) and turns the
+ * parameters area from (unused, weight, bias) into (mean, scale, bias).
+ */
+export function mergeAllChannels(f64: Float64Array, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout): void {
+  for (let c = 0; c < task.grid.C; c++) mergeAndFold(f64, task, layout, c);
+}
+
+function mergeAndFold(f64: Float64Array, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout, c: number): void {
+  mergeChannelStats(f64, task.grid, layout.partialsByte, c, layout.channelStatsByte);
+  const st = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
+  const p = (layout.paramsByte + c * PARAM_BYTES) / 8;
+  writeChannelParams(f64, layout.paramsByte, c, f64[st], f64[st + 1], task.eps, f64[p + 1], f64[p + 2]);
+}
+
+/** Waits for the ready flag; false when the call was cancelled first. */
+function waitForParams(i32: Int32Array, layout: ScratchLayout): boolean {
+  const ready = layout.readyByte / 4;
+  const cancel = layout.cancelByte / 4;
+  const spinUntil = performance.now() + SPIN_MS;
+  while (Atomics.load(i32, ready) === 0) {
+    if (Atomics.load(i32, cancel) !== 0) return false;
+    // The main thread also notifies `ready` when it cancels, so this wakes either way.
+    if (performance.now() > spinUntil) Atomics.wait(i32, ready, 0, 50);
+  }
+  return true;
+}
+
+/** Maps a task's work items to blocks of its region and runs the kernels on them. */
+class BlockWalker {
+  readonly #task: Task;
+  readonly #kernel: Kernel;
+  readonly #views: MemoryViews;
+  readonly #layout: ScratchLayout;
+  readonly #f64Data: boolean;
+  readonly #bpe: number;
+  readonly #g0: number;
+  readonly #regionBlocks: number;
+  /** Blocks per row group of the region: channels x stretches. */
+  readonly #rowBlocks: number;
+  readonly #copy: CopyOutWriter | null;
+
+  constructor(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout) {
+    const { grid, region } = task;
+    this.#task = task;
+    this.#kernel = kernel;
+    this.#views = views;
+    this.#layout = layout;
+    this.#f64Data = task.dtype === 'float64';
+    this.#bpe = bytesPerElement(task.dtype);
+    this.#g0 = region.n0 / grid.groupRows;
+    this.#regionBlocks = Math.ceil((region.n1 - region.n0) / grid.groupRows) * grid.sChunks;
+    this.#rowBlocks = (region.c1 - region.c0) * grid.sChunks;
+    this.#copy = task.copyOut === null ? null : new CopyOutWriter(task, this.#bpe, views);
+  }
+
+  /** Work item i: a row group in row mode; in plane mode a block, in memory order. */
+  stats(i: number): void {
+    if (this.#task.grid.mode === 'row') this.#rowStats(i);
+    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
+  }
+
+  normalize(i: number): void {
+    if (this.#task.grid.mode === 'row') this.#rowNormalize(i);
+    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
+  }
+
+  /** Reduces channel cl's blocks, merges them, and normalizes them, last block first. */
+  fuseChannel(cl: number, cancelled: () => boolean): boolean {
+    for (let local = 0; local < this.#regionBlocks; local++) {
+      if (cancelled()) return false;
+      this.#planeBlock(cl, local, false);
+    }
+    mergeAndFold(this.#views.f64, this.#task, this.#layout, this.#task.region.c0 + cl);
+    for (let local = this.#regionBlocks - 1; local >= 0; local--) {
+      if (cancelled()) return false;
+      this.#planeBlock(cl, local, true);
     }
     return true;
   }
 
-  // Plane mode. Block `local` of a region channel is row group g0 + floor(local / sChunks),
-  // stretch local % sChunks.
-  const regionBlocks = regionGroups * grid.sChunks;
-  const visit = (cl: number, local: number, fn: (rowOff: number, rows: number, sOff: number, len: number, g: number, k: number) => void): void => {
-    const g = g0 + Math.floor(local / grid.sChunks);
+  #channelOf(b: number): number {
+    return Math.floor((b % this.#rowBlocks) / this.#task.grid.sChunks);
+  }
+
+  #localOf(b: number): number {
+    const { sChunks } = this.#task.grid;
+    return Math.floor(b / this.#rowBlocks) * sChunks + (b % sChunks);
+  }
+
+  /** Plane mode: block `local` of region channel `cl` is row group g0 + floor(local / sChunks), stretch local % sChunks. */
+  #planeBlock(cl: number, local: number, normalize: boolean): void {
+    const { grid, region } = this.#task;
+    const bpe = this.#bpe;
+    const g = this.#g0 + Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
     const first = g * grid.groupRows;
     const rows = Math.min(first + grid.groupRows, region.n1) - first;
     const sOff = k * grid.sChunkLen;
-    const len = Math.min(sOff + grid.sChunkLen, S) - sOff;
-    fn(first - region.n0, rows, cl * S + sOff, len, g, k);
-  };
-  const stats = (cl: number, local: number): void => visit(cl, local, (rowOff, rows, off, len, g, k) => {
-    kernel.statsPlanes(
-      f64Data, region.xByte + (rowOff * region.xRowStride + off) * bpe, rows, region.xRowStride, len,
-      partialByte(grid, layout.partialsByte, region.c0 + cl, g, k),
-    );
-  });
-  const normalize = (cl: number, local: number): void => visit(cl, local, (rowOff, rows, off, len) => {
-    const p = (layout.paramsByte + (region.c0 + cl) * PARAM_BYTES) / 8;
+    const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
+    const rowOff = first - region.n0;
+    const off = cl * grid.S + sOff;
+    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
+    const c = region.c0 + cl;
+    if (!normalize) {
+      this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, partialByte(grid, this.#layout.partialsByte, c, g, k));
+      return;
+    }
+    const f64 = this.#views.f64;
+    const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
-    kernel.normalizePlanes(
-      f64Data, region.xByte + (rowOff * region.xRowStride + off) * bpe, region.xRowStride,
-      yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2],
-    );
-    copy?.planes(rowOff, rows, off, len, yByte);
-  });
-
-  if (task.op === 'stats') {
-    for (let b = task.begin; b < task.end; b++) {
-      if (cancelled()) return false;
-      stats(Math.floor(b / regionBlocks), b % regionBlocks);
-    }
-  } else if (task.op === 'normalize') {
-    for (let b = task.end - 1; b >= task.begin; b--) {
-      if (cancelled()) return false;
-      normalize(Math.floor(b / regionBlocks), b % regionBlocks);
-    }
-  } else {
-    // Fused: the region holds every row, so a channel's partials are all here. The parameters
-    // area holds (unused, weight, bias) on entry; it is overwritten with (mean, scale, bias).
-    for (let cl = task.begin; cl < task.end; cl++) {
-      for (let local = 0; local < regionBlocks; local++) {
-        if (cancelled()) return false;
-        stats(cl, local);
-      }
-      const c = region.c0 + cl;
-      mergeChannelStats(f64, grid, layout.partialsByte, c, layout.channelStatsByte);
-      const st = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
-      const p = (layout.paramsByte + c * PARAM_BYTES) / 8;
-      writeChannelParams(f64, layout.paramsByte, c, f64[st], f64[st + 1], task.eps, f64[p + 1], f64[p + 2]);
-      for (let local = regionBlocks - 1; local >= 0; local--) {
-        if (cancelled()) return false;
-        normalize(cl, local);
-      }
-    }
+    this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2]);
+    this.#copy?.planes(rowOff, rows, off, len, yByte);
   }
-  return true;
+
+  #rowGroup(g: number): { rowOff: number; rows: number } {
+    const { grid, region } = this.#task;
+    const first = (this.#g0 + g) * grid.groupRows;
+    return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+  }
+
+  #rowStats(g: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    this.#kernel.statsRows(
+      this.#f64Data, region.xByte + rowOff * grid.C * grid.S * this.#bpe, rows, grid.C, grid.S,
+      accByte, partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
+    );
+  }
+
+  #rowNormalize(g: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const rowBytes = grid.C * grid.S * this.#bpe;
+    const yByte = region.yByte + rowOff * rowBytes;
+    this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte);
+    this.#copy?.rows(rowOff, rows, yByte);
+  }
 }
 
 /** Copies normalized runs from the pool's memory to a destination on another shared buffer. */

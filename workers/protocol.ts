@@ -76,8 +76,9 @@ export interface CopyOut {
  * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
  *   while the channel is still in cache.
  *
- * Work items: in plane mode, `stats` and `normalize` count blocks of the region in channel-major
- * order and `fused` counts channels of the region; in row mode they count row groups of the region.
+ * Work items: in plane mode, `stats` and `normalize` count blocks of the region in memory order
+ * (row group, then channel, then stretch) and `fused` counts channels of the region; in row mode
+ * they count row groups of the region.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused';
 
@@ -99,12 +100,24 @@ export interface Task {
   /** Work items [begin, end) of the region. */
   readonly begin: number;
   readonly end: number;
+  /**
+   * `normalize` only: visit the items last to first. After a statistics phase over the same items,
+   * the ones reduced last are still in cache and are normalized first.
+   */
+  readonly reverse: boolean;
   /** Per-call scratch area (see `scratchLayout`). */
   readonly scratchByte: number;
   /** Per-task scratch for the row-mode kernels (`rowScratchBytes(C)`), or 0 in plane mode. */
   readonly accByte: number;
-  /** Used by `fused` to compute the per-channel parameters. */
+  /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;
+  /**
+   * `stats`: when > 0, the number of statistics tasks of this phase; the one that finishes last
+   * merges every channel's partials and raises the ready flag.
+   * `normalize`: when > 0, the task waits for the ready flag before it starts.
+   * 0: the main thread merges between the phases instead (chunked calls).
+   */
+  readonly statsTasks: number;
   readonly copyOut: CopyOut | null;
   readonly fault?: Fault;
 }
@@ -135,12 +148,15 @@ export const PARAM_BYTES = 24;
 export const CHANNEL_STAT_BYTES = 16;
 
 /**
- * Layout of the per-call scratch area. The first 8 bytes hold the cancel flag (an Int32 that
- * `Atomics.store` sets when the call's signal fires); then the parameters, the merged channel
+ * Layout of the per-call scratch area. The first 16 bytes hold three Int32 words: the cancel flag
+ * (set when the call's signal fires or a task failed), the count of finished statistics tasks, and
+ * the "parameters ready" flag that normalize tasks wait on. Then the parameters, the merged channel
  * statistics and the partials, each 8-byte aligned.
  */
 export interface ScratchLayout {
   readonly cancelByte: number;
+  readonly doneByte: number;
+  readonly readyByte: number;
   readonly paramsByte: number;
   readonly channelStatsByte: number;
   readonly partialsByte: number;
@@ -148,11 +164,14 @@ export interface ScratchLayout {
 }
 
 export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
-  const paramsByte = scratchByte + 8;
+  const paramsByte = scratchByte + 16;
   const channelStatsByte = paramsByte + grid.C * PARAM_BYTES;
   const partialsByte = channelStatsByte + grid.C * CHANNEL_STAT_BYTES;
   const end = partialsByte + grid.C * grid.blocksPerChannel * PARTIAL_BYTES;
-  return { cancelByte: scratchByte, paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte };
+  return {
+    cancelByte: scratchByte, doneByte: scratchByte + 4, readyByte: scratchByte + 8,
+    paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte,
+  };
 }
 
 /** Byte offset of the partial of channel `c`, row group `g`, stretch `k`. */
