@@ -91,16 +91,12 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       if (fused) {
         for (const p of placements) await normalizeChunk(call, p, 'fused', null);
       } else if (placements.length === 1) {
-        // One dispatch for both phases: the last statistics task merges, and the normalize tasks
-        // (queued behind every statistics task, so all of those have started) wait for it.
+        // One dispatch: each task reduces its blocks, meets the others at a barrier where the
+        // last one merges, then normalizes the same blocks while they are still in cache.
         const [p] = placements;
         if (p.copyIn) copyIn(ctx, req, p);
-        const bounds = partition(call, p.region, 'stats');
-        const statsTasks = bounds.length - 1;
-        await runPhase(call, [
-          ...tasksFor(call, p, 'stats', bounds, { statsTasks }),
-          ...tasksFor(call, p, 'normalize', bounds, { statsTasks, reverse: true }),
-        ]);
+        const bounds = partition(call, p.region, 'split');
+        await runPhase(call, tasksFor(call, p, 'split', bounds, { gang: bounds.length - 1 }));
         if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
       } else {
         // Chunks: every chunk's statistics, the merge here, then every chunk again to normalize.
@@ -265,7 +261,7 @@ function partition(call: Call, region: Region, op: TaskOp): number[] {
 }
 
 function tasksFor(
-  call: Call, p: Placement, op: TaskOp, bounds: number[], opts: { statsTasks?: number; reverse?: boolean } = {},
+  call: Call, p: Placement, op: TaskOp, bounds: number[], opts: { gang?: number; reverse?: boolean } = {},
 ): Task[] {
   const tasks: Task[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
@@ -280,7 +276,7 @@ function tasksFor(
       scratchByte: call.layout.cancelByte,
       accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
       eps: call.req.eps,
-      statsTasks: opts.statsTasks ?? 0,
+      gang: opts.gang ?? 0,
       copyOut: p.copyOut,
     });
   }

@@ -21,24 +21,24 @@ export function mergeChannelStats(
   let n = 0;
   let mean = 0;
   let m2 = 0;
-  for (let g = 0; g < grid.nGroups; g++) {
-    for (let k = 0; k < grid.sChunks; k++) {
-      const at = partialByte(grid, partialsByte, c, g, k) / 8;
-      const nb = mem[at];
-      const meanB = mem[at + 1];
-      const m2B = mem[at + 2];
-      if (n === 0) {
-        n = nb;
-        mean = meanB;
-        m2 = m2B;
-        continue;
-      }
-      const total = n + nb;
-      const delta = meanB - mean;
-      mean += (delta * nb) / total;
-      m2 += m2B + (delta * delta * n * nb) / total;
-      n = total;
+  // A channel's partials are contiguous, in block order.
+  const first = partialByte(grid, partialsByte, c, 0, 0) / 8;
+  const last = first + 3 * grid.blocksPerChannel;
+  for (let at = first; at < last; at += 3) {
+    const nb = mem[at];
+    const meanB = mem[at + 1];
+    const m2B = mem[at + 2];
+    if (n === 0) {
+      n = nb;
+      mean = meanB;
+      m2 = m2B;
+      continue;
     }
+    const total = n + nb;
+    const delta = meanB - mean;
+    mean += (delta * nb) / total;
+    m2 += m2B + (delta * delta * n * nb) / total;
+    n = total;
   }
   const out = (channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
   mem[out] = mean;

@@ -46,8 +46,6 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const i32 = views.i32;
   const cancelIndex = layout.cancelByte / 4;
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
-  if (task.op === 'normalize' && task.statsTasks > 0 && !waitForParams(i32, layout)) return false;
-
   const walk = new BlockWalker(task, kernel, views, layout);
   if (task.op === 'fused') {
     for (let cl = task.begin; cl < task.end; cl++) {
@@ -55,23 +53,47 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     }
     return true;
   }
+  if (task.op !== 'normalize') {
+    for (let i = task.begin; i < task.end; i++) {
+      if (cancelled()) return false;
+      walk.stats(i);
+    }
+    if (task.op === 'stats') return true;
+    if (!barrier(task, views, layout)) return false;
+  }
+  const reverse = task.op === 'split' || task.reverse;
   for (let i = task.begin; i < task.end; i++) {
     if (cancelled()) return false;
-    if (task.op === 'stats') walk.stats(i);
-    // After a statistics phase over the same items, the ones reduced last are still in cache.
-    else walk.normalize(task.reverse ? task.begin + task.end - 1 - i : i);
+    walk.normalize(reverse ? task.begin + task.end - 1 - i : i);
   }
-  if (task.op === 'stats' && task.statsTasks > 0) finishStats(task, views, layout);
   return true;
 }
 
-/** Counts this statistics task done; the last one merges every channel and wakes the waiters. */
-function finishStats(task: Task, views: MemoryViews, layout: ScratchLayout): void {
+/**
+ * The `split` barrier: the last task to arrive merges every channel and wakes the others, which
+ * spin briefly, then sleep. False when the call was cancelled first.
+ *
+ * Deadlock-free because a call's tasks are queued back to back, there are at most as many as
+ * workers, and the pool's queue is strictly FIFO: when one of them starts, every task queued
+ * before it has started, so the workers the others need are held only by tasks that finish.
+ */
+function barrier(task: Task, views: MemoryViews, layout: ScratchLayout): boolean {
   const i32 = views.i32;
-  if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 !== task.statsTasks) return;
-  mergeAllChannels(views.f64, task, layout);
-  Atomics.store(i32, layout.readyByte / 4, 1);
-  Atomics.notify(i32, layout.readyByte / 4);
+  if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang) {
+    mergeAllChannels(views.f64, task, layout);
+    Atomics.store(i32, layout.readyByte / 4, 1);
+    Atomics.notify(i32, layout.readyByte / 4);
+    return true;
+  }
+  const ready = layout.readyByte / 4;
+  const cancel = layout.cancelByte / 4;
+  const spinUntil = performance.now() + SPIN_MS;
+  while (Atomics.load(i32, ready) === 0) {
+    if (Atomics.load(i32, cancel) !== 0) return false;
+    // The main thread also notifies `ready` when it cancels, so this wakes either way.
+    if (performance.now() > spinUntil) Atomics.wait(i32, ready, 0, 50);
+  }
+  return true;
 }
 
 /**
@@ -87,19 +109,6 @@ function mergeAndFold(f64: Float64Array, task: Pick<Task, 'grid' | 'eps'>, layou
   const st = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
   const p = (layout.paramsByte + c * PARAM_BYTES) / 8;
   writeChannelParams(f64, layout.paramsByte, c, f64[st], f64[st + 1], task.eps, f64[p + 1], f64[p + 2]);
-}
-
-/** Waits for the ready flag; false when the call was cancelled first. */
-function waitForParams(i32: Int32Array, layout: ScratchLayout): boolean {
-  const ready = layout.readyByte / 4;
-  const cancel = layout.cancelByte / 4;
-  const spinUntil = performance.now() + SPIN_MS;
-  while (Atomics.load(i32, ready) === 0) {
-    if (Atomics.load(i32, cancel) !== 0) return false;
-    // The main thread also notifies `ready` when it cancels, so this wakes either way.
-    if (performance.now() > spinUntil) Atomics.wait(i32, ready, 0, 50);
-  }
-  return true;
 }
 
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */

@@ -74,13 +74,16 @@ export interface CopyOut {
  * - `stats`: partial statistics of blocks;
  * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
  * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
- *   while the channel is still in cache.
+ *   while the channel is still in cache;
+ * - `split`: `stats`, then a barrier with the other `gang - 1` tasks of the call (the last to
+ *   arrive merges every channel), then `normalize` of the same items, last first, so the ones
+ *   reduced last are normalized while still in cache. One dispatch instead of two.
  *
- * Work items: in plane mode, `stats` and `normalize` count blocks of the region in memory order
- * (row group, then channel, then stretch) and `fused` counts channels of the region; in row mode
- * they count row groups of the region.
+ * Work items: in plane mode, `stats`, `normalize` and `split` count blocks of the region in memory
+ * order (row group, then channel, then stretch) and `fused` counts channels of the region; in row
+ * mode they count row groups of the region.
  */
-export type TaskOp = 'stats' | 'normalize' | 'fused';
+export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split';
 
 /**
  * Test-only fault injection: makes the worker die or throw instead of working, or stall until
@@ -101,7 +104,7 @@ export interface Task {
   readonly begin: number;
   readonly end: number;
   /**
-   * `normalize` only: visit the items last to first. After a statistics phase over the same items,
+   * `normalize`: visit the items last to first. After a statistics phase over the same items,
    * the ones reduced last are still in cache and are normalized first.
    */
   readonly reverse: boolean;
@@ -111,13 +114,8 @@ export interface Task {
   readonly accByte: number;
   /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;
-  /**
-   * `stats`: when > 0, the number of statistics tasks of this phase; the one that finishes last
-   * merges every channel's partials and raises the ready flag.
-   * `normalize`: when > 0, the task waits for the ready flag before it starts.
-   * 0: the main thread merges between the phases instead (chunked calls).
-   */
-  readonly statsTasks: number;
+  /** `split`: the number of tasks of the call that meet at the barrier. */
+  readonly gang: number;
   readonly copyOut: CopyOut | null;
   readonly fault?: Fault;
 }
@@ -149,8 +147,8 @@ export const CHANNEL_STAT_BYTES = 16;
 
 /**
  * Layout of the per-call scratch area. The first 16 bytes hold three Int32 words: the cancel flag
- * (set when the call's signal fires or a task failed), the count of finished statistics tasks, and
- * the "parameters ready" flag that normalize tasks wait on. Then the parameters, the merged channel
+ * (set when the call's signal fires or a task failed), the count of `split` tasks at the barrier,
+ * and the "parameters ready" flag they wait on. Then the parameters, the merged channel
  * statistics and the partials, each 8-byte aligned.
  */
 export interface ScratchLayout {

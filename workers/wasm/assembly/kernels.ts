@@ -11,10 +11,11 @@
 // accuracy (design notes: "folding float32 SIMD lanes into float64 every ~1024 elements keeps the
 // accuracy"; we fold every 32). float64 data are reduced in f64x2 lanes directly.
 //
-// Normalization: y = ((x - mHi) - mLo) * scale + bias, with mean = mHi + mLo split into two
-// float32s, so float32 data lose nothing to rounding the mean (a constant channel gives exactly
-// bias). Scalar tails use the same float32 operations as the lanes, so an element's result does
-// not depend on where a vector boundary fell.
+// Normalization of float32: mean = mHi + mLo is split into two float32s and
+// y = (x - mHi) * scale + (bias - mLo * scale), the second term folded in float64. So float32
+// data lose nothing to rounding the mean (x - mHi is exact near the mean, and a constant channel
+// gives exactly bias), at the cost of y = a*x + b. Scalar tails use the same float32 operations
+// as the lanes, so an element's result does not depend on where a vector boundary fell.
 
 // ---------------------------------------------------------------- helpers
 
@@ -156,7 +157,11 @@ export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
   }
 }
 
-/** Rank-2 style rows (S = 1): channels in lanes, 8 rows summed in f32 before each fold. */
+/**
+ * Rank-2 style rows (S = 1): channels in lanes. Up to 16 rows are summed in f32 (four independent
+ * accumulator pairs, so the adds do not wait on each other; at most 4 + 2 roundings per lane),
+ * then folded into f64.
+ */
 function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
   const c4 = C & ~3;
   const rowBytes = <usize>C << 2;
@@ -172,19 +177,43 @@ function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
   }
   let r = 0;
   while (r < rows) {
-    const tile = min(8, rows - r);
+    const tile = min(16, rows - r);
+    const quads = tile >> 2;
     const base = x + <usize>r * rowBytes;
     for (let c: usize = 0; c < <usize>c4; c += 4) {
       const kv = v128.load(kArr + (c << 2));
-      let s = f32x4.splat(0);
-      let q = f32x4.splat(0);
+      let sa = f32x4.splat(0);
+      let sb = f32x4.splat(0);
+      let sc = f32x4.splat(0);
+      let sd = f32x4.splat(0);
+      let qa = f32x4.splat(0);
+      let qb = f32x4.splat(0);
+      let qc = f32x4.splat(0);
+      let qd = f32x4.splat(0);
       let p = base + (c << 2);
-      for (let i = 0; i < tile; i++) {
+      for (let i = 0; i < quads; i++) {
+        const d0 = f32x4.sub(v128.load(p), kv);
+        const d1 = f32x4.sub(v128.load(p + rowBytes), kv);
+        const d2 = f32x4.sub(v128.load(p + 2 * rowBytes), kv);
+        const d3 = f32x4.sub(v128.load(p + 3 * rowBytes), kv);
+        sa = f32x4.add(sa, d0);
+        sb = f32x4.add(sb, d1);
+        sc = f32x4.add(sc, d2);
+        sd = f32x4.add(sd, d3);
+        qa = f32x4.add(qa, f32x4.mul(d0, d0));
+        qb = f32x4.add(qb, f32x4.mul(d1, d1));
+        qc = f32x4.add(qc, f32x4.mul(d2, d2));
+        qd = f32x4.add(qd, f32x4.mul(d3, d3));
+        p += 4 * rowBytes;
+      }
+      for (let i = quads << 2; i < tile; i++) {
         const d = f32x4.sub(v128.load(p), kv);
-        s = f32x4.add(s, d);
-        q = f32x4.add(q, f32x4.mul(d, d));
+        sa = f32x4.add(sa, d);
+        qa = f32x4.add(qa, f32x4.mul(d, d));
         p += rowBytes;
       }
+      const s = f32x4.add(f32x4.add(sa, sb), f32x4.add(sc, sd));
+      const q = f32x4.add(f32x4.add(qa, qb), f32x4.add(qc, qd));
       const s1 = s1Arr + (c << 3);
       const s2 = s2Arr + (c << 3);
       v128.store(s1, f64x2.add(v128.load(s1), promoteLow(s)));
@@ -328,17 +357,24 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
 
 // ---------------------------------------------------------------- normalization
 
-@inline function norm32(v: v128, hi: v128, lo: v128, sc: v128, b: v128): v128 {
-  return f32x4.add(f32x4.mul(f32x4.sub(f32x4.sub(v, hi), lo), sc), b);
+@inline function norm32(v: v128, hi: v128, sc: v128, b: v128): v128 {
+  return f32x4.add(f32x4.mul(f32x4.sub(v, hi), sc), b);
+}
+
+/** The float32 form of (mean, scale, bias): hi, scale, and bias - lo * scale. */
+@inline function hiOf(mean: f64): f32 {
+  return <f32>mean;
+}
+
+@inline function shiftOf(mean: f64, scale: f64, bias: f64): f32 {
+  return <f32>(bias - (mean - <f64><f32>mean) * scale);
 }
 
 @inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64): void {
-  const mHi = <f32>mean;
-  const mLo = <f32>(mean - <f64>mHi);
+  const mHi = hiOf(mean);
   const sc = <f32>scale;
-  const bs = <f32>bias;
+  const bs = shiftOf(mean, scale, bias);
   const hi = f32x4.splat(mHi);
-  const lo = f32x4.splat(mLo);
   const scv = f32x4.splat(sc);
   const bv = f32x4.splat(bs);
   const end = px + (<usize>len << 2);
@@ -347,20 +383,20 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
     const v1 = v128.load(px, 16);
     const v2 = v128.load(px, 32);
     const v3 = v128.load(px, 48);
-    v128.store(py, norm32(v0, hi, lo, scv, bv));
-    v128.store(py, norm32(v1, hi, lo, scv, bv), 16);
-    v128.store(py, norm32(v2, hi, lo, scv, bv), 32);
-    v128.store(py, norm32(v3, hi, lo, scv, bv), 48);
+    v128.store(py, norm32(v0, hi, scv, bv));
+    v128.store(py, norm32(v1, hi, scv, bv), 16);
+    v128.store(py, norm32(v2, hi, scv, bv), 32);
+    v128.store(py, norm32(v3, hi, scv, bv), 48);
     px += 64;
     py += 64;
   }
   while (px + 16 <= end) {
-    v128.store(py, norm32(v128.load(px), hi, lo, scv, bv));
+    v128.store(py, norm32(v128.load(px), hi, scv, bv));
     px += 16;
     py += 16;
   }
   while (px < end) {
-    store<f32>(py, ((load<f32>(px) - mHi) - mLo) * sc + bs);
+    store<f32>(py, (load<f32>(px) - mHi) * sc + bs);
     px += 4;
     py += 4;
   }
@@ -416,32 +452,53 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
     }
     return;
   }
-  // Channels in lanes: the parameters as float32 structure of arrays: hi, lo, scale, bias.
+  // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), and
+  // four rows per step sharing each load of them.
   const cPad = <usize>((C + 3) & ~3);
   const hiA = scratch;
-  const loA = hiA + (cPad << 2);
-  const scA = loA + (cPad << 2);
+  const scA = hiA + (cPad << 2);
   const bA = scA + (cPad << 2);
   for (let c: usize = 0; c < cPad; c++) {
     const p = params + (c < <usize>C ? c : 0) * 24;
     const mean = load<f64>(p);
-    const mHi = <f32>mean;
-    store<f32>(hiA + (c << 2), mHi);
-    store<f32>(loA + (c << 2), <f32>(mean - <f64>mHi));
-    store<f32>(scA + (c << 2), <f32>load<f64>(p, 8));
-    store<f32>(bA + (c << 2), <f32>load<f64>(p, 16));
+    const scale = load<f64>(p, 8);
+    store<f32>(hiA + (c << 2), hiOf(mean));
+    store<f32>(scA + (c << 2), <f32>scale);
+    store<f32>(bA + (c << 2), shiftOf(mean, scale, load<f64>(p, 16)));
   }
   const c4 = <usize>(C & ~3);
-  for (let r = 0; r < rows; r++) {
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
     const px = x + <usize>r * rowBytes;
     const py = y + <usize>r * rowBytes;
     for (let c: usize = 0; c < c4; c += 4) {
       const o = c << 2;
-      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(loA + o), v128.load(scA + o), v128.load(bA + o)));
+      const hi = v128.load(hiA + o);
+      const sc = v128.load(scA + o);
+      const b = v128.load(bA + o);
+      v128.store(py + o, norm32(v128.load(px + o), hi, sc, b));
+      v128.store(py + rowBytes + o, norm32(v128.load(px + rowBytes + o), hi, sc, b));
+      v128.store(py + 2 * rowBytes + o, norm32(v128.load(px + 2 * rowBytes + o), hi, sc, b));
+      v128.store(py + 3 * rowBytes + o, norm32(v128.load(px + 3 * rowBytes + o), hi, sc, b));
     }
     for (let c = c4; c < <usize>C; c++) {
       const o = c << 2;
-      store<f32>(py + o, ((load<f32>(px + o) - load<f32>(hiA + o)) - load<f32>(loA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
+      for (let i: usize = 0; i < 4; i++) {
+        const at = i * rowBytes + o;
+        store<f32>(py + at, (load<f32>(px + at) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
+      }
+    }
+  }
+  for (; r < rows; r++) {
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
+    for (let c: usize = 0; c < c4; c += 4) {
+      const o = c << 2;
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o)));
+    }
+    for (let c = c4; c < <usize>C; c++) {
+      const o = c << 2;
+      store<f32>(py + o, (load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
     }
   }
 }
