@@ -1,0 +1,97 @@
+/** Turns benchmark rows into markdown tables and an SVG bar chart. */
+import type { BenchShape } from './shapes.js';
+
+export interface Row {
+  shape: string;
+  impl: string;
+  mode: 'train' | 'eval';
+  input: 'zero-copy' | 'plain' | 'inline' | '-';
+  threads: number;
+  medianMs: number | null;
+  samples: number;
+  gbps: number | null;
+  vsFloor: number | null;
+  /** Best peer's median / ours, at the same thread count and mode (> 1: we are faster). */
+  vsBestPeer: number | null;
+  note?: string;
+}
+
+export const PEERS = new Set(['onnxruntime', 'tfjs-wasm', 'tfjs-cpu']);
+
+const fmt = (v: number | null, digits = 2): string => (v === null ? '—' : v.toFixed(digits));
+
+/** Fills in the ratio columns from the rows of one shape. */
+export function addRatios(rows: Row[]): void {
+  for (const row of rows) {
+    if (row.medianMs === null) continue;
+    const floor = rows.find((r) => r.impl === 'floor' && r.threads === row.threads && r.medianMs !== null);
+    row.vsFloor = floor ? row.medianMs / floor.medianMs! : null;
+    const peers = rows.filter((r) => PEERS.has(r.impl) && r.mode === row.mode && r.threads === row.threads && r.medianMs !== null);
+    const best = peers.length ? Math.min(...peers.map((r) => r.medianMs!)) : null;
+    row.vsBestPeer = best === null || row.impl === 'floor' ? null : best / row.medianMs;
+  }
+}
+
+export function markdownTable(shape: BenchShape, rows: Row[]): string {
+  const lines = [
+    `### ${shape.id} [${shape.shape.join(', ')}] (${shape.note})`,
+    '',
+    '| implementation | mode | input | threads | median ms | GB/s | ÷ floor | × vs best peer |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const r of rows) {
+    const impl = r.note ? `${r.impl} (${r.note})` : r.impl;
+    lines.push(`| ${impl} | ${r.mode} | ${r.input} | ${r.threads} | ${fmt(r.medianMs, 3)} | ${fmt(r.gbps, 1)} | ${fmt(r.vsFloor)} | ${fmt(r.vsBestPeer)} |`);
+  }
+  return lines.join('\n');
+}
+
+const COLORS: Record<string, string> = {
+  floor: '#9e9e9e', 'bnpool wasm': '#1565c0', 'bnpool js': '#64b5f6', 'naive port': '#8d6e63',
+  onnxruntime: '#ef6c00', 'tfjs-wasm': '#2e7d32', 'tfjs-cpu': '#81c784',
+};
+
+/**
+ * GB/s of a training forward per shape and implementation, at the most threads measured, zero-copy
+ * where that applies.
+ */
+export function svgChart(shapes: readonly BenchShape[], rows: Row[], title: string): string {
+  const impls = Object.keys(COLORS);
+  const pick = (shape: string, impl: string): Row | undefined => {
+    const cands = rows.filter((r) => r.shape === shape && r.impl === impl && r.mode === 'train' && r.gbps !== null && r.input !== 'plain' && r.input !== 'inline');
+    return cands.sort((a, b) => b.threads - a.threads)[0] ?? rows.find((r) => r.shape === shape && r.impl === impl && r.impl === 'floor' && r.gbps !== null);
+  };
+  const max = Math.max(1, ...rows.filter((r) => r.gbps !== null).map((r) => r.gbps!));
+  const W = 900;
+  const H = 360;
+  const left = 50;
+  const bottom = 300;
+  const groupW = (W - left - 20) / shapes.length;
+  const barW = (groupW - 16) / impls.length;
+  const y = (v: number): number => bottom - (v / max) * 250;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13">${title}</text>`,
+  ];
+  for (let t = 0; t <= max; t += max > 40 ? 10 : 5) {
+    out.push(`<line x1="${left}" x2="${W - 10}" y1="${y(t)}" y2="${y(t)}" stroke="#eee"/>`, `<text x="${left - 6}" y="${y(t) + 4}" text-anchor="end">${t}</text>`);
+  }
+  out.push(`<text x="14" y="${bottom - 120}" transform="rotate(-90 14 ${bottom - 120})" text-anchor="middle">GB/s (read + write)</text>`);
+  shapes.forEach((s, gi) => {
+    const gx = left + 8 + gi * groupW;
+    impls.forEach((impl, ii) => {
+      const r = pick(s.id, impl);
+      if (!r || r.gbps === null) return;
+      const x = gx + ii * barW;
+      out.push(`<rect x="${x.toFixed(1)}" y="${y(r.gbps).toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(bottom - y(r.gbps)).toFixed(1)}" fill="${COLORS[impl]}"><title>${impl} ${r.threads}t: ${r.gbps.toFixed(1)} GB/s</title></rect>`);
+    });
+    out.push(`<text x="${gx + groupW / 2 - 8}" y="${bottom + 16}" text-anchor="middle">${s.id} [${s.shape.join(',')}]</text>`);
+  });
+  impls.forEach((impl, i) => {
+    const x = left + (i % 7) * 120;
+    out.push(`<rect x="${x}" y="${bottom + 32}" width="12" height="12" fill="${COLORS[impl]}"/>`, `<text x="${x + 16}" y="${bottom + 42}">${impl}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}

@@ -1,0 +1,192 @@
+/**
+ * The benchmark suite: `npm run bench` (full, < 4 min here) or `npm run bench -- --quick` (< 30 s).
+ *
+ * For each shape it measures, in one run: the floor (a WebAssembly SIMD streaming pass y = a*x + b
+ * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads with
+ * both kernels, the naive port, onnxruntime-node and TensorFlow.js. It prints a markdown table per
+ * shape, and writes JSON, markdown and an SVG chart under bench/results/ (the full run also writes
+ * bench/RESULTS.md).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Bench } from 'tinybench';
+import { BatchNorm, Pool } from '../src/index.js';
+import { streamFloor } from '../src/floor.js';
+import { naiveBatchNorm } from './peers/naive.js';
+import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
+import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
+import { addRatios, markdownTable, type Row, svgChart } from './report.js';
+import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
+
+const quick = process.argv.includes('--quick');
+const only = process.argv.find((a) => a.startsWith('--shapes='))?.slice(9).split(',');
+const shapes = SHAPES.filter((s) => only === undefined || only.includes(s.id));
+const maxThreads = availableParallelism();
+const threadCounts = quick ? [maxThreads] : Array.from({ length: maxThreads }, (_, i) => i + 1);
+const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
+const timing = quick ? { time: 40, iterations: 3, warmupIterations: 1, warmupTime: 0 } : { time: 250, iterations: 7, warmupIterations: 2, warmupTime: 0 };
+const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+interface Measure {
+  impl: string;
+  mode: 'train' | 'eval';
+  input: Row['input'];
+  threads: number;
+  note?: string;
+  fn: () => Promise<unknown> | unknown;
+}
+
+async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
+  const bench = new Bench({ ...timing, throws: true });
+  for (const [i, m] of items.entries()) bench.add(String(i), m.fn);
+  await bench.run();
+  const bytes = 2 * 4 * elementsOf(shape.shape);
+  return items.map((m, i) => {
+    const task = bench.tasks[i];
+    const result = task.result as { latency?: { p50: number; samplesCount?: number }; state?: string } | undefined;
+    const median = result?.latency?.p50 ?? null;
+    return {
+      shape: shape.id, impl: m.impl, mode: m.mode, input: m.input, threads: m.threads, note: m.note,
+      medianMs: median, samples: task.runs, gbps: median === null ? null : bytes / median / 1e6, vsFloor: null, vsBestPeer: null,
+    };
+  });
+}
+
+async function benchShape(shape: BenchShape): Promise<Row[]> {
+  const dims = shape.shape;
+  const n = elementsOf(dims);
+  const C = dims[1];
+  const rows: Row[] = [];
+  const plainX = new Float32Array(n);
+  fillInput(plainX, dims);
+
+  // bnpool and the floor, per thread count and kernel, on one pool each.
+  for (const threads of threadCounts) {
+    for (const kernel of kernels) {
+      const pool = new Pool({ threads, kernel });
+      const x = pool.alloc(n);
+      x.set(plainX);
+      const out = pool.alloc(n);
+      const train = new BatchNorm(C, { pool });
+      const evalBn = new BatchNorm(C, { pool }).eval();
+      const items: Measure[] = [];
+      const name = `bnpool ${kernel}`;
+      if (kernel === 'wasm') items.push({ impl: 'floor', mode: 'train', input: '-', threads, fn: () => streamFloor(pool, x, out) });
+      items.push(
+        { impl: name, mode: 'train', input: 'zero-copy', threads, fn: () => train.forward(x, dims, { out }) },
+        { impl: name, mode: 'eval', input: 'zero-copy', threads, fn: () => evalBn.forward(x, dims, { out }) },
+      );
+      if (!quick) {
+        items.push(
+          { impl: name, mode: 'train', input: 'plain', threads, fn: () => train.forward(plainX, dims) },
+          { impl: name, mode: 'eval', input: 'plain', threads, fn: () => evalBn.forward(plainX, dims) },
+        );
+      }
+      rows.push(...(await measure(shape, items)));
+      await pool.close();
+    }
+  }
+  // The single-threaded kernel inline on the calling thread: the reference for small inputs.
+  if (shape.id === 'D') {
+    const pool = new Pool({ threads: 1, kernel: 'wasm', inlineThreshold: Number.MAX_SAFE_INTEGER });
+    const x = pool.alloc(n);
+    x.set(plainX);
+    const out = pool.alloc(n);
+    const bn = new BatchNorm(C, { pool });
+    rows.push(...(await measure(shape, [{ impl: 'bnpool wasm', mode: 'train', input: 'inline', threads: 1, note: 'kernel inline', fn: () => bn.forward(x, dims, { out }) }])));
+    await pool.close();
+  }
+
+  // Peers.
+  const peerItems: Measure[] = [];
+  const runners: PeerRunner[] = [];
+  const naiveState = { gamma: new Float32Array(C).fill(1), beta: new Float32Array(C), movingMean: new Float32Array(C), movingVar: new Float32Array(C).fill(1) };
+  if (!quick || shape.id === 'D' || shape.id === 'E') {
+    peerItems.push({ impl: 'naive port', mode: 'train', input: 'plain', threads: 1, fn: () => naiveBatchNorm(plainX, dims, true, naiveState) });
+  }
+  const onnx = loadOnnx();
+  if (onnx.ok) {
+    for (const threads of quick ? [maxThreads] : [1, 2]) {
+      for (const training of quick ? [true] : [true, false]) {
+        const r = await onnxRunner(plainX, dims, training, threads);
+        runners.push(r);
+        peerItems.push({ impl: 'onnxruntime', mode: training ? 'train' : 'eval', input: 'plain', threads, note: `training_mode ${training ? 1 : 0}`, fn: () => r.run() });
+      }
+    }
+  } else {
+    rows.push(unavailable(shape, 'onnxruntime', onnx.reason));
+  }
+  rows.push(...(await measure(shape, peerItems)));
+  for (const r of runners) await r.close();
+
+  for (const backend of ['wasm', 'cpu'] as const) {
+    if (backend === 'cpu' && shape.id !== 'D' && shape.id !== 'E') continue; // 10-18 s a call on A
+    if (quick && backend === 'cpu') continue;
+    const tf = await loadTfjs(backend);
+    if (!tf.ok) {
+      rows.push(unavailable(shape, `tfjs-${backend}`, tf.reason));
+      continue;
+    }
+    const items: Measure[] = [];
+    const made: PeerRunner[] = [];
+    for (const training of quick ? [true] : [true, false]) {
+      const r = tfjsRunner(plainX, dims, training);
+      made.push(r);
+      items.push({ impl: `tfjs-${backend}`, mode: training ? 'train' : 'eval', input: 'plain', threads: 1, fn: () => r.run() });
+    }
+    rows.push(...(await measure(shape, items)));
+    for (const r of made) await r.close();
+  }
+  addRatios(rows);
+  return rows;
+}
+
+function unavailable(shape: BenchShape, impl: string, reason: string): Row {
+  return { shape: shape.id, impl, mode: 'train', input: '-', threads: 0, medianMs: null, samples: 0, gbps: null, vsFloor: null, vsBestPeer: null, note: `unavailable: ${reason}` };
+}
+
+/** Peak RSS of a training forward on A with pool buffers and `out`, in a fresh process. */
+function measureRss(): string {
+  const script = fileURLToPath(new URL('./rss.js', import.meta.url));
+  return execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim();
+}
+
+const started = performance.now();
+const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${maxThreads} threads available, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+console.log(`bnpool benchmark (${quick ? 'quick' : 'full'}): ${machine}\n`);
+const all: Row[] = [];
+const tables: string[] = [];
+for (const shape of shapes) {
+  const rows = await benchShape(shape);
+  all.push(...rows);
+  const table = markdownTable(shape, rows);
+  tables.push(table);
+  console.log(table + '\n');
+}
+const rss = quick ? null : measureRss();
+if (rss !== null) console.log(rss + '\n');
+const seconds = (performance.now() - started) / 1000;
+console.log(`finished in ${seconds.toFixed(1)} s`);
+
+mkdirSync(resultsDir, { recursive: true });
+const tag = quick ? 'quick' : 'full';
+const date = new Date().toISOString();
+writeFileSync(`${resultsDir}${tag}.json`, JSON.stringify({ date, machine, quick, seconds, timing, rows: all, rss }, null, 1) + '\n');
+writeFileSync(`${resultsDir}${tag}.svg`, svgChart(shapes, all, `bnpool ${tag} run, training forward: GB/s (${machine})`) + '\n');
+const md = [
+  `# Benchmark results (${tag} run)`,
+  '',
+  `Measured ${date.slice(0, 10)} on ${machine} by \`npm run bench${quick ? ' -- --quick' : ''}\`, in ${seconds.toFixed(0)} s.`,
+  'Medians of tinybench samples. GB/s counts one read and one write of the tensor for every implementation.',
+  '"÷ floor": median over the floor\'s median at the same thread count, measured in the same run (1.00 = streaming speed).',
+  '"× vs best peer": the fastest peer\'s median (onnxruntime, TensorFlow.js) at the same thread count and mode, over this median.',
+  '',
+  `![GB/s per shape and implementation](results/${tag}.svg)`,
+  '',
+  ...tables.flatMap((t) => [t, '']),
+  ...(rss === null ? [] : ['### Memory', '', rss, '']),
+].join('\n');
+writeFileSync(`${resultsDir}${tag}.md`, md);
+if (!quick) writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md.replace('(results/full.svg)', '(results/full.svg)'));

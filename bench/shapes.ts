@@ -1,0 +1,30 @@
+/** The benchmark shapes (float32, channels-first), from the kernel issue. */
+export interface BenchShape {
+  readonly id: string;
+  readonly shape: readonly number[];
+  readonly note: string;
+}
+
+export const SHAPES: readonly BenchShape[] = [
+  { id: 'A', shape: [32, 64, 112, 112], note: 'ResNet stem' },
+  { id: 'B', shape: [256, 256, 14, 14], note: 'deep, small planes' },
+  { id: 'C', shape: [64, 3, 224, 224], note: 'few channels' },
+  { id: 'D', shape: [8, 16, 32, 32], note: 'small' },
+  { id: 'E', shape: [4096, 1024], note: '2-D' },
+];
+
+export function elementsOf(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Channel c gets mean c mod 7 - 3 and spread 0.5 to 1.5: seeded, never constant. */
+export function fillInput(x: Float32Array, shape: readonly number[]): void {
+  const [N, C] = shape;
+  const S = x.length / (N * C);
+  let seed = 1234567;
+  for (let i = 0; i < x.length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const c = Math.floor(i / S) % C;
+    x[i] = ((c % 7) - 3) + (0.5 + (c % 3) * 0.5) * ((seed / 4294967296) * 3.4641 - 1.732);
+  }
+}
