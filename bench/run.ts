@@ -26,7 +26,9 @@ const shapes = SHAPES.filter((s) => only === undefined || only.includes(s.id));
 const maxThreads = availableParallelism();
 const threadCounts = quick ? [maxThreads] : Array.from({ length: maxThreads }, (_, i) => i + 1);
 const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
-const timing = quick ? { time: 40, iterations: 3, warmupIterations: 1, warmupTime: 0 } : { time: 250, iterations: 7, warmupIterations: 2, warmupTime: 0 };
+// Enough warm-up for V8 to optimize the JavaScript around the kernels (the kernels themselves are
+// compiled optimized up front).
+const timing = quick ? { time: 40, iterations: 3, warmupIterations: 5, warmupTime: 30 } : { time: 250, iterations: 7, warmupIterations: 10, warmupTime: 100 };
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 interface Measure {

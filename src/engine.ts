@@ -10,7 +10,7 @@ import {
 import { rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
-import { mergeAllChannels } from '../workers/execute.js';
+import { mergeChannels } from '../workers/execute.js';
 import { type Box, planBoxes, planGrid, planPartitions, shouldFuse } from './plan.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -106,8 +106,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
           bounds.push(partition(call, p.region, 'stats'));
           await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
         }
-        ctx.views.refresh();
-        mergeAllChannels(ctx.views.f64, { grid, eps: req.eps }, layout);
+        mergeChannels(ctx.inlineKernel, { grid, eps: req.eps }, layout, 0, grid.C);
         for (let i = 0; i < placements.length; i++) {
           await normalizeChunk(call, placements[i], 'normalize', bounds[i]);
         }

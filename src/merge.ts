@@ -1,29 +1,37 @@
-import { CHANNEL_STAT_BYTES, PARAM_BYTES, partialByte, type Grid } from '../workers/protocol.js';
+import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/protocol.js';
 
 /**
- * Merges the partials of one channel, in block order, with the pairwise formula of Chan, Golub &
- * LeVeque (1979, "Updating formulae and a pairwise algorithm for computing sample variances"),
- * as in PyTorch's `WelfordOps::combine`:
+ * Merges the partials of channel `c` in block order with the pairwise formula of Chan, Golub &
+ * LeVeque (1979, "Updating formulae and a pairwise algorithm for computing sample variances"), as
+ * in PyTorch's `WelfordOps::combine`:
  *
  *     delta = mean_b - mean_a,  n = n_a + n_b
  *     mean  = mean_a + delta * n_b / n
  *     m2    = m2_a + m2_b + delta^2 * n_a * n_b / n
  *
+ * then folds the statistics into the parameters the normalize kernels use:
+ * y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Subtracting the mean first
+ * (unlike PyTorch's folded x * alpha + beta) keeps a constant channel at exactly `bias`.
+ *
  * The order is fixed by the grid, never by which thread produced a partial, so the result has the
- * same bits at any thread count. Workers (fused path) and the main thread (split path) both call
- * this one function. Writes the channel's mean and biased variance (m2 / n).
+ * same bits at any thread count. This is the TypeScript kernel's merge; the WebAssembly kernel's
+ * `mergeChannels` performs the same operations in the same order.
  *
  * @param mem - float64 view of the pool's memory
+ * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2) triples at
+ *   partialsByte + 24 * blocks * c
+ * @param statsByte - receives (mean, biased variance) at statsByte + 16 * c
+ * @param paramsByte - holds (unused, weight, bias) at paramsByte + 24 * c on entry, (mean, scale,
+ *   bias) on return
  */
-export function mergeChannelStats(
-  mem: Float64Array, grid: Grid, partialsByte: number, c: number, channelStatsByte: number,
+export function mergeChannel(
+  mem: Float64Array, partialsByte: number, blocks: number, c: number, statsByte: number, paramsByte: number, eps: number,
 ): void {
   let n = 0;
   let mean = 0;
   let m2 = 0;
-  // A channel's partials are contiguous, in block order.
-  const first = partialByte(grid, partialsByte, c, 0, 0) / 8;
-  const last = first + 3 * grid.blocksPerChannel;
+  const first = (partialsByte + c * blocks * PARTIAL_BYTES) / 8;
+  const last = first + 3 * blocks;
   for (let at = first; at < last; at += 3) {
     const nb = mem[at];
     const meanB = mem[at + 1];
@@ -40,17 +48,14 @@ export function mergeChannelStats(
     m2 += m2B + (delta * delta * n * nb) / total;
     n = total;
   }
-  const out = (channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
-  mem[out] = mean;
-  mem[out + 1] = m2 / n;
+  const variance = m2 / n;
+  const s = (statsByte + c * CHANNEL_STAT_BYTES) / 8;
+  mem[s] = mean;
+  mem[s + 1] = variance;
+  writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[(paramsByte + c * PARAM_BYTES) / 8 + 1], mem[(paramsByte + c * PARAM_BYTES) / 8 + 2]);
 }
 
-/**
- * Folds a channel's statistics and affine parameters into the (mean, scale, bias) the normalize
- * kernels use: y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Unlike
- * PyTorch's folded `x * alpha + beta`, subtracting the mean first keeps a constant channel at
- * exactly `bias`. One function for every path, so every path gets the same bits.
- */
+/** Writes channel c's (mean, weight / sqrt(var + eps), bias) at paramsByte + 24 * c. */
 export function writeChannelParams(
   mem: Float64Array, paramsByte: number, c: number,
   mean: number, variance: number, eps: number, weight: number, bias: number,

@@ -1,8 +1,7 @@
 import '../src/wasm-types.js';
-import { mergeChannelStats, writeChannelParams } from '../src/merge.js';
 import type { Kernel } from './kernels/kernel.js';
 import {
-  bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES, partialByte, scratchLayout,
+  bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, scratchLayout,
   type ScratchLayout, type Task,
 } from './protocol.js';
 
@@ -59,7 +58,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
       walk.stats(i);
     }
     if (task.op === 'stats') return true;
-    if (!barrier(task, views, layout)) return false;
+    if (!barrier(task, kernel, views, layout)) return false;
   }
   const reverse = task.op === 'split' || task.reverse;
   for (let i = task.begin; i < task.end; i++) {
@@ -77,10 +76,10 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
  * workers, and the pool's queue is strictly FIFO: when one of them starts, every task queued
  * before it has started, so the workers the others need are held only by tasks that finish.
  */
-function barrier(task: Task, views: MemoryViews, layout: ScratchLayout): boolean {
+function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout): boolean {
   const i32 = views.i32;
   if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang) {
-    mergeAllChannels(views.f64, task, layout);
+    mergeChannels(kernel, task, layout, 0, task.grid.C);
     Atomics.store(i32, layout.readyByte / 4, 1);
     Atomics.notify(i32, layout.readyByte / 4);
     return true;
@@ -97,18 +96,11 @@ function barrier(task: Task, views: MemoryViews, layout: ScratchLayout): boolean
 }
 
 /**
- * Merges each channel's partials (in block order: the same bits wherever it runs) and turns the
- * parameters area from (unused, weight, bias) into (mean, scale, bias).
+ * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
+ * runs) and turns their parameters from (unused, weight, bias) into (mean, scale, bias).
  */
-export function mergeAllChannels(f64: Float64Array, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout): void {
-  for (let c = 0; c < task.grid.C; c++) mergeAndFold(f64, task, layout, c);
-}
-
-function mergeAndFold(f64: Float64Array, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout, c: number): void {
-  mergeChannelStats(f64, task.grid, layout.partialsByte, c, layout.channelStatsByte);
-  const st = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
-  const p = (layout.paramsByte + c * PARAM_BYTES) / 8;
-  writeChannelParams(f64, layout.paramsByte, c, f64[st], f64[st + 1], task.eps, f64[p + 1], f64[p + 2]);
+export function mergeChannels(kernel: Kernel, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout, c0: number, c1: number): void {
+  kernel.mergeChannels(layout.partialsByte, task.grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte, task.eps);
 }
 
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */
@@ -156,7 +148,8 @@ class BlockWalker {
       if (cancelled()) return false;
       this.#planeBlock(cl, local, false);
     }
-    mergeAndFold(this.#views.f64, this.#task, this.#layout, this.#task.region.c0 + cl);
+    const c = this.#task.region.c0 + cl;
+    mergeChannels(this.#kernel, this.#task, this.#layout, c, c + 1);
     for (let local = this.#regionBlocks - 1; local >= 0; local--) {
       if (cancelled()) return false;
       this.#planeBlock(cl, local, true);

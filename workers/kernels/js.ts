@@ -1,4 +1,5 @@
 import '../../src/wasm-types.js';
+import { mergeChannel } from '../../src/merge.js';
 import type { Kernel } from './kernel.js';
 
 /**
@@ -123,6 +124,11 @@ export class JsKernel implements Kernel {
         for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
       }
     }
+  }
+
+  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
+    this.#views();
+    for (let c = c0; c < c1; c++) mergeChannel(this.#f64, partialsByte, blocks, c, statsByte, paramsByte, eps);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -47,6 +47,14 @@ export interface Kernel {
     scratchByte: number,
   ): void;
 
+  /**
+   * For channels [c0, c1): merges each channel's `blocks` partials (contiguous, 24 bytes each, at
+   * `partialsByte + 24 * blocks * c`) in block order with Chan et al.'s pairwise formula, writes
+   * (mean, biased variance) at `statsByte + 16 * c`, and turns `paramsByte + 24 * c` from
+   * (unused, weight, bias) into (mean, weight / sqrt(var + eps), bias).
+   */
+  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void;
+
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
 }

@@ -1,5 +1,6 @@
 import '../../src/wasm-types.js';
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { wasmApi } from '../../src/wasm-types.js';
 import type { KernelName } from '../protocol.js';
 import { JsKernel } from './js.js';
@@ -20,11 +21,28 @@ export function loadWasmModule(): WebAssembly.Module | null {
   if (cached !== undefined) return cached;
   try {
     const bytes = readFileSync(WASM_FILE);
-    cached = wasmApi.validate(bytes) ? new wasmApi.Module(bytes) : null;
+    cached = wasmApi.validate(bytes) ? compileOptimized(bytes) : null;
   } catch {
     cached = null;
   }
   return cached;
+}
+
+/**
+ * Compiles with V8's optimizing compiler up front. By default V8 runs new wasm code through its
+ * baseline compiler (Liftoff), lazily, and tiers hot functions up later in the background:
+ * measured here, the first calls then ran the kernels (and the floor) at half speed or worse.
+ * Node's defaults are restored at once, so other modules compile as usual; a flag the process was
+ * started with is left as the user set it.
+ */
+function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
+  const flags = ['liftoff', 'wasm-lazy-compilation'].filter((flag) => !process.execArgv.some((a) => a.includes(flag)));
+  for (const flag of flags) setFlagsFromString(`--no-${flag}`);
+  try {
+    return new wasmApi.Module(bytes);
+  } finally {
+    for (const flag of flags) setFlagsFromString(`--${flag}`);
+  }
 }
 
 /** Builds the named kernel over the pool's memory, in a worker or on the main thread. */

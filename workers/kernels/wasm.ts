@@ -13,6 +13,7 @@ interface WasmExports {
   normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
+  mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
 }
 
 /**
@@ -55,6 +56,10 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte);
     else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte);
+  }
+
+  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
+    this.#k.mergeChannels(partialsByte, blocks, c0, c1, statsByte, paramsByte, eps);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -561,3 +561,45 @@ export function stream32(x: usize, y: usize, n: i32, a: f32, b: f32): void {
     y += 4;
   }
 }
+
+// ---------------------------------------------------------------- merging partials
+
+/**
+ * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
+ * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes (mean,
+ * biased variance) to stats + 16 * c; and turns params + 24 * c from (unused, weight, bias) into
+ * (mean, weight / sqrt(var + eps), bias). The same operations, in the same order, as
+ * src/merge.ts, so the two give the same bits.
+ */
+export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, stats: usize, params: usize, eps: f64): void {
+  for (let c = c0; c < c1; c++) {
+    let n: f64 = 0;
+    let mean: f64 = 0;
+    let m2: f64 = 0;
+    let p = partials + <usize>c * <usize>blocks * 24;
+    const end = p + <usize>blocks * 24;
+    for (; p < end; p += 24) {
+      const nb = load<f64>(p);
+      const meanB = load<f64>(p, 8);
+      const m2B = load<f64>(p, 16);
+      if (n == 0) {
+        n = nb;
+        mean = meanB;
+        m2 = m2B;
+        continue;
+      }
+      const total = n + nb;
+      const delta = meanB - mean;
+      mean += (delta * nb) / total;
+      m2 += m2B + (delta * delta * n * nb) / total;
+      n = total;
+    }
+    const variance = m2 / n;
+    const s = stats + (<usize>c << 4);
+    store<f64>(s, mean);
+    store<f64>(s, variance, 8);
+    const q = params + <usize>c * 24;
+    store<f64>(q, mean);
+    store<f64>(q, load<f64>(q, 8) / Math.sqrt(variance + eps), 8);
+  }
+}
