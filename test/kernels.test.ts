@@ -1,0 +1,235 @@
+/**
+ * Each kernel op, both implementations, against a float64 two-pass reference: odd lengths that
+ * leave SIMD tails, offsets that are not 16-byte aligned, strided runs, and guard values around
+ * every output to catch a tail that writes past its end.
+ */
+import { describe, expect, it } from 'vitest';
+import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
+import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
+import { normal, rng } from './helpers/data.js';
+
+const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001];
+const OFFSETS = [0, 1, 2, 3]; // elements: byte offsets 0, 4, 8, 12 (float32) past a 16-byte boundary
+const GUARD = -7777;
+
+function setup(name: 'js' | 'wasm') {
+  const memory = new WebAssembly.Memory({ initial: 128, maximum: 128, shared: true });
+  const kernel = createKernel(name, memory, name === 'wasm' ? loadWasmModule() : null);
+  return { kernel, f32: new Float32Array(memory.buffer), f64: new Float64Array(memory.buffer), i32: new Int32Array(memory.buffer) };
+}
+
+const DATA = 1 << 16; // byte where data start
+const OUT = 1 << 22; // byte where outputs start
+const SCRATCH = 6 << 20;
+
+function reference(values: number[]): { n: number; mean: number; m2: number } {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  return { n, mean, m2: values.reduce((a, v) => a + (v - mean) ** 2, 0) };
+}
+
+/**
+ * Statistics tolerance. float64 data: float64 sums, ~1e-13. float32 data in the WASM kernel: lanes
+ * summed in float32 over at most 8 (runs) or 16 (columns) values before each float64 fold, a few
+ * float32 roundings each: 2e-6 of m2, and of the spread for the mean.
+ */
+function expectStats(got: Float64Array | number[], want: { n: number; mean: number; m2: number }, f64Data: boolean, name: string): void {
+  const rel = f64Data || name === 'js' ? 1e-12 : 2e-6;
+  const spread = Math.sqrt(want.m2 / want.n) || 1;
+  expect(got[0]).toBe(want.n);
+  expect(Math.abs(got[1] - want.mean)).toBeLessThanOrEqual(rel * spread + 1e-15 * Math.abs(want.mean));
+  expect(Math.abs(got[2] - want.m2)).toBeLessThanOrEqual(rel * want.m2 + 1e-12);
+}
+
+for (const name of ['js', 'wasm'] as const) {
+  describe(`${name} kernel`, () => {
+    for (const f64Data of [false, true]) {
+      const dtype = f64Data ? 'float64' : 'float32';
+      const bpe = f64Data ? 8 : 4;
+
+      it(`statsPlanes handles every tail and offset (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(1);
+        for (const len of LENGTHS) {
+          for (const off of OFFSETS) {
+            for (const rows of [1, 3]) {
+              const stride = len + 5;
+              const base = DATA / bpe + off;
+              const values: number[] = [];
+              for (let r = 0; r < rows; r++) {
+                for (let i = 0; i < len; i++) {
+                  const v = 100 + 2 * normal(rand);
+                  x[base + r * stride + i] = v;
+                  values.push(f64Data ? v : Math.fround(v));
+                }
+              }
+              kernel.statsPlanes(f64Data, DATA + off * bpe, rows, stride, len, OUT);
+              expectStats(f64.slice(OUT / 8, OUT / 8 + 3), reference(values), f64Data, name);
+            }
+          }
+        }
+      });
+
+      it(`normalizePlanes handles every tail and offset and writes nothing past it (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(2);
+        for (const len of LENGTHS) {
+          for (const off of OFFSETS) {
+            const rows = 2;
+            const xStride = len + 3;
+            const yStride = len + 9;
+            const xBase = DATA / bpe + off;
+            const yBase = OUT / bpe + ((off + 1) % 4);
+            x.fill(GUARD, yBase - 4, yBase + rows * yStride + 4);
+            for (let r = 0; r < rows; r++) for (let i = 0; i < len; i++) x[xBase + r * xStride + i] = 3000 + normal(rand) * 0.5;
+            const mean = 3000.123456789;
+            const scale = 1.75;
+            const bias = -0.5;
+            kernel.normalizePlanes(f64Data, xBase * bpe, xStride, yBase * bpe, yStride, rows, len, mean, scale, bias);
+            const ulp = f64Data ? 2 ** -52 : 2 ** -23;
+            for (let r = 0; r < rows; r++) {
+              for (let i = 0; i < len; i++) {
+                const xi = x[xBase + r * xStride + i];
+                const want = (xi - mean) * scale + bias;
+                const tol = 4 * ulp * (Math.abs(xi - mean) * scale + Math.abs(bias) + Math.abs(want)) + (f64Data ? 0 : 4 * ulp * Math.abs(mean) * 2 ** -23 * scale);
+                expect(Math.abs(x[yBase + r * yStride + i] - want)).toBeLessThanOrEqual(tol + 1e-300);
+              }
+              for (let i = len; i < yStride; i++) if (r * yStride + i < rows * yStride) expect(x[yBase + r * yStride + i]).toBe(GUARD);
+            }
+            expect(x[yBase - 1]).toBe(GUARD);
+          }
+        }
+      });
+
+      it(`statsRows handles every channel count, run length and offset (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(3);
+        for (const C of [1, 3, 4, 5, 7, 8, 13]) {
+          for (const S of [1, 2, 3, 5, 17]) {
+            for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
+              const off = (C + S + rows) % 4;
+              const base = DATA / bpe + off;
+              const perChannel: number[][] = Array.from({ length: C }, () => []);
+              for (let r = 0; r < rows; r++) {
+                for (let c = 0; c < C; c++) {
+                  for (let s = 0; s < S; s++) {
+                    const v = c * 10 - 20 + (1 + c) * normal(rand);
+                    x[base + (r * C + c) * S + s] = v;
+                    perChannel[c].push(f64Data ? v : Math.fround(v));
+                  }
+                }
+              }
+              const outStride = 40; // bytes between channels' partials
+              kernel.statsRows(f64Data, (base) * bpe, rows, C, S, SCRATCH, OUT, outStride);
+              for (let c = 0; c < C; c++) {
+                const at = (OUT + c * outStride) / 8;
+                expectStats(f64.slice(at, at + 3), reference(perChannel[c]), f64Data, name);
+              }
+            }
+          }
+        }
+      });
+
+      it(`normalizeRows handles every channel count, run length and offset (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(4);
+        for (const C of [1, 3, 4, 5, 7, 8, 13]) {
+          for (const S of [1, 2, 3, 5, 17]) {
+            for (const rows of [1, 3, 4, 5, 9]) {
+              const off = (C + S + rows) % 4;
+              const xBase = DATA / bpe + off;
+              const yBase = OUT / bpe + ((off + 2) % 4);
+              const n = rows * C * S;
+              const params = SCRATCH + (1 << 20);
+              for (let c = 0; c < C; c++) {
+                f64[params / 8 + 3 * c] = c - 1.5 + 1e-4 * c;
+                f64[params / 8 + 3 * c + 1] = 0.5 + c;
+                f64[params / 8 + 3 * c + 2] = (c % 3) - 1;
+              }
+              x.fill(GUARD, yBase - 4, yBase + n + 4);
+              for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
+              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, params, SCRATCH);
+              const ulp = f64Data ? 2 ** -52 : 2 ** -23;
+              for (let i = 0; i < n; i++) {
+                const c = Math.floor(i / S) % C;
+                const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 3 * c + k]);
+                const want = (x[xBase + i] - mean) * scale + bias;
+                const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
+                expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
+              }
+              expect(x[yBase - 1]).toBe(GUARD);
+              expect(x[yBase + n]).toBe(GUARD);
+            }
+          }
+        }
+      });
+    }
+
+    it('mergeChannels gives the same bits as the other kernel, and Chan-merges exactly', () => {
+      const a = setup(name);
+      const other = setup(name === 'js' ? 'wasm' : 'js');
+      const rand = rng(5);
+      const blocks = 7;
+      const C = 5;
+      const partials = DATA;
+      const stats = OUT;
+      const params = SCRATCH;
+      const values: number[][] = Array.from({ length: C }, () => []);
+      for (const k of [a, other]) {
+        k.f64.fill(0, partials / 8, partials / 8 + C * blocks * 3);
+      }
+      for (let c = 0; c < C; c++) {
+        for (let b = 0; b < blocks; b++) {
+          const run = Array.from({ length: 3 + b }, () => 50 + c + normal(rand));
+          values[c].push(...run);
+          const { n, mean, m2 } = reference(run);
+          for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
+        }
+        for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 24 * c) / 8);
+      }
+      a.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+      other.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+      for (let c = 0; c < C; c++) {
+        const want = reference(values[c]);
+        const s = a.f64.slice(stats / 8 + 2 * c, stats / 8 + 2 * c + 2);
+        expect(Math.abs(s[0] - want.mean)).toBeLessThan(1e-12);
+        expect(Math.abs(s[1] - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
+        const p = a.f64.slice(params / 8 + 3 * c, params / 8 + 3 * c + 3);
+        expect(p[0]).toBe(s[0]);
+        expect(p[1]).toBe((1 + c) / Math.sqrt(s[1] + 1e-5));
+        expect(p[2]).toBe(c - 2);
+      }
+      expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+      expect(Array.from(a.f64.slice(params / 8, params / 8 + 3 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 3 * C)));
+    });
+
+    it('stream computes y = a * x + b over odd lengths', () => {
+      const { kernel, f32 } = setup(name);
+      for (const len of LENGTHS) {
+        for (let i = 0; i < len; i++) f32[DATA / 4 + 1 + i] = i * 0.25 - 3;
+        f32[OUT / 4 + 3 + len] = GUARD;
+        kernel.stream(DATA + 4, OUT + 12, len, 1.5, 0.25);
+        for (let i = 0; i < len; i++) expect(f32[OUT / 4 + 3 + i]).toBe(Math.fround(Math.fround(f32[DATA / 4 + 1 + i] * 1.5) + 0.25));
+        expect(f32[OUT / 4 + 3 + len]).toBe(GUARD);
+      }
+    });
+
+    it('needs no more row scratch than rowScratchBytes(C)', () => {
+      // The scratch given to statsRows/normalizeRows: fill what lies beyond it with a guard.
+      const { kernel, f32, i32 } = setup(name);
+      for (const C of [1, 3, 5, 8, 13]) {
+        const end = SCRATCH + rowScratchBytes(C);
+        i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
+        for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
+        kernel.statsRows(false, DATA, 4, C, 3, SCRATCH, OUT, 24);
+        kernel.statsRows(false, DATA, 4, C, 1, SCRATCH, OUT, 24);
+        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, OUT, SCRATCH);
+        expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+      }
+    });
+  });
+}
