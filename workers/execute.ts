@@ -30,12 +30,6 @@ export class MemoryViews {
 }
 
 /**
- * Spinning beats sleeping for short waits: a futex wake-up costs ~90 µs on this project's VM, a
- * spin ~1 µs (design notes). Spin this long, then sleep in Atomics.wait.
- */
-const SPIN_MS = 0.2;
-
-/**
  * Runs one task: the same code in a worker and, for small inputs, inline on the calling thread.
  * Returns false when the call's cancel flag was found set (the task stopped between blocks).
  */
@@ -70,7 +64,9 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
 
 /**
  * The `split` barrier: the last task to arrive merges every channel and wakes the others, which
- * spin briefly, then sleep. False when the call was cancelled first.
+ * spin for up to `task.spinMs`, then sleep. Spinning beats sleeping for short waits: a futex
+ * wake-up costs ~90 µs on this project's VM, a spin ~1 µs (design notes). False when the call
+ * was cancelled first.
  *
  * Deadlock-free because a call's tasks are queued back to back, there are at most as many as
  * workers, and the pool's queue is strictly FIFO: when one of them starts, every task queued
@@ -86,7 +82,7 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
   }
   const ready = layout.readyByte / 4;
   const cancel = layout.cancelByte / 4;
-  const spinUntil = performance.now() + SPIN_MS;
+  const spinUntil = performance.now() + task.spinMs;
   while (Atomics.load(i32, ready) === 0) {
     if (Atomics.load(i32, cancel) !== 0) return false;
     // The main thread also notifies `ready` when it cancels, so this wakes either way.

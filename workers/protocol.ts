@@ -116,6 +116,11 @@ export interface Task {
   readonly eps: number;
   /** `split`: the number of tasks of the call that meet at the barrier. */
   readonly gang: number;
+  /**
+   * `split`: how long a task at the barrier may spin before it sleeps, in ms. Spinning costs a
+   * core, so the pool allows it only when it has no more threads than cores.
+   */
+  readonly spinMs: number;
   readonly copyOut: CopyOut | null;
   readonly fault?: Fault;
 }

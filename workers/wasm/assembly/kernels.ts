@@ -158,12 +158,14 @@ export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
 }
 
 /**
- * Rank-2 style rows (S = 1): channels in lanes. Up to 16 rows are summed in f32 (four independent
- * accumulator pairs, so the adds do not wait on each other; at most 4 + 2 roundings per lane),
- * then folded into f64.
+ * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
+ * a row), up to 16 rows are summed in f32, in 8 independent accumulators (so the adds do not wait
+ * on each other), then folded into f64. A whole line is used each time it is loaded: walking 4
+ * channels down 16 rows 4 KB apart instead thrashed L1, whose sets those rows all share.
  */
 function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
-  const c4 = C & ~3;
+  const c16 = <usize>(C & ~15);
+  const c4 = <usize>(C & ~3);
   const rowBytes = <usize>C << 2;
   // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
   const cPad = <usize>((C + 3) & ~3);
@@ -178,50 +180,60 @@ function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
   let r = 0;
   while (r < rows) {
     const tile = min(16, rows - r);
-    const quads = tile >> 2;
     const base = x + <usize>r * rowBytes;
-    for (let c: usize = 0; c < <usize>c4; c += 4) {
-      const kv = v128.load(kArr + (c << 2));
-      let sa = f32x4.splat(0);
-      let sb = f32x4.splat(0);
-      let sc = f32x4.splat(0);
-      let sd = f32x4.splat(0);
-      let qa = f32x4.splat(0);
-      let qb = f32x4.splat(0);
-      let qc = f32x4.splat(0);
-      let qd = f32x4.splat(0);
+    for (let c: usize = 0; c < c16; c += 16) {
+      const k0 = v128.load(kArr + (c << 2));
+      const k1 = v128.load(kArr + (c << 2), 16);
+      const k2 = v128.load(kArr + (c << 2), 32);
+      const k3 = v128.load(kArr + (c << 2), 48);
+      let s0 = f32x4.splat(0);
+      let s1 = f32x4.splat(0);
+      let s2 = f32x4.splat(0);
+      let s3 = f32x4.splat(0);
+      let q0 = f32x4.splat(0);
+      let q1 = f32x4.splat(0);
+      let q2 = f32x4.splat(0);
+      let q3 = f32x4.splat(0);
       let p = base + (c << 2);
-      for (let i = 0; i < quads; i++) {
-        const d0 = f32x4.sub(v128.load(p), kv);
-        const d1 = f32x4.sub(v128.load(p + rowBytes), kv);
-        const d2 = f32x4.sub(v128.load(p + 2 * rowBytes), kv);
-        const d3 = f32x4.sub(v128.load(p + 3 * rowBytes), kv);
-        sa = f32x4.add(sa, d0);
-        sb = f32x4.add(sb, d1);
-        sc = f32x4.add(sc, d2);
-        sd = f32x4.add(sd, d3);
-        qa = f32x4.add(qa, f32x4.mul(d0, d0));
-        qb = f32x4.add(qb, f32x4.mul(d1, d1));
-        qc = f32x4.add(qc, f32x4.mul(d2, d2));
-        qd = f32x4.add(qd, f32x4.mul(d3, d3));
-        p += 4 * rowBytes;
-      }
-      for (let i = quads << 2; i < tile; i++) {
-        const d = f32x4.sub(v128.load(p), kv);
-        sa = f32x4.add(sa, d);
-        qa = f32x4.add(qa, f32x4.mul(d, d));
+      for (let i = 0; i < tile; i++) {
+        const d0 = f32x4.sub(v128.load(p), k0);
+        const d1 = f32x4.sub(v128.load(p, 16), k1);
+        const d2 = f32x4.sub(v128.load(p, 32), k2);
+        const d3 = f32x4.sub(v128.load(p, 48), k3);
+        s0 = f32x4.add(s0, d0);
+        s1 = f32x4.add(s1, d1);
+        s2 = f32x4.add(s2, d2);
+        s3 = f32x4.add(s3, d3);
+        q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+        q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+        q2 = f32x4.add(q2, f32x4.mul(d2, d2));
+        q3 = f32x4.add(q3, f32x4.mul(d3, d3));
         p += rowBytes;
       }
-      const s = f32x4.add(f32x4.add(sa, sb), f32x4.add(sc, sd));
-      const q = f32x4.add(f32x4.add(qa, qb), f32x4.add(qc, qd));
-      const s1 = s1Arr + (c << 3);
-      const s2 = s2Arr + (c << 3);
-      v128.store(s1, f64x2.add(v128.load(s1), promoteLow(s)));
-      v128.store(s1, f64x2.add(v128.load(s1, 16), promoteHigh(s)), 16);
-      v128.store(s2, f64x2.add(v128.load(s2), promoteLow(q)));
-      v128.store(s2, f64x2.add(v128.load(s2, 16), promoteHigh(q)), 16);
+      fold4(s1Arr + (c << 3), s0);
+      fold4(s1Arr + (c << 3) + 32, s1);
+      fold4(s1Arr + (c << 3) + 64, s2);
+      fold4(s1Arr + (c << 3) + 96, s3);
+      fold4(s2Arr + (c << 3), q0);
+      fold4(s2Arr + (c << 3) + 32, q1);
+      fold4(s2Arr + (c << 3) + 64, q2);
+      fold4(s2Arr + (c << 3) + 96, q3);
     }
-    for (let c = <usize>c4; c < <usize>C; c++) {
+    for (let c = c16; c < c4; c += 4) {
+      const kv = v128.load(kArr + (c << 2));
+      let s = f32x4.splat(0);
+      let q = f32x4.splat(0);
+      let p = base + (c << 2);
+      for (let i = 0; i < tile; i++) {
+        const d = f32x4.sub(v128.load(p), kv);
+        s = f32x4.add(s, d);
+        q = f32x4.add(q, f32x4.mul(d, d));
+        p += rowBytes;
+      }
+      fold4(s1Arr + (c << 3), s);
+      fold4(s2Arr + (c << 3), q);
+    }
+    for (let c = c4; c < <usize>C; c++) {
       const k = load<f32>(kArr + (c << 2));
       let t1: f64 = 0;
       let t2: f64 = 0;
@@ -238,6 +250,12 @@ function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
   for (let c: usize = 0; c < <usize>C; c++) {
     writePartial(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)));
   }
+}
+
+/** Adds the 4 f32 lanes of v to the 4 f64 at p. */
+@inline function fold4(p: usize, v: v128): void {
+  v128.store(p, f64x2.add(v128.load(p), promoteLow(v)));
+  v128.store(p, f64x2.add(v128.load(p, 16), promoteHigh(v)), 16);
 }
 
 // ---------------------------------------------------------------- float64 statistics
