@@ -72,7 +72,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= ctx.inlineThreshold;
   const threads = inline ? 1 : ctx.threads;
-  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.cGroup) : 0;
+  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : 0;
   const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
@@ -249,14 +249,7 @@ function itemWeights(grid: Grid, region: Region, op: TaskOp): number[] {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
   const rowsOf = (g: number): number => Math.min((g0 + g + 1) * grid.groupRows, region.n1) - (g0 + g) * grid.groupRows;
   const channels = region.c1 - region.c0;
-  if (grid.mode === 'row') {
-    // Row-mode regions hold every channel; items are channel groups (fused) or blocks.
-    const width = (j: number): number => Math.min((j + 1) * grid.cGroup, grid.C) - j * grid.cGroup;
-    if (op === 'fused') return Array.from({ length: grid.nCGroups }, (_, j) => width(j) * (region.n1 - region.n0));
-    const weights: number[] = [];
-    for (let g = 0; g < groups; g++) for (let j = 0; j < grid.nCGroups; j++) weights.push(rowsOf(g) * width(j));
-    return weights;
-  }
+  if (grid.mode === 'row') return Array.from({ length: groups }, (_, g) => rowsOf(g));
   if (op === 'fused') return new Array<number>(channels).fill(region.n1 - region.n0);
   // Memory order: row group, then channel, then stretch.
   const weights: number[] = [];

@@ -7,8 +7,6 @@ import type { Grid } from '../workers/protocol.js';
 export const BLOCK_ELEMENTS = 16384;
 /** Below this spatial size a channel's runs are too short to stream; blocks become whole rows. */
 export const PLANE_MIN_SPATIAL = 1024;
-/** Row mode: elements of one channel group over all rows (512 KiB of float32). */
-const CHANNEL_GROUP_ELEMENTS = 1 << 17;
 /** Row-mode row groups: at most this many per channel (enough to keep 16 threads busy)... */
 const ROW_GROUPS_TARGET = 16;
 /** ...and at most this many elements each, so that one group fits a staging chunk. */
@@ -22,24 +20,17 @@ export function planGrid(N: number, C: number, S: number): Grid {
     if (S <= BLOCK_ELEMENTS) {
       const groupRows = Math.max(1, Math.floor(BLOCK_ELEMENTS / S));
       const nGroups = Math.ceil(N / groupRows);
-      return { mode: 'plane', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups, cGroup: 1, nCGroups: C };
+      return { mode: 'plane', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups };
     }
     // Long planes are cut into equal stretches rather than BLOCK_ELEMENTS and a short tail.
     const sChunks = Math.ceil(S / BLOCK_ELEMENTS);
     const sChunkLen = Math.ceil(S / sChunks);
-    return { mode: 'plane', N, C, S, groupRows: 1, nGroups: N, sChunks, sChunkLen, blocksPerChannel: N * sChunks, cGroup: 1, nCGroups: C };
+    return { mode: 'plane', N, C, S, groupRows: 1, nGroups: N, sChunks, sChunkLen, blocksPerChannel: N * sChunks };
   }
   const rowLen = C * S;
   const groupRows = Math.max(1, Math.min(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(ROW_GROUP_MAX_ELEMENTS / rowLen)));
   const nGroups = Math.ceil(N / groupRows);
-  // A channel group of every row in about half of this machine's 1 MiB L2, and for rank 2 a whole
-  // number of 64-byte lines per row (16 float32 channels).
-  let cGroup = Math.max(1, Math.min(C, Math.floor(CHANNEL_GROUP_ELEMENTS / (N * S))));
-  if (S === 1 && C >= 16) cGroup = Math.max(16, cGroup - (cGroup % 16));
-  return {
-    mode: 'row', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups,
-    cGroup, nCGroups: Math.ceil(C / cGroup),
-  };
+  return { mode: 'row', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups };
 }
 
 /**
@@ -65,16 +56,15 @@ export function planPartitions(weights: readonly number[], parts: number): numbe
 }
 
 /**
- * Whether a training call should use fused tasks (each worker owns whole channels, or channel
- * groups in row mode, and normalizes one right after reducing it, while it is in cache) rather
- * than split tasks that meet at a barrier. Fused needs every row in the staging region and enough
- * channels (groups) to share out: at most 25% imbalance between threads.
+ * Whether a training call should use fused tasks (each worker owns whole channels and normalizes
+ * a channel right after reducing it, while it is in cache) rather than a statistics phase, a
+ * merge on the main thread and a normalization phase. Fused needs whole channels in the staging
+ * region and enough channels to share out: at most 25% imbalance between threads.
  */
 export function shouldFuse(grid: Grid, regionChannels: number, regionHasAllRows: boolean, threads: number): boolean {
-  if (!regionHasAllRows) return false;
+  if (grid.mode !== 'plane' || !regionHasAllRows) return false;
   if (threads <= 1) return true;
-  const units = grid.mode === 'plane' ? regionChannels : Math.ceil(regionChannels / grid.cGroup);
-  const perThread = units / threads;
+  const perThread = regionChannels / threads;
   return Math.ceil(perThread) <= 1.25 * perThread;
 }
 

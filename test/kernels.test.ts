@@ -103,28 +103,27 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
-      it(`statsRows handles every channel count, run length, row stride and offset (${dtype})`, () => {
+      it(`statsRows handles every channel count, run length and offset (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(3);
-        for (const C of [1, 3, 4, 5, 7, 8, 13, 16, 21, 35]) {
+        for (const C of [1, 3, 4, 5, 7, 8, 13]) {
           for (const S of [1, 2, 3, 5, 17]) {
             for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
               const off = (C + S + rows) % 4;
               const base = DATA / bpe + off;
-              const stride = C * S + (rows % 3) * 5; // rows of a channel group sit in longer rows
               const perChannel: number[][] = Array.from({ length: C }, () => []);
               for (let r = 0; r < rows; r++) {
                 for (let c = 0; c < C; c++) {
                   for (let s = 0; s < S; s++) {
                     const v = c * 10 - 20 + (1 + c) * normal(rand);
-                    x[base + r * stride + c * S + s] = v;
+                    x[base + (r * C + c) * S + s] = v;
                     perChannel[c].push(f64Data ? v : Math.fround(v));
                   }
                 }
               }
               const outStride = 40; // bytes between channels' partials
-              kernel.statsRows(f64Data, base * bpe, rows, stride, C, S, SCRATCH, OUT, outStride);
+              kernel.statsRows(f64Data, (base) * bpe, rows, C, S, SCRATCH, OUT, outStride);
               for (let c = 0; c < C; c++) {
                 const at = (OUT + c * outStride) / 8;
                 expectStats(f64.slice(at, at + 3), reference(perChannel[c]), f64Data, name);
@@ -134,41 +133,36 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
-      it(`normalizeRows handles every channel count, run length, row stride and offset (${dtype})`, () => {
+      it(`normalizeRows handles every channel count, run length and offset (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(4);
-        for (const C of [1, 3, 4, 5, 7, 8, 13, 16, 21, 35]) {
+        for (const C of [1, 3, 4, 5, 7, 8, 13]) {
           for (const S of [1, 2, 3, 5, 17]) {
             for (const rows of [1, 3, 4, 5, 9]) {
               const off = (C + S + rows) % 4;
               const xBase = DATA / bpe + off;
               const yBase = OUT / bpe + ((off + 2) % 4);
-              const width = C * S;
-              const xStride = width + (rows % 2) * 3;
-              const yStride = width + 7;
+              const n = rows * C * S;
               const params = SCRATCH + (1 << 20);
               for (let c = 0; c < C; c++) {
                 f64[params / 8 + 3 * c] = c - 1.5 + 1e-4 * c;
                 f64[params / 8 + 3 * c + 1] = 0.5 + c;
                 f64[params / 8 + 3 * c + 2] = (c % 3) - 1;
               }
-              x.fill(GUARD, yBase - 4, yBase + rows * yStride + 4);
-              for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) x[xBase + r * xStride + i] = 5 * normal(rand);
-              kernel.normalizeRows(f64Data, xBase * bpe, xStride, yBase * bpe, yStride, rows, C, S, params, SCRATCH);
+              x.fill(GUARD, yBase - 4, yBase + n + 4);
+              for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
+              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, params, SCRATCH);
               const ulp = f64Data ? 2 ** -52 : 2 ** -23;
-              for (let r = 0; r < rows; r++) {
-                for (let i = 0; i < width; i++) {
-                  const c = Math.floor(i / S);
-                  const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 3 * c + k]);
-                  const xi = x[xBase + r * xStride + i];
-                  const want = (xi - mean) * scale + bias;
-                  const tol = 4 * ulp * (Math.abs(xi * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
-                  expect(Math.abs(x[yBase + r * yStride + i] - want)).toBeLessThanOrEqual(tol);
-                }
-                for (let i = width; i < yStride; i++) expect(x[yBase + r * yStride + i]).toBe(GUARD);
+              for (let i = 0; i < n; i++) {
+                const c = Math.floor(i / S) % C;
+                const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 3 * c + k]);
+                const want = (x[xBase + i] - mean) * scale + bias;
+                const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
+                expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
               }
               expect(x[yBase - 1]).toBe(GUARD);
+              expect(x[yBase + n]).toBe(GUARD);
             }
           }
         }
@@ -231,9 +225,9 @@ for (const name of ['js', 'wasm'] as const) {
         const end = SCRATCH + rowScratchBytes(C);
         i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
         for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
-        kernel.statsRows(false, DATA, 4, C * 3, C, 3, SCRATCH, OUT, 24);
-        kernel.statsRows(false, DATA, 4, C, C, 1, SCRATCH, OUT, 24);
-        kernel.normalizeRows(false, DATA, C, OUT, C, 4, C, 1, OUT, SCRATCH);
+        kernel.statsRows(false, DATA, 4, C, 3, SCRATCH, OUT, 24);
+        kernel.statsRows(false, DATA, 4, C, 1, SCRATCH, OUT, 24);
+        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, OUT, SCRATCH);
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
     });

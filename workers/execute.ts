@@ -127,43 +127,28 @@ class BlockWalker {
     this.#copy = task.copyOut === null ? null : new CopyOutWriter(task, this.#bpe, views);
   }
 
-  /** Work item i: a block, in memory order (row group, then channel or channel group, then stretch). */
+  /** Work item i: a row group in row mode; in plane mode a block, in memory order. */
   stats(i: number): void {
-    this.#block(i, false);
+    if (this.#task.grid.mode === 'row') this.#rowStats(i);
+    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
   }
 
   normalize(i: number): void {
-    this.#block(i, true);
+    if (this.#task.grid.mode === 'row') this.#rowNormalize(i);
+    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
   }
 
-  #block(i: number, normalize: boolean): void {
-    const { grid } = this.#task;
-    if (grid.mode === 'row') this.#rowBlock(Math.floor(i / grid.nCGroups), i % grid.nCGroups, normalize);
-    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), normalize);
-  }
-
-  /**
-   * Reduces the blocks of region channel cl (a channel group in row mode), merges its channels,
-   * and normalizes the blocks, last first, while they are still in cache.
-   */
+  /** Reduces channel cl's blocks, merges them, and normalizes them, last block first. */
   fuseChannel(cl: number, cancelled: () => boolean): boolean {
-    const { grid, region } = this.#task;
-    const row = grid.mode === 'row';
-    const count = row ? Math.ceil((region.n1 - region.n0) / grid.groupRows) : this.#regionBlocks;
-    const run = (b: number, normalize: boolean): void => {
-      if (row) this.#rowBlock(b, cl, normalize);
-      else this.#planeBlock(cl, b, normalize);
-    };
-    for (let b = 0; b < count; b++) {
+    for (let local = 0; local < this.#regionBlocks; local++) {
       if (cancelled()) return false;
-      run(b, false);
+      this.#planeBlock(cl, local, false);
     }
-    const c0 = row ? cl * grid.cGroup : region.c0 + cl;
-    const c1 = row ? Math.min(c0 + grid.cGroup, grid.C) : c0 + 1;
-    mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
-    for (let b = count - 1; b >= 0; b--) {
+    const c = this.#task.region.c0 + cl;
+    mergeChannels(this.#kernel, this.#task, this.#layout, c, c + 1);
+    for (let local = this.#regionBlocks - 1; local >= 0; local--) {
       if (cancelled()) return false;
-      run(b, true);
+      this.#planeBlock(cl, local, true);
     }
     return true;
   }
@@ -202,30 +187,28 @@ class BlockWalker {
     this.#copy?.planes(rowOff, rows, off, len, yByte);
   }
 
-  /** Row mode: block (row group g0 + g, channel group j); row-mode regions hold every channel. */
-  #rowBlock(g: number, j: number, normalize: boolean): void {
-    const { grid, region, accByte } = this.#task;
-    const bpe = this.#bpe;
+  #rowGroup(g: number): { rowOff: number; rows: number } {
+    const { grid, region } = this.#task;
     const first = (this.#g0 + g) * grid.groupRows;
-    const rows = Math.min(first + grid.groupRows, region.n1) - first;
-    const rowOff = first - region.n0;
-    const c0 = j * grid.cGroup;
-    const channels = Math.min(c0 + grid.cGroup, grid.C) - c0;
-    const off = c0 * grid.S;
-    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
-    if (!normalize) {
-      this.#kernel.statsRows(
-        this.#f64Data, xByte, rows, region.xRowStride, channels, grid.S, accByte,
-        partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
-      );
-      return;
-    }
-    const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
-    this.#kernel.normalizeRows(
-      this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, channels, grid.S,
-      this.#layout.paramsByte + c0 * PARAM_BYTES, accByte,
+    return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+  }
+
+  #rowStats(g: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    this.#kernel.statsRows(
+      this.#f64Data, region.xByte + rowOff * grid.C * grid.S * this.#bpe, rows, grid.C, grid.S,
+      accByte, partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
     );
-    this.#copy?.planes(rowOff, rows, off, channels * grid.S, yByte);
+  }
+
+  #rowNormalize(g: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const rowBytes = grid.C * grid.S * this.#bpe;
+    const yByte = region.yByte + rowOff * rowBytes;
+    this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte);
+    this.#copy?.rows(rowOff, rows, yByte);
   }
 }
 
@@ -258,5 +241,10 @@ class CopyOutWriter {
     for (let r = 0; r < rows; r++) {
       this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
     }
+  }
+
+  /** Whole rows, contiguous on both sides. */
+  rows(rowOff: number, rows: number, yByte: number): void {
+    this.#dest.set(this.#source(yByte, rows * this.#destRowStride), rowOff * this.#destRowStride);
   }
 }

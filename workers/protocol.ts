@@ -22,10 +22,8 @@ export type KernelName = 'js' | 'wasm';
  *
  * - `plane` mode (S >= PLANE_MIN_SPATIAL): a block is one channel's `groupRows` consecutive
  *   rows (n) of one `sChunkLen`-long stretch of its spatial plane.
- * - `row` mode (small S, rank 2 among them): a block is `groupRows` rows of `cGroup` adjacent
- *   channels (a contiguous run of cGroup * S elements per row), reduced with one accumulator per
- *   channel. A channel group of every row is sized to stay in L2, so a task that owns a group
- *   can normalize it right after reducing it.
+ * - `row` mode (small S, rank 2 among them): a block is `groupRows` whole rows of every channel,
+ *   contiguous in memory, reduced with one accumulator per channel.
  */
 export interface Grid {
   readonly mode: 'plane' | 'row';
@@ -42,10 +40,6 @@ export interface Grid {
   readonly sChunkLen: number;
   /** Partials per channel: nGroups * sChunks. */
   readonly blocksPerChannel: number;
-  /** Row mode: channels per channel group (1 in plane mode). */
-  readonly cGroup: number;
-  /** Row mode: number of channel groups, ceil(C / cGroup) (C in plane mode). */
-  readonly nCGroups: number;
 }
 
 /**
@@ -85,9 +79,9 @@ export interface CopyOut {
  *   arrive merges every channel), then `normalize` of the same items, last first, so the ones
  *   reduced last are normalized while still in cache. One dispatch instead of two.
  *
- * Work items: `stats`, `normalize` and `split` count blocks of the region in memory order (row
- * group, then channel or channel group, then stretch); `fused` counts channels of the region in
- * plane mode and channel groups in row mode.
+ * Work items: in plane mode, `stats`, `normalize` and `split` count blocks of the region in memory
+ * order (row group, then channel, then stretch) and `fused` counts channels of the region; in row
+ * mode they count row groups of the region.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split';
 

@@ -51,7 +51,7 @@ export class JsKernel implements Kernel {
   }
 
   statsRows(
-    f64: boolean, xByte: number, rows: number, rowStride: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void {
     this.#views();
@@ -64,8 +64,9 @@ export class JsKernel implements Kernel {
       acc[a + 3 * c + 1] = 0;
       acc[a + 3 * c + 2] = 0;
     }
+    const rowLen = C * S;
     for (let r = 0; r < rows; r++) {
-      const row = base + r * rowStride;
+      const row = base + r * rowLen;
       for (let c = 0; c < C; c++) {
         const shift = acc[a + 3 * c];
         let s1 = acc[a + 3 * c + 1];
@@ -103,8 +104,7 @@ export class JsKernel implements Kernel {
   }
 
   normalizeRows(
-    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, C: number, S: number, paramsByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
   ): void {
     // Needs no scratch: the parameters are read in place.
     this.#views();
@@ -114,14 +114,14 @@ export class JsKernel implements Kernel {
     const xBase = xByte / bpe;
     const yBase = yByte / bpe;
     const pBase = paramsByte / 8;
+    const rowLen = C * S;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const mean = p[pBase + 3 * c];
         const scale = p[pBase + 3 * c + 1];
         const bias = p[pBase + 3 * c + 2];
-        const xs = xBase + r * xRowStride + c * S;
-        const ys = yBase + r * yRowStride + c * S;
-        for (let i = 0; i < S; i++) v[ys + i] = (v[xs + i] - mean) * scale + bias;
+        const off = r * rowLen + c * S;
+        for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
       }
     }
   }

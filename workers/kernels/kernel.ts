@@ -23,12 +23,12 @@ export interface Kernel {
   statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void;
 
   /**
-   * Partials of C channels over `rows` rows, `rowStride` elements apart, of C * S elements each
-   * (channel c of a row is its S elements at c * S). Uses `rowScratchBytes(C)` bytes of scratch at
-   * `accByte`; writes channel c's partial at `outByte + c * outStrideBytes`.
+   * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
+   * its S elements at c * S). Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes
+   * channel c's partial at `outByte + c * outStrideBytes`.
    */
   statsRows(
-    f64: boolean, xByte: number, rows: number, rowStride: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void;
 
@@ -39,13 +39,12 @@ export interface Kernel {
   ): void;
 
   /**
-   * The same over `rows` rows of C * S elements (x's rows `xRowStride` apart, y's `yRowStride`),
-   * with channel c's (mean, scale, bias) as float64 at `paramsByte + 24 * c`;
-   * `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
+   * The same over `rows` contiguous rows of C * S elements, with channel c's (mean, scale, bias)
+   * as float64 at `paramsByte + 24 * c`; `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
    */
   normalizeRows(
-    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, C: number, S: number, paramsByte: number, scratchByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    scratchByte: number,
   ): void;
 
   /**

@@ -6,12 +6,12 @@ import type { Kernel } from './kernel.js';
 interface WasmExports {
   statsPlanes32(x: number, rows: number, rowStride: number, len: number, out: number): void;
   statsPlanes64(x: number, rows: number, rowStride: number, len: number, out: number): void;
-  statsRows32(x: number, rows: number, rowStride: number, C: number, S: number, acc: number, out: number, outStride: number): void;
-  statsRows64(x: number, rows: number, rowStride: number, C: number, S: number, acc: number, out: number, outStride: number): void;
+  statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
+  statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
   normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
-  normalizeRows32(x: number, xs: number, y: number, ys: number, rows: number, C: number, S: number, params: number, scratch: number): void;
-  normalizeRows64(x: number, xs: number, y: number, ys: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
 }
@@ -35,11 +35,11 @@ export class WasmKernel implements Kernel {
   }
 
   statsRows(
-    f64: boolean, xByte: number, rows: number, rowStride: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void {
-    if (f64) this.#k.statsRows64(xByte, rows, rowStride, C, S, accByte, outByte, outStrideBytes);
-    else this.#k.statsRows32(xByte, rows, rowStride, C, S, accByte, outByte, outStrideBytes);
+    if (f64) this.#k.statsRows64(xByte, rows, C, S, accByte, outByte, outStrideBytes);
+    else this.#k.statsRows32(xByte, rows, C, S, accByte, outByte, outStrideBytes);
   }
 
   normalizePlanes(
@@ -51,11 +51,11 @@ export class WasmKernel implements Kernel {
   }
 
   normalizeRows(
-    f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, C: number, S: number, paramsByte: number, scratchByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    scratchByte: number,
   ): void {
-    if (f64) this.#k.normalizeRows64(xByte, xRowStride, yByte, yRowStride, rows, C, S, paramsByte, scratchByte);
-    else this.#k.normalizeRows32(xByte, xRowStride, yByte, yRowStride, rows, C, S, paramsByte, scratchByte);
+    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte);
+    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte);
   }
 
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {

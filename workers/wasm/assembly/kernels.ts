@@ -127,14 +127,13 @@ export function statsPlanes32(x: usize, rows: i32, rowStride: i32, len: i32, out
 }
 
 /**
- * Partials of C channels over `rows` rows, `rowStride` float32 apart, of C * S float32 each
- * (channel c's run of S at c * S). `acc` holds 32 * C + 64 bytes of scratch. Channel c's partial
- * goes to out + c * outStride (bytes).
+ * Partials of C channels over `rows` contiguous rows of C * S float32. `acc` holds 32 * C + 64
+ * bytes of scratch. Channel c's partial goes to out + c * outStride (bytes).
  */
-export function statsRows32(x: usize, rows: i32, rowStride: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
-  const rowBytes = <usize>rowStride << 2;
+export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
   if (S == 1) {
-    statsColumns32(x, rows, rowBytes, C, acc, out, outStride);
+    statsColumns32(x, rows, C, acc, out, outStride);
     return;
   }
   // Short runs: per (row, channel), SIMD along the run, folded into f64 per channel.
@@ -160,14 +159,14 @@ export function statsRows32(x: usize, rows: i32, rowStride: i32, C: i32, S: i32,
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
- * a row), up to 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait
- * on each other), then folded into f64: at most 8 roundings per lane between folds (16 measured
- * 2e-6 relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each time it is loaded: walking 4
+ * a row), up to 16 rows are summed in f32, in 8 independent accumulators (so the adds do not wait
+ * on each other), then folded into f64. A whole line is used each time it is loaded: walking 4
  * channels down 16 rows 4 KB apart instead thrashed L1, whose sets those rows all share.
  */
-function statsColumns32(x: usize, rows: i32, rowBytes: usize, C: i32, acc: usize, out: usize, outStride: i32): void {
+function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
   const c16 = <usize>(C & ~15);
   const c4 = <usize>(C & ~3);
+  const rowBytes = <usize>C << 2;
   // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
   const cPad = <usize>((C + 3) & ~3);
   const kArr = acc;
@@ -180,7 +179,7 @@ function statsColumns32(x: usize, rows: i32, rowBytes: usize, C: i32, acc: usize
   }
   let r = 0;
   while (r < rows) {
-    const tile = min(8, rows - r);
+    const tile = min(16, rows - r);
     const base = x + <usize>r * rowBytes;
     for (let c: usize = 0; c < c16; c += 16) {
       const k0 = v128.load(kArr + (c << 2));
@@ -329,8 +328,8 @@ export function statsPlanes64(x: usize, rows: i32, rowStride: i32, len: i32, out
   writePartial(out, <f64>rows * <f64>len, k, hsum(f64x2.add(a1, b1)), hsum(f64x2.add(a2, b2)));
 }
 
-export function statsRows64(x: usize, rows: i32, rowStride: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
-  const rowBytes = <usize>rowStride << 3;
+export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
   for (let c = 0; c < C; c++) {
     v128.store(acc + (<usize>c << 5), f64x2.splat(0));
     v128.store(acc + (<usize>c << 5), f64x2.splat(0), 16);
@@ -459,17 +458,14 @@ export function normalizePlanes64(
  * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 24 * c.
  * `scratch` holds 32 * C + 64 bytes.
  */
-export function normalizeRows32(
-  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
-): void {
-  const xRow = <usize>xRowStride << 2;
-  const yRow = <usize>yRowStride << 2;
+export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const p = params + <usize>c * 24;
-        const off = (<usize>c * <usize>S) << 2;
-        normRun32(x + <usize>r * xRow + off, y + <usize>r * yRow + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
+        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
       }
     }
     return;
@@ -491,28 +487,29 @@ export function normalizeRows32(
   const c4 = <usize>(C & ~3);
   let r = 0;
   for (; r + 4 <= rows; r += 4) {
-    const px = x + <usize>r * xRow;
-    const py = y + <usize>r * yRow;
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
     for (let c: usize = 0; c < c4; c += 4) {
       const o = c << 2;
       const hi = v128.load(hiA + o);
       const sc = v128.load(scA + o);
       const b = v128.load(bA + o);
       v128.store(py + o, norm32(v128.load(px + o), hi, sc, b));
-      v128.store(py + yRow + o, norm32(v128.load(px + xRow + o), hi, sc, b));
-      v128.store(py + 2 * yRow + o, norm32(v128.load(px + 2 * xRow + o), hi, sc, b));
-      v128.store(py + 3 * yRow + o, norm32(v128.load(px + 3 * xRow + o), hi, sc, b));
+      v128.store(py + rowBytes + o, norm32(v128.load(px + rowBytes + o), hi, sc, b));
+      v128.store(py + 2 * rowBytes + o, norm32(v128.load(px + 2 * rowBytes + o), hi, sc, b));
+      v128.store(py + 3 * rowBytes + o, norm32(v128.load(px + 3 * rowBytes + o), hi, sc, b));
     }
     for (let c = c4; c < <usize>C; c++) {
       const o = c << 2;
       for (let i: usize = 0; i < 4; i++) {
-        store<f32>(py + i * yRow + o, (load<f32>(px + i * xRow + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
+        const at = i * rowBytes + o;
+        store<f32>(py + at, (load<f32>(px + at) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
       }
     }
   }
   for (; r < rows; r++) {
-    const px = x + <usize>r * xRow;
-    const py = y + <usize>r * yRow;
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
     for (let c: usize = 0; c < c4; c += 4) {
       const o = c << 2;
       v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o)));
@@ -524,17 +521,14 @@ export function normalizeRows32(
   }
 }
 
-export function normalizeRows64(
-  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
-): void {
-  const xRow = <usize>xRowStride << 3;
-  const yRow = <usize>yRowStride << 3;
+export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const p = params + <usize>c * 24;
-        const off = (<usize>c * <usize>S) << 3;
-        normRun64(x + <usize>r * xRow + off, y + <usize>r * yRow + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 3);
+        normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
       }
     }
     return;
@@ -551,8 +545,8 @@ export function normalizeRows64(
   }
   const c2 = <usize>(C & ~1);
   for (let r = 0; r < rows; r++) {
-    const px = x + <usize>r * xRow;
-    const py = y + <usize>r * yRow;
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
     for (let c: usize = 0; c < c2; c += 2) {
       const o = c << 3;
       v128.store(py + o, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px + o), v128.load(mA + o)), v128.load(scA + o)), v128.load(bA + o)));
