@@ -52,14 +52,17 @@ const COLORS: Record<string, string> = {
 };
 
 /**
- * GB/s of a training forward per shape and implementation, at the most threads measured, zero-copy
- * where that applies.
+ * GB/s of a training forward per shape and implementation, at the most threads measured (bnpool:
+ * zero-copy).
  */
 export function svgChart(shapes: readonly BenchShape[], rows: Row[], title: string): string {
   const impls = Object.keys(COLORS);
   const pick = (shape: string, impl: string): Row | undefined => {
-    const cands = rows.filter((r) => r.shape === shape && r.impl === impl && r.mode === 'train' && r.gbps !== null && r.input !== 'plain' && r.input !== 'inline');
-    return cands.sort((a, b) => b.threads - a.threads)[0] ?? rows.find((r) => r.shape === shape && r.impl === impl && r.impl === 'floor' && r.gbps !== null);
+    // bnpool's zero-copy rows (the peers take plain arrays), at the most threads measured.
+    const bnpool = impl.startsWith('bnpool');
+    const cands = rows.filter((r) => r.shape === shape && r.impl === impl && r.mode === 'train' && r.gbps !== null
+      && (!bnpool || r.input === 'zero-copy'));
+    return cands.sort((a, b) => b.threads - a.threads)[0];
   };
   const max = Math.max(1, ...rows.filter((r) => r.gbps !== null).map((r) => r.gbps!));
   const W = 900;
