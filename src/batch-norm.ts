@@ -1,18 +1,34 @@
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
-import { runBatchNorm } from './engine.js';
+import { ChannelStats } from './channel-stats.js';
+import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
+import { type EngineResult, runBatchNorm, runChannelStats } from './engine.js';
 import { AbortError, ArgumentError, describe, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkMomentum, checkObject, checkOut,
-  checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray,
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOut,
+  checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
 } from './validate.js';
+import {
+  checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
+  type WeightFormat,
+} from './weights.js';
 
 /** Options of `new BatchNorm()`; the defaults are PyTorch's. */
 export interface BatchNormOptions {
-  /** Added to the variance before the square root. Default 1e-5. */
+  /**
+   * Running-statistics convention: `'torch'` (default), `'onnx'` or `'keras'`. It sets which value
+   * momentum weights, the default momentum and eps, and the running-variance estimator (see
+   * `CONVENTIONS`).
+   */
+  convention?: Convention;
+  /** Added to the variance before the square root. Default 1e-5 (keras: 1e-3). */
   eps?: number;
-  /** Weight of the new batch in the running statistics; null for a cumulative average. Default 0.1. */
+  /**
+   * Momentum of the running statistics; null for a cumulative average. Default 0.1 on the new
+   * batch (torch), 0.9 (onnx) or 0.99 (keras) on the old value.
+   */
   momentum?: number | null;
   /** Learnable per-channel weight (ones) and bias (zeros). Default true. */
   affine?: boolean;
@@ -22,6 +38,8 @@ export interface BatchNormOptions {
   dtype?: Dtype;
   /** Pool to run on. Default: the shared default pool, created on first use. */
   pool?: Pool;
+  /** Input layout: `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
+  layout?: Layout;
 }
 
 /** Options of one forward call. */
@@ -33,6 +51,13 @@ export interface ForwardOptions {
   out?: FloatArray;
   /** Aborts the call: a queued call never starts, a running one stops between blocks. */
   signal?: AbortSignal;
+  /**
+   * SyncBatchNorm over any transport: called with this batch's statistics, it resolves to the
+   * statistics of the whole distributed batch (for instance the `merge` of every shard's), which
+   * then normalize this shard and update the running statistics. Used whenever batch statistics
+   * are (training, or no running statistics).
+   */
+  reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
 
 /** A module's state, with PyTorch's `state_dict` keys. */
@@ -59,6 +84,8 @@ export interface BatchNormStateDict {
  */
 export class BatchNorm {
   readonly numFeatures: number;
+  readonly convention: Convention;
+  readonly layout: Layout;
   readonly eps: number;
   readonly momentum: number | null;
   readonly affine: boolean;
@@ -75,14 +102,22 @@ export class BatchNorm {
   #numBatchesTracked = 0;
   #training = true;
   readonly #pool: Pool | null;
+  readonly #rules: ConventionRules;
   /** Settles when the latest call finished: the queue that keeps calls in order. */
   #tail: Promise<void> = Promise.resolve();
 
   constructor(numFeatures: number, options?: BatchNormOptions) {
     this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
     const opts = checkObject(options, 'options');
-    this.eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
-    this.momentum = opts.momentum === undefined ? 0.1 : checkMomentum(opts.momentum, true, 'options.momentum');
+    const convention = opts.convention ?? 'torch';
+    if (convention !== 'torch' && convention !== 'onnx' && convention !== 'keras') {
+      throw new ArgumentError(`options.convention must be 'torch', 'onnx' or 'keras'; got ${describe(convention)}`);
+    }
+    this.convention = convention;
+    this.#rules = CONVENTIONS[convention];
+    this.layout = checkLayout(opts.layout);
+    this.eps = opts.eps === undefined ? this.#rules.eps : checkEps(opts.eps, 'options.eps');
+    this.momentum = opts.momentum === undefined ? this.#rules.momentum : checkMomentum(opts.momentum, true, 'options.momentum');
     this.affine = opts.affine === undefined ? true : checkBoolean(opts.affine, 'options.affine');
     this.trackRunningStats = opts.trackRunningStats === undefined ? true : checkBoolean(opts.trackRunningStats, 'options.trackRunningStats');
     this.dtype = opts.dtype === undefined ? 'float32' : checkDtypeName(opts.dtype, 'options.dtype');
@@ -132,10 +167,14 @@ export class BatchNorm {
    */
   async forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
     checkDtype(x, 'x', this.dtype);
-    const dims = checkShape(shape, x.length, this.numFeatures);
+    const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkObject(options, 'options');
     const out = checkOut(opts.out, x, this.dtype);
     const signal = checkSignal(opts.signal);
+    const reduceStats = opts.reduceStats;
+    if (reduceStats !== undefined && typeof reduceStats !== 'function') {
+      throw new ArgumentError(`options.reduceStats must be a function; got ${describe(reduceStats)}`);
+    }
     const training = this.#training;
     const useBatchStats = training || !this.trackRunningStats;
     if (useBatchStats) checkMoreThanOneValue(dims);
@@ -148,12 +187,21 @@ export class BatchNorm {
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
     try {
       await waitForTurn(turn, signal);
-      const result = await runBatchNorm(pool, {
+      const request = {
         x, dims, dtype: this.dtype, useBatchStats,
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
         eps: this.eps, out, signal,
-      });
-      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, dims);
+      };
+      let result: EngineResult;
+      let count = dims.N * dims.S;
+      if (useBatchStats && reduceStats !== undefined) {
+        const merged = await this.#reduce(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>);
+        count = merged.count[0];
+        result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
+      } else {
+        result = await runBatchNorm(pool, request);
+      }
+      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
       return result.y;
     } finally {
       // A call that left the queue early (aborted) still holds its place until the one before it ends.
@@ -161,10 +209,27 @@ export class BatchNorm {
     }
   }
 
-  #commit(mean: Float64Array, variance: Float64Array, dims: Dims): void {
+  /** This batch's statistics, through the caller's all-reduce. */
+  async #reduce(
+    pool: Pool, request: Parameters<typeof runChannelStats>[1], reduceStats: NonNullable<ForwardOptions['reduceStats']>,
+  ): Promise<ChannelStats> {
+    const { mean, var: variance } = await runChannelStats(pool, request);
+    const n = request.dims.N * request.dims.S;
+    const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, variance.map((v) => v * n));
+    const merged = await reduceStats(local);
+    if (!(merged instanceof ChannelStats) || merged.numChannels !== this.numFeatures) {
+      throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${this.numFeatures} channels; got ${describe(merged)}`);
+    }
+    if (!merged.count.every((c) => c === merged.count[0] && c > 1)) {
+      throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
+    }
+    return merged;
+  }
+
+  #commit(mean: Float64Array, variance: Float64Array, count: number): void {
     this.#numBatchesTracked += 1;
-    const factor = this.momentum ?? 1 / this.#numBatchesTracked;
-    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, dims.N * dims.S, factor);
+    const factor = newBatchWeight(this.#rules, this.momentum, this.#numBatchesTracked);
+    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);
   }
 
   /** A copy of the state, with PyTorch's `state_dict` keys. */
@@ -208,6 +273,37 @@ export class BatchNorm {
     };
     for (const [key, values] of arrays) targets[key]!.set(values);
     this.#numBatchesTracked = tracked;
+  }
+
+  /**
+   * The weights in another framework's form: `'torch'` (a state dict), `'keras'`
+   * ([gamma, beta, moving_mean, moving_variance]) or `'onnx'` (BatchNormalization's scale, B,
+   * input_mean, input_var). Copies.
+   */
+  exportWeights(format: 'torch'): BatchNormStateDict;
+  exportWeights(format: 'keras'): FloatArray[];
+  exportWeights(format: 'onnx'): OnnxBatchNormInputs;
+  exportWeights(format: WeightFormat): BatchNormStateDict | FloatArray[] | OnnxBatchNormInputs {
+    const f = checkFormat(format);
+    return f === 'torch' ? this.stateDict() : f === 'keras' ? toKeras(this) : toOnnx(this);
+  }
+
+  /** Loads weights given in `exportWeights`'s forms; checked whole before anything changes. */
+  importWeights(format: WeightFormat, weights: unknown): void {
+    const f = checkFormat(format);
+    if (f === 'torch') this.loadStateDict(weights as BatchNormStateDict);
+    else if (f === 'keras') fromKeras(this, weights);
+    else fromOnnx(this, weights);
+  }
+
+  /** Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`). */
+  async saveSafetensors(path: string): Promise<void> {
+    await writeFile(path, toSafetensors(this));
+  }
+
+  /** Reads a `.safetensors` state dict; a malformed file is a `FormatError` and changes nothing. */
+  async loadSafetensors(path: string): Promise<void> {
+    fromSafetensors(this, new Uint8Array(await readFile(path)));
   }
 }
 

@@ -37,6 +37,8 @@ export interface EngineRequest {
   readonly eps: number;
   readonly out: FloatArray | null;
   readonly signal: AbortSignal | null;
+  /** Compute the batch statistics only: no output (`y` of the result is then empty). */
+  readonly statsOnly?: boolean;
 }
 
 export interface EngineResult {
@@ -45,6 +47,20 @@ export interface EngineResult {
   readonly mean: Float64Array;
   /** Per-channel variance used: the biased batch variance, or a copy of the running variance. */
   readonly var: Float64Array;
+}
+
+/**
+ * The per-channel batch mean and biased variance of x, without normalizing: a statistics pass,
+ * the merge in block order, nothing written but the call's scratch.
+ */
+export async function runChannelStats(
+  pool: Pool, request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'signal'>,
+): Promise<{ mean: Float64Array; var: Float64Array }> {
+  const r = await runBatchNorm(pool, {
+    ...request, useBatchStats: true, weight: null, bias: null, runningMean: null, runningVar: null,
+    eps: 1, out: null, statsOnly: true,
+  });
+  return { mean: r.mean, var: r.var };
 }
 
 /** Runs the forward. Weight, bias and running statistics are read when the call starts running. */
@@ -83,7 +99,9 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte]) Atomics.store(ctx.views.i32, byte / 4, 0);
     signal?.addEventListener('abort', cancel, { once: true });
 
-    const { y, placements } = place(ctx, req, grid, owned);
+    const placed = place(ctx, req, grid, owned, req.statsOnly);
+    const y = placed.y ?? req.x.subarray(0, 0);
+    const placements = placed.placements;
     const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel };
     let mean: Float64Array;
     let variance: Float64Array;
@@ -95,10 +113,11 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     } else {
       // The parameters area carries (unused, weight, bias) until the merge folds in the statistics.
       writeAffine(ctx, req, layout);
-      const fused = placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
+      const fused = !req.statsOnly
+        && placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
       if (fused) {
         for (const p of placements) await normalizeChunk(call, p, 'fused', null);
-      } else if (placements.length === 1) {
+      } else if (placements.length === 1 && !req.statsOnly) {
         // One dispatch: each task reduces its blocks, meets the others at a barrier where the
         // last one merges, then normalizes the same blocks while they are still in cache.
         const [p] = placements;
@@ -107,7 +126,8 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         await runPhase(call, tasksFor(call, p, 'split', bounds, { gang: bounds.length - 1 }));
         if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
       } else {
-        // Chunks: every chunk's statistics, the merge here, then every chunk again to normalize.
+        // Chunks (or statistics only): every chunk's statistics, the merge here, then every chunk
+        // again to normalize.
         const bounds: number[][] = [];
         for (const p of placements) {
           if (p.copyIn) copyIn(ctx, req, p);
@@ -115,7 +135,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
           await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
         }
         mergeChannels(ctx.inlineKernel, { grid, eps: req.eps }, layout, 0, grid.C);
-        for (let i = 0; i < placements.length; i++) {
+        for (let i = 0; i < placements.length && !req.statsOnly; i++) {
           await normalizeChunk(call, placements[i], 'normalize', bounds[i]);
         }
       }
@@ -162,19 +182,23 @@ async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: numb
  * staging buffer on the pool, in chunks when it does not fit; the output is normalized in place on
  * the staged copy and copied to its destination.
  */
-function place(ctx: PoolInternals, req: EngineRequest, grid: Grid, owned: number[]): { y: FloatArray; placements: Placement[] } {
+function place(
+  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype'>, grid: Grid, owned: number[], statsOnly = false,
+): { y: FloatArray | null; placements: Placement[] } {
   const { x, out, dims, dtype } = req;
   const bpe = bytesPerElement(dtype);
   const xOnPool = ctx.arena.owns(x);
-  const outOnPool = out !== null && ctx.arena.owns(out);
-  const y = out ?? freshOutput(dtype, dims.length);
-  const dest = outOnPool ? null : y;
+  // A statistics-only call has no output: its y locations are never written.
+  const y = statsOnly ? null : out ?? freshOutput(dtype, dims.length);
+  const yOnPool = y !== null && ctx.arena.owns(y);
+  const dest = y === null || yOnPool ? null : y;
   const rowStride = dims.C * dims.S;
   const at = (array: FloatArray, box: Box): number => array.byteOffset + (box.n0 * rowStride + box.c0 * dims.S) * bpe;
 
   if (xOnPool && dest === null) {
     const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
-    const region = { ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte: y.byteOffset, yRowStride: rowStride };
+    const yByte = (y ?? x).byteOffset;
+    const region = { ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride };
     return { y, placements: [{ box, region, copyIn: false, copyOut: null, copyOutOnMain: false }] };
   }
   const budget = Math.floor(Math.min(ctx.arena.largestAllocatable(), dims.length * bpe) / bpe);
@@ -195,8 +219,8 @@ function place(ctx: PoolInternals, req: EngineRequest, grid: Grid, owned: number
       ...box,
       xByte: xOnPool ? at(x, box) : staging,
       xRowStride: xOnPool ? rowStride : stagedStride,
-      yByte: outOnPool ? at(y, box) : staging,
-      yRowStride: outOnPool ? rowStride : stagedStride,
+      yByte: yOnPool ? at(y, box) : staging,
+      yRowStride: yOnPool ? rowStride : stagedStride,
     };
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
     return { box, region, copyIn: !xOnPool, copyOut, copyOutOnMain: dest !== null && !shared };

@@ -14,6 +14,7 @@ export type BnPoolErrorCode =
   | 'ERR_BNPOOL_CLOSED'
   | 'ERR_BNPOOL_OUT_OF_MEMORY'
   | 'ERR_BNPOOL_NO_FORWARD'
+  | 'ERR_BNPOOL_FORMAT'
   | 'ABORT_ERR';
 
 /**
@@ -97,6 +98,14 @@ export class NoForwardError extends BnPoolError {
   }
 }
 
+/** A file or serialized state that does not follow its format (safetensors). */
+export class FormatError extends BnPoolError {
+  constructor(message: string) {
+    super(message, 'ERR_BNPOOL_FORMAT');
+    this.name = 'FormatError';
+  }
+}
+
 /**
  * The call's `AbortSignal` fired. `name` is `'AbortError'` and `code` is `'ABORT_ERR'`, as for
  * Node's own abortable APIs; `cause` is the signal's reason.
@@ -124,6 +133,7 @@ const byCode: Record<string, new (message: string) => BnPoolError> = {
   ERR_BNPOOL_CLOSED: ClosedError,
   ERR_BNPOOL_OUT_OF_MEMORY: OutOfMemoryError,
   ERR_BNPOOL_NO_FORWARD: NoForwardError,
+  ERR_BNPOOL_FORMAT: FormatError,
   ABORT_ERR: AbortError,
 };
 

@@ -5,7 +5,7 @@ import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import {
   checkBoolean, checkChannelArray, checkEps, checkMomentum, checkObject, checkOut, checkShape,
-  checkSignal, dtypeOf, type FloatArray,
+  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout,
 } from './validate.js';
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
@@ -23,6 +23,8 @@ export interface BatchNormFunctionalOptions {
   pool?: Pool;
   out?: FloatArray;
   signal?: AbortSignal;
+  /** `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
+  layout?: Layout;
 }
 
 /** What `batchNorm` resolves to. */
@@ -49,8 +51,8 @@ export async function batchNorm(
   x: FloatArray, shape: readonly number[], options?: BatchNormFunctionalOptions,
 ): Promise<BatchNormResult> {
   const dtype = dtypeOf(x, 'x');
-  const dims = checkShape(shape, x.length);
   const opts = checkObject(options, 'options');
+  const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');
   const channel = (key: string): FloatArray | null =>
     opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);

@@ -3,9 +3,12 @@ export {
   BatchNorm, type BatchNormOptions, type BatchNormStateDict, type ForwardOptions,
 } from './batch-norm.js';
 export { batchNorm, type BatchNormFunctionalOptions, type BatchNormResult } from './functional.js';
+export { ChannelStats, type ChannelStatsJSON } from './channel-stats.js';
+export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
+export type { OnnxBatchNormInputs, WeightFormat } from './weights.js';
 export {
-  AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, NoForwardError, OutOfMemoryError,
+  AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,
   ShapeError, SingleValueError, WorkerError, type BnPoolErrorCode,
 } from './errors.js';
-export type { FloatArray } from './validate.js';
+export type { FloatArray, Layout } from './validate.js';
 export type { Dtype, KernelName } from '../workers/protocol.js';

@@ -1,20 +1,21 @@
 import type { FloatArray } from './validate.js';
 
 /**
- * PyTorch's running-statistics update, applied in place:
+ * The running-statistics update, applied in place:
  *
  *     running_mean = (1 - f) * running_mean + f * mean
  *     running_var  = (1 - f) * running_var  + f * var * m / (m - 1)
  *
- * with `var` the biased batch variance, m the values per channel (so the update uses the
- * unbiased estimate), and f the momentum, or 1 / num_batches_tracked for a cumulative average.
+ * with `var` the biased batch variance, m the values per channel, and f the weight of the new
+ * batch (PyTorch: the momentum, or 1 / num_batches_tracked for a cumulative average). With
+ * `unbiased` false (the ONNX and Keras conventions) the m / (m - 1) factor is left out.
  * Computed in float64, stored in the buffers' own type.
  */
 export function runningStatsUpdate(
   runningMean: FloatArray, runningVar: FloatArray,
-  mean: Float64Array, variance: Float64Array, count: number, factor: number,
+  mean: Float64Array, variance: Float64Array, count: number, factor: number, unbiased = true,
 ): void {
-  const unbias = count / (count - 1);
+  const unbias = unbiased ? count / (count - 1) : 1;
   for (let c = 0; c < mean.length; c++) {
     runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
     runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * unbias;

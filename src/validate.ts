@@ -8,9 +8,17 @@ import { ArgumentError, describe, DtypeError, ShapeError } from './errors.js';
 /** The array types bnpool computes on. */
 export type FloatArray = Float32Array | Float64Array;
 
-/** A validated channels-first shape (N, C, *spatial) with S = prod(spatial). */
+/** Memory layout of an input: channels-first (N, C, *spatial) or channels-last (N, *spatial, C). */
+export type Layout = 'channels-first' | 'channels-last';
+
+/**
+ * A validated shape, seen as (N, C, S): S = prod(spatial) for channels-first. A channels-last
+ * input (N, *spatial, C) is the rank-2 problem (N * prod(spatial), C): N counts every position and
+ * S is 1, so the engine needs no layout of its own.
+ */
 export interface Dims {
   readonly shape: readonly number[];
+  readonly layout: Layout;
   readonly N: number;
   readonly C: number;
   readonly S: number;
@@ -34,13 +42,22 @@ export function arrayName(dtype: Dtype): string {
   return dtype === 'float64' ? 'Float64Array' : 'Float32Array';
 }
 
+export function checkLayout(value: unknown, name = 'options.layout'): Layout {
+  if (value === undefined) return 'channels-first';
+  if (value !== 'channels-first' && value !== 'channels-last') {
+    throw new ArgumentError(`${name} must be 'channels-first' or 'channels-last'; got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** Checks `shape` against the data length and, when given, the expected channel count. */
-export function checkShape(shape: unknown, length: number, numFeatures?: number): Dims {
+export function checkShape(shape: unknown, length: number, numFeatures?: number, layout: Layout = 'channels-first'): Dims {
+  const form = layout === 'channels-last' ? '(N, *spatial, C)' : '(N, C, *spatial)';
   if (!Array.isArray(shape)) {
     throw new ShapeError(`shape must be an array of 2 to 5 positive integers; got ${describe(shape)}`);
   }
   if (shape.length < 2 || shape.length > 5) {
-    throw new ShapeError(`shape must have rank 2 to 5, (N, C, *spatial); got rank ${shape.length}: ${describe(shape)}`);
+    throw new ShapeError(`shape must have rank 2 to 5, ${form}; got rank ${shape.length}: ${describe(shape)}`);
   }
   shape.forEach((dim, i) => {
     if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim <= 0) {
@@ -52,11 +69,13 @@ export function checkShape(shape: unknown, length: number, numFeatures?: number)
   if (total !== length) {
     throw new ShapeError(`shape ${describe(dims)} holds ${total} elements, but the input has ${length}`);
   }
-  const C = dims[1];
+  const channelAxis = layout === 'channels-last' ? dims.length - 1 : 1;
+  const C = dims[channelAxis];
   if (numFeatures !== undefined && C !== numFeatures) {
-    throw new ShapeError(`shape[1] (channels) must equal numFeatures ${numFeatures}; got ${C} in ${describe(dims)}`);
+    throw new ShapeError(`shape[${channelAxis}] (channels) must equal numFeatures ${numFeatures}; got ${C} in ${describe(dims)}`);
   }
-  return { shape: dims.slice(), N: dims[0], C, S: total / (dims[0] * C), length: total };
+  const N = layout === 'channels-last' ? total / C : dims[0];
+  return { shape: dims.slice(), layout, N, C, S: total / (N * C), length: total };
 }
 
 export function checkPositiveInteger(value: unknown, name: string): number {

@@ -191,6 +191,7 @@ describe('error classes', () => {
       ShapeError: 'ERR_BNPOOL_SHAPE', DtypeError: 'ERR_BNPOOL_DTYPE', ArgumentError: 'ERR_BNPOOL_ARG',
       SingleValueError: 'ERR_BNPOOL_SINGLE_VALUE', WorkerError: 'ERR_BNPOOL_WORKER', ClosedError: 'ERR_BNPOOL_CLOSED',
       OutOfMemoryError: 'ERR_BNPOOL_OUT_OF_MEMORY', NoForwardError: 'ERR_BNPOOL_NO_FORWARD', AbortError: 'ABORT_ERR',
+      FormatError: 'ERR_BNPOOL_FORMAT',
     };
     for (const [name, code] of Object.entries(expected)) {
       const Ctor = (errors as unknown as Record<string, new (m: string) => BnPoolError>)[name];

@@ -1,0 +1,134 @@
+import { runChannelStats } from './engine.js';
+import { ArgumentError, describe } from './errors.js';
+import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
+
+/** Plain form of a `ChannelStats`, for any transport (JSON, structured clone). */
+export interface ChannelStatsJSON {
+  count: number[];
+  mean: number[];
+  m2: number[];
+}
+
+/**
+ * Per-channel statistics that merge exactly: for each channel the count, the mean and m2 (the sum
+ * of squared deviations from the mean), in float64. Two of them merge with the pairwise formula of
+ * Chan, Golub & LeVeque (1979), so statistics computed on separate shards of a batch (other
+ * threads, processes, machines) combine into those of the whole batch, up to rounding.
+ *
+ * @example
+ * const a = await ChannelStats.fromBatch(x1, [8, 3, 32, 32]);
+ * const b = ChannelStats.fromJSON(JSON.parse(messageFromPeer));
+ * const all = a.merge(b);
+ * all.mean(); all.variance({ ddof: 1 });
+ */
+export class ChannelStats {
+  /** Values seen per channel. */
+  readonly count: Float64Array;
+  /** Sum of squared deviations from the mean, per channel. */
+  readonly m2: Float64Array;
+  readonly #mean: Float64Array;
+
+  constructor(count: ArrayLike<number>, mean: ArrayLike<number>, m2: ArrayLike<number>) {
+    const C = count.length;
+    if (C === 0 || mean.length !== C || m2.length !== C) {
+      throw new ArgumentError(`count, mean and m2 must have the same, non-zero length; got ${count.length}, ${mean.length} and ${m2.length}`);
+    }
+    for (let c = 0; c < C; c++) {
+      if (!(count[c] >= 0) || !Number.isFinite(count[c])) {
+        throw new ArgumentError(`count[${c}] must be a finite number >= 0; got ${describe(count[c])}`);
+      }
+    }
+    this.count = Float64Array.from(count);
+    this.#mean = Float64Array.from(mean);
+    this.m2 = Float64Array.from(m2);
+  }
+
+  /** Number of channels. */
+  get numChannels(): number {
+    return this.count.length;
+  }
+
+  /**
+   * The statistics of a batch, computed on a pool like a training forward's (same grid, same
+   * bits), without normalizing it.
+   */
+  static async fromBatch(
+    x: FloatArray, shape: readonly number[], options?: { layout?: Layout; pool?: Pool; signal?: AbortSignal },
+  ): Promise<ChannelStats> {
+    const dtype = dtypeOf(x, 'x');
+    const opts = checkObject(options, 'options');
+    const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+    if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+      throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+    }
+    const signal = checkSignal(opts.signal);
+    const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
+    poolInternals(pool).assertOpen();
+    const { mean, var: variance } = await runChannelStats(pool, { x, dims, dtype, signal });
+    const n = dims.N * dims.S;
+    return new ChannelStats(new Float64Array(dims.C).fill(n), mean, variance.map((v) => v * n));
+  }
+
+  /** Rebuilds statistics from `toJSON()`'s form. */
+  static fromJSON(json: ChannelStatsJSON): ChannelStats {
+    const j = checkObject(json, 'json');
+    for (const key of ['count', 'mean', 'm2']) {
+      const v = j[key];
+      if (!Array.isArray(v) && !ArrayBuffer.isView(v)) {
+        throw new ArgumentError(`json.${key} must be an array of numbers; got ${describe(v)}`);
+      }
+    }
+    return new ChannelStats(j.count as number[], j.mean as number[], j.m2 as number[]);
+  }
+
+  /**
+   * This merged with `other` (Chan et al.): per channel, with delta = mean_b - mean_a,
+   * n = n_a + n_b, mean = mean_a + delta * n_b / n, m2 = m2_a + m2_b + delta^2 * n_a * n_b / n.
+   */
+  merge(other: ChannelStats): ChannelStats {
+    if (!(other instanceof ChannelStats)) throw new ArgumentError(`other must be a ChannelStats; got ${describe(other)}`);
+    if (other.numChannels !== this.numChannels) {
+      throw new ArgumentError(`other must have ${this.numChannels} channels; got ${other.numChannels}`);
+    }
+    const C = this.numChannels;
+    const count = new Float64Array(C);
+    const mean = new Float64Array(C);
+    const m2 = new Float64Array(C);
+    const otherMean = other.mean();
+    for (let c = 0; c < C; c++) {
+      const na = this.count[c];
+      const nb = other.count[c];
+      const n = na + nb;
+      count[c] = n;
+      if (na === 0 || nb === 0) {
+        mean[c] = na === 0 ? otherMean[c] : this.#mean[c];
+        m2[c] = na === 0 ? other.m2[c] : this.m2[c];
+        continue;
+      }
+      const delta = otherMean[c] - this.#mean[c];
+      mean[c] = this.#mean[c] + (delta * nb) / n;
+      m2[c] = this.m2[c] + other.m2[c] + (delta * delta * na * nb) / n;
+    }
+    return new ChannelStats(count, mean, m2);
+  }
+
+  /** Per-channel mean (a copy). */
+  mean(): Float64Array {
+    return this.#mean.slice();
+  }
+
+  /** Per-channel variance, m2 / (count - ddof): ddof 0 (default) biased, 1 unbiased. */
+  variance(options?: { ddof?: number }): Float64Array {
+    const ddof = checkObject(options, 'options').ddof ?? 0;
+    if (typeof ddof !== 'number' || !Number.isSafeInteger(ddof) || ddof < 0) {
+      throw new ArgumentError(`options.ddof must be a non-negative integer; got ${describe(ddof)}`);
+    }
+    return this.m2.map((m2, c) => m2 / (this.count[c] - ddof));
+  }
+
+  /** Plain arrays, for JSON or structured clone. */
+  toJSON(): ChannelStatsJSON {
+    return { count: Array.from(this.count), mean: Array.from(this.#mean), m2: Array.from(this.m2) };
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The safetensors format (huggingface/safetensors, "Format"): an unsigned 64-bit little-endian
+ * header length N; N bytes of JSON mapping each tensor name to {dtype, shape, data_offsets:
+ * [begin, end]} (offsets into the byte buffer that follows), plus an optional "__metadata__" map
+ * of strings; then the byte buffer, little-endian, with the tensors covering it exactly. The header
+ * is padded with spaces to a multiple of 8 bytes, as the reference writer does.
+ */
+import { FormatError } from './errors.js';
+
+/** The tensor types bnpool writes and reads. */
+const DTYPES = {
+  F32: { bytes: 4, read: (v: DataView, at: number) => v.getFloat32(at, true), write: (v: DataView, at: number, x: number) => v.setFloat32(at, x, true) },
+  F64: { bytes: 8, read: (v: DataView, at: number) => v.getFloat64(at, true), write: (v: DataView, at: number, x: number) => v.setFloat64(at, x, true) },
+  I64: { bytes: 8, read: (v: DataView, at: number) => Number(v.getBigInt64(at, true)), write: (v: DataView, at: number, x: number) => v.setBigInt64(at, BigInt(x), true) },
+  I32: { bytes: 4, read: (v: DataView, at: number) => v.getInt32(at, true), write: (v: DataView, at: number, x: number) => v.setInt32(at, x, true) },
+} as const;
+
+export type SafetensorsDtype = keyof typeof DTYPES;
+
+export interface SafeTensor {
+  readonly dtype: SafetensorsDtype;
+  /** [] for a scalar. */
+  readonly shape: readonly number[];
+  readonly data: ArrayLike<number>;
+}
+
+/** Largest header accepted when reading (the reference reader's limit is 100 MB). */
+const MAX_HEADER = 100_000_000;
+
+/** Encodes tensors, in the given order, with optional string metadata. */
+export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const size = t.data.length * DTYPES[t.dtype].bytes;
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  const base = 8 + headerBytes.length;
+  for (const [name, t] of Object.entries(tensors)) {
+    const [begin] = (header[name] as { data_offsets: number[] }).data_offsets;
+    const { bytes, write } = DTYPES[t.dtype];
+    for (let i = 0; i < t.data.length; i++) write(view, base + begin + i * bytes, t.data[i]);
+  }
+  return out;
+}
+
+/** Decodes and validates a safetensors file: every rule of the format, or a `FormatError`. */
+export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, SafeTensor>; metadata: Record<string, string> } {
+  if (bytes.length < 8) throw new FormatError(`a safetensors file needs at least 8 bytes; got ${bytes.length}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  if (headerLength > MAX_HEADER || 8 + headerLength > bytes.length) {
+    throw new FormatError(`header length ${headerLength} does not fit a ${bytes.length}-byte file`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+  } catch (err) {
+    throw new FormatError(`the header is not UTF-8 JSON: ${(err as Error).message}`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
+    throw new FormatError(`the header must be a JSON object; got ${JSON.stringify(header).slice(0, 40)}`);
+  }
+  const base = 8 + headerLength;
+  const bufferLength = bytes.length - base;
+  const tensors: Record<string, SafeTensor> = {};
+  let metadata: Record<string, string> = {};
+  const spans: [number, number, string][] = [];
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (entry === null || typeof entry !== 'object' || Object.values(entry).some((v) => typeof v !== 'string')) {
+        throw new FormatError('__metadata__ must map strings to strings');
+      }
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e?.dtype !== 'string' || !(e.dtype in DTYPES)) {
+      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; bnpool reads ${Object.keys(DTYPES).join(', ')}`);
+    }
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new FormatError(`tensor ${JSON.stringify(name)} needs a shape of non-negative integers; got ${JSON.stringify(e.shape)}`);
+    }
+    const offsets = e.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1] || offsets[1] > bufferLength) {
+      throw new FormatError(`tensor ${JSON.stringify(name)} has data_offsets ${JSON.stringify(offsets)} outside the ${bufferLength}-byte buffer`);
+    }
+    const dtype = e.dtype as SafetensorsDtype;
+    const { bytes: size, read } = DTYPES[dtype];
+    const count = (e.shape as number[]).reduce((a, b) => a * b, 1);
+    if ((offsets[1] - offsets[0]) !== count * size) {
+      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${dtype} needs ${count * size} bytes; data_offsets span ${offsets[1] - offsets[0]}`);
+    }
+    const data = new Float64Array(count);
+    for (let i = 0; i < count; i++) data[i] = read(view, base + offsets[0] + i * size);
+    tensors[name] = { dtype, shape: e.shape as number[], data };
+    spans.push([offsets[0], offsets[1], name]);
+  }
+  // The tensors must cover the buffer exactly: no overlap, no hole.
+  spans.sort((a, b) => a[0] - b[0]);
+  let end = 0;
+  for (const [begin, stop, name] of spans) {
+    if (begin !== end) throw new FormatError(`tensor ${JSON.stringify(name)} starts at byte ${begin}; the previous one ends at ${end}`);
+    end = stop;
+  }
+  if (end !== bufferLength) throw new FormatError(`the tensors end at byte ${end} of a ${bufferLength}-byte buffer`);
+  return { tensors, metadata };
+}

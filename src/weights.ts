@@ -1,0 +1,129 @@
+/**
+ * Moving a module's weights between frameworks: PyTorch `state_dict` keys, the Keras weight order,
+ * ONNX `BatchNormalization` inputs, and `.safetensors` files. Values move as they are; which
+ * estimator filled a running variance (unbiased in PyTorch, biased in ONNX and Keras) is not
+ * recorded by any of these formats.
+ */
+import type { BatchNormStateDict } from './batch-norm.js';
+import { ArgumentError, describe, FormatError } from './errors.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
+import type { FloatArray } from './validate.js';
+
+export type WeightFormat = 'torch' | 'keras' | 'onnx';
+
+/** ONNX `BatchNormalization` inputs 2 to 5, by their names in the operator's schema. */
+export interface OnnxBatchNormInputs {
+  scale: FloatArray;
+  B: FloatArray;
+  input_mean: FloatArray;
+  input_var: FloatArray;
+}
+
+/** What the helpers need of a module. */
+interface Module {
+  readonly numFeatures: number;
+  readonly affine: boolean;
+  readonly trackRunningStats: boolean;
+  readonly dtype: 'float32' | 'float64';
+  stateDict(): BatchNormStateDict;
+  loadStateDict(sd: BatchNormStateDict): void;
+}
+
+export function checkFormat(value: unknown): WeightFormat {
+  if (value !== 'torch' && value !== 'keras' && value !== 'onnx') {
+    throw new ArgumentError(`format must be 'torch', 'keras' or 'onnx'; got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Keras: [gamma, beta, moving_mean, moving_variance] (gamma and beta only when affine). */
+export function toKeras(m: Module): FloatArray[] {
+  requireRunningStats(m, 'keras');
+  const sd = m.stateDict();
+  return [...(m.affine ? [sd.weight, sd.bias] : []), sd.running_mean, sd.running_var] as FloatArray[];
+}
+
+export function fromKeras(m: Module, weights: unknown): void {
+  requireRunningStats(m, 'keras');
+  const expected = m.affine ? 4 : 2;
+  if (!Array.isArray(weights) || weights.length !== expected) {
+    throw new ArgumentError(`keras weights must be an array of ${expected} arrays ${m.affine ? '[gamma, beta, moving_mean, moving_variance]' : '[moving_mean, moving_variance]'}; got ${describe(weights)}`);
+  }
+  const [a, b, c, d] = weights as FloatArray[];
+  const current = m.stateDict().num_batches_tracked;
+  m.loadStateDict(m.affine
+    ? { weight: a, bias: b, running_mean: c, running_var: d, num_batches_tracked: current }
+    : { running_mean: a, running_var: b, num_batches_tracked: current });
+}
+
+/** ONNX: scale and B are ones and zeros when the module is not affine. */
+export function toOnnx(m: Module): OnnxBatchNormInputs {
+  requireRunningStats(m, 'onnx');
+  const sd = m.stateDict();
+  const make = (fill: number): FloatArray => (m.dtype === 'float64' ? new Float64Array(m.numFeatures) : new Float32Array(m.numFeatures)).fill(fill);
+  return {
+    scale: (sd.weight as FloatArray | undefined) ?? make(1),
+    B: (sd.bias as FloatArray | undefined) ?? make(0),
+    input_mean: sd.running_mean as FloatArray,
+    input_var: sd.running_var as FloatArray,
+  };
+}
+
+export function fromOnnx(m: Module, inputs: unknown): void {
+  requireRunningStats(m, 'onnx');
+  const i = inputs as Partial<OnnxBatchNormInputs> | null;
+  if (i === null || typeof i !== 'object') throw new ArgumentError(`onnx weights must be {scale, B, input_mean, input_var}; got ${describe(inputs)}`);
+  if (!m.affine) {
+    const identity = (v: ArrayLike<number> | undefined, fill: number): boolean => v === undefined || Array.from(v).every((x) => x === fill);
+    if (!identity(i.scale, 1) || !identity(i.B, 0)) {
+      throw new ArgumentError('onnx scale and B must be ones and zeros for a module with affine: false');
+    }
+  }
+  const current = m.stateDict().num_batches_tracked;
+  m.loadStateDict({
+    ...(m.affine ? { weight: i.scale, bias: i.B } : {}),
+    running_mean: i.input_mean, running_var: i.input_var, num_batches_tracked: current,
+  } as BatchNormStateDict);
+}
+
+function requireRunningStats(m: Module, format: WeightFormat): void {
+  if (!m.trackRunningStats) {
+    throw new ArgumentError(`format '${format}' needs running statistics; the module has trackRunningStats: false`);
+  }
+}
+
+/**
+ * The state dict as safetensors: tensors of the module's dtype with shape [C], and
+ * num_batches_tracked as an int64 scalar, as `torch.save`'s tensors would be.
+ */
+export function toSafetensors(m: Module): Uint8Array {
+  const sd = m.stateDict();
+  const dtype = m.dtype === 'float64' ? 'F64' : 'F32';
+  const tensors: Record<string, SafeTensor> = {};
+  for (const key of ['weight', 'bias', 'running_mean', 'running_var'] as const) {
+    const v = sd[key];
+    if (v !== undefined) tensors[key] = { dtype, shape: [m.numFeatures], data: v };
+  }
+  if (sd.num_batches_tracked !== undefined) {
+    tensors.num_batches_tracked = { dtype: 'I64', shape: [], data: [Number(sd.num_batches_tracked)] };
+  }
+  return encodeSafetensors(tensors, { format: 'pt' });
+}
+
+/** Reads a state dict from safetensors bytes; the module's loadStateDict then checks it whole. */
+export function fromSafetensors(m: Module, bytes: Uint8Array): void {
+  const { tensors } = decodeSafetensors(bytes);
+  const sd: Record<string, unknown> = {};
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === 'num_batches_tracked') {
+      if (t.shape.length !== 0 && !(t.shape.length === 1 && t.shape[0] === 1)) {
+        throw new FormatError(`num_batches_tracked must be a scalar; got shape ${JSON.stringify(t.shape)}`);
+      }
+      sd[name] = t.data[0];
+    } else {
+      if (t.shape.length !== 1) throw new FormatError(`${name} must have shape [C]; got ${JSON.stringify(t.shape)}`);
+      sd[name] = Array.from(t.data);
+    }
+  }
+  m.loadStateDict(sd as BatchNormStateDict);
+}

@@ -1,0 +1,86 @@
+/**
+ * Framework conventions: torch (default), onnx and keras momentum and variance rules, checked
+ * against a float64 reference and, for onnx, against onnxruntime's own BatchNormalization
+ * (opset 15, training_mode 1).
+ */
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, CONVENTIONS, Pool } from '../dist/src/index.js';
+import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
+import { randomTensor, randomVector } from './helpers/data.js';
+import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+let pool: Pool;
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+afterAll(() => pool.close());
+
+describe('conventions', () => {
+  it('set momentum, eps and estimator defaults per framework', () => {
+    expect(new BatchNorm(2, { pool }).momentum).toBe(0.1);
+    expect(new BatchNorm(2, { pool, convention: 'onnx' }).momentum).toBe(0.9);
+    const keras = new BatchNorm(2, { pool, convention: 'keras' });
+    expect(keras.momentum).toBe(0.99);
+    expect(keras.eps).toBe(1e-3);
+    expect(CONVENTIONS.torch.unbiased).toBe(true);
+    expect(CONVENTIONS.onnx.unbiased).toBe(false);
+    expect(() => new BatchNorm(2, { convention: 'tf' as never })).toThrow(/options.convention/);
+  });
+
+  for (const convention of ['onnx', 'keras'] as const) {
+    it(`${convention}: momentum weights the old value and the running variance is biased`, async () => {
+      const shape = [5, 3, 7, 6];
+      const bn = new BatchNorm(3, { pool, convention, dtype: 'float64' });
+      const m = CONVENTIONS[convention].momentum;
+      const rm = new Float64Array(3);
+      const rv = new Float64Array(3).fill(1);
+      for (let step = 0; step < 3; step++) {
+        const x = randomTensor(shape, 'float64', 40 + step);
+        const y = await bn.forward(x, shape);
+        const ref = referenceForward(x, shape, { training: true, eps: CONVENTIONS[convention].eps });
+        expect(outputErrorRatio(y, x, shape, ref, null, 'float64')).toBeLessThanOrEqual(1);
+        for (let c = 0; c < 3; c++) {
+          rm[c] = m * rm[c] + (1 - m) * ref.mean[c];
+          rv[c] = m * rv[c] + (1 - m) * ref.var[c];
+        }
+      }
+      expect(maxRelativeError(bn.runningMean!, rm, 1e-3)).toBeLessThan(1e-12);
+      expect(maxRelativeError(bn.runningVar!, rv, 1e-3)).toBeLessThan(1e-12);
+    });
+  }
+
+  it('onnx: reproduces onnxruntime BatchNormalization (opset 15, training_mode 1)', async () => {
+    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+    const shape = [4, 3, 5, 7];
+    const x = randomTensor(shape, 'float32', 77) as Float32Array;
+    const scale = randomVector(3, 'float32', 1, 0.5, 2) as Float32Array;
+    const B = randomVector(3, 'float32', 2, -1, 1) as Float32Array;
+    const mean0 = randomVector(3, 'float32', 3, -0.5, 0.5) as Float32Array;
+    const var0 = randomVector(3, 'float32', 4, 0.5, 2) as Float32Array;
+    const momentum = 0.8;
+    const eps = 1e-5;
+    const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
+    const t = (a: Float32Array, dims: number[]) => new ort.Tensor('float32', a, dims);
+    const out = await session.run({ X: t(x, shape), scale: t(scale, [3]), B: t(B, [3]), input_mean: t(mean0, [3]), input_var: t(var0, [3]) });
+    await session.release();
+
+    const bn = new BatchNorm(3, { pool, convention: 'onnx', momentum, eps });
+    bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
+    const y = await bn.forward(x, shape);
+    // Both compute in float32 output precision from the same float32 inputs; they may differ by a
+    // few float32 ulps of the terms (different summation orders).
+    const ref = referenceForward(x, shape, { training: true, weight: scale, bias: B, eps });
+    expect(outputErrorRatio(out.Y.data as Float32Array, x, shape, ref, B, 'float32')).toBeLessThanOrEqual(1);
+    expect(outputErrorRatio(y, x, shape, ref, B, 'float32')).toBeLessThanOrEqual(1);
+    const ortY = out.Y.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - ortY[i]));
+    expect(worst).toBeLessThan(1e-5);
+    expect(maxRelativeError(bn.runningMean!, out.running_mean.data as Float32Array, 1e-3)).toBeLessThan(1e-6);
+    expect(maxRelativeError(bn.runningVar!, out.running_var.data as Float32Array, 1e-3)).toBeLessThan(1e-6);
+    // ...and the running variance is the biased one: with the unbiased one it would differ.
+    const stats = channelStats(x, shape);
+    const m = x.length / 3;
+    const unbiased = Array.from({ length: 3 }, (_, c) => momentum * var0[c] + (1 - momentum) * stats.var[c] * m / (m - 1));
+    expect(maxRelativeError(bn.runningVar!, unbiased, 1e-3)).toBeGreaterThan(1e-4);
+  });
+});

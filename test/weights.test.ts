@@ -1,0 +1,144 @@
+/** Weight import and export (torch, keras, onnx) and .safetensors files, against the format's specification. */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
+import { randomTensor } from './helpers/data.js';
+
+let pool: Pool;
+const dir = mkdtempSync(join(tmpdir(), 'bnpool-weights-'));
+beforeAll(() => { pool = new Pool({ threads: 1 }); });
+afterAll(async () => { await pool.close(); rmSync(dir, { recursive: true, force: true }); });
+
+async function trained(C = 3, dtype: 'float32' | 'float64' = 'float32'): Promise<BatchNorm> {
+  const bn = new BatchNorm(C, { pool, dtype });
+  bn.weight!.set(Array.from({ length: C }, (_, c) => 1 + c / 4));
+  bn.bias!.set(Array.from({ length: C }, (_, c) => c - 1));
+  await bn.forward(randomTensor([4, C, 5], dtype, 1), [4, C, 5]);
+  await bn.forward(randomTensor([4, C, 5], dtype, 2), [4, C, 5]);
+  return bn;
+}
+
+const state = (bn: BatchNorm) => JSON.stringify(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as Float32Array)]));
+
+describe('exportWeights / importWeights', () => {
+  it('keras order is [gamma, beta, moving_mean, moving_variance]', async () => {
+    const bn = await trained();
+    const [g, b, m, v] = bn.exportWeights('keras');
+    expect(Array.from(g)).toEqual(Array.from(bn.weight!));
+    expect(Array.from(b)).toEqual(Array.from(bn.bias!));
+    expect(Array.from(m)).toEqual(Array.from(bn.runningMean!));
+    expect(Array.from(v)).toEqual(Array.from(bn.runningVar!));
+    const other = new BatchNorm(3, { pool });
+    other.importWeights('keras', [g, b, m, v]);
+    expect(Array.from(other.runningVar!)).toEqual(Array.from(bn.runningVar!));
+    const plain = new BatchNorm(3, { pool, affine: false });
+    expect(plain.exportWeights('keras')).toHaveLength(2);
+    expect(() => plain.importWeights('keras', [g, b, m, v])).toThrow(/array of 2 arrays/);
+  });
+
+  it('onnx inputs are (scale, B, input_mean, input_var), with identity scale and B without affine', async () => {
+    const bn = await trained();
+    const o = bn.exportWeights('onnx');
+    expect(Array.from(o.scale)).toEqual(Array.from(bn.weight!));
+    expect(Array.from(o.input_var)).toEqual(Array.from(bn.runningVar!));
+    const plain = new BatchNorm(3, { pool, affine: false });
+    expect(Array.from(plain.exportWeights('onnx').scale)).toEqual([1, 1, 1]);
+    expect(() => plain.importWeights('onnx', o)).toThrow(/ones and zeros/);
+    const other = new BatchNorm(3, { pool });
+    other.importWeights('onnx', o);
+    expect(Array.from(other.bias!)).toEqual(Array.from(bn.bias!));
+  });
+
+  it('torch is the state dict; bad formats are argument errors', async () => {
+    const bn = await trained();
+    const other = new BatchNorm(3, { pool });
+    other.importWeights('torch', bn.exportWeights('torch'));
+    expect(state(other)).toBe(state(bn));
+    expect(() => bn.exportWeights('tf' as never)).toThrow(ArgumentError);
+    expect(() => new BatchNorm(3, { pool, trackRunningStats: false }).exportWeights('keras')).toThrow(/running statistics/);
+  });
+});
+
+/** A safetensors file built by hand from the specification, independently of the writer. */
+function handMade(C: number, values: { weight: number[]; bias: number[]; mean: number[]; var: number[]; tracked: bigint }): Uint8Array {
+  const header = {
+    running_mean: { dtype: 'F32', shape: [C], data_offsets: [0, 4 * C] },
+    weight: { dtype: 'F32', shape: [C], data_offsets: [4 * C, 8 * C] },
+    num_batches_tracked: { dtype: 'I64', shape: [], data_offsets: [8 * C, 8 * C + 8] },
+    bias: { dtype: 'F32', shape: [C], data_offsets: [8 * C + 8, 12 * C + 8] },
+    running_var: { dtype: 'F32', shape: [C], data_offsets: [12 * C + 8, 16 * C + 8] },
+    __metadata__: { format: 'pt' },
+  };
+  const json = Buffer.from(JSON.stringify(header));
+  const data = Buffer.alloc(16 * C + 8);
+  values.mean.forEach((v, i) => data.writeFloatLE(v, 4 * i));
+  values.weight.forEach((v, i) => data.writeFloatLE(v, 4 * C + 4 * i));
+  data.writeBigInt64LE(values.tracked, 8 * C);
+  values.bias.forEach((v, i) => data.writeFloatLE(v, 8 * C + 8 + 4 * i));
+  values.var.forEach((v, i) => data.writeFloatLE(v, 12 * C + 8 + 4 * i));
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([size, json, data]);
+}
+
+describe('safetensors', () => {
+  it('loads a file made by hand from the specification (any tensor order, no padding)', async () => {
+    const path = join(dir, 'hand.safetensors');
+    writeFileSync(path, handMade(3, { weight: [1, 2, 3], bias: [-1, 0, 1], mean: [0.5, 0.25, 0.125], var: [2, 3, 4], tracked: 7n }));
+    const bn = new BatchNorm(3, { pool });
+    await bn.loadSafetensors(path);
+    expect(Array.from(bn.weight!)).toEqual([1, 2, 3]);
+    expect(Array.from(bn.bias!)).toEqual([-1, 0, 1]);
+    expect(Array.from(bn.runningMean!)).toEqual([0.5, 0.25, 0.125]);
+    expect(Array.from(bn.runningVar!)).toEqual([2, 3, 4]);
+    expect(bn.numBatchesTracked).toBe(7);
+  });
+
+  it('writes the format: u64 LE header length, padded JSON header, little-endian data', async () => {
+    const bn = await trained(3, 'float64');
+    const path = join(dir, 'out.safetensors');
+    await bn.saveSafetensors(path);
+    const bytes = readFileSync(path);
+    const n = Number(bytes.readBigUInt64LE(0));
+    expect((8 + n) % 8).toBe(0);
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+    expect(header.__metadata__).toEqual({ format: 'pt' });
+    expect(header.weight).toEqual({ dtype: 'F64', shape: [3], data_offsets: header.weight.data_offsets });
+    expect(header.num_batches_tracked.dtype).toBe('I64');
+    expect(header.num_batches_tracked.shape).toEqual([]);
+    const base = 8 + n;
+    const [b0] = header.running_var.data_offsets;
+    expect([0, 1, 2].map((i) => bytes.readDoubleLE(base + b0 + 8 * i))).toEqual(Array.from(bn.runningVar!));
+    expect(bytes.readBigInt64LE(base + header.num_batches_tracked.data_offsets[0])).toBe(2n);
+    const total = Object.values(header).filter((e: any) => e.data_offsets).reduce((a: number, e: any) => a + e.data_offsets[1] - e.data_offsets[0], 0);
+    expect(bytes.length).toBe(base + total);
+    // And it reads back.
+    const back = new BatchNorm(3, { pool, dtype: 'float64' });
+    await back.loadSafetensors(path);
+    expect(state(back)).toBe(state(bn));
+  });
+
+  it('rejects malformed files with FormatError and changes nothing', async () => {
+    const bn = await trained();
+    const before = state(bn);
+    const good = handMade(3, { weight: [1, 2, 3], bias: [0, 0, 0], mean: [0, 0, 0], var: [1, 1, 1], tracked: 1n });
+    const bad: [string, Uint8Array][] = [
+      ['too short', good.subarray(0, 5)],
+      ['header past the end', (() => { const b = Buffer.from(good); b.writeBigUInt64LE(10n ** 6n, 0); return b; })()],
+      ['truncated data', good.subarray(0, good.length - 4)],
+      ['not JSON', (() => { const b = Buffer.from(good); b[8] = 0x7b + 1; return b; })()],
+    ];
+    for (const [label, bytes] of bad) {
+      const path = join(dir, `${label}.safetensors`);
+      writeFileSync(path, bytes);
+      await expect(bn.loadSafetensors(path), label).rejects.toBeInstanceOf(FormatError);
+      expect(state(bn)).toBe(before);
+    }
+    // Valid file, wrong module: the state dict check refuses it whole.
+    const path = join(dir, 'other.safetensors');
+    writeFileSync(path, good);
+    await expect(new BatchNorm(4, { pool }).loadSafetensors(path)).rejects.toThrow(/length 4/);
+  });
+});
