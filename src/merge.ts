@@ -21,7 +21,7 @@ import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/proto
  * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2) triples at
  *   partialsByte + 24 * blocks * c
  * @param statsByte - receives (mean, biased variance) at statsByte + 16 * c
- * @param paramsByte - holds (unused, weight, bias) at paramsByte + 24 * c on entry, (mean, scale,
+ * @param paramsByte - holds (unused, weight, bias) at paramsByte + 32 * c on entry, (mean, scale,
  *   bias) on return
  */
 export function mergeChannel(
@@ -55,7 +55,7 @@ export function mergeChannel(
   writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[(paramsByte + c * PARAM_BYTES) / 8 + 1], mem[(paramsByte + c * PARAM_BYTES) / 8 + 2]);
 }
 
-/** Writes channel c's (mean, weight / sqrt(var + eps), bias) at paramsByte + 24 * c. */
+/** Writes channel c's (mean, weight / sqrt(var + eps), bias) at paramsByte + 32 * c. */
 export function writeChannelParams(
   mem: Float64Array, paramsByte: number, c: number,
   mean: number, variance: number, eps: number, weight: number, bias: number,

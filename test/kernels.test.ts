@@ -146,9 +146,9 @@ for (const name of ['js', 'wasm'] as const) {
               const n = rows * C * S;
               const params = SCRATCH + (1 << 20);
               for (let c = 0; c < C; c++) {
-                f64[params / 8 + 3 * c] = c - 1.5 + 1e-4 * c;
-                f64[params / 8 + 3 * c + 1] = 0.5 + c;
-                f64[params / 8 + 3 * c + 2] = (c % 3) - 1;
+                f64[params / 8 + 4 * c] = c - 1.5 + 1e-4 * c;
+                f64[params / 8 + 4 * c + 1] = 0.5 + c;
+                f64[params / 8 + 4 * c + 2] = (c % 3) - 1;
               }
               x.fill(GUARD, yBase - 4, yBase + n + 4);
               for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
@@ -156,7 +156,7 @@ for (const name of ['js', 'wasm'] as const) {
               const ulp = f64Data ? 2 ** -52 : 2 ** -23;
               for (let i = 0; i < n; i++) {
                 const c = Math.floor(i / S) % C;
-                const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 3 * c + k]);
+                const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
                 const want = (x[xBase + i] - mean) * scale + bias;
                 const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
                 expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
@@ -189,7 +189,7 @@ for (const name of ['js', 'wasm'] as const) {
           const { n, mean, m2 } = reference(run);
           for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
         }
-        for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 24 * c) / 8);
+        for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 32 * c) / 8);
       }
       a.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
       other.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
@@ -198,13 +198,13 @@ for (const name of ['js', 'wasm'] as const) {
         const s = a.f64.slice(stats / 8 + 2 * c, stats / 8 + 2 * c + 2);
         expect(Math.abs(s[0] - want.mean)).toBeLessThan(1e-12);
         expect(Math.abs(s[1] - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
-        const p = a.f64.slice(params / 8 + 3 * c, params / 8 + 3 * c + 3);
+        const p = a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 3);
         expect(p[0]).toBe(s[0]);
         expect(p[1]).toBe((1 + c) / Math.sqrt(s[1] + 1e-5));
         expect(p[2]).toBe(c - 2);
       }
       expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
-      expect(Array.from(a.f64.slice(params / 8, params / 8 + 3 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 3 * C)));
+      expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
     });
 
     it('stream computes y = a * x + b over odd lengths', () => {

@@ -145,8 +145,11 @@ export type TaskResult =
 
 /** Bytes of one partial: count, mean, m2 as float64. */
 export const PARTIAL_BYTES = 24;
-/** Bytes of one channel's parameters: mean, scale, bias as float64. */
-export const PARAM_BYTES = 24;
+/**
+ * Bytes of one channel's parameters, four float64: (mean, scale, bias, unused) for normalizing;
+ * for backward, (mean, invstd, weight, unused) in and (a, b, mean, d) out.
+ */
+export const PARAM_BYTES = 32;
 /** Bytes of one channel's merged statistics: mean, biased variance as float64. */
 export const CHANNEL_STAT_BYTES = 16;
 

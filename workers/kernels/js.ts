@@ -117,9 +117,9 @@ export class JsKernel implements Kernel {
     const rowLen = C * S;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
-        const mean = p[pBase + 3 * c];
-        const scale = p[pBase + 3 * c + 1];
-        const bias = p[pBase + 3 * c + 2];
+        const mean = p[pBase + 4 * c];
+        const scale = p[pBase + 4 * c + 1];
+        const bias = p[pBase + 4 * c + 2];
         const off = r * rowLen + c * S;
         for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
       }

@@ -40,7 +40,7 @@ export interface Kernel {
 
   /**
    * The same over `rows` contiguous rows of C * S elements, with channel c's (mean, scale, bias)
-   * as float64 at `paramsByte + 24 * c`; `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
+   * as float64 at `paramsByte + 32 * c`; `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
    */
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
@@ -50,8 +50,8 @@ export interface Kernel {
   /**
    * For channels [c0, c1): merges each channel's `blocks` partials (contiguous, 24 bytes each, at
    * `partialsByte + 24 * blocks * c`) in block order with Chan et al.'s pairwise formula, writes
-   * (mean, biased variance) at `statsByte + 16 * c`, and turns `paramsByte + 24 * c` from
-   * (unused, weight, bias) into (mean, weight / sqrt(var + eps), bias).
+   * (mean, biased variance) at `statsByte + 16 * c`, and turns `paramsByte + 32 * c` from
+   * (unused, weight, bias) into (mean, weight / sqrt(var + eps), bias); parameters are 32 bytes a channel.
    */
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void;
 

@@ -456,7 +456,7 @@ export function normalizePlanes64(
 }
 
 /**
- * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 24 * c.
+ * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
  * `scratch` holds 32 * C + 64 bytes.
  */
 export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
@@ -464,7 +464,7 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
-        const p = params + <usize>c * 24;
+        const p = params + (<usize>c << 5);
         const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
         normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
       }
@@ -478,7 +478,7 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   const scA = hiA + (cPad << 2);
   const bA = scA + (cPad << 2);
   for (let c: usize = 0; c < cPad; c++) {
-    const p = params + (c < <usize>C ? c : 0) * 24;
+    const p = params + ((c < <usize>C ? c : 0) << 5);
     const mean = load<f64>(p);
     const scale = load<f64>(p, 8);
     store<f32>(hiA + (c << 2), hiOf(mean));
@@ -514,7 +514,7 @@ export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
-        const p = params + <usize>c * 24;
+        const p = params + (<usize>c << 5);
         const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 3);
         normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
       }
@@ -526,7 +526,7 @@ export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   const scA = mA + (cPad << 3);
   const bA = scA + (cPad << 3);
   for (let c: usize = 0; c < cPad; c++) {
-    const p = params + (c < <usize>C ? c : 0) * 24;
+    const p = params + ((c < <usize>C ? c : 0) << 5);
     store<f64>(mA + (c << 3), load<f64>(p));
     store<f64>(scA + (c << 3), load<f64>(p, 8));
     store<f64>(bA + (c << 3), load<f64>(p, 16));
@@ -573,7 +573,7 @@ export function stream32(x: usize, y: usize, n: i32, a: f32, b: f32): void {
 /**
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
  * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes (mean,
- * biased variance) to stats + 16 * c; and turns params + 24 * c from (unused, weight, bias) into
+ * biased variance) to stats + 16 * c; and turns params + 32 * c from (unused, weight, bias) into
  * (mean, weight / sqrt(var + eps), bias). The same operations, in the same order, as
  * src/merge.ts, so the two give the same bits.
  */
@@ -604,7 +604,7 @@ export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, st
     const s = stats + (<usize>c << 4);
     store<f64>(s, mean);
     store<f64>(s, variance, 8);
-    const q = params + <usize>c * 24;
+    const q = params + (<usize>c << 5);
     store<f64>(q, mean);
     store<f64>(q, load<f64>(q, 8) / Math.sqrt(variance + eps), 8);
   }
