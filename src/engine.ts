@@ -198,7 +198,7 @@ function place(
   if (xOnPool && dest === null) {
     const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
     const yByte = (y ?? x).byteOffset;
-    const region = { ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride };
+    const region = { ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride, dyByte: 0, dyRowStride: 0 };
     return { y, placements: [{ box, region, copyIn: false, copyOut: null, copyOutOnMain: false }] };
   }
   const budget = Math.floor(Math.min(ctx.arena.largestAllocatable(), dims.length * bpe) / bpe);
@@ -221,6 +221,8 @@ function place(
       xRowStride: xOnPool ? rowStride : stagedStride,
       yByte: yOnPool ? at(y, box) : staging,
       yRowStride: yOnPool ? rowStride : stagedStride,
+      dyByte: 0,
+      dyRowStride: 0,
     };
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
     return { box, region, copyIn: !xOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
@@ -307,6 +309,7 @@ function tasksFor(
       scratchByte: call.layout.cancelByte,
       accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
       eps: call.req.eps,
+      backward: null,
       gang: opts.gang ?? 0,
       spinMs: call.ctx.threads <= availableParallelism() ? SPIN_MS : 0,
       copyOut: p.copyOut,

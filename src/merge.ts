@@ -65,3 +65,37 @@ export function writeChannelParams(
   mem[at + 1] = weight / Math.sqrt(variance + eps);
   mem[at + 2] = bias;
 }
+
+/**
+ * Backward: sums channel c's partials (count, Σdy, Σdy·(x - mean)) in block order, writes
+ * (dWeight, dBias) = (invstd·Σdy·(x - mean), Σdy) at statsByte + 16 * c, and turns the parameters
+ * at paramsByte + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d), so that
+ * dx = a·dy + b·(x - mean) + d. With x̂ = (x - mean)·invstd and m values per channel, PyTorch's
+ * training-mode gradient dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
+ * a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval mode has b = d = 0.
+ * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
+ */
+export function mergeBackwardChannel(
+  mem: Float64Array, partialsByte: number, blocks: number, c: number, statsByte: number, paramsByte: number,
+  count: number, training: boolean,
+): void {
+  let sdy = 0;
+  let sdx = 0;
+  const first = (partialsByte + c * blocks * PARTIAL_BYTES) / 8;
+  for (let at = first; at < first + 3 * blocks; at += 3) {
+    sdy += mem[at + 1];
+    sdx += mem[at + 2];
+  }
+  const q = (paramsByte + c * PARAM_BYTES) / 8;
+  const mean = mem[q];
+  const invstd = mem[q + 1];
+  const weight = mem[q + 2];
+  const s = (statsByte + c * CHANNEL_STAT_BYTES) / 8;
+  mem[s] = invstd * sdx;
+  mem[s + 1] = sdy;
+  const a = weight * invstd;
+  mem[q] = a;
+  mem[q + 1] = training ? -a * invstd * invstd * sdx / count : 0;
+  mem[q + 2] = mean;
+  mem[q + 3] = training ? -a * sdy / count : 0;
+}

@@ -95,8 +95,18 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
  * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
  * runs) and turns their parameters from (unused, weight, bias) into (mean, scale, bias).
  */
-export function mergeChannels(kernel: Kernel, task: Pick<Task, 'grid' | 'eps'>, layout: ScratchLayout, c0: number, c1: number): void {
-  kernel.mergeChannels(layout.partialsByte, task.grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte, task.eps);
+export function mergeChannels(
+  kernel: Kernel, task: Pick<Task, 'grid' | 'eps'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
+): void {
+  const { grid } = task;
+  if (task.backward) {
+    kernel.mergeBackward(
+      layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte,
+      grid.N * grid.S, task.backward === 'train',
+    );
+    return;
+  }
+  kernel.mergeChannels(layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte, task.eps);
 }
 
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */
@@ -174,16 +184,36 @@ class BlockWalker {
     const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
     const rowOff = first - region.n0;
     const off = cl * grid.S + sOff;
-    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
     const c = region.c0 + cl;
-    if (!normalize) {
-      this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, partialByte(grid, this.#layout.partialsByte, c, g, k));
-      return;
-    }
+    this.#run(c, rowOff, off, rows, len, partialByte(grid, this.#layout.partialsByte, c, g, k), normalize);
+  }
+
+  /**
+   * One run set of channel c: `rows` runs of `len` at element `off` of each region row from
+   * `rowOff`. Reduces into the partial at `outByte`, or normalizes (forward) or applies the
+   * gradient (backward) with the channel's parameters.
+   */
+  #run(c: number, rowOff: number, off: number, rows: number, len: number, outByte: number, normalize: boolean): void {
+    const { region, backward } = this.#task;
+    const bpe = this.#bpe;
+    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
+    const dyByte = region.dyByte + (rowOff * region.dyRowStride + off) * bpe;
     const f64 = this.#views.f64;
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
+    if (!normalize) {
+      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, rows, len, f64[p], outByte);
+      else this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, outByte);
+      return;
+    }
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
-    this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2]);
+    if (backward) {
+      this.#kernel.bwdApplyPlanes(
+        this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, yByte, region.yRowStride, rows, len,
+        f64[p], f64[p + 1], f64[p + 2], f64[p + 3],
+      );
+    } else {
+      this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2]);
+    }
     this.#copy?.planes(rowOff, rows, off, len, yByte);
   }
 
@@ -196,6 +226,14 @@ class BlockWalker {
   #rowStats(g: number): void {
     const { grid, region, accByte } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
+    if (this.#task.backward) {
+      // Backward in row mode: each channel's runs through the plane kernels (not yet vectorized
+      // across channels).
+      for (let c = 0; c < grid.C; c++) {
+        this.#run(c, rowOff, c * grid.S, rows, grid.S, partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0), false);
+      }
+      return;
+    }
     this.#kernel.statsRows(
       this.#f64Data, region.xByte + rowOff * grid.C * grid.S * this.#bpe, rows, grid.C, grid.S,
       accByte, partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
@@ -205,10 +243,14 @@ class BlockWalker {
   #rowNormalize(g: number): void {
     const { grid, region, accByte } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
+    if (this.#task.backward) {
+      for (let c = 0; c < grid.C; c++) this.#run(c, rowOff, c * grid.S, rows, grid.S, 0, true);
+      return;
+    }
     const rowBytes = grid.C * grid.S * this.#bpe;
     const yByte = region.yByte + rowOff * rowBytes;
     this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte);
-    this.#copy?.rows(rowOff, rows, yByte);
+    this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
   }
 }
 
@@ -241,10 +283,5 @@ class CopyOutWriter {
     for (let r = 0; r < rows; r++) {
       this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
     }
-  }
-
-  /** Whole rows, contiguous on both sides. */
-  rows(rowOff: number, rows: number, yByte: number): void {
-    this.#dest.set(this.#source(yByte, rows * this.#destRowStride), rowOff * this.#destRowStride);
   }
 }

@@ -57,6 +57,9 @@ export interface Region {
   readonly xRowStride: number;
   readonly yByte: number;
   readonly yRowStride: number;
+  /** Backward only: the incoming gradient dy, laid out like x (0 for forward calls). */
+  readonly dyByte: number;
+  readonly dyRowStride: number;
 }
 
 /** Where a worker copies its output after normalizing, when the destination is off the pool. */
@@ -114,6 +117,12 @@ export interface Task {
   readonly accByte: number;
   /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;
+  /**
+   * Set for a backward call: the statistics ops reduce (Σdy, Σdy·(x - mean)) against the mean in
+   * the parameters, the merge produces the dx coefficients ('train' or 'eval' formulas), and the
+   * normalize ops write dx = a·dy + b·(x - mean) + d to the region's y.
+   */
+  readonly backward: 'train' | 'eval' | null;
   /** `split`: the number of tasks of the call that meet at the barrier. */
   readonly gang: number;
   /**

@@ -1,5 +1,5 @@
 import '../../src/wasm-types.js';
-import { mergeChannel } from '../../src/merge.js';
+import { mergeBackwardChannel, mergeChannel } from '../../src/merge.js';
 import type { Kernel } from './kernel.js';
 
 /**
@@ -129,6 +129,53 @@ export class JsKernel implements Kernel {
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
     this.#views();
     for (let c = c0; c < c1; c++) mergeChannel(this.#f64, partialsByte, blocks, c, statsByte, paramsByte, eps);
+  }
+
+  bwdStatsPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    rows: number, len: number, mean: number, outByte: number,
+  ): void {
+    this.#views();
+    const v = f64 ? this.#f64 : this.#f32;
+    const bpe = f64 ? 8 : 4;
+    let sdy = 0;
+    let sdx = 0;
+    for (let r = 0; r < rows; r++) {
+      const xs = xByte / bpe + r * xRowStride;
+      const gs = dyByte / bpe + r * dyRowStride;
+      for (let i = 0; i < len; i++) {
+        const g = v[gs + i];
+        sdy += g;
+        sdx += g * (v[xs + i] - mean);
+      }
+    }
+    const o = outByte / 8;
+    this.#f64[o] = rows * len;
+    this.#f64[o + 1] = sdy;
+    this.#f64[o + 2] = sdx;
+  }
+
+  bwdApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    rows: number, len: number, a: number, b: number, mean: number, d: number,
+  ): void {
+    this.#views();
+    const v = f64 ? this.#f64 : this.#f32;
+    const bpe = f64 ? 8 : 4;
+    for (let r = 0; r < rows; r++) {
+      const xs = xByte / bpe + r * xRowStride;
+      const gs = dyByte / bpe + r * dyRowStride;
+      const os = dxByte / bpe + r * dxRowStride;
+      for (let i = 0; i < len; i++) v[os + i] = (a * v[gs + i] + b * (v[xs + i] - mean)) + d;
+    }
+  }
+
+  mergeBackward(
+    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    count: number, training: boolean,
+  ): void {
+    this.#views();
+    for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, statsByte, paramsByte, count, training);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -55,6 +55,31 @@ export interface Kernel {
    */
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void;
 
+  /**
+   * Backward partial of `rows` runs of `len` values (x and dy with their own row strides): writes
+   * (count, Σdy, Σdy·(x - mean)) as float64 at `outByte`.
+   */
+  bwdStatsPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    rows: number, len: number, mean: number, outByte: number,
+  ): void;
+
+  /** dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (each array with its own row stride). */
+  bwdApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    rows: number, len: number, a: number, b: number, mean: number, d: number,
+  ): void;
+
+  /**
+   * For channels [c0, c1): sums the backward partials in block order, writes (dWeight, dBias) at
+   * `statsByte + 16 * c`, and turns `paramsByte + 32 * c` from (mean, invstd, weight, ·) into
+   * (a, b, mean, d) for `bwdApplyPlanes` (b = d = 0 when not `training`).
+   */
+  mergeBackward(
+    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    count: number, training: boolean,
+  ): void;
+
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
 }

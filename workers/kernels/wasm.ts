@@ -14,6 +14,11 @@ interface WasmExports {
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
+  bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, rows: number, len: number, mean: number, out: number): void;
+  bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, rows: number, len: number, mean: number, out: number): void;
+  bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
+  bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
+  mergeBackward(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, count: number, training: number): void;
 }
 
 /**
@@ -60,6 +65,29 @@ export class WasmKernel implements Kernel {
 
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
     this.#k.mergeChannels(partialsByte, blocks, c0, c1, statsByte, paramsByte, eps);
+  }
+
+  bwdStatsPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    rows: number, len: number, mean: number, outByte: number,
+  ): void {
+    if (f64) this.#k.bwdStatsPlanes64(xByte, xRowStride, dyByte, dyRowStride, rows, len, mean, outByte);
+    else this.#k.bwdStatsPlanes32(xByte, xRowStride, dyByte, dyRowStride, rows, len, mean, outByte);
+  }
+
+  bwdApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    rows: number, len: number, a: number, b: number, mean: number, d: number,
+  ): void {
+    if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
+    else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
+  }
+
+  mergeBackward(
+    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    count: number, training: boolean,
+  ): void {
+    this.#k.mergeBackward(partialsByte, blocks, c0, c1, statsByte, paramsByte, count, training ? 1 : 0);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -609,3 +609,174 @@ export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, st
     store<f64>(q, load<f64>(q, 8) / Math.sqrt(variance + eps), 8);
   }
 }
+
+// ---------------------------------------------------------------- backward
+
+/**
+ * Backward partial of `rows` runs of `len` values (x and dy strided like statsPlanes): writes
+ * (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the float32
+ * part of the mean, in f32 lanes over at most 8 vectors before each fold into f64, and the low part
+ * is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
+ */
+export function bwdStatsPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const hi = <f32>mean;
+  const lo = mean - <f64>hi;
+  const hv = f32x4.splat(hi);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 2);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    const end = px + (<usize>len << 2);
+    while (px + 64 <= end) {
+      const g0 = v128.load(pg);
+      const g1 = v128.load(pg, 16);
+      const g2 = v128.load(pg, 32);
+      const g3 = v128.load(pg, 48);
+      const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
+      const p = f32x4.add(
+        f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+        f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+      );
+      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+      a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+      px += 64;
+      pg += 64;
+    }
+    while (px < end) {
+      const g = <f64>load<f32>(pg);
+      a1 = f64x2.add(a1, f64x2(g, 0));
+      a2 = f64x2.add(a2, f64x2(g * <f64>(load<f32>(px) - hi), 0));
+      px += 4;
+      pg += 4;
+    }
+  }
+  const sdy = hsum(a1);
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, sdy, 8);
+  store<f64>(out, hsum(a2) - lo * sdy, 16);
+}
+
+export function bwdStatsPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const mv = f64x2.splat(mean);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      const g = v128.load(pg);
+      a1 = f64x2.add(a1, g);
+      a2 = f64x2.add(a2, f64x2.mul(g, f64x2.sub(v128.load(px), mv)));
+      px += 16;
+      pg += 16;
+    }
+    if (px < end) {
+      const g = load<f64>(pg);
+      a1 = f64x2.add(a1, f64x2(g, 0));
+      a2 = f64x2.add(a2, f64x2(g * (load<f64>(px) - mean), 0));
+    }
+  }
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, hsum(a1), 8);
+  store<f64>(out, hsum(a2), 16);
+}
+
+/**
+ * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy and dx each with their own row
+ * stride). float32: (x - hi) in f32, and -b·lo folded into d in f64.
+ */
+export function bwdApplyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, dx: usize, dxRowStride: i32, rows: i32, len: i32,
+  a: f64, b: f64, mean: f64, d: f64,
+): void {
+  const hi = <f32>mean;
+  const af = <f32>a;
+  const bf = <f32>b;
+  const df = <f32>(d - b * (mean - <f64>hi));
+  const av = f32x4.splat(af);
+  const bv = f32x4.splat(bf);
+  const dv = f32x4.splat(df);
+  const hv = f32x4.splat(hi);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 2);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
+    const end = px + (<usize>len << 2);
+    while (px + 16 <= end) {
+      v128.store(po, f32x4.add(f32x4.add(f32x4.mul(av, v128.load(pg)), f32x4.mul(bv, f32x4.sub(v128.load(px), hv))), dv));
+      px += 16;
+      pg += 16;
+      po += 16;
+    }
+    while (px < end) {
+      store<f32>(po, (af * load<f32>(pg) + bf * (load<f32>(px) - hi)) + df);
+      px += 4;
+      pg += 4;
+      po += 4;
+    }
+  }
+}
+
+export function bwdApplyPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, dx: usize, dxRowStride: i32, rows: i32, len: i32,
+  a: f64, b: f64, mean: f64, d: f64,
+): void {
+  const av = f64x2.splat(a);
+  const bv = f64x2.splat(b);
+  const dv = f64x2.splat(d);
+  const mv = f64x2.splat(mean);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      v128.store(po, f64x2.add(f64x2.add(f64x2.mul(av, v128.load(pg)), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv));
+      px += 16;
+      pg += 16;
+      po += 16;
+    }
+    if (px < end) store<f64>(po, (a * load<f64>(pg) + b * (load<f64>(px) - mean)) + d);
+  }
+}
+
+/**
+ * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
+ * Σdy·(x - mean)) in block order; writes (dWeight, dBias) = (invstd·Σdy·(x - mean), Σdy) at
+ * stats + 16 * c; and turns params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
+ * dx = a·dy + b·(x - mean) + d, with m values per channel:
+ * training: a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: b = d = 0.
+ * The same operations, in the same order, as src/merge.ts.
+ */
+export function mergeBackward(
+  partials: usize, blocks: i32, c0: i32, c1: i32, stats: usize, params: usize, count: f64, training: i32,
+): void {
+  for (let c = c0; c < c1; c++) {
+    let sdy: f64 = 0;
+    let sdx: f64 = 0;
+    let p = partials + <usize>c * <usize>blocks * 24;
+    const end = p + <usize>blocks * 24;
+    for (; p < end; p += 24) {
+      sdy += load<f64>(p, 8);
+      sdx += load<f64>(p, 16);
+    }
+    const q = params + (<usize>c << 5);
+    const mean = load<f64>(q);
+    const invstd = load<f64>(q, 8);
+    const weight = load<f64>(q, 16);
+    const s = stats + (<usize>c << 4);
+    store<f64>(s, invstd * sdx);
+    store<f64>(s, sdy, 8);
+    const a = weight * invstd;
+    store<f64>(q, a);
+    store<f64>(q, training ? -a * invstd * invstd * sdx / count : 0, 8);
+    store<f64>(q, mean, 16);
+    store<f64>(q, training ? -a * sdy / count : 0, 24);
+  }
+}
