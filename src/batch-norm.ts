@@ -2,8 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
-import { type EngineResult, runBatchNorm, runChannelStats } from './engine.js';
-import { AbortError, ArgumentError, describe, SingleValueError } from './errors.js';
+import { type EngineResult, runBatchNorm, runBatchNormBackward, runChannelStats } from './engine.js';
+import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import {
@@ -60,6 +60,26 @@ export interface ForwardOptions {
   reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
 
+/** What `backward` resolves to. */
+export interface BatchNormGradients {
+  /** Gradient with respect to the input, of x's type and shape. */
+  dx: FloatArray;
+  /** Σ dy·x̂ per channel (the module's dtype); null when `affine` is false. */
+  dWeight: FloatArray | null;
+  /** Σ dy per channel (the module's dtype); null when `affine` is false. */
+  dBias: FloatArray | null;
+}
+
+/** What the latest forward leaves for `backward`. */
+interface SavedForward {
+  readonly x: FloatArray;
+  readonly dims: Dims;
+  readonly mean: Float64Array;
+  readonly invstd: Float64Array;
+  readonly mode: 'train' | 'eval';
+  readonly synced: boolean;
+}
+
 /** A module's state, with PyTorch's `state_dict` keys. */
 export interface BatchNormStateDict {
   weight?: FloatArray | readonly number[];
@@ -103,6 +123,7 @@ export class BatchNorm {
   #training = true;
   readonly #pool: Pool | null;
   readonly #rules: ConventionRules;
+  #saved: SavedForward | null = null;
   /** Settles when the latest call finished: the queue that keeps calls in order. */
   #tail: Promise<void> = Promise.resolve();
 
@@ -202,6 +223,10 @@ export class BatchNorm {
         result = await runBatchNorm(pool, request);
       }
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
+      this.#saved = {
+        x, dims, mean: result.mean, invstd: result.var.map((v) => 1 / Math.sqrt(v + this.eps)),
+        mode: useBatchStats ? 'train' : 'eval', synced: useBatchStats && reduceStats !== undefined,
+      };
       return result.y;
     } finally {
       // A call that left the queue early (aborted) still holds its place until the one before it ends.
@@ -224,6 +249,44 @@ export class BatchNorm {
       throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
     }
     return merged;
+  }
+
+  /**
+   * Gradients of the latest forward, given dy (of x's type and length): PyTorch's formulas with
+   * x̂ = (x - mean)·invstd. After a training forward (batch statistics): dBias = Σdy,
+   * dWeight = Σdy·x̂, dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)). After an eval forward
+   * (running statistics): the same dWeight and dBias, and dx = weight·invstd·dy.
+   *
+   * It reads the forward's input again: x must not change between forward and backward. It runs
+   * after the module's earlier calls, in order, and changes no state.
+   */
+  async backward(dy: FloatArray, options?: { out?: FloatArray; signal?: AbortSignal }): Promise<BatchNormGradients> {
+    checkDtype(dy, 'dy', this.dtype);
+    const opts = checkObject(options, 'options');
+    const signal = checkSignal(opts.signal);
+    const pool = this.#pool ?? getDefaultPool();
+    poolInternals(pool).assertOpen();
+    const turn = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((resolve) => { release = resolve; });
+    try {
+      await waitForTurn(turn, signal);
+      const saved = this.#saved;
+      if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
+      if (saved.synced) throw new ArgumentError('backward after a forward with options.reduceStats is not supported: the gradient sums would need an all-reduce too');
+      if (dy.length !== saved.x.length) {
+        throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
+      }
+      const out = checkOut(opts.out, dy, this.dtype);
+      const r = await runBatchNormBackward(pool, {
+        x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
+        backward: { dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode },
+      });
+      const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
+      return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };
+    } finally {
+      void turn.then(release);
+    }
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number): void {

@@ -39,6 +39,18 @@ export interface EngineRequest {
   readonly signal: AbortSignal | null;
   /** Compute the batch statistics only: no output (`y` of the result is then empty). */
   readonly statsOnly?: boolean;
+  /** Set for a backward call (see `runBatchNormBackward`). */
+  readonly backward?: BackwardRequest;
+}
+
+export interface BackwardRequest {
+  /** The incoming gradient, laid out like x. */
+  readonly dy: FloatArray;
+  /** Per-channel mean and invstd the forward normalized with. */
+  readonly mean: ArrayLike<number>;
+  readonly invstd: ArrayLike<number>;
+  /** 'train': batch statistics (the full gradient); 'eval': fixed statistics, dx = weight·invstd·dy. */
+  readonly mode: 'train' | 'eval';
 }
 
 export interface EngineResult {
@@ -63,6 +75,23 @@ export async function runChannelStats(
   return { mean: r.mean, var: r.var };
 }
 
+/**
+ * BatchNorm's backward: with x̂ = (x - mean)·invstd, dWeight = Σdy·x̂, dBias = Σdy, and
+ * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) in training mode, weight·invstd·dy in eval
+ * mode. The same grid, tasks and block-order merge as the forward, so the same bits at any thread
+ * count. `out` receives dx.
+ */
+export async function runBatchNormBackward(
+  pool: Pool,
+  request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'weight' | 'out' | 'signal'> & { backward: BackwardRequest },
+): Promise<{ dx: FloatArray; dWeight: Float64Array; dBias: Float64Array }> {
+  const r = await runBatchNorm(pool, {
+    ...request, useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: 1,
+  });
+  // The channel-statistics area holds (dWeight, dBias) for a backward call.
+  return { dx: r.y, dWeight: r.mean, dBias: r.var };
+}
+
 /** Runs the forward. Weight, bias and running statistics are read when the call starts running. */
 export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<EngineResult> {
   const ctx = poolInternals(pool);
@@ -76,6 +105,8 @@ interface Placement {
   readonly region: Region;
   /** Set when x must be copied onto the pool first. */
   readonly copyIn: boolean;
+  /** Backward: set when dy must be copied onto the pool first. */
+  readonly copyDyIn: boolean;
   /** Set when workers copy the output to a shared buffer off the pool. */
   readonly copyOut: CopyOut | null;
   /** Set when the main thread copies the output to a plain (unshared) array. */
@@ -111,8 +142,10 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       mean = Float64Array.from(req.runningMean!);
       variance = Float64Array.from(req.runningVar!);
     } else {
-      // The parameters area carries (unused, weight, bias) until the merge folds in the statistics.
-      writeAffine(ctx, req, layout);
+      // The parameters area carries (unused, weight, bias) until the merge folds in the statistics
+      // (backward: (mean, invstd, weight) until it folds in the gradient sums).
+      if (req.backward) writeBackwardParams(ctx, req, req.backward, layout);
+      else writeAffine(ctx, req, layout);
       const fused = !req.statsOnly
         && placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
       if (fused) {
@@ -121,7 +154,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         // One dispatch: each task reduces its blocks, meets the others at a barrier where the
         // last one merges, then normalizes the same blocks while they are still in cache.
         const [p] = placements;
-        if (p.copyIn) copyIn(ctx, req, p);
+        copyIn(ctx, req, p);
         const bounds = partition(call, p.region, 'split');
         await runPhase(call, tasksFor(call, p, 'split', bounds, { gang: bounds.length - 1 }));
         if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
@@ -130,11 +163,11 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         // again to normalize.
         const bounds: number[][] = [];
         for (const p of placements) {
-          if (p.copyIn) copyIn(ctx, req, p);
+          copyIn(ctx, req, p);
           bounds.push(partition(call, p.region, 'stats'));
           await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
         }
-        mergeChannels(ctx.inlineKernel, { grid, eps: req.eps }, layout, 0, grid.C);
+        mergeChannels(ctx.inlineKernel, { grid, eps: req.eps, backward: req.backward?.mode ?? null }, layout, 0, grid.C);
         for (let i = 0; i < placements.length && !req.statsOnly; i++) {
           await normalizeChunk(call, placements[i], 'normalize', bounds[i]);
         }
@@ -170,7 +203,7 @@ interface Call {
 
 /** Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. */
 async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: number[] | null): Promise<void> {
-  if (p.copyIn) copyIn(call.ctx, call.req, p);
+  copyIn(call.ctx, call.req, p);
   // After a statistics phase (bounds given), normalize backwards to start on what is cached.
   const reverse = bounds !== null;
   await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op), { reverse }));
@@ -183,11 +216,13 @@ async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: numb
  * the staged copy and copied to its destination.
  */
 function place(
-  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype'>, grid: Grid, owned: number[], statsOnly = false,
+  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype' | 'backward'>, grid: Grid, owned: number[], statsOnly = false,
 ): { y: FloatArray | null; placements: Placement[] } {
   const { x, out, dims, dtype } = req;
+  const dy = req.backward?.dy ?? null;
   const bpe = bytesPerElement(dtype);
   const xOnPool = ctx.arena.owns(x);
+  const dyOnPool = dy === null || ctx.arena.owns(dy);
   // A statistics-only call has no output: its y locations are never written.
   const y = statsOnly ? null : out ?? freshOutput(dtype, dims.length);
   const yOnPool = y !== null && ctx.arena.owns(y);
@@ -195,22 +230,28 @@ function place(
   const rowStride = dims.C * dims.S;
   const at = (array: FloatArray, box: Box): number => array.byteOffset + (box.n0 * rowStride + box.c0 * dims.S) * bpe;
 
-  if (xOnPool && dest === null) {
+  if (xOnPool && dyOnPool && dest === null) {
     const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
     const yByte = (y ?? x).byteOffset;
-    const region = { ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride, dyByte: 0, dyRowStride: 0 };
-    return { y, placements: [{ box, region, copyIn: false, copyOut: null, copyOutOnMain: false }] };
+    const region = {
+      ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride,
+      dyByte: dy === null ? 0 : dy.byteOffset, dyRowStride: dy === null ? 0 : rowStride,
+    };
+    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyOut: null, copyOutOnMain: false }] };
   }
-  const budget = Math.floor(Math.min(ctx.arena.largestAllocatable(), dims.length * bpe) / bpe);
+  // Staged arrays per chunk: x or y (they share a chunk, in place), and dy when it is off the pool.
+  const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1);
+  const budget = Math.floor(Math.min(ctx.arena.largestAllocatable() / staged, dims.length * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
   if (boxes === null) {
     throw new OutOfMemoryError(
       `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold one staging chunk of ${grid.groupRows * grid.S} elements for shape ${JSON.stringify(dims.shape)}`,
     );
   }
-  const chunkElements = Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S));
-  const staging = allocOrThrow(ctx, chunkElements * bpe, 'a staging chunk');
+  const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
+  const staging = allocOrThrow(ctx, chunkBytes * staged, 'a staging chunk');
   owned.push(staging);
+  const dyStaging = staging + (staged === 2 ? chunkBytes : 0);
   const shared = dest !== null && dest.buffer instanceof SharedArrayBuffer;
   const placements = boxes.map((box): Placement => {
     // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
@@ -221,11 +262,11 @@ function place(
       xRowStride: xOnPool ? rowStride : stagedStride,
       yByte: yOnPool ? at(y, box) : staging,
       yRowStride: yOnPool ? rowStride : stagedStride,
-      dyByte: 0,
-      dyRowStride: 0,
+      dyByte: dy === null ? 0 : dyOnPool ? at(dy, box) : dyStaging,
+      dyRowStride: dy === null ? 0 : dyOnPool ? rowStride : stagedStride,
     };
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
-    return { box, region, copyIn: !xOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
+    return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
   });
   return { y, placements };
 }
@@ -239,20 +280,20 @@ function freshOutput(dtype: Dtype, length: number): FloatArray {
   return dtype === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
 }
 
-function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement): FloatArray {
+function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement, byte: number): FloatArray {
   const length = (p.box.n1 - p.box.n0) * (p.box.c1 - p.box.c0) * req.dims.S;
   const buffer = ctx.arena.memory.buffer;
-  const byte = p.copyIn ? p.region.xByte : p.region.yByte;
   return req.dtype === 'float64' ? new Float64Array(buffer, byte, length) : new Float32Array(buffer, byte, length);
 }
 
-/** Copies a chunk of x onto the pool (TypedArray.prototype.set: a memcpy, ~16-18 GB/s here). */
+/** Copies a chunk of x (and of dy, for backward) onto the pool (TypedArray.prototype.set: a memcpy, ~16-18 GB/s here). */
 function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
-  copyBox(req, p.box, req.x, stagedView(ctx, req, p), 'in');
+  if (p.copyIn) copyBox(req, p.box, req.x, stagedView(ctx, req, p, p.region.xByte), 'in');
+  if (p.copyDyIn) copyBox(req, p.box, req.backward!.dy, stagedView(ctx, req, p, p.region.dyByte), 'in');
 }
 
 function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
-  copyBox(req, p.box, req.out!, stagedView(ctx, req, p), 'out');
+  copyBox(req, p.box, req.out!, stagedView(ctx, req, p, p.region.yByte), 'out');
 }
 
 /** Copies between a full-layout array and a chunk's dense staging layout. */
@@ -309,7 +350,7 @@ function tasksFor(
       scratchByte: call.layout.cancelByte,
       accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
       eps: call.req.eps,
-      backward: null,
+      backward: call.req.backward?.mode ?? null,
       gang: opts.gang ?? 0,
       spinMs: call.ctx.threads <= availableParallelism() ? SPIN_MS : 0,
       copyOut: p.copyOut,
@@ -358,6 +399,17 @@ function writeAffine(ctx: PoolInternals, req: EngineRequest, layout: ScratchLayo
     f64[at] = 0;
     f64[at + 1] = weight === null ? 1 : weight[c];
     f64[at + 2] = bias === null ? 0 : bias[c];
+  }
+}
+
+function writeBackwardParams(ctx: PoolInternals, req: EngineRequest, bwd: BackwardRequest, layout: ScratchLayout): void {
+  const f64 = ctx.views.f64;
+  for (let c = 0; c < req.dims.C; c++) {
+    const at = (layout.paramsByte + c * PARAM_BYTES) / 8;
+    f64[at] = bwd.mean[c];
+    f64[at + 1] = bwd.invstd[c];
+    f64[at + 2] = req.weight === null ? 1 : req.weight[c];
+    f64[at + 3] = 0;
   }
 }
 

@@ -1,5 +1,5 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
-import { runBatchNorm } from './engine.js';
+import { runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -85,4 +85,63 @@ export async function batchNorm(
     runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, dims.N * dims.S, momentum);
   }
   return { y: result.y, mean: result.mean, var: result.var };
+}
+
+/** Options of `batchNormBackward`. */
+export interface BatchNormBackwardOptions {
+  /** Per-channel mean the forward normalized with (required). */
+  mean: FloatArray;
+  /** Per-channel 1 / sqrt(var + eps); or give `var` and `eps` instead. */
+  invstd?: FloatArray;
+  var?: FloatArray;
+  eps?: number;
+  /** Training-mode gradient (default true); false: dx = weight·invstd·dy. */
+  training?: boolean;
+  weight?: FloatArray;
+  layout?: Layout;
+  pool?: Pool;
+  out?: FloatArray;
+  signal?: AbortSignal;
+}
+
+/**
+ * Functional backward, like `torch.ops.aten.native_batch_norm_backward`: dx, and dWeight = Σdy·x̂,
+ * dBias = Σdy (Float64Array(C)), with x̂ = (x - mean)·invstd.
+ *
+ * @example
+ * const { dx, dWeight, dBias } = await batchNormBackward(x, dy, shape, { mean: r.mean, var: r.var, weight });
+ */
+export async function batchNormBackward(
+  x: FloatArray, dy: FloatArray, shape: readonly number[], options: BatchNormBackwardOptions,
+): Promise<{ dx: FloatArray; dWeight: Float64Array; dBias: Float64Array }> {
+  const dtype = dtypeOf(x, 'x');
+  const opts = checkObject(options, 'options');
+  const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+  if (dtypeOf(dy, 'dy') !== dtype || dy.length !== x.length) {
+    throw new ArgumentError(`dy must be a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} of x's length ${x.length}; got ${describe(dy)}`);
+  }
+  const channel = (key: string): FloatArray | null =>
+    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
+  const mean = channel('mean');
+  if (mean === null) throw new ArgumentError('options.mean is required: the per-channel mean the forward used; got none');
+  let invstd = channel('invstd');
+  const variance = channel('var');
+  if (invstd === null) {
+    if (variance === null) throw new ArgumentError('options.invstd, or options.var with options.eps, is required; got neither');
+    const eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
+    invstd = Float64Array.from(variance, (v) => 1 / Math.sqrt(v + eps));
+  }
+  const weight = channel('weight');
+  const training = opts.training === undefined ? true : checkBoolean(opts.training, 'options.training');
+  if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+    throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+  }
+  const out = checkOut(opts.out, x, dtype);
+  const signal = checkSignal(opts.signal);
+  const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
+  poolInternals(pool).assertOpen();
+  if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+  return runBatchNormBackward(pool, {
+    x, dims, dtype, weight, out, signal, backward: { dy, mean, invstd, mode: training ? 'train' : 'eval' },
+  });
 }

@@ -1,8 +1,10 @@
 export { Pool, getDefaultPool, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
 export {
-  BatchNorm, type BatchNormOptions, type BatchNormStateDict, type ForwardOptions,
+  BatchNorm, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict, type ForwardOptions,
 } from './batch-norm.js';
-export { batchNorm, type BatchNormFunctionalOptions, type BatchNormResult } from './functional.js';
+export {
+  batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,
+} from './functional.js';
 export { ChannelStats, type ChannelStatsJSON } from './channel-stats.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
 export type { OnnxBatchNormInputs, WeightFormat } from './weights.js';

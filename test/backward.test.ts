@@ -1,0 +1,184 @@
+/**
+ * Backward against PyTorch's formulas in float64 and against finite differences; ranks 2-5, both
+ * dtypes and kernels, affine off, eval mode, determinism over thread counts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, batchNorm, batchNormBackward, NoForwardError, Pool } from '../dist/src/index.js';
+import { randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+import { channelStats, dimsOf, maxRelativeError } from './helpers/reference.js';
+
+/** PyTorch's gradients, in float64. */
+function referenceBackward(
+  x: ArrayLike<number>, dy: ArrayLike<number>, shape: number[], mean: ArrayLike<number>, invstd: ArrayLike<number>,
+  weight: ArrayLike<number> | null, training: boolean,
+) {
+  const { N, C, S } = dimsOf(shape);
+  const m = N * S;
+  const dx = new Float64Array(x.length);
+  const dWeight = new Float64Array(C);
+  const dBias = new Float64Array(C);
+  const scale = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    let sdy = 0;
+    let sdyx = 0;
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
+      const i = (n * C + c) * S + s;
+      sdy += dy[i];
+      sdyx += dy[i] * (x[i] - mean[c]) * invstd[c];
+    }
+    dBias[c] = sdy;
+    dWeight[c] = sdyx;
+    const w = weight ? weight[c] : 1;
+    scale[c] = w * invstd[c];
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
+      const i = (n * C + c) * S + s;
+      const xhat = (x[i] - mean[c]) * invstd[c];
+      dx[i] = training ? w * invstd[c] * (dy[i] - sdy / m - xhat * sdyx / m) : w * invstd[c] * dy[i];
+    }
+  }
+  return { dx, dWeight, dBias, scale };
+}
+
+/** Error of dx as a multiple of a float32/float64 tolerance on the terms a·dy, b·(x - mean), d. */
+function dxErrorRatio(got: ArrayLike<number>, want: Float64Array, dy: ArrayLike<number>, x: ArrayLike<number>, shape: number[], scale: Float64Array, dtype: 'float32' | 'float64'): number {
+  const { N, C, S } = dimsOf(shape);
+  const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
+  let worst = 0;
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) {
+    const i = (n * C + c) * S + s;
+    const terms = Math.abs(scale[c]) * (Math.abs(dy[i]) * 3 + Math.abs(x[i]) * 2) + Math.abs(want[i]);
+    const tol = 16 * ulp * terms + 1e-10 * terms;
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / tol);
+  }
+  return worst;
+}
+
+const SHAPES = [[7, 3], [5, 37], [3, 5, 17], [2, 3, 4, 5, 7], [4, 6, 40, 41], [3, 2, 130, 130], [6, 64, 9, 9]];
+
+for (const kernel of KERNELS) {
+  describe(`backward (${kernel} kernel)`, () => {
+    let pools: Map<string, Pool>;
+    beforeAll(() => { pools = openPools(kernel); });
+    afterAll(() => closePools(pools));
+
+    for (const { name } of POOL_CONFIGS) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        for (const shape of SHAPES) {
+          it(`training gradients match PyTorch's formulas: ${name}, ${dtype}, [${shape}]`, async () => {
+            const C = shape[1];
+            const x = randomTensor(shape, dtype, C + shape.length);
+            const dy = randomTensor(shape, dtype, 100 + C);
+            const bn = new BatchNorm(C, { pool: pools.get(name)!, dtype });
+            bn.weight!.set(randomVector(C, dtype, 5, 0.5, 2));
+            await bn.forward(x, shape);
+            const { dx, dWeight, dBias } = await bn.backward(dy);
+            const st = channelStats(x, shape);
+            const ref = referenceBackward(x, dy, shape, st.mean, st.var.map((v) => 1 / Math.sqrt(v + 1e-5)), bn.weight, true);
+            expect(dx).toBeInstanceOf(x.constructor);
+            expect(dxErrorRatio(dx, ref.dx, dy, x, shape, ref.scale, dtype)).toBeLessThanOrEqual(1);
+            // Sums over m = x.length / C terms: the WASM float32 kernel adds float32 lanes a few
+            // at a time before folding into float64 (1e-5 of the largest sum, scaled by sqrt(m)),
+            // the others add in float64; float32 modules then round the result to float32.
+            const rel = dtype === 'float32' && kernel === 'wasm' ? 1e-5 : 1e-9;
+            const rounding = dtype === 'float32' ? 2 ** -23 : 0;
+            const norm = (v: Float64Array) => Math.max(...Array.from(v, Math.abs), 1);
+            for (let c = 0; c < C; c++) {
+              expect(Math.abs(dWeight![c] - ref.dWeight[c])).toBeLessThanOrEqual(rel * norm(ref.dWeight) * Math.sqrt(x.length / C) + rounding * Math.abs(ref.dWeight[c]));
+              expect(Math.abs(dBias![c] - ref.dBias[c])).toBeLessThanOrEqual(rel * norm(ref.dBias) * Math.sqrt(x.length / C) + rounding * Math.abs(ref.dBias[c]));
+            }
+          });
+        }
+      }
+
+      it(`eval-mode gradient is weight·invstd_running·dy: ${name}`, async () => {
+        const shape = [4, 3, 10, 11];
+        const x = randomTensor(shape, 'float64', 1);
+        const dy = randomTensor(shape, 'float64', 2);
+        const bn = new BatchNorm(3, { pool: pools.get(name)!, dtype: 'float64' }).eval();
+        bn.runningMean!.set([0.5, -1, 2]);
+        bn.runningVar!.set([2, 0.5, 1]);
+        bn.weight!.set([1.5, -1, 0.25]);
+        await bn.forward(x, shape);
+        const { dx, dWeight } = await bn.backward(dy);
+        const invstd = [2, 0.5, 1].map((v) => 1 / Math.sqrt(v + 1e-5));
+        const ref = referenceBackward(x, dy, shape, [0.5, -1, 2], invstd, bn.weight, false);
+        expect(maxRelativeError(dx, ref.dx, 1e-9)).toBeLessThan(1e-12);
+        expect(maxRelativeError(dWeight!, ref.dWeight, 1e-6)).toBeLessThan(1e-10);
+      });
+    }
+  });
+}
+
+describe('backward, more', () => {
+  let pool: Pool;
+  beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+  afterAll(() => pool.close());
+
+  it('agrees with central finite differences in float64', async () => {
+    const shape = [3, 2, 5];
+    const x = randomTensor(shape, 'float64', 3) as Float64Array;
+    const r = randomTensor(shape, 'float64', 4) as Float64Array; // L = Σ y·r, so dL/dy = r
+    const weight = new Float64Array([1.3, -0.7]);
+    const bias = new Float64Array([0.2, 0.1]);
+    const loss = async (input: Float64Array, w = weight) => {
+      const { y } = await batchNorm(input, shape, { training: true, weight: w, bias, pool });
+      return y.reduce((a, v, i) => a + v * r[i], 0);
+    };
+    const bn = new BatchNorm(2, { pool, dtype: 'float64' });
+    bn.weight!.set(weight);
+    bn.bias!.set(bias);
+    await bn.forward(x, shape);
+    const { dx, dWeight } = await bn.backward(r);
+    const h = 1e-6;
+    for (const i of [0, 4, 7, 12, 21, 29]) {
+      const plus = x.slice(); plus[i] += h;
+      const minus = x.slice(); minus[i] -= h;
+      const numeric = ((await loss(plus)) - (await loss(minus))) / (2 * h);
+      expect(Math.abs(dx[i] - numeric)).toBeLessThan(1e-6 * Math.max(1, Math.abs(numeric)));
+    }
+    for (const c of [0, 1]) {
+      const wp = weight.slice(); wp[c] += h;
+      const wm = weight.slice(); wm[c] -= h;
+      const numeric = ((await loss(x, wp)) - (await loss(x, wm))) / (2 * h);
+      expect(Math.abs(dWeight![c] - numeric)).toBeLessThan(1e-6 * Math.max(1, Math.abs(numeric)));
+    }
+  });
+
+  it('has no dWeight or dBias with affine: false', async () => {
+    const bn = new BatchNorm(3, { pool, affine: false });
+    await bn.forward(randomTensor([4, 3, 6], 'float32', 5), [4, 3, 6]);
+    const g = await bn.backward(randomTensor([4, 3, 6], 'float32', 6));
+    expect(g.dWeight).toBeNull();
+    expect(g.dBias).toBeNull();
+    expect(g.dx.length).toBe(72);
+  });
+
+  it('without a forward is a NoForwardError; a dy of another length is an argument error', async () => {
+    const bn = new BatchNorm(3, { pool });
+    await expect(bn.backward(new Float32Array(12))).rejects.toBeInstanceOf(NoForwardError);
+    await bn.forward(randomTensor([4, 3], 'float32', 1), [4, 3]);
+    await expect(bn.backward(new Float32Array(11))).rejects.toThrow(/dy must have the forward input's length 12; got length 11/);
+  });
+
+  it('gives the same bits at 1, 2, 3 and 8 threads; functional form and pool buffers agree', async () => {
+    const shape = [8, 3, 60, 61];
+    const x = randomTensor(shape, 'float32', 7);
+    const dy = randomTensor(shape, 'float32', 8);
+    const st = channelStats(x, shape);
+    const opts = { mean: Float64Array.from(st.mean), var: Float64Array.from(st.var), weight: new Float32Array([1, 2, 3]) };
+    const pools = [1, 2, 3, 8].map((t) => new Pool({ threads: t, inlineThreshold: 0 }));
+    const runs = await Promise.all(pools.map((p) => batchNormBackward(x, dy, shape, { ...opts, pool: p })));
+    for (const r of runs.slice(1)) {
+      expect(sameBits(r.dx, runs[0].dx)).toBe(true);
+      expect(sameBits(r.dWeight, runs[0].dWeight)).toBe(true);
+      expect(sameBits(r.dBias, runs[0].dBias)).toBe(true);
+    }
+    const px = pools[1].alloc(x.length); px.set(x);
+    const pdy = pools[1].alloc(x.length); pdy.set(dy);
+    const out = pools[1].alloc(x.length).fill(NaN);
+    await batchNormBackward(px, pdy, shape, { ...opts, pool: pools[1], out });
+    expect(sameBits(out, runs[0].dx)).toBe(true);
+    await Promise.all(pools.map((p) => p.close()));
+  });
+});
