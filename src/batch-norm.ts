@@ -40,6 +40,8 @@ export interface BatchNormOptions {
   pool?: Pool;
   /** Input layout: `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
   layout?: Layout;
+  /** `'relu'`: y = max(0, BatchNorm(x)) in the same pass; backward masks dy where y <= 0. */
+  activation?: 'relu' | null;
 }
 
 /** Options of one forward call. */
@@ -73,6 +75,10 @@ export interface BatchNormGradients {
 /** What the latest forward leaves for `backward`. */
 interface SavedForward {
   readonly x: FloatArray;
+  /** The output, kept as the ReLU mask when the module has `activation: 'relu'`. */
+  readonly y: FloatArray | null;
+  /** The forward wrote its output over x: its input is gone. */
+  readonly inPlace: boolean;
   readonly dims: Dims;
   readonly mean: Float64Array;
   readonly invstd: Float64Array;
@@ -106,6 +112,7 @@ export class BatchNorm {
   readonly numFeatures: number;
   readonly convention: Convention;
   readonly layout: Layout;
+  readonly activation: 'relu' | null;
   readonly eps: number;
   readonly momentum: number | null;
   readonly affine: boolean;
@@ -137,6 +144,10 @@ export class BatchNorm {
     this.convention = convention;
     this.#rules = CONVENTIONS[convention];
     this.layout = checkLayout(opts.layout);
+    if (opts.activation !== undefined && opts.activation !== null && opts.activation !== 'relu') {
+      throw new ArgumentError(`options.activation must be 'relu' or null; got ${describe(opts.activation)}`);
+    }
+    this.activation = (opts.activation as 'relu' | undefined) ?? null;
     this.eps = opts.eps === undefined ? this.#rules.eps : checkEps(opts.eps, 'options.eps');
     this.momentum = opts.momentum === undefined ? this.#rules.momentum : checkMomentum(opts.momentum, true, 'options.momentum');
     this.affine = opts.affine === undefined ? true : checkBoolean(opts.affine, 'options.affine');
@@ -211,7 +222,7 @@ export class BatchNorm {
       const request = {
         x, dims, dtype: this.dtype, useBatchStats,
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-        eps: this.eps, out, signal,
+        eps: this.eps, out, signal, relu: this.activation === 'relu',
       };
       let result: EngineResult;
       let count = dims.N * dims.S;
@@ -224,7 +235,8 @@ export class BatchNorm {
       }
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
       this.#saved = {
-        x, dims, mean: result.mean, invstd: result.var.map((v) => 1 / Math.sqrt(v + this.eps)),
+        x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
+        mean: result.mean, invstd: result.var.map((v) => 1 / Math.sqrt(v + this.eps)),
         mode: useBatchStats ? 'train' : 'eval', synced: useBatchStats && reduceStats !== undefined,
       };
       return result.y;
@@ -257,8 +269,9 @@ export class BatchNorm {
    * dWeight = Σdy·x̂, dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)). After an eval forward
    * (running statistics): the same dWeight and dBias, and dx = weight·invstd·dy.
    *
-   * It reads the forward's input again: x must not change between forward and backward. It runs
-   * after the module's earlier calls, in order, and changes no state.
+   * It reads the forward's input again: x must not change between forward and backward (nor, with
+   * `activation: 'relu'`, the forward's output, which serves as the mask). It runs after the
+   * module's earlier calls, in order, and changes no state.
    */
   async backward(dy: FloatArray, options?: { out?: FloatArray; signal?: AbortSignal }): Promise<BatchNormGradients> {
     checkDtype(dy, 'dy', this.dtype);
@@ -274,13 +287,14 @@ export class BatchNorm {
       const saved = this.#saved;
       if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
       if (saved.synced) throw new ArgumentError('backward after a forward with options.reduceStats is not supported: the gradient sums would need an all-reduce too');
+      if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
       if (dy.length !== saved.x.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
       }
       const out = checkOut(opts.out, dy, this.dtype);
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
-        backward: { dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode },
+        backward: { dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y },
       });
       const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
       return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };

@@ -41,6 +41,8 @@ export interface EngineRequest {
   readonly statsOnly?: boolean;
   /** Set for a backward call (see `runBatchNormBackward`). */
   readonly backward?: BackwardRequest;
+  /** Forward: apply ReLU to the output in the same pass. */
+  readonly relu?: boolean;
 }
 
 export interface BackwardRequest {
@@ -51,6 +53,8 @@ export interface BackwardRequest {
   readonly invstd: ArrayLike<number>;
   /** 'train': batch statistics (the full gradient); 'eval': fixed statistics, dx = weight·invstd·dy. */
   readonly mode: 'train' | 'eval';
+  /** After a fused ReLU: the forward's output; dy passes only where it is > 0. */
+  readonly mask?: FloatArray | null;
 }
 
 export interface EngineResult {
@@ -105,8 +109,9 @@ interface Placement {
   readonly region: Region;
   /** Set when x must be copied onto the pool first. */
   readonly copyIn: boolean;
-  /** Backward: set when dy must be copied onto the pool first. */
+  /** Backward: set when dy (and the ReLU mask) must be copied onto the pool first. */
   readonly copyDyIn: boolean;
+  readonly copyMaskIn: boolean;
   /** Set when workers copy the output to a shared buffer off the pool. */
   readonly copyOut: CopyOut | null;
   /** Set when the main thread copies the output to a plain (unshared) array. */
@@ -220,9 +225,11 @@ function place(
 ): { y: FloatArray | null; placements: Placement[] } {
   const { x, out, dims, dtype } = req;
   const dy = req.backward?.dy ?? null;
+  const mask = req.backward?.mask ?? null;
   const bpe = bytesPerElement(dtype);
   const xOnPool = ctx.arena.owns(x);
   const dyOnPool = dy === null || ctx.arena.owns(dy);
+  const maskOnPool = mask === null || ctx.arena.owns(mask);
   // A statistics-only call has no output: its y locations are never written.
   const y = statsOnly ? null : out ?? freshOutput(dtype, dims.length);
   const yOnPool = y !== null && ctx.arena.owns(y);
@@ -230,17 +237,18 @@ function place(
   const rowStride = dims.C * dims.S;
   const at = (array: FloatArray, box: Box): number => array.byteOffset + (box.n0 * rowStride + box.c0 * dims.S) * bpe;
 
-  if (xOnPool && dyOnPool && dest === null) {
+  if (xOnPool && dyOnPool && maskOnPool && dest === null) {
     const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
     const yByte = (y ?? x).byteOffset;
     const region = {
       ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride,
       dyByte: dy === null ? 0 : dy.byteOffset, dyRowStride: dy === null ? 0 : rowStride,
+      maskByte: mask === null ? 0 : mask.byteOffset, maskRowStride: mask === null ? 0 : rowStride,
     };
-    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyOut: null, copyOutOnMain: false }] };
+    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: false }] };
   }
-  // Staged arrays per chunk: x or y (they share a chunk, in place), and dy when it is off the pool.
-  const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1);
+  // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
+  const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
   const budget = Math.floor(Math.min(ctx.arena.largestAllocatable() / staged, dims.length * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
   if (boxes === null) {
@@ -251,7 +259,10 @@ function place(
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
   const staging = allocOrThrow(ctx, chunkBytes * staged, 'a staging chunk');
   owned.push(staging);
-  const dyStaging = staging + (staged === 2 ? chunkBytes : 0);
+  let next = staging + (!xOnPool || dest !== null ? chunkBytes : 0);
+  const dyStaging = dyOnPool ? 0 : next;
+  if (!dyOnPool) next += chunkBytes;
+  const maskStaging = maskOnPool ? 0 : next;
   const shared = dest !== null && dest.buffer instanceof SharedArrayBuffer;
   const placements = boxes.map((box): Placement => {
     // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
@@ -264,9 +275,11 @@ function place(
       yRowStride: yOnPool ? rowStride : stagedStride,
       dyByte: dy === null ? 0 : dyOnPool ? at(dy, box) : dyStaging,
       dyRowStride: dy === null ? 0 : dyOnPool ? rowStride : stagedStride,
+      maskByte: mask === null ? 0 : maskOnPool ? at(mask, box) : maskStaging,
+      maskRowStride: mask === null ? 0 : maskOnPool ? rowStride : stagedStride,
     };
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
-    return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
+    return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyMaskIn: !maskOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
   });
   return { y, placements };
 }
@@ -290,6 +303,7 @@ function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement, byte: 
 function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
   if (p.copyIn) copyBox(req, p.box, req.x, stagedView(ctx, req, p, p.region.xByte), 'in');
   if (p.copyDyIn) copyBox(req, p.box, req.backward!.dy, stagedView(ctx, req, p, p.region.dyByte), 'in');
+  if (p.copyMaskIn) copyBox(req, p.box, req.backward!.mask!, stagedView(ctx, req, p, p.region.maskByte), 'in');
 }
 
 function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
@@ -351,6 +365,7 @@ function tasksFor(
       accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
+      relu: call.req.relu ?? false,
       gang: opts.gang ?? 0,
       spinMs: call.ctx.threads <= availableParallelism() ? SPIN_MS : 0,
       copyOut: p.copyOut,

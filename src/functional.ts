@@ -25,6 +25,8 @@ export interface BatchNormFunctionalOptions {
   signal?: AbortSignal;
   /** `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
   layout?: Layout;
+  /** `'relu'`: y = max(0, BatchNorm(x)) in the same pass. */
+  activation?: 'relu' | null;
 }
 
 /** What `batchNorm` resolves to. */
@@ -78,8 +80,9 @@ export async function batchNorm(
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
+  const relu = checkActivation(opts.activation);
   const result = await runBatchNorm(pool, {
-    x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal,
+    x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu,
   });
   if (training && runningMean !== null) {
     runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, dims.N * dims.S, momentum);
@@ -99,6 +102,9 @@ export interface BatchNormBackwardOptions {
   training?: boolean;
   weight?: FloatArray;
   layout?: Layout;
+  /** `'relu'` after a forward with a fused ReLU: give its output as `y`, the mask. */
+  activation?: 'relu' | null;
+  y?: FloatArray;
   pool?: Pool;
   out?: FloatArray;
   signal?: AbortSignal;
@@ -133,6 +139,14 @@ export async function batchNormBackward(
   }
   const weight = channel('weight');
   const training = opts.training === undefined ? true : checkBoolean(opts.training, 'options.training');
+  const relu = checkActivation(opts.activation);
+  let mask: FloatArray | null = null;
+  if (relu) {
+    if (opts.y === undefined || dtypeOf(opts.y, 'options.y') !== dtype || (opts.y as FloatArray).length !== x.length) {
+      throw new ArgumentError(`options.y, the forward's output, is required with activation 'relu' and must be like x; got ${describe(opts.y)}`);
+    }
+    mask = opts.y as FloatArray;
+  }
   if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
     throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
   }
@@ -142,6 +156,12 @@ export async function batchNormBackward(
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
   return runBatchNormBackward(pool, {
-    x, dims, dtype, weight, out, signal, backward: { dy, mean, invstd, mode: training ? 'train' : 'eval' },
+    x, dims, dtype, weight, out, signal, backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask },
   });
+}
+
+function checkActivation(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (value !== 'relu') throw new ArgumentError(`options.activation must be 'relu' or null; got ${describe(value)}`);
+  return true;
 }

@@ -87,7 +87,7 @@ for (const name of ['js', 'wasm'] as const) {
             const mean = 3000.123456789;
             const scale = 1.75;
             const bias = -0.5;
-            kernel.normalizePlanes(f64Data, xBase * bpe, xStride, yBase * bpe, yStride, rows, len, mean, scale, bias);
+            kernel.normalizePlanes(f64Data, xBase * bpe, xStride, yBase * bpe, yStride, rows, len, mean, scale, bias, false);
             const ulp = f64Data ? 2 ** -52 : 2 ** -23;
             for (let r = 0; r < rows; r++) {
               for (let i = 0; i < len; i++) {
@@ -152,7 +152,7 @@ for (const name of ['js', 'wasm'] as const) {
               }
               x.fill(GUARD, yBase - 4, yBase + n + 4);
               for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
-              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, params, SCRATCH);
+              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, params, SCRATCH, false);
               const ulp = f64Data ? 2 ** -52 : 2 ** -23;
               for (let i = 0; i < n; i++) {
                 const c = Math.floor(i / S) % C;
@@ -227,7 +227,7 @@ for (const name of ['js', 'wasm'] as const) {
         for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
         kernel.statsRows(false, DATA, 4, C, 3, SCRATCH, OUT, 24);
         kernel.statsRows(false, DATA, 4, C, 1, SCRATCH, OUT, 24);
-        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, OUT, SCRATCH);
+        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, OUT, SCRATCH, false);
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
     });

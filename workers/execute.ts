@@ -198,21 +198,22 @@ class BlockWalker {
     const bpe = this.#bpe;
     const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
     const dyByte = region.dyByte + (rowOff * region.dyRowStride + off) * bpe;
+    const maskByte = region.maskByte === 0 ? 0 : region.maskByte + (rowOff * region.maskRowStride + off) * bpe;
     const f64 = this.#views.f64;
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     if (!normalize) {
-      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, rows, len, f64[p], outByte);
+      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, f64[p], outByte);
       else this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, outByte);
       return;
     }
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
     if (backward) {
       this.#kernel.bwdApplyPlanes(
-        this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, yByte, region.yRowStride, rows, len,
-        f64[p], f64[p + 1], f64[p + 2], f64[p + 3],
+        this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride,
+        yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2], f64[p + 3],
       );
     } else {
-      this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2]);
+      this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2], this.#task.relu);
     }
     this.#copy?.planes(rowOff, rows, off, len, yByte);
   }
@@ -249,7 +250,7 @@ class BlockWalker {
     }
     const rowBytes = grid.C * grid.S * this.#bpe;
     const yByte = region.yByte + rowOff * rowBytes;
-    this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte);
+    this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte, this.#task.relu);
     this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
   }
 }

@@ -60,6 +60,9 @@ export interface Region {
   /** Backward only: the incoming gradient dy, laid out like x (0 for forward calls). */
   readonly dyByte: number;
   readonly dyRowStride: number;
+  /** Backward after a fused ReLU: the forward's output, laid out like x, as the mask (0: none). */
+  readonly maskByte: number;
+  readonly maskRowStride: number;
 }
 
 /** Where a worker copies its output after normalizing, when the destination is off the pool. */
@@ -123,6 +126,8 @@ export interface Task {
    * normalize ops write dx = a·dy + b·(x - mean) + d to the region's y.
    */
   readonly backward: 'train' | 'eval' | null;
+  /** Forward: apply ReLU in the normalize pass. */
+  readonly relu: boolean;
   /** `split`: the number of tasks of the call that meet at the barrier. */
   readonly gang: number;
   /**

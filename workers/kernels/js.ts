@@ -89,8 +89,10 @@ export class JsKernel implements Kernel {
 
   normalizePlanes(
     f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, len: number, mean: number, scale: number, bias: number,
+    rows: number, len: number, mean: number, scale: number, bias: number, relu: boolean,
   ): void {
+    // Math.max keeps NaN, as WebAssembly's max does.
+    const floor = relu ? 0 : -Infinity;
     this.#views();
     const v = f64 ? this.#f64 : this.#f32;
     const bpe = f64 ? 8 : 4;
@@ -99,14 +101,16 @@ export class JsKernel implements Kernel {
     for (let r = 0; r < rows; r++) {
       const xs = xBase + r * xRowStride;
       const ys = yBase + r * yRowStride;
-      for (let i = 0; i < len; i++) v[ys + i] = (v[xs + i] - mean) * scale + bias;
+      for (let i = 0; i < len; i++) v[ys + i] = Math.max((v[xs + i] - mean) * scale + bias, floor);
     }
   }
 
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    _scratchByte: number, relu: boolean,
   ): void {
     // Needs no scratch: the parameters are read in place.
+    const floor = relu ? 0 : -Infinity;
     this.#views();
     const v = f64 ? this.#f64 : this.#f32;
     const p = this.#f64;
@@ -121,7 +125,7 @@ export class JsKernel implements Kernel {
         const scale = p[pBase + 4 * c + 1];
         const bias = p[pBase + 4 * c + 2];
         const off = r * rowLen + c * S;
-        for (let i = off; i < off + S; i++) v[yBase + i] = (v[xBase + i] - mean) * scale + bias;
+        for (let i = off; i < off + S; i++) v[yBase + i] = Math.max((v[xBase + i] - mean) * scale + bias, floor);
       }
     }
   }
@@ -133,7 +137,7 @@ export class JsKernel implements Kernel {
 
   bwdStatsPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
-    rows: number, len: number, mean: number, outByte: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
   ): void {
     this.#views();
     const v = f64 ? this.#f64 : this.#f32;
@@ -143,8 +147,10 @@ export class JsKernel implements Kernel {
     for (let r = 0; r < rows; r++) {
       const xs = xByte / bpe + r * xRowStride;
       const gs = dyByte / bpe + r * dyRowStride;
+      const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
-        const g = v[gs + i];
+        // A fused ReLU passes the gradient only where its output is > 0.
+        const g = maskByte !== 0 && !(v[ms + i] > 0) ? 0 : v[gs + i];
         sdy += g;
         sdx += g * (v[xs + i] - mean);
       }
@@ -156,7 +162,8 @@ export class JsKernel implements Kernel {
   }
 
   bwdApplyPlanes(
-    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
     rows: number, len: number, a: number, b: number, mean: number, d: number,
   ): void {
     this.#views();
@@ -166,7 +173,11 @@ export class JsKernel implements Kernel {
       const xs = xByte / bpe + r * xRowStride;
       const gs = dyByte / bpe + r * dyRowStride;
       const os = dxByte / bpe + r * dxRowStride;
-      for (let i = 0; i < len; i++) v[os + i] = (a * v[gs + i] + b * (v[xs + i] - mean)) + d;
+      const ms = maskByte / bpe + r * maskRowStride;
+      for (let i = 0; i < len; i++) {
+        const g = maskByte !== 0 && !(v[ms + i] > 0) ? 0 : v[gs + i];
+        v[os + i] = (a * g + b * (v[xs + i] - mean)) + d;
+      }
     }
   }
 

@@ -32,10 +32,13 @@ export interface Kernel {
     accByte: number, outByte: number, outStrideBytes: number,
   ): void;
 
-  /** y = (x - mean) * scale + bias over `rows` runs of `len` elements (strided as in statsPlanes). */
+  /**
+   * y = (x - mean) * scale + bias over `rows` runs of `len` elements (strided as in statsPlanes);
+   * with `relu`, y = max(y, 0) in the same pass (NaN stays NaN).
+   */
   normalizePlanes(
     f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, len: number, mean: number, scale: number, bias: number,
+    rows: number, len: number, mean: number, scale: number, bias: number, relu: boolean,
   ): void;
 
   /**
@@ -44,7 +47,7 @@ export interface Kernel {
    */
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
-    scratchByte: number,
+    scratchByte: number, relu: boolean,
   ): void;
 
   /**
@@ -57,16 +60,18 @@ export interface Kernel {
 
   /**
    * Backward partial of `rows` runs of `len` values (x and dy with their own row strides): writes
-   * (count, Σdy, Σdy·(x - mean)) as float64 at `outByte`.
+   * (count, Σdy, Σdy·(x - mean)) as float64 at `outByte`. With `maskByte` (a fused ReLU's output,
+   * laid out like x; 0 for none), dy counts only where the mask is > 0.
    */
   bwdStatsPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
-    rows: number, len: number, mean: number, outByte: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
   ): void;
 
-  /** dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (each array with its own row stride). */
+  /** dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (each array with its own row stride), dy masked as above. */
   bwdApplyPlanes(
-    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
     rows: number, len: number, a: number, b: number, mean: number, d: number,
   ): void;
 

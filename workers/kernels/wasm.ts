@@ -8,16 +8,16 @@ interface WasmExports {
   statsPlanes64(x: number, rows: number, rowStride: number, len: number, out: number): void;
   statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
-  normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
-  normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number): void;
-  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
-  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
+  normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number, relu: number): void;
+  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
-  bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, rows: number, len: number, mean: number, out: number): void;
-  bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, rows: number, len: number, mean: number, out: number): void;
-  bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
-  bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
+  bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
+  bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
+  bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
+  bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, count: number, training: number): void;
 }
 
@@ -49,18 +49,18 @@ export class WasmKernel implements Kernel {
 
   normalizePlanes(
     f64: boolean, xByte: number, xRowStride: number, yByte: number, yRowStride: number,
-    rows: number, len: number, mean: number, scale: number, bias: number,
+    rows: number, len: number, mean: number, scale: number, bias: number, relu: boolean,
   ): void {
-    if (f64) this.#k.normalizePlanes64(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias);
-    else this.#k.normalizePlanes32(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias);
+    if (f64) this.#k.normalizePlanes64(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias, relu ? 1 : 0);
+    else this.#k.normalizePlanes32(xByte, xRowStride, yByte, yRowStride, rows, len, mean, scale, bias, relu ? 1 : 0);
   }
 
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
-    scratchByte: number,
+    scratchByte: number, relu: boolean,
   ): void {
-    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte);
-    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte);
+    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte, relu ? 1 : 0);
+    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte, relu ? 1 : 0);
   }
 
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
@@ -69,18 +69,19 @@ export class WasmKernel implements Kernel {
 
   bwdStatsPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
-    rows: number, len: number, mean: number, outByte: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
   ): void {
-    if (f64) this.#k.bwdStatsPlanes64(xByte, xRowStride, dyByte, dyRowStride, rows, len, mean, outByte);
-    else this.#k.bwdStatsPlanes32(xByte, xRowStride, dyByte, dyRowStride, rows, len, mean, outByte);
+    if (f64) this.#k.bwdStatsPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
+    else this.#k.bwdStatsPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
   }
 
   bwdApplyPlanes(
-    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number, dxByte: number, dxRowStride: number,
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
     rows: number, len: number, a: number, b: number, mean: number, d: number,
   ): void {
-    if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
-    else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
+    if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
+    else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
   }
 
   mergeBackward(

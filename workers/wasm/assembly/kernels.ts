@@ -376,8 +376,15 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
 
 // ---------------------------------------------------------------- normalization
 
-@inline function norm32(v: v128, hi: v128, sc: v128, b: v128): v128 {
-  return f32x4.add(f32x4.mul(f32x4.sub(v, hi), sc), b);
+// `floor` is 0 for a fused ReLU and -Infinity otherwise: max(y, floor) keeps NaN (wasm's max
+// propagates it) and costs one instruction a vector.
+
+@inline function norm32(v: v128, hi: v128, sc: v128, b: v128, fl: v128): v128 {
+  return f32x4.max(f32x4.add(f32x4.mul(f32x4.sub(v, hi), sc), b), fl);
+}
+
+@inline function floorOf(relu: i32): f64 {
+  return relu ? 0 : -Infinity;
 }
 
 /** The float32 form of (mean, scale, bias): hi, scale, and bias - lo * scale. */
@@ -389,7 +396,8 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
   return <f32>(bias - (mean - <f64><f32>mean) * scale);
 }
 
-@inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64): void {
+@inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f32): void {
+  const fl = f32x4.splat(floor);
   const mHi = hiOf(mean);
   const sc = <f32>scale;
   const bs = shiftOf(mean, scale, bias);
@@ -402,56 +410,59 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
     const v1 = v128.load(px, 16);
     const v2 = v128.load(px, 32);
     const v3 = v128.load(px, 48);
-    v128.store(py, norm32(v0, hi, scv, bv));
-    v128.store(py, norm32(v1, hi, scv, bv), 16);
-    v128.store(py, norm32(v2, hi, scv, bv), 32);
-    v128.store(py, norm32(v3, hi, scv, bv), 48);
+    v128.store(py, norm32(v0, hi, scv, bv, fl));
+    v128.store(py, norm32(v1, hi, scv, bv, fl), 16);
+    v128.store(py, norm32(v2, hi, scv, bv, fl), 32);
+    v128.store(py, norm32(v3, hi, scv, bv, fl), 48);
     px += 64;
     py += 64;
   }
   while (px + 16 <= end) {
-    v128.store(py, norm32(v128.load(px), hi, scv, bv));
+    v128.store(py, norm32(v128.load(px), hi, scv, bv, fl));
     px += 16;
     py += 16;
   }
   while (px < end) {
-    store<f32>(py, (load<f32>(px) - mHi) * sc + bs);
+    store<f32>(py, max<f32>((load<f32>(px) - mHi) * sc + bs, floor));
     px += 4;
     py += 4;
   }
 }
 
 export function normalizePlanes32(
-  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64,
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64, relu: i32,
 ): void {
+  const floor = <f32>floorOf(relu);
   for (let r = 0; r < rows; r++) {
-    normRun32(x + ((<usize>r * <usize>xRowStride) << 2), y + ((<usize>r * <usize>yRowStride) << 2), len, mean, scale, bias);
+    normRun32(x + ((<usize>r * <usize>xRowStride) << 2), y + ((<usize>r * <usize>yRowStride) << 2), len, mean, scale, bias, floor);
   }
 }
 
-@inline function normRun64(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64): void {
+@inline function normRun64(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f64): void {
+  const fl = f64x2.splat(floor);
   const m = f64x2.splat(mean);
   const sc = f64x2.splat(scale);
   const b = f64x2.splat(bias);
   const end = px + (<usize>len << 3);
   while (px + 32 <= end) {
-    v128.store(py, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px), m), sc), b));
-    v128.store(py, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px, 16), m), sc), b), 16);
+    v128.store(py, f64x2.max(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px), m), sc), b), fl));
+    v128.store(py, f64x2.max(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px, 16), m), sc), b), fl), 16);
     px += 32;
     py += 32;
   }
   while (px < end) {
-    store<f64>(py, (load<f64>(px) - mean) * scale + bias);
+    store<f64>(py, max<f64>((load<f64>(px) - mean) * scale + bias, floor));
     px += 8;
     py += 8;
   }
 }
 
 export function normalizePlanes64(
-  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64,
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64, relu: i32,
 ): void {
+  const floor = floorOf(relu);
   for (let r = 0; r < rows; r++) {
-    normRun64(x + ((<usize>r * <usize>xRowStride) << 3), y + ((<usize>r * <usize>yRowStride) << 3), len, mean, scale, bias);
+    normRun64(x + ((<usize>r * <usize>xRowStride) << 3), y + ((<usize>r * <usize>yRowStride) << 3), len, mean, scale, bias, floor);
   }
 }
 
@@ -459,14 +470,16 @@ export function normalizePlanes64(
  * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
  * `scratch` holds 32 * C + 64 bytes.
  */
-export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
   const rowBytes = (<usize>C * <usize>S) << 2;
+  const floor = <f32>floorOf(relu);
+  const fl = f32x4.splat(floor);
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const p = params + (<usize>c << 5);
         const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
-        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor);
       }
     }
     return;
@@ -493,30 +506,32 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
     let c: usize = 0;
     for (; c < c16; c += 16) {
       const o = c << 2;
-      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o)));
-      v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16)), 16);
-      v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32)), 32);
-      v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48)), 48);
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
+      v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
+      v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
+      v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
     }
     for (; c < c4; c += 4) {
       const o = c << 2;
-      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o)));
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
     }
     for (; c < <usize>C; c++) {
       const o = c << 2;
-      store<f32>(py + o, (load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o));
+      store<f32>(py + o, max<f32>((load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o), floor));
     }
   }
 }
 
-export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize): void {
+export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
   const rowBytes = (<usize>C * <usize>S) << 3;
+  const floor = floorOf(relu);
+  const fl = f64x2.splat(floor);
   if (S != 1) {
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const p = params + (<usize>c << 5);
         const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 3);
-        normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16));
+        normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor);
       }
     }
     return;
@@ -537,11 +552,11 @@ export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, p
     const py = y + <usize>r * rowBytes;
     for (let c: usize = 0; c < c2; c += 2) {
       const o = c << 3;
-      v128.store(py + o, f64x2.add(f64x2.mul(f64x2.sub(v128.load(px + o), v128.load(mA + o)), v128.load(scA + o)), v128.load(bA + o)));
+      v128.store(py + o, f64x2.max(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px + o), v128.load(mA + o)), v128.load(scA + o)), v128.load(bA + o)), fl));
     }
     if (c2 < <usize>C) {
       const o = c2 << 3;
-      store<f64>(py + o, (load<f64>(px + o) - load<f64>(mA + o)) * load<f64>(scA + o) + load<f64>(bA + o));
+      store<f64>(py + o, max<f64>((load<f64>(px + o) - load<f64>(mA + o)) * load<f64>(scA + o) + load<f64>(bA + o), floor));
     }
   }
 }
@@ -612,29 +627,45 @@ export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, st
 
 // ---------------------------------------------------------------- backward
 
+// With a fused ReLU the forward's output y is the mask: where y <= 0 (or is NaN) the incoming
+// gradient is 0. `mask` is y's byte offset, or 0 without ReLU.
+
+@inline function masked32(g: v128, pm: usize, at: usize): v128 {
+  return v128.and(g, f32x4.gt(v128.load(pm + at), f32x4.splat(0)));
+}
+
 /**
- * Backward partial of `rows` runs of `len` values (x and dy strided like statsPlanes): writes
- * (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the float32
- * part of the mean, in f32 lanes over at most 8 vectors before each fold into f64, and the low part
- * is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
+ * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
+ * writes (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the
+ * float32 part of the mean, in f32 lanes over at most 4 vectors before each fold into f64, and the
+ * low part is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
  */
 export function bwdStatsPlanes32(
-  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, rows: i32, len: i32, mean: f64, out: usize,
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
 ): void {
   const hi = <f32>mean;
   const lo = mean - <f64>hi;
   const hv = f32x4.splat(hi);
+  const useMask = mask != 0;
   let a1 = f64x2.splat(0);
   let a2 = f64x2.splat(0);
   for (let r = 0; r < rows; r++) {
     let px = x + ((<usize>r * <usize>xRowStride) << 2);
     let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
     const end = px + (<usize>len << 2);
     while (px + 64 <= end) {
-      const g0 = v128.load(pg);
-      const g1 = v128.load(pg, 16);
-      const g2 = v128.load(pg, 32);
-      const g3 = v128.load(pg, 48);
+      let g0 = v128.load(pg);
+      let g1 = v128.load(pg, 16);
+      let g2 = v128.load(pg, 32);
+      let g3 = v128.load(pg, 48);
+      if (useMask) {
+        g0 = masked32(g0, pm, 0);
+        g1 = masked32(g1, pm, 16);
+        g2 = masked32(g2, pm, 32);
+        g3 = masked32(g3, pm, 48);
+      }
       const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
       const p = f32x4.add(
         f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
@@ -644,13 +675,15 @@ export function bwdStatsPlanes32(
       a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
       px += 64;
       pg += 64;
+      pm += 64;
     }
     while (px < end) {
-      const g = <f64>load<f32>(pg);
+      const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
       a1 = f64x2.add(a1, f64x2(g, 0));
       a2 = f64x2.add(a2, f64x2(g * <f64>(load<f32>(px) - hi), 0));
       px += 4;
       pg += 4;
+      pm += 4;
     }
   }
   const sdy = hsum(a1);
@@ -660,24 +693,29 @@ export function bwdStatsPlanes32(
 }
 
 export function bwdStatsPlanes64(
-  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, rows: i32, len: i32, mean: f64, out: usize,
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
 ): void {
   const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
   let a1 = f64x2.splat(0);
   let a2 = f64x2.splat(0);
   for (let r = 0; r < rows; r++) {
     let px = x + ((<usize>r * <usize>xRowStride) << 3);
     let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
     const end = px + (<usize>len << 3);
     while (px + 16 <= end) {
-      const g = v128.load(pg);
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
       a1 = f64x2.add(a1, g);
       a2 = f64x2.add(a2, f64x2.mul(g, f64x2.sub(v128.load(px), mv)));
       px += 16;
       pg += 16;
+      pm += 16;
     }
     if (px < end) {
-      const g = load<f64>(pg);
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
       a1 = f64x2.add(a1, f64x2(g, 0));
       a2 = f64x2.add(a2, f64x2(g * (load<f64>(px) - mean), 0));
     }
@@ -688,12 +726,13 @@ export function bwdStatsPlanes64(
 }
 
 /**
- * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy and dx each with their own row
- * stride). float32: (x - hi) in f32, and -b·lo folded into d in f64.
+ * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy, the mask and dx each with their
+ * own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -b·lo folded
+ * into d in f64.
  */
 export function bwdApplyPlanes32(
-  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, dx: usize, dxRowStride: i32, rows: i32, len: i32,
-  a: f64, b: f64, mean: f64, d: f64,
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
 ): void {
   const hi = <f32>mean;
   const af = <f32>a;
@@ -703,46 +742,61 @@ export function bwdApplyPlanes32(
   const bv = f32x4.splat(bf);
   const dv = f32x4.splat(df);
   const hv = f32x4.splat(hi);
+  const useMask = mask != 0;
   for (let r = 0; r < rows; r++) {
     let px = x + ((<usize>r * <usize>xRowStride) << 2);
     let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
     let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
     const end = px + (<usize>len << 2);
     while (px + 16 <= end) {
-      v128.store(po, f32x4.add(f32x4.add(f32x4.mul(av, v128.load(pg)), f32x4.mul(bv, f32x4.sub(v128.load(px), hv))), dv));
+      let g = v128.load(pg);
+      if (useMask) g = masked32(g, pm, 0);
+      v128.store(po, f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(v128.load(px), hv))), dv));
       px += 16;
       pg += 16;
+      pm += 16;
       po += 16;
     }
     while (px < end) {
-      store<f32>(po, (af * load<f32>(pg) + bf * (load<f32>(px) - hi)) + df);
+      const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
+      store<f32>(po, (af * g + bf * (load<f32>(px) - hi)) + df);
       px += 4;
       pg += 4;
+      pm += 4;
       po += 4;
     }
   }
 }
 
 export function bwdApplyPlanes64(
-  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, dx: usize, dxRowStride: i32, rows: i32, len: i32,
-  a: f64, b: f64, mean: f64, d: f64,
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
 ): void {
   const av = f64x2.splat(a);
   const bv = f64x2.splat(b);
   const dv = f64x2.splat(d);
   const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
   for (let r = 0; r < rows; r++) {
     let px = x + ((<usize>r * <usize>xRowStride) << 3);
     let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
     let po = dx + ((<usize>r * <usize>dxRowStride) << 3);
     const end = px + (<usize>len << 3);
     while (px + 16 <= end) {
-      v128.store(po, f64x2.add(f64x2.add(f64x2.mul(av, v128.load(pg)), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv));
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      v128.store(po, f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv));
       px += 16;
       pg += 16;
+      pm += 16;
       po += 16;
     }
-    if (px < end) store<f64>(po, (a * load<f64>(pg) + b * (load<f64>(px) - mean)) + d);
+    if (px < end) {
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      store<f64>(po, (a * g + b * (load<f64>(px) - mean)) + d);
+    }
   }
 }
 
