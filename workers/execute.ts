@@ -228,11 +228,12 @@ class BlockWalker {
     const { grid, region, accByte } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
     if (this.#task.backward) {
-      // Backward in row mode: each channel's runs through the plane kernels (not yet vectorized
-      // across channels).
-      for (let c = 0; c < grid.C; c++) {
-        this.#run(c, rowOff, c * grid.S, rows, grid.S, partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0), false);
-      }
+      const bytes = rowOff * grid.C * grid.S * this.#bpe;
+      this.#kernel.bwdStatsRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        rows, grid.C, grid.S, this.#layout.paramsByte, accByte,
+        partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
+      );
       return;
     }
     this.#kernel.statsRows(
@@ -244,12 +245,17 @@ class BlockWalker {
   #rowNormalize(g: number): void {
     const { grid, region, accByte } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
-    if (this.#task.backward) {
-      for (let c = 0; c < grid.C; c++) this.#run(c, rowOff, c * grid.S, rows, grid.S, 0, true);
-      return;
-    }
     const rowBytes = grid.C * grid.S * this.#bpe;
     const yByte = region.yByte + rowOff * rowBytes;
+    if (this.#task.backward) {
+      const bytes = rowOff * rowBytes;
+      this.#kernel.bwdApplyRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte,
+      );
+      this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
+      return;
+    }
     this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte, this.#task.relu);
     this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
   }

@@ -181,6 +181,38 @@ export class JsKernel implements Kernel {
     }
   }
 
+  bwdStatsRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    paramsByte: number, _accByte: number, outByte: number, outStrideBytes: number,
+  ): void {
+    this.#views();
+    const bpe = f64 ? 8 : 4;
+    const rowStride = C * S;
+    for (let c = 0; c < C; c++) {
+      const mean = this.#f64[(paramsByte + 32 * c) / 8];
+      const off = c * S * bpe;
+      this.bwdStatsPlanes(f64, xByte + off, rowStride, dyByte + off, rowStride, maskByte === 0 ? 0 : maskByte + off, rowStride, rows, S, mean, outByte + c * outStrideBytes);
+    }
+  }
+
+  bwdApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
+    paramsByte: number,
+  ): void {
+    this.#views();
+    const bpe = f64 ? 8 : 4;
+    const rowStride = C * S;
+    for (let c = 0; c < C; c++) {
+      const q = (paramsByte + 32 * c) / 8;
+      const p = this.#f64;
+      const off = c * S * bpe;
+      this.bwdApplyPlanes(
+        f64, xByte + off, rowStride, dyByte + off, rowStride, maskByte === 0 ? 0 : maskByte + off, rowStride,
+        dxByte + off, rowStride, rows, S, p[q], p[q + 1], p[q + 2], p[q + 3],
+      );
+    }
+  }
+
   mergeBackward(
     partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
     count: number, training: boolean,

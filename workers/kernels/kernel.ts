@@ -76,6 +76,22 @@ export interface Kernel {
   ): void;
 
   /**
+   * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
+   * mask alike), against channel c's mean at `paramsByte + 32 * c`; channel c's partial goes to
+   * `outByte + c * outStrideBytes`. `rowScratchBytes(C)` bytes of scratch at `accByte`.
+   */
+  bwdStatsRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+  ): void;
+
+  /** dx over `rows` contiguous rows of C * S values, channel c's (a, b, mean, d) at `paramsByte + 32 * c`. */
+  bwdApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
+    paramsByte: number, scratchByte: number,
+  ): void;
+
+  /**
    * For channels [c0, c1): sums the backward partials in block order, writes (dWeight, dBias) at
    * `statsByte + 16 * c`, and turns `paramsByte + 32 * c` from (mean, invstd, weight, ·) into
    * (a, b, mean, d) for `bwdApplyPlanes` (b = d = 0 when not `training`).

@@ -19,6 +19,10 @@ interface WasmExports {
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, count: number, training: number): void;
+  bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, params: number, acc: number, out: number, outStride: number): void;
+  bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, params: number, acc: number, out: number, outStride: number): void;
+  bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  bwdApplyRows64(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, params: number, scratch: number): void;
 }
 
 /**
@@ -82,6 +86,22 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
     else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, b, mean, d);
+  }
+
+  bwdStatsRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+  ): void {
+    if (f64) this.#k.bwdStatsRows64(xByte, dyByte, maskByte, rows, C, S, paramsByte, accByte, outByte, outStrideBytes);
+    else this.#k.bwdStatsRows32(xByte, dyByte, maskByte, rows, C, S, paramsByte, accByte, outByte, outStrideBytes);
+  }
+
+  bwdApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
+    paramsByte: number, scratchByte: number,
+  ): void {
+    if (f64) this.#k.bwdApplyRows64(xByte, dyByte, maskByte, dxByte, rows, C, S, paramsByte, scratchByte);
+    else this.#k.bwdApplyRows32(xByte, dyByte, maskByte, dxByte, rows, C, S, paramsByte, scratchByte);
   }
 
   mergeBackward(

@@ -801,6 +801,275 @@ export function bwdApplyPlanes64(
 }
 
 /**
+ * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
+ * acc[1] += Σdy·(x - hi)): f32 lanes over 4 vectors between folds, as in bwdStatsPlanes32.
+ */
+@inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
+  const hv = f32x4.splat(hi);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  const end = px + (<usize>len << 2);
+  while (px + 16 <= end) {
+    let g = v128.load(pg);
+    if (useMask) g = masked32(g, pm, 0);
+    const p = f32x4.mul(g, f32x4.sub(v128.load(px), hv));
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(g), promoteHigh(g)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+    px += 16;
+    pg += 16;
+    pm += 16;
+  }
+  let t1 = hsum(a1);
+  let t2 = hsum(a2);
+  while (px < end) {
+    const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
+    t1 += g;
+    t2 += g * <f64>(load<f32>(px) - hi);
+    px += 4;
+    pg += 4;
+    pm += 4;
+  }
+  store<f64>(acc, load<f64>(acc) + t1);
+  store<f64>(acc, load<f64>(acc, 8) + t2, 8);
+}
+
+/**
+ * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
+ * mask alike), row by row so the reads stream: channel c's (count, Σdy, Σdy·(x - mean)) against
+ * its mean at params + 32 * c goes to out + c * outStride. `acc` holds 32 * C + 64 bytes.
+ */
+export function bwdStatsRows32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  if (S == 1) {
+    bwdColumns32(x, dy, mask, rows, C, params, acc, out, outStride);
+    return;
+  }
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdRun32(x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4));
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const mean = load<f64>(params + (<usize>c << 5));
+    const lo = mean - <f64><f32>mean;
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    const sdy = load<f64>(a);
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
+  }
+}
+
+export function bwdStatsRows64(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const mean = load<f64>(params + (<usize>c << 5));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      let p = row + ((<usize>c * <usize>S) << 3);
+      const end = p + (<usize>S << 3);
+      for (; p < end; p += 8) {
+        const g = useMask && !(load<f64>(mask + p) > 0) ? 0 : load<f64>(dy + p);
+        t1 += g;
+        t2 += g * (load<f64>(x + p) - mean);
+      }
+      const a = acc + (<usize>c << 4);
+      store<f64>(a, load<f64>(a) + t1);
+      store<f64>(a, load<f64>(a, 8) + t2, 8);
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, load<f64>(a), 8);
+    store<f64>(o, load<f64>(a, 8), 16);
+  }
+}
+
+/**
+ * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
+ * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32 and
+ * Σdy, Σdy·(x - hi) as f64, each [C rounded up to 4].
+ */
+function bwdColumns32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+  const useMask = mask != 0;
+  const c16 = <usize>(C & ~15);
+  const rowBytes = <usize>C << 2;
+  const cPad = <usize>((C + 3) & ~3);
+  const hArr = acc;
+  const sArr = acc + (cPad << 2);
+  const pArr = sArr + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f32>(hArr + (c << 2), c < <usize>C ? <f32>load<f64>(params + (c << 5)) : 0);
+    store<f64>(sArr + (c << 3), 0);
+    store<f64>(pArr + (c << 3), 0);
+  }
+  let r = 0;
+  while (r < rows) {
+    const tile = min(8, rows - r);
+    const base = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c16; c += 16) {
+      const h0 = v128.load(hArr + (c << 2));
+      const h1 = v128.load(hArr + (c << 2), 16);
+      const h2 = v128.load(hArr + (c << 2), 32);
+      const h3 = v128.load(hArr + (c << 2), 48);
+      let s0 = f32x4.splat(0);
+      let s1 = f32x4.splat(0);
+      let s2 = f32x4.splat(0);
+      let s3 = f32x4.splat(0);
+      let p0 = f32x4.splat(0);
+      let p1 = f32x4.splat(0);
+      let p2 = f32x4.splat(0);
+      let p3 = f32x4.splat(0);
+      let o = base + (c << 2);
+      for (let i = 0; i < tile; i++) {
+        let g0 = v128.load(dy + o);
+        let g1 = v128.load(dy + o, 16);
+        let g2 = v128.load(dy + o, 32);
+        let g3 = v128.load(dy + o, 48);
+        if (useMask) {
+          g0 = masked32(g0, mask + o, 0);
+          g1 = masked32(g1, mask + o, 16);
+          g2 = masked32(g2, mask + o, 32);
+          g3 = masked32(g3, mask + o, 48);
+        }
+        s0 = f32x4.add(s0, g0);
+        s1 = f32x4.add(s1, g1);
+        s2 = f32x4.add(s2, g2);
+        s3 = f32x4.add(s3, g3);
+        p0 = f32x4.add(p0, f32x4.mul(g0, f32x4.sub(v128.load(x + o), h0)));
+        p1 = f32x4.add(p1, f32x4.mul(g1, f32x4.sub(v128.load(x + o, 16), h1)));
+        p2 = f32x4.add(p2, f32x4.mul(g2, f32x4.sub(v128.load(x + o, 32), h2)));
+        p3 = f32x4.add(p3, f32x4.mul(g3, f32x4.sub(v128.load(x + o, 48), h3)));
+        o += rowBytes;
+      }
+      fold4(sArr + (c << 3), s0);
+      fold4(sArr + (c << 3) + 32, s1);
+      fold4(sArr + (c << 3) + 64, s2);
+      fold4(sArr + (c << 3) + 96, s3);
+      fold4(pArr + (c << 3), p0);
+      fold4(pArr + (c << 3) + 32, p1);
+      fold4(pArr + (c << 3) + 64, p2);
+      fold4(pArr + (c << 3) + 96, p3);
+    }
+    for (let c = c16; c < <usize>C; c++) {
+      const hi = load<f32>(hArr + (c << 2));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      for (let i = 0; i < tile; i++) {
+        const o = base + <usize>i * rowBytes + (c << 2);
+        const g = useMask && !(load<f32>(mask + o) > 0) ? 0 : <f64>load<f32>(dy + o);
+        t1 += g;
+        t2 += g * <f64>(load<f32>(x + o) - hi);
+      }
+      store<f64>(sArr + (c << 3), load<f64>(sArr + (c << 3)) + t1);
+      store<f64>(pArr + (c << 3), load<f64>(pArr + (c << 3)) + t2);
+    }
+    r += tile;
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const mean = load<f64>(params + (c << 5));
+    const lo = mean - <f64><f32>mean;
+    const sdy = load<f64>(sArr + (c << 3));
+    const o = out + c * <usize>outStride;
+    store<f64>(o, <f64>rows);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(pArr + (c << 3)) - lo * sdy, 16);
+  }
+}
+
+/**
+ * dx over `rows` contiguous rows of C * S values with channel c's (a, b, mean, d) at
+ * params + 32 * c. For S = 1, channels in lanes with the coefficients as float32 arrays in
+ * `scratch` (32 * C + 64 bytes), computed as in bwdApplyPlanes32.
+ */
+export function bwdApplyRows32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+): void {
+  if (S == 1) {
+    bwdApplyColumns32(x, dy, mask, dx, rows, C, params, scratch);
+    return;
+  }
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdApplyPlanes32(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 3) & ~3);
+  const aA = scratch;
+  const bA = aA + (cPad << 2);
+  const hA = bA + (cPad << 2);
+  const dA = hA + (cPad << 2);
+  for (let c: usize = 0; c < cPad; c++) {
+    const q = params + ((c < <usize>C ? c : 0) << 5);
+    const b = load<f64>(q, 8);
+    const mean = load<f64>(q, 16);
+    const hi = <f32>mean;
+    store<f32>(aA + (c << 2), <f32>load<f64>(q));
+    store<f32>(bA + (c << 2), <f32>b);
+    store<f32>(hA + (c << 2), hi);
+    store<f32>(dA + (c << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
+  }
+  const c4 = <usize>(C & ~3);
+  const rowBytes = <usize>C << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    let c: usize = 0;
+    for (; c < c4; c += 4) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      let g = v128.load(dy + o);
+      if (useMask) g = masked32(g, mask + o, 0);
+      v128.store(dx + o, f32x4.add(f32x4.add(f32x4.mul(v128.load(aA + k), g), f32x4.mul(v128.load(bA + k), f32x4.sub(v128.load(x + o), v128.load(hA + k)))), v128.load(dA + k)));
+    }
+    for (; c < <usize>C; c++) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
+      store<f32>(dx + o, (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k));
+    }
+  }
+}
+
+export function bwdApplyRows64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 3);
+      bwdApplyPlanes64(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+/**
  * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
  * Σdy·(x - mean)) in block order; writes (dWeight, dBias) = (invstd·Σdy·(x - mean), Σdy) at
  * stats + 16 * c; and turns params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
