@@ -107,5 +107,6 @@ export interface Kernel {
 
 /** Scratch a task needs for the row-mode kernels of C channels. */
 export function rowScratchBytes(C: number): number {
-  return 32 * C + 64;
+  // 32 bytes a channel, and room for the few-channel pattern arrays (at most 60 positions).
+  return 32 * C + 2048;
 }

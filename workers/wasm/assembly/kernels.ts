@@ -127,13 +127,14 @@ export function statsPlanes32(x: usize, rows: i32, rowStride: i32, len: i32, out
 }
 
 /**
- * Partials of C channels over `rows` contiguous rows of C * S float32. `acc` holds 32 * C + 64
- * bytes of scratch. Channel c's partial goes to out + c * outStride (bytes).
+ * Partials of C channels over `rows` contiguous rows of C * S float32. `acc` holds rowScratchBytes(C)
+ * (32 * C + 2048) bytes of scratch. Channel c's partial goes to out + c * outStride (bytes).
  */
 export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
   const rowBytes = (<usize>C * <usize>S) << 2;
   if (S == 1) {
-    statsColumns32(x, rows, C, acc, out, outStride);
+    if (C < 16 && (C & 3) != 0) statsPattern32(x, rows, C, acc, out, outStride);
+    else statsColumns32(x, rows, C, acc, out, outStride);
     return;
   }
   // Short runs: per (row, channel), SIMD along the run, folded into f64 per channel.
@@ -468,7 +469,7 @@ export function normalizePlanes64(
 
 /**
  * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
- * `scratch` holds 32 * C + 64 bytes.
+ * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes.
  */
 export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
   const rowBytes = (<usize>C * <usize>S) << 2;
@@ -482,6 +483,10 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
         normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor);
       }
     }
+    return;
+  }
+  if (C < 16 && (C & 3) != 0) {
+    normalizePattern32(x, y, rows, C, params, scratch, floor);
     return;
   }
   // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), read
@@ -558,6 +563,102 @@ export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, p
       const o = c2 << 3;
       store<f64>(py + o, max<f64>((load<f64>(px + o) - load<f64>(mA + o)) * load<f64>(scA + o) + load<f64>(bA + o), floor));
     }
+  }
+}
+
+// ---------------------------------------------------------------- few interleaved channels
+
+// Rank 2 with few channels (channels-last images: C = 1, 2, 3, ...), where C is not a multiple of
+// 4: the rows are one flat run in which channel c sits at every C-th value. Its pattern repeats
+// every P = lcm(C, 4) values, V = P / 4 vectors, so lane l of vector j always holds channel
+// (4j + l) % C: those V vectors are reduced (or normalized) with per-position constants, and the
+// positions are gathered into channels at the end. All arrays live in `acc` / `scratch`.
+
+@inline function patternLength(C: i32): i32 {
+  return (C & 1) != 0 ? 4 * C : (C & 2) != 0 ? 2 * C : C;
+}
+
+function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
+  const P = <usize>patternLength(C);
+  const V = P >> 2;
+  const total = <usize>rows * <usize>C;
+  const periods = total / P;
+  // acc: shift per position (f32), sums per position (f32, then f64).
+  const kPat = acc;
+  const sPat = kPat + (P << 2);
+  const qPat = sPat + (P << 2);
+  const sF = qPat + (P << 2);
+  const qF = sF + (P << 3);
+  for (let i: usize = 0; i < P; i++) {
+    store<f32>(kPat + (i << 2), load<f32>(x + ((i % <usize>C) << 2)));
+    store<f64>(sF + (i << 3), 0);
+    store<f64>(qF + (i << 3), 0);
+  }
+  let p: usize = 0;
+  while (p < periods) {
+    const tile = min<usize>(8, periods - p);
+    for (let j: usize = 0; j < V; j++) {
+      v128.store(sPat + (j << 4), f32x4.splat(0));
+      v128.store(qPat + (j << 4), f32x4.splat(0));
+    }
+    for (let t: usize = 0; t < tile; t++) {
+      const base = x + (((p + t) * P) << 2);
+      for (let j: usize = 0; j < V; j++) {
+        const d = f32x4.sub(v128.load(base + (j << 4)), v128.load(kPat + (j << 4)));
+        v128.store(sPat + (j << 4), f32x4.add(v128.load(sPat + (j << 4)), d));
+        v128.store(qPat + (j << 4), f32x4.add(v128.load(qPat + (j << 4)), f32x4.mul(d, d)));
+      }
+    }
+    for (let j: usize = 0; j < V; j++) {
+      fold4(sF + (j << 5), v128.load(sPat + (j << 4)));
+      fold4(qF + (j << 5), v128.load(qPat + (j << 4)));
+    }
+    p += tile;
+  }
+  for (let e = periods * P; e < total; e++) {
+    const i = e % P;
+    const d = <f64>(load<f32>(x + (e << 2)) - load<f32>(kPat + (i << 2)));
+    store<f64>(sF + (i << 3), load<f64>(sF + (i << 3)) + d);
+    store<f64>(qF + (i << 3), load<f64>(qF + (i << 3)) + d * d);
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    let s1: f64 = 0;
+    let s2: f64 = 0;
+    for (let i = c; i < P; i += <usize>C) {
+      s1 += load<f64>(sF + (i << 3));
+      s2 += load<f64>(qF + (i << 3));
+    }
+    writePartial(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kPat + (c << 2)), s1, s2);
+  }
+}
+
+function normalizePattern32(x: usize, y: usize, rows: i32, C: i32, params: usize, scratch: usize, floor: f32): void {
+  const P = <usize>patternLength(C);
+  const V = P >> 2;
+  const total = <usize>rows * <usize>C;
+  const hiA = scratch;
+  const scA = hiA + (P << 2);
+  const bA = scA + (P << 2);
+  for (let i: usize = 0; i < P; i++) {
+    const q = params + ((i % <usize>C) << 5);
+    const mean = load<f64>(q);
+    const scale = load<f64>(q, 8);
+    store<f32>(hiA + (i << 2), hiOf(mean));
+    store<f32>(scA + (i << 2), <f32>scale);
+    store<f32>(bA + (i << 2), shiftOf(mean, scale, load<f64>(q, 16)));
+  }
+  const fl = f32x4.splat(floor);
+  const periods = total / P;
+  for (let p: usize = 0; p < periods; p++) {
+    const o = (p * P) << 2;
+    for (let j: usize = 0; j < V; j++) {
+      const k = j << 4;
+      v128.store(y + o + k, norm32(v128.load(x + o + k), v128.load(hiA + k), v128.load(scA + k), v128.load(bA + k), fl));
+    }
+  }
+  for (let e = periods * P; e < total; e++) {
+    const k = (e % P) << 2;
+    store<f32>(y + (e << 2), max<f32>((load<f32>(x + (e << 2)) - load<f32>(hiA + k)) * load<f32>(scA + k) + load<f32>(bA + k), floor));
   }
 }
 
@@ -836,7 +937,7 @@ export function bwdApplyPlanes64(
 /**
  * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
  * mask alike), row by row so the reads stream: channel c's (count, Σdy, Σdy·(x - mean)) against
- * its mean at params + 32 * c goes to out + c * outStride. `acc` holds 32 * C + 64 bytes.
+ * its mean at params + 32 * c goes to out + c * outStride. `acc` holds rowScratchBytes(C) (32 * C + 2048) bytes.
  */
 export function bwdStatsRows32(
   x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
@@ -995,7 +1096,7 @@ function bwdColumns32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, param
 /**
  * dx over `rows` contiguous rows of C * S values with channel c's (a, b, mean, d) at
  * params + 32 * c. For S = 1, channels in lanes with the coefficients as float32 arrays in
- * `scratch` (32 * C + 64 bytes), computed as in bwdApplyPlanes32.
+ * `scratch` (rowScratchBytes(C) (32 * C + 2048) bytes), computed as in bwdApplyPlanes32.
  */
 export function bwdApplyRows32(
   x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
