@@ -4,7 +4,7 @@ import type { BenchShape } from './shapes.js';
 export interface Row {
   shape: string;
   impl: string;
-  mode: 'train' | 'eval';
+  mode: 'train' | 'eval' | 'backward';
   input: 'zero-copy' | 'plain' | 'inline' | '-';
   threads: number;
   medianMs: number | null;
@@ -61,7 +61,7 @@ export function svgChart(shapes: readonly BenchShape[], rows: Row[], title: stri
     // bnpool's zero-copy rows (the peers take plain arrays), at the most threads measured.
     const bnpool = impl.startsWith('bnpool');
     const cands = rows.filter((r) => r.shape === shape && r.impl === impl && r.mode === 'train' && r.gbps !== null
-      && (!bnpool || r.input === 'zero-copy'));
+      && (!bnpool || (r.input === 'zero-copy' && r.note === undefined)));
     return cands.sort((a, b) => b.threads - a.threads)[0];
   };
   const max = Math.max(1, ...rows.filter((r) => r.gbps !== null).map((r) => r.gbps!));

@@ -33,7 +33,7 @@ const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url
 
 interface Measure {
   impl: string;
-  mode: 'train' | 'eval';
+  mode: Row['mode'];
   input: Row['input'];
   threads: number;
   note?: string;
@@ -76,10 +76,21 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
       const items: Measure[] = [];
       const name = `bnpool ${kernel}`;
       if (kernel === 'wasm') items.push({ impl: 'floor', mode: 'train', input: '-', threads, fn: () => streamFloor(pool, x, out) });
+      // Backward of the training forward measured just before it (dy and dx on the pool too).
+      const dy = pool.alloc(n);
+      dy.set(plainX);
+      const dx = pool.alloc(n);
       items.push(
         { impl: name, mode: 'train', input: 'zero-copy', threads, fn: () => train.forward(x, dims, { out }) },
+        { impl: name, mode: 'backward', input: 'zero-copy', threads, fn: () => train.backward(dy, { out: dx }) },
         { impl: name, mode: 'eval', input: 'zero-copy', threads, fn: () => evalBn.forward(x, dims, { out }) },
       );
+      if (dims.length === 4 && (shape.id === 'A' || shape.id === 'C')) {
+        // The NHWC version of the shape: same bytes, channels last.
+        const nhwc = [dims[0], dims[2], dims[3], dims[1]];
+        const last = new BatchNorm(C, { pool, layout: 'channels-last' });
+        items.push({ impl: name, mode: 'train', input: 'zero-copy', threads, note: `NHWC [${nhwc.join(',')}]`, fn: () => last.forward(x, nhwc, { out }) });
+      }
       if (!quick) {
         items.push(
           { impl: name, mode: 'train', input: 'plain', threads, fn: () => train.forward(plainX, dims) },
