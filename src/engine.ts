@@ -22,6 +22,8 @@ import type { Dims, FloatArray } from './validate.js';
  * a sleep costs ~90 µs to wake from.
  */
 const SPIN_MS = 2;
+/** Read once: `availableParallelism()` asks the OS for the affinity mask each time. */
+const CORES = availableParallelism();
 
 export interface EngineRequest {
   readonly x: FloatArray;
@@ -367,7 +369,7 @@ function tasksFor(
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
       gang: opts.gang ?? 0,
-      spinMs: call.ctx.threads <= availableParallelism() ? SPIN_MS : 0,
+      spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
       copyOut: p.copyOut,
     });
   }
