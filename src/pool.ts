@@ -40,7 +40,8 @@ const RESERVED_BYTES = 65536;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
  * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"). With the
- * JS kernels, 2 workers took 1.2x the inline time at 131,072 elements and 0.5x at 262,144.
+ * JS kernels, 2 workers took 1.3x the inline time at 131,072 elements and 0.6x at 262,144; with
+ * the WASM kernels, 1.4x at 1,048,576 and 0.5x at 2,097,152.
  */
 export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 131072, wasm: 1048576 };
 
