@@ -5,14 +5,29 @@ import { randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
-/** (N, C, *spatial) data to (N, *spatial, C). */
-function toChannelsLast(x: Float32Array | Float64Array, shape: number[]): Float32Array | Float64Array {
+/**
+ * Moves the channel axis of (N, C, *spatial) data [shape] to the end, or (`back`) of
+ * (N, *spatial, C) data back to axis 1.
+ */
+function permute(x: Float32Array | Float64Array, shape: number[], back = false): Float32Array | Float64Array {
   const [N, C] = shape;
   const S = x.length / (N * C);
   const y = new (x.constructor as Float32ArrayConstructor)(x.length);
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) y[(n * S + s) * C + c] = x[(n * C + c) * S + s];
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) {
+      for (let s = 0; s < S; s++) {
+        const first = (n * C + c) * S + s;
+        const last = (n * S + s) * C + c;
+        if (back) y[first] = x[last];
+        else y[last] = x[first];
+      }
+    }
+  }
   return y;
 }
+
+const toChannelsLast = (x: Float32Array | Float64Array, shape: number[]) => permute(x, shape);
+const toChannelsFirst = (y: Float32Array | Float64Array, shape: number[]) => permute(y, shape, true);
 
 const lastShape = (shape: number[]): number[] => [shape[0], ...shape.slice(2), shape[1]];
 
@@ -57,12 +72,4 @@ for (const kernel of KERNELS) {
       expect(() => new BatchNorm(3, { layout: 'nhwc' as never })).toThrow(/options.layout/);
     });
   });
-}
-
-function toChannelsFirst(y: Float32Array | Float64Array, shape: number[]): Float32Array | Float64Array {
-  const [N, C] = shape;
-  const S = y.length / (N * C);
-  const out = new (y.constructor as Float32ArrayConstructor)(y.length);
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) out[(n * C + c) * S + s] = y[(n * S + s) * C + c];
-  return out;
 }
