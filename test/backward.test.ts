@@ -182,3 +182,24 @@ describe('backward, more', () => {
     await Promise.all(pools.map((p) => p.close()));
   });
 });
+
+describe('backward through staging chunks', () => {
+  it('gives the same bits through a small pool (x, dy and the ReLU mask staged) as through a big one', async () => {
+    const big = new Pool({ threads: 2, inlineThreshold: 0 });
+    const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 512 * 1024, initialMemory: 131072 });
+    for (const shape of [[16, 4, 60, 60], [20000, 16]]) {
+      const x = randomTensor(shape, 'float32', 21);
+      const dy = randomTensor(shape, 'float32', 22);
+      expect(x.byteLength).toBeGreaterThan(512 * 1024);
+      const fwd = await batchNorm(x, shape, { training: true, activation: 'relu', pool: big });
+      const opts = { mean: fwd.mean, var: fwd.var, activation: 'relu' as const, y: fwd.y };
+      const one = await batchNormBackward(x, dy, shape, { ...opts, pool: big });
+      const chunked = await batchNormBackward(x, dy, shape, { ...opts, pool: small });
+      expect(sameBits(chunked.dx, one.dx)).toBe(true);
+      expect(sameBits(chunked.dWeight, one.dWeight)).toBe(true);
+      expect(sameBits(chunked.dBias, one.dBias)).toBe(true);
+      expect(small.memoryStats.byteLength).toBeLessThanOrEqual(512 * 1024);
+    }
+    await Promise.all([big.close(), small.close()]);
+  });
+});
