@@ -5,14 +5,15 @@
  */
 import { availableParallelism } from 'node:os';
 import {
-  bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type CopyOut, type Dtype, type Grid, type Region,
+  CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
 import { rowScratchBytes } from '../workers/kernels/kernel.js';
-import { AbortError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
+import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
-import { type Box, planBoxes, planGrid, planPartitions, shouldFuse } from './plan.js';
+import { planGrid, planPartitions, shouldFuse } from './plan.js';
+import { allocOrThrow, copyIn, copyOutOnMain, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
 
@@ -103,21 +104,6 @@ export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<Engine
   const ctx = poolInternals(pool);
   ctx.assertOpen();
   return ctx.track(execute(ctx, request));
-}
-
-/** Where the data of one staging chunk live, and where its output goes. */
-interface Placement {
-  readonly box: Box;
-  readonly region: Region;
-  /** Set when x must be copied onto the pool first. */
-  readonly copyIn: boolean;
-  /** Backward: set when dy (and the ReLU mask) must be copied onto the pool first. */
-  readonly copyDyIn: boolean;
-  readonly copyMaskIn: boolean;
-  /** Set when workers copy the output to a shared buffer off the pool. */
-  readonly copyOut: CopyOut | null;
-  /** Set when the main thread copies the output to a plain (unshared) array. */
-  readonly copyOutOnMain: boolean;
 }
 
 async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineResult> {
@@ -215,115 +201,6 @@ async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: numb
   const reverse = bounds !== null;
   await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op), { reverse }));
   if (p.copyOutOnMain) copyOutOnMain(call.ctx, call.req, p);
-}
-
-/**
- * Decides where x and y live. Arrays on the pool are used in place. Anything else goes through a
- * staging buffer on the pool, in chunks when it does not fit; the output is normalized in place on
- * the staged copy and copied to its destination.
- */
-function place(
-  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype' | 'backward'>, grid: Grid, owned: number[], statsOnly = false,
-): { y: FloatArray | null; placements: Placement[] } {
-  const { x, out, dims, dtype } = req;
-  const dy = req.backward?.dy ?? null;
-  const mask = req.backward?.mask ?? null;
-  const bpe = bytesPerElement(dtype);
-  const xOnPool = ctx.arena.owns(x);
-  const dyOnPool = dy === null || ctx.arena.owns(dy);
-  const maskOnPool = mask === null || ctx.arena.owns(mask);
-  // A statistics-only call has no output: its y locations are never written.
-  const y = statsOnly ? null : out ?? freshOutput(dtype, dims.length);
-  const yOnPool = y !== null && ctx.arena.owns(y);
-  const dest = y === null || yOnPool ? null : y;
-  const rowStride = dims.C * dims.S;
-  const at = (array: FloatArray, box: Box): number => array.byteOffset + (box.n0 * rowStride + box.c0 * dims.S) * bpe;
-
-  if (xOnPool && dyOnPool && maskOnPool && dest === null) {
-    const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
-    const yByte = (y ?? x).byteOffset;
-    const region = {
-      ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride,
-      dyByte: dy === null ? 0 : dy.byteOffset, dyRowStride: dy === null ? 0 : rowStride,
-      maskByte: mask === null ? 0 : mask.byteOffset, maskRowStride: mask === null ? 0 : rowStride,
-    };
-    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: false }] };
-  }
-  // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
-  const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
-  const budget = Math.floor(Math.min(ctx.arena.largestAllocatable() / staged, dims.length * bpe) / bpe);
-  const boxes = planBoxes(grid, budget);
-  if (boxes === null) {
-    throw new OutOfMemoryError(
-      `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold one staging chunk of ${grid.groupRows * grid.S} elements for shape ${JSON.stringify(dims.shape)}`,
-    );
-  }
-  const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
-  const staging = allocOrThrow(ctx, chunkBytes * staged, 'a staging chunk');
-  owned.push(staging);
-  let next = staging + (!xOnPool || dest !== null ? chunkBytes : 0);
-  const dyStaging = dyOnPool ? 0 : next;
-  if (!dyOnPool) next += chunkBytes;
-  const maskStaging = maskOnPool ? 0 : next;
-  const shared = dest !== null && dest.buffer instanceof SharedArrayBuffer;
-  const placements = boxes.map((box): Placement => {
-    // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
-    const stagedStride = (box.c1 - box.c0) * dims.S;
-    const region: Region = {
-      ...box,
-      xByte: xOnPool ? at(x, box) : staging,
-      xRowStride: xOnPool ? rowStride : stagedStride,
-      yByte: yOnPool ? at(y, box) : staging,
-      yRowStride: yOnPool ? rowStride : stagedStride,
-      dyByte: dy === null ? 0 : dyOnPool ? at(dy, box) : dyStaging,
-      dyRowStride: dy === null ? 0 : dyOnPool ? rowStride : stagedStride,
-      maskByte: mask === null ? 0 : maskOnPool ? at(mask, box) : maskStaging,
-      maskRowStride: mask === null ? 0 : maskOnPool ? rowStride : stagedStride,
-    };
-    const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
-    return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyMaskIn: !maskOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
-  });
-  return { y, placements };
-}
-
-/**
- * A new output array on its own `SharedArrayBuffer`, so that workers fill it directly (and take
- * its page faults) while the main thread stays free. Nothing else ever writes to it.
- */
-function freshOutput(dtype: Dtype, length: number): FloatArray {
-  const buffer = new SharedArrayBuffer(length * bytesPerElement(dtype));
-  return dtype === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
-}
-
-function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement, byte: number): FloatArray {
-  const length = (p.box.n1 - p.box.n0) * (p.box.c1 - p.box.c0) * req.dims.S;
-  const buffer = ctx.arena.memory.buffer;
-  return req.dtype === 'float64' ? new Float64Array(buffer, byte, length) : new Float32Array(buffer, byte, length);
-}
-
-/** Copies a chunk of x (and of dy, for backward) onto the pool (TypedArray.prototype.set: a memcpy, ~16-18 GB/s here). */
-function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
-  if (p.copyIn) copyBox(req, p.box, req.x, stagedView(ctx, req, p, p.region.xByte), 'in');
-  if (p.copyDyIn) copyBox(req, p.box, req.backward!.dy, stagedView(ctx, req, p, p.region.dyByte), 'in');
-  if (p.copyMaskIn) copyBox(req, p.box, req.backward!.mask!, stagedView(ctx, req, p, p.region.maskByte), 'in');
-}
-
-function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement): void {
-  copyBox(req, p.box, req.out!, stagedView(ctx, req, p, p.region.yByte), 'out');
-}
-
-/** Copies between a full-layout array and a chunk's dense staging layout. */
-function copyBox(req: EngineRequest, box: Box, full: FloatArray, staged: FloatArray, direction: 'in' | 'out'): void {
-  const { C, S } = req.dims;
-  const width = (box.c1 - box.c0) * S;
-  const rows = box.n1 - box.n0;
-  const runs = box.c0 === 0 && box.c1 === C ? 1 : rows;
-  const runLength = runs === 1 ? rows * width : width;
-  for (let r = 0; r < runs; r++) {
-    const start = ((box.n0 + r) * C + box.c0) * S;
-    if (direction === 'in') staged.set(full.subarray(start, start + runLength), r * width);
-    else full.set(staged.subarray(r * width, r * width + runLength), start);
-  }
 }
 
 /** Element counts of the work items of `op` over a region (see `TaskOp`). */
@@ -441,16 +318,6 @@ function readChannelStats(ctx: PoolInternals, grid: Grid, layout: ScratchLayout)
     variance[c] = f64[at + 1];
   }
   return [mean, variance];
-}
-
-function allocOrThrow(ctx: PoolInternals, bytes: number, what: string): number {
-  const offset = ctx.arena.alloc(bytes);
-  if (offset < 0) {
-    throw new OutOfMemoryError(
-      `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold ${what}: ${bytes} bytes`,
-    );
-  }
-  return offset;
 }
 
 function abortError(signal: AbortSignal | null): AbortError {

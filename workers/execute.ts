@@ -175,7 +175,6 @@ class BlockWalker {
   /** Plane mode: block `local` of region channel `cl` is row group g0 + floor(local / sChunks), stretch local % sChunks. */
   #planeBlock(cl: number, local: number, normalize: boolean): void {
     const { grid, region } = this.#task;
-    const bpe = this.#bpe;
     const g = this.#g0 + Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
     const first = g * grid.groupRows;
