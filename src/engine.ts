@@ -1,7 +1,8 @@
 /**
- * Runs one BatchNorm forward on a pool: places the data on the shared memory, plans the tasks,
- * dispatches them, merges the statistics and collects the output. It changes no module state;
- * callers apply running-statistics updates only after it resolved.
+ * Runs one BatchNorm call on a pool (forward, statistics only, or backward): places the data on
+ * the shared memory, plans the tasks, dispatches them, merges the statistics and collects the
+ * output. It changes no module state; callers apply running-statistics updates only after it
+ * resolved.
  */
 import { availableParallelism } from 'node:os';
 import {

@@ -7,7 +7,7 @@ import { JsKernel } from './js.js';
 import type { Kernel } from './kernel.js';
 import { WasmKernel } from './wasm.js';
 
-/** Where `npm run build` writes the compiled kernels (from workers/wasm/assembly/kernels.ts). */
+/** Where `npm run build` writes the compiled kernels (from workers/wasm/assembly/index.ts). */
 const WASM_FILE = new URL('../wasm/kernels.wasm', import.meta.url);
 
 let cached: WebAssembly.Module | null | undefined;

@@ -2,7 +2,7 @@ import '../../src/wasm-types.js';
 import { wasmApi } from '../../src/wasm-types.js';
 import type { Kernel } from './kernel.js';
 
-/** The exports of workers/wasm/assembly/kernels.ts. Pointers are byte offsets. */
+/** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
   statsPlanes32(x: number, rows: number, rowStride: number, len: number, out: number): void;
   statsPlanes64(x: number, rows: number, rowStride: number, len: number, out: number): void;

@@ -1,0 +1,440 @@
+import { fold4, hsum, masked32, promoteHigh, promoteLow } from './common';
+
+// Backward: reductions of (Σdy, Σdy·(x - mean)) per channel, and dx = a·dy + b·(x - mean) + d.
+// With a fused ReLU the forward's output y is the mask: where y <= 0 (or is NaN) the incoming
+// gradient is 0. `mask` is y's byte offset, or 0 without ReLU.
+
+/**
+ * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
+ * writes (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the
+ * float32 part of the mean, in f32 lanes over at most 4 vectors before each fold into f64, and the
+ * low part is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
+ */
+export function bwdStatsPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const hi = <f32>mean;
+  const lo = mean - <f64>hi;
+  const hv = f32x4.splat(hi);
+  const useMask = mask != 0;
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 2);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
+    const end = px + (<usize>len << 2);
+    while (px + 64 <= end) {
+      let g0 = v128.load(pg);
+      let g1 = v128.load(pg, 16);
+      let g2 = v128.load(pg, 32);
+      let g3 = v128.load(pg, 48);
+      if (useMask) {
+        g0 = masked32(g0, pm, 0);
+        g1 = masked32(g1, pm, 16);
+        g2 = masked32(g2, pm, 32);
+        g3 = masked32(g3, pm, 48);
+      }
+      const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
+      const p = f32x4.add(
+        f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+        f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+      );
+      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+      a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+      px += 64;
+      pg += 64;
+      pm += 64;
+    }
+    while (px < end) {
+      const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
+      a1 = f64x2.add(a1, f64x2(g, 0));
+      a2 = f64x2.add(a2, f64x2(g * <f64>(load<f32>(px) - hi), 0));
+      px += 4;
+      pg += 4;
+      pm += 4;
+    }
+  }
+  const sdy = hsum(a1);
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, sdy, 8);
+  store<f64>(out, hsum(a2) - lo * sdy, 16);
+}
+
+export function bwdStatsPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      a1 = f64x2.add(a1, g);
+      a2 = f64x2.add(a2, f64x2.mul(g, f64x2.sub(v128.load(px), mv)));
+      px += 16;
+      pg += 16;
+      pm += 16;
+    }
+    if (px < end) {
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      a1 = f64x2.add(a1, f64x2(g, 0));
+      a2 = f64x2.add(a2, f64x2(g * (load<f64>(px) - mean), 0));
+    }
+  }
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, hsum(a1), 8);
+  store<f64>(out, hsum(a2), 16);
+}
+
+/**
+ * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy, the mask and dx each with their
+ * own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -b·lo folded
+ * into d in f64.
+ */
+export function bwdApplyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  const hi = <f32>mean;
+  const af = <f32>a;
+  const bf = <f32>b;
+  const df = <f32>(d - b * (mean - <f64>hi));
+  const av = f32x4.splat(af);
+  const bv = f32x4.splat(bf);
+  const dv = f32x4.splat(df);
+  const hv = f32x4.splat(hi);
+  const useMask = mask != 0;
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 2);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
+    const end = px + (<usize>len << 2);
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = masked32(g, pm, 0);
+      v128.store(po, f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(v128.load(px), hv))), dv));
+      px += 16;
+      pg += 16;
+      pm += 16;
+      po += 16;
+    }
+    while (px < end) {
+      const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
+      store<f32>(po, (af * g + bf * (load<f32>(px) - hi)) + df);
+      px += 4;
+      pg += 4;
+      pm += 4;
+      po += 4;
+    }
+  }
+}
+
+export function bwdApplyPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  const av = f64x2.splat(a);
+  const bv = f64x2.splat(b);
+  const dv = f64x2.splat(d);
+  const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      v128.store(po, f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv));
+      px += 16;
+      pg += 16;
+      pm += 16;
+      po += 16;
+    }
+    if (px < end) {
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      store<f64>(po, (a * g + b * (load<f64>(px) - mean)) + d);
+    }
+  }
+}
+
+/**
+ * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
+ * acc[1] += Σdy·(x - hi)): f32 lanes over 4 vectors between folds, as in bwdStatsPlanes32.
+ */
+@inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
+  const hv = f32x4.splat(hi);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  const end = px + (<usize>len << 2);
+  while (px + 16 <= end) {
+    let g = v128.load(pg);
+    if (useMask) g = masked32(g, pm, 0);
+    const p = f32x4.mul(g, f32x4.sub(v128.load(px), hv));
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(g), promoteHigh(g)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+    px += 16;
+    pg += 16;
+    pm += 16;
+  }
+  let t1 = hsum(a1);
+  let t2 = hsum(a2);
+  while (px < end) {
+    const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
+    t1 += g;
+    t2 += g * <f64>(load<f32>(px) - hi);
+    px += 4;
+    pg += 4;
+    pm += 4;
+  }
+  store<f64>(acc, load<f64>(acc) + t1);
+  store<f64>(acc, load<f64>(acc, 8) + t2, 8);
+}
+
+/**
+ * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
+ * mask alike), row by row so the reads stream: channel c's (count, Σdy, Σdy·(x - mean)) against
+ * its mean at params + 32 * c goes to out + c * outStride. `acc` holds rowScratchBytes(C) (32 * C + 2048) bytes.
+ */
+export function bwdStatsRows32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  if (S == 1) {
+    bwdColumns32(x, dy, mask, rows, C, params, acc, out, outStride);
+    return;
+  }
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdRun32(x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4));
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const mean = load<f64>(params + (<usize>c << 5));
+    const lo = mean - <f64><f32>mean;
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    const sdy = load<f64>(a);
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
+  }
+}
+
+export function bwdStatsRows64(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const mean = load<f64>(params + (<usize>c << 5));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      let p = row + ((<usize>c * <usize>S) << 3);
+      const end = p + (<usize>S << 3);
+      for (; p < end; p += 8) {
+        const g = useMask && !(load<f64>(mask + p) > 0) ? 0 : load<f64>(dy + p);
+        t1 += g;
+        t2 += g * (load<f64>(x + p) - mean);
+      }
+      const a = acc + (<usize>c << 4);
+      store<f64>(a, load<f64>(a) + t1);
+      store<f64>(a, load<f64>(a, 8) + t2, 8);
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, load<f64>(a), 8);
+    store<f64>(o, load<f64>(a, 8), 16);
+  }
+}
+
+/**
+ * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
+ * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32 and
+ * Σdy, Σdy·(x - hi) as f64, each [C rounded up to 4].
+ */
+function bwdColumns32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+  const useMask = mask != 0;
+  const c16 = <usize>(C & ~15);
+  const rowBytes = <usize>C << 2;
+  const cPad = <usize>((C + 3) & ~3);
+  const hArr = acc;
+  const sArr = acc + (cPad << 2);
+  const pArr = sArr + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f32>(hArr + (c << 2), c < <usize>C ? <f32>load<f64>(params + (c << 5)) : 0);
+    store<f64>(sArr + (c << 3), 0);
+    store<f64>(pArr + (c << 3), 0);
+  }
+  let r = 0;
+  while (r < rows) {
+    const tile = min(8, rows - r);
+    const base = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c16; c += 16) {
+      const h0 = v128.load(hArr + (c << 2));
+      const h1 = v128.load(hArr + (c << 2), 16);
+      const h2 = v128.load(hArr + (c << 2), 32);
+      const h3 = v128.load(hArr + (c << 2), 48);
+      let s0 = f32x4.splat(0);
+      let s1 = f32x4.splat(0);
+      let s2 = f32x4.splat(0);
+      let s3 = f32x4.splat(0);
+      let p0 = f32x4.splat(0);
+      let p1 = f32x4.splat(0);
+      let p2 = f32x4.splat(0);
+      let p3 = f32x4.splat(0);
+      let o = base + (c << 2);
+      for (let i = 0; i < tile; i++) {
+        let g0 = v128.load(dy + o);
+        let g1 = v128.load(dy + o, 16);
+        let g2 = v128.load(dy + o, 32);
+        let g3 = v128.load(dy + o, 48);
+        if (useMask) {
+          g0 = masked32(g0, mask + o, 0);
+          g1 = masked32(g1, mask + o, 16);
+          g2 = masked32(g2, mask + o, 32);
+          g3 = masked32(g3, mask + o, 48);
+        }
+        s0 = f32x4.add(s0, g0);
+        s1 = f32x4.add(s1, g1);
+        s2 = f32x4.add(s2, g2);
+        s3 = f32x4.add(s3, g3);
+        p0 = f32x4.add(p0, f32x4.mul(g0, f32x4.sub(v128.load(x + o), h0)));
+        p1 = f32x4.add(p1, f32x4.mul(g1, f32x4.sub(v128.load(x + o, 16), h1)));
+        p2 = f32x4.add(p2, f32x4.mul(g2, f32x4.sub(v128.load(x + o, 32), h2)));
+        p3 = f32x4.add(p3, f32x4.mul(g3, f32x4.sub(v128.load(x + o, 48), h3)));
+        o += rowBytes;
+      }
+      fold4(sArr + (c << 3), s0);
+      fold4(sArr + (c << 3) + 32, s1);
+      fold4(sArr + (c << 3) + 64, s2);
+      fold4(sArr + (c << 3) + 96, s3);
+      fold4(pArr + (c << 3), p0);
+      fold4(pArr + (c << 3) + 32, p1);
+      fold4(pArr + (c << 3) + 64, p2);
+      fold4(pArr + (c << 3) + 96, p3);
+    }
+    for (let c = c16; c < <usize>C; c++) {
+      const hi = load<f32>(hArr + (c << 2));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      for (let i = 0; i < tile; i++) {
+        const o = base + <usize>i * rowBytes + (c << 2);
+        const g = useMask && !(load<f32>(mask + o) > 0) ? 0 : <f64>load<f32>(dy + o);
+        t1 += g;
+        t2 += g * <f64>(load<f32>(x + o) - hi);
+      }
+      store<f64>(sArr + (c << 3), load<f64>(sArr + (c << 3)) + t1);
+      store<f64>(pArr + (c << 3), load<f64>(pArr + (c << 3)) + t2);
+    }
+    r += tile;
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const mean = load<f64>(params + (c << 5));
+    const lo = mean - <f64><f32>mean;
+    const sdy = load<f64>(sArr + (c << 3));
+    const o = out + c * <usize>outStride;
+    store<f64>(o, <f64>rows);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(pArr + (c << 3)) - lo * sdy, 16);
+  }
+}
+
+/**
+ * dx over `rows` contiguous rows of C * S values with channel c's (a, b, mean, d) at
+ * params + 32 * c. For S = 1, channels in lanes with the coefficients as float32 arrays in
+ * `scratch` (rowScratchBytes(C) (32 * C + 2048) bytes), computed as in bwdApplyPlanes32.
+ */
+export function bwdApplyRows32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+): void {
+  if (S == 1) {
+    bwdApplyColumns32(x, dy, mask, dx, rows, C, params, scratch);
+    return;
+  }
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdApplyPlanes32(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 3) & ~3);
+  const aA = scratch;
+  const bA = aA + (cPad << 2);
+  const hA = bA + (cPad << 2);
+  const dA = hA + (cPad << 2);
+  for (let c: usize = 0; c < cPad; c++) {
+    const q = params + ((c < <usize>C ? c : 0) << 5);
+    const b = load<f64>(q, 8);
+    const mean = load<f64>(q, 16);
+    const hi = <f32>mean;
+    store<f32>(aA + (c << 2), <f32>load<f64>(q));
+    store<f32>(bA + (c << 2), <f32>b);
+    store<f32>(hA + (c << 2), hi);
+    store<f32>(dA + (c << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
+  }
+  const c4 = <usize>(C & ~3);
+  const rowBytes = <usize>C << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    let c: usize = 0;
+    for (; c < c4; c += 4) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      let g = v128.load(dy + o);
+      if (useMask) g = masked32(g, mask + o, 0);
+      v128.store(dx + o, f32x4.add(f32x4.add(f32x4.mul(v128.load(aA + k), g), f32x4.mul(v128.load(bA + k), f32x4.sub(v128.load(x + o), v128.load(hA + k)))), v128.load(dA + k)));
+    }
+    for (; c < <usize>C; c++) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
+      store<f32>(dx + o, (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k));
+    }
+  }
+}
+
+export function bwdApplyRows64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 3);
+      bwdApplyPlanes64(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}

@@ -1,0 +1,217 @@
+import { floorOf, hiOf, norm32, norm32Plain, patternLength, relu32, relu64, shiftOf } from './common';
+
+// Normalization of float32: mean = mHi + mLo is split into two float32s and
+// y = (x - mHi) * scale + (bias - mLo * scale), the second term folded in float64. So float32 data
+// lose nothing to rounding the mean, and a constant channel gives exactly bias. Scalar tails use
+// the same float32 operations as the lanes, so an element's result does not depend on where a
+// vector boundary fell. Few interleaved channels: see stats.ts (normalizePattern32).
+
+@inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f32, relu: bool): void {
+  const fl = f32x4.splat(floor);
+  const mHi = hiOf(mean);
+  const sc = <f32>scale;
+  const bs = shiftOf(mean, scale, bias);
+  const hi = f32x4.splat(mHi);
+  const scv = f32x4.splat(sc);
+  const bv = f32x4.splat(bs);
+  const end = px + (<usize>len << 2);
+  while (px + 64 <= end) {
+    const v0 = v128.load(px);
+    const v1 = v128.load(px, 16);
+    const v2 = v128.load(px, 32);
+    const v3 = v128.load(px, 48);
+    if (relu) {
+      v128.store(py, norm32(v0, hi, scv, bv, fl));
+      v128.store(py, norm32(v1, hi, scv, bv, fl), 16);
+      v128.store(py, norm32(v2, hi, scv, bv, fl), 32);
+      v128.store(py, norm32(v3, hi, scv, bv, fl), 48);
+    } else {
+      v128.store(py, norm32Plain(v0, hi, scv, bv));
+      v128.store(py, norm32Plain(v1, hi, scv, bv), 16);
+      v128.store(py, norm32Plain(v2, hi, scv, bv), 32);
+      v128.store(py, norm32Plain(v3, hi, scv, bv), 48);
+    }
+    px += 64;
+    py += 64;
+  }
+  while (px + 16 <= end) {
+    v128.store(py, norm32(v128.load(px), hi, scv, bv, fl));
+    px += 16;
+    py += 16;
+  }
+  while (px < end) {
+    store<f32>(py, relu32((load<f32>(px) - mHi) * sc + bs, floor));
+    px += 4;
+    py += 4;
+  }
+}
+
+export function normalizePlanes32(
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64, relu: i32,
+): void {
+  const floor = <f32>floorOf(relu);
+  for (let r = 0; r < rows; r++) {
+    const px = x + ((<usize>r * <usize>xRowStride) << 2);
+    const py = y + ((<usize>r * <usize>yRowStride) << 2);
+    // Two specialised copies of the loop: the ReLU test is made once, not per vector.
+    if (relu) normRun32(px, py, len, mean, scale, bias, floor, true);
+    else normRun32(px, py, len, mean, scale, bias, floor, false);
+  }
+}
+
+@inline function normRun64(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f64): void {
+  const fl = f64x2.splat(floor);
+  const m = f64x2.splat(mean);
+  const sc = f64x2.splat(scale);
+  const b = f64x2.splat(bias);
+  const end = px + (<usize>len << 3);
+  while (px + 32 <= end) {
+    v128.store(py, f64x2.pmax(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px), m), sc), b), fl));
+    v128.store(py, f64x2.pmax(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px, 16), m), sc), b), fl), 16);
+    px += 32;
+    py += 32;
+  }
+  while (px < end) {
+    store<f64>(py, relu64((load<f64>(px) - mean) * scale + bias, floor));
+    px += 8;
+    py += 8;
+  }
+}
+
+export function normalizePlanes64(
+  x: usize, xRowStride: i32, y: usize, yRowStride: i32, rows: i32, len: i32, mean: f64, scale: f64, bias: f64, relu: i32,
+): void {
+  const floor = floorOf(relu);
+  for (let r = 0; r < rows; r++) {
+    normRun64(x + ((<usize>r * <usize>xRowStride) << 3), y + ((<usize>r * <usize>yRowStride) << 3), len, mean, scale, bias, floor);
+  }
+}
+
+/**
+ * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
+ * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes.
+ */
+export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  const floor = <f32>floorOf(relu);
+  const fl = f32x4.splat(floor);
+  if (S != 1) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const p = params + (<usize>c << 5);
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
+        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor, true);
+      }
+    }
+    return;
+  }
+  if (C < 16 && (C & 3) != 0) {
+    normalizePattern32(x, y, rows, C, params, scratch, floor);
+    return;
+  }
+  // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), read
+  // along each row like the data (from L1: 12 bytes a channel).
+  const cPad = <usize>((C + 3) & ~3);
+  const hiA = scratch;
+  const scA = hiA + (cPad << 2);
+  const bA = scA + (cPad << 2);
+  for (let c: usize = 0; c < cPad; c++) {
+    const p = params + ((c < <usize>C ? c : 0) << 5);
+    const mean = load<f64>(p);
+    const scale = load<f64>(p, 8);
+    store<f32>(hiA + (c << 2), hiOf(mean));
+    store<f32>(scA + (c << 2), <f32>scale);
+    store<f32>(bA + (c << 2), shiftOf(mean, scale, load<f64>(p, 16)));
+  }
+  const c16 = <usize>(C & ~15);
+  const c4 = <usize>(C & ~3);
+  for (let r = 0; r < rows; r++) {
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
+    let c: usize = 0;
+    for (; c < c16; c += 16) {
+      const o = c << 2;
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
+      v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
+      v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
+      v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
+    }
+    for (; c < c4; c += 4) {
+      const o = c << 2;
+      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
+    }
+    for (; c < <usize>C; c++) {
+      const o = c << 2;
+      store<f32>(py + o, relu32((load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o), floor));
+    }
+  }
+}
+
+export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
+  const rowBytes = (<usize>C * <usize>S) << 3;
+  const floor = floorOf(relu);
+  const fl = f64x2.splat(floor);
+  if (S != 1) {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const p = params + (<usize>c << 5);
+        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 3);
+        normRun64(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor);
+      }
+    }
+    return;
+  }
+  const cPad = <usize>((C + 1) & ~1);
+  const mA = scratch;
+  const scA = mA + (cPad << 3);
+  const bA = scA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    const p = params + ((c < <usize>C ? c : 0) << 5);
+    store<f64>(mA + (c << 3), load<f64>(p));
+    store<f64>(scA + (c << 3), load<f64>(p, 8));
+    store<f64>(bA + (c << 3), load<f64>(p, 16));
+  }
+  const c2 = <usize>(C & ~1);
+  for (let r = 0; r < rows; r++) {
+    const px = x + <usize>r * rowBytes;
+    const py = y + <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = c << 3;
+      v128.store(py + o, f64x2.pmax(f64x2.add(f64x2.mul(f64x2.sub(v128.load(px + o), v128.load(mA + o)), v128.load(scA + o)), v128.load(bA + o)), fl));
+    }
+    if (c2 < <usize>C) {
+      const o = c2 << 3;
+      store<f64>(py + o, relu64((load<f64>(px + o) - load<f64>(mA + o)) * load<f64>(scA + o) + load<f64>(bA + o), floor));
+    }
+  }
+}
+
+function normalizePattern32(x: usize, y: usize, rows: i32, C: i32, params: usize, scratch: usize, floor: f32): void {
+  const P = <usize>patternLength(C);
+  const V = P >> 2;
+  const total = <usize>rows * <usize>C;
+  const hiA = scratch;
+  const scA = hiA + (P << 2);
+  const bA = scA + (P << 2);
+  for (let i: usize = 0; i < P; i++) {
+    const q = params + ((i % <usize>C) << 5);
+    const mean = load<f64>(q);
+    const scale = load<f64>(q, 8);
+    store<f32>(hiA + (i << 2), hiOf(mean));
+    store<f32>(scA + (i << 2), <f32>scale);
+    store<f32>(bA + (i << 2), shiftOf(mean, scale, load<f64>(q, 16)));
+  }
+  const fl = f32x4.splat(floor);
+  const periods = total / P;
+  for (let p: usize = 0; p < periods; p++) {
+    const o = (p * P) << 2;
+    for (let j: usize = 0; j < V; j++) {
+      const k = j << 4;
+      v128.store(y + o + k, norm32(v128.load(x + o + k), v128.load(hiA + k), v128.load(scA + k), v128.load(bA + k), fl));
+    }
+  }
+  for (let e = periods * P; e < total; e++) {
+    const k = (e % P) << 2;
+    store<f32>(y + (e << 2), relu32((load<f32>(x + (e << 2)) - load<f32>(hiA + k)) * load<f32>(scA + k) + load<f32>(bA + k), floor));
+  }
+}
