@@ -113,7 +113,8 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= ctx.inlineThreshold;
   const threads = inline ? 1 : ctx.threads;
-  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : 0;
+  // Per-task scratch: the row kernels' accumulators, or the plane statistics' 32 bytes.
+  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : 64;
   const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
@@ -242,7 +243,7 @@ function tasksFor(
       end: bounds[i + 1],
       reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
-      accByte: call.accBytes === 0 ? 0 : call.accBase + i * call.accBytes,
+      accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,

@@ -64,7 +64,7 @@ for (const name of ['js', 'wasm'] as const) {
                   values.push(f64Data ? v : Math.fround(v));
                 }
               }
-              kernel.statsPlanes(f64Data, DATA + off * bpe, rows, stride, len, OUT);
+              kernel.statsPlanes(f64Data, DATA + off * bpe, rows, stride, len, OUT, SCRATCH);
               expectStats(f64.slice(OUT / 8, OUT / 8 + 3), reference(values), f64Data, name);
             }
           }

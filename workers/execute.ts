@@ -202,7 +202,7 @@ class BlockWalker {
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     if (!normalize) {
       if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, f64[p], outByte);
-      else this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, outByte);
+      else this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, outByte, this.#task.accByte);
       return;
     }
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;

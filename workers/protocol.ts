@@ -116,7 +116,7 @@ export interface Task {
   readonly reverse: boolean;
   /** Per-call scratch area (see `scratchLayout`). */
   readonly scratchByte: number;
-  /** Per-task scratch for the row-mode kernels (`rowScratchBytes(C)`), or 0 in plane mode. */
+  /** Per-task scratch: `rowScratchBytes(C)` bytes in row mode, 64 in plane mode. */
   readonly accByte: number;
   /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;

@@ -32,6 +32,7 @@ export class JsKernel implements Kernel {
   }
 
   statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void {
+    // Accumulates in locals: needs no scratch.
     this.#views();
     const x = f64 ? this.#f64 : this.#f32;
     const base = f64 ? xByte / 8 : xByte / 4;

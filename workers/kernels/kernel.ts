@@ -18,9 +18,9 @@ export interface Kernel {
 
   /**
    * Partial of `rows` runs of `len` elements, run r starting at element `r * rowStride` after
-   * `xByte`; written to `outByte`.
+   * `xByte`; written to `outByte`. `accByte`: 32 bytes of scratch for the accumulators.
    */
-  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void;
+  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number, accByte: number): void;
 
   /**
    * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is

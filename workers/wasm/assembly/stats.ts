@@ -51,48 +51,17 @@ import { fold4, hsum, patternLength, promoteHigh, promoteLow, writePartial } fro
   v128.store(acc, f64x2.add(a2, f64x2(t2, 0)), 16);
 }
 
-/** Partial statistics of `rows` runs of `len` float32, run r at x + r * rowStride elements. */
-export function statsPlanes32(x: usize, rows: i32, rowStride: i32, len: i32, out: usize): void {
+/**
+ * Partial statistics of `rows` runs of `len` float32, run r at x + r * rowStride elements, with
+ * 32 bytes of accumulators at `acc`.
+ */
+export function statsPlanes32(x: usize, rows: i32, rowStride: i32, len: i32, out: usize, acc: usize): void {
   const k = load<f32>(x);
   const kv = f32x4.splat(k);
-  let a1 = f64x2.splat(0);
-  let a2 = f64x2.splat(0);
-  for (let r = 0; r < rows; r++) {
-    let p = x + ((<usize>r * <usize>rowStride) << 2);
-    const end = p + (<usize>len << 2);
-    while (p + 128 <= end) {
-      const d0 = f32x4.sub(v128.load(p), kv);
-      const d1 = f32x4.sub(v128.load(p, 16), kv);
-      const d2 = f32x4.sub(v128.load(p, 32), kv);
-      const d3 = f32x4.sub(v128.load(p, 48), kv);
-      const d4 = f32x4.sub(v128.load(p, 64), kv);
-      const d5 = f32x4.sub(v128.load(p, 80), kv);
-      const d6 = f32x4.sub(v128.load(p, 96), kv);
-      const d7 = f32x4.sub(v128.load(p, 112), kv);
-      const s = f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7)));
-      const q = f32x4.add(
-        f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
-        f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
-      );
-      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
-      a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
-      p += 128;
-    }
-    while (p + 16 <= end) {
-      const d = f32x4.sub(v128.load(p), kv);
-      const q = f32x4.mul(d, d);
-      a1 = f64x2.add(a1, f64x2.add(promoteLow(d), promoteHigh(d)));
-      a2 = f64x2.add(a2, f64x2.add(promoteLow(q), promoteHigh(q)));
-      p += 16;
-    }
-    while (p < end) {
-      const d = <f64>(load<f32>(p) - k);
-      a1 = f64x2.add(a1, f64x2(d, 0));
-      a2 = f64x2.add(a2, f64x2(d * d, 0));
-      p += 4;
-    }
-  }
-  writePartial(out, <f64>rows * <f64>len, <f64>k, hsum(a1), hsum(a2));
+  v128.store(acc, f64x2.splat(0));
+  v128.store(acc, f64x2.splat(0), 16);
+  for (let r = 0; r < rows; r++) sums32(x + ((<usize>r * <usize>rowStride) << 2), len, kv, k, acc);
+  writePartial(out, <f64>rows * <f64>len, <f64>k, hsum(v128.load(acc)), hsum(v128.load(acc, 16)));
 }
 
 /**
@@ -255,40 +224,13 @@ function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
   v128.store(acc, f64x2.add(a2, b2), 16);
 }
 
-export function statsPlanes64(x: usize, rows: i32, rowStride: i32, len: i32, out: usize): void {
+export function statsPlanes64(x: usize, rows: i32, rowStride: i32, len: i32, out: usize, acc: usize): void {
   const k = load<f64>(x);
   const kv = f64x2.splat(k);
-  let a1 = f64x2.splat(0);
-  let a2 = f64x2.splat(0);
-  let b1 = f64x2.splat(0);
-  let b2 = f64x2.splat(0);
-  for (let r = 0; r < rows; r++) {
-    let p = x + ((<usize>r * <usize>rowStride) << 3);
-    const end = p + (<usize>len << 3);
-    while (p + 64 <= end) {
-      const d0 = f64x2.sub(v128.load(p), kv);
-      const d1 = f64x2.sub(v128.load(p, 16), kv);
-      const d2 = f64x2.sub(v128.load(p, 32), kv);
-      const d3 = f64x2.sub(v128.load(p, 48), kv);
-      a1 = f64x2.add(a1, f64x2.add(d0, d1));
-      b1 = f64x2.add(b1, f64x2.add(d2, d3));
-      a2 = f64x2.add(a2, f64x2.add(f64x2.mul(d0, d0), f64x2.mul(d1, d1)));
-      b2 = f64x2.add(b2, f64x2.add(f64x2.mul(d2, d2), f64x2.mul(d3, d3)));
-      p += 64;
-    }
-    while (p + 16 <= end) {
-      const d = f64x2.sub(v128.load(p), kv);
-      a1 = f64x2.add(a1, d);
-      a2 = f64x2.add(a2, f64x2.mul(d, d));
-      p += 16;
-    }
-    if (p < end) {
-      const d = load<f64>(p) - k;
-      b1 = f64x2.add(b1, f64x2(d, 0));
-      b2 = f64x2.add(b2, f64x2(d * d, 0));
-    }
-  }
-  writePartial(out, <f64>rows * <f64>len, k, hsum(f64x2.add(a1, b1)), hsum(f64x2.add(a2, b2)));
+  v128.store(acc, f64x2.splat(0));
+  v128.store(acc, f64x2.splat(0), 16);
+  for (let r = 0; r < rows; r++) sums64(x + ((<usize>r * <usize>rowStride) << 3), len, kv, k, acc);
+  writePartial(out, <f64>rows * <f64>len, k, hsum(v128.load(acc)), hsum(v128.load(acc, 16)));
 }
 
 export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
