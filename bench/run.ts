@@ -202,4 +202,4 @@ const md = [
   ...(rss === null ? [] : ['### Memory', '', rss, '']),
 ].join('\n');
 writeFileSync(`${resultsDir}${tag}.md`, md);
-if (!quick) writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md.replace('(results/full.svg)', '(results/full.svg)'));
+if (!quick) writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md);

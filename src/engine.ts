@@ -286,7 +286,7 @@ function writeEvalParams(ctx: PoolInternals, req: EngineRequest, layout: Scratch
   }
 }
 
-/** Fused training: the parameters area carries (unused, weight, bias) to the workers. */
+/** Training: the parameters area carries (unused, weight, bias) to the merge, wherever it runs. */
 function writeAffine(ctx: PoolInternals, req: EngineRequest, layout: ScratchLayout): void {
   const { weight, bias } = req;
   const f64 = ctx.views.f64;
