@@ -9,7 +9,7 @@ import {
   CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
-import { rowScratchBytes } from '../workers/kernels/kernel.js';
+import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
@@ -113,8 +113,8 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= ctx.inlineThreshold;
   const threads = inline ? 1 : ctx.threads;
-  // Per-task scratch: the row kernels' accumulators, or the plane statistics' 32 bytes.
-  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : 64;
+  // Per-task scratch: the row kernels' accumulators, or the plane statistics' (64 bytes a block).
+  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : PLANE_BLOCKS_MAX * PLANE_ACC_BYTES;
   const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];

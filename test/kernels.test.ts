@@ -8,7 +8,7 @@ import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
 
-const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001];
+const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001, 1025, 2049];
 const OFFSETS = [0, 1, 2, 3]; // elements: byte offsets 0, 4, 8, 12 (float32) past a 16-byte boundary
 const GUARD = -7777;
 
@@ -64,8 +64,50 @@ for (const name of ['js', 'wasm'] as const) {
                   values.push(f64Data ? v : Math.fround(v));
                 }
               }
-              kernel.statsPlanes(f64Data, DATA + off * bpe, rows, stride, len, OUT, SCRATCH);
+              kernel.statsPlanes(f64Data, DATA + off * bpe, 1, 0, rows, stride, len, OUT, 0, SCRATCH);
               expectStats(f64.slice(OUT / 8, OUT / 8 + 3), reference(values), f64Data, name);
+            }
+          }
+        }
+      });
+
+      it(`statsPlanes over several blocks gives each block's partial, bit for bit as alone (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(11);
+        // Lengths around the WebAssembly kernel's 2 KiB turns (512 float32, 256 float64) and its tails.
+        for (const len of [255, 256, 257, 511, 512, 513, 1000, 1024, 1537, 2600]) {
+          for (const rows of [1, 2, 3]) {
+            for (const blocks of [2, 3, 4]) {
+              const off = (len + rows + blocks) % 4;
+              const rowStride = len + 7;
+              const blockStride = rows * rowStride + 3;
+              const base = DATA / bpe + off;
+              const perBlock: number[][] = [];
+              for (let b = 0; b < blocks; b++) {
+                const values: number[] = [];
+                for (let r = 0; r < rows; r++) {
+                  for (let i = 0; i < len; i++) {
+                    const v = 50 * b - 20 + (1 + b) * normal(rand);
+                    x[base + b * blockStride + r * rowStride + i] = v;
+                    values.push(f64Data ? v : Math.fround(v));
+                  }
+                }
+                perBlock.push(values);
+              }
+              const outStride = 40; // bytes: partials need not be packed
+              f64.fill(GUARD, OUT / 8 - 1, OUT / 8 + (blocks * outStride) / 8 + 1);
+              kernel.statsPlanes(f64Data, base * bpe, blocks, blockStride, rows, rowStride, len, OUT, outStride, SCRATCH);
+              for (let b = 0; b < blocks; b++) {
+                const at = (OUT + b * outStride) / 8;
+                const got = f64.slice(at, at + 3);
+                expectStats(got, reference(perBlock[b]), f64Data, name);
+                expect(f64[at + 3]).toBe(GUARD);
+                const alone = OUT + blocks * outStride + 64;
+                kernel.statsPlanes(f64Data, (base + b * blockStride) * bpe, 1, 0, rows, rowStride, len, alone, 0, SCRATCH);
+                expect(Array.from(got)).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + 3)));
+              }
+              expect(f64[OUT / 8 - 1]).toBe(GUARD);
             }
           }
         }

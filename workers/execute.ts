@@ -1,5 +1,5 @@
 import '../src/wasm-types.js';
-import type { Kernel } from './kernels/kernel.js';
+import { type Kernel, PLANE_BLOCKS_MAX } from './kernels/kernel.js';
 import {
   bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, scratchLayout,
   type ScratchLayout, type Task,
@@ -148,11 +148,21 @@ class BlockWalker {
     else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
   }
 
-  /** Reduces channel cl's blocks, merges them, and normalizes them, last block first. */
+  /**
+   * Reduces channel cl's blocks, merges them, and normalizes them, last block first. The
+   * statistics take up to PLANE_BLOCKS_MAX row groups at a time (same stretch, so same shape):
+   * a channel's blocks lie a row of the tensor apart, and the kernel reads them in turns.
+   */
   fuseChannel(cl: number, cancelled: () => boolean): boolean {
-    for (let local = 0; local < this.#regionBlocks; local++) {
+    const { grid } = this.#task;
+    const groups = this.#regionBlocks / grid.sChunks;
+    for (let g = 0; g < groups;) {
       if (cancelled()) return false;
-      this.#planeBlock(cl, local, false);
+      let count = Math.min(PLANE_BLOCKS_MAX, groups - g);
+      // A short last row group has a shape of its own: it goes alone.
+      if (count > 1 && g + count === groups && this.#rowGroup(groups - 1).rows !== grid.groupRows) count--;
+      for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
+      g += count;
     }
     const c = this.#task.region.c0 + cl;
     mergeChannels(this.#kernel, this.#task, this.#layout, c, c + 1);
@@ -161,6 +171,27 @@ class BlockWalker {
       this.#planeBlock(cl, local, true);
     }
     return true;
+  }
+
+  /** Statistics of `count` blocks of region channel cl: row groups g0 + g, g0 + g + 1, ..., stretch k. */
+  #planeStats(cl: number, g: number, count: number, k: number): void {
+    const { grid, region } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const sOff = k * grid.sChunkLen;
+    const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
+    const c = region.c0 + cl;
+    const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + sOff) * this.#bpe;
+    const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, k);
+    if (this.#task.backward) {
+      for (let i = 0; i < count; i++) {
+        this.#run(c, rowOff + i * grid.groupRows, cl * grid.S + sOff, rows, len, outByte + i * grid.sChunks * PARTIAL_BYTES, false);
+      }
+      return;
+    }
+    this.#kernel.statsPlanes(
+      this.#f64Data, xByte, count, grid.groupRows * region.xRowStride, rows, region.xRowStride, len,
+      outByte, grid.sChunks * PARTIAL_BYTES, this.#task.accByte,
+    );
   }
 
   #channelOf(b: number): number {
@@ -202,7 +233,7 @@ class BlockWalker {
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     if (!normalize) {
       if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, f64[p], outByte);
-      else this.#kernel.statsPlanes(this.#f64Data, xByte, rows, region.xRowStride, len, outByte, this.#task.accByte);
+      else this.#kernel.statsPlanes(this.#f64Data, xByte, 1, 0, rows, region.xRowStride, len, outByte, 0, this.#task.accByte);
       return;
     }
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;

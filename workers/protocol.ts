@@ -116,7 +116,7 @@ export interface Task {
   readonly reverse: boolean;
   /** Per-call scratch area (see `scratchLayout`). */
   readonly scratchByte: number;
-  /** Per-task scratch: `rowScratchBytes(C)` bytes in row mode, 64 in plane mode. */
+  /** Per-task scratch: `rowScratchBytes(C)` bytes in row mode, PLANE_BLOCKS_MAX * PLANE_ACC_BYTES in plane mode. */
   readonly accByte: number;
   /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;

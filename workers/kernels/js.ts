@@ -31,24 +31,30 @@ export class JsKernel implements Kernel {
     }
   }
 
-  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number): void {
-    // Accumulates in locals: needs no scratch.
+  statsPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number,
+  ): void {
+    // Accumulates in locals: needs no scratch. One block after another: scalar loops gain
+    // nothing from reading several streams at once.
     this.#views();
     const x = f64 ? this.#f64 : this.#f32;
-    const base = f64 ? xByte / 8 : xByte / 4;
-    const shift = x[base];
-    let s1 = 0;
-    let s2 = 0;
-    for (let r = 0; r < rows; r++) {
-      const start = base + r * rowStride;
-      const stop = start + len;
-      for (let i = start; i < stop; i++) {
-        const d = x[i] - shift;
-        s1 += d;
-        s2 += d * d;
+    for (let b = 0; b < blocks; b++) {
+      const base = (f64 ? xByte / 8 : xByte / 4) + b * blockStride;
+      const shift = x[base];
+      let s1 = 0;
+      let s2 = 0;
+      for (let r = 0; r < rows; r++) {
+        const start = base + r * rowStride;
+        const stop = start + len;
+        for (let i = start; i < stop; i++) {
+          const d = x[i] - shift;
+          s1 += d;
+          s2 += d * d;
+        }
       }
+      writePartial(this.#f64, (outByte + b * outStrideBytes) / 8, rows * len, shift, s1, s2);
     }
-    writePartial(this.#f64, outByte / 8, rows * len, shift, s1, s2);
   }
 
   statsRows(

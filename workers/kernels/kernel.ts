@@ -17,10 +17,16 @@ export interface Kernel {
   readonly name: KernelName;
 
   /**
-   * Partial of `rows` runs of `len` elements, run r starting at element `r * rowStride` after
-   * `xByte`; written to `outByte`. `accByte`: 32 bytes of scratch for the accumulators.
+   * Partials of `blocks` (1 to PLANE_BLOCKS_MAX) blocks of the same shape. Block i starts
+   * `i * blockStride` elements after `xByte` and is `rows` runs of `len` elements, run r starting
+   * `r * rowStride` elements after the block; its partial is written to `outByte + i * outStrideBytes`.
+   * `accByte`: PLANE_ACC_BYTES of scratch a block. A block's partial does not depend on which
+   * blocks share the call (the WebAssembly kernel reads the blocks in turns, for speed only).
    */
-  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number, accByte: number): void;
+  statsPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+  ): void;
 
   /**
    * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
@@ -106,6 +112,10 @@ export interface Kernel {
 }
 
 /** Scratch a task needs for the row-mode kernels of C channels. */
+/** The most blocks one statsPlanes call reduces, and its scratch per block. */
+export const PLANE_BLOCKS_MAX = 2;
+export const PLANE_ACC_BYTES = 64;
+
 export function rowScratchBytes(C: number): number {
   // 32 bytes a channel, and room for the few-channel pattern arrays (at most 60 positions).
   return 32 * C + 2048;

@@ -4,8 +4,8 @@ import type { Kernel } from './kernel.js';
 
 /** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
-  statsPlanes32(x: number, rows: number, rowStride: number, len: number, out: number, acc: number): void;
-  statsPlanes64(x: number, rows: number, rowStride: number, len: number, out: number, acc: number): void;
+  statsPlanes32(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
+  statsPlanes64(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
@@ -38,9 +38,12 @@ export class WasmKernel implements Kernel {
     this.#k = instance.exports as unknown as WasmExports;
   }
 
-  statsPlanes(f64: boolean, xByte: number, rows: number, rowStride: number, len: number, outByte: number, accByte: number): void {
-    if (f64) this.#k.statsPlanes64(xByte, rows, rowStride, len, outByte, accByte);
-    else this.#k.statsPlanes32(xByte, rows, rowStride, len, outByte, accByte);
+  statsPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+  ): void {
+    if (f64) this.#k.statsPlanes64(xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+    else this.#k.statsPlanes32(xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
   }
 
   statsRows(
