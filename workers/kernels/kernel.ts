@@ -17,7 +17,7 @@ export interface Kernel {
   readonly name: KernelName;
 
   /**
-   * Partials of `blocks` (1 to PLANE_BLOCKS_MAX) blocks of the same shape. Block i starts
+   * Partials of `blocks` blocks of the same shape (the executor passes at most PLANE_BLOCKS_MAX). Block i starts
    * `i * blockStride` elements after `xByte` and is `rows` runs of `len` elements, run r starting
    * `r * rowStride` elements after the block; its partial is written to `outByte + i * outStrideBytes`.
    * `accByte`: PLANE_ACC_BYTES of scratch a block. A block's partial does not depend on which
@@ -112,7 +112,10 @@ export interface Kernel {
 }
 
 /** Scratch a task needs for the row-mode kernels of C channels. */
-/** The most blocks one statsPlanes call reduces, and its scratch per block. */
+/**
+ * The most blocks the executor gives one statsPlanes call (two streams in flight measured best
+ * here: 23-26 GB/s against 17-20 for one and 12-15 for three or four), and the scratch a block.
+ */
 export const PLANE_BLOCKS_MAX = 2;
 export const PLANE_ACC_BYTES = 64;
 

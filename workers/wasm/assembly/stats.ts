@@ -57,14 +57,16 @@ const TURN_BYTES: usize = 1024;
 const BLOCK_ACC_BYTES: usize = 64;
 
 /**
- * Partials of `blocks` (1 to 4) blocks of the same shape: block i starts `i * blockStride`
- * elements after x and is `rows` runs of `len` float32, run r `r * rowStride` elements after its
- * start; its partial goes to out + i * outStride (bytes). `acc` holds 64 bytes a block.
+ * Partials of `blocks` blocks of the same shape: block i starts `i * blockStride` elements after x
+ * and is `rows` runs of `len` float32, run r `r * rowStride` elements after its start; its partial
+ * goes to out + i * outStride (bytes). `acc` holds 64 bytes a block.
  *
- * The blocks' runs are read in turns of 2 KiB, so several streams are in flight: the blocks of a
- * channel lie a whole row of the tensor apart, and reading them one after another ran at 15-20 GB/s
- * here where four in turns ran at 25-27 (29 in memory order). A block's sums are the same, bit for
- * bit, however many blocks share the call: sums32 carries its accumulators across turns.
+ * The blocks' runs are read in turns of 1 KiB, so that two streams are in flight: the blocks of a
+ * channel lie a whole row of the tensor apart, and reading them one after another ran at 17-20 GB/s
+ * on this project's machine where two in turns ran at 23-26 (29 in memory order). Three or four
+ * streams ran at 12-15, and turns of 256 bytes lost to the loop overhead (bench notes in the
+ * commit). A block's sums are the same, bit for bit, however many blocks share the call: sums32
+ * carries its accumulators across turns.
  */
 export function statsPlanes32(
   x: usize, blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
