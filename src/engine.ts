@@ -6,14 +6,14 @@
  */
 import { availableParallelism } from 'node:os';
 import {
-  CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
+  bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
-import { planGrid, planPartitions, shouldFuse } from './plan.js';
+import { planGrid, planPartitions, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -148,10 +148,13 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       } else if (placements.length === 1 && !req.statsOnly) {
         // One dispatch: each task reduces its blocks, meets the others at a barrier where the
         // last one merges, then normalizes the same blocks while they are still in cache.
+        // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
         copyIn(ctx, req, p);
-        const bounds = partition(call, p.region, 'split');
-        await runPhase(call, tasksFor(call, p, 'split', bounds, { gang: bounds.length - 1 }));
+        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
+        const op = phases === null ? 'split' : 'phased';
+        const bounds = partition(call, p.region, op);
+        await runPhase(call, tasksFor(call, p, op, bounds, { gang: bounds.length - 1, phases }));
         if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
       } else {
         // Chunks (or statistics only): every chunk's statistics, the merge here, then every chunk
@@ -211,7 +214,7 @@ function itemWeights(grid: Grid, region: Region, op: TaskOp): number[] {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
   const rowsOf = (g: number): number => Math.min((g0 + g + 1) * grid.groupRows, region.n1) - (g0 + g) * grid.groupRows;
   const channels = region.c1 - region.c0;
-  if (grid.mode === 'row') return Array.from({ length: groups }, (_, g) => rowsOf(g));
+  if (grid.mode === 'row' || op === 'phased') return Array.from({ length: groups }, (_, g) => rowsOf(g));
   if (op === 'fused') return new Array<number>(channels).fill(region.n1 - region.n0);
   // Memory order: row group, then channel, then stretch.
   const weights: number[] = [];
@@ -230,7 +233,8 @@ function partition(call: Call, region: Region, op: TaskOp): number[] {
 }
 
 function tasksFor(
-  call: Call, p: Placement, op: TaskOp, bounds: number[], opts: { gang?: number; reverse?: boolean } = {},
+  call: Call, p: Placement, op: TaskOp, bounds: number[],
+  opts: { gang?: number; reverse?: boolean; phases?: readonly number[] | null } = {},
 ): Task[] {
   const tasks: Task[] = [];
   for (let i = 0; i + 1 < bounds.length; i++) {
@@ -248,6 +252,7 @@ function tasksFor(
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
       gang: opts.gang ?? 0,
+      phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
       copyOut: p.copyOut,
     });

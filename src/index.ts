@@ -1,4 +1,4 @@
-export { Pool, getDefaultPool, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
+export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
 export {
   BatchNorm, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict, type ForwardOptions,
 } from './batch-norm.js';

@@ -68,6 +68,21 @@ export function shouldFuse(grid: Grid, regionChannels: number, regionHasAllRows:
   return Math.ceil(perThread) <= 1.25 * perThread;
 }
 
+/**
+ * Channel groups for a `phased` split (see TaskOp), as boundaries [0, ..., channels], each group
+ * at most `cacheBytes` of input so that its two passes (statistics, then normalization) find it
+ * in the cache. Null when a single barrier is as good: the input fits `cacheBytes` anyway, a
+ * single channel does not, there is one channel, or too few row groups to share between threads.
+ * The groups change which blocks a task visits when, never the blocks: the bits stay the same.
+ */
+export function planPhases(grid: Grid, channels: number, bytesPerElement: number, threads: number, cacheBytes: number): number[] | null {
+  if (grid.mode !== 'plane' || channels < 2 || grid.nGroups < 2 * threads) return null;
+  const channelBytes = grid.N * grid.S * bytesPerElement;
+  if (channelBytes * channels <= cacheBytes || channelBytes > cacheBytes) return null;
+  const count = Math.ceil(channels / Math.floor(cacheBytes / channelBytes));
+  return Array.from({ length: count + 1 }, (_, i) => Math.round((i * channels) / count));
+}
+
 /** A staging chunk: rows [n0, n1) of channels [c0, c1). */
 export interface Box {
   readonly n0: number;

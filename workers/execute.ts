@@ -46,13 +46,23 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     }
     return true;
   }
+  if (task.op === 'phased') {
+    const phases = task.phases!;
+    for (let p = 0; p + 1 < phases.length; p++) {
+      if (!walk.statsGroups(phases[p], phases[p + 1], cancelled)) return false;
+      const c0 = task.region.c0;
+      if (!barrier(task, kernel, views, layout, p, c0 + phases[p], c0 + phases[p + 1])) return false;
+      if (!walk.normalizeGroups(phases[p], phases[p + 1], cancelled)) return false;
+    }
+    return true;
+  }
   if (task.op !== 'normalize') {
     for (let i = task.begin; i < task.end; i++) {
       if (cancelled()) return false;
       walk.stats(i);
     }
     if (task.op === 'stats') return true;
-    if (!barrier(task, kernel, views, layout)) return false;
+    if (!barrier(task, kernel, views, layout, 0, 0, task.grid.C)) return false;
   }
   const reverse = task.op === 'split' || task.reverse;
   for (let i = task.begin; i < task.end; i++) {
@@ -63,30 +73,31 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
 }
 
 /**
- * The `split` barrier: the last task to arrive merges every channel and wakes the others, which
- * spin for up to `task.spinMs`, then sleep. Spinning beats sleeping for short waits: a futex
- * wake-up costs ~90 µs on this project's VM, a spin ~1 µs (design notes). False when the call
- * was cancelled first.
+ * Barrier `phase` of a `split` (its only one) or `phased` call: the last task to arrive merges
+ * channels [c0, c1) and wakes the others, which spin for up to `task.spinMs`, then sleep.
+ * Spinning beats sleeping for short waits: a futex wake-up costs ~90 µs on this project's VM, a
+ * spin ~1 µs (design notes). The arrival count only grows and `ready` counts the barriers passed,
+ * so one pair of words serves every phase. False when the call was cancelled first.
  *
  * Deadlock-free because a call's tasks are queued back to back, there are at most as many as
  * workers, and the pool's queue is strictly FIFO: when one of them starts, every task queued
  * before it has started, so the workers the others need are held only by tasks that finish.
  */
-function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout): boolean {
+function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout, phase: number, c0: number, c1: number): boolean {
   const i32 = views.i32;
-  if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang) {
-    mergeChannels(kernel, task, layout, 0, task.grid.C);
-    Atomics.store(i32, layout.readyByte / 4, 1);
-    Atomics.notify(i32, layout.readyByte / 4);
+  const ready = layout.readyByte / 4;
+  if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang * (phase + 1)) {
+    mergeChannels(kernel, task, layout, c0, c1);
+    Atomics.store(i32, ready, phase + 1);
+    Atomics.notify(i32, ready);
     return true;
   }
-  const ready = layout.readyByte / 4;
   const cancel = layout.cancelByte / 4;
   const spinUntil = performance.now() + task.spinMs;
-  while (Atomics.load(i32, ready) === 0) {
+  while (Atomics.load(i32, ready) <= phase) {
     if (Atomics.load(i32, cancel) !== 0) return false;
     // The main thread also notifies `ready` when it cancels, so this wakes either way.
-    if (performance.now() > spinUntil) Atomics.wait(i32, ready, 0, 50);
+    if (performance.now() > spinUntil) Atomics.wait(i32, ready, phase, 50);
   }
   return true;
 }
@@ -169,6 +180,36 @@ class BlockWalker {
     for (let local = this.#regionBlocks - 1; local >= 0; local--) {
       if (cancelled()) return false;
       this.#planeBlock(cl, local, true);
+    }
+    return true;
+  }
+
+  /**
+   * `phased`: statistics of region channels [cl0, cl1) over the task's row groups, row group by
+   * row group (two at a time, read in turns, as in fuseChannel). False when cancelled.
+   */
+  statsGroups(cl0: number, cl1: number, cancelled: () => boolean): boolean {
+    const { begin, end, grid } = this.#task;
+    for (let g = begin; g < end;) {
+      if (cancelled()) return false;
+      let count = Math.min(PLANE_BLOCKS_MAX, end - g);
+      if (count > 1 && this.#rowGroup(g + count - 1).rows !== grid.groupRows) count--;
+      for (let cl = cl0; cl < cl1; cl++) {
+        for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
+      }
+      g += count;
+    }
+    return true;
+  }
+
+  /** `phased`: normalizes what statsGroups reduced, last block first. False when cancelled. */
+  normalizeGroups(cl0: number, cl1: number, cancelled: () => boolean): boolean {
+    const { begin, end, grid } = this.#task;
+    for (let g = end - 1; g >= begin; g--) {
+      if (cancelled()) return false;
+      for (let cl = cl1 - 1; cl >= cl0; cl--) {
+        for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
+      }
     }
     return true;
   }

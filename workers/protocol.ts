@@ -84,12 +84,15 @@ export interface CopyOut {
  * - `split`: `stats`, then a barrier with the other `gang - 1` tasks of the call (the last to
  *   arrive merges every channel), then `normalize` of the same items, last first, so the ones
  *   reduced last are normalized while still in cache. One dispatch instead of two.
+ * - `phased`: `split` one group of channels at a time (`phases`), with a barrier per group: for
+ *   tensors too large to stay in cache between the two passes, whose channels are too few to
+ *   share out whole (`fused`). A group's blocks are normalized while the cache still holds them.
  *
  * Work items: in plane mode, `stats`, `normalize` and `split` count blocks of the region in memory
- * order (row group, then channel, then stretch) and `fused` counts channels of the region; in row
- * mode they count row groups of the region.
+ * order (row group, then channel, then stretch), `fused` counts channels of the region and
+ * `phased` row groups of the region; in row mode they all count row groups of the region.
  */
-export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split';
+export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 
 /**
  * Test-only fault injection: makes the worker die or throw instead of working, or stall until
@@ -128,8 +131,13 @@ export interface Task {
   readonly backward: 'train' | 'eval' | null;
   /** Forward: apply ReLU in the normalize pass. */
   readonly relu: boolean;
-  /** `split`: the number of tasks of the call that meet at the barrier. */
+  /** `split`, `phased`: the number of tasks of the call that meet at each barrier. */
   readonly gang: number;
+  /**
+   * `phased`: the channel groups, as boundaries [0, b1, ..., channels of the region] relative to
+   * region.c0; null for the other ops.
+   */
+  readonly phases: readonly number[] | null;
   /**
    * `split`: how long a task at the barrier may spin before it sleeps, in ms. Spinning costs a
    * core, so the pool allows it only when it has no more threads than cores.
@@ -169,8 +177,9 @@ export const CHANNEL_STAT_BYTES = 16;
 
 /**
  * Layout of the per-call scratch area. The first 16 bytes hold three Int32 words: the cancel flag
- * (set when the call's signal fires or a task failed), the count of `split` tasks at the barrier,
- * and the "parameters ready" flag they wait on. Then the parameters, the merged channel
+ * (set when the call's signal fires or a task failed), the count of arrivals at the `split` or
+ * `phased` barriers, and the number of channel groups whose parameters are ready (the flag the
+ * tasks at a barrier wait on). Then the parameters, the merged channel
  * statistics and the partials, each 8-byte aligned.
  */
 export interface ScratchLayout {

@@ -1,0 +1,126 @@
+/**
+ * The `phased` split: inputs too large for the cache between the two passes, with too few channels
+ * to share out whole, are done one group of channels at a time, with a barrier per group. The
+ * planner's choice, then the results: against the float64 reference, and the same bits as the
+ * other paths (fused at one thread, one barrier with the default cache budget), forward, running
+ * statistics, ReLU and backward, both kernels and dtypes; and an abort while a task waits at a
+ * group's barrier.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, BatchNorm, DEFAULT_CACHE_BYTES, Pool } from '../dist/src/index.js';
+import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
+import { injectFault } from '../dist/src/pool.js';
+import { randomTensor, sameBits } from './helpers/data.js';
+import { KERNELS } from './helpers/pools.js';
+import { dimsOf, outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+/** The channel groups the engine uses for a whole tensor in one chunk (null: fused or one barrier). */
+function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number): number[] | null {
+  const { N, C, S } = dimsOf(shape);
+  const grid = planGrid(N, C, S);
+  if (shouldFuse(grid, C, true, threads)) return null;
+  return planPhases(grid, C, bpe, threads, cacheBytes);
+}
+
+describe('planPhases', () => {
+  it('gives one group of channels per cache budget when the input outgrows it', () => {
+    // [64, 3, 224, 224] float32: 12.8 MB a channel, 38.5 MB in all, against 16 MiB.
+    expect(phasesOf([64, 3, 224, 224], 4, 2, DEFAULT_CACHE_BYTES)).toEqual([0, 1, 2, 3]);
+    // 5 channels of 4 MiB for 4 threads (not shared out whole): 4 fit a group, so 2 even groups.
+    expect(phasesOf([16, 5, 256, 256], 4, 4, DEFAULT_CACHE_BYTES)).toEqual([0, 3, 5]);
+    // Fused instead: 64 channels share out whole between 2 threads.
+    expect(phasesOf([32, 64, 112, 112], 4, 2, 1 << 20)).toBeNull();
+  });
+
+  it('declines when one barrier is as good', () => {
+    expect(phasesOf([16, 3, 64, 64], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // fits the budget
+    expect(phasesOf([64, 3, 512, 512], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // a channel does not
+    expect(phasesOf([64, 1, 512, 512], 4, 2, 1 << 30)).toBeNull(); // one channel
+    expect(phasesOf([3, 3, 224, 224], 4, 2, 1 << 20)).toBeNull(); // 3 row groups for 2 threads
+    expect(phasesOf([4096, 3, 10], 4, 2, 1 << 10)).toBeNull(); // row mode
+  });
+});
+
+// Shapes that take the phased path with the budget given: one row per block; 15-row blocks with a
+// short last group (64 = 4 * 15 + 4); planes cut into stretches.
+const CASES = [
+  { shape: [4, 3, 100, 101], cacheBytes: 400_000 },
+  { shape: [64, 3, 32, 33], cacheBytes: 600_000 },
+  { shape: [6, 3, 130, 130], cacheBytes: 900_000 },
+];
+
+for (const kernel of KERNELS) {
+  describe(`phased split (${kernel} kernel)`, () => {
+    const pools = new Map<string, Pool>();
+    beforeAll(() => {
+      pools.set('fused, 1 thread', new Pool({ threads: 1, inlineThreshold: 0, kernel }));
+      pools.set('one barrier, 2 threads', new Pool({ threads: 2, inlineThreshold: 0, kernel }));
+    });
+    afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
+
+    for (const { shape, cacheBytes } of CASES) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        it(`matches the reference and the other paths bit for bit: [${shape}], ${dtype}`, async () => {
+          const bpe = dtype === 'float32' ? 4 : 8;
+          const C = shape[1];
+          const phased = [2, 3]
+            .filter((t) => phasesOf(shape, bpe, t, cacheBytes) !== null)
+            .map((t) => new Pool({ threads: t, inlineThreshold: 0, kernel, cacheBytes }));
+          // The premise: at least the 2-thread pool takes the phased path, in more than one group.
+          expect(phasesOf(shape, bpe, 2, cacheBytes)!.length).toBeGreaterThan(2);
+          try {
+            const x = randomTensor(shape, dtype, shape[0] * 100 + C);
+            const dy = randomTensor(shape, dtype, shape[0] * 100 + C + 1);
+            const runs = [];
+            for (const pool of [...pools.values(), ...phased]) {
+              const bn = new BatchNorm(C, { pool, dtype, momentum: 0.3 });
+              bn.weight!.set(Array.from({ length: C }, (_, c) => 0.5 + c));
+              bn.bias!.set(Array.from({ length: C }, (_, c) => c - 1));
+              await bn.forward(x, shape);
+              const y = await bn.forward(x, shape);
+              const grad = await bn.backward(dy);
+              const relu = new BatchNorm(C, { pool, dtype, activation: 'relu' });
+              const yRelu = await relu.forward(x, shape);
+              const gradRelu = await relu.backward(dy);
+              runs.push({ y, rm: bn.runningMean!, rv: bn.runningVar!, ...grad, yRelu, dxRelu: gradRelu.dx, weight: bn.weight!, bias: bn.bias! });
+            }
+            const first = runs[0];
+            const ref = referenceForward(x, shape, { training: true, weight: first.weight, bias: first.bias });
+            expect(outputErrorRatio(first.y, x, shape, ref, first.bias, dtype)).toBeLessThanOrEqual(1);
+            for (const run of runs.slice(1)) {
+              for (const key of ['y', 'rm', 'rv', 'dx', 'yRelu', 'dxRelu'] as const) {
+                expect(sameBits(run[key], first[key]), key).toBe(true);
+              }
+              expect(sameBits(run.dWeight!, first.dWeight!)).toBe(true);
+              expect(sameBits(run.dBias!, first.dBias!)).toBe(true);
+            }
+          } finally {
+            await Promise.all(phased.map((p) => p.close()));
+          }
+        });
+      }
+    }
+  });
+}
+
+describe('phased split, abort', () => {
+  it('a task waiting at a group barrier gives up when the call is aborted; nothing changes', async () => {
+    const shape = [4, 3, 100, 101];
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, cacheBytes: 400_000 });
+    expect(phasesOf(shape, 4, 2, 400_000)).not.toBeNull();
+    const x = randomTensor(shape, 'float32', 3);
+    const bn = new BatchNorm(3, { pool });
+    const ac = new AbortController();
+    // One task stalls until the call is cancelled, so the other is certainly at the first barrier.
+    injectFault(pool, { kind: 'stall' });
+    const call = bn.forward(x, shape, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 30);
+    await expect(call).rejects.toBeInstanceOf(AbortError);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, shape);
+    expect(outputErrorRatio(y, x, shape, referenceForward(x, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+    await pool.close();
+  });
+});
