@@ -28,7 +28,9 @@ const threadCounts = quick ? [maxThreads] : Array.from({ length: maxThreads }, (
 const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
 // Enough warm-up for V8 to optimize the JavaScript around the kernels (the kernels themselves are
 // compiled optimized up front).
-const timing = quick ? { time: 40, iterations: 3, warmupIterations: 5, warmupTime: 30 } : { time: 250, iterations: 7, warmupIterations: 10, warmupTime: 100 };
+const timing = quick
+  ? { rounds: 2, time: 40, iterations: 4, warmupIterations: 5, warmupTime: 30 }
+  : { rounds: 5, time: 250, iterations: 10, warmupIterations: 10, warmupTime: 100 };
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 interface Measure {
@@ -40,20 +42,46 @@ interface Measure {
   fn: () => Promise<unknown> | unknown;
 }
 
+/**
+ * Measures the items in rounds: each round runs every item for its share of the time, in turn, so
+ * the floor and what is compared with it are sampled in alternating windows of the same stretch of
+ * time. Measured one after another, a shared VM's memory bandwidth drifted between the floor's
+ * window and the next item's (floors of one shape 0.86 and 1.95 ms in two runs).
+ */
 async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
-  const bench = new Bench({ ...timing, throws: true });
-  for (const [i, m] of items.entries()) bench.add(String(i), m.fn);
-  await bench.run();
+  const samples: number[][] = items.map(() => []);
+  for (let round = 0; round < timing.rounds; round++) {
+    const first = round === 0;
+    const bench = new Bench({
+      time: timing.time / timing.rounds,
+      iterations: Math.ceil(timing.iterations / timing.rounds),
+      warmupIterations: first ? timing.warmupIterations : 2,
+      warmupTime: first ? timing.warmupTime : 5,
+      retainSamples: true,
+      throws: true,
+    });
+    for (const [i, m] of items.entries()) bench.add(String(i), m.fn);
+    await bench.run();
+    for (const [i, task] of bench.tasks.entries()) {
+      const result = task.result as { latency?: { samples?: readonly number[] } } | undefined;
+      samples[i].push(...(result?.latency?.samples ?? []));
+    }
+  }
   const bytes = 2 * 4 * elementsOf(shape.shape);
   return items.map((m, i) => {
-    const task = bench.tasks[i];
-    const result = task.result as { latency?: { p50: number; samplesCount?: number }; state?: string } | undefined;
-    const median = result?.latency?.p50 ?? null;
+    const median = medianOf(samples[i]);
     return {
       shape: shape.id, impl: m.impl, mode: m.mode, input: m.input, threads: m.threads, note: m.note,
-      medianMs: median, samples: task.runs, gbps: median === null ? null : bytes / median / 1e6, vsFloor: null, vsBestPeer: null,
+      medianMs: median, samples: samples[i].length, gbps: median === null ? null : bytes / median / 1e6, vsFloor: null, vsBestPeer: null,
     };
   });
+}
+
+function medianOf(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 async function benchShape(shape: BenchShape): Promise<Row[]> {
@@ -192,7 +220,7 @@ const md = [
   `# Benchmark results (${tag} run)`,
   '',
   `Measured ${date.slice(0, 10)} on ${machine} by \`npm run bench${quick ? ' -- --quick' : ''}\`, in ${seconds.toFixed(0)} s.`,
-  'Medians of tinybench samples. GB/s counts one read and one write of the tensor for every implementation.',
+  `Medians of tinybench samples taken in ${timing.rounds} rounds that alternate the implementations of a shape and thread count (the floor among them). GB/s counts one read and one write of the tensor for every implementation.`,
   '"÷ floor": median over the floor\'s median at the same thread count, measured in the same run (1.00 = streaming speed).',
   '"× vs best peer": the fastest peer\'s median (onnxruntime, TensorFlow.js) at the same thread count and mode, over this median.',
   '',
