@@ -94,6 +94,8 @@ describe('ERR_BNPOOL_ARG', () => {
     ['threads 0', () => new Pool({ threads: 0 }), ['options.threads', 'positive integer', 'got 0']],
     ['threads 1.5', () => new Pool({ threads: 1.5 }), ['options.threads', '1.5']],
     ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
+    ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
+    ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
     ['dtype "int8"', () => new BatchNorm(3, { dtype: 'int8' as never }), ['options.dtype', '"int8"']],
   ];
   for (const [label, make, fragments] of ctorCases) {
