@@ -95,6 +95,11 @@ export function bwdStatsPlanes64(
   store<f64>(out, hsum(a2), 16);
 }
 
+/** dx = (a·g + b·(x - hi)) + d in float32 lanes (the scalar tails compute the same). */
+@inline function dx32(g: v128, x: v128, av: v128, bv: v128, hv: v128, dv: v128): v128 {
+  return f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(x, hv))), dv);
+}
+
 /**
  * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy, the mask and dx each with their
  * own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -b·lo folded
@@ -119,10 +124,32 @@ export function bwdApplyPlanes32(
     let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
     let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
     const end = px + (<usize>len << 2);
+    // Four vectors an iteration, so that their loads and arithmetic overlap (same operations per
+    // element as one at a time).
+    while (px + 64 <= end) {
+      let g0 = v128.load(pg);
+      let g1 = v128.load(pg, 16);
+      let g2 = v128.load(pg, 32);
+      let g3 = v128.load(pg, 48);
+      if (useMask) {
+        g0 = masked32(g0, pm, 0);
+        g1 = masked32(g1, pm, 16);
+        g2 = masked32(g2, pm, 32);
+        g3 = masked32(g3, pm, 48);
+      }
+      v128.store(po, dx32(g0, v128.load(px), av, bv, hv, dv));
+      v128.store(po, dx32(g1, v128.load(px, 16), av, bv, hv, dv), 16);
+      v128.store(po, dx32(g2, v128.load(px, 32), av, bv, hv, dv), 32);
+      v128.store(po, dx32(g3, v128.load(px, 48), av, bv, hv, dv), 48);
+      px += 64;
+      pg += 64;
+      pm += 64;
+      po += 64;
+    }
     while (px + 16 <= end) {
       let g = v128.load(pg);
       if (useMask) g = masked32(g, pm, 0);
-      v128.store(po, f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(v128.load(px), hv))), dv));
+      v128.store(po, dx32(g, v128.load(px), av, bv, hv, dv));
       px += 16;
       pg += 16;
       pm += 16;
@@ -172,13 +199,36 @@ export function bwdApplyPlanes64(
 
 /**
  * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
- * acc[1] += Σdy·(x - hi)): f32 lanes over 4 vectors between folds, as in bwdStatsPlanes32.
+ * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds, as in
+ * bwdStatsPlanes32.
  */
 @inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
   const hv = f32x4.splat(hi);
   let a1 = f64x2.splat(0);
   let a2 = f64x2.splat(0);
   const end = px + (<usize>len << 2);
+  while (px + 64 <= end) {
+    let g0 = v128.load(pg);
+    let g1 = v128.load(pg, 16);
+    let g2 = v128.load(pg, 32);
+    let g3 = v128.load(pg, 48);
+    if (useMask) {
+      g0 = masked32(g0, pm, 0);
+      g1 = masked32(g1, pm, 16);
+      g2 = masked32(g2, pm, 32);
+      g3 = masked32(g3, pm, 48);
+    }
+    const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
+    const p = f32x4.add(
+      f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+      f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+    );
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+    px += 64;
+    pg += 64;
+    pm += 64;
+  }
   while (px + 16 <= end) {
     let g = v128.load(pg);
     if (useMask) g = masked32(g, pm, 0);
