@@ -215,38 +215,81 @@ for (const name of ['js', 'wasm'] as const) {
       const a = setup(name);
       const other = setup(name === 'js' ? 'wasm' : 'js');
       const rand = rng(5);
-      const blocks = 7;
-      const C = 5;
       const partials = DATA;
       const stats = OUT;
       const params = SCRATCH;
-      const values: number[][] = Array.from({ length: C }, () => []);
-      for (const k of [a, other]) {
-        k.f64.fill(0, partials / 8, partials / 8 + C * blocks * 3);
-      }
-      for (let c = 0; c < C; c++) {
-        for (let b = 0; b < blocks; b++) {
-          const run = Array.from({ length: 3 + b }, () => 50 + c + normal(rand));
-          values[c].push(...run);
-          const { n, mean, m2 } = reference(run);
-          for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
+      // Channel counts around the WebAssembly merge's four lanes, one block or several, and
+      // ranges that do not start at channel 0 (the `phased` barriers merge a group at a time).
+      for (const C of [1, 3, 4, 5, 9]) {
+        for (const blocks of [1, 2, 7]) {
+          for (const c0 of C > 2 ? [0, 1] : [0]) {
+            const values: number[][] = Array.from({ length: C }, () => []);
+            for (const k of [a, other]) {
+              k.f64.fill(0, partials / 8, partials / 8 + C * blocks * 3);
+              k.f64.fill(GUARD, stats / 8, stats / 8 + 2 * C);
+            }
+            for (let c = 0; c < C; c++) {
+              for (let b = 0; b < blocks; b++) {
+                const run = Array.from({ length: 3 + b }, () => 50 + c + (1 + b) * normal(rand));
+                values[c].push(...run);
+                const { n, mean, m2 } = reference(run);
+                for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
+              }
+              for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 32 * c) / 8);
+            }
+            a.kernel.mergeChannels(partials, blocks, c0, C, stats, params, 1e-5);
+            other.kernel.mergeChannels(partials, blocks, c0, C, stats, params, 1e-5);
+            for (let c = 0; c < c0; c++) expect(a.f64[stats / 8 + 2 * c]).toBe(GUARD);
+            for (let c = c0; c < C; c++) {
+              const want = reference(values[c]);
+              const s = a.f64.slice(stats / 8 + 2 * c, stats / 8 + 2 * c + 2);
+              expect(Math.abs(s[0] - want.mean)).toBeLessThan(1e-12);
+              expect(Math.abs(s[1] - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
+              const p = a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 3);
+              expect(p[0]).toBe(s[0]);
+              expect(p[1]).toBe((1 + c) / Math.sqrt(s[1] + 1e-5));
+              expect(p[2]).toBe(c - 2);
+            }
+            expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+            expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
+          }
         }
-        for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 32 * c) / 8);
       }
-      a.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
-      other.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
-      for (let c = 0; c < C; c++) {
-        const want = reference(values[c]);
-        const s = a.f64.slice(stats / 8 + 2 * c, stats / 8 + 2 * c + 2);
-        expect(Math.abs(s[0] - want.mean)).toBeLessThan(1e-12);
-        expect(Math.abs(s[1] - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
-        const p = a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 3);
-        expect(p[0]).toBe(s[0]);
-        expect(p[1]).toBe((1 + c) / Math.sqrt(s[1] + 1e-5));
-        expect(p[2]).toBe(c - 2);
+      // Partials of large, uneven counts (as from long planes), where a change in the order of the
+      // operations shows in the last bits: many channels, merges of 2 blocks (where one step's
+      // rounding is not absorbed by later ones) and of 23.
+      for (const blocks of [2, 23]) {
+        const C = 64;
+        for (const k of [a, other]) {
+          for (let c = 0; c < C; c++) {
+            for (let b = 0; b < blocks; b++) {
+              const r2 = rng(1000 * c + b);
+              k.f64.set([12345 + 777 * b, 1e3 * c + 10 * normal(r2), (1 + r2()) * 1e-3], (partials + (c * blocks + b) * 24) / 8);
+            }
+            k.f64.set([0, 1, 0], (params + 32 * c) / 8);
+          }
+          k.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+        }
+        for (let c = 0; c < C; c++) {
+          let n = 0;
+          let sum = 0;
+          for (let b = 0; b < blocks; b++) {
+            const at = (partials + (c * blocks + b) * 24) / 8;
+            n += a.f64[at];
+            sum += a.f64[at] * a.f64[at + 1];
+          }
+          const mean = sum / n;
+          let m2 = 0;
+          for (let b = 0; b < blocks; b++) {
+            const at = (partials + (c * blocks + b) * 24) / 8;
+            m2 += a.f64[at + 2] + a.f64[at] * (a.f64[at + 1] - mean) ** 2;
+          }
+          expect(Math.abs(a.f64[stats / 8 + 2 * c] - mean)).toBeLessThan(1e-9);
+          expect(Math.abs(a.f64[stats / 8 + 2 * c + 1] - m2 / n) / (m2 / n)).toBeLessThan(1e-12);
+        }
+        expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+        expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
       }
-      expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
-      expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
     });
 
     it('stream computes y = a * x + b over odd lengths', () => {
