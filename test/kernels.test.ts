@@ -149,7 +149,7 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(3);
-        for (const C of [1, 3, 4, 5, 7, 8, 13, 16, 21, 35]) {
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21, 35]) {
           for (const S of [1, 2, 3, 5, 17]) {
             for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
               const off = (C + S + rows) % 4;
@@ -179,9 +179,9 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(4);
-        for (const C of [1, 3, 4, 5, 7, 8, 13]) {
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13]) {
           for (const S of [1, 2, 3, 5, 17]) {
-            for (const rows of [1, 3, 4, 5, 9]) {
+            for (const rows of [1, 3, 4, 5, 9, 33]) {
               const off = (C + S + rows) % 4;
               const xBase = DATA / bpe + off;
               const yBase = OUT / bpe + ((off + 2) % 4);
