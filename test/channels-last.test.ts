@@ -55,6 +55,40 @@ for (const kernel of KERNELS) {
       }
     }
 
+    // Backward: the channels-first gradients, transposed. Channel counts for every rank-2 kernel
+    // path: few interleaved channels (1, 3, 5, 6), lanes (64), lanes with a tail (21).
+    for (const shape of [[16, 3, 30, 31], [7, 5], [2, 6, 9, 11], [4, 1, 40], [2, 21, 5, 7], [3, 64, 4, 5]]) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        for (const relu of [false, true]) {
+          it(`backward matches channels-first: [${shape}] as [${lastShape(shape)}], ${dtype}${relu ? ', ReLU' : ''}`, async () => {
+            const C = shape[1];
+            const x = randomTensor(shape, dtype, C * 11 + shape.length);
+            const dy = randomTensor(shape, dtype, C * 13 + shape.length);
+            const options = { pool: pools.get(2)!, dtype, activation: relu ? 'relu' as const : null };
+            const first = new BatchNorm(C, options);
+            const last = new BatchNorm(C, { ...options, layout: 'channels-last' });
+            for (const bn of [first, last]) {
+              bn.weight!.set(Array.from({ length: C }, (_, c) => 0.5 + c / C));
+              bn.bias!.set(Array.from({ length: C }, (_, c) => (c % 3) * 0.2 - 0.1));
+            }
+            await first.forward(x, shape);
+            await last.forward(toChannelsLast(x, shape), lastShape(shape));
+            const want = await first.backward(dy);
+            const got = await last.backward(toChannelsLast(dy, shape));
+            const dx = toChannelsFirst(got.dx, shape);
+            const tol = dtype === 'float32' ? 2e-5 : 1e-12;
+            for (let i = 0; i < dx.length; i++) expect(Math.abs(dx[i] - want.dx[i])).toBeLessThanOrEqual(tol * (1 + Math.abs(want.dx[i])));
+            const m = x.length / C;
+            for (let c = 0; c < C; c++) {
+              expect(Math.abs(got.dBias![c] - want.dBias![c])).toBeLessThanOrEqual(tol * m);
+              expect(Math.abs(got.dWeight![c] - want.dWeight![c])).toBeLessThanOrEqual(tol * m);
+            }
+            expect(Array.from(want.dBias!).some((v) => Math.abs(v) > 1)).toBe(true);
+          });
+        }
+      }
+    }
+
     it('gives the same bits at 1, 2 and 3 threads', async () => {
       const shape = [8, 32, 20, 20];
       const xl = toChannelsLast(randomTensor(shape, 'float32', 3), shape);
