@@ -30,7 +30,7 @@ const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
 // compiled optimized up front).
 const timing = quick
   ? { rounds: 2, time: 40, iterations: 4, warmupIterations: 5, warmupTime: 30 }
-  : { rounds: 5, time: 250, iterations: 10, warmupIterations: 10, warmupTime: 100 };
+  : { rounds: 5, time: 250, iterations: 7, warmupIterations: 10, warmupTime: 100 };
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 interface Measure {
@@ -55,7 +55,7 @@ async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
     const bench = new Bench({
       time: timing.time / timing.rounds,
       iterations: Math.ceil(timing.iterations / timing.rounds),
-      warmupIterations: first ? timing.warmupIterations : 2,
+      warmupIterations: first ? timing.warmupIterations : 1,
       warmupTime: first ? timing.warmupTime : 5,
       retainSamples: true,
       throws: true,
