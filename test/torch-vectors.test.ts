@@ -1,0 +1,95 @@
+/**
+ * Against PyTorch itself: training forward, running statistics (momentum 0.1, 0.3 and the
+ * cumulative average), eval forward, and the gradients of both from autograd, computed by
+ * torch.nn.BatchNorm{1,2,3}d 2.13 (test/fixtures/torch/make_vectors.py wrote the vectors; CI has
+ * no PyTorch, so they are committed). Ranks 2 to 5, both dtypes, affine off, fused ReLU.
+ */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchNorm, type Pool } from '../dist/src/index.js';
+import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+
+interface TorchCase {
+  name: string;
+  shape: number[];
+  dtype: 'float32' | 'float64';
+  momentum: number | null;
+  affine: boolean;
+  relu: boolean;
+  eps: number;
+  weight: number[] | null;
+  bias: number[] | null;
+  x1: number[];
+  x2: number[];
+  dy: number[];
+  train: { y: number[]; dx: number[]; dWeight: number[] | null; dBias: number[] | null };
+  running_mean: number[];
+  running_var: number[];
+  num_batches_tracked: number;
+  eval: { y: number[]; dx: number[] };
+}
+
+const vectors = JSON.parse(readFileSync(new URL('./fixtures/torch/vectors.json', import.meta.url), 'utf8')) as { generator: string; cases: TorchCase[] };
+
+/**
+ * Worst |got - want| / (1 + |want|) over the elements, against a tolerance. float32 results differ
+ * from PyTorch's by the rounding of a different order of operations: measured 0.3-2.8e-7 (1-2 ulp
+ * of values of order 1), 1e-6 allowed, 2e-6 for the channel sums dWeight and dBias; float64
+ * 1e-16 to 1.4e-15.
+ */
+function expectClose(got: ArrayLike<number>, want: readonly number[], tol: number, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
+  expect(worst, what).toBeLessThanOrEqual(tol);
+}
+
+it('has the vectors of every case', () => {
+  expect(vectors.generator).toMatch(/^PyTorch 2\./);
+  expect(vectors.cases.map((c) => c.shape.length).sort()).toEqual([2, 3, 4, 4, 4, 5]);
+});
+
+for (const kernel of KERNELS) {
+  describe(`PyTorch's own numbers (${kernel} kernel)`, () => {
+    let pools: Map<string, Pool>;
+    beforeAll(() => { pools = openPools(kernel); });
+    afterAll(() => closePools(pools));
+
+    for (const { name: poolName } of POOL_CONFIGS) {
+      for (const c of vectors.cases) {
+        it(`${c.name} [${c.shape}]: ${poolName}`, async () => {
+          const Float = c.dtype === 'float32' ? Float32Array : Float64Array;
+          const tol = c.dtype === 'float32' ? 1e-6 : 1e-14;
+          const sumTol = c.dtype === 'float32' ? 2e-6 : 1e-13;
+          const bn = new BatchNorm(c.shape[1], {
+            pool: pools.get(poolName)!, dtype: c.dtype, momentum: c.momentum, eps: c.eps, affine: c.affine,
+            activation: c.relu ? 'relu' : null,
+          });
+          if (c.affine) {
+            bn.weight!.set(c.weight!);
+            bn.bias!.set(c.bias!);
+          }
+          await bn.forward(Float.from(c.x1), c.shape);
+          const x2 = Float.from(c.x2);
+          const y = await bn.forward(x2, c.shape);
+          expectClose(y, c.train.y, tol, 'training y');
+          expectClose(bn.runningMean!, c.running_mean, tol, 'running_mean');
+          expectClose(bn.runningVar!, c.running_var, tol, 'running_var');
+          expect(bn.numBatchesTracked).toBe(c.num_batches_tracked);
+          const g = await bn.backward(Float.from(c.dy));
+          expectClose(g.dx, c.train.dx, tol, 'training dx');
+          if (c.affine) {
+            expectClose(g.dWeight!, c.train.dWeight!, sumTol, 'dWeight');
+            expectClose(g.dBias!, c.train.dBias!, sumTol, 'dBias');
+          } else {
+            expect(g.dWeight).toBeNull();
+            expect(g.dBias).toBeNull();
+          }
+          bn.eval();
+          expectClose(await bn.forward(x2, c.shape), c.eval.y, tol, 'eval y');
+          expectClose((await bn.backward(Float.from(c.dy))).dx, c.eval.dx, tol, 'eval dx');
+        });
+      }
+    }
+  });
+}
