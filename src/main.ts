@@ -1,12 +1,16 @@
 /**
  * `npm start`: the main job on an embedded default. Makes a random [32, 64, 112, 112] float32
  * batch on the pool, runs training forwards on it, checks a sample of channels against a float64
- * two-pass reference, and prints the time and the bandwidth.
+ * two-pass reference, and prints the time, the bandwidth and the ratio to the streaming floor
+ * (one SIMD pass y = a*x + b over the same bytes on the same threads), measured in turn with it.
  */
+import { streamFloor } from './floor.js';
 import { BatchNorm, Pool } from './index.js';
 
 const SHAPE = [32, 64, 112, 112] as const;
-const RUNS = 5;
+/** Untimed first calls: the output's first-touch page faults and V8's warm-up. */
+const WARMUP = 3;
+const RUNS = 15;
 
 async function main(): Promise<void> {
   const [N, C, H, W] = SHAPE;
@@ -18,23 +22,38 @@ async function main(): Promise<void> {
   fillRandom(x, C, S);
 
   const bn = new BatchNorm(C, { pool });
+  const floor = pool.kernel === 'wasm' ? pool.alloc(length) : null;
   const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = process.hrtime.bigint();
+  const floorTimes: number[] = [];
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    let t0 = process.hrtime.bigint();
     await bn.forward(x, SHAPE, { out });
-    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (i >= WARMUP) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    if (floor === null) continue;
+    t0 = process.hrtime.bigint();
+    await streamFloor(pool, x, floor);
+    if (i >= WARMUP) floorTimes.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   const worst = checkSample(x, out, C, S, N);
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)];
+  const median = medianOf(times);
   const bytes = 2 * length * 4; // one read and one write of the tensor
   console.log(`bnpool training forward, float32 [${SHAPE.join(', ')}] (${(length * 4 / 1e6).toFixed(1)} MB), ${pool.threads} threads, ${pool.kernel} kernel`);
   console.log(`median of ${RUNS}: ${median.toFixed(2)} ms, ${(bytes / median / 1e6).toFixed(1)} GB/s (read + write)`);
+  if (floorTimes.length > 0) {
+    const f = medianOf(floorTimes);
+    console.log(`streaming floor, same bytes and threads: ${f.toFixed(2)} ms, ${(bytes / f / 1e6).toFixed(1)} GB/s; training forward / floor = ${(median / f).toFixed(2)}`);
+  }
   console.log(`check against the float64 reference on channels 0, ${C >> 1}, ${C - 1}: max |error| ${worst.toExponential(2)} ${worst < 1e-4 ? 'OK' : 'FAILED'}`);
   pool.free(x);
   pool.free(out);
+  if (floor !== null) pool.free(floor);
   await pool.close();
   if (worst >= 1e-4) process.exitCode = 1;
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** Channel c is normal with its own mean and spread, from a seeded generator. */
