@@ -7,8 +7,8 @@ import { fold4, hsum, masked32, patternLength, promoteHigh, promoteLow } from '.
 /**
  * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
  * writes (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the
- * float32 part of the mean, in f32 lanes over at most 4 vectors before each fold into f64, and the
- * low part is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
+ * float32 part of the mean, summed per run by bwdRun32 (f32 lanes over 4 vectors before each fold
+ * into f64), and the low part is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
  */
 export function bwdStatsPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
@@ -16,50 +16,19 @@ export function bwdStatsPlanes32(
 ): void {
   const hi = <f32>mean;
   const lo = mean - <f64>hi;
-  const hv = f32x4.splat(hi);
   const useMask = mask != 0;
-  let a1 = f64x2.splat(0);
-  let a2 = f64x2.splat(0);
+  // out[1], out[2] accumulate (Σdy, Σdy·(x - hi)) run by run.
+  store<f64>(out, 0, 8);
+  store<f64>(out, 0, 16);
   for (let r = 0; r < rows; r++) {
-    let px = x + ((<usize>r * <usize>xRowStride) << 2);
-    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
-    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
-    const end = px + (<usize>len << 2);
-    while (px + 64 <= end) {
-      let g0 = v128.load(pg);
-      let g1 = v128.load(pg, 16);
-      let g2 = v128.load(pg, 32);
-      let g3 = v128.load(pg, 48);
-      if (useMask) {
-        g0 = masked32(g0, pm, 0);
-        g1 = masked32(g1, pm, 16);
-        g2 = masked32(g2, pm, 32);
-        g3 = masked32(g3, pm, 48);
-      }
-      const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
-      const p = f32x4.add(
-        f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
-        f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
-      );
-      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
-      a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
-      px += 64;
-      pg += 64;
-      pm += 64;
-    }
-    while (px < end) {
-      const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
-      a1 = f64x2.add(a1, f64x2(g, 0));
-      a2 = f64x2.add(a2, f64x2(g * <f64>(load<f32>(px) - hi), 0));
-      px += 4;
-      pg += 4;
-      pm += 4;
-    }
+    bwdRun32(
+      x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
+      mask + ((<usize>r * <usize>maskRowStride) << 2), len, hi, useMask, out + 8,
+    );
   }
-  const sdy = hsum(a1);
+  const sdy = load<f64>(out, 8);
   store<f64>(out, <f64>rows * <f64>len);
-  store<f64>(out, sdy, 8);
-  store<f64>(out, hsum(a2) - lo * sdy, 16);
+  store<f64>(out, load<f64>(out, 16) - lo * sdy, 16);
 }
 
 export function bwdStatsPlanes64(
@@ -199,8 +168,7 @@ export function bwdApplyPlanes64(
 
 /**
  * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
- * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds, as in
- * bwdStatsPlanes32.
+ * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds into f64.
  */
 @inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
   const hv = f32x4.splat(hi);
