@@ -7,10 +7,12 @@ import { floorOf, hiOf, norm32, norm32Plain, patternLength, relu32, relu64, shif
 // vector boundary fell. Few interleaved channels: see stats.ts (normalizePattern32).
 
 @inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f32, relu: bool): void {
+  normRunF32(px, py, len, hiOf(mean), <f32>scale, shiftOf(mean, scale, bias), floor, relu);
+}
+
+/** normRun32 with the float32 parameters already made: (x - mHi) * sc + bs. */
+@inline function normRunF32(px: usize, py: usize, len: i32, mHi: f32, sc: f32, bs: f32, floor: f32, relu: bool): void {
   const fl = f32x4.splat(floor);
-  const mHi = hiOf(mean);
-  const sc = <f32>scale;
-  const bs = shiftOf(mean, scale, bias);
   const hi = f32x4.splat(mHi);
   const scv = f32x4.splat(sc);
   const bv = f32x4.splat(bs);
@@ -96,13 +98,21 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   const floor = <f32>floorOf(relu);
   const fl = f32x4.splat(floor);
   if (S != 1) {
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < C; c++) {
-        const p = params + (<usize>c << 5);
-        const off = <usize>r * rowBytes + ((<usize>c * <usize>S) << 2);
-        normRun32(x + off, y + off, S, load<f64>(p), load<f64>(p, 8), load<f64>(p, 16), floor, true);
-      }
+    // Short runs (S elements a channel in each row): the float32 parameters are made once a call,
+    // not once a run, and the ReLU test is made once.
+    const hiA = scratch;
+    const scA = hiA + (<usize>C << 2);
+    const bA = scA + (<usize>C << 2);
+    for (let c: usize = 0; c < <usize>C; c++) {
+      const p = params + (c << 5);
+      const mean = load<f64>(p);
+      const scale = load<f64>(p, 8);
+      store<f32>(hiA + (c << 2), hiOf(mean));
+      store<f32>(scA + (c << 2), <f32>scale);
+      store<f32>(bA + (c << 2), shiftOf(mean, scale, load<f64>(p, 16)));
     }
+    if (relu) shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, true);
+    else shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, false);
     return;
   }
   if (C < 16 && (C & 3) != 0) {
@@ -220,6 +230,18 @@ function patternNorm3(x: usize, y: usize, periods: usize, hiA: usize, scA: usize
     v128.store(y + o, norm32(v128.load(x + o, 32), h2, s2, b2, fl), 32);
   }
   return periods;
+}
+
+@inline function shortRuns32(
+  x: usize, y: usize, rows: i32, C: i32, S: i32, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
+): void {
+  const rowBytes = (<usize>C * <usize>S) << 2;
+  for (let r = 0; r < rows; r++) {
+    for (let c: usize = 0; c < <usize>C; c++) {
+      const off = <usize>r * rowBytes + ((c * <usize>S) << 2);
+      normRunF32(x + off, y + off, S, load<f32>(hiA + (c << 2)), load<f32>(scA + (c << 2)), load<f32>(bA + (c << 2)), floor, relu);
+    }
+  }
 }
 
 function normalizePattern32(x: usize, y: usize, rows: i32, C: i32, params: usize, scratch: usize, floor: f32): void {
