@@ -260,6 +260,10 @@ export function bwdStatsRows64(
   x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
 ): void {
   const useMask = mask != 0;
+  if (S == 1) {
+    bwdColumns64(x, dy, mask, rows, C, params, acc, out, outStride);
+    return;
+  }
   for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
   const rowBytes = (<usize>C * <usize>S) << 3;
   for (let r = 0; r < rows; r++) {
@@ -286,6 +290,50 @@ export function bwdStatsRows64(
     store<f64>(o, <f64>rows * <f64>S);
     store<f64>(o, load<f64>(a), 8);
     store<f64>(o, load<f64>(a, 8), 16);
+  }
+}
+
+/**
+ * bwdStatsRows64 for S = 1: channels in the two lanes, row by row (the same operations per
+ * channel as the general loop, so the same bits). acc: the means, Σdy and Σdy·(x - mean) as f64
+ * arrays of C rounded up to 2.
+ */
+function bwdColumns64(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 1) & ~1);
+  const mA = acc;
+  const sA = mA + (cPad << 3);
+  const pA = sA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f64>(mA + (c << 3), c < <usize>C ? load<f64>(params + (c << 5)) : 0);
+    store<f64>(sA + (c << 3), 0);
+    store<f64>(pA + (c << 3), 0);
+  }
+  const c2 = <usize>(C & ~1);
+  const rowBytes = <usize>C << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = row + (c << 3);
+      const k = c << 3;
+      let g = v128.load(dy + o);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      v128.store(sA + k, f64x2.add(v128.load(sA + k), g));
+      v128.store(pA + k, f64x2.add(v128.load(pA + k), f64x2.mul(g, f64x2.sub(v128.load(x + o), v128.load(mA + k)))));
+    }
+    if (c2 < <usize>C) {
+      const o = row + (c2 << 3);
+      const k = c2 << 3;
+      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      store<f64>(sA + k, load<f64>(sA + k) + g);
+      store<f64>(pA + k, load<f64>(pA + k) + g * (load<f64>(x + o) - load<f64>(mA + k)));
+    }
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const o = out + c * <usize>outStride;
+    store<f64>(o, <f64>rows);
+    store<f64>(o, load<f64>(sA + (c << 3)), 8);
+    store<f64>(o, load<f64>(pA + (c << 3)), 16);
   }
 }
 
@@ -447,6 +495,10 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
 export function bwdApplyRows64(
   x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
 ): void {
+  if (S == 1) {
+    bwdApplyColumns64(x, dy, mask, dx, rows, C, params, scratch);
+    return;
+  }
   const rowBytes = (<usize>C * <usize>S) << 3;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
@@ -455,6 +507,44 @@ export function bwdApplyRows64(
       const off = row + ((<usize>c * <usize>S) << 3);
       bwdApplyPlanes64(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
         load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+/**
+ * bwdApplyRows64 for S = 1: channels in the two lanes, the coefficients as f64 arrays in `scratch`
+ * (32 * C bytes), the same operations per element as bwdApplyPlanes64.
+ */
+function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 1) & ~1);
+  const aA = scratch;
+  const bA = aA + (cPad << 3);
+  const mA = bA + (cPad << 3);
+  const dA = mA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    const q = params + ((c < <usize>C ? c : 0) << 5);
+    store<f64>(aA + (c << 3), load<f64>(q));
+    store<f64>(bA + (c << 3), load<f64>(q, 8));
+    store<f64>(mA + (c << 3), load<f64>(q, 16));
+    store<f64>(dA + (c << 3), load<f64>(q, 24));
+  }
+  const c2 = <usize>(C & ~1);
+  const rowBytes = <usize>C << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = row + (c << 3);
+      const k = c << 3;
+      let g = v128.load(dy + o);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      v128.store(dx + o, f64x2.add(f64x2.add(f64x2.mul(v128.load(aA + k), g), f64x2.mul(v128.load(bA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))), v128.load(dA + k)));
+    }
+    if (c2 < <usize>C) {
+      const o = row + (c2 << 3);
+      const k = c2 << 3;
+      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      store<f64>(dx + o, (load<f64>(aA + k) * g + load<f64>(bA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k));
     }
   }
 }
