@@ -76,8 +76,10 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
  * Barrier `phase` of a `split` (its only one) or `phased` call: the last task to arrive merges
  * channels [c0, c1) and wakes the others, which spin for up to `task.spinMs`, then sleep.
  * Spinning beats sleeping for short waits: a futex wake-up costs ~90 µs on this project's VM, a
- * spin ~1 µs (design notes). The arrival count only grows and `ready` counts the barriers passed,
- * so one pair of words serves every phase. False when the call was cancelled first.
+ * spin ~1 µs (design notes). A task passes barrier p before it can arrive at p + 1, so the arrivals
+ * at p are the count's values p * gang + 1 to (p + 1) * gang, and `ready`, the number of barriers
+ * released, only grows: one pair of words serves every phase. False when the call was cancelled
+ * first.
  *
  * Deadlock-free because a call's tasks are queued back to back, there are at most as many as
  * workers, and the pool's queue is strictly FIFO: when one of them starts, every task queued
