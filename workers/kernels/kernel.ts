@@ -17,11 +17,12 @@ export interface Kernel {
   readonly name: KernelName;
 
   /**
-   * Partials of `blocks` blocks of the same shape (the executor passes at most PLANE_BLOCKS_MAX). Block i starts
-   * `i * blockStride` elements after `xByte` and is `rows` runs of `len` elements, run r starting
-   * `r * rowStride` elements after the block; its partial is written to `outByte + i * outStrideBytes`.
-   * `accByte`: PLANE_ACC_BYTES of scratch a block. A block's partial does not depend on which
-   * blocks share the call (the WebAssembly kernel reads the blocks in turns, for speed only).
+   * Partials of `blocks` blocks of the same shape (the executor passes at most PLANE_BLOCKS_MAX).
+   * Block i starts `i * blockStride` elements after `xByte` and is `rows` runs of `len` elements,
+   * run r starting `r * rowStride` elements after the block; its partial is written to
+   * `outByte + i * outStrideBytes`. `accByte`: PLANE_ACC_BYTES of scratch a block. A block's
+   * partial does not depend on which blocks share the call (the WebAssembly kernel reads the
+   * blocks in turns, for speed only).
    */
   statsPlanes(
     f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
