@@ -3,16 +3,17 @@
  * to share out whole, are done one group of channels at a time, with a barrier per group. The
  * planner's choice, then the results: against the float64 reference, and the same bits as the
  * other paths (fused at one thread, one barrier with the default cache budget), forward, running
- * statistics, ReLU and backward, both kernels and dtypes; and an abort while a task waits at a
- * group's barrier.
+ * statistics, ReLU and backward, both kernels and dtypes; hard data (a large offset with a tiny
+ * spread, a constant channel, NaN in one channel); and an abort while a task waits at a group's
+ * barrier.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, DEFAULT_CACHE_BYTES, Pool } from '../dist/src/index.js';
+import { AbortError, BatchNorm, batchNorm, DEFAULT_CACHE_BYTES, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { fillChannel, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
-import { dimsOf, outputErrorRatio, referenceForward } from './helpers/reference.js';
+import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 /** The channel groups the engine uses for a whole tensor in one chunk (null: fused or one barrier). */
 function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number): number[] | null {
@@ -100,6 +101,53 @@ for (const kernel of KERNELS) {
         });
       }
     }
+  });
+}
+
+for (const kernel of KERNELS) {
+  describe(`phased split, hard data (${kernel} kernel)`, () => {
+    // [8, 3, 128, 130]: planes cut into 2 stretches, 8 row groups; 532 KB a float32 channel, so a
+    // 600 KB budget gives a group a channel.
+    const shape = [8, 3, 128, 130];
+    const S = 128 * 130;
+    let pool: Pool;
+    beforeAll(() => {
+      pool = new Pool({ threads: 2, inlineThreshold: 0, kernel, cacheBytes: 600_000 });
+      expect(phasesOf(shape, 4, 2, 600_000)).toEqual([0, 1, 2, 3]);
+    });
+    afterAll(() => pool.close());
+
+    it('float32 with mean 3000 and sd 0.5 keeps the variance within 1e-4', async () => {
+      const x = randomTensor(shape, 'float32', 42, () => ({ offset: 3000, spread: 0.5 }));
+      const r = await batchNorm(x, shape, { training: true, pool });
+      const ref = channelStats(x, shape);
+      expect(maxRelativeError(r.var, ref.var)).toBeLessThan(1e-4);
+      expect(maxRelativeError(r.mean, ref.mean)).toBeLessThan(1e-9);
+      expect(outputErrorRatio(r.y, x, shape, referenceForward(x, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+    });
+
+    it('a constant channel gives exactly bias; NaN in another stays in it', async () => {
+      const x = randomTensor(shape, 'float32', 8);
+      fillChannel(x, shape, 0, () => -17.25);
+      const clean = x.slice();
+      x[(5 * 3 + 2) * S + 77] = NaN;
+      const bn = new BatchNorm(3, { pool });
+      bn.bias!.set([0.5, -1, 2]);
+      const cleanBn = new BatchNorm(3, { pool });
+      cleanBn.bias!.set([0.5, -1, 2]);
+      const y = await bn.forward(x, shape);
+      const yClean = await cleanBn.forward(clean, shape);
+      for (let n = 0; n < 8; n++) {
+        for (let s = 0; s < S; s++) {
+          expect(y[(n * 3) * S + s]).toBe(0.5);
+          expect(y[(n * 3 + 1) * S + s]).toBe(yClean[(n * 3 + 1) * S + s]);
+          expect(y[(n * 3 + 2) * S + s]).toBeNaN();
+        }
+      }
+      expect(bn.runningVar![0]).toBeCloseTo(0.9, 6);
+      expect(bn.runningVar![2]).toBeNaN();
+      expect(bn.runningMean![1]).toBe(cleanBn.runningMean![1]);
+    });
   });
 }
 
