@@ -171,9 +171,7 @@ class BlockWalker {
     const groups = this.#regionBlocks / grid.sChunks;
     for (let g = 0; g < groups;) {
       if (cancelled()) return false;
-      let count = Math.min(PLANE_BLOCKS_MAX, groups - g);
-      // A short last row group has a shape of its own: it goes alone.
-      if (count > 1 && g + count === groups && this.#rowGroup(groups - 1).rows !== grid.groupRows) count--;
+      const count = this.#groupsAt(g, groups);
       for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
       g += count;
     }
@@ -194,8 +192,7 @@ class BlockWalker {
     const { begin, end, grid } = this.#task;
     for (let g = begin; g < end;) {
       if (cancelled()) return false;
-      let count = Math.min(PLANE_BLOCKS_MAX, end - g);
-      if (count > 1 && this.#rowGroup(g + count - 1).rows !== grid.groupRows) count--;
+      const count = this.#groupsAt(g, end);
       for (let cl = cl0; cl < cl1; cl++) {
         for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
       }
@@ -214,6 +211,15 @@ class BlockWalker {
       }
     }
     return true;
+  }
+
+  /**
+   * How many row groups from g (before `end`) one statsPlanes call takes: up to PLANE_BLOCKS_MAX
+   * of the same shape. Only the region's last row group can be short; it goes alone.
+   */
+  #groupsAt(g: number, end: number): number {
+    const count = Math.min(PLANE_BLOCKS_MAX, end - g);
+    return count > 1 && this.#rowGroup(g + count - 1).rows !== this.#task.grid.groupRows ? count - 1 : count;
   }
 
   /** Statistics of `count` blocks of region channel cl: row groups g0 + g, g0 + g + 1, ..., stretch k. */
