@@ -454,6 +454,27 @@ export function bwdApplyRows32(
   }
 }
 
+/**
+ * The float32 dx coefficients (a, b, hi, d - b·lo) of `positions` lanes, lane i holding channel
+ * i % C, as four arrays from `aA` (each `positions` long); from channel c's (a, b, mean, d) at
+ * params + 32 * c, as bwdApplyPlanes32 makes them.
+ */
+function dxParams32(params: usize, C: i32, positions: usize, aA: usize): void {
+  const bA = aA + (positions << 2);
+  const hA = bA + (positions << 2);
+  const dA = hA + (positions << 2);
+  for (let i: usize = 0; i < positions; i++) {
+    const q = params + ((i % <usize>C) << 5);
+    const b = load<f64>(q, 8);
+    const mean = load<f64>(q, 16);
+    const hi = <f32>mean;
+    store<f32>(aA + (i << 2), <f32>load<f64>(q));
+    store<f32>(bA + (i << 2), <f32>b);
+    store<f32>(hA + (i << 2), hi);
+    store<f32>(dA + (i << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
+  }
+}
+
 function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
   const useMask = mask != 0;
   const cPad = <usize>((C + 3) & ~3);
@@ -461,16 +482,7 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const bA = aA + (cPad << 2);
   const hA = bA + (cPad << 2);
   const dA = hA + (cPad << 2);
-  for (let c: usize = 0; c < cPad; c++) {
-    const q = params + ((c < <usize>C ? c : 0) << 5);
-    const b = load<f64>(q, 8);
-    const mean = load<f64>(q, 16);
-    const hi = <f32>mean;
-    store<f32>(aA + (c << 2), <f32>load<f64>(q));
-    store<f32>(bA + (c << 2), <f32>b);
-    store<f32>(hA + (c << 2), hi);
-    store<f32>(dA + (c << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
-  }
+  dxParams32(params, C, cPad, aA);
   const c4 = <usize>(C & ~3);
   const rowBytes = <usize>C << 2;
   for (let r = 0; r < rows; r++) {
@@ -681,16 +693,7 @@ function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const bA = aA + (P << 2);
   const hA = bA + (P << 2);
   const dA = hA + (P << 2);
-  for (let i: usize = 0; i < P; i++) {
-    const q = params + ((i % <usize>C) << 5);
-    const b = load<f64>(q, 8);
-    const mean = load<f64>(q, 16);
-    const hi = <f32>mean;
-    store<f32>(aA + (i << 2), <f32>load<f64>(q));
-    store<f32>(bA + (i << 2), <f32>b);
-    store<f32>(hA + (i << 2), hi);
-    store<f32>(dA + (i << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
-  }
+  dxParams32(params, C, P, aA);
   const total = <usize>rows * <usize>C;
   const periods = total / P;
   for (let p: usize = 0; p < periods; p++) {

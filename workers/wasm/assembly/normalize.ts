@@ -103,14 +103,7 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
     const hiA = scratch;
     const scA = hiA + (<usize>C << 2);
     const bA = scA + (<usize>C << 2);
-    for (let c: usize = 0; c < <usize>C; c++) {
-      const p = params + (c << 5);
-      const mean = load<f64>(p);
-      const scale = load<f64>(p, 8);
-      store<f32>(hiA + (c << 2), hiOf(mean));
-      store<f32>(scA + (c << 2), <f32>scale);
-      store<f32>(bA + (c << 2), shiftOf(mean, scale, load<f64>(p, 16)));
-    }
+    normParams32(params, C, <usize>C, hiA);
     if (relu) shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, true);
     else shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, false);
     return;
@@ -125,14 +118,7 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   const hiA = scratch;
   const scA = hiA + (cPad << 2);
   const bA = scA + (cPad << 2);
-  for (let c: usize = 0; c < cPad; c++) {
-    const p = params + ((c < <usize>C ? c : 0) << 5);
-    const mean = load<f64>(p);
-    const scale = load<f64>(p, 8);
-    store<f32>(hiA + (c << 2), hiOf(mean));
-    store<f32>(scA + (c << 2), <f32>scale);
-    store<f32>(bA + (c << 2), shiftOf(mean, scale, load<f64>(p, 16)));
-  }
+  normParams32(params, C, cPad, hiA);
   const c16 = <usize>(C & ~15);
   const c4 = <usize>(C & ~3);
   for (let r = 0; r < rows; r++) {
@@ -232,6 +218,24 @@ function patternNorm3(x: usize, y: usize, periods: usize, hiA: usize, scA: usize
   return periods;
 }
 
+/**
+ * The float32 parameters (hi, scale, shift) of `positions` lanes, lane i holding channel i % C, as
+ * three arrays from `hiA` (each `positions` long); from channel c's (mean, scale, bias) at
+ * params + 32 * c.
+ */
+function normParams32(params: usize, C: i32, positions: usize, hiA: usize): void {
+  const scA = hiA + (positions << 2);
+  const bA = scA + (positions << 2);
+  for (let i: usize = 0; i < positions; i++) {
+    const p = params + ((i % <usize>C) << 5);
+    const mean = load<f64>(p);
+    const scale = load<f64>(p, 8);
+    store<f32>(hiA + (i << 2), hiOf(mean));
+    store<f32>(scA + (i << 2), <f32>scale);
+    store<f32>(bA + (i << 2), shiftOf(mean, scale, load<f64>(p, 16)));
+  }
+}
+
 @inline function shortRuns32(
   x: usize, y: usize, rows: i32, C: i32, S: i32, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
 ): void {
@@ -251,14 +255,7 @@ function normalizePattern32(x: usize, y: usize, rows: i32, C: i32, params: usize
   const hiA = scratch;
   const scA = hiA + (P << 2);
   const bA = scA + (P << 2);
-  for (let i: usize = 0; i < P; i++) {
-    const q = params + ((i % <usize>C) << 5);
-    const mean = load<f64>(q);
-    const scale = load<f64>(q, 8);
-    store<f32>(hiA + (i << 2), hiOf(mean));
-    store<f32>(scA + (i << 2), <f32>scale);
-    store<f32>(bA + (i << 2), shiftOf(mean, scale, load<f64>(q, 16)));
-  }
+  normParams32(params, C, P, hiA);
   const fl = f32x4.splat(floor);
   const periods = total / P;
   // One and three vectors a period keep their parameters in registers (loaded from memory, each
