@@ -5,6 +5,7 @@
  * resolved.
  */
 import { availableParallelism } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
@@ -14,7 +15,7 @@ import { AbortError, type BnPoolError, deserializeError, WorkerError } from './e
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
 import { planGrid, planPartitions, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, copyOutOnMain, place, type Placement } from './placement.js';
+import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
 
@@ -128,7 +129,12 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     const placed = place(ctx, req, grid, owned, req.statsOnly);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
-    const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel };
+    // Between slices of a main-thread copy in, an abort stops the call before more work starts.
+    const pauseIn = async (): Promise<void> => {
+      await nextTurn();
+      throwIfAborted(signal);
+    };
+    const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn };
     let mean: Float64Array;
     let variance: Float64Array;
     if (!req.useBatchStats) {
@@ -150,18 +156,18 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         // last one merges, then normalizes the same blocks while they are still in cache.
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
-        copyIn(ctx, req, p);
+        await copyIn(ctx, req, p, call.pauseIn);
         const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
         const op = phases === null ? 'split' : 'phased';
         const bounds = partition(call, p.region, op);
         await runPhase(call, tasksFor(call, p, op, bounds, { gang: bounds.length - 1, phases }));
-        if (p.copyOutOnMain) copyOutOnMain(ctx, req, p);
+        if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
         // Chunks (or statistics only): every chunk's statistics, the merge here, then every chunk
         // again to normalize.
         const bounds: number[][] = [];
         for (const p of placements) {
-          copyIn(ctx, req, p);
+          await copyIn(ctx, req, p, call.pauseIn);
           bounds.push(partition(call, p.region, 'stats'));
           await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
         }
@@ -197,15 +203,22 @@ interface Call {
   readonly accBytes: number;
   /** Cancels the call's remaining tasks (abort, or a task that failed). */
   readonly cancel: () => void;
+  /** Between the slices of a copy onto the pool: a turn of the event loop, then the abort check. */
+  readonly pauseIn: CopyPause;
+}
+
+/** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
+function pauseOut(): Promise<void> {
+  return nextTurn();
 }
 
 /** Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. */
 async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: number[] | null): Promise<void> {
-  copyIn(call.ctx, call.req, p);
+  await copyIn(call.ctx, call.req, p, call.pauseIn);
   // After a statistics phase (bounds given), normalize backwards to start on what is cached.
   const reverse = bounds !== null;
   await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op), { reverse }));
-  if (p.copyOutOnMain) copyOutOnMain(call.ctx, call.req, p);
+  if (p.copyOutOnMain) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
 }
 
 /** Element counts of the work items of `op` over a region (see `TaskOp`). */

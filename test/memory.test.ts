@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { SharedArena } from '../dist/src/memory.js';
-import { randomTensor } from './helpers/data.js';
+import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
+import { randomTensor, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 describe('SharedArena', () => {
@@ -82,5 +83,84 @@ describe('pool arrays', () => {
     expect(a.memoryStats.liveBytes).toBe(0);
     expect(b.memoryStats.liveBytes).toBe(0);
     await Promise.all([a.close(), b.close()]);
+  });
+});
+
+describe('copies on the calling thread', () => {
+  // Ordinary (unshared) arrays can only be copied by the thread that owns them. Inline calls (a
+  // threshold above the input's size) make every other step synchronous, so the event loop gets
+  // a turn only where a copy pauses between slices.
+  const shape = [8, 3, 131101]; // 12.6 MB of float32: four slices of 4 MiB
+  const length = 8 * 3 * 131101;
+  const slices = Math.ceil((length * 4) / COPY_SLICE_BYTES);
+
+  /** Counts turns of the event loop until `stop` is called. */
+  function turnCounter(): { readonly turns: () => number; stop: () => void } {
+    let turns = 0;
+    let running = true;
+    const tick = (): void => {
+      if (!running) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    return { turns: () => turns, stop: () => { running = false; } };
+  }
+
+  it('copies a large ordinary input and output in slices, with the event loop running between them', async () => {
+    expect(slices).toBe(4);
+    const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const data = randomTensor(shape, 'float32', 11) as Float32Array;
+    const dyData = randomTensor(shape, 'float32', 12) as Float32Array;
+    // Reference: the same module state on pool arrays, which copy nothing.
+    const xPool = pool.alloc(length);
+    xPool.set(data);
+    const dyPool = pool.alloc(length);
+    dyPool.set(dyData);
+    const refBn = new BatchNorm(3, { pool });
+    const want = Float32Array.from(await refBn.forward(xPool, shape, { out: pool.alloc(length) }));
+    const wantDx = Float32Array.from((await refBn.backward(dyPool, { out: pool.alloc(length) })).dx);
+
+    const bn = new BatchNorm(3, { pool });
+    const out = new Float32Array(length);
+    const counter = turnCounter();
+    const y = await bn.forward(data, shape, { out });
+    const forwardTurns = counter.turns();
+    const dx = new Float32Array(length);
+    await bn.backward(dyData, { out: dx });
+    counter.stop();
+    // A pause every COPY_SLICE_BYTES of a copy. Forward: x in, y out. Backward: x and dy in (one
+    // budget carried across the two), dx out.
+    const pauses = (bytes: number): number => Math.ceil(bytes / COPY_SLICE_BYTES) - 1;
+    expect(forwardTurns).toBeGreaterThanOrEqual(2 * pauses(length * 4));
+    expect(counter.turns() - forwardTurns).toBeGreaterThanOrEqual(pauses(2 * length * 4) + pauses(length * 4));
+    expect(y).toBe(out);
+    expect(sameBits(out, want)).toBe(true);
+    expect(sameBits(dx, wantDx)).toBe(true);
+    expect(Array.from(bn.runningMean!)).toEqual(Array.from(refBn.runningMean!));
+    await pool.close();
+  });
+
+  it('stops between slices when aborted: no work done, no state changed, no memory kept', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const data = randomTensor(shape, 'float32', 13) as Float32Array;
+    const bn = new BatchNorm(3, { pool });
+    await bn.forward(data.subarray(0, 3 * 1000), [1000, 3]);
+    const meanBefore = Float32Array.from(bn.runningMean!);
+    const live = pool.memoryStats.liveBytes;
+    const out = new Float32Array(length).fill(7);
+    const controller = new AbortController();
+    const call = bn.forward(data, shape, { out, signal: controller.signal });
+    setImmediate(() => controller.abort());
+    await expect(call).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError' });
+    expect(bn.numBatchesTracked).toBe(1);
+    expect(sameBits(bn.runningMean!, meanBefore)).toBe(true);
+    expect(out.every((v) => v === 7)).toBe(true);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    // The module goes on working.
+    const y = await bn.forward(data, shape, { out });
+    expect(y).toBe(out);
+    expect(bn.numBatchesTracked).toBe(2);
+    await pool.close();
   });
 });
