@@ -105,8 +105,9 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
     tensors[name] = { dtype, shape: e.shape as number[], data };
     spans.push([offsets[0], offsets[1], name]);
   }
-  // The tensors must cover the buffer exactly: no overlap, no hole.
-  spans.sort((a, b) => a[0] - b[0]);
+  // The tensors must cover the buffer exactly: no overlap, no hole. Sorted by (begin, end), as the
+  // reference reader does, so an empty tensor may share its offset with the next one.
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let end = 0;
   for (const [begin, stop, name] of spans) {
     if (begin !== end) throw new FormatError(`tensor ${JSON.stringify(name)} starts at byte ${begin}; the previous one ends at ${end}`);

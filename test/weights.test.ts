@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
+import { decodeSafetensors, encodeSafetensors } from '../dist/src/safetensors.js';
 import { randomTensor } from './helpers/data.js';
 
 let pool: Pool;
@@ -118,6 +119,52 @@ describe('safetensors', () => {
     const back = new BatchNorm(3, { pool, dtype: 'float64' });
     await back.loadSafetensors(path);
     expect(state(back)).toBe(state(bn));
+  });
+
+  // Byte-exact vectors from the reference implementation's own unit tests (huggingface/safetensors,
+  // safetensors/src/tensor.rs: test_serialization, test_serialization_forced_alignement,
+  // test_empty): what its serializer writes, which its reader (behind the Python package) accepts.
+  const f32Bytes = Buffer.alloc(24);
+  [0, 1, 2, 3, 4, 5].forEach((v, i) => f32Bytes.writeFloatLE(v, 4 * i));
+  const file = (header: string, data: Uint8Array = new Uint8Array(0)): Uint8Array => {
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64LE(BigInt(header.length));
+    return new Uint8Array(Buffer.concat([size, Buffer.from(header, 'utf8'), data]));
+  };
+  const referenceVectors: [string, Parameters<typeof encodeSafetensors>, Uint8Array][] = [
+    ['attn.0, 64-byte header, no padding', [{ 'attn.0': { dtype: 'F32', shape: [1, 2, 3], data: [0, 1, 2, 3, 4, 5] } }],
+      file('{"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}}', f32Bytes)],
+    ['attn0, padded with 7 spaces', [{ attn0: { dtype: 'F32', shape: [1, 1, 2, 3], data: [0, 1, 2, 3, 4, 5] } }],
+      file('{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}       ', f32Bytes)],
+    ['no tensors', [{}], file('{}      ')],
+    ['no tensors, metadata', [{}, { framework: 'pt' }], file('{"__metadata__":{"framework":"pt"}}     ')],
+  ];
+
+  it('writes the reference implementation\'s test vectors byte for byte, and reads them back', () => {
+    for (const [label, args, want] of referenceVectors) {
+      const got = encodeSafetensors(...args);
+      expect(Buffer.from(got).equals(Buffer.from(want)), label).toBe(true);
+      const { tensors, metadata } = decodeSafetensors(want);
+      expect(metadata, label).toEqual(args[1] ?? {});
+      for (const [name, t] of Object.entries(args[0])) {
+        expect(tensors[name].shape, label).toEqual(t.shape);
+        expect(Array.from(tensors[name].data), label).toEqual(Array.from(t.data));
+      }
+    }
+  });
+
+  it('reads by the reference reader\'s rules: offsets sorted by (begin, end), exact cover, sizes', () => {
+    // An empty tensor may share its offset with the next one, listed in either order.
+    const withEmpty = file('{"b":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}', f32Bytes);
+    expect(decodeSafetensors(withEmpty).tensors.a.shape).toEqual([0]);
+    const rejected: [string, Uint8Array][] = [
+      ['overlap', file('{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}', f32Bytes)],
+      ['hole', file('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}}', f32Bytes)],
+      ['buffer not covered', file('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', f32Bytes)],
+      ['size does not match shape and dtype', file('{"a":{"dtype":"F64","shape":[2],"data_offsets":[0,24]}}', f32Bytes)],
+      ['begin after end', file('{"a":{"dtype":"F32","shape":[6],"data_offsets":[24,0]}}', f32Bytes)],
+    ];
+    for (const [label, bytes] of rejected) expect(() => decodeSafetensors(bytes), label).toThrow(FormatError);
   });
 
   it('rejects malformed files with FormatError and changes nothing', async () => {
