@@ -1,5 +1,6 @@
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
+import { mergedMean } from './merge.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
 
@@ -84,7 +85,8 @@ export class ChannelStats {
 
   /**
    * This merged with `other` (Chan et al.): per channel, with delta = mean_b - mean_a,
-   * n = n_a + n_b, mean = mean_a + delta * n_b / n, m2 = m2_a + m2_b + delta^2 * n_a * n_b / n.
+   * n = n_a + n_b, mean = mean_a + delta * n_b / n, m2 = m2_a + m2_b + delta^2 * n_a * n_b / n
+   * (an infinite or NaN mean takes the weighted mean instead: +Inf stays +Inf).
    */
   merge(other: ChannelStats): ChannelStats {
     if (!(other instanceof ChannelStats)) throw new ArgumentError(`other must be a ChannelStats; got ${describe(other)}`);
@@ -107,7 +109,7 @@ export class ChannelStats {
         continue;
       }
       const delta = otherMean[c] - this.#mean[c];
-      mean[c] = this.#mean[c] + (delta * nb) / n;
+      mean[c] = mergedMean(this.#mean[c], na, otherMean[c], nb, n);
       m2[c] = this.m2[c] + other.m2[c] + (delta * delta * na * nb) / n;
     }
     return new ChannelStats(count, mean, m2);

@@ -9,6 +9,11 @@ import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/proto
  *     mean  = mean_a + delta * n_b / n
  *     m2    = m2_a + m2_b + delta^2 * n_a * n_b / n
  *
+ * An infinite (or NaN) mean on either side takes the weighted mean (n_a·mean_a + n_b·mean_b) / n
+ * instead, as a sum-based mean would: a channel holding +Inf has mean +Inf, as in PyTorch, where
+ * Chan's update would make it Inf - Inf = NaN. Finite means never take it, so their bits are the
+ * formula's.
+ *
  * then folds the statistics into the parameters the normalize kernels use:
  * y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Subtracting the mean first
  * (unlike PyTorch's folded x * alpha + beta) keeps a constant channel at exactly `bias`.
@@ -44,8 +49,8 @@ export function mergeChannel(
     }
     const total = n + nb;
     const delta = meanB - mean;
-    mean += (delta * nb) / total;
     m2 += m2B + (delta * delta * n * nb) / total;
+    mean = mergedMean(mean, n, meanB, nb, total);
     n = total;
   }
   const variance = m2 / n;
@@ -53,6 +58,16 @@ export function mergeChannel(
   mem[s] = mean;
   mem[s + 1] = variance;
   writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[(paramsByte + c * PARAM_BYTES) / 8 + 1], mem[(paramsByte + c * PARAM_BYTES) / 8 + 2]);
+}
+
+/**
+ * The mean of two merged parts of n_a and n_b values (n = n_a + n_b): Chan's
+ * mean_a + (mean_b - mean_a) * n_b / n, or the weighted (mean_a * n_a + mean_b * n_b) / n where
+ * either mean is infinite or NaN (see mergeChannel).
+ */
+export function mergedMean(meanA: number, na: number, meanB: number, nb: number, n: number): number {
+  if (Number.isFinite(meanA) && Number.isFinite(meanB)) return meanA + ((meanB - meanA) * nb) / n;
+  return (meanA * na + meanB * nb) / n;
 }
 
 /** Writes channel c's (mean, weight / sqrt(var + eps), bias) at paramsByte + 32 * c. */

@@ -86,6 +86,50 @@ for (const kernel of KERNELS) {
       }
     }
 
+    for (const { name } of POOL_CONFIGS) {
+      // One shape per float32 statistics kernel: planes, short runs, a few interleaved channels
+      // (pattern), channels in lanes (16 + 4, and 16 + a scalar tail).
+      for (const shape of [[2, 3, 40, 40], [4, 3, 5, 7], [64, 3], [64, 20], [50, 17]]) {
+        it(`float32 whose squares overflow float32 (channel 1: sd 1e25) normalizes as in float64: ${name}, [${shape}]`, async () => {
+          const x = randomTensor(shape, 'float32', 5, (c) => (c === 1 ? { offset: 3e24, spread: 1e25 } : { offset: c - 1.5, spread: 1 + c }));
+          const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+          const ref = channelStats(x, shape);
+          expect(ref.var[1]).toBeGreaterThan(1e49); // (x - K)^2 passes float32's 3.4e38
+          expect(maxRelativeError(r.var, ref.var)).toBeLessThan(1e-6);
+          expect(maxRelativeError(r.mean, ref.mean)).toBeLessThan(1e-6);
+          const full = referenceForward(x, shape, { training: true });
+          expect(outputErrorRatio(r.y, x, shape, full, null, 'float32')).toBeLessThanOrEqual(1);
+        });
+      }
+
+      it(`+Inf in a channel gives it mean +Inf, NaN variance and output (as PyTorch); +Inf with -Inf a NaN mean: ${name}`, async () => {
+        const shape = [6, 4, 33];
+        const x = randomTensor(shape, 'float32', 19);
+        const clean = x.slice();
+        x[(3 * 4 + 1) * 33 + 7] = Infinity;
+        x[(1 * 4 + 2) * 33 + 3] = Infinity;
+        x[(4 * 4 + 2) * 33 + 9] = -Infinity;
+        const bn = new BatchNorm(4, { pool: pools.get(name)! });
+        const cleanBn = new BatchNorm(4, { pool: pools.get(name)! });
+        const y = await bn.forward(x, shape);
+        const yClean = await cleanBn.forward(clean, shape);
+        expect(bn.runningMean![1]).toBe(Infinity);
+        expect(bn.runningVar![1]).toBeNaN();
+        expect(bn.runningMean![2]).toBeNaN();
+        expect(bn.runningVar![2]).toBeNaN();
+        for (let n = 0; n < 6; n++) {
+          for (let c = 0; c < 4; c++) {
+            for (let s = 0; s < 33; s++) {
+              const i = (n * 4 + c) * 33 + s;
+              if (c === 1 || c === 2) expect(y[i]).toBeNaN();
+              else expect(y[i]).toBe(yClean[i]);
+            }
+          }
+        }
+        for (const c of [0, 3]) expect(bn.runningMean![c]).toBe(cleanBn.runningMean![c]);
+      });
+    }
+
     it('a huge spread next to a tiny one stays accurate per channel', async () => {
       const shape = [32, 2, 999];
       const rand = rng(3);

@@ -44,6 +44,18 @@ describe('ChannelStats', () => {
     expect(Array.from(all.merge(empty).m2)).toEqual(Array.from(all.m2));
   });
 
+  it('merges an infinite mean as a sum would: +Inf stays +Inf, +Inf with -Inf is NaN', () => {
+    const a = new ChannelStats([4, 4, 4], [Infinity, Infinity, 1], [NaN, NaN, 2]);
+    const b = new ChannelStats([6, 6, 6], [2, -Infinity, 3], [1, NaN, 1]);
+    const ab = a.merge(b).mean();
+    const ba = b.merge(a).mean();
+    expect(ab[0]).toBe(Infinity);
+    expect(ba[0]).toBe(Infinity);
+    expect(ab[1]).toBeNaN();
+    expect(ab[2]).toBe(1 + ((3 - 1) * 6) / 10); // finite means: Chan's formula, bit for bit
+    expect(a.merge(b).variance()[0]).toBeNaN();
+  });
+
   it('round-trips through JSON, and rejects bad input', () => {
     const s = new ChannelStats([4, 4], [1.5, -2], [3, 0.5]);
     const back = ChannelStats.fromJSON(JSON.parse(JSON.stringify(s)));

@@ -290,6 +290,36 @@ for (const name of ['js', 'wasm'] as const) {
         expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
         expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
       }
+      // Infinite partial means (data holding infinities): +Inf stays +Inf, +Inf and -Inf give NaN,
+      // whichever block comes first; the channels beside them in the same lanes keep their bits.
+      {
+        const C = 9;
+        const blocks = 3;
+        const inf: Record<number, number[]> = { 1: [1], 2: [0], 6: [0, 2], 8: [2] };
+        const sign: Record<number, number[]> = { 1: [1], 2: [1], 6: [1, -1], 8: [1] };
+        const results: number[][] = [];
+        for (const finiteOnly of [false, true]) {
+          for (const k of [a, other]) {
+            for (let c = 0; c < C; c++) {
+              for (let b = 0; b < blocks; b++) {
+                const r2 = rng(100 * c + b);
+                const at = inf[c]?.indexOf(b) ?? -1;
+                const bad = !finiteOnly && at >= 0;
+                k.f64.set([10 + b, bad ? sign[c][at] * Infinity : 5 * normal(r2), bad ? NaN : 1 + r2()], (partials + (c * blocks + b) * 24) / 8);
+              }
+              k.f64.set([0, 1, 0], (params + 32 * c) / 8);
+            }
+            k.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+          }
+          expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+          results.push(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C)));
+        }
+        const [withInf, finite] = results;
+        for (const c of [1, 2, 8]) expect(withInf[2 * c]).toBe(Infinity);
+        expect(withInf[2 * 6]).toBeNaN();
+        for (const c of [1, 2, 6, 8]) expect(withInf[2 * c + 1]).toBeNaN();
+        for (const c of [0, 3, 4, 5, 7]) expect([withInf[2 * c], withInf[2 * c + 1]]).toEqual([finite[2 * c], finite[2 * c + 1]]);
+      }
     });
 
     it('stream computes y = a * x + b over odd lengths', () => {

@@ -24,6 +24,37 @@
   store<f64>(out, m2 < 0 ? 0 : m2, 16);
 }
 
+/**
+ * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes:
+ * those overflow where |x - K| passes ~1.8e19 (or x - K leaves the float32 range) although every
+ * value is finite, and PyTorch, accumulating in double, normalizes such data. So sums that came
+ * out infinite or NaN are made again in float64 from the data: `rows` runs of `len` float32,
+ * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
+ * out NaN or infinite as they should. Finite sums, which is all other data, are written as they
+ * are: the check costs nothing measurable.
+ */
+@inline export function writePartial32(
+  out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
+): void {
+  if (isFinite(s1) && isFinite(s2)) writePartial(out, count, shift, s1, s2);
+  else resum32(out, count, shift, p, rows, rowStride, len);
+}
+
+/** writePartial32's way out: the sums again in float64, from the data. */
+function resum32(out: usize, count: f64, shift: f64, p: usize, rows: i32, rowStride: usize, len: i32): void {
+  let t1: f64 = 0;
+  let t2: f64 = 0;
+  for (let r = 0; r < rows; r++) {
+    const run = p + <usize>r * rowStride;
+    for (let j = 0; j < len; j++) {
+      const d = <f64>load<f32>(run + (<usize>j << 2)) - shift;
+      t1 += d;
+      t2 += d * d;
+    }
+  }
+  writePartial(out, count, shift, t1, t2);
+}
+
 /** Adds the 4 f32 lanes of v to the 4 f64 at p. */
 @inline export function fold4(p: usize, v: v128): void {
   v128.store(p, f64x2.add(v128.load(p), promoteLow(v)));

@@ -12,6 +12,11 @@
  * independent, so four are merged at once, in the lanes of two f64x2 chains (lane operations are
  * the same IEEE operations as the scalar ones: the same bits). A block's count is the same for
  * every channel, so the first-block case is taken by all lanes together.
+ *
+ * An infinite or NaN mean takes the weighted mean at its step, as in src/merge.ts. The lanes run
+ * Chan's formula alone: its result is finite exactly when every partial mean was (an infinity or
+ * NaN never leaves it), and then every step took Chan's form anyway. Lanes that end non-finite
+ * are merged again one channel at a time, with the choice made at each step.
  */
 export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, stats: usize, params: usize, eps: f64): void {
   const stride = <usize>blocks * 24;
@@ -34,36 +39,46 @@ export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, st
       m2B = f64x2.add(m2B, f64x2.add(pair(p + o + 2 * stride, stride, 16), f64x2.div(f64x2.mul(f64x2.mul(f64x2.mul(dB, dB), n), nb), total)));
       n = total;
     }
+    const zero = f64x2.splat(0);
+    // x - x is 0 exactly for finite x, NaN otherwise.
+    const finite = v128.and(f64x2.eq(f64x2.sub(meanA, meanA), zero), f64x2.eq(f64x2.sub(meanB, meanB), zero));
+    if (!i64x2.all_true(finite)) {
+      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, stats, params, eps);
+      continue;
+    }
     const nn = f64x2.extract_lane(n, 0);
     finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, stats, params, eps);
     finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, stats, params, eps);
     finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, stats, params, eps);
     finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, stats, params, eps);
   }
-  for (; c < c1; c++) {
-    let n: f64 = 0;
-    let mean: f64 = 0;
-    let m2: f64 = 0;
-    let p = partials + <usize>c * stride;
-    const end = p + stride;
-    for (; p < end; p += 24) {
-      const nb = load<f64>(p);
-      const meanB = load<f64>(p, 8);
-      const m2B = load<f64>(p, 16);
-      if (n == 0) {
-        n = nb;
-        mean = meanB;
-        m2 = m2B;
-        continue;
-      }
-      const total = n + nb;
-      const delta = meanB - mean;
-      mean += (delta * nb) / total;
-      m2 += m2B + (delta * delta * n * nb) / total;
-      n = total;
+  for (; c < c1; c++) mergeOne(partials, stride, c, stats, params, eps);
+}
+
+/** Channel c alone: src/merge.ts's mergeChannel, operation for operation. */
+function mergeOne(partials: usize, stride: usize, c: i32, stats: usize, params: usize, eps: f64): void {
+  let n: f64 = 0;
+  let mean: f64 = 0;
+  let m2: f64 = 0;
+  let p = partials + <usize>c * stride;
+  const end = p + stride;
+  for (; p < end; p += 24) {
+    const nb = load<f64>(p);
+    const meanB = load<f64>(p, 8);
+    const m2B = load<f64>(p, 16);
+    if (n == 0) {
+      n = nb;
+      mean = meanB;
+      m2 = m2B;
+      continue;
     }
-    finish(c, mean, m2 / n, stats, params, eps);
+    const total = n + nb;
+    const delta = meanB - mean;
+    m2 += m2B + (delta * delta * n * nb) / total;
+    mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
+    n = total;
   }
+  finish(c, mean, m2 / n, stats, params, eps);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */

@@ -1,4 +1,4 @@
-import { fold4, hsum, patternLength, promoteHigh, promoteLow, writePartial } from './common';
+import { fold4, hsum, patternLength, promoteHigh, promoteLow, writePartial, writePartial32 } from './common';
 
 // Statistics: a partial is (count, mean, m2) as f64, from shifted sums d = x - K with K the run's
 // first value. float32 data are reduced in f32x4 lanes over a few vectors, then folded into f64x2.
@@ -96,7 +96,10 @@ export function statsPlanes32(
   for (let i = 0; i < blocks; i++) {
     const a = acc + <usize>i * BLOCK_ACC_BYTES;
     const k = <f64>load<f32>(x + <usize>i * blockBytes);
-    writePartial(out + <usize>i * <usize>outStride, count, k, hsum(v128.load(a)), hsum(v128.load(a, 16)));
+    writePartial32(
+      out + <usize>i * <usize>outStride, count, k, hsum(v128.load(a)), hsum(v128.load(a, 16)),
+      x + <usize>i * blockBytes, rows, (<usize>rowStride) << 2, len,
+    );
   }
 }
 
@@ -128,7 +131,10 @@ export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
   for (let c = 0; c < C; c++) {
     const k = <f64>load<f32>(x + ((<usize>c * <usize>S) << 2));
     const a = acc + (<usize>c << 5);
-    writePartial(out + <usize>c * <usize>outStride, count, k, hsum(v128.load(a)), hsum(v128.load(a, 16)));
+    writePartial32(
+      out + <usize>c * <usize>outStride, count, k, hsum(v128.load(a)), hsum(v128.load(a, 16)),
+      x + ((<usize>c * <usize>S) << 2), rows, rowBytes, S,
+    );
   }
 }
 
@@ -224,7 +230,10 @@ function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
     r += tile;
   }
   for (let c: usize = 0; c < <usize>C; c++) {
-    writePartial(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)));
+    writePartial32(
+      out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)),
+      x + (c << 2), rows, rowBytes, 1,
+    );
   }
 }
 
@@ -469,6 +478,6 @@ function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usize, out
       s1 += load<f64>(sF + (i << 3));
       s2 += load<f64>(qF + (i << 3));
     }
-    writePartial(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kPat + (c << 2)), s1, s2);
+    writePartial32(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kPat + (c << 2)), s1, s2, x + (c << 2), rows, <usize>C << 2, 1);
   }
 }
