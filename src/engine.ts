@@ -14,7 +14,7 @@ import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, rowScratchBytes } from '../workers/k
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
-import { planGrid, planPartitions, planPhases, shouldFuse } from './plan.js';
+import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -139,7 +139,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     let variance: Float64Array;
     if (!req.useBatchStats) {
       writeEvalParams(ctx, req, layout);
-      for (const p of placements) await normalizeChunk(call, p, 'normalize', null);
+      for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
       mean = Float64Array.from(req.runningMean!);
       variance = Float64Array.from(req.runningVar!);
     } else {
@@ -150,7 +150,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       const fused = !req.statsOnly
         && placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
       if (fused) {
-        for (const p of placements) await normalizeChunk(call, p, 'fused', null);
+        for (const p of placements) await normalizeChunk(call, p, 'fused', false);
       } else if (placements.length === 1 && !req.statsOnly) {
         // One dispatch: each task reduces its blocks, meets the others at a barrier where the
         // last one merges, then normalizes the same blocks while they are still in cache.
@@ -158,22 +158,18 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         const [p] = placements;
         await copyIn(ctx, req, p, call.pauseIn);
         const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
-        const op = phases === null ? 'split' : 'phased';
-        const bounds = partition(call, p.region, op);
-        await runPhase(call, tasksFor(call, p, op, bounds, { gang: bounds.length - 1, phases }));
+        await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
         if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
         // Chunks (or statistics only): every chunk's statistics, the merge here, then every chunk
         // again to normalize.
-        const bounds: number[][] = [];
         for (const p of placements) {
           await copyIn(ctx, req, p, call.pauseIn);
-          bounds.push(partition(call, p.region, 'stats'));
-          await runPhase(call, tasksFor(call, p, 'stats', bounds.at(-1)!));
+          await runPhase(call, tasksFor(call, p, 'stats'));
         }
         mergeChannels(ctx.inlineKernel, { grid, eps: req.eps, backward: req.backward?.mode ?? null }, layout, 0, grid.C);
         for (let i = 0; i < placements.length && !req.statsOnly; i++) {
-          await normalizeChunk(call, placements[i], 'normalize', bounds[i]);
+          await normalizeChunk(call, placements[i], 'normalize', true);
         }
       }
       [mean, variance] = readChannelStats(ctx, grid, layout);
@@ -212,59 +208,69 @@ function pauseOut(): Promise<void> {
   return nextTurn();
 }
 
-/** Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. */
-async function normalizeChunk(call: Call, p: Placement, op: TaskOp, bounds: number[] | null): Promise<void> {
+/**
+ * Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. After a
+ * statistics pass over the chunk (`afterStats`), it normalizes backwards, starting on what is
+ * still cached.
+ */
+async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean): Promise<void> {
   await copyIn(call.ctx, call.req, p, call.pauseIn);
-  // After a statistics phase (bounds given), normalize backwards to start on what is cached.
-  const reverse = bounds !== null;
-  await runPhase(call, tasksFor(call, p, op, bounds ?? partition(call, p.region, op), { reverse }));
+  await runPhase(call, tasksFor(call, p, op, { reverse: afterStats }));
   if (p.copyOutOnMain) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
 }
 
-/** Element counts of the work items of `op` over a region (see `TaskOp`). */
-function itemWeights(grid: Grid, region: Region, op: TaskOp): number[] {
-  const g0 = region.n0 / grid.groupRows;
+/**
+ * Elements a task claims at a time (see `Task.chunk`): ~1 MiB of float32, so that a call's tasks
+ * finish within ~50 µs of each other however late one started, for ~100 claims (atomic adds on
+ * one shared word) per 100 MB.
+ */
+const CLAIM_ELEMENTS = 1 << 18;
+
+/** The number of work items of `op` over a region (see `TaskOp`). */
+function itemCount(grid: Grid, region: Region, op: TaskOp): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
-  const rowsOf = (g: number): number => Math.min((g0 + g + 1) * grid.groupRows, region.n1) - (g0 + g) * grid.groupRows;
+  if (grid.mode === 'row' || op === 'phased') return groups;
   const channels = region.c1 - region.c0;
-  if (grid.mode === 'row' || op === 'phased') return Array.from({ length: groups }, (_, g) => rowsOf(g));
-  if (op === 'fused') return new Array<number>(channels).fill(region.n1 - region.n0);
+  if (op === 'fused') return channels;
   // Memory order: row group, then channel, then stretch.
-  const weights: number[] = [];
-  for (let g = 0; g < groups; g++) {
-    for (let c = 0; c < channels; c++) {
-      for (let k = 0; k < grid.sChunks; k++) {
-        weights.push(rowsOf(g) * (Math.min((k + 1) * grid.sChunkLen, grid.S) - k * grid.sChunkLen));
-      }
-    }
-  }
-  return weights;
+  return groups * channels * grid.sChunks;
 }
 
-function partition(call: Call, region: Region, op: TaskOp): number[] {
-  return planPartitions(itemWeights(call.grid, region, op), call.threads);
-}
-
+/**
+ * The tasks of one dispatch: as many as threads (fewer when there are fewer items), all over the
+ * region's items, which they claim `chunk` at a time. `split` and `phased` tasks meet at barriers,
+ * so they are all counted in `gang`.
+ */
 function tasksFor(
-  call: Call, p: Placement, op: TaskOp, bounds: number[],
-  opts: { gang?: number; reverse?: boolean; phases?: readonly number[] | null } = {},
+  call: Call, p: Placement, op: TaskOp, opts: { reverse?: boolean; phases?: readonly number[] | null } = {},
 ): Task[] {
+  const { grid } = call;
+  const { region } = p;
+  const items = itemCount(grid, region, op);
+  const elements = (region.n1 - region.n0) * (region.c1 - region.c0) * grid.S;
+  // phased: row groups are read two at a time (PLANE_BLOCKS_MAX), so they are claimed in twos.
+  // A small input is shared out in one claim per thread, as many tasks as before claims existed.
+  const chunk = op === 'phased'
+    ? PLANE_BLOCKS_MAX
+    : Math.max(1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), Math.ceil(items / call.threads)));
+  const count = Math.min(call.threads, Math.ceil(items / chunk));
   const tasks: Task[] = [];
-  for (let i = 0; i + 1 < bounds.length; i++) {
+  for (let i = 0; i < count; i++) {
     tasks.push({
       op,
       dtype: call.req.dtype,
-      grid: call.grid,
-      region: p.region,
-      begin: bounds[i],
-      end: bounds[i + 1],
+      grid,
+      region,
+      begin: 0,
+      end: items,
+      chunk,
       reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
       accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
-      gang: opts.gang ?? 0,
+      gang: op === 'split' || op === 'phased' ? count : 0,
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
       copyOut: p.copyOut,
@@ -278,6 +284,10 @@ function tasksFor(
  * no task may still be writing when the call's scratch and staging memory are freed.
  */
 async function runPhase(call: Call, tasks: Task[]): Promise<void> {
+  // No task of this call runs now (runPhase waits for all of them): the claims start again.
+  const { i32 } = call.ctx.views;
+  Atomics.store(i32, call.layout.claimByte / 4, 0);
+  Atomics.store(i32, call.layout.claim2Byte / 4, 0);
   const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);
   let failure: BnPoolError | null = null;
   let cancelled = false;

@@ -34,28 +34,6 @@ export function planGrid(N: number, C: number, S: number): Grid {
 }
 
 /**
- * Splits work items with the given element counts into at most `parts` contiguous ranges of
- * nearly equal total elements. Returns the ranges' boundaries, [0, b1, ..., items.length].
- */
-export function planPartitions(weights: readonly number[], parts: number): number[] {
-  const total = weights.reduce((a, b) => a + b, 0);
-  const count = Math.min(parts, weights.length);
-  const bounds = [0];
-  let acc = 0;
-  let next = 1;
-  for (let i = 0; i < weights.length && next < count; i++) {
-    acc += weights[i];
-    // Close a range once it reaches its share, leaving at least one item per later range.
-    if (acc >= (total * next) / count && weights.length - (i + 1) >= count - next) {
-      bounds.push(i + 1);
-      next++;
-    }
-  }
-  bounds.push(weights.length);
-  return bounds;
-}
-
-/**
  * Whether a training call should use fused tasks (each worker owns whole channels and normalizes
  * a channel right after reducing it, while it is in cache) rather than a statistics phase, a
  * merge on the main thread and a normalization phase. Fused needs whole channels in the staging

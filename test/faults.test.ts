@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
 import { injectFault } from '../dist/src/pool.js';
-import { randomTensor } from './helpers/data.js';
+import { randomTensor, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
@@ -114,6 +114,44 @@ describe('abort', () => {
     await third;
     expect(bn.numBatchesTracked).toBe(2);
   });
+});
+
+describe('work claimed from a shared counter', () => {
+  // One task of the call starts only once the others have claimed every item of the first pass
+  // (as if its worker had lost its core): the call still completes, with the same bits. With
+  // fixed ranges per task the late task's range would wait for it (here: the 30 s fault limit).
+  const cases: [string, number[], 'train' | 'eval' | 'backward', { cacheBytes?: number }][] = [
+    ['fused', [4, 8, 32, 32], 'train', {}],
+    ['split, plane mode', [4, 3, 64, 64], 'train', {}],
+    ['split, row mode', [8, 6, 30, 31], 'train', {}],
+    ['phased', [16, 3, 64, 64], 'train', { cacheBytes: 16 * 4096 * 4 }],
+    ['normalize (eval)', [8, 6, 30, 31], 'eval', {}],
+    ['backward (split)', [8, 6, 30, 31], 'backward', {}],
+  ];
+  for (const [label, shape, mode, options] of cases) {
+    it(`${label}: a task that starts after every item was claimed leaves the call complete and the same`, async () => {
+      const p = new Pool({ threads: 2, inlineThreshold: 0, ...options });
+      const C = shape[1];
+      const x = randomTensor(shape, 'float32', 21);
+      const dy = randomTensor(shape, 'float32', 22);
+      const run = async (late: boolean): Promise<Float32Array[]> => {
+        const bn = new BatchNorm(C, { pool: p });
+        if (mode === 'eval') bn.eval();
+        if (mode === 'backward') await bn.forward(x, shape);
+        if (late) injectFault(p, { kind: 'late' });
+        if (mode === 'backward') {
+          const g = await bn.backward(dy);
+          return [g.dx as Float32Array, Float32Array.from(g.dWeight!), Float32Array.from(g.dBias!)];
+        }
+        const y = await bn.forward(x, shape);
+        return [y as Float32Array, Float32Array.from(bn.runningMean!), Float32Array.from(bn.runningVar!)];
+      };
+      const want = await run(false);
+      const got = await run(true);
+      for (let i = 0; i < want.length; i++) expect(sameBits(got[i], want[i])).toBe(true);
+      await p.close();
+    }, 10_000);
+  }
 });
 
 describe('out of memory', () => {

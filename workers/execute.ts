@@ -40,36 +40,80 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const cancelIndex = layout.cancelByte / 4;
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
   const walk = new BlockWalker(task, kernel, views, layout);
+  const first = new Claims(task, i32, layout.claimByte);
+  const second = new Claims(task, i32, layout.claim2Byte);
   if (task.op === 'fused') {
-    for (let cl = task.begin; cl < task.end; cl++) {
-      if (!walk.fuseChannel(cl, cancelled)) return false;
+    for (let i = first.next(); i >= 0; i = first.next()) {
+      for (const end = first.end(i); i < end; i++) {
+        if (!walk.fuseChannel(i, cancelled)) return false;
+      }
     }
     return true;
   }
   if (task.op === 'phased') {
     const phases = task.phases!;
     for (let p = 0; p + 1 < phases.length; p++) {
-      if (!walk.statsGroups(phases[p], phases[p + 1], cancelled)) return false;
+      if (!walk.statsGroups(phases[p], phases[p + 1], first, cancelled)) return false;
       const c0 = task.region.c0;
       if (!barrier(task, kernel, views, layout, p, c0 + phases[p], c0 + phases[p + 1])) return false;
-      if (!walk.normalizeGroups(phases[p], phases[p + 1], cancelled)) return false;
+      if (!walk.normalizeGroups(phases[p], phases[p + 1], second, cancelled)) return false;
     }
     return true;
   }
+  let normalizeClaims = first;
   if (task.op !== 'normalize') {
-    for (let i = task.begin; i < task.end; i++) {
-      if (cancelled()) return false;
-      walk.stats(i);
+    for (let i = first.next(); i >= 0; i = first.next()) {
+      for (const end = first.end(i); i < end; i++) {
+        if (cancelled()) return false;
+        walk.stats(i);
+      }
     }
     if (task.op === 'stats') return true;
     if (!barrier(task, kernel, views, layout, 0, 0, task.grid.C)) return false;
+    normalizeClaims = second;
   }
+  // Last item first after a statistics pass: the items reduced last are still in cache.
   const reverse = task.op === 'split' || task.reverse;
-  for (let i = task.begin; i < task.end; i++) {
-    if (cancelled()) return false;
-    walk.normalize(reverse ? task.begin + task.end - 1 - i : i);
+  for (let i = normalizeClaims.next(); i >= 0; i = normalizeClaims.next()) {
+    for (const end = normalizeClaims.end(i); i < end; i++) {
+      if (cancelled()) return false;
+      walk.normalize(reverse ? task.begin + task.end - 1 - i : i);
+    }
   }
   return true;
+}
+
+/**
+ * A pass's work items, handed out `task.chunk` at a time through the counter at `counterByte`,
+ * which counts claims. The main thread zeroes the counters before it dispatches a call's tasks;
+ * between the passes of `split` and `phased`, the task that merges at a barrier does (no task
+ * claims from either counter while the others are still arriving).
+ */
+class Claims {
+  readonly #i32: Int32Array;
+  readonly #index: number;
+  readonly #begin: number;
+  readonly #end: number;
+  readonly #chunk: number;
+
+  constructor(task: Task, i32: Int32Array, counterByte: number) {
+    this.#i32 = i32;
+    this.#index = counterByte / 4;
+    this.#begin = task.begin;
+    this.#end = task.end;
+    this.#chunk = task.chunk;
+  }
+
+  /** The first item of the next claim, or -1 when every item is taken. */
+  next(): number {
+    const item = this.#begin + Atomics.add(this.#i32, this.#index, 1) * this.#chunk;
+    return item < this.#end ? item : -1;
+  }
+
+  /** The end of the claim that starts at `item`. */
+  end(item: number): number {
+    return Math.min(item + this.#chunk, this.#end);
+  }
 }
 
 /**
@@ -90,6 +134,10 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
   const ready = layout.readyByte / 4;
   if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang * (phase + 1)) {
     mergeChannels(kernel, task, layout, c0, c1);
+    // Every task has finished the statistics of this phase and the normalization of the one
+    // before (they arrived): both claim counters are free to start again.
+    Atomics.store(i32, layout.claimByte / 4, 0);
+    Atomics.store(i32, layout.claim2Byte / 4, 0);
     Atomics.store(i32, ready, phase + 1);
     Atomics.notify(i32, ready);
     return true;
@@ -185,29 +233,35 @@ class BlockWalker {
   }
 
   /**
-   * `phased`: statistics of region channels [cl0, cl1) over the task's row groups, row group by
-   * row group (two at a time, read in turns, as in fuseChannel). False when cancelled.
+   * `phased`: statistics of region channels [cl0, cl1) over the row groups this task claims, a
+   * claim at a time, row group by row group (two at a time, read in turns, as in fuseChannel).
+   * False when cancelled.
    */
-  statsGroups(cl0: number, cl1: number, cancelled: () => boolean): boolean {
-    const { begin, end, grid } = this.#task;
-    for (let g = begin; g < end;) {
-      if (cancelled()) return false;
-      const count = this.#groupsAt(g, end);
-      for (let cl = cl0; cl < cl1; cl++) {
-        for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
+  statsGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
+    const { grid } = this.#task;
+    for (let g = claims.next(); g >= 0; g = claims.next()) {
+      for (const end = claims.end(g); g < end;) {
+        if (cancelled()) return false;
+        const count = this.#groupsAt(g, end);
+        for (let cl = cl0; cl < cl1; cl++) {
+          for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
+        }
+        g += count;
       }
-      g += count;
     }
     return true;
   }
 
-  /** `phased`: normalizes what statsGroups reduced, last block first. False when cancelled. */
-  normalizeGroups(cl0: number, cl1: number, cancelled: () => boolean): boolean {
-    const { begin, end, grid } = this.#task;
-    for (let g = end - 1; g >= begin; g--) {
-      if (cancelled()) return false;
-      for (let cl = cl1 - 1; cl >= cl0; cl--) {
-        for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
+  /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
+  normalizeGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
+    const { begin, end: last, grid } = this.#task;
+    for (let i = claims.next(); i >= 0; i = claims.next()) {
+      for (const end = claims.end(i); i < end; i++) {
+        if (cancelled()) return false;
+        const g = begin + last - 1 - i;
+        for (let cl = cl1 - 1; cl >= cl0; cl--) {
+          for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
+        }
       }
     }
     return true;

@@ -95,12 +95,14 @@ export interface CopyOut {
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 
 /**
- * Test-only fault injection: makes the worker die or throw instead of working, or stall until
- * the call is cancelled (so a test can abort a call that is certainly running).
+ * Test-only fault injection: makes the worker die or throw instead of working, stall until the
+ * call is cancelled (so a test can abort a call that is certainly running), or start only once
+ * the other tasks have claimed every item of the first pass (`late`: a task that lost its core).
  */
 export type Fault =
   | { readonly kind: 'exit'; readonly exitCode: number }
   | { readonly kind: 'stall' }
+  | { readonly kind: 'late' }
   | { readonly kind: 'throw'; readonly name: string; readonly message: string; readonly code?: string };
 
 /** One message from the main thread to a worker. */
@@ -109,9 +111,16 @@ export interface Task {
   readonly dtype: Dtype;
   readonly grid: Grid;
   readonly region: Region;
-  /** Work items [begin, end) of the region. */
+  /**
+   * Work items [begin, end) of the region, shared by the call's tasks: each task claims `chunk`
+   * items at a time from a counter in the scratch area until none are left, so a task that
+   * starts late or is preempted does less, and none waits for it at the end (or at a barrier).
+   * Every item's work is the same whichever task does it: the bits do not depend on the claims.
+   */
   readonly begin: number;
   readonly end: number;
+  /** Items per claim: about a MiB of data, or one item where an item is larger. */
+  readonly chunk: number;
   /**
    * `normalize`: visit the items last to first. After a statistics phase over the same items,
    * the ones reduced last are still in cache and are normalized first.
@@ -176,16 +185,20 @@ export const PARAM_BYTES = 32;
 export const CHANNEL_STAT_BYTES = 16;
 
 /**
- * Layout of the per-call scratch area. The first 16 bytes hold three Int32 words: the cancel flag
+ * Layout of the per-call scratch area. The first 32 bytes hold five Int32 words: the cancel flag
  * (set when the call's signal fires or a task failed), the count of arrivals at the `split` or
- * `phased` barriers, and the number of channel groups whose parameters are ready (the flag the
- * tasks at a barrier wait on). Then the parameters, the merged channel
- * statistics and the partials, each 8-byte aligned.
+ * `phased` barriers, the number of channel groups whose parameters are ready (the flag the tasks
+ * at a barrier wait on), and the claim counters of a pass's work items (`claimByte`: the only
+ * pass of `stats`, `normalize` and `fused`, the statistics of `split` and `phased`;
+ * `claim2Byte`: their normalization). Then the parameters, the merged channel statistics and the
+ * partials, each 8-byte aligned.
  */
 export interface ScratchLayout {
   readonly cancelByte: number;
   readonly doneByte: number;
   readonly readyByte: number;
+  readonly claimByte: number;
+  readonly claim2Byte: number;
   readonly paramsByte: number;
   readonly channelStatsByte: number;
   readonly partialsByte: number;
@@ -193,13 +206,13 @@ export interface ScratchLayout {
 }
 
 export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
-  const paramsByte = scratchByte + 16;
+  const paramsByte = scratchByte + 32;
   const channelStatsByte = paramsByte + grid.C * PARAM_BYTES;
   const partialsByte = channelStatsByte + grid.C * CHANNEL_STAT_BYTES;
   const end = partialsByte + grid.C * grid.blocksPerChannel * PARTIAL_BYTES;
   return {
     cancelByte: scratchByte, doneByte: scratchByte + 4, readyByte: scratchByte + 8,
-    paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte,
+    claimByte: scratchByte + 12, claim2Byte: scratchByte + 16, paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte,
   };
 }
 

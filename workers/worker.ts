@@ -36,6 +36,15 @@ export default function runTask(task: Task | StreamTask): TaskResult {
 function injectFault(task: Task): void {
   const fault = task.fault!;
   if (fault.kind === 'exit') process.exit(fault.exitCode);
+  if (fault.kind === 'late') {
+    // Wait (30 s at most) until the claims of the first pass have handed out every item.
+    views.refresh();
+    const counter = scratchLayout(task.grid, task.scratchByte).claimByte / 4;
+    const claims = Math.ceil((task.end - task.begin) / task.chunk);
+    const until = Date.now() + 30_000;
+    while (Atomics.load(views.i32, counter) < claims && Date.now() < until) Atomics.wait(views.i32, counter, Atomics.load(views.i32, counter), 1);
+    return;
+  }
   if (fault.kind === 'stall') {
     // Sleep until the call's cancel flag is raised (or 30 s), then run: the task sees the flag.
     views.refresh();
