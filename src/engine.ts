@@ -152,8 +152,8 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       if (fused) {
         for (const p of placements) await normalizeChunk(call, p, 'fused', false);
       } else if (placements.length === 1 && !req.statsOnly) {
-        // One dispatch: each task reduces its blocks, meets the others at a barrier where the
-        // last one merges, then normalizes the same blocks while they are still in cache.
+        // One dispatch: the tasks reduce the blocks they claim, meet at a barrier where the last
+        // one merges, then claim the blocks again, last first, while they are still in cache.
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
         await copyIn(ctx, req, p, call.pauseIn);

@@ -76,14 +76,14 @@ export interface CopyOut {
 }
 
 /**
- * What a task does over its range of work items:
+ * What a call's tasks do over the work items they claim (see `Task.begin`):
  * - `stats`: partial statistics of blocks;
  * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
  * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
  *   while the channel is still in cache;
  * - `split`: `stats`, then a barrier with the other `gang - 1` tasks of the call (the last to
- *   arrive merges every channel), then `normalize` of the same items, last first, so the ones
- *   reduced last are normalized while still in cache. One dispatch instead of two.
+ *   arrive merges every channel), then `normalize` of the items, claimed again, last first, so
+ *   the ones reduced last are normalized while still in cache. One dispatch instead of two.
  * - `phased`: `split` one group of channels at a time (`phases`), with a barrier per group: for
  *   tensors too large to stay in cache between the two passes, whose channels are too few to
  *   share out whole (`fused`). A group's blocks are normalized while the cache still holds them.
