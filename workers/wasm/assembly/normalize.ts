@@ -226,8 +226,12 @@ function patternNorm3(x: usize, y: usize, periods: usize, hiA: usize, scA: usize
 function normParams32(params: usize, C: i32, positions: usize, hiA: usize): void {
   const scA = hiA + (positions << 2);
   const bA = scA + (positions << 2);
+  // Channel c = i % C, counted rather than divided for: a 64-bit division a lane took a one-row
+  // call with C = 1024 from 1.5 to 2.0 µs, and E's normalization makes 16 such calls.
+  let c: usize = 0;
   for (let i: usize = 0; i < positions; i++) {
-    const p = params + ((i % <usize>C) << 5);
+    const p = params + (c << 5);
+    if (++c == <usize>C) c = 0;
     const mean = load<f64>(p);
     const scale = load<f64>(p, 8);
     store<f32>(hiA + (i << 2), hiOf(mean));
