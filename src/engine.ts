@@ -10,7 +10,7 @@ import {
   bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
   scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
-import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
+import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
@@ -114,8 +114,11 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= ctx.inlineThreshold;
   const threads = inline ? 1 : ctx.threads;
-  // Per-task scratch: the row kernels' accumulators, or the plane statistics' (64 bytes a block).
-  const accBytes = grid.mode === 'row' ? rowScratchBytes(grid.C) : PLANE_BLOCKS_MAX * PLANE_ACC_BYTES;
+  // Per-task scratch: the row kernels' accumulators; in plane mode the statistics' (64 bytes a
+  // block) or the float32 parameters of a run of channels normalized in one call.
+  const accBytes = grid.mode === 'row'
+    ? rowScratchBytes(grid.C)
+    : Math.max(PLANE_BLOCKS_MAX * PLANE_ACC_BYTES, rowScratchBytes(Math.min(grid.C, PLANE_RUN_CHANNELS_MAX)));
   const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];

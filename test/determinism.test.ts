@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
+import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 const THREADS = [1, 2, 3, 4, 8];
 
@@ -39,6 +40,33 @@ for (const kernel of KERNELS) {
           expect(sameBits(run.rm, runs[0].rm)).toBe(true);
           expect(sameBits(run.rv, runs[0].rv)).toBe(true);
         }
+      });
+    }
+
+    // One-row blocks (S > 8192) are normalized in runs of blocks, whose edges follow the claims,
+    // so the thread count: whole channels (normalizeRows) and stretches of one channel
+    // (normalizePlanes), forward and last-first, with ReLU, float64 and a shared output copied out.
+    for (const [shape, dtype] of [[[4, 3, 100, 101], 'float32'], [[2, 5, 160, 170], 'float32'], [[3, 7, 40001], 'float64'], [[2, 9, 9000], 'float32']] as const) {
+      it(`one-row blocks give the same bits in every mode at every thread count: [${shape}] ${dtype}`, async () => {
+        const C = shape[1];
+        const x = randomTensor(shape, dtype, 3 + C);
+        const results: (Float32Array | Float64Array)[][] = [];
+        for (const pool of pools.values()) {
+          const bn = new BatchNorm(C, { pool, dtype, activation: 'relu' });
+          const y = await bn.forward(x, shape);
+          bn.eval();
+          const out = new (dtype === 'float64' ? Float64Array : Float32Array)(new SharedArrayBuffer(x.byteLength)).fill(NaN);
+          await bn.forward(x, shape, { out });
+          results.push([y, out]);
+        }
+        for (const r of results.slice(1)) {
+          expect(sameBits(r[0], results[0][0])).toBe(true);
+          expect(sameBits(r[1], results[0][1])).toBe(true);
+        }
+        const ref = referenceForward(x, shape, { training: true });
+        const relu = { ...ref, y: ref.y.map((v) => (v < 0 ? 0 : v)) };
+        expect(outputErrorRatio(results[0][0], x, shape, relu, null, dtype)).toBeLessThanOrEqual(1);
+        expect(results[0][1].some(Number.isNaN)).toBe(false);
       });
     }
 

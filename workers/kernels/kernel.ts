@@ -120,6 +120,13 @@ export interface Kernel {
 export const PLANE_BLOCKS_MAX = 2;
 export const PLANE_ACC_BYTES = 64;
 
+/**
+ * The most whole channels the executor gives one normalizeRows call when it normalizes a run of
+ * plane-mode blocks that lie end to end (see BlockWalker.normalizeRange): the plane-mode scratch
+ * a task needs is rowScratchBytes(min(C, PLANE_RUN_CHANNELS_MAX)).
+ */
+export const PLANE_RUN_CHANNELS_MAX = 256;
+
 export function rowScratchBytes(C: number): number {
   // 32 bytes a channel, and room for the few-channel pattern arrays (at most 60 positions).
   return 32 * C + 2048;
