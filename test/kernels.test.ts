@@ -113,6 +113,30 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`statsPlaneGroups gives each group the partials of its own statsPlanes call, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(13);
+        for (const [groups, blocks, rows, len] of [[1, 1, 1, 1000], [5, 1, 1, 333], [3, 2, 2, 517], [4, 2, 1, 64]]) {
+          const rowStride = len + 5;
+          const blockStride = rows * rowStride + 9;
+          const groupStride = blocks * blockStride + 11;
+          const base = DATA / bpe + 1;
+          for (let i = 0; i < groups * groupStride; i++) x[base + i] = 100 * Math.floor(i / groupStride) + normal(rand);
+          const outStride = 24;
+          const groupOut = blocks * outStride + 16;
+          f64.fill(GUARD, OUT / 8, OUT / 8 + (groups * groupOut) / 8 + 1);
+          kernel.statsPlaneGroups(f64Data, base * bpe, groups, groupStride, groupOut, blocks, blockStride, rows, rowStride, len, OUT, outStride, SCRATCH);
+          const alone = OUT + groups * groupOut + 64;
+          for (let q = 0; q < groups; q++) {
+            kernel.statsPlanes(f64Data, (base + q * groupStride) * bpe, blocks, blockStride, rows, rowStride, len, alone, outStride, SCRATCH);
+            const at = (OUT + q * groupOut) / 8;
+            expect(Array.from(f64.slice(at, at + 3 * blocks))).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + 3 * blocks)));
+            expect(f64[at + 3 * blocks]).toBe(GUARD); // the gap between groups is not written
+          }
+        }
+      });
+
       it(`normalizePlanes handles every tail and offset and writes nothing past it (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;

@@ -63,10 +63,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   let normalizeClaims = first;
   if (task.op !== 'normalize') {
     for (let i = first.next(); i >= 0; i = first.next()) {
-      for (const end = first.end(i); i < end; i++) {
-        if (cancelled()) return false;
-        walk.stats(i);
-      }
+      if (!walk.statsRange(i, first.end(i), cancelled)) return false;
     }
     if (task.op === 'stats') return true;
     if (!barrier(task, kernel, views, layout, 0, 0, task.grid.C)) return false;
@@ -197,10 +194,60 @@ class BlockWalker {
     this.#copy = task.copyOut === null ? null : new CopyOutWriter(task, this.#bpe, views);
   }
 
-  /** Work item i: a row group in row mode; in plane mode a block, in memory order. */
-  stats(i: number): void {
-    if (this.#task.grid.mode === 'row') this.#rowStats(i);
-    else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
+  /**
+   * Statistics of work items [lo, hi): row groups in row mode; in plane mode blocks in memory
+   * order, which with one row a row group lie end to end and go in runs of equal blocks, one
+   * kernel call a run (statsPlaneGroups: the same partials as a call a block). False when
+   * cancelled.
+   */
+  statsRange(lo: number, hi: number, cancelled: () => boolean): boolean {
+    const { grid, backward } = this.#task;
+    if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
+      for (let i = lo; i < hi; i++) {
+        if (cancelled()) return false;
+        if (grid.mode === 'row') this.#rowStats(i);
+        else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
+      }
+      return true;
+    }
+    const { sChunks } = grid;
+    const last = grid.S - (sChunks - 1) * grid.sChunkLen;
+    for (let i = lo; i < hi;) {
+      if (cancelled()) return false;
+      const k = i % sChunks;
+      const cl = this.#channelOf(i);
+      const local = this.#localOf(i);
+      let n: number;
+      if (sChunks === 1) {
+        // Whole channels of one row, S elements apart, partials a row group's apart.
+        n = Math.min(hi - i, this.#task.region.c1 - this.#task.region.c0 - cl);
+        this.#planeStatsRun(cl, local, n, grid.S, grid.nGroups * PARTIAL_BYTES, grid.S);
+      } else {
+        // Stretches of one channel of the same length (the plane's last may be shorter).
+        const equal = last === grid.sChunkLen ? sChunks : sChunks - 1;
+        n = k < equal ? Math.min(hi - i, equal - k) : 1;
+        const len = k < equal ? grid.sChunkLen : last;
+        this.#planeStatsRun(cl, local, n, grid.sChunkLen, PARTIAL_BYTES, len);
+      }
+      i += n;
+    }
+    return true;
+  }
+
+  /**
+   * Statistics of `n` one-row blocks of `len` elements from block `local` of region channel cl,
+   * block j `stride` elements after the first, its partial `outStride` bytes after the first's.
+   */
+  #planeStatsRun(cl: number, local: number, n: number, stride: number, outStride: number, len: number): void {
+    const { grid, region } = this.#task;
+    const g = this.#g0 + Math.floor(local / grid.sChunks);
+    const k = local % grid.sChunks;
+    const c = region.c0 + cl;
+    const xByte = region.xByte + ((g * grid.groupRows - region.n0) * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
+    this.#kernel.statsPlaneGroups(
+      this.#f64Data, xByte, n, stride, outStride, 1, 0, 1, 0, len,
+      partialByte(grid, this.#layout.partialsByte, c, g, k), 0, this.#task.accByte,
+    );
   }
 
   /**

@@ -57,6 +57,17 @@ export class JsKernel implements Kernel {
     }
   }
 
+  statsPlaneGroups(
+    f64: boolean, xByte: number, groups: number, groupStride: number, groupOutStrideBytes: number,
+    blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number,
+  ): void {
+    const bpe = f64 ? 8 : 4;
+    for (let q = 0; q < groups; q++) {
+      this.statsPlanes(f64, xByte + q * groupStride * bpe, blocks, blockStride, rows, rowStride, len, outByte + q * groupOutStrideBytes, outStrideBytes);
+    }
+  }
+
   statsRows(
     f64: boolean, xByte: number, rows: number, C: number, S: number,
     accByte: number, outByte: number, outStrideBytes: number,

@@ -30,6 +30,17 @@ export interface Kernel {
   ): void;
 
   /**
+   * statsPlanes over `groups` groups of blocks: group q starts `q * groupStride` elements after
+   * `xByte` and writes its partials from `outByte + q * groupOutStrideBytes`. The same partials,
+   * bit for bit, as one statsPlanes call a group; one call instead of many.
+   */
+  statsPlaneGroups(
+    f64: boolean, xByte: number, groups: number, groupStride: number, groupOutStrideBytes: number,
+    blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+  ): void;
+
+  /**
    * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
    * its S elements at c * S). Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes
    * channel c's partial at `outByte + c * outStrideBytes`.

@@ -6,6 +6,8 @@ import type { Kernel } from './kernel.js';
 interface WasmExports {
   statsPlanes32(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlanes64(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
+  statsPlaneGroups32(x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
+  statsPlaneGroups64(x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
@@ -44,6 +46,16 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.statsPlanes64(xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
     else this.#k.statsPlanes32(xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+  }
+
+  statsPlaneGroups(
+    f64: boolean, xByte: number, groups: number, groupStride: number, groupOutStrideBytes: number,
+    blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+  ): void {
+    const k = this.#k;
+    if (f64) k.statsPlaneGroups64(xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+    else k.statsPlaneGroups32(xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
   }
 
   statsRows(
