@@ -6,8 +6,7 @@ import type { Kernel } from './kernel.js';
 interface WasmExports {
   statsPlanes32(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlanes64(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
-  statsPlaneGroups32(x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
-  statsPlaneGroups64(x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
+  statsPlaneGroups(wide: number, x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
@@ -53,9 +52,7 @@ export class WasmKernel implements Kernel {
     blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
     outByte: number, outStrideBytes: number, accByte: number,
   ): void {
-    const k = this.#k;
-    if (f64) k.statsPlaneGroups64(xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
-    else k.statsPlaneGroups32(xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+    this.#k.statsPlaneGroups(f64 ? 1 : 0, xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
   }
 
   statsRows(

@@ -104,20 +104,21 @@ export function statsPlanes32(
 }
 
 /**
- * statsPlanes32 over `groups` groups of blocks, group q starting `q * groupStride` elements after
- * x, its partials from out + q * groupOutStride (bytes): one call from JavaScript for many, as a
- * call ends the kernel's stream of loads (2048 calls over 100 MB took 4.7-4.9 ms against 3.5-3.7
- * for one). Each group's partials are those of its own statsPlanes32 call, bit for bit.
+ * statsPlanes32 (or, `wide` set, statsPlanes64) over `groups` groups of blocks, group q starting
+ * `q * groupStride` elements after x, its partials from out + q * groupOutStride (bytes): one call
+ * from JavaScript for many, as a call ends the kernel's stream of loads (2048 calls over 100 MB
+ * took 4.7-4.9 ms against 3.5-3.7 for one). Each group's partials are those of its own call.
  */
-export function statsPlaneGroups32(
-  x: usize, groups: i32, groupStride: i32, groupOutStride: i32,
+export function statsPlaneGroups(
+  wide: i32, x: usize, groups: i32, groupStride: i32, groupOutStride: i32,
   blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
 ): void {
+  const bytes: usize = wide ? 8 : 4;
   for (let q = 0; q < groups; q++) {
-    statsPlanes32(
-      x + ((<usize>q * <usize>groupStride) << 2), blocks, blockStride, rows, rowStride, len,
-      out + <usize>q * <usize>groupOutStride, outStride, acc,
-    );
+    const xq = x + <usize>q * <usize>groupStride * bytes;
+    const oq = out + <usize>q * <usize>groupOutStride;
+    if (wide) statsPlanes64(xq, blocks, blockStride, rows, rowStride, len, oq, outStride, acc);
+    else statsPlanes32(xq, blocks, blockStride, rows, rowStride, len, oq, outStride, acc);
   }
 }
 
@@ -333,19 +334,6 @@ export function statsPlanes64(
   for (let i = 0; i < blocks; i++) {
     const a = acc + <usize>i * BLOCK_ACC_BYTES;
     writePartial(out + <usize>i * <usize>outStride, count, load<f64>(x + <usize>i * blockBytes), hsum(v128.load(a)), hsum(v128.load(a, 16)));
-  }
-}
-
-/** statsPlaneGroups32 for float64 data. */
-export function statsPlaneGroups64(
-  x: usize, groups: i32, groupStride: i32, groupOutStride: i32,
-  blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
-): void {
-  for (let q = 0; q < groups; q++) {
-    statsPlanes64(
-      x + ((<usize>q * <usize>groupStride) << 3), blocks, blockStride, rows, rowStride, len,
-      out + <usize>q * <usize>groupOutStride, outStride, acc,
-    );
   }
 }
 
