@@ -311,7 +311,7 @@ class BlockWalker {
     for (let g = 0; g < groups;) {
       if (cancelled()) return false;
       const count = this.#groupsAt(g, groups);
-      for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
+      this.#planeStretches(cl, g, count);
       g += count;
     }
     const c = this.#task.region.c0 + cl;
@@ -334,9 +334,7 @@ class BlockWalker {
       for (const end = claims.end(g); g < end;) {
         if (cancelled()) return false;
         const count = this.#groupsAt(g, end);
-        for (let cl = cl0; cl < cl1; cl++) {
-          for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k);
-        }
+        for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
         g += count;
       }
     }
@@ -372,8 +370,26 @@ class BlockWalker {
     return count > 1 && this.#rowGroup(g + count - 1).rows !== this.#task.grid.groupRows ? count - 1 : count;
   }
 
-  /** Statistics of `count` blocks of region channel cl: row groups g0 + g, g0 + g + 1, ..., stretch k. */
-  #planeStats(cl: number, g: number, count: number, k: number): void {
+  /**
+   * Statistics of region channel cl's row groups g .. g + count - 1, every stretch: the stretches
+   * of equal length in one kernel call (statsPlaneGroups), the plane's shorter last one alone.
+   */
+  #planeStretches(cl: number, g: number, count: number): void {
+    const { grid } = this.#task;
+    const equal = grid.S === grid.sChunks * grid.sChunkLen ? grid.sChunks : grid.sChunks - 1;
+    if (this.#task.backward) {
+      for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k, 1);
+      return;
+    }
+    if (equal > 0) this.#planeStats(cl, g, count, 0, equal);
+    if (equal < grid.sChunks) this.#planeStats(cl, g, count, equal, 1);
+  }
+
+  /**
+   * Statistics of `count` blocks of region channel cl: row groups g0 + g, g0 + g + 1, ..., for
+   * `n` stretches of the same length from stretch k.
+   */
+  #planeStats(cl: number, g: number, count: number, k: number, n: number): void {
     const { grid, region } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
     const sOff = k * grid.sChunkLen;
@@ -387,8 +403,9 @@ class BlockWalker {
       }
       return;
     }
-    this.#kernel.statsPlanes(
-      this.#f64Data, xByte, count, grid.groupRows * region.xRowStride, rows, region.xRowStride, len,
+    this.#kernel.statsPlaneGroups(
+      this.#f64Data, xByte, n, grid.sChunkLen, PARTIAL_BYTES,
+      count, grid.groupRows * region.xRowStride, rows, region.xRowStride, len,
       outByte, grid.sChunks * PARTIAL_BYTES, this.#task.accByte,
     );
   }
