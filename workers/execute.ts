@@ -254,16 +254,16 @@ class BlockWalker {
    * Normalizes (or, backward, applies the gradient to) work items [lo, hi), last first when
    * `reverse`. False when cancelled.
    *
-   * Plane-mode forward items with one row a row group lie end to end in memory, a channel's
-   * stretches and then the next channel's: they go in runs, one kernel call a run (normalizeRows
-   * for whole channels, with each channel's parameters; normalizePlanes for the stretches of one
-   * channel), not one call a block. A call ends its stream of loads: 2048 calls of 50 KB took
+   * Plane-mode items with one row a row group lie end to end in memory, a channel's stretches
+   * and then the next channel's: they go in runs, one kernel call a run (normalizeRows for whole
+   * channels, with each channel's parameters; normalizePlanes, or backward bwdApplyPlanes, for the
+   * stretches of one channel), not one call a block. A call ends its stream of loads: 2048 calls of 50 KB took
    * 5.6-5.9 ms where 4-block calls took 5.0-5.4 and one call 4.9-5.1 (A's 100 MB, one thread).
    * Both kernels compute an element the same way either way, so the bits do not change.
    */
   normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
     const { grid, backward } = this.#task;
-    if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
+    if (grid.mode === 'row' || grid.groupRows !== 1) {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
         const i = reverse ? hi - 1 - j : lo + j;
@@ -293,7 +293,7 @@ class BlockWalker {
         const channels = this.#task.region.c1 - this.#task.region.c0;
         const room = reverse ? cl + 1 : channels - cl;
         const n = Math.min(room, Math.floor(left / sChunks), PLANE_RUN_CHANNELS_MAX);
-        this.#channelsRun(reverse ? cl - n + 1 : cl, n, this.#localOf(first) - k);
+        this.#channelsRun(reverse ? cl - n + 1 : cl, n, this.#localOf(first) - k, reverse);
         i += reverse ? -n * sChunks : n * sChunks;
       }
     }
@@ -348,9 +348,9 @@ class BlockWalker {
       for (const end = claims.end(i); i < end; i++) {
         if (cancelled()) return false;
         const g = begin + last - 1 - i;
-        if (grid.groupRows === 1 && !this.#task.backward) {
+        if (grid.groupRows === 1) {
           // One row: the group's channels lie end to end, one run (see normalizeRange).
-          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks);
+          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
           continue;
         }
         for (let cl = cl1 - 1; cl >= cl0; cl--) {
@@ -473,9 +473,16 @@ class BlockWalker {
     this.#run(region.c0 + cl, rowOff, cl * grid.S + sOff, 1, len, 0, true);
   }
 
-  /** Region channels [cl, cl + n), whole, in the one-row row group of block `local` (stretch 0). */
-  #channelsRun(cl: number, n: number, local: number): void {
+  /**
+   * Region channels [cl, cl + n), whole, in the one-row row group of block `local` (stretch 0):
+   * one normalizeRows call; backward, a bwdApplyPlanes call a channel (last first if `reverse`).
+   */
+  #channelsRun(cl: number, n: number, local: number, reverse: boolean): void {
     const { grid, region } = this.#task;
+    if (this.#task.backward) {
+      for (let j = 0; j < n; j++) this.#planeRun(reverse ? cl + n - 1 - j : cl + j, local, 0, grid.sChunks);
+      return;
+    }
     const bpe = this.#bpe;
     const rowOff = this.#g0 + Math.floor(local / grid.sChunks) - region.n0;
     const off = cl * grid.S;
