@@ -54,7 +54,12 @@ function dxErrorRatio(got: ArrayLike<number>, want: Float64Array, dy: ArrayLike<
   return worst;
 }
 
-const SHAPES = [[7, 3], [5, 37], [3, 5, 17], [2, 3, 4, 5, 7], [4, 6, 40, 41], [3, 2, 130, 130], [6, 64, 9, 9]];
+// Row mode, planes of a few row groups, one-row planes (fused with C = 2 and 5, split with
+// C = 3 on 2 workers) cut into stretches of unequal length (16385 = 8193 + 8192).
+const SHAPES = [
+  [7, 3], [5, 37], [3, 5, 17], [2, 3, 4, 5, 7], [4, 6, 40, 41], [3, 2, 130, 130], [6, 64, 9, 9],
+  [3, 2, 16385], [2, 3, 16385], [2, 5, 20001],
+];
 
 for (const kernel of KERNELS) {
   describe(`backward (${kernel} kernel)`, () => {
