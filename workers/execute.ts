@@ -262,7 +262,7 @@ class BlockWalker {
    * Both kernels compute an element the same way either way, so the bits do not change.
    */
   normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
-    const { grid, backward } = this.#task;
+    const { grid } = this.#task;
     if (grid.mode === 'row' || grid.groupRows !== 1) {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
@@ -329,7 +329,6 @@ class BlockWalker {
    * False when cancelled.
    */
   statsGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
-    const { grid } = this.#task;
     for (let g = claims.next(); g >= 0; g = claims.next()) {
       for (const end = claims.end(g); g < end;) {
         if (cancelled()) return false;
