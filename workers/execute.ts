@@ -257,9 +257,9 @@ class BlockWalker {
    * Plane-mode items with one row a row group lie end to end in memory, a channel's stretches
    * and then the next channel's: they go in runs, one kernel call a run (normalizeRows for whole
    * channels, with each channel's parameters; normalizePlanes, or backward bwdApplyPlanes, for the
-   * stretches of one channel), not one call a block. A call ends its stream of loads: 2048 calls of 50 KB took
-   * 5.6-5.9 ms where 4-block calls took 5.0-5.4 and one call 4.9-5.1 (A's 100 MB, one thread).
-   * Both kernels compute an element the same way either way, so the bits do not change.
+   * stretches of one channel), not one call a block. A call ends its stream of loads: 2048 calls
+   * of 50 KB took 5.6-5.9 ms where 4-block calls took 5.0-5.4 and one call 4.9-5.1 (A's 100 MB,
+   * one thread). Both kernels compute an element the same way either way: the bits do not change.
    */
   normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
     const { grid } = this.#task;
@@ -349,7 +349,9 @@ class BlockWalker {
         const g = begin + last - 1 - i;
         if (grid.groupRows === 1) {
           // One row: the group's channels lie end to end, one run (see normalizeRange).
-          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
+          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {
+            this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
+          }
           continue;
         }
         for (let cl = cl1 - 1; cl >= cl0; cl--) {
