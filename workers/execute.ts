@@ -73,8 +73,12 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const reverse = task.op === 'split' || task.reverse;
   for (let i = normalizeClaims.next(); i >= 0; i = normalizeClaims.next()) {
     const end = normalizeClaims.end(i);
+    // Reverse: claim [i, end) stands for items [flip - end, flip - i), visited last first.
     const flip = task.begin + task.end;
-    if (!(reverse ? walk.normalizeRange(flip - end, flip - i, true, cancelled) : walk.normalizeRange(i, end, false, cancelled))) return false;
+    const done = reverse
+      ? walk.normalizeRange(flip - end, flip - i, true, cancelled)
+      : walk.normalizeRange(i, end, false, cancelled);
+    if (!done) return false;
   }
   return true;
 }
@@ -243,7 +247,8 @@ class BlockWalker {
     const g = this.#g0 + Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
     const c = region.c0 + cl;
-    const xByte = region.xByte + ((g * grid.groupRows - region.n0) * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
+    const rowOff = g * grid.groupRows - region.n0;
+    const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
     this.#kernel.statsPlaneGroups(
       this.#f64Data, xByte, n, stride, outStride, 1, 0, 1, 0, len,
       partialByte(grid, this.#layout.partialsByte, c, g, k), 0, this.#task.accByte,
