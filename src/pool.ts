@@ -46,11 +46,12 @@ const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 const RESERVED_BYTES = 65536;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
- * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"). With the
- * JS kernels, 2 workers took 1.3x the inline time at 131,072 elements and 0.6x at 262,144; with
- * the WASM kernels, 1.4x at 1,048,576 and 0.5x at 2,097,152.
+ * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"), in finer
+ * steps around it. With the JS kernels, 2 workers took 0.99-1.43x the inline time at 65,536
+ * elements and 0.76-0.80x at 81,920; with the WASM kernels, 1.07-1.08x at 786,432 and 0.79-0.80x
+ * at 917,504.
  */
-export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 131072, wasm: 1048576 };
+export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 65536, wasm: 786432 };
 
 /**
  * Default of `PoolOptions.cacheBytes`: half the L3 of this project's machine, the other half for
