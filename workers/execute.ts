@@ -244,14 +244,14 @@ class BlockWalker {
    */
   #planeStatsRun(cl: number, local: number, n: number, stride: number, outStride: number, len: number): void {
     const { grid, region } = this.#task;
-    const g = this.#g0 + Math.floor(local / grid.sChunks);
+    const gl = Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
     const c = region.c0 + cl;
-    const rowOff = g * grid.groupRows - region.n0;
+    const { rowOff } = this.#rowGroup(gl);
     const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
     this.#kernel.statsPlaneGroups(
       this.#f64Data, xByte, n, stride, outStride, 1, 0, 1, 0, len,
-      partialByte(grid, this.#layout.partialsByte, c, g, k), 0, this.#task.accByte,
+      partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k), 0, this.#task.accByte,
     );
   }
 
@@ -473,7 +473,7 @@ class BlockWalker {
   /** Stretches k0 .. k0 + n - 1 of region channel cl in the one-row row group of block `local` (its stretch k0). */
   #planeRun(cl: number, local: number, k0: number, n: number): void {
     const { grid, region } = this.#task;
-    const rowOff = this.#g0 + Math.floor(local / grid.sChunks) - region.n0;
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
     const sOff = k0 * grid.sChunkLen;
     const len = Math.min((k0 + n) * grid.sChunkLen, grid.S) - sOff;
     this.#run(region.c0 + cl, rowOff, cl * grid.S + sOff, 1, len, 0, true);
@@ -490,7 +490,7 @@ class BlockWalker {
       return;
     }
     const bpe = this.#bpe;
-    const rowOff = this.#g0 + Math.floor(local / grid.sChunks) - region.n0;
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
     const off = cl * grid.S;
     const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
