@@ -73,10 +73,9 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const reverse = task.op === 'split' || task.reverse;
   for (let i = normalizeClaims.next(); i >= 0; i = normalizeClaims.next()) {
     const end = normalizeClaims.end(i);
-    // Reverse: claim [i, end) stands for items [flip - end, flip - i), visited last first.
-    const flip = task.begin + task.end;
+    // Reverse: claim [i, end) stands for items [items - end, items - i), visited last first.
     const done = reverse
-      ? walk.normalizeRange(flip - end, flip - i, true, cancelled)
+      ? walk.normalizeRange(task.items - end, task.items - i, true, cancelled)
       : walk.normalizeRange(i, end, false, cancelled);
     if (!done) return false;
   }
@@ -92,27 +91,25 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
 class Claims {
   readonly #i32: Int32Array;
   readonly #index: number;
-  readonly #begin: number;
-  readonly #end: number;
+  readonly #items: number;
   readonly #chunk: number;
 
   constructor(task: Task, i32: Int32Array, counterByte: number) {
     this.#i32 = i32;
     this.#index = counterByte / 4;
-    this.#begin = task.begin;
-    this.#end = task.end;
+    this.#items = task.items;
     this.#chunk = task.chunk;
   }
 
   /** The first item of the next claim, or -1 when every item is taken. */
   next(): number {
-    const item = this.#begin + Atomics.add(this.#i32, this.#index, 1) * this.#chunk;
-    return item < this.#end ? item : -1;
+    const item = Atomics.add(this.#i32, this.#index, 1) * this.#chunk;
+    return item < this.#items ? item : -1;
   }
 
   /** The end of the claim that starts at `item`. */
   end(item: number): number {
-    return Math.min(item + this.#chunk, this.#end);
+    return Math.min(item + this.#chunk, this.#items);
   }
 }
 
@@ -347,11 +344,11 @@ class BlockWalker {
 
   /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
   normalizeGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
-    const { begin, end: last, grid } = this.#task;
+    const { items, grid } = this.#task;
     for (let i = claims.next(); i >= 0; i = claims.next()) {
       for (const end = claims.end(i); i < end; i++) {
         if (cancelled()) return false;
-        const g = begin + last - 1 - i;
+        const g = items - 1 - i;
         if (grid.groupRows === 1) {
           // One row: the group's channels lie end to end, one run (see normalizeRange).
           for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {

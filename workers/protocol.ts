@@ -76,7 +76,7 @@ export interface CopyOut {
 }
 
 /**
- * What a call's tasks do over the work items they claim (see `Task.begin`):
+ * What a call's tasks do over the work items they claim (see `Task.items`):
  * - `stats`: partial statistics of blocks;
  * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
  * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
@@ -112,13 +112,13 @@ export interface Task {
   readonly grid: Grid;
   readonly region: Region;
   /**
-   * Work items [begin, end) of the region, shared by the call's tasks: each task claims `chunk`
-   * items at a time from a counter in the scratch area until none are left, so a task that
-   * starts late or is preempted does less, and none waits for it at the end (or at a barrier).
-   * Every item's work is the same whichever task does it: the bits do not depend on the claims.
+   * Work items 0 .. items - 1 of the region, shared by the call's tasks: each task claims
+   * `chunk` items at a time from a counter in the scratch area until none are left, so a task
+   * that starts late or is preempted does less, and none waits for it at the end (or at a
+   * barrier). Every item's work is the same whichever task does it: the bits do not depend on
+   * the claims.
    */
-  readonly begin: number;
-  readonly end: number;
+  readonly items: number;
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
   readonly chunk: number;
   /**

@@ -40,7 +40,7 @@ function injectFault(task: Task): void {
     // Wait (30 s at most) until the claims of the first pass have handed out every item.
     views.refresh();
     const counter = scratchLayout(task.grid, task.scratchByte).claimByte / 4;
-    const claims = Math.ceil((task.end - task.begin) / task.chunk);
+    const claims = Math.ceil(task.items / task.chunk);
     const until = Date.now() + 30_000;
     while (Atomics.load(views.i32, counter) < claims && Date.now() < until) Atomics.wait(views.i32, counter, Atomics.load(views.i32, counter), 1);
     return;
