@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
-import { type EngineResult, runBatchNorm, runBatchNormBackward, runChannelStats } from './engine.js';
+import { type EngineResult, type GradientSums, runBatchNorm, runBatchNormBackward, runChannelStats } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -62,6 +62,21 @@ export interface ForwardOptions {
   reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
 
+/** Options of one backward call. */
+export interface BackwardOptions {
+  /** Array to write dx to, of dy's type and length; on the pool it is written directly. */
+  out?: FloatArray;
+  /** Aborts the call: a queued call never starts, a running one stops between blocks. */
+  signal?: AbortSignal;
+  /**
+   * SyncBatchNorm's backward, required after a forward with `reduceStats`: called with this
+   * shard's per-channel sums Σdy and Σdy·x̂ (Float64Array), it resolves to their sums over every
+   * shard (an all-reduce SUM, as PyTorch's SyncBatchNorm does on sum_dy and sum_dy_xmu). dx then
+   * uses those and the whole batch's count; dWeight and dBias stay this shard's sums.
+   */
+  reduceGrads?: (local: GradientSums) => GradientSums | Promise<GradientSums>;
+}
+
 /** What `backward` resolves to. */
 export interface BatchNormGradients {
   /** Gradient with respect to the input, of x's type and shape. */
@@ -83,7 +98,8 @@ interface SavedForward {
   readonly mean: Float64Array;
   readonly invstd: Float64Array;
   readonly mode: 'train' | 'eval';
-  readonly synced: boolean;
+  /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
+  readonly syncedCount: number | null;
 }
 
 /** A module's state, with PyTorch's `state_dict` keys. */
@@ -237,7 +253,7 @@ export class BatchNorm {
       this.#saved = {
         x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
         mean: result.mean, invstd: result.var.map((v) => 1 / Math.sqrt(v + this.eps)),
-        mode: useBatchStats ? 'train' : 'eval', synced: useBatchStats && reduceStats !== undefined,
+        mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
       };
       return result.y;
     } finally {
@@ -272,11 +288,18 @@ export class BatchNorm {
    * It reads the forward's input again: x must not change between forward and backward (nor, with
    * `activation: 'relu'`, the forward's output, which serves as the mask). It runs after the
    * module's earlier calls, in order, and changes no state.
+   *
+   * After a forward with `reduceStats` (SyncBatchNorm), `options.reduceGrads` all-reduces the
+   * gradient sums the same way; it is required then, and refused otherwise.
    */
-  async backward(dy: FloatArray, options?: { out?: FloatArray; signal?: AbortSignal }): Promise<BatchNormGradients> {
+  async backward(dy: FloatArray, options?: BackwardOptions): Promise<BatchNormGradients> {
     checkDtype(dy, 'dy', this.dtype);
     const opts = checkObject(options, 'options');
     const signal = checkSignal(opts.signal);
+    const reduceGrads = opts.reduceGrads as BackwardOptions['reduceGrads'];
+    if (reduceGrads !== undefined && typeof reduceGrads !== 'function') {
+      throw new ArgumentError(`options.reduceGrads must be a function; got ${describe(reduceGrads)}`);
+    }
     const pool = this.#pool ?? getDefaultPool();
     poolInternals(pool).assertOpen();
     const turn = this.#tail;
@@ -286,7 +309,12 @@ export class BatchNorm {
       await waitForTurn(turn, signal);
       const saved = this.#saved;
       if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
-      if (saved.synced) throw new ArgumentError('backward after a forward with options.reduceStats is not supported: the gradient sums would need an all-reduce too');
+      if (saved.syncedCount !== null && reduceGrads === undefined) {
+        throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
+      }
+      if (saved.syncedCount === null && reduceGrads !== undefined) {
+        throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
+      }
       if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
       if (dy.length !== saved.x.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
@@ -294,13 +322,28 @@ export class BatchNorm {
       const out = checkOut(opts.out, dy, this.dtype);
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
-        backward: { dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y },
+        backward: {
+          dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y,
+          ...(reduceGrads === undefined ? {} : { reduce: this.#reduceGrads(reduceGrads), count: saved.syncedCount! }),
+        },
       });
       const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
       return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };
     } finally {
       void turn.then(release);
     }
+  }
+
+  /** The caller's all-reduce of the gradient sums, its answer checked before dx uses it. */
+  #reduceGrads(reduceGrads: NonNullable<BackwardOptions['reduceGrads']>): (local: GradientSums) => Promise<GradientSums> {
+    return async (local) => {
+      const reduced: unknown = await reduceGrads(local);
+      const sums = checkObject(reduced, 'the value options.reduceGrads resolved to') as Partial<GradientSums>;
+      return {
+        sumDy: checkValues(sums.sumDy, 'options.reduceGrads(...).sumDy', this.numFeatures),
+        sumDyXhat: checkValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', this.numFeatures),
+      };
+    };
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number): void {

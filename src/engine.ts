@@ -60,6 +60,21 @@ export interface BackwardRequest {
   readonly mode: 'train' | 'eval';
   /** After a fused ReLU: the forward's output; dy passes only where it is > 0. */
   readonly mask?: FloatArray | null;
+  /**
+   * SyncBatchNorm (training mode only): the all-reduce of the gradient sums, called once this
+   * shard's are merged; dx then uses the sums over every shard and `count`.
+   */
+  readonly reduce?: (local: GradientSums) => Promise<GradientSums>;
+  /** With `reduce`: the values per channel over every shard, as the forward's statistics counted them. */
+  readonly count?: number;
+}
+
+/** Per-channel gradient sums of one shard, or, all-reduced, of every shard. */
+export interface GradientSums {
+  /** Σdy: dBias. */
+  readonly sumDy: ArrayLike<number>;
+  /** Σdy·x̂: dWeight (x̂ from the mean and invstd every shard shares after a synced forward). */
+  readonly sumDyXhat: ArrayLike<number>;
 }
 
 export interface EngineResult {
@@ -150,11 +165,13 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       // (backward: (mean, invstd, weight) until it folds in the gradient sums).
       if (req.backward) writeBackwardParams(ctx, req, req.backward, layout);
       else writeAffine(ctx, req, layout);
-      const fused = !req.statsOnly
+      // A synced backward waits for the caller's all-reduce between its two passes, on this thread.
+      const synced = req.backward?.reduce !== undefined;
+      const fused = !req.statsOnly && !synced
         && placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
       if (fused) {
         for (const p of placements) await normalizeChunk(call, p, 'fused', false);
-      } else if (placements.length === 1 && !req.statsOnly) {
+      } else if (placements.length === 1 && !req.statsOnly && !synced) {
         // One dispatch: the tasks reduce the blocks they claim, meet at a barrier where the last
         // one merges, then claim the blocks again, last first, while they are still in cache.
         // Too large for the cache between the passes: one group of channels at a time (phased).
@@ -171,8 +188,10 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
           await runPhase(call, tasksFor(call, p, 'stats'));
         }
         mergeChannels(ctx.inlineKernel, { grid, eps: req.eps, backward: req.backward?.mode ?? null }, layout, 0, grid.C);
+        if (synced) await reduceGradients(ctx, grid, req.backward!, layout, signal);
+        // One chunk is still staged from its statistics pass; several share the staging area.
         for (let i = 0; i < placements.length && !req.statsOnly; i++) {
-          await normalizeChunk(call, placements[i], 'normalize', true);
+          await normalizeChunk(call, placements[i], 'normalize', true, placements.length === 1);
         }
       }
       [mean, variance] = readChannelStats(ctx, grid, layout);
@@ -212,12 +231,12 @@ function pauseOut(): Promise<void> {
 }
 
 /**
- * Stages a chunk if needed, runs `op` over it, and copies its output where it belongs. After a
- * statistics pass over the chunk (`afterStats`), it normalizes backwards, starting on what is
- * still cached.
+ * Stages a chunk if needed (unless it is still `staged`), runs `op` over it, and copies its output
+ * where it belongs. After a statistics pass over the chunk (`afterStats`), it normalizes
+ * backwards, starting on what is still cached.
  */
-async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean): Promise<void> {
-  await copyIn(call.ctx, call.req, p, call.pauseIn);
+async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean, staged = false): Promise<void> {
+  if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn);
   await runPhase(call, tasksFor(call, p, op, { reverse: afterStats }));
   if (p.copyOutOnMain) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
 }
@@ -336,6 +355,30 @@ function writeBackwardParams(ctx: PoolInternals, req: EngineRequest, bwd: Backwa
     f64[at + 1] = bwd.invstd[c];
     f64[at + 2] = req.weight === null ? 1 : req.weight[c];
     f64[at + 3] = 0;
+  }
+}
+
+/**
+ * A synced backward's all-reduce: hands the merged local sums (Σdy, Σdy·x̂) to the caller, then
+ * rewrites each channel's dx coefficients b and d from the sums over every shard and their count,
+ * as mergeBackwardChannel does from local ones (a = weight·invstd stays). dWeight and dBias stay
+ * this shard's, as in PyTorch's SyncBatchNorm, whose parameter gradients are reduced with the
+ * model's others.
+ */
+async function reduceGradients(
+  ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
+): Promise<void> {
+  const [dWeight, dBias] = readChannelStats(ctx, grid, layout);
+  const { sumDy, sumDyXhat } = await bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight });
+  throwIfAborted(signal);
+  const count = bwd.count!;
+  ctx.views.refresh();
+  const f64 = ctx.views.f64;
+  for (let c = 0; c < grid.C; c++) {
+    const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
+    const a = f64[q];
+    f64[q + 1] = -a * bwd.invstd[c] * sumDyXhat[c] / count;
+    f64[q + 3] = -a * sumDy[c] / count;
   }
 }
 

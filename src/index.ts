@@ -1,7 +1,9 @@
 export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
 export {
-  BatchNorm, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict, type ForwardOptions,
+  BatchNorm, type BackwardOptions, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict,
+  type ForwardOptions,
 } from './batch-norm.js';
+export type { GradientSums } from './engine.js';
 export {
   batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,
 } from './functional.js';
