@@ -324,7 +324,7 @@ export class BatchNorm {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
           dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y,
-          ...(reduceGrads === undefined ? {} : { reduce: this.#reduceGrads(reduceGrads), count: saved.syncedCount! }),
+          ...(reduceGrads === undefined ? {} : { reduce: gradientReducer(reduceGrads, this.numFeatures), count: saved.syncedCount! }),
         },
       });
       const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
@@ -332,18 +332,6 @@ export class BatchNorm {
     } finally {
       void turn.then(release);
     }
-  }
-
-  /** The caller's all-reduce of the gradient sums, its answer checked before dx uses it. */
-  #reduceGrads(reduceGrads: NonNullable<BackwardOptions['reduceGrads']>): (local: GradientSums) => Promise<GradientSums> {
-    return async (local) => {
-      const reduced: unknown = await reduceGrads(local);
-      const sums = checkObject(reduced, 'the value options.reduceGrads resolved to') as Partial<GradientSums>;
-      return {
-        sumDy: checkValues(sums.sumDy, 'options.reduceGrads(...).sumDy', this.numFeatures),
-        sumDyXhat: checkValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', this.numFeatures),
-      };
-    };
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number): void {
@@ -434,6 +422,20 @@ export function checkMoreThanOneValue(dims: Dims): void {
       `Expected more than 1 value per channel when training, got input shape ${describe(dims.shape)}`,
     );
   }
+}
+
+/** The caller's all-reduce of the gradient sums (`reduceGrads`), its answer checked before dx uses it. */
+export function gradientReducer(
+  reduceGrads: (local: GradientSums) => GradientSums | Promise<GradientSums>, C: number,
+): (local: GradientSums) => Promise<GradientSums> {
+  return async (local) => {
+    const reduced: unknown = await reduceGrads(local);
+    const sums = checkObject(reduced, 'the value options.reduceGrads resolved to') as Partial<GradientSums>;
+    return {
+      sumDy: checkValues(sums.sumDy, 'options.reduceGrads(...).sumDy', C),
+      sumDyXhat: checkValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', C),
+    };
+  };
 }
 
 /** Waits for the previous call on the module, or rejects as soon as `signal` fires. */

@@ -1,5 +1,5 @@
-import { checkMoreThanOneValue } from './batch-norm.js';
-import { runBatchNorm, runBatchNormBackward } from './engine.js';
+import { checkMoreThanOneValue, gradientReducer } from './batch-norm.js';
+import { type GradientSums, runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -108,6 +108,14 @@ export interface BatchNormBackwardOptions {
   pool?: Pool;
   out?: FloatArray;
   signal?: AbortSignal;
+  /**
+   * SyncBatchNorm (training mode): the all-reduce SUM of this shard's per-channel Σdy and Σdy·x̂,
+   * as `BatchNorm.backward`'s option; needs `count`. `mean` and `invstd` must then be the whole
+   * batch's (for instance from merged `ChannelStats`).
+   */
+  reduceGrads?: (local: GradientSums) => GradientSums | Promise<GradientSums>;
+  /** With `reduceGrads`: the values per channel over every shard (N·prod(spatial) summed). */
+  count?: number;
 }
 
 /**
@@ -150,13 +158,25 @@ export async function batchNormBackward(
   if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
     throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
   }
+  const reduceGrads = opts.reduceGrads as BatchNormBackwardOptions['reduceGrads'];
+  let sync: { reduce: (local: GradientSums) => Promise<GradientSums>; count: number } | null = null;
+  if (reduceGrads !== undefined) {
+    if (typeof reduceGrads !== 'function') throw new ArgumentError(`options.reduceGrads must be a function; got ${describe(reduceGrads)}`);
+    if (!training) throw new ArgumentError('options.reduceGrads needs options.training true: an eval-mode dx uses no gradient sums; got training false');
+    const count = opts.count;
+    if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < dims.N * dims.S) {
+      throw new ArgumentError(`options.count must be an integer of at least this shard's ${dims.N * dims.S} values per channel with options.reduceGrads; got ${describe(count)}`);
+    }
+    sync = { reduce: gradientReducer(reduceGrads, dims.C), count };
+  }
   const out = checkOut(opts.out, x, dtype);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
   return runBatchNormBackward(pool, {
-    x, dims, dtype, weight, out, signal, backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask },
+    x, dims, dtype, weight, out, signal,
+    backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask, ...sync },
   });
 }
 

@@ -1,7 +1,7 @@
 /** Mergeable statistics and the reduceStats hook (SyncBatchNorm over any transport). */
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
+import { ArgumentError, BatchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
 import { channelStats, maxRelativeError } from './helpers/reference.js';
 
@@ -205,6 +205,32 @@ describe('reduceStats and reduceGrads', () => {
       .rejects.toMatchObject({ name: 'AbortError' });
     expect(out.every((v) => v === 7)).toBe(true);
     pool.free(out);
+  });
+
+  it('functional: merged ChannelStats forward, batchNormBackward with reduceGrads and count, equal the whole batch', async () => {
+    const shape = [6, 3, 10, 9];
+    const half = [3, 3, 10, 9];
+    const x = randomTensor(shape, 'float64', 31) as Float64Array;
+    const dy = randomTensor(shape, 'float64', 32) as Float64Array;
+    const weight = Float64Array.of(0.5, -1.5, 2);
+    const [xs, dys] = [splitRows(x, shape, 3), splitRows(dy, shape, 3)];
+    const merged = (await ChannelStats.fromBatch(xs[0], half, { pool })).merge(await ChannelStats.fromBatch(xs[1], half, { pool }));
+    const opts = { mean: merged.mean(), var: merged.variance(), weight, pool };
+    const reduceGrads = rendezvous<GradientSums>((parts) => ({
+      sumDy: Array.from(parts[0].sumDy, (v, c) => v + parts[1].sumDy[c]),
+      sumDyXhat: Array.from(parts[0].sumDyXhat, (v, c) => v + parts[1].sumDyXhat[c]),
+    }));
+    const shards = await Promise.all([0, 1].map((i) => batchNormBackward(xs[i], dys[i], half, { ...opts, reduceGrads, count: 540 })));
+    const whole = await batchNormBackward(x, dy, shape, opts);
+    const joined = new Float64Array(x.length);
+    joined.set(shards[0].dx as Float64Array, 0);
+    joined.set(shards[1].dx as Float64Array, x.length / 2);
+    expect(maxRelativeError(joined, whole.dx, 1e-3)).toBeLessThan(1e-9);
+    const unsynced = await batchNormBackward(xs[0], dys[0], half, opts);
+    expect(maxRelativeError(unsynced.dx, shards[0].dx, 1e-3)).toBeGreaterThan(1e-3);
+
+    await expect(batchNormBackward(xs[0], dys[0], half, { ...opts, reduceGrads })).rejects.toThrow(/options.count must be an integer of at least this shard's 270 values per channel/);
+    await expect(batchNormBackward(xs[0], dys[0], half, { ...opts, reduceGrads, count: 540, training: false })).rejects.toThrow(/needs options.training true/);
   });
 
   it('a synced backward run inline (small input) uses the reduced sums too', async () => {
