@@ -2,13 +2,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
-import { type EngineResult, type GradientSums, runBatchNorm, runBatchNormBackward, runChannelStats } from './engine.js';
+import { type EngineResult, runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
+import { gradientReducer, type GradientSums, reduceBatchStats } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOut,
-  checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
+  checkChannelValues, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
 } from './validate.js';
 import {
   checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
@@ -243,7 +244,7 @@ export class BatchNorm {
       let result: EngineResult;
       let count = dims.N * dims.S;
       if (useBatchStats && reduceStats !== undefined) {
-        const merged = await this.#reduce(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>);
+        const merged = await reduceBatchStats(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>, this.numFeatures);
         count = merged.count[0];
         result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
       } else {
@@ -260,23 +261,6 @@ export class BatchNorm {
       // A call that left the queue early (aborted) still holds its place until the one before it ends.
       void turn.then(release);
     }
-  }
-
-  /** This batch's statistics, through the caller's all-reduce. */
-  async #reduce(
-    pool: Pool, request: Parameters<typeof runChannelStats>[1], reduceStats: NonNullable<ForwardOptions['reduceStats']>,
-  ): Promise<ChannelStats> {
-    const { mean, var: variance } = await runChannelStats(pool, request);
-    const n = request.dims.N * request.dims.S;
-    const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, variance.map((v) => v * n));
-    const merged = await reduceStats(local);
-    if (!(merged instanceof ChannelStats) || merged.numChannels !== this.numFeatures) {
-      throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${this.numFeatures} channels; got ${describe(merged)}`);
-    }
-    if (!merged.count.every((c) => c === merged.count[0] && c > 1)) {
-      throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
-    }
-    return merged;
   }
 
   /**
@@ -373,7 +357,7 @@ export class BatchNorm {
       );
     }
     const arrays = expected.filter((key) => key !== 'num_batches_tracked')
-      .map((key) => [key, checkValues(sd[key], `stateDict.${key}`, this.numFeatures)] as const);
+      .map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, this.numFeatures)] as const);
     let tracked = this.#numBatchesTracked;
     if (this.trackRunningStats) tracked = checkCount(sd.num_batches_tracked);
     const targets: Record<string, FloatArray | null> = {
@@ -424,20 +408,6 @@ export function checkMoreThanOneValue(dims: Dims): void {
   }
 }
 
-/** The caller's all-reduce of the gradient sums (`reduceGrads`), its answer checked before dx uses it. */
-export function gradientReducer(
-  reduceGrads: (local: GradientSums) => GradientSums | Promise<GradientSums>, C: number,
-): (local: GradientSums) => Promise<GradientSums> {
-  return async (local) => {
-    const reduced: unknown = await reduceGrads(local);
-    const sums = checkObject(reduced, 'the value options.reduceGrads resolved to') as Partial<GradientSums>;
-    return {
-      sumDy: checkValues(sums.sumDy, 'options.reduceGrads(...).sumDy', C),
-      sumDyXhat: checkValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', C),
-    };
-  };
-}
-
 /** Waits for the previous call on the module, or rejects as soon as `signal` fires. */
 function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<void> {
   if (signal === null) return turn;
@@ -449,15 +419,6 @@ function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<v
       resolve();
     });
   });
-}
-
-function checkValues(value: unknown, name: string, C: number): ArrayLike<number> {
-  const ok = value instanceof Float32Array || value instanceof Float64Array
-    || (Array.isArray(value) && value.every((v) => typeof v === 'number'));
-  if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
-  const array = value as ArrayLike<number>;
-  if (array.length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${array.length}`);
-  return array;
 }
 
 function checkCount(value: unknown): number {

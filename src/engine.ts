@@ -17,6 +17,7 @@ import { mergeChannels } from '../workers/execute.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
+import type { GradientSums } from './sync.js';
 import type { Dims, FloatArray } from './validate.js';
 
 /**
@@ -67,14 +68,6 @@ export interface BackwardRequest {
   readonly reduce?: (local: GradientSums) => Promise<GradientSums>;
   /** With `reduce`: the values per channel over every shard, as the forward's statistics counted them. */
   readonly count?: number;
-}
-
-/** Per-channel gradient sums of one shard, or, all-reduced, of every shard. */
-export interface GradientSums {
-  /** Σdy: dBias. */
-  readonly sumDy: ArrayLike<number>;
-  /** Σdy·x̂: dWeight (x̂ from the mean and invstd every shard shares after a synced forward). */
-  readonly sumDyXhat: ArrayLike<number>;
 }
 
 export interface EngineResult {

@@ -1,8 +1,9 @@
-import { checkMoreThanOneValue, gradientReducer } from './batch-norm.js';
-import { type GradientSums, runBatchNorm, runBatchNormBackward } from './engine.js';
+import { checkMoreThanOneValue } from './batch-norm.js';
+import { runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
+import { gradientReducer, type GradientSums } from './sync.js';
 import {
   checkBoolean, checkChannelArray, checkEps, checkMomentum, checkObject, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout,

@@ -3,7 +3,7 @@ export {
   BatchNorm, type BackwardOptions, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict,
   type ForwardOptions,
 } from './batch-norm.js';
-export type { GradientSums } from './engine.js';
+export type { GradientSums } from './sync.js';
 export {
   batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,
 } from './functional.js';

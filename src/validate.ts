@@ -142,6 +142,16 @@ export function checkChannelArray(value: unknown, name: string, C: number): Floa
   return array;
 }
 
+/** Checks per-channel values given as a Float32Array, a Float64Array or an array of numbers, of length C. */
+export function checkChannelValues(value: unknown, name: string, C: number): ArrayLike<number> {
+  const ok = value instanceof Float32Array || value instanceof Float64Array
+    || (Array.isArray(value) && value.every((v) => typeof v === 'number'));
+  if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
+  const array = value as ArrayLike<number>;
+  if (array.length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${array.length}`);
+  return array;
+}
+
 /** Checks `out`: same dtype and length as x, and either x itself or not overlapping it. */
 export function checkOut(out: unknown, x: FloatArray, dtype: Dtype): FloatArray | null {
   if (out === undefined || out === null) return null;

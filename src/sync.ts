@@ -1,0 +1,54 @@
+/**
+ * SyncBatchNorm over any transport: the checks around the caller's all-reduces of the batch
+ * statistics (`reduceStats`, forward) and of the gradient sums (`reduceGrads`, backward), as in
+ * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
+ * (sum_dy, sum_dy_xmu) backward.
+ */
+import { ChannelStats } from './channel-stats.js';
+import { runChannelStats } from './engine.js';
+import { ArgumentError, describe } from './errors.js';
+import type { Pool } from './pool.js';
+import { checkChannelValues, checkObject } from './validate.js';
+
+/** Per-channel gradient sums of one shard, or, all-reduced, of every shard. */
+export interface GradientSums {
+  /** Σdy: dBias. */
+  readonly sumDy: ArrayLike<number>;
+  /** Σdy·x̂: dWeight (x̂ from the mean and invstd every shard shares after a synced forward). */
+  readonly sumDyXhat: ArrayLike<number>;
+}
+
+/**
+ * This batch's statistics as a `ChannelStats`, through the caller's all-reduce: what it resolves
+ * to must have C channels and one count, above 1, for all of them.
+ */
+export async function reduceBatchStats(
+  pool: Pool, request: Parameters<typeof runChannelStats>[1],
+  reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
+): Promise<ChannelStats> {
+  const { mean, var: variance } = await runChannelStats(pool, request);
+  const n = request.dims.N * request.dims.S;
+  const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, variance.map((v) => v * n));
+  const merged = await reduceStats(local);
+  if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
+    throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
+  }
+  if (!merged.count.every((c) => c === merged.count[0] && c > 1)) {
+    throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
+  }
+  return merged;
+}
+
+/** The caller's all-reduce of the gradient sums (`reduceGrads`), its answer checked before dx uses it. */
+export function gradientReducer(
+  reduceGrads: (local: GradientSums) => GradientSums | Promise<GradientSums>, C: number,
+): (local: GradientSums) => Promise<GradientSums> {
+  return async (local) => {
+    const reduced: unknown = await reduceGrads(local);
+    const sums = checkObject(reduced, 'the value options.reduceGrads resolved to') as Partial<GradientSums>;
+    return {
+      sumDy: checkChannelValues(sums.sumDy, 'options.reduceGrads(...).sumDy', C),
+      sumDyXhat: checkChannelValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', C),
+    };
+  };
+}
