@@ -189,7 +189,7 @@ describe('backward, more', () => {
 });
 
 describe('backward through staging chunks', () => {
-  it('gives the same bits through a small pool (x, dy and the ReLU mask staged) as through a big one', async () => {
+  it('gives the same bits through a small pool (x, dy and the ReLU mask staged) as through a big one; synced, one all-reduce for all chunks', async () => {
     const big = new Pool({ threads: 2, inlineThreshold: 0 });
     const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 512 * 1024, initialMemory: 131072 });
     for (const shape of [[16, 4, 60, 60], [20000, 16]]) {
@@ -203,6 +203,14 @@ describe('backward through staging chunks', () => {
       expect(sameBits(chunked.dx, one.dx)).toBe(true);
       expect(sameBits(chunked.dWeight, one.dWeight)).toBe(true);
       expect(sameBits(chunked.dBias, one.dBias)).toBe(true);
+      // Synced (a one-shard all-reduce): one hook call between the passes over every chunk.
+      let hookCalls = 0;
+      const synced = await batchNormBackward(x, dy, shape, {
+        ...opts, pool: small, count: x.length / shape[1], reduceGrads: (local) => { hookCalls++; return local; },
+      });
+      expect(hookCalls).toBe(1);
+      expect(maxRelativeError(synced.dx, one.dx, 1e-2)).toBeLessThan(1e-5);
+      expect(sameBits(synced.dBias, one.dBias)).toBe(true);
       expect(small.memoryStats.byteLength).toBeLessThanOrEqual(512 * 1024);
     }
     await Promise.all([big.close(), small.close()]);
