@@ -6,7 +6,7 @@ import { type EngineResult, runBatchNorm, runBatchNormBackward } from './engine.
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
-import { gradientReducer, type GradientSums, reduceBatchStats } from './sync.js';
+import { gradientReducer, type GradientSums, runSyncedBatchNorm } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOut,
   checkChannelValues, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
@@ -244,9 +244,7 @@ export class BatchNorm {
       let result: EngineResult;
       let count = dims.N * dims.S;
       if (useBatchStats && reduceStats !== undefined) {
-        const merged = await reduceBatchStats(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>, this.numFeatures);
-        count = merged.count[0];
-        result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
+        ({ result, count } = await runSyncedBatchNorm(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>, this.numFeatures));
       } else {
         result = await runBatchNorm(pool, request);
       }

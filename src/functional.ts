@@ -3,7 +3,8 @@ import { runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
-import { gradientReducer, type GradientSums } from './sync.js';
+import type { ChannelStats } from './channel-stats.js';
+import { gradientReducer, type GradientSums, runSyncedBatchNorm } from './sync.js';
 import {
   checkBoolean, checkChannelArray, checkEps, checkMomentum, checkObject, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout,
@@ -28,6 +29,12 @@ export interface BatchNormFunctionalOptions {
   layout?: Layout;
   /** `'relu'`: y = max(0, BatchNorm(x)) in the same pass. */
   activation?: 'relu' | null;
+  /**
+   * SyncBatchNorm (training only), as `BatchNorm.forward`'s option: called with this batch's
+   * statistics, it resolves to the whole distributed batch's, which normalize x and update the
+   * running buffers.
+   */
+  reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
 
 /** What `batchNorm` resolves to. */
@@ -38,6 +45,11 @@ export interface BatchNormResult {
   mean: Float64Array;
   /** Per-channel variance used: the biased batch variance when training, else a copy of the running variance. */
   var: Float64Array;
+  /**
+   * Values per channel behind a training call's statistics: N·prod(spatial), or with
+   * `reduceStats` the whole batch's (`batchNormBackward`'s `count` for a synced backward).
+   */
+  count: number;
 }
 
 /**
@@ -74,6 +86,11 @@ export async function batchNorm(
   if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
     throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
   }
+  const reduceStats = opts.reduceStats as BatchNormFunctionalOptions['reduceStats'];
+  if (reduceStats !== undefined) {
+    if (typeof reduceStats !== 'function') throw new ArgumentError(`options.reduceStats must be a function; got ${describe(reduceStats)}`);
+    if (!training) throw new ArgumentError('options.reduceStats needs options.training true: eval normalizes with the running statistics; got training false');
+  }
   const out = checkOut(opts.out, x, dtype);
   const signal = checkSignal(opts.signal);
   if (training) checkMoreThanOneValue(dims);
@@ -82,13 +99,15 @@ export async function batchNorm(
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
   const relu = checkActivation(opts.activation);
-  const result = await runBatchNorm(pool, {
-    x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu,
-  });
+  const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
+  let count = dims.N * dims.S;
+  let result;
+  if (reduceStats !== undefined) ({ result, count } = await runSyncedBatchNorm(pool, request, reduceStats, dims.C));
+  else result = await runBatchNorm(pool, request);
   if (training && runningMean !== null) {
-    runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, dims.N * dims.S, momentum);
+    runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
   }
-  return { y: result.y, mean: result.mean, var: result.var };
+  return { y: result.y, mean: result.mean, var: result.var, count };
 }
 
 /** Options of `batchNormBackward`. */

@@ -5,7 +5,7 @@
  * (sum_dy, sum_dy_xmu) backward.
  */
 import { ChannelStats } from './channel-stats.js';
-import { runChannelStats } from './engine.js';
+import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
@@ -22,7 +22,7 @@ export interface GradientSums {
  * This batch's statistics as a `ChannelStats`, through the caller's all-reduce: what it resolves
  * to must have C channels and one count, above 1, for all of them.
  */
-export async function reduceBatchStats(
+async function reduceBatchStats(
   pool: Pool, request: Parameters<typeof runChannelStats>[1],
   reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
 ): Promise<ChannelStats> {
@@ -37,6 +37,19 @@ export async function reduceBatchStats(
     throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
   }
   return merged;
+}
+
+/**
+ * A forward normalized with the whole distributed batch's statistics: this shard's statistics
+ * through `reduceStats`, then the normalization with the merged mean and biased variance. `count`
+ * is the merged values per channel, for the running statistics and a synced backward.
+ */
+export async function runSyncedBatchNorm(
+  pool: Pool, request: EngineRequest, reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
+): Promise<{ result: EngineResult; count: number }> {
+  const merged = await reduceBatchStats(pool, request, reduceStats, C);
+  const result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
+  return { result, count: merged.count[0] };
 }
 
 /** The caller's all-reduce of the gradient sums (`reduceGrads`), its answer checked before dx uses it. */

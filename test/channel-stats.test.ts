@@ -1,7 +1,7 @@
 /** Mergeable statistics and the reduceStats hook (SyncBatchNorm over any transport). */
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
+import { ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
 import { channelStats, maxRelativeError } from './helpers/reference.js';
 
@@ -207,30 +207,47 @@ describe('reduceStats and reduceGrads', () => {
     pool.free(out);
   });
 
-  it('functional: merged ChannelStats forward, batchNormBackward with reduceGrads and count, equal the whole batch', async () => {
+  it('functional: batchNorm with reduceStats, batchNormBackward with reduceGrads and count, equal the whole batch', async () => {
     const shape = [6, 3, 10, 9];
     const half = [3, 3, 10, 9];
     const x = randomTensor(shape, 'float64', 31) as Float64Array;
     const dy = randomTensor(shape, 'float64', 32) as Float64Array;
     const weight = Float64Array.of(0.5, -1.5, 2);
     const [xs, dys] = [splitRows(x, shape, 3), splitRows(dy, shape, 3)];
-    const merged = (await ChannelStats.fromBatch(xs[0], half, { pool })).merge(await ChannelStats.fromBatch(xs[1], half, { pool }));
-    const opts = { mean: merged.mean(), var: merged.variance(), weight, pool };
+    const buffers = (): { runningMean: Float64Array; runningVar: Float64Array } => ({ runningMean: new Float64Array(3), runningVar: new Float64Array(3).fill(1) });
+    const reduceStats = rendezvous<ChannelStats>((parts) => parts[0].merge(parts[1]));
     const reduceGrads = rendezvous<GradientSums>((parts) => ({
       sumDy: Array.from(parts[0].sumDy, (v, c) => v + parts[1].sumDy[c]),
       sumDyXhat: Array.from(parts[0].sumDyXhat, (v, c) => v + parts[1].sumDyXhat[c]),
     }));
-    const shards = await Promise.all([0, 1].map((i) => batchNormBackward(xs[i], dys[i], half, { ...opts, reduceGrads, count: 540 })));
-    const whole = await batchNormBackward(x, dy, shape, opts);
-    const joined = new Float64Array(x.length);
-    joined.set(shards[0].dx as Float64Array, 0);
-    joined.set(shards[1].dx as Float64Array, x.length / 2);
-    expect(maxRelativeError(joined, whole.dx, 1e-3)).toBeLessThan(1e-9);
-    const unsynced = await batchNormBackward(xs[0], dys[0], half, opts);
-    expect(maxRelativeError(unsynced.dx, shards[0].dx, 1e-3)).toBeGreaterThan(1e-3);
+    const shardBuffers = [buffers(), buffers()];
+    const fwd = await Promise.all([0, 1].map((i) => batchNorm(xs[i], half, { training: true, weight, pool, reduceStats, ...shardBuffers[i] })));
+    const wholeBuffers = buffers();
+    const whole = await batchNorm(x, shape, { training: true, weight, pool, ...wholeBuffers });
+    expect(fwd.map((r) => r.count)).toEqual([540, 540]);
+    const joined = (parts: Float64Array[]): Float64Array => {
+      const out = new Float64Array(x.length);
+      parts.forEach((p, i) => out.set(p, i * x.length / 2));
+      return out;
+    };
+    expect(maxRelativeError(joined(fwd.map((r) => r.y as Float64Array)), whole.y, 1e-3)).toBeLessThan(1e-9);
+    for (const b of shardBuffers) {
+      expect(maxRelativeError(b.runningMean, wholeBuffers.runningMean, 1e-3)).toBeLessThan(1e-9);
+      expect(maxRelativeError(b.runningVar, wholeBuffers.runningVar, 1e-3)).toBeLessThan(1e-9);
+    }
 
-    await expect(batchNormBackward(xs[0], dys[0], half, { ...opts, reduceGrads })).rejects.toThrow(/options.count must be an integer of at least this shard's 270 values per channel/);
-    await expect(batchNormBackward(xs[0], dys[0], half, { ...opts, reduceGrads, count: 540, training: false })).rejects.toThrow(/needs options.training true/);
+    const grads = await Promise.all([0, 1].map((i) => batchNormBackward(xs[i], dys[i], half, {
+      mean: fwd[i].mean, var: fwd[i].var, weight, pool, reduceGrads, count: fwd[i].count,
+    })));
+    const g = await batchNormBackward(x, dy, shape, { mean: whole.mean, var: whole.var, weight, pool });
+    expect(maxRelativeError(joined(grads.map((r) => r.dx as Float64Array)), g.dx, 1e-3)).toBeLessThan(1e-9);
+    const unsynced = await batchNormBackward(xs[0], dys[0], half, { mean: fwd[0].mean, var: fwd[0].var, weight, pool });
+    expect(maxRelativeError(unsynced.dx, grads[0].dx, 1e-3)).toBeGreaterThan(1e-3);
+
+    const opts = { mean: fwd[0].mean, var: fwd[0].var, weight, pool, reduceGrads };
+    await expect(batchNormBackward(xs[0], dys[0], half, opts)).rejects.toThrow(/options.count must be an integer of at least this shard's 270 values per channel/);
+    await expect(batchNormBackward(xs[0], dys[0], half, { ...opts, count: 540, training: false })).rejects.toThrow(/needs options.training true/);
+    await expect(batchNorm(xs[0], half, { reduceStats, ...buffers() })).rejects.toThrow(/options.reduceStats needs options.training true/);
   });
 
   it('a synced backward run inline (small input) uses the reduced sums too', async () => {
