@@ -1,5 +1,5 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
-import { runBatchNorm, runBatchNormBackward } from './engine.js';
+import { type EngineResult, runBatchNorm, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -101,7 +101,7 @@ export async function batchNorm(
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
   let count = dims.N * dims.S;
-  let result;
+  let result: EngineResult;
   if (reduceStats !== undefined) ({ result, count } = await runSyncedBatchNorm(pool, request, reduceStats, dims.C));
   else result = await runBatchNorm(pool, request);
   if (training && runningMean !== null) {
@@ -130,8 +130,8 @@ export interface BatchNormBackwardOptions {
   signal?: AbortSignal;
   /**
    * SyncBatchNorm (training mode): the all-reduce SUM of this shard's per-channel Σdy and Σdy·x̂,
-   * as `BatchNorm.backward`'s option; needs `count`. `mean` and `invstd` must then be the whole
-   * batch's (for instance from merged `ChannelStats`).
+   * as `BatchNorm.backward`'s option; needs `count`. `mean` and `invstd` (or `var`) must then be
+   * the whole batch's: those of `batchNorm` with `reduceStats`, whose result also gives `count`.
    */
   reduceGrads?: (local: GradientSums) => GradientSums | Promise<GradientSums>;
   /** With `reduceGrads`: the values per channel over every shard (N·prod(spatial) summed). */

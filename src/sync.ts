@@ -1,6 +1,7 @@
 /**
- * SyncBatchNorm over any transport: the checks around the caller's all-reduces of the batch
- * statistics (`reduceStats`, forward) and of the gradient sums (`reduceGrads`, backward), as in
+ * SyncBatchNorm over any transport: the synced forward and the checks around the caller's
+ * all-reduces of the batch statistics (`reduceStats`, forward) and of the gradient sums
+ * (`reduceGrads`, backward; the engine calls it between its passes), as in
  * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
  * (sum_dy, sum_dy_xmu) backward.
  */
