@@ -362,8 +362,7 @@ async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
 ): Promise<void> {
   const [dWeight, dBias] = readChannelStats(ctx, grid, layout);
-  const { sumDy, sumDyXhat } = await bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight });
-  throwIfAborted(signal);
+  const { sumDy, sumDyXhat } = await untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
   const count = bwd.count!;
   ctx.views.refresh();
   const f64 = ctx.views.f64;
@@ -394,6 +393,21 @@ function abortError(signal: AbortSignal | null): AbortError {
 
 function throwIfAborted(signal: AbortSignal | null): void {
   if (signal?.aborted) throw abortError(signal);
+}
+
+/**
+ * Waits for a caller's hook (an all-reduce), or rejects with an AbortError as soon as `signal`
+ * fires: a transport that never answers must not hold the call, and `close()`, forever. The hook's
+ * late answer is then ignored.
+ */
+export function untilAborted<T>(hook: T | Promise<T>, signal: AbortSignal | null): Promise<T> {
+  if (signal === null) return Promise.resolve(hook);
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(hook).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 function errorMessage(reason: unknown): string {

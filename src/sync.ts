@@ -6,7 +6,7 @@
  * (sum_dy, sum_dy_xmu) backward.
  */
 import { ChannelStats } from './channel-stats.js';
-import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats } from './engine.js';
+import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats, untilAborted } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
@@ -30,7 +30,7 @@ async function reduceBatchStats(
   const { mean, var: variance } = await runChannelStats(pool, request);
   const n = request.dims.N * request.dims.S;
   const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, variance.map((v) => v * n));
-  const merged = await reduceStats(local);
+  const merged = await untilAborted(reduceStats(local), request.signal);
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
   }

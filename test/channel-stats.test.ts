@@ -250,6 +250,33 @@ describe('reduceStats and reduceGrads', () => {
     await expect(batchNorm(xs[0], half, { reduceStats, ...buffers() })).rejects.toThrow(/options.reduceStats needs options.training true/);
   });
 
+  it('an abort ends a call whose all-reduce never answers, changing nothing; close() then returns', async () => {
+    const own = new Pool({ threads: 2, inlineThreshold: 0 });
+    const shape = [4, 3, 5];
+    const x = randomTensor(shape, 'float32', 8);
+    const dy = randomTensor(shape, 'float32', 9);
+    const bn = new BatchNorm(3, { pool: own });
+    const never = (): Promise<never> => new Promise(() => {});
+    const ac = new AbortController();
+    const forward = bn.forward(x, shape, { signal: ac.signal, reduceStats: never });
+    setTimeout(() => ac.abort(), 20);
+    await expect(forward).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
+
+    await bn.forward(x, shape, { reduceStats: (local) => local });
+    const out = own.alloc(x.length).fill(7);
+    const live = own.memoryStats.liveBytes;
+    const ac2 = new AbortController();
+    const backward = bn.backward(dy, { out, signal: ac2.signal, reduceGrads: never });
+    setTimeout(() => ac2.abort(), 20);
+    await expect(backward).rejects.toMatchObject({ name: 'AbortError' });
+    expect(out.every((v) => v === 7)).toBe(true);
+    expect(own.memoryStats.liveBytes).toBe(live); // the call's scratch was given back
+    own.free(out);
+    await own.close();
+  }, 10_000);
+
   it('a synced backward run inline (small input) uses the reduced sums too', async () => {
     const inline = new Pool({ threads: 1 });
     try {
