@@ -64,3 +64,9 @@ export function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
 }
+
+/** The first `rows` rows (along N) of a channels-first tensor, and the rest. */
+export function splitRows(x: Float64Array, shape: number[], rows: number): [Float64Array, Float64Array] {
+  const per = x.length / shape[0];
+  return [x.slice(0, rows * per), x.slice(rows * per)];
+}
