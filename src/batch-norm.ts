@@ -207,6 +207,25 @@ export class BatchNorm {
   }
 
   /**
+   * PyTorch's `reset_running_stats()`: running mean 0, running variance 1, no batches tracked (so
+   * a `momentum: null` cumulative average starts again). Calls already made still apply their
+   * updates when they finish, as any edit of the buffers in place.
+   */
+  resetRunningStats(): void {
+    if (!this.trackRunningStats) return;
+    this.runningMean!.fill(0);
+    this.runningVar!.fill(1);
+    this.#numBatchesTracked = 0;
+  }
+
+  /** PyTorch's `reset_parameters()`: `resetRunningStats()`, then weight 1 and bias 0. */
+  resetParameters(): void {
+    this.resetRunningStats();
+    this.weight?.fill(1);
+    this.bias?.fill(0);
+  }
+
+  /**
    * Normalizes `x`, of shape (N, C, *spatial), and resolves to the output: `options.out`, or a
    * new array of x's type (on its own SharedArrayBuffer, which no later call touches). In training
    * mode it updates the running statistics once the output is complete.

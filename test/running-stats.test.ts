@@ -107,4 +107,37 @@ describe('running statistics', () => {
     expect(b.numBatchesTracked).toBe(7);
     expect(b.bias![3]).toBe(1);
   });
+
+  it('resetRunningStats restarts the cumulative average; resetParameters also resets weight and bias', async () => {
+    const bn = new BatchNorm(4, { pool, momentum: null, dtype: 'float64' });
+    const first = randomTensor(shape, 'float64', 41);
+    const second = randomTensor(shape, 'float64', 42);
+    await bn.forward(first, shape);
+    await bn.forward(second, shape);
+    bn.weight!.set([2, 3, 4, 5]);
+    bn.bias!.set([1, 1, 1, 1]);
+    bn.resetRunningStats();
+    expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0, 0]);
+    expect(Array.from(bn.runningVar!)).toEqual([1, 1, 1, 1]);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.weight!)).toEqual([2, 3, 4, 5]);
+    // The next batch is the first of the average again: the running statistics are its own.
+    await bn.forward(second, shape);
+    const ref = referenceForward(second, shape, { training: true });
+    const rm = new Float64Array(4);
+    const rv = new Float64Array(4).fill(1);
+    referenceRunningUpdate(rm, rv, ref.mean, ref.var, count, 1);
+    expect(maxRelativeError(bn.runningMean!, rm, 1e-3)).toBeLessThan(1e-12);
+    expect(maxRelativeError(bn.runningVar!, rv, 1e-3)).toBeLessThan(1e-12);
+    bn.resetParameters();
+    expect(Array.from(bn.weight!)).toEqual([1, 1, 1, 1]);
+    expect(Array.from(bn.bias!)).toEqual([0, 0, 0, 0]);
+    expect(Array.from(bn.runningVar!)).toEqual([1, 1, 1, 1]);
+    expect(bn.numBatchesTracked).toBe(0);
+    // Nothing to reset without buffers or parameters.
+    const bare = new BatchNorm(4, { pool, affine: false, trackRunningStats: false });
+    bare.resetParameters();
+    expect(bare.runningMean).toBeNull();
+    expect(bare.numBatchesTracked).toBe(0);
+  });
 });
