@@ -6,53 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, NoForwardError, Pool } from '../dist/src/index.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
-import { channelStats, dimsOf, maxRelativeError } from './helpers/reference.js';
-
-/** PyTorch's gradients, in float64. */
-function referenceBackward(
-  x: ArrayLike<number>, dy: ArrayLike<number>, shape: number[], mean: ArrayLike<number>, invstd: ArrayLike<number>,
-  weight: ArrayLike<number> | null, training: boolean,
-) {
-  const { N, C, S } = dimsOf(shape);
-  const m = N * S;
-  const dx = new Float64Array(x.length);
-  const dWeight = new Float64Array(C);
-  const dBias = new Float64Array(C);
-  const scale = new Float64Array(C);
-  for (let c = 0; c < C; c++) {
-    let sdy = 0;
-    let sdyx = 0;
-    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
-      const i = (n * C + c) * S + s;
-      sdy += dy[i];
-      sdyx += dy[i] * (x[i] - mean[c]) * invstd[c];
-    }
-    dBias[c] = sdy;
-    dWeight[c] = sdyx;
-    const w = weight ? weight[c] : 1;
-    scale[c] = w * invstd[c];
-    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
-      const i = (n * C + c) * S + s;
-      const xhat = (x[i] - mean[c]) * invstd[c];
-      dx[i] = training ? w * invstd[c] * (dy[i] - sdy / m - xhat * sdyx / m) : w * invstd[c] * dy[i];
-    }
-  }
-  return { dx, dWeight, dBias, scale };
-}
-
-/** Error of dx as a multiple of a float32/float64 tolerance on the terms a·dy, b·(x - mean), d. */
-function dxErrorRatio(got: ArrayLike<number>, want: Float64Array, dy: ArrayLike<number>, x: ArrayLike<number>, shape: number[], scale: Float64Array, dtype: 'float32' | 'float64'): number {
-  const { N, C, S } = dimsOf(shape);
-  const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
-  let worst = 0;
-  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) {
-    const i = (n * C + c) * S + s;
-    const terms = Math.abs(scale[c]) * (Math.abs(dy[i]) * 3 + Math.abs(x[i]) * 2) + Math.abs(want[i]);
-    const tol = 16 * ulp * terms + 1e-10 * terms;
-    worst = Math.max(worst, Math.abs(got[i] - want[i]) / tol);
-  }
-  return worst;
-}
+import { channelStats, dxErrorRatio, maxRelativeError, referenceBackward } from './helpers/reference.js';
 
 // Row mode, planes of a few row groups, one-row planes (fused with C = 2 and 5, split with
 // C = 3 on 2 workers) cut into stretches of unequal length (16385 = 8193 + 8192).
@@ -94,6 +48,38 @@ for (const kernel of KERNELS) {
             }
           });
         }
+      }
+
+      // Planes, rows of short runs, rank-2 lanes (C = 16, 8 for float64 pairs), the C = 3 and 5
+      // lane patterns, channels-last.
+      for (const [shape, layout] of [
+        [[4, 2, 9], 'channels-first'], [[3, 2, 40, 41], 'channels-first'], [[9, 16], 'channels-first'], [[7, 8], 'channels-first'],
+        [[6, 5], 'channels-first'], [[2, 5, 7, 3], 'channels-last'],
+      ] as const) {
+        it(`eval-mode dx ignores x, as PyTorch: NaN and Inf in x leave dx = weight·invstd·dy: ${name}, [${shape}] ${layout}`, async () => {
+          for (const dtype of ['float32', 'float64'] as const) {
+            const C = layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
+            const x = randomTensor(shape as unknown as number[], dtype, 3);
+            const dy = randomTensor(shape as unknown as number[], dtype, 4);
+            x[1] = NaN;
+            x[x.length - 2] = Infinity;
+            x[Math.floor(x.length / 2)] = -Infinity;
+            const bn = new BatchNorm(C, { pool: pools.get(name)!, dtype, layout }).eval();
+            bn.runningMean!.set(randomVector(C, dtype, 6, -1, 1));
+            bn.runningVar!.set(randomVector(C, dtype, 7, 0.5, 2));
+            bn.weight!.set(randomVector(C, dtype, 8, 0.5, 2));
+            await bn.forward(x, shape as unknown as number[]);
+            const { dx, dBias } = await bn.backward(dy);
+            const channelOf = (i: number): number => (layout === 'channels-last' ? i % C : Math.floor(i / (x.length / shape[0] / C)) % C);
+            const tol = dtype === 'float32' ? 2 ** -22 : 2 ** -51;
+            for (let i = 0; i < x.length; i++) {
+              const c = channelOf(i);
+              const want = bn.weight![c] / Math.sqrt(bn.runningVar![c] + 1e-5) * dy[i];
+              expect(Math.abs(dx[i] - want)).toBeLessThanOrEqual(tol * Math.abs(want) + 1e-300);
+            }
+            expect(dBias!.every(Number.isFinite)).toBe(true);
+          }
+        });
       }
 
       it(`eval-mode gradient is weight·invstd_running·dy: ${name}`, async () => {

@@ -131,3 +131,49 @@ export function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>
   }
   return worst;
 }
+
+/** PyTorch's gradients, in float64. */
+export function referenceBackward(
+  x: ArrayLike<number>, dy: ArrayLike<number>, shape: number[], mean: ArrayLike<number>, invstd: ArrayLike<number>,
+  weight: ArrayLike<number> | null, training: boolean,
+) {
+  const { N, C, S } = dimsOf(shape);
+  const m = N * S;
+  const dx = new Float64Array(x.length);
+  const dWeight = new Float64Array(C);
+  const dBias = new Float64Array(C);
+  const scale = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    let sdy = 0;
+    let sdyx = 0;
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
+      const i = (n * C + c) * S + s;
+      sdy += dy[i];
+      sdyx += dy[i] * (x[i] - mean[c]) * invstd[c];
+    }
+    dBias[c] = sdy;
+    dWeight[c] = sdyx;
+    const w = weight ? weight[c] : 1;
+    scale[c] = w * invstd[c];
+    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
+      const i = (n * C + c) * S + s;
+      const xhat = (x[i] - mean[c]) * invstd[c];
+      dx[i] = training ? w * invstd[c] * (dy[i] - sdy / m - xhat * sdyx / m) : w * invstd[c] * dy[i];
+    }
+  }
+  return { dx, dWeight, dBias, scale };
+}
+
+/** Error of dx as a multiple of a float32/float64 tolerance on the terms a·dy, b·(x - mean), d. */
+export function dxErrorRatio(got: ArrayLike<number>, want: Float64Array, dy: ArrayLike<number>, x: ArrayLike<number>, shape: number[], scale: Float64Array, dtype: 'float32' | 'float64'): number {
+  const { N, C, S } = dimsOf(shape);
+  const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
+  let worst = 0;
+  for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) {
+    const i = (n * C + c) * S + s;
+    const terms = Math.abs(scale[c]) * (Math.abs(dy[i]) * 3 + Math.abs(x[i]) * 2) + Math.abs(want[i]);
+    const tol = 16 * ulp * terms + 1e-10 * terms;
+    worst = Math.max(worst, Math.abs(got[i] - want[i]) / tol);
+  }
+  return worst;
+}

@@ -194,7 +194,8 @@ export class JsKernel implements Kernel {
       const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
         const g = maskByte !== 0 && !(v[ms + i] > 0) ? 0 : v[gs + i];
-        v[os + i] = (a * g + b * (v[xs + i] - mean)) + d;
+        // b = 0 (eval mode): dx = a·dy + d, x unread, as in the WebAssembly kernel.
+        v[os + i] = b === 0 ? a * g + d : (a * g + b * (v[xs + i] - mean)) + d;
       }
     }
   }

@@ -86,7 +86,11 @@ export interface Kernel {
     maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
   ): void;
 
-  /** dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (each array with its own row stride), dy masked as above. */
+  /**
+   * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (each array with its own row stride), dy
+   * masked as above. Where b is 0 (eval mode) the term is dropped and x is not read, so a NaN or
+   * infinite x leaves dx = a·dy + d, as PyTorch's eval-mode gradient weight·invstd·dy.
+   */
   bwdApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
@@ -103,7 +107,10 @@ export interface Kernel {
     paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
   ): void;
 
-  /** dx over `rows` contiguous rows of C * S values, channel c's (a, b, mean, d) at `paramsByte + 32 * c`. */
+  /**
+   * dx over `rows` contiguous rows of C * S values, channel c's (a, b, mean, d) at
+   * `paramsByte + 32 * c`; x unread where b is 0, as in `bwdApplyPlanes`.
+   */
   bwdApplyRows(
     f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
     paramsByte: number, scratchByte: number,

@@ -3,6 +3,10 @@ import { fold4, hsum, masked32, patternLength, promoteHigh, promoteLow } from '.
 // Backward: reductions of (Σdy, Σdy·(x - mean)) per channel, and dx = a·dy + b·(x - mean) + d.
 // With a fused ReLU the forward's output y is the mask: where y <= 0 (or is NaN) the incoming
 // gradient is 0. `mask` is y's byte offset, or 0 without ReLU.
+// Where b is 0 (every channel of an eval-mode gradient, dx = weight·invstd·dy) the apply loops
+// drop the b·(x - mean) term and never read x, as PyTorch's formula does: a NaN or infinite x
+// then leaves dx finite instead of making it 0·Inf = NaN. b is never 0 where x is not finite in
+// training mode (the sums, hence b, are then NaN), so training results are unchanged.
 
 /**
  * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
@@ -69,6 +73,17 @@ export function bwdStatsPlanes64(
   return f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(x, hv))), dv);
 }
 
+/** dx32 where b is 0: a·g + d, x unread. */
+@inline function dxNoX32(g: v128, av: v128, dv: v128): v128 {
+  return f32x4.add(f32x4.mul(av, g), dv);
+}
+
+/** True when the `n` float32 values from `at` are all 0 (the b coefficients of lanes). */
+function allZero32(at: usize, n: usize): bool {
+  for (let i: usize = 0; i < n; i++) if (load<f32>(at + (i << 2)) != 0) return false;
+  return true;
+}
+
 /**
  * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy, the mask and dx each with their
  * own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -b·lo folded
@@ -77,6 +92,14 @@ export function bwdStatsPlanes64(
 export function bwdApplyPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
   rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  if (b != 0) applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, true);
+  else applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, false);
+}
+
+@inline function applyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64, useX: bool,
 ): void {
   const hi = <f32>mean;
   const af = <f32>a;
@@ -106,10 +129,17 @@ export function bwdApplyPlanes32(
         g2 = masked32(g2, pm, 32);
         g3 = masked32(g3, pm, 48);
       }
-      v128.store(po, dx32(g0, v128.load(px), av, bv, hv, dv));
-      v128.store(po, dx32(g1, v128.load(px, 16), av, bv, hv, dv), 16);
-      v128.store(po, dx32(g2, v128.load(px, 32), av, bv, hv, dv), 32);
-      v128.store(po, dx32(g3, v128.load(px, 48), av, bv, hv, dv), 48);
+      if (useX) {
+        v128.store(po, dx32(g0, v128.load(px), av, bv, hv, dv));
+        v128.store(po, dx32(g1, v128.load(px, 16), av, bv, hv, dv), 16);
+        v128.store(po, dx32(g2, v128.load(px, 32), av, bv, hv, dv), 32);
+        v128.store(po, dx32(g3, v128.load(px, 48), av, bv, hv, dv), 48);
+      } else {
+        v128.store(po, dxNoX32(g0, av, dv));
+        v128.store(po, dxNoX32(g1, av, dv), 16);
+        v128.store(po, dxNoX32(g2, av, dv), 32);
+        v128.store(po, dxNoX32(g3, av, dv), 48);
+      }
       px += 64;
       pg += 64;
       pm += 64;
@@ -118,7 +148,7 @@ export function bwdApplyPlanes32(
     while (px + 16 <= end) {
       let g = v128.load(pg);
       if (useMask) g = masked32(g, pm, 0);
-      v128.store(po, dx32(g, v128.load(px), av, bv, hv, dv));
+      v128.store(po, useX ? dx32(g, v128.load(px), av, bv, hv, dv) : dxNoX32(g, av, dv));
       px += 16;
       pg += 16;
       pm += 16;
@@ -126,7 +156,7 @@ export function bwdApplyPlanes32(
     }
     while (px < end) {
       const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
-      store<f32>(po, (af * g + bf * (load<f32>(px) - hi)) + df);
+      store<f32>(po, useX ? (af * g + bf * (load<f32>(px) - hi)) + df : af * g + df);
       px += 4;
       pg += 4;
       pm += 4;
@@ -138,6 +168,14 @@ export function bwdApplyPlanes32(
 export function bwdApplyPlanes64(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
   rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  if (b != 0) applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, true);
+  else applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, false);
+}
+
+@inline function applyPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64, useX: bool,
 ): void {
   const av = f64x2.splat(a);
   const bv = f64x2.splat(b);
@@ -153,7 +191,9 @@ export function bwdApplyPlanes64(
     while (px + 16 <= end) {
       let g = v128.load(pg);
       if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
-      v128.store(po, f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv));
+      v128.store(po, useX
+        ? f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv)
+        : f64x2.add(f64x2.mul(av, g), dv));
       px += 16;
       pg += 16;
       pm += 16;
@@ -161,7 +201,7 @@ export function bwdApplyPlanes64(
     }
     if (px < end) {
       const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
-      store<f64>(po, (a * g + b * (load<f64>(px) - mean)) + d);
+      store<f64>(po, useX ? (a * g + b * (load<f64>(px) - mean)) + d : a * g + d);
     }
   }
 }
@@ -483,6 +523,13 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const hA = bA + (cPad << 2);
   const dA = hA + (cPad << 2);
   dxParams32(params, C, cPad, aA);
+  if (!allZero32(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, true);
+  else applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, false);
+}
+
+@inline function applyColumns32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+): void {
   const c4 = <usize>(C & ~3);
   const rowBytes = <usize>C << 2;
   for (let r = 0; r < rows; r++) {
@@ -493,13 +540,17 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
       const k = c << 2;
       let g = v128.load(dy + o);
       if (useMask) g = masked32(g, mask + o, 0);
-      v128.store(dx + o, f32x4.add(f32x4.add(f32x4.mul(v128.load(aA + k), g), f32x4.mul(v128.load(bA + k), f32x4.sub(v128.load(x + o), v128.load(hA + k)))), v128.load(dA + k)));
+      v128.store(dx + o, useX
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(bA + k), v128.load(hA + k), v128.load(dA + k))
+        : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
     }
     for (; c < <usize>C; c++) {
       const o = row + (c << 2);
       const k = c << 2;
       const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
-      store<f32>(dx + o, (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k));
+      store<f32>(dx + o, useX
+        ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
+        : load<f32>(aA + k) * g + load<f32>(dA + k));
     }
   }
 }
@@ -541,6 +592,15 @@ function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
     store<f64>(mA + (c << 3), load<f64>(q, 16));
     store<f64>(dA + (c << 3), load<f64>(q, 24));
   }
+  let zeroB = true;
+  for (let c: usize = 0; c < cPad; c++) if (load<f64>(bA + (c << 3)) != 0) zeroB = false;
+  if (!zeroB) applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, true);
+  else applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, false);
+}
+
+@inline function applyColumns64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, aA: usize, bA: usize, mA: usize, dA: usize, useMask: bool, useX: bool,
+): void {
   const c2 = <usize>(C & ~1);
   const rowBytes = <usize>C << 3;
   for (let r = 0; r < rows; r++) {
@@ -550,13 +610,17 @@ function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
       const k = c << 3;
       let g = v128.load(dy + o);
       if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
-      v128.store(dx + o, f64x2.add(f64x2.add(f64x2.mul(v128.load(aA + k), g), f64x2.mul(v128.load(bA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))), v128.load(dA + k)));
+      v128.store(dx + o, useX
+        ? f64x2.add(f64x2.add(f64x2.mul(v128.load(aA + k), g), f64x2.mul(v128.load(bA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))), v128.load(dA + k))
+        : f64x2.add(f64x2.mul(v128.load(aA + k), g), v128.load(dA + k)));
     }
     if (c2 < <usize>C) {
       const o = row + (c2 << 3);
       const k = c2 << 3;
       const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
-      store<f64>(dx + o, (load<f64>(aA + k) * g + load<f64>(bA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k));
+      store<f64>(dx + o, useX
+        ? (load<f64>(aA + k) * g + load<f64>(bA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k)
+        : load<f64>(aA + k) * g + load<f64>(dA + k));
     }
   }
 }
@@ -688,13 +752,20 @@ function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, param
 function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
   const useMask = mask != 0;
   const P = <usize>patternLength(C);
-  const V = P >> 2;
   const aA = scratch;
   const bA = aA + (P << 2);
   const hA = bA + (P << 2);
   const dA = hA + (P << 2);
   dxParams32(params, C, P, aA);
   const total = <usize>rows * <usize>C;
+  if (!allZero32(bA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, true);
+  else applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, false);
+}
+
+@inline function applyPattern32(
+  x: usize, dy: usize, mask: usize, dx: usize, total: usize, P: usize, aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+): void {
+  const V = P >> 2;
   const periods = total / P;
   for (let p: usize = 0; p < periods; p++) {
     const base = (p * P) << 2;
@@ -703,13 +774,17 @@ function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
       const k = j << 4;
       let g = v128.load(dy + o);
       if (useMask) g = masked32(g, mask + o, 0);
-      v128.store(dx + o, dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(bA + k), v128.load(hA + k), v128.load(dA + k)));
+      v128.store(dx + o, useX
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(bA + k), v128.load(hA + k), v128.load(dA + k))
+        : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
     }
   }
   for (let e = periods * P; e < total; e++) {
     const o = e << 2;
     const k = (e % P) << 2;
     const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
-    store<f32>(dx + o, (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k));
+    store<f32>(dx + o, useX
+      ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
+      : load<f32>(aA + k) * g + load<f32>(dA + k));
   }
 }
