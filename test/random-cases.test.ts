@@ -1,0 +1,134 @@
+/**
+ * Random combinations of what the other suites test one axis at a time: rank 2-5, odd sizes,
+ * either layout, both dtypes and kernels, ReLU, training or eval, affine or not, input and output
+ * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
+ * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
+ * too small to hold it (staging chunks), and on 3 workers: the three must agree bit for bit, and
+ * the first must match the float64 reference within the tolerances of forward.test.ts and
+ * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
+ * `BNPOOL_RANDOM_SEED`) run a longer search locally.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BatchNorm, Pool } from '../dist/src/index.js';
+import { rng, sameBits } from './helpers/data.js';
+import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
+
+const CASES = Number(process.env.BNPOOL_RANDOM_CASES ?? 120);
+const SEED = Number(process.env.BNPOOL_RANDOM_SEED ?? 1);
+/** The staging pool's cap: inputs above ~1 MB go through it in chunks. */
+const SMALL_POOL_BYTES = 1 << 21;
+
+let pools: Record<'js' | 'wasm', Pool[]>;
+beforeAll(() => {
+  const make = (kernel: 'js' | 'wasm'): Pool[] => [
+    new Pool({ threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
+    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES, initialMemory: 1 << 17 }),
+    new Pool({ threads: 3, inlineThreshold: 0, kernel }),
+  ];
+  pools = { js: make('js'), wasm: make('wasm') };
+});
+afterAll(() => Promise.all([...pools.js, ...pools.wasm].map((p) => p.close())));
+
+/** (N, *spatial, C) to (N, C, *spatial), in float64. */
+function toChannelsFirst(a: ArrayLike<number>, N: number, S: number, C: number): Float64Array {
+  const out = new Float64Array(a.length);
+  for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) out[(n * C + c) * S + s] = a[(n * S + s) * C + c];
+  return out;
+}
+
+type Kind = 'spread' | 'offset' | 'constant' | 'tiny' | 'nan';
+
+it(`${CASES} random cases match the float64 reference and agree across pools (seed ${SEED})`, async () => {
+  const rand = rng(SEED);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
+  let checked = 0;
+  for (let k = 0; k < CASES; k++) {
+    const rank = int(2, 5);
+    const C = rand() < 0.2 ? int(17, 70) : int(1, 16);
+    const N = int(1, 9);
+    const spatial = Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
+    const S = spatial.reduce((a, b) => a * b, 1);
+    const length = N * C * S;
+    if (N * S < 2 || length > 400_000) continue;
+    const layout = pick(['channels-first', 'channels-last'] as const);
+    const shape = layout === 'channels-first' ? [N, C, ...spatial] : [N, ...spatial, C];
+    const dtype = pick(['float32', 'float64'] as const);
+    const kernel = pick(['js', 'wasm'] as const);
+    const relu = rand() < 0.3;
+    const training = rand() < 0.7;
+    const affine = rand() < 0.8;
+    const Array_ = dtype === 'float32' ? Float32Array : Float64Array;
+    const channelOf = (i: number): number => (layout === 'channels-first' ? Math.floor(i / S) % C : i % C);
+
+    const kinds = Array.from({ length: C }, (): Kind => pick(['spread', 'spread', 'offset', 'constant', 'tiny', 'nan']));
+    const offsets = Array.from({ length: C }, () => (rand() - 0.5) * 10);
+    const spreads = Array.from({ length: C }, () => 0.1 + rand() * 3);
+    const values = Array.from({ length }, (_, i) => {
+      const c = channelOf(i);
+      const u = rand() - 0.5;
+      switch (kinds[c]) {
+        case 'offset': return 3000 + u;
+        case 'constant': return offsets[c];
+        case 'tiny': return offsets[c] + u * 1e-6;
+        case 'nan': return rand() < 0.1 ? NaN : offsets[c] + u * spreads[c];
+        default: return offsets[c] + u * spreads[c];
+      }
+    });
+    const x0 = Array_.from(values);
+    const dy0 = Array_.from({ length }, () => rand() - 0.5);
+    const weight = Array.from({ length: C }, () => (0.5 + rand() * 2) * (rand() < 0.2 ? -1 : 1));
+    const bias = Array.from({ length: C }, () => rand() - 0.5);
+    const runningMean = Array.from({ length: C }, () => rand() - 0.5);
+    const runningVar = Array.from({ length: C }, () => 0.5 + rand());
+    const label = JSON.stringify({ k, shape, layout, dtype, kernel, relu, training, affine, kinds });
+
+    const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
+    for (const [p, pool] of pools[kernel].entries()) {
+      // Pool arrays only where they leave the small pool room to stage the rest.
+      const fits = p !== 1 || length * 8 * 2 <= SMALL_POOL_BYTES / 2;
+      const onPool = fits && rand() < 0.5;
+      const x = onPool ? pool.alloc(length, dtype as 'float64') : new Array_(length);
+      x.set(x0);
+      const outKind = fits ? pick(['none', 'pool', 'plain'] as const) : pick(['none', 'plain'] as const);
+      const out = outKind === 'pool' ? pool.alloc(length, dtype as 'float64') : outKind === 'plain' ? new Array_(length) : undefined;
+      const bn = new BatchNorm(C, { pool, dtype, layout, affine, activation: relu ? 'relu' : null });
+      if (affine) {
+        bn.weight!.set(weight);
+        bn.bias!.set(bias);
+      }
+      bn.runningMean!.set(runningMean);
+      bn.runningVar!.set(runningVar);
+      if (!training) bn.eval();
+      const y = await bn.forward(x, shape, { out });
+      const { dx } = await bn.backward(dy0);
+      runs.push({ y: Array_.from(y), dx: Array_.from(dx) });
+      if (onPool) pool.free(x);
+      if (out !== undefined && outKind === 'pool') pool.free(out);
+    }
+    for (const r of runs.slice(1)) {
+      expect(sameBits(r.y, runs[0].y), label).toBe(true);
+      expect(sameBits(r.dx, runs[0].dx), label).toBe(true);
+    }
+
+    // The reference, channels-first in float64.
+    const first = [N, C, ...spatial];
+    const cf = (a: ArrayLike<number>): Float64Array => (layout === 'channels-first' ? Float64Array.from(a) : toChannelsFirst(a, N, S, C));
+    const x = cf(x0);
+    const y = cf(runs[0].y);
+    const ref = referenceForward(x, first, {
+      training, weight: affine ? weight : undefined, bias: affine ? bias : undefined, runningMean, runningVar,
+    });
+    // ReLU keeps NaN, as torch.relu does.
+    const refY = relu ? ref.y.map((v) => (v > 0 || Number.isNaN(v) ? v : 0)) : ref.y;
+    expect(outputErrorRatio(y, x, first, { ...ref, y: refY }, affine ? bias : null, dtype), label).toBeLessThanOrEqual(1);
+    // Backward against PyTorch's formulas, dy masked where bnpool's own output is <= 0.
+    const dy = relu ? cf(dy0).map((g, i) => (y[i] > 0 ? g : 0)) : cf(dy0);
+    const stats = training ? channelStats(x, first) : { mean: Float64Array.from(runningMean), var: Float64Array.from(runningVar) };
+    const invstd = stats.var.map((v) => 1 / Math.sqrt(v + 1e-5));
+    const refDx = referenceBackward(x, dy, first, stats.mean, invstd, affine ? weight : null, training);
+    expect(dxErrorRatio(cf(runs[0].dx), refDx.dx, dy, x, first, refDx.scale, dtype), label).toBeLessThanOrEqual(1);
+    checked++;
+  }
+  expect(checked).toBeGreaterThan(CASES / 2);
+}, 120_000);
