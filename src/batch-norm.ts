@@ -245,7 +245,9 @@ export class BatchNorm {
     }
     const training = this.#training;
     const useBatchStats = training || !this.trackRunningStats;
-    if (useBatchStats) checkMoreThanOneValue(dims);
+    // Synced, a shard may hold one value per channel: the merged count is what must exceed 1
+    // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
+    if (useBatchStats && reduceStats === undefined) checkMoreThanOneValue(dims);
     const pool = this.#pool ?? getDefaultPool();
     poolInternals(pool).assertOpen();
     if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });

@@ -93,7 +93,7 @@ export async function batchNorm(
   }
   const out = checkOut(opts.out, x, dtype);
   const signal = checkSignal(opts.signal);
-  if (training) checkMoreThanOneValue(dims);
+  if (training && reduceStats === undefined) checkMoreThanOneValue(dims);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });

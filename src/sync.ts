@@ -7,7 +7,7 @@
  */
 import { ChannelStats } from './channel-stats.js';
 import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats, untilAborted } from './engine.js';
-import { ArgumentError, describe } from './errors.js';
+import { ArgumentError, describe, SingleValueError } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
 
@@ -21,7 +21,8 @@ export interface GradientSums {
 
 /**
  * This batch's statistics as a `ChannelStats`, through the caller's all-reduce: what it resolves
- * to must have C channels and one count, above 1, for all of them.
+ * to must have C channels and one count for all of them (else an ArgumentError), above 1 (else a
+ * SingleValueError, as an unsynced call on a single value per channel).
  */
 async function reduceBatchStats(
   pool: Pool, request: Parameters<typeof runChannelStats>[1],
@@ -34,8 +35,11 @@ async function reduceBatchStats(
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
   }
-  if (!merged.count.every((c) => c === merged.count[0] && c > 1)) {
-    throw new ArgumentError(`options.reduceStats must resolve to statistics of more than 1 value per channel, the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
+  if (!merged.count.every((c) => c === merged.count[0])) {
+    throw new ArgumentError(`options.reduceStats must resolve to statistics with the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
+  }
+  if (!(merged.count[0] > 1)) {
+    throw new SingleValueError(`Expected more than 1 value per channel when training, got ${merged.count[0]} over every shard (options.reduceStats)`);
   }
   return merged;
 }

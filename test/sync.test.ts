@@ -221,6 +221,39 @@ describe('reduceStats and reduceGrads', () => {
     await own.close();
   }, 10_000);
 
+  it('a shard may hold one value per channel when the merged batch holds more, as in PyTorch\'s SyncBatchNorm', async () => {
+    const x = randomTensor([3, 4], 'float64', 51) as Float64Array;
+    const dy = randomTensor([3, 4], 'float64', 52) as Float64Array;
+    const parts = [x.slice(0, 4), x.slice(4)];
+    const dys = [dy.slice(0, 4), dy.slice(4)];
+    const reduceStats = rendezvous<ChannelStats>((p) => p[0].merge(p[1]));
+    const reduceGrads = rendezvous<GradientSums>((p) => ({
+      sumDy: Array.from(p[0].sumDy, (v, c) => v + p[1].sumDy[c]),
+      sumDyXhat: Array.from(p[0].sumDyXhat, (v, c) => v + p[1].sumDyXhat[c]),
+    }));
+    const shards = [new BatchNorm(4, { pool, dtype: 'float64' }), new BatchNorm(4, { pool, dtype: 'float64' })];
+    const ys = await Promise.all(shards.map((bn, i) => bn.forward(parts[i], [i === 0 ? 1 : 2, 4], { reduceStats })));
+    const gs = await Promise.all(shards.map((bn, i) => bn.backward(dys[i], { reduceGrads })));
+    const whole = new BatchNorm(4, { pool, dtype: 'float64' });
+    const y = await whole.forward(x, [3, 4]);
+    const g = await whole.backward(dy);
+    expect(maxRelativeError(Float64Array.of(...ys[0], ...ys[1]), y, 1e-3)).toBeLessThan(1e-9);
+    expect(maxRelativeError(Float64Array.of(...gs[0].dx, ...gs[1].dx), g.dx, 1e-3)).toBeLessThan(1e-9);
+    expect(maxRelativeError(shards[0].runningVar!, whole.runningVar!, 1e-3)).toBeLessThan(1e-9);
+
+    // Alone, one value per channel is still an error, raised before any state changes.
+    const alone = new BatchNorm(4, { pool, dtype: 'float64' });
+    await expect(alone.forward(parts[0], [1, 4], { reduceStats: (local) => local })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_SINGLE_VALUE', message: expect.stringMatching(/more than 1 value per channel.*got 1 over every shard/),
+    });
+    await expect(alone.forward(parts[0], [1, 4])).rejects.toMatchObject({ code: 'ERR_BNPOOL_SINGLE_VALUE' });
+    // Counts that differ between channels are a bad answer.
+    await expect(alone.forward(x, [3, 4], { reduceStats: () => new ChannelStats([3, 3, 3, 2], [0, 0, 0, 0], [1, 1, 1, 1]) }))
+      .rejects.toThrow(/the same count for every channel; got counts \[3, 3, 3, 2\]/);
+    expect(alone.numBatchesTracked).toBe(0);
+    expect(Array.from(alone.runningMean!)).toEqual([0, 0, 0, 0]);
+  });
+
   it('a synced backward run inline (small input) uses the reduced sums too', async () => {
     const inline = new Pool({ threads: 1 });
     try {
