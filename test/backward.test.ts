@@ -35,7 +35,7 @@ for (const kernel of KERNELS) {
             const st = channelStats(x, shape);
             const ref = referenceBackward(x, dy, shape, st.mean, st.var.map((v) => 1 / Math.sqrt(v + 1e-5)), bn.weight, true);
             expect(dx).toBeInstanceOf(x.constructor);
-            expect(dxErrorRatio(dx, ref.dx, dy, x, shape, ref.scale, dtype)).toBeLessThanOrEqual(1);
+            expect(dxErrorRatio(dx, ref, dy, x, shape, dtype)).toBeLessThanOrEqual(1);
             // Sums over m = x.length / C terms: the WASM float32 kernel adds float32 lanes a few
             // at a time before folding into float64 (1e-5 of the largest sum, scaled by sqrt(m)),
             // the others add in float64; float32 modules then round the result to float32.

@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
+import { planGrid } from '../dist/src/plan.js';
 import { rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
@@ -45,7 +46,8 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   let checked = 0;
   for (let k = 0; k < CASES; k++) {
     const rank = int(2, 5);
-    const C = rand() < 0.2 ? int(17, 70) : int(1, 16);
+    const wide = rand();
+    const C = wide < 0.1 ? int(100, 2100) : wide < 0.3 ? int(17, 70) : int(1, 16);
     const N = int(1, 9);
     const spatial = Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
     const S = spatial.reduce((a, b) => a * b, 1);
@@ -83,8 +85,13 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const runningVar = Array.from({ length: C }, () => 0.5 + rand());
     const label = JSON.stringify({ k, shape, layout, dtype, kernel, relu, training, affine, kinds });
 
+    const grid = layout === 'channels-first' ? planGrid(N, C, S) : planGrid(N * S, C, 1);
+    const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
+      // A staging chunk holds at least one row group of the grid (README, "What copies"): the
+      // small pool cannot stage three (x, dy, mask) past ~80k float64 values.
+      if (p === 1 && smallestChunk * 8 * 3 > SMALL_POOL_BYTES * 0.9) continue;
       // Pool arrays only where they leave the small pool room to stage the rest.
       const fits = p !== 1 || length * 8 * 2 <= SMALL_POOL_BYTES / 2;
       const onPool = fits && rand() < 0.5;
@@ -127,7 +134,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const stats = training ? channelStats(x, first) : { mean: Float64Array.from(runningMean), var: Float64Array.from(runningVar) };
     const invstd = stats.var.map((v) => 1 / Math.sqrt(v + 1e-5));
     const refDx = referenceBackward(x, dy, first, stats.mean, invstd, affine ? weight : null, training);
-    expect(dxErrorRatio(cf(runs[0].dx), refDx.dx, dy, x, first, refDx.scale, dtype), label).toBeLessThanOrEqual(1);
+    expect(dxErrorRatio(cf(runs[0].dx), refDx, dy, x, first, dtype), label).toBeLessThanOrEqual(1);
     checked++;
   }
   expect(checked).toBeGreaterThan(CASES / 2);

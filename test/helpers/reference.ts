@@ -87,9 +87,13 @@ export function referenceRunningUpdate(
  * absolute in float32, which is what float32 arithmetic can promise there (PyTorch's folded
  * x*alpha + beta has the same bound).
  *
- * On top of that, the batch statistics carry the error of a float64 reduction over the channel:
- * up to n * 2^-53 relative in the worst case, ~1e-14 in practice for the sizes tested; 1e-11 of
- * |x*scale| + |mean*scale| covers it. It only matters for float64 data, where 4 ulps are tighter.
+ * On top of that, the batch statistics carry the error of their reduction over the channel. In
+ * float64: up to n * 2^-53 relative in the worst case, ~1e-14 in practice for the sizes tested;
+ * 1e-11 of |x*scale| + |mean*scale| covers it. The WebAssembly float32 kernel sums up to 8
+ * float32 vectors before each fold into float64 (README, "Kernels"), so its mean is off by a
+ * fraction of an ulp of the channel's spread: outputs then carry up to ~2.3 ulps of |scale|*sd
+ * absolute (measured on channels whose mean, x and y are all near 0, where the terms above
+ * vanish); 4 ulps of |scale|*sd covers it for float32.
  */
 export function outputErrorRatio(
   y: ArrayLike<number>, x: ArrayLike<number>, shape: readonly number[], ref: RefResult,
@@ -97,6 +101,8 @@ export function outputErrorRatio(
 ): number {
   const { N, C, S } = dimsOf(shape);
   const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
+  // |scale|*sd per channel, for the float32 statistics' error (0 for float64).
+  const spread = Array.from(ref.scale, (sc, c) => (dtype === 'float32' && Number.isFinite(ref.var[c]) ? Math.abs(sc) * Math.sqrt(ref.var[c]) : 0));
   let worst = 0;
   for (let c = 0; c < C; c++) {
     const sc = Math.abs(ref.scale[c]);
@@ -111,7 +117,7 @@ export function outputErrorRatio(
           continue;
         }
         const terms = Math.abs(x[i]) * sc + Math.abs(ref.mean[c]) * sc;
-        const tol = 4 * ulp * (terms + b + Math.abs(want)) + 1e-11 * terms + Number.MIN_VALUE;
+        const tol = 4 * ulp * (terms + b + Math.abs(want) + spread[c]) + 1e-11 * terms + Number.MIN_VALUE;
         worst = Math.max(worst, Math.abs(got - want) / tol);
       }
     }
@@ -132,7 +138,11 @@ export function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>
   return worst;
 }
 
-/** PyTorch's gradients, in float64. */
+/**
+ * PyTorch's gradients, in float64, and the coefficients of dx = a·dy + b·(x - mean) + d that the
+ * kernels compute (a = weight·invstd, b = -a·invstd·Σdy·x̂/m, d = -a·Σdy/m; b = d = 0 in eval),
+ * with bAbs and dAbs: the same made of Σ|dy·x̂| and Σ|dy|, the scale of the sums' rounding error.
+ */
 export function referenceBackward(
   x: ArrayLike<number>, dy: ArrayLike<number>, shape: number[], mean: ArrayLike<number>, invstd: ArrayLike<number>,
   weight: ArrayLike<number> | null, training: boolean,
@@ -143,43 +153,66 @@ export function referenceBackward(
   const dWeight = new Float64Array(C);
   const dBias = new Float64Array(C);
   const scale = new Float64Array(C);
+  const b = new Float64Array(C);
+  const d = new Float64Array(C);
+  const bAbs = new Float64Array(C);
+  const dAbs = new Float64Array(C);
   for (let c = 0; c < C; c++) {
     let sdy = 0;
     let sdyx = 0;
+    let ady = 0;
+    let adyx = 0;
     for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
       const i = (n * C + c) * S + s;
       sdy += dy[i];
       sdyx += dy[i] * (x[i] - mean[c]) * invstd[c];
+      ady += Math.abs(dy[i]);
+      adyx += Math.abs(dy[i] * (x[i] - mean[c]) * invstd[c]);
     }
     dBias[c] = sdy;
     dWeight[c] = sdyx;
     const w = weight ? weight[c] : 1;
     scale[c] = w * invstd[c];
+    b[c] = training ? -scale[c] * invstd[c] * sdyx / m : 0;
+    d[c] = training ? -scale[c] * sdy / m : 0;
+    bAbs[c] = training ? Math.abs(scale[c] * invstd[c]) * adyx / m : 0;
+    dAbs[c] = training ? Math.abs(scale[c]) * ady / m : 0;
     for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) {
       const i = (n * C + c) * S + s;
       const xhat = (x[i] - mean[c]) * invstd[c];
       dx[i] = training ? w * invstd[c] * (dy[i] - sdy / m - xhat * sdyx / m) : w * invstd[c] * dy[i];
     }
   }
-  return { dx, dWeight, dBias, scale };
+  return { dx, dWeight, dBias, scale, b, d, bAbs, dAbs, mean: Float64Array.from(mean) };
 }
 
-/** Error of dx as a multiple of a float32/float64 tolerance on the terms a·dy, b·(x - mean), d; NaN must match NaN. */
-export function dxErrorRatio(got: ArrayLike<number>, want: Float64Array, dy: ArrayLike<number>, x: ArrayLike<number>, shape: number[], scale: Float64Array, dtype: 'float32' | 'float64'): number {
+/**
+ * Error of dx as a multiple of a float32/float64 tolerance on the terms the kernels add:
+ * |a·dy| + |b|·(|x - mean| + |x|) + |d| (the |x| for rounding x - mean in the data's precision),
+ * with b and d taken from the sums of absolute values (bAbs, dAbs): the float32 kernels sum dy
+ * and dy·(x - mean) in float32 lanes before folding into float64, so b and d carry an error of
+ * order ulp·Σ|...|, not ulp·|Σ...|, which matters where the sums cancel. 16 ulps of the terms,
+ * plus 1e-10 of them for float64 sums. NaN must match NaN; an element whose x is not finite only
+ * has a finite dx in eval mode, where b = 0.
+ */
+export function dxErrorRatio(
+  got: ArrayLike<number>, ref: ReturnType<typeof referenceBackward>, dy: ArrayLike<number>, x: ArrayLike<number>,
+  shape: number[], dtype: 'float32' | 'float64',
+): number {
   const { N, C, S } = dimsOf(shape);
   const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
   let worst = 0;
   for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) {
     const i = (n * C + c) * S + s;
-    if (Number.isNaN(want[i]) || Number.isNaN(got[i])) {
-      if (Number.isNaN(want[i]) !== Number.isNaN(got[i])) return Infinity;
+    const want = ref.dx[i];
+    if (Number.isNaN(want) || Number.isNaN(got[i])) {
+      if (Number.isNaN(want) !== Number.isNaN(got[i])) return Infinity;
       continue;
     }
-    // A non-finite x only reaches a finite dx in eval mode, where dx does not depend on x.
-    const xTerm = Number.isFinite(x[i]) ? Math.abs(x[i]) : 0;
-    const terms = Math.abs(scale[c]) * (Math.abs(dy[i]) * 3 + xTerm * 2) + Math.abs(want[i]);
+    const xTerm = ref.b[c] === 0 ? 0 : ref.bAbs[c] * (Math.abs(x[i] - ref.mean[c]) + Math.abs(x[i]));
+    const terms = Math.abs(ref.scale[c] * dy[i]) + xTerm + ref.dAbs[c] + Math.abs(want);
     const tol = 16 * ulp * terms + 1e-10 * terms + Number.MIN_VALUE;
-    worst = Math.max(worst, Math.abs(got[i] - want[i]) / tol);
+    worst = Math.max(worst, Math.abs(got[i] - want) / tol);
   }
   return worst;
 }
