@@ -3,14 +3,15 @@
  * either layout, both dtypes and kernels, ReLU, training or eval, affine or not, input and output
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
- * too small to hold it (staging chunks), and on 3 workers: the three must agree bit for bit, and
+ * too small to hold it (staging chunks), and on 3 workers told the cache holds 64 KiB (phased
+ * channel groups): the three must agree bit for bit, and
  * the first must match the float64 reference within the tolerances of forward.test.ts and
  * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
  * `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
-import { planGrid } from '../dist/src/plan.js';
+import { planGrid, planPhases } from '../dist/src/plan.js';
 import { rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
@@ -18,13 +19,16 @@ const CASES = Number(process.env.BNPOOL_RANDOM_CASES ?? 120);
 const SEED = Number(process.env.BNPOOL_RANDOM_SEED ?? 1);
 /** The staging pool's cap: inputs above ~1 MB go through it in chunks. */
 const SMALL_POOL_BYTES = 1 << 21;
+/** The 3-worker pool's `cacheBytes`. */
+const CACHE_BYTES = 1 << 20;
 
 let pools: Record<'js' | 'wasm', Pool[]>;
 beforeAll(() => {
   const make = (kernel: 'js' | 'wasm'): Pool[] => [
     new Pool({ threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
     new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES, initialMemory: 1 << 17 }),
-    new Pool({ threads: 3, inlineThreshold: 0, kernel }),
+    // A 1 MiB cache budget sends plane-mode training of a few MB through the phased path.
+    new Pool({ threads: 3, inlineThreshold: 0, kernel, cacheBytes: CACHE_BYTES }),
   ];
   pools = { js: make('js'), wasm: make('wasm') };
 });
@@ -44,12 +48,17 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   let checked = 0;
+  let phasedCases = 0;
   for (let k = 0; k < CASES; k++) {
-    const rank = int(2, 5);
+    // One case in ten has the shape of the phased path: a few channels of long planes.
+    const long = rand() < 0.1;
+    const rank = long ? int(3, 4) : int(2, 5);
     const wide = rand();
-    const C = wide < 0.1 ? int(100, 2100) : wide < 0.3 ? int(17, 70) : int(1, 16);
-    const N = int(1, 9);
-    const spatial = Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
+    const C = long ? int(2, 5) : wide < 0.1 ? int(100, 2100) : wide < 0.3 ? int(17, 70) : int(1, 16);
+    const N = long ? int(6, 9) : int(1, 9);
+    const spatial = long
+      ? (rank === 3 ? [int(8193, 14000)] : [int(91, 120), int(91, 120)])
+      : Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
     const S = spatial.reduce((a, b) => a * b, 1);
     const length = N * C * S;
     if (N * S < 2 || length > 400_000) continue;
@@ -86,6 +95,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const label = JSON.stringify({ k, shape, layout, dtype, kernel, relu, training, affine, kinds });
 
     const grid = layout === 'channels-first' ? planGrid(N, C, S) : planGrid(N * S, C, 1);
+    if (training && planPhases(grid, C, dtype === 'float32' ? 4 : 8, 3, CACHE_BYTES) !== null) phasedCases++;
     const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
@@ -138,4 +148,5 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     checked++;
   }
   expect(checked).toBeGreaterThan(CASES / 2);
+  if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
 }, 120_000);
