@@ -1,30 +1,9 @@
 /** layout: 'channels-last', (N, *spatial, C): the same normalization as channels-first on the transposed data. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool, ShapeError } from '../dist/src/index.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { permute, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
-
-/**
- * Moves the channel axis of (N, C, *spatial) data [shape] to the end, or (`back`) of
- * (N, *spatial, C) data back to axis 1.
- */
-function permute(x: Float32Array | Float64Array, shape: number[], back = false): Float32Array | Float64Array {
-  const [N, C] = shape;
-  const S = x.length / (N * C);
-  const y = new (x.constructor as Float32ArrayConstructor)(x.length);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      for (let s = 0; s < S; s++) {
-        const first = (n * C + c) * S + s;
-        const last = (n * S + s) * C + c;
-        if (back) y[first] = x[last];
-        else y[last] = x[first];
-      }
-    }
-  }
-  return y;
-}
 
 const toChannelsLast = (x: Float32Array | Float64Array, shape: number[]) => permute(x, shape);
 const toChannelsFirst = (y: Float32Array | Float64Array, shape: number[]) => permute(y, shape, true);

@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases } from '../dist/src/plan.js';
-import { rng, sameBits } from './helpers/data.js';
+import { permute, rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
 const CASES = Number(process.env.BNPOOL_RANDOM_CASES ?? 120);
@@ -33,13 +33,6 @@ beforeAll(() => {
   pools = { js: make('js'), wasm: make('wasm') };
 });
 afterAll(() => Promise.all([...pools.js, ...pools.wasm].map((p) => p.close())));
-
-/** (N, *spatial, C) to (N, C, *spatial), in float64. */
-function toChannelsFirst(a: ArrayLike<number>, N: number, S: number, C: number): Float64Array {
-  const out = new Float64Array(a.length);
-  for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) out[(n * C + c) * S + s] = a[(n * S + s) * C + c];
-  return out;
-}
 
 type Kind = 'spread' | 'offset' | 'constant' | 'tiny' | 'nan';
 
@@ -130,7 +123,10 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
 
     // The reference, channels-first in float64.
     const first = [N, C, ...spatial];
-    const cf = (a: ArrayLike<number>): Float64Array => (layout === 'channels-first' ? Float64Array.from(a) : toChannelsFirst(a, N, S, C));
+    const cf = (a: ArrayLike<number>): Float64Array => {
+      const f64 = Float64Array.from(a);
+      return layout === 'channels-first' ? f64 : permute(f64, first, true) as Float64Array;
+    };
     const x = cf(x0);
     const y = cf(runs[0].y);
     const ref = referenceForward(x, first, {

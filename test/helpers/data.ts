@@ -70,3 +70,24 @@ export function splitRows(x: Float64Array, shape: number[], rows: number): [Floa
   const per = x.length / shape[0];
   return [x.slice(0, rows * per), x.slice(rows * per)];
 }
+
+/**
+ * Moves the channel axis of (N, C, *spatial) data [shape] to the end, or (`back`) of
+ * (N, *spatial, C) data back to axis 1.
+ */
+export function permute(x: Float32Array | Float64Array, shape: number[], back = false): Float32Array | Float64Array {
+  const [N, C] = shape;
+  const S = x.length / (N * C);
+  const y = new (x.constructor as Float32ArrayConstructor)(x.length);
+  for (let n = 0; n < N; n++) {
+    for (let c = 0; c < C; c++) {
+      for (let s = 0; s < S; s++) {
+        const first = (n * C + c) * S + s;
+        const last = (n * S + s) * C + c;
+        if (back) y[first] = x[last];
+        else y[last] = x[first];
+      }
+    }
+  }
+  return y;
+}
