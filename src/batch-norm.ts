@@ -2,14 +2,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
-import { type EngineResult, runBatchNorm, runBatchNormBackward } from './engine.js';
+import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
-import { gradientReducer, type GradientSums, runSyncedBatchNorm } from './sync.js';
+import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOut,
-  checkChannelValues, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
+  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
 } from './validate.js';
 import {
   checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
@@ -239,10 +239,7 @@ export class BatchNorm {
     const opts = checkObject(options, 'options');
     const out = checkOut(opts.out, x, this.dtype);
     const signal = checkSignal(opts.signal);
-    const reduceStats = opts.reduceStats;
-    if (reduceStats !== undefined && typeof reduceStats !== 'function') {
-      throw new ArgumentError(`options.reduceStats must be a function; got ${describe(reduceStats)}`);
-    }
+    const reduceStats = checkOptionalFunction<NonNullable<ForwardOptions['reduceStats']>>(opts.reduceStats, 'options.reduceStats');
     const training = this.#training;
     const useBatchStats = training || !this.trackRunningStats;
     // Synced, a shard may hold one value per channel: the merged count is what must exceed 1
@@ -262,13 +259,7 @@ export class BatchNorm {
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
         eps: this.eps, out, signal, relu: this.activation === 'relu',
       };
-      let result: EngineResult;
-      let count = dims.N * dims.S;
-      if (useBatchStats && reduceStats !== undefined) {
-        ({ result, count } = await runSyncedBatchNorm(pool, request, reduceStats as NonNullable<ForwardOptions['reduceStats']>, this.numFeatures));
-      } else {
-        result = await runBatchNorm(pool, request);
-      }
+      const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
       this.#saved = {
         x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
@@ -299,10 +290,7 @@ export class BatchNorm {
     checkDtype(dy, 'dy', this.dtype);
     const opts = checkObject(options, 'options');
     const signal = checkSignal(opts.signal);
-    const reduceGrads = opts.reduceGrads as BackwardOptions['reduceGrads'];
-    if (reduceGrads !== undefined && typeof reduceGrads !== 'function') {
-      throw new ArgumentError(`options.reduceGrads must be a function; got ${describe(reduceGrads)}`);
-    }
+    const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
     const pool = this.#pool ?? getDefaultPool();
     poolInternals(pool).assertOpen();
     const turn = this.#tail;

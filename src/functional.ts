@@ -1,12 +1,12 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
-import { type EngineResult, runBatchNorm, runBatchNormBackward } from './engine.js';
+import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
-import { gradientReducer, type GradientSums, runSyncedBatchNorm } from './sync.js';
+import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkEps, checkMomentum, checkObject, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkObject, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout,
 } from './validate.js';
 
@@ -86,9 +86,8 @@ export async function batchNorm(
   if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
     throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
   }
-  const reduceStats = opts.reduceStats as BatchNormFunctionalOptions['reduceStats'];
+  const reduceStats = checkOptionalFunction<NonNullable<BatchNormFunctionalOptions['reduceStats']>>(opts.reduceStats, 'options.reduceStats');
   if (reduceStats !== undefined) {
-    if (typeof reduceStats !== 'function') throw new ArgumentError(`options.reduceStats must be a function; got ${describe(reduceStats)}`);
     if (!training) throw new ArgumentError('options.reduceStats needs options.training true: eval normalizes with the running statistics; got training false');
   }
   const out = checkOut(opts.out, x, dtype);
@@ -100,10 +99,7 @@ export async function batchNorm(
 
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
-  let count = dims.N * dims.S;
-  let result: EngineResult;
-  if (reduceStats !== undefined) ({ result, count } = await runSyncedBatchNorm(pool, request, reduceStats, dims.C));
-  else result = await runBatchNorm(pool, request);
+  const { result, count } = await runForward(pool, request, reduceStats, dims.C);
   if (training && runningMean !== null) {
     runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
   }
@@ -178,10 +174,9 @@ export async function batchNormBackward(
   if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
     throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
   }
-  const reduceGrads = opts.reduceGrads as BatchNormBackwardOptions['reduceGrads'];
+  const reduceGrads = checkOptionalFunction<NonNullable<BatchNormBackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
   let sync: { reduce: (local: GradientSums) => Promise<GradientSums>; count: number } | null = null;
   if (reduceGrads !== undefined) {
-    if (typeof reduceGrads !== 'function') throw new ArgumentError(`options.reduceGrads must be a function; got ${describe(reduceGrads)}`);
     if (!training) throw new ArgumentError('options.reduceGrads needs options.training true: an eval-mode dx uses no gradient sums; got training false');
     const count = opts.count;
     if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < dims.N * dims.S) {

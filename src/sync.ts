@@ -45,13 +45,15 @@ async function reduceBatchStats(
 }
 
 /**
- * A forward normalized with the whole distributed batch's statistics: this shard's statistics
- * through `reduceStats`, then the normalization with the merged mean and biased variance. `count`
- * is the merged values per channel, for the running statistics and a synced backward.
+ * A forward, with `count` the values per channel behind its statistics (for the running
+ * statistics and a synced backward). Without `reduceStats`, on this batch alone (N·prod(spatial)).
+ * With it, normalized with the whole distributed batch's statistics: this shard's statistics
+ * through the hook, then the normalization with the merged mean and biased variance.
  */
-export async function runSyncedBatchNorm(
-  pool: Pool, request: EngineRequest, reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
+export async function runForward(
+  pool: Pool, request: EngineRequest, reduceStats: ((local: ChannelStats) => ChannelStats | Promise<ChannelStats>) | undefined, C: number,
 ): Promise<{ result: EngineResult; count: number }> {
+  if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
   const merged = await reduceBatchStats(pool, request, reduceStats, C);
   const result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
   return { result, count: merged.count[0] };

@@ -152,6 +152,14 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
   return array;
 }
 
+/** Checks an optional callback option (a hook): undefined, or a function. */
+export function checkOptionalFunction<F extends (...args: never[]) => unknown>(value: unknown, name: string): F | undefined {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new ArgumentError(`${name} must be a function; got ${describe(value)}`);
+  }
+  return value as F | undefined;
+}
+
 /** Checks `out`: same dtype and length as x, and either x itself or not overlapping it. */
 export function checkOut(out: unknown, x: FloatArray, dtype: Dtype): FloatArray | null {
   if (out === undefined || out === null) return null;
