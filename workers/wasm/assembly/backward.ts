@@ -78,9 +78,9 @@ export function bwdStatsPlanes64(
   return f32x4.add(f32x4.mul(av, g), dv);
 }
 
-/** True when the `n` float32 values from `at` are all 0 (the b coefficients of lanes). */
-function allZero32(at: usize, n: usize): bool {
-  for (let i: usize = 0; i < n; i++) if (load<f32>(at + (i << 2)) != 0) return false;
+/** True when the `n` values of type T from `at` are all 0 (the b coefficients of lanes). */
+function allZero<T>(at: usize, n: usize): bool {
+  for (let i: usize = 0; i < n; i++) if (load<T>(at + i * sizeof<T>()) != 0) return false;
   return true;
 }
 
@@ -523,7 +523,7 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const hA = bA + (cPad << 2);
   const dA = hA + (cPad << 2);
   dxParams32(params, C, cPad, aA);
-  if (!allZero32(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, true);
+  if (!allZero<f32>(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, true);
   else applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, false);
 }
 
@@ -592,9 +592,7 @@ function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
     store<f64>(mA + (c << 3), load<f64>(q, 16));
     store<f64>(dA + (c << 3), load<f64>(q, 24));
   }
-  let zeroB = true;
-  for (let c: usize = 0; c < cPad; c++) if (load<f64>(bA + (c << 3)) != 0) zeroB = false;
-  if (!zeroB) applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, true);
+  if (!allZero<f64>(bA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, true);
   else applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, false);
 }
 
@@ -758,7 +756,7 @@ function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const dA = hA + (P << 2);
   dxParams32(params, C, P, aA);
   const total = <usize>rows * <usize>C;
-  if (!allZero32(bA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, true);
+  if (!allZero<f32>(bA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, true);
   else applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, false);
 }
 
