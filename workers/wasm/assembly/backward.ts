@@ -129,17 +129,10 @@ export function bwdApplyPlanes32(
         g2 = masked32(g2, pm, 32);
         g3 = masked32(g3, pm, 48);
       }
-      if (useX) {
-        v128.store(po, dx32(g0, v128.load(px), av, bv, hv, dv));
-        v128.store(po, dx32(g1, v128.load(px, 16), av, bv, hv, dv), 16);
-        v128.store(po, dx32(g2, v128.load(px, 32), av, bv, hv, dv), 32);
-        v128.store(po, dx32(g3, v128.load(px, 48), av, bv, hv, dv), 48);
-      } else {
-        v128.store(po, dxNoX32(g0, av, dv));
-        v128.store(po, dxNoX32(g1, av, dv), 16);
-        v128.store(po, dxNoX32(g2, av, dv), 32);
-        v128.store(po, dxNoX32(g3, av, dv), 48);
-      }
+      v128.store(po, useX ? dx32(g0, v128.load(px), av, bv, hv, dv) : dxNoX32(g0, av, dv));
+      v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, bv, hv, dv) : dxNoX32(g1, av, dv), 16);
+      v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, bv, hv, dv) : dxNoX32(g2, av, dv), 32);
+      v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, bv, hv, dv) : dxNoX32(g3, av, dv), 48);
       px += 64;
       pg += 64;
       pm += 64;
