@@ -10,7 +10,7 @@ import type { EngineRequest } from './engine.js';
 import { OutOfMemoryError } from './errors.js';
 import { type Box, planBoxes } from './plan.js';
 import type { PoolInternals } from './pool.js';
-import type { FloatArray } from './validate.js';
+import type { Dims, FloatArray } from './validate.js';
 
 /** Where the data of one staging chunk live, and where its output goes. */
 export interface Placement {
@@ -63,11 +63,7 @@ export function place(
   const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
   const budget = Math.floor(Math.min(ctx.arena.largestAllocatable() / staged, dims.length * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
-  if (boxes === null) {
-    throw new OutOfMemoryError(
-      `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold one staging chunk of ${grid.groupRows * grid.S} elements for shape ${JSON.stringify(dims.shape)}`,
-    );
-  }
+  if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, [!xOnPool || dest !== null, !dyOnPool, !maskOnPool]);
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
   const staging = allocOrThrow(ctx, chunkBytes * staged, 'a staging chunk');
   owned.push(staging);
@@ -94,6 +90,24 @@ export function place(
     return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyMaskIn: !maskOnPool, copyOut, copyOutOnMain: dest !== null && !shared };
   });
   return { y, placements };
+}
+
+/**
+ * The refusal of `place`: not even the smallest staging chunk, one row group of the grid (one
+ * channel of it in plane mode), fits the pool's free memory once per array staged with it.
+ */
+function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, staged: readonly boolean[]): OutOfMemoryError {
+  const n = grid.groupRows;
+  const [unit, what] = grid.mode === 'plane'
+    ? [n * grid.S, `one channel of ${n} ${n === 1 ? 'sample' : 'samples'}`]
+    : [n * grid.C * grid.S, `${n} ${n === 1 ? 'row' : 'rows'} of every channel`];
+  const names = ['x', 'dy', 'the ReLU mask'].filter((_, i) => staged[i]);
+  const { arena } = ctx;
+  return new OutOfMemoryError(
+    `the pool's memory (${arena.byteLength} of at most ${arena.maxBytes} bytes, ${arena.liveBytes} in use, `
+    + `${arena.largestAllocatable()} free in one piece) cannot stage shape ${JSON.stringify(dims.shape)}: its smallest `
+    + `chunk, ${what} (${unit} elements, ${unit * bpe} bytes), is needed once for each of ${names.join(', ')}`,
+  );
 }
 
 /**

@@ -163,4 +163,40 @@ describe('out of memory', () => {
     small.free(a);
     await small.close();
   });
+
+  // README, "What copies": a staging chunk holds at least one row group of the grid, once for each
+  // array staged (x; for backward dy and the ReLU mask too). Where that does not fit, the call is
+  // refused before any work, with the unit and the arrays named, and leaves the pool as it was.
+  for (const c of [
+    { mode: 'plane', shape: [1, 2, 96, 999], unit: 'one channel of 1 sample (95904 elements, 767232 bytes)' },
+    { mode: 'row', shape: [2, 1932, 40], unit: '1 row of every channel (77280 elements, 618240 bytes)' },
+  ]) {
+    it(`${c.mode} mode: a backward staging x, dy and the ReLU mask through a 2 MB pool is refused; x and dy alone run`, async () => {
+      const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 1 << 21, initialMemory: 1 << 17 });
+      const big = new Pool({ threads: 2, inlineThreshold: 0 });
+      const C = c.shape[1];
+      const x = randomTensor(c.shape, 'float64', 11);
+      const dy = randomTensor(c.shape, 'float64', 12);
+      const relu = new BatchNorm(C, { pool: small, dtype: 'float64', activation: 'relu' });
+      await relu.forward(x, c.shape);
+      const live = small.memoryStats.liveBytes;
+      const err = await relu.backward(dy).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OutOfMemoryError);
+      expect((err as BnPoolError).code).toBe('ERR_BNPOOL_OUT_OF_MEMORY');
+      expect((err as Error).message).toContain(
+        `cannot stage shape ${JSON.stringify(c.shape)}: its smallest chunk, ${c.unit}, is needed once for each of x, dy, the ReLU mask`,
+      );
+      expect(small.memoryStats.liveBytes).toBe(live);
+      // Without the mask the same chunk fits twice: the same bits as on a pool with room.
+      const results: Float64Array[][] = [];
+      for (const p of [big, small]) {
+        const bn = new BatchNorm(C, { pool: p, dtype: 'float64' });
+        const y = await bn.forward(x, c.shape) as Float64Array;
+        const g = await bn.backward(dy);
+        results.push([y, g.dx as Float64Array, g.dWeight!, g.dBias!]);
+      }
+      for (let i = 0; i < 4; i++) expect(sameBits(results[1][i], results[0][i])).toBe(true);
+      await Promise.all([small.close(), big.close()]);
+    });
+  }
 });

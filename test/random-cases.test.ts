@@ -3,14 +3,14 @@
  * either layout, both dtypes and kernels, ReLU, training or eval, affine or not, input and output
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
- * too small to hold it (staging chunks), and on 3 workers told the cache holds 64 KiB (phased
+ * too small to hold it (staging chunks), and on 3 workers told the cache holds 1 MiB (phased
  * channel groups): the three must agree bit for bit, and
  * the first must match the float64 reference within the tolerances of forward.test.ts and
  * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
  * `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BatchNorm, Pool } from '../dist/src/index.js';
+import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases } from '../dist/src/plan.js';
 import { permute, rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
@@ -42,6 +42,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   let checked = 0;
   let phasedCases = 0;
+  let refused = 0;
   for (let k = 0; k < CASES; k++) {
     // One case in ten has the shape of the phased path: a few channels of long planes.
     const long = rand() < 0.1;
@@ -110,9 +111,19 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
       bn.runningMean!.set(runningMean);
       bn.runningVar!.set(runningVar);
       if (!training) bn.eval();
-      const y = await bn.forward(x, shape, { out });
-      const { dx } = await bn.backward(dy0);
-      runs.push({ y: Array_.from(y), dx: Array_.from(dx) });
+      try {
+        const y = await bn.forward(x, shape, { out });
+        const { dx } = await bn.backward(dy0);
+        runs.push({ y: Array_.from(y), dx: Array_.from(dx) });
+      } catch (err) {
+        // The small pool may refuse a call whose smallest chunk, once per staged array (x unless
+        // x and out are on the pool, dy, the mask unless out is), does not fit beside the call's
+        // scratch: only such a large one (README, "What copies").
+        const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
+        if (!(p === 1 && err instanceof OutOfMemoryError)) throw err;
+        expect(smallestChunk * Array_.BYTES_PER_ELEMENT * staged, label).toBeGreaterThan(SMALL_POOL_BYTES / 4);
+        refused++;
+      }
       if (onPool) pool.free(x);
       if (out !== undefined && outKind === 'pool') pool.free(out);
     }
@@ -145,4 +156,6 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   }
   expect(checked).toBeGreaterThan(CASES / 2);
   if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
+  // Refusals by the small pool stay rare: the staging path is what it is there to test.
+  expect(refused).toBeLessThanOrEqual(CASES / 20);
 }, 120_000);
