@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, NoForwardError, Pool } from '../dist/src/index.js';
-import { randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { permute, randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
 import { channelStats, dxErrorRatio, maxRelativeError, referenceBackward } from './helpers/reference.js';
 
@@ -135,6 +135,35 @@ describe('backward, more', () => {
       expect(Math.abs(dWeight![c] - numeric)).toBeLessThan(1e-6 * Math.max(1, Math.abs(numeric)));
     }
   });
+
+  // PyTorch's batch_norm_backward takes save_mean and save_invstd as given: the training formula
+  // holds for statistics that are not the batch's (a shard's share of a global mean, say).
+  for (const kernel of KERNELS) {
+    for (const [shape, layout] of [[[6, 4, 9, 11], 'channels-first'], [[33, 5], 'channels-first'], [[3, 7, 5, 4], 'channels-last']] as const) {
+      it(`functional training gradients use the given mean and invstd, not the batch's: ${kernel}, [${shape}] ${layout}`, async () => {
+        const p = new Pool({ threads: 2, inlineThreshold: 0, kernel });
+        const first = layout === 'channels-last' ? [shape[0], shape[3], shape[1], shape[2]] : [...shape];
+        const C = first[1];
+        const x = randomTensor(first, 'float64', 21);
+        const dy = randomTensor(first, 'float64', 22);
+        const st = channelStats(x, first);
+        const mean = st.mean.map((m, c) => m + (c - 1.5) * 0.3);
+        const invstd = st.var.map((v, c) => (1 + 0.25 * c) / Math.sqrt(v));
+        const weight = randomVector(C, 'float64', 23, -2, 2);
+        const ref = referenceBackward(x, dy, first, mean, invstd, weight, true);
+        const toLayout = (a: Float64Array): Float64Array => (layout === 'channels-last' ? permute(a, first) as Float64Array : a);
+        const fromLayout = (a: ArrayLike<number>): Float64Array => (layout === 'channels-last' ? permute(Float64Array.from(a), first, true) as Float64Array : Float64Array.from(a));
+        const g = await batchNormBackward(toLayout(x), toLayout(dy), shape as unknown as number[], { mean, invstd, weight, layout, pool: p });
+        expect(dxErrorRatio(fromLayout(g.dx), ref, dy, x, first, 'float64')).toBeLessThanOrEqual(1);
+        expect(maxRelativeError(g.dWeight!, ref.dWeight)).toBeLessThan(1e-12);
+        expect(maxRelativeError(g.dBias!, ref.dBias)).toBeLessThan(1e-12);
+        // Not the batch statistics' gradient: the given ones matter.
+        const batch = referenceBackward(x, dy, first, st.mean, st.var.map((v) => 1 / Math.sqrt(v)), weight, true);
+        expect(maxRelativeError(g.dWeight!, batch.dWeight)).toBeGreaterThan(1e-3);
+        await p.close();
+      });
+    }
+  }
 
   it('has no dWeight or dBias with affine: false', async () => {
     const bn = new BatchNorm(3, { pool, affine: false });
