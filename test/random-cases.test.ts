@@ -119,8 +119,8 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
         // The small pool may refuse a call whose smallest chunk, once per staged array (x unless
         // x and out are on the pool, dy, the mask unless out is), does not fit beside the call's
         // scratch: only such a large one (README, "What copies").
-        const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
         if (!(p === 1 && err instanceof OutOfMemoryError)) throw err;
+        const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
         expect(smallestChunk * Array_.BYTES_PER_ELEMENT * staged, label).toBeGreaterThan(SMALL_POOL_BYTES / 4);
         refused++;
       }
