@@ -72,7 +72,8 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
   }
   const base = 8 + headerLength;
   const bufferLength = bytes.length - base;
-  const tensors: Record<string, SafeTensor> = {};
+  // No prototype: a tensor named "__proto__" (JSON.parse makes it an own key) stays a tensor.
+  const tensors: Record<string, SafeTensor> = Object.create(null);
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
@@ -84,7 +85,7 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e?.dtype !== 'string' || !(e.dtype in DTYPES)) {
+    if (typeof e?.dtype !== 'string' || !Object.hasOwn(DTYPES, e.dtype)) {
       throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; bnpool reads ${Object.keys(DTYPES).join(', ')}`);
     }
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {

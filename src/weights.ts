@@ -113,7 +113,8 @@ export function toSafetensors(m: Module): Uint8Array {
 /** Reads a state dict from safetensors bytes; the module's loadStateDict then checks it whole. */
 export function fromSafetensors(m: Module, bytes: Uint8Array): void {
   const { tensors } = decodeSafetensors(bytes);
-  const sd: Record<string, unknown> = {};
+  // No prototype, as in decodeSafetensors: every name in the file is a key the check below sees.
+  const sd: Record<string, unknown> = Object.create(null);
   for (const [name, t] of Object.entries(tensors)) {
     if (name === 'num_batches_tracked') {
       if (t.shape.length !== 0 && !(t.shape.length === 1 && t.shape[0] === 1)) {

@@ -165,6 +165,14 @@ describe('safetensors', () => {
       ['begin after end', file('{"a":{"dtype":"F32","shape":[6],"data_offsets":[24,0]}}', f32Bytes)],
     ];
     for (const [label, bytes] of rejected) expect(() => decodeSafetensors(bytes), label).toThrow(FormatError);
+    // Names of Object.prototype's members are neither dtypes nor lost as tensor names.
+    for (const dtype of ['valueOf', '__proto__', 'constructor']) {
+      expect(() => decodeSafetensors(file(`{"a":{"dtype":"${dtype}","shape":[6],"data_offsets":[0,24]}}`, f32Bytes)), dtype)
+        .toThrow(`tensor "a" has dtype "${dtype}"; bnpool reads F32, F64, I64, I32`);
+    }
+    const proto = decodeSafetensors(file('{"__proto__":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes));
+    expect(Object.keys(proto.tensors)).toEqual(['__proto__']);
+    expect(Array.from(proto.tensors.__proto__.data)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
   it('rejects malformed files with FormatError and changes nothing', async () => {
@@ -183,6 +191,18 @@ describe('safetensors', () => {
       await expect(bn.loadSafetensors(path), label).rejects.toBeInstanceOf(FormatError);
       expect(state(bn)).toBe(before);
     }
+    // A valid file with one tensor more, named "__proto__": refused whole, as any other extra.
+    const extra = (() => {
+      const n = Number(Buffer.from(good).readBigUInt64LE(0));
+      const header = Buffer.from(good.subarray(8, 8 + n)).toString('utf8');
+      const json = Buffer.from(`{"__proto__":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},${header.slice(1)}`);
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64LE(BigInt(json.length));
+      return Buffer.concat([size, json, good.subarray(8 + n)]);
+    })();
+    writeFileSync(join(dir, 'proto.safetensors'), extra);
+    await expect(bn.loadSafetensors(join(dir, 'proto.safetensors'))).rejects.toThrow(/unexpected \["__proto__"\]/);
+    expect(state(bn)).toBe(before);
     // Valid file, wrong module: the state dict check refuses it whole.
     const path = join(dir, 'other.safetensors');
     writeFileSync(path, good);
