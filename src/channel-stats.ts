@@ -4,11 +4,17 @@ import { mergedMean } from './merge.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
 
+/**
+ * A statistic in `ChannelStatsJSON`: a number, or the name of a value JSON has no number for
+ * (`JSON.stringify` would write NaN and the infinities as null, which reads back as nothing).
+ */
+export type JsonNumber = number | 'NaN' | 'Infinity' | '-Infinity';
+
 /** Plain form of a `ChannelStats`, for any transport (JSON, structured clone). */
 export interface ChannelStatsJSON {
   count: number[];
-  mean: number[];
-  m2: number[];
+  mean: JsonNumber[];
+  m2: JsonNumber[];
 }
 
 /**
@@ -36,8 +42,13 @@ export class ChannelStats {
       throw new ArgumentError(`count, mean and m2 must have the same, non-zero length; got ${count.length}, ${mean.length} and ${m2.length}`);
     }
     for (let c = 0; c < C; c++) {
-      if (!(count[c] >= 0) || !Number.isFinite(count[c])) {
+      if (typeof count[c] !== 'number' || !(count[c] >= 0) || !Number.isFinite(count[c])) {
         throw new ArgumentError(`count[${c}] must be a finite number >= 0; got ${describe(count[c])}`);
+      }
+      if (typeof mean[c] !== 'number') throw new ArgumentError(`mean[${c}] must be a number; got ${describe(mean[c])}`);
+      // A sum of squares: never negative (NaN where the data held NaN, +Infinity past float64).
+      if (typeof m2[c] !== 'number' || m2[c] < 0) {
+        throw new ArgumentError(`m2[${c}] must be a number >= 0 (a sum of squared deviations) or NaN; got ${describe(m2[c])}`);
       }
     }
     this.count = Float64Array.from(count);
@@ -71,16 +82,17 @@ export class ChannelStats {
     return new ChannelStats(new Float64Array(dims.C).fill(n), mean, variance.map((v) => v * n));
   }
 
-  /** Rebuilds statistics from `toJSON()`'s form. */
+  /** Rebuilds statistics from `toJSON()`'s form (after JSON, or a structured clone). */
   static fromJSON(json: ChannelStatsJSON): ChannelStats {
     const j = checkObject(json, 'json');
-    for (const key of ['count', 'mean', 'm2']) {
+    const [count, mean, m2] = (['count', 'mean', 'm2'] as const).map((key) => {
       const v = j[key];
       if (!Array.isArray(v) && !ArrayBuffer.isView(v)) {
         throw new ArgumentError(`json.${key} must be an array of numbers; got ${describe(v)}`);
       }
-    }
-    return new ChannelStats(j.count as number[], j.mean as number[], j.m2 as number[]);
+      return Array.from(v as ArrayLike<unknown>, (x, i) => fromJsonNumber(x, `json.${key}[${i}]`, key !== 'count'));
+    });
+    return new ChannelStats(count, mean, m2);
   }
 
   /**
@@ -129,8 +141,21 @@ export class ChannelStats {
     return this.m2.map((m2, c) => m2 / (this.count[c] - ddof));
   }
 
-  /** Plain arrays, for JSON or structured clone. */
+  /** Plain arrays, for JSON or structured clone: NaN and the infinities as their names. */
   toJSON(): ChannelStatsJSON {
-    return { count: Array.from(this.count), mean: Array.from(this.#mean), m2: Array.from(this.m2) };
+    return { count: Array.from(this.count), mean: Array.from(this.#mean, toJsonNumber), m2: Array.from(this.m2, toJsonNumber) };
   }
+}
+
+function toJsonNumber(v: number): JsonNumber {
+  return Number.isFinite(v) ? v : (String(v) as JsonNumber);
+}
+
+/** A JsonNumber back to a number; names of non-finite values only where `named` (mean, m2). */
+function fromJsonNumber(v: unknown, name: string, named: boolean): number {
+  if (typeof v === 'number') return v;
+  if (named && (v === 'NaN' || v === 'Infinity' || v === '-Infinity')) return Number(v);
+  const expected = named ? "a number, or 'NaN', 'Infinity' or '-Infinity'" : 'a number';
+  const hint = v === null ? ' (JSON.stringify writes NaN and infinities as null: send toJSON()\'s form)' : '';
+  throw new ArgumentError(`${name} must be ${expected}; got ${describe(v)}${hint}`);
 }

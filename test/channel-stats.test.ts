@@ -58,5 +58,22 @@ describe('ChannelStats', () => {
     expect(() => s.merge(new ChannelStats([1], [1], [0]))).toThrow(/2 channels; got 1/);
     expect(() => s.variance({ ddof: -1 })).toThrow(/ddof/);
     expect(() => ChannelStats.fromJSON({ count: 3 } as never)).toThrow(/json.count/);
+    expect(() => new ChannelStats([4], [0], [-1])).toThrow(/m2\[0\] must be a number >= 0/);
+    expect(() => new ChannelStats([4], ['1' as never], [0])).toThrow(/mean\[0\] must be a number; got "1"/);
+    expect(() => ChannelStats.fromJSON({ count: ['4' as never], mean: [0], m2: [0] })).toThrow(/json.count\[0\] must be a number/);
+  });
+
+  // A NaN channel (NaN in the data) or an infinite one must cross a JSON transport as it is:
+  // JSON.stringify writes NaN and the infinities as null, which Float64Array.from made 0.
+  it('round-trips NaN and infinities through JSON as names; null is refused, not read as 0', () => {
+    const s = new ChannelStats([4, 4, 4, 4], [NaN, Infinity, -Infinity, 0.5], [NaN, NaN, NaN, Infinity]);
+    const text = JSON.stringify(s);
+    expect(JSON.parse(text)).toEqual({ count: [4, 4, 4, 4], mean: ['NaN', 'Infinity', '-Infinity', 0.5], m2: ['NaN', 'NaN', 'NaN', 'Infinity'] });
+    const back = ChannelStats.fromJSON(JSON.parse(text));
+    expect(Array.from(back.mean())).toEqual([NaN, Infinity, -Infinity, 0.5]);
+    expect(Array.from(back.m2)).toEqual([NaN, NaN, NaN, Infinity]);
+    expect(Array.from(back.variance())).toEqual(Array.from(s.variance()));
+    expect(() => ChannelStats.fromJSON({ count: [4], mean: [null as never], m2: [0] })).toThrow(/json.mean\[0\] must be a number, or 'NaN'.*got null \(JSON.stringify writes NaN/);
+    expect(() => ChannelStats.fromJSON({ count: [4], mean: [0], m2: ['nan' as never] })).toThrow(/json.m2\[0\]/);
   });
 });
