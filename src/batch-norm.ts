@@ -113,6 +113,13 @@ export interface BatchNormStateDict {
 }
 
 /**
+ * The most channels a module takes: a call keeps 72 bytes of scratch a channel and a task 32 more
+ * (row mode), so past ~38M channels no call fits the 4 GiB a pool's memory can reach, and an
+ * absurd count (2^31) would only allocate gigabytes of parameters before failing.
+ */
+const MAX_FEATURES = 2 ** 25;
+
+/**
  * Batch Normalization over the channel axis of (N, C, *spatial) inputs of rank 2 to 5, with
  * PyTorch's semantics (`torch.nn.BatchNorm1d/2d/3d`).
  *
@@ -153,6 +160,11 @@ export class BatchNorm {
 
   constructor(numFeatures: number, options?: BatchNormOptions) {
     this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
+    if (numFeatures > MAX_FEATURES) {
+      throw new ArgumentError(
+        `numFeatures must be at most ${MAX_FEATURES} (a call's scratch for more channels does not fit a pool's 4 GiB); got ${numFeatures}`,
+      );
+    }
     const opts = checkObject(options, 'options');
     const convention = opts.convention ?? 'torch';
     if (convention !== 'torch' && convention !== 'onnx' && convention !== 'keras') {

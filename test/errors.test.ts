@@ -86,6 +86,7 @@ describe('ERR_BNPOOL_ARG', () => {
   const ctorCases: [string, () => unknown, string[]][] = [
     ['numFeatures 0', () => new BatchNorm(0), ['numFeatures', 'positive integer', 'got 0']],
     ['numFeatures 2.5', () => new BatchNorm(2.5), ['numFeatures', '2.5']],
+    ['numFeatures 2^31', () => new BatchNorm(2 ** 31), ['numFeatures', 'at most 33554432', 'got 2147483648']],
     ['eps 0', () => new BatchNorm(3, { eps: 0 }), ['options.eps', '> 0', 'got 0']],
     ['eps NaN', () => new BatchNorm(3, { eps: NaN }), ['options.eps', 'NaN']],
     ['eps Infinity', () => new BatchNorm(3, { eps: Infinity }), ['options.eps', 'Infinity']],
