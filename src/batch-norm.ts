@@ -162,7 +162,7 @@ export class BatchNorm {
     this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
     if (numFeatures > MAX_FEATURES) {
       throw new ArgumentError(
-        `numFeatures must be at most ${MAX_FEATURES} (a call's scratch for more channels does not fit a pool's 4 GiB); got ${numFeatures}`,
+        `numFeatures must be at most ${MAX_FEATURES} (2^25: a call keeps ~100 bytes of scratch a channel in a pool's memory, at most 4 GiB); got ${numFeatures}`,
       );
     }
     const opts = checkObject(options, 'options');
