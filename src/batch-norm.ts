@@ -258,9 +258,12 @@ export class BatchNorm {
     // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
     if (useBatchStats && reduceStats === undefined) checkMoreThanOneValue(dims);
     const pool = this.#pool ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
+    const internals = poolInternals(pool);
+    internals.assertOpen();
     if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
+    // From here until it settles, queued or running, pool.free refuses x and out.
+    const unpin = internals.pin([x, out]);
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
@@ -280,6 +283,7 @@ export class BatchNorm {
       };
       return result.y;
     } finally {
+      unpin();
       // A call that left the queue early (aborted) still holds its place until the one before it ends.
       void turn.then(release);
     }
@@ -304,7 +308,13 @@ export class BatchNorm {
     const signal = checkSignal(opts.signal);
     const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
     const pool = this.#pool ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
+    const internals = poolInternals(pool);
+    internals.assertOpen();
+    // dy, out and the latest forward's x and output, pinned now; a forward still queued before
+    // this call pins its own until it settles, and its arrays are pinned here once it has.
+    const atCall = this.#saved;
+    const unpinArgs = internals.pin([dy, opts.out as ArrayBufferView | undefined, atCall?.x, atCall?.y]);
+    let unpinSaved = (): void => {};
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
@@ -312,6 +322,7 @@ export class BatchNorm {
       await waitForTurn(turn, signal);
       const saved = this.#saved;
       if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
+      if (saved !== atCall) unpinSaved = internals.pin([saved.x, saved.y]);
       if (saved.syncedCount !== null && reduceGrads === undefined) {
         throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
       }
@@ -333,6 +344,8 @@ export class BatchNorm {
       const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
       return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };
     } finally {
+      unpinArgs();
+      unpinSaved();
       void turn.then(release);
     }
   }

@@ -77,7 +77,14 @@ export class ChannelStats {
     const signal = checkSignal(opts.signal);
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
     poolInternals(pool).assertOpen();
-    const { mean, var: variance } = await runChannelStats(pool, { x, dims, dtype, signal });
+    const unpin = poolInternals(pool).pin([x]);
+    let stats: { mean: Float64Array; var: Float64Array };
+    try {
+      stats = await runChannelStats(pool, { x, dims, dtype, signal });
+    } finally {
+      unpin();
+    }
+    const { mean, var: variance } = stats;
     const n = dims.N * dims.S;
     return new ChannelStats(new Float64Array(dims.C).fill(n), mean, variance.map((v) => v * n));
   }

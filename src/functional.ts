@@ -99,11 +99,16 @@ export async function batchNorm(
 
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
-  const { result, count } = await runForward(pool, request, reduceStats, dims.C);
-  if (training && runningMean !== null) {
-    runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
+  const unpin = poolInternals(pool).pin([x, out]);
+  try {
+    const { result, count } = await runForward(pool, request, reduceStats, dims.C);
+    if (training && runningMean !== null) {
+      runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
+    }
+    return { y: result.y, mean: result.mean, var: result.var, count };
+  } finally {
+    unpin();
   }
-  return { y: result.y, mean: result.mean, var: result.var, count };
 }
 
 /** Options of `batchNormBackward`. */
@@ -189,10 +194,15 @@ export async function batchNormBackward(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
-  return runBatchNormBackward(pool, {
-    x, dims, dtype, weight, out, signal,
-    backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask, ...sync },
-  });
+  const unpin = poolInternals(pool).pin([x, dy, mask, out]);
+  try {
+    return await runBatchNormBackward(pool, {
+      x, dims, dtype, weight, out, signal,
+      backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask, ...sync },
+    });
+  } finally {
+    unpin();
+  }
 }
 
 function checkActivation(value: unknown): boolean {

@@ -25,6 +25,8 @@ export class SharedArena {
   readonly #free: FreeRange[] = [];
   /** Live blocks: offset to size. */
   readonly #live = new Map<number, number>();
+  /** Byte ranges [start, end) that calls in flight use, one entry per use (see `pin`). */
+  readonly #pins = new Set<readonly [number, number]>();
   #end: number;
 
   /**
@@ -63,6 +65,22 @@ export class SharedArena {
   /** True when `view` is a view of this memory made from `buffer()` (or of its current buffer). */
   owns(view: ArrayBufferView): boolean {
     return this.#buffers.has(view.buffer) || view.buffer === this.buffer();
+  }
+
+  /**
+   * Marks the bytes of `view` as in use until the returned function is called: `inUse` then
+   * reports any block they overlap. Several pins may cover the same bytes.
+   */
+  pin(view: ArrayBufferView): () => void {
+    const range = [view.byteOffset, view.byteOffset + view.byteLength] as const;
+    this.#pins.add(range);
+    return () => { this.#pins.delete(range); };
+  }
+
+  /** True when a pinned range overlaps the `size` bytes at `offset`. */
+  inUse(offset: number, size: number): boolean {
+    for (const [start, end] of this.#pins) if (start < offset + size && offset < end) return true;
+    return false;
   }
 
   /** Size of the live block starting at `offset`, or undefined. */

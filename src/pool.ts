@@ -78,6 +78,11 @@ export interface PoolInternals {
   runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
   /** Tracks a call so that `close()` waits for it. */
   track<T>(work: Promise<T>): Promise<T>;
+  /**
+   * Pins the arrays of a call that lie on this pool (x, out, dy, a mask) from its start, queued
+   * or not, until it settles: `free` refuses them meanwhile. Returns the release.
+   */
+  pin(arrays: readonly (ArrayBufferView | null | undefined)[]): () => void;
 }
 
 const internals = new WeakMap<Pool, PoolInternals>();
@@ -182,6 +187,10 @@ export class Pool {
       assertOpen: () => this.#assertOpen(),
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),
+      pin: (arrays) => {
+        const releases = arrays.filter((a): a is ArrayBufferView => ArrayBuffer.isView(a) && arena.owns(a)).map((a) => arena.pin(a));
+        return () => { for (const release of releases) release(); };
+      },
       runStream: (tasks) => Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>)),
     });
   }
@@ -227,10 +236,18 @@ export class Pool {
     return dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
   }
 
-  /** Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`. */
+  /**
+   * Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`, and
+   * so is freeing an array a call in flight uses (as x, out, dy, or a ReLU output it reads), until
+   * that call settles: its workers would read or write memory handed out again.
+   */
   free(array: FloatArray): void {
-    if (!ArrayBuffer.isView(array) || !this.#arena.owns(array) || this.#arena.sizeAt(array.byteOffset) === undefined) {
+    const size = ArrayBuffer.isView(array) && this.#arena.owns(array) ? this.#arena.sizeAt(array.byteOffset) : undefined;
+    if (size === undefined) {
       throw new ArgumentError(`array must be a live array from this pool's alloc(); got ${describe(array)}${ArrayBuffer.isView(array) ? ` at byte offset ${array.byteOffset}` : ''}`);
+    }
+    if (this.#arena.inUse(array.byteOffset, size)) {
+      throw new ArgumentError(`array (${describe(array)} at byte offset ${array.byteOffset}) is in use by a call in flight; free it once that call has settled`);
     }
     this.#arena.free(array.byteOffset);
   }

@@ -1,6 +1,6 @@
 /** The shared-memory arena: allocation, reuse, coalescing, and views that survive growth. */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm, Pool } from '../dist/src/index.js';
+import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
 import { SharedArena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { randomTensor, sameBits } from './helpers/data.js';
@@ -161,6 +161,78 @@ describe('copies on the calling thread', () => {
     const y = await bn.forward(data, shape, { out });
     expect(y).toBe(out);
     expect(bn.numBatchesTracked).toBe(2);
+    await pool.close();
+  });
+});
+
+// pool.free of an array a call in flight uses would hand its bytes out again while workers read
+// or write them: it is refused from the call's start (queued or running) until it settles.
+describe('arrays in use by a call', () => {
+  const shape = [4, 3, 40, 41];
+  const n = 4 * 3 * 40 * 41;
+  const inUse = /is in use by a call in flight; free it once that call has settled/;
+
+  it('x and out of a forward, dy, dx and the saved x of a backward, until each settles', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const base = pool.memoryStats.liveBytes;
+    const [x, out, x2, dy, dx] = [1, 2, 3, 4, 5].map((seed) => {
+      const a = pool.alloc(n);
+      a.set(randomTensor(shape, 'float32', seed));
+      return a;
+    });
+    const bn = new BatchNorm(3, { pool });
+    const first = bn.forward(x, shape, { out });
+    const queued = bn.forward(x2, shape); // waits for the first: already holds x2
+    for (const a of [x, out, x2]) expect(() => pool.free(a)).toThrow(inUse);
+    await first;
+    expect(() => pool.free(x2)).toThrow(inUse);
+    await queued;
+    const grads = bn.backward(dy, { out: dx }); // the latest forward's input is x2
+    for (const a of [dy, dx, x2]) expect(() => pool.free(a)).toThrow(inUse);
+    await grads;
+    // Settled: everything can go (x is no longer used: backward reads the latest forward's input).
+    for (const a of [x, out, x2, dy, dx]) pool.free(a);
+    expect(pool.memoryStats.liveBytes).toBe(base);
+    await pool.close();
+  });
+
+  it('covers the whole block of a subarray passed as x, and is released by a failed or aborted call', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const block = pool.alloc(n + 16);
+    const x = block.subarray(5, 5 + n);
+    x.set(randomTensor(shape, 'float32', 7));
+    const bn = new BatchNorm(3, { pool });
+    const call = bn.forward(x, shape);
+    expect(() => pool.free(block)).toThrow(inUse);
+    await call;
+    const ac = new AbortController();
+    const aborted = bn.forward(x, shape, { signal: ac.signal });
+    ac.abort();
+    await expect(aborted).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    await expect(bn.forward(x, [4, 3, 40, 40])).rejects.toMatchObject({ code: 'ERR_BNPOOL_SHAPE' });
+    pool.free(block);
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    await pool.close();
+  });
+
+  it('functional forms and ChannelStats.fromBatch pin theirs too', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const [x, dy, y, out] = [1, 2, 3, 4].map((seed) => {
+      const a = pool.alloc(n);
+      a.set(randomTensor(shape, 'float32', seed));
+      return a;
+    });
+    const fwd = batchNorm(x, shape, { training: true, pool, out });
+    for (const a of [x, out]) expect(() => pool.free(a)).toThrow(inUse);
+    const r = await fwd;
+    const bwd = batchNormBackward(x, dy, shape, { mean: r.mean, var: r.var, activation: 'relu', y, pool });
+    for (const a of [x, dy, y]) expect(() => pool.free(a)).toThrow(inUse);
+    await bwd;
+    const stats = ChannelStats.fromBatch(x, shape, { pool });
+    expect(() => pool.free(x)).toThrow(inUse);
+    await stats;
+    for (const a of [x, dy, y, out]) pool.free(a);
+    expect(pool.memoryStats.liveBytes).toBe(0);
     await pool.close();
   });
 });
