@@ -333,7 +333,7 @@ export class BatchNorm {
       if (dy.length !== saved.x.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
       }
-      const out = checkOut(opts.out, dy, this.dtype);
+      const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {

@@ -189,7 +189,7 @@ export async function batchNormBackward(
     }
     sync = { reduce: gradientReducer(reduceGrads, dims.C), count };
   }
-  const out = checkOut(opts.out, x, dtype);
+  const out = checkOut(opts.out, dy, dtype, 'dy', [[x, 'x'], [mask, 'options.y (the ReLU mask)']]);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   poolInternals(pool).assertOpen();

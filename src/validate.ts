@@ -160,21 +160,35 @@ export function checkOptionalFunction<F extends (...args: never[]) => unknown>(v
   return value as F | undefined;
 }
 
-/** Checks `out`: same dtype and length as x, and either x itself or not overlapping it. */
-export function checkOut(out: unknown, x: FloatArray, dtype: Dtype): FloatArray | null {
+/**
+ * Checks `out`: same dtype and length as `input`, either `input` itself (in place) or not
+ * overlapping it, and not overlapping any of `others` (arrays the call reads while it writes
+ * `out`, such as a backward's x and mask), which it must leave as they are.
+ */
+export function checkOut(
+  out: unknown, input: FloatArray, dtype: Dtype, inputName = 'x', others: readonly (readonly [FloatArray | null, string])[] = [],
+): FloatArray | null {
   if (out === undefined || out === null) return null;
   checkDtype(out, 'options.out', dtype);
   const y = out as FloatArray;
-  if (y.length !== x.length) {
-    throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
+  if (y.length !== input.length) {
+    throw new ArgumentError(`options.out must have the input's length ${input.length}; got length ${y.length}`);
   }
-  if (y.buffer === x.buffer && y.byteOffset !== x.byteOffset) {
-    const overlap = y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength;
-    if (overlap) {
+  if (overlaps(y, input) && y.byteOffset !== input.byteOffset) {
+    throw new ArgumentError(
+      `options.out must be ${inputName} itself (in place) or not overlap it; got an array overlapping ${inputName} at a byte offset of ${y.byteOffset - input.byteOffset}`,
+    );
+  }
+  for (const [other, name] of others) {
+    if (other !== null && other !== input && overlaps(y, other)) {
       throw new ArgumentError(
-        `options.out must be the input itself (in place) or not overlap it; got an array overlapping x at a byte offset of ${y.byteOffset - x.byteOffset}`,
+        `options.out must not overlap ${name}, which the call reads (and keeps); got an array overlapping it at a byte offset of ${y.byteOffset - other.byteOffset}`,
       );
     }
   }
   return y;
+}
+
+function overlaps(a: FloatArray, b: FloatArray): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

@@ -4,10 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ArgumentError, BatchNorm, batchNorm, BnPoolError, ClosedError, DtypeError, Pool, ShapeError,
+  ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ClosedError, DtypeError, Pool, ShapeError,
   SingleValueError,
 } from '../dist/src/index.js';
-import { randomTensor } from './helpers/data.js';
+import { randomTensor, sameBits } from './helpers/data.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
@@ -123,6 +123,39 @@ describe('ERR_BNPOOL_ARG', () => {
     const x = backing.subarray(0, 60);
     const out = backing.subarray(4, 64);
     await expectRejection(batchNorm(x, [4, 3, 5], { training: true, pool, out }), ArgumentError, 'ERR_BNPOOL_ARG', 'overlap');
+  });
+
+  // dx is written while x, dy and the ReLU mask are read: it may replace dy element for element,
+  // and must not overlap x or the mask at all (they are the forward's, kept for later calls).
+  it('is raised for a backward out overlapping x or the mask; dx over dy in place gives the same bits', async () => {
+    const shape = [4, 3, 5];
+    const backing = new Float32Array(130);
+    const x = backing.subarray(0, 60);
+    x.set(randomTensor(shape, 'float32', 4));
+    const y = new Float32Array(backing.buffer, 260, 60);
+    const bn = new BatchNorm(3, { pool, activation: 'relu' });
+    await bn.forward(x, shape, { out: y });
+    const dy = randomTensor(shape, 'float32', 5);
+    const want = (await bn.backward(dy)).dx;
+    const xBefore = Array.from(x);
+    const yBefore = Array.from(y);
+    for (const [out, name] of [[backing.subarray(4, 64), 'the forward input x'], [backing.subarray(0, 60), 'the forward input x'], [backing.subarray(66, 126), "the forward's output"]] as const) {
+      await expectRejection(bn.backward(dy, { out }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.out must not overlap', name);
+    }
+    expect(Array.from(x)).toEqual(xBefore);
+    expect(Array.from(y)).toEqual(yBefore);
+    const dyCopy = dy.slice();
+    await expectRejection(bn.backward(dyCopy, { out: new Float32Array(dyCopy.buffer, 8, 58) as never }), ArgumentError, 'ERR_BNPOOL_ARG', 'length 60');
+    const r = await bn.backward(dyCopy, { out: dyCopy });
+    expect(r.dx).toBe(dyCopy);
+    expect(sameBits(dyCopy, want)).toBe(true);
+    // Functional: out is checked against dy (in place allowed), x and the mask.
+    const st = { mean: new Float64Array(3), var: new Float64Array(3).fill(1) };
+    const dyBacking = new Float32Array(70);
+    const fdy = dyBacking.subarray(0, 60);
+    await expectRejection(batchNormBackward(x, fdy, shape, { ...st, pool, out: dyBacking.subarray(5, 65) }), ArgumentError, 'ERR_BNPOOL_ARG', 'overlapping dy');
+    await expectRejection(batchNormBackward(x, fdy, shape, { ...st, pool, out: backing.subarray(1, 61) }), ArgumentError, 'ERR_BNPOOL_ARG', 'must not overlap x');
+    await expectRejection(batchNormBackward(x, fdy, shape, { ...st, pool, activation: 'relu', y, out: backing.subarray(65, 125) }), ArgumentError, 'ERR_BNPOOL_ARG', 'must not overlap options.y');
   });
 
   it('is raised by batchNorm for bad options, leaving the running buffers unchanged', async () => {
