@@ -1,6 +1,6 @@
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
-import { mergedMean } from './merge.js';
+import { m2Of, mergedMean } from './merge.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
 
@@ -86,7 +86,7 @@ export class ChannelStats {
     }
     const { mean, var: variance } = stats;
     const n = dims.N * dims.S;
-    return new ChannelStats(new Float64Array(dims.C).fill(n), mean, variance.map((v) => v * n));
+    return new ChannelStats(new Float64Array(dims.C).fill(n), mean, m2Of(variance, n));
   }
 
   /** Rebuilds statistics from `toJSON()`'s form (after JSON, or a structured clone). */
@@ -145,7 +145,9 @@ export class ChannelStats {
     if (typeof ddof !== 'number' || !Number.isSafeInteger(ddof) || ddof < 0) {
       throw new ArgumentError(`options.ddof must be a non-negative integer; got ${describe(ddof)}`);
     }
-    return this.m2.map((m2, c) => m2 / (this.count[c] - ddof));
+    const variance = new Float64Array(this.numChannels);
+    for (let c = 0; c < variance.length; c++) variance[c] = this.m2[c] / (this.count[c] - ddof);
+    return variance;
   }
 
   /** Plain arrays, for JSON or structured clone: NaN and the infinities as their names. */

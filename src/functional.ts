@@ -1,6 +1,7 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
 import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
+import { invstdOf } from './merge.js';
 import { getDefaultPool, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
@@ -164,7 +165,7 @@ export async function batchNormBackward(
   if (invstd === null) {
     if (variance === null) throw new ArgumentError('options.invstd, or options.var with options.eps, is required; got neither');
     const eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
-    invstd = Float64Array.from(variance, (v) => 1 / Math.sqrt(v + eps));
+    invstd = invstdOf(variance, eps);
   }
   const weight = channel('weight');
   const training = opts.training === undefined ? true : checkBoolean(opts.training, 'options.training');

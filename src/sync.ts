@@ -8,6 +8,7 @@
 import { ChannelStats } from './channel-stats.js';
 import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats, untilAborted } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
+import { m2Of } from './merge.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
 
@@ -30,7 +31,7 @@ async function reduceBatchStats(
 ): Promise<ChannelStats> {
   const { mean, var: variance } = await runChannelStats(pool, request);
   const n = request.dims.N * request.dims.S;
-  const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, variance.map((v) => v * n));
+  const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, m2Of(variance, n));
   const merged = await untilAborted(reduceStats(local), request.signal);
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
