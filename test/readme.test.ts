@@ -1,0 +1,81 @@
+/**
+ * The README's examples run as written (the `ts` blocks, which are plain JavaScript): block 1 as
+ * it stands, blocks 2 and 3 (fragments) with their free variables defined below. What each
+ * comment promises is checked on the values the block leaves.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import * as bnpool from '../dist/src/index.js';
+import { randomTensor, randomVector } from './helpers/data.js';
+
+const blocks = [...readFileSync(new URL('../README.md', import.meta.url), 'utf8').matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as new (...args: string[]) => (...values: unknown[]) => Promise<unknown>;
+
+/** Runs a block with `scope`'s names defined, without its `import ... from 'bnpool'` line, and returns `names`. */
+function run(block: string, scope: Record<string, unknown>, names: string[]): Promise<Record<string, unknown>> {
+  const body = `${block.replace(/^import .* from 'bnpool';$/m, '')}\nreturn { ${names.join(', ')} };`;
+  const keys = Object.keys(scope);
+  return new AsyncFunction(...keys, body)(...keys.map((k) => scope[k])) as Promise<Record<string, unknown>>;
+}
+
+const pools: bnpool.Pool[] = [];
+afterAll(() => Promise.all(pools.map((p) => p.close())));
+
+it('has the three example blocks this test knows', () => {
+  expect(blocks).toHaveLength(3);
+});
+
+it('runs "Using it" as written', async () => {
+  const v = await run(blocks[0], { ...bnpool }, ['y', 'out', 'sd', 'r', 'bn', 'pool']);
+  const [N, C, H, W] = [32, 64, 112, 112];
+  expect((v.y as Float32Array).length).toBe(N * C * H * W);
+  expect((v.r as { count: number }).count).toBe(N * H * W);
+  expect(Object.keys(v.sd as object)).toEqual(['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']);
+  expect((v.bn as bnpool.BatchNorm).numBatchesTracked).toBe(0); // resetRunningStats; the aborted call changed nothing
+  expect((v.pool as bnpool.Pool).closed).toBe(true);
+});
+
+it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distributed statistics"', async () => {
+  const pool = new bnpool.Pool({ threads: 2 });
+  pools.push(pool);
+  const shape = [4, 64, 6, 7];
+  const x = randomTensor(shape, 'float32', 1) as Float32Array;
+  const dy = randomTensor(shape, 'float32', 2) as Float32Array;
+  const weight = randomVector(64, 'float32', 3, 0.5, 2);
+  const bias = randomVector(64, 'float32', 4, -1, 1);
+  const b2 = await run(blocks[1], { ...bnpool, pool, shape, x, dy, weight, bias }, ['y', 'dx', 'dWeight', 'dBias', 'g']);
+  expect((b2.dx as Float32Array).length).toBe(x.length);
+  expect((b2.dWeight as Float32Array).length).toBe(64);
+  expect((b2.g as { dx: Float32Array }).dx.length).toBe(x.length);
+  expect(Array.from(b2.y as Float32Array).every((v) => v >= 0)).toBe(true); // ReLU
+
+  const dir = mkdtempSync(join(tmpdir(), 'bnpool-readme-'));
+  const cwd = process.cwd();
+  process.chdir(dir); // the block writes bn.safetensors where it runs
+  try {
+    const bn = new bnpool.BatchNorm(64, { pool });
+    await bn.forward(x, shape);
+    const peer = await bnpool.ChannelStats.fromBatch(randomTensor(shape, 'float32', 5), shape, { pool });
+    const b3 = await run(blocks[2], {
+      ...bnpool, bn, x, dy, shape,
+      pixels: randomTensor([16, 224, 224, 3], 'float32', 6),
+      gamma: new Float32Array(64).fill(2), beta: new Float32Array(64), movingMean: new Float32Array(64), movingVariance: new Float32Array(64).fill(4),
+      scale: new Float32Array(64).fill(1), B: new Float32Array(64), input_mean: new Float32Array(64).fill(0.5), input_var: new Float32Array(64).fill(3),
+      peerJson: JSON.parse(JSON.stringify(peer)),
+      // A two-shard all-reduce in one process: this shard and the peer's statistics; gradient sums as they are.
+      allReduce: async (mine: bnpool.ChannelStats) => mine.merge(peer),
+      allReduceSum: async (sums: bnpool.GradientSums) => sums,
+    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx']);
+    const keras = b3.keras as bnpool.BatchNorm;
+    expect([keras.momentum, keras.eps]).toEqual([0.99, 1e-3]);
+    expect(Array.from(keras.weight!.slice(0, 2))).toEqual([2, 2]);
+    expect(Array.from((b3.onnx as bnpool.BatchNorm).runningVar!.slice(0, 2))).toEqual([3, 3]);
+    expect((b3.merged as bnpool.ChannelStats).count[0]).toBe(2 * 4 * 6 * 7);
+    expect((b3.dx as Float32Array).length).toBe(x.length);
+    expect(bn.numBatchesTracked).toBe(2); // the synced forward counted
+  } finally {
+    process.chdir(cwd);
+  }
+});
