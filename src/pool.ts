@@ -79,13 +79,25 @@ export interface PoolInternals {
   /** Tracks a call so that `close()` waits for it. */
   track<T>(work: Promise<T>): Promise<T>;
   /**
-   * Pins the arrays of a call that lie on this pool (x, out, dy, a mask) from its start, queued
-   * or not, until it settles: `free` refuses them meanwhile. Returns the release.
+   * Pins the arrays of a call that lie on any pool's memory (x, out, dy, a mask) from its start,
+   * queued or not, until it settles: `free` refuses them meanwhile. Returns the release.
    */
   pin(arrays: readonly (ArrayBufferView | null | undefined)[]): () => void;
 }
 
 const internals = new WeakMap<Pool, PoolInternals>();
+/** Every pool's arena, weakly held: a call pins its arrays on whichever pool they live (see `pin`). */
+const arenas = new Set<WeakRef<SharedArena>>();
+
+/** The arena `view` lives on, if any pool's. */
+function arenaOf(view: ArrayBufferView): SharedArena | null {
+  for (const ref of arenas) {
+    const arena = ref.deref();
+    if (arena === undefined) arenas.delete(ref);
+    else if (arena.owns(view)) return arena;
+  }
+  return null;
+}
 const pendingFaults = new WeakMap<Pool, Fault>();
 
 /** @internal Engine access to a pool's internals. */
@@ -159,6 +171,7 @@ export class Pool {
 
     const arena = new SharedArena(initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
+    arenas.add(new WeakRef(arena));
     const workerData: WorkerData = { memory: arena.memory, kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
       filename: new URL('../workers/worker.js', import.meta.url).href,
@@ -188,7 +201,13 @@ export class Pool {
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),
       pin: (arrays) => {
-        const releases = arrays.filter((a): a is ArrayBufferView => ArrayBuffer.isView(a) && arena.owns(a)).map((a) => arena.pin(a));
+        // Also arrays of another pool, which this one copies in (in slices, between turns of the
+        // event loop) or whose buffer its workers write the output to.
+        const releases: (() => void)[] = [];
+        for (const a of arrays) {
+          const owner = ArrayBuffer.isView(a) ? (arena.owns(a) ? arena : arenaOf(a)) : null;
+          if (owner !== null) releases.push(owner.pin(a!));
+        }
         return () => { for (const release of releases) release(); };
       },
       runStream: (tasks) => Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>)),

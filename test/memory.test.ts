@@ -215,6 +215,24 @@ describe('arrays in use by a call', () => {
     await pool.close();
   });
 
+  it("holds arrays of another pool too: that pool's free refuses them while the call copies them in or writes out", async () => {
+    const a = new Pool({ threads: 1 });
+    const b = new Pool({ threads: 2, inlineThreshold: 0 });
+    const x = a.alloc(n);
+    x.set(randomTensor(shape, 'float32', 8));
+    const out = a.alloc(n);
+    const bn = new BatchNorm(3, { pool: b });
+    const call = bn.forward(x, shape, { out }); // x and out are ordinary arrays to b: copied
+    expect(() => a.free(x)).toThrow(inUse);
+    expect(() => a.free(out)).toThrow(inUse);
+    const y = await call;
+    expect(y).toBe(out);
+    a.free(x);
+    a.free(out);
+    expect(a.memoryStats.liveBytes).toBe(0);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it('functional forms and ChannelStats.fromBatch pin theirs too', async () => {
     const pool = new Pool({ threads: 2, inlineThreshold: 0 });
     const [x, dy, y, out] = [1, 2, 3, 4].map((seed) => {
