@@ -76,15 +76,10 @@ export class ChannelStats {
     }
     const signal = checkSignal(opts.signal);
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
-    const unpin = poolInternals(pool).pin([x]);
-    let stats: { mean: Float64Array; var: Float64Array };
-    try {
-      stats = await runChannelStats(pool, { x, dims, dtype, signal });
-    } finally {
-      unpin();
-    }
-    const { mean, var: variance } = stats;
+    const internals = poolInternals(pool);
+    internals.assertOpen();
+    const unpin = internals.pin([x]);
+    const { mean, var: variance } = await runChannelStats(pool, { x, dims, dtype, signal }).finally(unpin);
     const n = dims.N * dims.S;
     return new ChannelStats(new Float64Array(dims.C).fill(n), mean, m2Of(variance, n));
   }
