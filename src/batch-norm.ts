@@ -5,7 +5,7 @@ import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } fr
 import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { invstdOf } from './merge.js';
-import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
@@ -261,12 +261,11 @@ export class BatchNorm {
     // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
     if (useBatchStats && reduceStats === undefined) checkMoreThanOneValue(dims);
     const pool = this.#pool ?? getDefaultPool();
-    const internals = poolInternals(pool);
-    internals.assertOpen();
+    poolInternals(pool).assertOpen();
     if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
     // From here until it settles, queued or running, pool.free refuses x and out.
-    const unpin = internals.pin([x, out]);
+    const unpin = pinArrays([x, out]);
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
@@ -311,12 +310,11 @@ export class BatchNorm {
     const signal = checkSignal(opts.signal);
     const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
     const pool = this.#pool ?? getDefaultPool();
-    const internals = poolInternals(pool);
-    internals.assertOpen();
+    poolInternals(pool).assertOpen();
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
     const atCall = this.#saved;
-    const unpinArgs = internals.pin([dy, opts.out as ArrayBufferView | undefined, atCall?.x, atCall?.y]);
+    const unpinArgs = pinArrays([dy, opts.out, atCall?.x, atCall?.y]);
     let unpinSaved = (): void => {};
     const turn = this.#tail;
     let release!: () => void;
@@ -325,7 +323,7 @@ export class BatchNorm {
       await waitForTurn(turn, signal);
       const saved = this.#saved;
       if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
-      if (saved !== atCall) unpinSaved = internals.pin([saved.x, saved.y]);
+      if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
       if (saved.syncedCount !== null && reduceGrads === undefined) {
         throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
       }

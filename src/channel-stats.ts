@@ -1,7 +1,7 @@
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { m2Of, mergedMean } from './merge.js';
-import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
 
 /**
@@ -76,9 +76,8 @@ export class ChannelStats {
     }
     const signal = checkSignal(opts.signal);
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-    const internals = poolInternals(pool);
-    internals.assertOpen();
-    const unpin = internals.pin([x]);
+    poolInternals(pool).assertOpen();
+    const unpin = pinArrays([x]);
     const { mean, var: variance } = await runChannelStats(pool, { x, dims, dtype, signal }).finally(unpin);
     const n = dims.N * dims.S;
     return new ChannelStats(new Float64Array(dims.C).fill(n), mean, m2Of(variance, n));

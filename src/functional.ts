@@ -2,7 +2,7 @@ import { checkMoreThanOneValue } from './batch-norm.js';
 import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
 import { invstdOf } from './merge.js';
-import { getDefaultPool, Pool, poolInternals } from './pool.js';
+import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
@@ -100,7 +100,7 @@ export async function batchNorm(
 
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
-  const unpin = poolInternals(pool).pin([x, out]);
+  const unpin = pinArrays([x, out]);
   try {
     const { result, count } = await runForward(pool, request, reduceStats, dims.C);
     if (training && runningMean !== null) {
@@ -195,7 +195,7 @@ export async function batchNormBackward(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   poolInternals(pool).assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
-  const unpin = poolInternals(pool).pin([x, dy, mask, out]);
+  const unpin = pinArrays([x, dy, mask, out]);
   try {
     return await runBatchNormBackward(pool, {
       x, dims, dtype, weight, out, signal,

@@ -78,11 +78,6 @@ export interface PoolInternals {
   runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
   /** Tracks a call so that `close()` waits for it. */
   track<T>(work: Promise<T>): Promise<T>;
-  /**
-   * Pins the arrays of a call that lie on any pool's memory (x, out, dy, a mask) from its start,
-   * queued or not, until it settles: `free` refuses them meanwhile. Returns the release.
-   */
-  pin(arrays: readonly (ArrayBufferView | null | undefined)[]): () => void;
 }
 
 const internals = new WeakMap<Pool, PoolInternals>();
@@ -97,6 +92,21 @@ function arenaOf(view: ArrayBufferView): SharedArena | null {
     else if (arena.owns(view)) return arena;
   }
   return null;
+}
+
+/**
+ * Pins a call's arrays (x, out, dy, a mask) that lie on any pool's memory, from the call's start,
+ * queued or not, until it settles: that pool's `free` refuses them meanwhile. Any pool: a call
+ * copies another pool's arrays in (in slices, between turns of the event loop) or has its
+ * workers write its output into their buffer. Returns the release.
+ */
+export function pinArrays(arrays: readonly unknown[]): () => void {
+  const releases: (() => void)[] = [];
+  for (const a of arrays) {
+    const owner = ArrayBuffer.isView(a) ? arenaOf(a) : null;
+    if (owner !== null) releases.push(owner.pin(a as ArrayBufferView));
+  }
+  return () => { for (const release of releases) release(); };
 }
 const pendingFaults = new WeakMap<Pool, Fault>();
 
@@ -200,16 +210,6 @@ export class Pool {
       assertOpen: () => this.#assertOpen(),
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),
-      pin: (arrays) => {
-        // Also arrays of another pool, which this one copies in (in slices, between turns of the
-        // event loop) or whose buffer its workers write the output to.
-        const releases: (() => void)[] = [];
-        for (const a of arrays) {
-          const owner = ArrayBuffer.isView(a) ? (arena.owns(a) ? arena : arenaOf(a)) : null;
-          if (owner !== null) releases.push(owner.pin(a!));
-        }
-        return () => { for (const release of releases) release(); };
-      },
       runStream: (tasks) => Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>)),
     });
   }
