@@ -78,9 +78,7 @@ export class ChannelStats {
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
     poolInternals(pool).assertOpen();
     const unpin = pinArrays([x]);
-    const { mean, var: variance } = await runChannelStats(pool, { x, dims, dtype, signal }).finally(unpin);
-    const n = dims.N * dims.S;
-    return new ChannelStats(new Float64Array(dims.C).fill(n), mean, m2Of(variance, n));
+    return batchChannelStats(pool, { x, dims, dtype, signal }).finally(unpin);
   }
 
   /** Rebuilds statistics from `toJSON()`'s form (after JSON, or a structured clone). */
@@ -148,6 +146,16 @@ export class ChannelStats {
   toJSON(): ChannelStatsJSON {
     return { count: Array.from(this.count), mean: Array.from(this.#mean, toJsonNumber), m2: Array.from(this.m2, toJsonNumber) };
   }
+}
+
+/**
+ * The statistics of a checked batch on `pool` (a statistics pass and the merge in block order),
+ * counted as N·prod(spatial) values per channel: `fromBatch`'s, and a synced forward's local ones.
+ */
+export async function batchChannelStats(pool: Pool, request: Parameters<typeof runChannelStats>[1]): Promise<ChannelStats> {
+  const { mean, var: variance } = await runChannelStats(pool, request);
+  const n = request.dims.N * request.dims.S;
+  return new ChannelStats(new Float64Array(mean.length).fill(n), mean, m2Of(variance, n));
 }
 
 function toJsonNumber(v: number): JsonNumber {

@@ -5,10 +5,9 @@
  * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
  * (sum_dy, sum_dy_xmu) backward.
  */
-import { ChannelStats } from './channel-stats.js';
-import { type EngineRequest, type EngineResult, runBatchNorm, runChannelStats, untilAborted } from './engine.js';
+import { batchChannelStats, ChannelStats } from './channel-stats.js';
+import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats, untilAborted } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
-import { m2Of } from './merge.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
 
@@ -29,9 +28,7 @@ async function reduceBatchStats(
   pool: Pool, request: Parameters<typeof runChannelStats>[1],
   reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
 ): Promise<ChannelStats> {
-  const { mean, var: variance } = await runChannelStats(pool, request);
-  const n = request.dims.N * request.dims.S;
-  const local = new ChannelStats(new Float64Array(mean.length).fill(n), mean, m2Of(variance, n));
+  const local = await batchChannelStats(pool, request);
   const merged = await untilAborted(reduceStats(local), request.signal);
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
