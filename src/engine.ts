@@ -125,7 +125,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   // Per-task scratch: the row kernels' accumulators; in plane mode the statistics' (64 bytes a
   // block) or the float32 parameters of a run of channels normalized in one call.
   const accBytes = grid.mode === 'row'
-    ? rowScratchBytes(grid.C)
+    ? rowScratchBytes(grid.bandChannels)
     : Math.max(PLANE_BLOCKS_MAX * PLANE_ACC_BYTES, rowScratchBytes(Math.min(grid.C, PLANE_RUN_CHANNELS_MAX)));
   const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
@@ -244,7 +244,9 @@ const CLAIM_ELEMENTS = 1 << 18;
 /** The number of work items of `op` over a region (see `TaskOp`). */
 function itemCount(grid: Grid, region: Region, op: TaskOp): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
-  if (grid.mode === 'row' || op === 'phased') return groups;
+  // Row mode: bands (fused), or (row group, band) pairs; a row-mode region holds every band.
+  if (grid.mode === 'row') return op === 'fused' ? grid.bands : groups * grid.bands;
+  if (op === 'phased') return groups;
   const channels = region.c1 - region.c0;
   if (op === 'fused') return channels;
   // Memory order: row group, then channel, then stretch.

@@ -11,38 +11,78 @@ export const PLANE_MIN_SPATIAL = 1024;
 const ROW_GROUPS_TARGET = 16;
 /** ...and at most this many elements each, so that one group fits a staging chunk. */
 const ROW_GROUP_MAX_ELEMENTS = 1 << 20;
+/**
+ * Wide rows (see planGrid): rows of at least this many elements are cut into bands when their
+ * row groups would hold fewer than WIDE_RUN_ELEMENTS values a channel.
+ */
+const WIDE_ROW_ELEMENTS = 8192;
+const WIDE_RUN_ELEMENTS = 64;
+/** A band of every row fits L2 up to this many elements (512 KiB of float32): it may be fused. */
+export const BAND_BLOCK_ELEMENTS = 1 << 17;
+/** Elements of a band in one row: runs of 4-32 KiB of float32 stream well. */
+const BAND_MIN_ELEMENTS = 1024;
+const BAND_MAX_ELEMENTS = 8192;
+/** A wide grid's row group (a staging chunk's unit: whole rows) holds at most this many elements. */
+const WIDE_GROUP_MAX_ELEMENTS = 1 << 22;
 
 /**
  * Cuts an (N, C, S) tensor into blocks. A function of the shape alone: see `Grid`.
+ *
+ * Row mode cuts the rows into row groups, at most ROW_GROUPS_TARGET of them. Each row group gives
+ * every channel a partial, and each normalization of a row group reads every channel's
+ * parameters: where a row group holds only a few values a channel (wide rows: many channels, few
+ * rows, as [64, 65536]), those per-channel costs outweigh the data. There the rows are cut into
+ * bands of channels too, each band's row runs 1024-8192 elements long, and the row groups are
+ * made tall (up to every row) so that a block holds ~BAND_BLOCK_ELEMENTS: few partials a channel,
+ * and a band of every row small enough to reduce and normalize while it is in cache (`fused`).
  */
 export function planGrid(N: number, C: number, S: number): Grid {
   if (S >= PLANE_MIN_SPATIAL) {
     if (S <= BLOCK_ELEMENTS) {
       const groupRows = Math.max(1, Math.floor(BLOCK_ELEMENTS / S));
       const nGroups = Math.ceil(N / groupRows);
-      return { mode: 'plane', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups };
+      return { mode: 'plane', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups, bandChannels: C, bands: 1 };
     }
     // Long planes are cut into equal stretches rather than BLOCK_ELEMENTS and a short tail.
     const sChunks = Math.ceil(S / BLOCK_ELEMENTS);
     const sChunkLen = Math.ceil(S / sChunks);
-    return { mode: 'plane', N, C, S, groupRows: 1, nGroups: N, sChunks, sChunkLen, blocksPerChannel: N * sChunks };
+    return { mode: 'plane', N, C, S, groupRows: 1, nGroups: N, sChunks, sChunkLen, blocksPerChannel: N * sChunks, bandChannels: C, bands: 1 };
   }
   const rowLen = C * S;
-  const groupRows = Math.max(1, Math.min(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(ROW_GROUP_MAX_ELEMENTS / rowLen)));
+  const narrowRows = Math.max(1, Math.min(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(ROW_GROUP_MAX_ELEMENTS / rowLen)));
+  if (rowLen < WIDE_ROW_ELEMENTS || narrowRows * S >= WIDE_RUN_ELEMENTS) {
+    const nGroups = Math.ceil(N / narrowRows);
+    return { mode: 'row', N, C, S, groupRows: narrowRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups, bandChannels: C, bands: 1 };
+  }
+  const bandTarget = Math.min(BAND_MAX_ELEMENTS, Math.max(BAND_MIN_ELEMENTS, Math.floor(BAND_BLOCK_ELEMENTS / N)));
+  // Channels in lanes: bands of whole cache lines of float32 (16 channels).
+  const bandChannels = Math.min(C, S === 1 ? Math.max(16, bandTarget & ~15) : Math.max(1, Math.floor(bandTarget / S)));
+  const groupRows = Math.max(1, Math.min(
+    N,
+    Math.max(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(BAND_BLOCK_ELEMENTS / (bandChannels * S))),
+    Math.floor(WIDE_GROUP_MAX_ELEMENTS / rowLen),
+  ));
   const nGroups = Math.ceil(N / groupRows);
-  return { mode: 'row', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups };
+  return {
+    mode: 'row', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups,
+    bandChannels, bands: Math.ceil(C / bandChannels),
+  };
 }
 
 /**
- * Whether a training call should use fused tasks (each worker owns whole channels and normalizes
- * a channel right after reducing it, while it is in cache) rather than a statistics phase, a
- * merge on the main thread and a normalization phase. Fused needs whole channels in the staging
- * region and enough channels to share out: at most 25% imbalance between threads.
+ * Whether a training call should use fused tasks (each worker owns whole channels, or in row mode
+ * whole bands, and normalizes one right after reducing it, while it is in cache) rather than a
+ * statistics phase, a merge and a normalization phase. Fused needs every row in the staging
+ * region, bands that fit the cache, and enough channels or bands to share out: at most 25%
+ * imbalance between threads.
  */
 export function shouldFuse(grid: Grid, regionChannels: number, regionHasAllRows: boolean, threads: number): boolean {
-  if (grid.mode !== 'plane' || !regionHasAllRows) return false;
+  if (!regionHasAllRows) return false;
+  // Row mode: bands of every row that fit the cache (a row-mode region holds every channel).
+  if (grid.mode === 'row' && (grid.bands === 1 || grid.N * grid.bandChannels * grid.S > BAND_BLOCK_ELEMENTS)) return false;
+  const items = grid.mode === 'row' ? grid.bands : regionChannels;
   if (threads <= 1) return true;
-  const perThread = regionChannels / threads;
+  const perThread = items / threads;
   return Math.ceil(perThread) <= 1.25 * perThread;
 }
 

@@ -169,7 +169,7 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
-      it(`statsRows handles every channel count, run length and offset (${dtype})`, () => {
+      it(`statsRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(3);
@@ -178,18 +178,22 @@ for (const name of ['js', 'wasm'] as const) {
             for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
               const off = (C + S + rows) % 4;
               const base = DATA / bpe + off;
+              // Every other case reads a band of wider rows: the rest of each row is NaN, which
+              // would show in the partials if the kernel read it.
+              const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
+              x.fill(NaN, base, base + rows * stride);
               const perChannel: number[][] = Array.from({ length: C }, () => []);
               for (let r = 0; r < rows; r++) {
                 for (let c = 0; c < C; c++) {
                   for (let s = 0; s < S; s++) {
                     const v = c * 10 - 20 + (1 + c) * normal(rand);
-                    x[base + (r * C + c) * S + s] = v;
+                    x[base + r * stride + c * S + s] = v;
                     perChannel[c].push(f64Data ? v : Math.fround(v));
                   }
                 }
               }
               const outStride = 40; // bytes between channels' partials
-              kernel.statsRows(f64Data, (base) * bpe, rows, C, S, SCRATCH, OUT, outStride);
+              kernel.statsRows(f64Data, (base) * bpe, rows, C, S, stride, SCRATCH, OUT, outStride);
               for (let c = 0; c < C; c++) {
                 const at = (OUT + c * outStride) / 8;
                 expectStats(f64.slice(at, at + 3), reference(perChannel[c]), f64Data, name);
@@ -199,17 +203,20 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
-      it(`normalizeRows handles every channel count, run length and offset (${dtype})`, () => {
+      it(`normalizeRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(4);
-        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13]) {
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21]) {
           for (const S of [1, 2, 3, 5, 17]) {
             for (const rows of [1, 3, 4, 5, 9, 33]) {
               const off = (C + S + rows) % 4;
               const xBase = DATA / bpe + off;
               const yBase = OUT / bpe + ((off + 2) % 4);
-              const n = rows * C * S;
+              // Every other case normalizes a band of wider rows: the rest of each y row keeps
+              // its guard.
+              const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
+              const n = rows * stride;
               const params = SCRATCH + (1 << 20);
               for (let c = 0; c < C; c++) {
                 f64[params / 8 + 4 * c] = c - 1.5 + 1e-4 * c;
@@ -218,10 +225,14 @@ for (const name of ['js', 'wasm'] as const) {
               }
               x.fill(GUARD, yBase - 4, yBase + n + 4);
               for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
-              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, params, SCRATCH, false);
+              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, false);
               const ulp = f64Data ? 2 ** -52 : 2 ** -23;
               for (let i = 0; i < n; i++) {
-                const c = Math.floor(i / S) % C;
+                if (i % stride >= C * S) {
+                  expect(x[yBase + i]).toBe(GUARD);
+                  continue;
+                }
+                const c = Math.floor((i % stride) / S);
                 const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
                 const want = (x[xBase + i] - mean) * scale + bias;
                 const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
@@ -364,9 +375,10 @@ for (const name of ['js', 'wasm'] as const) {
         const end = SCRATCH + rowScratchBytes(C);
         i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
         for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
-        kernel.statsRows(false, DATA, 4, C, 3, SCRATCH, OUT, 24);
-        kernel.statsRows(false, DATA, 4, C, 1, SCRATCH, OUT, 24);
-        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, OUT, SCRATCH, false);
+        kernel.statsRows(false, DATA, 4, C, 3, 3 * C, SCRATCH, OUT, 24);
+        kernel.statsRows(false, DATA, 4, C, 1, C, SCRATCH, OUT, 24);
+        kernel.statsRows(false, DATA, 4, C, 1, C + 5, SCRATCH, OUT, 24);
+        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, C, OUT, SCRATCH, false);
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
     });

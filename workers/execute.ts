@@ -43,9 +43,10 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const first = new Claims(task, i32, layout.claimByte);
   const second = new Claims(task, i32, layout.claim2Byte);
   if (task.op === 'fused') {
+    const row = task.grid.mode === 'row';
     for (let i = first.next(); i >= 0; i = first.next()) {
       for (const end = first.end(i); i < end; i++) {
-        if (!walk.fuseChannel(i, cancelled)) return false;
+        if (!(row ? walk.fuseBand(i, cancelled) : walk.fuseChannel(i, cancelled))) return false;
       }
     }
     return true;
@@ -206,7 +207,7 @@ class BlockWalker {
     if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
       for (let i = lo; i < hi; i++) {
         if (cancelled()) return false;
-        if (grid.mode === 'row') this.#rowStats(i);
+        if (grid.mode === 'row') this.#rowStats(Math.floor(i / grid.bands), i % grid.bands);
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
       }
       return true;
@@ -269,7 +270,7 @@ class BlockWalker {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
         const i = reverse ? hi - 1 - j : lo + j;
-        if (grid.mode === 'row') this.#rowNormalize(i);
+        if (grid.mode === 'row') this.#rowNormalize(Math.floor(i / grid.bands), i % grid.bands);
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
       }
       return true;
@@ -321,6 +322,25 @@ class BlockWalker {
     for (let local = this.#regionBlocks - 1; local >= 0; local--) {
       if (cancelled()) return false;
       this.#planeBlock(cl, local, true);
+    }
+    return true;
+  }
+
+  /**
+   * Row mode: reduces band b over every row group, merges its channels, and normalizes it, last
+   * row group first, while the band (at most BAND_BLOCK_ELEMENTS) is still in cache.
+   */
+  fuseBand(b: number, cancelled: () => boolean): boolean {
+    const groups = this.#regionBlocks;
+    for (let g = 0; g < groups; g++) {
+      if (cancelled()) return false;
+      this.#rowStats(g, b);
+    }
+    const { c0, c1 } = this.#band(b);
+    mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
+    for (let g = groups - 1; g >= 0; g--) {
+      if (cancelled()) return false;
+      this.#rowNormalize(g, b);
     }
     return true;
   }
@@ -492,7 +512,7 @@ class BlockWalker {
     const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
     this.#kernel.normalizeRows(
-      this.#f64Data, xByte, yByte, 1, n, grid.S, this.#layout.paramsByte + (region.c0 + cl) * PARAM_BYTES, this.#task.accByte, this.#task.relu,
+      this.#f64Data, xByte, yByte, 1, n, grid.S, n * grid.S, this.#layout.paramsByte + (region.c0 + cl) * PARAM_BYTES, this.#task.accByte, this.#task.relu,
     );
     this.#copy?.planes(rowOff, 1, off, n * grid.S, yByte);
   }
@@ -503,40 +523,52 @@ class BlockWalker {
     return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
   }
 
-  #rowStats(g: number): void {
-    const { grid, region, accByte } = this.#task;
-    const { rowOff, rows } = this.#rowGroup(g);
-    if (this.#task.backward) {
-      const bytes = rowOff * grid.C * grid.S * this.#bpe;
-      this.#kernel.bwdStatsRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
-        rows, grid.C, grid.S, this.#layout.paramsByte, accByte,
-        partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
-      );
-      return;
-    }
-    this.#kernel.statsRows(
-      this.#f64Data, region.xByte + rowOff * grid.C * grid.S * this.#bpe, rows, grid.C, grid.S,
-      accByte, partialByte(grid, this.#layout.partialsByte, 0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
-    );
+  /** Row mode: band b's channels [c0, c1). */
+  #band(b: number): { c0: number; c1: number } {
+    const { bandChannels, C } = this.#task.grid;
+    return { c0: b * bandChannels, c1: Math.min(C, (b + 1) * bandChannels) };
   }
 
-  #rowNormalize(g: number): void {
+  /**
+   * Row mode: the partials of band b over region row group g. Row-mode regions hold whole rows
+   * (C * S elements: every array's row stride), so a band is an offset and a width.
+   */
+  #rowStats(g: number, b: number): void {
     const { grid, region, accByte } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
-    const rowBytes = grid.C * grid.S * this.#bpe;
-    const yByte = region.yByte + rowOff * rowBytes;
+    const { c0, c1 } = this.#band(b);
+    const rowLen = grid.C * grid.S;
+    const bytes = (rowOff * rowLen + c0 * grid.S) * this.#bpe;
+    const outByte = partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0);
     if (this.#task.backward) {
-      const bytes = rowOff * rowBytes;
-      this.#kernel.bwdApplyRows(
+      this.#kernel.bwdStatsRows(
         this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
-        yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte,
+        rows, c1 - c0, grid.S, rowLen, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, grid.blocksPerChannel * PARTIAL_BYTES,
       );
-      this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
       return;
     }
-    this.#kernel.normalizeRows(this.#f64Data, region.xByte + rowOff * rowBytes, yByte, rows, grid.C, grid.S, this.#layout.paramsByte, accByte, this.#task.relu);
-    this.#copy?.planes(rowOff, rows, 0, grid.C * grid.S, yByte);
+    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, rowLen, accByte, outByte, grid.blocksPerChannel * PARTIAL_BYTES);
+  }
+
+  /** Row mode: normalizes (backward: applies the gradient to) band b of region row group g. */
+  #rowNormalize(g: number, b: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const { c0, c1 } = this.#band(b);
+    const rowLen = grid.C * grid.S;
+    const off = c0 * grid.S;
+    const bytes = (rowOff * rowLen + off) * this.#bpe;
+    const yByte = region.yByte + bytes;
+    const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
+    if (this.#task.backward) {
+      this.#kernel.bwdApplyRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        yByte, rows, c1 - c0, grid.S, rowLen, paramsByte, accByte,
+      );
+    } else {
+      this.#kernel.normalizeRows(this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, rowLen, paramsByte, accByte, this.#task.relu);
+    }
+    this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
   }
 }
 

@@ -22,8 +22,9 @@ export type KernelName = 'js' | 'wasm';
  *
  * - `plane` mode (S >= PLANE_MIN_SPATIAL): a block is one channel's `groupRows` consecutive
  *   rows (n) of one `sChunkLen`-long stretch of its spatial plane.
- * - `row` mode (small S, rank 2 among them): a block is `groupRows` whole rows of every channel,
- *   contiguous in memory, reduced with one accumulator per channel.
+ * - `row` mode (small S, rank 2 among them): a block is `groupRows` rows of one band of
+ *   `bandChannels` channels (every channel, one band, unless the rows are wide: see planGrid),
+ *   reduced with one accumulator per channel.
  */
 export interface Grid {
   readonly mode: 'plane' | 'row';
@@ -40,6 +41,10 @@ export interface Grid {
   readonly sChunkLen: number;
   /** Partials per channel: nGroups * sChunks. */
   readonly blocksPerChannel: number;
+  /** Row mode: channels per band (the last band may have fewer). C in plane mode. */
+  readonly bandChannels: number;
+  /** ceil(C / bandChannels): 1 in plane mode and for rows that are not cut into bands. */
+  readonly bands: number;
 }
 
 /**
@@ -79,8 +84,8 @@ export interface CopyOut {
  * What a call's tasks do over the work items they claim (see `Task.items`):
  * - `stats`: partial statistics of blocks;
  * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
- * - `fused`: for whole channels, partials, their merge, the parameters, then the normalization
- *   while the channel is still in cache;
+ * - `fused`: for whole channels (row mode: whole bands, every row), partials, their merge, the
+ *   parameters, then the normalization while the channel or band is still in cache;
  * - `split`: `stats`, then a barrier with the other `gang - 1` tasks of the call (the last to
  *   arrive merges every channel), then `normalize` of the items, claimed again, last first, so
  *   the ones reduced last are normalized while still in cache. One dispatch instead of two.
@@ -90,7 +95,8 @@ export interface CopyOut {
  *
  * Work items: in plane mode, `stats`, `normalize` and `split` count blocks of the region in memory
  * order (row group, then channel, then stretch), `fused` counts channels of the region and
- * `phased` row groups of the region; in row mode they all count row groups of the region.
+ * `phased` row groups of the region; in row mode `fused` counts bands and the others (row group,
+ * band) pairs in memory order: item i is row group floor(i / bands), band i % bands.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 
@@ -128,7 +134,7 @@ export interface Task {
   readonly reverse: boolean;
   /** Per-call scratch area (see `scratchLayout`). */
   readonly scratchByte: number;
-  /** Per-task scratch: `rowScratchBytes(C)` bytes in row mode, PLANE_BLOCKS_MAX * PLANE_ACC_BYTES in plane mode. */
+  /** Per-task scratch: `rowScratchBytes(bandChannels)` bytes in row mode, PLANE_BLOCKS_MAX * PLANE_ACC_BYTES in plane mode. */
   readonly accByte: number;
   /** Used by `fused`, and by the last `stats` task, to compute the per-channel parameters. */
   readonly eps: number;

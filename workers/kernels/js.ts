@@ -69,7 +69,7 @@ export class JsKernel implements Kernel {
   }
 
   statsRows(
-    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void {
     this.#views();
@@ -82,9 +82,8 @@ export class JsKernel implements Kernel {
       acc[a + 3 * c + 1] = 0;
       acc[a + 3 * c + 2] = 0;
     }
-    const rowLen = C * S;
     for (let r = 0; r < rows; r++) {
-      const row = base + r * rowLen;
+      const row = base + r * rowStride;
       for (let c = 0; c < C; c++) {
         const shift = acc[a + 3 * c];
         let s1 = acc[a + 3 * c + 1];
@@ -124,7 +123,7 @@ export class JsKernel implements Kernel {
   }
 
   normalizeRows(
-    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
     _scratchByte: number, relu: boolean,
   ): void {
     // Needs no scratch: the parameters are read in place.
@@ -136,13 +135,12 @@ export class JsKernel implements Kernel {
     const xBase = xByte / bpe;
     const yBase = yByte / bpe;
     const pBase = paramsByte / 8;
-    const rowLen = C * S;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
         const mean = p[pBase + 4 * c];
         const scale = p[pBase + 4 * c + 1];
         const bias = p[pBase + 4 * c + 2];
-        const off = r * rowLen + c * S;
+        const off = r * rowStride + c * S;
         for (let i = off; i < off + S; i++) v[yBase + i] = Math.max((v[xBase + i] - mean) * scale + bias, floor);
       }
     }
@@ -201,12 +199,11 @@ export class JsKernel implements Kernel {
   }
 
   bwdStatsRows(
-    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
     paramsByte: number, _accByte: number, outByte: number, outStrideBytes: number,
   ): void {
     this.#views();
     const bpe = f64 ? 8 : 4;
-    const rowStride = C * S;
     for (let c = 0; c < C; c++) {
       const mean = this.#f64[(paramsByte + 32 * c) / 8];
       const off = c * S * bpe;
@@ -216,11 +213,10 @@ export class JsKernel implements Kernel {
 
   bwdApplyRows(
     f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
-    paramsByte: number,
+    rowStride: number, paramsByte: number,
   ): void {
     this.#views();
     const bpe = f64 ? 8 : 4;
-    const rowStride = C * S;
     for (let c = 0; c < C; c++) {
       const q = (paramsByte + 32 * c) / 8;
       const p = this.#f64;

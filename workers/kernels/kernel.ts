@@ -41,12 +41,13 @@ export interface Kernel {
   ): void;
 
   /**
-   * Partials of C channels over `rows` contiguous rows of C * S elements (channel c of a row is
-   * its S elements at c * S). Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes
-   * channel c's partial at `outByte + c * outStrideBytes`.
+   * Partials of C channels over `rows` rows of C * S elements, `rowStride` elements apart
+   * (channel c of a row is its S elements at c * S; a band of a wider row when rowStride > C * S).
+   * Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes channel c's partial at
+   * `outByte + c * outStrideBytes`.
    */
   statsRows(
-    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void;
 
@@ -60,11 +61,12 @@ export interface Kernel {
   ): void;
 
   /**
-   * The same over `rows` contiguous rows of C * S elements, with channel c's (mean, scale, bias)
-   * as float64 at `paramsByte + 32 * c`; `rowScratchBytes(C)` bytes of scratch at `scratchByte`.
+   * The same over `rows` rows of C * S elements, `rowStride` elements apart (x and y alike), with
+   * channel c's (mean, scale, bias) as float64 at `paramsByte + 32 * c`; `rowScratchBytes(C)`
+   * bytes of scratch at `scratchByte`.
    */
   normalizeRows(
-    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
     scratchByte: number, relu: boolean,
   ): void;
 
@@ -98,22 +100,22 @@ export interface Kernel {
   ): void;
 
   /**
-   * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
-   * mask alike), against channel c's mean at `paramsByte + 32 * c`; channel c's partial goes to
+   * Backward partials of C channels over `rows` rows of C * S values, `rowStride` apart (x, dy
+   * and the mask alike), against channel c's mean at `paramsByte + 32 * c`; channel c's partial goes to
    * `outByte + c * outStrideBytes`. `rowScratchBytes(C)` bytes of scratch at `accByte`.
    */
   bwdStatsRows(
-    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
     paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
   ): void;
 
   /**
-   * dx over `rows` contiguous rows of C * S values, channel c's (a, b, mean, d) at
+   * dx over `rows` rows of C * S values, `rowStride` apart (every array alike), channel c's (a, b, mean, d) at
    * `paramsByte + 32 * c`; x unread where b is 0, as in `bwdApplyPlanes`.
    */
   bwdApplyRows(
     f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
-    paramsByte: number, scratchByte: number,
+    rowStride: number, paramsByte: number, scratchByte: number,
   ): void;
 
   /**

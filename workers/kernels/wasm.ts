@@ -7,12 +7,12 @@ interface WasmExports {
   statsPlanes32(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlanes64(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlaneGroups(wide: number, x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
-  statsRows32(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
-  statsRows64(x: number, rows: number, C: number, S: number, acc: number, out: number, outStride: number): void;
+  statsRows32(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
+  statsRows64(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
   normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
-  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number, relu: number): void;
-  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, params: number, scratch: number, relu: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
+  normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
   bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
@@ -20,10 +20,10 @@ interface WasmExports {
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, count: number, training: number): void;
-  bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, params: number, acc: number, out: number, outStride: number): void;
-  bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, params: number, acc: number, out: number, outStride: number): void;
-  bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, params: number, scratch: number): void;
-  bwdApplyRows64(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, params: number, scratch: number): void;
+  bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
+  bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
+  bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
+  bwdApplyRows64(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
 }
 
 /**
@@ -56,11 +56,11 @@ export class WasmKernel implements Kernel {
   }
 
   statsRows(
-    f64: boolean, xByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number,
     accByte: number, outByte: number, outStrideBytes: number,
   ): void {
-    if (f64) this.#k.statsRows64(xByte, rows, C, S, accByte, outByte, outStrideBytes);
-    else this.#k.statsRows32(xByte, rows, C, S, accByte, outByte, outStrideBytes);
+    if (f64) this.#k.statsRows64(xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
+    else this.#k.statsRows32(xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
   }
 
   normalizePlanes(
@@ -72,11 +72,11 @@ export class WasmKernel implements Kernel {
   }
 
   normalizeRows(
-    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, paramsByte: number,
+    f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
     scratchByte: number, relu: boolean,
   ): void {
-    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, paramsByte, scratchByte, relu ? 1 : 0);
-    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, paramsByte, scratchByte, relu ? 1 : 0);
+    if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
+    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
   }
 
   mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
@@ -101,19 +101,19 @@ export class WasmKernel implements Kernel {
   }
 
   bwdStatsRows(
-    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number,
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
     paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
   ): void {
-    if (f64) this.#k.bwdStatsRows64(xByte, dyByte, maskByte, rows, C, S, paramsByte, accByte, outByte, outStrideBytes);
-    else this.#k.bwdStatsRows32(xByte, dyByte, maskByte, rows, C, S, paramsByte, accByte, outByte, outStrideBytes);
+    if (f64) this.#k.bwdStatsRows64(xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes);
+    else this.#k.bwdStatsRows32(xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes);
   }
 
   bwdApplyRows(
     f64: boolean, xByte: number, dyByte: number, maskByte: number, dxByte: number, rows: number, C: number, S: number,
-    paramsByte: number, scratchByte: number,
+    rowStride: number, paramsByte: number, scratchByte: number,
   ): void {
-    if (f64) this.#k.bwdApplyRows64(xByte, dyByte, maskByte, dxByte, rows, C, S, paramsByte, scratchByte);
-    else this.#k.bwdApplyRows32(xByte, dyByte, maskByte, dxByte, rows, C, S, paramsByte, scratchByte);
+    if (f64) this.#k.bwdApplyRows64(xByte, dyByte, maskByte, dxByte, rows, C, S, rowStride, paramsByte, scratchByte);
+    else this.#k.bwdApplyRows32(xByte, dyByte, maskByte, dxByte, rows, C, S, rowStride, paramsByte, scratchByte);
   }
 
   mergeBackward(

@@ -260,16 +260,16 @@ export function bwdApplyPlanes64(
  * its mean at params + 32 * c goes to out + c * outStride. `acc` holds rowScratchBytes(C) (32 * C + 2048) bytes.
  */
 export function bwdStatsRows32(
-  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
 ): void {
   if (S == 1) {
-    if (C < 16 && (C & 3) != 0) bwdPattern32(x, dy, mask, rows, C, params, acc, out, outStride);
-    else bwdColumns32(x, dy, mask, rows, C, params, acc, out, outStride);
+    if (C < 16 && (C & 3) != 0 && rowStride == C) bwdPattern32(x, dy, mask, rows, C, params, acc, out, outStride);
+    else bwdColumns32(x, dy, mask, rows, C, rowStride, params, acc, out, outStride);
     return;
   }
   const useMask = mask != 0;
   for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
-  const rowBytes = (<usize>C * <usize>S) << 2;
+  const rowBytes = (<usize>rowStride) << 2;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
@@ -290,15 +290,15 @@ export function bwdStatsRows32(
 }
 
 export function bwdStatsRows64(
-  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
 ): void {
   const useMask = mask != 0;
   if (S == 1) {
-    bwdColumns64(x, dy, mask, rows, C, params, acc, out, outStride);
+    bwdColumns64(x, dy, mask, rows, C, rowStride, params, acc, out, outStride);
     return;
   }
   for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
-  const rowBytes = (<usize>C * <usize>S) << 3;
+  const rowBytes = (<usize>rowStride) << 3;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
@@ -331,7 +331,9 @@ export function bwdStatsRows64(
  * channel as the general loop, so the same bits). acc: the means, Σdy and Σdy·(x - mean) as f64
  * arrays of C rounded up to 2.
  */
-function bwdColumns64(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+function bwdColumns64(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
   const useMask = mask != 0;
   const cPad = <usize>((C + 1) & ~1);
   const mA = acc;
@@ -343,7 +345,7 @@ function bwdColumns64(x: usize, dy: usize, mask: usize, rows: i32, C: i32, param
     store<f64>(pA + (c << 3), 0);
   }
   const c2 = <usize>(C & ~1);
-  const rowBytes = <usize>C << 3;
+  const rowBytes = <usize>rowStride << 3;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c: usize = 0; c < c2; c += 2) {
@@ -375,10 +377,12 @@ function bwdColumns64(x: usize, dy: usize, mask: usize, rows: i32, C: i32, param
  * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32 and
  * Σdy, Σdy·(x - hi) as f64, each [C rounded up to 4].
  */
-function bwdColumns32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+function bwdColumns32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
   const useMask = mask != 0;
   const c16 = <usize>(C & ~15);
-  const rowBytes = <usize>C << 2;
+  const rowBytes = <usize>rowStride << 2;
   const cPad = <usize>((C + 3) & ~3);
   const hArr = acc;
   const sArr = acc + (cPad << 2);
@@ -468,14 +472,14 @@ function bwdColumns32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, param
  * `scratch` (rowScratchBytes(C) (32 * C + 2048) bytes), computed as in bwdApplyPlanes32.
  */
 export function bwdApplyRows32(
-  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize,
 ): void {
   if (S == 1) {
-    if (C < 16 && (C & 3) != 0) bwdApplyPattern32(x, dy, mask, dx, rows, C, params, scratch);
-    else bwdApplyColumns32(x, dy, mask, dx, rows, C, params, scratch);
+    if (C < 16 && (C & 3) != 0 && rowStride == C) bwdApplyPattern32(x, dy, mask, dx, rows, C, params, scratch);
+    else bwdApplyColumns32(x, dy, mask, dx, rows, C, rowStride, params, scratch);
     return;
   }
-  const rowBytes = (<usize>C * <usize>S) << 2;
+  const rowBytes = (<usize>rowStride) << 2;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
@@ -508,7 +512,9 @@ function dxParams32(params: usize, C: i32, positions: usize, aA: usize): void {
   }
 }
 
-function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
+function bwdApplyColumns32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
   const useMask = mask != 0;
   const cPad = <usize>((C + 3) & ~3);
   const aA = scratch;
@@ -516,15 +522,16 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
   const hA = bA + (cPad << 2);
   const dA = hA + (cPad << 2);
   dxParams32(params, C, cPad, aA);
-  if (!allZero<f32>(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, true);
-  else applyColumns32(x, dy, mask, dx, rows, C, aA, bA, hA, dA, useMask, false);
+  if (!allZero<f32>(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, bA, hA, dA, useMask, true);
+  else applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, bA, hA, dA, useMask, false);
 }
 
 @inline function applyColumns32(
-  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
+  aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
 ): void {
   const c4 = <usize>(C & ~3);
-  const rowBytes = <usize>C << 2;
+  const rowBytes = <usize>rowStride << 2;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     let c: usize = 0;
@@ -549,13 +556,13 @@ function bwdApplyColumns32(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
 }
 
 export function bwdApplyRows64(
-  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize,
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize,
 ): void {
   if (S == 1) {
-    bwdApplyColumns64(x, dy, mask, dx, rows, C, params, scratch);
+    bwdApplyColumns64(x, dy, mask, dx, rows, C, rowStride, params, scratch);
     return;
   }
-  const rowBytes = (<usize>C * <usize>S) << 3;
+  const rowBytes = (<usize>rowStride) << 3;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
@@ -571,7 +578,9 @@ export function bwdApplyRows64(
  * bwdApplyRows64 for S = 1: channels in the two lanes, the coefficients as f64 arrays in `scratch`
  * (32 * C bytes), the same operations per element as bwdApplyPlanes64.
  */
-function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, params: usize, scratch: usize): void {
+function bwdApplyColumns64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
   const useMask = mask != 0;
   const cPad = <usize>((C + 1) & ~1);
   const aA = scratch;
@@ -585,15 +594,16 @@ function bwdApplyColumns64(x: usize, dy: usize, mask: usize, dx: usize, rows: i3
     store<f64>(mA + (c << 3), load<f64>(q, 16));
     store<f64>(dA + (c << 3), load<f64>(q, 24));
   }
-  if (!allZero<f64>(bA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, true);
-  else applyColumns64(x, dy, mask, dx, rows, C, aA, bA, mA, dA, useMask, false);
+  if (!allZero<f64>(bA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, bA, mA, dA, useMask, true);
+  else applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, bA, mA, dA, useMask, false);
 }
 
 @inline function applyColumns64(
-  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, aA: usize, bA: usize, mA: usize, dA: usize, useMask: bool, useX: bool,
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
+  aA: usize, bA: usize, mA: usize, dA: usize, useMask: bool, useX: bool,
 ): void {
   const c2 = <usize>(C & ~1);
-  const rowBytes = <usize>C << 3;
+  const rowBytes = <usize>rowStride << 3;
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c: usize = 0; c < c2; c += 2) {

@@ -93,8 +93,10 @@ export function normalizePlanes64(
  * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
  * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes.
  */
-export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
-  const rowBytes = (<usize>C * <usize>S) << 2;
+export function normalizeRows32(
+  x: usize, y: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize, relu: i32,
+): void {
+  const rowBytes = (<usize>rowStride) << 2;
   const floor = <f32>floorOf(relu);
   const fl = f32x4.splat(floor);
   if (S != 1) {
@@ -104,11 +106,11 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
     const scA = hiA + (<usize>C << 2);
     const bA = scA + (<usize>C << 2);
     normParams32(params, C, <usize>C, hiA);
-    if (relu) shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, true);
-    else shortRuns32(x, y, rows, C, S, hiA, scA, bA, floor, false);
+    if (relu) shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, true);
+    else shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, false);
     return;
   }
-  if (C < 16 && (C & 3) != 0) {
+  if (C < 16 && (C & 3) != 0 && rowStride == C) {
     normalizePattern32(x, y, rows, C, params, scratch, floor);
     return;
   }
@@ -143,8 +145,10 @@ export function normalizeRows32(x: usize, y: usize, rows: i32, C: i32, S: i32, p
   }
 }
 
-export function normalizeRows64(x: usize, y: usize, rows: i32, C: i32, S: i32, params: usize, scratch: usize, relu: i32): void {
-  const rowBytes = (<usize>C * <usize>S) << 3;
+export function normalizeRows64(
+  x: usize, y: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize, relu: i32,
+): void {
+  const rowBytes = (<usize>rowStride) << 3;
   const floor = floorOf(relu);
   const fl = f64x2.splat(floor);
   if (S != 1) {
@@ -241,9 +245,8 @@ function normParams32(params: usize, C: i32, positions: usize, hiA: usize): void
 }
 
 @inline function shortRuns32(
-  x: usize, y: usize, rows: i32, C: i32, S: i32, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
+  x: usize, y: usize, rows: i32, C: i32, S: i32, rowBytes: usize, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
 ): void {
-  const rowBytes = (<usize>C * <usize>S) << 2;
   for (let r = 0; r < rows; r++) {
     for (let c: usize = 0; c < <usize>C; c++) {
       const off = <usize>r * rowBytes + ((c * <usize>S) << 2);

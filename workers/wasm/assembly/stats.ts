@@ -126,11 +126,12 @@ export function statsPlaneGroups(
  * Partials of C channels over `rows` contiguous rows of C * S float32. `acc` holds rowScratchBytes(C)
  * (32 * C + 2048) bytes of scratch. Channel c's partial goes to out + c * outStride (bytes).
  */
-export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
-  const rowBytes = (<usize>C * <usize>S) << 2;
+export function statsRows32(x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>rowStride) << 2;
   if (S == 1) {
-    if (C < 16 && (C & 3) != 0) statsPattern32(x, rows, C, acc, out, outStride);
-    else statsColumns32(x, rows, C, acc, out, outStride);
+    // The pattern kernel reads the rows as one flat run: only for whole rows (no band of a row).
+    if (C < 16 && (C & 3) != 0 && rowStride == C) statsPattern32(x, rows, C, acc, out, outStride);
+    else statsColumns32(x, rows, C, rowStride, acc, out, outStride);
     return;
   }
   // Short runs: per (row, channel), SIMD along the run, folded into f64 per channel.
@@ -164,10 +165,10 @@ export function statsRows32(x: usize, rows: i32, C: i32, S: i32, acc: usize, out
  * 2e-6 relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each time it is loaded: walking 4
  * channels down 16 rows 4 KB apart instead thrashed L1, whose sets those rows all share.
  */
-function statsColumns32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
+function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
   const c16 = <usize>(C & ~15);
   const c4 = <usize>(C & ~3);
-  const rowBytes = <usize>C << 2;
+  const rowBytes = <usize>rowStride << 2;
   // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
   const cPad = <usize>((C + 3) & ~3);
   const kArr = acc;
@@ -337,8 +338,8 @@ export function statsPlanes64(
   }
 }
 
-export function statsRows64(x: usize, rows: i32, C: i32, S: i32, acc: usize, out: usize, outStride: i32): void {
-  const rowBytes = (<usize>C * <usize>S) << 3;
+export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
+  const rowBytes = (<usize>rowStride) << 3;
   for (let c = 0; c < C; c++) {
     v128.store(acc + (<usize>c << 5), f64x2.splat(0));
     v128.store(acc + (<usize>c << 5), f64x2.splat(0), 16);
