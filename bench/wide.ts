@@ -1,0 +1,60 @@
+/**
+ * Wide rows: `npm run bench:wide` (~20 s). BatchNorm1d-style inputs with many channels and few
+ * rows, which the row grid cuts into bands (README, "How the work is split"), beside E, whose rows
+ * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
+ * `out`), float32, at availableParallelism() threads. Prints a markdown table; writes nothing.
+ */
+import { availableParallelism } from 'node:os';
+import { Bench } from 'tinybench';
+import { BatchNorm, Pool } from '../src/index.js';
+import { streamFloor } from '../src/floor.js';
+import { planGrid } from '../src/plan.js';
+
+const SHAPES: readonly (readonly [number, number])[] = [[4096, 1024], [64, 65536], [16, 262144], [32, 16384], [512, 65536]];
+const ROUNDS = 5;
+const threads = availableParallelism();
+const pool = new Pool({ threads });
+
+console.log(`| shape | grid | floor ms | training ms (÷ floor) | eval ms (÷ floor) | backward ms (÷ floor) |`);
+console.log(`| --- | --- | ---: | ---: | ---: | ---: |`);
+for (const dims of SHAPES) {
+  const [N, C] = dims;
+  const n = N * C;
+  const x = pool.alloc(n);
+  const dy = pool.alloc(n);
+  const out = pool.alloc(n);
+  let seed = 1;
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    x[i] = (i % C) / C + seed / 2 ** 32 - 0.5;
+    dy[i] = seed / 2 ** 31 - 1;
+  }
+  const train = new BatchNorm(C, { pool });
+  const evalBn = new BatchNorm(C, { pool });
+  evalBn.eval();
+  await train.forward(x, dims, { out });
+  const items: [string, () => Promise<unknown>][] = [
+    ['floor', () => streamFloor(pool, x, out)],
+    ['train', () => train.forward(x, dims, { out })],
+    ['eval', () => evalBn.forward(x, dims, { out })],
+    ['backward', () => train.backward(dy, { out })],
+  ];
+  // Rounds alternate the items, so that the floor and the rest share the same stretch of time.
+  const samples = items.map((): number[] => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    const bench = new Bench({ time: 60, iterations: 5, warmupIterations: round === 0 ? 10 : 1, retainSamples: true, throws: true });
+    for (const [name, fn] of items) bench.add(name, fn);
+    await bench.run();
+    for (const [i, task] of bench.tasks.entries()) {
+      const result = task.result as { latency?: { samples?: readonly number[] } } | undefined;
+      samples[i].push(...(result?.latency?.samples ?? []));
+    }
+  }
+  const median = samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]);
+  const grid = planGrid(N, C, 1);
+  const gridText = grid.bands === 1 ? `${grid.nGroups} row groups` : `${grid.nGroups} x ${grid.bands} bands of ${grid.bandChannels}`;
+  const cell = (i: number): string => `${median[i].toFixed(3)} (${(median[i] / median[0]).toFixed(2)})`;
+  console.log(`| [${dims.join(', ')}] | ${gridText} | ${median[0].toFixed(3)} | ${cell(1)} | ${cell(2)} | ${cell(3)} |`);
+  for (const a of [x, dy, out]) pool.free(a);
+}
+await pool.close();
