@@ -336,7 +336,7 @@ class BlockWalker {
       if (cancelled()) return false;
       this.#rowStats(g, b);
     }
-    const { c0, c1 } = this.#band(b);
+    const { c0, c1 } = this.#bandBlock(0, b); // the band's channels, the same in every row group
     mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
     for (let g = groups - 1; g >= 0; g--) {
       if (cancelled()) return false;
@@ -523,50 +523,50 @@ class BlockWalker {
     return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
   }
 
-  /** Row mode: band b's channels [c0, c1). */
-  #band(b: number): { c0: number; c1: number } {
-    const { bandChannels, C } = this.#task.grid;
-    return { c0: b * bandChannels, c1: Math.min(C, (b + 1) * bandChannels) };
+  /**
+   * Row mode: band b of region row group g, as its rows, channels [c0, c1), the offset of its first
+   * element within a row, and its byte offset from the start of any of the region's arrays.
+   * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
+   * offset and a width.
+   */
+  #bandBlock(g: number, b: number): { rowOff: number; rows: number; c0: number; c1: number; off: number; bytes: number } {
+    const { grid } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const c0 = b * grid.bandChannels;
+    const c1 = Math.min(grid.C, c0 + grid.bandChannels);
+    const off = c0 * grid.S;
+    return { rowOff, rows, c0, c1, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
   }
 
-  /**
-   * Row mode: the partials of band b over region row group g. Row-mode regions hold whole rows
-   * (C * S elements: every array's row stride), so a band is an offset and a width.
-   */
+  /** Row mode: the partials of band b over region row group g. */
   #rowStats(g: number, b: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rowOff, rows } = this.#rowGroup(g);
-    const { c0, c1 } = this.#band(b);
-    const rowLen = grid.C * grid.S;
-    const bytes = (rowOff * rowLen + c0 * grid.S) * this.#bpe;
+    const { rows, c0, c1, bytes } = this.#bandBlock(g, b);
     const outByte = partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0);
+    const outStride = grid.blocksPerChannel * PARTIAL_BYTES;
     if (this.#task.backward) {
       this.#kernel.bwdStatsRows(
         this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
-        rows, c1 - c0, grid.S, rowLen, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, grid.blocksPerChannel * PARTIAL_BYTES,
+        rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
       );
       return;
     }
-    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, rowLen, accByte, outByte, grid.blocksPerChannel * PARTIAL_BYTES);
+    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, grid.C * grid.S, accByte, outByte, outStride);
   }
 
   /** Row mode: normalizes (backward: applies the gradient to) band b of region row group g. */
   #rowNormalize(g: number, b: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rowOff, rows } = this.#rowGroup(g);
-    const { c0, c1 } = this.#band(b);
-    const rowLen = grid.C * grid.S;
-    const off = c0 * grid.S;
-    const bytes = (rowOff * rowLen + off) * this.#bpe;
+    const { rowOff, rows, c0, c1, off, bytes } = this.#bandBlock(g, b);
     const yByte = region.yByte + bytes;
     const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
     if (this.#task.backward) {
       this.#kernel.bwdApplyRows(
         this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
-        yByte, rows, c1 - c0, grid.S, rowLen, paramsByte, accByte,
+        yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
       );
     } else {
-      this.#kernel.normalizeRows(this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, rowLen, paramsByte, accByte, this.#task.relu);
+      this.#kernel.normalizeRows(this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu);
     }
     this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
   }
