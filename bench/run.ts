@@ -11,13 +11,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { Bench } from 'tinybench';
 import { BatchNorm, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { naiveBatchNorm } from './peers/naive.js';
 import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
 import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
 import { addRatios, markdownTable, type Row, svgChart } from './report.js';
+import { medianOf, sampleInRounds } from './rounds.js';
 import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
 
 const quick = process.argv.includes('--quick');
@@ -42,31 +42,9 @@ interface Measure {
   fn: () => Promise<unknown> | unknown;
 }
 
-/**
- * Measures the items in rounds: each round runs every item for its share of the time, in turn, so
- * the floor and what is compared with it are sampled in alternating windows of the same stretch of
- * time. Measured one after another, a shared VM's memory bandwidth drifted between the floor's
- * window and the next item's (floors of one shape 0.86 and 1.95 ms in two runs).
- */
+/** Measures the items in alternating rounds (see sampleInRounds), one row each. */
 async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
-  const samples: number[][] = items.map(() => []);
-  for (let round = 0; round < timing.rounds; round++) {
-    const first = round === 0;
-    const bench = new Bench({
-      time: timing.time / timing.rounds,
-      iterations: Math.ceil(timing.iterations / timing.rounds),
-      warmupIterations: first ? timing.warmupIterations : 1,
-      warmupTime: first ? timing.warmupTime : 5,
-      retainSamples: true,
-      throws: true,
-    });
-    for (const [i, m] of items.entries()) bench.add(String(i), m.fn);
-    await bench.run();
-    for (const [i, task] of bench.tasks.entries()) {
-      const result = task.result as { latency?: { samples?: readonly number[] } } | undefined;
-      samples[i].push(...(result?.latency?.samples ?? []));
-    }
-  }
+  const samples = await sampleInRounds(items.map((m) => m.fn), timing);
   const bytes = 2 * 4 * elementsOf(shape.shape);
   return items.map((m, i) => {
     const median = medianOf(samples[i]);
@@ -75,13 +53,6 @@ async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
       medianMs: median, samples: samples[i].length, gbps: median === null ? null : bytes / median / 1e6, vsFloor: null, vsBestPeer: null,
     };
   });
-}
-
-function medianOf(values: readonly number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 async function benchShape(shape: BenchShape): Promise<Row[]> {

@@ -5,13 +5,14 @@
  * `out`), float32, at availableParallelism() threads. Prints a markdown table; writes nothing.
  */
 import { availableParallelism } from 'node:os';
-import { Bench } from 'tinybench';
 import { BatchNorm, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { planGrid } from '../src/plan.js';
+import { medianOf, sampleInRounds, type Timing } from './rounds.js';
 
 const SHAPES: readonly (readonly [number, number])[] = [[4096, 1024], [64, 65536], [16, 262144], [32, 16384], [512, 65536]];
-const ROUNDS = 5;
+/** Five alternating rounds of ~60 ms or 5 calls an item, as the full suite's rounds. */
+const TIMING: Timing = { rounds: 5, time: 300, iterations: 25, warmupIterations: 10, warmupTime: 100 };
 const threads = availableParallelism();
 const pool = new Pool({ threads });
 
@@ -33,24 +34,14 @@ for (const dims of SHAPES) {
   const evalBn = new BatchNorm(C, { pool });
   evalBn.eval();
   await train.forward(x, dims, { out });
-  const items: [string, () => Promise<unknown>][] = [
-    ['floor', () => streamFloor(pool, x, out)],
-    ['train', () => train.forward(x, dims, { out })],
-    ['eval', () => evalBn.forward(x, dims, { out })],
-    ['backward', () => train.backward(dy, { out })],
-  ];
-  // Rounds alternate the items, so that the floor and the rest share the same stretch of time.
-  const samples = items.map((): number[] => []);
-  for (let round = 0; round < ROUNDS; round++) {
-    const bench = new Bench({ time: 60, iterations: 5, warmupIterations: round === 0 ? 10 : 1, retainSamples: true, throws: true });
-    for (const [name, fn] of items) bench.add(name, fn);
-    await bench.run();
-    for (const [i, task] of bench.tasks.entries()) {
-      const result = task.result as { latency?: { samples?: readonly number[] } } | undefined;
-      samples[i].push(...(result?.latency?.samples ?? []));
-    }
-  }
-  const median = samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]);
+  // The floor, training, eval, backward: the table's columns in order.
+  const samples = await sampleInRounds([
+    () => streamFloor(pool, x, out),
+    () => train.forward(x, dims, { out }),
+    () => evalBn.forward(x, dims, { out }),
+    () => train.backward(dy, { out }),
+  ], TIMING);
+  const median = samples.map((s) => medianOf(s) ?? NaN);
   const grid = planGrid(N, C, 1);
   const gridText = grid.bands === 1 ? `${grid.nGroups} row groups` : `${grid.nGroups} x ${grid.bands} bands of ${grid.bandChannels}`;
   const cell = (i: number): string => `${median[i].toFixed(3)} (${(median[i] / median[0]).toFixed(2)})`;
