@@ -4,7 +4,6 @@ import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
 import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
-import { invstdOf } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
@@ -98,9 +97,8 @@ interface SavedForward {
   readonly inPlace: boolean;
   readonly dims: Dims;
   readonly mean: Float64Array;
-  /** The variance normalized with, and eps: invstd is made when a backward needs it. */
-  readonly var: Float64Array;
-  readonly eps: number;
+  /** 1 / sqrt(var + eps) of the variance normalized with. */
+  readonly invstd: Float64Array;
   readonly mode: 'train' | 'eval';
   /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
   readonly syncedCount: number | null;
@@ -280,7 +278,7 @@ export class BatchNorm {
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
       this.#saved = {
         x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
-        mean: result.mean, var: result.var, eps: this.eps,
+        mean: result.mean, invstd: result.invstd,
         mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
       };
       return result.y;
@@ -338,11 +336,11 @@ export class BatchNorm {
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
-          dy, mean: saved.mean, invstd: invstdOf(saved.var, saved.eps), mode: saved.mode, mask: saved.y,
+          dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y,
           ...(reduceGrads === undefined ? {} : { reduce: gradientReducer(reduceGrads, this.numFeatures), count: saved.syncedCount! }),
         },
       });
-      const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : Float32Array.from(v));
+      const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : new Float32Array(v));
       return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };
     } finally {
       unpinArgs();

@@ -7,12 +7,11 @@
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
-  bytesPerElement, CHANNEL_STAT_BYTES, PARAM_BYTES, type Dtype, type Grid, type Region,
-  scratchLayout, type ScratchLayout, type Task, type TaskOp,
+  bytesPerElement, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES,
+  type Dtype, type Grid, type Region, scratchLayout, type ScratchLayout, type Task, type TaskOp,
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
-import { writeChannelParams } from './merge.js';
 import { mergeChannels } from '../workers/execute.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
@@ -56,7 +55,10 @@ export interface BackwardRequest {
   readonly dy: FloatArray;
   /** Per-channel mean and invstd the forward normalized with. */
   readonly mean: ArrayLike<number>;
-  readonly invstd: ArrayLike<number>;
+  /** Null: the workers make invstd = 1 / sqrt(var + eps) from `var` and `eps`. */
+  readonly invstd: ArrayLike<number> | null;
+  readonly var?: ArrayLike<number>;
+  readonly eps?: number;
   /** 'train': batch statistics (the full gradient); 'eval': fixed statistics, dx = weight·invstd·dy. */
   readonly mode: 'train' | 'eval';
   /** After a fused ReLU: the forward's output; dy passes only where it is > 0. */
@@ -72,10 +74,12 @@ export interface BackwardRequest {
 
 export interface EngineResult {
   readonly y: FloatArray;
-  /** Per-channel mean used: the batch mean, or a copy of the running mean. */
+  /** Per-channel mean used: the batch mean, or a copy of the running mean. Backward: dWeight. */
   readonly mean: Float64Array;
-  /** Per-channel variance used: the biased batch variance, or a copy of the running variance. */
+  /** Per-channel variance used: the biased batch variance, or a copy of the running variance. Backward: dBias. */
   readonly var: Float64Array;
+  /** Per-channel 1 / sqrt(var + eps) normalized with (empty for a backward call). */
+  readonly invstd: Float64Array;
 }
 
 /**
@@ -103,9 +107,9 @@ export async function runBatchNormBackward(
   request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'weight' | 'out' | 'signal'> & { backward: BackwardRequest },
 ): Promise<{ dx: FloatArray; dWeight: Float64Array; dBias: Float64Array }> {
   const r = await runBatchNorm(pool, {
-    ...request, useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: 1,
+    ...request, useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: request.backward.eps ?? 1,
   });
-  // The channel-statistics area holds (dWeight, dBias) for a backward call.
+  // A backward call's result carries (dWeight, dBias) as (mean, var).
   return { dx: r.y, dWeight: r.mean, dBias: r.var };
 }
 
@@ -134,7 +138,9 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
   const cancel = (): void => cancelCall(ctx, layout);
   try {
     ctx.views.refresh();
-    for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte]) Atomics.store(ctx.views.i32, byte / 4, 0);
+    for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte, layout.prepClaimByte, layout.prepDoneByte]) {
+      Atomics.store(ctx.views.i32, byte / 4, 0);
+    }
     signal?.addEventListener('abort', cancel, { once: true });
 
     const placed = place(ctx, req, grid, owned, req.statsOnly);
@@ -145,19 +151,28 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       await nextTurn();
       throwIfAborted(signal);
     };
-    const call: Call = { ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn };
-    let mean: Float64Array;
-    let variance: Float64Array;
+    const call: Call = {
+      ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, prep: null,
+    };
+    // The per-channel inputs go onto the pool as whole arrays; the workers make the interleaved
+    // parameters from them (the prep, or a training forward's merge).
+    const put = (k: number, values: ArrayLike<number> | null, fill: number): void => putChannels(ctx, layout, grid.C, k, values, fill);
+    ctx.views.refresh();
+    put(CHANNEL_WEIGHT, req.weight, 1);
+    put(CHANNEL_BIAS, req.bias, 0);
     if (!req.useBatchStats) {
-      writeEvalParams(ctx, req, layout);
+      put(CHANNEL_MEAN, req.runningMean, 0);
+      put(CHANNEL_VAR, req.runningVar, 1);
+      call.prep = 'eval';
       for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
-      mean = Float64Array.from(req.runningMean!);
-      variance = Float64Array.from(req.runningVar!);
     } else {
-      // The parameters area carries (unused, weight, bias) until the merge folds in the statistics
-      // (backward: (mean, invstd, weight) until it folds in the gradient sums).
-      if (req.backward) writeBackwardParams(ctx, req, req.backward, layout);
-      else writeAffine(ctx, req, layout);
+      if (req.backward) {
+        const { mean, invstd } = req.backward;
+        put(CHANNEL_MEAN, mean, 0);
+        if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1);
+        else put(CHANNEL_INVSTD, invstd, 1);
+        call.prep = invstd === null ? 'backward-var' : 'backward';
+      }
       // A synced backward waits for the caller's all-reduce between its two passes, on this thread.
       const synced = req.backward?.reduce !== undefined;
       const fused = !req.statsOnly && !synced
@@ -187,20 +202,20 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
           await normalizeChunk(call, placements[i], 'normalize', true, placements.length === 1);
         }
       }
-      [mean, variance] = readChannelStats(ctx, grid, layout);
     }
-    return { y, mean, var: variance };
+    const take = (k: number): Float64Array => takeChannels(ctx, layout, grid.C, k);
+    if (req.backward) return { y, mean: take(CHANNEL_WEIGHT), var: take(CHANNEL_BIAS), invstd: new Float64Array(0) };
+    return { y, mean: take(CHANNEL_MEAN), var: take(CHANNEL_VAR), invstd: take(CHANNEL_INVSTD) };
   } finally {
     signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);
   }
 }
 
-/** Raises the call's cancel flag and wakes any task waiting on it or on the ready flag. */
+/** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
 function cancelCall(ctx: PoolInternals, layout: ScratchLayout): void {
   Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
-  Atomics.notify(ctx.views.i32, layout.cancelByte / 4);
-  Atomics.notify(ctx.views.i32, layout.readyByte / 4);
+  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte]) Atomics.notify(ctx.views.i32, byte / 4);
 }
 
 interface Call {
@@ -216,6 +231,8 @@ interface Call {
   readonly cancel: () => void;
   /** Between the slices of a copy onto the pool: a turn of the event loop, then the abort check. */
   readonly pauseIn: CopyPause;
+  /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
+  prep: Task['prep'];
 }
 
 /** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
@@ -290,8 +307,10 @@ function tasksFor(
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
       copyOut: p.copyOut,
+      prep: call.prep,
     });
   }
+  call.prep = null;
   return tasks;
 }
 
@@ -321,36 +340,21 @@ async function runPhase(call: Call, tasks: Task[]): Promise<void> {
   throwIfAborted(call.req.signal);
 }
 
-/** Eval: the running statistics and the affine parameters, folded per channel. */
-function writeEvalParams(ctx: PoolInternals, req: EngineRequest, layout: ScratchLayout): void {
-  const { weight, bias, runningMean, runningVar, eps } = req;
-  for (let c = 0; c < req.dims.C; c++) {
-    writeChannelParams(ctx.views.f64, layout.paramsByte, c, runningMean![c], runningVar![c], eps,
-      weight === null ? 1 : weight[c], bias === null ? 0 : bias[c]);
-  }
+/**
+ * Per-channel array k of the call (CHANNEL_MEAN ...) from `values`, or filled with `fill` when
+ * null: one typed-array `set` (or `fill`), native code whatever C is, never a loop here.
+ */
+function putChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number> | null, fill: number): void {
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  if (values === null) ctx.views.f64.fill(fill, at, at + C);
+  else ctx.views.f64.set(values, at);
 }
 
-/** Training: the parameters area carries (unused, weight, bias) to the merge, wherever it runs. */
-function writeAffine(ctx: PoolInternals, req: EngineRequest, layout: ScratchLayout): void {
-  const { weight, bias } = req;
-  const f64 = ctx.views.f64;
-  for (let c = 0; c < req.dims.C; c++) {
-    const at = (layout.paramsByte + c * PARAM_BYTES) / 8;
-    f64[at] = 0;
-    f64[at + 1] = weight === null ? 1 : weight[c];
-    f64[at + 2] = bias === null ? 0 : bias[c];
-  }
-}
-
-function writeBackwardParams(ctx: PoolInternals, req: EngineRequest, bwd: BackwardRequest, layout: ScratchLayout): void {
-  const f64 = ctx.views.f64;
-  for (let c = 0; c < req.dims.C; c++) {
-    const at = (layout.paramsByte + c * PARAM_BYTES) / 8;
-    f64[at] = bwd.mean[c];
-    f64[at + 1] = bwd.invstd[c];
-    f64[at + 2] = req.weight === null ? 1 : req.weight[c];
-    f64[at + 3] = 0;
-  }
+/** A copy of per-channel array k of the call (one `slice`). */
+function takeChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: number): Float64Array {
+  ctx.views.refresh();
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  return ctx.views.f64.slice(at, at + C);
 }
 
 /**
@@ -363,7 +367,10 @@ function writeBackwardParams(ctx: PoolInternals, req: EngineRequest, bwd: Backwa
 async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
 ): Promise<void> {
-  const [dWeight, dBias] = readChannelStats(ctx, grid, layout);
+  const dWeight = takeChannels(ctx, layout, grid.C, CHANNEL_WEIGHT);
+  const dBias = takeChannels(ctx, layout, grid.C, CHANNEL_BIAS);
+  // Given or made by the prep.
+  const invstd = takeChannels(ctx, layout, grid.C, CHANNEL_INVSTD);
   const { sumDy, sumDyXhat } = await untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
   const count = bwd.count!;
   ctx.views.refresh();
@@ -371,22 +378,9 @@ async function reduceGradients(
   for (let c = 0; c < grid.C; c++) {
     const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
     const a = f64[q];
-    f64[q + 1] = -a * bwd.invstd[c] * sumDyXhat[c] / count;
+    f64[q + 1] = -a * invstd[c] * sumDyXhat[c] / count;
     f64[q + 3] = -a * sumDy[c] / count;
   }
-}
-
-function readChannelStats(ctx: PoolInternals, grid: Grid, layout: ScratchLayout): [Float64Array, Float64Array] {
-  ctx.views.refresh();
-  const f64 = ctx.views.f64;
-  const mean = new Float64Array(grid.C);
-  const variance = new Float64Array(grid.C);
-  for (let c = 0; c < grid.C; c++) {
-    const at = (layout.channelStatsByte + c * CHANNEL_STAT_BYTES) / 8;
-    mean[c] = f64[at];
-    variance[c] = f64[at + 1];
-  }
-  return [mean, variance];
 }
 
 function abortError(signal: AbortSignal | null): AbortError {

@@ -1,7 +1,6 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
 import { runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe } from './errors.js';
-import { invstdOf } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
@@ -160,13 +159,13 @@ export async function batchNormBackward(
     opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
   const mean = channel('mean');
   if (mean === null) throw new ArgumentError('options.mean is required: the per-channel mean the forward used; got none');
-  let invstd = channel('invstd');
+  // Without invstd, the workers make it from var and eps.
+  const invstd = channel('invstd');
   const variance = channel('var');
-  if (invstd === null) {
-    if (variance === null) throw new ArgumentError('options.invstd, or options.var with options.eps, is required; got neither');
-    const eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
-    invstd = invstdOf(variance, eps);
+  if (invstd === null && variance === null) {
+    throw new ArgumentError('options.invstd, or options.var with options.eps, is required; got neither');
   }
+  const eps = invstd !== null || opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
   const weight = channel('weight');
   const training = opts.training === undefined ? true : checkBoolean(opts.training, 'options.training');
   const relu = checkActivation(opts.activation);
@@ -199,7 +198,7 @@ export async function batchNormBackward(
   try {
     return await runBatchNormBackward(pool, {
       x, dims, dtype, weight, out, signal,
-      backward: { dy, mean, invstd, mode: training ? 'train' : 'eval', mask, ...sync },
+      backward: { dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, ...sync },
     });
   } finally {
     unpin();

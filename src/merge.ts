@@ -1,4 +1,6 @@
-import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/protocol.js';
+import {
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
+} from '../workers/protocol.js';
 
 /**
  * Merges the partials of channel `c` in block order with the pairwise formula of Chan, Golub &
@@ -17,6 +19,7 @@ import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/proto
  * then folds the statistics into the parameters the normalize kernels use:
  * y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Subtracting the mean first
  * (unlike PyTorch's folded x * alpha + beta) keeps a constant channel at exactly `bias`.
+ * It also writes invstd = 1 / sqrt(var + eps), which a backward after this forward uses.
  *
  * The order is fixed by the grid, never by which thread produced a partial, so the result has the
  * same bits at any thread count. This is the TypeScript kernel's merge; the WebAssembly kernel's
@@ -25,12 +28,13 @@ import { CHANNEL_STAT_BYTES, PARAM_BYTES, PARTIAL_BYTES } from '../workers/proto
  * @param mem - float64 view of the pool's memory
  * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2) triples at
  *   partialsByte + 24 * blocks * c
- * @param statsByte - receives (mean, biased variance) at statsByte + 16 * c
- * @param paramsByte - holds (unused, weight, bias) at paramsByte + 32 * c on entry, (mean, scale,
- *   bias) on return
+ * @param channelsByte - the per-channel arrays of C channels (protocol.ts, CHANNEL_MEAN ...):
+ *   reads WEIGHT[c] and BIAS[c], writes MEAN[c], VAR[c] (biased) and INVSTD[c]
+ * @param paramsByte - receives (mean, scale, bias) at paramsByte + 32 * c
  */
 export function mergeChannel(
-  mem: Float64Array, partialsByte: number, blocks: number, c: number, statsByte: number, paramsByte: number, eps: number,
+  mem: Float64Array, partialsByte: number, blocks: number, c: number, channelsByte: number, C: number, paramsByte: number,
+  eps: number,
 ): void {
   let n = 0;
   let mean = 0;
@@ -54,10 +58,11 @@ export function mergeChannel(
     n = total;
   }
   const variance = m2 / n;
-  const s = (statsByte + c * CHANNEL_STAT_BYTES) / 8;
-  mem[s] = mean;
-  mem[s + 1] = variance;
-  writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[(paramsByte + c * PARAM_BYTES) / 8 + 1], mem[(paramsByte + c * PARAM_BYTES) / 8 + 2]);
+  const at = channelsByte / 8 + c;
+  mem[at + C * CHANNEL_MEAN] = mean;
+  mem[at + C * CHANNEL_VAR] = variance;
+  mem[at + C * CHANNEL_INVSTD] = 1 / Math.sqrt(variance + eps);
+  writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[at + C * CHANNEL_WEIGHT], mem[at + C * CHANNEL_BIAS]);
 }
 
 /**
@@ -83,7 +88,8 @@ export function writeChannelParams(
 
 /**
  * Backward: sums channel c's partials (count, Σdy, Σdy·(x - mean)) in block order, writes
- * (dWeight, dBias) = (invstd·Σdy·(x - mean), Σdy) at statsByte + 16 * c, and turns the parameters
+ * dWeight = invstd·Σdy·(x - mean) to WEIGHT[c] and dBias = Σdy to BIAS[c] of the per-channel
+ * arrays at channelsByte (C channels), and turns the parameters
  * at paramsByte + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d), so that
  * dx = a·dy + b·(x - mean) + d. With x̂ = (x - mean)·invstd and m values per channel, PyTorch's
  * training-mode gradient dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
@@ -91,7 +97,7 @@ export function writeChannelParams(
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
 export function mergeBackwardChannel(
-  mem: Float64Array, partialsByte: number, blocks: number, c: number, statsByte: number, paramsByte: number,
+  mem: Float64Array, partialsByte: number, blocks: number, c: number, channelsByte: number, C: number, paramsByte: number,
   count: number, training: boolean,
 ): void {
   let sdy = 0;
@@ -105,9 +111,9 @@ export function mergeBackwardChannel(
   const mean = mem[q];
   const invstd = mem[q + 1];
   const weight = mem[q + 2];
-  const s = (statsByte + c * CHANNEL_STAT_BYTES) / 8;
-  mem[s] = invstd * sdx;
-  mem[s + 1] = sdy;
+  const at = channelsByte / 8 + c;
+  mem[at + C * CHANNEL_WEIGHT] = invstd * sdx;
+  mem[at + C * CHANNEL_BIAS] = sdy;
   const a = weight * invstd;
   mem[q] = a;
   mem[q + 1] = training ? -a * invstd * invstd * sdx / count : 0;

@@ -5,6 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
+import {
+  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT,
+} from '../dist/workers/protocol.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
 
@@ -251,8 +254,11 @@ for (const name of ['js', 'wasm'] as const) {
       const other = setup(name === 'js' ? 'wasm' : 'js');
       const rand = rng(5);
       const partials = DATA;
-      const stats = OUT;
+      const channels = OUT;
       const params = SCRATCH;
+      // The per-channel arrays of C channels at `channels`: index of array k's value for channel c.
+      const arr = (C: number, k: number, c: number): number => channels / 8 + k * C + c;
+      const arrays = (k: { f64: Float64Array }, C: number): number[] => Array.from(k.f64.slice(arr(C, 0, 0), arr(C, CHANNEL_ARRAYS, 0)));
       // Channel counts around the WebAssembly merge's four lanes, one block or several, and
       // ranges that do not start at channel 0 (the `phased` barriers merge a group at a time).
       for (const C of [1, 3, 4, 5, 9]) {
@@ -261,7 +267,7 @@ for (const name of ['js', 'wasm'] as const) {
             const values: number[][] = Array.from({ length: C }, () => []);
             for (const k of [a, other]) {
               k.f64.fill(0, partials / 8, partials / 8 + C * blocks * 3);
-              k.f64.fill(GUARD, stats / 8, stats / 8 + 2 * C);
+              k.f64.fill(GUARD, arr(C, 0, 0), arr(C, CHANNEL_ARRAYS, 0));
             }
             for (let c = 0; c < C; c++) {
               for (let b = 0; b < blocks; b++) {
@@ -270,22 +276,31 @@ for (const name of ['js', 'wasm'] as const) {
                 const { n, mean, m2 } = reference(run);
                 for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
               }
-              for (const k of [a, other]) k.f64.set([0, 1 + c, c - 2], (params + 32 * c) / 8);
+              for (const k of [a, other]) {
+                k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1 + c;
+                k.f64[arr(C, CHANNEL_BIAS, c)] = c - 2;
+              }
             }
-            a.kernel.mergeChannels(partials, blocks, c0, C, stats, params, 1e-5);
-            other.kernel.mergeChannels(partials, blocks, c0, C, stats, params, 1e-5);
-            for (let c = 0; c < c0; c++) expect(a.f64[stats / 8 + 2 * c]).toBe(GUARD);
+            a.kernel.mergeChannels(partials, blocks, c0, C, channels, C, params, 1e-5);
+            other.kernel.mergeChannels(partials, blocks, c0, C, channels, C, params, 1e-5);
+            for (let c = 0; c < c0; c++) {
+              for (const k of [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_INVSTD]) expect(a.f64[arr(C, k, c)]).toBe(GUARD);
+            }
             for (let c = c0; c < C; c++) {
               const want = reference(values[c]);
-              const s = a.f64.slice(stats / 8 + 2 * c, stats / 8 + 2 * c + 2);
-              expect(Math.abs(s[0] - want.mean)).toBeLessThan(1e-12);
-              expect(Math.abs(s[1] - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
+              const mean = a.f64[arr(C, CHANNEL_MEAN, c)];
+              const variance = a.f64[arr(C, CHANNEL_VAR, c)];
+              expect(Math.abs(mean - want.mean)).toBeLessThan(1e-12);
+              expect(Math.abs(variance - want.m2 / want.n) / (want.m2 / want.n)).toBeLessThan(1e-12);
+              expect(a.f64[arr(C, CHANNEL_INVSTD, c)]).toBe(1 / Math.sqrt(variance + 1e-5));
+              // The inputs stay as they were.
+              expect([a.f64[arr(C, CHANNEL_WEIGHT, c)], a.f64[arr(C, CHANNEL_BIAS, c)]]).toEqual([1 + c, c - 2]);
               const p = a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 3);
-              expect(p[0]).toBe(s[0]);
-              expect(p[1]).toBe((1 + c) / Math.sqrt(s[1] + 1e-5));
+              expect(p[0]).toBe(mean);
+              expect(p[1]).toBe((1 + c) / Math.sqrt(variance + 1e-5));
               expect(p[2]).toBe(c - 2);
             }
-            expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+            expect(arrays(a, C)).toEqual(arrays(other, C));
             expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
           }
         }
@@ -301,9 +316,10 @@ for (const name of ['js', 'wasm'] as const) {
               const r2 = rng(1000 * c + b);
               k.f64.set([12345 + 777 * b, 1e3 * c + 10 * normal(r2), (1 + r2()) * 1e-3], (partials + (c * blocks + b) * 24) / 8);
             }
-            k.f64.set([0, 1, 0], (params + 32 * c) / 8);
+            k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;
+            k.f64[arr(C, CHANNEL_BIAS, c)] = 0;
           }
-          k.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+          k.kernel.mergeChannels(partials, blocks, 0, C, channels, C, params, 1e-5);
         }
         for (let c = 0; c < C; c++) {
           let n = 0;
@@ -319,10 +335,10 @@ for (const name of ['js', 'wasm'] as const) {
             const at = (partials + (c * blocks + b) * 24) / 8;
             m2 += a.f64[at + 2] + a.f64[at] * (a.f64[at + 1] - mean) ** 2;
           }
-          expect(Math.abs(a.f64[stats / 8 + 2 * c] - mean)).toBeLessThan(1e-9);
-          expect(Math.abs(a.f64[stats / 8 + 2 * c + 1] - m2 / n) / (m2 / n)).toBeLessThan(1e-12);
+          expect(Math.abs(a.f64[arr(C, CHANNEL_MEAN, c)] - mean)).toBeLessThan(1e-9);
+          expect(Math.abs(a.f64[arr(C, CHANNEL_VAR, c)] - m2 / n) / (m2 / n)).toBeLessThan(1e-12);
         }
-        expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
+        expect(arrays(a, C)).toEqual(arrays(other, C));
         expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
       }
       // Infinite partial means (data holding infinities): +Inf stays +Inf, +Inf and -Inf give NaN,
@@ -332,7 +348,7 @@ for (const name of ['js', 'wasm'] as const) {
         const blocks = 3;
         const inf: Record<number, number[]> = { 1: [1], 2: [0], 6: [0, 2], 8: [2] };
         const sign: Record<number, number[]> = { 1: [1], 2: [1], 6: [1, -1], 8: [1] };
-        const results: number[][] = [];
+        const results: number[][][] = [];
         for (const finiteOnly of [false, true]) {
           for (const k of [a, other]) {
             for (let c = 0; c < C; c++) {
@@ -342,18 +358,20 @@ for (const name of ['js', 'wasm'] as const) {
                 const bad = !finiteOnly && at >= 0;
                 k.f64.set([10 + b, bad ? sign[c][at] * Infinity : 5 * normal(r2), bad ? NaN : 1 + r2()], (partials + (c * blocks + b) * 24) / 8);
               }
-              k.f64.set([0, 1, 0], (params + 32 * c) / 8);
+              k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;
+              k.f64[arr(C, CHANNEL_BIAS, c)] = 0;
             }
-            k.kernel.mergeChannels(partials, blocks, 0, C, stats, params, 1e-5);
+            k.kernel.mergeChannels(partials, blocks, 0, C, channels, C, params, 1e-5);
           }
-          expect(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C))).toEqual(Array.from(other.f64.slice(stats / 8, stats / 8 + 2 * C)));
-          results.push(Array.from(a.f64.slice(stats / 8, stats / 8 + 2 * C)));
+          expect(arrays(a, C)).toEqual(arrays(other, C));
+          const column = (k: number): number[] => Array.from(a.f64.slice(arr(C, k, 0), arr(C, k, C)));
+          results.push([column(CHANNEL_MEAN), column(CHANNEL_VAR)]);
         }
-        const [withInf, finite] = results;
-        for (const c of [1, 2, 8]) expect(withInf[2 * c]).toBe(Infinity);
-        expect(withInf[2 * 6]).toBeNaN();
-        for (const c of [1, 2, 6, 8]) expect(withInf[2 * c + 1]).toBeNaN();
-        for (const c of [0, 3, 4, 5, 7]) expect([withInf[2 * c], withInf[2 * c + 1]]).toEqual([finite[2 * c], finite[2 * c + 1]]);
+        const [[meanInf, varInf], [meanFinite, varFinite]] = results;
+        for (const c of [1, 2, 8]) expect(meanInf[c]).toBe(Infinity);
+        expect(meanInf[6]).toBeNaN();
+        for (const c of [1, 2, 6, 8]) expect(varInf[c]).toBeNaN();
+        for (const c of [0, 3, 4, 5, 7]) expect([meanInf[c], varInf[c]]).toEqual([meanFinite[c], varFinite[c]]);
       }
     });
 

@@ -1,8 +1,8 @@
 import '../src/wasm-types.js';
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import {
-  bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, scratchLayout,
-  type ScratchLayout, type Task,
+  bytesPerElement, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
+  partialByte, PREP_CHANNELS, scratchLayout, type ScratchLayout, type Task,
 } from './protocol.js';
 
 /** Typed views of the shared memory that the executor itself reads (flags, parameters). */
@@ -39,6 +39,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const i32 = views.i32;
   const cancelIndex = layout.cancelByte / 4;
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
+  if (task.prep !== null && !prepare(task, views, layout, cancelled)) return false;
   const walk = new BlockWalker(task, kernel, views, layout);
   const first = new Claims(task, i32, layout.claimByte);
   const second = new Claims(task, i32, layout.claim2Byte);
@@ -151,8 +152,70 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
 }
 
 /**
+ * The prep of a call's first dispatch (see `Task.prep`): claims PREP_CHANNELS channels at a time
+ * and writes their interleaved parameters from the per-channel arrays, then waits until every
+ * channel is prepared, spinning for up to `task.spinMs`, then sleeping. Only claimed channels can
+ * be outstanding, and the tasks that claimed them are running, so the wait is short. False when
+ * the call was cancelled first.
+ */
+function prepare(task: Task, views: MemoryViews, layout: ScratchLayout, cancelled: () => boolean): boolean {
+  const { i32, f64 } = views;
+  const { C } = task.grid;
+  const claim = layout.prepClaimByte / 4;
+  const done = layout.prepDoneByte / 4;
+  for (let c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS; c0 < C; c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS) {
+    const c1 = Math.min(c0 + PREP_CHANNELS, C);
+    if (task.prep === 'eval') prepareEval(f64, layout, C, c0, c1, task.eps);
+    else prepareBackward(f64, layout, C, c0, c1, task.prep === 'backward-var' ? task.eps : null);
+    if (Atomics.add(i32, done, c1 - c0) + (c1 - c0) === C) Atomics.notify(i32, done);
+  }
+  const spinUntil = performance.now() + task.spinMs;
+  for (let seen = Atomics.load(i32, done); seen < C; seen = Atomics.load(i32, done)) {
+    if (cancelled()) return false;
+    // The main thread also notifies this word when it cancels.
+    if (performance.now() > spinUntil) Atomics.wait(i32, done, seen, 50);
+  }
+  return true;
+}
+
+/**
+ * Eval: channel c's parameters (mean, weight / sqrt(var + eps), bias) from the running statistics
+ * and the affine parameters in the per-channel arrays, and INVSTD = 1 / sqrt(var + eps), as the
+ * merge writes them from batch statistics (src/merge.ts: the same operations, the same bits).
+ */
+function prepareEval(f64: Float64Array, layout: ScratchLayout, C: number, c0: number, c1: number, eps: number): void {
+  const at = layout.channelsByte / 8;
+  for (let c = c0; c < c1; c++) {
+    const variance = f64[at + C * CHANNEL_VAR + c];
+    const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
+    f64[q] = f64[at + C * CHANNEL_MEAN + c];
+    f64[q + 1] = f64[at + C * CHANNEL_WEIGHT + c] / Math.sqrt(variance + eps);
+    f64[q + 2] = f64[at + C * CHANNEL_BIAS + c];
+    f64[at + C * CHANNEL_INVSTD + c] = 1 / Math.sqrt(variance + eps);
+  }
+}
+
+/**
+ * Backward: channel c's (mean, invstd, weight, 0), which its merge turns into dx coefficients;
+ * with `eps`, INVSTD = 1 / sqrt(var + eps) from VAR first.
+ */
+function prepareBackward(f64: Float64Array, layout: ScratchLayout, C: number, c0: number, c1: number, eps: number | null): void {
+  const at = layout.channelsByte / 8;
+  if (eps !== null) {
+    for (let c = c0; c < c1; c++) f64[at + C * CHANNEL_INVSTD + c] = 1 / Math.sqrt(f64[at + C * CHANNEL_VAR + c] + eps);
+  }
+  for (let c = c0; c < c1; c++) {
+    const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
+    f64[q] = f64[at + C * CHANNEL_MEAN + c];
+    f64[q + 1] = f64[at + C * CHANNEL_INVSTD + c];
+    f64[q + 2] = f64[at + C * CHANNEL_WEIGHT + c];
+    f64[q + 3] = 0;
+  }
+}
+
+/**
  * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
- * runs) and turns their parameters from (unused, weight, bias) into (mean, scale, bias).
+ * runs), writing their statistics to the per-channel arrays and their parameters.
  */
 export function mergeChannels(
   kernel: Kernel, task: Pick<Task, 'grid' | 'eps'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
@@ -160,12 +223,12 @@ export function mergeChannels(
   const { grid } = task;
   if (task.backward) {
     kernel.mergeBackward(
-      layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte,
+      layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte,
       grid.N * grid.S, task.backward === 'train',
     );
     return;
   }
-  kernel.mergeChannels(layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelStatsByte, layout.paramsByte, task.eps);
+  kernel.mergeChannels(layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte, task.eps);
 }
 
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */

@@ -159,8 +159,21 @@ export interface Task {
    */
   readonly spinMs: number;
   readonly copyOut: CopyOut | null;
+  /**
+   * Set on the tasks of a call's first dispatch when the interleaved parameters are made from the
+   * per-channel arrays before any pass (a training forward's merge makes its own): 'eval' writes
+   * (mean, weight / sqrt(var + eps), bias) and INVSTD from MEAN, VAR, WEIGHT, BIAS and `eps`;
+   * 'backward' writes (mean, invstd, weight, 0) from MEAN, INVSTD, WEIGHT; 'backward-var' first
+   * makes INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim
+   * PREP_CHANNELS at a time and each waits until every channel is prepared, so a task that starts
+   * late finds the work done and does not hold the others.
+   */
+  readonly prep: 'eval' | 'backward' | 'backward-var' | null;
   readonly fault?: Fault;
 }
+
+/** Channels a task prepares a claim (see `Task.prep`): ~20 µs of work. */
+export const PREP_CHANNELS = 8192;
 
 /**
  * The benchmark's floor: y = a * x + b over n float32 at the given offsets, with the WebAssembly
@@ -183,21 +196,40 @@ export type TaskResult =
 /** Bytes of one partial: count, mean, m2 as float64. */
 export const PARTIAL_BYTES = 24;
 /**
- * Bytes of one channel's parameters, four float64: (mean, scale, bias, unused) for normalizing;
- * for backward, (mean, invstd, weight, unused) in and (a, b, mean, d) out.
+ * Bytes of one channel's parameters, four float64, interleaved for the kernels: (mean, scale, bias,
+ * unused) for normalizing; for backward, (mean, invstd, weight, 0) in and (a, b, mean, d) out.
  */
 export const PARAM_BYTES = 32;
-/** Bytes of one channel's merged statistics: mean, biased variance as float64. */
-export const CHANNEL_STAT_BYTES = 16;
 
 /**
- * Layout of the per-call scratch area. The first 32 bytes hold five Int32 words: the cancel flag
+ * The per-channel float64 arrays of a call, C values each, one after another at
+ * `ScratchLayout.channelsByte` in this order (index k starts at channelsByte + 8 * C * k). They are
+ * what the main thread copies in and out, one `set` or `slice` an array, so that no loop over the
+ * channels runs there (2^25 channels are allowed); the workers turn them into the interleaved
+ * parameters and back:
+ * - MEAN, VAR: forward: the batch mean and biased variance, written by the merge; eval: the
+ *   running statistics, read by the prep. Backward: MEAN is read by its prep.
+ * - INVSTD: forward: 1 / sqrt(var + eps), written by the merge or by the eval prep (saved for the
+ *   backward); backward: read by its prep.
+ * - WEIGHT, BIAS: forward: read by the merge or the eval prep (1 and 0 without affine). Backward:
+ *   WEIGHT is read by its prep, and the merge writes dWeight over WEIGHT and dBias over BIAS.
+ */
+export const CHANNEL_MEAN = 0;
+export const CHANNEL_VAR = 1;
+export const CHANNEL_INVSTD = 2;
+export const CHANNEL_WEIGHT = 3;
+export const CHANNEL_BIAS = 4;
+export const CHANNEL_ARRAYS = 5;
+
+/**
+ * Layout of the per-call scratch area. The first 32 bytes hold seven Int32 words: the cancel flag
  * (set when the call's signal fires or a task failed), the count of arrivals at the `split` or
  * `phased` barriers, the number of channel groups whose parameters are ready (the flag the tasks
- * at a barrier wait on), and the claim counters of a pass's work items (`claimByte`: the only
- * pass of `stats`, `normalize` and `fused`, the statistics of `split` and `phased`;
- * `claim2Byte`: their normalization). Then the parameters, the merged channel statistics and the
- * partials, each 8-byte aligned.
+ * at a barrier wait on), the claim counters of a pass's work items (`claimByte`: the only pass of
+ * `stats`, `normalize` and `fused`, the statistics of `split` and `phased`; `claim2Byte`: their
+ * normalization), and the prep's claim counter and count of channels prepared (see `Task.prep`).
+ * Then the interleaved parameters, the per-channel arrays (CHANNEL_MEAN ...) and the partials,
+ * each 8-byte aligned.
  */
 export interface ScratchLayout {
   readonly cancelByte: number;
@@ -205,21 +237,30 @@ export interface ScratchLayout {
   readonly readyByte: number;
   readonly claimByte: number;
   readonly claim2Byte: number;
+  readonly prepClaimByte: number;
+  readonly prepDoneByte: number;
   readonly paramsByte: number;
-  readonly channelStatsByte: number;
+  /** The CHANNEL_ARRAYS per-channel arrays, C float64 each. */
+  readonly channelsByte: number;
   readonly partialsByte: number;
   readonly totalBytes: number;
 }
 
 export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
   const paramsByte = scratchByte + 32;
-  const channelStatsByte = paramsByte + grid.C * PARAM_BYTES;
-  const partialsByte = channelStatsByte + grid.C * CHANNEL_STAT_BYTES;
+  const channelsByte = paramsByte + grid.C * PARAM_BYTES;
+  const partialsByte = channelsByte + grid.C * CHANNEL_ARRAYS * 8;
   const end = partialsByte + grid.C * grid.blocksPerChannel * PARTIAL_BYTES;
   return {
     cancelByte: scratchByte, doneByte: scratchByte + 4, readyByte: scratchByte + 8,
-    claimByte: scratchByte + 12, claim2Byte: scratchByte + 16, paramsByte, channelStatsByte, partialsByte, totalBytes: end - scratchByte,
+    claimByte: scratchByte + 12, claim2Byte: scratchByte + 16, prepClaimByte: scratchByte + 20, prepDoneByte: scratchByte + 24,
+    paramsByte, channelsByte, partialsByte, totalBytes: end - scratchByte,
   };
+}
+
+/** Byte offset of per-channel array k (CHANNEL_MEAN ...) of a call with C channels. */
+export function channelArrayByte(channelsByte: number, C: number, k: number): number {
+  return channelsByte + 8 * C * k;
 }
 
 /** Byte offset of the partial of channel `c`, row group `g`, stretch `k`. */

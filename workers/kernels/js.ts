@@ -146,9 +146,11 @@ export class JsKernel implements Kernel {
     }
   }
 
-  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
+  mergeChannels(
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
+  ): void {
     this.#views();
-    for (let c = c0; c < c1; c++) mergeChannel(this.#f64, partialsByte, blocks, c, statsByte, paramsByte, eps);
+    for (let c = c0; c < c1; c++) mergeChannel(this.#f64, partialsByte, blocks, c, channelsByte, C, paramsByte, eps);
   }
 
   bwdStatsPlanes(
@@ -229,11 +231,11 @@ export class JsKernel implements Kernel {
   }
 
   mergeBackward(
-    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
     count: number, training: boolean,
   ): void {
     this.#views();
-    for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, statsByte, paramsByte, count, training);
+    for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, channelsByte, C, paramsByte, count, training);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

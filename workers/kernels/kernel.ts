@@ -73,10 +73,13 @@ export interface Kernel {
   /**
    * For channels [c0, c1): merges each channel's `blocks` partials (contiguous, 24 bytes each, at
    * `partialsByte + 24 * blocks * c`) in block order with Chan et al.'s pairwise formula, writes
-   * (mean, biased variance) at `statsByte + 16 * c`, and turns `paramsByte + 32 * c` from
-   * (unused, weight, bias) into (mean, weight / sqrt(var + eps), bias); parameters are 32 bytes a channel.
+   * the mean, biased variance and 1 / sqrt(var + eps) to MEAN, VAR and INVSTD of the per-channel
+   * arrays of C channels at `channelsByte` (protocol.ts), and (mean, weight / sqrt(var + eps), bias)
+   * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS.
    */
-  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void;
+  mergeChannels(
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
+  ): void;
 
   /**
    * Backward partial of `rows` runs of `len` values (x and dy with their own row strides): writes
@@ -119,12 +122,13 @@ export interface Kernel {
   ): void;
 
   /**
-   * For channels [c0, c1): sums the backward partials in block order, writes (dWeight, dBias) at
-   * `statsByte + 16 * c`, and turns `paramsByte + 32 * c` from (mean, invstd, weight, ·) into
-   * (a, b, mean, d) for `bwdApplyPlanes` (b = d = 0 when not `training`).
+   * For channels [c0, c1): sums the backward partials in block order, writes dWeight and dBias
+   * over WEIGHT and BIAS of the per-channel arrays of C channels at `channelsByte`, and turns
+   * `paramsByte + 32 * c` from (mean, invstd, weight, ·) into (a, b, mean, d) for
+   * `bwdApplyPlanes` (b = d = 0 when not `training`).
    */
   mergeBackward(
-    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
     count: number, training: boolean,
   ): void;
 

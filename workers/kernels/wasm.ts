@@ -14,12 +14,12 @@ interface WasmExports {
   normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
-  mergeChannels(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, eps: number): void;
+  mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number): void;
   bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
-  mergeBackward(partials: number, blocks: number, c0: number, c1: number, stats: number, params: number, count: number, training: number): void;
+  mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
@@ -79,8 +79,10 @@ export class WasmKernel implements Kernel {
     else this.#k.normalizeRows32(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
   }
 
-  mergeChannels(partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number, eps: number): void {
-    this.#k.mergeChannels(partialsByte, blocks, c0, c1, statsByte, paramsByte, eps);
+  mergeChannels(
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
+  ): void {
+    this.#k.mergeChannels(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, eps);
   }
 
   bwdStatsPlanes(
@@ -117,10 +119,10 @@ export class WasmKernel implements Kernel {
   }
 
   mergeBackward(
-    partialsByte: number, blocks: number, c0: number, c1: number, statsByte: number, paramsByte: number,
+    partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
     count: number, training: boolean,
   ): void {
-    this.#k.mergeBackward(partialsByte, blocks, c0, c1, statsByte, paramsByte, count, training ? 1 : 0);
+    this.#k.mergeBackward(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, count, training ? 1 : 0);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

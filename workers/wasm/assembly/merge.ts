@@ -2,10 +2,11 @@
 
 /**
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
- * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes (mean,
- * biased variance) to stats + 16 * c; and turns params + 32 * c from (unused, weight, bias) into
- * (mean, weight / sqrt(var + eps), bias). The same operations, in the same order, as
- * src/merge.ts, so the two give the same bits.
+ * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes the mean,
+ * the biased variance and 1 / sqrt(var + eps) to the per-channel arrays of C channels at
+ * `channels` (MEAN, VAR, INVSTD: workers/protocol.ts); and writes (mean, weight / sqrt(var + eps),
+ * bias) at params + 32 * c, with weight and bias from the arrays' WEIGHT and BIAS. The same
+ * operations, in the same order, as src/merge.ts, so the two give the same bits.
  *
  * Each merge step waits on the one before (two divisions on the way): ~25 cycles, so a
  * [4096, 1024] input's 16 Ki partials took ~120 µs one channel at a time. Channels are
@@ -18,7 +19,9 @@
  * NaN never leaves it), and then every step took Chan's form anyway. Lanes that end non-finite
  * are merged again one channel at a time, with the choice made at each step.
  */
-export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, stats: usize, params: usize, eps: f64): void {
+export function mergeChannels(
+  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, eps: f64,
+): void {
   const stride = <usize>blocks * 24;
   let c = c0;
   for (; c + 4 <= c1; c += 4) {
@@ -43,20 +46,20 @@ export function mergeChannels(partials: usize, blocks: i32, c0: i32, c1: i32, st
     // x - x is 0 exactly for finite x, NaN otherwise.
     const finite = v128.and(f64x2.eq(f64x2.sub(meanA, meanA), zero), f64x2.eq(f64x2.sub(meanB, meanB), zero));
     if (!i64x2.all_true(finite)) {
-      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, stats, params, eps);
+      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps);
       continue;
     }
     const nn = f64x2.extract_lane(n, 0);
-    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, stats, params, eps);
-    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, stats, params, eps);
-    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, stats, params, eps);
-    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, stats, params, eps);
+    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps);
+    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps);
+    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps);
+    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps);
   }
-  for (; c < c1; c++) mergeOne(partials, stride, c, stats, params, eps);
+  for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps);
 }
 
 /** Channel c alone: src/merge.ts's mergeChannel, operation for operation. */
-function mergeOne(partials: usize, stride: usize, c: i32, stats: usize, params: usize, eps: f64): void {
+function mergeOne(partials: usize, stride: usize, c: i32, channels: usize, C: i32, params: usize, eps: f64): void {
   let n: f64 = 0;
   let mean: f64 = 0;
   let m2: f64 = 0;
@@ -78,7 +81,7 @@ function mergeOne(partials: usize, stride: usize, c: i32, stats: usize, params: 
     mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
     n = total;
   }
-  finish(c, mean, m2 / n, stats, params, eps);
+  finish(c, mean, m2 / n, channels, C, params, eps);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */
@@ -86,25 +89,39 @@ function mergeOne(partials: usize, stride: usize, c: i32, stats: usize, params: 
   return f64x2.replace_lane(f64x2.splat(load<f64>(p + at)), 1, load<f64>(p + stride + at));
 }
 
-@inline function finish(c: i32, mean: f64, variance: f64, stats: usize, params: usize, eps: f64): void {
-  const s = stats + (<usize>c << 4);
-  store<f64>(s, mean);
-  store<f64>(s, variance, 8);
+// The per-channel arrays (workers/protocol.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, C float64 each,
+// one after another at `channels`.
+const MEAN = 0;
+const VAR = 1;
+const INVSTD = 2;
+const WEIGHT = 3;
+const BIAS = 4;
+
+/** Byte address of array k's value for channel c, of the arrays of C channels at `channels`. */
+@inline function arrayAt(channels: usize, C: i32, k: i32, c: i32): usize {
+  return channels + ((<usize>k * <usize>C + <usize>c) << 3);
+}
+
+@inline function finish(c: i32, mean: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64): void {
+  store<f64>(arrayAt(channels, C, MEAN, c), mean);
+  store<f64>(arrayAt(channels, C, VAR, c), variance);
+  store<f64>(arrayAt(channels, C, INVSTD, c), 1.0 / Math.sqrt(variance + eps));
   const q = params + (<usize>c << 5);
   store<f64>(q, mean);
-  store<f64>(q, load<f64>(q, 8) / Math.sqrt(variance + eps), 8);
+  store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps), 8);
+  store<f64>(q, load<f64>(arrayAt(channels, C, BIAS, c)), 16);
 }
 
 /**
  * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
- * Σdy·(x - mean)) in block order; writes (dWeight, dBias) = (invstd·Σdy·(x - mean), Σdy) at
- * stats + 16 * c; and turns params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
+ * Σdy·(x - mean)) in block order; writes dWeight = invstd·Σdy·(x - mean) over WEIGHT and
+ * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
  * dx = a·dy + b·(x - mean) + d, with m values per channel:
  * training: a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: b = d = 0.
  * The same operations, in the same order, as src/merge.ts.
  */
 export function mergeBackward(
-  partials: usize, blocks: i32, c0: i32, c1: i32, stats: usize, params: usize, count: f64, training: i32,
+  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, count: f64, training: i32,
 ): void {
   for (let c = c0; c < c1; c++) {
     let sdy: f64 = 0;
@@ -119,9 +136,8 @@ export function mergeBackward(
     const mean = load<f64>(q);
     const invstd = load<f64>(q, 8);
     const weight = load<f64>(q, 16);
-    const s = stats + (<usize>c << 4);
-    store<f64>(s, invstd * sdx);
-    store<f64>(s, sdy, 8);
+    store<f64>(arrayAt(channels, C, WEIGHT, c), invstd * sdx);
+    store<f64>(arrayAt(channels, C, BIAS, c), sdy);
     const a = weight * invstd;
     store<f64>(q, a);
     store<f64>(q, training ? -a * invstd * invstd * sdx / count : 0, 8);
