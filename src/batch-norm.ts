@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
-import { runBatchNormBackward } from './engine.js';
+import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -156,6 +156,12 @@ export class BatchNorm {
   readonly #pool: Pool | null;
   readonly #rules: ConventionRules;
   #saved: SavedForward | null = null;
+  /**
+   * Where forwards copy their per-channel results (saved for backward, read by the running
+   * update), allocated once: a later forward overwrites them only once it has succeeded, when it
+   * replaces the saved forward. Calls on a module run one at a time.
+   */
+  #results: ChannelResults | null = null;
   /** Settles when the latest call finished: the queue that keeps calls in order. */
   #tail: Promise<void> = Promise.resolve();
 
@@ -273,6 +279,9 @@ export class BatchNorm {
         x, dims, dtype: this.dtype, useBatchStats,
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
         eps: this.eps, out, signal, relu: this.activation === 'relu',
+        into: this.#results ??= {
+          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures), invstd: new Float64Array(this.numFeatures),
+        },
       };
       const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
@@ -336,12 +345,11 @@ export class BatchNorm {
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
-          dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y,
+          dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
           ...(reduceGrads === undefined ? {} : { reduce: gradientReducer(reduceGrads, this.numFeatures), count: saved.syncedCount! }),
         },
       });
-      const cast = (v: Float64Array): FloatArray => (this.dtype === 'float64' ? v : new Float32Array(v));
-      return { dx: r.dx, dWeight: this.affine ? cast(r.dWeight) : null, dBias: this.affine ? cast(r.dBias) : null };
+      return { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
     } finally {
       unpinArgs();
       unpinSaved();

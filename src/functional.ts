@@ -196,10 +196,12 @@ export async function batchNormBackward(
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
   const unpin = pinArrays([x, dy, mask, out]);
   try {
-    return await runBatchNormBackward(pool, {
+    const r = await runBatchNormBackward(pool, {
       x, dims, dtype, weight, out, signal,
       backward: { dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, ...sync },
     });
+    // No gradDtype: float64 sums.
+    return { dx: r.dx, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };
   } finally {
     unpin();
   }

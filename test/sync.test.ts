@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
-import { randomTensor, splitRows } from './helpers/data.js';
+import { randomTensor, sameBits, splitRows } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
@@ -115,6 +115,20 @@ describe('reduceStats and reduceGrads', () => {
     await expect(bn.forward(x, [4, 3, 5], { reduceStats: 'no' as never })).rejects.toThrow(/options.reduceStats must be a function/);
     expect(bn.numBatchesTracked).toBe(0);
     expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
+  });
+
+  it('a synced forward whose hook fails leaves the saved forward as it was: backward gives the same bits', async () => {
+    const bn = new BatchNorm(3, { pool });
+    const shape = [4, 3, 5];
+    const x = randomTensor(shape, 'float32', 6);
+    const dy = randomTensor(shape, 'float32', 7);
+    await bn.forward(x, shape);
+    const before = await bn.backward(dy);
+    // Other data: its statistics pass runs before the hook fails.
+    const other = randomTensor(shape, 'float32', 8).map((v) => 3 * v + 1);
+    await expect(bn.forward(other, shape, { reduceStats: () => { throw new Error('transport down'); } })).rejects.toThrow(/transport down/);
+    const after = await bn.backward(dy);
+    expect(sameBits(after.dx, before.dx) && sameBits(after.dWeight!, before.dWeight!) && sameBits(after.dBias!, before.dBias!)).toBe(true);
   });
 
   it('refuses a synced backward without reduceGrads, reduceGrads without a synced forward, and a bad answer', async () => {
