@@ -12,7 +12,6 @@ import {
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
-import { mergeChannels } from '../workers/execute.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
@@ -208,13 +207,12 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
         if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
-        // Chunks (or statistics only): every chunk's statistics, the merge here, then every chunk
-        // again to normalize.
-        for (const p of placements) {
-          await copyIn(ctx, req, p, call.pauseIn);
-          await runPhase(call, tasksFor(call, p, 'stats'));
+        // Chunks (or statistics only): every chunk's statistics, merged by the last task to finish
+        // the last chunk's, then every chunk again to normalize.
+        for (let i = 0; i < placements.length; i++) {
+          await copyIn(ctx, req, placements[i], call.pauseIn);
+          await runPhase(call, tasksFor(call, placements[i], 'stats', { merge: i === placements.length - 1 }));
         }
-        mergeChannels(ctx.inlineKernel, { grid, eps: req.eps, backward: req.backward?.mode ?? null }, layout, 0, grid.C);
         if (synced) await reduceGradients(ctx, grid, req.backward!, layout, signal);
         // One chunk is still staged from its statistics pass; several share the staging area.
         for (let i = 0; i < placements.length && !req.statsOnly; i++) {
@@ -300,10 +298,10 @@ function itemCount(grid: Grid, region: Region, op: TaskOp): number {
 /**
  * The tasks of one dispatch: as many as threads (fewer when there are fewer items), all over the
  * region's items, which they claim `chunk` at a time. `split` and `phased` tasks meet at barriers,
- * so they are all counted in `gang`.
+ * so they are all counted in `gang`; so are `stats` tasks that `merge` (the last to finish does).
  */
 function tasksFor(
-  call: Call, p: Placement, op: TaskOp, opts: { reverse?: boolean; phases?: readonly number[] | null } = {},
+  call: Call, p: Placement, op: TaskOp, opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean } = {},
 ): Task[] {
   const { grid } = call;
   const { region } = p;
@@ -330,7 +328,7 @@ function tasksFor(
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
-      gang: op === 'split' || op === 'phased' ? count : 0,
+      gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
       copyOut: p.copyOut,

@@ -67,7 +67,6 @@ export interface PoolInternals {
   readonly threads: number;
   readonly inlineThreshold: number;
   readonly cacheBytes: number;
-  readonly inlineKernel: Kernel;
   assertOpen(): void;
   /**
    * Runs tasks on the workers (or inline) and settles every one of them before returning.
@@ -206,7 +205,6 @@ export class Pool {
       threads: this.threads,
       inlineThreshold: this.inlineThreshold,
       cacheBytes: this.cacheBytes,
-      inlineKernel,
       assertOpen: () => this.#assertOpen(),
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),

@@ -67,7 +67,11 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     for (let i = first.next(); i >= 0; i = first.next()) {
       if (!walk.statsRange(i, first.end(i), cancelled)) return false;
     }
-    if (task.op === 'stats') return true;
+    if (task.op === 'stats') {
+      // Every partial of the call is written once the gang's last task gets here: it merges.
+      if (task.gang > 0 && Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang) mergeChannels(kernel, task, layout, 0, task.grid.C);
+      return true;
+    }
     if (!barrier(task, kernel, views, layout, 0, 0, task.grid.C)) return false;
     normalizeClaims = second;
   }

@@ -82,7 +82,8 @@ export interface CopyOut {
 
 /**
  * What a call's tasks do over the work items they claim (see `Task.items`):
- * - `stats`: partial statistics of blocks;
+ * - `stats`: partial statistics of blocks; in the call's last statistics dispatch (`gang` > 0),
+ *   the last of its tasks to finish merges every channel, without waiting for anyone;
  * - `normalize`: y = (x - mean) * scale + bias with the per-channel parameters;
  * - `fused`: for whole channels (row mode: whole bands, every row), partials, their merge, the
  *   parameters, then the normalization while the channel or band is still in cache;
@@ -146,7 +147,10 @@ export interface Task {
   readonly backward: 'train' | 'eval' | null;
   /** Forward: apply ReLU in the normalize pass. */
   readonly relu: boolean;
-  /** `split`, `phased`: the number of tasks of the call that meet at each barrier. */
+  /**
+   * `split`, `phased`: the number of tasks of the call that meet at each barrier; `stats`: the
+   * number of tasks of the dispatch, when the last to finish merges (else 0).
+   */
   readonly gang: number;
   /**
    * `phased`: the channel groups, as boundaries [0, b1, ..., channels of the region] relative to
