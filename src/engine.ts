@@ -138,6 +138,7 @@ export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<Engine
   return ctx.track(execute(ctx, request) as Promise<EngineResult>);
 }
 
+/** Resolves to Gradients exactly when the request has `backward`. */
 async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
   throwIfAborted(signal);
