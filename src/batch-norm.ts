@@ -97,8 +97,9 @@ interface SavedForward {
   readonly inPlace: boolean;
   readonly dims: Dims;
   readonly mean: Float64Array;
-  /** 1 / sqrt(var + eps) of the variance normalized with. */
-  readonly invstd: Float64Array;
+  /** The variance normalized with, and eps: the backward's prep makes invstd from them. */
+  readonly var: Float64Array;
+  readonly eps: number;
   readonly mode: 'train' | 'eval';
   /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
   readonly syncedCount: number | null;
@@ -280,14 +281,14 @@ export class BatchNorm {
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
         eps: this.eps, out, signal, relu: this.activation === 'relu',
         into: this.#results ??= {
-          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures), invstd: new Float64Array(this.numFeatures),
+          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
         },
       };
       const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
       this.#saved = {
         x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
-        mean: result.mean, invstd: result.invstd,
+        mean: result.mean, var: result.var, eps: this.eps,
         mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
       };
       return result.y;
@@ -345,7 +346,7 @@ export class BatchNorm {
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
-          dy, mean: saved.mean, invstd: saved.invstd, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
+          dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
           ...(reduceGrads === undefined ? {} : { reduce: gradientReducer(reduceGrads, this.numFeatures), count: saved.syncedCount! }),
         },
       });

@@ -61,8 +61,6 @@ export interface ChannelResults {
   readonly mean: Float64Array;
   /** The variance used: the biased batch variance, or a copy of the running variance. */
   readonly var: Float64Array;
-  /** 1 / sqrt(var + eps), as normalized with. */
-  readonly invstd: Float64Array;
 }
 
 export interface BackwardRequest {
@@ -227,10 +225,9 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
       return { dx: y, dWeight: new Grad(view(CHANNEL_WEIGHT)), dBias: new Grad(view(CHANNEL_BIAS)) };
     }
-    const into = req.into ?? { mean: new Float64Array(grid.C), var: new Float64Array(grid.C), invstd: new Float64Array(grid.C) };
+    const into = req.into ?? { mean: new Float64Array(grid.C), var: new Float64Array(grid.C) };
     into.mean.set(view(CHANNEL_MEAN));
     into.var.set(view(CHANNEL_VAR));
-    into.invstd.set(view(CHANNEL_INVSTD));
     return { y, ...into };
   } finally {
     signal?.removeEventListener('abort', cancel);

@@ -1,5 +1,5 @@
 import {
-  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
+  CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
 } from '../workers/protocol.js';
 
 /**
@@ -19,7 +19,6 @@ import {
  * then folds the statistics into the parameters the normalize kernels use:
  * y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Subtracting the mean first
  * (unlike PyTorch's folded x * alpha + beta) keeps a constant channel at exactly `bias`.
- * It also writes invstd = 1 / sqrt(var + eps), which a backward after this forward uses.
  *
  * The order is fixed by the grid, never by which thread produced a partial, so the result has the
  * same bits at any thread count. This is the TypeScript kernel's merge; the WebAssembly kernel's
@@ -29,7 +28,7 @@ import {
  * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2) triples at
  *   partialsByte + 24 * blocks * c
  * @param channelsByte - the per-channel arrays of C channels (protocol.ts, CHANNEL_MEAN ...):
- *   reads WEIGHT[c] and BIAS[c], writes MEAN[c], VAR[c] (biased) and INVSTD[c]
+ *   reads WEIGHT[c] and BIAS[c], writes MEAN[c] and VAR[c] (biased)
  * @param paramsByte - receives (mean, scale, bias) at paramsByte + 32 * c
  */
 export function mergeChannel(
@@ -61,7 +60,6 @@ export function mergeChannel(
   const at = channelsByte / 8 + c;
   mem[at + C * CHANNEL_MEAN] = mean;
   mem[at + C * CHANNEL_VAR] = variance;
-  mem[at + C * CHANNEL_INVSTD] = 1 / Math.sqrt(variance + eps);
   writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[at + C * CHANNEL_WEIGHT], mem[at + C * CHANNEL_BIAS]);
 }
 

@@ -184,18 +184,19 @@ function prepare(task: Task, views: MemoryViews, layout: ScratchLayout, cancelle
 
 /**
  * Eval: channel c's parameters (mean, weight / sqrt(var + eps), bias) from the running statistics
- * and the affine parameters in the per-channel arrays, and INVSTD = 1 / sqrt(var + eps), as the
- * merge writes them from batch statistics (src/merge.ts: the same operations, the same bits).
+ * and the affine parameters in the per-channel arrays, as the merge writes them from batch
+ * statistics (src/merge.ts: the same operations, the same bits).
  */
 function prepareEval(f64: Float64Array, layout: ScratchLayout, C: number, c0: number, c1: number, eps: number): void {
   const at = layout.channelsByte / 8;
-  for (let c = c0; c < c1; c++) {
-    const variance = f64[at + C * CHANNEL_VAR + c];
-    const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
-    f64[q] = f64[at + C * CHANNEL_MEAN + c];
-    f64[q + 1] = f64[at + C * CHANNEL_WEIGHT + c] / Math.sqrt(variance + eps);
-    f64[q + 2] = f64[at + C * CHANNEL_BIAS + c];
-    f64[at + C * CHANNEL_INVSTD + c] = 1 / Math.sqrt(variance + eps);
+  const mean = at + C * CHANNEL_MEAN;
+  const variance = at + C * CHANNEL_VAR;
+  const weight = at + C * CHANNEL_WEIGHT;
+  const bias = at + C * CHANNEL_BIAS;
+  for (let c = c0, q = (layout.paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
+    f64[q] = f64[mean + c];
+    f64[q + 1] = f64[weight + c] / Math.sqrt(f64[variance + c] + eps);
+    f64[q + 2] = f64[bias + c];
   }
 }
 

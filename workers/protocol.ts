@@ -166,9 +166,9 @@ export interface Task {
   /**
    * Set on the tasks of a call's first dispatch when the interleaved parameters are made from the
    * per-channel arrays before any pass (a training forward's merge makes its own): 'eval' writes
-   * (mean, weight / sqrt(var + eps), bias) and INVSTD from MEAN, VAR, WEIGHT, BIAS and `eps`;
-   * 'backward' writes (mean, invstd, weight, 0) from MEAN, INVSTD, WEIGHT; 'backward-var' first
-   * makes INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim
+   * (mean, weight / sqrt(var + eps), bias) from MEAN, VAR, WEIGHT, BIAS and `eps`; 'backward'
+   * writes (mean, invstd, weight, 0) from MEAN, INVSTD, WEIGHT; 'backward-var' first makes
+   * INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim
    * PREP_CHANNELS at a time and each waits until every channel is prepared, so a task that starts
    * late finds the work done and does not hold the others.
    */
@@ -216,9 +216,9 @@ export const PARAM_BYTES = 32;
  * channels runs there (2^25 channels are allowed); the workers turn them into the interleaved
  * parameters and back:
  * - MEAN, VAR: forward: the batch mean and biased variance, written by the merge; eval: the
- *   running statistics, read by the prep. Backward: MEAN is read by its prep.
- * - INVSTD: forward: 1 / sqrt(var + eps), written by the merge or by the eval prep (saved for the
- *   backward); backward: read by its prep.
+ *   running statistics, read by the prep. Backward: MEAN, and VAR where invstd is not given, are
+ *   read by its prep.
+ * - INVSTD: backward: 1 / sqrt(var + eps), given or made by its prep, read by it.
  * - WEIGHT, BIAS: forward: read by the merge or the eval prep (1 and 0 without affine). Backward:
  *   WEIGHT is read by its prep, and the merge writes dWeight over WEIGHT and dBias over BIAS.
  */

@@ -73,7 +73,7 @@ export interface Kernel {
   /**
    * For channels [c0, c1): merges each channel's `blocks` partials (contiguous, 24 bytes each, at
    * `partialsByte + 24 * blocks * c`) in block order with Chan et al.'s pairwise formula, writes
-   * the mean, biased variance and 1 / sqrt(var + eps) to MEAN, VAR and INVSTD of the per-channel
+   * the mean and biased variance to MEAN and VAR of the per-channel
    * arrays of C channels at `channelsByte` (protocol.ts), and (mean, weight / sqrt(var + eps), bias)
    * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS.
    */

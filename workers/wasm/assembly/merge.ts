@@ -2,9 +2,9 @@
 
 /**
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
- * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes the mean,
- * the biased variance and 1 / sqrt(var + eps) to the per-channel arrays of C channels at
- * `channels` (MEAN, VAR, INVSTD: workers/protocol.ts); and writes (mean, weight / sqrt(var + eps),
+ * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes the mean
+ * and the biased variance to the per-channel arrays of C channels at `channels` (MEAN, VAR:
+ * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps),
  * bias) at params + 32 * c, with weight and bias from the arrays' WEIGHT and BIAS. The same
  * operations, in the same order, as src/merge.ts, so the two give the same bits.
  *
@@ -93,7 +93,6 @@ function mergeOne(partials: usize, stride: usize, c: i32, channels: usize, C: i3
 // one after another at `channels`.
 const MEAN = 0;
 const VAR = 1;
-const INVSTD = 2;
 const WEIGHT = 3;
 const BIAS = 4;
 
@@ -105,7 +104,6 @@ const BIAS = 4;
 @inline function finish(c: i32, mean: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64): void {
   store<f64>(arrayAt(channels, C, MEAN, c), mean);
   store<f64>(arrayAt(channels, C, VAR, c), variance);
-  store<f64>(arrayAt(channels, C, INVSTD, c), 1.0 / Math.sqrt(variance + eps));
   const q = params + (<usize>c << 5);
   store<f64>(q, mean);
   store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps), 8);
