@@ -347,7 +347,8 @@ export class BatchNorm {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
           dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
-          ...(reduceGrads === undefined ? {} : { reduce: gradientReducer(reduceGrads, this.numFeatures), count: saved.syncedCount! }),
+          reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
+          count: saved.syncedCount ?? undefined,
         },
       });
       return { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };

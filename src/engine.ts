@@ -97,10 +97,10 @@ export type EngineResult = ChannelResults & { readonly y: FloatArray };
 export async function runChannelStats(
   pool: Pool, request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'signal'>,
 ): Promise<{ mean: Float64Array; var: Float64Array }> {
-  // `into` (a module's result arrays, if the request carries them) is left for the forward that follows.
+  // Not the module's result arrays (`into`): they are left for the forward that follows.
   const r = await runBatchNorm(pool, {
-    ...request, useBatchStats: true, weight: null, bias: null, runningMean: null, runningVar: null,
-    eps: 1, out: null, statsOnly: true, into: null,
+    x: request.x, dims: request.dims, dtype: request.dtype, signal: request.signal, useBatchStats: true,
+    weight: null, bias: null, runningMean: null, runningVar: null, eps: 1, out: null, statsOnly: true, into: null,
   });
   return { mean: r.mean, var: r.var };
 }
@@ -117,8 +117,10 @@ export async function runBatchNormBackward(
 ): Promise<Gradients> {
   const ctx = poolInternals(pool);
   ctx.assertOpen();
+  const { x, dims, dtype, weight, out, signal, backward } = request;
   return ctx.track(execute(ctx, {
-    ...request, useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: request.backward.eps ?? 1,
+    x, dims, dtype, weight, out, signal, backward,
+    useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: backward.eps ?? 1,
   }) as Promise<Gradients>);
 }
 
@@ -228,7 +230,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     const into = req.into ?? { mean: new Float64Array(grid.C), var: new Float64Array(grid.C) };
     into.mean.set(view(CHANNEL_MEAN));
     into.var.set(view(CHANNEL_VAR));
-    return { y, ...into };
+    return { y, mean: into.mean, var: into.var };
   } finally {
     signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);

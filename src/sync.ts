@@ -53,7 +53,11 @@ export async function runForward(
 ): Promise<{ result: EngineResult; count: number }> {
   if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
   const merged = await reduceBatchStats(pool, request, reduceStats, C);
-  const result = await runBatchNorm(pool, { ...request, useBatchStats: false, runningMean: merged.mean(), runningVar: merged.variance() });
+  const result = await runBatchNorm(pool, {
+    x: request.x, dims: request.dims, dtype: request.dtype, useBatchStats: false, weight: request.weight, bias: request.bias,
+    runningMean: merged.mean(), runningVar: merged.variance(), eps: request.eps, out: request.out, signal: request.signal,
+    relu: request.relu, into: request.into,
+  });
   return { result, count: merged.count[0] };
 }
 
