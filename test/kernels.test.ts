@@ -210,41 +210,44 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(4);
+        const cases: [number, number, number][] = [];
         for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21]) {
-          for (const S of [1, 2, 3, 5, 17]) {
-            for (const rows of [1, 3, 4, 5, 9, 33]) {
-              const off = (C + S + rows) % 4;
-              const xBase = DATA / bpe + off;
-              const yBase = OUT / bpe + ((off + 2) % 4);
-              // Every other case normalizes a band of wider rows: the rest of each y row keeps
-              // its guard.
-              const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
-              const n = rows * stride;
-              const params = SCRATCH + (1 << 20);
-              for (let c = 0; c < C; c++) {
-                f64[params / 8 + 4 * c] = c - 1.5 + 1e-4 * c;
-                f64[params / 8 + 4 * c + 1] = 0.5 + c;
-                f64[params / 8 + 4 * c + 2] = (c % 3) - 1;
-              }
-              x.fill(GUARD, yBase - 4, yBase + n + 4);
-              for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
-              kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, false);
-              const ulp = f64Data ? 2 ** -52 : 2 ** -23;
-              for (let i = 0; i < n; i++) {
-                if (i % stride >= C * S) {
-                  expect(x[yBase + i]).toBe(GUARD);
-                  continue;
-                }
-                const c = Math.floor((i % stride) / S);
-                const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
-                const want = (x[xBase + i] - mean) * scale + bias;
-                const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
-                expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
-              }
-              expect(x[yBase - 1]).toBe(GUARD);
-              expect(x[yBase + n]).toBe(GUARD);
-            }
+          for (const S of [1, 2, 3, 5, 17]) for (const rows of [1, 3, 4, 5, 9, 33]) cases.push([C, S, rows]);
+        }
+        // Wide rows (S = 1): the channels-in-lanes kernel goes 1024 channels at a time down the
+        // rows; 1045 and 2071 end in a partial chunk with a vector and a scalar tail.
+        for (const C of [1045, 2071]) for (const rows of [1, 3, 4]) cases.push([C, 1, rows]);
+        for (const [C, S, rows] of cases) {
+          const off = (C + S + rows) % 4;
+          const xBase = DATA / bpe + off;
+          const yBase = OUT / bpe + ((off + 2) % 4);
+          // Every other case normalizes a band of wider rows: the rest of each y row keeps
+          // its guard.
+          const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
+          const n = rows * stride;
+          const params = SCRATCH + (1 << 20);
+          for (let c = 0; c < C; c++) {
+            f64[params / 8 + 4 * c] = c - 1.5 + 1e-4 * c;
+            f64[params / 8 + 4 * c + 1] = 0.5 + c;
+            f64[params / 8 + 4 * c + 2] = (c % 3) - 1;
           }
+          x.fill(GUARD, yBase - 4, yBase + n + 4);
+          for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
+          kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, false);
+          const ulp = f64Data ? 2 ** -52 : 2 ** -23;
+          for (let i = 0; i < n; i++) {
+            if (i % stride >= C * S) {
+              expect(x[yBase + i]).toBe(GUARD);
+              continue;
+            }
+            const c = Math.floor((i % stride) / S);
+            const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+            const want = (x[xBase + i] - mean) * scale + bias;
+            const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
+            expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
+          }
+          expect(x[yBase - 1]).toBe(GUARD);
+          expect(x[yBase + n]).toBe(GUARD);
         }
       });
     }

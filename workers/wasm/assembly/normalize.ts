@@ -115,33 +115,48 @@ export function normalizeRows32(
     return;
   }
   // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), read
-  // along each row like the data (from L1: 12 bytes a channel).
+  // along each row like the data. Wide bands go LANE_CHUNK channels at a time down every row, so
+  // that the chunk's parameters (12 bytes a channel) stay in L1 between rows.
   const cPad = <usize>((C + 3) & ~3);
   const hiA = scratch;
   const scA = hiA + (cPad << 2);
   const bA = scA + (cPad << 2);
   normParams32(params, C, cPad, hiA);
-  const c16 = <usize>(C & ~15);
-  const c4 = <usize>(C & ~3);
-  for (let r = 0; r < rows; r++) {
-    const px = x + <usize>r * rowBytes;
-    const py = y + <usize>r * rowBytes;
-    let c: usize = 0;
-    for (; c < c16; c += 16) {
-      const o = c << 2;
-      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
-      v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
-      v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
-      v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
+  for (let c0: usize = 0; c0 < <usize>C; c0 += LANE_CHUNK) {
+    const c1 = min(c0 + LANE_CHUNK, <usize>C);
+    for (let r = 0; r < rows; r++) {
+      laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, c0, c1, hiA, scA, bA, fl, floor);
     }
-    for (; c < c4; c += 4) {
-      const o = c << 2;
-      v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
-    }
-    for (; c < <usize>C; c++) {
-      const o = c << 2;
-      store<f32>(py + o, relu32((load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o), floor));
-    }
+  }
+}
+
+/**
+ * Channels a call of the channels-in-lanes normalization takes down every row before the next
+ * (a multiple of 16): 12 KiB of float32 parameters, which stay in L1 while the rows go by.
+ */
+const LANE_CHUNK: usize = 1024;
+
+/** Channels [c0, c1) of one row (c0 a multiple of 16), channel c's parameters at index c. */
+@inline function laneRun32(
+  px: usize, py: usize, c0: usize, c1: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
+): void {
+  const c16 = c0 + ((c1 - c0) & ~15);
+  const c4 = c0 + ((c1 - c0) & ~3);
+  let c = c0;
+  for (; c < c16; c += 16) {
+    const o = c << 2;
+    v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
+    v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
+    v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
+    v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
+  }
+  for (; c < c4; c += 4) {
+    const o = c << 2;
+    v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
+  }
+  for (; c < c1; c++) {
+    const o = c << 2;
+    store<f32>(py + o, relu32((load<f32>(px + o) - load<f32>(hiA + o)) * load<f32>(scA + o) + load<f32>(bA + o), floor));
   }
 }
 
