@@ -222,7 +222,7 @@ function prepareBackward(f64: Float64Array, layout: ScratchLayout, C: number, c0
  * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
  * runs), writing their statistics to the per-channel arrays and their parameters.
  */
-export function mergeChannels(
+function mergeChannels(
   kernel: Kernel, task: Pick<Task, 'grid' | 'eps'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
 ): void {
   const { grid } = task;

@@ -168,9 +168,9 @@ export interface Task {
    * per-channel arrays before any pass (a training forward's merge makes its own): 'eval' writes
    * (mean, weight / sqrt(var + eps), bias) from MEAN, VAR, WEIGHT, BIAS and `eps`; 'backward'
    * writes (mean, invstd, weight, 0) from MEAN, INVSTD, WEIGHT; 'backward-var' first makes
-   * INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim
-   * PREP_CHANNELS at a time and each waits until every channel is prepared, so a task that starts
-   * late finds the work done and does not hold the others.
+   * INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim PREP_CHANNELS at a time and
+   * each waits until every channel is prepared, so a task that starts late finds the work done and
+   * does not hold the others.
    */
   readonly prep: 'eval' | 'backward' | 'backward-var' | null;
   readonly fault?: Fault;
@@ -212,7 +212,7 @@ export const PARAM_BYTES = 32;
 /**
  * The per-channel float64 arrays of a call, C values each, one after another at
  * `ScratchLayout.channelsByte` in this order (index k starts at channelsByte + 8 * C * k). They are
- * what the main thread copies in and out, one `set` or `slice` an array, so that no loop over the
+ * what the main thread copies in and out, one typed-array copy an array, so that no loop over the
  * channels runs there (2^25 channels are allowed); the workers turn them into the interleaved
  * parameters and back:
  * - MEAN, VAR: forward: the batch mean and biased variance, written by the merge; eval: the
