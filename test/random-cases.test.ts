@@ -4,8 +4,8 @@
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
  * too small to hold it (staging chunks), and on 3 workers told the cache holds 1 MiB (phased
- * channel groups): the three must agree bit for bit, and
- * the first must match the float64 reference within the tolerances of forward.test.ts and
+ * channel groups): the three must agree bit for bit, and the first must match the float64
+ * reference within the tolerances of forward.test.ts and
  * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
  * `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
@@ -48,7 +48,9 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const long = rand() < 0.1;
     const rank = long ? int(3, 4) : int(2, 5);
     const wide = rand();
-    const C = long ? int(2, 5) : wide < 0.1 ? int(100, 2100) : wide < 0.3 ? int(17, 70) : int(1, 16);
+    // Up to 4200 channels: eval and backward calls then make their parameters in up to three
+    // prep claims (PREP_CHANNELS), shared by the tasks.
+    const C = long ? int(2, 5) : wide < 0.1 ? int(100, 4200) : wide < 0.3 ? int(17, 70) : int(1, 16);
     const N = long ? int(6, 9) : int(1, 9);
     const spatial = long
       ? (rank === 3 ? [int(8193, 14000)] : [int(91, 120), int(91, 120)])
