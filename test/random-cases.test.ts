@@ -5,9 +5,8 @@
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
  * too small to hold it (staging chunks), and on 3 workers told the cache holds 1 MiB (phased
  * channel groups): the three must agree bit for bit, and the first must match the float64
- * reference within the tolerances of forward.test.ts and
- * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
- * `BNPOOL_RANDOM_SEED`) run a longer search locally.
+ * reference within the tolerances of forward.test.ts and backward.test.ts. A fixed seed keeps CI
+ * repeatable; `BNPOOL_RANDOM_CASES=2000` (and `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
