@@ -4,7 +4,7 @@ import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import type { Kernel } from '../workers/kernels/kernel.js';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
-import type { Dtype, Fault, KernelName, StreamTask, Task, TaskResult } from '../workers/protocol.js';
+import { type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from '../workers/protocol.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
 import { SharedArena } from './memory.js';
@@ -311,6 +311,10 @@ export class Pool {
     if (fault !== undefined && tasks.length > 0) {
       pendingFaults.delete(this);
       tasks = [{ ...tasks[0], fault }, ...tasks.slice(1)];
+      if ('holdsPrep' in fault && fault.holdsPrep === true) {
+        views.refresh();
+        Atomics.add(views.i32, scratchLayout(tasks[0].grid, tasks[0].scratchByte).prepClaimByte / 4, 1);
+      }
     }
     return Promise.allSettled(tasks.map(async (task) => {
       try {

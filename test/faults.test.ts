@@ -100,6 +100,38 @@ describe('abort', () => {
     expect(outputErrorRatio(y, x, big, referenceForward(x, big, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
   });
 
+  // An eval call's tasks first make the parameters of its 6144 channels, three claims of 2048; the
+  // first claim is held by a task that stalls or dies, so the others wait at the prep.
+  it('a call whose tasks wait at the prep for a stalled task rejects with AbortError when aborted', async () => {
+    const wide = [4, 6144];
+    const x = randomTensor(wide, 'float32', 11);
+    const bn = new BatchNorm(6144, { pool }).eval();
+    const ac = new AbortController();
+    injectFault(pool, { kind: 'stall', holdsPrep: true });
+    const call = bn.forward(x, wide, { signal: ac.signal });
+    setTimeout(() => ac.abort(), 20);
+    const err = await call.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, wide);
+    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
+    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  it('a call whose tasks wait at the prep for a task whose worker died rejects with ERR_BNPOOL_WORKER', async () => {
+    const wide = [4, 6144];
+    const x = randomTensor(wide, 'float32', 12);
+    const bn = new BatchNorm(6144, { pool }).eval();
+    injectFault(pool, { kind: 'exit', exitCode: 9, holdsPrep: true });
+    const err = await bn.forward(x, wide).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as Error).message).toContain('worker exited with code: 9');
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, wide);
+    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
+    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
   it('a call queued behind another on the same module is removed by its signal; the other completes', async () => {
     const big = [16, 8, 128, 128];
     const x = randomTensor(big, 'float32', 10);
