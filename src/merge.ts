@@ -87,10 +87,10 @@ export function writeChannelParams(
 /**
  * Backward: sums channel c's partials (count, Σdy, Σdy·(x - mean)) in block order, writes
  * dWeight = invstd·Σdy·(x - mean) to WEIGHT[c] and dBias = Σdy to BIAS[c] of the per-channel
- * arrays at channelsByte (C channels), and turns the parameters
- * at paramsByte + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d), so that
- * dx = a·dy + b·(x - mean) + d. With x̂ = (x - mean)·invstd and m values per channel, PyTorch's
- * training-mode gradient dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
+ * arrays at channelsByte (C channels), and turns the parameters at paramsByte + 32 * c from
+ * (mean, invstd, weight, ·) into (a, b, mean, d), so that dx = a·dy + b·(x - mean) + d. With
+ * x̂ = (x - mean)·invstd and m values per channel, PyTorch's training-mode gradient
+ * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
  * a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval mode has b = d = 0.
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
@@ -119,7 +119,10 @@ export function mergeBackwardChannel(
   mem[q + 3] = training ? -a * sdy / count : 0;
 }
 
-/** Per-channel m2 = variance * count (a loop, for the reason above). */
+/**
+ * Per-channel m2 = variance * count. A loop: TypedArray `map` with a callback took 13-20 ms for a
+ * million channels in Node 20, a loop 3 ms.
+ */
 export function m2Of(variance: ArrayLike<number>, count: number): Float64Array {
   const m2 = new Float64Array(variance.length);
   for (let c = 0; c < m2.length; c++) m2[c] = variance[c] * count;

@@ -4,9 +4,9 @@
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
  * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes the mean
  * and the biased variance to the per-channel arrays of C channels at `channels` (MEAN, VAR:
- * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps),
- * bias) at params + 32 * c, with weight and bias from the arrays' WEIGHT and BIAS. The same
- * operations, in the same order, as src/merge.ts, so the two give the same bits.
+ * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
+ * weight and bias from the arrays' WEIGHT and BIAS. The same operations, in the same order, as
+ * src/merge.ts, so the two give the same bits.
  *
  * Each merge step waits on the one before (two divisions on the way): ~25 cycles, so a
  * [4096, 1024] input's 16 Ki partials took ~120 µs one channel at a time. Channels are
@@ -113,7 +113,8 @@ const BIAS = 4;
 /**
  * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
  * Σdy·(x - mean)) in block order; writes dWeight = invstd·Σdy·(x - mean) over WEIGHT and
- * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
+ * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns
+ * params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
  * dx = a·dy + b·(x - mean) + d, with m values per channel:
  * training: a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: b = d = 0.
  * The same operations, in the same order, as src/merge.ts.
