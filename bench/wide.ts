@@ -2,7 +2,9 @@
  * Wide rows: `npm run bench:wide` (~20 s). BatchNorm1d-style inputs with many channels and few
  * rows, which the row grid cuts into bands (README, "How the work is split"), beside E, whose rows
  * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
- * `out`), float32, at availableParallelism() threads. Prints a markdown table; writes nothing.
+ * `out`), float32, at availableParallelism() threads. Then, with one worker (so that the main
+ * thread has a core of its own), the longest the event loop was held in one piece during a call:
+ * what a server's other requests would wait for. Prints two markdown tables; writes nothing.
  */
 import { availableParallelism } from 'node:os';
 import { BatchNorm, Pool } from '../src/index.js';
@@ -49,3 +51,65 @@ for (const dims of SHAPES) {
   for (const a of [x, dy, out]) pool.free(a);
 }
 await pool.close();
+
+/** Shapes for the event-loop table: per-channel work on the main thread grows with C. */
+const LAG_SHAPES: readonly (readonly [number, number])[] = [[4096, 1024], [16, 262144], [2, 4194304]];
+const LAG_CALLS = 7;
+
+/**
+ * The longest gap between turns of the event loop while `call` runs (setImmediate ticks, and the
+ * call's own synchronous start), in ms.
+ */
+async function longestHold(call: () => Promise<unknown>): Promise<number> {
+  let longest = 0;
+  let last = performance.now();
+  let running = true;
+  const tick = (): void => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (running) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const start = performance.now();
+  const done = call();
+  longest = Math.max(longest, performance.now() - start);
+  await done;
+  running = false;
+  return longest;
+}
+
+console.log();
+console.log('Longest hold of the event loop during a call, 1 worker, median of 7 calls (ms):');
+console.log();
+console.log('| shape | training | eval | backward |');
+console.log('| --- | ---: | ---: | ---: |');
+const single = new Pool({ threads: 1 });
+for (const dims of LAG_SHAPES) {
+  const [N, C] = dims;
+  const n = N * C;
+  const x = single.alloc(n);
+  const dy = single.alloc(n);
+  const out = single.alloc(n);
+  for (let i = 0; i < n; i++) {
+    x[i] = Math.sin(i) + (i % C) / C;
+    dy[i] = Math.cos(i);
+  }
+  const train = new BatchNorm(C, { pool: single });
+  const evalBn = new BatchNorm(C, { pool: single });
+  evalBn.eval();
+  const calls = [
+    () => train.forward(x, dims, { out }),
+    () => evalBn.forward(x, dims, { out }),
+    () => train.backward(dy, { out }),
+  ];
+  // Warm-up: V8 optimizes the call path over the first calls.
+  for (let r = 0; r < 3; r++) for (const call of calls) await call();
+  const holds: number[][] = calls.map(() => []);
+  for (let r = 0; r < LAG_CALLS; r++) {
+    for (const [i, call] of calls.entries()) holds[i].push(await longestHold(call));
+  }
+  console.log(`| [${dims.join(', ')}] | ${holds.map((h) => (medianOf(h) ?? NaN).toFixed(2)).join(' | ')} |`);
+  for (const a of [x, dy, out]) single.free(a);
+}
+await single.close();
