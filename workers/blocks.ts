@@ -1,0 +1,461 @@
+/**
+ * How a task's work items map to blocks of its region, and the kernel calls that reduce,
+ * normalize or apply the gradient to them; the merge of a channel range, which fused tasks and
+ * the barriers run.
+ */
+import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
+import type { Claims, MemoryViews } from './execute.js';
+import { bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
+
+/**
+ * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
+ * runs), writing their statistics to the per-channel arrays and their parameters.
+ */
+export function mergeChannels(
+  kernel: Kernel, task: Pick<Task, 'grid' | 'eps'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
+): void {
+  const { grid } = task;
+  if (task.backward) {
+    kernel.mergeBackward(
+      layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte,
+      grid.N * grid.S, task.backward === 'train',
+    );
+    return;
+  }
+  kernel.mergeChannels(layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte, task.eps);
+}
+/** Maps a task's work items to blocks of its region and runs the kernels on them. */
+export class BlockWalker {
+  readonly #task: Task;
+  readonly #kernel: Kernel;
+  readonly #views: MemoryViews;
+  readonly #layout: ScratchLayout;
+  readonly #f64Data: boolean;
+  readonly #bpe: number;
+  readonly #g0: number;
+  readonly #regionBlocks: number;
+  /** Blocks per row group of the region: channels x stretches. */
+  readonly #rowBlocks: number;
+  readonly #copy: CopyOutWriter | null;
+
+  constructor(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout) {
+    const { grid, region } = task;
+    this.#task = task;
+    this.#kernel = kernel;
+    this.#views = views;
+    this.#layout = layout;
+    this.#f64Data = task.dtype === 'float64';
+    this.#bpe = bytesPerElement(task.dtype);
+    this.#g0 = region.n0 / grid.groupRows;
+    this.#regionBlocks = Math.ceil((region.n1 - region.n0) / grid.groupRows) * grid.sChunks;
+    this.#rowBlocks = (region.c1 - region.c0) * grid.sChunks;
+    this.#copy = task.copyOut === null ? null : new CopyOutWriter(task, this.#bpe, views);
+  }
+
+  /**
+   * Statistics of work items [lo, hi): row groups in row mode; in plane mode blocks in memory
+   * order, which with one row a row group lie end to end and go in runs of equal blocks, one
+   * kernel call a run (statsPlaneGroups: the same partials as a call a block). False when
+   * cancelled.
+   */
+  statsRange(lo: number, hi: number, cancelled: () => boolean): boolean {
+    const { grid, backward } = this.#task;
+    if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
+      for (let i = lo; i < hi; i++) {
+        if (cancelled()) return false;
+        if (grid.mode === 'row') this.#rowStats(Math.floor(i / grid.bands), i % grid.bands);
+        else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
+      }
+      return true;
+    }
+    const { sChunks } = grid;
+    const last = grid.S - (sChunks - 1) * grid.sChunkLen;
+    for (let i = lo; i < hi;) {
+      if (cancelled()) return false;
+      const k = i % sChunks;
+      const cl = this.#channelOf(i);
+      const local = this.#localOf(i);
+      let n: number;
+      if (sChunks === 1) {
+        // Whole channels of one row, S elements apart, partials a row group's apart.
+        n = Math.min(hi - i, this.#task.region.c1 - this.#task.region.c0 - cl);
+        this.#planeStatsRun(cl, local, n, grid.S, grid.nGroups * PARTIAL_BYTES, grid.S);
+      } else {
+        // Stretches of one channel of the same length (the plane's last may be shorter).
+        const equal = last === grid.sChunkLen ? sChunks : sChunks - 1;
+        n = k < equal ? Math.min(hi - i, equal - k) : 1;
+        const len = k < equal ? grid.sChunkLen : last;
+        this.#planeStatsRun(cl, local, n, grid.sChunkLen, PARTIAL_BYTES, len);
+      }
+      i += n;
+    }
+    return true;
+  }
+
+  /**
+   * Statistics of `n` one-row blocks of `len` elements from block `local` of region channel cl,
+   * block j `stride` elements after the first, its partial `outStride` bytes after the first's.
+   */
+  #planeStatsRun(cl: number, local: number, n: number, stride: number, outStride: number, len: number): void {
+    const { grid, region } = this.#task;
+    const gl = Math.floor(local / grid.sChunks);
+    const k = local % grid.sChunks;
+    const c = region.c0 + cl;
+    const { rowOff } = this.#rowGroup(gl);
+    const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
+    this.#kernel.statsPlaneGroups(
+      this.#f64Data, xByte, n, stride, outStride, 1, 0, 1, 0, len,
+      partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k), 0, this.#task.accByte,
+    );
+  }
+
+  /**
+   * Normalizes (or, backward, applies the gradient to) work items [lo, hi), last first when
+   * `reverse`. False when cancelled.
+   *
+   * Plane-mode items with one row a row group lie end to end in memory, a channel's stretches
+   * and then the next channel's: they go in runs, one kernel call a run (normalizeRows for whole
+   * channels, with each channel's parameters; normalizePlanes, or backward bwdApplyPlanes, for the
+   * stretches of one channel), not one call a block. A call ends its stream of loads: 2048 calls
+   * of 50 KB took 5.6-5.9 ms where 4-block calls took 5.0-5.4 and one call 4.9-5.1 (A's 100 MB,
+   * one thread). Both kernels compute an element the same way either way: the bits do not change.
+   */
+  normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
+    const { grid } = this.#task;
+    if (grid.mode === 'row' || grid.groupRows !== 1) {
+      for (let j = 0; j < hi - lo; j++) {
+        if (cancelled()) return false;
+        const i = reverse ? hi - 1 - j : lo + j;
+        if (grid.mode === 'row') this.#rowNormalize(Math.floor(i / grid.bands), i % grid.bands);
+        else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
+      }
+      return true;
+    }
+    const { sChunks } = grid;
+    let i = reverse ? hi : lo;
+    while (reverse ? i > lo : i < hi) {
+      if (cancelled()) return false;
+      // The run that starts (forward) or ends (reverse) at item i, within one row group.
+      const first = reverse ? i - 1 : i;
+      const k = first % sChunks;
+      const cl = this.#channelOf(first);
+      const left = reverse ? i - lo : hi - i;
+      const partial = reverse ? k !== sChunks - 1 : k !== 0;
+      if (partial || left < sChunks) {
+        // Stretches of channel cl only.
+        const n = Math.min(reverse ? k + 1 : sChunks - k, left);
+        const k0 = reverse ? k - n + 1 : k;
+        this.#planeRun(cl, this.#localOf(first) - (k - k0), k0, n);
+        i += reverse ? -n : n;
+      } else {
+        // Whole channels, up to the row group's edge and PLANE_RUN_CHANNELS_MAX.
+        const channels = this.#task.region.c1 - this.#task.region.c0;
+        const room = reverse ? cl + 1 : channels - cl;
+        const n = Math.min(room, Math.floor(left / sChunks), PLANE_RUN_CHANNELS_MAX);
+        this.#channelsRun(reverse ? cl - n + 1 : cl, n, this.#localOf(first) - k, reverse);
+        i += reverse ? -n * sChunks : n * sChunks;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Reduces channel cl's blocks, merges them, and normalizes them, last block first. The
+   * statistics take up to PLANE_BLOCKS_MAX row groups at a time (same stretch, so same shape):
+   * a channel's blocks lie a row of the tensor apart, and the kernel reads them in turns.
+   */
+  fuseChannel(cl: number, cancelled: () => boolean): boolean {
+    const { grid } = this.#task;
+    const groups = this.#regionBlocks / grid.sChunks;
+    for (let g = 0; g < groups;) {
+      if (cancelled()) return false;
+      const count = this.#groupsAt(g, groups);
+      this.#planeStretches(cl, g, count);
+      g += count;
+    }
+    const c = this.#task.region.c0 + cl;
+    mergeChannels(this.#kernel, this.#task, this.#layout, c, c + 1);
+    for (let local = this.#regionBlocks - 1; local >= 0; local--) {
+      if (cancelled()) return false;
+      this.#planeBlock(cl, local, true);
+    }
+    return true;
+  }
+
+  /**
+   * Row mode: reduces band b over every row group, merges its channels, and normalizes it, last
+   * row group first, while the band (at most BAND_BLOCK_ELEMENTS) is still in cache.
+   */
+  fuseBand(b: number, cancelled: () => boolean): boolean {
+    const groups = this.#regionBlocks;
+    for (let g = 0; g < groups; g++) {
+      if (cancelled()) return false;
+      this.#rowStats(g, b);
+    }
+    const { c0, c1 } = this.#bandBlock(0, b); // the band's channels, the same in every row group
+    mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
+    for (let g = groups - 1; g >= 0; g--) {
+      if (cancelled()) return false;
+      this.#rowNormalize(g, b);
+    }
+    return true;
+  }
+
+  /**
+   * `phased`: statistics of region channels [cl0, cl1) over the row groups this task claims, a
+   * claim at a time, row group by row group (two at a time, read in turns, as in fuseChannel).
+   * False when cancelled.
+   */
+  statsGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
+    for (let g = claims.next(); g >= 0; g = claims.next()) {
+      for (const end = claims.end(g); g < end;) {
+        if (cancelled()) return false;
+        const count = this.#groupsAt(g, end);
+        for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
+        g += count;
+      }
+    }
+    return true;
+  }
+
+  /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
+  normalizeGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
+    const { items, grid } = this.#task;
+    for (let i = claims.next(); i >= 0; i = claims.next()) {
+      for (const end = claims.end(i); i < end; i++) {
+        if (cancelled()) return false;
+        const g = items - 1 - i;
+        if (grid.groupRows === 1) {
+          // One row: the group's channels lie end to end, one run (see normalizeRange).
+          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {
+            this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
+          }
+          continue;
+        }
+        for (let cl = cl1 - 1; cl >= cl0; cl--) {
+          for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
+        }
+      }
+    }
+    return true;
+  }
+
+  /**
+   * How many row groups from g (before `end`) one statsPlanes call takes: up to PLANE_BLOCKS_MAX
+   * of the same shape. Only the region's last row group can be short; it goes alone.
+   */
+  #groupsAt(g: number, end: number): number {
+    const count = Math.min(PLANE_BLOCKS_MAX, end - g);
+    return count > 1 && this.#rowGroup(g + count - 1).rows !== this.#task.grid.groupRows ? count - 1 : count;
+  }
+
+  /**
+   * Statistics of region channel cl's row groups g .. g + count - 1, every stretch: the stretches
+   * of equal length in one kernel call (statsPlaneGroups), the plane's shorter last one alone.
+   */
+  #planeStretches(cl: number, g: number, count: number): void {
+    const { grid } = this.#task;
+    const equal = grid.S === grid.sChunks * grid.sChunkLen ? grid.sChunks : grid.sChunks - 1;
+    if (this.#task.backward) {
+      for (let k = 0; k < grid.sChunks; k++) this.#planeStats(cl, g, count, k, 1);
+      return;
+    }
+    if (equal > 0) this.#planeStats(cl, g, count, 0, equal);
+    if (equal < grid.sChunks) this.#planeStats(cl, g, count, equal, 1);
+  }
+
+  /**
+   * Statistics of `count` blocks of region channel cl: row groups g0 + g, g0 + g + 1, ..., for
+   * `n` stretches of the same length from stretch k.
+   */
+  #planeStats(cl: number, g: number, count: number, k: number, n: number): void {
+    const { grid, region } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const sOff = k * grid.sChunkLen;
+    const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
+    const c = region.c0 + cl;
+    const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + sOff) * this.#bpe;
+    const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, k);
+    if (this.#task.backward) {
+      for (let i = 0; i < count; i++) {
+        this.#run(c, rowOff + i * grid.groupRows, cl * grid.S + sOff, rows, len, outByte + i * grid.sChunks * PARTIAL_BYTES, false);
+      }
+      return;
+    }
+    this.#kernel.statsPlaneGroups(
+      this.#f64Data, xByte, n, grid.sChunkLen, PARTIAL_BYTES,
+      count, grid.groupRows * region.xRowStride, rows, region.xRowStride, len,
+      outByte, grid.sChunks * PARTIAL_BYTES, this.#task.accByte,
+    );
+  }
+
+  #channelOf(b: number): number {
+    return Math.floor((b % this.#rowBlocks) / this.#task.grid.sChunks);
+  }
+
+  #localOf(b: number): number {
+    const { sChunks } = this.#task.grid;
+    return Math.floor(b / this.#rowBlocks) * sChunks + (b % sChunks);
+  }
+
+  /** Plane mode: block `local` of region channel `cl` is row group g0 + floor(local / sChunks), stretch local % sChunks. */
+  #planeBlock(cl: number, local: number, normalize: boolean): void {
+    const { grid, region } = this.#task;
+    const g = this.#g0 + Math.floor(local / grid.sChunks);
+    const k = local % grid.sChunks;
+    const first = g * grid.groupRows;
+    const rows = Math.min(first + grid.groupRows, region.n1) - first;
+    const sOff = k * grid.sChunkLen;
+    const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
+    const rowOff = first - region.n0;
+    const off = cl * grid.S + sOff;
+    const c = region.c0 + cl;
+    this.#run(c, rowOff, off, rows, len, partialByte(grid, this.#layout.partialsByte, c, g, k), normalize);
+  }
+
+  /**
+   * One run set of channel c: `rows` runs of `len` at element `off` of each region row from
+   * `rowOff`. Reduces into the partial at `outByte`, or normalizes (forward) or applies the
+   * gradient (backward) with the channel's parameters.
+   */
+  #run(c: number, rowOff: number, off: number, rows: number, len: number, outByte: number, normalize: boolean): void {
+    const { region, backward } = this.#task;
+    const bpe = this.#bpe;
+    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
+    const dyByte = region.dyByte + (rowOff * region.dyRowStride + off) * bpe;
+    const maskByte = region.maskByte === 0 ? 0 : region.maskByte + (rowOff * region.maskRowStride + off) * bpe;
+    const f64 = this.#views.f64;
+    const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
+    if (!normalize) {
+      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, f64[p], outByte);
+      else this.#kernel.statsPlanes(this.#f64Data, xByte, 1, 0, rows, region.xRowStride, len, outByte, 0, this.#task.accByte);
+      return;
+    }
+    const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
+    if (backward) {
+      this.#kernel.bwdApplyPlanes(
+        this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride,
+        yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2], f64[p + 3],
+      );
+    } else {
+      this.#kernel.normalizePlanes(this.#f64Data, xByte, region.xRowStride, yByte, region.yRowStride, rows, len, f64[p], f64[p + 1], f64[p + 2], this.#task.relu);
+    }
+    this.#copy?.planes(rowOff, rows, off, len, yByte);
+  }
+
+  /** Stretches k0 .. k0 + n - 1 of region channel cl in the one-row row group of block `local` (its stretch k0). */
+  #planeRun(cl: number, local: number, k0: number, n: number): void {
+    const { grid, region } = this.#task;
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
+    const sOff = k0 * grid.sChunkLen;
+    const len = Math.min((k0 + n) * grid.sChunkLen, grid.S) - sOff;
+    this.#run(region.c0 + cl, rowOff, cl * grid.S + sOff, 1, len, 0, true);
+  }
+
+  /**
+   * Region channels [cl, cl + n), whole, in the one-row row group of block `local` (stretch 0):
+   * one normalizeRows call; backward, a bwdApplyPlanes call a channel (last first if `reverse`).
+   */
+  #channelsRun(cl: number, n: number, local: number, reverse: boolean): void {
+    const { grid, region } = this.#task;
+    if (this.#task.backward) {
+      for (let j = 0; j < n; j++) this.#planeRun(reverse ? cl + n - 1 - j : cl + j, local, 0, grid.sChunks);
+      return;
+    }
+    const bpe = this.#bpe;
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
+    const off = cl * grid.S;
+    const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
+    const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
+    this.#kernel.normalizeRows(
+      this.#f64Data, xByte, yByte, 1, n, grid.S, n * grid.S, this.#layout.paramsByte + (region.c0 + cl) * PARAM_BYTES, this.#task.accByte, this.#task.relu,
+    );
+    this.#copy?.planes(rowOff, 1, off, n * grid.S, yByte);
+  }
+
+  #rowGroup(g: number): { rowOff: number; rows: number } {
+    const { grid, region } = this.#task;
+    const first = (this.#g0 + g) * grid.groupRows;
+    return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+  }
+
+  /**
+   * Row mode: band b of region row group g, as its rows, channels [c0, c1), the offset of its first
+   * element within a row, and its byte offset from the start of any of the region's arrays.
+   * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
+   * offset and a width.
+   */
+  #bandBlock(g: number, b: number): { rowOff: number; rows: number; c0: number; c1: number; off: number; bytes: number } {
+    const { grid } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const c0 = b * grid.bandChannels;
+    const c1 = Math.min(grid.C, c0 + grid.bandChannels);
+    const off = c0 * grid.S;
+    return { rowOff, rows, c0, c1, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
+  }
+
+  /** Row mode: the partials of band b over region row group g. */
+  #rowStats(g: number, b: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rows, c0, c1, bytes } = this.#bandBlock(g, b);
+    const outByte = partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0);
+    const outStride = grid.blocksPerChannel * PARTIAL_BYTES;
+    if (this.#task.backward) {
+      this.#kernel.bwdStatsRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
+      );
+      return;
+    }
+    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, grid.C * grid.S, accByte, outByte, outStride);
+  }
+
+  /** Row mode: normalizes (backward: applies the gradient to) band b of region row group g. */
+  #rowNormalize(g: number, b: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows, c0, c1, off, bytes } = this.#bandBlock(g, b);
+    const yByte = region.yByte + bytes;
+    const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
+    if (this.#task.backward) {
+      this.#kernel.bwdApplyRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
+      );
+    } else {
+      this.#kernel.normalizeRows(this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu);
+    }
+    this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
+  }
+}
+
+/** Copies normalized runs from the pool's memory to a destination on another shared buffer. */
+class CopyOutWriter {
+  readonly #dest: Float32Array | Float64Array;
+  readonly #destRowStride: number;
+  readonly #yRowStrideBytes: number;
+  readonly #views: MemoryViews;
+  readonly #f64: boolean;
+
+  constructor(task: Task, bpe: number, views: MemoryViews) {
+    const out = task.copyOut!;
+    this.#f64 = task.dtype === 'float64';
+    this.#dest = this.#f64
+      ? new Float64Array(out.buffer, out.byteOffset)
+      : new Float32Array(out.buffer, out.byteOffset);
+    this.#destRowStride = out.rowStride;
+    this.#yRowStrideBytes = task.region.yRowStride * bpe;
+    this.#views = views;
+  }
+
+  #source(yByte: number, length: number): Float32Array | Float64Array {
+    const buffer = this.#views.f64.buffer;
+    return this.#f64 ? new Float64Array(buffer, yByte, length) : new Float32Array(buffer, yByte, length);
+  }
+
+  /** `rows` runs of `len` elements starting at `yByte` on the pool, `off` into each destination row. */
+  planes(rowOff: number, rows: number, off: number, len: number, yByte: number): void {
+    for (let r = 0; r < rows; r++) {
+      this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
+    }
+  }
+}
