@@ -1,5 +1,5 @@
 import {
-  CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
 } from '../workers/protocol.js';
 
 /**
@@ -117,6 +117,48 @@ export function mergeBackwardChannel(
   mem[q + 1] = training ? -a * invstd * invstd * sdx / count : 0;
   mem[q + 2] = mean;
   mem[q + 3] = training ? -a * sdy / count : 0;
+}
+
+/**
+ * The eval prep (workers/prep.ts) of channels [c0, c1): (mean, weight / sqrt(var + eps), bias) at
+ * paramsByte + 32 * c from the running statistics and the affine parameters in the per-channel
+ * arrays of C channels at channelsByte, as mergeChannel writes them from batch statistics. The
+ * WebAssembly kernel's `prepEval` performs the same operations: the same bits.
+ */
+export function prepareEvalChannels(
+  mem: Float64Array, channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number,
+): void {
+  const at = channelsByte / 8;
+  const mean = at + C * CHANNEL_MEAN;
+  const variance = at + C * CHANNEL_VAR;
+  const weight = at + C * CHANNEL_WEIGHT;
+  const bias = at + C * CHANNEL_BIAS;
+  for (let c = c0, q = (paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
+    mem[q] = mem[mean + c];
+    mem[q + 1] = mem[weight + c] / Math.sqrt(mem[variance + c] + eps);
+    mem[q + 2] = mem[bias + c];
+  }
+}
+
+/**
+ * The backward prep of channels [c0, c1): with `fromVar`, first INVSTD = 1 / sqrt(var + eps) from
+ * VAR; then (mean, invstd, weight, 0) at paramsByte + 32 * c, which mergeBackwardChannel turns
+ * into dx coefficients. The WebAssembly kernel's `prepBackward` performs the same operations.
+ */
+export function prepareBackwardChannels(
+  mem: Float64Array, channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+): void {
+  const at = channelsByte / 8;
+  const invstd = at + C * CHANNEL_INVSTD;
+  if (fromVar) {
+    for (let c = c0; c < c1; c++) mem[invstd + c] = 1 / Math.sqrt(mem[at + C * CHANNEL_VAR + c] + eps);
+  }
+  for (let c = c0, q = (paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
+    mem[q] = mem[at + C * CHANNEL_MEAN + c];
+    mem[q + 1] = mem[invstd + c];
+    mem[q + 2] = mem[at + C * CHANNEL_WEIGHT + c];
+    mem[q + 3] = 0;
+  }
 }
 
 /**

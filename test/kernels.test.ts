@@ -380,6 +380,52 @@ for (const name of ['js', 'wasm'] as const) {
       }
     });
 
+    it('prepareEval and prepareBackward give the formulas, bit for bit, and the same bits as the other kernel', () => {
+      const a = setup(name);
+      const other = setup(name === 'js' ? 'wasm' : 'js');
+      const channels = OUT;
+      const params = SCRATCH;
+      const rand = rng(6);
+      // Odd counts and offsets around the WebAssembly prep's two lanes; variances that make
+      // sqrt(var + eps) NaN or 0 among positive ones.
+      for (const C of [1, 2, 3, 5, 9]) {
+        for (const c0 of C > 2 ? [0, 1] : [0]) {
+          const arrays = Float64Array.from({ length: CHANNEL_ARRAYS * C }, () => 3 * normal(rand));
+          for (let c = 0; c < C; c++) arrays[CHANNEL_VAR * C + c] = c === 2 ? -1 : c === 4 ? -1e-5 : 0.5 + rand();
+          const eps = 1e-5;
+          for (const k of [a, other]) {
+            k.f64.set(arrays, channels / 8);
+            k.f64.fill(GUARD, params / 8, params / 8 + 4 * C);
+            k.kernel.prepareEval(channels, C, c0, C, params, eps);
+          }
+          const at = (k: number, c: number): number => arrays[k * C + c];
+          for (let c = 0; c < C; c++) {
+            const p = Array.from(a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 4));
+            if (c < c0) expect(p).toEqual([GUARD, GUARD, GUARD, GUARD]);
+            else expect(p).toEqual([at(CHANNEL_MEAN, c), at(CHANNEL_WEIGHT, c) / Math.sqrt(at(CHANNEL_VAR, c) + eps), at(CHANNEL_BIAS, c), GUARD]);
+          }
+          expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
+          for (const fromVar of [false, true]) {
+            for (const k of [a, other]) {
+              k.f64.set(arrays, channels / 8);
+              k.f64.fill(GUARD, params / 8, params / 8 + 4 * C);
+              k.kernel.prepareBackward(channels, C, c0, C, params, eps, fromVar);
+            }
+            for (let c = 0; c < C; c++) {
+              const invstd = fromVar && c >= c0 ? 1 / Math.sqrt(at(CHANNEL_VAR, c) + eps) : at(CHANNEL_INVSTD, c);
+              expect(a.f64[channels / 8 + CHANNEL_INVSTD * C + c]).toBe(invstd);
+              const p = Array.from(a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 4));
+              expect(p).toEqual(c < c0 ? [GUARD, GUARD, GUARD, GUARD] : [at(CHANNEL_MEAN, c), invstd, at(CHANNEL_WEIGHT, c), 0]);
+            }
+            const both = (k: { f64: Float64Array }): number[] => [
+              ...k.f64.slice(params / 8, params / 8 + 4 * C), ...k.f64.slice(channels / 8, channels / 8 + CHANNEL_ARRAYS * C),
+            ];
+            expect(both(a)).toEqual(both(other));
+          }
+        }
+      }
+    });
+
     it('stream computes y = a * x + b over odd lengths', () => {
       const { kernel, f32 } = setup(name);
       for (const len of LENGTHS) {

@@ -43,7 +43,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const i32 = views.i32;
   const cancelIndex = layout.cancelByte / 4;
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
-  if (task.prep !== null && !prepare(task, views, layout, cancelled)) return false;
+  if (task.prep !== null && !prepare(task, kernel, views, layout, cancelled)) return false;
   const walk = new BlockWalker(task, kernel, views, layout);
   const first = new Claims(task, i32, layout.claimByte);
   const second = new Claims(task, i32, layout.claim2Byte);

@@ -1,5 +1,7 @@
 import '../../src/wasm-types.js';
-import { mergeBackwardChannel, mergeChannel } from '../../src/merge.js';
+import {
+  mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
+} from '../../src/merge.js';
 import type { Kernel } from './kernel.js';
 
 /**
@@ -236,6 +238,18 @@ export class JsKernel implements Kernel {
   ): void {
     this.#views();
     for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, channelsByte, C, paramsByte, count, training);
+  }
+
+  prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void {
+    this.#views();
+    prepareEvalChannels(this.#f64, channelsByte, C, c0, c1, paramsByte, eps);
+  }
+
+  prepareBackward(
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+  ): void {
+    this.#views();
+    prepareBackwardChannels(this.#f64, channelsByte, C, c0, c1, paramsByte, eps, fromVar);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

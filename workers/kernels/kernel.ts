@@ -132,11 +132,25 @@ export interface Kernel {
     count: number, training: boolean,
   ): void;
 
+  /**
+   * The eval prep of channels [c0, c1) (workers/prep.ts): writes (mean, weight / sqrt(var + eps),
+   * bias) at `paramsByte + 32 * c` from MEAN, VAR, WEIGHT and BIAS of the per-channel arrays of C
+   * channels at `channelsByte`, as `mergeChannels` writes them from batch statistics.
+   */
+  prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void;
+
+  /**
+   * The backward prep of channels [c0, c1): with `fromVar`, first INVSTD = 1 / sqrt(var + eps)
+   * from VAR; then (mean, invstd, weight, 0) at `paramsByte + 32 * c` from MEAN, INVSTD, WEIGHT.
+   */
+  prepareBackward(
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+  ): void;
+
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
 }
 
-/** Scratch a task needs for the row-mode kernels of C channels. */
 /**
  * The most blocks the executor gives one statsPlanes call (two streams in flight measured best
  * here: 23-26 GB/s against 17-20 for one and 12-15 for three or four), and the scratch a block.
@@ -151,6 +165,7 @@ export const PLANE_ACC_BYTES = 64;
  */
 export const PLANE_RUN_CHANNELS_MAX = 256;
 
+/** Scratch a task needs for the row-mode kernels of C channels. */
 export function rowScratchBytes(C: number): number {
   // 32 bytes a channel, and room for the few-channel pattern arrays (at most 60 positions).
   return 32 * C + 2048;

@@ -20,6 +20,8 @@ interface WasmExports {
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
+  prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number): void;
+  prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number): void;
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
@@ -123,6 +125,16 @@ export class WasmKernel implements Kernel {
     count: number, training: boolean,
   ): void {
     this.#k.mergeBackward(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, count, training ? 1 : 0);
+  }
+
+  prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void {
+    this.#k.prepEval(channelsByte, C, c0, c1, paramsByte, eps);
+  }
+
+  prepareBackward(
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+  ): void {
+    this.#k.prepBackward(channelsByte, C, c0, c1, paramsByte, eps, fromVar ? 1 : 0);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -23,5 +23,5 @@ export {
   bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64,
   bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64,
 } from './backward';
-export { mergeBackward, mergeChannels } from './merge';
+export { mergeBackward, mergeChannels, prepBackward, prepEval } from './merge';
 export { stream32 } from './floor';

@@ -93,6 +93,7 @@ function mergeOne(partials: usize, stride: usize, c: i32, channels: usize, C: i3
 // one after another at `channels`.
 const MEAN = 0;
 const VAR = 1;
+const INVSTD = 2;
 const WEIGHT = 3;
 const BIAS = 4;
 
@@ -142,5 +143,65 @@ export function mergeBackward(
     store<f64>(q, training ? -a * invstd * invstd * sdx / count : 0, 8);
     store<f64>(q, mean, 16);
     store<f64>(q, training ? -a * sdy / count : 0, 24);
+  }
+}
+
+// The prep (workers/prep.ts): the parameters of eval and backward calls from given statistics.
+
+/**
+ * Eval: (mean, weight / sqrt(var + eps), bias) at params + 32 * c for channels [c0, c1), from
+ * MEAN, VAR, WEIGHT and BIAS of the per-channel arrays of C channels at `channels`. Two channels a
+ * step in f64x2 lanes (the lane operations are the scalar IEEE ones: the same bits as
+ * src/merge.ts's prepareEvalChannels), twice the JavaScript loop's speed here.
+ */
+export function prepEval(channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64): void {
+  const e = f64x2.splat(eps);
+  let c = c0;
+  for (; c + 2 <= c1; c += 2) {
+    const mean = v128.load(arrayAt(channels, C, MEAN, c));
+    const scale = f64x2.div(
+      v128.load(arrayAt(channels, C, WEIGHT, c)), f64x2.sqrt(f64x2.add(v128.load(arrayAt(channels, C, VAR, c)), e)),
+    );
+    const bias = v128.load(arrayAt(channels, C, BIAS, c));
+    const q = params + (<usize>c << 5);
+    store<f64>(q, f64x2.extract_lane(mean, 0));
+    store<f64>(q, f64x2.extract_lane(scale, 0), 8);
+    store<f64>(q, f64x2.extract_lane(bias, 0), 16);
+    store<f64>(q, f64x2.extract_lane(mean, 1), 32);
+    store<f64>(q, f64x2.extract_lane(scale, 1), 40);
+    store<f64>(q, f64x2.extract_lane(bias, 1), 48);
+  }
+  for (; c < c1; c++) {
+    const q = params + (<usize>c << 5);
+    store<f64>(q, load<f64>(arrayAt(channels, C, MEAN, c)));
+    store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps), 8);
+    store<f64>(q, load<f64>(arrayAt(channels, C, BIAS, c)), 16);
+  }
+}
+
+/**
+ * Backward: with `fromVar`, first INVSTD = 1 / sqrt(var + eps) from VAR (two channels a step in
+ * f64x2 lanes); then (mean, invstd, weight, 0) at params + 32 * c for channels [c0, c1), as
+ * src/merge.ts's prepareBackwardChannels.
+ */
+export function prepBackward(channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64, fromVar: i32): void {
+  if (fromVar) {
+    const e = f64x2.splat(eps);
+    const one = f64x2.splat(1);
+    let c = c0;
+    for (; c + 2 <= c1; c += 2) {
+      const v = v128.load(arrayAt(channels, C, VAR, c));
+      v128.store(arrayAt(channels, C, INVSTD, c), f64x2.div(one, f64x2.sqrt(f64x2.add(v, e))));
+    }
+    for (; c < c1; c++) {
+      store<f64>(arrayAt(channels, C, INVSTD, c), 1.0 / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps));
+    }
+  }
+  for (let c = c0; c < c1; c++) {
+    const q = params + (<usize>c << 5);
+    store<f64>(q, load<f64>(arrayAt(channels, C, MEAN, c)));
+    store<f64>(q, load<f64>(arrayAt(channels, C, INVSTD, c)), 8);
+    store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)), 16);
+    store<f64>(q, 0, 24);
   }
 }
