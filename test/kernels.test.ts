@@ -453,3 +453,63 @@ for (const name of ['js', 'wasm'] as const) {
     });
   });
 }
+
+describe('float32 row parameters (WebAssembly kernel)', () => {
+  // The merge and the eval prep write each channel's float32 (hi, scale, shift) once for a call;
+  // normalizeRows reads them instead of converting the float64 parameters for every item. Both
+  // routes must give the same bits.
+  it('the merge and the eval prep write what normalizeRows would convert, and normalizeRows reads them with the same bits', () => {
+    const { kernel, f32, f64 } = setup('wasm');
+    const rand = rng(8);
+    const partials = DATA;
+    const channels = OUT;
+    const params = SCRATCH;
+    const rowParams = SCRATCH + (64 << 10);
+    const x = SCRATCH + (128 << 10);
+    const y1 = SCRATCH + (256 << 10);
+    const y2 = SCRATCH + (384 << 10);
+    const scratch = SCRATCH + (512 << 10);
+    const fround = Math.fround;
+    for (const C of [5, 16, 37]) {
+      const stride = C + 7;
+      const expectRowParams = (): void => {
+        for (let c = 0; c < C; c++) {
+          const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+          const hi = fround(mean);
+          const got = [0, 1, 2].map((k) => f32[rowParams / 4 + k * stride + c]);
+          expect(got).toEqual([hi, fround(scale), fround(bias - (mean - hi) * scale)]);
+        }
+      };
+      // The merge, from partials of a large-offset spread (the shift's float64 fold matters).
+      for (let c = 0; c < C; c++) {
+        f64.set([9 + c, 1000 + c + normal(rand), 0.5 + rand()], (partials + c * 24) / 8);
+        f64[channels / 8 + CHANNEL_WEIGHT * C + c] = 0.5 + rand();
+        f64[channels / 8 + CHANNEL_BIAS * C + c] = normal(rand);
+      }
+      kernel.mergeChannels(partials, 1, 0, C, channels, C, params, 1e-5, rowParams, stride);
+      expectRowParams();
+      // The eval prep, from running statistics.
+      for (let c = 0; c < C; c++) {
+        f64[channels / 8 + CHANNEL_MEAN * C + c] = 500 * normal(rand);
+        f64[channels / 8 + CHANNEL_VAR * C + c] = 0.1 + rand();
+      }
+      f32.fill(GUARD, rowParams / 4, rowParams / 4 + 3 * stride);
+      kernel.prepareEval(channels, C, 0, C, params, 1e-5, rowParams, stride);
+      expectRowParams();
+      // normalizeRows: converted or read, whole rows and a band of wider rows, with and without ReLU.
+      for (const [rows, rowStride, S] of [[9, C, 1], [4, C + 3, 1], [3, 2 * C, 1], [2, 3 * C, 3]] as const) {
+        for (let i = 0; i < rows * rowStride; i++) f32[x / 4 + i] = 500 * normal(rand);
+        for (const relu of [false, true]) {
+          f32.fill(GUARD, y1 / 4, y1 / 4 + rows * rowStride);
+          f32.fill(GUARD, y2 / 4, y2 / 4 + rows * rowStride);
+          const cS = S === 1 ? C : Math.floor(rowStride / S);
+          kernel.normalizeRows(false, x, y1, rows, cS, S, rowStride, params, scratch, relu);
+          kernel.normalizeRows(false, x, y2, rows, cS, S, rowStride, params, scratch, relu, rowParams, stride);
+          const a = new Uint32Array(f32.buffer, y1, rows * rowStride);
+          const b = new Uint32Array(f32.buffer, y2, rows * rowStride);
+          expect(Array.from(b)).toEqual(Array.from(a));
+        }
+      }
+    }
+  });
+});

@@ -5,14 +5,16 @@
  */
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import type { Claims, MemoryViews } from './execute.js';
-import { bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
+import {
+  bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task,
+} from './protocol.js';
 
 /**
  * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
  * runs), writing their statistics to the per-channel arrays and their parameters.
  */
 export function mergeChannels(
-  kernel: Kernel, task: Pick<Task, 'grid' | 'eps'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
+  kernel: Kernel, task: Pick<Task, 'grid' | 'eps' | 'dtype'> & Partial<Pick<Task, 'backward'>>, layout: ScratchLayout, c0: number, c1: number,
 ): void {
   const { grid } = task;
   if (task.backward) {
@@ -22,7 +24,18 @@ export function mergeChannels(
     );
     return;
   }
-  kernel.mergeChannels(layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte, task.eps);
+  const [rowParams, stride] = rowParamsOf(task, layout);
+  kernel.mergeChannels(
+    layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte, task.eps, rowParams, stride,
+  );
+}
+
+/**
+ * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the
+ * stride of their arrays, or [0, 0] where the row kernels convert the float64 parameters instead.
+ */
+export function rowParamsOf(task: Pick<Task, 'grid' | 'dtype'>, layout: ScratchLayout): [number, number] {
+  return task.grid.mode === 'row' && task.dtype === 'float32' ? [layout.rowParamsByte, rowParamStride(task.grid.C)] : [0, 0];
 }
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */
 export class BlockWalker {
@@ -422,7 +435,11 @@ export class BlockWalker {
         yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
       );
     } else {
-      this.#kernel.normalizeRows(this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu);
+      const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+      this.#kernel.normalizeRows(
+        this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu,
+        rowParams === 0 ? 0 : rowParams + 4 * c0, stride,
+      );
     }
     this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
   }

@@ -3,6 +3,7 @@
  * the kernels read, made by the call's tasks from the per-channel arrays the main thread copied
  * onto the pool, claimed PREP_CHANNELS at a time.
  */
+import { rowParamsOf } from './blocks.js';
 import type { MemoryViews } from './execute.js';
 import type { Kernel } from './kernels/kernel.js';
 import { PREP_CHANNELS, type ScratchLayout, type Task } from './protocol.js';
@@ -19,9 +20,10 @@ export function prepare(task: Task, kernel: Kernel, views: MemoryViews, layout: 
   const { C } = task.grid;
   const claim = layout.prepClaimByte / 4;
   const done = layout.prepDoneByte / 4;
+  const [rowParams, stride] = rowParamsOf(task, layout);
   for (let c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS; c0 < C; c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS) {
     const c1 = Math.min(c0 + PREP_CHANNELS, C);
-    if (task.prep === 'eval') kernel.prepareEval(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps);
+    if (task.prep === 'eval') kernel.prepareEval(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, rowParams, stride);
     else kernel.prepareBackward(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, task.prep === 'backward-var');
     if (Atomics.add(i32, done, c1 - c0) + (c1 - c0) === C) Atomics.notify(i32, done);
   }

@@ -63,11 +63,14 @@ export interface Kernel {
   /**
    * The same over `rows` rows of C * S elements, `rowStride` elements apart (x and y alike), with
    * channel c's (mean, scale, bias) as float64 at `paramsByte + 32 * c`; `rowScratchBytes(C)`
-   * bytes of scratch at `scratchByte`.
+   * bytes of scratch at `scratchByte`. Float32 data: with `rowParamsByte` (0: none), channel c's
+   * float32 row parameters (ScratchLayout.rowParamsByte), arrays `rowParamStride` floats apart,
+   * are read from there instead of converted from the float64 ones (the WebAssembly kernel; the
+   * TypeScript one computes in float64 and reads only those).
    */
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
-    scratchByte: number, relu: boolean,
+    scratchByte: number, relu: boolean, rowParamsByte?: number, rowParamStride?: number,
   ): void;
 
   /**
@@ -75,10 +78,13 @@ export interface Kernel {
    * `partialsByte + 24 * blocks * c`) in block order with Chan et al.'s pairwise formula, writes
    * the mean and biased variance to MEAN and VAR of the per-channel
    * arrays of C channels at `channelsByte` (protocol.ts), and (mean, weight / sqrt(var + eps), bias)
-   * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS.
+   * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS; with
+   * `rowParamsByte` (0: none), also the float32 row parameters that `normalizeRows` reads (the
+   * WebAssembly kernel; the TypeScript one writes none).
    */
   mergeChannels(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
+    rowParamsByte?: number, rowParamStride?: number,
   ): void;
 
   /**
@@ -135,9 +141,12 @@ export interface Kernel {
   /**
    * The eval prep of channels [c0, c1) (workers/prep.ts): writes (mean, weight / sqrt(var + eps),
    * bias) at `paramsByte + 32 * c` from MEAN, VAR, WEIGHT and BIAS of the per-channel arrays of C
-   * channels at `channelsByte`, as `mergeChannels` writes them from batch statistics.
+   * channels at `channelsByte`, as `mergeChannels` writes them from batch statistics (the float32
+   * row parameters too, with `rowParamsByte`).
    */
-  prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void;
+  prepareEval(
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, rowParamsByte?: number, rowParamStride?: number,
+  ): void;
 
   /**
    * The backward prep of channels [c0, c1): with `fromVar`, first INVSTD = 1 / sqrt(var + eps)

@@ -11,16 +11,16 @@ interface WasmExports {
   statsRows64(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
   normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
-  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number, rowParams: number, rowParamStride: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
-  mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number): void;
+  mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
-  prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number): void;
+  prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number): void;
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
@@ -75,16 +75,17 @@ export class WasmKernel implements Kernel {
 
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
-    scratchByte: number, relu: boolean,
+    scratchByte: number, relu: boolean, rowParamsByte = 0, rowParamStride = 0,
   ): void {
     if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
-    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
+    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0, rowParamsByte, rowParamStride);
   }
 
   mergeChannels(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
+    rowParamsByte = 0, rowParamStride = 0,
   ): void {
-    this.#k.mergeChannels(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, eps);
+    this.#k.mergeChannels(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, eps, rowParamsByte, rowParamStride);
   }
 
   bwdStatsPlanes(
@@ -127,8 +128,10 @@ export class WasmKernel implements Kernel {
     this.#k.mergeBackward(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, count, training ? 1 : 0);
   }
 
-  prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void {
-    this.#k.prepEval(channelsByte, C, c0, c1, paramsByte, eps);
+  prepareEval(
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, rowParamsByte = 0, rowParamStride = 0,
+  ): void {
+    this.#k.prepEval(channelsByte, C, c0, c1, paramsByte, eps, rowParamsByte, rowParamStride);
   }
 
   prepareBackward(

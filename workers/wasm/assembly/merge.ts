@@ -1,4 +1,5 @@
 // Merging partials into per-channel statistics and coefficients, in block order.
+import { hiOf, shiftOf } from './common';
 
 /**
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
@@ -6,7 +7,9 @@
  * and the biased variance to the per-channel arrays of C channels at `channels` (MEAN, VAR:
  * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
  * weight and bias from the arrays' WEIGHT and BIAS. The same operations, in the same order, as
- * src/merge.ts, so the two give the same bits.
+ * src/merge.ts, so the two give the same bits. With `rowParams` (0: none), also channel c's
+ * float32 (hi, scale, shift) at rowParams + 4 * (k * rowStride + c), k = 0, 1, 2, as the row
+ * kernels would convert them (normParams32).
  *
  * Each merge step waits on the one before (two divisions on the way): ~25 cycles, so a
  * [4096, 1024] input's 16 Ki partials took ~120 µs one channel at a time. Channels are
@@ -21,6 +24,7 @@
  */
 export function mergeChannels(
   partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, eps: f64,
+  rowParams: usize, rowStride: i32,
 ): void {
   const stride = <usize>blocks * 24;
   let c = c0;
@@ -46,20 +50,22 @@ export function mergeChannels(
     // x - x is 0 exactly for finite x, NaN otherwise.
     const finite = v128.and(f64x2.eq(f64x2.sub(meanA, meanA), zero), f64x2.eq(f64x2.sub(meanB, meanB), zero));
     if (!i64x2.all_true(finite)) {
-      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps);
+      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps, rowParams, rowStride);
       continue;
     }
     const nn = f64x2.extract_lane(n, 0);
-    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps);
-    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps);
-    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps);
-    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps);
+    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps, rowParams, rowStride);
   }
-  for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps);
+  for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride);
 }
 
 /** Channel c alone: src/merge.ts's mergeChannel, operation for operation. */
-function mergeOne(partials: usize, stride: usize, c: i32, channels: usize, C: i32, params: usize, eps: f64): void {
+function mergeOne(
+  partials: usize, stride: usize, c: i32, channels: usize, C: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
+): void {
   let n: f64 = 0;
   let mean: f64 = 0;
   let m2: f64 = 0;
@@ -81,7 +87,7 @@ function mergeOne(partials: usize, stride: usize, c: i32, channels: usize, C: i3
     mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
     n = total;
   }
-  finish(c, mean, m2 / n, channels, C, params, eps);
+  finish(c, mean, m2 / n, channels, C, params, eps, rowParams, rowStride);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */
@@ -102,13 +108,27 @@ const BIAS = 4;
   return channels + ((<usize>k * <usize>C + <usize>c) << 3);
 }
 
-@inline function finish(c: i32, mean: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64): void {
+@inline function finish(
+  c: i32, mean: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
+): void {
   store<f64>(arrayAt(channels, C, MEAN, c), mean);
   store<f64>(arrayAt(channels, C, VAR, c), variance);
   const q = params + (<usize>c << 5);
+  const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps);
+  const bias = load<f64>(arrayAt(channels, C, BIAS, c));
   store<f64>(q, mean);
-  store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps), 8);
-  store<f64>(q, load<f64>(arrayAt(channels, C, BIAS, c)), 16);
+  store<f64>(q, scale, 8);
+  store<f64>(q, bias, 16);
+  if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
+}
+
+/** Channel c's float32 row parameters (hi, scale, shift) from its (mean, scale, bias), as normParams32. */
+@inline function rowParamsOf(rowParams: usize, rowStride: i32, c: i32, mean: f64, scale: f64, bias: f64): void {
+  const at = rowParams + (<usize>c << 2);
+  const stride = <usize>rowStride << 2;
+  store<f32>(at, hiOf(mean));
+  store<f32>(at + stride, <f32>scale);
+  store<f32>(at + 2 * stride, shiftOf(mean, scale, bias));
 }
 
 /**
@@ -152,9 +172,12 @@ export function mergeBackward(
  * Eval: (mean, weight / sqrt(var + eps), bias) at params + 32 * c for channels [c0, c1), from
  * MEAN, VAR, WEIGHT and BIAS of the per-channel arrays of C channels at `channels`. Two channels a
  * step in f64x2 lanes (the lane operations are the scalar IEEE ones: the same bits as
- * src/merge.ts's prepareEvalChannels), twice the JavaScript loop's speed here.
+ * src/merge.ts's prepareEvalChannels), twice the JavaScript loop's speed here. With `rowParams`
+ * (0: none), also the float32 row parameters, as mergeChannels.
  */
-export function prepEval(channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64): void {
+export function prepEval(
+  channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
+): void {
   const e = f64x2.splat(eps);
   let c = c0;
   for (; c + 2 <= c1; c += 2) {
@@ -170,12 +193,20 @@ export function prepEval(channels: usize, C: i32, c0: i32, c1: i32, params: usiz
     store<f64>(q, f64x2.extract_lane(mean, 1), 32);
     store<f64>(q, f64x2.extract_lane(scale, 1), 40);
     store<f64>(q, f64x2.extract_lane(bias, 1), 48);
+    if (rowParams != 0) {
+      rowParamsOf(rowParams, rowStride, c, f64x2.extract_lane(mean, 0), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 0));
+      rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));
+    }
   }
   for (; c < c1; c++) {
     const q = params + (<usize>c << 5);
-    store<f64>(q, load<f64>(arrayAt(channels, C, MEAN, c)));
-    store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps), 8);
-    store<f64>(q, load<f64>(arrayAt(channels, C, BIAS, c)), 16);
+    const mean = load<f64>(arrayAt(channels, C, MEAN, c));
+    const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps);
+    const bias = load<f64>(arrayAt(channels, C, BIAS, c));
+    store<f64>(q, mean);
+    store<f64>(q, scale, 8);
+    store<f64>(q, bias, 16);
+    if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
   }
 }
 

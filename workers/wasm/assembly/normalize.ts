@@ -91,10 +91,13 @@ export function normalizePlanes64(
 
 /**
  * Rows of C * S elements with channel c's (mean, scale, bias) as f64 at params + 32 * c.
- * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes.
+ * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes. With `rowParams` (0: none), channel
+ * c's float32 (hi, scale, shift) are already at rowParams + 4 * (k * rowParamStride + c), made
+ * once for the call by the merge or the prep, and are read from there instead of converted.
  */
 export function normalizeRows32(
   x: usize, y: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize, relu: i32,
+  rowParams: usize, rowParamStride: i32,
 ): void {
   const rowBytes = (<usize>rowStride) << 2;
   const floor = <f32>floorOf(relu);
@@ -102,10 +105,11 @@ export function normalizeRows32(
   if (S != 1) {
     // Short runs (S elements a channel in each row): the float32 parameters are made once a call,
     // not once a run, and the ReLU test is made once.
-    const hiA = scratch;
-    const scA = hiA + (<usize>C << 2);
-    const bA = scA + (<usize>C << 2);
-    normParams32(params, C, <usize>C, hiA);
+    const made = rowParams != 0;
+    const hiA = made ? rowParams : scratch;
+    const scA = hiA + (made ? <usize>rowParamStride << 2 : <usize>C << 2);
+    const bA = scA + (made ? <usize>rowParamStride << 2 : <usize>C << 2);
+    if (!made) normParams32(params, C, <usize>C, hiA);
     if (relu) shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, true);
     else shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, false);
     return;
@@ -118,11 +122,12 @@ export function normalizeRows32(
   // along each row like the data. A band of a wide row (rowStride > C: few rows, up to 8192
   // channels) goes LANE_CHUNK channels at a time down its rows, so that the chunk's parameters
   // (12 bytes a channel) stay in L1 between rows; whole rows go a row at a time.
+  const made = rowParams != 0;
   const cPad = <usize>((C + 3) & ~3);
-  const hiA = scratch;
-  const scA = hiA + (cPad << 2);
-  const bA = scA + (cPad << 2);
-  normParams32(params, C, cPad, hiA);
+  const hiA = made ? rowParams : scratch;
+  const scA = hiA + (made ? <usize>rowParamStride << 2 : cPad << 2);
+  const bA = scA + (made ? <usize>rowParamStride << 2 : cPad << 2);
+  if (!made) normParams32(params, C, cPad, hiA);
   const chunk: usize = rowStride != C ? LANE_CHUNK : <usize>C;
   for (let c0: usize = 0; c0 < <usize>C; c0 += chunk) {
     const c1 = min(c0 + chunk, <usize>C);
