@@ -103,8 +103,9 @@ export function normalizeRows32(
   const floor = <f32>floorOf(relu);
   const fl = f32x4.splat(floor);
   if (S != 1) {
-    // Short runs (S elements a channel in each row): the float32 parameters are made once a call,
-    // not once a run, and the ReLU test is made once.
+    // Short runs (S elements a channel in each row): the float32 parameters are made once a call
+    // (or read from rowParams, made once for the whole BatchNorm call), not once a run, and the
+    // ReLU test is made once.
     const made = rowParams != 0;
     const hiA = made ? rowParams : scratch;
     const scA = hiA + (made ? <usize>rowParamStride << 2 : <usize>C << 2);
