@@ -1,6 +1,11 @@
 import {
-  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, PARTIAL_BYTES,
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES, PARTIAL_BYTES,
 } from '../workers/protocol.js';
+
+/** Index in a float64 view of the first value of per-channel array k (CHANNEL_MEAN ...). */
+function arrayIndex(channelsByte: number, C: number, k: number): number {
+  return channelArrayByte(channelsByte, C, k) / 8;
+}
 
 /**
  * Merges the partials of channel `c` in block order with the pairwise formula of Chan, Golub &
@@ -57,10 +62,10 @@ export function mergeChannel(
     n = total;
   }
   const variance = m2 / n;
-  const at = channelsByte / 8 + c;
-  mem[at + C * CHANNEL_MEAN] = mean;
-  mem[at + C * CHANNEL_VAR] = variance;
-  writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[at + C * CHANNEL_WEIGHT], mem[at + C * CHANNEL_BIAS]);
+  const at = (k: number): number => arrayIndex(channelsByte, C, k) + c;
+  mem[at(CHANNEL_MEAN)] = mean;
+  mem[at(CHANNEL_VAR)] = variance;
+  writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[at(CHANNEL_WEIGHT)], mem[at(CHANNEL_BIAS)]);
 }
 
 /**
@@ -109,9 +114,8 @@ export function mergeBackwardChannel(
   const mean = mem[q];
   const invstd = mem[q + 1];
   const weight = mem[q + 2];
-  const at = channelsByte / 8 + c;
-  mem[at + C * CHANNEL_WEIGHT] = invstd * sdx;
-  mem[at + C * CHANNEL_BIAS] = sdy;
+  mem[arrayIndex(channelsByte, C, CHANNEL_WEIGHT) + c] = invstd * sdx;
+  mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
   const a = weight * invstd;
   mem[q] = a;
   mem[q + 1] = training ? -a * invstd * invstd * sdx / count : 0;
@@ -128,15 +132,10 @@ export function mergeBackwardChannel(
 export function prepareEvalChannels(
   mem: Float64Array, channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number,
 ): void {
-  const at = channelsByte / 8;
-  const mean = at + C * CHANNEL_MEAN;
-  const variance = at + C * CHANNEL_VAR;
-  const weight = at + C * CHANNEL_WEIGHT;
-  const bias = at + C * CHANNEL_BIAS;
-  for (let c = c0, q = (paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
-    mem[q] = mem[mean + c];
-    mem[q + 1] = mem[weight + c] / Math.sqrt(mem[variance + c] + eps);
-    mem[q + 2] = mem[bias + c];
+  const [mean, variance, weight, bias] = [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, CHANNEL_BIAS]
+    .map((k) => arrayIndex(channelsByte, C, k));
+  for (let c = c0; c < c1; c++) {
+    writeChannelParams(mem, paramsByte, c, mem[mean + c], mem[variance + c], eps, mem[weight + c], mem[bias + c]);
   }
 }
 
@@ -148,15 +147,15 @@ export function prepareEvalChannels(
 export function prepareBackwardChannels(
   mem: Float64Array, channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
 ): void {
-  const at = channelsByte / 8;
-  const invstd = at + C * CHANNEL_INVSTD;
+  const [mean, variance, invstd, weight] = [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_INVSTD, CHANNEL_WEIGHT]
+    .map((k) => arrayIndex(channelsByte, C, k));
   if (fromVar) {
-    for (let c = c0; c < c1; c++) mem[invstd + c] = 1 / Math.sqrt(mem[at + C * CHANNEL_VAR + c] + eps);
+    for (let c = c0; c < c1; c++) mem[invstd + c] = 1 / Math.sqrt(mem[variance + c] + eps);
   }
   for (let c = c0, q = (paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
-    mem[q] = mem[at + C * CHANNEL_MEAN + c];
+    mem[q] = mem[mean + c];
     mem[q + 1] = mem[invstd + c];
-    mem[q + 2] = mem[at + C * CHANNEL_WEIGHT + c];
+    mem[q + 2] = mem[weight + c];
     mem[q + 3] = 0;
   }
 }
