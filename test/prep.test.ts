@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
 import { PREP_CHANNELS } from '../dist/workers/protocol.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { KERNELS } from './helpers/pools.js';
+import { KERNELS, openAgreeingPools } from './helpers/pools.js';
 import { dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
 type Dtype = 'float32' | 'float64';
@@ -26,12 +26,8 @@ const CASES: { shape: number[]; dtype: Dtype }[] = [
 for (const kernel of KERNELS) {
   describe(`parameters made on the workers (${kernel} kernel)`, () => {
     const pools: Pool[] = [];
-    beforeAll(() => {
-      for (const threads of [1, 2, 3]) pools.push(new Pool({ threads, inlineThreshold: 0, kernel }));
-      pools.push(new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
-      // Staged in chunks: the prep runs in the first chunk's dispatch, the others use it.
-      pools.push(new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 8 << 20, initialMemory: 1 << 20 }));
-    });
+    // The staged pool: the prep runs in the first chunk's dispatch, the others use it.
+    beforeAll(() => { pools.push(...openAgreeingPools(kernel, 8 << 20)); });
     afterAll(() => Promise.all(pools.map((p) => p.close())));
 
     for (const { shape, dtype } of CASES) {

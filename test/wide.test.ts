@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { planGrid, shouldFuse } from '../dist/src/plan.js';
 import { fillChannel, permute, randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { KERNELS } from './helpers/pools.js';
+import { KERNELS, openAgreeingPools } from './helpers/pools.js';
 import {
   dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward, referenceRunningUpdate,
 } from './helpers/reference.js';
@@ -52,13 +52,9 @@ const CASES: { shape: number[]; layout: 'channels-first' | 'channels-last' }[] =
 for (const kernel of KERNELS) {
   describe(`wide rows (${kernel} kernel)`, () => {
     const pools: Pool[] = [];
-    beforeAll(() => {
-      for (const threads of [1, 2, 3]) pools.push(new Pool({ threads, inlineThreshold: 0, kernel }));
-      pools.push(new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
-      // Too small for [300, 8200] with dy (or in float64) at once: staged a few row groups (128
-      // rows, 4.2 MB of float32) at a time.
-      pools.push(new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 20 << 20, initialMemory: 1 << 20 }));
-    });
+    // The staged pool is too small for [300, 8200] with dy (or in float64) at once: staged a few
+    // row groups (128 rows, 4.2 MB of float32) at a time.
+    beforeAll(() => { pools.push(...openAgreeingPools(kernel, 20 << 20)); });
     afterAll(() => Promise.all(pools.map((p) => p.close())));
 
     for (const { shape, layout } of CASES) {

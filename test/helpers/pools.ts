@@ -17,5 +17,18 @@ export async function closePools(pools: Map<string, Pool>): Promise<void> {
   await Promise.all([...pools.values()].map((p) => p.close()));
 }
 
+/**
+ * Pools whose results must agree bit for bit: 1, 2 and 3 workers, inline, and 2 workers in a pool
+ * of `stagedMaxMemory` bytes, too small to hold the suite's inputs at once, so they are staged in
+ * chunks.
+ */
+export function openAgreeingPools(kernel: 'js' | 'wasm', stagedMaxMemory: number): Pool[] {
+  return [
+    ...[1, 2, 3].map((threads) => new Pool({ threads, inlineThreshold: 0, kernel })),
+    new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
+    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: stagedMaxMemory, initialMemory: 1 << 20 }),
+  ];
+}
+
 /** Kernels the suites are parameterised over. */
 export const KERNELS = ['js', 'wasm'] as const;
