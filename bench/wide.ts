@@ -18,23 +18,38 @@ const TIMING: Timing = { rounds: 5, time: 300, iterations: 25, warmupIterations:
 const threads = availableParallelism();
 const pool = new Pool({ threads });
 
-console.log(`| shape | grid | floor ms | training ms (÷ floor) | eval ms (÷ floor) | backward ms (÷ floor) |`);
-console.log(`| --- | --- | ---: | ---: | ---: | ---: |`);
-for (const dims of SHAPES) {
+interface WideCase {
+  readonly x: Float32Array;
+  readonly dy: Float32Array;
+  readonly out: Float32Array;
+  readonly train: BatchNorm;
+  readonly evalBn: BatchNorm;
+}
+
+/** A shape's arrays on `on` (x: a ramp over the channels plus noise; dy: noise), and a training and an eval module. */
+function setUp(on: Pool, dims: readonly [number, number]): WideCase {
   const [N, C] = dims;
   const n = N * C;
-  const x = pool.alloc(n);
-  const dy = pool.alloc(n);
-  const out = pool.alloc(n);
+  const x = on.alloc(n);
+  const dy = on.alloc(n);
+  const out = on.alloc(n);
   let seed = 1;
   for (let i = 0; i < n; i++) {
     seed = (seed * 1103515245 + 12345) >>> 0;
     x[i] = (i % C) / C + seed / 2 ** 32 - 0.5;
     dy[i] = seed / 2 ** 31 - 1;
   }
-  const train = new BatchNorm(C, { pool });
-  const evalBn = new BatchNorm(C, { pool });
+  const train = new BatchNorm(C, { pool: on });
+  const evalBn = new BatchNorm(C, { pool: on });
   evalBn.eval();
+  return { x, dy, out, train, evalBn };
+}
+
+console.log(`| shape | grid | floor ms | training ms (÷ floor) | eval ms (÷ floor) | backward ms (÷ floor) |`);
+console.log(`| --- | --- | ---: | ---: | ---: | ---: |`);
+for (const dims of SHAPES) {
+  const [N, C] = dims;
+  const { x, dy, out, train, evalBn } = setUp(pool, dims);
   await train.forward(x, dims, { out });
   // The floor, training, eval, backward: the table's columns in order.
   const samples = await sampleInRounds([
@@ -86,18 +101,7 @@ console.log('| shape | training | eval | backward |');
 console.log('| --- | ---: | ---: | ---: |');
 const single = new Pool({ threads: 1 });
 for (const dims of LAG_SHAPES) {
-  const [N, C] = dims;
-  const n = N * C;
-  const x = single.alloc(n);
-  const dy = single.alloc(n);
-  const out = single.alloc(n);
-  for (let i = 0; i < n; i++) {
-    x[i] = Math.sin(i) + (i % C) / C;
-    dy[i] = Math.cos(i);
-  }
-  const train = new BatchNorm(C, { pool: single });
-  const evalBn = new BatchNorm(C, { pool: single });
-  evalBn.eval();
+  const { x, dy, out, train, evalBn } = setUp(single, dims);
   const calls = [
     () => train.forward(x, dims, { out }),
     () => evalBn.forward(x, dims, { out }),
