@@ -8,8 +8,8 @@ import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOut,
-  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout,
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
+  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, type OptionKeys,
 } from './validate.js';
 import {
   checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
@@ -45,6 +45,11 @@ export interface BatchNormOptions {
   activation?: 'relu' | null;
 }
 
+const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
+  convention: true, eps: true, momentum: true, affine: true, trackRunningStats: true, dtype: true, pool: true, layout: true,
+  activation: true,
+};
+
 /** Options of one forward call. */
 export interface ForwardOptions {
   /**
@@ -63,6 +68,8 @@ export interface ForwardOptions {
   reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
 
+const FORWARD_OPTIONS: OptionKeys<ForwardOptions> = { out: true, signal: true, reduceStats: true };
+
 /** Options of one backward call. */
 export interface BackwardOptions {
   /** Array to write dx to, of dy's type and length; on the pool it is written directly. */
@@ -77,6 +84,8 @@ export interface BackwardOptions {
    */
   reduceGrads?: (local: GradientSums) => GradientSums | Promise<GradientSums>;
 }
+
+const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, signal: true, reduceGrads: true };
 
 /** What `backward` resolves to. */
 export interface BatchNormGradients {
@@ -173,7 +182,7 @@ export class BatchNorm {
         `numFeatures must be at most ${MAX_FEATURES} (2^25: a call keeps ~100 bytes of scratch a channel in a pool's memory, at most 4 GiB); got ${numFeatures}`,
       );
     }
-    const opts = checkObject(options, 'options');
+    const opts = checkOptions(options, 'options', BATCH_NORM_OPTIONS);
     const convention = opts.convention ?? 'torch';
     if (convention !== 'torch' && convention !== 'onnx' && convention !== 'keras') {
       throw new ArgumentError(`options.convention must be 'torch', 'onnx' or 'keras'; got ${describe(convention)}`);
@@ -256,7 +265,7 @@ export class BatchNorm {
   async forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
     checkDtype(x, 'x', this.dtype);
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
-    const opts = checkObject(options, 'options');
+    const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
     const out = checkOut(opts.out, x, this.dtype);
     const signal = checkSignal(opts.signal);
     const reduceStats = checkOptionalFunction<NonNullable<ForwardOptions['reduceStats']>>(opts.reduceStats, 'options.reduceStats');
@@ -314,7 +323,7 @@ export class BatchNorm {
    */
   async backward(dy: FloatArray, options?: BackwardOptions): Promise<BatchNormGradients> {
     checkDtype(dy, 'dy', this.dtype);
-    const opts = checkObject(options, 'options');
+    const opts = checkOptions(options, 'options', BACKWARD_OPTIONS);
     const signal = checkSignal(opts.signal);
     const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
     const pool = this.#pool ?? getDefaultPool();

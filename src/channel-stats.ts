@@ -2,7 +2,9 @@ import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { m2Of, mergedMean } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
-import { checkLayout, checkObject, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout } from './validate.js';
+import {
+  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys,
+} from './validate.js';
 
 /**
  * A statistic in `ChannelStatsJSON`: a number, or the name of a value JSON has no number for
@@ -16,6 +18,25 @@ export interface ChannelStatsJSON {
   mean: JsonNumber[];
   m2: JsonNumber[];
 }
+
+/** Options of `ChannelStats.fromBatch`. */
+export interface FromBatchOptions {
+  /** 'channels-first' (default) or 'channels-last', as for `BatchNorm`. */
+  layout?: Layout;
+  /** The pool to compute on. Default: the shared default pool. */
+  pool?: Pool;
+  signal?: AbortSignal;
+}
+
+const FROM_BATCH_OPTIONS: OptionKeys<FromBatchOptions> = { layout: true, pool: true, signal: true };
+
+/** Options of `ChannelStats.variance`. */
+export interface VarianceOptions {
+  /** Delta degrees of freedom: the divisor is count - ddof. Default 0 (biased). */
+  ddof?: number;
+}
+
+const VARIANCE_OPTIONS: OptionKeys<VarianceOptions> = { ddof: true };
 
 /**
  * Per-channel statistics that merge exactly: for each channel the count, the mean and m2 (the sum
@@ -66,10 +87,10 @@ export class ChannelStats {
    * bits), without normalizing it.
    */
   static async fromBatch(
-    x: FloatArray, shape: readonly number[], options?: { layout?: Layout; pool?: Pool; signal?: AbortSignal },
+    x: FloatArray, shape: readonly number[], options?: FromBatchOptions,
   ): Promise<ChannelStats> {
     const dtype = dtypeOf(x, 'x');
-    const opts = checkObject(options, 'options');
+    const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
     const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
     if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
       throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
@@ -132,8 +153,8 @@ export class ChannelStats {
   }
 
   /** Per-channel variance, m2 / (count - ddof): ddof 0 (default) biased, 1 unbiased. */
-  variance(options?: { ddof?: number }): Float64Array {
-    const ddof = checkObject(options, 'options').ddof ?? 0;
+  variance(options?: VarianceOptions): Float64Array {
+    const ddof = checkOptions(options, 'options', VARIANCE_OPTIONS).ddof ?? 0;
     if (typeof ddof !== 'number' || !Number.isSafeInteger(ddof) || ddof < 0) {
       throw new ArgumentError(`options.ddof must be a non-negative integer; got ${describe(ddof)}`);
     }

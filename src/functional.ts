@@ -6,8 +6,8 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkObject, checkOut, checkShape,
-  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout,
+  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys,
 } from './validate.js';
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
@@ -36,6 +36,11 @@ export interface BatchNormFunctionalOptions {
    */
   reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
 }
+
+const FUNCTIONAL_OPTIONS: OptionKeys<BatchNormFunctionalOptions> = {
+  training: true, runningMean: true, runningVar: true, weight: true, bias: true, momentum: true, eps: true, pool: true,
+  out: true, signal: true, layout: true, activation: true, reduceStats: true,
+};
 
 /** What `batchNorm` resolves to. */
 export interface BatchNormResult {
@@ -66,7 +71,7 @@ export async function batchNorm(
   x: FloatArray, shape: readonly number[], options?: BatchNormFunctionalOptions,
 ): Promise<BatchNormResult> {
   const dtype = dtypeOf(x, 'x');
-  const opts = checkObject(options, 'options');
+  const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');
   const channel = (key: string): FloatArray | null =>
@@ -139,6 +144,11 @@ export interface BatchNormBackwardOptions {
   count?: number;
 }
 
+const BACKWARD_FUNCTIONAL_OPTIONS: OptionKeys<BatchNormBackwardOptions> = {
+  mean: true, invstd: true, var: true, eps: true, training: true, weight: true, layout: true, activation: true, y: true,
+  pool: true, out: true, signal: true, reduceGrads: true, count: true,
+};
+
 /**
  * Functional backward, like `torch.ops.aten.native_batch_norm_backward`: dx, and dWeight = Σdy·x̂,
  * dBias = Σdy (Float64Array(C)), with x̂ = (x - mean)·invstd.
@@ -150,7 +160,7 @@ export async function batchNormBackward(
   x: FloatArray, dy: FloatArray, shape: readonly number[], options: BatchNormBackwardOptions,
 ): Promise<{ dx: FloatArray; dWeight: Float64Array; dBias: Float64Array }> {
   const dtype = dtypeOf(x, 'x');
-  const opts = checkObject(options, 'options');
+  const opts = checkOptions(options, 'options', BACKWARD_FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   if (dtypeOf(dy, 'dy') !== dtype || dy.length !== x.length) {
     throw new ArgumentError(`dy must be a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} of x's length ${x.length}; got ${describe(dy)}`);

@@ -7,7 +7,9 @@ export type { GradientSums } from './sync.js';
 export {
   batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,
 } from './functional.js';
-export { ChannelStats, type ChannelStatsJSON, type JsonNumber } from './channel-stats.js';
+export {
+  ChannelStats, type ChannelStatsJSON, type FromBatchOptions, type JsonNumber, type VarianceOptions,
+} from './channel-stats.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
 export type { OnnxBatchNormInputs, WeightFormat } from './weights.js';
 export {

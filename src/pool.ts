@@ -8,7 +8,7 @@ import { type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
 import { SharedArena } from './memory.js';
-import { checkDtypeName, checkObject, checkPositiveInteger, type FloatArray } from './validate.js';
+import { checkDtypeName, checkOptions, checkPositiveInteger, type FloatArray, type OptionKeys } from './validate.js';
 
 /** Options of `new Pool()`. */
 export interface PoolOptions {
@@ -39,6 +39,10 @@ export interface PoolOptions {
    */
   cacheBytes?: number;
 }
+
+const POOL_OPTIONS: OptionKeys<PoolOptions> = {
+  threads: true, kernel: true, initialMemory: true, maxMemory: true, inlineThreshold: true, cacheBytes: true,
+};
 
 const MAX_MEMORY = 65536 * 65536;
 const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
@@ -152,7 +156,7 @@ export class Pool {
   #closing: Promise<void> | null = null;
 
   constructor(options?: PoolOptions) {
-    const opts = checkObject(options, 'options');
+    const opts = checkOptions(options, 'options', POOL_OPTIONS);
     this.threads = opts.threads === undefined ? availableParallelism() : checkPositiveInteger(opts.threads, 'options.threads');
     const kernel = opts.kernel ?? 'auto';
     if (kernel !== 'auto' && kernel !== 'js' && kernel !== 'wasm') {

@@ -130,6 +130,27 @@ export function checkObject(value: unknown, name: string): Record<string, unknow
 }
 
 /**
+ * The keys an options bag of type T may have, one entry each: written as a
+ * `Record<keyof T, true>` literal, the compiler rejects a key missing from it and one T lacks.
+ */
+export type OptionKeys<T> = Readonly<Record<keyof T, true>>;
+
+/**
+ * Checks an options bag: undefined (no options) or an object whose own keys are all `known`.
+ * A misspelt key (`momentun`) is an error, as an unexpected keyword argument is in PyTorch,
+ * rather than a default silently used in its place.
+ */
+export function checkOptions<T>(value: unknown, name: string, known: OptionKeys<T>): Record<string, unknown> {
+  const opts = checkObject(value, name);
+  for (const key of Object.keys(opts)) {
+    if (!Object.hasOwn(known, key)) {
+      throw new ArgumentError(`${name} has no option ${JSON.stringify(key)}; expected some of ${Object.keys(known).join(', ')}; got ${key}: ${describe(opts[key])}`);
+    }
+  }
+  return opts;
+}
+
+/**
  * Checks a per-channel parameter: a Float32Array or Float64Array of C finite-or-not numbers.
  * (Non-finite values are the caller's data, not an argument error, as in PyTorch.)
  */

@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ClosedError, DtypeError, Pool, ShapeError,
-  SingleValueError,
+  ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, ClosedError, DtypeError, Pool,
+  ShapeError, SingleValueError,
 } from '../dist/src/index.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 
@@ -169,6 +169,43 @@ describe('ERR_BNPOOL_ARG', () => {
     await expectRejection(batchNorm(x, [4, 3, 5], { training: true, signal: {} as never, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.signal');
     expect(Array.from(runningMean)).toEqual([1, 2, 3]);
     expect(Array.from(runningVar)).toEqual([4, 5, 6]);
+  });
+
+  // A misspelt option would otherwise leave its default in force without a word.
+  it('is raised for an option the call does not take, naming it, before any work and with state unchanged', async () => {
+    const shape = [4, 3, 5];
+    const x = randomTensor(shape, 'float32', 6);
+    const unknown = (thunk: () => unknown, key: string, value: string): void => {
+      let err: unknown;
+      try { thunk(); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(ArgumentError);
+      expect((err as BnPoolError).code).toBe('ERR_BNPOOL_ARG');
+      expect((err as Error).message).toContain(`options has no option "${key}"`);
+      expect((err as Error).message).toContain(`got ${key}: ${value}`);
+    };
+    unknown(() => new Pool({ thread: 2 } as never), 'thread', '2');
+    unknown(() => new BatchNorm(3, { momentun: 0.01 } as never), 'momentun', '0.01');
+    expect(() => new BatchNorm(3, { momentum: 0.01, eps: undefined, pool })).not.toThrow();
+
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const out = new Float32Array(60).fill(3);
+    await expectRejection(bn.forward(x, shape, { out, ouT: out } as never), ArgumentError, 'ERR_BNPOOL_ARG', '"ouT"', 'expected some of out, signal, reduceStats');
+    expect(out.every((v) => v === 3)).toBe(true);
+    await expectRejection(bn.backward(x, { dx: out } as never), ArgumentError, 'ERR_BNPOOL_ARG', '"dx"', 'Float32Array(60)');
+    expect(out.every((v) => v === 3)).toBe(true);
+    expect(snapshot()).toBe(before);
+
+    const runningMean = new Float32Array([1, 2, 3]);
+    const runningVar = new Float32Array([4, 5, 6]);
+    await expectRejection(batchNorm(x, shape, { training: true, runningMean, runningVar, pool, momentun: 0.5 } as never), ArgumentError, 'ERR_BNPOOL_ARG', '"momentun"');
+    expect(Array.from(runningMean)).toEqual([1, 2, 3]);
+    expect(Array.from(runningVar)).toEqual([4, 5, 6]);
+    const st = { mean: new Float64Array(3), var: new Float64Array(3).fill(1) };
+    await expectRejection(batchNormBackward(x, x, shape, { ...st, pool, weigth: new Float32Array(3) } as never), ArgumentError, 'ERR_BNPOOL_ARG', '"weigth"');
+    await expectRejection(ChannelStats.fromBatch(x, shape, { pool, layuot: 'channels-last' } as never), ArgumentError, 'ERR_BNPOOL_ARG', '"layuot"');
+    const stats = await ChannelStats.fromBatch(x, shape, { pool });
+    unknown(() => stats.variance({ dof: 1 } as never), 'dof', '1');
   });
 
   it('is thrown by loadStateDict for bad keys or lengths, changing nothing', async () => {
