@@ -19,9 +19,7 @@
 
 export { statsPlaneGroups, statsPlanes32, statsPlanes64, statsRows32, statsRows64 } from './stats';
 export { normalizePlanes32, normalizePlanes64, normalizeRows32, normalizeRows64 } from './normalize';
-export {
-  bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64,
-  bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64,
-} from './backward';
+export { bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64 } from './backward-stats';
+export { bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64 } from './backward-apply';
 export { mergeBackward, mergeChannels, prepBackward, prepEval } from './merge';
 export { stream32 } from './floor';

@@ -1,0 +1,300 @@
+import { masked32 } from './common';
+import { bwdApplyPattern32 } from './backward-pattern';
+
+// Backward, its output: dx = a·dy + b·(x - mean) + d per channel, with a, b and d made from the
+// sums of backward-stats.ts by the merge (mergeBackward). dy is masked by the forward's output
+// as there. Where b is 0 (every channel of an eval-mode gradient, dx = weight·invstd·dy) the
+// loops drop the b·(x - mean) term and never read x, as PyTorch's formula does: a NaN or infinite
+// x then leaves dx finite instead of making it 0·Inf = NaN. b is never 0 where x is not finite in
+// training mode (the sums, hence b, are then NaN), so training results are unchanged.
+
+/** dx = (a·g + b·(x - hi)) + d in float32 lanes (the scalar tails compute the same). */
+@inline export function dx32(g: v128, x: v128, av: v128, bv: v128, hv: v128, dv: v128): v128 {
+  return f32x4.add(f32x4.add(f32x4.mul(av, g), f32x4.mul(bv, f32x4.sub(x, hv))), dv);
+}
+
+/** dx32 where b is 0: a·g + d, x unread. */
+@inline export function dxNoX32(g: v128, av: v128, dv: v128): v128 {
+  return f32x4.add(f32x4.mul(av, g), dv);
+}
+
+/** True when the `n` values of type T from `at` are all 0 (the b coefficients of lanes). */
+export function allZero<T>(at: usize, n: usize): bool {
+  for (let i: usize = 0; i < n; i++) if (load<T>(at + i * sizeof<T>()) != 0) return false;
+  return true;
+}
+
+/**
+ * dx = a·dy + b·(x - mean) + d over `rows` runs of `len` (x, dy, the mask and dx each with their
+ * own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -b·lo folded
+ * into d in f64.
+ */
+export function bwdApplyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  if (b != 0) applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, true);
+  else applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, false);
+}
+
+@inline function applyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64, useX: bool,
+): void {
+  const hi = <f32>mean;
+  const af = <f32>a;
+  const bf = <f32>b;
+  const df = <f32>(d - b * (mean - <f64>hi));
+  const av = f32x4.splat(af);
+  const bv = f32x4.splat(bf);
+  const dv = f32x4.splat(df);
+  const hv = f32x4.splat(hi);
+  const useMask = mask != 0;
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 2);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
+    const end = px + (<usize>len << 2);
+    // Four vectors an iteration, so that their loads and arithmetic overlap (same operations per
+    // element as one at a time).
+    while (px + 64 <= end) {
+      let g0 = v128.load(pg);
+      let g1 = v128.load(pg, 16);
+      let g2 = v128.load(pg, 32);
+      let g3 = v128.load(pg, 48);
+      if (useMask) {
+        g0 = masked32(g0, pm, 0);
+        g1 = masked32(g1, pm, 16);
+        g2 = masked32(g2, pm, 32);
+        g3 = masked32(g3, pm, 48);
+      }
+      v128.store(po, useX ? dx32(g0, v128.load(px), av, bv, hv, dv) : dxNoX32(g0, av, dv));
+      v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, bv, hv, dv) : dxNoX32(g1, av, dv), 16);
+      v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, bv, hv, dv) : dxNoX32(g2, av, dv), 32);
+      v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, bv, hv, dv) : dxNoX32(g3, av, dv), 48);
+      px += 64;
+      pg += 64;
+      pm += 64;
+      po += 64;
+    }
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = masked32(g, pm, 0);
+      v128.store(po, useX ? dx32(g, v128.load(px), av, bv, hv, dv) : dxNoX32(g, av, dv));
+      px += 16;
+      pg += 16;
+      pm += 16;
+      po += 16;
+    }
+    while (px < end) {
+      const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
+      store<f32>(po, useX ? (af * g + bf * (load<f32>(px) - hi)) + df : af * g + df);
+      px += 4;
+      pg += 4;
+      pm += 4;
+      po += 4;
+    }
+  }
+}
+
+export function bwdApplyPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64,
+): void {
+  if (b != 0) applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, true);
+  else applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, b, mean, d, false);
+}
+
+@inline function applyPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
+  rows: i32, len: i32, a: f64, b: f64, mean: f64, d: f64, useX: bool,
+): void {
+  const av = f64x2.splat(a);
+  const bv = f64x2.splat(b);
+  const dv = f64x2.splat(d);
+  const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
+    let po = dx + ((<usize>r * <usize>dxRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      v128.store(po, useX
+        ? f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv)
+        : f64x2.add(f64x2.mul(av, g), dv));
+      px += 16;
+      pg += 16;
+      pm += 16;
+      po += 16;
+    }
+    if (px < end) {
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      store<f64>(po, useX ? (a * g + b * (load<f64>(px) - mean)) + d : a * g + d);
+    }
+  }
+}
+
+/**
+ * dx over `rows` contiguous rows of C * S values with channel c's (a, b, mean, d) at
+ * params + 32 * c. For S = 1, channels in lanes with the coefficients as float32 arrays in
+ * `scratch` (rowScratchBytes(C) (32 * C + 2048) bytes), computed as in bwdApplyPlanes32.
+ */
+export function bwdApplyRows32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
+  if (S == 1) {
+    if (C < 16 && (C & 3) != 0 && rowStride == C) bwdApplyPattern32(x, dy, mask, dx, rows, C, params, scratch);
+    else bwdApplyColumns32(x, dy, mask, dx, rows, C, rowStride, params, scratch);
+    return;
+  }
+  const rowBytes = (<usize>rowStride) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdApplyPlanes32(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+/**
+ * The float32 dx coefficients (a, b, hi, d - b·lo) of `positions` lanes, lane i holding channel
+ * i % C, as four arrays from `aA` (each `positions` long); from channel c's (a, b, mean, d) at
+ * params + 32 * c, as bwdApplyPlanes32 makes them.
+ */
+export function dxParams32(params: usize, C: i32, positions: usize, aA: usize): void {
+  const bA = aA + (positions << 2);
+  const hA = bA + (positions << 2);
+  const dA = hA + (positions << 2);
+  for (let i: usize = 0; i < positions; i++) {
+    const q = params + ((i % <usize>C) << 5);
+    const b = load<f64>(q, 8);
+    const mean = load<f64>(q, 16);
+    const hi = <f32>mean;
+    store<f32>(aA + (i << 2), <f32>load<f64>(q));
+    store<f32>(bA + (i << 2), <f32>b);
+    store<f32>(hA + (i << 2), hi);
+    store<f32>(dA + (i << 2), <f32>(load<f64>(q, 24) - b * (mean - <f64>hi)));
+  }
+}
+
+function bwdApplyColumns32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 3) & ~3);
+  const aA = scratch;
+  const bA = aA + (cPad << 2);
+  const hA = bA + (cPad << 2);
+  const dA = hA + (cPad << 2);
+  dxParams32(params, C, cPad, aA);
+  if (!allZero<f32>(bA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, bA, hA, dA, useMask, true);
+  else applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, bA, hA, dA, useMask, false);
+}
+
+@inline function applyColumns32(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
+  aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+): void {
+  const c4 = <usize>(C & ~3);
+  const rowBytes = <usize>rowStride << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    let c: usize = 0;
+    for (; c < c4; c += 4) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      let g = v128.load(dy + o);
+      if (useMask) g = masked32(g, mask + o, 0);
+      v128.store(dx + o, useX
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(bA + k), v128.load(hA + k), v128.load(dA + k))
+        : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
+    }
+    for (; c < <usize>C; c++) {
+      const o = row + (c << 2);
+      const k = c << 2;
+      const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
+      store<f32>(dx + o, useX
+        ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
+        : load<f32>(aA + k) * g + load<f32>(dA + k));
+    }
+  }
+}
+
+export function bwdApplyRows64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
+  if (S == 1) {
+    bwdApplyColumns64(x, dy, mask, dx, rows, C, rowStride, params, scratch);
+    return;
+  }
+  const rowBytes = (<usize>rowStride) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const q = params + (<usize>c << 5);
+      const off = row + ((<usize>c * <usize>S) << 3);
+      bwdApplyPlanes64(x + off, 0, dy + off, 0, mask == 0 ? 0 : mask + off, 0, dx + off, 0, 1, S,
+        load<f64>(q), load<f64>(q, 8), load<f64>(q, 16), load<f64>(q, 24));
+    }
+  }
+}
+
+/**
+ * bwdApplyRows64 for S = 1: channels in the two lanes, the coefficients as f64 arrays in `scratch`
+ * (32 * C bytes), the same operations per element as bwdApplyPlanes64.
+ */
+function bwdApplyColumns64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32, params: usize, scratch: usize,
+): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 1) & ~1);
+  const aA = scratch;
+  const bA = aA + (cPad << 3);
+  const mA = bA + (cPad << 3);
+  const dA = mA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    const q = params + ((c < <usize>C ? c : 0) << 5);
+    store<f64>(aA + (c << 3), load<f64>(q));
+    store<f64>(bA + (c << 3), load<f64>(q, 8));
+    store<f64>(mA + (c << 3), load<f64>(q, 16));
+    store<f64>(dA + (c << 3), load<f64>(q, 24));
+  }
+  if (!allZero<f64>(bA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, bA, mA, dA, useMask, true);
+  else applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, bA, mA, dA, useMask, false);
+}
+
+@inline function applyColumns64(
+  x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
+  aA: usize, bA: usize, mA: usize, dA: usize, useMask: bool, useX: bool,
+): void {
+  const c2 = <usize>(C & ~1);
+  const rowBytes = <usize>rowStride << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = row + (c << 3);
+      const k = c << 3;
+      let g = v128.load(dy + o);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      v128.store(dx + o, useX
+        ? f64x2.add(f64x2.add(f64x2.mul(v128.load(aA + k), g), f64x2.mul(v128.load(bA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))), v128.load(dA + k))
+        : f64x2.add(f64x2.mul(v128.load(aA + k), g), v128.load(dA + k)));
+    }
+    if (c2 < <usize>C) {
+      const o = row + (c2 << 3);
+      const k = c2 << 3;
+      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      store<f64>(dx + o, useX
+        ? (load<f64>(aA + k) * g + load<f64>(bA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k)
+        : load<f64>(aA + k) * g + load<f64>(dA + k));
+    }
+  }
+}

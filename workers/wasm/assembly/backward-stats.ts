@@ -1,0 +1,333 @@
+import { fold4, hsum, masked32, promoteHigh, promoteLow } from './common';
+import { bwdPattern32 } from './backward-pattern';
+
+// Backward, its reductions: (Σdy, Σdy·(x - mean)) per channel, the sums dx needs
+// (backward-apply.ts). With a fused ReLU the forward's output y is the mask: where y <= 0 (or is
+// NaN) the incoming gradient is 0. `mask` is y's byte offset, or 0 without ReLU.
+
+/**
+ * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
+ * writes (count, Σdy, Σdy·(x - mean)) at out. float32: x - mean is taken as (x - hi) with hi the
+ * float32 part of the mean, summed per run by bwdRun32 (f32 lanes over 4 vectors before each fold
+ * into f64), and the low part is applied once at the end: Σdy·(x - hi - lo) = Σdy·(x - hi) - lo·Σdy.
+ */
+export function bwdStatsPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const hi = <f32>mean;
+  const lo = mean - <f64>hi;
+  const useMask = mask != 0;
+  // out[1], out[2] accumulate (Σdy, Σdy·(x - hi)) run by run.
+  store<f64>(out, 0, 8);
+  store<f64>(out, 0, 16);
+  for (let r = 0; r < rows; r++) {
+    bwdRun32(
+      x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
+      mask + ((<usize>r * <usize>maskRowStride) << 2), len, hi, useMask, out + 8,
+    );
+  }
+  const sdy = load<f64>(out, 8);
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, load<f64>(out, 16) - lo * sdy, 16);
+}
+
+export function bwdStatsPlanes64(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+): void {
+  const mv = f64x2.splat(mean);
+  const useMask = mask != 0;
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  for (let r = 0; r < rows; r++) {
+    let px = x + ((<usize>r * <usize>xRowStride) << 3);
+    let pg = dy + ((<usize>r * <usize>dyRowStride) << 3);
+    let pm = mask + ((<usize>r * <usize>maskRowStride) << 3);
+    const end = px + (<usize>len << 3);
+    while (px + 16 <= end) {
+      let g = v128.load(pg);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      a1 = f64x2.add(a1, g);
+      a2 = f64x2.add(a2, f64x2.mul(g, f64x2.sub(v128.load(px), mv)));
+      px += 16;
+      pg += 16;
+      pm += 16;
+    }
+    if (px < end) {
+      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      a1 = f64x2.add(a1, f64x2(g, 0));
+      a2 = f64x2.add(a2, f64x2(g * (load<f64>(px) - mean), 0));
+    }
+  }
+  store<f64>(out, <f64>rows * <f64>len);
+  store<f64>(out, hsum(a1), 8);
+  store<f64>(out, hsum(a2), 16);
+}
+
+/**
+ * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
+ * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds into f64.
+ */
+@inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
+  const hv = f32x4.splat(hi);
+  let a1 = f64x2.splat(0);
+  let a2 = f64x2.splat(0);
+  const end = px + (<usize>len << 2);
+  while (px + 64 <= end) {
+    let g0 = v128.load(pg);
+    let g1 = v128.load(pg, 16);
+    let g2 = v128.load(pg, 32);
+    let g3 = v128.load(pg, 48);
+    if (useMask) {
+      g0 = masked32(g0, pm, 0);
+      g1 = masked32(g1, pm, 16);
+      g2 = masked32(g2, pm, 32);
+      g3 = masked32(g3, pm, 48);
+    }
+    const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
+    const p = f32x4.add(
+      f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+      f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+    );
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+    px += 64;
+    pg += 64;
+    pm += 64;
+  }
+  while (px + 16 <= end) {
+    let g = v128.load(pg);
+    if (useMask) g = masked32(g, pm, 0);
+    const p = f32x4.mul(g, f32x4.sub(v128.load(px), hv));
+    a1 = f64x2.add(a1, f64x2.add(promoteLow(g), promoteHigh(g)));
+    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+    px += 16;
+    pg += 16;
+    pm += 16;
+  }
+  let t1 = hsum(a1);
+  let t2 = hsum(a2);
+  while (px < end) {
+    const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
+    t1 += g;
+    t2 += g * <f64>(load<f32>(px) - hi);
+    px += 4;
+    pg += 4;
+    pm += 4;
+  }
+  store<f64>(acc, load<f64>(acc) + t1);
+  store<f64>(acc, load<f64>(acc, 8) + t2, 8);
+}
+
+/**
+ * Backward partials of C channels over `rows` contiguous rows of C * S values (x, dy and the
+ * mask alike), row by row so the reads stream: channel c's (count, Σdy, Σdy·(x - mean)) against
+ * its mean at params + 32 * c goes to out + c * outStride. `acc` holds rowScratchBytes(C) (32 * C + 2048) bytes.
+ */
+export function bwdStatsRows32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  if (S == 1) {
+    if (C < 16 && (C & 3) != 0 && rowStride == C) bwdPattern32(x, dy, mask, rows, C, params, acc, out, outStride);
+    else bwdColumns32(x, dy, mask, rows, C, rowStride, params, acc, out, outStride);
+    return;
+  }
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>rowStride) << 2;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const off = row + ((<usize>c * <usize>S) << 2);
+      bwdRun32(x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4));
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const mean = load<f64>(params + (<usize>c << 5));
+    const lo = mean - <f64><f32>mean;
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    const sdy = load<f64>(a);
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
+  }
+}
+
+export function bwdStatsRows64(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  const useMask = mask != 0;
+  if (S == 1) {
+    bwdColumns64(x, dy, mask, rows, C, rowStride, params, acc, out, outStride);
+    return;
+  }
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>rowStride) << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const mean = load<f64>(params + (<usize>c << 5));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      let p = row + ((<usize>c * <usize>S) << 3);
+      const end = p + (<usize>S << 3);
+      for (; p < end; p += 8) {
+        const g = useMask && !(load<f64>(mask + p) > 0) ? 0 : load<f64>(dy + p);
+        t1 += g;
+        t2 += g * (load<f64>(x + p) - mean);
+      }
+      const a = acc + (<usize>c << 4);
+      store<f64>(a, load<f64>(a) + t1);
+      store<f64>(a, load<f64>(a, 8) + t2, 8);
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, load<f64>(a), 8);
+    store<f64>(o, load<f64>(a, 8), 16);
+  }
+}
+
+/**
+ * bwdStatsRows64 for S = 1: channels in the two lanes, row by row (the same operations per
+ * channel as the general loop, so the same bits). acc: the means, Σdy and Σdy·(x - mean) as f64
+ * arrays of C rounded up to 2.
+ */
+function bwdColumns64(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  const useMask = mask != 0;
+  const cPad = <usize>((C + 1) & ~1);
+  const mA = acc;
+  const sA = mA + (cPad << 3);
+  const pA = sA + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f64>(mA + (c << 3), c < <usize>C ? load<f64>(params + (c << 5)) : 0);
+    store<f64>(sA + (c << 3), 0);
+    store<f64>(pA + (c << 3), 0);
+  }
+  const c2 = <usize>(C & ~1);
+  const rowBytes = <usize>rowStride << 3;
+  for (let r = 0; r < rows; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c2; c += 2) {
+      const o = row + (c << 3);
+      const k = c << 3;
+      let g = v128.load(dy + o);
+      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      v128.store(sA + k, f64x2.add(v128.load(sA + k), g));
+      v128.store(pA + k, f64x2.add(v128.load(pA + k), f64x2.mul(g, f64x2.sub(v128.load(x + o), v128.load(mA + k)))));
+    }
+    if (c2 < <usize>C) {
+      const o = row + (c2 << 3);
+      const k = c2 << 3;
+      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      store<f64>(sA + k, load<f64>(sA + k) + g);
+      store<f64>(pA + k, load<f64>(pA + k) + g * (load<f64>(x + o) - load<f64>(mA + k)));
+    }
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const o = out + c * <usize>outStride;
+    store<f64>(o, <f64>rows);
+    store<f64>(o, load<f64>(sA + (c << 3)), 8);
+    store<f64>(o, load<f64>(pA + (c << 3)), 16);
+  }
+}
+
+/**
+ * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
+ * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32 and
+ * Σdy, Σdy·(x - hi) as f64, each [C rounded up to 4].
+ */
+function bwdColumns32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
+  const useMask = mask != 0;
+  const c16 = <usize>(C & ~15);
+  const rowBytes = <usize>rowStride << 2;
+  const cPad = <usize>((C + 3) & ~3);
+  const hArr = acc;
+  const sArr = acc + (cPad << 2);
+  const pArr = sArr + (cPad << 3);
+  for (let c: usize = 0; c < cPad; c++) {
+    store<f32>(hArr + (c << 2), c < <usize>C ? <f32>load<f64>(params + (c << 5)) : 0);
+    store<f64>(sArr + (c << 3), 0);
+    store<f64>(pArr + (c << 3), 0);
+  }
+  let r = 0;
+  while (r < rows) {
+    const tile = min(8, rows - r);
+    const base = <usize>r * rowBytes;
+    for (let c: usize = 0; c < c16; c += 16) {
+      const h0 = v128.load(hArr + (c << 2));
+      const h1 = v128.load(hArr + (c << 2), 16);
+      const h2 = v128.load(hArr + (c << 2), 32);
+      const h3 = v128.load(hArr + (c << 2), 48);
+      let s0 = f32x4.splat(0);
+      let s1 = f32x4.splat(0);
+      let s2 = f32x4.splat(0);
+      let s3 = f32x4.splat(0);
+      let p0 = f32x4.splat(0);
+      let p1 = f32x4.splat(0);
+      let p2 = f32x4.splat(0);
+      let p3 = f32x4.splat(0);
+      let o = base + (c << 2);
+      for (let i = 0; i < tile; i++) {
+        let g0 = v128.load(dy + o);
+        let g1 = v128.load(dy + o, 16);
+        let g2 = v128.load(dy + o, 32);
+        let g3 = v128.load(dy + o, 48);
+        if (useMask) {
+          g0 = masked32(g0, mask + o, 0);
+          g1 = masked32(g1, mask + o, 16);
+          g2 = masked32(g2, mask + o, 32);
+          g3 = masked32(g3, mask + o, 48);
+        }
+        s0 = f32x4.add(s0, g0);
+        s1 = f32x4.add(s1, g1);
+        s2 = f32x4.add(s2, g2);
+        s3 = f32x4.add(s3, g3);
+        p0 = f32x4.add(p0, f32x4.mul(g0, f32x4.sub(v128.load(x + o), h0)));
+        p1 = f32x4.add(p1, f32x4.mul(g1, f32x4.sub(v128.load(x + o, 16), h1)));
+        p2 = f32x4.add(p2, f32x4.mul(g2, f32x4.sub(v128.load(x + o, 32), h2)));
+        p3 = f32x4.add(p3, f32x4.mul(g3, f32x4.sub(v128.load(x + o, 48), h3)));
+        o += rowBytes;
+      }
+      fold4(sArr + (c << 3), s0);
+      fold4(sArr + (c << 3) + 32, s1);
+      fold4(sArr + (c << 3) + 64, s2);
+      fold4(sArr + (c << 3) + 96, s3);
+      fold4(pArr + (c << 3), p0);
+      fold4(pArr + (c << 3) + 32, p1);
+      fold4(pArr + (c << 3) + 64, p2);
+      fold4(pArr + (c << 3) + 96, p3);
+    }
+    for (let c = c16; c < <usize>C; c++) {
+      const hi = load<f32>(hArr + (c << 2));
+      let t1: f64 = 0;
+      let t2: f64 = 0;
+      for (let i = 0; i < tile; i++) {
+        const o = base + <usize>i * rowBytes + (c << 2);
+        const g = useMask && !(load<f32>(mask + o) > 0) ? 0 : <f64>load<f32>(dy + o);
+        t1 += g;
+        t2 += g * <f64>(load<f32>(x + o) - hi);
+      }
+      store<f64>(sArr + (c << 3), load<f64>(sArr + (c << 3)) + t1);
+      store<f64>(pArr + (c << 3), load<f64>(pArr + (c << 3)) + t2);
+    }
+    r += tile;
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const mean = load<f64>(params + (c << 5));
+    const lo = mean - <f64><f32>mean;
+    const sdy = load<f64>(sArr + (c << 3));
+    const o = out + c * <usize>outStride;
+    store<f64>(o, <f64>rows);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(pArr + (c << 3)) - lo * sdy, 16);
+  }
+}
