@@ -1,0 +1,126 @@
+import { fold4, patternLength, writePartial32 } from './common';
+
+// Statistics of rank 2 with few channels (channels-last images: C = 1, 2, 3, ...), where C is not a
+// multiple of 4: the rows are one flat run in which channel c sits at every C-th value. Its pattern
+// repeats every P = lcm(C, 4) values, V = P / 4 vectors, so lane l of vector j always holds
+// channel (4j + l) % C: those V vectors are reduced with per-position shifts, and the positions
+// are gathered into channels at the end (statsPattern32).
+
+/**
+ * statsPattern32 with one vector a period: whole tiles of 8 periods summed as a tree in f32 lanes,
+ * then folded. Returns the periods done (the rest is less than a tile).
+ */
+function pattern1(x: usize, periods: usize, kv: v128, sF: usize, qF: usize): usize {
+  let p: usize = 0;
+  for (; p + 8 <= periods; p += 8) {
+    const b = x + (p << 4);
+    const d0 = f32x4.sub(v128.load(b), kv);
+    const d1 = f32x4.sub(v128.load(b, 16), kv);
+    const d2 = f32x4.sub(v128.load(b, 32), kv);
+    const d3 = f32x4.sub(v128.load(b, 48), kv);
+    const d4 = f32x4.sub(v128.load(b, 64), kv);
+    const d5 = f32x4.sub(v128.load(b, 80), kv);
+    const d6 = f32x4.sub(v128.load(b, 96), kv);
+    const d7 = f32x4.sub(v128.load(b, 112), kv);
+    fold4(sF, f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7))));
+    fold4(qF, f32x4.add(
+      f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
+      f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
+    ));
+  }
+  return p;
+}
+
+/** statsPattern32 with three vectors a period, the same operations as its generic loop. */
+function pattern3(x: usize, periods: usize, kPat: usize, sF: usize, qF: usize): usize {
+  const k0 = v128.load(kPat);
+  const k1 = v128.load(kPat, 16);
+  const k2 = v128.load(kPat, 32);
+  let p: usize = 0;
+  for (; p + 8 <= periods; p += 8) {
+    let s0 = f32x4.splat(0);
+    let s1 = f32x4.splat(0);
+    let s2 = f32x4.splat(0);
+    let q0 = f32x4.splat(0);
+    let q1 = f32x4.splat(0);
+    let q2 = f32x4.splat(0);
+    let b = x + ((p * 12) << 2);
+    const end = b + 384;
+    for (; b < end; b += 48) {
+      const d0 = f32x4.sub(v128.load(b), k0);
+      const d1 = f32x4.sub(v128.load(b, 16), k1);
+      const d2 = f32x4.sub(v128.load(b, 32), k2);
+      s0 = f32x4.add(s0, d0);
+      s1 = f32x4.add(s1, d1);
+      s2 = f32x4.add(s2, d2);
+      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+      q2 = f32x4.add(q2, f32x4.mul(d2, d2));
+    }
+    fold4(sF, s0);
+    fold4(sF + 32, s1);
+    fold4(sF + 64, s2);
+    fold4(qF, q0);
+    fold4(qF + 32, q1);
+    fold4(qF + 64, q2);
+  }
+  return p;
+}
+
+export function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usize, outStride: i32): void {
+  const P = <usize>patternLength(C);
+  const V = P >> 2;
+  const total = <usize>rows * <usize>C;
+  const periods = total / P;
+  // acc: shift per position (f32), sums per position (f32, then f64).
+  const kPat = acc;
+  const sPat = kPat + (P << 2);
+  const qPat = sPat + (P << 2);
+  const sF = qPat + (P << 2);
+  const qF = sF + (P << 3);
+  for (let i: usize = 0; i < P; i++) {
+    store<f32>(kPat + (i << 2), load<f32>(x + ((i % <usize>C) << 2)));
+    store<f64>(sF + (i << 3), 0);
+    store<f64>(qF + (i << 3), 0);
+  }
+  let p: usize = 0;
+  // One and three vectors a period (C = 1, 2; C = 3, 6) keep their sums in registers; through
+  // memory, each add waited on the store before it (C = 3: 3x the streaming pass's time in cache).
+  if (V == 1) p = pattern1(x, periods, v128.load(kPat), sF, qF);
+  else if (V == 3) p = pattern3(x, periods, kPat, sF, qF);
+  while (p < periods) {
+    const tile = min<usize>(8, periods - p);
+    for (let j: usize = 0; j < V; j++) {
+      v128.store(sPat + (j << 4), f32x4.splat(0));
+      v128.store(qPat + (j << 4), f32x4.splat(0));
+    }
+    for (let t: usize = 0; t < tile; t++) {
+      const base = x + (((p + t) * P) << 2);
+      for (let j: usize = 0; j < V; j++) {
+        const d = f32x4.sub(v128.load(base + (j << 4)), v128.load(kPat + (j << 4)));
+        v128.store(sPat + (j << 4), f32x4.add(v128.load(sPat + (j << 4)), d));
+        v128.store(qPat + (j << 4), f32x4.add(v128.load(qPat + (j << 4)), f32x4.mul(d, d)));
+      }
+    }
+    for (let j: usize = 0; j < V; j++) {
+      fold4(sF + (j << 5), v128.load(sPat + (j << 4)));
+      fold4(qF + (j << 5), v128.load(qPat + (j << 4)));
+    }
+    p += tile;
+  }
+  for (let e = periods * P; e < total; e++) {
+    const i = e % P;
+    const d = <f64>(load<f32>(x + (e << 2)) - load<f32>(kPat + (i << 2)));
+    store<f64>(sF + (i << 3), load<f64>(sF + (i << 3)) + d);
+    store<f64>(qF + (i << 3), load<f64>(qF + (i << 3)) + d * d);
+  }
+  for (let c: usize = 0; c < <usize>C; c++) {
+    let s1: f64 = 0;
+    let s2: f64 = 0;
+    for (let i = c; i < P; i += <usize>C) {
+      s1 += load<f64>(sF + (i << 3));
+      s2 += load<f64>(qF + (i << 3));
+    }
+    writePartial32(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kPat + (c << 2)), s1, s2, x + (c << 2), rows, <usize>C << 2, 1);
+  }
+}
