@@ -11,30 +11,27 @@ export const PLANE_MIN_SPATIAL = 1024;
 const ROW_GROUPS_TARGET = 16;
 /** ...and at most this many elements each, so that one group fits a staging chunk. */
 const ROW_GROUP_MAX_ELEMENTS = 1 << 20;
-/**
- * Wide rows (see planGrid): rows of at least this many elements are cut into bands when their
- * row groups would hold fewer than WIDE_RUN_ELEMENTS values a channel.
- */
-const WIDE_ROW_ELEMENTS = 8192;
-const WIDE_RUN_ELEMENTS = 64;
 /** A band of every row fits L2 up to this many elements (512 KiB of float32): it may be fused. */
 export const BAND_BLOCK_ELEMENTS = 1 << 17;
 /** Elements of a band in one row: runs of 4-32 KiB of float32 stream well. */
 const BAND_MIN_ELEMENTS = 1024;
 const BAND_MAX_ELEMENTS = 8192;
-/** A wide grid's row group (a staging chunk's unit: whole rows) holds at most this many elements. */
-const WIDE_GROUP_MAX_ELEMENTS = 1 << 22;
+/** Row groups of fewer values a channel than this are thin: see planGrid. */
+const THIN_GROUP_VALUES = 64;
+/** A tall row group (a staging chunk's unit: whole rows) holds at most this many elements. */
+const TALL_GROUP_MAX_ELEMENTS = 1 << 22;
 
 /**
  * Cuts an (N, C, S) tensor into blocks. A function of the shape alone: see `Grid`.
  *
  * Row mode cuts the rows into row groups, at most ROW_GROUPS_TARGET of them. Each row group gives
  * every channel a partial, and each normalization of a row group reads every channel's
- * parameters: where a row group holds only a few values a channel (wide rows: many channels, few
- * rows, as [64, 65536]), those per-channel costs outweigh the data. There the rows are cut into
- * bands of channels too, each band's row runs 1024-8192 elements long, and the row groups are
- * made tall (up to every row) so that a block holds ~BAND_BLOCK_ELEMENTS: few partials a channel,
- * and a band of every row small enough to reduce and normalize while it is in cache (`fused`).
+ * parameters: where a row group would hold only a few values a channel (thin: few rows, as
+ * BatchNorm1d on [16, 4096] or [64, 65536]), those per-channel costs outweigh the data. There the
+ * row groups are made tall (up to every row, a block of up to ~BAND_BLOCK_ELEMENTS): few partials
+ * a channel. Rows long enough for two bands are also cut into bands of channels, each band's row
+ * runs 1024-8192 elements long, so that the threads share even a few rows, and a band of every
+ * row is small enough to reduce and normalize while it is in cache (`fused`).
  */
 export function planGrid(N: number, C: number, S: number): Grid {
   if (S >= PLANE_MIN_SPATIAL) {
@@ -50,19 +47,29 @@ export function planGrid(N: number, C: number, S: number): Grid {
   }
   const rowLen = C * S;
   const narrowRows = Math.max(1, Math.min(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(ROW_GROUP_MAX_ELEMENTS / rowLen)));
-  if (rowLen < WIDE_ROW_ELEMENTS || narrowRows * S >= WIDE_RUN_ELEMENTS) {
+  if (narrowRows * S >= THIN_GROUP_VALUES) {
     const nGroups = Math.ceil(N / narrowRows);
     return { mode: 'row', N, C, S, groupRows: narrowRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups, bandChannels: C, bands: 1 };
   }
+  // Thin row groups: tall ones instead. Bands of equal width (a short last band would be a claim
+  // of little work), at least two where the rows hold two of BAND_MIN_ELEMENTS, so that two
+  // threads share even a few rows. Channels in lanes (S = 1): widths in whole cache lines of
+  // float32 (16 channels).
   const bandTarget = Math.min(BAND_MAX_ELEMENTS, Math.max(BAND_MIN_ELEMENTS, Math.floor(BAND_BLOCK_ELEMENTS / N)));
-  // Channels in lanes: bands of whole cache lines of float32 (16 channels).
-  const bandChannels = Math.min(C, S === 1 ? Math.max(16, bandTarget & ~15) : Math.max(1, Math.floor(bandTarget / S)));
-  const groupRows = Math.max(1, Math.min(
+  const granule = S === 1 ? 16 : 1;
+  const granules = Math.ceil(C / granule);
+  const perBand = Math.max(1, Math.floor(bandTarget / (granule * S)));
+  const fewest = rowLen >= 2 * BAND_MIN_ELEMENTS ? 2 : 1;
+  const bandCount = Math.min(granules, Math.max(fewest, Math.ceil(granules / perBand)));
+  const bandChannels = Math.min(C, granule * Math.ceil(granules / bandCount));
+  const tallest = Math.max(1, Math.min(
     N,
     Math.max(Math.ceil(N / ROW_GROUPS_TARGET), Math.floor(BAND_BLOCK_ELEMENTS / (bandChannels * S))),
-    Math.floor(WIDE_GROUP_MAX_ELEMENTS / rowLen),
+    Math.floor(TALL_GROUP_MAX_ELEMENTS / rowLen),
   ));
-  const nGroups = Math.ceil(N / groupRows);
+  // Row groups of equal height too.
+  const nGroups = Math.ceil(N / tallest);
+  const groupRows = Math.ceil(N / nGroups);
   return {
     mode: 'row', N, C, S, groupRows, nGroups, sChunks: 1, sChunkLen: S, blocksPerChannel: nGroups,
     bandChannels, bands: Math.ceil(C / bandChannels),

@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases } from '../dist/src/plan.js';
+import { scratchLayout } from '../dist/workers/protocol.js';
 import { permute, rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
@@ -122,7 +123,8 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
         // scratch: only such a large one (README, "What copies").
         if (!(p === 1 && err instanceof OutOfMemoryError)) throw err;
         const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
-        expect(smallestChunk * Array_.BYTES_PER_ELEMENT * staged, label).toBeGreaterThan(SMALL_POOL_BYTES / 4);
+        const need = smallestChunk * Array_.BYTES_PER_ELEMENT * staged + scratchLayout(grid, 0).totalBytes;
+        expect(need, label).toBeGreaterThan(SMALL_POOL_BYTES / 4);
         refused++;
       }
       if (onPool) pool.free(x);

@@ -19,18 +19,29 @@ import {
 type Dtype = 'float32' | 'float64';
 
 describe('the wide-row grid', () => {
-  it('cuts wide rows into bands of whole rows, tall row groups, and leaves narrow rows as they were', () => {
+  it('makes thin row groups tall, cuts rows long enough into bands, and leaves other row groups as they were', () => {
     // [64, 65536]: 16 row groups of 4 rows would give every channel 16 partials for 64 values.
     const wide = planGrid(64, 65536, 1);
     expect(wide).toMatchObject({ mode: 'row', groupRows: 64, nGroups: 1, bandChannels: 2048, bands: 32 });
     expect(shouldFuse(wide, 65536, true, 2)).toBe(true);
     // Too many rows for a band of every row to stay in cache: two passes over (group, band) blocks.
     const tall = planGrid(600, 9000, 1);
-    expect(tall).toMatchObject({ groupRows: 128, nGroups: 5, bandChannels: 1024, bands: 9 });
+    expect(tall).toMatchObject({ groupRows: 120, nGroups: 5, bandChannels: 1008, bands: 9 });
     expect(shouldFuse(tall, 9000, true, 2)).toBe(false);
-    // Short runs (S > 1) are banded in whole channels.
-    expect(planGrid(3, 700, 13)).toMatchObject({ groupRows: 3, bandChannels: 630, bands: 2 });
-    // Narrow rows, and rows whose groups hold >= 64 values a channel, keep one band.
+    // Short runs (S > 1) are banded in whole channels, bands and row groups of equal size.
+    expect(planGrid(3, 700, 13)).toMatchObject({ groupRows: 3, bandChannels: 350, bands: 2 });
+    expect(planGrid(300, 8200, 1)).toMatchObject({ groupRows: 100, nGroups: 3, bandChannels: 912, bands: 9 });
+    // Rows of 2048 or more elements and a few rows (BatchNorm1d on a small batch): at least two
+    // bands, one row group, so two threads share the work and each channel has one partial.
+    expect(planGrid(16, 4096, 1)).toMatchObject({ groupRows: 16, nGroups: 1, bandChannels: 2048, bands: 2 });
+    expect(planGrid(30, 3916, 1)).toMatchObject({ groupRows: 30, nGroups: 1, bandChannels: 1968, bands: 2 });
+    expect(planGrid(16, 2048, 3)).toMatchObject({ groupRows: 16, nGroups: 1, bandChannels: 1024, bands: 2 });
+    expect(shouldFuse(planGrid(16, 4096, 1), 4096, true, 2)).toBe(true);
+    // Rows too short for two bands: one band, but tall row groups where they would be thin.
+    expect(planGrid(16, 2047, 1)).toMatchObject({ groupRows: 16, nGroups: 1, bands: 1, bandChannels: 2047 });
+    expect(planGrid(16, 512, 1)).toMatchObject({ groupRows: 16, nGroups: 1, bands: 1 });
+    expect(planGrid(1000, 1000, 1)).toMatchObject({ groupRows: 125, nGroups: 8, bands: 1 });
+    // Row groups that hold >= 64 values a channel stay as they were: up to 16, one band.
     expect(planGrid(4096, 1024, 1)).toMatchObject({ groupRows: 256, nGroups: 16, bands: 1, bandChannels: 1024 });
     expect(planGrid(256, 256, 196)).toMatchObject({ groupRows: 16, bands: 1 });
     expect(planGrid(2, 1207, 64)).toMatchObject({ groupRows: 1, bands: 1 });
@@ -39,11 +50,14 @@ describe('the wide-row grid', () => {
   });
 });
 
-// [4, 8195]: two bands, the second of 3 channels (not the pattern kernels, which need whole rows);
+// [4, 8195]: two bands, the second of 4083 channels (a vector tail in each row);
 // [3, 700, 13]: bands of whole short runs; [300, 8200]: three row groups, two passes;
-// channels-last [2, 3, 3, 8200]: 18 rows of 8200 channels.
+// channels-last [2, 3, 3, 8200]: 18 rows of 8200 channels; [30, 3916] and channels-last
+// [6, 5, 2052]: rows too short for bands before (16 partials a channel), now two bands.
 const CASES: { shape: number[]; layout: 'channels-first' | 'channels-last' }[] = [
   { shape: [4, 8195], layout: 'channels-first' },
+  { shape: [30, 3916], layout: 'channels-first' },
+  { shape: [6, 5, 2052], layout: 'channels-last' },
   { shape: [3, 700, 13], layout: 'channels-first' },
   { shape: [300, 8200], layout: 'channels-first' },
   { shape: [2, 3, 3, 8200], layout: 'channels-last' },
