@@ -144,7 +144,8 @@ export function checkOptions<T>(value: unknown, name: string, known: OptionKeys<
   const opts = checkObject(value, name);
   for (const key of Object.keys(opts)) {
     if (!Object.hasOwn(known, key)) {
-      throw new ArgumentError(`${name} has no option ${JSON.stringify(key)}; expected some of ${Object.keys(known).join(', ')}; got ${key}: ${describe(opts[key])}`);
+      const path = /^[A-Za-z_$][\w$]*$/.test(key) ? `${name}.${key}` : `${name}[${JSON.stringify(key)}]`;
+      throw new ArgumentError(`${path} is not an option here: expected one of ${Object.keys(known).join(', ')}; got ${describe(opts[key])}`);
     }
   }
   return opts;
