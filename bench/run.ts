@@ -29,8 +29,8 @@ const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
 // Enough warm-up for V8 to optimize the JavaScript around the kernels (the kernels themselves are
 // compiled optimized up front).
 const timing = quick
-  ? { rounds: 2, time: 40, iterations: 4, warmupIterations: 5, warmupTime: 30 }
-  : { rounds: 5, time: 250, iterations: 7, warmupIterations: 10, warmupTime: 100 };
+  ? { rounds: 2, time: 40, iterations: 4, warmupTime: 30 }
+  : { rounds: 5, time: 250, iterations: 5, warmupTime: 100 };
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 interface Measure {

@@ -17,7 +17,7 @@ const SHAPES: readonly (readonly [number, number])[] = [
   [4096, 1024], [16, 4096], [256, 4096], [64, 65536], [16, 262144], [32, 16384], [512, 65536],
 ];
 /** Five alternating rounds of ~60 ms or 5 calls an item, as the full suite's rounds. */
-const TIMING: Timing = { rounds: 5, time: 300, iterations: 25, warmupIterations: 10, warmupTime: 100 };
+const TIMING: Timing = { rounds: 5, time: 300, iterations: 25, warmupTime: 100 };
 const threads = availableParallelism();
 const pool = new Pool({ threads });
 
