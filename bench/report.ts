@@ -4,7 +4,8 @@ import type { BenchShape } from './shapes.js';
 export interface Row {
   shape: string;
   impl: string;
-  mode: 'train' | 'eval' | 'backward';
+  /** 'stats': statistics only (ChannelStats.fromBatch); 'read', 'write': the floor's halves. */
+  mode: 'train' | 'eval' | 'backward' | 'stats' | 'read' | 'write';
   input: 'zero-copy' | 'plain' | 'inline' | '-';
   threads: number;
   medianMs: number | null;

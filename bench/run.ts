@@ -11,8 +11,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { BatchNorm, Pool } from '../src/index.js';
-import { streamFloor } from '../src/floor.js';
+import { BatchNorm, ChannelStats, Pool } from '../src/index.js';
+import { streamFloor, streamPass } from '../src/floor.js';
 import { naiveBatchNorm } from './peers/naive.js';
 import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
 import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
@@ -39,15 +39,18 @@ interface Measure {
   input: Row['input'];
   threads: number;
   note?: string;
+  /** Passes over the tensor's bytes that GB/s counts: 2 (a read and a write) unless said. */
+  passes?: number;
   fn: () => Promise<unknown> | unknown;
 }
 
 /** Measures the items in alternating rounds (see sampleInRounds), one row each. */
 async function measure(shape: BenchShape, items: Measure[]): Promise<Row[]> {
   const samples = await sampleInRounds(items.map((m) => m.fn), timing);
-  const bytes = 2 * 4 * elementsOf(shape.shape);
+  const tensorBytes = 4 * elementsOf(shape.shape);
   return items.map((m, i) => {
     const median = medianOf(samples[i]);
+    const bytes = (m.passes ?? 2) * tensorBytes;
     return {
       shape: shape.id, impl: m.impl, mode: m.mode, input: m.input, threads: m.threads, note: m.note,
       medianMs: median, samples: samples[i].length, gbps: median === null ? null : bytes / median / 1e6, vsFloor: null, vsBestPeer: null,
@@ -62,6 +65,17 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
   const rows: Row[] = [];
   const plainX = new Float32Array(n);
   fillInput(plainX, dims);
+  // D: the single-threaded kernel inline on the calling thread, the reference for small inputs,
+  // sampled in the same rounds as the calls it is compared with (most threads, WebAssembly).
+  let inline: { pool: Pool; item: Measure } | null = null;
+  if (shape.id === 'D') {
+    const pool = new Pool({ threads: 1, kernel: 'wasm', inlineThreshold: Number.MAX_SAFE_INTEGER });
+    const x = pool.alloc(n);
+    x.set(plainX);
+    const out = pool.alloc(n);
+    const bn = new BatchNorm(C, { pool });
+    inline = { pool, item: { impl: 'bnpool wasm', mode: 'train', input: 'inline', threads: 1, note: 'kernel inline', fn: () => bn.forward(x, dims, { out }) } };
+  }
 
   // bnpool and the floor, per thread count and kernel, on one pool each.
   for (const threads of threadCounts) {
@@ -75,6 +89,16 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
       const items: Measure[] = [];
       const name = `bnpool ${kernel}`;
       if (kernel === 'wasm') items.push({ impl: 'floor', mode: 'train', input: '-', threads, fn: () => streamFloor(pool, x, out) });
+      if (kernel === 'wasm' && threads === maxThreads) {
+        // What the floor's two halves cost apart, and bnpool's statistics pass alone: a training
+        // forward must read x for its statistics before it writes y (README, "Performance").
+        items.push(
+          { impl: 'read pass', mode: 'read', input: '-', threads, passes: 1, fn: () => streamPass(pool, 'read', x, out) },
+          { impl: 'write pass', mode: 'write', input: '-', threads, passes: 1, fn: () => streamPass(pool, 'write', x, out) },
+          { impl: 'bnpool wasm', mode: 'stats', input: 'zero-copy', threads, passes: 1, fn: () => ChannelStats.fromBatch(x, dims, { pool }) },
+        );
+        if (inline !== null) items.push(inline.item);
+      }
       // Backward of the training forward measured just before it (dy and dx on the pool too).
       const dy = pool.alloc(n);
       dy.set(plainX);
@@ -100,16 +124,7 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
       await pool.close();
     }
   }
-  // The single-threaded kernel inline on the calling thread: the reference for small inputs.
-  if (shape.id === 'D') {
-    const pool = new Pool({ threads: 1, kernel: 'wasm', inlineThreshold: Number.MAX_SAFE_INTEGER });
-    const x = pool.alloc(n);
-    x.set(plainX);
-    const out = pool.alloc(n);
-    const bn = new BatchNorm(C, { pool });
-    rows.push(...(await measure(shape, [{ impl: 'bnpool wasm', mode: 'train', input: 'inline', threads: 1, note: 'kernel inline', fn: () => bn.forward(x, dims, { out }) }])));
-    await pool.close();
-  }
+  if (inline !== null) await inline.pool.close();
 
   // Peers.
   const peerItems: Measure[] = [];
@@ -191,7 +206,7 @@ const md = [
   `# Benchmark results (${tag} run)`,
   '',
   `Measured ${date.slice(0, 10)} on ${machine} by \`npm run bench${quick ? ' -- --quick' : ''}\`, in ${seconds.toFixed(0)} s.`,
-  `Medians of tinybench samples taken in ${timing.rounds} rounds that alternate the implementations of a shape and thread count (the floor among them). GB/s counts one read and one write of the tensor for every implementation.`,
+  `Medians of tinybench samples taken in ${timing.rounds} rounds that alternate the implementations of a shape and thread count (the floor among them). GB/s counts one read and one write of the tensor for every implementation but the read pass, the write pass and bnpool's statistics pass (mode \`stats\`, \`ChannelStats.fromBatch\`), which count one.`,
   '"÷ floor": median over the floor\'s median at the same thread count, measured in the same run (1.00 = streaming speed).',
   '"× vs best peer": the fastest peer\'s median (onnxruntime, TensorFlow.js) at the same thread count and mode, over this median.',
   '',

@@ -1,14 +1,23 @@
 /**
  * The benchmark's floor: one SIMD streaming pass y = a * x + b over the same bytes, on the same
  * worker threads, split in equal contiguous parts. A BatchNorm forward must read x and write y at
- * least once, so nothing that normalizes can beat this; bench/ reports ratios against it.
+ * least once, so nothing that normalizes can beat this; bench/ reports ratios against it. Its
+ * siblings read x only (what a statistics pass must at least take) or write y only.
  */
-import type { StreamTask } from '../workers/protocol.js';
+import type { StreamPass, StreamTask } from '../workers/protocol.js';
 import { WorkerError } from './errors.js';
 import { type Pool, poolInternals } from './pool.js';
 
 /** Runs the floor pass over pool arrays `x` and `y` (float32, same length). */
-export async function streamFloor(pool: Pool, x: Float32Array, y: Float32Array): Promise<void> {
+export function streamFloor(pool: Pool, x: Float32Array, y: Float32Array): Promise<void> {
+  return streamPass(pool, 'stream', x, y);
+}
+
+/**
+ * Runs `pass` over pool arrays `x` and `y` (float32, same length): 'stream' is the floor, 'read'
+ * reads x only, 'write' writes y only.
+ */
+export async function streamPass(pool: Pool, pass: StreamPass, x: Float32Array, y: Float32Array): Promise<void> {
   const ctx = poolInternals(pool);
   ctx.assertOpen();
   const parts = ctx.threads;
@@ -17,10 +26,10 @@ export async function streamFloor(pool: Pool, x: Float32Array, y: Float32Array):
   const step = Math.ceil(x.length / parts / 16) * 16;
   for (let start = 0; start < x.length; start += step) {
     const n = Math.min(step, x.length - start);
-    tasks.push({ op: 'stream', xByte: x.byteOffset + 4 * start, yByte: y.byteOffset + 4 * start, n, a: 1.5, b: 0.25 });
+    tasks.push({ op: 'stream', pass, xByte: x.byteOffset + 4 * start, yByte: y.byteOffset + 4 * start, n, a: 1.5, b: 0.25 });
   }
   const settled = await ctx.runStream(tasks);
   for (const s of settled) {
-    if (s.status === 'rejected') throw new WorkerError(`the floor pass failed: ${String(s.reason)}`, { cause: s.reason });
+    if (s.status === 'rejected') throw new WorkerError(`the ${pass} pass failed: ${String(s.reason)}`, { cause: s.reason });
   }
 }

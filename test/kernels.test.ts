@@ -437,6 +437,25 @@ for (const name of ['js', 'wasm'] as const) {
       }
     });
 
+    it('read sums n float32 and fill writes n, over odd lengths and offsets', () => {
+      const { kernel, f32 } = setup(name);
+      const rand = rng(5);
+      for (const len of LENGTHS) {
+        for (const off of OFFSETS) {
+          // Small integers: every order of summation gives the exact sum.
+          let want = 0;
+          for (let i = 0; i < len; i++) want += f32[DATA / 4 + off + i] = Math.floor(rand() * 64) - 32;
+          f32[DATA / 4 + off + len] = 1e30; // past the end: must not be read into the sum
+          expect(kernel.read(DATA + 4 * off, len)).toBe(want);
+          f32[OUT / 4 + off - 1] = GUARD;
+          f32[OUT / 4 + off + len] = GUARD;
+          kernel.fill(OUT + 4 * off, len, 2.5);
+          expect(Array.from(f32.subarray(OUT / 4 + off, OUT / 4 + off + len))).toEqual(new Array(len).fill(2.5));
+          expect([f32[OUT / 4 + off - 1], f32[OUT / 4 + off + len]]).toEqual([GUARD, GUARD]);
+        }
+      }
+    });
+
     it('needs no more row scratch than rowScratchBytes(C)', () => {
       // The scratch given to statsRows/normalizeRows: fill what lies beyond it with a guard.
       const { kernel, f32, i32 } = setup(name);

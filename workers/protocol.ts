@@ -186,12 +186,17 @@ export interface Task {
  */
 export const PREP_CHANNELS = 2048;
 
+/** A benchmark pass: y = a * x + b ('stream', the floor), reading x only, or writing y = a only. */
+export type StreamPass = 'stream' | 'read' | 'write';
+
 /**
- * The benchmark's floor: y = a * x + b over n float32 at the given offsets, with the WebAssembly
- * SIMD kernel. Not part of BatchNorm; it measures what one streaming pass costs on these threads.
+ * The benchmark's floor, or its read-only or write-only sibling, over n float32 at the given
+ * offsets, with the pool's kernel. Not part of BatchNorm; it measures what one streaming pass
+ * costs on these threads.
  */
 export interface StreamTask {
   readonly op: 'stream';
+  readonly pass: StreamPass;
   readonly xByte: number;
   readonly yByte: number;
   readonly n: number;

@@ -23,7 +23,9 @@ const views = new MemoryViews(data.memory);
 export default function runTask(task: Task | StreamTask): TaskResult {
   try {
     if (task.op === 'stream') {
-      kernel.stream(task.xByte, task.yByte, task.n, task.a, task.b);
+      if (task.pass === 'read') kernel.read(task.xByte, task.n);
+      else if (task.pass === 'write') kernel.fill(task.yByte, task.n, task.a);
+      else kernel.stream(task.xByte, task.yByte, task.n, task.a, task.b);
       return { ok: true, cancelled: false };
     }
     if (task.fault !== undefined) injectFault(task);

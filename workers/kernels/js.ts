@@ -259,6 +259,20 @@ export class JsKernel implements Kernel {
     const y = yByte / 4;
     for (let i = 0; i < n; i++) v[y + i] = v[x + i] * a + b;
   }
+
+  read(xByte: number, n: number): number {
+    this.#views();
+    const v = this.#f32;
+    const x = xByte / 4;
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += v[x + i];
+    return sum;
+  }
+
+  fill(yByte: number, n: number, v: number): void {
+    this.#views();
+    this.#f32.fill(v, yByte / 4, yByte / 4 + n);
+  }
 }
 
 /** Turns shifted sums into (count, mean, m2). m2 is clamped at 0 against rounding; NaN stays NaN. */

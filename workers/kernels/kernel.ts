@@ -158,6 +158,12 @@ export interface Kernel {
 
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
+
+  /** The sum of n float32: the benchmark's read-only pass (the sum only keeps the loads). */
+  read(xByte: number, n: number): number;
+
+  /** y = v over n float32: the benchmark's write-only pass. */
+  fill(yByte: number, n: number, v: number): void;
 }
 
 /**

@@ -14,6 +14,8 @@ interface WasmExports {
   normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number, rowParams: number, rowParamStride: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
+  read32(x: number, n: number): number;
+  fill32(y: number, n: number, v: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
@@ -142,5 +144,13 @@ export class WasmKernel implements Kernel {
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {
     this.#k.stream32(xByte, yByte, n, a, b);
+  }
+
+  read(xByte: number, n: number): number {
+    return this.#k.read32(xByte, n);
+  }
+
+  fill(yByte: number, n: number, v: number): void {
+    this.#k.fill32(yByte, n, v);
   }
 }

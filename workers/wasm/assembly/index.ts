@@ -23,4 +23,4 @@ export { normalizePlanes32, normalizePlanes64, normalizeRows32, normalizeRows64 
 export { bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64 } from './backward-stats';
 export { bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64 } from './backward-apply';
 export { mergeBackward, mergeChannels, prepBackward, prepEval } from './merge';
-export { stream32 } from './floor';
+export { fill32, read32, stream32 } from './floor';
