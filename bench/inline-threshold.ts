@@ -36,7 +36,9 @@ async function median(pool: Pool, shape: number[]): Promise<number> {
 console.log(`kernel ${inline.kernel}, ${threads} threads: training forward, x and out on the pool`);
 console.log('| elements | inline µs | workers µs | workers / inline |');
 console.log('| ---: | ---: | ---: | ---: |');
-for (let n = 1; n <= 256; n *= 2) {
+// Batches of 16 x 32 x 32 (16,384 elements): powers of two, with finer steps where the JavaScript
+// (81,920-98,304 elements) and WebAssembly (393,216-917,504) crossovers have been.
+for (const n of [1, 2, 4, 5, 6, 8, 16, 24, 32, 40, 48, 56, 64, 128, 256]) {
   const shape = [n, 16, 32, 32];
   const a = await median(inline, shape);
   const b = await median(workers, shape);
