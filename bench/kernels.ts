@@ -1,0 +1,84 @@
+/**
+ * The WebAssembly kernels alone, on one thread, over data that fit L1 (32 KiB), L2 (1 MiB) or
+ * neither (64 MiB): what each reduces or streams a second, beside a plain read (a sum) and the
+ * floor's pass. GB/s counts the bytes a kernel reads and writes (statistics: x once; the others:
+ * x and y). Repeated in 9 rounds that alternate the kernels; medians.
+ *
+ *     npm run build && node dist/bench/kernels.js
+ */
+import { wasmApi } from '../src/wasm-types.js';
+import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
+import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
+import { medianOf } from './rounds.js';
+
+const module = loadWasmModule();
+if (module === null) throw new Error('the WebAssembly kernels do not load here (no SIMD, or not built)');
+const SIZES = [32 << 10, 1 << 20, 64 << 20]; // bytes of x
+const X = 1 << 20; // where x starts; y follows it
+const memory = new wasmApi.Memory({ initial: (X + 2 * SIZES[2] + (1 << 20)) / 65536, maximum: 65536, shared: true });
+const kernel = createKernel('wasm', memory, module);
+const f32 = new Float32Array(memory.buffer);
+const f64 = new Float64Array(memory.buffer);
+const C = 1024; // row kernels: E's rows (fewer at 32 KiB, so that a row group has 64 rows)
+const PARAMS = 4096; // (mean, scale, bias) of up to C channels, 32 bytes each
+const OUT = PARAMS + 32 * C; // partials, 24 bytes a channel
+const ACC = OUT + 24 * C; // scratch
+let seed = 12345;
+for (let i = X / 4; i < X / 4 + 2 * SIZES[2] / 4; i++) {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  f32[i] = 3000 + seed / 2 ** 32 - 0.5;
+}
+for (let c = 0; c < C; c++) f64.set([3000, 2, 0.5], PARAMS / 8 + 4 * c);
+if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error('scratch overlaps x');
+
+/** The kernels, each over `n` float32 at X (y at X + 4n): [name, bytes it moves, one pass]. */
+function kernels(n: number): [string, number, () => void][] {
+  const y = X + 4 * n;
+  const run = Math.min(n / 2, 16384); // plane-mode runs, as a block's
+  const channels = Math.min(C, n / 64);
+  const rows = n / channels;
+  const group = Math.min(rows, 256); // row groups, as the grid's for E
+  return [
+    ['read (a sum)', 4 * n, () => kernel.read(X, n)],
+    ['floor (y = a*x + b)', 8 * n, () => kernel.stream(X, y, n, 1.5, 0.25)],
+    ['statsPlanes, 1 run at a time', 4 * n, () => kernel.statsPlanes(false, X, 1, 0, n / run, run, run, OUT, 24, ACC)],
+    ['statsPlanes, 2 runs in turns', 4 * n, () => kernel.statsPlanes(false, X, 2, n / 2, n / run / 2, run, run, OUT, 24, ACC)],
+    ['statsRows, 1024 channels in lanes (128 at 32 KiB)', 4 * n, () => {
+      for (let r = 0; r < rows; r += group) {
+        kernel.statsRows(false, X + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, ACC, OUT, 24);
+      }
+    }],
+    ['normalizePlanes', 8 * n, () => kernel.normalizePlanes(false, X, run, y, run, n / run, run, 3000, 2, 0.5, false)],
+    ['normalizeRows, 1024 channels in lanes (128 at 32 KiB)', 8 * n, () => {
+      for (let r = 0; r < rows; r += group) {
+        kernel.normalizeRows(false, X + 4 * r * channels, y + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, PARAMS, ACC, false);
+      }
+    }],
+  ];
+}
+
+const header = SIZES.map((b) => (b < 1 << 20 ? `${b >> 10} KiB` : `${b >> 20} MiB`));
+console.log(`WebAssembly kernels, one thread, GB/s (median of 9 rounds)\n`);
+console.log(`| kernel | ${header.join(' | ')} |`);
+console.log(`| --- | ${header.map(() => '---:').join(' | ')} |`);
+const table = new Map<string, string[]>();
+for (const bytes of SIZES) {
+  const list = kernels(bytes / 4);
+  // Passes a sample: about 16 MiB moved, at least one.
+  const reps = list.map(([, moved]) => Math.max(1, Math.round((16 << 20) / moved)));
+  const samples: number[][] = list.map(() => []);
+  for (let round = 0; round < 9; round++) {
+    list.forEach(([, , fn], i) => {
+      fn(); // warm: caches, and V8's compile of the call site
+      const t0 = performance.now();
+      for (let r = 0; r < reps[i]; r++) fn();
+      samples[i].push((performance.now() - t0) / reps[i]);
+    });
+  }
+  list.forEach(([name, moved], i) => {
+    const cells = table.get(name) ?? [];
+    cells.push((moved / medianOf(samples[i])! / 1e6).toFixed(1));
+    table.set(name, cells);
+  });
+}
+for (const [name, cells] of table) console.log(`| ${name} | ${cells.join(' | ')} |`);
