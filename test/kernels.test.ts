@@ -172,6 +172,58 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`statsNormPlanes gives statsPlanes' partials and normalizePlanes' outputs, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(9);
+        const P1 = SCRATCH;
+        const P2 = SCRATCH + 4096;
+        const ACC = SCRATCH + 8192;
+        for (const len of [1, 5, 17, 63, 129, 255, 256, 257, 1001, 1025, 2049]) {
+          for (const [blocks, rows] of [[1, 1], [2, 1], [1, 3], [2, 3]]) {
+            for (const relu of [false, true]) {
+              const off = (len + blocks + rows) % 4;
+              const rowStride = len + 5;
+              const blockStride = rows * rowStride + 7;
+              const nRowStride = len + 2;
+              const nBlockStride = rows * nRowStride + 5;
+              const yRowStride = len + 9;
+              const yBlockStride = rows * yRowStride + 3;
+              const xs = DATA / bpe + off;
+              const nx = xs + 20000;
+              const y1 = OUT / bpe + ((off + 1) % 4);
+              const y2 = y1 + 20000;
+              for (let i = 0; i < blocks * blockStride; i++) x[xs + i] = 3000 + normal(rand) * 0.5;
+              for (let i = 0; i < blocks * nBlockStride; i++) x[nx + i] = 2 + normal(rand);
+              if (len === 1025) x[xs + blockStride + rowStride - 5] = NaN; // block 1 (or past the data): the float64 path
+              x.fill(GUARD, y1 - 4, y1 + blocks * yBlockStride + 4);
+              x.fill(GUARD, y2 - 4, y2 + blocks * yBlockStride + 4);
+              const [mean, scale, bias] = [1.9876543, 1.25, -0.375];
+              kernel.statsPlanes(f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P1, 24, ACC);
+              for (let i = 0; i < blocks; i++) {
+                kernel.normalizePlanes(f64Data, (nx + i * nBlockStride) * bpe, nRowStride, (y1 + i * yBlockStride) * bpe, yRowStride, rows, len, mean, scale, bias, relu);
+              }
+              kernel.statsNormPlanes(
+                f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P2, 24, ACC,
+                nx * bpe, nBlockStride, nRowStride, y2 * bpe, yBlockStride, yRowStride, mean, scale, bias, relu,
+              );
+              expect(f64.slice(P2 / 8, P2 / 8 + 3 * blocks)).toEqual(f64.slice(P1 / 8, P1 / 8 + 3 * blocks));
+              expect(x.slice(y2 - 4, y2 + blocks * yBlockStride + 4)).toEqual(x.slice(y1 - 4, y1 + blocks * yBlockStride + 4));
+              // And they are what they should be: block 0's partial (the tolerance of the tests
+              // above, but for the float64 reference's own rounding at 3000), and its first output.
+              const first = Array.from({ length: rows * len }, (_, j) => x[xs + Math.floor(j / len) * rowStride + (j % len)]);
+              const want = reference(first);
+              const got = f64.slice(P2 / 8, P2 / 8 + 3);
+              expect(got[0]).toBe(want.n);
+              expect(Math.abs(got[1] - want.mean)).toBeLessThanOrEqual(2e-6 * Math.sqrt(want.m2 / want.n) + 1e-13 * 3000);
+              expect(Math.abs(got[2] - want.m2)).toBeLessThanOrEqual(2e-6 * want.m2 + 1e-9);
+              const y0 = (x[nx] - mean) * scale + bias;
+              expect(x[y2]).toBeCloseTo(relu ? Math.max(0, y0) : y0, 5);
+            }
+          }
+        }
+      });
+
       it(`statsRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;

@@ -172,22 +172,37 @@ export class BlockWalker {
     return true;
   }
 
+  /** Whether reduceChannel can normalize another channel alongside (see there). */
+  get pipelines(): boolean {
+    const { grid, backward } = this.#task;
+    return grid.mode === 'plane' && grid.sChunks === 1 && !backward;
+  }
+
   /**
-   * Reduces channel cl's blocks, merges them, and normalizes them, last block first. The
-   * statistics take up to PLANE_BLOCKS_MAX row groups at a time (same stretch, so same shape):
-   * a channel's blocks lie a row of the tensor apart, and the kernel reads them in turns.
+   * Reduces channel cl's blocks and merges them; normalizeChannel does the rest of a fused
+   * channel. The statistics take up to PLANE_BLOCKS_MAX row groups at a time (same stretch, so
+   * same shape): a channel's blocks lie a row of the tensor apart, and the kernel reads them in
+   * turns. With `prev` (a region channel reduced and merged before; -1 for none, and only where
+   * `pipelines`), prev is normalized in step with them, last row groups first (statsNormPlanes:
+   * its stores go with cl's loads), and needs no normalizeChannel.
    */
-  fuseChannel(cl: number, cancelled: () => boolean): boolean {
+  reduceChannel(cl: number, prev: number, cancelled: () => boolean): boolean {
     const { grid } = this.#task;
     const groups = this.#regionBlocks / grid.sChunks;
     for (let g = 0; g < groups;) {
       if (cancelled()) return false;
       const count = this.#groupsAt(g, groups);
-      this.#planeStretches(cl, g, count);
+      if (prev < 0) this.#planeStretches(cl, g, count);
+      else this.#planeStatsNorm(cl, g, prev, groups - g - count, count);
       g += count;
     }
     const c = this.#task.region.c0 + cl;
     mergeChannels(this.#kernel, this.#task, this.#layout, c, c + 1);
+    return true;
+  }
+
+  /** Normalizes channel cl (reduced and merged), last block first, while it is still in cache. */
+  normalizeChannel(cl: number, cancelled: () => boolean): boolean {
     for (let local = this.#regionBlocks - 1; local >= 0; local--) {
       if (cancelled()) return false;
       this.#planeBlock(cl, local, true);
@@ -275,6 +290,39 @@ export class BlockWalker {
     }
     if (equal > 0) this.#planeStats(cl, g, count, 0, equal);
     if (equal < grid.sChunks) this.#planeStats(cl, g, count, equal, 1);
+  }
+
+  /**
+   * Statistics of region channel cl's row groups g .. g + count - 1 (one stretch: `pipelines`),
+   * and the normalization of region channel prev's row groups h .. h + count - 1 in step with
+   * them, in one statsNormPlanes call where every one of those row groups is whole; where one is
+   * the region's short last row group, the two apart.
+   */
+  #planeStatsNorm(cl: number, g: number, prev: number, h: number, count: number): void {
+    const { grid, region } = this.#task;
+    const full = (first: number): boolean => this.#rowGroup(first + count - 1).rows === grid.groupRows;
+    if (!full(g) || !full(h)) {
+      this.#planeStretches(cl, g, count);
+      for (let i = count - 1; i >= 0; i--) this.#planeBlock(prev, h + i, true);
+      return;
+    }
+    const c = region.c0 + cl;
+    const p = region.c0 + prev;
+    const bpe = this.#bpe;
+    const { rowOff } = this.#rowGroup(g);
+    const nRowOff = this.#rowGroup(h).rowOff;
+    const params = (this.#layout.paramsByte + p * PARAM_BYTES) / 8;
+    const f64 = this.#views.f64;
+    const yByte = region.yByte + (nRowOff * region.yRowStride + prev * grid.S) * bpe;
+    this.#kernel.statsNormPlanes(
+      this.#f64Data, region.xByte + (rowOff * region.xRowStride + cl * grid.S) * bpe, count, grid.groupRows * region.xRowStride,
+      grid.groupRows, region.xRowStride, grid.S, partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0), PARTIAL_BYTES,
+      this.#task.accByte,
+      region.xByte + (nRowOff * region.xRowStride + prev * grid.S) * bpe, grid.groupRows * region.xRowStride, region.xRowStride,
+      yByte, grid.groupRows * region.yRowStride, region.yRowStride,
+      f64[params], f64[params + 1], f64[params + 2], this.#task.relu,
+    );
+    this.#copy?.planes(nRowOff, count * grid.groupRows, prev * grid.S, grid.S, yByte);
   }
 
   /**

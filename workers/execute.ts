@@ -49,12 +49,22 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const second = new Claims(task, i32, layout.claim2Byte);
   if (task.op === 'fused') {
     const row = task.grid.mode === 'row';
+    // Plane mode: a channel reduced and merged, normalized while the next one is reduced (where
+    // the walker pipelines), or right away.
+    let pending = -1;
     for (let i = first.next(); i >= 0; i = first.next()) {
       for (const end = first.end(i); i < end; i++) {
-        if (!(row ? walk.fuseBand(i, cancelled) : walk.fuseChannel(i, cancelled))) return false;
+        if (row) {
+          if (!walk.fuseBand(i, cancelled)) return false;
+        } else if (walk.pipelines) {
+          if (!walk.reduceChannel(i, pending, cancelled)) return false;
+          pending = i;
+        } else if (!walk.reduceChannel(i, -1, cancelled) || !walk.normalizeChannel(i, cancelled)) {
+          return false;
+        }
       }
     }
-    return true;
+    return pending < 0 || walk.normalizeChannel(pending, cancelled);
   }
   if (task.op === 'phased') {
     const phases = task.phases!;

@@ -2,7 +2,7 @@ import '../../src/wasm-types.js';
 import {
   mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
 } from '../../src/merge.js';
-import type { Kernel } from './kernel.js';
+import { type Kernel, statsThenNormalizePlanes } from './kernel.js';
 
 /**
  * The TypeScript kernels: scalar loops over typed-array views of the shared memory. They are the
@@ -68,6 +68,18 @@ export class JsKernel implements Kernel {
     for (let q = 0; q < groups; q++) {
       this.statsPlanes(f64, xByte + q * groupStride * bpe, blocks, blockStride, rows, rowStride, len, outByte + q * groupOutStrideBytes, outStrideBytes);
     }
+  }
+
+  statsNormPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+    nxByte: number, nxBlockStride: number, nxRowStride: number, nyByte: number, nyBlockStride: number, nyRowStride: number,
+    mean: number, scale: number, bias: number, relu: boolean,
+  ): void {
+    statsThenNormalizePlanes(
+      this, f64, xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte,
+      nxByte, nxBlockStride, nxRowStride, nyByte, nyBlockStride, nyRowStride, mean, scale, bias, relu,
+    );
   }
 
   statsRows(

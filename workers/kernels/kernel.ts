@@ -41,6 +41,21 @@ export interface Kernel {
   ): void;
 
   /**
+   * statsPlanes over `blocks` blocks and, in step with it, normalizePlanes of as many blocks of
+   * the same shape (`rows` runs of `len`) of another channel: block i of those at
+   * `nxByte + i * nxBlockStride` elements, its y at `nyByte + i * nyBlockStride`, runs
+   * `nxRowStride` and `nyRowStride` apart, with that channel's (mean, scale, bias). The partials
+   * and outputs are those of the two ops called apart, bit for bit; the WebAssembly kernel
+   * interleaves them (float32) so that one's loads and the other's stores are in flight together.
+   */
+  statsNormPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+    nxByte: number, nxBlockStride: number, nxRowStride: number, nyByte: number, nyBlockStride: number, nyRowStride: number,
+    mean: number, scale: number, bias: number, relu: boolean,
+  ): void;
+
+  /**
    * Partials of C channels over `rows` rows of C * S elements, `rowStride` elements apart
    * (channel c of a row is its S elements at c * S; a band of a wider row when rowStride > C * S).
    * Uses `rowScratchBytes(C)` bytes of scratch at `accByte`; writes channel c's partial at
@@ -179,6 +194,25 @@ export const PLANE_ACC_BYTES = 64;
  * a task needs is rowScratchBytes(min(C, PLANE_RUN_CHANNELS_MAX)).
  */
 export const PLANE_RUN_CHANNELS_MAX = 256;
+
+/**
+ * statsNormPlanes as its two ops called in turn, statsPlanes and then normalizePlanes a block at a
+ * time: the TypeScript kernel's, and the WebAssembly kernel's for float64 data.
+ */
+export function statsThenNormalizePlanes(
+  kernel: Kernel, f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+  outByte: number, outStrideBytes: number, accByte: number,
+  nxByte: number, nxBlockStride: number, nxRowStride: number, nyByte: number, nyBlockStride: number, nyRowStride: number,
+  mean: number, scale: number, bias: number, relu: boolean,
+): void {
+  kernel.statsPlanes(f64, xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+  const bpe = f64 ? 8 : 4;
+  for (let i = 0; i < blocks; i++) {
+    kernel.normalizePlanes(
+      f64, nxByte + bpe * i * nxBlockStride, nxRowStride, nyByte + bpe * i * nyBlockStride, nyRowStride, rows, len, mean, scale, bias, relu,
+    );
+  }
+}
 
 /** Scratch a task needs for the row-mode kernels of C channels. */
 export function rowScratchBytes(C: number): number {

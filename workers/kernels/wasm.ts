@@ -1,12 +1,17 @@
 import '../../src/wasm-types.js';
 import { wasmApi } from '../../src/wasm-types.js';
-import type { Kernel } from './kernel.js';
+import { type Kernel, statsThenNormalizePlanes } from './kernel.js';
 
 /** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
   statsPlanes32(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlanes64(x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
   statsPlaneGroups(wide: number, x: number, groups: number, groupStride: number, groupOutStride: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number): void;
+  statsNormPlanes32(
+    x: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number, out: number, outStride: number, acc: number,
+    nx: number, nxBlockStride: number, nxRowStride: number, ny: number, nyBlockStride: number, nyRowStride: number,
+    mean: number, scale: number, bias: number, relu: number,
+  ): void;
   statsRows32(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   statsRows64(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
@@ -57,6 +62,25 @@ export class WasmKernel implements Kernel {
     outByte: number, outStrideBytes: number, accByte: number,
   ): void {
     this.#k.statsPlaneGroups(f64 ? 1 : 0, xByte, groups, groupStride, groupOutStrideBytes, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte);
+  }
+
+  statsNormPlanes(
+    f64: boolean, xByte: number, blocks: number, blockStride: number, rows: number, rowStride: number, len: number,
+    outByte: number, outStrideBytes: number, accByte: number,
+    nxByte: number, nxBlockStride: number, nxRowStride: number, nyByte: number, nyBlockStride: number, nyRowStride: number,
+    mean: number, scale: number, bias: number, relu: boolean,
+  ): void {
+    if (!f64) {
+      this.#k.statsNormPlanes32(
+        xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte,
+        nxByte, nxBlockStride, nxRowStride, nyByte, nyBlockStride, nyRowStride, mean, scale, bias, relu ? 1 : 0,
+      );
+      return;
+    }
+    statsThenNormalizePlanes(
+      this, f64, xByte, blocks, blockStride, rows, rowStride, len, outByte, outStrideBytes, accByte,
+      nxByte, nxBlockStride, nxRowStride, nyByte, nyBlockStride, nyRowStride, mean, scale, bias, relu,
+    );
   }
 
   statsRows(

@@ -17,7 +17,7 @@
 // gives exactly bias), at the cost of y = a*x + b. Scalar tails use the same float32 operations
 // as the lanes, so an element's result does not depend on where a vector boundary fell.
 
-export { statsPlaneGroups, statsPlanes32, statsPlanes64 } from './stats';
+export { statsNormPlanes32, statsPlaneGroups, statsPlanes32, statsPlanes64 } from './stats';
 export { statsRows32, statsRows64 } from './stats-rows';
 export { normalizePlanes32, normalizePlanes64, normalizeRows32, normalizeRows64 } from './normalize';
 export { bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64 } from './backward-stats';

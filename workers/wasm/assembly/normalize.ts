@@ -11,7 +11,7 @@ import { floorOf, hiOf, norm32, norm32Plain, patternLength, relu32, relu64, shif
 }
 
 /** normRun32 with the float32 parameters already made: (x - mHi) * sc + bs. */
-@inline function normRunF32(px: usize, py: usize, len: i32, mHi: f32, sc: f32, bs: f32, floor: f32, relu: bool): void {
+@inline export function normRunF32(px: usize, py: usize, len: i32, mHi: f32, sc: f32, bs: f32, floor: f32, relu: bool): void {
   const fl = f32x4.splat(floor);
   const hi = f32x4.splat(mHi);
   const scv = f32x4.splat(sc);
