@@ -201,7 +201,9 @@ for (const name of ['js', 'wasm'] as const) {
               const [mean, scale, bias] = [1.9876543, 1.25, -0.375];
               kernel.statsPlanes(f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P1, 24, ACC);
               for (let i = 0; i < blocks; i++) {
-                kernel.normalizePlanes(f64Data, (nx + i * nBlockStride) * bpe, nRowStride, (y1 + i * yBlockStride) * bpe, yRowStride, rows, len, mean, scale, bias, relu);
+                kernel.normalizePlanes(
+                  f64Data, (nx + i * nBlockStride) * bpe, nRowStride, (y1 + i * yBlockStride) * bpe, yRowStride, rows, len, mean, scale, bias, relu,
+                );
               }
               kernel.statsNormPlanes(
                 f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P2, 24, ACC,

@@ -91,8 +91,17 @@ export function statsNormPlanes32(
   const sc = <f32>scale;
   const bs = shiftOf(mean, scale, bias);
   // Two specialised copies of the loop, as in normalizePlanes32: the ReLU test is made once.
-  if (relu) planes32(x, blocks, blockStride, rows, rowStride, len, out, outStride, acc, true, true, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs);
-  else planes32(x, blocks, blockStride, rows, rowStride, len, out, outStride, acc, true, false, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs);
+  if (relu) {
+    planes32(
+      x, blocks, blockStride, rows, rowStride, len, out, outStride, acc,
+      true, true, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
+    );
+  } else {
+    planes32(
+      x, blocks, blockStride, rows, rowStride, len, out, outStride, acc,
+      true, false, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
+    );
+  }
 }
 
 /** The body of statsPlanes32 and, with `norm`, of statsNormPlanes32 (constants: one copy each). */
