@@ -226,6 +226,50 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`bwdStatsApplyPlanes gives bwdStatsPlanes' partial and bwdApplyPlanes' dx, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(10);
+        const P1 = SCRATCH;
+        const P2 = SCRATCH + 64;
+        for (const len of [1, 5, 17, 63, 64, 65, 255, 256, 257, 1001, 1025, 2049]) {
+          for (const rows of [1, 3]) {
+            for (const [masked, b] of [[false, 0.25], [true, -0.5], [false, 0], [true, 0]] as const) {
+              const off = (len + rows) % 4;
+              // x, dy and the mask of each block share a row stride; dx has its own.
+              const stride = len + 3;
+              const dxStride = len + 6;
+              const size = rows * stride;
+              const [xs, gs, ms] = [0, 1, 2].map((k) => DATA / bpe + off + k * (size + 8)); // the reduced block
+              const [qx, qg, qm] = [3, 4, 5].map((k) => DATA / bpe + off + k * (size + 8)); // the other block
+              const d1 = OUT / bpe + ((off + 1) % 4);
+              const d2 = d1 + rows * dxStride + 16;
+              for (const base of [xs, gs, ms, qx, qg, qm]) for (let i = 0; i < size; i++) x[base + i] = 1.5 + normal(rand);
+              if (len === 1025) x[qx + 7] = NaN; // the other block's x: dx NaN there where b != 0
+              x.fill(GUARD, d1 - 4, d2 + rows * dxStride + 4);
+              const mask = (at: number): number => (masked ? at * bpe : 0);
+              const [mean, a, qMean, d] = [1.3, 0.75, 1.6, -0.125];
+              kernel.bwdStatsPlanes(f64Data, xs * bpe, stride, gs * bpe, stride, mask(ms), stride, rows, len, mean, P1);
+              kernel.bwdApplyPlanes(f64Data, qx * bpe, stride, qg * bpe, stride, mask(qm), stride, d1 * bpe, dxStride, rows, len, a, b, qMean, d);
+              kernel.bwdStatsApplyPlanes(
+                f64Data, xs * bpe, stride, gs * bpe, stride, mask(ms), stride, rows, len, mean, P2,
+                qx * bpe, qg * bpe, mask(qm), d2 * bpe, dxStride, a, b, qMean, d,
+              );
+              expect(f64.slice(P2 / 8, P2 / 8 + 3)).toEqual(f64.slice(P1 / 8, P1 / 8 + 3));
+              expect(x.slice(d2 - 4, d2 + rows * dxStride)).toEqual(x.slice(d1 - 4, d1 + rows * dxStride));
+              // And they are what they should be: Σdy of the reduced block, dx of the other's first value.
+              let sumDy = 0;
+              for (let r = 0; r < rows; r++) {
+                for (let i = 0; i < len; i++) if (!masked || x[ms + r * stride + i] > 0) sumDy += x[gs + r * stride + i];
+              }
+              expect(f64[P2 / 8 + 1]).toBeCloseTo(sumDy, 3);
+              const g0 = masked && !(x[qm] > 0) ? 0 : x[qg];
+              expect(x[d2]).toBeCloseTo(a * g0 + b * (x[qx] - qMean) + d, 5);
+            }
+          }
+        }
+      });
+
       it(`statsRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;

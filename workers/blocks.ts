@@ -174,8 +174,8 @@ export class BlockWalker {
 
   /** Whether reduceChannel can normalize another channel alongside (see there). */
   get pipelines(): boolean {
-    const { grid, backward } = this.#task;
-    return grid.mode === 'plane' && grid.sChunks === 1 && !backward;
+    const { grid } = this.#task;
+    return grid.mode === 'plane' && grid.sChunks === 1;
   }
 
   /**
@@ -183,8 +183,9 @@ export class BlockWalker {
    * channel. The statistics take up to PLANE_BLOCKS_MAX row groups at a time (same stretch, so
    * same shape): a channel's blocks lie a row of the tensor apart, and the kernel reads them in
    * turns. With `prev` (a region channel reduced and merged before; -1 for none, and only where
-   * `pipelines`), prev is normalized in step with them, last row groups first (statsNormPlanes:
-   * its stores go with cl's loads), and needs no normalizeChannel.
+   * `pipelines`), prev is normalized (backward: gets its dx) in step with them, last row groups
+   * first (statsNormPlanes, bwdStatsApplyPlanes: its stores go with cl's loads), and needs no
+   * normalizeChannel.
    */
   reduceChannel(cl: number, prev: number, cancelled: () => boolean): boolean {
     const { grid } = this.#task;
@@ -294,9 +295,10 @@ export class BlockWalker {
 
   /**
    * Statistics of region channel cl's row groups g .. g + count - 1 (one stretch: `pipelines`),
-   * and the normalization of region channel prev's row groups h .. h + count - 1 in step with
-   * them, in one statsNormPlanes call where every one of those row groups is whole; where one is
-   * the region's short last row group, the two apart.
+   * and the normalization (backward: dx) of region channel prev's row groups h .. h + count - 1 in
+   * step with them: one statsNormPlanes call (backward, one bwdStatsApplyPlanes call a row group)
+   * where every one of those row groups is whole; where one is the region's short last row group,
+   * the two apart.
    */
   #planeStatsNorm(cl: number, g: number, prev: number, h: number, count: number): void {
     const { grid, region } = this.#task;
@@ -304,6 +306,10 @@ export class BlockWalker {
     if (!full(g) || !full(h)) {
       this.#planeStretches(cl, g, count);
       for (let i = count - 1; i >= 0; i--) this.#planeBlock(prev, h + i, true);
+      return;
+    }
+    if (this.#task.backward) {
+      for (let i = 0; i < count; i++) this.#bwdStatsApply(cl, g + i, prev, h + i);
       return;
     }
     const c = region.c0 + cl;
@@ -323,6 +329,27 @@ export class BlockWalker {
       f64[params], f64[params + 1], f64[params + 2], this.#task.relu,
     );
     this.#copy?.planes(nRowOff, count * grid.groupRows, prev * grid.S, grid.S, yByte);
+  }
+
+  /** Backward partial of region channel cl's row group g, and dx of prev's row group h in step (both whole). */
+  #bwdStatsApply(cl: number, g: number, prev: number, h: number): void {
+    const { grid, region } = this.#task;
+    const bpe = this.#bpe;
+    const at = (base: number, stride: number, group: number, channel: number): number =>
+      base + (this.#rowGroup(group).rowOff * stride + channel * grid.S) * bpe;
+    const mask = (group: number, channel: number): number => (region.maskByte === 0 ? 0 : at(region.maskByte, region.maskRowStride, group, channel));
+    const f64 = this.#views.f64;
+    const c = region.c0 + cl;
+    const q = (this.#layout.paramsByte + (region.c0 + prev) * PARAM_BYTES) / 8;
+    const dxByte = at(region.yByte, region.yRowStride, h, prev);
+    this.#kernel.bwdStatsApplyPlanes(
+      this.#f64Data, at(region.xByte, region.xRowStride, g, cl), region.xRowStride, at(region.dyByte, region.dyRowStride, g, cl), region.dyRowStride,
+      mask(g, cl), region.maskRowStride, grid.groupRows, grid.S, f64[(this.#layout.paramsByte + c * PARAM_BYTES) / 8],
+      partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0),
+      at(region.xByte, region.xRowStride, h, prev), at(region.dyByte, region.dyRowStride, h, prev), mask(h, prev), dxByte, region.yRowStride,
+      f64[q], f64[q + 1], f64[q + 2], f64[q + 3],
+    );
+    this.#copy?.planes(this.#rowGroup(h).rowOff, grid.groupRows, prev * grid.S, grid.S, dxByte);
   }
 
   /**

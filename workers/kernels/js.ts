@@ -2,7 +2,7 @@ import '../../src/wasm-types.js';
 import {
   mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
 } from '../../src/merge.js';
-import { type Kernel, statsThenNormalizePlanes } from './kernel.js';
+import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes } from './kernel.js';
 
 /**
  * The TypeScript kernels: scalar loops over typed-array views of the shared memory. They are the
@@ -191,6 +191,17 @@ export class JsKernel implements Kernel {
     this.#f64[o] = rows * len;
     this.#f64[o + 1] = sdy;
     this.#f64[o + 2] = sdx;
+  }
+
+  bwdStatsApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, b: number, qMean: number, d: number,
+  ): void {
+    bwdStatsThenApplyPlanes(
+      this, f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
+      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, b, qMean, d,
+    );
   }
 
   bwdApplyPlanes(

@@ -124,6 +124,19 @@ export interface Kernel {
   ): void;
 
   /**
+   * bwdStatsPlanes over one block and, in step with it, bwdApplyPlanes over a block of the same
+   * shape of another channel (x, dy, the mask and dx at `qxByte`, `qdyByte`, `qmByte` (0: none,
+   * as `maskByte`) and `qdxByte`, row strides as the first block's and `dxRowStride`), with that
+   * channel's a, b, mean and d. The partial and dx are those of the two ops called apart, bit for
+   * bit; the WebAssembly kernel interleaves them (float32), as statsNormPlanes.
+   */
+  bwdStatsApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, b: number, qMean: number, d: number,
+  ): void;
+
+  /**
    * Backward partials of C channels over `rows` rows of C * S values, `rowStride` apart (x, dy
    * and the mask alike), against channel c's mean at `paramsByte + 32 * c`; channel c's partial goes to
    * `outByte + c * outStrideBytes`. `rowScratchBytes(C)` bytes of scratch at `accByte`.
@@ -212,6 +225,16 @@ export function statsThenNormalizePlanes(
       f64, nxByte + bpe * i * nxBlockStride, nxRowStride, nyByte + bpe * i * nyBlockStride, nyRowStride, rows, len, mean, scale, bias, relu,
     );
   }
+}
+
+/** bwdStatsApplyPlanes as its two ops called in turn (see statsThenNormalizePlanes). */
+export function bwdStatsThenApplyPlanes(
+  kernel: Kernel, f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+  maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
+  qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, b: number, qMean: number, d: number,
+): void {
+  kernel.bwdStatsPlanes(f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
+  kernel.bwdApplyPlanes(f64, qxByte, xRowStride, qdyByte, dyRowStride, qmByte, maskRowStride, qdxByte, dxRowStride, rows, len, a, b, qMean, d);
 }
 
 /** Scratch a task needs for the row-mode kernels of C channels. */

@@ -1,6 +1,6 @@
 import '../../src/wasm-types.js';
 import { wasmApi } from '../../src/wasm-types.js';
-import { type Kernel, statsThenNormalizePlanes } from './kernel.js';
+import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes } from './kernel.js';
 
 /** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
@@ -24,6 +24,10 @@ interface WasmExports {
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   bwdStatsPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
+  bwdStatsApplyPlanes32(
+    x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number,
+    qx: number, qdy: number, qm: number, qdx: number, dxs: number, a: number, b: number, qMean: number, d: number,
+  ): void;
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, b: number, mean: number, d: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
@@ -120,6 +124,24 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.bwdStatsPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
     else this.#k.bwdStatsPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
+  }
+
+  bwdStatsApplyPlanes(
+    f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
+    maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, b: number, qMean: number, d: number,
+  ): void {
+    if (!f64) {
+      this.#k.bwdStatsApplyPlanes32(
+        xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
+        qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, b, qMean, d,
+      );
+      return;
+    }
+    bwdStatsThenApplyPlanes(
+      this, f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
+      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, b, qMean, d,
+    );
   }
 
   bwdApplyPlanes(

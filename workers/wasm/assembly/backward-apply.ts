@@ -44,57 +44,72 @@ export function bwdApplyPlanes32(
   const hi = <f32>mean;
   const af = <f32>a;
   const bf = <f32>b;
-  const df = <f32>(d - b * (mean - <f64>hi));
+  const df = applyShift32(b, mean, d);
+  const useMask = mask != 0;
+  for (let r = 0; r < rows; r++) {
+    applyRun32(
+      x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
+      mask + ((<usize>r * <usize>maskRowStride) << 2), dx + ((<usize>r * <usize>dxRowStride) << 2),
+      len, af, bf, hi, df, useX, useMask,
+    );
+  }
+}
+
+/** The float32 d of bwdApplyPlanes32: d - b·lo, with lo the part of the mean below float32's. */
+@inline export function applyShift32(b: f64, mean: f64, d: f64): f32 {
+  return <f32>(d - b * (mean - <f64><f32>mean));
+}
+
+/**
+ * dx over one run of `len` float32 (bwdApplyPlanes32's, per element the same whatever the run's
+ * length or start: a run may be cut anywhere).
+ */
+@inline export function applyRun32(
+  px: usize, pg: usize, pm: usize, po: usize, len: i32, af: f32, bf: f32, hi: f32, df: f32, useX: bool, useMask: bool,
+): void {
   const av = f32x4.splat(af);
   const bv = f32x4.splat(bf);
   const dv = f32x4.splat(df);
   const hv = f32x4.splat(hi);
-  const useMask = mask != 0;
-  for (let r = 0; r < rows; r++) {
-    let px = x + ((<usize>r * <usize>xRowStride) << 2);
-    let pg = dy + ((<usize>r * <usize>dyRowStride) << 2);
-    let pm = mask + ((<usize>r * <usize>maskRowStride) << 2);
-    let po = dx + ((<usize>r * <usize>dxRowStride) << 2);
-    const end = px + (<usize>len << 2);
-    // Four vectors an iteration, so that their loads and arithmetic overlap (same operations per
-    // element as one at a time).
-    while (px + 64 <= end) {
-      let g0 = v128.load(pg);
-      let g1 = v128.load(pg, 16);
-      let g2 = v128.load(pg, 32);
-      let g3 = v128.load(pg, 48);
-      if (useMask) {
-        g0 = masked32(g0, pm, 0);
-        g1 = masked32(g1, pm, 16);
-        g2 = masked32(g2, pm, 32);
-        g3 = masked32(g3, pm, 48);
-      }
-      v128.store(po, useX ? dx32(g0, v128.load(px), av, bv, hv, dv) : dxNoX32(g0, av, dv));
-      v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, bv, hv, dv) : dxNoX32(g1, av, dv), 16);
-      v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, bv, hv, dv) : dxNoX32(g2, av, dv), 32);
-      v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, bv, hv, dv) : dxNoX32(g3, av, dv), 48);
-      px += 64;
-      pg += 64;
-      pm += 64;
-      po += 64;
+  const end = px + (<usize>len << 2);
+  // Four vectors an iteration, so that their loads and arithmetic overlap (same operations per
+  // element as one at a time).
+  while (px + 64 <= end) {
+    let g0 = v128.load(pg);
+    let g1 = v128.load(pg, 16);
+    let g2 = v128.load(pg, 32);
+    let g3 = v128.load(pg, 48);
+    if (useMask) {
+      g0 = masked32(g0, pm, 0);
+      g1 = masked32(g1, pm, 16);
+      g2 = masked32(g2, pm, 32);
+      g3 = masked32(g3, pm, 48);
     }
-    while (px + 16 <= end) {
-      let g = v128.load(pg);
-      if (useMask) g = masked32(g, pm, 0);
-      v128.store(po, useX ? dx32(g, v128.load(px), av, bv, hv, dv) : dxNoX32(g, av, dv));
-      px += 16;
-      pg += 16;
-      pm += 16;
-      po += 16;
-    }
-    while (px < end) {
-      const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
-      store<f32>(po, useX ? (af * g + bf * (load<f32>(px) - hi)) + df : af * g + df);
-      px += 4;
-      pg += 4;
-      pm += 4;
-      po += 4;
-    }
+    v128.store(po, useX ? dx32(g0, v128.load(px), av, bv, hv, dv) : dxNoX32(g0, av, dv));
+    v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, bv, hv, dv) : dxNoX32(g1, av, dv), 16);
+    v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, bv, hv, dv) : dxNoX32(g2, av, dv), 32);
+    v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, bv, hv, dv) : dxNoX32(g3, av, dv), 48);
+    px += 64;
+    pg += 64;
+    pm += 64;
+    po += 64;
+  }
+  while (px + 16 <= end) {
+    let g = v128.load(pg);
+    if (useMask) g = masked32(g, pm, 0);
+    v128.store(po, useX ? dx32(g, v128.load(px), av, bv, hv, dv) : dxNoX32(g, av, dv));
+    px += 16;
+    pg += 16;
+    pm += 16;
+    po += 16;
+  }
+  while (px < end) {
+    const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
+    store<f32>(po, useX ? (af * g + bf * (load<f32>(px) - hi)) + df : af * g + df);
+    px += 4;
+    pg += 4;
+    pm += 4;
+    po += 4;
   }
 }
 

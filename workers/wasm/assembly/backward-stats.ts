@@ -1,5 +1,7 @@
 import { fold4, hsum, masked32, promoteHigh, promoteLow } from './common';
+import { applyRun32, applyShift32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
+import { TURN_BYTES } from './stats';
 
 // Backward, its reductions: (Σdy, Σdy·(x - mean)) per channel, the sums dx needs
 // (backward-apply.ts). With a fused ReLU the forward's output y is the mask: where y <= 0 (or is
@@ -15,6 +17,43 @@ export function bwdStatsPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
   rows: i32, len: i32, mean: f64, out: usize,
 ): void {
+  bwdPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, false, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+
+/**
+ * bwdStatsPlanes32, and in step with it bwdApplyPlanes32 over a block of the same shape of another
+ * channel (its x, dy, mask and dx at qx, qdy, qm, qdx, with the same row strides but dx's, with
+ * that channel's a, b, mean and d): after each 1 KiB turn of a run of the sums, the same turn of
+ * the other block's run gets its dx, so that the loads of the one and the stores of the other are
+ * in flight together (a fused backward reduces a channel while it applies the gradient to the one
+ * before). The partial and dx are those of the two kernels called apart, bit for bit: a run's
+ * lanes are carried across its turns.
+ */
+export function bwdStatsApplyPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+  qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, a: f64, b: f64, qMean: f64, d: f64,
+): void {
+  // Two specialised copies, as bwdApplyPlanes32: where b is 0, x of the other block is not read.
+  if (b != 0) {
+    bwdPlanes32(
+      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
+      true, true, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>b, <f32>qMean, applyShift32(b, qMean, d),
+    );
+  } else {
+    bwdPlanes32(
+      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
+      true, false, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>b, <f32>qMean, applyShift32(b, qMean, d),
+    );
+  }
+}
+
+/** The body of bwdStatsPlanes32 and, with `apply`, of bwdStatsApplyPlanes32 (constants: a copy each). */
+@inline function bwdPlanes32(
+  x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
+  rows: i32, len: i32, mean: f64, out: usize,
+  apply: bool, useX: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, bf: f32, qHi: f32, df: f32,
+): void {
   const hi = <f32>mean;
   const lo = mean - <f64>hi;
   const useMask = mask != 0;
@@ -22,9 +61,12 @@ export function bwdStatsPlanes32(
   store<f64>(out, 0, 8);
   store<f64>(out, 0, 16);
   for (let r = 0; r < rows; r++) {
+    const xo = (<usize>r * <usize>xRowStride) << 2;
+    const go = (<usize>r * <usize>dyRowStride) << 2;
+    const mo = (<usize>r * <usize>maskRowStride) << 2;
     bwdRun32(
-      x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
-      mask + ((<usize>r * <usize>maskRowStride) << 2), len, hi, useMask, out + 8,
+      x + xo, dy + go, mask + mo, len, hi, useMask, out + 8,
+      apply, useX, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, bf, qHi, df,
     );
   }
   const sdy = load<f64>(out, 8);
@@ -67,35 +109,54 @@ export function bwdStatsPlanes64(
 
 /**
  * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
- * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds into f64.
+ * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds into f64. With
+ * `apply`, the other block's run (at qx, qg, qm, qo) gets its dx in step, a turn of the four-vector
+ * part at a time and the rest at the end; the sums' operations are the same either way.
  */
-@inline function bwdRun32(px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize): void {
+@inline function bwdRun32(
+  px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize,
+  apply: bool, useX: bool, qx: usize, qg: usize, qm: usize, qo: usize, af: f32, bf: f32, qHi: f32, df: f32,
+): void {
   const hv = f32x4.splat(hi);
   let a1 = f64x2.splat(0);
   let a2 = f64x2.splat(0);
   const end = px + (<usize>len << 2);
-  while (px + 64 <= end) {
-    let g0 = v128.load(pg);
-    let g1 = v128.load(pg, 16);
-    let g2 = v128.load(pg, 32);
-    let g3 = v128.load(pg, 48);
-    if (useMask) {
-      g0 = masked32(g0, pm, 0);
-      g1 = masked32(g1, pm, 16);
-      g2 = masked32(g2, pm, 32);
-      g3 = masked32(g3, pm, 48);
+  const vecEnd = px + ((<usize>len << 2) & ~(<usize>63));
+  while (px < vecEnd) {
+    const turnStart = px;
+    const turnEnd = apply ? min(px + TURN_BYTES, vecEnd) : vecEnd;
+    while (px < turnEnd) {
+      let g0 = v128.load(pg);
+      let g1 = v128.load(pg, 16);
+      let g2 = v128.load(pg, 32);
+      let g3 = v128.load(pg, 48);
+      if (useMask) {
+        g0 = masked32(g0, pm, 0);
+        g1 = masked32(g1, pm, 16);
+        g2 = masked32(g2, pm, 32);
+        g3 = masked32(g3, pm, 48);
+      }
+      const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
+      const p = f32x4.add(
+        f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+        f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+      );
+      a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
+      a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
+      px += 64;
+      pg += 64;
+      pm += 64;
     }
-    const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
-    const p = f32x4.add(
-      f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
-      f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
-    );
-    a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
-    a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
-    px += 64;
-    pg += 64;
-    pm += 64;
+    if (apply) {
+      const bytes = px - turnStart;
+      applyRun32(qx, qg, qm, qo, <i32>(bytes >> 2), af, bf, qHi, df, useX, useMask);
+      qx += bytes;
+      qg += bytes;
+      qm += bytes;
+      qo += bytes;
+    }
   }
+  if (apply) applyRun32(qx, qg, qm, qo, <i32>((end - vecEnd) >> 2), af, bf, qHi, df, useX, useMask);
   while (px + 16 <= end) {
     let g = v128.load(pg);
     if (useMask) g = masked32(g, pm, 0);
@@ -140,7 +201,10 @@ export function bwdStatsRows32(
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
       const off = row + ((<usize>c * <usize>S) << 2);
-      bwdRun32(x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4));
+      bwdRun32(
+        x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4),
+        false, false, 0, 0, 0, 0, 0, 0, 0, 0,
+      );
     }
   }
   for (let c = 0; c < C; c++) {

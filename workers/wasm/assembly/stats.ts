@@ -49,7 +49,7 @@ import { normRunF32 } from './normalize';
 }
 
 /** Runs are read in turns of this many bytes per block (a multiple of every unrolled loop's step). */
-const TURN_BYTES: usize = 1024;
+export const TURN_BYTES: usize = 1024;
 /** Scratch per block of statsPlanes: s1 and s2 lanes (32 bytes), the f64 kernel's second pair (32). */
 const BLOCK_ACC_BYTES: usize = 64;
 
