@@ -214,7 +214,7 @@ export class Pool {
       assertOpen: () => this.#assertOpen(),
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
       track: (work) => this.#track(work),
-      runStream: (tasks) => Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>)),
+      runStream: (tasks) => this.#track(Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>))),
     });
   }
 
@@ -280,7 +280,10 @@ export class Pool {
     if (this.#closing === null) {
       this.#closing = (async () => {
         await Promise.allSettled([...this.#active]);
-        await this.#piscina.close();
+        // A call settles once every task it sent has: no task is queued or running now, so
+        // piscina has nothing to flush. destroy(), not close(): close() leaves a timer of its
+        // closeTimeout (30 s) that holds the piscina pool and its workers' data, this memory.
+        await this.#piscina.destroy();
       })();
     }
     return this.#closing;
