@@ -232,7 +232,7 @@ export class BlockWalker {
 
   /**
    * `phased`: statistics of region channels [cl0, cl1) over the row groups this task claims, a
-   * claim at a time, row group by row group (two at a time, read in turns, as in fuseChannel).
+   * claim at a time, row group by row group (two at a time, read in turns, as in reduceChannel).
    * False when cancelled.
    */
   statsGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
@@ -312,44 +312,45 @@ export class BlockWalker {
       for (let i = 0; i < count; i++) this.#bwdStatsApply(cl, g + i, prev, h + i);
       return;
     }
-    const c = region.c0 + cl;
-    const p = region.c0 + prev;
-    const bpe = this.#bpe;
-    const { rowOff } = this.#rowGroup(g);
-    const nRowOff = this.#rowGroup(h).rowOff;
-    const params = (this.#layout.paramsByte + p * PARAM_BYTES) / 8;
+    const { xByte, xRowStride, yByte, yRowStride } = region;
     const f64 = this.#views.f64;
-    const yByte = region.yByte + (nRowOff * region.yRowStride + prev * grid.S) * bpe;
+    const q = this.#paramsIndex(prev);
+    const y = this.#at(yByte, yRowStride, h, prev);
     this.#kernel.statsNormPlanes(
-      this.#f64Data, region.xByte + (rowOff * region.xRowStride + cl * grid.S) * bpe, count, grid.groupRows * region.xRowStride,
-      grid.groupRows, region.xRowStride, grid.S, partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0), PARTIAL_BYTES,
-      this.#task.accByte,
-      region.xByte + (nRowOff * region.xRowStride + prev * grid.S) * bpe, grid.groupRows * region.xRowStride, region.xRowStride,
-      yByte, grid.groupRows * region.yRowStride, region.yRowStride,
-      f64[params], f64[params + 1], f64[params + 2], this.#task.relu,
+      this.#f64Data, this.#at(xByte, xRowStride, g, cl), count, grid.groupRows * xRowStride, grid.groupRows, xRowStride, grid.S,
+      partialByte(grid, this.#layout.partialsByte, region.c0 + cl, this.#g0 + g, 0), PARTIAL_BYTES, this.#task.accByte,
+      this.#at(xByte, xRowStride, h, prev), grid.groupRows * xRowStride, xRowStride, y, grid.groupRows * yRowStride, yRowStride,
+      f64[q], f64[q + 1], f64[q + 2], this.#task.relu,
     );
-    this.#copy?.planes(nRowOff, count * grid.groupRows, prev * grid.S, grid.S, yByte);
+    this.#copy?.planes(this.#rowGroup(h).rowOff, count * grid.groupRows, prev * grid.S, grid.S, y);
   }
 
   /** Backward partial of region channel cl's row group g, and dx of prev's row group h in step (both whole). */
   #bwdStatsApply(cl: number, g: number, prev: number, h: number): void {
     const { grid, region } = this.#task;
-    const bpe = this.#bpe;
-    const at = (base: number, stride: number, group: number, channel: number): number =>
-      base + (this.#rowGroup(group).rowOff * stride + channel * grid.S) * bpe;
-    const mask = (group: number, channel: number): number => (region.maskByte === 0 ? 0 : at(region.maskByte, region.maskRowStride, group, channel));
+    const { xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride } = region;
+    const mask = (group: number, channel: number): number => (maskByte === 0 ? 0 : this.#at(maskByte, maskRowStride, group, channel));
     const f64 = this.#views.f64;
-    const c = region.c0 + cl;
-    const q = (this.#layout.paramsByte + (region.c0 + prev) * PARAM_BYTES) / 8;
-    const dxByte = at(region.yByte, region.yRowStride, h, prev);
+    const q = this.#paramsIndex(prev);
+    const dx = this.#at(region.yByte, region.yRowStride, h, prev);
     this.#kernel.bwdStatsApplyPlanes(
-      this.#f64Data, at(region.xByte, region.xRowStride, g, cl), region.xRowStride, at(region.dyByte, region.dyRowStride, g, cl), region.dyRowStride,
-      mask(g, cl), region.maskRowStride, grid.groupRows, grid.S, f64[(this.#layout.paramsByte + c * PARAM_BYTES) / 8],
-      partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g, 0),
-      at(region.xByte, region.xRowStride, h, prev), at(region.dyByte, region.dyRowStride, h, prev), mask(h, prev), dxByte, region.yRowStride,
+      this.#f64Data, this.#at(xByte, xRowStride, g, cl), xRowStride, this.#at(dyByte, dyRowStride, g, cl), dyRowStride,
+      mask(g, cl), maskRowStride, grid.groupRows, grid.S, f64[this.#paramsIndex(cl)],
+      partialByte(grid, this.#layout.partialsByte, region.c0 + cl, this.#g0 + g, 0),
+      this.#at(xByte, xRowStride, h, prev), this.#at(dyByte, dyRowStride, h, prev), mask(h, prev), dx, region.yRowStride,
       f64[q], f64[q + 1], f64[q + 2], f64[q + 3],
     );
-    this.#copy?.planes(this.#rowGroup(h).rowOff, grid.groupRows, prev * grid.S, grid.S, dxByte);
+    this.#copy?.planes(this.#rowGroup(h).rowOff, grid.groupRows, prev * grid.S, grid.S, dx);
+  }
+
+  /** Byte offset of region channel cl's run in the first row of region row group g, in an array at `base` (row stride `stride`). */
+  #at(base: number, stride: number, g: number, cl: number): number {
+    return base + (this.#rowGroup(g).rowOff * stride + cl * this.#task.grid.S) * this.#bpe;
+  }
+
+  /** Index in the float64 view of region channel cl's four parameters (as the merge or the prep left them). */
+  #paramsIndex(cl: number): number {
+    return (this.#layout.paramsByte + (this.#task.region.c0 + cl) * PARAM_BYTES) / 8;
   }
 
   /**
