@@ -1,8 +1,8 @@
 /**
  * The WebAssembly kernels alone, on one thread, over data that fit L1 (32 KiB), L2 (1 MiB) or
  * neither (64 MiB): what each reduces or streams a second, beside a plain read (a sum) and the
- * floor's pass. GB/s counts the bytes a kernel reads and writes (statistics: x once; the others:
- * x and y). Repeated in 9 rounds that alternate the kernels; medians.
+ * floor's pass. GB/s counts the bytes a kernel reads and writes (the sum and the statistics: x
+ * once; the others: x and y). Repeated in 9 rounds that alternate the kernels; medians.
  *
  *     npm run build && node dist/bench/kernels.js
  */
