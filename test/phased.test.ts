@@ -43,11 +43,15 @@ describe('planPhases', () => {
 });
 
 // Shapes that take the phased path with the budget given: one row per block; 15-row blocks with a
-// short last group (64 = 4 * 15 + 4); planes cut into stretches.
+// short last group (64 = 4 * 15 + 4); planes cut into stretches: 2 equal ones, 2 unequal (8193 and
+// 8192), 3 unequal (13401, 13401, 13399). In float32, most of them go in a group of 2 channels and
+// then 1, so that a phase's statistics pair with only some channels of the normalization before.
 const CASES = [
   { shape: [4, 3, 100, 101], cacheBytes: 400_000 },
   { shape: [64, 3, 32, 33], cacheBytes: 600_000 },
   { shape: [6, 3, 130, 130], cacheBytes: 900_000 },
+  { shape: [4, 3, 113, 145], cacheBytes: 600_000 },
+  { shape: [4, 3, 7, 5743], cacheBytes: 1_400_000 },
 ];
 
 for (const kernel of KERNELS) {

@@ -270,6 +270,120 @@ export class BlockWalker {
   }
 
   /**
+   * `phased`, a phase after the first: statistics of region channels [cl0, cl1) over the row
+   * groups claimed from `stats` (as statsGroups), and in step with them the normalization
+   * (backward: dx) of channels [pl0, pl1), the phase before, reduced and merged at the last
+   * barrier, over the row groups claimed from `norm` (as normalizeGroups, last first). Where a
+   * task holds a claim of each, the i-th channel of one phase goes with the i-th of the other, a
+   * row group of each at a time, in one kernel call (statsNormPlanes, bwdStatsApplyPlanes): the
+   * statistics are compute-bound and the normalization waits on memory, so the two overlap. When
+   * one counter runs dry, the rest of the other goes alone. The same blocks, partials and outputs
+   * as the two passes apart: the bits do not change. False when cancelled.
+   */
+  statsNormGroups(cl0: number, cl1: number, stats: Claims, pl0: number, pl1: number, norm: Claims, cancelled: () => boolean): boolean {
+    const { items } = this.#task;
+    let g = stats.next();
+    let gEnd = g < 0 ? 0 : stats.end(g);
+    let i = norm.next();
+    let iEnd = i < 0 ? 0 : norm.end(i);
+    while (g >= 0 || i >= 0) {
+      if (cancelled()) return false;
+      if (i < 0) {
+        const count = this.#groupsAt(g, gEnd);
+        for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
+        g += count;
+      } else if (g < 0) {
+        this.#normalizeGroup(pl0, pl1, items - 1 - i);
+        i++;
+      } else {
+        // Row groups g .. g + count - 1 reduced; h .. h + count - 1 (the claim's last first) normalized.
+        const count = Math.min(this.#groupsAt(g, gEnd), iEnd - i);
+        const h = items - i - count;
+        const pairs = Math.min(cl1 - cl0, pl1 - pl0);
+        for (let j = 0; j < pairs; j++) this.#pairStatsNorm(cl0 + j, g, pl0 + j, h, count);
+        for (let cl = cl0 + pairs; cl < cl1; cl++) this.#planeStretches(cl, g, count);
+        for (let q = count - 1; q >= 0; q--) this.#normalizeGroup(pl0 + pairs, pl1, h + q);
+        g += count;
+        i += count;
+      }
+      if (g >= gEnd && g >= 0) {
+        g = stats.next();
+        gEnd = g < 0 ? 0 : stats.end(g);
+      }
+      if (i >= iEnd && i >= 0) {
+        i = norm.next();
+        iEnd = i < 0 ? 0 : norm.end(i);
+      }
+    }
+    return true;
+  }
+
+  /** Normalizes region channels [cl0, cl1) of region row group g (see normalizeGroups). */
+  #normalizeGroup(cl0: number, cl1: number, g: number): void {
+    const { grid } = this.#task;
+    if (grid.groupRows === 1) {
+      for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {
+        this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
+      }
+      return;
+    }
+    for (let cl = cl1 - 1; cl >= cl0; cl--) {
+      for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
+    }
+  }
+
+  /**
+   * Statistics of region channel cl's row groups g .. g + count - 1 and the normalization (dx) of
+   * channel prev's row groups h .. h + count - 1 in step: #planeStatsNorm for one stretch a plane;
+   * for planes in stretches (one row a row group), a row group of each at a time, two stretches
+   * of equal length a call (the backward op, one).
+   */
+  #pairStatsNorm(cl: number, g: number, prev: number, h: number, count: number): void {
+    const { grid, region } = this.#task;
+    if (grid.sChunks === 1) {
+      this.#planeStatsNorm(cl, g, prev, h, count);
+      return;
+    }
+    const c = region.c0 + cl;
+    const bpe = this.#bpe;
+    const f64 = this.#views.f64;
+    const q = this.#paramsIndex(prev);
+    const last = grid.S - (grid.sChunks - 1) * grid.sChunkLen;
+    for (let r = 0; r < count; r++) {
+      const x = this.#at(region.xByte, region.xRowStride, g + r, cl);
+      const nx = this.#at(region.xByte, region.xRowStride, h + r, prev);
+      const ny = this.#at(region.yByte, region.yRowStride, h + r, prev);
+      const out = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g + r, 0);
+      for (let k = 0; k < grid.sChunks;) {
+        const len = k === grid.sChunks - 1 ? last : grid.sChunkLen;
+        const off = k * grid.sChunkLen * bpe;
+        if (this.#task.backward) {
+          const dy = this.#at(region.dyByte, region.dyRowStride, g + r, cl);
+          const ndy = this.#at(region.dyByte, region.dyRowStride, h + r, prev);
+          const mask = (group: number, channel: number): number => (
+            region.maskByte === 0 ? 0 : this.#at(region.maskByte, region.maskRowStride, group, channel) + off
+          );
+          this.#kernel.bwdStatsApplyPlanes(
+            this.#f64Data, x + off, region.xRowStride, dy + off, region.dyRowStride, mask(g + r, cl), region.maskRowStride, 1, len,
+            f64[this.#paramsIndex(cl)], out + k * PARTIAL_BYTES,
+            nx + off, ndy + off, mask(h + r, prev), ny + off, region.yRowStride, f64[q], f64[q + 1], f64[q + 2], f64[q + 3],
+          );
+          this.#copy?.planes(this.#rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, len, ny + off);
+          k++;
+        } else {
+          const n = len === grid.sChunkLen && k + 1 < grid.sChunks && (k + 1 < grid.sChunks - 1 || last === grid.sChunkLen) ? 2 : 1;
+          this.#kernel.statsNormPlanes(
+            this.#f64Data, x + off, n, grid.sChunkLen, 1, region.xRowStride, len, out + k * PARTIAL_BYTES, PARTIAL_BYTES, this.#task.accByte,
+            nx + off, grid.sChunkLen, region.xRowStride, ny + off, grid.sChunkLen, region.yRowStride, f64[q], f64[q + 1], f64[q + 2], this.#task.relu,
+          );
+          this.#copy?.planes(this.#rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, n === 2 ? 2 * len : len, ny + off);
+          k += n;
+        }
+      }
+    }
+  }
+
+  /**
    * How many row groups from g (before `end`) one statsPlanes call takes: up to PLANE_BLOCKS_MAX
    * of the same shape. Only the region's last row group can be short; it goes alone.
    */

@@ -67,14 +67,17 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     return pending < 0 || walk.normalizeChannel(pending, cancelled);
   }
   if (task.op === 'phased') {
+    // Phase p's statistics go with the normalization of phase p - 1 (merged at barrier p - 1).
     const phases = task.phases!;
+    const c0 = task.region.c0;
     for (let p = 0; p + 1 < phases.length; p++) {
-      if (!walk.statsGroups(phases[p], phases[p + 1], first, cancelled)) return false;
-      const c0 = task.region.c0;
-      if (!barrier(task, kernel, views, layout, p, c0 + phases[p], c0 + phases[p + 1])) return false;
-      if (!walk.normalizeGroups(phases[p], phases[p + 1], second, cancelled)) return false;
+      const done = p === 0
+        ? walk.statsGroups(phases[0], phases[1], first, cancelled)
+        : walk.statsNormGroups(phases[p], phases[p + 1], first, phases[p - 1], phases[p], second, cancelled);
+      if (!done || !barrier(task, kernel, views, layout, p, c0 + phases[p], c0 + phases[p + 1])) return false;
     }
-    return true;
+    const last = phases.length - 1;
+    return walk.normalizeGroups(phases[last - 1], phases[last], second, cancelled);
   }
   let normalizeClaims = first;
   if (task.op !== 'normalize') {
