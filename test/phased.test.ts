@@ -29,13 +29,14 @@ describe('planPhases', () => {
     expect(phasesOf([64, 3, 224, 224], 4, 2, DEFAULT_CACHE_BYTES)).toEqual([0, 1, 2, 3]);
     // 5 channels of 4 MiB for 4 threads (not shared out whole): 4 fit a group, so 2 even groups.
     expect(phasesOf([16, 5, 256, 256], 4, 4, DEFAULT_CACHE_BYTES)).toEqual([0, 3, 5]);
+    // One channel larger than the budget: a channel a group, for the overlap of the passes.
+    expect(phasesOf([64, 3, 512, 512], 4, 2, DEFAULT_CACHE_BYTES)).toEqual([0, 1, 2, 3]);
     // Fused instead: 64 channels share out whole between 2 threads.
     expect(phasesOf([32, 64, 112, 112], 4, 2, 1 << 20)).toBeNull();
   });
 
   it('declines when one barrier is as good', () => {
     expect(phasesOf([16, 3, 64, 64], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // fits the budget
-    expect(phasesOf([64, 3, 512, 512], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // a channel does not
     expect(phasesOf([64, 1, 512, 512], 4, 2, 1 << 30)).toBeNull(); // one channel
     expect(phasesOf([3, 3, 224, 224], 4, 2, 1 << 20)).toBeNull(); // 3 row groups for 2 threads
     expect(phasesOf([4096, 3, 10], 4, 2, 1 << 10)).toBeNull(); // row mode
