@@ -204,7 +204,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
         await copyIn(ctx, req, p, call.pauseIn);
-        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
+        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes, req.backward !== undefined);
         await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
         if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
@@ -287,8 +287,8 @@ const CLAIM_ELEMENTS = 1 << 18;
 function itemCount(grid: Grid, region: Region, op: TaskOp): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
   // Row mode: bands (fused), or (row group, band) pairs; a row-mode region holds every band.
-  if (grid.mode === 'row') return op === 'fused' ? grid.bands : groups * grid.bands;
   if (op === 'phased') return groups;
+  if (grid.mode === 'row') return op === 'fused' ? grid.bands : groups * grid.bands;
   const channels = region.c1 - region.c0;
   if (op === 'fused') return channels;
   // Memory order: row group, then channel, then stretch.
@@ -310,7 +310,7 @@ function tasksFor(
   // phased: row groups are read two at a time (PLANE_BLOCKS_MAX), so they are claimed in twos.
   // A small input is shared out in one claim per thread, as many tasks as before claims existed.
   const chunk = op === 'phased'
-    ? PLANE_BLOCKS_MAX
+    ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
     : Math.max(1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), Math.ceil(items / call.threads)));
   const count = Math.min(call.threads, Math.ceil(items / chunk));
   const tasks: Task[] = [];

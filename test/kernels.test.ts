@@ -304,6 +304,68 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`statsNormRows gives statsRows' partials and normalizeRows' outputs, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64, i32 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(11);
+        const P1 = SCRATCH;
+        const P2 = SCRATCH + 8192;
+        const ACC = SCRATCH + 16384;
+        const params = SCRATCH + (1 << 20);
+        // Channel counts and rows of the two sides differ (a phase's groups need not match), runs
+        // of every tail, channels in lanes (S = 1: the two ops apart), a band of wider rows.
+        const cases: [number, number, number, number, number][] = [];
+        for (const S of [1, 2, 3, 5, 17, 196]) {
+          for (const [C, nC] of [[1, 1], [3, 2], [2, 5], [16, 16], [13, 21]]) {
+            for (const [rows, nRows] of [[1, 1], [4, 3], [2, 7]]) cases.push([S, C, nC, rows, nRows]);
+          }
+        }
+        for (const [S, C, nC, rows, nRows] of cases) {
+          for (const relu of [false, true]) {
+            const off = (C + S + rows) % 4;
+            // The reduced channels and the normalized ones lie in rows of C + nC channels (and a
+            // few more elements where the case is odd), as two groups of a phased call do.
+            const stride = (C + nC) * S + ((C + rows) % 2 === 0 ? 0 : 3);
+            const xs = DATA / bpe + off;
+            const nx = xs + C * S;
+            const total = Math.max(rows, nRows) * stride;
+            for (let i = 0; i < total; i++) x[xs + i] = (i % 5 === 0 ? 3000 : 2) + normal(rand);
+            if (S === 17 && C === 13) x[xs + stride + 3] = NaN; // row 1, channel 0: its float64 way out
+            const y1 = OUT / bpe + ((off + 1) % 4);
+            const y2 = y1 + total + 16;
+            x.fill(GUARD, y1 - 4, y2 + total + 4);
+            for (let c = 0; c < nC; c++) f64.set([c - 1.5 + 1e-4 * c, 0.5 + c, (c % 3) - 1, 0], params / 8 + 4 * c);
+            const outStride = 40;
+            kernel.statsRows(f64Data, xs * bpe, rows, C, S, stride, ACC, P1, outStride);
+            kernel.normalizeRows(f64Data, nx * bpe, (y1 + C * S) * bpe, nRows, nC, S, stride, params, ACC, relu);
+            i32.fill(0x5a5a5a5a, (ACC + rowScratchBytes(C + nC)) / 4, (ACC + rowScratchBytes(C + nC)) / 4 + 64);
+            kernel.statsNormRows(
+              f64Data, xs * bpe, rows, C, S, stride, ACC, P2, outStride, nx * bpe, (y2 + C * S) * bpe, nRows, nC, params, relu, 0, 0,
+            );
+            for (let c = 0; c < C; c++) {
+              const at = (c * outStride) / 8;
+              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + 3)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + 3));
+            }
+            expect(x.slice(y2 - 4, y2 + total + 4)).toEqual(x.slice(y1 - 4, y1 + total + 4));
+            const guard = (ACC + rowScratchBytes(C + nC)) / 4;
+            expect(Array.from(i32.slice(guard, guard + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+            // And they are what they should be: channel C - 1's partial, the last channel's first output.
+            const values: number[] = [];
+            for (let r = 0; r < rows; r++) for (let k = 0; k < S; k++) values.push(x[xs + r * stride + (C - 1) * S + k]);
+            const at = P2 / 8 + ((C - 1) * outStride) / 8;
+            if (values.every(Number.isFinite)) expectStats(f64.slice(at, at + 3), reference(values), f64Data, name);
+            else expect(f64[at + 2]).toBeNaN();
+            const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * (nC - 1) + k]);
+            const xv = x[nx + (nC - 1) * S];
+            const v = (xv - mean) * scale + bias;
+            const tol = 4 * (f64Data ? 2 ** -52 : 2 ** -23) * (Math.abs(xv * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(v));
+            expect(Math.abs(x[y2 + C * S + (nC - 1) * S] - (relu ? Math.max(0, v) : v))).toBeLessThanOrEqual(tol);
+            // Nothing outside the normalized runs is written.
+            expect(x[y2 + C * S - 1]).toBe(GUARD);
+          }
+        }
+      });
+
       it(`normalizeRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
@@ -624,6 +686,10 @@ describe('float32 row parameters (WebAssembly kernel)', () => {
           kernel.normalizeRows(false, x, y2, rows, cS, S, rowStride, params, scratch, relu, rowParams, stride);
           const a = new Uint32Array(f32.buffer, y1, rows * rowStride);
           const b = new Uint32Array(f32.buffer, y2, rows * rowStride);
+          expect(Array.from(b)).toEqual(Array.from(a));
+          // statsNormRows reads them too (here beside the statistics of channel 0).
+          f32.fill(GUARD, y2 / 4, y2 / 4 + rows * rowStride);
+          kernel.statsNormRows(false, x, rows, 1, S, rowStride, scratch, partials, 24, x, y2, rows, cS, params, relu, rowParams, stride);
           expect(Array.from(b)).toEqual(Array.from(a));
         }
       }

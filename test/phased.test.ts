@@ -16,11 +16,11 @@ import { KERNELS } from './helpers/pools.js';
 import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 /** The channel groups the engine uses for a whole tensor in one chunk (null: fused or one barrier). */
-function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number): number[] | null {
+function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number, backward = false): number[] | null {
   const { N, C, S } = dimsOf(shape);
   const grid = planGrid(N, C, S);
   if (shouldFuse(grid, C, true, threads)) return null;
-  return planPhases(grid, C, bpe, threads, cacheBytes);
+  return planPhases(grid, C, bpe, threads, cacheBytes, backward);
 }
 
 describe('planPhases', () => {
@@ -39,15 +39,26 @@ describe('planPhases', () => {
     expect(phasesOf([16, 3, 64, 64], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // fits the budget
     expect(phasesOf([64, 1, 512, 512], 4, 2, 1 << 30)).toBeNull(); // one channel
     expect(phasesOf([3, 3, 224, 224], 4, 2, 1 << 20)).toBeNull(); // 3 row groups for 2 threads
-    expect(phasesOf([4096, 3, 10], 4, 2, 1 << 10)).toBeNull(); // row mode
+    expect(phasesOf([4096, 3, 10], 4, 2, 1 << 10)).toBeNull(); // row mode, fewer channels than groups
+    expect(phasesOf([4096, 1024], 4, 2, 1 << 20)).toBeNull(); // row mode, channels in lanes
+    expect(phasesOf([256, 256, 14, 14], 4, 2, DEFAULT_CACHE_BYTES, true)).toBeNull(); // row mode, backward
+  });
+
+  it('gives row mode (short runs) four groups of channels when the input outgrows the budget', () => {
+    expect(phasesOf([256, 256, 14, 14], 4, 2, DEFAULT_CACHE_BYTES)).toEqual([0, 64, 128, 192, 256]);
+    expect(phasesOf([40, 5, 14, 14], 4, 2, 100_000)).toEqual([0, 1, 3, 4, 5]);
+    expect(phasesOf([64, 128, 7, 7], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // 1.6 MB: fits
   });
 });
 
-// Shapes that take the phased path with the budget given: one row per block; 15-row blocks with a
+// Shapes that take the phased path with the budget given. Row mode (runs of 90 and 196, 16 and 14
+// row groups, the last of one row; groups of 2 and of 1-2 channels). Plane mode: one row per block; 15-row blocks with a
 // short last group (64 = 4 * 15 + 4); planes cut into stretches: 2 equal ones, 2 unequal (8193 and
 // 8192), 3 unequal (13401, 13401, 13399). In float32, most of them go in a group of 2 channels and
 // then 1, so that a phase's statistics pair with only some channels of the normalization before.
 const CASES = [
+  { shape: [61, 8, 9, 10], cacheBytes: 100_000 },
+  { shape: [40, 5, 14, 14], cacheBytes: 100_000 },
   { shape: [4, 3, 100, 101], cacheBytes: 400_000 },
   { shape: [64, 3, 32, 33], cacheBytes: 600_000 },
   { shape: [6, 3, 130, 130], cacheBytes: 900_000 },

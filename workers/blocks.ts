@@ -76,7 +76,7 @@ export class BlockWalker {
     if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
       for (let i = lo; i < hi; i++) {
         if (cancelled()) return false;
-        if (grid.mode === 'row') this.#rowStats(Math.floor(i / grid.bands), i % grid.bands);
+        if (grid.mode === 'row') this.#rowStats(Math.floor(i / grid.bands), ...this.#band(i % grid.bands));
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
       }
       return true;
@@ -139,7 +139,7 @@ export class BlockWalker {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
         const i = reverse ? hi - 1 - j : lo + j;
-        if (grid.mode === 'row') this.#rowNormalize(Math.floor(i / grid.bands), i % grid.bands);
+        if (grid.mode === 'row') this.#rowNormalize(Math.floor(i / grid.bands), ...this.#band(i % grid.bands));
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
       }
       return true;
@@ -217,15 +217,15 @@ export class BlockWalker {
    */
   fuseBand(b: number, cancelled: () => boolean): boolean {
     const groups = this.#regionBlocks;
+    const [c0, c1] = this.#band(b);
     for (let g = 0; g < groups; g++) {
       if (cancelled()) return false;
-      this.#rowStats(g, b);
+      this.#rowStats(g, c0, c1);
     }
-    const { c0, c1 } = this.#bandBlock(0, b); // the band's channels, the same in every row group
     mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
     for (let g = groups - 1; g >= 0; g--) {
       if (cancelled()) return false;
-      this.#rowNormalize(g, b);
+      this.#rowNormalize(g, c0, c1);
     }
     return true;
   }
@@ -239,12 +239,25 @@ export class BlockWalker {
     for (let g = claims.next(); g >= 0; g = claims.next()) {
       for (const end = claims.end(g); g < end;) {
         if (cancelled()) return false;
-        const count = this.#groupsAt(g, end);
-        for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
-        g += count;
+        g += this.#reduceGroups(cl0, cl1, g, end);
       }
     }
     return true;
+  }
+
+  /**
+   * `phased`: statistics of region channels [cl0, cl1) over row groups from g (before `end`): in
+   * plane mode as many as #groupsAt allows, in row mode one (a row group of every row's channels
+   * [cl0, cl1), one statsRows call). Returns how many.
+   */
+  #reduceGroups(cl0: number, cl1: number, g: number, end: number): number {
+    if (this.#task.grid.mode === 'row') {
+      this.#rowStats(g, cl0, cl1);
+      return 1;
+    }
+    const count = this.#groupsAt(g, end);
+    for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
+    return count;
   }
 
   /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
@@ -253,17 +266,7 @@ export class BlockWalker {
     for (let i = claims.next(); i >= 0; i = claims.next()) {
       for (const end = claims.end(i); i < end; i++) {
         if (cancelled()) return false;
-        const g = items - 1 - i;
-        if (grid.groupRows === 1) {
-          // One row: the group's channels lie end to end, one run (see normalizeRange).
-          for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {
-            this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
-          }
-          continue;
-        }
-        for (let cl = cl1 - 1; cl >= cl0; cl--) {
-          for (let k = grid.sChunks - 1; k >= 0; k--) this.#planeBlock(cl, g * grid.sChunks + k, true);
-        }
+        this.#normalizeGroup(cl0, cl1, items - 1 - i);
       }
     }
     return true;
@@ -275,8 +278,9 @@ export class BlockWalker {
    * (backward: dx) of channels [pl0, pl1), the phase before, reduced and merged at the last
    * barrier, over the row groups claimed from `norm` (as normalizeGroups, last first). Where a
    * task holds a claim of each, the i-th channel of one phase goes with the i-th of the other, a
-   * row group of each at a time, in one kernel call (statsNormPlanes, bwdStatsApplyPlanes): the
-   * statistics are compute-bound and the normalization waits on memory, so the two overlap. When
+   * row group of each at a time, in one kernel call (statsNormPlanes, bwdStatsApplyPlanes; row
+   * mode: a row group of each group's channels, statsNormRows): the statistics are compute-bound
+   * and the normalization waits on memory, so the two overlap. When
    * one counter runs dry, the rest of the other goes alone. The same blocks, partials and outputs
    * as the two passes apart: the bits do not change. False when cancelled.
    */
@@ -289,11 +293,13 @@ export class BlockWalker {
     while (g >= 0 || i >= 0) {
       if (cancelled()) return false;
       if (i < 0) {
-        const count = this.#groupsAt(g, gEnd);
-        for (let cl = cl0; cl < cl1; cl++) this.#planeStretches(cl, g, count);
-        g += count;
+        g += this.#reduceGroups(cl0, cl1, g, gEnd);
       } else if (g < 0) {
         this.#normalizeGroup(pl0, pl1, items - 1 - i);
+        i++;
+      } else if (this.#task.grid.mode === 'row') {
+        this.#rowStatsNorm(g, cl0, cl1, items - 1 - i, pl0, pl1);
+        g++;
         i++;
       } else {
         // Row groups g .. g + count - 1 reduced; h .. h + count - 1 (the claim's last first) normalized.
@@ -321,7 +327,12 @@ export class BlockWalker {
   /** Normalizes region channels [cl0, cl1) of region row group g (see normalizeGroups). */
   #normalizeGroup(cl0: number, cl1: number, g: number): void {
     const { grid } = this.#task;
+    if (grid.mode === 'row') {
+      this.#rowNormalize(g, cl0, cl1);
+      return;
+    }
     if (grid.groupRows === 1) {
+      // One row: the group's channels lie end to end, one run (see normalizeRange).
       for (let cl = cl0; cl < cl1; cl += PLANE_RUN_CHANNELS_MAX) {
         this.#channelsRun(cl, Math.min(PLANE_RUN_CHANNELS_MAX, cl1 - cl), g * grid.sChunks, false);
       }
@@ -582,25 +593,30 @@ export class BlockWalker {
     return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
   }
 
+  /** Row mode: band b's channels [c0, c1). */
+  #band(b: number): [number, number] {
+    const { grid } = this.#task;
+    const c0 = b * grid.bandChannels;
+    return [c0, Math.min(grid.C, c0 + grid.bandChannels)];
+  }
+
   /**
-   * Row mode: band b of region row group g, as its rows, channels [c0, c1), the offset of its first
+   * Row mode: channels [c0, c1) of region row group g, as its rows, the offset of its first
    * element within a row, and its byte offset from the start of any of the region's arrays.
    * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
    * offset and a width.
    */
-  #bandBlock(g: number, b: number): { rowOff: number; rows: number; c0: number; c1: number; off: number; bytes: number } {
+  #bandBlock(g: number, c0: number, c1: number): { rowOff: number; rows: number; off: number; bytes: number } {
     const { grid } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
-    const c0 = b * grid.bandChannels;
-    const c1 = Math.min(grid.C, c0 + grid.bandChannels);
     const off = c0 * grid.S;
-    return { rowOff, rows, c0, c1, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
+    return { rowOff, rows, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
   }
 
-  /** Row mode: the partials of band b over region row group g. */
-  #rowStats(g: number, b: number): void {
+  /** Row mode: the partials of channels [c0, c1) (band b's, or a `phased` group's) over region row group g. */
+  #rowStats(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rows, c0, c1, bytes } = this.#bandBlock(g, b);
+    const { rows, bytes } = this.#bandBlock(g, c0, c1);
     const outByte = partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0);
     const outStride = grid.blocksPerChannel * PARTIAL_BYTES;
     if (this.#task.backward) {
@@ -613,10 +629,35 @@ export class BlockWalker {
     this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, grid.C * grid.S, accByte, outByte, outStride);
   }
 
-  /** Row mode: normalizes (backward: applies the gradient to) band b of region row group g. */
-  #rowNormalize(g: number, b: number): void {
+  /**
+   * Row mode, `phased`: the partials of channels [c0, c1) over region row group g and, in step,
+   * the normalization of channels [p0, p1) of row group h (one statsNormRows call); backward, the
+   * two apart.
+   */
+  #rowStatsNorm(g: number, c0: number, c1: number, h: number, p0: number, p1: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rowOff, rows, c0, c1, off, bytes } = this.#bandBlock(g, b);
+    if (this.#task.backward) {
+      this.#rowNormalize(h, p0, p1);
+      this.#rowStats(g, c0, c1);
+      return;
+    }
+    const stats = this.#bandBlock(g, c0, c1);
+    const norm = this.#bandBlock(h, p0, p1);
+    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+    const yByte = region.yByte + norm.bytes;
+    this.#kernel.statsNormRows(
+      this.#f64Data, region.xByte + stats.bytes, stats.rows, c1 - c0, grid.S, grid.C * grid.S, accByte,
+      partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
+      region.xByte + norm.bytes, yByte, norm.rows, p1 - p0, this.#layout.paramsByte + p0 * PARAM_BYTES, this.#task.relu,
+      rowParams === 0 ? 0 : rowParams + 4 * p0, stride,
+    );
+    this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, yByte);
+  }
+
+  /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
+  #rowNormalize(g: number, c0: number, c1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0, c1);
     const yByte = region.yByte + bytes;
     const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
     if (this.#task.backward) {

@@ -92,14 +92,16 @@ export interface CopyOut {
  *   the ones reduced last are normalized while still in cache. One dispatch instead of two.
  * - `phased`: `split` one group of channels at a time (`phases`), with a barrier per group: for
  *   tensors too large to stay in cache between the two passes, whose channels are too few to
- *   share out whole (`fused`). A group's blocks are normalized while the cache still holds them,
- *   in step with the statistics of the next group (BlockWalker.statsNormGroups): the statistics
- *   of group p and the normalization of group p - 1 go between barriers p - 1 and p.
+ *   share out whole (`fused`), and forward row-mode calls of short runs. A group's blocks are
+ *   normalized while the cache still holds them, in step with the statistics of the next group
+ *   (BlockWalker.statsNormGroups): the statistics of group p and the normalization of group
+ *   p - 1 go between barriers p - 1 and p.
  *
  * Work items: in plane mode, `stats`, `normalize` and `split` count blocks of the region in memory
  * order (row group, then channel, then stretch), `fused` counts channels of the region and
- * `phased` row groups of the region; in row mode `fused` counts bands and the others (row group,
- * band) pairs in memory order: item i is row group floor(i / bands), band i % bands.
+ * `phased` row groups of the region; in row mode `phased` counts row groups too, `fused` bands,
+ * and the others (row group, band) pairs in memory order: item i is row group floor(i / bands),
+ * band i % bands.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 

@@ -2,7 +2,7 @@ import '../../src/wasm-types.js';
 import {
   mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
 } from '../../src/merge.js';
-import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes } from './kernel.js';
+import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
 /**
  * The TypeScript kernels: scalar loops over typed-array views of the shared memory. They are the
@@ -116,6 +116,17 @@ export class JsKernel implements Kernel {
     for (let c = 0; c < C; c++) {
       writePartial(acc, (outByte + c * outStrideBytes) / 8, count, acc[a + 3 * c], acc[a + 3 * c + 1], acc[a + 3 * c + 2]);
     }
+  }
+
+  statsNormRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number, accByte: number, outByte: number,
+    outStrideBytes: number, nxByte: number, nyByte: number, nRows: number, nC: number, paramsByte: number, relu: boolean,
+    rowParamsByte: number, rowParamStride: number,
+  ): void {
+    statsThenNormalizeRows(
+      this, f64, xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes, nxByte, nyByte, nRows, nC, paramsByte, relu,
+      rowParamsByte, rowParamStride,
+    );
   }
 
   normalizePlanes(

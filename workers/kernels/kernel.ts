@@ -67,6 +67,20 @@ export interface Kernel {
   ): void;
 
   /**
+   * statsRows over `rows` rows of C channels at `xByte` and, in step with it, normalizeRows of
+   * `nRows` rows of `nC` channels at `nxByte` (y at `nyByte`), every row `rowStride` elements
+   * apart, with `nC` channels' parameters from `paramsByte` (and the float32 ones from
+   * `rowParamsByte`, as normalizeRows). `accByte`: rowScratchBytes(C + nC). The partials and
+   * outputs are those of the two ops called apart, bit for bit; the WebAssembly kernel interleaves
+   * them (float32, S > 1) a run of each at a time.
+   */
+  statsNormRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number, accByte: number, outByte: number,
+    outStrideBytes: number, nxByte: number, nyByte: number, nRows: number, nC: number, paramsByte: number, relu: boolean,
+    rowParamsByte: number, rowParamStride: number,
+  ): void;
+
+  /**
    * y = (x - mean) * scale + bias over `rows` runs of `len` elements (strided as in statsPlanes);
    * with `relu`, y = max(y, 0) in the same pass (NaN stays NaN).
    */
@@ -225,6 +239,16 @@ export function statsThenNormalizePlanes(
       f64, nxByte + bpe * i * nxBlockStride, nxRowStride, nyByte + bpe * i * nyBlockStride, nyRowStride, rows, len, mean, scale, bias, relu,
     );
   }
+}
+
+/** statsNormRows as its two ops called in turn (see statsThenNormalizePlanes). */
+export function statsThenNormalizeRows(
+  kernel: Kernel, f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number, accByte: number, outByte: number,
+  outStrideBytes: number, nxByte: number, nyByte: number, nRows: number, nC: number, paramsByte: number, relu: boolean,
+  rowParamsByte: number, rowParamStride: number,
+): void {
+  kernel.statsRows(f64, xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
+  kernel.normalizeRows(f64, nxByte, nyByte, nRows, nC, S, rowStride, paramsByte, accByte, relu, rowParamsByte, rowParamStride);
 }
 
 /** bwdStatsApplyPlanes as its two ops called in turn (see statsThenNormalizePlanes). */

@@ -1,6 +1,6 @@
 import '../../src/wasm-types.js';
 import { wasmApi } from '../../src/wasm-types.js';
-import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes } from './kernel.js';
+import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
 /** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
@@ -13,6 +13,10 @@ interface WasmExports {
     mean: number, scale: number, bias: number, relu: number,
   ): void;
   statsRows32(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
+  statsNormRows32(
+    x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number,
+    nx: number, ny: number, nRows: number, nC: number, params: number, relu: number, rowParams: number, rowParamStride: number,
+  ): void;
   statsRows64(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
   normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
@@ -93,6 +97,24 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.statsRows64(xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
     else this.#k.statsRows32(xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
+  }
+
+  statsNormRows(
+    f64: boolean, xByte: number, rows: number, C: number, S: number, rowStride: number, accByte: number, outByte: number,
+    outStrideBytes: number, nxByte: number, nyByte: number, nRows: number, nC: number, paramsByte: number, relu: boolean,
+    rowParamsByte: number, rowParamStride: number,
+  ): void {
+    if (f64) {
+      statsThenNormalizeRows(
+        this, f64, xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes, nxByte, nyByte, nRows, nC, paramsByte, relu,
+        rowParamsByte, rowParamStride,
+      );
+      return;
+    }
+    this.#k.statsNormRows32(
+      xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes, nxByte, nyByte, nRows, nC, paramsByte, relu ? 1 : 0,
+      rowParamsByte, rowParamStride,
+    );
   }
 
   normalizePlanes(

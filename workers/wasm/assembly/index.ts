@@ -18,7 +18,7 @@
 // as the lanes, so an element's result does not depend on where a vector boundary fell.
 
 export { statsNormPlanes32, statsPlaneGroups, statsPlanes32, statsPlanes64 } from './stats';
-export { statsRows32, statsRows64 } from './stats-rows';
+export { statsNormRows32, statsRows32, statsRows64 } from './stats-rows';
 export { normalizePlanes32, normalizePlanes64, normalizeRows32, normalizeRows64 } from './normalize';
 export { bwdStatsApplyPlanes32, bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64 } from './backward-stats';
 export { bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64 } from './backward-apply';

@@ -253,7 +253,7 @@ function patternNorm3(x: usize, y: usize, periods: usize, hiA: usize, scA: usize
  * three arrays from `hiA` (each `positions` long); from channel c's (mean, scale, bias) at
  * params + 32 * c.
  */
-function normParams32(params: usize, C: i32, positions: usize, hiA: usize): void {
+export function normParams32(params: usize, C: i32, positions: usize, hiA: usize): void {
   const scA = hiA + (positions << 2);
   const bA = scA + (positions << 2);
   // Channel c = i % C, counted rather than divided for: a 64-bit division a lane took a one-row

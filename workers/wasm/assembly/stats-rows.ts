@@ -1,4 +1,5 @@
-import { fold4, hsum, writePartial, writePartial32 } from './common';
+import { floorOf, fold4, hsum, writePartial, writePartial32 } from './common';
+import { normalizeRows32, normParams32, normRunF32 } from './normalize';
 import { statsPattern32 } from './stats-pattern';
 import { sums32, sums64 } from './stats';
 
@@ -19,17 +20,80 @@ export function statsRows32(x: usize, rows: i32, C: i32, S: i32, rowStride: i32,
   }
   // Short runs: per (row, channel), SIMD along the run, folded into f64 per channel.
   // acc: s1, s2 per channel as f64 (16 bytes each), 16-byte aligned by the caller.
+  zeroShortAcc(C, acc);
+  for (let r = 0; r < rows; r++) {
+    const row = x + <usize>r * rowBytes;
+    for (let c = 0; c < C; c++) shortSums32(x, row, c, S, acc);
+  }
+  shortPartials32(x, rows, C, S, rowBytes, acc, out, outStride);
+}
+
+/**
+ * statsRows32 over `rows` rows of channels [0, C) at x and, in step with it, normalizeRows32 of
+ * `nRows` rows of `nC` channels at nx (y at ny), rows `rowStride` apart on both sides: for runs
+ * (S > 1), channel c of row r of the one and then of the other, so that the loads of the one and
+ * the stores of the other are in flight together (statsNormPlanes32 does the same for planes). A
+ * `phased` row-mode call reduces a group of channels while it normalizes the group before. The
+ * partials and outputs are those of the two kernels called apart, bit for bit; for S = 1 they are
+ * called apart. `acc`: 32 * C bytes, then (without rowParams) 12 * nC for the float32 parameters.
+ */
+export function statsNormRows32(
+  x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32,
+  nx: usize, ny: usize, nRows: i32, nC: i32, params: usize, relu: i32, rowParams: usize, rowParamStride: i32,
+): void {
+  if (S == 1) {
+    statsRows32(x, rows, C, S, rowStride, acc, out, outStride);
+    normalizeRows32(nx, ny, nRows, nC, S, rowStride, params, acc, relu, rowParams, rowParamStride);
+    return;
+  }
+  const rowBytes = (<usize>rowStride) << 2;
+  const made = rowParams != 0;
+  const hiA = made ? rowParams : acc + (<usize>C << 5);
+  const scA = hiA + (made ? <usize>rowParamStride << 2 : <usize>nC << 2);
+  const bA = scA + (made ? <usize>rowParamStride << 2 : <usize>nC << 2);
+  if (!made) normParams32(params, nC, <usize>nC, hiA);
+  zeroShortAcc(C, acc);
+  const floor = <f32>floorOf(relu);
+  if (relu) shortStatsNorm32(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor, true);
+  else shortStatsNorm32(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor, false);
+  shortPartials32(x, rows, C, S, rowBytes, acc, out, outStride);
+}
+
+@inline function shortStatsNorm32(
+  x: usize, rows: i32, C: i32, S: i32, rowBytes: usize, acc: usize,
+  nx: usize, ny: usize, nRows: i32, nC: i32, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
+): void {
+  const R = max(rows, nRows);
+  const K = max(C, nC);
+  for (let r = 0; r < R; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < K; c++) {
+      if (r < rows && c < C) shortSums32(x, x + row, c, S, acc);
+      if (r < nRows && c < nC) {
+        const off = row + ((<usize>c * <usize>S) << 2);
+        const q = <usize>c << 2;
+        normRunF32(nx + off, ny + off, S, load<f32>(hiA + q), load<f32>(scA + q), load<f32>(bA + q), floor, relu);
+      }
+    }
+  }
+}
+
+/** Zeroes the short-run sums (s1, s2 as f64x2 lanes) of C channels. */
+@inline function zeroShortAcc(C: i32, acc: usize): void {
   for (let c = 0; c < C; c++) {
     v128.store(acc + (<usize>c << 5), f64x2.splat(0));
     v128.store(acc + (<usize>c << 5), f64x2.splat(0), 16);
   }
-  for (let r = 0; r < rows; r++) {
-    const row = x + <usize>r * rowBytes;
-    for (let c = 0; c < C; c++) {
-      const k = load<f32>(x + ((<usize>c * <usize>S) << 2));
-      sums32(row + ((<usize>c * <usize>S) << 2), S, f32x4.splat(k), k, acc + (<usize>c << 5));
-    }
-  }
+}
+
+/** Adds channel c's run of one row (the row at `row`) to its sums; its shift is its first value in x's first row. */
+@inline function shortSums32(x: usize, row: usize, c: i32, S: i32, acc: usize): void {
+  const k = load<f32>(x + ((<usize>c * <usize>S) << 2));
+  sums32(row + ((<usize>c * <usize>S) << 2), S, f32x4.splat(k), k, acc + (<usize>c << 5));
+}
+
+/** Writes the short-run partials of C channels over `rows` rows. */
+@inline function shortPartials32(x: usize, rows: i32, C: i32, S: i32, rowBytes: usize, acc: usize, out: usize, outStride: i32): void {
   const count = <f64>rows * <f64>S;
   for (let c = 0; c < C; c++) {
     const k = <f64>load<f32>(x + ((<usize>c * <usize>S) << 2));
