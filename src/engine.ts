@@ -204,7 +204,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
         await copyIn(ctx, req, p, call.pauseIn);
-        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes, req.backward !== undefined);
+        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
         await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
         if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {

@@ -103,10 +103,8 @@ export function shouldFuse(grid: Grid, regionChannels: number, regionHasAllRows:
  * few row groups to share between threads. The groups change which blocks a task visits when,
  * never the blocks: the bits stay the same.
  */
-export function planPhases(
-  grid: Grid, channels: number, bytesPerElement: number, threads: number, cacheBytes: number, backward = false,
-): number[] | null {
-  if (grid.mode === 'row') return planRowPhases(grid, bytesPerElement, threads, cacheBytes, backward);
+export function planPhases(grid: Grid, channels: number, bytesPerElement: number, threads: number, cacheBytes: number): number[] | null {
+  if (grid.mode === 'row') return planRowPhases(grid, bytesPerElement, threads, cacheBytes);
   if (channels < 2 || grid.nGroups < 2 * threads) return null;
   const channelBytes = grid.N * grid.S * bytesPerElement;
   if (channelBytes * channels <= cacheBytes) return null;
@@ -119,17 +117,18 @@ const ROW_PHASES = 4;
 
 /**
  * Row mode (runs of S < PLANE_MIN_SPATIAL, every channel in every row group): ROW_PHASES equal
- * groups of channels for a forward call larger than `cacheBytes`, so that each group's statistics
- * go in step with the normalization of the group before (statsNormRows: a run of each in turn).
- * B [256, 256, 14, 14] at 2 threads, training ÷ floor, one barrier -> 2, 3, 4, 8 groups:
- * 1.80-1.82 -> 1.54-1.68, 1.63, 1.54-1.69, 1.65-1.70; [128, 512, 7, 7] 2.59 -> 2.48, 2.27, 1.85.
- * Null for channels in lanes (S = 1: the kernel has no step to interleave, so the groups would only
- * add barriers), for backward (its two passes have no combined row kernel), for bands (fused
- * or wide rows), for fewer channels than groups or too few row groups to share.
+ * groups of channels for a call larger than `cacheBytes`, so that each group's statistics go in
+ * step with the normalization (backward: dx) of the group before (statsNormRows,
+ * bwdStatsApplyRows: a run of each in turn). B [256, 256, 14, 14] at 2 threads, training ÷
+ * floor, one barrier -> 2, 3, 4, 8 groups: 1.80-1.82 -> 1.54-1.68, 1.63, 1.54-1.69, 1.65-1.70;
+ * [128, 512, 7, 7] 2.59 -> 2.48, 2.27, 1.85. B's backward, 4 groups: 2.59-2.93 -> 2.46-2.80
+ * (medians 2.83 -> 2.59, seven runs each). Null for channels in lanes (S = 1: the kernels have no
+ * step to interleave, so the groups would only add barriers), for bands (fused or wide rows), for
+ * fewer channels than groups or too few row groups to share.
  */
-function planRowPhases(grid: Grid, bytesPerElement: number, threads: number, cacheBytes: number, backward: boolean): number[] | null {
+function planRowPhases(grid: Grid, bytesPerElement: number, threads: number, cacheBytes: number): number[] | null {
   const { N, C, S } = grid;
-  if (backward || S === 1 || grid.bands !== 1 || C < ROW_PHASES || grid.nGroups < 2 * threads) return null;
+  if (S === 1 || grid.bands !== 1 || C < ROW_PHASES || grid.nGroups < 2 * threads) return null;
   if (N * C * S * bytesPerElement <= cacheBytes) return null;
   return Array.from({ length: ROW_PHASES + 1 }, (_, i) => Math.round((i * C) / ROW_PHASES));
 }

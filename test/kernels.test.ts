@@ -366,6 +366,72 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`bwdStatsApplyRows gives bwdStatsRows' partials and bwdApplyRows' dx, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64, i32 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(12);
+        const P1 = SCRATCH;
+        const P2 = SCRATCH + 8192;
+        const ACC = SCRATCH + 16384;
+        const params = SCRATCH + (1 << 20);
+        const cases: [number, number, number, number, number][] = [];
+        for (const S of [1, 3, 17, 65, 196]) {
+          for (const [C, nC] of [[1, 1], [3, 2], [2, 5], [16, 16], [13, 21]]) {
+            for (const [rows, nRows] of [[1, 1], [4, 3], [2, 7]]) cases.push([S, C, nC, rows, nRows]);
+          }
+        }
+        for (const [S, C, nC, rows, nRows] of cases) {
+          for (const masked of [false, true]) {
+            const off = (C + S + rows) % 4;
+            // x, dy and the mask are three arrays with the same rows of C + nC channels (and a few
+            // more elements where the case is odd): the reduced channels first, then the others.
+            const stride = (C + nC) * S + ((C + rows) % 2 === 0 ? 0 : 3);
+            const total = Math.max(rows, nRows) * stride;
+            const [xs, gs, ms] = [0, 1, 2].map((k) => DATA / bpe + off + k * (total + 8));
+            for (const base of [xs, gs, ms]) for (let i = 0; i < total; i++) x[base + i] = 1.5 + normal(rand);
+            if (S === 17 && C === 13) x[xs + C * S + 2] = NaN; // an x of the dx side: NaN where b != 0
+            const d1 = OUT / bpe + ((off + 1) % 4);
+            const d2 = d1 + total + 16;
+            x.fill(GUARD, d1 - 4, d2 + total + 4);
+            // The reduced channels' means, then the dx side's (a, b, mean, d): b = 0 for one channel
+            // in three (x is not read there).
+            for (let c = 0; c < C; c++) f64[params / 8 + 4 * c] = 1.4 + 0.01 * c;
+            const q = params + 32 * C;
+            for (let c = 0; c < nC; c++) f64.set([0.75 + 0.1 * c, c % 3 === 1 ? 0 : -0.25 - 0.01 * c, 1.6, -0.125], q / 8 + 4 * c);
+            const mask = (at: number): number => (masked ? at * bpe : 0);
+            const n0 = C * S;
+            kernel.bwdStatsRows(f64Data, xs * bpe, gs * bpe, mask(ms), rows, C, S, stride, params, ACC, P1, 40);
+            kernel.bwdApplyRows(f64Data, (xs + n0) * bpe, (gs + n0) * bpe, mask(ms + n0), (d1 + n0) * bpe, nRows, nC, S, stride, q, ACC);
+            const guard = (ACC + rowScratchBytes(C + nC)) / 4;
+            i32.fill(0x5a5a5a5a, guard, guard + 64);
+            kernel.bwdStatsApplyRows(
+              f64Data, xs * bpe, gs * bpe, mask(ms), rows, C, S, stride, params, ACC, P2, 40,
+              (xs + n0) * bpe, (gs + n0) * bpe, mask(ms + n0), (d2 + n0) * bpe, nRows, nC, q,
+            );
+            for (let c = 0; c < C; c++) {
+              const at = (c * 40) / 8;
+              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + 3)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + 3));
+            }
+            expect(x.slice(d2 - 4, d2 + total + 4)).toEqual(x.slice(d1 - 4, d1 + total + 4));
+            expect(Array.from(i32.slice(guard, guard + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+            // And they are what they should be: channel C - 1's Σdy, dx of the last channel's first value.
+            let sumDy = 0;
+            for (let r = 0; r < rows; r++) {
+              for (let k = 0; k < S; k++) {
+                const i = r * stride + (C - 1) * S + k;
+                if (!masked || x[ms + i] > 0) sumDy += x[gs + i];
+              }
+            }
+            expect(f64[P2 / 8 + ((C - 1) * 40) / 8 + 1]).toBeCloseTo(sumDy, 3);
+            const i0 = n0 + (nC - 1) * S;
+            const [a, b, qMean, d] = [0, 1, 2, 3].map((k) => f64[q / 8 + 4 * (nC - 1) + k]);
+            const g0 = masked && !(x[ms + i0] > 0) ? 0 : x[gs + i0];
+            expect(x[d2 + i0]).toBeCloseTo(a * g0 + (b === 0 ? 0 : b * (x[xs + i0] - qMean)) + d, 5);
+            expect(x[d2 + n0 - 1]).toBe(GUARD);
+          }
+        }
+      });
+
       it(`normalizeRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;

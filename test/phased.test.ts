@@ -16,11 +16,11 @@ import { KERNELS } from './helpers/pools.js';
 import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 /** The channel groups the engine uses for a whole tensor in one chunk (null: fused or one barrier). */
-function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number, backward = false): number[] | null {
+function phasesOf(shape: number[], bpe: number, threads: number, cacheBytes: number): number[] | null {
   const { N, C, S } = dimsOf(shape);
   const grid = planGrid(N, C, S);
   if (shouldFuse(grid, C, true, threads)) return null;
-  return planPhases(grid, C, bpe, threads, cacheBytes, backward);
+  return planPhases(grid, C, bpe, threads, cacheBytes);
 }
 
 describe('planPhases', () => {
@@ -41,7 +41,6 @@ describe('planPhases', () => {
     expect(phasesOf([3, 3, 224, 224], 4, 2, 1 << 20)).toBeNull(); // 3 row groups for 2 threads
     expect(phasesOf([4096, 3, 10], 4, 2, 1 << 10)).toBeNull(); // row mode, fewer channels than groups
     expect(phasesOf([4096, 1024], 4, 2, 1 << 20)).toBeNull(); // row mode, channels in lanes
-    expect(phasesOf([256, 256, 14, 14], 4, 2, DEFAULT_CACHE_BYTES, true)).toBeNull(); // row mode, backward
   });
 
   it('gives row mode (short runs) four groups of channels when the input outgrows the budget', () => {

@@ -631,18 +631,26 @@ export class BlockWalker {
 
   /**
    * Row mode, `phased`: the partials of channels [c0, c1) over region row group g and, in step,
-   * the normalization of channels [p0, p1) of row group h (one statsNormRows call); backward, the
-   * two apart.
+   * the normalization (dx) of channels [p0, p1) of row group h: one statsNormRows (backward,
+   * bwdStatsApplyRows) call.
    */
   #rowStatsNorm(g: number, c0: number, c1: number, h: number, p0: number, p1: number): void {
     const { grid, region, accByte } = this.#task;
-    if (this.#task.backward) {
-      this.#rowNormalize(h, p0, p1);
-      this.#rowStats(g, c0, c1);
-      return;
-    }
     const stats = this.#bandBlock(g, c0, c1);
     const norm = this.#bandBlock(h, p0, p1);
+    if (this.#task.backward) {
+      const mask = (bytes: number): number => (region.maskByte === 0 ? 0 : region.maskByte + bytes);
+      const dx = region.yByte + norm.bytes;
+      this.#kernel.bwdStatsApplyRows(
+        this.#f64Data, region.xByte + stats.bytes, region.dyByte + stats.bytes, mask(stats.bytes), stats.rows, c1 - c0, grid.S,
+        grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte,
+        partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
+        region.xByte + norm.bytes, region.dyByte + norm.bytes, mask(norm.bytes), dx, norm.rows, p1 - p0,
+        this.#layout.paramsByte + p0 * PARAM_BYTES,
+      );
+      this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, dx);
+      return;
+    }
     const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
     const yByte = region.yByte + norm.bytes;
     this.#kernel.statsNormRows(

@@ -2,7 +2,7 @@ import '../../src/wasm-types.js';
 import {
   mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
 } from '../../src/merge.js';
-import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
+import { bwdStatsThenApplyPlanes, bwdStatsThenApplyRows, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
 /**
  * The TypeScript kernels: scalar loops over typed-array views of the shared memory. They are the
@@ -247,6 +247,17 @@ export class JsKernel implements Kernel {
       const off = c * S * bpe;
       this.bwdStatsPlanes(f64, xByte + off, rowStride, dyByte + off, rowStride, maskByte === 0 ? 0 : maskByte + off, rowStride, rows, S, mean, outByte + c * outStrideBytes);
     }
+  }
+
+  bwdStatsApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
+    paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, nRows: number, nC: number, qParamsByte: number,
+  ): void {
+    bwdStatsThenApplyRows(
+      this, f64, xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes,
+      qxByte, qdyByte, qmByte, qdxByte, nRows, nC, qParamsByte,
+    );
   }
 
   bwdApplyRows(

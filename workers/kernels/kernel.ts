@@ -170,6 +170,19 @@ export interface Kernel {
   ): void;
 
   /**
+   * bwdStatsRows over `rows` rows of C channels (x, dy, mask at the first three offsets) and, in
+   * step with it, bwdApplyRows of `nRows` rows of `nC` channels at `qxByte`, `qdyByte`, `qmByte`
+   * (dx at `qdxByte`, their coefficients at `qParamsByte`), every row `rowStride` elements apart.
+   * `accByte`: rowScratchBytes(C + nC). The partials and dx are those of the two ops called
+   * apart, bit for bit; the WebAssembly kernel interleaves them (float32, S > 1) a run at a time.
+   */
+  bwdStatsApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
+    paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, nRows: number, nC: number, qParamsByte: number,
+  ): void;
+
+  /**
    * For channels [c0, c1): sums the backward partials in block order, writes dWeight and dBias
    * over WEIGHT and BIAS of the per-channel arrays of C channels at `channelsByte`, and turns
    * `paramsByte + 32 * c` from (mean, invstd, weight, ·) into (a, b, mean, d) for
@@ -249,6 +262,16 @@ export function statsThenNormalizeRows(
 ): void {
   kernel.statsRows(f64, xByte, rows, C, S, rowStride, accByte, outByte, outStrideBytes);
   kernel.normalizeRows(f64, nxByte, nyByte, nRows, nC, S, rowStride, paramsByte, accByte, relu, rowParamsByte, rowParamStride);
+}
+
+/** bwdStatsApplyRows as its two ops called in turn (see statsThenNormalizePlanes). */
+export function bwdStatsThenApplyRows(
+  kernel: Kernel, f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
+  paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+  qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, nRows: number, nC: number, qParamsByte: number,
+): void {
+  kernel.bwdStatsRows(f64, xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes);
+  kernel.bwdApplyRows(f64, qxByte, qdyByte, qmByte, qdxByte, nRows, nC, S, rowStride, qParamsByte, accByte);
 }
 
 /** bwdStatsApplyPlanes as its two ops called in turn (see statsThenNormalizePlanes). */

@@ -1,6 +1,6 @@
 import '../../src/wasm-types.js';
 import { wasmApi } from '../../src/wasm-types.js';
-import { bwdStatsThenApplyPlanes, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
+import { bwdStatsThenApplyPlanes, bwdStatsThenApplyRows, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
 /** The exports of workers/wasm/assembly/index.ts. Pointers are byte offsets. */
 interface WasmExports {
@@ -40,6 +40,10 @@ interface WasmExports {
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
+  bwdStatsApplyRows32(
+    x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number,
+    qx: number, qdy: number, qm: number, qdx: number, nRows: number, nC: number, qParams: number,
+  ): void;
   bwdApplyRows64(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
 }
 
@@ -181,6 +185,24 @@ export class WasmKernel implements Kernel {
   ): void {
     if (f64) this.#k.bwdStatsRows64(xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes);
     else this.#k.bwdStatsRows32(xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes);
+  }
+
+  bwdStatsApplyRows(
+    f64: boolean, xByte: number, dyByte: number, maskByte: number, rows: number, C: number, S: number, rowStride: number,
+    paramsByte: number, accByte: number, outByte: number, outStrideBytes: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, nRows: number, nC: number, qParamsByte: number,
+  ): void {
+    if (f64) {
+      bwdStatsThenApplyRows(
+      this, f64, xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes,
+      qxByte, qdyByte, qmByte, qdxByte, nRows, nC, qParamsByte,
+    );
+      return;
+    }
+    this.#k.bwdStatsApplyRows32(
+      xByte, dyByte, maskByte, rows, C, S, rowStride, paramsByte, accByte, outByte, outStrideBytes,
+      qxByte, qdyByte, qmByte, qdxByte, nRows, nC, qParamsByte,
+    );
   }
 
   bwdApplyRows(

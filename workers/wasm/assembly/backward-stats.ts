@@ -1,5 +1,5 @@
 import { fold4, hsum, masked32, promoteHigh, promoteLow } from './common';
-import { applyRun32, applyShift32 } from './backward-apply';
+import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
 import { TURN_BYTES } from './stats';
 
@@ -205,6 +205,74 @@ export function bwdStatsRows32(
         x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4),
         false, false, 0, 0, 0, 0, 0, 0, 0, 0,
       );
+    }
+  }
+  for (let c = 0; c < C; c++) {
+    const mean = load<f64>(params + (<usize>c << 5));
+    const lo = mean - <f64><f32>mean;
+    const a = acc + (<usize>c << 4);
+    const o = out + <usize>c * <usize>outStride;
+    const sdy = load<f64>(a);
+    store<f64>(o, <f64>rows * <f64>S);
+    store<f64>(o, sdy, 8);
+    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
+  }
+}
+
+/**
+ * bwdStatsRows32 over `rows` rows of channels [0, C) at x, dy, mask (their means at params +
+ * 32 * c) and, in step with it, bwdApplyRows32 of `nRows` rows of `nC` channels at qx, qdy, qm,
+ * dx at qdx (their coefficients at qParams + 32 * c), rows `rowStride` apart on every side: for
+ * runs (S > 1), channel c of row r of the one with the same of the other in one loop (bwdRun32
+ * with `apply`), so that the loads of the one and the stores of the other are in flight together.
+ * The partials and dx are those of the two kernels called apart, bit for bit; for S = 1 they are
+ * called apart. `acc`: rowScratchBytes(C + nC).
+ */
+export function bwdStatsApplyRows32(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
+  qx: usize, qdy: usize, qm: usize, qdx: usize, nRows: i32, nC: i32, qParams: usize,
+): void {
+  if (S == 1) {
+    bwdStatsRows32(x, dy, mask, rows, C, S, rowStride, params, acc, out, outStride);
+    bwdApplyRows32(qx, qdy, qm, qdx, nRows, nC, S, rowStride, qParams, acc);
+    return;
+  }
+  const useMask = mask != 0;
+  for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
+  const rowBytes = (<usize>rowStride) << 2;
+  const R = max(rows, nRows);
+  const K = max(C, nC);
+  for (let r = 0; r < R; r++) {
+    const row = <usize>r * rowBytes;
+    for (let c = 0; c < K; c++) {
+      const off = row + ((<usize>c * <usize>S) << 2);
+      const sums = r < rows && c < C;
+      const dx = r < nRows && c < nC;
+      const hi = sums ? <f32>load<f64>(params + (<usize>c << 5)) : 0;
+      const a = acc + (<usize>c << 4);
+      if (!dx) {
+        if (sums) bwdRun32(x + off, dy + off, mask + off, S, hi, useMask, a, false, false, 0, 0, 0, 0, 0, 0, 0, 0);
+        continue;
+      }
+      const q = qParams + (<usize>c << 5);
+      const qa = load<f64>(q);
+      const qb = load<f64>(q, 8);
+      const qMean = load<f64>(q, 16);
+      const qd = load<f64>(q, 24);
+      if (!sums) {
+        bwdApplyPlanes32(qx + off, 0, qdy + off, 0, useMask ? qm + off : 0, 0, qdx + off, 0, 1, S, qa, qb, qMean, qd);
+      } else if (qb != 0) {
+        // As bwdApplyPlanes32: where b is 0, x of the other run is not read.
+        bwdRun32(
+          x + off, dy + off, mask + off, S, hi, useMask, a,
+          true, true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qb, <f32>qMean, applyShift32(qb, qMean, qd),
+        );
+      } else {
+        bwdRun32(
+          x + off, dy + off, mask + off, S, hi, useMask, a,
+          true, false, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qb, <f32>qMean, applyShift32(qb, qMean, qd),
+        );
+      }
     }
   }
   for (let c = 0; c < C; c++) {

@@ -20,7 +20,9 @@
 export { statsNormPlanes32, statsPlaneGroups, statsPlanes32, statsPlanes64 } from './stats';
 export { statsNormRows32, statsRows32, statsRows64 } from './stats-rows';
 export { normalizePlanes32, normalizePlanes64, normalizeRows32, normalizeRows64 } from './normalize';
-export { bwdStatsApplyPlanes32, bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64 } from './backward-stats';
+export {
+  bwdStatsApplyPlanes32, bwdStatsApplyRows32, bwdStatsPlanes32, bwdStatsPlanes64, bwdStatsRows32, bwdStatsRows64,
+} from './backward-stats';
 export { bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64 } from './backward-apply';
 export { mergeBackward, mergeChannels, prepBackward, prepEval } from './merge';
 export { fill32, read32, stream32 } from './floor';
