@@ -460,7 +460,9 @@ for (const name of ['js', 'wasm'] as const) {
           }
           x.fill(GUARD, yBase - 4, yBase + n + 4);
           for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
-          kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, false);
+          // A fused ReLU in every other case.
+          const relu = (C + S + rows) % 2 === 1;
+          kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, relu);
           const ulp = f64Data ? 2 ** -52 : 2 ** -23;
           for (let i = 0; i < n; i++) {
             if (i % stride >= C * S) {
@@ -469,8 +471,9 @@ for (const name of ['js', 'wasm'] as const) {
             }
             const c = Math.floor((i % stride) / S);
             const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
-            const want = (x[xBase + i] - mean) * scale + bias;
-            const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(want));
+            const linear = (x[xBase + i] - mean) * scale + bias;
+            const want = relu ? Math.max(0, linear) : linear;
+            const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(linear));
             expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
           }
           expect(x[yBase - 1]).toBe(GUARD);
