@@ -44,6 +44,24 @@ function expectStats(got: Float64Array | number[], want: { n: number; mean: numb
   expect(Math.abs(got[2] - want.m2)).toBeLessThanOrEqual(rel * want.m2 + 1e-12);
 }
 
+/** Where the combined-op tests put partials apart (P1) and combined (P2), scratch and parameters. */
+const PAIRED = { P1: SCRATCH, P2: SCRATCH + 8192, ACC: SCRATCH + 16384, params: SCRATCH + (1 << 20) };
+
+/**
+ * Cases of a combined row op against its two ops apart, as [S, C, nC, rows, nRows] for runs of
+ * each length in `runs`: the channel counts and rows of the two sides differ (a phase's two groups
+ * need not match).
+ */
+function pairedRowCases(runs: number[]): [number, number, number, number, number][] {
+  const cases: [number, number, number, number, number][] = [];
+  for (const S of runs) {
+    for (const [C, nC] of [[1, 1], [3, 2], [2, 5], [16, 16], [13, 21]]) {
+      for (const [rows, nRows] of [[1, 1], [4, 3], [2, 7]]) cases.push([S, C, nC, rows, nRows]);
+    }
+  }
+  return cases;
+}
+
 for (const name of ['js', 'wasm'] as const) {
   describe(`${name} kernel`, () => {
     for (const f64Data of [false, true]) {
@@ -308,19 +326,9 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64, i32 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(11);
-        const P1 = SCRATCH;
-        const P2 = SCRATCH + 8192;
-        const ACC = SCRATCH + 16384;
-        const params = SCRATCH + (1 << 20);
-        // Channel counts and rows of the two sides differ (a phase's groups need not match), runs
-        // of every tail, channels in lanes (S = 1: the two ops apart), a band of wider rows.
-        const cases: [number, number, number, number, number][] = [];
-        for (const S of [1, 2, 3, 5, 17, 196]) {
-          for (const [C, nC] of [[1, 1], [3, 2], [2, 5], [16, 16], [13, 21]]) {
-            for (const [rows, nRows] of [[1, 1], [4, 3], [2, 7]]) cases.push([S, C, nC, rows, nRows]);
-          }
-        }
-        for (const [S, C, nC, rows, nRows] of cases) {
+        const { P1, P2, ACC, params } = PAIRED;
+        // Runs of every tail, channels in lanes (S = 1: the two ops apart), a band of wider rows.
+        for (const [S, C, nC, rows, nRows] of pairedRowCases([1, 2, 3, 5, 17, 196])) {
           for (const relu of [false, true]) {
             const off = (C + S + rows) % 4;
             // The reduced channels and the normalized ones lie in rows of C + nC channels (and a
@@ -370,17 +378,8 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64, i32 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(12);
-        const P1 = SCRATCH;
-        const P2 = SCRATCH + 8192;
-        const ACC = SCRATCH + 16384;
-        const params = SCRATCH + (1 << 20);
-        const cases: [number, number, number, number, number][] = [];
-        for (const S of [1, 3, 17, 65, 196]) {
-          for (const [C, nC] of [[1, 1], [3, 2], [2, 5], [16, 16], [13, 21]]) {
-            for (const [rows, nRows] of [[1, 1], [4, 3], [2, 7]]) cases.push([S, C, nC, rows, nRows]);
-          }
-        }
-        for (const [S, C, nC, rows, nRows] of cases) {
+        const { P1, P2, ACC, params } = PAIRED;
+        for (const [S, C, nC, rows, nRows] of pairedRowCases([1, 3, 17, 65, 196])) {
           for (const masked of [false, true]) {
             const off = (C + S + rows) % 4;
             // x, dy and the mask are three arrays with the same rows of C + nC channels (and a few

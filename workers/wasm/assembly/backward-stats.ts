@@ -207,16 +207,7 @@ export function bwdStatsRows32(
       );
     }
   }
-  for (let c = 0; c < C; c++) {
-    const mean = load<f64>(params + (<usize>c << 5));
-    const lo = mean - <f64><f32>mean;
-    const a = acc + (<usize>c << 4);
-    const o = out + <usize>c * <usize>outStride;
-    const sdy = load<f64>(a);
-    store<f64>(o, <f64>rows * <f64>S);
-    store<f64>(o, sdy, 8);
-    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
-  }
+  shortBwdPartials32(rows, C, S, params, acc, out, outStride);
 }
 
 /**
@@ -275,6 +266,14 @@ export function bwdStatsApplyRows32(
       }
     }
   }
+  shortBwdPartials32(rows, C, S, params, acc, out, outStride);
+}
+
+/**
+ * The backward partials of C channels of short runs from their (Σdy, Σdy·(x - hi)) at acc (16
+ * bytes a channel): (count, Σdy, Σdy·(x - mean)), with mean = hi + lo at params + 32 * c.
+ */
+@inline function shortBwdPartials32(rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
   for (let c = 0; c < C; c++) {
     const mean = load<f64>(params + (<usize>c << 5));
     const lo = mean - <f64><f32>mean;
