@@ -23,7 +23,7 @@ export function bwdStatsPlanes32(
 /**
  * bwdStatsPlanes32, and in step with it bwdApplyPlanes32 over a block of the same shape of another
  * channel (its x, dy, mask and dx at qx, qdy, qm, qdx, with the same row strides but dx's, with
- * that channel's a, b, mean and d): after each 1 KiB turn of a run of the sums, the same turn of
+ * that channel's a, b, mean and d): after each turn (TURN_BYTES) of a run of the sums, the same turn of
  * the other block's run gets its dx, so that the loads of the one and the stores of the other are
  * in flight together (a fused backward reduces a channel while it applies the gradient to the one
  * before). The partial and dx are those of the two kernels called apart, bit for bit: a run's

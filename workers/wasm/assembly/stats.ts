@@ -48,8 +48,14 @@ import { normRunF32 } from './normalize';
   v128.store(acc, f64x2.add(a2, f64x2(t2, 0)), 16);
 }
 
-/** Runs are read in turns of this many bytes per block (a multiple of every unrolled loop's step). */
-export const TURN_BYTES: usize = 1024;
+/**
+ * Runs are read in turns of this many bytes per block (a multiple of every unrolled loop's step, so
+ * that the sums, hence the bits, do not depend on it). On the current machine A's fused training
+ * (statsNormPlanes32) took 1.13-1.25 of the floor in 512-byte turns against 1.30-1.40 in 1 KiB
+ * ones, 1.28-1.42 against 1.32-1.47 in 256-byte ones and 1.40-1.48 against 1.47-1.70 in 2-4 KiB
+ * ones (the builds' calls alternated in one process, 3-8 runs a pair); 1 KiB was the AMD machine's.
+ */
+export const TURN_BYTES: usize = 512;
 /** Scratch per block of statsPlanes: s1 and s2 lanes (32 bytes), the f64 kernel's second pair (32). */
 const BLOCK_ACC_BYTES: usize = 64;
 
@@ -58,11 +64,11 @@ const BLOCK_ACC_BYTES: usize = 64;
  * and is `rows` runs of `len` float32, run r `r * rowStride` elements after its start; its partial
  * goes to out + i * outStride (bytes). `acc` holds 64 bytes a block.
  *
- * The blocks' runs are read in turns of 1 KiB, so that two streams are in flight: the blocks of a
- * channel lie a whole row of the tensor apart, and reading them one after another ran at 17-20 GB/s
- * on this project's machine where two in turns ran at 23-26 (29 in memory order). Three or four
- * streams ran at 12-15, and turns of 256 bytes lost to the loop overhead (bench notes in the
- * commit). A block's sums are the same, bit for bit, however many blocks share the call: sums32
+ * The blocks' runs are read in turns of TURN_BYTES, so that two streams are in flight: the blocks of
+ * a channel lie a whole row of the tensor apart, and reading them one after another ran at 17-20
+ * GB/s on this project's earlier machine where two in turns of 1 KiB ran at 23-26 (29 in memory
+ * order). Three or four streams ran at 12-15, and turns of 256 bytes lost to the loop overhead
+ * there (bench notes in the commit). A block's sums are the same, bit for bit, however many blocks share the call: sums32
  * carries its accumulators across turns.
  */
 export function statsPlanes32(
@@ -74,7 +80,7 @@ export function statsPlanes32(
 /**
  * statsPlanes32, and in step with it y = (x - mean) * scale + bias (normalizePlanes32) over as
  * many blocks of the same shape of another channel: block i of those at nx + i * nxBlockStride
- * elements (y at ny + i * nyBlockStride), their runs nxRowStride (nyRowStride) apart. Each 1 KiB
+ * elements (y at ny + i * nyBlockStride), their runs nxRowStride (nyRowStride) apart. Each
  * turn of the statistics is followed by the same turn of the normalization, so that the loads of
  * the one and the stores of the other are in flight together: a fused training forward reduces a
  * channel while it normalizes the one before (A: 1.49-1.60 of the floor at two threads, against
