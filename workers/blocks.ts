@@ -360,13 +360,14 @@ export class BlockWalker {
     const f64 = this.#views.f64;
     const q = this.#paramsIndex(prev);
     const last = grid.S - (grid.sChunks - 1) * grid.sChunkLen;
+    const lenOf = (k: number): number => (k === grid.sChunks - 1 ? last : grid.sChunkLen);
     for (let r = 0; r < count; r++) {
       const x = this.#at(region.xByte, region.xRowStride, g + r, cl);
       const nx = this.#at(region.xByte, region.xRowStride, h + r, prev);
       const ny = this.#at(region.yByte, region.yRowStride, h + r, prev);
       const out = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + g + r, 0);
       for (let k = 0; k < grid.sChunks;) {
-        const len = k === grid.sChunks - 1 ? last : grid.sChunkLen;
+        const len = lenOf(k);
         const off = k * grid.sChunkLen * bpe;
         if (this.#task.backward) {
           const dy = this.#at(region.dyByte, region.dyRowStride, g + r, cl);
@@ -382,7 +383,8 @@ export class BlockWalker {
           this.#copy?.planes(this.#rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, len, ny + off);
           k++;
         } else {
-          const n = len === grid.sChunkLen && k + 1 < grid.sChunks && (k + 1 < grid.sChunks - 1 || last === grid.sChunkLen) ? 2 : 1;
+          // Two stretches a call where the next is as long (PLANE_BLOCKS_MAX).
+          const n = k + 1 < grid.sChunks && lenOf(k + 1) === len ? 2 : 1;
           this.#kernel.statsNormPlanes(
             this.#f64Data, x + off, n, grid.sChunkLen, 1, region.xRowStride, len, out + k * PARTIAL_BYTES, PARTIAL_BYTES, this.#task.accByte,
             nx + off, grid.sChunkLen, region.xRowStride, ny + off, grid.sChunkLen, region.yRowStride, f64[q], f64[q + 1], f64[q + 2], this.#task.relu,
