@@ -157,6 +157,8 @@ describe('work claimed from a shared counter', () => {
     ['split, plane mode', [4, 3, 64, 64], 'train', {}],
     ['split, row mode', [8, 6, 30, 31], 'train', {}],
     ['phased', [16, 3, 64, 64], 'train', { cacheBytes: 16 * 4096 * 4 }],
+    ['phased, row mode', [61, 8, 9, 10], 'train', { cacheBytes: 100_000 }],
+    ['phased, row mode, backward', [61, 8, 9, 10], 'backward', { cacheBytes: 100_000 }],
     ['normalize (eval)', [8, 6, 30, 31], 'eval', {}],
     ['backward (split)', [8, 6, 30, 31], 'backward', {}],
   ];
