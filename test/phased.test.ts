@@ -167,23 +167,27 @@ for (const kernel of KERNELS) {
 }
 
 describe('phased split, abort', () => {
-  it('a task waiting at a group barrier gives up when the call is aborted; nothing changes', async () => {
-    const shape = [4, 3, 100, 101];
-    const pool = new Pool({ threads: 2, inlineThreshold: 0, cacheBytes: 400_000 });
-    expect(phasesOf(shape, 4, 2, 400_000)).not.toBeNull();
-    const x = randomTensor(shape, 'float32', 3);
-    const bn = new BatchNorm(3, { pool });
-    const ac = new AbortController();
-    // One task stalls until the call is cancelled, so the other is certainly at the first barrier.
-    injectFault(pool, { kind: 'stall' });
-    const call = bn.forward(x, shape, { signal: ac.signal });
-    setTimeout(() => ac.abort(), 30);
-    await expect(call).rejects.toBeInstanceOf(AbortError);
-    expect(bn.numBatchesTracked).toBe(0);
-    expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
-    expect(pool.memoryStats.liveBytes).toBe(0);
-    const y = await bn.forward(x, shape);
-    expect(outputErrorRatio(y, x, shape, referenceForward(x, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
-    await pool.close();
-  });
+  const cases = [['plane', [4, 3, 100, 101], 400_000], ['row', [61, 4, 9, 10], 40_000]] as const;
+  for (const [mode, dims, cacheBytes] of cases) {
+    it(`a task waiting at a group barrier gives up when the call is aborted; nothing changes (${mode} mode)`, async () => {
+      const shape = [...dims];
+      const C = shape[1];
+      const pool = new Pool({ threads: 2, inlineThreshold: 0, cacheBytes });
+      expect(phasesOf(shape, 4, 2, cacheBytes)).not.toBeNull();
+      const x = randomTensor(shape, 'float32', 3);
+      const bn = new BatchNorm(C, { pool });
+      const ac = new AbortController();
+      // One task stalls until the call is cancelled, so the other is certainly at the first barrier.
+      injectFault(pool, { kind: 'stall' });
+      const call = bn.forward(x, shape, { signal: ac.signal });
+      setTimeout(() => ac.abort(), 30);
+      await expect(call).rejects.toBeInstanceOf(AbortError);
+      expect(bn.numBatchesTracked).toBe(0);
+      expect(Array.from(bn.runningMean!)).toEqual(new Array(C).fill(0));
+      expect(pool.memoryStats.liveBytes).toBe(0);
+      const y = await bn.forward(x, shape);
+      expect(outputErrorRatio(y, x, shape, referenceForward(x, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+      await pool.close();
+    });
+  }
 });
