@@ -50,10 +50,11 @@ const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 const RESERVED_BYTES = 65536;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
- * bench/inline-threshold.ts on this project's 2-core machine (README, "Small inputs"), in finer
- * steps around it. With the JS kernels, 2 workers took 0.99-1.43x the inline time at 65,536
+ * bench/inline-threshold.ts on this project's earlier 2-core machine (README, "Small inputs"), in
+ * finer steps around it. With the JS kernels, 2 workers took 0.99-1.43x the inline time at 65,536
  * elements and 0.76-0.80x at 81,920; with the WASM kernels, 1.07-1.08x at 786,432 and 0.79-0.80x
- * at 917,504.
+ * at 917,504. On the current machine: JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
+ * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each; kept, see the README).
  */
 export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 65536, wasm: 786432 };
 
