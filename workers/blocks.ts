@@ -615,15 +615,26 @@ export class BlockWalker {
     return { rowOff, rows, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
   }
 
+  /** Row mode: where channel c0's partial of region row group g goes, and the bytes between channels' partials. */
+  #rowOut(g: number, c0: number): [number, number] {
+    const { grid } = this.#task;
+    return [partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES];
+  }
+
+  /** Row mode: the mask's byte at `bytes` from the start of the region's arrays, or 0 without one. */
+  #rowMask(bytes: number): number {
+    const { maskByte } = this.#task.region;
+    return maskByte === 0 ? 0 : maskByte + bytes;
+  }
+
   /** Row mode: the partials of channels [c0, c1) (band b's, or a `phased` group's) over region row group g. */
   #rowStats(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
     const { rows, bytes } = this.#bandBlock(g, c0, c1);
-    const outByte = partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0);
-    const outStride = grid.blocksPerChannel * PARTIAL_BYTES;
+    const [outByte, outStride] = this.#rowOut(g, c0);
     if (this.#task.backward) {
       this.#kernel.bwdStatsRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
         rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
       );
       return;
@@ -641,13 +652,11 @@ export class BlockWalker {
     const stats = this.#bandBlock(g, c0, c1);
     const norm = this.#bandBlock(h, p0, p1);
     if (this.#task.backward) {
-      const mask = (bytes: number): number => (region.maskByte === 0 ? 0 : region.maskByte + bytes);
       const dx = region.yByte + norm.bytes;
       this.#kernel.bwdStatsApplyRows(
-        this.#f64Data, region.xByte + stats.bytes, region.dyByte + stats.bytes, mask(stats.bytes), stats.rows, c1 - c0, grid.S,
-        grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte,
-        partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
-        region.xByte + norm.bytes, region.dyByte + norm.bytes, mask(norm.bytes), dx, norm.rows, p1 - p0,
+        this.#f64Data, region.xByte + stats.bytes, region.dyByte + stats.bytes, this.#rowMask(stats.bytes), stats.rows, c1 - c0, grid.S,
+        grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, ...this.#rowOut(g, c0),
+        region.xByte + norm.bytes, region.dyByte + norm.bytes, this.#rowMask(norm.bytes), dx, norm.rows, p1 - p0,
         this.#layout.paramsByte + p0 * PARAM_BYTES,
       );
       this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, dx);
@@ -656,8 +665,7 @@ export class BlockWalker {
     const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
     const yByte = region.yByte + norm.bytes;
     this.#kernel.statsNormRows(
-      this.#f64Data, region.xByte + stats.bytes, stats.rows, c1 - c0, grid.S, grid.C * grid.S, accByte,
-      partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES,
+      this.#f64Data, region.xByte + stats.bytes, stats.rows, c1 - c0, grid.S, grid.C * grid.S, accByte, ...this.#rowOut(g, c0),
       region.xByte + norm.bytes, yByte, norm.rows, p1 - p0, this.#layout.paramsByte + p0 * PARAM_BYTES, this.#task.relu,
       rowParams === 0 ? 0 : rowParams + 4 * p0, stride,
     );
@@ -672,7 +680,7 @@ export class BlockWalker {
     const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
     if (this.#task.backward) {
       this.#kernel.bwdApplyRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, region.maskByte === 0 ? 0 : region.maskByte + bytes,
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
         yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
       );
     } else {
