@@ -44,7 +44,7 @@ function expectStats(got: Float64Array | number[], want: { n: number; mean: numb
   expect(Math.abs(got[2] - want.m2)).toBeLessThanOrEqual(rel * want.m2 + 1e-12);
 }
 
-/** Where the combined-op tests put partials apart (P1) and combined (P2), scratch and parameters. */
+/** Where the combined-op tests put partials apart (P1) and combined (P2), their scratch and parameters. */
 const PAIRED = { P1: SCRATCH, P2: SCRATCH + 8192, ACC: SCRATCH + 16384, params: SCRATCH + (1 << 20) };
 
 /**
@@ -194,9 +194,7 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(9);
-        const P1 = SCRATCH;
-        const P2 = SCRATCH + 4096;
-        const ACC = SCRATCH + 8192;
+        const { P1, P2, ACC } = PAIRED;
         for (const len of [1, 5, 17, 63, 129, 255, 256, 257, 1001, 1025, 2049]) {
           for (const [blocks, rows] of [[1, 1], [2, 1], [1, 3], [2, 3]]) {
             for (const relu of [false, true]) {
@@ -248,8 +246,7 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(10);
-        const P1 = SCRATCH;
-        const P2 = SCRATCH + 64;
+        const { P1, P2 } = PAIRED;
         for (const len of [1, 5, 17, 63, 64, 65, 255, 256, 257, 1001, 1025, 2049]) {
           for (const rows of [1, 3]) {
             for (const [masked, b] of [[false, 0.25], [true, -0.5], [false, 0], [true, 0]] as const) {
