@@ -18,7 +18,16 @@ interface Case {
 }
 
 const file = new URL('../../shared/conformance/onnx-pytorch-converted.json', import.meta.url);
-const { cases } = JSON.parse(readFileSync(file, 'utf8')) as { cases: Case[] };
+const { cases } = JSON.parse(readVectors(file)) as { cases: Case[] };
+
+/** The vectors' text; a missing file fails the suite with where it was looked for. */
+function readVectors(url: URL): string {
+  try {
+    return readFileSync(url, 'utf8');
+  } catch (err) {
+    throw new Error(`conformance vectors not found at ${url.pathname}: the project expects shared/ beside it (../shared from its root)`, { cause: err });
+  }
+}
 
 for (const kernel of KERNELS) {
   describe(`ONNX/PyTorch conformance vectors (${kernel} kernel)`, () => {
