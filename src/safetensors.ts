@@ -27,17 +27,33 @@ export interface SafeTensor {
 /** Largest header accepted when reading (the reference reader's limit is 100 MB). */
 const MAX_HEADER = 100_000_000;
 
-/** Encodes tensors, in the given order, with optional string metadata. */
+/**
+ * Rank of each dtype in the reference implementation's `Dtype` enum (..., I32, U32, F32, F64, I64,
+ * U64): its serializer lays tensors out by this rank, highest first, then by name.
+ */
+const DTYPE_RANK: Record<SafetensorsDtype, number> = { I32: 0, F32: 1, F64: 2, I64: 3 };
+
+/**
+ * Encodes tensors with optional string metadata, in the reference serializer's order (dtype rank
+ * descending, then name as UTF-8 bytes), so that the bytes are those `safetensors.torch.save_file`
+ * writes for the same tensors and metadata.
+ */
 export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) header.__metadata__ = metadata;
+  const ordered = Object.entries(tensors).sort(([a, ta], [b, tb]) => (
+    DTYPE_RANK[tb.dtype] - DTYPE_RANK[ta.dtype] || Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
+  ));
+  // The header's entries in that order, written out one by one: an object would move names that
+  // look like integers to the front, and a name "__proto__" would set its prototype instead.
+  const entries = metadata === undefined ? [] : [`"__metadata__":${JSON.stringify(metadata)}`];
+  const begins: number[] = [];
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const [name, t] of ordered) {
     const size = t.data.length * DTYPES[t.dtype].bytes;
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    entries.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] })}`);
+    begins.push(offset);
     offset += size;
   }
-  let json = JSON.stringify(header);
+  let json = `{${entries.join(',')}}`;
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.length + offset);
@@ -45,11 +61,10 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?
   view.setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   const base = 8 + headerBytes.length;
-  for (const [name, t] of Object.entries(tensors)) {
-    const [begin] = (header[name] as { data_offsets: number[] }).data_offsets;
+  ordered.forEach(([, t], j) => {
     const { bytes, write } = DTYPES[t.dtype];
-    for (let i = 0; i < t.data.length; i++) write(view, base + begin + i * bytes, t.data[i]);
-  }
+    for (let i = 0; i < t.data.length; i++) write(view, base + begins[j] + i * bytes, t.data[i]);
+  });
   return out;
 }
 
