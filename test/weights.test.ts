@@ -153,6 +153,21 @@ describe('safetensors', () => {
     }
   });
 
+  it('lays tensors out as the reference serializer does: dtype I64, F64, F32, I32, then name', () => {
+    const one = (dtype: 'F32' | 'F64' | 'I64' | 'I32') => ({ dtype, shape: [1], data: [1] });
+    // Names an object would reorder ("0") or swallow ("__proto__") keep their place.
+    const bytes = encodeSafetensors({ b: one('F32'), __proto__x: one('I32'), a: one('F32'), c: one('F64'), 0: one('I64'), d: one('I64') });
+    const n = Number(Buffer.from(bytes).readBigUInt64LE(0));
+    const header = Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8').trimEnd();
+    expect(header).toBe([
+      '{"0":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}', '"d":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}',
+      '"c":{"dtype":"F64","shape":[1],"data_offsets":[16,24]}', '"a":{"dtype":"F32","shape":[1],"data_offsets":[24,28]}',
+      '"b":{"dtype":"F32","shape":[1],"data_offsets":[28,32]}', '"__proto__x":{"dtype":"I32","shape":[1],"data_offsets":[32,36]}}',
+    ].join(','));
+    const proto = encodeSafetensors(JSON.parse('{"__proto__":{"dtype":"F32","shape":[2],"data":[3,4]}}'));
+    expect(Array.from(decodeSafetensors(proto).tensors.__proto__.data)).toEqual([3, 4]);
+  });
+
   it('reads by the reference reader\'s rules: offsets sorted by (begin, end), exact cover, sizes', () => {
     // An empty tensor may share its offset with the next one, listed in either order.
     const withEmpty = file('{"b":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}', f32Bytes);
@@ -208,4 +223,38 @@ describe('safetensors', () => {
     writeFileSync(path, good);
     await expect(new BatchNorm(4, { pool }).loadSafetensors(path)).rejects.toThrow(/length 4/);
   });
+});
+
+// Files written by the safetensors Python package itself (safetensors.torch.save_file of a
+// torch.nn.BatchNorm state dict), made by test/fixtures/safetensors/make_files.py; CI has no
+// Python packages, so they are committed with the values they hold.
+describe('safetensors files from the Python package', () => {
+  const fixtures = new URL('./fixtures/safetensors/', import.meta.url);
+  const expected = JSON.parse(readFileSync(new URL('expected.json', fixtures), 'utf8')) as {
+    generator: string;
+    files: Record<string, { channels: number; dtype: 'float32' | 'float64'; weight: number[]; bias: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number }>;
+  };
+
+  it('has both files', () => {
+    expect(expected.generator).toMatch(/^PyTorch 2\..*, safetensors 0\./);
+    expect(Object.keys(expected.files)).toEqual(['torch-bn2d-f32', 'torch-bn1d-f64']);
+  });
+
+  for (const [name, want] of Object.entries(expected.files)) {
+    it(`${name}: loads the values torch saved, and saves the same bytes`, async () => {
+      const path = new URL(`${name}.safetensors`, fixtures);
+      const bn = new BatchNorm(want.channels, { pool, dtype: want.dtype });
+      await bn.loadSafetensors(path.pathname);
+      // expected.json holds float32 values in their shortest form: exact once rounded to float32.
+      const Float = want.dtype === 'float32' ? Float32Array : Float64Array;
+      expect(bn.weight).toEqual(Float.from(want.weight));
+      expect(bn.bias).toEqual(Float.from(want.bias));
+      expect(bn.runningMean).toEqual(Float.from(want.running_mean));
+      expect(bn.runningVar).toEqual(Float.from(want.running_var));
+      expect(bn.numBatchesTracked).toBe(want.num_batches_tracked);
+      const out = join(dir, `${name}.safetensors`);
+      await bn.saveSafetensors(out);
+      expect(readFileSync(out).equals(readFileSync(path))).toBe(true);
+    });
+  }
 });
