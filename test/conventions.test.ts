@@ -1,8 +1,10 @@
 /**
  * Framework conventions: torch (default), onnx and keras momentum and variance rules, checked
- * against a float64 reference and, for onnx, against onnxruntime's own BatchNormalization
- * (opset 15, training_mode 1).
+ * against a float64 reference, against onnxruntime's own BatchNormalization (opset 15,
+ * training_mode 1), and against keras.layers.BatchNormalization's own numbers (Keras 3.15 on
+ * JAX; test/fixtures/keras/make_vectors.py wrote them, committed since CI has no Keras).
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, CONVENTIONS, Pool } from '../dist/src/index.js';
@@ -83,4 +85,70 @@ describe('conventions', () => {
     const unbiased = Array.from({ length: 3 }, (_, c) => momentum * var0[c] + (1 - momentum) * stats.var[c] * m / (m - 1));
     expect(maxRelativeError(bn.runningVar!, unbiased, 1e-3)).toBeGreaterThan(1e-4);
   });
+});
+
+interface KerasCase {
+  name: string;
+  shape: number[];
+  dtype: 'float32';
+  momentum: number;
+  epsilon: number;
+  affine: boolean;
+  gamma: number[] | null;
+  beta: number[] | null;
+  x1: number[];
+  x2: number[];
+  train_y: number[];
+  moving_mean: number[];
+  moving_variance: number[];
+  weights: number[][];
+  eval_y: number[];
+}
+
+describe("keras: Keras's own BatchNormalization (channels last)", () => {
+  const keras = JSON.parse(readFileSync(new URL('./fixtures/keras/vectors.json', import.meta.url), 'utf8')) as { generator: string; cases: KerasCase[] };
+  /**
+   * Worst |got - want| / (1 + |want|): both compute in float32 in different orders (Keras: XLA's
+   * reductions); measured up to 3.0e-7 (training y; running statistics 8e-8), 1e-6 allowed. The
+   * torch rules on the same data miss the moving variance by 6e-4 to 3e-2.
+   */
+  const worst = (got: ArrayLike<number>, want: readonly number[]): number => {
+    expect(got.length).toBe(want.length);
+    let w = 0;
+    for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
+    return w;
+  };
+
+  it('has the vectors of every case', () => {
+    expect(keras.generator).toMatch(/^Keras 3\./);
+    expect(keras.cases.map((c) => c.shape.length)).toEqual([4, 2, 3, 4]);
+  });
+
+  for (const c of keras.cases) {
+    it(`${c.name} [${c.shape}]`, async () => {
+      const C = c.shape[c.shape.length - 1];
+      const defaults = c.momentum === 0.99 && c.epsilon === 1e-3;
+      const options = defaults ? {} : { momentum: c.momentum, eps: c.epsilon };
+      const bn = new BatchNorm(C, { pool, convention: 'keras', layout: 'channels-last', affine: c.affine, ...options });
+      expect([bn.momentum, bn.eps]).toEqual([c.momentum, c.epsilon]);
+      if (c.affine) {
+        bn.weight!.set(c.gamma!);
+        bn.bias!.set(c.beta!);
+      }
+      await bn.forward(Float32Array.from(c.x1), c.shape);
+      const x2 = Float32Array.from(c.x2);
+      expect(worst(await bn.forward(x2, c.shape), c.train_y), 'training y').toBeLessThanOrEqual(1e-6);
+      expect(worst(bn.runningMean!, c.moving_mean), 'moving_mean').toBeLessThanOrEqual(1e-6);
+      expect(worst(bn.runningVar!, c.moving_variance), 'moving_variance').toBeLessThanOrEqual(1e-6);
+      bn.eval();
+      expect(worst(await bn.forward(x2, c.shape), c.eval_y), 'eval y').toBeLessThanOrEqual(1e-6);
+      if (!c.affine) return;
+      // get_weights() order, both ways: a module loaded with Keras's weights gives Keras's output.
+      bn.exportWeights('keras').forEach((w, i) => expect(worst(w, c.weights[i]), `weight ${i}`).toBeLessThanOrEqual(1e-6));
+      const loaded = new BatchNorm(C, { pool, convention: 'keras', layout: 'channels-last', ...options });
+      loaded.importWeights('keras', c.weights);
+      loaded.eval();
+      expect(worst(await loaded.forward(x2, c.shape), c.eval_y), 'eval y, imported').toBeLessThanOrEqual(1e-6);
+    });
+  }
 });
