@@ -2,7 +2,8 @@
  * Against PyTorch itself: training forward, running statistics (momentum 0.1, 0.3 and the
  * cumulative average), eval forward, and the gradients of both from autograd, computed by
  * torch.nn.BatchNorm{1,2,3}d 2.13 (test/fixtures/torch/make_vectors.py wrote the vectors; CI has
- * no PyTorch, so they are committed). Ranks 2 to 5, both dtypes, affine off, fused ReLU.
+ * no PyTorch, so they are committed). Ranks 2 to 5, both dtypes, affine off, fused ReLU, and
+ * channels last (torch's numbers with the channel axis moved last, run with that layout).
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +12,8 @@ import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js
 
 interface TorchCase {
   name: string;
+  layout: 'channels-first' | 'channels-last';
+  /** The stored arrays' shape: (N, C, ...) or, channels last, (N, ..., C). */
   shape: number[];
   dtype: 'float32' | 'float64';
   momentum: number | null;
@@ -46,7 +49,8 @@ function expectClose(got: ArrayLike<number>, want: readonly number[], tol: numbe
 
 it('has the vectors of every case', () => {
   expect(vectors.generator).toMatch(/^PyTorch 2\./);
-  expect(vectors.cases.map((c) => c.shape.length).sort()).toEqual([2, 3, 4, 4, 4, 5]);
+  expect(vectors.cases.map((c) => c.shape.length).sort()).toEqual([2, 3, 3, 4, 4, 4, 4, 5, 5]);
+  expect(vectors.cases.filter((c) => c.layout === 'channels-last').map((c) => c.shape.length)).toEqual([3, 4, 5]);
 });
 
 for (const kernel of KERNELS) {
@@ -61,9 +65,10 @@ for (const kernel of KERNELS) {
           const Float = c.dtype === 'float32' ? Float32Array : Float64Array;
           const tol = c.dtype === 'float32' ? 1e-6 : 1e-14;
           const sumTol = c.dtype === 'float32' ? 2e-6 : 1e-13;
-          const bn = new BatchNorm(c.shape[1], {
+          const C = c.layout === 'channels-last' ? c.shape[c.shape.length - 1] : c.shape[1];
+          const bn = new BatchNorm(C, {
             pool: pools.get(poolName)!, dtype: c.dtype, momentum: c.momentum, eps: c.eps, affine: c.affine,
-            activation: c.relu ? 'relu' : null,
+            activation: c.relu ? 'relu' : null, layout: c.layout,
           });
           if (c.affine) {
             bn.weight!.set(c.weight!);
