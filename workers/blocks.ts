@@ -116,10 +116,20 @@ export class BlockWalker {
     const c = region.c0 + cl;
     const { rowOff } = this.#rowGroup(gl);
     const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
-    this.#kernel.statsPlaneGroups(
-      this.#f64Data, xByte, n, stride, outStride, 1, 0, 1, 0, len,
-      partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k), 0, this.#task.accByte,
-    );
+    const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k);
+    // Two blocks a group, read in turns (two streams): A's statistics pass took 6.3 GB/s a block at
+    // a time against 8.1 in pairs on one thread (read32: 8.1). Same partials either way.
+    const pairs = n >> 1;
+    if (pairs > 0) {
+      this.#kernel.statsPlaneGroups(
+        this.#f64Data, xByte, pairs, 2 * stride, 2 * outStride, PLANE_BLOCKS_MAX, stride, 1, 0, len, outByte, outStride, this.#task.accByte,
+      );
+    }
+    if (n % 2 === 1) {
+      this.#kernel.statsPlaneGroups(
+        this.#f64Data, xByte + (n - 1) * stride * this.#bpe, 1, 0, 0, 1, 0, 1, 0, len, outByte + (n - 1) * outStride, 0, this.#task.accByte,
+      );
+    }
   }
 
   /**
