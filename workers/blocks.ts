@@ -117,17 +117,20 @@ export class BlockWalker {
     const { rowOff } = this.#rowGroup(gl);
     const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
     const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k);
-    // Two blocks a group, read in turns (two streams): A's statistics pass took 6.3 GB/s a block at
-    // a time against 8.1 in pairs on one thread (read32: 8.1). Same partials either way.
-    const pairs = n >> 1;
-    if (pairs > 0) {
+    // PLANE_BLOCKS_MAX blocks a group, read in turns (as many streams): A's statistics pass took
+    // 6.3 GB/s a block at a time against 8.1 in pairs on one thread (read32: 8.1). Same partials.
+    const per = PLANE_BLOCKS_MAX;
+    const groups = Math.floor(n / per);
+    const rest = n - groups * per;
+    if (groups > 0) {
       this.#kernel.statsPlaneGroups(
-        this.#f64Data, xByte, pairs, 2 * stride, 2 * outStride, PLANE_BLOCKS_MAX, stride, 1, 0, len, outByte, outStride, this.#task.accByte,
+        this.#f64Data, xByte, groups, per * stride, per * outStride, per, stride, 1, 0, len, outByte, outStride, this.#task.accByte,
       );
     }
-    if (n % 2 === 1) {
+    if (rest > 0) {
       this.#kernel.statsPlaneGroups(
-        this.#f64Data, xByte + (n - 1) * stride * this.#bpe, 1, 0, 0, 1, 0, 1, 0, len, outByte + (n - 1) * outStride, 0, this.#task.accByte,
+        this.#f64Data, xByte + groups * per * stride * this.#bpe, 1, 0, 0, rest, stride, 1, 0, len,
+        outByte + groups * per * outStride, outStride, this.#task.accByte,
       );
     }
   }
