@@ -108,15 +108,13 @@ interface KerasCase {
 describe("keras: Keras's own BatchNormalization (channels last)", () => {
   const keras = JSON.parse(readFileSync(new URL('./fixtures/keras/vectors.json', import.meta.url), 'utf8')) as { generator: string; cases: KerasCase[] };
   /**
-   * Worst |got - want| / (1 + |want|): both compute in float32 in different orders (Keras: XLA's
-   * reductions); measured up to 3.0e-7 (training y; running statistics 8e-8), 1e-6 allowed. The
-   * torch rules on the same data miss the moving variance by 6e-4 to 3e-2.
+   * Worst |got - want| / max(|want|, 1): both compute in float32 in different orders (Keras: XLA's
+   * reductions); measured up to 3.8e-7 (outputs; running statistics 1.5e-7), 1e-6 allowed. The
+   * torch rules on the same data miss the moving variance by 1e-3 to 5e-2.
    */
   const worst = (got: ArrayLike<number>, want: readonly number[]): number => {
     expect(got.length).toBe(want.length);
-    let w = 0;
-    for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(got[i] - want[i]) / (1 + Math.abs(want[i])));
-    return w;
+    return maxRelativeError(got, want, 1);
   };
 
   it('has the vectors of every case', () => {
