@@ -36,8 +36,8 @@ for (const kernel of KERNELS) {
           const bn = new BatchNorm(3, { pool: pools.get(name)!, dtype, activation: 'relu' });
           const y = await bn.forward(x, shape);
           const g = await bn.backward(dy);
-          // Reference: the plain backward of dy masked by y > 0.
-          const masked = dy.map((v, i) => (y[i] > 0 ? v : 0));
+          // Reference: the plain backward of dy zeroed where y <= 0.
+          const masked = dy.map((v, i) => (y[i] <= 0 ? 0 : v));
           const st = channelStats(x, shape);
           const plain = await batchNormBackward(x, masked as typeof dy, shape, { mean: Float64Array.from(st.mean), var: Float64Array.from(st.var), pool: pools.get(name)! });
           const tol = dtype === 'float32' ? 1e-5 : 1e-12;
@@ -48,6 +48,56 @@ for (const kernel of KERNELS) {
           }
           // The unmasked gradient is different: the mask mattered.
           expect(plain.dBias[0]).not.toBeCloseTo(dy.filter((_, i) => Math.floor(i / 156) % 3 === 0).reduce((a, b) => a + b, 0), 3);
+        });
+      }
+    }
+
+    // Shapes for each kernel path that reads the mask: planes ([2, 3, 40, 41]), short runs
+    // ([5, 3, 6, 7]), channels in lanes ([40, 37], channels last [6, 5, 5, 21]) and the few-channel
+    // pattern ([40, 3]); the NaN sits in a vector's body and in a tail.
+    for (const [shape, layout] of [
+      [[2, 3, 40, 41], 'channels-first'], [[5, 3, 6, 7], 'channels-first'], [[40, 37], 'channels-first'],
+      [[6, 5, 5, 21], 'channels-last'], [[40, 3], 'channels-first'],
+    ] as const) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        it(`backward passes dy where y is NaN (masks only y <= 0, as PyTorch): [${shape}] ${layout}, ${dtype}`, async () => {
+          const last = layout === 'channels-last';
+          const C = last ? shape[shape.length - 1] : shape[1];
+          const n = shape.reduce((a, b) => a * b, 1);
+          const S = last ? 1 : n / (shape[0] * C);
+          const channelOf = (i: number): number => (last ? i % C : Math.floor(i / S) % C);
+          const nanAt = [n - 1, Math.floor(n / 2) + 5];
+          const x = randomTensor(shape, dtype, 21);
+          for (const i of nanAt) x[i] = NaN;
+          const dy = randomTensor(shape, dtype, 22);
+          const pool = pools.get('2 workers')!;
+          // Eval with finite running statistics: y is NaN at the NaN inputs only, and their dx is
+          // weight * invstd * dy there, not 0.
+          const bn = new BatchNorm(C, { pool, dtype, activation: 'relu', layout });
+          bn.weight!.fill(1.5);
+          bn.runningVar!.fill(4);
+          bn.eval();
+          const y = await bn.forward(x, shape);
+          const { dx } = await bn.backward(dy);
+          const invstd = 1 / Math.sqrt(4 + 1e-5);
+          const tol = dtype === 'float32' ? 1e-6 : 1e-14;
+          for (const i of nanAt) {
+            expect(Number.isNaN(y[i])).toBe(true);
+            expect(Math.abs(dx[i] - 1.5 * invstd * dy[i])).toBeLessThanOrEqual(tol);
+          }
+          // ...and elsewhere the mask still zeroes dy where y <= 0.
+          const zeroed = Array.from(y).findIndex((v) => v === 0);
+          expect(zeroed).toBeGreaterThanOrEqual(0);
+          expect(dx[zeroed]).toBe(0);
+          // Training: the NaN channels' outputs are all NaN, so all their dy pass: dBias = sum(dy).
+          const train = new BatchNorm(C, { pool, dtype, activation: 'relu', layout });
+          await train.forward(x, shape);
+          const g = await train.backward(dy);
+          for (const c of new Set(nanAt.map(channelOf))) {
+            let sum = 0;
+            for (let i = 0; i < n; i++) if (channelOf(i) === c) sum += dy[i];
+            expect(Math.abs(g.dBias![c] - sum)).toBeLessThanOrEqual(tol * 100 * (1 + Math.abs(sum)));
+          }
         });
       }
     }

@@ -193,7 +193,7 @@ export class JsKernel implements Kernel {
       const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
         // A fused ReLU passes the gradient only where its output is > 0.
-        const g = maskByte !== 0 && !(v[ms + i] > 0) ? 0 : v[gs + i];
+        const g = maskByte !== 0 && v[ms + i] <= 0 ? 0 : v[gs + i];
         sdy += g;
         sdx += g * (v[xs + i] - mean);
       }
@@ -229,7 +229,7 @@ export class JsKernel implements Kernel {
       const os = dxByte / bpe + r * dxRowStride;
       const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
-        const g = maskByte !== 0 && !(v[ms + i] > 0) ? 0 : v[gs + i];
+        const g = maskByte !== 0 && v[ms + i] <= 0 ? 0 : v[gs + i];
         // b = 0 (eval mode): dx = a·dy + d, x unread, as in the WebAssembly kernel.
         v[os + i] = b === 0 ? a * g + d : (a * g + b * (v[xs + i] - mean)) + d;
       }

@@ -1,4 +1,4 @@
-import { masked32 } from './common';
+import { masked32, masked64 } from './common';
 import { bwdApplyPattern32 } from './backward-pattern';
 
 // Backward, its output: dx = a·dy + b·(x - mean) + d per channel, with a, b and d made from the
@@ -104,7 +104,7 @@ export function bwdApplyPlanes32(
     po += 16;
   }
   while (px < end) {
-    const g = useMask && !(load<f32>(pm) > 0) ? <f32>0 : load<f32>(pg);
+    const g = useMask && load<f32>(pm) <= 0 ? <f32>0 : load<f32>(pg);
     store<f32>(po, useX ? (af * g + bf * (load<f32>(px) - hi)) + df : af * g + df);
     px += 4;
     pg += 4;
@@ -138,7 +138,7 @@ export function bwdApplyPlanes64(
     const end = px + (<usize>len << 3);
     while (px + 16 <= end) {
       let g = v128.load(pg);
-      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      if (useMask) g = masked64(g, pm);
       v128.store(po, useX
         ? f64x2.add(f64x2.add(f64x2.mul(av, g), f64x2.mul(bv, f64x2.sub(v128.load(px), mv))), dv)
         : f64x2.add(f64x2.mul(av, g), dv));
@@ -148,7 +148,7 @@ export function bwdApplyPlanes64(
       po += 16;
     }
     if (px < end) {
-      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      const g = useMask && load<f64>(pm) <= 0 ? 0 : load<f64>(pg);
       store<f64>(po, useX ? (a * g + b * (load<f64>(px) - mean)) + d : a * g + d);
     }
   }
@@ -235,7 +235,7 @@ function bwdApplyColumns32(
     for (; c < <usize>C; c++) {
       const o = row + (c << 2);
       const k = c << 2;
-      const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
+      const g = useMask && load<f32>(mask + o) <= 0 ? <f32>0 : load<f32>(dy + o);
       store<f32>(dx + o, useX
         ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
         : load<f32>(aA + k) * g + load<f32>(dA + k));
@@ -298,7 +298,7 @@ function bwdApplyColumns64(
       const o = row + (c << 3);
       const k = c << 3;
       let g = v128.load(dy + o);
-      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      if (useMask) g = masked64(g, mask + o);
       v128.store(dx + o, useX
         ? f64x2.add(f64x2.add(f64x2.mul(v128.load(aA + k), g), f64x2.mul(v128.load(bA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))), v128.load(dA + k))
         : f64x2.add(f64x2.mul(v128.load(aA + k), g), v128.load(dA + k)));
@@ -306,7 +306,7 @@ function bwdApplyColumns64(
     if (c2 < <usize>C) {
       const o = row + (c2 << 3);
       const k = c2 << 3;
-      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      const g = useMask && load<f64>(mask + o) <= 0 ? 0 : load<f64>(dy + o);
       store<f64>(dx + o, useX
         ? (load<f64>(aA + k) * g + load<f64>(bA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k)
         : load<f64>(aA + k) * g + load<f64>(dA + k));

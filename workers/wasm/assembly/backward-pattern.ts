@@ -43,7 +43,7 @@ export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32
   for (let e = periods * P; e < total; e++) {
     const i = e % P;
     const o = e << 2;
-    const g = useMask && !(load<f32>(mask + o) > 0) ? 0 : <f64>load<f32>(dy + o);
+    const g = useMask && load<f32>(mask + o) <= 0 ? 0 : <f64>load<f32>(dy + o);
     store<f64>(sF + (i << 3), load<f64>(sF + (i << 3)) + g);
     store<f64>(pF + (i << 3), load<f64>(pF + (i << 3)) + g * <f64>(load<f32>(x + o) - load<f32>(hPat + (i << 2))));
   }
@@ -161,7 +161,7 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
   for (let e = periods * P; e < total; e++) {
     const o = e << 2;
     const k = (e % P) << 2;
-    const g = useMask && !(load<f32>(mask + o) > 0) ? <f32>0 : load<f32>(dy + o);
+    const g = useMask && load<f32>(mask + o) <= 0 ? <f32>0 : load<f32>(dy + o);
     store<f32>(dx + o, useX
       ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
       : load<f32>(aA + k) * g + load<f32>(dA + k));

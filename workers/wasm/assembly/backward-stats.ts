@@ -1,4 +1,4 @@
-import { fold4, hsum, masked32, promoteHigh, promoteLow } from './common';
+import { fold4, hsum, masked32, masked64, promoteHigh, promoteLow } from './common';
 import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
 import { TURN_BYTES } from './stats';
@@ -89,7 +89,7 @@ export function bwdStatsPlanes64(
     const end = px + (<usize>len << 3);
     while (px + 16 <= end) {
       let g = v128.load(pg);
-      if (useMask) g = v128.and(g, f64x2.gt(v128.load(pm), f64x2.splat(0)));
+      if (useMask) g = masked64(g, pm);
       a1 = f64x2.add(a1, g);
       a2 = f64x2.add(a2, f64x2.mul(g, f64x2.sub(v128.load(px), mv)));
       px += 16;
@@ -97,7 +97,7 @@ export function bwdStatsPlanes64(
       pm += 16;
     }
     if (px < end) {
-      const g = useMask && !(load<f64>(pm) > 0) ? 0 : load<f64>(pg);
+      const g = useMask && load<f64>(pm) <= 0 ? 0 : load<f64>(pg);
       a1 = f64x2.add(a1, f64x2(g, 0));
       a2 = f64x2.add(a2, f64x2(g * (load<f64>(px) - mean), 0));
     }
@@ -170,7 +170,7 @@ export function bwdStatsPlanes64(
   let t1 = hsum(a1);
   let t2 = hsum(a2);
   while (px < end) {
-    const g = useMask && !(load<f32>(pm) > 0) ? 0 : <f64>load<f32>(pg);
+    const g = useMask && load<f32>(pm) <= 0 ? 0 : <f64>load<f32>(pg);
     t1 += g;
     t2 += g * <f64>(load<f32>(px) - hi);
     px += 4;
@@ -305,7 +305,7 @@ export function bwdStatsRows64(
       let p = row + ((<usize>c * <usize>S) << 3);
       const end = p + (<usize>S << 3);
       for (; p < end; p += 8) {
-        const g = useMask && !(load<f64>(mask + p) > 0) ? 0 : load<f64>(dy + p);
+        const g = useMask && load<f64>(mask + p) <= 0 ? 0 : load<f64>(dy + p);
         t1 += g;
         t2 += g * (load<f64>(x + p) - mean);
       }
@@ -349,14 +349,14 @@ function bwdColumns64(
       const o = row + (c << 3);
       const k = c << 3;
       let g = v128.load(dy + o);
-      if (useMask) g = v128.and(g, f64x2.gt(v128.load(mask + o), f64x2.splat(0)));
+      if (useMask) g = masked64(g, mask + o);
       v128.store(sA + k, f64x2.add(v128.load(sA + k), g));
       v128.store(pA + k, f64x2.add(v128.load(pA + k), f64x2.mul(g, f64x2.sub(v128.load(x + o), v128.load(mA + k)))));
     }
     if (c2 < <usize>C) {
       const o = row + (c2 << 3);
       const k = c2 << 3;
-      const g = useMask && !(load<f64>(mask + o) > 0) ? 0 : load<f64>(dy + o);
+      const g = useMask && load<f64>(mask + o) <= 0 ? 0 : load<f64>(dy + o);
       store<f64>(sA + k, load<f64>(sA + k) + g);
       store<f64>(pA + k, load<f64>(pA + k) + g * (load<f64>(x + o) - load<f64>(mA + k)));
     }
@@ -443,7 +443,7 @@ function bwdColumns32(
       let t2: f64 = 0;
       for (let i = 0; i < tile; i++) {
         const o = base + <usize>i * rowBytes + (c << 2);
-        const g = useMask && !(load<f32>(mask + o) > 0) ? 0 : <f64>load<f32>(dy + o);
+        const g = useMask && load<f32>(mask + o) <= 0 ? 0 : <f64>load<f32>(dy + o);
         t1 += g;
         t2 += g * <f64>(load<f32>(x + o) - hi);
       }

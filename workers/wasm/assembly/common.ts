@@ -91,8 +91,17 @@ function resum32(out: usize, count: f64, shift: f64, p: usize, rows: i32, rowStr
   return <f32>(bias - (mean - <f64><f32>mean) * scale);
 }
 
+/**
+ * dy masked by the fused ReLU's output y at pm + at: zero where y <= 0, as PyTorch's ReLU backward
+ * (threshold_backward) does, so a NaN output passes its gradient on.
+ */
 @inline export function masked32(g: v128, pm: usize, at: usize): v128 {
-  return v128.and(g, f32x4.gt(v128.load(pm + at), f32x4.splat(0)));
+  return v128.andnot(g, f32x4.le(v128.load(pm + at), f32x4.splat(0)));
+}
+
+/** masked32 for float64: zero where the output at pm is <= 0. */
+@inline export function masked64(g: v128, pm: usize): v128 {
+  return v128.andnot(g, f64x2.le(v128.load(pm), f64x2.splat(0)));
 }
 
 @inline export function patternLength(C: i32): i32 {
