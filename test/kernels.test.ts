@@ -275,10 +275,10 @@ for (const name of ['js', 'wasm'] as const) {
               // And they are what they should be: Σdy of the reduced block, dx of the other's first value.
               let sumDy = 0;
               for (let r = 0; r < rows; r++) {
-                for (let i = 0; i < len; i++) if (!masked || x[ms + r * stride + i] > 0) sumDy += x[gs + r * stride + i];
+                for (let i = 0; i < len; i++) if (!masked || !(x[ms + r * stride + i] <= 0)) sumDy += x[gs + r * stride + i];
               }
               expect(f64[P2 / 8 + 1]).toBeCloseTo(sumDy, 3);
-              const g0 = masked && !(x[qm] > 0) ? 0 : x[qg];
+              const g0 = masked && x[qm] <= 0 ? 0 : x[qg];
               expect(x[d2]).toBeCloseTo(a * g0 + b * (x[qx] - qMean) + d, 5);
             }
           }
@@ -415,13 +415,13 @@ for (const name of ['js', 'wasm'] as const) {
             for (let r = 0; r < rows; r++) {
               for (let k = 0; k < S; k++) {
                 const i = r * stride + (C - 1) * S + k;
-                if (!masked || x[ms + i] > 0) sumDy += x[gs + i];
+                if (!masked || !(x[ms + i] <= 0)) sumDy += x[gs + i];
               }
             }
             expect(f64[P2 / 8 + ((C - 1) * 40) / 8 + 1]).toBeCloseTo(sumDy, 3);
             const i0 = n0 + (nC - 1) * S;
             const [a, b, qMean, d] = [0, 1, 2, 3].map((k) => f64[q / 8 + 4 * (nC - 1) + k]);
-            const g0 = masked && !(x[ms + i0] > 0) ? 0 : x[gs + i0];
+            const g0 = masked && x[ms + i0] <= 0 ? 0 : x[gs + i0];
             expect(x[d2 + i0]).toBeCloseTo(a * g0 + (b === 0 ? 0 : b * (x[xs + i0] - qMean)) + d, 5);
             expect(x[d2 + n0 - 1]).toBe(GUARD);
           }

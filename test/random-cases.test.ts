@@ -149,8 +149,8 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     // ReLU keeps NaN, as torch.relu does.
     const refY = relu ? ref.y.map((v) => (v > 0 || Number.isNaN(v) ? v : 0)) : ref.y;
     expect(outputErrorRatio(y, x, first, { ...ref, y: refY }, affine ? bias : null, dtype), label).toBeLessThanOrEqual(1);
-    // Backward against PyTorch's formulas, dy masked where bnpool's own output is <= 0.
-    const dy = relu ? cf(dy0).map((g, i) => (y[i] > 0 ? g : 0)) : cf(dy0);
+    // Backward against PyTorch's formulas, dy zeroed where bnpool's own output is <= 0 (a NaN passes).
+    const dy = relu ? cf(dy0).map((g, i) => (y[i] <= 0 ? 0 : g)) : cf(dy0);
     const stats = training ? channelStats(x, first) : { mean: Float64Array.from(runningMean), var: Float64Array.from(runningVar) };
     const invstd = stats.var.map((v) => 1 / Math.sqrt(v + 1e-5));
     const refDx = referenceBackward(x, dy, first, stats.mean, invstd, affine ? weight : null, training);
