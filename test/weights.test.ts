@@ -155,15 +155,16 @@ describe('safetensors', () => {
 
   it('lays tensors out as the reference serializer does: dtype I64, F64, F32, I32, then name', () => {
     const one = (dtype: 'F32' | 'F64' | 'I64' | 'I32') => ({ dtype, shape: [1], data: [1] });
-    // Names an object would reorder ("0") or swallow ("__proto__") keep their place.
-    const bytes = encodeSafetensors({ b: one('F32'), __proto__x: one('I32'), a: one('F32'), c: one('F64'), 0: one('I64'), d: one('I64') });
+    // "0" keeps its place after the I64 and F64 tensors (an object would put it first).
+    const bytes = encodeSafetensors({ b: one('F32'), e: one('I32'), a: one('F32'), c: one('F64'), 0: one('F32'), d: one('I64') });
     const n = Number(Buffer.from(bytes).readBigUInt64LE(0));
     const header = Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8').trimEnd();
     expect(header).toBe([
-      '{"0":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}', '"d":{"dtype":"I64","shape":[1],"data_offsets":[8,16]}',
-      '"c":{"dtype":"F64","shape":[1],"data_offsets":[16,24]}', '"a":{"dtype":"F32","shape":[1],"data_offsets":[24,28]}',
-      '"b":{"dtype":"F32","shape":[1],"data_offsets":[28,32]}', '"__proto__x":{"dtype":"I32","shape":[1],"data_offsets":[32,36]}}',
+      '{"d":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}', '"c":{"dtype":"F64","shape":[1],"data_offsets":[8,16]}',
+      '"0":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}', '"a":{"dtype":"F32","shape":[1],"data_offsets":[20,24]}',
+      '"b":{"dtype":"F32","shape":[1],"data_offsets":[24,28]}', '"e":{"dtype":"I32","shape":[1],"data_offsets":[28,32]}}',
     ].join(','));
+    // A tensor named "__proto__" stays a tensor (an object's key would set its prototype).
     const proto = encodeSafetensors(JSON.parse('{"__proto__":{"dtype":"F32","shape":[2],"data":[3,4]}}'));
     expect(Array.from(decodeSafetensors(proto).tensors.__proto__.data)).toEqual([3, 4]);
   });
