@@ -119,7 +119,7 @@ export interface Kernel {
   /**
    * Backward partial of `rows` runs of `len` values (x and dy with their own row strides): writes
    * (count, Σdy, Σdy·(x - mean)) as float64 at `outByte`. With `maskByte` (a fused ReLU's output,
-   * laid out like x; 0 for none), dy counts only where the mask is > 0.
+   * laid out like x; 0 for none), dy counts as 0 where the mask is <= 0 (a NaN mask passes it).
    */
   bwdStatsPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,

@@ -4,8 +4,9 @@ import { bwdPattern32 } from './backward-pattern';
 import { TURN_BYTES } from './stats';
 
 // Backward, its reductions: (Σdy, Σdy·(x - mean)) per channel, the sums dx needs
-// (backward-apply.ts). With a fused ReLU the forward's output y is the mask: where y <= 0 (or is
-// NaN) the incoming gradient is 0. `mask` is y's byte offset, or 0 without ReLU.
+// (backward-apply.ts). With a fused ReLU the forward's output y is the mask: where y <= 0 the
+// incoming gradient is 0, and it passes elsewhere, NaN included (PyTorch's threshold_backward).
+// `mask` is y's byte offset, or 0 without ReLU.
 
 /**
  * Backward partial of `rows` runs of `len` values (x, dy and the mask strided like statsPlanes):
