@@ -162,7 +162,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     }
     signal?.addEventListener('abort', cancel, { once: true });
 
-    const placed = place(ctx, req, grid, owned, req.statsOnly);
+    const placed = place(ctx, req, grid, owned, inline, req.statsOnly);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
@@ -206,7 +206,7 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
         await copyIn(ctx, req, p, call.pauseIn);
         const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
         await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
-        if (p.copyOutOnMain) await copyOutOnMain(ctx, req, p, pauseOut);
+        if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
         // Chunks (or statistics only): every chunk's statistics, merged by the last task to finish
         // the last chunk's, then every chunk again to normalize.
@@ -273,7 +273,7 @@ function pauseOut(): Promise<void> {
 async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean, staged = false): Promise<void> {
   if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn);
   await runPhase(call, tasksFor(call, p, op, { reverse: afterStats }));
-  if (p.copyOutOnMain) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
+  if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
 }
 
 /**
