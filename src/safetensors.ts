@@ -7,7 +7,7 @@
  */
 import { FormatError } from './errors.js';
 
-/** The tensor types bnpool writes and reads. */
+/** The tensor types bnpool writes (and reads). */
 const DTYPES = {
   F32: { bytes: 4, read: (v: DataView, at: number) => v.getFloat32(at, true), write: (v: DataView, at: number, x: number) => v.setFloat32(at, x, true) },
   F64: { bytes: 8, read: (v: DataView, at: number) => v.getFloat64(at, true), write: (v: DataView, at: number, x: number) => v.setFloat64(at, x, true) },
@@ -17,11 +17,50 @@ const DTYPES = {
 
 export type SafetensorsDtype = keyof typeof DTYPES;
 
+/** Scratch for BF16: its 16 bits are the upper half of a float32. */
+const bf16Scratch = new DataView(new ArrayBuffer(4));
+
+/**
+ * The tensor types bnpool reads: those it writes, and the half-precision ones PyTorch and
+ * Hugging Face checkpoints often hold (every value converts exactly), as
+ * `torch.nn.Module.load_state_dict` copies them into a float32 or float64 module.
+ */
+const READERS = {
+  ...DTYPES,
+  F16: { bytes: 2, read: (v: DataView, at: number) => halfToNumber(v.getUint16(at, true)) },
+  BF16: {
+    bytes: 2,
+    read: (v: DataView, at: number) => {
+      bf16Scratch.setUint32(0, v.getUint16(at, true) << 16);
+      return bf16Scratch.getFloat32(0);
+    },
+  },
+} as const;
+
+export type SafetensorsReadDtype = keyof typeof READERS;
+
+/** IEEE binary16 bits as a number (exact). */
+function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : NaN;
+  return sign * (0x400 + fraction) * 2 ** (exponent - 25);
+}
+
 export interface SafeTensor {
   readonly dtype: SafetensorsDtype;
   /** [] for a scalar. */
   readonly shape: readonly number[];
   readonly data: ArrayLike<number>;
+}
+
+/** A tensor read from a file: any dtype bnpool reads, its values as numbers. */
+export interface DecodedTensor {
+  readonly dtype: SafetensorsReadDtype;
+  readonly shape: readonly number[];
+  readonly data: Float64Array;
 }
 
 /** Largest header accepted when reading (the reference reader's limit is 100 MB). */
@@ -69,7 +108,7 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?
 }
 
 /** Decodes and validates a safetensors file: every rule of the format, or a `FormatError`. */
-export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, SafeTensor>; metadata: Record<string, string> } {
+export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, DecodedTensor>; metadata: Record<string, string> } {
   if (bytes.length < 8) throw new FormatError(`a safetensors file needs at least 8 bytes; got ${bytes.length}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
@@ -88,7 +127,7 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
   const base = 8 + headerLength;
   const bufferLength = bytes.length - base;
   // No prototype: a tensor named "__proto__" (JSON.parse makes it an own key) stays a tensor.
-  const tensors: Record<string, SafeTensor> = Object.create(null);
+  const tensors: Record<string, DecodedTensor> = Object.create(null);
   let metadata: Record<string, string> = {};
   const spans: [number, number, string][] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
@@ -100,8 +139,8 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e?.dtype !== 'string' || !Object.hasOwn(DTYPES, e.dtype)) {
-      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; bnpool reads ${Object.keys(DTYPES).join(', ')}`);
+    if (typeof e?.dtype !== 'string' || !Object.hasOwn(READERS, e.dtype)) {
+      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; bnpool reads ${Object.keys(READERS).join(', ')}`);
     }
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new FormatError(`tensor ${JSON.stringify(name)} needs a shape of non-negative integers; got ${JSON.stringify(e.shape)}`);
@@ -110,8 +149,8 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1] || offsets[1] > bufferLength) {
       throw new FormatError(`tensor ${JSON.stringify(name)} has data_offsets ${JSON.stringify(offsets)} outside the ${bufferLength}-byte buffer`);
     }
-    const dtype = e.dtype as SafetensorsDtype;
-    const { bytes: size, read } = DTYPES[dtype];
+    const dtype = e.dtype as SafetensorsReadDtype;
+    const { bytes: size, read } = READERS[dtype];
     const count = (e.shape as number[]).reduce((a, b) => a * b, 1);
     if ((offsets[1] - offsets[0]) !== count * size) {
       throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${dtype} needs ${count * size} bytes; data_offsets span ${offsets[1] - offsets[0]}`);

@@ -169,6 +169,23 @@ describe('safetensors', () => {
     expect(Array.from(decodeSafetensors(proto).tensors.__proto__.data)).toEqual([3, 4]);
   });
 
+  it('reads F16 and BF16 exactly: normals, subnormals, zeros, infinities, NaN', () => {
+    // F16 bits: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), 2^-14 (smallest normal), -0, +Inf, NaN.
+    const half = [0x3c00, 0xc000, 0x7bff, 0x0001, 0x0400, 0x8000, 0x7c00, 0x7e00];
+    const f16 = Buffer.alloc(16);
+    half.forEach((h, i) => f16.writeUInt16LE(h, 2 * i));
+    const a = decodeSafetensors(file('{"a":{"dtype":"F16","shape":[8],"data_offsets":[0,16]}}', f16)).tensors.a;
+    expect(Array.from(a.data)).toEqual([1, -2, 65504, 2 ** -24, 2 ** -14, -0, Infinity, NaN]);
+    expect(Object.is(a.data[5], -0)).toBe(true);
+    // BF16 bits: the upper halves of float32 1.5, -3.25, 2^-133 (subnormal), -Inf.
+    const f32 = new Float32Array([1.5, -3.25, 2 ** -133, -Infinity]);
+    const words = new Uint32Array(f32.buffer);
+    const bf16 = Buffer.alloc(8);
+    words.forEach((w, i) => bf16.writeUInt16LE(w >>> 16, 2 * i));
+    const b = decodeSafetensors(file('{"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}}', bf16)).tensors.b;
+    expect(Array.from(b.data)).toEqual([1.5, -3.25, 2 ** -133, -Infinity]);
+  });
+
   it('reads by the reference reader\'s rules: offsets sorted by (begin, end), exact cover, sizes', () => {
     // An empty tensor may share its offset with the next one, listed in either order.
     const withEmpty = file('{"b":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]},"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}', f32Bytes);
@@ -184,7 +201,7 @@ describe('safetensors', () => {
     // Names of Object.prototype's members are neither dtypes nor lost as tensor names.
     for (const dtype of ['valueOf', '__proto__', 'constructor']) {
       expect(() => decodeSafetensors(file(`{"a":{"dtype":"${dtype}","shape":[6],"data_offsets":[0,24]}}`, f32Bytes)), dtype)
-        .toThrow(`tensor "a" has dtype "${dtype}"; bnpool reads F32, F64, I64, I32`);
+        .toThrow(`tensor "a" has dtype "${dtype}"; bnpool reads F32, F64, I64, I32, F16, BF16`);
     }
     const proto = decodeSafetensors(file('{"__proto__":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes));
     expect(Object.keys(proto.tensors)).toEqual(['__proto__']);
@@ -233,16 +250,20 @@ describe('safetensors files from the Python package', () => {
   const fixtures = new URL('./fixtures/safetensors/', import.meta.url);
   const expected = JSON.parse(readFileSync(new URL('expected.json', fixtures), 'utf8')) as {
     generator: string;
-    files: Record<string, { channels: number; dtype: 'float32' | 'float64'; weight: number[]; bias: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number }>;
+    files: Record<string, {
+      channels: number; dtype: 'float32' | 'float64'; saved: 'float16' | 'bfloat16' | null;
+      weight: number[]; bias: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number;
+    }>;
   };
 
-  it('has both files', () => {
+  it('has the four files', () => {
     expect(expected.generator).toMatch(/^PyTorch 2\..*, safetensors 0\./);
-    expect(Object.keys(expected.files)).toEqual(['torch-bn2d-f32', 'torch-bn1d-f64']);
+    expect(Object.keys(expected.files)).toEqual(['torch-bn2d-f32', 'torch-bn1d-f64', 'torch-bn2d-f16', 'torch-bn2d-bf16']);
   });
 
   for (const [name, want] of Object.entries(expected.files)) {
-    it(`${name}: loads the values torch saved, and saves the same bytes`, async () => {
+    const saved = want.saved === null ? 'saves the same bytes' : `saves them as ${want.dtype}`;
+    it(`${name}: loads the values torch saved, and ${saved}`, async () => {
       const path = new URL(`${name}.safetensors`, fixtures);
       const bn = new BatchNorm(want.channels, { pool, dtype: want.dtype });
       await bn.loadSafetensors(path.pathname);
@@ -255,7 +276,15 @@ describe('safetensors files from the Python package', () => {
       expect(bn.numBatchesTracked).toBe(want.num_batches_tracked);
       const out = join(dir, `${name}.safetensors`);
       await bn.saveSafetensors(out);
-      expect(readFileSync(out).equals(readFileSync(path))).toBe(true);
+      if (want.saved === null) {
+        expect(readFileSync(out).equals(readFileSync(path))).toBe(true);
+        return;
+      }
+      // A half-precision checkpoint loads into a float32 module, as load_state_dict copies it,
+      // and saves back in the module's dtype with the same values.
+      const { tensors } = decodeSafetensors(readFileSync(out));
+      expect(tensors.weight.dtype).toBe('F32');
+      expect(Array.from(tensors.running_var.data)).toEqual(Array.from(bn.runningVar!));
     });
   }
 });
