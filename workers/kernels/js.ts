@@ -192,7 +192,7 @@ export class JsKernel implements Kernel {
       const gs = dyByte / bpe + r * dyRowStride;
       const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
-        // A fused ReLU passes the gradient only where its output is > 0.
+        // A fused ReLU zeroes the gradient where its output is <= 0 (a NaN output passes it).
         const g = maskByte !== 0 && v[ms + i] <= 0 ? 0 : v[gs + i];
         sdy += g;
         sdx += g * (v[xs + i] - mean);
