@@ -139,11 +139,14 @@ export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<Engine
 }
 
 /** Resolves to Gradients exactly when the request has `backward`. */
-async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
+async function execute(pool: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
   throwIfAborted(signal);
   const grid = planGrid(dims.N, dims.C, dims.S);
-  const inline = dims.length <= ctx.inlineThreshold;
+  const inline = dims.length <= pool.inlineThreshold;
+  // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
+  // memory, where the copies are plain memcpys (the same kernels, so the same bits).
+  const ctx = inline && offPool(pool, req) ? pool.privateInline() : pool;
   const threads = inline ? 1 : ctx.threads;
   // Per-task scratch: the row kernels' accumulators; in plane mode the statistics' (64 bytes a
   // block) or the float32 parameters of a run of channels normalized in one call.
@@ -235,6 +238,12 @@ async function execute(ctx: PoolInternals, req: EngineRequest): Promise<EngineRe
     signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);
   }
+}
+
+/** True when none of a call's arrays (x, out, dy, the ReLU mask) lies on the pool's memory. */
+function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
+  const arrays = [req.x, req.out, req.backward?.dy, req.backward?.mask];
+  return arrays.every((a) => a === null || a === undefined || !ctx.arena.owns(a));
 }
 
 /** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */

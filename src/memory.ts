@@ -1,8 +1,10 @@
 import { wasmApi } from './wasm-types.js';
 /**
- * A first-fit allocator with coalescing over one shared `WebAssembly.Memory`.
+ * A first-fit allocator with coalescing over one `WebAssembly.Memory`: a pool's shared memory, or
+ * the private, non-shared one of its calling thread (see `PoolInternals.privateInline`), which
+ * hands out nothing but a call's own scratch and staging blocks.
  *
- * Why it can grow safely: growing a shared memory never detaches the views already made over it.
+ * Why the shared one can grow safely: growing a shared memory never detaches the views already made over it.
  * Old `SharedArrayBuffer`s keep their old length and still alias the same bytes, so an array a user
  * got from `pool.alloc` stays valid forever; only `memory.buffer` returns a new, longer buffer.
  *
@@ -17,7 +19,7 @@ export const ALIGN = 64;
 
 interface FreeRange { offset: number; size: number }
 
-export class SharedArena {
+export class Arena {
   readonly memory: WebAssembly.Memory;
   readonly maxBytes: number;
   readonly #buffers = new WeakSet<ArrayBufferLike>();
@@ -32,11 +34,12 @@ export class SharedArena {
   /**
    * @param reservedBytes - bytes at the start never handed out (a null guard, and room for any
    *   data segment a WebAssembly kernel might declare)
+   * @param shared - false for a private memory, whose growth detaches its old buffer
    */
-  constructor(initialBytes: number, maxBytes: number, reservedBytes: number) {
+  constructor(initialBytes: number, maxBytes: number, reservedBytes: number, shared = true) {
     const initialPages = Math.max(1, Math.ceil(Math.max(initialBytes, reservedBytes) / PAGE));
     const maxPages = Math.max(initialPages, Math.floor(maxBytes / PAGE));
-    this.memory = new wasmApi.Memory({ initial: initialPages, maximum: maxPages, shared: true });
+    this.memory = new wasmApi.Memory({ initial: initialPages, maximum: maxPages, shared });
     this.maxBytes = maxPages * PAGE;
     this.#end = roundUp(reservedBytes, ALIGN);
     const size = this.memory.buffer.byteLength - this.#end;

@@ -149,24 +149,28 @@ export type CopyPause = () => Promise<void>;
  */
 export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
   const budget = { left: COPY_SLICE_BYTES };
-  if (p.copyIn) await copyBox(req, p.box, req.x, stagedView(ctx, req, p, p.region.xByte), 'in', pause, budget);
-  if (p.copyDyIn) await copyBox(req, p.box, req.backward!.dy, stagedView(ctx, req, p, p.region.dyByte), 'in', pause, budget);
-  if (p.copyMaskIn) await copyBox(req, p.box, req.backward!.mask!, stagedView(ctx, req, p, p.region.maskByte), 'in', pause, budget);
+  const at = (byte: number) => (): FloatArray => stagedView(ctx, req, p, byte);
+  if (p.copyIn) await copyBox(req, p.box, req.x, at(p.region.xByte), 'in', pause, budget);
+  if (p.copyDyIn) await copyBox(req, p.box, req.backward!.dy, at(p.region.dyByte), 'in', pause, budget);
+  if (p.copyMaskIn) await copyBox(req, p.box, req.backward!.mask!, at(p.region.maskByte), 'in', pause, budget);
 }
 
 /** Copies a chunk's output from the pool to `p.copyOutOnMain`, in slices as copyIn does. */
 export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
-  await copyBox(req, p.box, p.copyOutOnMain!, stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
+  await copyBox(req, p.box, p.copyOutOnMain!, () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
 }
 
 /**
  * Copies between a full-layout array and a chunk's dense staging layout. `budget.left` is what
- * may still be copied before the next pause; it carries over from one array to the next.
+ * may still be copied before the next pause; it carries over from one array to the next. The
+ * staged view is made again after each pause: another call may have grown a private memory
+ * meanwhile, which detaches its old buffer.
  */
 async function copyBox(
-  req: EngineRequest, box: Box, full: FloatArray, staged: FloatArray, direction: 'in' | 'out',
+  req: EngineRequest, box: Box, full: FloatArray, stagedAt: () => FloatArray, direction: 'in' | 'out',
   pause: CopyPause, budget: { left: number },
 ): Promise<void> {
+  let staged = stagedAt();
   const { C, S } = req.dims;
   const bpe = full.BYTES_PER_ELEMENT;
   const width = (box.c1 - box.c0) * S;
@@ -178,6 +182,7 @@ async function copyBox(
     for (let i = 0; i < runLength;) {
       if (budget.left < bpe) {
         await pause();
+        staged = stagedAt();
         budget.left = COPY_SLICE_BYTES;
       }
       const len = Math.min(runLength - i, Math.floor(budget.left / bpe));

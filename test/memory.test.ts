@@ -1,14 +1,15 @@
 /** The shared-memory arena: allocation, reuse, coalescing, and views that survive growth. */
 import { describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
-import { SharedArena } from '../dist/src/memory.js';
+import { Arena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
+import { poolInternals } from '../dist/src/pool.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
-describe('SharedArena', () => {
+describe('Arena', () => {
   it('hands out aligned, disjoint blocks and reuses freed ones', () => {
-    const arena = new SharedArena(1 << 20, 1 << 22, 65536);
+    const arena = new Arena(1 << 20, 1 << 22, 65536);
     const a = arena.alloc(100);
     const b = arena.alloc(1000);
     const c = arena.alloc(10);
@@ -21,7 +22,7 @@ describe('SharedArena', () => {
   });
 
   it('coalesces neighbours, so a freed run serves a larger request', () => {
-    const arena = new SharedArena(1 << 20, 1 << 20, 65536);
+    const arena = new Arena(1 << 20, 1 << 20, 65536);
     const blocks = Array.from({ length: 8 }, () => arena.alloc(4096));
     for (const off of blocks) arena.free(off);
     expect(arena.liveBytes).toBe(0);
@@ -29,7 +30,7 @@ describe('SharedArena', () => {
   });
 
   it('grows on demand up to its cap and says no beyond it', () => {
-    const arena = new SharedArena(65536 * 2, 65536 * 8, 65536);
+    const arena = new Arena(65536 * 2, 65536 * 8, 65536);
     const before = arena.byteLength;
     const big = arena.alloc(65536 * 4);
     expect(big).toBeGreaterThan(0);
@@ -157,6 +158,8 @@ describe('copies on the calling thread', () => {
     expect(sameBits(bn.runningMean!, meanBefore)).toBe(true);
     expect(out.every((v) => v === 7)).toBe(true);
     expect(pool.memoryStats.liveBytes).toBe(live);
+    // Staged on the private memory of inline calls (nothing is on the pool): freed there too.
+    expect(poolInternals(pool).privateInline().arena.liveBytes).toBe(0);
     // The module goes on working.
     const y = await bn.forward(data, shape, { out });
     expect(y).toBe(out);

@@ -23,7 +23,8 @@ export class JsKernel implements Kernel {
 
   /**
    * Re-creates the views after the memory grew. A shared memory never detaches old views; they
-   * only keep their old length, so a view is stale exactly when the buffer got longer.
+   * only keep their old length, so a view is stale exactly when the buffer got longer. A private
+   * (non-shared) memory detaches them: their buffer's length is then 0, stale too.
    */
   #views(): void {
     const buffer = this.#memory.buffer;
