@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
+import { BatchNorm, batchNorm, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool.js';
 import { loadPrivateWasmModule, loadWasmModule, unsharedMemoryImport } from '../dist/workers/kernels/select.js';
@@ -118,6 +118,29 @@ for (const kernel of KERNELS) {
         });
       }
     }
+
+    it('statistics only, SyncBatchNorm hooks and channels-last: same bits inline and on workers', async () => {
+      const shape = [6, 5, 7, 9];
+      const x = randomTensor(shape, 'float32', 80);
+      const dy = randomTensor(shape, 'float32', 81);
+      // Identity all-reduces: one shard, so the synced path runs with this process's sums.
+      const reduceStats = (local: ChannelStats): ChannelStats => ChannelStats.fromJSON(JSON.parse(JSON.stringify(local)));
+      const reduceGrads = (local: GradientSums): GradientSums => ({ sumDy: local.sumDy.slice(), sumDyXhat: local.sumDyXhat.slice() });
+      const results = [];
+      for (const pool of [inline, workers]) {
+        const stats = await ChannelStats.fromBatch(x, shape, { pool });
+        const last = await ChannelStats.fromBatch(x, shape, { pool, layout: 'channels-last' });
+        const bn = new BatchNorm(5, { pool });
+        const y = await bn.forward(x, shape, { reduceStats });
+        const { dx, dWeight } = await bn.backward(dy, { reduceGrads });
+        const nhwc = new BatchNorm(9, { pool, layout: 'channels-last' });
+        const yLast = await nhwc.forward(x, shape);
+        const dxLast = (await nhwc.backward(dy)).dx;
+        results.push([stats.mean(), stats.variance(), last.mean(), y, dx, dWeight!, yLast, dxLast, nhwc.runningVar!]);
+      }
+      expect(poolInternals(inline).privateInline().arena.liveBytes).toBe(0);
+      results[0].forEach((r, i) => expect(sameBits(r, results[1][i]), `result ${i}`).toBe(true));
+    });
 
     it('only calls with nothing on the pool stage on the private memory', async () => {
       const pool = new Pool({ threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel });
