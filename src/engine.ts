@@ -139,14 +139,14 @@ export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<Engine
 }
 
 /** Resolves to Gradients exactly when the request has `backward`. */
-async function execute(pool: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
+async function execute(shared: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
   throwIfAborted(signal);
   const grid = planGrid(dims.N, dims.C, dims.S);
-  const inline = dims.length <= pool.inlineThreshold;
+  const inline = dims.length <= shared.inlineThreshold;
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).
-  const ctx = inline && offPool(pool, req) ? pool.privateInline() : pool;
+  const ctx = inline && offPool(shared, req) ? shared.privateInline() : shared;
   const threads = inline ? 1 : ctx.threads;
   // Per-task scratch: the row kernels' accumulators; in plane mode the statistics' (64 bytes a
   // block) or the float32 parameters of a run of channels normalized in one call.

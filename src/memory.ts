@@ -4,9 +4,10 @@ import { wasmApi } from './wasm-types.js';
  * the private, non-shared one of its calling thread (see `PoolInternals.privateInline`), which
  * hands out nothing but a call's own scratch and staging blocks.
  *
- * Why the shared one can grow safely: growing a shared memory never detaches the views already made over it.
- * Old `SharedArrayBuffer`s keep their old length and still alias the same bytes, so an array a user
- * got from `pool.alloc` stays valid forever; only `memory.buffer` returns a new, longer buffer.
+ * Why the shared one can grow safely: growing a shared memory never detaches the views already
+ * made over it. Old `SharedArrayBuffer`s keep their old length and still alias the same bytes, so
+ * an array a user got from `pool.alloc` stays valid forever; only `memory.buffer` returns a new,
+ * longer buffer.
  *
  * Recognising views on the memory: the arena records the buffer object of every view it makes.
  * It cannot simply record `memory.buffer` after its own grows: when any shared memory of the
