@@ -48,7 +48,7 @@ const MAX_MEMORY = 65536 * 65536;
 const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 /** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
 const RESERVED_BYTES = 65536;
-/** The private memory of inline calls starts at 1 MiB and grows with the largest call it stages. */
+/** The private memory of inline calls starts at 1 MiB (or maxMemory) and grows with the largest call it stages. */
 const PRIVATE_INITIAL_MEMORY = 1 << 20;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
@@ -249,7 +249,7 @@ export class Pool {
   #privateContext(ctx: PoolInternals, maxMemory: number): PoolInternals {
     const module = this.kernel === 'wasm' ? loadPrivateWasmModule() : null;
     if (this.kernel === 'wasm' && module === null) return ctx;
-    const arena = new Arena(PRIVATE_INITIAL_MEMORY, maxMemory, RESERVED_BYTES, false);
+    const arena = new Arena(Math.min(PRIVATE_INITIAL_MEMORY, maxMemory), maxMemory, RESERVED_BYTES, false);
     this.#privateArena = arena;
     const views = new MemoryViews(arena.memory);
     const kernel = createKernel(this.kernel, arena.memory, module);

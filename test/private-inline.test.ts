@@ -162,6 +162,31 @@ for (const kernel of KERNELS) {
   });
 }
 
+describe('the private memory capped by maxMemory', () => {
+  for (const kernel of KERNELS) {
+    it(`stages an input larger than the cap in chunks, with the bits of 2 workers (${kernel} kernel)`, async () => {
+      const small = new Pool({ threads: 1, kernel, inlineThreshold: Number.MAX_SAFE_INTEGER, maxMemory: 256 * 1024, initialMemory: 131072 });
+      const workers = new Pool({ threads: 2, kernel, inlineThreshold: 0 });
+      const shape = [16, 3, 70, 71]; // 954 KB of float32, chunks of a few samples
+      const x = randomTensor(shape, 'float32', 90);
+      const dy = randomTensor(shape, 'float32', 91);
+      const results = [];
+      for (const pool of [small, workers]) {
+        const bn = new BatchNorm(3, { pool });
+        const y = await bn.forward(x, shape);
+        const { dx } = await bn.backward(dy);
+        bn.eval();
+        results.push([y, dx, await bn.forward(x, shape), bn.runningVar!]);
+      }
+      results[0].forEach((r, i) => expect(sameBits(r, results[1][i]), `result ${i}`).toBe(true));
+      expect(small.memoryStats.privateByteLength).toBeLessThanOrEqual(256 * 1024);
+      expect(small.memoryStats.privateByteLength).toBeGreaterThan(0);
+      expect(small.memoryStats.byteLength).toBe(131072); // the shared memory was not used
+      await Promise.all([small.close(), workers.close()]);
+    });
+  }
+});
+
 describe('the private memory under concurrent calls', () => {
   // float64 inputs over COPY_SLICE_BYTES: a call's copy in pauses for a turn of the event loop,
   // and the next call, larger, grows the private memory meanwhile, which detaches its buffer.
