@@ -1,4 +1,4 @@
-/** The shared-memory arena: allocation, reuse, coalescing, and views that survive growth. */
+/** The memory arena (shared and private): allocation, reuse, coalescing, and views across growth. */
 import { describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
 import { Arena } from '../dist/src/memory.js';
@@ -27,6 +27,20 @@ describe('Arena', () => {
     for (const off of blocks) arena.free(off);
     expect(arena.liveBytes).toBe(0);
     expect(arena.alloc(8 * 4096)).toBe(blocks[0]);
+  });
+
+  it('over a private (non-shared) memory: growing detaches the old buffer, as engine and copyBox expect', () => {
+    const arena = new Arena(65536 * 2, 65536 * 8, 65536, false);
+    expect(arena.memory.buffer).toBeInstanceOf(ArrayBuffer);
+    const a = arena.alloc(1000);
+    const before = new Float32Array(arena.buffer(), a, 250).fill(1.5);
+    const b = arena.alloc(65536 * 3); // more than is free: grows
+    expect(b).toBeGreaterThan(a);
+    expect(before.length).toBe(0); // detached
+    const after = new Float32Array(arena.buffer(), a, 250);
+    expect(after.every((v) => v === 1.5)).toBe(true); // the bytes moved with the memory
+    expect(arena.owns(after)).toBe(true);
+    expect(arena.alloc(65536 * 8)).toBe(-1);
   });
 
   it('grows on demand up to its cap and says no beyond it', () => {
