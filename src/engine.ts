@@ -165,7 +165,10 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     }
     signal?.addEventListener('abort', cancel, { once: true });
 
-    const placed = place(ctx, req, grid, owned, inline, req.statsOnly);
+    // An eval call's copy in overlaps the workers' pass only if the calling thread has a core of
+    // its own (README, "What copies"): with as many workers as cores it only competes with them.
+    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && ctx.threads < CORES;
+    const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
@@ -186,7 +189,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       put(CHANNEL_MEAN, req.runningMean, 0);
       put(CHANNEL_VAR, req.runningVar, 1);
       call.prep = 'eval';
-      for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
+      if (placed.pipelined) await normalizePipelined(call, placements);
+      else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
     } else {
       if (req.backward) {
         const { mean, invstd } = req.backward;
@@ -267,6 +271,32 @@ interface Call {
   readonly pauseIn: CopyPause;
   /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
   prep: Task['prep'];
+}
+
+/**
+ * Eval over chunks staged in two buffers in turn (`place` with `pipeline`): the calling thread
+ * copies chunk i + 1 in while the workers normalize chunk i. A phase that started is always
+ * waited for before this returns or throws (its workers may be writing the staging memory).
+ */
+async function normalizePipelined(call: Call, placements: readonly Placement[]): Promise<void> {
+  await copyIn(call.ctx, call.req, placements[0], call.pauseIn);
+  for (let i = 0; i < placements.length; i++) {
+    const p = placements[i];
+    const running = runPhase(call, tasksFor(call, p, 'normalize'));
+    // Handled now: it may fail while the copy below yields to the event loop, before it is awaited.
+    running.catch(() => {});
+    if (i + 1 < placements.length) {
+      try {
+        await copyIn(call.ctx, call.req, placements[i + 1], call.pauseIn);
+      } catch (err) {
+        // An abort between slices: the phase sees the cancel flag and stops between blocks.
+        await running.catch(() => {});
+        throw err;
+      }
+    }
+    await running;
+    if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
+  }
 }
 
 /** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */

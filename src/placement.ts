@@ -33,12 +33,15 @@ export interface Placement {
 /**
  * Decides where x and y live. Arrays on the pool are used in place. Anything else goes through a
  * staging buffer on the pool, in chunks when it does not fit; the output is normalized in place on
- * the staged copy and copied to its destination.
+ * the staged copy and copied to its destination. With `pipeline` (an eval call, see
+ * PIPELINE_CHUNK_ELEMENTS), an x off the pool that is the only array staged goes in chunks of
+ * that size through two buffers in turn (`pipelined` in the result), so that the calling thread
+ * can copy one chunk in while the workers normalize the other.
  */
 export function place(
   ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype' | 'backward'>, grid: Grid, owned: number[],
-  inline: boolean, statsOnly = false,
-): { y: FloatArray | null; placements: Placement[] } {
+  inline: boolean, statsOnly = false, pipeline = false,
+): { y: FloatArray | null; placements: Placement[]; pipelined: boolean } {
   const { x, out, dims, dtype } = req;
   const dy = req.backward?.dy ?? null;
   const mask = req.backward?.mask ?? null;
@@ -62,15 +65,19 @@ export function place(
       dyByte: dy === null ? 0 : dy.byteOffset, dyRowStride: dy === null ? 0 : rowStride,
       maskByte: mask === null ? 0 : mask.byteOffset, maskRowStride: mask === null ? 0 : rowStride,
     };
-    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: null }] };
+    return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: null }], pipelined: false };
   }
   // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
   const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
-  const budget = Math.floor(Math.min(ctx.arena.largestAllocatable() / staged, dims.length * bpe) / bpe);
+  const piped = pipeline && !xOnPool && staged === 1 && dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+  const room = ctx.arena.largestAllocatable() / (piped ? 2 : staged);
+  const budget = Math.floor(Math.min(room, (piped ? PIPELINE_CHUNK_ELEMENTS : dims.length) * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
   if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, [!xOnPool || dest !== null, !dyOnPool, !maskOnPool]);
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
-  const staging = allocOrThrow(ctx, chunkBytes * staged, 'a staging chunk');
+  // Pipelined: two buffers, chunk i in buffer i % 2 (x and y in place there).
+  const buffers = piped && boxes.length > 1 ? 2 : 1;
+  const staging = allocOrThrow(ctx, chunkBytes * staged * buffers, 'a staging chunk');
   owned.push(staging);
   let next = staging + (!xOnPool || dest !== null ? chunkBytes : 0);
   const dyStaging = dyOnPool ? 0 : next;
@@ -80,14 +87,15 @@ export function place(
   // other work; an inline call has none to overlap, and one copy at the end is cheaper than a
   // copy a block (3-9% of a plain-array call of 16K-786K elements, builds alternated).
   const shared = !inline && dest !== null && dest.buffer instanceof SharedArrayBuffer;
-  const placements = boxes.map((box): Placement => {
+  const placements = boxes.map((box, i): Placement => {
     // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
     const stagedStride = (box.c1 - box.c0) * dims.S;
+    const chunk = staging + (i % buffers) * chunkBytes;
     const region: Region = {
       n0: box.n0, n1: box.n1, c0: box.c0, c1: box.c1,
-      xByte: xOnPool ? at(x, box) : staging,
+      xByte: xOnPool ? at(x, box) : chunk,
       xRowStride: xOnPool ? rowStride : stagedStride,
-      yByte: yOnPool ? at(y, box) : staging,
+      yByte: yOnPool ? at(y, box) : chunk,
       yRowStride: yOnPool ? rowStride : stagedStride,
       dyByte: dy === null ? 0 : dyOnPool ? at(dy, box) : dyStaging,
       dyRowStride: dy === null ? 0 : dyOnPool ? rowStride : stagedStride,
@@ -97,7 +105,7 @@ export function place(
     const copyOut = shared ? { buffer: dest.buffer as SharedArrayBuffer, byteOffset: at(dest, box), rowStride } : null;
     return { box, region, copyIn: !xOnPool, copyDyIn: !dyOnPool, copyMaskIn: !maskOnPool, copyOut, copyOutOnMain: shared ? null : dest };
   });
-  return { y, placements };
+  return { y, placements, pipelined: buffers === 2 };
 }
 
 /**
@@ -139,6 +147,13 @@ function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement, byte: 
  * main thread for ~6 ms per copy; a server's other requests wait at most one slice instead.
  */
 export const COPY_SLICE_BYTES = 4 << 20;
+
+/**
+ * Elements of a chunk when an eval call pipelines its copy in with the workers' pass (see
+ * `place`): 4 MB of float32, ~0.3-1 ms of a worker's pass here, several times a dispatch's
+ * ~0.1-0.15 ms round trip. Inputs of fewer than two chunks are not pipelined.
+ */
+export const PIPELINE_CHUNK_ELEMENTS = 1 << 20;
 
 /** Called between two slices of a copy: yields to the event loop (and may throw to stop the copy). */
 export type CopyPause = () => Promise<void>;

@@ -1,0 +1,124 @@
+/**
+ * Eval calls with an ordinary x, on a pool with fewer workers than cores: the calling thread
+ * copies x onto the pool a chunk at a time, two buffers in turn, while the workers normalize the
+ * chunk before. The same bits as a zero-copy call, staging of two chunks instead of all of x, and
+ * aborts and worker failures in the middle settle every phase and free everything.
+ */
+import { availableParallelism } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
+import { PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
+import { injectFault } from '../dist/src/pool.js';
+import { randomTensor, sameBits } from './helpers/data.js';
+
+type FloatArray = Float32Array | Float64Array;
+
+// Pipelining needs a core for the calling thread beside the workers.
+describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
+  const MiB = 1 << 20;
+  let pool: Pool;
+  beforeAll(() => { pool = new Pool({ threads: 1, inlineThreshold: 0, initialMemory: 16 * MiB }); });
+  afterAll(() => pool.close());
+
+  /** A module in eval mode with running statistics of its own (one training step on x). */
+  async function evalModule(x: FloatArray, shape: number[], options: ConstructorParameters<typeof BatchNorm>[1] = {}): Promise<BatchNorm> {
+    const layout = options?.layout ?? 'channels-first';
+    const C = layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
+    const bn = new BatchNorm(C, { pool, dtype: x instanceof Float64Array ? 'float64' : 'float32', ...options });
+    const onPool = pool.alloc(x.length, bn.dtype);
+    onPool.set(x);
+    await bn.forward(onPool, shape);
+    pool.free(onPool);
+    bn.eval();
+    return bn;
+  }
+
+  const cases: [string, number[], 'float32' | 'float64', ConstructorParameters<typeof BatchNorm>[1]][] = [
+    ['planes, 3 channels', [6, 3, 400, 401], 'float32', {}],
+    ['planes, 64 channels, ReLU', [12, 64, 55, 57], 'float32', { activation: 'relu' }],
+    ['rows (rank 2)', [3001, 1000], 'float32', {}],
+    ['channels-last', [10, 100, 101, 30], 'float32', { layout: 'channels-last' }],
+    ['float64, rank 5', [5, 5, 9, 100, 101], 'float64', {}],
+  ];
+
+  for (const [name, shape, dtype, options] of cases) {
+    it(`gives the bits of a zero-copy call, into every kind of output: ${name} [${shape}] ${dtype}`, async () => {
+      const x = randomTensor(shape, dtype, shape.length + shape[1]);
+      expect(x.length).toBeGreaterThanOrEqual(2 * PIPELINE_CHUNK_ELEMENTS);
+      const bn = await evalModule(x, shape, options);
+      const xOnPool = pool.alloc(x.length, dtype);
+      xOnPool.set(x);
+      const want = (await bn.forward(xOnPool, shape)).slice();
+      const Type = dtype === 'float64' ? Float64Array : Float32Array;
+      const outs: (FloatArray | undefined)[] = [
+        undefined, // fresh: the workers write it
+        new Type(x.length).fill(NaN), // ordinary: copied out on this thread a chunk at a time
+        new Type(new SharedArrayBuffer(x.byteLength)).fill(NaN), // the workers copy to it
+        pool.alloc(x.length, dtype).fill(NaN), // on the pool: written in place
+      ];
+      for (const out of outs) {
+        const y = await bn.forward(x, shape, { out });
+        expect(sameBits(y, want), `out: ${out === undefined ? 'fresh' : out.buffer.constructor.name}`).toBe(true);
+      }
+    });
+  }
+
+  it('stages two chunks, not all of x: a 24 MB input leaves the 16 MiB memory as it was', async () => {
+    const shape = [12, 8, 250, 250]; // 6M float32, 24 MB
+    const x = randomTensor(shape, 'float32', 5);
+    const bn = await evalModule(x.subarray(0, 8 * 250 * 250 * 2), [2, 8, 250, 250]);
+    const own = new Pool({ threads: 1, inlineThreshold: 0, initialMemory: 16 * MiB });
+    const moved = new BatchNorm(8, { pool: own });
+    moved.loadStateDict(bn.stateDict());
+    moved.eval();
+    const y = await moved.forward(x, shape, { out: new Float32Array(x.length) });
+    expect(own.memoryStats.byteLength).toBe(16 * MiB);
+    expect(own.memoryStats.liveBytes).toBe(0);
+    // The bits of a zero-copy call with the same state on the other pool.
+    const xOnPool = pool.alloc(x.length);
+    xOnPool.set(x);
+    expect(sameBits(y, await bn.forward(xOnPool, shape))).toBe(true);
+    pool.free(xOnPool);
+    await own.close();
+  });
+
+  it('an abort between the slices of a chunk\'s copy rejects and frees everything once the running phase stopped', async () => {
+    // float64 chunks of 8 MB: each copy pauses once, halfway (COPY_SLICE_BYTES). The abort comes on
+    // the second turn: during the copy of chunk 1, while the workers normalize chunk 0.
+    const shape = [12, 8, 250, 125];
+    const x = randomTensor(shape, 'float64', 6);
+    const bn = await evalModule(x.subarray(0, 8 * 250 * 125 * 2), [2, 8, 250, 125]);
+    const live = pool.memoryStats.liveBytes;
+    const controller = new AbortController();
+    const out = new Float64Array(x.length).fill(7);
+    const call = bn.forward(x, shape, { out, signal: controller.signal });
+    setImmediate(() => setImmediate(() => controller.abort()));
+    await expect(call).rejects.toBeInstanceOf(AbortError);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    expect(out.every((v) => v === 7)).toBe(true); // chunk 0 was not copied out
+    const xOnPool = pool.alloc(x.length, 'float64');
+    xOnPool.set(x);
+    const want = (await bn.forward(xOnPool, shape)).slice();
+    pool.free(xOnPool);
+    expect(sameBits(await bn.forward(x, shape), want)).toBe(true);
+  });
+
+  it('a worker that dies on the first chunk, while the next is copied in, rejects the call and frees everything', async () => {
+    // float64: the copy of chunk 1 pauses halfway, a turn of the event loop in which the failure
+    // may arrive before the phase is awaited (engine.ts handles it at once; here it came later in
+    // every run, so this does not prove that handler, only the failure's outcome).
+    const shape = [12, 8, 250, 125];
+    const x = randomTensor(shape, 'float64', 7);
+    const bn = await evalModule(x.subarray(0, 8 * 250 * 125 * 2), [2, 8, 250, 125]);
+    const live = pool.memoryStats.liveBytes;
+    const out = new Float64Array(x.length);
+    injectFault(pool, { kind: 'exit', exitCode: 9 });
+    const err = await bn.forward(x, shape, { out }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as Error).message).toContain('worker exited with code: 9');
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    const y = await bn.forward(x, shape, { out });
+    expect(y).toBe(out);
+    expect(out.some(Number.isNaN)).toBe(false);
+  });
+});
