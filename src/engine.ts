@@ -274,29 +274,30 @@ interface Call {
 }
 
 /**
- * Eval over chunks staged in two buffers in turn (`place` with `pipeline`): the calling thread
- * copies chunk i + 1 in while the workers normalize chunk i. A phase that started is always
- * waited for before this returns or throws (its workers may be writing the staging memory).
+ * Eval over chunks staged in two buffers in turn (`place` with `pipeline`): while the workers
+ * normalize chunk i, the calling thread copies chunk i - 1 out (to an ordinary destination; its
+ * buffer is then free) and chunk i + 1 in, into that buffer. A phase that started is always waited
+ * for before this returns or throws (its workers may be writing the staging memory).
  */
 async function normalizePipelined(call: Call, placements: readonly Placement[]): Promise<void> {
-  await copyIn(call.ctx, call.req, placements[0], call.pauseIn);
+  const { ctx, req } = call;
+  await copyIn(ctx, req, placements[0], call.pauseIn);
   for (let i = 0; i < placements.length; i++) {
-    const p = placements[i];
-    const running = runPhase(call, tasksFor(call, p, 'normalize'));
-    // Handled now: it may fail while the copy below yields to the event loop, before it is awaited.
+    const running = runPhase(call, tasksFor(call, placements[i], 'normalize'));
+    // Handled now: it may fail while the copies below yield to the event loop, before it is awaited.
     running.catch(() => {});
-    if (i + 1 < placements.length) {
-      try {
-        await copyIn(call.ctx, call.req, placements[i + 1], call.pauseIn);
-      } catch (err) {
-        // An abort between slices: the phase sees the cancel flag and stops between blocks.
-        await running.catch(() => {});
-        throw err;
-      }
+    try {
+      if (i > 0 && placements[i - 1].copyOutOnMain !== null) await copyOutOnMain(ctx, req, placements[i - 1], pauseOut);
+      if (i + 1 < placements.length) await copyIn(ctx, req, placements[i + 1], call.pauseIn);
+    } catch (err) {
+      // An abort between slices: the phase sees the cancel flag and stops between blocks.
+      await running.catch(() => {});
+      throw err;
     }
     await running;
-    if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
   }
+  const last = placements[placements.length - 1];
+  if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut);
 }
 
 /** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
