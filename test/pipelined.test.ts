@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
 import { PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
 import { injectFault } from '../dist/src/pool.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { randomTensor, rng, sameBits } from './helpers/data.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -62,6 +62,40 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
       }
     });
   }
+
+  it('random shapes, layouts, dtypes and modules, and a pool small enough to cut the chunks: the bits of 2 workers unpipelined', async () => {
+    const rand = rng(2026);
+    const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
+    const small = new Pool({ threads: 1, inlineThreshold: 0, maxMemory: 6 * MiB, initialMemory: MiB });
+    const reference = new Pool({ threads: 2, inlineThreshold: 0 }); // as many workers as cores here: not pipelined
+    for (let k = 0; k < 6; k++) {
+      const rank = int(2, 5);
+      const dtype = rand() < 0.3 ? 'float64' : 'float32';
+      const layout = rand() < 0.3 ? 'channels-last' : 'channels-first';
+      const C = int(1, 70);
+      const inner = Array.from({ length: rank - 2 }, () => int(3, 60));
+      const perSample = C * inner.reduce((a, b) => a * b, 1);
+      const N = Math.ceil(int(2_100_000, 3_000_000) / perSample);
+      const shape = layout === 'channels-last' ? [N, ...inner, C] : [N, C, ...inner];
+      const options = { dtype, layout, affine: rand() < 0.7, activation: rand() < 0.3 ? 'relu' : null } as const;
+      const x = randomTensor(shape, dtype, 100 + k);
+      const results: FloatArray[] = [];
+      for (const p of [pool, small, reference]) {
+        const bn = new BatchNorm(C, { pool: p, ...options });
+        if (options.affine) {
+          bn.weight!.set(randomTensor([C], dtype, 200 + k));
+          bn.bias!.set(randomTensor([C], dtype, 300 + k));
+        }
+        bn.runningMean!.set(randomTensor([C], dtype, 400 + k));
+        bn.eval();
+        results.push(await bn.forward(x, shape));
+      }
+      expect(sameBits(results[0], results[2]), `case ${k}: [${shape}] ${dtype} ${layout}`).toBe(true);
+      expect(sameBits(results[1], results[2]), `case ${k}, small pool`).toBe(true);
+    }
+    expect(small.memoryStats.byteLength).toBeLessThanOrEqual(6 * MiB);
+    await Promise.all([small.close(), reference.close()]);
+  });
 
   it('stages two chunks, not all of x: a 24 MB input leaves the 16 MiB memory as it was', async () => {
     const shape = [12, 8, 250, 250]; // 6M float32, 24 MB
