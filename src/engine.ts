@@ -13,7 +13,7 @@ import {
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { AbortError, type BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, copyOutOnMain, type CopyPause, place, type Placement } from './placement.js';
+import { allocOrThrow, copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, place, type Placement } from './placement.js';
 import { type Pool, type PoolInternals, poolInternals } from './pool.js';
 import type { GradientSums } from './sync.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -203,7 +203,9 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       const synced = req.backward?.reduce !== undefined;
       const fused = !req.statsOnly && !synced
         && placements.every((p) => shouldFuse(grid, p.box.c1 - p.box.c0, p.box.n0 === 0 && p.box.n1 === grid.N, threads));
-      if (fused) {
+      if (fused && pipelinesFused(call, placements)) {
+        await fusedPipelined(call, placements[0]);
+      } else if (fused) {
         for (const p of placements) await normalizeChunk(call, p, 'fused', false);
       } else if (placements.length === 1 && !req.statsOnly && !synced) {
         // One dispatch: the tasks reduce the blocks they claim, meet at a barrier where the last
@@ -253,7 +255,7 @@ function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
 /** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
 function cancelCall(ctx: PoolInternals, layout: ScratchLayout): void {
   Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
-  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte]) Atomics.notify(ctx.views.i32, byte / 4);
+  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte, layout.stagedByte]) Atomics.notify(ctx.views.i32, byte / 4);
 }
 
 interface Call {
@@ -300,6 +302,45 @@ async function normalizePipelined(call: Call, placements: readonly Placement[]):
   if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut);
 }
 
+/**
+ * Whether a fused training forward copies x in while its workers reduce it: x alone staged in
+ * one chunk, plane mode (the workers claim channels in order), at least two pipeline chunks of
+ * input, and, as for eval (normalizePipelined), a core for the calling thread beside the workers.
+ */
+function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
+  const [p] = placements;
+  return placements.length === 1 && p.copyIn && !p.copyDyIn && !p.copyMaskIn && !call.inline
+    && call.grid.mode === 'plane' && call.ctx.threads < CORES && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+}
+
+/**
+ * A fused training forward whose tasks start before x is on the pool: this thread copies x a
+ * channel at a time and counts the channels in at `stagedByte`; each task waits there for the
+ * channel it claims (Task.awaitStaged). The phase is always waited for before this returns or
+ * throws.
+ */
+async function fusedPipelined(call: Call, p: Placement): Promise<void> {
+  const { ctx, req, layout } = call;
+  ctx.views.refresh();
+  Atomics.store(ctx.views.i32, layout.stagedByte / 4, 0);
+  const running = runPhase(call, tasksFor(call, p, 'fused', { awaitStaged: true }));
+  // Handled now: it may fail while the copy below yields to the event loop, before it is awaited.
+  running.catch(() => {});
+  try {
+    await copyInByChannel(ctx, req, p, call.pauseIn, (done) => {
+      ctx.views.refresh();
+      Atomics.store(ctx.views.i32, layout.stagedByte / 4, done);
+      Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
+    });
+  } catch (err) {
+    // An abort between slices: the tasks see the cancel flag, also while they wait for a channel.
+    await running.catch(() => {});
+    throw err;
+  }
+  await running;
+  if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+}
+
 /** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
 function pauseOut(): Promise<void> {
   return nextTurn();
@@ -341,7 +382,8 @@ function itemCount(grid: Grid, region: Region, op: TaskOp): number {
  * so they are all counted in `gang`; so are `stats` tasks that `merge` (the last to finish does).
  */
 function tasksFor(
-  call: Call, p: Placement, op: TaskOp, opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean } = {},
+  call: Call, p: Placement, op: TaskOp,
+  opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean; awaitStaged?: boolean } = {},
 ): Task[] {
   const { grid } = call;
   const { region } = p;
@@ -373,6 +415,7 @@ function tasksFor(
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
+      awaitStaged: opts.awaitStaged ?? false,
       copyOut: p.copyOut,
       prep: call.prep,
     });

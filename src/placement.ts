@@ -170,6 +170,22 @@ export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placemen
   if (p.copyMaskIn) await copyBox(req, p.box, req.backward!.mask!, at(p.region.maskByte), 'in', pause, budget);
 }
 
+/**
+ * Copies x onto the pool as copyIn does, but a channel at a time, in order, calling
+ * `onChannel(k)` once the placement's first k channels are in (a pipelined training forward:
+ * the workers reduce each channel as soon as it is there).
+ */
+export async function copyInByChannel(
+  ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, onChannel: (done: number) => void,
+): Promise<void> {
+  const budget = { left: COPY_SLICE_BYTES };
+  const { box } = p;
+  for (let c = box.c0; c < box.c1; c++) {
+    await copyBox(req, { ...box, c0: c, c1: c + 1 }, req.x, () => stagedView(ctx, req, p, p.region.xByte), 'in', pause, budget, box.c1 - box.c0, c - box.c0);
+    onChannel(c - box.c0 + 1);
+  }
+}
+
 /** Copies a chunk's output from the pool to `p.copyOutOnMain`, in slices as copyIn does. */
 export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
   await copyBox(req, p.box, p.copyOutOnMain!, () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
@@ -183,17 +199,21 @@ export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: P
  */
 async function copyBox(
   req: EngineRequest, box: Box, full: FloatArray, stagedAt: () => FloatArray, direction: 'in' | 'out',
-  pause: CopyPause, budget: { left: number },
+  pause: CopyPause, budget: { left: number }, stagedChannels = box.c1 - box.c0, stagedC0 = 0,
 ): Promise<void> {
+  // The staged layout holds `stagedChannels` channels a row, `box` from its channel `stagedC0`
+  // (a copyInByChannel channel inside its placement's box); by default, the box itself.
   let staged = stagedAt();
   const { C, S } = req.dims;
   const bpe = full.BYTES_PER_ELEMENT;
   const width = (box.c1 - box.c0) * S;
+  const stagedWidth = stagedChannels * S;
   const rows = box.n1 - box.n0;
   const runs = box.c0 === 0 && box.c1 === C ? 1 : rows;
   const runLength = runs === 1 ? rows * width : width;
   for (let r = 0; r < runs; r++) {
     const start = ((box.n0 + r) * C + box.c0) * S;
+    const at = r * stagedWidth + stagedC0 * S;
     for (let i = 0; i < runLength;) {
       if (budget.left < bpe) {
         await pause();
@@ -201,8 +221,8 @@ async function copyBox(
         budget.left = COPY_SLICE_BYTES;
       }
       const len = Math.min(runLength - i, Math.floor(budget.left / bpe));
-      if (direction === 'in') staged.set(full.subarray(start + i, start + i + len), r * width + i);
-      else full.set(staged.subarray(r * width + i, r * width + i + len), start + i);
+      if (direction === 'in') staged.set(full.subarray(start + i, start + i + len), at + i);
+      else full.set(staged.subarray(at + i, at + i + len), start + i);
       i += len;
       budget.left -= len * bpe;
     }

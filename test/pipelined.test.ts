@@ -156,3 +156,81 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
     expect(out.some(Number.isNaN)).toBe(false);
   });
 });
+
+// Fused training forwards (plane mode) with an ordinary x: the tasks start at once and wait, a
+// channel at a time, for the calling thread to copy it in.
+describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
+  let pool: Pool;
+  let reference: Pool;
+  beforeAll(() => {
+    pool = new Pool({ threads: 1, inlineThreshold: 0 });
+    reference = new Pool({ threads: 2, inlineThreshold: 0 }); // as many workers as cores here: not pipelined
+  });
+  afterAll(() => Promise.all([pool.close(), reference.close()]));
+
+  /** Two training steps and the statistics, on `p`, with x ordinary or on the pool. */
+  async function twoSteps(p: Pool, x: FloatArray, shape: number[], onPool: boolean, options: ConstructorParameters<typeof BatchNorm>[1], out?: () => FloatArray): Promise<FloatArray[]> {
+    const dtype = x instanceof Float64Array ? 'float64' : 'float32';
+    const bn = new BatchNorm(shape[1], { pool: p, dtype, momentum: null, ...options });
+    let input = x;
+    if (onPool) {
+      input = p.alloc(x.length, dtype);
+      input.set(x);
+    }
+    const ys: FloatArray[] = [];
+    for (let step = 0; step < 2; step++) ys.push((await bn.forward(input, shape, { out: out?.() })).slice());
+    return [...ys, bn.runningMean!.slice(), bn.runningVar!.slice()];
+  }
+
+  const cases: [number[], 'float32' | 'float64', ConstructorParameters<typeof BatchNorm>[1]][] = [
+    [[32, 16, 70, 71], 'float32', {}],
+    [[6, 3, 400, 401], 'float32', { activation: 'relu' }],
+    [[6, 40, 9000], 'float32', { affine: false }], // one-row blocks: long planes
+    [[8, 7, 11, 60, 61], 'float64', {}],
+  ];
+  for (const [shape, dtype, options] of cases) {
+    it(`gives the bits of unpipelined and zero-copy calls: [${shape}] ${dtype}`, async () => {
+      const x = randomTensor(shape, dtype, 500 + shape.length);
+      expect(x.length).toBeGreaterThanOrEqual(2 * PIPELINE_CHUNK_ELEMENTS);
+      const Type = dtype === 'float64' ? Float64Array : Float32Array;
+      const want = await twoSteps(reference, x, shape, false, options);
+      for (const got of [
+        await twoSteps(pool, x, shape, false, options), // pipelined, fresh output
+        await twoSteps(pool, x, shape, false, options, () => new Type(x.length).fill(NaN)), // pipelined, ordinary out
+        await twoSteps(pool, x, shape, true, options), // zero-copy x
+      ]) got.forEach((g, i) => expect(sameBits(g, want[i]), `result ${i}`).toBe(true));
+    });
+  }
+
+  it('an abort during the copy stops the waiting tasks, changes nothing and frees everything', async () => {
+    const shape = [12, 8, 250, 125];
+    const x = randomTensor(shape, 'float64', 8);
+    const bn = new BatchNorm(8, { pool, dtype: 'float64' });
+    const live = pool.memoryStats.liveBytes;
+    const controller = new AbortController();
+    const call = bn.forward(x, shape, { signal: controller.signal });
+    setImmediate(() => setImmediate(() => controller.abort()));
+    await expect(call).rejects.toBeInstanceOf(AbortError);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    const want = await twoSteps(reference, x, shape, false, {});
+    const got = await twoSteps(pool, x, shape, false, {});
+    got.forEach((g, i) => expect(sameBits(g, want[i]), `result ${i}`).toBe(true));
+  });
+
+  it('a worker that dies while x is copied in rejects the call, changes nothing and frees everything', async () => {
+    const shape = [12, 8, 250, 125];
+    const x = randomTensor(shape, 'float64', 9);
+    const bn = new BatchNorm(8, { pool, dtype: 'float64' });
+    const live = pool.memoryStats.liveBytes;
+    injectFault(pool, { kind: 'exit', exitCode: 11 });
+    const err = await bn.forward(x, shape).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    const y = await bn.forward(x, shape);
+    expect(bn.numBatchesTracked).toBe(1);
+    expect(y.some(Number.isNaN)).toBe(false);
+  });
+});

@@ -54,6 +54,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     let pending = -1;
     for (let i = first.next(); i >= 0; i = first.next()) {
       for (const end = first.end(i); i < end; i++) {
+        if (task.awaitStaged && !untilStaged(task, i32, layout.stagedByte / 4, i, cancelled)) return false;
         if (row) {
           if (!walk.fuseBand(i, cancelled)) return false;
         } else if (walk.pipelines) {
@@ -101,6 +102,20 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
       ? walk.normalizeRange(task.items - end, task.items - i, true, cancelled)
       : walk.normalizeRange(i, end, false, cancelled);
     if (!done) return false;
+  }
+  return true;
+}
+
+/**
+ * Waits until the calling thread has copied channel `channel` (region-relative) onto the pool
+ * (Task.awaitStaged): spins up to `task.spinMs`, then sleeps on the counter, which the calling
+ * thread notifies after each channel (and the cancel of the call too). False when cancelled.
+ */
+function untilStaged(task: Task, i32: Int32Array, index: number, channel: number, cancelled: () => boolean): boolean {
+  const spinUntil = performance.now() + task.spinMs;
+  for (let seen = Atomics.load(i32, index); seen <= channel; seen = Atomics.load(i32, index)) {
+    if (cancelled()) return false;
+    if (performance.now() > spinUntil) Atomics.wait(i32, index, seen, 50);
   }
   return true;
 }

@@ -169,6 +169,12 @@ export interface Task {
    * core, so the pool allows it only when it has no more threads than cores.
    */
   readonly spinMs: number;
+  /**
+   * `fused`, plane mode: x is still being copied onto the pool, a channel at a time in order, by
+   * the calling thread, which counts the channels done at `stagedByte`; a task waits there until
+   * the channel it is about to reduce is in.
+   */
+  readonly awaitStaged: boolean;
   readonly copyOut: CopyOut | null;
   /**
    * Set on the tasks of a call's first dispatch when the interleaved parameters are made from the
@@ -259,6 +265,11 @@ export interface ScratchLayout {
   readonly claim2Byte: number;
   readonly prepClaimByte: number;
   readonly prepDoneByte: number;
+  /**
+   * A pipelined training forward (Task.awaitStaged): how many of the region's channels the calling
+   * thread has copied onto the pool so far.
+   */
+  readonly stagedByte: number;
   readonly paramsByte: number;
   /** The CHANNEL_ARRAYS per-channel arrays, C float64 each. */
   readonly channelsByte: number;
@@ -293,6 +304,7 @@ export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
   return {
     cancelByte: scratchByte, doneByte: scratchByte + 4, readyByte: scratchByte + 8,
     claimByte: scratchByte + 12, claim2Byte: scratchByte + 16, prepClaimByte: scratchByte + 20, prepDoneByte: scratchByte + 24,
+    stagedByte: scratchByte + 28,
     paramsByte, channelsByte, partialsByte, rowParamsByte, totalBytes: end - scratchByte,
   };
 }
