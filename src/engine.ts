@@ -333,7 +333,9 @@ async function fusedPipelined(call: Call, p: Placement): Promise<void> {
       Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
     });
   } catch (err) {
-    // An abort between slices: the tasks see the cancel flag, also while they wait for a channel.
+    // An abort between slices, or x detached by its owner meanwhile: the tasks would wait for
+    // the rest of x for ever; the cancel flag stops them, also while they wait for a channel.
+    call.cancel();
     await running.catch(() => {});
     throw err;
   }

@@ -219,6 +219,23 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
     got.forEach((g, i) => expect(sameBits(g, want[i]), `result ${i}`).toBe(true));
   });
 
+  it('x detached by its owner during the copy: the waiting tasks are stopped, the call rejects, nothing changes', async () => {
+    const shape = [12, 8, 250, 125];
+    const x = randomTensor(shape, 'float64', 10);
+    const bn = new BatchNorm(8, { pool, dtype: 'float64' });
+    const live = pool.memoryStats.liveBytes;
+    const call = bn.forward(x, shape);
+    // On the second turn of the event loop: between the slices of a channel's copy, after the
+    // tasks started (they then wait for channels that will never come, but for the cancel).
+    setImmediate(() => setImmediate(() => structuredClone(x.buffer, { transfer: [x.buffer] })));
+    await expect(call).rejects.toThrow(/detached/);
+    expect(x.length).toBe(0);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    const again = randomTensor(shape, 'float64', 10);
+    expect((await bn.forward(again, shape)).some(Number.isNaN)).toBe(false);
+  });
+
   it('a worker that dies while x is copied in rejects the call, changes nothing and frees everything', async () => {
     const shape = [12, 8, 250, 125];
     const x = randomTensor(shape, 'float64', 9);
