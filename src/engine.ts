@@ -303,21 +303,22 @@ async function normalizePipelined(call: Call, placements: readonly Placement[]):
 }
 
 /**
- * Whether a fused training forward copies x in while its workers reduce it: x alone staged in
- * one chunk, plane mode (the workers claim channels in order), at least two pipeline chunks of
- * input, and, as for eval (normalizePipelined), a core for the calling thread beside the workers.
+ * Whether a fused call (a training forward or a backward) copies its staged arrays in while its
+ * workers reduce them: one chunk, plane mode (the workers claim channels in order), at least two
+ * pipeline chunks of input, and, as for eval (normalizePipelined), a core for the calling thread
+ * beside the workers.
  */
 function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
   const [p] = placements;
-  return placements.length === 1 && p.copyIn && !p.copyDyIn && !p.copyMaskIn && !call.inline
+  return placements.length === 1 && (p.copyIn || p.copyDyIn || p.copyMaskIn) && !call.inline
     && call.grid.mode === 'plane' && call.ctx.threads < CORES && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
 }
 
 /**
- * A fused training forward whose tasks start before x is on the pool: this thread copies x a
- * channel at a time and counts the channels in at `stagedByte`; each task waits there for the
- * channel it claims (Task.awaitStaged). The phase is always waited for before this returns or
- * throws.
+ * A fused call whose tasks start before its arrays are on the pool: this thread copies them a
+ * channel at a time (x, and for backward dy and the mask) and counts the channels in at
+ * `stagedByte`; each task waits there for the channel it claims (Task.awaitStaged). The phase is
+ * always waited for before this returns or throws.
  */
 async function fusedPipelined(call: Call, p: Placement): Promise<void> {
   const { ctx, req, layout } = call;

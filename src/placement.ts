@@ -171,17 +171,23 @@ export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placemen
 }
 
 /**
- * Copies x onto the pool as copyIn does, but a channel at a time, in order, calling
- * `onChannel(k)` once the placement's first k channels are in (a pipelined training forward:
- * the workers reduce each channel as soon as it is there).
+ * Copies what copyIn copies (x; for backward dy and the ReLU mask too), but a channel at a time,
+ * in order, calling `onChannel(k)` once the placement's first k channels are in (a pipelined
+ * fused call: the workers reduce each channel as soon as it is there).
  */
 export async function copyInByChannel(
   ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, onChannel: (done: number) => void,
 ): Promise<void> {
   const budget = { left: COPY_SLICE_BYTES };
+  const arrays: [FloatArray, number][] = [];
+  if (p.copyIn) arrays.push([req.x, p.region.xByte]);
+  if (p.copyDyIn) arrays.push([req.backward!.dy, p.region.dyByte]);
+  if (p.copyMaskIn) arrays.push([req.backward!.mask!, p.region.maskByte]);
   const { box } = p;
   for (let c = box.c0; c < box.c1; c++) {
-    await copyBox(req, { ...box, c0: c, c1: c + 1 }, req.x, () => stagedView(ctx, req, p, p.region.xByte), 'in', pause, budget, box.c1 - box.c0, c - box.c0);
+    for (const [full, byte] of arrays) {
+      await copyBox(req, { ...box, c0: c, c1: c + 1 }, full, () => stagedView(ctx, req, p, byte), 'in', pause, budget, box.c1 - box.c0, c - box.c0);
+    }
     onChannel(c - box.c0 + 1);
   }
 }

@@ -202,6 +202,35 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
     });
   }
 
+  for (const [shape, dtype, relu] of [[[32, 16, 70, 71], 'float32', false], [[6, 3, 400, 401], 'float32', true], [[8, 7, 11, 60, 61], 'float64', true]] as const) {
+    it(`backward (x, dy and the ReLU output copied a channel at a time): the bits of unpipelined and zero-copy calls [${shape}] ${dtype}${relu ? ' ReLU' : ''}`, async () => {
+      const x = randomTensor([...shape], dtype, 600 + shape.length);
+      const dy = randomTensor([...shape], dtype, 700 + shape.length);
+      const run = async (p: Pool, onPool: boolean): Promise<FloatArray[]> => {
+        const put = (a: FloatArray): FloatArray => {
+          if (!onPool) return a;
+          const q = p.alloc(a.length, dtype);
+          q.set(a);
+          return q;
+        };
+        const bn = new BatchNorm(shape[1], { pool: p, dtype, activation: relu ? 'relu' : null });
+        bn.weight!.set(randomTensor([shape[1]], dtype, 800));
+        const results: FloatArray[] = [];
+        for (const mode of ['train', 'eval'] as const) {
+          bn[mode]();
+          await bn.forward(put(x), [...shape]);
+          const g = await bn.backward(put(dy));
+          results.push(g.dx.slice(), g.dWeight!.slice(), g.dBias!.slice());
+        }
+        return results;
+      };
+      const want = await run(reference, false);
+      for (const got of [await run(pool, false), await run(pool, true)]) {
+        got.forEach((g, i) => expect(sameBits(g, want[i]), `result ${i}`).toBe(true));
+      }
+    });
+  }
+
   it('an abort during the copy stops the waiting tasks, changes nothing and frees everything', async () => {
     const shape = [12, 8, 250, 125];
     const x = randomTensor(shape, 'float64', 8);
