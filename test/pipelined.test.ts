@@ -231,50 +231,53 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
     });
   }
 
-  it('an abort during the copy stops the waiting tasks, changes nothing and frees everything', async () => {
+  /**
+   * A float64 training call to interrupt (its channels copy in slices, with turns of the event
+   * loop between them), and a check that the interrupted call changed nothing and kept nothing.
+   */
+  function interruptible(seed: number): { shape: number[]; x: Float64Array; bn: BatchNorm; expectUnchanged: () => void } {
     const shape = [12, 8, 250, 125];
-    const x = randomTensor(shape, 'float64', 8);
     const bn = new BatchNorm(8, { pool, dtype: 'float64' });
     const live = pool.memoryStats.liveBytes;
+    const expectUnchanged = (): void => {
+      expect(bn.numBatchesTracked).toBe(0);
+      expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
+      expect(pool.memoryStats.liveBytes).toBe(live);
+    };
+    return { shape, x: randomTensor(shape, 'float64', seed) as Float64Array, bn, expectUnchanged };
+  }
+
+  it('an abort during the copy stops the waiting tasks, changes nothing and frees everything', async () => {
+    const { shape, x, bn, expectUnchanged } = interruptible(8);
     const controller = new AbortController();
     const call = bn.forward(x, shape, { signal: controller.signal });
     setImmediate(() => setImmediate(() => controller.abort()));
     await expect(call).rejects.toBeInstanceOf(AbortError);
-    expect(bn.numBatchesTracked).toBe(0);
-    expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
-    expect(pool.memoryStats.liveBytes).toBe(live);
+    expectUnchanged();
     const want = await twoSteps(reference, x, shape, false, {});
     const got = await twoSteps(pool, x, shape, false, {});
     got.forEach((g, i) => expect(sameBits(g, want[i]), `result ${i}`).toBe(true));
   });
 
   it('x detached by its owner during the copy: the waiting tasks are stopped, the call rejects, nothing changes', async () => {
-    const shape = [12, 8, 250, 125];
-    const x = randomTensor(shape, 'float64', 10);
-    const bn = new BatchNorm(8, { pool, dtype: 'float64' });
-    const live = pool.memoryStats.liveBytes;
+    const { shape, x, bn, expectUnchanged } = interruptible(10);
     const call = bn.forward(x, shape);
     // On the second turn of the event loop: between the slices of a channel's copy, after the
     // tasks started (they then wait for channels that will never come, but for the cancel).
     setImmediate(() => setImmediate(() => structuredClone(x.buffer, { transfer: [x.buffer] })));
     await expect(call).rejects.toThrow(/detached/);
     expect(x.length).toBe(0);
-    expect(bn.numBatchesTracked).toBe(0);
-    expect(pool.memoryStats.liveBytes).toBe(live);
+    expectUnchanged();
     const again = randomTensor(shape, 'float64', 10);
     expect((await bn.forward(again, shape)).some(Number.isNaN)).toBe(false);
   });
 
   it('a worker that dies while x is copied in rejects the call, changes nothing and frees everything', async () => {
-    const shape = [12, 8, 250, 125];
-    const x = randomTensor(shape, 'float64', 9);
-    const bn = new BatchNorm(8, { pool, dtype: 'float64' });
-    const live = pool.memoryStats.liveBytes;
+    const { shape, x, bn, expectUnchanged } = interruptible(9);
     injectFault(pool, { kind: 'exit', exitCode: 11 });
     const err = await bn.forward(x, shape).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkerError);
-    expect(bn.numBatchesTracked).toBe(0);
-    expect(pool.memoryStats.liveBytes).toBe(live);
+    expectUnchanged();
     const y = await bn.forward(x, shape);
     expect(bn.numBatchesTracked).toBe(1);
     expect(y.some(Number.isNaN)).toBe(false);
