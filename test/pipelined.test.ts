@@ -283,3 +283,25 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
     expect(y.some(Number.isNaN)).toBe(false);
   });
 });
+
+// The TypeScript kernels run the same task code (the waits included): one case each way.
+describe.skipIf(availableParallelism() < 2)('pipelined calls on the TypeScript kernels', () => {
+  it('eval and fused training and backward give the bits of 2 unpipelined workers', async () => {
+    const pool = new Pool({ threads: 1, inlineThreshold: 0, kernel: 'js' });
+    const reference = new Pool({ threads: 2, inlineThreshold: 0, kernel: 'js' });
+    const shape = [8, 5, 230, 231];
+    const x = randomTensor(shape, 'float32', 900);
+    const dy = randomTensor(shape, 'float32', 901);
+    expect(x.length).toBeGreaterThanOrEqual(2 * PIPELINE_CHUNK_ELEMENTS);
+    const results: FloatArray[][] = [];
+    for (const p of [pool, reference]) {
+      const bn = new BatchNorm(5, { pool: p, activation: 'relu' });
+      const y = await bn.forward(x, shape);
+      const { dx } = await bn.backward(dy);
+      bn.eval();
+      results.push([y, dx, await bn.forward(x, shape), bn.runningVar!.slice()]);
+    }
+    results[0].forEach((r, i) => expect(sameBits(r, results[1][i]), `result ${i}`).toBe(true));
+    await Promise.all([pool.close(), reference.close()]);
+  });
+});
