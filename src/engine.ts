@@ -278,28 +278,39 @@ interface Call {
 /**
  * Eval over chunks staged in two buffers in turn (`place` with `pipeline`): while the workers
  * normalize chunk i, the calling thread copies chunk i - 1 out (to an ordinary destination; its
- * buffer is then free) and chunk i + 1 in, into that buffer. A phase that started is always waited
- * for before this returns or throws (its workers may be writing the staging memory).
+ * buffer is then free) and chunk i + 1 in, into that buffer.
  */
 async function normalizePipelined(call: Call, placements: readonly Placement[]): Promise<void> {
   const { ctx, req } = call;
   await copyIn(ctx, req, placements[0], call.pauseIn);
   for (let i = 0; i < placements.length; i++) {
-    const running = runPhase(call, tasksFor(call, placements[i], 'normalize'));
-    // Handled now: it may fail while the copies below yield to the event loop, before it is awaited.
-    running.catch(() => {});
-    try {
+    await copyWhileRunning(call, tasksFor(call, placements[i], 'normalize'), async () => {
       if (i > 0 && placements[i - 1].copyOutOnMain !== null) await copyOutOnMain(ctx, req, placements[i - 1], pauseOut);
       if (i + 1 < placements.length) await copyIn(ctx, req, placements[i + 1], call.pauseIn);
-    } catch (err) {
-      // An abort between slices: the phase sees the cancel flag and stops between blocks.
-      await running.catch(() => {});
-      throw err;
-    }
-    await running;
+    });
   }
   const last = placements[placements.length - 1];
   if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut);
+}
+
+/**
+ * Runs a phase's tasks while this thread does `copies`, and settles when both are done. When the
+ * copies fail (an abort between slices, or an array detached by its owner meanwhile), the call is
+ * cancelled, so that no task goes on with the work or waits for data that will not come, and the
+ * phase is waited for (its workers may be writing the staging memory) before the error is thrown.
+ */
+async function copyWhileRunning(call: Call, tasks: Task[], copies: () => Promise<void>): Promise<void> {
+  const running = runPhase(call, tasks);
+  // Handled now: it may fail while the copies yield to the event loop, before it is awaited.
+  running.catch(() => {});
+  try {
+    await copies();
+  } catch (err) {
+    call.cancel();
+    await running.catch(() => {});
+    throw err;
+  }
+  await running;
 }
 
 /**
@@ -317,30 +328,17 @@ function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
 /**
  * A fused call whose tasks start before its arrays are on the pool: this thread copies them a
  * channel at a time (x, and for backward dy and the mask) and counts the channels in at
- * `stagedByte`; each task waits there for the channel it claims (Task.awaitStaged). The phase is
- * always waited for before this returns or throws.
+ * `stagedByte`; each task waits there for the channel it claims (Task.awaitStaged).
  */
 async function fusedPipelined(call: Call, p: Placement): Promise<void> {
   const { ctx, req, layout } = call;
   ctx.views.refresh();
   Atomics.store(ctx.views.i32, layout.stagedByte / 4, 0);
-  const running = runPhase(call, tasksFor(call, p, 'fused', { awaitStaged: true }));
-  // Handled now: it may fail while the copy below yields to the event loop, before it is awaited.
-  running.catch(() => {});
-  try {
-    await copyInByChannel(ctx, req, p, call.pauseIn, (done) => {
-      ctx.views.refresh();
-      Atomics.store(ctx.views.i32, layout.stagedByte / 4, done);
-      Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
-    });
-  } catch (err) {
-    // An abort between slices, or x detached by its owner meanwhile: the tasks would wait for
-    // the rest of x for ever; the cancel flag stops them, also while they wait for a channel.
-    call.cancel();
-    await running.catch(() => {});
-    throw err;
-  }
-  await running;
+  await copyWhileRunning(call, tasksFor(call, p, 'fused', { awaitStaged: true }), () => copyInByChannel(ctx, req, p, call.pauseIn, (done) => {
+    ctx.views.refresh();
+    Atomics.store(ctx.views.i32, layout.stagedByte / 4, done);
+    Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
+  }));
   if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
 }
 

@@ -164,10 +164,18 @@ export type CopyPause = () => Promise<void>;
  */
 export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
   const budget = { left: COPY_SLICE_BYTES };
-  const at = (byte: number) => (): FloatArray => stagedView(ctx, req, p, byte);
-  if (p.copyIn) await copyBox(req, p.box, req.x, at(p.region.xByte), 'in', pause, budget);
-  if (p.copyDyIn) await copyBox(req, p.box, req.backward!.dy, at(p.region.dyByte), 'in', pause, budget);
-  if (p.copyMaskIn) await copyBox(req, p.box, req.backward!.mask!, at(p.region.maskByte), 'in', pause, budget);
+  for (const [full, byte] of stagedInputs(req, p)) {
+    await copyBox(req, p.box, full, () => stagedView(ctx, req, p, byte), 'in', pause, budget);
+  }
+}
+
+/** The arrays a placement copies in (x; for backward dy and the ReLU mask), with their staging bytes. */
+function stagedInputs(req: EngineRequest, p: Placement): [FloatArray, number][] {
+  const arrays: [FloatArray, number][] = [];
+  if (p.copyIn) arrays.push([req.x, p.region.xByte]);
+  if (p.copyDyIn) arrays.push([req.backward!.dy, p.region.dyByte]);
+  if (p.copyMaskIn) arrays.push([req.backward!.mask!, p.region.maskByte]);
+  return arrays;
 }
 
 /**
@@ -179,10 +187,7 @@ export async function copyInByChannel(
   ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, onChannel: (done: number) => void,
 ): Promise<void> {
   const budget = { left: COPY_SLICE_BYTES };
-  const arrays: [FloatArray, number][] = [];
-  if (p.copyIn) arrays.push([req.x, p.region.xByte]);
-  if (p.copyDyIn) arrays.push([req.backward!.dy, p.region.dyByte]);
-  if (p.copyMaskIn) arrays.push([req.backward!.mask!, p.region.maskByte]);
+  const arrays = stagedInputs(req, p);
   const { box } = p;
   for (let c = box.c0; c < box.c1; c++) {
     for (const [full, byte] of arrays) {
