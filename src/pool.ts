@@ -161,8 +161,8 @@ export class Pool {
   /** Input bytes the planner counts on the cache to keep between two passes. */
   readonly cacheBytes: number;
   readonly #arena: Arena;
-  /** The private memory of `PoolInternals.privateInline`, once made. */
-  #privateArena: Arena | null = null;
+  /** The context of `PoolInternals.privateInline`, once made. */
+  #private: PoolInternals | null = null;
   readonly #piscina: Piscina;
   readonly #active = new Set<Promise<unknown>>();
   #closing: Promise<void> | null = null;
@@ -220,7 +220,6 @@ export class Pool {
     // Compiled now, once per process (~50-70 ms here), not on the first inline call with
     // ordinary arrays, which would otherwise take that much longer (77-91 ms against 11-16).
     if (this.kernel === 'wasm') loadPrivateWasmModule();
-    let privateInline: PoolInternals | null = null;
     const ctx: PoolInternals = {
       arena,
       views,
@@ -232,8 +231,8 @@ export class Pool {
       track: (work) => this.#track(work),
       runStream: (tasks) => this.#track(Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>))),
       privateInline: () => {
-        privateInline ??= this.#privateContext(ctx, maxMemory);
-        return privateInline;
+        this.#private ??= this.#privateContext(ctx, maxMemory);
+        return this.#private;
       },
     };
     internals.set(this, ctx);
@@ -250,7 +249,6 @@ export class Pool {
     const module = this.kernel === 'wasm' ? loadPrivateWasmModule() : null;
     if (this.kernel === 'wasm' && module === null) return ctx;
     const arena = new Arena(Math.min(PRIVATE_INITIAL_MEMORY, maxMemory), maxMemory, RESERVED_BYTES, false);
-    this.#privateArena = arena;
     const views = new MemoryViews(arena.memory);
     const kernel = createKernel(this.kernel, arena.memory, module);
     const context: PoolInternals = {
@@ -278,7 +276,8 @@ export class Pool {
       byteLength: this.#arena.byteLength,
       liveBytes: this.#arena.liveBytes,
       maxBytes: this.#arena.maxBytes,
-      privateByteLength: this.#privateArena?.byteLength ?? 0,
+      // The shared context itself where the kernels cannot run on a private memory: none made.
+      privateByteLength: this.#private === null || this.#private.arena === this.#arena ? 0 : this.#private.arena.byteLength,
     };
   }
 

@@ -12,6 +12,19 @@ const WASM_FILE = new URL('../wasm/kernels.wasm', import.meta.url);
 
 let cached: WebAssembly.Module | null | undefined;
 let cachedPrivate: WebAssembly.Module | null | undefined;
+/** The file's bytes, read once for both modules (null: missing). */
+let cachedBytes: Uint8Array | null | undefined;
+
+function wasmBytes(): Uint8Array | null {
+  if (cachedBytes === undefined) {
+    try {
+      cachedBytes = readFileSync(WASM_FILE);
+    } catch {
+      cachedBytes = null;
+    }
+  }
+  return cachedBytes;
+}
 
 /**
  * The compiled WebAssembly kernels, or null when this runtime cannot run them (no SIMD128, or the
@@ -20,9 +33,9 @@ let cachedPrivate: WebAssembly.Module | null | undefined;
  */
 export function loadWasmModule(): WebAssembly.Module | null {
   if (cached !== undefined) return cached;
+  const bytes = wasmBytes();
   try {
-    const bytes = readFileSync(WASM_FILE);
-    cached = wasmApi.validate(bytes) ? compileOptimized(bytes) : null;
+    cached = bytes !== null && wasmApi.validate(bytes) ? compileOptimized(bytes) : null;
   } catch {
     cached = null;
   }
@@ -39,7 +52,7 @@ export function loadWasmModule(): WebAssembly.Module | null {
 export function loadPrivateWasmModule(): WebAssembly.Module | null {
   if (cachedPrivate !== undefined) return cachedPrivate;
   cachedPrivate = null;
-  if (loadWasmModule() !== null) cachedPrivate = compileOptimized(unsharedMemoryImport(readFileSync(WASM_FILE)));
+  if (loadWasmModule() !== null) cachedPrivate = compileOptimized(unsharedMemoryImport(wasmBytes()!));
   return cachedPrivate;
 }
 
