@@ -88,7 +88,8 @@ export interface PoolInternals {
    * The context of calls that run inline with every array off the pool: the same pool, but a
    * private, non-shared memory of the calling thread (created on first use, grown as needed up
    * to the pool's `maxMemory`) with its own kernel instance. Staging there is copying between
-   * ordinary memories, which V8 does 1.6-2.3x faster than into or out of a shared memory.
+   * ordinary memories, which V8 does 1.6-2.5x faster than into or out of a shared memory
+   * (bench/copies.mjs).
    */
   privateInline(): PoolInternals;
 }

@@ -44,10 +44,10 @@ export function loadWasmModule(): WebAssembly.Module | null {
 
 /**
  * The same kernels over an ordinary (non-shared) memory, for calls that run inline with every
- * array off the pool: V8 copies between ordinary arrays and a shared memory 1.6-2.3x slower than
- * between ordinary memories (README, "Small inputs"). The code is byte for byte the shared
- * module's; only the memory import's `shared` flag is cleared (a wasm memory import must match
- * the memory's sharedness). Null where `loadWasmModule()` is null.
+ * array off the pool: V8 copies between ordinary arrays and a shared memory 1.6-2.5x slower than
+ * between ordinary memories (bench/copies.mjs; README, "Small inputs"). The code is byte for byte
+ * the shared module's; only the memory import's `shared` flag is cleared (a wasm memory import
+ * must match the memory's sharedness). Null where `loadWasmModule()` is null.
  */
 export function loadPrivateWasmModule(): WebAssembly.Module | null {
   if (cachedPrivate !== undefined) return cachedPrivate;

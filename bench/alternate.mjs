@@ -1,0 +1,85 @@
+// Two builds of bnpool in one process, their calls alternated round by round, so that both see
+// the same stretch of this noisy machine: prints each build's median and B's ÷ A's. This is how
+// the README's "after ÷ before" tables of plain-array calls were measured. Plain JavaScript (not
+// built by tsc): it imports the two builds' dist/ folders, each loading its own workers.
+//
+//     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
+//     npm run build && node bench/alternate.mjs /tmp/before/dist dist <scenario>
+//
+// Scenarios (x always an ordinary Float32Array; run once in each order to see the noise):
+//   inline    2 workers, inline sizes, eval / training / forward + backward, ordinary `out`
+//             ("Small inputs"); FRESH=1 for no `out`
+//   eval      1 worker, eval, fresh / ordinary / pool output ("What copies")
+//   train     1 worker, training forward, fresh / ordinary / pool output
+//   backward  1 worker, backward after a training forward on x, dx fresh / into an ordinary `out`
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [dirA, dirB, scenario] = process.argv.slice(2);
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward');
+const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
+
+/** Each build's median ms of `calls` calls a round, alternated for `rounds` rounds, after `warm` warm-up calls. */
+async function alternate(fns, rounds, calls, warm) {
+  const times = fns.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    for (const [k, f] of fns.entries()) {
+      for (let i = 0; i < warm; i++) await f();
+      const t0 = performance.now();
+      for (let i = 0; i < calls; i++) await f();
+      times[k].push((performance.now() - t0) / calls);
+    }
+  }
+  return times.map(median);
+}
+
+function report(label, [a, b], unit) {
+  const scale = unit === 'µs' ? 1000 : 1;
+  console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
+}
+
+const threads = scenario === 'inline' ? 2 : 1;
+const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
+
+if (scenario === 'inline') {
+  for (const shape of [[2, 16], [8, 16, 16, 16], [8, 16, 32, 32], [1, 3, 224, 224], [4, 3, 224, 224]]) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = random(n, 3, -1);
+    const dy = random(n, 1, -0.5);
+    const calls = Math.max(20, Math.min(2000, Math.round(3e7 / n / 8)));
+    for (const mode of ['eval', 'train', 'backward']) {
+      const fns = builds.map((m, k) => {
+        const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+        if (mode === 'eval') bn.eval();
+        const out = process.env.FRESH ? undefined : new Float32Array(n);
+        const dx = process.env.FRESH ? undefined : new Float32Array(n);
+        if (mode === 'backward') return async () => { await bn.forward(x, shape, { out }); await bn.backward(dy, { out: dx }); };
+        return () => bn.forward(x, shape, { out });
+      });
+      report(`[${shape}] ${mode}`, await alternate(fns, 9, calls, 20), 'µs');
+    }
+  }
+} else {
+  for (const shape of [[16, 3, 224, 224], [32, 64, 56, 56], [32, 64, 112, 112]]) {
+    const n = shape.reduce((a, b) => a * b);
+    const x = random(n, 3, -1);
+    const dy = random(n, 1, -0.5);
+    const kinds = scenario === 'backward' ? ['fresh', 'ordinary out'] : ['fresh', 'ordinary out', 'pool out'];
+    for (const kind of kinds) {
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+        const out = kind === 'ordinary out' ? new Float32Array(n) : kind === 'pool out' ? pools[k].alloc(n) : undefined;
+        if (scenario === 'backward') {
+          await bn.forward(x, shape, { out: pools[k].alloc(n) });
+          return () => bn.backward(dy, { out });
+        }
+        if (scenario === 'eval') bn.eval();
+        return () => bn.forward(x, shape, { out });
+      }));
+      report(`[${shape}] ${scenario} ${kind}`, await alternate(fns, 7, 4, 1), 'ms');
+    }
+  }
+}
+await Promise.all(pools.map((p) => p.close()));
