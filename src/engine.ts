@@ -142,6 +142,12 @@ export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<Engine
 async function execute(shared: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
   throwIfAborted(signal);
+  // A new pool's kernels may still be compiling (off this thread): nothing is read or staged before.
+  const starting = shared.starting();
+  if (starting !== null) {
+    await starting;
+    throwIfAborted(signal);
+  }
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= shared.inlineThreshold;
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private

@@ -3,10 +3,10 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import type { Kernel } from '../workers/kernels/kernel.js';
-import { createKernel, loadPrivateWasmModule, loadWasmModule } from '../workers/kernels/select.js';
+import { cachedWasmModules, createKernel, loadPrivateWasmModule, loadWasmModules, wasmSupported } from '../workers/kernels/select.js';
 import { type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from '../workers/protocol.js';
 import type { WorkerData } from '../workers/worker.js';
-import { ArgumentError, ClosedError, describe, OutOfMemoryError } from './errors.js';
+import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
 import { checkDtypeName, checkOptions, checkPositiveInteger, type FloatArray, type OptionKeys } from './validate.js';
 
@@ -75,6 +75,11 @@ export interface PoolInternals {
   readonly inlineThreshold: number;
   readonly cacheBytes: number;
   assertOpen(): void;
+  /**
+   * Null once the pool has started; until then, a promise that settles when it has (rejects when
+   * it cannot: its kernels did not compile). A call awaits it before it reads or stages anything.
+   */
+  starting(): Promise<void> | null;
   /**
    * Runs tasks on the workers (or inline) and settles every one of them before returning.
    * `onFailure` runs as soon as one task fails, so that tasks waiting on it can give up.
@@ -164,7 +169,11 @@ export class Pool {
   readonly #arena: Arena;
   /** The context of `PoolInternals.privateInline`, once made. */
   #private: PoolInternals | null = null;
-  readonly #piscina: Piscina;
+  /** The workers, and the calling thread's kernel for inline calls: made by `#start`. */
+  #piscina: Piscina | null = null;
+  #inlineKernel: Kernel | null = null;
+  /** Until the pool has started (its kernels compiled): settles then, and is null from then on. */
+  #starting: Promise<void> | null = null;
   readonly #active = new Set<Promise<unknown>>();
   #closing: Promise<void> | null = null;
 
@@ -175,11 +184,10 @@ export class Pool {
     if (kernel !== 'auto' && kernel !== 'js' && kernel !== 'wasm') {
       throw new ArgumentError(`options.kernel must be 'auto', 'js' or 'wasm'; got ${describe(kernel)}`);
     }
-    const wasmModule = kernel === 'js' ? null : loadWasmModule();
-    if (kernel === 'wasm' && wasmModule === null) {
+    if (kernel === 'wasm' && !wasmSupported()) {
       throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, which this runtime does not validate; use 'auto' or 'js'`);
     }
-    this.kernel = wasmModule === null ? 'js' : 'wasm';
+    this.kernel = kernel !== 'js' && wasmSupported() ? 'wasm' : 'js';
     const maxMemory = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');
     if (maxMemory > MAX_MEMORY || maxMemory < 2 * RESERVED_BYTES) {
       throw new ArgumentError(`options.maxMemory must be between ${2 * RESERVED_BYTES} and ${MAX_MEMORY} bytes; got ${maxMemory}`);
@@ -198,7 +206,51 @@ export class Pool {
     const arena = new Arena(initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
     arenas.add(new WeakRef(arena));
-    const workerData: WorkerData = { memory: arena.memory, kernel: this.kernel, wasmModule };
+    const views = new MemoryViews(arena.memory);
+    const ctx: PoolInternals = {
+      arena,
+      views,
+      threads: this.threads,
+      inlineThreshold: this.inlineThreshold,
+      cacheBytes: this.cacheBytes,
+      assertOpen: () => this.#assertOpen(),
+      starting: () => this.#starting,
+      runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, this.#inlineKernel!, views),
+      track: (work) => this.#track(work),
+      runStream: async (tasks) => {
+        await this.#starting;
+        return this.#track(Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>)));
+      },
+      privateInline: () => {
+        this.#private ??= this.#privateContext(ctx, maxMemory);
+        return this.#private;
+      },
+    };
+    internals.set(this, ctx);
+    // The kernels compile off this thread (loadWasmModules) unless a pool compiled them already:
+    // calls made meanwhile wait for them (PoolInternals.starting).
+    const modules = this.kernel === 'wasm' ? cachedWasmModules() : null;
+    if (this.kernel === 'js' || modules !== null) {
+      this.#start(modules?.shared ?? null);
+    } else {
+      const starting = loadWasmModules().then(
+        (compiled) => {
+          this.#start(compiled.shared);
+          this.#starting = null;
+        },
+        (err: unknown) => {
+          throw new WorkerError(`the pool cannot start: compiling its WebAssembly kernels failed (${(err as Error)?.message ?? err})`, { cause: err });
+        },
+      );
+      // Its rejection reaches every call; unobserved (no call), it must not end the process.
+      starting.catch(() => {});
+      this.#starting = starting;
+    }
+  }
+
+  /** Starts the workers and builds the calling thread's kernel, once the module is compiled. */
+  #start(wasmModule: WebAssembly.Module | null): void {
+    const workerData: WorkerData = { memory: this.#arena.memory, kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
       filename: new URL('../workers/worker.js', import.meta.url).href,
       minThreads: this.threads,
@@ -216,27 +268,7 @@ export class Pool {
       recordTiming: false,
       workerData,
     });
-    const views = new MemoryViews(arena.memory);
-    const inlineKernel = createKernel(this.kernel, arena.memory, wasmModule);
-    // Compiled now, once per process (~50-70 ms here), not on the first inline call with
-    // ordinary arrays, which would otherwise take that much longer (77-91 ms against 11-16).
-    if (this.kernel === 'wasm') loadPrivateWasmModule();
-    const ctx: PoolInternals = {
-      arena,
-      views,
-      threads: this.threads,
-      inlineThreshold: this.inlineThreshold,
-      cacheBytes: this.cacheBytes,
-      assertOpen: () => this.#assertOpen(),
-      runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, inlineKernel, views),
-      track: (work) => this.#track(work),
-      runStream: (tasks) => this.#track(Promise.allSettled(tasks.map((task) => this.#piscina.run(task) as Promise<TaskResult>))),
-      privateInline: () => {
-        this.#private ??= this.#privateContext(ctx, maxMemory);
-        return this.#private;
-      },
-    };
-    internals.set(this, ctx);
+    this.#inlineKernel = createKernel(this.kernel, this.#arena.memory, wasmModule);
   }
 
   /**
@@ -280,6 +312,17 @@ export class Pool {
       // The shared context itself where the kernels cannot run on a private memory: none made.
       privateByteLength: this.#private === null || this.#private.arena === this.#arena ? 0 : this.#private.arena.byteLength,
     };
+  }
+
+  /**
+   * Resolves once the pool has started: its kernels compiled and its worker threads spawned. A
+   * new pool compiles the WebAssembly kernels off the calling thread (once per process, ~50-100
+   * ms here), so `new Pool()` returns at once; calls made before wait for the start themselves.
+   * Await it to keep that wait out of a first call (a benchmark, a server's warm-up). Rejects with
+   * a `WorkerError` where the kernels do not compile.
+   */
+  get ready(): Promise<void> {
+    return this.#starting ?? Promise.resolve();
   }
 
   /** True once `close()` was called. */
@@ -334,10 +377,11 @@ export class Pool {
     if (this.#closing === null) {
       this.#closing = (async () => {
         await Promise.allSettled([...this.#active]);
+        await this.#starting?.catch(() => {});
         // A call settles once every task it sent has: no task is queued or running now, so
         // piscina has nothing to flush. destroy(), not close(): close() leaves a timer of its
         // closeTimeout (30 s) that holds the piscina pool and its workers' data, this memory.
-        await this.#piscina.destroy();
+        await this.#piscina?.destroy();
       })();
     }
     return this.#closing;
@@ -379,7 +423,7 @@ export class Pool {
     }
     return Promise.allSettled(tasks.map(async (task) => {
       try {
-        const result = await (this.#piscina.run(task) as Promise<TaskResult>);
+        const result = await (this.#piscina!.run(task) as Promise<TaskResult>);
         if (!result.ok) onFailure();
         return result;
       } catch (err) {

@@ -31,6 +31,7 @@ interface WebAssemblyApi {
   Module: new (bytes: ArrayBufferView | ArrayBuffer) => WebAssembly.Module;
   Instance: new (module: WebAssembly.Module, imports?: Record<string, Record<string, unknown>>) => WebAssembly.Instance;
   validate(bytes: ArrayBufferView | ArrayBuffer): boolean;
+  compile(bytes: ArrayBufferView | ArrayBuffer): Promise<WebAssembly.Module>;
 }
 
 /** The runtime `WebAssembly` object, typed by the declarations above. */

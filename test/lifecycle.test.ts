@@ -1,10 +1,45 @@
-/** A script that never calls close() exits on its own; the default pool is shared. */
+/**
+ * A script that never calls close() exits on its own; the default pool is shared. A new pool
+ * compiles its kernels off the calling thread, and calls made before wait for them.
+ */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { getDefaultPool } from '../dist/src/index.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+const select = fileURLToPath(new URL('../dist/workers/kernels/select.js', import.meta.url));
+
+/** Runs an ES module script in a fresh Node process; its stdout, parsed as JSON. */
+function runScript(script: string, flags: string[] = []): unknown {
+  const run = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { timeout: 30_000, encoding: 'utf8' });
+  expect(run.error).toBeUndefined();
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  return JSON.parse(run.stdout);
+}
+
+/**
+ * Script lines: x, a random [6, 3, 7, 5] input (channel 1 offset by 1000), and check(y), the
+ * largest error of y's per-channel mean (from 0) and biased variance (from var / (var + eps)),
+ * in float64.
+ */
+const CHECK = `
+  const shape = [6, 3, 7, 5];
+  const x = new Float32Array(6 * 3 * 35).map((_, i) => Math.random() * 4 - 2 + (((i / 35) | 0) % 3 === 1 ? 1000 : 0));
+  const check = (y) => {
+    let worst = 0;
+    for (let c = 0; c < 3; c++) {
+      const xs = [], ys = [];
+      for (let n = 0; n < 6; n++) for (let s = 0; s < 35; s++) { xs.push(x[(n * 3 + c) * 35 + s]); ys.push(y[(n * 3 + c) * 35 + s]); }
+      const mean = (a) => a.reduce((p, v) => p + v, 0) / a.length;
+      const vx = mean(xs.map((v) => (v - mean(xs)) ** 2));
+      const vy = mean(ys.map((v) => (v - mean(ys)) ** 2));
+      worst = Math.max(worst, Math.abs(mean(ys)), Math.abs(vy - vx / (vx + 1e-5)));
+    }
+    return worst;
+  };
+`;
 
 describe('lifecycle', () => {
   it('a script using the default pool without close() exits by itself', () => {
@@ -44,6 +79,109 @@ describe('lifecycle', () => {
     const run = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe('released 524288');
+  });
+
+  it('new Pool returns before its kernels compile; a call made at once waits for them, and they are optimized code', () => {
+    // %IsTurboFanFunction and %IsUncompiledWasmFunction: V8's test natives (--allow-natives-syntax).
+    const script = `
+      const { cachedWasmModules } = await import(${JSON.stringify(select)});
+      const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+      ${CHECK}
+      const pool = new Pool({ threads: 2 });
+      const compiledInConstructor = cachedWasmModules() !== null;
+      let started = false;
+      const ready = pool.ready.then(() => { started = true; });
+      for (let i = 0; i < 20; i++) await null;
+      const startedInMicrotasks = started;
+      const bn = new BatchNorm(3, { pool });
+      const y = await bn.forward(x, shape);
+      await ready;
+      const { shared, private: unshared } = cachedWasmModules();
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
+      const kernels = [
+        new WebAssembly.Instance(shared, { env: { memory } }),
+        new WebAssembly.Instance(unshared, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 16 }) } }),
+      ].flatMap((i) => Object.values(i.exports).filter((f) => typeof f === 'function'));
+      // A module compiled after: lazily, as Node compiles by default (the flags are restored).
+      const tiny = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 6, 1, 4, 0, 65, 42, 11]);
+      const later = new WebAssembly.Instance(new WebAssembly.Module(tiny)).exports.f;
+      // A pool made once the modules are compiled starts in its constructor.
+      const other = new Pool({ threads: 1 });
+      let otherStarted = false;
+      other.ready.then(() => { otherStarted = true; });
+      for (let i = 0; i < 3; i++) await null;
+      console.log(JSON.stringify({
+        kernel: pool.kernel, compiledInConstructor, startedInMicrotasks, started,
+        error: check(y), counted: bn.numBatchesTracked,
+        kernels: kernels.length, optimized: kernels.filter((f) => %IsTurboFanFunction(f)).length,
+        laterLazy: %IsUncompiledWasmFunction(later), laterValue: later(),
+        secondPoolStartedAtOnce: otherStarted,
+      }));
+      await Promise.all([pool.close(), other.close()]);
+    `;
+    const r = runScript(script, ['--allow-natives-syntax']) as Record<string, unknown>;
+    expect(r).toMatchObject({
+      kernel: 'wasm', compiledInConstructor: false, startedInMicrotasks: false, started: true, counted: 1,
+      laterLazy: true, laterValue: 42, secondPoolStartedAtOnce: true,
+    });
+    expect(r.error).toBeLessThan(1e-4);
+    expect(r.kernels).toBeGreaterThan(20);
+    expect(r.optimized).toBe(r.kernels);
+  });
+
+  it('a call aborted, or a pool closed, while the kernels compile', () => {
+    const script = `
+      const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+      ${CHECK}
+      const pool = new Pool({ threads: 2 });
+      const bn = new BatchNorm(3, { pool });
+      const ac = new AbortController();
+      const aborted = bn.forward(x, shape, { signal: ac.signal }).catch((e) => e.name);
+      const y = bn.forward(x, shape);
+      ac.abort();
+      const [abortName, y2] = await Promise.all([aborted, y]);
+      const closing = new Pool({ threads: 2 });
+      const closed = closing.close();
+      const late = await new BatchNorm(3, { pool: closing }).forward(x, shape).catch((e) => e.code);
+      await closed;
+      console.log(JSON.stringify({ abortName, counted: bn.numBatchesTracked, error: check(y2), late, closed: closing.closed }));
+      await pool.close();
+    `;
+    const r = runScript(script) as Record<string, unknown>;
+    expect(r).toMatchObject({ abortName: 'AbortError', counted: 1, late: 'ERR_BNPOOL_CLOSED', closed: true });
+    expect(r.error).toBeLessThan(1e-4);
+  });
+
+  it('kernels that fail to compile fail the calls with a WorkerError, change nothing, and a later pool tries again', () => {
+    const script = `
+      const compile = WebAssembly.compile;
+      WebAssembly.compile = () => Promise.reject(new Error('no compiler today'));
+      const unhandled = [];
+      process.on('unhandledRejection', (e) => unhandled.push(String(e)));
+      const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+      ${CHECK}
+      const pool = new Pool({ threads: 2 });
+      new Pool({ threads: 1 }); // never used nor closed: its failed start must not be an unhandled rejection
+      const bn = new BatchNorm(3, { pool });
+      const err = await bn.forward(x, shape).catch((e) => e);
+      const readyCode = await pool.ready.catch((e) => e.code);
+      await pool.close();
+      WebAssembly.compile = compile;
+      const again = new Pool({ threads: 2 });
+      const y = await new BatchNorm(3, { pool: again }).forward(x, shape);
+      await again.close();
+      await new Promise((r) => setTimeout(r, 20));
+      console.log(JSON.stringify({
+        name: err.name, code: err.code, message: err.message, readyCode, unhandled,
+        counted: bn.numBatchesTracked, runningMean: [...bn.runningMean], error: check(y),
+      }));
+    `;
+    const r = runScript(script) as Record<string, unknown>;
+    expect(r).toMatchObject({
+      name: 'WorkerError', code: 'ERR_BNPOOL_WORKER', readyCode: 'ERR_BNPOOL_WORKER', unhandled: [], counted: 0, runningMean: [0, 0, 0],
+    });
+    expect(r.message).toMatch(/compiling its WebAssembly kernels failed \(no compiler today\)/);
+    expect(r.error).toBeLessThan(1e-4);
   });
 
   it('getDefaultPool returns one shared pool', () => {

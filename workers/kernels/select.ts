@@ -14,6 +14,7 @@ let cached: WebAssembly.Module | null | undefined;
 let cachedPrivate: WebAssembly.Module | null | undefined;
 /** The file's bytes, read once for both modules (null: missing). */
 let cachedBytes: Uint8Array | null | undefined;
+let cachedValid: boolean | undefined;
 
 function wasmBytes(): Uint8Array | null {
   if (cachedBytes === undefined) {
@@ -26,16 +27,25 @@ function wasmBytes(): Uint8Array | null {
   return cachedBytes;
 }
 
+/** Whether this runtime can run the WebAssembly kernels: the file is there and validates (SIMD128). */
+export function wasmSupported(): boolean {
+  if (cachedValid === undefined) {
+    const bytes = wasmBytes();
+    cachedValid = bytes !== null && wasmApi.validate(bytes);
+  }
+  return cachedValid;
+}
+
 /**
  * The compiled WebAssembly kernels, or null when this runtime cannot run them (no SIMD128, or the
- * file is missing). Compiled once per process; workers get the module itself, which is shared,
- * not recompiled.
+ * file is missing). Compiled once per process, on the calling thread (~40-60 ms here, during
+ * which it runs nothing else); workers get the module itself, which is shared, not recompiled.
+ * Pools use `loadWasmModules`, which compiles off the calling thread.
  */
 export function loadWasmModule(): WebAssembly.Module | null {
   if (cached !== undefined) return cached;
-  const bytes = wasmBytes();
   try {
-    cached = bytes !== null && wasmApi.validate(bytes) ? compileOptimized(bytes) : null;
+    cached = wasmSupported() ? compileOptimized(wasmBytes()!) : null;
   } catch {
     cached = null;
   }
@@ -54,6 +64,44 @@ export function loadPrivateWasmModule(): WebAssembly.Module | null {
   cachedPrivate = null;
   if (loadWasmModule() !== null) cachedPrivate = compileOptimized(unsharedMemoryImport(wasmBytes()!));
   return cachedPrivate;
+}
+
+/** Both modules of the WebAssembly kernels: over the pool's shared memory, and over a private one. */
+export interface WasmModules {
+  readonly shared: WebAssembly.Module;
+  readonly private: WebAssembly.Module;
+}
+
+let pendingModules: Promise<WasmModules> | undefined;
+
+/** Both modules if this process compiled them already, else null. */
+export function cachedWasmModules(): WasmModules | null {
+  return cached && cachedPrivate ? { shared: cached, private: cachedPrivate } : null;
+}
+
+/**
+ * The two modules, compiled once per process by V8's background threads: a pool made before them
+ * does not hold its thread for the ~100 ms that compiling both there took (a server's first call
+ * creates the default pool). The calling thread only starts the compile (~0.1 ms). Modules already
+ * compiled (`loadWasmModule`) are reused, and those compiled here become theirs. Rejects where
+ * compiling fails, and a later call tries again; call it only where `wasmSupported()`.
+ */
+export function loadWasmModules(): Promise<WasmModules> {
+  const done = cachedWasmModules();
+  if (done !== null) return Promise.resolve(done);
+  if (pendingModules === undefined) {
+    pendingModules = (async () => {
+      const [shared, unshared] = await withOptimizedCompile(() => Promise.all([
+        cached ?? wasmApi.compile(wasmBytes()!),
+        cachedPrivate ?? wasmApi.compile(unsharedMemoryImport(wasmBytes()!)),
+      ]));
+      cached ??= shared;
+      cachedPrivate ??= unshared;
+      return { shared: cached, private: cachedPrivate };
+    })();
+    pendingModules.catch(() => { pendingModules = undefined; });
+  }
+  return pendingModules;
 }
 
 /**
@@ -100,21 +148,39 @@ export function unsharedMemoryImport(binary: Uint8Array): Uint8Array {
   return b;
 }
 
+/** V8 flags `withOptimizedCompile` turns off, and the compiles in flight that hold them off. */
+const LAZY_FLAGS = ['liftoff', 'wasm-lazy-compilation'];
+let optimizedHolds = 0;
+
 /**
- * Compiles with V8's optimizing compiler up front. By default V8 runs new wasm code through its
- * baseline compiler (Liftoff), lazily, and tiers hot functions up later in the background:
- * measured here, the first calls then ran the kernels (and the floor) at half speed or worse.
- * Node's defaults are restored at once, so other modules compile as usual; a flag the process was
- * started with is left as the user set it.
+ * Runs `compile` (sync or async) with V8's optimizing compiler up front. By default V8 runs new
+ * wasm code through its baseline compiler (Liftoff), lazily, and tiers hot functions up later in
+ * the background: measured here, the first calls then ran the kernels (and the floor) at half
+ * speed or worse. The flags stay off until the compile settles (an async compile reads them as it
+ * goes: turned back on at once, it compiled lazily), then Node's defaults come back, so other
+ * modules compile as usual; wasm that other code compiles meanwhile is compiled up front too. A
+ * flag the process was started with is left as the user set it.
  */
-function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
-  const flags = ['liftoff', 'wasm-lazy-compilation'].filter((flag) => !process.execArgv.some((a) => a.includes(flag)));
-  for (const flag of flags) setFlagsFromString(`--no-${flag}`);
+function withOptimizedCompile<T>(compile: () => T): T {
+  const flags = LAZY_FLAGS.filter((flag) => !process.execArgv.some((a) => a.includes(flag)));
+  if (optimizedHolds++ === 0) for (const flag of flags) setFlagsFromString(`--no-${flag}`);
+  const release = (): void => {
+    if (--optimizedHolds === 0) for (const flag of flags) setFlagsFromString(`--${flag}`);
+  };
+  let result: T;
   try {
-    return new wasmApi.Module(bytes);
-  } finally {
-    for (const flag of flags) setFlagsFromString(`--${flag}`);
+    result = compile();
+  } catch (err) {
+    release();
+    throw err;
   }
+  if (result instanceof Promise) result.then(release, release);
+  else release();
+  return result;
+}
+
+function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
+  return withOptimizedCompile(() => new wasmApi.Module(bytes));
 }
 
 /** Builds the named kernel over the pool's memory, in a worker or on the main thread. */
