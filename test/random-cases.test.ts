@@ -17,6 +17,8 @@ import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, refere
 
 const CASES = Number(process.env.BNPOOL_RANDOM_CASES ?? 120);
 const SEED = Number(process.env.BNPOOL_RANDOM_SEED ?? 1);
+/** 120 s, and ~40 ms more a case for longer searches (5000 cases took over 120 s here). */
+const TIMEOUT_MS = Math.max(120_000, CASES * 40);
 /** The staging pool's cap: inputs above ~1 MB go through it in chunks. */
 const SMALL_POOL_BYTES = 1 << 21;
 /** The 3-worker pool's `cacheBytes`. */
@@ -161,4 +163,4 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
   // Refusals by the small pool stay rare: the staging path is what it is there to test.
   expect(refused).toBeLessThanOrEqual(CASES / 20);
-}, 120_000);
+}, TIMEOUT_MS);
