@@ -217,10 +217,10 @@ export class Pool {
       starting: () => this.#starting,
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, this.#inlineKernel!, views),
       track: (work) => this.#track(work),
-      runStream: async (tasks) => {
+      runStream: (tasks) => this.#track((async () => {
         await this.#starting;
-        return this.#track(Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>)));
-      },
+        return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
+      })()),
       privateInline: () => {
         this.#private ??= this.#privateContext(ctx, maxMemory);
         return this.#private;

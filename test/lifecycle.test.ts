@@ -152,6 +152,38 @@ describe('lifecycle', () => {
     expect(r.error).toBeLessThan(1e-4);
   });
 
+  it('every entry point made before the start waits for it: statistics, functional forward and backward, the floor', () => {
+    const floor = fileURLToPath(new URL('../dist/src/floor.js', import.meta.url));
+    const script = `
+      const { batchNorm, batchNormBackward, ChannelStats, Pool } = await import(${JSON.stringify(entry)});
+      const { streamFloor } = await import(${JSON.stringify(floor)});
+      ${CHECK}
+      const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+      const a = pool.alloc(1000).fill(2), b = pool.alloc(1000);
+      const dy = new Float32Array(x.length).map((_, i) => Math.cos(i));
+      const [stats, forward, backward] = await Promise.all([
+        ChannelStats.fromBatch(x, shape, { pool }),
+        batchNorm(x, shape, { training: true, pool }),
+        batchNormBackward(x, dy, shape, { training: true, mean: new Float64Array(3), invstd: new Float64Array(3).fill(1), pool }),
+        streamFloor(pool, a, b),
+      ]);
+      const dySum = [0, 1, 2].map((c) => { let s = 0; for (let n = 0; n < 6; n++) for (let i = 0; i < 35; i++) s += dy[(n * 3 + c) * 35 + i]; return s; });
+      const closing = pool.close();
+      console.log(JSON.stringify({
+        meanError: Math.max(...[...stats.mean()].map((m, c) => Math.abs(m - forward.mean[c]))),
+        forwardError: check(forward.y), count: stats.count[0],
+        dBiasError: Math.max(...dySum.map((s, c) => Math.abs(s - backward.dBias[c]))),
+        floor: [b[0], b[999]],
+      }));
+      await closing;
+    `;
+    const r = runScript(script) as Record<string, unknown>;
+    expect(r).toMatchObject({ count: 210, floor: [3.25, 3.25] });
+    expect(r.meanError).toBeLessThan(1e-9);
+    expect(r.forwardError).toBeLessThan(1e-4);
+    expect(r.dBiasError).toBeLessThan(1e-3);
+  });
+
   it('kernels that fail to compile fail the calls with a WorkerError, change nothing, and a later pool tries again', () => {
     const script = `
       const compile = WebAssembly.compile;
