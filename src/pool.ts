@@ -148,10 +148,12 @@ export function injectFault(pool: Pool, fault: Fault): void {
  * `out` on the pool costs no copy.
  *
  * Workers are kept alive between calls (spawning one costs ~30 ms) but unreferenced while idle,
- * so a script that never calls `close()` still exits.
+ * so a script that never calls `close()` still exits. The first pool of a process compiles the
+ * WebAssembly kernels off the calling thread; calls wait for them (see `ready`).
  *
  * @example
  * const pool = new Pool({ threads: 2 });
+ * await pool.ready; // optional: calls made before wait for the start themselves
  * const x = pool.alloc(32 * 64 * 112 * 112);
  * // ... fill x, run BatchNorm calls with { pool } ...
  * pool.free(x);
