@@ -275,7 +275,8 @@ export class BatchNorm {
     // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
     if (useBatchStats && reduceStats === undefined) checkMoreThanOneValue(dims);
     const pool = this.#pool ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
+    const ctx = poolInternals(pool);
+    ctx.assertOpen();
     if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
     // From here until it settles, queued or running, pool.free refuses x and out.
@@ -283,29 +284,31 @@ export class BatchNorm {
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
-    try {
-      await waitForTurn(turn, signal);
-      const request = {
-        x, dims, dtype: this.dtype, useBatchStats,
-        weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-        eps: this.eps, out, signal, relu: this.activation === 'relu',
-        into: this.#results ??= {
-          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
-        },
-      };
-      const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
-      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
-      this.#saved = {
-        x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
-        mean: result.mean, var: result.var, eps: this.eps,
-        mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
-      };
-      return result.y;
-    } finally {
-      unpin();
-      // A call that left the queue early (aborted) still holds its place until the one before it ends.
-      void turn.then(release);
-    }
+    return ctx.track((async () => {
+      try {
+        await waitForTurn(turn, signal);
+        const request = {
+          x, dims, dtype: this.dtype, useBatchStats,
+          weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
+          eps: this.eps, out, signal, relu: this.activation === 'relu',
+          into: this.#results ??= {
+            mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
+          },
+        };
+        const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
+        if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
+        this.#saved = {
+          x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
+          mean: result.mean, var: result.var, eps: this.eps,
+          mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
+        };
+        return result.y;
+      } finally {
+        unpin();
+        // A call that left the queue early (aborted) still holds its place until the one before it ends.
+        void turn.then(release);
+      }
+    })());
   }
 
   /**
@@ -327,7 +330,8 @@ export class BatchNorm {
     const signal = checkSignal(opts.signal);
     const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
     const pool = this.#pool ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
+    const ctx = poolInternals(pool);
+    ctx.assertOpen();
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
     const atCall = this.#saved;
@@ -336,36 +340,38 @@ export class BatchNorm {
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
-    try {
-      await waitForTurn(turn, signal);
-      const saved = this.#saved;
-      if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
-      if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
-      if (saved.syncedCount !== null && reduceGrads === undefined) {
-        throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
+    return ctx.track((async () => {
+      try {
+        await waitForTurn(turn, signal);
+        const saved = this.#saved;
+        if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
+        if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
+        if (saved.syncedCount !== null && reduceGrads === undefined) {
+          throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
+        }
+        if (saved.syncedCount === null && reduceGrads !== undefined) {
+          throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
+        }
+        if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
+        if (dy.length !== saved.x.length) {
+          throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
+        }
+        const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
+        const r = await runBatchNormBackward(pool, {
+          x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
+          backward: {
+            dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
+            reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
+            count: saved.syncedCount ?? undefined,
+          },
+        });
+        return { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
+      } finally {
+        unpinArgs();
+        unpinSaved();
+        void turn.then(release);
       }
-      if (saved.syncedCount === null && reduceGrads !== undefined) {
-        throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
-      }
-      if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
-      if (dy.length !== saved.x.length) {
-        throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
-      }
-      const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
-      const r = await runBatchNormBackward(pool, {
-        x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
-        backward: {
-          dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
-          reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
-          count: saved.syncedCount ?? undefined,
-        },
-      });
-      return { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
-    } finally {
-      unpinArgs();
-      unpinSaved();
-      void turn.then(release);
-    }
+    })());
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number): void {

@@ -97,9 +97,10 @@ export class ChannelStats {
     }
     const signal = checkSignal(opts.signal);
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-    poolInternals(pool).assertOpen();
+    const ctx = poolInternals(pool);
+    ctx.assertOpen();
     const unpin = pinArrays([x]);
-    return batchChannelStats(pool, { x, dims, dtype, signal }).finally(unpin);
+    return ctx.track(batchChannelStats(pool, { x, dims, dtype, signal }).finally(unpin));
   }
 
   /** Rebuilds statistics from `toJSON()`'s form (after JSON, or a structured clone). */

@@ -116,7 +116,6 @@ export async function runBatchNormBackward(
   request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'weight' | 'out' | 'signal'> & { backward: BackwardRequest },
 ): Promise<Gradients> {
   const ctx = poolInternals(pool);
-  ctx.assertOpen();
   const { x, dims, dtype, weight, out, signal, backward } = request;
   return ctx.track(execute(ctx, {
     x, dims, dtype, weight, out, signal, backward,
@@ -131,10 +130,13 @@ interface Gradients {
   readonly dBias: FloatArray;
 }
 
-/** Runs the forward. Weight, bias and running statistics are read when the call starts running. */
+/**
+ * Runs the forward. Weight, bias and running statistics are read when the call starts running.
+ * Like runBatchNormBackward, it does not check that the pool is open: the public call that leads
+ * here did, and is tracked from there (close() waits for it, queued or between two engine calls).
+ */
 export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<EngineResult> {
   const ctx = poolInternals(pool);
-  ctx.assertOpen();
   return ctx.track(execute(ctx, request) as Promise<EngineResult>);
 }
 

@@ -99,21 +99,24 @@ export async function batchNorm(
   const signal = checkSignal(opts.signal);
   if (training && reduceStats === undefined) checkMoreThanOneValue(dims);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-  poolInternals(pool).assertOpen();
+  const ctx = poolInternals(pool);
+  ctx.assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
   const unpin = pinArrays([x, out]);
-  try {
-    const { result, count } = await runForward(pool, request, reduceStats, dims.C);
-    if (training && runningMean !== null) {
-      runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
+  return ctx.track((async () => {
+    try {
+      const { result, count } = await runForward(pool, request, reduceStats, dims.C);
+      if (training && runningMean !== null) {
+        runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
+      }
+      return { y: result.y, mean: result.mean, var: result.var, count };
+    } finally {
+      unpin();
     }
-    return { y: result.y, mean: result.mean, var: result.var, count };
-  } finally {
-    unpin();
-  }
+  })());
 }
 
 /** Options of `batchNormBackward`. */
@@ -202,21 +205,24 @@ export async function batchNormBackward(
   const out = checkOut(opts.out, dy, dtype, 'dy', [[x, 'x'], [mask, 'options.y (the ReLU mask)']]);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-  poolInternals(pool).assertOpen();
+  const ctx = poolInternals(pool);
+  ctx.assertOpen();
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
   const unpin = pinArrays([x, dy, mask, out]);
-  try {
-    const r = await runBatchNormBackward(pool, {
-      x, dims, dtype, weight, out, signal,
-      backward: {
-        dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, reduce: sync?.reduce, count: sync?.count,
-      },
-    });
-    // No gradDtype: float64 sums.
-    return { dx: r.dx, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };
-  } finally {
-    unpin();
-  }
+  return ctx.track((async () => {
+    try {
+      const r = await runBatchNormBackward(pool, {
+        x, dims, dtype, weight, out, signal,
+        backward: {
+          dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, reduce: sync?.reduce, count: sync?.count,
+        },
+      });
+      // No gradDtype: float64 sums.
+      return { dx: r.dx, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };
+    } finally {
+      unpin();
+    }
+  })());
 }
 
 function checkActivation(value: unknown): boolean {

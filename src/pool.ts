@@ -87,7 +87,11 @@ export interface PoolInternals {
   runTasks(tasks: Task[], inline: boolean, onFailure: () => void): Promise<PromiseSettledResult<TaskResult>[]>;
   /** Runs benchmark floor tasks on the workers. */
   runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
-  /** Tracks a call so that `close()` waits for it. */
+  /**
+   * Tracks a call so that `close()` waits for it. The public calls track themselves from the
+   * moment they pass `assertOpen` (the engine then runs without checking again), so that a call
+   * made before close() runs to the end even while it waits for its turn or on a hook.
+   */
   track<T>(work: Promise<T>): Promise<T>;
   /**
    * The context of calls that run inline with every array off the pool: the same pool, but a
@@ -374,7 +378,11 @@ export class Pool {
     this.#arena.free(array.byteOffset);
   }
 
-  /** Waits for the calls in flight, then stops the workers. Later calls fail with `ClosedError`. */
+  /**
+   * Waits for every call made before it (queued behind a module's earlier calls, running, or
+   * waiting on a `reduceStats` / `reduceGrads` hook), then stops the workers. Later calls fail
+   * with `ClosedError`.
+   */
   close(): Promise<void> {
     if (this.#closing === null) {
       this.#closing = (async () => {

@@ -256,6 +256,49 @@ describe('ERR_BNPOOL_CLOSED', () => {
     expect(bn.numBatchesTracked).toBe(0);
     expect(() => p.alloc(4)).toThrow(ClosedError);
   });
+
+  it('is not raised by calls made before close(): they run to the end, queued or in a hook, and close() waits for them', async () => {
+    // Each call, run on `p` just before close() and on the open `pool`: the same bits.
+    const calls = (on: Pool, hook: () => Promise<void>) => {
+      const shape = [8, 3, 5, 5];
+      const x = randomTensor(shape, 'float32', 7);
+      const dy = randomTensor(shape, 'float32', 8);
+      const bn = new BatchNorm(3, { pool: on });
+      const forward = bn.forward(x, shape);
+      const backward = bn.backward(dy); // queued behind the forward
+      const synced = new BatchNorm(3, { pool: on }).forward(x, shape, {
+        reduceStats: async (local) => { await hook(); return local; },
+      });
+      const stats = ChannelStats.fromBatch(x, shape, { pool: on });
+      const functional = batchNorm(x, shape, { training: true, pool: on });
+      const invstd = new Float64Array(3).fill(0.5);
+      const functionalBackward = batchNormBackward(x, dy, shape, { mean: new Float64Array(3), invstd, pool: on });
+      return { bn, forward, backward, synced, stats, functional, functionalBackward };
+    };
+    const p = new Pool({ threads: 2, inlineThreshold: 0 });
+    let entered!: () => void;
+    const inHook = new Promise<void>((resolve) => { entered = resolve; });
+    let leave!: () => void;
+    const held = new Promise<void>((resolve) => { leave = resolve; });
+    const late = calls(p, () => { entered(); return held; });
+    let closed = false;
+    const closing = p.close().then(() => { closed = true; });
+    expect(p.closed).toBe(true);
+    await Promise.all([late.forward, late.backward, late.stats, late.functional, late.functionalBackward, inHook]);
+    // The synced call waits in its hook, so close() cannot have finished.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(closed).toBe(false);
+    leave();
+    await closing;
+    expect(closed).toBe(true);
+    const ref = calls(pool, () => Promise.resolve());
+    const [got, want] = await Promise.all([late, ref].map(async (c) => {
+      const [y, g, ys, s, f, fb] = await Promise.all([c.forward, c.backward, c.synced, c.stats, c.functional, c.functionalBackward]);
+      return [y, g.dx, g.dWeight!, ys, s.mean(), s.variance(), f.y, fb.dx, fb.dBias, c.bn.runningMean!];
+    }));
+    for (let i = 0; i < want.length; i++) expect(sameBits(got[i], want[i]), `result ${i}`).toBe(true);
+    await expectRejection(late.bn.forward(randomTensor([4, 3], 'float32', 1), [4, 3]), ClosedError, 'ERR_BNPOOL_CLOSED', 'closed');
+  });
 });
 
 describe('error classes', () => {
