@@ -241,8 +241,10 @@ export class Pool {
     } else {
       const starting = loadWasmModules().then(
         (compiled) => {
-          this.#start(compiled.shared);
           this.#starting = null;
+          // Closed before it started, with no call waiting for it: no workers to spawn.
+          if (this.#closing !== null && this.#active.size === 0) return;
+          this.#start(compiled.shared);
         },
         (err: unknown) => {
           throw new WorkerError(`the pool cannot start: compiling its WebAssembly kernels failed (${(err as Error)?.message ?? err})`, { cause: err });

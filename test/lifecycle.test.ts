@@ -152,6 +152,29 @@ describe('lifecycle', () => {
     expect(r.error).toBeLessThan(1e-4);
   });
 
+  it('a pool closed before its kernels compile spawns no worker, unless a call waits for them', () => {
+    // piscina makes its workers with worker_threads.Worker, looked up when it spawns one.
+    const script = `
+      import workerThreads from 'node:worker_threads';
+      let spawned = 0;
+      const Worker = workerThreads.Worker;
+      workerThreads.Worker = class extends Worker { constructor(...args) { super(...args); spawned++; } };
+      const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+      ${CHECK}
+      // Both pools wait for the same compile; each is closed before it ends, one with a call waiting.
+      const idle = new Pool({ threads: 2 });
+      const waiting = new Pool({ threads: 2 });
+      const pending = new BatchNorm(3, { pool: waiting }).forward(x, shape);
+      const closing = [idle.close(), waiting.close()];
+      const y = await pending;
+      await Promise.all(closing);
+      console.log(JSON.stringify({ spawned, error: check(y), closed: idle.closed && waiting.closed }));
+    `;
+    const r = runScript(script) as Record<string, unknown>;
+    expect(r).toMatchObject({ spawned: 2, closed: true });
+    expect(r.error).toBeLessThan(1e-4);
+  });
+
   it('every entry point made before the start waits for it: statistics, functional forward and backward, the floor', () => {
     const floor = fileURLToPath(new URL('../dist/src/floor.js', import.meta.url));
     const script = `
