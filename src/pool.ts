@@ -260,7 +260,8 @@ export class Pool {
   #start(wasmModule: WebAssembly.Module | null): void {
     const workerData: WorkerData = { memory: this.#arena.memory, kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
-      filename: new URL('../workers/worker.js', import.meta.url).href,
+      // A CommonJS entry that imports workers/worker.js (see there: why not that file itself).
+      filename: new URL('../workers/entry.cjs', import.meta.url).href,
       minThreads: this.threads,
       maxThreads: this.threads,
       // Keep workers: a respawn costs ~30 ms. Idle workers are unref'd by piscina.

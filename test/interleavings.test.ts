@@ -1,12 +1,13 @@
 /**
- * Random interleavings of calls, aborts, frees and close() on fresh pools (seeded): every call
+ * Random interleavings of calls (both dtypes and layouts, ReLU, synced forwards whose hook waits a
+ * turn), aborts, frees and close() on fresh pools (seeded): every call
  * settles; one that completes has the bits of the same call on an open reference pool; one that
  * fails does so with an AbortError (its signal fired) or a ClosedError (it was made after close());
  * no array a call uses can be freed while it runs. `BNPOOL_INTERLEAVINGS=200` searches longer.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool } from '../dist/src/index.js';
-import { randomTensor, rng, sameBits } from './helpers/data.js';
+import { type FloatArray, randomTensor, rng, sameBits } from './helpers/data.js';
 
 const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);
 const SEED = Number(process.env.BNPOOL_INTERLEAVINGS_SEED ?? 1);
@@ -26,12 +27,28 @@ interface Made {
   readonly signalled: boolean;
 }
 
-/** One call of `kind` on `pool`, with `signal`: its results (outputs and per-channel state). */
-function call(kind: Made['kind'], pool: Pool, x: Float32Array, dy: Float32Array, shape: number[], signal?: AbortSignal): Promise<ArrayLike<number>[]> {
-  const bn = new BatchNorm(shape[1], { pool });
-  switch (kind) {
+/** How a call is made, drawn per call. */
+interface Setup {
+  readonly kind: (typeof KINDS)[number];
+  readonly shape: number[];
+  readonly layout: 'channels-first' | 'channels-last';
+  readonly dtype: 'float32' | 'float64';
+  readonly relu: boolean;
+  /** A synced training forward: its statistics go through a `reduceStats` hook that waits a turn. */
+  readonly synced: boolean;
+}
+
+/** One call on `pool`, with `signal`: its results (outputs and per-channel state). */
+function call(s: Setup, pool: Pool, x: FloatArray, dy: FloatArray, signal?: AbortSignal): Promise<ArrayLike<number>[]> {
+  const { shape, layout, dtype } = s;
+  const C = layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
+  const bn = new BatchNorm(C, { pool, layout, dtype, activation: s.relu ? 'relu' : null });
+  const reduceStats = s.synced
+    ? async (local: ChannelStats) => { await new Promise((resolve) => setTimeout(resolve, 0)); return local; }
+    : undefined;
+  switch (s.kind) {
     case 'training':
-      return bn.forward(x, shape, { signal }).then((y) => [y, bn.runningMean!, bn.runningVar!]);
+      return bn.forward(x, shape, { signal, reduceStats }).then((y) => [y, bn.runningMean!, bn.runningVar!]);
     case 'eval':
       bn.runningMean!.fill(0.5);
       bn.eval();
@@ -42,9 +59,9 @@ function call(kind: Made['kind'], pool: Pool, x: Float32Array, dy: Float32Array,
       return bn.backward(dy, { signal }).then((g) => [g.dx, g.dWeight!, g.dBias!]);
     }
     case 'statistics':
-      return ChannelStats.fromBatch(x, shape, { pool, signal }).then((s) => [s.mean(), s.variance()]);
+      return ChannelStats.fromBatch(x, shape, { pool, signal, layout }).then((st) => [st.mean(), st.variance()]);
     case 'functional':
-      return batchNorm(x, shape, { training: true, pool, signal }).then((r) => [r.y, r.mean, r.var]);
+      return batchNorm(x, shape, { training: true, pool, signal, layout, activation: s.relu ? 'relu' : null }).then((r) => [r.y, r.mean, r.var]);
   }
 }
 
@@ -59,16 +76,20 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     let closing: Promise<void> | null = null;
     const steps = 4 + Math.floor(rand() * 10);
     for (let step = 0; step < steps; step++) {
-      const shape = pick(SHAPES);
-      const onPool = closing === null && rand() < 0.5;
-      const data = randomTensor(shape, 'float32', 100 * trial + step) as Float32Array;
-      const x = onPool ? pool.alloc(data.length) : new Float32Array(data.length);
-      x.set(data);
-      const dy = randomTensor(shape, 'float32', 7 + step) as Float32Array;
-      const ac = rand() < 0.3 ? new AbortController() : null;
+      const layout = rand() < 0.3 ? 'channels-last' as const : 'channels-first' as const;
+      const dtype = rand() < 0.3 ? 'float64' as const : 'float32' as const;
       const kind = pick(KINDS);
-      const got = call(kind, pool, x, dy, shape, ac?.signal);
-      const want = call(kind, reference, x.slice(), dy, shape);
+      const setup: Setup = {
+        kind, shape: pick(SHAPES), layout, dtype, relu: kind !== 'statistics' && rand() < 0.3, synced: kind === 'training' && rand() < 0.3,
+      };
+      const onPool = closing === null && rand() < 0.5;
+      const data = randomTensor(setup.shape, dtype, 100 * trial + step);
+      const x = onPool ? pool.alloc(data.length, dtype) : new (dtype === 'float64' ? Float64Array : Float32Array)(data.length);
+      x.set(data);
+      const dy = randomTensor(setup.shape, dtype, 7 + step);
+      const ac = rand() < 0.3 ? new AbortController() : null;
+      const got = call(setup, pool, x, dy, ac?.signal);
+      const want = call(setup, reference, x.slice(), dy);
       got.catch(() => {});
       want.catch(() => {});
       made.push({ kind, got, want, afterClose: closing !== null, signalled: ac !== null });

@@ -1,0 +1,22 @@
+/**
+ * The file piscina loads in each worker. piscina loads a worker file with `require()` first, and
+ * on Node 20.19+ `require()` of an ES module (workers/worker.ts) instantiates it synchronously:
+ * a worker terminated while doing so (a pool closed while its workers start) aborted the whole
+ * process ("FATAL ERROR: v8::Module::IsGraphAsync ... must be used on an instantiated module",
+ * Node 20.20; test/lifecycle.test.ts). This entry is CommonJS: `require()` of it is plain, and it
+ * loads the ES module with `import()`, which a termination interrupts safely. It starts loading
+ * at once, as piscina's own preload did; tasks that come first wait for it.
+ */
+import type { StreamTask, Task, TaskResult } from './protocol.js';
+
+type RunTask = (task: Task | StreamTask) => TaskResult;
+
+const loading: Promise<RunTask> = import('./worker.js').then((m) => m.default);
+// Its failure reaches the first task; unobserved until then, it must not end the worker.
+loading.catch(() => {});
+let run: RunTask | undefined;
+void loading.then((f) => { run = f; }, () => {});
+
+export = function runTask(task: Task | StreamTask): TaskResult | Promise<TaskResult> {
+  return run === undefined ? loading.then((f) => f(task)) : run(task);
+};
