@@ -241,10 +241,10 @@ export class Pool {
     } else {
       const starting = loadWasmModules().then(
         (compiled) => {
+          // Closed before it started, with no call waiting for it: no workers to spawn. Where
+          // #start throws, #starting stays rejected: every call fails the same way.
+          if (this.#closing === null || this.#active.size > 0) this.#start(compiled.shared);
           this.#starting = null;
-          // Closed before it started, with no call waiting for it: no workers to spawn.
-          if (this.#closing !== null && this.#active.size === 0) return;
-          this.#start(compiled.shared);
         },
         (err: unknown) => {
           throw new WorkerError(`the pool cannot start: compiling its WebAssembly kernels failed (${(err as Error)?.message ?? err})`, { cause: err });
@@ -260,7 +260,7 @@ export class Pool {
   #start(wasmModule: WebAssembly.Module | null): void {
     const workerData: WorkerData = { memory: this.#arena.memory, kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
-      // A CommonJS entry that imports workers/worker.js (see there: why not that file itself).
+      // A CommonJS entry that imports workers/worker.js (workers/entry.cts says why).
       filename: new URL('../workers/entry.cjs', import.meta.url).href,
       minThreads: this.threads,
       maxThreads: this.threads,
