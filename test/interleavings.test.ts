@@ -1,6 +1,6 @@
 /**
- * Random interleavings of calls (both dtypes and layouts, ReLU, synced forwards whose hook waits a
- * turn), aborts, frees and close() on fresh pools (seeded): every call
+ * Random interleavings of calls (both dtypes, layouts and kernels, ReLU, synced forwards whose hook
+ * waits a turn), aborts, frees and close() on fresh pools (seeded): every call
  * settles; one that completes has the bits of the same call on an open reference pool; one that
  * fails does so with an AbortError (its signal fired) or a ClosedError (it was made after close());
  * no array a call uses can be freed while it runs. `BNPOOL_INTERLEAVINGS=200` searches longer.
@@ -15,9 +15,10 @@ const SEED = Number(process.env.BNPOOL_INTERLEAVINGS_SEED ?? 1);
 const SHAPES = [[4, 3], [8, 3, 5, 5], [16, 8, 33], [8, 16, 16, 16], [2, 4, 60, 60]];
 const KINDS = ['training', 'eval', 'backward', 'statistics', 'functional'] as const;
 
-let reference: Pool;
-beforeAll(() => { reference = new Pool({ threads: 1 }); });
-afterAll(() => reference.close());
+/** Open pools, one a kernel: the bits each call must reproduce. */
+let reference: Record<'wasm' | 'js', Pool>;
+beforeAll(() => { reference = { wasm: new Pool({ threads: 1, kernel: 'wasm' }), js: new Pool({ threads: 1, kernel: 'js' }) }; });
+afterAll(() => Promise.all(Object.values(reference).map((p) => p.close())));
 
 interface Made {
   readonly kind: (typeof KINDS)[number];
@@ -71,7 +72,8 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
   let completed = 0;
   let refused = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
-    const pool = new Pool({ threads: pick([1, 2, 3]), inlineThreshold: pick([0, 4096, 786432]) });
+    const kernel = rand() < 0.25 ? 'js' as const : 'wasm' as const;
+    const pool = new Pool({ threads: pick([1, 2, 3]), inlineThreshold: pick([0, 4096, 786432]), kernel });
     const made: Made[] = [];
     let closing: Promise<void> | null = null;
     const steps = 4 + Math.floor(rand() * 10);
@@ -89,7 +91,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       const dy = randomTensor(setup.shape, dtype, 7 + step);
       const ac = rand() < 0.3 ? new AbortController() : null;
       const got = call(setup, pool, x, dy, ac?.signal);
-      const want = call(setup, reference, x.slice(), dy);
+      const want = call(setup, reference[kernel], x.slice(), dy);
       got.catch(() => {});
       want.catch(() => {});
       made.push({ kind, got, want, afterClose: closing !== null, signalled: ac !== null });
