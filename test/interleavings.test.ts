@@ -1,12 +1,14 @@
 /**
  * Random interleavings of calls (both dtypes, layouts and kernels, ReLU, synced forwards whose hook
- * waits a turn), aborts, frees and close() on fresh pools (seeded): every call
- * settles; one that completes has the bits of the same call on an open reference pool; one that
- * fails does so with an AbortError (its signal fired) or a ClosedError (it was made after close());
- * no array a call uses can be freed while it runs. `BNPOOL_INTERLEAVINGS=200` searches longer.
+ * waits a turn), aborts, frees, close() and an injected worker fault on fresh pools (seeded):
+ * every call settles; one that completes has the bits of the same call on an open reference pool;
+ * one that fails does so with an AbortError (its signal fired), a ClosedError (it was made after
+ * close()), or the fault's error (one call at most: the one whose task the fault rode on); no
+ * array a call uses can be freed while it runs. `BNPOOL_INTERLEAVINGS=300` searches longer.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool } from '../dist/src/index.js';
+import { injectFault } from '../dist/src/pool.js';
 import { type FloatArray, randomTensor, rng, sameBits } from './helpers/data.js';
 
 const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);
@@ -71,11 +73,13 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   let completed = 0;
   let refused = 0;
+  let faultFailed = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const kernel = rand() < 0.25 ? 'js' as const : 'wasm' as const;
     const pool = new Pool({ threads: pick([1, 2, 3]), inlineThreshold: pick([0, 4096, 786432]), kernel });
     const made: Made[] = [];
     let closing: Promise<void> | null = null;
+    let faulted = false;
     const steps = 4 + Math.floor(rand() * 10);
     for (let step = 0; step < steps; step++) {
       const layout = rand() < 0.3 ? 'channels-last' as const : 'channels-first' as const;
@@ -90,6 +94,12 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       x.set(data);
       const dy = randomTensor(setup.shape, dtype, 7 + step);
       const ac = rand() < 0.3 ? new AbortController() : null;
+      if (!faulted && rand() < 0.05) {
+        faulted = true;
+        injectFault(pool, rand() < 0.5
+          ? { kind: 'exit', exitCode: 3 }
+          : { kind: 'throw', name: 'Error', message: 'injected', code: 'ERR_INJECTED' });
+      }
       const got = call(setup, pool, x, dy, ac?.signal);
       const want = call(setup, reference[kernel], x.slice(), dy);
       got.catch(() => {});
@@ -109,6 +119,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     }
     await Promise.allSettled(made.map((m) => m.got));
     await (closing ?? pool.close());
+    let faultFailures = 0;
     for (const [i, m] of made.entries()) {
       const [got, want] = await Promise.allSettled([m.got, m.want]);
       const label = `trial ${trial}, call ${i} (${m.kind})`;
@@ -120,14 +131,26 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
         completed++;
       } else {
         const err = got.reason as BnPoolError;
+        // The fault rides on the next task sent to a worker, whichever call's: a worker that exits
+        // fails that call with a WorkerError, one that throws with the thrown error's code. Where
+        // that call was a backward's forward, the backward finds no forward to differentiate.
+        const ofFault = ['ERR_BNPOOL_WORKER', 'ERR_INJECTED', ...(m.kind === 'backward' ? ['ERR_BNPOOL_NO_FORWARD'] : [])];
+        if (faulted && ofFault.includes(err?.code)) {
+          faultFailures++;
+          continue;
+        }
         expect(err, label).toBeInstanceOf(BnPoolError);
         const allowed = [...(m.signalled ? ['ABORT_ERR'] : []), ...(m.afterClose ? ['ERR_BNPOOL_CLOSED'] : [])];
         expect(allowed, `${label}: ${err.code} ${err.message}`).toContain(err.code);
         refused++;
       }
     }
+    expect(faultFailures, `trial ${trial}: calls failed by the one fault`).toBeLessThanOrEqual(1);
+    faultFailed += faultFailures;
   }
-  // Both outcomes happened (the seeds give both; a search that only ever refused would prove little).
+  console.log(`interleavings: ${completed} completed, ${refused} refused, ${faultFailed} failed by an injected fault`);
+  // Every outcome happened (the seeds give all three; a search that only ever refused would prove little).
   expect(completed).toBeGreaterThan(TRIALS);
   expect(refused).toBeGreaterThan(0);
+  expect(faultFailed).toBeGreaterThan(0);
 }, Math.max(60_000, TRIALS * 5_000));
