@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool } from '../dist/src/index.js';
-import { injectFault } from '../dist/src/pool.js';
+import { injectFault, poolInternals } from '../dist/src/pool.js';
 import { type FloatArray, randomTensor, rng, sameBits } from './helpers/data.js';
 
 const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);
@@ -80,6 +80,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     const made: Made[] = [];
     let closing: Promise<void> | null = null;
     let faulted = false;
+    const allocated: FloatArray[] = [];
     const steps = 4 + Math.floor(rand() * 10);
     for (let step = 0; step < steps; step++) {
       const layout = rand() < 0.3 ? 'channels-last' as const : 'channels-first' as const;
@@ -92,6 +93,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       const data = randomTensor(setup.shape, dtype, 100 * trial + step);
       const x = onPool ? pool.alloc(data.length, dtype) : new (dtype === 'float64' ? Float64Array : Float32Array)(data.length);
       x.set(data);
+      if (onPool) allocated.push(x);
       const dy = randomTensor(setup.shape, dtype, 7 + step);
       const ac = rand() < 0.3 ? new AbortController() : null;
       if (!faulted && rand() < 0.05) {
@@ -119,6 +121,13 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     }
     await Promise.allSettled(made.map((m) => m.got));
     await (closing ?? pool.close());
+    // Every call gave back what it took (scratch, staging), aborted, failed or not: once the
+    // test's own arrays are freed, nothing is left on either memory.
+    for (const x of allocated) pool.free(x);
+    expect(pool.memoryStats.liveBytes, `trial ${trial}: bytes left on the pool's memory`).toBe(0);
+    if (pool.memoryStats.privateByteLength > 0) {
+      expect(poolInternals(pool).privateInline().arena.liveBytes, `trial ${trial}: bytes left on the private memory`).toBe(0);
+    }
     let faultFailures = 0;
     for (const [i, m] of made.entries()) {
       const [got, want] = await Promise.allSettled([m.got, m.want]);
