@@ -8,6 +8,7 @@ import { BlockWalker, mergeChannels } from './blocks.js';
 import type { Kernel } from './kernels/kernel.js';
 import { prepare } from './prep.js';
 import { scratchLayout, type ScratchLayout, type Task } from './protocol.js';
+import { waitOn } from './wait.js';
 
 /** Typed views of the shared memory that the executor itself reads (flags, parameters). */
 export class MemoryViews {
@@ -54,7 +55,8 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     let pending = -1;
     for (let i = first.next(); i >= 0; i = first.next()) {
       for (const end = first.end(i); i < end; i++) {
-        if (task.awaitStaged && !untilStaged(task, i32, layout.stagedByte / 4, i, cancelled)) return false;
+        // Task.awaitStaged: the calling thread counts the channels it has copied in at stagedByte.
+        if (task.awaitStaged && !waitOn(i32, layout.stagedByte / 4, (staged) => staged > i, task.spinMs, cancelled)) return false;
         if (row) {
           if (!walk.fuseBand(i, cancelled)) return false;
         } else if (walk.pipelines) {
@@ -102,20 +104,6 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
       ? walk.normalizeRange(task.items - end, task.items - i, true, cancelled)
       : walk.normalizeRange(i, end, false, cancelled);
     if (!done) return false;
-  }
-  return true;
-}
-
-/**
- * Waits until the calling thread has copied channel `channel` (region-relative) onto the pool
- * (Task.awaitStaged): spins up to `task.spinMs`, then sleeps on the counter, which the calling
- * thread notifies after each channel (and the cancel of the call too). False when cancelled.
- */
-function untilStaged(task: Task, i32: Int32Array, index: number, channel: number, cancelled: () => boolean): boolean {
-  const spinUntil = performance.now() + task.spinMs;
-  for (let seen = Atomics.load(i32, index); seen <= channel; seen = Atomics.load(i32, index)) {
-    if (cancelled()) return false;
-    if (performance.now() > spinUntil) Atomics.wait(i32, index, seen, 50);
   }
   return true;
 }
@@ -178,11 +166,5 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
     return true;
   }
   const cancel = layout.cancelByte / 4;
-  const spinUntil = performance.now() + task.spinMs;
-  while (Atomics.load(i32, ready) <= phase) {
-    if (Atomics.load(i32, cancel) !== 0) return false;
-    // The main thread also notifies `ready` when it cancels, so this wakes either way.
-    if (performance.now() > spinUntil) Atomics.wait(i32, ready, phase, 50);
-  }
-  return true;
+  return waitOn(i32, ready, (value) => value > phase, task.spinMs, () => Atomics.load(i32, cancel) !== 0);
 }

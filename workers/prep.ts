@@ -7,6 +7,7 @@ import { rowParamsOf } from './blocks.js';
 import type { MemoryViews } from './execute.js';
 import type { Kernel } from './kernels/kernel.js';
 import { PREP_CHANNELS, type ScratchLayout, type Task } from './protocol.js';
+import { waitOn } from './wait.js';
 
 /**
  * The prep of a call's first dispatch (see `Task.prep`): claims PREP_CHANNELS channels at a time
@@ -27,11 +28,5 @@ export function prepare(task: Task, kernel: Kernel, views: MemoryViews, layout: 
     else kernel.prepareBackward(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, task.prep === 'backward-var');
     if (Atomics.add(i32, done, c1 - c0) + (c1 - c0) === C) Atomics.notify(i32, done);
   }
-  const spinUntil = performance.now() + task.spinMs;
-  for (let seen = Atomics.load(i32, done); seen < C; seen = Atomics.load(i32, done)) {
-    if (cancelled()) return false;
-    // The main thread also notifies this word when it cancels.
-    if (performance.now() > spinUntil) Atomics.wait(i32, done, seen, 50);
-  }
-  return true;
+  return waitOn(i32, done, (prepared) => prepared >= C, task.spinMs, cancelled);
 }
