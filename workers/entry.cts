@@ -12,9 +12,8 @@ import type { StreamTask, Task, TaskResult } from './protocol.js';
 type RunTask = (task: Task | StreamTask) => TaskResult;
 
 const loading: Promise<RunTask> = import('./worker.js').then((m) => m.default);
-// Its failure reaches the first task; unobserved until then, it must not end the worker.
-loading.catch(() => {});
 let run: RunTask | undefined;
+// A failed load reaches the first task; handled here, it does not end the worker before that.
 void loading.then((f) => { run = f; }, () => {});
 
 export = function runTask(task: Task | StreamTask): TaskResult | Promise<TaskResult> {
