@@ -115,12 +115,11 @@ export async function runBatchNormBackward(
   pool: Pool,
   request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'weight' | 'out' | 'signal'> & { backward: BackwardRequest },
 ): Promise<Gradients> {
-  const ctx = poolInternals(pool);
   const { x, dims, dtype, weight, out, signal, backward } = request;
-  return ctx.track(execute(ctx, {
+  return execute(poolInternals(pool), {
     x, dims, dtype, weight, out, signal, backward,
     useBatchStats: true, bias: null, runningMean: null, runningVar: null, eps: backward.eps ?? 1,
-  }) as Promise<Gradients>);
+  }) as Promise<Gradients>;
 }
 
 /** What a backward call resolves to: dx, and dWeight and dBias of `gradDtype`. */
@@ -132,12 +131,12 @@ interface Gradients {
 
 /**
  * Runs the forward. Weight, bias and running statistics are read when the call starts running.
- * Like runBatchNormBackward, it does not check that the pool is open: the public call that leads
- * here did, and is tracked from there (close() waits for it, queued or between two engine calls).
+ * Like runBatchNormBackward, it neither checks that the pool is open nor tracks the call for
+ * close(): the public call that leads here did both, from its start (PoolInternals.track), so
+ * that close() also waits while it is queued or between two engine calls.
  */
 export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<EngineResult> {
-  const ctx = poolInternals(pool);
-  return ctx.track(execute(ctx, request) as Promise<EngineResult>);
+  return execute(poolInternals(pool), request) as Promise<EngineResult>;
 }
 
 /** Resolves to Gradients exactly when the request has `backward`. */
