@@ -10,13 +10,18 @@ import { getDefaultPool } from '../dist/src/index.js';
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const select = fileURLToPath(new URL('../dist/workers/kernels/select.js', import.meta.url));
 
-/** Runs an ES module script in a fresh Node process; its stdout, parsed as JSON. */
-function runScript(script: string, flags: string[] = [], timeout = 30_000): unknown {
+/** Runs an ES module script in a fresh Node process, which must exit cleanly; its stdout, trimmed. */
+function runNode(script: string, flags: string[] = [], timeout = 30_000): string {
   const run = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { timeout, encoding: 'utf8' });
   expect(run.error).toBeUndefined();
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
-  return JSON.parse(run.stdout);
+  return run.stdout.trim();
+}
+
+/** runNode, its stdout parsed as JSON. */
+function runScript(script: string, flags: string[] = [], timeout = 30_000): unknown {
+  return JSON.parse(runNode(script, flags, timeout));
 }
 
 /**
@@ -51,11 +56,7 @@ describe('lifecycle', () => {
       const r = await batchNorm(x, [8, 16, 64, 64], { training: true, pool: own });
       console.log('ok', y.length, r.y[5] === y[5]);
     `;
-    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
-    expect(run.error).toBeUndefined();
-    expect(run.stderr).toBe('');
-    expect(run.stdout.trim()).toBe('ok 524288 true');
-    expect(run.status).toBe(0);
+    expect(runNode(script, [], 20_000)).toBe('ok 524288 true');
   });
 
   it('a closed pool lets its memory go', () => {
@@ -76,9 +77,7 @@ describe('lifecycle', () => {
       }
       console.log(memory.deref() === undefined ? 'released' : 'held', y.length);
     `;
-    const run = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { timeout: 20_000, encoding: 'utf8' });
-    expect(run.stderr).toBe('');
-    expect(run.stdout.trim()).toBe('released 524288');
+    expect(runNode(script, ['--expose-gc'], 20_000)).toBe('released 524288');
   });
 
   it('new Pool returns before its kernels compile; a call made at once waits for them, and they are optimized code', () => {
