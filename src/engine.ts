@@ -27,6 +27,14 @@ const SPIN_MS = 2;
 /** Read once: `availableParallelism()` asks the OS for the affinity mask each time. */
 const CORES = availableParallelism();
 
+/**
+ * Whether the calling thread has a core beside the pool's workers: only then does a copy on it
+ * overlap their pass rather than take a core from them (README, "What copies").
+ */
+function hasSpareCore(ctx: PoolInternals): boolean {
+  return ctx.threads < CORES;
+}
+
 export interface EngineRequest {
   readonly x: FloatArray;
   readonly dims: Dims;
@@ -172,9 +180,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     }
     signal?.addEventListener('abort', cancel, { once: true });
 
-    // An eval call's copy in overlaps the workers' pass only if the calling thread has a core of
-    // its own (README, "What copies"): with as many workers as cores it only competes with them.
-    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && ctx.threads < CORES;
+    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx);
     const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
@@ -329,7 +335,7 @@ async function copyWhileRunning(call: Call, tasks: Task[], copies: () => Promise
 function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
   const [p] = placements;
   return placements.length === 1 && (p.copyIn || p.copyDyIn || p.copyMaskIn) && !call.inline
-    && call.grid.mode === 'plane' && call.ctx.threads < CORES && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+    && call.grid.mode === 'plane' && hasSpareCore(call.ctx) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
 }
 
 /**
