@@ -33,8 +33,11 @@ async function reduceBatchStats(
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
   }
-  if (!merged.count.every((c) => c === merged.count[0])) {
-    throw new ArgumentError(`options.reduceStats must resolve to statistics with the same count for every channel; got counts ${describe(Array.from(merged.count))}`);
+  const counts = merged.count;
+  let c = 1;
+  while (c < counts.length && counts[c] === counts[0]) c++;
+  if (c < counts.length) {
+    throw new ArgumentError(`options.reduceStats must resolve to statistics with the same count for every channel; got ${counts[0]} for channel 0 and ${counts[c]} for channel ${c}`);
   }
   if (!(merged.count[0] > 1)) {
     throw new SingleValueError(`Expected more than 1 value per channel when training, got ${merged.count[0]} over every shard (options.reduceStats)`);

@@ -76,4 +76,36 @@ describe('ChannelStats', () => {
     expect(() => ChannelStats.fromJSON({ count: [4], mean: [null as never], m2: [0] })).toThrow(/json.mean\[0\] must be a number, or 'NaN'.*got null \(JSON.stringify writes NaN/);
     expect(() => ChannelStats.fromJSON({ count: [4], mean: [0], m2: ['nan' as never] })).toThrow(/json.m2\[0\]/);
   });
+
+  // The constructor copies what it is given; fromBatch, merge and fromJSON hand it arrays made for
+  // the new object, which it keeps without copying, but checks all the same.
+  it('owns its arrays, and checks statistics it makes itself as it checks given ones', async () => {
+    const count = Float64Array.of(4, 4);
+    const mean = Float32Array.of(1.5, -2);
+    const m2 = [3, 0.5];
+    const s = new ChannelStats(count, mean, m2);
+    count[0] = 9;
+    mean[0] = 9;
+    m2[0] = 9;
+    expect(s.toJSON()).toEqual({ count: [4, 4], mean: [1.5, -2], m2: [3, 0.5] });
+    const merged = s.merge(s);
+    expect(merged.toJSON()).toEqual({ count: [8, 8], mean: [1.5, -2], m2: [6, 1] });
+    expect(merged.count).not.toBe(s.count);
+    expect(merged.m2).not.toBe(s.m2);
+    merged.m2[0] = 100;
+    expect(s.m2[0]).toBe(3);
+    const shape = [3, 2, 5];
+    const x = randomTensor(shape, 'float64', 3) as Float64Array;
+    const [a, b] = await Promise.all([ChannelStats.fromBatch(x, shape, { pool }), ChannelStats.fromBatch(x, shape, { pool })]);
+    expect(a.count).not.toBe(b.count);
+    expect(Array.from(a.m2)).toEqual(Array.from(b.m2));
+    expect(maxRelativeError(a.m2, channelStats(x, shape).var.map((v) => v * 15))).toBeLessThan(1e-12);
+    // A sum of counts past float64 is no count: the merge refuses it as the constructor would.
+    const huge = new ChannelStats([1e308], [0], [0]);
+    expect(() => huge.merge(huge)).toThrow(/count\[0\] must be a finite number >= 0; got Infinity/);
+    expect(() => ChannelStats.fromJSON({ count: [4, -1], mean: [0, 0], m2: [0, 0] })).toThrow(/count\[1\] must be a finite number >= 0; got -1/);
+    expect(() => ChannelStats.fromJSON({ count: [4, 4], mean: [0, 0], m2: [0, -2] })).toThrow(/m2\[1\] must be a number >= 0/);
+    expect(() => new ChannelStats([4, 4], [0, 0], [0, 'x' as never])).toThrow(/m2\[1\] must be a number >= 0 .* or NaN; got "x"/);
+    expect(() => new ChannelStats([4, null as never], [0, 0], [0, 0])).toThrow(/count\[1\] must be a finite number >= 0; got null/);
+  });
 });
