@@ -229,7 +229,8 @@ function checkRanges(count: Float64Array, m2: Float64Array): void {
 
 /**
  * Values for JSON: NaN and the infinities as their names. A loop of pushes: `Array.from` over a
- * Float64Array, with or without a mapping function, took 1.3-2x as long for 262,144 channels here.
+ * Float64Array, with or without a mapping function, took about twice as long (262,144 channels:
+ * 19-38 ms against 10-15).
  */
 function jsonNumbers(values: Float64Array): JsonNumber[] {
   const out: JsonNumber[] = [];
