@@ -3,7 +3,8 @@
  * rows, which the row grid cuts into bands (README, "How the work is split"), beside E, whose rows
  * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
  * `out`), float32, at availableParallelism() threads. Then, with one worker (so that the main
- * thread has a core of its own), the longest the event loop was held in one piece during a call:
+ * thread has a core of its own), the longest the event loop was held in one piece during a call
+ * (training, eval, backward, and a synced training forward whose all-reduce answers at once):
  * what a server's other requests would wait for. Prints two markdown tables; writes nothing.
  */
 import { availableParallelism } from 'node:os';
@@ -100,8 +101,8 @@ async function longestHold(call: () => Promise<unknown>): Promise<number> {
 console.log();
 console.log('Longest hold of the event loop during a call, 1 worker, median of 7 calls (ms):');
 console.log();
-console.log('| shape | training | eval | backward |');
-console.log('| --- | ---: | ---: | ---: |');
+console.log('| shape | training | eval | backward | synced training |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
 const single = new Pool({ threads: 1 });
 for (const dims of LAG_SHAPES) {
   const { x, dy, out, train, evalBn } = setUp(single, dims);
@@ -109,6 +110,9 @@ for (const dims of LAG_SHAPES) {
     () => train.forward(x, dims, { out }),
     () => evalBn.forward(x, dims, { out }),
     () => train.backward(dy, { out }),
+    // SyncBatchNorm's forward with an all-reduce that answers at once: what the hook adds on
+    // this thread (the local ChannelStats, the checks of the answer) beside a training call.
+    () => train.forward(x, dims, { out, reduceStats: (local) => local }),
   ];
   // Warm-up: V8 optimizes the call path over the first calls.
   for (let r = 0; r < 3; r++) for (const call of calls) await call();
