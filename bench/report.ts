@@ -47,6 +47,70 @@ export function markdownTable(shape: BenchShape, rows: Row[]): string {
   return lines.join('\n');
 }
 
+/** One of the issues' speed and memory targets, as measured in a run. */
+export interface Target {
+  readonly what: string;
+  /** Null where the run did not measure it (a shape left out, a peer that did not load). */
+  readonly value: number | null;
+  readonly op: '<=' | '>=';
+  readonly limit: number;
+}
+
+/**
+ * The kernel issue's targets (zero-copy calls at `threads` threads: training and eval ÷ floor per
+ * shape, D against the kernel inline and the naive port, training against the fastest peer, the
+ * peak RSS over input + output) and the training issue's (backward ÷ training per shape,
+ * channels-last ÷ channels-first on A and C), from one run's rows.
+ */
+export function targetsOf(rows: readonly Row[], threads: number, rssExtraMb: number | null): Target[] {
+  const ours = (shape: string, mode: Row['mode'], note?: string): Row | undefined => rows.find((r) => r.shape === shape
+    && r.impl === 'bnpool wasm' && r.mode === mode && r.input === 'zero-copy' && r.threads === threads && r.note === note && r.medianMs !== null);
+  const ratio = (a: Row | undefined, b: Row | undefined): number | null => (a && b ? a.medianMs! / b.medianMs! : null);
+  const list: Target[] = [];
+  const floorBounds: [string, number, number][] = [['A', 1.3, 1.15], ['B', 1.3, 1.15], ['C', 1.4, 1.15], ['E', 1.5, 1.2]];
+  for (const [id, train, evalLimit] of floorBounds) {
+    list.push({ what: `${id} training ÷ floor`, value: ours(id, 'train')?.vsFloor ?? null, op: '<=', limit: train });
+    list.push({ what: `${id} eval ÷ floor`, value: ours(id, 'eval')?.vsFloor ?? null, op: '<=', limit: evalLimit });
+  }
+  const inline = rows.find((r) => r.shape === 'D' && r.note === 'kernel inline' && r.medianMs !== null);
+  const naive = rows.find((r) => r.shape === 'D' && r.impl === 'naive port' && r.medianMs !== null);
+  list.push({ what: 'D training ÷ the kernel inline', value: ratio(ours('D', 'train'), inline), op: '<=', limit: 1.5 });
+  list.push({ what: 'D training: × faster than the naive port', value: ratio(naive, ours('D', 'train')), op: '>=', limit: 4 });
+  for (const id of ['A', 'B', 'C']) {
+    list.push({ what: `${id} training: × faster than the fastest peer`, value: ours(id, 'train')?.vsBestPeer ?? null, op: '>=', limit: 3 });
+  }
+  list.push({ what: 'A peak RSS over input + output (MB)', value: rssExtraMb, op: '<=', limit: 16 });
+  for (const id of ['A', 'B', 'C', 'D', 'E']) {
+    list.push({ what: `${id} backward ÷ training`, value: ratio(ours(id, 'backward'), ours(id, 'train')), op: '<=', limit: 1.5 });
+  }
+  for (const id of ['A', 'C']) {
+    const nhwc = rows.find((r) => r.shape === id && r.impl === 'bnpool wasm' && r.mode === 'train' && r.input === 'zero-copy'
+      && r.threads === threads && r.note?.startsWith('NHWC') === true && r.medianMs !== null);
+    list.push({ what: `${id} channels-last training ÷ channels-first`, value: ratio(nhwc, ours(id, 'train')), op: '<=', limit: 1.3 });
+  }
+  return list;
+}
+
+/** Whether a target was met: null where it was not measured. */
+export function isMet(t: Target): boolean | null {
+  if (t.value === null) return null;
+  return t.op === '<=' ? t.value <= t.limit : t.value >= t.limit;
+}
+
+export function targetsTable(targets: readonly Target[], threads: number): string {
+  const lines = [
+    `### Targets (zero-copy calls, ${threads} threads, float32)`,
+    '',
+    '| target | measured | bound | met |',
+    '| --- | ---: | ---: | --- |',
+  ];
+  for (const t of targets) {
+    const met = isMet(t);
+    lines.push(`| ${t.what} | ${fmt(t.value)} | ${t.op === '<=' ? '≤' : '≥'} ${t.limit} | ${met === null ? 'not measured' : met ? 'yes' : 'no'} |`);
+  }
+  return lines.join('\n');
+}
+
 const COLORS: Record<string, string> = {
   floor: '#9e9e9e', 'bnpool wasm': '#1565c0', 'bnpool js': '#64b5f6', 'naive port': '#8d6e63',
   onnxruntime: '#ef6c00', 'tfjs-wasm': '#2e7d32', 'tfjs-cpu': '#81c784',

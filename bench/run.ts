@@ -4,8 +4,8 @@
  * For each shape it measures, in one run: the floor (a WebAssembly SIMD streaming pass y = a*x + b
  * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads with
  * both kernels, the naive port, onnxruntime-node and TensorFlow.js. It prints a markdown table per
- * shape, and writes JSON, markdown and an SVG chart under bench/results/ (the full run also writes
- * bench/RESULTS.md).
+ * shape and one of the issues' targets (report.ts, targetsOf), and writes JSON, markdown and an SVG
+ * chart under bench/results/ (the full run also writes bench/RESULTS.md).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { streamFloor, streamPass } from '../src/floor.js';
 import { naiveBatchNorm } from './peers/naive.js';
 import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
 import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
-import { addRatios, markdownTable, type Row, svgChart } from './report.js';
+import { addRatios, isMet, markdownTable, type Row, svgChart, targetsOf, targetsTable } from './report.js';
 import { medianOf, sampleInRounds } from './rounds.js';
 import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
 
@@ -194,13 +194,19 @@ for (const shape of shapes) {
 }
 const rss = quick ? null : measureRss();
 if (rss !== null) console.log(rss + '\n');
+// The issues' targets are at 2 threads; a machine with one core has only 1.
+const targetThreads = Math.min(2, maxThreads);
+const rssExtra = rss === null ? null : Number(/used (-?[\d.]+) MB more/.exec(rss)?.[1] ?? NaN);
+const targets = targetsOf(all, targetThreads, rssExtra === null || Number.isNaN(rssExtra) ? null : rssExtra);
+const targetText = targetsTable(targets, targetThreads);
+console.log(targetText + '\n');
 const seconds = (performance.now() - started) / 1000;
 console.log(`finished in ${seconds.toFixed(1)} s`);
 
 mkdirSync(resultsDir, { recursive: true });
 const tag = quick ? 'quick' : 'full';
 const date = new Date().toISOString();
-writeFileSync(`${resultsDir}${tag}.json`, JSON.stringify({ date, machine, quick, seconds, timing, rows: all, rss }, null, 1) + '\n');
+writeFileSync(`${resultsDir}${tag}.json`, JSON.stringify({ date, machine, quick, seconds, timing, rows: all, rss, targets: targets.map((t) => ({ ...t, met: isMet(t) })) }, null, 1) + '\n');
 writeFileSync(`${resultsDir}${tag}.svg`, svgChart(shapes, all, `bnpool ${tag} run, training forward: GB/s (${machine})`) + '\n');
 const md = [
   `# Benchmark results (${tag} run)`,
@@ -214,6 +220,8 @@ const md = [
   '',
   ...tables.flatMap((t) => [t, '']),
   ...(rss === null ? [] : ['### Memory', '', rss, '']),
+  targetText,
+  '',
 ].join('\n');
 writeFileSync(`${resultsDir}${tag}.md`, md);
 if (!quick) writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md);
