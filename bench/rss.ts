@@ -6,7 +6,8 @@
  * workers run) rather than reading getrusage's maxrss, which a child process inherits from the
  * parent that spawned it.
  *
- *     node dist/bench/rss.js
+ *     node dist/bench/rss.js          # a sentence
+ *     node dist/bench/rss.js --json   # { text, extraMb }: the sentence, and the MB over input + output
  */
 import { BatchNorm, Pool } from '../src/index.js';
 import { elementsOf, fillInput, SHAPES } from './shapes.js';
@@ -35,9 +36,8 @@ for (let i = 0; i < 3; i++) {
 clearInterval(sampler);
 const mb = (b: number): string => (b / 1e6).toFixed(1);
 const extra = peak - base - 2 * 4 * n;
-console.log(
-  `Peak RSS, training forward on A [${shape.join(', ')}] with pool buffers and out: ${mb(peak - base)} MB above the ` +
+const text = `Peak RSS, training forward on A [${shape.join(', ')}] with pool buffers and out: ${mb(peak - base)} MB above the ` +
   `warmed-up process (${mb(base)} MB); input + output are ${mb(2 * 4 * n)} MB, so bnpool used ${mb(extra)} MB more ` +
-  `(target: at most 16 MB). Measured by \`node dist/bench/rss.js\`.`,
-);
+  `(target: at most 16 MB). Measured by \`node dist/bench/rss.js\`.`;
+console.log(process.argv.includes('--json') ? JSON.stringify({ text, extraMb: extra / 1e6 }) : text);
 await pool.close();

@@ -1,5 +1,6 @@
 /**
- * The benchmark suite: `npm run bench` (full, < 4 min here) or `npm run bench -- --quick` (< 30 s).
+ * The benchmark suite: `npm run bench` (full, < 4 min here) or `npm run bench -- --quick` (< 30 s);
+ * `--shapes=A,C` runs only those shapes (results in bench/results/partial.*, not committed).
  *
  * For each shape it measures, in one run: the floor (a WebAssembly SIMD streaming pass y = a*x + b
  * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads with
@@ -175,9 +176,9 @@ function unavailable(shape: BenchShape, impl: string, reason: string): Row {
 }
 
 /** Peak RSS of a training forward on A with pool buffers and `out`, in a fresh process. */
-function measureRss(): string {
+function measureRss(): { text: string; extraMb: number } {
   const script = fileURLToPath(new URL('./rss.js', import.meta.url));
-  return execFileSync(process.execPath, [script], { encoding: 'utf8' }).trim();
+  return JSON.parse(execFileSync(process.execPath, [script, '--json'], { encoding: 'utf8' })) as { text: string; extraMb: number };
 }
 
 const started = performance.now();
@@ -192,19 +193,20 @@ for (const shape of shapes) {
   tables.push(table);
   console.log(table + '\n');
 }
-const rss = quick ? null : measureRss();
+const memory = quick ? null : measureRss();
+const rss = memory?.text ?? null;
 if (rss !== null) console.log(rss + '\n');
 // The issues' targets are at 2 threads; a machine with one core has only 1.
 const targetThreads = Math.min(2, maxThreads);
-const rssExtra = rss === null ? null : Number(/used (-?[\d.]+) MB more/.exec(rss)?.[1] ?? NaN);
-const targets = targetsOf(all, targetThreads, rssExtra === null || Number.isNaN(rssExtra) ? null : rssExtra);
+const targets = targetsOf(all, targetThreads, memory?.extraMb ?? null);
 const targetText = targetsTable(targets, targetThreads);
 console.log(targetText + '\n');
 const seconds = (performance.now() - started) / 1000;
 console.log(`finished in ${seconds.toFixed(1)} s`);
 
 mkdirSync(resultsDir, { recursive: true });
-const tag = quick ? 'quick' : 'full';
+// A run of some shapes only (--shapes=A,C) writes its own files: the committed full results stay.
+const tag = quick ? 'quick' : only !== undefined ? 'partial' : 'full';
 const date = new Date().toISOString();
 writeFileSync(`${resultsDir}${tag}.json`, JSON.stringify({ date, machine, quick, seconds, timing, rows: all, rss, targets: targets.map((t) => ({ ...t, met: isMet(t) })) }, null, 1) + '\n');
 writeFileSync(`${resultsDir}${tag}.svg`, svgChart(shapes, all, `bnpool ${tag} run, training forward: GB/s (${machine})`) + '\n');
@@ -224,4 +226,4 @@ const md = [
   '',
 ].join('\n');
 writeFileSync(`${resultsDir}${tag}.md`, md);
-if (!quick) writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md);
+if (tag === 'full') writeFileSync(fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url)), md);
