@@ -23,6 +23,8 @@ import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--shapes='))?.slice(9).split(',');
+const unknown = only?.filter((id) => !SHAPES.some((s) => s.id === id)) ?? [];
+if (unknown.length > 0) throw new Error(`--shapes: no shape ${unknown.join(', ')}; the shapes are ${SHAPES.map((s) => s.id).join(', ')}`);
 const shapes = SHAPES.filter((s) => only === undefined || only.includes(s.id));
 const maxThreads = availableParallelism();
 const threadCounts = quick ? [maxThreads] : Array.from({ length: maxThreads }, (_, i) => i + 1);
