@@ -132,7 +132,7 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
   const spans: [number, number, string][] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (entry === null || typeof entry !== 'object' || Object.values(entry).some((v) => typeof v !== 'string')) {
+      if (entry === null || typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
         throw new FormatError('__metadata__ must map strings to strings');
       }
       metadata = entry as Record<string, string>;

@@ -196,6 +196,10 @@ describe('safetensors', () => {
       ['buffer not covered', file('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', f32Bytes)],
       ['size does not match shape and dtype', file('{"a":{"dtype":"F64","shape":[2],"data_offsets":[0,24]}}', f32Bytes)],
       ['begin after end', file('{"a":{"dtype":"F32","shape":[6],"data_offsets":[24,0]}}', f32Bytes)],
+      // The reference reader's metadata is a map of strings: an array of strings is not one.
+      ['metadata an array', file('{"__metadata__":["pt"],"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes)],
+      ['metadata a number', file('{"__metadata__":1,"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes)],
+      ['metadata with a number', file('{"__metadata__":{"n":1},"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes)],
     ];
     for (const [label, bytes] of rejected) expect(() => decodeSafetensors(bytes), label).toThrow(FormatError);
     // Names of Object.prototype's members are neither dtypes nor lost as tensor names.
