@@ -7,7 +7,7 @@
 import type { BatchNormStateDict } from './batch-norm.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
-import type { FloatArray } from './validate.js';
+import { checkChannelValues, type FloatArray } from './validate.js';
 
 export type WeightFormat = 'torch' | 'keras' | 'onnx';
 
@@ -29,6 +29,9 @@ interface Module {
   loadStateDict(sd: BatchNormStateDict): void;
 }
 
+/** What checkChannelValues lets through: a float typed array or an array of numbers. */
+type ChannelValues = FloatArray | readonly number[];
+
 export function checkFormat(value: unknown): WeightFormat {
   if (value !== 'torch' && value !== 'keras' && value !== 'onnx') {
     throw new ArgumentError(`format must be 'torch', 'keras' or 'onnx'; got ${describe(value)}`);
@@ -45,11 +48,11 @@ export function toKeras(m: Module): FloatArray[] {
 
 export function fromKeras(m: Module, weights: unknown): void {
   requireRunningStats(m, 'keras');
-  const expected = m.affine ? 4 : 2;
-  if (!Array.isArray(weights) || weights.length !== expected) {
-    throw new ArgumentError(`keras weights must be an array of ${expected} arrays ${m.affine ? '[gamma, beta, moving_mean, moving_variance]' : '[moving_mean, moving_variance]'}; got ${describe(weights)}`);
+  const names = m.affine ? ['gamma', 'beta', 'moving_mean', 'moving_variance'] : ['moving_mean', 'moving_variance'];
+  if (!Array.isArray(weights) || weights.length !== names.length) {
+    throw new ArgumentError(`keras weights must be an array of ${names.length} arrays [${names.join(', ')}]; got ${describe(weights)}`);
   }
-  const [a, b, c, d] = weights as FloatArray[];
+  const [a, b, c, d] = weights.map((w: unknown, k) => checkChannelValues(w, `keras weights[${k}] (${names[k]})`, m.numFeatures) as ChannelValues);
   const current = m.stateDict().num_batches_tracked;
   m.loadStateDict(m.affine
     ? { weight: a, bias: b, running_mean: c, running_var: d, num_batches_tracked: current }
@@ -71,19 +74,27 @@ export function toOnnx(m: Module): OnnxBatchNormInputs {
 
 export function fromOnnx(m: Module, inputs: unknown): void {
   requireRunningStats(m, 'onnx');
-  const i = inputs as Partial<OnnxBatchNormInputs> | null;
+  const i = inputs as Record<keyof OnnxBatchNormInputs, unknown> | null;
   if (i === null || typeof i !== 'object') throw new ArgumentError(`onnx weights must be {scale, B, input_mean, input_var}; got ${describe(inputs)}`);
+  // Without affine, scale and B may be left out; given, they must be the identity.
+  const take = (key: keyof OnnxBatchNormInputs, optional: boolean): ChannelValues | undefined => (
+    optional && i[key] === undefined ? undefined : checkChannelValues(i[key], `onnx weights.${key}`, m.numFeatures) as ChannelValues
+  );
+  const scale = take('scale', !m.affine);
+  const B = take('B', !m.affine);
+  const mean = take('input_mean', false);
+  const variance = take('input_var', false);
   if (!m.affine) {
     const identity = (v: ArrayLike<number> | undefined, fill: number): boolean => v === undefined || Array.from(v).every((x) => x === fill);
-    if (!identity(i.scale, 1) || !identity(i.B, 0)) {
+    if (!identity(scale, 1) || !identity(B, 0)) {
       throw new ArgumentError('onnx scale and B must be ones and zeros for a module with affine: false');
     }
   }
   const current = m.stateDict().num_batches_tracked;
   m.loadStateDict({
-    ...(m.affine ? { weight: i.scale, bias: i.B } : {}),
-    running_mean: i.input_mean, running_var: i.input_var, num_batches_tracked: current,
-  } as BatchNormStateDict);
+    ...(m.affine ? { weight: scale, bias: B } : {}),
+    running_mean: mean, running_var: variance, num_batches_tracked: current,
+  });
 }
 
 function requireRunningStats(m: Module, format: WeightFormat): void {

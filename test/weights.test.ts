@@ -52,6 +52,31 @@ describe('exportWeights / importWeights', () => {
     expect(Array.from(other.bias!)).toEqual(Array.from(bn.bias!));
   });
 
+  it('bad keras and onnx weights are argument errors naming the array, and change nothing', async () => {
+    const bn = await trained();
+    const before = state(bn);
+    const plain = new BatchNorm(3, { pool, affine: false });
+    const plainBefore = state(plain);
+    const ok = [1, 2, 3];
+    const cases: [BatchNorm, string, unknown, RegExp][] = [
+      [bn, 'keras', [ok, null, ok, ok], /^keras weights\[1\] \(beta\) must be a Float32Array, a Float64Array or an array of numbers; got null$/],
+      [bn, 'keras', [ok, ok, ok, [1, 2]], /^keras weights\[3\] \(moving_variance\) must have length 3; got length 2$/],
+      [plain, 'keras', [ok, 'abc'], /^keras weights\[1\] \(moving_variance\) must be/],
+      [bn, 'onnx', { scale: ok, B: ok, input_mean: ok }, /^onnx weights.input_var must be .*; got undefined$/],
+      [bn, 'onnx', { scale: ok, B: [1, NaN, '2'], input_mean: ok, input_var: ok }, /^onnx weights.B must be/],
+      [plain, 'onnx', { scale: null, input_mean: ok, input_var: ok }, /^onnx weights.scale must be .*; got null$/],
+      [plain, 'onnx', { scale: 5, input_mean: ok, input_var: ok }, /^onnx weights.scale must be .*; got 5$/],
+    ];
+    for (const [m, format, weights, message] of cases) {
+      expect(() => m.importWeights(format as 'onnx', weights), String(message)).toThrow(message);
+    }
+    expect(state(bn)).toBe(before);
+    expect(state(plain)).toBe(plainBefore);
+    // Without affine, scale and B may be left out.
+    plain.importWeights('onnx', { input_mean: [4, 5, 6], input_var: [1, 2, 3] });
+    expect(Array.from(plain.runningMean!)).toEqual([4, 5, 6]);
+  });
+
   it('torch is the state dict; bad formats are argument errors', async () => {
     const bn = await trained();
     const other = new BatchNorm(3, { pool });
