@@ -58,6 +58,9 @@ export class ChannelStats {
   readonly #mean: Float64Array;
 
   constructor(count: ArrayLike<number>, mean: ArrayLike<number>, m2: ArrayLike<number>) {
+    checkArray(count, 'count');
+    checkArray(mean, 'mean');
+    checkArray(m2, 'm2');
     const C = count.length;
     if (C === 0 || mean.length !== C || m2.length !== C) {
       throw new ArgumentError(`count, mean and m2 must have the same, non-zero length; got ${count.length}, ${mean.length} and ${m2.length}`);
@@ -112,6 +115,9 @@ export class ChannelStats {
       for (let i = 0; i < numbers.length; i++) numbers[i] = fromJsonNumber(values[i], key, i, key !== 'count');
       return numbers;
     });
+    if (count.length === 0 || mean.length !== count.length || m2.length !== count.length) {
+      throw new ArgumentError(`json.count, json.mean and json.m2 must have the same, non-zero length; got ${count.length}, ${mean.length} and ${m2.length}`);
+    }
     return adopt(count, mean, m2);
   }
 
@@ -203,6 +209,12 @@ function adopt(count: Float64Array, mean: Float64Array, m2: Float64Array): Chann
   } finally {
     adopting = false;
   }
+}
+
+/** Throws unless `value` is an array or a typed array (what the constructor copies from). */
+function checkArray(value: unknown, name: string): void {
+  if (Array.isArray(value) || (ArrayBuffer.isView(value) && !(value instanceof DataView))) return;
+  throw new ArgumentError(`${name} must be an array or a typed array of numbers; got ${describe(value)}`);
 }
 
 /** Throws unless every value is a number (float typed arrays hold nothing else). */

@@ -60,7 +60,15 @@ describe('ChannelStats', () => {
     expect(() => ChannelStats.fromJSON({ count: 3 } as never)).toThrow(/json.count/);
     expect(() => new ChannelStats([4], [0], [-1])).toThrow(/m2\[0\] must be a number >= 0/);
     expect(() => new ChannelStats([4], ['1' as never], [0])).toThrow(/mean\[0\] must be a number; got "1"/);
+    // Not arrays at all: an ArgumentError naming the argument (not a TypeError from .length).
+    expect(() => new ChannelStats(null as never, [0], [0])).toThrow(/^count must be an array or a typed array of numbers; got null$/);
+    expect(() => new ChannelStats([4], [0], undefined as never)).toThrow(/^m2 must be .*; got undefined$/);
+    expect(() => new ChannelStats([4], '0' as never, [0])).toThrow(/^mean must be .*; got "0"$/);
+    expect(() => new ChannelStats([4], new DataView(new ArrayBuffer(8)) as never, [0])).toThrow(/^mean must be .*; got DataView\(8\)$/);
+    expect(new ChannelStats(new Int32Array([4]), [0.5], new Float32Array([2])).variance()[0]).toBe(0.5);
     expect(() => ChannelStats.fromJSON({ count: ['4' as never], mean: [0], m2: [0] })).toThrow(/json.count\[0\] must be a number/);
+    expect(() => ChannelStats.fromJSON({ count: [4, 4], mean: [0], m2: [0, 1] }))
+      .toThrow(/^json.count, json.mean and json.m2 must have the same, non-zero length; got 2, 1 and 2$/);
   });
 
   // A NaN channel (NaN in the data) or an infinite one must cross a JSON transport as it is:
