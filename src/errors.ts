@@ -173,6 +173,8 @@ export function describe(value: unknown): string {
     return `${value.constructor.name}(${len})`;
   }
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'symbol') return value.toString();
   const ctor = (value as object).constructor;
-  return ctor !== undefined && ctor !== Object ? `a ${ctor.name}` : 'an object';
+  if (ctor === undefined || ctor === Object || typeof ctor.name !== 'string' || ctor.name === '') return 'an object';
+  return `${/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'} ${ctor.name}`;
 }

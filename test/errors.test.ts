@@ -98,6 +98,11 @@ describe('ERR_BNPOOL_ARG', () => {
     ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
     ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
     ['dtype "int8"', () => new BatchNorm(3, { dtype: 'int8' as never }), ['options.dtype', '"int8"']],
+    // How values of other kinds are named: the article follows the class name; a symbol by itself.
+    ['pool an AbortSignal', () => new BatchNorm(3, { pool: new AbortController().signal as never }), ['options.pool', 'got an AbortSignal']],
+    ['pool a Map', () => new BatchNorm(3, { pool: new Map() as never }), ['options.pool', 'got a Map']],
+    ['pool with no prototype', () => new BatchNorm(3, { pool: Object.create(null) as never }), ['options.pool', 'got an object']],
+    ['numFeatures a symbol', () => new BatchNorm(Symbol('three') as never), ['numFeatures', 'got Symbol(three)']],
   ];
   for (const [label, make, fragments] of ctorCases) {
     it(`is thrown for ${label}`, () => {
