@@ -1,0 +1,179 @@
+/**
+ * Random bad input to every public entry point: each call either succeeds or fails with a
+ * BnPoolError (a stable code, never a TypeError from inside), and a module, running buffers or
+ * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
+ * values of every kind (numbers, strings, arrays, typed arrays, objects, functions, symbols,
+ * bigints, a signal, a pool), a few options a call. Then mutated `.safetensors` files: bytes
+ * flipped, cut, inserted, and header fields replaced. A fixed seed keeps CI repeatable;
+ * `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BatchNorm, BnPoolError, ChannelStats, Pool, batchNorm, batchNormBackward,
+} from '../dist/src/index.js';
+import { fromSafetensors, toSafetensors } from '../dist/src/weights.js';
+import { rng } from './helpers/data.js';
+
+const TRIALS = Number(process.env.BNPOOL_FUZZ ?? 2000);
+const SEED = Number(process.env.BNPOOL_FUZZ_SEED ?? 1);
+
+let pool: Pool;
+beforeAll(async () => {
+  pool = new Pool({ threads: 2 });
+  await pool.ready;
+});
+afterAll(() => pool.close());
+
+/** Everything a module holds, as text: weight, bias, running statistics, batches tracked. */
+const snapshot = (bn: BatchNorm): string => JSON.stringify(
+  [bn.stateDict(), bn.numBatchesTracked],
+  (_, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array) : typeof v === 'bigint' ? String(v) : v),
+);
+
+/** What went wrong in a search: label, what, and the message (empty when none). */
+type Finding = [string, string, string];
+
+/** Runs `call`; records a failure that is not a BnPoolError, or that changed what `state` reads. */
+async function attempt(findings: Finding[], codes: Map<string, number>, label: string, call: () => unknown, state?: () => string): Promise<void> {
+  const before = state?.();
+  try {
+    await call();
+    codes.set('ok', (codes.get('ok') ?? 0) + 1);
+  } catch (err) {
+    if (!(err instanceof BnPoolError)) {
+      findings.push([label, 'not a BnPoolError', String(err)]);
+      return;
+    }
+    codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
+    if (state && state() !== before) findings.push([label, 'state changed', err.message]);
+  }
+}
+
+describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
+  it('every call succeeds or throws a BnPoolError, and a failed call changes nothing', async () => {
+    const rand = rng(SEED);
+    const pick = <T>(values: readonly T[]): T => values[Math.floor(rand() * values.length)];
+    const values = (): unknown[] => [
+      undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 40, '', 'x', 'float32', 'float64', 'relu', 'channels-last', 'torch',
+      true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
+      new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
+      new Float32Array(60), new AbortController().signal, pool, Object.create(null),
+    ];
+    const junk = (): unknown => pick(values());
+    const some = (keys: readonly string[], base: Record<string, unknown> = {}): Record<string, unknown> => {
+      const o = { ...base };
+      for (let n = Math.floor(rand() * 4); n > 0; n--) o[pick(keys)] = junk();
+      return o;
+    };
+    const x = Float32Array.from({ length: 60 }, (_, i) => Math.sin(i * 1.7) * 3 + 1);
+    const dy = x.map((v) => 0.5 * v - 1);
+    const shape = [4, 3, 5];
+    const findings: Finding[] = [];
+    const codes = new Map<string, number>();
+    const at = (label: string, call: () => unknown, state?: () => string) => attempt(findings, codes, label, call, state);
+    for (let t = 0; t < TRIALS; t++) {
+      const kind = Math.floor(rand() * 7);
+      if (kind === 0) {
+        const keys = ['convention', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'pool', 'layout', 'activation', 'extra'];
+        await at('new BatchNorm', () => new BatchNorm(rand() < 0.5 ? 3 : junk() as number, rand() < 0.8 ? some(keys) : junk() as never));
+      } else if (kind === 1 || kind === 2) {
+        const bn = new BatchNorm(3, { pool });
+        if (rand() < 0.6) await bn.forward(x, shape);
+        if (rand() < 0.3) bn.eval();
+        if (kind === 1) {
+          const opts = rand() < 0.8 ? some(['out', 'signal', 'reduceStats', 'extra']) : junk();
+          await at('forward', () => bn.forward(rand() < 0.7 ? x : junk() as never, rand() < 0.7 ? shape : junk() as never, opts as never), () => snapshot(bn));
+        } else {
+          const opts = rand() < 0.8 ? some(['out', 'signal', 'reduceGrads', 'extra']) : junk();
+          await at('backward', () => bn.backward(rand() < 0.7 ? dy : junk() as never, opts as never), () => snapshot(bn));
+        }
+      } else if (kind === 3) {
+        const keys = ['training', 'runningMean', 'runningVar', 'weight', 'bias', 'momentum', 'eps', 'pool', 'out', 'signal', 'layout', 'activation', 'reduceStats', 'extra'];
+        const opts = some(keys, { pool, runningMean: new Float32Array([0.5, -1, 2]), runningVar: new Float32Array([1, 2, 3]) });
+        const buffers = [opts.runningMean, opts.runningVar].filter((v): v is Float32Array => v instanceof Float32Array && v.length === 3);
+        const state = () => JSON.stringify(buffers.map((b) => Array.from(b)));
+        await at('batchNorm', () => batchNorm(rand() < 0.7 ? x : junk() as never, rand() < 0.7 ? shape : junk() as never, opts), state);
+      } else if (kind === 4) {
+        const keys = ['weight', 'mean', 'var', 'invstd', 'training', 'eps', 'layout', 'pool', 'out', 'signal', 'activation', 'y', 'reduceGrads', 'count', 'extra'];
+        const opts = some(keys, { pool, mean: new Float64Array(3), var: new Float64Array([1, 2, 3]) });
+        await at('batchNormBackward', () => batchNormBackward(rand() < 0.8 ? x : junk() as never, rand() < 0.8 ? dy : junk() as never, rand() < 0.8 ? shape : junk() as never, opts));
+      } else if (kind === 5) {
+        const json = rand() < 0.5 ? junk() : { count: rand() < 0.5 ? [1, 2] : junk(), mean: rand() < 0.5 ? [0, 'NaN'] : junk(), m2: rand() < 0.5 ? [0, 1] : junk() };
+        await at('ChannelStats.fromJSON', () => ChannelStats.fromJSON(json as never));
+        await at('new ChannelStats', () => new ChannelStats(junk() as never, junk() as never, junk() as never));
+        await at('ChannelStats.fromBatch', () => ChannelStats.fromBatch(rand() < 0.5 ? x : junk() as never, rand() < 0.5 ? shape : junk() as never, some(['layout', 'signal', 'extra'], { pool })));
+        const stats = new ChannelStats([2, 3, 4], [0, 1, 2], [1, 1, 1]);
+        const state = () => JSON.stringify(stats);
+        await at('variance', () => stats.variance(junk() as never), state);
+        await at('merge', () => stats.merge(junk() as never), state);
+      } else {
+        const bn = new BatchNorm(3, { pool, affine: rand() < 0.5 });
+        const format = pick(['torch', 'keras', 'onnx', junk()]);
+        const weights = rand() < 0.4 ? junk()
+          : format === 'keras' ? [junk(), junk(), junk(), junk()].slice(0, rand() < 0.5 ? 2 : 4)
+            : format === 'onnx' ? { scale: junk(), B: junk(), input_mean: junk(), input_var: junk() }
+              : some(['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']);
+        await at('importWeights', () => bn.importWeights(format as 'torch', weights), () => snapshot(bn));
+      }
+    }
+    expect(findings).toEqual([]);
+    // The draw reaches every kind of outcome: successes and each of these refusals.
+    for (const code of ['ok', 'ERR_BNPOOL_ARG', 'ERR_BNPOOL_DTYPE', 'ERR_BNPOOL_SHAPE', 'ERR_BNPOOL_NO_FORWARD']) {
+      expect(codes.get(code) ?? 0, code).toBeGreaterThan(0);
+    }
+  }, Math.max(60_000, TRIALS * 20));
+
+  it('mutated safetensors files load whole or fail with a BnPoolError, changing nothing', async () => {
+    const rand = rng(SEED + 1);
+    const int = (n: number): number => Math.floor(rand() * n);
+    const findings: Finding[] = [];
+    const codes = new Map<string, number>();
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const affine of [true, false]) {
+        const source = new BatchNorm(5, { dtype, affine, pool });
+        source.weight?.set([1.5, 2, 3, 4, 5]);
+        source.bias?.set([-1, 0, 1, 2, 3]);
+        source.runningMean!.set([0.1, 0.2, 0.3, 0.4, 0.5]);
+        const good = toSafetensors(source);
+        const headerLength = Number(new DataView(good.buffer).getBigUint64(0, true));
+        const header = new TextDecoder().decode(good.subarray(8, 8 + headerLength));
+        const data = good.subarray(8 + headerLength);
+        const fields = [null, 0, -1, 1.5, 2 ** 53, 'F32', 'F16', 'BF16', 'I64', 'U8', [], [1], [5], [0, 20], [20, 0], [5, 1], [-1], {}, true, '__proto__'];
+        for (let t = 0; t < TRIALS; t++) {
+          let bytes: Uint8Array;
+          const kind = int(6);
+          if (kind === 0) {
+            bytes = good.slice();
+            for (let n = 1 + int(4); n > 0; n--) bytes[int(bytes.length)] = int(256);
+          } else if (kind === 1) {
+            bytes = good.slice(0, int(good.length));
+          } else if (kind === 2) {
+            const cut = int(good.length);
+            bytes = new Uint8Array([...good.subarray(0, cut), ...Array.from({ length: 1 + int(9) }, () => int(256)), ...good.subarray(cut)]);
+          } else {
+            const h = JSON.parse(header) as Record<string, Record<string, unknown>>;
+            const names = Object.keys(h).filter((n) => n !== '__metadata__');
+            const value = fields[int(fields.length)];
+            if (kind === 3) h[names[int(names.length)]][['dtype', 'shape', 'data_offsets'][int(3)]] = value;
+            else if (kind === 4 && rand() < 0.5) delete h[names[int(names.length)]];
+            else if (kind === 4) h[['extra', 'weight', 'num_batches_tracked'][int(3)]] = { dtype: 'F32', shape: [5], data_offsets: [0, 20] };
+            else h.__metadata__ = value as never;
+            let json = JSON.stringify(h);
+            json += ' '.repeat((8 - (json.length % 8)) % 8);
+            const text = new TextEncoder().encode(json);
+            bytes = new Uint8Array(8 + text.length + data.length);
+            new DataView(bytes.buffer).setBigUint64(0, BigInt(text.length), true);
+            bytes.set(text, 8);
+            bytes.set(data, 8 + text.length);
+          }
+          const target = new BatchNorm(5, { dtype, affine, pool });
+          target.weight?.fill(9);
+          await attempt(findings, codes, `${dtype} affine ${affine} mutation ${kind}`, () => fromSafetensors(target, bytes), () => snapshot(target));
+        }
+      }
+    }
+    expect(findings).toEqual([]);
+    expect(codes.get('ERR_BNPOOL_FORMAT') ?? 0).toBeGreaterThan(0);
+    expect(codes.get('ok') ?? 0).toBeGreaterThan(0);
+  }, Math.max(60_000, TRIALS * 20));
+});
