@@ -94,6 +94,7 @@ describe('ERR_BNPOOL_ARG', () => {
     ['momentum -0.1', () => new BatchNorm(3, { momentum: -0.1 }), ['options.momentum', '-0.1']],
     ['threads 0', () => new Pool({ threads: 0 }), ['options.threads', 'positive integer', 'got 0']],
     ['threads 1.5', () => new Pool({ threads: 1.5 }), ['options.threads', '1.5']],
+    ['threads 2^31', () => new Pool({ threads: 2 ** 31 }), ['options.threads', 'at most 1024', 'got 2147483648']],
     ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
     ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
     ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
@@ -103,6 +104,7 @@ describe('ERR_BNPOOL_ARG', () => {
     ['pool a Map', () => new BatchNorm(3, { pool: new Map() as never }), ['options.pool', 'got a Map']],
     ['pool with no prototype', () => new BatchNorm(3, { pool: Object.create(null) as never }), ['options.pool', 'got an object']],
     ['numFeatures a symbol', () => new BatchNorm(Symbol('three') as never), ['numFeatures', 'got Symbol(three)']],
+    ['threads a bigint', () => new Pool({ threads: 2n as never }), ['options.threads', 'positive integer; got 2n']],
   ];
   for (const [label, make, fragments] of ctorCases) {
     it(`is thrown for ${label}`, () => {

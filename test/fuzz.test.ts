@@ -123,6 +123,45 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     }
   }, Math.max(60_000, TRIALS * 20));
 
+  it('pool options, alloc and free: a Pool, an array or a BnPoolError', async () => {
+    const rand = rng(SEED + 2);
+    const pick = <T>(values: readonly T[]): T => values[Math.floor(rand() * values.length)];
+    const values: unknown[] = [
+      undefined, null, 0, -1, 1, 1.5, NaN, Infinity, 2 ** 31, 2 ** 40, 4096, 1 << 20, '', 'js', 'wasm', 'float64', 'int8',
+      true, [], [3], {}, () => 1, Symbol('s'), 2n, new Float32Array(3), Object.create(null),
+    ];
+    const findings: Finding[] = [];
+    const codes = new Map<string, number>();
+    const keys = ['threads', 'kernel', 'initialMemory', 'maxMemory', 'inlineThreshold', 'cacheBytes', 'extra'];
+    // A pool that starts spawns a worker (~30 ms): fewer of these.
+    for (let t = 0; t < Math.max(50, TRIALS / 20); t++) {
+      const options: Record<string, unknown> = { threads: 1 };
+      for (let n = 1 + Math.floor(rand() * 2); n > 0; n--) options[pick(keys)] = pick(values);
+      await attempt(findings, codes, 'new Pool', async () => {
+        const p = new Pool(rand() < 0.9 ? options : pick(values) as never);
+        expect(p.threads).toBeGreaterThanOrEqual(1);
+        await p.close();
+      });
+    }
+    const live: Float32Array[] = [];
+    for (let t = 0; t < TRIALS; t++) {
+      if (rand() < 0.5) {
+        await attempt(findings, codes, 'pool.alloc', () => {
+          const a = pool.alloc(pick(values) as number, pick([undefined, 'float32', 'float64', ...values]) as 'float32');
+          expect(ArrayBuffer.isView(a)).toBe(true);
+          if (live.length < 8) live.push(a as Float32Array);
+          else pool.free(a);
+        });
+      } else {
+        await attempt(findings, codes, 'pool.free', () => pool.free((rand() < 0.3 && live.length > 0 ? live.pop() : pick(values)) as Float32Array));
+      }
+    }
+    for (const a of live) pool.free(a);
+    expect(findings).toEqual([]);
+    expect(codes.get('ok') ?? 0).toBeGreaterThan(0);
+    expect(codes.get('ERR_BNPOOL_ARG') ?? 0).toBeGreaterThan(0);
+  }, Math.max(60_000, TRIALS * 20));
+
   it('mutated safetensors files load whole or fail with a BnPoolError, changing nothing', async () => {
     const rand = rng(SEED + 1);
     const int = (n: number): number => Math.floor(rand() * n);
