@@ -1,10 +1,12 @@
 /**
  * The benchmark suite: `npm run bench` (full, < 4 min here) or `npm run bench -- --quick` (< 30 s);
- * `--shapes=A,C` runs only those shapes (results in bench/results/partial.*, not committed).
+ * `--shapes=A,C` runs only those shapes and `--threads=1,2,8` only those thread counts (results in
+ * bench/results/partial.*, not committed; bench/options.ts).
  *
  * For each shape it measures, in one run: the floor (a WebAssembly SIMD streaming pass y = a*x + b
- * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads with
- * both kernels, the naive port, onnxruntime-node and TensorFlow.js. It prints a markdown table per
+ * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads (1, 2,
+ * 4, ... past 4: bench/options.ts) with both kernels, the naive port, onnxruntime-node and
+ * TensorFlow.js. It prints a markdown table per
  * shape and one of the issues' targets (report.ts, targetsOf), and writes JSON, markdown and an SVG
  * chart under bench/results/ (the full run also writes bench/RESULTS.md).
  */
@@ -19,15 +21,13 @@ import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
 import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
 import { addRatios, isMet, markdownTable, type Row, svgChart, targetsOf, targetsTable } from './report.js';
 import { medianOf, sampleInRounds } from './rounds.js';
-import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
+import { benchOptions } from './options.js';
+import { type BenchShape, elementsOf, fillInput } from './shapes.js';
 
-const quick = process.argv.includes('--quick');
-const only = process.argv.find((a) => a.startsWith('--shapes='))?.slice(9).split(',');
-const unknown = only?.filter((id) => !SHAPES.some((s) => s.id === id)) ?? [];
-if (unknown.length > 0) throw new Error(`--shapes: no shape ${unknown.join(', ')}; the shapes are ${SHAPES.map((s) => s.id).join(', ')}`);
-const shapes = SHAPES.filter((s) => only === undefined || only.includes(s.id));
 const maxThreads = availableParallelism();
-const threadCounts = quick ? [maxThreads] : Array.from({ length: maxThreads }, (_, i) => i + 1);
+const { quick, shapes, threadCounts, tag } = benchOptions(process.argv.slice(2), maxThreads);
+/** The most threads measured: the floor's halves and the statistics pass run there. */
+const topThreads = threadCounts[threadCounts.length - 1];
 const kernels = quick ? (['wasm'] as const) : (['wasm', 'js'] as const);
 // Enough warm-up for V8 to optimize the JavaScript around the kernels (the kernels themselves are
 // compiled optimized up front).
@@ -92,7 +92,7 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
       const items: Measure[] = [];
       const name = `bnpool ${kernel}`;
       if (kernel === 'wasm') items.push({ impl: 'floor', mode: 'train', input: '-', threads, fn: () => streamFloor(pool, x, out) });
-      if (kernel === 'wasm' && threads === maxThreads) {
+      if (kernel === 'wasm' && threads === topThreads) {
         // What the floor's two halves cost apart, and bnpool's statistics pass alone: a training
         // forward must read x for its statistics before it writes y (README, "Performance").
         items.push(
@@ -207,15 +207,13 @@ const seconds = (performance.now() - started) / 1000;
 console.log(`finished in ${seconds.toFixed(1)} s`);
 
 mkdirSync(resultsDir, { recursive: true });
-// A run of some shapes only (--shapes=A,C) writes its own files: the committed full results stay.
-const tag = quick ? 'quick' : only !== undefined ? 'partial' : 'full';
 const date = new Date().toISOString();
 writeFileSync(`${resultsDir}${tag}.json`, JSON.stringify({ date, machine, quick, seconds, timing, rows: all, rss, targets: targets.map((t) => ({ ...t, met: isMet(t) })) }, null, 1) + '\n');
 writeFileSync(`${resultsDir}${tag}.svg`, svgChart(shapes, all, `bnpool ${tag} run, training forward: GB/s (${machine})`) + '\n');
 const md = [
   `# Benchmark results (${tag} run)`,
   '',
-  `Measured ${date.slice(0, 10)} on ${machine} by \`npm run bench${quick ? ' -- --quick' : ''}\`, in ${seconds.toFixed(0)} s.`,
+  `Measured ${date.slice(0, 10)} on ${machine} by \`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`, in ${seconds.toFixed(0)} s.`,
   `Medians of tinybench samples taken in ${timing.rounds} rounds that alternate the implementations of a shape and thread count (the floor among them). GB/s counts one read and one write of the tensor for every implementation but the read pass, the write pass and bnpool's statistics pass (mode \`stats\`, \`ChannelStats.fromBatch\`), which count one.`,
   '"÷ floor": median over the floor\'s median at the same thread count, measured in the same run (1.00 = streaming speed).',
   '"× vs best peer": the fastest peer\'s median (onnxruntime, TensorFlow.js) at the same thread count and mode, over this median.',
