@@ -4,7 +4,7 @@ import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../
 import { Arena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 describe('Arena', () => {
@@ -41,6 +41,48 @@ describe('Arena', () => {
     expect(after.every((v) => v === 1.5)).toBe(true); // the bytes moved with the memory
     expect(arena.owns(after)).toBe(true);
     expect(arena.alloc(65536 * 8)).toBe(-1);
+  });
+
+  it('random allocs and frees against a model: aligned, disjoint, in bounds, and whole again once all is freed', () => {
+    for (const seed of [1, 2, 3]) {
+      const rand = rng(seed);
+      const reserved = 65536;
+      const arena = new Arena(65536 * 2, 65536 * 64, reserved, seed !== 3);
+      const live = new Map<number, number>(); // offset -> bytes asked for
+      for (let step = 0; step < 3000; step++) {
+        if (live.size > 0 && rand() < 0.45) {
+          const offsets = [...live.keys()];
+          const offset = offsets[Math.floor(rand() * offsets.length)];
+          expect(arena.free(offset)).toBe(true);
+          expect(arena.free(offset)).toBe(false); // not twice
+          live.delete(offset);
+          continue;
+        }
+        // Mostly small blocks, some of tens of KiB, a few that need the memory to grow.
+        const r = rand();
+        const bytes = r < 0.7 ? 1 + Math.floor(rand() * 2000) : r < 0.97 ? Math.floor(rand() * 100_000) : Math.floor(rand() * 1_500_000);
+        const offset = arena.alloc(bytes);
+        if (offset < 0) {
+          // Refused only when no free range or growth could hold it.
+          expect(arena.largestAllocatable(), `seed ${seed} step ${step}`).toBeLessThan(Math.max(bytes, 1));
+          continue;
+        }
+        const overlaps = [...live].filter(([o, b]) => offset < o + Math.max(b, 1) && o < offset + Math.max(bytes, 1));
+        const where = `seed ${seed} step ${step}: ${bytes} bytes at ${offset}`;
+        if (offset % 64 !== 0 || offset < reserved || offset + bytes > arena.byteLength || overlaps.length > 0) {
+          expect.fail(`${where}: misaligned, out of bounds or overlapping ${JSON.stringify(overlaps)}`);
+        }
+        live.set(offset, bytes);
+      }
+      let expected = 0;
+      for (const b of live.values()) expected += Math.ceil(Math.max(b, 1) / 64) * 64;
+      expect(arena.liveBytes).toBe(expected);
+      for (const offset of live.keys()) arena.free(offset);
+      expect(arena.liveBytes).toBe(0);
+      // Every free range coalesced: the whole memory past the reserved bytes is one block again.
+      expect(arena.largestAllocatable()).toBe(arena.maxBytes - reserved);
+      expect(arena.alloc(arena.maxBytes - reserved)).toBe(reserved);
+    }
   });
 
   it('grows on demand up to its cap and says no beyond it', () => {
