@@ -1,6 +1,6 @@
 /**
  * The README's examples run as written (the `ts` blocks, which are plain JavaScript): block 1 as
- * it stands, blocks 2 and 3 (fragments) with their free variables defined below. What each
+ * it stands, blocks 2 to 4 (fragments) with their free variables defined below. What each
  * comment promises is checked on the values the block leaves.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -23,8 +23,8 @@ function run(block: string, scope: Record<string, unknown>, names: string[]): Pr
 const pools: bnpool.Pool[] = [];
 afterAll(() => Promise.all(pools.map((p) => p.close())));
 
-it('has the three example blocks this test knows', () => {
-  expect(blocks).toHaveLength(3);
+it('has the four example blocks this test knows', () => {
+  expect(blocks).toHaveLength(4);
 });
 
 it('runs "Using it" as written', async () => {
@@ -78,4 +78,23 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
   } finally {
     process.chdir(cwd);
   }
+});
+
+it('runs "Normalizing images on a server": torchvision\'s Normalize on 0-255 pixels', async () => {
+  const pool = new bnpool.Pool({ threads: 2 });
+  pools.push(pool);
+  // 16 images of 224 x 224 RGB bytes, every value 0-255 in every channel.
+  const rgb = new Uint8Array(16 * 224 * 224 * 3);
+  for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37 + (i >> 7)) & 255;
+  const v = await run(blocks[3], { ...bnpool, pool, rgb }, ['normalized', 'mean', 'std']);
+  const y = v.normalized as Float32Array;
+  const [mean, std] = [v.mean as number[], v.std as number[]];
+  let worst = 0;
+  for (let i = 0; i < rgb.length; i++) {
+    const c = i % 3;
+    const exact = (rgb[i] / 255 - mean[c]) / std[c];
+    worst = Math.max(worst, Math.abs(y[i] - exact) / Math.max(Math.abs(exact), 1e-3));
+  }
+  expect(worst).toBeLessThan(2e-7);
+  expect(worst).toBeGreaterThan(0); // float32 outputs: not exact
 });
