@@ -445,13 +445,13 @@ export class BatchNorm {
   }
 
   /** Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`). */
-  async saveSafetensors(path: string): Promise<void> {
-    await writeFile(path, toSafetensors(this));
+  async saveSafetensors(path: string | URL): Promise<void> {
+    await writeFile(checkPath(path), toSafetensors(this));
   }
 
   /** Reads a `.safetensors` state dict; a malformed file is a `FormatError` and changes nothing. */
-  async loadSafetensors(path: string): Promise<void> {
-    fromSafetensors(this, new Uint8Array(await readFile(path)));
+  async loadSafetensors(path: string | URL): Promise<void> {
+    fromSafetensors(this, new Uint8Array(await readFile(checkPath(path))));
   }
 }
 
@@ -475,6 +475,12 @@ function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<v
       resolve();
     });
   });
+}
+
+/** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */
+function checkPath(value: unknown): string | URL {
+  if (typeof value === 'string' || value instanceof URL) return value;
+  throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
 }
 
 function checkCount(value: unknown): number {

@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
 import { decodeSafetensors, encodeSafetensors } from '../dist/src/safetensors.js';
@@ -269,6 +270,16 @@ describe('safetensors', () => {
     const path = join(dir, 'other.safetensors');
     writeFileSync(path, good);
     await expect(new BatchNorm(4, { pool }).loadSafetensors(path)).rejects.toThrow(/length 4/);
+    // A path that is not one (fs would take a FileHandle, a Buffer, or throw its own TypeError).
+    for (const wrong of [0, null, {}, Buffer.from(path)]) {
+      await expect(bn.loadSafetensors(wrong as never)).rejects.toThrow(/^path must be a string or a URL; got /);
+      await expect(bn.saveSafetensors(wrong as never)).rejects.toBeInstanceOf(ArgumentError);
+    }
+    expect(state(bn)).toBe(before);
+    // A file: URL is a path.
+    await new BatchNorm(3, { pool }).saveSafetensors(pathToFileURL(join(dir, 'url.safetensors')));
+    await bn.loadSafetensors(pathToFileURL(join(dir, 'url.safetensors')));
+    expect(Array.from(bn.runningVar!)).toEqual([1, 1, 1]);
   });
 });
 
