@@ -9,7 +9,8 @@ import { runningStatsUpdate } from './running.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
-  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, type OptionKeys,
+  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
+  type OptionKeys,
 } from './validate.js';
 import {
   checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
@@ -211,6 +212,11 @@ export class BatchNorm {
     this.bias = this.affine ? make(0) : null;
     this.runningMean = this.trackRunningStats ? make(0) : null;
     this.runningVar = this.trackRunningStats ? make(1) : null;
+    // The arrays stay editable in place; the fields themselves cannot be replaced.
+    lockFields(this, [
+      'numFeatures', 'convention', 'layout', 'activation', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype',
+      'weight', 'bias', 'runningMean', 'runningVar',
+    ]);
   }
 
   /** Training batches seen since creation (or since the loaded state). */

@@ -3,7 +3,7 @@ import { ArgumentError, describe } from './errors.js';
 import { mergedMean } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import {
-  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys,
+  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, lockFields, type OptionKeys,
 } from './validate.js';
 
 /**
@@ -74,6 +74,7 @@ export class ChannelStats {
     this.#mean = own ? (mean as Float64Array) : Float64Array.from(mean);
     this.m2 = own ? (m2 as Float64Array) : Float64Array.from(m2);
     checkRanges(this.count, this.m2);
+    lockFields(this, ['count', 'm2']);
   }
 
   /** Number of channels. */

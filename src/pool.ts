@@ -8,7 +8,7 @@ import { type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
-import { checkDtypeName, checkOptions, checkPositiveInteger, type FloatArray, type OptionKeys } from './validate.js';
+import { checkDtypeName, checkOptions, checkPositiveInteger, type FloatArray, lockFields, type OptionKeys } from './validate.js';
 
 /** Options of `new Pool()`. */
 export interface PoolOptions {
@@ -217,6 +217,7 @@ export class Pool {
       ? DEFAULT_INLINE_THRESHOLD[this.kernel]
       : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
     this.cacheBytes = opts.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : checkPositiveInteger(opts.cacheBytes, 'options.cacheBytes');
+    lockFields(this, ['threads', 'kernel', 'inlineThreshold', 'cacheBytes']);
 
     const arena = new Arena(initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;

@@ -121,6 +121,15 @@ export function checkSignal(value: unknown): AbortSignal | null {
   return value;
 }
 
+/**
+ * Makes the named fields of `target` read-only at run time as well (TypeScript's `readonly` is a
+ * compile-time check): in strict-mode code, assigning one throws a TypeError at the assignment,
+ * instead of a call later using a weight of another length, or an eps no check has seen.
+ */
+export function lockFields<T extends object>(target: T, names: readonly (keyof T & string)[]): void {
+  for (const name of names) Object.defineProperty(target, name, { writable: false, configurable: false });
+}
+
 export function checkObject(value: unknown, name: string): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {

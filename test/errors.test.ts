@@ -329,3 +329,26 @@ describe('error classes', () => {
     }
   });
 });
+
+describe('read-only fields', () => {
+  it('a module\'s, a pool\'s and ChannelStats\' fields cannot be replaced; the arrays stay editable in place', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    // Replaced, a weight of another length or an unchecked eps would reach the next call.
+    const swaps: [string, unknown][] = [
+      ['weight', new Float32Array(2)], ['bias', [1, 2, 3]], ['runningMean', new Float32Array(3)], ['runningVar', null],
+      ['eps', -1], ['momentum', 2], ['numFeatures', 4], ['dtype', 'float64'], ['affine', false], ['layout', 'channels-last'],
+    ];
+    for (const [key, value] of swaps) {
+      expect(() => { (bn as unknown as Record<string, unknown>)[key] = value; }, key).toThrow(TypeError);
+    }
+    expect(snapshot()).toBe(before);
+    bn.weight![1] = 2.5;
+    expect(bn.weight![1]).toBe(2.5);
+    expect(() => { (pool as unknown as Record<string, unknown>).threads = 64; }).toThrow(TypeError);
+    expect(pool.threads).toBe(2);
+    const stats = new ChannelStats([2, 2], [0, 1], [1, 1]);
+    expect(() => { (stats as unknown as Record<string, unknown>).count = new Float64Array(3); }).toThrow(TypeError);
+    expect(stats.numChannels).toBe(2);
+  });
+});
