@@ -160,14 +160,15 @@ export function deserializeError(info: SerializedError): BnPoolError {
 }
 
 /** Renders a value for an error message: short, unambiguous, never the whole of a big array. */
-export function describe(value: unknown): string {
+export function describe(value: unknown, depth = 0): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return value.length <= 64 ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, 48))}... (${value.length} characters)`;
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) {
-    return value.length <= 8 ? `[${value.map(describe).join(', ')}]` : `Array(${value.length})`;
+    // Elements one level down only: an array that holds itself must not recurse.
+    return value.length <= 8 && depth === 0 ? `[${value.map((v) => describe(v, 1)).join(', ')}]` : `Array(${value.length})`;
   }
   if (ArrayBuffer.isView(value)) {
     const len = (value as unknown as { length?: number }).length ?? value.byteLength;

@@ -105,6 +105,9 @@ describe('ERR_BNPOOL_ARG', () => {
     ['pool with no prototype', () => new BatchNorm(3, { pool: Object.create(null) as never }), ['options.pool', 'got an object']],
     ['numFeatures a symbol', () => new BatchNorm(Symbol('three') as never), ['numFeatures', 'got Symbol(three)']],
     ['threads a bigint', () => new Pool({ threads: 2n as never }), ['options.threads', 'positive integer; got 2n']],
+    // An array that holds itself is named, not recursed into; a long string is cut.
+    ['numFeatures a cyclic array', () => { const a: unknown[] = [1]; a.push(a); return new BatchNorm(a as never); }, ['numFeatures', 'got [1, Array(2)]']],
+    ['layout a long string', () => new BatchNorm(3, { layout: 'x'.repeat(1000) as never }), ['options.layout', `got "${'x'.repeat(48)}"... (1000 characters)`]],
   ];
   for (const [label, make, fragments] of ctorCases) {
     it(`is thrown for ${label}`, () => {

@@ -30,6 +30,13 @@ const snapshot = (bn: BatchNorm): string => JSON.stringify(
   (_, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as Float32Array) : typeof v === 'bigint' ? String(v) : v),
 );
 
+/** An array that holds itself: error messages must name it without recursing. */
+function cyclic(): unknown[] {
+  const a: unknown[] = [1];
+  a.push(a);
+  return a;
+}
+
 /** What went wrong in a search: label, what, and the message (empty when none). */
 type Finding = [string, string, string];
 
@@ -57,7 +64,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
       undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 40, '', 'x', 'float32', 'float64', 'relu', 'channels-last', 'torch',
       true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
       new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
-      new Float32Array(60), new AbortController().signal, pool, Object.create(null),
+      new Float32Array(60), new AbortController().signal, pool, Object.create(null), cyclic(), 'x'.repeat(10_000),
     ];
     const junk = (): unknown => pick(values());
     const some = (keys: readonly string[], base: Record<string, unknown> = {}): Record<string, unknown> => {
