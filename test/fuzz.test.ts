@@ -66,7 +66,17 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
       new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
       new Float32Array(60), new AbortController().signal, pool, Object.create(null), cyclic(), 'x'.repeat(10_000),
     ];
-    const junk = (): unknown => pick(values());
+    // All-reduce hooks (reduceStats, reduceGrads) whose answers are right, wrong or of no kind at all.
+    const hooks = (): unknown[] => [
+      (local: unknown) => local,
+      async (local: unknown) => local,
+      () => junk(),
+      async () => junk(),
+      () => new ChannelStats([1], [0], [0]),
+      () => new ChannelStats([8, 8, 0], [0, 1, 2], [1, 1, 0]),
+      (sums: { sumDy?: unknown }) => ({ sumDy: sums?.sumDy, sumDyXhat: junk() }),
+    ];
+    const junk = (): unknown => pick(rand() < 0.15 ? hooks() : values());
     const some = (keys: readonly string[], base: Record<string, unknown> = {}): Record<string, unknown> => {
       const o = { ...base };
       for (let n = Math.floor(rand() * 4); n > 0; n--) o[pick(keys)] = junk();
@@ -85,7 +95,8 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         await at('new BatchNorm', () => new BatchNorm(rand() < 0.5 ? 3 : junk() as number, rand() < 0.8 ? some(keys) : junk() as never));
       } else if (kind === 1 || kind === 2) {
         const bn = new BatchNorm(3, { pool });
-        if (rand() < 0.6) await bn.forward(x, shape);
+        // A synced forward (reduceStats) before some backwards: they then need reduceGrads.
+        if (rand() < 0.6) await bn.forward(x, shape, rand() < 0.3 ? { reduceStats: (local: ChannelStats) => local } : undefined);
         if (rand() < 0.3) bn.eval();
         if (kind === 1) {
           const opts = rand() < 0.8 ? some(['out', 'signal', 'reduceStats', 'extra']) : junk();
