@@ -49,9 +49,9 @@ const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 /** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
 const RESERVED_BYTES = 65536;
 /**
- * The most worker threads a pool starts. Each holds a V8 isolate (6.7 MB of RSS a thread, 65
- * threads against 1, measured here): 2^31, a positive
- * integer, ended the process in a fatal out-of-memory error while piscina spawned them.
+ * The most worker threads a pool starts. Each holds a V8 isolate (6.7 MB of RSS a thread here,
+ * 65 threads against 1): `threads: 2 ** 31`, a positive integer, ended the process in a fatal
+ * out-of-memory error while piscina spawned them.
  */
 const MAX_THREADS = 1024;
 /** The private memory of inline calls starts at 1 MiB (or maxMemory) and grows with the largest call it stages. */
