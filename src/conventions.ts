@@ -20,11 +20,12 @@ export interface ConventionRules {
   readonly unbiased: boolean;
 }
 
-export const CONVENTIONS: Readonly<Record<Convention, ConventionRules>> = {
-  torch: { momentum: 0.1, eps: 1e-5, momentumOnOld: false, unbiased: true },
-  onnx: { momentum: 0.9, eps: 1e-5, momentumOnOld: true, unbiased: false },
-  keras: { momentum: 0.99, eps: 1e-3, momentumOnOld: true, unbiased: false },
-};
+/** Frozen, entries too: every module reads its defaults here, so no caller may change them. */
+export const CONVENTIONS: Readonly<Record<Convention, ConventionRules>> = Object.freeze({
+  torch: Object.freeze({ momentum: 0.1, eps: 1e-5, momentumOnOld: false, unbiased: true }),
+  onnx: Object.freeze({ momentum: 0.9, eps: 1e-5, momentumOnOld: true, unbiased: false }),
+  keras: Object.freeze({ momentum: 0.99, eps: 1e-3, momentumOnOld: true, unbiased: false }),
+});
 
 /**
  * The weight f of the new batch in `running = (1 - f) * running + f * batch`, for a momentum

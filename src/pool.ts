@@ -64,7 +64,7 @@ const PRIVATE_INITIAL_MEMORY = 1 << 20;
  * at 917,504. On the current machine: JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
  * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each; kept, see the README).
  */
-export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = { js: 65536, wasm: 786432 };
+export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Object.freeze({ js: 65536, wasm: 786432 });
 
 /**
  * Default of `PoolOptions.cacheBytes`: half the L3 of this project's machine, the other half for

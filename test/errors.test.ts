@@ -334,7 +334,7 @@ describe('error classes', () => {
 });
 
 describe('read-only fields', () => {
-  it('a module\'s, a pool\'s and ChannelStats\' fields cannot be replaced; the arrays stay editable in place', async () => {
+  it('a module\'s, a pool\'s and ChannelStats\' fields and the exported defaults cannot be replaced; the arrays stay editable in place', async () => {
     const { bn, snapshot } = await trainedModule();
     const before = snapshot();
     // Replaced, a weight of another length or an unchecked eps would reach the next call.
@@ -350,6 +350,12 @@ describe('read-only fields', () => {
     expect(bn.weight![1]).toBe(2.5);
     expect(() => { (pool as unknown as Record<string, unknown>).threads = 64; }).toThrow(TypeError);
     expect(pool.threads).toBe(2);
+    // The exported defaults every module and pool reads are frozen too.
+    const { CONVENTIONS, DEFAULT_INLINE_THRESHOLD } = await import('../dist/src/index.js');
+    expect(() => { (CONVENTIONS.torch as { momentum: number }).momentum = 0.5; }).toThrow(TypeError);
+    expect(() => { (CONVENTIONS as Record<string, unknown>).torch = {}; }).toThrow(TypeError);
+    expect(() => { (DEFAULT_INLINE_THRESHOLD as Record<string, number>).wasm = 0; }).toThrow(TypeError);
+    expect(new BatchNorm(3, { pool }).momentum).toBe(0.1);
     const stats = new ChannelStats([2, 2], [0, 1], [1, 1]);
     expect(() => { (stats as unknown as Record<string, unknown>).count = new Float64Array(3); }).toThrow(TypeError);
     expect(stats.numChannels).toBe(2);
