@@ -457,7 +457,16 @@ export class BatchNorm {
 
   /** Reads a `.safetensors` state dict; a malformed file is a `FormatError` and changes nothing. */
   async loadSafetensors(path: string | URL): Promise<void> {
-    fromSafetensors(this, new Uint8Array(await readFile(checkPath(path))));
+    const bytes = new Uint8Array(await readFile(checkPath(path)));
+    try {
+      fromSafetensors(this, bytes);
+    } catch (err) {
+      // A well-formed file of another module: say which file, then what the state dict check found.
+      if (err instanceof ArgumentError) {
+        throw new ArgumentError(`the state dict in ${String(path)} does not fit this module: ${err.message}`);
+      }
+      throw err;
+    }
   }
 }
 

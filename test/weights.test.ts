@@ -269,7 +269,9 @@ describe('safetensors', () => {
     // Valid file, wrong module: the state dict check refuses it whole.
     const path = join(dir, 'other.safetensors');
     writeFileSync(path, good);
-    await expect(new BatchNorm(4, { pool }).loadSafetensors(path)).rejects.toThrow(/length 4/);
+    await expect(new BatchNorm(4, { pool }).loadSafetensors(path)).rejects.toThrow(
+      `the state dict in ${path} does not fit this module: stateDict.weight must have length 4; got length 3`,
+    );
     // A path that is not one (fs would take a FileHandle, a Buffer, or throw its own TypeError).
     for (const wrong of [0, null, {}, Buffer.from(path)]) {
       await expect(bn.loadSafetensors(wrong as never)).rejects.toThrow(/^path must be a string or a URL; got /);
