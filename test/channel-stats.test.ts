@@ -1,7 +1,7 @@
 /** Mergeable statistics: ChannelStats. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ChannelStats, Pool } from '../dist/src/index.js';
-import { randomTensor, splitRows } from './helpers/data.js';
+import { randomTensor, rng, splitRows } from './helpers/data.js';
 import { channelStats, maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
@@ -35,6 +35,43 @@ describe('ChannelStats', () => {
     const empty = new ChannelStats([0, 0, 0], [0, 0, 0], [0, 0, 0]);
     expect(Array.from(empty.merge(all).mean())).toEqual(Array.from(all.mean()));
     expect(Array.from(all.merge(empty).m2)).toEqual(Array.from(all.m2));
+  });
+
+  it('random shards of random batches, merged in a random order, give the whole batch\'s statistics', async () => {
+    const rand = rng(77);
+    const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
+    for (let trial = 0; trial < 24; trial++) {
+      const dtype = trial % 2 === 0 ? 'float32' : 'float64';
+      const rank = int(2, 5);
+      const N = int(2, 12);
+      const C = int(1, 6);
+      const shape = [N, C, ...Array.from({ length: rank - 2 }, () => int(1, 7))];
+      // Every third batch is hard: a large offset with a tiny spread.
+      const hard = trial % 3 === 2;
+      const x = randomTensor(shape, dtype, 1000 + trial, hard ? () => ({ offset: 3000, spread: 0.5 }) : undefined);
+      const per = x.length / N;
+      // Cut the rows at random points into 1 to 4 shards, each reduced on its own.
+      const cuts = [...new Set(Array.from({ length: int(0, 3) }, () => int(1, N - 1)))].sort((a, b) => a - b);
+      const bounds = [0, ...cuts, N];
+      const shards: ChannelStats[] = [];
+      for (let k = 0; k + 1 < bounds.length; k++) {
+        const rows = bounds[k + 1] - bounds[k];
+        shards.push(await ChannelStats.fromBatch(x.slice(bounds[k] * per, bounds[k + 1] * per), [rows, ...shape.slice(1)], { pool }));
+      }
+      // Merge pairs picked at random until one is left: any tree of merges.
+      while (shards.length > 1) {
+        const i = int(0, shards.length - 1);
+        const [a] = shards.splice(i, 1);
+        const j = int(0, shards.length - 1);
+        shards[j] = rand() < 0.5 ? a.merge(shards[j]) : shards[j].merge(a);
+      }
+      const ref = channelStats(x, shape);
+      const label = `trial ${trial}: ${dtype} ${JSON.stringify(shape)} cut at ${JSON.stringify(cuts)}${hard ? ', hard' : ''}`;
+      expect(Array.from(shards[0].count), label).toEqual(Array(C).fill(x.length / C));
+      expect(maxRelativeError(shards[0].mean(), ref.mean), label).toBeLessThan(dtype === 'float64' ? 1e-12 : 1e-6);
+      // float32 hard data: the variance within 1e-4 relative (the core issue's rule); else 1e-6.
+      expect(maxRelativeError(shards[0].variance(), ref.var), label).toBeLessThan(dtype === 'float64' ? 1e-10 : hard ? 1e-4 : 1e-6);
+    }
   });
 
   it('merges an infinite mean as a sum would: +Inf stays +Inf, +Inf with -Inf is NaN', () => {
