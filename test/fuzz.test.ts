@@ -2,10 +2,11 @@
  * Random bad input to every public entry point: each call either succeeds or fails with a
  * BnPoolError (a stable code, never a TypeError from inside), and a module, running buffers or
  * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
- * values of every kind (numbers, strings, arrays, typed arrays, objects, functions, symbols,
- * bigints, a signal, a pool), a few options a call. Then mutated `.safetensors` files: bytes
- * flipped, cut, inserted, and header fields replaced. A fixed seed keeps CI repeatable;
- * `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
+ * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
+ * arrays, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
+ * wrong answers), a few options a call; then Pool options, alloc and free. Then mutated
+ * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
+ * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
