@@ -75,18 +75,18 @@ export function targetsOf(rows: readonly Row[], threads: number, rssExtraMb: num
     && r.impl === 'bnpool wasm' && r.mode === mode && r.input === 'zero-copy' && r.threads === threads && r.note === undefined && r.medianMs !== null);
   const ratio = (a: Row | undefined, b: Row | undefined): number | null => (a && b ? a.medianMs! / b.medianMs! : null);
   const list: Target[] = [];
-  // The floor plus a read pass, in ms: two passes over x at the speed of the floor's halves.
-  const twoPassMs = (shape: string): number | null => {
-    const at = (impl: string): Row | undefined => rows.find((r) => r.shape === shape && r.impl === impl && r.threads === threads && r.medianMs !== null);
-    const floor = at('floor');
-    const read = at('read pass');
-    return floor && read ? floor.medianMs! + read.medianMs! : null;
+  // The floor's row, or its read pass's, of a shape at `threads` threads.
+  const pass = (shape: string, impl: 'floor' | 'read pass'): Row | undefined => rows.find((r) => r.shape === shape
+    && r.impl === impl && r.threads === threads && r.medianMs !== null);
+  // The floor plus the read pass (two passes over x at the speed of the floor's halves) over `by`.
+  const twoPasses = (shape: string, by: Row | undefined): number | null => {
+    const floor = pass(shape, 'floor');
+    const read = pass(shape, 'read pass');
+    return floor && read && by ? (floor.medianMs! + read.medianMs!) / by.medianMs! : null;
   };
-  const per = (ms: number | null, by: Row | undefined): number | null => (ms !== null && by ? ms / by.medianMs! : null);
   const floorBounds: [string, number, number][] = [['A', 1.3, 1.15], ['B', 1.3, 1.15], ['C', 1.4, 1.15], ['E', 1.5, 1.2]];
   for (const [id, train, evalLimit] of floorBounds) {
-    const floor = rows.find((r) => r.shape === id && r.impl === 'floor' && r.threads === threads && r.medianMs !== null);
-    list.push({ what: `${id} training ÷ floor`, value: ours(id, 'train')?.vsFloor ?? null, op: '<=', limit: train, twoPasses: per(twoPassMs(id), floor) });
+    list.push({ what: `${id} training ÷ floor`, value: ours(id, 'train')?.vsFloor ?? null, op: '<=', limit: train, twoPasses: twoPasses(id, pass(id, 'floor')) });
     list.push({ what: `${id} eval ÷ floor`, value: ours(id, 'eval')?.vsFloor ?? null, op: '<=', limit: evalLimit });
   }
   const inline = rows.find((r) => r.shape === 'D' && r.note === 'kernel inline' && r.medianMs !== null);
@@ -105,7 +105,7 @@ export function targetsOf(rows: readonly Row[], threads: number, rssExtraMb: num
       && r.threads === threads && r.note?.startsWith('NHWC') === true && r.medianMs !== null);
     list.push({
       what: `${id} channels-last training ÷ channels-first`, value: ratio(nhwc, ours(id, 'train')), op: '<=', limit: 1.3,
-      twoPasses: per(twoPassMs(id), ours(id, 'train')),
+      twoPasses: twoPasses(id, ours(id, 'train')),
     });
   }
   return list;

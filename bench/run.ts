@@ -6,9 +6,9 @@
  * For each shape it measures, in one run: the floor (a WebAssembly SIMD streaming pass y = a*x + b
  * over the same bytes on the same worker threads), bnpool at 1..availableParallelism() threads (1, 2,
  * 4, ... past 4: bench/options.ts) with both kernels, the naive port, onnxruntime-node and
- * TensorFlow.js. It prints a markdown table per
- * shape and one of the issues' targets (report.ts, targetsOf), and writes JSON, markdown and an SVG
- * chart under bench/results/ (the full run also writes bench/RESULTS.md).
+ * TensorFlow.js. It prints a markdown table per shape and one of the issues' targets (report.ts,
+ * targetsOf), and writes JSON, markdown and an SVG chart under bench/results/ (the full run also
+ * writes bench/RESULTS.md).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
