@@ -108,9 +108,7 @@ export class ChannelStats {
     const j = checkObject(json, 'json');
     const [count, mean, m2] = (['count', 'mean', 'm2'] as const).map((key) => {
       const v = j[key];
-      if (!Array.isArray(v) && !ArrayBuffer.isView(v)) {
-        throw new ArgumentError(`json.${key} must be an array of numbers; got ${describe(v)}`);
-      }
+      checkArray(v, `json.${key}`);
       const values = v as ArrayLike<unknown>;
       const numbers = new Float64Array(values.length);
       for (let i = 0; i < numbers.length; i++) numbers[i] = fromJsonNumber(values[i], key, i, key !== 'count');

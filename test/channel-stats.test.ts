@@ -94,7 +94,10 @@ describe('ChannelStats', () => {
     expect(() => new ChannelStats([-1], [0], [0])).toThrow(/count\[0\]/);
     expect(() => s.merge(new ChannelStats([1], [1], [0]))).toThrow(/2 channels; got 1/);
     expect(() => s.variance({ ddof: -1 })).toThrow(/ddof/);
-    expect(() => ChannelStats.fromJSON({ count: 3 } as never)).toThrow(/json.count/);
+    expect(() => ChannelStats.fromJSON({ count: 3 } as never)).toThrow(/^json.count must be an array or a typed array of numbers; got 3$/);
+    // A DataView is no array of numbers (it was read as one of length 0).
+    expect(() => ChannelStats.fromJSON({ count: [1], mean: new DataView(new ArrayBuffer(8)), m2: [0] } as never))
+      .toThrow(/^json.mean must be an array or a typed array of numbers; got DataView\(8\)$/);
     expect(() => new ChannelStats([4], [0], [-1])).toThrow(/m2\[0\] must be a number >= 0/);
     expect(() => new ChannelStats([4], ['1' as never], [0])).toThrow(/mean\[0\] must be a number; got "1"/);
     // Not arrays at all: an ArgumentError naming the argument (not a TypeError from .length).
