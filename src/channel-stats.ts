@@ -3,7 +3,7 @@ import { ArgumentError, describe } from './errors.js';
 import { mergedMean } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import {
-  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, lockFields, type OptionKeys,
+  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, floatDtype, type FloatArray, type Layout, lockFields, type OptionKeys,
 } from './validate.js';
 
 /**
@@ -218,7 +218,7 @@ function checkArray(value: unknown, name: string): void {
 
 /** Throws unless every value is a number (float typed arrays hold nothing else). */
 function checkNumbers(values: ArrayLike<number>, name: string, expected: string): void {
-  if (values instanceof Float64Array || values instanceof Float32Array) return;
+  if (floatDtype(values) !== null) return;
   for (let c = 0; c < values.length; c++) {
     if (typeof values[c] !== 'number') throw new ArgumentError(`${name}[${c}] must be ${expected}; got ${describe(values[c])}`);
   }

@@ -3,6 +3,7 @@
  * else staged through chunks of the pool (in as many chunks as the memory needs, on row-group
  * boundaries so the grid and the bits do not change), and how outputs get back.
  */
+import { types } from 'node:util';
 import {
   bytesPerElement, type CopyOut, type Dtype, type Grid, type Region,
 } from '../workers/protocol.js';
@@ -86,7 +87,7 @@ export function place(
   // Workers copy each block to a shared destination while it is in their cache, beside their
   // other work; an inline call has none to overlap, and one copy at the end is cheaper than a
   // copy a block (3-9% of a plain-array call of 16K-786K elements, builds alternated).
-  const shared = !inline && dest !== null && dest.buffer instanceof SharedArrayBuffer;
+  const shared = !inline && dest !== null && types.isSharedArrayBuffer(dest.buffer);
   const placements = boxes.map((box, i): Placement => {
     // Whatever is not on the pool lives in the staging chunk (x and y share it: in place).
     const stagedStride = (box.c1 - box.c0) * dims.S;

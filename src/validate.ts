@@ -2,6 +2,7 @@
  * Validation at the public boundary. Kernels and the engine trust what passes here; everything
  * is checked before any work starts or any state changes.
  */
+import { types } from 'node:util';
 import type { Dtype } from '../workers/protocol.js';
 import { ArgumentError, describe, DtypeError, ShapeError } from './errors.js';
 
@@ -25,9 +26,23 @@ export interface Dims {
   readonly length: number;
 }
 
-export function dtypeOf(value: unknown, name: string): Dtype {
+/**
+ * 'float32' or 'float64' for a Float32Array or a Float64Array, null for anything else. Arrays of
+ * another realm (made in a `vm` context, whose constructors are not this realm's, so `instanceof`
+ * fails) count too: util.types checks the array's internal type, as stdlib-js's is-float32array
+ * does with its class tag. `instanceof` first, as it is cheaper than a call into the runtime.
+ */
+export function floatDtype(value: unknown): Dtype | null {
   if (value instanceof Float32Array) return 'float32';
   if (value instanceof Float64Array) return 'float64';
+  if (types.isFloat32Array(value)) return 'float32';
+  if (types.isFloat64Array(value)) return 'float64';
+  return null;
+}
+
+export function dtypeOf(value: unknown, name: string): Dtype {
+  const dtype = floatDtype(value);
+  if (dtype !== null) return dtype;
   throw new DtypeError(`${name} must be a Float32Array or a Float64Array; got ${describe(value)}`);
 }
 
@@ -175,7 +190,7 @@ export function checkChannelArray(value: unknown, name: string, C: number): Floa
 
 /** Checks per-channel values given as a Float32Array, a Float64Array or an array of numbers, of length C. */
 export function checkChannelValues(value: unknown, name: string, C: number): ArrayLike<number> {
-  const ok = value instanceof Float32Array || value instanceof Float64Array
+  const ok = floatDtype(value) !== null
     || (Array.isArray(value) && value.every((v) => typeof v === 'number'));
   if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
   const array = value as ArrayLike<number>;
