@@ -10,7 +10,7 @@ import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
   checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
-  type OptionKeys,
+  type OptionKeys, type SameDtype,
 } from './validate.js';
 import {
   checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
@@ -89,13 +89,13 @@ export interface BackwardOptions {
 const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, signal: true, reduceGrads: true };
 
 /** What `backward` resolves to. */
-export interface BatchNormGradients {
+export interface BatchNormGradients<A extends FloatArray = FloatArray> {
   /** Gradient with respect to the input, of x's type and shape. */
-  dx: FloatArray;
+  dx: A;
   /** Σ dy·x̂ per channel (the module's dtype); null when `affine` is false. */
-  dWeight: FloatArray | null;
+  dWeight: A | null;
   /** Σ dy per channel (the module's dtype); null when `affine` is false. */
-  dBias: FloatArray | null;
+  dBias: A | null;
 }
 
 /** What the latest forward leaves for `backward`. */
@@ -268,7 +268,7 @@ export class BatchNorm {
    * The mode is the one at the time of the call. Weight, bias and running statistics are read
    * when the call starts running, after the module's earlier calls finished.
    */
-  async forward(x: FloatArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+  async forward<T extends FloatArray>(x: T, shape: readonly number[], options?: ForwardOptions): Promise<SameDtype<T>> {
     checkDtype(x, 'x', this.dtype);
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
@@ -308,7 +308,8 @@ export class BatchNorm {
           mean: result.mean, var: result.var, eps: this.eps,
           mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
         };
-        return result.y;
+        // x's dtype (checked above): the new output is made of it, and out must have it.
+        return result.y as SameDtype<T>;
       } finally {
         unpin();
         // A call that left the queue early (aborted) still holds its place until the one before it ends.
@@ -330,7 +331,7 @@ export class BatchNorm {
    * After a forward with `reduceStats` (SyncBatchNorm), `options.reduceGrads` all-reduces the
    * gradient sums the same way; it is required then, and refused otherwise.
    */
-  async backward(dy: FloatArray, options?: BackwardOptions): Promise<BatchNormGradients> {
+  async backward<T extends FloatArray>(dy: T, options?: BackwardOptions): Promise<BatchNormGradients<SameDtype<T>>> {
     checkDtype(dy, 'dy', this.dtype);
     const opts = checkOptions(options, 'options', BACKWARD_OPTIONS);
     const signal = checkSignal(opts.signal);
@@ -371,7 +372,9 @@ export class BatchNorm {
             count: saved.syncedCount ?? undefined,
           },
         });
-        return { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
+        // All of the module's dtype, which dy was checked to have.
+        const grads = { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
+        return grads as BatchNormGradients<SameDtype<T>>;
       } finally {
         unpinArgs();
         unpinSaved();

@@ -7,7 +7,7 @@ import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
   checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
-  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys,
+  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
@@ -43,9 +43,9 @@ const FUNCTIONAL_OPTIONS: OptionKeys<BatchNormFunctionalOptions> = {
 };
 
 /** What `batchNorm` resolves to. */
-export interface BatchNormResult {
+export interface BatchNormResult<A extends FloatArray = FloatArray> {
   /** The output (`options.out`, or a new array of x's type). */
-  y: FloatArray;
+  y: A;
   /** Per-channel mean used: the batch mean when training, else a copy of the running mean. */
   mean: Float64Array;
   /** Per-channel variance used: the biased batch variance when training, else a copy of the running variance. */
@@ -67,9 +67,9 @@ export interface BatchNormResult {
  * const r = await batchNorm(x, [8, 3, 32, 32], { training: true, runningMean, runningVar });
  * r.y; r.mean; r.var;
  */
-export async function batchNorm(
-  x: FloatArray, shape: readonly number[], options?: BatchNormFunctionalOptions,
-): Promise<BatchNormResult> {
+export async function batchNorm<T extends FloatArray>(
+  x: T, shape: readonly number[], options?: BatchNormFunctionalOptions,
+): Promise<BatchNormResult<SameDtype<T>>> {
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
@@ -112,7 +112,8 @@ export async function batchNorm(
       if (training && runningMean !== null) {
         runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
       }
-      return { y: result.y, mean: result.mean, var: result.var, count };
+      // y has x's dtype: made of it, or out, checked to have it.
+      return { y: result.y as SameDtype<T>, mean: result.mean, var: result.var, count };
     } finally {
       unpin();
     }
@@ -159,9 +160,9 @@ const BACKWARD_FUNCTIONAL_OPTIONS: OptionKeys<BatchNormBackwardOptions> = {
  * @example
  * const { dx, dWeight, dBias } = await batchNormBackward(x, dy, shape, { mean: r.mean, var: r.var, weight });
  */
-export async function batchNormBackward(
-  x: FloatArray, dy: FloatArray, shape: readonly number[], options: BatchNormBackwardOptions,
-): Promise<{ dx: FloatArray; dWeight: Float64Array; dBias: Float64Array }> {
+export async function batchNormBackward<T extends FloatArray>(
+  x: T, dy: FloatArray, shape: readonly number[], options: BatchNormBackwardOptions,
+): Promise<{ dx: SameDtype<T>; dWeight: Float64Array; dBias: Float64Array }> {
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', BACKWARD_FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
@@ -218,7 +219,7 @@ export async function batchNormBackward(
         },
       });
       // No gradDtype: float64 sums.
-      return { dx: r.dx, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };
+      return { dx: r.dx as SameDtype<T>, dWeight: r.dWeight as Float64Array, dBias: r.dBias as Float64Array };
     } finally {
       unpin();
     }

@@ -16,5 +16,5 @@ export {
   AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,
   ShapeError, SingleValueError, WorkerError, type BnPoolErrorCode,
 } from './errors.js';
-export type { FloatArray, Layout } from './validate.js';
+export type { FloatArray, Layout, SameDtype } from './validate.js';
 export type { Dtype, KernelName } from '../workers/protocol.js';

@@ -9,6 +9,14 @@ import { ArgumentError, describe, DtypeError, ShapeError } from './errors.js';
 /** The array types bnpool computes on. */
 export type FloatArray = Float32Array | Float64Array;
 
+/**
+ * The array type of T's dtype: what a call given an input of type T resolves to (a new array of
+ * the input's type, or `out`, which must have its dtype). Float32Array for any Float32Array
+ * (whatever its buffer: a new output lives on its own SharedArrayBuffer), Float64Array for any
+ * Float64Array, FloatArray when T is either.
+ */
+export type SameDtype<T extends FloatArray> = T extends Float32Array ? Float32Array : Float64Array;
+
 /** Memory layout of an input: channels-first (N, C, *spatial) or channels-last (N, *spatial, C). */
 export type Layout = 'channels-first' | 'channels-last';
 

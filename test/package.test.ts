@@ -29,14 +29,30 @@ describe('npm pack', () => {
       compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, lib: ['ES2022'], types: ['node'], outDir: 'out' },
     }));
     writeFileSync(join(app, 'index.ts'), `
-      import { Pool, BatchNorm, batchNorm, BnPoolError } from 'bnpool';
+      import { Pool, BatchNorm, batchNorm, batchNormBackward, BnPoolError } from 'bnpool';
       const pool = new Pool({ threads: 2 });
       const x: Float32Array = pool.alloc(2 * 3 * 4);
       x.forEach((_, i) => { x[i] = Math.sin(i); });
       const bn = new BatchNorm(3, { pool });
-      const y: Float32Array | Float64Array = await bn.forward(x, [2, 3, 4]);
+      // Outputs are typed as the input's dtype: Float32Array in, Float32Array out.
+      const y: Float32Array = await bn.forward(x, [2, 3, 4]);
+      const grads = await bn.backward(y);
+      const dx: Float32Array = grads.dx;
+      const dWeight: Float32Array | null = grads.dWeight;
+      // @ts-expect-error: not any: a float32 call does not give a Float64Array
+      const notWide: Float64Array = await bn.forward(x, [2, 3, 4]);
       const r = await batchNorm(x, [2, 3, 4], { training: true, pool });
+      const ry: Float32Array = r.y;
       const mean: Float64Array = r.mean;
+      const x64 = pool.alloc(2 * 3 * 4, 'float64');
+      x64.set(x);
+      const r64 = await batchNorm(x64, [2, 3, 4], { training: true, pool });
+      const y64: Float64Array = r64.y;
+      const b64 = await batchNormBackward(x64, y64, [2, 3, 4], { mean: r64.mean, var: r64.var, eps: 1e-5, pool });
+      const dx64: Float64Array = b64.dx;
+      const either: Float32Array | Float64Array = Math.random() < 2 ? x : x64;
+      const yEither: Float32Array | Float64Array = (await batchNorm(either, [2, 3, 4], { training: true, pool })).y;
+      console.error(dx.length, dWeight?.length, notWide.length, ry.length, dx64.length, yEither.length);
       let code = '';
       try { await bn.forward(x, [5, 5]); } catch (e) { if (e instanceof BnPoolError) code = e.code; }
       console.log(y.length, mean.length, bn.numBatchesTracked, code, pool.kernel);
@@ -45,6 +61,6 @@ describe('npm pack', () => {
     execFileSync(join(app, 'node_modules', '.bin', 'tsc'), ['-p', app], { cwd: app, encoding: 'utf8' });
     const out = execFileSync(process.execPath, [join(app, 'out', 'index.js')], { encoding: 'utf8' });
     // 'wasm': the compiled kernels ship in the tarball and load from it.
-    expect(out.trim()).toBe('24 3 1 ERR_BNPOOL_SHAPE wasm');
+    expect(out.trim()).toBe('24 3 2 ERR_BNPOOL_SHAPE wasm'); // two training forwards
   }, 180_000);
 });
