@@ -1,0 +1,239 @@
+/**
+ * Properties of the kernels (fast-check, which shrinks a failure to a small case): for any length,
+ * offset, stride and number of runs, and data drawn from a chosen centre and spread (among them a
+ * large offset with a tiny spread, a constant run, values whose float32 squares overflow, a NaN at
+ * any place), each implementation's partial statistics and normalized outputs agree with a float64
+ * two-pass reference of the same values within their stated bounds, and no write lands outside
+ * the output. test/kernels.test.ts walks fixed grids of sizes on one distribution; this varies both.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
+import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
+import { normal, rng } from './helpers/data.js';
+
+const DATA = 1 << 16; // byte where inputs start
+const OUT = 4 << 20; // outputs
+const PARTIALS = 7 << 20;
+const PARAMS = PARTIALS + (64 << 10);
+const SCRATCH = PARAMS + (64 << 10);
+const GUARD = -7777;
+/** Cases a property; BNPOOL_KERNEL_PROPERTIES=2000 searches longer. */
+const RUNS = Number(process.env.BNPOOL_KERNEL_PROPERTIES ?? 60);
+
+/**
+ * (centre, spread) pairs of the data. [1e9, 1e-3] is constant once rounded to float32 (its step
+ * there is 64); [0, 1e20] squares past float32's range, which the WebAssembly kernel's float32
+ * lanes turn into a float64 pass over the data. Spreads stay above ~1e-17: the float32 lanes
+ * square deviations, and squares in float32's subnormal range (deviations under ~1e-21) lose
+ * precision (README, "Kernels").
+ */
+const DISTRIBUTIONS: readonly (readonly [number, number])[] = [
+  [0, 1], [-37.5, 2], [3000, 0.5], [1e6, 3], [1e9, 1e-3], [5, 0], [0, 1e20], [1e-15, 1e-17], [-2e4, 1e4],
+];
+
+const distribution = fc.constantFrom(...DISTRIBUTIONS);
+
+function setup(name: 'js' | 'wasm') {
+  const memory = new WebAssembly.Memory({ initial: 160, maximum: 160, shared: true });
+  const kernel = createKernel(name, memory, name === 'wasm' ? loadWasmModule() : null);
+  return { kernel, f32: new Float32Array(memory.buffer), f64: new Float64Array(memory.buffer) };
+}
+
+/** n values of the distribution, seeded; as float32 when !f64 (the reference sees what the kernel sees). */
+function draw(n: number, [centre, spread]: readonly [number, number], seed: number, f64: boolean): number[] {
+  const rand = rng(seed);
+  return Array.from({ length: n }, () => {
+    const v = centre + spread * normal(rand);
+    return f64 ? v : Math.fround(v);
+  });
+}
+
+/**
+ * The corrected two-pass algorithm in float64 (Chan, Golub & LeVeque, "Algorithms for computing
+ * the sample variance", 1983): the mean, then m2 = Σ(v - mean)² - (Σ(v - mean))² / n, whose second
+ * term takes out the rounding of the mean (n·δ² in m2, which is most of it for data far from zero
+ * with a tiny spread: 1e9 ± 1e-3 in float64); the mean corrected the same way.
+ */
+function twoPass(values: readonly number[]): { n: number; mean: number; m2: number } {
+  const n = values.length;
+  const rough = values.reduce((a, b) => a + b, 0) / n;
+  let s1 = 0;
+  let s2 = 0;
+  for (const v of values) {
+    s1 += v - rough;
+    s2 += (v - rough) ** 2;
+  }
+  return { n, mean: rough + s1 / n, m2: s2 - (s1 * s1) / n };
+}
+
+/**
+ * What is wrong with a partial (count, mean, m2) against the reference, or null. The float32
+ * lanes of the WebAssembly kernel sum at most 8 (runs) or 16 (rows) shifted values before each
+ * float64 fold: a few float32 roundings of each deviation, so 2e-6 of m2 and of the spread for the
+ * mean, where the shift (the first value) lies within a few spreads of the mean, as it does for
+ * these distributions. Float64 data, and the TypeScript kernel, sum in float64: 1e-12. The mean
+ * is the shift plus the mean deviation: two more roundings at the mean's scale. NaN anywhere
+ * makes both NaN.
+ */
+function partialError(got: ArrayLike<number>, values: readonly number[], exact: boolean): string | null {
+  const want = twoPass(values);
+  if (got[0] !== want.n) return `count ${got[0]}, want ${want.n}`;
+  if (Number.isNaN(want.mean)) return Number.isNaN(got[1]) && Number.isNaN(got[2]) ? null : `mean ${got[1]}, m2 ${got[2]} where NaN went in`;
+  const rel = exact ? 1e-12 : 2e-6;
+  const spread = Math.sqrt(want.m2 / want.n);
+  const meanTol = rel * spread + 4 * 2 ** -52 * Math.abs(want.mean);
+  if (!(Math.abs(got[1] - want.mean) <= meanTol)) return `mean ${got[1]}, want ${want.mean} within ${meanTol}`;
+  if (!(Math.abs(got[2] - want.m2) <= rel * want.m2)) return `m2 ${got[2]}, want ${want.m2} within ${rel * want.m2}`;
+  return null;
+}
+
+/**
+ * y = (x - mean) * scale + bias (and ReLU) against float64, within a few roundings of each term;
+ * for float32 also the rounding of the mean's low part (the kernel splits the mean in two floats),
+ * and, where the scale or the output is subnormal, their rounding (steps of 2^-149 in float32).
+ * Returns what is wrong, or null: the callers assert once a case (an expect an element took
+ * seconds a property).
+ */
+function normalizedError(got: number, x: number, mean: number, scale: number, bias: number, relu: boolean, f64: boolean): string | null {
+  const linear = (x - mean) * scale + bias;
+  const want = relu && linear < 0 ? 0 : linear;
+  if (Number.isNaN(want)) return Number.isNaN(got) ? null : `${got} where NaN went in`;
+  const ulp = f64 ? 2 ** -52 : 2 ** -23;
+  const tol = 4 * ulp * (Math.abs(x - mean) * Math.abs(scale) + Math.abs(bias) + Math.abs(linear))
+    + (f64 ? 0 : 4 * ulp * 2 ** -23 * Math.abs(mean * scale)) + (f64 ? 2 ** -1074 : 2 ** -149) * (2 + Math.abs(x - mean));
+  return Math.abs(got - want) <= tol ? null : `${got} for x = ${x}: want ${want} within ${tol}`;
+}
+
+/** The first element of y at yBase (n elements, rows `stride` apart) that is wrong, or null; guards around and between runs. */
+function firstWrong(
+  y: Float32Array | Float64Array, yBase: number, n: number, stride: number, runLength: number,
+  check: (i: number) => string | null,
+): string | null {
+  for (let i = -4; i < n + 4; i++) {
+    const outside = i < 0 || i >= n || i % stride >= runLength;
+    const wrong = outside ? (y[yBase + i] === GUARD ? null : `${y[yBase + i]} over the guard`) : check(i);
+    if (wrong !== null) return `element ${i}: ${wrong}`;
+  }
+  return null;
+}
+
+for (const name of ['js', 'wasm'] as const) {
+  describe(`${name} kernel properties`, () => {
+    const { kernel, f32, f64 } = setup(name);
+    for (const wide of [false, true]) {
+      const dtype = wide ? 'float64' : 'float32';
+      const bpe = wide ? 8 : 4;
+      const x = wide ? f64 : f32;
+      const exact = wide || name === 'js';
+
+      it(`statsPlanes: any runs, offsets, strides and data give the reference's partials (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            len: fc.integer({ min: 1, max: 1300 }), rows: fc.integer({ min: 1, max: 4 }), blocks: fc.integer({ min: 1, max: 2 }),
+            offset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 9 }), dist: distribution,
+            seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }),
+          }),
+          ({ len, rows, blocks, offset, gap, dist, seed, nan }) => {
+            const rowStride = blocks * len + gap;
+            const base = DATA / bpe + offset;
+            const all = draw(rows * rowStride, dist, seed, wide);
+            if (nan !== null) all[nan % all.length] = NaN;
+            x.set(all, base);
+            kernel.statsPlanes(wide, base * bpe, blocks, len, rows, rowStride, len, PARTIALS, 32, SCRATCH);
+            for (let b = 0; b < blocks; b++) {
+              const values: number[] = [];
+              for (let r = 0; r < rows; r++) values.push(...all.slice(r * rowStride + b * len, r * rowStride + (b + 1) * len));
+              expect(partialError(f64.subarray(PARTIALS / 8 + 4 * b, PARTIALS / 8 + 4 * b + 3), values, exact), `block ${b}`).toBeNull();
+            }
+          },
+        ), { numRuns: RUNS });
+      });
+
+      it(`normalizePlanes: any runs, offsets, strides, parameters and data, nothing written past the runs (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            len: fc.integer({ min: 1, max: 1300 }), rows: fc.integer({ min: 1, max: 3 }), xOffset: fc.integer({ min: 0, max: 3 }),
+            yOffset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 9 }), dist: distribution,
+            seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }), relu: fc.boolean(),
+            meanShift: fc.double({ min: -3, max: 3, noNaN: true }), scale: fc.double({ min: -1e3, max: 1e3, noNaN: true }),
+            bias: fc.double({ min: -10, max: 10, noNaN: true }),
+          }),
+          ({ len, rows, xOffset, yOffset, gap, dist, seed, nan, relu, meanShift, scale, bias }) => {
+            const stride = len + gap;
+            const xBase = DATA / bpe + xOffset;
+            const yBase = OUT / bpe + yOffset;
+            const all = draw(rows * stride, dist, seed, wide);
+            if (nan !== null) all[nan % all.length] = NaN;
+            x.set(all, xBase);
+            x.fill(GUARD, yBase - 4, yBase + rows * stride + 4);
+            const mean = dist[0] + meanShift * dist[1];
+            kernel.normalizePlanes(wide, xBase * bpe, stride, yBase * bpe, stride, rows, len, mean, scale, bias, relu);
+            expect(firstWrong(x, yBase, rows * stride, stride, len, (i) => normalizedError(x[yBase + i], all[i], mean, scale, bias, relu, wide))).toBeNull();
+          },
+        ), { numRuns: RUNS });
+      });
+
+      it(`statsRows: any channel count, run, band and data give each channel the reference's partial (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            C: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1020, max: 1100 })), S: fc.integer({ min: 1, max: 6 }),
+            rows: fc.integer({ min: 1, max: 40 }), offset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 7 }),
+            dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }),
+          }),
+          ({ C, S, rows, offset, gap, dist, seed, nan }) => {
+            const rows2 = C > 100 ? Math.min(rows, 4) : rows; // wide rows: a few, to stay quick
+            const stride = C * S + gap;
+            const base = DATA / bpe + offset;
+            // Each channel around its own centre, so that a lane mixed up with its neighbour shows.
+            const all = draw(rows2 * stride, dist, seed, wide).map((v, i) => (wide ? v + (i % stride) * dist[1] : Math.fround(v + (i % stride) * dist[1])));
+            if (nan !== null) all[nan % all.length] = NaN;
+            x.set(all, base);
+            const outStride = 32;
+            kernel.statsRows(wide, base * bpe, rows2, C, S, stride, SCRATCH, PARTIALS, outStride);
+            let wrong: string | null = null;
+            for (let c = 0; c < C && wrong === null; c++) {
+              const values: number[] = [];
+              for (let r = 0; r < rows2; r++) values.push(...all.slice(r * stride + c * S, r * stride + (c + 1) * S));
+              const at = (PARTIALS + c * outStride) / 8;
+              const error = partialError(f64.subarray(at, at + 3), values, exact);
+              if (error !== null) wrong = `channel ${c}: ${error}`;
+            }
+            expect(wrong).toBeNull();
+          },
+        ), { numRuns: RUNS });
+      });
+
+      it(`normalizeRows: any channel count, run, band, parameters and data, the band's rest untouched (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            C: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1020, max: 1100 })), S: fc.integer({ min: 1, max: 6 }),
+            rows: fc.integer({ min: 1, max: 12 }), xOffset: fc.integer({ min: 0, max: 3 }), yOffset: fc.integer({ min: 0, max: 3 }),
+            gap: fc.integer({ min: 0, max: 7 }), dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }),
+            nan: fc.option(fc.nat(), { freq: 4 }), relu: fc.boolean(),
+          }),
+          ({ C, S, rows, xOffset, yOffset, gap, dist, seed, nan, relu }) => {
+            const rows2 = C > 100 ? Math.min(rows, 3) : rows;
+            const stride = C * S + gap;
+            const n = rows2 * stride;
+            const xBase = DATA / bpe + xOffset;
+            const yBase = OUT / bpe + yOffset;
+            const all = draw(n, dist, seed, wide);
+            if (nan !== null) all[nan % all.length] = NaN;
+            x.set(all, xBase);
+            x.fill(GUARD, yBase - 4, yBase + n + 4);
+            const params = draw(3 * C, [0, 1], seed + 1, true);
+            const parameters = (c: number): [number, number, number] => [dist[0] + params[3 * c] * dist[1], 50 * params[3 * c + 1], params[3 * c + 2]];
+            for (let c = 0; c < C; c++) f64.set(parameters(c), PARAMS / 8 + 4 * c);
+            expect(SCRATCH + rowScratchBytes(C)).toBeLessThan(f64.byteLength);
+            kernel.normalizeRows(wide, xBase * bpe, yBase * bpe, rows2, C, S, stride, PARAMS, SCRATCH, relu);
+            expect(firstWrong(x, yBase, n, stride, C * S, (i) => {
+              const [mean, scale, bias] = parameters(Math.floor((i % stride) / S));
+              return normalizedError(x[yBase + i], all[i], mean, scale, bias, relu, wide);
+            })).toBeNull();
+          },
+        ), { numRuns: RUNS });
+      });
+    }
+  });
+}
