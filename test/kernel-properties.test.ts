@@ -2,9 +2,11 @@
  * Properties of the kernels (fast-check, which shrinks a failure to a small case): for any length,
  * offset, stride and number of runs, and data drawn from a chosen centre and spread (among them a
  * large offset with a tiny spread, a constant run, values whose float32 squares overflow, a NaN at
- * any place), each implementation's partial statistics and normalized outputs agree with a float64
- * two-pass reference of the same values within their stated bounds, and no write lands outside
- * the output. test/kernels.test.ts walks fixed grids of sizes on one distribution; this varies both.
+ * any place), each implementation's partial statistics, normalized outputs, backward sums and dx
+ * (with and without a ReLU mask, training and eval coefficients) agree with a float64 two-pass
+ * reference of the same values within their stated bounds, and no write lands outside the output.
+ * test/kernels.test.ts walks fixed grids of sizes on one distribution, and checks the backward
+ * kernels against each other; this varies both and checks each against the reference.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -12,7 +14,9 @@ import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
 
-const DATA = 1 << 16; // byte where inputs start
+const DATA = 1 << 16; // byte where inputs start (x)
+const DY = DATA + (1 << 20); // a backward's dy
+const MASK = DATA + (2 << 20); // a backward's ReLU mask (the forward's output)
 const OUT = 4 << 20; // outputs
 const PARTIALS = 7 << 20;
 const PARAMS = PARTIALS + (64 << 10);
@@ -120,6 +124,65 @@ function firstWrong(
     if (wrong !== null) return `element ${i}: ${wrong}`;
   }
   return null;
+}
+
+/**
+ * A ReLU's output as a backward's mask: zeros (a third), positive values, and NaN at `nan`: the
+ * gradient passes where the mask is > 0 or NaN.
+ */
+function drawMask(n: number, seed: number, nan: number | null): number[] {
+  const rand = rng(seed);
+  const mask = Array.from({ length: n }, () => Math.fround(Math.max(0, normal(rand) - 0.43)));
+  if (nan !== null) mask[nan % n] = NaN;
+  return mask;
+}
+
+function passes(mask: readonly number[] | null, i: number): boolean {
+  return mask === null || !(mask[i] <= 0);
+}
+
+/**
+ * What is wrong with a backward partial (count, Σdy, Σdy·(x - mean)) of the elements at
+ * `indices`, or null. Bounds as partialError's, on the sums of magnitudes (sums of products
+ * cancel): the WebAssembly kernel's float32 products and 4-vector lane sums, and x - mean taken
+ * as x minus the mean's float32 part (its low part applied once at the end).
+ */
+function bwdPartialError(
+  got: ArrayLike<number>, indices: readonly number[], x: readonly number[], dy: readonly number[], mask: readonly number[] | null,
+  mean: number, exact: boolean,
+): string | null {
+  let s1 = 0;
+  let s2 = 0;
+  let abs1 = 0;
+  let abs2 = 0;
+  for (const i of indices) {
+    const g = passes(mask, i) ? dy[i] : 0;
+    s1 += g;
+    s2 += g * (x[i] - mean);
+    abs1 += Math.abs(g);
+    abs2 += Math.abs(g) * (Math.abs(x[i] - mean) + 2 ** -24 * Math.abs(mean));
+  }
+  if (got[0] !== indices.length) return `count ${got[0]}, want ${indices.length}`;
+  const rel = exact ? 1e-12 : 2e-6;
+  const check = (label: string, value: number, want: number, tol: number): string | null => {
+    if (Number.isNaN(want)) return Number.isNaN(value) ? null : `${label} ${value} where NaN went in`;
+    return Math.abs(value - want) <= tol ? null : `${label} ${value}, want ${want} within ${tol}`;
+  };
+  return check('Σdy', got[1], s1, rel * abs1) ?? check('Σdy·(x - mean)', got[2], s2, rel * abs2);
+}
+
+/** dx = a·dy + b·(x - mean) + d (dy masked) against float64, or what is wrong; x unread where b is 0. */
+function dxError(
+  got: number, x: number, dy: number, pass: boolean, a: number, b: number, mean: number, d: number, f64: boolean,
+): string | null {
+  const g = pass ? dy : 0;
+  const centred = b === 0 ? 0 : x - mean;
+  const want = a * g + b * centred + d;
+  if (Number.isNaN(want)) return Number.isNaN(got) ? null : `${got} where NaN went in`;
+  const ulp = f64 ? 2 ** -52 : 2 ** -23;
+  const tol = 4 * ulp * (Math.abs(a * g) + Math.abs(b * centred) + Math.abs(d) + Math.abs(want))
+    + (f64 ? 0 : 4 * ulp * 2 ** -23 * Math.abs(b * mean)) + (f64 ? 2 ** -1074 : 2 ** -149) * (3 + Math.abs(g) + Math.abs(centred));
+  return Math.abs(got - want) <= tol ? null : `${got} for x = ${x}, dy = ${g}: want ${want} within ${tol}`;
 }
 
 for (const name of ['js', 'wasm'] as const) {
@@ -234,6 +297,140 @@ for (const name of ['js', 'wasm'] as const) {
             expect(firstWrong(x, yBase, n, stride, C * S, (i) => {
               const [mean, scale, bias] = parameters(Math.floor((i % stride) / S));
               return normalizedError(x[yBase + i], all[i], mean, scale, bias, relu, wide);
+            })).toBeNull();
+          },
+        ), { numRuns: RUNS, seed: SEED });
+      });
+
+      it(`bwdStatsPlanes: any runs, strides, mask and data give the reference's sums (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            len: fc.integer({ min: 1, max: 1300 }), rows: fc.integer({ min: 1, max: 4 }), offset: fc.integer({ min: 0, max: 3 }),
+            gap: fc.integer({ min: 0, max: 9 }), dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }),
+            nan: fc.option(fc.nat(), { freq: 4 }), masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }),
+            dyScale: fc.constantFrom(1e-3, 1, 1e3), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
+          }),
+          ({ len, rows, offset, gap, dist, seed, nan, masked, maskNan, dyScale, meanShift }) => {
+            const stride = len + gap;
+            const n = rows * stride;
+            const xs = draw(n, dist, seed, wide);
+            if (nan !== null) xs[nan % n] = NaN;
+            const dys = draw(n, [0, dyScale], seed + 1, wide);
+            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
+            x.set(xs, (DATA / bpe) + offset);
+            x.set(dys, (DY / bpe) + offset);
+            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const mean = dist[0] + meanShift * dist[1];
+            const at = (byte: number): number => byte + offset * bpe;
+            kernel.bwdStatsPlanes(wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, rows, len, mean, PARTIALS);
+            const indices = Array.from({ length: n }, (_, i) => i).filter((i) => i % stride < len);
+            expect(bwdPartialError(f64.subarray(PARTIALS / 8, PARTIALS / 8 + 3), indices, xs, dys, mask, mean, exact)).toBeNull();
+          },
+        ), { numRuns: RUNS, seed: SEED });
+      });
+
+      it(`bwdApplyPlanes: any runs, strides, mask, coefficients and data, nothing written past the runs (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            len: fc.integer({ min: 1, max: 1300 }), rows: fc.integer({ min: 1, max: 3 }), offset: fc.integer({ min: 0, max: 3 }),
+            dxOffset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 9 }), dist: distribution,
+            seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }), masked: fc.boolean(),
+            maskNan: fc.option(fc.nat(), { freq: 4 }), a: fc.double({ min: -1e3, max: 1e3, noNaN: true }),
+            // b = 0 is eval mode: x is not read, so a NaN in x leaves dx finite.
+            b: fc.oneof(fc.constant(0), fc.double({ min: -1e3, max: 1e3, noNaN: true })),
+            d: fc.double({ min: -10, max: 10, noNaN: true }), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
+          }),
+          ({ len, rows, offset, dxOffset, gap, dist, seed, nan, masked, maskNan, a, b, d, meanShift }) => {
+            const stride = len + gap;
+            const n = rows * stride;
+            const xs = draw(n, dist, seed, wide);
+            if (nan !== null) xs[nan % n] = NaN;
+            const dys = draw(n, [0, 1], seed + 1, wide);
+            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
+            x.set(xs, (DATA / bpe) + offset);
+            x.set(dys, (DY / bpe) + offset);
+            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const dxBase = OUT / bpe + dxOffset;
+            x.fill(GUARD, dxBase - 4, dxBase + n + 4);
+            const mean = dist[0] + meanShift * dist[1];
+            const at = (byte: number): number => byte + offset * bpe;
+            kernel.bwdApplyPlanes(
+              wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, dxBase * bpe, stride, rows, len, a, b, mean, d,
+            );
+            expect(firstWrong(x, dxBase, n, stride, len, (i) => dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, b, mean, d, wide))).toBeNull();
+          },
+        ), { numRuns: RUNS, seed: SEED });
+      });
+
+      it(`bwdStatsRows: any channel count, run, band, mask and data give each channel the reference's sums (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            C: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1020, max: 1100 })), S: fc.integer({ min: 1, max: 6 }),
+            rows: fc.integer({ min: 1, max: 40 }), offset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 7 }),
+            dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }),
+            masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }),
+          }),
+          ({ C, S, rows, offset, gap, dist, seed, nan, masked, maskNan }) => {
+            const rows2 = C > 100 ? Math.min(rows, 4) : rows;
+            const stride = C * S + gap;
+            const n = rows2 * stride;
+            const xs = draw(n, dist, seed, wide);
+            if (nan !== null) xs[nan % n] = NaN;
+            const dys = draw(n, [0, 1], seed + 1, wide);
+            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
+            x.set(xs, (DATA / bpe) + offset);
+            x.set(dys, (DY / bpe) + offset);
+            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const means = draw(C, [0, 1], seed + 3, true).map((v) => dist[0] + v * dist[1]);
+            for (let c = 0; c < C; c++) f64[PARAMS / 8 + 4 * c] = means[c];
+            const at = (byte: number): number => byte + offset * bpe;
+            const outStride = 32;
+            kernel.bwdStatsRows(wide, at(DATA), at(DY), mask === null ? 0 : at(MASK), rows2, C, S, stride, PARAMS, SCRATCH, PARTIALS, outStride);
+            let wrong: string | null = null;
+            for (let c = 0; c < C && wrong === null; c++) {
+              const indices: number[] = [];
+              for (let r = 0; r < rows2; r++) for (let k = 0; k < S; k++) indices.push(r * stride + c * S + k);
+              const p = (PARTIALS + c * outStride) / 8;
+              const error = bwdPartialError(f64.subarray(p, p + 3), indices, xs, dys, mask, means[c], exact);
+              if (error !== null) wrong = `channel ${c}: ${error}`;
+            }
+            expect(wrong).toBeNull();
+          },
+        ), { numRuns: RUNS, seed: SEED });
+      });
+
+      it(`bwdApplyRows: any channel count, run, band, mask, coefficients and data, the band's rest untouched (${dtype})`, () => {
+        fc.assert(fc.property(
+          fc.record({
+            C: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1020, max: 1100 })), S: fc.integer({ min: 1, max: 6 }),
+            rows: fc.integer({ min: 1, max: 12 }), offset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 7 }),
+            dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }),
+            masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }), evalMode: fc.boolean(),
+          }),
+          ({ C, S, rows, offset, gap, dist, seed, nan, masked, maskNan, evalMode }) => {
+            const rows2 = C > 100 ? Math.min(rows, 3) : rows;
+            const stride = C * S + gap;
+            const n = rows2 * stride;
+            const xs = draw(n, dist, seed, wide);
+            if (nan !== null) xs[nan % n] = NaN;
+            const dys = draw(n, [0, 1], seed + 1, wide);
+            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
+            // dx is written in place of the mask's neighbour: its own region, at dx's offset.
+            x.set(xs, (DATA / bpe) + offset);
+            x.set(dys, (DY / bpe) + offset);
+            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const dxBase = OUT / bpe + offset;
+            x.fill(GUARD, dxBase - 4, dxBase + n + 4);
+            const coefficients = draw(4 * C, [0, 1], seed + 3, true);
+            const params = (c: number): [number, number, number, number] => [
+              20 * coefficients[4 * c], evalMode ? 0 : 5 * coefficients[4 * c + 1], dist[0] + coefficients[4 * c + 2] * dist[1], coefficients[4 * c + 3],
+            ];
+            for (let c = 0; c < C; c++) f64.set(params(c), PARAMS / 8 + 4 * c);
+            const at = (byte: number): number => byte + offset * bpe;
+            kernel.bwdApplyRows(wide, at(DATA), at(DY), mask === null ? 0 : at(MASK), dxBase * bpe, rows2, C, S, stride, PARAMS, SCRATCH);
+            expect(firstWrong(x, dxBase, n, stride, C * S, (i) => {
+              const [a, b, mean, d] = params(Math.floor((i % stride) / S));
+              return dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, b, mean, d, wide);
             })).toBeNull();
           },
         ), { numRuns: RUNS, seed: SEED });
