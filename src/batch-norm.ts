@@ -149,8 +149,6 @@ export class BatchNorm {
   readonly convention: Convention;
   readonly layout: Layout;
   readonly activation: 'relu' | null;
-  readonly eps: number;
-  readonly momentum: number | null;
   readonly affine: boolean;
   readonly trackRunningStats: boolean;
   readonly dtype: Dtype;
@@ -162,6 +160,8 @@ export class BatchNorm {
   readonly runningMean: FloatArray | null;
   /** Running (unbiased) variance (ones); null when `trackRunningStats` is false. */
   readonly runningVar: FloatArray | null;
+  #eps: number;
+  #momentum: number | null;
   #numBatchesTracked = 0;
   #training = true;
   readonly #pool: Pool | null;
@@ -195,8 +195,8 @@ export class BatchNorm {
       throw new ArgumentError(`options.activation must be 'relu' or null; got ${describe(opts.activation)}`);
     }
     this.activation = (opts.activation as 'relu' | undefined) ?? null;
-    this.eps = opts.eps === undefined ? this.#rules.eps : checkEps(opts.eps, 'options.eps');
-    this.momentum = opts.momentum === undefined ? this.#rules.momentum : checkMomentum(opts.momentum, true, 'options.momentum');
+    this.#eps = opts.eps === undefined ? this.#rules.eps : checkEps(opts.eps, 'options.eps');
+    this.#momentum = opts.momentum === undefined ? this.#rules.momentum : checkMomentum(opts.momentum, true, 'options.momentum');
     this.affine = opts.affine === undefined ? true : checkBoolean(opts.affine, 'options.affine');
     this.trackRunningStats = opts.trackRunningStats === undefined ? true : checkBoolean(opts.trackRunningStats, 'options.trackRunningStats');
     this.dtype = opts.dtype === undefined ? 'float32' : checkDtypeName(opts.dtype, 'options.dtype');
@@ -212,11 +212,39 @@ export class BatchNorm {
     this.bias = this.affine ? make(0) : null;
     this.runningMean = this.trackRunningStats ? make(0) : null;
     this.runningVar = this.trackRunningStats ? make(1) : null;
-    // The arrays stay editable in place; the fields themselves cannot be replaced.
+    // The arrays stay editable in place; the fields themselves cannot be replaced (eps and
+    // momentum are set through their checks).
     lockFields(this, [
-      'numFeatures', 'convention', 'layout', 'activation', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype',
+      'numFeatures', 'convention', 'layout', 'activation', 'affine', 'trackRunningStats', 'dtype',
       'weight', 'bias', 'runningMean', 'runningVar',
     ]);
+  }
+
+  /**
+   * Added to the variance before its square root. Settable as PyTorch's `bn.eps` is (`bn.eps =
+   * 1e-3`), and checked: anything but a finite number > 0 is an ArgumentError, and eps stays as
+   * it was. A call uses the value at the time of the call.
+   */
+  get eps(): number {
+    return this.#eps;
+  }
+
+  set eps(value: number) {
+    this.#eps = checkEps(value, 'eps');
+  }
+
+  /**
+   * The running statistics' momentum (the convention's meaning; null: a cumulative average).
+   * Settable as PyTorch's `bn.momentum` is (`bn.momentum = 0.03`), and checked: a number in
+   * [0, 1] or null, else an ArgumentError, and momentum stays as it was. A call uses the value at
+   * the time of the call.
+   */
+  get momentum(): number | null {
+    return this.#momentum;
+  }
+
+  set momentum(value: number | null) {
+    this.#momentum = checkMomentum(value, true, 'momentum');
   }
 
   /** Training batches seen since creation (or since the loaded state). */
@@ -265,8 +293,8 @@ export class BatchNorm {
    * new array of x's type (on its own SharedArrayBuffer, which no later call touches). In training
    * mode it updates the running statistics once the output is complete.
    *
-   * The mode is the one at the time of the call. Weight, bias and running statistics are read
-   * when the call starts running, after the module's earlier calls finished.
+   * The mode, eps and momentum are those at the time of the call. Weight, bias and running
+   * statistics are read when the call starts running, after the module's earlier calls finished.
    */
   async forward<T extends FloatArray>(x: T, shape: readonly number[], options?: ForwardOptions): Promise<SameDtype<T>> {
     checkDtype(x, 'x', this.dtype);
@@ -275,7 +303,10 @@ export class BatchNorm {
     const out = checkOut(opts.out, x, this.dtype);
     const signal = checkSignal(opts.signal);
     const reduceStats = checkOptionalFunction<NonNullable<ForwardOptions['reduceStats']>>(opts.reduceStats, 'options.reduceStats');
+    // The mode, eps and momentum at the time of the call (the arrays are read when it starts running).
     const training = this.#training;
+    const eps = this.#eps;
+    const momentum = this.#momentum;
     const useBatchStats = training || !this.trackRunningStats;
     // Synced, a shard may hold one value per channel: the merged count is what must exceed 1
     // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
@@ -296,16 +327,16 @@ export class BatchNorm {
         const request = {
           x, dims, dtype: this.dtype, useBatchStats,
           weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-          eps: this.eps, out, signal, relu: this.activation === 'relu',
+          eps, out, signal, relu: this.activation === 'relu',
           into: this.#results ??= {
             mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
           },
         };
         const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
-        if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count);
+        if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
         this.#saved = {
           x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
-          mean: result.mean, var: result.var, eps: this.eps,
+          mean: result.mean, var: result.var, eps,
           mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
         };
         // x's dtype (checked above): the new output is made of it, and out must have it.
@@ -383,9 +414,9 @@ export class BatchNorm {
     })());
   }
 
-  #commit(mean: Float64Array, variance: Float64Array, count: number): void {
+  #commit(mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): void {
     this.#numBatchesTracked += 1;
-    const factor = newBatchWeight(this.#rules, this.momentum, this.#numBatchesTracked);
+    const factor = newBatchWeight(this.#rules, momentum, this.#numBatchesTracked);
     runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);
   }
 

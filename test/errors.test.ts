@@ -333,6 +333,28 @@ describe('error classes', () => {
   });
 });
 
+describe('eps and momentum, settable as in PyTorch', () => {
+  it('are checked when set: a bad value is an ArgumentError naming the field and changes nothing', async () => {
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const bad: [string, unknown, string][] = [
+      ['eps', 0, 'eps must be a finite number > 0; got 0'], ['eps', -1, 'eps must be a finite number > 0; got -1'],
+      ['eps', Number.NaN, 'eps must be a finite number > 0; got NaN'], ['eps', '1e-3', 'eps must be a finite number > 0; got "1e-3"'],
+      ['momentum', 2, 'momentum must be a number in [0, 1] or null; got 2'], ['momentum', undefined, 'momentum must be a number in [0, 1] or null; got undefined'],
+      ['momentum', -0.1, 'momentum must be a number in [0, 1] or null; got -0.1'],
+    ];
+    for (const [key, value, message] of bad) {
+      let error: unknown;
+      try { (bn as unknown as Record<string, unknown>)[key] = value; } catch (e) { error = e; }
+      expect(error, key).toBeInstanceOf(ArgumentError);
+      expect((error as ArgumentError).code).toBe('ERR_BNPOOL_ARG');
+      expect((error as Error).message).toBe(message);
+    }
+    expect(snapshot()).toBe(before);
+    expect([bn.eps, bn.momentum]).toEqual([1e-5, 0.1]);
+  });
+});
+
 describe('read-only fields', () => {
   it('a module\'s, a pool\'s and ChannelStats\' fields and the exported defaults cannot be replaced; the arrays stay editable in place', async () => {
     const { bn, snapshot } = await trainedModule();
@@ -340,7 +362,7 @@ describe('read-only fields', () => {
     // Replaced, a weight of another length or an unchecked eps would reach the next call.
     const swaps: [string, unknown][] = [
       ['weight', new Float32Array(2)], ['bias', [1, 2, 3]], ['runningMean', new Float32Array(3)], ['runningVar', null],
-      ['eps', -1], ['momentum', 2], ['numFeatures', 4], ['dtype', 'float64'], ['affine', false], ['layout', 'channels-last'],
+      ['numFeatures', 4], ['dtype', 'float64'], ['affine', false], ['layout', 'channels-last'], ['trackRunningStats', false],
     ];
     for (const [key, value] of swaps) {
       expect(() => { (bn as unknown as Record<string, unknown>)[key] = value; }, key).toThrow(TypeError);

@@ -15,6 +15,40 @@ const shape = [6, 4, 7, 9];
 const count = 6 * 7 * 9;
 
 describe('running statistics', () => {
+  it('eps and momentum set on a module (bn.eps = 1e-3; bn.momentum = 0.03) apply to the calls made after', async () => {
+    const bn = new BatchNorm(4, { pool, dtype: 'float64' });
+    const rm = new Float64Array(4);
+    const rv = new Float64Array(4).fill(1);
+    bn.eps = 0.25;
+    bn.momentum = 0.03;
+    const x1 = randomTensor(shape, 'float64', 301);
+    const first = bn.forward(x1, shape);
+    // Set after the call: the next call's, not this one's, although this one has not run yet.
+    bn.momentum = null;
+    bn.eps = 2;
+    const y1 = await first;
+    const ref1 = referenceForward(x1, shape, { training: true, eps: 0.25 });
+    expect(outputErrorRatio(y1, x1, shape, ref1, null, 'float64')).toBeLessThanOrEqual(1);
+    referenceRunningUpdate(rm, rv, ref1.mean, ref1.var, count, 0.03);
+    expect(maxRelativeError(bn.runningMean!, rm, 1e-3)).toBeLessThan(1e-12);
+    expect(maxRelativeError(bn.runningVar!, rv, 1e-3)).toBeLessThan(1e-12);
+    // momentum null: a cumulative average, 1/2 at the second batch.
+    const x2 = randomTensor(shape, 'float64', 302);
+    const y2 = await bn.forward(x2, shape);
+    const ref2 = referenceForward(x2, shape, { training: true, eps: 2 });
+    expect(outputErrorRatio(y2, x2, shape, ref2, null, 'float64')).toBeLessThanOrEqual(1);
+    referenceRunningUpdate(rm, rv, ref2.mean, ref2.var, count, 1 / 2);
+    expect(maxRelativeError(bn.runningMean!, rm, 1e-3)).toBeLessThan(1e-12);
+    expect(maxRelativeError(bn.runningVar!, rv, 1e-3)).toBeLessThan(1e-12);
+    // The backward uses the eps of the forward it follows.
+    bn.eps = 1e-5;
+    const dy = randomTensor(shape, 'float64', 303);
+    const g = await bn.backward(dy);
+    const same = new BatchNorm(4, { pool, dtype: 'float64', eps: 2 });
+    await same.forward(x2, shape);
+    expect(Array.from(g.dx)).toEqual(Array.from((await same.backward(dy)).dx));
+  });
+
   for (const momentum of [0.1, 0, 1, null]) {
     it(`follow PyTorch over 4 training steps with momentum ${momentum}, then drive eval`, async () => {
       const bn = new BatchNorm(4, { pool, momentum, dtype: 'float64' });
