@@ -194,6 +194,25 @@ for (const name of ['js', 'wasm'] as const) {
       const x = wide ? f64 : f32;
       const exact = wide || name === 'js';
 
+      /**
+       * A backward's inputs: x from the distribution (NaN at `nan`), dy, and with `masked` a ReLU
+       * mask, each written `offset` elements past its region (DATA, DY, MASK). `at` gives a
+       * region's byte offset as the kernel gets it.
+       */
+      const placeBackward = (o: {
+        n: number; dist: readonly [number, number]; seed: number; nan: number | null; masked: boolean; maskNan: number | null;
+        offset: number; dyScale: number;
+      }) => {
+        const xs = draw(o.n, o.dist, o.seed, wide);
+        if (o.nan !== null) xs[o.nan % o.n] = NaN;
+        const dys = draw(o.n, [0, o.dyScale], o.seed + 1, wide);
+        const mask = o.masked ? drawMask(o.n, o.seed + 2, o.maskNan) : null;
+        x.set(xs, DATA / bpe + o.offset);
+        x.set(dys, DY / bpe + o.offset);
+        if (mask !== null) x.set(mask, MASK / bpe + o.offset);
+        return { xs, dys, mask, at: (byte: number): number => byte + o.offset * bpe };
+      };
+
       it(`statsPlanes: any runs, offsets, strides and data give the reference's partials (${dtype})`, () => {
         fc.assert(fc.property(
           fc.record({
@@ -313,15 +332,8 @@ for (const name of ['js', 'wasm'] as const) {
           ({ len, rows, offset, gap, dist, seed, nan, masked, maskNan, dyScale, meanShift }) => {
             const stride = len + gap;
             const n = rows * stride;
-            const xs = draw(n, dist, seed, wide);
-            if (nan !== null) xs[nan % n] = NaN;
-            const dys = draw(n, [0, dyScale], seed + 1, wide);
-            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
-            x.set(xs, (DATA / bpe) + offset);
-            x.set(dys, (DY / bpe) + offset);
-            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale });
             const mean = dist[0] + meanShift * dist[1];
-            const at = (byte: number): number => byte + offset * bpe;
             kernel.bwdStatsPlanes(wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, rows, len, mean, PARTIALS);
             const indices = Array.from({ length: n }, (_, i) => i).filter((i) => i % stride < len);
             expect(bwdPartialError(f64.subarray(PARTIALS / 8, PARTIALS / 8 + 3), indices, xs, dys, mask, mean, exact)).toBeNull();
@@ -343,17 +355,10 @@ for (const name of ['js', 'wasm'] as const) {
           ({ len, rows, offset, dxOffset, gap, dist, seed, nan, masked, maskNan, a, b, d, meanShift }) => {
             const stride = len + gap;
             const n = rows * stride;
-            const xs = draw(n, dist, seed, wide);
-            if (nan !== null) xs[nan % n] = NaN;
-            const dys = draw(n, [0, 1], seed + 1, wide);
-            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
-            x.set(xs, (DATA / bpe) + offset);
-            x.set(dys, (DY / bpe) + offset);
-            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale: 1 });
             const dxBase = OUT / bpe + dxOffset;
             x.fill(GUARD, dxBase - 4, dxBase + n + 4);
             const mean = dist[0] + meanShift * dist[1];
-            const at = (byte: number): number => byte + offset * bpe;
             kernel.bwdApplyPlanes(
               wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, dxBase * bpe, stride, rows, len, a, b, mean, d,
             );
@@ -374,16 +379,9 @@ for (const name of ['js', 'wasm'] as const) {
             const rows2 = C > 100 ? Math.min(rows, 4) : rows;
             const stride = C * S + gap;
             const n = rows2 * stride;
-            const xs = draw(n, dist, seed, wide);
-            if (nan !== null) xs[nan % n] = NaN;
-            const dys = draw(n, [0, 1], seed + 1, wide);
-            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
-            x.set(xs, (DATA / bpe) + offset);
-            x.set(dys, (DY / bpe) + offset);
-            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale: 1 });
             const means = draw(C, [0, 1], seed + 3, true).map((v) => dist[0] + v * dist[1]);
             for (let c = 0; c < C; c++) f64[PARAMS / 8 + 4 * c] = means[c];
-            const at = (byte: number): number => byte + offset * bpe;
             const outStride = 32;
             kernel.bwdStatsRows(wide, at(DATA), at(DY), mask === null ? 0 : at(MASK), rows2, C, S, stride, PARAMS, SCRATCH, PARTIALS, outStride);
             let wrong: string | null = null;
@@ -411,14 +409,7 @@ for (const name of ['js', 'wasm'] as const) {
             const rows2 = C > 100 ? Math.min(rows, 3) : rows;
             const stride = C * S + gap;
             const n = rows2 * stride;
-            const xs = draw(n, dist, seed, wide);
-            if (nan !== null) xs[nan % n] = NaN;
-            const dys = draw(n, [0, 1], seed + 1, wide);
-            const mask = masked ? drawMask(n, seed + 2, maskNan) : null;
-            // dx is written in place of the mask's neighbour: its own region, at dx's offset.
-            x.set(xs, (DATA / bpe) + offset);
-            x.set(dys, (DY / bpe) + offset);
-            if (mask !== null) x.set(mask, (MASK / bpe) + offset);
+            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale: 1 });
             const dxBase = OUT / bpe + offset;
             x.fill(GUARD, dxBase - 4, dxBase + n + 4);
             const coefficients = draw(4 * C, [0, 1], seed + 3, true);
@@ -426,7 +417,6 @@ for (const name of ['js', 'wasm'] as const) {
               20 * coefficients[4 * c], evalMode ? 0 : 5 * coefficients[4 * c + 1], dist[0] + coefficients[4 * c + 2] * dist[1], coefficients[4 * c + 3],
             ];
             for (let c = 0; c < C; c++) f64.set(params(c), PARAMS / 8 + 4 * c);
-            const at = (byte: number): number => byte + offset * bpe;
             kernel.bwdApplyRows(wide, at(DATA), at(DY), mask === null ? 0 : at(MASK), dxBase * bpe, rows2, C, S, stride, PARAMS, SCRATCH);
             expect(firstWrong(x, dxBase, n, stride, C * S, (i) => {
               const [a, b, mean, d] = params(Math.floor((i % stride) / S));
