@@ -1,4 +1,5 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { inspect, type InspectOptionsStylized } from 'node:util';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
@@ -503,6 +504,24 @@ export class BatchNorm {
     }
   }
 }
+
+/**
+ * What console.log and util.inspect show of a module: its settings and state, eps, momentum, the
+ * mode and numBatchesTracked included (accessors and private fields, which the default view of
+ * an object leaves out). Defined on the prototype, so the declarations carry no Node type.
+ */
+Object.defineProperty(BatchNorm.prototype, inspect.custom, {
+  value(this: BatchNorm, depth: number, options: InspectOptionsStylized, show: typeof inspect): string {
+    if (depth < 0) return options.stylize('[BatchNorm]', 'special');
+    const view = {
+      numFeatures: this.numFeatures, convention: this.convention, layout: this.layout, activation: this.activation,
+      eps: this.eps, momentum: this.momentum, affine: this.affine, trackRunningStats: this.trackRunningStats,
+      dtype: this.dtype, training: this.training, numBatchesTracked: this.numBatchesTracked,
+      weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
+    };
+    return `BatchNorm ${show(view, { ...options, depth: options.depth == null ? options.depth : options.depth - 1 })}`;
+  },
+});
 
 /** PyTorch's check: batch statistics need more than one value per channel. */
 export function checkMoreThanOneValue(dims: Dims): void {

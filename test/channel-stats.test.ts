@@ -1,4 +1,5 @@
 /** Mergeable statistics: ChannelStats. */
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ChannelStats, Pool } from '../dist/src/index.js';
 import { randomTensor, rng, splitRows } from './helpers/data.js';
@@ -9,6 +10,11 @@ beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
 afterAll(() => pool.close());
 
 describe('ChannelStats', () => {
+  it('console.log and util.inspect show count, mean (a method) and m2', () => {
+    const shown = inspect(new ChannelStats([2, 3], [0.5, -1.25], [1, 4]));
+    expect(shown).toBe('ChannelStats {\n  count: Float64Array(2) [ 2, 3 ],\n  mean: Float64Array(2) [ 0.5, -1.25 ],\n  m2: Float64Array(2) [ 1, 4 ]\n}');
+  });
+
   it('fromBatch gives count, mean and m2 of each channel', async () => {
     const shape = [6, 4, 9, 7];
     const x = randomTensor(shape, 'float64', 1) as Float64Array;

@@ -2,6 +2,7 @@
  * Module semantics over several steps: momentum 0.1 / 0 / 1 / null (cumulative average), affine
  * off, tracking off, eps, training then eval.
  */
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
@@ -15,6 +16,19 @@ const shape = [6, 4, 7, 9];
 const count = 6 * 7 * 9;
 
 describe('running statistics', () => {
+  it('console.log and util.inspect show eps, momentum, the mode and numBatchesTracked too (accessors and private fields)', async () => {
+    const bn = new BatchNorm(2, { pool, momentum: null });
+    await bn.forward(randomTensor([3, 2, 5], 'float32', 5), [3, 2, 5]);
+    bn.eval();
+    bn.eps = 0.5;
+    const shown = inspect(bn);
+    for (const part of ['BatchNorm {', 'numFeatures: 2', 'eps: 0.5', 'momentum: null', 'training: false', 'numBatchesTracked: 1', 'runningVar: Float32Array(2)']) {
+      expect(shown).toContain(part);
+    }
+    // Past the depth, as any object: its name only.
+    expect(inspect([bn], { depth: 0 })).toBe('[ [BatchNorm] ]');
+  });
+
   it('eps and momentum set on a module (bn.eps = 1e-3; bn.momentum = 0.03) apply to the calls made after', async () => {
     const bn = new BatchNorm(4, { pool, dtype: 'float64' });
     const rm = new Float64Array(4);
