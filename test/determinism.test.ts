@@ -149,6 +149,69 @@ for (const kernel of KERNELS) {
       }
     });
 
+    it('a zero-copy call equals a copying call for any shape, dtype, layout, mode and placement of x, out, dy and dx (property)', async () => {
+      type Place = 'pool' | 'plain' | 'shared';
+      const inlinePool = new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            dims: fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 2, maxLength: 5 }),
+            dtype: fc.constantFrom('float32' as const, 'float64' as const),
+            layout: fc.constantFrom('channels-first' as const, 'channels-last' as const),
+            training: fc.boolean(), relu: fc.boolean(), seed: fc.integer({ min: 1, max: 2 ** 30 }), inline: fc.boolean(),
+            xAt: fc.constantFrom<Place>('pool', 'plain', 'shared'),
+            outAt: fc.constantFrom<Place | 'none' | 'x'>('none', 'pool', 'plain', 'shared', 'x'),
+            dyAt: fc.constantFrom<Place>('pool', 'plain', 'shared'),
+            dxAt: fc.constantFrom<Place | 'none'>('none', 'pool', 'plain', 'shared'),
+          }),
+          async ({ dims, dtype, layout, training, relu, seed, inline, xAt, outAt, dyAt, dxAt }) => {
+            // On the workers, or inline on the calling thread (arrays off the pool: its private memory).
+            const pool = inline ? inlinePool : big;
+            // N >= 2, so a training call has more than one value per channel.
+            const shape = dims.map((d, i) => (i === 0 ? d + 1 : d));
+            const C = layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
+            const data = randomTensor([shape.reduce((a, b) => a * b), 1], dtype, seed);
+            const dyData = randomTensor([data.length, 1], dtype, seed + 1);
+            const Ctor = dtype === 'float64' ? Float64Array : Float32Array;
+            const owned: (Float32Array | Float64Array)[] = [];
+            const place = (at: Place, values?: Float32Array | Float64Array) => {
+              const a = at === 'pool' ? pool.alloc(data.length, dtype)
+                : at === 'shared' ? new Ctor(new SharedArrayBuffer(data.byteLength)) : new Ctor(data.length);
+              if (at === 'pool') owned.push(a);
+              if (values === undefined) a.fill(Number.NaN);
+              else a.set(values);
+              return a;
+            };
+            const run = async (x: Float32Array | Float64Array, out: Float32Array | Float64Array | undefined, dy: Float32Array | Float64Array | null, dxOut: Float32Array | Float64Array | undefined) => {
+              const bn = new BatchNorm(C, { pool, dtype, layout, activation: relu ? 'relu' : null });
+              bn.weight!.set(Array.from({ length: C }, (_, c) => 0.5 + c / C));
+              bn.runningMean!.set(Array.from({ length: C }, (_, c) => c / 7 - 0.3));
+              bn.runningVar!.set(Array.from({ length: C }, (_, c) => 0.5 + c / 5));
+              bn.train(training);
+              const y = Array.from(await bn.forward(x, shape, out === undefined ? {} : { out }));
+              const g = dy === null ? null : await bn.backward(dy, dxOut === undefined ? {} : { out: dxOut });
+              return { y, dx: g === null ? [] : Array.from(g.dx), sums: g === null ? [] : [...g.dWeight!, ...g.dBias!], running: [...bn.runningMean!, ...bn.runningVar!] };
+            };
+            try {
+              // Backward needs the forward's input: none after a forward written over x.
+              const withBackward = outAt !== 'x';
+              const want = await run(data.slice(), undefined, withBackward ? dyData.slice() : null, undefined);
+              const x = place(xAt, data);
+              const out = outAt === 'none' ? undefined : outAt === 'x' ? x : place(outAt);
+              const got = await run(x, out, withBackward ? place(dyAt, dyData) : null, dxAt === 'none' ? undefined : place(dxAt));
+              expect(sameBits(got.y, want.y), 'y').toBe(true);
+              expect(sameBits(got.dx, want.dx), 'dx').toBe(true);
+              expect(sameBits(got.sums, want.sums), 'dWeight, dBias').toBe(true);
+              expect(sameBits(got.running, want.running), 'running statistics').toBe(true);
+            } finally {
+              for (const a of owned) pool.free(a);
+            }
+          },
+        ),
+        { numRuns: 60, seed: 1 },
+      ).finally(() => inlinePool.close());
+    });
+
     it('the output without out is a new array that no later call overwrites', async () => {
       const shape = [4, 3, 50, 50];
       const x1 = randomTensor(shape, 'float32', 1);
