@@ -11,8 +11,17 @@
  */
 export type Convention = 'torch' | 'onnx' | 'keras';
 
+/**
+ * What a convention sets (CONVENTIONS holds the three).
+ *
+ * @example
+ * CONVENTIONS.keras.momentum;      // 0.99, weighting the old value: momentumOnOld true
+ * CONVENTIONS.torch.unbiased;      // true: the running variance takes m / (m - 1) of the batch's
+ */
 export interface ConventionRules {
+  /** The default momentum, in the convention's meaning. */
   readonly momentum: number;
+  /** The default eps. */
   readonly eps: number;
   /** True when momentum weights the old running value (onnx, keras). */
   readonly momentumOnOld: boolean;
@@ -20,7 +29,14 @@ export interface ConventionRules {
   readonly unbiased: boolean;
 }
 
-/** Frozen, entries too: every module reads its defaults here, so no caller may change them. */
+/**
+ * Each convention's rules. Frozen, entries too: every module reads its defaults here, so no
+ * caller may change them.
+ *
+ * @example
+ * const bn = new BatchNorm(64, { convention: 'keras' });
+ * bn.momentum === CONVENTIONS.keras.momentum; // true: 0.99
+ */
 export const CONVENTIONS: Readonly<Record<Convention, ConventionRules>> = Object.freeze({
   torch: Object.freeze({ momentum: 0.1, eps: 1e-5, momentumOnOld: false, unbiased: true }),
   onnx: Object.freeze({ momentum: 0.9, eps: 1e-5, momentumOnOld: true, unbiased: false }),
