@@ -9,6 +9,7 @@ import { ArgumentError, describe, FormatError } from './errors.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
 import { checkChannelValues, type FloatArray } from './validate.js';
 
+/** The weight layouts `exportWeights` writes and `importWeights` reads: a PyTorch state dict, Keras' list, ONNX's inputs. */
 export type WeightFormat = 'torch' | 'keras' | 'onnx';
 
 /** ONNX `BatchNormalization` inputs 2 to 5, by their names in the operator's schema. */
