@@ -4,7 +4,8 @@
  * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
  * arrays, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
- * wrong answers), a few options a call; then Pool options, alloc and free. Then mutated
+ * wrong answers), a few options a call, and assigned to a module's eps and momentum; then Pool
+ * options, alloc and free. Then mutated
  * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
  * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
  */
@@ -90,7 +91,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const codes = new Map<string, number>();
     const at = (label: string, call: () => unknown, state?: () => string) => attempt(findings, codes, label, call, state);
     for (let t = 0; t < TRIALS; t++) {
-      const kind = Math.floor(rand() * 7);
+      const kind = Math.floor(rand() * 8);
       if (kind === 0) {
         const keys = ['convention', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'pool', 'layout', 'activation', 'extra'];
         await at('new BatchNorm', () => new BatchNorm(rand() < 0.5 ? 3 : junk() as number, rand() < 0.8 ? some(keys) : junk() as never));
@@ -125,6 +126,12 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         const state = () => JSON.stringify(stats);
         await at('variance', () => stats.variance(junk() as never), state);
         await at('merge', () => stats.merge(junk() as never), state);
+      } else if (kind === 6) {
+        // eps and momentum are set as in PyTorch: a bad value is refused and changes nothing.
+        const bn = new BatchNorm(3, { pool });
+        const key = pick(['eps', 'momentum'] as const);
+        const value = rand() < 0.3 ? pick([1e-3, 0.5, 0, 1, null]) : junk();
+        await at(`set ${key}`, () => { (bn as unknown as Record<string, unknown>)[key] = value; }, () => JSON.stringify([snapshot(bn), bn.eps, bn.momentum]));
       } else {
         const bn = new BatchNorm(3, { pool, affine: rand() < 0.5 });
         const format = pick(['torch', 'keras', 'onnx', junk()]);
