@@ -177,6 +177,7 @@ export function describe(value: unknown, depth = 0): string {
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (typeof value === 'symbol') return value.toString();
   const ctor = (value as object).constructor;
-  if (ctor === undefined || ctor === Object || typeof ctor.name !== 'string' || ctor.name === '') return 'an object';
+  // Object of any realm (a vm context's plain objects have their own): 'an object', not 'an Object'.
+  if (ctor === undefined || ctor === Object || typeof ctor.name !== 'string' || ctor.name === '' || ctor.name === 'Object') return 'an object';
   return `${/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'} ${ctor.name}`;
 }

@@ -81,6 +81,10 @@ describe('typed arrays of another realm', () => {
     await expect(bn.forward(foreign([1, 2, 3, 4, 5, 6], 'Uint8Array'), [2, 3])).rejects.toMatchObject({
       code: 'ERR_BNPOOL_DTYPE', message: 'x must be a Float32Array or a Float64Array; got Uint8Array(6)',
     });
+    // A plain object of that realm is named as one of this realm's would be.
+    await expect(bn.forward(runInNewContext('({ length: 6 })') as never, [2, 3])).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_DTYPE', message: 'x must be a Float32Array or a Float64Array; got an object',
+    });
     expect(bn.numBatchesTracked).toBe(0);
     expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
   });
