@@ -77,9 +77,9 @@ function twoPass(values: readonly number[]): { n: number; mean: number; m2: numb
 
 /**
  * What is wrong with a partial (count, mean, m2) against the reference, or null. The float32
- * lanes of the WebAssembly kernel sum at most 8 (runs) or 16 (rows) shifted values before each
- * float64 fold: a few float32 roundings of each deviation, so 2e-6 of m2 and of the spread for the
- * mean, where the shift (the first value) lies within a few spreads of the mean, as it does for
+ * lanes of the WebAssembly kernel sum at most 8 shifted values (of a run, or down 8 rows) before
+ * each float64 fold: a few float32 roundings of each deviation, so 2e-6 of m2 and of the spread
+ * for the mean, where the shift (the first value) lies within a few spreads of the mean, as it does for
  * these distributions. Float64 data, and the TypeScript kernel, sum in float64: 1e-12. The mean
  * is the shift plus the mean deviation: two more roundings at the mean's scale. NaN anywhere
  * makes both NaN.

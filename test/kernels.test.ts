@@ -33,7 +33,7 @@ function reference(values: number[]): { n: number; mean: number; m2: number } {
 
 /**
  * Statistics tolerance. float64 data: float64 sums, ~1e-13. float32 data in the WASM kernel: lanes
- * summed in float32 over at most 8 (runs) or 16 (columns) values before each float64 fold, a few
+ * summed in float32 over at most 8 values (of a run, or down 8 rows) before each float64 fold, a few
  * float32 roundings each: 2e-6 of m2, and of the spread for the mean.
  */
 function expectStats(got: Float64Array | number[], want: { n: number; mean: number; m2: number }, f64Data: boolean, name: string): void {
