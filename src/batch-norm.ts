@@ -1,10 +1,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { inspect, type InspectOptionsStylized } from 'node:util';
 import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
+import { showAs } from './inspect.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
@@ -505,23 +505,14 @@ export class BatchNorm {
   }
 }
 
-/**
- * What console.log and util.inspect show of a module: its settings and state, eps, momentum, the
- * mode and numBatchesTracked included (accessors and private fields, which the default view of
- * an object leaves out). Defined on the prototype, so the declarations carry no Node type.
- */
-Object.defineProperty(BatchNorm.prototype, inspect.custom, {
-  value(this: BatchNorm, depth: number, options: InspectOptionsStylized, show: typeof inspect): string {
-    if (depth < 0) return options.stylize('[BatchNorm]', 'special');
-    const view = {
-      numFeatures: this.numFeatures, convention: this.convention, layout: this.layout, activation: this.activation,
-      eps: this.eps, momentum: this.momentum, affine: this.affine, trackRunningStats: this.trackRunningStats,
-      dtype: this.dtype, training: this.training, numBatchesTracked: this.numBatchesTracked,
-      weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-    };
-    return `BatchNorm ${show(view, { ...options, depth: options.depth == null ? options.depth : options.depth - 1 })}`;
-  },
-});
+// console.log and util.inspect show a module's settings and state, eps, momentum, the mode and
+// numBatchesTracked included (accessors and private fields).
+showAs(BatchNorm.prototype, 'BatchNorm', (bn) => ({
+  numFeatures: bn.numFeatures, convention: bn.convention, layout: bn.layout, activation: bn.activation,
+  eps: bn.eps, momentum: bn.momentum, affine: bn.affine, trackRunningStats: bn.trackRunningStats,
+  dtype: bn.dtype, training: bn.training, numBatchesTracked: bn.numBatchesTracked,
+  weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar,
+}));
 
 /** PyTorch's check: batch statistics need more than one value per channel. */
 export function checkMoreThanOneValue(dims: Dims): void {

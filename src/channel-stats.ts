@@ -1,6 +1,6 @@
-import { inspect, type InspectOptionsStylized } from 'node:util';
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
+import { showAs } from './inspect.js';
 import { mergedMean } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import {
@@ -194,14 +194,8 @@ export async function batchChannelStats(pool: Pool, request: Parameters<typeof r
 const COUNT_EXPECTED = 'a finite number >= 0';
 const M2_EXPECTED = 'a number >= 0 (a sum of squared deviations) or NaN';
 
-/** What console.log and util.inspect show: count, mean (a method, so left out by default) and m2. */
-Object.defineProperty(ChannelStats.prototype, inspect.custom, {
-  value(this: ChannelStats, depth: number, options: InspectOptionsStylized, show: typeof inspect): string {
-    if (depth < 0) return options.stylize('[ChannelStats]', 'special');
-    const view = { count: this.count, mean: this.mean(), m2: this.m2 };
-    return `ChannelStats ${show(view, { ...options, depth: options.depth == null ? options.depth : options.depth - 1 })}`;
-  },
-});
+// console.log and util.inspect show count, mean (a method, so left out by default) and m2.
+showAs(ChannelStats.prototype, 'ChannelStats', (stats) => ({ count: stats.count, mean: stats.mean(), m2: stats.m2 }));
 
 /** Set while `adopt` constructs: the constructor then keeps the arrays it is given instead of copying them. */
 let adopting = false;
