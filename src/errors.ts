@@ -178,6 +178,6 @@ export function describe(value: unknown, depth = 0): string {
   if (typeof value === 'symbol') return value.toString();
   const ctor = (value as object).constructor;
   // Object of any realm (a vm context's plain objects have their own): 'an object', not 'an Object'.
-  if (ctor === undefined || ctor === Object || typeof ctor.name !== 'string' || ctor.name === '' || ctor.name === 'Object') return 'an object';
+  if (ctor === undefined || typeof ctor.name !== 'string' || ctor.name === '' || ctor.name === 'Object') return 'an object';
   return `${/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'} ${ctor.name}`;
 }
