@@ -4,7 +4,7 @@ import { showAs } from './inspect.js';
 import { mergedMean } from './merge.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import {
-  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, floatDtype, type FloatArray, type Layout, lockFields, type OptionKeys,
+  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, firstNonNumber, type FloatArray, type Layout, lockFields, type OptionKeys,
 } from './validate.js';
 
 /**
@@ -220,12 +220,10 @@ function checkArray(value: unknown, name: string): void {
   throw new ArgumentError(`${name} must be an array or a typed array of numbers; got ${describe(value)}`);
 }
 
-/** Throws unless every value is a number (float typed arrays hold nothing else). */
+/** Throws unless every value is a number, naming the first that is not. */
 function checkNumbers(values: ArrayLike<number>, name: string, expected: string): void {
-  if (floatDtype(values) !== null) return;
-  for (let c = 0; c < values.length; c++) {
-    if (typeof values[c] !== 'number') throw new ArgumentError(`${name}[${c}] must be ${expected}; got ${describe(values[c])}`);
-  }
+  const c = firstNonNumber(values);
+  if (c >= 0) throw new ArgumentError(`${name}[${c}] must be ${expected}; got ${describe(values[c])}`);
 }
 
 /**

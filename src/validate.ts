@@ -196,10 +196,16 @@ export function checkChannelArray(value: unknown, name: string, C: number): Floa
   return array;
 }
 
+/** The index of the first value that is not a number, or -1 (a float typed array holds nothing else). */
+export function firstNonNumber(values: ArrayLike<unknown>): number {
+  if (floatDtype(values) !== null) return -1;
+  for (let i = 0; i < values.length; i++) if (typeof values[i] !== 'number') return i;
+  return -1;
+}
+
 /** Checks per-channel values given as a Float32Array, a Float64Array or an array of numbers, of length C. */
 export function checkChannelValues(value: unknown, name: string, C: number): ArrayLike<number> {
-  const ok = floatDtype(value) !== null
-    || (Array.isArray(value) && value.every((v) => typeof v === 'number'));
+  const ok = (floatDtype(value) !== null || Array.isArray(value)) && firstNonNumber(value as ArrayLike<unknown>) < 0;
   if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
   const array = value as ArrayLike<number>;
   if (array.length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${array.length}`);
