@@ -102,6 +102,26 @@ for (const kernel of KERNELS) {
         });
       }
 
+      // The other end: deviations whose float32 squares are subnormal (below ~1.1e-19) or zero
+      // (below ~2.6e-23). Channel 2 is constant, which must stay exact (and fast: sums of zero).
+      for (const shape of [[2, 3, 40, 40], [4, 3, 5, 7], [64, 3], [64, 20], [50, 17]]) {
+        for (const [offset, spread] of [[1e-20, 1.7e-22], [0, 1.7e-24], [-3e-30, 1e-36]]) {
+          it(`float32 with deviations too small to square in float32 (channel 1: ${offset} ± ${spread}) keeps its variance: ${name}, [${shape}]`, async () => {
+            const x = randomTensor(shape, 'float32', 6, (c) => (c === 1 ? { offset, spread } : { offset: c - 1.5, spread: 1 + c }));
+            fillChannel(x, shape, 2, () => 0.1);
+            const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+            const ref = channelStats(x, shape);
+            expect(ref.var[1]).toBeGreaterThan(0);
+            expect(ref.var[1]).toBeLessThan(spread * spread * 2);
+            // Relative to the values themselves (the helper's default floor, 1e-30, would hide them).
+            expect(maxRelativeError(r.var, ref.var, Number.MIN_VALUE)).toBeLessThan(1e-6);
+            expect(maxRelativeError(r.mean, ref.mean, Number.MIN_VALUE)).toBeLessThan(1e-6);
+            expect(r.var[2]).toBe(0);
+            expect(r.mean[2]).toBe(Math.fround(0.1));
+          });
+        }
+      }
+
       it(`+Inf in a channel gives it mean +Inf, NaN variance and output (as PyTorch); +Inf with -Inf a NaN mean: ${name}`, async () => {
         const shape = [6, 4, 33];
         const x = randomTensor(shape, 'float32', 19);

@@ -31,13 +31,13 @@ const SEED = Number(process.env.BNPOOL_KERNEL_PROPERTIES_SEED ?? 1);
 
 /**
  * (centre, spread) pairs of the data. [1e9, 1e-3] is constant once rounded to float32 (its step
- * there is 64); [0, 1e20] squares past float32's range, which the WebAssembly kernel's float32
- * lanes turn into a float64 pass over the data. Spreads stay above ~1e-17: the float32 lanes
- * square deviations, and squares in float32's subnormal range (deviations under ~1e-21) lose
- * precision (README, "Kernels").
+ * there is 64); [0, 1e20] squares past float32's range, and [1e-20, 1.7e-22] and [0, 1.7e-24]
+ * square into its subnormal range and to zero: the WebAssembly kernel's float32 lanes turn each
+ * into a float64 pass over the data (README, "Kernels").
  */
 const DISTRIBUTIONS: readonly (readonly [number, number])[] = [
   [0, 1], [-37.5, 2], [3000, 0.5], [1e6, 3], [1e9, 1e-3], [5, 0], [0, 1e20], [1e-15, 1e-17], [-2e4, 1e4],
+  [1e-20, 1.7e-22], [0, 1.7e-24],
 ];
 
 const distribution = fc.constantFrom(...DISTRIBUTIONS);

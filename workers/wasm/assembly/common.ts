@@ -25,19 +25,34 @@
 }
 
 /**
- * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes:
- * those overflow where |x - K| passes ~1.8e19 (or x - K leaves the float32 range) although every
- * value is finite, and PyTorch, accumulating in double, normalizes such data. So sums that came
- * out infinite or NaN are made again in float64 from the data: `rows` runs of `len` float32,
+ * Below this mean square of a block's deviations (2^-120, ~7.5e-37), writePartial32 sums the block
+ * again in float64. A float32 square under 2^-126 is subnormal and rounds to a step of 2^-149, so
+ * it can be off by up to 2^-150: over n values, at most n * 2^-150, which is 2^-30 of the sum of
+ * squares where that sum is at least n * 2^-120 (and far below float32's own 2^-24 rounding).
+ */
+const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
+
+/**
+ * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes.
+ * Those squares leave float32's normal range at both ends although every value is finite, and
+ * PyTorch, accumulating in double, normalizes such data: they overflow where |x - K| passes
+ * ~1.8e19 (or x - K leaves the float32 range), and lose precision under ~1.1e-19, where they are
+ * subnormal, or vanish under ~2.6e-23 (4,096 values uniform on ±1.7e-22 got a variance 1e-3 too
+ * small; on ±1.7e-24, zero). So sums that came out infinite or NaN, or whose mean square is under
+ * TINY_MEAN_SQUARE, are made again in float64 from the data: `rows` runs of `len` float32,
  * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
- * out NaN or infinite as they should. Finite sums, which is all other data, are written as they
- * are: the check costs nothing measurable.
+ * out NaN or infinite as they should. Sums that are both zero are a constant run's (every x - K
+ * is 0) and are written as they are, as are the sums of all other data: the checks cost nothing
+ * measurable.
  */
 @inline export function writePartial32(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
 ): void {
-  if (isFinite(s1) && isFinite(s2)) writePartial(out, count, shift, s1, s2);
-  else resum32(out, count, shift, p, rows, rowStride, len);
+  if (isFinite(s1) && isFinite(s2) && (s2 >= count * TINY_MEAN_SQUARE || (s2 == 0 && s1 == 0))) {
+    writePartial(out, count, shift, s1, s2);
+  } else {
+    resum32(out, count, shift, p, rows, rowStride, len);
+  }
 }
 
 /** writePartial32's way out: the sums again in float64, from the data. */
