@@ -3,7 +3,8 @@ import type { Dtype } from '../workers/protocol.js';
 import { ChannelStats } from './channel-stats.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
-import { AbortError, ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
+import { throwIfAbortedBeforeStart, waitForTurn } from './abort.js';
+import { ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { showAs } from './inspect.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -315,7 +316,7 @@ export class BatchNorm {
     const pool = this.#pool ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
-    if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+    throwIfAbortedBeforeStart(signal);
 
     // From here until it settles, queued or running, pool.free refuses x and out.
     const unpin = pinArrays([x, out]);
@@ -521,19 +522,6 @@ export function checkMoreThanOneValue(dims: Dims): void {
       `Expected more than 1 value per channel when training, got input shape ${describe(dims.shape)}`,
     );
   }
-}
-
-/** Waits for the previous call on the module, or rejects as soon as `signal` fires. */
-function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<void> {
-  if (signal === null) return turn;
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortError('the BatchNorm call was aborted while queued', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
-    void turn.then(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    });
-  });
 }
 
 /** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */

@@ -1,6 +1,7 @@
 import { checkMoreThanOneValue } from './batch-norm.js';
+import { throwIfAbortedBeforeStart } from './abort.js';
 import { runBatchNormBackward } from './engine.js';
-import { AbortError, ArgumentError, describe } from './errors.js';
+import { ArgumentError, describe } from './errors.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
@@ -101,7 +102,7 @@ export async function batchNorm<T extends FloatArray>(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
-  if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+  throwIfAbortedBeforeStart(signal);
 
   const relu = checkActivation(opts.activation);
   const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
@@ -208,7 +209,7 @@ export async function batchNormBackward<T extends FloatArray>(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
-  if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
+  throwIfAbortedBeforeStart(signal);
   const unpin = pinArrays([x, dy, mask, out]);
   return ctx.track((async () => {
     try {

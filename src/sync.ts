@@ -6,7 +6,8 @@
  * (sum_dy, sum_dy_xmu) backward.
  */
 import { batchChannelStats, ChannelStats } from './channel-stats.js';
-import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats, untilAborted } from './engine.js';
+import { untilAborted } from './abort.js';
+import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';

@@ -139,7 +139,7 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
 
   it('a worker that dies on the first chunk, while the next is copied in, rejects the call and frees everything', async () => {
     // float64: the copy of chunk 1 pauses halfway, a turn of the event loop in which the failure
-    // may arrive before the phase is awaited (engine.ts handles it at once; here it came later in
+    // may arrive before the phase is awaited (dispatch.ts, copyWhileRunning, handles it at once; here it came later in
     // every run, so this does not prove that handler, only the failure's outcome).
     const shape = [12, 8, 250, 125];
     const x = randomTensor(shape, 'float64', 7);

@@ -1,0 +1,235 @@
+/**
+ * How a call's work reaches the workers: the tasks of a dispatch (how many, which items each
+ * claims), the phases that run them and turn their failures into the call's error, and the
+ * copies onto and off the pool that the calling thread makes while the workers run.
+ */
+import { availableParallelism } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { Grid, Region, ScratchLayout, Task, TaskOp } from '../workers/protocol.js';
+import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
+import { abortError, throwIfAborted } from './abort.js';
+import type { EngineRequest } from './engine.js';
+import { type BnPoolError, deserializeError, WorkerError } from './errors.js';
+import { copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement } from './placement.js';
+import type { PoolInternals } from './pool.js';
+
+/**
+ * How long a `split` task may spin at its barrier before sleeping. The tasks of a call start
+ * within ~0.1 ms of each other normally and a few ms apart at worst on this VM (measured), while
+ * a sleep costs ~90 µs to wake from.
+ */
+const SPIN_MS = 2;
+/** Read once: `availableParallelism()` asks the OS for the affinity mask each time. */
+const CORES = availableParallelism();
+
+/**
+ * Whether the calling thread has a core beside the pool's workers: only then does a copy on it
+ * overlap their pass rather than take a core from them (README, "What copies").
+ */
+export function hasSpareCore(ctx: PoolInternals): boolean {
+  return ctx.threads < CORES;
+}
+
+/** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
+export function cancelCall(ctx: PoolInternals, layout: ScratchLayout): void {
+  Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
+  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte, layout.stagedByte]) Atomics.notify(ctx.views.i32, byte / 4);
+}
+
+/** A call in progress, as its dispatches see it. */
+export interface Call {
+  readonly ctx: PoolInternals;
+  readonly req: EngineRequest;
+  readonly grid: Grid;
+  readonly layout: ScratchLayout;
+  readonly inline: boolean;
+  readonly threads: number;
+  readonly accBase: number;
+  readonly accBytes: number;
+  /** Cancels the call's remaining tasks (abort, or a task that failed). */
+  readonly cancel: () => void;
+  /** Between the slices of a copy onto the pool: a turn of the event loop, then the abort check. */
+  readonly pauseIn: CopyPause;
+  /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
+  prep: Task['prep'];
+}
+
+/**
+ * Eval over chunks staged in two buffers in turn (`place` with `pipeline`): while the workers
+ * normalize chunk i, the calling thread copies chunk i - 1 out (to an ordinary destination; its
+ * buffer is then free) and chunk i + 1 in, into that buffer.
+ */
+export async function normalizePipelined(call: Call, placements: readonly Placement[]): Promise<void> {
+  const { ctx, req } = call;
+  await copyIn(ctx, req, placements[0], call.pauseIn);
+  for (let i = 0; i < placements.length; i++) {
+    await copyWhileRunning(call, tasksFor(call, placements[i], 'normalize'), async () => {
+      if (i > 0 && placements[i - 1].copyOutOnMain !== null) await copyOutOnMain(ctx, req, placements[i - 1], pauseOut);
+      if (i + 1 < placements.length) await copyIn(ctx, req, placements[i + 1], call.pauseIn);
+    });
+  }
+  const last = placements[placements.length - 1];
+  if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut);
+}
+
+/**
+ * Runs a phase's tasks while this thread does `copies`, and settles when both are done. When the
+ * copies fail (an abort between slices, or an array detached by its owner meanwhile), the call is
+ * cancelled, so that no task goes on with the work or waits for data that will not come, and the
+ * phase is waited for (its workers may be writing the staging memory) before the error is thrown.
+ */
+async function copyWhileRunning(call: Call, tasks: Task[], copies: () => Promise<void>): Promise<void> {
+  const running = runPhase(call, tasks);
+  // Handled now: it may fail while the copies yield to the event loop, before it is awaited.
+  running.catch(() => {});
+  try {
+    await copies();
+  } catch (err) {
+    call.cancel();
+    await running.catch(() => {});
+    throw err;
+  }
+  await running;
+}
+
+/**
+ * Whether a fused call (a training forward or a backward) copies its staged arrays in while its
+ * workers reduce them: one chunk, plane mode (the workers claim channels in order), at least two
+ * pipeline chunks of input, and, as for eval (normalizePipelined), a core for the calling thread
+ * beside the workers.
+ */
+export function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
+  const [p] = placements;
+  return placements.length === 1 && (p.copyIn || p.copyDyIn || p.copyMaskIn) && !call.inline
+    && call.grid.mode === 'plane' && hasSpareCore(call.ctx) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+}
+
+/**
+ * A fused call whose tasks start before its arrays are on the pool: this thread copies them a
+ * channel at a time (x, and for backward dy and the mask) and counts the channels in at
+ * `stagedByte`; each task waits there for the channel it claims (Task.awaitStaged).
+ */
+export async function fusedPipelined(call: Call, p: Placement): Promise<void> {
+  const { ctx, req, layout } = call;
+  ctx.views.refresh();
+  Atomics.store(ctx.views.i32, layout.stagedByte / 4, 0);
+  await copyWhileRunning(call, tasksFor(call, p, 'fused', { awaitStaged: true }), () => copyInByChannel(ctx, req, p, call.pauseIn, (done) => {
+    ctx.views.refresh();
+    Atomics.store(ctx.views.i32, layout.stagedByte / 4, done);
+    Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
+  }));
+  if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+}
+
+/** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
+export function pauseOut(): Promise<void> {
+  return nextTurn();
+}
+
+/**
+ * Stages a chunk if needed (unless it is still `staged`), runs `op` over it, and copies its output
+ * where it belongs. After a statistics pass over the chunk (`afterStats`), it normalizes
+ * backwards, starting on what is still cached.
+ */
+export async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean, staged = false): Promise<void> {
+  if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn);
+  await runPhase(call, tasksFor(call, p, op, { reverse: afterStats }));
+  if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
+}
+
+/**
+ * Elements a task claims at a time (see `Task.chunk`): ~1 MiB of float32, so that a call's tasks
+ * finish within ~50 µs of each other however late one started, for ~100 claims (atomic adds on
+ * one shared word) per 100 MB.
+ */
+const CLAIM_ELEMENTS = 1 << 18;
+
+/** The number of work items of `op` over a region (see `TaskOp`). */
+function itemCount(grid: Grid, region: Region, op: TaskOp): number {
+  const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
+  if (op === 'phased') return groups;
+  // Row mode: bands (fused), or (row group, band) pairs; a row-mode region holds every band.
+  if (grid.mode === 'row') return op === 'fused' ? grid.bands : groups * grid.bands;
+  const channels = region.c1 - region.c0;
+  if (op === 'fused') return channels;
+  // Memory order: row group, then channel, then stretch.
+  return groups * channels * grid.sChunks;
+}
+
+/**
+ * The tasks of one dispatch: as many as threads (fewer when there are fewer items), all over the
+ * region's items, which they claim `chunk` at a time. `split` and `phased` tasks meet at barriers,
+ * so they are all counted in `gang`; so are `stats` tasks that `merge` (the last to finish does).
+ */
+export function tasksFor(
+  call: Call, p: Placement, op: TaskOp,
+  opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean; awaitStaged?: boolean } = {},
+): Task[] {
+  const { grid } = call;
+  const { region } = p;
+  const items = itemCount(grid, region, op);
+  const elements = (region.n1 - region.n0) * (region.c1 - region.c0) * grid.S;
+  // phased: plane-mode row groups are read two at a time (PLANE_BLOCKS_MAX), so they are claimed
+  // in twos; a row-mode row group (about a sixteenth of the rows: over 1 MiB of a phased call
+  // with the default cacheBytes) is one kernel call a claim.
+  // A small input is shared out in one claim per thread, as many tasks as before claims existed.
+  const chunk = op === 'phased'
+    ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
+    : Math.max(1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), Math.ceil(items / call.threads)));
+  const count = Math.min(call.threads, Math.ceil(items / chunk));
+  const tasks: Task[] = [];
+  for (let i = 0; i < count; i++) {
+    tasks.push({
+      op,
+      dtype: call.req.dtype,
+      grid,
+      region,
+      items,
+      chunk,
+      reverse: opts.reverse ?? false,
+      scratchByte: call.layout.cancelByte,
+      accByte: call.accBase + i * call.accBytes,
+      eps: call.req.eps,
+      backward: call.req.backward?.mode ?? null,
+      relu: call.req.relu ?? false,
+      gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
+      phases: opts.phases ?? null,
+      spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
+      awaitStaged: opts.awaitStaged ?? false,
+      copyOut: p.copyOut,
+      prep: call.prep,
+    });
+  }
+  call.prep = null;
+  return tasks;
+}
+
+/**
+ * Runs a phase's tasks and waits for all of them, failed or not, before it returns or throws:
+ * no task may still be writing when the call's scratch and staging memory are freed.
+ */
+export async function runPhase(call: Call, tasks: Task[]): Promise<void> {
+  // No task of this call runs now (runPhase waits for all of them): the claims start again.
+  const { i32 } = call.ctx.views;
+  Atomics.store(i32, call.layout.claimByte / 4, 0);
+  Atomics.store(i32, call.layout.claim2Byte / 4, 0);
+  const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);
+  let failure: BnPoolError | null = null;
+  let cancelled = false;
+  for (const s of settled) {
+    if (s.status === 'rejected') {
+      failure ??= new WorkerError(`a worker failed during the call: ${errorMessage(s.reason)}`, { cause: s.reason });
+    } else if (!s.value.ok) {
+      failure ??= deserializeError(s.value.error);
+    } else if (s.value.cancelled) {
+      cancelled = true;
+    }
+  }
+  if (failure !== null) throw failure;
+  if (cancelled) throw abortError(call.req.signal);
+  throwIfAborted(call.req.signal);
+}
+
+function errorMessage(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
