@@ -1,14 +1,16 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
-import { ChannelStats } from './channel-stats.js';
+import { throwIfAbortedBeforeStart, waitForTurn } from './abort.js';
+import type {
+  BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
+} from './batch-norm-types.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
-import { throwIfAbortedBeforeStart, waitForTurn } from './abort.js';
 import { ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
 import { showAs } from './inspect.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
-import { gradientReducer, type GradientSums, runForward } from './sync.js';
+import { gradientReducer, runForward } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
   checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
@@ -19,86 +21,14 @@ import {
   type WeightFormat,
 } from './weights.js';
 
-/** Options of `new BatchNorm()`; the defaults are PyTorch's. */
-export interface BatchNormOptions {
-  /**
-   * Running-statistics convention: `'torch'` (default), `'onnx'` or `'keras'`. It sets which value
-   * momentum weights, the default momentum and eps, and the running-variance estimator (see
-   * `CONVENTIONS`).
-   */
-  convention?: Convention;
-  /** Added to the variance before the square root. Default 1e-5 (keras: 1e-3). */
-  eps?: number;
-  /**
-   * Momentum of the running statistics; null for a cumulative average. Default 0.1 on the new
-   * batch (torch), 0.9 (onnx) or 0.99 (keras) on the old value.
-   */
-  momentum?: number | null;
-  /** Learnable per-channel weight (ones) and bias (zeros). Default true. */
-  affine?: boolean;
-  /** Keep running statistics and use them in eval mode. Default true. */
-  trackRunningStats?: boolean;
-  /** Element type of inputs and parameters. Default 'float32'. */
-  dtype?: Dtype;
-  /** Pool to run on. Default: the shared default pool, created on first use. */
-  pool?: Pool;
-  /** Input layout: `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
-  layout?: Layout;
-  /** `'relu'`: y = max(0, BatchNorm(x)) in the same pass; backward masks dy where y <= 0. */
-  activation?: 'relu' | null;
-}
-
 const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
   convention: true, eps: true, momentum: true, affine: true, trackRunningStats: true, dtype: true, pool: true, layout: true,
   activation: true,
 };
 
-/** Options of one forward call. */
-export interface ForwardOptions {
-  /**
-   * Array to write the output to, of x's type and length; may be x itself (in place). On the
-   * pool (from `pool.alloc`) it is written directly, with no copy.
-   */
-  out?: FloatArray;
-  /** Aborts the call: a queued call never starts, a running one stops between blocks. */
-  signal?: AbortSignal;
-  /**
-   * SyncBatchNorm over any transport: called with this batch's statistics, it resolves to the
-   * statistics of the whole distributed batch (for instance the `merge` of every shard's), which
-   * then normalize this shard and update the running statistics. Used whenever batch statistics
-   * are (training, or no running statistics).
-   */
-  reduceStats?: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>;
-}
-
 const FORWARD_OPTIONS: OptionKeys<ForwardOptions> = { out: true, signal: true, reduceStats: true };
 
-/** Options of one backward call. */
-export interface BackwardOptions {
-  /** Array to write dx to, of dy's type and length; on the pool it is written directly. */
-  out?: FloatArray;
-  /** Aborts the call: a queued call never starts, a running one stops between blocks. */
-  signal?: AbortSignal;
-  /**
-   * SyncBatchNorm's backward, required after a forward with `reduceStats`: called with this
-   * shard's per-channel sums Σdy and Σdy·x̂ (Float64Array), it resolves to their sums over every
-   * shard (an all-reduce SUM, as PyTorch's SyncBatchNorm does on sum_dy and sum_dy_xmu). dx then
-   * uses those and the whole batch's count; dWeight and dBias stay this shard's sums.
-   */
-  reduceGrads?: (local: GradientSums) => GradientSums | Promise<GradientSums>;
-}
-
 const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, signal: true, reduceGrads: true };
-
-/** What `backward` resolves to. */
-export interface BatchNormGradients<A extends FloatArray = FloatArray> {
-  /** Gradient with respect to the input, of x's type and shape. */
-  dx: A;
-  /** Σ dy·x̂ per channel (the module's dtype); null when `affine` is false. */
-  dWeight: A | null;
-  /** Σ dy per channel (the module's dtype); null when `affine` is false. */
-  dBias: A | null;
-}
 
 /** What the latest forward leaves for `backward`. */
 interface SavedForward {
@@ -115,15 +45,6 @@ interface SavedForward {
   readonly mode: 'train' | 'eval';
   /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
   readonly syncedCount: number | null;
-}
-
-/** A module's state, with PyTorch's `state_dict` keys. */
-export interface BatchNormStateDict {
-  weight?: FloatArray | readonly number[];
-  bias?: FloatArray | readonly number[];
-  running_mean?: FloatArray | readonly number[];
-  running_var?: FloatArray | readonly number[];
-  num_batches_tracked?: number | bigint;
 }
 
 /**

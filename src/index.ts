@@ -1,8 +1,8 @@
 export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
-export {
-  BatchNorm, type BackwardOptions, type BatchNormGradients, type BatchNormOptions, type BatchNormStateDict,
-  type ForwardOptions,
-} from './batch-norm.js';
+export { BatchNorm } from './batch-norm.js';
+export type {
+  BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
+} from './batch-norm-types.js';
 export type { GradientSums } from './sync.js';
 export {
   batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,

@@ -4,7 +4,7 @@
  * estimator filled a running variance (unbiased in PyTorch, biased in ONNX and Keras) is not
  * recorded by any of these formats.
  */
-import type { BatchNormStateDict } from './batch-norm.js';
+import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
 import { checkChannelValues, type FloatArray } from './validate.js';
