@@ -275,7 +275,7 @@ export class BlockWalker {
 
   /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
   normalizeGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
-    const { items, grid } = this.#task;
+    const { items } = this.#task;
     for (let i = claims.next(); i >= 0; i = claims.next()) {
       for (const end = claims.end(i); i < end; i++) {
         if (cancelled()) return false;
