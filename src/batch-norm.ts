@@ -68,12 +68,19 @@ const MAX_FEATURES = 2 ** 25;
  * const z = await bn.forward(x, [32, 64, 112, 112], { out: pool.alloc(x.length) });
  */
 export class BatchNorm {
+  /** C, the number of channels (PyTorch's `num_features`). */
   readonly numFeatures: number;
+  /** The running-statistics convention (`'torch'` unless given; see `CONVENTIONS`). */
   readonly convention: Convention;
+  /** Where the channel axis is: second (`'channels-first'`, the default) or last. */
   readonly layout: Layout;
+  /** `'relu'` when ReLU is fused into the output (and the backward masks with it), else null. */
   readonly activation: 'relu' | null;
+  /** True when the module has `weight` and `bias`. */
   readonly affine: boolean;
+  /** True when the module keeps running statistics (and eval mode normalizes with them). */
   readonly trackRunningStats: boolean;
+  /** The element type of inputs, outputs and per-channel arrays. */
   readonly dtype: Dtype;
   /** Per-channel scale (ones), editable in place; null when `affine` is false. */
   readonly weight: FloatArray | null;
@@ -218,6 +225,12 @@ export class BatchNorm {
    *
    * The mode, eps and momentum are those at the time of the call. Weight, bias and running
    * statistics are read when the call starts running, after the module's earlier calls finished.
+   *
+   * @example
+   * const x = pool.alloc(8 * 16 * 32 * 32);             // filled by the caller
+   * const out = pool.alloc(x.length);
+   * await bn.forward(x, [8, 16, 32, 32], { out });       // zero-copy: both on the module's pool
+   * const y = await bn.forward(Float32Array.from(x), [8, 16, 32, 32]); // an ordinary array: a new output
    */
   async forward<T extends FloatArray>(x: T, shape: readonly number[], options?: ForwardOptions): Promise<SameDtype<T>> {
     checkDtype(x, 'x', this.dtype);
@@ -284,6 +297,10 @@ export class BatchNorm {
    *
    * After a forward with `reduceStats` (SyncBatchNorm), `options.reduceGrads` all-reduces the
    * gradient sums the same way; it is required then, and refused otherwise.
+   *
+   * @example
+   * const y = await bn.forward(x, [8, 16, 32, 32]);
+   * const { dx, dWeight, dBias } = await bn.backward(dy); // dy: the loss's gradient at y, as x
    */
   async backward<T extends FloatArray>(dy: T, options?: BackwardOptions): Promise<BatchNormGradients<SameDtype<T>>> {
     checkDtype(dy, 'dy', this.dtype);
@@ -361,6 +378,11 @@ export class BatchNorm {
   /**
    * Loads a state with exactly the keys `stateDict()` gives. Everything is checked before
    * anything is copied: a bad state dict changes nothing.
+   *
+   * @example
+   * const copy = new BatchNorm(bn.numFeatures);
+   * copy.loadStateDict(bn.stateDict());
+   * copy.loadStateDict(JSON.parse(jsonFromPython));      // plain number arrays are taken too
    */
   loadStateDict(stateDict: BatchNormStateDict): void {
     const sd = checkObject(stateDict, 'stateDict');
@@ -399,7 +421,13 @@ export class BatchNorm {
     return f === 'torch' ? this.stateDict() : f === 'keras' ? toKeras(this) : toOnnx(this);
   }
 
-  /** Loads weights given in `exportWeights`'s forms; checked whole before anything changes. */
+  /**
+   * Loads weights given in `exportWeights`'s forms; checked whole before anything changes.
+   *
+   * @example
+   * bn.importWeights('keras', [gamma, beta, movingMean, movingVariance]); // Keras's get_weights() order
+   * bn.importWeights('onnx', { scale, B, input_mean, input_var });
+   */
   importWeights(format: WeightFormat, weights: unknown): void {
     const f = checkFormat(format);
     if (f === 'torch') this.loadStateDict(weights as BatchNormStateDict);
@@ -407,7 +435,13 @@ export class BatchNorm {
     else fromOnnx(this, weights);
   }
 
-  /** Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`). */
+  /**
+   * Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`).
+   *
+   * @example
+   * await bn.saveSafetensors('bn.safetensors');          // Python: safetensors.torch.load_file('bn.safetensors')
+   * await new BatchNorm(bn.numFeatures).loadSafetensors('bn.safetensors');
+   */
   async saveSafetensors(path: string | URL): Promise<void> {
     await writeFile(checkPath(path), toSafetensors(this));
   }

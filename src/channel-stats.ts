@@ -86,6 +86,10 @@ export class ChannelStats {
   /**
    * The statistics of a batch, computed on a pool like a training forward's (same grid, same
    * bits), without normalizing it.
+   *
+   * @example
+   * const stats = await ChannelStats.fromBatch(x, [8, 3, 32, 32], { pool });
+   * stats.mean(); stats.variance();                       // per channel, biased
    */
   static async fromBatch(
     x: FloatArray, shape: readonly number[], options?: FromBatchOptions,
@@ -125,6 +129,9 @@ export class ChannelStats {
    * This merged with `other` (Chan et al.): per channel, with delta = mean_b - mean_a,
    * n = n_a + n_b, mean = mean_a + delta * n_b / n, m2 = m2_a + m2_b + delta^2 * n_a * n_b / n
    * (an infinite or NaN mean takes the weighted mean instead: +Inf stays +Inf).
+   *
+   * @example
+   * const total = shards.reduce((all, s) => all.merge(s)); // shards: ChannelStats of the same C
    */
   merge(other: ChannelStats): ChannelStats {
     if (!(other instanceof ChannelStats)) throw new ArgumentError(`other must be a ChannelStats; got ${describe(other)}`);

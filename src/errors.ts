@@ -25,6 +25,7 @@ export type BnPoolErrorCode =
  * catch (err) { if (err instanceof BnPoolError && err.code === 'ERR_BNPOOL_SHAPE') { ... } }
  */
 export class BnPoolError extends Error {
+  /** Stable across releases, unlike the message: test it, not the text (`'ERR_BNPOOL_SHAPE'`, ...). */
   readonly code: BnPoolErrorCode;
 
   constructor(message: string, code: BnPoolErrorCode, options?: { cause?: unknown }) {

@@ -379,6 +379,10 @@ export class Pool {
    * Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`, and
    * so is freeing an array a call in flight uses (as x, out, dy, or a ReLU output it reads), until
    * that call settles: its workers would read or write memory handed out again.
+   *
+   * @example
+   * const x = pool.alloc(n);
+   * try { await bn.forward(x, shape, { out: x }); } finally { pool.free(x); }
    */
   free(array: FloatArray): void {
     const size = ArrayBuffer.isView(array) && this.#arena.owns(array) ? this.#arena.sizeAt(array.byteOffset) : undefined;
@@ -395,6 +399,9 @@ export class Pool {
    * Waits for every call made before it (queued behind a module's earlier calls, running, or
    * waiting on a `reduceStats` / `reduceGrads` hook), then stops the workers. Later calls fail
    * with `ClosedError`.
+   *
+   * @example
+   * process.once('SIGTERM', () => { void pool.close(); }); // in-flight calls finish first
    */
   close(): Promise<void> {
     if (this.#closing === null) {
