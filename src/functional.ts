@@ -1,5 +1,5 @@
-import { checkMoreThanOneValue } from './batch-norm.js';
 import { throwIfAbortedBeforeStart } from './abort.js';
+import { checkMoreThanOneValue } from './batch-norm.js';
 import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
