@@ -1,13 +1,13 @@
 /**
  * How a task's work items map to blocks of its region, and the kernel calls that reduce,
- * normalize or apply the gradient to them; the merge of a channel range, which fused tasks and
- * the barriers run.
+ * normalize or apply the gradient to them (plane mode here; row mode's in row-blocks.ts); the
+ * merge of a channel range, which fused tasks and the barriers run.
  */
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import type { Claims, MemoryViews } from './execute.js';
-import {
-  bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task,
-} from './protocol.js';
+import { CopyOutWriter } from './copy-out.js';
+import { bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
+import { rowParamsOf, RowBlocks } from './row-blocks.js';
 
 /**
  * Merges channels [c0, c1) with the kernel's merge (in block order: the same bits wherever it
@@ -30,13 +30,6 @@ export function mergeChannels(
   );
 }
 
-/**
- * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the
- * stride of their arrays, or [0, 0] where the row kernels convert the float64 parameters instead.
- */
-export function rowParamsOf(task: Pick<Task, 'grid' | 'dtype'>, layout: ScratchLayout): [number, number] {
-  return task.grid.mode === 'row' && task.dtype === 'float32' ? [layout.rowParamsByte, rowParamStride(task.grid.C)] : [0, 0];
-}
 /** Maps a task's work items to blocks of its region and runs the kernels on them. */
 export class BlockWalker {
   readonly #task: Task;
@@ -50,6 +43,7 @@ export class BlockWalker {
   /** Blocks per row group of the region: channels x stretches. */
   readonly #rowBlocks: number;
   readonly #copy: CopyOutWriter | null;
+  readonly #rows: RowBlocks;
 
   constructor(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout) {
     const { grid, region } = task;
@@ -63,6 +57,7 @@ export class BlockWalker {
     this.#regionBlocks = Math.ceil((region.n1 - region.n0) / grid.groupRows) * grid.sChunks;
     this.#rowBlocks = (region.c1 - region.c0) * grid.sChunks;
     this.#copy = task.copyOut === null ? null : new CopyOutWriter(task, this.#bpe, views);
+    this.#rows = new RowBlocks(task, kernel, layout, this.#bpe, this.#g0, this.#copy, (g) => this.#rowGroup(g));
   }
 
   /**
@@ -76,7 +71,7 @@ export class BlockWalker {
     if (grid.mode === 'row' || grid.groupRows !== 1 || backward) {
       for (let i = lo; i < hi; i++) {
         if (cancelled()) return false;
-        if (grid.mode === 'row') this.#rowStats(Math.floor(i / grid.bands), ...this.#band(i % grid.bands));
+        if (grid.mode === 'row') this.#rows.stats(Math.floor(i / grid.bands), ...this.#rows.band(i % grid.bands));
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
       }
       return true;
@@ -152,7 +147,7 @@ export class BlockWalker {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
         const i = reverse ? hi - 1 - j : lo + j;
-        if (grid.mode === 'row') this.#rowNormalize(Math.floor(i / grid.bands), ...this.#band(i % grid.bands));
+        if (grid.mode === 'row') this.#rows.normalize(Math.floor(i / grid.bands), ...this.#rows.band(i % grid.bands));
         else this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
       }
       return true;
@@ -230,15 +225,15 @@ export class BlockWalker {
    */
   fuseBand(b: number, cancelled: () => boolean): boolean {
     const groups = this.#regionBlocks;
-    const [c0, c1] = this.#band(b);
+    const [c0, c1] = this.#rows.band(b);
     for (let g = 0; g < groups; g++) {
       if (cancelled()) return false;
-      this.#rowStats(g, c0, c1);
+      this.#rows.stats(g, c0, c1);
     }
     mergeChannels(this.#kernel, this.#task, this.#layout, c0, c1);
     for (let g = groups - 1; g >= 0; g--) {
       if (cancelled()) return false;
-      this.#rowNormalize(g, c0, c1);
+      this.#rows.normalize(g, c0, c1);
     }
     return true;
   }
@@ -265,7 +260,7 @@ export class BlockWalker {
    */
   #reduceGroups(cl0: number, cl1: number, g: number, end: number): number {
     if (this.#task.grid.mode === 'row') {
-      this.#rowStats(g, cl0, cl1);
+      this.#rows.stats(g, cl0, cl1);
       return 1;
     }
     const count = this.#groupsAt(g, end);
@@ -311,7 +306,7 @@ export class BlockWalker {
         this.#normalizeGroup(pl0, pl1, items - 1 - i);
         i++;
       } else if (this.#task.grid.mode === 'row') {
-        this.#rowStatsNorm(g, cl0, cl1, items - 1 - i, pl0, pl1);
+        this.#rows.statsNorm(g, cl0, cl1, items - 1 - i, pl0, pl1);
         g++;
         i++;
       } else {
@@ -341,7 +336,7 @@ export class BlockWalker {
   #normalizeGroup(cl0: number, cl1: number, g: number): void {
     const { grid } = this.#task;
     if (grid.mode === 'row') {
-      this.#rowNormalize(g, cl0, cl1);
+      this.#rows.normalize(g, cl0, cl1);
       return;
     }
     if (grid.groupRows === 1) {
@@ -606,135 +601,5 @@ export class BlockWalker {
     const { grid, region } = this.#task;
     const first = (this.#g0 + g) * grid.groupRows;
     return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
-  }
-
-  /** Row mode: band b's channels [c0, c1). */
-  #band(b: number): [number, number] {
-    const { grid } = this.#task;
-    const c0 = b * grid.bandChannels;
-    return [c0, Math.min(grid.C, c0 + grid.bandChannels)];
-  }
-
-  /**
-   * Row mode: channels [c0, c1) of region row group g, as its rows, the offset of its first
-   * element within a row, and its byte offset from the start of any of the region's arrays.
-   * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
-   * offset and a width.
-   */
-  #bandBlock(g: number, c0: number, c1: number): { rowOff: number; rows: number; off: number; bytes: number } {
-    const { grid } = this.#task;
-    const { rowOff, rows } = this.#rowGroup(g);
-    const off = c0 * grid.S;
-    return { rowOff, rows, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
-  }
-
-  /** Row mode: where channel c0's partial of region row group g goes, and the bytes between channels' partials. */
-  #rowOut(g: number, c0: number): [number, number] {
-    const { grid } = this.#task;
-    return [partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES];
-  }
-
-  /** Row mode: the mask's byte at `bytes` from the start of the region's arrays, or 0 without one. */
-  #rowMask(bytes: number): number {
-    const { maskByte } = this.#task.region;
-    return maskByte === 0 ? 0 : maskByte + bytes;
-  }
-
-  /** Row mode: the partials of channels [c0, c1) (band b's, or a `phased` group's) over region row group g. */
-  #rowStats(g: number, c0: number, c1: number): void {
-    const { grid, region, accByte } = this.#task;
-    const { rows, bytes } = this.#bandBlock(g, c0, c1);
-    const [outByte, outStride] = this.#rowOut(g, c0);
-    if (this.#task.backward) {
-      this.#kernel.bwdStatsRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
-        rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
-      );
-      return;
-    }
-    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, grid.C * grid.S, accByte, outByte, outStride);
-  }
-
-  /**
-   * Row mode, `phased`: the partials of channels [c0, c1) over region row group g and, in step,
-   * the normalization (dx) of channels [p0, p1) of row group h: one statsNormRows (backward,
-   * bwdStatsApplyRows) call.
-   */
-  #rowStatsNorm(g: number, c0: number, c1: number, h: number, p0: number, p1: number): void {
-    const { grid, region, accByte } = this.#task;
-    const stats = this.#bandBlock(g, c0, c1);
-    const norm = this.#bandBlock(h, p0, p1);
-    if (this.#task.backward) {
-      const dx = region.yByte + norm.bytes;
-      this.#kernel.bwdStatsApplyRows(
-        this.#f64Data, region.xByte + stats.bytes, region.dyByte + stats.bytes, this.#rowMask(stats.bytes), stats.rows, c1 - c0, grid.S,
-        grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, ...this.#rowOut(g, c0),
-        region.xByte + norm.bytes, region.dyByte + norm.bytes, this.#rowMask(norm.bytes), dx, norm.rows, p1 - p0,
-        this.#layout.paramsByte + p0 * PARAM_BYTES,
-      );
-      this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, dx);
-      return;
-    }
-    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
-    const yByte = region.yByte + norm.bytes;
-    this.#kernel.statsNormRows(
-      this.#f64Data, region.xByte + stats.bytes, stats.rows, c1 - c0, grid.S, grid.C * grid.S, accByte, ...this.#rowOut(g, c0),
-      region.xByte + norm.bytes, yByte, norm.rows, p1 - p0, this.#layout.paramsByte + p0 * PARAM_BYTES, this.#task.relu,
-      rowParams === 0 ? 0 : rowParams + 4 * p0, stride,
-    );
-    this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, yByte);
-  }
-
-  /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
-  #rowNormalize(g: number, c0: number, c1: number): void {
-    const { grid, region, accByte } = this.#task;
-    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0, c1);
-    const yByte = region.yByte + bytes;
-    const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
-    if (this.#task.backward) {
-      this.#kernel.bwdApplyRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
-        yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
-      );
-    } else {
-      const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
-      this.#kernel.normalizeRows(
-        this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu,
-        rowParams === 0 ? 0 : rowParams + 4 * c0, stride,
-      );
-    }
-    this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
-  }
-}
-
-/** Copies normalized runs from the pool's memory to a destination on another shared buffer. */
-class CopyOutWriter {
-  readonly #dest: Float32Array | Float64Array;
-  readonly #destRowStride: number;
-  readonly #yRowStrideBytes: number;
-  readonly #views: MemoryViews;
-  readonly #f64: boolean;
-
-  constructor(task: Task, bpe: number, views: MemoryViews) {
-    const out = task.copyOut!;
-    this.#f64 = task.dtype === 'float64';
-    this.#dest = this.#f64
-      ? new Float64Array(out.buffer, out.byteOffset)
-      : new Float32Array(out.buffer, out.byteOffset);
-    this.#destRowStride = out.rowStride;
-    this.#yRowStrideBytes = task.region.yRowStride * bpe;
-    this.#views = views;
-  }
-
-  #source(yByte: number, length: number): Float32Array | Float64Array {
-    const buffer = this.#views.f64.buffer;
-    return this.#f64 ? new Float64Array(buffer, yByte, length) : new Float32Array(buffer, yByte, length);
-  }
-
-  /** `rows` runs of `len` elements starting at `yByte` on the pool, `off` into each destination row. */
-  planes(rowOff: number, rows: number, off: number, len: number, yByte: number): void {
-    for (let r = 0; r < rows; r++) {
-      this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
-    }
   }
 }

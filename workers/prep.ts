@@ -3,7 +3,7 @@
  * the kernels read, made by the call's tasks from the per-channel arrays the main thread copied
  * onto the pool, claimed PREP_CHANNELS at a time.
  */
-import { rowParamsOf } from './blocks.js';
+import { rowParamsOf } from './row-blocks.js';
 import type { MemoryViews } from './execute.js';
 import type { Kernel } from './kernels/kernel.js';
 import { PREP_CHANNELS, type ScratchLayout, type Task } from './protocol.js';

@@ -1,0 +1,34 @@
+import type { MemoryViews } from './execute.js';
+import type { Task } from './protocol.js';
+
+/** Copies normalized runs from the pool's memory to a destination on another shared buffer. */
+export class CopyOutWriter {
+  readonly #dest: Float32Array | Float64Array;
+  readonly #destRowStride: number;
+  readonly #yRowStrideBytes: number;
+  readonly #views: MemoryViews;
+  readonly #f64: boolean;
+
+  constructor(task: Task, bpe: number, views: MemoryViews) {
+    const out = task.copyOut!;
+    this.#f64 = task.dtype === 'float64';
+    this.#dest = this.#f64
+      ? new Float64Array(out.buffer, out.byteOffset)
+      : new Float32Array(out.buffer, out.byteOffset);
+    this.#destRowStride = out.rowStride;
+    this.#yRowStrideBytes = task.region.yRowStride * bpe;
+    this.#views = views;
+  }
+
+  #source(yByte: number, length: number): Float32Array | Float64Array {
+    const buffer = this.#views.f64.buffer;
+    return this.#f64 ? new Float64Array(buffer, yByte, length) : new Float32Array(buffer, yByte, length);
+  }
+
+  /** `rows` runs of `len` elements starting at `yByte` on the pool, `off` into each destination row. */
+  planes(rowOff: number, rows: number, off: number, len: number, yByte: number): void {
+    for (let r = 0; r < rows; r++) {
+      this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Row mode (runs of S < 1024 elements, rank 2 and channels-last among them): every row group holds
+ * every channel, so a block is a row group's band of channels [c0, c1), reduced, normalized or
+ * given its dx by one row kernel call (statsRows, normalizeRows, bwdStatsRows, bwdApplyRows, and
+ * the phased path's statsNormRows and bwdStatsApplyRows). BlockWalker (blocks.ts) hands row-mode
+ * work items here.
+ */
+import type { CopyOutWriter } from './copy-out.js';
+import type { Kernel } from './kernels/kernel.js';
+import { PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task } from './protocol.js';
+
+/**
+ * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the
+ * stride of their arrays, or [0, 0] where the row kernels convert the float64 parameters instead.
+ */
+export function rowParamsOf(task: Pick<Task, 'grid' | 'dtype'>, layout: ScratchLayout): [number, number] {
+  return task.grid.mode === 'row' && task.dtype === 'float32' ? [layout.rowParamsByte, rowParamStride(task.grid.C)] : [0, 0];
+}
+
+/** The kernel calls of a row-mode task's blocks. */
+export class RowBlocks {
+  readonly #task: Task;
+  readonly #kernel: Kernel;
+  readonly #layout: ScratchLayout;
+  readonly #f64Data: boolean;
+  readonly #bpe: number;
+  readonly #g0: number;
+  readonly #copy: CopyOutWriter | null;
+  /** Region row group g's first row (relative to the region) and row count (BlockWalker's). */
+  readonly #rowGroup: (g: number) => { rowOff: number; rows: number };
+
+  constructor(
+    task: Task, kernel: Kernel, layout: ScratchLayout, bpe: number, g0: number, copy: CopyOutWriter | null,
+    rowGroup: (g: number) => { rowOff: number; rows: number },
+  ) {
+    this.#task = task;
+    this.#kernel = kernel;
+    this.#layout = layout;
+    this.#f64Data = task.dtype === 'float64';
+    this.#bpe = bpe;
+    this.#g0 = g0;
+    this.#copy = copy;
+    this.#rowGroup = rowGroup;
+  }
+
+  /** Row mode: band b's channels [c0, c1). */
+  band(b: number): [number, number] {
+    const { grid } = this.#task;
+    const c0 = b * grid.bandChannels;
+    return [c0, Math.min(grid.C, c0 + grid.bandChannels)];
+  }
+
+  /**
+   * Row mode: channels [c0, c1) of region row group g, as its rows, the offset of its first
+   * element within a row, and its byte offset from the start of any of the region's arrays.
+   * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
+   * offset and a width.
+   */
+  #bandBlock(g: number, c0: number, c1: number): { rowOff: number; rows: number; off: number; bytes: number } {
+    const { grid } = this.#task;
+    const { rowOff, rows } = this.#rowGroup(g);
+    const off = c0 * grid.S;
+    return { rowOff, rows, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
+  }
+
+  /** Row mode: where channel c0's partial of region row group g goes, and the bytes between channels' partials. */
+  #rowOut(g: number, c0: number): [number, number] {
+    const { grid } = this.#task;
+    return [partialByte(grid, this.#layout.partialsByte, c0, this.#g0 + g, 0), grid.blocksPerChannel * PARTIAL_BYTES];
+  }
+
+  /** Row mode: the mask's byte at `bytes` from the start of the region's arrays, or 0 without one. */
+  #rowMask(bytes: number): number {
+    const { maskByte } = this.#task.region;
+    return maskByte === 0 ? 0 : maskByte + bytes;
+  }
+
+  /** Row mode: the partials of channels [c0, c1) (band b's, or a `phased` group's) over region row group g. */
+  stats(g: number, c0: number, c1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rows, bytes } = this.#bandBlock(g, c0, c1);
+    const [outByte, outStride] = this.#rowOut(g, c0);
+    if (this.#task.backward) {
+      this.#kernel.bwdStatsRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
+        rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
+      );
+      return;
+    }
+    this.#kernel.statsRows(this.#f64Data, region.xByte + bytes, rows, c1 - c0, grid.S, grid.C * grid.S, accByte, outByte, outStride);
+  }
+
+  /**
+   * Row mode, `phased`: the partials of channels [c0, c1) over region row group g and, in step,
+   * the normalization (dx) of channels [p0, p1) of row group h: one statsNormRows (backward,
+   * bwdStatsApplyRows) call.
+   */
+  statsNorm(g: number, c0: number, c1: number, h: number, p0: number, p1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const stats = this.#bandBlock(g, c0, c1);
+    const norm = this.#bandBlock(h, p0, p1);
+    if (this.#task.backward) {
+      const dx = region.yByte + norm.bytes;
+      this.#kernel.bwdStatsApplyRows(
+        this.#f64Data, region.xByte + stats.bytes, region.dyByte + stats.bytes, this.#rowMask(stats.bytes), stats.rows, c1 - c0, grid.S,
+        grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, ...this.#rowOut(g, c0),
+        region.xByte + norm.bytes, region.dyByte + norm.bytes, this.#rowMask(norm.bytes), dx, norm.rows, p1 - p0,
+        this.#layout.paramsByte + p0 * PARAM_BYTES,
+      );
+      this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, dx);
+      return;
+    }
+    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+    const yByte = region.yByte + norm.bytes;
+    this.#kernel.statsNormRows(
+      this.#f64Data, region.xByte + stats.bytes, stats.rows, c1 - c0, grid.S, grid.C * grid.S, accByte, ...this.#rowOut(g, c0),
+      region.xByte + norm.bytes, yByte, norm.rows, p1 - p0, this.#layout.paramsByte + p0 * PARAM_BYTES, this.#task.relu,
+      rowParams === 0 ? 0 : rowParams + 4 * p0, stride,
+    );
+    this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, yByte);
+  }
+
+  /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
+  normalize(g: number, c0: number, c1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0, c1);
+    const yByte = region.yByte + bytes;
+    const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
+    if (this.#task.backward) {
+      this.#kernel.bwdApplyRows(
+        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
+        yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
+      );
+    } else {
+      const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+      this.#kernel.normalizeRows(
+        this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu,
+        rowParams === 0 ? 0 : rowParams + 4 * c0, stride,
+      );
+    }
+    this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
+  }
+}
