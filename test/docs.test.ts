@@ -1,9 +1,10 @@
 /**
  * The public API and its documentation stay in step (house style: TSDoc on every public symbol,
  * an `@example` on every class and function; undici keeps errors, exports and docs in sync by a
- * test): read from src/index.ts with TypeScript's own checker, and from the README's Errors table.
+ * test): read from src/index.ts with TypeScript's own checker, and from the README's Errors table
+ * and Layout (every source file of src/ and workers/ named there).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import * as bnpool from '../dist/src/index.js';
@@ -65,5 +66,24 @@ describe("the README's Errors table", () => {
       .map(([name, ErrorClass]) => [name, new (ErrorClass as new (message: string) => bnpool.BnPoolError)('m').code]);
     expect(exported.length).toBeGreaterThanOrEqual(10);
     expect(rows.sort()).toEqual(exported.sort());
+  });
+});
+
+describe("the README's Layout", () => {
+  const readme = readFileSync(`${root}README.md`, 'utf8');
+  const layout = readme.slice(readme.indexOf('## Layout'));
+  const named = new Set([...layout.matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+
+  it('names every source file of src/ and workers/ (by its path under src/ or workers/, or its name)', () => {
+    const files = (dir: string): string[] => readdirSync(`${root}${dir}`, { withFileTypes: true }).flatMap((e) => (
+      e.isDirectory() ? files(`${dir}/${e.name}`) : /\.(ts|cts|mjs)$/.test(e.name) ? [`${dir}/${e.name}`] : []
+    ));
+    const sources = [...files('src'), ...files('workers')];
+    expect(sources.length).toBeGreaterThan(40);
+    const unnamed = sources.filter((path) => {
+      const inTop = path.replace(/^(src|workers)\//, '');
+      return !named.has(inTop) && !named.has(path.slice(path.lastIndexOf('/') + 1));
+    });
+    expect(unnamed).toEqual([]);
   });
 });
