@@ -9,6 +9,7 @@ import {
 } from '../workers/protocol.js';
 import type { EngineRequest } from './engine.js';
 import { OutOfMemoryError } from './errors.js';
+import { ALIGN } from './memory.js';
 import { type Box, planBoxes } from './plan.js';
 import type { PoolInternals } from './pool.js';
 import type { Dims, FloatArray } from './validate.js';
@@ -71,11 +72,14 @@ export function place(
   // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
   const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
   const piped = pipeline && !xOnPool && staged === 1 && dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
-  const room = ctx.arena.largestAllocatable() / (piped ? 2 : staged);
+  // Bytes each staged array (each buffer, piped) may take, in whole ALIGN units: its part of the
+  // chunk is rounded up to ALIGN below, so a share rounded down keeps the parts' sum within what is
+  // free (a share of 2 MiB / 3 had let three rounded-up parts pass it by 64 bytes).
+  const room = Math.floor(ctx.arena.largestAllocatable() / (piped ? 2 : staged) / ALIGN) * ALIGN;
   const budget = Math.floor(Math.min(room, (piped ? PIPELINE_CHUNK_ELEMENTS : dims.length) * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
   if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, [!xOnPool || dest !== null, !dyOnPool, !maskOnPool]);
-  const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / 64) * 64;
+  const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / ALIGN) * ALIGN;
   // Pipelined: two buffers, chunk i in buffer i % 2 (x and y in place there).
   const buffers = piped && boxes.length > 1 ? 2 : 1;
   const staging = allocOrThrow(ctx, chunkBytes * staged * buffers, 'a staging chunk');

@@ -233,4 +233,28 @@ describe('out of memory', () => {
       await Promise.all([small.close(), big.close()]);
     });
   }
+
+  it('three staged arrays whose share of the free memory is not a multiple of 64 bytes still fit: the chunks are cut smaller', async () => {
+    // Found by the random cases (seed 9012): a ReLU backward staging x, dy and the mask through a
+    // 2 MB pool took a third of the free bytes per array, rounded each part up to 64 bytes, and
+    // asked for 64 bytes more than there were: an OutOfMemoryError for a call whose unit (a row
+    // group of 3 channels) is a few KB.
+    const shape = [6, 107, 107, 3];
+    const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 1 << 21, initialMemory: 1 << 17 });
+    const big = new Pool({ threads: 2, inlineThreshold: 0 });
+    const x = randomTensor(shape, 'float32', 13);
+    const dy = randomTensor(shape, 'float32', 14);
+    const results: Float32Array[][] = [];
+    for (const p of [big, small]) {
+      const bn = new BatchNorm(3, { pool: p, layout: 'channels-last', activation: 'relu' }).eval();
+      bn.runningMean!.set([0.1, -0.2, 0.3]);
+      const y = await bn.forward(x, shape) as Float32Array;
+      const g = await bn.backward(dy);
+      results.push([y, g.dx as Float32Array, g.dWeight as Float32Array, g.dBias as Float32Array]);
+    }
+    for (let i = 0; i < 4; i++) expect(sameBits(results[1][i], results[0][i])).toBe(true);
+    expect(results[1][1].some((v) => v !== 0)).toBe(true);
+    expect(small.memoryStats.liveBytes).toBe(0);
+    await Promise.all([small.close(), big.close()]);
+  });
 });
