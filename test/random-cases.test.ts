@@ -3,8 +3,8 @@
  * either layout, both dtypes and kernels, ReLU, training or eval, affine or not, input and output
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
- * too small to hold it (staging chunks), and on 3 workers told the cache holds 1 MiB (phased
- * channel groups): the three must agree bit for bit, and the first must match the float64
+ * too small to hold it (staging chunks), on 3 workers told the cache holds 1 MiB (phased channel
+ * groups), and on 3 workers through a smaller pool of 20 pages: all must agree bit for bit, and the first must match the float64
  * reference within the tolerances of forward.test.ts and backward.test.ts. A fixed seed keeps CI
  * repeatable; `BNPOOL_RANDOM_CASES=2000` (and `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
@@ -19,8 +19,14 @@ const CASES = Number(process.env.BNPOOL_RANDOM_CASES ?? 120);
 const SEED = Number(process.env.BNPOOL_RANDOM_SEED ?? 1);
 /** 120 s, and ~40 ms more a case for longer searches (5000 cases took over 120 s here). */
 const TIMEOUT_MS = Math.max(120_000, CASES * 40);
-/** The staging pool's cap: inputs above ~1 MB go through it in chunks. */
-const SMALL_POOL_BYTES = 1 << 21;
+/**
+ * The staging pools' caps, by their index in a kernel's pools: inputs above ~1 MB (~0.6 MB) go
+ * through them in chunks. The second, 20 pages and 3 workers, cuts other chunks than the first
+ * (32 pages, 2 workers) and shares them among three tasks. (Neither caught, at seeds 1, 9013,
+ * 9018 and 9019, the chunk that asked for 64 bytes too many, which seed 9012 found on the first and
+ * test/faults.test.ts now pins.)
+ */
+const SMALL_POOL_BYTES: Readonly<Record<number, number>> = { 1: 1 << 21, 3: 20 * 65536 };
 /** The 3-worker pool's `cacheBytes`. */
 const CACHE_BYTES = 1 << 20;
 
@@ -28,9 +34,10 @@ let pools: Record<'js' | 'wasm', Pool[]>;
 beforeAll(() => {
   const make = (kernel: 'js' | 'wasm'): Pool[] => [
     new Pool({ threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
-    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES, initialMemory: 1 << 17 }),
+    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES[1], initialMemory: 1 << 17 }),
     // A 1 MiB cache budget sends plane-mode training of a few MB through the phased path.
     new Pool({ threads: 3, inlineThreshold: 0, kernel, cacheBytes: CACHE_BYTES }),
+    new Pool({ threads: 3, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES[3], initialMemory: 1 << 16 }),
   ];
   pools = { js: make('js'), wasm: make('wasm') };
 });
@@ -97,11 +104,12 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
+      const cap = SMALL_POOL_BYTES[p] as number | undefined;
       // A staging chunk holds at least one row group of the grid (README, "What copies"): the
       // small pool cannot stage three (x, dy, mask) past ~80k float64 values.
-      if (p === 1 && smallestChunk * 8 * 3 > SMALL_POOL_BYTES * 0.9) continue;
+      if (cap !== undefined && smallestChunk * 8 * 3 > cap * 0.9) continue;
       // Pool arrays only where they leave the small pool room to stage the rest.
-      const fits = p !== 1 || length * 8 * 2 <= SMALL_POOL_BYTES / 2;
+      const fits = cap === undefined || length * 8 * 2 <= cap / 2;
       const onPool = fits && rand() < 0.5;
       const x = onPool ? pool.alloc(length, dtype as 'float64') : new Array_(length);
       x.set(x0);
@@ -123,10 +131,10 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
         // The small pool may refuse a call whose smallest chunk, once per staged array (x unless
         // x and out are on the pool, dy, the mask unless out is), does not fit beside the call's
         // scratch: only such a large one (README, "What copies").
-        if (!(p === 1 && err instanceof OutOfMemoryError)) throw err;
+        if (!(cap !== undefined && err instanceof OutOfMemoryError)) throw err;
         const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
         const need = smallestChunk * Array_.BYTES_PER_ELEMENT * staged + scratchLayout(grid, 0).totalBytes;
-        expect(need, label).toBeGreaterThan(SMALL_POOL_BYTES / 4);
+        expect(need, label).toBeGreaterThan(cap / 4);
         refused++;
       }
       if (onPool) pool.free(x);
@@ -161,6 +169,6 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   }
   expect(checked).toBeGreaterThan(CASES / 2);
   if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
-  // Refusals by the small pool stay rare: the staging path is what it is there to test.
+  // Refusals by the small pools stay rare: the staging path is what they are there to test.
   expect(refused).toBeLessThanOrEqual(CASES / 20);
 }, TIMEOUT_MS);
