@@ -4,9 +4,10 @@
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
  * too small to hold it (staging chunks), on 3 workers told the cache holds 1 MiB (phased channel
- * groups), and on 3 workers through a smaller pool of 20 pages: all must agree bit for bit, and the first must match the float64
- * reference within the tolerances of forward.test.ts and backward.test.ts. A fixed seed keeps CI
- * repeatable; `BNPOOL_RANDOM_CASES=2000` (and `BNPOOL_RANDOM_SEED`) run a longer search locally.
+ * groups), and on 3 workers through a smaller pool of 20 pages: all must agree bit for bit, and
+ * the first must match the float64 reference within the tolerances of forward.test.ts and
+ * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
+ * `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
@@ -106,7 +107,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     for (const [p, pool] of pools[kernel].entries()) {
       const cap = SMALL_POOL_BYTES[p] as number | undefined;
       // A staging chunk holds at least one row group of the grid (README, "What copies"): the
-      // small pool cannot stage three (x, dy, mask) past ~80k float64 values.
+      // 2 MiB pool cannot stage three (x, dy, mask) past ~80k float64 values, the 20-page one ~50k.
       if (cap !== undefined && smallestChunk * 8 * 3 > cap * 0.9) continue;
       // Pool arrays only where they leave the small pool room to stage the rest.
       const fits = cap === undefined || length * 8 * 2 <= cap / 2;
