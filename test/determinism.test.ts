@@ -150,8 +150,11 @@ for (const kernel of KERNELS) {
     });
 
     it('a zero-copy call equals a copying call for any shape, dtype, layout, mode and placement of x, out, dy and dx (property)', async () => {
-      type Place = 'pool' | 'plain' | 'shared';
+      // 'other': on another pool's memory, which the call copies in or writes out as it does an
+      // ordinary shared array, and whose free refuses the array meanwhile.
+      type Place = 'pool' | 'plain' | 'shared' | 'other';
       const inlinePool = new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel });
+      const otherPool = new Pool({ threads: 1, kernel });
       await fc.assert(
         fc.asyncProperty(
           fc.record({
@@ -159,10 +162,10 @@ for (const kernel of KERNELS) {
             dtype: fc.constantFrom('float32' as const, 'float64' as const),
             layout: fc.constantFrom('channels-first' as const, 'channels-last' as const),
             training: fc.boolean(), relu: fc.boolean(), seed: fc.integer({ min: 1, max: 2 ** 30 }), inline: fc.boolean(),
-            xAt: fc.constantFrom<Place>('pool', 'plain', 'shared'),
-            outAt: fc.constantFrom<Place | 'none' | 'x'>('none', 'pool', 'plain', 'shared', 'x'),
-            dyAt: fc.constantFrom<Place>('pool', 'plain', 'shared'),
-            dxAt: fc.constantFrom<Place | 'none'>('none', 'pool', 'plain', 'shared'),
+            xAt: fc.constantFrom<Place>('pool', 'plain', 'shared', 'other'),
+            outAt: fc.constantFrom<Place | 'none' | 'x'>('none', 'pool', 'plain', 'shared', 'other', 'x'),
+            dyAt: fc.constantFrom<Place>('pool', 'plain', 'shared', 'other'),
+            dxAt: fc.constantFrom<Place | 'none'>('none', 'pool', 'plain', 'shared', 'other'),
           }),
           async ({ dims, dtype, layout, training, relu, seed, inline, xAt, outAt, dyAt, dxAt }) => {
             // On the workers, or inline on the calling thread (arrays off the pool: its private memory).
@@ -173,11 +176,11 @@ for (const kernel of KERNELS) {
             const data = randomTensor([shape.reduce((a, b) => a * b), 1], dtype, seed);
             const dyData = randomTensor([data.length, 1], dtype, seed + 1);
             const Ctor = dtype === 'float64' ? Float64Array : Float32Array;
-            const owned: (Float32Array | Float64Array)[] = [];
+            const owned: [Pool, Float32Array | Float64Array][] = [];
             const place = (at: Place, values?: Float32Array | Float64Array) => {
-              const a = at === 'pool' ? pool.alloc(data.length, dtype)
+              const a = at === 'pool' ? pool.alloc(data.length, dtype) : at === 'other' ? otherPool.alloc(data.length, dtype)
                 : at === 'shared' ? new Ctor(new SharedArrayBuffer(data.byteLength)) : new Ctor(data.length);
-              if (at === 'pool') owned.push(a);
+              if (at === 'pool' || at === 'other') owned.push([at === 'pool' ? pool : otherPool, a]);
               if (values === undefined) a.fill(Number.NaN);
               else a.set(values);
               return a;
@@ -204,12 +207,12 @@ for (const kernel of KERNELS) {
               expect(sameBits(got.sums, want.sums), 'dWeight, dBias').toBe(true);
               expect(sameBits(got.running, want.running), 'running statistics').toBe(true);
             } finally {
-              for (const a of owned) pool.free(a);
+              for (const [p, a] of owned) p.free(a);
             }
           },
         ),
         { numRuns: 60, seed: 1 },
-      ).finally(() => inlinePool.close());
+      ).finally(() => Promise.all([inlinePool.close(), otherPool.close()]));
     });
 
     it('the output without out is a new array that no later call overwrites', async () => {
