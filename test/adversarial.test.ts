@@ -1,9 +1,12 @@
-/** Hard data: a large offset with a tiny spread, constant channels, NaN in one channel. */
+/**
+ * Hard data: a large offset with a tiny spread, constant channels, NaN in one channel; values whose
+ * squares, or whose backward's products, leave float32's range.
+ */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
 import { fillChannel, normal, randomTensor, rng } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
-import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
+import { channelStats, dxErrorRatio, maxRelativeError, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
 for (const kernel of KERNELS) {
   describe(`adversarial data (${kernel} kernel)`, () => {
@@ -119,6 +122,35 @@ for (const kernel of KERNELS) {
             expect(r.var[2]).toBe(0);
             expect(r.mean[2]).toBe(Math.fround(0.1));
           });
+        }
+      }
+
+      // The backward's products dy·(x - mean), which the WebAssembly kernel takes in float32 lanes,
+      // past float32's range (1e40: an infinity, and NaN where +Inf meets -Inf) and in its
+      // subnormal range (1e-40), one shape per float32 backward kernel as above, with and without
+      // the ReLU's mask. Channel 2 is constant (every product exactly zero), which stays exact.
+      for (const shape of [[2, 3, 40, 40], [4, 3, 5, 7], [64, 3], [64, 20], [50, 17]]) {
+        for (const [range, spread] of [['past float32', 1e20], ['subnormal in float32', 1e-20]] as const) {
+          for (const activation of [null, 'relu'] as const) {
+            it(`float32 backward whose products dy·(x - mean) are ${range} (channel 1) gives float64's gradients: ${name}, [${shape}], ${activation ?? 'no activation'}`, async () => {
+              const x = randomTensor(shape, 'float32', 8, (c) => (c === 1 ? { offset: 0, spread } : { offset: c - 1.5, spread: 1 + c }));
+              fillChannel(x, shape, 2, () => 0.1);
+              const dy = randomTensor(shape, 'float32', 9, (c) => (c === 1 ? { offset: 0, spread } : { offset: 0.5, spread: 1 }));
+              const bn = new BatchNorm(shape[1], { pool: pools.get(name)!, activation });
+              bn.bias!.set([0.25, 0, 0.5].concat(Array(shape[1] - 3).fill(0.1)));
+              const y = await bn.forward(x, shape);
+              const { dx, dWeight, dBias } = await bn.backward(dy);
+              const g = activation === 'relu' ? dy.map((v, i) => (y[i] <= 0 ? 0 : v)) : dy;
+              const st = channelStats(x, shape);
+              const ref = referenceBackward(x, g, shape, st.mean, st.var.map((v) => 1 / Math.sqrt(v + 1e-5)), bn.weight, true);
+              expect(Math.abs(ref.dWeight[1])).toBeGreaterThan(0);
+              expect(Math.abs(dWeight![1] - ref.dWeight[1])).toBeLessThanOrEqual(1e-6 * Math.abs(ref.dWeight[1]));
+              expect(Math.abs(dBias![1] - ref.dBias[1])).toBeLessThanOrEqual(1e-6 * Math.abs(ref.dBias[1]));
+              expect(dxErrorRatio(dx, ref, g, x, shape, 'float32')).toBeLessThanOrEqual(1);
+              expect(dWeight![2] === 0).toBe(true);
+              expect(Math.abs(dBias![2] - ref.dBias[2])).toBeLessThanOrEqual(1e-6 * Math.abs(ref.dBias[2]));
+            });
+          }
         }
       }
 

@@ -42,6 +42,13 @@ const DISTRIBUTIONS: readonly (readonly [number, number])[] = [
 
 const distribution = fc.constantFrom(...DISTRIBUTIONS);
 
+/**
+ * Spreads of a backward's dy. With the distributions above, 1e20 and 1e-20 make products
+ * dy·(x - mean) past float32's range (up to 1e40) and in its subnormal range (down to ~1e-44),
+ * where the WebAssembly kernel's float32 lanes turn to a float64 pass (README, "Kernels").
+ */
+const DY_SCALES = [1e-3, 1, 1e3, 1e-20, 1e20] as const;
+
 function setup(name: 'js' | 'wasm') {
   const memory = new WebAssembly.Memory({ initial: 160, maximum: 160, shared: true });
   const kernel = createKernel(name, memory, name === 'wasm' ? loadWasmModule() : null);
@@ -327,7 +334,7 @@ for (const name of ['js', 'wasm'] as const) {
             len: fc.integer({ min: 1, max: 1300 }), rows: fc.integer({ min: 1, max: 4 }), offset: fc.integer({ min: 0, max: 3 }),
             gap: fc.integer({ min: 0, max: 9 }), dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }),
             nan: fc.option(fc.nat(), { freq: 4 }), masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }),
-            dyScale: fc.constantFrom(1e-3, 1, 1e3), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
+            dyScale: fc.constantFrom(...DY_SCALES), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
           }),
           ({ len, rows, offset, gap, dist, seed, nan, masked, maskNan, dyScale, meanShift }) => {
             const stride = len + gap;
@@ -373,13 +380,13 @@ for (const name of ['js', 'wasm'] as const) {
             C: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1020, max: 1100 })), S: fc.integer({ min: 1, max: 6 }),
             rows: fc.integer({ min: 1, max: 40 }), offset: fc.integer({ min: 0, max: 3 }), gap: fc.integer({ min: 0, max: 7 }),
             dist: distribution, seed: fc.integer({ min: 1, max: 2 ** 30 }), nan: fc.option(fc.nat(), { freq: 4 }),
-            masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }),
+            masked: fc.boolean(), maskNan: fc.option(fc.nat(), { freq: 4 }), dyScale: fc.constantFrom(...DY_SCALES),
           }),
-          ({ C, S, rows, offset, gap, dist, seed, nan, masked, maskNan }) => {
+          ({ C, S, rows, offset, gap, dist, seed, nan, masked, maskNan, dyScale }) => {
             const rows2 = C > 100 ? Math.min(rows, 4) : rows;
             const stride = C * S + gap;
             const n = rows2 * stride;
-            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale: 1 });
+            const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale });
             const means = draw(C, [0, 1], seed + 3, true).map((v) => dist[0] + v * dist[1]);
             for (let c = 0; c < C; c++) f64[PARAMS / 8 + 4 * c] = means[c];
             const outStride = 32;

@@ -695,6 +695,56 @@ for (const name of ['js', 'wasm'] as const) {
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
     });
+
+    it('float32 backward sums: tiny products that cancel in float32 are summed again, products that are all zero are not', () => {
+      // dy = 1e-25 everywhere and x = 1e-20 and -0.8e-20 in turn around a mean of 0: the float32
+      // products 1e-45 and -0.8e-45 both round to 2^-149 (with their signs) and cancel to exactly
+      // zero in the WebAssembly kernel's lanes, where the sum is 1e-46 a pair (README, "Kernels").
+      // Channel 1 is constant at its mean (0.5): its products are exactly zero, and so is its sum.
+      // The row cases cover short runs, channels in lanes (16 + 4) and a pattern (C = 3); the
+      // scratch past rowScratchBytes(C) holds a guard, as the zero check keeps flags there.
+      const { kernel, f32, f64, i32 } = setup(name);
+      const DY = DATA + (1 << 20);
+      const PARAMS = PAIRED.params;
+      const dy = Math.fround(1e-25);
+      const xOf = (c: number, i: number): number => (c === 1 ? 0.5 : Math.fround(i % 2 === 0 ? 1e-20 : -0.8e-20));
+      const check = (got: number, values: number[], mean: number) => {
+        const want = values.reduce((a, v) => a + dy * (v - mean), 0);
+        expect(Math.abs(got - want)).toBeLessThanOrEqual(1e-12 * Math.abs(want));
+      };
+      // Planes: two runs of 33 of channel 0.
+      const plane = Array.from({ length: 66 }, (_, i) => xOf(0, i));
+      f32.set(plane, DATA / 4);
+      f32.fill(dy, DY / 4, DY / 4 + 66);
+      kernel.bwdStatsPlanes(false, DATA, 33, DY, 33, 0, 33, 2, 33, 0, OUT);
+      expect(f64[OUT / 8]).toBe(66);
+      expect(Math.abs(f64[OUT / 8 + 1] - 66 * dy)).toBeLessThanOrEqual(1e-12 * 66 * dy);
+      check(f64[OUT / 8 + 2], plane, 0);
+      for (const [C, S, rows] of [[3, 5, 6], [20, 1, 10], [3, 1, 16]]) {
+        const rowStride = C * S;
+        const values: number[][] = Array.from({ length: C }, () => []);
+        for (let r = 0; r < rows; r++) {
+          for (let c = 0; c < C; c++) {
+            for (let k = 0; k < S; k++) {
+              const v = xOf(c, r * S + k);
+              f32[DATA / 4 + r * rowStride + c * S + k] = v;
+              values[c].push(v);
+            }
+          }
+        }
+        f32.fill(dy, DY / 4, DY / 4 + rows * rowStride);
+        for (let c = 0; c < C; c++) f64[PARAMS / 8 + 4 * c] = c === 1 ? 0.5 : 0;
+        const end = SCRATCH + rowScratchBytes(C);
+        i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
+        kernel.bwdStatsRows(false, DATA, DY, 0, rows, C, S, rowStride, PARAMS, SCRATCH, OUT, 24);
+        for (let c = 0; c < C; c++) {
+          expect(f64[OUT / 8 + 3 * c]).toBe(rows * S);
+          if (c === 1) expect(f64[OUT / 8 + 3 * c + 2]).toBe(0);
+          else check(f64[OUT / 8 + 3 * c + 2], values[c], 0);
+        }
+        expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+      }
+    });
   });
 }
 

@@ -1,4 +1,5 @@
 import { fold4, masked32, patternLength } from './common';
+import { writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
 import { allZero, dx32, dxNoX32, dxParams32 } from './backward-apply';
 
 // Backward of few interleaved channels (rank 2, C < 16 not a multiple of 4: channels-last images):
@@ -10,7 +11,8 @@ import { allZero, dx32, dxNoX32, dxParams32 } from './backward-apply';
  * values, so position i of a period always holds channel i % C. Σdy and Σdy·(x - hi) are summed
  * per position in f32 lanes over up to 8 periods, folded into f64, and gathered into channels.
  * One and three vectors a period (C = 1, 2; C = 3, 6) keep their sums in registers.
- * acc: hi per position (f32), then Σdy and Σdy·(x - hi) per position (f64): 20 * P bytes.
+ * acc: hi per position (f32), then Σdy and Σdy·(x - hi) per position (f64), then a flag per
+ * position (i32) and zeroProductLanes32's list (P bytes): 25 * P bytes.
  */
 export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
   const useMask = mask != 0;
@@ -47,6 +49,11 @@ export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32
     store<f64>(sF + (i << 3), load<f64>(sF + (i << 3)) + g);
     store<f64>(pF + (i << 3), load<f64>(pF + (i << 3)) + g * <f64>(load<f32>(x + o) - load<f32>(hPat + (i << 2))));
   }
+  // Gathered per channel; a channel whose Σdy·(x - hi) came out exactly zero beside a Σdy that is
+  // not is kept only where every product is zero (backward-partial.ts): checked per position over
+  // the periods, then the tail.
+  const fPat = pF + (P << 3);
+  let check = false;
   for (let c: usize = 0; c < <usize>C; c++) {
     let sdy: f64 = 0;
     let sdx: f64 = 0;
@@ -54,12 +61,28 @@ export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32
       sdy += load<f64>(sF + (i << 3));
       sdx += load<f64>(pF + (i << 3));
     }
-    const mean = load<f64>(params + (c << 5));
-    const lo = mean - <f64><f32>mean;
-    const o = out + c * <usize>outStride;
-    store<f64>(o, <f64>rows);
-    store<f64>(o, sdy, 8);
-    store<f64>(o, sdx - lo * sdy, 16);
+    store<f64>(sF + (c << 3), sdy);
+    store<f64>(pF + (c << 3), sdx);
+    check = check || (sdx == 0 && sdy != 0);
+  }
+  for (let i: usize = 0; i < P; i++) {
+    const c = (i % <usize>C) << 3;
+    store<i32>(fPat + (i << 2), load<f64>(pF + c) == 0 && load<f64>(sF + c) != 0 ? -1 : 0);
+  }
+  if (check) {
+    const list = fPat + (P << 2);
+    zeroProductLanes32(x, dy, mask, <i32>periods, P << 2, <i32>P, hPat, fPat, list);
+    const done = (periods * P) << 2;
+    zeroProductLanes32(x + done, dy + done, useMask ? mask + done : 0, 1, 0, <i32>(total - periods * P), hPat, fPat, list);
+  }
+  const step = <usize>C << 2;
+  for (let c: usize = 0; c < <usize>C; c++) {
+    let zero = true;
+    for (let i = c; i < P; i += <usize>C) zero = zero && load<i32>(fPat + (i << 2)) != 0;
+    writeBwdPartial32(
+      out + c * <usize>outStride, <f64>rows, load<f64>(sF + (c << 3)), load<f64>(pF + (c << 3)), load<f64>(params + (c << 5)), zero,
+      x + (c << 2), dy + (c << 2), useMask ? mask + (c << 2) : 0, rows, step, step, step, 1,
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { fold4, hsum, masked32, masked64, promoteHigh, promoteLow } from './common';
+import { productsZero32, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
 import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
 import { TURN_BYTES } from './stats';
@@ -56,7 +57,6 @@ export function bwdStatsApplyPlanes32(
   apply: bool, useX: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, bf: f32, qHi: f32, df: f32,
 ): void {
   const hi = <f32>mean;
-  const lo = mean - <f64>hi;
   const useMask = mask != 0;
   // out[1], out[2] accumulate (Σdy, Σdy·(x - hi)) run by run.
   store<f64>(out, 0, 8);
@@ -70,9 +70,15 @@ export function bwdStatsApplyPlanes32(
       apply, useX, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, bf, qHi, df,
     );
   }
+  const xRow = <usize>xRowStride << 2;
+  const dyRow = <usize>dyRowStride << 2;
+  const maskRow = <usize>maskRowStride << 2;
   const sdy = load<f64>(out, 8);
-  store<f64>(out, <f64>rows * <f64>len);
-  store<f64>(out, load<f64>(out, 16) - lo * sdy, 16);
+  const sp = load<f64>(out, 16);
+  writeBwdPartial32(
+    out, <f64>rows * <f64>len, sdy, sp, mean, sp == 0 && sdy != 0 && productsZero32(x, dy, mask, rows, xRow, dyRow, maskRow, len, hi),
+    x, dy, mask, rows, xRow, dyRow, maskRow, len,
+  );
 }
 
 export function bwdStatsPlanes64(
@@ -208,7 +214,7 @@ export function bwdStatsRows32(
       );
     }
   }
-  shortBwdPartials32(rows, C, S, params, acc, out, outStride);
+  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
 }
 
 /**
@@ -267,23 +273,28 @@ export function bwdStatsApplyRows32(
       }
     }
   }
-  shortBwdPartials32(rows, C, S, params, acc, out, outStride);
+  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
 }
 
 /**
  * The backward partials of C channels of short runs from their (Σdy, Σdy·(x - hi)) at acc (16
  * bytes a channel): (count, Σdy, Σdy·(x - mean)), with mean = hi + lo at params + 32 * c.
  */
-@inline function shortBwdPartials32(rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32): void {
+@inline function shortBwdPartials32(
+  x: usize, dy: usize, mask: usize, rowBytes: usize, rows: i32, C: i32, S: i32, params: usize, acc: usize, out: usize, outStride: i32,
+): void {
   for (let c = 0; c < C; c++) {
-    const mean = load<f64>(params + (<usize>c << 5));
-    const lo = mean - <f64><f32>mean;
     const a = acc + (<usize>c << 4);
-    const o = out + <usize>c * <usize>outStride;
+    const run = (<usize>c * <usize>S) << 2;
+    const mean = load<f64>(params + (<usize>c << 5));
+    const m = mask != 0 ? mask + run : 0;
     const sdy = load<f64>(a);
-    store<f64>(o, <f64>rows * <f64>S);
-    store<f64>(o, sdy, 8);
-    store<f64>(o, load<f64>(a, 8) - lo * sdy, 16);
+    const sp = load<f64>(a, 8);
+    writeBwdPartial32(
+      out + <usize>c * <usize>outStride, <f64>rows * <f64>S, sdy, sp, mean,
+      sp == 0 && sdy != 0 && productsZero32(x + run, dy + run, m, rows, rowBytes, rowBytes, rowBytes, S, <f32>mean),
+      x + run, dy + run, m, rows, rowBytes, rowBytes, rowBytes, S,
+    );
   }
 }
 
@@ -372,8 +383,9 @@ function bwdColumns64(
 
 /**
  * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
- * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32 and
- * Σdy, Σdy·(x - hi) as f64, each [C rounded up to 4].
+ * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32,
+ * Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C rounded up to 4],
+ * then zeroProductLanes32's list (C rounded up to 4 bytes).
  */
 function bwdColumns32(
   x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
@@ -453,13 +465,20 @@ function bwdColumns32(
     }
     r += tile;
   }
+  // A channel whose Σdy·(x - hi) came out exactly zero beside a Σdy that is not is kept only where
+  // every product is zero (backward-partial.ts): checked down the rows for all such channels at once.
+  const fArr = pArr + (cPad << 3);
+  let check = false;
+  for (let c: usize = 0; c < cPad; c++) {
+    const zero = c < <usize>C && load<f64>(pArr + (c << 3)) == 0 && load<f64>(sArr + (c << 3)) != 0;
+    store<i32>(fArr + (c << 2), zero ? -1 : 0);
+    check = check || zero;
+  }
+  if (check) zeroProductLanes32(x, dy, mask, rows, rowBytes, C, hArr, fArr, fArr + (cPad << 2));
   for (let c: usize = 0; c < <usize>C; c++) {
-    const mean = load<f64>(params + (c << 5));
-    const lo = mean - <f64><f32>mean;
-    const sdy = load<f64>(sArr + (c << 3));
-    const o = out + c * <usize>outStride;
-    store<f64>(o, <f64>rows);
-    store<f64>(o, sdy, 8);
-    store<f64>(o, load<f64>(pArr + (c << 3)) - lo * sdy, 16);
+    writeBwdPartial32(
+      out + c * <usize>outStride, <f64>rows, load<f64>(sArr + (c << 3)), load<f64>(pArr + (c << 3)), load<f64>(params + (c << 5)),
+      load<i32>(fArr + (c << 2)) != 0, x + (c << 2), dy + (c << 2), useMask ? mask + (c << 2) : 0, rows, rowBytes, rowBytes, rowBytes, 1,
+    );
   }
 }

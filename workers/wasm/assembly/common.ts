@@ -30,7 +30,7 @@
  * it can be off by up to 2^-150: over n values, at most n * 2^-150, which is 2^-30 of the sum of
  * squares where that sum is at least n * 2^-120 (and far below float32's own 2^-24 rounding).
  */
-const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
+export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 
 /**
  * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes.
