@@ -93,10 +93,12 @@ export function writeChannelParams(
  * Backward: sums channel c's partials (count, Σdy, Σdy·(x - mean)) in block order, writes
  * dWeight = invstd·Σdy·(x - mean) to WEIGHT[c] and dBias = Σdy to BIAS[c] of the per-channel
  * arrays at channelsByte (C channels), and turns the parameters at paramsByte + 32 * c from
- * (mean, invstd, weight, ·) into (a, b, mean, d), so that dx = a·dy + b·(x - mean) + d. With
+ * (mean, invstd, weight, ·) into (a, k, mean, d), so that dx = a·(dy + k·(x - mean)) + d. With
  * x̂ = (x - mean)·invstd and m values per channel, PyTorch's training-mode gradient
  * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
- * a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval mode has b = d = 0.
+ * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval mode has k = d = 0.
+ * (k, not b = a·k in dx = a·dy + b·(x - mean) + d, which float32 could not hold where x's
+ * spread is large: workers/wasm/assembly/backward-apply.ts.)
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
 export function mergeBackwardChannel(
@@ -118,7 +120,7 @@ export function mergeBackwardChannel(
   mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
   const a = weight * invstd;
   mem[q] = a;
-  mem[q + 1] = training ? -a * invstd * invstd * sdx / count : 0;
+  mem[q + 1] = training ? -invstd * invstd * sdx / count : 0;
   mem[q + 2] = mean;
   mem[q + 3] = training ? -a * sdy / count : 0;
 }

@@ -127,15 +127,17 @@ for (const kernel of KERNELS) {
 
       // The backward's products dy·(x - mean), which the WebAssembly kernel takes in float32 lanes,
       // past float32's range (1e40: an infinity, and NaN where +Inf meets -Inf) and in its
-      // subnormal range (1e-40), one shape per float32 backward kernel as above, with and without
-      // the ReLU's mask. Channel 2 is constant (every product exactly zero), which stays exact.
+      // subnormal range (1e-40); and x of spread 1e25 with dy of 1, whose dx coefficient
+      // b = -weight·invstd³·Σdy(x - mean)/m (~1e-52) float32 cannot hold. One shape per float32
+      // backward kernel as above, with and without the ReLU's mask. Channel 2 is constant (every
+      // product exactly zero), which stays exact.
       for (const shape of [[2, 3, 40, 40], [4, 3, 5, 7], [64, 3], [64, 20], [50, 17]]) {
-        for (const [range, spread] of [['past float32', 1e20], ['subnormal in float32', 1e-20]] as const) {
+        for (const [xSpread, dySpread] of [[1e20, 1e20], [1e-20, 1e-20], [1e25, 1]]) {
           for (const activation of [null, 'relu'] as const) {
-            it(`float32 backward whose products dy·(x - mean) are ${range} (channel 1) gives float64's gradients: ${name}, [${shape}], ${activation ?? 'no activation'}`, async () => {
-              const x = randomTensor(shape, 'float32', 8, (c) => (c === 1 ? { offset: 0, spread } : { offset: c - 1.5, spread: 1 + c }));
+            it(`float32 backward, channel 1 of x spread ${xSpread} and dy spread ${dySpread}, gives float64's gradients: ${name}, [${shape}], ${activation ?? 'no activation'}`, async () => {
+              const x = randomTensor(shape, 'float32', 8, (c) => (c === 1 ? { offset: 0, spread: xSpread } : { offset: c - 1.5, spread: 1 + c }));
               fillChannel(x, shape, 2, () => 0.1);
-              const dy = randomTensor(shape, 'float32', 9, (c) => (c === 1 ? { offset: 0, spread } : { offset: 0.5, spread: 1 }));
+              const dy = randomTensor(shape, 'float32', 9, (c) => (c === 1 ? { offset: 0, spread: dySpread } : { offset: 0.5, spread: 1 }));
               const bn = new BatchNorm(shape[1], { pool: pools.get(name)!, activation });
               bn.bias!.set([0.25, 0, 0.5].concat(Array(shape[1] - 3).fill(0.1)));
               const y = await bn.forward(x, shape);

@@ -1,6 +1,6 @@
 import { fold4, masked32, patternLength } from './common';
 import { writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
-import { allZero, dx32, dxNoX32, dxParams32 } from './backward-apply';
+import { allZero, dx32, dxNoX32, dxParams32, dxScalar32 } from './backward-apply';
 
 // Backward of few interleaved channels (rank 2, C < 16 not a multiple of 4: channels-last images):
 // the sums of backward-stats.ts and the dx of backward-apply.ts, per lane position.
@@ -155,17 +155,17 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
   const useMask = mask != 0;
   const P = <usize>patternLength(C);
   const aA = scratch;
-  const bA = aA + (P << 2);
-  const hA = bA + (P << 2);
+  const kA = aA + (P << 2);
+  const hA = kA + (P << 2);
   const dA = hA + (P << 2);
   dxParams32(params, C, P, aA);
   const total = <usize>rows * <usize>C;
-  if (!allZero<f32>(bA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, true);
-  else applyPattern32(x, dy, mask, dx, total, P, aA, bA, hA, dA, useMask, false);
+  if (!allZero<f32>(kA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, dA, useMask, true);
+  else applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, dA, useMask, false);
 }
 
 @inline function applyPattern32(
-  x: usize, dy: usize, mask: usize, dx: usize, total: usize, P: usize, aA: usize, bA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+  x: usize, dy: usize, mask: usize, dx: usize, total: usize, P: usize, aA: usize, kA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
 ): void {
   const V = P >> 2;
   const periods = total / P;
@@ -177,7 +177,7 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
       let g = v128.load(dy + o);
       if (useMask) g = masked32(g, mask + o, 0);
       v128.store(dx + o, useX
-        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(bA + k), v128.load(hA + k), v128.load(dA + k))
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(kA + k), v128.load(hA + k), v128.load(dA + k))
         : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
     }
   }
@@ -186,7 +186,7 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
     const k = (e % P) << 2;
     const g = useMask && load<f32>(mask + o) <= 0 ? <f32>0 : load<f32>(dy + o);
     store<f32>(dx + o, useX
-      ? (load<f32>(aA + k) * g + load<f32>(bA + k) * (load<f32>(x + o) - load<f32>(hA + k))) + load<f32>(dA + k)
+      ? dxScalar32(g, load<f32>(x + o), load<f32>(aA + k), load<f32>(kA + k), load<f32>(hA + k), load<f32>(dA + k))
       : load<f32>(aA + k) * g + load<f32>(dA + k));
   }
 }

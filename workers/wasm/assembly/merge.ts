@@ -135,9 +135,9 @@ const BIAS = 4;
  * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
  * Σdy·(x - mean)) in block order; writes dWeight = invstd·Σdy·(x - mean) over WEIGHT and
  * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns
- * params + 32 * c from (mean, invstd, weight, ·) into (a, b, mean, d) for
- * dx = a·dy + b·(x - mean) + d, with m values per channel:
- * training: a = weight·invstd, b = -a·invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: b = d = 0.
+ * params + 32 * c from (mean, invstd, weight, ·) into (a, k, mean, d) for
+ * dx = a·(dy + k·(x - mean)) + d, with m values per channel:
+ * training: a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: k = d = 0.
  * The same operations, in the same order, as src/merge.ts.
  */
 export function mergeBackward(
@@ -160,7 +160,7 @@ export function mergeBackward(
     store<f64>(arrayAt(channels, C, BIAS, c), sdy);
     const a = weight * invstd;
     store<f64>(q, a);
-    store<f64>(q, training ? -a * invstd * invstd * sdx / count : 0, 8);
+    store<f64>(q, training ? -invstd * invstd * sdx / count : 0, 8);
     store<f64>(q, mean, 16);
     store<f64>(q, training ? -a * sdy / count : 0, 24);
   }
