@@ -268,7 +268,7 @@ function channelsView(ctx: PoolInternals, layout: ScratchLayout, C: number, k: n
 
 /**
  * A synced backward's all-reduce: hands the merged local sums (Σdy, Σdy·x̂) to the caller, then
- * rewrites each channel's dx coefficients k and d from the sums over every shard and their count,
+ * rewrites each channel's dx coefficients k and e from the sums over every shard and their count,
  * as mergeBackwardChannel does from local ones (a = weight·invstd stays). dWeight and dBias stay
  * this shard's, as in PyTorch's SyncBatchNorm, whose parameter gradients are reduced with the
  * model's others.
@@ -288,8 +288,7 @@ async function reduceGradients(
   const f64 = ctx.views.f64;
   for (let c = 0; c < grid.C; c++) {
     const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
-    const a = f64[q];
     f64[q + 1] = -invstd[c] * sumDyXhat[c] / count;
-    f64[q + 3] = -a * sumDy[c] / count;
+    f64[q + 3] = -sumDy[c] / count;
   }
 }

@@ -93,12 +93,12 @@ export function writeChannelParams(
  * Backward: sums channel c's partials (count, Σdy, Σdy·(x - mean)) in block order, writes
  * dWeight = invstd·Σdy·(x - mean) to WEIGHT[c] and dBias = Σdy to BIAS[c] of the per-channel
  * arrays at channelsByte (C channels), and turns the parameters at paramsByte + 32 * c from
- * (mean, invstd, weight, ·) into (a, k, mean, d), so that dx = a·(dy + k·(x - mean)) + d. With
+ * (mean, invstd, weight, ·) into (a, k, mean, e), so that dx = a·(dy + k·(x - mean) + e). With
  * x̂ = (x - mean)·invstd and m values per channel, PyTorch's training-mode gradient
  * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
- * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval mode has k = d = 0.
- * (k, not b = a·k in dx = a·dy + b·(x - mean) + d, which float32 could not hold where x's
- * spread is large: workers/wasm/assembly/backward-apply.ts.)
+ * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval mode has k = e = 0.
+ * (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
+ * not hold where x's spread is large: workers/wasm/assembly/backward-apply.ts.)
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
 export function mergeBackwardChannel(
@@ -122,7 +122,7 @@ export function mergeBackwardChannel(
   mem[q] = a;
   mem[q + 1] = training ? -invstd * invstd * sdx / count : 0;
   mem[q + 2] = mean;
-  mem[q + 3] = training ? -a * sdy / count : 0;
+  mem[q + 3] = training ? -sdy / count : 0;
 }
 
 /**

@@ -178,16 +178,16 @@ function bwdPartialError(
   return check('Σdy', got[1], s1, rel * abs1) ?? check('Σdy·(x - mean)', got[2], s2, rel * abs2);
 }
 
-/** dx = a·(dy + k·(x - mean)) + d (dy masked) against float64, or what is wrong; x unread where k is 0. */
+/** dx = a·(dy + k·(x - mean) + e) (dy masked) against float64, or what is wrong; x unread where k is 0. */
 function dxError(
-  got: number, x: number, dy: number, pass: boolean, a: number, k: number, mean: number, d: number, f64: boolean,
+  got: number, x: number, dy: number, pass: boolean, a: number, k: number, mean: number, e: number, f64: boolean,
 ): string | null {
   const g = pass ? dy : 0;
   const centred = k === 0 ? 0 : x - mean;
-  const want = a * (g + k * centred) + d;
+  const want = a * (g + k * centred + e);
   if (Number.isNaN(want)) return Number.isNaN(got) ? null : `${got} where NaN went in`;
   const ulp = f64 ? 2 ** -52 : 2 ** -23;
-  const tol = 4 * ulp * (Math.abs(a) * (Math.abs(g) + Math.abs(k * centred)) + Math.abs(d) + Math.abs(want))
+  const tol = 4 * ulp * (Math.abs(a) * (Math.abs(g) + Math.abs(k * centred) + Math.abs(e)) + Math.abs(want))
     + (f64 ? 0 : 4 * ulp * 2 ** -23 * Math.abs(a * k * mean))
     + (f64 ? 2 ** -1074 : 2 ** -149) * (3 + (1 + Math.abs(a)) * (1 + Math.abs(g) + Math.abs(centred)));
   return Math.abs(got - want) <= tol ? null : `${got} for x = ${x}, dy = ${g}: want ${want} within ${tol}`;
@@ -358,9 +358,9 @@ for (const name of ['js', 'wasm'] as const) {
             maskNan: fc.option(fc.nat(), { freq: 4 }), a: fc.double({ min: -1e3, max: 1e3, noNaN: true }),
             // k = 0 is eval mode: x is not read, so a NaN in x leaves dx finite.
             k: fc.oneof(fc.constant(0), fc.double({ min: -1e3, max: 1e3, noNaN: true })),
-            d: fc.double({ min: -10, max: 10, noNaN: true }), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
+            e: fc.double({ min: -10, max: 10, noNaN: true }), meanShift: fc.double({ min: -3, max: 3, noNaN: true }),
           }),
-          ({ len, rows, offset, dxOffset, gap, dist, seed, nan, masked, maskNan, a, k, d, meanShift }) => {
+          ({ len, rows, offset, dxOffset, gap, dist, seed, nan, masked, maskNan, a, k, e, meanShift }) => {
             const stride = len + gap;
             const n = rows * stride;
             const { xs, dys, mask, at } = placeBackward({ n, dist, seed, nan, masked, maskNan, offset, dyScale: 1 });
@@ -368,9 +368,9 @@ for (const name of ['js', 'wasm'] as const) {
             x.fill(GUARD, dxBase - 4, dxBase + n + 4);
             const mean = dist[0] + meanShift * dist[1];
             kernel.bwdApplyPlanes(
-              wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, dxBase * bpe, stride, rows, len, a, k, mean, d,
+              wide, at(DATA), stride, at(DY), stride, mask === null ? 0 : at(MASK), stride, dxBase * bpe, stride, rows, len, a, k, mean, e,
             );
-            expect(firstWrong(x, dxBase, n, stride, len, (i) => dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, k, mean, d, wide))).toBeNull();
+            expect(firstWrong(x, dxBase, n, stride, len, (i) => dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, k, mean, e, wide))).toBeNull();
           },
         ), { numRuns: RUNS, seed: SEED });
       });
@@ -427,8 +427,8 @@ for (const name of ['js', 'wasm'] as const) {
             for (let c = 0; c < C; c++) f64.set(params(c), PARAMS / 8 + 4 * c);
             kernel.bwdApplyRows(wide, at(DATA), at(DY), mask === null ? 0 : at(MASK), dxBase * bpe, rows2, C, S, stride, PARAMS, SCRATCH);
             expect(firstWrong(x, dxBase, n, stride, C * S, (i) => {
-              const [a, k, mean, d] = params(Math.floor((i % stride) / S));
-              return dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, k, mean, d, wide);
+              const [a, k, mean, e] = params(Math.floor((i % stride) / S));
+              return dxError(x[dxBase + i], xs[i], dys[i], passes(mask, i), a, k, mean, e, wide);
             })).toBeNull();
           },
         ), { numRuns: RUNS, seed: SEED });

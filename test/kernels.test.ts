@@ -263,12 +263,12 @@ for (const name of ['js', 'wasm'] as const) {
               if (len === 1025) x[qx + 7] = NaN; // the other block's x: dx NaN there where k != 0
               x.fill(GUARD, d1 - 4, d2 + rows * dxStride + 4);
               const mask = (at: number): number => (masked ? at * bpe : 0);
-              const [mean, a, qMean, d] = [1.3, 0.75, 1.6, -0.125];
+              const [mean, a, qMean, e] = [1.3, 0.75, 1.6, -0.125];
               kernel.bwdStatsPlanes(f64Data, xs * bpe, stride, gs * bpe, stride, mask(ms), stride, rows, len, mean, P1);
-              kernel.bwdApplyPlanes(f64Data, qx * bpe, stride, qg * bpe, stride, mask(qm), stride, d1 * bpe, dxStride, rows, len, a, k, qMean, d);
+              kernel.bwdApplyPlanes(f64Data, qx * bpe, stride, qg * bpe, stride, mask(qm), stride, d1 * bpe, dxStride, rows, len, a, k, qMean, e);
               kernel.bwdStatsApplyPlanes(
                 f64Data, xs * bpe, stride, gs * bpe, stride, mask(ms), stride, rows, len, mean, P2,
-                qx * bpe, qg * bpe, mask(qm), d2 * bpe, dxStride, a, k, qMean, d,
+                qx * bpe, qg * bpe, mask(qm), d2 * bpe, dxStride, a, k, qMean, e,
               );
               expect(f64.slice(P2 / 8, P2 / 8 + 3)).toEqual(f64.slice(P1 / 8, P1 / 8 + 3));
               expect(x.slice(d2 - 4, d2 + rows * dxStride)).toEqual(x.slice(d1 - 4, d1 + rows * dxStride));
@@ -279,7 +279,7 @@ for (const name of ['js', 'wasm'] as const) {
               }
               expect(f64[P2 / 8 + 1]).toBeCloseTo(sumDy, 3);
               const g0 = masked && x[qm] <= 0 ? 0 : x[qg];
-              expect(x[d2]).toBeCloseTo(a * (g0 + k * (x[qx] - qMean)) + d, 5);
+              expect(x[d2]).toBeCloseTo(a * (g0 + k * (x[qx] - qMean) + e), 5);
             }
           }
         }
@@ -389,7 +389,7 @@ for (const name of ['js', 'wasm'] as const) {
             const d1 = OUT / bpe + ((off + 1) % 4);
             const d2 = d1 + total + 16;
             x.fill(GUARD, d1 - 4, d2 + total + 4);
-            // The reduced channels' means, then the dx side's (a, k, mean, d): k = 0 for one channel
+            // The reduced channels' means, then the dx side's (a, k, mean, e): k = 0 for one channel
             // in three (x is not read there).
             for (let c = 0; c < C; c++) f64[params / 8 + 4 * c] = 1.4 + 0.01 * c;
             const q = params + 32 * C;
@@ -420,9 +420,9 @@ for (const name of ['js', 'wasm'] as const) {
             }
             expect(f64[P2 / 8 + ((C - 1) * 40) / 8 + 1]).toBeCloseTo(sumDy, 3);
             const i0 = n0 + (nC - 1) * S;
-            const [a, k, qMean, d] = [0, 1, 2, 3].map((j) => f64[q / 8 + 4 * (nC - 1) + j]);
+            const [a, k, qMean, e] = [0, 1, 2, 3].map((j) => f64[q / 8 + 4 * (nC - 1) + j]);
             const g0 = masked && x[ms + i0] <= 0 ? 0 : x[gs + i0];
-            expect(x[d2 + i0]).toBeCloseTo(a * (g0 + (k === 0 ? 0 : k * (x[xs + i0] - qMean))) + d, 5);
+            expect(x[d2 + i0]).toBeCloseTo(a * (g0 + (k === 0 ? 0 : k * (x[xs + i0] - qMean)) + e), 5);
             expect(x[d2 + n0 - 1]).toBe(GUARD);
           }
         }

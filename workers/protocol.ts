@@ -149,7 +149,7 @@ export interface Task {
   /**
    * Set for a backward call: the statistics ops reduce (Σdy, Σdy·(x - mean)) against the mean in
    * the parameters, the merge produces the dx coefficients ('train' or 'eval' formulas), and the
-   * normalize ops write dx = a·(dy + k·(x - mean)) + d to the region's y.
+   * normalize ops write dx = a·(dy + k·(x - mean) + e) to the region's y.
    */
   readonly backward: 'train' | 'eval' | null;
   /** Forward: apply ReLU in the normalize pass. */
@@ -223,7 +223,7 @@ export type TaskResult =
 export const PARTIAL_BYTES = 24;
 /**
  * Bytes of one channel's parameters, four float64, interleaved for the kernels: (mean, scale, bias,
- * unused) for normalizing; for backward, (mean, invstd, weight, 0) in and (a, k, mean, d) out.
+ * unused) for normalizing; for backward, (mean, invstd, weight, 0) in and (a, k, mean, e) out.
  */
 export const PARAM_BYTES = 32;
 

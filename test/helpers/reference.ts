@@ -141,7 +141,7 @@ export function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>
 /**
  * PyTorch's gradients, in float64, and the coefficients of dx = a·dy + b·(x - mean) + d
  * (a = weight·invstd, b = -a·invstd·Σdy·x̂/m, d = -a·Σdy/m; b = d = 0 in eval; the kernels
- * compute a·(dy + k·(x - mean)) + d with b = a·k), with bAbs and dAbs: the same made of Σ|dy·x̂|
+ * compute a·(dy + k·(x - mean) + e) with b = a·k and d = a·e), with bAbs and dAbs: the same made of Σ|dy·x̂|
  * and Σ|dy|, the scale of the sums' rounding error.
  */
 export function referenceBackward(

@@ -208,18 +208,18 @@ export class JsKernel implements Kernel {
   bwdStatsApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
-    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, d: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, e: number,
   ): void {
     bwdStatsThenApplyPlanes(
       this, f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
-      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, d,
+      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, e,
     );
   }
 
   bwdApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
-    rows: number, len: number, a: number, k: number, mean: number, d: number,
+    rows: number, len: number, a: number, k: number, mean: number, e: number,
   ): void {
     this.#views();
     const v = f64 ? this.#f64 : this.#f32;
@@ -231,8 +231,8 @@ export class JsKernel implements Kernel {
       const ms = maskByte / bpe + r * maskRowStride;
       for (let i = 0; i < len; i++) {
         const g = maskByte !== 0 && v[ms + i] <= 0 ? 0 : v[gs + i];
-        // k = 0 (eval mode): dx = a·dy + d, x unread, as in the WebAssembly kernel.
-        v[os + i] = k === 0 ? a * g + d : a * (g + k * (v[xs + i] - mean)) + d;
+        // k = 0 (eval mode): dx = a·(dy + e), x unread, as in the WebAssembly kernel.
+        v[os + i] = k === 0 ? a * (g + e) : a * ((g + e) + k * (v[xs + i] - mean));
       }
     }
   }

@@ -127,27 +127,27 @@ export interface Kernel {
   ): void;
 
   /**
-   * dx = a·(dy + k·(x - mean)) + d over `rows` runs of `len` (each array with its own row stride),
+   * dx = a·(dy + k·(x - mean) + e) over `rows` runs of `len` (each array with its own row stride),
    * dy masked as above. Where k is 0 (eval mode) the term is dropped and x is not read, so a NaN or
-   * infinite x leaves dx = a·dy + d, as PyTorch's eval-mode gradient weight·invstd·dy.
+   * infinite x leaves dx = a·(dy + e), as PyTorch's eval-mode gradient weight·invstd·dy.
    */
   bwdApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
-    rows: number, len: number, a: number, k: number, mean: number, d: number,
+    rows: number, len: number, a: number, k: number, mean: number, e: number,
   ): void;
 
   /**
    * bwdStatsPlanes over one block and, in step with it, bwdApplyPlanes over a block of the same
    * shape of another channel (x, dy, the mask and dx at `qxByte`, `qdyByte`, `qmByte` (0: none,
    * as `maskByte`) and `qdxByte`, row strides as the first block's and `dxRowStride`), with that
-   * channel's a, k, mean and d. The partial and dx are those of the two ops called apart, bit for
+   * channel's a, k, mean and e. The partial and dx are those of the two ops called apart, bit for
    * bit; the WebAssembly kernel interleaves them (float32), as statsNormPlanes.
    */
   bwdStatsApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
-    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, d: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, e: number,
   ): void;
 
   /**
@@ -161,7 +161,7 @@ export interface Kernel {
   ): void;
 
   /**
-   * dx over `rows` rows of C * S values, `rowStride` apart (every array alike), channel c's (a, k, mean, d) at
+   * dx over `rows` rows of C * S values, `rowStride` apart (every array alike), channel c's (a, k, mean, e) at
    * `paramsByte + 32 * c`; x unread where k is 0, as in `bwdApplyPlanes`.
    */
   bwdApplyRows(
@@ -185,8 +185,8 @@ export interface Kernel {
   /**
    * For channels [c0, c1): sums the backward partials in block order, writes dWeight and dBias
    * over WEIGHT and BIAS of the per-channel arrays of C channels at `channelsByte`, and turns
-   * `paramsByte + 32 * c` from (mean, invstd, weight, ·) into (a, k, mean, d) for
-   * `bwdApplyPlanes` (k = d = 0 when not `training`).
+   * `paramsByte + 32 * c` from (mean, invstd, weight, ·) into (a, k, mean, e) for
+   * `bwdApplyPlanes` (k = e = 0 when not `training`).
    */
   mergeBackward(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
@@ -278,10 +278,10 @@ export function bwdStatsThenApplyRows(
 export function bwdStatsThenApplyPlanes(
   kernel: Kernel, f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
   maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
-  qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, d: number,
+  qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, e: number,
 ): void {
   kernel.bwdStatsPlanes(f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte);
-  kernel.bwdApplyPlanes(f64, qxByte, xRowStride, qdyByte, dyRowStride, qmByte, maskRowStride, qdxByte, dxRowStride, rows, len, a, k, qMean, d);
+  kernel.bwdApplyPlanes(f64, qxByte, xRowStride, qdyByte, dyRowStride, qmByte, maskRowStride, qdxByte, dxRowStride, rows, len, a, k, qMean, e);
 }
 
 /** Scratch a task needs for the row-mode kernels of C channels. */

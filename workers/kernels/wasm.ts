@@ -30,10 +30,10 @@ interface WasmExports {
   bwdStatsPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number): void;
   bwdStatsApplyPlanes32(
     x: number, xs: number, dy: number, dys: number, m: number, ms: number, rows: number, len: number, mean: number, out: number,
-    qx: number, qdy: number, qm: number, qdx: number, dxs: number, a: number, k: number, qMean: number, d: number,
+    qx: number, qdy: number, qm: number, qdx: number, dxs: number, a: number, k: number, qMean: number, e: number,
   ): void;
-  bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, d: number): void;
-  bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, d: number): void;
+  bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, e: number): void;
+  bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, e: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
   prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number): void;
@@ -155,28 +155,28 @@ export class WasmKernel implements Kernel {
   bwdStatsApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, rows: number, len: number, mean: number, outByte: number,
-    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, d: number,
+    qxByte: number, qdyByte: number, qmByte: number, qdxByte: number, dxRowStride: number, a: number, k: number, qMean: number, e: number,
   ): void {
     if (!f64) {
       this.#k.bwdStatsApplyPlanes32(
         xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
-        qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, d,
+        qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, e,
       );
       return;
     }
     bwdStatsThenApplyPlanes(
       this, f64, xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, rows, len, mean, outByte,
-      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, d,
+      qxByte, qdyByte, qmByte, qdxByte, dxRowStride, a, k, qMean, e,
     );
   }
 
   bwdApplyPlanes(
     f64: boolean, xByte: number, xRowStride: number, dyByte: number, dyRowStride: number,
     maskByte: number, maskRowStride: number, dxByte: number, dxRowStride: number,
-    rows: number, len: number, a: number, k: number, mean: number, d: number,
+    rows: number, len: number, a: number, k: number, mean: number, e: number,
   ): void {
-    if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, k, mean, d);
-    else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, k, mean, d);
+    if (f64) this.#k.bwdApplyPlanes64(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, k, mean, e);
+    else this.#k.bwdApplyPlanes32(xByte, xRowStride, dyByte, dyRowStride, maskByte, maskRowStride, dxByte, dxRowStride, rows, len, a, k, mean, e);
   }
 
   bwdStatsRows(

@@ -1,7 +1,7 @@
 import { masked32, masked64 } from './common';
 import { bwdApplyPattern32 } from './backward-pattern';
 
-// Backward, its output: dx = a·(dy + k·(x - mean)) + d per channel, with a, k and d made from the
+// Backward, its output: dx = a·(dy + k·(x - mean) + e) per channel, with a, k and e made from the
 // sums of backward-stats.ts by the merge (mergeBackward). dy is masked by the forward's output as
 // there. Where k is 0 (every channel of an eval-mode gradient, dx = weight·invstd·dy) the loops
 // drop the k·(x - mean) term and never read x, as PyTorch's formula does: a NaN or infinite x
@@ -9,25 +9,29 @@ import { bwdApplyPattern32 } from './backward-pattern';
 // training mode (the sums, hence k, are then NaN), so training results are unchanged.
 
 /**
- * dx = a·(g + k·(x - hi)) + d in float32 lanes (the scalar tails compute the same: dxScalar32).
- * The kernels took a·g + b·(x - hi) with b = a·k until 2026-12-02: b = -weight·invstd³·Σdy(x -
- * mean)/m is a product of small factors where x's spread is large (~1e-52 at a spread of 1e25,
- * which float32 holds as 0: dx lost its x term, up to 1/sqrt(m) of dx), while k, PyTorch's own
- * factor, stays near 1/(spread·sqrt(m)). The same five operations a vector.
+ * dx = a·((g + e) + k·(x - hi)) in float32 lanes (the scalar tails compute the same: dxScalar32),
+ * the factors of PyTorch's formula weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)), and its order:
+ * dy and -mean(dy), the largest terms where dy has a large common part, cancel first (dy of
+ * 1000 ± 1e-3: dx within 1.0e-2-4.4e-2 of its largest value, against 2.8e-2-6.5e-2 with k·t added
+ * to dy first; float32's own steps at 1000, 6e-5, are 6% of that spread). The kernels
+ * took a·g + b·(x - hi) + d with b = a·k and d = a·e until 2026-12-02: b = -weight·invstd³·Σdy(x
+ * - mean)/m is a product of small factors where x's spread is large (~1e-52 at a spread of 1e25,
+ * which float32 holds as 0: dx lost its x term, up to 1/sqrt(m) of dx), while k stays near
+ * 1/(spread·sqrt(m)); and a·g and d could each overflow to infinities of opposite signs (NaN)
+ * where dx itself is only past float32's range. The same five operations a vector.
  */
-@inline export function dx32(g: v128, x: v128, av: v128, kv: v128, hv: v128, dv: v128): v128 {
-  return f32x4.add(f32x4.mul(av, f32x4.add(g, f32x4.mul(kv, f32x4.sub(x, hv)))), dv);
+@inline export function dx32(g: v128, x: v128, av: v128, kv: v128, hv: v128, ev: v128): v128 {
+  return f32x4.mul(av, f32x4.add(f32x4.add(g, ev), f32x4.mul(kv, f32x4.sub(x, hv))));
 }
 
 /** dx32's scalar form. */
-@inline export function dxScalar32(g: f32, x: f32, af: f32, kf: f32, hi: f32, df: f32): f32 {
-  return af * (g + kf * (x - hi)) + df;
+@inline export function dxScalar32(g: f32, x: f32, af: f32, kf: f32, hi: f32, ef: f32): f32 {
+  return af * ((g + ef) + kf * (x - hi));
 }
 
-
-/** dx32 where k is 0: a·g + d, x unread. */
-@inline export function dxNoX32(g: v128, av: v128, dv: v128): v128 {
-  return f32x4.add(f32x4.mul(av, g), dv);
+/** dx32 where k is 0: a·(g + e), x unread. */
+@inline export function dxNoX32(g: v128, av: v128, ev: v128): v128 {
+  return f32x4.mul(av, f32x4.add(g, ev));
 }
 
 /** True when the `n` values of type T from `at` are all 0 (the k coefficients of lanes). */
@@ -37,39 +41,39 @@ export function allZero<T>(at: usize, n: usize): bool {
 }
 
 /**
- * dx = a·(dy + k·(x - mean)) + d over `rows` runs of `len` (x, dy, the mask and dx each with
- * their own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -a·k·lo
- * folded into d in f64.
+ * dx = a·(dy + k·(x - mean) + e) over `rows` runs of `len` (x, dy, the mask and dx each with
+ * their own row stride), dy masked as in bwdStatsPlanes. float32: (x - hi) in f32, and -k·lo
+ * folded into e in f64.
  */
 export function bwdApplyPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
-  rows: i32, len: i32, a: f64, k: f64, mean: f64, d: f64,
+  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64,
 ): void {
-  if (k != 0) applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, d, true);
-  else applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, d, false);
+  if (k != 0) applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, true);
+  else applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, false);
 }
 
 @inline function applyPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
-  rows: i32, len: i32, a: f64, k: f64, mean: f64, d: f64, useX: bool,
+  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64, useX: bool,
 ): void {
   const hi = <f32>mean;
   const af = <f32>a;
   const kf = <f32>k;
-  const df = applyShift32(a, k, mean, d);
+  const ef = applyShift32(k, mean, e);
   const useMask = mask != 0;
   for (let r = 0; r < rows; r++) {
     applyRun32(
       x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
       mask + ((<usize>r * <usize>maskRowStride) << 2), dx + ((<usize>r * <usize>dxRowStride) << 2),
-      len, af, kf, hi, df, useX, useMask,
+      len, af, kf, hi, ef, useX, useMask,
     );
   }
 }
 
-/** The float32 d of bwdApplyPlanes32: d - a·k·lo, with lo the part of the mean below float32's. */
-@inline export function applyShift32(a: f64, k: f64, mean: f64, d: f64): f32 {
-  return <f32>(d - a * k * (mean - <f64><f32>mean));
+/** The float32 e of bwdApplyPlanes32: e - k·lo, with lo the part of the mean below float32's. */
+@inline export function applyShift32(k: f64, mean: f64, e: f64): f32 {
+  return <f32>(e - k * (mean - <f64><f32>mean));
 }
 
 /**
@@ -77,11 +81,11 @@ export function bwdApplyPlanes32(
  * length or start: a run may be cut anywhere).
  */
 @inline export function applyRun32(
-  px: usize, pg: usize, pm: usize, po: usize, len: i32, af: f32, kf: f32, hi: f32, df: f32, useX: bool, useMask: bool,
+  px: usize, pg: usize, pm: usize, po: usize, len: i32, af: f32, kf: f32, hi: f32, ef: f32, useX: bool, useMask: bool,
 ): void {
   const av = f32x4.splat(af);
   const kv = f32x4.splat(kf);
-  const dv = f32x4.splat(df);
+  const ev = f32x4.splat(ef);
   const hv = f32x4.splat(hi);
   const end = px + (<usize>len << 2);
   // Four vectors an iteration, so that their loads and arithmetic overlap (same operations per
@@ -97,10 +101,10 @@ export function bwdApplyPlanes32(
       g2 = masked32(g2, pm, 32);
       g3 = masked32(g3, pm, 48);
     }
-    v128.store(po, useX ? dx32(g0, v128.load(px), av, kv, hv, dv) : dxNoX32(g0, av, dv));
-    v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, kv, hv, dv) : dxNoX32(g1, av, dv), 16);
-    v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, kv, hv, dv) : dxNoX32(g2, av, dv), 32);
-    v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, kv, hv, dv) : dxNoX32(g3, av, dv), 48);
+    v128.store(po, useX ? dx32(g0, v128.load(px), av, kv, hv, ev) : dxNoX32(g0, av, ev));
+    v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, kv, hv, ev) : dxNoX32(g1, av, ev), 16);
+    v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, kv, hv, ev) : dxNoX32(g2, av, ev), 32);
+    v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, kv, hv, ev) : dxNoX32(g3, av, ev), 48);
     px += 64;
     pg += 64;
     pm += 64;
@@ -109,7 +113,7 @@ export function bwdApplyPlanes32(
   while (px + 16 <= end) {
     let g = v128.load(pg);
     if (useMask) g = masked32(g, pm, 0);
-    v128.store(po, useX ? dx32(g, v128.load(px), av, kv, hv, dv) : dxNoX32(g, av, dv));
+    v128.store(po, useX ? dx32(g, v128.load(px), av, kv, hv, ev) : dxNoX32(g, av, ev));
     px += 16;
     pg += 16;
     pm += 16;
@@ -117,7 +121,7 @@ export function bwdApplyPlanes32(
   }
   while (px < end) {
     const g = useMask && load<f32>(pm) <= 0 ? <f32>0 : load<f32>(pg);
-    store<f32>(po, useX ? dxScalar32(g, load<f32>(px), af, kf, hi, df) : af * g + df);
+    store<f32>(po, useX ? dxScalar32(g, load<f32>(px), af, kf, hi, ef) : af * (g + ef));
     px += 4;
     pg += 4;
     pm += 4;
@@ -127,19 +131,19 @@ export function bwdApplyPlanes32(
 
 export function bwdApplyPlanes64(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
-  rows: i32, len: i32, a: f64, k: f64, mean: f64, d: f64,
+  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64,
 ): void {
-  if (k != 0) applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, d, true);
-  else applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, d, false);
+  if (k != 0) applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, true);
+  else applyPlanes64(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, false);
 }
 
 @inline function applyPlanes64(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
-  rows: i32, len: i32, a: f64, k: f64, mean: f64, d: f64, useX: bool,
+  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64, useX: bool,
 ): void {
   const av = f64x2.splat(a);
   const kv = f64x2.splat(k);
-  const dv = f64x2.splat(d);
+  const ev = f64x2.splat(e);
   const mv = f64x2.splat(mean);
   const useMask = mask != 0;
   for (let r = 0; r < rows; r++) {
@@ -152,8 +156,8 @@ export function bwdApplyPlanes64(
       let g = v128.load(pg);
       if (useMask) g = masked64(g, pm);
       v128.store(po, useX
-        ? f64x2.add(f64x2.mul(av, f64x2.add(g, f64x2.mul(kv, f64x2.sub(v128.load(px), mv)))), dv)
-        : f64x2.add(f64x2.mul(av, g), dv));
+        ? f64x2.mul(av, f64x2.add(f64x2.add(g, ev), f64x2.mul(kv, f64x2.sub(v128.load(px), mv))))
+        : f64x2.mul(av, f64x2.add(g, ev)));
       px += 16;
       pg += 16;
       pm += 16;
@@ -161,13 +165,13 @@ export function bwdApplyPlanes64(
     }
     if (px < end) {
       const g = useMask && load<f64>(pm) <= 0 ? 0 : load<f64>(pg);
-      store<f64>(po, useX ? a * (g + k * (load<f64>(px) - mean)) + d : a * g + d);
+      store<f64>(po, useX ? a * ((g + e) + k * (load<f64>(px) - mean)) : a * (g + e));
     }
   }
 }
 
 /**
- * dx over `rows` contiguous rows of C * S values with channel c's (a, k, mean, d) at
+ * dx over `rows` contiguous rows of C * S values with channel c's (a, k, mean, e) at
  * params + 32 * c. For S = 1, channels in lanes with the coefficients as float32 arrays in
  * `scratch` (rowScratchBytes(C) (32 * C + 2048) bytes), computed as in bwdApplyPlanes32.
  */
@@ -192,14 +196,14 @@ export function bwdApplyRows32(
 }
 
 /**
- * The float32 dx coefficients (a, k, hi, d - a·k·lo) of `positions` lanes, lane i holding channel
- * i % C, as four arrays from `aA` (each `positions` long); from channel c's (a, k, mean, d) at
+ * The float32 dx coefficients (a, k, hi, e - k·lo) of `positions` lanes, lane i holding channel
+ * i % C, as four arrays from `aA` (each `positions` long); from channel c's (a, k, mean, e) at
  * params + 32 * c, as bwdApplyPlanes32 makes them.
  */
 export function dxParams32(params: usize, C: i32, positions: usize, aA: usize): void {
   const kA = aA + (positions << 2);
   const hA = kA + (positions << 2);
-  const dA = hA + (positions << 2);
+  const eA = hA + (positions << 2);
   for (let i: usize = 0; i < positions; i++) {
     const q = params + ((i % <usize>C) << 5);
     const a = load<f64>(q);
@@ -208,7 +212,7 @@ export function dxParams32(params: usize, C: i32, positions: usize, aA: usize): 
     store<f32>(aA + (i << 2), <f32>a);
     store<f32>(kA + (i << 2), <f32>k);
     store<f32>(hA + (i << 2), <f32>mean);
-    store<f32>(dA + (i << 2), applyShift32(a, k, mean, load<f64>(q, 24)));
+    store<f32>(eA + (i << 2), applyShift32(k, mean, load<f64>(q, 24)));
   }
 }
 
@@ -220,15 +224,15 @@ function bwdApplyColumns32(
   const aA = scratch;
   const kA = aA + (cPad << 2);
   const hA = kA + (cPad << 2);
-  const dA = hA + (cPad << 2);
+  const eA = hA + (cPad << 2);
   dxParams32(params, C, cPad, aA);
-  if (!allZero<f32>(kA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, kA, hA, dA, useMask, true);
-  else applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, kA, hA, dA, useMask, false);
+  if (!allZero<f32>(kA, cPad)) applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, kA, hA, eA, useMask, true);
+  else applyColumns32(x, dy, mask, dx, rows, C, rowStride, aA, kA, hA, eA, useMask, false);
 }
 
 @inline function applyColumns32(
   x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
-  aA: usize, kA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+  aA: usize, kA: usize, hA: usize, eA: usize, useMask: bool, useX: bool,
 ): void {
   const c4 = <usize>(C & ~3);
   const rowBytes = <usize>rowStride << 2;
@@ -241,16 +245,16 @@ function bwdApplyColumns32(
       let g = v128.load(dy + o);
       if (useMask) g = masked32(g, mask + o, 0);
       v128.store(dx + o, useX
-        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(kA + k), v128.load(hA + k), v128.load(dA + k))
-        : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(kA + k), v128.load(hA + k), v128.load(eA + k))
+        : dxNoX32(g, v128.load(aA + k), v128.load(eA + k)));
     }
     for (; c < <usize>C; c++) {
       const o = row + (c << 2);
       const k = c << 2;
       const g = useMask && load<f32>(mask + o) <= 0 ? <f32>0 : load<f32>(dy + o);
       store<f32>(dx + o, useX
-        ? dxScalar32(g, load<f32>(x + o), load<f32>(aA + k), load<f32>(kA + k), load<f32>(hA + k), load<f32>(dA + k))
-        : load<f32>(aA + k) * g + load<f32>(dA + k));
+        ? dxScalar32(g, load<f32>(x + o), load<f32>(aA + k), load<f32>(kA + k), load<f32>(hA + k), load<f32>(eA + k))
+        : load<f32>(aA + k) * (g + load<f32>(eA + k)));
     }
   }
 }
@@ -286,21 +290,21 @@ function bwdApplyColumns64(
   const aA = scratch;
   const kA = aA + (cPad << 3);
   const mA = kA + (cPad << 3);
-  const dA = mA + (cPad << 3);
+  const eA = mA + (cPad << 3);
   for (let c: usize = 0; c < cPad; c++) {
     const q = params + ((c < <usize>C ? c : 0) << 5);
     store<f64>(aA + (c << 3), load<f64>(q));
     store<f64>(kA + (c << 3), load<f64>(q, 8));
     store<f64>(mA + (c << 3), load<f64>(q, 16));
-    store<f64>(dA + (c << 3), load<f64>(q, 24));
+    store<f64>(eA + (c << 3), load<f64>(q, 24));
   }
-  if (!allZero<f64>(kA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, kA, mA, dA, useMask, true);
-  else applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, kA, mA, dA, useMask, false);
+  if (!allZero<f64>(kA, cPad)) applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, kA, mA, eA, useMask, true);
+  else applyColumns64(x, dy, mask, dx, rows, C, rowStride, aA, kA, mA, eA, useMask, false);
 }
 
 @inline function applyColumns64(
   x: usize, dy: usize, mask: usize, dx: usize, rows: i32, C: i32, rowStride: i32,
-  aA: usize, kA: usize, mA: usize, dA: usize, useMask: bool, useX: bool,
+  aA: usize, kA: usize, mA: usize, eA: usize, useMask: bool, useX: bool,
 ): void {
   const c2 = <usize>(C & ~1);
   const rowBytes = <usize>rowStride << 3;
@@ -312,16 +316,16 @@ function bwdApplyColumns64(
       let g = v128.load(dy + o);
       if (useMask) g = masked64(g, mask + o);
       v128.store(dx + o, useX
-        ? f64x2.add(f64x2.mul(v128.load(aA + k), f64x2.add(g, f64x2.mul(v128.load(kA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k))))), v128.load(dA + k))
-        : f64x2.add(f64x2.mul(v128.load(aA + k), g), v128.load(dA + k)));
+        ? f64x2.mul(v128.load(aA + k), f64x2.add(f64x2.add(g, v128.load(eA + k)), f64x2.mul(v128.load(kA + k), f64x2.sub(v128.load(x + o), v128.load(mA + k)))))
+        : f64x2.mul(v128.load(aA + k), f64x2.add(g, v128.load(eA + k))));
     }
     if (c2 < <usize>C) {
       const o = row + (c2 << 3);
       const k = c2 << 3;
       const g = useMask && load<f64>(mask + o) <= 0 ? 0 : load<f64>(dy + o);
       store<f64>(dx + o, useX
-        ? load<f64>(aA + k) * (g + load<f64>(kA + k) * (load<f64>(x + o) - load<f64>(mA + k))) + load<f64>(dA + k)
-        : load<f64>(aA + k) * g + load<f64>(dA + k));
+        ? load<f64>(aA + k) * ((g + load<f64>(eA + k)) + load<f64>(kA + k) * (load<f64>(x + o) - load<f64>(mA + k)))
+        : load<f64>(aA + k) * (g + load<f64>(eA + k)));
     }
   }
 }

@@ -157,15 +157,15 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
   const aA = scratch;
   const kA = aA + (P << 2);
   const hA = kA + (P << 2);
-  const dA = hA + (P << 2);
+  const eA = hA + (P << 2);
   dxParams32(params, C, P, aA);
   const total = <usize>rows * <usize>C;
-  if (!allZero<f32>(kA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, dA, useMask, true);
-  else applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, dA, useMask, false);
+  if (!allZero<f32>(kA, P)) applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, eA, useMask, true);
+  else applyPattern32(x, dy, mask, dx, total, P, aA, kA, hA, eA, useMask, false);
 }
 
 @inline function applyPattern32(
-  x: usize, dy: usize, mask: usize, dx: usize, total: usize, P: usize, aA: usize, kA: usize, hA: usize, dA: usize, useMask: bool, useX: bool,
+  x: usize, dy: usize, mask: usize, dx: usize, total: usize, P: usize, aA: usize, kA: usize, hA: usize, eA: usize, useMask: bool, useX: bool,
 ): void {
   const V = P >> 2;
   const periods = total / P;
@@ -177,8 +177,8 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
       let g = v128.load(dy + o);
       if (useMask) g = masked32(g, mask + o, 0);
       v128.store(dx + o, useX
-        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(kA + k), v128.load(hA + k), v128.load(dA + k))
-        : dxNoX32(g, v128.load(aA + k), v128.load(dA + k)));
+        ? dx32(g, v128.load(x + o), v128.load(aA + k), v128.load(kA + k), v128.load(hA + k), v128.load(eA + k))
+        : dxNoX32(g, v128.load(aA + k), v128.load(eA + k)));
     }
   }
   for (let e = periods * P; e < total; e++) {
@@ -186,7 +186,7 @@ export function bwdApplyPattern32(x: usize, dy: usize, mask: usize, dx: usize, r
     const k = (e % P) << 2;
     const g = useMask && load<f32>(mask + o) <= 0 ? <f32>0 : load<f32>(dy + o);
     store<f32>(dx + o, useX
-      ? dxScalar32(g, load<f32>(x + o), load<f32>(aA + k), load<f32>(kA + k), load<f32>(hA + k), load<f32>(dA + k))
-      : load<f32>(aA + k) * g + load<f32>(dA + k));
+      ? dxScalar32(g, load<f32>(x + o), load<f32>(aA + k), load<f32>(kA + k), load<f32>(hA + k), load<f32>(eA + k))
+      : load<f32>(aA + k) * (g + load<f32>(eA + k)));
   }
 }

@@ -25,7 +25,7 @@ export function bwdStatsPlanes32(
 /**
  * bwdStatsPlanes32, and in step with it bwdApplyPlanes32 over a block of the same shape of another
  * channel (its x, dy, mask and dx at qx, qdy, qm, qdx, with the same row strides but dx's, with
- * that channel's a, k, mean and d): after each turn (TURN_BYTES) of a run of the sums, the same turn of
+ * that channel's a, k, mean and e): after each turn (TURN_BYTES) of a run of the sums, the same turn of
  * the other block's run gets its dx, so that the loads of the one and the stores of the other are
  * in flight together (a fused backward reduces a channel while it applies the gradient to the one
  * before). The partial and dx are those of the two kernels called apart, bit for bit: a run's
@@ -34,18 +34,18 @@ export function bwdStatsPlanes32(
 export function bwdStatsApplyPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
   rows: i32, len: i32, mean: f64, out: usize,
-  qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, a: f64, k: f64, qMean: f64, d: f64,
+  qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, a: f64, k: f64, qMean: f64, e: f64,
 ): void {
   // Two specialised copies, as bwdApplyPlanes32: where k is 0, x of the other block is not read.
   if (k != 0) {
     bwdPlanes32(
       x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
-      true, true, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(a, k, qMean, d),
+      true, true, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(k, qMean, e),
     );
   } else {
     bwdPlanes32(
       x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
-      true, false, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(a, k, qMean, d),
+      true, false, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(k, qMean, e),
     );
   }
 }
@@ -54,7 +54,7 @@ export function bwdStatsApplyPlanes32(
 @inline function bwdPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
   rows: i32, len: i32, mean: f64, out: usize,
-  apply: bool, useX: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, kf: f32, qHi: f32, df: f32,
+  apply: bool, useX: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, kf: f32, qHi: f32, ef: f32,
 ): void {
   const hi = <f32>mean;
   const useMask = mask != 0;
@@ -67,7 +67,7 @@ export function bwdStatsApplyPlanes32(
     const mo = (<usize>r * <usize>maskRowStride) << 2;
     bwdRun32(
       x + xo, dy + go, mask + mo, len, hi, useMask, out + 8,
-      apply, useX, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, kf, qHi, df,
+      apply, useX, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, kf, qHi, ef,
     );
   }
   const xRow = <usize>xRowStride << 2;
@@ -122,7 +122,7 @@ export function bwdStatsPlanes64(
  */
 @inline function bwdRun32(
   px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize,
-  apply: bool, useX: bool, qx: usize, qg: usize, qm: usize, qo: usize, af: f32, kf: f32, qHi: f32, df: f32,
+  apply: bool, useX: bool, qx: usize, qg: usize, qm: usize, qo: usize, af: f32, kf: f32, qHi: f32, ef: f32,
 ): void {
   const hv = f32x4.splat(hi);
   let a1 = f64x2.splat(0);
@@ -156,14 +156,14 @@ export function bwdStatsPlanes64(
     }
     if (apply) {
       const bytes = px - turnStart;
-      applyRun32(qx, qg, qm, qo, <i32>(bytes >> 2), af, kf, qHi, df, useX, useMask);
+      applyRun32(qx, qg, qm, qo, <i32>(bytes >> 2), af, kf, qHi, ef, useX, useMask);
       qx += bytes;
       qg += bytes;
       qm += bytes;
       qo += bytes;
     }
   }
-  if (apply) applyRun32(qx, qg, qm, qo, <i32>((end - vecEnd) >> 2), af, kf, qHi, df, useX, useMask);
+  if (apply) applyRun32(qx, qg, qm, qo, <i32>((end - vecEnd) >> 2), af, kf, qHi, ef, useX, useMask);
   while (px + 16 <= end) {
     let g = v128.load(pg);
     if (useMask) g = masked32(g, pm, 0);
@@ -256,19 +256,19 @@ export function bwdStatsApplyRows32(
       const qa = load<f64>(q);
       const qk = load<f64>(q, 8);
       const qMean = load<f64>(q, 16);
-      const qd = load<f64>(q, 24);
+      const qe = load<f64>(q, 24);
       if (!sums) {
-        bwdApplyPlanes32(qx + off, 0, qdy + off, 0, useMask ? qm + off : 0, 0, qdx + off, 0, 1, S, qa, qk, qMean, qd);
+        bwdApplyPlanes32(qx + off, 0, qdy + off, 0, useMask ? qm + off : 0, 0, qdx + off, 0, 1, S, qa, qk, qMean, qe);
       } else if (qk != 0) {
         // As bwdApplyPlanes32: where k is 0, x of the other run is not read.
         bwdRun32(
           x + off, dy + off, mask + off, S, hi, useMask, a,
-          true, true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qa, qk, qMean, qd),
+          true, true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
         );
       } else {
         bwdRun32(
           x + off, dy + off, mask + off, S, hi, useMask, a,
-          true, false, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qa, qk, qMean, qd),
+          true, false, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
         );
       }
     }

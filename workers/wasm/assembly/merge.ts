@@ -135,9 +135,9 @@ const BIAS = 4;
  * For channels [c0, c1): sums the channel's `blocks` backward partials (count, Σdy,
  * Σdy·(x - mean)) in block order; writes dWeight = invstd·Σdy·(x - mean) over WEIGHT and
  * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns
- * params + 32 * c from (mean, invstd, weight, ·) into (a, k, mean, d) for
- * dx = a·(dy + k·(x - mean)) + d, with m values per channel:
- * training: a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, d = -a·Σdy/m; eval: k = d = 0.
+ * params + 32 * c from (mean, invstd, weight, ·) into (a, k, mean, e) for
+ * dx = a·(dy + k·(x - mean) + e), with m values per channel:
+ * training: a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval: k = e = 0.
  * The same operations, in the same order, as src/merge.ts.
  */
 export function mergeBackward(
@@ -162,7 +162,7 @@ export function mergeBackward(
     store<f64>(q, a);
     store<f64>(q, training ? -invstd * invstd * sdx / count : 0, 8);
     store<f64>(q, mean, 16);
-    store<f64>(q, training ? -a * sdy / count : 0, 24);
+    store<f64>(q, training ? -sdy / count : 0, 24);
   }
 }
 
