@@ -8,7 +8,7 @@
  * - a result is also allowed float32's subnormal step (2^-149) on top of its tolerance;
  * - a channel whose forward scale weight·invstd, or whose backward a = weight·invstd or k =
  *   -invstd²·Σdy·(x - mean)/m, leaves float32's normal range is skipped (the coefficients are
- *   float32 numbers, as in PyTorch's CPU kernels);
+ *   float32 numbers; README, "Semantics");
  * - an element whose tolerance itself passes float32's range is skipped (the float32 sums' error
  *   is then beyond what float32 can hold, whatever the order of the operations).
  *
