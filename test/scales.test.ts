@@ -1,8 +1,8 @@
 /**
- * Scales: float32 and float64 training forwards and backwards over data, gradients and weights from
- * 1e-30 to 1e30, against the float64 reference. The WebAssembly float32 kernels sum in float32
- * lanes and hold each channel's coefficients as float32 numbers; this suite checks that nothing
- * goes wrong at any scale but where the README ("Semantics") says it does, and only there:
+ * Scales: float32 and float64 forwards and backwards, training and eval, over data, gradients and
+ * weights from 1e-30 to 1e30, against the float64 reference. The WebAssembly float32 kernels sum
+ * in float32 lanes and hold each channel's coefficients as float32 numbers; this suite checks that
+ * nothing goes wrong at any scale but where the README ("Semantics") says it does, and only there:
  *
  * - a result past float32's range must be an infinity of its sign (not NaN, not finite);
  * - a result is also allowed float32's subnormal step (2^-149) on top of its tolerance;
@@ -12,7 +12,7 @@
  * - an element whose tolerance itself passes float32's range is skipped (the float32 sums' error
  *   is then beyond what float32 can hold, whatever the order of the operations).
  *
- * CI runs one grid (a few hundred calls); BNPOOL_SCALES=full runs every shape, offset and dtype.
+ * CI runs one grid (~1,000 calls, 7 s); BNPOOL_SCALES=full runs every shape, offset and dtype (20 s).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, type Pool } from '../dist/src/index.js';
@@ -73,7 +73,7 @@ for (const kernel of KERNELS) {
 
     for (const dtype of DTYPES) {
       for (const shape of SHAPES) {
-        it(`training forward and backward at every scale of x, dy and weight: ${dtype}, [${shape}]`, async () => {
+        it(`forward and backward, training and eval, at every scale of x, dy and weight: ${dtype}, [${shape}]`, async () => {
           const pool = pools.get('2 workers')!;
           const { C, S } = dimsOf(shape);
           const ulp = dtype === 'float32' ? 2 ** -23 : 2 ** -52;
@@ -86,42 +86,51 @@ for (const kernel of KERNELS) {
             const bn = new BatchNorm(C, { pool, dtype, activation: relu ? 'relu' : null });
             bn.weight!.fill(w);
             bn.bias!.set(Array.from({ length: C }, (_, c) => (c === 1 ? 0.3 * w : 0.1)));
-            const y = await bn.forward(x, shape);
-            const { dx, dWeight, dBias } = await bn.backward(dy);
+            // A training step, then an eval one with the running statistics it left.
+            for (const training of [true, false]) {
+              const mode = `${label}, ${training ? 'training' : 'eval'}`;
+              if (!training) bn.eval();
+              const st = training
+                ? channelStats(x, shape)
+                : { mean: Float64Array.from(bn.runningMean!), var: Float64Array.from(bn.runningVar!) };
+              const y = await bn.forward(x, shape);
+              const { dx, dWeight, dBias } = await bn.backward(dy);
 
-            const st = channelStats(x, shape);
-            const invstd = Array.from(st.var, (v) => 1 / Math.sqrt(v + 1e-5));
-            const fwd = referenceForward(x, shape, { training: true, weight: bn.weight, bias: bn.bias });
-            const yWant = relu ? fwd.y.map((v) => (v < 0 ? 0 : v)) : fwd.y;
-            const g = relu ? dy.map((v, i) => (y[i] <= 0 ? 0 : v)) : dy;
-            const ref = referenceBackward(x, g, shape, st.mean, invstd, bn.weight, true);
-            const channelOf = (i: number): number => Math.floor(i / S) % C;
-            const f32 = dtype === 'float32' && kernel === 'wasm';
-            const k = Array.from({ length: C }, (_, c) => (ref.scale[c] === 0 ? 0 : ref.b[c] / ref.scale[c]));
-            const skipForward = (c: number): boolean => f32 && !normal32(fwd.scale[c]);
-            const skipBackward = (c: number): boolean => f32 && (!normal32(ref.scale[c]) || !normal32(k[c]));
+              const invstd = Array.from(st.var, (v) => 1 / Math.sqrt(v + 1e-5));
+              const fwd = referenceForward(x, shape, {
+                training, weight: bn.weight, bias: bn.bias, runningMean: st.mean, runningVar: st.var,
+              });
+              const yWant = relu ? fwd.y.map((v) => (v < 0 ? 0 : v)) : fwd.y;
+              const g = relu ? dy.map((v, i) => (y[i] <= 0 ? 0 : v)) : dy;
+              const ref = referenceBackward(x, g, shape, st.mean, invstd, bn.weight, training);
+              const channelOf = (i: number): number => Math.floor(i / S) % C;
+              const f32 = dtype === 'float32' && kernel === 'wasm';
+              const k = Array.from({ length: C }, (_, c) => (ref.scale[c] === 0 ? 0 : ref.b[c] / ref.scale[c]));
+              const skipForward = (c: number): boolean => f32 && !normal32(fwd.scale[c]);
+              const skipBackward = (c: number): boolean => f32 && (!normal32(ref.scale[c]) || !normal32(k[c]));
 
-            const yWrong = firstWrong(y, yWant, dtype, (i) => {
-              const c = channelOf(i);
-              const terms = (Math.abs(x[i]) + Math.abs(fwd.mean[c])) * Math.abs(fwd.scale[c]);
-              const sd = dtype === 'float32' ? Math.abs(fwd.scale[c]) * Math.sqrt(fwd.var[c]) : 0;
-              return 4 * ulp * (terms + Math.abs(bn.bias![c]) + Math.abs(yWant[i]) + sd) + 1e-11 * terms;
-            }, (i) => skipForward(channelOf(i)));
-            if (yWrong !== null) wrongs.push(`${label}: y ${yWrong}`);
+              const yWrong = firstWrong(y, yWant, dtype, (i) => {
+                const c = channelOf(i);
+                const terms = (Math.abs(x[i]) + Math.abs(fwd.mean[c])) * Math.abs(fwd.scale[c]);
+                const sd = dtype === 'float32' && training ? Math.abs(fwd.scale[c]) * Math.sqrt(fwd.var[c]) : 0;
+                return 4 * ulp * (terms + Math.abs(bn.bias![c]) + Math.abs(yWant[i]) + sd) + 1e-11 * terms;
+              }, (i) => skipForward(channelOf(i)));
+              if (yWrong !== null) wrongs.push(`${mode}: y ${yWrong}`);
 
-            const dxWrong = firstWrong(dx, ref.dx, dtype, (i) => {
-              const c = channelOf(i);
-              const xTerm = ref.b[c] === 0 ? 0 : ref.bAbs[c] * (Math.abs(x[i] - ref.mean[c]) + Math.abs(x[i]));
-              const terms = Math.abs(ref.scale[c] * g[i]) + xTerm + ref.dAbs[c] + Math.abs(ref.dx[i]);
-              return 16 * ulp * terms + 1e-10 * terms;
-            }, (i) => skipBackward(channelOf(i)));
-            if (dxWrong !== null) wrongs.push(`${label}: dx ${dxWrong}`);
+              const dxWrong = firstWrong(dx, ref.dx, dtype, (i) => {
+                const c = channelOf(i);
+                const xTerm = ref.b[c] === 0 ? 0 : ref.bAbs[c] * (Math.abs(x[i] - ref.mean[c]) + Math.abs(x[i]));
+                const terms = Math.abs(ref.scale[c] * g[i]) + xTerm + ref.dAbs[c] + Math.abs(ref.dx[i]);
+                return 16 * ulp * terms + 1e-10 * terms;
+              }, (i) => skipBackward(channelOf(i)));
+              if (dxWrong !== null) wrongs.push(`${mode}: dx ${dxWrong}`);
 
-            // dWeight and dBias of channel 1, where float32 holds them as normal numbers.
-            const rel = dtype === 'float32' ? 1e-5 : 1e-9;
-            for (const [name, got, want] of [['dWeight', dWeight![1], ref.dWeight[1]], ['dBias', dBias![1], ref.dBias[1]]] as const) {
-              if (dtype === 'float32' && (Math.abs(want) < FLOAT32_MIN_NORMAL || Math.abs(want) > FLOAT32_MAX)) continue;
-              if (!(Math.abs(got - want) <= rel * Math.abs(want))) wrongs.push(`${label}: ${name} ${got}, want ${want}`);
+              // dWeight and dBias of channel 1, where float32 holds them as normal numbers.
+              const rel = dtype === 'float32' ? 1e-5 : 1e-9;
+              for (const [name, got, want] of [['dWeight', dWeight![1], ref.dWeight[1]], ['dBias', dBias![1], ref.dBias[1]]] as const) {
+                if (dtype === 'float32' && (Math.abs(want) < FLOAT32_MIN_NORMAL || Math.abs(want) > FLOAT32_MAX)) continue;
+                if (!(Math.abs(got - want) <= rel * Math.abs(want))) wrongs.push(`${mode}: ${name} ${got}, want ${want}`);
+              }
             }
           }
           expect(wrongs.slice(0, 5)).toEqual([]);
