@@ -43,6 +43,31 @@ for (const kernel of KERNELS) {
       });
     }
 
+    // The float32 kernels' float64 passes (squares or products dy·(x - mean) past float32's range
+    // or under its normal one, a constant channel's zero-product check) decide block by block on
+    // the forward's grid, so they too give the same bits at every thread count: forward and
+    // backward, with ReLU, on planes, rows of lanes, a pattern and short runs.
+    for (const shape of [[8, 3, 64, 64], [2048, 20], [4096, 3], [16, 5, 9, 17]]) {
+      it(`the float64 passes of hard data give the same bits at every thread count: [${shape}]`, async () => {
+        const C = shape[1];
+        for (const [xSpread, dySpread] of [[1e20, 1e20], [1e-20, 1e-20], [1e25, 1]]) {
+          const x = randomTensor(shape, 'float32', 8, (c) => (c === 1 ? { offset: 0, spread: xSpread } : { offset: c - 1.5, spread: 1 + c }));
+          for (let i = 2 * (x.length / shape[0] / C); i < x.length; i += x.length / shape[0]) x.fill(0.1, i, i + x.length / shape[0] / C);
+          const dy = randomTensor(shape, 'float32', 9, (c) => (c === 1 ? { offset: 0, spread: dySpread } : { offset: 0.5, spread: 1 }));
+          const runs: (Float32Array | Float64Array)[][] = [];
+          for (const pool of pools.values()) {
+            const bn = new BatchNorm(C, { pool, activation: 'relu' });
+            const y = await bn.forward(x, shape);
+            const { dx, dWeight, dBias } = await bn.backward(dy);
+            runs.push([y, dx, dWeight!, dBias!, bn.runningVar!]);
+          }
+          for (const run of runs.slice(1)) run.forEach((a, k) => expect(sameBits(a, runs[0][k])).toBe(true));
+          expect(runs[0][2][1]).not.toBe(0);
+          expect(Number.isFinite(runs[0][2][1])).toBe(true);
+        }
+      });
+    }
+
     // One-row blocks (S > 8192) are normalized in runs of blocks, whose edges follow the claims,
     // so the thread count: whole channels (normalizeRows) and stretches of one channel
     // (normalizePlanes), forward and last-first, with ReLU, float64 and a shared output copied out.
