@@ -18,11 +18,19 @@ import { masked32, TINY_MEAN_SQUARE } from './common';
 // exactly zero and whose products all round or cancel to zero is taken for such a one.
 
 /**
+ * Whether writeBwdPartial32 needs to know if every product of a block is exactly zero: its
+ * Σdy·(x - hi) came out exactly zero beside a Σdy that is not. Callers check only such blocks.
+ */
+@inline export function needsZeroCheck(sdy: f64, sp: f64): bool {
+  return sp == 0 && sdy != 0;
+}
+
+/**
  * Writes the partial of a block of `rows` runs of `len` values, `xRow`, `dyRow` and `maskRow`
  * bytes apart (mask 0 for none), from its float32 lanes' sums sdy = Σdy and sp = Σdy·(x - hi).
  * `zero`: every product of the block is exactly zero (productsZero32, or zeroProductLanes32 for
- * many channels at once); consulted only where sp is 0 and sdy is not, so callers may pass
- * `sp == 0 && sdy != 0 && ...`.
+ * many channels at once); consulted only where needsZeroCheck(sdy, sp), so callers may pass
+ * `needsZeroCheck(sdy, sp) && ...`.
  */
 @inline export function writeBwdPartial32(
   out: usize, count: f64, sdy: f64, sp: f64, mean: f64, zero: bool,

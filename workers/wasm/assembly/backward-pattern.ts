@@ -1,5 +1,5 @@
 import { fold4, masked32, patternLength } from './common';
-import { writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
+import { needsZeroCheck, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
 import { allZero, dx32, dxNoX32, dxParams32, dxScalar32 } from './backward-apply';
 
 // Backward of few interleaved channels (rank 2, C < 16 not a multiple of 4: channels-last images):
@@ -53,7 +53,6 @@ export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32
   // not is kept only where every product is zero (backward-partial.ts): checked per position over
   // the periods, then the tail.
   const fPat = pF + (P << 3);
-  let check = false;
   for (let c: usize = 0; c < <usize>C; c++) {
     let sdy: f64 = 0;
     let sdx: f64 = 0;
@@ -63,11 +62,13 @@ export function bwdPattern32(x: usize, dy: usize, mask: usize, rows: i32, C: i32
     }
     store<f64>(sF + (c << 3), sdy);
     store<f64>(pF + (c << 3), sdx);
-    check = check || (sdx == 0 && sdy != 0);
   }
+  let check = false;
   for (let i: usize = 0; i < P; i++) {
     const c = (i % <usize>C) << 3;
-    store<i32>(fPat + (i << 2), load<f64>(pF + c) == 0 && load<f64>(sF + c) != 0 ? -1 : 0);
+    const flag = needsZeroCheck(load<f64>(sF + c), load<f64>(pF + c));
+    store<i32>(fPat + (i << 2), flag ? -1 : 0);
+    check = check || flag;
   }
   if (check) {
     const list = fPat + (P << 2);

@@ -1,5 +1,5 @@
 import { fold4, hsum, masked32, masked64, promoteHigh, promoteLow } from './common';
-import { productsZero32, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
+import { needsZeroCheck, productsZero32, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
 import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
 import { TURN_BYTES } from './stats';
@@ -76,7 +76,7 @@ export function bwdStatsApplyPlanes32(
   const sdy = load<f64>(out, 8);
   const sp = load<f64>(out, 16);
   writeBwdPartial32(
-    out, <f64>rows * <f64>len, sdy, sp, mean, sp == 0 && sdy != 0 && productsZero32(x, dy, mask, rows, xRow, dyRow, maskRow, len, hi),
+    out, <f64>rows * <f64>len, sdy, sp, mean, needsZeroCheck(sdy, sp) && productsZero32(x, dy, mask, rows, xRow, dyRow, maskRow, len, hi),
     x, dy, mask, rows, xRow, dyRow, maskRow, len,
   );
 }
@@ -292,7 +292,7 @@ export function bwdStatsApplyRows32(
     const sp = load<f64>(a, 8);
     writeBwdPartial32(
       out + <usize>c * <usize>outStride, <f64>rows * <f64>S, sdy, sp, mean,
-      sp == 0 && sdy != 0 && productsZero32(x + run, dy + run, m, rows, rowBytes, rowBytes, rowBytes, S, <f32>mean),
+      needsZeroCheck(sdy, sp) && productsZero32(x + run, dy + run, m, rows, rowBytes, rowBytes, rowBytes, S, <f32>mean),
       x + run, dy + run, m, rows, rowBytes, rowBytes, rowBytes, S,
     );
   }
@@ -470,7 +470,7 @@ function bwdColumns32(
   const fArr = pArr + (cPad << 3);
   let check = false;
   for (let c: usize = 0; c < cPad; c++) {
-    const zero = c < <usize>C && load<f64>(pArr + (c << 3)) == 0 && load<f64>(sArr + (c << 3)) != 0;
+    const zero = c < <usize>C && needsZeroCheck(load<f64>(sArr + (c << 3)), load<f64>(pArr + (c << 3)));
     store<i32>(fArr + (c << 2), zero ? -1 : 0);
     check = check || zero;
   }
