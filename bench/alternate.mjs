@@ -12,11 +12,14 @@
 //   eval      1 worker, eval, fresh / ordinary / pool output ("What copies")
 //   train     1 worker, training forward, fresh / ordinary / pool output
 //   backward  1 worker, backward after a training forward on x, dx fresh / into an ordinary `out`
+//   constant  2 workers, zero-copy backward (x, dy, dx on the pool) after a training forward, with
+//             no constant channel and with a quarter of the channels constant at 0 (the float32
+//             backward checks such channels' products for all-zero: README, "Kernels")
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -40,7 +43,7 @@ function report(label, [a, b], unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
 }
 
-const threads = scenario === 'inline' ? 2 : 1;
+const threads = scenario === 'inline' || scenario === 'constant' ? 2 : 1;
 const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
@@ -59,6 +62,26 @@ if (scenario === 'inline') {
         return () => bn.forward(x, shape, { out });
       });
       report(`[${shape}] ${mode}`, await alternate(fns, 9, calls, 20), 'µs');
+    }
+  }
+} else if (scenario === 'constant') {
+  for (const shape of [[32, 64, 56, 56], [256, 256, 14, 14], [4096, 1024]]) {
+    const n = shape.reduce((a, b) => a * b);
+    const C = shape[1];
+    const S = n / shape[0] / C;
+    for (const constant of [0, C / 4]) {
+      const xs = random(n, 2, -0.5);
+      for (let i = 0; i < n; i++) if (Math.floor(i / S) % C < constant) xs[i] = 0;
+      const dys = random(n, 1, -0.5);
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const [x, dy, dx] = [0, 1, 2].map(() => pools[k].alloc(n));
+        x.set(xs);
+        dy.set(dys);
+        const bn = new m.BatchNorm(C, { pool: pools[k] });
+        await bn.forward(x, shape, { out: pools[k].alloc(n) }); // the backward's statistics, once
+        return () => bn.backward(dy, { out: dx });
+      }));
+      report(`[${shape}] ${constant ? `${constant} of ${C} channels constant` : 'no constant channel'}`, await alternate(fns, 15, 10, 1), 'ms');
     }
   }
 } else {

@@ -12,11 +12,9 @@ import { bwdApplyPattern32 } from './backward-pattern';
  * dx = a·((g + e) + k·(x - hi)) in float32 lanes (the scalar tails compute the same: dxScalar32),
  * the factors of PyTorch's formula weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)), and its order:
  * dy and -mean(dy), the largest terms where dy has a large common part, cancel first (dy of
- * 1000 ± 1e-3 on [2,3,40,40], [64,20] and [64,3]: dx within 1.0e-2, 3.7e-2 and 4.4e-2 of its
- * largest value, against 2.8e-2-6.5e-2 with k·t added to dy first, and 2.3e-2, 7.3e-2 and 4.9e-2
- * for PyTorch 2.13's float32 CPU backward: there the float32 sums of dy·(x - hi) cancel, and
- * mean(dy) as a float32 coefficient is 3e-5 off, 3% of that spread). The kernels
- * took a·g + b·(x - hi) + d with b = a·k and d = a·e until 2026-12-02: b = -weight·invstd³·Σdy(x
+ * 1000 ± 1e-3: bench/extremes.mjs and bench/torch/extremes.py; there the float32 sums of
+ * dy·(x - hi) cancel, and mean(dy) as a float32 coefficient is up to 3e-5 off, 3% of that
+ * spread). The kernels took a·g + b·(x - hi) + d with b = a·k and d = a·e until 2026-12-02: b = -weight·invstd³·Σdy(x
  * - mean)/m is a product of small factors where x's spread is large (~1e-52 at a spread of 1e25,
  * which float32 holds as 0: dx lost its x term, up to 1/sqrt(m) of dx), while k stays near
  * 1/(spread·sqrt(m)); and a·g and d could each overflow to infinities of opposite signs (NaN)

@@ -3,8 +3,8 @@ import { masked32, TINY_MEAN_SQUARE } from './common';
 // The float32 backward partials (count, Σdy, Σdy·(x - mean)), from the sums the kernels make in
 // float32 lanes: Σdy, and Σdy·(x - hi) with hi = <f32>mean, whose low part is applied here
 // (Σdy·(x - mean) = Σdy·(x - hi) - lo·Σdy). The products leave float32's range as the forward's
-// squares do (common.ts, writePartial32), on data PyTorch, which sums in double, takes in its
-// stride: past ~3.4e38 they are infinite, and +Inf meeting -Inf is NaN (x and dy of spread 1e20
+// squares do (common.ts, writePartial32), on data whose float64 gradients are finite and normal
+// (bench/extremes.mjs): past ~3.4e38 they are infinite, and +Inf meeting -Inf is NaN (x and dy of spread 1e20
 // gave a NaN dWeight and dx); under ~1.2e-38 they are subnormal (x - mean and dy of 1e-20 lost
 // 1e-6 to 2e-5 of dWeight), and on float32's subnormal steps (2^-149) tiny products cancel to
 // exactly zero often. So sums that came out infinite or NaN, or whose mean product is under

@@ -34,8 +34,9 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 
 /**
  * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes.
- * Those squares leave float32's normal range at both ends although every value is finite, and
- * PyTorch, accumulating in double, normalizes such data: they overflow where |x - K| passes
+ * Those squares leave float32's normal range at both ends although every value is finite (as
+ * PyTorch's float32 CPU kernels' do: their invstd is 0 at a spread of 1e20; bench/torch/
+ * extremes.py): they overflow where |x - K| passes
  * ~1.8e19 (or x - K leaves the float32 range), and lose precision under ~1.1e-19, where they are
  * subnormal, or vanish under ~2.6e-23 (4,096 values uniform on ±1.7e-22 got a variance 1e-3 too
  * small; on ±1.7e-24, zero). So sums that came out infinite or NaN, or whose mean square is under
