@@ -4,7 +4,12 @@
  * floor's pass. GB/s counts the bytes a kernel reads and writes (the sum and the statistics: x
  * once; the others: x and y). Repeated in 9 rounds that alternate the kernels; medians.
  *
- *     npm run build && node dist/bench/kernels.js
+ *     npm run build && node dist/bench/kernels.js [Y_OFFSET]
+ *
+ * y starts right after x, a multiple of 4 KiB after it, as two pool arrays of such sizes do;
+ * Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0) moves it that much further, so that
+ * loads and stores no longer agree in their low 12 address bits (4 KiB aliasing: README,
+ * "Performance").
  */
 import { wasmApi } from '../src/wasm-types.js';
 import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
@@ -15,6 +20,10 @@ const module = loadWasmModule();
 if (module === null) throw new Error('the WebAssembly kernels do not load here (no SIMD, or not built)');
 const SIZES = [32 << 10, 1 << 20, 64 << 20]; // bytes of x
 const X = 1 << 20; // where x starts; y follows it
+const Y_OFFSET = Number(process.argv[2] ?? 0);
+if (!(Number.isInteger(Y_OFFSET) && Y_OFFSET >= 0 && Y_OFFSET <= 1 << 20 && Y_OFFSET % 64 === 0)) {
+  throw new Error(`Y_OFFSET: expected a multiple of 64 from 0 to 1048576 bytes, got ${process.argv[2]}`);
+}
 const memory = new wasmApi.Memory({ initial: (X + 2 * SIZES[2] + (1 << 20)) / 65536, maximum: 65536, shared: true });
 const kernel = createKernel('wasm', memory, module);
 const f32 = new Float32Array(memory.buffer);
@@ -33,7 +42,7 @@ if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error
 
 /** The kernels, each over `n` float32 at X (y at X + 4n): [name, bytes it moves, one pass]. */
 function kernels(n: number): [string, number, () => void][] {
-  const y = X + 4 * n;
+  const y = X + 4 * n + Y_OFFSET;
   const run = Math.min(n / 2, 16384); // plane-mode runs, as a block's
   const channels = Math.min(C, n / 64);
   const rows = n / channels;
@@ -58,7 +67,7 @@ function kernels(n: number): [string, number, () => void][] {
 }
 
 const header = SIZES.map((b) => (b < 1 << 20 ? `${b >> 10} KiB` : `${b >> 20} MiB`));
-console.log(`WebAssembly kernels, one thread, GB/s (median of 9 rounds)\n`);
+console.log(`WebAssembly kernels, one thread, GB/s (median of 9 rounds; y ${Y_OFFSET} bytes past the end of x)\n`);
 console.log(`| kernel | ${header.join(' | ')} |`);
 console.log(`| --- | ${header.map(() => '---:').join(' | ')} |`);
 const table = new Map<string, string[]>();

@@ -148,7 +148,7 @@ function stagedView(ctx: PoolInternals, req: EngineRequest, p: Placement, byte: 
 
 /**
  * The most the calling thread copies between two turns of the event loop: ~0.25 ms at the
- * ~16-18 GB/s of TypedArray.prototype.set on the earlier machine, 0.7-0.9 ms on the current one
+ * ~16-18 GB/s of TypedArray.prototype.set on the first machine, 0.7-0.9 ms on the Intel one
  * (~5 GB/s into a shared memory; `node bench/copies.mjs`). A 100 MB ordinary input would otherwise hold the main thread
  * for the whole copy (~6 ms there, 19-25 ms here); a server's other requests wait at most one
  * slice instead.

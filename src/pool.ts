@@ -35,7 +35,8 @@ export interface PoolOptions {
    * Bytes of input the planner counts on the last-level cache to keep between a training call's
    * statistics pass and its normalization pass. Larger inputs whose channels cannot be shared out
    * whole between the threads are done a group of channels of at most this size at a time.
-   * Default: `DEFAULT_CACHE_BYTES` (16 MiB, half this project's machine's 32 MiB L3).
+   * Default: `DEFAULT_CACHE_BYTES` (16 MiB, half the 32 MiB L3 of this project's first machine;
+   * on some machines one pass after the other over the whole input is faster: README, "Performance").
    */
   cacheBytes?: number;
 }
@@ -58,18 +59,23 @@ const MAX_THREADS = 1024;
 const PRIVATE_INITIAL_MEMORY = 1 << 20;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
- * bench/inline-threshold.ts on this project's earlier 2-core machine (README, "Small inputs"), in
+ * bench/inline-threshold.ts on this project's first 2-core machine (README, "Small inputs"), in
  * finer steps around it. With the JS kernels, 2 workers took 0.99-1.43x the inline time at 65,536
  * elements and 0.76-0.80x at 81,920; with the WASM kernels, 1.07-1.08x at 786,432 and 0.79-0.80x
- * at 917,504. On the current machine: JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
- * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each; kept, see the README).
+ * at 917,504. On the Intel machine (2026-12-01): JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
+ * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each). On the third (2026-12-02):
+ * JS 1.81-1.82x at 65,536 and 0.69-0.80x at 98,304 (two runs), WASM 0.74-1.31x at 786,432 and
+ * 0.81-1.20x at 1,048,576 (three runs). Kept: see the README.
  */
 export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Object.freeze({ js: 65536, wasm: 786432 });
 
 /**
- * Default of `PoolOptions.cacheBytes`: half the L3 of this project's machine, the other half for
- * the output the normalization writes. Measured on [64, 3, 224, 224] at 2 threads: one 12.8 MB
- * channel at a time took the training forward from 2.98-3.12 ms to 2.70-2.75 ms (same run).
+ * Default of `PoolOptions.cacheBytes`: half the L3 of this project's first machine, the other half
+ * for the output the normalization writes. Measured there on [64, 3, 224, 224] at 2 threads: one
+ * 12.8 MB channel at a time took the training forward from 2.98-3.12 ms to 2.70-2.75 ms (same
+ * run). On the third machine (same L3) the phases it brings lose on B [256, 256, 14, 14] (2.08-2.15
+ * of the floor against 1.40-1.61 with one barrier) and change nothing on C: `node
+ * bench/cache-bytes.mjs` measures a machine (README, "Performance").
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 

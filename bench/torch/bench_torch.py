@@ -7,8 +7,13 @@ PyTorch's CPU BatchNorm on the benchmark shapes, for comparison with bnpool's ta
 For each shape and thread count (torch.set_num_threads): training forward (F.batch_norm with
 running statistics, momentum 0.1), eval forward, and backward (autograd through a training
 forward, dx, dWeight and dBias; timed alone), plus a channels-last training forward of A and C
-(torch.channels_last memory format). Medians of 15 calls after 3 untimed ones; GB/s counts one
-read and one write of the tensor, as bnpool's table does. Writes bench/torch/results.json.
+(torch.channels_last memory format). The forwards are measured twice: as F.batch_norm, which
+allocates its output every call (modes `train`, `eval`), and as aten's native_batch_norm.out
+into an output, mean and invstd allocated once (`train-out`, `eval-out`: the kernel alone, as
+bnpool's zero-copy calls with `out`). A fresh output's page faults cost from nothing to most of a
+call, as the C allocator happens to reuse memory or not (B's eval at 2 threads: 2.5 ms in one
+run of this script and 21 ms in the next). Medians of 15 calls after 3 untimed ones; GB/s counts
+one read and one write of the tensor, as bnpool's table does. Writes bench/torch/results.json.
 """
 import json
 import os
@@ -52,10 +57,19 @@ def bench(shape, channels_last=False):
     bias = torch.randn(C, generator=g)
     rm, rv = torch.zeros(C), torch.ones(C)
     out = {}
+    y = torch.empty_like(x)
+    save_mean, save_invstd = torch.empty(C), torch.empty(C)
+
+    def into(training):
+        return lambda: torch.ops.aten.native_batch_norm.out(
+            x, weight, bias, rm, rv, training, 0.1, 1e-5, out=y, save_mean=save_mean, save_invstd=save_invstd)
+
     with torch.no_grad():
         out["train"] = median_ms(lambda: F.batch_norm(x, rm, rv, weight, bias, training=True, momentum=0.1, eps=1e-5))
+        out["train-out"] = median_ms(into(True))
         if not channels_last:
             out["eval"] = median_ms(lambda: F.batch_norm(x, rm, rv, weight, bias, training=False, eps=1e-5))
+            out["eval-out"] = median_ms(into(False))
     if not channels_last:
         xg = x.clone().requires_grad_(True)
         wg = weight.clone().requires_grad_(True)
@@ -87,7 +101,7 @@ def main():
                 for mode, ms in r.items():
                     rows.append({"shape": sid, "dims": shape, "layout": "channels-last" if cl else "channels-first",
                                  "mode": mode, "threads": t, "median_ms": round(ms, 3), "gbps": round(nbytes / ms / 1e6, 1)})
-                    print(f"{sid} {'NHWC' if cl else 'NCHW'} {mode:8s} threads {t}: {ms:9.3f} ms {nbytes / ms / 1e6:6.1f} GB/s", flush=True)
+                    print(f"{sid} {'NHWC' if cl else 'NCHW'} {mode:9s} threads {t}: {ms:9.3f} ms {nbytes / ms / 1e6:6.1f} GB/s", flush=True)
     result = {
         "generator": f"PyTorch {torch.__version__} ({torch.__config__.parallel_info().splitlines()[0]})",
         "machine": platform.processor() or platform.machine(),

@@ -50,7 +50,7 @@ import { normRunF32 } from './normalize';
 
 /**
  * Runs are read in turns of this many bytes per block (a multiple of every unrolled loop's step, so
- * that the sums, hence the bits, do not depend on it). On the current machine A's fused training
+ * that the sums, hence the bits, do not depend on it). On the Intel machine A's fused training
  * (statsNormPlanes32) took 1.13-1.25 of the floor in 512-byte turns against 1.30-1.40 in 1 KiB
  * ones, 1.28-1.42 against 1.32-1.47 in 256-byte ones and 1.40-1.48 against 1.47-1.70 in 2-4 KiB
  * ones (the builds' calls alternated in one process, 3-8 runs a pair); 1 KiB was the AMD machine's.
@@ -66,7 +66,7 @@ const BLOCK_ACC_BYTES: usize = 64;
  *
  * The blocks' runs are read in turns of TURN_BYTES, so that two streams are in flight: the blocks of
  * a channel lie a whole row of the tensor apart, and reading them one after another ran at 17-20
- * GB/s on this project's earlier machine where two in turns of 1 KiB ran at 23-26 (29 in memory
+ * GB/s on this project's first machine where two in turns of 1 KiB ran at 23-26 (29 in memory
  * order). Three or four streams ran at 12-15, and turns of 256 bytes lost to the loop overhead
  * there (bench notes in the commit). A block's sums are the same, bit for bit, however many blocks share the call: sums32
  * carries its accumulators across turns.

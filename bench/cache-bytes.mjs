@@ -1,0 +1,50 @@
+// A benchmark shape's training forward (zero-copy: x and `out` from `pool.alloc`, float32, 2
+// threads) on pools that differ only in `cacheBytes`, the size below which a call makes its two
+// passes over every channel at once and above which it goes a group of channels at a time
+// (phased; src/plan.ts, planPhases), beside the floor, all alternated round by round in one
+// process: what the default (DEFAULT_CACHE_BYTES) costs or saves on the machine at hand. Plain
+// JavaScript: it imports a build's dist/ folder.
+//
+//     npm run build && node bench/cache-bytes.mjs [A|B|C|E|N,C,H,W] [MiB,MiB,...] [dist]
+//
+// Defaults: B, and 16 (the default), 64 and 256 MiB (B's 51 MB in one go). A shape may also be
+// given as its dimensions (channels-first, float32). Prints each pool's median ms and its ratio
+// to the floor's median (the floor runs on the first pool's arrays).
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [id = 'B', list = '16,64,256', dir = 'dist'] = process.argv.slice(2);
+const url = (file) => pathToFileURL(resolve(dir, file)).href;
+const [{ BatchNorm, Pool }, { streamFloor }, { SHAPES, elementsOf, fillInput }] = await Promise.all([
+  import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')),
+]);
+const shape = id.includes(',') ? id.split(',').map(Number) : SHAPES.find((s) => s.id === id)?.shape;
+if (shape === undefined) throw new Error(`shape: expected one of ${SHAPES.map((s) => s.id).join(', ')} or N,C,H,W; got ${id}`);
+const n = elementsOf(shape);
+const sizes = list.split(',').map(Number);
+const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
+
+const runs = sizes.map((mib) => {
+  const pool = new Pool({ threads: 2, cacheBytes: mib * 2 ** 20 });
+  const x = pool.alloc(n);
+  fillInput(x, shape);
+  const out = pool.alloc(n);
+  const bn = new BatchNorm(shape[1], { pool });
+  return { label: `cacheBytes ${mib} MiB`, pool, x, out, fn: () => bn.forward(x, shape, { out }) };
+});
+const [first] = runs;
+const fns = [...runs.map((r) => [r.label, r.fn]), ['floor', () => streamFloor(first.pool, first.x, first.out)]];
+const calls = Math.max(5, Math.round(2e8 / (8 * n)));
+const times = new Map(fns.map(([label]) => [label, []]));
+for (let round = 0; round < 9; round++) {
+  for (const [label, fn] of fns) {
+    for (let i = 0; i < 2; i++) await fn();
+    const t0 = performance.now();
+    for (let i = 0; i < calls; i++) await fn();
+    times.get(label).push((performance.now() - t0) / calls);
+  }
+}
+const floor = median(times.get('floor'));
+console.log(`[${shape.join(', ')}] training forward, 2 threads, zero-copy: median ms of 9 rounds (÷ floor)`);
+for (const [label, t] of times) console.log(`${label.padEnd(22)} ${median(t).toFixed(3).padStart(8)} ms  ${(median(t) / floor).toFixed(2)}`);
+await Promise.all(runs.map((r) => r.pool.close()));
