@@ -15,11 +15,14 @@
 //   constant  2 workers, zero-copy backward (x, dy, dx on the pool) after a training forward, with
 //             no constant channel and with a quarter of the channels constant at 0 (the float32
 //             backward checks such channels' products for all-zero: README, "Kernels")
+//   lanes     2 workers, zero-copy eval, training forward and backward of channels in lanes: channels-last
+//             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E
+//             [4096, 1024] (how whole rows are walked: README, "Kernels")
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -43,7 +46,7 @@ function report(label, [a, b], unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
 }
 
-const threads = scenario === 'inline' || scenario === 'constant' ? 2 : 1;
+const threads = scenario === 'inline' || scenario === 'constant' || scenario === 'lanes' ? 2 : 1;
 const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
@@ -82,6 +85,32 @@ if (scenario === 'inline') {
         return () => bn.backward(dy, { out: dx });
       }));
       report(`[${shape}] ${constant ? `${constant} of ${C} channels constant` : 'no constant channel'}`, await alternate(fns, 15, 10, 1), 'ms');
+    }
+  }
+} else if (scenario === 'lanes') {
+  for (const [shape, layout] of [
+    [[32, 112, 112, 64], 'channels-last'], [[64, 56, 56, 256], 'channels-last'], [[16384, 256], 'channels-first'], [[4096, 1024], 'channels-first'],
+  ]) {
+    const n = shape.reduce((a, b) => a * b);
+    const xs = random(n, 3, -1);
+    for (const mode of ['eval', 'train', 'backward']) {
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const x = pools[k].alloc(n);
+        x.set(xs);
+        const out = pools[k].alloc(n);
+        const bn = new m.BatchNorm(layout === 'channels-last' ? shape.at(-1) : shape[1], { pool: pools[k], layout });
+        if (mode === 'train') return () => bn.forward(x, shape, { out });
+        await bn.forward(x, shape, { out }); // running statistics that are not the defaults, or the backward's
+        if (mode === 'eval') {
+          bn.eval();
+          return () => bn.forward(x, shape, { out });
+        }
+        const dy = pools[k].alloc(n);
+        dy.set(xs.map((v) => v * 0.5 - 0.25));
+        const dx = pools[k].alloc(n);
+        return () => bn.backward(dy, { out: dx });
+      }));
+      report(`[${shape}] ${layout} ${mode}`, await alternate(fns, 9, Math.max(3, Math.round(2e8 / (8 * n))), 1), 'ms');
     }
   }
 } else {

@@ -289,7 +289,9 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(3);
-        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21, 35]) {
+        // 64, 100 and 130 channels: rows of 256 bytes and more (float32), summed 8 rows an eighth of
+        // the call apart (16 rows and up), whole or a band of a row.
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21, 35, 64, 100, 130]) {
           for (const S of [1, 2, 3, 5, 17]) {
             for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
               const off = (C + S + rows) % 4;
@@ -440,6 +442,9 @@ for (const name of ['js', 'wasm'] as const) {
         // below) 1024 channels at a time down the rows; 1045 and 2071 end in a partial chunk with
         // a vector and a scalar tail.
         for (const C of [1045, 2071]) for (const rows of [1, 2, 3, 4, 5]) cases.push([C, 1, rows]);
+        // Rows of 256 bytes and more (float32) go four at a time a quarter of the call apart, the
+        // rows past a multiple of 4 and the channels past a multiple of 16 one row at a time.
+        for (const C of [64, 77, 130]) for (const rows of [4, 9, 33, 36, 38]) cases.push([C, 1, rows]);
         for (const [C, S, rows] of cases) {
           const off = (C + S + rows) % 4;
           const xBase = DATA / bpe + off;

@@ -383,15 +383,24 @@ function bwdColumns64(
 
 /**
  * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
- * by up to 8 rows summed in f32, then folded into f64, as in statsColumns32. acc: hi as f32,
- * Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C rounded up to 4],
- * then zeroProductLanes32's list (C rounded up to 4 bytes).
+ * by 8 rows summed in f32, then folded into f64, as in statsColumns32 (rows an eighth of the call
+ * apart from BWD_SPREAD_MIN_ROW_BYTES up to rows of 4 KiB).
+ * acc: hi as f32, Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C
+ * rounded up to 4], then zeroProductLanes32's list (C rounded up to 4 bytes).
  */
+/**
+ * statsColumns32's SPREAD_MIN_ROW_BYTES for the backward's sums, which read x and dy: twice the
+ * streams. On the machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one thread, from memory) the
+ * spread form took 1.3-3.1x the speed of adjacent rows for 128 to 512 channels (three runs), and
+ * 0.82-0.99x for 64 and 0.71-1.00x for 1024 (three runs of an earlier form that spread those too):
+ * they keep adjacent rows.
+ */
+const BWD_SPREAD_MIN_ROW_BYTES: usize = 512;
+
 function bwdColumns32(
   x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
 ): void {
   const useMask = mask != 0;
-  const c16 = <usize>(C & ~15);
   const rowBytes = <usize>rowStride << 2;
   const cPad = <usize>((C + 3) & ~3);
   const hArr = acc;
@@ -402,68 +411,15 @@ function bwdColumns32(
     store<f64>(sArr + (c << 3), 0);
     store<f64>(pArr + (c << 3), 0);
   }
-  let r = 0;
-  while (r < rows) {
-    const tile = min(8, rows - r);
-    const base = <usize>r * rowBytes;
-    for (let c: usize = 0; c < c16; c += 16) {
-      const h0 = v128.load(hArr + (c << 2));
-      const h1 = v128.load(hArr + (c << 2), 16);
-      const h2 = v128.load(hArr + (c << 2), 32);
-      const h3 = v128.load(hArr + (c << 2), 48);
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let s2 = f32x4.splat(0);
-      let s3 = f32x4.splat(0);
-      let p0 = f32x4.splat(0);
-      let p1 = f32x4.splat(0);
-      let p2 = f32x4.splat(0);
-      let p3 = f32x4.splat(0);
-      let o = base + (c << 2);
-      for (let i = 0; i < tile; i++) {
-        let g0 = v128.load(dy + o);
-        let g1 = v128.load(dy + o, 16);
-        let g2 = v128.load(dy + o, 32);
-        let g3 = v128.load(dy + o, 48);
-        if (useMask) {
-          g0 = masked32(g0, mask + o, 0);
-          g1 = masked32(g1, mask + o, 16);
-          g2 = masked32(g2, mask + o, 32);
-          g3 = masked32(g3, mask + o, 48);
-        }
-        s0 = f32x4.add(s0, g0);
-        s1 = f32x4.add(s1, g1);
-        s2 = f32x4.add(s2, g2);
-        s3 = f32x4.add(s3, g3);
-        p0 = f32x4.add(p0, f32x4.mul(g0, f32x4.sub(v128.load(x + o), h0)));
-        p1 = f32x4.add(p1, f32x4.mul(g1, f32x4.sub(v128.load(x + o, 16), h1)));
-        p2 = f32x4.add(p2, f32x4.mul(g2, f32x4.sub(v128.load(x + o, 32), h2)));
-        p3 = f32x4.add(p3, f32x4.mul(g3, f32x4.sub(v128.load(x + o, 48), h3)));
-        o += rowBytes;
-      }
-      fold4(sArr + (c << 3), s0);
-      fold4(sArr + (c << 3) + 32, s1);
-      fold4(sArr + (c << 3) + 64, s2);
-      fold4(sArr + (c << 3) + 96, s3);
-      fold4(pArr + (c << 3), p0);
-      fold4(pArr + (c << 3) + 32, p1);
-      fold4(pArr + (c << 3) + 64, p2);
-      fold4(pArr + (c << 3) + 96, p3);
-    }
-    for (let c = c16; c < <usize>C; c++) {
-      const hi = load<f32>(hArr + (c << 2));
-      let t1: f64 = 0;
-      let t2: f64 = 0;
-      for (let i = 0; i < tile; i++) {
-        const o = base + <usize>i * rowBytes + (c << 2);
-        const g = useMask && load<f32>(mask + o) <= 0 ? 0 : <f64>load<f32>(dy + o);
-        t1 += g;
-        t2 += g * <f64>(load<f32>(x + o) - hi);
-      }
-      store<f64>(sArr + (c << 3), load<f64>(sArr + (c << 3)) + t1);
-      store<f64>(pArr + (c << 3), load<f64>(pArr + (c << 3)) + t2);
-    }
-    r += tile;
+  // Tiles of 8 rows an eighth of the call apart where rows are long, then (and for short rows)
+  // tiles of 8 adjacent rows, as statsColumns32.
+  const h = rowBytes >= BWD_SPREAD_MIN_ROW_BYTES && rowBytes < 4096 ? rows >> 3 : 0;
+  const spread = <usize>h * rowBytes;
+  for (let t = 0; t < h; t++) {
+    bwdColumnTile32(x, dy, mask, <usize>t * rowBytes, spread, 8, C, hArr, sArr, pArr, useMask);
+  }
+  for (let r = h << 3; r < rows; r += 8) {
+    bwdColumnTile32(x, dy, mask, <usize>r * rowBytes, rowBytes, min(8, rows - r), C, hArr, sArr, pArr, useMask);
   }
   // A channel whose Σdy·(x - hi) came out exactly zero beside a Σdy that is not is kept only where
   // every product is zero (backward-partial.ts): checked down the rows for all such channels at once.
@@ -480,5 +436,72 @@ function bwdColumns32(
       out + c * <usize>outStride, <f64>rows, load<f64>(sArr + (c << 3)), load<f64>(pArr + (c << 3)), load<f64>(params + (c << 5)),
       load<i32>(fArr + (c << 2)) != 0, x + (c << 2), dy + (c << 2), useMask ? mask + (c << 2) : 0, rows, rowBytes, rowBytes, rowBytes, 1,
     );
+  }
+}
+
+/**
+ * bwdColumns32's tile: `tile` rows (at most 8), `stride` bytes apart from byte `base` of x, dy
+ * and the mask, of C channels in lanes, added to the f64 sums at sArr and pArr (hi at hArr).
+ */
+@inline function bwdColumnTile32(
+  x: usize, dy: usize, mask: usize, base: usize, stride: usize, tile: i32, C: i32, hArr: usize, sArr: usize, pArr: usize, useMask: bool,
+): void {
+  const c16 = <usize>(C & ~15);
+  for (let c: usize = 0; c < c16; c += 16) {
+    const h0 = v128.load(hArr + (c << 2));
+    const h1 = v128.load(hArr + (c << 2), 16);
+    const h2 = v128.load(hArr + (c << 2), 32);
+    const h3 = v128.load(hArr + (c << 2), 48);
+    let s0 = f32x4.splat(0);
+    let s1 = f32x4.splat(0);
+    let s2 = f32x4.splat(0);
+    let s3 = f32x4.splat(0);
+    let p0 = f32x4.splat(0);
+    let p1 = f32x4.splat(0);
+    let p2 = f32x4.splat(0);
+    let p3 = f32x4.splat(0);
+    let o = base + (c << 2);
+    for (let i = 0; i < tile; i++) {
+      let g0 = v128.load(dy + o);
+      let g1 = v128.load(dy + o, 16);
+      let g2 = v128.load(dy + o, 32);
+      let g3 = v128.load(dy + o, 48);
+      if (useMask) {
+        g0 = masked32(g0, mask + o, 0);
+        g1 = masked32(g1, mask + o, 16);
+        g2 = masked32(g2, mask + o, 32);
+        g3 = masked32(g3, mask + o, 48);
+      }
+      s0 = f32x4.add(s0, g0);
+      s1 = f32x4.add(s1, g1);
+      s2 = f32x4.add(s2, g2);
+      s3 = f32x4.add(s3, g3);
+      p0 = f32x4.add(p0, f32x4.mul(g0, f32x4.sub(v128.load(x + o), h0)));
+      p1 = f32x4.add(p1, f32x4.mul(g1, f32x4.sub(v128.load(x + o, 16), h1)));
+      p2 = f32x4.add(p2, f32x4.mul(g2, f32x4.sub(v128.load(x + o, 32), h2)));
+      p3 = f32x4.add(p3, f32x4.mul(g3, f32x4.sub(v128.load(x + o, 48), h3)));
+      o += stride;
+    }
+    fold4(sArr + (c << 3), s0);
+    fold4(sArr + (c << 3) + 32, s1);
+    fold4(sArr + (c << 3) + 64, s2);
+    fold4(sArr + (c << 3) + 96, s3);
+    fold4(pArr + (c << 3), p0);
+    fold4(pArr + (c << 3) + 32, p1);
+    fold4(pArr + (c << 3) + 64, p2);
+    fold4(pArr + (c << 3) + 96, p3);
+  }
+  for (let c = c16; c < <usize>C; c++) {
+    const hi = load<f32>(hArr + (c << 2));
+    let t1: f64 = 0;
+    let t2: f64 = 0;
+    for (let i = 0; i < tile; i++) {
+      const o = base + <usize>i * stride + (c << 2);
+      const g = useMask && load<f32>(mask + o) <= 0 ? 0 : <f64>load<f32>(dy + o);
+      t1 += g;
+      t2 += g * <f64>(load<f32>(x + o) - hi);
+    }
+    store<f64>(sArr + (c << 3), load<f64>(sArr + (c << 3)) + t1);
+    store<f64>(pArr + (c << 3), load<f64>(pArr + (c << 3)) + t2);
   }
 }

@@ -122,7 +122,8 @@ export function normalizeRows32(
   // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), read
   // along each row like the data. A band of a wide row (rowStride > C: few rows, up to 8192
   // channels) goes LANE_CHUNK channels at a time down its rows, so that the chunk's parameters
-  // (12 bytes a channel) stay in L1 between rows; whole rows go 8 at a time (laneTiles32).
+  // (12 bytes a channel) stay in L1 between rows; whole rows go four at a time (laneQuarters32),
+  // or 8 at a time where they are short (laneTiles32).
   const made = rowParams != 0;
   const cPad = <usize>((C + 3) & ~3);
   const hiA = made ? rowParams : scratch;
@@ -130,8 +131,14 @@ export function normalizeRows32(
   const bA = scA + (made ? <usize>rowParamStride << 2 : cPad << 2);
   if (!made) normParams32(params, C, cPad, hiA);
   if (rowStride == C) {
-    if (relu) laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
-    else laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+    if (rowBytes >= QUARTERS_MIN_ROW_BYTES) {
+      if (relu) laneQuarters32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
+      else laneQuarters32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+    } else if (relu) {
+      laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
+    } else {
+      laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+    }
     return;
   }
   for (let c0: usize = 0; c0 < <usize>C; c0 += LANE_CHUNK) {
@@ -152,9 +159,77 @@ export function normalizeRows32(
 const LANE_CHUNK: usize = 1024;
 
 /**
- * Whole rows of C channels in lanes, 8 rows at a time: a block of 16 channels (a cache line of a
- * row) keeps its parameters in registers down the tile's rows, instead of loading them with every
- * vector of data (three loads a vector), and the ReLU test is made once a call. The same operations
+ * Rows of at least this many bytes go four at a time a quarter of the call apart (laneQuarters32);
+ * shorter ones 8 adjacent rows at a time (laneTiles32), which lie within 1 KiB. Against the 8-row
+ * tiles on the machine of 2026-12-02, one thread (`node bench/lanes-ab.mjs`, three runs): from
+ * memory 1.31-1.51x the speed for 64 channels, 2.8-3.3x for 128 and 256, 2.1-2.2x for 512 and
+ * 1.1-1.6x for 1024; in the L2 0.99-1.32x. For 16 and 32 channels the tiles were the faster
+ * (1.1-1.3x, a check not kept).
+ */
+const QUARTERS_MIN_ROW_BYTES: usize = 256;
+
+/**
+ * Whole rows of C channels in lanes, four rows at a time, a quarter of the call apart: rows r,
+ * r + h, r + 2h and r + 3h (h = rows / 4) each walked in address order, a cache line's 16
+ * channels of each in turn with those channels' parameters loaded once for the four (three loads
+ * a line of data rather than twelve), and the ReLU test made once a call. Each of the four rows
+ * streams through its own pages in order, which the hardware prefetchers follow, where 8 adjacent
+ * rows of 256 bytes or more walked a line at a time down the tile (laneTiles32) go back and forth
+ * within a page. The rows past 4h and the channels past the last whole 16 go one row at a time
+ * (laneRun32). The same operations on every element as laneRun32: the same bits.
+ */
+@inline function laneQuarters32(
+  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+): void {
+  const c16 = C & ~15;
+  const h = rows >> 2;
+  const quarter = <usize>h * rowBytes;
+  for (let r = 0; r < h; r++) {
+    const bx = x + <usize>r * rowBytes;
+    const by = y + <usize>r * rowBytes;
+    for (let o: usize = 0; o < c16 << 2; o += 64) {
+      const h0 = v128.load(hiA + o);
+      const h1 = v128.load(hiA + o, 16);
+      const h2 = v128.load(hiA + o, 32);
+      const h3 = v128.load(hiA + o, 48);
+      const s0 = v128.load(scA + o);
+      const s1 = v128.load(scA + o, 16);
+      const s2 = v128.load(scA + o, 32);
+      const s3 = v128.load(scA + o, 48);
+      const b0 = v128.load(bA + o);
+      const b1 = v128.load(bA + o, 16);
+      const b2 = v128.load(bA + o, 32);
+      const b3 = v128.load(bA + o, 48);
+      for (let q: usize = 0; q < 4; q++) {
+        const px = bx + q * quarter + o;
+        const py = by + q * quarter + o;
+        if (relu) {
+          v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
+          v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
+          v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
+          v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
+        } else {
+          v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
+          v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
+          v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
+          v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
+        }
+      }
+    }
+    if (c16 < C) {
+      for (let q: usize = 0; q < 4; q++) laneRun32(bx + q * quarter, by + q * quarter, c16, C, hiA, scA, bA, fl, floor);
+    }
+  }
+  for (let r = h << 2; r < rows; r++) {
+    laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
+  }
+}
+
+/**
+ * Whole rows of C channels in lanes shorter than QUARTERS_MIN_ROW_BYTES, 8 rows at a time: a
+ * block of 16 channels (a cache line of a row) keeps its parameters in registers down the tile's
+ * rows, instead of loading them with every vector of data (three loads a vector), and the ReLU
+ * test is made once a call. 8 such rows lie within 2 KiB, which the tiles walk as one block. The same operations
  * on every element as laneRun32: the same bits. E [4096, 1024] (256 rows a call), one thread, the
  * kernel alone: 0.069-0.092 ms against 0.073-0.105 a row at a time; eval at 2 threads 1.04-1.23 of
  * the floor against 1.09-1.24 (medians 1.11 and 1.20, seven runs of each build in turn).

@@ -107,14 +107,29 @@ export function statsNormRows32(
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
- * a row), up to 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait
- * on each other), then folded into f64: at most 8 roundings per lane between folds (16 measured
- * 2e-6 relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each time it is loaded: walking 4
- * channels down 16 rows 4 KB apart instead thrashed L1, whose sets those rows all share.
+ * a row), 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait on each
+ * other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
+ * relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each
+ * time it is loaded: walking 4 channels down 16 rows 4 KB apart instead thrashed L1, whose sets
+ * those rows all share. Rows of at least SPREAD_MIN_ROW_BYTES go in tiles of 8 rows an eighth of
+ * the call apart (rows t, t + h, ..., t + 7h, h = rows / 8), so that each streams through its own
+ * pages in order as the tiles go by, which the hardware prefetchers follow; the rows past 8h, and
+ * shorter rows, go in tiles of 8 adjacent rows.
  */
+/**
+ * Rows (channels in lanes) from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES are summed in
+ * tiles of rows an eighth of the call apart, the others in tiles of adjacent rows: 8 adjacent rows
+ * of 512 bytes to 2 KiB go back and forth within a page, rows of 4 KiB or more each have their own
+ * pages, and 8 rows of 128 bytes or less lie within 1 KiB. Against tiles of adjacent rows on the
+ * machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one thread, three runs): from memory 2.2-2.7x
+ * the speed for 128 and 256 channels, 1.6-1.8x for 512 and 0.96-1.22x for 64; 0.94-1.15x in the
+ * L2. For 1024 channels, which keep adjacent rows, the spread form measured 0.99-1.20x (three
+ * runs of an earlier form of the threshold).
+ */
+const SPREAD_MIN_ROW_BYTES: usize = 256;
+const SPREAD_MAX_ROW_BYTES: usize = 4096;
+
 function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
-  const c16 = <usize>(C & ~15);
-  const c4 = <usize>(C & ~3);
   const rowBytes = <usize>rowStride << 2;
   // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
   const cPad = <usize>((C + 3) & ~3);
@@ -126,81 +141,88 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
     store<f64>(s1Arr + (c << 3), 0);
     store<f64>(s2Arr + (c << 3), 0);
   }
-  let r = 0;
-  while (r < rows) {
-    const tile = min(8, rows - r);
-    const base = x + <usize>r * rowBytes;
-    for (let c: usize = 0; c < c16; c += 16) {
-      const k0 = v128.load(kArr + (c << 2));
-      const k1 = v128.load(kArr + (c << 2), 16);
-      const k2 = v128.load(kArr + (c << 2), 32);
-      const k3 = v128.load(kArr + (c << 2), 48);
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let s2 = f32x4.splat(0);
-      let s3 = f32x4.splat(0);
-      let q0 = f32x4.splat(0);
-      let q1 = f32x4.splat(0);
-      let q2 = f32x4.splat(0);
-      let q3 = f32x4.splat(0);
-      let p = base + (c << 2);
-      for (let i = 0; i < tile; i++) {
-        const d0 = f32x4.sub(v128.load(p), k0);
-        const d1 = f32x4.sub(v128.load(p, 16), k1);
-        const d2 = f32x4.sub(v128.load(p, 32), k2);
-        const d3 = f32x4.sub(v128.load(p, 48), k3);
-        s0 = f32x4.add(s0, d0);
-        s1 = f32x4.add(s1, d1);
-        s2 = f32x4.add(s2, d2);
-        s3 = f32x4.add(s3, d3);
-        q0 = f32x4.add(q0, f32x4.mul(d0, d0));
-        q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-        q2 = f32x4.add(q2, f32x4.mul(d2, d2));
-        q3 = f32x4.add(q3, f32x4.mul(d3, d3));
-        p += rowBytes;
-      }
-      fold4(s1Arr + (c << 3), s0);
-      fold4(s1Arr + (c << 3) + 32, s1);
-      fold4(s1Arr + (c << 3) + 64, s2);
-      fold4(s1Arr + (c << 3) + 96, s3);
-      fold4(s2Arr + (c << 3), q0);
-      fold4(s2Arr + (c << 3) + 32, q1);
-      fold4(s2Arr + (c << 3) + 64, q2);
-      fold4(s2Arr + (c << 3) + 96, q3);
-    }
-    for (let c = c16; c < c4; c += 4) {
-      const kv = v128.load(kArr + (c << 2));
-      let s = f32x4.splat(0);
-      let q = f32x4.splat(0);
-      let p = base + (c << 2);
-      for (let i = 0; i < tile; i++) {
-        const d = f32x4.sub(v128.load(p), kv);
-        s = f32x4.add(s, d);
-        q = f32x4.add(q, f32x4.mul(d, d));
-        p += rowBytes;
-      }
-      fold4(s1Arr + (c << 3), s);
-      fold4(s2Arr + (c << 3), q);
-    }
-    for (let c = c4; c < <usize>C; c++) {
-      const k = load<f32>(kArr + (c << 2));
-      let t1: f64 = 0;
-      let t2: f64 = 0;
-      for (let i = 0; i < tile; i++) {
-        const d = <f64>(load<f32>(base + <usize>i * rowBytes + (c << 2)) - k);
-        t1 += d;
-        t2 += d * d;
-      }
-      store<f64>(s1Arr + (c << 3), load<f64>(s1Arr + (c << 3)) + t1);
-      store<f64>(s2Arr + (c << 3), load<f64>(s2Arr + (c << 3)) + t2);
-    }
-    r += tile;
-  }
+  const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes < SPREAD_MAX_ROW_BYTES ? rows >> 3 : 0;
+  const spread = <usize>h * rowBytes;
+  for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr);
+  for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr);
   for (let c: usize = 0; c < <usize>C; c++) {
     writePartial32(
       out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)),
       x + (c << 2), rows, rowBytes, 1,
     );
+  }
+}
+
+/**
+ * statsColumns32's tile: `tile` rows (at most 8), `stride` bytes apart from `base`, of C channels
+ * in lanes, added to the f64 sums at s1Arr and s2Arr (their shifts at kArr).
+ */
+@inline function columnTile32(base: usize, stride: usize, tile: i32, C: i32, kArr: usize, s1Arr: usize, s2Arr: usize): void {
+  const c16 = <usize>(C & ~15);
+  const c4 = <usize>(C & ~3);
+  for (let c: usize = 0; c < c16; c += 16) {
+    const k0 = v128.load(kArr + (c << 2));
+    const k1 = v128.load(kArr + (c << 2), 16);
+    const k2 = v128.load(kArr + (c << 2), 32);
+    const k3 = v128.load(kArr + (c << 2), 48);
+    let s0 = f32x4.splat(0);
+    let s1 = f32x4.splat(0);
+    let s2 = f32x4.splat(0);
+    let s3 = f32x4.splat(0);
+    let q0 = f32x4.splat(0);
+    let q1 = f32x4.splat(0);
+    let q2 = f32x4.splat(0);
+    let q3 = f32x4.splat(0);
+    let p = base + (c << 2);
+    for (let i = 0; i < tile; i++) {
+      const d0 = f32x4.sub(v128.load(p), k0);
+      const d1 = f32x4.sub(v128.load(p, 16), k1);
+      const d2 = f32x4.sub(v128.load(p, 32), k2);
+      const d3 = f32x4.sub(v128.load(p, 48), k3);
+      s0 = f32x4.add(s0, d0);
+      s1 = f32x4.add(s1, d1);
+      s2 = f32x4.add(s2, d2);
+      s3 = f32x4.add(s3, d3);
+      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+      q2 = f32x4.add(q2, f32x4.mul(d2, d2));
+      q3 = f32x4.add(q3, f32x4.mul(d3, d3));
+      p += stride;
+    }
+    fold4(s1Arr + (c << 3), s0);
+    fold4(s1Arr + (c << 3) + 32, s1);
+    fold4(s1Arr + (c << 3) + 64, s2);
+    fold4(s1Arr + (c << 3) + 96, s3);
+    fold4(s2Arr + (c << 3), q0);
+    fold4(s2Arr + (c << 3) + 32, q1);
+    fold4(s2Arr + (c << 3) + 64, q2);
+    fold4(s2Arr + (c << 3) + 96, q3);
+  }
+  for (let c = c16; c < c4; c += 4) {
+    const kv = v128.load(kArr + (c << 2));
+    let s = f32x4.splat(0);
+    let q = f32x4.splat(0);
+    let p = base + (c << 2);
+    for (let i = 0; i < tile; i++) {
+      const d = f32x4.sub(v128.load(p), kv);
+      s = f32x4.add(s, d);
+      q = f32x4.add(q, f32x4.mul(d, d));
+      p += stride;
+    }
+    fold4(s1Arr + (c << 3), s);
+    fold4(s2Arr + (c << 3), q);
+  }
+  for (let c = c4; c < <usize>C; c++) {
+    const k = load<f32>(kArr + (c << 2));
+    let t1: f64 = 0;
+    let t2: f64 = 0;
+    for (let i = 0; i < tile; i++) {
+      const d = <f64>(load<f32>(base + <usize>i * stride + (c << 2)) - k);
+      t1 += d;
+      t2 += d * d;
+    }
+    store<f64>(s1Arr + (c << 3), load<f64>(s1Arr + (c << 3)) + t1);
+    store<f64>(s2Arr + (c << 3), load<f64>(s2Arr + (c << 3)) + t2);
   }
 }
 export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {

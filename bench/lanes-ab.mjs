@@ -1,0 +1,80 @@
+// The channels-in-lanes kernels (rank 2 and channels-last, float32) of two builds, on one thread
+// over the same data, alternated round by round in one process: statsRows, normalizeRows and
+// bwdStatsRows, called a row group at a time as the grid cuts the rows (src/plan.ts), for rows of
+// 16 to 1024 channels, over 1 MiB of x (the L2) and 64 MiB (memory). Prints each build's GB/s
+// (x read, and for normalizeRows y written, and for bwdStatsRows dy read) and B's ÷ A's speed.
+// Plain JavaScript: it loads each build's dist/workers/wasm/kernels.wasm, and the kernel bindings
+// and planner of the second.
+//
+//     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
+//     npm run build && node bench/lanes-ab.mjs /tmp/before/dist dist [C,C,...]
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [dirA, dirB, list = '16,32,64,128,256,512,1024'] = process.argv.slice(2);
+if (dirB === undefined) throw new Error('usage: node bench/lanes-ab.mjs DIST_A DIST_B [C,C,...]');
+const url = (file) => pathToFileURL(resolve(dirB, file)).href;
+const [{ wasmApi }, { createKernel }, { rowScratchBytes }, { planGrid }] = await Promise.all([
+  import(url('src/wasm-types.js')), import(url('workers/kernels/select.js')), import(url('workers/kernels/kernel.js')),
+  import(url('src/plan.js')),
+]);
+
+const MiB = 1 << 20;
+const SIZES = [MiB, 64 * MiB];
+const CHANNELS = list.split(',').map(Number);
+const memory = new wasmApi.Memory({ initial: (2 * 64 * MiB + 8 * MiB) / 65536, maximum: 65536, shared: true });
+const kernels = [dirA, dirB].map((d) => createKernel('wasm', memory, new WebAssembly.Module(readFileSync(resolve(d, 'workers/wasm/kernels.wasm')))));
+const f32 = new Float32Array(memory.buffer);
+const f64 = new Float64Array(memory.buffer);
+const maxC = Math.max(...CHANNELS);
+const PARAMS = 65536; // (mean, scale or invstd, bias or weight, 0): 32 bytes a channel
+const SCRATCH = PARAMS + 32 * maxC;
+const OUT = SCRATCH + rowScratchBytes(maxC) + 4096; // partials, 24 bytes a channel
+const X = Math.ceil((OUT + 24 * maxC) / MiB) * MiB;
+const Y = X + 64 * MiB + 2048; // y (normalizeRows) and dy (bwdStatsRows), 2 KiB off x's alignment
+if (Y + 64 * MiB > memory.buffer.byteLength) throw new Error('the data do not fit the memory');
+let seed = 12345;
+for (let i = 0; i < 64 * MiB / 4; i++) {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  f32[X / 4 + i] = 3 + seed / 2 ** 32;
+  f32[Y / 4 + i] = seed / 2 ** 32 - 0.5;
+}
+for (let c = 0; c < maxC; c++) f64.set([3.5, 2, 0.5, 0], PARAMS / 8 + 4 * c);
+const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
+
+console.log('| kernel | channels | x | A GB/s | B GB/s | B ÷ A speed |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+for (const C of CHANNELS) {
+  for (const bytes of SIZES) {
+    const rows = bytes / 4 / C;
+    const { groupRows } = planGrid(rows, C, 1);
+    const each = (call) => () => {
+      for (let r = 0; r < rows; r += groupRows) call(4 * r * C, Math.min(groupRows, rows - r));
+    };
+    const cases = [
+      ['statsRows', 4, (k) => each((o, n) => k.statsRows(false, X + o, n, C, 1, C, SCRATCH, OUT, 24))],
+      ['normalizeRows', 8, (k) => each((o, n) => k.normalizeRows(false, X + o, Y + o, n, C, 1, C, PARAMS, SCRATCH, false))],
+      ['bwdStatsRows', 8, (k) => each((o, n) => k.bwdStatsRows(false, X + o, Y + o, 0, n, C, 1, C, PARAMS, SCRATCH, OUT, 24))],
+    ];
+    for (const [name, perElement, make] of cases) {
+      const fns = kernels.map(make);
+      const reps = Math.max(1, Math.round(32 * MiB / bytes));
+      const times = fns.map(() => []);
+      for (let round = 0; round < 7; round++) {
+        fns.forEach((fn, k) => {
+          fn();
+          const t0 = performance.now();
+          for (let i = 0; i < reps; i++) fn();
+          times[k].push((performance.now() - t0) / reps);
+        });
+      }
+      // normalizeRows overwrote dy with y: put dy back for the backward's sums (y is unused elsewhere).
+      if (name === 'normalizeRows') {
+        for (let i = 0; i < bytes / 4; i++) f32[Y / 4 + i] = f32[X / 4 + i] - 3.5;
+      }
+      const gbps = times.map((t) => (perElement * bytes / 4) / median(t) / 1e6);
+      console.log(`| ${name} | ${C} | ${bytes / MiB} MiB | ${gbps[0].toFixed(1)} | ${gbps[1].toFixed(1)} | ${(gbps[1] / gbps[0]).toFixed(2)} |`);
+    }
+  }
+}
