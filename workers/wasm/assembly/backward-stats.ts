@@ -382,13 +382,6 @@ function bwdColumns64(
 }
 
 /**
- * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
- * by 8 rows summed in f32, then folded into f64, as in statsColumns32 (rows an eighth of the call
- * apart from BWD_SPREAD_MIN_ROW_BYTES up to rows of 4 KiB).
- * acc: hi as f32, Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C
- * rounded up to 4], then zeroProductLanes32's list (C rounded up to 4 bytes).
- */
-/**
  * statsColumns32's SPREAD_MIN_ROW_BYTES for the backward's sums, which read x and dy: twice the
  * streams. On the machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one thread, from memory) the
  * spread form took 1.3-3.1x the speed of adjacent rows for 128 to 512 channels (three runs), and
@@ -397,6 +390,13 @@ function bwdColumns64(
  */
 const BWD_SPREAD_MIN_ROW_BYTES: usize = 512;
 
+/**
+ * Rank-2 style backward partials (S = 1): channels in lanes, 16 channels (a cache line of a row)
+ * by 8 rows summed in f32, then folded into f64, as in statsColumns32 (rows an eighth of the call
+ * apart from BWD_SPREAD_MIN_ROW_BYTES up to rows of 4 KiB).
+ * acc: hi as f32, Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C
+ * rounded up to 4], then zeroProductLanes32's list (C rounded up to 4 bytes).
+ */
 function bwdColumns32(
   x: usize, dy: usize, mask: usize, rows: i32, C: i32, rowStride: i32, params: usize, acc: usize, out: usize, outStride: i32,
 ): void {
@@ -411,8 +411,8 @@ function bwdColumns32(
     store<f64>(sArr + (c << 3), 0);
     store<f64>(pArr + (c << 3), 0);
   }
-  // Tiles of 8 rows an eighth of the call apart where rows are long, then (and for short rows)
-  // tiles of 8 adjacent rows, as statsColumns32.
+  // Tiles of 8 rows an eighth of the call apart for rows of BWD_SPREAD_MIN_ROW_BYTES to under
+  // 4 KiB, then (and for other rows) tiles of 8 adjacent rows, as statsColumns32.
   const h = rowBytes >= BWD_SPREAD_MIN_ROW_BYTES && rowBytes < 4096 ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
   for (let t = 0; t < h; t++) {

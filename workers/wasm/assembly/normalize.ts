@@ -160,7 +160,7 @@ const LANE_CHUNK: usize = 1024;
 
 /**
  * Rows of at least this many bytes go four at a time a quarter of the call apart (laneQuarters32);
- * shorter ones 8 adjacent rows at a time (laneTiles32), which lie within 1 KiB. Against the 8-row
+ * shorter ones 8 adjacent rows at a time (laneTiles32), 8 of which lie within 2 KiB. Against the 8-row
  * tiles on the machine of 2026-12-02, one thread (`node bench/lanes-ab.mjs`, three runs): from
  * memory 1.31-1.51x the speed for 64 channels, 2.8-3.3x for 128 and 256, 2.1-2.2x for 512 and
  * 1.1-1.6x for 1024; in the L2 0.99-1.32x. For 16 and 32 channels the tiles were the faster
@@ -229,10 +229,11 @@ const QUARTERS_MIN_ROW_BYTES: usize = 256;
  * Whole rows of C channels in lanes shorter than QUARTERS_MIN_ROW_BYTES, 8 rows at a time: a
  * block of 16 channels (a cache line of a row) keeps its parameters in registers down the tile's
  * rows, instead of loading them with every vector of data (three loads a vector), and the ReLU
- * test is made once a call. 8 such rows lie within 2 KiB, which the tiles walk as one block. The same operations
- * on every element as laneRun32: the same bits. E [4096, 1024] (256 rows a call), one thread, the
- * kernel alone: 0.069-0.092 ms against 0.073-0.105 a row at a time; eval at 2 threads 1.04-1.23 of
- * the floor against 1.09-1.24 (medians 1.11 and 1.20, seven runs of each build in turn).
+ * test is made once a call. 8 such rows lie within 2 KiB, which the tiles walk as one block. The
+ * same operations on every element as laneRun32: the same bits. When E [4096, 1024] went this way
+ * (256 rows a call, on the first machine), one thread, the kernel alone: 0.069-0.092 ms against
+ * 0.073-0.105 a row at a time; eval at 2 threads 1.04-1.23 of the floor against 1.09-1.24
+ * (medians 1.11 and 1.20, seven runs of each build in turn).
  */
 @inline function laneTiles32(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,

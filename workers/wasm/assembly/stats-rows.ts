@@ -106,21 +106,10 @@ export function statsNormRows32(
 }
 
 /**
- * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
- * a row), 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait on each
- * other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
- * relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each
- * time it is loaded: walking 4 channels down 16 rows 4 KB apart instead thrashed L1, whose sets
- * those rows all share. Rows of at least SPREAD_MIN_ROW_BYTES go in tiles of 8 rows an eighth of
- * the call apart (rows t, t + h, ..., t + 7h, h = rows / 8), so that each streams through its own
- * pages in order as the tiles go by, which the hardware prefetchers follow; the rows past 8h, and
- * shorter rows, go in tiles of 8 adjacent rows.
- */
-/**
  * Rows (channels in lanes) from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES are summed in
  * tiles of rows an eighth of the call apart, the others in tiles of adjacent rows: 8 adjacent rows
- * of 512 bytes to 2 KiB go back and forth within a page, rows of 4 KiB or more each have their own
- * pages, and 8 rows of 128 bytes or less lie within 1 KiB. Against tiles of adjacent rows on the
+ * of 256 bytes to under 4 KiB go back and forth within a page, rows of 4 KiB or more each have
+ * their own pages, and 8 shorter rows lie within 2 KiB. Against tiles of adjacent rows on the
  * machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one thread, three runs): from memory 2.2-2.7x
  * the speed for 128 and 256 channels, 1.6-1.8x for 512 and 0.96-1.22x for 64; 0.94-1.15x in the
  * L2. For 1024 channels, which keep adjacent rows, the spread form measured 0.99-1.20x (three
@@ -129,6 +118,17 @@ export function statsNormRows32(
 const SPREAD_MIN_ROW_BYTES: usize = 256;
 const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
+/**
+ * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
+ * a row), 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait on each
+ * other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
+ * relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each
+ * time it is loaded: walking 4 channels down 16 rows 4 KB apart instead thrashed L1, whose sets
+ * those rows all share. Rows from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES go in tiles of 8
+ * rows an eighth of the call apart (rows t, t + h, ..., t + 7h, h = rows / 8), so that each
+ * streams through its own pages in order as the tiles go by, which the hardware prefetchers
+ * follow; the rows past 8h, and other rows, go in tiles of 8 adjacent rows.
+ */
 function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
   const rowBytes = <usize>rowStride << 2;
   // acc layout (structure of arrays): K as f32 [C rounded up to 4], s1 f64 [same], s2 f64 [same].
