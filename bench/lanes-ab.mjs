@@ -1,10 +1,11 @@
 // The channels-in-lanes kernels (rank 2 and channels-last, float32) of two builds, on one thread
-// over the same data, alternated round by round in one process: statsRows, normalizeRows and
-// bwdStatsRows, called a row group at a time as the grid cuts the rows (src/plan.ts), for rows of
-// 16 to 1024 channels, over 1 MiB of x (the L2) and 64 MiB (memory). Prints each build's GB/s
-// (x read, and for normalizeRows y written, and for bwdStatsRows dy read) and B's ÷ A's speed.
-// Plain JavaScript: it loads each build's dist/workers/wasm/kernels.wasm, and the kernel bindings
-// and planner of the second.
+// over the same data, alternated round by round in one process: statsRows, normalizeRows,
+// bwdStatsRows and bwdApplyRows, called a row group at a time as the grid cuts the rows
+// (src/plan.ts), for rows of 16 to 1024 channels, over 1 MiB of x (the L2) and 64 MiB (memory).
+// Prints each build's GB/s (x read; and y written, dy read, dy read and dx written) and B's ÷ A's
+// speed; ratios within ~0.8-1.2 are noise here (the same build against itself gave 0.82-1.59).
+// The backward's coefficients (a, k, mean, e) are (3.5, 2, 0.5, 0). Plain JavaScript: it loads
+// each build's dist/workers/wasm/kernels.wasm, and the kernel bindings and planner of the second.
 //
 //     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
 //     npm run build && node bench/lanes-ab.mjs /tmp/before/dist dist [C,C,...]
@@ -23,7 +24,7 @@ const [{ wasmApi }, { createKernel }, { rowScratchBytes }, { planGrid }] = await
 const MiB = 1 << 20;
 const SIZES = [MiB, 64 * MiB];
 const CHANNELS = list.split(',').map(Number);
-const memory = new wasmApi.Memory({ initial: (2 * 64 * MiB + 8 * MiB) / 65536, maximum: 65536, shared: true });
+const memory = new wasmApi.Memory({ initial: (3 * 64 * MiB + 8 * MiB) / 65536, maximum: 65536, shared: true });
 const kernels = [dirA, dirB].map((d) => createKernel('wasm', memory, new WebAssembly.Module(readFileSync(resolve(d, 'workers/wasm/kernels.wasm')))));
 const f32 = new Float32Array(memory.buffer);
 const f64 = new Float64Array(memory.buffer);
@@ -32,8 +33,9 @@ const PARAMS = 65536; // (mean, scale or invstd, bias or weight, 0): 32 bytes a 
 const SCRATCH = PARAMS + 32 * maxC;
 const OUT = SCRATCH + rowScratchBytes(maxC) + 4096; // partials, 24 bytes a channel
 const X = Math.ceil((OUT + 24 * maxC) / MiB) * MiB;
-const Y = X + 64 * MiB + 2048; // y (normalizeRows) and dy (bwdStatsRows), 2 KiB off x's alignment
-if (Y + 64 * MiB > memory.buffer.byteLength) throw new Error('the data do not fit the memory');
+const Y = X + 64 * MiB + 2048; // y (normalizeRows) and dy (the backward's), 2 KiB off x's alignment
+const D = Y + 64 * MiB + 2048; // dx (bwdApplyRows)
+if (D + 64 * MiB > memory.buffer.byteLength) throw new Error('the data do not fit the memory');
 let seed = 12345;
 for (let i = 0; i < 64 * MiB / 4; i++) {
   seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -56,6 +58,7 @@ for (const C of CHANNELS) {
       ['statsRows', 4, (k) => each((o, n) => k.statsRows(false, X + o, n, C, 1, C, SCRATCH, OUT, 24))],
       ['normalizeRows', 8, (k) => each((o, n) => k.normalizeRows(false, X + o, Y + o, n, C, 1, C, PARAMS, SCRATCH, false))],
       ['bwdStatsRows', 8, (k) => each((o, n) => k.bwdStatsRows(false, X + o, Y + o, 0, n, C, 1, C, PARAMS, SCRATCH, OUT, 24))],
+      ['bwdApplyRows', 12, (k) => each((o, n) => k.bwdApplyRows(false, X + o, Y + o, 0, D + o, n, C, 1, C, PARAMS, SCRATCH))],
     ];
     for (const [name, perElement, make] of cases) {
       const fns = kernels.map(make);
