@@ -181,44 +181,10 @@ const QUARTERS_MIN_ROW_BYTES: usize = 256;
 @inline function laneQuarters32(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
 ): void {
-  const c16 = C & ~15;
   const h = rows >> 2;
   const quarter = <usize>h * rowBytes;
   for (let r = 0; r < h; r++) {
-    const bx = x + <usize>r * rowBytes;
-    const by = y + <usize>r * rowBytes;
-    for (let o: usize = 0; o < c16 << 2; o += 64) {
-      const h0 = v128.load(hiA + o);
-      const h1 = v128.load(hiA + o, 16);
-      const h2 = v128.load(hiA + o, 32);
-      const h3 = v128.load(hiA + o, 48);
-      const s0 = v128.load(scA + o);
-      const s1 = v128.load(scA + o, 16);
-      const s2 = v128.load(scA + o, 32);
-      const s3 = v128.load(scA + o, 48);
-      const b0 = v128.load(bA + o);
-      const b1 = v128.load(bA + o, 16);
-      const b2 = v128.load(bA + o, 32);
-      const b3 = v128.load(bA + o, 48);
-      for (let q: usize = 0; q < 4; q++) {
-        const px = bx + q * quarter + o;
-        const py = by + q * quarter + o;
-        if (relu) {
-          v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
-          v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
-          v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
-          v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
-        } else {
-          v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
-          v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
-          v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
-          v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
-        }
-      }
-    }
-    if (c16 < C) {
-      for (let q: usize = 0; q < 4; q++) laneRun32(bx + q * quarter, by + q * quarter, c16, C, hiA, scA, bA, fl, floor);
-    }
+    laneGroup32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, quarter, 4, C, hiA, scA, bA, fl, floor, relu);
   }
   for (let r = h << 2; r < rows; r++) {
     laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
@@ -238,46 +204,54 @@ const QUARTERS_MIN_ROW_BYTES: usize = 256;
 @inline function laneTiles32(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
 ): void {
-  const c16 = C & ~15;
   for (let r = 0; r < rows; r += 8) {
-    const tile = min(8, rows - r);
-    const bx = x + <usize>r * rowBytes;
-    const by = y + <usize>r * rowBytes;
-    for (let c: usize = 0; c < c16; c += 16) {
-      const o = c << 2;
-      const h0 = v128.load(hiA + o);
-      const h1 = v128.load(hiA + o, 16);
-      const h2 = v128.load(hiA + o, 32);
-      const h3 = v128.load(hiA + o, 48);
-      const s0 = v128.load(scA + o);
-      const s1 = v128.load(scA + o, 16);
-      const s2 = v128.load(scA + o, 32);
-      const s3 = v128.load(scA + o, 48);
-      const b0 = v128.load(bA + o);
-      const b1 = v128.load(bA + o, 16);
-      const b2 = v128.load(bA + o, 32);
-      const b3 = v128.load(bA + o, 48);
-      let px = bx + o;
-      let py = by + o;
-      for (let i = 0; i < tile; i++) {
-        if (relu) {
-          v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
-          v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
-          v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
-          v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
-        } else {
-          v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
-          v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
-          v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
-          v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
-        }
-        px += rowBytes;
-        py += rowBytes;
+    laneGroup32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, hiA, scA, bA, fl, floor, relu);
+  }
+}
+
+/**
+ * `count` rows `stride` bytes apart from x and y, the rows of a tile (laneTiles32) or of a step of
+ * the quarters (laneQuarters32): for each cache line of 16 channels, its 12 parameter vectors
+ * loaded once, then that line of every row; then the channels past the last whole 16 of each row
+ * (laneRun32).
+ */
+@inline function laneGroup32(
+  x: usize, y: usize, stride: usize, count: i32, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+): void {
+  const c16 = C & ~15;
+  for (let o: usize = 0; o < c16 << 2; o += 64) {
+    const h0 = v128.load(hiA + o);
+    const h1 = v128.load(hiA + o, 16);
+    const h2 = v128.load(hiA + o, 32);
+    const h3 = v128.load(hiA + o, 48);
+    const s0 = v128.load(scA + o);
+    const s1 = v128.load(scA + o, 16);
+    const s2 = v128.load(scA + o, 32);
+    const s3 = v128.load(scA + o, 48);
+    const b0 = v128.load(bA + o);
+    const b1 = v128.load(bA + o, 16);
+    const b2 = v128.load(bA + o, 32);
+    const b3 = v128.load(bA + o, 48);
+    let px = x + o;
+    let py = y + o;
+    for (let i = 0; i < count; i++) {
+      if (relu) {
+        v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
+        v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
+        v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
+        v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
+      } else {
+        v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
+        v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
+        v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
+        v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
       }
+      px += stride;
+      py += stride;
     }
-    if (c16 < C) {
-      for (let i = 0; i < tile; i++) laneRun32(bx + <usize>i * rowBytes, by + <usize>i * rowBytes, c16, C, hiA, scA, bA, fl, floor);
-    }
+  }
+  if (c16 < C) {
+    for (let i = 0; i < count; i++) laneRun32(x + <usize>i * stride, y + <usize>i * stride, c16, C, hiA, scA, bA, fl, floor);
   }
 }
 
