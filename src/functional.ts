@@ -1,5 +1,6 @@
 import { throwIfAbortedBeforeStart } from './abort.js';
 import { checkMoreThanOneValue } from './batch-norm.js';
+import { type ByteArray, isByteArray, runBytes } from './bytes.js';
 import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
@@ -7,9 +8,68 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkDtype, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
+
+/**
+ * `batchNorm` of 8-bit input (pixels): eval only, running statistics required, a Float32Array
+ * out. Checks everything before it starts, as batchNorm does; src/bytes.ts runs it.
+ */
+async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<Float32Array>> {
+  const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
+  const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+  if (opts.training !== undefined && checkBoolean(opts.training, 'options.training')) {
+    throw new ArgumentError(`options.training must be false for 8-bit input (${describe(x)}): it is normalized with running statistics only; got true`);
+  }
+  if (opts.reduceStats !== undefined) {
+    throw new ArgumentError(`options.reduceStats is for training calls; 8-bit input (${describe(x)}) is normalized with running statistics only; got ${describe(opts.reduceStats)}`);
+  }
+  const channel = (key: string): FloatArray | null =>
+    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
+  const runningMean = channel('runningMean');
+  const runningVar = channel('runningVar');
+  const weight = channel('weight');
+  const bias = channel('bias');
+  if (runningMean === null || runningVar === null) {
+    const given = runningMean !== null ? 'only runningMean' : runningVar !== null ? 'only runningVar' : 'neither';
+    throw new ArgumentError(`options.runningMean and options.runningVar are required for 8-bit input (${describe(x)}); got ${given}`);
+  }
+  if (opts.momentum !== undefined) checkMomentum(opts.momentum, false, 'options.momentum');
+  const eps = opts.eps === undefined ? 1e-5 : checkEps(opts.eps, 'options.eps');
+  if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+    throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+  }
+  const out = checkBytesOut(opts.out, x);
+  const signal = checkSignal(opts.signal);
+  const relu = checkActivation(opts.activation);
+  const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
+  const ctx = poolInternals(pool);
+  ctx.assertOpen();
+  throwIfAbortedBeforeStart(signal);
+  const unpin = pinArrays([x, out]);
+  return ctx.track((async () => {
+    try {
+      const y = await runBytes(ctx, { x, dims, runningMean, runningVar, weight, bias, eps, out, signal, relu });
+      // As a float eval call's: copies of the running statistics, and the values per channel.
+      return { y, mean: Float64Array.from(runningMean), var: Float64Array.from(runningVar), count: dims.N * dims.S };
+    } finally {
+      unpin();
+    }
+  })());
+}
+
+/** `options.out` of 8-bit input: a Float32Array of x's length that does not overlap x, or null. */
+function checkBytesOut(out: unknown, x: ByteArray): Float32Array | null {
+  if (out === undefined || out === null) return null;
+  checkDtype(out, 'options.out', 'float32');
+  const y = out as Float32Array;
+  if (y.length !== x.length) throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
+  if (y.buffer === x.buffer && y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength) {
+    throw new ArgumentError(`options.out must not overlap x, 8-bit input read as the output is written; got an array overlapping it at a byte offset of ${y.byteOffset - x.byteOffset}`);
+  }
+  return y;
+}
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
 export interface BatchNormFunctionalOptions {
@@ -68,9 +128,24 @@ export interface BatchNormResult<A extends FloatArray = FloatArray> {
  * const r = await batchNorm(x, [8, 3, 32, 32], { training: true, runningMean, runningVar });
  * r.y; r.mean; r.var;
  */
-export async function batchNorm<T extends FloatArray>(
-  x: T, shape: readonly number[], options?: BatchNormFunctionalOptions,
-): Promise<BatchNormResult<SameDtype<T>>> {
+export function batchNorm<T extends FloatArray>(x: T, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<SameDtype<T>>>;
+/**
+ * Eval BatchNorm of 8-bit input (pixels 0-255: a Uint8Array, a Buffer or a Uint8ClampedArray)
+ * into float32, with the running statistics (required; `training` must be false). The workers
+ * convert each byte as they normalize it; `out`, if given, is a Float32Array that does not
+ * overlap x. The result's bits are the float32 input's on the WebAssembly kernel.
+ *
+ * @example
+ * // torchvision's Normalize(mean, std) on 16 decoded RGB images, channels last:
+ * const runningMean = Float64Array.from(mean, (m) => 255 * m);
+ * const runningVar = Float64Array.from(std, (s) => (255 * s) ** 2);
+ * const { y } = await batchNorm(rgb, [16, 224, 224, 3], { layout: 'channels-last', runningMean, runningVar, eps: Number.MIN_VALUE });
+ */
+export function batchNorm(x: ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<Float32Array>>;
+export async function batchNorm(
+  x: FloatArray | ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions,
+): Promise<BatchNormResult> {
+  if (isByteArray(x)) return batchNormBytes(x, shape, options);
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
@@ -114,7 +189,7 @@ export async function batchNorm<T extends FloatArray>(
         runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
       }
       // y has x's dtype: made of it, or out, checked to have it.
-      return { y: result.y as SameDtype<T>, mean: result.mean, var: result.var, count };
+      return { y: result.y, mean: result.mean, var: result.var, count };
     } finally {
       unpin();
     }

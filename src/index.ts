@@ -17,4 +17,5 @@ export {
   ShapeError, SingleValueError, WorkerError, type BnPoolErrorCode,
 } from './errors.js';
 export type { FloatArray, Layout, SameDtype } from './validate.js';
+export type { ByteArray } from './bytes.js';
 export type { Dtype, KernelName } from '../workers/protocol.js';

@@ -2,9 +2,9 @@ import './wasm-types.js';
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
-import type { Kernel } from '../workers/kernels/kernel.js';
+import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
 import { cachedWasmModules, createKernel, loadPrivateWasmModule, loadWasmModules, wasmSupported } from '../workers/kernels/select.js';
-import { type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from '../workers/protocol.js';
+import { type BytesTask, type Dtype, type Fault, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from '../workers/protocol.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
@@ -99,6 +99,11 @@ export interface PoolInternals {
   runTasks(tasks: Task[], inline: boolean, onFailure: () => void): Promise<PromiseSettledResult<TaskResult>[]>;
   /** Runs benchmark floor tasks on the workers. */
   runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
+  /**
+   * Runs the tasks of an 8-bit input's normalization (src/bytes.ts) on the workers, or with
+   * `inline` one after another on the calling thread, and settles every one of them.
+   */
+  runBytes(tasks: BytesTask[], inline: boolean): Promise<PromiseSettledResult<TaskResult>[]>;
   /**
    * Tracks a call so that `close()` waits for it. The public calls track themselves from the
    * moment they pass `assertOpen` (the engine then runs without checking again), so that a call
@@ -243,6 +248,18 @@ export class Pool {
         await this.#starting;
         return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
       })()),
+      runBytes: async (tasks, inline) => {
+        await this.#starting;
+        if (!inline) return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
+        return tasks.map((task): PromiseSettledResult<TaskResult> => {
+          try {
+            runBytesTask(this.#inlineKernel!, task);
+            return { status: 'fulfilled', value: { ok: true, cancelled: false } };
+          } catch (reason) {
+            return { status: 'rejected', reason };
+          }
+        });
+      },
       privateInline: () => {
         this.#private ??= this.#privateContext(ctx, maxMemory);
         return this.#private;

@@ -214,6 +214,25 @@ export interface StreamTask {
   readonly b: number;
 }
 
+/**
+ * Eval normalization of 8-bit input into float32 (src/bytes.ts): elements [first, first + n) of
+ * the flattened tensor, n bytes at xByte to n float32 at yByte, with the parameters at paramsByte
+ * (Kernel.bytesPlanes, channels first; Kernel.bytesPattern with period P, channels last).
+ */
+export interface BytesTask {
+  readonly op: 'bytes';
+  readonly layout: 'channels-first' | 'channels-last';
+  readonly xByte: number;
+  readonly yByte: number;
+  readonly n: number;
+  readonly first: number;
+  readonly C: number;
+  readonly S: number;
+  readonly P: number;
+  readonly paramsByte: number;
+  readonly relu: boolean;
+}
+
 /** A worker's answer. Errors travel flattened, since structured clone drops `code`. */
 export type TaskResult =
   | { readonly ok: true; readonly cancelled: boolean }

@@ -7,8 +7,9 @@ import '../src/wasm-types.js';
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
 import { executeTask, MemoryViews } from './execute.js';
+import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
-import { type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { type BytesTask, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
 
 export interface WorkerData {
   readonly memory: WebAssembly.Memory;
@@ -20,8 +21,12 @@ const data = workerData as WorkerData;
 const kernel = createKernel(data.kernel, data.memory, data.wasmModule);
 const views = new MemoryViews(data.memory);
 
-export default function runTask(task: Task | StreamTask): TaskResult {
+export default function runTask(task: Task | StreamTask | BytesTask): TaskResult {
   try {
+    if (task.op === 'bytes') {
+      runBytesTask(kernel, task);
+      return { ok: true, cancelled: false };
+    }
     if (task.op === 'stream') {
       if (task.pass === 'read') kernel.read(task.xByte, task.n);
       else if (task.pass === 'write') kernel.fill(task.yByte, task.n, task.a);

@@ -306,6 +306,39 @@ export class JsKernel implements Kernel {
     for (let i = 0; i < n; i++) v[y + i] = v[x + i] * a + b;
   }
 
+  bytesPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
+    this.#views();
+    const params = paramsByte / 4;
+    this.#bytes(xByte, yByte, n, relu, (i) => {
+      const c = Math.floor((first + i) / S) % C;
+      return params + c;
+    }, C);
+  }
+
+  bytesPattern(xByte: number, yByte: number, n: number, first: number, P: number, paramsByte: number, relu: boolean): void {
+    this.#views();
+    const params = paramsByte / 4;
+    this.#bytes(xByte, yByte, n, relu, (i) => params + ((first + i) % P), P);
+  }
+
+  /**
+   * y = max((x - hi) * sc + bs, floor) over n bytes, each step rounded to float32 as the
+   * WebAssembly kernel's lanes do (the same bits); `at(i)` is where element i's hi is, sc and bs
+   * `count` float32 after it.
+   */
+  #bytes(xByte: number, yByte: number, n: number, relu: boolean, at: (i: number) => number, count: number): void {
+    const bytes = new Uint8Array(this.#memory.buffer, xByte, n);
+    const f32 = this.#f32;
+    const y = yByte / 4;
+    const floor = relu ? 0 : -Infinity;
+    const round = Math.fround;
+    for (let i = 0; i < n; i++) {
+      const p = at(i);
+      const v = round(round(round(bytes[i] - f32[p]) * f32[p + count]) + f32[p + 2 * count]);
+      f32[y + i] = v < floor ? floor : v;
+    }
+  }
+
   read(xByte: number, n: number): number {
     this.#views();
     const v = this.#f32;

@@ -1,4 +1,4 @@
-import type { KernelName } from '../protocol.js';
+import type { BytesTask, KernelName } from '../protocol.js';
 
 /**
  * The hot loops, as pure functions over the pool's shared memory. Every offset is in bytes and
@@ -214,6 +214,20 @@ export interface Kernel {
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void;
 
+  /**
+   * Eval normalization of 8-bit input, channels first: elements [first, first + n) of an (N, C, S)
+   * tensor, n bytes at xByte to n float32 at yByte, y = max((x - hi) * sc + bs, floor) in float32
+   * operations, floor 0 with `relu`. `paramsByte`: hi, sc and bs of the C channels, three float32
+   * arrays one after another.
+   */
+  bytesPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void;
+
+  /**
+   * bytesPlanes for channels last: the parameters repeat with period P (a multiple of 16 and of
+   * C), three float32 arrays of P values; element `first`'s parameters are at index first % P.
+   */
+  bytesPattern(xByte: number, yByte: number, n: number, first: number, P: number, paramsByte: number, relu: boolean): void;
+
   /** The sum of n float32: the benchmark's read-only pass (the sum only keeps the loads). */
   read(xByte: number, n: number): number;
 
@@ -288,4 +302,10 @@ export function bwdStatsThenApplyPlanes(
 export function rowScratchBytes(C: number): number {
   // 32 bytes a channel, and room for the few-channel pattern arrays (at most 60 positions).
   return 32 * C + 2048;
+}
+
+/** Runs a BytesTask with `kernel`: in a worker, or inline on the calling thread. */
+export function runBytesTask(kernel: Kernel, t: BytesTask): void {
+  if (t.layout === 'channels-first') kernel.bytesPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
+  else kernel.bytesPattern(t.xByte, t.yByte, t.n, t.first, t.P, t.paramsByte, t.relu);
 }

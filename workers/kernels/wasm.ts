@@ -23,6 +23,8 @@ interface WasmExports {
   normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number, rowParams: number, rowParamStride: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
+  bytesPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
+  bytesPattern32(x: number, y: number, n: number, first: number, P: number, params: number, floor: number): void;
   read32(x: number, n: number): number;
   fill32(y: number, n: number, v: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
@@ -234,6 +236,14 @@ export class WasmKernel implements Kernel {
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {
     this.#k.stream32(xByte, yByte, n, a, b);
+  }
+
+  bytesPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
+    this.#k.bytesPlanes32(xByte, yByte, n, first, C, S, paramsByte, relu ? 0 : -Infinity);
+  }
+
+  bytesPattern(xByte: number, yByte: number, n: number, first: number, P: number, paramsByte: number, relu: boolean): void {
+    this.#k.bytesPattern32(xByte, yByte, n, first, P, paramsByte, relu ? 0 : -Infinity);
   }
 
   read(xByte: number, n: number): number {

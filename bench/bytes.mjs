@@ -1,0 +1,82 @@
+// 8-bit input on a server: a batch of decoded images normalized as torchvision's
+// ToTensor + Normalize would, two ways on the same pool, alternated round by round: the bytes
+// given to batchNorm as they are (the workers convert them as they normalize), and the bytes
+// converted to float32 on the calling thread first (`input.set(rgb)` into a pool array, the
+// README's recipe before 8-bit input). For each: the median time of a call and the longest the
+// event loop went without a turn during the calls (what a server's other requests wait at most).
+// Plain JavaScript: it imports a build's dist/ folder.
+//
+//     npm run build && node bench/bytes.mjs [N,H,W,C] [channels-last|channels-first] [threads]
+//
+// Defaults: [16, 224, 224, 3] channels last (16 RGB images of 224 x 224), 2 threads.
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [shapeArg = '16,224,224,3', layout = 'channels-last', threadsArg = '2', dir = 'dist'] = process.argv.slice(2);
+const { Pool, batchNorm } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+const shape = shapeArg.split(',').map(Number);
+const n = shape.reduce((a, b) => a * b);
+const C = layout === 'channels-last' ? shape.at(-1) : shape[1];
+const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
+
+const pool = new Pool({ threads: Number(threadsArg) });
+const rgb = new Uint8Array(n);
+let seed = 12345;
+for (let i = 0; i < n; i++) {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  rgb[i] = seed >>> 24;
+}
+const mean = [0.485, 0.456, 0.406];
+const std = [0.229, 0.224, 0.225];
+const runningMean = Float64Array.from({ length: C }, (_, c) => 255 * mean[c % 3]);
+const runningVar = Float64Array.from({ length: C }, (_, c) => (255 * std[c % 3]) ** 2);
+const options = { layout, runningMean, runningVar, eps: Number.MIN_VALUE, pool };
+const input = pool.alloc(n);
+const out = pool.alloc(n);
+const ordinary = new Float32Array(n);
+
+const ways = [
+  ['bytes, out on the pool', () => batchNorm(rgb, shape, { ...options, out })],
+  ['bytes, ordinary out', () => batchNorm(rgb, shape, { ...options, out: ordinary })],
+  ['input.set(rgb), then float32, out on the pool', () => { input.set(rgb); return batchNorm(input, shape, { ...options, out }); }],
+];
+
+/** Runs `calls` calls of f one after another; returns the median call and the longest gap between turns of the event loop. */
+async function sample(f, calls) {
+  let last = performance.now();
+  let longest = 0;
+  let ticking = true;
+  const tick = () => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const times = [];
+  for (let i = 0; i < calls; i++) {
+    const t0 = performance.now();
+    await f();
+    times.push(performance.now() - t0);
+  }
+  ticking = false;
+  await new Promise((r) => setImmediate(r));
+  return { ms: median(times), longest };
+}
+
+const results = ways.map(() => ({ ms: [], longest: [] }));
+for (let round = 0; round < 7; round++) {
+  for (const [k, [, f]] of ways.entries()) {
+    await sample(f, 3); // warm
+    const { ms, longest } = await sample(f, 20);
+    results[k].ms.push(ms);
+    results[k].longest.push(longest);
+  }
+}
+console.log(`[${shape}] ${layout}, uint8 -> float32 eval, ${threadsArg} threads: medians of 7 rounds of 20 calls`);
+console.log('| way | ms a call | longest event-loop gap, ms |');
+console.log('| --- | ---: | ---: |');
+for (const [k, [name]] of ways.entries()) {
+  console.log(`| ${name} | ${median(results[k].ms).toFixed(3)} | ${median(results[k].longest).toFixed(3)} |`);
+}
+await pool.close();

@@ -1,0 +1,172 @@
+/**
+ * Eval BatchNorm of 8-bit input (a Uint8Array, Uint8ClampedArray or Buffer of pixels, as an image
+ * decoder gives them) into float32 on the workers: y = (x - mean) / sqrt(var + eps) * weight +
+ * bias with running statistics, each byte converted to float32 by the kernel as it is read. The
+ * calling thread makes the C channels' parameters, copies the bytes onto the pool (a quarter of
+ * the bytes of the float32 input it replaces) and, for an output off the pool, copies the output
+ * back: in slices, between turns of the event loop, as the engine's copies go.
+ */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { types } from 'node:util';
+import type { BytesTask, TaskResult } from '../workers/protocol.js';
+import { throwIfAborted } from './abort.js';
+import { type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
+import { ALIGN } from './memory.js';
+import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
+import type { PoolInternals } from './pool.js';
+import type { Dims, FloatArray } from './validate.js';
+
+/** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
+export type ByteArray = Uint8Array | Uint8ClampedArray;
+
+/** Whether `value` is a Uint8Array (a Buffer too) or a Uint8ClampedArray, of any realm. */
+export function isByteArray(value: unknown): value is ByteArray {
+  return value instanceof Uint8Array || value instanceof Uint8ClampedArray || types.isUint8Array(value) || types.isUint8ClampedArray(value);
+}
+
+export interface BytesRequest {
+  readonly x: ByteArray;
+  readonly dims: Dims;
+  readonly runningMean: FloatArray;
+  readonly runningVar: FloatArray;
+  readonly weight: FloatArray | null;
+  readonly bias: FloatArray | null;
+  readonly eps: number;
+  /** A Float32Array of x's length (checked), or null for a new one. */
+  readonly out: Float32Array | null;
+  readonly signal: AbortSignal | null;
+  readonly relu: boolean;
+}
+
+/**
+ * Elements of a part a task takes, at least: parts are cut at multiples of this (and of the
+ * channels-last period), so that every part but the last streams whole vectors.
+ */
+const PART_ALIGN = 64;
+
+/** Runs an eval forward of 8-bit input; resolves to the output (out, or a new Float32Array). */
+export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<Float32Array> {
+  const { x, dims, signal } = req;
+  const n = dims.length;
+  await ctx.starting();
+  throwIfAborted(signal);
+  const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
+  const yOnPool = ctx.arena.owns(y);
+  const lastOrder = dims.layout === 'channels-last';
+  const P = lastOrder ? periodOf(dims.C) : dims.C;
+  const params = parameters(req, P);
+  const allocated: number[] = [];
+  try {
+    const paramsByte = allocOrThrow(ctx, params.byteLength, `the parameters of ${dims.C} channels`);
+    allocated.push(paramsByte);
+    // Bytes a staged element takes: its byte, and its float32 output where that is off the pool.
+    const perElement = 1 + (yOnPool ? 0 : 4);
+    const unit = lastOrder ? lcm(P, PART_ALIGN) : PART_ALIGN;
+    const room = Math.floor(ctx.arena.largestAllocatable() / perElement / ALIGN) * ALIGN;
+    const chunk = n <= room ? n : Math.floor(room / unit) * unit;
+    if (chunk === 0) {
+      throw new OutOfMemoryError(
+        `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold a chunk of ${unit} elements of 8-bit input and its output: ${unit * perElement} bytes`,
+      );
+    }
+    const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
+    allocated.push(xByte);
+    const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);
+    if (!yOnPool) allocated.push(stagedY);
+    new Float32Array(ctx.arena.memory.buffer, paramsByte, params.length).set(params);
+    const inline = n <= ctx.inlineThreshold;
+    const pause = async (): Promise<void> => {
+      await nextTurn();
+      throwIfAborted(signal);
+    };
+    for (let first = 0; first < n; first += chunk) {
+      const len = Math.min(chunk, n - first);
+      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
+      const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
+      const tasks = split(len, inline ? 1 : ctx.threads, unit).map(([start, count]): BytesTask => ({
+        op: 'bytes', layout: dims.layout, xByte: xByte + start, yByte: yByte + 4 * start, n: count, first: first + start,
+        C: dims.C, S: dims.S, P, paramsByte, relu: req.relu,
+      }));
+      await settle(await ctx.runBytes(tasks, inline));
+      throwIfAborted(signal);
+      if (!yOnPool) {
+        await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
+      }
+    }
+    return y;
+  } finally {
+    for (const offset of allocated) ctx.arena.free(offset);
+  }
+}
+
+/**
+ * The float32 parameters hi, sc, bs of `count` positions, as the float32 kernels make them
+ * (prepareEvalChannels, then normParams32: hi = fround(mean), sc = fround(weight / sqrt(var +
+ * eps)), bs = fround(bias - (mean - hi) * sc in float64)): channels first, one a channel;
+ * channels last, position k has channel k % C. A loop over the channels (C values), as the
+ * engine's main-thread copies of the per-channel arrays are.
+ */
+function parameters(req: BytesRequest, count: number): Float32Array {
+  const { runningMean, runningVar, weight, bias, eps, dims } = req;
+  const out = new Float32Array(3 * count);
+  for (let k = 0, c = 0; k < count; k++) {
+    const mean = runningMean[c];
+    const scale = (weight === null ? 1 : weight[c]) / Math.sqrt(runningVar[c] + eps);
+    const hi = Math.fround(mean);
+    out[k] = hi;
+    out[count + k] = scale;
+    out[2 * count + k] = (bias === null ? 0 : bias[c]) - (mean - hi) * scale;
+    if (++c === dims.C) c = 0;
+  }
+  return out;
+}
+
+/** Channels last: the period of the parameters' pattern, a multiple of C and of 16 (a vector of bytes). */
+export function periodOf(C: number): number {
+  return lcm(C, 16);
+}
+
+function lcm(a: number, b: number): number {
+  let [p, q] = [a, b];
+  while (q !== 0) [p, q] = [q, p % q];
+  return (a / p) * b;
+}
+
+/** Cuts n elements into up to `parts` parts of whole `unit`s (the last takes the rest): [start, count] each. */
+function split(n: number, parts: number, unit: number): [number, number][] {
+  const step = Math.max(unit, Math.ceil(n / parts / unit) * unit);
+  const out: [number, number][] = [];
+  for (let start = 0; start < n; start += step) out.push([start, Math.min(step, n - start)]);
+  return out;
+}
+
+/** Throws the first failure of a set of tasks, all of them settled. */
+function settle(settled: PromiseSettledResult<TaskResult>[]): void {
+  let failure: BnPoolError | null = null;
+  for (const s of settled) {
+    if (s.status === 'rejected') {
+      failure ??= new WorkerError(`a worker failed during the call: ${s.reason instanceof Error ? s.reason.message : String(s.reason)}`, { cause: s.reason });
+    } else if (!s.value.ok) {
+      failure ??= deserializeError(s.value.error);
+    }
+  }
+  if (failure !== null) throw failure;
+}
+
+/**
+ * Copies `full` into the staged view (or, 'out', the staged view into `full`), COPY_SLICE_BYTES of
+ * the float32 side at a time with `pause` between slices; the view is made again after each
+ * pause, as the memory may have grown meanwhile.
+ */
+async function copySliced(
+  full: ByteArray | Float32Array, staged: () => ByteArray | Float32Array, direction: 'in' | 'out', pause: () => Promise<void>,
+): Promise<void> {
+  const slice = Math.floor(COPY_SLICE_BYTES / full.BYTES_PER_ELEMENT);
+  for (let i = 0; i < full.length; i += slice) {
+    if (i > 0) await pause();
+    const end = Math.min(full.length, i + slice);
+    const view = staged();
+    if (direction === 'in') view.set(full.subarray(i, end), i);
+    else (full as Float32Array).set((view as Float32Array).subarray(i, end), i);
+  }
+}

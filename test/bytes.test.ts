@@ -1,0 +1,289 @@
+/**
+ * 8-bit input (pixels) to the functional batchNorm: eval with running statistics, normalized on
+ * the workers into float32. Checked against a float64 reference, bit for bit against the float32
+ * input's result on the WebAssembly kernel, and across kernels, thread counts, inline calls,
+ * staging in chunks and output placements; and its errors.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchNorm, Pool } from '../dist/src/index.js';
+import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
+import { elements, rng, sameBits } from './helpers/data.js';
+import { KERNELS } from './helpers/pools.js';
+
+type Layout = 'channels-first' | 'channels-last';
+
+/** Shapes in their layout's order, with odd sizes that leave vector tails and split periods. */
+const CASES: [Layout, number[]][] = [
+  ['channels-first', [7, 3]], // rank 2
+  ['channels-first', [3, 5, 17]], // rank 3, runs shorter than a vector of bytes and longer
+  ['channels-first', [2, 3, 67]],
+  ['channels-first', [4, 3, 31, 33]], // an RGB batch, odd planes
+  ['channels-first', [1, 1, 5, 13]], // C = 1
+  ['channels-first', [2, 4, 3, 5, 7]], // rank 5
+  ['channels-last', [7, 3]],
+  ['channels-last', [2, 31, 33, 3]], // HWC RGB, as a decoder gives it: period 48
+  ['channels-last', [3, 9, 11, 4]], // RGBA: period 16
+  ['channels-last', [2, 5, 7, 1]], // gray: period 16
+  ['channels-last', [2, 3, 5, 17]], // period 272
+  ['channels-last', [3, 11, 13, 6]], // period 48
+  ['channels-last', [2, 3, 3, 3, 5]], // rank 5, period 80
+];
+
+function channelsOf(layout: Layout, shape: number[]): number {
+  return layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
+}
+
+function randomBytes(length: number, seed: number): Uint8Array {
+  const rand = rng(seed);
+  return Uint8Array.from({ length }, () => Math.floor(256 * rand()));
+}
+
+/** Running statistics and affine parameters of C channels, as a model's would be (in pixel units). */
+function params(C: number, seed: number) {
+  const rand = rng(seed);
+  const make = (lo: number, hi: number) => Float64Array.from({ length: C }, () => lo + (hi - lo) * rand());
+  return { runningMean: make(60, 190), runningVar: make(200, 5000), weight: make(0.5, 2), bias: make(-1, 1) };
+}
+
+/** float64 reference: max(0?)((x - mean) / sqrt(var + eps) * weight + bias), channel by layout. */
+function reference(x: Uint8Array, layout: Layout, shape: number[], p: ReturnType<typeof params>, eps: number, relu: boolean): Float64Array {
+  const C = channelsOf(layout, shape);
+  const S = layout === 'channels-last' ? 1 : elements(shape.slice(2));
+  return Float64Array.from(x, (v, i) => {
+    const c = layout === 'channels-last' ? i % C : Math.floor(i / S) % C;
+    const y = ((v - p.runningMean[c]) / Math.sqrt(p.runningVar[c] + eps)) * p.weight[c] + p.bias[c];
+    return relu ? Math.max(0, y) : y;
+  });
+}
+
+/** Largest error over the float32 rounding the three operations allow: |y - ref| / (4 ulp-sized bound). */
+function errorRatio(y: Float32Array, want: Float64Array, x: Uint8Array, layout: Layout, shape: number[], p: ReturnType<typeof params>, eps: number): number {
+  const C = channelsOf(layout, shape);
+  const S = layout === 'channels-last' ? 1 : elements(shape.slice(2));
+  let worst = 0;
+  for (let i = 0; i < y.length; i++) {
+    const c = layout === 'channels-last' ? i % C : Math.floor(i / S) % C;
+    const scale = p.weight[c] / Math.sqrt(p.runningVar[c] + eps);
+    // Each float32 operation rounds by at most 2^-24 of its result: x - hi, (x - hi) * sc, + bs.
+    const bound = 4 * 2 ** -24 * (Math.abs((x[i] - p.runningMean[c]) * scale) + Math.abs(p.bias[c]) + Math.abs(p.runningMean[c] * scale) * 2 ** -23) + 1e-30;
+    worst = Math.max(worst, Math.abs(y[i] - want[i]) / bound);
+  }
+  return worst;
+}
+
+describe('8-bit input kernels (bytesPlanes, bytesPattern)', () => {
+  // Any start in the tensor (a pattern's period entered in its middle), any byte offset of x and y,
+  // lengths around the 16-byte vectors: every value as float32 operations give it, bit for bit, and
+  // nothing written past the end.
+  const X = 1 << 16;
+  const Y = 1 << 18;
+  const PARAMS = 1 << 20;
+  const GUARD = -7777;
+  for (const name of KERNELS) {
+    const memory = new WebAssembly.Memory({ initial: 32, maximum: 32, shared: true });
+    const kernel = createKernel(name, memory, name === 'wasm' ? loadWasmModule() : null);
+    const u8 = new Uint8Array(memory.buffer);
+    const f32 = new Float32Array(memory.buffer);
+    /** Fills bytes and parameters (L positions); returns the expected output of element i at position pos(i). */
+    const prepare = (n: number, xOff: number, L: number, seed: number) => {
+      const rand = rng(seed);
+      for (let i = 0; i < n + 32; i++) u8[X + xOff + i] = Math.floor(256 * rand());
+      for (let k = 0; k < L; k++) {
+        f32[PARAMS / 4 + k] = 40 + 150 * rand();
+        f32[PARAMS / 4 + L + k] = 0.01 + 0.05 * rand();
+        f32[PARAMS / 4 + 2 * L + k] = 2 * rand() - 1;
+      }
+      return (i: number, k: number, relu: boolean): number => {
+        const r = Math.fround;
+        const v = r(r(r(u8[X + xOff + i] - f32[PARAMS / 4 + k]) * f32[PARAMS / 4 + L + k]) + f32[PARAMS / 4 + 2 * L + k]);
+        return relu && v < 0 ? 0 : v;
+      };
+    };
+    const check = (n: number, yOff: number, want: (i: number) => number): void => {
+      for (let i = 0; i < n; i++) {
+        if (!Object.is(f32[Y / 4 + yOff + i], want(i))) throw new Error(`element ${i}: got ${f32[Y / 4 + yOff + i]}, want ${want(i)}`);
+      }
+      expect(f32[Y / 4 + yOff + n]).toBe(GUARD);
+    };
+    it(`${name}: planes from any element, any offsets, both ReLU forms`, () => {
+      for (const [C, S] of [[1, 5], [3, 17], [2, 64], [5, 1], [4, 33]]) {
+        const total = 2 * C * S + 3;
+        for (const first of [0, 1, S - 1, S, S + 7, 2 * S + 1]) {
+          for (const n of [1, 15, 16, 17, 33, total - first]) {
+            for (const [xOff, yOff] of [[0, 0], [3, 1], [13, 2]]) {
+              for (const relu of [false, true]) {
+                const want = prepare(n, xOff, C, C * 1000 + first * 10 + n);
+                f32.fill(GUARD, Y / 4 + yOff, Y / 4 + yOff + n + 8);
+                kernel.bytesPlanes(X + xOff, Y + 4 * yOff, n, first, C, S, PARAMS, relu);
+                check(n, yOff, (i) => want(i, Math.floor((first + i) / S) % C, relu));
+              }
+            }
+          }
+        }
+      }
+    });
+    it(`${name}: a pattern from any element of its period, any offsets, both ReLU forms`, () => {
+      for (const P of [16, 48, 80, 272]) {
+        for (const first of [0, 1, 15, 16, 17, P - 1, P, P + 5]) {
+          for (const n of [1, 15, 16, 17, 47, 48, 49, 3 * P + 11]) {
+            for (const [xOff, yOff] of [[0, 0], [5, 3]]) {
+              for (const relu of [false, true]) {
+                const want = prepare(n, xOff, P, P * 1000 + first * 10 + n);
+                f32.fill(GUARD, Y / 4 + yOff, Y / 4 + yOff + n + 8);
+                kernel.bytesPattern(X + xOff, Y + 4 * yOff, n, first, P, PARAMS, relu);
+                check(n, yOff, (i) => want(i, (first + i) % P, relu));
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+});
+
+describe('8-bit input', () => {
+  const pools = new Map<string, Pool>();
+  beforeAll(() => {
+    for (const kernel of KERNELS) {
+      for (const threads of [1, 2, 3]) pools.set(`${kernel} ${threads} workers`, new Pool({ threads, inlineThreshold: 0, kernel }));
+      pools.set(`${kernel} inline`, new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
+      // Too small for the larger cases at once: staged in chunks.
+      pools.set(`${kernel} small memory`, new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 256 << 10, initialMemory: 128 << 10 }));
+    }
+  });
+  afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
+
+  for (const [layout, shape] of CASES) {
+    const C = channelsOf(layout, shape);
+    it(`matches the float64 reference and agrees bit for bit everywhere: ${layout} [${shape}]`, async () => {
+      const x = randomBytes(elements(shape), shape.length * 100 + C);
+      const p = params(C, C + 7);
+      const eps = 1e-5;
+      const want = reference(x, layout, shape, p, eps, false);
+      let first: Float32Array | null = null;
+      for (const [name, pool] of pools) {
+        const r = await batchNorm(x, shape, { ...p, eps, layout, pool });
+        expect(r.y, name).toBeInstanceOf(Float32Array);
+        expect(errorRatio(r.y, want, x, layout, shape, p, eps), name).toBeLessThanOrEqual(1);
+        first ??= r.y;
+        expect(sameBits(r.y, first), `${name} against the first pool's bits`).toBe(true);
+        expect(Array.from(r.mean)).toEqual(Array.from(p.runningMean));
+        expect(Array.from(r.var)).toEqual(Array.from(p.runningVar));
+        expect(r.count).toBe(elements(shape) / C);
+      }
+      // The float32 input's eval gives the same bits on the WebAssembly kernel (same parameters,
+      // same float32 operations).
+      const floats = await batchNorm(Float32Array.from(x), shape, { ...p, eps, layout, pool: pools.get('wasm 2 workers')! });
+      expect(sameBits(floats.y, first!)).toBe(true);
+    });
+  }
+
+  it('fuses ReLU: zero where the normalization is negative, as the float32 input', async () => {
+    for (const [layout, shape] of [CASES[3], CASES[7]]) {
+      const C = channelsOf(layout, shape);
+      const x = randomBytes(elements(shape), 5);
+      const p = params(C, 6);
+      const want = reference(x, layout, shape, p, 1e-5, true);
+      for (const kernel of KERNELS) {
+        const pool = pools.get(`${kernel} 2 workers`)!;
+        const r = await batchNorm(x, shape, { ...p, layout, pool, activation: 'relu' });
+        expect(errorRatio(r.y, want, x, layout, shape, p, 1e-5)).toBeLessThanOrEqual(1);
+        const zeros = want.filter((v) => v === 0).length;
+        expect(zeros).toBeGreaterThan(want.length / 10);
+        expect(r.y.filter((v) => v === 0).length).toBe(zeros);
+        const floats = await batchNorm(Float32Array.from(x), shape, { ...p, layout, pool: pools.get('wasm 2 workers')!, activation: 'relu' });
+        expect(sameBits(r.y, floats.y)).toBe(true);
+      }
+    }
+  });
+
+  it('takes a Uint8ClampedArray, a Buffer and a subarray alike; without affine parameters, weight 1 and bias 0', async () => {
+    const shape = [2, 13, 9, 3];
+    const backing = randomBytes(elements(shape) + 5, 9);
+    const x = backing.subarray(5);
+    const { runningMean, runningVar } = params(3, 10);
+    const pool = pools.get('wasm 2 workers')!;
+    const base = await batchNorm(x, shape, { runningMean, runningVar, layout: 'channels-last', pool });
+    for (const other of [new Uint8ClampedArray(x), Buffer.from(x)]) {
+      const r = await batchNorm(other, shape, { runningMean, runningVar, layout: 'channels-last', pool });
+      expect(sameBits(r.y, base.y)).toBe(true);
+    }
+    const ones = new Float64Array(3).fill(1);
+    const affine = await batchNorm(x, shape, { runningMean, runningVar, weight: ones, bias: new Float64Array(3), layout: 'channels-last', pool });
+    expect(sameBits(affine.y, base.y)).toBe(true);
+  });
+
+  it('writes into out on the pool, an ordinary out, or a new array; leaves the bytes as they were', async () => {
+    const shape = [3, 3, 40, 41];
+    const x = randomBytes(elements(shape), 11);
+    const copy = x.slice();
+    const p = params(3, 12);
+    for (const kernel of KERNELS) {
+      const pool = pools.get(`${kernel} 2 workers`)!;
+      const fresh = await batchNorm(x, shape, { ...p, pool });
+      const ordinary = new Float32Array(x.length).fill(Number.NaN);
+      const r1 = await batchNorm(x, shape, { ...p, pool, out: ordinary });
+      expect(r1.y).toBe(ordinary);
+      const onPool = pool.alloc(x.length).fill(Number.NaN);
+      const r2 = await batchNorm(x, shape, { ...p, pool, out: onPool });
+      expect(r2.y).toBe(onPool);
+      expect(sameBits(ordinary, fresh.y)).toBe(true);
+      expect(sameBits(onPool, fresh.y)).toBe(true);
+      pool.free(onPool);
+      expect(Array.from(x)).toEqual(Array.from(copy));
+    }
+  });
+
+  it('stages an input larger than the pool in chunks, with the same bits', async () => {
+    for (const [layout, shape] of [['channels-first', [4, 3, 100, 101]], ['channels-last', [4, 100, 101, 3]]] as [Layout, number[]][]) {
+      const x = randomBytes(elements(shape), 13);
+      const p = params(3, 14);
+      for (const kernel of KERNELS) {
+        const whole = await batchNorm(x, shape, { ...p, layout, pool: pools.get(`${kernel} 2 workers`)! });
+        // 121,200 values: 606 KB of bytes and float32 output, in a pool of at most 256 KiB.
+        const small = pools.get(`${kernel} small memory`)!;
+        const staged = await batchNorm(x, shape, { ...p, layout, pool: small });
+        expect(sameBits(staged.y, whole.y), `${kernel} ${layout}`).toBe(true);
+        expect(small.memoryStats.liveBytes).toBe(0);
+      }
+    }
+  });
+
+  it('refuses training, missing running statistics and a wrong out before any work', async () => {
+    const pool = pools.get('wasm 2 workers')!;
+    const x = randomBytes(12, 15);
+    const p = params(3, 16);
+    const before = { mean: p.runningMean.slice(), var: p.runningVar.slice() };
+    await expect(batchNorm(x, [4, 3], { ...p, training: true, pool })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: 'options.training must be false for 8-bit input (Uint8Array(12)): it is normalized with running statistics only; got true',
+    });
+    await expect(batchNorm(x, [4, 3], { runningMean: p.runningMean, pool })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: 'options.runningMean and options.runningVar are required for 8-bit input (Uint8Array(12)); got only runningMean',
+    });
+    await expect(batchNorm(x, [4, 3], { pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringContaining('got neither') });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, out: new Float64Array(12) })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_DTYPE', message: "options.out must be a Float32Array (dtype 'float32'); got Float64Array(12)",
+    });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, out: new Float32Array(11) })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: "options.out must have the input's length 12; got length 11",
+    });
+    const shared = new ArrayBuffer(64);
+    await expect(batchNorm(new Uint8Array(shared, 0, 12).fill(7), [4, 3], { ...p, pool, out: new Float32Array(shared, 8, 12) })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: expect.stringContaining('options.out must not overlap x'),
+    });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, reduceStats: (s) => s })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG' });
+    await expect(batchNorm(x, [5, 3], { ...p, pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_SHAPE' });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, runningVar: new Float64Array(2) })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG' });
+    await expect(batchNorm(new Int8Array(12) as never, [4, 3], { ...p, pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_DTYPE' });
+    const aborted = AbortSignal.abort();
+    await expect(batchNorm(x, [4, 3], { ...p, pool, signal: aborted })).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    expect(Array.from(p.runningMean)).toEqual(Array.from(before.mean));
+    expect(Array.from(p.runningVar)).toEqual(Array.from(before.var));
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const closed = new Pool({ threads: 1 });
+    await closed.close();
+    await expect(batchNorm(x, [4, 3], { ...p, pool: closed })).rejects.toMatchObject({ code: 'ERR_BNPOOL_CLOSED' });
+  });
+});

@@ -1,0 +1,107 @@
+import { norm32, relu32 } from './common';
+
+// Eval normalization of 8-bit input (pixels as a decoder gives them) into float32: y = (x - hi) *
+// sc + bs, with each channel's float32 parameters made by the caller as the float32 kernels' are
+// (hiOf, shiftOf). A uint8 converts to float32 exactly, so each value goes through the same three
+// float32 operations as a float32 input would, in the lanes and in the scalar tails alike.
+// `floor`: 0 for a fused ReLU, -Infinity otherwise (norm32's pmax).
+
+/** The four f32x4 of 16 bytes, in order: bytes 0-3, 4-7, 8-11, 12-15. */
+@inline function quarter0(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v)));
+}
+@inline function quarter1(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(i16x8.extend_low_i8x16_u(v)));
+}
+@inline function quarter2(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_high_i8x16_u(v)));
+}
+@inline function quarter3(v: v128): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(i16x8.extend_high_i8x16_u(v)));
+}
+
+/** One channel's run of `len` bytes at px into float32 at py. */
+@inline function bytesRun(px: usize, py: usize, len: usize, hi: f32, sc: f32, bs: f32, floor: f32): void {
+  const hv = f32x4.splat(hi);
+  const sv = f32x4.splat(sc);
+  const bv = f32x4.splat(bs);
+  const fl = f32x4.splat(floor);
+  const end = px + len;
+  while (px + 16 <= end) {
+    const v = v128.load(px);
+    v128.store(py, norm32(quarter0(v), hv, sv, bv, fl));
+    v128.store(py, norm32(quarter1(v), hv, sv, bv, fl), 16);
+    v128.store(py, norm32(quarter2(v), hv, sv, bv, fl), 32);
+    v128.store(py, norm32(quarter3(v), hv, sv, bv, fl), 48);
+    px += 16;
+    py += 64;
+  }
+  while (px < end) {
+    store<f32>(py, relu32((<f32>load<u8>(px) - hi) * sc + bs, floor));
+    px += 1;
+    py += 4;
+  }
+}
+
+/**
+ * Channels first: elements [first, first + n) of an (N, C, S) tensor, bytes at x (element first's),
+ * float32 out at y. `params`: hi, sc, bs of the C channels as three float32 arrays one after
+ * another (12 * C bytes).
+ */
+export function bytesPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, S: u32, params: usize, floor: f32): void {
+  const scA = params + (<usize>C << 2);
+  const bA = scA + (<usize>C << 2);
+  let i = first;
+  const end = first + n;
+  while (i < end) {
+    const plane = i / S;
+    const c = <usize>(plane % C);
+    const stop = min(end, (plane + 1) * S);
+    const len = <usize>(stop - i);
+    bytesRun(x, y, len, load<f32>(params + (c << 2)), load<f32>(scA + (c << 2)), load<f32>(bA + (c << 2)), floor);
+    x += len;
+    y += len << 2;
+    i = stop;
+  }
+}
+
+/**
+ * Channels last: n bytes at x from element `first` of a tensor whose channel repeats with period
+ * P (a multiple of 16 and of C: lcm(C, 16)), float32 out at y. `params`: hi, sc, bs as three
+ * float32 arrays of P values (the C channels' parameters repeated), one after another. Each 16
+ * bytes take four vectors of each parameter from the pattern; a part that starts inside a period
+ * goes scalar up to its end.
+ */
+export function bytesPattern32(x: usize, y: usize, n: u32, first: u32, P: u32, params: usize, floor: f32): void {
+  const scA = params + (<usize>P << 2);
+  const bA = scA + (<usize>P << 2);
+  const fl = f32x4.splat(floor);
+  const end = x + <usize>n;
+  let k = <usize>(first % P);
+  // To the end of a started period, one value at a time.
+  while (k != 0 && x < end) {
+    store<f32>(y, relu32((<f32>load<u8>(x) - load<f32>(params + (k << 2))) * load<f32>(scA + (k << 2)) + load<f32>(bA + (k << 2)), floor));
+    x += 1;
+    y += 4;
+    k = k + 1 == <usize>P ? 0 : k + 1;
+  }
+  // Whole periods, and then whole vectors of the last one, then single values.
+  while (x + 16 <= end) {
+    const o = k << 2;
+    const v = v128.load(x);
+    v128.store(y, norm32(quarter0(v), v128.load(params + o), v128.load(scA + o), v128.load(bA + o), fl));
+    v128.store(y, norm32(quarter1(v), v128.load(params + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
+    v128.store(y, norm32(quarter2(v), v128.load(params + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
+    v128.store(y, norm32(quarter3(v), v128.load(params + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
+    x += 16;
+    y += 64;
+    k += 16;
+    if (k == <usize>P) k = 0;
+  }
+  while (x < end) {
+    store<f32>(y, relu32((<f32>load<u8>(x) - load<f32>(params + (k << 2))) * load<f32>(scA + (k << 2)) + load<f32>(bA + (k << 2)), floor));
+    x += 1;
+    y += 4;
+    k += 1;
+  }
+}
