@@ -1,9 +1,12 @@
 // 8-bit input on a server: a batch of decoded images normalized as torchvision's
-// ToTensor + Normalize would, two ways on the same pool, alternated round by round: the bytes
-// given to batchNorm as they are (the workers convert them as they normalize), and the bytes
-// converted to float32 on the calling thread first (`input.set(rgb)` into a pool array, the
-// README's recipe before 8-bit input). For each: the median time of a call and the longest the
-// event loop went without a turn during the calls (what a server's other requests wait at most).
+// ToTensor + Normalize would, several ways on the same pool, alternated round by round: the bytes
+// given to batchNorm as they are (the workers convert them as they normalize), with an output on
+// the pool or an ordinary one, and the bytes converted to float32 on the calling thread first
+// (`input.set(rgb)` into a pool array, the README's recipe before 8-bit input). Channels-last
+// input is also written channels first (outLayout, a model's NCHW input), against the float32
+// call followed by a transposing loop on the calling thread. For each: the median time of a call
+// and the longest the event loop went without a turn during the calls (what a server's other
+// requests wait at most).
 // Plain JavaScript: it imports a build's dist/ folder.
 //
 //     npm run build && node bench/bytes.mjs [N,H,W,C] [channels-last|channels-first] [threads]
@@ -34,12 +37,27 @@ const options = { layout, runningMean, runningVar, eps: Number.MIN_VALUE, pool }
 const input = pool.alloc(n);
 const out = pool.alloc(n);
 const ordinary = new Float32Array(n);
+const planes = pool.alloc(n);
+const S = n / shape[0] / C;
+/** out (N, S, C) into planes (N, C, S), on this thread. */
+function transpose() {
+  for (let i = 0; i < shape[0]; i++) {
+    const base = i * S * C;
+    for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) planes[base + c * S + s] = out[base + s * C + c];
+  }
+}
 
 const ways = [
   ['bytes, out on the pool', () => batchNorm(rgb, shape, { ...options, out })],
   ['bytes, ordinary out', () => batchNorm(rgb, shape, { ...options, out: ordinary })],
   ['input.set(rgb), then float32, out on the pool', () => { input.set(rgb); return batchNorm(input, shape, { ...options, out }); }],
 ];
+if (layout === 'channels-last' && C > 1) {
+  ways.push(
+    ['bytes, written channels first, out on the pool', () => batchNorm(rgb, shape, { ...options, outLayout: 'channels-first', out: planes })],
+    ['input.set(rgb), float32, then transposed here', async () => { input.set(rgb); await batchNorm(input, shape, { ...options, out }); transpose(); }],
+  );
+}
 
 /** Runs `calls` calls of f one after another; returns the median call and the longest gap between turns of the event loop. */
 async function sample(f, calls) {

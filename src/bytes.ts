@@ -14,7 +14,7 @@ import { type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } fro
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool.js';
-import type { Dims, FloatArray } from './validate.js';
+import type { Dims, FloatArray, Layout } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
 export type ByteArray = Uint8Array | Uint8ClampedArray;
@@ -36,6 +36,11 @@ export interface BytesRequest {
   readonly out: Float32Array | null;
   readonly signal: AbortSignal | null;
   readonly relu: boolean;
+  /**
+   * The output's layout: dims.layout, or 'channels-first' for channels-last input (HWC pixels to
+   * a model's CHW input). Channels-first input to channels-last output is refused by the caller.
+   */
+  readonly outLayout: Layout;
 }
 
 /**
@@ -52,8 +57,12 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   throwIfAborted(signal);
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   const yOnPool = ctx.arena.owns(y);
-  const lastOrder = dims.layout === 'channels-last';
-  const P = lastOrder ? periodOf(dims.C) : dims.C;
+  // Channels last to channels first: an image is C * S elements in both layouts, so chunks of
+  // whole images are the same elements in and out. One channel: the same order either way.
+  const transpose = dims.layout === 'channels-last' && req.outLayout === 'channels-first' && dims.C > 1;
+  const pattern = dims.layout === 'channels-last' && !transpose;
+  const imageSize = n / dims.shape[0];
+  const P = pattern ? periodOf(dims.C) : dims.C;
   const params = parameters(req, P);
   const allocated: number[] = [];
   try {
@@ -61,12 +70,12 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     allocated.push(paramsByte);
     // Bytes a staged element takes: its byte, and its float32 output where that is off the pool.
     const perElement = 1 + (yOnPool ? 0 : 4);
-    const unit = lastOrder ? lcm(P, PART_ALIGN) : PART_ALIGN;
+    const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
     const room = Math.floor(ctx.arena.largestAllocatable() / perElement / ALIGN) * ALIGN;
     const chunk = n <= room ? n : Math.floor(room / unit) * unit;
     if (chunk === 0) {
       throw new OutOfMemoryError(
-        `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold a chunk of ${unit} elements of 8-bit input and its output: ${unit * perElement} bytes`,
+        `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold a chunk of ${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output: ${unit * perElement} bytes`,
       );
     }
     const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
@@ -83,10 +92,16 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       const len = Math.min(chunk, n - first);
       await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
-      const tasks = split(len, inline ? 1 : ctx.threads, unit).map(([start, count]): BytesTask => ({
-        op: 'bytes', layout: dims.layout, xByte: xByte + start, yByte: yByte + 4 * start, n: count, first: first + start,
-        C: dims.C, S: dims.S, P, paramsByte, relu: req.relu,
-      }));
+      const parts = inline ? 1 : ctx.threads;
+      const tasks = transpose
+        ? split(len / dims.C, parts, PART_ALIGN).map(([pixel, count]): BytesTask => ({
+          op: 'bytes', form: 'to-planes', xByte: xByte + pixel * dims.C, yByte, n: count, first: pixel,
+          C: dims.C, S: imageSize / dims.C, P, paramsByte, relu: req.relu,
+        }))
+        : split(len, parts, unit).map(([start, count]): BytesTask => ({
+          op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
+          first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu,
+        }));
       await settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool) {

@@ -19,6 +19,12 @@ import {
 async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<Float32Array>> {
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+  const outLayout = opts.outLayout === undefined ? dims.layout : checkLayout(opts.outLayout, 'options.outLayout');
+  if (dims.layout === 'channels-first' && outLayout === 'channels-last' && dims.C > 1) {
+    throw new ArgumentError(
+      `options.outLayout 'channels-last' needs channels-last 8-bit input (options.layout); channels-first input is written channels first; got layout 'channels-first'`,
+    );
+  }
   if (opts.training !== undefined && checkBoolean(opts.training, 'options.training')) {
     throw new ArgumentError(`options.training must be false for 8-bit input (${describe(x)}): it is normalized with running statistics only; got true`);
   }
@@ -50,7 +56,7 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
   const unpin = pinArrays([x, out]);
   return ctx.track((async () => {
     try {
-      const y = await runBytes(ctx, { x, dims, runningMean, runningVar, weight, bias, eps, out, signal, relu });
+      const y = await runBytes(ctx, { x, dims, runningMean, runningVar, weight, bias, eps, out, signal, relu, outLayout });
       // As a float eval call's: copies of the running statistics, and the values per channel.
       return { y, mean: Float64Array.from(runningMean), var: Float64Array.from(runningVar), count: dims.N * dims.S };
     } finally {
@@ -91,6 +97,12 @@ export interface BatchNormFunctionalOptions {
   /** `'relu'`: y = max(0, BatchNorm(x)) in the same pass. */
   activation?: 'relu' | null;
   /**
+   * 8-bit input only: the output's layout, by default `layout`. `'channels-first'` with
+   * channels-last input writes (N, C, *spatial): an image decoder's HWC pixels become a model's
+   * CHW input in the same pass, as torchvision's ToTensor lays them out.
+   */
+  outLayout?: Layout;
+  /**
    * SyncBatchNorm (training only), as `BatchNorm.forward`'s option: called with this batch's
    * statistics, it resolves to the whole distributed batch's, which normalize x and update the
    * running buffers.
@@ -100,7 +112,7 @@ export interface BatchNormFunctionalOptions {
 
 const FUNCTIONAL_OPTIONS: OptionKeys<BatchNormFunctionalOptions> = {
   training: true, runningMean: true, runningVar: true, weight: true, bias: true, momentum: true, eps: true, pool: true,
-  out: true, signal: true, layout: true, activation: true, reduceStats: true,
+  out: true, signal: true, layout: true, activation: true, reduceStats: true, outLayout: true,
 };
 
 /** What `batchNorm` resolves to. */
@@ -133,13 +145,16 @@ export function batchNorm<T extends FloatArray>(x: T, shape: readonly number[], 
  * Eval BatchNorm of 8-bit input (pixels 0-255: a Uint8Array, a Buffer or a Uint8ClampedArray)
  * into float32, with the running statistics (required; `training` must be false). The workers
  * convert each byte as they normalize it; `out`, if given, is a Float32Array that does not
- * overlap x. The result's bits are the float32 input's on the WebAssembly kernel.
+ * overlap x; `outLayout: 'channels-first'` writes channels-last pixels channels first. The result's
+ * bits are the float32 input's on the WebAssembly kernel (transposed with `outLayout`).
  *
  * @example
- * // torchvision's Normalize(mean, std) on 16 decoded RGB images, channels last:
+ * // torchvision's ToTensor + Normalize(mean, std) on 16 decoded RGB images (HWC), into NCHW:
  * const runningMean = Float64Array.from(mean, (m) => 255 * m);
  * const runningVar = Float64Array.from(std, (s) => (255 * s) ** 2);
- * const { y } = await batchNorm(rgb, [16, 224, 224, 3], { layout: 'channels-last', runningMean, runningVar, eps: Number.MIN_VALUE });
+ * const { y } = await batchNorm(rgb, [16, 224, 224, 3], {
+ *   layout: 'channels-last', outLayout: 'channels-first', runningMean, runningVar, eps: Number.MIN_VALUE,
+ * });
  */
 export function batchNorm(x: ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<Float32Array>>;
 export async function batchNorm(
@@ -149,6 +164,11 @@ export async function batchNorm(
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+  if (opts.outLayout !== undefined && checkLayout(opts.outLayout, 'options.outLayout') !== dims.layout) {
+    throw new ArgumentError(
+      `options.outLayout is for 8-bit input: a ${describe(x)} is written in its own layout ('${dims.layout}'); got ${describe(opts.outLayout)}`,
+    );
+  }
   const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');
   const channel = (key: string): FloatArray | null =>
     opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);

@@ -138,8 +138,43 @@ describe('8-bit input kernels (bytesPlanes, bytesPattern)', () => {
         }
       }
     });
+    it(`${name}: channels last to channels first from any pixel, across images, any offsets, both ReLU forms`, () => {
+      for (const [C, S] of [[3, 37], [3, 16], [3, 5], [2, 33], [4, 20], [5, 7]]) {
+        const images = 3;
+        const pixels = images * S;
+        for (const first of [0, 1, 15, 16, S - 1, S, S + 17, 2 * S + 3].filter((f) => f < pixels)) {
+          for (const n of [1, 16, 17, 33, pixels - first].filter((k) => k >= 1 && first + k <= pixels)) {
+            for (const xOff of [0, 7]) {
+              for (const relu of [false, true]) {
+                const want = prepare(n * C, xOff, C, C * 1000 + S * 10 + first + n);
+                const total = images * C * S;
+                f32.fill(GUARD, Y / 4, Y / 4 + total + 8);
+                kernel.bytesToPlanes(X + xOff, Y, n, first, C, S, PARAMS, relu);
+                for (let k = 0; k < total; k++) {
+                  const image = Math.floor(k / (C * S));
+                  const c = Math.floor(k / S) % C;
+                  const q = image * S + (k % S);
+                  const expected = q >= first && q < first + n ? want((q - first) * C + c, c, relu) : GUARD;
+                  if (!Object.is(f32[Y / 4 + k], expected)) throw new Error(`C ${C} S ${S} first ${first} n ${n}: element ${k}: got ${f32[Y / 4 + k]}, want ${expected}`);
+                }
+                expect(f32[Y / 4 + total]).toBe(GUARD);
+              }
+            }
+          }
+        }
+      }
+    });
   }
 });
+
+/** x (N, *spatial, C) as (N, C, *spatial). */
+function toChannelsFirst(y: Float32Array, shape: number[]): Float32Array {
+  const C = shape[shape.length - 1];
+  const S = elements(shape.slice(1, -1));
+  const out = new Float32Array(y.length);
+  for (let n = 0; n < shape[0]; n++) for (let s = 0; s < S; s++) for (let c = 0; c < C; c++) out[(n * C + c) * S + s] = y[(n * S + s) * C + c];
+  return out;
+}
 
 describe('8-bit input', () => {
   const pools = new Map<string, Pool>();
@@ -249,6 +284,24 @@ describe('8-bit input', () => {
     }
   });
 
+  it("writes channels-last pixels channels first with outLayout 'channels-first': the channels-last result, transposed", async () => {
+    for (const shape of [[2, 31, 33, 3], [3, 9, 11, 4], [2, 5, 7, 1], [2, 3, 5, 17], [30, 40, 41, 3], [2, 3, 3, 3, 5], [7, 3]]) {
+      const C = shape[shape.length - 1];
+      const x = randomBytes(elements(shape), 17 + C);
+      const p = params(C, 18);
+      for (const relu of [false, true]) {
+        const activation = relu ? 'relu' as const : null;
+        const last = await batchNorm(x, shape, { ...p, layout: 'channels-last', pool: pools.get('wasm 2 workers')!, activation });
+        const want = toChannelsFirst(last.y, shape);
+        for (const [name, pool] of pools) {
+          const r = await batchNorm(x, shape, { ...p, layout: 'channels-last', outLayout: 'channels-first', pool, activation });
+          expect(sameBits(r.y, want), `${name} [${shape}] relu ${relu}`).toBe(true);
+          expect(pool.memoryStats.liveBytes).toBe(0);
+        }
+      }
+    }
+  });
+
   it('refuses training, missing running statistics and a wrong out before any work', async () => {
     const pool = pools.get('wasm 2 workers')!;
     const x = randomBytes(12, 15);
@@ -277,6 +330,21 @@ describe('8-bit input', () => {
     await expect(batchNorm(x, [5, 3], { ...p, pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_SHAPE' });
     await expect(batchNorm(x, [4, 3], { ...p, pool, runningVar: new Float64Array(2) })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG' });
     await expect(batchNorm(new Int8Array(12) as never, [4, 3], { ...p, pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_DTYPE' });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, outLayout: 'channels-last' })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: "options.outLayout 'channels-last' needs channels-last 8-bit input (options.layout); channels-first input is written channels first; got layout 'channels-first'",
+    });
+    await expect(batchNorm(x, [4, 3], { ...p, pool, layout: 'channels-last', outLayout: 'nchw' as never })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG' });
+    await expect(batchNorm(new Float32Array(x), [4, 3], { ...p, pool, layout: 'channels-last', outLayout: 'channels-first' })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: "options.outLayout is for 8-bit input: a Float32Array(12) is written in its own layout ('channels-last'); got \"channels-first\"",
+    });
+    // One image that does not fit the pool's memory with its output: nothing to chunk.
+    const small = pools.get('wasm small memory')!;
+    const big = randomBytes(200 * 200 * 3, 19);
+    await expect(batchNorm(big, [1, 200, 200, 3], { ...params(3, 20), pool: small, layout: 'channels-last', outLayout: 'channels-first' })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_OUT_OF_MEMORY', message: expect.stringContaining('a chunk of 120000 elements of 8-bit input (an image) and its output'),
+    });
+    expect(small.memoryStats.liveBytes).toBe(0);
     const aborted = AbortSignal.abort();
     await expect(batchNorm(x, [4, 3], { ...p, pool, signal: aborted })).rejects.toMatchObject({ code: 'ABORT_ERR' });
     expect(Array.from(p.runningMean)).toEqual(Array.from(before.mean));

@@ -89,10 +89,13 @@ it('runs "Normalizing images on a server": torchvision\'s Normalize on 0-255 pix
   const v = await run(blocks[3], { ...bnpool, pool, rgb }, ['normalized', 'mean', 'std']);
   const y = v.normalized as Float32Array;
   const [mean, std] = [v.mean as number[], v.std as number[]];
+  // Written channels first: element (n, c, s) of y is pixel s of image n's channel c.
+  const S = 224 * 224;
   let worst = 0;
   for (let i = 0; i < rgb.length; i++) {
-    const c = i % 3;
-    const exact = (rgb[i] / 255 - mean[c]) / std[c];
+    const n = Math.floor(i / (3 * S));
+    const c = Math.floor(i / S) % 3;
+    const exact = (rgb[(n * S + (i % S)) * 3 + c] / 255 - mean[c]) / std[c];
     worst = Math.max(worst, Math.abs(y[i] - exact) / Math.max(Math.abs(exact), 1e-3));
   }
   expect(worst).toBeLessThan(2e-7);

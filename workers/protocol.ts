@@ -215,13 +215,16 @@ export interface StreamTask {
 }
 
 /**
- * Eval normalization of 8-bit input into float32 (src/bytes.ts): elements [first, first + n) of
- * the flattened tensor, n bytes at xByte to n float32 at yByte, with the parameters at paramsByte
- * (Kernel.bytesPlanes, channels first; Kernel.bytesPattern with period P, channels last).
+ * Eval normalization of 8-bit input into float32 (src/bytes.ts), with the parameters at
+ * paramsByte: 'planes' (channels first) and 'pattern' (channels last, period P), elements
+ * [first, first + n) of the flattened tensor, n bytes at xByte to n float32 at yByte
+ * (Kernel.bytesPlanes, Kernel.bytesPattern); 'to-planes' (channels last in, channels first out),
+ * n pixels from pixel `first`, their bytes at xByte, into the output whose element 0 is at yByte
+ * (Kernel.bytesToPlanes).
  */
 export interface BytesTask {
   readonly op: 'bytes';
-  readonly layout: 'channels-first' | 'channels-last';
+  readonly form: 'planes' | 'pattern' | 'to-planes';
   readonly xByte: number;
   readonly yByte: number;
   readonly n: number;

@@ -321,6 +321,26 @@ export class JsKernel implements Kernel {
     this.#bytes(xByte, yByte, n, relu, (i) => params + ((first + i) % P), P);
   }
 
+  bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
+    this.#views();
+    const bytes = new Uint8Array(this.#memory.buffer, xByte, n * C);
+    const f32 = this.#f32;
+    const y = yByte / 4;
+    const params = paramsByte / 4;
+    const floor = relu ? 0 : -Infinity;
+    const round = Math.fround;
+    for (let i = 0; i < n; i++) {
+      const q = first + i;
+      const image = Math.floor(q / S);
+      const at = y + image * C * S + (q - image * S);
+      for (let c = 0; c < C; c++) {
+        const p = params + c;
+        const v = round(round(round(bytes[i * C + c] - f32[p]) * f32[p + C]) + f32[p + 2 * C]);
+        f32[at + c * S] = v < floor ? floor : v;
+      }
+    }
+  }
+
   /**
    * y = max((x - hi) * sc + bs, floor) over n bytes, each step rounded to float32 as the
    * WebAssembly kernel's lanes do (the same bits); `at(i)` is where element i's hi is, sc and bs

@@ -228,6 +228,13 @@ export interface Kernel {
    */
   bytesPattern(xByte: number, yByte: number, n: number, first: number, P: number, paramsByte: number, relu: boolean): void;
 
+  /**
+   * bytesPlanes from channels last to channels first: n pixels from pixel `first` of an (N, S, C)
+   * tensor, their C bytes each at xByte (pixel first's), into the (N, C, S) float32 tensor at yByte
+   * (its element 0), with bytesPlanes' parameters.
+   */
+  bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void;
+
   /** The sum of n float32: the benchmark's read-only pass (the sum only keeps the loads). */
   read(xByte: number, n: number): number;
 
@@ -306,6 +313,7 @@ export function rowScratchBytes(C: number): number {
 
 /** Runs a BytesTask with `kernel`: in a worker, or inline on the calling thread. */
 export function runBytesTask(kernel: Kernel, t: BytesTask): void {
-  if (t.layout === 'channels-first') kernel.bytesPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
-  else kernel.bytesPattern(t.xByte, t.yByte, t.n, t.first, t.P, t.paramsByte, t.relu);
+  if (t.form === 'planes') kernel.bytesPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
+  else if (t.form === 'pattern') kernel.bytesPattern(t.xByte, t.yByte, t.n, t.first, t.P, t.paramsByte, t.relu);
+  else kernel.bytesToPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
 }

@@ -25,6 +25,7 @@ interface WasmExports {
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   bytesPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
   bytesPattern32(x: number, y: number, n: number, first: number, P: number, params: number, floor: number): void;
+  bytesToPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
   read32(x: number, n: number): number;
   fill32(y: number, n: number, v: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
@@ -244,6 +245,10 @@ export class WasmKernel implements Kernel {
 
   bytesPattern(xByte: number, yByte: number, n: number, first: number, P: number, paramsByte: number, relu: boolean): void {
     this.#k.bytesPattern32(xByte, yByte, n, first, P, paramsByte, relu ? 0 : -Infinity);
+  }
+
+  bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
+    this.#k.bytesToPlanes32(xByte, yByte, n, first, C, S, paramsByte, relu ? 0 : -Infinity);
   }
 
   read(xByte: number, n: number): number {

@@ -105,3 +105,87 @@ export function bytesPattern32(x: usize, y: usize, n: u32, first: u32, P: u32, p
     k += 1;
   }
 }
+
+/**
+ * Channels last in, channels first out (an image decoder's HWC bytes to a model's CHW input, as
+ * torchvision's ToTensor lays it out): `n` pixels from pixel `first` of an (N, S, C) tensor, their
+ * bytes at x (pixel first's), into the (N, C, S) float32 tensor at y (its element 0). Each
+ * channel's values of a pixel run within one image go to one run of its plane; `params` as for
+ * bytesPlanes32 (hi, sc, bs of the C channels). Three channels (RGB) take 16 pixels a step, the
+ * bytes of each channel gathered from three vectors; other counts one value at a time.
+ */
+export function bytesToPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, S: u32, params: usize, floor: f32): void {
+  const scA = params + (<usize>C << 2);
+  const bA = scA + (<usize>C << 2);
+  let q = first;
+  const end = first + n;
+  while (q < end) {
+    const image = q / S;
+    const s = q - image * S;
+    const stop = min(end, (image + 1) * S);
+    const len = <usize>(stop - q);
+    const plane = y + ((<usize>image * <usize>C * <usize>S + <usize>s) << 2);
+    let done: usize = 0;
+    if (C == 3) done = rgbToPlanes(x, plane, len, <usize>S << 2, params, scA, bA, floor);
+    for (let c: usize = 0; c < <usize>C; c++) {
+      const hi = load<f32>(params + (c << 2));
+      const sc = load<f32>(scA + (c << 2));
+      const bs = load<f32>(bA + (c << 2));
+      let px = x + done * <usize>C + c;
+      let py = plane + ((c * <usize>S + done) << 2);
+      for (let i = done; i < len; i++) {
+        store<f32>(py, relu32((<f32>load<u8>(px) - hi) * sc + bs, floor));
+        px += <usize>C;
+        py += 4;
+      }
+    }
+    x += len * <usize>C;
+    q = stop;
+  }
+}
+
+/**
+ * bytesToPlanes32's three-channel steps: 16 pixels (48 bytes) at a time, each channel's 16 bytes
+ * gathered from the three vectors by two shuffles, then normalized as bytesRun's lanes are.
+ * `planeBytes` apart, the three output runs. Returns how many pixels it did (a multiple of 16).
+ */
+@inline function rgbToPlanes(x: usize, y: usize, len: usize, planeBytes: usize, hiA: usize, scA: usize, bA: usize, floor: f32): usize {
+  const fl = f32x4.splat(floor);
+  const h0 = f32x4.splat(load<f32>(hiA));
+  const h1 = f32x4.splat(load<f32>(hiA, 4));
+  const h2 = f32x4.splat(load<f32>(hiA, 8));
+  const s0 = f32x4.splat(load<f32>(scA));
+  const s1 = f32x4.splat(load<f32>(scA, 4));
+  const s2 = f32x4.splat(load<f32>(scA, 8));
+  const b0 = f32x4.splat(load<f32>(bA));
+  const b1 = f32x4.splat(load<f32>(bA, 4));
+  const b2 = f32x4.splat(load<f32>(bA, 8));
+  let i: usize = 0;
+  for (; i + 16 <= len; i += 16) {
+    const p = x + i * 3;
+    const v0 = v128.load(p);
+    const v1 = v128.load(p, 16);
+    const v2 = v128.load(p, 32);
+    // Channel 0: bytes 0, 3, ..., 45; 1: 1, 4, ..., 46; 2: 2, 5, ..., 47. The first shuffle takes
+    // what lies in v0 and v1 (lanes 16-31 are v1's), the second the rest from v2 (lanes 16-31).
+    const r = i8x16.shuffle(i8x16.shuffle(v0, v1, 0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0), v2,
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 20, 23, 26, 29);
+    const g = i8x16.shuffle(i8x16.shuffle(v0, v1, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0), v2,
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 18, 21, 24, 27, 30);
+    const b = i8x16.shuffle(i8x16.shuffle(v0, v1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 0, 0, 0, 0, 0, 0), v2,
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 19, 22, 25, 28, 31);
+    const o = y + (i << 2);
+    storeRun(o, r, h0, s0, b0, fl);
+    storeRun(o + planeBytes, g, h1, s1, b1, fl);
+    storeRun(o + (planeBytes << 1), b, h2, s2, b2, fl);
+  }
+  return i;
+}
+
+/** The 16 float32 of 16 bytes at y: bytesRun's step. */
+@inline function storeRun(y: usize, v: v128, hv: v128, sv: v128, bv: v128, fl: v128): void {
+  v128.store(y, norm32(quarter0(v), hv, sv, bv, fl));
+  v128.store(y, norm32(quarter1(v), hv, sv, bv, fl), 16);
+  v128.store(y, norm32(quarter2(v), hv, sv, bv, fl), 32);
+  v128.store(y, norm32(quarter3(v), hv, sv, bv, fl), 48);
+}
