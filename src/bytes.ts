@@ -4,7 +4,9 @@
  * bias with running statistics, each byte converted to float32 by the kernel as it is read. The
  * calling thread makes the C channels' parameters, copies the bytes onto the pool (a quarter of
  * the bytes of the float32 input it replaces) and, for an output off the pool, copies the output
- * back: in slices, between turns of the event loop, as the engine's copies go.
+ * back: in slices, between turns of the event loop, as the engine's copies go. Channels-last
+ * input may be written channels first (outLayout): a decoder's HWC pixels as a model's CHW input.
+ * A call is cancelled between chunks (the engine's, between blocks): its tasks are single passes.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
@@ -102,7 +104,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
           op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
           first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu,
         }));
-      await settle(await ctx.runBytes(tasks, inline));
+      settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool) {
         await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);

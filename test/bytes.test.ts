@@ -350,6 +350,13 @@ describe('8-bit input', () => {
     expect(Array.from(p.runningMean)).toEqual(Array.from(before.mean));
     expect(Array.from(p.runningVar)).toEqual(Array.from(before.var));
     expect(pool.memoryStats.liveBytes).toBe(0);
+    // Aborted while its first chunk runs: an AbortError once the chunk's tasks have settled, and
+    // the staging memory freed.
+    const ac = new AbortController();
+    const pending = batchNorm(randomBytes(4 * 100 * 101 * 3, 21), [4, 100, 101, 3], { ...params(3, 22), pool: small, layout: 'channels-last', signal: ac.signal });
+    setImmediate(() => ac.abort());
+    await expect(pending).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError' });
+    expect(small.memoryStats.liveBytes).toBe(0);
     const closed = new Pool({ threads: 1 });
     await closed.close();
     await expect(batchNorm(x, [4, 3], { ...p, pool: closed })).rejects.toMatchObject({ code: 'ERR_BNPOOL_CLOSED' });
