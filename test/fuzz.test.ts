@@ -64,7 +64,8 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const pick = <T>(values: readonly T[]): T => values[Math.floor(rand() * values.length)];
     const values = (): unknown[] => [
       undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 40, '', 'x', 'float32', 'float64', 'relu', 'channels-last', 'torch',
-      true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
+      'channels-first', true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
+      new Uint8Array(12), new Uint8ClampedArray(60),
       new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
       new Float32Array(60), new AbortController().signal, pool, Object.create(null), cyclic(), 'x'.repeat(10_000),
     ];
@@ -86,6 +87,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     };
     const x = Float32Array.from({ length: 60 }, (_, i) => Math.sin(i * 1.7) * 3 + 1);
     const dy = x.map((v) => 0.5 * v - 1);
+    const pixels = Uint8Array.from({ length: 60 }, (_, i) => (i * 37) & 255);
     const shape = [4, 3, 5];
     const findings: Finding[] = [];
     const codes = new Map<string, number>();
@@ -108,11 +110,13 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
           await at('backward', () => bn.backward(rand() < 0.7 ? dy : junk() as never, opts as never), () => snapshot(bn));
         }
       } else if (kind === 3) {
-        const keys = ['training', 'runningMean', 'runningVar', 'weight', 'bias', 'momentum', 'eps', 'pool', 'out', 'signal', 'layout', 'activation', 'reduceStats', 'extra'];
+        const keys = ['training', 'runningMean', 'runningVar', 'weight', 'bias', 'momentum', 'eps', 'pool', 'out', 'signal', 'layout', 'activation', 'reduceStats', 'outLayout', 'extra'];
         const opts = some(keys, { pool, runningMean: new Float32Array([0.5, -1, 2]), runningVar: new Float32Array([1, 2, 3]) });
         const buffers = [opts.runningMean, opts.runningVar].filter((v): v is Float32Array => v instanceof Float32Array && v.length === 3);
         const state = () => JSON.stringify(buffers.map((b) => Array.from(b)));
-        await at('batchNorm', () => batchNorm(rand() < 0.7 ? x : junk() as never, rand() < 0.7 ? shape : junk() as never, opts), state);
+        // Float input, or 8-bit pixels (eval only: training and reduceStats are refused for them).
+        const input = rand() < 0.7 ? (rand() < 0.3 ? pixels : x) : junk() as never;
+        await at('batchNorm', () => batchNorm(input as Float32Array, rand() < 0.7 ? shape : junk() as never, opts), state);
       } else if (kind === 4) {
         const keys = ['weight', 'mean', 'var', 'invstd', 'training', 'eps', 'layout', 'pool', 'out', 'signal', 'activation', 'y', 'reduceGrads', 'count', 'extra'];
         const opts = some(keys, { pool, mean: new Float64Array(3), var: new Float64Array([1, 2, 3]) });
