@@ -111,8 +111,9 @@ export function bytesPattern32(x: usize, y: usize, n: u32, first: u32, P: u32, p
  * torchvision's ToTensor lays it out): `n` pixels from pixel `first` of an (N, S, C) tensor, their
  * bytes at x (pixel first's), into the (N, C, S) float32 tensor at y (its element 0). Each
  * channel's values of a pixel run within one image go to one run of its plane; `params` as for
- * bytesPlanes32 (hi, sc, bs of the C channels). Three channels (RGB) take 16 pixels a step, the
- * bytes of each channel gathered from three vectors; other counts one value at a time.
+ * bytesPlanes32 (hi, sc, bs of the C channels). Three and four channels (RGB, RGBA) take 16
+ * pixels a step, each channel's bytes gathered from three or four vectors; other counts one value
+ * at a time.
  */
 export function bytesToPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, S: u32, params: usize, floor: f32): void {
   const scA = params + (<usize>C << 2);
@@ -127,6 +128,7 @@ export function bytesToPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, 
     const plane = y + ((<usize>image * <usize>C * <usize>S + <usize>s) << 2);
     let done: usize = 0;
     if (C == 3) done = rgbToPlanes(x, plane, len, <usize>S << 2, params, scA, bA, floor);
+    else if (C == 4) done = rgbaToPlanes(x, plane, len, <usize>S << 2, params, scA, bA, floor);
     for (let c: usize = 0; c < <usize>C; c++) {
       const hi = load<f32>(params + (c << 2));
       const sc = load<f32>(scA + (c << 2));
@@ -178,6 +180,38 @@ export function bytesToPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, 
     storeRun(o, r, h0, s0, b0, fl);
     storeRun(o + planeBytes, g, h1, s1, b1, fl);
     storeRun(o + (planeBytes << 1), b, h2, s2, b2, fl);
+  }
+  return i;
+}
+
+/**
+ * rgbToPlanes for four channels: 16 pixels (64 bytes) a step; channel c's bytes are bytes c, c + 4,
+ * c + 8 and c + 12 of each vector, gathered from pairs of vectors and then from the pairs' halves.
+ */
+@inline function rgbaToPlanes(x: usize, y: usize, len: usize, planeBytes: usize, hiA: usize, scA: usize, bA: usize, floor: f32): usize {
+  const fl = f32x4.splat(floor);
+  let i: usize = 0;
+  for (; i + 16 <= len; i += 16) {
+    const p = x + (i << 2);
+    const v0 = v128.load(p);
+    const v1 = v128.load(p, 16);
+    const v2 = v128.load(p, 32);
+    const v3 = v128.load(p, 48);
+    // Each pair's shuffle: lanes 0-3 and 8-11 hold channel 0 (or 2) of its two vectors, lanes 4-7
+    // and 12-15 channel 1 (or 3).
+    const a = i8x16.shuffle(v0, v1, 0, 4, 8, 12, 1, 5, 9, 13, 16, 20, 24, 28, 17, 21, 25, 29);
+    const b = i8x16.shuffle(v2, v3, 0, 4, 8, 12, 1, 5, 9, 13, 16, 20, 24, 28, 17, 21, 25, 29);
+    const c = i8x16.shuffle(v0, v1, 2, 6, 10, 14, 3, 7, 11, 15, 18, 22, 26, 30, 19, 23, 27, 31);
+    const d = i8x16.shuffle(v2, v3, 2, 6, 10, 14, 3, 7, 11, 15, 18, 22, 26, 30, 19, 23, 27, 31);
+    const o = y + (i << 2);
+    storeRun(o, i8x16.shuffle(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+      f32x4.splat(load<f32>(hiA)), f32x4.splat(load<f32>(scA)), f32x4.splat(load<f32>(bA)), fl);
+    storeRun(o + planeBytes, i8x16.shuffle(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+      f32x4.splat(load<f32>(hiA, 4)), f32x4.splat(load<f32>(scA, 4)), f32x4.splat(load<f32>(bA, 4)), fl);
+    storeRun(o + planeBytes * 2, i8x16.shuffle(c, d, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27),
+      f32x4.splat(load<f32>(hiA, 8)), f32x4.splat(load<f32>(scA, 8)), f32x4.splat(load<f32>(bA, 8)), fl);
+    storeRun(o + planeBytes * 3, i8x16.shuffle(c, d, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31),
+      f32x4.splat(load<f32>(hiA, 12)), f32x4.splat(load<f32>(scA, 12)), f32x4.splat(load<f32>(bA, 12)), fl);
   }
   return i;
 }
