@@ -51,6 +51,12 @@ export interface BytesRequest {
  */
 const PART_ALIGN = 64;
 
+/**
+ * The longest channels-last period (positions of parameters) the pattern kernel is given, beyond
+ * a period of C itself: 4096 positions are 48 KiB of parameters, made on the calling thread.
+ */
+const PATTERN_MAX = 4096;
+
 /** Runs an eval forward of 8-bit input; resolves to the output (out, or a new Float32Array). */
 export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<Float32Array> {
   const { x, dims, signal } = req;
@@ -62,7 +68,9 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   // Channels last to channels first: an image is C * S elements in both layouts, so chunks of
   // whole images are the same elements in and out. One channel: the same order either way.
   const transpose = dims.layout === 'channels-last' && req.outLayout === 'channels-first' && dims.C > 1;
-  const pattern = dims.layout === 'channels-last' && !transpose;
+  // Channels last in the same layout: the parameters repeated with the period, unless that is long
+  // (many channels, not a multiple of 16): then each value alone, as runs of one (dims.S is 1).
+  const pattern = dims.layout === 'channels-last' && !transpose && (periodOf(dims.C) <= PATTERN_MAX || periodOf(dims.C) === dims.C);
   const imageSize = n / dims.shape[0];
   const P = pattern ? periodOf(dims.C) : dims.C;
   const params = parameters(req, P);

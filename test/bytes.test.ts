@@ -27,6 +27,8 @@ const CASES: [Layout, number[]][] = [
   ['channels-last', [2, 3, 5, 17]], // period 272
   ['channels-last', [3, 11, 13, 6]], // period 48
   ['channels-last', [2, 3, 3, 3, 5]], // rank 5, period 80
+  ['channels-last', [3, 5, 1001]], // a period of 16,016: a value at a time
+  ['channels-last', [3, 2, 4096]], // a period of C
 ];
 
 function channelsOf(layout: Layout, shape: number[]): number {
