@@ -5,8 +5,9 @@ import type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
 } from './batch-norm-types.js';
 import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
+import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js';
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
-import { ArgumentError, describe, NoForwardError, SingleValueError } from './errors.js';
+import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError } from './errors.js';
 import { showAs } from './inspect.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
@@ -96,7 +97,8 @@ export class BatchNorm {
   #training = true;
   readonly #pool: Pool | null;
   readonly #rules: ConventionRules;
-  #saved: SavedForward | null = null;
+  /** The latest forward's, for backward; 'bytes' after a forward of 8-bit input (not differentiable here). */
+  #saved: SavedForward | 'bytes' | null = null;
   /**
    * Where forwards copy their per-channel results (saved for backward, read by the running
    * update), allocated once: a later forward overwrites them only once it has succeeded, when it
@@ -232,7 +234,20 @@ export class BatchNorm {
    * await bn.forward(x, [8, 16, 32, 32], { out });       // zero-copy: both on the module's pool
    * const y = await bn.forward(Float32Array.from(x), [8, 16, 32, 32]); // an ordinary array: a new output
    */
-  async forward<T extends FloatArray>(x: T, shape: readonly number[], options?: ForwardOptions): Promise<SameDtype<T>> {
+  forward<T extends FloatArray>(x: T, shape: readonly number[], options?: ForwardOptions): Promise<SameDtype<T>>;
+  /**
+   * Eval forward of 8-bit input (pixels 0-255: a Uint8Array, a Buffer or a Uint8ClampedArray) into
+   * float32, with the running statistics, weight, bias, eps and activation, as `batchNorm` of 8-bit
+   * input: a float32 module in eval mode with running statistics. `out`, if given, is a
+   * Float32Array that does not overlap x. A later `backward` is refused (nothing to differentiate).
+   *
+   * @example
+   * bn.eval();
+   * const y = await bn.forward(rgb, [16, 3, 224, 224]);  // rgb: a Uint8Array; y: a Float32Array
+   */
+  forward(x: ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array>;
+  async forward(x: FloatArray | ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
+    if (isByteArray(x)) return this.#forwardBytes(x, shape, options);
     checkDtype(x, 'x', this.dtype);
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
@@ -276,10 +291,57 @@ export class BatchNorm {
           mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
         };
         // x's dtype (checked above): the new output is made of it, and out must have it.
-        return result.y as SameDtype<T>;
+        return result.y;
       } finally {
         unpin();
         // A call that left the queue early (aborted) still holds its place until the one before it ends.
+        void turn.then(release);
+      }
+    })());
+  }
+
+  /**
+   * forward of 8-bit input (eval only): the module's running statistics, weight, bias, eps and
+   * activation, as `batchNorm` of 8-bit input applies them; a float32 module (its output is
+   * float32). In call order with the module's other calls; leaves nothing for backward.
+   */
+  #forwardBytes(x: ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array> {
+    const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
+    const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
+    if (this.dtype !== 'float32') {
+      throw new DtypeError(`x may be 8-bit (${describe(x)}) only for a float32 module, whose output is float32; this module's dtype is '${this.dtype}'`);
+    }
+    if (this.#training) {
+      throw new ArgumentError(`8-bit input (${describe(x)}) is normalized with the running statistics only: call eval() first; the module is in training mode`);
+    }
+    if (!this.trackRunningStats) {
+      throw new ArgumentError(`8-bit input (${describe(x)}) is normalized with the running statistics only; this module has trackRunningStats false`);
+    }
+    if (opts.reduceStats !== undefined) {
+      throw new ArgumentError(`options.reduceStats is for batch statistics; 8-bit input (${describe(x)}) is normalized with the running statistics; got ${describe(opts.reduceStats)}`);
+    }
+    const out = checkBytesOut(opts.out, x);
+    const signal = checkSignal(opts.signal);
+    const eps = this.#eps;
+    const pool = this.#pool ?? getDefaultPool();
+    const ctx = poolInternals(pool);
+    ctx.assertOpen();
+    throwIfAbortedBeforeStart(signal);
+    const unpin = pinArrays([x, out]);
+    const turn = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((resolve) => { release = resolve; });
+    return ctx.track((async () => {
+      try {
+        await waitForTurn(turn, signal);
+        const y = await runBytes(ctx, {
+          x, dims, runningMean: this.runningMean!, runningVar: this.runningVar!, weight: this.weight, bias: this.bias, eps, out, signal,
+          relu: this.activation === 'relu', outLayout: dims.layout,
+        });
+        this.#saved = 'bytes';
+        return y;
+      } finally {
+        unpin();
         void turn.then(release);
       }
     })());
@@ -313,7 +375,7 @@ export class BatchNorm {
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
     const atCall = this.#saved;
-    const unpinArgs = pinArrays([dy, opts.out, atCall?.x, atCall?.y]);
+    const unpinArgs = pinArrays([dy, opts.out, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : [])]);
     let unpinSaved = (): void => {};
     const turn = this.#tail;
     let release!: () => void;
@@ -323,6 +385,9 @@ export class BatchNorm {
         await waitForTurn(turn, signal);
         const saved = this.#saved;
         if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
+        if (saved === 'bytes') {
+          throw new NoForwardError('backward needs a forward of float input; the latest forward took 8-bit input, which is normalized and not differentiated');
+        }
         if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
         if (saved.syncedCount !== null && reduceGrads === undefined) {
           throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');

@@ -12,11 +12,11 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
 import type { BytesTask, TaskResult } from '../workers/protocol.js';
 import { throwIfAborted } from './abort.js';
-import { type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
+import { ArgumentError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool.js';
-import type { Dims, FloatArray, Layout } from './validate.js';
+import { checkDtype, type Dims, type FloatArray, type Layout } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
 export type ByteArray = Uint8Array | Uint8ClampedArray;
@@ -24,6 +24,18 @@ export type ByteArray = Uint8Array | Uint8ClampedArray;
 /** Whether `value` is a Uint8Array (a Buffer too) or a Uint8ClampedArray, of any realm. */
 export function isByteArray(value: unknown): value is ByteArray {
   return value instanceof Uint8Array || value instanceof Uint8ClampedArray || types.isUint8Array(value) || types.isUint8ClampedArray(value);
+}
+
+/** `options.out` of 8-bit input: a Float32Array of x's length that does not overlap x, or null. */
+export function checkBytesOut(out: unknown, x: ByteArray): Float32Array | null {
+  if (out === undefined || out === null) return null;
+  checkDtype(out, 'options.out', 'float32');
+  const y = out as Float32Array;
+  if (y.length !== x.length) throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
+  if (y.buffer === x.buffer && y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength) {
+    throw new ArgumentError(`options.out must not overlap x, 8-bit input read as the output is written; got an array overlapping it at a byte offset of ${y.byteOffset - x.byteOffset}`);
+  }
+  return y;
 }
 
 export interface BytesRequest {

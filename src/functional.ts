@@ -1,6 +1,6 @@
 import { throwIfAbortedBeforeStart } from './abort.js';
 import { checkMoreThanOneValue } from './batch-norm.js';
-import { type ByteArray, isByteArray, runBytes } from './bytes.js';
+import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js';
 import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
@@ -8,7 +8,7 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkDtype, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
@@ -63,18 +63,6 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
       unpin();
     }
   })());
-}
-
-/** `options.out` of 8-bit input: a Float32Array of x's length that does not overlap x, or null. */
-function checkBytesOut(out: unknown, x: ByteArray): Float32Array | null {
-  if (out === undefined || out === null) return null;
-  checkDtype(out, 'options.out', 'float32');
-  const y = out as Float32Array;
-  if (y.length !== x.length) throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
-  if (y.buffer === x.buffer && y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength) {
-    throw new ArgumentError(`options.out must not overlap x, 8-bit input read as the output is written; got an array overlapping it at a byte offset of ${y.byteOffset - x.byteOffset}`);
-  }
-  return y;
 }
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */

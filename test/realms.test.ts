@@ -13,7 +13,7 @@ import { randomTensor, randomVector, sameBits } from './helpers/data.js';
 type FloatArray = Float32Array | Float64Array;
 
 /** A copy of `a` made by the given constructor of a fresh `vm` context. */
-function foreign(a: FloatArray | number[], ctor: 'Float32Array' | 'Float64Array' | 'Uint8Array' = a instanceof Float64Array ? 'Float64Array' : 'Float32Array'): FloatArray {
+function foreign(a: FloatArray | number[], ctor: 'Float32Array' | 'Float64Array' | 'Uint8Array' | 'Int16Array' = a instanceof Float64Array ? 'Float64Array' : 'Float32Array'): FloatArray {
   return runInNewContext(`new ${ctor}(values)`, { values: Array.from(a) }) as FloatArray;
 }
 
@@ -78,8 +78,12 @@ describe('typed arrays of another realm', () => {
     await expect(bn.forward(foreign(new Float64Array(6)), [2, 3])).rejects.toMatchObject({
       code: 'ERR_BNPOOL_DTYPE', message: "x must be a Float32Array (dtype 'float32'); got Float64Array(6)",
     });
-    await expect(bn.forward(foreign([1, 2, 3, 4, 5, 6], 'Uint8Array'), [2, 3])).rejects.toMatchObject({
-      code: 'ERR_BNPOOL_DTYPE', message: 'x must be a Float32Array or a Float64Array; got Uint8Array(6)',
+    await expect(bn.forward(foreign([1, 2, 3, 4, 5, 6], 'Int16Array'), [2, 3])).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_DTYPE', message: 'x must be a Float32Array or a Float64Array; got Int16Array(6)',
+    });
+    // Another realm's Uint8Array is 8-bit input, as this realm's: eval only.
+    await expect(bn.forward(foreign([1, 2, 3, 4, 5, 6], 'Uint8Array') as never, [2, 3])).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: '8-bit input (Uint8Array(6)) is normalized with the running statistics only: call eval() first; the module is in training mode',
     });
     // A plain object of that realm is named as one of this realm's would be.
     await expect(bn.forward(runInNewContext('({ length: 6 })') as never, [2, 3])).rejects.toMatchObject({
