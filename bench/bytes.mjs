@@ -6,7 +6,8 @@
 // input is also written channels first (outLayout, a model's NCHW input), against the float32
 // call followed by a transposing loop on the calling thread. For each: the median time of a call
 // and the longest the event loop went without a turn during the calls (what a server's other
-// requests wait at most).
+// requests wait at most). Also the statistics of the batch (ChannelStats.fromBatch, a dataset's
+// mean and variance gathered batch by batch), of the bytes and of their float32 conversion.
 // Plain JavaScript: it imports a build's dist/ folder.
 //
 //     npm run build && node bench/bytes.mjs [N,H,W,C] [channels-last|channels-first] [threads]
@@ -16,7 +17,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [shapeArg = '16,224,224,3', layout = 'channels-last', threadsArg = '2', dir = 'dist'] = process.argv.slice(2);
-const { Pool, batchNorm } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+const { ChannelStats, Pool, batchNorm } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
 const shape = shapeArg.split(',').map(Number);
 const n = shape.reduce((a, b) => a * b);
 const C = layout === 'channels-last' ? shape.at(-1) : shape[1];
@@ -52,6 +53,10 @@ const ways = [
   ['bytes, ordinary out', () => batchNorm(rgb, shape, { ...options, out: ordinary })],
   ['input.set(rgb), then float32, out on the pool', () => { input.set(rgb); return batchNorm(input, shape, { ...options, out }); }],
 ];
+ways.push(
+  ['statistics of the bytes', () => ChannelStats.fromBatch(rgb, shape, { layout, pool })],
+  ['input.set(rgb), statistics of the float32', () => { input.set(rgb); return ChannelStats.fromBatch(input, shape, { layout, pool }); }],
+);
 if (layout === 'channels-last' && C > 1) {
   ways.push(
     ['bytes, written channels first, out on the pool', () => batchNorm(rgb, shape, { ...options, outLayout: 'channels-first', out: planes })],

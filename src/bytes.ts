@@ -93,13 +93,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     // Bytes a staged element takes: its byte, and its float32 output where that is off the pool.
     const perElement = 1 + (yOnPool ? 0 : 4);
     const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
-    const room = Math.floor(ctx.arena.largestAllocatable() / perElement / ALIGN) * ALIGN;
-    const chunk = n <= room ? n : Math.floor(room / unit) * unit;
-    if (chunk === 0) {
-      throw new OutOfMemoryError(
-        `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold a chunk of ${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output: ${unit * perElement} bytes`,
-      );
-    }
+    const chunk = chunkElements(ctx, n, perElement, unit, `${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output`);
     const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
     allocated.push(xByte);
     const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);
@@ -118,11 +112,11 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       const tasks = transpose
         ? split(len / dims.C, parts, PART_ALIGN).map(([pixel, count]): BytesTask => ({
           op: 'bytes', form: 'to-planes', xByte: xByte + pixel * dims.C, yByte, n: count, first: pixel,
-          C: dims.C, S: imageSize / dims.C, P, paramsByte, relu: req.relu,
+          C: dims.C, S: imageSize / dims.C, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0,
         }))
         : split(len, parts, unit).map(([start, count]): BytesTask => ({
           op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
-          first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu,
+          first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0,
         }));
       settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
@@ -134,6 +128,101 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   } finally {
     for (const offset of allocated) ctx.arena.free(offset);
   }
+}
+
+/**
+ * Elements of a staging chunk of `n` elements taking `perElement` bytes each: all of them where
+ * the pool's memory can hold them, else as many whole `unit`s as it can; an OutOfMemoryError
+ * naming `what` (one unit) where it cannot hold one.
+ */
+function chunkElements(ctx: PoolInternals, n: number, perElement: number, unit: number, what: string): number {
+  const room = Math.floor(ctx.arena.largestAllocatable() / perElement / ALIGN) * ALIGN;
+  const chunk = n <= room ? n : Math.floor(room / unit) * unit;
+  if (chunk === 0) {
+    throw new OutOfMemoryError(
+      `the pool's memory (${ctx.arena.byteLength} of at most ${ctx.arena.maxBytes} bytes, ${ctx.arena.liveBytes} in use) cannot hold a chunk of ${what}: ${unit * perElement} bytes`,
+    );
+  }
+  return chunk;
+}
+
+/**
+ * Per-channel statistics of 8-bit input (ChannelStats.fromBatch): Σx and Σx² of each channel,
+ * exact (integers; float64 holds them exactly up to 2^53, past any input a pool can hold), so the
+ * result does not depend on the thread count or the chunks. Each task sums its part of every
+ * chunk into its own pairs (a channel's, or channels last a position's of the period); the
+ * calling thread adds the tasks' pairs (threads x positions) and makes count, mean and m2 =
+ * Σx² - (Σx)²/count with the subtraction exact.
+ */
+export async function runBytesStats(
+  ctx: PoolInternals, req: { readonly x: ByteArray; readonly dims: Dims; readonly signal: AbortSignal | null },
+): Promise<{ count: Float64Array; mean: Float64Array; m2: Float64Array }> {
+  const { x, dims, signal } = req;
+  const n = dims.length;
+  const C = dims.C;
+  await ctx.starting();
+  throwIfAborted(signal);
+  const pattern = dims.layout === 'channels-last' && (periodOf(C) <= PATTERN_MAX || periodOf(C) === C);
+  // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
+  const P = pattern ? periodOf(C) : C;
+  const inline = n <= ctx.inlineThreshold;
+  const parts = inline ? 1 : ctx.threads;
+  const allocated: number[] = [];
+  try {
+    const outByte = allocOrThrow(ctx, 16 * P * parts, `the sums of ${parts} tasks`);
+    allocated.push(outByte);
+    const scratchByte = pattern ? allocOrThrow(ctx, 8 * P * parts, `the scratch of ${parts} tasks`) : 0;
+    if (pattern) allocated.push(scratchByte);
+    new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).fill(0);
+    const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
+    const chunk = chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
+    const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
+    allocated.push(xByte);
+    const pause = async (): Promise<void> => {
+      await nextTurn();
+      throwIfAborted(signal);
+    };
+    for (let first = 0; first < n; first += chunk) {
+      const len = Math.min(chunk, n - first);
+      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
+      // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
+      const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
+        op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
+        C, S: dims.S, P, paramsByte: 0, relu: false, outByte: outByte + 16 * P * j, scratchByte: scratchByte + 8 * P * j,
+      }));
+      settle(await ctx.runBytes(tasks, inline));
+      throwIfAborted(signal);
+    }
+    const sums = new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).slice();
+    return fromSums(sums, P, parts, C, n / C);
+  } finally {
+    for (const offset of allocated) ctx.arena.free(offset);
+  }
+}
+
+/** count, mean and m2 of C channels from `parts` tasks' pairs (Σx, Σx²) of P positions each (position k: channel k % C). */
+function fromSums(sums: Float64Array, P: number, parts: number, C: number, count: number) {
+  const s1 = new Float64Array(C);
+  const s2 = new Float64Array(C);
+  for (let j = 0; j < parts; j++) {
+    for (let k = 0, c = 0; k < P; k++) {
+      s1[c] += sums[2 * (j * P + k)];
+      s2[c] += sums[2 * (j * P + k) + 1];
+      if (++c === C) c = 0;
+    }
+  }
+  const mean = new Float64Array(C);
+  const m2 = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    mean[c] = s1[c] / count;
+    // m2 = (count·Σx² - (Σx)²) / count: the numerator exactly (in BigInt where float64 could not
+    // hold it), so no cancellation; then rounded to float64 and divided.
+    const exact = count * s2[c] <= Number.MAX_SAFE_INTEGER && s1[c] * s1[c] <= Number.MAX_SAFE_INTEGER;
+    m2[c] = exact
+      ? (count * s2[c] - s1[c] * s1[c]) / count
+      : Number(BigInt(count) * BigInt(s2[c]) - BigInt(s1[c]) ** 2n) / count;
+  }
+  return { count: new Float64Array(C).fill(count), mean, m2 };
 }
 
 /**

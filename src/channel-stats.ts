@@ -1,3 +1,5 @@
+import { throwIfAbortedBeforeStart } from './abort.js';
+import { type ByteArray, isByteArray, runBytesStats } from './bytes.js';
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
@@ -90,10 +92,19 @@ export class ChannelStats {
    * @example
    * const stats = await ChannelStats.fromBatch(x, [8, 3, 32, 32], { pool });
    * stats.mean(); stats.variance();                       // per channel, biased
+   *
+   * 8-bit input (pixels 0-255: a Uint8Array, a Buffer or a Uint8ClampedArray) is summed exactly,
+   * in integers: a dataset's statistics, merged batch by batch, for `batchNorm` of its pixels.
+   *
+   * @example
+   * let all = await ChannelStats.fromBatch(rgb, [16, 224, 224, 3], { layout: 'channels-last' });
+   * all = all.merge(await ChannelStats.fromBatch(moreRgb, [16, 224, 224, 3], { layout: 'channels-last' }));
+   * const runningMean = all.mean(), runningVar = all.variance();
    */
   static async fromBatch(
-    x: FloatArray, shape: readonly number[], options?: FromBatchOptions,
+    x: FloatArray | ByteArray, shape: readonly number[], options?: FromBatchOptions,
   ): Promise<ChannelStats> {
+    if (isByteArray(x)) return fromBytes(x, shape, options);
     const dtype = dtypeOf(x, 'x');
     const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
     const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
@@ -188,6 +199,22 @@ export class ChannelStats {
  * The statistics of a checked batch on `pool` (a statistics pass and the merge in block order),
  * counted as N·prod(spatial) values per channel: `fromBatch`'s, and a synced forward's local ones.
  */
+/** ChannelStats.fromBatch of 8-bit input: checked as the float input is, summed by src/bytes.ts. */
+async function fromBytes(x: ByteArray, shape: readonly number[], options?: FromBatchOptions): Promise<ChannelStats> {
+  const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
+  const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
+  if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
+    throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
+  }
+  const signal = checkSignal(opts.signal);
+  const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
+  const ctx = poolInternals(pool);
+  ctx.assertOpen();
+  throwIfAbortedBeforeStart(signal);
+  const unpin = pinArrays([x]);
+  return ctx.track(runBytesStats(ctx, { x, dims, signal }).then(({ count, mean, m2 }) => adopt(count, mean, m2)).finally(unpin));
+}
+
 export async function batchChannelStats(pool: Pool, request: Parameters<typeof runChannelStats>[1]): Promise<ChannelStats> {
   // The engine's result arrays are this call's own: the statistics take them as they are.
   const { mean, var: variance } = await runChannelStats(pool, request);

@@ -220,11 +220,13 @@ export interface StreamTask {
  * [first, first + n) of the flattened tensor, n bytes at xByte to n float32 at yByte
  * (Kernel.bytesPlanes, Kernel.bytesPattern); 'to-planes' (channels last in, channels first out),
  * n pixels from pixel `first`, their bytes at xByte, into the output whose element 0 is at yByte
- * (Kernel.bytesToPlanes).
+ * (Kernel.bytesToPlanes). 'sums-planes' and 'sums-pattern': the statistics' sums of those
+ * elements into the task's pairs at outByte, with 8 * P bytes of scratch at scratchByte
+ * (Kernel.bytesSumsPlanes, Kernel.bytesSumsPattern); yByte and paramsByte unused.
  */
 export interface BytesTask {
   readonly op: 'bytes';
-  readonly form: 'planes' | 'pattern' | 'to-planes';
+  readonly form: 'planes' | 'pattern' | 'to-planes' | 'sums-planes' | 'sums-pattern';
   readonly xByte: number;
   readonly yByte: number;
   readonly n: number;
@@ -234,6 +236,8 @@ export interface BytesTask {
   readonly P: number;
   readonly paramsByte: number;
   readonly relu: boolean;
+  readonly outByte: number;
+  readonly scratchByte: number;
 }
 
 /** A worker's answer. Errors travel flattened, since structured clone drops `code`. */

@@ -341,6 +341,29 @@ export class JsKernel implements Kernel {
     }
   }
 
+  bytesSumsPlanes(xByte: number, n: number, first: number, C: number, S: number, outByte: number): void {
+    this.#views();
+    this.#byteSums(xByte, n, outByte, (i) => Math.floor((first + i) / S) % C);
+  }
+
+  bytesSumsPattern(xByte: number, n: number, first: number, P: number, outByte: number): void {
+    this.#views();
+    this.#byteSums(xByte, n, outByte, (i) => (first + i) % P);
+  }
+
+  /** Adds x and x² of n bytes at xByte to the float64 pair of `at(i)` at outByte (exact: integers). */
+  #byteSums(xByte: number, n: number, outByte: number, at: (i: number) => number): void {
+    const bytes = new Uint8Array(this.#memory.buffer, xByte, n);
+    const f64 = this.#f64;
+    const out = outByte / 8;
+    for (let i = 0; i < n; i++) {
+      const p = out + 2 * at(i);
+      const v = bytes[i];
+      f64[p] += v;
+      f64[p + 1] += v * v;
+    }
+  }
+
   /**
    * y = max((x - hi) * sc + bs, floor) over n bytes, each step rounded to float32 as the
    * WebAssembly kernel's lanes do (the same bits); `at(i)` is where element i's hi is, sc and bs

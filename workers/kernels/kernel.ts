@@ -235,6 +235,20 @@ export interface Kernel {
    */
   bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void;
 
+  /**
+   * Statistics of 8-bit input, channels first: Σx and Σx² of elements [first, first + n) of an
+   * (N, C, S) tensor (n bytes at xByte), added to channel c's float64 pair at outByte + 16 * c.
+   * Exact: integer sums, in float64 up to 2^53.
+   */
+  bytesSumsPlanes(xByte: number, n: number, first: number, C: number, S: number, outByte: number): void;
+
+  /**
+   * bytesSumsPlanes for channels last: per position k of the channels' period P (a multiple of 16
+   * and of C; element i's position is i % P), added to the pair at outByte + 16 * k. `scratchByte`:
+   * 8 * P bytes the kernel may use.
+   */
+  bytesSumsPattern(xByte: number, n: number, first: number, P: number, outByte: number, scratchByte: number): void;
+
   /** The sum of n float32: the benchmark's read-only pass (the sum only keeps the loads). */
   read(xByte: number, n: number): number;
 
@@ -315,5 +329,7 @@ export function rowScratchBytes(C: number): number {
 export function runBytesTask(kernel: Kernel, t: BytesTask): void {
   if (t.form === 'planes') kernel.bytesPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
   else if (t.form === 'pattern') kernel.bytesPattern(t.xByte, t.yByte, t.n, t.first, t.P, t.paramsByte, t.relu);
-  else kernel.bytesToPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
+  else if (t.form === 'to-planes') kernel.bytesToPlanes(t.xByte, t.yByte, t.n, t.first, t.C, t.S, t.paramsByte, t.relu);
+  else if (t.form === 'sums-planes') kernel.bytesSumsPlanes(t.xByte, t.n, t.first, t.C, t.S, t.outByte);
+  else kernel.bytesSumsPattern(t.xByte, t.n, t.first, t.P, t.outByte, t.scratchByte);
 }

@@ -26,6 +26,8 @@ interface WasmExports {
   bytesPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
   bytesPattern32(x: number, y: number, n: number, first: number, P: number, params: number, floor: number): void;
   bytesToPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
+  bytesSumsPlanes(x: number, n: number, first: number, C: number, S: number, out: number): void;
+  bytesSumsPattern(x: number, n: number, first: number, P: number, out: number, scratch: number): void;
   read32(x: number, n: number): number;
   fill32(y: number, n: number, v: number): void;
   mergeChannels(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
@@ -249,6 +251,14 @@ export class WasmKernel implements Kernel {
 
   bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
     this.#k.bytesToPlanes32(xByte, yByte, n, first, C, S, paramsByte, relu ? 0 : -Infinity);
+  }
+
+  bytesSumsPlanes(xByte: number, n: number, first: number, C: number, S: number, outByte: number): void {
+    this.#k.bytesSumsPlanes(xByte, n, first, C, S, outByte);
+  }
+
+  bytesSumsPattern(xByte: number, n: number, first: number, P: number, outByte: number, scratchByte: number): void {
+    this.#k.bytesSumsPattern(xByte, n, first, P, outByte, scratchByte);
   }
 
   read(xByte: number, n: number): number {

@@ -223,3 +223,129 @@ export function bytesToPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, 
   v128.store(y, norm32(quarter2(v), hv, sv, bv, fl), 32);
   v128.store(y, norm32(quarter3(v), hv, sv, bv, fl), 48);
 }
+
+// Statistics of 8-bit input: Σx and Σx² per channel, exact (integers, summed in i32 lanes and
+// folded into f64 well before they could overflow; every total of up to 2^53 is exact in f64),
+// so that they do not depend on how the input is split.
+
+/** Vectors of 16 bytes summed in i32 lanes before a fold: a lane of squares gains at most 4 · 255² a vector. */
+const FOLD_VECTORS: usize = 4096;
+
+/** Σx and Σx² of `len` bytes at p, added to the f64 pair at acc. */
+@inline function byteSums(p: usize, len: usize, acc: usize): void {
+  let s1: f64 = 0;
+  let s2: f64 = 0;
+  const end = p + len;
+  while (p + 16 <= end) {
+    const stop = min(end, p + (FOLD_VECTORS << 4));
+    let sv = i32x4.splat(0);
+    let qv = i32x4.splat(0);
+    while (p + 16 <= stop) {
+      const v = v128.load(p);
+      sv = i32x4.add(sv, i32x4.extadd_pairwise_i16x8_u(i16x8.extadd_pairwise_i8x16_u(v)));
+      const lo = i16x8.extend_low_i8x16_u(v);
+      const hi = i16x8.extend_high_i8x16_u(v);
+      qv = i32x4.add(qv, i32x4.add(i32x4.dot_i16x8_s(lo, lo), i32x4.dot_i16x8_s(hi, hi)));
+      p += 16;
+    }
+    s1 += <f64>(i32x4.extract_lane(sv, 0) + i32x4.extract_lane(sv, 1) + i32x4.extract_lane(sv, 2) + i32x4.extract_lane(sv, 3));
+    s2 += <f64>i32x4.extract_lane(qv, 0) + <f64>i32x4.extract_lane(qv, 1) + <f64>i32x4.extract_lane(qv, 2) + <f64>i32x4.extract_lane(qv, 3);
+  }
+  while (p < end) {
+    const v = <f64>load<u8>(p);
+    s1 += v;
+    s2 += v * v;
+    p += 1;
+  }
+  store<f64>(acc, load<f64>(acc) + s1);
+  store<f64>(acc, load<f64>(acc, 8) + s2, 8);
+}
+
+/**
+ * Channels first: Σx and Σx² of elements [first, first + n) of an (N, C, S) tensor of bytes at x
+ * (element first's), added to channel c's f64 pair at out + 16 * c.
+ */
+export function bytesSumsPlanes(x: usize, n: u32, first: u32, C: u32, S: u32, out: usize): void {
+  let i = first;
+  const end = first + n;
+  while (i < end) {
+    const plane = i / S;
+    const c = <usize>(plane % C);
+    const stop = min(end, (plane + 1) * S);
+    const len = <usize>(stop - i);
+    byteSums(x, len, out + (c << 4));
+    x += len;
+    i = stop;
+  }
+}
+
+/** Periods of the pattern summed in i32 per position before a fold: a square is at most 255². */
+const FOLD_PERIODS: u32 = 32768;
+
+/**
+ * Channels last: Σx and Σx² of n bytes at x from element `first`, per position of the channels'
+ * period P (a multiple of 16 and of C), added to position k's f64 pair at out + 16 * k. `scratch`:
+ * 8 * P bytes, i32 sums and sums of squares per position between folds.
+ */
+export function bytesSumsPattern(x: usize, n: u32, first: u32, P: u32, out: usize, scratch: usize): void {
+  const sq = scratch + (<usize>P << 2);
+  memory.fill(scratch, 0, <usize>P << 3);
+  const end = x + <usize>n;
+  let k = <usize>(first % P);
+  // To the end of a started period, one value at a time.
+  while (k != 0 && x < end) {
+    pairAdd(out + (k << 4), <f64>load<u8>(x));
+    x += 1;
+    k = k + 1 == <usize>P ? 0 : k + 1;
+  }
+  let periods: u32 = 0;
+  while (x + 16 <= end) {
+    const v = v128.load(x);
+    const lo = i16x8.extend_low_i8x16_u(v);
+    const hi = i16x8.extend_high_i8x16_u(v);
+    const lq = i16x8.mul(lo, lo);
+    const hq = i16x8.mul(hi, hi);
+    const o = k << 2;
+    addLanes(scratch + o, i32x4.extend_low_i16x8_u(lo), i32x4.extend_high_i16x8_u(lo), i32x4.extend_low_i16x8_u(hi), i32x4.extend_high_i16x8_u(hi));
+    addLanes(sq + o, i32x4.extend_low_i16x8_u(lq), i32x4.extend_high_i16x8_u(lq), i32x4.extend_low_i16x8_u(hq), i32x4.extend_high_i16x8_u(hq));
+    x += 16;
+    k += 16;
+    if (k == <usize>P) {
+      k = 0;
+      if (++periods == FOLD_PERIODS) {
+        foldPositions(scratch, sq, P, out);
+        periods = 0;
+      }
+    }
+  }
+  foldPositions(scratch, sq, P, out);
+  while (x < end) {
+    pairAdd(out + (k << 4), <f64>load<u8>(x));
+    x += 1;
+    k += 1;
+  }
+}
+
+/** Adds v and v² to the f64 pair at p. */
+@inline function pairAdd(p: usize, v: f64): void {
+  store<f64>(p, load<f64>(p) + v);
+  store<f64>(p, load<f64>(p, 8) + v * v, 8);
+}
+
+/** Adds four i32x4 to the 16 i32 at p. */
+@inline function addLanes(p: usize, a: v128, b: v128, c: v128, d: v128): void {
+  v128.store(p, i32x4.add(v128.load(p), a));
+  v128.store(p, i32x4.add(v128.load(p, 16), b), 16);
+  v128.store(p, i32x4.add(v128.load(p, 32), c), 32);
+  v128.store(p, i32x4.add(v128.load(p, 48), d), 48);
+}
+
+/** Moves the i32 sums of the P positions into their f64 pairs at out, and zeroes them. */
+function foldPositions(s: usize, q: usize, P: u32, out: usize): void {
+  for (let k: usize = 0; k < <usize>P; k++) {
+    const p = out + (k << 4);
+    store<f64>(p, load<f64>(p) + <f64>load<u32>(s + (k << 2)));
+    store<f64>(p, load<f64>(p, 8) + <f64>load<u32>(q + (k << 2)), 8);
+  }
+  memory.fill(s, 0, <usize>P << 3);
+}

@@ -26,4 +26,4 @@ export {
 export { bwdApplyPlanes32, bwdApplyPlanes64, bwdApplyRows32, bwdApplyRows64 } from './backward-apply';
 export { mergeBackward, mergeChannels, prepBackward, prepEval } from './merge';
 export { fill32, read32, stream32 } from './floor';
-export { bytesPattern32, bytesPlanes32, bytesToPlanes32 } from './bytes';
+export { bytesPattern32, bytesPlanes32, bytesSumsPattern, bytesSumsPlanes, bytesToPlanes32 } from './bytes';
