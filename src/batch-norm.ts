@@ -9,7 +9,7 @@ import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError } from './errors.js';
 import { showAs } from './inspect.js';
-import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
+import { getDefaultPool, pinArrays, Pool, type PoolInternals, poolInternals } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
@@ -268,33 +268,43 @@ export class BatchNorm {
     throwIfAbortedBeforeStart(signal);
 
     // From here until it settles, queued or running, pool.free refuses x and out.
-    const unpin = pinArrays([x, out]);
+    return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {
+      const request = {
+        x, dims, dtype: this.dtype, useBatchStats,
+        weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
+        eps, out, signal, relu: this.activation === 'relu',
+        into: this.#results ??= {
+          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
+        },
+      };
+      const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
+      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
+      this.#saved = {
+        x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
+        mean: result.mean, var: result.var, eps,
+        mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
+      };
+      // x's dtype (checked above): the new output is made of it, and out must have it.
+      return result.y;
+    });
+  }
+
+  /**
+   * Runs `work` in the module's call order: after every call made before it has settled (or
+   * right away when aborted while it waits), tracked for the pool's close(); `unpin` releases the
+   * call's pinned arrays once it settles. A call that left the queue early (aborted) still holds
+   * its place until the one before it ends.
+   */
+  #inTurn<T>(ctx: PoolInternals, signal: AbortSignal | null, unpin: () => void, work: () => Promise<T>): Promise<T> {
     const turn = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => { release = resolve; });
     return ctx.track((async () => {
       try {
         await waitForTurn(turn, signal);
-        const request = {
-          x, dims, dtype: this.dtype, useBatchStats,
-          weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
-          eps, out, signal, relu: this.activation === 'relu',
-          into: this.#results ??= {
-            mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
-          },
-        };
-        const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
-        if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
-        this.#saved = {
-          x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
-          mean: result.mean, var: result.var, eps,
-          mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
-        };
-        // x's dtype (checked above): the new output is made of it, and out must have it.
-        return result.y;
+        return await work();
       } finally {
         unpin();
-        // A call that left the queue early (aborted) still holds its place until the one before it ends.
         void turn.then(release);
       }
     })());
@@ -327,24 +337,14 @@ export class BatchNorm {
     const ctx = poolInternals(pool);
     ctx.assertOpen();
     throwIfAbortedBeforeStart(signal);
-    const unpin = pinArrays([x, out]);
-    const turn = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((resolve) => { release = resolve; });
-    return ctx.track((async () => {
-      try {
-        await waitForTurn(turn, signal);
-        const y = await runBytes(ctx, {
-          x, dims, runningMean: this.runningMean!, runningVar: this.runningVar!, weight: this.weight, bias: this.bias, eps, out, signal,
-          relu: this.activation === 'relu', outLayout: dims.layout,
-        });
-        this.#saved = 'bytes';
-        return y;
-      } finally {
-        unpin();
-        void turn.then(release);
-      }
-    })());
+    return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {
+      const y = await runBytes(ctx, {
+        x, dims, runningMean: this.runningMean!, runningVar: this.runningVar!, weight: this.weight, bias: this.bias, eps, out, signal,
+        relu: this.activation === 'relu', outLayout: dims.layout,
+      });
+      this.#saved = 'bytes';
+      return y;
+    });
   }
 
   /**

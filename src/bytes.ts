@@ -100,13 +100,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     if (!yOnPool) allocated.push(stagedY);
     new Float32Array(ctx.arena.memory.buffer, paramsByte, params.length).set(params);
     const inline = n <= ctx.inlineThreshold;
-    const pause = async (): Promise<void> => {
-      await nextTurn();
-      throwIfAborted(signal);
-    };
-    for (let first = 0; first < n; first += chunk) {
-      const len = Math.min(chunk, n - first);
-      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
+    await forEachChunk(ctx, x, chunk, xByte, signal, async (first, len, pause) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
       const parts = inline ? 1 : ctx.threads;
       const tasks = transpose
@@ -123,10 +117,30 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       if (!yOnPool) {
         await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
       }
-    }
+    });
     return y;
   } finally {
     for (const offset of allocated) ctx.arena.free(offset);
+  }
+}
+
+/**
+ * Copies x onto the pool at xByte `chunk` elements at a time (the last may be shorter), and after
+ * each copy runs `body` on that chunk: its first element and length, and the pause to make
+ * between slices of a copy (a turn of the event loop, then a check of the signal).
+ */
+async function forEachChunk(
+  ctx: PoolInternals, x: ByteArray, chunk: number, xByte: number, signal: AbortSignal | null,
+  body: (first: number, len: number, pause: () => Promise<void>) => Promise<void>,
+): Promise<void> {
+  const pause = async (): Promise<void> => {
+    await nextTurn();
+    throwIfAborted(signal);
+  };
+  for (let first = 0; first < x.length; first += chunk) {
+    const len = Math.min(chunk, x.length - first);
+    await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
+    await body(first, len, pause);
   }
 }
 
@@ -178,13 +192,7 @@ export async function runBytesStats(
     const chunk = chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
     const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
     allocated.push(xByte);
-    const pause = async (): Promise<void> => {
-      await nextTurn();
-      throwIfAborted(signal);
-    };
-    for (let first = 0; first < n; first += chunk) {
-      const len = Math.min(chunk, n - first);
-      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
+    await forEachChunk(ctx, x, chunk, xByte, signal, async (first, len) => {
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
@@ -192,7 +200,7 @@ export async function runBytesStats(
       }));
       settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
-    }
+    });
     const sums = new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).slice();
     return fromSums(sums, P, parts, C, n / C);
   } finally {
