@@ -1,4 +1,3 @@
-import { throwIfAbortedBeforeStart } from './abort.js';
 import { type ByteArray, isByteArray, runBytesStats } from './bytes.js';
 import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
@@ -104,8 +103,8 @@ export class ChannelStats {
   static async fromBatch(
     x: FloatArray | ByteArray, shape: readonly number[], options?: FromBatchOptions,
   ): Promise<ChannelStats> {
-    if (isByteArray(x)) return fromBytes(x, shape, options);
-    const dtype = dtypeOf(x, 'x');
+    const bytes = isByteArray(x);
+    const dtype = bytes ? null : dtypeOf(x, 'x');
     const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
     const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
     if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
@@ -116,7 +115,11 @@ export class ChannelStats {
     const ctx = poolInternals(pool);
     ctx.assertOpen();
     const unpin = pinArrays([x]);
-    return ctx.track(batchChannelStats(pool, { x, dims, dtype, signal }).finally(unpin));
+    // 8-bit input is summed exactly, in integers (src/bytes.ts); float input as a training forward's statistics.
+    const stats = bytes
+      ? runBytesStats(ctx, { x: x as ByteArray, dims, signal }).then(({ count, mean, m2 }) => adopt(count, mean, m2))
+      : batchChannelStats(pool, { x: x as FloatArray, dims, dtype: dtype!, signal });
+    return ctx.track(stats.finally(unpin));
   }
 
   /** Rebuilds statistics from `toJSON()`'s form (after JSON, or a structured clone). */
@@ -199,22 +202,6 @@ export class ChannelStats {
  * The statistics of a checked batch on `pool` (a statistics pass and the merge in block order),
  * counted as N·prod(spatial) values per channel: `fromBatch`'s, and a synced forward's local ones.
  */
-/** ChannelStats.fromBatch of 8-bit input: checked as the float input is, summed by src/bytes.ts. */
-async function fromBytes(x: ByteArray, shape: readonly number[], options?: FromBatchOptions): Promise<ChannelStats> {
-  const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
-  const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
-  if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
-    throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
-  }
-  const signal = checkSignal(opts.signal);
-  const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
-  const ctx = poolInternals(pool);
-  ctx.assertOpen();
-  throwIfAbortedBeforeStart(signal);
-  const unpin = pinArrays([x]);
-  return ctx.track(runBytesStats(ctx, { x, dims, signal }).then(({ count, mean, m2 }) => adopt(count, mean, m2)).finally(unpin));
-}
-
 export async function batchChannelStats(pool: Pool, request: Parameters<typeof runChannelStats>[1]): Promise<ChannelStats> {
   // The engine's result arrays are this call's own: the statistics take them as they are.
   const { mean, var: variance } = await runChannelStats(pool, request);

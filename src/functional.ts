@@ -31,12 +31,7 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
   if (opts.reduceStats !== undefined) {
     throw new ArgumentError(`options.reduceStats is for training calls; 8-bit input (${describe(x)}) is normalized with running statistics only; got ${describe(opts.reduceStats)}`);
   }
-  const channel = (key: string): FloatArray | null =>
-    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
-  const runningMean = channel('runningMean');
-  const runningVar = channel('runningVar');
-  const weight = channel('weight');
-  const bias = channel('bias');
+  const { runningMean, runningVar, weight, bias } = channelOptions(opts, dims.C);
   if (runningMean === null || runningVar === null) {
     const given = runningMean !== null ? 'only runningMean' : runningVar !== null ? 'only runningVar' : 'neither';
     throw new ArgumentError(`options.runningMean and options.runningVar are required for 8-bit input (${describe(x)}); got ${given}`);
@@ -63,6 +58,13 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
       unpin();
     }
   })());
+}
+
+/** The per-channel arrays among `batchNorm`'s options, each checked (C values) or null when not given. */
+function channelOptions(opts: Record<string, unknown>, C: number): Record<'runningMean' | 'runningVar' | 'weight' | 'bias', FloatArray | null> {
+  const channel = (key: string): FloatArray | null =>
+    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, C);
+  return { runningMean: channel('runningMean'), runningVar: channel('runningVar'), weight: channel('weight'), bias: channel('bias') };
 }
 
 /** Options of `batchNorm`, as `torch.nn.functional.batch_norm`'s arguments. */
@@ -158,12 +160,7 @@ export async function batchNorm(
     );
   }
   const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');
-  const channel = (key: string): FloatArray | null =>
-    opts[key] === undefined || opts[key] === null ? null : checkChannelArray(opts[key], `options.${key}`, dims.C);
-  const runningMean = channel('runningMean');
-  const runningVar = channel('runningVar');
-  const weight = channel('weight');
-  const bias = channel('bias');
+  const { runningMean, runningVar, weight, bias } = channelOptions(opts, dims.C);
   if ((runningMean === null) !== (runningVar === null)) {
     throw new ArgumentError(`options.runningMean and options.runningVar must be given together; got only ${runningMean === null ? 'runningVar' : 'runningMean'}`);
   }

@@ -178,17 +178,26 @@ function toChannelsFirst(y: Float32Array, shape: number[]): Float32Array {
   return out;
 }
 
-describe('8-bit input', () => {
+/**
+ * The pools a suite's results must agree on, by name, for both kernels: 1-3 workers, inline, and
+ * 2 workers in a pool too small for the larger cases at once (staged in chunks). Opened before
+ * the suite's tests, closed after.
+ */
+function agreeingPools(): Map<string, Pool> {
   const pools = new Map<string, Pool>();
   beforeAll(() => {
     for (const kernel of KERNELS) {
       for (const threads of [1, 2, 3]) pools.set(`${kernel} ${threads} workers`, new Pool({ threads, inlineThreshold: 0, kernel }));
       pools.set(`${kernel} inline`, new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
-      // Too small for the larger cases at once: staged in chunks.
       pools.set(`${kernel} small memory`, new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 256 << 10, initialMemory: 128 << 10 }));
     }
   });
   afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
+  return pools;
+}
+
+describe('8-bit input', () => {
+  const pools = agreeingPools();
 
   for (const [layout, shape] of CASES) {
     const C = channelsOf(layout, shape);
@@ -515,15 +524,7 @@ describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelS
     });
   }
 
-  const pools = new Map<string, Pool>();
-  beforeAll(() => {
-    for (const kernel of KERNELS) {
-      for (const threads of [1, 2, 3]) pools.set(`${kernel} ${threads} workers`, new Pool({ threads, inlineThreshold: 0, kernel }));
-      pools.set(`${kernel} inline`, new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
-      pools.set(`${kernel} small memory`, new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 256 << 10, initialMemory: 128 << 10 }));
-    }
-  });
-  afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
+  const pools = agreeingPools();
 
   for (const [layout, shape] of [...CASES, ['channels-first', [4, 3, 100, 101]], ['channels-last', [4, 100, 101, 3]]] as [Layout, number[]][]) {
     it(`are exact, on every pool and kernel: ${layout} [${shape}]`, async () => {

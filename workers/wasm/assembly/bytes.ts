@@ -65,6 +65,11 @@ export function bytesPlanes32(x: usize, y: usize, n: u32, first: u32, C: u32, S:
   }
 }
 
+/** The float32 output of the byte at x, at position k of the parameters' pattern. */
+@inline function patternValue(x: usize, k: usize, hiA: usize, scA: usize, bA: usize, floor: f32): f32 {
+  return relu32((<f32>load<u8>(x) - load<f32>(hiA + (k << 2))) * load<f32>(scA + (k << 2)) + load<f32>(bA + (k << 2)), floor);
+}
+
 /**
  * Channels last: n bytes at x from element `first` of a tensor whose channel repeats with period
  * P (a multiple of 16 and of C: lcm(C, 16)), float32 out at y. `params`: hi, sc, bs as three
@@ -80,7 +85,7 @@ export function bytesPattern32(x: usize, y: usize, n: u32, first: u32, P: u32, p
   let k = <usize>(first % P);
   // To the end of a started period, one value at a time.
   while (k != 0 && x < end) {
-    store<f32>(y, relu32((<f32>load<u8>(x) - load<f32>(params + (k << 2))) * load<f32>(scA + (k << 2)) + load<f32>(bA + (k << 2)), floor));
+    store<f32>(y, patternValue(x, k, params, scA, bA, floor));
     x += 1;
     y += 4;
     k = k + 1 == <usize>P ? 0 : k + 1;
@@ -99,7 +104,7 @@ export function bytesPattern32(x: usize, y: usize, n: u32, first: u32, P: u32, p
     if (k == <usize>P) k = 0;
   }
   while (x < end) {
-    store<f32>(y, relu32((<f32>load<u8>(x) - load<f32>(params + (k << 2))) * load<f32>(scA + (k << 2)) + load<f32>(bA + (k << 2)), floor));
+    store<f32>(y, patternValue(x, k, params, scA, bA, floor));
     x += 1;
     y += 4;
     k += 1;
