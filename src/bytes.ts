@@ -6,7 +6,9 @@
  * the bytes of the float32 input it replaces) and, for an output off the pool, copies the output
  * back: in slices, between turns of the event loop, as the engine's copies go. Channels-last
  * input may be written channels first (outLayout): a decoder's HWC pixels as a model's CHW input.
- * A call is cancelled between chunks (the engine's, between blocks): its tasks are single passes.
+ * Also the exact per-channel sums of 8-bit input behind ChannelStats.fromBatch (runBytesStats).
+ * A call is cancelled between chunks and between slices of its copies (the engine's, between
+ * blocks): its tasks are single passes.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';

@@ -4,7 +4,8 @@ import { norm32, relu32 } from './common';
 // sc + bs, with each channel's float32 parameters made by the caller as the float32 kernels' are
 // (hiOf, shiftOf). A uint8 converts to float32 exactly, so each value goes through the same three
 // float32 operations as a float32 input would, in the lanes and in the scalar tails alike.
-// `floor`: 0 for a fused ReLU, -Infinity otherwise (norm32's pmax).
+// `floor`: 0 for a fused ReLU, -Infinity otherwise (norm32's pmax). At the end of the file, the
+// statistics of 8-bit input: exact integer sums.
 
 /** The four f32x4 of 16 bytes, in order: bytes 0-3, 4-7, 8-11, 12-15. */
 @inline function quarter0(v: v128): v128 {
