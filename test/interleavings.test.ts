@@ -1,6 +1,6 @@
 /**
  * Random interleavings of calls (both dtypes, layouts and kernels, ReLU, synced forwards whose hook
- * waits a turn), aborts, frees, close() and an injected worker fault on fresh pools (seeded):
+ * waits a turn, 8-bit input), aborts, frees, close() and an injected worker fault on fresh pools (seeded):
  * every call settles; one that completes has the bits of the same call on an open reference pool;
  * one that fails does so with an AbortError (its signal fired), a ClosedError (it was made after
  * close()), or the fault's error (one call at most: the one whose task the fault rode on); no
@@ -15,7 +15,7 @@ const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);
 const SEED = Number(process.env.BNPOOL_INTERLEAVINGS_SEED ?? 1);
 /** Inline and worker sizes (with the thresholds below), rank 2 to 4. */
 const SHAPES = [[4, 3], [8, 3, 5, 5], [16, 8, 33], [8, 16, 16, 16], [2, 4, 60, 60]];
-const KINDS = ['training', 'eval', 'backward', 'statistics', 'functional'] as const;
+const KINDS = ['training', 'eval', 'backward', 'statistics', 'functional', 'pixels'] as const;
 
 /** Open pools, one a kernel: the bits each call must reproduce. */
 let reference: Record<'wasm' | 'js', Pool>;
@@ -65,6 +65,19 @@ function call(s: Setup, pool: Pool, x: FloatArray, dy: FloatArray, signal?: Abor
       return ChannelStats.fromBatch(x, shape, { pool, signal, layout }).then((st) => [st.mean(), st.variance()]);
     case 'functional':
       return batchNorm(x, shape, { training: true, pool, signal, layout, activation: s.relu ? 'relu' : null }).then((r) => [r.y, r.mean, r.var]);
+    case 'pixels': {
+      // 8-bit input made of x: its exact statistics, and its eval normalization (channels-last
+      // input written channels first).
+      const bytes = Uint8Array.from(x, (v) => Math.round(Math.abs(v) * 40) & 255);
+      const runningMean = new Float64Array(C).fill(100);
+      const runningVar = new Float64Array(C).fill(900);
+      return Promise.all([
+        ChannelStats.fromBatch(bytes, shape, { pool, signal, layout }),
+        batchNorm(bytes, shape, {
+          runningMean, runningVar, pool, signal, layout, outLayout: 'channels-first', activation: s.relu ? 'relu' : null,
+        }),
+      ]).then(([st, r]) => [st.mean(), st.m2, r.y]);
+    }
   }
 }
 
@@ -89,7 +102,8 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       const setup: Setup = {
         kind, shape: pick(SHAPES), layout, dtype, relu: kind !== 'statistics' && rand() < 0.3, synced: kind === 'training' && rand() < 0.3,
       };
-      const onPool = closing === null && rand() < 0.5;
+      // 8-bit calls take bytes made of x, an ordinary array: x on the pool would not be theirs to pin.
+      const onPool = closing === null && rand() < 0.5 && kind !== 'pixels';
       const data = randomTensor(setup.shape, dtype, 100 * trial + step);
       const x = onPool ? pool.alloc(data.length, dtype) : new (dtype === 'float64' ? Float64Array : Float32Array)(data.length);
       x.set(data);
