@@ -1,7 +1,8 @@
 // 8-bit input on a server: a batch of decoded images normalized as torchvision's
 // ToTensor + Normalize would, several ways on the same pool, alternated round by round: the bytes
 // given to batchNorm as they are (the workers convert them as they normalize), with an output on
-// the pool or an ordinary one, and the bytes converted to float32 on the calling thread first
+// the pool, an ordinary one (copied back by the calling thread) or one on a SharedArrayBuffer
+// (copied there by the workers), and the bytes converted to float32 on the calling thread first
 // (`input.set(rgb)` into a pool array, the README's recipe before 8-bit input). Channels-last
 // input is also written channels first (outLayout, a model's NCHW input), against the float32
 // call followed by a transposing loop on the calling thread. For each: the median time of a call
@@ -38,6 +39,7 @@ const options = { layout, runningMean, runningVar, eps: Number.MIN_VALUE, pool }
 const input = pool.alloc(n);
 const out = pool.alloc(n);
 const ordinary = new Float32Array(n);
+const shared = new Float32Array(new SharedArrayBuffer(4 * n));
 const planes = pool.alloc(n);
 const S = n / shape[0] / C;
 /** out (N, S, C) into planes (N, C, S), on this thread. */
@@ -51,6 +53,7 @@ function transpose() {
 const ways = [
   ['bytes, out on the pool', () => batchNorm(rgb, shape, { ...options, out })],
   ['bytes, ordinary out', () => batchNorm(rgb, shape, { ...options, out: ordinary })],
+  ['bytes, out on a SharedArrayBuffer', () => batchNorm(rgb, shape, { ...options, out: shared })],
   ['input.set(rgb), then float32, out on the pool', () => { input.set(rgb); return batchNorm(input, shape, { ...options, out }); }],
 ];
 ways.push(

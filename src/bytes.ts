@@ -102,21 +102,28 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     if (!yOnPool) allocated.push(stagedY);
     new Float32Array(ctx.arena.memory.buffer, paramsByte, params.length).set(params);
     const inline = n <= ctx.inlineThreshold;
+    // An output on another shared buffer (a new one, or such an out) is copied there by the
+    // workers, each its own part, off this thread; an ordinary out by this thread.
+    const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
     await forEachChunk(ctx, x, chunk, xByte, signal, async (first, len, pause) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
+      // copyTo's byte for a task whose output starts at element e of the chunk.
+      const copyTo = (e: number): BytesTask['copyTo'] => (
+        workersCopy ? { buffer: y.buffer as SharedArrayBuffer, byteOffset: y.byteOffset + 4 * (first + e) } : null
+      );
       const parts = inline ? 1 : ctx.threads;
       const tasks = transpose
         ? split(len / dims.C, parts, PART_ALIGN).map(([pixel, count]): BytesTask => ({
           op: 'bytes', form: 'to-planes', xByte: xByte + pixel * dims.C, yByte, n: count, first: pixel,
-          C: dims.C, S: imageSize / dims.C, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0,
+          C: dims.C, S: imageSize / dims.C, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0, copyTo: copyTo(0),
         }))
         : split(len, parts, unit).map(([start, count]): BytesTask => ({
           op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
-          first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0,
+          first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0, copyTo: copyTo(start),
         }));
       settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
-      if (!yOnPool) {
+      if (!yOnPool && !workersCopy) {
         await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
       }
     });
@@ -198,7 +205,7 @@ export async function runBytesStats(
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
-        C, S: dims.S, P, paramsByte: 0, relu: false, outByte: outByte + 16 * P * j, scratchByte: scratchByte + 8 * P * j,
+        C, S: dims.S, P, paramsByte: 0, relu: false, outByte: outByte + 16 * P * j, scratchByte: scratchByte + 8 * P * j, copyTo: null,
       }));
       settle(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);

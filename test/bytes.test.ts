@@ -259,7 +259,7 @@ describe('8-bit input', () => {
     expect(sameBits(affine.y, base.y)).toBe(true);
   });
 
-  it('writes into out on the pool, an ordinary out, or a new array; leaves the bytes as they were', async () => {
+  it('writes into out on the pool, an ordinary out, a new array or an out on another shared buffer; leaves the bytes as they were', async () => {
     const shape = [3, 3, 40, 41];
     const x = randomBytes(elements(shape), 11);
     const copy = x.slice();
@@ -276,6 +276,16 @@ describe('8-bit input', () => {
       expect(sameBits(ordinary, fresh.y)).toBe(true);
       expect(sameBits(onPool, fresh.y)).toBe(true);
       pool.free(onPool);
+      // On a SharedArrayBuffer of its own, at an offset: the workers copy their parts into it.
+      const shared = new Float32Array(new SharedArrayBuffer(4 * (x.length + 8)), 16, x.length).fill(Number.NaN);
+      expect((await batchNorm(x, shape, { ...p, pool, out: shared })).y).toBe(shared);
+      expect(sameBits(shared, fresh.y)).toBe(true);
+      const hwc = [3, 40, 41, 3];
+      const planes = await batchNorm(x, hwc, { ...p, pool, layout: 'channels-last', outLayout: 'channels-first' });
+      const sharedPlanes = new Float32Array(new SharedArrayBuffer(4 * (x.length + 8)), 32, x.length).fill(Number.NaN);
+      await batchNorm(x, hwc, { ...p, pool, layout: 'channels-last', outLayout: 'channels-first', out: sharedPlanes });
+      expect(sameBits(sharedPlanes, planes.y)).toBe(true);
+      expect(sameBits(planes.y, toChannelsFirst((await batchNorm(x, hwc, { ...p, pool, layout: 'channels-last', out: new Float32Array(x.length) })).y, hwc))).toBe(true);
       expect(Array.from(x)).toEqual(Array.from(copy));
     }
   });

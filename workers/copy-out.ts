@@ -1,5 +1,5 @@
 import type { MemoryViews } from './execute.js';
-import type { Task } from './protocol.js';
+import type { BytesTask, Task } from './protocol.js';
 
 /** Copies normalized runs from the pool's memory to a destination on another shared buffer. */
 export class CopyOutWriter {
@@ -30,5 +30,29 @@ export class CopyOutWriter {
     for (let r = 0; r < rows; r++) {
       this.#dest.set(this.#source(yByte + r * this.#yRowStrideBytes, len), (rowOff + r) * this.#destRowStride + off);
     }
+  }
+}
+
+/**
+ * Copies what a BytesTask wrote on the pool's memory (`buffer`) to its `copyTo`: the task's n
+ * elements from yByte ('planes', 'pattern'), or ('to-planes') the runs of its pixels in each
+ * channel's plane of each image, yByte being the output's element 0.
+ */
+export function copyBytesTaskOut(t: BytesTask, buffer: ArrayBufferLike): void {
+  const to = t.copyTo!;
+  const copy = (at: number, length: number): void => {
+    new Float32Array(to.buffer, to.byteOffset + 4 * at, length).set(new Float32Array(buffer, t.yByte + 4 * at, length));
+  };
+  if (t.form !== 'to-planes') {
+    copy(0, t.n);
+    return;
+  }
+  const end = t.first + t.n;
+  for (let q = t.first; q < end;) {
+    const image = Math.floor(q / t.S);
+    const s = q - image * t.S;
+    const len = Math.min(end, (image + 1) * t.S) - q;
+    for (let c = 0; c < t.C; c++) copy((image * t.C + c) * t.S + s, len);
+    q += len;
   }
 }

@@ -238,6 +238,11 @@ export interface BytesTask {
   readonly relu: boolean;
   readonly outByte: number;
   readonly scratchByte: number;
+  /**
+   * Where the worker copies what it wrote at yByte, for an output on another shared buffer: the
+   * byte there that yByte stands for (src/bytes.ts); null where the calling thread copies.
+   */
+  readonly copyTo: { readonly buffer: SharedArrayBuffer; readonly byteOffset: number } | null;
 }
 
 /** A worker's answer. Errors travel flattened, since structured clone drops `code`. */

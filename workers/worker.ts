@@ -6,6 +6,7 @@ import '../src/wasm-types.js';
  */
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
+import { copyBytesTaskOut } from './copy-out.js';
 import { executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
@@ -25,6 +26,7 @@ export default function runTask(task: Task | StreamTask | BytesTask): TaskResult
   try {
     if (task.op === 'bytes') {
       runBytesTask(kernel, task);
+      if (task.copyTo !== null) copyBytesTaskOut(task, data.memory.buffer);
       return { ok: true, cancelled: false };
     }
     if (task.op === 'stream') {
