@@ -377,46 +377,40 @@ export class BatchNorm {
     const atCall = this.#saved;
     const unpinArgs = pinArrays([dy, opts.out, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : [])]);
     let unpinSaved = (): void => {};
-    const turn = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((resolve) => { release = resolve; });
-    return ctx.track((async () => {
-      try {
-        await waitForTurn(turn, signal);
-        const saved = this.#saved;
-        if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
-        if (saved === 'bytes') {
-          throw new NoForwardError('backward needs a forward of float input; the latest forward took 8-bit input, which is normalized and not differentiated');
-        }
-        if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
-        if (saved.syncedCount !== null && reduceGrads === undefined) {
-          throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
-        }
-        if (saved.syncedCount === null && reduceGrads !== undefined) {
-          throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
-        }
-        if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
-        if (dy.length !== saved.x.length) {
-          throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
-        }
-        const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
-        const r = await runBatchNormBackward(pool, {
-          x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
-          backward: {
-            dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
-            reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
-            count: saved.syncedCount ?? undefined,
-          },
-        });
-        // All of the module's dtype, which dy was checked to have.
-        const grads = { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
-        return grads as BatchNormGradients<SameDtype<T>>;
-      } finally {
-        unpinArgs();
-        unpinSaved();
-        void turn.then(release);
+    const unpin = (): void => {
+      unpinArgs();
+      unpinSaved();
+    };
+    return this.#inTurn(ctx, signal, unpin, async () => {
+      const saved = this.#saved;
+      if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
+      if (saved === 'bytes') {
+        throw new NoForwardError('backward needs a forward of float input; the latest forward took 8-bit input, which is normalized and not differentiated');
       }
-    })());
+      if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
+      if (saved.syncedCount !== null && reduceGrads === undefined) {
+        throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
+      }
+      if (saved.syncedCount === null && reduceGrads !== undefined) {
+        throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
+      }
+      if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
+      if (dy.length !== saved.x.length) {
+        throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
+      }
+      const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
+      const r = await runBatchNormBackward(pool, {
+        x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
+        backward: {
+          dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
+          reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
+          count: saved.syncedCount ?? undefined,
+        },
+      });
+      // All of the module's dtype, which dy was checked to have.
+      const grads = { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
+      return grads as BatchNormGradients<SameDtype<T>>;
+    });
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): void {

@@ -12,9 +12,10 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
-import type { BytesTask, TaskResult } from '../workers/protocol.js';
+import type { BytesTask } from '../workers/protocol.js';
 import { throwIfAborted } from './abort.js';
-import { ArgumentError, type BnPoolError, deserializeError, OutOfMemoryError, WorkerError } from './errors.js';
+import { throwTaskFailure } from './dispatch.js';
+import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool.js';
@@ -82,9 +83,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   // Channels last to channels first: an image is C * S elements in both layouts, so chunks of
   // whole images are the same elements in and out. One channel: the same order either way.
   const transpose = dims.layout === 'channels-last' && req.outLayout === 'channels-first' && dims.C > 1;
-  // Channels last in the same layout: the parameters repeated with the period, unless that is long
-  // (many channels, not a multiple of 16): then each value alone, as runs of one (dims.S is 1).
-  const pattern = dims.layout === 'channels-last' && !transpose && (periodOf(dims.C) <= PATTERN_MAX || periodOf(dims.C) === dims.C);
+  const pattern = !transpose && usesPattern(dims);
   const imageSize = n / dims.shape[0];
   const P = pattern ? periodOf(dims.C) : dims.C;
   const params = parameters(req, P);
@@ -121,7 +120,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
           op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
           first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0, copyTo: copyTo(start),
         }));
-      settle(await ctx.runBytes(tasks, inline));
+      throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool && !workersCopy) {
         await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
@@ -185,7 +184,7 @@ export async function runBytesStats(
   const C = dims.C;
   await ctx.starting();
   throwIfAborted(signal);
-  const pattern = dims.layout === 'channels-last' && (periodOf(C) <= PATTERN_MAX || periodOf(C) === C);
+  const pattern = usesPattern(dims);
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;
   const inline = n <= ctx.inlineThreshold;
@@ -207,7 +206,7 @@ export async function runBytesStats(
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
         C, S: dims.S, P, paramsByte: 0, relu: false, outByte: outByte + 16 * P * j, scratchByte: scratchByte + 8 * P * j, copyTo: null,
       }));
-      settle(await ctx.runBytes(tasks, inline));
+      throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
     });
     const sums = new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).slice();
@@ -264,6 +263,16 @@ function parameters(req: BytesRequest, count: number): Float32Array {
   return out;
 }
 
+/**
+ * Whether channels-last input in its own layout goes by position in the channels' period (the
+ * pattern kernels), not value by value as runs of one (dims.S is 1): unless the period is long
+ * (many channels, not a multiple of 16).
+ */
+function usesPattern(dims: Dims): boolean {
+  const P = periodOf(dims.C);
+  return dims.layout === 'channels-last' && (P <= PATTERN_MAX || P === dims.C);
+}
+
 /** Channels last: the period of the parameters' pattern, a multiple of C and of 16 (a vector of bytes). */
 export function periodOf(C: number): number {
   return lcm(C, 16);
@@ -281,19 +290,6 @@ function split(n: number, parts: number, unit: number): [number, number][] {
   const out: [number, number][] = [];
   for (let start = 0; start < n; start += step) out.push([start, Math.min(step, n - start)]);
   return out;
-}
-
-/** Throws the first failure of a set of tasks, all of them settled. */
-function settle(settled: PromiseSettledResult<TaskResult>[]): void {
-  let failure: BnPoolError | null = null;
-  for (const s of settled) {
-    if (s.status === 'rejected') {
-      failure ??= new WorkerError(`a worker failed during the call: ${s.reason instanceof Error ? s.reason.message : String(s.reason)}`, { cause: s.reason });
-    } else if (!s.value.ok) {
-      failure ??= deserializeError(s.value.error);
-    }
-  }
-  if (failure !== null) throw failure;
 }
 
 /**

@@ -5,11 +5,11 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Grid, Region, ScratchLayout, Task, TaskOp } from '../workers/protocol.js';
+import type { Grid, Region, ScratchLayout, Task, TaskOp, TaskResult } from '../workers/protocol.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
-import { type BnPoolError, deserializeError, WorkerError } from './errors.js';
+import { deserializeError, WorkerError } from './errors.js';
 import { copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement } from './placement.js';
 import type { PoolInternals } from './pool.js';
 
@@ -214,20 +214,21 @@ export async function runPhase(call: Call, tasks: Task[]): Promise<void> {
   Atomics.store(i32, call.layout.claimByte / 4, 0);
   Atomics.store(i32, call.layout.claim2Byte / 4, 0);
   const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);
-  let failure: BnPoolError | null = null;
-  let cancelled = false;
-  for (const s of settled) {
-    if (s.status === 'rejected') {
-      failure ??= new WorkerError(`a worker failed during the call: ${errorMessage(s.reason)}`, { cause: s.reason });
-    } else if (!s.value.ok) {
-      failure ??= deserializeError(s.value.error);
-    } else if (s.value.cancelled) {
-      cancelled = true;
-    }
-  }
-  if (failure !== null) throw failure;
+  throwTaskFailure(settled);
+  const cancelled = settled.some((s) => s.status === 'fulfilled' && s.value.ok && s.value.cancelled);
   if (cancelled) throw abortError(call.req.signal);
   throwIfAborted(call.req.signal);
+}
+
+/**
+ * Throws the first failure among settled tasks: a task that threw in its worker (or inline) as
+ * the error it threw, a worker that died or could not take it as a WorkerError.
+ */
+export function throwTaskFailure(settled: readonly PromiseSettledResult<TaskResult>[]): void {
+  for (const s of settled) {
+    if (s.status === 'rejected') throw new WorkerError(`a worker failed during the call: ${errorMessage(s.reason)}`, { cause: s.reason });
+    if (!s.value.ok) throw deserializeError(s.value.error);
+  }
 }
 
 function errorMessage(reason: unknown): string {

@@ -246,18 +246,14 @@ export class Pool {
       track: (work) => this.#track(work),
       runStream: (tasks) => this.#track((async () => {
         await this.#starting;
-        return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
+        return this.#runOnWorkers(tasks);
       })()),
       runBytes: async (tasks, inline) => {
         await this.#starting;
-        if (!inline) return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
-        return tasks.map((task): PromiseSettledResult<TaskResult> => {
-          try {
-            runBytesTask(this.#inlineKernel!, task);
-            return { status: 'fulfilled', value: { ok: true, cancelled: false } };
-          } catch (reason) {
-            return { status: 'rejected', reason };
-          }
+        if (!inline) return this.#runOnWorkers(tasks);
+        return settleInline(tasks, (task) => {
+          runBytesTask(this.#inlineKernel!, task);
+          return { ok: true, cancelled: false };
         });
       },
       privateInline: () => {
@@ -453,18 +449,15 @@ export class Pool {
     }
   }
 
+  /** Sends each task (a floor pass or 8-bit input's) to a worker; settles when all have. */
+  #runOnWorkers(tasks: readonly (StreamTask | BytesTask)[]): Promise<PromiseSettledResult<TaskResult>[]> {
+    return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
+  }
+
   async #runTasks(
     tasks: Task[], inline: boolean, onFailure: () => void, inlineKernel: Kernel, views: MemoryViews,
   ): Promise<PromiseSettledResult<TaskResult>[]> {
-    if (inline) {
-      return tasks.map((task): PromiseSettledResult<TaskResult> => {
-        try {
-          return { status: 'fulfilled', value: { ok: true, cancelled: !executeTask(task, inlineKernel, views) } };
-        } catch (reason) {
-          return { status: 'rejected', reason };
-        }
-      });
-    }
+    if (inline) return settleInline(tasks, (task) => ({ ok: true, cancelled: !executeTask(task, inlineKernel, views) }));
     const fault = pendingFaults.get(this);
     if (fault !== undefined && tasks.length > 0) {
       pendingFaults.delete(this);
@@ -485,6 +478,17 @@ export class Pool {
       }
     }));
   }
+}
+
+/** Runs each task with `run` on this thread, settled as Promise.allSettled reports a worker's. */
+function settleInline<T>(tasks: readonly T[], run: (task: T) => TaskResult): PromiseSettledResult<TaskResult>[] {
+  return tasks.map((task): PromiseSettledResult<TaskResult> => {
+    try {
+      return { status: 'fulfilled', value: run(task) };
+    } catch (reason) {
+      return { status: 'rejected', reason };
+    }
+  });
 }
 
 function checkNonNegativeInteger(value: unknown, name: string): number {
