@@ -519,18 +519,20 @@ describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelS
           }
         }
       }
-      for (const P of [16, 48, 80]) {
+      for (const P of [16, 48, 80, 4096]) {
         for (const first of [0, 1, 15, 16, P - 1, P + 5]) {
-          for (const n of [1, 15, 16, 17, 49, 3 * P + 11]) {
+          // 700 periods: several blocks of periods and folds of the integer lanes (the WebAssembly kernel).
+          for (const n of [1, 15, 16, 17, 49, 3 * P + 11, 700 * P + 13]) {
             check(n, 5, P, (i) => (first + i) % P, () => kernel.bytesSumsPattern(X + 5, n, first, P, OUT, SCRATCH), random);
           }
         }
       }
       // Every byte 255, where integer lanes summed without their folds would wrap: 70,000 vectors
-      // of a plane (a lane of squares passes 2^31 after 8,257), 70,000 periods of 16 positions (a
-      // position's squares pass 2^32 after 66,053).
+      // of a plane (a lane of squares passes 2^31 after 8,257), 70,000 periods of 16 and 20,000 of
+      // 48 positions (a position's u16 sum passes 2^16 after 257 periods).
       check(1_120_000, 0, 1, () => 0, () => kernel.bytesSumsPlanes(X, 1_120_000, 0, 1, 1_120_000, OUT), () => 255);
       check(1_120_000, 0, 16, (i) => i % 16, () => kernel.bytesSumsPattern(X, 1_120_000, 0, 16, OUT, SCRATCH), () => 255);
+      check(960_000, 0, 48, (i) => i % 48, () => kernel.bytesSumsPattern(X, 960_000, 0, 48, OUT, SCRATCH), () => 255);
     });
   }
 
