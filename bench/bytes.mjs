@@ -2,7 +2,8 @@
 // ToTensor + Normalize would, several ways on the same pool, alternated round by round: the bytes
 // given to batchNorm as they are (the workers convert them as they normalize), with an output on
 // the pool, an ordinary one (copied back by the calling thread) or one on a SharedArrayBuffer
-// (copied there by the workers), and the bytes converted to float32 on the calling thread first
+// (copied there by the workers); the bytes assembled on the pool (pool.alloc(n, 'uint8'): not
+// copied in); and the bytes converted to float32 on the calling thread first
 // (`input.set(rgb)` into a pool array, the README's recipe before 8-bit input). Channels-last
 // input is also written channels first (outLayout, a model's NCHW input), against the float32
 // call followed by a transposing loop on the calling thread. For each: the median time of a call
@@ -41,6 +42,9 @@ const out = pool.alloc(n);
 const ordinary = new Float32Array(n);
 const shared = new Float32Array(new SharedArrayBuffer(4 * n));
 const planes = pool.alloc(n);
+// The batch assembled on the pool (pool.alloc(n, 'uint8')): read where it lies, not copied in.
+const pooled = pool.alloc(n, 'uint8');
+pooled.set(rgb);
 const S = n / shape[0] / C;
 /** out (N, S, C) into planes (N, C, S), on this thread. */
 function transpose() {
@@ -52,17 +56,20 @@ function transpose() {
 
 const ways = [
   ['bytes, out on the pool', () => batchNorm(rgb, shape, { ...options, out })],
+  ['bytes on the pool, out on the pool', () => batchNorm(pooled, shape, { ...options, out })],
   ['bytes, ordinary out', () => batchNorm(rgb, shape, { ...options, out: ordinary })],
   ['bytes, out on a SharedArrayBuffer', () => batchNorm(rgb, shape, { ...options, out: shared })],
   ['input.set(rgb), then float32, out on the pool', () => { input.set(rgb); return batchNorm(input, shape, { ...options, out }); }],
 ];
 ways.push(
   ['statistics of the bytes', () => ChannelStats.fromBatch(rgb, shape, { layout, pool })],
+  ['statistics of the bytes on the pool', () => ChannelStats.fromBatch(pooled, shape, { layout, pool })],
   ['input.set(rgb), statistics of the float32', () => { input.set(rgb); return ChannelStats.fromBatch(input, shape, { layout, pool }); }],
 );
 if (layout === 'channels-last' && C > 1) {
   ways.push(
     ['bytes, written channels first, out on the pool', () => batchNorm(rgb, shape, { ...options, outLayout: 'channels-first', out: planes })],
+    ['bytes on the pool, written channels first, out on the pool', () => batchNorm(pooled, shape, { ...options, outLayout: 'channels-first', out: planes })],
     ['input.set(rgb), float32, then transposed here', async () => { input.set(rgb); await batchNorm(input, shape, { ...options, out }); transpose(); }],
   );
 }

@@ -2,9 +2,10 @@
  * Eval BatchNorm of 8-bit input (a Uint8Array, Uint8ClampedArray or Buffer of pixels, as an image
  * decoder gives them) into float32 on the workers: y = (x - mean) / sqrt(var + eps) * weight +
  * bias with running statistics, each byte converted to float32 by the kernel as it is read. The
- * calling thread makes the C channels' parameters, copies the bytes onto the pool (a quarter of
- * the bytes of the float32 input it replaces) and, for an output off the pool, copies the output
- * back: in slices, between turns of the event loop, as the engine's copies go. Channels-last
+ * calling thread makes the C channels' parameters, copies the bytes onto the pool unless they
+ * are there (pool.alloc(n, 'uint8'); a quarter of the bytes of the float32 input they replace)
+ * and, for an output off the pool, copies the output back: in slices, between turns of the
+ * event loop, as the engine's copies go. Channels-last
  * input may be written channels first (outLayout): a decoder's HWC pixels as a model's CHW input.
  * Also the exact per-channel sums of 8-bit input behind ChannelStats.fromBatch (runBytesStats).
  * A call is cancelled between chunks and between slices of its copies (the engine's, between
@@ -80,6 +81,8 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   throwIfAborted(signal);
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   const yOnPool = ctx.arena.owns(y);
+  // Bytes from this pool's alloc(n, 'uint8') are read where they lie: nothing is copied in.
+  const xOnPool = ctx.arena.owns(x);
   // Channels last to channels first: an image is C * S elements in both layouts, so chunks of
   // whole images are the same elements in and out. One channel: the same order either way.
   const transpose = dims.layout === 'channels-last' && req.outLayout === 'channels-first' && dims.C > 1;
@@ -91,12 +94,15 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   try {
     const paramsByte = allocOrThrow(ctx, params.byteLength, `the parameters of ${dims.C} channels`);
     allocated.push(paramsByte);
-    // Bytes a staged element takes: its byte, and its float32 output where that is off the pool.
-    const perElement = 1 + (yOnPool ? 0 : 4);
+    // Bytes a staged element takes: its byte (off the pool), and its float32 output where that is
+    // off the pool.
+    const perElement = (xOnPool ? 0 : 1) + (yOnPool ? 0 : 4);
     const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
-    const chunk = chunkElements(ctx, n, perElement, unit, `${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output`);
-    const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
-    allocated.push(xByte);
+    const chunk = perElement === 0
+      ? n
+      : chunkElements(ctx, n, perElement, unit, `${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output`);
+    const stagedX = xOnPool ? -1 : allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
+    if (!xOnPool) allocated.push(stagedX);
     const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);
     if (!yOnPool) allocated.push(stagedY);
     new Float32Array(ctx.arena.memory.buffer, paramsByte, params.length).set(params);
@@ -104,7 +110,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
     const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
-    await forEachChunk(ctx, x, chunk, xByte, signal, async (first, len, pause) => {
+    await forEachChunk(ctx, x, chunk, stagedX, signal, async (first, len, xByte, pause) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
       // copyTo's byte for a task whose output starts at element e of the chunk.
       const copyTo = (e: number): BytesTask['copyTo'] => (
@@ -133,13 +139,15 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
 }
 
 /**
- * Copies x onto the pool at xByte `chunk` elements at a time (the last may be shorter), and after
- * each copy runs `body` on that chunk: its first element and length, and the pause to make
- * between slices of a copy (a turn of the event loop, then a check of the signal).
+ * Runs `body` on x `chunk` elements at a time (the last may be shorter): on each chunk's first
+ * element and length, the byte where the workers read it, and the pause to make between slices
+ * of a copy (a turn of the event loop, then a check of the signal). x is copied onto the pool at
+ * `stagedX` first, chunk by chunk; with `stagedX` -1 it is on the pool already (this pool's
+ * alloc) and read where it lies.
  */
 async function forEachChunk(
-  ctx: PoolInternals, x: ByteArray, chunk: number, xByte: number, signal: AbortSignal | null,
-  body: (first: number, len: number, pause: () => Promise<void>) => Promise<void>,
+  ctx: PoolInternals, x: ByteArray, chunk: number, stagedX: number, signal: AbortSignal | null,
+  body: (first: number, len: number, xByte: number, pause: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const pause = async (): Promise<void> => {
     await nextTurn();
@@ -147,8 +155,10 @@ async function forEachChunk(
   };
   for (let first = 0; first < x.length; first += chunk) {
     const len = Math.min(chunk, x.length - first);
-    await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, xByte, len), 'in', pause);
-    await body(first, len, pause);
+    if (stagedX >= 0) {
+      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause);
+    }
+    await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause);
   }
 }
 
@@ -197,10 +207,12 @@ export async function runBytesStats(
     if (pattern) allocated.push(scratchByte);
     new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).fill(0);
     const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
-    const chunk = chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
-    const xByte = allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
-    allocated.push(xByte);
-    await forEachChunk(ctx, x, chunk, xByte, signal, async (first, len) => {
+    // Bytes from this pool's alloc(n, 'uint8') are summed where they lie, in one chunk.
+    const xOnPool = ctx.arena.owns(x);
+    const chunk = xOnPool ? n : chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
+    const stagedX = xOnPool ? -1 : allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
+    if (!xOnPool) allocated.push(stagedX);
+    await forEachChunk(ctx, x, chunk, stagedX, signal, async (first, len, xByte) => {
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,

@@ -134,9 +134,10 @@ export function batchNorm<T extends FloatArray>(x: T, shape: readonly number[], 
 /**
  * Eval BatchNorm of 8-bit input (pixels 0-255: a Uint8Array, a Buffer or a Uint8ClampedArray)
  * into float32, with the running statistics (required; `training` must be false). The workers
- * convert each byte as they normalize it; `out`, if given, is a Float32Array that does not
- * overlap x; `outLayout: 'channels-first'` writes channels-last pixels channels first. The result's
- * bits are the float32 input's on the WebAssembly kernel (transposed with `outLayout`).
+ * convert each byte as they normalize it, reading bytes from `pool.alloc(n, 'uint8')` where
+ * they lie and copying others onto the pool first; `out`, if given, is a Float32Array that does
+ * not overlap x; `outLayout: 'channels-first'` writes channels-last pixels channels first. The
+ * result's bits are the float32 input's on the WebAssembly kernel (transposed with `outLayout`).
  *
  * @example
  * // torchvision's ToTensor + Normalize(mean, std) on 16 decoded RGB images (HWC), into NCHW:

@@ -1,4 +1,4 @@
-export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool.js';
+export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type AllocDtype, type PoolOptions } from './pool.js';
 export { BatchNorm } from './batch-norm.js';
 export type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,

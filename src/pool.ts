@@ -8,7 +8,10 @@ import { type BytesTask, type Dtype, type Fault, type KernelName, scratchLayout,
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
-import { checkDtypeName, checkOptions, checkPositiveInteger, type FloatArray, lockFields, type OptionKeys } from './validate.js';
+import { checkOptions, checkPositiveInteger, type FloatArray, lockFields, type OptionKeys } from './validate.js';
+
+/** What `pool.alloc` makes: the modules' dtypes, and 8-bit input (pixels). */
+export type AllocDtype = Dtype | 'uint8';
 
 /** Options of `new Pool()`. */
 export interface PoolOptions {
@@ -371,19 +374,24 @@ export class Pool {
   /**
    * Allocates an array of `length` elements on the pool's memory, zero-filled the first time its
    * bytes are used (reused bytes keep old contents, as with `Buffer.allocUnsafe`). It stays valid
-   * after the memory grows. Give it back with `free`.
+   * after the memory grows. Give it back with `free`. `'uint8'` makes a Uint8Array for 8-bit
+   * input (pixels): a batch assembled there is read by the workers where it lies, not copied in.
    *
    * @example
    * const x = pool.alloc(1024);            // Float32Array
    * const d = pool.alloc(1024, 'float64'); // Float64Array
+   * const rgb = pool.alloc(16 * 224 * 224 * 3, 'uint8'); // Uint8Array
    */
-  alloc(length: number, dtype?: Dtype): Float32Array;
+  alloc(length: number, dtype?: 'float32'): Float32Array;
   alloc(length: number, dtype: 'float64'): Float64Array;
-  alloc(length: number, dtype: Dtype = 'float32'): FloatArray {
+  alloc(length: number, dtype: 'uint8'): Uint8Array;
+  alloc(length: number, dtype: AllocDtype = 'float32'): FloatArray | Uint8Array {
     this.#assertOpen();
     checkPositiveInteger(length, 'length');
-    checkDtypeName(dtype);
-    const bpe = dtype === 'float64' ? 8 : 4;
+    if (dtype !== 'float32' && dtype !== 'float64' && dtype !== 'uint8') {
+      throw new ArgumentError(`dtype must be 'float32', 'float64' or 'uint8'; got ${describe(dtype)}`);
+    }
+    const bpe = dtype === 'float64' ? 8 : dtype === 'uint8' ? 1 : 4;
     const offset = this.#arena.alloc(length * bpe);
     if (offset < 0) {
       throw new OutOfMemoryError(
@@ -391,6 +399,7 @@ export class Pool {
       );
     }
     const buffer = this.#arena.buffer();
+    if (dtype === 'uint8') return new Uint8Array(buffer, offset, length);
     return dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
   }
 
@@ -403,7 +412,7 @@ export class Pool {
    * const x = pool.alloc(n);
    * try { await bn.forward(x, shape, { out: x }); } finally { pool.free(x); }
    */
-  free(array: FloatArray): void {
+  free(array: FloatArray | Uint8Array): void {
     const size = ArrayBuffer.isView(array) && this.#arena.owns(array) ? this.#arena.sizeAt(array.byteOffset) : undefined;
     if (size === undefined) {
       throw new ArgumentError(`array must be a live array from this pool's alloc(); got ${describe(array)}${ArrayBuffer.isView(array) ? ` at byte offset ${array.byteOffset}` : ''}`);

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, ChannelStats, Pool } from '../dist/src/index.js';
+import { poolInternals } from '../dist/src/pool.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { elements, rng, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
@@ -303,6 +304,59 @@ describe('8-bit input', () => {
         expect(small.memoryStats.liveBytes).toBe(0);
       }
     }
+  });
+
+  it("reads bytes from pool.alloc(n, 'uint8') where they lie, with the same bits; pinned while a call runs", async () => {
+    const cases: [Layout, number[], Layout][] = [
+      ['channels-first', [3, 3, 40, 41], 'channels-first'],
+      ['channels-last', [3, 40, 41, 3], 'channels-last'], // the pattern kernel, period 48
+      ['channels-last', [3, 40, 41, 3], 'channels-first'], // to planes
+      ['channels-last', [2, 3, 5, 17], 'channels-last'], // period 272
+    ];
+    for (const [name, pool] of pools) {
+      const arena = poolInternals(pool).arena;
+      for (const [layout, shape, outLayout] of cases) {
+        const n = elements(shape);
+        const C = channelsOf(layout, shape);
+        const x = randomBytes(n, n + C);
+        const p = { ...params(C, 19), layout, outLayout };
+        const want = (await batchNorm(x, shape, { ...p, pool })).y;
+        const base = pool.alloc(n + 5, 'uint8');
+        expect(base).toBeInstanceOf(Uint8Array);
+        const onPool = base.subarray(5); // at an odd byte offset
+        onPool.set(x);
+        // An ordinary x is staged: n bytes allocated for it (a check that the spy sees it; these
+        // inputs fit even the small memory in one chunk). Bytes on the pool are not.
+        const sizes: number[] = [];
+        const alloc = arena.alloc;
+        arena.alloc = (bytes: number) => { sizes.push(bytes); return alloc.call(arena, bytes); };
+        try {
+          await batchNorm(x, shape, { ...p, pool });
+          expect(sizes.includes(n), `${name}: an ordinary x staged`).toBe(true);
+          for (const out of [null, new Float32Array(n), pool.alloc(n)]) {
+            sizes.length = 0;
+            const call = batchNorm(onPool, shape, { ...p, pool, out });
+            expect(() => pool.free(base), `${name}: freed in flight`).toThrow(/in use by a call in flight/);
+            const r = await call;
+            expect(sameBits(r.y, want), `${name} ${layout} [${shape}] to ${outLayout}, out ${out === null ? 'none' : arena.owns(out) ? 'on the pool' : 'ordinary'}`).toBe(true);
+            expect(sizes.includes(n), `${name}: x on the pool staged`).toBe(false);
+            if (out !== null && arena.owns(out)) pool.free(out);
+          }
+          sizes.length = 0;
+          const stats = await ChannelStats.fromBatch(onPool, shape, { layout, pool });
+          expect(sizes.includes(n), `${name}: x on the pool staged for its statistics`).toBe(false);
+          const wantStats = exactStats(x, layout, shape);
+          expect(Array.from(stats.mean())).toEqual(wantStats.mean);
+          expect(Array.from(stats.m2)).toEqual(wantStats.m2);
+        } finally {
+          arena.alloc = alloc;
+        }
+        pool.free(base);
+        expect(pool.memoryStats.liveBytes, name).toBe(0);
+      }
+    }
+    const pool = pools.get('wasm 2 workers')!;
+    expect(() => pool.alloc(4, 'int8' as 'uint8')).toThrow(/dtype must be 'float32', 'float64' or 'uint8'; got "int8"/);
   });
 
   it("writes channels-last pixels channels first with outLayout 'channels-first': the channels-last result, transposed", async () => {

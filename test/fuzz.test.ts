@@ -177,7 +177,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     for (let t = 0; t < TRIALS; t++) {
       if (rand() < 0.5) {
         await attempt(findings, codes, 'pool.alloc', () => {
-          const a = pool.alloc(pick(values) as number, pick([undefined, 'float32', 'float64', ...values]) as 'float32');
+          const a = pool.alloc(pick(values) as number, pick([undefined, 'float32', 'float64', 'uint8', ...values]) as 'float32');
           expect(ArrayBuffer.isView(a)).toBe(true);
           if (live.length < 8) live.push(a as Float32Array);
           else pool.free(a);

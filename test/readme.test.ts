@@ -86,7 +86,10 @@ it('runs "Normalizing images on a server": torchvision\'s Normalize on 0-255 pix
   // 16 images of 224 x 224 RGB bytes, every value 0-255 in every channel.
   const rgb = new Uint8Array(16 * 224 * 224 * 3);
   for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37 + (i >> 7)) & 255;
-  const v = await run(blocks[3], { ...bnpool, pool, rgb }, ['normalized', 'mean', 'std']);
+  const images = Array.from({ length: 16 }, (_, i) => rgb.subarray(i * 224 * 224 * 3, (i + 1) * 224 * 224 * 3));
+  const v = await run(blocks[3], { ...bnpool, pool, images }, ['normalized', 'mean', 'std', 'rgb']);
+  expect(v.rgb).toBeInstanceOf(Uint8Array);
+  pool.free(v.rgb as Uint8Array); // the block's batch is a live array of the pool's
   const y = v.normalized as Float32Array;
   const [mean, std] = [v.mean as number[], v.std as number[]];
   // Written channels first: element (n, c, s) of y is pixel s of image n's channel c.
