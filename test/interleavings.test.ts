@@ -41,8 +41,16 @@ interface Setup {
   readonly synced: boolean;
 }
 
-/** One call on `pool`, with `signal`: its results (outputs and per-channel state). */
-function call(s: Setup, pool: Pool, x: FloatArray, dy: FloatArray, signal?: AbortSignal): Promise<ArrayLike<number>[]> {
+/** 8-bit input made of x (the 'pixels' calls). */
+function pixelsOf(x: FloatArray): Uint8Array {
+  return Uint8Array.from(x, (v) => Math.round(Math.abs(v) * 40) & 255);
+}
+
+/**
+ * One call on `pool`, with `signal`: its results (outputs and per-channel state). A 'pixels' call
+ * takes `pixels` (pixelsOf(x), on the pool or not).
+ */
+function call(s: Setup, pool: Pool, x: FloatArray, dy: FloatArray, pixels: Uint8Array, signal?: AbortSignal): Promise<ArrayLike<number>[]> {
   const { shape, layout, dtype } = s;
   const C = layout === 'channels-last' ? shape[shape.length - 1] : shape[1];
   const bn = new BatchNorm(C, { pool, layout, dtype, activation: s.relu ? 'relu' : null });
@@ -68,7 +76,7 @@ function call(s: Setup, pool: Pool, x: FloatArray, dy: FloatArray, signal?: Abor
     case 'pixels': {
       // 8-bit input made of x: its exact statistics, and its eval normalization (channels-last
       // input written channels first).
-      const bytes = Uint8Array.from(x, (v) => Math.round(Math.abs(v) * 40) & 255);
+      const bytes = pixels;
       const runningMean = new Float64Array(C).fill(100);
       const runningVar = new Float64Array(C).fill(900);
       return Promise.all([
@@ -93,7 +101,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     const made: Made[] = [];
     let closing: Promise<void> | null = null;
     let faulted = false;
-    const allocated: FloatArray[] = [];
+    const allocated: (FloatArray | Uint8Array)[] = [];
     const steps = 4 + Math.floor(rand() * 10);
     for (let step = 0; step < steps; step++) {
       const layout = rand() < 0.3 ? 'channels-last' as const : 'channels-first' as const;
@@ -102,12 +110,15 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       const setup: Setup = {
         kind, shape: pick(SHAPES), layout, dtype, relu: kind !== 'statistics' && rand() < 0.3, synced: kind === 'training' && rand() < 0.3,
       };
-      // 8-bit calls take bytes made of x, an ordinary array: x on the pool would not be theirs to pin.
-      const onPool = closing === null && rand() < 0.5 && kind !== 'pixels';
+      // 8-bit calls take bytes made of x: on the pool (pool.alloc(n, 'uint8')) where x would be.
+      const onPool = closing === null && rand() < 0.5;
       const data = randomTensor(setup.shape, dtype, 100 * trial + step);
-      const x = onPool ? pool.alloc(data.length, dtype) : new (dtype === 'float64' ? Float64Array : Float32Array)(data.length);
+      const x = onPool && kind !== 'pixels' ? pool.alloc(data.length, dtype) : new (dtype === 'float64' ? Float64Array : Float32Array)(data.length);
       x.set(data);
-      if (onPool) allocated.push(x);
+      const pixels = onPool && kind === 'pixels' ? pool.alloc(data.length, 'uint8') : new Uint8Array(data.length);
+      pixels.set(pixelsOf(x));
+      const pinned = kind === 'pixels' ? pixels : x;
+      if (onPool) allocated.push(pinned);
       const dy = randomTensor(setup.shape, dtype, 7 + step);
       const ac = rand() < 0.3 ? new AbortController() : null;
       if (!faulted && rand() < 0.05) {
@@ -116,8 +127,8 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
           ? { kind: 'exit', exitCode: 3 }
           : { kind: 'throw', name: 'Error', message: 'injected', code: 'ERR_INJECTED' });
       }
-      const got = call(setup, pool, x, dy, ac?.signal);
-      const want = call(setup, reference[kernel], x.slice(), dy);
+      const got = call(setup, pool, x, dy, pixels, ac?.signal);
+      const want = call(setup, reference[kernel], x.slice(), dy, pixels.slice());
       got.catch(() => {});
       want.catch(() => {});
       made.push({ kind, got, want, afterClose: closing !== null, signalled: ac !== null });
@@ -128,7 +139,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       }
       if (onPool && rand() < 0.3) {
         // Every call pins its arrays from the moment it is made until it settles.
-        expect(() => pool.free(x)).toThrow(/in use by a call in flight/);
+        expect(() => pool.free(pinned)).toThrow(/in use by a call in flight/);
       }
       if (closing === null && rand() < 0.12) closing = pool.close();
       if (rand() < 0.3) await new Promise((resolve) => setTimeout(resolve, Math.floor(rand() * 3)));
