@@ -144,6 +144,17 @@ export async function normalizeChunk(call: Call, p: Placement, op: TaskOp, after
  */
 const CLAIM_ELEMENTS = 1 << 18;
 
+/**
+ * A plane-mode fused task claims at least this fraction of its share at a time: runs of adjacent
+ * channels. In claims of one channel (~1 MiB or more), two tasks that keep pace take turns, so
+ * they walk neighbouring channels at once and each walks every other one: on the fourth machine
+ * (README, "Performance") that cost A's fused kernel walk 12-21% against a contiguous range of
+ * channels a thread, and claims of 4 or 8 channels took it back (bench notes in the commit). A
+ * late task's share is still taken over, a quarter at a time. Row-mode fused tasks (bands of
+ * wide rows) keep their claims: claims of 4 bands were no faster there.
+ */
+const FUSED_CLAIMS_PER_TASK = 4;
+
 /** The number of work items of `op` over a region (see `TaskOp`). */
 function itemCount(grid: Grid, region: Region, op: TaskOp): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
@@ -173,9 +184,13 @@ export function tasksFor(
   // in twos; a row-mode row group (about a sixteenth of the rows: over 1 MiB of a phased call
   // with the default cacheBytes) is one kernel call a claim.
   // A small input is shared out in one claim per thread, as many tasks as before claims existed.
+  const share = Math.ceil(items / call.threads);
   const chunk = op === 'phased'
     ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
-    : Math.max(1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), Math.ceil(items / call.threads)));
+    : Math.max(
+      1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
+      op === 'fused' && grid.mode === 'plane' ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
+    );
   const count = Math.min(call.threads, Math.ceil(items / chunk));
   const tasks: Task[] = [];
   for (let i = 0; i < count; i++) {
