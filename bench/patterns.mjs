@@ -3,8 +3,9 @@
 // thread taking a contiguous range of channels as a fused task does, against the floor's pass in
 // memory order over the same bytes on the same threads. A fused forward normalizes a channel
 // right after reducing it, so it writes y in channel order: 32 runs of 49 KB, 3.2 MB apart, where
-// the floor (and eval) stream the tensor in memory order. Kernels from bench/patterns/assembly/
-// (compiled here with asc), beside the product's own fused kernel (statsNormPlanes32, from
+// the floor (and eval) stream the tensor in memory order. The walks are in
+// bench/patterns/assembly/ (compiled here with asc) over the product's own inner loops (sums32,
+// normRunF32, stream32), beside the product's fused kernel itself (statsNormPlanes32, from
 // dist/). Prints the median ms (the slowest thread's, medians of 7 rounds of 3 calls) and ÷ the
 // floor.
 //
@@ -34,7 +35,7 @@ const WAYS = [
   ['normalize, 2 channels at a time', 'channel order, adjacent channels together: runs of 98 KB'],
   ['normalize, 4 channels at a time', 'runs of 196 KB'],
   ['statistics, channel order', 'the statistics alone, as the fused pass reads them'],
-  ['fused', "statistics of channel c + 1 in step with the normalization of c (this file's kernels)"],
+  ['fused', 'statistics of channel c + 1 in step with the normalization of c, in 512-byte turns'],
   ['fused, a plain sum', 'the same walk with one add a vector instead of the statistics'],
   ['fused, the product', 'statsNormPlanes32 from dist/, called as a fused task calls it'],
   ['fused, 2 channels at a time', 'statistics of channels c + 2, c + 3 with the normalization of c, c + 1'],
@@ -99,7 +100,7 @@ if (isMainThread) {
     }
   };
   const ways = [
-    () => p.stream(X + 4 * lo, Y + 4 * lo, hi - lo),
+    () => p.stream32(X + 4 * lo, Y + 4 * lo, hi - lo, 1.5, 0.25),
     () => p.walk(2, 0, xc(c0), yc(c0), 1, 0, N, ROW, (c1 - c0) * S, TURN, acc),
     () => channels(2, 1),
     () => channels(2, 2),

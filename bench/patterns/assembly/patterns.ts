@@ -1,35 +1,12 @@
-// AssemblyScript kernels of bench/patterns.mjs (not the product's: see there). Each walks `rows`
+import { sums32 } from '../../../workers/wasm/assembly/stats';
+import { normRunF32 } from '../../../workers/wasm/assembly/normalize';
+
+// AssemblyScript walks of bench/patterns.mjs over the product's own inner loops (sums32,
+// normRunF32, stream32), and a plain sum beside them. Each walks `rows`
 // runs of `len` float32, `rowStride` elements apart, of `blocks` blocks `blockStride` elements
 // apart (the blocks' runs taken in turns of `turnBytes`), as the fused training kernel
 // (statsNormPlanes32) walks a channel's row groups: the statistics read x (one channel), the
 // normalization reads nx and writes ny (another channel, or the same bytes in memory order).
-
-/** Shifted sums as the product's sums32: 8 vectors in f32 lanes, then promoted into f64 pairs. */
-@inline function stats(p: usize, len: usize, kv: v128, acc: usize): void {
-  const end = p + (len << 2);
-  let a1 = v128.load(acc);
-  let a2 = v128.load(acc, 16);
-  while (p + 128 <= end) {
-    const d0 = f32x4.sub(v128.load(p), kv);
-    const d1 = f32x4.sub(v128.load(p, 16), kv);
-    const d2 = f32x4.sub(v128.load(p, 32), kv);
-    const d3 = f32x4.sub(v128.load(p, 48), kv);
-    const d4 = f32x4.sub(v128.load(p, 64), kv);
-    const d5 = f32x4.sub(v128.load(p, 80), kv);
-    const d6 = f32x4.sub(v128.load(p, 96), kv);
-    const d7 = f32x4.sub(v128.load(p, 112), kv);
-    const s = f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7)));
-    const q = f32x4.add(
-      f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
-      f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
-    );
-    a1 = f64x2.add(a1, f64x2.add(f64x2.promote_low_f32x4(s), f64x2.promote_low_f32x4(i32x4.shuffle(s, s, 2, 3, 0, 1))));
-    a2 = f64x2.add(a2, f64x2.add(f64x2.promote_low_f32x4(q), f64x2.promote_low_f32x4(i32x4.shuffle(q, q, 2, 3, 0, 1))));
-    p += 128;
-  }
-  v128.store(acc, a1);
-  v128.store(acc, a2, 16);
-}
 
 /** A plain sum (one add a vector): the least arithmetic a read can carry. */
 @inline function sum(p: usize, len: usize, acc: v128): v128 {
@@ -39,19 +16,6 @@
     p += 64;
   }
   return acc;
-}
-
-/** y = (x - hi) * sc + b, as the product's normRunF32. */
-@inline function norm(px: usize, py: usize, len: usize, hi: v128, sc: v128, b: v128): void {
-  const end = px + (len << 2);
-  while (px + 64 <= end) {
-    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px), hi), sc), b));
-    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 16), hi), sc), b), 16);
-    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 32), hi), sc), b), 32);
-    v128.store(py, f32x4.add(f32x4.mul(f32x4.sub(v128.load(px, 48), hi), sc), b), 48);
-    px += 64;
-    py += 64;
-  }
 }
 
 /**
@@ -65,8 +29,6 @@ export function walk(
   turnBytes: i32, acc: usize,
 ): f32 {
   const kv = f32x4.splat(3000);
-  const sc = f32x4.splat(2);
-  const b = f32x4.splat(0.5);
   let total = f32x4.splat(0);
   const blockBytes = (<usize>blockStride) << 2;
   const runBytes = (<usize>len) << 2;
@@ -77,15 +39,15 @@ export function walk(
       for (let i: usize = 0; i < <usize>blocks; i++) {
         const at = row + i * blockBytes + o;
         if (what == 0) {
-          stats(x + at, t, kv, acc + (i << 5));
-          norm(nx + at, ny + at, t, kv, sc, b);
+          sums32(x + at, <i32>t, kv, 3000, acc + (i << 5));
+          normRunF32(nx + at, ny + at, <i32>t, 3000, 2, 0.5, -Infinity, false);
         } else if (what == 1) {
           total = sum(x + at, t, total);
-          norm(nx + at, ny + at, t, kv, sc, b);
+          normRunF32(nx + at, ny + at, <i32>t, 3000, 2, 0.5, -Infinity, false);
         } else if (what == 2) {
-          norm(nx + at, ny + at, t, kv, sc, b);
+          normRunF32(nx + at, ny + at, <i32>t, 3000, 2, 0.5, -Infinity, false);
         } else {
-          stats(x + at, t, kv, acc + (i << 5));
+          sums32(x + at, <i32>t, kv, 3000, acc + (i << 5));
         }
       }
     }
@@ -93,17 +55,5 @@ export function walk(
   return f32x4.extract_lane(total, 0);
 }
 
-/** The floor's pass: y = 1.5x + 0.25 over n float32 (n a multiple of 16). */
-export function stream(x: usize, y: usize, n: i32): void {
-  const a = f32x4.splat(1.5);
-  const c = f32x4.splat(0.25);
-  const end = x + ((<usize>n) << 2);
-  while (x + 64 <= end) {
-    v128.store(y, f32x4.add(f32x4.mul(v128.load(x), a), c));
-    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 16), a), c), 16);
-    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 32), a), c), 32);
-    v128.store(y, f32x4.add(f32x4.mul(v128.load(x, 48), a), c), 48);
-    x += 64;
-    y += 64;
-  }
-}
+// The floor's pass, the product's own.
+export { stream32 } from '../../../workers/wasm/assembly/floor';
