@@ -100,7 +100,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
     const chunk = perElement === 0
       ? n
-      : chunkElements(ctx, n, perElement, unit, `${unit} elements of 8-bit input${transpose ? ' (an image)' : ''} and its output`);
+      : chunkElements(ctx, n, perElement, unit, `${unit} elements${transpose ? ' (an image)' : ''} of ${xOnPool ? 'float32 output' : '8-bit input and its output'}`);
     const stagedX = xOnPool ? -1 : allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
     if (!xOnPool) allocated.push(stagedX);
     const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);

@@ -302,6 +302,25 @@ describe('8-bit input', () => {
         const staged = await batchNorm(x, shape, { ...p, layout, pool: small });
         expect(sameBits(staged.y, whole.y), `${kernel} ${layout}`).toBe(true);
         expect(small.memoryStats.liveBytes).toBe(0);
+        // The bytes on the small pool itself (121 KB of its 256 KiB): read where they lie, the
+        // float32 output (485 KB) staged in chunks beside them; channels last also to planes.
+        const onPool = small.alloc(x.length, 'uint8');
+        onPool.set(x);
+        const chunked = await batchNorm(onPool, shape, { ...p, layout, pool: small, out: new Float32Array(x.length) });
+        expect(sameBits(chunked.y, whole.y), `${kernel} ${layout}, bytes on the pool`).toBe(true);
+        small.free(onPool);
+        if (layout === 'channels-last') {
+          // To planes, chunks are whole images: 16 smaller ones (30.6 KB of output each).
+          const images = [16, 50, 51, 3];
+          const xi = randomBytes(elements(images), 15);
+          const planes = await batchNorm(xi, images, { ...p, layout, outLayout: 'channels-first', pool: pools.get(`${kernel} 2 workers`)! });
+          const pixels = small.alloc(xi.length, 'uint8');
+          pixels.set(xi);
+          const chunkedPlanes = await batchNorm(pixels, images, { ...p, layout, outLayout: 'channels-first', pool: small, out: new Float32Array(xi.length) });
+          expect(sameBits(chunkedPlanes.y, planes.y), `${kernel}, bytes on the pool, to planes`).toBe(true);
+          small.free(pixels);
+        }
+        expect(small.memoryStats.liveBytes).toBe(0);
       }
     }
   });
@@ -417,7 +436,7 @@ describe('8-bit input', () => {
     const small = pools.get('wasm small memory')!;
     const big = randomBytes(200 * 200 * 3, 19);
     await expect(batchNorm(big, [1, 200, 200, 3], { ...params(3, 20), pool: small, layout: 'channels-last', outLayout: 'channels-first' })).rejects.toMatchObject({
-      code: 'ERR_BNPOOL_OUT_OF_MEMORY', message: expect.stringContaining('a chunk of 120000 elements of 8-bit input (an image) and its output'),
+      code: 'ERR_BNPOOL_OUT_OF_MEMORY', message: expect.stringContaining('a chunk of 120000 elements (an image) of 8-bit input and its output'),
     });
     expect(small.memoryStats.liveBytes).toBe(0);
     const aborted = AbortSignal.abort();
