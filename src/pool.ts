@@ -385,6 +385,8 @@ export class Pool {
   alloc(length: number, dtype?: 'float32'): Float32Array;
   alloc(length: number, dtype: 'float64'): Float64Array;
   alloc(length: number, dtype: 'uint8'): Uint8Array;
+  alloc(length: number, dtype: Dtype): FloatArray;
+  alloc(length: number, dtype?: AllocDtype): FloatArray | Uint8Array;
   alloc(length: number, dtype: AllocDtype = 'float32'): FloatArray | Uint8Array {
     this.#assertOpen();
     checkPositiveInteger(length, 'length');

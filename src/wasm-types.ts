@@ -1,7 +1,9 @@
 /**
  * The few WebAssembly JS-API types bnpool uses. Node's own type definitions (v20) leave the
  * `WebAssembly` namespace to lib.dom; declaring these interfaces here keeps bnpool's public types
- * free of a DOM dependency. They merge with lib.dom's identical declarations where both are present.
+ * free of a DOM dependency. They merge with lib.dom's identical declarations where both are
+ * present: interfaces only, as type aliases do not merge (lib.dom's `Exports` beside one declared
+ * here was a duplicate identifier in a consumer's DOM build).
  */
 declare global {
   namespace WebAssembly {
@@ -10,14 +12,12 @@ declare global {
       grow(delta: number): number;
     }
     interface Module {}
-    interface Instance {
-      readonly exports: Exports;
-    }
-    type ExportValue = Function | Global | Memory | Table;
-    type Exports = Record<string, ExportValue>;
-    interface Global {}
-    interface Table {}
   }
+}
+
+/** An instance of a module, as far as bnpool reads one: its exports (cast where they are used). */
+interface InstanceExports {
+  readonly exports: Record<string, unknown>;
 }
 
 interface MemoryDescriptor {
@@ -29,7 +29,7 @@ interface MemoryDescriptor {
 interface WebAssemblyApi {
   Memory: new (descriptor: MemoryDescriptor) => WebAssembly.Memory;
   Module: new (bytes: ArrayBufferView | ArrayBuffer) => WebAssembly.Module;
-  Instance: new (module: WebAssembly.Module, imports?: Record<string, Record<string, unknown>>) => WebAssembly.Instance;
+  Instance: new (module: WebAssembly.Module, imports?: Record<string, Record<string, unknown>>) => InstanceExports;
   validate(bytes: ArrayBufferView | ArrayBuffer): boolean;
   compile(bytes: ArrayBufferView | ArrayBuffer): Promise<WebAssembly.Module>;
 }

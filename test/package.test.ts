@@ -1,7 +1,7 @@
 /**
  * The published package: `npm pack` gives a tarball that installs into an empty project, where
- * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no DOM lib, no
- * skipLibCheck) and runs.
+ * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no skipLibCheck;
+ * without the DOM lib and with it) and runs.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -53,12 +53,27 @@ describe('npm pack', () => {
       // Either dtype in (a union), either out.
       const either: Float32Array | Float64Array = Math.random() < 2 ? x : x64;
       const yEither: Float32Array | Float64Array = (await batchNorm(either, [2, 3, 4], { training: true, pool })).y;
+      // 8-bit input on the pool, and alloc of a dtype known only at run time.
+      const rgb: Uint8Array = pool.alloc(2 * 3 * 4, 'uint8');
+      const stats = await batchNorm(rgb, [2, 3, 4], { runningMean: r.mean, runningVar: r.var, pool });
+      const fromBytes: Float32Array = stats.y;
+      const wide = (flag: boolean): 'float32' | 'float64' => (flag ? 'float64' : 'float32');
+      const runtimeDtype: Float32Array | Float64Array = pool.alloc(4, wide(fromBytes.length > 100));
+      pool.free(rgb);
+      pool.free(runtimeDtype);
       let code = '';
       try { await bn.forward(x, [5, 5]); } catch (e) { if (e instanceof BnPoolError) code = e.code; }
       console.log(y.length, mean.length, bn.numBatchesTracked, code, pool.kernel);
       await pool.close();
     `);
     execFileSync(join(app, 'node_modules', '.bin', 'tsc'), ['-p', app], { cwd: app, encoding: 'utf8' });
+    // A consumer whose build includes lib.dom (TypeScript's default libs), still without
+    // skipLibCheck: bnpool's WebAssembly declarations merge with the DOM's.
+    writeFileSync(join(app, 'tsconfig.dom.json'), JSON.stringify({
+      compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, lib: ['ES2022', 'DOM'], types: ['node'], noEmit: true },
+      files: ['index.ts'],
+    }));
+    execFileSync(join(app, 'node_modules', '.bin', 'tsc'), ['-p', join(app, 'tsconfig.dom.json')], { cwd: app, encoding: 'utf8' });
     const out = execFileSync(process.execPath, [join(app, 'out', 'index.js')], { encoding: 'utf8' });
     // 'wasm': the compiled kernels ship in the tarball and load from it.
     expect(out.trim()).toBe('24 3 2 ERR_BNPOOL_SHAPE wasm'); // two training forwards
