@@ -11,7 +11,7 @@
 //
 //     npm run build && node bench/patterns.mjs [threads]
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -43,7 +43,8 @@ const WAYS = [
 
 if (isMainThread) {
   const threads = Number(process.argv[2] ?? 2);
-  const out = join(mkdtempSync(join(tmpdir(), 'bnpool-patterns-')), 'patterns.wasm');
+  const dir = mkdtempSync(join(tmpdir(), 'bnpool-patterns-'));
+  const out = join(dir, 'patterns.wasm');
   execFileSync(process.execPath, [
     join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), join(root, 'bench', 'patterns', 'assembly', 'patterns.ts'),
     '-O3', '--enable', 'simd', '--enable', 'threads', '--importMemory', '--sharedMemory', '--initialMemory', '1',
@@ -54,6 +55,7 @@ if (isMainThread) {
   setFlagsFromString('--no-liftoff'); // optimized code from the start, as the product's module
   const probe = new WebAssembly.Module(readFileSync(out));
   setFlagsFromString('--liftoff');
+  rmSync(dir, { recursive: true, force: true });
   const memory = new WebAssembly.Memory({ initial: Math.ceil((Y + 4 * n + (1 << 20)) / 65536), maximum: 65536, shared: true });
   const f32 = new Float32Array(memory.buffer);
   let seed = 1;
