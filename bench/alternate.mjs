@@ -18,11 +18,14 @@
 //   lanes     2 workers, zero-copy eval, training forward and backward of channels in lanes: channels-last
 //             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
+//   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
+//             tasks: how they claim channels, README "Performance"); BUSY=1 keeps the calling
+//             thread busy 0.5 ms of every ~1.5 meanwhile (a server at work)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|fused');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -46,7 +49,7 @@ function report(label, [a, b], unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
 }
 
-const threads = scenario === 'inline' || scenario === 'constant' || scenario === 'lanes' ? 2 : 1;
+const threads = ['inline', 'constant', 'lanes', 'fused'].includes(scenario) ? 2 : 1;
 const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
@@ -113,6 +116,34 @@ if (scenario === 'inline') {
       report(`[${shape}] ${layout} ${mode}`, await alternate(fns, 9, Math.max(3, Math.round(2e8 / (8 * n))), 1), 'ms');
     }
   }
+} else if (scenario === 'fused') {
+  const shape = [32, 64, 112, 112];
+  const n = shape.reduce((a, b) => a * b);
+  const xs = random(n, 3, -1);
+  let busy = process.env.BUSY === '1';
+  const load = () => {
+    if (!busy) return;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 0.5);
+    setTimeout(load, 1);
+  };
+  setTimeout(load, 1);
+  for (const mode of ['train', 'backward']) {
+    const fns = await Promise.all(builds.map(async (m, k) => {
+      const x = pools[k].alloc(n);
+      x.set(xs);
+      const out = pools[k].alloc(n);
+      const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+      if (mode === 'train') return () => bn.forward(x, shape, { out });
+      await bn.forward(x, shape, { out });
+      const dy = pools[k].alloc(n);
+      dy.set(xs.map((v) => v * 0.5 - 0.25));
+      const dx = pools[k].alloc(n);
+      return () => bn.backward(dy, { out: dx });
+    }));
+    report(`[${shape}] ${mode}${busy ? ', calling thread busy' : ''}`, await alternate(fns, 9, 8, 2), 'ms');
+  }
+  busy = false;
 } else {
   for (const shape of [[16, 3, 224, 224], [32, 64, 56, 56], [32, 64, 112, 112]]) {
     const n = shape.reduce((a, b) => a * b);

@@ -1,9 +1,9 @@
-// A benchmark shape's training forward (zero-copy: x and `out` from `pool.alloc`, float32, 2
-// threads) on pools that differ only in `cacheBytes`, the size below which a call makes its two
-// passes over every channel at once and above which it goes a group of channels at a time
-// (phased; src/plan.ts, planPhases), beside the floor, all alternated round by round in one
-// process: what the default (DEFAULT_CACHE_BYTES) costs or saves on the machine at hand. Plain
-// JavaScript: it imports a build's dist/ folder.
+// A benchmark shape's training forward and backward (zero-copy: x, `out`, dy and dx from
+// `pool.alloc`, float32, 2 threads) on pools that differ only in `cacheBytes`, the size below
+// which a call makes its two passes over every channel at once and above which it goes a group
+// of channels at a time (phased; src/plan.ts, planPhases), beside the floor, all alternated
+// round by round in one process: what the default (DEFAULT_CACHE_BYTES) costs or saves on the
+// machine at hand. Plain JavaScript: it imports a build's dist/ folder.
 //
 //     npm run build && node bench/cache-bytes.mjs [A|B|C|E|N,C,H,W] [MiB,MiB,...] [dist]
 //
@@ -24,16 +24,28 @@ const n = elementsOf(shape);
 const sizes = list.split(',').map(Number);
 const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
 
-const runs = sizes.map((mib) => {
+const runs = await Promise.all(sizes.map(async (mib) => {
   const pool = new Pool({ threads: 2, cacheBytes: mib * 2 ** 20 });
   const x = pool.alloc(n);
   fillInput(x, shape);
   const out = pool.alloc(n);
   const bn = new BatchNorm(shape[1], { pool });
-  return { label: `cacheBytes ${mib} MiB`, pool, x, out, fn: () => bn.forward(x, shape, { out }) };
-});
+  // The backward of a forward of its own, on the same pool: dy is x halved and shifted.
+  const bw = new BatchNorm(shape[1], { pool });
+  await bw.forward(x, shape, { out: pool.alloc(n) });
+  const dy = pool.alloc(n);
+  for (let i = 0; i < n; i++) dy[i] = x[i] * 0.5 - 0.25;
+  const dx = pool.alloc(n);
+  return {
+    label: `cacheBytes ${mib} MiB`, pool, x, out,
+    fn: () => bn.forward(x, shape, { out }), backward: () => bw.backward(dy, { out: dx }),
+  };
+}));
 const [first] = runs;
-const fns = [...runs.map((r) => [r.label, r.fn]), ['floor', () => streamFloor(first.pool, first.x, first.out)]];
+const fns = [
+  ...runs.map((r) => [`${r.label}, training`, r.fn]), ...runs.map((r) => [`${r.label}, backward`, r.backward]),
+  ['floor', () => streamFloor(first.pool, first.x, first.out)],
+];
 const calls = Math.max(5, Math.round(2e8 / (8 * n)));
 const times = new Map(fns.map(([label]) => [label, []]));
 for (let round = 0; round < 9; round++) {
@@ -45,6 +57,6 @@ for (let round = 0; round < 9; round++) {
   }
 }
 const floor = median(times.get('floor'));
-console.log(`[${shape.join(', ')}] training forward, 2 threads, zero-copy: median ms of 9 rounds (÷ floor)`);
-for (const [label, t] of times) console.log(`${label.padEnd(22)} ${median(t).toFixed(3).padStart(8)} ms  ${(median(t) / floor).toFixed(2)}`);
+console.log(`[${shape.join(', ')}] training forward and backward, 2 threads, zero-copy: median ms of 9 rounds (÷ floor)`);
+for (const [label, t] of times) console.log(`${label.padEnd(32)} ${median(t).toFixed(3).padStart(8)} ms  ${(median(t) / floor).toFixed(2)}`);
 await Promise.all(runs.map((r) => r.pool.close()));

@@ -6,8 +6,9 @@
 // the floor (and eval) stream the tensor in memory order. The walks are in
 // bench/patterns/assembly/ (compiled here with asc) over the product's own inner loops (sums32,
 // normRunF32, stream32), beside the product's fused kernel itself (statsNormPlanes32, from
-// dist/). Prints the median ms (the slowest thread's, medians of 7 rounds of 3 calls) and ÷ the
-// floor.
+// dist/), in the order contiguous ranges of channels give and in the orders claims give, and
+// the pool's own floor and training forward beside them. Prints the median ms (the slowest
+// thread's, or a pool call's; medians of 7 rounds of 3 calls) and ÷ the floor (the raw threads').
 //
 //     npm run build && node bench/patterns.mjs [threads]
 import { execFileSync } from 'node:child_process';
@@ -29,7 +30,8 @@ const TURN = 512;
 
 /** [name, what it is] in the order printed. */
 const WAYS = [
-  ['floor', "y = a*x + b in memory order (the bench's floor)"],
+  ['floor', "y = a*x + b in memory order (the bench's floor): equal contiguous parts"],
+  ['floor, claims of 1 MiB', 'the same pass in 1 MiB pieces claimed from a shared counter (as eval claims)'],
   ['normalize, memory order', "each sample's run of the thread's channels (as eval goes)"],
   ['normalize, channel order', 'a channel at a time: its two row groups of 16 runs, in 512-byte turns'],
   ['normalize, 2 channels at a time', 'channel order, adjacent channels together: runs of 98 KB'],
@@ -39,6 +41,10 @@ const WAYS = [
   ['fused, a plain sum', 'the same walk with one add a vector instead of the statistics'],
   ['fused, the product', 'statsNormPlanes32 from dist/, called as a fused task calls it'],
   ['fused, 2 channels at a time', 'statistics of channels c + 2, c + 3 with the normalization of c, c + 1'],
+  ['fused, the product, channels in turn', 'each thread every other channel (as claims of one channel hand them out)'],
+  ['fused, the product, 8 channels in turn', 'each thread every other run of 8 adjacent channels'],
+  ['pool: the floor', "the bench's floor on a Pool of these threads, over its own arrays (calls from this thread)"],
+  ['pool: training forward', 'BatchNorm.forward on the same Pool, zero-copy (fused tasks)'],
 ];
 
 if (isMainThread) {
@@ -64,19 +70,40 @@ if (isMainThread) {
     f32[i] = 3000 + seed / 2 ** 32;
   }
   f32.fill(1, Y / 4, Y / 4 + n);
-  const ctl = new Int32Array(new SharedArrayBuffer(8));
+  const ctl = new Int32Array(new SharedArrayBuffer(12)); // start barrier (two words), a claim counter
   const workers = Array.from({ length: threads }, (_, id) => new Worker(fileURLToPath(import.meta.url), { workerData: { memory, probe, product, ctl, id, threads } }));
   await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
+  // The product through its pool, on arrays of its own (the raw threads' memory is not a pool's).
+  const [{ BatchNorm, Pool }, { streamFloor }] = await Promise.all(
+    ['src/index.js', 'src/floor.js'].map((file) => import(pathToFileURL(join(root, 'dist', file)).href)),
+  );
+  const pool = new Pool({ threads });
+  const px = pool.alloc(n);
+  px.set(f32.subarray(X / 4, X / 4 + n));
+  const pout = pool.alloc(n);
+  const bn = new BatchNorm(C, { pool });
+  const timed = async (f) => {
+    const t0 = performance.now();
+    await f();
+    return performance.now() - t0;
+  };
+  const onPool = {
+    'pool: the floor': () => timed(() => streamFloor(pool, px, pout)),
+    'pool: training forward': () => timed(() => bn.forward(px, [N, C, 112, 112], { out: pout })),
+  };
   const times = WAYS.map(() => []);
   for (let round = 0; round < 7; round++) {
-    for (const k of WAYS.keys()) {
+    for (const [k, [name]] of WAYS.entries()) {
       for (let rep = 0; rep < 4; rep++) {
-        const ms = await Promise.all(workers.map((w) => new Promise((resolve) => { w.once('message', resolve); w.postMessage(k); })));
-        if (rep > 0) times[k].push(Math.max(...ms));
+        Atomics.store(ctl, 2, 0);
+        const ms = onPool[name] !== undefined
+          ? await onPool[name]()
+          : Math.max(...await Promise.all(workers.map((w) => new Promise((resolve) => { w.once('message', resolve); w.postMessage(k); }))));
+        if (rep > 0) times[k].push(ms);
       }
     }
   }
-  await Promise.all(workers.map((w) => w.terminate()));
+  await Promise.all([...workers.map((w) => w.terminate()), pool.close()]);
   const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
   const floor = median(times[0]);
   console.log(`A [${N}, ${C}, 112, 112], ${threads} threads, ${new Date().toISOString()}`);
@@ -94,6 +121,17 @@ if (isMainThread) {
   const yc = (c) => Y + 4 * c * S;
   const lo = Math.floor((n / threads) * id / 16) * 16;
   const hi = Math.floor((n / threads) * (id + 1) / 16) * 16;
+  const range = (a, b) => Array.from({ length: b - a }, (_, i) => a + i);
+  /** The product's fused kernel over `list` in order: each channel reduced while the one before is normalized. */
+  const fusedProduct = (list) => {
+    for (const [j, c] of list.entries()) {
+      const next = list[Math.min(j + 1, list.length - 1)]; // the last reduces itself again
+      q.statsNormPlanes32(
+        xc(next), 2, HALF * ROW, HALF, ROW, S, acc + 1024, 24, acc,
+        xc(c), HALF * ROW, ROW, yc(c), HALF * ROW, ROW, 3000, 2, 0.5, 0,
+      );
+    }
+  };
   /** The walk of `what` over the thread's channels g at a time: reduce group c + g while normalizing c (fused). */
   const channels = (what, g) => {
     for (let c = c0; c < c1; c += g) {
@@ -103,6 +141,12 @@ if (isMainThread) {
   };
   const ways = [
     () => p.stream32(X + 4 * lo, Y + 4 * lo, hi - lo, 1.5, 0.25),
+    () => {
+      const piece = 1 << 18;
+      for (let i = Atomics.add(ctl, 2, 1) * piece; i < n; i = Atomics.add(ctl, 2, 1) * piece) {
+        p.stream32(X + 4 * i, Y + 4 * i, Math.min(piece, n - i), 1.5, 0.25);
+      }
+    },
     () => p.walk(2, 0, xc(c0), yc(c0), 1, 0, N, ROW, (c1 - c0) * S, TURN, acc),
     () => channels(2, 1),
     () => channels(2, 2),
@@ -110,16 +154,10 @@ if (isMainThread) {
     () => channels(3, 1),
     () => channels(0, 1),
     () => channels(1, 1),
-    () => {
-      for (let c = c0; c < c1; c++) {
-        const next = Math.min(c + 1, c1 - 1);
-        q.statsNormPlanes32(
-          xc(next), 2, HALF * ROW, HALF, ROW, S, acc + 1024, 24, acc,
-          xc(c), HALF * ROW, ROW, yc(c), HALF * ROW, ROW, 3000, 2, 0.5, 0,
-        );
-      }
-    },
+    () => fusedProduct(range(c0, c1)),
     () => channels(0, 2),
+    () => fusedProduct(range(0, C).filter((c) => c % threads === id)),
+    () => fusedProduct(range(0, C).filter((c) => Math.floor(c / 8) % threads === id)),
   ];
   parentPort.postMessage('ready');
   parentPort.on('message', (k) => {

@@ -328,8 +328,9 @@ export function bytesSumsPattern(x: usize, n: u32, first: u32, P: u32, out: usiz
  * read once a phase, each phase summing its vector of every period into six registers (the 16
  * positions' sums in two u16x8, their squares in four u32x4) that stay there for the block; they
  * wait in `scratch` between blocks and are folded into the pairs every FOLD_PERIODS periods at
- * most. One thread's kernel sums 7.1-8.3 GB/s of RGB bytes (P = 48) and 9.7-12.1 of RGBA (16),
- * where the positions' sums kept in memory, added to vector by vector, took 3.1-3.4.
+ * most. One thread's kernel sums 9.2-11.9 GB/s of RGB bytes (P = 48) and 12.0-12.3 of RGBA (16),
+ * where the positions' sums kept in memory, added to vector by vector, took 5.3-6.5 and 4.3-4.6
+ * (`node bench/bytes-sums.mjs`, both builds, two runs each).
  */
 function periodSums(x: usize, periods: u32, P: u32, out: usize, scratch: usize): void {
   const phases = <usize>(P >> 4);
