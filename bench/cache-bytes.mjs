@@ -7,9 +7,13 @@
 //
 //     npm run build && node bench/cache-bytes.mjs [A|B|C|E|N,C,H,W] [MiB,MiB,...] [dist]
 //
-// Defaults: B, and 16 (the default), 64 and 256 MiB (B's 51 MB in one go). A shape may also be
-// given as its dimensions (channels-first, float32). Prints each pool's median ms and its ratio
-// to the floor's median (the floor runs on the first pool's arrays).
+// Defaults: B, and 16, 64 and 256 MiB (B's 51 MB in one go). `default` in the list is a pool
+// without the option: 16 MiB for plane-mode training forwards, one barrier for row-mode ones and
+// for every backward (src/engine.ts, phasesOf); a size given applies to all of them. A shape may
+// also be given as its dimensions (channels-first, float32). Prints each pool's median ms and its
+// ratio to the floor's median (the floor runs on the first pool's arrays). The pools' order
+// matters here (one pool's calls ran up to 25% slower than another's with the same options, on
+// A and E, which no size changes): run each comparison in both orders.
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -21,11 +25,11 @@ const [{ BatchNorm, Pool }, { streamFloor }, { SHAPES, elementsOf, fillInput }] 
 const shape = id.includes(',') ? id.split(',').map(Number) : SHAPES.find((s) => s.id === id)?.shape;
 if (shape === undefined) throw new Error(`shape: expected one of ${SHAPES.map((s) => s.id).join(', ')} or N,C,H,W; got ${id}`);
 const n = elementsOf(shape);
-const sizes = list.split(',').map(Number);
+const sizes = list.split(',').map((v) => (v === 'default' ? v : Number(v)));
 const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
 
 const runs = await Promise.all(sizes.map(async (mib) => {
-  const pool = new Pool({ threads: 2, cacheBytes: mib * 2 ** 20 });
+  const pool = new Pool(mib === 'default' ? { threads: 2 } : { threads: 2, cacheBytes: mib * 2 ** 20 });
   const x = pool.alloc(n);
   fillInput(x, shape);
   const out = pool.alloc(n);
@@ -37,7 +41,7 @@ const runs = await Promise.all(sizes.map(async (mib) => {
   for (let i = 0; i < n; i++) dy[i] = x[i] * 0.5 - 0.25;
   const dx = pool.alloc(n);
   return {
-    label: `cacheBytes ${mib} MiB`, pool, x, out,
+    label: mib === 'default' ? 'cacheBytes not given' : `cacheBytes ${mib} MiB`, pool, x, out,
     fn: () => bn.forward(x, shape, { out }), backward: () => bw.backward(dy, { out: dx }),
   };
 }));

@@ -211,7 +211,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
         await copyIn(ctx, req, p, call.pauseIn);
-        const phases = planPhases(grid, p.box.c1 - p.box.c0, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
+        const phases = phasesOf(ctx, grid, req, p.box.c1 - p.box.c0, threads);
         await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
         if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
       } else {
@@ -242,6 +242,19 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);
   }
+}
+
+/**
+ * The channel groups of a split call's single chunk (`planPhases`), or null for one barrier. The
+ * pool's `cacheBytes` when given; by default only a plane-mode training forward goes in phases:
+ * on the third and fourth machines a row-mode forward's and every backward's phases lost to one
+ * barrier (README, "How the work is split"), where on the first they won.
+ */
+export function phasesOf(
+  ctx: Pick<PoolInternals, 'cacheBytes' | 'cacheBytesGiven'>, grid: Grid, req: Pick<EngineRequest, 'dtype' | 'backward'>, channels: number, threads: number,
+): number[] | null {
+  if (!ctx.cacheBytesGiven && (grid.mode === 'row' || req.backward !== undefined)) return null;
+  return planPhases(grid, channels, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
 }
 
 /** True when none of a call's arrays (x, out, dy, the ReLU mask) lies on the pool's memory. */

@@ -122,7 +122,8 @@ const ROW_PHASES = 4;
  * bwdStatsApplyRows: a run of each in turn). B [256, 256, 14, 14] at 2 threads, training ÷
  * floor, one barrier -> 2, 3, 4, 8 groups: 1.80-1.82 -> 1.54-1.68, 1.63, 1.54-1.69, 1.65-1.70;
  * [128, 512, 7, 7] 2.59 -> 2.48, 2.27, 1.85. B's backward, 4 groups: 2.59-2.93 -> 2.46-2.80
- * (medians 2.83 -> 2.59, seven runs each). Null for channels in lanes (S = 1: the kernels have no
+ * (medians 2.83 -> 2.59, seven runs each: the first machine; on the third and fourth they lost,
+ * so a pool without `cacheBytes` does not ask: engine.ts, phasesOf). Null for channels in lanes (S = 1: the kernels have no
  * step to interleave, so the groups would only add barriers), for bands (fused or wide rows), for
  * fewer channels than groups or too few row groups to share.
  */

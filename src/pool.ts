@@ -38,8 +38,10 @@ export interface PoolOptions {
    * Bytes of input the planner counts on the last-level cache to keep between a training call's
    * statistics pass and its normalization pass. Larger inputs whose channels cannot be shared out
    * whole between the threads are done a group of channels of at most this size at a time.
-   * Default: `DEFAULT_CACHE_BYTES` (16 MiB, half the 32 MiB L3 of this project's first machine;
-   * on some machines one pass after the other over the whole input is faster: README, "Performance").
+   * Given, it applies to every training forward and backward. Not given: `DEFAULT_CACHE_BYTES`
+   * (16 MiB, half the 32 MiB L3 of this project's first machine) for training forwards of long
+   * runs (plane mode) only; row-mode forwards (short runs) and backwards take one barrier, which
+   * won on the third and fourth machines (README, "How the work is split").
    */
   cacheBytes?: number;
 }
@@ -77,8 +79,10 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
  * for the output the normalization writes. Measured there on [64, 3, 224, 224] at 2 threads: one
  * 12.8 MB channel at a time took the training forward from 2.98-3.12 ms to 2.70-2.75 ms (same
  * run). On the third machine (same L3) the phases it brings lose on B [256, 256, 14, 14] (2.08-2.15
- * of the floor against 1.40-1.61 with one barrier) and change nothing on C: `node
- * bench/cache-bytes.mjs` measures a machine (README, "Performance").
+ * of the floor against 1.40-1.61 with one barrier) and change nothing on C, and on the fourth
+ * they lose on B and on backwards: so a pool without the option uses it for plane-mode training
+ * forwards only (engine.ts, phasesOf). `node bench/cache-bytes.mjs` measures a machine (README,
+ * "Performance").
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 
@@ -89,6 +93,11 @@ export interface PoolInternals {
   readonly threads: number;
   readonly inlineThreshold: number;
   readonly cacheBytes: number;
+  /**
+   * Whether `cacheBytes` was given: then it applies to every training forward and backward;
+   * by default only plane-mode training forwards go in phases (engine.ts, phasesOf).
+   */
+  readonly cacheBytesGiven: boolean;
   assertOpen(): void;
   /**
    * Null once the pool has started; until then, a promise that settles when it has (rejects when
@@ -243,6 +252,7 @@ export class Pool {
       threads: this.threads,
       inlineThreshold: this.inlineThreshold,
       cacheBytes: this.cacheBytes,
+      cacheBytesGiven: opts.cacheBytes !== undefined,
       assertOpen: () => this.#assertOpen(),
       starting: () => this.#starting,
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, this.#inlineKernel!, views),

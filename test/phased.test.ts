@@ -9,8 +9,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, DEFAULT_CACHE_BYTES, Pool } from '../dist/src/index.js';
+import { phasesOf as enginePhases } from '../dist/src/engine.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
-import { injectFault } from '../dist/src/pool.js';
+import { injectFault, poolInternals } from '../dist/src/pool.js';
 import { fillChannel, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
@@ -47,6 +48,30 @@ describe('planPhases', () => {
     expect(phasesOf([256, 256, 14, 14], 4, 2, DEFAULT_CACHE_BYTES)).toEqual([0, 64, 128, 192, 256]);
     expect(phasesOf([40, 5, 14, 14], 4, 2, 100_000)).toEqual([0, 1, 3, 4, 5]);
     expect(phasesOf([64, 128, 7, 7], 4, 2, DEFAULT_CACHE_BYTES)).toBeNull(); // 1.6 MB: fits
+  });
+});
+
+describe('phases by default', () => {
+  it('go to plane-mode training forwards only, unless cacheBytes is given', async () => {
+    const given = new Pool({ threads: 2, cacheBytes: DEFAULT_CACHE_BYTES });
+    const plain = new Pool({ threads: 2 });
+    expect(plain.cacheBytes).toBe(DEFAULT_CACHE_BYTES);
+    const backward = { dy: new Float32Array(0), mean: [], invstd: null, mode: 'train' } as const;
+    const of = (pool: Pool, shape: number[], bwd: boolean): number[] | null => {
+      const { N, C, S } = dimsOf(shape);
+      return enginePhases(poolInternals(pool), planGrid(N, C, S), { dtype: 'float32', backward: bwd ? backward : undefined }, C, 2);
+    };
+    // C (plane mode, 12.8 MB a channel): its forward goes a channel a group either way.
+    expect(of(plain, [64, 3, 224, 224], false)).toEqual([0, 1, 2, 3]);
+    expect(of(given, [64, 3, 224, 224], false)).toEqual([0, 1, 2, 3]);
+    // Its backward, and B's (row mode) forward and backward: one barrier by default.
+    expect(of(plain, [64, 3, 224, 224], true)).toBeNull();
+    expect(of(given, [64, 3, 224, 224], true)).toEqual([0, 1, 2, 3]);
+    expect(of(plain, [256, 256, 14, 14], false)).toBeNull();
+    expect(of(given, [256, 256, 14, 14], false)).toEqual([0, 64, 128, 192, 256]);
+    expect(of(plain, [256, 256, 14, 14], true)).toBeNull();
+    expect(of(given, [256, 256, 14, 14], true)).toEqual([0, 64, 128, 192, 256]);
+    await Promise.all([given.close(), plain.close()]);
   });
 });
 
