@@ -150,10 +150,20 @@ const CLAIM_ELEMENTS = 1 << 18;
  * they walk neighbouring channels at once and each walks every other one: on the fourth machine
  * (README, "Performance") that cost A's fused kernel walk 12-21% against a contiguous range of
  * channels a thread, and claims of 4 or 8 channels took it back (bench notes in the commit). A
- * late task's share is still taken over, a quarter at a time. Row-mode fused tasks (bands of
- * wide rows) keep their claims: claims of 4 bands were no faster there.
+ * late task's share is still taken over, a quarter at a time, and the claims shrink toward the
+ * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) keep their claims: claims of 4
+ * bands were no faster there.
  */
 const FUSED_CLAIMS_PER_TASK = 4;
+
+/**
+ * Fused plane-mode claims are tapered (`Task.taper`): a claim takes at most 1 / (FUSED_TAPER *
+ * tasks) of the channels left, so the runs of FUSED_CLAIMS_PER_TASK shrink to single channels at
+ * the end, where a claim of a quarter share (A: 8 channels, ~0.7 ms) left the other task idle
+ * for up to that long: the gap between A's two tasks' ends went from 0.93-1.02 ms to 0.09-0.11
+ * for training, 0.80-1.08 to 0.22-0.31 for backward (`node bench/timeline.mjs A`, README).
+ */
+const FUSED_TAPER = 2;
 
 /** The number of work items of `op` over a region (see `TaskOp`). */
 function itemCount(grid: Grid, region: Region, op: TaskOp): number {
@@ -192,6 +202,8 @@ export function tasksFor(
       op === 'fused' && grid.mode === 'plane' ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
     );
   const count = Math.min(call.threads, Math.ceil(items / chunk));
+  // Fused plane-mode claims of several channels shrink toward the end: see FUSED_TAPER.
+  const taper = op === 'fused' && grid.mode === 'plane' && chunk > 1 ? FUSED_TAPER * count : 0;
   const tasks: Task[] = [];
   for (let i = 0; i < count; i++) {
     tasks.push({
@@ -201,6 +213,7 @@ export function tasksFor(
       region,
       items,
       chunk,
+      taper,
       reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
       accByte: call.accBase + i * call.accBytes,

@@ -5,15 +5,35 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
+import { claimBounds } from '../dist/workers/execute.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 const THREADS = [1, 2, 3, 4, 8];
 
-// Shapes that take every path: fused planes (C = 64), split planes (C = 3), long planes cut
-// into stretches, row mode (rank 2), many small planes.
-const SHAPES = [[8, 64, 17, 19], [4, 3, 100, 101], [2, 3, 160, 170], [3000, 37], [64, 300, 3, 3], [5, 1, 16385]];
+// Shapes that take every path: short runs of 64 channels (row mode), fused planes (48 channels
+// of 1280, claimed in tapered runs), split planes (C = 3), long planes cut into stretches, row
+// mode (rank 2), many small planes.
+const SHAPES = [
+  [8, 64, 17, 19], [4, 48, 32, 40], [4, 3, 100, 101], [2, 3, 160, 170], [3000, 37], [64, 300, 3, 3], [5, 1, 16385],
+];
+
+describe('claimBounds (tapered claims)', () => {
+  it('cuts the items into claims in order, each at most chunk and ceil(left / taper), the last ones single', () => {
+    expect(claimBounds(64, 8, 4)).toEqual([0, 8, 16, 24, 32, 40, 46, 51, 55, 58, 60, 61, 62, 63, 64]);
+    for (const [items, chunk, taper] of [[1, 1, 2], [3, 1, 4], [10, 8, 4], [97, 13, 6], [1000, 250, 2]]) {
+      const bounds = claimBounds(items, chunk, taper);
+      expect(bounds[0]).toBe(0);
+      expect(bounds.at(-1)).toBe(items);
+      for (let k = 0; k + 1 < bounds.length; k++) {
+        const size = bounds[k + 1] - bounds[k];
+        expect(size).toBe(Math.max(1, Math.min(chunk, Math.ceil((items - bounds[k]) / taper))));
+      }
+      expect(bounds.at(-1)! - bounds.at(-2)!).toBe(1);
+    }
+  });
+});
 
 for (const kernel of KERNELS) {
   describe(`determinism (${kernel} kernel)`, () => {

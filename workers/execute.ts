@@ -119,24 +119,53 @@ export class Claims {
   readonly #index: number;
   readonly #items: number;
   readonly #chunk: number;
+  /** Tapered claims (`Task.taper`): claim k is items [bounds[k], bounds[k + 1]). */
+  readonly #bounds: readonly number[] | null;
+  /** The claim `next` handed out last (tapered claims). */
+  #claim = 0;
 
   constructor(task: Task, i32: Int32Array, counterByte: number) {
     this.#i32 = i32;
     this.#index = counterByte / 4;
     this.#items = task.items;
     this.#chunk = task.chunk;
+    this.#bounds = task.taper > 0 ? claimBounds(task.items, task.chunk, task.taper) : null;
   }
 
   /** The first item of the next claim, or -1 when every item is taken. */
   next(): number {
-    const item = Atomics.add(this.#i32, this.#index, 1) * this.#chunk;
+    const claim = Atomics.add(this.#i32, this.#index, 1);
+    if (this.#bounds !== null) {
+      this.#claim = claim;
+      return claim + 1 < this.#bounds.length ? this.#bounds[claim] : -1;
+    }
+    const item = claim * this.#chunk;
     return item < this.#items ? item : -1;
   }
 
-  /** The end of the claim that starts at `item`. */
+  /** The end of the claim that starts at `item` (the one `next` returned last). */
   end(item: number): number {
-    return Math.min(item + this.#chunk, this.#items);
+    return this.#bounds !== null ? this.#bounds[this.#claim + 1] : Math.min(item + this.#chunk, this.#items);
   }
+}
+
+/**
+ * The claims of `items` items tapered by `taper` (see `Task.taper`), as their bounds: claim k is
+ * [bounds[k], bounds[k + 1]). A function of its arguments alone, so every task of a call cuts
+ * the items alike.
+ */
+export function claimBounds(items: number, chunk: number, taper: number): number[] {
+  const bounds = [0];
+  for (let at = 0; at < items;) {
+    at += Math.max(1, Math.min(chunk, Math.ceil((items - at) / taper)));
+    bounds.push(Math.min(at, items));
+  }
+  return bounds;
+}
+
+/** How many claims a pass of `task` hands out. */
+export function claimCount(task: Task): number {
+  return task.taper > 0 ? claimBounds(task.items, task.chunk, task.taper).length - 1 : Math.ceil(task.items / task.chunk);
 }
 
 /**

@@ -136,6 +136,12 @@ export interface Task {
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
   readonly chunk: number;
   /**
+   * 0: every claim takes `chunk` items. n > 0: claims shrink toward the end (guided
+   * self-scheduling): a claim takes ceil(left / n) of the items left, at most `chunk`, at least
+   * one, so that the tasks finish close together however large `chunk` is (see `claimBounds`).
+   */
+  readonly taper: number;
+  /**
    * `normalize`: visit the items last to first. After a statistics phase over the same items,
    * the ones reduced last are still in cache and are normalized first.
    */

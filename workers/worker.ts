@@ -7,7 +7,7 @@ import '../src/wasm-types.js';
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
 import { copyBytesTaskOut } from './copy-out.js';
-import { executeTask, MemoryViews } from './execute.js';
+import { claimCount, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
 import { type BytesTask, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
@@ -49,7 +49,7 @@ function injectFault(task: Task): void {
     // Wait (30 s at most) until the claims of the first pass have handed out every item.
     views.refresh();
     const counter = scratchLayout(task.grid, task.scratchByte).claimByte / 4;
-    const claims = Math.ceil(task.items / task.chunk);
+    const claims = claimCount(task);
     const until = Date.now() + 30_000;
     while (Atomics.load(views.i32, counter) < claims && Date.now() < until) Atomics.wait(views.i32, counter, Atomics.load(views.i32, counter), 1);
     return;

@@ -1,0 +1,118 @@
+// Where a call's time goes, between the calling thread and the workers: zero-copy calls (x, `out`,
+// dy, dx from `pool.alloc`) of a benchmark shape on a pool, beside the floor on the same pool and
+// arrays, alternated call by call. For each kind of call it prints the medians, in ms from the
+// call's start, of:
+//   pre      the first task posted to piscina (the checks, planning, staging before it)
+//   posting  the calling thread's time inside piscina's `run`, all tasks (a post wakes a worker)
+//   first    the first task starting on its worker
+//   last     the last task starting
+//   work     a task's own time on its worker (the mean of the call's tasks)
+//   gap      between the first and the last task's end (the tail: one task idle, the other not)
+//   settle   from the last task's end to the call's promise settling
+//   total    the call
+// How: it copies the build's dist/ to a temporary folder, wraps the worker entry's task function
+// there so that each result carries its start and end (the clocks of all threads agree:
+// performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
+// The product itself is not changed. Plain JavaScript, like alternate.mjs.
+//
+//     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward] [threads] [dist]
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const [id = 'A', list = 'floor,train,eval,backward', threadArg = '2', dir = join(root, 'dist')] = process.argv.slice(2);
+const kinds = list.split(',');
+const threads = Number(threadArg);
+
+// The copy: dist/ as built, its worker entry's default export wrapped.
+const tmp = mkdtempSync(join(tmpdir(), 'bnpool-timeline-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+cpSync(resolve(dir), join(tmp, 'dist'), { recursive: true });
+writeFileSync(join(tmp, 'package.json'), '{ "type": "module" }\n');
+symlinkSync(join(root, 'node_modules'), join(tmp, 'node_modules'), 'dir');
+const workerFile = join(tmp, 'dist', 'workers', 'worker.js');
+const source = readFileSync(workerFile, 'utf8');
+const head = 'export default function runTask(';
+if (!source.includes(head)) throw new Error(`${workerFile}: no "${head}" to wrap (the worker entry changed: update bench/timeline.mjs)`);
+writeFileSync(workerFile, `${source.replace(head, 'function runTaskUntimed(')}
+export default function runTask(task) {
+  const start = performance.timeOrigin + performance.now();
+  const result = runTaskUntimed(task);
+  return { ...result, timeline: [start, performance.timeOrigin + performance.now()] };
+}
+`);
+
+const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
+const [{ BatchNorm, Pool }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
+  import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')), import('piscina'),
+]);
+const now = () => performance.timeOrigin + performance.now();
+/** The call being timed: its posts and its tasks' results (null between calls). */
+let current = null;
+const run = Piscina.prototype.run;
+Piscina.prototype.run = function timedRun(task, options) {
+  const call = current;
+  const t0 = now();
+  const promise = run.call(this, task, options);
+  call?.posts.push([t0, now()]);
+  return call === null ? promise : promise.then((result) => {
+    if (result?.timeline !== undefined) call.tasks.push(result.timeline);
+    return result;
+  });
+};
+
+const shape = id.includes(',') ? id.split(',').map(Number) : SHAPES.find((s) => s.id === id)?.shape;
+if (shape === undefined) throw new Error(`shape: expected one of ${SHAPES.map((s) => s.id).join(', ')} or N,C,...; got ${id}`);
+const n = elementsOf(shape);
+const pool = new Pool({ threads, inlineThreshold: 0 });
+await pool.ready;
+const [x, out, dy, dx] = [0, 1, 2, 3].map(() => pool.alloc(n));
+fillInput(x, shape);
+for (let i = 0; i < n; i++) dy[i] = x[i] * 0.5 - 0.25;
+const train = new BatchNorm(shape[1], { pool });
+const evalBn = new BatchNorm(shape[1], { pool }).eval();
+await train.forward(x, shape, { out });
+const calls = {
+  floor: () => streamFloor(pool, x, out),
+  train: () => train.forward(x, shape, { out }),
+  eval: () => evalBn.forward(x, shape, { out }),
+  // After the training forward above (the module keeps its statistics for it).
+  backward: () => train.backward(dy, { out: dx }),
+};
+for (const k of kinds) if (calls[k] === undefined) throw new Error(`kinds: expected floor, train, eval or backward; got ${k}`);
+
+const rows = new Map(kinds.map((k) => [k, []]));
+for (let round = 0; round < 45; round++) {
+  for (const k of kinds) {
+    current = { posts: [], tasks: [] };
+    const t0 = now();
+    await calls[k]();
+    const t1 = now();
+    const { posts, tasks } = current;
+    current = null;
+    if (round < 5 || tasks.length === 0) continue;
+    const starts = tasks.map((t) => t[0]);
+    const ends = tasks.map((t) => t[1]);
+    rows.get(k).push({
+      pre: posts[0][0] - t0,
+      posting: posts.reduce((s, [a, b]) => s + b - a, 0),
+      first: Math.min(...starts) - t0,
+      last: Math.max(...starts) - t0,
+      work: tasks.reduce((s, [a, b]) => s + b - a, 0) / tasks.length,
+      gap: Math.max(...ends) - Math.min(...ends),
+      settle: t1 - Math.max(...ends),
+      total: t1 - t0,
+    });
+  }
+}
+await pool.close();
+const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
+const columns = ['pre', 'posting', 'first', 'last', 'work', 'gap', 'settle', 'total'];
+console.log(`[${shape.join(', ')}], ${threads} threads, zero-copy: medians of 40 calls each, ms (${new Date().toISOString()})`);
+console.log(`| call | ${columns.join(' | ')} |`);
+console.log(`| --- |${columns.map(() => ' ---: |').join('')}`);
+for (const [k, list] of rows) {
+  console.log(`| ${k} | ${columns.map((c) => median(list.map((r) => r[c])).toFixed(3)).join(' | ')} |`);
+}
