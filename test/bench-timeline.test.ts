@@ -1,0 +1,27 @@
+/**
+ * bench/timeline.mjs still times a build: it wraps the worker entry's task function in a copy of
+ * dist/ (by its source text), so a change to the entry must reach it. A small shape, three kinds
+ * of call; every column a number, in the order a call's events must come (each holds call by
+ * call, so it holds for the medians).
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+
+describe('bench/timeline.mjs', () => {
+  it('prints a row of timings for each kind of call', () => {
+    const run = spawnSync(process.execPath, ['bench/timeline.mjs', '4,16,64,64', 'floor,train,backward', '2'], { encoding: 'utf8', timeout: 60_000 });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const rows = run.stdout.split('\n').filter((line) => /^\| (floor|train|backward) \|/.test(line));
+    expect(rows.map((r) => r.split('|')[1].trim())).toEqual(['floor', 'train', 'backward']);
+    for (const row of rows) {
+      const [pre, posting, first, last, work, gap, settle, total] = row.split('|').slice(2, 10).map(Number);
+      for (const v of [pre, posting, first, last, work, gap, settle, total]) expect(Number.isFinite(v) && v >= 0).toBe(true);
+      expect(work).toBeGreaterThan(0);
+      expect(pre).toBeLessThanOrEqual(first);
+      expect(first).toBeLessThanOrEqual(last);
+      expect(work).toBeLessThanOrEqual(total);
+      expect(settle).toBeLessThanOrEqual(total);
+    }
+  });
+});
