@@ -15,7 +15,7 @@
 // performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
 // The product itself is not changed. Plain JavaScript, like alternate.mjs.
 //
-//     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward] [threads] [dist]
+//     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward,backward-into] [threads] [dist]
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -80,8 +80,11 @@ const calls = {
   eval: () => evalBn.forward(x, shape, { out }),
   // After the training forward above (the module keeps its statistics for it).
   backward: () => train.backward(dy, { out: dx }),
+  // The same, dWeight and dBias written into arrays made once (options.dWeight, options.dBias).
+  'backward-into': () => train.backward(dy, { out: dx, dWeight: grads.dWeight, dBias: grads.dBias }),
 };
-for (const k of kinds) if (calls[k] === undefined) throw new Error(`kinds: expected floor, train, eval or backward; got ${k}`);
+const grads = { dWeight: new Float32Array(shape[1]), dBias: new Float32Array(shape[1]) };
+for (const k of kinds) if (calls[k] === undefined) throw new Error(`kinds: expected floor, train, eval, backward or backward-into; got ${k}`);
 
 const rows = new Map(kinds.map((k) => [k, []]));
 for (let round = 0; round < 45; round++) {

@@ -61,6 +61,13 @@ export interface ForwardOptions {
 export interface BackwardOptions {
   /** Array to write dx to, of dy's type and length; on the pool it is written directly. */
   out?: FloatArray;
+  /**
+   * Arrays to write dWeight and dBias to (an affine module only), of the module's dtype and
+   * length C, instead of new ones each call: for many channels a fresh array's first writes
+   * cost page faults (README, "Backward and fused ReLU"). The result holds these arrays.
+   */
+  dWeight?: FloatArray;
+  dBias?: FloatArray;
   /** Aborts the call: a queued call never starts, a running one stops between blocks. */
   signal?: AbortSignal;
   /**

@@ -13,7 +13,7 @@ import { getDefaultPool, pinArrays, Pool, type PoolInternals, poolInternals } fr
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkGradOut, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
   checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
   type OptionKeys, type SameDtype,
 } from './validate.js';
@@ -29,7 +29,7 @@ const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
 
 const FORWARD_OPTIONS: OptionKeys<ForwardOptions> = { out: true, signal: true, reduceStats: true };
 
-const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, signal: true, reduceGrads: true };
+const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, dWeight: true, dBias: true, signal: true, reduceGrads: true };
 
 /** What the latest forward leaves for `backward`. */
 interface SavedForward {
@@ -374,8 +374,17 @@ export class BatchNorm {
     ctx.assertOpen();
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
+    if (!this.affine) {
+      for (const key of ['dWeight', 'dBias'] as const) {
+        if (opts[key] !== undefined && opts[key] !== null) {
+          throw new ArgumentError(`options.${key} is for an affine module's gradients; this module has affine false (its ${key} is null); got ${describe(opts[key])}`);
+        }
+      }
+    }
     const atCall = this.#saved;
-    const unpinArgs = pinArrays([dy, opts.out, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : [])]);
+    const unpinArgs = pinArrays([
+      dy, opts.out, opts.dWeight, opts.dBias, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : []),
+    ]);
     let unpinSaved = (): void => {};
     const unpin = (): void => {
       unpinArgs();
@@ -399,10 +408,13 @@ export class BatchNorm {
         throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
       }
       const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
+      const read: [unknown, string][] = [[dy, 'dy'], [out, 'options.out'], [saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]];
+      const dWeightOut = checkGradOut(opts.dWeight, 'options.dWeight', this.dtype, this.numFeatures, read);
+      const dBiasOut = checkGradOut(opts.dBias, 'options.dBias', this.dtype, this.numFeatures, [...read, [dWeightOut, 'options.dWeight']]);
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {
-          dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype,
+          dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype, dWeightOut, dBiasOut,
           reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
           count: saved.syncedCount ?? undefined,
         },

@@ -8,7 +8,7 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkGradOut, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
@@ -219,6 +219,12 @@ export interface BatchNormBackwardOptions {
   y?: FloatArray;
   pool?: Pool;
   out?: FloatArray;
+  /**
+   * Float64Arrays of length C to write dWeight and dBias to, instead of new ones each call (for
+   * many channels a fresh array's first writes cost page faults); the result holds them.
+   */
+  dWeight?: Float64Array;
+  dBias?: Float64Array;
   signal?: AbortSignal;
   /**
    * SyncBatchNorm (training mode): the all-reduce SUM of this shard's per-channel Σdy and Σdy·x̂,
@@ -232,7 +238,7 @@ export interface BatchNormBackwardOptions {
 
 const BACKWARD_FUNCTIONAL_OPTIONS: OptionKeys<BatchNormBackwardOptions> = {
   mean: true, invstd: true, var: true, eps: true, training: true, weight: true, layout: true, activation: true, y: true,
-  pool: true, out: true, signal: true, reduceGrads: true, count: true,
+  pool: true, out: true, dWeight: true, dBias: true, signal: true, reduceGrads: true, count: true,
 };
 
 /**
@@ -286,18 +292,24 @@ export async function batchNormBackward<T extends FloatArray>(
     sync = { reduce: gradientReducer(reduceGrads, dims.C), count };
   }
   const out = checkOut(opts.out, dy, dtype, 'dy', [[x, 'x'], [mask, 'options.y (the ReLU mask)']]);
+  // The sums are float64 whatever x's dtype; they must not land on an array the call reads.
+  const read: [unknown, string][] = [[x, 'x'], [dy, 'dy'], [out, 'options.out'], [mask, 'options.y (the ReLU mask)']];
+  for (const key of ['mean', 'invstd', 'var', 'weight'] as const) read.push([opts[key], `options.${key}`]);
+  const dWeightOut = checkGradOut(opts.dWeight, 'options.dWeight', 'float64', dims.C, read);
+  const dBiasOut = checkGradOut(opts.dBias, 'options.dBias', 'float64', dims.C, [...read, [dWeightOut, 'options.dWeight']]);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
   throwIfAbortedBeforeStart(signal);
-  const unpin = pinArrays([x, dy, mask, out]);
+  const unpin = pinArrays([x, dy, mask, out, dWeightOut, dBiasOut]);
   return ctx.track((async () => {
     try {
       const r = await runBatchNormBackward(pool, {
         x, dims, dtype, weight, out, signal,
         backward: {
           dy, mean, invstd, var: variance ?? undefined, eps, mode: training ? 'train' : 'eval', mask, reduce: sync?.reduce, count: sync?.count,
+          dWeightOut, dBiasOut,
         },
       });
       // No gradDtype: float64 sums.

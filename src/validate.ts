@@ -249,6 +249,26 @@ export function checkOut(
   return y;
 }
 
+/**
+ * `options.dWeight` or `options.dBias` of a backward: null, or an array of `dtype` and length C
+ * to write that gradient into, which overlaps none of `others` (the arrays the call reads or
+ * writes, and the other gradient's).
+ */
+export function checkGradOut(
+  value: unknown, name: string, dtype: Dtype, C: number, others: readonly (readonly [unknown, string])[],
+): FloatArray | null {
+  if (value === undefined || value === null) return null;
+  checkDtype(value, name, dtype);
+  const array = value as FloatArray;
+  if (array.length !== C) throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${array.length}`);
+  for (const [other, otherName] of others) {
+    if (other !== null && other !== undefined && overlaps(array, other as FloatArray)) {
+      throw new ArgumentError(`${name} must not overlap ${otherName}; got an array overlapping it at a byte offset of ${array.byteOffset - (other as FloatArray).byteOffset}`);
+    }
+  }
+  return array;
+}
+
 function overlaps(a: FloatArray, b: FloatArray): boolean {
   return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

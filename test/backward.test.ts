@@ -174,6 +174,42 @@ describe('backward, more', () => {
     expect(g.dx.length).toBe(72);
   });
 
+  it('writes dWeight and dBias into given arrays: the same bits as new ones, both dtypes, module and functional', async () => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      const shape = [6, 5, 9, 11];
+      const x = randomTensor(shape, dtype, 21);
+      const dy = randomTensor(shape, dtype, 22);
+      const bn = new BatchNorm(5, { pool, dtype });
+      bn.weight!.set(randomVector(5, dtype, 23, 0.5, 2));
+      await bn.forward(x, shape);
+      const fresh = await bn.backward(dy);
+      const Ctor = dtype === 'float32' ? Float32Array : Float64Array;
+      const dWeight = new Ctor(5).fill(NaN);
+      const dBias = new Ctor(5).fill(NaN);
+      const given = await bn.backward(dy, { dWeight, dBias });
+      expect(given.dWeight).toBe(dWeight);
+      expect(given.dBias).toBe(dBias);
+      expect(sameBits(dWeight, fresh.dWeight!)).toBe(true);
+      expect(sameBits(dBias, fresh.dBias!)).toBe(true);
+      expect(sameBits(given.dx, fresh.dx)).toBe(true);
+      // One of the two alone; the other is new.
+      const only = await bn.backward(dy, { dBias: new Ctor(5) });
+      expect(sameBits(only.dBias!, fresh.dBias!)).toBe(true);
+      expect(sameBits(only.dWeight!, fresh.dWeight!)).toBe(true);
+      // Functional: float64 sums whatever x's dtype.
+      const st = channelStats(x, shape);
+      const opts = { mean: Float64Array.from(st.mean), var: Float64Array.from(st.var), weight: bn.weight!, pool };
+      const f = await batchNormBackward(x, dy, shape, opts);
+      const fw = new Float64Array(5);
+      const fb = new Float64Array(5);
+      const g = await batchNormBackward(x, dy, shape, { ...opts, dWeight: fw, dBias: fb });
+      expect(g.dWeight).toBe(fw);
+      expect(g.dBias).toBe(fb);
+      expect(sameBits(fw, f.dWeight)).toBe(true);
+      expect(sameBits(fb, f.dBias)).toBe(true);
+    }
+  });
+
   it('without a forward is a NoForwardError; a dy of another length is an argument error', async () => {
     const bn = new BatchNorm(3, { pool });
     await expect(bn.backward(new Float32Array(12))).rejects.toBeInstanceOf(NoForwardError);

@@ -137,6 +137,48 @@ describe('ERR_BNPOOL_ARG', () => {
 
   // dx is written while x, dy and the ReLU mask are read: it may replace dy element for element,
   // and must not overlap x or the mask at all (they are the forward's, kept for later calls).
+  it('is raised for a backward dWeight or dBias of the wrong kind, or overlapping what the call reads; nothing is written', async () => {
+    const shape = [4, 3, 5];
+    const backing = new Float32Array(200);
+    const x = backing.subarray(0, 60);
+    x.set(randomTensor(shape, 'float32', 14));
+    const bn = new BatchNorm(3, { pool });
+    await bn.forward(x, shape);
+    const dy = randomTensor(shape, 'float32', 15);
+    const want = await bn.backward(dy);
+    const xBefore = Array.from(x);
+    const dyBefore = Array.from(dy);
+    const keep = new Float32Array(3).fill(7);
+    await expectRejection(bn.backward(dy, { dWeight: new Float64Array(3) as never }), DtypeError, 'ERR_BNPOOL_DTYPE', 'options.dWeight', 'Float32Array', 'Float64Array(3)');
+    const cases: [object, string[]][] = [
+      [{ dBias: new Float32Array(4) }, ['options.dBias', 'length 3', 'length 4']],
+      [{ dWeight: backing.subarray(10, 13) }, ['options.dWeight must not overlap the forward input x']],
+      [{ dBias: dy.subarray(2, 5) }, ['options.dBias must not overlap dy']],
+      [{ dWeight: keep, dBias: keep }, ['options.dBias must not overlap options.dWeight']],
+      [{ out: backing.subarray(100, 160), dWeight: backing.subarray(150, 153) }, ['options.dWeight must not overlap options.out']],
+    ];
+    for (const [options, fragments] of cases) {
+      await expectRejection(bn.backward(dy, options as never), ArgumentError, 'ERR_BNPOOL_ARG', ...fragments);
+    }
+    expect(Array.from(x)).toEqual(xBefore);
+    expect(Array.from(dy)).toEqual(dyBefore);
+    expect(Array.from(keep)).toEqual([7, 7, 7]);
+    expect(Array.from(backing.subarray(100, 160))).toEqual(new Array(60).fill(0));
+    // A module without affine has no dWeight or dBias to write.
+    const plain = new BatchNorm(3, { pool, affine: false });
+    await plain.forward(x, shape);
+    await expectRejection(plain.backward(dy, { dBias: new Float32Array(3) }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.dBias', 'affine false');
+    // The module still answers as before.
+    const again = await bn.backward(dy);
+    expect(sameBits(again.dWeight!, want.dWeight!)).toBe(true);
+    // Functional: float64 sums, which must not overlap x, dy, out, the mask or the statistics.
+    const st = { mean: new Float64Array(6), var: new Float64Array(3).fill(1) };
+    const fopts = { mean: st.mean.subarray(0, 3), var: st.var, pool };
+    await expectRejection(batchNormBackward(x, dy, shape, { ...fopts, dWeight: new Float32Array(3) as never }), DtypeError, 'ERR_BNPOOL_DTYPE', 'options.dWeight', 'Float64Array');
+    await expectRejection(batchNormBackward(x, dy, shape, { ...fopts, dBias: st.mean.subarray(2, 5) }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.dBias must not overlap options.mean');
+    expect(Array.from(st.mean)).toEqual(new Array(6).fill(0));
+  });
+
   it('is raised for a backward out overlapping x or the mask; dx over dy in place gives the same bits', async () => {
     const shape = [4, 3, 5];
     const backing = new Float32Array(130);

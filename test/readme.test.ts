@@ -45,9 +45,12 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
   const dy = randomTensor(shape, 'float32', 2) as Float32Array;
   const weight = randomVector(64, 'float32', 3, 0.5, 2);
   const bias = randomVector(64, 'float32', 4, -1, 1);
-  const b2 = await run(blocks[1], { ...bnpool, pool, shape, x, dy, weight, bias }, ['y', 'dx', 'dWeight', 'dBias', 'g']);
+  const b2 = await run(blocks[1], { ...bnpool, pool, shape, x, dy, weight, bias }, ['y', 'dx', 'dWeight', 'dBias', 'g', 'gw', 'g2']);
   expect((b2.dx as Float32Array).length).toBe(x.length);
   expect((b2.dWeight as Float32Array).length).toBe(64);
+  const g2 = b2.g2 as bnpool.BatchNormGradients<Float32Array>;
+  expect(g2.dWeight).toBe(b2.gw);
+  expect(Array.from(g2.dWeight!)).toEqual(Array.from(b2.dWeight as Float32Array));
   expect((b2.g as { dx: Float32Array }).dx.length).toBe(x.length);
   expect(Array.from(b2.y as Float32Array).every((v) => v >= 0)).toBe(true); // ReLU
 
