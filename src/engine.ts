@@ -80,8 +80,8 @@ export interface BackwardRequest {
   readonly gradDtype?: Dtype;
   /**
    * Arrays of `gradDtype` and length C to write dWeight and dBias into, instead of new ones (a
-   * fresh array's pages fault in on first write: for 262,144 channels, two new arrays cost a
-   * backward of [16, 262144] ~7 ms of its ~15).
+   * fresh array's pages fault in on first write: two new arrays of 262,144 channels cost a
+   * backward of [16, 262144] 2-9 ms of its 15-18 here; README, "Backward and fused ReLU").
    */
   readonly dWeightOut?: FloatArray | null;
   readonly dBiasOut?: FloatArray | null;
@@ -288,8 +288,9 @@ function putChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: nu
 /**
  * A copy of `view` (of the pool's memory) in a new array of `Ctor`: made, then `set`. Node 20's
  * V8 builds a typed array from another of another type, or slices one on a shared buffer, by a
- * generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and `slice()`
- * 0.9, where this takes 0.2-0.4 (a backward of [16, 262144] spent ~3.5 ms a call in it).
+ * generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and `slice()` 0.9
+ * where this took 0.2-0.4, warm (a probe). In a call the new array's first writes, page faults,
+ * cost more than either: `BackwardRequest.dWeightOut` avoids them.
  */
 function copyOf(view: Float64Array, Ctor: Float64ArrayConstructor): Float64Array;
 function copyOf(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): FloatArray;
