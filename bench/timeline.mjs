@@ -15,7 +15,11 @@
 // performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
 // The product itself is not changed. Plain JavaScript, like alternate.mjs.
 //
-//     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward,backward-into] [threads] [dist]
+//     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward,...] [threads] [dist]
+//
+// Kinds: floor, train, eval, backward (the defaults); backward-into (dWeight and dBias into
+// arrays made once), functional and functional-into (batchNorm's training forward, its mean and
+// var new or into arrays made once).
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -45,7 +49,7 @@ export default function runTask(task) {
 `);
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
-const [{ BatchNorm, Pool }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
+const [{ BatchNorm, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
 const now = () => performance.timeOrigin + performance.now();
@@ -82,9 +86,13 @@ const calls = {
   backward: () => train.backward(dy, { out: dx }),
   // The same, dWeight and dBias written into arrays made once (options.dWeight, options.dBias).
   'backward-into': () => train.backward(dy, { out: dx, dWeight: grads.dWeight, dBias: grads.dBias }),
+  // The functional training forward, its mean and var new each call or into arrays made once.
+  functional: () => batchNorm(x, shape, { training: true, pool, out }),
+  'functional-into': () => batchNorm(x, shape, { training: true, pool, out, meanOut: stats.mean, varOut: stats.var }),
 };
 const grads = { dWeight: new Float32Array(shape[1]), dBias: new Float32Array(shape[1]) };
-for (const k of kinds) if (calls[k] === undefined) throw new Error(`kinds: expected floor, train, eval, backward or backward-into; got ${k}`);
+const stats = { mean: new Float64Array(shape[1]), var: new Float64Array(shape[1]) };
+for (const k of kinds) if (calls[k] === undefined) throw new Error(`kinds: expected one of ${Object.keys(calls).join(', ')}; got ${k}`);
 
 const rows = new Map(kinds.map((k) => [k, []]));
 for (let round = 0; round < 45; round++) {

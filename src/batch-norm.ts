@@ -13,7 +13,7 @@ import { getDefaultPool, pinArrays, Pool, type PoolInternals, poolInternals } fr
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkGradOut, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkChannelOut, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
   checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
   type OptionKeys, type SameDtype,
 } from './validate.js';
@@ -409,8 +409,8 @@ export class BatchNorm {
       }
       const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
       const read: [unknown, string][] = [[dy, 'dy'], [out, 'options.out'], [saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]];
-      const dWeightOut = checkGradOut(opts.dWeight, 'options.dWeight', this.dtype, this.numFeatures, read);
-      const dBiasOut = checkGradOut(opts.dBias, 'options.dBias', this.dtype, this.numFeatures, [...read, [dWeightOut, 'options.dWeight']]);
+      const dWeightOut = checkChannelOut(opts.dWeight, 'options.dWeight', this.dtype, this.numFeatures, read);
+      const dBiasOut = checkChannelOut(opts.dBias, 'options.dBias', this.dtype, this.numFeatures, [...read, [dWeightOut, 'options.dWeight']]);
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {

@@ -8,7 +8,7 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkGradOut, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkChannelOut, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
@@ -30,6 +30,11 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
   }
   if (opts.reduceStats !== undefined) {
     throw new ArgumentError(`options.reduceStats is for training calls; 8-bit input (${describe(x)}) is normalized with running statistics only; got ${describe(opts.reduceStats)}`);
+  }
+  for (const key of ['meanOut', 'varOut'] as const) {
+    if (opts[key] !== undefined && opts[key] !== null) {
+      throw new ArgumentError(`options.${key} is for float input; 8-bit input (${describe(x)}) returns copies of the running statistics it was given; got ${describe(opts[key])}`);
+    }
   }
   const { runningMean, runningVar, weight, bias } = channelOptions(opts, dims.C);
   if (runningMean === null || runningVar === null) {
@@ -81,6 +86,13 @@ export interface BatchNormFunctionalOptions {
   eps?: number;
   pool?: Pool;
   out?: FloatArray;
+  /**
+   * Float64Arrays of length C to write the result's `mean` and `var` into, instead of new ones
+   * each call (for many channels a fresh array's first writes cost page faults); the result
+   * holds them. Float input only.
+   */
+  meanOut?: Float64Array;
+  varOut?: Float64Array;
   signal?: AbortSignal;
   /** `'channels-first'` (N, C, *spatial), the default, or `'channels-last'` (N, *spatial, C). */
   layout?: Layout;
@@ -102,7 +114,7 @@ export interface BatchNormFunctionalOptions {
 
 const FUNCTIONAL_OPTIONS: OptionKeys<BatchNormFunctionalOptions> = {
   training: true, runningMean: true, runningVar: true, weight: true, bias: true, momentum: true, eps: true, pool: true,
-  out: true, signal: true, layout: true, activation: true, reduceStats: true, outLayout: true,
+  out: true, meanOut: true, varOut: true, signal: true, layout: true, activation: true, reduceStats: true, outLayout: true,
 };
 
 /** What `batchNorm` resolves to. */
@@ -178,6 +190,10 @@ export async function batchNorm(
     if (!training) throw new ArgumentError('options.reduceStats needs options.training true: eval normalizes with the running statistics; got training false');
   }
   const out = checkOut(opts.out, x, dtype);
+  const read: [unknown, string][] = [[x, 'x'], [out, 'options.out'], [weight, 'options.weight'], [bias, 'options.bias'],
+    [runningMean, 'options.runningMean'], [runningVar, 'options.runningVar']];
+  const meanOut = checkChannelOut(opts.meanOut, 'options.meanOut', 'float64', dims.C, read) as Float64Array | null;
+  const varOut = checkChannelOut(opts.varOut, 'options.varOut', 'float64', dims.C, [...read, [meanOut, 'options.meanOut']]) as Float64Array | null;
   const signal = checkSignal(opts.signal);
   if (training && reduceStats === undefined) checkMoreThanOneValue(dims);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
@@ -186,8 +202,12 @@ export async function batchNorm(
   throwIfAbortedBeforeStart(signal);
 
   const relu = checkActivation(opts.activation);
-  const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu };
-  const unpin = pinArrays([x, out]);
+  // The results go into the arrays given, a new one for the other where only one is.
+  const into = meanOut === null && varOut === null
+    ? null
+    : { mean: meanOut ?? new Float64Array(dims.C), var: varOut ?? new Float64Array(dims.C) };
+  const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu, into };
+  const unpin = pinArrays([x, out, meanOut, varOut]);
   return ctx.track((async () => {
     try {
       const { result, count } = await runForward(pool, request, reduceStats, dims.C);
@@ -295,8 +315,8 @@ export async function batchNormBackward<T extends FloatArray>(
   // The sums are float64 whatever x's dtype; they must not land on an array the call reads.
   const read: [unknown, string][] = [[x, 'x'], [dy, 'dy'], [out, 'options.out'], [mask, 'options.y (the ReLU mask)']];
   for (const key of ['mean', 'invstd', 'var', 'weight'] as const) read.push([opts[key], `options.${key}`]);
-  const dWeightOut = checkGradOut(opts.dWeight, 'options.dWeight', 'float64', dims.C, read);
-  const dBiasOut = checkGradOut(opts.dBias, 'options.dBias', 'float64', dims.C, [...read, [dWeightOut, 'options.dWeight']]);
+  const dWeightOut = checkChannelOut(opts.dWeight, 'options.dWeight', 'float64', dims.C, read);
+  const dBiasOut = checkChannelOut(opts.dBias, 'options.dBias', 'float64', dims.C, [...read, [dWeightOut, 'options.dWeight']]);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);

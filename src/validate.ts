@@ -250,11 +250,11 @@ export function checkOut(
 }
 
 /**
- * `options.dWeight` or `options.dBias` of a backward: null, or an array of `dtype` and length C
- * to write that gradient into, which overlaps none of `others` (the arrays the call reads or
- * writes, and the other gradient's).
+ * An array a call writes per-channel results into (a backward's `options.dWeight`, `dBias`; a
+ * functional forward's `meanOut`, `varOut`): null, or an array of `dtype` and length C that
+ * overlaps none of `others` (the arrays the call reads or writes, and the other result's).
  */
-export function checkGradOut(
+export function checkChannelOut(
   value: unknown, name: string, dtype: Dtype, C: number, others: readonly (readonly [unknown, string])[],
 ): FloatArray | null {
   if (value === undefined || value === null) return null;

@@ -179,6 +179,32 @@ describe('ERR_BNPOOL_ARG', () => {
     expect(Array.from(st.mean)).toEqual(new Array(6).fill(0));
   });
 
+  it('is raised for a functional meanOut or varOut of the wrong kind, or overlapping what the call reads; nothing changes', async () => {
+    const shape = [4, 3, 5];
+    const x = randomTensor(shape, 'float32', 16);
+    const running = new Float64Array(7).fill(0.5);
+    const runningMean = running.subarray(0, 3);
+    const runningVar = running.subarray(4, 7);
+    const keep = new Float64Array(3).fill(7);
+    await expectRejection(batchNorm(x, shape, { training: true, pool, meanOut: new Float32Array(3) as never }), DtypeError, 'ERR_BNPOOL_DTYPE', 'options.meanOut', 'Float64Array');
+    const cases: [object, string[]][] = [
+      [{ varOut: new Float64Array(2) }, ['options.varOut', 'length 3', 'length 2']],
+      [{ meanOut: running.subarray(2, 5) }, ['options.meanOut must not overlap options.runningMean']],
+      [{ varOut: running.subarray(3, 6) }, ['options.varOut must not overlap options.runningVar']],
+      [{ meanOut: keep, varOut: keep }, ['options.varOut must not overlap options.meanOut']],
+    ];
+    for (const [options, fragments] of cases) {
+      await expectRejection(batchNorm(x, shape, { training: true, pool, runningMean, runningVar, ...options }), ArgumentError, 'ERR_BNPOOL_ARG', ...fragments);
+    }
+    expect(Array.from(running)).toEqual(new Array(7).fill(0.5)); // no running update
+    expect(Array.from(keep)).toEqual([7, 7, 7]);
+    // 8-bit input returns copies of the running statistics: no meanOut there.
+    await expectRejection(
+      batchNorm(new Uint8Array(60), [4, 5, 3], { layout: 'channels-last', runningMean, runningVar, pool, meanOut: keep }),
+      ArgumentError, 'ERR_BNPOOL_ARG', 'options.meanOut is for float input',
+    );
+  });
+
   it('is raised for a backward out overlapping x or the mask; dx over dy in place gives the same bits', async () => {
     const shape = [4, 3, 5];
     const backing = new Float32Array(130);

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
-import { randomTensor, randomVector } from './helpers/data.js';
+import { randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
@@ -95,6 +95,33 @@ for (const kernel of KERNELS) {
         const refEval = referenceForward(x, shape, { training: false, weight, bias, runningMean, runningVar, eps: 1e-3 });
         expect(outputErrorRatio(e.y, x, shape, refEval, bias, 'float64')).toBeLessThanOrEqual(1);
         expect(Array.from(e.mean)).toEqual(Array.from(runningMean));
+      });
+
+      it(`functional batchNorm writes mean and var into meanOut and varOut: the same bits as new arrays: ${name}`, async () => {
+        const shape = [6, 5, 33];
+        const pool = pools.get(name)!;
+        for (const dtype of ['float32', 'float64'] as const) {
+          const x = randomTensor(shape, dtype, 78);
+          const fresh = await batchNorm(x, shape, { training: true, pool });
+          const meanOut = new Float64Array(5).fill(NaN);
+          const varOut = new Float64Array(5).fill(NaN);
+          const r = await batchNorm(x, shape, { training: true, pool, meanOut, varOut });
+          expect(r.mean).toBe(meanOut);
+          expect(r.var).toBe(varOut);
+          expect(sameBits(meanOut, fresh.mean)).toBe(true);
+          expect(sameBits(varOut, fresh.var)).toBe(true);
+          expect(sameBits(r.y, fresh.y)).toBe(true);
+          // One alone (the other new); eval copies the running statistics into them.
+          const only = await batchNorm(x, shape, { training: true, pool, varOut: new Float64Array(5) });
+          expect(sameBits(only.var, fresh.var)).toBe(true);
+          expect(sameBits(only.mean, fresh.mean)).toBe(true);
+          const runningMean = randomVector(5, 'float64', 3, -1, 1);
+          const runningVar = randomVector(5, 'float64', 4, 0.5, 2);
+          const e = await batchNorm(x, shape, { runningMean, runningVar, pool, meanOut, varOut });
+          expect(e.mean).toBe(meanOut);
+          expect(Array.from(meanOut)).toEqual(Array.from(runningMean));
+          expect(Array.from(varOut)).toEqual(Array.from(runningVar));
+        }
       });
     }
   });
