@@ -13,7 +13,7 @@ import { getDefaultPool, pinArrays, Pool, type PoolInternals, poolInternals } fr
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkChannelOut, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
+  checkBoolean, checkDtype, checkDtypeName, checkEps, checkChannelOuts, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
   checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
   type OptionKeys, type SameDtype,
 } from './validate.js';
@@ -407,10 +407,11 @@ export class BatchNorm {
       if (dy.length !== saved.x.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
       }
-      const out = checkOut(opts.out, dy, this.dtype, 'dy', [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]]);
-      const read: [unknown, string][] = [[dy, 'dy'], [out, 'options.out'], [saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]];
-      const dWeightOut = checkChannelOut(opts.dWeight, 'options.dWeight', this.dtype, this.numFeatures, read);
-      const dBiasOut = checkChannelOut(opts.dBias, 'options.dBias', this.dtype, this.numFeatures, [...read, [dWeightOut, 'options.dWeight']]);
+      const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
+      const out = checkOut(opts.out, dy, this.dtype, 'dy', kept);
+      const [dWeightOut, dBiasOut] = checkChannelOuts(
+        [[opts.dWeight, 'options.dWeight'], [opts.dBias, 'options.dBias']], this.dtype, this.numFeatures, [[dy, 'dy'], [out, 'options.out'], ...kept],
+      );
       const r = await runBatchNormBackward(pool, {
         x: saved.x, dims: saved.dims, dtype: this.dtype, weight: this.weight, out, signal,
         backward: {

@@ -195,15 +195,16 @@ export function tasksFor(
   // with the default cacheBytes) is one kernel call a claim.
   // A small input is shared out in one claim per thread, as many tasks as before claims existed.
   const share = Math.ceil(items / call.threads);
+  const planeFused = op === 'fused' && grid.mode === 'plane';
   const chunk = op === 'phased'
     ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
     : Math.max(
       1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
-      op === 'fused' && grid.mode === 'plane' ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
+      planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
     );
   const count = Math.min(call.threads, Math.ceil(items / chunk));
   // Fused plane-mode claims of several channels shrink toward the end: see FUSED_TAPER.
-  const taper = op === 'fused' && grid.mode === 'plane' && chunk > 1 ? FUSED_TAPER * count : 0;
+  const taper = planeFused && chunk > 1 ? FUSED_TAPER * count : 0;
   const tasks: Task[] = [];
   for (let i = 0; i < count; i++) {
     tasks.push({

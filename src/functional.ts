@@ -8,7 +8,7 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkChannelOut, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
+  checkBoolean, checkChannelArray, checkChannelOuts, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
   checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
@@ -190,10 +190,9 @@ export async function batchNorm(
     if (!training) throw new ArgumentError('options.reduceStats needs options.training true: eval normalizes with the running statistics; got training false');
   }
   const out = checkOut(opts.out, x, dtype);
-  const read: [unknown, string][] = [[x, 'x'], [out, 'options.out'], [weight, 'options.weight'], [bias, 'options.bias'],
-    [runningMean, 'options.runningMean'], [runningVar, 'options.runningVar']];
-  const meanOut = checkChannelOut(opts.meanOut, 'options.meanOut', 'float64', dims.C, read) as Float64Array | null;
-  const varOut = checkChannelOut(opts.varOut, 'options.varOut', 'float64', dims.C, [...read, [meanOut, 'options.meanOut']]) as Float64Array | null;
+  const [meanOut, varOut] = checkChannelOuts([[opts.meanOut, 'options.meanOut'], [opts.varOut, 'options.varOut']], 'float64', dims.C, [
+    [x, 'x'], [out, 'options.out'], [weight, 'options.weight'], [bias, 'options.bias'], [runningMean, 'options.runningMean'], [runningVar, 'options.runningVar'],
+  ]) as [Float64Array | null, Float64Array | null];
   const signal = checkSignal(opts.signal);
   if (training && reduceStats === undefined) checkMoreThanOneValue(dims);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
@@ -311,12 +310,12 @@ export async function batchNormBackward<T extends FloatArray>(
     }
     sync = { reduce: gradientReducer(reduceGrads, dims.C), count };
   }
-  const out = checkOut(opts.out, dy, dtype, 'dy', [[x, 'x'], [mask, 'options.y (the ReLU mask)']]);
+  const kept = [[x, 'x'], [mask, 'options.y (the ReLU mask)']] as const;
+  const out = checkOut(opts.out, dy, dtype, 'dy', kept);
   // The sums are float64 whatever x's dtype; they must not land on an array the call reads.
-  const read: [unknown, string][] = [[x, 'x'], [dy, 'dy'], [out, 'options.out'], [mask, 'options.y (the ReLU mask)']];
-  for (const key of ['mean', 'invstd', 'var', 'weight'] as const) read.push([opts[key], `options.${key}`]);
-  const dWeightOut = checkChannelOut(opts.dWeight, 'options.dWeight', 'float64', dims.C, read);
-  const dBiasOut = checkChannelOut(opts.dBias, 'options.dBias', 'float64', dims.C, [...read, [dWeightOut, 'options.dWeight']]);
+  const [dWeightOut, dBiasOut] = checkChannelOuts([[opts.dWeight, 'options.dWeight'], [opts.dBias, 'options.dBias']], 'float64', dims.C, [
+    [dy, 'dy'], [out, 'options.out'], ...kept, ...(['mean', 'invstd', 'var', 'weight'] as const).map((key) => [opts[key], `options.${key}`] as const),
+  ]);
   const signal = checkSignal(opts.signal);
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);

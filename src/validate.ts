@@ -239,34 +239,47 @@ export function checkOut(
       `options.out must be ${inputName} itself (in place) or not overlap it; got an array overlapping ${inputName} at a byte offset of ${y.byteOffset - input.byteOffset}`,
     );
   }
-  for (const [other, name] of others) {
-    if (other !== null && other !== input && overlaps(y, other)) {
-      throw new ArgumentError(
-        `options.out must not overlap ${name}, which the call reads (and keeps); got an array overlapping it at a byte offset of ${y.byteOffset - other.byteOffset}`,
-      );
-    }
+  const hit = firstOverlap(y, others.filter(([other]) => other !== input));
+  if (hit !== null) {
+    throw new ArgumentError(
+      `options.out must not overlap ${hit[1]}, which the call reads (and keeps); got an array overlapping it at a byte offset of ${y.byteOffset - hit[0].byteOffset}`,
+    );
   }
   return y;
 }
 
 /**
- * An array a call writes per-channel results into (a backward's `options.dWeight`, `dBias`; a
- * functional forward's `meanOut`, `varOut`): null, or an array of `dtype` and length C that
- * overlaps none of `others` (the arrays the call reads or writes, and the other result's).
+ * The two arrays a call writes its per-channel results into (a backward's `options.dWeight` and
+ * `dBias`; a functional forward's `meanOut` and `varOut`), each given as [value, name]: null
+ * where not given, else an array of `dtype` and length C that overlaps none of `others` (the
+ * arrays the call reads or writes) nor the first of the two.
  */
-export function checkChannelOut(
-  value: unknown, name: string, dtype: Dtype, C: number, others: readonly (readonly [unknown, string])[],
-): FloatArray | null {
+export function checkChannelOuts(
+  pair: readonly [readonly [unknown, string], readonly [unknown, string]], dtype: Dtype, C: number,
+  others: readonly (readonly [unknown, string])[],
+): [FloatArray | null, FloatArray | null] {
+  const [[firstValue, firstName], [secondValue, secondName]] = pair;
+  const first = checkChannelOut(firstValue, firstName, dtype, C, others);
+  return [first, checkChannelOut(secondValue, secondName, dtype, C, [...others, [first, firstName]])];
+}
+
+function checkChannelOut(value: unknown, name: string, dtype: Dtype, C: number, others: readonly (readonly [unknown, string])[]): FloatArray | null {
   if (value === undefined || value === null) return null;
   checkDtype(value, name, dtype);
-  const array = value as FloatArray;
-  if (array.length !== C) throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${array.length}`);
-  for (const [other, otherName] of others) {
-    if (other !== null && other !== undefined && overlaps(array, other as FloatArray)) {
-      throw new ArgumentError(`${name} must not overlap ${otherName}; got an array overlapping it at a byte offset of ${array.byteOffset - (other as FloatArray).byteOffset}`);
-    }
+  const array = checkChannelArray(value, name, C);
+  const hit = firstOverlap(array, others);
+  if (hit !== null) {
+    throw new ArgumentError(`${name} must not overlap ${hit[1]}; got an array overlapping it at a byte offset of ${array.byteOffset - hit[0].byteOffset}`);
   }
   return array;
+}
+
+/** The first of `others` (a float array, or null or undefined: skipped) that `array` overlaps. */
+function firstOverlap(array: FloatArray, others: readonly (readonly [unknown, string])[]): readonly [FloatArray, string] | null {
+  for (const [other, name] of others) {
+    if (other !== null && other !== undefined && overlaps(array, other as FloatArray)) return [other as FloatArray, name];
+  }
+  return null;
 }
 
 function overlaps(a: FloatArray, b: FloatArray): boolean {
