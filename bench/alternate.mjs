@@ -15,7 +15,8 @@
 //   constant  2 workers, zero-copy backward (x, dy, dx on the pool) after a training forward, with
 //             no constant channel and with a quarter of the channels constant at 0 (the float32
 //             backward checks such channels' products for all-zero: README, "Kernels")
-//   lanes     2 workers, zero-copy eval, training forward and backward of channels in lanes: channels-last
+//   lanes     2 workers, zero-copy statistics (ChannelStats.fromBatch), eval, training forward and
+//             backward of channels in lanes: channels-last
 //             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
@@ -96,12 +97,13 @@ if (scenario === 'inline') {
   ]) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);
-    for (const mode of ['eval', 'train', 'backward']) {
+    for (const mode of ['stats', 'eval', 'train', 'backward']) {
       const fns = await Promise.all(builds.map(async (m, k) => {
         const x = pools[k].alloc(n);
         x.set(xs);
         const out = pools[k].alloc(n);
         const bn = new m.BatchNorm(layout === 'channels-last' ? shape.at(-1) : shape[1], { pool: pools[k], layout });
+        if (mode === 'stats') return () => m.ChannelStats.fromBatch(x, shape, { pool: pools[k], layout });
         if (mode === 'train') return () => bn.forward(x, shape, { out });
         await bn.forward(x, shape, { out }); // running statistics that are not the defaults, or the backward's
         if (mode === 'eval') {

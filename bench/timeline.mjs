@@ -17,7 +17,7 @@
 //
 //     npm run build && node bench/timeline.mjs [A|B|C|D|E|N,C,...] [floor,train,eval,backward,...] [threads] [dist]
 //
-// Kinds: floor, train, eval, backward (the defaults); backward-into (dWeight and dBias into
+// Kinds: floor, train, eval, backward (the defaults); stats (ChannelStats.fromBatch); backward-into (dWeight and dBias into
 // arrays made once), functional and functional-into (batchNorm's training forward, its mean and
 // var new or into arrays made once).
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -49,7 +49,7 @@ export default function runTask(task) {
 `);
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
-const [{ BatchNorm, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
+const [{ BatchNorm, ChannelStats, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
 const now = () => performance.timeOrigin + performance.now();
@@ -82,6 +82,8 @@ const calls = {
   floor: () => streamFloor(pool, x, out),
   train: () => train.forward(x, shape, { out }),
   eval: () => evalBn.forward(x, shape, { out }),
+  // The statistics pass alone, as the bench's "statistics" rows.
+  stats: () => ChannelStats.fromBatch(x, shape, { pool }),
   // After the training forward above (the module keeps its statistics for it).
   backward: () => train.backward(dy, { out: dx }),
   // The same, dWeight and dBias written into arrays made once (options.dWeight, options.dBias).
