@@ -119,12 +119,16 @@ const SPREAD_MIN_ROW_BYTES: usize = 256;
 const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
 /**
- * Rank-2 style rows (S = 1): channels in lanes. For each block of 16 channels (one cache line of
- * a row), 8 rows are summed in f32, in 8 independent accumulators (so the adds do not wait on each
- * other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
- * relative error in m2 with the shift 2 sd from the mean; 8 halves it). A whole line is used each
- * time it is loaded: walking 4 channels down 16 rows 4 KB apart instead thrashed L1, whose sets
- * those rows all share. Rows from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES go in tiles of 8
+ * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
+ * of a row), 8 rows are summed in f32, in 4 independent accumulators (so the adds do not wait on
+ * each other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
+ * relative error in m2 with the shift 2 sd from the mean; 8 halves it). The next block reads the
+ * other half of the same 8 lines, still in L1: walking 4 channels down 16 rows 4 KB apart instead
+ * thrashed L1, whose sets those rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8
+ * accumulators live at once) gave the same bits slower: `node dist/bench/kernels.js`, statsRows
+ * of 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of this one):
+ * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
+ * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES go in tiles of 8
  * rows an eighth of the call apart (rows t, t + h, ..., t + 7h, h = rows / 8), so that each
  * streams through its own pages in order as the tiles go by, which the hardware prefetchers
  * follow; the rows past 8h, and other rows, go in tiles of 8 adjacent rows.
@@ -158,47 +162,31 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
  * in lanes, added to the f64 sums at s1Arr and s2Arr (their shifts at kArr).
  */
 @inline function columnTile32(base: usize, stride: usize, tile: i32, C: i32, kArr: usize, s1Arr: usize, s2Arr: usize): void {
-  const c16 = <usize>(C & ~15);
+  const c8 = <usize>(C & ~7);
   const c4 = <usize>(C & ~3);
-  for (let c: usize = 0; c < c16; c += 16) {
+  for (let c: usize = 0; c < c8; c += 8) {
     const k0 = v128.load(kArr + (c << 2));
     const k1 = v128.load(kArr + (c << 2), 16);
-    const k2 = v128.load(kArr + (c << 2), 32);
-    const k3 = v128.load(kArr + (c << 2), 48);
     let s0 = f32x4.splat(0);
     let s1 = f32x4.splat(0);
-    let s2 = f32x4.splat(0);
-    let s3 = f32x4.splat(0);
     let q0 = f32x4.splat(0);
     let q1 = f32x4.splat(0);
-    let q2 = f32x4.splat(0);
-    let q3 = f32x4.splat(0);
     let p = base + (c << 2);
     for (let i = 0; i < tile; i++) {
       const d0 = f32x4.sub(v128.load(p), k0);
       const d1 = f32x4.sub(v128.load(p, 16), k1);
-      const d2 = f32x4.sub(v128.load(p, 32), k2);
-      const d3 = f32x4.sub(v128.load(p, 48), k3);
       s0 = f32x4.add(s0, d0);
       s1 = f32x4.add(s1, d1);
-      s2 = f32x4.add(s2, d2);
-      s3 = f32x4.add(s3, d3);
       q0 = f32x4.add(q0, f32x4.mul(d0, d0));
       q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-      q2 = f32x4.add(q2, f32x4.mul(d2, d2));
-      q3 = f32x4.add(q3, f32x4.mul(d3, d3));
       p += stride;
     }
     fold4(s1Arr + (c << 3), s0);
     fold4(s1Arr + (c << 3) + 32, s1);
-    fold4(s1Arr + (c << 3) + 64, s2);
-    fold4(s1Arr + (c << 3) + 96, s3);
     fold4(s2Arr + (c << 3), q0);
     fold4(s2Arr + (c << 3) + 32, q1);
-    fold4(s2Arr + (c << 3) + 64, q2);
-    fold4(s2Arr + (c << 3) + 96, q3);
   }
-  for (let c = c16; c < c4; c += 4) {
+  for (let c = c8; c < c4; c += 4) {
     const kv = v128.load(kArr + (c << 2));
     let s = f32x4.splat(0);
     let q = f32x4.splat(0);
