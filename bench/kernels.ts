@@ -44,6 +44,7 @@ if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error
 function kernels(n: number): [string, number, () => void][] {
   const y = X + 4 * n + Y_OFFSET;
   const run = Math.min(n / 2, 16384); // plane-mode runs, as a block's
+  const plane = Math.min(12544, n / 4); // A's planes (a quarter of the data at 32 KiB)
   const channels = Math.min(C, n / 64);
   const rows = n / channels;
   const group = Math.min(rows, 256); // row groups, as the grid's for E
@@ -52,6 +53,14 @@ function kernels(n: number): [string, number, () => void][] {
     ['floor (y = a*x + b)', 8 * n, () => kernel.stream(X, y, n, 1.5, 0.25)],
     ['statsPlanes, 1 run at a time', 4 * n, () => kernel.statsPlanes(false, X, 1, 0, n / run, run, run, OUT, 24, ACC)],
     ['statsPlanes, 2 runs in turns', 4 * n, () => kernel.statsPlanes(false, X, 2, n / 2, n / run / 2, run, run, OUT, 24, ACC)],
+    // A's statistics pass in memory order: one-row blocks of a plane (12544) end to end, a call for
+    // all (statsPlaneGroups), two blocks in turns (as the executor does) or one at a time.
+    ['statsPlaneGroups, A\'s blocks end to end, 2 in turns', 8 * plane * Math.floor(n / plane / 2), () => {
+      kernel.statsPlaneGroups(false, X, Math.floor(n / plane / 2), 2 * plane, 0, 2, plane, 1, 0, plane, OUT, 24, ACC);
+    }],
+    ['statsPlaneGroups, A\'s blocks end to end, 1 at a time', 4 * plane * Math.floor(n / plane), () => {
+      kernel.statsPlaneGroups(false, X, Math.floor(n / plane), plane, 0, 1, plane, 1, 0, plane, OUT, 24, ACC);
+    }],
     ['statsRows, 1024 channels in lanes (128 at 32 KiB)', 4 * n, () => {
       for (let r = 0; r < rows; r += group) {
         kernel.statsRows(false, X + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, ACC, OUT, 24);
