@@ -151,17 +151,21 @@ const CLAIM_ELEMENTS = 1 << 18;
  * (README, "Performance") that cost A's fused kernel walk 12-21% against a contiguous range of
  * channels a thread, and claims of 4 or 8 channels took it back (bench notes in the commit). A
  * late task's share is still taken over, a quarter at a time, and the claims shrink toward the
- * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) keep their claims: claims of 4
- * bands were no faster there.
+ * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) claim bands as any pass does
+ * (about a MiB at a time): claims of a quarter share were no faster there. Their claims taper too.
  */
 const FUSED_CLAIMS_PER_TASK = 4;
 
 /**
- * Fused plane-mode claims are tapered (`Task.taper`): a claim takes at most 1 / (FUSED_TAPER *
- * tasks) of the channels left, so the runs of FUSED_CLAIMS_PER_TASK shrink to single channels at
+ * Fused claims are tapered (`Task.taper`): a claim takes at most 1 / (FUSED_TAPER * tasks) of
+ * the channels (or bands) left, so the runs of FUSED_CLAIMS_PER_TASK shrink to single channels at
  * the end, where a claim of a quarter share (A: 8 channels, ~0.7 ms) left the other task idle
  * for up to that long: the gap between A's two tasks' ends went from 0.93-1.02 ms to 0.09-0.11
- * for training, 0.80-1.08 to 0.22-0.31 for backward (`node bench/timeline.mjs A`, README).
+ * for training, 0.80-1.08 to 0.22-0.31 for backward (`node bench/timeline.mjs A`, README). Bands
+ * of wide rows, claimed two at a time (a MiB), likewise: `node bench/timeline.mjs 64,65536
+ * train,backward-into` (and 16,262144), two runs of the build before and after, gap 0.16-0.19 ->
+ * 0.10 ms (training) and 0.31-0.39 -> 0.12-0.13 (backward); 0.34-0.38 -> 0.14-0.18 and
+ * 0.51-0.58 -> 0.22-0.30.
  */
 const FUSED_TAPER = 2;
 
@@ -203,8 +207,8 @@ export function tasksFor(
       planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
     );
   const count = Math.min(call.threads, Math.ceil(items / chunk));
-  // Fused plane-mode claims of several channels shrink toward the end: see FUSED_TAPER.
-  const taper = planeFused && chunk > 1 ? FUSED_TAPER * count : 0;
+  // Fused claims of several channels or bands shrink toward the end: see FUSED_TAPER.
+  const taper = op === 'fused' && chunk > 1 ? FUSED_TAPER * count : 0;
   const tasks: Task[] = [];
   for (let i = 0; i < count; i++) {
     tasks.push({

@@ -14,9 +14,9 @@ const THREADS = [1, 2, 3, 4, 8];
 
 // Shapes that take every path: short runs of 64 channels (row mode), fused planes (48 channels
 // of 1280, claimed in tapered runs), split planes (C = 3), long planes cut into stretches, row
-// mode (rank 2), many small planes.
+// mode (rank 2), many small planes, fused bands of wide rows (8 bands, claimed in tapered runs).
 const SHAPES = [
-  [8, 64, 17, 19], [4, 48, 32, 40], [4, 3, 100, 101], [2, 3, 160, 170], [3000, 37], [64, 300, 3, 3], [5, 1, 16385],
+  [8, 64, 17, 19], [4, 48, 32, 40], [4, 3, 100, 101], [2, 3, 160, 170], [3000, 37], [64, 300, 3, 3], [5, 1, 16385], [4, 65536],
 ];
 
 describe('claimBounds (tapered claims)', () => {
