@@ -151,8 +151,8 @@ const CLAIM_ELEMENTS = 1 << 18;
  * (README, "Performance") that cost A's fused kernel walk 12-21% against a contiguous range of
  * channels a thread, and claims of 4 or 8 channels took it back (bench notes in the commit). A
  * late task's share is still taken over, a quarter at a time, and the claims shrink toward the
- * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) claim bands as any pass does
- * (about a MiB at a time): claims of a quarter share were no faster there. Their claims taper too.
+ * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) claim bands as any pass claims
+ * its items, about a MiB at a time (claims of 4 bands were no faster there), tapered too.
  */
 const FUSED_CLAIMS_PER_TASK = 4;
 

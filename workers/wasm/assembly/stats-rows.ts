@@ -128,10 +128,11 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
  * accumulators live at once) gave the same bits slower: `node dist/bench/kernels.js`, statsRows
  * of 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of this one):
  * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
- * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES go in tiles of 8
- * rows an eighth of the call apart (rows t, t + h, ..., t + 7h, h = rows / 8), so that each
- * streams through its own pages in order as the tiles go by, which the hardware prefetchers
- * follow; the rows past 8h, and other rows, go in tiles of 8 adjacent rows.
+ * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to
+ * SPREAD_MAX_ROW_BYTES go in tiles of 8 rows an eighth of the call apart (rows t, t + h, ...,
+ * t + 7h, h = rows / 8), so that each streams through its own pages in order as the tiles go by,
+ * which the hardware prefetchers follow; the rows past 8h, and other rows, go in tiles of 8
+ * adjacent rows.
  */
 function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
   const rowBytes = <usize>rowStride << 2;
