@@ -43,9 +43,9 @@ export interface EngineRequest {
   /**
    * Forward: arrays of C values to copy the per-channel results into, instead of new ones (a
    * module reuses its own: a fresh 32 MB array took ~11 ms to allocate and fill, a copy into a
-   * warm one 1.5, for 4M channels here).
+   * warm one 1.5, for 4M channels here). A new array for each left null.
    */
-  readonly into?: ChannelResults | null;
+  readonly into?: { readonly mean: Float64Array | null; readonly var: Float64Array | null } | null;
 }
 
 /** A forward's per-channel results. */
@@ -239,17 +239,17 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     const view = (k: number): Float64Array => channelsView(ctx, layout, grid.C, k);
     if (req.backward) {
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
-      const give = (k: number, into: FloatArray | null | undefined): FloatArray => {
-        if (into === null || into === undefined) return copyOf(view(k), Grad);
-        into.set(view(k));
-        return into;
+      return {
+        dx: y,
+        dWeight: copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad),
+        dBias: copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad),
       };
-      return { dx: y, dWeight: give(CHANNEL_WEIGHT, req.backward.dWeightOut), dBias: give(CHANNEL_BIAS, req.backward.dBiasOut) };
     }
-    const into = req.into ?? { mean: new Float64Array(grid.C), var: new Float64Array(grid.C) };
-    into.mean.set(view(CHANNEL_MEAN));
-    into.var.set(view(CHANNEL_VAR));
-    return { y, mean: into.mean, var: into.var };
+    return {
+      y,
+      mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array),
+      var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array),
+    };
   } finally {
     signal?.removeEventListener('abort', cancel);
     for (const offset of owned) ctx.arena.free(offset);
@@ -286,16 +286,21 @@ function putChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: nu
 }
 
 /**
- * A copy of `view` (of the pool's memory) in a new array of `Ctor`: made, then `set`. Node 20's
- * V8 builds a typed array from another of another type, or slices one on a shared buffer, by a
- * generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and `slice()` 0.9
- * where this took 0.2-0.4, warm (a probe). In a call the new array's first writes, page faults,
- * cost more than either: `BackwardRequest.dWeightOut` avoids them.
+ * A copy of `view` (of the pool's memory) in `into`, or where that is null in a new array of
+ * `Ctor`: made, then `set`. Node 20's V8 builds a typed array from another of another type, or
+ * slices one on a shared buffer, by a generic path: for 262,144 channels `new Float32Array(view)`
+ * took 1.7-3.8 ms and `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new
+ * array's first writes, page faults, cost more than either: arrays given (`into`,
+ * `BackwardRequest.dWeightOut`) avoid them.
  */
-function copyOf(view: Float64Array, Ctor: Float64ArrayConstructor): Float64Array;
-function copyOf(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): FloatArray;
-function copyOf(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): FloatArray {
-  const copy = new Ctor(view.length);
+function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor): Float64Array;
+function copyInto(
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor,
+): FloatArray;
+function copyInto(
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor,
+): FloatArray {
+  const copy = into ?? new Ctor(view.length);
   copy.set(view);
   return copy;
 }
@@ -317,7 +322,7 @@ async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
 ): Promise<void> {
   ctx.views.refresh();
-  const take = (k: number): Float64Array => copyOf(channelsView(ctx, layout, grid.C, k), Float64Array);
+  const take = (k: number): Float64Array => copyInto(channelsView(ctx, layout, grid.C, k), null, Float64Array);
   const dWeight = take(CHANNEL_WEIGHT);
   const dBias = take(CHANNEL_BIAS);
   // Given or made by the prep.

@@ -201,11 +201,9 @@ export async function batchNorm(
   throwIfAbortedBeforeStart(signal);
 
   const relu = checkActivation(opts.activation);
-  // The results go into the arrays given, a new one for the other where only one is.
-  const into = meanOut === null && varOut === null
-    ? null
-    : { mean: meanOut ?? new Float64Array(dims.C), var: varOut ?? new Float64Array(dims.C) };
-  const request = { x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu, into };
+  const request = {
+    x, dims, dtype, useBatchStats: training, weight, bias, runningMean, runningVar, eps, out, signal, relu, into: { mean: meanOut, var: varOut },
+  };
   const unpin = pinArrays([x, out, meanOut, varOut]);
   return ctx.track((async () => {
     try {
