@@ -135,8 +135,6 @@ describe('ERR_BNPOOL_ARG', () => {
     await expectRejection(batchNorm(x, [4, 3, 5], { training: true, pool, out }), ArgumentError, 'ERR_BNPOOL_ARG', 'overlap');
   });
 
-  // dx is written while x, dy and the ReLU mask are read: it may replace dy element for element,
-  // and must not overlap x or the mask at all (they are the forward's, kept for later calls).
   it('is raised for a backward dWeight or dBias of the wrong kind, or overlapping what the call reads; nothing is written', async () => {
     const shape = [4, 3, 5];
     const backing = new Float32Array(200);
@@ -205,6 +203,8 @@ describe('ERR_BNPOOL_ARG', () => {
     );
   });
 
+  // dx is written while x, dy and the ReLU mask are read: it may replace dy element for element,
+  // and must not overlap x or the mask at all (they are the forward's, kept for later calls).
   it('is raised for a backward out overlapping x or the mask; dx over dy in place gives the same bits', async () => {
     const shape = [4, 3, 5];
     const backing = new Float32Array(130);
