@@ -120,12 +120,16 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
- * of a row), 8 rows are summed in f32, in 4 independent accumulators (so the adds do not wait on
- * each other), then folded into f64: at most 8 roundings per lane between folds (16 measured 2e-6
- * relative error in m2 with the shift 2 sd from the mean; 8 halves it). The next block reads the
+ * of a row), 8 rows are summed in f32, the even rows and the odd rows in accumulators of their
+ * own (8 in all, so that no add waits on the one before and the loads of two rows are in flight
+ * together), the two added, then folded into f64: at most 5 roundings per lane between folds
+ * (a chain of 16 measured 2e-6 relative error in m2 with the shift 2 sd from the mean; a chain of
+ * 8 halved it). Against one set of 4 accumulators (a chain of 8): 1.44-1.49x the speed from memory
+ * for 64 and 256 channels, 1.04-1.06x for 1024, 0.96-1.01x in the L2 (`node bench/lanes-ab.mjs`,
+ * statsRows, one thread pinned with taskset, two runs, 2026-12-02). The next block reads the
  * other half of the same 8 lines, still in L1: walking 4 channels down 16 rows 4 KB apart instead
  * thrashed L1, whose sets those rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8
- * accumulators live at once) gave the same bits slower: `node dist/bench/kernels.js`, statsRows
+ * accumulators live at once, with one set a block) gave the same bits slower: `node dist/bench/kernels.js`, statsRows
  * of 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of this one):
  * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
  * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to
@@ -172,20 +176,39 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
     let s1 = f32x4.splat(0);
     let q0 = f32x4.splat(0);
     let q1 = f32x4.splat(0);
+    let t0 = f32x4.splat(0);
+    let t1 = f32x4.splat(0);
+    let r0 = f32x4.splat(0);
+    let r1 = f32x4.splat(0);
     let p = base + (c << 2);
-    for (let i = 0; i < tile; i++) {
+    let i = 0;
+    for (; i + 1 < tile; i += 2) {
+      const d0 = f32x4.sub(v128.load(p), k0);
+      const d1 = f32x4.sub(v128.load(p, 16), k1);
+      const e0 = f32x4.sub(v128.load(p + stride), k0);
+      const e1 = f32x4.sub(v128.load(p + stride, 16), k1);
+      s0 = f32x4.add(s0, d0);
+      s1 = f32x4.add(s1, d1);
+      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+      t0 = f32x4.add(t0, e0);
+      t1 = f32x4.add(t1, e1);
+      r0 = f32x4.add(r0, f32x4.mul(e0, e0));
+      r1 = f32x4.add(r1, f32x4.mul(e1, e1));
+      p += stride << 1;
+    }
+    if (i < tile) {
       const d0 = f32x4.sub(v128.load(p), k0);
       const d1 = f32x4.sub(v128.load(p, 16), k1);
       s0 = f32x4.add(s0, d0);
       s1 = f32x4.add(s1, d1);
       q0 = f32x4.add(q0, f32x4.mul(d0, d0));
       q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-      p += stride;
     }
-    fold4(s1Arr + (c << 3), s0);
-    fold4(s1Arr + (c << 3) + 32, s1);
-    fold4(s2Arr + (c << 3), q0);
-    fold4(s2Arr + (c << 3) + 32, q1);
+    fold4(s1Arr + (c << 3), f32x4.add(s0, t0));
+    fold4(s1Arr + (c << 3) + 32, f32x4.add(s1, t1));
+    fold4(s2Arr + (c << 3), f32x4.add(q0, r0));
+    fold4(s2Arr + (c << 3) + 32, f32x4.add(q1, r1));
   }
   for (let c = c8; c < c4; c += 4) {
     const kv = v128.load(kArr + (c << 2));
