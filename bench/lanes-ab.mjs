@@ -6,6 +6,10 @@
 // speed; ratios within ~0.8-1.2 are noise here (the same build against itself gave 0.82-1.59).
 // The backward's coefficients (a, k, mean, e) are (3.5, 2, 0.5, 0). Plain JavaScript: it loads
 // each build's dist/workers/wasm/kernels.wasm, and the kernel bindings and planner of the second.
+// IN_ORDER=B (or A, or AB) has that build's normalizeRows walk whole rows in address order, as a
+// call whose input outgrows the pool's cacheBytes does (Task.inOrder): `node bench/lanes-ab.mjs
+// dist dist` with IN_ORDER=B compares the two walks of one build. SIZES=1,64 (the default) sets
+// the MiB of x (at most 64); KERNELS=normalizeRows,statsRows picks kernels (default: all four).
 //
 //     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
 //     npm run build && node bench/lanes-ab.mjs /tmp/before/dist dist [C,C,...]
@@ -22,7 +26,10 @@ const [{ wasmApi }, { createKernel }, { rowScratchBytes }, { planGrid }] = await
 ]);
 
 const MiB = 1 << 20;
-const SIZES = [MiB, 64 * MiB];
+const SIZES = (process.env.SIZES ?? '1,64').split(',').map((s) => Number(s) * MiB);
+if (!SIZES.every((s) => s > 0 && s <= 64 * MiB)) throw new Error(`SIZES: MiB of x from 1 to 64; got ${process.env.SIZES}`);
+const IN_ORDER = process.env.IN_ORDER ?? '';
+const ONLY = process.env.KERNELS?.split(',') ?? [];
 const CHANNELS = list.split(',').map(Number);
 const memory = new wasmApi.Memory({ initial: (3 * 64 * MiB + 8 * MiB) / 65536, maximum: 65536, shared: true });
 const kernels = [dirA, dirB].map((d) => createKernel('wasm', memory, new WebAssembly.Module(readFileSync(resolve(d, 'workers/wasm/kernels.wasm')))));
@@ -56,11 +63,11 @@ for (const C of CHANNELS) {
     };
     const cases = [
       ['statsRows', 4, (k) => each((o, n) => k.statsRows(false, X + o, n, C, 1, C, SCRATCH, OUT, 24))],
-      ['normalizeRows', 8, (k) => each((o, n) => k.normalizeRows(false, X + o, Y + o, n, C, 1, C, PARAMS, SCRATCH, false))],
+      ['normalizeRows', 8, (k, i) => each((o, n) => k.normalizeRows(false, X + o, Y + o, n, C, 1, C, PARAMS, SCRATCH, false, 0, 0, IN_ORDER.includes('AB'[i])))],
       ['bwdStatsRows', 8, (k) => each((o, n) => k.bwdStatsRows(false, X + o, Y + o, 0, n, C, 1, C, PARAMS, SCRATCH, OUT, 24))],
       ['bwdApplyRows', 12, (k) => each((o, n) => k.bwdApplyRows(false, X + o, Y + o, 0, D + o, n, C, 1, C, PARAMS, SCRATCH))],
     ];
-    for (const [name, perElement, make] of cases) {
+    for (const [name, perElement, make] of cases.filter(([name]) => ONLY.length === 0 || ONLY.includes(name))) {
       const fns = kernels.map(make);
       const reps = Math.max(1, Math.round(32 * MiB / bytes));
       const times = fns.map(() => []);

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { Grid, Region, ScratchLayout, Task, TaskOp, TaskResult } from '../workers/protocol.js';
+import { bytesPerElement, type Grid, type Region, type ScratchLayout, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
@@ -225,6 +225,7 @@ export function tasksFor(
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
+      inOrder: elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,

@@ -1,6 +1,7 @@
 /** layout: 'channels-last', (N, *spatial, C): the same normalization as channels-first on the transposed data. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool, ShapeError } from '../dist/src/index.js';
+import { poolInternals } from '../dist/src/pool.js';
 import { permute, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
@@ -76,6 +77,38 @@ for (const kernel of KERNELS) {
         expect(sameBits(r.y, runs[0].y)).toBe(true);
         expect(sameBits(r.var, runs[0].var)).toBe(true);
       }
+    });
+
+    it('walks whole rows in address order where the input outgrows cacheBytes, with the same bits', async () => {
+      // A pool whose cacheBytes the inputs outgrow: its tasks say so (Task.inOrder), and the
+      // normalization walks rows in address order. Rows of 64 channels and of 77 (a vector and a
+      // scalar tail past the last 16), ReLU and not, training and eval.
+      const small = new Pool({ threads: 2, inlineThreshold: 0, kernel, cacheBytes: 4096 });
+      const ctx = poolInternals(small);
+      const run = ctx.runTasks;
+      const seen: boolean[] = [];
+      (ctx as { runTasks: typeof run }).runTasks = (tasks, inline, onFailure) => {
+        seen.push(...tasks.map((t) => t.inOrder));
+        return run(tasks, inline, onFailure);
+      };
+      for (const [shape, activation] of [[[6, 9, 11, 64], 'relu'], [[5, 7, 77], undefined]] as const) {
+        const C = shape.at(-1)!;
+        const x = randomTensor([...shape], 'float32', C);
+        for (const training of [true, false]) {
+          const ys = await Promise.all([small, pools.get(2)!].map((pool) => {
+            const bn = new BatchNorm(C, { pool, layout: 'channels-last', activation });
+            bn.runningMean!.forEach((_, c) => { bn.runningMean![c] = Math.sin(c); });
+            bn.bias!.fill(-0.125);
+            if (!training) bn.eval();
+            return bn.forward(x, [...shape]);
+          }));
+          expect(sameBits(ys[0], ys[1])).toBe(true);
+          expect(ys[0].some((v) => v > 0.5) && ys[0].some((v) => v < -0.5 || activation === 'relu')).toBe(true);
+        }
+      }
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every(Boolean)).toBe(true);
+      await small.close();
     });
 
     it('checks the channel count on the last axis', async () => {

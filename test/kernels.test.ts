@@ -435,6 +435,7 @@ for (const name of ['js', 'wasm'] as const) {
         const x = f64Data ? f64 : f32;
         const rand = rng(4);
         const cases: [number, number, number][] = [];
+        let inOrderCases = 0;
         for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21]) {
           for (const S of [1, 2, 3, 5, 17]) for (const rows of [1, 3, 4, 5, 9, 33]) cases.push([C, S, rows]);
         }
@@ -479,7 +480,19 @@ for (const name of ['js', 'wasm'] as const) {
           }
           expect(x[yBase - 1]).toBe(GUARD);
           expect(x[yBase + n]).toBe(GUARD);
+          // Whole rows of channels in lanes walked in address order (Task.inOrder): the same
+          // bits as the walk above, and nothing written past the rows.
+          if (S === 1 && stride === C) {
+            const first = Array.from(x.subarray(yBase, yBase + n));
+            x.fill(GUARD, yBase - 4, yBase + n + 4);
+            kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, relu, 0, 0, true);
+            expect(Array.from(x.subarray(yBase, yBase + n))).toEqual(first);
+            expect([x[yBase - 1], x[yBase + n]]).toEqual([GUARD, GUARD]);
+            inOrderCases++;
+          }
         }
+        // The in-order walk was compared on rows of every shape it takes.
+        expect(inOrderCases).toBeGreaterThan(40);
       });
     }
 

@@ -161,6 +161,11 @@ export interface Task {
   /** Forward: apply ReLU in the normalize pass. */
   readonly relu: boolean;
   /**
+   * The region's input is larger than the pool's `cacheBytes`, so its data stream from memory:
+   * the normalization walks whole rows of channels in lanes in address order (Kernel.normalizeRows).
+   */
+  readonly inOrder: boolean;
+  /**
    * `split`, `phased`: the number of tasks of the call that meet at each barrier; `stats`: the
    * number of tasks of the dispatch, when the last to finish merges (else 0).
    */

@@ -135,7 +135,7 @@ export class RowBlocks {
       const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
       this.#kernel.normalizeRows(
         this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu,
-        rowParams === 0 ? 0 : rowParams + 4 * c0, stride,
+        rowParams === 0 ? 0 : rowParams + 4 * c0, stride, this.#task.inOrder,
       );
     }
     this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);

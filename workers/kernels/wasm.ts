@@ -20,7 +20,7 @@ interface WasmExports {
   statsRows64(x: number, rows: number, C: number, S: number, rowStride: number, acc: number, out: number, outStride: number): void;
   normalizePlanes32(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
   normalizePlanes64(x: number, xs: number, y: number, ys: number, rows: number, len: number, mean: number, scale: number, bias: number, relu: number): void;
-  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number, rowParams: number, rowParamStride: number): void;
+  normalizeRows32(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number, rowParams: number, rowParamStride: number, inOrder: number): void;
   normalizeRows64(x: number, y: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number, relu: number): void;
   stream32(x: number, y: number, n: number, a: number, b: number): void;
   bytesPlanes32(x: number, y: number, n: number, first: number, C: number, S: number, params: number, floor: number): void;
@@ -136,10 +136,14 @@ export class WasmKernel implements Kernel {
 
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,
-    scratchByte: number, relu: boolean, rowParamsByte = 0, rowParamStride = 0,
+    scratchByte: number, relu: boolean, rowParamsByte = 0, rowParamStride = 0, inOrder = false,
   ): void {
     if (f64) this.#k.normalizeRows64(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0);
-    else this.#k.normalizeRows32(xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0, rowParamsByte, rowParamStride);
+    else {
+      this.#k.normalizeRows32(
+        xByte, yByte, rows, C, S, rowStride, paramsByte, scratchByte, relu ? 1 : 0, rowParamsByte, rowParamStride, inOrder ? 1 : 0,
+      );
+    }
   }
 
   mergeChannels(

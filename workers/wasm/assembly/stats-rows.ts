@@ -43,7 +43,7 @@ export function statsNormRows32(
 ): void {
   if (S == 1) {
     statsRows32(x, rows, C, S, rowStride, acc, out, outStride);
-    normalizeRows32(nx, ny, nRows, nC, S, rowStride, params, acc, relu, rowParams, rowParamStride);
+    normalizeRows32(nx, ny, nRows, nC, S, rowStride, params, acc, relu, rowParams, rowParamStride, 0);
     return;
   }
   const rowBytes = (<usize>rowStride) << 2;
