@@ -225,7 +225,7 @@ export function tasksFor(
       eps: call.req.eps,
       backward: call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
-      inOrder: elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
+      inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
       spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,

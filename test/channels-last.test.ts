@@ -79,7 +79,7 @@ for (const kernel of KERNELS) {
       }
     });
 
-    it('walks whole rows in address order where the input outgrows cacheBytes, with the same bits', async () => {
+    it('walks whole rows in address order where input and output outgrow cacheBytes, with the same bits', async () => {
       // A pool whose cacheBytes the inputs outgrow: its tasks say so (Task.inOrder), and the
       // normalization walks rows in address order. Rows of 64 channels and of 77 (a vector and a
       // scalar tail past the last 16), ReLU and not, training and eval.
