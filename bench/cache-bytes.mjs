@@ -1,7 +1,9 @@
-// A benchmark shape's training forward and backward (zero-copy: x, `out`, dy and dx from
-// `pool.alloc`, float32, 2 threads) on pools that differ only in `cacheBytes`, the size below
-// which a call makes its two passes over every channel at once and above which it goes a group
-// of channels at a time (phased; src/plan.ts, planPhases), beside the floor, all alternated
+// A benchmark shape's training forward, eval forward and backward (zero-copy: x, `out`, dy and
+// dx from `pool.alloc`, float32, 2 threads) on pools that differ only in `cacheBytes`, the size
+// below which a call makes its two passes over every channel at once and above which it goes a
+// group of channels at a time (phased; src/plan.ts, planPhases), and above which (input and
+// output together) rows of channels in lanes are normalized in address order (Task.inOrder:
+// `node bench/cache-bytes.mjs E default,1024` times E both ways), beside the floor, all alternated
 // round by round in one process: what the default (DEFAULT_CACHE_BYTES) costs or saves on the
 // machine at hand. Plain JavaScript: it imports a build's dist/ folder.
 //
@@ -40,14 +42,19 @@ const runs = await Promise.all(sizes.map(async (mib) => {
   const dy = pool.alloc(n);
   for (let i = 0; i < n; i++) dy[i] = x[i] * 0.5 - 0.25;
   const dx = pool.alloc(n);
+  // Eval with the running statistics of a training forward.
+  const ev = new BatchNorm(shape[1], { pool });
+  await ev.forward(x, shape, { out });
+  ev.eval();
   return {
     label: mib === 'default' ? 'cacheBytes not given' : `cacheBytes ${mib} MiB`, pool, x, out,
-    fn: () => bn.forward(x, shape, { out }), backward: () => bw.backward(dy, { out: dx }),
+    fn: () => bn.forward(x, shape, { out }), eval: () => ev.forward(x, shape, { out }), backward: () => bw.backward(dy, { out: dx }),
   };
 }));
 const [first] = runs;
 const fns = [
-  ...runs.map((r) => [`${r.label}, training`, r.fn]), ...runs.map((r) => [`${r.label}, backward`, r.backward]),
+  ...runs.map((r) => [`${r.label}, training`, r.fn]), ...runs.map((r) => [`${r.label}, eval`, r.eval]),
+  ...runs.map((r) => [`${r.label}, backward`, r.backward]),
   ['floor', () => streamFloor(first.pool, first.x, first.out)],
 ];
 const calls = Math.max(5, Math.round(2e8 / (8 * n)));
@@ -61,6 +68,6 @@ for (let round = 0; round < 9; round++) {
   }
 }
 const floor = median(times.get('floor'));
-console.log(`[${shape.join(', ')}] training forward and backward, 2 threads, zero-copy: median ms of 9 rounds (÷ floor)`);
+console.log(`[${shape.join(', ')}] training forward, eval forward and backward, 2 threads, zero-copy: median ms of 9 rounds (÷ floor)`);
 for (const [label, t] of times) console.log(`${label.padEnd(32)} ${median(t).toFixed(3).padStart(8)} ms  ${(median(t) / floor).toFixed(2)}`);
 await Promise.all(runs.map((r) => r.pool.close()));
