@@ -265,10 +265,11 @@ const QUARTERS_MIN_ROW_BYTES: usize = 256;
  * its channels' three parameter vectors (from L1), the ReLU test made once a call: the order of
  * the floor's pass, for data that stream from memory. In cache the rows that go together
  * (laneQuarters32, laneTiles32) load a quarter or an eighth as many parameters and win; from
- * memory this walk does. Against them on one thread, pinned (`node bench/lanes-ab.mjs`, three
- * runs, 2026-12-02): from 64 MiB of x 1.07-1.15x the speed for 64 channels, 1.15-1.25x for 256
- * and 1.16-1.21x for 1024 (at the floor's speed); from 1 MiB 0.60-0.70x. The same operations on
- * every element as laneRun32: the same bits.
+ * memory this walk does. Against them on one thread, pinned (`IN_ORDER=B KERNELS=normalizeRows
+ * SIZES=1,4,16,32,64 node bench/lanes-ab.mjs dist dist`, three runs, 2026-12-02): from 32-64 MiB
+ * of x 0.95-1.14x the speed for 64 channels, 1.09-1.20x for 256 and 1.09-1.22x for 1024 (28-34
+ * GB/s, about the floor's speed from memory), at 16 MiB 0.98-1.11x, at 1-4 MiB 0.56-1.09x. The
+ * same operations on every element as laneRun32: the same bits.
  */
 @inline function laneRows32(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,

@@ -129,8 +129,9 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
  * statsRows, one thread pinned with taskset, two runs, 2026-12-02). The next block reads the
  * other half of the same 8 lines, still in L1: walking 4 channels down 16 rows 4 KB apart instead
  * thrashed L1, whose sets those rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8
- * accumulators live at once, with one set a block) gave the same bits slower: `node dist/bench/kernels.js`, statsRows
- * of 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of this one):
+ * accumulators live at once, with one set a block) gave the same bits slower: `node
+ * dist/bench/kernels.js`, statsRows of 1024 channels, one thread, 2026-12-02 (three runs of the
+ * build before, four of that one):
  * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
  * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to
  * SPREAD_MAX_ROW_BYTES go in tiles of 8 rows an eighth of the call apart (rows t, t + h, ...,
