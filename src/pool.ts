@@ -41,7 +41,9 @@ export interface PoolOptions {
    * Given, it applies to every training forward and backward. Not given: `DEFAULT_CACHE_BYTES`
    * (16 MiB, half the 32 MiB L3 of this project's first machine) for training forwards of long
    * runs (plane mode) only; row-mode forwards (short runs) and backwards take one barrier, which
-   * won on the third and fourth machines (README, "How the work is split").
+   * won on the third and fourth machines (README, "How the work is split"). Given or not, a call
+   * whose input and output together are larger normalizes rows of channels in lanes (rank 2,
+   * channels-last) in address order, as data streaming from memory go fastest (README, "Kernels").
    */
   cacheBytes?: number;
 }
