@@ -163,9 +163,10 @@ export interface Task {
   /**
    * The region's input and output together are larger than the pool's `cacheBytes`, so a pass
    * over them streams from memory (or from the L3 at best): the normalization walks whole rows of
-   * channels in lanes in address order (Kernel.normalizeRows). E [4096, 1024] (16 MiB in, 16 out)
-   * is such a call: its eval took 0.88-1.01 of the time that way at 2 threads (`node
-   * bench/cache-bytes.mjs E default,1024`, both orders, two runs each).
+   * channels in lanes of 128 bytes or more (32 float32 channels) in address order
+   * (Kernel.normalizeRows). E [4096, 1024] (16 MiB in, 16 out) is such a call: its eval took
+   * 0.88-1.01 of the time that way at 2 threads (`node bench/cache-bytes.mjs E default,1024`, both
+   * orders, two runs each).
    */
   readonly inOrder: boolean;
   /**

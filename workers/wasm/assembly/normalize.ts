@@ -94,8 +94,9 @@ export function normalizePlanes64(
  * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes. With `rowParams` (0: none), channel
  * c's float32 (hi, scale, shift) are already at rowParams + 4 * (k * rowParamStride + c), made
  * once for the call by the merge or the prep, and are read from there instead of converted.
- * `inOrder` (channels in lanes, whole rows): walk the rows in address order, one at a time
- * (laneRows32), for data that stream from memory; else several rows go together (see below).
+ * `inOrder` (channels in lanes, whole rows of at least IN_ORDER_MIN_ROW_BYTES): walk the rows in
+ * address order, one at a time (laneRows32), for data that stream from memory; else several rows
+ * go together (see below).
  */
 export function normalizeRows32(
   x: usize, y: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize, relu: i32,
@@ -133,7 +134,7 @@ export function normalizeRows32(
   const bA = scA + (made ? <usize>rowParamStride << 2 : cPad << 2);
   if (!made) normParams32(params, C, cPad, hiA);
   if (rowStride == C) {
-    if (inOrder) {
+    if (inOrder && rowBytes >= IN_ORDER_MIN_ROW_BYTES) {
       if (relu) laneRows32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
       else laneRows32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
     } else if (rowBytes >= QUARTERS_MIN_ROW_BYTES) {
@@ -162,6 +163,15 @@ export function normalizeRows32(
  * Whole rows lost (eval of [4096, 1500] 1.49 -> 2.02 ms, [2048, 3000] 1.76 -> 1.91): they do not.
  */
 const LANE_CHUNK: usize = 1024;
+
+/**
+ * Rows shorter than this keep their 8-row tiles (laneTiles32) where the call asks for the address
+ * order: in order ÷ tiles speed from 32-64 MiB of x on one thread, pinned (`IN_ORDER=B
+ * KERNELS=normalizeRows node bench/lanes-ab.mjs dist dist`, two runs, 2026-12-02): 0.72-0.86 for
+ * 16, 20 and 24 channels, 0.83-1.03 for 8, 12 and 28, 0.95-1.06 for 32 (128 bytes), 1.24-1.78
+ * for 40 and 48, 1.11-1.18 for 128.
+ */
+const IN_ORDER_MIN_ROW_BYTES: usize = 128;
 
 /**
  * Rows of at least this many bytes go four at a time a quarter of the call apart (laneQuarters32);
