@@ -120,13 +120,15 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
- * of a row), 8 rows are summed in f32, the even rows and the odd rows in accumulators of their
- * own (8 in all, so that no add waits on the one before and the loads of two rows are in flight
- * together), the two added, then folded into f64: at most 5 roundings per lane between folds
- * (a chain of 16 measured 2e-6 relative error in m2 with the shift 2 sd from the mean; a chain of
- * 8 halved it). Against one set of 4 accumulators (a chain of 8): 1.44-1.49x the speed from memory
- * for 64 and 256 channels, 1.04-1.06x for 1024, 0.96-1.01x in the L2 (`node bench/lanes-ab.mjs`,
- * statsRows, one thread pinned with taskset, two runs, 2026-12-02). The next block reads the
+ * of a row), 8 rows are summed in f32, then folded into f64. Rows of 256 bytes or more sum the
+ * even rows and the odd rows in accumulators of their own (columnPairs32: 8 in all, so that no
+ * add waits on the one before and the loads of two rows are in flight together), added together
+ * before the fold: at most 5 roundings per lane between folds; shorter rows in one set
+ * (columnBlock32), a chain of at most 8 (a chain of 16 measured 2e-6 relative error in m2 with
+ * the shift 2 sd from the mean; a chain of 8 halved it). Pairs against one set (`KERNELS=statsRows
+ * node bench/lanes-ab.mjs`, one thread pinned with taskset, two runs, 2026-12-02): 1.44-1.51x the
+ * speed from memory for 64 and 256 channels, 1.04-1.06x for 1024, 0.93-1.01x in the L2; for 8 to
+ * 48 channels (rows under 256 bytes) 0.88-1.01x, so those keep one set. The next block reads the
  * other half of the same 8 lines, still in L1: walking 4 channels down 16 rows 4 KB apart instead
  * thrashed L1, whose sets those rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8
  * accumulators live at once, with one set a block) gave the same bits slower: `node
@@ -153,8 +155,13 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   }
   const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes < SPREAD_MAX_ROW_BYTES ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
-  for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr);
-  for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr);
+  for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr, true);
+  // Adjacent tiles: rows of SPREAD_MAX_ROW_BYTES or more in pairs, shorter ones in one set.
+  if (rowBytes >= SPREAD_MAX_ROW_BYTES) {
+    for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, true);
+  } else {
+    for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, false);
+  }
   for (let c: usize = 0; c < <usize>C; c++) {
     writePartial32(
       out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)),
@@ -165,51 +172,17 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
 
 /**
  * statsColumns32's tile: `tile` rows (at most 8), `stride` bytes apart from `base`, of C channels
- * in lanes, added to the f64 sums at s1Arr and s2Arr (their shifts at kArr).
+ * in lanes, added to the f64 sums at s1Arr and s2Arr (their shifts at kArr); with `pairs`, blocks
+ * of 8 channels sum the even and odd rows apart (columnPairs32).
  */
-@inline function columnTile32(base: usize, stride: usize, tile: i32, C: i32, kArr: usize, s1Arr: usize, s2Arr: usize): void {
+@inline function columnTile32(
+  base: usize, stride: usize, tile: i32, C: i32, kArr: usize, s1Arr: usize, s2Arr: usize, pairs: bool,
+): void {
   const c8 = <usize>(C & ~7);
   const c4 = <usize>(C & ~3);
   for (let c: usize = 0; c < c8; c += 8) {
-    const k0 = v128.load(kArr + (c << 2));
-    const k1 = v128.load(kArr + (c << 2), 16);
-    let s0 = f32x4.splat(0);
-    let s1 = f32x4.splat(0);
-    let q0 = f32x4.splat(0);
-    let q1 = f32x4.splat(0);
-    let t0 = f32x4.splat(0);
-    let t1 = f32x4.splat(0);
-    let r0 = f32x4.splat(0);
-    let r1 = f32x4.splat(0);
-    let p = base + (c << 2);
-    let i = 0;
-    for (; i + 1 < tile; i += 2) {
-      const d0 = f32x4.sub(v128.load(p), k0);
-      const d1 = f32x4.sub(v128.load(p, 16), k1);
-      const e0 = f32x4.sub(v128.load(p + stride), k0);
-      const e1 = f32x4.sub(v128.load(p + stride, 16), k1);
-      s0 = f32x4.add(s0, d0);
-      s1 = f32x4.add(s1, d1);
-      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
-      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-      t0 = f32x4.add(t0, e0);
-      t1 = f32x4.add(t1, e1);
-      r0 = f32x4.add(r0, f32x4.mul(e0, e0));
-      r1 = f32x4.add(r1, f32x4.mul(e1, e1));
-      p += stride << 1;
-    }
-    if (i < tile) {
-      const d0 = f32x4.sub(v128.load(p), k0);
-      const d1 = f32x4.sub(v128.load(p, 16), k1);
-      s0 = f32x4.add(s0, d0);
-      s1 = f32x4.add(s1, d1);
-      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
-      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-    }
-    fold4(s1Arr + (c << 3), f32x4.add(s0, t0));
-    fold4(s1Arr + (c << 3) + 32, f32x4.add(s1, t1));
-    fold4(s2Arr + (c << 3), f32x4.add(q0, r0));
-    fold4(s2Arr + (c << 3) + 32, f32x4.add(q1, r1));
+    if (pairs) columnPairs32(base, stride, tile, c, kArr, s1Arr, s2Arr);
+    else columnBlock32(base, stride, tile, c, kArr, s1Arr, s2Arr);
   }
   for (let c = c8; c < c4; c += 4) {
     const kv = v128.load(kArr + (c << 2));
@@ -238,6 +211,77 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
     store<f64>(s2Arr + (c << 3), load<f64>(s2Arr + (c << 3)) + t2);
   }
 }
+
+/**
+ * Channels [c, c + 8) of a tile, the even rows and the odd rows in accumulators of their own,
+ * added together before the fold (statsColumns32).
+ */
+@inline function columnPairs32(base: usize, stride: usize, tile: i32, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize): void {
+  const k0 = v128.load(kArr + (c << 2));
+  const k1 = v128.load(kArr + (c << 2), 16);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let q0 = f32x4.splat(0);
+  let q1 = f32x4.splat(0);
+  let t0 = f32x4.splat(0);
+  let t1 = f32x4.splat(0);
+  let r0 = f32x4.splat(0);
+  let r1 = f32x4.splat(0);
+  let p = base + (c << 2);
+  let i = 0;
+  for (; i + 1 < tile; i += 2) {
+    const d0 = f32x4.sub(v128.load(p), k0);
+    const d1 = f32x4.sub(v128.load(p, 16), k1);
+    const e0 = f32x4.sub(v128.load(p + stride), k0);
+    const e1 = f32x4.sub(v128.load(p + stride, 16), k1);
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+    t0 = f32x4.add(t0, e0);
+    t1 = f32x4.add(t1, e1);
+    r0 = f32x4.add(r0, f32x4.mul(e0, e0));
+    r1 = f32x4.add(r1, f32x4.mul(e1, e1));
+    p += stride << 1;
+  }
+  if (i < tile) {
+    const d0 = f32x4.sub(v128.load(p), k0);
+    const d1 = f32x4.sub(v128.load(p, 16), k1);
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+  }
+  fold4(s1Arr + (c << 3), f32x4.add(s0, t0));
+  fold4(s1Arr + (c << 3) + 32, f32x4.add(s1, t1));
+  fold4(s2Arr + (c << 3), f32x4.add(q0, r0));
+  fold4(s2Arr + (c << 3) + 32, f32x4.add(q1, r1));
+}
+
+/** Channels [c, c + 8) of a tile in one set of accumulators: a chain of up to 8 adds a lane. */
+@inline function columnBlock32(base: usize, stride: usize, tile: i32, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize): void {
+  const k0 = v128.load(kArr + (c << 2));
+  const k1 = v128.load(kArr + (c << 2), 16);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let q0 = f32x4.splat(0);
+  let q1 = f32x4.splat(0);
+  let p = base + (c << 2);
+  for (let i = 0; i < tile; i++) {
+    const d0 = f32x4.sub(v128.load(p), k0);
+    const d1 = f32x4.sub(v128.load(p, 16), k1);
+    s0 = f32x4.add(s0, d0);
+    s1 = f32x4.add(s1, d1);
+    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+    p += stride;
+  }
+  fold4(s1Arr + (c << 3), s0);
+  fold4(s1Arr + (c << 3) + 32, s1);
+  fold4(s2Arr + (c << 3), q0);
+  fold4(s2Arr + (c << 3) + 32, q1);
+}
+
 export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
   const rowBytes = (<usize>rowStride) << 3;
   for (let c = 0; c < C; c++) {
