@@ -120,20 +120,21 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
- * of a row), 8 rows are summed in f32, then folded into f64. Rows of 256 bytes or more sum the
- * even rows and the odd rows in accumulators of their own (columnPairs32: 8 in all, so that no
- * add waits on the one before and the loads of two rows are in flight together), added together
- * before the fold: at most 5 roundings per lane between folds; shorter rows in one set
- * (columnBlock32), a chain of at most 8 (a chain of 16 measured 2e-6 relative error in m2 with
- * the shift 2 sd from the mean; a chain of 8 halved it). Pairs against one set (`KERNELS=statsRows
- * node bench/lanes-ab.mjs`, one thread pinned with taskset, two runs, 2026-12-02): 1.44-1.51x the
- * speed from memory for 64 and 256 channels, 1.04-1.06x for 1024, 0.93-1.01x in the L2; for 8 to
- * 48 channels (rows under 256 bytes) 0.88-1.01x, so those keep one set. The next block reads the
- * other half of the same 8 lines, still in L1: walking 4 channels down 16 rows 4 KB apart instead
- * thrashed L1, whose sets those rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8
- * accumulators live at once, with one set a block) gave the same bits slower: `node
- * dist/bench/kernels.js`, statsRows of 1024 channels, one thread, 2026-12-02 (three runs of the
- * build before, four of that one):
+ * of a row), 8 rows are summed in f32, then folded into f64. The tiles of rows an eighth of the
+ * call apart and those of rows of 4 KiB or more sum the even rows and the odd rows in
+ * accumulators of their own (columnPairs32: 8 in all, so that no add waits on the one before and
+ * the loads of two rows are in flight together), added together before the fold: at most 5
+ * roundings per lane between folds; tiles of adjacent shorter rows (rows under 256 bytes, and the
+ * rows past the last whole eighth) in one set (columnBlock32), a chain of at most 8 (a chain of
+ * 16 measured 2e-6 relative error in m2 with the shift 2 sd from the mean; a chain of 8 halved
+ * it). Pairs against one set (`KERNELS=statsRows node bench/lanes-ab.mjs`, one thread pinned with
+ * taskset, two runs, 2026-12-02): 1.44-1.51x the speed from memory for 64 and 256 channels,
+ * 1.04-1.06x for 1024, 0.93-1.01x in the L2; for 8 to 48 channels (rows under 256 bytes)
+ * 0.88-1.01x, so those keep one set. The next block reads the other half of the same 8 lines,
+ * still in L1: walking 4 channels down 16 rows 4 KB apart instead thrashed L1, whose sets those
+ * rows all share. Blocks of 16 channels (a whole line, 4 shifts and 8 accumulators live at once,
+ * with one set a block) gave the same bits slower: `node dist/bench/kernels.js`, statsRows of
+ * 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of that one):
  * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
  * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to
  * SPREAD_MAX_ROW_BYTES go in tiles of 8 rows an eighth of the call apart (rows t, t + h, ...,
