@@ -122,12 +122,11 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
  * of a row), 8 rows are summed in f32, then folded into f64. The tiles of rows an eighth of the
  * call apart and those of rows of 4 KiB or more sum the even rows and the odd rows in
- * accumulators of their own (columnPairs32: 8 in all, so that no add waits on the one before and
- * the loads of two rows are in flight together), added together before the fold: at most 5
- * roundings per lane between folds; tiles of adjacent shorter rows (rows under 256 bytes, and the
- * rows past the last whole eighth) in one set (columnBlock32), a chain of at most 8 (a chain of
- * 16 measured 2e-6 relative error in m2 with the shift 2 sd from the mean; a chain of 8 halved
- * it). Pairs against one set (`KERNELS=statsRows node bench/lanes-ab.mjs`, one thread pinned with
+ * accumulators of their own (columnBlock32 with `pairs`: 8 in all, so that no add waits on the
+ * one before and the loads of two rows are in flight together), added together before the fold:
+ * at most 5 roundings per lane between folds; tiles of adjacent shorter rows (rows under 256
+ * bytes, and the rows past the last whole eighth) in one set, a chain of at most 8 (a chain of 16
+ * measured 2e-6 relative error in m2 with the shift 2 sd from the mean; a chain of 8 halved it). Pairs against one set (`KERNELS=statsRows node bench/lanes-ab.mjs`, one thread pinned with
  * taskset, two runs, 2026-12-02): 1.44-1.51x the speed from memory for 64 and 256 channels,
  * 1.04-1.06x for 1024, 0.93-1.01x in the L2; for 8 to 48 channels (rows under 256 bytes)
  * 0.88-1.01x, so those keep one set. The next block reads the other half of the same 8 lines,
@@ -174,7 +173,7 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
 /**
  * statsColumns32's tile: `tile` rows (at most 8), `stride` bytes apart from `base`, of C channels
  * in lanes, added to the f64 sums at s1Arr and s2Arr (their shifts at kArr); with `pairs`, blocks
- * of 8 channels sum the even and odd rows apart (columnPairs32).
+ * of 8 channels sum the even and odd rows apart (columnBlock32).
  */
 @inline function columnTile32(
   base: usize, stride: usize, tile: i32, C: i32, kArr: usize, s1Arr: usize, s2Arr: usize, pairs: bool,
@@ -182,8 +181,7 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   const c8 = <usize>(C & ~7);
   const c4 = <usize>(C & ~3);
   for (let c: usize = 0; c < c8; c += 8) {
-    if (pairs) columnPairs32(base, stride, tile, c, kArr, s1Arr, s2Arr);
-    else columnBlock32(base, stride, tile, c, kArr, s1Arr, s2Arr);
+    columnBlock32(base, stride, tile, c, kArr, s1Arr, s2Arr, pairs);
   }
   for (let c = c8; c < c4; c += 4) {
     const kv = v128.load(kArr + (c << 2));
@@ -214,10 +212,13 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
 }
 
 /**
- * Channels [c, c + 8) of a tile, the even rows and the odd rows in accumulators of their own,
- * added together before the fold (statsColumns32).
+ * Channels [c, c + 8) of a tile. With `pairs`, the even rows and the odd rows in accumulators of
+ * their own, added together before the fold (a row left over at an odd count goes to the even
+ * set); without, every row in one set: a chain of up to 8 adds a lane.
  */
-@inline function columnPairs32(base: usize, stride: usize, tile: i32, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize): void {
+@inline function columnBlock32(
+  base: usize, stride: usize, tile: i32, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize, pairs: bool,
+): void {
   const k0 = v128.load(kArr + (c << 2));
   const k1 = v128.load(kArr + (c << 2), 16);
   let s0 = f32x4.splat(0);
@@ -230,45 +231,24 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   let r1 = f32x4.splat(0);
   let p = base + (c << 2);
   let i = 0;
-  for (; i + 1 < tile; i += 2) {
-    const d0 = f32x4.sub(v128.load(p), k0);
-    const d1 = f32x4.sub(v128.load(p, 16), k1);
-    const e0 = f32x4.sub(v128.load(p + stride), k0);
-    const e1 = f32x4.sub(v128.load(p + stride, 16), k1);
-    s0 = f32x4.add(s0, d0);
-    s1 = f32x4.add(s1, d1);
-    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
-    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-    t0 = f32x4.add(t0, e0);
-    t1 = f32x4.add(t1, e1);
-    r0 = f32x4.add(r0, f32x4.mul(e0, e0));
-    r1 = f32x4.add(r1, f32x4.mul(e1, e1));
-    p += stride << 1;
+  if (pairs) {
+    for (; i + 1 < tile; i += 2) {
+      const d0 = f32x4.sub(v128.load(p), k0);
+      const d1 = f32x4.sub(v128.load(p, 16), k1);
+      const e0 = f32x4.sub(v128.load(p + stride), k0);
+      const e1 = f32x4.sub(v128.load(p + stride, 16), k1);
+      s0 = f32x4.add(s0, d0);
+      s1 = f32x4.add(s1, d1);
+      q0 = f32x4.add(q0, f32x4.mul(d0, d0));
+      q1 = f32x4.add(q1, f32x4.mul(d1, d1));
+      t0 = f32x4.add(t0, e0);
+      t1 = f32x4.add(t1, e1);
+      r0 = f32x4.add(r0, f32x4.mul(e0, e0));
+      r1 = f32x4.add(r1, f32x4.mul(e1, e1));
+      p += stride << 1;
+    }
   }
-  if (i < tile) {
-    const d0 = f32x4.sub(v128.load(p), k0);
-    const d1 = f32x4.sub(v128.load(p, 16), k1);
-    s0 = f32x4.add(s0, d0);
-    s1 = f32x4.add(s1, d1);
-    q0 = f32x4.add(q0, f32x4.mul(d0, d0));
-    q1 = f32x4.add(q1, f32x4.mul(d1, d1));
-  }
-  fold4(s1Arr + (c << 3), f32x4.add(s0, t0));
-  fold4(s1Arr + (c << 3) + 32, f32x4.add(s1, t1));
-  fold4(s2Arr + (c << 3), f32x4.add(q0, r0));
-  fold4(s2Arr + (c << 3) + 32, f32x4.add(q1, r1));
-}
-
-/** Channels [c, c + 8) of a tile in one set of accumulators: a chain of up to 8 adds a lane. */
-@inline function columnBlock32(base: usize, stride: usize, tile: i32, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize): void {
-  const k0 = v128.load(kArr + (c << 2));
-  const k1 = v128.load(kArr + (c << 2), 16);
-  let s0 = f32x4.splat(0);
-  let s1 = f32x4.splat(0);
-  let q0 = f32x4.splat(0);
-  let q1 = f32x4.splat(0);
-  let p = base + (c << 2);
-  for (let i = 0; i < tile; i++) {
+  for (; i < tile; i++) {
     const d0 = f32x4.sub(v128.load(p), k0);
     const d1 = f32x4.sub(v128.load(p, 16), k1);
     s0 = f32x4.add(s0, d0);
@@ -277,10 +257,10 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
     q1 = f32x4.add(q1, f32x4.mul(d1, d1));
     p += stride;
   }
-  fold4(s1Arr + (c << 3), s0);
-  fold4(s1Arr + (c << 3) + 32, s1);
-  fold4(s2Arr + (c << 3), q0);
-  fold4(s2Arr + (c << 3) + 32, q1);
+  fold4(s1Arr + (c << 3), pairs ? f32x4.add(s0, t0) : s0);
+  fold4(s1Arr + (c << 3) + 32, pairs ? f32x4.add(s1, t1) : s1);
+  fold4(s2Arr + (c << 3), pairs ? f32x4.add(q0, r0) : q0);
+  fold4(s2Arr + (c << 3) + 32, pairs ? f32x4.add(q1, r1) : q1);
 }
 
 export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32, acc: usize, out: usize, outStride: i32): void {
