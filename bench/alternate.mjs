@@ -19,6 +19,7 @@
 //             backward of channels in lanes: channels-last
 //             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
+//   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first)
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
 //             tasks: how they claim channels, README "Performance"); BUSY=1 keeps the calling
 //             thread busy 0.5 ms of every ~1.5 meanwhile (a server at work)
@@ -26,7 +27,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|fused');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|planes|fused');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -50,7 +51,7 @@ function report(label, [a, b], unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
 }
 
-const threads = ['inline', 'constant', 'lanes', 'fused'].includes(scenario) ? 2 : 1;
+const threads = ['inline', 'constant', 'lanes', 'planes', 'fused'].includes(scenario) ? 2 : 1;
 const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
@@ -91,10 +92,11 @@ if (scenario === 'inline') {
       report(`[${shape}] ${constant ? `${constant} of ${C} channels constant` : 'no constant channel'}`, await alternate(fns, 15, 10, 1), 'ms');
     }
   }
-} else if (scenario === 'lanes') {
-  for (const [shape, layout] of [
-    [[32, 112, 112, 64], 'channels-last'], [[64, 56, 56, 256], 'channels-last'], [[16384, 256], 'channels-first'], [[4096, 1024], 'channels-first'],
-  ]) {
+} else if (scenario === 'lanes' || scenario === 'planes') {
+  const cases = scenario === 'lanes'
+    ? [[[32, 112, 112, 64], 'channels-last'], [[64, 56, 56, 256], 'channels-last'], [[16384, 256], 'channels-first'], [[4096, 1024], 'channels-first']]
+    : [[[32, 64, 112, 112], 'channels-first'], [[256, 256, 14, 14], 'channels-first'], [[64, 3, 224, 224], 'channels-first']];
+  for (const [shape, layout] of cases) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);
     for (const mode of ['stats', 'eval', 'train', 'backward']) {
