@@ -112,22 +112,14 @@ export class BlockWalker {
     const { rowOff } = this.#rowGroup(gl);
     const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
     const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k);
-    // PLANE_BLOCKS_MAX blocks a group, read in turns (as many streams): A's statistics pass took
-    // 6.3 GB/s a block at a time against 8.1 in pairs on one thread (read32: 8.1). Same partials.
-    const per = PLANE_BLOCKS_MAX;
-    const groups = Math.floor(n / per);
-    const rest = n - groups * per;
-    if (groups > 0) {
-      this.#kernel.statsPlaneGroups(
-        this.#f64Data, xByte, groups, per * stride, per * outStride, per, stride, 1, 0, len, outByte, outStride, this.#task.accByte,
-      );
-    }
-    if (rest > 0) {
-      this.#kernel.statsPlaneGroups(
-        this.#f64Data, xByte + groups * per * stride * this.#bpe, 1, 0, 0, rest, stride, 1, 0, len,
-        outByte + groups * per * outStride, outStride, this.#task.accByte,
-      );
-    }
+    // One block at a time, each run read at once (statsPlanes32 with one block): the blocks lie end
+    // to end, so this is one stream in memory order. On this project's fourth machine (AMD EPYC,
+    // Zen 5) that took 0.77-0.85 of the time of pairs read in 512-byte turns for A's statistics
+    // (ChannelStats.fromBatch, 2 threads) and 0.69-0.75 for C's, C's training forward (a split
+    // call) 0.75-0.84 (bench/alternate.mjs planes, both orders); a probe reading A's planes in
+    // memory order, 2 threads: 1.9-2.0 ms in one stream, 2.7 ms in two in turns. (On the first
+    // machine pairs had won: 8.1 GB/s against 6.3, one thread.) Same partials either way.
+    this.#kernel.statsPlaneGroups(this.#f64Data, xByte, n, stride, outStride, 1, stride, 1, 0, len, outByte, outStride, this.#task.accByte);
   }
 
   /**

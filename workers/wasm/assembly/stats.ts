@@ -68,7 +68,10 @@ const BLOCK_ACC_BYTES: usize = 64;
  * a channel lie a whole row of the tensor apart, and reading them one after another ran at 17-20
  * GB/s on this project's first machine where two in turns of 1 KiB ran at 23-26 (29 in memory
  * order). Three or four streams ran at 12-15, and turns of 256 bytes lost to the loop overhead
- * there (bench notes in the commit). A block's sums are the same, bit for bit, however many blocks share the call: sums32
+ * there (bench notes in the commit). A lone block (blocks = 1) reads each run at once: there is
+ * no other stream to take turns with, and the turns' overhead (the accumulators stored and
+ * loaded again every 512 bytes) cost the fourth machine time (BlockWalker's statistics in memory
+ * order). A block's sums are the same, bit for bit, however many blocks share the call: sums32
  * carries its accumulators across turns.
  */
 export function statsPlanes32(
@@ -132,7 +135,7 @@ export function statsNormPlanes32(
     const yRun = ny + ((<usize>r * <usize>nyRowStride) << 2);
     let off: usize = 0;
     while (true) {
-      const turn = min(TURN_BYTES, runBytes - off);
+      const turn = blocks == 1 && !norm ? runBytes - off : min(TURN_BYTES, runBytes - off);
       for (let i = 0; i < blocks; i++) {
         const b = x + <usize>i * blockBytes;
         const k = load<f32>(b);
@@ -238,7 +241,7 @@ export function statsPlanes64(
     }
     let off: usize = 0;
     while (true) {
-      const turn = min(TURN_BYTES, runBytes - off);
+      const turn = blocks == 1 ? runBytes - off : min(TURN_BYTES, runBytes - off);
       const last = off + turn >= runBytes;
       for (let i = 0; i < blocks; i++) {
         const k = load<f64>(x + <usize>i * blockBytes);
