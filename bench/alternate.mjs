@@ -21,7 +21,8 @@
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
 //   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first)
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
-//             tasks: how they claim channels, README "Performance"); BUSY=1 keeps the calling
+//             tasks: how they claim channels, README "Performance"), or of the shapes in SHAPES
+//             ('32,64,56,56;8,32,256,256'); BUSY=1 keeps the calling
 //             thread busy 0.5 ms of every ~1.5 meanwhile (a server at work)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -121,9 +122,6 @@ if (scenario === 'inline') {
     }
   }
 } else if (scenario === 'fused') {
-  const shape = [32, 64, 112, 112];
-  const n = shape.reduce((a, b) => a * b);
-  const xs = random(n, 3, -1);
   let busy = process.env.BUSY === '1';
   const load = () => {
     if (!busy) return;
@@ -132,20 +130,25 @@ if (scenario === 'inline') {
     setTimeout(load, 1);
   };
   setTimeout(load, 1);
-  for (const mode of ['train', 'backward']) {
-    const fns = await Promise.all(builds.map(async (m, k) => {
-      const x = pools[k].alloc(n);
-      x.set(xs);
-      const out = pools[k].alloc(n);
-      const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
-      if (mode === 'train') return () => bn.forward(x, shape, { out });
-      await bn.forward(x, shape, { out });
-      const dy = pools[k].alloc(n);
-      dy.set(xs.map((v) => v * 0.5 - 0.25));
-      const dx = pools[k].alloc(n);
-      return () => bn.backward(dy, { out: dx });
-    }));
-    report(`[${shape}] ${mode}${busy ? ', calling thread busy' : ''}`, await alternate(fns, 9, 8, 2), 'ms');
+  const shapes = (process.env.SHAPES ?? '32,64,112,112').split(';').map((s) => s.split(',').map(Number));
+  for (const shape of shapes) {
+    const n = shape.reduce((a, b) => a * b);
+    const xs = random(n, 3, -1);
+    for (const mode of ['train', 'backward']) {
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const x = pools[k].alloc(n);
+        x.set(xs);
+        const out = pools[k].alloc(n);
+        const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+        if (mode === 'train') return () => bn.forward(x, shape, { out });
+        await bn.forward(x, shape, { out });
+        const dy = pools[k].alloc(n);
+        dy.set(xs.map((v) => v * 0.5 - 0.25));
+        const dx = pools[k].alloc(n);
+        return () => bn.backward(dy, { out: dx });
+      }));
+      report(`[${shape}] ${mode}${busy ? ', calling thread busy' : ''}`, await alternate(fns, 9, 8, 2), 'ms');
+    }
   }
   busy = false;
 } else {
