@@ -37,9 +37,13 @@ const WAYS = [
   ['normalize, 2 channels at a time', 'channel order, adjacent channels together: runs of 98 KB'],
   ['normalize, 4 channels at a time', 'runs of 196 KB'],
   ['statistics, channel order', 'the statistics alone, as the fused pass reads them'],
+  ['statistics, memory order, pairs', "statsPlaneGroups from dist/ on each sample's run of the thread's channels, two planes a call in 512-byte turns (the statistics pass until 156158d)"],
+  ['statistics, memory order, one stream', 'the same, a plane a call, each read at once (the statistics pass since 156158d)'],
   ['fused', 'statistics of channel c + 1 in step with the normalization of c, in 512-byte turns'],
   ['fused, a plain sum', 'the same walk with one add a vector instead of the statistics'],
   ['fused, the product', 'statsNormPlanes32 from dist/, called as a fused task calls it'],
+  ['fused, the product, a call per row pair', "the same kernel called as the pool's fused tasks call it: each channel's rows two at a time (16 calls), the rows before last first"],
+  ['fused, the product, one stream', 'each channel reduced by statsPlanes32 (one block, its runs read at once), then normalized, last run first'],
   ['fused, 2 channels at a time', 'statistics of channels c + 2, c + 3 with the normalization of c, c + 1'],
   ['fused, the product, channels in turn', 'each thread every other channel (as claims of one channel hand them out)'],
   ['fused, the product, 8 channels in turn', 'each thread every other run of 8 adjacent channels'],
@@ -152,9 +156,33 @@ if (isMainThread) {
     () => channels(2, 2),
     () => channels(2, 4),
     () => channels(3, 1),
+    () => {
+      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, (c1 - c0) / 2, 2 * S, 48, 2, S, 1, 0, S, acc + 1024, 24, acc);
+    },
+    () => {
+      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, c1 - c0, S, 24, 1, S, 1, 0, S, acc + 1024, 24, acc);
+    },
     () => channels(0, 1),
     () => channels(1, 1),
     () => fusedProduct(range(c0, c1)),
+    () => {
+      for (let c = c0; c < c1; c++) {
+        const next = Math.min(c + 1, c1 - 1);
+        for (let g = 0; g < N; g += 2) {
+          const h = N - 2 - g;
+          q.statsNormPlanes32(
+            xc(next) + 4 * g * ROW, 2, ROW, 1, ROW, S, acc + 1024, 24, acc,
+            xc(c) + 4 * h * ROW, ROW, ROW, yc(c) + 4 * h * ROW, ROW, ROW, 3000, 2, 0.5, 0,
+          );
+        }
+      }
+    },
+    () => {
+      for (let c = c0; c < c1; c++) {
+        q.statsPlanes32(xc(c), 1, 0, N, ROW, S, acc + 1024, 24, acc);
+        for (let r = N - 1; r >= 0; r--) q.normalizePlanes32(xc(c) + 4 * r * ROW, ROW, yc(c) + 4 * r * ROW, ROW, 1, S, 3000, 2, 0.5, 0);
+      }
+    },
     () => channels(0, 2),
     () => fusedProduct(range(0, C).filter((c) => c % threads === id)),
     () => fusedProduct(range(0, C).filter((c) => Math.floor(c / 8) % threads === id)),
