@@ -1,0 +1,177 @@
+// What relaxed SIMD's fused multiply-add would buy the float32 kernels, at the same bits: the
+// statistics' x - k and the normalization's final + b computed as relaxed_madd(x, 1, -k) and
+// relaxed_madd(t, 1, b). A product by 1 is exact, so the madd rounds once whether or not the
+// engine fuses it, and every result is the same, bit for bit, as the plain SIMD128 kernels'; but
+// on x64 V8 emits vfmadd, which runs on the FMA pipes, where the adds compete for the two FADD
+// pipes (this machine's float32 statistics run about three adds a vector: "Kernels").
+//
+// Not part of the product: Node 20's V8 (11.3) validates relaxed SIMD only behind
+// --experimental-wasm-relaxed-simd (V8 enables it by default from 11.4, Node 22), and a library
+// should not set V8's flags for its host process. This script copies the build's dist/, patches a
+// copy of the kernels' AssemblyScript source (workers/wasm/assembly: sums32, columnBlock32,
+// norm32 and norm32Plain), compiles it with relaxed SIMD into the copy, re-runs itself under the
+// flag, checks that both builds give the same bits (outputs, statistics, running statistics and
+// gradients of a set of calls at 1-3 threads, both dtypes), and then times both builds' zero-copy
+// calls on 2 workers, alternated round by round (as bench/alternate.mjs), printing each median and
+// relaxed ÷ plain.
+//
+//     npm run build && node bench/relaxed.mjs [A,B,C,E]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const FLAG = '--experimental-wasm-relaxed-simd';
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ids = (process.argv[2] ?? 'A,B,C,E').split(',');
+
+if (!process.execArgv.includes(FLAG)) {
+  // Build the relaxed copy here, then run the measurements in a child that has the flag.
+  const tmp = mkdtempSync(join(tmpdir(), 'bnpool-relaxed-'));
+  try {
+    cpSync(join(root, 'dist'), join(tmp, 'dist'), { recursive: true });
+    writeFileSync(join(tmp, 'package.json'), '{ "type": "module" }\n');
+    symlinkSync(join(root, 'node_modules'), join(tmp, 'node_modules'), 'dir');
+    const src = join(root, 'workers', 'wasm', 'assembly');
+    const dst = join(tmp, 'assembly');
+    cpSync(src, dst, { recursive: true });
+    patch(join(dst, 'stats.ts'), [
+      // sums32: d = x - k as x * 1 + (-k).
+      [/(@inline export function sums32\([^)]*\): void \{\n)/, '$1  const nk = f32x4.neg(kv);\n  const one = f32x4.splat(1);\n', 1],
+      [/f32x4\.sub\((v128\.load\(p(?:, \d+)?\)), kv\)/g, 'f32x4.relaxed_madd($1, one, nk)', 9],
+    ]);
+    patch(join(dst, 'stats-rows.ts'), [
+      // columnBlock32: the same for its two vectors of shifts.
+      [/(@inline function columnBlock32\([^)]*\): void \{\n  const k0 = [^\n]*\n  const k1 = [^\n]*\n)/, '$1  const one = f32x4.splat(1);\n  const n0 = f32x4.neg(k0);\n  const n1 = f32x4.neg(k1);\n', 1],
+      [/f32x4\.sub\((v128\.load\(p(?: \+ stride)?(?:, 16)?\)), k([01])\)/g, 'f32x4.relaxed_madd($1, one, n$2)', 6],
+    ]);
+    patch(join(dst, 'common.ts'), [
+      // norm32, norm32Plain: (x - hi) * sc + b with the + b as t * 1 + b.
+      [/f32x4\.add\(f32x4\.mul\(f32x4\.sub\(v, hi\), sc\), b\)/g, 'f32x4.relaxed_madd(f32x4.mul(f32x4.sub(v, hi), sc), f32x4.splat(1), b)', 2],
+    ]);
+    execFileSync(process.execPath, [
+      join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), join(dst, 'index.ts'),
+      '-O3', '--enable', 'simd', '--enable', 'threads', '--enable', 'relaxed-simd', '--importMemory', '--sharedMemory',
+      '--initialMemory', '1', '--maximumMemory', '65536', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--noExportMemory',
+      '-o', join(tmp, 'dist', 'workers', 'wasm', 'kernels.wasm'),
+    ], { stdio: 'inherit' });
+    const child = spawnSync(process.execPath, [FLAG, fileURLToPath(import.meta.url), ids.join(','), join(tmp, 'dist')], { stdio: 'inherit' });
+    process.exitCode = child.status ?? 1;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+} else {
+  const relaxedDist = process.argv[3];
+  const [plain, relaxed] = await Promise.all([join(root, 'dist'), relaxedDist].map((d) => import(pathToFileURL(join(d, 'src', 'index.js')).href)));
+  const plainHash = await hashCalls(plain);
+  const relaxedHash = await hashCalls(relaxed);
+  console.log(`bits: plain ${plainHash.slice(0, 16)}, relaxed ${relaxedHash.slice(0, 16)}: ${plainHash === relaxedHash ? 'the same' : 'DIFFERENT'}`);
+  if (plainHash !== relaxedHash) process.exit(1);
+  await time([plain, relaxed]);
+  process.exit(0);
+}
+
+/** Applies [pattern, replacement, expected count] edits to a file; throws if one no longer matches as expected. */
+function patch(file, edits) {
+  let text = readFileSync(file, 'utf8');
+  for (const [pattern, replacement, count] of edits) {
+    const found = (text.match(pattern.global ? pattern : new RegExp(pattern.source, `${pattern.flags}g`)) ?? []).length;
+    if (found !== count) throw new Error(`${file}: ${pattern} matched ${found} times, not ${count} (the kernels changed: update bench/relaxed.mjs)`);
+    text = text.replace(pattern, replacement);
+  }
+  writeFileSync(file, text);
+}
+
+/** A hash of the results of a set of calls (forward, statistics, backward, ReLU) on one build. */
+async function hashCalls(m) {
+  let seed = 12345;
+  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const h = createHash('sha256');
+  const bytes = (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  for (const threads of [1, 2, 3]) {
+    const pool = new m.Pool({ threads, inlineThreshold: 0 });
+    for (const [shape, layout] of [
+      [[32, 64, 56, 56], 'channels-first'], [[64, 3, 224, 224], 'channels-first'], [[5, 7, 33, 37], 'channels-first'],
+      [[256, 256, 14, 14], 'channels-first'], [[4096, 1024], 'channels-first'], [[7, 5, 1031], 'channels-first'],
+      [[333, 37], 'channels-first'], [[8, 28, 28, 96], 'channels-last'], [[3, 5, 7, 11, 13], 'channels-last'],
+    ]) {
+      const C = layout === 'channels-last' ? shape.at(-1) : shape[1];
+      for (const dtype of ['float32', 'float64']) {
+        const n = shape.reduce((a, b) => a * b);
+        const x = pool.alloc(n, dtype);
+        for (let i = 0; i < n; i++) x[i] = 1000 + rnd() * 0.01 * (i % 7) - (i % 3 === 0 ? 1000 : 0);
+        h.update(JSON.stringify((await m.ChannelStats.fromBatch(x, shape, { pool, layout })).toJSON()));
+        const out = pool.alloc(n, dtype);
+        const dy = pool.alloc(n, dtype);
+        for (let i = 0; i < n; i++) dy[i] = rnd() - 0.5;
+        const dx = pool.alloc(n, dtype);
+        for (const activation of [undefined, 'relu']) {
+          const bn = new m.BatchNorm(C, { pool, dtype, layout, activation });
+          await bn.forward(x, shape, { out });
+          h.update(bytes(out));
+          h.update(bytes(bn.runningMean));
+          h.update(bytes(bn.runningVar));
+          const g = await bn.backward(dy, { out: dx });
+          h.update(bytes(dx));
+          h.update(bytes(g.dWeight));
+          bn.eval();
+          await bn.forward(x, shape, { out });
+          h.update(bytes(out));
+        }
+        for (const a of [x, out, dy, dx]) pool.free(a);
+      }
+    }
+    await pool.close();
+  }
+  return h.digest('hex');
+}
+
+/** Both builds' zero-copy calls on 2 workers, alternated round by round: medians, relaxed ÷ plain. */
+async function time(builds) {
+  const { SHAPES } = await import(pathToFileURL(join(root, 'dist', 'bench', 'shapes.js')).href);
+  const pools = builds.map((m) => new m.Pool({ threads: 2, inlineThreshold: 0 }));
+  const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
+  console.log('| shape | call | plain ms | relaxed ms | relaxed ÷ plain |');
+  console.log('| --- | --- | ---: | ---: | ---: |');
+  for (const shape of SHAPES.filter((s) => ids.includes(s.id))) {
+    const dims = shape.shape;
+    const n = dims.reduce((a, b) => a * b);
+    const xs = new Float32Array(n).map(() => Math.random() * 3 - 1);
+    for (const mode of ['stats', 'train', 'eval', 'backward']) {
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const pool = pools[k];
+        const x = pool.alloc(n);
+        x.set(xs);
+        const out = pool.alloc(n);
+        const bn = new m.BatchNorm(dims[1], { pool });
+        if (mode === 'stats') return () => m.ChannelStats.fromBatch(x, dims, { pool });
+        if (mode === 'train') return () => bn.forward(x, dims, { out });
+        await bn.forward(x, dims, { out });
+        if (mode === 'eval') {
+          bn.eval();
+          return () => bn.forward(x, dims, { out });
+        }
+        const dy = pool.alloc(n);
+        dy.set(xs.map((v) => v * 0.5 - 0.25));
+        const dx = pool.alloc(n);
+        return () => bn.backward(dy, { out: dx });
+      }));
+      const calls = Math.max(3, Math.round(1e8 / (8 * n)));
+      const times = fns.map(() => []);
+      for (let round = 0; round < 11; round++) {
+        for (const [k, f] of (round % 2 === 0 ? fns : [...fns].reverse()).entries()) {
+          const which = round % 2 === 0 ? k : 1 - k;
+          await f();
+          const t0 = performance.now();
+          for (let i = 0; i < calls; i++) await f();
+          times[which].push((performance.now() - t0) / calls);
+        }
+      }
+      const [a, b] = times.map(median);
+      console.log(`| ${shape.id} | ${mode} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(b / a).toFixed(2)} |`);
+    }
+  }
+  await Promise.all(pools.map((p) => p.close()));
+}
