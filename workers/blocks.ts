@@ -114,12 +114,12 @@ export class BlockWalker {
     const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k);
     // One block at a time, each run read at once (statsPlanes32 with one block): the blocks lie end
     // to end, so this is one stream in memory order. On this project's fourth machine (AMD EPYC,
-    // Zen 5) that took 0.77-0.85 of the time of pairs read in 512-byte turns for A's statistics
-    // (ChannelStats.fromBatch, 2 threads; 0.67-0.85 in four runs of bench/alternate.mjs planes,
-    // two in each order) and 0.69-0.75 for C's; C's training forward (a split call) 0.75-1.04,
-    // the same within this machine's noise in the later two; a probe reading A's planes in
-    // memory order, 2 threads: 1.9-2.0 ms in one stream, 2.7 ms in two in turns. (On the first
-    // machine pairs had won: 8.1 GB/s against 6.3, one thread.) Same partials either way.
+    // Zen 5) that took 0.67-0.85 of the time of pairs read in 512-byte turns for A's statistics
+    // (ChannelStats.fromBatch, 2 threads; four runs of bench/alternate.mjs planes, two in each
+    // order) and 0.69-0.75 for C's; a plane-mode `split` training forward, [16, 3, 224, 224],
+    // 1.00 and 0.84 (alternate.mjs fused, one run in each order). bench/patterns.mjs, A's
+    // statistics alone: 0.74-0.80 -> 0.60-0.62 of the floor. (On the first machine pairs had won:
+    // 8.1 GB/s against 6.3, one thread.) Same partials either way.
     this.#kernel.statsPlaneGroups(this.#f64Data, xByte, n, stride, outStride, 1, stride, 1, 0, len, outByte, outStride, this.#task.accByte);
   }
 
