@@ -33,11 +33,15 @@ const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(re
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
 
-/** Each build's median ms of `calls` calls a round, alternated for `rounds` rounds, after `warm` warm-up calls. */
+/**
+ * Each build's median ms of `calls` calls a round, alternated for `rounds` rounds, after `warm`
+ * warm-up calls. The builds take turns going first in a round, so that neither is always the one
+ * that follows the other's calls.
+ */
 async function alternate(fns, rounds, calls, warm) {
   const times = fns.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    for (const [k, f] of fns.entries()) {
+    for (const [k, f] of (round % 2 === 0 ? [...fns.entries()] : [...fns.entries()].reverse())) {
       for (let i = 0; i < warm; i++) await f();
       const t0 = performance.now();
       for (let i = 0; i < calls; i++) await f();
