@@ -6,7 +6,8 @@
 //     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
 //     npm run build && node bench/alternate.mjs /tmp/before/dist dist <scenario>
 //
-// Scenarios (x always an ordinary Float32Array; run once in each order to see the noise):
+// Scenarios (x always an ordinary Float32Array; run once in each order to see the noise, or with
+// PAIRED=1 for single calls in pairs and an interval: see `alternate`):
 //   inline    2 workers, inline sizes, eval / training / forward + backward, ordinary `out`
 //             ("Small inputs"); FRESH=1 for no `out`
 //   eval      1 worker, eval, fresh / ordinary / pool output ("What copies")
@@ -37,9 +38,34 @@ const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() 
  * Each build's median ms of `calls` calls a round, alternated for `rounds` rounds, after `warm`
  * warm-up calls. The builds take turns going first in a round, so that neither is always the one
  * that follows the other's calls.
+ *
+ * PAIRED=1: the same number of calls, but one call of each build a round (order alternating), each
+ * call timed: the medians are of single calls, and B's ÷ A's is also given as the median of the
+ * pairs' ratios with a bootstrap 95% interval. Neighbouring calls share a stretch of the machine
+ * (its memory speed drifts over seconds), so the pairs cancel the drift that rounds of many calls
+ * average over. The interval covers the calls' noise, not the pools': an A/A run (dist against
+ * itself, planes, 2026-12-02 ~21:55 UTC) gave intervals that left out 1 for 3 of 12 calls ([0.80,
+ * 0.93] for C's statistics, [0.71, 0.96] for C's backward, [1.03, 1.11] for B's statistics): two
+ * pools of one build, each with its own arrays, can differ by 10-20% on a call (where their
+ * memory lies, presumably). So read an interval beside an A/A run of the same scenario, and in
+ * both orders (fresh pools).
  */
 async function alternate(fns, rounds, calls, warm) {
   const times = fns.map(() => []);
+  if (process.env.PAIRED === '1') {
+    for (const f of fns) for (let i = 0; i < warm * rounds; i++) await f();
+    for (let pair = 0; pair < rounds * calls; pair++) {
+      for (const [k, f] of (pair % 2 === 0 ? [...fns.entries()] : [...fns.entries()].reverse())) {
+        const t0 = performance.now();
+        await f();
+        times[k].push(performance.now() - t0);
+      }
+    }
+    const ratios = times[1].map((t, i) => t / times[0][i]);
+    const result = times.map(median);
+    result.ratio = { median: median(ratios), ...bootstrapInterval(ratios) };
+    return result;
+  }
   for (let round = 0; round < rounds; round++) {
     for (const [k, f] of (round % 2 === 0 ? [...fns.entries()] : [...fns.entries()].reverse())) {
       for (let i = 0; i < warm; i++) await f();
@@ -51,9 +77,20 @@ async function alternate(fns, rounds, calls, warm) {
   return times.map(median);
 }
 
-function report(label, [a, b], unit) {
+/** A 95% interval of the median of `values`: the 2.5th and 97.5th percentiles of 2000 resamples' medians. */
+function bootstrapInterval(values) {
+  let seed = 1;
+  const next = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const medians = Array.from({ length: 2000 }, () => median(values.map(() => values[Math.floor(next() * values.length)])));
+  medians.sort((x, y) => x - y);
+  return { lo: medians[Math.floor(0.025 * medians.length)], hi: medians[Math.floor(0.975 * medians.length)] };
+}
+
+function report(label, result, unit) {
+  const [a, b] = result;
   const scale = unit === 'µs' ? 1000 : 1;
-  console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2));
+  const paired = result.ratio === undefined ? '' : `  paired ${result.ratio.median.toFixed(2)} [${result.ratio.lo.toFixed(2)}, ${result.ratio.hi.toFixed(2)}]`;
+  console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2) + paired);
 }
 
 const threads = ['inline', 'constant', 'lanes', 'planes', 'fused'].includes(scenario) ? 2 : 1;
