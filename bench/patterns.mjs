@@ -4,20 +4,21 @@
 // memory order over the same bytes on the same threads. A fused forward normalizes a channel
 // right after reducing it, so it writes y in channel order: 32 runs of 49 KB, 3.2 MB apart, where
 // the floor (and eval) stream the tensor in memory order. The walks are in
-// bench/patterns/assembly/ (compiled here with asc) over the product's own inner loops (sums32,
-// normRunF32, stream32), beside the product's fused kernel itself (statsNormPlanes32, from
-// dist/), in the order contiguous ranges of channels give and in the orders claims give, and
-// the pool's own floor and training forward beside them. Prints the median ms (the slowest
-// thread's, or a pool call's; medians of 7 rounds of 3 calls) and ÷ the floor (the raw threads').
+// bench/patterns/assembly/ (compiled here with the product's flags, workers/wasm/asc.mjs) over
+// the product's own inner loops (sums32, normRunF32, stream32), beside the product's fused kernel
+// itself (statsNormPlanes32, from dist/), in the order contiguous ranges of channels give and in
+// the orders claims give, and the pool's own floor and training forward beside them. Prints the
+// median ms (the slowest thread's, or a pool call's; medians of 7 rounds of 3 calls) and ÷ the
+// floor (the raw threads').
 //
 //     npm run build && node bench/patterns.mjs [threads]
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { compileWasm } from '../workers/wasm/asc.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const [N, C, S] = [32, 64, 112 * 112];
@@ -55,11 +56,7 @@ if (isMainThread) {
   const threads = Number(process.argv[2] ?? 2);
   const dir = mkdtempSync(join(tmpdir(), 'bnpool-patterns-'));
   const out = join(dir, 'patterns.wasm');
-  execFileSync(process.execPath, [
-    join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), join(root, 'bench', 'patterns', 'assembly', 'patterns.ts'),
-    '-O3', '--enable', 'simd', '--enable', 'threads', '--importMemory', '--sharedMemory', '--initialMemory', '1',
-    '--maximumMemory', '65536', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--noExportMemory', '-o', out,
-  ], { stdio: 'inherit' });
+  compileWasm(join(root, 'bench', 'patterns', 'assembly', 'patterns.ts'), out);
   const { loadWasmModule } = await import(pathToFileURL(join(root, 'dist', 'workers', 'kernels', 'select.js')).href);
   const product = loadWasmModule();
   setFlagsFromString('--no-liftoff'); // optimized code from the start, as the product's module

@@ -1,29 +1,21 @@
 // Builds dist/workers/wasm/kernels.wasm from workers/wasm/assembly/ with AssemblyScript (asc, from
 // npm): `npm run build:wasm`, which `npm run build` (and so `npm ci`, `npm test` and `npm run
 // bench`) runs first. Like make, it does nothing when the .wasm is newer than every file it is
-// built from (the sources, this script, package.json and package-lock.json, which pin asc): asc
-// takes ~7 s here, most of a `npm run bench -- --quick` that has nothing to rebuild. `--force`
-// builds anyway.
-//
-// The flags: SIMD and threads (a shared memory) enabled, the memory imported and not exported,
-// the stub runtime, no assertions and no abort import: the kernels declare nothing that would live
-// in the shared memory (test/wasm-module.test.ts reads the module's sections to check it).
-import { execFileSync } from 'node:child_process';
+// built from (the sources, this script and asc.mjs, which holds the flags, package.json and
+// package-lock.json, which pin asc): asc takes ~7 s here, most of a `npm run bench -- --quick`
+// that has nothing to rebuild. `--force` builds anyway.
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compileWasm } from './asc.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const source = join(root, 'workers', 'wasm', 'assembly');
 const output = join(root, 'dist', 'workers', 'wasm', 'kernels.wasm');
-const ASC_FLAGS = [
-  '-O3', '--enable', 'simd', '--enable', 'threads', '--importMemory', '--sharedMemory', '--initialMemory', '1',
-  '--maximumMemory', '65536', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--noExportMemory',
-];
 
 const inputs = [
   ...readdirSync(source).map((name) => join(source, name)),
-  fileURLToPath(import.meta.url), join(root, 'package.json'), join(root, 'package-lock.json'),
+  fileURLToPath(import.meta.url), join(root, 'workers', 'wasm', 'asc.mjs'), join(root, 'package.json'), join(root, 'package-lock.json'),
 ];
 const newestInput = Math.max(...inputs.map((file) => statSync(file).mtimeMs));
 let built = -Infinity;
@@ -36,6 +28,5 @@ if (built > newestInput && !process.argv.includes('--force')) {
   console.log('dist/workers/wasm/kernels.wasm is up to date (npm run build:wasm -- --force rebuilds it)');
 } else {
   mkdirSync(dirname(output), { recursive: true });
-  const asc = join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js');
-  execFileSync(process.execPath, [asc, join(source, 'index.ts'), ...ASC_FLAGS, '-o', output], { cwd: root, stdio: 'inherit' });
+  compileWasm(join(source, 'index.ts'), output);
 }

@@ -156,7 +156,8 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes < SPREAD_MAX_ROW_BYTES ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
   for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr, true);
-  // Adjacent tiles: rows of SPREAD_MAX_ROW_BYTES or more in pairs, shorter ones in one set.
+  // Adjacent tiles: rows of SPREAD_MAX_ROW_BYTES or more in pairs, shorter ones in one set (two
+  // loops, so that each inlines columnBlock32 with `pairs` a constant).
   if (rowBytes >= SPREAD_MAX_ROW_BYTES) {
     for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, true);
   } else {

@@ -73,8 +73,8 @@ const BLOCK_ACC_BYTES: usize = 64;
  * loaded again every 512 bytes) cost the fourth machine time: BlockWalker's statistics in memory
  * order (a block a call) took 0.94-0.97 of the time on A and 0.84-0.96 on C read at once rather
  * than in turns (bench/alternate.mjs planes, one run in each order). A block's sums are the
- * same, bit for bit, however many blocks share the call: sums32
- * carries its accumulators across turns.
+ * same, bit for bit, however many blocks share the call: sums32 carries its accumulators across
+ * turns.
  */
 export function statsPlanes32(
   x: usize, blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
