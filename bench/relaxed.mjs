@@ -9,26 +9,27 @@
 // --experimental-wasm-relaxed-simd (V8 enables it by default from 11.4, Node 22), and a library
 // should not set V8's flags for its host process. This script copies the build's dist/, patches a
 // copy of the kernels' AssemblyScript source (workers/wasm/assembly: sums32, columnBlock32,
-// norm32 and norm32Plain), compiles it with relaxed SIMD into the copy, re-runs itself under the
-// flag, checks that both builds give the same bits (outputs, statistics, running statistics and
-// gradients of a set of calls at 1-3 threads, both dtypes), and then times both builds' zero-copy
-// calls on 2 workers, alternated round by round (as bench/alternate.mjs), printing each median and
-// relaxed ÷ plain.
+// norm32 and norm32Plain), compiles it with the product's flags and relaxed SIMD into the copy,
+// checks under the flag that both builds give the same bits (outputs, statistics, running
+// statistics and gradients of a set of calls at 1-3 threads, both dtypes), and then times both
+// builds' zero-copy calls with bench/alternate.mjs under the flag, plain build first (the
+// scenarios given; `planes` has A, B and C, `lanes` E and channels last; PAIRED=1 passes on).
 //
-//     npm run build && node bench/relaxed.mjs [A,B,C,E]
-import { execFileSync, spawnSync } from 'node:child_process';
+//     npm run build && node bench/relaxed.mjs [planes,lanes]
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { compileWasm } from '../workers/wasm/asc.mjs';
 
 const FLAG = '--experimental-wasm-relaxed-simd';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const ids = (process.argv[2] ?? 'A,B,C,E').split(',');
+const scenarios = (process.argv[2] ?? 'planes,lanes').split(',');
 
 if (!process.execArgv.includes(FLAG)) {
-  // Build the relaxed copy here, then run the measurements in a child that has the flag.
+  // Build the relaxed copy here, then check it and time it in children that have the flag.
   const tmp = mkdtempSync(join(tmpdir(), 'bnpool-relaxed-'));
   try {
     cpSync(join(root, 'dist'), join(tmp, 'dist'), { recursive: true });
@@ -51,14 +52,12 @@ if (!process.execArgv.includes(FLAG)) {
       // norm32, norm32Plain: (x - hi) * sc + b with the + b as t * 1 + b.
       [/f32x4\.add\(f32x4\.mul\(f32x4\.sub\(v, hi\), sc\), b\)/g, 'f32x4.relaxed_madd(f32x4.mul(f32x4.sub(v, hi), sc), f32x4.splat(1), b)', 2],
     ]);
-    execFileSync(process.execPath, [
-      join(root, 'node_modules', 'assemblyscript', 'bin', 'asc.js'), join(dst, 'index.ts'),
-      '-O3', '--enable', 'simd', '--enable', 'threads', '--enable', 'relaxed-simd', '--importMemory', '--sharedMemory',
-      '--initialMemory', '1', '--maximumMemory', '65536', '--runtime', 'stub', '--noAssert', '--use', 'abort=', '--noExportMemory',
-      '-o', join(tmp, 'dist', 'workers', 'wasm', 'kernels.wasm'),
-    ], { stdio: 'inherit' });
-    const child = spawnSync(process.execPath, [FLAG, fileURLToPath(import.meta.url), ids.join(','), join(tmp, 'dist')], { stdio: 'inherit' });
-    process.exitCode = child.status ?? 1;
+    compileWasm(join(dst, 'index.ts'), join(tmp, 'dist', 'workers', 'wasm', 'kernels.wasm'), ['--enable', 'relaxed-simd']);
+    const run = (args) => spawnSync(process.execPath, [FLAG, ...args], { stdio: 'inherit' }).status ?? 1;
+    process.exitCode = run([fileURLToPath(import.meta.url), 'check', join(tmp, 'dist')]);
+    for (const scenario of scenarios) {
+      if (process.exitCode === 0) process.exitCode = run([join(root, 'bench', 'alternate.mjs'), join(root, 'dist'), join(tmp, 'dist'), scenario]);
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -68,9 +67,7 @@ if (!process.execArgv.includes(FLAG)) {
   const plainHash = await hashCalls(plain);
   const relaxedHash = await hashCalls(relaxed);
   console.log(`bits: plain ${plainHash.slice(0, 16)}, relaxed ${relaxedHash.slice(0, 16)}: ${plainHash === relaxedHash ? 'the same' : 'DIFFERENT'}`);
-  if (plainHash !== relaxedHash) process.exit(1);
-  await time([plain, relaxed]);
-  process.exit(0);
+  process.exit(plainHash === relaxedHash ? 0 : 1);
 }
 
 /** Applies [pattern, replacement, expected count] edits to a file; throws if one no longer matches as expected. */
@@ -126,52 +123,4 @@ async function hashCalls(m) {
     await pool.close();
   }
   return h.digest('hex');
-}
-
-/** Both builds' zero-copy calls on 2 workers, alternated round by round: medians, relaxed ÷ plain. */
-async function time(builds) {
-  const { SHAPES } = await import(pathToFileURL(join(root, 'dist', 'bench', 'shapes.js')).href);
-  const pools = builds.map((m) => new m.Pool({ threads: 2, inlineThreshold: 0 }));
-  const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
-  console.log('| shape | call | plain ms | relaxed ms | relaxed ÷ plain |');
-  console.log('| --- | --- | ---: | ---: | ---: |');
-  for (const shape of SHAPES.filter((s) => ids.includes(s.id))) {
-    const dims = shape.shape;
-    const n = dims.reduce((a, b) => a * b);
-    const xs = new Float32Array(n).map(() => Math.random() * 3 - 1);
-    for (const mode of ['stats', 'train', 'eval', 'backward']) {
-      const fns = await Promise.all(builds.map(async (m, k) => {
-        const pool = pools[k];
-        const x = pool.alloc(n);
-        x.set(xs);
-        const out = pool.alloc(n);
-        const bn = new m.BatchNorm(dims[1], { pool });
-        if (mode === 'stats') return () => m.ChannelStats.fromBatch(x, dims, { pool });
-        if (mode === 'train') return () => bn.forward(x, dims, { out });
-        await bn.forward(x, dims, { out });
-        if (mode === 'eval') {
-          bn.eval();
-          return () => bn.forward(x, dims, { out });
-        }
-        const dy = pool.alloc(n);
-        dy.set(xs.map((v) => v * 0.5 - 0.25));
-        const dx = pool.alloc(n);
-        return () => bn.backward(dy, { out: dx });
-      }));
-      const calls = Math.max(3, Math.round(1e8 / (8 * n)));
-      const times = fns.map(() => []);
-      for (let round = 0; round < 11; round++) {
-        for (const [k, f] of (round % 2 === 0 ? fns : [...fns].reverse()).entries()) {
-          const which = round % 2 === 0 ? k : 1 - k;
-          await f();
-          const t0 = performance.now();
-          for (let i = 0; i < calls; i++) await f();
-          times[which].push((performance.now() - t0) / calls);
-        }
-      }
-      const [a, b] = times.map(median);
-      console.log(`| ${shape.id} | ${mode} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${(b / a).toFixed(2)} |`);
-    }
-  }
-  await Promise.all(pools.map((p) => p.close()));
 }
