@@ -7,7 +7,10 @@
 //     npm run build && node bench/alternate.mjs /tmp/before/dist dist <scenario>
 //
 // Scenarios (x always an ordinary Float32Array; run once in each order to see the noise, or with
-// PAIRED=1 for single calls in pairs and an interval: see `alternate`):
+// PAIRED=1 for single calls in pairs and an interval: see `alternate`; WARM=n and CALLS=n set
+// the untimed and timed calls of a build's turn in a round, for all of a scenario's calls: long
+// turns, as tinybench's samples of one implementation, let a build's arrays settle in the caches
+// of the threads that work on them):
 //   inline    2 workers, inline sizes, eval / training / forward + backward, ordinary `out`
 //             ("Small inputs"); FRESH=1 for no `out`
 //   eval      1 worker, eval, fresh / ordinary / pool output ("What copies")
@@ -51,6 +54,8 @@ const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() 
  * both orders (fresh pools).
  */
 async function alternate(fns, rounds, calls, warm) {
+  calls = Number(process.env.CALLS ?? calls);
+  warm = Number(process.env.WARM ?? warm);
   const times = fns.map(() => []);
   if (process.env.PAIRED === '1') {
     for (const f of fns) for (let i = 0; i < warm * rounds; i++) await f();

@@ -5,7 +5,9 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { bytesPerElement, type Grid, type Region, type ScratchLayout, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
+import {
+  bytesPerElement, type Grid, type Region, resetClaims, type ScratchLayout, type Task, type TaskOp, type TaskResult,
+} from '../workers/protocol.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
@@ -207,6 +209,8 @@ export function tasksFor(
       planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
     );
   const count = Math.min(call.threads, Math.ceil(items / chunk));
+  // Tasks that wait for channels the calling thread copies in order claim them in that order.
+  const ranges = opts.awaitStaged === true ? 1 : count;
   // Fused claims of several channels or bands shrink toward the end: see FUSED_TAPER.
   const taper = op === 'fused' && chunk > 1 ? FUSED_TAPER * count : 0;
   const tasks: Task[] = [];
@@ -217,6 +221,8 @@ export function tasksFor(
       grid,
       region,
       items,
+      slot: i,
+      ranges,
       chunk,
       taper,
       reverse: opts.reverse ?? false,
@@ -244,9 +250,7 @@ export function tasksFor(
  */
 export async function runPhase(call: Call, tasks: Task[]): Promise<void> {
   // No task of this call runs now (runPhase waits for all of them): the claims start again.
-  const { i32 } = call.ctx.views;
-  Atomics.store(i32, call.layout.claimByte / 4, 0);
-  Atomics.store(i32, call.layout.claim2Byte / 4, 0);
+  if (tasks.length > 0) resetClaims(call.ctx.views.i32, call.layout, tasks[0].ranges);
   const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);
   throwTaskFailure(settled);
   const cancelled = settled.some((s) => s.status === 'fulfilled' && s.value.ok && s.value.cancelled);

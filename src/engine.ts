@@ -160,10 +160,10 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   const accBytes = grid.mode === 'row'
     ? rowScratchBytes(grid.bandChannels)
     : Math.max(PLANE_BLOCKS_MAX * PLANE_ACC_BYTES, rowScratchBytes(Math.min(grid.C, PLANE_RUN_CHANNELS_MAX)));
-  const scratchBytes = Math.ceil(scratchLayout(grid, 0).totalBytes / 64) * 64;
+  const scratchBytes = Math.ceil(scratchLayout(grid, 0, threads).totalBytes / 64) * 64;
   const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
   const owned = [scratchByte];
-  const layout = scratchLayout(grid, scratchByte);
+  const layout = scratchLayout(grid, scratchByte, threads);
   const cancel = (): void => cancelCall(ctx, layout);
   try {
     ctx.views.refresh();

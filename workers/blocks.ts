@@ -238,7 +238,7 @@ export class BlockWalker {
    */
   statsGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
     for (let g = claims.next(); g >= 0; g = claims.next()) {
-      for (const end = claims.end(g); g < end;) {
+      for (const end = claims.end(); g < end;) {
         if (cancelled()) return false;
         g += this.#reduceGroups(cl0, cl1, g, end);
       }
@@ -261,13 +261,15 @@ export class BlockWalker {
     return count;
   }
 
-  /** `phased`: normalizes what statsGroups reduced, last row group first. False when cancelled. */
+  /**
+   * `phased`: normalizes what statsGroups reduced, each range's last row group first (Claims.mirror).
+   * False when cancelled.
+   */
   normalizeGroups(cl0: number, cl1: number, claims: Claims, cancelled: () => boolean): boolean {
-    const { items } = this.#task;
     for (let i = claims.next(); i >= 0; i = claims.next()) {
-      for (const end = claims.end(i); i < end; i++) {
+      for (const end = claims.end(); i < end; i++) {
         if (cancelled()) return false;
-        this.#normalizeGroup(cl0, cl1, items - 1 - i);
+        this.#normalizeGroup(cl0, cl1, claims.mirror(i));
       }
     }
     return true;
@@ -286,26 +288,25 @@ export class BlockWalker {
    * as the two passes apart: the bits do not change. False when cancelled.
    */
   statsNormGroups(cl0: number, cl1: number, stats: Claims, pl0: number, pl1: number, norm: Claims, cancelled: () => boolean): boolean {
-    const { items } = this.#task;
     let g = stats.next();
-    let gEnd = g < 0 ? 0 : stats.end(g);
+    let gEnd = g < 0 ? 0 : stats.end();
     let i = norm.next();
-    let iEnd = i < 0 ? 0 : norm.end(i);
+    let iEnd = i < 0 ? 0 : norm.end();
     while (g >= 0 || i >= 0) {
       if (cancelled()) return false;
       if (i < 0) {
         g += this.#reduceGroups(cl0, cl1, g, gEnd);
       } else if (g < 0) {
-        this.#normalizeGroup(pl0, pl1, items - 1 - i);
+        this.#normalizeGroup(pl0, pl1, norm.mirror(i));
         i++;
       } else if (this.#task.grid.mode === 'row') {
-        this.#rows.statsNorm(g, cl0, cl1, items - 1 - i, pl0, pl1);
+        this.#rows.statsNorm(g, cl0, cl1, norm.mirror(i), pl0, pl1);
         g++;
         i++;
       } else {
         // Row groups g .. g + count - 1 reduced; h .. h + count - 1 (the claim's last first) normalized.
         const count = Math.min(this.#groupsAt(g, gEnd), iEnd - i);
-        const h = items - i - count;
+        const h = norm.mirror(i + count - 1);
         const pairs = Math.min(cl1 - cl0, pl1 - pl0);
         for (let j = 0; j < pairs; j++) this.#pairStatsNorm(cl0 + j, g, pl0 + j, h, count);
         for (let cl = cl0 + pairs; cl < cl1; cl++) this.#planeStretches(cl, g, count);
@@ -315,11 +316,11 @@ export class BlockWalker {
       }
       if (g >= gEnd && g >= 0) {
         g = stats.next();
-        gEnd = g < 0 ? 0 : stats.end(g);
+        gEnd = g < 0 ? 0 : stats.end();
       }
       if (i >= iEnd && i >= 0) {
         i = norm.next();
-        iEnd = i < 0 ? 0 : norm.end(i);
+        iEnd = i < 0 ? 0 : norm.end();
       }
     }
     return true;

@@ -7,7 +7,7 @@ import '../src/wasm-types.js';
 import { BlockWalker, mergeChannels } from './blocks.js';
 import type { Kernel } from './kernels/kernel.js';
 import { prepare } from './prep.js';
-import { scratchLayout, type ScratchLayout, type Task } from './protocol.js';
+import { claimCounter, resetClaims, scratchLayout, type ScratchLayout, type Task } from './protocol.js';
 import { waitOn } from './wait.js';
 
 /** Typed views of the shared memory that the executor itself reads (flags, parameters). */
@@ -46,15 +46,15 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
   if (task.prep !== null && !prepare(task, kernel, views, layout, cancelled)) return false;
   const walk = new BlockWalker(task, kernel, views, layout);
-  const first = new Claims(task, i32, layout.claimByte);
-  const second = new Claims(task, i32, layout.claim2Byte);
+  const first = new Claims(task, i32, layout, 0);
+  const second = new Claims(task, i32, layout, 1);
   if (task.op === 'fused') {
     const row = task.grid.mode === 'row';
     // Plane mode: a channel reduced and merged, normalized while the next one is reduced (where
     // the walker pipelines), or right away.
     let pending = -1;
     for (let i = first.next(); i >= 0; i = first.next()) {
-      for (const end = first.end(i); i < end; i++) {
+      for (const end = first.end(); i < end; i++) {
         // Task.awaitStaged: the calling thread counts the channels it has copied in at stagedByte.
         if (task.awaitStaged && !waitOn(i32, layout.stagedByte / 4, (staged) => staged > i, task.spinMs, cancelled)) return false;
         if (row) {
@@ -85,7 +85,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   let normalizeClaims = first;
   if (task.op !== 'normalize') {
     for (let i = first.next(); i >= 0; i = first.next()) {
-      if (!walk.statsRange(i, first.end(i), cancelled)) return false;
+      if (!walk.statsRange(i, first.end(), cancelled)) return false;
     }
     if (task.op === 'stats') {
       // Every partial of the call is written once the gang's last task gets here: it merges.
@@ -98,10 +98,10 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   // Last item first after a statistics pass: the items reduced last are still in cache.
   const reverse = task.op === 'split' || task.reverse;
   for (let i = normalizeClaims.next(); i >= 0; i = normalizeClaims.next()) {
-    const end = normalizeClaims.end(i);
-    // Reverse: claim [i, end) stands for items [items - end, items - i), visited last first.
+    const end = normalizeClaims.end();
+    // Reverse: claim [i, end) stands for its range's items mirrored, visited last first.
     const done = reverse
-      ? walk.normalizeRange(task.items - end, task.items - i, true, cancelled)
+      ? walk.normalizeRange(normalizeClaims.mirror(end - 1), normalizeClaims.mirror(i) + 1, true, cancelled)
       : walk.normalizeRange(i, end, false, cancelled);
     if (!done) return false;
   }
@@ -109,44 +109,85 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
 }
 
 /**
- * A pass's work items, handed out `task.chunk` at a time through the counter at `counterByte`,
- * which counts claims. The main thread zeroes the counters before it dispatches a call's tasks;
- * between the passes of `split` and `phased`, the task that merges at a barrier does (no task
- * claims from either counter while the others are still arriving).
+ * A pass's work items, handed out `task.chunk` at a time (tapered by `task.taper`) from the
+ * pass's claim counters (`claimCounter`), which count each range's claims. The items are cut
+ * into `task.ranges` equal contiguous ranges; a task claims from its own (`task.slot`) until it
+ * is empty, then from the next ranges in turn, so that where the tasks keep pace each goes over
+ * its own part of the tensor, and where one falls behind the others take over the rest of its
+ * part a claim at a time. The main thread zeroes the counters before it dispatches a call's
+ * tasks; between the passes of `split` and `phased`, the task that merges at a barrier does (no
+ * task claims from either counter while the others are still arriving).
  */
 export class Claims {
   readonly #i32: Int32Array;
-  readonly #index: number;
-  readonly #items: number;
-  readonly #chunk: number;
-  /** Tapered claims (`Task.taper`): claim k is items [bounds[k], bounds[k + 1]). */
-  readonly #bounds: readonly number[] | null;
-  /** The claim `next` handed out last (tapered claims). */
-  #claim = 0;
+  readonly #layout: ScratchLayout;
+  readonly #pass: 0 | 1;
+  readonly #task: Task;
+  /** The range claimed from now, and how many ranges were tried. */
+  #range: number;
+  #tried = 0;
+  /** The current range's items [#lo, #hi), and (tapered claims) its claims' bounds relative to #lo. */
+  #lo = 0;
+  #hi = 0;
+  #bounds: readonly number[] | null = null;
+  /** The end of the claim `next` handed out last. */
+  #end = 0;
 
-  constructor(task: Task, i32: Int32Array, counterByte: number) {
+  constructor(task: Task, i32: Int32Array, layout: ScratchLayout, pass: 0 | 1) {
     this.#i32 = i32;
-    this.#index = counterByte / 4;
-    this.#items = task.items;
-    this.#chunk = task.chunk;
-    this.#bounds = task.taper > 0 ? claimBounds(task.items, task.chunk, task.taper) : null;
+    this.#layout = layout;
+    this.#pass = pass;
+    this.#task = task;
+    this.#range = task.slot % task.ranges;
+    this.#enter();
+  }
+
+  #enter(): void {
+    [this.#lo, this.#hi] = rangeBounds(this.#task, this.#range);
+    this.#bounds = this.#task.taper > 0 ? claimBounds(this.#hi - this.#lo, this.#task.chunk, this.#task.taper) : null;
   }
 
   /** The first item of the next claim, or -1 when every item is taken. */
   next(): number {
-    const claim = Atomics.add(this.#i32, this.#index, 1);
-    if (this.#bounds !== null) {
-      this.#claim = claim;
-      return claim + 1 < this.#bounds.length ? this.#bounds[claim] : -1;
+    const { chunk, ranges } = this.#task;
+    for (;;) {
+      const claim = Atomics.add(this.#i32, claimCounter(this.#layout, this.#pass, this.#range), 1);
+      if (this.#bounds !== null) {
+        if (claim + 1 < this.#bounds.length) {
+          this.#end = this.#lo + this.#bounds[claim + 1];
+          return this.#lo + this.#bounds[claim];
+        }
+      } else if (this.#lo + claim * chunk < this.#hi) {
+        const item = this.#lo + claim * chunk;
+        this.#end = Math.min(item + chunk, this.#hi);
+        return item;
+      }
+      if (++this.#tried >= ranges) return -1;
+      this.#range = (this.#range + 1) % ranges;
+      this.#enter();
     }
-    const item = claim * this.#chunk;
-    return item < this.#items ? item : -1;
   }
 
-  /** The end of the claim that starts at `item` (the one `next` returned last). */
-  end(item: number): number {
-    return this.#bounds !== null ? this.#bounds[this.#claim + 1] : Math.min(item + this.#chunk, this.#items);
+  /** The end of the claim `next` handed out last. */
+  end(): number {
+    return this.#end;
   }
+
+  /**
+   * Item i walked last to first within its range: the range's items in reverse. A pass over the
+   * items a pass before it claimed (`split`'s and `phased`'s normalization after their
+   * statistics) visits each range's items reduced last first, on the task that reduced them.
+   * A claim's items [i, end) so stand for [mirror(end - 1), mirror(i)], which are contiguous.
+   */
+  mirror(i: number): number {
+    return this.#lo + this.#hi - 1 - i;
+  }
+}
+
+/** Items [lo, hi) of range `range` of `task`'s items: equal parts, the larger ones last. */
+export function rangeBounds(task: Task, range: number): [number, number] {
+  const { items, ranges } = task;
+  return [Math.floor((range * items) / ranges), Math.floor(((range + 1) * items) / ranges)];
 }
 
 /**
@@ -163,9 +204,10 @@ export function claimBounds(items: number, chunk: number, taper: number): number
   return bounds;
 }
 
-/** How many claims a pass of `task` hands out. */
-export function claimCount(task: Task): number {
-  return task.taper > 0 ? claimBounds(task.items, task.chunk, task.taper).length - 1 : Math.ceil(task.items / task.chunk);
+/** How many claims range `range` of a pass of `task` hands out. */
+export function claimCount(task: Task, range: number): number {
+  const [lo, hi] = rangeBounds(task, range);
+  return task.taper > 0 ? claimBounds(hi - lo, task.chunk, task.taper).length - 1 : Math.ceil((hi - lo) / task.chunk);
 }
 
 /**
@@ -187,9 +229,8 @@ function barrier(task: Task, kernel: Kernel, views: MemoryViews, layout: Scratch
   if (Atomics.add(i32, layout.doneByte / 4, 1) + 1 === task.gang * (phase + 1)) {
     mergeChannels(kernel, task, layout, c0, c1);
     // Every task has finished the statistics of this phase and the normalization of the one
-    // before (they arrived): both claim counters are free to start again.
-    Atomics.store(i32, layout.claimByte / 4, 0);
-    Atomics.store(i32, layout.claim2Byte / 4, 0);
+    // before (they arrived): both passes' claim counters are free to start again.
+    resetClaims(i32, layout, task.ranges);
     Atomics.store(i32, ready, phase + 1);
     Atomics.notify(i32, ready);
     return true;

@@ -127,12 +127,30 @@ export interface Task {
   readonly region: Region;
   /**
    * Work items 0 .. items - 1 of the region, shared by the call's tasks: each task claims
-   * `chunk` items at a time from a counter in the scratch area until none are left, so a task
+   * `chunk` items at a time from counters in the scratch area until none are left, so a task
    * that starts late or is preempted does less, and none waits for it at the end (or at a
-   * barrier). Every item's work is the same whichever task does it: the bits do not depend on
-   * the claims.
+   * barrier). The items are cut into `ranges` equal contiguous ranges, each with its own counter:
+   * a task claims from range `slot` first, and then from the others in turn (see `Claims`).
+   * Every item's work is the same whichever task does it: the bits do not depend on the claims.
    */
   readonly items: number;
+  /**
+   * The task's own range of items (its place among the dispatch's tasks), claimed before any
+   * other: each pass of a task goes over the same part of the tensor as the task's other passes,
+   * and as the same task of the next call, which the pool runs on the same worker while it is
+   * otherwise idle. That worker's caches still hold it (see `ranges`).
+   */
+  readonly slot: number;
+  /**
+   * How many ranges the items are cut into: the dispatch's task count, or 1 where the tasks
+   * must claim items in order (`awaitStaged`: the calling thread copies the channels in, in
+   * order). One counter a range a pass. With one shared counter (the way until 2026-12-02) the
+   * tasks took turns along the tensor, and each call put parts of it on another thread than the
+   * call before had: the floor's pass took 1.21-1.53x as long on the benchmark shapes when its
+   * two halves swapped threads every call as when they kept them (`node bench/affinity.mjs`;
+   * README, "Performance").
+   */
+  readonly ranges: number;
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
   readonly chunk: number;
   /**
@@ -294,21 +312,18 @@ export const CHANNEL_BIAS = 4;
 export const CHANNEL_ARRAYS = 5;
 
 /**
- * Layout of the per-call scratch area. The first 32 bytes hold seven Int32 words: the cancel flag
+ * Layout of the per-call scratch area. The first 32 bytes hold six Int32 words: the cancel flag
  * (set when the call's signal fires or a task failed), the count of arrivals at the `split` or
  * `phased` barriers, the number of channel groups whose parameters are ready (the flag the tasks
- * at a barrier wait on), the claim counters of a pass's work items (`claimByte`: the only pass of
- * `stats`, `normalize` and `fused`, the statistics of `split` and `phased`; `claim2Byte`: their
- * normalization), and the prep's claim counter and count of channels prepared (see `Task.prep`).
- * Then the interleaved parameters, the per-channel arrays (CHANNEL_MEAN ...) and the partials,
- * each 8-byte aligned.
+ * at a barrier wait on), the prep's claim counter and count of channels prepared (see
+ * `Task.prep`), and the count of channels staged. Then the interleaved parameters, the
+ * per-channel arrays (CHANNEL_MEAN ...), the partials, the float32 row parameters (row mode),
+ * each 8-byte aligned, and last the claim counters (see `claimCounter`).
  */
 export interface ScratchLayout {
   readonly cancelByte: number;
   readonly doneByte: number;
   readonly readyByte: number;
-  readonly claimByte: number;
-  readonly claim2Byte: number;
   readonly prepClaimByte: number;
   readonly prepDoneByte: number;
   /**
@@ -327,7 +342,27 @@ export interface ScratchLayout {
    * parameters for every item. 0 in plane mode. The TypeScript kernels neither write nor read it.
    */
   readonly rowParamsByte: number;
+  /**
+   * The claim counters of the work items (Task.ranges): two Int32 words a range, the first pass's
+   * (the only pass of `stats`, `normalize` and `fused`; the statistics of `split` and `phased`)
+   * and the second's (their normalization).
+   */
+  readonly claimsByte: number;
+  /** Bytes of the area, with claim counters for `ranges` ranges (scratchLayout's argument). */
   readonly totalBytes: number;
+}
+
+/** The claim counter of range `range` of pass `pass` (0 or 1), as an Int32 index. */
+export function claimCounter(layout: ScratchLayout, pass: 0 | 1, range: number): number {
+  return layout.claimsByte / 4 + 2 * range + pass;
+}
+
+/** Zeroes both passes' claim counters of `ranges` ranges. */
+export function resetClaims(i32: Int32Array, layout: ScratchLayout, ranges: number): void {
+  for (let r = 0; r < ranges; r++) {
+    Atomics.store(i32, claimCounter(layout, 0, r), 0);
+    Atomics.store(i32, claimCounter(layout, 1, r), 0);
+  }
 }
 
 /**
@@ -340,18 +375,22 @@ export function rowParamStride(C: number): number {
   return Math.ceil(C / 1024) * 1024 + 336;
 }
 
-export function scratchLayout(grid: Grid, scratchByte: number): ScratchLayout {
+/**
+ * The scratch layout of a call on `grid` at `scratchByte`. Only `totalBytes` depends on `ranges`
+ * (the most ranges any of the call's dispatches cuts its items into: its thread count), so a
+ * worker that reads the other offsets need not give it.
+ */
+export function scratchLayout(grid: Grid, scratchByte: number, ranges = 1): ScratchLayout {
   const paramsByte = scratchByte + 32;
   const channelsByte = paramsByte + grid.C * PARAM_BYTES;
   const partialsByte = channelsByte + grid.C * CHANNEL_ARRAYS * 8;
   const partialsEnd = partialsByte + grid.C * grid.blocksPerChannel * PARTIAL_BYTES;
   const rowParamsByte = grid.mode === 'row' ? Math.ceil(partialsEnd / 64) * 64 : 0;
-  const end = grid.mode === 'row' ? rowParamsByte + 3 * rowParamStride(grid.C) * 4 : partialsEnd;
+  const claimsByte = grid.mode === 'row' ? rowParamsByte + 3 * rowParamStride(grid.C) * 4 : partialsEnd;
   return {
     cancelByte: scratchByte, doneByte: scratchByte + 4, readyByte: scratchByte + 8,
-    claimByte: scratchByte + 12, claim2Byte: scratchByte + 16, prepClaimByte: scratchByte + 20, prepDoneByte: scratchByte + 24,
-    stagedByte: scratchByte + 28,
-    paramsByte, channelsByte, partialsByte, rowParamsByte, totalBytes: end - scratchByte,
+    prepClaimByte: scratchByte + 12, prepDoneByte: scratchByte + 16, stagedByte: scratchByte + 20,
+    paramsByte, channelsByte, partialsByte, rowParamsByte, claimsByte, totalBytes: claimsByte + 8 * ranges - scratchByte,
   };
 }
 

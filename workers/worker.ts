@@ -10,7 +10,7 @@ import { copyBytesTaskOut } from './copy-out.js';
 import { claimCount, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
-import { type BytesTask, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { type BytesTask, claimCounter, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
 
 export interface WorkerData {
   readonly memory: WebAssembly.Memory;
@@ -46,12 +46,16 @@ function injectFault(task: Task): void {
   const fault = task.fault!;
   if (fault.kind === 'exit') process.exit(fault.exitCode);
   if (fault.kind === 'late') {
-    // Wait (30 s at most) until the claims of the first pass have handed out every item.
+    // Wait (30 s at most) until the claims of the first pass have handed out every item, its own
+    // range's included.
     views.refresh();
-    const counter = scratchLayout(task.grid, task.scratchByte).claimByte / 4;
-    const claims = claimCount(task);
+    const layout = scratchLayout(task.grid, task.scratchByte);
     const until = Date.now() + 30_000;
-    while (Atomics.load(views.i32, counter) < claims && Date.now() < until) Atomics.wait(views.i32, counter, Atomics.load(views.i32, counter), 1);
+    for (let r = 0; r < task.ranges; r++) {
+      const counter = claimCounter(layout, 0, r);
+      const claims = claimCount(task, r);
+      while (Atomics.load(views.i32, counter) < claims && Date.now() < until) Atomics.wait(views.i32, counter, Atomics.load(views.i32, counter), 1);
+    }
     return;
   }
   if (fault.kind === 'stall') {
