@@ -148,10 +148,11 @@ describe('abort', () => {
   });
 });
 
-describe('work claimed from a shared counter', () => {
-  // One task of the call starts only once the others have claimed every item of the first pass
-  // (as if its worker had lost its core): the call still completes, with the same bits. With
-  // fixed ranges per task the late task's range would wait for it (here: the 30 s fault limit).
+describe('work claimed from counters on the shared memory, each task its own range first', () => {
+  // One task of the call starts only once the others have claimed every item of the first pass,
+  // its own range's included (as if its worker had lost its core): the call still completes, with
+  // the same bits. Were a range left to its own task, the others would wait for it (here: the
+  // 30 s fault limit).
   const cases: [string, number[], 'train' | 'eval' | 'backward', { cacheBytes?: number }][] = [
     ['fused', [4, 8, 32, 32], 'train', {}],
     ['split, plane mode', [4, 3, 64, 64], 'train', {}],
