@@ -160,8 +160,9 @@ export interface Task {
    */
   readonly taper: number;
   /**
-   * `normalize`: visit the items last to first. After a statistics phase over the same items,
-   * the ones reduced last are still in cache and are normalized first.
+   * `normalize`: visit each range's items last to first (Claims.mirror). After a statistics
+   * phase over the same items, each task normalizes first what it reduced last, still in its
+   * cache.
    */
   readonly reverse: boolean;
   /** Per-call scratch area (see `scratchLayout`). */
