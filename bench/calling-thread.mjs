@@ -14,6 +14,9 @@
 //   settled   the tasks' results in (dispatch.ts, runPhase)
 //   results   the per-channel results copied off the pool (engine.ts), and the scratch freed
 //   end       the call's promise settled, as its caller sees it
+// and in how many of the calls each task ran on the worker that ran it most often (piscina picks
+// the worker; the tasks' claims keep each task's part of the tensor on its worker only where it
+// picks the same one: Task.slot).
 // How: it copies the build's dist/ to a temporary folder and inserts a timestamp at each step
 // there, and has the worker entry's tasks return their end time (as timeline.mjs does; the
 // product itself is not changed); if a step's line is not found, the code moved: update the
@@ -77,9 +80,10 @@ mark('src/dispatch.js', [['    throwTaskFailure(settled);', 'settled']]);
   const head = 'export default function runTask(';
   if (!source.includes(head)) throw new Error(`workers/worker.js: no "${head}" to wrap (update bench/calling-thread.mjs)`);
   writeFileSync(path, `${source.replace(head, 'function runTaskUntimed(')}
+import { threadId as calledOn } from 'node:worker_threads';
 export default function runTask(task) {
   const result = runTaskUntimed(task);
-  return { ...result, ended: performance.timeOrigin + performance.now() };
+  return { ...result, ended: performance.timeOrigin + performance.now(), worker: calledOn };
 }
 `);
 }
@@ -89,12 +93,17 @@ const [{ BatchNorm, Pool }, { SHAPES, elementsOf, fillInput }, { Piscina }] = aw
   import(url('src/index.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
 let steps = null;
+/** The worker of each task of the call being timed, by the task's place in the call. */
+let workers = null;
 globalThis.__step = (label) => steps?.push([label, performance.now()]);
 const run = Piscina.prototype.run;
 Piscina.prototype.run = function timedRun(task, options) {
   if (steps !== null && !steps.some(([label]) => label === 'tasks')) steps.push(['tasks', performance.now()]);
   const promise = run.call(this, task, options);
   const call = steps;
+  const calledWorkers = workers;
+  const place = calledWorkers?.length ?? 0;
+  calledWorkers?.push(null);
   call?.push([`post ${call.filter(([label]) => label.startsWith('post')).length + 1}`, performance.now()]);
   return promise.then((result) => {
     if (call !== null && result?.ended !== undefined) {
@@ -103,6 +112,7 @@ Piscina.prototype.run = function timedRun(task, options) {
       if (work === undefined) call.push(['work', ended]);
       else work[1] = Math.max(work[1], ended);
     }
+    if (calledWorkers !== null) calledWorkers[place] = result?.worker ?? null;
     return result;
   });
 };
@@ -120,15 +130,21 @@ for (const id of ids) {
   fillInput(x, shape);
   const bn = new BatchNorm(shape[1], { pool }).eval();
   const calls = [];
+  const placesOf = [];
   for (let i = 0; i < 350; i++) {
     steps = [];
+    workers = [];
     const t0 = performance.now();
     await bn.forward(x, shape, { out });
     steps.push(['end', performance.now()]);
     // The tasks' ends are pushed as their results arrive: put the last one in its place in time.
     steps.sort((a, b) => a[1] - b[1]);
-    if (i >= 50) calls.push(steps.map(([label, t]) => [label, (t - t0) * 1000]));
+    if (i >= 50) {
+      calls.push(steps.map(([label, t]) => [label, (t - t0) * 1000]));
+      placesOf.push(workers);
+    }
     steps = null;
+    workers = null;
   }
   pool.free(x);
   pool.free(out);
@@ -141,6 +157,11 @@ for (const id of ids) {
     before = at;
     return cell;
   });
-  console.log(`[${shape.join(', ')}]: ${cells.join(', ')}`);
+  const kept = placesOf[0].map((_, k) => {
+    const counts = new Map();
+    for (const w of placesOf) counts.set(w[k], (counts.get(w[k]) ?? 0) + 1);
+    return Math.max(...counts.values());
+  });
+  console.log(`[${shape.join(', ')}]: ${cells.join(', ')}; task k on its usual worker in ${kept.join(', ')} of ${placesOf.length} calls`);
 }
 await pool.close();
