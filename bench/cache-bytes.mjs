@@ -10,8 +10,8 @@
 //     npm run build && node bench/cache-bytes.mjs [A|B|C|E|N,C,H,W] [MiB,MiB,...] [dist]
 //
 // Defaults: B, and 16, 64 and 256 MiB (B's 51 MB in one go). `default` in the list is a pool
-// without the option: 16 MiB for plane-mode training forwards, one barrier for row-mode ones and
-// for every backward (src/engine.ts, phasesOf); a size given applies to all of them. A shape may
+// without the option: one barrier for every call, and 16 MiB for the in-order walk (src/engine.ts,
+// phasesOf; Task.inOrder); a size given applies to all of them. A shape may
 // also be given as its dimensions (channels-first, float32). Prints each pool's median ms and its
 // ratio to the floor's median (the floor runs on the first pool's arrays). The pools' order
 // matters here (one pool's calls ran up to 25% slower than another's with the same options, on

@@ -257,15 +257,15 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
 }
 
 /**
- * The channel groups of a split call's single chunk (`planPhases`), or null for one barrier. The
- * pool's `cacheBytes` when given; by default only a plane-mode training forward goes in phases:
- * on the third and fourth machines a row-mode forward's and every backward's phases lost to one
- * barrier (README, "How the work is split"), where on the first they won.
+ * The channel groups of a split call's single chunk (`planPhases`), or null for one barrier: by
+ * the pool's `cacheBytes` when given, else one barrier. On the first machine phases won; on the
+ * third and fourth a row-mode forward's and every backward's lost to one barrier, and since
+ * 2026-12-02 23:30 UTC a plane-mode forward's too (README, "How the work is split").
  */
 export function phasesOf(
   ctx: Pick<PoolInternals, 'cacheBytes' | 'cacheBytesGiven'>, grid: Grid, req: Pick<EngineRequest, 'dtype' | 'backward'>, channels: number, threads: number,
 ): number[] | null {
-  if (!ctx.cacheBytesGiven && (grid.mode === 'row' || req.backward !== undefined)) return null;
+  if (!ctx.cacheBytesGiven) return null;
   return planPhases(grid, channels, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
 }
 

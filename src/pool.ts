@@ -36,14 +36,14 @@ export interface PoolOptions {
   inlineThreshold?: number;
   /**
    * Bytes of input the planner counts on the last-level cache to keep between a training call's
-   * statistics pass and its normalization pass. Larger inputs whose channels cannot be shared out
-   * whole between the threads are done a group of channels of at most this size at a time.
-   * Given, it applies to every training forward and backward. Not given: `DEFAULT_CACHE_BYTES`
-   * (16 MiB, half the 32 MiB L3 of this project's first machine) for training forwards of long
-   * runs (plane mode) only; row-mode forwards (short runs) and backwards take one barrier, which
-   * won on the third and fourth machines (README, "How the work is split"). Given or not, a call
-   * whose input and output together are larger normalizes rows of channels in lanes (rank 2,
-   * channels-last) in address order, as data streaming from memory go fastest (README, "Kernels").
+   * statistics pass and its normalization pass. When given, larger training forwards and
+   * backwards whose channels cannot be shared out whole between the threads are done a group of
+   * channels of at most this size at a time; when not, none is: one barrier won on the third and
+   * fourth machines (README, "How the work is split"). A call
+   * whose input and output together are larger than it (`DEFAULT_CACHE_BYTES` when not given:
+   * 16 MiB, half the 32 MiB L3 of this project's first machine) normalizes rows of channels in
+   * lanes (rank 2, channels-last) in address order, as data streaming from memory go fastest
+   * (README, "Kernels").
    */
   cacheBytes?: number;
 }
@@ -80,11 +80,12 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
  * Default of `PoolOptions.cacheBytes`: half the L3 of this project's first machine, the other half
  * for the output the normalization writes. Measured there on [64, 3, 224, 224] at 2 threads: one
  * 12.8 MB channel at a time took the training forward from 2.98-3.12 ms to 2.70-2.75 ms (same
- * run). On the third machine (same L3) the phases it brings lose on B [256, 256, 14, 14] (2.08-2.15
- * of the floor against 1.40-1.61 with one barrier) and change nothing on C, and on the fourth
- * they lose on B and on backwards: so a pool without the option uses it for plane-mode training
- * forwards only (engine.ts, phasesOf). `node bench/cache-bytes.mjs` measures a machine (README,
- * "Performance").
+ * run). On the third machine (same L3) the phases it brought lost on B [256, 256, 14, 14]
+ * (2.08-2.15 of the floor against 1.40-1.61 with one barrier) and changed nothing on C, and on
+ * the fourth they lost on B, on backwards and (since 2026-12-02 23:30 UTC) on C: so a pool without
+ * the option makes no phases (engine.ts, phasesOf), and the default decides only the in-order
+ * walk of rows of channels in lanes (Task.inOrder). `node bench/cache-bytes.mjs` measures a
+ * machine (README, "How the work is split").
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 
@@ -97,7 +98,7 @@ export interface PoolInternals {
   readonly cacheBytes: number;
   /**
    * Whether `cacheBytes` was given: then it applies to every training forward and backward;
-   * by default only plane-mode training forwards go in phases (engine.ts, phasesOf).
+   * without it no call goes in phases (engine.ts, phasesOf).
    */
   readonly cacheBytesGiven: boolean;
   assertOpen(): void;
