@@ -131,7 +131,7 @@ export function targetsTable(targets: readonly Target[], threads: number): strin
   }
   lines.push(
     '',
-    'The last column, for the training targets: the floor plus the read pass of the same run, in the target\'s units. A training forward that reduces x in one pass and then normalizes it in another, each as fast as the floor\'s halves, takes that long. Below it needs the two passes overlapped (the phased path of C, and of B with `cacheBytes` given: a group\'s statistics under the normalization of the group before) or x kept in cache between them (the fused path of A: a channel at a time). Channels-last rows hold every channel: no channel is whole before the last row is read, and overlapping groups of channels made it slower, so channels-last training makes the two passes in turn (README, "Performance").',
+    'The last column, for the training targets: the floor plus the read pass of the same run, in the target\'s units. A training forward that reduces x in one pass and then normalizes it in another, each as fast as the floor\'s halves, takes that long. Below it needs the two passes overlapped (the phased path, with `cacheBytes` given: a group\'s statistics under the normalization of the group before), x kept in cache between them (the fused path of A: a channel at a time), or each thread\'s part of x in its own cache between them (the split path of B, C and E: each task normalizes its own range of the items, last reduced first). Channels-last rows hold every channel: no channel is whole before the last row is read, and overlapping groups of channels made it slower, so channels-last training makes the two passes in turn (README, "Performance").',
   );
   return lines.join('\n');
 }
