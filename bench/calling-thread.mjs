@@ -23,21 +23,17 @@
 // anchors below. Plain JavaScript, like timeline.mjs.
 //
 //     npm run build && node bench/calling-thread.mjs [A|B|C|D|E|N,C,...]... [dist]
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { copyDist, wrapWorkerEntry } from './dist-copy.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const dir = args.length > 0 && existsSync(resolve(args.at(-1), 'src/index.js')) ? args.pop() : join(root, 'dist');
 const ids = args.length > 0 ? args : ['A', 'C', 'E'];
 
-const tmp = mkdtempSync(join(tmpdir(), 'bnpool-calling-thread-'));
-process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
-cpSync(resolve(dir), join(tmp, 'dist'), { recursive: true });
-writeFileSync(join(tmp, 'package.json'), '{ "type": "module" }\n');
-symlinkSync(join(root, 'node_modules'), join(tmp, 'node_modules'), 'dir');
+const tmp = copyDist(dir, 'calling-thread');
 
 /** Inserts `globalThis.__step?.(label)` before each anchor (its first occurrence) of a file. */
 function mark(file, steps) {
@@ -73,20 +69,13 @@ mark('src/dispatch.js', [['    throwTaskFailure(settled);', 'settled']]);
   if (moved === source || !moved.includes('globalThis.__step?.("results")')) throw new Error('src/engine.js: the finally block moved (update bench/calling-thread.mjs)');
   writeFileSync(path, moved);
 }
-// Each task's end, on its worker (the clocks of all threads agree: timeOrigin + now()).
-{
-  const path = join(tmp, 'dist', 'workers', 'worker.js');
-  const source = readFileSync(path, 'utf8');
-  const head = 'export default function runTask(';
-  if (!source.includes(head)) throw new Error(`workers/worker.js: no "${head}" to wrap (update bench/calling-thread.mjs)`);
-  writeFileSync(path, `${source.replace(head, 'function runTaskUntimed(')}
-import { threadId as calledOn } from 'node:worker_threads';
+// Each task's end, on its worker (the clocks of all threads agree: timeOrigin + now()), and the worker.
+wrapWorkerEntry(tmp, `import { threadId as calledOn } from 'node:worker_threads';
 export default function runTask(task) {
   const result = runTaskUntimed(task);
   return { ...result, ended: performance.timeOrigin + performance.now(), worker: calledOn };
 }
-`);
-}
+`, 'calling-thread.mjs');
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
 const [{ BatchNorm, Pool }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([

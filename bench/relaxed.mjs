@@ -18,11 +18,11 @@
 //     npm run build && node bench/relaxed.mjs [planes,lanes]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compileWasm } from '../workers/wasm/asc.mjs';
+import { copyDist } from './dist-copy.mjs';
 
 const FLAG = '--experimental-wasm-relaxed-simd';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,11 +30,8 @@ const scenarios = (process.argv[2] ?? 'planes,lanes').split(',');
 
 if (!process.execArgv.includes(FLAG)) {
   // Build the relaxed copy here, then check it and time it in children that have the flag.
-  const tmp = mkdtempSync(join(tmpdir(), 'bnpool-relaxed-'));
+  const tmp = copyDist(join(root, 'dist'), 'relaxed');
   try {
-    cpSync(join(root, 'dist'), join(tmp, 'dist'), { recursive: true });
-    writeFileSync(join(tmp, 'package.json'), '{ "type": "module" }\n');
-    symlinkSync(join(root, 'node_modules'), join(tmp, 'node_modules'), 'dir');
     const src = join(root, 'workers', 'wasm', 'assembly');
     const dst = join(tmp, 'assembly');
     cpSync(src, dst, { recursive: true });

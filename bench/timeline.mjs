@@ -20,10 +20,9 @@
 // Kinds: floor, train, eval, backward (the defaults); stats (ChannelStats.fromBatch); backward-into (dWeight and dBias into
 // arrays made once), functional and functional-into (batchNorm's training forward, its mean and
 // var new or into arrays made once).
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { copyDist, wrapWorkerEntry } from './dist-copy.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const [id = 'A', list = 'floor,train,eval,backward', threadArg = '2', dir = join(root, 'dist')] = process.argv.slice(2);
@@ -31,22 +30,13 @@ const kinds = list.split(',');
 const threads = Number(threadArg);
 
 // The copy: dist/ as built, its worker entry's default export wrapped.
-const tmp = mkdtempSync(join(tmpdir(), 'bnpool-timeline-'));
-process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
-cpSync(resolve(dir), join(tmp, 'dist'), { recursive: true });
-writeFileSync(join(tmp, 'package.json'), '{ "type": "module" }\n');
-symlinkSync(join(root, 'node_modules'), join(tmp, 'node_modules'), 'dir');
-const workerFile = join(tmp, 'dist', 'workers', 'worker.js');
-const source = readFileSync(workerFile, 'utf8');
-const head = 'export default function runTask(';
-if (!source.includes(head)) throw new Error(`${workerFile}: no "${head}" to wrap (the worker entry changed: update bench/timeline.mjs)`);
-writeFileSync(workerFile, `${source.replace(head, 'function runTaskUntimed(')}
-export default function runTask(task) {
+const tmp = copyDist(dir, 'timeline');
+wrapWorkerEntry(tmp, `export default function runTask(task) {
   const start = performance.timeOrigin + performance.now();
   const result = runTaskUntimed(task);
   return { ...result, timeline: [start, performance.timeOrigin + performance.now()] };
 }
-`);
+`, 'timeline.mjs');
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
 const [{ BatchNorm, ChannelStats, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([

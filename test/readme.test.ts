@@ -3,7 +3,7 @@
  * it stands, blocks 2 to 4 (fragments) with their free variables defined below. What each
  * comment promises is checked on the values the block leaves.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -80,6 +80,7 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
     expect(bn.numBatchesTracked).toBe(2); // the synced forward counted
   } finally {
     process.chdir(cwd);
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
