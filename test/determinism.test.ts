@@ -60,7 +60,7 @@ describe('Claims (each task its own range first)', () => {
           const start = claims.next();
           if (start < 0) return;
           live++;
-          const [lo, hi] = rangeBounds({ items, ranges: count } as Task, slot);
+          const [lo, hi] = rangeBounds(items, count, slot);
           const own = start >= lo && start < hi;
           if (!own) stolen[slot] = true;
           expect(own || stolen[slot]).toBe(true);
@@ -73,10 +73,10 @@ describe('Claims (each task its own range first)', () => {
       expect(owner.every((o) => o >= 0)).toBe(true);
       // Ranges of equal size (within one item) and in order.
       for (let r = 0; r < count; r++) {
-        const [lo, hi] = rangeBounds({ items, ranges: count } as Task, r);
+        const [lo, hi] = rangeBounds(items, count, r);
         expect(hi - lo).toBeGreaterThanOrEqual(Math.floor(items / count));
         expect(hi - lo).toBeLessThanOrEqual(Math.ceil(items / count));
-        if (r > 0) expect(lo).toBe(rangeBounds({ items, ranges: count } as Task, r - 1)[1]);
+        if (r > 0) expect(lo).toBe(rangeBounds(items, count, r - 1)[1]);
       }
     }
   });
@@ -90,7 +90,7 @@ describe('Claims (each task its own range first)', () => {
       starts.push(i);
       ends.push(tasks[1].end());
     }
-    const [r1, r2, r0] = [1, 2, 0].map((r) => rangeBounds({ items, ranges: count } as Task, r));
+    const [r1, r2, r0] = [1, 2, 0].map((r) => rangeBounds(items, count, r));
     const expected = [r1, r2, r0].flatMap(([lo, hi]) => claimBounds(hi - lo, chunk, taper).slice(0, -1).map((b) => lo + b));
     expect(starts).toEqual(expected);
     expect(ends.at(-1)).toBe(r0[1]);
@@ -106,7 +106,7 @@ describe('Claims (each task its own range first)', () => {
     };
     // Each task's first claim: the first items of its range, which stand for its last ones.
     tasks.forEach((claims, slot) => {
-      const [lo, hi] = rangeBounds({ items, ranges: count } as Task, slot);
+      const [lo, hi] = rangeBounds(items, count, slot);
       const first = claims.next();
       expect(first).toBe(lo);
       expect(claims.mirror(first)).toBe(hi - 1);

@@ -143,7 +143,7 @@ export class Claims {
   }
 
   #enter(): void {
-    [this.#lo, this.#hi] = rangeBounds(this.#task, this.#range);
+    [this.#lo, this.#hi] = rangeBounds(this.#task.items, this.#task.ranges, this.#range);
     this.#bounds = this.#task.taper > 0 ? claimBounds(this.#hi - this.#lo, this.#task.chunk, this.#task.taper) : null;
   }
 
@@ -184,9 +184,8 @@ export class Claims {
   }
 }
 
-/** Items [lo, hi) of range `range` of `task`'s items: equal parts, the larger ones last. */
-export function rangeBounds(task: Task, range: number): [number, number] {
-  const { items, ranges } = task;
+/** Items [lo, hi) of range `range` of `items` items cut into `ranges`: equal parts, the larger ones last. */
+export function rangeBounds(items: number, ranges: number, range: number): [number, number] {
   return [Math.floor((range * items) / ranges), Math.floor(((range + 1) * items) / ranges)];
 }
 
@@ -206,7 +205,7 @@ export function claimBounds(items: number, chunk: number, taper: number): number
 
 /** How many claims range `range` of a pass of `task` hands out. */
 export function claimCount(task: Task, range: number): number {
-  const [lo, hi] = rangeBounds(task, range);
+  const [lo, hi] = rangeBounds(task.items, task.ranges, range);
   return task.taper > 0 ? claimBounds(hi - lo, task.chunk, task.taper).length - 1 : Math.ceil((hi - lo) / task.chunk);
 }
 
