@@ -55,20 +55,10 @@ mark('src/engine.js', [
   ['    const owned = [scratchByte];', 'scratch'],
   ['        const y = placed.y ?? req.x.subarray(0, 0);', 'placed'],
   ["            call.prep = 'eval';", 'channels'],
-  ['/**\n * The channel groups of a split call', 'results'],
+  // The end of execute's `finally` (the scratch freed), before its closing braces.
+  ['    }\n}\n/**\n * The channel groups of a split call', 'results'],
 ]);
 mark('src/dispatch.js', [['    throwTaskFailure(settled);', 'settled']]);
-// The engine's `results` mark lands after execute's closing brace: move it into its `finally`.
-{
-  const path = join(tmp, 'dist', 'src', 'engine.js');
-  const source = readFileSync(path, 'utf8');
-  const moved = source.replace('globalThis.__step?.("results");\n', '').replace(
-    '            ctx.arena.free(offset);\n',
-    '            ctx.arena.free(offset);\n        globalThis.__step?.("results");\n',
-  );
-  if (moved === source || !moved.includes('globalThis.__step?.("results")')) throw new Error('src/engine.js: the finally block moved (update bench/calling-thread.mjs)');
-  writeFileSync(path, moved);
-}
 // Each task's end, on its worker (the clocks of all threads agree: timeOrigin + now()), and the worker.
 wrapWorkerEntry(tmp, `import { threadId as calledOn } from 'node:worker_threads';
 export default function runTask(task) {
