@@ -2,7 +2,8 @@
  * The WebAssembly kernels alone, on one thread, over data that fit L1 (32 KiB), L2 (1 MiB) or
  * neither (64 MiB): what each reduces or streams a second, beside a plain read (a sum) and the
  * floor's pass. GB/s counts the bytes a kernel reads and writes (the sum and the statistics: x
- * once; the others: x and y). Repeated in 9 rounds that alternate the kernels; medians.
+ * once; the others: x and y; a training forward's two passes: x and y once, as the floor's).
+ * Repeated in 9 rounds that alternate the kernels; medians.
  *
  *     npm run build && node dist/bench/kernels.js [Y_OFFSET]
  *
@@ -48,6 +49,8 @@ function kernels(n: number): [string, number, () => void][] {
   const channels = Math.min(C, n / 64);
   const rows = n / channels;
   const group = Math.min(rows, 256); // row groups, as the grid's for E
+  const channel = 2 * plane; // the fused rows' channels: two planes
+  const pairs = Math.floor(n / channel);
   return [
     ['read (a sum)', 4 * n, () => kernel.read(X, n)],
     ['floor (y = a*x + b)', 8 * n, () => kernel.stream(X, y, n, 1.5, 0.25)],
@@ -67,6 +70,23 @@ function kernels(n: number): [string, number, () => void][] {
       }
     }],
     ['normalizePlanes', 8 * n, () => kernel.normalizePlanes(false, X, run, y, run, n / run, run, 3000, 2, 0.5, false)],
+    // A training forward's two passes over channels of two of A's planes: fused (statsNormPlanes,
+    // a channel's statistics in step with the normalization of the one before, as fused tasks
+    // call it), or each channel reduced and then normalized. Bytes: x and y once, as the floor's.
+    ['statsNormPlanes: channel c reduced in step with c - 1 normalized', 8 * channel * (pairs - 1), () => {
+      for (let c = 1; c < pairs; c++) {
+        kernel.statsNormPlanes(
+          false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, 24, ACC,
+          X + 4 * (c - 1) * channel, 0, plane, y + 4 * (c - 1) * channel, 0, plane, 3000, 2, 0.5, false,
+        );
+      }
+    }],
+    ['statsPlanes, then normalizePlanes, a channel at a time', 8 * channel * pairs, () => {
+      for (let c = 0; c < pairs; c++) {
+        kernel.statsPlanes(false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, 24, ACC);
+        kernel.normalizePlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 2, plane, 3000, 2, 0.5, false);
+      }
+    }],
     ['normalizeRows, 1024 channels in lanes (128 at 32 KiB)', 8 * n, () => {
       for (let r = 0; r < rows; r += group) {
         kernel.normalizeRows(false, X + 4 * r * channels, y + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, PARAMS, ACC, false);
