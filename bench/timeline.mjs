@@ -10,6 +10,9 @@
 //   gap      between the first and the last task's end (the tail: one task idle, the other not)
 //   settle   from the last task's end to the call's promise settling
 //   total    the call
+//   kernels  with KERNELS=1: a task's time inside kernel calls on its worker (the mean of the
+//            call's tasks), so that work - kernels is the executor's own JavaScript; timing each
+//            call adds ~0.3 µs to it (A's fused tasks make ~600 calls), so it is not on by default
 // How: it copies the build's dist/ to a temporary folder, wraps the worker entry's task function
 // there so that each result carries its start and end (the clocks of all threads agree:
 // performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
@@ -20,6 +23,7 @@
 // Kinds: floor, train, eval, backward (the defaults); stats (ChannelStats.fromBatch); backward-into (dWeight and dBias into
 // arrays made once), functional and functional-into (batchNorm's training forward, its mean and
 // var new or into arrays made once).
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { copyDist, wrapWorkerEntry } from './dist-copy.mjs';
@@ -29,14 +33,33 @@ const [id = 'A', list = 'floor,train,eval,backward', threadArg = '2', dir = join
 const kinds = list.split(',');
 const threads = Number(threadArg);
 
-// The copy: dist/ as built, its worker entry's default export wrapped.
+const KERNELS = process.env.KERNELS === '1';
+
+// The copy: dist/ as built, its worker entry's default export wrapped (and with KERNELS=1 its
+// kernel's methods timed).
 const tmp = copyDist(dir, 'timeline');
 wrapWorkerEntry(tmp, `export default function runTask(task) {
+  globalThis.__kernelMs = 0;
   const start = performance.timeOrigin + performance.now();
   const result = runTaskUntimed(task);
-  return { ...result, timeline: [start, performance.timeOrigin + performance.now()] };
+  return { ...result, timeline: [start, performance.timeOrigin + performance.now(), globalThis.__kernelMs] };
 }
 `, 'timeline.mjs');
+if (KERNELS) {
+  const file = join(tmp, 'dist', 'workers', 'worker.js');
+  const line = 'const kernel = createKernel(data.kernel, data.memory, data.wasmModule);';
+  const source = readFileSync(file, 'utf8');
+  if (!source.includes(line)) throw new Error(`${file}: no "${line}" to time (the worker entry changed: update bench/timeline.mjs)`);
+  writeFileSync(file, source.replace(line, `const kernel = new Proxy(createKernel(data.kernel, data.memory, data.wasmModule), {
+  get(target, name) {
+    const value = target[name];
+    return typeof value !== 'function' ? value : (...args) => {
+      const t0 = performance.now();
+      try { return value.apply(target, args); } finally { globalThis.__kernelMs += performance.now() - t0; }
+    };
+  },
+});`));
+}
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
 const [{ BatchNorm, ChannelStats, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
@@ -107,12 +130,13 @@ for (let round = 0; round < 45; round++) {
       gap: Math.max(...ends) - Math.min(...ends),
       settle: t1 - Math.max(...ends),
       total: t1 - t0,
+      kernels: tasks.reduce((sum, t) => sum + t[2], 0) / tasks.length,
     });
   }
 }
 await pool.close();
 const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
-const columns = ['pre', 'posting', 'first', 'last', 'work', 'gap', 'settle', 'total'];
+const columns = ['pre', 'posting', 'first', 'last', 'work', 'gap', 'settle', 'total', ...(KERNELS ? ['kernels'] : [])];
 console.log(`[${shape.join(', ')}], ${threads} threads, zero-copy: medians of 40 calls each, ms (${new Date().toISOString()})`);
 console.log(`| call | ${columns.join(' | ')} |`);
 console.log(`| --- |${columns.map(() => ' ---: |').join('')}`);

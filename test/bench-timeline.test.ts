@@ -23,4 +23,21 @@ describe('bench/timeline.mjs', () => {
       expect(settle).toBeLessThanOrEqual(total);
     }
   });
+
+  it('with KERNELS=1, adds each task\'s time inside kernel calls, within its work', () => {
+    const run = spawnSync(process.execPath, ['bench/timeline.mjs', '4,16,64,64', 'floor,train', '2'], {
+      encoding: 'utf8', timeout: 60_000, env: { ...process.env, KERNELS: '1' },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/\| call \| pre \| posting \| first \| last \| work \| gap \| settle \| total \| kernels \|/);
+    const rows = run.stdout.split('\n').filter((line) => /^\| (floor|train) \|/.test(line));
+    expect(rows).toHaveLength(2);
+    for (const row of rows) {
+      const cells = row.split('|').slice(2, -1).map(Number);
+      expect(cells).toHaveLength(9);
+      const [work, kernels] = [cells[4], cells[8]];
+      expect(kernels).toBeGreaterThan(0);
+      expect(kernels).toBeLessThanOrEqual(work);
+    }
+  });
 });
