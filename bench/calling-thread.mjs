@@ -23,10 +23,10 @@
 // anchors below. Plain JavaScript, like timeline.mjs.
 //
 //     npm run build && node bench/calling-thread.mjs [A|B|C|D|E|N,C,...]... [dist]
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { copyDist, wrapWorkerEntry } from './dist-copy.mjs';
+import { copyDist, replaceInCopy, wrapWorkerEntry } from './dist-copy.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -37,14 +37,9 @@ const tmp = copyDist(dir, 'calling-thread');
 
 /** Inserts `globalThis.__step?.(label)` before each anchor (its first occurrence) of a file. */
 function mark(file, steps) {
-  const path = join(tmp, 'dist', file);
-  let source = readFileSync(path, 'utf8');
   for (const [anchor, label] of steps) {
-    const at = source.indexOf(anchor);
-    if (at < 0) throw new Error(`${file}: no "${anchor.trim()}" to mark "${label}" before (the code moved: update bench/calling-thread.mjs)`);
-    source = `${source.slice(0, at)}globalThis.__step?.(${JSON.stringify(label)});\n${source.slice(at)}`;
+    replaceInCopy(tmp, file, anchor, `globalThis.__step?.(${JSON.stringify(label)});\n${anchor}`, 'calling-thread.mjs');
   }
-  writeFileSync(path, source);
 }
 mark('src/batch-norm.js', [
   ['        return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {', 'checked'],

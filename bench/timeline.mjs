@@ -23,10 +23,9 @@
 // Kinds: floor, train, eval, backward (the defaults); stats (ChannelStats.fromBatch); backward-into (dWeight and dBias into
 // arrays made once), functional and functional-into (batchNorm's training forward, its mean and
 // var new or into arrays made once).
-import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { copyDist, wrapWorkerEntry } from './dist-copy.mjs';
+import { copyDist, replaceInCopy, wrapWorkerEntry } from './dist-copy.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const [id = 'A', list = 'floor,train,eval,backward', threadArg = '2', dir = join(root, 'dist')] = process.argv.slice(2);
@@ -46,11 +45,7 @@ wrapWorkerEntry(tmp, `export default function runTask(task) {
 }
 `, 'timeline.mjs');
 if (KERNELS) {
-  const file = join(tmp, 'dist', 'workers', 'worker.js');
-  const line = 'const kernel = createKernel(data.kernel, data.memory, data.wasmModule);';
-  const source = readFileSync(file, 'utf8');
-  if (!source.includes(line)) throw new Error(`${file}: no "${line}" to time (the worker entry changed: update bench/timeline.mjs)`);
-  writeFileSync(file, source.replace(line, `const kernel = new Proxy(createKernel(data.kernel, data.memory, data.wasmModule), {
+  replaceInCopy(tmp, 'workers/worker.js', 'const kernel = createKernel(data.kernel, data.memory, data.wasmModule);', `const kernel = new Proxy(createKernel(data.kernel, data.memory, data.wasmModule), {
   get(target, name) {
     const value = target[name];
     return typeof value !== 'function' ? value : (...args) => {
@@ -58,7 +53,7 @@ if (KERNELS) {
       try { return value.apply(target, args); } finally { globalThis.__kernelMs += performance.now() - t0; }
     };
   },
-});`));
+});`, 'timeline.mjs');
 }
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
