@@ -47,7 +47,6 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   if (task.prep !== null && !prepare(task, kernel, views, layout, cancelled)) return false;
   const walk = new BlockWalker(task, kernel, views, layout);
   const first = new Claims(task, i32, layout, 0);
-  const second = new Claims(task, i32, layout, 1);
   if (task.op === 'fused') {
     const row = task.grid.mode === 'row';
     // Plane mode: a channel reduced and merged, normalized while the next one is reduced (where
@@ -73,6 +72,7 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     // Phase p's statistics go with the normalization of phase p - 1 (merged at barrier p - 1).
     const phases = task.phases!;
     const c0 = task.region.c0;
+    const second = new Claims(task, i32, layout, 1);
     for (let p = 0; p + 1 < phases.length; p++) {
       const done = p === 0
         ? walk.statsGroups(phases[0], phases[1], first, cancelled)
@@ -93,7 +93,8 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
       return true;
     }
     if (!barrier(task, kernel, views, layout, 0, 0, task.grid.C)) return false;
-    normalizeClaims = second;
+    // The second pass's claims: only `split` and `phased` have one.
+    normalizeClaims = new Claims(task, i32, layout, 1);
   }
   // Last item first after a statistics pass: the items reduced last are still in cache.
   const reverse = task.op === 'split' || task.reverse;
