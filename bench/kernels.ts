@@ -51,6 +51,8 @@ function kernels(n: number): [string, number, () => void][] {
   const group = Math.min(rows, 256); // row groups, as the grid's for E
   const channel = 2 * plane; // the fused rows' channels: two planes
   const pairs = Math.floor(n / channel);
+  const shortChannels = Math.min(256, Math.floor(n / 196));
+  const shortRows = Math.floor(n / (196 * shortChannels));
   return [
     ['read (a sum)', 4 * n, () => kernel.read(X, n)],
     ['floor (y = a*x + b)', 8 * n, () => kernel.stream(X, y, n, 1.5, 0.25)],
@@ -67,6 +69,13 @@ function kernels(n: number): [string, number, () => void][] {
     ['statsRows, 1024 channels in lanes (128 at 32 KiB)', 4 * n, () => {
       for (let r = 0; r < rows; r += group) {
         kernel.statsRows(false, X + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, ACC, OUT, 24);
+      }
+    }],
+    // B's statistics pass: rows of 256 channels of 196 values (fewer channels at 32 KiB), row
+    // groups of 16 rows, as the grid's for B.
+    ['statsRows, B\'s rows (256 channels of 196)', 4 * shortChannels * 196 * shortRows, () => {
+      for (let r = 0; r < shortRows; r += 16) {
+        kernel.statsRows(false, X + 4 * r * shortChannels * 196, Math.min(16, shortRows - r), shortChannels, 196, shortChannels * 196, ACC, OUT, 24);
       }
     }],
     ['normalizePlanes', 8 * n, () => kernel.normalizePlanes(false, X, run, y, run, n / run, run, 3000, 2, 0.5, false)],

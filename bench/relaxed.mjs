@@ -18,7 +18,7 @@
 //     npm run build && node bench/relaxed.mjs [planes,lanes]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compileWasm } from '../workers/wasm/asc.mjs';
@@ -30,33 +30,30 @@ const scenarios = (process.argv[2] ?? 'planes,lanes').split(',');
 
 if (!process.execArgv.includes(FLAG)) {
   // Build the relaxed copy here, then check it and time it in children that have the flag.
+  // copyDist removes the copy when this process exits.
   const tmp = copyDist(join(root, 'dist'), 'relaxed');
-  try {
-    const src = join(root, 'workers', 'wasm', 'assembly');
-    const dst = join(tmp, 'assembly');
-    cpSync(src, dst, { recursive: true });
-    patch(join(dst, 'stats.ts'), [
-      // sums32: d = x - k as x * 1 + (-k).
-      [/(@inline export function sums32\([^)]*\): void \{\n)/, '$1  const nk = f32x4.neg(kv);\n  const one = f32x4.splat(1);\n', 1],
-      [/f32x4\.sub\((v128\.load\(p(?:, \d+)?\)), kv\)/g, 'f32x4.relaxed_madd($1, one, nk)', 9],
-    ]);
-    patch(join(dst, 'stats-rows.ts'), [
-      // columnBlock32: the same for its two vectors of shifts.
-      [/(@inline function columnBlock32\([^)]*\): void \{\n  const k0 = [^\n]*\n  const k1 = [^\n]*\n)/, '$1  const one = f32x4.splat(1);\n  const n0 = f32x4.neg(k0);\n  const n1 = f32x4.neg(k1);\n', 1],
-      [/f32x4\.sub\((v128\.load\(p(?: \+ stride)?(?:, 16)?\)), k([01])\)/g, 'f32x4.relaxed_madd($1, one, n$2)', 6],
-    ]);
-    patch(join(dst, 'common.ts'), [
-      // norm32, norm32Plain: (x - hi) * sc + b with the + b as t * 1 + b.
-      [/f32x4\.add\(f32x4\.mul\(f32x4\.sub\(v, hi\), sc\), b\)/g, 'f32x4.relaxed_madd(f32x4.mul(f32x4.sub(v, hi), sc), f32x4.splat(1), b)', 2],
-    ]);
-    compileWasm(join(dst, 'index.ts'), join(tmp, 'dist', 'workers', 'wasm', 'kernels.wasm'), ['--enable', 'relaxed-simd']);
-    const run = (args) => spawnSync(process.execPath, [FLAG, ...args], { stdio: 'inherit' }).status ?? 1;
-    process.exitCode = run([fileURLToPath(import.meta.url), 'check', join(tmp, 'dist')]);
-    for (const scenario of scenarios) {
-      if (process.exitCode === 0) process.exitCode = run([join(root, 'bench', 'alternate.mjs'), join(root, 'dist'), join(tmp, 'dist'), scenario]);
-    }
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
+  const src = join(root, 'workers', 'wasm', 'assembly');
+  const dst = join(tmp, 'assembly');
+  cpSync(src, dst, { recursive: true });
+  patch(join(dst, 'stats.ts'), [
+    // sums32: d = x - k as x * 1 + (-k).
+    [/(@inline export function sums32\([^)]*\): void \{\n)/, '$1  const nk = f32x4.neg(kv);\n  const one = f32x4.splat(1);\n', 1],
+    [/f32x4\.sub\((v128\.load\(p(?:, \d+)?\)), kv\)/g, 'f32x4.relaxed_madd($1, one, nk)', 9],
+  ]);
+  patch(join(dst, 'stats-rows.ts'), [
+    // columnBlock32: the same for its two vectors of shifts.
+    [/(@inline function columnBlock32\([^)]*\): void \{\n  const k0 = [^\n]*\n  const k1 = [^\n]*\n)/, '$1  const one = f32x4.splat(1);\n  const n0 = f32x4.neg(k0);\n  const n1 = f32x4.neg(k1);\n', 1],
+    [/f32x4\.sub\((v128\.load\(p(?: \+ stride)?(?:, 16)?\)), k([01])\)/g, 'f32x4.relaxed_madd($1, one, n$2)', 6],
+  ]);
+  patch(join(dst, 'common.ts'), [
+    // norm32, norm32Plain: (x - hi) * sc + b with the + b as t * 1 + b.
+    [/f32x4\.add\(f32x4\.mul\(f32x4\.sub\(v, hi\), sc\), b\)/g, 'f32x4.relaxed_madd(f32x4.mul(f32x4.sub(v, hi), sc), f32x4.splat(1), b)', 2],
+  ]);
+  compileWasm(join(dst, 'index.ts'), join(tmp, 'dist', 'workers', 'wasm', 'kernels.wasm'), ['--enable', 'relaxed-simd']);
+  const run = (args) => spawnSync(process.execPath, [FLAG, ...args], { stdio: 'inherit' }).status ?? 1;
+  process.exitCode = run([fileURLToPath(import.meta.url), 'check', join(tmp, 'dist')]);
+  for (const scenario of scenarios) {
+    if (process.exitCode === 0) process.exitCode = run([join(root, 'bench', 'alternate.mjs'), join(root, 'dist'), join(tmp, 'dist'), scenario]);
   }
 } else {
   const relaxedDist = process.argv[3];
