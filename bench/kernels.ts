@@ -14,6 +14,7 @@
  */
 import { wasmApi } from '../src/wasm-types.js';
 import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
+import { PARTIAL_BYTES } from '../workers/protocol.js';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import { medianOf } from './rounds.js';
 
@@ -31,8 +32,8 @@ const f32 = new Float32Array(memory.buffer);
 const f64 = new Float64Array(memory.buffer);
 const C = 1024; // row kernels: E's rows (fewer at 32 KiB, so that a row group has 64 rows)
 const PARAMS = 4096; // (mean, scale, bias) of up to C channels, 32 bytes each
-const OUT = PARAMS + 32 * C; // partials, 24 bytes a channel
-const ACC = OUT + 24 * C; // scratch
+const OUT = PARAMS + 32 * C; // partials, PARTIAL_BYTES a channel
+const ACC = OUT + PARTIAL_BYTES * C; // scratch
 let seed = 12345;
 for (let i = X / 4; i < X / 4 + 2 * SIZES[2] / 4; i++) {
   seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
@@ -56,26 +57,26 @@ function kernels(n: number): [string, number, () => void][] {
   return [
     ['read (a sum)', 4 * n, () => kernel.read(X, n)],
     ['floor (y = a*x + b)', 8 * n, () => kernel.stream(X, y, n, 1.5, 0.25)],
-    ['statsPlanes, 1 run at a time', 4 * n, () => kernel.statsPlanes(false, X, 1, 0, n / run, run, run, OUT, 24, ACC)],
-    ['statsPlanes, 2 runs in turns', 4 * n, () => kernel.statsPlanes(false, X, 2, n / 2, n / run / 2, run, run, OUT, 24, ACC)],
+    ['statsPlanes, 1 run at a time', 4 * n, () => kernel.statsPlanes(false, X, 1, 0, n / run, run, run, OUT, PARTIAL_BYTES, ACC)],
+    ['statsPlanes, 2 runs in turns', 4 * n, () => kernel.statsPlanes(false, X, 2, n / 2, n / run / 2, run, run, OUT, PARTIAL_BYTES, ACC)],
     // A's statistics pass in memory order: one-row blocks of a plane (12544) end to end, a call for
     // all (statsPlaneGroups), two blocks in turns (as the executor does) or one at a time.
     ['statsPlaneGroups, A\'s blocks end to end, 2 in turns', 8 * plane * Math.floor(n / plane / 2), () => {
-      kernel.statsPlaneGroups(false, X, Math.floor(n / plane / 2), 2 * plane, 0, 2, plane, 1, 0, plane, OUT, 24, ACC);
+      kernel.statsPlaneGroups(false, X, Math.floor(n / plane / 2), 2 * plane, 0, 2, plane, 1, 0, plane, OUT, PARTIAL_BYTES, ACC);
     }],
     ['statsPlaneGroups, A\'s blocks end to end, 1 at a time', 4 * plane * Math.floor(n / plane), () => {
-      kernel.statsPlaneGroups(false, X, Math.floor(n / plane), plane, 0, 1, plane, 1, 0, plane, OUT, 24, ACC);
+      kernel.statsPlaneGroups(false, X, Math.floor(n / plane), plane, 0, 1, plane, 1, 0, plane, OUT, PARTIAL_BYTES, ACC);
     }],
     ['statsRows, 1024 channels in lanes (128 at 32 KiB)', 4 * n, () => {
       for (let r = 0; r < rows; r += group) {
-        kernel.statsRows(false, X + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, ACC, OUT, 24);
+        kernel.statsRows(false, X + 4 * r * channels, Math.min(group, rows - r), channels, 1, channels, ACC, OUT, PARTIAL_BYTES);
       }
     }],
     // B's statistics pass: rows of 256 channels of 196 values (fewer channels at 32 KiB), row
     // groups of 16 rows, as the grid's for B.
     ['statsRows, B\'s rows (256 channels of 196)', 4 * shortChannels * 196 * shortRows, () => {
       for (let r = 0; r < shortRows; r += 16) {
-        kernel.statsRows(false, X + 4 * r * shortChannels * 196, Math.min(16, shortRows - r), shortChannels, 196, shortChannels * 196, ACC, OUT, 24);
+        kernel.statsRows(false, X + 4 * r * shortChannels * 196, Math.min(16, shortRows - r), shortChannels, 196, shortChannels * 196, ACC, OUT, PARTIAL_BYTES);
       }
     }],
     ['normalizePlanes', 8 * n, () => kernel.normalizePlanes(false, X, run, y, run, n / run, run, 3000, 2, 0.5, false)],
@@ -85,14 +86,14 @@ function kernels(n: number): [string, number, () => void][] {
     ['statsNormPlanes: channel c reduced in step with c - 1 normalized', 8 * channel * (pairs - 1), () => {
       for (let c = 1; c < pairs; c++) {
         kernel.statsNormPlanes(
-          false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, 24, ACC,
+          false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, PARTIAL_BYTES, ACC,
           X + 4 * (c - 1) * channel, 0, plane, y + 4 * (c - 1) * channel, 0, plane, 3000, 2, 0.5, false,
         );
       }
     }],
     ['statsPlanes, then normalizePlanes, a channel at a time', 8 * channel * pairs, () => {
       for (let c = 0; c < pairs; c++) {
-        kernel.statsPlanes(false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, 24, ACC);
+        kernel.statsPlanes(false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, PARTIAL_BYTES, ACC);
         kernel.normalizePlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 2, plane, 3000, 2, 0.5, false);
       }
     }],

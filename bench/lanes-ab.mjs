@@ -38,8 +38,8 @@ const f64 = new Float64Array(memory.buffer);
 const maxC = Math.max(...CHANNELS);
 const PARAMS = 65536; // (mean, scale or invstd, bias or weight, 0): 32 bytes a channel
 const SCRATCH = PARAMS + 32 * maxC;
-const OUT = SCRATCH + rowScratchBytes(maxC) + 4096; // partials, 24 bytes a channel
-const X = Math.ceil((OUT + 24 * maxC) / MiB) * MiB;
+const OUT = SCRATCH + rowScratchBytes(maxC) + 4096; // partials, 32 bytes a channel (PARTIAL_BYTES; builds before 2026-12-03 wrote 24)
+const X = Math.ceil((OUT + 32 * maxC) / MiB) * MiB;
 const Y = X + 64 * MiB + 2048; // y (normalizeRows) and dy (the backward's), 2 KiB off x's alignment
 const D = Y + 64 * MiB + 2048; // dx (bwdApplyRows)
 if (D + 64 * MiB > memory.buffer.byteLength) throw new Error('the data do not fit the memory');
@@ -62,9 +62,9 @@ for (const C of CHANNELS) {
       for (let r = 0; r < rows; r += groupRows) call(4 * r * C, Math.min(groupRows, rows - r));
     };
     const cases = [
-      ['statsRows', 4, (k) => each((o, n) => k.statsRows(false, X + o, n, C, 1, C, SCRATCH, OUT, 24))],
+      ['statsRows', 4, (k) => each((o, n) => k.statsRows(false, X + o, n, C, 1, C, SCRATCH, OUT, 32))],
       ['normalizeRows', 8, (k, i) => each((o, n) => k.normalizeRows(false, X + o, Y + o, n, C, 1, C, PARAMS, SCRATCH, false, 0, 0, IN_ORDER.includes('AB'[i])))],
-      ['bwdStatsRows', 8, (k) => each((o, n) => k.bwdStatsRows(false, X + o, Y + o, 0, n, C, 1, C, PARAMS, SCRATCH, OUT, 24))],
+      ['bwdStatsRows', 8, (k) => each((o, n) => k.bwdStatsRows(false, X + o, Y + o, 0, n, C, 1, C, PARAMS, SCRATCH, OUT, 32))],
       ['bwdApplyRows', 12, (k) => each((o, n) => k.bwdApplyRows(false, X + o, Y + o, 0, D + o, n, C, 1, C, PARAMS, SCRATCH))],
     ];
     for (const [name, perElement, make] of cases.filter(([name]) => ONLY.length === 0 || ONLY.includes(name))) {

@@ -128,7 +128,7 @@ if (isMainThread) {
     for (const [j, c] of list.entries()) {
       const next = list[Math.min(j + 1, list.length - 1)]; // the last reduces itself again
       q.statsNormPlanes32(
-        xc(next), 2, HALF * ROW, HALF, ROW, S, acc + 1024, 24, acc,
+        xc(next), 2, HALF * ROW, HALF, ROW, S, acc + 1024, 32, acc,
         xc(c), HALF * ROW, ROW, yc(c), HALF * ROW, ROW, 3000, 2, 0.5, 0,
       );
     }
@@ -154,10 +154,10 @@ if (isMainThread) {
     () => channels(2, 4),
     () => channels(3, 1),
     () => {
-      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, (c1 - c0) / 2, 2 * S, 48, 2, S, 1, 0, S, acc + 1024, 24, acc);
+      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, (c1 - c0) / 2, 2 * S, 48, 2, S, 1, 0, S, acc + 1024, 32, acc);
     },
     () => {
-      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, c1 - c0, S, 24, 1, S, 1, 0, S, acc + 1024, 24, acc);
+      for (let r = 0; r < N; r++) q.statsPlaneGroups(0, xc(c0) + 4 * r * ROW, c1 - c0, S, 24, 1, S, 1, 0, S, acc + 1024, 32, acc);
     },
     () => channels(0, 1),
     () => channels(1, 1),
@@ -168,7 +168,7 @@ if (isMainThread) {
         for (let g = 0; g < N; g += 2) {
           const h = N - 2 - g;
           q.statsNormPlanes32(
-            xc(next) + 4 * g * ROW, 2, ROW, 1, ROW, S, acc + 1024, 24, acc,
+            xc(next) + 4 * g * ROW, 2, ROW, 1, ROW, S, acc + 1024, 32, acc,
             xc(c) + 4 * h * ROW, ROW, ROW, yc(c) + 4 * h * ROW, ROW, ROW, 3000, 2, 0.5, 0,
           );
         }
@@ -176,7 +176,7 @@ if (isMainThread) {
     },
     () => {
       for (let c = c0; c < c1; c++) {
-        q.statsPlanes32(xc(c), 1, 0, N, ROW, S, acc + 1024, 24, acc);
+        q.statsPlanes32(xc(c), 1, 0, N, ROW, S, acc + 1024, 32, acc);
         for (let r = N - 1; r >= 0; r--) q.normalizePlanes32(xc(c) + 4 * r * ROW, ROW, yc(c) + 4 * r * ROW, ROW, 1, S, 3000, 2, 0.5, 0);
       }
     },

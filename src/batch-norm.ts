@@ -49,9 +49,11 @@ interface SavedForward {
 }
 
 /**
- * The most channels a module takes: a call keeps 72 bytes of scratch a channel and a task 32 more
- * (row mode), so past ~38M channels no call fits the 4 GiB a pool's memory can reach, and an
- * absurd count (2^31) would only allocate gigabytes of parameters before failing.
+ * The most channels a module takes: a call keeps at least 116 bytes of scratch a channel
+ * (parameters 32, per-channel arrays 40, a 32-byte partial for each of its blocks, float32 row
+ * parameters 12) and a row-mode task 32 more, so from ~29M channels on no call fits the 4 GiB a
+ * pool's memory can reach, and an absurd count (2^31) would only allocate gigabytes of
+ * parameters before failing.
  */
 const MAX_FEATURES = 2 ** 25;
 
@@ -112,7 +114,7 @@ export class BatchNorm {
     this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
     if (numFeatures > MAX_FEATURES) {
       throw new ArgumentError(
-        `numFeatures must be at most ${MAX_FEATURES} (2^25: a call keeps ~100 bytes of scratch a channel in a pool's memory, at most 4 GiB); got ${numFeatures}`,
+        `numFeatures must be at most ${MAX_FEATURES} (2^25: a call keeps over 100 bytes of scratch a channel in a pool's memory, at most 4 GiB); got ${numFeatures}`,
       );
     }
     const opts = checkOptions(options, 'options', BATCH_NORM_OPTIONS);

@@ -3,10 +3,10 @@
  * squares, or whose backward's products, leave float32's range.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
+import { BatchNorm, batchNorm, ChannelStats, type Pool } from '../dist/src/index.js';
 import { fillChannel, normal, randomTensor, rng } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
-import { channelStats, dxErrorRatio, maxRelativeError, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
+import { channelStats, dxErrorRatio, exactChannelStats, maxRelativeError, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
 for (const kernel of KERNELS) {
   describe(`adversarial data (${kernel} kernel)`, () => {
@@ -40,6 +40,23 @@ for (const kernel of KERNELS) {
           const m = N * S;
           const naive = Math.fround(s2 / m) - Math.fround(s1 / m) ** 2;
           expect(Math.abs(naive - ref.var[0]) / ref.var[0]).toBeGreaterThan(1e-4);
+        });
+      }
+
+      for (const shape of [[16, 3, 64, 64], [4096, 3], [8, 2, 5, 7, 11], [64, 40]]) {
+        it(`float64 with mean 3000 and sd 1e-3 gets the exact variance and a mean within half an ulp: ${name}, [${shape}]`, async () => {
+          // The blocks' means differ from each other by ~1e-5 and are rounded at 3000 (ulp 4.5e-13):
+          // merged as they were until 2026-12-03, they put the variance 1.3e-12 to 1.3e-11 off and
+          // the mean up to 0.97 ulp (`node dist/bench/offset-stats.js <that build's dist>`), where
+          // the float64 sums' own rounding leaves up to 8.5e-15.
+          const x = randomTensor(shape, 'float64', 43, (c) => ({ offset: 3000 + c, spread: 1e-3 }));
+          const exact = exactChannelStats(x, shape);
+          const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+          const stats = await ChannelStats.fromBatch(x, shape, { pool: pools.get(name)! });
+          for (const [mean, variance] of [[r.mean, r.var], [stats.mean(), stats.variance({ ddof: 0 })]]) {
+            expect(maxRelativeError(variance, exact.var)).toBeLessThan(5e-14);
+            for (let c = 0; c < exact.mean.length; c++) expect(Math.abs(exact.meanErrorUlps(c, mean[c]))).toBeLessThanOrEqual(0.5 + 1e-6);
+          }
         });
       }
 

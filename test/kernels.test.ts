@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import {
-  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT,
+  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES,
 } from '../dist/workers/protocol.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
@@ -14,6 +14,8 @@ import { normal, rng } from './helpers/data.js';
 const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001, 1025, 2049];
 const OFFSETS = [0, 1, 2, 3]; // elements: byte offsets 0, 4, 8, 12 (float32) past a 16-byte boundary
 const GUARD = -7777;
+/** Float64 values a partial: (count, mean, m2, lo). */
+const PF = PARTIAL_BYTES / 8;
 
 function setup(name: 'js' | 'wasm') {
   const memory = new WebAssembly.Memory({ initial: 128, maximum: 128, shared: true });
@@ -121,12 +123,12 @@ for (const name of ['js', 'wasm'] as const) {
               kernel.statsPlanes(f64Data, base * bpe, blocks, blockStride, rows, rowStride, len, OUT, outStride, SCRATCH);
               for (let b = 0; b < blocks; b++) {
                 const at = (OUT + b * outStride) / 8;
-                const got = f64.slice(at, at + 3);
+                const got = f64.slice(at, at + PF);
                 expectStats(got, reference(perBlock[b]), f64Data, name);
-                expect(f64[at + 3]).toBe(GUARD);
+                expect(f64[at + PF]).toBe(GUARD);
                 const alone = OUT + blocks * outStride + 64;
                 kernel.statsPlanes(f64Data, (base + b * blockStride) * bpe, 1, 0, rows, rowStride, len, alone, 0, SCRATCH);
-                expect(Array.from(got)).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + 3)));
+                expect(Array.from(got)).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + PF)));
               }
               expect(f64[OUT / 8 - 1]).toBe(GUARD);
             }
@@ -144,7 +146,7 @@ for (const name of ['js', 'wasm'] as const) {
           const groupStride = blocks * blockStride + 11;
           const base = DATA / bpe + 1;
           for (let i = 0; i < groups * groupStride; i++) x[base + i] = 100 * Math.floor(i / groupStride) + normal(rand);
-          const outStride = 24;
+          const outStride = PARTIAL_BYTES;
           const groupOut = blocks * outStride + 16;
           f64.fill(GUARD, OUT / 8, OUT / 8 + (groups * groupOut) / 8 + 1);
           kernel.statsPlaneGroups(f64Data, base * bpe, groups, groupStride, groupOut, blocks, blockStride, rows, rowStride, len, OUT, outStride, SCRATCH);
@@ -152,8 +154,8 @@ for (const name of ['js', 'wasm'] as const) {
           for (let q = 0; q < groups; q++) {
             kernel.statsPlanes(f64Data, (base + q * groupStride) * bpe, blocks, blockStride, rows, rowStride, len, alone, outStride, SCRATCH);
             const at = (OUT + q * groupOut) / 8;
-            expect(Array.from(f64.slice(at, at + 3 * blocks))).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + 3 * blocks)));
-            expect(f64[at + 3 * blocks]).toBe(GUARD); // the gap between groups is not written
+            expect(Array.from(f64.slice(at, at + PF * blocks))).toEqual(Array.from(f64.slice(alone / 8, alone / 8 + PF * blocks)));
+            expect(f64[at + PF * blocks]).toBe(GUARD); // the gap between groups is not written
           }
         }
       });
@@ -215,17 +217,17 @@ for (const name of ['js', 'wasm'] as const) {
               x.fill(GUARD, y1 - 4, y1 + blocks * yBlockStride + 4);
               x.fill(GUARD, y2 - 4, y2 + blocks * yBlockStride + 4);
               const [mean, scale, bias] = [1.9876543, 1.25, -0.375];
-              kernel.statsPlanes(f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P1, 24, ACC);
+              kernel.statsPlanes(f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P1, PARTIAL_BYTES, ACC);
               for (let i = 0; i < blocks; i++) {
                 kernel.normalizePlanes(
                   f64Data, (nx + i * nBlockStride) * bpe, nRowStride, (y1 + i * yBlockStride) * bpe, yRowStride, rows, len, mean, scale, bias, relu,
                 );
               }
               kernel.statsNormPlanes(
-                f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P2, 24, ACC,
+                f64Data, xs * bpe, blocks, blockStride, rows, rowStride, len, P2, PARTIAL_BYTES, ACC,
                 nx * bpe, nBlockStride, nRowStride, y2 * bpe, yBlockStride, yRowStride, mean, scale, bias, relu,
               );
-              expect(f64.slice(P2 / 8, P2 / 8 + 3 * blocks)).toEqual(f64.slice(P1 / 8, P1 / 8 + 3 * blocks));
+              expect(f64.slice(P2 / 8, P2 / 8 + PF * blocks)).toEqual(f64.slice(P1 / 8, P1 / 8 + PF * blocks));
               expect(x.slice(y2 - 4, y2 + blocks * yBlockStride + 4)).toEqual(x.slice(y1 - 4, y1 + blocks * yBlockStride + 4));
               // And they are what they should be: block 0's partial (the tolerance of the tests
               // above, but for the float64 reference's own rounding at 3000), and its first output.
@@ -351,7 +353,7 @@ for (const name of ['js', 'wasm'] as const) {
             );
             for (let c = 0; c < C; c++) {
               const at = (c * outStride) / 8;
-              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + 3)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + 3));
+              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + PF)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + PF));
             }
             expect(x.slice(y2 - 4, y2 + total + 4)).toEqual(x.slice(y1 - 4, y1 + total + 4));
             const guard = (ACC + rowScratchBytes(C + nC)) / 4;
@@ -513,7 +515,7 @@ for (const name of ['js', 'wasm'] as const) {
           for (const c0 of C > 2 ? [0, 1] : [0]) {
             const values: number[][] = Array.from({ length: C }, () => []);
             for (const k of [a, other]) {
-              k.f64.fill(0, partials / 8, partials / 8 + C * blocks * 3);
+              k.f64.fill(0, partials / 8, partials / 8 + C * blocks * PF);
               k.f64.fill(GUARD, arr(C, 0, 0), arr(C, CHANNEL_ARRAYS, 0));
             }
             for (let c = 0; c < C; c++) {
@@ -521,7 +523,7 @@ for (const name of ['js', 'wasm'] as const) {
                 const run = Array.from({ length: 3 + b }, () => 50 + c + (1 + b) * normal(rand));
                 values[c].push(...run);
                 const { n, mean, m2 } = reference(run);
-                for (const k of [a, other]) k.f64.set([n, mean, m2], (partials + (c * blocks + b) * 24) / 8);
+                for (const k of [a, other]) k.f64.set([n, mean, m2, 0], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
               }
               for (const k of [a, other]) {
                 k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1 + c;
@@ -562,7 +564,7 @@ for (const name of ['js', 'wasm'] as const) {
           for (let c = 0; c < C; c++) {
             for (let b = 0; b < blocks; b++) {
               const r2 = rng(1000 * c + b);
-              k.f64.set([12345 + 777 * b, 1e3 * c + 10 * normal(r2), (1 + r2()) * 1e-3], (partials + (c * blocks + b) * 24) / 8);
+              k.f64.set([12345 + 777 * b, 1e3 * c + 10 * normal(r2), (1 + r2()) * 1e-3, 0], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
             }
             k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;
             k.f64[arr(C, CHANNEL_BIAS, c)] = 0;
@@ -573,14 +575,14 @@ for (const name of ['js', 'wasm'] as const) {
           let n = 0;
           let sum = 0;
           for (let b = 0; b < blocks; b++) {
-            const at = (partials + (c * blocks + b) * 24) / 8;
+            const at = (partials + (c * blocks + b) * PARTIAL_BYTES) / 8;
             n += a.f64[at];
             sum += a.f64[at] * a.f64[at + 1];
           }
           const mean = sum / n;
           let m2 = 0;
           for (let b = 0; b < blocks; b++) {
-            const at = (partials + (c * blocks + b) * 24) / 8;
+            const at = (partials + (c * blocks + b) * PARTIAL_BYTES) / 8;
             m2 += a.f64[at + 2] + a.f64[at] * (a.f64[at + 1] - mean) ** 2;
           }
           expect(Math.abs(a.f64[arr(C, CHANNEL_MEAN, c)] - mean)).toBeLessThan(1e-9);
@@ -604,7 +606,7 @@ for (const name of ['js', 'wasm'] as const) {
                 const r2 = rng(100 * c + b);
                 const at = inf[c]?.indexOf(b) ?? -1;
                 const bad = !finiteOnly && at >= 0;
-                k.f64.set([10 + b, bad ? sign[c][at] * Infinity : 5 * normal(r2), bad ? NaN : 1 + r2()], (partials + (c * blocks + b) * 24) / 8);
+                k.f64.set([10 + b, bad ? sign[c][at] * Infinity : 5 * normal(r2), bad ? NaN : 1 + r2(), bad ? NaN : 0], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
               }
               k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;
               k.f64[arr(C, CHANNEL_BIAS, c)] = 0;
@@ -706,9 +708,9 @@ for (const name of ['js', 'wasm'] as const) {
         const end = SCRATCH + rowScratchBytes(C);
         i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
         for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
-        kernel.statsRows(false, DATA, 4, C, 3, 3 * C, SCRATCH, OUT, 24);
-        kernel.statsRows(false, DATA, 4, C, 1, C, SCRATCH, OUT, 24);
-        kernel.statsRows(false, DATA, 4, C, 1, C + 5, SCRATCH, OUT, 24);
+        kernel.statsRows(false, DATA, 4, C, 3, 3 * C, SCRATCH, OUT, PARTIAL_BYTES);
+        kernel.statsRows(false, DATA, 4, C, 1, C, SCRATCH, OUT, PARTIAL_BYTES);
+        kernel.statsRows(false, DATA, 4, C, 1, C + 5, SCRATCH, OUT, PARTIAL_BYTES);
         kernel.normalizeRows(false, DATA, OUT, 4, C, 1, C, OUT, SCRATCH, false);
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
@@ -754,11 +756,11 @@ for (const name of ['js', 'wasm'] as const) {
         for (let c = 0; c < C; c++) f64[PARAMS / 8 + 4 * c] = c === 1 ? 0.5 : 0;
         const end = SCRATCH + rowScratchBytes(C);
         i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
-        kernel.bwdStatsRows(false, DATA, DY, 0, rows, C, S, rowStride, PARAMS, SCRATCH, OUT, 24);
+        kernel.bwdStatsRows(false, DATA, DY, 0, rows, C, S, rowStride, PARAMS, SCRATCH, OUT, PARTIAL_BYTES);
         for (let c = 0; c < C; c++) {
-          expect(f64[OUT / 8 + 3 * c]).toBe(rows * S);
-          if (c === 1) expect(f64[OUT / 8 + 3 * c + 2]).toBe(0);
-          else check(f64[OUT / 8 + 3 * c + 2], values[c], 0);
+          expect(f64[OUT / 8 + PF * c]).toBe(rows * S);
+          if (c === 1) expect(f64[OUT / 8 + PF * c + 2]).toBe(0);
+          else check(f64[OUT / 8 + PF * c + 2], values[c], 0);
         }
         expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
       }
@@ -794,7 +796,7 @@ describe('float32 row parameters (WebAssembly kernel)', () => {
       };
       // The merge, from partials of a large-offset spread (the shift's float64 fold matters).
       for (let c = 0; c < C; c++) {
-        f64.set([9 + c, 1000 + c + normal(rand), 0.5 + rand()], (partials + c * 24) / 8);
+        f64.set([9 + c, 1000 + c + normal(rand), 0.5 + rand(), 0], (partials + c * PARTIAL_BYTES) / 8);
         f64[channels / 8 + CHANNEL_WEIGHT * C + c] = 0.5 + rand();
         f64[channels / 8 + CHANNEL_BIAS * C + c] = normal(rand);
       }
@@ -822,7 +824,7 @@ describe('float32 row parameters (WebAssembly kernel)', () => {
           expect(Array.from(b)).toEqual(Array.from(a));
           // statsNormRows reads them too (here beside the statistics of channel 0).
           f32.fill(GUARD, y2 / 4, y2 / 4 + rows * rowStride);
-          kernel.statsNormRows(false, x, rows, 1, S, rowStride, scratch, partials, 24, x, y2, rows, cS, params, relu, rowParams, stride);
+          kernel.statsNormRows(false, x, rows, 1, S, rowStride, scratch, partials, PARTIAL_BYTES, x, y2, rows, cS, params, relu, rowParams, stride);
           expect(Array.from(b)).toEqual(Array.from(a));
         }
       }

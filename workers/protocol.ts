@@ -284,8 +284,14 @@ export type TaskResult =
   | { readonly ok: true; readonly cancelled: boolean }
   | { readonly ok: false; readonly error: { name: string; code?: string; message: string } };
 
-/** Bytes of one partial: count, mean, m2 as float64. */
-export const PARTIAL_BYTES = 24;
+/**
+ * Bytes of one partial, four float64: (count, mean, m2, lo), the mean rounded to float64 and lo
+ * what that rounding left out (the block's mean is mean + lo, exactly: a TwoSum of its shift and
+ * its shifted mean), so that merging can take the blocks' means relative to one another without
+ * the rounding of their common offset (src/merge.ts). A backward partial is (count, Σdy,
+ * Σdy·(x - mean), unused).
+ */
+export const PARTIAL_BYTES = 32;
 /**
  * Bytes of one channel's parameters, four float64, interleaved for the kernels: (mean, scale, bias,
  * unused) for normalizing; for backward, (mean, invstd, weight, 0) in and (a, k, mean, e) out.

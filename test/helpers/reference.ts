@@ -43,6 +43,9 @@ export function channelStats(x: ArrayLike<number>, shape: readonly number[]): { 
   return { mean, var: variance };
 }
 
+/** Per-channel statistics in integer arithmetic (bench/exact.ts, built with the benchmarks). */
+export { exactChannelStats } from '../../dist/bench/exact.js';
+
 export function referenceForward(x: ArrayLike<number>, shape: readonly number[], opts: RefOptions): RefResult {
   const { N, C, S } = dimsOf(shape);
   const eps = opts.eps ?? 1e-5;

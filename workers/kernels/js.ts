@@ -397,10 +397,18 @@ export class JsKernel implements Kernel {
   }
 }
 
-/** Turns shifted sums into (count, mean, m2). m2 is clamped at 0 against rounding; NaN stays NaN. */
+/**
+ * Turns shifted sums into a partial (count, mean, m2, lo), mean + lo = shift + s1 / count exactly
+ * (TwoSum; protocol.ts, PARTIAL_BYTES). m2 is clamped at 0 against rounding; NaN stays NaN. The
+ * same operations as the WebAssembly kernel's writePartial.
+ */
 function writePartial(out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number): void {
   const m2 = s2 - (s1 * s1) / count;
+  const rel = s1 / count;
+  const mean = shift + rel;
+  const t = mean - shift;
   out[at] = count;
-  out[at + 1] = shift + s1 / count;
+  out[at + 1] = mean;
   out[at + 2] = m2 < 0 ? 0 : m2;
+  out[at + 3] = (shift - (mean - t)) + (rel - t);
 }

@@ -17,11 +17,21 @@
   return f64x2.extract_lane(v, 0) + f64x2.extract_lane(v, 1);
 }
 
+/**
+ * Writes a partial (workers/protocol.ts, PARTIAL_BYTES) from shifted sums s1 = Σ(x - shift) and
+ * s2 = Σ(x - shift)² of `count` values: (count, mean, m2, lo), with mean + lo = shift + s1 / count
+ * exactly (Knuth's TwoSum: lo is what rounding the sum to mean left out). m2 is clamped at 0
+ * against rounding; NaN stays NaN. The same operations as the TypeScript kernel's writePartial.
+ */
 @inline export function writePartial(out: usize, count: f64, shift: f64, s1: f64, s2: f64): void {
   const m2 = s2 - (s1 * s1) / count;
+  const rel = s1 / count;
+  const mean = shift + rel;
+  const t = mean - shift;
   store<f64>(out, count);
-  store<f64>(out, shift + s1 / count, 8);
+  store<f64>(out, mean, 8);
   store<f64>(out, m2 < 0 ? 0 : m2, 16);
+  store<f64>(out, (shift - (mean - t)) + (rel - t), 24);
 }
 
 /**

@@ -1,9 +1,13 @@
 // Merging partials into per-channel statistics and coefficients, in block order.
 import { hiOf, shiftOf } from './common';
 
+/** Bytes of a partial (workers/protocol.ts, PARTIAL_BYTES): (count, mean, m2, lo) as f64. */
+const PARTIAL: usize = 32;
+
 /**
- * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2), contiguous at
- * partials + 24 * blocks * c, in block order with Chan et al.'s pairwise formula; writes the mean
+ * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2, lo), contiguous
+ * at partials + 32 * blocks * c, in block order with Chan et al.'s pairwise formula, the means
+ * relative to the first block's (src/merge.ts has why and how); writes the mean
  * and the biased variance to the per-channel arrays of C channels at `channels` (MEAN, VAR:
  * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
  * weight and bias from the arrays' WEIGHT and BIAS. The same operations, in the same order, as
@@ -17,40 +21,43 @@ import { hiOf, shiftOf } from './common';
  * the same IEEE operations as the scalar ones: the same bits). A block's count is the same for
  * every channel, so the first-block case is taken by all lanes together.
  *
- * An infinite or NaN mean takes the weighted mean at its step, as in src/merge.ts. The lanes run
- * Chan's formula alone: its result is finite exactly when every partial mean was (an infinity or
- * NaN never leaves it), and then every step took Chan's form anyway. Lanes that end non-finite
- * are merged again one channel at a time, with the choice made at each step.
+ * A channel whose merge ends in a non-finite mean is merged again from the blocks' rounded means,
+ * with the weighted mean at a step where a mean is infinite or NaN, as in src/merge.ts: lanes
+ * that end so go one channel at a time through mergeOne, which does the same.
  */
 export function mergeChannels(
   partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, eps: f64,
   rowParams: usize, rowStride: i32,
 ): void {
-  const stride = <usize>blocks * 24;
+  const stride = <usize>blocks * PARTIAL;
   let c = c0;
   for (; c + 4 <= c1; c += 4) {
     const p = partials + <usize>c * stride;
     let n = f64x2.splat(load<f64>(p));
-    let meanA = pair(p, stride, 8);
+    const kA = pair(p, stride, 8);
+    const kB = pair(p + 2 * stride, stride, 8);
+    let rA = relative(p, stride, kA);
     let m2A = pair(p, stride, 16);
-    let meanB = pair(p + 2 * stride, stride, 8);
+    let rB = relative(p + 2 * stride, stride, kB);
     let m2B = pair(p + 2 * stride, stride, 16);
-    for (let o: usize = 24; o < stride; o += 24) {
+    for (let o: usize = PARTIAL; o < stride; o += PARTIAL) {
       const nb = f64x2.splat(load<f64>(p + o));
       const total = f64x2.add(n, nb);
-      const dA = f64x2.sub(pair(p + o, stride, 8), meanA);
-      const dB = f64x2.sub(pair(p + o + 2 * stride, stride, 8), meanB);
-      meanA = f64x2.add(meanA, f64x2.div(f64x2.mul(dA, nb), total));
-      meanB = f64x2.add(meanB, f64x2.div(f64x2.mul(dB, nb), total));
+      const dA = f64x2.sub(relative(p + o, stride, kA), rA);
+      const dB = f64x2.sub(relative(p + o + 2 * stride, stride, kB), rB);
       m2A = f64x2.add(m2A, f64x2.add(pair(p + o, stride, 16), f64x2.div(f64x2.mul(f64x2.mul(f64x2.mul(dA, dA), n), nb), total)));
       m2B = f64x2.add(m2B, f64x2.add(pair(p + o + 2 * stride, stride, 16), f64x2.div(f64x2.mul(f64x2.mul(f64x2.mul(dB, dB), n), nb), total)));
+      rA = f64x2.add(rA, f64x2.div(f64x2.mul(dA, nb), total));
+      rB = f64x2.add(rB, f64x2.div(f64x2.mul(dB, nb), total));
       n = total;
     }
+    const meanA = f64x2.add(kA, rA);
+    const meanB = f64x2.add(kB, rB);
     const zero = f64x2.splat(0);
     // x - x is 0 exactly for finite x, NaN otherwise.
     const finite = v128.and(f64x2.eq(f64x2.sub(meanA, meanA), zero), f64x2.eq(f64x2.sub(meanB, meanB), zero));
     if (!i64x2.all_true(finite)) {
-      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps, rowParams, rowStride);
+      for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps, rowParams, rowStride, true);
       continue;
     }
     const nn = f64x2.extract_lane(n, 0);
@@ -59,21 +66,27 @@ export function mergeChannels(
     finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps, rowParams, rowStride);
     finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps, rowParams, rowStride);
   }
-  for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride);
+  for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, true);
 }
 
-/** Channel c alone: src/merge.ts's mergeChannel, operation for operation. */
+/**
+ * Channel c alone: src/merge.ts's mergeChannel, operation for operation. Its means relative to
+ * the first block's, or (`relative` false: the way out for a channel whose relative merge ended
+ * non-finite) its rounded means as they are.
+ */
 function mergeOne(
   partials: usize, stride: usize, c: i32, channels: usize, C: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
+  relative: bool,
 ): void {
+  const first = partials + <usize>c * stride;
+  const end = first + stride;
+  const K = load<f64>(first, 8);
   let n: f64 = 0;
   let mean: f64 = 0;
   let m2: f64 = 0;
-  let p = partials + <usize>c * stride;
-  const end = p + stride;
-  for (; p < end; p += 24) {
+  for (let p = first; p < end; p += PARTIAL) {
     const nb = load<f64>(p);
-    const meanB = load<f64>(p, 8);
+    const meanB = relative ? (load<f64>(p, 8) - K) + load<f64>(p, 24) : load<f64>(p, 8);
     const m2B = load<f64>(p, 16);
     if (n == 0) {
       n = nb;
@@ -87,12 +100,24 @@ function mergeOne(
     mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
     n = total;
   }
+  if (relative) {
+    mean += K;
+    if (!isFinite(mean)) {
+      mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, false);
+      return;
+    }
+  }
   finish(c, mean, m2 / n, channels, C, params, eps, rowParams, rowStride);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */
 @inline function pair(p: usize, stride: usize, at: usize): v128 {
   return f64x2.replace_lane(f64x2.splat(load<f64>(p + at)), 1, load<f64>(p + stride + at));
+}
+
+/** The means of the partials at p and p + stride relative to k (two channels'): (mean - k) + lo. */
+@inline function relative(p: usize, stride: usize, k: v128): v128 {
+  return f64x2.add(f64x2.sub(pair(p, stride, 8), k), pair(p, stride, 24));
 }
 
 // The per-channel arrays (workers/protocol.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, C float64 each,
@@ -146,9 +171,9 @@ export function mergeBackward(
   for (let c = c0; c < c1; c++) {
     let sdy: f64 = 0;
     let sdx: f64 = 0;
-    let p = partials + <usize>c * <usize>blocks * 24;
-    const end = p + <usize>blocks * 24;
-    for (; p < end; p += 24) {
+    let p = partials + <usize>c * <usize>blocks * PARTIAL;
+    const end = p + <usize>blocks * PARTIAL;
+    for (; p < end; p += PARTIAL) {
       sdy += load<f64>(p, 8);
       sdx += load<f64>(p, 16);
     }

@@ -1,0 +1,50 @@
+/**
+ * Float64 statistics of data with a large offset and a small spread (mean 3000 + c, standard
+ * deviation 1e-3 in channel c), against the exact ones (bench/exact.ts): the worst relative error
+ * of the batch variance and the worst distance of the mean from the exact one, in ulps, over the
+ * shapes of test/adversarial.test.ts's check, for both kernels on 2 workers and inline. The
+ * bnpool measured is the build at `dist` (default: this one's), so an earlier build can be
+ * measured on the same data.
+ *
+ *     npm run build && node dist/bench/offset-stats.js [dist]
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type * as Bnpool from '../src/index.js';
+import { exactChannelStats } from './exact.js';
+
+const dir = process.argv[2];
+const bnpool = (await import(dir === undefined ? '../src/index.js' : pathToFileURL(resolve(dir, 'src/index.js')).href)) as typeof Bnpool;
+const SHAPES = [[16, 3, 64, 64], [4096, 3], [8, 2, 5, 7, 11], [64, 40]];
+
+let seed = 43;
+const uniform = (): number => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return (seed + 0.5) / 2 ** 32;
+};
+const normal = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+
+console.log(`float64, mean 3000 + c, sd 1e-3: ${dir ?? 'this build'}\n`);
+console.log('| shape | kernel | pool | variance: worst relative error | mean: worst ulps from exact |');
+console.log('| --- | --- | --- | ---: | ---: |');
+for (const shape of SHAPES) {
+  const [N, C] = shape;
+  const S = shape.slice(2).reduce((a, b) => a * b, 1);
+  const x = new Float64Array(N * C * S);
+  for (let i = 0; i < x.length; i++) x[i] = 3000 + (Math.floor(i / S) % C) + 1e-3 * normal();
+  const exact = exactChannelStats(x, shape);
+  for (const kernel of ['js', 'wasm'] as const) {
+    for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0 }], ['inline', { threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER }]] as const) {
+      const pool = new bnpool.Pool({ ...options, kernel });
+      const r = await bnpool.batchNorm(x, shape, { training: true, pool });
+      let varError = 0;
+      let meanUlps = 0;
+      for (let c = 0; c < C; c++) {
+        varError = Math.max(varError, Math.abs(r.var[c] - exact.var[c]) / exact.var[c]);
+        meanUlps = Math.max(meanUlps, Math.abs(exact.meanErrorUlps(c, r.mean[c])));
+      }
+      console.log(`| [${shape}] | ${kernel} | ${name} | ${varError.toExponential(2)} | ${meanUlps.toFixed(3)} |`);
+      await pool.close();
+    }
+  }
+}
