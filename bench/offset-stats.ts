@@ -1,8 +1,9 @@
 /**
- * Float64 statistics of data with a large offset and a small spread (mean 3000 + c, standard
- * deviation 1e-3 in channel c), against the exact ones (bench/exact.ts): the worst relative error
- * of the batch variance and the worst distance of the mean from the exact one, in ulps, over the
- * shapes of test/adversarial.test.ts's check, for both kernels on 2 workers and inline. The
+ * Float64 statistics of data with a large offset and a small spread, against the exact ones
+ * (bench/exact.ts): the worst relative error of the batch variance and the worst distance of the
+ * mean from the exact one, in ulps, for both kernels on 2 workers and inline. Two kinds of data,
+ * as test/adversarial.test.ts checks them: mean 3000 + c and standard deviation 1e-3 in channel
+ * c, over the shapes of that test; and the integers 1e15 + (i mod 13), i the element's index. The
  * bnpool measured is the build at `dist` (default: this one's), so an earlier build can be
  * measured on the same data.
  *
@@ -24,14 +25,18 @@ const uniform = (): number => {
 };
 const normal = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
 
-console.log(`float64, mean 3000 + c, sd 1e-3: ${dir ?? 'this build'}\n`);
-console.log('| shape | kernel | pool | variance: worst relative error | mean: worst ulps from exact |');
-console.log('| --- | --- | --- | ---: | ---: |');
-for (const shape of SHAPES) {
+console.log(`float64 statistics of offset data: ${dir ?? 'this build'}\n`);
+console.log('| data | shape | kernel | pool | variance: worst relative error | mean: worst ulps from exact |');
+console.log('| --- | --- | --- | --- | ---: | ---: |');
+const cases: [string, number[], (i: number, c: number) => number][] = [
+  ...SHAPES.map((shape): [string, number[], (i: number, c: number) => number] => ['3000 + c, sd 1e-3', shape, (_, c) => 3000 + c + 1e-3 * normal()]),
+  ['1e15 + (i mod 13)', [16, 2, 40, 40], (i) => 1e15 + (i % 13)],
+];
+for (const [data, shape, value] of cases) {
   const [N, C] = shape;
   const S = shape.slice(2).reduce((a, b) => a * b, 1);
   const x = new Float64Array(N * C * S);
-  for (let i = 0; i < x.length; i++) x[i] = 3000 + (Math.floor(i / S) % C) + 1e-3 * normal();
+  for (let i = 0; i < x.length; i++) x[i] = value(i, Math.floor(i / S) % C);
   const exact = exactChannelStats(x, shape);
   for (const kernel of ['js', 'wasm'] as const) {
     for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0 }], ['inline', { threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER }]] as const) {
@@ -43,7 +48,7 @@ for (const shape of SHAPES) {
         varError = Math.max(varError, Math.abs(r.var[c] - exact.var[c]) / exact.var[c]);
         meanUlps = Math.max(meanUlps, Math.abs(exact.meanErrorUlps(c, r.mean[c])));
       }
-      console.log(`| [${shape}] | ${kernel} | ${name} | ${varError.toExponential(2)} | ${meanUlps.toFixed(3)} |`);
+      console.log(`| ${data} | [${shape}] | ${kernel} | ${name} | ${varError.toExponential(2)} | ${meanUlps.toFixed(3)} |`);
       await pool.close();
     }
   }

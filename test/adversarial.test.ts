@@ -60,6 +60,16 @@ for (const kernel of KERNELS) {
         });
       }
 
+      it(`float64 integers 1e15 + (i mod 13) get their exact variance: ${name}`, async () => {
+        // The offset's ulp is 0.125: the blocks' rounded means put the variance 1.1e-9 to 1.9e-8 off.
+        const shape = [16, 2, 40, 40];
+        const x = Float64Array.from({ length: 16 * 2 * 1600 }, (_, i) => 1e15 + (i % 13));
+        const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+        const exact = exactChannelStats(x, shape);
+        expect(maxRelativeError(r.var, exact.var)).toBeLessThan(5e-14);
+        for (let c = 0; c < 2; c++) expect(Math.abs(exact.meanErrorUlps(c, r.mean[c]))).toBeLessThanOrEqual(0.5 + 1e-6);
+      });
+
       for (const dtype of ['float32', 'float64'] as const) {
         it(`a constant channel gives exactly bias and no NaN: ${name}, ${dtype}`, async () => {
           const shape = [5, 3, 40, 41];
