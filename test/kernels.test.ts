@@ -10,6 +10,7 @@ import {
 } from '../dist/workers/protocol.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
+import { exactChannelStats } from './helpers/reference.js';
 
 const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001, 1025, 2049];
 const OFFSETS = [0, 1, 2, 3]; // elements: byte offsets 0, 4, 8, 12 (float32) past a 16-byte boundary
@@ -90,6 +91,33 @@ for (const name of ['js', 'wasm'] as const) {
               kernel.statsPlanes(f64Data, DATA + off * bpe, 1, 0, rows, stride, len, OUT, 0, SCRATCH);
               expectStats(f64.slice(OUT / 8, OUT / 8 + 3), reference(values), f64Data, name);
             }
+          }
+        }
+      });
+
+      it(`a partial's lo is what rounding its mean left out: mean + lo is the block's shifted mean (${dtype})`, () => {
+        // Blocks at an offset of 3000 with a spread of 1e-3: the mean's half-ulp rounding (2.3e-13)
+        // is large against the spread, and lo holds it (protocol.ts, PARTIAL_BYTES). For float64
+        // data the shifted mean is the exact one up to the float64 sums' rounding; float32 data
+        // are summed in float32 lanes first, so there only the TwoSum itself is checked.
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(21);
+        for (const len of [7, 64, 1001, 4099]) {
+          const base = DATA / bpe + 1;
+          const values: number[] = [];
+          for (let i = 0; i < len; i++) {
+            x[base + i] = 3000 + 1e-3 * normal(rand);
+            values.push(x[base + i]);
+          }
+          kernel.statsPlanes(f64Data, base * bpe, 1, 0, 1, len, len, OUT, 0, SCRATCH);
+          const [, mean, , lo] = f64.slice(OUT / 8, OUT / 8 + PF);
+          const ulp = 2 ** (Math.floor(Math.log2(mean)) - 52);
+          expect(mean + lo).toBe(mean); // |lo| at most half an ulp of mean
+          if (f64Data) {
+            const exact = exactChannelStats(values, [1, 1, len]);
+            // mean - exact is -lo, to within 1e-3 ulp (the sums' rounding, ~1e-19 here).
+            expect(Math.abs(exact.meanErrorUlps(0, mean) + lo / ulp)).toBeLessThan(1e-3);
           }
         }
       });
