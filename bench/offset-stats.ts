@@ -3,9 +3,10 @@
  * (bench/exact.ts): the worst relative error of the batch variance and the worst distance of the
  * mean from the exact one, in ulps, for both kernels on 2 workers and inline. Two kinds of data,
  * as test/adversarial.test.ts checks them: mean 3000 + c and standard deviation 1e-3 in channel
- * c, over the shapes of that test; and the integers 1e15 + (i mod 13), i the element's index. The
- * bnpool measured is the build at `dist` (default: this one's), so an earlier build can be
- * measured on the same data.
+ * c, over the shapes of that test; and the integers 1e15 + (i mod 13), i the element's index. Then
+ * the latter's statistics from two halves, `ChannelStats` merged with and without the means' low
+ * parts. The bnpool measured is the build at `dist` (default: this one's), so an earlier build can
+ * be measured on the same data.
  *
  *     npm run build && node dist/bench/offset-stats.js [dist]
  */
@@ -52,4 +53,30 @@ for (const [data, shape, value] of cases) {
       await pool.close();
     }
   }
+}
+
+// ChannelStats of two halves, merged with the means' low parts (as fromBatch gives them) and
+// without (the rounded means alone, as statistics built from count, mean and m2 have them).
+console.log('\n| data | ChannelStats of two halves, merged | variance: worst relative error | mean: worst ulps from exact |');
+console.log('| --- | --- | ---: | ---: |');
+{
+  const shape = [16, 2, 40, 40];
+  const x = Float64Array.from({ length: 16 * 2 * 1600 }, (_, i) => 1e15 + (i % 13));
+  const exact = exactChannelStats(x, shape);
+  const pool = new bnpool.Pool({ threads: 2 });
+  const halves = await Promise.all([x.subarray(0, x.length / 2), x.subarray(x.length / 2)].map((h) => bnpool.ChannelStats.fromBatch(h, [8, 2, 40, 40], { pool })));
+  const rounded = halves.map((s) => new bnpool.ChannelStats(s.count, s.mean(), s.m2));
+  for (const [how, [a, b]] of [['with the low parts', halves], ['from the rounded means', rounded]] as const) {
+    const all = a.merge(b);
+    const variance = all.variance();
+    const mean = all.mean();
+    let varError = 0;
+    let meanUlps = 0;
+    for (let c = 0; c < 2; c++) {
+      varError = Math.max(varError, Math.abs(variance[c] - exact.var[c]) / exact.var[c]);
+      meanUlps = Math.max(meanUlps, Math.abs(exact.meanErrorUlps(c, mean[c])));
+    }
+    console.log(`| 1e15 + (i mod 13) | ${how} | ${varError.toExponential(2)} | ${meanUlps.toFixed(3)} |`);
+  }
+  await pool.close();
 }

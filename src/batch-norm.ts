@@ -49,9 +49,9 @@ interface SavedForward {
 }
 
 /**
- * The most channels a module takes: a call keeps at least 116 bytes of scratch a channel
- * (parameters 32, per-channel arrays 40, a 32-byte partial for each of its blocks, float32 row
- * parameters 12) and a row-mode task 32 more, so from ~29M channels on no call fits the 4 GiB a
+ * The most channels a module takes: a call keeps at least 124 bytes of scratch a channel
+ * (parameters 32, per-channel arrays 48, a 32-byte partial for each of its blocks, float32 row
+ * parameters 12) and a row-mode task 32 more, so from ~28M channels on no call fits the 4 GiB a
  * pool's memory can reach, and an absurd count (2^31) would only allocate gigabytes of
  * parameters before failing.
  */

@@ -6,7 +6,8 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
-  bytesPerElement, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES,
+  bytesPerElement, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte,
+  PARAM_BYTES,
   type Dtype, type Grid, scratchLayout, type ScratchLayout,
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
@@ -87,22 +88,26 @@ export interface BackwardRequest {
   readonly dBiasOut?: FloatArray | null;
 }
 
-/** A call's output and its per-channel results. */
-export type EngineResult = ChannelResults & { readonly y: FloatArray };
+/**
+ * A call's output and its per-channel results; a statistics-only call's also what rounding each
+ * batch mean left out (MEAN_LO: workers/protocol.ts).
+ */
+export type EngineResult = ChannelResults & { readonly y: FloatArray; readonly meanLo?: Float64Array };
 
 /**
- * The per-channel batch mean and biased variance of x, without normalizing: a statistics pass,
- * the merge in block order, nothing written but the call's scratch.
+ * The per-channel batch mean and biased variance of x, and what rounding each mean left out,
+ * without normalizing: a statistics pass, the merge in block order, nothing written but the
+ * call's scratch.
  */
 export async function runChannelStats(
   pool: Pool, request: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'signal'>,
-): Promise<{ mean: Float64Array; var: Float64Array }> {
+): Promise<{ mean: Float64Array; var: Float64Array; meanLo: Float64Array }> {
   // Not the module's result arrays (`into`): they are left for the forward that follows.
   const r = await runBatchNorm(pool, {
     x: request.x, dims: request.dims, dtype: request.dtype, signal: request.signal, useBatchStats: true,
     weight: null, bias: null, runningMean: null, runningVar: null, eps: 1, out: null, statsOnly: true, into: null,
   });
-  return { mean: r.mean, var: r.var };
+  return { mean: r.mean, var: r.var, meanLo: r.meanLo! };
 }
 
 /**
@@ -249,6 +254,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       y,
       mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array),
       var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array),
+      ...(req.statsOnly ? { meanLo: copyInto(view(CHANNEL_MEAN_LO), null, Float64Array) } : {}),
     };
   } finally {
     signal?.removeEventListener('abort', cancel);

@@ -1,5 +1,6 @@
 import {
-  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES, PARTIAL_BYTES,
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES,
+  PARTIAL_BYTES,
 } from '../workers/protocol.js';
 
 /** Index in a float64 view of the first value of per-channel array k (CHANNEL_MEAN ...). */
@@ -21,7 +22,8 @@ function arrayIndex(channelsByte: number, C: number, k: number): number {
  * deltas keep every digit of the data's spread, however large the common offset: mean - K is
  * exact between means within a factor of two of each other, and the offset's rounding, half an
  * ulp of |mean| a block, never enters them. The channel's mean is K plus the merged relative
- * mean, rounded once. (Merging the rounded means themselves, float64 data of mean 3000 and
+ * mean, rounded once, and what that rounding left out goes to MEAN_LO (TwoSum), for `ChannelStats`
+ * to merge on with. (Merging the rounded means themselves, float64 data of mean 3000 and
  * standard deviation 1e-3 got their variance 1.3e-12 to 1.3e-11 relative off and their mean up to
  * 0.97 ulp; this, 8.5e-15 and half an ulp at most: bench/offset-stats.ts.)
  *
@@ -43,7 +45,7 @@ function arrayIndex(channelsByte: number, C: number, k: number): number {
  * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2, lo) at
  *   partialsByte + PARTIAL_BYTES * blocks * c
  * @param channelsByte - the per-channel arrays of C channels (protocol.ts, CHANNEL_MEAN ...):
- *   reads WEIGHT[c] and BIAS[c], writes MEAN[c] and VAR[c] (biased)
+ *   reads WEIGHT[c] and BIAS[c], writes MEAN[c], VAR[c] (biased) and MEAN_LO[c]
  * @param paramsByte - receives (mean, scale, bias) at paramsByte + 32 * c
  */
 export function mergeChannel(
@@ -53,14 +55,31 @@ export function mergeChannel(
   const first = (partialsByte + c * blocks * PARTIAL_BYTES) / 8;
   const last = first + PARTIAL_FLOATS * blocks;
   const K = mem[first + 1];
-  let [mean, m2, n] = chanMerge(mem, first, last, K);
-  mean += K;
-  if (!Number.isFinite(mean)) [mean, m2, n] = chanMerge(mem, first, last, null);
+  let [r, m2, n] = chanMerge(mem, first, last, K);
+  let mean = K + r;
+  let lo = lowPart(K, r, mean);
+  if (!Number.isFinite(mean)) {
+    [mean, m2, n] = chanMerge(mem, first, last, null);
+    lo = 0;
+  } else if (!Number.isFinite(lo)) {
+    lo = 0; // a + b near float64's largest: TwoSum's own steps overflowed
+  }
   const variance = m2 / n;
   const at = (k: number): number => arrayIndex(channelsByte, C, k) + c;
   mem[at(CHANNEL_MEAN)] = mean;
   mem[at(CHANNEL_VAR)] = variance;
+  mem[at(CHANNEL_MEAN_LO)] = lo;
   writeChannelParams(mem, paramsByte, c, mean, variance, eps, mem[at(CHANNEL_WEIGHT)], mem[at(CHANNEL_BIAS)]);
+}
+
+/**
+ * What rounding a + b to sum left out (Knuth's TwoSum: sum + the result is a + b exactly, for
+ * finite values that do not overflow): the error term of the partials (writePartial) and of the
+ * merged means here and in `ChannelStats`.
+ */
+export function lowPart(a: number, b: number, sum: number): number {
+  const t = sum - a;
+  return (a - (sum - t)) + (b - t);
 }
 
 /** Float64 values a partial: PARTIAL_BYTES / 8. */

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, ChannelStats, Pool } from '../dist/src/index.js';
 import { randomTensor, rng, splitRows } from './helpers/data.js';
-import { channelStats, maxRelativeError } from './helpers/reference.js';
+import { channelStats, exactChannelStats, maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
@@ -78,6 +78,42 @@ describe('ChannelStats', () => {
       // float32 hard data: the variance within 1e-4 relative (the core issue's rule); else 1e-6.
       expect(maxRelativeError(shards[0].variance(), ref.var), label).toBeLessThan(dtype === 'float64' ? 1e-10 : hard ? 1e-4 : 1e-6);
     }
+  });
+
+  it('keeps what rounding each mean left out, so that merges of offset data stay exact, through JSON too', async () => {
+    // Float64 integers at 1e15 (ulp 0.125) with a spread of ~4: the halves' means are rounded at
+    // the offset, and Chan's deltas of the rounded means put the variance up to 1.3e-8 off.
+    const shape = [16, 2, 40, 40];
+    const x = Float64Array.from({ length: 16 * 2 * 1600 }, (_, i) => 1e15 + (i % 13));
+    const exact = exactChannelStats(x, shape);
+    const half = x.length / 2;
+    const a = await ChannelStats.fromBatch(x.subarray(0, half), [8, 2, 40, 40], { pool });
+    const b = await ChannelStats.fromBatch(x.subarray(half), [8, 2, 40, 40], { pool });
+    const json = a.toJSON();
+    expect(json.meanLo).toHaveLength(2);
+    const viaJson = ChannelStats.fromJSON(JSON.parse(JSON.stringify(a))).merge(ChannelStats.fromJSON(JSON.parse(JSON.stringify(b))));
+    for (const all of [a.merge(b), b.merge(a), viaJson]) {
+      expect(maxRelativeError(all.variance(), exact.var)).toBeLessThan(5e-14);
+      for (let c = 0; c < 2; c++) expect(Math.abs(exact.meanErrorUlps(c, all.mean()[c]))).toBeLessThanOrEqual(0.5 + 1e-6);
+    }
+    expect(viaJson.toJSON()).toEqual(a.merge(b).toJSON());
+    // Without the low parts (as from an older sender), the merge is Chan's on the rounded means.
+    const rounded = (s: ChannelStats): ChannelStats => new ChannelStats(s.count, s.mean(), s.m2);
+    const old = rounded(a).merge(rounded(b));
+    const [ma, mb] = [a.mean(), b.mean()];
+    for (let c = 0; c < 2; c++) {
+      const delta = mb[c] - ma[c];
+      expect(old.mean()[c]).toBe(ma[c] + (delta * 12800) / 25600);
+      expect(old.m2[c]).toBe(a.m2[c] + b.m2[c] + (delta * delta * 12800 * 12800) / 25600);
+    }
+    expect(maxRelativeError(old.variance(), exact.var)).toBeGreaterThan(1e-10);
+    // A low part must be what rounding its mean left out.
+    expect(() => new ChannelStats([4], [1], [0], [0.5])).toThrow(/^meanLo\[0\] must be what rounding mean\[0\] left out .*; got 0.5 for mean 1$/);
+    expect(() => new ChannelStats([4], [NaN], [0], [1e-30])).toThrow(/meanLo\[0\]/);
+    expect(() => new ChannelStats([4, 4], [1, 1], [0, 0], [0])).toThrow(/^meanLo must have the length of mean \(2\); got 1$/);
+    expect(new ChannelStats([4], [1], [0], [1e-17]).toJSON()).toEqual({ count: [4], mean: [1], m2: [0], meanLo: [1e-17] });
+    expect(() => ChannelStats.fromJSON({ count: [4], mean: [1], m2: [0], meanLo: ['NaN' as never] })).toThrow(/json.meanLo\[0\] must be a number; got "NaN"/);
+    expect(() => ChannelStats.fromJSON({ count: [4, 4], mean: [1, 1], m2: [0, 0], meanLo: [0] })).toThrow(/json.meanLo must have the length of json.mean \(2\); got 1/);
   });
 
   it('merges an infinite mean as a sum would: +Inf stays +Inf, +Inf with -Inf is NaN', () => {

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import {
-  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES,
+  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES,
 } from '../dist/workers/protocol.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { normal, rng } from './helpers/data.js';
@@ -561,7 +561,7 @@ for (const name of ['js', 'wasm'] as const) {
             a.kernel.mergeChannels(partials, blocks, c0, C, channels, C, params, 1e-5);
             other.kernel.mergeChannels(partials, blocks, c0, C, channels, C, params, 1e-5);
             for (let c = 0; c < c0; c++) {
-              for (const k of [CHANNEL_MEAN, CHANNEL_VAR]) expect(a.f64[arr(C, k, c)]).toBe(GUARD);
+              for (const k of [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_MEAN_LO]) expect(a.f64[arr(C, k, c)]).toBe(GUARD);
             }
             // INVSTD is a backward's input only.
             for (let c = 0; c < C; c++) expect(a.f64[arr(C, CHANNEL_INVSTD, c)]).toBe(GUARD);

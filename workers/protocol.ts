@@ -310,13 +310,17 @@ export const PARAM_BYTES = 32;
  * - INVSTD: backward: 1 / sqrt(var + eps), given or made by its prep, read by it.
  * - WEIGHT, BIAS: forward: read by the merge or the eval prep (1 and 0 without affine). Backward:
  *   WEIGHT is read by its prep, and the merge writes dWeight over WEIGHT and dBias over BIAS.
+ * - MEAN_LO: forward: what rounding the batch mean to MEAN left out (MEAN + MEAN_LO is the merged
+ *   mean to twice float64's precision; 0 where the merge fell back to the rounded means), written
+ *   by the merge, read into `ChannelStats` (src/merge.ts).
  */
 export const CHANNEL_MEAN = 0;
 export const CHANNEL_VAR = 1;
 export const CHANNEL_INVSTD = 2;
 export const CHANNEL_WEIGHT = 3;
 export const CHANNEL_BIAS = 4;
-export const CHANNEL_ARRAYS = 5;
+export const CHANNEL_MEAN_LO = 5;
+export const CHANNEL_ARRAYS = 6;
 
 /**
  * Layout of the per-call scratch area. The first 32 bytes hold six Int32 words: the cancel flag

@@ -1,6 +1,6 @@
 import '../../src/wasm-types.js';
 import {
-  mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
+  lowPart, mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
 } from '../../src/merge.js';
 import { bwdStatsThenApplyPlanes, bwdStatsThenApplyRows, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
@@ -406,9 +406,8 @@ function writePartial(out: Float64Array, at: number, count: number, shift: numbe
   const m2 = s2 - (s1 * s1) / count;
   const rel = s1 / count;
   const mean = shift + rel;
-  const t = mean - shift;
   out[at] = count;
   out[at + 1] = mean;
   out[at + 2] = m2 < 0 ? 0 : m2;
-  out[at + 3] = (shift - (mean - t)) + (rel - t);
+  out[at + 3] = lowPart(shift, rel, mean);
 }

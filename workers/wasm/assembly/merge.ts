@@ -60,11 +60,13 @@ export function mergeChannels(
       for (let j = 0; j < 4; j++) mergeOne(partials, stride, c + j, channels, C, params, eps, rowParams, rowStride, true);
       continue;
     }
+    const loA = lowPart2(kA, rA, meanA);
+    const loB = lowPart2(kB, rB, meanB);
     const nn = f64x2.extract_lane(n, 0);
-    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(loA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(loA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(loB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(loB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps, rowParams, rowStride);
   }
   for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, true);
 }
@@ -100,14 +102,19 @@ function mergeOne(
     mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
     n = total;
   }
+  let lo: f64 = 0;
   if (relative) {
-    mean += K;
+    const r = mean;
+    mean = K + r;
     if (!isFinite(mean)) {
       mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, false);
       return;
     }
+    const t = mean - K;
+    lo = (K - (mean - t)) + (r - t);
+    if (!isFinite(lo)) lo = 0;
   }
-  finish(c, mean, m2 / n, channels, C, params, eps, rowParams, rowStride);
+  finish(c, mean, lo, m2 / n, channels, C, params, eps, rowParams, rowStride);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */
@@ -115,18 +122,30 @@ function mergeOne(
   return f64x2.replace_lane(f64x2.splat(load<f64>(p + at)), 1, load<f64>(p + stride + at));
 }
 
+/**
+ * src/merge.ts's lowPart in two lanes, what rounding k + r to mean left out (0 in a lane where that
+ * is not finite).
+ */
+@inline function lowPart2(k: v128, r: v128, mean: v128): v128 {
+  const t = f64x2.sub(mean, k);
+  const lo = f64x2.add(f64x2.sub(k, f64x2.sub(mean, t)), f64x2.sub(r, t));
+  // x - x is 0 exactly for finite x, NaN otherwise.
+  return v128.and(lo, f64x2.eq(f64x2.sub(lo, lo), f64x2.splat(0)));
+}
+
 /** The means of the partials at p and p + stride relative to k (two channels'): (mean - k) + lo. */
 @inline function relative(p: usize, stride: usize, k: v128): v128 {
   return f64x2.add(f64x2.sub(pair(p, stride, 8), k), pair(p, stride, 24));
 }
 
-// The per-channel arrays (workers/protocol.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, C float64 each,
+// The per-channel arrays (workers/protocol.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, MEAN_LO, C float64 each,
 // one after another at `channels`.
 const MEAN = 0;
 const VAR = 1;
 const INVSTD = 2;
 const WEIGHT = 3;
 const BIAS = 4;
+const MEAN_LO = 5;
 
 /** Byte address of array k's value for channel c, of the arrays of C channels at `channels`. */
 @inline function arrayAt(channels: usize, C: i32, k: i32, c: i32): usize {
@@ -134,10 +153,11 @@ const BIAS = 4;
 }
 
 @inline function finish(
-  c: i32, mean: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
+  c: i32, mean: f64, lo: f64, variance: f64, channels: usize, C: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
 ): void {
   store<f64>(arrayAt(channels, C, MEAN, c), mean);
   store<f64>(arrayAt(channels, C, VAR, c), variance);
+  store<f64>(arrayAt(channels, C, MEAN_LO, c), lo);
   const q = params + (<usize>c << 5);
   const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps);
   const bias = load<f64>(arrayAt(channels, C, BIAS, c));
