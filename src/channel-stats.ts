@@ -246,7 +246,13 @@ export class ChannelStats {
    */
   toJSON(): ChannelStatsJSON {
     const json: ChannelStatsJSON = { count: jsonNumbers(this.count) as number[], mean: jsonNumbers(this.#mean), m2: jsonNumbers(this.m2) };
-    if (this.#meanLo !== null && this.#meanLo.some((lo) => lo !== 0)) json.meanLo = Array.from(this.#meanLo);
+    const lo = this.#meanLo;
+    if (lo !== null) {
+      let c = 0;
+      while (c < lo.length && lo[c] === 0) c++;
+      // Finite by the constructor's check: plain numbers.
+      if (c < lo.length) json.meanLo = jsonNumbers(lo) as number[];
+    }
     return json;
   }
 }
