@@ -72,8 +72,8 @@ export class ChannelStats {
 
   /**
    * @param meanLo - optional: what rounding each mean to float64 left out (mean + meanLo is the
-   *   mean to twice float64's precision), at most half an ulp of its mean, and 0 where the mean is
-   *   not finite; as `toJSON` gives it. Zeros when not given.
+   *   mean without the rounding of its offset), at most half an ulp of its mean, and 0 where the
+   *   mean is not finite; as `toJSON` gives it. Zeros when not given.
    */
   constructor(count: ArrayLike<number>, mean: ArrayLike<number>, m2: ArrayLike<number>, meanLo?: ArrayLike<number>) {
     checkArray(count, 'count');

@@ -310,9 +310,9 @@ export const PARAM_BYTES = 32;
  * - INVSTD: backward: 1 / sqrt(var + eps), given or made by its prep, read by it.
  * - WEIGHT, BIAS: forward: read by the merge or the eval prep (1 and 0 without affine). Backward:
  *   WEIGHT is read by its prep, and the merge writes dWeight over WEIGHT and dBias over BIAS.
- * - MEAN_LO: forward: what rounding the batch mean to MEAN left out (MEAN + MEAN_LO is the merged
- *   mean to twice float64's precision; 0 where the merge fell back to the rounded means), written
- *   by the merge, read into `ChannelStats` (src/merge.ts).
+ * - MEAN_LO: forward: what rounding the batch mean to MEAN left out (MEAN + MEAN_LO is exactly
+ *   the merge's K + r, the mean without the rounding of its offset; 0 where the merge fell back to
+ *   the rounded means), written by the merge, read into `ChannelStats` (src/merge.ts).
  */
 export const CHANNEL_MEAN = 0;
 export const CHANNEL_VAR = 1;
