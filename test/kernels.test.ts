@@ -551,7 +551,10 @@ for (const name of ['js', 'wasm'] as const) {
                 const run = Array.from({ length: 3 + b }, () => 50 + c + (1 + b) * normal(rand));
                 values[c].push(...run);
                 const { n, mean, m2 } = reference(run);
-                for (const k of [a, other]) k.f64.set([n, mean, m2, 0], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
+                // A low part within half an ulp of the mean, as writePartial's: merged relative to
+                // the first block's mean with it, by both kernels alike.
+                const lo = (rand() - 0.5) * 2 ** (Math.floor(Math.log2(Math.abs(mean))) - 52);
+                for (const k of [a, other]) k.f64.set([n, mean, m2, lo], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
               }
               for (const k of [a, other]) {
                 k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1 + c;
@@ -592,7 +595,9 @@ for (const name of ['js', 'wasm'] as const) {
           for (let c = 0; c < C; c++) {
             for (let b = 0; b < blocks; b++) {
               const r2 = rng(1000 * c + b);
-              k.f64.set([12345 + 777 * b, 1e3 * c + 10 * normal(r2), (1 + r2()) * 1e-3, 0], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
+              const mean = 1e3 * c + 10 * normal(r2);
+              const lo = (r2() - 0.5) * 2 ** (Math.floor(Math.log2(Math.abs(mean))) - 52);
+              k.f64.set([12345 + 777 * b, mean, (1 + r2()) * 1e-3, lo], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
             }
             k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;
             k.f64[arr(C, CHANNEL_BIAS, c)] = 0;
@@ -600,20 +605,25 @@ for (const name of ['js', 'wasm'] as const) {
           k.kernel.mergeChannels(partials, blocks, 0, C, channels, C, params, 1e-5);
         }
         for (let c = 0; c < C; c++) {
+          // A block's mean is mean + lo: taken relative to the first block's (the low parts
+          // would round away against the means themselves), by sums rather than Chan's steps.
+          const first = (partials + c * blocks * PARTIAL_BYTES) / 8;
+          const K = a.f64[first + 1];
+          const d = (at: number): number => (a.f64[at + 1] - K) + a.f64[at + 3];
           let n = 0;
           let sum = 0;
           for (let b = 0; b < blocks; b++) {
             const at = (partials + (c * blocks + b) * PARTIAL_BYTES) / 8;
             n += a.f64[at];
-            sum += a.f64[at] * a.f64[at + 1];
+            sum += a.f64[at] * d(at);
           }
           const mean = sum / n;
           let m2 = 0;
           for (let b = 0; b < blocks; b++) {
             const at = (partials + (c * blocks + b) * PARTIAL_BYTES) / 8;
-            m2 += a.f64[at + 2] + a.f64[at] * (a.f64[at + 1] - mean) ** 2;
+            m2 += a.f64[at + 2] + a.f64[at] * (d(at) - mean) ** 2;
           }
-          expect(Math.abs(a.f64[arr(C, CHANNEL_MEAN, c)] - mean)).toBeLessThan(1e-9);
+          expect(Math.abs(a.f64[arr(C, CHANNEL_MEAN, c)] - (K + mean))).toBeLessThan(1e-9);
           expect(Math.abs(a.f64[arr(C, CHANNEL_VAR, c)] - m2 / n) / (m2 / n)).toBeLessThan(1e-12);
         }
         expect(arrays(a, C)).toEqual(arrays(other, C));
