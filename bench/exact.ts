@@ -40,8 +40,16 @@ export function exactChannelStats(x: ArrayLike<number>, shape: readonly number[]
   };
   for (let c = 0; c < C; c++) {
     const values: [bigint, number][] = [];
-    for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) values.push(dyadic(x[(n * C + c) * S + s]));
-    const e = Math.min(...values.map(([, ve]) => ve));
+    // The smallest exponent, the common scale (a loop: a spread of a large channel's values into
+    // Math.min would pass its argument limit).
+    let e = Infinity;
+    for (let n = 0; n < N; n++) {
+      for (let s = 0; s < S; s++) {
+        const value = dyadic(x[(n * C + c) * S + s]);
+        values.push(value);
+        e = Math.min(e, value[1]);
+      }
+    }
     let sum = 0n;
     let squares = 0n;
     for (const [mant, ve] of values) {

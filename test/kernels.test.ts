@@ -17,6 +17,8 @@ const OFFSETS = [0, 1, 2, 3]; // elements: byte offsets 0, 4, 8, 12 (float32) pa
 const GUARD = -7777;
 /** Float64 values a partial: (count, mean, m2, lo). */
 const PF = PARTIAL_BYTES / 8;
+/** The ulp of a normal float64 v. */
+const ulpOf = (v: number): number => 2 ** (Math.floor(Math.log2(Math.abs(v))) - 52);
 
 function setup(name: 'js' | 'wasm') {
   const memory = new WebAssembly.Memory({ initial: 128, maximum: 128, shared: true });
@@ -112,7 +114,7 @@ for (const name of ['js', 'wasm'] as const) {
           }
           kernel.statsPlanes(f64Data, base * bpe, 1, 0, 1, len, len, OUT, 0, SCRATCH);
           const [, mean, , lo] = f64.slice(OUT / 8, OUT / 8 + PF);
-          const ulp = 2 ** (Math.floor(Math.log2(mean)) - 52);
+          const ulp = ulpOf(mean);
           expect(mean + lo).toBe(mean); // |lo| at most half an ulp of mean
           if (f64Data) {
             const exact = exactChannelStats(values, [1, 1, len]);
@@ -553,7 +555,7 @@ for (const name of ['js', 'wasm'] as const) {
                 const { n, mean, m2 } = reference(run);
                 // A low part within half an ulp of the mean, as writePartial's: merged relative to
                 // the first block's mean with it, by both kernels alike.
-                const lo = (rand() - 0.5) * 2 ** (Math.floor(Math.log2(Math.abs(mean))) - 52);
+                const lo = (rand() - 0.5) * ulpOf(mean);
                 for (const k of [a, other]) k.f64.set([n, mean, m2, lo], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
               }
               for (const k of [a, other]) {
@@ -596,7 +598,7 @@ for (const name of ['js', 'wasm'] as const) {
             for (let b = 0; b < blocks; b++) {
               const r2 = rng(1000 * c + b);
               const mean = 1e3 * c + 10 * normal(r2);
-              const lo = (r2() - 0.5) * 2 ** (Math.floor(Math.log2(Math.abs(mean))) - 52);
+              const lo = (r2() - 0.5) * ulpOf(mean);
               k.f64.set([12345 + 777 * b, mean, (1 + r2()) * 1e-3, lo], (partials + (c * blocks + b) * PARTIAL_BYTES) / 8);
             }
             k.f64[arr(C, CHANNEL_WEIGHT, c)] = 1;

@@ -27,11 +27,19 @@
   const m2 = s2 - (s1 * s1) / count;
   const rel = s1 / count;
   const mean = shift + rel;
-  const t = mean - shift;
   store<f64>(out, count);
   store<f64>(out, mean, 8);
   store<f64>(out, m2 < 0 ? 0 : m2, 16);
-  store<f64>(out, (shift - (mean - t)) + (rel - t), 24);
+  store<f64>(out, lowPart(shift, rel, mean), 24);
+}
+
+/**
+ * What rounding a + b to `sum` left out (Knuth's TwoSum: sum + the result is a + b exactly, for
+ * finite values that do not overflow): src/merge.ts's lowPart, operation for operation.
+ */
+@inline export function lowPart(a: f64, b: f64, sum: f64): f64 {
+  const t = sum - a;
+  return (a - (sum - t)) + (b - t);
 }
 
 /**

@@ -1,5 +1,5 @@
 // Merging partials into per-channel statistics and coefficients, in block order.
-import { hiOf, shiftOf } from './common';
+import { hiOf, lowPart, shiftOf } from './common';
 
 /** Bytes of a partial (workers/protocol.ts, PARTIAL_BYTES): (count, mean, m2, lo) as f64. */
 const PARTIAL: usize = 32;
@@ -110,8 +110,7 @@ function mergeOne(
       mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, false);
       return;
     }
-    const t = mean - K;
-    lo = (K - (mean - t)) + (r - t);
+    lo = lowPart(K, r, mean);
     if (!isFinite(lo)) lo = 0;
   }
   finish(c, mean, lo, m2 / n, channels, C, params, eps, rowParams, rowStride);
