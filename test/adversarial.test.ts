@@ -61,7 +61,7 @@ for (const kernel of KERNELS) {
       }
 
       it(`float64 integers 1e15 + (i mod 13) get their exact variance: ${name}`, async () => {
-        // The offset's ulp is 0.125: the blocks' rounded means put the variance 1.1e-9 to 1.9e-8 off.
+        // The offset's ulp is 0.125: the blocks' rounded means put the variance up to 1.9e-8 off.
         const shape = [16, 2, 40, 40];
         const x = Float64Array.from({ length: 16 * 2 * 1600 }, (_, i) => 1e15 + (i % 13));
         const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
