@@ -31,7 +31,8 @@ function arrayIndex(channelsByte: number, C: number, k: number): number {
  * relative means overflow), the channel is merged again from the blocks' rounded means, where an
  * infinite (or NaN) mean on either side takes the weighted mean (n_a·mean_a + n_b·mean_b) / n
  * instead of Chan's, as a sum-based mean would: a channel holding +Inf has mean +Inf, as in
- * PyTorch, where Chan's update would make it Inf - Inf = NaN.
+ * PyTorch, where Chan's update would make it Inf - Inf = NaN. Finite means stay finite
+ * there however near float64's range (mergedMean).
  *
  * then folds the statistics into the parameters the normalize kernels use:
  * y = (x - mean) * scale + bias with scale = weight / sqrt(var + eps). Subtracting the mean first
@@ -116,11 +117,15 @@ function chanMerge(mem: Float64Array, first: number, last: number, K: number | n
 /**
  * The mean of two merged parts of n_a and n_b values (n = n_a + n_b): Chan's
  * mean_a + (mean_b - mean_a) * n_b / n, or the weighted (mean_a * n_a + mean_b * n_b) / n where
- * either mean is infinite or NaN (see mergeChannel).
+ * either mean is infinite or NaN (see mergeChannel). Where both are finite but
+ * (mean_b - mean_a) * n_b overflows (means near float64's range, of opposite signs), the convex
+ * mean_a * (n_a / n) + mean_b * (n_b / n), which cannot: the mean stays finite, and the m2 of
+ * such parts is +Infinity (its delta² term), as it is past float64's range.
  */
 export function mergedMean(meanA: number, na: number, meanB: number, nb: number, n: number): number {
-  if (Number.isFinite(meanA) && Number.isFinite(meanB)) return meanA + ((meanB - meanA) * nb) / n;
-  return (meanA * na + meanB * nb) / n;
+  if (!Number.isFinite(meanA) || !Number.isFinite(meanB)) return (meanA * na + meanB * nb) / n;
+  const step = (meanB - meanA) * nb;
+  return Number.isFinite(step) ? meanA + step / n : meanA * (na / n) + meanB * (nb / n);
 }
 
 /** Writes channel c's (mean, weight / sqrt(var + eps), bias) at paramsByte + 32 * c. */

@@ -183,6 +183,80 @@ for (const kernel of KERNELS) {
         }
       }
 
+      for (const shape of [[6, 3, 40, 41], [2000, 3], [8, 3, 37]]) {
+        it(`float64 near float64's range (channel 1: ±1.5e308): a finite mean, variance +Infinity, output = bias: ${name}, [${shape}]`, async () => {
+          // Shifted sums of such data overflow although every value is finite: until 2026-12-03 the
+          // mean came out +Infinity (for negative data too) or NaN, and the variance NaN.
+          const x = randomTensor(shape, 'float64', 47);
+          const clean = x.slice();
+          const rand = rng(48);
+          fillChannel(x, shape, 1, () => (rand() < 0.5 ? -1.5e308 : 1.5e308) * (0.5 + rand() / 2));
+          const exact = exactChannelStats(x, shape);
+          const options = { pool: pools.get(name)!, dtype: 'float64' as const };
+          const bn = new BatchNorm(3, { ...options, affine: true });
+          bn.weight!.set([1.5, 2, 0.5]);
+          bn.bias!.set([0.25, -3, 1]);
+          const cleanBn = new BatchNorm(3, { ...options, affine: true });
+          cleanBn.weight!.set(bn.weight!);
+          cleanBn.bias!.set(bn.bias!);
+          const y = await bn.forward(x, shape);
+          const yClean = await cleanBn.forward(clean, shape);
+          const stats = await ChannelStats.fromBatch(x, shape, { pool: pools.get(name)! });
+          const count = x.length / 3;
+          for (const mean of [stats.mean()[1], bn.runningMean![1] / 0.1]) {
+            // The mean of values this large and of both signs: within a sum's rounding bound,
+            // count * 2^-53 of their magnitude.
+            expect(Math.abs(mean - exact.mean[1])).toBeLessThan(count * 2 ** -53 * 1.5e308);
+          }
+          expect(stats.variance()[1]).toBe(Infinity);
+          expect(bn.runningVar![1]).toBe(Infinity);
+          const [N, , S] = [shape[0], 3, x.length / (shape[0] * 3)];
+          for (let n = 0; n < N; n++) {
+            for (let c = 0; c < 3; c++) {
+              for (let s = 0; s < S; s++) {
+                const i = (n * 3 + c) * S + s;
+                expect(y[i]).toBe(c === 1 ? -3 : yClean[i]); // scale 2 / sqrt(Infinity) = 0
+              }
+            }
+          }
+        });
+
+        it(`float64 with an outlier of 1e153 first in channel 0 keeps its variance: ${name}, [${shape}]`, async () => {
+          // The outlier is the shift K of its block (the channel's first value): the shifted sum
+          // s1 = Σ(x - K), ~1e153 times the block's count, squares past float64's range although
+          // the variance (~1e306 / count) does not. Until 2026-12-03 that block's m2 came out
+          // clamped to 0.
+          const x = randomTensor(shape, 'float64', 49);
+          x[0] = 1e153;
+          const ref = channelStats(x, shape);
+          const r = await batchNorm(x, shape, { training: true, pool: pools.get(name)! });
+          const stats = await ChannelStats.fromBatch(x, shape, { pool: pools.get(name)! });
+          for (const [mean, variance] of [[r.mean, r.var], [stats.mean(), stats.variance()]]) {
+            // The sums shifted by an outlier lose digits to it: measured 3.5e-10 (variance) and
+            // 1.1e-9 (mean) at most.
+            expect(maxRelativeError(variance, ref.var)).toBeLessThan(1e-7);
+            expect(maxRelativeError(mean, ref.mean)).toBeLessThan(1e-7);
+          }
+        });
+      }
+
+      it(`ChannelStats and the pool merge parts of opposite signs near float64's range to a finite mean: ${name}`, async () => {
+        // Constant parts (m2 0) of means 1.5e308 and -1.2e308: Chan's delta (2.7e308) overflows, and
+        // so does the merged m2 (2.7e308² * 4001 / 2), which is past float64's range.
+        const shape = [2, 1, 4001];
+        const x = Float64Array.from({ length: 2 * 4001 }, (_, i) => (i < 4001 ? 1.5e308 : -1.2e308));
+        const exact = exactChannelStats(x, shape);
+        const pool = pools.get(name)!;
+        const a = await ChannelStats.fromBatch(x.subarray(0, 4001), [1, 1, 4001], { pool });
+        const b = await ChannelStats.fromBatch(x.subarray(4001), [1, 1, 4001], { pool });
+        const whole = await ChannelStats.fromBatch(x, shape, { pool });
+        for (const stats of [a.merge(b), b.merge(a), whole]) {
+          expect(Math.abs(stats.mean()[0] - exact.mean[0])).toBeLessThan(x.length * 2 ** -53 * 1.5e308);
+          expect(stats.variance()[0]).toBe(Infinity);
+        }
+        expect([a.mean()[0], a.variance()[0], b.mean()[0], b.variance()[0]]).toEqual([1.5e308, 0, -1.2e308, 0]);
+      });
+
       it(`+Inf in a channel gives it mean +Inf, NaN variance and output (as PyTorch); +Inf with -Inf a NaN mean: ${name}`, async () => {
         const shape = [6, 4, 33];
         const x = randomTensor(shape, 'float32', 19);

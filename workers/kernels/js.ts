@@ -56,7 +56,7 @@ export class JsKernel implements Kernel {
           s2 += d * d;
         }
       }
-      writePartial(this.#f64, (outByte + b * outStrideBytes) / 8, rows * len, shift, s1, s2);
+      writeChecked(this.#f64, (outByte + b * outStrideBytes) / 8, rows * len, shift, s1, s2, x, base, rows, rowStride, len);
     }
   }
 
@@ -115,7 +115,10 @@ export class JsKernel implements Kernel {
     }
     const count = rows * S;
     for (let c = 0; c < C; c++) {
-      writePartial(acc, (outByte + c * outStrideBytes) / 8, count, acc[a + 3 * c], acc[a + 3 * c + 1], acc[a + 3 * c + 2]);
+      writeChecked(
+        acc, (outByte + c * outStrideBytes) / 8, count, acc[a + 3 * c], acc[a + 3 * c + 1], acc[a + 3 * c + 2],
+        x, base + c * S, rows, rowStride, S,
+      );
     }
   }
 
@@ -395,6 +398,46 @@ export class JsKernel implements Kernel {
     this.#views();
     this.#f32.fill(v, yByte / 4, yByte / 4 + n);
   }
+}
+
+/** 2^-584 and 2^584: the WebAssembly kernel's DOWN and UP (common.ts, where they are explained). */
+const DOWN = 2 ** -584;
+const UP = 2 ** 584;
+
+/**
+ * writePartial, unless s2 or s1 * s1 overflowed (float64 data near float64's range: x - shift,
+ * the deviations' sum or their squares past it although every value is finite): then the sums
+ * again from the data times DOWN, and the partial times UP, so that the mean comes out finite and
+ * m2 as it is or +Infinity. Data holding NaN or an infinity keep the sums they had. The values are
+ * `rows` runs of `len` from x[start], `rowStride` apart. The WebAssembly kernel's writePartial64
+ * performs the same operations.
+ */
+function writeChecked(
+  out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number,
+  x: Float32Array | Float64Array, start: number, rows: number, rowStride: number, len: number,
+): void {
+  if (Number.isFinite(s2) && Number.isFinite(s1 * s1)) {
+    writePartial(out, at, count, shift, s1, s2);
+    return;
+  }
+  const k = shift * DOWN;
+  let t1 = 0;
+  let t2 = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let i = start + r * rowStride, stop = i + len; i < stop; i++) {
+      const d = x[i] * DOWN - k;
+      t1 += d;
+      t2 += d * d;
+    }
+  }
+  if (!Number.isFinite(t1) || !Number.isFinite(t2)) {
+    writePartial(out, at, count, shift, s1, s2); // NaN or an infinity in the data
+    return;
+  }
+  writePartial(out, at, count, k, t1, t2);
+  out[at + 1] *= UP;
+  out[at + 2] = out[at + 2] * UP * UP;
+  out[at + 3] *= UP;
 }
 
 /**

@@ -89,6 +89,60 @@ function resum32(out: usize, count: f64, shift: f64, p: usize, rows: i32, rowStr
   writePartial(out, count, shift, t1, t2);
 }
 
+/**
+ * 2^-584 and 2^584: rescaled64 scales float64 data by the first, so that any finite value's
+ * deviations, their sum and their squares' sum stay finite (|x| <= 2^440 after it: a block of up to
+ * 2^31 values sums its squares to under 2^913), and its results back by the second. Powers of two:
+ * exact, but for values under 2^-438, which go subnormal (or, under 2^-490, to 0) and lose bits
+ * that could not have counted beside the values that take this path: some |x| of ~2^480 at least,
+ * for s1 * s1 to pass float64's range.
+ */
+const DOWN: f64 = 1.5793650827938261e-176;
+const UP: f64 = 6.331658277711476e+175;
+
+/**
+ * writePartial for float64 data, whose shifted sums overflow where the data come near float64's
+ * range although every value is finite: x - K where x and K are large and of opposite signs, the
+ * sum of such deviations, or their squares (a spread past ~1e154). Then the mean came out infinite
+ * (of either sign) or NaN and m2 NaN, or m2 clamped to 0 from an infinite s1 * s1. So sums whose s2
+ * or s1 * s1 is not finite are made again from the data scaled by a power of two (rescaled64):
+ * the mean comes out as finite as the data's, and m2 as what it is or +Infinity where it passes
+ * float64's range. Data holding NaN or an infinity take that path too and keep the sums they had.
+ * `rows` runs of `len` float64, `rowStride` bytes apart, from `p`. The TypeScript kernel's
+ * writeChecked does the same.
+ */
+@inline export function writePartial64(
+  out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
+): void {
+  if (isFinite(s2) && isFinite(s1 * s1)) writePartial(out, count, shift, s1, s2);
+  else rescaled64(out, count, shift, s1, s2, p, rows, rowStride, len);
+}
+
+/** writePartial64's way out: the sums of the data times DOWN, then the partial times UP. */
+function rescaled64(
+  out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
+): void {
+  const k = shift * DOWN;
+  let t1: f64 = 0;
+  let t2: f64 = 0;
+  for (let r = 0; r < rows; r++) {
+    const run = p + <usize>r * rowStride;
+    for (let j = 0; j < len; j++) {
+      const d = load<f64>(run + (<usize>j << 3)) * DOWN - k;
+      t1 += d;
+      t2 += d * d;
+    }
+  }
+  if (!isFinite(t1) || !isFinite(t2)) {
+    writePartial(out, count, shift, s1, s2); // NaN or an infinity in the data
+    return;
+  }
+  writePartial(out, count, k, t1, t2);
+  store<f64>(out, load<f64>(out, 8) * UP, 8);
+  store<f64>(out, load<f64>(out, 16) * UP * UP, 16);
+  store<f64>(out, load<f64>(out, 24) * UP, 24);
+}
+
 /** Adds the 4 f32 lanes of v to the 4 f64 at p. */
 @inline export function fold4(p: usize, v: v128): void {
   v128.store(p, f64x2.add(v128.load(p), promoteLow(v)));

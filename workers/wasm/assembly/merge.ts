@@ -99,7 +99,7 @@ function mergeOne(
     const total = n + nb;
     const delta = meanB - mean;
     m2 += m2B + (delta * delta * n * nb) / total;
-    mean = isFinite(mean) && isFinite(meanB) ? mean + (delta * nb) / total : (mean * n + meanB * nb) / total;
+    mean = mergedMean(mean, n, meanB, nb, total, delta);
     n = total;
   }
   let lo: f64 = 0;
@@ -114,6 +114,13 @@ function mergeOne(
     if (!isFinite(lo)) lo = 0;
   }
   finish(c, mean, lo, m2 / n, channels, C, params, eps, rowParams, rowStride);
+}
+
+/** src/merge.ts's mergedMean, operation for operation (`delta`: meanB - meanA). */
+@inline function mergedMean(meanA: f64, na: f64, meanB: f64, nb: f64, n: f64, delta: f64): f64 {
+  if (!isFinite(meanA) || !isFinite(meanB)) return (meanA * na + meanB * nb) / n;
+  const step = delta * nb;
+  return isFinite(step) ? meanA + step / n : meanA * (na / n) + meanB * (nb / n);
 }
 
 /** The f64 at `at` bytes into a partial of channel c (at p) and of channel c + 1 (at p + stride). */

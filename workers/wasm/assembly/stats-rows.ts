@@ -1,4 +1,4 @@
-import { floorOf, fold4, hsum, writePartial, writePartial32 } from './common';
+import { floorOf, fold4, hsum, writePartial32, writePartial64 } from './common';
 import { normalizeRows32, normParams32, normRunF32 } from './normalize';
 import { statsPattern32 } from './stats-pattern';
 import { sums32, sums64 } from './stats';
@@ -291,7 +291,10 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32,
     for (let c = 0; c < C; c++) {
       // Pair slot of c's lane: the pair starts at the even channel; lane = c & 1.
       const a = acc + (<usize>(c & ~1) << 5) + (<usize>(c & 1) << 3);
-      writePartial(out + <usize>c * <usize>outStride, <f64>rows, load<f64>(x + (<usize>c << 3)), load<f64>(a), load<f64>(a, 16));
+      writePartial64(
+        out + <usize>c * <usize>outStride, <f64>rows, load<f64>(x + (<usize>c << 3)), load<f64>(a), load<f64>(a, 16),
+        x + (<usize>c << 3), rows, rowBytes, 1,
+      );
     }
     return;
   }
@@ -305,6 +308,7 @@ export function statsRows64(x: usize, rows: i32, C: i32, S: i32, rowStride: i32,
   const count = <f64>rows * <f64>S;
   for (let c = 0; c < C; c++) {
     const a = acc + (<usize>c << 5);
-    writePartial(out + <usize>c * <usize>outStride, count, load<f64>(x + ((<usize>c * <usize>S) << 3)), hsum(v128.load(a)), hsum(v128.load(a, 16)));
+    const run = x + ((<usize>c * <usize>S) << 3);
+    writePartial64(out + <usize>c * <usize>outStride, count, load<f64>(run), hsum(v128.load(a)), hsum(v128.load(a, 16)), run, rows, rowBytes, S);
   }
 }

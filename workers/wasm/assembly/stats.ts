@@ -1,4 +1,4 @@
-import { floorOf, hiOf, hsum, promoteHigh, promoteLow, shiftOf, writePartial, writePartial32 } from './common';
+import { floorOf, hiOf, hsum, promoteHigh, promoteLow, shiftOf, writePartial32, writePartial64 } from './common';
 import { normRunF32 } from './normalize';
 
 // Statistics: a partial is (count, mean, m2) as f64, from shifted sums d = x - K with K the run's
@@ -256,6 +256,9 @@ export function statsPlanes64(
   const count = <f64>rows * <f64>len;
   for (let i = 0; i < blocks; i++) {
     const a = acc + <usize>i * BLOCK_ACC_BYTES;
-    writePartial(out + <usize>i * <usize>outStride, count, load<f64>(x + <usize>i * blockBytes), hsum(v128.load(a)), hsum(v128.load(a, 16)));
+    writePartial64(
+      out + <usize>i * <usize>outStride, count, load<f64>(x + <usize>i * blockBytes), hsum(v128.load(a)), hsum(v128.load(a, 16)),
+      x + <usize>i * blockBytes, rows, (<usize>rowStride) << 3, len,
+    );
   }
 }
