@@ -246,14 +246,26 @@ export class ChannelStats {
    */
   toJSON(): ChannelStatsJSON {
     const json: ChannelStatsJSON = { count: jsonNumbers(this.count) as number[], mean: jsonNumbers(this.#mean), m2: jsonNumbers(this.m2) };
-    const lo = this.#meanLo;
-    if (lo !== null) {
-      let c = 0;
-      while (c < lo.length && lo[c] === 0) c++;
-      // Finite by the constructor's check: plain numbers.
-      if (c < lo.length) json.meanLo = jsonNumbers(lo) as number[];
-    }
+    const lo = this.#shownLowParts();
+    // Finite by the constructor's check: plain numbers.
+    if (lo !== null) json.meanLo = jsonNumbers(lo) as number[];
     return json;
+  }
+
+  /** The means' low parts where any is not 0 (what toJSON and util.inspect show), else null. */
+  #shownLowParts(): Float64Array | null {
+    const lo = this.#meanLo;
+    return lo !== null && lo.some((v) => v !== 0) ? lo : null;
+  }
+
+  static {
+    // console.log and util.inspect show count, mean (a method, so left out by default), m2, and
+    // meanLo where toJSON writes it.
+    showAs(ChannelStats.prototype, 'ChannelStats', (stats) => {
+      const lo = stats.#shownLowParts();
+      const view = { count: stats.count, mean: stats.mean(), m2: stats.m2 };
+      return lo === null ? view : { ...view, meanLo: lo.slice() };
+    });
   }
 }
 
@@ -273,9 +285,6 @@ export async function batchChannelStats(pool: Pool, request: Parameters<typeof r
 
 const COUNT_EXPECTED = 'a finite number >= 0';
 const M2_EXPECTED = 'a number >= 0 (a sum of squared deviations) or NaN';
-
-// console.log and util.inspect show count, mean (a method, so left out by default) and m2.
-showAs(ChannelStats.prototype, 'ChannelStats', (stats) => ({ count: stats.count, mean: stats.mean(), m2: stats.m2 }));
 
 /** Set while `adopt` constructs: the constructor then keeps the arrays it is given instead of copying them. */
 let adopting = false;

@@ -15,6 +15,14 @@ describe('ChannelStats', () => {
     expect(shown).toBe('ChannelStats {\n  count: Float64Array(2) [ 2, 3 ],\n  mean: Float64Array(2) [ 0.5, -1.25 ],\n  m2: Float64Array(2) [ 1, 4 ]\n}');
   });
 
+  it('util.inspect shows the means\' low parts where any is not 0, as toJSON writes them', () => {
+    const lo = 2 ** -60;
+    expect(inspect(new ChannelStats([2, 3], [0.5, -1.25], [1, 4], [0, lo]))).toBe(
+      `ChannelStats {\n  count: Float64Array(2) [ 2, 3 ],\n  mean: Float64Array(2) [ 0.5, -1.25 ],\n  m2: Float64Array(2) [ 1, 4 ],\n  meanLo: Float64Array(2) [ 0, ${lo} ]\n}`,
+    );
+    expect(inspect(new ChannelStats([2], [0.5], [1], [0]))).not.toContain('meanLo');
+  });
+
   it('fromBatch gives count, mean and m2 of each channel', async () => {
     const shape = [6, 4, 9, 7];
     const x = randomTensor(shape, 'float64', 1) as Float64Array;
