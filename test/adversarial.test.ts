@@ -223,9 +223,10 @@ for (const kernel of KERNELS) {
 
         it(`float64 with an outlier of 1e153 first in channel 0 keeps its variance: ${name}, [${shape}]`, async () => {
           // The outlier is the shift K of its block (the channel's first value): the shifted sum
-          // s1 = Σ(x - K), ~1e153 times the block's count, squares past float64's range although
-          // the variance (~1e306 / count) does not. Until 2026-12-03 that block's m2 came out
-          // clamped to 0.
+          // s1 = Σ(x - K), ~1e153 times the block's count, squares past float64's range, and so
+          // does s2, although the variance (~1e306 / count) does not. Until 2026-12-03 that
+          // block's m2 came out NaN (s2 - s1²/count = Inf - Inf; where s1² alone overflowed, it
+          // was clamped from -Inf to 0).
           const x = randomTensor(shape, 'float64', 49);
           x[0] = 1e153;
           const ref = channelStats(x, shape);
