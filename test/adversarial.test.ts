@@ -210,7 +210,8 @@ for (const kernel of KERNELS) {
           }
           expect(stats.variance()[1]).toBe(Infinity);
           expect(bn.runningVar![1]).toBe(Infinity);
-          const [N, , S] = [shape[0], 3, x.length / (shape[0] * 3)];
+          const N = shape[0];
+          const S = x.length / (N * 3);
           for (let n = 0; n < N; n++) {
             for (let c = 0; c < 3; c++) {
               for (let s = 0; s < S; s++) {
