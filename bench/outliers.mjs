@@ -1,0 +1,54 @@
+// Statistics of a channel whose first value, the shift of its block's sums, is an outlier: 1e7
+// among values uniform on [0, 1) (README, "Kernels"). bnpool's batch variance and mean of that
+// channel against the float64 two-pass answer, relative error, for both kernels, both dtypes, a
+// pool of 2 workers and calls inline, and four layouts of the data. Plain JavaScript: it imports a
+// build's dist/ folder (default `dist`), so an earlier build can be measured the same way.
+//
+//     npm run build && node bench/outliers.mjs [dist] [outlier]
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const dir = process.argv[2] ?? 'dist';
+const outlier = Number(process.argv[3] ?? 1e7);
+const { batchNorm, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37]];
+
+/** Channel 0's float64 two-pass mean and (biased) variance. */
+function reference(x, shape) {
+  const [N, C] = shape;
+  const S = x.length / (N * C);
+  let sum = 0;
+  for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) sum += x[n * C * S + s];
+  const mean = sum / (N * S);
+  let m2 = 0;
+  for (let n = 0; n < N; n++) for (let s = 0; s < S; s++) m2 += (x[n * C * S + s] - mean) ** 2;
+  return [mean, m2 / (N * S)];
+}
+
+console.log(`channel 0: ${outlier} first, then values uniform on [0, 1); relative error of variance / mean\n`);
+console.log(`| kernel | pool | dtype | ${SHAPES.map((s) => `[${s}]`).join(' | ')} |`);
+console.log(`| --- | --- | --- | ${SHAPES.map(() => '---:').join(' | ')} |`);
+for (const kernel of ['js', 'wasm']) {
+  for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0 }], ['inline', { threads: 1, inlineThreshold: 2 ** 40 }]]) {
+    const pool = new Pool({ ...options, kernel });
+    for (const dtype of ['float32', 'float64']) {
+      const cells = [];
+      for (const shape of SHAPES) {
+        const n = shape.reduce((a, b) => a * b);
+        const x = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+        let seed = 5;
+        for (let i = 0; i < n; i++) {
+          seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+          x[i] = seed / 2 ** 32;
+        }
+        x[0] = outlier;
+        const r = await batchNorm(x, shape, { training: true, pool });
+        const [mean, variance] = reference(x, shape);
+        const err = (got, want) => Math.abs((got - want) / want).toExponential(1);
+        cells.push(`${err(r.var[0], variance)} / ${err(r.mean[0], mean)}`);
+      }
+      console.log(`| ${kernel} | ${name} | ${dtype} | ${cells.join(' | ')} |`);
+    }
+    await pool.close();
+  }
+}
