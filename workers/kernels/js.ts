@@ -436,7 +436,7 @@ function writeChecked(
   }
 }
 
-/** writeChecked's way out: the WebAssembly kernel's resum64 (a second pass where the first's mean lies far). */
+/** writeChecked's way out: the WebAssembly kernel's resum (a second pass where the first's mean lies far). */
 function resum(
   out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number,
   x: Float32Array | Float64Array, start: number, rows: number, rowStride: number, len: number, down: number, up: number,

@@ -68,24 +68,24 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
 ): void {
   if (isFinite(s1) && isFinite(s2) && (s2 >= count * TINY_MEAN_SQUARE || (s2 == 0 && s1 == 0))) {
-    if (farShift(count, s1, s2)) resum32(out, count, shift + s1 / count, p, rows, rowStride, len);
+    if (farShift(count, s1, s2)) resum<f32>(out, count, shift + s1 / count, s1, s2, p, rows, rowStride, len, 1, 1);
     else writePartial(out, count, shift, s1, s2);
   } else {
-    resum32(out, count, shift, p, rows, rowStride, len);
+    resum<f32>(out, count, shift, s1, s2, p, rows, rowStride, len, 1, 1);
   }
 }
 
 /**
  * Whether the shift K (a block's first value) lies more than FAR standard deviations from the
  * block's mean, (s1 / count)² > FAR² · m2 / count: then m2 = s2 - s1²/count cancels all but
- * 1/(1 + FAR²) of s2, and the deviations x - K are as large as the shift's distance, so the
- * float32 lanes' rounding of them and of their squares shows in m2 (and in the mean: an outlier of
- * 1e7 first among 65,536 values in [0, 1) put the variance 1.3e-3 and the mean 8e-4 relative off,
- * an outlier of 1e6 the variance 9.3e-5; `float64`'s sums lose 1e-10 to 1e-9 so). Such a block is
- * summed again in float64 about the mean the first sums gave (resum32, resum64), where its
- * deviations are of the order of its spread. Data whose first value is an ordinary draw do not
- * take that path (32 standard deviations), a ReLU's output only where its first value is nonzero
- * and fewer than ~1 in 1,000 of its values are. m2 <= 0 (all of s2 cancelled) counts as far.
+ * 1/(1 + (distance/σ)²) of s2, and the deviations x - K are as large as that distance, so the
+ * float32 lanes' rounding of them and of their squares shows in m2 and in the mean. An outlier of
+ * 1e7 first among values in [0, 1) put the float32 variance 1e-5 to 1.3e-3 relative off, and the
+ * float64 sums' 5e-14 to 1.5e-10 (`node bench/outliers.mjs`, README "Kernels"). Such a block is
+ * summed again in float64 about the mean the first sums gave (resum), where its deviations are
+ * of the order of its spread. Data whose first value is an ordinary draw do not take that path,
+ * a ReLU's output only where its first value is nonzero and fewer than ~1 in 65 of its values
+ * are. m2 <= 0 (all of s2 cancelled) counts as far.
  */
 @inline export function farShift(count: f64, s1: f64, s2: f64): bool {
   return s1 * s1 > FAR2 * count * (s2 - (s1 * s1) / count);
@@ -95,37 +95,12 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 const FAR2: f64 = 64;
 
 /**
- * writePartial32's way out: the sums again in float64, from the data, about `shift`, and once
- * more about their mean where that lies far from it (farShift).
- */
-function resum32(out: usize, count: f64, shift: f64, p: usize, rows: i32, rowStride: usize, len: i32): void {
-  let k = shift;
-  let t1: f64 = 0;
-  let t2: f64 = 0;
-  for (let pass = 0; pass < 2; pass++) {
-    t1 = 0;
-    t2 = 0;
-    for (let r = 0; r < rows; r++) {
-      const run = p + <usize>r * rowStride;
-      for (let j = 0; j < len; j++) {
-        const d = <f64>load<f32>(run + (<usize>j << 2)) - k;
-        t1 += d;
-        t2 += d * d;
-      }
-    }
-    if (!isFinite(t1) || !isFinite(t2) || !farShift(count, t1, t2)) break;
-    k += t1 / count;
-  }
-  writePartial(out, count, k, t1, t2);
-}
-
-/**
- * 2^-584 and 2^584: resum64 scales float64 data by the first, so that any finite value's
- * deviations, their sum and their squares' sum stay finite (|x| <= 2^440 after it: a block of up to
- * 2^31 values sums its squares to under 2^913), and its results back by the second. Powers of two:
- * exact, but for values under 2^-438, which go subnormal (or, under 2^-490, to 0) and lose bits
- * that could not have counted beside the values that take this path: some |x| of ~2^480 at least,
- * for s1 * s1 to pass float64's range.
+ * 2^-584 and 2^584: writePartial64's way out (resum) scales float64 data by the first, so that
+ * any finite value's deviations, their sum and their squares' sum stay finite (|x| <= 2^440 after
+ * it: a block of up to 2^31 values sums its squares to under 2^913), and its results back by the
+ * second. Powers of two: exact, but for values under 2^-438, which go subnormal (or, under
+ * 2^-490, to 0) and lose bits that could not have counted beside the values that take this path:
+ * some |x| of ~2^480 at least, for s1 * s1 to pass float64's range.
  */
 const DOWN: f64 = 1.5793650827938261e-176;
 const UP: f64 = 6.331658277711476e+175;
@@ -135,7 +110,7 @@ const UP: f64 = 6.331658277711476e+175;
  * range although every value is finite: x - K where x and K are large and of opposite signs, the
  * sum of such deviations, or their squares (a spread past ~1e154). Then the mean came out infinite
  * (of either sign) or NaN and m2 NaN, or m2 clamped to 0 from an infinite s1 * s1. So sums whose s2
- * or s1 * s1 is not finite are made again from the data scaled by a power of two (resum64):
+ * or s1 * s1 is not finite are made again from the data scaled by a power of two (resum):
  * the mean comes out as finite as the data's, and m2 as what it is or +Infinity where it passes
  * float64's range. Data holding NaN or an infinity take that path too and keep the sums they had.
  * A block whose shift lies far from its mean (farShift) is summed again about that mean. `rows`
@@ -145,19 +120,19 @@ const UP: f64 = 6.331658277711476e+175;
 @inline export function writePartial64(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
 ): void {
-  if (!isFinite(s2) || !isFinite(s1 * s1)) resum64(out, count, shift, s1, s2, p, rows, rowStride, len, DOWN, UP);
-  else if (farShift(count, s1, s2)) resum64(out, count, shift + s1 / count, s1, s2, p, rows, rowStride, len, 1, 1);
+  if (!isFinite(s2) || !isFinite(s1 * s1)) resum<f64>(out, count, shift, s1, s2, p, rows, rowStride, len, DOWN, UP);
+  else if (farShift(count, s1, s2)) resum<f64>(out, count, shift + s1 / count, s1, s2, p, rows, rowStride, len, 1, 1);
   else writePartial(out, count, shift, s1, s2);
 }
 
 /**
- * writePartial64's way out: the sums of the data times `down` about `shift` times `down`, and once
- * more about their mean where that lies far from it (farShift), then the partial times `up` (DOWN
- * and UP where the sums overflowed; 1 and 1 about the first sums' mean where the shift lay far
- * from it). Data holding NaN or an infinity (sums that come out non-finite even so) keep the sums
- * s1 and s2 they had.
+ * The way out of writePartial32 (T f32) and writePartial64 (T f64): the sums of the data (`rows`
+ * runs of `len` T, `rowStride` bytes apart, from `p`) again in float64, times `down` about `shift`
+ * times `down`, and once more about their mean where that lies far from it (farShift); then the
+ * partial times `up`. DOWN and UP where float64 sums overflowed; 1 and 1 otherwise. Data holding
+ * NaN or an infinity (sums that come out non-finite even so) keep the sums s1 and s2 they had.
  */
-function resum64(
+function resum<T>(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32, down: f64, up: f64,
 ): void {
   let k = shift * down;
@@ -169,7 +144,7 @@ function resum64(
     for (let r = 0; r < rows; r++) {
       const run = p + <usize>r * rowStride;
       for (let j = 0; j < len; j++) {
-        const d = load<f64>(run + (<usize>j << 3)) * down - k;
+        const d = <f64>load<T>(run + <usize>j * sizeof<T>()) * down - k;
         t1 += d;
         t2 += d * d;
       }
