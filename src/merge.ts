@@ -166,6 +166,7 @@ export function mergeBackwardChannel(
   const mean = mem[q];
   const invstd = mem[q + 1];
   const weight = mem[q + 2];
+  sdx = effectiveSdx(invstd, sdx, sdy);
   mem[arrayIndex(channelsByte, C, CHANNEL_WEIGHT) + c] = invstd * sdx;
   mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
   const a = weight * invstd;
@@ -173,6 +174,19 @@ export function mergeBackwardChannel(
   mem[q + 1] = training ? -invstd * invstd * sdx / count : 0;
   mem[q + 2] = mean;
   mem[q + 3] = training ? -sdy / count : 0;
+}
+
+/**
+ * Σdy·(x - mean) as the backward uses it: 0 where invstd is 0 and Σdy is finite. A variance of
+ * +Infinity (float64 data near float64's range: README, "Semantics") makes invstd 0, so
+ * x̂ = (x - mean)·invstd is 0 wherever x - mean is finite, and the forward's output `bias`; but
+ * the sum of dy·(x - mean) over such data overflows (to Inf, or to NaN where terms of both signs
+ * do), and invstd times it would make dWeight and every dx NaN (as PyTorch's are there). dy
+ * holding NaN or an infinity (Σdy not finite) keeps the sum as it is. The WebAssembly kernel's
+ * mergeBackward performs the same operations.
+ */
+function effectiveSdx(invstd: number, sdx: number, sdy: number): number {
+  return invstd === 0 && Number.isFinite(sdy) ? 0 : sdx;
 }
 
 /**

@@ -207,6 +207,8 @@ export function mergeBackward(
     const mean = load<f64>(q);
     const invstd = load<f64>(q, 8);
     const weight = load<f64>(q, 16);
+    // src/merge.ts's effectiveSdx: 0 where invstd is 0 (a variance of +Infinity) and sdy finite.
+    if (invstd == 0 && isFinite(sdy)) sdx = 0;
     store<f64>(arrayAt(channels, C, WEIGHT, c), invstd * sdx);
     store<f64>(arrayAt(channels, C, BIAS, c), sdy);
     const a = weight * invstd;
