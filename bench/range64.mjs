@@ -1,7 +1,8 @@
 // float64 data near float64's range, whose shifted sums overflow although every value is finite
 // (README, "Semantics"): bnpool's batch mean and variance under both kernels, beside the exact mean
 // (integer arithmetic, bench/exact.ts) and the float64 two-pass variance (+Infinity where the
-// variance is past float64's range). bench/torch/range64.py runs the same cases through PyTorch.
+// variance is past float64's range), then the backward of a dy of the same length: dWeight and
+// dx[1]. bench/torch/range64.py runs the same cases through PyTorch.
 // Plain JavaScript: it imports a build's dist/ folder (default `dist`), so an earlier build can be
 // measured the same way.
 //
@@ -23,6 +24,7 @@ const CASES = [
 ];
 const shape = [4, 1, 250];
 const n = 1000;
+const dy = Float64Array.from({ length: n }, (_, i) => ((i * 31) % 7) / 7 - 0.4);
 
 /** The float64 two-pass variance (biased), about the exact mean. */
 function twoPass(x, mean) {
@@ -32,18 +34,19 @@ function twoPass(x, mean) {
 }
 
 console.log(`float64 [${shape}], training forward with momentum 1 (the running mean is the batch mean)\n`);
-console.log('| data | | mean | variance | y[1] |');
-console.log('| --- | --- | ---: | ---: | ---: |');
+console.log('| data | | mean | variance | y[1] | dWeight | dx[1] |');
+console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
 for (const [name, value] of CASES) {
   const x = Float64Array.from({ length: n }, (_, i) => value(i));
   const mean = exactChannelStats(x, shape).mean[0];
-  console.log(`| ${name} | exact / two-pass | ${mean} | ${twoPass(x, mean)} | |`);
+  console.log(`| ${name} | exact / two-pass | ${mean} | ${twoPass(x, mean)} | | | |`);
   for (const kernel of ['js', 'wasm']) {
     const pool = new Pool({ threads: 2, kernel, inlineThreshold: 0 });
     const bn = new BatchNorm(1, { pool, dtype: 'float64', momentum: 1 });
     const y = await bn.forward(x, shape);
+    const { dWeight, dx } = await bn.backward(dy);
     // The running variance is the unbiased one: times (n - 1) / n for the batch's.
-    console.log(`| | bnpool ${kernel} | ${bn.runningMean[0]} | ${(bn.runningVar[0] * (n - 1)) / n} | ${y[1]} |`);
+    console.log(`| | bnpool ${kernel} | ${bn.runningMean[0]} | ${(bn.runningVar[0] * (n - 1)) / n} | ${y[1]} | ${dWeight[0]} | ${dx[1]} |`);
     await pool.close();
   }
 }
