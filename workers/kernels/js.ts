@@ -415,7 +415,7 @@ function farShift(count: number, s1: number, s2: number): boolean {
 /**
  * writePartial, unless s2 or s1 * s1 overflowed (float64 data near float64's range: x - shift,
  * the deviations' sum or their squares past it although every value is finite), or the shift lies
- * more than 32 standard deviations from the mean (an outlier first, whose distance cancels
+ * more than 8 standard deviations from the mean (an outlier first, whose distance cancels
  * m2 = s2 - s1²/count down to digits the sums' rounding reaches). Then the sums again from the
  * data: times DOWN about the shift times DOWN, and the partial times UP, so that the mean comes
  * out finite and m2 as it is or +Infinity; or about the first sums' mean. Data holding NaN or an

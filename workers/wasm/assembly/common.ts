@@ -61,8 +61,9 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * TINY_MEAN_SQUARE, are made again in float64 from the data: `rows` runs of `len` float32,
  * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
  * out NaN or infinite as they should. Sums that are both zero are a constant run's (every x - K
- * is 0) and are written as they are, as are the sums of all other data: the checks cost nothing
- * measurable.
+ * is 0) and are written as they are. So are the sums of all other data, but for a block whose
+ * shift lies far from its mean (farShift), which is summed again in float64 about that mean: the
+ * checks cost nothing measurable.
  */
 @inline export function writePartial32(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
