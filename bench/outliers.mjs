@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 const dir = process.argv[2] ?? 'dist';
 const outlier = Number(process.argv[3] ?? 1e7);
 const { batchNorm, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
-const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37]];
+const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37], [64, 3], [2, 3, 32]];
 
 /** Channel 0's float64 two-pass mean and (biased) variance. */
 function reference(x, shape) {
