@@ -2,9 +2,10 @@
  * Random combinations of what the other suites test one axis at a time: rank 2-5, odd sizes,
  * either layout, both dtypes and kernels, ReLU, training or eval, affine or not, input and output
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
- * spread of 1e-6, NaN). Each case runs forward then backward inline, on 2 workers through a pool
- * too small to hold it (staging chunks), on 3 workers told the cache holds 1 MiB (phased channel
- * groups), and on 3 workers through a smaller pool of 20 pages: all must agree bit for bit, and
+ * spread of 1e-6, NaN, a first value 1e4 spreads out). Each case runs forward then backward
+ * inline, on 2 workers through a pool too small to hold it (staging chunks), on 3 workers told
+ * the cache holds 1 MiB (phased channel groups), and on 3 workers through a smaller pool of 20
+ * pages: all must agree bit for bit, and
  * the first must match the float64 reference within the tolerances of forward.test.ts and
  * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
  * `BNPOOL_RANDOM_SEED`) run a longer search locally.
@@ -44,7 +45,7 @@ beforeAll(() => {
 });
 afterAll(() => Promise.all([...pools.js, ...pools.wasm].map((p) => p.close())));
 
-type Kind = 'spread' | 'offset' | 'constant' | 'tiny' | 'nan';
+type Kind = 'spread' | 'offset' | 'constant' | 'tiny' | 'nan' | 'outlier';
 
 it(`${CASES} random cases match the float64 reference and agree across pools (seed ${SEED})`, async () => {
   const rand = rng(SEED);
@@ -78,17 +79,24 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const Array_ = dtype === 'float32' ? Float32Array : Float64Array;
     const channelOf = (i: number): number => (layout === 'channels-first' ? Math.floor(i / S) % C : i % C);
 
-    const kinds = Array.from({ length: C }, (): Kind => pick(['spread', 'spread', 'offset', 'constant', 'tiny', 'nan']));
+    const kinds = Array.from({ length: C }, (): Kind => pick(['spread', 'spread', 'offset', 'constant', 'tiny', 'nan', 'outlier']));
     const offsets = Array.from({ length: C }, () => (rand() - 0.5) * 10);
     const spreads = Array.from({ length: C }, () => 0.1 + rand() * 3);
+    const seen = new Array<boolean>(C).fill(false);
     const values = Array.from({ length }, (_, i) => {
       const c = channelOf(i);
       const u = rand() - 0.5;
+      // 'outlier': the channel's first value (the shift of its first block's sums) 1e4 spreads
+      // out. (Several such values in one block, first among them, can sit under the far-shift
+      // bound and keep the float32 lanes' cancellation: README, "Kernels", Statistics, Left.)
+      const first = !seen[c];
+      seen[c] = true;
       switch (kinds[c]) {
         case 'offset': return 3000 + u;
         case 'constant': return offsets[c];
         case 'tiny': return offsets[c] + u * 1e-6;
         case 'nan': return rand() < 0.1 ? NaN : offsets[c] + u * spreads[c];
+        case 'outlier': return offsets[c] + (first ? 1e4 : u) * spreads[c];
         default: return offsets[c] + u * spreads[c];
       }
     });

@@ -404,19 +404,23 @@ export class JsKernel implements Kernel {
 const DOWN = 2 ** -584;
 const UP = 2 ** 584;
 
-/** FAR² of the WebAssembly kernel's farShift (common.ts, where it is explained). */
+/** FAR² and NEAR2 of the WebAssembly kernel's farShift (common.ts, where they are explained). */
 const FAR2 = 64;
+const NEAR2 = 8;
 
-/** The WebAssembly kernel's farShift: the shift lies more than 8 standard deviations from the mean. */
+/**
+ * The WebAssembly kernel's farShift: the shift lies more than 8 standard deviations from the
+ * mean, or in blocks of fewer than 128 values more than √(count / 2) of them (at least √8).
+ */
 function farShift(count: number, s1: number, s2: number): boolean {
-  return s1 * s1 > FAR2 * count * (s2 - (s1 * s1) / count);
+  return s1 * s1 > Math.min(FAR2, Math.max(count * 0.5, NEAR2)) * count * (s2 - (s1 * s1) / count);
 }
 
 /**
  * writePartial, unless s2 or s1 * s1 overflowed (float64 data near float64's range: x - shift,
  * the deviations' sum or their squares past it although every value is finite), or the shift lies
- * more than 8 standard deviations from the mean (an outlier first, whose distance cancels
- * m2 = s2 - s1²/count down to digits the sums' rounding reaches). Then the sums again from the
+ * far from the mean (farShift: an outlier first, whose distance cancels m2 = s2 - s1²/count down
+ * to digits the sums' rounding reaches). Then the sums again from the
  * data: times DOWN about the shift times DOWN, and the partial times UP, so that the mean comes
  * out finite and m2 as it is or +Infinity; or about the first sums' mean. Data holding NaN or an
  * infinity keep the sums they had. The values are `rows` runs of `len` from x[start], `rowStride`
