@@ -1,15 +1,17 @@
 // Statistics of a channel whose first value, the shift of its block's sums, is an outlier: 1e7
 // among values uniform on [0, 1) (README, "Kernels"). bnpool's batch variance and mean of that
 // channel against the float64 two-pass answer, relative error, for both kernels, both dtypes, a
-// pool of 2 workers and calls inline, and four layouts of the data. Plain JavaScript: it imports a
-// build's dist/ folder (default `dist`), so an earlier build can be measured the same way.
+// pool of 2 workers and calls inline, and six layouts of the data. `count` (default 1) makes the
+// channel's first `count` values outliers. Plain JavaScript: it imports a build's dist/ folder
+// (default `dist`), so an earlier build can be measured the same way.
 //
-//     npm run build && node bench/outliers.mjs [dist] [outlier]
+//     npm run build && node bench/outliers.mjs [dist] [outlier] [count]
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const dir = process.argv[2] ?? 'dist';
 const outlier = Number(process.argv[3] ?? 1e7);
+const count = Number(process.argv[4] ?? 1);
 const { batchNorm, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
 const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37], [64, 3], [2, 3, 32]];
 
@@ -25,7 +27,7 @@ function reference(x, shape) {
   return [mean, m2 / (N * S)];
 }
 
-console.log(`channel 0: ${outlier} first, then values uniform on [0, 1); relative error of variance / mean\n`);
+console.log(`channel 0: ${outlier} its first ${count} value(s), then values uniform on [0, 1); relative error of variance / mean\n`);
 console.log(`| kernel | pool | dtype | ${SHAPES.map((s) => `[${s}]`).join(' | ')} |`);
 console.log(`| --- | --- | --- | ${SHAPES.map(() => '---:').join(' | ')} |`);
 for (const kernel of ['js', 'wasm']) {
@@ -41,7 +43,10 @@ for (const kernel of ['js', 'wasm']) {
           seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
           x[i] = seed / 2 ** 32;
         }
-        x[0] = outlier;
+        // Channel 0's first `count` values, in memory order.
+        const [N, C] = shape;
+        const S = n / (N * C);
+        for (let k = 0, i = 0; k < count; k++, i += S === 1 ? C : 1) x[S === 1 ? i : Math.floor(k / S) * C * S + (k % S)] = outlier;
         const r = await batchNorm(x, shape, { training: true, pool });
         const [mean, variance] = reference(x, shape);
         const err = (got, want) => Math.abs((got - want) / want).toExponential(1);
