@@ -84,7 +84,7 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * 1e7 first among values in [0, 1) put the float32 variance 1e-5 to 1.3e-3 relative off, and the
  * float64 sums' 5e-14 to 1.5e-10 (`node bench/outliers.mjs`, README "Kernels"). Such a block is
  * summed again in float64 about the mean the first sums gave (resum), where its deviations are
- * of the order of its spread. Data whose first value is an ordinary draw do not take that path,
+ * of the order of its spread. Data whose first value is an ordinary draw seldom take that path,
  * a ReLU's output only where its first value is nonzero and fewer than ~1 in 65 of its values
  * are. m2 <= 0 (all of s2 cancelled) counts as far.
  */
