@@ -108,8 +108,8 @@ export interface Kernel {
   /**
    * For channels [c0, c1): merges each channel's `blocks` partials (contiguous, PARTIAL_BYTES each,
    * at `partialsByte + PARTIAL_BYTES * blocks * c`) in block order with Chan et al.'s pairwise
-   * formula, the means relative to the first block's (src/merge.ts), writes
-   * the mean and biased variance to MEAN and VAR of the per-channel
+   * formula, the means relative to the first block's (src/merge.ts), writes the mean, the biased
+   * variance and what rounding the mean left out to MEAN, VAR and MEAN_LO of the per-channel
    * arrays of C channels at `channelsByte` (protocol.ts), and (mean, weight / sqrt(var + eps), bias)
    * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS; with
    * `rowParamsByte` (0: none), also the float32 row parameters that `normalizeRows` reads (the

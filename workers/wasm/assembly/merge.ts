@@ -7,9 +7,9 @@ const PARTIAL: usize = 32;
 /**
  * For channels [c0, c1): merges the channel's `blocks` partials (count, mean, m2, lo), contiguous
  * at partials + 32 * blocks * c, in block order with Chan et al.'s pairwise formula, the means
- * relative to the first block's (src/merge.ts has why and how); writes the mean
- * and the biased variance to the per-channel arrays of C channels at `channels` (MEAN, VAR:
- * workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
+ * relative to the first block's (src/merge.ts has why and how); writes the mean, the biased
+ * variance and what rounding the mean left out to the per-channel arrays of C channels at
+ * `channels` (MEAN, VAR, MEAN_LO: workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
  * weight and bias from the arrays' WEIGHT and BIAS. The same operations, in the same order, as
  * src/merge.ts, so the two give the same bits. With `rowParams` (0: none), also channel c's
  * float32 (hi, scale, shift) at rowParams + 4 * (k * rowStride + c), k = 0, 1, 2, as the row
