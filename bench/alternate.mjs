@@ -25,7 +25,7 @@
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
 //   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first)
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
-//             tasks: how they claim channels, README "Performance"), or of the shapes in SHAPES
+//             tasks: how they claim channels, bench/MACHINES.md), or of the shapes in SHAPES
 //             ('32,64,56,56;8,32,256,256'); BUSY=1 keeps the calling
 //             thread busy 0.5 ms of every ~1.5 meanwhile (a server at work)
 import { resolve } from 'node:path';

@@ -9,8 +9,8 @@
  *
  * y starts right after x, a multiple of 4 KiB after it, as two pool arrays of such sizes do;
  * Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0) moves it that much further, so that
- * loads and stores no longer agree in their low 12 address bits (4 KiB aliasing: README,
- * "Performance").
+ * loads and stores no longer agree in their low 12 address bits (4 KiB aliasing: bench/MACHINES.md,
+ * "Why, on the third machine").
  */
 import { wasmApi } from '../src/wasm-types.js';
 import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';

@@ -2,9 +2,10 @@
  * The benchmark's floor: one SIMD streaming pass y = a * x + b over the same bytes, on the same
  * worker threads, split in equal contiguous parts. A BatchNorm forward must read x and write y at
  * least once, so nothing that normalizes with the same WebAssembly SIMD can beat this (native
- * code with wider vectors can: PyTorch's eval outran it on this project's third machine, README
- * "Performance"); bench/ reports ratios against it. Its siblings read x only (what a statistics
- * pass must at least take) or write y only.
+ * code with wider vectors can: PyTorch's eval into `out` outran it on C on this project's fifth
+ * machine, README "Performance", and on more shapes on earlier ones, bench/MACHINES.md); bench/
+ * reports ratios against it. Its siblings read x only (what a statistics pass must at least
+ * take) or write y only.
  */
 import type { StreamPass, StreamTask } from '../workers/protocol.js';
 import { WorkerError } from './errors.js';

@@ -148,7 +148,7 @@ export interface Task {
    * tasks took turns along the tensor, and each call put parts of it on another thread than the
    * call before had: the floor's pass took 1.21-1.53x as long on the benchmark shapes when its
    * two halves swapped threads every call as when they kept them (`node bench/affinity.mjs`;
-   * README, "Performance").
+   * bench/MACHINES.md, "Why, on the fourth machine").
    */
   readonly ranges: number;
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
