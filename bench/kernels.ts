@@ -2,12 +2,14 @@
  * The WebAssembly kernels alone, on one thread, over data that fit L1 (32 KiB), L2 (1 MiB) or
  * neither (64 MiB): what each reduces or streams a second, beside a plain read (a sum) and the
  * floor's pass. GB/s counts the bytes a kernel reads and writes (the sum and the statistics: x
- * once; the others: x and y; a training forward's two passes: x and y once, as the floor's).
- * Repeated in 9 rounds that alternate the kernels; medians.
+ * once; the others: x and y; a training forward's two passes: x and y once, as the floor's; the
+ * backward's sums: x and dy; its output and its fused pass: x, dy and dx once). Repeated in 9
+ * rounds that alternate the kernels; medians.
  *
  *     npm run build && node dist/bench/kernels.js [Y_OFFSET]
  *
- * y starts right after x, a multiple of 4 KiB after it, as two pool arrays of such sizes do;
+ * y (dy for the backward, its dx after it) starts right after x, a multiple of 4 KiB after it,
+ * as two pool arrays of such sizes do;
  * Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0) moves it that much further, so that
  * loads and stores no longer agree in their low 12 address bits (4 KiB aliasing: bench/MACHINES.md,
  * "Why, on the third machine").
@@ -26,7 +28,7 @@ const Y_OFFSET = Number(process.argv[2] ?? 0);
 if (!(Number.isInteger(Y_OFFSET) && Y_OFFSET >= 0 && Y_OFFSET <= 1 << 20 && Y_OFFSET % 64 === 0)) {
   throw new Error(`Y_OFFSET: expected a multiple of 64 from 0 to 1048576 bytes, got ${process.argv[2]}`);
 }
-const memory = new wasmApi.Memory({ initial: (X + 2 * SIZES[2] + (1 << 20)) / 65536, maximum: 65536, shared: true });
+const memory = new wasmApi.Memory({ initial: (X + 3 * SIZES[2] + 2 * (1 << 20)) / 65536, maximum: 65536, shared: true });
 const kernel = createKernel('wasm', memory, module);
 const f32 = new Float32Array(memory.buffer);
 const f64 = new Float64Array(memory.buffer);
@@ -35,16 +37,17 @@ const PARAMS = 4096; // (mean, scale, bias) of up to C channels, 32 bytes each
 const OUT = PARAMS + 32 * C; // partials, PARTIAL_BYTES a channel
 const ACC = OUT + PARTIAL_BYTES * C; // scratch
 let seed = 12345;
-for (let i = X / 4; i < X / 4 + 2 * SIZES[2] / 4; i++) {
+for (let i = X / 4; i < X / 4 + 3 * SIZES[2] / 4; i++) {
   seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
   f32[i] = 3000 + seed / 2 ** 32 - 0.5;
 }
 for (let c = 0; c < C; c++) f64.set([3000, 2, 0.5], PARAMS / 8 + 4 * c);
 if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error('scratch overlaps x');
 
-/** The kernels, each over `n` float32 at X (y at X + 4n): [name, bytes it moves, one pass]. */
+/** The kernels, each over `n` float32 at X (y or dy at X + 4n, dx after it): [name, bytes it moves, one pass]. */
 function kernels(n: number): [string, number, () => void][] {
   const y = X + 4 * n + Y_OFFSET;
+  const dx = y + 4 * n;
   const run = Math.min(n / 2, 16384); // plane-mode runs, as a block's
   const plane = Math.min(12544, n / 4); // A's planes (a quarter of the data at 32 KiB)
   const channels = Math.min(C, n / 64);
@@ -96,6 +99,37 @@ function kernels(n: number): [string, number, () => void][] {
       for (let c = 0; c < pairs; c++) {
         kernel.statsPlanes(false, X + 4 * c * channel, 1, 0, 2, plane, plane, OUT, PARTIAL_BYTES, ACC);
         kernel.normalizePlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 2, plane, 3000, 2, 0.5, false);
+      }
+    }],
+    // A backward's passes over the same channels of two of A's planes (dy at y, dx after it): its
+    // sums (Σdy, Σdy·(x - mean)), its output dx = a·(dy + k·(x - mean) + e), and the two fused as
+    // fused tasks call them (a channel's sums in step with the output of the one before).
+    ['bwdStatsPlanes: the sums (x and dy)', 8 * channel * pairs, () => {
+      for (let c = 0; c < pairs; c++) {
+        kernel.bwdStatsPlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, 2, plane, 3000, OUT);
+      }
+    }],
+    ['bwdApplyPlanes: dx (x, dy and dx)', 12 * channel * pairs, () => {
+      for (let c = 0; c < pairs; c++) {
+        kernel.bwdApplyPlanes(
+          false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, dx + 4 * c * channel, plane, 2, plane, 0.5, 0.25, 3000, 0.125,
+        );
+      }
+    }],
+    ['bwdStatsApplyPlanes: channel c summed in step with dx of c - 1 (x, dy and dx once)', 12 * channel * (pairs - 1), () => {
+      for (let c = 1; c < pairs; c++) {
+        kernel.bwdStatsApplyPlanes(
+          false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, 2, plane, 3000, OUT,
+          X + 4 * (c - 1) * channel, y + 4 * (c - 1) * channel, 0, dx + 4 * (c - 1) * channel, plane, 0.5, 0.25, 3000, 0.125,
+        );
+      }
+    }],
+    ['bwdStatsPlanes, then bwdApplyPlanes, a channel at a time', 12 * channel * pairs, () => {
+      for (let c = 0; c < pairs; c++) {
+        kernel.bwdStatsPlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, 2, plane, 3000, OUT);
+        kernel.bwdApplyPlanes(
+          false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, dx + 4 * c * channel, plane, 2, plane, 0.5, 0.25, 3000, 0.125,
+        );
       }
     }],
     ['normalizeRows, 1024 channels in lanes (128 at 32 KiB)', 8 * n, () => {
