@@ -1,12 +1,12 @@
 /**
  * The published package: `npm pack` gives a tarball that installs into an empty project, where
  * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no skipLibCheck;
- * without the DOM lib and with it) and runs.
+ * without the DOM lib and with it) and runs, and whose source maps find their sources.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -77,5 +77,14 @@ describe('npm pack', () => {
     const out = execFileSync(process.execPath, [join(app, 'out', 'index.js')], { encoding: 'utf8' });
     // 'wasm': the compiled kernels ship in the tarball and load from it.
     expect(out.trim()).toBe('24 3 2 ERR_BNPOOL_SHAPE wasm'); // two training forwards
+    // Every source map of the package (.js.map: stack traces, debuggers) names sources that the
+    // package holds: the TypeScript of src/ and workers/ ships beside dist/.
+    const installed = join(app, 'node_modules', 'bnpool');
+    const maps = execFileSync('find', [join(installed, 'dist'), '-name', '*.js.map'], { encoding: 'utf8' }).trim().split('\n');
+    expect(maps.length).toBeGreaterThan(30);
+    const missing = maps.flatMap((map) => (JSON.parse(readFileSync(map, 'utf8')) as { sources: string[] }).sources
+      .map((source) => join(dirname(map), source))
+      .filter((source) => !existsSync(source)));
+    expect(missing).toEqual([]);
   }, 180_000);
 });
