@@ -9,10 +9,9 @@
  *     npm run build && node dist/bench/kernels.js [Y_OFFSET]
  *
  * y (dy for the backward, its dx after it) starts right after x, a multiple of 4 KiB after it,
- * as two pool arrays of such sizes do;
- * Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0) moves it that much further, so that
- * loads and stores no longer agree in their low 12 address bits (4 KiB aliasing: bench/MACHINES.md,
- * "Why, on the third machine").
+ * as two pool arrays of such sizes do; Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0)
+ * moves it that much further, so that loads and stores no longer agree in their low 12 address
+ * bits (4 KiB aliasing: bench/MACHINES.md, "Why, on the third machine").
  */
 import { wasmApi } from '../src/wasm-types.js';
 import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
@@ -44,7 +43,10 @@ for (let i = X / 4; i < X / 4 + 3 * SIZES[2] / 4; i++) {
 for (let c = 0; c < C; c++) f64.set([3000, 2, 0.5], PARAMS / 8 + 4 * c);
 if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error('scratch overlaps x');
 
-/** The kernels, each over `n` float32 at X (y or dy at X + 4n, dx after it): [name, bytes it moves, one pass]. */
+/**
+ * The kernels, each over `n` float32 at X (y or dy at X + 4n, dx after it): [name, bytes it
+ * moves, one pass].
+ */
 function kernels(n: number): [string, number, () => void][] {
   const y = X + 4 * n + Y_OFFSET;
   const dx = y + 4 * n;

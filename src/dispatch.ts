@@ -150,11 +150,12 @@ const CLAIM_ELEMENTS = 1 << 18;
  * A plane-mode fused task claims at least this fraction of its share at a time: runs of adjacent
  * channels. In claims of one channel (~1 MiB or more), two tasks that keep pace take turns, so
  * they walk neighbouring channels at once and each walks every other one: on the fourth machine
- * (bench/MACHINES.md, "Why, on the fourth machine") that cost A's fused kernel walk 12-21% against a contiguous range of
- * channels a thread, and claims of 4 or 8 channels took it back (bench notes in the commit). A
- * late task's share is still taken over, a quarter at a time, and the claims shrink toward the
- * end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) claim bands as any pass claims
- * its items, about a MiB at a time (claims of 4 bands were no faster there), tapered too.
+ * (bench/MACHINES.md, "Why, on the fourth machine") that cost A's fused kernel walk 12-21% against
+ * a contiguous range of channels a thread, and claims of 4 or 8 channels took it back (bench notes
+ * in the commit). A late task's share is still taken over, a quarter at a time, and the claims
+ * shrink toward the end (FUSED_TAPER). Row-mode fused tasks (bands of wide rows) claim bands as
+ * any pass claims its items, about a MiB at a time (claims of 4 bands were no faster there),
+ * tapered too.
  */
 const FUSED_CLAIMS_PER_TASK = 4;
 

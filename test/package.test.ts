@@ -4,7 +4,7 @@
  * without the DOM lib and with it) and runs, and whose source maps find their sources.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,7 +80,9 @@ describe('npm pack', () => {
     // Every source map of the package (.js.map: stack traces, debuggers) names sources that the
     // package holds: the TypeScript of src/ and workers/ ships beside dist/.
     const installed = join(app, 'node_modules', 'bnpool');
-    const maps = execFileSync('find', [join(installed, 'dist'), '-name', '*.js.map'], { encoding: 'utf8' }).trim().split('\n');
+    const maps = readdirSync(join(installed, 'dist'), { recursive: true, encoding: 'utf8' })
+      .filter((path) => path.endsWith('.js.map'))
+      .map((path) => join(installed, 'dist', path));
     expect(maps.length).toBeGreaterThan(30);
     const missing = maps.flatMap((map) => (JSON.parse(readFileSync(map, 'utf8')) as { sources: string[] }).sources
       .map((source) => join(dirname(map), source))
