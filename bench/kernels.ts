@@ -14,7 +14,7 @@
  * bits (4 KiB aliasing: bench/MACHINES.md, "Why, on the third machine").
  */
 import { wasmApi } from '../src/wasm-types.js';
-import { PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
+import { bwdStatsThenApplyPlanes, PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { PARTIAL_BYTES } from '../workers/protocol.js';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import { medianOf } from './rounds.js';
@@ -126,11 +126,13 @@ function kernels(n: number): [string, number, () => void][] {
         );
       }
     }],
+    // The two apart (the kernel interface's own bwdStatsThenApplyPlanes), each channel's dx right
+    // after its sums.
     ['bwdStatsPlanes, then bwdApplyPlanes, a channel at a time', 12 * channel * pairs, () => {
       for (let c = 0; c < pairs; c++) {
-        kernel.bwdStatsPlanes(false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, 2, plane, 3000, OUT);
-        kernel.bwdApplyPlanes(
-          false, X + 4 * c * channel, plane, y + 4 * c * channel, plane, 0, 0, dx + 4 * c * channel, plane, 2, plane, 0.5, 0.25, 3000, 0.125,
+        const [xc, dyc] = [X + 4 * c * channel, y + 4 * c * channel];
+        bwdStatsThenApplyPlanes(
+          kernel, false, xc, plane, dyc, plane, 0, 0, 2, plane, 3000, OUT, xc, dyc, 0, dx + 4 * c * channel, plane, 0.5, 0.25, 3000, 0.125,
         );
       }
     }],
