@@ -18,7 +18,7 @@
 //   backward  1 worker, backward after a training forward on x, dx fresh / into an ordinary `out`
 //   constant  2 workers, zero-copy backward (x, dy, dx on the pool) after a training forward, with
 //             no constant channel and with a quarter of the channels constant at 0 (the float32
-//             backward checks such channels' products for all-zero: README, "Kernels")
+//             backward checks such channels' products for all-zero: bench/DESIGN.md, "Kernels")
 //   lanes     2 workers, zero-copy statistics (ChannelStats.fromBatch), eval, training forward and
 //             backward of channels in lanes: channels-last
 //             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E

@@ -1,5 +1,5 @@
 /**
- * Wide rows: `npm run bench:wide` (~20 s). BatchNorm1d-style inputs with many channels and few
+ * Wide rows: `npm run bench:wide` (~30 s). BatchNorm1d-style inputs with many channels and few
  * rows, which the row grid cuts into bands (README, "How the work is split"), beside E, whose rows
  * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
  * `out`), float32, at availableParallelism() threads. Then, with one worker (so that the main

@@ -266,7 +266,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
  * The channel groups of a split call's single chunk (`planPhases`), or null for one barrier: by
  * the pool's `cacheBytes` when given, else one barrier. On the first machine phases won; on the
  * third and fourth a row-mode forward's and every backward's lost to one barrier, and since
- * 2026-12-02 23:30 UTC a plane-mode forward's too (README, "How the work is split").
+ * 2026-12-02 23:30 UTC a plane-mode forward's too (bench/DESIGN.md, "How the work is split").
  */
 export function phasesOf(
   ctx: Pick<PoolInternals, 'cacheBytes' | 'cacheBytesGiven'>, grid: Grid, req: Pick<EngineRequest, 'dtype' | 'backward'>, channels: number, threads: number,

@@ -39,7 +39,7 @@ export interface PoolOptions {
    * statistics pass and its normalization pass. When given, larger training forwards and
    * backwards whose channels cannot be shared out whole between the threads are done a group of
    * channels of at most this size at a time; when not, none is: one barrier won on the third and
-   * fourth machines (README, "How the work is split"). A call
+   * fourth machines (bench/DESIGN.md, "How the work is split"). A call
    * whose input and output together are larger than it (`DEFAULT_CACHE_BYTES` when not given:
    * 16 MiB, half the 32 MiB L3 of this project's first machine) normalizes rows of channels in
    * lanes (rank 2, channels-last) in address order, as data streaming from memory go fastest
@@ -66,13 +66,13 @@ const MAX_THREADS = 1024;
 const PRIVATE_INITIAL_MEMORY = 1 << 20;
 /**
  * Elements at or below which a call runs inline, per kernel: the crossover measured by
- * bench/inline-threshold.ts on this project's first 2-core machine (README, "Small inputs"), in
+ * bench/inline-threshold.ts on this project's first 2-core machine (bench/DESIGN.md, "Small inputs"), in
  * finer steps around it. With the JS kernels, 2 workers took 0.99-1.43x the inline time at 65,536
  * elements and 0.76-0.80x at 81,920; with the WASM kernels, 1.07-1.08x at 786,432 and 0.79-0.80x
  * at 917,504. On the Intel machine (2026-12-01): JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
  * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each). On the third (2026-12-02):
  * JS 1.81-1.82x at 65,536 and 0.69-0.80x at 98,304 (two runs), WASM 0.74-1.31x at 786,432 and
- * 0.81-1.20x at 1,048,576 (three runs). Kept: see the README.
+ * 0.81-1.20x at 1,048,576 (three runs). Kept: bench/DESIGN.md, "Small inputs", has why.
  */
 export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Object.freeze({ js: 65536, wasm: 786432 });
 
@@ -85,7 +85,7 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
  * the fourth they lost on B, on backwards and (since 2026-12-02 23:30 UTC) on C: so a pool without
  * the option makes no phases (engine.ts, phasesOf), and the default decides only the in-order
  * walk of rows of channels in lanes (Task.inOrder). `node bench/cache-bytes.mjs` measures a
- * machine (README, "How the work is split").
+ * machine (bench/DESIGN.md, "How the work is split").
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 

@@ -82,7 +82,7 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * 1/(1 + (distance/σ)²) of s2, and the deviations x - K are as large as that distance, so the
  * float32 lanes' rounding of them and of their squares shows in m2 and in the mean. An outlier of
  * 1e7 first among values in [0, 1) put the float32 variance 1e-5 to 1.3e-3 relative off, and the
- * float64 sums' 5e-14 to 1.5e-10 (`node bench/outliers.mjs`, README "Kernels"). Such a block is
+ * float64 sums' 5e-14 to 1.5e-10 (`node bench/outliers.mjs`, bench/DESIGN.md "Kernels"). Such a block is
  * summed again in float64 about the mean the first sums gave (resum), where its deviations are
  * of the order of its spread. Data whose first value is an ordinary draw seldom take that path,
  * a ReLU's output only where its first value is nonzero and fewer than ~1 in 65 of its values
