@@ -1,7 +1,7 @@
 /**
  * Measures where running on the workers starts to beat running inline on the calling thread, for
  * a training forward with x and out on the pool. The default inline threshold
- * (DEFAULT_INLINE_THRESHOLD in src/pool.ts) comes from this crossover.
+ * (DEFAULT_INLINE_THRESHOLD in src/pool-options.ts) comes from this crossover.
  *
  *     npm run build && node dist/bench/inline-threshold.js [kernel]
  */

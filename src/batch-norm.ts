@@ -9,7 +9,8 @@ import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError } from './errors.js';
 import { showAs } from './inspect.js';
-import { getDefaultPool, pinArrays, Pool, type PoolInternals, poolInternals } from './pool.js';
+import { pinArrays, type PoolInternals, poolInternals } from './pool-internals.js';
+import { getDefaultPool, Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {

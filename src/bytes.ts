@@ -19,7 +19,7 @@ import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
-import type { PoolInternals } from './pool.js';
+import type { PoolInternals } from './pool-internals.js';
 import { checkDtype, type Dims, type FloatArray, type Layout } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */

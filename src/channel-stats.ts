@@ -3,7 +3,8 @@ import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
 import { lowPart, mergedMean } from './merge.js';
-import { getDefaultPool, pinArrays, Pool, poolInternals } from './pool.js';
+import { pinArrays, poolInternals } from './pool-internals.js';
+import { getDefaultPool, Pool } from './pool.js';
 import {
   checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, firstNonNumber, type FloatArray, type Layout, lockFields, type OptionKeys,
 } from './validate.js';

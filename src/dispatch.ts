@@ -13,7 +13,7 @@ import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
 import { deserializeError, WorkerError } from './errors.js';
 import { copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement } from './placement.js';
-import type { PoolInternals } from './pool.js';
+import type { PoolInternals } from './pool-internals.js';
 
 /**
  * How long a `split` task may spin at its barrier before sleeping. The tasks of a call start

@@ -17,7 +17,8 @@ import {
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, copyOutOnMain, place } from './placement.js';
-import { type Pool, type PoolInternals, poolInternals } from './pool.js';
+import { type PoolInternals, poolInternals } from './pool-internals.js';
+import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
 import type { Dims, FloatArray } from './validate.js';
 

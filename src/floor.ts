@@ -9,7 +9,8 @@
  */
 import type { StreamPass, StreamTask } from '../workers/protocol.js';
 import { WorkerError } from './errors.js';
-import { type Pool, poolInternals } from './pool.js';
+import { poolInternals } from './pool-internals.js';
+import type { Pool } from './pool.js';
 
 /** Runs the floor pass over pool arrays `x` and `y` (float32, same length). */
 export function streamFloor(pool: Pool, x: Float32Array, y: Float32Array): Promise<void> {

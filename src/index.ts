@@ -1,4 +1,5 @@
-export { Pool, getDefaultPool, DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type AllocDtype, type PoolOptions } from './pool.js';
+export { Pool, getDefaultPool, type AllocDtype } from './pool.js';
+export { DEFAULT_CACHE_BYTES, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool-options.js';
 export { BatchNorm } from './batch-norm.js';
 export type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,

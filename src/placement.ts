@@ -11,7 +11,7 @@ import type { EngineRequest } from './engine.js';
 import { OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { type Box, planBoxes } from './plan.js';
-import type { PoolInternals } from './pool.js';
+import type { PoolInternals } from './pool-internals.js';
 import type { Dims, FloatArray } from './validate.js';
 
 /** Where the data of one staging chunk live, and where its output goes. */

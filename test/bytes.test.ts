@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, ChannelStats, Pool } from '../dist/src/index.js';
-import { poolInternals } from '../dist/src/pool.js';
+import { poolInternals } from '../dist/src/pool-internals.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { elements, rng, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';

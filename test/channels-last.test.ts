@@ -1,7 +1,7 @@
 /** layout: 'channels-last', (N, *spatial, C): the same normalization as channels-first on the transposed data. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool, ShapeError } from '../dist/src/index.js';
-import { poolInternals } from '../dist/src/pool.js';
+import { poolInternals } from '../dist/src/pool-internals.js';
 import { permute, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
-import { injectFault } from '../dist/src/pool.js';
+import { injectFault } from '../dist/src/pool-internals.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool } from '../dist/src/index.js';
-import { injectFault, poolInternals } from '../dist/src/pool.js';
+import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { type FloatArray, randomTensor, rng, sameBits } from './helpers/data.js';
 
 const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);

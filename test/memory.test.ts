@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
 import { Arena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
-import { poolInternals } from '../dist/src/pool.js';
+import { poolInternals } from '../dist/src/pool-internals.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 

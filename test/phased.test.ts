@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, DEFAULT_CACHE_BYTES, Pool } from '../dist/src/index.js';
 import { phasesOf as enginePhases } from '../dist/src/engine.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
-import { injectFault, poolInternals } from '../dist/src/pool.js';
+import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { fillChannel, randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
 import { PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
-import { injectFault } from '../dist/src/pool.js';
+import { injectFault } from '../dist/src/pool-internals.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 
 type FloatArray = Float32Array | Float64Array;

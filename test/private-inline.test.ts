@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
-import { poolInternals } from '../dist/src/pool.js';
+import { poolInternals } from '../dist/src/pool-internals.js';
 import { loadPrivateWasmModule, loadWasmModule, unsharedMemoryImport } from '../dist/workers/kernels/select.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';

@@ -1,0 +1,110 @@
+/**
+ * What the engine needs of a pool, kept off the public class: each pool's internals, every
+ * pool's arena (a call pins its arrays on whichever pool they live), and the tests' fault hook.
+ */
+import type { MemoryViews } from '../workers/execute.js';
+import type { BytesTask, Fault, StreamTask, Task, TaskResult } from '../workers/protocol.js';
+import type { Arena } from './memory.js';
+import type { Pool } from './pool.js';
+
+/** What the engine needs of a pool. */
+export interface PoolInternals {
+  readonly arena: Arena;
+  readonly views: MemoryViews;
+  readonly threads: number;
+  readonly inlineThreshold: number;
+  readonly cacheBytes: number;
+  /**
+   * Whether `cacheBytes` was given: then it applies to every training forward and backward;
+   * without it no call goes in phases (engine.ts, phasesOf).
+   */
+  readonly cacheBytesGiven: boolean;
+  assertOpen(): void;
+  /**
+   * Null once the pool has started; until then, a promise that settles when it has (rejects when
+   * it cannot: its kernels did not compile). A call awaits it before it reads or stages anything.
+   */
+  starting(): Promise<void> | null;
+  /**
+   * Runs tasks on the workers (or inline) and settles every one of them before returning.
+   * `onFailure` runs as soon as one task fails, so that tasks waiting on it can give up.
+   */
+  runTasks(tasks: Task[], inline: boolean, onFailure: () => void): Promise<PromiseSettledResult<TaskResult>[]>;
+  /** Runs benchmark floor tasks on the workers. */
+  runStream(tasks: StreamTask[]): Promise<PromiseSettledResult<TaskResult>[]>;
+  /**
+   * Runs the tasks of an 8-bit input's normalization (src/bytes.ts) on the workers, or with
+   * `inline` one after another on the calling thread, and settles every one of them.
+   */
+  runBytes(tasks: BytesTask[], inline: boolean): Promise<PromiseSettledResult<TaskResult>[]>;
+  /**
+   * Tracks a call so that `close()` waits for it. The public calls track themselves from the
+   * moment they pass `assertOpen` (the engine then runs without checking again), so that a call
+   * made before close() runs to the end even while it waits for its turn or on a hook.
+   */
+  track<T>(work: Promise<T>): Promise<T>;
+  /**
+   * The context of calls that run inline with every array off the pool: the same pool, but a
+   * private, non-shared memory of the calling thread (created on first use, grown as needed up
+   * to the pool's `maxMemory`) with its own kernel instance. Staging there is copying between
+   * ordinary memories, which V8 does 1.6-2.5x faster than into or out of a shared memory
+   * (bench/copies.mjs).
+   */
+  privateInline(): PoolInternals;
+}
+
+const internals = new WeakMap<Pool, PoolInternals>();
+/** Every pool's arena, weakly held: a call pins its arrays on whichever pool they live (`pinArrays`). */
+const arenas = new Set<WeakRef<Arena>>();
+const pendingFaults = new WeakMap<Pool, Fault>();
+
+/** Records a new pool's internals, and its arena among those `pinArrays` looks in. */
+export function registerPool(pool: Pool, ctx: PoolInternals): void {
+  internals.set(pool, ctx);
+  arenas.add(new WeakRef(ctx.arena));
+}
+
+/** @internal Engine access to a pool's internals. */
+export function poolInternals(pool: Pool): PoolInternals {
+  return internals.get(pool)!;
+}
+
+/** The arena `view` lives on, if any pool's. */
+function arenaOf(view: ArrayBufferView): Arena | null {
+  for (const ref of arenas) {
+    const arena = ref.deref();
+    if (arena === undefined) arenas.delete(ref);
+    else if (arena.owns(view)) return arena;
+  }
+  return null;
+}
+
+/**
+ * Pins a call's arrays (x, out, dy, a mask) that lie on any pool's memory, from the call's start,
+ * queued or not, until it settles: that pool's `free` refuses them meanwhile. Any pool: a call
+ * copies another pool's arrays in (in slices, between turns of the event loop) or has its
+ * workers write its output into their buffer. Returns the release.
+ */
+export function pinArrays(arrays: readonly unknown[]): () => void {
+  const releases: (() => void)[] = [];
+  for (const a of arrays) {
+    const owner = ArrayBuffer.isView(a) ? arenaOf(a) : null;
+    if (owner !== null) releases.push(owner.pin(a as ArrayBufferView));
+  }
+  return () => { for (const release of releases) release(); };
+}
+
+/**
+ * @internal Test hook: the next task sent to a worker carries `fault`, making that worker exit
+ * or throw instead of working.
+ */
+export function injectFault(pool: Pool, fault: Fault): void {
+  pendingFaults.set(pool, fault);
+}
+
+/** Takes the fault `injectFault` left for `pool`'s next task, if any: it applies once. */
+export function takeFault(pool: Pool): Fault | undefined {
+  const fault = pendingFaults.get(pool);
+  if (fault !== undefined) pendingFaults.delete(pool);
+  return fault;
+}
