@@ -15,7 +15,7 @@ import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
   checkBoolean, checkDtype, checkDtypeName, checkEps, checkChannelOuts, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
-  checkChannelValues, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
+  checkChannelValues, checkIntact, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
   type OptionKeys, type SameDtype,
 } from './validate.js';
 import {
@@ -407,10 +407,11 @@ export class BatchNorm {
         throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
       }
       if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
-      if (dy.length !== saved.x.length) {
-        throw new ArgumentError(`dy must have the forward input's length ${saved.x.length}; got length ${dy.length}`);
-      }
       const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
+      for (const [array, name] of kept) if (array !== null) checkIntact(array, saved.dims.length, name);
+      if (dy.length !== saved.dims.length) {
+        throw new ArgumentError(`dy must have the forward input's length ${saved.dims.length}; got length ${dy.length}`);
+      }
       const out = checkOut(opts.out, dy, this.dtype, 'dy', kept);
       const [dWeightOut, dBiasOut] = checkChannelOuts(
         [[opts.dWeight, 'options.dWeight'], [opts.dBias, 'options.dBias']], this.dtype, this.numFeatures, [[dy, 'dy'], [out, 'options.out'], ...kept],
@@ -430,9 +431,11 @@ export class BatchNorm {
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): void {
-    this.#numBatchesTracked += 1;
-    const factor = newBatchWeight(this.#rules, momentum, this.#numBatchesTracked);
+    const tracked = this.#numBatchesTracked + 1;
+    const factor = newBatchWeight(this.#rules, momentum, tracked);
+    // It throws, changing nothing, where the running buffers lost values: the count waits for it.
     runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);
+    this.#numBatchesTracked = tracked;
   }
 
   /** A copy of the state, with PyTorch's `state_dict` keys. */

@@ -20,7 +20,7 @@ import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool-internals.js';
-import { checkDtype, type Dims, type FloatArray, type Layout } from './validate.js';
+import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
 export type ByteArray = Uint8Array | Uint8ClampedArray;
@@ -110,7 +110,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
     const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
-    await forEachChunk(ctx, x, chunk, stagedX, signal, async (first, len, xByte, pause) => {
+    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte, pause) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
       // copyTo's byte for a task whose output starts at element e of the chunk.
       const copyTo = (e: number): BytesTask['copyTo'] => (
@@ -129,7 +129,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool && !workersCopy) {
-        await copySliced(y.subarray(first, first + len), () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
+        await copySliced(y, first, len, n, 'options.out', () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
       }
     });
     return y;
@@ -139,24 +139,24 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
 }
 
 /**
- * Runs `body` on x `chunk` elements at a time (the last may be shorter): on each chunk's first
- * element and length, the byte where the workers read it, and the pause to make between slices
- * of a copy (a turn of the event loop, then a check of the signal). x is copied onto the pool at
- * `stagedX` first, chunk by chunk; with `stagedX` -1 it is on the pool already (this pool's
- * alloc) and read where it lies.
+ * Runs `body` on the `n` elements of x `chunk` at a time (the last may be shorter): on each
+ * chunk's first element and length, the byte where the workers read it, and the pause to make
+ * between slices of a copy (a turn of the event loop, then a check of the signal). x is copied
+ * onto the pool at `stagedX` first, chunk by chunk; with `stagedX` -1 it is on the pool already
+ * (this pool's alloc) and read where it lies.
  */
 async function forEachChunk(
-  ctx: PoolInternals, x: ByteArray, chunk: number, stagedX: number, signal: AbortSignal | null,
+  ctx: PoolInternals, x: ByteArray, n: number, chunk: number, stagedX: number, signal: AbortSignal | null,
   body: (first: number, len: number, xByte: number, pause: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
   const pause = async (): Promise<void> => {
     await nextTurn();
     throwIfAborted(signal);
   };
-  for (let first = 0; first < x.length; first += chunk) {
-    const len = Math.min(chunk, x.length - first);
+  for (let first = 0; first < n; first += chunk) {
+    const len = Math.min(chunk, n - first);
     if (stagedX >= 0) {
-      await copySliced(x.subarray(first, first + len), () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause);
+      await copySliced(x, first, len, n, 'x', () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause);
     }
     await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause);
   }
@@ -212,7 +212,7 @@ export async function runBytesStats(
     const chunk = xOnPool ? n : chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
     const stagedX = xOnPool ? -1 : allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
     if (!xOnPool) allocated.push(stagedX);
-    await forEachChunk(ctx, x, chunk, stagedX, signal, async (first, len, xByte) => {
+    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte) => {
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
@@ -305,19 +305,22 @@ function split(n: number, parts: number, unit: number): [number, number][] {
 }
 
 /**
- * Copies `full` into the staged view (or, 'out', the staged view into `full`), COPY_SLICE_BYTES of
- * the float32 side at a time with `pause` between slices; the view is made again after each
- * pause, as the memory may have grown meanwhile.
+ * Copies elements [first, first + len) of `full` (of `n` elements, named `name` in errors) into
+ * the staged view (or, 'out', the staged view into them), COPY_SLICE_BYTES of the float32 side at
+ * a time with `pause` between slices; the view is made again after each pause, as the memory may
+ * have grown meanwhile, and `full` is checked whole before each slice (`checkIntact`).
  */
 async function copySliced(
-  full: ByteArray | Float32Array, staged: () => ByteArray | Float32Array, direction: 'in' | 'out', pause: () => Promise<void>,
+  full: ByteArray | Float32Array, first: number, len: number, n: number, name: string,
+  staged: () => ByteArray | Float32Array, direction: 'in' | 'out', pause: () => Promise<void>,
 ): Promise<void> {
   const slice = Math.floor(COPY_SLICE_BYTES / full.BYTES_PER_ELEMENT);
-  for (let i = 0; i < full.length; i += slice) {
+  for (let i = 0; i < len; i += slice) {
     if (i > 0) await pause();
-    const end = Math.min(full.length, i + slice);
+    checkIntact(full, n, name);
+    const end = Math.min(len, i + slice);
     const view = staged();
-    if (direction === 'in') view.set(full.subarray(i, end), i);
-    else (full as Float32Array).set((view as Float32Array).subarray(i, end), i);
+    if (direction === 'in') view.set(full.subarray(first + i, first + end), i);
+    else (full as Float32Array).set((view as Float32Array).subarray(i, end), first + i);
   }
 }

@@ -20,7 +20,7 @@ import { allocOrThrow, copyIn, copyOutOnMain, place } from './placement.js';
 import { type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
-import type { Dims, FloatArray } from './validate.js';
+import { checkIntact, type Dims, type FloatArray } from './validate.js';
 
 export interface EngineRequest {
   readonly x: FloatArray;
@@ -192,22 +192,24 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     };
     // The per-channel inputs go onto the pool as whole arrays; the workers make the interleaved
     // parameters from them (the prep, or a training forward's merge).
-    const put = (k: number, values: ArrayLike<number> | null, fill: number): void => putChannels(ctx, layout, grid.C, k, values, fill);
+    const put = (k: number, values: ArrayLike<number> | null, fill: number, name: string): void => (
+      putChannels(ctx, layout, grid.C, k, values, fill, name)
+    );
     ctx.views.refresh();
-    put(CHANNEL_WEIGHT, req.weight, 1);
-    put(CHANNEL_BIAS, req.bias, 0);
+    put(CHANNEL_WEIGHT, req.weight, 1, 'weight');
+    put(CHANNEL_BIAS, req.bias, 0, 'bias');
     if (!req.useBatchStats) {
-      put(CHANNEL_MEAN, req.runningMean, 0);
-      put(CHANNEL_VAR, req.runningVar, 1);
+      put(CHANNEL_MEAN, req.runningMean, 0, 'the running mean');
+      put(CHANNEL_VAR, req.runningVar, 1, 'the running variance');
       call.prep = 'eval';
       if (placed.pipelined) await normalizePipelined(call, placements);
       else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
     } else {
       if (req.backward) {
         const { mean, invstd } = req.backward;
-        put(CHANNEL_MEAN, mean, 0);
-        if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1);
-        else put(CHANNEL_INVSTD, invstd, 1);
+        put(CHANNEL_MEAN, mean, 0, 'the mean');
+        if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1, 'the variance');
+        else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
         call.prep = invstd === null ? 'backward-var' : 'backward';
       }
       // A synced backward waits for the caller's all-reduce between its two passes, on this thread.
@@ -247,14 +249,14 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
       return {
         dx: y,
-        dWeight: copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad),
-        dBias: copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad),
+        dWeight: copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad, 'options.dWeight'),
+        dBias: copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad, 'options.dBias'),
       };
     }
     return {
       y,
-      mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array),
-      var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array),
+      mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array, 'options.meanOut'),
+      var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array, 'options.varOut'),
       ...(req.statsOnly ? { meanLo: copyInto(view(CHANNEL_MEAN_LO), null, Float64Array) } : {}),
     };
   } finally {
@@ -284,12 +286,20 @@ function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
 
 /**
  * Per-channel array k of the call (CHANNEL_MEAN ...) from `values`, or filled with `fill` when
- * null: one typed-array `set` (or `fill`), native code whatever C is, never a loop here.
+ * null: one typed-array `set` (or `fill`), native code whatever C is, never a loop here. `values`
+ * was checked at the call's start, which may have waited for its turn since: it is checked whole
+ * again (`checkIntact`), where a detached one would set nothing.
  */
-function putChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number> | null, fill: number): void {
+function putChannels(
+  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number> | null, fill: number, name: string,
+): void {
   const at = channelArrayByte(layout.channelsByte, C, k) / 8;
-  if (values === null) ctx.views.f64.fill(fill, at, at + C);
-  else ctx.views.f64.set(values, at);
+  if (values === null) {
+    ctx.views.f64.fill(fill, at, at + C);
+  } else {
+    checkIntact(values, C, name);
+    ctx.views.f64.set(values, at);
+  }
 }
 
 /**
@@ -300,13 +310,15 @@ function putChannels(ctx: PoolInternals, layout: ScratchLayout, C: number, k: nu
  * array's first writes, page faults, cost more than either: arrays given (`into`,
  * `BackwardRequest.dWeightOut`) avoid them.
  */
-function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor): Float64Array;
+function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string): Float64Array;
 function copyInto(
-  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor,
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name?: string,
 ): FloatArray;
 function copyInto(
-  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor,
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name = 'an output array',
 ): FloatArray {
+  // A caller's array, checked at the call's start, may have been detached or shrunk since.
+  if (into != null) checkIntact(into, view.length, name);
   const copy = into ?? new Ctor(view.length);
   copy.set(view);
   return copy;

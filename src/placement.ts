@@ -12,7 +12,7 @@ import { OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { type Box, planBoxes } from './plan.js';
 import type { PoolInternals } from './pool-internals.js';
-import type { Dims, FloatArray } from './validate.js';
+import { checkIntact, type Dims, type FloatArray } from './validate.js';
 
 /** Where the data of one staging chunk live, and where its output goes. */
 export interface Placement {
@@ -171,17 +171,20 @@ export type CopyPause = () => Promise<void>;
  */
 export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
   const budget = { left: COPY_SLICE_BYTES };
-  for (const [full, byte] of stagedInputs(req, p)) {
-    await copyBox(req, p.box, full, () => stagedView(ctx, req, p, byte), 'in', pause, budget);
+  for (const [full, name, byte] of stagedInputs(req, p)) {
+    await copyBox(req, p.box, full, name, () => stagedView(ctx, req, p, byte), 'in', pause, budget);
   }
 }
 
-/** The arrays a placement copies in (x; for backward dy and the ReLU mask), with their staging bytes. */
-function stagedInputs(req: EngineRequest, p: Placement): [FloatArray, number][] {
-  const arrays: [FloatArray, number][] = [];
-  if (p.copyIn) arrays.push([req.x, p.region.xByte]);
-  if (p.copyDyIn) arrays.push([req.backward!.dy, p.region.dyByte]);
-  if (p.copyMaskIn) arrays.push([req.backward!.mask!, p.region.maskByte]);
+/**
+ * The arrays a placement copies in (x; for backward dy and the ReLU mask), with the names errors
+ * give them and their staging bytes.
+ */
+function stagedInputs(req: EngineRequest, p: Placement): [FloatArray, string, number][] {
+  const arrays: [FloatArray, string, number][] = [];
+  if (p.copyIn) arrays.push([req.x, req.backward === undefined ? 'x' : 'the forward input x', p.region.xByte]);
+  if (p.copyDyIn) arrays.push([req.backward!.dy, 'dy', p.region.dyByte]);
+  if (p.copyMaskIn) arrays.push([req.backward!.mask!, "the forward's output (the ReLU mask)", p.region.maskByte]);
   return arrays;
 }
 
@@ -197,8 +200,8 @@ export async function copyInByChannel(
   const arrays = stagedInputs(req, p);
   const { box } = p;
   for (let c = box.c0; c < box.c1; c++) {
-    for (const [full, byte] of arrays) {
-      await copyBox(req, { ...box, c0: c, c1: c + 1 }, full, () => stagedView(ctx, req, p, byte), 'in', pause, budget, box.c1 - box.c0, c - box.c0);
+    for (const [full, name, byte] of arrays) {
+      await copyBox(req, { ...box, c0: c, c1: c + 1 }, full, name, () => stagedView(ctx, req, p, byte), 'in', pause, budget, box.c1 - box.c0, c - box.c0);
     }
     onChannel(c - box.c0 + 1);
   }
@@ -206,17 +209,19 @@ export async function copyInByChannel(
 
 /** Copies a chunk's output from the pool to `p.copyOutOnMain`, in slices as copyIn does. */
 export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
-  await copyBox(req, p.box, p.copyOutOnMain!, () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
+  await copyBox(req, p.box, p.copyOutOnMain!, 'options.out', () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
 }
 
 /**
  * Copies between a full-layout array and a chunk's dense staging layout. `budget.left` is what
  * may still be copied before the next pause; it carries over from one array to the next. The
  * staged view is made again after each pause: another call may have grown a private memory
- * meanwhile, which detaches its old buffer.
+ * meanwhile, which detaches its old buffer. `full` is checked whole before each slice
+ * (`checkIntact`: its owner may have detached or shrunk it during a pause, or while the call
+ * waited for its turn), where a shorter view would copy fewer values without an error.
  */
 async function copyBox(
-  req: EngineRequest, box: Box, full: FloatArray, stagedAt: () => FloatArray, direction: 'in' | 'out',
+  req: EngineRequest, box: Box, full: FloatArray, name: string, stagedAt: () => FloatArray, direction: 'in' | 'out',
   pause: CopyPause, budget: { left: number }, stagedChannels = box.c1 - box.c0, stagedC0 = 0,
 ): Promise<void> {
   // The staged layout holds `stagedChannels` channels a row, `box` from its channel `stagedC0`
@@ -239,6 +244,7 @@ async function copyBox(
         budget.left = COPY_SLICE_BYTES;
       }
       const len = Math.min(runLength - i, Math.floor(budget.left / bpe));
+      checkIntact(full, req.dims.length, name);
       if (direction === 'in') staged.set(full.subarray(start + i, start + i + len), at + i);
       else full.set(staged.subarray(at + i, at + i + len), start + i);
       i += len;

@@ -212,6 +212,22 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
   return array;
 }
 
+/**
+ * Where a call reads or writes a caller's array after it began (copied in or out in slices, with
+ * turns of the event loop between them, or read again by a backward), that the array still holds
+ * the `length` values it had: its owner may have detached its buffer (a transfer) or shrunk a
+ * resizable one meanwhile. A copy that went on would read fewer values than the shape says,
+ * without an error, and normalize whatever the staging memory held. A call that throws this
+ * changes nothing, as an aborted one.
+ */
+export function checkIntact(array: { readonly length: number }, length: number, name: string): void {
+  if (array.length < length) {
+    throw new ArgumentError(
+      `${name} must keep its ${length} values while a call uses it; its buffer was detached or resized, and it now has ${array.length}`,
+    );
+  }
+}
+
 /** Checks an optional callback option (a hook): undefined, or a function. */
 export function checkOptionalFunction<F extends (...args: never[]) => unknown>(value: unknown, name: string): F | undefined {
   if (value !== undefined && typeof value !== 'function') {

@@ -1,6 +1,6 @@
 /** The memory arena (shared and private): allocation, reuse, coalescing, and views across growth. */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
+import { ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
 import { Arena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
@@ -220,6 +220,107 @@ describe('copies on the calling thread', () => {
     const y = await bn.forward(data, shape, { out });
     expect(y).toBe(out);
     expect(bn.numBatchesTracked).toBe(2);
+    await pool.close();
+  });
+
+  // A caller's array may lose its values while a call uses it: its owner transfers (detaches) its
+  // buffer, or shrinks a resizable one, between two slices of a copy. Read on, a shorter view
+  // copies fewer values without an error, and the call normalized whatever the staging memory held.
+  const lost = (name: string, now: number): RegExp => new RegExp(`^${name} must keep its ${length} values while a call uses it; its buffer was detached or resized, and it now has ${now}$`);
+
+  /** x (or out) on a resizable buffer: a length-tracking view, or one of fixed length. */
+  function resizable(tracking: boolean): { array: Float32Array; shrink: () => void } {
+    const buffer = new ArrayBuffer(length * 4, { maxByteLength: length * 4 });
+    const array = tracking ? new Float32Array(buffer) : new Float32Array(buffer, 0, length);
+    return { array, shrink: () => buffer.resize(400) };
+  }
+
+  it.each([
+    ['x, a length-tracking view of a resizable buffer, shrunk', 'x', true, 100],
+    ['x, a fixed-length view of a resizable buffer, shrunk', 'x', false, 0],
+    ['out, a length-tracking view, shrunk', 'options.out', true, 100],
+  ])('%s between slices: an ArgumentError, nothing changed, no memory kept', async (_, which, tracking, now) => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const data = randomTensor(shape, 'float32', 14) as Float32Array;
+    const bn = new BatchNorm(3, { pool });
+    await bn.forward(data.subarray(0, 3 * 1000), [1000, 3]);
+    const before = [Float32Array.from(bn.runningMean!), Float32Array.from(bn.runningVar!)];
+    const live = pool.memoryStats.liveBytes;
+    const { array, shrink } = resizable(tracking);
+    let x = data;
+    let out = new Float32Array(length);
+    if (which === 'x') {
+      array.set(data);
+      x = array;
+    } else {
+      out = array;
+    }
+    const call = bn.forward(x, shape, { out });
+    setImmediate(shrink); // after the first slice of x's copy
+    const err = await call.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ArgumentError);
+    expect(err).toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringMatching(lost(which, now)) });
+    expect(bn.numBatchesTracked).toBe(1);
+    expect(sameBits(bn.runningMean!, before[0])).toBe(true);
+    expect(sameBits(bn.runningVar!, before[1])).toBe(true);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    expect(poolInternals(pool).privateInline().arena.liveBytes).toBe(0);
+    // The module goes on working, and gives what a pool input gives.
+    const y = await bn.forward(data, shape);
+    expect(bn.numBatchesTracked).toBe(2);
+    expect(y.some(Number.isNaN)).toBe(false);
+    await pool.close();
+  });
+
+  it('8-bit input shrunk between slices: an ArgumentError, no output claimed', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const dims = [32, 224, 224, 3]; // 4.8 MB: two slices of the bytes' copy
+    const n = 32 * 224 * 224 * 3;
+    const buffer = new ArrayBuffer(n, { maxByteLength: n });
+    const rgb = new Uint8Array(buffer);
+    const rand = rng(15);
+    for (let i = 0; i < n; i++) rgb[i] = Math.floor(rand() * 256);
+    const live = pool.memoryStats.liveBytes;
+    const options = { layout: 'channels-last' as const, runningMean: Float64Array.of(120, 110, 100), runningVar: Float64Array.of(3600, 3500, 3400), pool };
+    const call = batchNorm(rgb, dims, options);
+    setImmediate(() => buffer.resize(999));
+    await expect(call).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: `x must keep its ${n} values while a call uses it; its buffer was detached or resized, and it now has 999`,
+    });
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    expect(poolInternals(pool).privateInline().arena.liveBytes).toBe(0);
+    // What is left of the bytes still normalizes.
+    const y = await batchNorm(rgb, [333, 3], options);
+    expect(y.y[0]).toBeCloseTo((rgb[0] - 120) / Math.sqrt(3600 + 1e-5), 5);
+    await pool.close();
+  });
+
+  it('a backward whose saved input was detached since its forward says which array, not that dy has the wrong length', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const small = [4, 3, 10, 10];
+    const x = randomTensor(small, 'float32', 16) as Float32Array;
+    const bn = new BatchNorm(3, { pool });
+    await bn.forward(x, small);
+    structuredClone(x.buffer, { transfer: [x.buffer] });
+    await expect(bn.backward(randomTensor(small, 'float32', 17) as Float32Array)).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: 'the forward input x must keep its 1200 values while a call uses it; its buffer was detached or resized, and it now has 0',
+    });
+    await pool.close();
+  });
+
+  it('running statistics of a functional call shrunk while it runs: an ArgumentError, neither buffer updated', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const data = randomTensor(shape, 'float32', 18) as Float32Array;
+    const buffer = new ArrayBuffer(3 * 8, { maxByteLength: 3 * 8 });
+    const runningMean = new Float64Array(buffer).fill(0.25);
+    const runningVar = new Float64Array(3).fill(2);
+    const call = batchNorm(data, shape, { training: true, runningMean, runningVar, pool });
+    setImmediate(() => buffer.resize(8));
+    await expect(call).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: 'the running mean must keep its 3 values while a call uses it; its buffer was detached or resized, and it now has 1',
+    });
+    expect(Array.from(runningVar)).toEqual([2, 2, 2]);
+    expect(runningMean[0]).toBe(0.25);
     await pool.close();
   });
 });
