@@ -265,14 +265,14 @@ describe('copies on the calling thread', () => {
     expect(sameBits(bn.runningVar!, before[1])).toBe(true);
     expect(pool.memoryStats.liveBytes).toBe(live);
     expect(poolInternals(pool).privateInline().arena.liveBytes).toBe(0);
-    // The module goes on working, and gives what a pool input gives.
+    // The module goes on working.
     const y = await bn.forward(data, shape);
     expect(bn.numBatchesTracked).toBe(2);
     expect(y.some(Number.isNaN)).toBe(false);
     await pool.close();
   });
 
-  it('8-bit input shrunk between slices: an ArgumentError, no output claimed', async () => {
+  it('8-bit input shrunk between slices: an ArgumentError, no memory kept', async () => {
     const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
     const dims = [32, 224, 224, 3]; // 4.8 MB: two slices of the bytes' copy
     const n = 32 * 224 * 224 * 3;
