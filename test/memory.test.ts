@@ -308,6 +308,23 @@ describe('copies on the calling thread', () => {
     await pool.close();
   });
 
+  it("a module's weight detached before its call's turn: an ArgumentError naming it, nothing changed", async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const small = [4, 3, 10, 10];
+    const bn = new BatchNorm(3, { pool });
+    const calls = [bn.forward(randomTensor(small, 'float32', 19) as Float32Array, small), bn.forward(randomTensor(small, 'float32', 20) as Float32Array, small)];
+    // Both calls were checked whole; neither has put its weight on the pool yet.
+    structuredClone(bn.weight!.buffer, { transfer: [bn.weight!.buffer] });
+    for (const call of calls) {
+      await expect(call).rejects.toMatchObject({
+        code: 'ERR_BNPOOL_ARG', message: 'weight must keep its 3 values while a call uses it; its buffer was detached or resized, and it now has 0',
+      });
+    }
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
+    await pool.close();
+  });
+
   it('running statistics of a functional call shrunk while it runs: an ArgumentError, neither buffer updated', async () => {
     const pool = new Pool({ threads: 2, inlineThreshold: 1e9 });
     const data = randomTensor(shape, 'float32', 18) as Float32Array;
