@@ -4,8 +4,9 @@
  * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
  * arrays, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
- * wrong answers), a few options a call, and assigned to a module's eps and momentum; then Pool
- * options, alloc and free. Then mutated
+ * wrong answers), a few options a call, and assigned to a module's eps and momentum; calls whose
+ * input or out is shrunk or detached by its owner while they run; then Pool options, alloc and
+ * free. Then mutated
  * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
  * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
  */
@@ -93,7 +94,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const codes = new Map<string, number>();
     const at = (label: string, call: () => unknown, state?: () => string) => attempt(findings, codes, label, call, state);
     for (let t = 0; t < TRIALS; t++) {
-      const kind = Math.floor(rand() * 8);
+      const kind = Math.floor(rand() * 9);
       if (kind === 0) {
         const keys = ['convention', 'eps', 'momentum', 'affine', 'trackRunningStats', 'dtype', 'pool', 'layout', 'activation', 'extra'];
         await at('new BatchNorm', () => new BatchNorm(rand() < 0.5 ? 3 : junk() as number, rand() < 0.8 ? some(keys) : junk() as never));
@@ -136,6 +137,36 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         const key = pick(['eps', 'momentum'] as const);
         const value = rand() < 0.3 ? pick([1e-3, 0.5, 0, 1, null]) : junk();
         await at(`set ${key}`, () => { (bn as unknown as Record<string, unknown>)[key] = value; }, () => JSON.stringify([snapshot(bn), bn.eps, bn.momentum]));
+      } else if (kind === 8) {
+        // An array of the call that its owner shrinks (a resizable buffer) or detaches (a
+        // transfer) right after the call is made, or after a turn or two of the event loop.
+        const bn = new BatchNorm(3, { pool });
+        const backward = rand() < 0.4;
+        if (backward) await bn.forward(x, shape);
+        const resizable = (from: Float32Array): Float32Array => {
+          const array = new Float32Array(new ArrayBuffer(from.byteLength, { maxByteLength: from.byteLength }));
+          array.set(from);
+          return array;
+        };
+        const input = resizable(backward ? dy : x);
+        const out = resizable(new Float32Array(60));
+        const victim = rand() < 0.5 ? input : out;
+        const lose = (): void => {
+          if (rand() < 0.5) (victim.buffer as ArrayBuffer & { resize(n: number): void }).resize(4 * Math.floor(rand() * 59));
+          else structuredClone(victim.buffer, { transfer: [victim.buffer] });
+        };
+        const turns = Math.floor(rand() * 3) - 1;
+        const when = turns < 0 ? 'at once' : `after ${turns + 1} turn(s)`;
+        await at(`${backward ? 'backward' : 'forward'}, ${victim === input ? 'input' : 'out'} lost ${when}`, () => {
+          const call = backward ? bn.backward(input, { out }) : bn.forward(input, shape, { out });
+          if (turns < 0) lose();
+          else {
+            let n = 0;
+            const tick = (): void => { if (n++ === turns) lose(); else setImmediate(tick); };
+            setImmediate(tick);
+          }
+          return call;
+        }, () => snapshot(bn));
       } else {
         const bn = new BatchNorm(3, { pool, affine: rand() < 0.5 });
         const format = pick(['torch', 'keras', 'onnx', junk()]);
