@@ -1,11 +1,11 @@
 /**
  * The benchmark's floor: one SIMD streaming pass y = a * x + b over the same bytes, on the same
  * worker threads, split in equal contiguous parts. A BatchNorm forward must read x and write y at
- * least once, so nothing that normalizes with the same WebAssembly SIMD can beat this (native
- * code with wider vectors can: PyTorch's eval into `out` outran it on C on this project's fifth
- * machine, README "Performance", and on more shapes on earlier ones, bench/MACHINES.md); bench/
- * reports ratios against it. Its siblings read x only (what a statistics pass must at least
- * take) or write y only.
+ * least once, so nothing that normalizes with the same WebAssembly SIMD can beat this. (PyTorch's
+ * eval into `out`, timed by its own script minutes apart, has taken less time than this pass did
+ * on this project's machines, README "Performance" and bench/MACHINES.md; whether native code
+ * beats it in the same moment is not measured.) bench/ reports ratios against it. Its siblings
+ * read x only (what a statistics pass must at least take) or write y only.
  */
 import type { StreamPass, StreamTask } from '../workers/protocol.js';
 import { WorkerError } from './errors.js';
