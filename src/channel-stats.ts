@@ -70,6 +70,8 @@ export class ChannelStats {
   readonly #mean: Float64Array;
   /** What rounding each mean left out; null for zeros. */
   readonly #meanLo: Float64Array | null;
+  /** Channels, fixed when made: `count` and `m2` are public, and their owner may transfer their buffers. */
+  readonly #channels: number;
 
   /**
    * @param meanLo - optional: what rounding each mean to float64 left out (mean + meanLo is the
@@ -98,6 +100,7 @@ export class ChannelStats {
     this.#mean = own ? (mean as Float64Array) : Float64Array.from(mean);
     this.m2 = own ? (m2 as Float64Array) : Float64Array.from(m2);
     this.#meanLo = meanLo === undefined ? null : own ? (meanLo as Float64Array) : Float64Array.from(meanLo);
+    this.#channels = C;
     checkRanges(this.count, this.m2);
     if (this.#meanLo !== null) checkLowParts(this.#mean, this.#meanLo);
     lockFields(this, ['count', 'm2']);
@@ -105,7 +108,7 @@ export class ChannelStats {
 
   /** Number of channels. */
   get numChannels(): number {
-    return this.count.length;
+    return this.#channels;
   }
 
   /**
@@ -180,6 +183,8 @@ export class ChannelStats {
    */
   merge(other: ChannelStats): ChannelStats {
     if (!(other instanceof ChannelStats)) throw new ArgumentError(`other must be a ChannelStats; got ${describe(other)}`);
+    checkStatsHeld(this);
+    checkStatsHeld(other, 'other.');
     if (other.numChannels !== this.numChannels) {
       throw new ArgumentError(`other must have ${this.numChannels} channels; got ${other.numChannels}`);
     }
@@ -235,6 +240,7 @@ export class ChannelStats {
     if (typeof ddof !== 'number' || !Number.isSafeInteger(ddof) || ddof < 0) {
       throw new ArgumentError(`options.ddof must be a non-negative integer; got ${describe(ddof)}`);
     }
+    checkStatsHeld(this);
     const { count, m2 } = this;
     const variance = new Float64Array(count.length);
     for (let c = 0; c < variance.length; c++) variance[c] = m2[c] / (count[c] - ddof);
@@ -246,6 +252,7 @@ export class ChannelStats {
    * where any mean's low part is not 0.
    */
   toJSON(): ChannelStatsJSON {
+    checkStatsHeld(this);
     const json: ChannelStatsJSON = { count: jsonNumbers(this.count) as number[], mean: jsonNumbers(this.#mean), m2: jsonNumbers(this.m2) };
     const lo = this.#shownLowParts();
     // Finite by the constructor's check: plain numbers.
@@ -282,6 +289,22 @@ export async function batchChannelStats(pool: Pool, request: Parameters<typeof r
   // million channels in Node 20, a loop 3 ms.
   for (let c = 0; c < variance.length; c++) variance[c] *= n;
   return adopt(new Float64Array(mean.length).fill(n), mean, variance, meanLo);
+}
+
+/**
+ * Throws unless `stats.count` and `stats.m2` still hold a value for each of its channels. They are
+ * public Float64Arrays, so their owner can transfer their buffers (`postMessage`, `structuredClone`
+ * with a transfer list), which leaves them empty: read as they are, every merge and variance of
+ * theirs would be NaN (undefined read as a number), with no error.
+ */
+export function checkStatsHeld(stats: ChannelStats, prefix = ''): void {
+  const C = stats.numChannels;
+  for (const key of ['count', 'm2'] as const) {
+    const have = stats[key].length;
+    if (have !== C) {
+      throw new ArgumentError(`${prefix}${key} must hold ${C} values, one a channel; its buffer was detached (transferred), and it now holds ${have}`);
+    }
+  }
 }
 
 const COUNT_EXPECTED = 'a finite number >= 0';

@@ -5,7 +5,7 @@
  * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
  * (sum_dy, sum_dy_xmu) backward.
  */
-import { batchChannelStats, ChannelStats } from './channel-stats.js';
+import { batchChannelStats, ChannelStats, checkStatsHeld } from './channel-stats.js';
 import { untilAborted } from './abort.js';
 import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
@@ -34,6 +34,7 @@ async function reduceBatchStats(
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
   }
+  checkStatsHeld(merged, "options.reduceStats's result's ");
   const counts = merged.count;
   let c = 1;
   while (c < counts.length && counts[c] === counts[0]) c++;

@@ -23,6 +23,28 @@ describe('ChannelStats', () => {
     expect(inspect(new ChannelStats([2], [0.5], [1], [0]))).not.toContain('meanLo');
   });
 
+  it('count or m2 transferred away (their buffers detached) is a typed error, not NaN statistics', () => {
+    const detached = (key: 'count' | 'm2') => {
+      const s = new ChannelStats([4, 5], [0.5, -1.25], [1, 4]);
+      structuredClone(s[key], { transfer: [s[key].buffer] });
+      return s;
+    };
+    const whole = new ChannelStats([4, 5], [0.5, -1.25], [1, 4]);
+    for (const key of ['count', 'm2'] as const) {
+      const s = detached(key);
+      expect(s[key].length).toBe(0);
+      expect(s.numChannels).toBe(2);
+      const error = { code: 'ERR_BNPOOL_ARG', message: `${key} must hold 2 values, one a channel; its buffer was detached (transferred), and it now holds 0` };
+      expect(() => s.variance()).toThrow(expect.objectContaining(error));
+      expect(() => s.toJSON()).toThrow(expect.objectContaining(error));
+      expect(() => s.merge(whole)).toThrow(expect.objectContaining(error));
+      expect(() => whole.merge(s)).toThrow(expect.objectContaining({ code: 'ERR_BNPOOL_ARG', message: `other.${error.message}` }));
+      // The mean is private, so it is whole.
+      expect(Array.from(s.mean())).toEqual([0.5, -1.25]);
+    }
+    expect(Array.from(whole.variance())).toEqual([0.25, 0.8]);
+  });
+
   it('fromBatch gives count, mean and m2 of each channel', async () => {
     const shape = [6, 4, 9, 7];
     const x = randomTensor(shape, 'float64', 1) as Float64Array;

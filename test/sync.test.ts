@@ -264,6 +264,16 @@ describe('reduceStats and reduceGrads', () => {
     // Counts that differ between channels are a bad answer.
     await expect(alone.forward(x, [3, 4], { reduceStats: () => new ChannelStats([3, 3, 3, 2], [0, 0, 0, 0], [1, 1, 1, 1]) }))
       .rejects.toThrow(/the same count for every channel; got 3 for channel 0 and 2 for channel 3/);
+    // An answer whose m2 was transferred away (its buffer detached): typed, not NaN outputs.
+    const untouched = new Float64Array(x.length).fill(7);
+    await expect(alone.forward(x, [3, 4], {
+      out: untouched,
+      reduceStats: (local) => { structuredClone(local.m2, { transfer: [local.m2.buffer] }); return local; },
+    })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: "options.reduceStats's result's m2 must hold 4 values, one a channel; its buffer was detached (transferred), and it now holds 0",
+    });
+    expect(Array.from(untouched)).toEqual(new Array(x.length).fill(7));
     expect(alone.numBatchesTracked).toBe(0);
     expect(Array.from(alone.runningMean!)).toEqual([0, 0, 0, 0]);
   });
