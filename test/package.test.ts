@@ -1,7 +1,8 @@
 /**
  * The published package: `npm pack` gives a tarball that installs into an empty project, where
  * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no skipLibCheck;
- * without the DOM lib and with it) and runs, and whose source maps find their sources.
+ * without the DOM lib and with it) and runs, whose source maps find their sources, and which
+ * carries its licence.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -88,5 +89,8 @@ describe('npm pack', () => {
       .map((source) => join(dirname(map), source))
       .filter((source) => !existsSync(source)));
     expect(missing).toEqual([]);
+    // The licence package.json names ships as its text (npm packs LICENSE whatever `files` says).
+    expect(JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')).license).toBe('MIT');
+    expect(readFileSync(join(installed, 'LICENSE'), 'utf8')).toMatch(/^MIT License\n\nCopyright \(c\) 2026 /);
   }, 180_000);
 });
