@@ -23,7 +23,8 @@
 //             backward of channels in lanes: channels-last
 //             [32, 112, 112, 64] (A's NHWC) and [64, 56, 56, 256], rank 2 [16384, 256] and E
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
-//   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first)
+//   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first), or on
+//             the shapes in SHAPES ('64,64,32,32;32,256,56,56')
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
 //             tasks: how they claim channels, bench/MACHINES.md), or of the shapes in SHAPES
 //             ('32,64,56,56;8,32,256,256'); BUSY=1 keeps the calling
@@ -142,7 +143,8 @@ if (scenario === 'inline') {
 } else if (scenario === 'lanes' || scenario === 'planes') {
   const cases = scenario === 'lanes'
     ? [[[32, 112, 112, 64], 'channels-last'], [[64, 56, 56, 256], 'channels-last'], [[16384, 256], 'channels-first'], [[4096, 1024], 'channels-first']]
-    : [[[32, 64, 112, 112], 'channels-first'], [[256, 256, 14, 14], 'channels-first'], [[64, 3, 224, 224], 'channels-first']];
+    : (process.env.SHAPES?.split(';').map((d) => d.split(',').map(Number)) ?? [[32, 64, 112, 112], [256, 256, 14, 14], [64, 3, 224, 224]])
+      .map((shape) => [shape, 'channels-first']);
   for (const [shape, layout] of cases) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);

@@ -251,6 +251,63 @@ for (const kernel of KERNELS) {
       });
     }
 
+    it('eval of planes of 1-8 Ki elements (row groups of several rows, walked in address order): every placement and chunking gives the zero-copy bits', async () => {
+      // [13, 12, 40, 40]: planes of 1600 elements, row groups of 10 rows and of 3; 998 KB of
+      // float32, so the small pool takes it in chunks, and a pool that holds x and half of it
+      // stages the other array in chunks cut by channel: rows of x and of y lie different
+      // distances apart (the walk then goes a row a call).
+      const shape = [13, 12, 40, 40];
+      const n = 13 * 12 * 1600;
+      for (const dtype of ['float32', 'float64'] as const) {
+        const bytes = n * (dtype === 'float32' ? 4 : 8);
+        const mid = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: Math.ceil(1.5 * bytes / 65536) * 65536, initialMemory: 131072 });
+        for (const activation of [null, 'relu'] as const) {
+          const x = randomTensor(shape, dtype, 23);
+          const runningMean = Float64Array.from({ length: 12 }, (_, c) => 0.3 * c - 0.7);
+          const runningVar = Float64Array.from({ length: 12 }, (_, c) => 0.5 + 0.25 * c);
+          const weight = Float64Array.from({ length: 12 }, (_, c) => 1.5 - 0.2 * c);
+          const bias = Float64Array.from({ length: 12 }, (_, c) => 0.1 * c - 0.2);
+          const opts = { runningMean, runningVar, weight, bias, activation, eps: 1e-5 };
+          const onPool = (pool: Pool) => { const a = pool.alloc(n, dtype); a.set(x); return a; };
+          const zeroCopy = big.alloc(n, dtype).fill(NaN);
+          await batchNorm(onPool(big), shape, { ...opts, pool: big, out: zeroCopy });
+          const ref = referenceForward(x, shape, { training: false, runningMean, runningVar, weight, bias });
+          const refY = activation === 'relu' ? { ...ref, y: ref.y.map((v) => Math.max(v, 0)) } : ref;
+          expect(outputErrorRatio(zeroCopy, x, shape, refY, bias, dtype)).toBeLessThanOrEqual(1);
+          const plain = () => (dtype === 'float32' ? new Float32Array(n) : new Float64Array(n)).fill(NaN);
+          const cases: [string, () => Promise<ArrayLike<number>>][] = [
+            ['plain x, no out', async () => (await batchNorm(x, shape, { ...opts, pool: big })).y],
+            ['pool x, plain out', async () => { const o = plain(); await batchNorm(onPool(big), shape, { ...opts, pool: big, out: o }); return o; }],
+            ['plain x, shared out', async () => {
+              const o = (dtype === 'float32' ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float64Array(new SharedArrayBuffer(8 * n))).fill(NaN);
+              await batchNorm(x, shape, { ...opts, pool: big, out: o });
+              return o;
+            }],
+            ['small pool: plain x, plain out', async () => { const o = plain(); await batchNorm(x, shape, { ...opts, pool: small, out: o }); return o; }],
+            ['small pool: plain x, no out', async () => (await batchNorm(x, shape, { ...opts, pool: small })).y],
+            ['pool holding x: pool x, plain out', async () => {
+              const o = plain();
+              const onMid = onPool(mid);
+              await batchNorm(onMid, shape, { ...opts, pool: mid, out: o });
+              mid.free(onMid);
+              return o;
+            }],
+            ['pool holding out: plain x, pool out', async () => {
+              const o = mid.alloc(n, dtype).fill(NaN);
+              await batchNorm(x, shape, { ...opts, pool: mid, out: o });
+              const copy = o.slice();
+              mid.free(o);
+              return copy;
+            }],
+          ];
+          for (const [label, make] of cases) {
+            expect(sameBits(await make(), zeroCopy), `${dtype} ${activation} ${label}`).toBe(true);
+          }
+        }
+        await mid.close();
+      }
+    });
+
     it('a zero-copy call equals a copying call, for every placement of x and out', async () => {
       const shape = [6, 5, 21, 23];
       const n = 6 * 5 * 21 * 23;
