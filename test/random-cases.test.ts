@@ -53,23 +53,29 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   let checked = 0;
   let phasedCases = 0;
+  let rowWalkCases = 0;
   let refused = 0;
   for (let k = 0; k < CASES; k++) {
     // One case in ten has the shape of the phased path: a few channels of long planes.
     const long = rand() < 0.1;
-    const rank = long ? int(3, 4) : int(2, 5);
+    // And one in ten planes of 1-8 Ki elements: plane mode with row groups of several rows, whose
+    // eval walks the rows in address order (workers/blocks.ts, #rowGroupsInOrder).
+    const mid = !long && rand() < 0.1;
+    const rank = long || mid ? int(3, 4) : int(2, 5);
     const wide = rand();
     // Up to 4200 channels: eval and backward calls then make their parameters in up to three
     // prep claims (PREP_CHANNELS), shared by the tasks.
-    const C = long ? int(2, 5) : wide < 0.1 ? int(100, 4200) : wide < 0.3 ? int(17, 70) : int(1, 16);
-    const N = long ? int(6, 9) : int(1, 9);
+    const C = long ? int(2, 5) : mid ? int(1, 12) : wide < 0.1 ? int(100, 4200) : wide < 0.3 ? int(17, 70) : int(1, 16);
+    const N = long ? int(6, 9) : mid ? int(2, 9) : int(1, 9);
     const spatial = long
       ? (rank === 3 ? [int(8193, 14000)] : [int(91, 120), int(91, 120)])
+      : mid
+      ? (rank === 3 ? [int(1024, 8192)] : [int(32, 90), int(32, 90)])
       : Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
     const S = spatial.reduce((a, b) => a * b, 1);
     const length = N * C * S;
     if (N * S < 2 || length > 400_000) continue;
-    const layout = pick(['channels-first', 'channels-last'] as const);
+    const layout = mid ? 'channels-first' : pick(['channels-first', 'channels-last'] as const);
     const shape = layout === 'channels-first' ? [N, C, ...spatial] : [N, ...spatial, C];
     const dtype = pick(['float32', 'float64'] as const);
     const kernel = pick(['js', 'wasm'] as const);
@@ -110,6 +116,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
 
     const grid = layout === 'channels-first' ? planGrid(N, C, S) : planGrid(N * S, C, 1);
     if (training && planPhases(grid, C, dtype === 'float32' ? 4 : 8, 3, CACHE_BYTES) !== null) phasedCases++;
+    if (!training && grid.mode === 'plane' && grid.groupRows > 1) rowWalkCases++;
     const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
@@ -178,6 +185,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   }
   expect(checked).toBeGreaterThan(CASES / 2);
   if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
+  if (CASES >= 400) expect(rowWalkCases).toBeGreaterThan(0);
   // Refusals by the small pools stay rare: the staging path is what they are there to test.
   expect(refused).toBeLessThanOrEqual(CASES / 20);
 }, TIMEOUT_MS);
