@@ -2,9 +2,9 @@
 // from `pool.alloc`), 2 workers, a module's backward after a training forward and after an eval
 // forward, affine and not, alternated call by call with the floor's pass over the same bytes.
 // dx of an eval backward is weight·invstd·dy, which reads dy and writes dx as the floor reads and
-// writes; the module still makes the pass of the sums (dWeight and dBias) first (README,
-// "Backward and fused ReLU"). Prints each call's median ÷ the floor's. Plain JavaScript: it
-// imports a build's dist/ folder.
+// writes; a module with affine makes the pass of the sums (dWeight and dBias) first, one without
+// makes dx alone (README, "Backward and fused ReLU"). Prints each call's median ÷ the floor's.
+// Plain JavaScript: it imports a build's dist/ folder.
 //
 //     npm run build && node bench/eval-backward.mjs [N,C,H,W ...] [--dist DIR]
 import { resolve } from 'node:path';

@@ -421,7 +421,7 @@ export class BatchNorm {
         backward: {
           dy, mean: saved.mean, invstd: null, var: saved.var, eps: saved.eps, mode: saved.mode, mask: saved.y, gradDtype: this.dtype, dWeightOut, dBiasOut,
           reduce: reduceGrads === undefined ? undefined : gradientReducer(reduceGrads, this.numFeatures),
-          count: saved.syncedCount ?? undefined,
+          count: saved.syncedCount ?? undefined, sums: this.affine,
         },
       });
       // All of the module's dtype, which dy was checked to have.

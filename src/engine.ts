@@ -78,6 +78,12 @@ export interface BackwardRequest {
   readonly reduce?: (local: GradientSums) => Promise<GradientSums>;
   /** With `reduce`: the values per channel over every shard, as the forward's statistics counted them. */
   readonly count?: number;
+  /**
+   * False where dWeight and dBias are not wanted (a module without affine): in eval mode dx then
+   * needs no sums, and the call makes only its dx pass (the prep writes the coefficients the merge
+   * would), where it otherwise reads x and dy once more first. Default true.
+   */
+  readonly sums?: boolean;
   /** The element type of dWeight and dBias (default float64). */
   readonly gradDtype?: Dtype;
   /**
@@ -128,11 +134,11 @@ export async function runBatchNormBackward(
   }) as Promise<Gradients>;
 }
 
-/** What a backward call resolves to: dx, and dWeight and dBias of `gradDtype`. */
+/** What a backward call resolves to: dx, and dWeight and dBias of `gradDtype` (null where `sums` was false). */
 interface Gradients {
   readonly dx: FloatArray;
-  readonly dWeight: FloatArray;
-  readonly dBias: FloatArray;
+  readonly dWeight: FloatArray | null;
+  readonly dBias: FloatArray | null;
 }
 
 /**
@@ -143,6 +149,11 @@ interface Gradients {
  */
 export function runBatchNorm(pool: Pool, request: EngineRequest): Promise<EngineResult> {
   return execute(poolInternals(pool), request) as Promise<EngineResult>;
+}
+
+/** Whether a call is an eval-mode backward that wants no sums: dx alone (BackwardRequest.sums). */
+function applyOnly(req: EngineRequest): boolean {
+  return req.backward !== undefined && req.backward.mode === 'eval' && req.backward.sums === false && req.backward.reduce === undefined;
 }
 
 /** Resolves to Gradients exactly when the request has `backward`. */
@@ -204,6 +215,14 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       call.prep = 'eval';
       if (placed.pipelined) await normalizePipelined(call, placements);
       else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
+    } else if (applyOnly(req)) {
+      // An eval-mode backward without sums: dx alone, a pass of the normalize op over dy.
+      const { mean, invstd } = req.backward!;
+      put(CHANNEL_MEAN, mean, 0, 'the mean');
+      if (invstd === null) put(CHANNEL_VAR, req.backward!.var!, 1, 'the variance');
+      else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
+      call.prep = invstd === null ? 'apply-var' : 'apply';
+      for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
     } else {
       if (req.backward) {
         const { mean, invstd } = req.backward;
@@ -247,6 +266,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     const view = (k: number): Float64Array => channelsView(ctx, layout, grid.C, k);
     if (req.backward) {
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
+      if (applyOnly(req)) return { dx: y, dWeight: null, dBias: null };
       return {
         dx: y,
         dWeight: copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad, 'options.dWeight'),

@@ -212,6 +212,7 @@ export function prepareEvalChannels(
  */
 export function prepareBackwardChannels(
   mem: Float64Array, channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+  apply = false,
 ): void {
   const [mean, variance, invstd, weight] = [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_INVSTD, CHANNEL_WEIGHT]
     .map((k) => arrayIndex(channelsByte, C, k));
@@ -219,6 +220,15 @@ export function prepareBackwardChannels(
     for (let c = c0; c < c1; c++) mem[invstd + c] = 1 / Math.sqrt(mem[variance + c] + eps);
   }
   for (let c = c0, q = (paramsByte + c0 * PARAM_BYTES) / 8; c < c1; c++, q += PARAM_BYTES / 8) {
+    if (apply) {
+      // mergeBackwardChannel's eval-mode coefficients, the same product: a = weight·invstd, k = e = 0.
+      const m = mem[mean + c];
+      mem[q] = mem[weight + c] * mem[invstd + c];
+      mem[q + 1] = 0;
+      mem[q + 2] = m;
+      mem[q + 3] = 0;
+      continue;
+    }
     mem[q] = mem[mean + c];
     mem[q + 1] = mem[invstd + c];
     mem[q + 2] = mem[weight + c];

@@ -690,17 +690,19 @@ for (const name of ['js', 'wasm'] as const) {
             else expect(p).toEqual([at(CHANNEL_MEAN, c), at(CHANNEL_WEIGHT, c) / Math.sqrt(at(CHANNEL_VAR, c) + eps), at(CHANNEL_BIAS, c), GUARD]);
           }
           expect(Array.from(a.f64.slice(params / 8, params / 8 + 4 * C))).toEqual(Array.from(other.f64.slice(params / 8, params / 8 + 4 * C)));
-          for (const fromVar of [false, true]) {
+          for (const [fromVar, apply] of [[false, false], [true, false], [false, true], [true, true]]) {
             for (const k of [a, other]) {
               k.f64.set(arrays, channels / 8);
               k.f64.fill(GUARD, params / 8, params / 8 + 4 * C);
-              k.kernel.prepareBackward(channels, C, c0, C, params, eps, fromVar);
+              k.kernel.prepareBackward(channels, C, c0, C, params, eps, fromVar, apply);
             }
             for (let c = 0; c < C; c++) {
               const invstd = fromVar && c >= c0 ? 1 / Math.sqrt(at(CHANNEL_VAR, c) + eps) : at(CHANNEL_INVSTD, c);
               expect(a.f64[channels / 8 + CHANNEL_INVSTD * C + c]).toBe(invstd);
               const p = Array.from(a.f64.slice(params / 8 + 4 * c, params / 8 + 4 * c + 4));
-              expect(p).toEqual(c < c0 ? [GUARD, GUARD, GUARD, GUARD] : [at(CHANNEL_MEAN, c), invstd, at(CHANNEL_WEIGHT, c), 0]);
+              // apply: the eval-mode dx coefficients the merge makes, (weight·invstd, 0, mean, 0).
+              const want = apply ? [at(CHANNEL_WEIGHT, c) * invstd, 0, at(CHANNEL_MEAN, c), 0] : [at(CHANNEL_MEAN, c), invstd, at(CHANNEL_WEIGHT, c), 0];
+              expect(p).toEqual(c < c0 ? [GUARD, GUARD, GUARD, GUARD] : want);
             }
             const both = (k: { f64: Float64Array }): number[] => [
               ...k.f64.slice(params / 8, params / 8 + 4 * C), ...k.f64.slice(channels / 8, channels / 8 + CHANNEL_ARRAYS * C),

@@ -25,7 +25,10 @@ export function prepare(task: Task, kernel: Kernel, views: MemoryViews, layout: 
   for (let c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS; c0 < C; c0 = Atomics.add(i32, claim, 1) * PREP_CHANNELS) {
     const c1 = Math.min(c0 + PREP_CHANNELS, C);
     if (task.prep === 'eval') kernel.prepareEval(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, rowParams, stride);
-    else kernel.prepareBackward(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, task.prep === 'backward-var');
+    else {
+      const fromVar = task.prep === 'backward-var' || task.prep === 'apply-var';
+      kernel.prepareBackward(layout.channelsByte, C, c0, c1, layout.paramsByte, task.eps, fromVar, task.prep === 'apply' || task.prep === 'apply-var');
+    }
     if (Atomics.add(i32, done, c1 - c0) + (c1 - c0) === C) Atomics.notify(i32, done);
   }
   return waitOn(i32, done, (prepared) => prepared >= C, task.spinMs, cancelled);

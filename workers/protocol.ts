@@ -215,11 +215,13 @@ export interface Task {
    * per-channel arrays before any pass (a training forward's merge makes its own): 'eval' writes
    * (mean, weight / sqrt(var + eps), bias) from MEAN, VAR, WEIGHT, BIAS and `eps`; 'backward'
    * writes (mean, invstd, weight, 0) from MEAN, INVSTD, WEIGHT; 'backward-var' first makes
-   * INVSTD = 1 / sqrt(var + eps) from VAR and `eps`. The tasks claim PREP_CHANNELS at a time and
+   * INVSTD = 1 / sqrt(var + eps) from VAR and `eps`; 'apply' and 'apply-var' (an eval-mode
+   * backward that needs no sums: a module without affine) write the dx coefficients
+   * (weight·invstd, 0, mean, 0) that the merge would, for a normalize pass alone. The tasks claim PREP_CHANNELS at a time and
    * each waits until every channel is prepared, so a task that starts late finds the work done and
    * does not hold the others.
    */
-  readonly prep: 'eval' | 'backward' | 'backward-var' | null;
+  readonly prep: 'eval' | 'backward' | 'backward-var' | 'apply' | 'apply-var' | null;
   readonly fault?: Fault;
 }
 

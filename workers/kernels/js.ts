@@ -295,10 +295,10 @@ export class JsKernel implements Kernel {
   }
 
   prepareBackward(
-    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean, apply: boolean,
   ): void {
     this.#views();
-    prepareBackwardChannels(this.#f64, channelsByte, C, c0, c1, paramsByte, eps, fromVar);
+    prepareBackwardChannels(this.#f64, channelsByte, C, c0, c1, paramsByte, eps, fromVar, apply);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -209,10 +209,12 @@ export interface Kernel {
 
   /**
    * The backward prep of channels [c0, c1): with `fromVar`, first INVSTD = 1 / sqrt(var + eps)
-   * from VAR; then (mean, invstd, weight, 0) at `paramsByte + 32 * c` from MEAN, INVSTD, WEIGHT.
+   * from VAR; then (mean, invstd, weight, 0) at `paramsByte + 32 * c` from MEAN, INVSTD, WEIGHT,
+   * or with `apply` (an eval-mode backward without sums) the dx coefficients the merge would make
+   * of those, (weight·invstd, 0, mean, 0).
    */
   prepareBackward(
-    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean, apply: boolean,
   ): void;
 
   /** y = a * x + b over n float32: the benchmark's floor, a plain streaming pass. */

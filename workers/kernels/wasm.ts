@@ -41,7 +41,7 @@ interface WasmExports {
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, e: number): void;
   mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number): void;
   prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
-  prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number): void;
+  prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number, apply: number): void;
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdStatsRows64(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
   bwdApplyRows32(x: number, dy: number, m: number, dx: number, rows: number, C: number, S: number, rowStride: number, params: number, scratch: number): void;
@@ -236,9 +236,9 @@ export class WasmKernel implements Kernel {
   }
 
   prepareBackward(
-    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean,
+    channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number, fromVar: boolean, apply: boolean,
   ): void {
-    this.#k.prepBackward(channelsByte, C, c0, c1, paramsByte, eps, fromVar ? 1 : 0);
+    this.#k.prepBackward(channelsByte, C, c0, c1, paramsByte, eps, fromVar ? 1 : 0, apply ? 1 : 0);
   }
 
   stream(xByte: number, yByte: number, n: number, a: number, b: number): void {

@@ -265,10 +265,11 @@ export function prepEval(
 
 /**
  * Backward: with `fromVar`, first INVSTD = 1 / sqrt(var + eps) from VAR (two channels a step in
- * f64x2 lanes); then (mean, invstd, weight, 0) at params + 32 * c for channels [c0, c1), as
- * src/merge.ts's prepareBackwardChannels.
+ * f64x2 lanes); then (mean, invstd, weight, 0) at params + 32 * c for channels [c0, c1), or with
+ * `apply` the eval-mode dx coefficients (weight·invstd, 0, mean, 0) that mergeBackward would make,
+ * as src/merge.ts's prepareBackwardChannels.
  */
-export function prepBackward(channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64, fromVar: i32): void {
+export function prepBackward(channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64, fromVar: i32, apply: i32): void {
   if (fromVar) {
     const e = f64x2.splat(eps);
     const one = f64x2.splat(1);
@@ -283,6 +284,14 @@ export function prepBackward(channels: usize, C: i32, c0: i32, c1: i32, params: 
   }
   for (let c = c0; c < c1; c++) {
     const q = params + (<usize>c << 5);
+    if (apply) {
+      const mean = load<f64>(arrayAt(channels, C, MEAN, c));
+      store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)) * load<f64>(arrayAt(channels, C, INVSTD, c)));
+      store<f64>(q, 0, 8);
+      store<f64>(q, mean, 16);
+      store<f64>(q, 0, 24);
+      continue;
+    }
     store<f64>(q, load<f64>(arrayAt(channels, C, MEAN, c)));
     store<f64>(q, load<f64>(arrayAt(channels, C, INVSTD, c)), 8);
     store<f64>(q, load<f64>(arrayAt(channels, C, WEIGHT, c)), 16);
