@@ -240,6 +240,31 @@ describe('backward, more', () => {
           }
         }
       }
+      // Planes of several rows with dy on a pool that holds it and half more: x, dx and the mask
+      // are staged in chunks cut by channel, whose rows lie closer together than dy's (the dx pass
+      // then goes a row a call).
+      const shape = [13, 12, 40, 40];
+      for (const dtype of ['float32', 'float64'] as const) {
+        const n = 13 * 12 * 1600;
+        const mid = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: Math.ceil(1.5 * n * (dtype === 'float32' ? 4 : 8) / 65536) * 65536, initialMemory: 131072 });
+        const x = randomTensor(shape, dtype, 61);
+        const dy = randomTensor(shape, dtype, 62);
+        for (const activation of [null, 'relu'] as const) {
+          const dx = async (affine: boolean) => {
+            const bn = new BatchNorm(12, { pool: mid, dtype, affine, activation });
+            await bn.forward(x, shape);
+            bn.eval();
+            await bn.forward(x, shape);
+            const d = mid.alloc(n, dtype);
+            d.set(dy);
+            const { dx: got } = await bn.backward(d);
+            mid.free(d);
+            return got;
+          };
+          expect(sameBits(await dx(false), await dx(true)), `${kernel} ${dtype} ${activation} [${shape}], dy on a pool that stages the rest`).toBe(true);
+        }
+        await mid.close();
+      }
       await Promise.all([big.close(), small.close()]);
     }
   }, 60_000);

@@ -136,7 +136,7 @@ export class BlockWalker {
    */
   normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
     const { grid } = this.#task;
-    if (grid.mode === 'plane' && grid.groupRows !== 1 && !reverse && !this.#task.backward) return this.#rowGroupsInOrder(lo, hi, cancelled);
+    if (grid.mode === 'plane' && grid.groupRows !== 1 && !reverse) return this.#rowGroupsInOrder(lo, hi, cancelled);
     if (grid.mode === 'row' || grid.groupRows !== 1) {
       for (let j = 0; j < hi - lo; j++) {
         if (cancelled()) return false;
@@ -176,16 +176,21 @@ export class BlockWalker {
 
   /**
    * Plane-mode blocks [lo, hi) of row groups of several rows (planes of 1-8 Ki elements, as
-   * [N, 64, 32, 32] or [N, 256, 56, 56]), normalized in address order: the claimed channels of a
-   * row group row by row, one normalizeRows call a row group (a row, where y's rows are not x's
-   * stride apart). A block a call walks one channel's planes a row of the tensor apart instead,
-   * runs of 4-32 KB that the prefetchers follow badly; where no statistics pass came first, no
-   * block is in cache to be taken last first either. The same bits (see normalizeRange).
+   * [N, 64, 32, 32] or [N, 256, 56, 56]), normalized (backward: given their dx) in address order:
+   * the claimed channels of a row group row by row, one normalizeRows (bwdApplyRows) call a row
+   * group (a row, where the arrays' rows are not all the same distance apart). A block a call
+   * walks one channel's planes a row of the tensor apart instead, runs of 4-32 KB that the
+   * prefetchers follow badly; where no statistics pass came first (eval, and an eval-mode
+   * backward without sums), no block is in cache to be taken last first either. The same bits:
+   * the row kernels compute each element as the plane ones (bwdApplyRows calls bwdApplyPlanes on
+   * each run; see normalizeRange for normalizeRows).
    */
   #rowGroupsInOrder(lo: number, hi: number, cancelled: () => boolean): boolean {
-    const { grid, region, relu } = this.#task;
+    const { grid, region, relu, backward } = this.#task;
     const bpe = this.#bpe;
-    const rowsAtOnce = region.xRowStride === region.yRowStride;
+    const stride = region.xRowStride;
+    const rowsAtOnce = region.yRowStride === stride
+      && (!backward || (region.dyRowStride === stride && (region.maskByte === 0 || region.maskRowStride === stride)));
     for (let i = lo; i < hi;) {
       if (cancelled()) return false;
       // One stretch a plane here (sChunks 1): item i is region channel i % rowBlocks of row group floor(i / rowBlocks).
@@ -196,11 +201,17 @@ export class BlockWalker {
       const paramsByte = this.#layout.paramsByte + (region.c0 + cl) * PARAM_BYTES;
       const step = rowsAtOnce ? rows : 1;
       for (let r = rowOff; r < rowOff + rows; r += step) {
+        const xByte = region.xByte + (r * stride + off) * bpe;
         const yByte = region.yByte + (r * region.yRowStride + off) * bpe;
-        this.#kernel.normalizeRows(
-          this.#f64Data, region.xByte + (r * region.xRowStride + off) * bpe, yByte, step, n, grid.S, region.xRowStride, paramsByte,
-          this.#task.accByte, relu,
-        );
+        if (backward) {
+          const maskByte = region.maskByte === 0 ? 0 : region.maskByte + (r * region.maskRowStride + off) * bpe;
+          this.#kernel.bwdApplyRows(
+            this.#f64Data, xByte, region.dyByte + (r * region.dyRowStride + off) * bpe, maskByte, yByte, step, n, grid.S, stride, paramsByte,
+            this.#task.accByte,
+          );
+        } else {
+          this.#kernel.normalizeRows(this.#f64Data, xByte, yByte, step, n, grid.S, stride, paramsByte, this.#task.accByte, relu);
+        }
         this.#copy?.planes(r, step, off, n * grid.S, yByte);
       }
       i += n;
