@@ -25,6 +25,8 @@
 //             [4096, 1024] (how whole rows are walked: README, "Kernels")
 //   planes    the same calls as `lanes` on benchmark shapes A, B and C (channels first), or on
 //             the shapes in SHAPES ('64,64,32,32;32,256,56,56')
+//   eval-backward  2 workers, zero-copy backward after an eval forward, affine and not, of the
+//             shapes in SHAPES (default [64, 64, 32, 32], A, B, C and E)
 //   fused     2 workers, zero-copy training forward and backward of A [32, 64, 112, 112] (fused
 //             tasks: how they claim channels, bench/MACHINES.md), or of the shapes in SHAPES
 //             ('32,64,56,56;8,32,256,256'); BUSY=1 keeps the calling
@@ -33,7 +35,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|planes|fused');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|planes|eval-backward|fused');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -99,7 +101,7 @@ function report(label, result, unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2) + paired);
 }
 
-const threads = ['inline', 'constant', 'lanes', 'planes', 'fused'].includes(scenario) ? 2 : 1;
+const threads = ['inline', 'constant', 'lanes', 'planes', 'fused', 'eval-backward'].includes(scenario) ? 2 : 1;
 const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
@@ -167,6 +169,28 @@ if (scenario === 'inline') {
         return () => bn.backward(dy, { out: dx });
       }));
       report(`[${shape}] ${layout} ${mode}`, await alternate(fns, 9, Math.max(3, Math.round(2e8 / (8 * n))), 1), 'ms');
+    }
+  }
+} else if (scenario === 'eval-backward') {
+  // A module's backward after an eval forward, affine and not (dx = weight·invstd·dy; the sums
+  // for dWeight and dBias with affine), zero-copy, on the shapes in SHAPES.
+  const shapes = (process.env.SHAPES ?? '64,64,32,32;32,64,112,112;256,256,14,14;64,3,224,224;4096,1024').split(';').map((d) => d.split(',').map(Number));
+  for (const shape of shapes) {
+    const n = shape.reduce((a, b) => a * b);
+    const xs = random(n, 3, -1);
+    const dys = random(n, 1, -0.5);
+    for (const affine of [true, false]) {
+      const fns = await Promise.all(builds.map(async (m, k) => {
+        const [x, out, dy, dx] = [0, 1, 2, 3].map(() => pools[k].alloc(n));
+        x.set(xs);
+        dy.set(dys);
+        const bn = new m.BatchNorm(shape[1], { pool: pools[k], affine });
+        await bn.forward(x, shape, { out }); // running statistics that are not the defaults
+        bn.eval();
+        await bn.forward(x, shape, { out });
+        return () => bn.backward(dy, { out: dx });
+      }));
+      report(`[${shape}] eval backward${affine ? '' : ', affine false'}`, await alternate(fns, 9, Math.max(3, Math.round(2e8 / (8 * n))), 1), 'ms');
     }
   }
 } else if (scenario === 'fused') {

@@ -54,6 +54,8 @@ export interface Call {
   readonly pauseIn: CopyPause;
   /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
   prep: Task['prep'];
+  /** An eval-mode backward whose sums and dx go in one pass (Task.backward 'eval-applied'). */
+  applied?: boolean;
 }
 
 /**
@@ -230,7 +232,7 @@ export function tasksFor(
       scratchByte: call.layout.cancelByte,
       accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
-      backward: call.req.backward?.mode ?? null,
+      backward: call.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,

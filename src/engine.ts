@@ -215,14 +215,27 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       call.prep = 'eval';
       if (placed.pipelined) await normalizePipelined(call, placements);
       else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
-    } else if (applyOnly(req)) {
-      // An eval-mode backward without sums: dx alone, a pass of the normalize op over dy.
-      const { mean, invstd } = req.backward!;
+    } else if (req.backward?.mode === 'eval' && req.backward.reduce === undefined) {
+      // Eval-mode backward: dx = a·dy needs none of the sums, so its coefficients come from the
+      // prep, as the merge would make them. Without sums (BackwardRequest.sums), dx alone: a pass
+      // of the normalize op over dy; with them, each block's sums and then its dx, in one pass
+      // (Task.backward 'eval-applied'), merged by the last task of the last chunk.
+      const { mean, invstd } = req.backward;
       put(CHANNEL_MEAN, mean, 0, 'the mean');
-      if (invstd === null) put(CHANNEL_VAR, req.backward!.var!, 1, 'the variance');
+      if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1, 'the variance');
       else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
       call.prep = invstd === null ? 'apply-var' : 'apply';
-      for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
+      if (applyOnly(req)) {
+        for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
+      } else {
+        call.applied = true;
+        for (let i = 0; i < placements.length; i++) {
+          const p = placements[i];
+          await copyIn(ctx, req, p, call.pauseIn);
+          await runPhase(call, tasksFor(call, p, 'stats', { merge: i === placements.length - 1 }));
+          if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+        }
+      }
     } else {
       if (req.backward) {
         const { mean, invstd } = req.backward;

@@ -147,13 +147,15 @@ export function writeChannelParams(
  * x̂ = (x - mean)·invstd and m values per channel, PyTorch's training-mode gradient
  * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
  * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval mode has k = e = 0.
- * (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
+ * With `applied` (an eval-mode backward whose prep wrote those coefficients already, so that dx
+ * could go with the sums: 'apply' preps), the parameters are left as they are and invstd is read
+ * from INVSTD: the same dWeight and dBias. (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
  * not hold where x's spread is large: workers/wasm/assembly/backward-apply.ts.)
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
 export function mergeBackwardChannel(
   mem: Float64Array, partialsByte: number, blocks: number, c: number, channelsByte: number, C: number, paramsByte: number,
-  count: number, training: boolean,
+  count: number, training: boolean, applied = false,
 ): void {
   let sdy = 0;
   let sdx = 0;
@@ -161,6 +163,13 @@ export function mergeBackwardChannel(
   for (let at = first; at < first + PARTIAL_FLOATS * blocks; at += PARTIAL_FLOATS) {
     sdy += mem[at + 1];
     sdx += mem[at + 2];
+  }
+  if (applied) {
+    // The parameters already hold the eval-mode dx coefficients (the 'apply' prep): only the sums.
+    const invstd = mem[arrayIndex(channelsByte, C, CHANNEL_INVSTD) + c];
+    mem[arrayIndex(channelsByte, C, CHANNEL_WEIGHT) + c] = invstd * effectiveSdx(invstd, sdx, sdy);
+    mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
+    return;
   }
   const q = (paramsByte + c * PARAM_BYTES) / 8;
   const mean = mem[q];

@@ -20,7 +20,7 @@ export function mergeChannels(
   if (task.backward) {
     kernel.mergeBackward(
       layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte,
-      grid.N * grid.S, task.backward === 'train',
+      grid.N * grid.S, task.backward === 'train', task.backward === 'eval-applied',
     );
     return;
   }
@@ -169,6 +169,29 @@ export class BlockWalker {
         const n = Math.min(room, Math.floor(left / sChunks), PLANE_RUN_CHANNELS_MAX);
         this.#channelsRun(reverse ? cl - n + 1 : cl, n, this.#localOf(first) - k, reverse);
         i += reverse ? -n * sChunks : n * sChunks;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Eval-mode backward with applied coefficients (Task.backward 'eval-applied'): work items
+   * [lo, hi) one at a time, each block's sums and then its dx, while its x and dy are in cache
+   * (one pass over the tensor instead of two). The same kernel calls on the same blocks as the
+   * two passes: the same bits. False when cancelled.
+   */
+  statsApplyRange(lo: number, hi: number, cancelled: () => boolean): boolean {
+    const { grid } = this.#task;
+    for (let i = lo; i < hi; i++) {
+      if (cancelled()) return false;
+      if (grid.mode === 'row') {
+        const g = Math.floor(i / grid.bands);
+        const [c0, c1] = this.#rows.band(i % grid.bands);
+        this.#rows.stats(g, c0, c1);
+        this.#rows.normalize(g, c0, c1);
+      } else {
+        this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
+        this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
       }
     }
     return true;
@@ -591,7 +614,9 @@ export class BlockWalker {
     const f64 = this.#views.f64;
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     if (!normalize) {
-      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, f64[p], outByte);
+      // The mean: the first word of (mean, invstd, weight, 0), the third of applied (a, 0, mean, 0).
+      const mean = f64[backward === 'eval-applied' ? p + 2 : p];
+      if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, mean, outByte);
       else this.#kernel.statsPlanes(this.#f64Data, xByte, 1, 0, rows, region.xRowStride, len, outByte, 0, this.#task.accByte);
       return;
     }

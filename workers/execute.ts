@@ -84,8 +84,9 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   }
   let normalizeClaims = first;
   if (task.op !== 'normalize') {
+    const applied = task.backward === 'eval-applied';
     for (let i = first.next(); i >= 0; i = first.next()) {
-      if (!walk.statsRange(i, first.end(), cancelled)) return false;
+      if (!(applied ? walk.statsApplyRange(i, first.end(), cancelled) : walk.statsRange(i, first.end(), cancelled))) return false;
     }
     if (task.op === 'stats') {
       // Every partial of the call is written once the gang's last task gets here: it merges.

@@ -174,9 +174,12 @@ export interface Task {
   /**
    * Set for a backward call: the statistics ops reduce (Σdy, Σdy·(x - mean)) against the mean in
    * the parameters, the merge produces the dx coefficients ('train' or 'eval' formulas), and the
-   * normalize ops write dx = a·(dy + k·(x - mean) + e) to the region's y.
+   * normalize ops write dx = a·(dy + k·(x - mean) + e) to the region's y. 'eval-applied': an
+   * eval-mode `stats` op whose 'apply' prep made the dx coefficients (a, 0, mean, 0) before the
+   * sums; each item gets its dx right after its sums (the mean is read from the third word of the
+   * parameters), and the merge writes only dWeight and dBias.
    */
-  readonly backward: 'train' | 'eval' | null;
+  readonly backward: 'train' | 'eval' | 'eval-applied' | null;
   /** Forward: apply ReLU in the normalize pass. */
   readonly relu: boolean;
   /**

@@ -81,9 +81,12 @@ export class RowBlocks {
     const { rows, bytes } = this.#bandBlock(g, c0, c1);
     const [outByte, outStride] = this.#rowOut(g, c0);
     if (this.#task.backward) {
+      // The kernel reads each channel's mean from the first word of its parameters: with applied
+      // ones, (a, 0, mean, 0), from 16 bytes on.
+      const params = this.#layout.paramsByte + c0 * PARAM_BYTES + (this.#task.backward === 'eval-applied' ? 16 : 0);
       this.#kernel.bwdStatsRows(
         this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
-        rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte, outByte, outStride,
+        rows, c1 - c0, grid.S, grid.C * grid.S, params, accByte, outByte, outStride,
       );
       return;
     }

@@ -189,10 +189,11 @@ const MEAN_LO = 5;
  * params + 32 * c from (mean, invstd, weight, ·) into (a, k, mean, e) for
  * dx = a·(dy + k·(x - mean) + e), with m values per channel:
  * training: a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval: k = e = 0.
- * The same operations, in the same order, as src/merge.ts.
+ * With `applied` (the 'apply' prep wrote those eval coefficients already), only dWeight and dBias,
+ * invstd read from INVSTD. The same operations, in the same order, as src/merge.ts.
  */
 export function mergeBackward(
-  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, count: f64, training: i32,
+  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, count: f64, training: i32, applied: i32,
 ): void {
   for (let c = c0; c < c1; c++) {
     let sdy: f64 = 0;
@@ -202,6 +203,13 @@ export function mergeBackward(
     for (; p < end; p += PARTIAL) {
       sdy += load<f64>(p, 8);
       sdx += load<f64>(p, 16);
+    }
+    if (applied) {
+      const inv = load<f64>(arrayAt(channels, C, INVSTD, c));
+      if (inv == 0 && isFinite(sdy)) sdx = 0;
+      store<f64>(arrayAt(channels, C, WEIGHT, c), inv * sdx);
+      store<f64>(arrayAt(channels, C, BIAS, c), sdy);
+      continue;
     }
     const q = params + (<usize>c << 5);
     const mean = load<f64>(q);
