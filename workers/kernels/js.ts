@@ -404,16 +404,15 @@ export class JsKernel implements Kernel {
 const DOWN = 2 ** -584;
 const UP = 2 ** 584;
 
-/** FAR² and NEAR2 of the WebAssembly kernel's farShift (common.ts, where they are explained). */
+/** FAR² of the WebAssembly kernel's farShift (common.ts, where it is explained). */
 const FAR2 = 64;
-const NEAR2 = 8;
 
 /**
  * The WebAssembly kernel's farShift: the shift lies more than 8 standard deviations from the
- * mean, or in blocks of fewer than 128 values more than √(count / 2) of them (at least √8).
+ * mean, or in blocks of fewer than 128 values more than √(count / 2) of them.
  */
 function farShift(count: number, s1: number, s2: number): boolean {
-  return s1 * s1 > Math.min(FAR2, Math.max(count * 0.5, NEAR2)) * count * (s2 - (s1 * s1) / count);
+  return s1 * s1 > Math.min(FAR2, count * 0.5) * count * (s2 - (s1 * s1) / count);
 }
 
 /**

@@ -89,21 +89,22 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * are. m2 <= 0 (all of s2 cancelled) counts as far.
  */
 @inline export function farShift(count: f64, s1: f64, s2: f64): bool {
-  return s1 * s1 > min(FAR2, max(count * 0.5, NEAR2)) * count * (s2 - (s1 * s1) / count);
+  return s1 * s1 > min(FAR2, count * 0.5) * count * (s2 - (s1 * s1) / count);
 }
 
 /**
  * FAR² for farShift: 8 standard deviations; in blocks of fewer than 128 values, √(count / 2) of
- * them (but at least √NEAR2, ~2.8). An outlier first among values close together lies
- * √(count - 1) standard deviations from their mean, and the lanes' roundings of its nearly equal
- * deviations from the others add up rather than cancel: a channel of 64 values with 1e7 first
- * among values in [0, 1) (7.9 out) got its float32 variance 4.3e-6 off under a bound of 8. An
- * ordinary first value passes √(count / 2) standard deviations in 0.5% of blocks of 16 values,
- * 1e-4 of blocks of 32, 3e-8 of blocks of 64 (normal data): small blocks, whose second read is
- * short.
+ * them. An outlier first among values close together lies √(count - 1) standard deviations from
+ * their mean, and the lanes' roundings of its nearly equal deviations from the others add up
+ * rather than cancel: a channel of 64 values with 1e7 first among values in [0, 1) (7.9 out) got
+ * its float32 variance 4.3e-6 off under a bound of 8. Until 2026-12-03 the small blocks' bound was
+ * at least √8, which a block of 9 values or fewer can never pass: a channel of 8 values led by
+ * one 2.65 standard deviations out (its most) got its variance ~2.6e-6 off (random-cases, seed
+ * 1214, case 772). An ordinary first value passes √(count / 2) standard deviations in 3% of
+ * blocks of 8 values (18% of 4, 0.6% of 12, 0.13% of 16; normal data, a simulation of 200,000
+ * blocks each), fewer of larger blocks: small blocks, whose second read is short.
  */
 const FAR2: f64 = 64;
-const NEAR2: f64 = 8;
 
 /**
  * 2^-584 and 2^584: writePartial64's way out (resum) scales float64 data by the first, so that
