@@ -54,8 +54,6 @@ export interface Call {
   readonly pauseIn: CopyPause;
   /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
   prep: Task['prep'];
-  /** An eval-mode backward whose sums and dx go in one pass (Task.backward 'eval-applied'). */
-  applied?: boolean;
 }
 
 /**
@@ -193,7 +191,7 @@ function itemCount(grid: Grid, region: Region, op: TaskOp): number {
  */
 export function tasksFor(
   call: Call, p: Placement, op: TaskOp,
-  opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean; awaitStaged?: boolean } = {},
+  opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean; awaitStaged?: boolean; applied?: boolean } = {},
 ): Task[] {
   const { grid } = call;
   const { region } = p;
@@ -232,7 +230,7 @@ export function tasksFor(
       scratchByte: call.layout.cancelByte,
       accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
-      backward: call.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null,
+      backward: opts.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null,
       relu: call.req.relu ?? false,
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,

@@ -206,6 +206,14 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     const put = (k: number, values: ArrayLike<number> | null, fill: number, name: string): void => (
       putChannels(ctx, layout, grid.C, k, values, fill, name)
     );
+    // A backward's statistics: the mean, and invstd or the variance it is made from (true: the
+    // variance, which the prep turns into INVSTD first).
+    const putBackward = ({ mean, invstd, var: variance }: BackwardRequest): boolean => {
+      put(CHANNEL_MEAN, mean, 0, 'the mean');
+      if (invstd === null) put(CHANNEL_VAR, variance!, 1, 'the variance');
+      else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
+      return invstd === null;
+    };
     ctx.views.refresh();
     put(CHANNEL_WEIGHT, req.weight, 1, 'weight');
     put(CHANNEL_BIAS, req.bias, 0, 'bias');
@@ -220,30 +228,19 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       // prep, as the merge would make them. Without sums (BackwardRequest.sums), dx alone: a pass
       // of the normalize op over dy; with them, each block's sums and then its dx, in one pass
       // (Task.backward 'eval-applied'), merged by the last task of the last chunk.
-      const { mean, invstd } = req.backward;
-      put(CHANNEL_MEAN, mean, 0, 'the mean');
-      if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1, 'the variance');
-      else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
-      call.prep = invstd === null ? 'apply-var' : 'apply';
+      call.prep = putBackward(req.backward) ? 'apply-var' : 'apply';
       if (applyOnly(req)) {
         for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
       } else {
-        call.applied = true;
         for (let i = 0; i < placements.length; i++) {
           const p = placements[i];
           await copyIn(ctx, req, p, call.pauseIn);
-          await runPhase(call, tasksFor(call, p, 'stats', { merge: i === placements.length - 1 }));
+          await runPhase(call, tasksFor(call, p, 'stats', { merge: i === placements.length - 1, applied: true }));
           if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
         }
       }
     } else {
-      if (req.backward) {
-        const { mean, invstd } = req.backward;
-        put(CHANNEL_MEAN, mean, 0, 'the mean');
-        if (invstd === null) put(CHANNEL_VAR, req.backward.var!, 1, 'the variance');
-        else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
-        call.prep = invstd === null ? 'backward-var' : 'backward';
-      }
+      if (req.backward) call.prep = putBackward(req.backward) ? 'backward-var' : 'backward';
       // A synced backward waits for the caller's all-reduce between its two passes, on this thread.
       const synced = req.backward?.reduce !== undefined;
       const fused = !req.statsOnly && !synced

@@ -164,20 +164,16 @@ export function mergeBackwardChannel(
     sdy += mem[at + 1];
     sdx += mem[at + 2];
   }
-  if (applied) {
-    // The parameters already hold the eval-mode dx coefficients (the 'apply' prep): only the sums.
-    const invstd = mem[arrayIndex(channelsByte, C, CHANNEL_INVSTD) + c];
-    mem[arrayIndex(channelsByte, C, CHANNEL_WEIGHT) + c] = invstd * effectiveSdx(invstd, sdx, sdy);
-    mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
-    return;
-  }
   const q = (paramsByte + c * PARAM_BYTES) / 8;
-  const mean = mem[q];
-  const invstd = mem[q + 1];
-  const weight = mem[q + 2];
+  // Applied parameters hold the eval-mode dx coefficients already (the 'apply' prep), and invstd
+  // stays in INVSTD, where the prep read it: only the sums.
+  const invstd = applied ? mem[arrayIndex(channelsByte, C, CHANNEL_INVSTD) + c] : mem[q + 1];
   sdx = effectiveSdx(invstd, sdx, sdy);
   mem[arrayIndex(channelsByte, C, CHANNEL_WEIGHT) + c] = invstd * sdx;
   mem[arrayIndex(channelsByte, C, CHANNEL_BIAS) + c] = sdy;
+  if (applied) return;
+  const mean = mem[q];
+  const weight = mem[q + 2];
   const a = weight * invstd;
   mem[q] = a;
   mem[q + 1] = training ? -invstd * invstd * sdx / count : 0;

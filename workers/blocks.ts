@@ -6,7 +6,7 @@
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import type { Claims, MemoryViews } from './execute.js';
 import { CopyOutWriter } from './copy-out.js';
-import { bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
+import { backwardMeanByte, bytesPerElement, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
 import { rowParamsOf, RowBlocks } from './row-blocks.js';
 
 /**
@@ -190,8 +190,10 @@ export class BlockWalker {
         this.#rows.stats(g, c0, c1);
         this.#rows.normalize(g, c0, c1);
       } else {
-        this.#planeBlock(this.#channelOf(i), this.#localOf(i), false);
-        this.#planeBlock(this.#channelOf(i), this.#localOf(i), true);
+        const cl = this.#channelOf(i);
+        const local = this.#localOf(i);
+        this.#planeBlock(cl, local, false);
+        this.#planeBlock(cl, local, true);
       }
     }
     return true;
@@ -614,8 +616,7 @@ export class BlockWalker {
     const f64 = this.#views.f64;
     const p = (this.#layout.paramsByte + c * PARAM_BYTES) / 8;
     if (!normalize) {
-      // The mean: the first word of (mean, invstd, weight, 0), the third of applied (a, 0, mean, 0).
-      const mean = f64[backward === 'eval-applied' ? p + 2 : p];
+      const mean = f64[p + backwardMeanByte(backward) / 8];
       if (backward) this.#kernel.bwdStatsPlanes(this.#f64Data, xByte, region.xRowStride, dyByte, region.dyRowStride, maskByte, region.maskRowStride, rows, len, mean, outByte);
       else this.#kernel.statsPlanes(this.#f64Data, xByte, 1, 0, rows, region.xRowStride, len, outByte, 0, this.#task.accByte);
       return;

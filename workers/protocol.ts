@@ -304,6 +304,15 @@ export const PARTIAL_BYTES = 32;
 export const PARAM_BYTES = 32;
 
 /**
+ * Where a backward's statistics ops read each channel's mean within its parameters: the first
+ * word of (mean, invstd, weight, 0), the third of the dx coefficients (a, 0, mean, 0) that an
+ * 'apply' prep writes for Task.backward 'eval-applied'. In bytes.
+ */
+export function backwardMeanByte(backward: Task['backward']): number {
+  return backward === 'eval-applied' ? 16 : 0;
+}
+
+/**
  * The per-channel float64 arrays of a call, C values each, one after another at
  * `ScratchLayout.channelsByte` in this order (index k starts at channelsByte + 8 * C * k). They are
  * what the main thread copies in and out, one typed-array copy an array, so that no loop over the

@@ -7,7 +7,7 @@
  */
 import type { CopyOutWriter } from './copy-out.js';
 import type { Kernel } from './kernels/kernel.js';
-import { PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task } from './protocol.js';
+import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task } from './protocol.js';
 
 /**
  * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the
@@ -81,9 +81,9 @@ export class RowBlocks {
     const { rows, bytes } = this.#bandBlock(g, c0, c1);
     const [outByte, outStride] = this.#rowOut(g, c0);
     if (this.#task.backward) {
-      // The kernel reads each channel's mean from the first word of its parameters: with applied
-      // ones, (a, 0, mean, 0), from 16 bytes on.
-      const params = this.#layout.paramsByte + c0 * PARAM_BYTES + (this.#task.backward === 'eval-applied' ? 16 : 0);
+      // The kernel reads each channel's mean from the first word of its parameters: applied ones
+      // are read from their mean on (backwardMeanByte).
+      const params = this.#layout.paramsByte + c0 * PARAM_BYTES + backwardMeanByte(this.#task.backward);
       this.#kernel.bwdStatsRows(
         this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
         rows, c1 - c0, grid.S, grid.C * grid.S, params, accByte, outByte, outStride,

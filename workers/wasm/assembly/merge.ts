@@ -204,21 +204,16 @@ export function mergeBackward(
       sdy += load<f64>(p, 8);
       sdx += load<f64>(p, 16);
     }
-    if (applied) {
-      const inv = load<f64>(arrayAt(channels, C, INVSTD, c));
-      if (inv == 0 && isFinite(sdy)) sdx = 0;
-      store<f64>(arrayAt(channels, C, WEIGHT, c), inv * sdx);
-      store<f64>(arrayAt(channels, C, BIAS, c), sdy);
-      continue;
-    }
     const q = params + (<usize>c << 5);
-    const mean = load<f64>(q);
-    const invstd = load<f64>(q, 8);
-    const weight = load<f64>(q, 16);
+    // Applied parameters hold the eval-mode dx coefficients already, and invstd stays in INVSTD.
+    const invstd = applied ? load<f64>(arrayAt(channels, C, INVSTD, c)) : load<f64>(q, 8);
     // src/merge.ts's effectiveSdx: 0 where invstd is 0 (a variance of +Infinity) and sdy finite.
     if (invstd == 0 && isFinite(sdy)) sdx = 0;
     store<f64>(arrayAt(channels, C, WEIGHT, c), invstd * sdx);
     store<f64>(arrayAt(channels, C, BIAS, c), sdy);
+    if (applied) continue;
+    const mean = load<f64>(q);
+    const weight = load<f64>(q, 16);
     const a = weight * invstd;
     store<f64>(q, a);
     store<f64>(q, training ? -invstd * invstd * sdx / count : 0, 8);
