@@ -12,10 +12,20 @@
  * as two pool arrays of such sizes do; Y_OFFSET (bytes, a multiple of 64 up to 1 MiB; default 0)
  * moves it that much further, so that loads and stores no longer agree in their low 12 address
  * bits (4 KiB aliasing: bench/MACHINES.md, "Why, on the third machine").
+ *
+ *     VS=/tmp/before/dist node dist/bench/kernels.js [Y_OFFSET]
+ *
+ * compares this build's kernels with another build's (its dist/ folder: its kernels.wasm under this
+ * build's wrappers, so the two must export the same kernels): each sample of one is followed by the
+ * same sample of the other, over the same data, in one process, and each cell reads
+ * "other -> this (this ÷ other, of the medians of the samples' pairwise ratios)" in GB/s. Runs of
+ * the whole script, alternated between builds, drifted up to 25% apart on kernels neither changed.
  */
 import { wasmApi } from '../src/wasm-types.js';
-import { bwdStatsThenApplyPlanes, PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
+import { bwdStatsThenApplyPlanes, type Kernel, PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { PARTIAL_BYTES } from '../workers/protocol.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import { medianOf } from './rounds.js';
 
@@ -29,6 +39,8 @@ if (!(Number.isInteger(Y_OFFSET) && Y_OFFSET >= 0 && Y_OFFSET <= 1 << 20 && Y_OF
 }
 const memory = new wasmApi.Memory({ initial: (X + 3 * SIZES[2] + 2 * (1 << 20)) / 65536, maximum: 65536, shared: true });
 const kernel = createKernel('wasm', memory, module);
+const VS = process.env.VS;
+const other = VS === undefined ? null : createKernel('wasm', memory, new wasmApi.Module(readFileSync(join(VS, 'workers', 'wasm', 'kernels.wasm'))));
 const f32 = new Float32Array(memory.buffer);
 const f64 = new Float64Array(memory.buffer);
 const C = 1024; // row kernels: E's rows (fewer at 32 KiB, so that a row group has 64 rows)
@@ -47,7 +59,7 @@ if (ACC + Math.max(rowScratchBytes(C), 2 * PLANE_ACC_BYTES) > X) throw new Error
  * The kernels, each over `n` float32 at X (y or dy at X + 4n, dx after it): [name, bytes it
  * moves, one pass].
  */
-function kernels(n: number): [string, number, () => void][] {
+function kernels(n: number, kernel: Kernel): [string, number, () => void][] {
   const y = X + 4 * n + Y_OFFSET;
   const dx = y + 4 * n;
   const run = Math.min(n / 2, 16384); // plane-mode runs, as a block's
@@ -145,26 +157,39 @@ function kernels(n: number): [string, number, () => void][] {
 }
 
 const header = SIZES.map((b) => (b < 1 << 20 ? `${b >> 10} KiB` : `${b >> 20} MiB`));
-console.log(`WebAssembly kernels, one thread, GB/s (median of 9 rounds; y ${Y_OFFSET} bytes past the end of x)\n`);
+const versus = other === null ? '' : `; ${VS} -> this build`;
+console.log(`WebAssembly kernels, one thread, GB/s (median of 9 rounds; y ${Y_OFFSET} bytes past the end of x${versus})\n`);
 console.log(`| kernel | ${header.join(' | ')} |`);
 console.log(`| --- | ${header.map(() => '---:').join(' | ')} |`);
 const table = new Map<string, string[]>();
 for (const bytes of SIZES) {
-  const list = kernels(bytes / 4);
+  const list = kernels(bytes / 4, kernel);
+  const otherList = other === null ? null : kernels(bytes / 4, other);
   // Passes a sample: about 16 MiB moved, at least one.
   const reps = list.map(([, moved]) => Math.max(1, Math.round((16 << 20) / moved)));
+  const sample = (fn: () => void, i: number): number => {
+    fn(); // warm: caches, and V8's compile of the call site
+    const t0 = performance.now();
+    for (let r = 0; r < reps[i]; r++) fn();
+    return (performance.now() - t0) / reps[i];
+  };
   const samples: number[][] = list.map(() => []);
+  const otherSamples: number[][] = list.map(() => []);
   for (let round = 0; round < 9; round++) {
     list.forEach(([, , fn], i) => {
-      fn(); // warm: caches, and V8's compile of the call site
-      const t0 = performance.now();
-      for (let r = 0; r < reps[i]; r++) fn();
-      samples[i].push((performance.now() - t0) / reps[i]);
+      if (otherList !== null && round % 2 === 1) otherSamples[i].push(sample(otherList[i][2], i));
+      samples[i].push(sample(fn, i));
+      if (otherList !== null && round % 2 === 0) otherSamples[i].push(sample(otherList[i][2], i));
     });
   }
   list.forEach(([name, moved], i) => {
     const cells = table.get(name) ?? [];
-    cells.push((moved / medianOf(samples[i])! / 1e6).toFixed(1));
+    const gbs = (ms: number): string => (moved / ms / 1e6).toFixed(1);
+    if (otherList === null) cells.push(gbs(medianOf(samples[i])!));
+    else {
+      const ratio = medianOf(samples[i].map((ms, r) => otherSamples[i][r] / ms))!;
+      cells.push(`${gbs(medianOf(otherSamples[i])!)} -> ${gbs(medianOf(samples[i])!)} (${ratio.toFixed(2)})`);
+    }
     table.set(name, cells);
   });
 }
