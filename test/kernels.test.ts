@@ -128,7 +128,7 @@ for (const name of ['js', 'wasm'] as const) {
         const { kernel, f32, f64 } = setup(name);
         const x = f64Data ? f64 : f32;
         const rand = rng(11);
-        // Lengths around the WebAssembly kernel's 2 KiB turns (512 float32, 256 float64) and its tails.
+        // Lengths around the WebAssembly kernel's 512-byte turns and float32 groups (128 float32, 64 float64) and its tails.
         for (const len of [255, 256, 257, 511, 512, 513, 1000, 1024, 1537, 2600]) {
           for (const rows of [1, 2, 3]) {
             for (const blocks of [2, 3, 4]) {

@@ -2,7 +2,7 @@ import { fold4, hsum, masked32, masked64, promoteHigh, promoteLow } from './comm
 import { needsZeroCheck, productsZero32, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
 import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdPattern32 } from './backward-pattern';
-import { TURN_BYTES } from './stats';
+import { GROUP_BYTES, TURN_BYTES } from './stats';
 
 // Backward, its reductions: (Σdy, Σdy·(x - mean)) per channel, the sums dx needs
 // (backward-apply.ts). With a fused ReLU the forward's output y is the mask: where y <= 0 the
@@ -116,7 +116,8 @@ export function bwdStatsPlanes64(
 
 /**
  * Adds Σdy and Σdy·(x - hi) of one float32 run to the f64 pair at acc (acc[0] += Σdy,
- * acc[1] += Σdy·(x - hi)): f32 lanes summed over 4 vectors (a tree) between folds into f64. With
+ * acc[1] += Σdy·(x - hi)): f32 lanes summed over GROUP_BYTES of x (trees of 4 vectors, added in
+ * turn) between folds into f64, the groups counted from the run's start, as sums32's. With
  * `apply`, the other block's run (at qx, qg, qm, qo) gets its dx in step, a turn of the four-vector
  * part at a time and the rest at the end; the sums' operations are the same either way.
  */
@@ -133,26 +134,31 @@ export function bwdStatsPlanes64(
     const turnStart = px;
     const turnEnd = apply ? min(px + TURN_BYTES, vecEnd) : vecEnd;
     while (px < turnEnd) {
-      let g0 = v128.load(pg);
-      let g1 = v128.load(pg, 16);
-      let g2 = v128.load(pg, 32);
-      let g3 = v128.load(pg, 48);
-      if (useMask) {
-        g0 = masked32(g0, pm, 0);
-        g1 = masked32(g1, pm, 16);
-        g2 = masked32(g2, pm, 32);
-        g3 = masked32(g3, pm, 48);
-      }
-      const s = f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3));
-      const p = f32x4.add(
-        f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
-        f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
-      );
+      const stop = min(px + GROUP_BYTES, turnEnd);
+      let s = f32x4.splat(0);
+      let p = f32x4.splat(0);
+      do {
+        let g0 = v128.load(pg);
+        let g1 = v128.load(pg, 16);
+        let g2 = v128.load(pg, 32);
+        let g3 = v128.load(pg, 48);
+        if (useMask) {
+          g0 = masked32(g0, pm, 0);
+          g1 = masked32(g1, pm, 16);
+          g2 = masked32(g2, pm, 32);
+          g3 = masked32(g3, pm, 48);
+        }
+        s = f32x4.add(s, f32x4.add(f32x4.add(g0, g1), f32x4.add(g2, g3)));
+        p = f32x4.add(p, f32x4.add(
+          f32x4.add(f32x4.mul(g0, f32x4.sub(v128.load(px), hv)), f32x4.mul(g1, f32x4.sub(v128.load(px, 16), hv))),
+          f32x4.add(f32x4.mul(g2, f32x4.sub(v128.load(px, 32), hv)), f32x4.mul(g3, f32x4.sub(v128.load(px, 48), hv))),
+        ));
+        px += 64;
+        pg += 64;
+        pm += 64;
+      } while (px < stop);
       a1 = f64x2.add(a1, f64x2.add(promoteLow(s), promoteHigh(s)));
       a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
-      px += 64;
-      pg += 64;
-      pm += 64;
     }
     if (apply) {
       const bytes = px - turnStart;
