@@ -97,6 +97,12 @@ function kernels(n: number, kernel: Kernel): [string, number, () => void][] {
         kernel.statsRows(false, X + 4 * r * shortChannels * 196, Math.min(16, shortRows - r), shortChannels, 196, shortChannels * 196, ACC, OUT, PARTIAL_BYTES);
       }
     }],
+    // Channels-last images of few channels, whole rows as one run (statsPattern32): one channel
+    // (a grayscale image's pixels) and three (RGB).
+    ['statsRows, 1 channel (channels-last gray)', 4 * n, () => kernel.statsRows(false, X, n, 1, 1, 1, ACC, OUT, PARTIAL_BYTES)],
+    ['statsRows, 3 interleaved channels (channels-last RGB)', 4 * 3 * Math.floor(n / 3), () => {
+      kernel.statsRows(false, X, Math.floor(n / 3), 3, 1, 3, ACC, OUT, PARTIAL_BYTES);
+    }],
     ['normalizePlanes', 8 * n, () => kernel.normalizePlanes(false, X, run, y, run, n / run, run, 3000, 2, 0.5, false)],
     // A training forward's two passes over channels of two of A's planes: fused (statsNormPlanes,
     // a channel's statistics in step with the normalization of the one before, as fused tasks
