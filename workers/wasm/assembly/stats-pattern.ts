@@ -1,4 +1,5 @@
 import { fold4, patternLength, writePartial32 } from './common';
+import { sums32 } from './stats';
 
 // Statistics of rank 2 with few channels (channels-last images: C = 1, 2, 3, ...), where C is not a
 // multiple of 4: the rows are one flat run in which channel c sits at every C-th value. Its pattern
@@ -7,28 +8,17 @@ import { fold4, patternLength, writePartial32 } from './common';
 // are gathered into channels at the end (statsPattern32).
 
 /**
- * statsPattern32 with one vector a period: whole tiles of 8 periods summed as a tree in f32 lanes,
- * then folded. Returns the periods done (the rest is less than a tile).
+ * statsPattern32 with one vector a period (C = 1, 2): the periods are one run of float32, summed as
+ * sums32 sums a plane's (groups of 512 bytes), with the 4 positions' shifts in kv's lanes. sums32
+ * adds lanes 2 and 3 into lanes 0 and 1, and positions i and i + 2 hold the same channel (i % C),
+ * so position 0 and 1 get the sums and positions 2 and 3 keep zeros. Returns the periods done: all.
  */
 function pattern1(x: usize, periods: usize, kv: v128, sF: usize, qF: usize): usize {
-  let p: usize = 0;
-  for (; p + 8 <= periods; p += 8) {
-    const b = x + (p << 4);
-    const d0 = f32x4.sub(v128.load(b), kv);
-    const d1 = f32x4.sub(v128.load(b, 16), kv);
-    const d2 = f32x4.sub(v128.load(b, 32), kv);
-    const d3 = f32x4.sub(v128.load(b, 48), kv);
-    const d4 = f32x4.sub(v128.load(b, 64), kv);
-    const d5 = f32x4.sub(v128.load(b, 80), kv);
-    const d6 = f32x4.sub(v128.load(b, 96), kv);
-    const d7 = f32x4.sub(v128.load(b, 112), kv);
-    fold4(sF, f32x4.add(f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)), f32x4.add(f32x4.add(d4, d5), f32x4.add(d6, d7))));
-    fold4(qF, f32x4.add(
-      f32x4.add(f32x4.add(f32x4.mul(d0, d0), f32x4.mul(d1, d1)), f32x4.add(f32x4.mul(d2, d2), f32x4.mul(d3, d3))),
-      f32x4.add(f32x4.add(f32x4.mul(d4, d4), f32x4.mul(d5, d5)), f32x4.add(f32x4.mul(d6, d6), f32x4.mul(d7, d7))),
-    ));
-  }
-  return p;
+  // sums32's s1 lanes land at sF[0..1] and its s2 lanes at sF[2..3] (all zero before).
+  sums32(x, <i32>(periods << 2), kv, 0, sF);
+  v128.store(qF, v128.load(sF, 16));
+  v128.store(sF, f64x2.splat(0), 16);
+  return periods;
 }
 
 /** statsPattern32 with three vectors a period, the same operations as its generic loop. */
