@@ -21,11 +21,11 @@
  * "other -> this (this ÷ other, of the medians of the samples' pairwise ratios)" in GB/s. Runs of
  * the whole script, alternated between builds, drifted up to 25% apart on kernels neither changed.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { wasmApi } from '../src/wasm-types.js';
 import { bwdStatsThenApplyPlanes, type Kernel, PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { PARTIAL_BYTES } from '../workers/protocol.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import { medianOf } from './rounds.js';
 
