@@ -167,8 +167,9 @@ function passes(mask: readonly number[] | null, i: number): boolean {
 /**
  * What is wrong with a backward partial (count, Σdy, Σdy·(x - mean)) of the elements at
  * `indices`, or null. Bounds as partialError's, on the sums of magnitudes (sums of products
- * cancel): the WebAssembly kernel's float32 products and 4-vector lane sums, and x - mean taken
- * as x minus the mean's float32 part (its low part applied once at the end).
+ * cancel): the WebAssembly kernel's float32 products and lane sums (of a run: trees of 4 vectors,
+ * added in turn over 512 bytes of x), and x - mean taken as x minus the mean's float32 part (its
+ * low part applied once at the end).
  */
 function bwdPartialError(
   got: ArrayLike<number>, indices: readonly number[], x: readonly number[], dy: readonly number[], mask: readonly number[] | null,
