@@ -78,7 +78,7 @@ function kernels(n: number, kernel: Kernel): [string, number, () => void][] {
     ['statsPlanes, 2 runs in turns', 4 * n, () => kernel.statsPlanes(false, X, 2, n / 2, n / run / 2, run, run, OUT, PARTIAL_BYTES, ACC)],
     // A's statistics pass in memory order: one-row blocks of a plane (12544) end to end, a call for
     // all (statsPlaneGroups), two blocks in turns (as the executor did until the fourth machine) or
-    // one at a time (as it does: workers/blocks.ts, #planeStatsRun).
+    // one at a time (as it does: workers/plane-blocks.ts, statsRun).
     ['statsPlaneGroups, A\'s blocks end to end, 2 in turns', 8 * plane * Math.floor(n / plane / 2), () => {
       kernel.statsPlaneGroups(false, X, Math.floor(n / plane / 2), 2 * plane, 0, 2, plane, 1, 0, plane, OUT, PARTIAL_BYTES, ACC);
     }],

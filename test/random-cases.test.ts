@@ -59,7 +59,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     // One case in ten has the shape of the phased path: a few channels of long planes.
     const long = rand() < 0.1;
     // And one in ten planes of 1-8 Ki elements: plane mode with row groups of several rows, whose
-    // eval walks the rows in address order (workers/blocks.ts, #rowGroupsInOrder).
+    // eval walks the rows in address order (workers/plane-blocks.ts, normalizeInOrder).
     const mid = !long && rand() < 0.1;
     const rank = long || mid ? int(3, 4) : int(2, 5);
     const wide = rand();

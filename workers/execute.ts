@@ -1,7 +1,8 @@
 /**
  * Runs one task, in a worker or inline: its prep, then its passes over the work items it claims
  * from the call's counters, meeting the call's other tasks at barriers where the op has them.
- * `blocks.ts` maps items to blocks and calls the kernels; `prep.ts` makes the parameters.
+ * `blocks.ts` maps items to blocks, whose kernel calls are `plane-blocks.ts`'s and
+ * `row-blocks.ts`'s; `prep.ts` makes the parameters.
  */
 import '../src/wasm-types.js';
 import { BlockWalker, mergeChannels } from './blocks.js';
