@@ -1,7 +1,7 @@
 import '../../src/wasm-types.js';
-import {
-  lowPart, mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels,
-} from '../../src/merge.js';
+import { mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels } from '../../src/merge.js';
+import { byteSums, bytesNormalized, bytesToPlanes } from './js-bytes.js';
+import { writeChecked } from './js-partials.js';
 import { bwdStatsThenApplyPlanes, bwdStatsThenApplyRows, type Kernel, statsThenNormalizePlanes, statsThenNormalizeRows } from './kernel.js';
 
 /**
@@ -326,22 +326,7 @@ export class JsKernel implements Kernel {
 
   bytesToPlanes(xByte: number, yByte: number, n: number, first: number, C: number, S: number, paramsByte: number, relu: boolean): void {
     this.#views();
-    const bytes = new Uint8Array(this.#memory.buffer, xByte, n * C);
-    const f32 = this.#f32;
-    const y = yByte / 4;
-    const params = paramsByte / 4;
-    const floor = relu ? 0 : -Infinity;
-    const round = Math.fround;
-    for (let i = 0; i < n; i++) {
-      const q = first + i;
-      const image = Math.floor(q / S);
-      const at = y + image * C * S + (q - image * S);
-      for (let c = 0; c < C; c++) {
-        const p = params + c;
-        const v = round(round(round(bytes[i * C + c] - f32[p]) * f32[p + C]) + f32[p + 2 * C]);
-        f32[at + c * S] = v < floor ? floor : v;
-      }
-    }
+    bytesToPlanes(new Uint8Array(this.#memory.buffer, xByte, n * C), this.#f32, yByte / 4, n, first, C, S, paramsByte / 4, relu);
   }
 
   bytesSumsPlanes(xByte: number, n: number, first: number, C: number, S: number, outByte: number): void {
@@ -356,33 +341,12 @@ export class JsKernel implements Kernel {
 
   /** Adds x and x² of n bytes at xByte to the float64 pair of `at(i)` at outByte (exact: integers). */
   #byteSums(xByte: number, n: number, outByte: number, at: (i: number) => number): void {
-    const bytes = new Uint8Array(this.#memory.buffer, xByte, n);
-    const f64 = this.#f64;
-    const out = outByte / 8;
-    for (let i = 0; i < n; i++) {
-      const p = out + 2 * at(i);
-      const v = bytes[i];
-      f64[p] += v;
-      f64[p + 1] += v * v;
-    }
+    byteSums(new Uint8Array(this.#memory.buffer, xByte, n), this.#f64, outByte / 8, at);
   }
 
-  /**
-   * y = max((x - hi) * sc + bs, floor) over n bytes, each step rounded to float32 as the
-   * WebAssembly kernel's lanes do (the same bits); `at(i)` is where element i's hi is, sc and bs
-   * `count` float32 after it.
-   */
+  /** bytesNormalized over n bytes at xByte into float32 at yByte (`at` and `count` as there). */
   #bytes(xByte: number, yByte: number, n: number, relu: boolean, at: (i: number) => number, count: number): void {
-    const bytes = new Uint8Array(this.#memory.buffer, xByte, n);
-    const f32 = this.#f32;
-    const y = yByte / 4;
-    const floor = relu ? 0 : -Infinity;
-    const round = Math.fround;
-    for (let i = 0; i < n; i++) {
-      const p = at(i);
-      const v = round(round(round(bytes[i] - f32[p]) * f32[p + count]) + f32[p + 2 * count]);
-      f32[y + i] = v < floor ? floor : v;
-    }
+    bytesNormalized(new Uint8Array(this.#memory.buffer, xByte, n), this.#f32, yByte / 4, relu, at, count);
   }
 
   read(xByte: number, n: number): number {
@@ -398,89 +362,4 @@ export class JsKernel implements Kernel {
     this.#views();
     this.#f32.fill(v, yByte / 4, yByte / 4 + n);
   }
-}
-
-/** 2^-584 and 2^584: the WebAssembly kernel's DOWN and UP (common.ts, where they are explained). */
-const DOWN = 2 ** -584;
-const UP = 2 ** 584;
-
-/** FAR² of the WebAssembly kernel's farShift (common.ts, where it is explained). */
-const FAR2 = 64;
-
-/**
- * The WebAssembly kernel's farShift: the shift lies more than 8 standard deviations from the
- * mean, or in blocks of fewer than 128 values more than √(count / 2) of them.
- */
-function farShift(count: number, s1: number, s2: number): boolean {
-  return s1 * s1 > Math.min(FAR2, count * 0.5) * count * (s2 - (s1 * s1) / count);
-}
-
-/**
- * writePartial, unless s2 or s1 * s1 overflowed (float64 data near float64's range: x - shift,
- * the deviations' sum or their squares past it although every value is finite), or the shift lies
- * far from the mean (farShift: an outlier first, whose distance cancels m2 = s2 - s1²/count down
- * to digits the sums' rounding reaches). Then the sums again from the
- * data: times DOWN about the shift times DOWN, and the partial times UP, so that the mean comes
- * out finite and m2 as it is or +Infinity; or about the first sums' mean. Data holding NaN or an
- * infinity keep the sums they had. The values are `rows` runs of `len` from x[start], `rowStride`
- * apart. The WebAssembly kernel's writePartial64 performs the same operations (and its float32
- * kernel's writePartial32 the second way out).
- */
-function writeChecked(
-  out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number,
-  x: Float32Array | Float64Array, start: number, rows: number, rowStride: number, len: number,
-): void {
-  if (!Number.isFinite(s2) || !Number.isFinite(s1 * s1)) {
-    resum(out, at, count, shift, s1, s2, x, start, rows, rowStride, len, DOWN, UP);
-  } else if (farShift(count, s1, s2)) {
-    resum(out, at, count, shift + s1 / count, s1, s2, x, start, rows, rowStride, len, 1, 1);
-  } else {
-    writePartial(out, at, count, shift, s1, s2);
-  }
-}
-
-/** writeChecked's way out: the WebAssembly kernel's resum (a second pass where the first's mean lies far). */
-function resum(
-  out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number,
-  x: Float32Array | Float64Array, start: number, rows: number, rowStride: number, len: number, down: number, up: number,
-): void {
-  let k = shift * down;
-  let t1 = 0;
-  let t2 = 0;
-  for (let pass = 0; pass < 2; pass++) {
-    t1 = 0;
-    t2 = 0;
-    for (let r = 0; r < rows; r++) {
-      for (let i = start + r * rowStride, stop = i + len; i < stop; i++) {
-        const d = x[i] * down - k;
-        t1 += d;
-        t2 += d * d;
-      }
-    }
-    if (!Number.isFinite(t1) || !Number.isFinite(t2)) {
-      writePartial(out, at, count, shift, s1, s2); // NaN or an infinity in the data
-      return;
-    }
-    if (!farShift(count, t1, t2)) break;
-    k += t1 / count;
-  }
-  writePartial(out, at, count, k, t1, t2);
-  out[at + 1] *= up;
-  out[at + 2] = out[at + 2] * up * up;
-  out[at + 3] *= up;
-}
-
-/**
- * Turns shifted sums into a partial (count, mean, m2, lo), mean + lo = shift + s1 / count exactly
- * (TwoSum; protocol.ts, PARTIAL_BYTES). m2 is clamped at 0 against rounding; NaN stays NaN. The
- * same operations as the WebAssembly kernel's writePartial.
- */
-function writePartial(out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number): void {
-  const m2 = s2 - (s1 * s1) / count;
-  const rel = s1 / count;
-  const mean = shift + rel;
-  out[at] = count;
-  out[at + 1] = mean;
-  out[at + 2] = m2 < 0 ? 0 : m2;
-  out[at + 3] = lowPart(shift, rel, mean);
 }
