@@ -51,12 +51,12 @@ export class RowBlocks {
   }
 
   /**
-   * Row mode: channels [c0, c1) of region row group g, as its rows, the offset of its first
-   * element within a row, and its byte offset from the start of any of the region's arrays.
-   * Row-mode regions hold whole rows (C * S elements: every array's row stride), so a band is an
-   * offset and a width.
+   * Row mode: the band of region row group g that starts at channel c0, as its rows, the offset
+   * of its first element within a row, and its byte offset from the start of any of the region's
+   * arrays. Row-mode regions hold whole rows (C * S elements: every array's row stride), so a
+   * band is an offset and a width (its channels', which the callers pass the kernels).
    */
-  #bandBlock(g: number, c0: number, c1: number): { rowOff: number; rows: number; off: number; bytes: number } {
+  #bandBlock(g: number, c0: number): { rowOff: number; rows: number; off: number; bytes: number } {
     const { grid } = this.#task;
     const { rowOff, rows } = this.#rowGroup(g);
     const off = c0 * grid.S;
@@ -78,7 +78,7 @@ export class RowBlocks {
   /** Row mode: the partials of channels [c0, c1) (band b's, or a `phased` group's) over region row group g. */
   stats(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rows, bytes } = this.#bandBlock(g, c0, c1);
+    const { rows, bytes } = this.#bandBlock(g, c0);
     const [outByte, outStride] = this.#rowOut(g, c0);
     if (this.#task.backward) {
       // The kernel reads each channel's mean from the first word of its parameters: applied ones
@@ -100,8 +100,8 @@ export class RowBlocks {
    */
   statsNorm(g: number, c0: number, c1: number, h: number, p0: number, p1: number): void {
     const { grid, region, accByte } = this.#task;
-    const stats = this.#bandBlock(g, c0, c1);
-    const norm = this.#bandBlock(h, p0, p1);
+    const stats = this.#bandBlock(g, c0);
+    const norm = this.#bandBlock(h, p0);
     if (this.#task.backward) {
       const dx = region.yByte + norm.bytes;
       this.#kernel.bwdStatsApplyRows(
@@ -126,7 +126,7 @@ export class RowBlocks {
   /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
   normalize(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0, c1);
+    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0);
     const yByte = region.yByte + bytes;
     const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
     if (this.#task.backward) {
