@@ -133,9 +133,17 @@ export function pauseOut(): Promise<void> {
  * where it belongs. After a statistics pass over the chunk (`afterStats`), it normalizes
  * backwards, starting on what is still cached.
  */
-export async function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean, staged = false): Promise<void> {
+export function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats: boolean, staged = false): Promise<void> {
+  return runChunk(call, p, op, { reverse: afterStats }, staged);
+}
+
+/**
+ * Stages a chunk if needed (unless it is still `staged`), runs the tasks of `op` over it (`opts`
+ * as tasksFor's), and copies its output where it belongs.
+ */
+export async function runChunk(call: Call, p: Placement, op: TaskOp, opts: TaskOptions = {}, staged = false): Promise<void> {
   if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn);
-  await runPhase(call, tasksFor(call, p, op, { reverse: afterStats }));
+  await runPhase(call, tasksFor(call, p, op, opts));
   if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
 }
 
@@ -184,15 +192,22 @@ function itemCount(grid: Grid, region: Region, op: TaskOp): number {
   return groups * channels * grid.sChunks;
 }
 
+/** tasksFor's options (see Task: `reverse`, `phases`, `gang` for `merge`, `awaitStaged`, `backward` for `applied`). */
+export interface TaskOptions {
+  readonly reverse?: boolean;
+  readonly phases?: readonly number[] | null;
+  readonly merge?: boolean;
+  readonly awaitStaged?: boolean;
+  /** An eval-mode backward's `stats` tasks give each item its dx after its sums ('eval-applied'). */
+  readonly applied?: boolean;
+}
+
 /**
  * The tasks of one dispatch: as many as threads (fewer when there are fewer items), all over the
  * region's items, which they claim `chunk` at a time. `split` and `phased` tasks meet at barriers,
  * so they are all counted in `gang`; so are `stats` tasks that `merge` (the last to finish does).
  */
-export function tasksFor(
-  call: Call, p: Placement, op: TaskOp,
-  opts: { reverse?: boolean; phases?: readonly number[] | null; merge?: boolean; awaitStaged?: boolean; applied?: boolean } = {},
-): Task[] {
+export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions = {}): Task[] {
   const { grid } = call;
   const { region } = p;
   const items = itemCount(grid, region, op);

@@ -13,10 +13,10 @@ import {
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { throwIfAborted, untilAborted } from './abort.js';
 import {
-  type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pauseOut, pipelinesFused, runPhase, tasksFor,
+  type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, copyOutOnMain, place } from './placement.js';
+import { allocOrThrow, copyIn, place } from './placement.js';
 import { type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
@@ -233,10 +233,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
       } else {
         for (let i = 0; i < placements.length; i++) {
-          const p = placements[i];
-          await copyIn(ctx, req, p, call.pauseIn);
-          await runPhase(call, tasksFor(call, p, 'stats', { merge: i === placements.length - 1, applied: true }));
-          if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+          await runChunk(call, placements[i], 'stats', { merge: i === placements.length - 1, applied: true });
         }
       }
     } else {
@@ -254,10 +251,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         // one merges, then claim the blocks again, last first, while they are still in cache.
         // Too large for the cache between the passes: one group of channels at a time (phased).
         const [p] = placements;
-        await copyIn(ctx, req, p, call.pauseIn);
         const phases = phasesOf(ctx, grid, req, p.box.c1 - p.box.c0, threads);
-        await runPhase(call, tasksFor(call, p, phases === null ? 'split' : 'phased', { phases }));
-        if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+        await runChunk(call, p, phases === null ? 'split' : 'phased', { phases });
       } else {
         // Chunks (or statistics only): every chunk's statistics, merged by the last task to finish
         // the last chunk's, then every chunk again to normalize.
