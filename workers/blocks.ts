@@ -54,7 +54,7 @@ export class BlockWalker {
     this.#rowBlocks = (region.c1 - region.c0) * grid.sChunks;
     const copy = task.copyOut === null ? null : new CopyOutWriter(task, bpe, views);
     this.#planes = new PlaneBlocks(task, kernel, views, layout, bpe, g0, copy);
-    this.#rows = new RowBlocks(task, kernel, layout, bpe, g0, copy, (g) => this.#planes.rowGroup(g));
+    this.#rows = new RowBlocks(task, kernel, layout, bpe, g0, copy);
   }
 
   /**

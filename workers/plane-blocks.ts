@@ -8,7 +8,7 @@
 import type { CopyOutWriter } from './copy-out.js';
 import type { MemoryViews } from './execute.js';
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
-import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout, type Task } from './protocol.js';
+import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, regionRowGroup, type ScratchLayout, type Task } from './protocol.js';
 
 /** The kernel calls of a plane-mode task's blocks. */
 export class PlaneBlocks {
@@ -46,7 +46,7 @@ export class PlaneBlocks {
     const gl = Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
     const c = region.c0 + cl;
-    const { rowOff } = this.rowGroup(gl);
+    const { rowOff } = this.#rowGroup(gl);
     const xByte = region.xByte + (rowOff * region.xRowStride + cl * grid.S + k * grid.sChunkLen) * this.#bpe;
     const outByte = partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k);
     // One block at a time, each run read at once (statsPlanes32 with one block): the blocks lie end
@@ -82,7 +82,7 @@ export class PlaneBlocks {
       // One stretch a plane here (sChunks 1): item i is region channel i % rowBlocks of row group floor(i / rowBlocks).
       const cl = i % this.#rowBlocks;
       const n = Math.min(this.#rowBlocks - cl, hi - i, PLANE_RUN_CHANNELS_MAX);
-      const { rowOff, rows } = this.rowGroup(Math.floor(i / this.#rowBlocks));
+      const { rowOff, rows } = this.#rowGroup(Math.floor(i / this.#rowBlocks));
       const off = cl * grid.S;
       const paramsByte = this.#layout.paramsByte + (region.c0 + cl) * PARAM_BYTES;
       const step = rowsAtOnce ? rows : 1;
@@ -111,7 +111,7 @@ export class PlaneBlocks {
    */
   groupsAt(g: number, end: number): number {
     const count = Math.min(PLANE_BLOCKS_MAX, end - g);
-    return count > 1 && this.rowGroup(g + count - 1).rows !== this.#task.grid.groupRows ? count - 1 : count;
+    return count > 1 && this.#rowGroup(g + count - 1).rows !== this.#task.grid.groupRows ? count - 1 : count;
   }
 
   /**
@@ -138,7 +138,7 @@ export class PlaneBlocks {
    */
   statsNorm(cl: number, g: number, prev: number, h: number, count: number): void {
     const { grid, region } = this.#task;
-    const full = (first: number): boolean => this.rowGroup(first + count - 1).rows === grid.groupRows;
+    const full = (first: number): boolean => this.#rowGroup(first + count - 1).rows === grid.groupRows;
     if (!full(g) || !full(h)) {
       this.stretches(cl, g, count);
       for (let i = count - 1; i >= 0; i--) this.block(prev, h + i, true);
@@ -158,7 +158,7 @@ export class PlaneBlocks {
       this.#at(xByte, xRowStride, h, prev), grid.groupRows * xRowStride, xRowStride, y, grid.groupRows * yRowStride, yRowStride,
       f64[q], f64[q + 1], f64[q + 2], this.#task.relu,
     );
-    this.#copy?.planes(this.rowGroup(h).rowOff, count * grid.groupRows, prev * grid.S, grid.S, y);
+    this.#copy?.planes(this.#rowGroup(h).rowOff, count * grid.groupRows, prev * grid.S, grid.S, y);
   }
 
   /**
@@ -198,7 +198,7 @@ export class PlaneBlocks {
             f64[this.#paramsIndex(cl)], out + k * PARTIAL_BYTES,
             nx + off, ndy + off, mask(h + r, prev), ny + off, region.yRowStride, f64[q], f64[q + 1], f64[q + 2], f64[q + 3],
           );
-          this.#copy?.planes(this.rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, len, ny + off);
+          this.#copy?.planes(this.#rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, len, ny + off);
           k++;
         } else {
           // Two stretches a call where the next is as long (PLANE_BLOCKS_MAX).
@@ -207,7 +207,7 @@ export class PlaneBlocks {
             this.#f64Data, x + off, n, grid.sChunkLen, 1, region.xRowStride, len, out + k * PARTIAL_BYTES, PARTIAL_BYTES, this.#task.accByte,
             nx + off, grid.sChunkLen, region.xRowStride, ny + off, grid.sChunkLen, region.yRowStride, f64[q], f64[q + 1], f64[q + 2], this.#task.relu,
           );
-          this.#copy?.planes(this.rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, n === 2 ? 2 * len : len, ny + off);
+          this.#copy?.planes(this.#rowGroup(h + r).rowOff, 1, prev * grid.S + k * grid.sChunkLen, n === 2 ? 2 * len : len, ny + off);
           k += n;
         }
       }
@@ -229,7 +229,7 @@ export class PlaneBlocks {
       this.#at(xByte, xRowStride, h, prev), this.#at(dyByte, dyRowStride, h, prev), mask(h, prev), dx, region.yRowStride,
       f64[q], f64[q + 1], f64[q + 2], f64[q + 3],
     );
-    this.#copy?.planes(this.rowGroup(h).rowOff, grid.groupRows, prev * grid.S, grid.S, dx);
+    this.#copy?.planes(this.#rowGroup(h).rowOff, grid.groupRows, prev * grid.S, grid.S, dx);
   }
 
   /**
@@ -238,7 +238,7 @@ export class PlaneBlocks {
    */
   #planeStats(cl: number, g: number, count: number, k: number, n: number): void {
     const { grid, region } = this.#task;
-    const { rowOff, rows } = this.rowGroup(g);
+    const { rowOff, rows } = this.#rowGroup(g);
     const sOff = k * grid.sChunkLen;
     const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
     const c = region.c0 + cl;
@@ -260,22 +260,20 @@ export class PlaneBlocks {
   /** Plane mode: block `local` of region channel `cl` is row group g0 + floor(local / sChunks), stretch local % sChunks. */
   block(cl: number, local: number, normalize: boolean): void {
     const { grid, region } = this.#task;
-    const g = this.#g0 + Math.floor(local / grid.sChunks);
+    const gl = Math.floor(local / grid.sChunks);
     const k = local % grid.sChunks;
-    const first = g * grid.groupRows;
-    const rows = Math.min(first + grid.groupRows, region.n1) - first;
+    const { rowOff, rows } = this.#rowGroup(gl);
     const sOff = k * grid.sChunkLen;
     const len = Math.min(sOff + grid.sChunkLen, grid.S) - sOff;
-    const rowOff = first - region.n0;
     const off = cl * grid.S + sOff;
     const c = region.c0 + cl;
-    this.#run(c, rowOff, off, rows, len, partialByte(grid, this.#layout.partialsByte, c, g, k), normalize);
+    this.#run(c, rowOff, off, rows, len, partialByte(grid, this.#layout.partialsByte, c, this.#g0 + gl, k), normalize);
   }
 
   /** Stretches k0 .. k0 + n - 1 of region channel cl in the one-row row group of block `local` (its stretch k0). */
   stretchRun(cl: number, local: number, k0: number, n: number): void {
     const { grid, region } = this.#task;
-    const { rowOff } = this.rowGroup(Math.floor(local / grid.sChunks));
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
     const sOff = k0 * grid.sChunkLen;
     const len = Math.min((k0 + n) * grid.sChunkLen, grid.S) - sOff;
     this.#run(region.c0 + cl, rowOff, cl * grid.S + sOff, 1, len, 0, true);
@@ -292,7 +290,7 @@ export class PlaneBlocks {
       return;
     }
     const bpe = this.#bpe;
-    const { rowOff } = this.rowGroup(Math.floor(local / grid.sChunks));
+    const { rowOff } = this.#rowGroup(Math.floor(local / grid.sChunks));
     const off = cl * grid.S;
     const xByte = region.xByte + (rowOff * region.xRowStride + off) * bpe;
     const yByte = region.yByte + (rowOff * region.yRowStride + off) * bpe;
@@ -335,7 +333,7 @@ export class PlaneBlocks {
 
   /** Byte offset of region channel cl's run in the first row of region row group g, in an array at `base` (row stride `stride`). */
   #at(base: number, stride: number, g: number, cl: number): number {
-    return base + (this.rowGroup(g).rowOff * stride + cl * this.#task.grid.S) * this.#bpe;
+    return base + (this.#rowGroup(g).rowOff * stride + cl * this.#task.grid.S) * this.#bpe;
   }
 
   /** Index in the float64 view of region channel cl's four parameters (as the merge or the prep left them). */
@@ -343,9 +341,7 @@ export class PlaneBlocks {
     return (this.#layout.paramsByte + (this.#task.region.c0 + cl) * PARAM_BYTES) / 8;
   }
 
-  rowGroup(g: number): { rowOff: number; rows: number } {
-    const { grid, region } = this.#task;
-    const first = (this.#g0 + g) * grid.groupRows;
-    return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+  #rowGroup(g: number): { rowOff: number; rows: number } {
+    return regionRowGroup(this.#task.grid, this.#task.region, g);
   }
 }

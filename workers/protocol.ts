@@ -424,6 +424,15 @@ export function channelArrayByte(channelsByte: number, C: number, k: number): nu
   return channelsByte + 8 * C * k;
 }
 
+/**
+ * Row group g of a region (counted from the region's first, `region.n0 / grid.groupRows` of the
+ * grid): its first row relative to the region, and its row count (the region's last may be short).
+ */
+export function regionRowGroup(grid: Grid, region: Region, g: number): { rowOff: number; rows: number } {
+  const first = (region.n0 / grid.groupRows + g) * grid.groupRows;
+  return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+}
+
 /** Byte offset of the partial of channel `c`, row group `g`, stretch `k`. */
 export function partialByte(grid: Grid, partialsByte: number, c: number, g: number, k: number): number {
   return partialsByte + ((c * grid.nGroups + g) * grid.sChunks + k) * PARTIAL_BYTES;

@@ -7,7 +7,9 @@
  */
 import type { CopyOutWriter } from './copy-out.js';
 import type { Kernel } from './kernels/kernel.js';
-import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout, type Task } from './protocol.js';
+import {
+  backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, regionRowGroup, rowParamStride, type ScratchLayout, type Task,
+} from './protocol.js';
 
 /**
  * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the
@@ -26,13 +28,8 @@ export class RowBlocks {
   readonly #bpe: number;
   readonly #g0: number;
   readonly #copy: CopyOutWriter | null;
-  /** Region row group g's first row (relative to the region) and row count (BlockWalker's). */
-  readonly #rowGroup: (g: number) => { rowOff: number; rows: number };
 
-  constructor(
-    task: Task, kernel: Kernel, layout: ScratchLayout, bpe: number, g0: number, copy: CopyOutWriter | null,
-    rowGroup: (g: number) => { rowOff: number; rows: number },
-  ) {
+  constructor(task: Task, kernel: Kernel, layout: ScratchLayout, bpe: number, g0: number, copy: CopyOutWriter | null) {
     this.#task = task;
     this.#kernel = kernel;
     this.#layout = layout;
@@ -40,7 +37,6 @@ export class RowBlocks {
     this.#bpe = bpe;
     this.#g0 = g0;
     this.#copy = copy;
-    this.#rowGroup = rowGroup;
   }
 
   /** Row mode: band b's channels [c0, c1). */
@@ -58,7 +54,7 @@ export class RowBlocks {
    */
   #bandBlock(g: number, c0: number): { rowOff: number; rows: number; off: number; bytes: number } {
     const { grid } = this.#task;
-    const { rowOff, rows } = this.#rowGroup(g);
+    const { rowOff, rows } = regionRowGroup(grid, this.#task.region, g);
     const off = c0 * grid.S;
     return { rowOff, rows, off, bytes: (rowOff * grid.C * grid.S + off) * this.#bpe };
   }
