@@ -39,6 +39,8 @@ if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIS
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
+/** The shapes in SHAPES ('N,C,H,W;N,C,...'), or `defaults` (the same form) without it. */
+const shapesOf = (defaults) => (process.env.SHAPES ?? defaults).split(';').map((d) => d.split(',').map(Number));
 
 /**
  * Each build's median ms of `calls` calls a round, alternated for `rounds` rounds, after `warm`
@@ -145,8 +147,7 @@ if (scenario === 'inline') {
 } else if (scenario === 'lanes' || scenario === 'planes') {
   const cases = scenario === 'lanes'
     ? [[[32, 112, 112, 64], 'channels-last'], [[64, 56, 56, 256], 'channels-last'], [[16384, 256], 'channels-first'], [[4096, 1024], 'channels-first']]
-    : (process.env.SHAPES?.split(';').map((d) => d.split(',').map(Number)) ?? [[32, 64, 112, 112], [256, 256, 14, 14], [64, 3, 224, 224]])
-      .map((shape) => [shape, 'channels-first']);
+    : shapesOf('32,64,112,112;256,256,14,14;64,3,224,224').map((shape) => [shape, 'channels-first']);
   for (const [shape, layout] of cases) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);
@@ -174,7 +175,7 @@ if (scenario === 'inline') {
 } else if (scenario === 'eval-backward') {
   // A module's backward after an eval forward, affine and not (dx = weight·invstd·dy; the sums
   // for dWeight and dBias with affine), zero-copy, on the shapes in SHAPES.
-  const shapes = (process.env.SHAPES ?? '64,64,32,32;32,64,112,112;256,256,14,14;64,3,224,224;4096,1024').split(';').map((d) => d.split(',').map(Number));
+  const shapes = shapesOf('64,64,32,32;32,64,112,112;256,256,14,14;64,3,224,224;4096,1024');
   for (const shape of shapes) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);
@@ -202,7 +203,7 @@ if (scenario === 'inline') {
     setTimeout(load, 1);
   };
   setTimeout(load, 1);
-  const shapes = (process.env.SHAPES ?? '32,64,112,112').split(';').map((s) => s.split(',').map(Number));
+  const shapes = shapesOf('32,64,112,112');
   for (const shape of shapes) {
     const n = shape.reduce((a, b) => a * b);
     const xs = random(n, 3, -1);
