@@ -313,6 +313,27 @@ describe('backward, more', () => {
     await expect(bn.backward(new Float32Array(11))).rejects.toThrow(/dy must have the forward input's length 12; got length 11/);
   });
 
+  it('after a forward written over its input (out is x, or a view of the same bytes): an ArgumentError, dx and the module untouched', async () => {
+    const shape = [4, 3, 5];
+    for (const view of [false, true]) {
+      const bn = new BatchNorm(3, { pool });
+      const x = randomTensor(shape, 'float32', 31) as Float32Array;
+      await bn.forward(x, shape, { out: view ? new Float32Array(x.buffer, x.byteOffset, x.length) : x });
+      const y = x.slice();
+      const out = randomTensor(shape, 'float32', 32) as Float32Array;
+      const before = out.slice();
+      await expect(bn.backward(randomTensor(shape, 'float32', 33) as Float32Array, { out })).rejects.toMatchObject({
+        code: 'ERR_BNPOOL_ARG', message: 'backward needs the forward input, but the latest forward wrote its output over it (options.out was x)',
+      });
+      expect(sameBits(out, before)).toBe(true);
+      expect(sameBits(x, y)).toBe(true);
+      // A forward into another array makes backward possible again.
+      await bn.forward(x, shape, { out: new Float32Array(x.length) });
+      const { dx } = await bn.backward(randomTensor(shape, 'float32', 33) as Float32Array);
+      expect(dx.every(Number.isFinite)).toBe(true);
+    }
+  });
+
   it('gives the same bits at 1, 2, 3 and 8 threads; functional form and pool buffers agree', async () => {
     const shape = [8, 3, 60, 61];
     const x = randomTensor(shape, 'float32', 7);

@@ -346,6 +346,23 @@ describe('copies on the calling thread', () => {
     expect(Array.from(other)).toEqual(which === 'mean' ? [2, 2, 2] : [0.25, 0.25, 0.25]);
     await pool.close();
   });
+
+  // A module's running buffers are its own, but their owner can transfer them: the training
+  // forward then fails at its commit, and counts nothing (numBatchesTracked is the update's last step).
+  it.each(['mean', 'variance'] as const)("a module's running %s detached while a training forward runs: an ArgumentError, nothing updated", async (which) => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const bn = new BatchNorm(3, { pool });
+    const [detached, kept] = which === 'mean' ? [bn.runningMean!, bn.runningVar!] : [bn.runningVar!, bn.runningMean!];
+    const keptBefore = kept.slice();
+    const call = bn.forward(randomTensor(shape, 'float32', 21) as Float32Array, shape);
+    setImmediate(() => structuredClone(detached.buffer, { transfer: [detached.buffer] }));
+    await expect(call).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: `the running ${which} must keep its 3 values while a call uses it; its buffer was detached or resized, and it now has 0`,
+    });
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(kept)).toEqual(Array.from(keptBefore));
+    await pool.close();
+  });
 });
 
 // pool.free of an array a call in flight uses would hand its bytes out again while workers read
