@@ -6,7 +6,8 @@ import { lowPart, mergedMean } from './merge.js';
 import { pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, Pool } from './pool.js';
 import {
-  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, firstNonNumber, type FloatArray, type Layout, lockFields, type OptionKeys,
+  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, firstNonNumber, type FloatArray, heldLength, type Layout, lockFields,
+  type OptionKeys,
 } from './validate.js';
 
 /**
@@ -300,7 +301,7 @@ export async function batchChannelStats(pool: Pool, request: Parameters<typeof r
 export function checkStatsHeld(stats: ChannelStats, prefix = ''): void {
   const C = stats.numChannels;
   for (const key of ['count', 'm2'] as const) {
-    const have = stats[key].length;
+    const have = heldLength(stats[key]);
     if (have !== C) {
       throw new ArgumentError(`${prefix}${key} must hold ${C} values, one a channel; its buffer was detached (transferred), and it now holds ${have}`);
     }

@@ -221,11 +221,25 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
  * changes nothing, as an aborted one.
  */
 export function checkIntact(array: { readonly length: number }, length: number, name: string): void {
-  if (array.length < length) {
+  const have = heldLength(array);
+  if (have < length) {
     throw new ArgumentError(
-      `${name} must keep its ${length} values while a call uses it; its buffer was detached or resized, and it now has ${array.length}`,
+      `${name} must keep its ${length} values while a call uses it; its buffer was detached or resized, and it now has ${have}`,
     );
   }
+}
+
+/**
+ * `array.length`, but 0 for a typed array whose buffer was detached, told by the buffer. Node
+ * 20's V8 (11.3) gets a detached typed array's `length` wrong in optimized code that has seen a
+ * typed array on a resizable ArrayBuffer: it returns the length from before the transfer. So a
+ * check of `length` alone let a detached array through once a caller had passed views of
+ * resizable buffers (the fuzz test found it: the typed-array `set` after the check then threw a
+ * TypeError; a loop of writes would have written nothing, silently). A detached buffer's
+ * `byteLength` is 0 on every path. test/validate.test.ts reproduces the V8 behaviour.
+ */
+export function heldLength(array: { readonly length: number }): number {
+  return ArrayBuffer.isView(array) && array.buffer.byteLength === 0 ? 0 : array.length;
 }
 
 /** Checks an optional callback option (a hook): undefined, or a function. */
