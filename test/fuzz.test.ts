@@ -5,7 +5,7 @@
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
  * arrays, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
  * wrong answers), a few options a call, and assigned to a module's eps and momentum; calls whose
- * input or out is shrunk or detached by its owner while they run; then Pool options, alloc and
+ * input, out or a module's own buffer is shrunk or detached by its owner while they run; then Pool options, alloc and
  * free. Then mutated
  * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
  * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
@@ -139,10 +139,12 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         await at(`set ${key}`, () => { (bn as unknown as Record<string, unknown>)[key] = value; }, () => JSON.stringify([snapshot(bn), bn.eps, bn.momentum]));
       } else if (kind === 8) {
         // An array of the call that its owner shrinks (a resizable buffer) or detaches (a
-        // transfer) right after the call is made, or after a turn or two of the event loop.
+        // transfer) right after the call is made, or after a turn or two of the event loop: x or
+        // dy, out, or one of the module's own buffers (weight, bias, running statistics).
         const bn = new BatchNorm(3, { pool });
         const backward = rand() < 0.4;
         if (backward) await bn.forward(x, shape);
+        if (rand() < 0.3) bn.eval();
         const resizable = (from: Float32Array): Float32Array => {
           const array = new Float32Array(new ArrayBuffer(from.byteLength, { maxByteLength: from.byteLength }));
           array.set(from);
@@ -150,14 +152,21 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         };
         const input = resizable(backward ? dy : x);
         const out = resizable(new Float32Array(60));
-        const victim = rand() < 0.5 ? input : out;
+        const own = [bn.weight!, bn.bias!, bn.runningMean!, bn.runningVar!] as Float32Array[];
+        const draw = rand();
+        const victim = draw < 0.35 ? input : draw < 0.7 ? out : pick(own);
         const lose = (): void => {
-          if (rand() < 0.5) (victim.buffer as ArrayBuffer & { resize(n: number): void }).resize(4 * Math.floor(rand() * 59));
+          if ((victim.buffer as ArrayBuffer & { resizable: boolean }).resizable && rand() < 0.5) (victim.buffer as ArrayBuffer & { resize(n: number): void }).resize(4 * Math.floor(rand() * 59));
           else structuredClone(victim.buffer, { transfer: [victim.buffer] });
         };
+        // The module's state but the lost buffer, which its owner emptied.
+        const kept = (): string => own.includes(victim)
+          ? JSON.stringify([bn.numBatchesTracked, ...own.filter((a) => a !== victim).map((a) => Array.from(a))])
+          : snapshot(bn);
         const turns = Math.floor(rand() * 3) - 1;
         const when = turns < 0 ? 'at once' : `after ${turns + 1} turn(s)`;
-        await at(`${backward ? 'backward' : 'forward'}, ${victim === input ? 'input' : 'out'} lost ${when}`, () => {
+        const name = victim === input ? 'input' : victim === out ? 'out' : ['weight', 'bias', 'runningMean', 'runningVar'][own.indexOf(victim)];
+        await at(`${backward ? 'backward' : 'forward'} (${bn.training ? 'training' : 'eval'}), ${name} lost ${when}`, () => {
           const call = backward ? bn.backward(input, { out }) : bn.forward(input, shape, { out });
           if (turns < 0) lose();
           else {
@@ -166,7 +175,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
             setImmediate(tick);
           }
           return call;
-        }, () => snapshot(bn));
+        }, kept);
       } else {
         const bn = new BatchNorm(3, { pool, affine: rand() < 0.5 });
         const format = pick(['torch', 'keras', 'onnx', junk()]);
