@@ -3,7 +3,7 @@
  * BnPoolError (a stable code, never a TypeError from inside), and a module, running buffers or
  * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
- * arrays, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
+ * arrays, detached ones too, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
  * wrong answers), a few options a call, and assigned to a module's eps and momentum; calls whose
  * input, out or a module's own buffer is shrunk or detached by its owner while they run; then Pool options, alloc and
  * free. Then mutated
@@ -40,6 +40,12 @@ function cyclic(): unknown[] {
   return a;
 }
 
+/** `array`, its buffer transferred away (empty, as its owner would leave it after a postMessage). */
+function detached<T extends ArrayBufferView>(array: T): T {
+  structuredClone(array.buffer, { transfer: [array.buffer as ArrayBuffer] });
+  return array;
+}
+
 /** What went wrong in a search: label, what, and the message (empty when none). */
 type Finding = [string, string, string];
 
@@ -69,6 +75,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
       new Uint8Array(12), new Uint8ClampedArray(60),
       new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
       new Float32Array(60), new AbortController().signal, pool, Object.create(null), cyclic(), 'x'.repeat(10_000),
+      detached(new Float32Array(60)), detached(new Float32Array(3)),
     ];
     // All-reduce hooks (reduceStats, reduceGrads) whose answers are right, wrong or of no kind at all.
     const hooks = (): unknown[] => [
