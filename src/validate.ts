@@ -190,8 +190,9 @@ export function checkOptions<T>(value: unknown, name: string, known: OptionKeys<
 export function checkChannelArray(value: unknown, name: string, C: number): FloatArray {
   dtypeOf(value, name);
   const array = value as FloatArray;
-  if (array.length !== C) {
-    throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${array.length}`);
+  const length = heldLength(array);
+  if (length !== C) {
+    throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${length}`);
   }
   return array;
 }
@@ -208,7 +209,10 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
   const ok = (floatDtype(value) !== null || Array.isArray(value)) && firstNonNumber(value as ArrayLike<unknown>) < 0;
   if (!ok) throw new ArgumentError(`${name} must be a Float32Array, a Float64Array or an array of numbers; got ${describe(value)}`);
   const array = value as ArrayLike<number>;
-  if (array.length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${array.length}`);
+  // Held: loadStateDict copies the checked arrays one after another, and a detached one let
+  // through would throw from its copy after the ones before it had changed the module.
+  const length = heldLength(array);
+  if (length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${length}`);
   return array;
 }
 

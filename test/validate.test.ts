@@ -1,5 +1,5 @@
 /**
- * The checks that a caller's array still holds its values (`checkIntact`), against a V8 fault:
+ * The length checks of caller's arrays (`checkIntact`, the per-channel values), against a V8 fault:
  * Node 20's V8, in optimized code that has seen a typed array on a resizable ArrayBuffer, reads a
  * detached typed array's `length` as it was before the transfer. A check of `length` alone then
  * lets the detached array through (the fuzz test found it: a module's weight transferred right
@@ -11,6 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const validate = fileURLToPath(new URL('../dist/src/validate.js', import.meta.url));
+const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+
+/** Runs an ES module script with V8's test natives in a fresh Node process; its stdout, parsed. */
+function runNatives(script: string): Record<string, unknown> {
+  const run = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  expect(run.stderr).toBe('');
+  return JSON.parse(run.stdout) as Record<string, unknown>;
+}
 
 describe('checkIntact', () => {
   it('refuses a detached typed array in optimized code that has seen arrays on resizable buffers', () => {
@@ -36,11 +44,34 @@ describe('checkIntact', () => {
       };
       console.log(JSON.stringify({ lengthOnly: outcome(viaLength), checkIntact: outcome(viaCheck) }));
     `;
-    const run = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-    expect(run.stderr).toBe('');
-    const r = JSON.parse(run.stdout) as { lengthOnly: string; checkIntact: string };
+    const r = runNatives(script);
     expect(r.checkIntact).toBe('ERR_BNPOOL_ARG');
     // On Node 20 the fault is there, so this test reaches it (a later V8 may have mended it).
     if (process.versions.node.startsWith('20.')) expect(r.lengthOnly).toBe('let through');
+  });
+
+  it('loadStateDict refuses a detached array there too, before it changes anything', () => {
+    // checkChannelValues optimized as above: a detached running_var let through would throw
+    // from its copy after weight, bias and running_mean had been copied into the module.
+    const script = `
+      const { BatchNorm } = await import(${JSON.stringify(entry)});
+      const { checkChannelValues } = await import(${JSON.stringify(validate)});
+      %PrepareFunctionForOptimization(checkChannelValues);
+      for (let i = 0; i < 30; i++) {
+        checkChannelValues(new Float32Array(3), 'w', 3);
+        checkChannelValues(new Float32Array(new ArrayBuffer(12, { maxByteLength: 12 })), 'w', 3);
+      }
+      %OptimizeFunctionOnNextCall(checkChannelValues);
+      checkChannelValues(new Float32Array(3), 'w', 3);
+      const bn = new BatchNorm(3);
+      const runningVar = new Float32Array([5, 5, 5]);
+      structuredClone(runningVar.buffer, { transfer: [runningVar.buffer] });
+      let result = 'loaded';
+      try {
+        bn.loadStateDict({ weight: new Float32Array([2, 2, 2]), bias: new Float32Array(3), running_mean: new Float32Array(3), running_var: runningVar, num_batches_tracked: 0 });
+      } catch (e) { result = e.code ?? e.message; }
+      console.log(JSON.stringify({ result, weight: Array.from(bn.weight) }));
+    `;
+    expect(runNatives(script)).toEqual({ result: 'ERR_BNPOOL_ARG', weight: [1, 1, 1] });
   });
 });
