@@ -239,8 +239,9 @@ export function checkIntact(array: { readonly length: number }, length: number, 
  * typed array on a resizable ArrayBuffer: it returns the length from before the transfer. So a
  * check of `length` alone let a detached array through once a caller had passed views of
  * resizable buffers (the fuzz test found it: the typed-array `set` after the check then threw a
- * TypeError; a loop of writes would have written nothing, silently). A detached buffer's
- * `byteLength` is 0 on every path. test/validate.test.ts reproduces the V8 behaviour.
+ * TypeError; a loop of writes would have written nothing, silently). The buffer's `byteLength`
+ * reads 0 in that same optimized code (test/validate.test.ts reproduces both with V8's test
+ * natives).
  */
 export function heldLength(array: { readonly length: number }): number {
   return ArrayBuffer.isView(array) && array.buffer.byteLength === 0 ? 0 : array.length;
