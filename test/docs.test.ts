@@ -2,8 +2,10 @@
  * The public API and its documentation stay in step (house style: TSDoc on every public symbol,
  * an `@example` on every class and function; undici keeps errors, exports and docs in sync by a
  * test): read from src/index.ts with TypeScript's own checker, and from the README's Errors table
- * and Layout (every source file of src/ and workers/ named there).
+ * and Layout (every source file of src/ and workers/ named there), and the mutation check's
+ * mutants (still in the source).
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
@@ -85,5 +87,15 @@ describe("the README's Layout", () => {
       return !named.has(inTop) && !named.has(path.slice(path.lastIndexOf('/') + 1));
     });
     expect(unnamed).toEqual([]);
+  });
+});
+
+// test/mutants.mjs names each mutant by text that must occur once in its file: a change to that
+// code must update the mutant, or the mutation check would stop checking that rule.
+describe('the mutation check (test/mutants.mjs)', () => {
+  it('finds every mutant\'s text once in the source', () => {
+    const run = spawnSync(process.execPath, [`${root}test/mutants.mjs`, '--check'], { encoding: 'utf8' });
+    expect(run.stdout).toMatch(/^(\d+) of \1 mutants apply$/m);
+    expect(run.status).toBe(0);
   });
 });

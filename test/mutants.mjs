@@ -1,0 +1,216 @@
+// Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
+// plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
+// beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
+// builds and runs its tests: 6 minutes for all 23 on the project's 2-vCPU machine), not by
+// `npm test`:
+//
+//     node test/mutants.mjs            # every mutant
+//     node test/mutants.mjs eps-eval running-var-check   # those only
+//     node test/mutants.mjs --check    # that each mutant's text is still in the source, once
+//
+// It works on a copy of the working tree in a temporary folder (node_modules linked, dist built
+// there), so the checkout and its dist/ are left alone, and first runs every chosen mutant's
+// tests on the copy unmutated, which must pass. Each mutant's `find` must occur exactly
+// once in its file, so that a change to the code makes the mutant fail loudly ("stale") rather
+// than pass in silence. The first list came from a run of 2026-12-03, in which three mutants
+// passed every test of the time (running-var-check, count-before-update, in-place-backward);
+// the tests that catch them were written then. Plain JavaScript, like bench/alternate.mjs.
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** name, what it breaks, file, the text it replaces (once), the replacement, the tests that must fail. */
+const MUTANTS = [
+  {
+    name: 'unbiased-factor', breaks: 'the running variance takes m / (m - 1) of the batch variance',
+    file: 'src/running.ts', find: 'count / (count - 1) : 1', replace: '(count + 1) / count : 1',
+    tests: ['test/running-stats.test.ts', 'test/forward.test.ts'],
+  },
+  {
+    name: 'cumulative-average', breaks: 'momentum null weights the new batch 1 / num_batches_tracked',
+    file: 'src/conventions.ts', find: 'return 1 / batches;', replace: 'return 1 / (batches + 1);',
+    tests: ['test/torch-vectors.test.ts', 'test/running-stats.test.ts'],
+  },
+  {
+    name: 'onnx-biased', breaks: "onnx's running variance takes the biased batch variance",
+    file: 'src/conventions.ts', find: 'onnx: Object.freeze({ momentum: 0.9, eps: 1e-5, momentumOnOld: true, unbiased: false',
+    replace: 'onnx: Object.freeze({ momentum: 0.9, eps: 1e-5, momentumOnOld: true, unbiased: true', tests: ['test/conventions.test.ts'],
+  },
+  {
+    name: 'keras-eps', breaks: "keras's default eps is 1e-3",
+    file: 'src/conventions.ts', find: 'keras: Object.freeze({ momentum: 0.99, eps: 1e-3', replace: 'keras: Object.freeze({ momentum: 0.99, eps: 1e-5',
+    tests: ['test/conventions.test.ts'],
+  },
+  {
+    name: 'synced-count', breaks: "a synced forward's running update counts every shard's values",
+    file: 'src/sync.ts', find: 'return { result, count: merged.count[0] };', replace: 'return { result, count: request.dims.N * request.dims.S };',
+    tests: ['test/sync.test.ts'],
+  },
+  {
+    name: 'eps-backward-wasm', breaks: "the WebAssembly backward prep's invstd = 1 / sqrt(var + eps), two channels a step",
+    file: 'workers/wasm/assembly/merge.ts', find: 'f64x2.div(one, f64x2.sqrt(f64x2.add(v, e)))', replace: 'f64x2.div(one, f64x2.sqrt(v))',
+    tests: ['test/prep.test.ts', 'test/backward.test.ts'],
+  },
+  {
+    name: 'eps-eval', breaks: "the WebAssembly eval prep's scale = weight / sqrt(var + eps), two channels a step",
+    file: 'workers/wasm/assembly/merge.ts', find: 'f64x2.sqrt(f64x2.add(v128.load(arrayAt(channels, C, VAR, c)), e))',
+    replace: 'f64x2.sqrt(v128.load(arrayAt(channels, C, VAR, c)))', tests: ['test/prep.test.ts', 'test/torch-vectors.test.ts'],
+  },
+  {
+    name: 'eps-train-wasm', breaks: "the WebAssembly merge's scale = weight / sqrt(var + eps)",
+    file: 'workers/wasm/assembly/merge.ts', find: 'Math.sqrt(variance + eps)', replace: 'Math.sqrt(variance)',
+    tests: ['test/forward.test.ts'],
+  },
+  {
+    name: 'eps-backward-js', breaks: "the TypeScript backward prep's invstd = 1 / sqrt(var + eps)",
+    file: 'src/merge.ts', find: '1 / Math.sqrt(mem[variance + c] + eps)', replace: '1 / Math.sqrt(mem[variance + c] + eps * 0)',
+    tests: ['test/prep.test.ts', 'test/backward.test.ts'],
+  },
+  {
+    name: 'lanes-tail-bias', breaks: "channels in lanes: the scalar tail's channels get their bias",
+    file: 'workers/wasm/assembly/normalize-lanes.ts', find: '* load<f32>(scA + o) + load<f32>(bA + o), floor));\n  }\n}',
+    replace: '* load<f32>(scA + o), floor));\n  }\n}', tests: ['test/kernels.test.ts', 'test/channels-last.test.ts'],
+  },
+  {
+    name: 'bytes-rounding', breaks: "8-bit input, TypeScript kernel: each step rounded to float32, as the WebAssembly lanes",
+    file: 'workers/kernels/js-bytes.ts', find: 'const v = round(round(round(bytes[i * C + c] - f32[p]) * f32[p + C]) + f32[p + 2 * C]);',
+    replace: 'const v = round(round(bytes[i * C + c] - f32[p]) * f32[p + C] + f32[p + 2 * C]);', tests: ['test/bytes.test.ts'],
+  },
+  {
+    name: 'auto-kernel', breaks: "kernel 'auto' picks WebAssembly where SIMD validates",
+    file: 'src/pool-options.ts', find: "const kernel: KernelName = requested !== 'js' && wasmSupported()",
+    replace: "const kernel: KernelName = requested === 'wasm' && wasmSupported()", tests: ['test/lifecycle.test.ts'],
+  },
+  {
+    name: 'running-var-check', breaks: 'the running update checks both buffers whole before it writes either',
+    file: 'src/running.ts', find: "  checkIntact(runningVar, mean.length, 'the running variance');\n", replace: '',
+    tests: ['test/memory.test.ts'],
+  },
+  {
+    name: 'count-before-update', breaks: 'num_batches_tracked moves only once the running update has succeeded',
+    file: 'src/batch-norm.ts',
+    find: '    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);\n    this.#numBatchesTracked = tracked;\n',
+    replace: '    this.#numBatchesTracked = tracked;\n    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);\n',
+    tests: ['test/memory.test.ts', 'test/fuzz.test.ts'],
+  },
+  {
+    name: 'in-place-backward', breaks: 'backward refuses a forward that wrote its output over x',
+    file: 'src/batch-norm.ts', find: 'out.buffer === x.buffer && out.byteOffset === x.byteOffset,',
+    replace: 'out.buffer === x.buffer && out.byteOffset === x.byteOffset && false,', tests: ['test/backward.test.ts'],
+  },
+  {
+    name: 'state-dict-order', breaks: 'loadStateDict checks everything before it copies anything',
+    file: 'src/batch-norm.ts', find: '    if (this.trackRunningStats) tracked = checkCount(sd.num_batches_tracked);\n',
+    replace: '', after: '    for (const [key, values] of arrays) targets[key]!.set(values);\n',
+    tests: ['test/errors.test.ts', 'test/fuzz.test.ts'],
+  },
+  {
+    name: 'eps-at-call', breaks: 'a call uses the eps set at the time of the call, not when its turn comes',
+    file: 'src/batch-norm.ts', find: "        eps, out, signal, relu: this.activation === 'relu',",
+    replace: "        eps: this.#eps, out, signal, relu: this.activation === 'relu',", tests: ['test/running-stats.test.ts'],
+  },
+  {
+    name: 'call-order', breaks: "a module's calls run in call order",
+    file: 'src/batch-norm.ts', find: '        await waitForTurn(turn, signal);\n', replace: '        void waitForTurn;\n        void signal;\n',
+    tests: ['test/concurrency.test.ts', 'test/errors.test.ts'],
+  },
+  {
+    name: 'hook-answer', breaks: "a synced backward checks its all-reduce's Σdy·x̂",
+    file: 'src/sync.ts', find: "sumDyXhat: checkChannelValues(sums.sumDyXhat, 'options.reduceGrads(...).sumDyXhat', C),",
+    replace: 'sumDyXhat: sums.sumDyXhat as ArrayLike<number>,', tests: ['test/sync.test.ts'],
+  },
+  {
+    name: 'out-overlap', breaks: 'out must be x itself or not overlap it',
+    file: 'src/validate.ts', find: 'if (overlaps(y, input) && y.byteOffset !== input.byteOffset)',
+    replace: 'if (false && overlaps(y, input) && y.byteOffset !== input.byteOffset)', tests: ['test/errors.test.ts'],
+  },
+  {
+    name: 'mean-lo-json', breaks: "ChannelStats.fromJSON keeps the means' low parts",
+    file: 'src/channel-stats.ts', find: '    return adopt(count, mean, m2, meanLo ?? null);\n  }\n\n  /**\n   * This merged',
+    replace: '    return adopt(count, mean, m2, null);\n  }\n\n  /**\n   * This merged', tests: ['test/channel-stats.test.ts'],
+  },
+  {
+    name: 'safetensors-cover', breaks: "a .safetensors file's tensors cover its buffer with no gap or overlap",
+    file: 'src/safetensors.ts', find: 'if (begin !== end) throw', replace: 'if (false && begin !== end) throw', tests: ['test/weights.test.ts'],
+  },
+  {
+    name: 'detached-length', breaks: 'a detached typed array is told by its buffer (a Node 20 V8 fault)',
+    file: 'src/validate.ts', find: 'return ArrayBuffer.isView(array) && array.buffer.byteLength === 0 ? 0 : array.length;',
+    replace: 'return array.length;', tests: ['test/validate.test.ts'],
+  },
+];
+
+const args = process.argv.slice(2);
+const checkOnly = args.includes('--check');
+const wanted = args.filter((a) => !a.startsWith('--'));
+const unknown = wanted.filter((name) => !MUTANTS.some((m) => m.name === name));
+if (unknown.length > 0) {
+  console.error(`unknown mutants: ${unknown.join(', ')}; known: ${MUTANTS.map((m) => m.name).join(', ')}`);
+  process.exit(2);
+}
+const chosen = wanted.length === 0 ? MUTANTS : MUTANTS.filter((m) => wanted.includes(m.name));
+
+/** The source with the mutant applied, or null where its text is not there exactly once. */
+function mutate(source, m) {
+  const once = (text) => text !== undefined && source.split(text).length === 2;
+  if (!once(m.find) || (m.after !== undefined && !once(m.after))) return null;
+  const cut = source.replace(m.find, m.replace);
+  // `after`: the found text moves to just after this one (statements swapped).
+  return m.after === undefined ? cut : cut.replace(m.after, m.after + m.find);
+}
+
+const stale = chosen.filter((m) => mutate(readFileSync(join(root, m.file), 'utf8'), m) === null);
+for (const m of stale) console.log(`stale: ${m.name} (${m.file} no longer holds its text once)`);
+if (checkOnly) {
+  console.log(`${chosen.length - stale.length} of ${chosen.length} mutants apply`);
+  process.exit(stale.length > 0 ? 1 : 0);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'bnpool-mutants-'));
+const skip = new Set(['node_modules', 'dist', '.git']);
+cpSync(root, work, { recursive: true, filter: (path) => !skip.has(path.slice(root.length + 1).split('/')[0]) });
+symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'), 'dir');
+const run = (command, commandArgs) => spawnSync(command, commandArgs, {
+  cwd: work, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 64 << 20,
+});
+
+const rows = [];
+try {
+  // Without a mutant, the chosen mutants' tests must pass: else "killed" would mean nothing.
+  const tests = [...new Set(chosen.flatMap((m) => m.tests))];
+  if (run('npm', ['run', 'build']).status !== 0) throw new Error('the unmutated copy does not build');
+  const baseline = run('npx', ['vitest', 'run', ...tests]);
+  if (baseline.status !== 0) {
+    console.error(baseline.stdout.slice(-4000));
+    throw new Error(`without a mutant, the tests fail (${tests.join(', ')}): fix them first`);
+  }
+  console.log(`without a mutant: ${tests.length} test files pass`);
+  for (const m of chosen) {
+    if (stale.includes(m)) {
+      rows.push([m, 'stale']);
+      continue;
+    }
+    const path = join(work, m.file);
+    const original = readFileSync(path, 'utf8');
+    writeFileSync(path, mutate(original, m));
+    const started = Date.now();
+    let result;
+    if (run('npm', ['run', 'build']).status !== 0) result = 'does not build';
+    else result = run('npx', ['vitest', 'run', ...m.tests]).status === 0 ? 'SURVIVED' : 'killed';
+    writeFileSync(path, original);
+    rows.push([m, result]);
+    console.log(`${m.name}: ${result} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+console.log();
+console.log('| mutant | what it breaks | tests | result |');
+console.log('| --- | --- | --- | --- |');
+for (const [m, result] of rows) console.log(`| ${m.name} | ${m.breaks} | ${m.tests.join(', ')} | ${result} |`);
+process.exit(rows.every(([, result]) => result === 'killed') ? 0 : 1);
