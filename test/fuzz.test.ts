@@ -3,10 +3,10 @@
  * BnPoolError (a stable code, never a TypeError from inside), and a module, running buffers or
  * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
- * arrays, detached ones too, objects, functions, symbols, bigints, a signal, a pool, all-reduce hooks with right and
- * wrong answers), a few options a call, and assigned to a module's eps and momentum; calls whose
- * input, out or a module's own buffer is shrunk or detached by its owner while they run; then Pool options, alloc and
- * free. Then mutated
+ * arrays, detached ones too, objects, functions, symbols, bigints, a signal, a pool, all-reduce
+ * hooks with right and wrong answers), a few options a call, and assigned to a module's eps and
+ * momentum; calls whose input, out or a module's own buffer (weight, bias, running statistics) is
+ * shrunk or detached by its owner while they run; then Pool options, alloc and free. Then mutated
  * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
  * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
  */
