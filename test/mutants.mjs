@@ -13,8 +13,9 @@
 // tests on the copy unmutated, which must pass. Each mutant's `find` must occur exactly
 // once in its file, so that a change to the code makes the mutant fail loudly ("stale") rather
 // than pass in silence. The first list came from a run of 2026-12-03, in which three mutants
-// passed every test of the time (running-var-check, count-before-update, in-place-backward);
-// the tests that catch them were written then. Plain JavaScript, like bench/alternate.mjs.
+// passed every test of the time (running-var-check, count-before-update, in-place-backward) and
+// one the ChannelStats tests, which ran on the default kernel only (mean-lo-merge); the tests
+// that catch them were written then. Plain JavaScript, like bench/alternate.mjs.
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
