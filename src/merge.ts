@@ -146,16 +146,15 @@ export function writeChannelParams(
  * (mean, invstd, weight, ·) into (a, k, mean, e), so that dx = a·(dy + k·(x - mean) + e). With
  * x̂ = (x - mean)·invstd and m values per channel, PyTorch's training-mode gradient
  * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
- * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval mode has k = e = 0.
- * With `applied` (an eval-mode backward whose prep wrote those coefficients already, so that dx
- * could go with the sums: 'apply' preps), the parameters are left as they are and invstd is read
- * from INVSTD: the same dWeight and dBias. (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
+ * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m. An eval-mode backward (k = e = 0)
+ * gets its coefficients from the 'apply' prep, always (prepareBackwardChannels): with `applied`,
+ * the parameters are left as they are and invstd is read from INVSTD: the same dWeight and dBias. (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
  * not hold where x's spread is large: workers/wasm/assembly/backward-apply.ts.)
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
 export function mergeBackwardChannel(
   mem: Float64Array, partialsByte: number, blocks: number, c: number, channelsByte: number, C: number, paramsByte: number,
-  count: number, training: boolean, applied = false,
+  count: number, applied = false,
 ): void {
   let sdy = 0;
   let sdx = 0;
@@ -176,9 +175,9 @@ export function mergeBackwardChannel(
   const weight = mem[q + 2];
   const a = weight * invstd;
   mem[q] = a;
-  mem[q + 1] = training ? -invstd * invstd * sdx / count : 0;
+  mem[q + 1] = -invstd * invstd * sdx / count;
   mem[q + 2] = mean;
-  mem[q + 3] = training ? -sdy / count : 0;
+  mem[q + 3] = -sdy / count;
 }
 
 /**

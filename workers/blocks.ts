@@ -22,7 +22,7 @@ export function mergeChannels(
   if (task.backward) {
     kernel.mergeBackward(
       layout.partialsByte, grid.blocksPerChannel, c0, c1, layout.channelsByte, grid.C, layout.paramsByte,
-      grid.N * grid.S, task.backward === 'train', task.backward === 'eval-applied',
+      grid.N * grid.S, task.backward === 'eval-applied',
     );
     return;
   }

@@ -173,8 +173,9 @@ export interface Task {
   readonly eps: number;
   /**
    * Set for a backward call: the statistics ops reduce (Σdy, Σdy·(x - mean)) against the mean in
-   * the parameters, the merge produces the dx coefficients ('train' or 'eval' formulas), and the
-   * normalize ops write dx = a·(dy + k·(x - mean) + e) to the region's y. 'eval-applied': an
+   * the parameters, the merge produces the training dx coefficients ('train'), and the normalize
+   * ops write dx = a·(dy + k·(x - mean) + e) to the region's y. An eval-mode backward's
+   * coefficients come from its 'apply' prep: 'eval' marks its dx tasks, and 'eval-applied' an
    * eval-mode `stats` op whose 'apply' prep made the dx coefficients (a, 0, mean, 0) before the
    * sums; each item gets its dx right after its sums (the mean is read from the third word of the
    * parameters), and the merge writes only dWeight and dBias.

@@ -283,10 +283,10 @@ export class JsKernel implements Kernel {
 
   mergeBackward(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
-    count: number, training: boolean, applied = false,
+    count: number, applied = false,
   ): void {
     this.#views();
-    for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, channelsByte, C, paramsByte, count, training, applied);
+    for (let c = c0; c < c1; c++) mergeBackwardChannel(this.#f64, partialsByte, blocks, c, channelsByte, C, paramsByte, count, applied);
   }
 
   prepareEval(channelsByte: number, C: number, c0: number, c1: number, paramsByte: number, eps: number): void {

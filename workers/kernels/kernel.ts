@@ -190,12 +190,12 @@ export interface Kernel {
    * For channels [c0, c1): sums the backward partials in block order, writes dWeight and dBias
    * over WEIGHT and BIAS of the per-channel arrays of C channels at `channelsByte`, and turns
    * `paramsByte + 32 * c` from (mean, invstd, weight, ·) into (a, k, mean, e) for
-   * `bwdApplyPlanes` (k = e = 0 when not `training`); with `applied` (eval, the parameters made by
-   * an 'apply' prep already), only dWeight and dBias, invstd read from INVSTD.
+   * `bwdApplyPlanes`, training's; with `applied` (eval: the parameters made by an 'apply' prep
+   * already, as every eval-mode backward's are), only dWeight and dBias, invstd read from INVSTD.
    */
   mergeBackward(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
-    count: number, training: boolean, applied?: boolean,
+    count: number, applied?: boolean,
   ): void;
 
   /**

@@ -39,7 +39,7 @@ interface WasmExports {
   ): void;
   bwdApplyPlanes32(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, e: number): void;
   bwdApplyPlanes64(x: number, xs: number, dy: number, dys: number, m: number, ms: number, dx: number, dxs: number, rows: number, len: number, a: number, k: number, mean: number, e: number): void;
-  mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, training: number, applied: number): void;
+  mergeBackward(partials: number, blocks: number, c0: number, c1: number, channels: number, C: number, params: number, count: number, applied: number): void;
   prepEval(channels: number, C: number, c0: number, c1: number, params: number, eps: number, rowParams: number, rowParamStride: number): void;
   prepBackward(channels: number, C: number, c0: number, c1: number, params: number, eps: number, fromVar: number, apply: number): void;
   bwdStatsRows32(x: number, dy: number, m: number, rows: number, C: number, S: number, rowStride: number, params: number, acc: number, out: number, outStride: number): void;
@@ -224,9 +224,9 @@ export class WasmKernel implements Kernel {
 
   mergeBackward(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number,
-    count: number, training: boolean, applied = false,
+    count: number, applied = false,
   ): void {
-    this.#k.mergeBackward(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, count, training ? 1 : 0, applied ? 1 : 0);
+    this.#k.mergeBackward(partialsByte, blocks, c0, c1, channelsByte, C, paramsByte, count, applied ? 1 : 0);
   }
 
   prepareEval(

@@ -188,12 +188,13 @@ const MEAN_LO = 5;
  * dBias = Σdy over BIAS of the per-channel arrays of C channels at `channels`; and turns
  * params + 32 * c from (mean, invstd, weight, ·) into (a, k, mean, e) for
  * dx = a·(dy + k·(x - mean) + e), with m values per channel:
- * training: a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m; eval: k = e = 0.
- * With `applied` (the 'apply' prep wrote those eval coefficients already), only dWeight and dBias,
- * invstd read from INVSTD. The same operations, in the same order, as src/merge.ts.
+ * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m (training). With `applied` (the
+ * 'apply' prep wrote the eval coefficients, k = e = 0, already: every eval-mode backward), only
+ * dWeight and dBias, invstd read from INVSTD. The same operations, in the same order, as
+ * src/merge.ts.
  */
 export function mergeBackward(
-  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, count: f64, training: i32, applied: i32,
+  partials: usize, blocks: i32, c0: i32, c1: i32, channels: usize, C: i32, params: usize, count: f64, applied: i32,
 ): void {
   for (let c = c0; c < c1; c++) {
     let sdy: f64 = 0;
@@ -216,9 +217,9 @@ export function mergeBackward(
     const weight = load<f64>(q, 16);
     const a = weight * invstd;
     store<f64>(q, a);
-    store<f64>(q, training ? -invstd * invstd * sdx / count : 0, 8);
+    store<f64>(q, -invstd * invstd * sdx / count, 8);
     store<f64>(q, mean, 16);
-    store<f64>(q, training ? -sdy / count : 0, 24);
+    store<f64>(q, -sdy / count, 24);
   }
 }
 
