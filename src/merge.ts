@@ -148,7 +148,8 @@ export function writeChannelParams(
  * dx = weight·invstd·(dy - mean(dy) - x̂·mean(dy·x̂)) gives
  * a = weight·invstd, k = -invstd²·Σdy(x - mean)/m, e = -Σdy/m. An eval-mode backward (k = e = 0)
  * gets its coefficients from the 'apply' prep, always (prepareBackwardChannels): with `applied`,
- * the parameters are left as they are and invstd is read from INVSTD: the same dWeight and dBias. (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
+ * the parameters are left as they are and invstd is read from INVSTD: the same dWeight and dBias.
+ * (Its factors, not dx = a·dy + b·(x - mean) + d with b = a·k and d = a·e, whose b float32 could
  * not hold where x's spread is large: workers/wasm/assembly/backward-apply.ts.)
  * The WebAssembly kernel's `mergeBackward` performs the same operations in the same order.
  */
