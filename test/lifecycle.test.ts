@@ -2,27 +2,14 @@
  * A script that never calls close() exits on its own; the default pool is shared. A new pool
  * compiles its kernels off the calling thread, and calls made before wait for them.
  */
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { getDefaultPool } from '../dist/src/index.js';
+import { runNode, runScript } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const select = fileURLToPath(new URL('../dist/workers/kernels/select.js', import.meta.url));
 
-/** Runs an ES module script in a fresh Node process, which must exit cleanly; its stdout, trimmed. */
-function runNode(script: string, flags: string[] = [], timeout = 30_000): string {
-  const run = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { timeout, encoding: 'utf8' });
-  expect(run.error).toBeUndefined();
-  expect(run.stderr).toBe('');
-  expect(run.status).toBe(0);
-  return run.stdout.trim();
-}
-
-/** runNode, its stdout parsed as JSON. */
-function runScript(script: string, flags: string[] = [], timeout = 30_000): unknown {
-  return JSON.parse(runNode(script, flags, timeout));
-}
 
 /**
  * Script lines: x, a random [6, 3, 7, 5] input (channel 1 offset by 1000), and check(y), the

@@ -6,19 +6,14 @@
  * after a call began gave a TypeError from the typed-array `set` after the check, where the
  * contract is an ArgumentError and nothing changed).
  */
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runScript } from './helpers/node.js';
 
 const validate = fileURLToPath(new URL('../dist/src/validate.js', import.meta.url));
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
-
-/** Runs an ES module script with V8's test natives in a fresh Node process; its stdout, parsed. */
-function runNatives(script: string): Record<string, unknown> {
-  const run = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  expect(run.stderr).toBe('');
-  return JSON.parse(run.stdout) as Record<string, unknown>;
-}
+/** V8's test natives: %PrepareFunctionForOptimization and %OptimizeFunctionOnNextCall. */
+const NATIVES = ['--allow-natives-syntax'];
 
 describe('checkIntact', () => {
   it('refuses a detached typed array in optimized code that has seen arrays on resizable buffers', () => {
@@ -44,7 +39,7 @@ describe('checkIntact', () => {
       };
       console.log(JSON.stringify({ lengthOnly: outcome(viaLength), checkIntact: outcome(viaCheck) }));
     `;
-    const r = runNatives(script);
+    const r = runScript(script, NATIVES) as Record<string, unknown>;
     expect(r.checkIntact).toBe('ERR_BNPOOL_ARG');
     // On Node 20 the fault is there, so this test reaches it (a later V8 may have mended it).
     if (process.versions.node.startsWith('20.')) expect(r.lengthOnly).toBe('let through');
@@ -72,6 +67,6 @@ describe('checkIntact', () => {
       } catch (e) { result = e.code ?? e.message; }
       console.log(JSON.stringify({ result, weight: Array.from(bn.weight) }));
     `;
-    expect(runNatives(script)).toEqual({ result: 'ERR_BNPOOL_ARG', weight: [1, 1, 1] });
+    expect(runScript(script, NATIVES)).toEqual({ result: 'ERR_BNPOOL_ARG', weight: [1, 1, 1] });
   });
 });
