@@ -1,7 +1,7 @@
 /**
  * The public types of `BatchNorm`'s API: its constructor's and calls' options, what `backward`
- * resolves to, and its state dict. The class and the checks of these options are in
- * batch-norm.ts.
+ * resolves to, and its state dict. The class is in batch-norm.ts, the checks of these options in
+ * batch-norm-checks.ts.
  */
 import type { Dtype } from '../workers/protocol.js';
 import type { ChannelStats } from './channel-stats.js';

@@ -1,62 +1,29 @@
-import { readFile, writeFile } from 'node:fs/promises';
 import type { Dtype } from '../workers/protocol.js';
-import { throwIfAbortedBeforeStart, waitForTurn } from './abort.js';
+import { throwIfAbortedBeforeStart } from './abort.js';
+import {
+  BACKWARD_OPTIONS, checkBytesForward, checkModuleSettings, checkMoreThanOneValue, checkSavedForward, FORWARD_OPTIONS, type SavedForward,
+} from './batch-norm-checks.js';
 import type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
 } from './batch-norm-types.js';
-import { CONVENTIONS, type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
+import { CallQueue } from './call-queue.js';
+import { type Convention, type ConventionRules, newBatchWeight } from './conventions.js';
 import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js';
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
-import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError } from './errors.js';
+import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
-import { pinArrays, type PoolInternals, poolInternals } from './pool-internals.js';
-import { getDefaultPool, Pool } from './pool.js';
+import { pinArrays, poolInternals } from './pool-internals.js';
+import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkBoolean, checkDtype, checkDtypeName, checkEps, checkChannelOuts, checkLayout, checkMomentum, checkObject, checkOptions, checkOut,
-  checkChannelValues, checkIntact, checkOptionalFunction, checkPositiveInteger, checkShape, checkSignal, type Dims, type FloatArray, type Layout, lockFields,
-  type OptionKeys, type SameDtype,
+  checkBoolean, checkChannelOuts, checkDtype, checkEps, checkIntact, checkMomentum, checkOptionalFunction, checkOptions, checkOut, checkShape,
+  checkSignal, type FloatArray, type Layout, lockFields, type SameDtype,
 } from './validate.js';
 import {
-  checkFormat, fromKeras, fromOnnx, fromSafetensors, type OnnxBatchNormInputs, toKeras, toOnnx, toSafetensors,
+  checkFormat, checkStateDict, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs, saveSafetensorsFile, toKeras, toOnnx,
   type WeightFormat,
 } from './weights.js';
-
-const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
-  convention: true, eps: true, momentum: true, affine: true, trackRunningStats: true, dtype: true, pool: true, layout: true,
-  activation: true,
-};
-
-const FORWARD_OPTIONS: OptionKeys<ForwardOptions> = { out: true, signal: true, reduceStats: true };
-
-const BACKWARD_OPTIONS: OptionKeys<BackwardOptions> = { out: true, dWeight: true, dBias: true, signal: true, reduceGrads: true };
-
-/** What the latest forward leaves for `backward`. */
-interface SavedForward {
-  readonly x: FloatArray;
-  /** The output, kept as the ReLU mask when the module has `activation: 'relu'`. */
-  readonly y: FloatArray | null;
-  /** The forward wrote its output over x: its input is gone. */
-  readonly inPlace: boolean;
-  readonly dims: Dims;
-  readonly mean: Float64Array;
-  /** The variance normalized with, and eps: the backward's prep makes invstd from them. */
-  readonly var: Float64Array;
-  readonly eps: number;
-  readonly mode: 'train' | 'eval';
-  /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
-  readonly syncedCount: number | null;
-}
-
-/**
- * The most channels a module takes: a call keeps at least 124 bytes of scratch a channel
- * (parameters 32, per-channel arrays 48, a 32-byte partial for each of its blocks, float32 row
- * parameters 12) and a row-mode task 32 more, so from ~28M channels on no call fits the 4 GiB a
- * pool's memory can reach, and an absurd count (2^31) would only allocate gigabytes of
- * parameters before failing.
- */
-const MAX_FEATURES = 2 ** 25;
 
 /**
  * Batch Normalization over the channel axis of (N, C, *spatial) inputs of rank 2 to 5, with
@@ -108,37 +75,22 @@ export class BatchNorm {
    * replaces the saved forward. Calls on a module run one at a time.
    */
   #results: ChannelResults | null = null;
-  /** Settles when the latest call finished: the queue that keeps calls in order. */
-  #tail: Promise<void> = Promise.resolve();
+  /** Keeps the module's calls in call order. */
+  readonly #calls = new CallQueue();
 
   constructor(numFeatures: number, options?: BatchNormOptions) {
-    this.numFeatures = checkPositiveInteger(numFeatures, 'numFeatures');
-    if (numFeatures > MAX_FEATURES) {
-      throw new ArgumentError(
-        `numFeatures must be at most ${MAX_FEATURES} (2^25: a call keeps over 100 bytes of scratch a channel in a pool's memory, at most 4 GiB); got ${numFeatures}`,
-      );
-    }
-    const opts = checkOptions(options, 'options', BATCH_NORM_OPTIONS);
-    const convention = opts.convention ?? 'torch';
-    if (convention !== 'torch' && convention !== 'onnx' && convention !== 'keras') {
-      throw new ArgumentError(`options.convention must be 'torch', 'onnx' or 'keras'; got ${describe(convention)}`);
-    }
-    this.convention = convention;
-    this.#rules = CONVENTIONS[convention];
-    this.layout = checkLayout(opts.layout);
-    if (opts.activation !== undefined && opts.activation !== null && opts.activation !== 'relu') {
-      throw new ArgumentError(`options.activation must be 'relu' or null; got ${describe(opts.activation)}`);
-    }
-    this.activation = (opts.activation as 'relu' | undefined) ?? null;
-    this.#eps = opts.eps === undefined ? this.#rules.eps : checkEps(opts.eps, 'options.eps');
-    this.#momentum = opts.momentum === undefined ? this.#rules.momentum : checkMomentum(opts.momentum, true, 'options.momentum');
-    this.affine = opts.affine === undefined ? true : checkBoolean(opts.affine, 'options.affine');
-    this.trackRunningStats = opts.trackRunningStats === undefined ? true : checkBoolean(opts.trackRunningStats, 'options.trackRunningStats');
-    this.dtype = opts.dtype === undefined ? 'float32' : checkDtypeName(opts.dtype, 'options.dtype');
-    if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
-      throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);
-    }
-    this.#pool = (opts.pool as Pool | undefined) ?? null;
+    const settings = checkModuleSettings(numFeatures, options);
+    this.numFeatures = numFeatures;
+    this.convention = settings.convention;
+    this.#rules = settings.rules;
+    this.layout = settings.layout;
+    this.activation = settings.activation;
+    this.#eps = settings.eps;
+    this.#momentum = settings.momentum;
+    this.affine = settings.affine;
+    this.trackRunningStats = settings.trackRunningStats;
+    this.dtype = settings.dtype;
+    this.#pool = settings.pool;
     const make = (fill: number): FloatArray => {
       const array = this.dtype === 'float64' ? new Float64Array(numFeatures) : new Float32Array(numFeatures);
       return array.fill(fill);
@@ -271,7 +223,7 @@ export class BatchNorm {
     throwIfAbortedBeforeStart(signal);
 
     // From here until it settles, queued or running, pool.free refuses x and out.
-    return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {
+    return this.#calls.run(ctx, signal, pinArrays([x, out]), async () => {
       const request = {
         x, dims, dtype: this.dtype, useBatchStats,
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
@@ -293,27 +245,6 @@ export class BatchNorm {
   }
 
   /**
-   * Runs `work` in the module's call order: after every call made before it has settled (or
-   * right away when aborted while it waits), tracked for the pool's close(); `unpin` releases the
-   * call's pinned arrays once it settles. A call that left the queue early (aborted) still holds
-   * its place until the one before it ends.
-   */
-  #inTurn<T>(ctx: PoolInternals, signal: AbortSignal | null, unpin: () => void, work: () => Promise<T>): Promise<T> {
-    const turn = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((resolve) => { release = resolve; });
-    return ctx.track((async () => {
-      try {
-        await waitForTurn(turn, signal);
-        return await work();
-      } finally {
-        unpin();
-        void turn.then(release);
-      }
-    })());
-  }
-
-  /**
    * forward of 8-bit input (eval only): the module's running statistics, weight, bias, eps and
    * activation, as `batchNorm` of 8-bit input applies them; a float32 module (its output is
    * float32). In call order with the module's other calls; leaves nothing for backward.
@@ -321,18 +252,7 @@ export class BatchNorm {
   #forwardBytes(x: ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array> {
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
-    if (this.dtype !== 'float32') {
-      throw new DtypeError(`x may be 8-bit (${describe(x)}) only for a float32 module, whose output is float32; this module's dtype is '${this.dtype}'`);
-    }
-    if (this.#training) {
-      throw new ArgumentError(`8-bit input (${describe(x)}) is normalized with the running statistics only: call eval() first; the module is in training mode`);
-    }
-    if (!this.trackRunningStats) {
-      throw new ArgumentError(`8-bit input (${describe(x)}) is normalized with the running statistics only; this module has trackRunningStats false`);
-    }
-    if (opts.reduceStats !== undefined) {
-      throw new ArgumentError(`options.reduceStats is for batch statistics; 8-bit input (${describe(x)}) is normalized with the running statistics; got ${describe(opts.reduceStats)}`);
-    }
+    checkBytesForward(x, this, opts.reduceStats);
     const out = checkBytesOut(opts.out, x);
     const signal = checkSignal(opts.signal);
     const eps = this.#eps;
@@ -340,7 +260,7 @@ export class BatchNorm {
     const ctx = poolInternals(pool);
     ctx.assertOpen();
     throwIfAbortedBeforeStart(signal);
-    return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {
+    return this.#calls.run(ctx, signal, pinArrays([x, out]), async () => {
       const y = await runBytes(ctx, {
         x, dims, runningMean: this.runningMean!, runningVar: this.runningVar!, weight: this.weight, bias: this.bias, eps, out, signal,
         relu: this.activation === 'relu', outLayout: dims.layout,
@@ -375,8 +295,6 @@ export class BatchNorm {
     const pool = this.#pool ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
-    // dy, out and the latest forward's x and output, pinned now; a forward still queued before
-    // this call pins its own until it settles, and its arrays are pinned here once it has.
     if (!this.affine) {
       for (const key of ['dWeight', 'dBias'] as const) {
         if (opts[key] !== undefined && opts[key] !== null) {
@@ -384,6 +302,8 @@ export class BatchNorm {
         }
       }
     }
+    // dy, out and the latest forward's x and output, pinned now; a forward still queued before
+    // this call pins its own until it settles, and its arrays are pinned here once it has.
     const atCall = this.#saved;
     const unpinArgs = pinArrays([
       dy, opts.out, opts.dWeight, opts.dBias, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : []),
@@ -393,20 +313,9 @@ export class BatchNorm {
       unpinArgs();
       unpinSaved();
     };
-    return this.#inTurn(ctx, signal, unpin, async () => {
-      const saved = this.#saved;
-      if (saved === null) throw new NoForwardError('backward needs a forward first: this module has not run one');
-      if (saved === 'bytes') {
-        throw new NoForwardError('backward needs a forward of float input; the latest forward took 8-bit input, which is normalized and not differentiated');
-      }
+    return this.#calls.run(ctx, signal, unpin, async () => {
+      const saved = checkSavedForward(this.#saved, reduceGrads);
       if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
-      if (saved.syncedCount !== null && reduceGrads === undefined) {
-        throw new ArgumentError('backward after a forward with options.reduceStats needs options.reduceGrads, the all-reduce of the gradient sums; got none');
-      }
-      if (saved.syncedCount === null && reduceGrads !== undefined) {
-        throw new ArgumentError('options.reduceGrads applies only after a forward with options.reduceStats; the latest forward had none');
-      }
-      if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
       const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
       for (const [array, name] of kept) if (array !== null) checkIntact(array, saved.dims.length, name);
       if (dy.length !== saved.dims.length) {
@@ -463,27 +372,10 @@ export class BatchNorm {
    * copy.loadStateDict(JSON.parse(jsonFromPython));      // plain number arrays are taken too
    */
   loadStateDict(stateDict: BatchNormStateDict): void {
-    const sd = checkObject(stateDict, 'stateDict');
-    const expected = [
-      ...(this.affine ? ['weight', 'bias'] : []),
-      ...(this.trackRunningStats ? ['running_mean', 'running_var', 'num_batches_tracked'] : []),
-    ];
-    const missing = expected.filter((key) => !(key in sd));
-    const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
-    if (missing.length > 0 || unexpected.length > 0) {
-      throw new ArgumentError(
-        `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
-      );
-    }
-    const arrays = expected.filter((key) => key !== 'num_batches_tracked')
-      .map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, this.numFeatures)] as const);
-    let tracked = this.#numBatchesTracked;
-    if (this.trackRunningStats) tracked = checkCount(sd.num_batches_tracked);
-    const targets: Record<string, FloatArray | null> = {
-      weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar,
-    };
+    const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);
+    const targets = { weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar };
     for (const [key, values] of arrays) targets[key]!.set(values);
-    this.#numBatchesTracked = tracked;
+    if (numBatchesTracked !== null) this.#numBatchesTracked = numBatchesTracked;
   }
 
   /**
@@ -521,21 +413,12 @@ export class BatchNorm {
    * await new BatchNorm(bn.numFeatures).loadSafetensors('bn.safetensors');
    */
   async saveSafetensors(path: string | URL): Promise<void> {
-    await writeFile(checkPath(path), toSafetensors(this));
+    await saveSafetensorsFile(this, path);
   }
 
   /** Reads a `.safetensors` state dict; a malformed file is a `FormatError` and changes nothing. */
   async loadSafetensors(path: string | URL): Promise<void> {
-    const bytes = new Uint8Array(await readFile(checkPath(path)));
-    try {
-      fromSafetensors(this, bytes);
-    } catch (err) {
-      // A well-formed file of another module: say which file, then what the state dict check found.
-      if (err instanceof ArgumentError) {
-        throw new ArgumentError(`the state dict in ${String(path)} does not fit this module: ${err.message}`);
-      }
-      throw err;
-    }
+    await loadSafetensorsFile(this, path);
   }
 }
 
@@ -547,26 +430,3 @@ showAs(BatchNorm.prototype, 'BatchNorm', (bn) => ({
   dtype: bn.dtype, training: bn.training, numBatchesTracked: bn.numBatchesTracked,
   weight: bn.weight, bias: bn.bias, runningMean: bn.runningMean, runningVar: bn.runningVar,
 }));
-
-/** PyTorch's check: batch statistics need more than one value per channel. */
-export function checkMoreThanOneValue(dims: Dims): void {
-  if (dims.N * dims.S === 1) {
-    throw new SingleValueError(
-      `Expected more than 1 value per channel when training, got input shape ${describe(dims.shape)}`,
-    );
-  }
-}
-
-/** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */
-function checkPath(value: unknown): string | URL {
-  if (typeof value === 'string' || value instanceof URL) return value;
-  throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
-}
-
-function checkCount(value: unknown): number {
-  const count = typeof value === 'bigint' ? Number(value) : value;
-  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-    throw new ArgumentError(`stateDict.num_batches_tracked must be a non-negative integer; got ${describe(value)}`);
-  }
-  return count;
-}

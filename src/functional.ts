@@ -1,5 +1,5 @@
 import { throwIfAbortedBeforeStart } from './abort.js';
-import { checkMoreThanOneValue } from './batch-norm.js';
+import { checkMoreThanOneValue } from './batch-norm-checks.js';
 import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js';
 import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';

@@ -4,10 +4,11 @@
  * estimator filled a running variance (unbiased in PyTorch, biased in ONNX and Keras) is not
  * recorded by any of these formats.
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
-import { checkChannelValues, type FloatArray } from './validate.js';
+import { checkChannelValues, checkObject, type FloatArray } from './validate.js';
 
 /** The weight layouts `exportWeights` writes and `importWeights` reads: a PyTorch state dict, Keras' list, ONNX's inputs. */
 export type WeightFormat = 'torch' | 'keras' | 'onnx';
@@ -32,6 +33,43 @@ interface Module {
 
 /** What checkChannelValues lets through: a float typed array or an array of numbers. */
 type ChannelValues = FloatArray | readonly number[];
+
+/** The per-channel arrays of a state dict, by key. */
+type ChannelKey = 'weight' | 'bias' | 'running_mean' | 'running_var';
+
+/** A state dict that `checkStateDict` let through: its arrays (checked, not copied) and count (null without running statistics). */
+export interface CheckedStateDict {
+  readonly arrays: ReadonlyArray<readonly [ChannelKey, ChannelValues]>;
+  readonly numBatchesTracked: number | null;
+}
+
+/**
+ * Checks a state dict for `m.loadStateDict` whole, before anything is copied: exactly the keys
+ * `m.stateDict()` gives, arrays of C numbers, and a count that is a non-negative integer (a
+ * bigint too).
+ */
+export function checkStateDict(m: Omit<Module, 'stateDict' | 'loadStateDict'>, stateDict: unknown): CheckedStateDict {
+  const sd = checkObject(stateDict, 'stateDict');
+  const keys: ChannelKey[] = [...(m.affine ? ['weight', 'bias'] as const : []), ...(m.trackRunningStats ? ['running_mean', 'running_var'] as const : [])];
+  const expected = [...keys, ...(m.trackRunningStats ? ['num_batches_tracked'] : [])];
+  const missing = expected.filter((key) => !(key in sd));
+  const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
+  if (missing.length > 0 || unexpected.length > 0) {
+    throw new ArgumentError(
+      `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
+    );
+  }
+  const arrays = keys.map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, m.numFeatures) as ChannelValues] as const);
+  return { arrays, numBatchesTracked: m.trackRunningStats ? checkCount(sd.num_batches_tracked) : null };
+}
+
+function checkCount(value: unknown): number {
+  const count = typeof value === 'bigint' ? Number(value) : value;
+  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
+    throw new ArgumentError(`stateDict.num_batches_tracked must be a non-negative integer; got ${describe(value)}`);
+  }
+  return count;
+}
 
 export function checkFormat(value: unknown): WeightFormat {
   if (value !== 'torch' && value !== 'keras' && value !== 'onnx') {
@@ -139,4 +177,29 @@ export function fromSafetensors(m: Module, bytes: Uint8Array): void {
     }
   }
   m.loadStateDict(sd as BatchNormStateDict);
+}
+
+/** `bn.saveSafetensors(path)`: the state dict to a `.safetensors` file. */
+export async function saveSafetensorsFile(m: Module, path: unknown): Promise<void> {
+  await writeFile(checkPath(path), toSafetensors(m));
+}
+
+/** `bn.loadSafetensors(path)`: a state dict from a `.safetensors` file; a malformed file is a `FormatError` and changes nothing. */
+export async function loadSafetensorsFile(m: Module, path: unknown): Promise<void> {
+  const bytes = new Uint8Array(await readFile(checkPath(path)));
+  try {
+    fromSafetensors(m, bytes);
+  } catch (err) {
+    // A well-formed file of another module: say which file, then what the state dict check found.
+    if (err instanceof ArgumentError) {
+      throw new ArgumentError(`the state dict in ${String(path)} does not fit this module: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+/** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */
+function checkPath(value: unknown): string | URL {
+  if (typeof value === 'string' || value instanceof URL) return value;
+  throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
 }

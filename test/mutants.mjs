@@ -122,8 +122,8 @@ const MUTANTS = [
   },
   {
     name: 'state-dict-order', breaks: 'loadStateDict checks everything before it copies anything',
-    file: 'src/batch-norm.ts', find: '    if (this.trackRunningStats) tracked = checkCount(sd.num_batches_tracked);\n',
-    replace: '', after: '    for (const [key, values] of arrays) targets[key]!.set(values);\n',
+    file: 'src/batch-norm.ts', find: '    const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);\n',
+    replace: "    if (this.affine && (stateDict.weight?.length === this.numFeatures)) this.weight!.set(stateDict.weight!);\n    const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);\n",
     tests: ['test/errors.test.ts', 'test/fuzz.test.ts'],
   },
   {
@@ -133,7 +133,7 @@ const MUTANTS = [
   },
   {
     name: 'call-order', breaks: "a module's calls run in call order",
-    file: 'src/batch-norm.ts', find: '        await waitForTurn(turn, signal);\n', replace: '        void waitForTurn;\n        void signal;\n',
+    file: 'src/call-queue.ts', find: '        await waitForTurn(turn, signal);\n', replace: '        void waitForTurn;\n        void signal;\n',
     tests: ['test/concurrency.test.ts', 'test/errors.test.ts'],
   },
   {
