@@ -16,7 +16,7 @@ import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, place } from './placement.js';
+import { allocOrThrow, COPY_SLICE_BYTES, copyIn, place } from './placement.js';
 import { type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
@@ -33,6 +33,12 @@ export interface EngineRequest {
   /** Read when `useBatchStats` is false. */
   readonly runningMean: FloatArray | null;
   readonly runningVar: FloatArray | null;
+  /**
+   * Set when `runningVar` holds sums of squared deviations (a synced forward's merged m2) rather
+   * than variances: the variance normalized with is runningVar[c] / runningVarDivisor, made as it
+   * goes onto the pool, with no array of its own.
+   */
+  readonly runningVarDivisor?: number;
   readonly eps: number;
   readonly out: FloatArray | null;
   readonly signal: AbortSignal | null;
@@ -219,7 +225,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     put(CHANNEL_BIAS, req.bias, 0, 'bias');
     if (!req.useBatchStats) {
       put(CHANNEL_MEAN, req.runningMean, 0, 'the running mean');
-      put(CHANNEL_VAR, req.runningVar, 1, 'the running variance');
+      if (req.runningVarDivisor === undefined) put(CHANNEL_VAR, req.runningVar, 1, 'the running variance');
+      else putDivided(ctx, layout, grid.C, CHANNEL_VAR, req.runningVar!, req.runningVarDivisor, 'the merged m2');
       call.prep = 'eval';
       if (placed.pipelined) await normalizePipelined(call, placements);
       else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
@@ -267,8 +274,10 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         }
       }
     }
-    ctx.views.refresh();
-    const view = (k: number): Float64Array => channelsView(ctx, layout, grid.C, k);
+    const view = (k: number): Float64Array => {
+      ctx.views.refresh();
+      return channelsView(ctx, layout, grid.C, k);
+    };
     if (req.backward) {
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
       if (applyOnly(req)) return { dx: y, dWeight: null, dBias: null };
@@ -278,11 +287,19 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         dBias: copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad, 'options.dBias'),
       };
     }
+    if (req.statsOnly) {
+      // New arrays, each written for the first time (page faults: ~25 ms for 4M channels here),
+      // with turns of the event loop between them where they are large.
+      const mean = copyInto(view(CHANNEL_MEAN), null, Float64Array);
+      await channelsTurn(grid.C);
+      const variance = copyInto(view(CHANNEL_VAR), null, Float64Array);
+      await channelsTurn(grid.C);
+      return { y, mean, var: variance, meanLo: copyInto(view(CHANNEL_MEAN_LO), null, Float64Array) };
+    }
     return {
       y,
       mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array, 'options.meanOut'),
       var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array, 'options.varOut'),
-      ...(req.statsOnly ? { meanLo: copyInto(view(CHANNEL_MEAN_LO), null, Float64Array) } : {}),
     };
   } finally {
     signal?.removeEventListener('abort', cancel);
@@ -301,6 +318,15 @@ export function phasesOf(
 ): number[] | null {
   if (!ctx.cacheBytesGiven) return null;
   return planPhases(grid, channels, bytesPerElement(req.dtype), threads, ctx.cacheBytes);
+}
+
+/**
+ * A turn of the event loop between two steps of a call over C-value arrays of more than
+ * COPY_SLICE_BYTES (over 512K channels), each a copy or a loop of several ms: a server's other
+ * requests wait for one step, not for all of them. Nothing for fewer channels.
+ */
+export function channelsTurn(C: number): Promise<void> | undefined {
+  return C * 8 > COPY_SLICE_BYTES ? nextTurn() : undefined;
 }
 
 /** True when none of a call's arrays (x, out, dy, the ReLU mask) lies on the pool's memory. */
@@ -325,6 +351,21 @@ function putChannels(
     checkIntact(values, C, name);
     ctx.views.f64.set(values, at);
   }
+}
+
+/**
+ * Per-channel array k of the call from values[c] / divisor, written straight onto the pool: a
+ * synced forward's variance from its merged m2 and count, without a C-value array of its own (for
+ * 4M channels a new one cost this thread ~30 ms, most of it page faults). Checked whole first, as
+ * putChannels checks.
+ */
+function putDivided(
+  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number>, divisor: number, name: string,
+): void {
+  checkIntact(values, C, name);
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  const f64 = ctx.views.f64;
+  for (let c = 0; c < C; c++) f64[at + c] = values[c] / divisor;
 }
 
 /**

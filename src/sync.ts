@@ -5,9 +5,9 @@
  * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
  * (sum_dy, sum_dy_xmu) backward.
  */
-import { batchChannelStats, ChannelStats, checkStatsHeld } from './channel-stats.js';
+import { batchChannelStats, ChannelStats, checkStatsHeld, meanOf } from './channel-stats.js';
 import { untilAborted } from './abort.js';
-import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
+import { channelsTurn, type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';
@@ -30,6 +30,7 @@ async function reduceBatchStats(
   reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
 ): Promise<ChannelStats> {
   const local = await batchChannelStats(pool, request);
+  await channelsTurn(C);
   const merged = await untilAborted(reduceStats(local), request.signal);
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
     throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
@@ -58,12 +59,16 @@ export async function runForward(
 ): Promise<{ result: EngineResult; count: number }> {
   if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
   const merged = await reduceBatchStats(pool, request, reduceStats, C);
+  await channelsTurn(C);
+  // The merged biased variance, m2 / count (one count for every channel, checked), is made as it
+  // goes onto the pool; the mean goes there from the statistics' own array (no copies).
+  const count = merged.count[0];
   const result = await runBatchNorm(pool, {
     x: request.x, dims: request.dims, dtype: request.dtype, useBatchStats: false, weight: request.weight, bias: request.bias,
-    runningMean: merged.mean(), runningVar: merged.variance(), eps: request.eps, out: request.out, signal: request.signal,
-    relu: request.relu, into: request.into,
+    runningMean: meanOf(merged), runningVar: merged.m2, runningVarDivisor: count, eps: request.eps, out: request.out,
+    signal: request.signal, relu: request.relu, into: request.into,
   });
-  return { result, count: merged.count[0] };
+  return { result, count };
 }
 
 /** The caller's all-reduce of the gradient sums (`reduceGrads`), its answer checked before dx uses it. */

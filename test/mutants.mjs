@@ -48,7 +48,12 @@ const MUTANTS = [
   },
   {
     name: 'synced-count', breaks: "a synced forward's running update counts every shard's values",
-    file: 'src/sync.ts', find: 'return { result, count: merged.count[0] };', replace: 'return { result, count: request.dims.N * request.dims.S };',
+    file: 'src/sync.ts', find: '  return { result, count };', replace: '  return { result, count: request.dims.N * request.dims.S };',
+    tests: ['test/sync.test.ts'],
+  },
+  {
+    name: 'synced-variance', breaks: 'a synced forward normalizes with the merged variance, m2 over every shard\'s count',
+    file: 'src/sync.ts', find: 'runningVarDivisor: count,', replace: 'runningVarDivisor: request.dims.N * request.dims.S,',
     tests: ['test/sync.test.ts'],
   },
   {

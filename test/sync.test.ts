@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
-import { randomTensor, sameBits, splitRows } from './helpers/data.js';
+import { randomTensor, randomVector, sameBits, splitRows } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
@@ -115,6 +115,47 @@ describe('reduceStats and reduceGrads', () => {
     await expect(bn.forward(x, [4, 3, 5], { reduceStats: 'no' as never })).rejects.toThrow(/options.reduceStats must be a function/);
     expect(bn.numBatchesTracked).toBe(0);
     expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
+  });
+
+  it('over 512K channels (turns of the event loop between its steps) it normalizes with the merged statistics, bit for bit', async () => {
+    // Per-channel arrays of more than 4 MiB: the statistics' copies and the hook's answer go
+    // between turns of the event loop (channelsTurn), and the variance goes onto the pool from m2.
+    const C = 600_001;
+    const shape = [2, C];
+    const offset = (c: number): { offset: number; spread: number } => ({ offset: (c % 7) - 3 + 1000 * (c % 2), spread: 0.5 + (c % 5) / 4 });
+    const x = randomTensor(shape, 'float64', 21, offset) as Float64Array;
+    const other = randomTensor([3, C], 'float64', 22, offset) as Float64Array;
+    const bn = new BatchNorm(C, { pool, dtype: 'float64', momentum: 0.25 });
+    bn.weight!.set(randomVector(C, 'float64', 23, 0.5, 2));
+    bn.bias!.set(randomVector(C, 'float64', 24, -1, 1));
+    const otherStats = await ChannelStats.fromBatch(other, [3, C], { pool });
+    let local: ChannelStats | null = null;
+    let merged: ChannelStats | null = null;
+    const y = await bn.forward(x, shape, {
+      reduceStats: (stats) => {
+        local = stats;
+        merged = stats.merge(otherStats);
+        return merged;
+      },
+    });
+    // The statistics handed to the hook are this shard's, as fromBatch makes them.
+    const own = await ChannelStats.fromBatch(x, shape, { pool });
+    expect(sameBits(local!.count, own.count) && sameBits(local!.mean(), own.mean()) && sameBits(local!.m2, own.m2)).toBe(true);
+    expect(local!.count[0]).toBe(2);
+    // The output: an eval forward with the merged mean and biased variance as its running statistics.
+    const m = merged!.mean();
+    const v = merged!.variance();
+    const evalBn = new BatchNorm(C, { pool, dtype: 'float64' }).eval();
+    evalBn.weight!.set(bn.weight!);
+    evalBn.bias!.set(bn.bias!);
+    evalBn.runningMean!.set(m);
+    evalBn.runningVar!.set(v);
+    expect(sameBits(y, await evalBn.forward(x, shape))).toBe(true);
+    // The running update uses the merged statistics and count (5 values a channel), as
+    // runningStatsUpdate computes it from running mean 0 and variance 1.
+    expect(bn.numBatchesTracked).toBe(1);
+    expect(sameBits(bn.runningMean!, m.map((mean) => 0.75 * 0 + 0.25 * mean))).toBe(true);
+    expect(sameBits(bn.runningVar!, v.map((variance) => 0.75 * 1 + 0.25 * variance * (5 / 4)))).toBe(true);
   });
 
   it('a synced forward whose hook fails leaves the saved forward as it was: backward gives the same bits', async () => {
