@@ -262,7 +262,7 @@ function fromSums(sums: Float64Array, P: number, parts: number, C: number, count
  */
 function parameters(req: BytesRequest, count: number): Float32Array {
   const { runningMean, runningVar, weight, bias, eps, dims } = req;
-  // Checked at the call's start, which may have waited for the pool's start since (engine.ts, putChannels).
+  // Checked at the call's start, which may have waited for the pool's start since (channels.ts, putChannels).
   const named = [[runningMean, 'the running mean'], [runningVar, 'the running variance'], [weight, 'weight'], [bias, 'bias']] as const;
   for (const [array, name] of named) if (array !== null) checkIntact(array, dims.C, name);
   const out = new Float32Array(3 * count);

@@ -1,5 +1,6 @@
 import { type ByteArray, isByteArray, runBytesStats } from './bytes.js';
-import { channelsTurn, runChannelStats } from './engine.js';
+import { channelsTurn } from './channels.js';
+import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
 import { lowPart, mergedMean } from './merge.js';

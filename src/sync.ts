@@ -7,7 +7,8 @@
  */
 import { batchChannelStats, ChannelStats, checkStatsHeld, meanOf } from './channel-stats.js';
 import { untilAborted } from './abort.js';
-import { channelsTurn, type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
+import { channelsTurn } from './channels.js';
+import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
 import { ArgumentError, describe, SingleValueError } from './errors.js';
 import type { Pool } from './pool.js';
 import { checkChannelValues, checkObject } from './validate.js';

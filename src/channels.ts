@@ -1,0 +1,80 @@
+/**
+ * A call's per-channel arrays on the pool's memory (weight, bias, the statistics, their results:
+ * CHANNEL_* in workers/protocol.ts): what goes on before the call's tasks, views and copies of
+ * what comes back, and the turns of the event loop between steps over large ones.
+ */
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { channelArrayByte, type ScratchLayout } from '../workers/protocol.js';
+import { COPY_SLICE_BYTES } from './placement.js';
+import type { PoolInternals } from './pool-internals.js';
+import { checkIntact, type FloatArray } from './validate.js';
+
+/**
+ * A turn of the event loop between two steps of a call over C-value arrays of more than
+ * COPY_SLICE_BYTES (over 512K channels), each a copy or a loop of several ms: a server's other
+ * requests wait for one step, not for all of them. Nothing for fewer channels.
+ */
+export function channelsTurn(C: number): Promise<void> | undefined {
+  return C * 8 > COPY_SLICE_BYTES ? nextTurn() : undefined;
+}
+
+/**
+ * Per-channel array k of the call (CHANNEL_MEAN ...) from `values`, or filled with `fill` when
+ * null: one typed-array `set` (or `fill`), native code whatever C is, never a loop here. `values`
+ * was checked at the call's start, which may have waited for its turn since: it is checked whole
+ * again (`checkIntact`), where a detached one would set nothing.
+ */
+export function putChannels(
+  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number> | null, fill: number, name: string,
+): void {
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  if (values === null) {
+    ctx.views.f64.fill(fill, at, at + C);
+  } else {
+    checkIntact(values, C, name);
+    ctx.views.f64.set(values, at);
+  }
+}
+
+/**
+ * Per-channel array k of the call from values[c] / divisor, written straight onto the pool: a
+ * synced forward's variance from its merged m2 and count, without a C-value array of its own (for
+ * 4M channels a new one cost this thread ~30 ms, most of it page faults). Checked whole first, as
+ * putChannels checks.
+ */
+export function putDivided(
+  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number>, divisor: number, name: string,
+): void {
+  checkIntact(values, C, name);
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  const f64 = ctx.views.f64;
+  for (let c = 0; c < C; c++) f64[at + c] = values[c] / divisor;
+}
+
+/**
+ * A copy of `view` (of the pool's memory) in `into`, or where that is null in a new array of
+ * `Ctor`: made, then `set`. Node 20's V8 builds a typed array from another of another type, or
+ * slices one on a shared buffer, by a generic path: for 262,144 channels `new Float32Array(view)`
+ * took 1.7-3.8 ms and `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new
+ * array's first writes, page faults, cost more than either: arrays given (`into`,
+ * `BackwardRequest.dWeightOut`) avoid them.
+ */
+export function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string): Float64Array;
+export function copyInto(
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name?: string,
+): FloatArray;
+export function copyInto(
+  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name = 'an output array',
+): FloatArray {
+  // A caller's array, checked at the call's start, may have been detached or shrunk since.
+  if (into != null) checkIntact(into, view.length, name);
+  const copy = into ?? new Ctor(view.length);
+  copy.set(view);
+  return copy;
+}
+
+/** Per-channel array k of the call, a view of the pool's memory (copy it before the call ends). */
+export function channelsView(ctx: PoolInternals, layout: ScratchLayout, C: number, k: number): Float64Array {
+  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+  return ctx.views.f64.subarray(at, at + C);
+}
