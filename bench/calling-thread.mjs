@@ -42,7 +42,7 @@ function mark(file, steps) {
   }
 }
 mark('src/batch-norm.js', [
-  ['        return this.#inTurn(ctx, signal, pinArrays([x, out]), async () => {', 'checked'],
+  ['        return this.#calls.run(ctx, signal, pinArrays([x, out]), async () => {', 'checked'],
   ['            const { result, count } = await runForward(', 'queued'],
 ]);
 mark('src/engine.js', [

@@ -1,6 +1,7 @@
 /**
- * bench/timeline.mjs still times a build: it wraps the worker entry's task function in a copy of
- * dist/ (by its source text), so a change to the entry must reach it. A small shape, three kinds
+ * bench/timeline.mjs and bench/calling-thread.mjs still time a build: they patch a copy of dist/
+ * by its source text (timeline.mjs wraps the worker entry's task function), so a change to the
+ * code they patch must reach them. A small shape, three kinds
  * of call; every column a number, in the order a call's events must come (each holds call by
  * call, so it holds for the medians).
  */
@@ -39,5 +40,23 @@ describe('bench/timeline.mjs', () => {
       expect(kernels).toBeGreaterThan(0);
       expect(kernels).toBeLessThanOrEqual(work);
     }
+  });
+});
+
+describe('bench/calling-thread.mjs', () => {
+  it('still finds the steps it marks in the build, and prints them in a call\'s order', () => {
+    // It inserts a timestamp before lines of dist/ found by their text: a refactor that moves one
+    // makes the script throw, which this catches.
+    const run = spawnSync(process.execPath, ['bench/calling-thread.mjs', '4,16,64,64'], { encoding: 'utf8', timeout: 60_000 });
+    expect(run.status, run.stderr).toBe(0);
+    const row = run.stdout.split('\n').find((line) => line.startsWith('[4, 16, 64, 64]: '));
+    expect(row).toBeDefined();
+    const labels = [...row!.matchAll(/([a-z]+(?: \d)?) \d+ \(\d+\)/g)].map((m) => m[1]);
+    // Printed by median time: the workers' steps may pass piscina's second post.
+    expect([...labels].sort()).toEqual([
+      'channels', 'checked', 'end', 'grid', 'placed', 'post 1', 'post 2', 'queued', 'results', 'scratch', 'settled', 'tasks', 'work',
+    ]);
+    // The calling thread's steps before the first post run one after another in every call.
+    expect(labels.slice(0, 7)).toEqual(['checked', 'queued', 'grid', 'scratch', 'placed', 'channels', 'tasks']);
   });
 });
