@@ -9,8 +9,9 @@ export {
   batchNorm, batchNormBackward, type BatchNormBackwardOptions, type BatchNormFunctionalOptions, type BatchNormResult,
 } from './functional.js';
 export {
-  ChannelStats, type ChannelStatsJSON, type FromBatchOptions, type JsonNumber, type VarianceOptions,
+  ChannelStats, type ChannelStatsJSON, type FromBatchOptions, type VarianceOptions,
 } from './channel-stats.js';
+export type { JsonNumber } from './channel-stats-values.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
 export type { OnnxBatchNormInputs, WeightFormat } from './weights.js';
 export {

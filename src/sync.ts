@@ -5,7 +5,8 @@
  * PyTorch's `SyncBatchNorm`, which all-gathers (count, mean, invstd) forward and all-reduces
  * (sum_dy, sum_dy_xmu) backward.
  */
-import { batchChannelStats, ChannelStats, checkStatsHeld, meanOf } from './channel-stats.js';
+import { checkStatsHeld } from './channel-stats-values.js';
+import { batchChannelStats, ChannelStats, meanOf } from './channel-stats.js';
 import { untilAborted } from './abort.js';
 import { channelsTurn } from './channels.js';
 import { type EngineRequest, type EngineResult, runBatchNorm, type runChannelStats } from './engine.js';
