@@ -52,6 +52,11 @@ const MUTANTS = [
     tests: ['test/sync.test.ts'],
   },
   {
+    name: 'channels-turn', breaks: 'a call over more than 512K channels lets the event loop turn between its per-channel steps',
+    file: 'src/channels.ts', find: 'C * 8 > COPY_SLICE_BYTES ? nextTurn()', replace: 'C * 8 > COPY_SLICE_BYTES * Infinity ? nextTurn()',
+    tests: ['test/sync.test.ts'],
+  },
+  {
     name: 'synced-variance', breaks: 'a synced forward normalizes with the merged variance, m2 over every shard\'s count',
     file: 'src/sync.ts', find: 'runningVarDivisor: count,', replace: 'runningVarDivisor: request.dims.N * request.dims.S,',
     tests: ['test/sync.test.ts'],

@@ -158,6 +158,36 @@ describe('reduceStats and reduceGrads', () => {
     expect(sameBits(bn.runningVar!, v.map((variance) => 0.75 * 1 + 0.25 * variance * (5 / 4)))).toBe(true);
   });
 
+  it('over 512K channels it lets the event loop turn between its per-channel steps; at 500,000 it takes no turn', async () => {
+    // Inline, with x and out on the pool: no worker and no copy, so every turn the call takes is
+    // one of its steps' (channelsTurn) and the count does not depend on timing.
+    const inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 });
+    try {
+      const turns: number[] = [];
+      for (const C of [500_000, 600_001]) {
+        const x = inline.alloc(2 * C, 'float64');
+        x.set(randomTensor([2, C], 'float64', 31));
+        const out = inline.alloc(2 * C, 'float64');
+        const bn = new BatchNorm(C, { pool: inline, dtype: 'float64' });
+        let ticks = 0;
+        let running = true;
+        const tick = (): void => {
+          ticks++;
+          if (running) setImmediate(tick);
+        };
+        setImmediate(tick);
+        await bn.forward(x, [2, C], { out, reduceStats: (local) => local });
+        running = false;
+        turns.push(ticks);
+        expect(bn.numBatchesTracked).toBe(1);
+      }
+      expect(turns[0]).toBe(0);
+      expect(turns[1]).toBeGreaterThanOrEqual(4);
+    } finally {
+      await inline.close();
+    }
+  });
+
   it('a synced forward whose hook fails leaves the saved forward as it was: backward gives the same bits', async () => {
     const bn = new BatchNorm(3, { pool });
     const shape = [4, 3, 5];
