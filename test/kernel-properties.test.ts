@@ -5,7 +5,7 @@
  * any place), each implementation's partial statistics, normalized outputs, backward sums and dx
  * (with and without a ReLU mask, training and eval coefficients) agree with a float64 two-pass
  * reference of the same values within their stated bounds, and no write lands outside the output.
- * test/kernels.test.ts walks fixed grids of sizes on one distribution, and checks the backward
+ * test/kernels-*.test.ts walk fixed grids of sizes on one distribution, and check the backward
  * kernels against each other; this varies both and checks each against the reference.
  */
 import fc from 'fast-check';

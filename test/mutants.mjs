@@ -84,7 +84,7 @@ const MUTANTS = [
   {
     name: 'lanes-tail-bias', breaks: "channels in lanes: the scalar tail's channels get their bias",
     file: 'workers/wasm/assembly/normalize-lanes.ts', find: '* load<f32>(scA + o) + load<f32>(bA + o), floor));\n  }\n}',
-    replace: '* load<f32>(scA + o), floor));\n  }\n}', tests: ['test/kernels.test.ts', 'test/channels-last.test.ts'],
+    replace: '* load<f32>(scA + o), floor));\n  }\n}', tests: ['test/kernels-rows.test.ts', 'test/channels-last.test.ts'],
   },
   {
     name: 'bytes-rounding', breaks: "8-bit input, TypeScript kernel: each step rounded to float32, as the WebAssembly lanes",
@@ -106,7 +106,7 @@ const MUTANTS = [
   {
     name: 'group-bytes', breaks: "float32 sums' groups count from a call's start in 512 bytes, so the bits do not depend on the blocks a call holds",
     file: 'workers/wasm/assembly/stats.ts', find: 'export const GROUP_BYTES: usize = 512;', replace: 'export const GROUP_BYTES: usize = 1024;',
-    tests: ['test/kernels.test.ts'],
+    tests: ['test/kernels-planes.test.ts'],
   },
   {
     name: 'mean-lo-merge', breaks: "the TypeScript merge keeps what rounding the mean left out (MEAN_LO)",

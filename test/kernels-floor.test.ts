@@ -1,0 +1,43 @@
+/**
+ * The benchmark floor's kernels, both implementations: the streaming pass y = a * x + b, and the
+ * read and write passes, over odd lengths and offsets.
+ */
+import { describe, expect, it } from 'vitest';
+import { rng } from './helpers/data.js';
+import {
+  LENGTHS, OFFSETS, GUARD, DATA, OUT, setup,
+} from './helpers/kernels.js';
+
+for (const name of ['js', 'wasm'] as const) {
+  describe(`${name} kernel`, () => {
+    it('stream computes y = a * x + b over odd lengths', () => {
+      const { kernel, f32 } = setup(name);
+      for (const len of LENGTHS) {
+        for (let i = 0; i < len; i++) f32[DATA / 4 + 1 + i] = i * 0.25 - 3;
+        f32[OUT / 4 + 3 + len] = GUARD;
+        kernel.stream(DATA + 4, OUT + 12, len, 1.5, 0.25);
+        for (let i = 0; i < len; i++) expect(f32[OUT / 4 + 3 + i]).toBe(Math.fround(Math.fround(f32[DATA / 4 + 1 + i] * 1.5) + 0.25));
+        expect(f32[OUT / 4 + 3 + len]).toBe(GUARD);
+      }
+    });
+
+    it('read sums n float32 and fill writes n, over odd lengths and offsets', () => {
+      const { kernel, f32 } = setup(name);
+      const rand = rng(5);
+      for (const len of LENGTHS) {
+        for (const off of OFFSETS) {
+          // Small integers: every order of summation gives the exact sum.
+          let want = 0;
+          for (let i = 0; i < len; i++) want += f32[DATA / 4 + off + i] = Math.floor(rand() * 64) - 32;
+          f32[DATA / 4 + off + len] = 1e30; // past the end: must not be read into the sum
+          expect(kernel.read(DATA + 4 * off, len)).toBe(want);
+          f32[OUT / 4 + off - 1] = GUARD;
+          f32[OUT / 4 + off + len] = GUARD;
+          kernel.fill(OUT + 4 * off, len, 2.5);
+          expect(Array.from(f32.subarray(OUT / 4 + off, OUT / 4 + off + len))).toEqual(new Array(len).fill(2.5));
+          expect([f32[OUT / 4 + off - 1], f32[OUT / 4 + off + len]]).toEqual([GUARD, GUARD]);
+        }
+      }
+    });
+  });
+}

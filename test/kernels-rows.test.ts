@@ -1,0 +1,311 @@
+/**
+ * The row kernels (rows of C channels: runs of S, or channels in lanes), both implementations,
+ * against a float64 two-pass reference over every channel count, run length, offset and band of a
+ * row; the fused kernels against their two kernels apart, bit for bit; their scratch; and the
+ * float32 row parameters the WebAssembly merge and prep write for them.
+ */
+import { describe, expect, it } from 'vitest';
+import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
+import { CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/protocol.js';
+import { normal, rng } from './helpers/data.js';
+import {
+  GUARD, PF, DATA, OUT, SCRATCH, PAIRED, setup, reference, expectStats, pairedRowCases,
+} from './helpers/kernels.js';
+
+for (const name of ['js', 'wasm'] as const) {
+  describe(`${name} kernel`, () => {
+    for (const f64Data of [false, true]) {
+      const dtype = f64Data ? 'float64' : 'float32';
+      const bpe = f64Data ? 8 : 4;
+
+      it(`statsRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(3);
+        // 64, 100 and 130 channels: rows of 256 bytes and more (float32), summed 8 rows an eighth of
+        // the call apart (16 rows and up), whole or a band of a row.
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21, 35, 64, 100, 130]) {
+          for (const S of [1, 2, 3, 5, 17]) {
+            for (const rows of [1, 2, 3, 5, 16, 17, 33]) {
+              const off = (C + S + rows) % 4;
+              const base = DATA / bpe + off;
+              // Every other case reads a band of wider rows: the rest of each row is NaN, which
+              // would show in the partials if the kernel read it.
+              const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
+              x.fill(NaN, base, base + rows * stride);
+              const perChannel: number[][] = Array.from({ length: C }, () => []);
+              for (let r = 0; r < rows; r++) {
+                for (let c = 0; c < C; c++) {
+                  for (let s = 0; s < S; s++) {
+                    const v = c * 10 - 20 + (1 + c) * normal(rand);
+                    x[base + r * stride + c * S + s] = v;
+                    perChannel[c].push(f64Data ? v : Math.fround(v));
+                  }
+                }
+              }
+              const outStride = 40; // bytes between channels' partials
+              kernel.statsRows(f64Data, (base) * bpe, rows, C, S, stride, SCRATCH, OUT, outStride);
+              for (let c = 0; c < C; c++) {
+                const at = (OUT + c * outStride) / 8;
+                expectStats(f64.slice(at, at + 3), reference(perChannel[c]), f64Data, name);
+              }
+            }
+          }
+        }
+      });
+
+      it(`statsNormRows gives statsRows' partials and normalizeRows' outputs, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64, i32 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(11);
+        const { P1, P2, ACC, params } = PAIRED;
+        // Runs of every tail, channels in lanes (S = 1: the two ops apart), a band of wider rows.
+        for (const [S, C, nC, rows, nRows] of pairedRowCases([1, 2, 3, 5, 17, 196])) {
+          for (const relu of [false, true]) {
+            const off = (C + S + rows) % 4;
+            // The reduced channels and the normalized ones lie in rows of C + nC channels (and a
+            // few more elements where the case is odd), as two groups of a phased call do.
+            const stride = (C + nC) * S + ((C + rows) % 2 === 0 ? 0 : 3);
+            const xs = DATA / bpe + off;
+            const nx = xs + C * S;
+            const total = Math.max(rows, nRows) * stride;
+            for (let i = 0; i < total; i++) x[xs + i] = (i % 5 === 0 ? 3000 : 2) + normal(rand);
+            if (S === 17 && C === 13) x[xs + stride + 3] = NaN; // row 1, channel 0: its float64 way out
+            const y1 = OUT / bpe + ((off + 1) % 4);
+            const y2 = y1 + total + 16;
+            x.fill(GUARD, y1 - 4, y2 + total + 4);
+            for (let c = 0; c < nC; c++) f64.set([c - 1.5 + 1e-4 * c, 0.5 + c, (c % 3) - 1, 0], params / 8 + 4 * c);
+            const outStride = 40;
+            kernel.statsRows(f64Data, xs * bpe, rows, C, S, stride, ACC, P1, outStride);
+            kernel.normalizeRows(f64Data, nx * bpe, (y1 + C * S) * bpe, nRows, nC, S, stride, params, ACC, relu);
+            i32.fill(0x5a5a5a5a, (ACC + rowScratchBytes(C + nC)) / 4, (ACC + rowScratchBytes(C + nC)) / 4 + 64);
+            kernel.statsNormRows(
+              f64Data, xs * bpe, rows, C, S, stride, ACC, P2, outStride, nx * bpe, (y2 + C * S) * bpe, nRows, nC, params, relu, 0, 0,
+            );
+            for (let c = 0; c < C; c++) {
+              const at = (c * outStride) / 8;
+              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + PF)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + PF));
+            }
+            expect(x.slice(y2 - 4, y2 + total + 4)).toEqual(x.slice(y1 - 4, y1 + total + 4));
+            const guard = (ACC + rowScratchBytes(C + nC)) / 4;
+            expect(Array.from(i32.slice(guard, guard + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+            // And they are what they should be: channel C - 1's partial, the last channel's first output.
+            const values: number[] = [];
+            for (let r = 0; r < rows; r++) for (let k = 0; k < S; k++) values.push(x[xs + r * stride + (C - 1) * S + k]);
+            const at = P2 / 8 + ((C - 1) * outStride) / 8;
+            if (values.every(Number.isFinite)) expectStats(f64.slice(at, at + 3), reference(values), f64Data, name);
+            else expect(f64[at + 2]).toBeNaN();
+            const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * (nC - 1) + k]);
+            const xv = x[nx + (nC - 1) * S];
+            const v = (xv - mean) * scale + bias;
+            const tol = 4 * (f64Data ? 2 ** -52 : 2 ** -23) * (Math.abs(xv * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(v));
+            expect(Math.abs(x[y2 + C * S + (nC - 1) * S] - (relu ? Math.max(0, v) : v))).toBeLessThanOrEqual(tol);
+            // Nothing outside the normalized runs is written.
+            expect(x[y2 + C * S - 1]).toBe(GUARD);
+          }
+        }
+      });
+
+      it(`bwdStatsApplyRows gives bwdStatsRows' partials and bwdApplyRows' dx, bit for bit (${dtype})`, () => {
+        const { kernel, f32, f64, i32 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(12);
+        const { P1, P2, ACC, params } = PAIRED;
+        for (const [S, C, nC, rows, nRows] of pairedRowCases([1, 3, 17, 65, 196])) {
+          for (const masked of [false, true]) {
+            const off = (C + S + rows) % 4;
+            // x, dy and the mask are three arrays with the same rows of C + nC channels (and a few
+            // more elements where the case is odd): the reduced channels first, then the others.
+            const stride = (C + nC) * S + ((C + rows) % 2 === 0 ? 0 : 3);
+            const total = Math.max(rows, nRows) * stride;
+            const [xs, gs, ms] = [0, 1, 2].map((k) => DATA / bpe + off + k * (total + 8));
+            for (const base of [xs, gs, ms]) for (let i = 0; i < total; i++) x[base + i] = 1.5 + normal(rand);
+            if (S === 17 && C === 13) x[xs + C * S + 2] = NaN; // an x of the dx side: NaN where k != 0
+            const d1 = OUT / bpe + ((off + 1) % 4);
+            const d2 = d1 + total + 16;
+            x.fill(GUARD, d1 - 4, d2 + total + 4);
+            // The reduced channels' means, then the dx side's (a, k, mean, e): k = 0 for one channel
+            // in three (x is not read there).
+            for (let c = 0; c < C; c++) f64[params / 8 + 4 * c] = 1.4 + 0.01 * c;
+            const q = params + 32 * C;
+            for (let c = 0; c < nC; c++) f64.set([0.75 + 0.1 * c, c % 3 === 1 ? 0 : -0.25 - 0.01 * c, 1.6, -0.125], q / 8 + 4 * c);
+            const mask = (at: number): number => (masked ? at * bpe : 0);
+            const n0 = C * S;
+            kernel.bwdStatsRows(f64Data, xs * bpe, gs * bpe, mask(ms), rows, C, S, stride, params, ACC, P1, 40);
+            kernel.bwdApplyRows(f64Data, (xs + n0) * bpe, (gs + n0) * bpe, mask(ms + n0), (d1 + n0) * bpe, nRows, nC, S, stride, q, ACC);
+            const guard = (ACC + rowScratchBytes(C + nC)) / 4;
+            i32.fill(0x5a5a5a5a, guard, guard + 64);
+            kernel.bwdStatsApplyRows(
+              f64Data, xs * bpe, gs * bpe, mask(ms), rows, C, S, stride, params, ACC, P2, 40,
+              (xs + n0) * bpe, (gs + n0) * bpe, mask(ms + n0), (d2 + n0) * bpe, nRows, nC, q,
+            );
+            for (let c = 0; c < C; c++) {
+              const at = (c * 40) / 8;
+              expect(f64.slice(P2 / 8 + at, P2 / 8 + at + 3)).toEqual(f64.slice(P1 / 8 + at, P1 / 8 + at + 3));
+            }
+            expect(x.slice(d2 - 4, d2 + total + 4)).toEqual(x.slice(d1 - 4, d1 + total + 4));
+            expect(Array.from(i32.slice(guard, guard + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+            // And they are what they should be: channel C - 1's Σdy, dx of the last channel's first value.
+            let sumDy = 0;
+            for (let r = 0; r < rows; r++) {
+              for (let k = 0; k < S; k++) {
+                const i = r * stride + (C - 1) * S + k;
+                if (!masked || !(x[ms + i] <= 0)) sumDy += x[gs + i];
+              }
+            }
+            expect(f64[P2 / 8 + ((C - 1) * 40) / 8 + 1]).toBeCloseTo(sumDy, 3);
+            const i0 = n0 + (nC - 1) * S;
+            const [a, k, qMean, e] = [0, 1, 2, 3].map((j) => f64[q / 8 + 4 * (nC - 1) + j]);
+            const g0 = masked && x[ms + i0] <= 0 ? 0 : x[gs + i0];
+            expect(x[d2 + i0]).toBeCloseTo(a * (g0 + (k === 0 ? 0 : k * (x[xs + i0] - qMean)) + e), 5);
+            expect(x[d2 + n0 - 1]).toBe(GUARD);
+          }
+        }
+      });
+
+      it(`normalizeRows handles every channel count, run length, offset and band of a row (${dtype})`, () => {
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(4);
+        const cases: [number, number, number][] = [];
+        let inOrderCases = 0;
+        for (const C of [1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 21]) {
+          for (const S of [1, 2, 3, 5, 17]) for (const rows of [1, 3, 4, 5, 9, 33]) cases.push([C, S, rows]);
+        }
+        // Wide rows (S = 1): the channels-in-lanes kernel takes a band of a row (the odd cases
+        // below) 1024 channels at a time down the rows; 1045 and 2071 end in a partial chunk with
+        // a vector and a scalar tail.
+        for (const C of [1045, 2071]) for (const rows of [1, 2, 3, 4, 5]) cases.push([C, 1, rows]);
+        // Rows of 256 bytes and more (float32) go four at a time a quarter of the call apart, the
+        // rows past a multiple of 4 and the channels past a multiple of 16 one row at a time.
+        for (const C of [64, 77, 130]) for (const rows of [4, 9, 33, 36, 38]) cases.push([C, 1, rows]);
+        for (const [C, S, rows] of cases) {
+          const off = (C + S + rows) % 4;
+          const xBase = DATA / bpe + off;
+          const yBase = OUT / bpe + ((off + 2) % 4);
+          // Every other case normalizes a band of wider rows: the rest of each y row keeps
+          // its guard.
+          const stride = C * S + ((C + rows) % 2 === 0 ? 0 : 3 + off);
+          const n = rows * stride;
+          const params = SCRATCH + (1 << 20);
+          for (let c = 0; c < C; c++) {
+            f64[params / 8 + 4 * c] = c - 1.5 + 1e-4 * c;
+            f64[params / 8 + 4 * c + 1] = 0.5 + c;
+            f64[params / 8 + 4 * c + 2] = (c % 3) - 1;
+          }
+          x.fill(GUARD, yBase - 4, yBase + n + 4);
+          for (let i = 0; i < n; i++) x[xBase + i] = 5 * normal(rand);
+          // A fused ReLU in every other case.
+          const relu = (C + S + rows) % 2 === 1;
+          kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, relu);
+          const ulp = f64Data ? 2 ** -52 : 2 ** -23;
+          for (let i = 0; i < n; i++) {
+            if (i % stride >= C * S) {
+              expect(x[yBase + i]).toBe(GUARD);
+              continue;
+            }
+            const c = Math.floor((i % stride) / S);
+            const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+            const linear = (x[xBase + i] - mean) * scale + bias;
+            const want = relu ? Math.max(0, linear) : linear;
+            const tol = 4 * ulp * (Math.abs(x[xBase + i] * scale) + Math.abs(mean * scale) + Math.abs(bias) + Math.abs(linear));
+            expect(Math.abs(x[yBase + i] - want)).toBeLessThanOrEqual(tol);
+          }
+          expect(x[yBase - 1]).toBe(GUARD);
+          expect(x[yBase + n]).toBe(GUARD);
+          // Whole rows of channels in lanes walked in address order (Task.inOrder): the same
+          // bits as the walk above, and nothing written past the rows.
+          if (S === 1 && stride === C) {
+            const first = Array.from(x.subarray(yBase, yBase + n));
+            x.fill(GUARD, yBase - 4, yBase + n + 4);
+            kernel.normalizeRows(f64Data, xBase * bpe, yBase * bpe, rows, C, S, stride, params, SCRATCH, relu, 0, 0, true);
+            expect(Array.from(x.subarray(yBase, yBase + n))).toEqual(first);
+            expect([x[yBase - 1], x[yBase + n]]).toEqual([GUARD, GUARD]);
+            inOrderCases++;
+          }
+        }
+        // The in-order walk was compared on rows of every shape it takes.
+        expect(inOrderCases).toBeGreaterThan(40);
+      });
+    }
+
+    it('needs no more row scratch than rowScratchBytes(C)', () => {
+      // The scratch given to statsRows/normalizeRows: fill what lies beyond it with a guard.
+      const { kernel, f32, i32 } = setup(name);
+      for (const C of [1, 3, 5, 8, 13]) {
+        const end = SCRATCH + rowScratchBytes(C);
+        i32.fill(0x5a5a5a5a, end / 4, end / 4 + 64);
+        for (let i = 0; i < 4 * C * 3; i++) f32[DATA / 4 + i] = i % 7;
+        kernel.statsRows(false, DATA, 4, C, 3, 3 * C, SCRATCH, OUT, PARTIAL_BYTES);
+        kernel.statsRows(false, DATA, 4, C, 1, C, SCRATCH, OUT, PARTIAL_BYTES);
+        kernel.statsRows(false, DATA, 4, C, 1, C + 5, SCRATCH, OUT, PARTIAL_BYTES);
+        kernel.normalizeRows(false, DATA, OUT, 4, C, 1, C, OUT, SCRATCH, false);
+        expect(Array.from(i32.slice(end / 4, end / 4 + 64)).every((v) => v === 0x5a5a5a5a)).toBe(true);
+      }
+    });
+  });
+}
+
+describe('float32 row parameters (WebAssembly kernel)', () => {
+  // The merge and the eval prep write each channel's float32 (hi, scale, shift) once for a call;
+  // normalizeRows reads them instead of converting the float64 parameters for every item. Both
+  // routes must give the same bits.
+  it('the merge and the eval prep write what normalizeRows would convert, and normalizeRows reads them with the same bits', () => {
+    const { kernel, f32, f64 } = setup('wasm');
+    const rand = rng(8);
+    const partials = DATA;
+    const channels = OUT;
+    const params = SCRATCH;
+    const rowParams = SCRATCH + (64 << 10);
+    const x = SCRATCH + (128 << 10);
+    const y1 = SCRATCH + (256 << 10);
+    const y2 = SCRATCH + (384 << 10);
+    const scratch = SCRATCH + (512 << 10);
+    const fround = Math.fround;
+    for (const C of [5, 16, 37]) {
+      const stride = C + 7;
+      const expectRowParams = (): void => {
+        for (let c = 0; c < C; c++) {
+          const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+          const hi = fround(mean);
+          const got = [0, 1, 2].map((k) => f32[rowParams / 4 + k * stride + c]);
+          expect(got).toEqual([hi, fround(scale), fround(bias - (mean - hi) * scale)]);
+        }
+      };
+      // The merge, from partials of a large-offset spread (the shift's float64 fold matters).
+      for (let c = 0; c < C; c++) {
+        f64.set([9 + c, 1000 + c + normal(rand), 0.5 + rand(), 0], (partials + c * PARTIAL_BYTES) / 8);
+        f64[channels / 8 + CHANNEL_WEIGHT * C + c] = 0.5 + rand();
+        f64[channels / 8 + CHANNEL_BIAS * C + c] = normal(rand);
+      }
+      kernel.mergeChannels(partials, 1, 0, C, channels, C, params, 1e-5, rowParams, stride);
+      expectRowParams();
+      // The eval prep, from running statistics.
+      for (let c = 0; c < C; c++) {
+        f64[channels / 8 + CHANNEL_MEAN * C + c] = 500 * normal(rand);
+        f64[channels / 8 + CHANNEL_VAR * C + c] = 0.1 + rand();
+      }
+      f32.fill(GUARD, rowParams / 4, rowParams / 4 + 3 * stride);
+      kernel.prepareEval(channels, C, 0, C, params, 1e-5, rowParams, stride);
+      expectRowParams();
+      // normalizeRows: converted or read, whole rows and a band of wider rows, with and without ReLU.
+      for (const [rows, rowStride, S] of [[9, C, 1], [4, C + 3, 1], [3, 2 * C, 1], [2, 3 * C, 3]] as const) {
+        for (let i = 0; i < rows * rowStride; i++) f32[x / 4 + i] = 500 * normal(rand);
+        for (const relu of [false, true]) {
+          f32.fill(GUARD, y1 / 4, y1 / 4 + rows * rowStride);
+          f32.fill(GUARD, y2 / 4, y2 / 4 + rows * rowStride);
+          const cS = S === 1 ? C : Math.floor(rowStride / S);
+          kernel.normalizeRows(false, x, y1, rows, cS, S, rowStride, params, scratch, relu);
+          kernel.normalizeRows(false, x, y2, rows, cS, S, rowStride, params, scratch, relu, rowParams, stride);
+          const a = new Uint32Array(f32.buffer, y1, rows * rowStride);
+          const b = new Uint32Array(f32.buffer, y2, rows * rowStride);
+          expect(Array.from(b)).toEqual(Array.from(a));
+          // statsNormRows reads them too (here beside the statistics of channel 0).
+          f32.fill(GUARD, y2 / 4, y2 / 4 + rows * rowStride);
+          kernel.statsNormRows(false, x, rows, 1, S, rowStride, scratch, partials, PARTIAL_BYTES, x, y2, rows, cS, params, relu, rowParams, stride);
+          expect(Array.from(b)).toEqual(Array.from(a));
+        }
+      }
+    }
+  });
+});
