@@ -89,7 +89,7 @@ const MUTANTS = [
   {
     name: 'bytes-rounding', breaks: "8-bit input, TypeScript kernel: each step rounded to float32, as the WebAssembly lanes",
     file: 'workers/kernels/js-bytes.ts', find: 'const v = round(round(round(bytes[i * C + c] - f32[p]) * f32[p + C]) + f32[p + 2 * C]);',
-    replace: 'const v = round(round(bytes[i * C + c] - f32[p]) * f32[p + C] + f32[p + 2 * C]);', tests: ['test/bytes.test.ts'],
+    replace: 'const v = round(round(bytes[i * C + c] - f32[p]) * f32[p + C] + f32[p + 2 * C]);', tests: ['test/bytes-kernels.test.ts', 'test/bytes.test.ts'],
   },
   {
     name: 'auto-kernel', breaks: "kernel 'auto' picks WebAssembly where SIMD validates",
