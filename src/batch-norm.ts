@@ -17,8 +17,8 @@ import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelOuts, checkDtype, checkEps, checkIntact, checkMomentum, checkOptionalFunction, checkOptions, checkOut, checkShape,
-  checkSignal, type FloatArray, type Layout, lockFields, type SameDtype,
+  checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkIntact, checkMomentum, checkOptionalFunction, checkOptions,
+  checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
 import {
   checkFormat, checkStateDict, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs, saveSafetensorsFile, toKeras, toOnnx,
@@ -204,6 +204,7 @@ export class BatchNorm {
   async forward(x: FloatArray | ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<FloatArray> {
     if (isByteArray(x)) return this.#forwardBytes(x, shape, options);
     checkDtype(x, 'x', this.dtype);
+    checkAttached(x, 'x');
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
     const out = checkOut(opts.out, x, this.dtype);
@@ -250,6 +251,7 @@ export class BatchNorm {
    * float32). In call order with the module's other calls; leaves nothing for backward.
    */
   #forwardBytes(x: ByteArray, shape: readonly number[], options?: ForwardOptions): Promise<Float32Array> {
+    checkAttached(x, 'x');
     const dims = checkShape(shape, x.length, this.numFeatures, this.layout);
     const opts = checkOptions(options, 'options', FORWARD_OPTIONS);
     checkBytesForward(x, this, opts.reduceStats);
@@ -289,6 +291,7 @@ export class BatchNorm {
    */
   async backward<T extends FloatArray>(dy: T, options?: BackwardOptions): Promise<BatchNormGradients<SameDtype<T>>> {
     checkDtype(dy, 'dy', this.dtype);
+    checkAttached(dy, 'dy');
     const opts = checkOptions(options, 'options', BACKWARD_OPTIONS);
     const signal = checkSignal(opts.signal);
     const reduceGrads = checkOptionalFunction<NonNullable<BackwardOptions['reduceGrads']>>(opts.reduceGrads, 'options.reduceGrads');
@@ -319,7 +322,7 @@ export class BatchNorm {
       const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
       for (const [array, name] of kept) if (array !== null) checkIntact(array, saved.dims.length, name);
       if (dy.length !== saved.dims.length) {
-        throw new ArgumentError(`dy must have the forward input's length ${saved.dims.length}; got length ${dy.length}`);
+        throw new ArgumentError(`dy must have the forward input's length ${saved.dims.length}; got ${lengthGiven(dy)}`);
       }
       const out = checkOut(opts.out, dy, this.dtype, 'dy', kept);
       const [dWeightOut, dBiasOut] = checkChannelOuts(

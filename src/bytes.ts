@@ -20,7 +20,7 @@ import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool-internals.js';
-import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout } from './validate.js';
+import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
 export type ByteArray = Uint8Array | Uint8ClampedArray;
@@ -35,7 +35,7 @@ export function checkBytesOut(out: unknown, x: ByteArray): Float32Array | null {
   if (out === undefined || out === null) return null;
   checkDtype(out, 'options.out', 'float32');
   const y = out as Float32Array;
-  if (y.length !== x.length) throw new ArgumentError(`options.out must have the input's length ${x.length}; got length ${y.length}`);
+  if (y.length !== x.length) throw new ArgumentError(`options.out must have the input's length ${x.length}; got ${lengthGiven(y)}`);
   if (y.buffer === x.buffer && y.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < y.byteOffset + y.byteLength) {
     throw new ArgumentError(`options.out must not overlap x, 8-bit input read as the output is written; got an array overlapping it at a byte offset of ${y.byteOffset - x.byteOffset}`);
   }

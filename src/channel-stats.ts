@@ -11,7 +11,7 @@ import { lowPart, mergedMean } from './merge.js';
 import { pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, Pool } from './pool.js';
 import {
-  checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, lockFields,
+  checkAttached, checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, lockFields,
   type OptionKeys,
 } from './validate.js';
 
@@ -141,6 +141,7 @@ export class ChannelStats {
     const bytes = isByteArray(x);
     const dtype = bytes ? null : dtypeOf(x, 'x');
     const opts = checkOptions(options, 'options', FROM_BATCH_OPTIONS);
+    checkAttached(x, 'x');
     const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
     if (opts.pool !== undefined && !(opts.pool instanceof Pool)) {
       throw new ArgumentError(`options.pool must be a Pool; got ${describe(opts.pool)}`);

@@ -172,6 +172,7 @@ export function describe(value: unknown, depth = 0): string {
     return value.length <= 8 && depth === 0 ? `[${value.map((v) => describe(v, 1)).join(', ')}]` : `Array(${value.length})`;
   }
   if (ArrayBuffer.isView(value)) {
+    if (isDetached(value)) return `${value.constructor.name}(detached)`;
     const len = (value as unknown as { length?: number }).length ?? value.byteLength;
     return `${value.constructor.name}(${len})`;
   }
@@ -181,4 +182,21 @@ export function describe(value: unknown, depth = 0): string {
   // Object of any realm (a vm context's plain objects have their own): 'an object', not 'an Object'.
   if (ctor === undefined || typeof ctor.name !== 'string' || ctor.name === '' || ctor.name === 'Object') return 'an object';
   return `${/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'} ${ctor.name}`;
+}
+
+/**
+ * True where `view`'s buffer was detached (transferred away by `postMessage` or `structuredClone`
+ * with a transfer list). Told by the buffer: its byteLength reads 0, and its own `slice` throws
+ * on a detached buffer only (an empty one, or a SharedArrayBuffer, slices). Not by `length`,
+ * which Node 20's V8 can report from before the transfer (validate.ts, heldLength).
+ */
+export function isDetached(view: ArrayBufferView): boolean {
+  const buffer = view.buffer as ArrayBufferLike & { slice(begin: number, end: number): unknown };
+  if (buffer.byteLength !== 0) return false;
+  try {
+    buffer.slice(0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }

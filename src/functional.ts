@@ -9,8 +9,8 @@ import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
-  checkBoolean, checkChannelArray, checkChannelOuts, checkOptionalFunction, checkEps, checkMomentum, checkOptions, checkOut, checkShape,
-  checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
+  checkAttached, checkBoolean, checkChannelArray, checkChannelOuts, checkOptionalFunction, checkEps, checkMomentum, checkOptions,
+  checkOut, checkShape, checkLayout, checkSignal, dtypeOf, type FloatArray, type Layout, type OptionKeys, type SameDtype,
 } from './validate.js';
 
 /**
@@ -19,6 +19,7 @@ import {
  */
 async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: BatchNormFunctionalOptions): Promise<BatchNormResult<Float32Array>> {
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
+  checkAttached(x, 'x');
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   const outLayout = opts.outLayout === undefined ? dims.layout : checkLayout(opts.outLayout, 'options.outLayout');
   if (dims.layout === 'channels-first' && outLayout === 'channels-last' && dims.C > 1) {
@@ -167,6 +168,7 @@ export async function batchNorm(
   if (isByteArray(x)) return batchNormBytes(x, shape, options);
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', FUNCTIONAL_OPTIONS);
+  checkAttached(x, 'x');
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   if (opts.outLayout !== undefined && checkLayout(opts.outLayout, 'options.outLayout') !== dims.layout) {
     throw new ArgumentError(
@@ -271,6 +273,7 @@ export async function batchNormBackward<T extends FloatArray>(
 ): Promise<{ dx: SameDtype<T>; dWeight: Float64Array; dBias: Float64Array }> {
   const dtype = dtypeOf(x, 'x');
   const opts = checkOptions(options, 'options', BACKWARD_FUNCTIONAL_OPTIONS);
+  checkAttached(x, 'x');
   const dims = checkShape(shape, x.length, undefined, checkLayout(opts.layout));
   if (dtypeOf(dy, 'dy') !== dtype || dy.length !== x.length) {
     throw new ArgumentError(`dy must be a ${dtype === 'float64' ? 'Float64Array' : 'Float32Array'} of x's length ${x.length}; got ${describe(dy)}`);

@@ -4,7 +4,7 @@
  */
 import { types } from 'node:util';
 import type { Dtype } from '../workers/protocol.js';
-import { ArgumentError, describe, DtypeError, ShapeError } from './errors.js';
+import { ArgumentError, describe, DtypeError, isDetached, ShapeError } from './errors.js';
 
 /** The array types bnpool computes on. */
 export type FloatArray = Float32Array | Float64Array;
@@ -71,6 +71,26 @@ export function checkLayout(value: unknown, name = 'options.layout'): Layout {
     throw new ArgumentError(`${name} must be 'channels-first' or 'channels-last'; got ${describe(value)}`);
   }
   return value;
+}
+
+/**
+ * Refuses an input whose buffer was detached before the call (a `postMessage` or
+ * `structuredClone` transfer list took it): an ArgumentError that says so, where the length
+ * check after it would only see 0 values (or, under Node 20's V8 fault, the length from before).
+ */
+export function checkAttached(value: ArrayBufferView, name: string): void {
+  if (isDetached(value)) {
+    throw new ArgumentError(`${name} must hold its values; its buffer was detached (transferred away by postMessage or structuredClone); got ${describe(value)}`);
+  }
+}
+
+/**
+ * "length n" of an array an argument check refuses, as its messages say what they were given,
+ * with "(its buffer was detached)" where a transfer emptied it (`heldLength`: 0 then).
+ */
+export function lengthGiven(array: { readonly length: number }): string {
+  const detached = ArrayBuffer.isView(array) && isDetached(array);
+  return `length ${heldLength(array)}${detached ? ' (its buffer was detached: transferred away by postMessage or structuredClone)' : ''}`;
 }
 
 /** Checks `shape` against the data length and, when given, the expected channel count. */
@@ -192,7 +212,7 @@ export function checkChannelArray(value: unknown, name: string, C: number): Floa
   const array = value as FloatArray;
   const length = heldLength(array);
   if (length !== C) {
-    throw new ArgumentError(`${name} must have one value per channel, length ${C}; got length ${length}`);
+    throw new ArgumentError(`${name} must have one value per channel, length ${C}; got ${lengthGiven(array)}`);
   }
   return array;
 }
@@ -212,7 +232,7 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
   // Held: loadStateDict copies the checked arrays one after another, and a detached one let
   // through would throw from its copy after the ones before it had changed the module.
   const length = heldLength(array);
-  if (length !== C) throw new ArgumentError(`${name} must have length ${C}; got length ${length}`);
+  if (length !== C) throw new ArgumentError(`${name} must have length ${C}; got ${lengthGiven(array)}`);
   return array;
 }
 
@@ -267,7 +287,7 @@ export function checkOut(
   checkDtype(out, 'options.out', dtype);
   const y = out as FloatArray;
   if (y.length !== input.length) {
-    throw new ArgumentError(`options.out must have the input's length ${input.length}; got length ${y.length}`);
+    throw new ArgumentError(`options.out must have the input's length ${input.length}; got ${lengthGiven(y)}`);
   }
   if (overlaps(y, input) && y.byteOffset !== input.byteOffset) {
     throw new ArgumentError(

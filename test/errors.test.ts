@@ -287,6 +287,44 @@ describe('ERR_BNPOOL_ARG', () => {
     unknown(() => stats.variance({ dof: 1 } as never), 'dof', '1');
   });
 
+  it('is raised for an input whose buffer was detached before the call, saying so, with state unchanged', async () => {
+    const detached = <T extends ArrayBufferView>(a: T): T => {
+      structuredClone(a.buffer, { transfer: [a.buffer as ArrayBuffer] });
+      return a;
+    };
+    const shape = [4, 3, 5];
+    const x = (): Float32Array => randomTensor(shape, 'float32', 2) as Float32Array;
+    const { bn, snapshot } = await trainedModule();
+    const before = snapshot();
+    const said = ['must hold its values', 'detached', 'Float32Array(detached)'];
+    await expectRejection(bn.forward(detached(x()), shape), ArgumentError, 'ERR_BNPOOL_ARG', 'x must hold its values', ...said);
+    await expectRejection(bn.backward(detached(x())), ArgumentError, 'ERR_BNPOOL_ARG', 'dy must hold its values', ...said);
+    await expectRejection(batchNorm(detached(x()), shape, { training: true, pool }), ArgumentError, 'ERR_BNPOOL_ARG', ...said);
+    await expectRejection(ChannelStats.fromBatch(detached(x()), shape, { pool }), ArgumentError, 'ERR_BNPOOL_ARG', ...said);
+    const stats = { mean: new Float64Array(3), var: new Float64Array(3).fill(1) };
+    await expectRejection(batchNormBackward(detached(x()), x(), shape, { ...stats, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'x must hold', ...said);
+    // dy's check names its length and what it was given: a detached array.
+    await expectRejection(batchNormBackward(x(), detached(x()), shape, { ...stats, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'dy must be', 'Float32Array(detached)');
+    const pixels = (): Uint8Array => detached(Uint8Array.from({ length: 60 }, (_, i) => (i * 37) % 256));
+    bn.eval();
+    await expectRejection(bn.forward(pixels(), shape), ArgumentError, 'ERR_BNPOOL_ARG', 'x must hold', 'Uint8Array(detached)');
+    await expectRejection(
+      batchNorm(pixels(), shape, { ...{ runningMean: stats.mean, runningVar: stats.var }, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'Uint8Array(detached)',
+    );
+    await expectRejection(ChannelStats.fromBatch(pixels(), shape, { pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'Uint8Array(detached)');
+    bn.train();
+    // An out or a per-channel array detached before the call: the length checks say so.
+    const emptied = 'got length 0 (its buffer was detached';
+    await expectRejection(bn.forward(x(), shape, { out: detached(x()) }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.out', emptied);
+    await expectRejection(
+      batchNorm(x(), shape, { training: true, weight: detached(new Float32Array(3)), pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.weight', emptied,
+    );
+    expect(() => bn.loadStateDict({ ...bn.stateDict(), bias: detached(new Float32Array(3)) })).toThrow(/stateDict.bias must have length 3; got length 0 \(its buffer was detached/);
+    expect(snapshot()).toBe(before);
+    // An empty array is not a detached one: the shape check speaks for it.
+    await expectRejection(bn.forward(new Float32Array(0), shape), ShapeError, 'ERR_BNPOOL_SHAPE', 'holds 60 elements, but the input has 0');
+  });
+
   it('is thrown by loadStateDict for bad keys or lengths, changing nothing', async () => {
     const { bn, snapshot } = await trainedModule();
     const before = snapshot();
