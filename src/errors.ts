@@ -37,6 +37,9 @@ export class BnPoolError extends Error {
 
 /** Bad rank, dimensions, element count, or channel count. */
 export class ShapeError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_SHAPE'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_SHAPE';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_SHAPE');
     this.name = 'ShapeError';
@@ -45,6 +48,9 @@ export class ShapeError extends BnPoolError {
 
 /** An array that is not a Float32Array/Float64Array, or not of the module's dtype. */
 export class DtypeError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_DTYPE'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_DTYPE';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_DTYPE');
     this.name = 'DtypeError';
@@ -53,6 +59,9 @@ export class DtypeError extends BnPoolError {
 
 /** Any other invalid argument or option. */
 export class ArgumentError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_ARG'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_ARG';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_ARG');
     this.name = 'ArgumentError';
@@ -61,6 +70,9 @@ export class ArgumentError extends BnPoolError {
 
 /** Training with one value per channel, where the batch variance is undefined. */
 export class SingleValueError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_SINGLE_VALUE'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_SINGLE_VALUE';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_SINGLE_VALUE');
     this.name = 'SingleValueError';
@@ -69,6 +81,9 @@ export class SingleValueError extends BnPoolError {
 
 /** A worker threw or died while running a slice of the call. */
 export class WorkerError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_WORKER'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_WORKER';
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'ERR_BNPOOL_WORKER', options);
     this.name = 'WorkerError';
@@ -77,6 +92,9 @@ export class WorkerError extends BnPoolError {
 
 /** The pool was closed. */
 export class ClosedError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_CLOSED'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_CLOSED';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_CLOSED');
     this.name = 'ClosedError';
@@ -85,6 +103,9 @@ export class ClosedError extends BnPoolError {
 
 /** The pool's shared memory cannot hold even the smallest staging chunk. */
 export class OutOfMemoryError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_OUT_OF_MEMORY'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_OUT_OF_MEMORY';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_OUT_OF_MEMORY');
     this.name = 'OutOfMemoryError';
@@ -93,6 +114,9 @@ export class OutOfMemoryError extends BnPoolError {
 
 /** `backward` was called before any `forward`. */
 export class NoForwardError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_NO_FORWARD'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_NO_FORWARD';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_NO_FORWARD');
     this.name = 'NoForwardError';
@@ -101,6 +125,9 @@ export class NoForwardError extends BnPoolError {
 
 /** A file or serialized state that does not follow its format (safetensors). */
 export class FormatError extends BnPoolError {
+  /** Always `'ERR_BNPOOL_FORMAT'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ERR_BNPOOL_FORMAT';
+
   constructor(message: string) {
     super(message, 'ERR_BNPOOL_FORMAT');
     this.name = 'FormatError';
@@ -112,6 +139,9 @@ export class FormatError extends BnPoolError {
  * Node's own abortable APIs; `cause` is the signal's reason.
  */
 export class AbortError extends BnPoolError {
+  /** Always `'ABORT_ERR'` (typed as that literal, so `instanceof` narrows it). */
+  declare readonly code: 'ABORT_ERR';
+
   constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
     super(message, 'ABORT_ERR', options);
     this.name = 'AbortError';
