@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
 import { elements, sameBits } from './helpers/data.js';
-import { type Layout, channelsOf, randomBytes, params } from './helpers/bytes.js';
+import { channelsOf, type Layout, params, randomBytes } from './helpers/bytes.js';
 
 describe('8-bit input to a BatchNorm module', () => {
   let pool: Pool;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { batchNorm, ChannelStats } from '../dist/src/index.js';
 import { createKernel, loadWasmModule } from '../dist/workers/kernels/select.js';
 import { elements, rng } from './helpers/data.js';
-import { type Layout, CASES, channelsOf, randomBytes, agreeingPools, exactStats } from './helpers/bytes.js';
+import { agreeingPools, CASES, channelsOf, exactStats, type Layout, randomBytes } from './helpers/bytes.js';
 import { KERNELS } from './helpers/pools.js';
 
 describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelStats.fromBatch)', () => {

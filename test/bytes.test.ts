@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { batchNorm, ChannelStats, Pool } from '../dist/src/index.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
 import { elements, sameBits } from './helpers/data.js';
-import { type Layout, CASES, channelsOf, randomBytes, params, reference, errorRatio, toChannelsFirst, agreeingPools, exactStats } from './helpers/bytes.js';
+import {
+  agreeingPools, CASES, channelsOf, errorRatio, exactStats, type Layout, params, randomBytes, reference, toChannelsFirst,
+} from './helpers/bytes.js';
 import { KERNELS } from './helpers/pools.js';
 
 describe('8-bit input', () => {

@@ -4,9 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from './helpers/data.js';
-import {
-  LENGTHS, OFFSETS, GUARD, DATA, OUT, setup,
-} from './helpers/kernels.js';
+import { DATA, GUARD, LENGTHS, OFFSETS, OUT, setup } from './helpers/kernels.js';
 
 for (const name of ['js', 'wasm'] as const) {
   describe(`${name} kernel`, () => {

@@ -7,9 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { PARTIAL_BYTES } from '../dist/workers/protocol.js';
 import { normal, rng } from './helpers/data.js';
-import {
-  LENGTHS, OFFSETS, GUARD, PF, ulpOf, DATA, OUT, SCRATCH, PAIRED, setup, reference, expectStats,
-} from './helpers/kernels.js';
+import { DATA, expectStats, GUARD, LENGTHS, OFFSETS, OUT, PAIRED, PF, reference, SCRATCH, setup, ulpOf } from './helpers/kernels.js';
 import { exactChannelStats } from './helpers/reference.js';
 
 for (const name of ['js', 'wasm'] as const) {

@@ -8,9 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import { CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/protocol.js';
 import { normal, rng } from './helpers/data.js';
-import {
-  GUARD, PF, DATA, OUT, SCRATCH, PAIRED, setup, reference, expectStats, pairedRowCases,
-} from './helpers/kernels.js';
+import { DATA, expectStats, GUARD, OUT, PAIRED, pairedRowCases, PF, reference, SCRATCH, setup } from './helpers/kernels.js';
 
 for (const name of ['js', 'wasm'] as const) {
   describe(`${name} kernel`, () => {
