@@ -1,7 +1,8 @@
 /**
  * The package's TypeScript declarations, as a caller compiles against them: test/types/consumer.ts
  * imports 'bnpool' by name (package.json's "exports" and "types", the build's dist/) and states
- * the types of outputs, gradients, results and errors exactly, and what must not compile.
+ * the types of outputs, gradients, results and errors exactly (not only assignable, as
+ * test/package.test.ts's installed app checks them), and calls that must not compile.
  */
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
