@@ -61,10 +61,12 @@ export async function runForward(
 ): Promise<{ result: EngineResult; count: number }> {
   if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
   const merged = await reduceBatchStats(pool, request, reduceStats, C);
-  await channelsTurn(C);
   // The merged biased variance, m2 / count (one count for every channel, checked), is made as it
-  // goes onto the pool; the mean goes there from the statistics' own array (no copies).
+  // goes onto the pool; the mean goes there from the statistics' own array (no copies). The count
+  // is read before the turn: the caller owns merged.count, and may transfer it meanwhile (m2 is
+  // checked whole where it is read).
   const count = merged.count[0];
+  await channelsTurn(C);
   const result = await runBatchNorm(pool, {
     x: request.x, dims: request.dims, dtype: request.dtype, useBatchStats: false, weight: request.weight, bias: request.bias,
     runningMean: meanOf(merged), runningVar: merged.m2, runningVarDivisor: count, eps: request.eps, out: request.out,

@@ -188,6 +188,41 @@ describe('reduceStats and reduceGrads', () => {
     }
   });
 
+  it('over 512K channels, the answer\'s count or m2 transferred during the turn after the hook: the same bits, or an ArgumentError changing nothing', async () => {
+    // The caller owns the ChannelStats its hook returns and may transfer its arrays while the
+    // call takes its turns (inline: the first turn after the hook is the call's own).
+    const inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 });
+    try {
+      const C = 600_001;
+      const shape = [2, C];
+      const x = inline.alloc(2 * C, 'float64');
+      x.set(randomTensor(shape, 'float64', 41));
+      const run = async (transfer: 'count' | 'm2' | null): Promise<{ bn: BatchNorm; y: Promise<Float64Array> }> => {
+        const bn = new BatchNorm(C, { pool: inline, dtype: 'float64' });
+        const y = bn.forward(x, shape, {
+          reduceStats: (local) => {
+            const answer = local.merge(local);
+            if (transfer !== null) setImmediate(() => structuredClone(answer[transfer].buffer, { transfer: [answer[transfer].buffer as ArrayBuffer] }));
+            return answer;
+          },
+        }) as Promise<Float64Array>;
+        return { bn, y };
+      };
+      const plain = await run(null);
+      const want = (await plain.y).slice();
+      const counted = await run('count');
+      expect(sameBits(await counted.y, want)).toBe(true);
+      expect(sameBits(counted.bn.runningVar!, plain.bn.runningVar!)).toBe(true);
+      expect(counted.bn.numBatchesTracked).toBe(1);
+      const summed = await run('m2');
+      await expect(summed.y).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringMatching(/the merged m2 must keep its 600001 values/) });
+      expect(summed.bn.numBatchesTracked).toBe(0);
+      expect(summed.bn.runningVar!.every((v) => v === 1)).toBe(true);
+    } finally {
+      await inline.close();
+    }
+  });
+
   it('a synced forward whose hook fails leaves the saved forward as it was: backward gives the same bits', async () => {
     const bn = new BatchNorm(3, { pool });
     const shape = [4, 3, 5];
