@@ -57,6 +57,11 @@ const MUTANTS = [
     tests: ['test/sync.test.ts'],
   },
   {
+    name: 'count-before-turn', breaks: "a synced forward reads its answer's count before it lets the event loop turn (the caller may transfer it then)",
+    file: 'src/sync.ts', find: '  const count = merged.count[0];\n  await channelsTurn(C);\n', replace: '  await channelsTurn(C);\n  const count = merged.count[0];\n',
+    tests: ['test/sync.test.ts'],
+  },
+  {
     name: 'synced-variance', breaks: 'a synced forward normalizes with the merged variance, m2 over every shard\'s count',
     file: 'src/sync.ts', find: 'runningVarDivisor: count,', replace: 'runningVarDivisor: request.dims.N * request.dims.S,',
     tests: ['test/sync.test.ts'],
