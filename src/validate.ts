@@ -73,6 +73,9 @@ export function checkLayout(value: unknown, name = 'options.layout'): Layout {
   return value;
 }
 
+/** How a caller's array comes to be detached, in the messages that say so. */
+const TRANSFERRED = 'transferred away by postMessage or structuredClone';
+
 /**
  * Refuses an input whose buffer was detached before the call (a `postMessage` or
  * `structuredClone` transfer list took it): an ArgumentError that says so, where the length
@@ -80,7 +83,7 @@ export function checkLayout(value: unknown, name = 'options.layout'): Layout {
  */
 export function checkAttached(value: ArrayBufferView, name: string): void {
   if (isDetached(value)) {
-    throw new ArgumentError(`${name} must hold its values; its buffer was detached (transferred away by postMessage or structuredClone); got ${describe(value)}`);
+    throw new ArgumentError(`${name} must hold its values; its buffer was detached (${TRANSFERRED}); got ${describe(value)}`);
   }
 }
 
@@ -90,7 +93,7 @@ export function checkAttached(value: ArrayBufferView, name: string): void {
  */
 export function lengthGiven(array: { readonly length: number }): string {
   const detached = ArrayBuffer.isView(array) && isDetached(array);
-  return `length ${heldLength(array)}${detached ? ' (its buffer was detached: transferred away by postMessage or structuredClone)' : ''}`;
+  return `length ${heldLength(array)}${detached ? ` (its buffer was detached: ${TRANSFERRED})` : ''}`;
 }
 
 /** Checks `shape` against the data length and, when given, the expected channel count. */

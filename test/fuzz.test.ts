@@ -15,7 +15,7 @@ import {
   BatchNorm, BnPoolError, ChannelStats, Pool, batchNorm, batchNormBackward,
 } from '../dist/src/index.js';
 import { fromSafetensors, toSafetensors } from '../dist/src/weights.js';
-import { rng } from './helpers/data.js';
+import { detached, rng } from './helpers/data.js';
 
 const TRIALS = Number(process.env.BNPOOL_FUZZ ?? 2000);
 const SEED = Number(process.env.BNPOOL_FUZZ_SEED ?? 1);
@@ -38,12 +38,6 @@ function cyclic(): unknown[] {
   const a: unknown[] = [1];
   a.push(a);
   return a;
-}
-
-/** `array`, its buffer transferred away (empty, as its owner would leave it after a postMessage). */
-function detached<T extends ArrayBufferView>(array: T): T {
-  structuredClone(array.buffer, { transfer: [array.buffer as ArrayBuffer] });
-  return array;
 }
 
 /** What went wrong in a search: label, what, and the message (empty when none). */
@@ -164,7 +158,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         const victim = draw < 0.35 ? input : draw < 0.7 ? out : pick(own);
         const lose = (): void => {
           if ((victim.buffer as ArrayBuffer & { resizable: boolean }).resizable && rand() < 0.5) (victim.buffer as ArrayBuffer & { resize(n: number): void }).resize(4 * Math.floor(rand() * 59));
-          else structuredClone(victim.buffer, { transfer: [victim.buffer] });
+          else detached(victim);
         };
         // The module's state but the lost buffer, which its owner emptied.
         const kept = (): string => own.includes(victim)

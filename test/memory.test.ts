@@ -4,7 +4,7 @@ import { ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, P
 import { Arena } from '../dist/src/memory.js';
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
-import { randomTensor, rng, sameBits } from './helpers/data.js';
+import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 describe('Arena', () => {
@@ -301,7 +301,7 @@ describe('copies on the calling thread', () => {
     const x = randomTensor(small, 'float32', 16) as Float32Array;
     const bn = new BatchNorm(3, { pool });
     await bn.forward(x, small);
-    structuredClone(x.buffer, { transfer: [x.buffer] });
+    detached(x);
     await expect(bn.backward(randomTensor(small, 'float32', 17) as Float32Array)).rejects.toMatchObject({
       code: 'ERR_BNPOOL_ARG', message: 'the forward input x must keep its 1200 values while a call uses it; its buffer was detached or resized, and it now has 0',
     });
@@ -314,7 +314,7 @@ describe('copies on the calling thread', () => {
     const bn = new BatchNorm(3, { pool });
     const calls = [bn.forward(randomTensor(small, 'float32', 19) as Float32Array, small), bn.forward(randomTensor(small, 'float32', 20) as Float32Array, small)];
     // Both calls were checked whole; neither has put its weight on the pool yet.
-    structuredClone(bn.weight!.buffer, { transfer: [bn.weight!.buffer] });
+    detached(bn.weight!);
     for (const call of calls) {
       await expect(call).rejects.toMatchObject({
         code: 'ERR_BNPOOL_ARG', message: 'weight must keep its 3 values while a call uses it; its buffer was detached or resized, and it now has 0',
@@ -352,10 +352,10 @@ describe('copies on the calling thread', () => {
   it.each(['mean', 'variance'] as const)("a module's running %s detached while a training forward runs: an ArgumentError, nothing updated", async (which) => {
     const pool = new Pool({ threads: 2, inlineThreshold: 0 });
     const bn = new BatchNorm(3, { pool });
-    const [detached, kept] = which === 'mean' ? [bn.runningMean!, bn.runningVar!] : [bn.runningVar!, bn.runningMean!];
+    const [gone, kept] = which === 'mean' ? [bn.runningMean!, bn.runningVar!] : [bn.runningVar!, bn.runningMean!];
     const keptBefore = kept.slice();
     const call = bn.forward(randomTensor(shape, 'float32', 21) as Float32Array, shape);
-    setImmediate(() => structuredClone(detached.buffer, { transfer: [detached.buffer] }));
+    setImmediate(() => detached(gone));
     await expect(call).rejects.toMatchObject({
       code: 'ERR_BNPOOL_ARG', message: `the running ${which} must keep its 3 values while a call uses it; its buffer was detached or resized, and it now has 0`,
     });

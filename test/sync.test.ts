@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
-import { randomTensor, randomVector, sameBits, splitRows } from './helpers/data.js';
+import { detached, randomTensor, randomVector, sameBits, splitRows } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
@@ -158,11 +158,15 @@ describe('reduceStats and reduceGrads', () => {
     expect(sameBits(bn.runningVar!, v.map((variance) => 0.75 * 1 + 0.25 * variance * (5 / 4)))).toBe(true);
   });
 
-  it('over 512K channels it lets the event loop turn between its per-channel steps; at 500,000 it takes no turn', async () => {
-    // Inline, with x and out on the pool: no worker and no copy, so every turn the call takes is
-    // one of its steps' (channelsTurn) and the count does not depend on timing.
-    const inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 });
-    try {
+  describe('over 512K channels, on an inline pool', () => {
+    // Inline, with x and out on the pool: no worker and no copy, so every turn a call takes is one
+    // of its steps' (channelsTurn), and the first turn after a hook is the call's own.
+    let inline: Pool;
+    beforeAll(() => { inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 }); });
+    afterAll(() => inline.close());
+
+    it('lets the event loop turn between its per-channel steps; at 500,000 channels it takes no turn', async () => {
+      // The count of turns does not depend on timing.
       const turns: number[] = [];
       for (const C of [500_000, 600_001]) {
         const x = inline.alloc(2 * C, 'float64');
@@ -180,47 +184,43 @@ describe('reduceStats and reduceGrads', () => {
         running = false;
         turns.push(ticks);
         expect(bn.numBatchesTracked).toBe(1);
+        inline.free(x);
+        inline.free(out);
       }
       expect(turns[0]).toBe(0);
       expect(turns[1]).toBeGreaterThanOrEqual(4);
-    } finally {
-      await inline.close();
-    }
-  });
+    });
 
-  it('over 512K channels, the answer\'s count or m2 transferred during the turn after the hook: the same bits, or an ArgumentError changing nothing', async () => {
-    // The caller owns the ChannelStats its hook returns and may transfer its arrays while the
-    // call takes its turns (inline: the first turn after the hook is the call's own).
-    const inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 });
-    try {
+    it('the answer\'s count or m2 transferred during the turn after the hook: the same bits, or an ArgumentError changing nothing', async () => {
+      // The caller owns the ChannelStats its hook returns and may transfer its arrays while the
+      // call takes its turns.
       const C = 600_001;
       const shape = [2, C];
       const x = inline.alloc(2 * C, 'float64');
       x.set(randomTensor(shape, 'float64', 41));
-      const run = async (transfer: 'count' | 'm2' | null): Promise<{ bn: BatchNorm; y: Promise<Float64Array> }> => {
+      const run = (transfer: 'count' | 'm2' | null): { bn: BatchNorm; y: Promise<Float64Array> } => {
         const bn = new BatchNorm(C, { pool: inline, dtype: 'float64' });
         const y = bn.forward(x, shape, {
           reduceStats: (local) => {
             const answer = local.merge(local);
-            if (transfer !== null) setImmediate(() => structuredClone(answer[transfer].buffer, { transfer: [answer[transfer].buffer as ArrayBuffer] }));
+            if (transfer !== null) setImmediate(() => detached(answer[transfer]));
             return answer;
           },
         }) as Promise<Float64Array>;
         return { bn, y };
       };
-      const plain = await run(null);
+      const plain = run(null);
       const want = (await plain.y).slice();
-      const counted = await run('count');
+      const counted = run('count');
       expect(sameBits(await counted.y, want)).toBe(true);
       expect(sameBits(counted.bn.runningVar!, plain.bn.runningVar!)).toBe(true);
       expect(counted.bn.numBatchesTracked).toBe(1);
-      const summed = await run('m2');
+      const summed = run('m2');
       await expect(summed.y).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringMatching(/the merged m2 must keep its 600001 values/) });
       expect(summed.bn.numBatchesTracked).toBe(0);
       expect(summed.bn.runningVar!.every((v) => v === 1)).toBe(true);
-    } finally {
-      await inline.close();
-    }
+      inline.free(x);
+    });
   });
 
   it('a synced forward whose hook fails leaves the saved forward as it was: backward gives the same bits', async () => {
@@ -374,7 +374,7 @@ describe('reduceStats and reduceGrads', () => {
     const untouched = new Float64Array(x.length).fill(7);
     await expect(alone.forward(x, [3, 4], {
       out: untouched,
-      reduceStats: (local) => { structuredClone(local.m2, { transfer: [local.m2.buffer] }); return local; },
+      reduceStats: (local) => { detached(local.m2); return local; },
     })).rejects.toMatchObject({
       code: 'ERR_BNPOOL_ARG',
       message: "options.reduceStats's result's m2 must hold 4 values, one a channel; its buffer was detached (transferred), and it now holds 0",

@@ -91,3 +91,9 @@ export function permute(x: Float32Array | Float64Array, shape: number[], back = 
   }
   return y;
 }
+
+/** `array`, its buffer transferred away (empty, as its owner would leave it after a postMessage). */
+export function detached<T extends ArrayBufferView>(array: T): T {
+  structuredClone(array.buffer, { transfer: [array.buffer as ArrayBuffer] });
+  return array;
+}
