@@ -102,6 +102,15 @@ export function injectFault(pool: Pool, fault: Fault): void {
   pendingFaults.set(pool, fault);
 }
 
+/**
+ * @internal Test hook: whether the fault `injectFault` left for `pool` still waits for a task.
+ * Once it is taken, the call that took it has posted its tasks (`takeFault` and the posts are one
+ * synchronous stretch), so a test can cancel that call while its tasks are certainly running.
+ */
+export function faultPending(pool: Pool): boolean {
+  return pendingFaults.has(pool);
+}
+
 /** Takes the fault `injectFault` left for `pool`'s next task, if any: it applies once. */
 export function takeFault(pool: Pool): Fault | undefined {
   const fault = pendingFaults.get(pool);

@@ -4,8 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
+import { planGrid, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
 import { randomTensor, sameBits } from './helpers/data.js';
+import { abortOnceDispatched } from './helpers/pools.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
@@ -90,7 +92,7 @@ describe('abort', () => {
     // One task stalls in its worker until the call is cancelled: the call is surely running.
     injectFault(pool, { kind: 'stall' });
     const call = bn.forward(x, big, { signal: ac.signal });
-    setTimeout(() => ac.abort(), 20);
+    await abortOnceDispatched(pool, ac);
     const err = await call.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);
     expect(bn.numBatchesTracked).toBe(0);
@@ -109,7 +111,7 @@ describe('abort', () => {
     const ac = new AbortController();
     injectFault(pool, { kind: 'stall', holdsPrep: true });
     const call = bn.forward(x, wide, { signal: ac.signal });
-    setTimeout(() => ac.abort(), 20);
+    await abortOnceDispatched(pool, ac);
     const err = await call.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);
     expect(pool.memoryStats.liveBytes).toBe(0);
@@ -131,6 +133,45 @@ describe('abort', () => {
     const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
     expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
   });
+
+  // The split path's normalization waits at its barrier for every task of the call. Task 0 stalls
+  // in its worker until the call is cancelled, so it reaches the barrier, and releases it, only
+  // after the cancel flag is up: a task that polls the flag between blocks then writes no element
+  // of `out` (x and `out` on the pool, so the workers write it directly), where one that did not
+  // would normalize it all. Deterministic: no element can be written before the flag is raised.
+  const splitCases: [string, number[], 'train' | 'backward'][] = [
+    ['split, plane mode', [4, 3, 64, 64], 'train'],
+    ['split, row mode', [8, 6, 30, 31], 'train'],
+    ['backward (split)', [8, 6, 30, 31], 'backward'],
+  ];
+  for (const [label, shape, mode] of splitCases) {
+    it(`${label}: a task that starts after the abort writes no element of the output`, async () => {
+      const [N, C, ...spatial] = shape;
+      expect(shouldFuse(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, true, 2)).toBe(false);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = pool.alloc(n);
+      x.set(randomTensor(shape, 'float32', 13) as Float32Array);
+      const dy = pool.alloc(n);
+      dy.set(randomTensor(shape, 'float32', 14) as Float32Array);
+      const out = pool.alloc(n).fill(1234.5);
+      const bn = new BatchNorm(C, { pool });
+      if (mode === 'backward') await bn.forward(x, shape);
+      const before = JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)]);
+      const ac = new AbortController();
+      injectFault(pool, { kind: 'stall' });
+      const call = mode === 'backward' ? bn.backward(dy, { out, signal: ac.signal }) : bn.forward(x, shape, { out, signal: ac.signal });
+      await abortOnceDispatched(pool, ac);
+      expect(await call.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
+      expect(out.filter((v) => v !== 1234.5).length).toBe(0);
+      expect(JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)])).toBe(before);
+      // The same module and arrays then give the whole result.
+      if (mode === 'backward') await bn.backward(dy, { out });
+      else await bn.forward(x, shape, { out });
+      expect(out.filter((v) => v === 1234.5).length).toBe(0);
+      for (const a of [x, dy, out]) pool.free(a);
+      expect(pool.memoryStats.liveBytes).toBe(0);
+    });
+  }
 
   it('a call queued behind another on the same module is removed by its signal; the other completes', async () => {
     const big = [16, 8, 128, 128];

@@ -13,7 +13,7 @@ import { phasesOf as enginePhases } from '../dist/src/engine.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
 import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { fillChannel, randomTensor, sameBits } from './helpers/data.js';
-import { KERNELS } from './helpers/pools.js';
+import { abortOnceDispatched, KERNELS } from './helpers/pools.js';
 import { channelStats, dimsOf, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 /** The channel groups the engine uses for a whole tensor in one chunk (null: fused or one barrier). */
@@ -205,7 +205,7 @@ describe('phased split, abort', () => {
       // One task stalls until the call is cancelled, so the other is certainly at the first barrier.
       injectFault(pool, { kind: 'stall' });
       const call = bn.forward(x, shape, { signal: ac.signal });
-      setTimeout(() => ac.abort(), 30);
+      await abortOnceDispatched(pool, ac);
       await expect(call).rejects.toBeInstanceOf(AbortError);
       expect(bn.numBatchesTracked).toBe(0);
       expect(Array.from(bn.runningMean!)).toEqual(new Array(C).fill(0));

@@ -1,4 +1,5 @@
 import { Pool } from '../../dist/src/index.js';
+import { faultPending } from '../../dist/src/pool-internals.js';
 
 /**
  * The pool configurations every numeric suite runs under: on the workers for every size
@@ -32,3 +33,13 @@ export function openAgreeingPools(kernel: 'js' | 'wasm', stagedMaxMemory: number
 
 /** Kernels the suites are parameterised over. */
 export const KERNELS = ['js', 'wasm'] as const;
+
+/**
+ * Aborts `ac` once the call that takes the fault injected on `pool` has posted its tasks (the
+ * fault taken), so that the abort finds them running: a timer could fire before a pool that is
+ * still starting has dispatched, and the fault would then stall the next call instead.
+ */
+export async function abortOnceDispatched(pool: Pool, ac: AbortController): Promise<void> {
+  while (faultPending(pool)) await new Promise((resolve) => setTimeout(resolve, 1));
+  ac.abort();
+}
