@@ -143,7 +143,7 @@ const MUTANTS = [
     name: 'state-dict-order', breaks: 'loadStateDict checks everything before it copies anything',
     file: 'src/batch-norm.ts', find: '    const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);\n',
     replace: "    if (this.affine && (stateDict.weight?.length === this.numFeatures)) this.weight!.set(stateDict.weight!);\n    const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);\n",
-    tests: ['test/errors.test.ts', 'test/fuzz.test.ts'],
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/fuzz.test.ts'],
   },
   {
     name: 'eps-at-call', breaks: 'a call uses the eps set at the time of the call, not when its turn comes',
@@ -153,7 +153,7 @@ const MUTANTS = [
   {
     name: 'call-order', breaks: "a module's calls run in call order",
     file: 'src/call-queue.ts', find: '        await waitForTurn(turn, signal);\n', replace: '        void waitForTurn;\n        void signal;\n',
-    tests: ['test/concurrency.test.ts', 'test/errors.test.ts'],
+    tests: ['test/concurrency.test.ts', 'test/errors.test.ts', 'test/errors-arguments.test.ts'],
   },
   {
     name: 'hook-answer', breaks: "a synced backward checks its all-reduce's Σdy·x̂",
@@ -163,7 +163,7 @@ const MUTANTS = [
   {
     name: 'out-overlap', breaks: 'out must be x itself or not overlap it',
     file: 'src/validate.ts', find: 'if (overlaps(y, input) && y.byteOffset !== input.byteOffset)',
-    replace: 'if (false && overlaps(y, input) && y.byteOffset !== input.byteOffset)', tests: ['test/errors.test.ts'],
+    replace: 'if (false && overlaps(y, input) && y.byteOffset !== input.byteOffset)', tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts'],
   },
   {
     name: 'mean-lo-json', breaks: "ChannelStats.fromJSON keeps the means' low parts",
