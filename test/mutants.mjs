@@ -125,14 +125,14 @@ const MUTANTS = [
   {
     name: 'running-var-check', breaks: 'the running update checks both buffers whole before it writes either',
     file: 'src/running.ts', find: "  checkIntact(runningVar, mean.length, 'the running variance');\n", replace: '',
-    tests: ['test/memory.test.ts'],
+    tests: ['test/memory-copies.test.ts'],
   },
   {
     name: 'count-before-update', breaks: 'num_batches_tracked moves only once the running update has succeeded',
     file: 'src/batch-norm.ts',
     find: '    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);\n    this.#numBatchesTracked = tracked;\n',
     replace: '    this.#numBatchesTracked = tracked;\n    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);\n',
-    tests: ['test/memory.test.ts', 'test/fuzz.test.ts'],
+    tests: ['test/memory-copies.test.ts', 'test/fuzz.test.ts'],
   },
   {
     name: 'in-place-backward', breaks: 'backward refuses a forward that wrote its output over x',
