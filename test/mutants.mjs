@@ -58,17 +58,17 @@ const MUTANTS = [
   {
     name: 'channels-turn', breaks: 'a call over more than 512K channels lets the event loop turn between its per-channel steps',
     file: 'src/channels.ts', find: 'C * 8 > COPY_SLICE_BYTES ? nextTurn()', replace: 'C * 8 > COPY_SLICE_BYTES * Infinity ? nextTurn()',
-    tests: ['test/sync.test.ts'],
+    tests: ['test/sync-wide.test.ts'],
   },
   {
     name: 'count-before-turn', breaks: "a synced forward reads its answer's count before it lets the event loop turn (the caller may transfer it then)",
     file: 'src/sync.ts', find: '  const count = merged.count[0];\n  await channelsTurn(C);\n', replace: '  await channelsTurn(C);\n  const count = merged.count[0];\n',
-    tests: ['test/sync.test.ts'],
+    tests: ['test/sync-wide.test.ts'],
   },
   {
     name: 'synced-variance', breaks: 'a synced forward normalizes with the merged variance, m2 over every shard\'s count',
     file: 'src/sync.ts', find: 'runningVarDivisor: count,', replace: 'runningVarDivisor: request.dims.N * request.dims.S,',
-    tests: ['test/sync.test.ts'],
+    tests: ['test/sync.test.ts', 'test/sync-wide.test.ts'],
   },
   {
     name: 'eps-backward-wasm', breaks: "the WebAssembly backward prep's invstd = 1 / sqrt(var + eps), two channels a step",
