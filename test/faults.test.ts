@@ -1,13 +1,13 @@
 /**
  * Failure semantics: a worker that dies or throws rejects that call with a typed error and leaves
- * the module unchanged, and the pool goes on serving; aborts before and during a call.
+ * the module unchanged, and the pool goes on serving; a task that starts late; memory that runs
+ * out. abort.test.ts has the aborts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
-import { planGrid, shouldFuse } from '../dist/src/plan.js';
+import { BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
 import { injectFault } from '../dist/src/pool-internals.js';
 import { randomTensor, sameBits } from './helpers/data.js';
-import { abortOnceDispatched } from './helpers/pools.js';
+import { trainedModule } from './helpers/errors.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
@@ -15,12 +15,6 @@ beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
 afterAll(() => pool.close());
 
 const shape = [8, 6, 30, 31];
-
-async function snapshotAfterOneStep(): Promise<{ bn: BatchNorm; state: () => string }> {
-  const bn = new BatchNorm(6, { pool });
-  await bn.forward(randomTensor(shape, 'float32', 1), shape);
-  return { bn, state: () => JSON.stringify(Object.values(bn.stateDict()).map((v) => (typeof v === 'number' ? v : Array.from(v as Float32Array)))) };
-}
 
 async function expectCorrectCall(bn: BatchNorm, seed: number): Promise<void> {
   const x = randomTensor(shape, 'float32', seed);
@@ -31,161 +25,42 @@ async function expectCorrectCall(bn: BatchNorm, seed: number): Promise<void> {
 
 describe('worker faults', () => {
   it('a worker killed mid-call rejects with ERR_BNPOOL_WORKER, changes nothing, and the next call succeeds', async () => {
-    const { bn, state } = await snapshotAfterOneStep();
-    const before = state();
+    const { bn, snapshot } = await trainedModule(pool, shape);
+    const before = snapshot();
     const out = new Float32Array(randomTensor(shape, 'float32', 2).length);
     injectFault(pool, { kind: 'exit', exitCode: 7 });
     const err = await bn.forward(randomTensor(shape, 'float32', 2), shape, { out }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect((err as BnPoolError).code).toBe('ERR_BNPOOL_WORKER');
     expect((err as Error).message).toContain('worker exited with code: 7');
-    expect(state()).toBe(before);
+    expect(snapshot()).toBe(before);
     expect(bn.numBatchesTracked).toBe(1);
     await expectCorrectCall(bn, 3);
     expect(bn.numBatchesTracked).toBe(2);
   });
 
   it("a worker's typed error arrives with name, code and message intact", async () => {
-    const { bn, state } = await snapshotAfterOneStep();
-    const before = state();
+    const { bn, snapshot } = await trainedModule(pool, shape);
+    const before = snapshot();
     injectFault(pool, { kind: 'throw', name: 'ShapeError', code: 'ERR_BNPOOL_SHAPE', message: 'injected: shape trouble' });
     const err = await bn.forward(randomTensor(shape, 'float32', 4), shape).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ShapeError);
     expect((err as BnPoolError).name).toBe('ShapeError');
     expect((err as BnPoolError).code).toBe('ERR_BNPOOL_SHAPE');
     expect((err as Error).message).toBe('injected: shape trouble');
-    expect(state()).toBe(before);
+    expect(snapshot()).toBe(before);
     await expectCorrectCall(bn, 5);
   });
 
   it("a worker's plain error becomes a WorkerError that keeps its message", async () => {
-    const { bn, state } = await snapshotAfterOneStep();
-    const before = state();
+    const { bn, snapshot } = await trainedModule(pool, shape);
+    const before = snapshot();
     injectFault(pool, { kind: 'throw', name: 'TypeError', message: 'injected: boom' });
     const err = await bn.forward(randomTensor(shape, 'float32', 6), shape).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkerError);
     expect((err as Error).message).toContain('TypeError: injected: boom');
-    expect(state()).toBe(before);
+    expect(snapshot()).toBe(before);
     await expectCorrectCall(bn, 7);
-  });
-});
-
-describe('abort', () => {
-  it('a signal aborted before the call rejects with AbortError and changes nothing', async () => {
-    const { bn, state } = await snapshotAfterOneStep();
-    const before = state();
-    const ac = new AbortController();
-    ac.abort(new Error('stop'));
-    const err = await bn.forward(randomTensor(shape, 'float32', 8), shape, { signal: ac.signal }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AbortError);
-    expect((err as BnPoolError).name).toBe('AbortError');
-    expect((err as BnPoolError).code).toBe('ABORT_ERR');
-    expect(((err as Error).cause as Error).message).toBe('stop');
-    expect(state()).toBe(before);
-  });
-
-  it('a running call rejects with AbortError, changes nothing, and the pool goes on', async () => {
-    const big = [16, 8, 128, 128];
-    const x = randomTensor(big, 'float32', 9);
-    const bn = new BatchNorm(8, { pool });
-    const ac = new AbortController();
-    // One task stalls in its worker until the call is cancelled: the call is surely running.
-    injectFault(pool, { kind: 'stall' });
-    const call = bn.forward(x, big, { signal: ac.signal });
-    await abortOnceDispatched(pool, ac);
-    const err = await call.catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AbortError);
-    expect(bn.numBatchesTracked).toBe(0);
-    expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
-    expect(pool.memoryStats.liveBytes).toBe(0);
-    const y = await bn.forward(x, big);
-    expect(outputErrorRatio(y, x, big, referenceForward(x, big, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
-  });
-
-  // An eval call's tasks first make the parameters of its 6144 channels, three claims of 2048; the
-  // first claim is held by a task that stalls or dies, so the others wait at the prep.
-  it('a call whose tasks wait at the prep for a stalled task rejects with AbortError when aborted', async () => {
-    const wide = [4, 6144];
-    const x = randomTensor(wide, 'float32', 11);
-    const bn = new BatchNorm(6144, { pool }).eval();
-    const ac = new AbortController();
-    injectFault(pool, { kind: 'stall', holdsPrep: true });
-    const call = bn.forward(x, wide, { signal: ac.signal });
-    await abortOnceDispatched(pool, ac);
-    const err = await call.catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AbortError);
-    expect(pool.memoryStats.liveBytes).toBe(0);
-    const y = await bn.forward(x, wide);
-    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
-    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
-  });
-
-  it('a call whose tasks wait at the prep for a task whose worker died rejects with ERR_BNPOOL_WORKER', async () => {
-    const wide = [4, 6144];
-    const x = randomTensor(wide, 'float32', 12);
-    const bn = new BatchNorm(6144, { pool }).eval();
-    injectFault(pool, { kind: 'exit', exitCode: 9, holdsPrep: true });
-    const err = await bn.forward(x, wide).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkerError);
-    expect((err as Error).message).toContain('worker exited with code: 9');
-    expect(pool.memoryStats.liveBytes).toBe(0);
-    const y = await bn.forward(x, wide);
-    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
-    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
-  });
-
-  // The split path's normalization waits at its barrier for every task of the call. Task 0 stalls
-  // in its worker until the call is cancelled, so it reaches the barrier, and releases it, only
-  // after the cancel flag is up: a task that polls the flag between blocks then writes no element
-  // of `out` (x and `out` on the pool, so the workers write it directly), where one that did not
-  // would normalize it all. Deterministic: no element can be written before the flag is raised.
-  const splitCases: [string, number[], 'train' | 'backward'][] = [
-    ['split, plane mode', [4, 3, 64, 64], 'train'],
-    ['split, row mode', [8, 6, 30, 31], 'train'],
-    ['backward (split)', [8, 6, 30, 31], 'backward'],
-  ];
-  for (const [label, shape, mode] of splitCases) {
-    it(`${label}: a task that starts after the abort writes no element of the output`, async () => {
-      const [N, C, ...spatial] = shape;
-      expect(shouldFuse(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, true, 2)).toBe(false);
-      const n = shape.reduce((a, b) => a * b, 1);
-      const x = pool.alloc(n);
-      x.set(randomTensor(shape, 'float32', 13) as Float32Array);
-      const dy = pool.alloc(n);
-      dy.set(randomTensor(shape, 'float32', 14) as Float32Array);
-      const out = pool.alloc(n).fill(1234.5);
-      const bn = new BatchNorm(C, { pool });
-      if (mode === 'backward') await bn.forward(x, shape);
-      const before = JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)]);
-      const ac = new AbortController();
-      injectFault(pool, { kind: 'stall' });
-      const call = mode === 'backward' ? bn.backward(dy, { out, signal: ac.signal }) : bn.forward(x, shape, { out, signal: ac.signal });
-      await abortOnceDispatched(pool, ac);
-      expect(await call.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
-      expect(out.filter((v) => v !== 1234.5).length).toBe(0);
-      expect(JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)])).toBe(before);
-      // The same module and arrays then give the whole result.
-      if (mode === 'backward') await bn.backward(dy, { out });
-      else await bn.forward(x, shape, { out });
-      expect(out.filter((v) => v === 1234.5).length).toBe(0);
-      for (const a of [x, dy, out]) pool.free(a);
-      expect(pool.memoryStats.liveBytes).toBe(0);
-    });
-  }
-
-  it('a call queued behind another on the same module is removed by its signal; the other completes', async () => {
-    const big = [16, 8, 128, 128];
-    const x = randomTensor(big, 'float32', 10);
-    const bn = new BatchNorm(8, { pool });
-    const ac = new AbortController();
-    const first = bn.forward(x, big);
-    const second = bn.forward(x, big, { signal: ac.signal });
-    const third = bn.forward(x, big);
-    ac.abort();
-    await expect(second).rejects.toBeInstanceOf(AbortError);
-    await first;
-    await third;
-    expect(bn.numBatchesTracked).toBe(2);
   });
 });
 

@@ -177,7 +177,7 @@ const MUTANTS = [
   {
     name: 'cancel-flag', breaks: "a call's tasks poll its cancel flag between blocks and stop",
     file: 'workers/execute.ts', find: 'const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;',
-    replace: 'const cancelled = (): boolean => cancelIndex < 0;', tests: ['test/faults.test.ts'],
+    replace: 'const cancelled = (): boolean => cancelIndex < 0;', tests: ['test/abort.test.ts'],
     // Only these: with the flag ignored, the tasks that wait at a prep for a stalled one wait
     // for the fault's 30 s and the tests about them time out (killed, but a minute later).
     only: 'a task that starts after the abort writes no element of the output',

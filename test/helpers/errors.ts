@@ -2,10 +2,15 @@ import { expect } from 'vitest';
 import { BatchNorm, BnPoolError, type Pool } from '../../dist/src/index.js';
 import { randomTensor } from './data.js';
 
-/** A module trained once on `pool`, and a snapshot of everything a failed call must leave alone. */
-export async function trainedModule(pool: Pool): Promise<{ bn: BatchNorm; snapshot: () => unknown }> {
-  const bn = new BatchNorm(3, { pool });
-  await bn.forward(randomTensor([4, 3, 5], 'float32', 1), [4, 3, 5]);
+/**
+ * A module trained once on `pool` (one batch of `shape`, float32), and a snapshot of everything a
+ * failed call must leave alone.
+ */
+export async function trainedModule(
+  pool: Pool, shape: readonly number[] = [4, 3, 5],
+): Promise<{ bn: BatchNorm; snapshot: () => unknown }> {
+  const bn = new BatchNorm(shape[1], { pool });
+  await bn.forward(randomTensor(shape, 'float32', 1), shape);
   const snapshot = () => JSON.stringify({
     sd: Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as Float32Array)])),
     training: bn.training,

@@ -1,0 +1,156 @@
+/**
+ * Aborts: a signal aborted before a call, during it (workers poll the call's cancel flag between
+ * blocks, and a task that starts after the abort writes nothing), while its tasks wait at a prep,
+ * and while it waits behind another call on its module; nothing is committed, and the pool goes
+ * on serving. faults.test.ts has the workers that die or throw.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, BatchNorm, BnPoolError, Pool, WorkerError } from '../dist/src/index.js';
+import { planGrid, shouldFuse } from '../dist/src/plan.js';
+import { injectFault } from '../dist/src/pool-internals.js';
+import { randomTensor } from './helpers/data.js';
+import { trainedModule } from './helpers/errors.js';
+import { abortOnceDispatched } from './helpers/pools.js';
+import { outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+let pool: Pool;
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+afterAll(() => pool.close());
+
+const shape = [8, 6, 30, 31];
+
+describe('abort', () => {
+  it('a signal aborted before the call rejects with AbortError and changes nothing', async () => {
+    const { bn, snapshot } = await trainedModule(pool, shape);
+    const before = snapshot();
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    const err = await bn.forward(randomTensor(shape, 'float32', 8), shape, { signal: ac.signal }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect((err as BnPoolError).name).toBe('AbortError');
+    expect((err as BnPoolError).code).toBe('ABORT_ERR');
+    expect(((err as Error).cause as Error).message).toBe('stop');
+    expect(snapshot()).toBe(before);
+  });
+
+  it('a running call rejects with AbortError, changes nothing, and the pool goes on', async () => {
+    const big = [16, 8, 128, 128];
+    const x = randomTensor(big, 'float32', 9);
+    const bn = new BatchNorm(8, { pool });
+    const ac = new AbortController();
+    // One task stalls in its worker until the call is cancelled: the call is surely running.
+    injectFault(pool, { kind: 'stall' });
+    const call = bn.forward(x, big, { signal: ac.signal });
+    await abortOnceDispatched(pool, ac);
+    const err = await call.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect(bn.numBatchesTracked).toBe(0);
+    expect(Array.from(bn.runningMean!)).toEqual(new Array(8).fill(0));
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, big);
+    expect(outputErrorRatio(y, x, big, referenceForward(x, big, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  // An eval call's tasks first make the parameters of its 6144 channels, three claims of 2048; the
+  // first claim is held by a task that stalls or dies, so the others wait at the prep.
+  it('a call whose tasks wait at the prep for a stalled task rejects with AbortError when aborted', async () => {
+    const wide = [4, 6144];
+    const x = randomTensor(wide, 'float32', 11);
+    const bn = new BatchNorm(6144, { pool }).eval();
+    const ac = new AbortController();
+    injectFault(pool, { kind: 'stall', holdsPrep: true });
+    const call = bn.forward(x, wide, { signal: ac.signal });
+    await abortOnceDispatched(pool, ac);
+    const err = await call.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, wide);
+    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
+    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  it('a call whose tasks wait at the prep for a task whose worker died rejects with ERR_BNPOOL_WORKER', async () => {
+    const wide = [4, 6144];
+    const x = randomTensor(wide, 'float32', 12);
+    const bn = new BatchNorm(6144, { pool }).eval();
+    injectFault(pool, { kind: 'exit', exitCode: 9, holdsPrep: true });
+    const err = await bn.forward(x, wide).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as Error).message).toContain('worker exited with code: 9');
+    expect(pool.memoryStats.liveBytes).toBe(0);
+    const y = await bn.forward(x, wide);
+    const ref = referenceForward(x, wide, { training: false, runningMean: bn.runningMean, runningVar: bn.runningVar });
+    expect(outputErrorRatio(y, x, wide, ref, null, 'float32')).toBeLessThanOrEqual(1);
+  });
+
+  it('a call queued behind another on the same module is removed by its signal; the other completes', async () => {
+    const big = [16, 8, 128, 128];
+    const x = randomTensor(big, 'float32', 10);
+    const bn = new BatchNorm(8, { pool });
+    const ac = new AbortController();
+    const first = bn.forward(x, big);
+    const second = bn.forward(x, big, { signal: ac.signal });
+    const third = bn.forward(x, big);
+    ac.abort();
+    await expect(second).rejects.toBeInstanceOf(AbortError);
+    await first;
+    await third;
+    expect(bn.numBatchesTracked).toBe(2);
+  });
+});
+
+describe('the cancel flag, polled by the tasks between blocks', () => {
+  // A task that starts its work after the call was cancelled must write nothing: x and `out` are
+  // on the pool (the workers write `out` directly), `out` is filled with a sentinel, and the
+  // injected stall holds a task in its worker until the flag is up. On one worker that task is
+  // the whole call, whatever its path. On two, the split path's normalization waits at a barrier
+  // for every task, task 0 among them, so no element can be written before the flag is raised
+  // either. A task that ignored the flag would write every element.
+  let one: Pool;
+  beforeAll(() => { one = new Pool({ threads: 1, inlineThreshold: 0 }); });
+  afterAll(() => one.close());
+
+  const cases: [string, number, number[], 'train' | 'eval' | 'backward' | 'eval backward'][] = [
+    ['split, plane mode', 2, [4, 3, 64, 64], 'train'],
+    ['split, row mode', 2, [8, 6, 30, 31], 'train'],
+    ['backward (split)', 2, [8, 6, 30, 31], 'backward'],
+    ['fused, plane mode', 1, [4, 8, 32, 32], 'train'],
+    ['fused bands of wide rows', 1, [4, 65536], 'train'],
+    ['eval, with its prep', 1, [8, 6, 30, 31], 'eval'],
+    ['backward (fused)', 1, [4, 8, 32, 32], 'backward'],
+    ['eval-mode backward', 1, [8, 6, 30, 31], 'eval backward'],
+  ];
+  for (const [label, threads, shape, mode] of cases) {
+    it(`${label}, ${threads} worker${threads > 1 ? 's' : ''}: a task that starts after the abort writes no element of the output`, async () => {
+      const p = threads === 1 ? one : pool;
+      const [N, C, ...spatial] = shape;
+      if (threads > 1) expect(shouldFuse(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, true, threads)).toBe(false);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = p.alloc(n);
+      x.set(randomTensor(shape, 'float32', 13) as Float32Array);
+      const dy = p.alloc(n);
+      dy.set(randomTensor(shape, 'float32', 14) as Float32Array);
+      const out = p.alloc(n).fill(1234.5);
+      const bn = new BatchNorm(C, { pool: p });
+      if (mode === 'backward') await bn.forward(x, shape);
+      if (mode === 'eval' || mode === 'eval backward') bn.eval();
+      if (mode === 'eval backward') await bn.forward(x, shape);
+      const backward = mode === 'backward' || mode === 'eval backward';
+      const state = (): string => JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)]);
+      const before = state();
+      const ac = new AbortController();
+      injectFault(p, { kind: 'stall' });
+      const call = backward ? bn.backward(dy, { out, signal: ac.signal }) : bn.forward(x, shape, { out, signal: ac.signal });
+      await abortOnceDispatched(p, ac);
+      expect(await call.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
+      expect(out.filter((v) => v !== 1234.5).length).toBe(0);
+      expect(state()).toBe(before);
+      // The same module and arrays then give the whole result.
+      if (backward) await bn.backward(dy, { out });
+      else await bn.forward(x, shape, { out });
+      expect(out.filter((v) => v === 1234.5).length).toBe(0);
+      for (const a of [x, dy, out]) p.free(a);
+      expect(p.memoryStats.liveBytes).toBe(0);
+    });
+  }
+});
