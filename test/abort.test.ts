@@ -41,7 +41,7 @@ describe('abort', () => {
     // One task stalls in its worker until the call is cancelled: the call is surely running.
     injectFault(pool, { kind: 'stall' });
     const call = bn.forward(x, big, { signal: ac.signal });
-    await abortOnceDispatched(pool, ac);
+    await abortOnceDispatched(pool, ac, call);
     const err = await call.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);
     expect(bn.numBatchesTracked).toBe(0);
@@ -60,7 +60,7 @@ describe('abort', () => {
     const ac = new AbortController();
     injectFault(pool, { kind: 'stall', holdsPrep: true });
     const call = bn.forward(x, wide, { signal: ac.signal });
-    await abortOnceDispatched(pool, ac);
+    await abortOnceDispatched(pool, ac, call);
     const err = await call.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AbortError);
     expect(pool.memoryStats.liveBytes).toBe(0);
@@ -141,7 +141,7 @@ describe('the cancel flag, polled by the tasks between blocks', () => {
       const ac = new AbortController();
       injectFault(p, { kind: 'stall' });
       const call = backward ? bn.backward(dy, { out, signal: ac.signal }) : bn.forward(x, shape, { out, signal: ac.signal });
-      await abortOnceDispatched(p, ac);
+      await abortOnceDispatched(p, ac, call);
       expect(await call.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
       expect(out.filter((v) => v !== 1234.5).length).toBe(0);
       expect(state()).toBe(before);

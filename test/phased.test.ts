@@ -205,7 +205,7 @@ describe('phased split, abort', () => {
       // One task stalls until the call is cancelled, so the other is certainly at the first barrier.
       injectFault(pool, { kind: 'stall' });
       const call = bn.forward(x, shape, { signal: ac.signal });
-      await abortOnceDispatched(pool, ac);
+      await abortOnceDispatched(pool, ac, call);
       await expect(call).rejects.toBeInstanceOf(AbortError);
       expect(bn.numBatchesTracked).toBe(0);
       expect(Array.from(bn.runningMean!)).toEqual(new Array(C).fill(0));

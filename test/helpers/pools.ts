@@ -35,11 +35,14 @@ export function openAgreeingPools(kernel: 'js' | 'wasm', stagedMaxMemory: number
 export const KERNELS = ['js', 'wasm'] as const;
 
 /**
- * Aborts `ac` once the call that takes the fault injected on `pool` has posted its tasks (the
+ * Aborts `ac` once `call`, which takes the fault injected on `pool`, has posted its tasks (the
  * fault taken), so that the abort finds them running: a timer could fire before a pool that is
- * still starting has dispatched, and the fault would then stall the next call instead.
+ * still starting has dispatched, and the fault would then stall the next call instead. A call
+ * that settles first (it failed before its tasks) ends the wait too, for the test to report.
  */
-export async function abortOnceDispatched(pool: Pool, ac: AbortController): Promise<void> {
-  while (faultPending(pool)) await new Promise((resolve) => setTimeout(resolve, 1));
+export async function abortOnceDispatched(pool: Pool, ac: AbortController, call: Promise<unknown>): Promise<void> {
+  let settled = false;
+  call.then(() => { settled = true; }, () => { settled = true; });
+  while (faultPending(pool) && !settled) await new Promise((resolve) => setTimeout(resolve, 1));
   ac.abort();
 }
