@@ -1,8 +1,9 @@
 /**
  * Aborts: a signal aborted before a call, during it (workers poll the call's cancel flag between
- * blocks, and a task that starts after the abort writes nothing), while its tasks wait at a prep,
- * and while it waits behind another call on its module; nothing is committed, and the pool goes
- * on serving. faults.test.ts has the workers that die or throw.
+ * blocks, and a task that starts after the abort writes nothing), while its tasks wait at a prep
+ * (and, beside it, the same wait ended by a worker that dies), and while it waits behind another
+ * call on its module; nothing is committed, and the pool goes on serving. faults.test.ts has the
+ * other workers that die or throw.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, BnPoolError, Pool, WorkerError } from '../dist/src/index.js';
