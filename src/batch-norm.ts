@@ -71,10 +71,12 @@ export class BatchNorm {
   #saved: SavedForward | 'bytes' | null = null;
   /**
    * Where forwards copy their per-channel results (saved for backward, read by the running
-   * update), allocated once: a later forward overwrites them only once it has succeeded, when it
-   * replaces the saved forward. Calls on a module run one at a time.
+   * update): two sets, each allocated once, and a forward writes the one the saved forward does
+   * not read. Its results are in before its commit, which can still fail (a running buffer
+   * detached meanwhile), and the forward saved before must then stay whole. Calls on a module
+   * run one at a time.
    */
-  #results: ChannelResults | null = null;
+  readonly #results: ChannelResults[] = [];
   /** Keeps the module's calls in call order. */
   readonly #calls = new CallQueue();
 
@@ -229,9 +231,7 @@ export class BatchNorm {
         x, dims, dtype: this.dtype, useBatchStats,
         weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
         eps, out, signal, relu: this.activation === 'relu',
-        into: this.#results ??= {
-          mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures),
-        },
+        into: this.#unsavedResults(),
       };
       const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
@@ -340,6 +340,17 @@ export class BatchNorm {
       const grads = { dx: r.dx, dWeight: this.affine ? r.dWeight : null, dBias: this.affine ? r.dBias : null };
       return grads as BatchNormGradients<SameDtype<T>>;
     });
+  }
+
+  /** The set of #results that the saved forward does not read (made on first use). */
+  #unsavedResults(): ChannelResults {
+    const saved = typeof this.#saved === 'object' && this.#saved !== null ? this.#saved.mean : null;
+    let set = this.#results.find((r) => r.mean !== saved);
+    if (set === undefined) {
+      set = { mean: new Float64Array(this.numFeatures), var: new Float64Array(this.numFeatures) };
+      this.#results.push(set);
+    }
+    return set;
   }
 
   #commit(mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): void {

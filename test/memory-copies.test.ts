@@ -229,4 +229,23 @@ describe('copies on the calling thread', () => {
     expect(Array.from(kept)).toEqual(Array.from(keptBefore));
     await pool.close();
   });
+
+  // The failed forward had its statistics in by then: they must not reach the saved forward that
+  // a backward uses (the module's arrays for them are written only where no saved forward reads).
+  it('a training forward that fails at its commit leaves the earlier forward saved whole: its backward as without the failed call', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const [bn, twin] = [new BatchNorm(3, { pool }), new BatchNorm(3, { pool })];
+    const x = randomTensor(shape, 'float32', 22) as Float32Array;
+    await bn.forward(x, shape);
+    await twin.forward(x, shape);
+    const call = bn.forward(randomTensor(shape, 'float32', 23) as Float32Array, shape);
+    setImmediate(() => detached(bn.runningMean!));
+    await expect(call).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG' });
+    const dy = randomTensor(shape, 'float32', 24) as Float32Array;
+    const [got, want] = [await bn.backward(dy), await twin.backward(dy)];
+    expect(sameBits(got.dx, want.dx)).toBe(true);
+    expect(Array.from(got.dWeight!)).toEqual(Array.from(want.dWeight!));
+    expect(Array.from(got.dBias!)).toEqual(Array.from(want.dBias!));
+    await pool.close();
+  });
 });
