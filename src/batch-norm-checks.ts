@@ -11,7 +11,7 @@ import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError }
 import { Pool } from './pool.js';
 import {
   checkBoolean, checkDtypeName, checkEps, checkLayout, checkMomentum, checkOptions, checkPositiveInteger, type Dims, type FloatArray,
-  type Layout, type OptionKeys,
+  heldLength, type Layout, type OptionKeys,
 } from './validate.js';
 
 const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
@@ -146,4 +146,32 @@ export function checkSavedForward(saved: SavedForward | 'bytes' | null, reduceGr
   }
   if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
   return saved;
+}
+
+/** A module's per-channel arrays (null where it has none), as checkModuleArrays reads them. */
+interface ModuleArrays {
+  readonly numFeatures: number;
+  readonly weight: FloatArray | null;
+  readonly bias: FloatArray | null;
+  readonly runningMean: FloatArray | null;
+  readonly runningVar: FloatArray | null;
+}
+
+/**
+ * The module's weight, bias and running statistics, each still holding its C values: they are
+ * plain arrays, which their owner can transfer or shrink. Checked together before a method that
+ * reads or writes them changes anything: `loadStateDict` would otherwise load the weight, the bias
+ * and the running mean before it reached a detached running variance, and throw a TypeError.
+ * (A call checks them where it reads them, with the same names: validate.ts, checkIntact.)
+ */
+export function checkModuleArrays(m: ModuleArrays): void {
+  const arrays = [
+    [m.weight, 'weight'], [m.bias, 'bias'], [m.runningMean, 'the running mean'], [m.runningVar, 'the running variance'],
+  ] as const;
+  for (const [array, name] of arrays) {
+    const have = array === null ? m.numFeatures : heldLength(array);
+    if (have < m.numFeatures) {
+      throw new ArgumentError(`${name} must keep its ${m.numFeatures} values; its buffer was detached or resized, and it now has ${have}`);
+    }
+  }
 }

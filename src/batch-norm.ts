@@ -1,7 +1,8 @@
 import type { Dtype } from '../workers/protocol.js';
 import { throwIfAbortedBeforeStart } from './abort.js';
 import {
-  BACKWARD_OPTIONS, checkBytesForward, checkModuleSettings, checkMoreThanOneValue, checkSavedForward, FORWARD_OPTIONS, type SavedForward,
+  BACKWARD_OPTIONS, checkBytesForward, checkModuleArrays, checkModuleSettings, checkMoreThanOneValue, checkSavedForward, FORWARD_OPTIONS,
+  type SavedForward,
 } from './batch-norm-checks.js';
 import type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
@@ -165,6 +166,7 @@ export class BatchNorm {
    */
   resetRunningStats(): void {
     if (!this.trackRunningStats) return;
+    checkModuleArrays(this);
     this.runningMean!.fill(0);
     this.runningVar!.fill(1);
     this.#numBatchesTracked = 0;
@@ -172,6 +174,7 @@ export class BatchNorm {
 
   /** PyTorch's `reset_parameters()`: `resetRunningStats()`, then weight 1 and bias 0. */
   resetParameters(): void {
+    checkModuleArrays(this);
     this.resetRunningStats();
     this.weight?.fill(1);
     this.bias?.fill(0);
@@ -363,6 +366,7 @@ export class BatchNorm {
 
   /** A copy of the state, with PyTorch's `state_dict` keys. */
   stateDict(): BatchNormStateDict {
+    checkModuleArrays(this);
     const sd: BatchNormStateDict = {};
     if (this.affine) {
       sd.weight = this.weight!.slice();
@@ -387,6 +391,7 @@ export class BatchNorm {
    */
   loadStateDict(stateDict: BatchNormStateDict): void {
     const { arrays, numBatchesTracked } = checkStateDict(this, stateDict);
+    checkModuleArrays(this);
     const targets = { weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar };
     for (const [key, values] of arrays) targets[key]!.set(values);
     if (numBatchesTracked !== null) this.#numBatchesTracked = numBatchesTracked;

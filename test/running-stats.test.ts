@@ -5,7 +5,7 @@
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
-import { randomTensor } from './helpers/data.js';
+import { detached, randomTensor } from './helpers/data.js';
 import { maxRelativeError, outputErrorRatio, referenceForward, referenceRunningUpdate } from './helpers/reference.js';
 
 let pool: Pool;
@@ -187,5 +187,27 @@ describe('running statistics', () => {
     bare.resetParameters();
     expect(bare.runningMean).toBeNull();
     expect(bare.numBatchesTracked).toBe(0);
+  });
+
+  // The module's arrays are plain ones their owner can transfer. A loop of sets would have loaded
+  // the weight, the bias and the running mean before it reached a detached running variance.
+  it.each([
+    ['loadStateDict', (bn: BatchNorm) => bn.loadStateDict({ weight: [2, 2, 2], bias: [1, 1, 1], running_mean: [5, 5, 5], running_var: [7, 7, 7], num_batches_tracked: 4 })],
+    ["importWeights('keras')", (bn: BatchNorm) => bn.importWeights('keras', [[2, 2, 2], [1, 1, 1], [5, 5, 5], [7, 7, 7]])],
+    ['resetParameters', (bn: BatchNorm) => bn.resetParameters()],
+    ['resetRunningStats', (bn: BatchNorm) => bn.resetRunningStats()],
+    ['stateDict', (bn: BatchNorm) => bn.stateDict()],
+    ["exportWeights('onnx')", (bn: BatchNorm) => bn.exportWeights('onnx')],
+  ] as const)('%s on a module whose running variance was detached: an ArgumentError naming it, nothing changed', async (_, method) => {
+    const bn = new BatchNorm(3, { pool });
+    await bn.forward(randomTensor([4, 3, 5], 'float32', 43), [4, 3, 5]);
+    bn.weight!.set([0.5, 0.25, 0.125]);
+    const [weight, bias, mean] = [bn.weight!.slice(), bn.bias!.slice(), bn.runningMean!.slice()];
+    detached(bn.runningVar!);
+    expect(() => method(bn)).toThrow(expect.objectContaining({
+      code: 'ERR_BNPOOL_ARG', message: 'the running variance must keep its 3 values; its buffer was detached or resized, and it now has 0',
+    }));
+    expect([Array.from(bn.weight!), Array.from(bn.bias!), Array.from(bn.runningMean!)]).toEqual([Array.from(weight), Array.from(bias), Array.from(mean)]);
+    expect(bn.numBatchesTracked).toBe(1);
   });
 });
