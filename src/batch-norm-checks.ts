@@ -8,6 +8,7 @@ import type { Dtype } from '../workers/protocol.js';
 import type { BackwardOptions, BatchNormOptions, ForwardOptions } from './batch-norm-types.js';
 import { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
 import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError } from './errors.js';
+import { allocationOf } from './pool-internals.js';
 import { Pool } from './pool.js';
 import {
   checkBoolean, checkDtypeName, checkEps, checkLayout, checkMomentum, checkOptions, checkPositiveInteger, type Dims, type FloatArray,
@@ -126,6 +127,8 @@ export interface SavedForward {
   readonly mode: 'train' | 'eval';
   /** The statistics came through `reduceStats`: values per channel over every shard; else null. */
   readonly syncedCount: number | null;
+  /** x's and y's pool allocations at the forward (`allocationOf`; null: not on a pool, or no y). */
+  readonly allocations: readonly [number | null, number | null];
 }
 
 /**
@@ -146,6 +149,20 @@ export function checkSavedForward(saved: SavedForward | 'bytes' | null, reduceGr
   }
   if (saved.inPlace) throw new ArgumentError('backward needs the forward input, but the latest forward wrote its output over it (options.out was x)');
   return saved;
+}
+
+/**
+ * The saved forward's x and ReLU output, each still in the pool allocation it was in at the
+ * forward, where it was on a pool: a block freed since (`pool.free`) may have been handed out
+ * again and written, and the backward, which reads them again, would take those values for x.
+ */
+export function checkSavedAllocations(saved: SavedForward): void {
+  const kept = [[saved.x, saved.allocations[0], 'the forward input x'], [saved.y, saved.allocations[1], "the forward's output (the ReLU mask)"]] as const;
+  for (const [array, allocation, name] of kept) {
+    if (array !== null && allocation !== null && allocationOf(array) !== allocation) {
+      throw new ArgumentError(`${name} must stay allocated until the backward, which reads it; it was freed (pool.free) after the forward`);
+    }
+  }
 }
 
 /** A module's per-channel arrays (null where it has none), as checkModuleArrays reads them. */

@@ -1,8 +1,8 @@
 import type { Dtype } from '../workers/protocol.js';
 import { throwIfAbortedBeforeStart } from './abort.js';
 import {
-  BACKWARD_OPTIONS, checkBytesForward, checkModuleArrays, checkModuleSettings, checkMoreThanOneValue, checkSavedForward, FORWARD_OPTIONS,
-  type SavedForward,
+  BACKWARD_OPTIONS, checkBytesForward, checkModuleArrays, checkModuleSettings, checkMoreThanOneValue, checkSavedAllocations, checkSavedForward,
+  FORWARD_OPTIONS, type SavedForward,
 } from './batch-norm-checks.js';
 import type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,
@@ -13,7 +13,7 @@ import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
-import { pinArrays, poolInternals } from './pool-internals.js';
+import { allocationOf, checkLive, pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
@@ -226,6 +226,7 @@ export class BatchNorm {
     const pool = this.#pool ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
+    checkLive([[x, 'x'], [out, 'options.out']]);
     throwIfAbortedBeforeStart(signal);
 
     // From here until it settles, queued or running, pool.free refuses x and out.
@@ -238,10 +239,12 @@ export class BatchNorm {
       };
       const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
       if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
+      const y = this.activation === 'relu' ? result.y : null;
       this.#saved = {
-        x, dims, y: this.activation === 'relu' ? result.y : null, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
+        x, dims, y, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
         mean: result.mean, var: result.var, eps,
         mode: useBatchStats ? 'train' : 'eval', syncedCount: useBatchStats && reduceStats !== undefined ? count : null,
+        allocations: [allocationOf(x), y === null ? null : allocationOf(y)],
       };
       // x's dtype (checked above): the new output is made of it, and out must have it.
       return result.y;
@@ -264,6 +267,7 @@ export class BatchNorm {
     const pool = this.#pool ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
+    checkLive([[x, 'x'], [out, 'options.out']]);
     throwIfAbortedBeforeStart(signal);
     return this.#calls.run(ctx, signal, pinArrays([x, out]), async () => {
       const y = await runBytes(ctx, {
@@ -310,6 +314,7 @@ export class BatchNorm {
     }
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
+    checkLive([[dy, 'dy'], [opts.out, 'options.out'], [opts.dWeight, 'options.dWeight'], [opts.dBias, 'options.dBias']]);
     const atCall = this.#saved;
     const unpinArgs = pinArrays([
       dy, opts.out, opts.dWeight, opts.dBias, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : []),
@@ -324,6 +329,7 @@ export class BatchNorm {
       if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
       const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
       for (const [array, name] of kept) if (array !== null) checkIntact(array, saved.dims.length, name);
+      checkSavedAllocations(saved);
       if (dy.length !== saved.dims.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.dims.length}; got ${lengthGiven(dy)}`);
       }

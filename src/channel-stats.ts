@@ -8,7 +8,7 @@ import { runChannelStats } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
 import { lowPart, mergedMean } from './merge.js';
-import { pinArrays, poolInternals } from './pool-internals.js';
+import { checkLive, pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, Pool } from './pool.js';
 import {
   checkAttached, checkLayout, checkObject, checkOptions, checkShape, checkSignal, dtypeOf, type FloatArray, type Layout, lockFields,
@@ -150,6 +150,7 @@ export class ChannelStats {
     const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
+    checkLive([[x, 'x']]);
     const unpin = pinArrays([x]);
     // 8-bit input is summed exactly, in integers (src/bytes.ts); float input as a training forward's statistics.
     const stats = bytes

@@ -3,7 +3,7 @@ import { checkMoreThanOneValue } from './batch-norm-checks.js';
 import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js';
 import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
-import { pinArrays, poolInternals } from './pool-internals.js';
+import { checkLive, pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
@@ -54,6 +54,7 @@ async function batchNormBytes(x: ByteArray, shape: readonly number[], options?: 
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
+  checkLive([[x, 'x'], [out, 'options.out'], [runningMean, 'options.runningMean'], [runningVar, 'options.runningVar'], [weight, 'options.weight'], [bias, 'options.bias']]);
   throwIfAbortedBeforeStart(signal);
   const unpin = pinArrays([x, out]);
   return ctx.track((async () => {
@@ -201,6 +202,10 @@ export async function batchNorm(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
+  checkLive([
+    [x, 'x'], [out, 'options.out'], [meanOut, 'options.meanOut'], [varOut, 'options.varOut'], [runningMean, 'options.runningMean'],
+    [runningVar, 'options.runningVar'], [weight, 'options.weight'], [bias, 'options.bias'],
+  ]);
   throwIfAbortedBeforeStart(signal);
 
   const relu = checkActivation(opts.activation);
@@ -322,6 +327,10 @@ export async function batchNormBackward<T extends FloatArray>(
   const pool = (opts.pool as Pool | undefined) ?? getDefaultPool();
   const ctx = poolInternals(pool);
   ctx.assertOpen();
+  checkLive([
+    [x, 'x'], [dy, 'dy'], [mask, 'options.y'], [out, 'options.out'], [dWeightOut, 'options.dWeight'], [dBiasOut, 'options.dBias'],
+    [weight, 'options.weight'], [mean, 'options.mean'], [invstd, 'options.invstd'], [variance, 'options.var'],
+  ]);
   throwIfAbortedBeforeStart(signal);
   const unpin = pinArrays([x, dy, mask, out, dWeightOut, dBiasOut]);
   return ctx.track((async () => {

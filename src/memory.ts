@@ -28,6 +28,11 @@ export class Arena {
   readonly #free: FreeRange[] = [];
   /** Live blocks: offset to size. */
   readonly #live = new Map<number, number>();
+  /** Live blocks: offset to the serial `alloc` gave them (a block handed out again gets a new one). */
+  readonly #serials = new Map<number, number>();
+  #nextSerial = 1;
+  /** The views made of blocks (`tag`): the serial of their block when they were made. */
+  readonly #views = new WeakMap<ArrayBufferView, number>();
   /** Byte ranges [start, end) that calls in flight use, one entry per use (see `pin`). */
   readonly #pins = new Set<readonly [number, number]>();
   #end: number;
@@ -107,8 +112,38 @@ export class Arena {
     const size = roundUp(Math.max(bytes, 1), ALIGN);
     let offset = this.#take(size);
     if (offset < 0 && this.#grow(size)) offset = this.#take(size);
-    if (offset >= 0) this.#live.set(offset, size);
+    if (offset >= 0) {
+      this.#live.set(offset, size);
+      this.#serials.set(offset, this.#nextSerial++);
+    }
     return offset;
+  }
+
+  /** Records `view`, made of the live block at its byteOffset, as that block's (see `allocation`). */
+  tag(view: ArrayBufferView): void {
+    this.#views.set(view, this.#serials.get(view.byteOffset)!);
+  }
+
+  /** True when `view` was made of a block (`tag`), live or not. */
+  tagged(view: ArrayBufferView): boolean {
+    return this.#views.has(view);
+  }
+
+  /**
+   * The serial of the live block that holds every byte of `view`, or 0 where none does, or where
+   * `view` was made of another block (`tag`) that was freed since and this one handed out in its
+   * place. Equal for a view at two moments only while its block was not freed between them.
+   */
+  allocation(view: ArrayBufferView): number {
+    // An array alloc() made (the common case) starts its block: one lookup, not a scan.
+    const made = this.#views.get(view);
+    if (made !== undefined) return this.#serials.get(view.byteOffset) === made ? made : 0;
+    const start = view.byteOffset;
+    const end = start + view.byteLength;
+    for (const [offset, size] of this.#live) {
+      if (offset <= start && end <= offset + size) return this.#serials.get(offset)!;
+    }
+    return 0;
   }
 
   /** Releases the block at `offset`. Returns false when no live block starts there. */
@@ -116,6 +151,7 @@ export class Arena {
     const size = this.#live.get(offset);
     if (size === undefined) return false;
     this.#live.delete(offset);
+    this.#serials.delete(offset);
     this.#release(offset, size);
     return true;
   }

@@ -4,6 +4,7 @@
  */
 import type { MemoryViews } from '../workers/execute.js';
 import type { BytesTask, Fault, StreamTask, Task, TaskResult } from '../workers/protocol.js';
+import { ArgumentError, describe } from './errors.js';
 import type { Arena } from './memory.js';
 import type { Pool } from './pool.js';
 
@@ -77,6 +78,37 @@ function arenaOf(view: ArrayBufferView): Arena | null {
     else if (arena.owns(view)) return arena;
   }
   return null;
+}
+
+/**
+ * Which pool allocation `view` lies in: null where it is on no pool's memory, else the serial of
+ * the live block holding it (`Arena.allocation`: 0 once that block was freed). A module records it
+ * for the arrays its backward reads again, which the backward compares: a block freed and handed
+ * out again since reads as another allocation.
+ */
+export function allocationOf(view: ArrayBufferView): number | null {
+  const arena = arenaOf(view);
+  return arena === null ? null : arena.allocation(view);
+}
+
+/**
+ * A call's arrays that lie on a pool's memory, each in a live allocation: one that `pool.free`
+ * returned is an ArgumentError naming it, before the call does anything. Its block may have been
+ * handed out again, and the call would read another array's values as its own, or write its
+ * output over them. Entries: [the argument, its name]; null, undefined and arrays on no pool
+ * pass.
+ */
+export function checkLive(entries: ReadonlyArray<readonly [unknown, string]>): void {
+  for (const [value, name] of entries) {
+    if (!ArrayBuffer.isView(value)) continue;
+    const arena = arenaOf(value);
+    if (arena !== null && arena.allocation(value) === 0) {
+      const where = arena.tagged(value) ? 'which pool.free returned' : 'outside every live one';
+      throw new ArgumentError(
+        `${name} must lie within a live array from its pool's alloc() (not freed since); got ${describe(value)} at byte offset ${value.byteOffset}, ${where}`,
+      );
+    }
+  }
 }
 
 /**

@@ -228,8 +228,12 @@ export class Pool {
       );
     }
     const buffer = this.#arena.buffer();
-    if (dtype === 'uint8') return new Uint8Array(buffer, offset, length);
-    return dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
+    const array = dtype === 'uint8'
+      ? new Uint8Array(buffer, offset, length)
+      : dtype === 'float64' ? new Float64Array(buffer, offset, length) : new Float32Array(buffer, offset, length);
+    // Known as this block's: a call given it after pool.free is refused, even once the block is handed out again.
+    this.#arena.tag(array);
+    return array;
   }
 
   /**
@@ -243,7 +247,8 @@ export class Pool {
    */
   free(array: FloatArray | Uint8Array): void {
     const size = ArrayBuffer.isView(array) && this.#arena.owns(array) ? this.#arena.sizeAt(array.byteOffset) : undefined;
-    if (size === undefined) {
+    // An array freed before, whose block was handed out again since: not the live one's to free.
+    if (size === undefined || (this.#arena.tagged(array) && this.#arena.allocation(array) === 0)) {
       throw new ArgumentError(`array must be a live array from this pool's alloc(); got ${describe(array)}${ArrayBuffer.isView(array) ? ` at byte offset ${array.byteOffset}` : ''}`);
     }
     if (this.#arena.inUse(array.byteOffset, size)) {

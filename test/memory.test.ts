@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
+import { describe as describeValue } from '../dist/src/errors.js';
 import { Arena } from '../dist/src/memory.js';
 import { detached, randomTensor, rng } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
@@ -173,6 +174,68 @@ describe('arrays in use by a call', () => {
     // Settled: everything can go (x is no longer used: backward reads the latest forward's input).
     for (const a of [x, out, x2, dy, dx]) pool.free(a);
     expect(pool.memoryStats.liveBytes).toBe(base);
+    await pool.close();
+  });
+
+  // Freed after its forward, x's block goes back to the pool, whose next alloc may hand it out
+  // again: a backward would read whatever was written there since (dWeight 743 where -0.1 was right).
+  it.each(['input x', 'ReLU output'] as const)("a backward after the forward's %s was freed (pool.free): an ArgumentError, even with the block handed out again", async (which) => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const block = pool.alloc(n + 16);
+    const [x, out] = [block.subarray(5, 5 + n), pool.alloc(n)];
+    x.set(randomTensor(shape, 'float32', 8));
+    const bn = new BatchNorm(3, { pool, activation: 'relu' });
+    await bn.forward(x, shape, { out });
+    const dy = randomTensor(shape, 'float32', 9) as Float32Array;
+    await bn.backward(dy);
+    const freed = which === 'input x' ? block : out;
+    pool.free(freed);
+    const again = pool.alloc(freed.length).fill(3);
+    expect(again.byteOffset).toBe(freed.byteOffset); // the same block: what the check must see through
+    const name = which === 'input x' ? 'the forward input x' : "the forward's output (the ReLU mask)";
+    await expect(bn.backward(dy)).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: `${name} must stay allocated until the backward, which reads it; it was freed (pool.free) after the forward`,
+    });
+    // The next forward saves its own arrays.
+    await bn.forward(randomTensor(shape, 'float32', 10) as Float32Array, shape);
+    expect((await bn.backward(dy)).dWeight).toHaveLength(3);
+    await pool.close();
+  });
+
+  // A freed array's block may be handed out again: the call would write its output, or its running
+  // statistics, over another array (a forward into a freed out wrote over the next alloc's). The
+  // pool knows the arrays alloc() made; a subarray of one it can only check against the live blocks.
+  const f32 = (values: number[]): Float32Array => Float32Array.from(values);
+  it.each([
+    ['x of a forward', 'x', n, 'float32', (pool: Pool, a: Float32Array) => new BatchNorm(3, { pool }).forward(a, shape)],
+    ['out of a forward', 'options.out', n, 'float32', (pool: Pool, a: Float32Array, x: Float32Array) => new BatchNorm(3, { pool }).forward(x, shape, { out: a })],
+    ["the functional form's running mean", 'options.runningMean', 3, 'float32', (pool: Pool, a: Float32Array, x: Float32Array) =>
+      batchNorm(x, shape, { training: true, runningMean: a, runningVar: f32([1, 1, 1]), pool })],
+    ["the functional backward's dWeight", 'options.dWeight', 3, 'float64', (pool: Pool, a: Float64Array, x: Float32Array) =>
+      batchNormBackward(x, x, shape, { mean: f32([0, 0, 0]), invstd: f32([1, 1, 1]), dWeight: a, pool })],
+    ['x of ChannelStats.fromBatch', 'x', n, 'float32', (pool: Pool, a: Float32Array) => ChannelStats.fromBatch(a, shape, { pool })],
+  ] as const)('%s freed (pool.free) before the call: an ArgumentError naming it, the block handed out again untouched', async (_, name, length, dtype, call) => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const x = pool.alloc(n);
+    x.set(randomTensor(shape, 'float32', 11));
+    const freed = pool.alloc(length, dtype);
+    freed.fill(0.5);
+    pool.free(freed);
+    const again = pool.alloc(length, dtype).fill(7);
+    expect(again.byteOffset).toBe(freed.byteOffset);
+    await expect((call as (p: Pool, a: typeof freed, x: Float32Array) => Promise<unknown>)(pool, freed, x)).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: `${name} must lie within a live array from its pool's alloc() (not freed since); got ${describeValue(freed)} at byte offset ${freed.byteOffset}, which pool.free returned`,
+    });
+    expect(again.every((v) => v === 7)).toBe(true);
+    // Nor can it free the array that holds its block now; a subarray of none is checked by address.
+    expect(() => pool.free(freed)).toThrow(/^array must be a live array from this pool's alloc\(\)/);
+    pool.free(again);
+    await expect(new BatchNorm(3, { pool }).forward(x, shape, { out: pool.alloc(n + 8).subarray(8) })).resolves.toHaveLength(n);
+    pool.free(x);
+    await expect(new BatchNorm(3, { pool }).forward(x.subarray(0, 3 * 3 * 40 * 41), [3, 3, 40, 41])).rejects.toMatchObject({
+      message: `x must lie within a live array from its pool's alloc() (not freed since); got Float32Array(14760) at byte offset ${x.byteOffset}, outside every live one`,
+    });
     await pool.close();
   });
 
