@@ -70,8 +70,13 @@ export function poolInternals(pool: Pool): PoolInternals {
   return internals.get(pool)!;
 }
 
-/** The arena `view` lives on, if any pool's. */
+/**
+ * The arena `view` lives on, if any pool's. A pool's arrays are views of its shared memory, made
+ * in this realm (`Pool.alloc`): a view of any other buffer is none of them, told without the loop
+ * (a call asks for each of its arrays, and inline calls take ~10 µs).
+ */
 function arenaOf(view: ArrayBufferView): Arena | null {
+  if (!(view.buffer instanceof SharedArrayBuffer)) return null;
   for (const ref of arenas) {
     const arena = ref.deref();
     if (arena === undefined) arenas.delete(ref);
