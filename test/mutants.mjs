@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 5-8 minutes for the 30, before the last three, on the project's 2-vCPU machine), not by
+// builds and runs its tests: 5-8 minutes for the 33 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
