@@ -237,9 +237,10 @@ export class Pool {
   }
 
   /**
-   * Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`, and
-   * so is freeing an array a call in flight uses (as x, out, dy, or a ReLU output it reads), until
-   * that call settles: its workers would read or write memory handed out again.
+   * Returns an array from `alloc` to the pool. Freeing anything else is an `ArgumentError`, as is
+   * freeing an array twice (its block may be another array's by then), and so is freeing an array
+   * a call in flight uses (as x, out, dy, or a ReLU output it reads), until that call settles: its
+   * workers would read or write memory handed out again. A call given a freed array refuses it.
    *
    * @example
    * const x = pool.alloc(n);
