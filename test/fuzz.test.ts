@@ -1,12 +1,14 @@
 /**
  * Random bad input to every public entry point: each call either succeeds or fails with a
- * BnPoolError (a stable code, never a TypeError from inside), and a module, running buffers or
- * ChannelStats it was given are left exactly as they were. The arguments are drawn from a pool of
+ * BnPoolError (a stable code, never a TypeError from inside), and a module (its saved forward
+ * too: what its backward gives), running buffers or ChannelStats it was given are left exactly as
+ * they were. The arguments are drawn from a pool of
  * values of every kind (numbers, strings long and short, arrays, one that holds itself, typed
  * arrays, detached ones too, objects, functions, symbols, bigints, a signal, a pool, all-reduce
  * hooks with right and wrong answers), a few options a call, and assigned to a module's eps and
  * momentum; calls whose input, out or a module's own buffer (weight, bias, running statistics) is
- * shrunk or detached by its owner while they run; then Pool options, alloc and free. Then mutated
+ * shrunk or detached by its owner while they run (inline, or on workers, where a turn later is
+ * mid-call); then Pool options, alloc and free, a second free of a freed array refused. Then mutated
  * `.safetensors` files: bytes flipped, cut, inserted, and header fields replaced. A fixed seed
  * keeps CI repeatable; `BNPOOL_FUZZ=20000` (and `BNPOOL_FUZZ_SEED`) run a longer search locally.
  */
@@ -21,11 +23,14 @@ const TRIALS = Number(process.env.BNPOOL_FUZZ ?? 2000);
 const SEED = Number(process.env.BNPOOL_FUZZ_SEED ?? 1);
 
 let pool: Pool;
+/** Never inline: its calls run on the workers, so an array lost a turn later is lost mid-call. */
+let workers: Pool;
 beforeAll(async () => {
   pool = new Pool({ threads: 2 });
-  await pool.ready;
+  workers = new Pool({ threads: 2, inlineThreshold: 0 });
+  await Promise.all([pool.ready, workers.ready]);
 });
-afterAll(() => pool.close());
+afterAll(() => Promise.all([pool.close(), workers.close()]));
 
 /** Everything a module holds, as text: weight, bias, running statistics, batches tracked. */
 const snapshot = (bn: BatchNorm): string => JSON.stringify(
@@ -43,9 +48,29 @@ function cyclic(): unknown[] {
 /** What went wrong in a search: label, what, and the message (empty when none). */
 type Finding = [string, string, string];
 
+/**
+ * What a module's backward gives now (dx and the sums, or the error's code): its saved forward,
+ * which no snapshot shows. A backward changes no state; after a synced forward it needs an
+ * all-reduce, here the identity.
+ */
+async function backwardNow(bn: BatchNorm, dy: Float32Array): Promise<string> {
+  for (const options of [undefined, { reduceGrads: (sums: unknown) => sums }]) {
+    try {
+      const g = await bn.backward(dy, options as never);
+      return JSON.stringify([g.dx, g.dWeight, g.dBias].map((a) => (a === null ? null : Array.from(a))));
+    } catch (err) {
+      if (options === undefined && (err as BnPoolError).code === 'ERR_BNPOOL_ARG') continue;
+      return (err as BnPoolError).code;
+    }
+  }
+  return '';
+}
+
 /** Runs `call`; records a failure that is not a BnPoolError, or that changed what `state` reads. */
-async function attempt(findings: Finding[], codes: Map<string, number>, label: string, call: () => unknown, state?: () => string): Promise<void> {
-  const before = state?.();
+async function attempt(
+  findings: Finding[], codes: Map<string, number>, label: string, call: () => unknown, state?: () => string | Promise<string>,
+): Promise<void> {
+  const before = await state?.();
   try {
     await call();
     codes.set('ok', (codes.get('ok') ?? 0) + 1);
@@ -55,7 +80,7 @@ async function attempt(findings: Finding[], codes: Map<string, number>, label: s
       return;
     }
     codes.set(err.code, (codes.get(err.code) ?? 0) + 1);
-    if (state && state() !== before) findings.push([label, 'state changed', err.message]);
+    if (state && (await state()) !== before) findings.push([label, 'state changed', err.message]);
   }
 }
 
@@ -93,7 +118,9 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const shape = [4, 3, 5];
     const findings: Finding[] = [];
     const codes = new Map<string, number>();
-    const at = (label: string, call: () => unknown, state?: () => string) => attempt(findings, codes, label, call, state);
+    const at = (label: string, call: () => unknown, state?: () => string | Promise<string>) => attempt(findings, codes, label, call, state);
+    // A module's state, its saved forward included (what its backward gives).
+    const whole = (bn: BatchNorm) => async (): Promise<string> => snapshot(bn) + await backwardNow(bn, dy);
     for (let t = 0; t < TRIALS; t++) {
       const kind = Math.floor(rand() * 9);
       if (kind === 0) {
@@ -106,10 +133,10 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         if (rand() < 0.3) bn.eval();
         if (kind === 1) {
           const opts = rand() < 0.8 ? some(['out', 'signal', 'reduceStats', 'extra']) : junk();
-          await at('forward', () => bn.forward(rand() < 0.7 ? x : junk() as never, rand() < 0.7 ? shape : junk() as never, opts as never), () => snapshot(bn));
+          await at('forward', () => bn.forward(rand() < 0.7 ? x : junk() as never, rand() < 0.7 ? shape : junk() as never, opts as never), whole(bn));
         } else {
           const opts = rand() < 0.8 ? some(['out', 'signal', 'reduceGrads', 'extra']) : junk();
-          await at('backward', () => bn.backward(rand() < 0.7 ? dy : junk() as never, opts as never), () => snapshot(bn));
+          await at('backward', () => bn.backward(rand() < 0.7 ? dy : junk() as never, opts as never), whole(bn));
         }
       } else if (kind === 3) {
         const keys = ['training', 'runningMean', 'runningVar', 'weight', 'bias', 'momentum', 'eps', 'pool', 'out', 'signal', 'layout', 'activation', 'reduceStats', 'outLayout', 'extra'];
@@ -142,16 +169,18 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
         // An array of the call that its owner shrinks (a resizable buffer) or detaches (a
         // transfer) right after the call is made, or after a turn or two of the event loop: x or
         // dy, out, or one of the module's own buffers (weight, bias, running statistics).
-        const bn = new BatchNorm(3, { pool });
+        const bn = new BatchNorm(3, { pool: rand() < 0.5 ? pool : workers });
         const backward = rand() < 0.4;
-        if (backward) await bn.forward(x, shape);
+        // A forward before, so that what a failed call must leave alone includes a saved forward.
+        if (backward || rand() < 0.5) await bn.forward(x, shape);
         if (rand() < 0.3) bn.eval();
         const resizable = (from: Float32Array): Float32Array => {
           const array = new Float32Array(new ArrayBuffer(from.byteLength, { maxByteLength: from.byteLength }));
           array.set(from);
           return array;
         };
-        const input = resizable(backward ? dy : x);
+        // Other values than the forward before, whose statistics the failed call must not leave saved.
+        const input = resizable(backward ? dy : x.map((v) => 1.5 * v + 2));
         const out = resizable(new Float32Array(60));
         const own = [bn.weight!, bn.bias!, bn.runningMean!, bn.runningVar!] as Float32Array[];
         const draw = rand();
@@ -160,10 +189,11 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
           if ((victim.buffer as ArrayBuffer & { resizable: boolean }).resizable && rand() < 0.5) (victim.buffer as ArrayBuffer & { resize(n: number): void }).resize(4 * Math.floor(rand() * 59));
           else detached(victim);
         };
-        // The module's state but the lost buffer, which its owner emptied.
-        const kept = (): string => own.includes(victim)
+        // The module's state but the lost buffer, which its owner emptied, and its saved forward
+        // (what a backward gives, which reads the weight: not where the weight is the one lost).
+        const kept = async (): Promise<string> => (own.includes(victim)
           ? JSON.stringify([bn.numBatchesTracked, ...own.filter((a) => a !== victim).map((a) => Array.from(a))])
-          : snapshot(bn);
+          : snapshot(bn)) + (victim === bn.weight ? '' : await backwardNow(bn, dy));
         const turns = Math.floor(rand() * 3) - 1;
         const when = turns < 0 ? 'at once' : `after ${turns + 1} turn(s)`;
         const name = victim === input ? 'input' : victim === out ? 'out' : ['weight', 'bias', 'runningMean', 'runningVar'][own.indexOf(victim)];
@@ -215,8 +245,18 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
       });
     }
     const live: Float32Array[] = [];
+    // Arrays freed already: a second free is refused, and must not free the array that holds the
+    // block now (the pool's live bytes stay as they are).
+    const freed: Float32Array[] = [];
+    const liveBytes = (): string => String(pool.memoryStats.liveBytes);
     for (let t = 0; t < TRIALS; t++) {
-      if (rand() < 0.5) {
+      if (rand() < 0.1 && freed.length > 0) {
+        const a = pick(freed);
+        await attempt(findings, codes, 'pool.free again', () => {
+          pool.free(a);
+          findings.push(['pool.free again', 'accepted', `${a.length} values at byte offset ${a.byteOffset}`]);
+        }, liveBytes);
+      } else if (rand() < 0.5) {
         await attempt(findings, codes, 'pool.alloc', () => {
           const a = pool.alloc(pick(values) as number, pick([undefined, 'float32', 'float64', 'uint8', ...values]) as 'float32');
           expect(ArrayBuffer.isView(a)).toBe(true);
@@ -224,7 +264,10 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
           else pool.free(a);
         });
       } else {
-        await attempt(findings, codes, 'pool.free', () => pool.free((rand() < 0.3 && live.length > 0 ? live.pop() : pick(values)) as Float32Array));
+        const own = rand() < 0.3 && live.length > 0;
+        const a = (own ? live.pop() : pick(values)) as Float32Array;
+        await attempt(findings, codes, 'pool.free', () => pool.free(a));
+        if (own && freed.length < 64) freed.push(a);
       }
     }
     for (const a of live) pool.free(a);
