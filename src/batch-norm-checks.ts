@@ -11,8 +11,8 @@ import { ArgumentError, describe, DtypeError, NoForwardError, SingleValueError }
 import { allocationOf } from './pool-internals.js';
 import { Pool } from './pool.js';
 import {
-  checkBoolean, checkDtypeName, checkEps, checkLayout, checkMomentum, checkOptions, checkPositiveInteger, type Dims, type FloatArray,
-  heldLength, type Layout, type OptionKeys,
+  checkBoolean, checkDtypeName, checkEps, checkIntact, checkLayout, checkMomentum, checkOptions, checkPositiveInteger, type Dims,
+  type FloatArray, type Layout, type OptionKeys,
 } from './validate.js';
 
 const BATCH_NORM_OPTIONS: OptionKeys<BatchNormOptions> = {
@@ -185,10 +185,5 @@ export function checkModuleArrays(m: ModuleArrays): void {
   const arrays = [
     [m.weight, 'weight'], [m.bias, 'bias'], [m.runningMean, 'the running mean'], [m.runningVar, 'the running variance'],
   ] as const;
-  for (const [array, name] of arrays) {
-    const have = array === null ? m.numFeatures : heldLength(array);
-    if (have < m.numFeatures) {
-      throw new ArgumentError(`${name} must keep its ${m.numFeatures} values; its buffer was detached or resized, and it now has ${have}`);
-    }
-  }
+  for (const [array, name] of arrays) if (array !== null) checkIntact(array, m.numFeatures, name, '');
 }

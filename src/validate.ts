@@ -245,13 +245,14 @@ export function checkChannelValues(value: unknown, name: string, C: number): Arr
  * the `length` values it had: its owner may have detached its buffer (a transfer) or shrunk a
  * resizable one meanwhile. A copy that went on would read fewer values than the shape says,
  * without an error, and normalize whatever the staging memory held. A call that throws this
- * changes nothing, as an aborted one.
+ * changes nothing, as an aborted one. `during` ends the message's first part: a module's state
+ * methods, which no call runs, pass ''.
  */
-export function checkIntact(array: { readonly length: number }, length: number, name: string): void {
+export function checkIntact(array: { readonly length: number }, length: number, name: string, during = ' while a call uses it'): void {
   const have = heldLength(array);
   if (have < length) {
     throw new ArgumentError(
-      `${name} must keep its ${length} values while a call uses it; its buffer was detached or resized, and it now has ${have}`,
+      `${name} must keep its ${length} values${during}; its buffer was detached or resized, and it now has ${have}`,
     );
   }
 }
