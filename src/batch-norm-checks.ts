@@ -152,17 +152,24 @@ export function checkSavedForward(saved: SavedForward | 'bytes' | null, reduceGr
 }
 
 /**
- * The saved forward's x and ReLU output, each still in the pool allocation it was in at the
- * forward, where it was on a pool: a block freed since (`pool.free`) may have been handed out
- * again and written, and the backward, which reads them again, would take those values for x.
+ * The saved forward's x and ReLU output, which a backward reads again, checked when its turn
+ * comes: each still holds its values (its owner may have detached or shrunk it) and, where it was
+ * on a pool, is still in the allocation it was in at the forward (a block freed since with
+ * `pool.free` may have been handed out again and written: the backward would take those values
+ * for x). Returns them with their names, the ones there are, for the overlap checks of `out`.
  */
-export function checkSavedAllocations(saved: SavedForward): void {
+export function checkSavedArrays(saved: SavedForward): (readonly [FloatArray, string])[] {
   const kept = [[saved.x, saved.allocations[0], 'the forward input x'], [saved.y, saved.allocations[1], "the forward's output (the ReLU mask)"]] as const;
+  const named: (readonly [FloatArray, string])[] = [];
   for (const [array, allocation, name] of kept) {
-    if (array !== null && allocation !== null && allocationOf(array) !== allocation) {
+    if (array === null) continue;
+    checkIntact(array, saved.dims.length, name);
+    if (allocation !== null && allocationOf(array) !== allocation) {
       throw new ArgumentError(`${name} must stay allocated until the backward, which reads it; it was freed (pool.free) after the forward`);
     }
+    named.push([array, name]);
   }
+  return named;
 }
 
 /** A module's per-channel arrays (null where it has none), as checkModuleArrays reads them. */

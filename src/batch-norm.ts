@@ -1,7 +1,7 @@
 import type { Dtype } from '../workers/protocol.js';
 import { throwIfAbortedBeforeStart } from './abort.js';
 import {
-  BACKWARD_OPTIONS, checkBytesForward, checkModuleArrays, checkModuleSettings, checkMoreThanOneValue, checkSavedAllocations, checkSavedForward,
+  BACKWARD_OPTIONS, checkBytesForward, checkModuleArrays, checkModuleSettings, checkMoreThanOneValue, checkSavedArrays, checkSavedForward,
   FORWARD_OPTIONS, type SavedForward,
 } from './batch-norm-checks.js';
 import type {
@@ -18,7 +18,7 @@ import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
-  checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkIntact, checkMomentum, checkOptionalFunction, checkOptions,
+  checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
 import {
@@ -327,9 +327,7 @@ export class BatchNorm {
     return this.#calls.run(ctx, signal, unpin, async () => {
       const saved = checkSavedForward(this.#saved, reduceGrads);
       if (saved !== atCall) unpinSaved = pinArrays([saved.x, saved.y]);
-      const kept = [[saved.x, 'the forward input x'], [saved.y, "the forward's output (the ReLU mask)"]] as const;
-      for (const [array, name] of kept) if (array !== null) checkIntact(array, saved.dims.length, name);
-      checkSavedAllocations(saved);
+      const kept = checkSavedArrays(saved);
       if (dy.length !== saved.dims.length) {
         throw new ArgumentError(`dy must have the forward input's length ${saved.dims.length}; got ${lengthGiven(dy)}`);
       }
