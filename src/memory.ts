@@ -26,10 +26,11 @@ export class Arena {
   readonly #buffers = new WeakSet<ArrayBufferLike>();
   /** Free ranges, sorted by offset, never adjacent (adjacent ones are coalesced). */
   readonly #free: FreeRange[] = [];
-  /** Live blocks: offset to size. */
-  readonly #live = new Map<number, number>();
-  /** Live blocks: offset to the serial `alloc` gave them (a block handed out again gets a new one). */
-  readonly #serials = new Map<number, number>();
+  /**
+   * Live blocks: offset to size, and the serial `alloc` gave the block (a block handed out again
+   * gets a new one).
+   */
+  readonly #live = new Map<number, { readonly size: number; readonly serial: number }>();
   #nextSerial = 1;
   /** The views made of blocks (`tag`): the serial of their block when they were made. */
   readonly #views = new WeakMap<ArrayBufferView, number>();
@@ -60,7 +61,7 @@ export class Arena {
   /** Bytes handed out and not yet freed. */
   get liveBytes(): number {
     let total = 0;
-    for (const size of this.#live.values()) total += size;
+    for (const { size } of this.#live.values()) total += size;
     return total;
   }
 
@@ -94,7 +95,7 @@ export class Arena {
 
   /** Size of the live block starting at `offset`, or undefined. */
   sizeAt(offset: number): number | undefined {
-    return this.#live.get(offset);
+    return this.#live.get(offset)?.size;
   }
 
   /** The largest block `alloc` could return now, growth included. */
@@ -112,16 +113,13 @@ export class Arena {
     const size = roundUp(Math.max(bytes, 1), ALIGN);
     let offset = this.#take(size);
     if (offset < 0 && this.#grow(size)) offset = this.#take(size);
-    if (offset >= 0) {
-      this.#live.set(offset, size);
-      this.#serials.set(offset, this.#nextSerial++);
-    }
+    if (offset >= 0) this.#live.set(offset, { size, serial: this.#nextSerial++ });
     return offset;
   }
 
   /** Records `view`, made of the live block at its byteOffset, as that block's (see `allocation`). */
   tag(view: ArrayBufferView): void {
-    this.#views.set(view, this.#serials.get(view.byteOffset)!);
+    this.#views.set(view, this.#live.get(view.byteOffset)!.serial);
   }
 
   /** True when `view` was made of a block (`tag`), live or not. */
@@ -137,22 +135,21 @@ export class Arena {
   allocation(view: ArrayBufferView): number {
     // An array alloc() made (the common case) starts its block: one lookup, not a scan.
     const made = this.#views.get(view);
-    if (made !== undefined) return this.#serials.get(view.byteOffset) === made ? made : 0;
+    if (made !== undefined) return this.#live.get(view.byteOffset)?.serial === made ? made : 0;
     const start = view.byteOffset;
     const end = start + view.byteLength;
-    for (const [offset, size] of this.#live) {
-      if (offset <= start && end <= offset + size) return this.#serials.get(offset)!;
+    for (const [offset, { size, serial }] of this.#live) {
+      if (offset <= start && end <= offset + size) return serial;
     }
     return 0;
   }
 
   /** Releases the block at `offset`. Returns false when no live block starts there. */
   free(offset: number): boolean {
-    const size = this.#live.get(offset);
-    if (size === undefined) return false;
+    const block = this.#live.get(offset);
+    if (block === undefined) return false;
     this.#live.delete(offset);
-    this.#serials.delete(offset);
-    this.#release(offset, size);
+    this.#release(offset, block.size);
     return true;
   }
 

@@ -194,8 +194,8 @@ const MUTANTS = [
   },
   {
     name: 'freed-arrays', breaks: 'a call refuses an array that pool.free returned, even once its block is handed out again',
-    file: 'src/memory.ts', find: 'return this.#serials.get(view.byteOffset) === made ? made : 0;',
-    replace: 'return this.#serials.get(view.byteOffset) ?? 0;', tests: ['test/memory.test.ts'],
+    file: 'src/memory.ts', find: 'return this.#live.get(view.byteOffset)?.serial === made ? made : 0;',
+    replace: 'return this.#live.get(view.byteOffset)?.serial ?? 0;', tests: ['test/memory.test.ts'],
   },
   {
     name: 'detached-length', breaks: 'a detached typed array is told by its buffer (a Node 20 V8 fault)',
