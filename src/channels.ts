@@ -5,17 +5,54 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { channelArrayByte, type ScratchLayout } from '../workers/protocol.js';
-import { COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool-internals.js';
 import { checkIntact, type FloatArray } from './validate.js';
 
 /**
- * A turn of the event loop between two steps of a call over C-value arrays of more than
- * COPY_SLICE_BYTES (over 512K channels), each a copy or a loop of several ms: a server's other
- * requests wait for one step, not for all of them. Nothing for fewer channels.
+ * The most channels a per-channel step that makes new arrays handles between two turns of the
+ * event loop (1 MiB of float64). The first writes to a new array's pages are page faults: a
+ * synced forward of [16, 262144], whose local statistics are four new arrays of 2 MiB, held the
+ * loop 22 ms in one piece on the sixth machine, and [2, 4194304] 98 ms (`npm run bench:wide`,
+ * 2026-12-03 20:54 UTC; a CPU profile of such calls put 54% of this thread's time in those
+ * copies and counts). In slices of this size, 1.2-3.4 and 17-23 ms (21:00 UTC, README "How the
+ * work is split").
+ */
+export const CHANNEL_SLICE = 1 << 17;
+
+/**
+ * A turn of the event loop between two steps of a call over more than CHANNEL_SLICE channels,
+ * each a copy or a loop of a ms or more: a server's other requests wait for one step, not for all
+ * of them. Nothing for fewer channels.
  */
 export function channelsTurn(C: number): Promise<void> | undefined {
-  return C * 8 > COPY_SLICE_BYTES ? nextTurn() : undefined;
+  return C > CHANNEL_SLICE ? nextTurn() : undefined;
+}
+
+/**
+ * Runs `step` over channels [0, C): at once for at most CHANNEL_SLICE of them, else over slices of
+ * CHANNEL_SLICE, each after a turn of the event loop. For steps that write memory of their own
+ * only (new arrays, the call's scratch): a caller's array may change during the turns.
+ */
+export async function inChannelSlices(C: number, step: (c0: number, c1: number) => void): Promise<void> {
+  if (C <= CHANNEL_SLICE) {
+    step(0, C);
+    return;
+  }
+  for (let c0 = 0; c0 < C; c0 += CHANNEL_SLICE) {
+    await nextTurn();
+    step(c0, Math.min(C, c0 + CHANNEL_SLICE));
+  }
+}
+
+/**
+ * A new array holding `view` (of the pool's memory, which stays valid while the memory grows),
+ * written in slices between turns of the event loop (inChannelSlices): the new array's page
+ * faults are most of the cost.
+ */
+export async function newCopy(view: Float64Array): Promise<Float64Array> {
+  const copy = new Float64Array(view.length);
+  await inChannelSlices(view.length, (c0, c1) => copy.set(view.subarray(c0, c1), c0));
+  return copy;
 }
 
 /**

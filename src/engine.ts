@@ -11,7 +11,7 @@ import {
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { throwIfAborted, untilAborted } from './abort.js';
-import { channelsTurn, channelsView, copyInto, putChannels, putDivided } from './channels.js';
+import { channelsView, copyInto, newCopy, putChannels, putDivided } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
@@ -288,13 +288,11 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       };
     }
     if (req.statsOnly) {
-      // New arrays, each written for the first time (page faults: ~25 ms for 4M channels here),
-      // with turns of the event loop between them where they are large.
-      const mean = copyInto(view(CHANNEL_MEAN), null, Float64Array);
-      await channelsTurn(grid.C);
-      const variance = copyInto(view(CHANNEL_VAR), null, Float64Array);
-      await channelsTurn(grid.C);
-      return { y, mean, var: variance, meanLo: copyInto(view(CHANNEL_MEAN_LO), null, Float64Array) };
+      // New arrays, each written for the first time (page faults), in slices between turns of
+      // the event loop where they are large (newCopy).
+      const mean = await newCopy(view(CHANNEL_MEAN));
+      const variance = await newCopy(view(CHANNEL_VAR));
+      return { y, mean, var: variance, meanLo: await newCopy(view(CHANNEL_MEAN_LO)) };
     }
     return {
       y,
@@ -337,11 +335,11 @@ async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
 ): Promise<void> {
   ctx.views.refresh();
-  const take = (k: number): Float64Array => copyInto(channelsView(ctx, layout, grid.C, k), null, Float64Array);
-  const dWeight = take(CHANNEL_WEIGHT);
-  const dBias = take(CHANNEL_BIAS);
+  const take = (k: number): Promise<Float64Array> => newCopy(channelsView(ctx, layout, grid.C, k));
+  const dWeight = await take(CHANNEL_WEIGHT);
+  const dBias = await take(CHANNEL_BIAS);
   // Given or made by the prep.
-  const invstd = take(CHANNEL_INVSTD);
+  const invstd = await take(CHANNEL_INVSTD);
   const { sumDy, sumDyXhat } = await untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
   const count = bwd.count!;
   ctx.views.refresh();

@@ -56,8 +56,13 @@ const MUTANTS = [
     tests: ['test/sync.test.ts'],
   },
   {
-    name: 'channels-turn', breaks: 'a call over more than 512K channels lets the event loop turn between its per-channel steps',
-    file: 'src/channels.ts', find: 'C * 8 > COPY_SLICE_BYTES ? nextTurn()', replace: 'C * 8 > COPY_SLICE_BYTES * Infinity ? nextTurn()',
+    name: 'channels-turn', breaks: 'a call over more than CHANNEL_SLICE channels lets the event loop turn between its per-channel steps',
+    file: 'src/channels.ts', find: 'C > CHANNEL_SLICE ? nextTurn()', replace: 'C > CHANNEL_SLICE * Infinity ? nextTurn()',
+    tests: ['test/sync-wide.test.ts'],
+  },
+  {
+    name: 'channel-slices', breaks: 'a per-channel step that makes new arrays over more than CHANNEL_SLICE channels goes in slices, a turn of the event loop before each',
+    file: 'src/channels.ts', find: '  if (C <= CHANNEL_SLICE) {\n    step(0, C);', replace: '  if (C > 0) {\n    step(0, C);',
     tests: ['test/sync-wide.test.ts'],
   },
   {

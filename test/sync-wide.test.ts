@@ -1,21 +1,23 @@
 /**
- * SyncBatchNorm over many channels: where a call's per-channel arrays pass 4 MiB (over 512K
- * channels), a synced forward lets the event loop turn between its per-channel steps
- * (channelsTurn), and still normalizes with the merged statistics, bit for bit (sync.test.ts has
- * the hooks themselves).
+ * SyncBatchNorm over many channels: where a call's per-channel arrays pass CHANNEL_SLICE channels
+ * (1 MiB of float64), a synced forward lets the event loop turn between its per-channel steps
+ * (channelsTurn) and within those that make new arrays (inChannelSlices), and still normalizes
+ * with the merged statistics, bit for bit (sync.test.ts has the hooks themselves).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm, ChannelStats, Pool } from '../dist/src/index.js';
+import { CHANNEL_SLICE } from '../dist/src/channels.js';
+import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
 afterAll(() => pool.close());
 
 describe('reduceStats', () => {
-  it('over 512K channels (turns of the event loop between its steps) it normalizes with the merged statistics, bit for bit', async () => {
-    // Per-channel arrays of more than 4 MiB: the statistics' copies and the hook's answer go
-    // between turns of the event loop (channelsTurn), and the variance goes onto the pool from m2.
+  it('over 600K channels (turns of the event loop between and within its steps) it normalizes with the merged statistics, bit for bit', async () => {
+    // Per-channel arrays of more than 1 MiB: the statistics' copies and the hook's answer go
+    // between turns of the event loop, and the variance goes onto the pool from m2.
     const C = 600_001;
     const shape = [2, C];
     const offset = (c: number): { offset: number; spread: number } => ({ offset: (c % 7) - 3 + 1000 * (c % 2), spread: 0.5 + (c % 5) / 4 });
@@ -54,17 +56,19 @@ describe('reduceStats', () => {
     expect(sameBits(bn.runningVar!, v.map((variance) => 0.75 * 1 + 0.25 * variance * (5 / 4)))).toBe(true);
   });
 
-  describe('over 512K channels, on an inline pool', () => {
+  describe('over CHANNEL_SLICE channels, on an inline pool', () => {
     // Inline, with x and out on the pool: no worker and no copy, so every turn a call takes is one
     // of its steps' (channelsTurn), and the first turn after a hook is the call's own.
     let inline: Pool;
     beforeAll(() => { inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 }); });
     afterAll(() => inline.close());
 
-    it('lets the event loop turn between its per-channel steps; at 500,000 channels it takes no turn', async () => {
+    it('lets the event loop turn between its per-channel steps and between slices of those that make arrays; at CHANNEL_SLICE channels it takes no turn', async () => {
       // The count of turns does not depend on timing.
+      expect(CHANNEL_SLICE).toBe(131_072);
+      const sliced = 3 * CHANNEL_SLICE + 1;
       const turns: number[] = [];
-      for (const C of [500_000, 600_001]) {
+      for (const C of [CHANNEL_SLICE, sliced]) {
         const x = inline.alloc(2 * C, 'float64');
         x.set(randomTensor([2, C], 'float64', 31));
         const out = inline.alloc(2 * C, 'float64');
@@ -84,7 +88,47 @@ describe('reduceStats', () => {
         inline.free(out);
       }
       expect(turns[0]).toBe(0);
-      expect(turns[1]).toBeGreaterThanOrEqual(4);
+      // A turn before each of the four slices of five steps that write arrays of their own: the
+      // local statistics' mean, variance and low parts copied off the pool, their counts, and m2
+      // from the variance; and one after the statistics and one after the hook (channelsTurn).
+      expect(turns[1]).toBeGreaterThanOrEqual(5 * 4 + 2);
+    });
+
+    it('a synced backward over CHANNEL_SLICE channels hands the hook its sums whole, copied in slices between turns', async () => {
+      const C = 3 * CHANNEL_SLICE + 1;
+      // Three rows: with two, dx is 0 but for rounding (x̂ is ±1 in every channel).
+      const shape = [3, C];
+      // On the pool, with dx into pool arrays: no copy of the call's own takes a turn.
+      const x = inline.alloc(3 * C, 'float64');
+      x.set(randomTensor(shape, 'float64', 51));
+      const dy = inline.alloc(3 * C, 'float64');
+      dy.set(randomTensor(shape, 'float64', 52));
+      const weight = randomVector(C, 'float64', 53, 0.5, 2) as Float64Array;
+      const fwd = await batchNorm(x, shape, { training: true, weight, pool: inline, out: inline.alloc(3 * C, 'float64') });
+      const opts = { weight, mean: fwd.mean, var: fwd.var, pool: inline };
+      const plain = await batchNormBackward(x, dy, shape, { ...opts, out: inline.alloc(3 * C, 'float64') });
+      let local: GradientSums | null = null;
+      let ticks = 0;
+      let running = true;
+      const tick = (): void => {
+        ticks++;
+        if (running) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const synced = await batchNormBackward(x, dy, shape, {
+        ...opts, out: inline.alloc(3 * C, 'float64'), count: 3, reduceGrads: (sums) => { local = sums; return sums; },
+      });
+      running = false;
+      // Σdy and Σdy·x̂ as the unsynced backward's dBias and dWeight, every value.
+      expect(sameBits(local!.sumDy, plain.dBias!)).toBe(true);
+      expect(sameBits(local!.sumDyXhat, plain.dWeight!)).toBe(true);
+      expect(sameBits(synced.dBias!, plain.dBias!)).toBe(true);
+      expect(sameBits(synced.dWeight!, plain.dWeight!)).toBe(true);
+      // dx from the same sums along another rounding path (reduceGradients rewrites its coefficients).
+      expect(maxRelativeError(synced.dx, plain.dx, 1e-3)).toBeLessThan(1e-10);
+      // Three copies of four slices each (the two sums and invstd), a turn before each slice.
+      expect(ticks).toBeGreaterThanOrEqual(3 * 4);
+      for (const a of [x, dy, fwd.y, plain.dx, synced.dx]) inline.free(a);
     });
 
     it('the answer\'s count or m2 transferred during the turn after the hook: the same bits, or an ArgumentError changing nothing', async () => {
