@@ -4,11 +4,12 @@
  * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
  * `out`), float32, at availableParallelism() threads. Then, with one worker (so that the main
  * thread has a core of its own), the longest the event loop was held in one piece during a call
- * (training, eval, backward, and a synced training forward whose all-reduce answers at once):
+ * (training, eval, backward, and a synced training forward whose all-reduce answers at once; the
+ * functional training forward and backward, whose per-channel results are new arrays every call):
  * what a server's other requests would wait for. Prints two markdown tables; writes nothing.
  */
 import { availableParallelism } from 'node:os';
-import { BatchNorm, Pool } from '../src/index.js';
+import { BatchNorm, batchNorm, batchNormBackward, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { planGrid } from '../src/plan.js';
 import { medianOf, sampleInRounds, type Timing } from './rounds.js';
@@ -101,11 +102,12 @@ async function longestHold(call: () => Promise<unknown>): Promise<number> {
 console.log();
 console.log('Longest hold of the event loop during a call, 1 worker, median of 7 calls (ms):');
 console.log();
-console.log('| shape | training | eval | backward | synced training |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
+console.log('| shape | training | eval | backward | synced training | functional training | functional backward |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
 const single = new Pool({ threads: 1 });
 for (const dims of LAG_SHAPES) {
   const { x, dy, out, train, evalBn } = setUp(single, dims);
+  const saved = await batchNorm(x, dims, { training: true, pool: single, out });
   const calls = [
     () => train.forward(x, dims, { out }),
     () => evalBn.forward(x, dims, { out }),
@@ -113,6 +115,9 @@ for (const dims of LAG_SHAPES) {
     // SyncBatchNorm's forward with an all-reduce that answers at once: what the hook adds on
     // this thread (the local ChannelStats, the checks of the answer) beside a training call.
     () => train.forward(x, dims, { out, reduceStats: (local) => local }),
+    // New mean and var (and dWeight and dBias) every call, where the module copies into its own.
+    () => batchNorm(x, dims, { training: true, pool: single, out }),
+    () => batchNormBackward(x, dy, dims, { weight: train.weight!, mean: saved.mean, var: saved.var, pool: single, out }),
   ];
   // Warm-up: V8 optimizes the call path over the first calls.
   for (let r = 0; r < 3; r++) for (const call of calls) await call();

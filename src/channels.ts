@@ -45,12 +45,14 @@ export async function inChannelSlices(C: number, step: (c0: number, c1: number) 
 }
 
 /**
- * A new array holding `view` (of the pool's memory, which stays valid while the memory grows),
- * written in slices between turns of the event loop (inChannelSlices): the new array's page
- * faults are most of the cost.
+ * A new array of `Ctor` (float64 unless given) holding `view` (of the pool's memory, which stays
+ * valid while the memory grows), written in slices between turns of the event loop
+ * (inChannelSlices): the new array's page faults are most of the cost.
  */
-export async function newCopy(view: Float64Array): Promise<Float64Array> {
-  const copy = new Float64Array(view.length);
+export function newCopy(view: Float64Array, Ctor?: Float64ArrayConstructor): Promise<Float64Array>;
+export function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): Promise<FloatArray>;
+export async function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Promise<FloatArray> {
+  const copy = new Ctor(view.length);
   await inChannelSlices(view.length, (c0, c1) => copy.set(view.subarray(c0, c1), c0));
   return copy;
 }
@@ -90,24 +92,25 @@ export function putDivided(
 
 /**
  * A copy of `view` (of the pool's memory) in `into`, or where that is null in a new array of
- * `Ctor`: made, then `set`. Node 20's V8 builds a typed array from another of another type, or
- * slices one on a shared buffer, by a generic path: for 262,144 channels `new Float32Array(view)`
- * took 1.7-3.8 ms and `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new
- * array's first writes, page faults, cost more than either: arrays given (`into`,
- * `BackwardRequest.dWeightOut`) avoid them.
+ * `Ctor` (newCopy: made, then `set` in slices between turns of the event loop where it is large).
+ * Node 20's V8 builds a typed array from another of another type, or slices one on a shared
+ * buffer, by a generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and
+ * `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new array's first writes,
+ * page faults, cost more than either: arrays given (`into`, `BackwardRequest.dWeightOut`, the
+ * functional forms' `meanOut`, `varOut`, `dWeight`, `dBias`) avoid them.
  */
-export function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string): Float64Array;
+export function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string): Promise<Float64Array>;
 export function copyInto(
   view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name?: string,
-): FloatArray;
-export function copyInto(
+): Promise<FloatArray>;
+export async function copyInto(
   view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name = 'an output array',
-): FloatArray {
+): Promise<FloatArray> {
+  if (into == null) return newCopy(view, Ctor);
   // A caller's array, checked at the call's start, may have been detached or shrunk since.
-  if (into != null) checkIntact(into, view.length, name);
-  const copy = into ?? new Ctor(view.length);
-  copy.set(view);
-  return copy;
+  checkIntact(into, view.length, name);
+  into.set(view);
+  return into;
 }
 
 /** Per-channel array k of the call, a view of the pool's memory (copy it before the call ends). */

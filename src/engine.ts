@@ -283,8 +283,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       if (applyOnly(req)) return { dx: y, dWeight: null, dBias: null };
       return {
         dx: y,
-        dWeight: copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad, 'options.dWeight'),
-        dBias: copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad, 'options.dBias'),
+        dWeight: await copyInto(view(CHANNEL_WEIGHT), req.backward.dWeightOut, Grad, 'options.dWeight'),
+        dBias: await copyInto(view(CHANNEL_BIAS), req.backward.dBiasOut, Grad, 'options.dBias'),
       };
     }
     if (req.statsOnly) {
@@ -296,8 +296,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     }
     return {
       y,
-      mean: copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array, 'options.meanOut'),
-      var: copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array, 'options.varOut'),
+      mean: await copyInto(view(CHANNEL_MEAN), req.into?.mean, Float64Array, 'options.meanOut'),
+      var: await copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array, 'options.varOut'),
     };
   } finally {
     signal?.removeEventListener('abort', cancel);

@@ -63,7 +63,7 @@ const MUTANTS = [
   {
     name: 'channel-slices', breaks: 'a per-channel step that makes new arrays over more than CHANNEL_SLICE channels goes in slices, a turn of the event loop before each',
     file: 'src/channels.ts', find: '  if (C <= CHANNEL_SLICE) {\n    step(0, C);', replace: '  if (C > 0) {\n    step(0, C);',
-    tests: ['test/sync-wide.test.ts'],
+    tests: ['test/sync-wide.test.ts', 'test/channels.test.ts'],
   },
   {
     name: 'count-before-turn', breaks: "a synced forward reads its answer's count before it lets the event loop turn (the caller may transfer it then)",
