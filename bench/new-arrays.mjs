@@ -6,13 +6,17 @@
 // after call; `npm run bench:wide` interleaves its kinds of call, and there the memory was
 // reused. README, "How the work is split".
 //
-//     npm run build && node bench/new-arrays.mjs [C] [dist]
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+//     npm run build && node bench/new-arrays.mjs [C] [another build's dist]
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const C = Number(process.argv[2] ?? 4194304);
-const dist = resolve(process.argv[3] ?? 'dist');
-const { batchNorm, batchNormBackward, Pool } = await import(pathToFileURL(join(dist, 'src/index.js')).href);
+// The product from `dist` (another build's, to compare), the measurement from this build's.
+const dist = resolve(process.argv[3] ?? join(root, 'dist'));
+const [{ batchNorm, batchNormBackward, Pool }, { longestHold }] = await Promise.all([
+  import(pathToFileURL(join(dist, 'src/index.js')).href), import(pathToFileURL(join(root, 'dist/bench/rounds.js')).href),
+]);
 
 const N = 2;
 const shape = [N, C];
@@ -28,23 +32,11 @@ const runningMean = new Float32Array(C);
 const runningVar = new Float32Array(C).fill(1);
 const saved = await batchNorm(x, shape, { training: true, pool, out });
 
-/** The longest gap between turns of the event loop (setImmediate ticks) while `call` runs, and the call's time, in ms. */
+/** The longest hold while `call` runs (longestHold, bench/rounds.ts), and the call's time, in ms. */
 async function hold(call) {
-  let last = performance.now();
-  let longest = 0;
-  let running = true;
-  const tick = () => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-    if (running) setImmediate(tick);
-  };
-  setImmediate(tick);
   const start = performance.now();
-  await call();
-  const end = performance.now();
-  running = false;
-  return [Math.max(longest, end - last), end - start];
+  const longest = await longestHold(call);
+  return [longest, performance.now() - start];
 }
 
 const calls = {

@@ -74,3 +74,31 @@ export function medianOf(values: readonly number[]): number | null {
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
+
+/**
+ * The longest the event loop was held in one piece while `call` ran, in ms: the longest gap
+ * between setImmediate ticks, counting the call's own synchronous start and the piece from the
+ * last tick to the call's settling (a call's last step, such as a module's running update, may
+ * run there).
+ */
+export async function longestHold(call: () => Promise<unknown>): Promise<number> {
+  let longest = 0;
+  let last = performance.now();
+  let running = true;
+  const tick = (): void => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (running) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const start = performance.now();
+  const done = call();
+  longest = Math.max(longest, performance.now() - start);
+  try {
+    await done;
+  } finally {
+    running = false;
+  }
+  return Math.max(longest, performance.now() - last);
+}

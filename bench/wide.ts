@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { BatchNorm, batchNorm, batchNormBackward, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { planGrid } from '../src/plan.js';
-import { medianOf, sampleInRounds, type Timing } from './rounds.js';
+import { longestHold, medianOf, sampleInRounds, type Timing } from './rounds.js';
 
 /** E; two BatchNorm1d batches of 4096 features (inline, and on the workers); four of many features. */
 const SHAPES: readonly (readonly [number, number])[] = [
@@ -75,29 +75,6 @@ await pool.close();
 /** Shapes for the event-loop table: per-channel work on the main thread grows with C. */
 const LAG_SHAPES: readonly (readonly [number, number])[] = [[4096, 1024], [16, 262144], [2, 4194304]];
 const LAG_CALLS = 7;
-
-/**
- * The longest gap between turns of the event loop while `call` runs (setImmediate ticks, and the
- * call's own synchronous start), in ms.
- */
-async function longestHold(call: () => Promise<unknown>): Promise<number> {
-  let longest = 0;
-  let last = performance.now();
-  let running = true;
-  const tick = (): void => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-    if (running) setImmediate(tick);
-  };
-  setImmediate(tick);
-  const start = performance.now();
-  const done = call();
-  longest = Math.max(longest, performance.now() - start);
-  await done;
-  running = false;
-  return longest;
-}
 
 console.log();
 console.log('Longest hold of the event loop during a call, 1 worker, median of 7 calls (ms):');

@@ -14,7 +14,7 @@ import { checkIntact, type FloatArray } from './validate.js';
  * synced forward of [16, 262144], whose local statistics are four new arrays of 2 MiB, held the
  * loop 22 ms in one piece on the sixth machine, and [2, 4194304] 98 ms (`npm run bench:wide`,
  * 2026-12-03 20:54 UTC; a CPU profile of such calls put 54% of this thread's time in those
- * copies and counts). In slices of this size, 1.2-3.4 and 17-23 ms (21:00 UTC, README "How the
+ * copies and counts). In slices of this size, 1.1-3.1 and 18-25 ms (21:40 UTC, README "How the
  * work is split").
  */
 export const CHANNEL_SLICE = 1 << 17;

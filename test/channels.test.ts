@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE } from '../dist/src/channels.js';
 import { BatchNorm, batchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { turnsOf } from './helpers/turns.js';
 
 // Inline, with x, dy and the outputs on the pool: no worker and no copy of x, so every turn a
 // call takes is one of its per-channel steps'.
@@ -17,21 +18,6 @@ beforeAll(async () => {
   await pool.ready;
 });
 afterAll(() => pool.close());
-
-/** Runs `call`, counting the turns of the event loop until it settles (a count, not a time). */
-async function turnsOf<T>(call: () => Promise<T>): Promise<{ value: T; turns: number }> {
-  let turns = 0;
-  let running = true;
-  const tick = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(tick);
-  };
-  setImmediate(tick);
-  const value = await call();
-  running = false;
-  return { value, turns };
-}
 
 describe('new per-channel result arrays over more than CHANNEL_SLICE channels', () => {
   const C = 2 * CHANNEL_SLICE + 5; // three slices

@@ -8,6 +8,7 @@ import { ArgumentError, BatchNorm, batchNorm, Pool } from '../dist/src/index.js'
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
 import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
+import { turnCounter } from './helpers/turns.js';
 
 describe('copies on the calling thread', () => {
   // Ordinary (unshared) arrays can only be copied by the thread that owns them. Inline calls (a
@@ -16,19 +17,6 @@ describe('copies on the calling thread', () => {
   const shape = [8, 3, 131101]; // 12.6 MB of float32: four slices of 4 MiB
   const length = 8 * 3 * 131101;
   const slices = Math.ceil((length * 4) / COPY_SLICE_BYTES);
-
-  /** Counts turns of the event loop until `stop` is called. */
-  function turnCounter(): { readonly turns: () => number; stop: () => void } {
-    let turns = 0;
-    let running = true;
-    const tick = (): void => {
-      if (!running) return;
-      turns++;
-      setImmediate(tick);
-    };
-    setImmediate(tick);
-    return { turns: () => turns, stop: () => { running = false; } };
-  }
 
   it('copies a large ordinary input and output in slices, with the event loop running between them', async () => {
     expect(slices).toBe(4);

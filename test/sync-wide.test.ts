@@ -9,6 +9,7 @@ import { CHANNEL_SLICE } from '../dist/src/channels.js';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
+import { turnsOf } from './helpers/turns.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
@@ -73,15 +74,7 @@ describe('reduceStats', () => {
         x.set(randomTensor([2, C], 'float64', 31));
         const out = inline.alloc(2 * C, 'float64');
         const bn = new BatchNorm(C, { pool: inline, dtype: 'float64' });
-        let ticks = 0;
-        let running = true;
-        const tick = (): void => {
-          ticks++;
-          if (running) setImmediate(tick);
-        };
-        setImmediate(tick);
-        await bn.forward(x, [2, C], { out, reduceStats: (local) => local });
-        running = false;
+        const { turns: ticks } = await turnsOf(() => bn.forward(x, [2, C], { out, reduceStats: (local) => local }));
         turns.push(ticks);
         expect(bn.numBatchesTracked).toBe(1);
         inline.free(x);
@@ -108,17 +101,9 @@ describe('reduceStats', () => {
       const opts = { weight, mean: fwd.mean, var: fwd.var, pool: inline };
       const plain = await batchNormBackward(x, dy, shape, { ...opts, out: inline.alloc(3 * C, 'float64') });
       let local: GradientSums | null = null;
-      let ticks = 0;
-      let running = true;
-      const tick = (): void => {
-        ticks++;
-        if (running) setImmediate(tick);
-      };
-      setImmediate(tick);
-      const synced = await batchNormBackward(x, dy, shape, {
+      const { value: synced, turns: ticks } = await turnsOf(() => batchNormBackward(x, dy, shape, {
         ...opts, out: inline.alloc(3 * C, 'float64'), count: 3, reduceGrads: (sums) => { local = sums; return sums; },
-      });
-      running = false;
+      }));
       // Σdy and Σdy·x̂ as the unsynced backward's dBias and dWeight, every value.
       expect(sameBits(local!.sumDy, plain.dBias!)).toBe(true);
       expect(sameBits(local!.sumDyXhat, plain.dWeight!)).toBe(true);
