@@ -50,7 +50,8 @@ describe('new per-channel result arrays over more than CHANNEL_SLICE channels', 
     dy.set(randomTensor(shape, 'float32', 63));
     const out = pool.alloc(2 * C);
     const weight = randomVector(C, 'float32', 64, 0.5, 2) as Float32Array;
-    const fwd = await batchNorm(x, shape, { training: true, weight, pool, out: pool.alloc(2 * C) });
+    const y = pool.alloc(2 * C);
+    const fwd = await batchNorm(x, shape, { training: true, weight, pool, out: y });
     const opts = { weight, mean: fwd.mean, var: fwd.var, pool, out };
     const given = await turnsOf(() => batchNormBackward(x, dy, shape, { ...opts, dWeight: new Float64Array(C), dBias: new Float64Array(C) }));
     const made = await turnsOf(() => batchNormBackward(x, dy, shape, opts));
@@ -64,11 +65,12 @@ describe('new per-channel result arrays over more than CHANNEL_SLICE channels', 
     // A float32 module's gradients are float32.
     const bn = new BatchNorm(C, { pool });
     bn.weight!.set(weight);
-    await bn.forward(x, shape, { out: pool.alloc(2 * C) });
+    await bn.forward(x, shape, { out: y });
     const module = await turnsOf(() => bn.backward(dy, { out }));
     expect(module.turns).toBeGreaterThanOrEqual(2 * 3);
     expect(module.value.dWeight).toBeInstanceOf(Float32Array);
     expect(sameBits(module.value.dBias!, Float32Array.from(given.value.dBias!))).toBe(true);
     expect(sameBits(module.value.dWeight!, Float32Array.from(given.value.dWeight!))).toBe(true);
+    for (const a of [x, dy, out, y]) pool.free(a);
   });
 });
