@@ -13,9 +13,9 @@ import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
-import { allocationOf, checkLive, pinArrays, poolInternals } from './pool-internals.js';
+import { allocationOf, checkLive, pinArrays, type PoolInternals, poolInternals } from './pool-internals.js';
 import { getDefaultPool, type Pool } from './pool.js';
-import { runningStatsUpdate } from './running.js';
+import { runningStatsUpdate, updateRunningStats } from './running.js';
 import { gradientReducer, runForward } from './sync.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
@@ -65,6 +65,8 @@ export class BatchNorm {
   #eps: number;
   #momentum: number | null;
   #numBatchesTracked = 0;
+  /** Counts the module's own writes of its running buffers (resetRunningStats, loadStateDict): see #commit. */
+  #writes = 0;
   #training = true;
   readonly #pool: Pool | null;
   readonly #rules: ConventionRules;
@@ -170,6 +172,7 @@ export class BatchNorm {
     this.runningMean!.fill(0);
     this.runningVar!.fill(1);
     this.#numBatchesTracked = 0;
+    this.#writes++;
   }
 
   /** PyTorch's `reset_parameters()`: `resetRunningStats()`, then weight 1 and bias 0. */
@@ -238,7 +241,7 @@ export class BatchNorm {
         into: this.#unsavedResults(),
       };
       const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
-      if (training && this.trackRunningStats) this.#commit(result.mean, result.var, count, momentum);
+      if (training && this.trackRunningStats) await this.#commit(ctx, result.mean, result.var, count, momentum);
       const y = this.activation === 'relu' ? result.y : null;
       this.#saved = {
         x, dims, y, inPlace: out !== null && out.buffer === x.buffer && out.byteOffset === x.byteOffset,
@@ -360,12 +363,25 @@ export class BatchNorm {
     return set;
   }
 
-  #commit(mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): void {
+  /**
+   * The running update of a training forward. Over many channels it is made between turns of the
+   * event loop (updateRunningStats); where `resetRunningStats` or `loadStateDict` wrote the
+   * buffers meanwhile, it is made again in one piece on what they wrote, as a call that finished
+   * after them applies its update. It throws, changing nothing, where the running buffers lost
+   * values: the count waits for it.
+   */
+  async #commit(ctx: PoolInternals, mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): Promise<void> {
+    const writes = this.#writes;
     const tracked = this.#numBatchesTracked + 1;
+    const unbiased = this.#rules.unbiased;
     const factor = newBatchWeight(this.#rules, momentum, tracked);
-    // It throws, changing nothing, where the running buffers lost values: the count waits for it.
-    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, factor, this.#rules.unbiased);
-    this.#numBatchesTracked = tracked;
+    if (await updateRunningStats(ctx, this.runningMean!, this.runningVar!, mean, variance, count, factor, unbiased, () => this.#writes === writes)) {
+      this.#numBatchesTracked = tracked;
+      return;
+    }
+    const now = this.#numBatchesTracked + 1;
+    runningStatsUpdate(this.runningMean!, this.runningVar!, mean, variance, count, newBatchWeight(this.#rules, momentum, now), unbiased);
+    this.#numBatchesTracked = now;
   }
 
   /** A copy of the state, with PyTorch's `state_dict` keys. */
@@ -399,6 +415,7 @@ export class BatchNorm {
     const targets = { weight: this.weight, bias: this.bias, running_mean: this.runningMean, running_var: this.runningVar };
     for (const [key, values] of arrays) targets[key]!.set(values);
     if (numBatchesTracked !== null) this.#numBatchesTracked = numBatchesTracked;
+    this.#writes++;
   }
 
   /**

@@ -9,37 +9,33 @@ import type { PoolInternals } from './pool-internals.js';
 import { checkIntact, type FloatArray } from './validate.js';
 
 /**
- * The most channels a per-channel step that makes new arrays handles between two turns of the
- * event loop (1 MiB of float64). The first writes to a new array's pages are page faults: a
- * synced forward of [16, 262144], whose local statistics are four new arrays of 2 MiB, held the
- * loop 22 ms in one piece on the sixth machine, and [2, 4194304] 98 ms (`npm run bench:wide`,
- * 2026-12-03 20:54 UTC; a CPU profile of such calls put 54% of this thread's time in those
- * copies and counts). In slices of this size, 1.1-3.1 and 18-25 ms (21:40 UTC, README "How the
- * work is split").
+ * The most channels a per-channel step of a call handles between two turns of the event loop
+ * (1 MiB of float64): the copies of per-channel arrays onto the pool and off it, the arrays made
+ * new, the checks and loops over the channels, the running update. The first writes to a new
+ * array's pages are page faults: a synced forward of [16, 262144], whose local statistics are four
+ * new arrays of 2 MiB, held the loop 22 ms in one piece on the sixth machine, and [2, 4194304]
+ * 98 ms (`npm run bench:wide`, 2026-12-03 20:54 UTC). Copies and loops onto memory already
+ * touched cost less but add up: a module's training forward of [2, 4194304] held it 15.6-17.0 ms
+ * with its copies in one piece and its running update a loop over 4M channels, an eval forward
+ * 11.8-12.9 (README "How the work is split" has the holds in slices).
  */
 export const CHANNEL_SLICE = 1 << 17;
 
 /**
- * A turn of the event loop between two steps of a call over more than CHANNEL_SLICE channels,
- * each a copy or a loop of a ms or more: a server's other requests wait for one step, not for all
- * of them. Nothing for fewer channels.
- */
-export function channelsTurn(C: number): Promise<void> | undefined {
-  return C > CHANNEL_SLICE ? nextTurn() : undefined;
-}
-
-/**
  * Runs `step` over channels [0, C): at once for at most CHANNEL_SLICE of them, else over slices of
- * CHANNEL_SLICE, each after a turn of the event loop. For steps that write memory of their own
- * only (new arrays, the call's scratch): a caller's array may change during the turns.
+ * CHANNEL_SLICE, each after `pause` (a turn of the event loop unless given; a call's `pauseIn`
+ * also stops it there where it was aborted). A step that reads or writes a caller's array checks
+ * it whole again in each slice (`checkIntact`): its owner may detach or shrink it during a turn.
  */
-export async function inChannelSlices(C: number, step: (c0: number, c1: number) => void): Promise<void> {
+export async function inChannelSlices(
+  C: number, step: (c0: number, c1: number) => void, pause: () => Promise<void> = nextTurn,
+): Promise<void> {
   if (C <= CHANNEL_SLICE) {
     step(0, C);
     return;
   }
   for (let c0 = 0; c0 < C; c0 += CHANNEL_SLICE) {
-    await nextTurn();
+    await pause();
     step(c0, Math.min(C, c0 + CHANNEL_SLICE));
   }
 }
@@ -58,41 +54,57 @@ export async function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor 
 }
 
 /**
- * Per-channel array k of the call (CHANNEL_MEAN ...) from `values`, or filled with `fill` when
- * null: one typed-array `set` (or `fill`), native code whatever C is, never a loop here. `values`
- * was checked at the call's start, which may have waited for its turn since: it is checked whole
- * again (`checkIntact`), where a detached one would set nothing.
+ * One per-channel input of a call: its array k (CHANNEL_MEAN ...) from `values`, or filled with
+ * `fill` where `values` is null; with `divisor`, values[c] / divisor (a synced forward's variance
+ * from its merged m2 and count, with no C-value array of its own: for 4M channels a new one cost
+ * ~30 ms, most of it page faults).
  */
-export function putChannels(
-  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number> | null, fill: number, name: string,
-): void {
-  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
-  if (values === null) {
-    ctx.views.f64.fill(fill, at, at + C);
-  } else {
-    checkIntact(values, C, name);
-    ctx.views.f64.set(values, at);
-  }
+export interface ChannelPut {
+  readonly k: number;
+  readonly values: ArrayLike<number> | null;
+  readonly fill: number;
+  readonly name: string;
+  readonly divisor?: number;
 }
 
 /**
- * Per-channel array k of the call from values[c] / divisor, written straight onto the pool: a
- * synced forward's variance from its merged m2 and count, without a C-value array of its own (for
- * 4M channels a new one cost this thread ~30 ms, most of it page faults). Checked whole first, as
- * putChannels checks.
+ * Writes a call's per-channel inputs onto the pool, all of them a slice of channels at a time
+ * (inChannelSlices, with `pause` between slices): typed-array `set`s and `fill`s, native code. A
+ * float32 array's values become float64 on the way (~0.6 ns a value here: four arrays of 4M
+ * channels held the loop 12-15 ms in one piece before the slices). Each array is checked whole
+ * again in each slice (`checkIntact`): it was checked at the call's start, which may have waited
+ * for its turn since, and its owner may detach or shrink it during a turn; then the call rejects
+ * before its work starts.
  */
-export function putDivided(
-  ctx: PoolInternals, layout: ScratchLayout, C: number, k: number, values: ArrayLike<number>, divisor: number, name: string,
-): void {
-  checkIntact(values, C, name);
-  const at = channelArrayByte(layout.channelsByte, C, k) / 8;
-  const f64 = ctx.views.f64;
-  for (let c = 0; c < C; c++) f64[at + c] = values[c] / divisor;
+export async function putChannels(
+  ctx: PoolInternals, layout: ScratchLayout, C: number, puts: readonly ChannelPut[], pause?: () => Promise<void>,
+): Promise<void> {
+  await inChannelSlices(C, (c0, c1) => {
+    ctx.views.refresh();
+    const f64 = ctx.views.f64;
+    for (const { k, values, fill, name, divisor } of puts) {
+      const at = channelArrayByte(layout.channelsByte, C, k) / 8;
+      if (values === null) {
+        f64.fill(fill, at + c0, at + c1);
+        continue;
+      }
+      checkIntact(values, C, name);
+      if (divisor !== undefined) {
+        for (let c = c0; c < c1; c++) f64[at + c] = values[c] / divisor;
+      } else if (ArrayBuffer.isView(values)) {
+        const typed = values as FloatArray;
+        f64.set(c0 === 0 && c1 === C ? typed : typed.subarray(c0, c1), at + c0);
+      } else {
+        for (let c = c0; c < c1; c++) f64[at + c] = values[c];
+      }
+    }
+  }, pause);
 }
 
 /**
  * A copy of `view` (of the pool's memory) in `into`, or where that is null in a new array of
- * `Ctor` (newCopy: made, then `set` in slices between turns of the event loop where it is large).
+ * `Ctor` (newCopy: made, then `set`); either way in slices between turns of the event loop where
+ * it is large (inChannelSlices: copies of 4M float64 channels took ~2 ms each here).
  * Node 20's V8 builds a typed array from another of another type, or slices one on a shared
  * buffer, by a generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and
  * `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new array's first writes,
@@ -107,9 +119,13 @@ export async function copyInto(
   view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name = 'an output array',
 ): Promise<FloatArray> {
   if (into == null) return newCopy(view, Ctor);
-  // A caller's array, checked at the call's start, may have been detached or shrunk since.
-  checkIntact(into, view.length, name);
-  into.set(view);
+  // A caller's array, checked at the call's start, may have been detached or shrunk since (or,
+  // over many channels, during a turn between slices).
+  const C = view.length;
+  await inChannelSlices(C, (c0, c1) => {
+    checkIntact(into, C, name);
+    into.set(c0 === 0 && c1 === C ? view : view.subarray(c0, c1), c0);
+  });
   return into;
 }
 

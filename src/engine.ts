@@ -11,7 +11,7 @@ import {
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { throwIfAborted, untilAborted } from './abort.js';
-import { channelsView, copyInto, newCopy, putChannels, putDivided } from './channels.js';
+import { type ChannelPut, channelsView, copyInto, newCopy, putChannels } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
@@ -207,26 +207,32 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     const call: Call = {
       ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, prep: null,
     };
-    // The per-channel inputs go onto the pool as whole arrays; the workers make the interleaved
-    // parameters from them (the prep, or a training forward's merge).
-    const put = (k: number, values: ArrayLike<number> | null, fill: number, name: string): void => (
-      putChannels(ctx, layout, grid.C, k, values, fill, name)
-    );
-    // A backward's statistics: the mean, and invstd or the variance it is made from (true: the
-    // variance, which the prep turns into INVSTD first).
-    const putBackward = ({ mean, invstd, var: variance }: BackwardRequest): boolean => {
-      put(CHANNEL_MEAN, mean, 0, 'the mean');
-      if (invstd === null) put(CHANNEL_VAR, variance!, 1, 'the variance');
-      else put(CHANNEL_INVSTD, invstd, 1, 'invstd');
-      return invstd === null;
-    };
-    ctx.views.refresh();
-    put(CHANNEL_WEIGHT, req.weight, 1, 'weight');
-    put(CHANNEL_BIAS, req.bias, 0, 'bias');
+    // The per-channel inputs go onto the pool as whole arrays, in slices of channels between
+    // turns where there are many (an abort stops the call there); the workers make the
+    // interleaved parameters from them (the prep, or a training forward's merge).
+    const puts: ChannelPut[] = [
+      { k: CHANNEL_WEIGHT, values: req.weight, fill: 1, name: 'weight' },
+      { k: CHANNEL_BIAS, values: req.bias, fill: 0, name: 'bias' },
+    ];
     if (!req.useBatchStats) {
-      put(CHANNEL_MEAN, req.runningMean, 0, 'the running mean');
-      if (req.runningVarDivisor === undefined) put(CHANNEL_VAR, req.runningVar, 1, 'the running variance');
-      else putDivided(ctx, layout, grid.C, CHANNEL_VAR, req.runningVar!, req.runningVarDivisor, 'the merged m2');
+      puts.push(
+        { k: CHANNEL_MEAN, values: req.runningMean, fill: 0, name: 'the running mean' },
+        req.runningVarDivisor === undefined
+          ? { k: CHANNEL_VAR, values: req.runningVar, fill: 1, name: 'the running variance' }
+          : { k: CHANNEL_VAR, values: req.runningVar!, fill: 1, name: 'the merged m2', divisor: req.runningVarDivisor },
+      );
+    } else if (req.backward) {
+      // A backward's statistics: the mean, and invstd or the variance it is made from (the prep
+      // turns that into INVSTD first).
+      const { mean, invstd, var: variance } = req.backward;
+      puts.push({ k: CHANNEL_MEAN, values: mean, fill: 0, name: 'the mean' });
+      puts.push(invstd === null
+        ? { k: CHANNEL_VAR, values: variance!, fill: 1, name: 'the variance' }
+        : { k: CHANNEL_INVSTD, values: invstd, fill: 1, name: 'invstd' });
+    }
+    await putChannels(ctx, layout, grid.C, puts, call.pauseIn);
+    const fromVar = req.backward?.invstd === null;
+    if (!req.useBatchStats) {
       call.prep = 'eval';
       if (placed.pipelined) await normalizePipelined(call, placements);
       else for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
@@ -235,7 +241,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       // prep, as the merge would make them. Without sums (BackwardRequest.sums), dx alone: a pass
       // of the normalize op over dy; with them, each block's sums and then its dx, in one pass
       // (Task.backward 'eval-applied'), merged by the last task of the last chunk.
-      call.prep = putBackward(req.backward) ? 'apply-var' : 'apply';
+      call.prep = fromVar ? 'apply-var' : 'apply';
       if (applyOnly(req)) {
         for (const p of placements) await normalizeChunk(call, p, 'normalize', false);
       } else {
@@ -244,7 +250,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         }
       }
     } else {
-      if (req.backward) call.prep = putBackward(req.backward) ? 'backward-var' : 'backward';
+      if (req.backward) call.prep = fromVar ? 'backward-var' : 'backward';
       // A synced backward waits for the caller's all-reduce between its two passes, on this thread.
       const synced = req.backward?.reduce !== undefined;
       const fused = !req.statsOnly && !synced

@@ -5,7 +5,7 @@ import { runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkLive, pinArrays, poolInternals } from './pool-internals.js';
 import { getDefaultPool, Pool } from './pool.js';
-import { runningStatsUpdate } from './running.js';
+import { updateRunningStats } from './running.js';
 import type { ChannelStats } from './channel-stats.js';
 import { gradientReducer, type GradientSums, runForward } from './sync.js';
 import {
@@ -217,7 +217,7 @@ export async function batchNorm(
     try {
       const { result, count } = await runForward(pool, request, reduceStats, dims.C);
       if (training && runningMean !== null) {
-        runningStatsUpdate(runningMean, runningVar!, result.mean, result.var, count, momentum);
+        await updateRunningStats(ctx, runningMean, runningVar!, result.mean, result.var, count, momentum);
       }
       // y has x's dtype: made of it, or out, checked to have it.
       return { y: result.y, mean: result.mean, var: result.var, count };

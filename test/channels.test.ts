@@ -1,13 +1,15 @@
 /**
- * A call's per-channel results copied off the pool into new arrays (src/channels.ts): over more
- * than CHANNEL_SLICE channels, in slices with a turn of the event loop before each, the same bits
- * as into arrays the caller gives (sync-wide.test.ts has a synced forward's and backward's).
+ * A call's per-channel steps over more than CHANNEL_SLICE channels (src/channels.ts,
+ * src/running.ts): its per-channel inputs put on the pool, its results copied off it (into new
+ * arrays or into arrays given) and a training forward's running update go in slices with a turn
+ * of the event loop before each, with the same bits as in one piece (sync-wide.test.ts has a
+ * synced forward's and backward's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE } from '../dist/src/channels.js';
-import { BatchNorm, batchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
-import { randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { turnsOf } from './helpers/turns.js';
+import { AbortError, ArgumentError, BatchNorm, batchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
+import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { turnCounter, turnsOf } from './helpers/turns.js';
 
 // Inline, with x, dy and the outputs on the pool: no worker and no copy of x, so every turn a
 // call takes is one of its per-channel steps'.
@@ -19,33 +21,45 @@ beforeAll(async () => {
 });
 afterAll(() => pool.close());
 
-describe('new per-channel result arrays over more than CHANNEL_SLICE channels', () => {
-  const C = 2 * CHANNEL_SLICE + 5; // three slices
-  const shape = [2, C];
+const C = 2 * CHANNEL_SLICE + 5; // three slices
+const SLICES = 3;
+const shape = [2, C];
 
-  it("batchNorm's mean and var: made in slices between turns, as written into meanOut and varOut", async () => {
-    const x = pool.alloc(2 * C);
-    x.set(randomTensor(shape, 'float32', 61, (c) => ({ offset: (c % 9) - 4, spread: 0.5 + (c % 3) })));
+/** x on the pool, channel c around (c % 9) - 4: statistics that differ from channel to channel. */
+function input(seed: number): Float32Array {
+  const x = pool.alloc(2 * C);
+  x.set(randomTensor(shape, 'float32', seed, (c) => ({ offset: (c % 9) - 4, spread: 0.5 + (c % 3) })));
+  return x;
+}
+
+/** The running update in float64, as PyTorch states it, stored in the buffers' type. */
+function updated(running: Float32Array, batch: Float64Array, factor: number, unbias = 1): Float32Array {
+  return Float32Array.from(running, (r, c) => (1 - factor) * r + factor * batch[c] * unbias);
+}
+
+describe('per-channel results over more than CHANNEL_SLICE channels', () => {
+  it("batchNorm's mean and var: copied in slices between turns, into new arrays or meanOut and varOut, the same bits", async () => {
+    const x = input(61);
     const out = pool.alloc(2 * C);
     const given = await turnsOf(() => batchNorm(x, shape, {
       training: true, pool, out, meanOut: new Float64Array(C), varOut: new Float64Array(C),
     }));
     const made = await turnsOf(() => batchNorm(x, shape, { training: true, pool, out }));
-    expect(given.turns).toBe(0);
-    // Two arrays of three slices, a turn before each.
-    expect(made.turns).toBeGreaterThanOrEqual(2 * 3);
+    // The inputs (weight and bias: filled) in one sliced pass, then two arrays of three slices.
+    expect(given.turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
+    expect(made.turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
     expect(made.value.mean).toBeInstanceOf(Float64Array);
     expect(sameBits(made.value.mean, given.value.mean)).toBe(true);
     expect(sameBits(made.value.var, given.value.var)).toBe(true);
     // Not a copy of an array of zeros: the batch's own statistics.
     expect(made.value.mean[4]).toBeCloseTo(((x[4] + x[C + 4]) / 2), 5);
+    expect(made.value.mean[C - 1]).toBeCloseTo(((x[C - 1] + x[2 * C - 1]) / 2), 5);
     pool.free(x);
     pool.free(out);
   });
 
-  it("batchNormBackward's and a float32 module's dWeight and dBias: made in slices, as written into the arrays given", async () => {
-    const x = pool.alloc(2 * C);
-    x.set(randomTensor(shape, 'float32', 62));
+  it("batchNormBackward's and a float32 module's dWeight and dBias: in slices, new or into the arrays given, the same bits", async () => {
+    const x = input(62);
     const dy = pool.alloc(2 * C);
     dy.set(randomTensor(shape, 'float32', 63));
     const out = pool.alloc(2 * C);
@@ -55,22 +69,160 @@ describe('new per-channel result arrays over more than CHANNEL_SLICE channels', 
     const opts = { weight, mean: fwd.mean, var: fwd.var, pool, out };
     const given = await turnsOf(() => batchNormBackward(x, dy, shape, { ...opts, dWeight: new Float64Array(C), dBias: new Float64Array(C) }));
     const made = await turnsOf(() => batchNormBackward(x, dy, shape, opts));
-    expect(given.turns).toBe(0);
-    expect(made.turns).toBeGreaterThanOrEqual(2 * 3);
+    // weight, bias, mean and var put in one sliced pass; dWeight and dBias copied in slices.
+    expect(given.turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
+    expect(made.turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
     expect(sameBits(made.value.dWeight!, given.value.dWeight!)).toBe(true);
     expect(sameBits(made.value.dBias!, given.value.dBias!)).toBe(true);
     // dBias is Σdy.
     expect(made.value.dBias![3]).toBeCloseTo(dy[3] + dy[C + 3], 5);
+    expect(made.value.dBias![C - 2]).toBeCloseTo(dy[C - 2] + dy[2 * C - 2], 5);
 
     // A float32 module's gradients are float32.
     const bn = new BatchNorm(C, { pool });
     bn.weight!.set(weight);
     await bn.forward(x, shape, { out: y });
     const module = await turnsOf(() => bn.backward(dy, { out }));
-    expect(module.turns).toBeGreaterThanOrEqual(2 * 3);
+    expect(module.turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
     expect(module.value.dWeight).toBeInstanceOf(Float32Array);
     expect(sameBits(module.value.dBias!, Float32Array.from(given.value.dBias!))).toBe(true);
     expect(sameBits(module.value.dWeight!, Float32Array.from(given.value.dWeight!))).toBe(true);
     for (const a of [x, dy, out, y]) pool.free(a);
+  });
+});
+
+describe('per-channel inputs over more than CHANNEL_SLICE channels', () => {
+  /** An eval module with running statistics, weight and bias of its own, different in every channel. */
+  function evalModule(): BatchNorm {
+    const bn = new BatchNorm(C, { pool }).eval();
+    bn.runningMean!.set(randomVector(C, 'float32', 71, -3, 3));
+    bn.runningVar!.set(randomVector(C, 'float32', 72, 0.25, 4));
+    bn.weight!.set(randomVector(C, 'float32', 73, 0.5, 2));
+    bn.bias!.set(randomVector(C, 'float32', 74, -1, 1));
+    return bn;
+  }
+
+  it('an eval forward puts its four arrays on the pool in slices between turns, with the values of the arrays', async () => {
+    const x = input(75);
+    const out = pool.alloc(2 * C);
+    const bn = evalModule();
+    const { turns } = await turnsOf(() => bn.forward(x, shape, { out }));
+    // Four arrays in one sliced pass, then the running statistics' copies (the saved mean, var).
+    expect(turns).toBeGreaterThanOrEqual(SLICES + 2 * SLICES);
+    for (const c of [0, CHANNEL_SLICE - 1, CHANNEL_SLICE, 2 * CHANNEL_SLICE + 1, C - 1]) {
+      const expected = (x[C + c] - bn.runningMean![c]) / Math.sqrt(bn.runningVar![c] + 1e-5) * bn.weight![c] + bn.bias![c];
+      expect(out[C + c]).toBeCloseTo(expected, 4);
+    }
+    pool.free(x);
+    pool.free(out);
+  });
+
+  it('an abort during the puts stops the call there: it rejects with an AbortError and writes no output', async () => {
+    const x = input(76);
+    const out = pool.alloc(2 * C).fill(7);
+    const bn = evalModule();
+    const controller = new AbortController();
+    setImmediate(() => controller.abort());
+    await expect(bn.forward(x, shape, { out, signal: controller.signal })).rejects.toBeInstanceOf(AbortError);
+    expect(out.every((v) => v === 7)).toBe(true);
+    pool.free(x);
+    pool.free(out);
+  });
+
+  it('weight detached during the puts: the call rejects with an ArgumentError, writes no output and changes nothing', async () => {
+    const x = input(77);
+    const out = pool.alloc(2 * C).fill(7);
+    const weight = randomVector(C, 'float32', 78, 0.5, 2) as Float32Array;
+    const runningMean = new Float32Array(C).fill(0.5);
+    const runningVar = new Float32Array(C).fill(2);
+    setImmediate(() => detached(weight));
+    const call = batchNorm(x, shape, { training: false, weight, runningMean, runningVar, pool, out });
+    await expect(call).rejects.toBeInstanceOf(ArgumentError);
+    await expect(call).rejects.toThrow(/weight/);
+    expect(out.every((v) => v === 7)).toBe(true);
+    expect(runningMean.every((v) => v === 0.5) && runningVar.every((v) => v === 2)).toBe(true);
+    pool.free(x);
+    pool.free(out);
+  });
+});
+
+describe('the running update over more than CHANNEL_SLICE channels', () => {
+  it("a module's: made in slices between turns, the buffers changed in one piece at the end, the bits of one loop", async () => {
+    const x = input(81);
+    const out = pool.alloc(2 * C);
+    const bn = new BatchNorm(C, { pool });
+    bn.runningMean!.set(randomVector(C, 'float32', 82, -1, 1));
+    bn.runningVar!.set(randomVector(C, 'float32', 83, 0.5, 2));
+    const [mean0, var0] = [bn.runningMean!.slice(), bn.runningVar!.slice()];
+    const untracked = await turnsOf(() => new BatchNorm(C, { pool, trackRunningStats: false }).forward(x, shape, { out }));
+    // At every turn: whether the first and the last channel have their new values yet.
+    const seen: string[] = [];
+    const counter = turnCounter();
+    const watch = (): void => {
+      seen.push(`${bn.runningMean![0] !== mean0[0]},${bn.runningVar![C - 1] !== var0[C - 1]}`);
+      if (watching) setImmediate(watch);
+    };
+    let watching = true;
+    setImmediate(watch);
+    await bn.forward(x, shape, { out });
+    watching = false;
+    counter.stop();
+    // Three slices of the update more than the same forward without running statistics.
+    expect(counter.turns()).toBeGreaterThanOrEqual(untracked.turns + SLICES);
+    expect(seen.length).toBeGreaterThan(SLICES);
+    expect(seen.every((s) => s === 'false,false')).toBe(true);
+    const { mean, var: variance } = await batchNorm(x, shape, { training: true, pool, out });
+    expect(sameBits(bn.runningMean!, updated(mean0, mean, 0.1))).toBe(true);
+    expect(sameBits(bn.runningVar!, updated(var0, variance, 0.1, 2))).toBe(true);
+    expect(bn.numBatchesTracked).toBe(1);
+    pool.free(x);
+    pool.free(out);
+  });
+
+  it('loadStateDict during the turns: the update is applied on what it wrote last, as by a call that finished after it', async () => {
+    const x = input(84);
+    const out = pool.alloc(2 * C);
+    const bn = new BatchNorm(C, { pool });
+    // At every turn of the call a new state: running mean k, variance 1 + k, k + 100 batches.
+    let k = 0;
+    let loading = true;
+    const load = (): void => {
+      if (!loading) return;
+      k++;
+      bn.loadStateDict({
+        ...bn.stateDict(), running_mean: new Float32Array(C).fill(k), running_var: new Float32Array(C).fill(1 + k), num_batches_tracked: k + 100,
+      });
+      setImmediate(load);
+    };
+    setImmediate(load);
+    await bn.forward(x, shape, { out });
+    loading = false;
+    // Loaded more times than the update has slices: some of them during its turns.
+    expect(k).toBeGreaterThan(2 * SLICES);
+    const { mean, var: variance } = await batchNorm(x, shape, { training: true, pool, out });
+    expect(bn.numBatchesTracked).toBe(k + 101);
+    expect(sameBits(bn.runningMean!, updated(new Float32Array(C).fill(k), mean, 0.1))).toBe(true);
+    expect(sameBits(bn.runningVar!, updated(new Float32Array(C).fill(1 + k), variance, 0.1, 2))).toBe(true);
+    pool.free(x);
+    pool.free(out);
+  });
+
+  it("batchNorm's, on the caller's float64 buffers: made in slices, the bits of one loop", async () => {
+    const x = input(85);
+    const out = pool.alloc(2 * C);
+    const runningMean = randomVector(C, 'float64', 86, -1, 1) as Float64Array;
+    const runningVar = randomVector(C, 'float64', 87, 0.5, 2) as Float64Array;
+    const [mean0, var0] = [runningMean.slice(), runningVar.slice()];
+    const untracked = await turnsOf(() => batchNorm(x, shape, { training: true, pool, out }));
+    const tracked = await turnsOf(() => batchNorm(x, shape, { training: true, pool, out, runningMean, runningVar, momentum: 0.25 }));
+    expect(tracked.turns).toBeGreaterThanOrEqual(untracked.turns + SLICES);
+    const { mean, var: variance } = tracked.value;
+    const expected = (r0: Float64Array, batch: Float64Array, unbias: number): Float64Array => (
+      Float64Array.from(r0, (r, c) => (1 - 0.25) * r + 0.25 * batch[c] * unbias)
+    );
+    expect(sameBits(runningMean, expected(mean0, mean, 1))).toBe(true);
+    expect(sameBits(runningVar, expected(var0, variance, 2))).toBe(true);
+    pool.free(x);
+    pool.free(out);
   });
 });

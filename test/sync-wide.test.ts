@@ -1,8 +1,8 @@
 /**
  * SyncBatchNorm over many channels: where a call's per-channel arrays pass CHANNEL_SLICE channels
- * (1 MiB of float64), a synced forward lets the event loop turn between its per-channel steps
- * (channelsTurn) and within those that make new arrays (inChannelSlices), and still normalizes
- * with the merged statistics, bit for bit (sync.test.ts has the hooks themselves).
+ * (1 MiB of float64), a synced forward lets the event loop turn within each of its per-channel
+ * steps (inChannelSlices), and still normalizes with the merged statistics, bit for bit
+ * (sync.test.ts has the hooks themselves).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE } from '../dist/src/channels.js';
@@ -59,12 +59,12 @@ describe('reduceStats', () => {
 
   describe('over CHANNEL_SLICE channels, on an inline pool', () => {
     // Inline, with x and out on the pool: no worker and no copy, so every turn a call takes is one
-    // of its steps' (channelsTurn), and the first turn after a hook is the call's own.
+    // of its per-channel steps', and the first turn after a hook is the call's own.
     let inline: Pool;
     beforeAll(() => { inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 }); });
     afterAll(() => inline.close());
 
-    it('lets the event loop turn between its per-channel steps and between slices of those that make arrays; at CHANNEL_SLICE channels it takes no turn', async () => {
+    it('lets the event loop turn between the slices of each of its per-channel steps; at CHANNEL_SLICE channels it takes no turn', async () => {
       // The count of turns does not depend on timing.
       expect(CHANNEL_SLICE).toBe(131_072);
       const sliced = 3 * CHANNEL_SLICE + 1;
@@ -81,10 +81,12 @@ describe('reduceStats', () => {
         inline.free(out);
       }
       expect(turns[0]).toBe(0);
-      // A turn before each of the four slices of five steps that write arrays of their own: the
-      // local statistics' mean, variance and low parts copied off the pool, their counts, and m2
-      // from the variance; and one after the statistics and one after the hook (channelsTurn).
-      expect(turns[1]).toBeGreaterThanOrEqual(5 * 4 + 2);
+      // A turn before each of the four slices of its per-channel steps: five for the local
+      // statistics (their mean, variance and low parts copied off the pool, their counts, and m2
+      // from the variance), the check of the answer's counts, the puts onto the pool (weight,
+      // bias, the merged mean and variance), the copies of the mean and variance the module
+      // keeps, and the running update.
+      expect(turns[1]).toBeGreaterThanOrEqual((5 + 1 + 1 + 2 + 1) * 4);
     });
 
     it('a synced backward over CHANNEL_SLICE channels hands the hook its sums whole, copied in slices between turns', async () => {
@@ -116,9 +118,9 @@ describe('reduceStats', () => {
       for (const a of [x, dy, fwd.y, plain.dx, synced.dx]) inline.free(a);
     });
 
-    it('the answer\'s count or m2 transferred during the turn after the hook: the same bits, or an ArgumentError changing nothing', async () => {
+    it('the answer\'s count or m2 transferred during the turns after the hook: an ArgumentError that changes nothing', async () => {
       // The caller owns the ChannelStats its hook returns and may transfer its arrays while the
-      // call takes its turns.
+      // call takes its turns (checking that every channel has the same count takes three slices).
       const C = 600_001;
       const shape = [2, C];
       const x = inline.alloc(2 * C, 'float64');
@@ -135,15 +137,16 @@ describe('reduceStats', () => {
         return { bn, y };
       };
       const plain = run(null);
-      const want = (await plain.y).slice();
-      const counted = run('count');
-      expect(sameBits(await counted.y, want)).toBe(true);
-      expect(sameBits(counted.bn.runningVar!, plain.bn.runningVar!)).toBe(true);
-      expect(counted.bn.numBatchesTracked).toBe(1);
-      const summed = run('m2');
-      await expect(summed.y).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringMatching(/the merged m2 must keep its 600001 values/) });
-      expect(summed.bn.numBatchesTracked).toBe(0);
-      expect(summed.bn.runningVar!.every((v) => v === 1)).toBe(true);
+      await plain.y;
+      expect(plain.bn.numBatchesTracked).toBe(1);
+      for (const key of ['count', 'm2'] as const) {
+        const { bn, y } = run(key);
+        await expect(y).rejects.toMatchObject({
+          code: 'ERR_BNPOOL_ARG', message: expect.stringMatching(new RegExp(`result's ${key} must hold 600001 values, one a channel; its buffer was detached`)),
+        });
+        expect(bn.numBatchesTracked).toBe(0);
+        expect(bn.runningVar!.every((v) => v === 1)).toBe(true);
+      }
       inline.free(x);
     });
   });
