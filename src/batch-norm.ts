@@ -189,7 +189,10 @@ export class BatchNorm {
    * mode it updates the running statistics once the output is complete.
    *
    * The mode, eps and momentum are those at the time of the call. Weight, bias and running
-   * statistics are read when the call starts running, after the module's earlier calls finished.
+   * statistics are read when the call starts running, after the module's earlier calls finished
+   * (over more than 131,072 channels, during its first turns of the event loop; a training
+   * forward's running update then reads them during its last turns and sets them at its end). Do
+   * not write them in place while it is in flight.
    *
    * @example
    * const x = pool.alloc(8 * 16 * 32 * 32);             // filled by the caller

@@ -148,7 +148,8 @@ interface Gradients {
 }
 
 /**
- * Runs the forward. Weight, bias and running statistics are read when the call starts running.
+ * Runs the forward. Weight, bias and running statistics are read when the call starts running
+ * (putChannels: over many channels, during its first turns of the event loop).
  * Like runBatchNormBackward, it neither checks that the pool is open nor tracks the call for
  * close(): the public call that leads here did both, from its start (PoolInternals.track), so
  * that close() also waits while it is queued or between two engine calls.
