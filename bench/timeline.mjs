@@ -12,7 +12,8 @@
 //   total    the call
 //   kernels  with KERNELS=1: a task's time inside kernel calls on its worker (the mean of the
 //            call's tasks), so that work - kernels is the executor's own JavaScript; timing each
-//            call adds ~0.3 µs to it (A's fused tasks make ~600 calls), so it is not on by default
+//            call adds ~0.3 µs to it (A's fused tasks make ~600 calls), so it is not on by default;
+//            a line a kind of call after the table then splits it by kernel method (means, ms)
 // How: it copies the build's dist/ to a temporary folder, wraps the worker entry's task function
 // there so that each result carries its start and end (the clocks of all threads agree:
 // performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
@@ -39,9 +40,10 @@ const KERNELS = process.env.KERNELS === '1';
 const tmp = copyDist(dir, 'timeline');
 wrapWorkerEntry(tmp, `export default function runTask(task) {
   globalThis.__kernelMs = 0;
+  globalThis.__kernelBy = {};
   const start = performance.timeOrigin + performance.now();
   const result = runTaskUntimed(task);
-  return { ...result, timeline: [start, performance.timeOrigin + performance.now(), globalThis.__kernelMs] };
+  return { ...result, timeline: [start, performance.timeOrigin + performance.now(), globalThis.__kernelMs, globalThis.__kernelBy] };
 }
 `, 'timeline.mjs');
 if (KERNELS) {
@@ -50,7 +52,13 @@ if (KERNELS) {
     const value = target[name];
     return typeof value !== 'function' ? value : (...args) => {
       const t0 = performance.now();
-      try { return value.apply(target, args); } finally { globalThis.__kernelMs += performance.now() - t0; }
+      try {
+        return value.apply(target, args);
+      } finally {
+        const ms = performance.now() - t0;
+        globalThis.__kernelMs += ms;
+        globalThis.__kernelBy[name] = (globalThis.__kernelBy[name] ?? 0) + ms;
+      }
     };
   },
 });`, 'timeline.mjs');
@@ -126,6 +134,7 @@ for (let round = 0; round < 45; round++) {
       settle: t1 - Math.max(...ends),
       total: t1 - t0,
       kernels: tasks.reduce((sum, t) => sum + t[2], 0) / tasks.length,
+      byKernel: tasks.map((t) => t[3]),
     });
   }
 }
@@ -137,4 +146,17 @@ console.log(`| call | ${columns.join(' | ')} |`);
 console.log(`| --- |${columns.map(() => ' ---: |').join('')}`);
 for (const [k, list] of rows) {
   console.log(`| ${k} | ${columns.map((c) => median(list.map((r) => r[c])).toFixed(3)).join(' | ')} |`);
+}
+if (KERNELS) {
+  // Each kernel method's share of `kernels`: its time a task, the mean over the call's tasks and
+  // the calls (not medians: the parts of a median need not add up to it).
+  console.log();
+  for (const [k, list] of rows) {
+    const sum = {};
+    for (const r of list) {
+      for (const by of r.byKernel) for (const [name, ms] of Object.entries(by)) sum[name] = (sum[name] ?? 0) + ms / (list.length * r.byKernel.length);
+    }
+    const parts = Object.entries(sum).sort((a, b) => b[1] - a[1]).map(([name, ms]) => `${name} ${ms.toFixed(3)}`);
+    console.log(`${k}: ${parts.join(', ')}`);
+  }
 }
