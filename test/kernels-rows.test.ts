@@ -52,6 +52,40 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
 
+      it(`statsRows of channels in lanes with an outlier first in some channels: theirs within 1e-10, as summed again (${dtype})`, () => {
+        // The outlier is its channel's shift K, far from the channel's mean (farShift): such a
+        // channel is summed again about its mean, whether its neighbour in a pair of lanes is too
+        // (the WebAssembly kernel writes two channels' partials at once where neither is far).
+        const { kernel, f32, f64 } = setup(name);
+        const x = f64Data ? f64 : f32;
+        const rand = rng(17);
+        const C = 37;
+        for (const rows of [16, 64]) {
+          const base = DATA / bpe + 1;
+          const perChannel: number[][] = Array.from({ length: C }, () => []);
+          for (let r = 0; r < rows; r++) {
+            for (let c = 0; c < C; c++) {
+              const v = r === 0 && c % 3 === 0 ? 1e7 : rand();
+              x[base + r * C + c] = v;
+              perChannel[c].push(f64Data ? v : Math.fround(v));
+            }
+          }
+          kernel.statsRows(f64Data, base * bpe, rows, C, 1, C, SCRATCH, OUT, 32);
+          for (let c = 0; c < C; c++) {
+            const got = f64.slice((OUT + 32 * c) / 8, (OUT + 32 * c) / 8 + 3);
+            const want = reference(perChannel[c]);
+            if (c % 3 !== 0) {
+              // The others: the float32 lanes' own rounding.
+              expectStats(got, want, f64Data, name);
+              continue;
+            }
+            expect(got[0]).toBe(rows);
+            expect(Math.abs(got[1] - want.mean)).toBeLessThanOrEqual(1e-10 * Math.sqrt(want.m2 / rows) + 1e-15 * Math.abs(want.mean));
+            expect(Math.abs(got[2] - want.m2)).toBeLessThanOrEqual(1e-10 * want.m2);
+          }
+        }
+      });
+
       it(`statsNormRows gives statsRows' partials and normalizeRows' outputs, bit for bit (${dtype})`, () => {
         const { kernel, f32, f64, i32 } = setup(name);
         const x = f64Data ? f64 : f32;
@@ -260,14 +294,29 @@ describe('float32 row parameters (WebAssembly kernel)', () => {
     const y2 = SCRATCH + (384 << 10);
     const scratch = SCRATCH + (512 << 10);
     const fround = Math.fround;
+    const eps = 1e-5;
     for (const C of [5, 16, 37]) {
       const stride = C + 7;
+      const array = (k: number, c: number): number => f64[channels / 8 + k * C + c];
+      // Channel c's (mean, scale, bias) as the merge and the prep make them, from the per-channel arrays.
+      const expected = (c: number): number[] => [
+        array(CHANNEL_MEAN, c), array(CHANNEL_WEIGHT, c) / Math.sqrt(array(CHANNEL_VAR, c) + eps), array(CHANNEL_BIAS, c),
+      ];
       const expectRowParams = (): void => {
         for (let c = 0; c < C; c++) {
-          const [mean, scale, bias] = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+          const [mean, scale, bias] = expected(c);
           const hi = fround(mean);
           const got = [0, 1, 2].map((k) => f32[rowParams / 4 + k * stride + c]);
           expect(got).toEqual([hi, fround(scale), fround(bias - (mean - hi) * scale)]);
+        }
+      };
+      // The float64 parameters: written where the row kernels read them, the pattern kernel's rows
+      // (fewer than 16 channels, not a multiple of 4) or a call without row parameters; else left
+      // as they were.
+      const expectParams = (written: boolean): void => {
+        for (let c = 0; c < C; c++) {
+          const got = [0, 1, 2].map((k) => f64[params / 8 + 4 * c + k]);
+          expect(got).toEqual(written ? expected(c) : [GUARD, GUARD, GUARD]);
         }
       };
       // The merge, from partials of a large-offset spread (the shift's float64 fold matters).
@@ -276,16 +325,24 @@ describe('float32 row parameters (WebAssembly kernel)', () => {
         f64[channels / 8 + CHANNEL_WEIGHT * C + c] = 0.5 + rand();
         f64[channels / 8 + CHANNEL_BIAS * C + c] = normal(rand);
       }
-      kernel.mergeChannels(partials, 1, 0, C, channels, C, params, 1e-5, rowParams, stride);
+      f64.fill(GUARD, params / 8, params / 8 + 4 * C);
+      kernel.mergeChannels(partials, 1, 0, C, channels, C, params, eps, rowParams, stride);
       expectRowParams();
+      expectParams(C === 5);
+      kernel.mergeChannels(partials, 1, 0, C, channels, C, params, eps);
+      expectParams(true);
       // The eval prep, from running statistics.
       for (let c = 0; c < C; c++) {
         f64[channels / 8 + CHANNEL_MEAN * C + c] = 500 * normal(rand);
         f64[channels / 8 + CHANNEL_VAR * C + c] = 0.1 + rand();
       }
       f32.fill(GUARD, rowParams / 4, rowParams / 4 + 3 * stride);
-      kernel.prepareEval(channels, C, 0, C, params, 1e-5, rowParams, stride);
+      f64.fill(GUARD, params / 8, params / 8 + 4 * C);
+      kernel.prepareEval(channels, C, 0, C, params, eps, rowParams, stride);
       expectRowParams();
+      expectParams(C === 5);
+      kernel.prepareEval(channels, C, 0, C, params, eps);
+      expectParams(true);
       // normalizeRows: converted or read, whole rows and a band of wider rows, with and without ReLU.
       for (const [rows, rowStride, S] of [[9, C, 1], [4, C + 3, 1], [3, 2 * C, 1], [2, 3 * C, 3]] as const) {
         for (let i = 0; i < rows * rowStride; i++) f32[x / 4 + i] = 500 * normal(rand);

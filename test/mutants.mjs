@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 6-9 minutes for the 39 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 43 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -59,6 +59,28 @@ const MUTANTS = [
     name: 'channel-slices', breaks: 'a per-channel step over more than CHANNEL_SLICE channels goes in slices, a turn of the event loop before each',
     file: 'src/channels.ts', find: '  if (C <= CHANNEL_SLICE) {\n    step(0, C);', replace: '  if (C > 0) {\n    step(0, C);',
     tests: ['test/sync-wide.test.ts', 'test/channels.test.ts'],
+  },
+  {
+    name: 'columns-pair-far', breaks: 'statsColumns32 takes two channels at once only where neither shift lies far from its mean (else each is summed again)',
+    file: 'workers/wasm/assembly/common.ts', find: 'v128.andnot(v128.and(finite, notTiny), far)', replace: 'v128.and(finite, notTiny)',
+    tests: ['test/kernel-properties.test.ts', 'test/adversarial.test.ts', 'test/kernels-rows.test.ts'],
+  },
+  {
+    name: 'columns-pair-tiny', breaks: 'statsColumns32 takes two channels at once only where neither mean square is tiny (else each is summed again in float64)',
+    file: 'workers/wasm/assembly/common.ts', find: 'v128.andnot(v128.and(finite, notTiny), far)', replace: 'v128.andnot(finite, far)',
+    tests: ['test/kernel-properties.test.ts', 'test/adversarial.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts'],
+  },
+  {
+    name: 'merge-pair-lanes', breaks: "the merge's two-channel finish writes each lane's row parameters to its own channel",
+    file: 'workers/wasm/assembly/merge.ts',
+    find: '    rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));\n  }\n}',
+    replace: '    rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 1));\n  }\n}',
+    tests: ['test/kernels-rows.test.ts', 'test/forward.test.ts'],
+  },
+  {
+    name: 'pattern-params', breaks: "the merge and the eval prep write the float64 parameters that the pattern kernel's rows read",
+    file: 'workers/wasm/assembly/normalize.ts', find: '  return rowParams == 0 || patternRows(C);', replace: '  return rowParams == 0;',
+    tests: ['test/kernels-rows.test.ts', 'test/channels-last.test.ts'],
   },
   {
     name: 'put-slices', breaks: "a call's per-channel inputs go onto the pool in slices, a turn of the event loop (where an abort stops it) before each",

@@ -77,6 +77,43 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 }
 
 /**
+ * writePartial32 of two blocks at once (channels in lanes: their shifts and shifted sums in the
+ * two lanes), partials at out0 and out1, where both blocks' sums are ordinary: finite, a mean
+ * square not under TINY_MEAN_SQUARE (or both sums 0), the shift not far from the mean (farShift).
+ * The same IEEE operations lane by lane as writePartial32's and writePartial's: the same bits.
+ * Returns false, writing nothing, where either block is not; writePartial32 then takes each.
+ * One block at a time, the divisions bounded the statistics of wide rows, whose blocks are short
+ * columns (statsColumns32: 16 values a channel in [16, 262144]).
+ */
+@inline export function writePartials32x2(out0: usize, out1: usize, count: f64, shift: v128, s1: v128, s2: v128): bool {
+  const zero = f64x2.splat(0);
+  const n = f64x2.splat(count);
+  const sq = f64x2.mul(s1, s1);
+  const m2 = f64x2.sub(s2, f64x2.div(sq, n));
+  // x - x is 0 exactly for finite x, NaN otherwise.
+  const finite = v128.and(f64x2.eq(f64x2.sub(s1, s1), zero), f64x2.eq(f64x2.sub(s2, s2), zero));
+  const notTiny = v128.or(f64x2.ge(s2, f64x2.splat(count * TINY_MEAN_SQUARE)), v128.and(f64x2.eq(s2, zero), f64x2.eq(s1, zero)));
+  // farShift: s1 * s1 > min(FAR2, count * 0.5) * count * m2.
+  const far = f64x2.gt(sq, f64x2.mul(f64x2.splat(min(FAR2, count * 0.5) * count), m2));
+  if (!i64x2.all_true(v128.andnot(v128.and(finite, notTiny), far))) return false;
+  const rel = f64x2.div(s1, n);
+  const mean = f64x2.add(shift, rel);
+  // m2 < 0 ? 0 : m2.
+  const m2c = f64x2.pmax(m2, zero);
+  const t = f64x2.sub(mean, shift);
+  const lo = f64x2.add(f64x2.sub(shift, f64x2.sub(mean, t)), f64x2.sub(rel, t));
+  store<f64>(out0, count);
+  store<f64>(out0, f64x2.extract_lane(mean, 0), 8);
+  store<f64>(out0, f64x2.extract_lane(m2c, 0), 16);
+  store<f64>(out0, f64x2.extract_lane(lo, 0), 24);
+  store<f64>(out1, count);
+  store<f64>(out1, f64x2.extract_lane(mean, 1), 8);
+  store<f64>(out1, f64x2.extract_lane(m2c, 1), 16);
+  store<f64>(out1, f64x2.extract_lane(lo, 1), 24);
+  return true;
+}
+
+/**
  * Whether the shift K (a block's first value) lies more than FAR standard deviations from the
  * block's mean, (s1 / count)² > FAR² · m2 / count: then m2 = s2 - s1²/count cancels all but
  * 1/(1 + (distance/σ)²) of s2, and the deviations x - K are as large as that distance, so the

@@ -1,5 +1,6 @@
 // Merging partials into per-channel statistics and coefficients, in block order.
 import { hiOf, lowPart, shiftOf } from './common';
+import { rowsReadParams } from './normalize';
 
 /** Bytes of a partial (workers/protocol.ts, PARTIAL_BYTES): (count, mean, m2, lo) as f64. */
 const PARTIAL: usize = 32;
@@ -30,6 +31,9 @@ export function mergeChannels(
   rowParams: usize, rowStride: i32,
 ): void {
   const stride = <usize>blocks * PARTIAL;
+  // The float64 parameters, where the row kernels read them (0: not written).
+  if (!rowsReadParams(C, rowParams)) params = 0;
+  const e = f64x2.splat(eps);
   let c = c0;
   for (; c + 4 <= c1; c += 4) {
     const p = partials + <usize>c * stride;
@@ -62,11 +66,8 @@ export function mergeChannels(
     }
     const loA = lowPart2(kA, rA, meanA);
     const loB = lowPart2(kB, rB, meanB);
-    const nn = f64x2.extract_lane(n, 0);
-    finish(c, f64x2.extract_lane(meanA, 0), f64x2.extract_lane(loA, 0), f64x2.extract_lane(m2A, 0) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 1, f64x2.extract_lane(meanA, 1), f64x2.extract_lane(loA, 1), f64x2.extract_lane(m2A, 1) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 2, f64x2.extract_lane(meanB, 0), f64x2.extract_lane(loB, 0), f64x2.extract_lane(m2B, 0) / nn, channels, C, params, eps, rowParams, rowStride);
-    finish(c + 3, f64x2.extract_lane(meanB, 1), f64x2.extract_lane(loB, 1), f64x2.extract_lane(m2B, 1) / nn, channels, C, params, eps, rowParams, rowStride);
+    finish2(c, meanA, loA, f64x2.div(m2A, n), channels, C, params, e, rowParams, rowStride);
+    finish2(c + 2, meanB, loB, f64x2.div(m2B, n), channels, C, params, e, rowParams, rowStride);
   }
   for (; c < c1; c++) mergeOne(partials, stride, c, channels, C, params, eps, rowParams, rowStride, true);
 }
@@ -164,13 +165,46 @@ const MEAN_LO = 5;
   store<f64>(arrayAt(channels, C, MEAN, c), mean);
   store<f64>(arrayAt(channels, C, VAR, c), variance);
   store<f64>(arrayAt(channels, C, MEAN_LO, c), lo);
-  const q = params + (<usize>c << 5);
   const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps);
   const bias = load<f64>(arrayAt(channels, C, BIAS, c));
-  store<f64>(q, mean);
-  store<f64>(q, scale, 8);
-  store<f64>(q, bias, 16);
+  if (params != 0) {
+    const q = params + (<usize>c << 5);
+    store<f64>(q, mean);
+    store<f64>(q, scale, 8);
+    store<f64>(q, bias, 16);
+  }
   if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
+}
+
+/**
+ * finish for channels c and c + 1, their values in the two lanes: the same IEEE operations lane by
+ * lane (the same bits), with the division and the square root two channels an instruction. One
+ * at a time they bounded the merge of wide rows, whose channels have one partial each: a division
+ * for the variance, a square root and a division for the scale, ~18 cycles a channel here (a
+ * [16, 262144] training forward's merge took 1.3-1.4 ms a task, `KERNELS=1 node
+ * bench/timeline.mjs 16,262144 train`).
+ */
+@inline function finish2(
+  c: i32, mean: v128, lo: v128, variance: v128, channels: usize, C: i32, params: usize, eps: v128, rowParams: usize, rowStride: i32,
+): void {
+  v128.store(arrayAt(channels, C, MEAN, c), mean);
+  v128.store(arrayAt(channels, C, VAR, c), variance);
+  v128.store(arrayAt(channels, C, MEAN_LO, c), lo);
+  const scale = f64x2.div(v128.load(arrayAt(channels, C, WEIGHT, c)), f64x2.sqrt(f64x2.add(variance, eps)));
+  const bias = v128.load(arrayAt(channels, C, BIAS, c));
+  if (params != 0) {
+    const q = params + (<usize>c << 5);
+    store<f64>(q, f64x2.extract_lane(mean, 0));
+    store<f64>(q, f64x2.extract_lane(scale, 0), 8);
+    store<f64>(q, f64x2.extract_lane(bias, 0), 16);
+    store<f64>(q, f64x2.extract_lane(mean, 1), 32);
+    store<f64>(q, f64x2.extract_lane(scale, 1), 40);
+    store<f64>(q, f64x2.extract_lane(bias, 1), 48);
+  }
+  if (rowParams != 0) {
+    rowParamsOf(rowParams, rowStride, c, f64x2.extract_lane(mean, 0), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 0));
+    rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));
+  }
 }
 
 /** Channel c's float32 row parameters (hi, scale, shift) from its (mean, scale, bias), as normParams32. */
@@ -236,6 +270,8 @@ export function prepEval(
   channels: usize, C: i32, c0: i32, c1: i32, params: usize, eps: f64, rowParams: usize, rowStride: i32,
 ): void {
   const e = f64x2.splat(eps);
+  // The float64 parameters, where the row kernels read them (0: not written).
+  if (!rowsReadParams(C, rowParams)) params = 0;
   let c = c0;
   for (; c + 2 <= c1; c += 2) {
     const mean = v128.load(arrayAt(channels, C, MEAN, c));
@@ -243,26 +279,30 @@ export function prepEval(
       v128.load(arrayAt(channels, C, WEIGHT, c)), f64x2.sqrt(f64x2.add(v128.load(arrayAt(channels, C, VAR, c)), e)),
     );
     const bias = v128.load(arrayAt(channels, C, BIAS, c));
-    const q = params + (<usize>c << 5);
-    store<f64>(q, f64x2.extract_lane(mean, 0));
-    store<f64>(q, f64x2.extract_lane(scale, 0), 8);
-    store<f64>(q, f64x2.extract_lane(bias, 0), 16);
-    store<f64>(q, f64x2.extract_lane(mean, 1), 32);
-    store<f64>(q, f64x2.extract_lane(scale, 1), 40);
-    store<f64>(q, f64x2.extract_lane(bias, 1), 48);
+    if (params != 0) {
+      const q = params + (<usize>c << 5);
+      store<f64>(q, f64x2.extract_lane(mean, 0));
+      store<f64>(q, f64x2.extract_lane(scale, 0), 8);
+      store<f64>(q, f64x2.extract_lane(bias, 0), 16);
+      store<f64>(q, f64x2.extract_lane(mean, 1), 32);
+      store<f64>(q, f64x2.extract_lane(scale, 1), 40);
+      store<f64>(q, f64x2.extract_lane(bias, 1), 48);
+    }
     if (rowParams != 0) {
       rowParamsOf(rowParams, rowStride, c, f64x2.extract_lane(mean, 0), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 0));
       rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));
     }
   }
   for (; c < c1; c++) {
-    const q = params + (<usize>c << 5);
     const mean = load<f64>(arrayAt(channels, C, MEAN, c));
     const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps);
     const bias = load<f64>(arrayAt(channels, C, BIAS, c));
-    store<f64>(q, mean);
-    store<f64>(q, scale, 8);
-    store<f64>(q, bias, 16);
+    if (params != 0) {
+      const q = params + (<usize>c << 5);
+      store<f64>(q, mean);
+      store<f64>(q, scale, 8);
+      store<f64>(q, bias, 16);
+    }
     if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
   }
 }

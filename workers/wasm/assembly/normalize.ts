@@ -123,7 +123,7 @@ export function normalizeRows32(
     else shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, false);
     return;
   }
-  if (C < 16 && (C & 3) != 0 && rowStride == C) {
+  if (patternRows(C) && rowStride == C) {
     normalizePattern32(x, y, rows, C, params, scratch, floor);
     return;
   }
@@ -158,6 +158,25 @@ export function normalizeRows32(
       laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, c0, c1, hiA, scA, bA, fl, floor);
     }
   }
+}
+
+/**
+ * Whether whole rows of C channels in lanes go through the pattern kernel (normalizePattern32),
+ * which reads the float64 parameters at `params`: fewer than 16 channels, not a multiple of 4.
+ */
+@inline function patternRows(C: i32): bool {
+  return C < 16 && (C & 3) != 0;
+}
+
+/**
+ * Whether a float32 call's row kernels (normalizeRows32, statsNormRows32) read the float64
+ * parameters at `params`: not where the merge or the prep writes the float32 row parameters
+ * (`rowParams`), but for the pattern kernel's rows. Where they do not, mergeChannels and prepEval
+ * leave them unwritten: 32 bytes a channel (and the reads of the lines they fill) that the wide
+ * rows' per-channel steps spent for nothing.
+ */
+@inline export function rowsReadParams(C: i32, rowParams: usize): bool {
+  return rowParams == 0 || patternRows(C);
 }
 
 export function normalizeRows64(

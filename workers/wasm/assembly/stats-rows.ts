@@ -1,4 +1,4 @@
-import { floorOf, fold4, hsum, writePartial32, writePartial64 } from './common';
+import { floorOf, fold4, hsum, writePartial32, writePartial64, writePartials32x2 } from './common';
 import { normalizeRows32, normParams32, normRunF32 } from './normalize';
 import { statsPattern32 } from './stats-pattern';
 import { sums32, sums64 } from './stats';
@@ -163,12 +163,25 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   } else {
     for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, false);
   }
-  for (let c: usize = 0; c < <usize>C; c++) {
-    writePartial32(
-      out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)),
-      x + (c << 2), rows, rowBytes, 1,
-    );
+  // Two channels a step where their sums are ordinary (writePartials32x2), else one at a time.
+  const count = <f64>rows;
+  const stride = <usize>outStride;
+  let c: usize = 0;
+  for (; c + 2 <= <usize>C; c += 2) {
+    const shift = f64x2.replace_lane(f64x2.splat(<f64>load<f32>(kArr + (c << 2))), 1, <f64>load<f32>(kArr + (c << 2), 4));
+    const o = out + c * stride;
+    if (writePartials32x2(o, o + stride, count, shift, v128.load(s1Arr + (c << 3)), v128.load(s2Arr + (c << 3)))) continue;
+    columnPartial32(x, rows, rowBytes, c, kArr, s1Arr, s2Arr, o);
+    columnPartial32(x, rows, rowBytes, c + 1, kArr, s1Arr, s2Arr, o + stride);
   }
+  if (c < <usize>C) columnPartial32(x, rows, rowBytes, c, kArr, s1Arr, s2Arr, out + c * stride);
+}
+
+/** statsColumns32's partial of channel c, one channel at a time (writePartial32). */
+@inline function columnPartial32(x: usize, rows: i32, rowBytes: usize, c: usize, kArr: usize, s1Arr: usize, s2Arr: usize, out: usize): void {
+  writePartial32(
+    out, <f64>rows, <f64>load<f32>(kArr + (c << 2)), load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)), x + (c << 2), rows, rowBytes, 1,
+  );
 }
 
 /**
