@@ -207,6 +207,37 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     pool.free(out);
   });
 
+  it("resetRunningStats during the update's turns: the update is made again on the reset statistics, the first batch after it", async () => {
+    const x = input(88);
+    const out = pool.alloc(2 * C);
+    const bn = new BatchNorm(C, { pool });
+    bn.loadStateDict({ ...bn.stateDict(), running_mean: new Float32Array(C).fill(3), num_batches_tracked: 4 });
+    // The update's scratch on the pool (two float32 arrays of C) is live during its turns only;
+    // the call's own scratch, freed before it, is far larger.
+    const base = pool.memoryStats.liveBytes;
+    let resets = 0;
+    let watching = true;
+    const watch = (): void => {
+      if (!watching) return;
+      const live = pool.memoryStats.liveBytes - base;
+      if (resets === 0 && live > 0 && live < 3 * 4 * C) {
+        bn.resetRunningStats();
+        resets++;
+      }
+      setImmediate(watch);
+    };
+    setImmediate(watch);
+    await bn.forward(x, shape, { out });
+    watching = false;
+    expect(resets).toBe(1);
+    const { mean, var: variance } = await batchNorm(x, shape, { training: true, pool, out });
+    expect(bn.numBatchesTracked).toBe(1);
+    expect(sameBits(bn.runningMean!, updated(new Float32Array(C), mean, 0.1))).toBe(true);
+    expect(sameBits(bn.runningVar!, updated(new Float32Array(C).fill(1), variance, 0.1, 2))).toBe(true);
+    pool.free(x);
+    pool.free(out);
+  });
+
   it("batchNorm's, on the caller's float64 buffers: made in slices, the bits of one loop", async () => {
     const x = input(85);
     const out = pool.alloc(2 * C);

@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 43 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 44 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -110,6 +110,11 @@ const MUTANTS = [
   {
     name: 'running-rewritten', breaks: 'a sliced running update is made again on what resetRunningStats or loadStateDict wrote during its turns',
     file: 'src/batch-norm.ts', find: '() => this.#writes === writes)', replace: '() => writes === writes)',
+    tests: ['test/channels.test.ts'],
+  },
+  {
+    name: 'reset-writes', breaks: 'resetRunningStats during the turns of a sliced running update has the update made again on the reset statistics',
+    file: 'src/batch-norm.ts', find: '    this.#numBatchesTracked = 0;\n    this.#writes++;\n', replace: '    this.#numBatchesTracked = 0;\n',
     tests: ['test/channels.test.ts'],
   },
   {
