@@ -61,7 +61,7 @@ export async function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor 
  */
 export interface ChannelPut {
   readonly k: number;
-  readonly values: ArrayLike<number> | null;
+  readonly values: FloatArray | null;
   readonly fill: number;
   readonly name: string;
   readonly divisor?: number;
@@ -91,11 +91,8 @@ export async function putChannels(
       checkIntact(values, C, name);
       if (divisor !== undefined) {
         for (let c = c0; c < c1; c++) f64[at + c] = values[c] / divisor;
-      } else if (ArrayBuffer.isView(values)) {
-        const typed = values as FloatArray;
-        f64.set(c0 === 0 && c1 === C ? typed : typed.subarray(c0, c1), at + c0);
       } else {
-        for (let c = c0; c < c1; c++) f64[at + c] = values[c];
+        f64.set(c0 === 0 && c1 === C ? values : values.subarray(c0, c1), at + c0);
       }
     }
   }, pause);

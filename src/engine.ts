@@ -68,10 +68,10 @@ export interface BackwardRequest {
   /** The incoming gradient, laid out like x. */
   readonly dy: FloatArray;
   /** Per-channel mean and invstd the forward normalized with. */
-  readonly mean: ArrayLike<number>;
+  readonly mean: FloatArray;
   /** Null: the workers make invstd = 1 / sqrt(var + eps) from `var` and `eps`. */
-  readonly invstd: ArrayLike<number> | null;
-  readonly var?: ArrayLike<number>;
+  readonly invstd: FloatArray | null;
+  readonly var?: FloatArray;
   readonly eps?: number;
   /** 'train': batch statistics (the full gradient); 'eval': fixed statistics, dx = weight·invstd·dy. */
   readonly mode: 'train' | 'eval';
