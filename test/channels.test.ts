@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE } from '../dist/src/channels.js';
 import { AbortError, ArgumentError, BatchNorm, batchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
 import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { turnCounter, turnsOf } from './helpers/turns.js';
+import { everyTurn, turnCounter, turnsOf } from './helpers/turns.js';
 
 // Inline, with x, dy and the outputs on the pool: no worker and no copy of x, so every turn a
 // call takes is one of its per-channel steps'.
@@ -158,14 +158,9 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     // At every turn: whether the first and the last channel have their new values yet.
     const seen: string[] = [];
     const counter = turnCounter();
-    const watch = (): void => {
-      seen.push(`${bn.runningMean![0] !== mean0[0]},${bn.runningVar![C - 1] !== var0[C - 1]}`);
-      if (watching) setImmediate(watch);
-    };
-    let watching = true;
-    setImmediate(watch);
+    const stop = everyTurn(() => { seen.push(`${bn.runningMean![0] !== mean0[0]},${bn.runningVar![C - 1] !== var0[C - 1]}`); });
     await bn.forward(x, shape, { out });
-    watching = false;
+    stop();
     counter.stop();
     // Three slices of the update more than the same forward without running statistics.
     expect(counter.turns()).toBeGreaterThanOrEqual(untracked.turns + SLICES);
@@ -185,18 +180,14 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     const bn = new BatchNorm(C, { pool });
     // At every turn of the call a new state: running mean k, variance 1 + k, k + 100 batches.
     let k = 0;
-    let loading = true;
-    const load = (): void => {
-      if (!loading) return;
+    const stop = everyTurn(() => {
       k++;
       bn.loadStateDict({
         ...bn.stateDict(), running_mean: new Float32Array(C).fill(k), running_var: new Float32Array(C).fill(1 + k), num_batches_tracked: k + 100,
       });
-      setImmediate(load);
-    };
-    setImmediate(load);
+    });
     await bn.forward(x, shape, { out });
-    loading = false;
+    stop();
     // Loaded more times than the update has slices: some of them during its turns.
     expect(k).toBeGreaterThan(2 * SLICES);
     const { mean, var: variance } = await batchNorm(x, shape, { training: true, pool, out });
@@ -216,19 +207,15 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     // the call's own scratch, freed before it, is far larger.
     const base = pool.memoryStats.liveBytes;
     let resets = 0;
-    let watching = true;
-    const watch = (): void => {
-      if (!watching) return;
+    const stop = everyTurn(() => {
       const live = pool.memoryStats.liveBytes - base;
       if (resets === 0 && live > 0 && live < 3 * 4 * C) {
         bn.resetRunningStats();
         resets++;
       }
-      setImmediate(watch);
-    };
-    setImmediate(watch);
+    });
     await bn.forward(x, shape, { out });
-    watching = false;
+    stop();
     expect(resets).toBe(1);
     const { mean, var: variance } = await batchNorm(x, shape, { training: true, pool, out });
     expect(bn.numBatchesTracked).toBe(1);

@@ -71,7 +71,7 @@ const MUTANTS = [
     tests: ['test/kernel-properties.test.ts', 'test/adversarial.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts'],
   },
   {
-    name: 'merge-pair-lanes', breaks: "the merge's two-channel finish writes each lane's row parameters to its own channel",
+    name: 'merge-pair-lanes', breaks: "the merge's and the eval prep's two-channel steps write each lane's row parameters to its own channel",
     file: 'workers/wasm/assembly/merge.ts',
     find: '    rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));\n  }\n}',
     replace: '    rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 1));\n  }\n}',

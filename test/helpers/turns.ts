@@ -3,17 +3,23 @@
  * not depend on timing, for tests of where a call lets a server's other work run.
  */
 
-/** Counts turns of the event loop until `stop` is called. */
-export function turnCounter(): { readonly turns: () => number; stop: () => void } {
-  let turns = 0;
+/** Calls `fn` at every turn of the event loop (setImmediate) until the function it returns is called. */
+export function everyTurn(fn: () => void): () => void {
   let running = true;
   const tick = (): void => {
     if (!running) return;
-    turns++;
+    fn();
     setImmediate(tick);
   };
   setImmediate(tick);
-  return { turns: () => turns, stop: () => { running = false; } };
+  return () => { running = false; };
+}
+
+/** Counts turns of the event loop until `stop` is called. */
+export function turnCounter(): { readonly turns: () => number; stop: () => void } {
+  let turns = 0;
+  const stop = everyTurn(() => { turns++; });
+  return { turns: () => turns, stop };
 }
 
 /** Runs `call`, counting the turns of the event loop until it settles. */

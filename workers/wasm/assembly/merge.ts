@@ -192,6 +192,14 @@ const MEAN_LO = 5;
   v128.store(arrayAt(channels, C, MEAN_LO, c), lo);
   const scale = f64x2.div(v128.load(arrayAt(channels, C, WEIGHT, c)), f64x2.sqrt(f64x2.add(variance, eps)));
   const bias = v128.load(arrayAt(channels, C, BIAS, c));
+  params2(c, mean, scale, bias, params, rowParams, rowStride);
+}
+
+/**
+ * Channels c and c + 1's (mean, scale, bias), in the two lanes, as the float64 records at params
+ * (0: none) and the float32 row parameters at rowParams (0: none).
+ */
+@inline function params2(c: i32, mean: v128, scale: v128, bias: v128, params: usize, rowParams: usize, rowStride: i32): void {
   if (params != 0) {
     const q = params + (<usize>c << 5);
     store<f64>(q, f64x2.extract_lane(mean, 0));
@@ -278,20 +286,7 @@ export function prepEval(
     const scale = f64x2.div(
       v128.load(arrayAt(channels, C, WEIGHT, c)), f64x2.sqrt(f64x2.add(v128.load(arrayAt(channels, C, VAR, c)), e)),
     );
-    const bias = v128.load(arrayAt(channels, C, BIAS, c));
-    if (params != 0) {
-      const q = params + (<usize>c << 5);
-      store<f64>(q, f64x2.extract_lane(mean, 0));
-      store<f64>(q, f64x2.extract_lane(scale, 0), 8);
-      store<f64>(q, f64x2.extract_lane(bias, 0), 16);
-      store<f64>(q, f64x2.extract_lane(mean, 1), 32);
-      store<f64>(q, f64x2.extract_lane(scale, 1), 40);
-      store<f64>(q, f64x2.extract_lane(bias, 1), 48);
-    }
-    if (rowParams != 0) {
-      rowParamsOf(rowParams, rowStride, c, f64x2.extract_lane(mean, 0), f64x2.extract_lane(scale, 0), f64x2.extract_lane(bias, 0));
-      rowParamsOf(rowParams, rowStride, c + 1, f64x2.extract_lane(mean, 1), f64x2.extract_lane(scale, 1), f64x2.extract_lane(bias, 1));
-    }
+    params2(c, mean, scale, v128.load(arrayAt(channels, C, BIAS, c)), params, rowParams, rowStride);
   }
   for (; c < c1; c++) {
     const mean = load<f64>(arrayAt(channels, C, MEAN, c));
