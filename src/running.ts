@@ -30,9 +30,11 @@ export function runningStatsUpdate(
  * CHANNEL_SLICE channels it is that; over more, the new values are made in slices between turns
  * of the event loop (inChannelSlices) into scratch on the pool's memory, of the buffers' own
  * types, and then `set` into the buffers in one piece, so that no one sees an update half made
- * and one that fails (a buffer detached or shrunk meanwhile) changes nothing. A loop over 4M
- * channels held the event loop 10-17 ms here; the two `set`s of float32 take ~2 ms (`npm run
- * bench:wide`). Where the pool cannot give the scratch, it is the one loop.
+ * and one that fails (a buffer detached or shrunk meanwhile) changes nothing. The loop over 4M
+ * channels held the event loop 15.6-17.0 ms at a module training forward's end (`npm run
+ * bench:wide`); a `set` of 4M float32 from the pool's memory takes ~0.9 ms here (a probe), and the
+ * forward's longest hold became 2.3-2.9 ms. Where the pool cannot give the scratch (the call's own
+ * scratch, freed just before, is larger, but another call may have taken it), it is the one loop.
  *
  * The buffers are read during the turns: a write to them meanwhile would be lost under the
  * `set`. Where `unchanged` (the module's own writes: resetRunningStats, loadStateDict) returns
