@@ -41,15 +41,19 @@ export async function inChannelSlices(
 }
 
 /**
- * A new array of `Ctor` (float64 unless given) holding `view` (of the pool's memory, which stays
- * valid while the memory grows), written in slices between turns of the event loop
- * (inChannelSlices): the new array's page faults are most of the cost.
+ * A new array of `Ctor` (float64 unless given) holding the view `viewOf` makes (of the call's
+ * per-channel array on the pool's memory, channelsView), written in slices between turns of the
+ * event loop (inChannelSlices): the new array's page faults are most of the cost. The view is made
+ * again for each slice: a call on the pool's private memory may have grown it during the turn
+ * before, which detaches the buffer of any view made earlier.
  */
-export function newCopy(view: Float64Array, Ctor?: Float64ArrayConstructor): Promise<Float64Array>;
-export function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): Promise<FloatArray>;
-export async function newCopy(view: Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Promise<FloatArray> {
-  const copy = new Ctor(view.length);
-  await inChannelSlices(view.length, (c0, c1) => copy.set(view.subarray(c0, c1), c0));
+export function newCopy(viewOf: () => Float64Array, Ctor?: Float64ArrayConstructor): Promise<Float64Array>;
+export function newCopy(viewOf: () => Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): Promise<FloatArray>;
+export async function newCopy(
+  viewOf: () => Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array,
+): Promise<FloatArray> {
+  const copy = new Ctor(viewOf().length);
+  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0));
   return copy;
 }
 
@@ -99,35 +103,43 @@ export async function putChannels(
 }
 
 /**
- * A copy of `view` (of the pool's memory) in `into`, or where that is null in a new array of
- * `Ctor` (newCopy: made, then `set`); either way in slices between turns of the event loop where
- * it is large (inChannelSlices: copies of 4M float64 channels took ~2 ms each here).
+ * A copy of the view `viewOf` makes (as newCopy's, made again for each slice) in `into`, or where
+ * that is null in a new array of `Ctor` (newCopy: made, then `set`); either way in slices between
+ * turns of the event loop where it is large (inChannelSlices: copies of 4M float64 channels took
+ * ~2 ms each here).
  * Node 20's V8 builds a typed array from another of another type, or slices one on a shared
  * buffer, by a generic path: for 262,144 channels `new Float32Array(view)` took 1.7-3.8 ms and
  * `slice()` 0.9 where this took 0.2-0.4, warm (a probe). In a call the new array's first writes,
  * page faults, cost more than either: arrays given (`into`, `BackwardRequest.dWeightOut`, the
  * functional forms' `meanOut`, `varOut`, `dWeight`, `dBias`) avoid them.
  */
-export function copyInto(view: Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string): Promise<Float64Array>;
 export function copyInto(
-  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name?: string,
+  viewOf: () => Float64Array, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name?: string,
+): Promise<Float64Array>;
+export function copyInto(
+  viewOf: () => Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name?: string,
 ): Promise<FloatArray>;
 export async function copyInto(
-  view: Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name = 'an output array',
+  viewOf: () => Float64Array, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor,
+  name = 'an output array',
 ): Promise<FloatArray> {
-  if (into == null) return newCopy(view, Ctor);
+  if (into == null) return newCopy(viewOf, Ctor);
   // A caller's array, checked at the call's start, may have been detached or shrunk since (or,
   // over many channels, during a turn between slices).
-  const C = view.length;
+  const C = viewOf().length;
   await inChannelSlices(C, (c0, c1) => {
     checkIntact(into, C, name);
-    into.set(c0 === 0 && c1 === C ? view : view.subarray(c0, c1), c0);
+    into.set(viewOf().subarray(c0, c1), c0);
   });
   return into;
 }
 
-/** Per-channel array k of the call, a view of the pool's memory (copy it before the call ends). */
+/**
+ * Per-channel array k of the call, a view of the pool's memory made now (the views refreshed
+ * first): copy it before the call ends, and make it again after any await (newCopy, copyInto).
+ */
 export function channelsView(ctx: PoolInternals, layout: ScratchLayout, C: number, k: number): Float64Array {
+  ctx.views.refresh();
   const at = channelArrayByte(layout.channelsByte, C, k) / 8;
   return ctx.views.f64.subarray(at, at + C);
 }

@@ -281,10 +281,8 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         }
       }
     }
-    const view = (k: number): Float64Array => {
-      ctx.views.refresh();
-      return channelsView(ctx, layout, grid.C, k);
-    };
+    // Per-channel array k's view, made again for each slice of its copy (channelsView).
+    const view = (k: number) => (): Float64Array => channelsView(ctx, layout, grid.C, k);
     if (req.backward) {
       const Grad = req.backward.gradDtype === 'float32' ? Float32Array : Float64Array;
       if (applyOnly(req)) return { dx: y, dWeight: null, dBias: null };
@@ -341,8 +339,7 @@ function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
 async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
 ): Promise<void> {
-  ctx.views.refresh();
-  const take = (k: number): Promise<Float64Array> => newCopy(channelsView(ctx, layout, grid.C, k));
+  const take = (k: number): Promise<Float64Array> => newCopy(() => channelsView(ctx, layout, grid.C, k));
   const dWeight = await take(CHANNEL_WEIGHT);
   const dBias = await take(CHANNEL_BIAS);
   // Given or made by the prep.

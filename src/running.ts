@@ -54,6 +54,9 @@ export async function updateRunningStats(
     runningStatsUpdate(runningMean, runningVar, mean, variance, count, factor, unbiased);
     return true;
   }
+  // Right after an allocation, which may have grown the memory, as every call does (Pool's
+  // #privateContext): no call finds the shared views stale after an await.
+  ctx.views.refresh();
   const check = (): void => {
     checkIntact(runningMean, C, 'the running mean');
     checkIntact(runningVar, C, 'the running variance');

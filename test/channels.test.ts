@@ -91,6 +91,38 @@ describe('per-channel results over more than CHANNEL_SLICE channels', () => {
   });
 });
 
+describe("per-channel results of inline calls on the pool's private memory", () => {
+  it('copied in slices while other calls grow that memory (which detaches its buffer): the same bits as alone', async () => {
+    // Plain arrays run inline on the pool's private memory. Calls that stage larger inputs,
+    // started during the first one's last turns (its copies of the results), grow it, each
+    // larger than the one before, and the views made before a growth are detached.
+    const x = randomTensor(shape, 'float32', 91, (c) => ({ offset: (c % 7) - 3, spread: 1 + (c % 2) }));
+    const larger = [3, 4, 5, 6, 7].map((rows) => randomTensor([rows, C], 'float32', 90 + rows));
+    const alone = await turnsOf(() => batchNorm(x, shape, { training: true, pool }));
+    const grown = pool.memoryStats.privateByteLength;
+    let turn = 0;
+    const others: Promise<unknown>[] = [];
+    const stop = everyTurn(() => {
+      turn++;
+      const next = larger[others.length];
+      if (turn >= alone.turns - 2 * SLICES && next !== undefined) others.push(batchNorm(next, [next.length / C, C], { training: true, pool }));
+    });
+    // The mean into an array given (copyInto), the variance into a new one (newCopy).
+    const racing = batchNorm(x, shape, { training: true, pool, meanOut: new Float64Array(C) });
+    await Promise.allSettled([racing]);
+    stop();
+    // Every call settled before any assertion (and the pool's close), whatever this one did.
+    await Promise.allSettled(others);
+    const raced = await racing;
+    await Promise.all(others);
+    expect(others.length).toBeGreaterThan(0);
+    expect(pool.memoryStats.privateByteLength).toBeGreaterThan(grown);
+    expect(sameBits(raced.y, alone.value.y)).toBe(true);
+    expect(sameBits(raced.mean, alone.value.mean)).toBe(true);
+    expect(sameBits(raced.var, alone.value.var)).toBe(true);
+  });
+});
+
 describe('per-channel inputs over more than CHANNEL_SLICE channels', () => {
   /** An eval module with running statistics, weight and bias of its own, different in every channel. */
   function evalModule(): BatchNorm {

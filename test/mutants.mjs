@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 44 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 46 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -90,6 +90,17 @@ const MUTANTS = [
   {
     name: 'put-check', breaks: 'a per-channel input detached during the turns before its slice fails the call with an ArgumentError',
     file: 'src/channels.ts', find: '      checkIntact(values, C, name);\n', replace: '      checkIntact(values, 0, name);\n',
+    tests: ['test/channels.test.ts'],
+  },
+  {
+    name: 'view-per-slice', breaks: "a sliced copy of a call's per-channel results makes its view of the pool's memory again for each slice (a private memory's growth detaches the old one)",
+    file: 'src/channels.ts', find: '  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0));',
+    replace: '  const once = viewOf();\n  await inChannelSlices(copy.length, (c0, c1) => copy.set(once.subarray(c0, c1), c0));',
+    tests: ['test/channels.test.ts'],
+  },
+  {
+    name: 'view-per-slice-into', breaks: 'a sliced copy into an array given makes its view again for each slice too',
+    file: 'src/channels.ts', find: '  const C = viewOf().length;\n', replace: '  const once = viewOf();\n  const C = once.length;\n  viewOf = () => once;\n',
     tests: ['test/channels.test.ts'],
   },
   {
