@@ -144,7 +144,7 @@ export class Pool {
    * one. Growing this memory detaches its buffer. The calls on it share one `MemoryViews`, and a
    * call refreshes it right after it allocates (execute, place), in the same synchronous stretch,
    * so no call finds it stale after an await; an array view held across an await is made again
-   * (copyBox).
+   * (copyBox; newCopy and copyInto, a slice at a time).
    */
   #privateContext(ctx: PoolInternals, maxMemory: number): PoolInternals {
     const module = this.kernel === 'wasm' ? loadPrivateWasmModule() : null;
