@@ -4,7 +4,7 @@
  * are not cut, and the floor of each measured in the same rounds. Zero-copy (pool arrays and
  * `out`), float32, at availableParallelism() threads. Then, with one worker (so that the main
  * thread has a core of its own), the longest the event loop was held in one piece during a call
- * (training, eval, backward, and a synced training forward whose all-reduce answers at once; the
+ * (training, eval, backward, a synced training forward and backward whose all-reduces answer at once; the
  * functional training forward and backward, whose per-channel results are new arrays every call):
  * what a server's other requests would wait for. Prints two markdown tables; writes nothing.
  */
@@ -79,8 +79,8 @@ const LAG_CALLS = 7;
 console.log();
 console.log('Longest hold of the event loop during a call, 1 worker, median of 7 calls (ms):');
 console.log();
-console.log('| shape | training | eval | backward | synced training | functional training | functional backward |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| shape | training | eval | backward | synced training | synced backward | functional training | functional backward |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 const single = new Pool({ threads: 1 });
 for (const dims of LAG_SHAPES) {
   const { x, dy, out, train, evalBn } = setUp(single, dims);
@@ -92,6 +92,9 @@ for (const dims of LAG_SHAPES) {
     // SyncBatchNorm's forward with an all-reduce that answers at once: what the hook adds on
     // this thread (the local ChannelStats, the checks of the answer) beside a training call.
     () => train.forward(x, dims, { out, reduceStats: (local) => local }),
+    // Its backward, with an all-reduce of the gradient sums that answers at once: the
+    // coefficients of dx made again from the answer on this thread.
+    () => train.backward(dy, { out, reduceGrads: (sums) => sums }),
     // New mean and var (and dWeight and dBias) every call, where the module copies into its own.
     () => batchNorm(x, dims, { training: true, pool: single, out }),
     () => batchNormBackward(x, dy, dims, { weight: train.weight!, mean: saved.mean, var: saved.var, pool: single, out }),

@@ -11,7 +11,7 @@ import {
 } from '../workers/protocol.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { throwIfAborted, untilAborted } from './abort.js';
-import { type ChannelPut, channelsView, copyInto, newCopy, putChannels } from './channels.js';
+import { type ChannelPut, channelsView, copyInto, inChannelSlices, newCopy, putChannels } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
@@ -20,7 +20,7 @@ import { allocOrThrow, copyIn, place } from './placement.js';
 import { type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
-import type { Dims, FloatArray } from './validate.js';
+import { checkIntact, type Dims, type FloatArray } from './validate.js';
 
 export interface EngineRequest {
   readonly x: FloatArray;
@@ -274,7 +274,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
           await copyIn(ctx, req, placements[i], call.pauseIn);
           await runPhase(call, tasksFor(call, placements[i], 'stats', { merge: i === placements.length - 1 }));
         }
-        if (synced) await reduceGradients(ctx, grid, req.backward!, layout, signal);
+        if (synced) await reduceGradients(ctx, grid, req.backward!, layout, signal, call.pauseIn);
         // One chunk is still staged from its statistics pass; several share the staging area.
         for (let i = 0; i < placements.length && !req.statsOnly; i++) {
           await normalizeChunk(call, placements[i], 'normalize', true, placements.length === 1);
@@ -334,23 +334,34 @@ function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
  * rewrites each channel's dx coefficients k and e from the sums over every shard and their count,
  * as mergeBackwardChannel does from local ones (a = weight·invstd stays). dWeight and dBias stay
  * this shard's, as in PyTorch's SyncBatchNorm, whose parameter gradients are reduced with the
- * model's others.
+ * model's others. The rewrite goes in slices of channels with `pause` (the call's `pauseIn`: a
+ * turn of the event loop, then the abort check) before each where there are many
+ * (inChannelSlices): a loop over 4M channels held the loop 34-50 ms in one piece (a probe,
+ * [2, 4194304], one worker). The answer's arrays are checked whole again in each slice
+ * (`checkIntact`): the caller may detach one during a turn; the views of the memory are made again
+ * in each (another call may grow a private one). invstd is read on the pool, not copied: a new
+ * array of 4M float64 is 8192 page faults.
  */
 async function reduceGradients(
   ctx: PoolInternals, grid: Grid, bwd: BackwardRequest, layout: ScratchLayout, signal: AbortSignal | null,
+  pause: () => Promise<void>,
 ): Promise<void> {
-  const take = (k: number): Promise<Float64Array> => newCopy(() => channelsView(ctx, layout, grid.C, k));
+  const { C } = grid;
+  const take = (k: number): Promise<Float64Array> => newCopy(() => channelsView(ctx, layout, C, k));
   const dWeight = await take(CHANNEL_WEIGHT);
   const dBias = await take(CHANNEL_BIAS);
-  // Given or made by the prep.
-  const invstd = await take(CHANNEL_INVSTD);
   const { sumDy, sumDyXhat } = await untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
   const count = bwd.count!;
-  ctx.views.refresh();
-  const f64 = ctx.views.f64;
-  for (let c = 0; c < grid.C; c++) {
-    const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
-    f64[q + 1] = -invstd[c] * sumDyXhat[c] / count;
-    f64[q + 3] = -sumDy[c] / count;
-  }
+  await inChannelSlices(C, (c0, c1) => {
+    checkIntact(sumDy, C, 'options.reduceGrads(...).sumDy');
+    checkIntact(sumDyXhat, C, 'options.reduceGrads(...).sumDyXhat');
+    // invstd, given or made by the prep, read where it lies (channelsView refreshes the views).
+    const invstd = channelsView(ctx, layout, C, CHANNEL_INVSTD);
+    const f64 = ctx.views.f64;
+    for (let c = c0; c < c1; c++) {
+      const q = (layout.paramsByte + c * PARAM_BYTES) / 8;
+      f64[q + 1] = -invstd[c] * sumDyXhat[c] / count;
+      f64[q + 3] = -sumDy[c] / count;
+    }
+  }, pause);
 }

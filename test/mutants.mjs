@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 46 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 48 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -132,6 +132,17 @@ const MUTANTS = [
     name: 'count-scan-check', breaks: "a synced forward checks its answer's arrays whole in each slice of its count check (the caller may transfer them during the turns)",
     file: 'src/sync.ts', find: '  await inChannelSlices(C, (c0, c1) => {\n    checkStatsHeld(merged, "options.reduceStats\'s result\'s ");\n',
     replace: '  await inChannelSlices(C, (c0, c1) => {\n',
+    tests: ['test/sync-wide.test.ts'],
+  },
+  {
+    name: 'rewrite-slices', breaks: "a synced backward rewrites the dx coefficients from the caller's answer in slices between turns",
+    file: 'src/engine.ts', find: '  }, pause);\n}\n', replace: '  }, async () => { void pause; });\n}\n',
+    tests: ['test/sync-wide.test.ts'],
+  },
+  {
+    name: 'rewrite-check', breaks: "a synced backward checks the answer's sums whole in each slice of the rewrite (the caller may transfer them during the turns)",
+    file: 'src/engine.ts', find: "    checkIntact(sumDyXhat, C, 'options.reduceGrads(...).sumDyXhat');\n",
+    replace: '',
     tests: ['test/sync-wide.test.ts'],
   },
   {

@@ -113,9 +113,44 @@ describe('reduceStats', () => {
       expect(sameBits(synced.dWeight!, plain.dWeight!)).toBe(true);
       // dx from the same sums along another rounding path (reduceGradients rewrites its coefficients).
       expect(maxRelativeError(synced.dx, plain.dx, 1e-3)).toBeLessThan(1e-10);
-      // Three copies of four slices each (the two sums and invstd), a turn before each slice.
+      // Four slices each, a turn before each: the copies of the two sums, and the rewrite of the
+      // dx coefficients from the answer.
       expect(ticks).toBeGreaterThanOrEqual(3 * 4);
       for (const a of [x, dy, fwd.y, plain.dx, synced.dx]) inline.free(a);
+    });
+
+    it("the answer's sums detached during the turns of the rewrite that reads them: an ArgumentError, and no dx written", async () => {
+      // The caller owns the arrays its hook answers with and may transfer one while the call takes
+      // its turns: the rewrite of the dx coefficients checks both whole before each slice.
+      const C = 3 * CHANNEL_SLICE + 1;
+      const shape = [3, C];
+      const x = inline.alloc(3 * C, 'float64');
+      x.set(randomTensor(shape, 'float64', 61));
+      const dy = inline.alloc(3 * C, 'float64');
+      dy.set(randomTensor(shape, 'float64', 62));
+      const fwd = await batchNorm(x, shape, { training: true, pool: inline });
+      const out = inline.alloc(3 * C, 'float64');
+      for (const key of ['sumDy', 'sumDyXhat'] as const) {
+        out.fill(NaN);
+        const call = batchNormBackward(x, dy, shape, {
+          mean: fwd.mean, var: fwd.var, pool: inline, out, count: 3,
+          reduceGrads: (sums) => {
+            const answer = { sumDy: sums.sumDy.slice(), sumDyXhat: sums.sumDyXhat.slice() };
+            // After the hook, before the rewrite's first slice.
+            setImmediate(() => detached(answer[key]));
+            return answer;
+          },
+        });
+        await expect(call).rejects.toMatchObject({
+          code: 'ERR_BNPOOL_ARG',
+          message: `options.reduceGrads(...).${key} must keep its ${C} values while a call uses it; its buffer was detached or resized, and it now has 0`,
+        });
+        expect(out.every(Number.isNaN)).toBe(true);
+      }
+      // The same call with an answer kept whole writes every dx.
+      const answered = await batchNormBackward(x, dy, shape, { mean: fwd.mean, var: fwd.var, pool: inline, out, count: 3, reduceGrads: (sums) => sums });
+      expect(answered.dx.some(Number.isNaN)).toBe(false);
+      for (const a of [x, dy, out]) inline.free(a);
     });
 
     it('the answer\'s count or m2 transferred during the turns after the hook: an ArgumentError that changes nothing', async () => {
