@@ -25,7 +25,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { wasmApi } from '../src/wasm-types.js';
 import { bwdStatsThenApplyPlanes, type Kernel, PLANE_ACC_BYTES, rowScratchBytes } from '../workers/kernels/kernel.js';
-import { PARTIAL_BYTES } from '../workers/protocol.js';
+import { PARTIAL_BYTES } from '../workers/scratch.js';
 import { createKernel, loadWasmModule } from '../workers/kernels/select.js';
 import { medianOf } from './rounds.js';
 

@@ -1,7 +1,8 @@
 // The WebAssembly merge of partials (`mergeChannels`) alone, in two builds: the median time of
 // 100 merges of a shape's partials (per-channel blocks as the grid cuts benchmark shapes E, A, B
 // and C), 30 rounds each. Partials of a large offset and a small spread, in each build's own
-// layout (PARTIAL_BYTES of its workers/protocol.js). Plain JavaScript, like alternate.mjs.
+// layout (PARTIAL_BYTES of its workers/scratch.js, or of its workers/protocol.js in builds before
+// the layout had a file of its own). Plain JavaScript, like alternate.mjs.
 //
 //     git worktree add /tmp/before <rev> && (cd /tmp/before && ln -s "$PWD/../main/node_modules" . && npm run build)
 //     npm run build && node bench/merge.mjs /tmp/before/dist dist
@@ -16,7 +17,8 @@ const medians = SHAPES.map(() => []);
 for (const dir of dirs) {
   const url = (file) => pathToFileURL(resolve(dir, file)).href;
   const { createKernel, loadWasmModule } = await import(url('workers/kernels/select.js'));
-  const { PARTIAL_BYTES, CHANNEL_WEIGHT, CHANNEL_BIAS } = await import(url('workers/protocol.js'));
+  const layout = await import(url('workers/scratch.js')).catch(() => import(url('workers/protocol.js')));
+  const { PARTIAL_BYTES, CHANNEL_WEIGHT, CHANNEL_BIAS } = layout;
   const memory = new WebAssembly.Memory({ initial: 1024, maximum: 1024, shared: true });
   const kernel = createKernel('wasm', memory, loadWasmModule());
   const f64 = new Float64Array(memory.buffer);

@@ -1,10 +1,10 @@
 /**
  * A call's per-channel arrays on the pool's memory (weight, bias, the statistics, their results:
- * CHANNEL_* in workers/protocol.ts): what goes on before the call's tasks, views and copies of
+ * CHANNEL_* in workers/scratch.ts): what goes on before the call's tasks, views and copies of
  * what comes back, and the turns of the event loop between steps over large ones.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { channelArrayByte, type ScratchLayout } from '../workers/protocol.js';
+import { channelArrayByte, type ScratchLayout } from '../workers/scratch.js';
 import type { PoolInternals } from './pool-internals.js';
 import { checkIntact, type FloatArray } from './validate.js';
 

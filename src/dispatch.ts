@@ -5,9 +5,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import {
-  bytesPerElement, type Grid, type Region, resetClaims, type ScratchLayout, type Task, type TaskOp, type TaskResult,
-} from '../workers/protocol.js';
+import { bytesPerElement, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
+import { resetClaims, type ScratchLayout } from '../workers/scratch.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';

@@ -5,10 +5,10 @@
  * changes no module state; callers apply running-statistics updates only after it resolved.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { bytesPerElement, type Dtype, type Grid } from '../workers/protocol.js';
 import {
-  bytesPerElement, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES,
-  type Dtype, type Grid, scratchLayout, type ScratchLayout,
-} from '../workers/protocol.js';
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, scratchLayout, type ScratchLayout,
+} from '../workers/scratch.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { throwIfAborted, untilAborted } from './abort.js';
 import { type ChannelPut, channelsView, copyInto, inChannelSlices, newCopy, putChannels } from './channels.js';
@@ -103,7 +103,7 @@ export interface BackwardRequest {
 
 /**
  * A call's output and its per-channel results; a statistics-only call's also what rounding each
- * batch mean left out (MEAN_LO: workers/protocol.ts).
+ * batch mean left out (MEAN_LO: workers/scratch.ts).
  */
 export type EngineResult = ChannelResults & { readonly y: FloatArray; readonly meanLo?: Float64Array };
 

@@ -1,7 +1,6 @@
 import {
-  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES,
-  PARTIAL_BYTES,
-} from '../workers/protocol.js';
+  CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, channelArrayByte, PARAM_BYTES, PARTIAL_BYTES,
+} from '../workers/scratch.js';
 
 /** Index in a float64 view of the first value of per-channel array k (CHANNEL_MEAN ...). */
 function arrayIndex(channelsByte: number, C: number, k: number): number {
@@ -18,7 +17,7 @@ function arrayIndex(channelsByte: number, C: number, k: number): number {
  *     m2    = m2_a + m2_b + delta^2 * n_a * n_b / n
  *
  * The means go in relative to the first block's, K: a block's is (mean - K) + lo, from its partial
- * (count, mean, m2, lo), whose mean + lo is the block's exact shifted mean (protocol.ts). So the
+ * (count, mean, m2, lo), whose mean + lo is the block's exact shifted mean (workers/scratch.ts, PARTIAL_BYTES). So the
  * deltas keep every digit of the data's spread, however large the common offset: mean - K is
  * exact between means within a factor of two of each other, and the offset's rounding, half an
  * ulp of |mean| a block, never enters them. The channel's mean is K plus the merged relative
@@ -45,7 +44,7 @@ function arrayIndex(channelsByte: number, C: number, k: number): number {
  * @param mem - float64 view of the pool's memory
  * @param partialsByte - channel c's partials are the `blocks` (count, mean, m2, lo) at
  *   partialsByte + PARTIAL_BYTES * blocks * c
- * @param channelsByte - the per-channel arrays of C channels (protocol.ts, CHANNEL_MEAN ...):
+ * @param channelsByte - the per-channel arrays of C channels (workers/scratch.ts, CHANNEL_MEAN ...):
  *   reads WEIGHT[c] and BIAS[c], writes MEAN[c], VAR[c] (biased) and MEAN_LO[c]
  * @param paramsByte - receives (mean, scale, bias) at paramsByte + 32 * c
  */

@@ -3,7 +3,10 @@ import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
 import { cachedWasmModules, createKernel, loadPrivateWasmModule, loadWasmModules } from '../workers/kernels/select.js';
-import { type BytesTask, type Dtype, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from '../workers/protocol.js';
+import {
+  type BytesTask, type Dtype, type KernelName, type StreamTask, type Task, type TaskResult,
+} from '../workers/protocol.js';
+import { scratchLayout } from '../workers/scratch.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';

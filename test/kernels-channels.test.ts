@@ -6,7 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
-import { CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/protocol.js';
+import {
+  CHANNEL_ARRAYS, CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES,
+} from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
 import { DATA, GUARD, OUT, PAIRED, PF, reference, SCRATCH, setup, ulpOf } from './helpers/kernels.js';
 

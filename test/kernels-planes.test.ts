@@ -5,7 +5,7 @@
  * end; the fused kernels against their two kernels apart, bit for bit.
  */
 import { describe, expect, it } from 'vitest';
-import { PARTIAL_BYTES } from '../dist/workers/protocol.js';
+import { PARTIAL_BYTES } from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
 import { DATA, expectStats, GUARD, LENGTHS, OFFSETS, OUT, PAIRED, PF, reference, SCRATCH, setup, ulpOf } from './helpers/kernels.js';
 import { exactChannelStats } from './helpers/reference.js';
@@ -42,7 +42,7 @@ for (const name of ['js', 'wasm'] as const) {
 
       it(`a partial's lo is what rounding its mean left out: mean + lo is the block's shifted mean (${dtype})`, () => {
         // Blocks at an offset of 3000 with a spread of 1e-3: the mean's half-ulp rounding (2.3e-13)
-        // is large against the spread, and lo holds it (protocol.ts, PARTIAL_BYTES). For float64
+        // is large against the spread, and lo holds it (workers/scratch.ts, PARTIAL_BYTES). For float64
         // data the shifted mean is the exact one up to the float64 sums' rounding; float32 data
         // are summed in float32 lanes first, so there only the TwoSum itself is checked.
         const { kernel, f32, f64 } = setup(name);

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
-import { CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/protocol.js';
+import { CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
 import { DATA, expectStats, GUARD, OUT, PAIRED, pairedRowCases, PF, reference, SCRATCH, setup } from './helpers/kernels.js';
 

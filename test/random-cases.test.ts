@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases } from '../dist/src/plan.js';
-import { scratchLayout } from '../dist/workers/protocol.js';
+import { scratchLayout } from '../dist/workers/scratch.js';
 import { permute, rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 

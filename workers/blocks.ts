@@ -8,7 +8,8 @@ import { type Kernel, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import type { Claims, MemoryViews } from './execute.js';
 import { CopyOutWriter } from './copy-out.js';
 import { PlaneBlocks } from './plane-blocks.js';
-import { bytesPerElement, PARTIAL_BYTES, type ScratchLayout, type Task } from './protocol.js';
+import { bytesPerElement, type Task } from './protocol.js';
+import { PARTIAL_BYTES, type ScratchLayout } from './scratch.js';
 import { rowParamsOf, RowBlocks } from './row-blocks.js';
 
 /**

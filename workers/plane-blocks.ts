@@ -8,7 +8,8 @@
 import type { CopyOutWriter } from './copy-out.js';
 import type { MemoryViews } from './execute.js';
 import { type Kernel, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
-import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, regionRowGroup, type ScratchLayout, type Task } from './protocol.js';
+import { regionRowGroup, type Task } from './protocol.js';
+import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, type ScratchLayout } from './scratch.js';
 
 /** The kernel calls of a plane-mode task's blocks. */
 export class PlaneBlocks {

@@ -6,7 +6,8 @@
 import { rowParamsOf } from './row-blocks.js';
 import type { MemoryViews } from './execute.js';
 import type { Kernel } from './kernels/kernel.js';
-import { PREP_CHANNELS, type ScratchLayout, type Task } from './protocol.js';
+import { PREP_CHANNELS, type Task } from './protocol.js';
+import type { ScratchLayout } from './scratch.js';
 import { waitOn } from './wait.js';
 
 /**

@@ -7,9 +7,8 @@
  */
 import type { CopyOutWriter } from './copy-out.js';
 import type { Kernel } from './kernels/kernel.js';
-import {
-  backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, regionRowGroup, rowParamStride, type ScratchLayout, type Task,
-} from './protocol.js';
+import { regionRowGroup, type Task } from './protocol.js';
+import { backwardMeanByte, PARAM_BYTES, PARTIAL_BYTES, partialByte, rowParamStride, type ScratchLayout } from './scratch.js';
 
 /**
  * The float32 row parameters of a row-mode float32 call (ScratchLayout.rowParamsByte) and the

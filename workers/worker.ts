@@ -10,7 +10,8 @@ import { copyBytesTaskOut } from './copy-out.js';
 import { claimCount, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
-import { type BytesTask, claimCounter, type KernelName, scratchLayout, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { type BytesTask, type KernelName, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { claimCounter, scratchLayout } from './scratch.js';
 
 export interface WorkerData {
   readonly memory: WebAssembly.Memory;

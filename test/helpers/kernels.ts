@@ -4,7 +4,7 @@
  * hit SIMD tails, and a float64 two-pass reference for a run's statistics.
  */
 import { expect } from 'vitest';
-import { PARTIAL_BYTES } from '../../dist/workers/protocol.js';
+import { PARTIAL_BYTES } from '../../dist/workers/scratch.js';
 import { createKernel, loadWasmModule } from '../../dist/workers/kernels/select.js';
 
 export const LENGTHS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1001, 1025, 2049];

@@ -77,7 +77,7 @@ function resum(
 
 /**
  * Turns shifted sums into a partial (count, mean, m2, lo), mean + lo = shift + s1 / count exactly
- * (TwoSum; protocol.ts, PARTIAL_BYTES). m2 is clamped at 0 against rounding; NaN stays NaN. The
+ * (TwoSum; scratch.ts, PARTIAL_BYTES). m2 is clamped at 0 against rounding; NaN stays NaN. The
  * same operations as the WebAssembly kernel's writePartial.
  */
 function writePartial(out: Float64Array, at: number, count: number, shift: number, s1: number, s2: number): void {

@@ -110,7 +110,7 @@ export interface Kernel {
    * at `partialsByte + PARTIAL_BYTES * blocks * c`) in block order with Chan et al.'s pairwise
    * formula, the means relative to the first block's (src/merge.ts), writes the mean, the biased
    * variance and what rounding the mean left out to MEAN, VAR and MEAN_LO of the per-channel
-   * arrays of C channels at `channelsByte` (protocol.ts), and (mean, weight / sqrt(var + eps), bias)
+   * arrays of C channels at `channelsByte` (scratch.ts), and (mean, weight / sqrt(var + eps), bias)
    * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS; with
    * `rowParamsByte` (0: none), also the float32 row parameters that `normalizeRows` reads (the
    * WebAssembly kernel; the TypeScript one writes none).

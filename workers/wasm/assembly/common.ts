@@ -18,7 +18,7 @@
 }
 
 /**
- * Writes a partial (workers/protocol.ts, PARTIAL_BYTES) from shifted sums s1 = Σ(x - shift) and
+ * Writes a partial (workers/scratch.ts, PARTIAL_BYTES) from shifted sums s1 = Σ(x - shift) and
  * s2 = Σ(x - shift)² of `count` values: (count, mean, m2, lo), with mean + lo = shift + s1 / count
  * exactly (Knuth's TwoSum: lo is what rounding the sum to mean left out). m2 is clamped at 0
  * against rounding; NaN stays NaN. The same operations as the TypeScript kernel's writePartial.

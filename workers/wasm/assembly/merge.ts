@@ -2,7 +2,7 @@
 import { hiOf, lowPart, shiftOf } from './common';
 import { rowsReadParams } from './normalize';
 
-/** Bytes of a partial (workers/protocol.ts, PARTIAL_BYTES): (count, mean, m2, lo) as f64. */
+/** Bytes of a partial (workers/scratch.ts, PARTIAL_BYTES): (count, mean, m2, lo) as f64. */
 const PARTIAL: usize = 32;
 
 /**
@@ -10,7 +10,7 @@ const PARTIAL: usize = 32;
  * at partials + 32 * blocks * c, in block order with Chan et al.'s pairwise formula, the means
  * relative to the first block's (src/merge.ts has why and how); writes the mean, the biased
  * variance and what rounding the mean left out to the per-channel arrays of C channels at
- * `channels` (MEAN, VAR, MEAN_LO: workers/protocol.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
+ * `channels` (MEAN, VAR, MEAN_LO: workers/scratch.ts); and writes (mean, weight / sqrt(var + eps), bias) at params + 32 * c, with
  * weight and bias from the arrays' WEIGHT and BIAS. The same operations, in the same order, as
  * src/merge.ts, so the two give the same bits. With `rowParams` (0: none), also channel c's
  * float32 (hi, scale, shift) at rowParams + 4 * (k * rowStride + c), k = 0, 1, 2, as the row
@@ -145,7 +145,7 @@ function mergeOne(
   return f64x2.add(f64x2.sub(pair(p, stride, 8), k), pair(p, stride, 24));
 }
 
-// The per-channel arrays (workers/protocol.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, MEAN_LO, C float64 each,
+// The per-channel arrays (workers/scratch.ts): MEAN, VAR, INVSTD, WEIGHT, BIAS, MEAN_LO, C float64 each,
 // one after another at `channels`.
 const MEAN = 0;
 const VAR = 1;
