@@ -9,7 +9,9 @@
  * input may be written channels first (outLayout): a decoder's HWC pixels as a model's CHW input.
  * Also the exact per-channel sums of 8-bit input behind ChannelStats.fromBatch (runBytesStats).
  * A call is cancelled between chunks and between slices of its copies (the engine's, between
- * blocks): its tasks are single passes.
+ * blocks): its tasks are single passes. Its per-channel steps (the parameters; the sums' channel
+ * values) go in slices of CHANNEL_SLICE positions between turns of the event loop where there are
+ * more (inChannelSlices), as the engine's do.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
@@ -18,6 +20,7 @@ import { throwIfAborted } from './abort.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
+import { inChannelSlices } from './channels.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
 import type { PoolInternals } from './pool-internals.js';
 import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
@@ -89,11 +92,12 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   const pattern = !transpose && usesPattern(dims);
   const imageSize = n / dims.shape[0];
   const P = pattern ? periodOf(dims.C) : dims.C;
-  const params = parameters(req, P);
+  const pause = pauseFor(signal);
   const allocated: number[] = [];
   try {
-    const paramsByte = allocOrThrow(ctx, params.byteLength, `the parameters of ${dims.C} channels`);
+    const paramsByte = allocOrThrow(ctx, 12 * P, `the parameters of ${dims.C} channels`);
     allocated.push(paramsByte);
+    await writeParameters(req, P, () => new Float32Array(ctx.arena.memory.buffer, paramsByte, 3 * P), pause);
     // Bytes a staged element takes: its byte (off the pool), and its float32 output where that is
     // off the pool.
     const perElement = (xOnPool ? 0 : 1) + (yOnPool ? 0 : 4);
@@ -105,7 +109,6 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     if (!xOnPool) allocated.push(stagedX);
     const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);
     if (!yOnPool) allocated.push(stagedY);
-    new Float32Array(ctx.arena.memory.buffer, paramsByte, params.length).set(params);
     const inline = n <= ctx.inlineThreshold;
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
@@ -149,10 +152,7 @@ async function forEachChunk(
   ctx: PoolInternals, x: ByteArray, n: number, chunk: number, stagedX: number, signal: AbortSignal | null,
   body: (first: number, len: number, xByte: number, pause: () => Promise<void>) => Promise<void>,
 ): Promise<void> {
-  const pause = async (): Promise<void> => {
-    await nextTurn();
-    throwIfAborted(signal);
-  };
+  const pause = pauseFor(signal);
   for (let first = 0; first < n; first += chunk) {
     const len = Math.min(chunk, n - first);
     if (stagedX >= 0) {
@@ -160,6 +160,14 @@ async function forEachChunk(
     }
     await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause);
   }
+}
+
+/** Between slices of a call's steps: a turn of the event loop, then a check of the signal. */
+function pauseFor(signal: AbortSignal | null): () => Promise<void> {
+  return async () => {
+    await nextTurn();
+    throwIfAborted(signal);
+  };
 }
 
 /**
@@ -221,61 +229,79 @@ export async function runBytesStats(
       throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
     });
-    const sums = new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).slice();
-    return fromSums(sums, P, parts, C, n / C);
+    return await fromSums(() => new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts), P, parts, C, n / C, pauseFor(signal));
   } finally {
     for (const offset of allocated) ctx.arena.free(offset);
   }
 }
 
-/** count, mean and m2 of C channels from `parts` tasks' pairs (Σx, Σx²) of P positions each (position k: channel k % C). */
-function fromSums(sums: Float64Array, P: number, parts: number, C: number, count: number) {
+/**
+ * count, mean and m2 of C channels from `parts` tasks' pairs (Σx, Σx²) of P positions each
+ * (position k: channel k % C), read where they lie (`sums` makes the view, again for each slice:
+ * the memory may grow during a turn), in slices of positions and of channels between `pause`s
+ * where there are many (inChannelSlices; over CHANNEL_SLICE positions, P is C). The sums are
+ * integers, exact in float64: their order does not change them.
+ */
+async function fromSums(
+  sums: () => Float64Array, P: number, parts: number, C: number, count: number, pause: () => Promise<void>,
+): Promise<{ count: Float64Array; mean: Float64Array; m2: Float64Array }> {
   const s1 = new Float64Array(C);
   const s2 = new Float64Array(C);
-  for (let j = 0; j < parts; j++) {
-    for (let k = 0, c = 0; k < P; k++) {
-      s1[c] += sums[2 * (j * P + k)];
-      s2[c] += sums[2 * (j * P + k) + 1];
-      if (++c === C) c = 0;
+  await inChannelSlices(P, (k0, k1) => {
+    const view = sums();
+    for (let j = 0; j < parts; j++) {
+      for (let k = k0, c = k0 % C; k < k1; k++) {
+        s1[c] += view[2 * (j * P + k)];
+        s2[c] += view[2 * (j * P + k) + 1];
+        if (++c === C) c = 0;
+      }
     }
-  }
+  }, pause);
+  const counts = new Float64Array(C);
   const mean = new Float64Array(C);
   const m2 = new Float64Array(C);
-  for (let c = 0; c < C; c++) {
-    mean[c] = s1[c] / count;
-    // m2 = (count·Σx² - (Σx)²) / count: the numerator exactly (in BigInt where float64 could not
-    // hold it), so no cancellation; then rounded to float64 and divided.
-    const exact = count * s2[c] <= Number.MAX_SAFE_INTEGER && s1[c] * s1[c] <= Number.MAX_SAFE_INTEGER;
-    m2[c] = exact
-      ? (count * s2[c] - s1[c] * s1[c]) / count
-      : Number(BigInt(count) * BigInt(s2[c]) - BigInt(s1[c]) ** 2n) / count;
-  }
-  return { count: new Float64Array(C).fill(count), mean, m2 };
+  await inChannelSlices(C, (c0, c1) => {
+    counts.fill(count, c0, c1);
+    for (let c = c0; c < c1; c++) {
+      mean[c] = s1[c] / count;
+      // m2 = (count·Σx² - (Σx)²) / count: the numerator exactly (in BigInt where float64 could not
+      // hold it), so no cancellation; then rounded to float64 and divided.
+      const exact = count * s2[c] <= Number.MAX_SAFE_INTEGER && s1[c] * s1[c] <= Number.MAX_SAFE_INTEGER;
+      m2[c] = exact
+        ? (count * s2[c] - s1[c] * s1[c]) / count
+        : Number(BigInt(count) * BigInt(s2[c]) - BigInt(s1[c]) ** 2n) / count;
+    }
+  }, pause);
+  return { count: counts, mean, m2 };
 }
 
 /**
  * The float32 parameters hi, sc, bs of `count` positions, as the float32 kernels make them
  * (prepareEvalChannels, then normParams32: hi = fround(mean), sc = fround(weight / sqrt(var +
  * eps)), bs = fround(bias - (mean - hi) * sc in float64)): channels first, one a channel;
- * channels last, position k has channel k % C. A loop over the channels (C values), as the
- * engine's main-thread copies of the per-channel arrays are.
+ * channels last, position k has channel k % C. Written into the view `at` makes (three arrays of
+ * `count` on the pool's memory, made again for each slice: the memory may grow during a turn), in
+ * slices of positions with `pause` before each where there are many (inChannelSlices; over
+ * CHANNEL_SLICE positions, count is C), each array checked whole in each slice: it was checked at
+ * the call's start, which may have waited for the pool's start since, and its owner may detach
+ * it during a turn (channels.ts, putChannels).
  */
-function parameters(req: BytesRequest, count: number): Float32Array {
+async function writeParameters(req: BytesRequest, count: number, at: () => Float32Array, pause: () => Promise<void>): Promise<void> {
   const { runningMean, runningVar, weight, bias, eps, dims } = req;
-  // Checked at the call's start, which may have waited for the pool's start since (channels.ts, putChannels).
   const named = [[runningMean, 'the running mean'], [runningVar, 'the running variance'], [weight, 'weight'], [bias, 'bias']] as const;
-  for (const [array, name] of named) if (array !== null) checkIntact(array, dims.C, name);
-  const out = new Float32Array(3 * count);
-  for (let k = 0, c = 0; k < count; k++) {
-    const mean = runningMean[c];
-    const scale = (weight === null ? 1 : weight[c]) / Math.sqrt(runningVar[c] + eps);
-    const hi = Math.fround(mean);
-    out[k] = hi;
-    out[count + k] = scale;
-    out[2 * count + k] = (bias === null ? 0 : bias[c]) - (mean - hi) * scale;
-    if (++c === dims.C) c = 0;
-  }
-  return out;
+  await inChannelSlices(count, (k0, k1) => {
+    for (const [array, name] of named) if (array !== null) checkIntact(array, dims.C, name);
+    const out = at();
+    for (let k = k0, c = k0 % dims.C; k < k1; k++) {
+      const mean = runningMean[c];
+      const scale = (weight === null ? 1 : weight[c]) / Math.sqrt(runningVar[c] + eps);
+      const hi = Math.fround(mean);
+      out[k] = hi;
+      out[count + k] = scale;
+      out[2 * count + k] = (bias === null ? 0 : bias[c]) - (mean - hi) * scale;
+      if (++c === dims.C) c = 0;
+    }
+  }, pause);
 }
 
 /**

@@ -3,11 +3,12 @@
  * src/running.ts): its per-channel inputs put on the pool, its results copied off it (into new
  * arrays or into arrays given) and a training forward's running update go in slices with a turn
  * of the event loop before each, with the same bits as in one piece (sync-wide.test.ts has a
- * synced forward's and backward's).
+ * synced forward's and backward's); so do an 8-bit input's parameters and statistics.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE } from '../dist/src/channels.js';
-import { AbortError, ArgumentError, BatchNorm, batchNorm, batchNormBackward, Pool } from '../dist/src/index.js';
+import { AbortError, ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
+import { randomBytes } from './helpers/bytes.js';
 import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { everyTurn, turnCounter, turnsOf } from './helpers/turns.js';
 
@@ -274,5 +275,75 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     expect(sameBits(runningVar, expected(var0, variance, 2))).toBe(true);
     pool.free(x);
     pool.free(out);
+  });
+});
+
+describe('8-bit input over more than CHANNEL_SLICE channels', () => {
+  // x and out on the pool, inline: every turn such a call takes is one of its per-channel steps'.
+  const bytesInput = (channels: number, seed: number): Uint8Array => {
+    const x = pool.alloc(2 * channels, 'uint8');
+    x.set(randomBytes(2 * channels, seed));
+    return x;
+  };
+  const statistics = (channels: number, seed: number) => ({
+    runningMean: randomVector(channels, 'float32', seed, 40, 200) as Float32Array,
+    runningVar: randomVector(channels, 'float32', seed + 1, 100, 4000) as Float32Array,
+    weight: randomVector(channels, 'float32', seed + 2, 0.5, 2) as Float32Array,
+    bias: randomVector(channels, 'float32', seed + 3, -1, 1) as Float32Array,
+  });
+
+  it('an eval forward makes its parameters in slices between turns (none at CHANNEL_SLICE), each output as the kernels make it', async () => {
+    for (const [channels, turns] of [[CHANNEL_SLICE, 0], [C, SLICES]] as const) {
+      const x = bytesInput(channels, 71);
+      const out = pool.alloc(2 * channels).fill(NaN);
+      const p = statistics(channels, 72);
+      const { turns: ticks } = await turnsOf(() => batchNorm(x, [2, channels], { ...p, eps: 1e-5, pool, out }));
+      if (turns === 0) expect(ticks).toBe(0);
+      else expect(ticks).toBeGreaterThanOrEqual(turns);
+      // Every value, as the float32 kernels compute it from the float32 parameters (hi, sc, bs).
+      const want = Float32Array.from(x, (v, i) => {
+        const c = i % channels;
+        const scale = Math.fround(p.weight[c] / Math.sqrt(p.runningVar[c] + 1e-5));
+        const hi = Math.fround(p.runningMean[c]);
+        const shift = Math.fround(p.bias[c] - (p.runningMean[c] - hi) * scale);
+        return Math.fround(Math.fround(v - hi) * scale) + shift;
+      });
+      expect(sameBits(out, want)).toBe(true);
+      pool.free(x);
+      pool.free(out);
+    }
+  });
+
+  it('the running variance detached during those turns: an ArgumentError, and no output written', async () => {
+    const x = bytesInput(C, 73);
+    const out = pool.alloc(2 * C).fill(NaN);
+    const p = statistics(C, 74);
+    const call = batchNorm(x, shape, { ...p, pool, out });
+    setImmediate(() => detached(p.runningVar));
+    await expect(call).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: `the running variance must keep its ${C} values while a call uses it; its buffer was detached or resized, and it now has 0`,
+    });
+    expect(out.every(Number.isNaN)).toBe(true);
+    pool.free(x);
+    pool.free(out);
+  });
+
+  it("ChannelStats.fromBatch makes each channel's values from the exact sums in slices between turns", async () => {
+    const x = bytesInput(C, 75);
+    const { value: stats, turns } = await turnsOf(() => ChannelStats.fromBatch(x, shape, { pool }));
+    // The sums' positions, then the channels' values.
+    expect(turns).toBeGreaterThanOrEqual(2 * SLICES);
+    const mean = new Float64Array(C);
+    const m2 = new Float64Array(C);
+    for (let c = 0; c < C; c++) {
+      const [a, b] = [x[c], x[C + c]];
+      mean[c] = (a + b) / 2;
+      m2[c] = (2 * (a * a + b * b) - (a + b) ** 2) / 2;
+    }
+    expect(stats.count.every((n) => n === 2)).toBe(true);
+    expect(sameBits(stats.mean(), mean)).toBe(true);
+    expect(sameBits(stats.m2, m2)).toBe(true);
+    pool.free(x);
   });
 });

@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 48 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 50 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -144,6 +144,17 @@ const MUTANTS = [
     file: 'src/engine.ts', find: "    checkIntact(sumDyXhat, C, 'options.reduceGrads(...).sumDyXhat');\n",
     replace: '',
     tests: ['test/sync-wide.test.ts'],
+  },
+  {
+    name: 'bytes-param-slices', breaks: "an 8-bit input's parameters over many channels are made in slices between turns",
+    file: 'src/bytes.ts', find: "      if (++c === dims.C) c = 0;\n    }\n  }, pause);\n",
+    replace: "      if (++c === dims.C) c = 0;\n    }\n  }, async () => { void pause; });\n",
+    tests: ['test/channels.test.ts'],
+  },
+  {
+    name: 'bytes-param-check', breaks: "an 8-bit input's per-channel arrays are checked whole in each slice of its parameters (their owner may transfer one during a turn)",
+    file: 'src/bytes.ts', find: '    for (const [array, name] of named) if (array !== null) checkIntact(array, dims.C, name);\n', replace: '    void named;\n',
+    tests: ['test/channels.test.ts'],
   },
   {
     name: 'synced-variance', breaks: 'a synced forward normalizes with the merged variance, m2 over every shard\'s count',
