@@ -17,7 +17,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
 import type { BytesTask } from '../workers/protocol.js';
 import { throwIfAborted } from './abort.js';
-import { inChannelSlices } from './channels.js';
+import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
@@ -247,6 +247,7 @@ async function fromSums(
 ): Promise<{ count: Float64Array; mean: Float64Array; m2: Float64Array }> {
   const s1 = new Float64Array(C);
   const s2 = new Float64Array(C);
+  // New arrays, written a FRESH_SLICE at a time (their page faults).
   await inChannelSlices(P, (k0, k1) => {
     const view = sums();
     for (let j = 0; j < parts; j++) {
@@ -256,7 +257,7 @@ async function fromSums(
         if (++c === C) c = 0;
       }
     }
-  }, pause);
+  }, pause, FRESH_SLICE);
   const counts = new Float64Array(C);
   const mean = new Float64Array(C);
   const m2 = new Float64Array(C);
@@ -271,7 +272,7 @@ async function fromSums(
         ? (count * s2[c] - s1[c] * s1[c]) / count
         : Number(BigInt(count) * BigInt(s2[c]) - BigInt(s1[c]) ** 2n) / count;
     }
-  }, pause);
+  }, pause, FRESH_SLICE);
   return { count: counts, mean, m2 };
 }
 

@@ -22,28 +22,40 @@ import { checkIntact, type FloatArray } from './validate.js';
 export const CHANNEL_SLICE = 1 << 17;
 
 /**
+ * The slice of a step that writes an array made new for the call (FRESH_SLICE channels, a quarter
+ * of CHANNEL_SLICE: 256 KiB of float64), where the call slices at all: the first writes to its
+ * pages are page faults, ~15-30 µs a 4 KiB page on the sixth machine, so that a slice of 1 MiB of
+ * them held the event loop 4-7 ms. `node bench/new-arrays.mjs` (functional calls of [2, 4194304]
+ * with new result arrays, four runs of each build in turn, 2026-12-04 01:57-01:59 UTC): the
+ * longest hold of an eval went from 3.9-5.3 ms to 1.6-2.1, of a backward from 4.7-6.9 to 2.0-4.0;
+ * a training forward's, 4.2-11.0 before and 2.0-9.9 after, is another piece's.
+ */
+export const FRESH_SLICE = CHANNEL_SLICE >> 2;
+
+/**
  * Runs `step` over channels [0, C): at once for at most CHANNEL_SLICE of them, else over slices of
- * CHANNEL_SLICE, each after `pause` (a turn of the event loop unless given; a call's `pauseIn`
- * also stops it there where it was aborted). A step that reads or writes a caller's array checks
- * it whole again in each slice (`checkIntact`): its owner may detach or shrink it during a turn.
+ * `slice` (CHANNEL_SLICE unless given: FRESH_SLICE for a step that writes new arrays), each after
+ * `pause` (a turn of the event loop unless given; a call's `pauseIn` also stops it there where it
+ * was aborted). A step that reads or writes a caller's array checks it whole again in each slice
+ * (`checkIntact`): its owner may detach or shrink it during a turn.
  */
 export async function inChannelSlices(
-  C: number, step: (c0: number, c1: number) => void, pause: () => Promise<void> = nextTurn,
+  C: number, step: (c0: number, c1: number) => void, pause: () => Promise<void> = nextTurn, slice = CHANNEL_SLICE,
 ): Promise<void> {
   if (C <= CHANNEL_SLICE) {
     step(0, C);
     return;
   }
-  for (let c0 = 0; c0 < C; c0 += CHANNEL_SLICE) {
+  for (let c0 = 0; c0 < C; c0 += slice) {
     await pause();
-    step(c0, Math.min(C, c0 + CHANNEL_SLICE));
+    step(c0, Math.min(C, c0 + slice));
   }
 }
 
 /**
  * A new array of `Ctor` (float64 unless given) holding the view `viewOf` makes (of the call's
- * per-channel array on the pool's memory, channelsView), written in slices between turns of the
- * event loop (inChannelSlices): the new array's page faults are most of the cost. The view is made
+ * per-channel array on the pool's memory, channelsView), written in slices of FRESH_SLICE between
+ * turns of the event loop (inChannelSlices): the new array's page faults are most of the cost. The view is made
  * again for each slice: a call on the pool's private memory may have grown it during the turn
  * before, which detaches the buffer of any view made earlier.
  */
@@ -53,7 +65,7 @@ export async function newCopy(
   viewOf: () => Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array,
 ): Promise<FloatArray> {
   const copy = new Ctor(viewOf().length);
-  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0));
+  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0), nextTurn, FRESH_SLICE);
   return copy;
 }
 

@@ -1,7 +1,7 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 50 on the project's 2-vCPU machine), not by
+// builds and runs its tests: 7-10 minutes for the 51 on the project's 2-vCPU machine), not by
 // `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
@@ -94,8 +94,14 @@ const MUTANTS = [
   },
   {
     name: 'view-per-slice', breaks: "a sliced copy of a call's per-channel results makes its view of the pool's memory again for each slice (a private memory's growth detaches the old one)",
-    file: 'src/channels.ts', find: '  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0));',
-    replace: '  const once = viewOf();\n  await inChannelSlices(copy.length, (c0, c1) => copy.set(once.subarray(c0, c1), c0));',
+    file: 'src/channels.ts', find: '  await inChannelSlices(copy.length, (c0, c1) => copy.set(viewOf().subarray(c0, c1), c0), nextTurn, FRESH_SLICE);',
+    replace: '  const once = viewOf();\n  await inChannelSlices(copy.length, (c0, c1) => copy.set(once.subarray(c0, c1), c0), nextTurn, FRESH_SLICE);',
+    tests: ['test/channels.test.ts'],
+  },
+  {
+    name: 'fresh-slices', breaks: 'new result arrays over many channels are written in slices of FRESH_SLICE (their page faults)',
+    file: 'src/channels.ts', find: 'copy.set(viewOf().subarray(c0, c1), c0), nextTurn, FRESH_SLICE);',
+    replace: 'copy.set(viewOf().subarray(c0, c1), c0), nextTurn);',
     tests: ['test/channels.test.ts'],
   },
   {
