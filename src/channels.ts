@@ -55,9 +55,9 @@ export async function inChannelSlices(
 /**
  * A new array of `Ctor` (float64 unless given) holding the view `viewOf` makes (of the call's
  * per-channel array on the pool's memory, channelsView), written in slices of FRESH_SLICE between
- * turns of the event loop (inChannelSlices): the new array's page faults are most of the cost. The view is made
- * again for each slice: a call on the pool's private memory may have grown it during the turn
- * before, which detaches the buffer of any view made earlier.
+ * turns of the event loop (inChannelSlices): the new array's page faults are most of the cost.
+ * The view is made again for each slice: a call on the pool's private memory may have grown it
+ * during the turn before, which detaches the buffer of any view made earlier.
  */
 export function newCopy(viewOf: () => Float64Array, Ctor?: Float64ArrayConstructor): Promise<Float64Array>;
 export function newCopy(viewOf: () => Float64Array, Ctor: Float32ArrayConstructor | Float64ArrayConstructor): Promise<FloatArray>;
