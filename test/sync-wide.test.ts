@@ -63,6 +63,12 @@ describe('reduceStats', () => {
     let inline: Pool;
     beforeAll(() => { inline = new Pool({ threads: 1, inlineThreshold: 1 << 21 }); });
     afterAll(() => inline.close());
+    /** A random float64 tensor of `shape` (seed `seed`) on the inline pool. */
+    const onPool = (shape: number[], seed: number): Float64Array => {
+      const a = inline.alloc(shape[0] * shape[1], 'float64');
+      a.set(randomTensor(shape, 'float64', seed));
+      return a;
+    };
 
     it('lets the event loop turn between the slices of each of its per-channel steps; at CHANNEL_SLICE channels it takes no turn', async () => {
       // The count of turns does not depend on timing.
@@ -95,10 +101,8 @@ describe('reduceStats', () => {
       // Three rows: with two, dx is 0 but for rounding (x̂ is ±1 in every channel).
       const shape = [3, C];
       // On the pool, with dx into pool arrays: no copy of the call's own takes a turn.
-      const x = inline.alloc(3 * C, 'float64');
-      x.set(randomTensor(shape, 'float64', 51));
-      const dy = inline.alloc(3 * C, 'float64');
-      dy.set(randomTensor(shape, 'float64', 52));
+      const x = onPool(shape, 51);
+      const dy = onPool(shape, 52);
       const weight = randomVector(C, 'float64', 53, 0.5, 2) as Float64Array;
       const fwd = await batchNorm(x, shape, { training: true, weight, pool: inline, out: inline.alloc(3 * C, 'float64') });
       const opts = { weight, mean: fwd.mean, var: fwd.var, pool: inline };
@@ -125,10 +129,8 @@ describe('reduceStats', () => {
       // its turns: the rewrite of the dx coefficients checks both whole before each slice.
       const C = 3 * CHANNEL_SLICE + 1;
       const shape = [3, C];
-      const x = inline.alloc(3 * C, 'float64');
-      x.set(randomTensor(shape, 'float64', 61));
-      const dy = inline.alloc(3 * C, 'float64');
-      dy.set(randomTensor(shape, 'float64', 62));
+      const x = onPool(shape, 61);
+      const dy = onPool(shape, 62);
       const fwd = await batchNorm(x, shape, { training: true, pool: inline });
       const out = inline.alloc(3 * C, 'float64');
       for (const key of ['sumDy', 'sumDyXhat'] as const) {
