@@ -4,6 +4,7 @@
  * caller's all-reduce hook runs). Workers see the same abort through the call's cancel flag
  * (dispatch.ts).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { AbortError } from './errors.js';
 
 /** Refuses a call whose signal fired before it was made: nothing is queued or staged. */
@@ -32,6 +33,17 @@ export function abortError(signal: AbortSignal | null): AbortError {
 /** Stops a running call between its steps once its signal fired. */
 export function throwIfAborted(signal: AbortSignal | null): void {
   if (signal?.aborted) throw abortError(signal);
+}
+
+/**
+ * The pause between two slices of a call's steps on the calling thread (copies, per-channel
+ * loops): a turn of the event loop, then throwIfAborted, so that an abort stops the call there.
+ */
+export function pauseFor(signal: AbortSignal | null): () => Promise<void> {
+  return async () => {
+    await nextTurn();
+    throwIfAborted(signal);
+  };
 }
 
 /**

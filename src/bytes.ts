@@ -10,13 +10,12 @@
  * Also the exact per-channel sums of 8-bit input behind ChannelStats.fromBatch (runBytesStats).
  * A call is cancelled between chunks and between slices of its copies (the engine's, between
  * blocks): its tasks are single passes. Its per-channel steps (the parameters; the sums' channel
- * values) go in slices of CHANNEL_SLICE positions between turns of the event loop where there are
- * more (inChannelSlices), as the engine's do.
+ * values) go in slices between turns of the event loop where there are more than CHANNEL_SLICE
+ * (inChannelSlices), as the engine's do.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { types } from 'node:util';
 import type { BytesTask } from '../workers/protocol.js';
-import { throwIfAborted } from './abort.js';
+import { pauseFor, throwIfAborted } from './abort.js';
 import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
@@ -160,14 +159,6 @@ async function forEachChunk(
     }
     await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause);
   }
-}
-
-/** Between slices of a call's steps: a turn of the event loop, then a check of the signal. */
-function pauseFor(signal: AbortSignal | null): () => Promise<void> {
-  return async () => {
-    await nextTurn();
-    throwIfAborted(signal);
-  };
 }
 
 /**

@@ -4,13 +4,12 @@
  * phases dispatched (dispatch.ts), and collects the output and the per-channel results. It
  * changes no module state; callers apply running-statistics updates only after it resolved.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bytesPerElement, type Dtype, type Grid } from '../workers/protocol.js';
 import {
   CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, scratchLayout, type ScratchLayout,
 } from '../workers/scratch.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
-import { throwIfAborted, untilAborted } from './abort.js';
+import { pauseFor, throwIfAborted, untilAborted } from './abort.js';
 import { type ChannelPut, channelsView, copyInto, inChannelSlices, newCopy, putChannels } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
@@ -201,10 +200,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
-    const pauseIn = async (): Promise<void> => {
-      await nextTurn();
-      throwIfAborted(signal);
-    };
+    const pauseIn = pauseFor(signal);
     const call: Call = {
       ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, prep: null,
     };

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { planGrid } from '../dist/src/plan.js';
 import { Claims, claimBounds, rangeBounds } from '../dist/workers/execute.js';
-import { type Task } from '../dist/workers/protocol.js';
+import type { Task } from '../dist/workers/protocol.js';
 import { scratchLayout } from '../dist/workers/scratch.js';
 
 describe('claimBounds (tapered claims)', () => {

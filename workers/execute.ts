@@ -8,7 +8,7 @@ import '../src/wasm-types.js';
 import { BlockWalker, mergeChannels } from './blocks.js';
 import type { Kernel } from './kernels/kernel.js';
 import { prepare } from './prep.js';
-import { type Task } from './protocol.js';
+import type { Task } from './protocol.js';
 import { claimCounter, resetClaims, scratchLayout, type ScratchLayout } from './scratch.js';
 import { waitOn } from './wait.js';
 
