@@ -166,14 +166,7 @@ const MEAN_LO = 5;
   store<f64>(arrayAt(channels, C, VAR, c), variance);
   store<f64>(arrayAt(channels, C, MEAN_LO, c), lo);
   const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(variance + eps);
-  const bias = load<f64>(arrayAt(channels, C, BIAS, c));
-  if (params != 0) {
-    const q = params + (<usize>c << 5);
-    store<f64>(q, mean);
-    store<f64>(q, scale, 8);
-    store<f64>(q, bias, 16);
-  }
-  if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
+  params1(c, mean, scale, load<f64>(arrayAt(channels, C, BIAS, c)), params, rowParams, rowStride);
 }
 
 /**
@@ -196,8 +189,23 @@ const MEAN_LO = 5;
 }
 
 /**
- * Channels c and c + 1's (mean, scale, bias), in the two lanes, as the float64 records at params
- * (0: none) and the float32 row parameters at rowParams (0: none).
+ * Channel c's (mean, scale, bias) as its float64 record at params (0: none) and its float32 row
+ * parameters at rowParams (0: none).
+ */
+@inline function params1(c: i32, mean: f64, scale: f64, bias: f64, params: usize, rowParams: usize, rowStride: i32): void {
+  if (params != 0) {
+    const q = params + (<usize>c << 5);
+    store<f64>(q, mean);
+    store<f64>(q, scale, 8);
+    store<f64>(q, bias, 16);
+  }
+  if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
+}
+
+/**
+ * params1 of channels c and c + 1, their values in the two lanes: both records, then both row
+ * parameters (as two params1 calls, the wide rows' merge took 0.76-1.17 ms a task against
+ * 0.66-0.84, `KERNELS=1 node bench/timeline.mjs 16,262144 train`, five runs of each build in turn).
  */
 @inline function params2(c: i32, mean: v128, scale: v128, bias: v128, params: usize, rowParams: usize, rowStride: i32): void {
   if (params != 0) {
@@ -291,14 +299,7 @@ export function prepEval(
   for (; c < c1; c++) {
     const mean = load<f64>(arrayAt(channels, C, MEAN, c));
     const scale = load<f64>(arrayAt(channels, C, WEIGHT, c)) / Math.sqrt(load<f64>(arrayAt(channels, C, VAR, c)) + eps);
-    const bias = load<f64>(arrayAt(channels, C, BIAS, c));
-    if (params != 0) {
-      const q = params + (<usize>c << 5);
-      store<f64>(q, mean);
-      store<f64>(q, scale, 8);
-      store<f64>(q, bias, 16);
-    }
-    if (rowParams != 0) rowParamsOf(rowParams, rowStride, c, mean, scale, bias);
+    params1(c, mean, scale, load<f64>(arrayAt(channels, C, BIAS, c)), params, rowParams, rowStride);
   }
 }
 
