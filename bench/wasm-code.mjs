@@ -5,6 +5,7 @@
 // then prints the functions asked for. Plain JavaScript: it reads a build's dist/ folder.
 //
 //     npm run build && node bench/wasm-code.mjs statsPlanes32 [normalizeRows32 ...] [--count] [--dist DIR]
+//     npm run build && node bench/wasm-code.mjs --folded [--dist DIR]
 //
 // --count prints, instead of the code, how many of each AVX instruction each function holds
 // (a loop unrolled four times counts four times) and its xmm moves to or from the stack (spills,
@@ -13,6 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { foldedReluTests, wasmText } from '../workers/wasm/folded.mjs';
 
 const args = process.argv.slice(2);
 const at = args.indexOf('--dist');
@@ -72,6 +74,12 @@ function functionIndices(bytes) {
     p = end;
   }
   return names;
+}
+
+if (args.includes('--folded')) {
+  const hits = foldedReluTests(wasmText(wasmPath));
+  console.log(hits.size === 0 ? 'no loop tests a ReLU flag' : [...hits].map(([f, n]) => `${f}: ${n}`).join('\n'));
+  process.exit(hits.size === 0 ? 0 : 1);
 }
 
 const names = functionIndices(readFileSync(wasmPath));

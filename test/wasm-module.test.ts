@@ -1,10 +1,14 @@
 /**
  * The compiled kernels share one memory between every worker, so they must declare nothing that
  * would live in it: no data segments, no globals, no memory of their own (AssemblyScript issue
- * 921). Read from the module's own sections.
+ * 921). Read from the module's own sections. And the normalization walks keep a copy with the
+ * fused ReLU and one without (workers/wasm/assembly/common.ts, `Relu`): read from its text.
  */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+// @ts-expect-error: a plain JavaScript build helper, without types
+import { foldedReluTests, wasmText } from '../workers/wasm/folded.mjs';
 
 const bytes = readFileSync(new URL('../dist/workers/wasm/kernels.wasm', import.meta.url));
 
@@ -39,5 +43,32 @@ describe('kernels.wasm', () => {
     expect(ids).not.toContain(11); // data
     expect(ids).not.toContain(12); // data count
     expect(ids).toContain(10); // code
+  });
+
+  it('tests no ReLU flag inside a loop: each walk has its two copies', () => {
+    const text: string = wasmText(fileURLToPath(new URL('../dist/workers/wasm/kernels.wasm', import.meta.url)));
+    // The module's text is what the check reads: the walks are there, with and without the pmax.
+    expect(text).toMatch(/\(export "normalizeRows32"/);
+    expect(text).toMatch(/f32x4\.pmax/);
+    expect(Object.fromEntries(foldedReluTests(text))).toEqual({});
+  });
+
+  it('the check finds a ReLU test inside a loop', () => {
+    // What Binaryen's code folding made of normalizeRows32's walks before they were generic in R.
+    const folded = [
+      ' (func $7 (param $0 i32)',
+      '  (loop $label',
+      '   (if',
+      '    (local.get $4)',
+      '    (then',
+      '     (v128.store',
+      '      (local.get $1)',
+      '      (f32x4.pmax',
+      ' (export "normalizeRows32" (func $7))',
+    ].join('\n');
+    expect(Object.fromEntries(foldedReluTests(folded))).toEqual({ normalizeRows32: 1 });
+    // The same test outside any loop is the copies' one choice, not a fold.
+    const chosen = folded.replace('  (loop $label\n', '');
+    expect(Object.fromEntries(foldedReluTests(chosen))).toEqual({});
   });
 });

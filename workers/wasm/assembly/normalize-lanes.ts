@@ -1,4 +1,4 @@
-import { norm32, norm32Plain, relu32 } from './common';
+import { norm32, norm32Plain, relu32, withRelu } from './common';
 
 // Normalization of channels in lanes (rank 2, channels-last with C >= 16 or a multiple of 4): a
 // vector holds 4 channels of a row, so each takes its channels' float32 parameters (hi, scale,
@@ -37,19 +37,47 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
  * Whole rows of C channels in lanes, four rows at a time, a quarter of the call apart: rows r,
  * r + h, r + 2h and r + 3h (h = rows / 4) each walked in address order, a cache line's 16
  * channels of each in turn with those channels' parameters loaded once for the four (three loads
- * a line of data rather than twelve), and the ReLU test made once a call. Each of the four rows
- * streams through its own pages in order, which the hardware prefetchers follow, where 8 adjacent
- * rows of 256 bytes or more walked a line at a time down the tile (laneTiles32) go back and forth
- * within a page. The rows past 4h and the channels past the last whole 16 go one row at a time
- * (laneRun32). The same operations on every element as laneRun32: the same bits.
+ * a line of data rather than twelve). Each of the four rows streams through its own pages in
+ * order, which the hardware prefetchers follow, where 8 adjacent rows of 256 bytes or more walked
+ * a line at a time down the tile (laneTiles32) go back and forth within a page. The four lines
+ * are written out, not a loop of four over them. With that and the copies per R (common.ts), two
+ * runs of `SIZES=8,64 KERNELS=normalizeRows node bench/lanes-ab.mjs <before>/dist dist
+ * 64,256,1024` (one thread, 2026-12-04) gave 0.99-1.85x the speed, 1.13-1.31x on 1024 channels.
+ * The rows past 4h and the channels past the last whole 16 go one row at a time (laneRun32). The
+ * same operations on every element as laneRun32: the same bits.
  */
-@inline export function laneQuarters32(
-  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+@inline export function laneQuarters32<R>(
+  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
   const h = rows >> 2;
-  const quarter = <usize>h * rowBytes;
+  const q = <usize>h * rowBytes;
+  const c16 = C & ~15;
   for (let r = 0; r < h; r++) {
-    laneGroup32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, quarter, 4, C, hiA, scA, bA, fl, floor, relu);
+    const x0 = x + <usize>r * rowBytes;
+    const y0 = y + <usize>r * rowBytes;
+    for (let o: usize = 0; o < c16 << 2; o += 64) {
+      const h0 = v128.load(hiA + o);
+      const h1 = v128.load(hiA + o, 16);
+      const h2 = v128.load(hiA + o, 32);
+      const h3 = v128.load(hiA + o, 48);
+      const s0 = v128.load(scA + o);
+      const s1 = v128.load(scA + o, 16);
+      const s2 = v128.load(scA + o, 32);
+      const s3 = v128.load(scA + o, 48);
+      const b0 = v128.load(bA + o);
+      const b1 = v128.load(bA + o, 16);
+      const b2 = v128.load(bA + o, 32);
+      const b3 = v128.load(bA + o, 48);
+      const px = x0 + o;
+      const py = y0 + o;
+      laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      laneLine32<R>(px + 2 * q, py + 2 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      laneLine32<R>(px + 3 * q, py + 3 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+    }
+    if (c16 < C) {
+      for (let i: usize = 0; i < 4; i++) laneRun32(x0 + i * q, y0 + i * q, c16, C, hiA, scA, bA, fl, floor);
+    }
   }
   for (let r = h << 2; r < rows; r++) {
     laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
@@ -59,64 +87,65 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
 /**
  * Whole rows of C channels in lanes shorter than QUARTERS_MIN_ROW_BYTES, 8 rows at a time: a
  * block of 16 channels (a cache line of a row) keeps its parameters in registers down the tile's
- * rows, instead of loading them with every vector of data (three loads a vector), and the ReLU
- * test is made once a call. 8 such rows lie within 2 KiB, which the tiles walk as one block. The
- * same operations on every element as laneRun32: the same bits. When E [4096, 1024] went this way
- * (256 rows a call, on the first machine), one thread, the kernel alone: 0.069-0.092 ms against
- * 0.073-0.105 a row at a time; eval at 2 threads 1.04-1.23 of the floor against 1.09-1.24
- * (medians 1.11 and 1.20, seven runs of each build in turn).
+ * rows, instead of loading them with every vector of data (three loads a vector). 8 such rows lie
+ * within 2 KiB, which the tiles walk as one block. The same operations on every element as
+ * laneRun32: the same bits. When E [4096, 1024] went this way (256 rows a call, on the first
+ * machine), one thread, the kernel alone: 0.069-0.092 ms against 0.073-0.105 a row at a time;
+ * eval at 2 threads 1.04-1.23 of the floor against 1.09-1.24 (medians 1.11 and 1.20, seven runs
+ * of each build in turn).
  */
-@inline export function laneTiles32(
-  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+@inline export function laneTiles32<R>(
+  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
+  const c16 = C & ~15;
   for (let r = 0; r < rows; r += 8) {
-    laneGroup32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, hiA, scA, bA, fl, floor, relu);
+    const x0 = x + <usize>r * rowBytes;
+    const y0 = y + <usize>r * rowBytes;
+    const count = min(8, rows - r);
+    for (let o: usize = 0; o < c16 << 2; o += 64) {
+      const h0 = v128.load(hiA + o);
+      const h1 = v128.load(hiA + o, 16);
+      const h2 = v128.load(hiA + o, 32);
+      const h3 = v128.load(hiA + o, 48);
+      const s0 = v128.load(scA + o);
+      const s1 = v128.load(scA + o, 16);
+      const s2 = v128.load(scA + o, 32);
+      const s3 = v128.load(scA + o, 48);
+      const b0 = v128.load(bA + o);
+      const b1 = v128.load(bA + o, 16);
+      const b2 = v128.load(bA + o, 32);
+      const b3 = v128.load(bA + o, 48);
+      let px = x0 + o;
+      let py = y0 + o;
+      for (let i = 0; i < count; i++) {
+        laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+        px += rowBytes;
+        py += rowBytes;
+      }
+    }
+    if (c16 < C) {
+      for (let i = 0; i < count; i++) {
+        laneRun32(x0 + <usize>i * rowBytes, y0 + <usize>i * rowBytes, c16, C, hiA, scA, bA, fl, floor);
+      }
+    }
   }
 }
 
-/**
- * `count` rows `stride` bytes apart from x and y, the rows of a tile (laneTiles32) or of a step of
- * the quarters (laneQuarters32): for each cache line of 16 channels, its 12 parameter vectors
- * loaded once, then that line of every row; then the channels past the last whole 16 of each row
- * (laneRun32).
- */
-@inline function laneGroup32(
-  x: usize, y: usize, stride: usize, count: i32, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+/** A cache line of a row (16 channels) from px to py, with those channels' 12 parameter vectors. */
+@inline function laneLine32<R>(
+  px: usize, py: usize, h0: v128, h1: v128, h2: v128, h3: v128, s0: v128, s1: v128, s2: v128, s3: v128,
+  b0: v128, b1: v128, b2: v128, b3: v128, fl: v128,
 ): void {
-  const c16 = C & ~15;
-  for (let o: usize = 0; o < c16 << 2; o += 64) {
-    const h0 = v128.load(hiA + o);
-    const h1 = v128.load(hiA + o, 16);
-    const h2 = v128.load(hiA + o, 32);
-    const h3 = v128.load(hiA + o, 48);
-    const s0 = v128.load(scA + o);
-    const s1 = v128.load(scA + o, 16);
-    const s2 = v128.load(scA + o, 32);
-    const s3 = v128.load(scA + o, 48);
-    const b0 = v128.load(bA + o);
-    const b1 = v128.load(bA + o, 16);
-    const b2 = v128.load(bA + o, 32);
-    const b3 = v128.load(bA + o, 48);
-    let px = x + o;
-    let py = y + o;
-    for (let i = 0; i < count; i++) {
-      if (relu) {
-        v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
-        v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
-        v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
-        v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
-      } else {
-        v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
-        v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
-        v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
-        v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
-      }
-      px += stride;
-      py += stride;
-    }
-  }
-  if (c16 < C) {
-    for (let i = 0; i < count; i++) laneRun32(x + <usize>i * stride, y + <usize>i * stride, c16, C, hiA, scA, bA, fl, floor);
+  if (withRelu<R>()) {
+    v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
+    v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
+    v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
+    v128.store(py, norm32(v128.load(px, 48), h3, s3, b3, fl), 48);
+  } else {
+    v128.store(py, norm32Plain(v128.load(px), h0, s0, b0));
+    v128.store(py, norm32Plain(v128.load(px, 16), h1, s1, b1), 16);
+    v128.store(py, norm32Plain(v128.load(px, 32), h2, s2, b2), 32);
+    v128.store(py, norm32Plain(v128.load(px, 48), h3, s3, b3), 48);
   }
 }
 
@@ -128,18 +157,20 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
  * memory this walk does. Against them on one thread, pinned (`IN_ORDER=B KERNELS=normalizeRows
  * SIZES=1,4,16,32,64 node bench/lanes-ab.mjs dist dist`, three runs, 2026-12-02): from 32-64 MiB
  * of x 0.95-1.14x the speed for 64 channels, 1.09-1.20x for 256 and 1.09-1.22x for 1024 (28-34
- * GB/s, about the floor's speed from memory), at 16 MiB 0.98-1.11x, at 1-4 MiB 0.56-1.09x. The
- * same operations on every element as laneRun32: the same bits.
+ * GB/s, about the floor's speed from memory), at 16 MiB 0.98-1.11x, at 1-4 MiB 0.56-1.09x. Its
+ * loop tested the ReLU flag until 2026-12-04 (common.ts, `Relu`): without the test, 1.02-1.16x the
+ * speed (`IN_ORDER=AB`, the command of laneQuarters32, two runs). The same operations on every
+ * element as laneRun32: the same bits.
  */
-@inline export function laneRows32(
-  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32, relu: bool,
+@inline export function laneRows32<R>(
+  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
   const c16 = C & ~15;
   for (let r = 0; r < rows; r++) {
     const px = x + <usize>r * rowBytes;
     const py = y + <usize>r * rowBytes;
     for (let o: usize = 0; o < c16 << 2; o += 64) {
-      if (relu) {
+      if (withRelu<R>()) {
         v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
         v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
         v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);

@@ -1,4 +1,4 @@
-import { floorOf, hiOf, norm32, norm32Plain, relu32, relu64, shiftOf } from './common';
+import { floorOf, hiOf, norm32, norm32Plain, Plain, Relu, relu32, relu64, shiftOf, withRelu } from './common';
 import {
   IN_ORDER_MIN_ROW_BYTES, LANE_CHUNK, laneQuarters32, laneRows32, laneRun32, laneTiles32, QUARTERS_MIN_ROW_BYTES,
 } from './normalize-lanes';
@@ -11,12 +11,12 @@ import { normalizePattern32 } from './normalize-pattern';
 // vector boundary fell. Channels in lanes: normalize-lanes.ts; few interleaved channels:
 // normalize-pattern.ts.
 
-@inline function normRun32(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f32, relu: bool): void {
-  normRunF32(px, py, len, hiOf(mean), <f32>scale, shiftOf(mean, scale, bias), floor, relu);
+@inline function normRun32<R>(px: usize, py: usize, len: i32, mean: f64, scale: f64, bias: f64, floor: f32): void {
+  normRunF32<R>(px, py, len, hiOf(mean), <f32>scale, shiftOf(mean, scale, bias), floor);
 }
 
 /** normRun32 with the float32 parameters already made: (x - mHi) * sc + bs. */
-@inline export function normRunF32(px: usize, py: usize, len: i32, mHi: f32, sc: f32, bs: f32, floor: f32, relu: bool): void {
+@inline export function normRunF32<R>(px: usize, py: usize, len: i32, mHi: f32, sc: f32, bs: f32, floor: f32): void {
   const fl = f32x4.splat(floor);
   const hi = f32x4.splat(mHi);
   const scv = f32x4.splat(sc);
@@ -27,7 +27,7 @@ import { normalizePattern32 } from './normalize-pattern';
     const v1 = v128.load(px, 16);
     const v2 = v128.load(px, 32);
     const v3 = v128.load(px, 48);
-    if (relu) {
+    if (withRelu<R>()) {
       v128.store(py, norm32(v0, hi, scv, bv, fl));
       v128.store(py, norm32(v1, hi, scv, bv, fl), 16);
       v128.store(py, norm32(v2, hi, scv, bv, fl), 32);
@@ -61,8 +61,8 @@ export function normalizePlanes32(
     const px = x + ((<usize>r * <usize>xRowStride) << 2);
     const py = y + ((<usize>r * <usize>yRowStride) << 2);
     // Two specialised copies of the loop: the ReLU test is made once, not per vector.
-    if (relu) normRun32(px, py, len, mean, scale, bias, floor, true);
-    else normRun32(px, py, len, mean, scale, bias, floor, false);
+    if (relu) normRun32<Relu>(px, py, len, mean, scale, bias, floor);
+    else normRun32<Plain>(px, py, len, mean, scale, bias, floor);
   }
 }
 
@@ -119,8 +119,8 @@ export function normalizeRows32(
     const scA = hiA + (made ? <usize>rowParamStride << 2 : <usize>C << 2);
     const bA = scA + (made ? <usize>rowParamStride << 2 : <usize>C << 2);
     if (!made) normParams32(params, C, <usize>C, hiA);
-    if (relu) shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, true);
-    else shortRuns32(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor, false);
+    if (relu) shortRuns32<Relu>(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor);
+    else shortRuns32<Plain>(x, y, rows, C, S, rowBytes, hiA, scA, bA, floor);
     return;
   }
   if (patternRows(C) && rowStride == C) {
@@ -140,15 +140,15 @@ export function normalizeRows32(
   if (!made) normParams32(params, C, cPad, hiA);
   if (rowStride == C) {
     if (inOrder && rowBytes >= IN_ORDER_MIN_ROW_BYTES) {
-      if (relu) laneRows32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
-      else laneRows32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+      if (relu) laneRows32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
+      else laneRows32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
     } else if (rowBytes >= QUARTERS_MIN_ROW_BYTES) {
-      if (relu) laneQuarters32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
-      else laneQuarters32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+      if (relu) laneQuarters32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
+      else laneQuarters32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
     } else if (relu) {
-      laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, true);
+      laneTiles32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
     } else {
-      laneTiles32(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor, false);
+      laneTiles32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
     }
     return;
   }
@@ -242,13 +242,13 @@ export function normParams32(params: usize, C: i32, positions: usize, hiA: usize
   }
 }
 
-@inline function shortRuns32(
-  x: usize, y: usize, rows: i32, C: i32, S: i32, rowBytes: usize, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
+@inline function shortRuns32<R>(
+  x: usize, y: usize, rows: i32, C: i32, S: i32, rowBytes: usize, hiA: usize, scA: usize, bA: usize, floor: f32,
 ): void {
   for (let r = 0; r < rows; r++) {
     for (let c: usize = 0; c < <usize>C; c++) {
       const off = <usize>r * rowBytes + ((c * <usize>S) << 2);
-      normRunF32(x + off, y + off, S, load<f32>(hiA + (c << 2)), load<f32>(scA + (c << 2)), load<f32>(bA + (c << 2)), floor, relu);
+      normRunF32<R>(x + off, y + off, S, load<f32>(hiA + (c << 2)), load<f32>(scA + (c << 2)), load<f32>(bA + (c << 2)), floor);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { floorOf, fold4, hsum, writePartial32, writePartial64, writePartials32x2 } from './common';
+import { floorOf, fold4, hsum, Plain, Relu, writePartial32, writePartial64, writePartials32x2 } from './common';
 import { normalizeRows32, normParams32, normRunF32 } from './normalize';
 import { statsPattern32 } from './stats-pattern';
 import { sums32, sums64 } from './stats';
@@ -54,14 +54,14 @@ export function statsNormRows32(
   if (!made) normParams32(params, nC, <usize>nC, hiA);
   zeroShortAcc(C, acc);
   const floor = <f32>floorOf(relu);
-  if (relu) shortStatsNorm32(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor, true);
-  else shortStatsNorm32(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor, false);
+  if (relu) shortStatsNorm32<Relu>(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor);
+  else shortStatsNorm32<Plain>(x, rows, C, S, rowBytes, acc, nx, ny, nRows, nC, hiA, scA, bA, floor);
   shortPartials32(x, rows, C, S, rowBytes, acc, out, outStride);
 }
 
-@inline function shortStatsNorm32(
+@inline function shortStatsNorm32<R>(
   x: usize, rows: i32, C: i32, S: i32, rowBytes: usize, acc: usize,
-  nx: usize, ny: usize, nRows: i32, nC: i32, hiA: usize, scA: usize, bA: usize, floor: f32, relu: bool,
+  nx: usize, ny: usize, nRows: i32, nC: i32, hiA: usize, scA: usize, bA: usize, floor: f32,
 ): void {
   const R = max(rows, nRows);
   const K = max(C, nC);
@@ -72,7 +72,7 @@ export function statsNormRows32(
       if (r < nRows && c < nC) {
         const off = row + ((<usize>c * <usize>S) << 2);
         const q = <usize>c << 2;
-        normRunF32(nx + off, ny + off, S, load<f32>(hiA + q), load<f32>(scA + q), load<f32>(bA + q), floor, relu);
+        normRunF32<R>(nx + off, ny + off, S, load<f32>(hiA + q), load<f32>(scA + q), load<f32>(bA + q), floor);
       }
     }
   }

@@ -1,4 +1,4 @@
-import { floorOf, hiOf, hsum, promoteHigh, promoteLow, shiftOf, writePartial32, writePartial64 } from './common';
+import { floorOf, hiOf, hsum, Plain, promoteHigh, promoteLow, Relu, shiftOf, withRelu, writePartial32, writePartial64 } from './common';
 import { normRunF32 } from './normalize';
 
 // Statistics: a partial is (count, mean, m2) as f64, from shifted sums d = x - K with K the run's
@@ -99,7 +99,7 @@ const BLOCK_ACC_BYTES: usize = 64;
 export function statsPlanes32(
   x: usize, blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
 ): void {
-  planes32(x, blocks, blockStride, rows, rowStride, len, out, outStride, acc, false, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  planes32<Plain>(x, blocks, blockStride, rows, rowStride, len, out, outStride, acc, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 }
 
 /**
@@ -123,28 +123,31 @@ export function statsNormPlanes32(
   const bs = shiftOf(mean, scale, bias);
   // Two specialised copies of the loop, as in normalizePlanes32: the ReLU test is made once.
   if (relu) {
-    planes32(
+    planes32<Relu>(
       x, blocks, blockStride, rows, rowStride, len, out, outStride, acc,
-      true, true, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
+      true, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
     );
   } else {
-    planes32(
+    planes32<Plain>(
       x, blocks, blockStride, rows, rowStride, len, out, outStride, acc,
-      true, false, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
+      true, nx, nxBlockStride, nxRowStride, ny, nyBlockStride, nyRowStride, mHi, sc, bs,
     );
   }
 }
 
-/** The body of statsPlanes32 and, with `norm`, of statsNormPlanes32 (constants: one copy each). */
-@inline function planes32(
+/**
+ * The body of statsPlanes32 and, with `norm`, of statsNormPlanes32 (a constant: one copy each;
+ * R, Relu or Plain, as in normRunF32).
+ */
+@inline function planes32<R>(
   x: usize, blocks: i32, blockStride: i32, rows: i32, rowStride: i32, len: i32, out: usize, outStride: i32, acc: usize,
-  norm: bool, relu: bool, nx: usize, nxBlockStride: i32, nxRowStride: i32, ny: usize, nyBlockStride: i32, nyRowStride: i32,
+  norm: bool, nx: usize, nxBlockStride: i32, nxRowStride: i32, ny: usize, nyBlockStride: i32, nyRowStride: i32,
   mHi: f32, sc: f32, bs: f32,
 ): void {
   const blockBytes = (<usize>blockStride) << 2;
   const nxBlockBytes = (<usize>nxBlockStride) << 2;
   const nyBlockBytes = (<usize>nyBlockStride) << 2;
-  const floor = <f32>floorOf(relu ? 1 : 0);
+  const floor = <f32>floorOf(withRelu<R>() ? 1 : 0);
   for (let i = 0; i < blocks; i++) {
     const a = acc + <usize>i * BLOCK_ACC_BYTES;
     v128.store(a, f64x2.splat(0));
@@ -162,7 +165,7 @@ export function statsNormPlanes32(
         const b = x + <usize>i * blockBytes;
         const k = load<f32>(b);
         sums32(run + <usize>i * blockBytes + off, <i32>(turn >> 2), f32x4.splat(k), k, acc + <usize>i * BLOCK_ACC_BYTES);
-        if (norm) normRunF32(nRun + <usize>i * nxBlockBytes + off, yRun + <usize>i * nyBlockBytes + off, <i32>(turn >> 2), mHi, sc, bs, floor, relu);
+        if (norm) normRunF32<R>(nRun + <usize>i * nxBlockBytes + off, yRun + <usize>i * nyBlockBytes + off, <i32>(turn >> 2), mHi, sc, bs, floor);
       }
       off += turn;
       if (off >= runBytes) break;
