@@ -1,4 +1,4 @@
-import { masked32, masked64 } from './common';
+import { isOn, masked32, masked64, Off, On } from './common';
 import { bwdApplyPattern32 } from './backward-pattern';
 
 // Backward, its output: dx = a·(dy + k·(x - mean) + e) per channel, with a, k and e made from the
@@ -49,24 +49,30 @@ export function bwdApplyPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
   rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64,
 ): void {
-  if (k != 0) applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, true);
-  else applyPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e, false);
+  // A copy for each of (x read, dy masked): common.ts, On.
+  if (k != 0) {
+    if (mask != 0) applyPlanes32<On, On>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e);
+    else applyPlanes32<On, Off>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e);
+  } else if (mask != 0) {
+    applyPlanes32<Off, On>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e);
+  } else {
+    applyPlanes32<Off, Off>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, dx, dxRowStride, rows, len, a, k, mean, e);
+  }
 }
 
-@inline function applyPlanes32(
+@inline function applyPlanes32<X, M>(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32, dx: usize, dxRowStride: i32,
-  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64, useX: bool,
+  rows: i32, len: i32, a: f64, k: f64, mean: f64, e: f64,
 ): void {
   const hi = <f32>mean;
   const af = <f32>a;
   const kf = <f32>k;
   const ef = applyShift32(k, mean, e);
-  const useMask = mask != 0;
   for (let r = 0; r < rows; r++) {
-    applyRun32(
+    applyRun32<X, M>(
       x + ((<usize>r * <usize>xRowStride) << 2), dy + ((<usize>r * <usize>dyRowStride) << 2),
       mask + ((<usize>r * <usize>maskRowStride) << 2), dx + ((<usize>r * <usize>dxRowStride) << 2),
-      len, af, kf, hi, ef, useX, useMask,
+      len, af, kf, hi, ef,
     );
   }
 }
@@ -78,10 +84,11 @@ export function bwdApplyPlanes32(
 
 /**
  * dx over one run of `len` float32 (bwdApplyPlanes32's, per element the same whatever the run's
- * length or start: a run may be cut anywhere).
+ * length or start: a run may be cut anywhere). X On: the k·(x - hi) term read (k is not 0); M
+ * On: dy masked by the forward's output at pm.
  */
-@inline export function applyRun32(
-  px: usize, pg: usize, pm: usize, po: usize, len: i32, af: f32, kf: f32, hi: f32, ef: f32, useX: bool, useMask: bool,
+@inline export function applyRun32<X, M>(
+  px: usize, pg: usize, pm: usize, po: usize, len: i32, af: f32, kf: f32, hi: f32, ef: f32,
 ): void {
   const av = f32x4.splat(af);
   const kv = f32x4.splat(kf);
@@ -95,16 +102,16 @@ export function bwdApplyPlanes32(
     let g1 = v128.load(pg, 16);
     let g2 = v128.load(pg, 32);
     let g3 = v128.load(pg, 48);
-    if (useMask) {
+    if (isOn<M>()) {
       g0 = masked32(g0, pm, 0);
       g1 = masked32(g1, pm, 16);
       g2 = masked32(g2, pm, 32);
       g3 = masked32(g3, pm, 48);
     }
-    v128.store(po, useX ? dx32(g0, v128.load(px), av, kv, hv, ev) : dxNoX32(g0, av, ev));
-    v128.store(po, useX ? dx32(g1, v128.load(px, 16), av, kv, hv, ev) : dxNoX32(g1, av, ev), 16);
-    v128.store(po, useX ? dx32(g2, v128.load(px, 32), av, kv, hv, ev) : dxNoX32(g2, av, ev), 32);
-    v128.store(po, useX ? dx32(g3, v128.load(px, 48), av, kv, hv, ev) : dxNoX32(g3, av, ev), 48);
+    v128.store(po, isOn<X>() ? dx32(g0, v128.load(px), av, kv, hv, ev) : dxNoX32(g0, av, ev));
+    v128.store(po, isOn<X>() ? dx32(g1, v128.load(px, 16), av, kv, hv, ev) : dxNoX32(g1, av, ev), 16);
+    v128.store(po, isOn<X>() ? dx32(g2, v128.load(px, 32), av, kv, hv, ev) : dxNoX32(g2, av, ev), 32);
+    v128.store(po, isOn<X>() ? dx32(g3, v128.load(px, 48), av, kv, hv, ev) : dxNoX32(g3, av, ev), 48);
     px += 64;
     pg += 64;
     pm += 64;
@@ -112,16 +119,16 @@ export function bwdApplyPlanes32(
   }
   while (px + 16 <= end) {
     let g = v128.load(pg);
-    if (useMask) g = masked32(g, pm, 0);
-    v128.store(po, useX ? dx32(g, v128.load(px), av, kv, hv, ev) : dxNoX32(g, av, ev));
+    if (isOn<M>()) g = masked32(g, pm, 0);
+    v128.store(po, isOn<X>() ? dx32(g, v128.load(px), av, kv, hv, ev) : dxNoX32(g, av, ev));
     px += 16;
     pg += 16;
     pm += 16;
     po += 16;
   }
   while (px < end) {
-    const g = useMask && load<f32>(pm) <= 0 ? <f32>0 : load<f32>(pg);
-    store<f32>(po, useX ? dxScalar32(g, load<f32>(px), af, kf, hi, ef) : af * (g + ef));
+    const g = isOn<M>() && load<f32>(pm) <= 0 ? <f32>0 : load<f32>(pg);
+    store<f32>(po, isOn<X>() ? dxScalar32(g, load<f32>(px), af, kf, hi, ef) : af * (g + ef));
     px += 4;
     pg += 4;
     pm += 4;

@@ -1,4 +1,4 @@
-import { hsum, masked32, masked64, promoteHigh, promoteLow } from './common';
+import { hsum, isOn, masked32, masked64, Off, On, promoteHigh, promoteLow } from './common';
 import { needsZeroCheck, productsZero32, writeBwdPartial32 } from './backward-partial';
 import { applyRun32, applyShift32, bwdApplyPlanes32, bwdApplyRows32 } from './backward-apply';
 import { bwdColumns32, bwdColumns64 } from './backward-columns';
@@ -20,7 +20,8 @@ export function bwdStatsPlanes32(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
   rows: i32, len: i32, mean: f64, out: usize,
 ): void {
-  bwdPlanes32(x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, false, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  if (mask != 0) bwdPlanes32<Off, On>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  else bwdPlanes32<Off, Off>(x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, false, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 }
 
 /**
@@ -37,28 +38,43 @@ export function bwdStatsApplyPlanes32(
   rows: i32, len: i32, mean: f64, out: usize,
   qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, a: f64, k: f64, qMean: f64, e: f64,
 ): void {
-  // Two specialised copies, as bwdApplyPlanes32: where k is 0, x of the other block is not read.
+  // A copy for each of (x of the other block read, dy masked), as bwdApplyPlanes32: where k is 0,
+  // x of the other block is not read.
+  const af = <f32>a;
+  const kf = <f32>k;
+  const qHi = <f32>qMean;
+  const ef = applyShift32(k, qMean, e);
   if (k != 0) {
-    bwdPlanes32(
-      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
-      true, true, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(k, qMean, e),
+    if (mask != 0) {
+      bwdPlanes32<On, On>(
+        x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, true, qx, qdy, qm, qdx, dxRowStride, af, kf, qHi, ef,
+      );
+    } else {
+      bwdPlanes32<On, Off>(
+        x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, true, qx, qdy, qm, qdx, dxRowStride, af, kf, qHi, ef,
+      );
+    }
+  } else if (mask != 0) {
+    bwdPlanes32<Off, On>(
+      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, true, qx, qdy, qm, qdx, dxRowStride, af, kf, qHi, ef,
     );
   } else {
-    bwdPlanes32(
-      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out,
-      true, false, qx, qdy, qm, qdx, dxRowStride, <f32>a, <f32>k, <f32>qMean, applyShift32(k, qMean, e),
+    bwdPlanes32<Off, Off>(
+      x, xRowStride, dy, dyRowStride, mask, maskRowStride, rows, len, mean, out, true, qx, qdy, qm, qdx, dxRowStride, af, kf, qHi, ef,
     );
   }
 }
 
-/** The body of bwdStatsPlanes32 and, with `apply`, of bwdStatsApplyPlanes32 (constants: a copy each). */
-@inline function bwdPlanes32(
+/**
+ * The body of bwdStatsPlanes32 and, with `apply`, of bwdStatsApplyPlanes32 (a constant: a copy
+ * each); X and M as in bwdRun32.
+ */
+@inline function bwdPlanes32<X, M>(
   x: usize, xRowStride: i32, dy: usize, dyRowStride: i32, mask: usize, maskRowStride: i32,
   rows: i32, len: i32, mean: f64, out: usize,
-  apply: bool, useX: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, kf: f32, qHi: f32, ef: f32,
+  apply: bool, qx: usize, qdy: usize, qm: usize, qdx: usize, dxRowStride: i32, af: f32, kf: f32, qHi: f32, ef: f32,
 ): void {
   const hi = <f32>mean;
-  const useMask = mask != 0;
   // out[1], out[2] accumulate (Σdy, Σdy·(x - hi)) run by run.
   store<f64>(out, 0, 8);
   store<f64>(out, 0, 16);
@@ -66,9 +82,9 @@ export function bwdStatsApplyPlanes32(
     const xo = (<usize>r * <usize>xRowStride) << 2;
     const go = (<usize>r * <usize>dyRowStride) << 2;
     const mo = (<usize>r * <usize>maskRowStride) << 2;
-    bwdRun32(
-      x + xo, dy + go, mask + mo, len, hi, useMask, out + 8,
-      apply, useX, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, kf, qHi, ef,
+    bwdRun32<X, M>(
+      x + xo, dy + go, mask + mo, len, hi, out + 8,
+      apply, qx + xo, qdy + go, qm + mo, qdx + ((<usize>r * <usize>dxRowStride) << 2), af, kf, qHi, ef,
     );
   }
   const xRow = <usize>xRowStride << 2;
@@ -120,11 +136,13 @@ export function bwdStatsPlanes64(
  * acc[1] += Σdy·(x - hi)): f32 lanes summed over GROUP_BYTES of x (trees of 4 vectors, added in
  * turn) between folds into f64, the groups counted from the run's start, as sums32's. With
  * `apply`, the other block's run (at qx, qg, qm, qo) gets its dx in step, a turn of the four-vector
- * part at a time and the rest at the end; the sums' operations are the same either way.
+ * part at a time and the rest at the end; the sums' operations are the same either way. X On:
+ * that dx reads the other block's x (applyRun32); M On: dy is masked by the forward's output at
+ * pm (and qm).
  */
-@inline function bwdRun32(
-  px: usize, pg: usize, pm: usize, len: i32, hi: f32, useMask: bool, acc: usize,
-  apply: bool, useX: bool, qx: usize, qg: usize, qm: usize, qo: usize, af: f32, kf: f32, qHi: f32, ef: f32,
+@inline function bwdRun32<X, M>(
+  px: usize, pg: usize, pm: usize, len: i32, hi: f32, acc: usize,
+  apply: bool, qx: usize, qg: usize, qm: usize, qo: usize, af: f32, kf: f32, qHi: f32, ef: f32,
 ): void {
   const hv = f32x4.splat(hi);
   let a1 = f64x2.splat(0);
@@ -143,7 +161,7 @@ export function bwdStatsPlanes64(
         let g1 = v128.load(pg, 16);
         let g2 = v128.load(pg, 32);
         let g3 = v128.load(pg, 48);
-        if (useMask) {
+        if (isOn<M>()) {
           g0 = masked32(g0, pm, 0);
           g1 = masked32(g1, pm, 16);
           g2 = masked32(g2, pm, 32);
@@ -163,17 +181,17 @@ export function bwdStatsPlanes64(
     }
     if (apply) {
       const bytes = px - turnStart;
-      applyRun32(qx, qg, qm, qo, <i32>(bytes >> 2), af, kf, qHi, ef, useX, useMask);
+      applyRun32<X, M>(qx, qg, qm, qo, <i32>(bytes >> 2), af, kf, qHi, ef);
       qx += bytes;
       qg += bytes;
       qm += bytes;
       qo += bytes;
     }
   }
-  if (apply) applyRun32(qx, qg, qm, qo, <i32>((end - vecEnd) >> 2), af, kf, qHi, ef, useX, useMask);
+  if (apply) applyRun32<X, M>(qx, qg, qm, qo, <i32>((end - vecEnd) >> 2), af, kf, qHi, ef);
   while (px + 16 <= end) {
     let g = v128.load(pg);
-    if (useMask) g = masked32(g, pm, 0);
+    if (isOn<M>()) g = masked32(g, pm, 0);
     const p = f32x4.mul(g, f32x4.sub(v128.load(px), hv));
     a1 = f64x2.add(a1, f64x2.add(promoteLow(g), promoteHigh(g)));
     a2 = f64x2.add(a2, f64x2.add(promoteLow(p), promoteHigh(p)));
@@ -184,7 +202,7 @@ export function bwdStatsPlanes64(
   let t1 = hsum(a1);
   let t2 = hsum(a2);
   while (px < end) {
-    const g = useMask && load<f32>(pm) <= 0 ? 0 : <f64>load<f32>(pg);
+    const g = isOn<M>() && load<f32>(pm) <= 0 ? 0 : <f64>load<f32>(pg);
     t1 += g;
     t2 += g * <f64>(load<f32>(px) - hi);
     px += 4;
@@ -208,20 +226,27 @@ export function bwdStatsRows32(
     else bwdColumns32(x, dy, mask, rows, C, rowStride, params, acc, out, outStride);
     return;
   }
-  const useMask = mask != 0;
   for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
   const rowBytes = (<usize>rowStride) << 2;
+  if (mask != 0) shortBwdSums32<On>(x, dy, mask, rows, C, S, rowBytes, params, acc);
+  else shortBwdSums32<Off>(x, dy, mask, rows, C, S, rowBytes, params, acc);
+  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
+}
+
+/** bwdStatsRows32's sums of short runs (S > 1) into acc, 16 bytes a channel; M as in bwdRun32. */
+@inline function shortBwdSums32<M>(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowBytes: usize, params: usize, acc: usize,
+): void {
   for (let r = 0; r < rows; r++) {
     const row = <usize>r * rowBytes;
     for (let c = 0; c < C; c++) {
       const off = row + ((<usize>c * <usize>S) << 2);
-      bwdRun32(
-        x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), useMask, acc + (<usize>c << 4),
-        false, false, 0, 0, 0, 0, 0, 0, 0, 0,
+      bwdRun32<Off, M>(
+        x + off, dy + off, mask + off, S, <f32>load<f64>(params + (<usize>c << 5)), acc + (<usize>c << 4),
+        false, 0, 0, 0, 0, 0, 0, 0, 0,
       );
     }
   }
-  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
 }
 
 /**
@@ -242,9 +267,18 @@ export function bwdStatsApplyRows32(
     bwdApplyRows32(qx, qdy, qm, qdx, nRows, nC, S, rowStride, qParams, acc);
     return;
   }
-  const useMask = mask != 0;
   for (let c = 0; c < C; c++) v128.store(acc + (<usize>c << 4), f64x2.splat(0));
   const rowBytes = (<usize>rowStride) << 2;
+  if (mask != 0) shortBwdSumsApply32<On>(x, dy, mask, rows, C, S, rowBytes, params, acc, qx, qdy, qm, qdx, nRows, nC, qParams);
+  else shortBwdSumsApply32<Off>(x, dy, mask, rows, C, S, rowBytes, params, acc, qx, qdy, qm, qdx, nRows, nC, qParams);
+  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
+}
+
+/** bwdStatsApplyRows32's loop over short runs (S > 1); M as in bwdRun32. */
+@inline function shortBwdSumsApply32<M>(
+  x: usize, dy: usize, mask: usize, rows: i32, C: i32, S: i32, rowBytes: usize, params: usize, acc: usize,
+  qx: usize, qdy: usize, qm: usize, qdx: usize, nRows: i32, nC: i32, qParams: usize,
+): void {
   const R = max(rows, nRows);
   const K = max(C, nC);
   for (let r = 0; r < R; r++) {
@@ -256,7 +290,7 @@ export function bwdStatsApplyRows32(
       const hi = sums ? <f32>load<f64>(params + (<usize>c << 5)) : 0;
       const a = acc + (<usize>c << 4);
       if (!dx) {
-        if (sums) bwdRun32(x + off, dy + off, mask + off, S, hi, useMask, a, false, false, 0, 0, 0, 0, 0, 0, 0, 0);
+        if (sums) bwdRun32<Off, M>(x + off, dy + off, mask + off, S, hi, a, false, 0, 0, 0, 0, 0, 0, 0, 0);
         continue;
       }
       const q = qParams + (<usize>c << 5);
@@ -265,22 +299,21 @@ export function bwdStatsApplyRows32(
       const qMean = load<f64>(q, 16);
       const qe = load<f64>(q, 24);
       if (!sums) {
-        bwdApplyPlanes32(qx + off, 0, qdy + off, 0, useMask ? qm + off : 0, 0, qdx + off, 0, 1, S, qa, qk, qMean, qe);
+        bwdApplyPlanes32(qx + off, 0, qdy + off, 0, isOn<M>() ? qm + off : 0, 0, qdx + off, 0, 1, S, qa, qk, qMean, qe);
       } else if (qk != 0) {
         // As bwdApplyPlanes32: where k is 0, x of the other run is not read.
-        bwdRun32(
-          x + off, dy + off, mask + off, S, hi, useMask, a,
-          true, true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
+        bwdRun32<On, M>(
+          x + off, dy + off, mask + off, S, hi, a,
+          true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
         );
       } else {
-        bwdRun32(
-          x + off, dy + off, mask + off, S, hi, useMask, a,
-          true, false, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
+        bwdRun32<Off, M>(
+          x + off, dy + off, mask + off, S, hi, a,
+          true, qx + off, qdy + off, qm + off, qdx + off, <f32>qa, <f32>qk, <f32>qMean, applyShift32(qk, qMean, qe),
         );
       }
     }
   }
-  shortBwdPartials32(x, dy, mask, rowBytes, rows, C, S, params, acc, out, outStride);
 }
 
 /**

@@ -226,21 +226,25 @@ function resum<T>(
 }
 
 /**
- * Compile-time flags of the normalization walks: a walk generic in R clamps at the floor where R
- * is `Relu` and leaves the pmax out where it is `Plain`, resolved as the compiler makes each copy.
- * Walks took a `relu: bool` before, called as `if (relu) walk(..., true) else walk(..., false)` to
- * get two copies; but once inlined, the two arms differed only in that constant, and Binaryen's
- * code folding merged them back into one, which tested the flag inside its loops: normalizeRows32's
- * channels-in-lanes walks and statsNormRows32's short runs, seen in the built module's text
- * (workers/wasm/folded.mjs finds such a test; test/wasm-module.test.ts runs it on every build).
+ * Compile-time flags of kernels made in copies: a function generic in a flag F tests isOn<F>(),
+ * which the compiler resolves as it makes each copy (F is On or Off), so that no loop tests it.
+ * Kernels took a `bool` before, called as `if (flag) f(..., true) else f(..., false)` to get two
+ * copies; but once inlined, the two arms differed only in that constant, and Binaryen's code
+ * folding merged them back into one, which tested the flag inside its loops: normalizeRows32's
+ * channels-in-lanes walks and statsNormRows32's short runs (the fused ReLU), and the fused
+ * backward kernels' copies for k = 0, seen in the built module's text (workers/wasm/folded.mjs
+ * finds such a test; test/wasm-module.test.ts runs it on every build).
  */
-export type Relu = i32;
-export type Plain = f32;
+export type On = i32;
+export type Off = f32;
 
-/** Whether a walk's copy clamps at the floor (R = Relu). */
-@inline export function withRelu<R>(): bool {
-  return isInteger<R>();
+@inline export function isOn<F>(): bool {
+  return isInteger<F>();
 }
+
+/** The normalization walks' flag: a copy with the fused ReLU (`Relu`) or without (`Plain`). */
+export type Relu = On;
+export type Plain = Off;
 
 @inline export function norm32(v: v128, hi: v128, sc: v128, b: v128, fl: v128): v128 {
   return f32x4.pmax(f32x4.add(f32x4.mul(f32x4.sub(v, hi), sc), b), fl);

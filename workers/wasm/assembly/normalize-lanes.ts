@@ -1,4 +1,4 @@
-import { norm32, norm32Plain, relu32, withRelu } from './common';
+import { isOn, norm32, norm32Plain, relu32 } from './common';
 
 // Normalization of channels in lanes (rank 2, channels-last with C >= 16 or a multiple of 4): a
 // vector holds 4 channels of a row, so each takes its channels' float32 parameters (hi, scale,
@@ -136,7 +136,7 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
   px: usize, py: usize, h0: v128, h1: v128, h2: v128, h3: v128, s0: v128, s1: v128, s2: v128, s3: v128,
   b0: v128, b1: v128, b2: v128, b3: v128, fl: v128,
 ): void {
-  if (withRelu<R>()) {
+  if (isOn<R>()) {
     v128.store(py, norm32(v128.load(px), h0, s0, b0, fl));
     v128.store(py, norm32(v128.load(px, 16), h1, s1, b1, fl), 16);
     v128.store(py, norm32(v128.load(px, 32), h2, s2, b2, fl), 32);
@@ -170,7 +170,7 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
     const px = x + <usize>r * rowBytes;
     const py = y + <usize>r * rowBytes;
     for (let o: usize = 0; o < c16 << 2; o += 64) {
-      if (withRelu<R>()) {
+      if (isOn<R>()) {
         v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
         v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
         v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);

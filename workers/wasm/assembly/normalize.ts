@@ -1,4 +1,4 @@
-import { floorOf, hiOf, norm32, norm32Plain, Plain, Relu, relu32, relu64, shiftOf, withRelu } from './common';
+import { floorOf, hiOf, isOn, norm32, norm32Plain, Plain, Relu, relu32, relu64, shiftOf } from './common';
 import {
   IN_ORDER_MIN_ROW_BYTES, LANE_CHUNK, laneQuarters32, laneRows32, laneRun32, laneTiles32, QUARTERS_MIN_ROW_BYTES,
 } from './normalize-lanes';
@@ -27,7 +27,7 @@ import { normalizePattern32 } from './normalize-pattern';
     const v1 = v128.load(px, 16);
     const v2 = v128.load(px, 32);
     const v3 = v128.load(px, 48);
-    if (withRelu<R>()) {
+    if (isOn<R>()) {
       v128.store(py, norm32(v0, hi, scv, bv, fl));
       v128.store(py, norm32(v1, hi, scv, bv, fl), 16);
       v128.store(py, norm32(v2, hi, scv, bv, fl), 32);

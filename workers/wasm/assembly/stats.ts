@@ -1,4 +1,4 @@
-import { floorOf, hiOf, hsum, Plain, promoteHigh, promoteLow, Relu, shiftOf, withRelu, writePartial32, writePartial64 } from './common';
+import { floorOf, hiOf, hsum, isOn, Plain, promoteHigh, promoteLow, Relu, shiftOf, writePartial32, writePartial64 } from './common';
 import { normRunF32 } from './normalize';
 
 // Statistics: a partial is (count, mean, m2) as f64, from shifted sums d = x - K with K the run's
@@ -147,7 +147,7 @@ export function statsNormPlanes32(
   const blockBytes = (<usize>blockStride) << 2;
   const nxBlockBytes = (<usize>nxBlockStride) << 2;
   const nyBlockBytes = (<usize>nyBlockStride) << 2;
-  const floor = <f32>floorOf(withRelu<R>() ? 1 : 0);
+  const floor = <f32>floorOf(isOn<R>() ? 1 : 0);
   for (let i = 0; i < blocks; i++) {
     const a = acc + <usize>i * BLOCK_ACC_BYTES;
     v128.store(a, f64x2.splat(0));
