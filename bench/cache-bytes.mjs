@@ -2,7 +2,7 @@
 // dx from `pool.alloc`, float32, 2 threads) on pools that differ only in `cacheBytes`, the size
 // below which a call makes its two passes over every channel at once and above which it goes a
 // group of channels at a time (phased; src/plan.ts, planPhases), and above which (input and
-// output together) rows of channels in lanes are normalized in address order (Task.inOrder:
+// output together) rows of channels in lanes are normalized two at a time (Task.inOrder:
 // `node bench/cache-bytes.mjs E default,1024` times E both ways), beside the floor, all alternated
 // round by round in one process: what the default (DEFAULT_CACHE_BYTES) costs or saves on the
 // machine at hand. Plain JavaScript: it imports a build's dist/ folder.

@@ -6,8 +6,9 @@
 // speed; ratios within ~0.8-1.2 are noise here (the same build against itself gave 0.82-1.59).
 // The backward's coefficients (a, k, mean, e) are (3.5, 2, 0.5, 0). Plain JavaScript: it loads
 // each build's dist/workers/wasm/kernels.wasm, and the kernel bindings and planner of the second.
-// IN_ORDER=B (or A, or AB) has that build's normalizeRows walk whole rows in address order, as a
-// call whose input outgrows the pool's cacheBytes does (Task.inOrder): `node bench/lanes-ab.mjs
+// IN_ORDER=B (or A, or AB) has that build's normalizeRows walk whole rows as a call whose input
+// outgrows the pool's cacheBytes does (Task.inOrder: two at a time since 2026-12-04, a row at a
+// time in address order before): `node bench/lanes-ab.mjs
 // dist dist` with IN_ORDER=B compares the two walks of one build. SIZES=1,64 (the default) sets
 // the MiB of x (at most 64); KERNELS=normalizeRows,statsRows picks kernels (default: all four).
 //

@@ -36,7 +36,7 @@ export interface PoolOptions {
    * fourth machines (bench/DESIGN.md, "How the work is split"). A call
    * whose input and output together are larger than it (`DEFAULT_CACHE_BYTES` when not given:
    * 16 MiB, half the 32 MiB L3 of this project's first machine) normalizes rows of channels in
-   * lanes (rank 2, channels-last) in address order, as data streaming from memory go fastest
+   * lanes (rank 2, channels-last) two at a time, as data streaming from memory go fastest
    * (README, "Kernels").
    */
   cacheBytes?: number;

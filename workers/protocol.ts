@@ -186,8 +186,8 @@ export interface Task {
   /**
    * The region's input and output together are larger than the pool's `cacheBytes`, so a pass
    * over them streams from memory (or from the L3 at best): the normalization walks whole rows of
-   * channels in lanes of 128 bytes or more (32 float32 channels) in address order
-   * (Kernel.normalizeRows). E [4096, 1024] (16 MiB in, 16 out) is such a call: its eval took
+   * channels in lanes of 128 bytes or more (32 float32 channels) two at a time half the call
+   * apart, each in address order, rather than four a quarter apart (Kernel.normalizeRows). E [4096, 1024] (16 MiB in, 16 out) is such a call: its eval took
    * 0.88-1.01 of the time that way at 2 threads (`node bench/cache-bytes.mjs E default,1024`, both
    * orders, two runs each).
    */

@@ -96,9 +96,9 @@ export interface Kernel {
    * float32 row parameters (ScratchLayout.rowParamsByte), arrays `rowParamStride` floats apart,
    * are read from there instead of converted from the float64 ones (the WebAssembly kernel; the
    * TypeScript one computes in float64 and reads only those). `inOrder` (Task.inOrder): whole rows
-   * of channels in lanes are walked in address order, a row at a time, for data that stream from
-   * memory, rather than several rows a cache line at a time (the WebAssembly kernel's float32
-   * walks; the same bits either way).
+   * of channels in lanes are walked two at a time half the call apart, for data that stream from
+   * memory, rather than four a quarter apart (the WebAssembly kernel's float32 walks; the same
+   * bits either way).
    */
   normalizeRows(
     f64: boolean, xByte: number, yByte: number, rows: number, C: number, S: number, rowStride: number, paramsByte: number,

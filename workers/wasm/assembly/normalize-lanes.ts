@@ -15,11 +15,13 @@ import { isOn, norm32, norm32Plain, relu32 } from './common';
 export const LANE_CHUNK: usize = 1024;
 
 /**
- * Rows shorter than this keep their 8-row tiles (laneTiles32) where the call asks for the address
- * order: in order ÷ tiles speed from 32-64 MiB of x on one thread, pinned (`IN_ORDER=B
- * KERNELS=normalizeRows node bench/lanes-ab.mjs dist dist`, two runs, 2026-12-02): 0.72-0.86 for
- * 16, 20 and 24 channels, 0.83-1.03 for 8, 12 and 28, 0.95-1.06 for 32 (128 bytes), 1.24-1.78
- * for 40 and 48, 1.11-1.18 for 128.
+ * Rows shorter than this keep their 8-row tiles (laneTiles32) where the call streams from memory
+ * (Task.inOrder); longer ones go two at a time (laneHalves32). Measured for the walk a row at a
+ * time in address order that laneHalves32 replaced, in order ÷ tiles speed from 32-64 MiB of x on
+ * one thread, pinned (`IN_ORDER=B KERNELS=normalizeRows node bench/lanes-ab.mjs dist dist`, two
+ * runs, 2026-12-02): 0.72-0.86 for 16, 20 and 24 channels, 0.83-1.03 for 8, 12 and 28, 0.95-1.06
+ * for 32 (128 bytes), 1.24-1.78 for 40 and 48, 1.11-1.18 for 128; laneHalves32 ran 1.23-1.26x
+ * that walk's speed for 32 channels and 1.14-1.24x for 48 (rows under 128 bytes not measured).
  */
 export const IN_ORDER_MIN_ROW_BYTES: usize = 128;
 
@@ -150,39 +152,54 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
 }
 
 /**
- * Whole rows of C channels in lanes in address order, a row at a time, each vector of data with
- * its channels' three parameter vectors (from L1), the ReLU test made once a call: the order of
- * the floor's pass, for data that stream from memory. In cache the rows that go together
- * (laneQuarters32, laneTiles32) load a quarter or an eighth as many parameters and win; from
- * memory this walk does. Against them on one thread, pinned (`IN_ORDER=B KERNELS=normalizeRows
- * SIZES=1,4,16,32,64 node bench/lanes-ab.mjs dist dist`, three runs, 2026-12-02): from 32-64 MiB
- * of x 0.95-1.14x the speed for 64 channels, 1.09-1.20x for 256 and 1.09-1.22x for 1024 (28-34
- * GB/s, about the floor's speed from memory), at 16 MiB 0.98-1.11x, at 1-4 MiB 0.56-1.09x. Its
- * loop tested the ReLU flag until 2026-12-04 (common.ts, `Relu`): without the test, 1.02-1.16x the
- * speed (`IN_ORDER=AB`, the command of laneQuarters32, two runs). The same operations on every
+ * Whole rows of C channels in lanes, two at a time, half the call apart: rows r and r + h (h =
+ * rows / 2) each walked in address order, a cache line's 16 channels of each in turn with those
+ * channels' parameters loaded once for the two (1.5 loads a vector of data): the walk for data
+ * that stream from memory (Task.inOrder), four streams where laneQuarters32 has eight. It replaced
+ * a walk of one row at a time in address order, each vector of data with its three parameter
+ * vectors (`IN_ORDER=AB SIZES=4,64 KERNELS=normalizeRows node bench/lanes-ab.mjs <before>/dist dist
+ * 32,48,64,256,1024`, two runs, 2026-12-04: 1.04-1.26x its speed from 64 MiB, 1.19-1.58x from 4
+ * MiB; E's normalization task at 2 threads 0.43-0.47 -> 0.36-0.40 ms, `KERNELS=1 node
+ * bench/timeline.mjs E floor,train,eval`, three runs of each build in turn). Against the
+ * quarters (`IN_ORDER=B`, the same command with SIZES=1,4,64 and 64,256,1024): 1.01-1.08x their
+ * speed from 64 MiB, 0.51-0.94x from 1-4 MiB, where the quarters stay. The rows past 2h and the
+ * channels past the last whole 16 go one row at a time (laneRun32). The same operations on every
  * element as laneRun32: the same bits.
  */
-@inline export function laneRows32<R>(
+@inline export function laneHalves32<R>(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
+  const h = rows >> 1;
+  const q = <usize>h * rowBytes;
   const c16 = C & ~15;
-  for (let r = 0; r < rows; r++) {
-    const px = x + <usize>r * rowBytes;
-    const py = y + <usize>r * rowBytes;
+  for (let r = 0; r < h; r++) {
+    const x0 = x + <usize>r * rowBytes;
+    const y0 = y + <usize>r * rowBytes;
     for (let o: usize = 0; o < c16 << 2; o += 64) {
-      if (isOn<R>()) {
-        v128.store(py + o, norm32(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o), fl));
-        v128.store(py + o, norm32(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16), fl), 16);
-        v128.store(py + o, norm32(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32), fl), 32);
-        v128.store(py + o, norm32(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48), fl), 48);
-      } else {
-        v128.store(py + o, norm32Plain(v128.load(px + o), v128.load(hiA + o), v128.load(scA + o), v128.load(bA + o)));
-        v128.store(py + o, norm32Plain(v128.load(px + o, 16), v128.load(hiA + o, 16), v128.load(scA + o, 16), v128.load(bA + o, 16)), 16);
-        v128.store(py + o, norm32Plain(v128.load(px + o, 32), v128.load(hiA + o, 32), v128.load(scA + o, 32), v128.load(bA + o, 32)), 32);
-        v128.store(py + o, norm32Plain(v128.load(px + o, 48), v128.load(hiA + o, 48), v128.load(scA + o, 48), v128.load(bA + o, 48)), 48);
-      }
+      const h0 = v128.load(hiA + o);
+      const h1 = v128.load(hiA + o, 16);
+      const h2 = v128.load(hiA + o, 32);
+      const h3 = v128.load(hiA + o, 48);
+      const s0 = v128.load(scA + o);
+      const s1 = v128.load(scA + o, 16);
+      const s2 = v128.load(scA + o, 32);
+      const s3 = v128.load(scA + o, 48);
+      const b0 = v128.load(bA + o);
+      const b1 = v128.load(bA + o, 16);
+      const b2 = v128.load(bA + o, 32);
+      const b3 = v128.load(bA + o, 48);
+      const px = x0 + o;
+      const py = y0 + o;
+      laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
     }
-    if (c16 < C) laneRun32(px, py, c16, C, hiA, scA, bA, fl, floor);
+    if (c16 < C) {
+      laneRun32(x0, y0, c16, C, hiA, scA, bA, fl, floor);
+      laneRun32(x0 + q, y0 + q, c16, C, hiA, scA, bA, fl, floor);
+    }
+  }
+  for (let r = h << 1; r < rows; r++) {
+    laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
   }
 }
 

@@ -1,6 +1,6 @@
 import { floorOf, hiOf, isOn, norm32, norm32Plain, Plain, Relu, relu32, relu64, shiftOf } from './common';
 import {
-  IN_ORDER_MIN_ROW_BYTES, LANE_CHUNK, laneQuarters32, laneRows32, laneRun32, laneTiles32, QUARTERS_MIN_ROW_BYTES,
+  IN_ORDER_MIN_ROW_BYTES, LANE_CHUNK, laneHalves32, laneQuarters32, laneRun32, laneTiles32, QUARTERS_MIN_ROW_BYTES,
 } from './normalize-lanes';
 import { normalizePattern32 } from './normalize-pattern';
 
@@ -99,9 +99,9 @@ export function normalizePlanes64(
  * `scratch` holds rowScratchBytes(C) (32 * C + 2048) bytes. With `rowParams` (0: none), channel
  * c's float32 (hi, scale, shift) are already at rowParams + 4 * (k * rowParamStride + c), made
  * once for the call by the merge or the prep, and are read from there instead of converted.
- * `inOrder` (channels in lanes, whole rows of at least IN_ORDER_MIN_ROW_BYTES): walk the rows in
- * address order, one at a time (laneRows32), for data that stream from memory; else several rows
- * go together (see below).
+ * `inOrder` (channels in lanes, whole rows of at least IN_ORDER_MIN_ROW_BYTES): walk the rows two
+ * at a time half the call apart (laneHalves32), for data that stream from memory; else four a
+ * quarter apart, or 8 adjacent ones (see below).
  */
 export function normalizeRows32(
   x: usize, y: usize, rows: i32, C: i32, S: i32, rowStride: i32, params: usize, scratch: usize, relu: i32,
@@ -140,8 +140,8 @@ export function normalizeRows32(
   if (!made) normParams32(params, C, cPad, hiA);
   if (rowStride == C) {
     if (inOrder && rowBytes >= IN_ORDER_MIN_ROW_BYTES) {
-      if (relu) laneRows32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
-      else laneRows32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
+      if (relu) laneHalves32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
+      else laneHalves32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
     } else if (rowBytes >= QUARTERS_MIN_ROW_BYTES) {
       if (relu) laneQuarters32<Relu>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
       else laneQuarters32<Plain>(x, y, rows, rowBytes, <usize>C, hiA, scA, bA, fl, floor);
