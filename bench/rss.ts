@@ -37,7 +37,8 @@ clearInterval(sampler);
 const mb = (b: number): string => (b / 1e6).toFixed(1);
 const extra = peak - base - 2 * 4 * n;
 const text = `Peak RSS, training forward on A [${shape.join(', ')}] with pool buffers and out: ${mb(peak - base)} MB above the ` +
-  `warmed-up process (${mb(base)} MB); input + output are ${mb(2 * 4 * n)} MB, so bnpool used ${mb(extra)} MB more ` +
+  `warmed-up process (${mb(base)} MB); input + output are ${mb(2 * 4 * n)} MB, so the peak was ` +
+  `${mb(Math.abs(extra))} MB ${extra >= 0 ? 'over' : 'under'} them ` +
   `(target: at most 16 MB). Measured by \`node dist/bench/rss.js\`.`;
 console.log(process.argv.includes('--json') ? JSON.stringify({ text, extraMb: extra / 1e6 }) : text);
 await pool.close();
