@@ -245,8 +245,8 @@ for (const name of ['js', 'wasm'] as const) {
           }
           expect(x[yBase - 1]).toBe(GUARD);
           expect(x[yBase + n]).toBe(GUARD);
-          // Whole rows of channels in lanes walked in address order (Task.inOrder): the same
-          // bits as the walk above, and nothing written past the rows.
+          // Whole rows of channels in lanes walked as from memory (Task.inOrder: two at a time,
+          // half the call apart): the same bits as the walk above, and nothing written past the rows.
           if (S === 1 && stride === C) {
             const first = Array.from(x.subarray(yBase, yBase + n));
             x.fill(GUARD, yBase - 4, yBase + n + 4);
@@ -256,7 +256,7 @@ for (const name of ['js', 'wasm'] as const) {
             inOrderCases++;
           }
         }
-        // The in-order walk was compared on rows of every shape it takes.
+        // The walk from memory was compared on rows of every shape it takes.
         expect(inOrderCases).toBeGreaterThan(40);
       });
     }

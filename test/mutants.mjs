@@ -99,6 +99,22 @@ const MUTANTS = [
     tests: ['test/channels.test.ts'],
   },
   {
+    name: 'lanes-halves-row', breaks: "channels in lanes from memory: the second row of each pair is normalized (laneHalves32)",
+    file: 'workers/wasm/assembly/normalize-lanes.ts', find: 'laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);\n    }\n    if (c16 < C) {\n      laneRun32(x0, y0,',
+    replace: 'laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);\n    }\n    if (c16 < C) {\n      laneRun32(x0, y0,',
+    tests: ['test/kernels-rows.test.ts'],
+  },
+  {
+    name: 'apply-halves-row', breaks: "the backward's dx of channels in lanes: the second row of each pair reads its own dy",
+    file: 'workers/wasm/assembly/backward-apply.ts', find: 'columnHalfLine32<X, M>(x + o + half, dy + o + half,',
+    replace: 'columnHalfLine32<X, M>(x + o + half, dy + o,', tests: ['test/kernel-properties.test.ts'],
+  },
+  {
+    name: 'fused-backward-copy', breaks: "the fused backward's copy where k is not 0 and dy is masked reads x",
+    file: 'workers/wasm/assembly/backward-stats.ts', find: '      bwdPlanes32<On, On>(',
+    replace: '      bwdPlanes32<Off, On>(', tests: ['test/kernels-planes.test.ts', 'test/relu.test.ts'],
+  },
+  {
     name: 'fresh-slices', breaks: 'new result arrays over many channels are written in slices of FRESH_SLICE (their page faults)',
     file: 'src/channels.ts', find: 'copy.set(viewOf().subarray(c0, c1), c0), nextTurn, FRESH_SLICE);',
     replace: 'copy.set(viewOf().subarray(c0, c1), c0), nextTurn);',
