@@ -106,7 +106,7 @@ const MUTANTS = [
   },
   {
     name: 'apply-halves-row', breaks: "the backward's dx of channels in lanes: the second row of each pair reads its own dy",
-    file: 'workers/wasm/assembly/backward-apply.ts', find: 'columnHalfLine32<X, M>(x + o + half, dy + o + half,',
+    file: 'workers/wasm/assembly/backward-apply-lanes.ts', find: 'columnHalfLine32<X, M>(x + o + half, dy + o + half,',
     replace: 'columnHalfLine32<X, M>(x + o + half, dy + o,', tests: ['test/kernel-properties.test.ts'],
   },
   {

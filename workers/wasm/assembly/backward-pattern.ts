@@ -1,6 +1,7 @@
 import { fold4, masked32, patternLength } from './common';
 import { needsZeroCheck, writeBwdPartial32, zeroProductLanes32 } from './backward-partial';
-import { allZero, dx32, dxNoX32, dxParams32, dxScalar32 } from './backward-apply';
+import { allZero, dx32, dxNoX32, dxScalar32 } from './backward-apply';
+import { dxParams32 } from './backward-apply-lanes';
 
 // Backward of few interleaved channels (rank 2, C < 16 not a multiple of 4: channels-last images):
 // the sums of backward-stats.ts and the dx of backward-apply.ts, per lane position.
