@@ -52,13 +52,24 @@ export function bwdColumns64(
 }
 
 /**
- * Rows (channels in lanes) from this many bytes up to 4 KiB are summed in tiles of 8 rows an eighth
- * of the call apart, as statsColumns32's from SPREAD_MIN_ROW_BYTES; shorter and longer rows in
- * tiles of 8 adjacent rows. With half-line blocks (bwdHalfLines32), one thread pinned, from 64 MiB
- * (`KERNELS=bwdStatsRows node bench/lanes-ab.mjs`, two runs, 2026-12-02): 64 channels spread
- * against adjacent 1.52-1.86x the speed of the whole-line blocks before, adjacent 0.89-0.90x.
+ * Rows (channels in lanes) from this many bytes up to BWD_SPREAD_LIMIT_ROW_BYTES are summed in
+ * tiles of 8 rows an eighth of the call apart, as statsColumns32's from SPREAD_MIN_ROW_BYTES;
+ * shorter and longer rows in tiles of 8 adjacent rows. With half-line blocks (bwdHalfLines32),
+ * one thread pinned, from 64 MiB (`KERNELS=bwdStatsRows node bench/lanes-ab.mjs`, two runs,
+ * 2026-12-02): 64 channels spread against adjacent 1.52-1.86x the speed of the whole-line blocks
+ * before, adjacent 0.89-0.90x.
  */
 const BWD_SPREAD_MIN_ROW_BYTES: usize = 256;
+
+/**
+ * Rows of 4 KiB (1024 channels) are spread too since 2026-12-04, on the sixth machine: 1.05-1.21x
+ * the speed of adjacent tiles at 8 and 64 MiB, one thread (`SIZES=8,64 KERNELS=bwdStatsRows node
+ * bench/lanes-ab.mjs <before>/dist dist 1024,2048`, three runs), and E's backward sums at 2 threads
+ * 1.02-1.06 -> 0.86-0.94 ms a task (`KERNELS=1 node bench/timeline.mjs E floor,train,backward`, three
+ * runs of each build in turn); rows of 8 and 16 KiB gained nothing spread (0.99-1.02x, one run),
+ * and keep adjacent tiles.
+ */
+const BWD_SPREAD_LIMIT_ROW_BYTES: usize = 4096;
 
 /**
  * Rows of at least this many bytes and under BWD_SPREAD_MIN_ROW_BYTES (32 to 63 channels of
@@ -71,8 +82,8 @@ const BWD_LINES_MIN_ROW_BYTES: usize = 128;
 /**
  * Rank-2 style backward partials (S = 1): channels in lanes by 8 rows summed in f32, then folded
  * into f64, as in statsColumns32 (tiles of rows an eighth of the call apart from
- * BWD_SPREAD_MIN_ROW_BYTES up to rows of 4 KiB). Blocks of 8 channels (half a cache line), the even
- * and odd rows in accumulators of their own (bwdHalfLines32), except whole lines of rows from
+ * BWD_SPREAD_MIN_ROW_BYTES up to BWD_SPREAD_LIMIT_ROW_BYTES). Blocks of 8 channels (half a cache
+ * line), the even and odd rows in accumulators of their own (bwdHalfLines32), except whole lines of rows from
  * BWD_LINES_MIN_ROW_BYTES up to BWD_SPREAD_MIN_ROW_BYTES (bwdLines32).
  * acc: hi as f32, Σdy and Σdy·(x - hi) as f64, and a flag as i32 (zeroProductLanes32), each [C
  * rounded up to 4], then zeroProductLanes32's list (C rounded up to 4 bytes).
@@ -91,9 +102,9 @@ export function bwdColumns32(
     store<f64>(sArr + (c << 3), 0);
     store<f64>(pArr + (c << 3), 0);
   }
-  // Tiles of 8 rows an eighth of the call apart for rows of BWD_SPREAD_MIN_ROW_BYTES to under
-  // 4 KiB, then (and for other rows) tiles of 8 adjacent rows, as statsColumns32.
-  const h = rowBytes >= BWD_SPREAD_MIN_ROW_BYTES && rowBytes < 4096 ? rows >> 3 : 0;
+  // Tiles of 8 rows an eighth of the call apart for rows of BWD_SPREAD_MIN_ROW_BYTES to
+  // BWD_SPREAD_LIMIT_ROW_BYTES, then (and for other rows) tiles of 8 adjacent rows, as statsColumns32.
+  const h = rowBytes >= BWD_SPREAD_MIN_ROW_BYTES && rowBytes <= BWD_SPREAD_LIMIT_ROW_BYTES ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
   const lines = rowBytes >= BWD_LINES_MIN_ROW_BYTES && rowBytes < BWD_SPREAD_MIN_ROW_BYTES;
   for (let t = 0; t < h; t++) {

@@ -106,16 +106,23 @@ export function statsNormRows32(
 }
 
 /**
- * Rows (channels in lanes) from SPREAD_MIN_ROW_BYTES up to SPREAD_MAX_ROW_BYTES are summed in
+ * Rows (channels in lanes) from SPREAD_MIN_ROW_BYTES up to SPREAD_LIMIT_ROW_BYTES are summed in
  * tiles of rows an eighth of the call apart, the others in tiles of adjacent rows: 8 adjacent rows
- * of 256 bytes to under 4 KiB go back and forth within a page, rows of 4 KiB or more each have
- * their own pages, and 8 shorter rows lie within 2 KiB. Against tiles of adjacent rows on the
- * machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one thread, three runs): from memory 2.2-2.7x
- * the speed for 128 and 256 channels, 1.6-1.8x for 512 and 0.96-1.22x for 64; 0.94-1.15x in the
- * L2. For 1024 channels, which keep adjacent rows, the spread form measured 0.99-1.20x (three
- * runs of an earlier form of the threshold).
+ * of 256 bytes to under 4 KiB go back and forth within a page, and 8 shorter rows lie within 2
+ * KiB. Against tiles of adjacent rows on the machine of 2026-12-02 (`node bench/lanes-ab.mjs`, one
+ * thread, three runs): from memory 2.2-2.7x the speed for 128 and 256 channels, 1.6-1.8x for 512
+ * and 0.96-1.22x for 64; 0.94-1.15x in the L2. Rows of 4 KiB or more, each in pages of their own,
+ * kept adjacent tiles until 2026-12-04 (the spread form measured 0.99-1.20x for 1024 channels,
+ * three runs of an earlier form of the threshold); on the sixth machine (`SIZES=8,64
+ * KERNELS=statsRows node bench/lanes-ab.mjs <before>/dist dist 1024,2048,4096`, one thread) the
+ * spread ran 1.01-1.05x their speed at 8 MiB and 1.16-1.30x from 64 MiB for 1024 to 4096
+ * channels, and took E's statistics task at 2 threads from 0.52-0.53 to 0.43-0.44 ms (`KERNELS=1
+ * node bench/timeline.mjs E floor,train`, three runs of each build in turn). Longer rows, not
+ * measured, keep adjacent tiles.
  */
 const SPREAD_MIN_ROW_BYTES: usize = 256;
+const SPREAD_LIMIT_ROW_BYTES: usize = 16384;
+/** Adjacent tiles of rows of at least this many bytes sum the even and odd rows apart (`pairs`). */
 const SPREAD_MAX_ROW_BYTES: usize = 4096;
 
 /**
@@ -136,7 +143,7 @@ const SPREAD_MAX_ROW_BYTES: usize = 4096;
  * 1024 channels, one thread, 2026-12-02 (three runs of the build before, four of that one):
  * 18.0-18.3 / 18.3-21.8 / 9.3-10.2 GB/s at 32 KiB / 1 MiB / 64 MiB against 18.7-20.0 /
  * 22.1-22.6 / 13.0-13.9 for blocks of 8. Rows from SPREAD_MIN_ROW_BYTES up to
- * SPREAD_MAX_ROW_BYTES go in tiles of 8 rows an eighth of the call apart (rows t, t + h, ...,
+ * SPREAD_LIMIT_ROW_BYTES go in tiles of 8 rows an eighth of the call apart (rows t, t + h, ...,
  * t + 7h, h = rows / 8), so that each streams through its own pages in order as the tiles go by,
  * which the hardware prefetchers follow; the rows past 8h, and other rows, go in tiles of 8
  * adjacent rows.
@@ -153,7 +160,7 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
     store<f64>(s1Arr + (c << 3), 0);
     store<f64>(s2Arr + (c << 3), 0);
   }
-  const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes < SPREAD_MAX_ROW_BYTES ? rows >> 3 : 0;
+  const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes <= SPREAD_LIMIT_ROW_BYTES ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
   for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr, true);
   // Adjacent tiles: rows of SPREAD_MAX_ROW_BYTES or more in pairs, shorter ones in one set (two
