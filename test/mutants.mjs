@@ -99,10 +99,9 @@ const MUTANTS = [
     tests: ['test/channels.test.ts'],
   },
   {
-    name: 'lanes-halves-row', breaks: "channels in lanes from memory: the second row of each pair is normalized (laneHalves32)",
-    file: 'workers/wasm/assembly/normalize-lanes.ts', find: 'laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);\n    }\n    if (c16 < C) {\n      laneRun32(x0, y0,',
-    replace: 'laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);\n    }\n    if (c16 < C) {\n      laneRun32(x0, y0,',
-    tests: ['test/kernels-rows.test.ts'],
+    name: 'lanes-halves-row', breaks: "channels in lanes, rows in groups (laneSpread32): the second row of each group is normalized",
+    file: 'workers/wasm/assembly/normalize-lanes.ts', find: 'laneLine32<R>(px + q, py + q, h0,',
+    replace: 'laneLine32<R>(px, py, h0,', tests: ['test/kernels-rows.test.ts'],
   },
   {
     name: 'apply-halves-row', breaks: "the backward's dx of channels in lanes: the second row of each pair reads its own dy",

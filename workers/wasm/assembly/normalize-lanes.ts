@@ -1,4 +1,4 @@
-import { isOn, norm32, norm32Plain, relu32 } from './common';
+import { isOn, norm32, norm32Plain, Off, On, relu32 } from './common';
 
 // Normalization of channels in lanes (rank 2, channels-last with C >= 16 or a multiple of 4): a
 // vector holds 4 channels of a row, so each takes its channels' float32 parameters (hi, scale,
@@ -51,39 +51,7 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
 @inline export function laneQuarters32<R>(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
-  const h = rows >> 2;
-  const q = <usize>h * rowBytes;
-  const c16 = C & ~15;
-  for (let r = 0; r < h; r++) {
-    const x0 = x + <usize>r * rowBytes;
-    const y0 = y + <usize>r * rowBytes;
-    for (let o: usize = 0; o < c16 << 2; o += 64) {
-      const h0 = v128.load(hiA + o);
-      const h1 = v128.load(hiA + o, 16);
-      const h2 = v128.load(hiA + o, 32);
-      const h3 = v128.load(hiA + o, 48);
-      const s0 = v128.load(scA + o);
-      const s1 = v128.load(scA + o, 16);
-      const s2 = v128.load(scA + o, 32);
-      const s3 = v128.load(scA + o, 48);
-      const b0 = v128.load(bA + o);
-      const b1 = v128.load(bA + o, 16);
-      const b2 = v128.load(bA + o, 32);
-      const b3 = v128.load(bA + o, 48);
-      const px = x0 + o;
-      const py = y0 + o;
-      laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
-      laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
-      laneLine32<R>(px + 2 * q, py + 2 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
-      laneLine32<R>(px + 3 * q, py + 3 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
-    }
-    if (c16 < C) {
-      for (let i: usize = 0; i < 4; i++) laneRun32(x0 + i * q, y0 + i * q, c16, C, hiA, scA, bA, fl, floor);
-    }
-  }
-  for (let r = h << 2; r < rows; r++) {
-    laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
-  }
+  laneSpread32<R, On>(x, y, rows, rowBytes, C, hiA, scA, bA, fl, floor);
 }
 
 /**
@@ -169,7 +137,21 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
 @inline export function laneHalves32<R>(
   x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
 ): void {
-  const h = rows >> 1;
+  laneSpread32<R, Off>(x, y, rows, rowBytes, C, hiA, scA, bA, fl, floor);
+}
+
+/**
+ * The body of laneQuarters32 (F On: rows r, r + h, r + 2h and r + 3h, h = rows / 4) and of
+ * laneHalves32 (F Off: rows r and r + h, h = rows / 2), a copy each (common.ts, On): for each
+ * cache line of 16 channels, its 12 parameter vectors loaded once, then that line of each of the
+ * rows, written out; then each row's channels past the last whole 16, and the rows past the last
+ * whole group, one row at a time (laneRun32).
+ */
+@inline function laneSpread32<R, F>(
+  x: usize, y: usize, rows: i32, rowBytes: usize, C: usize, hiA: usize, scA: usize, bA: usize, fl: v128, floor: f32,
+): void {
+  const ways: usize = isOn<F>() ? 4 : 2;
+  const h = isOn<F>() ? rows >> 2 : rows >> 1;
   const q = <usize>h * rowBytes;
   const c16 = C & ~15;
   for (let r = 0; r < h; r++) {
@@ -192,13 +174,16 @@ export const QUARTERS_MIN_ROW_BYTES: usize = 256;
       const py = y0 + o;
       laneLine32<R>(px, py, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
       laneLine32<R>(px + q, py + q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      if (isOn<F>()) {
+        laneLine32<R>(px + 2 * q, py + 2 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+        laneLine32<R>(px + 3 * q, py + 3 * q, h0, h1, h2, h3, s0, s1, s2, s3, b0, b1, b2, b3, fl);
+      }
     }
     if (c16 < C) {
-      laneRun32(x0, y0, c16, C, hiA, scA, bA, fl, floor);
-      laneRun32(x0 + q, y0 + q, c16, C, hiA, scA, bA, fl, floor);
+      for (let i: usize = 0; i < ways; i++) laneRun32(x0 + i * q, y0 + i * q, c16, C, hiA, scA, bA, fl, floor);
     }
   }
-  for (let r = h << 1; r < rows; r++) {
+  for (let r = h * <i32>ways; r < rows; r++) {
     laneRun32(x + <usize>r * rowBytes, y + <usize>r * rowBytes, 0, C, hiA, scA, bA, fl, floor);
   }
 }
