@@ -11,9 +11,13 @@
 //   settle   from the last task's end to the call's promise settling
 //   total    the call
 //   kernels  with KERNELS=1: a task's time inside kernel calls on its worker (the mean of the
-//            call's tasks), so that work - kernels is the executor's own JavaScript; timing each
-//            call adds ~0.3 µs to it (A's fused tasks make ~600 calls), so it is not on by default;
-//            a line a kind of call after the table then splits it by kernel method (means, ms)
+//            call's tasks), so that work - kernels is the executor's own JavaScript, plus what
+//            the timing itself costs: more than the timestamps' ~0.3 µs a call (A's fused tasks
+//            make ~600 calls); on C's eval (~45 calls a task, three runs each way, 2026-12-04
+//            06:40 UTC, dc9e558) the work of a task went from 1.20-1.23 of the floor's to
+//            1.33-1.41 with it, ~2-3 µs a call (the kernel behind a Proxy), so it is not on by
+//            default; a line a kind of call after the table then splits it by kernel method
+//            (means, ms)
 // How: it copies the build's dist/ to a temporary folder, wraps the worker entry's task function
 // there so that each result carries its start and end (the clocks of all threads agree:
 // performance.timeOrigin + performance.now()), and wraps Piscina.prototype.run on this thread.
