@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { bytesPerElement, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
+import { bytesPerElement, normalizesRows, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
 import { resetClaims, type ScratchLayout } from '../workers/scratch.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
@@ -179,10 +179,18 @@ const FUSED_CLAIMS_PER_TASK = 4;
  */
 const FUSED_TAPER = 2;
 
+/**
+ * Rows a claim of a pass that walks whole rows (`normalizesRows`) takes at least: the kernel
+ * walks rows four at a time a quarter of the call apart, loading each line's parameters once for
+ * the four. One row a call loads them with every vector of data.
+ */
+const ROWS_CLAIM_MIN = 4;
+
 /** The number of work items of `op` over a region (see `TaskOp`). */
-function itemCount(grid: Grid, region: Region, op: TaskOp): number {
+function itemCount(grid: Grid, region: Region, op: TaskOp, wholeRows: boolean): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
   if (op === 'phased') return groups;
+  if (op === 'normalize' && wholeRows) return region.n1 - region.n0;
   // Row mode: bands (fused), or (row group, band) pairs; a row-mode region holds every band.
   if (grid.mode === 'row') return op === 'fused' ? grid.bands : groups * grid.bands;
   const channels = region.c1 - region.c0;
@@ -209,7 +217,9 @@ export interface TaskOptions {
 export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions = {}): Task[] {
   const { grid } = call;
   const { region } = p;
-  const items = itemCount(grid, region, op);
+  const backward = opts.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null;
+  const wholeRows = normalizesRows(grid, call.req.dtype, backward);
+  const items = itemCount(grid, region, op, wholeRows);
   const elements = (region.n1 - region.n0) * (region.c1 - region.c0) * grid.S;
   // phased: plane-mode row groups are read two at a time (PLANE_BLOCKS_MAX), so they are claimed
   // in twos; a row-mode row group (about a sixteenth of the rows: over 1 MiB of a phased call
@@ -220,9 +230,14 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
   const chunk = op === 'phased'
     ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
     : Math.max(
-      1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
+      op === 'normalize' && wholeRows ? ROWS_CLAIM_MIN : 1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
       planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
     );
+  // A split's normalization over whole rows claims rows, as `normalize` does.
+  const rows = region.n1 - region.n0;
+  const second = op === 'split' && wholeRows
+    ? { items: rows, chunk: Math.max(ROWS_CLAIM_MIN, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / rows)), Math.ceil(rows / call.threads))) }
+    : undefined;
   const count = Math.min(call.threads, Math.ceil(items / chunk));
   // Tasks that wait for channels the calling thread copies in order claim them in that order.
   const ranges = opts.awaitStaged === true ? 1 : count;
@@ -239,12 +254,13 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       slot: i,
       ranges,
       chunk,
+      ...(second === undefined ? {} : { second }),
       taper,
       reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
       accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
-      backward: opts.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null,
+      backward,
       relu: call.req.relu ?? false,
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,

@@ -84,6 +84,25 @@ describe('Claims (each task its own range first)', () => {
     expect(tasks[0].next()).toBe(-1);
   });
 
+  it("gives a split's second pass its own items and chunk where the task has them (Task.second)", () => {
+    const layout = scratchLayout(planGrid(4, 3, 5000), 0, 2);
+    const i32 = new Int32Array(layout.totalBytes / 4);
+    const task = { items: 6, chunk: 1, taper: 0, slot: 0, ranges: 2, second: { items: 40, chunk: 4 } } as unknown as Task;
+    const claimed = (claims: Claims): number[][] => {
+      const out: number[][] = [];
+      for (let i = claims.next(); i >= 0; i = claims.next()) out.push([i, claims.end()]);
+      return out;
+    };
+    // The first pass: 6 items a claim at a time, its own range [0, 3) first.
+    expect(claimed(new Claims(task, i32, layout, 0))).toEqual([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]);
+    // The second: 40 items, 4 a claim, on counters of its own.
+    const second = claimed(new Claims(task, i32, layout, 1));
+    expect(second.length).toBe(10);
+    expect(second[0]).toEqual([0, 4]);
+    expect(second.every(([i, end]) => end - i === 4)).toBe(true);
+    expect(second.at(-1)).toEqual([36, 40]);
+  });
+
   it('mirrors a claim within its range, so that a second pass visits each range last item first', () => {
     const [items, chunk, count] = [50, 4, 3];
     const tasks = claimsOf(items, chunk, 0, count);

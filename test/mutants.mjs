@@ -314,6 +314,11 @@ const MUTANTS = [
     file: 'src/validate.ts', find: 'return ArrayBuffer.isView(array) && array.buffer.byteLength === 0 ? 0 : array.length;',
     replace: 'return array.length;', tests: ['test/validate.test.ts'],
   },
+  {
+    name: 'split-rows-items', breaks: "a split's normalization over whole rows claims the rows, not the statistics pass's blocks",
+    file: 'workers/execute.ts', find: 'this.#task.second !== undefined ? this.#task.second.items : this.#task.items',
+    replace: 'this.#task.second !== undefined ? this.#task.items : this.#task.items', tests: ['test/wide.test.ts', 'test/claims.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);

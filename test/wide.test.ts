@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { planGrid, shouldFuse } from '../dist/src/plan.js';
+import { normalizesRows } from '../dist/workers/protocol.js';
 import { fillChannel, permute, randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { KERNELS, openAgreeingPools } from './helpers/pools.js';
 import {
@@ -47,6 +48,18 @@ describe('the wide-row grid', () => {
     expect(planGrid(2, 1207, 64)).toMatchObject({ groupRows: 1, bands: 1 });
     // Huge rows: the row group (a staging unit) stays at most 4M elements.
     expect(planGrid(16, 1 << 20, 1)).toMatchObject({ groupRows: 4, nGroups: 4, bandChannels: 8192, bands: 128 });
+  });
+
+  it('normalizes banded float32 rows a whole row at a time, forward only', () => {
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', null)).toBe(true);
+    expect(normalizesRows(planGrid(3, 700, 13), 'float32', null)).toBe(true);
+    // The float64 row kernel makes parameter arrays as wide as its call; backward keeps its blocks.
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float64', null)).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'train')).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'eval')).toBe(false);
+    // One band, or plane mode: the blocks already lie in address order.
+    expect(normalizesRows(planGrid(4096, 1024, 1), 'float32', null)).toBe(false);
+    expect(normalizesRows(planGrid(8, 16, 1024), 'float32', null)).toBe(false);
   });
 });
 
@@ -141,25 +154,40 @@ for (const kernel of KERNELS) {
       }
     }
 
-    it('eval mode and a fused ReLU on wide rows match the reference', async () => {
-      const shape = [5, 9000];
-      const C = 9000;
-      const x = randomTensor(shape, 'float32', 21);
-      const runningMean = randomVector(C, 'float64', 22, -1, 1);
-      const runningVar = randomVector(C, 'float64', 23, 0.5, 2);
-      for (const pool of pools.slice(0, 2)) {
-        const bn = new BatchNorm(C, { pool, activation: 'relu' });
-        bn.runningMean!.set(runningMean);
-        bn.runningVar!.set(runningVar);
-        bn.eval();
-        const y = await bn.forward(x, shape);
-        const ref = referenceForward(x, shape, {
+    // Whole rows a claim (normalizesRows): 5 rows (a claim of 4 and one of 1), 300 rows in three
+    // row groups, short runs (S = 13), and channels-last rows (18 of 8200 channels).
+    for (const { shape, layout } of [
+      { shape: [5, 9000], layout: 'channels-first' }, { shape: [300, 8200], layout: 'channels-first' },
+      { shape: [3, 700, 13], layout: 'channels-first' }, { shape: [2, 3, 3, 8200], layout: 'channels-last' },
+    ] as const) {
+      it(`eval mode and a fused ReLU on wide rows [${shape}] ${layout} match the reference, the same bits everywhere`, async () => {
+        const last = layout === 'channels-last';
+        const C = last ? shape[shape.length - 1] : shape[1];
+        const cfShape = last ? [shape[0], C, ...shape.slice(1, -1)] : [...shape];
+        const cf = randomTensor(cfShape, 'float32', 21 + C);
+        const x = last ? permute(cf, cfShape) : cf;
+        const runningMean = randomVector(C, 'float64', 22, -1, 1);
+        const runningVar = randomVector(C, 'float64', 23, 0.5, 2);
+        const bias = randomVector(C, 'float64', 24, -0.5, 0.5);
+        const ys: Float32Array[] = [];
+        for (const pool of pools) {
+          const bn = new BatchNorm(C, { pool, activation: 'relu', layout });
+          bn.runningMean!.set(runningMean);
+          bn.runningVar!.set(runningVar);
+          bn.bias!.set(bias);
+          bn.eval();
+          ys.push(await bn.forward(x, [...shape]) as Float32Array);
+        }
+        for (const y of ys.slice(1)) expect(sameBits(y, ys[0])).toBe(true);
+        const ref = referenceForward(cf, cfShape, {
           training: false, runningMean: Float32Array.from(runningMean), runningVar: Float32Array.from(runningVar),
+          bias: Float32Array.from(bias),
         });
         const relu = { ...ref, y: ref.y.map((v) => Math.max(v, 0)) };
-        expect(outputErrorRatio(y, x, shape, relu, null, 'float32')).toBeLessThanOrEqual(1);
-        expect(y.some((v) => v === 0) && y.some((v) => v > 0)).toBe(true);
-      }
-    });
+        const yCf = last ? permute(Float64Array.from(ys[0]), cfShape, true) : ys[0];
+        expect(outputErrorRatio(yCf, cf, cfShape, relu, Float32Array.from(bias), 'float32')).toBeLessThanOrEqual(1);
+        expect(ys[0].some((v) => v === 0) && ys[0].some((v) => v > 0)).toBe(true);
+      });
+    }
   });
 }

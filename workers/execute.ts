@@ -147,13 +147,23 @@ export class Claims {
   }
 
   #enter(): void {
-    [this.#lo, this.#hi] = rangeBounds(this.#task.items, this.#task.ranges, this.#range);
-    this.#bounds = this.#task.taper > 0 ? claimBounds(this.#hi - this.#lo, this.#task.chunk, this.#task.taper) : null;
+    [this.#lo, this.#hi] = rangeBounds(this.#items, this.#task.ranges, this.#range);
+    this.#bounds = this.#task.taper > 0 ? claimBounds(this.#hi - this.#lo, this.#chunk, this.#task.taper) : null;
+  }
+
+  /** The pass's items: `Task.second`'s for a split's second pass that has its own. */
+  get #items(): number {
+    return this.#pass === 1 && this.#task.second !== undefined ? this.#task.second.items : this.#task.items;
+  }
+
+  get #chunk(): number {
+    return this.#pass === 1 && this.#task.second !== undefined ? this.#task.second.chunk : this.#task.chunk;
   }
 
   /** The first item of the next claim, or -1 when every item is taken. */
   next(): number {
-    const { chunk, ranges } = this.#task;
+    const chunk = this.#chunk;
+    const { ranges } = this.#task;
     for (;;) {
       const claim = Atomics.add(this.#i32, claimCounter(this.#layout, this.#pass, this.#range), 1);
       if (this.#bounds !== null) {

@@ -101,7 +101,8 @@ export interface CopyOut {
  * order (row group, then channel, then stretch), `fused` counts channels of the region and
  * `phased` row groups of the region; in row mode `phased` counts row groups too, `fused` bands,
  * and the others (row group, band) pairs in memory order: item i is row group floor(i / bands),
- * band i % bands.
+ * band i % bands; but where the normalization walks whole rows (`normalizesRows`), its items
+ * (`normalize`'s, and `split`'s second pass's: `Task.second`) are the region's rows.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 
@@ -153,6 +154,12 @@ export interface Task {
   readonly ranges: number;
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
   readonly chunk: number;
+  /**
+   * `split` whose normalization walks whole rows (`normalizesRows`): the items of its second
+   * pass, the region's rows, and how many a claim takes; undefined where both passes share
+   * `items` and `chunk`.
+   */
+  readonly second?: { readonly items: number; readonly chunk: number };
   /**
    * 0: every claim takes `chunk` items. n > 0: claims shrink toward the end (guided
    * self-scheduling): a claim takes ceil(left / n) of the items left, at most `chunk`, at least
@@ -297,6 +304,19 @@ export type TaskResult =
 export function regionRowGroup(grid: Grid, region: Region, g: number): { rowOff: number; rows: number } {
   const first = (region.n0 / grid.groupRows + g) * grid.groupRows;
   return { rowOff: first - region.n0, rows: Math.min(first + grid.groupRows, region.n1) - first };
+}
+
+/**
+ * Whether a pass that normalizes walks whole rows, its items the region's rows and a claim's rows
+ * one kernel call, rather than (row group, band) blocks: forward float32 row-mode calls whose rows
+ * are cut into bands (wide rows: planGrid). The bands keep a block's partials and the parameters
+ * of its band in the cache for the statistics; the normalization needs neither, and a band's run
+ * of each row (4-32 KiB, a row of up to MiBs apart from the next) streamed from memory at about
+ * half the speed of the same bytes in address order. (The float64 row kernel makes its own
+ * parameter arrays a call, as large as its channels: those calls keep their bands.)
+ */
+export function normalizesRows(grid: Grid, dtype: Dtype, backward: Task['backward']): boolean {
+  return grid.mode === 'row' && grid.bands > 1 && dtype === 'float32' && backward === null;
 }
 
 export function bytesPerElement(dtype: Dtype): number {

@@ -118,6 +118,23 @@ export class RowBlocks {
     this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, yByte);
   }
 
+  /**
+   * Row mode, whole rows (normalizesRows): normalizes rows [r0, r1) of the region, every channel,
+   * in one call.
+   */
+  normalizeRows(r0: number, r1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const rowLen = grid.C * grid.S;
+    const bytes = r0 * rowLen * this.#bpe;
+    const yByte = region.yByte + bytes;
+    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+    this.#kernel.normalizeRows(
+      this.#f64Data, region.xByte + bytes, yByte, r1 - r0, grid.C, grid.S, rowLen, this.#layout.paramsByte, accByte, this.#task.relu,
+      rowParams, stride, this.#task.inOrder,
+    );
+    this.#copy?.planes(r0, r1 - r0, 0, rowLen, yByte);
+  }
+
   /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
   normalize(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
