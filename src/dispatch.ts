@@ -227,17 +227,18 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
   // A small input is shared out in one claim per thread, as many tasks as before claims existed.
   const share = Math.ceil(items / call.threads);
   const planeFused = op === 'fused' && grid.mode === 'plane';
+  // Whole rows (`normalize`'s items, or a split's second pass's) go at least ROWS_CLAIM_MIN a claim.
+  const rows = region.n1 - region.n0;
+  const rowsChunk = Math.max(ROWS_CLAIM_MIN, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / rows)), Math.ceil(rows / call.threads)));
   const chunk = op === 'phased'
     ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
-    : Math.max(
-      op === 'normalize' && wholeRows ? ROWS_CLAIM_MIN : 1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
-      planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
-    );
-  // A split's normalization over whole rows claims rows, as `normalize` does.
-  const rows = region.n1 - region.n0;
-  const second = op === 'split' && wholeRows
-    ? { items: rows, chunk: Math.max(ROWS_CLAIM_MIN, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / rows)), Math.ceil(rows / call.threads))) }
-    : undefined;
+    : op === 'normalize' && wholeRows
+      ? rowsChunk
+      : Math.max(
+        1, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / items)), share),
+        planeFused ? Math.ceil(share / FUSED_CLAIMS_PER_TASK) : 1,
+      );
+  const second = op === 'split' && wholeRows ? { items: rows, chunk: rowsChunk } : undefined;
   const count = Math.min(call.threads, Math.ceil(items / chunk));
   // Tasks that wait for channels the calling thread copies in order claim them in that order.
   const ranges = opts.awaitStaged === true ? 1 : count;
