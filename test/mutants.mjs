@@ -1,8 +1,8 @@
 // Mutation check of the test suite: each mutant below breaks one rule of the product in a small,
 // plausible way (a dropped eps, a check removed, two statements swapped), and the tests named
 // beside it must fail on it. A mutant they pass is a rule no test holds. Run by hand (each mutant
-// builds and runs its tests: 7-10 minutes for the 51 on the project's 2-vCPU machine), not by
-// `npm test`:
+// builds and runs its tests: 7-10 minutes for the first 51 on the project's 2-vCPU machine of
+// the time), not by `npm test`:
 //
 //     node test/mutants.mjs            # every mutant
 //     node test/mutants.mjs eps-eval running-var-check   # those only

@@ -11,6 +11,9 @@ import { isOn, norm32, norm32Plain, Off, On, relu32 } from './common';
  * Measured against a row at a time (calls of the two builds alternated): eval of [64, 65536]
  * (bands of 2048) 1.76-2.18 -> 1.52-1.94 ms, [16, 262144] (bands of 8192) 3.2-4.2 -> 3.1-3.9.
  * Whole rows lost (eval of [4096, 1500] 1.49 -> 2.02 ms, [2048, 3000] 1.76 -> 1.91): they do not.
+ * Since 2026-12-04 only a fused band's rows come this way: a float32 eval, or split's
+ * normalization, over banded rows walks whole rows instead (normalizesRows, workers/protocol.ts),
+ * which the blocks' runs a row apart could not match from memory.
  */
 export const LANE_CHUNK: usize = 1024;
 

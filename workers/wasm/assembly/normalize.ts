@@ -128,8 +128,8 @@ export function normalizeRows32(
     return;
   }
   // Channels in lanes: the parameters as float32 structure of arrays (hi, scale, shift), read
-  // along each row like the data. A band of a wide row (rowStride > C: few rows, up to 8192
-  // channels) goes LANE_CHUNK channels at a time down its rows, so that the chunk's parameters
+  // along each row like the data. A band of a wide row (rowStride > C: a fused band's few rows,
+  // up to 8192 channels) goes LANE_CHUNK channels at a time down its rows, so that the chunk's parameters
   // (12 bytes a channel) stay in L1 between rows; whole rows go four at a time (laneQuarters32),
   // or 8 at a time where they are short (laneTiles32).
   const made = rowParams != 0;
