@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { bytesPerElement, normalizesRows, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
+import { bytesPerElement, normalizesRows, ROWS_CLAIM_MIN, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
 import { resetClaims, type ScratchLayout } from '../workers/scratch.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
@@ -179,13 +179,6 @@ const FUSED_CLAIMS_PER_TASK = 4;
  */
 const FUSED_TAPER = 2;
 
-/**
- * Rows a claim of a pass that walks whole rows (`normalizesRows`) takes at least: the kernel
- * walks rows four at a time a quarter of the call apart, loading each line's parameters once for
- * the four. One row a call loads them with every vector of data.
- */
-const ROWS_CLAIM_MIN = 4;
-
 /** The number of work items of `op` over a region (see `TaskOp`). */
 function itemCount(grid: Grid, region: Region, op: TaskOp, wholeRows: boolean): number {
   const groups = Math.ceil((region.n1 - region.n0) / grid.groupRows);
@@ -218,9 +211,10 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
   const { grid } = call;
   const { region } = p;
   const backward = opts.applied === true ? 'eval-applied' : call.req.backward?.mode ?? null;
-  const wholeRows = normalizesRows(grid, call.req.dtype, backward);
+  const rows = region.n1 - region.n0;
+  const wholeRows = normalizesRows(grid, call.req.dtype, backward, rows, call.threads);
   const items = itemCount(grid, region, op, wholeRows);
-  const elements = (region.n1 - region.n0) * (region.c1 - region.c0) * grid.S;
+  const elements = rows * (region.c1 - region.c0) * grid.S;
   // phased: plane-mode row groups are read two at a time (PLANE_BLOCKS_MAX), so they are claimed
   // in twos; a row-mode row group (about a sixteenth of the rows: over 1 MiB of a phased call
   // with the default cacheBytes) is one kernel call a claim.
@@ -228,7 +222,6 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
   const share = Math.ceil(items / call.threads);
   const planeFused = op === 'fused' && grid.mode === 'plane';
   // Whole rows (`normalize`'s items, or a split's second pass's) go at least ROWS_CLAIM_MIN a claim.
-  const rows = region.n1 - region.n0;
   const rowsChunk = Math.max(ROWS_CLAIM_MIN, Math.min(Math.floor(CLAIM_ELEMENTS / (elements / rows)), Math.ceil(rows / call.threads)));
   const chunk = op === 'phased'
     ? (grid.mode === 'row' ? 1 : PLANE_BLOCKS_MAX)
@@ -262,6 +255,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       accByte: call.accBase + i * call.accBytes,
       eps: call.req.eps,
       backward,
+      wholeRows,
       relu: call.req.relu ?? false,
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,

@@ -50,16 +50,20 @@ describe('the wide-row grid', () => {
     expect(planGrid(16, 1 << 20, 1)).toMatchObject({ groupRows: 4, nGroups: 4, bandChannels: 8192, bands: 128 });
   });
 
-  it('normalizes banded float32 rows a whole row at a time, forward only', () => {
-    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', null)).toBe(true);
-    expect(normalizesRows(planGrid(3, 700, 13), 'float32', null)).toBe(true);
+  it('normalizes banded float32 rows a whole row at a time where every thread gets a claim, forward only', () => {
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', null, 512, 2)).toBe(true);
+    expect(normalizesRows(planGrid(12, 700, 13), 'float32', null, 12, 3)).toBe(true);
+    // A region of fewer rows than ROWS_CLAIM_MIN a thread keeps the bands, which the threads share.
+    expect(normalizesRows(planGrid(2, 1 << 20, 1), 'float32', null, 2, 2)).toBe(false);
+    expect(normalizesRows(planGrid(12, 700, 13), 'float32', null, 12, 4)).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', null, 7, 2)).toBe(false);
     // The float64 row kernel makes parameter arrays as wide as its call; backward keeps its blocks.
-    expect(normalizesRows(planGrid(512, 65536, 1), 'float64', null)).toBe(false);
-    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'train')).toBe(false);
-    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'eval')).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float64', null, 512, 2)).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'train', 512, 2)).toBe(false);
+    expect(normalizesRows(planGrid(512, 65536, 1), 'float32', 'eval', 512, 2)).toBe(false);
     // One band, or plane mode: the blocks already lie in address order.
-    expect(normalizesRows(planGrid(4096, 1024, 1), 'float32', null)).toBe(false);
-    expect(normalizesRows(planGrid(8, 16, 1024), 'float32', null)).toBe(false);
+    expect(normalizesRows(planGrid(4096, 1024, 1), 'float32', null, 4096, 2)).toBe(false);
+    expect(normalizesRows(planGrid(8, 16, 1024), 'float32', null, 8, 1)).toBe(false);
   });
 });
 
@@ -154,11 +158,12 @@ for (const kernel of KERNELS) {
       }
     }
 
-    // Whole rows a claim (normalizesRows): 5 rows (a claim of 4 and one of 1), 300 rows in three
-    // row groups, short runs (S = 13), and channels-last rows (18 of 8200 channels).
+    // Whole rows a claim (normalizesRows) and bands, the same bits: 5 rows (whole rows on one
+    // thread, a claim of 4 and one of 1; bands on more), 300 rows in three row groups, short runs
+    // (S = 13, 12 rows: whole rows on up to 3 threads), and channels-last rows (18 of 8200 channels).
     for (const { shape, layout } of [
       { shape: [5, 9000], layout: 'channels-first' }, { shape: [300, 8200], layout: 'channels-first' },
-      { shape: [3, 700, 13], layout: 'channels-first' }, { shape: [2, 3, 3, 8200], layout: 'channels-last' },
+      { shape: [12, 700, 13], layout: 'channels-first' }, { shape: [2, 3, 3, 8200], layout: 'channels-last' },
     ] as const) {
       it(`eval mode and a fused ReLU on wide rows [${shape}] ${layout} match the reference, the same bits everywhere`, async () => {
         const last = layout === 'channels-last';

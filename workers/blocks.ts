@@ -8,7 +8,7 @@ import { type Kernel, PLANE_RUN_CHANNELS_MAX } from './kernels/kernel.js';
 import type { Claims, MemoryViews } from './execute.js';
 import { CopyOutWriter } from './copy-out.js';
 import { PlaneBlocks } from './plane-blocks.js';
-import { bytesPerElement, normalizesRows, type Task } from './protocol.js';
+import { bytesPerElement, type Task } from './protocol.js';
 import { PARTIAL_BYTES, type ScratchLayout } from './scratch.js';
 import { rowParamsOf, RowBlocks } from './row-blocks.js';
 
@@ -43,8 +43,6 @@ export class BlockWalker {
   readonly #rowBlocks: number;
   readonly #planes: PlaneBlocks;
   readonly #rows: RowBlocks;
-  /** The normalization's items are the region's rows (normalizesRows). */
-  readonly #wholeRows: boolean;
 
   constructor(task: Task, kernel: Kernel, views: MemoryViews, layout: ScratchLayout) {
     const { grid, region } = task;
@@ -58,7 +56,6 @@ export class BlockWalker {
     const copy = task.copyOut === null ? null : new CopyOutWriter(task, bpe, views);
     this.#planes = new PlaneBlocks(task, kernel, views, layout, bpe, g0, copy);
     this.#rows = new RowBlocks(task, kernel, layout, bpe, g0, copy);
-    this.#wholeRows = normalizesRows(grid, task.dtype, task.backward);
   }
 
   /**
@@ -114,7 +111,7 @@ export class BlockWalker {
    */
   normalizeRange(lo: number, hi: number, reverse: boolean, cancelled: () => boolean): boolean {
     const { grid } = this.#task;
-    if (this.#wholeRows) {
+    if (this.#task.wholeRows) {
       // Items are rows: the claim's rows in one call (the same operations on every element).
       if (cancelled()) return false;
       this.#rows.normalizeRows(lo, hi);

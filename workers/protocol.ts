@@ -101,7 +101,7 @@ export interface CopyOut {
  * order (row group, then channel, then stretch), `fused` counts channels of the region and
  * `phased` row groups of the region; in row mode `phased` counts row groups too, `fused` bands,
  * and the others (row group, band) pairs in memory order: item i is row group floor(i / bands),
- * band i % bands; but where the normalization walks whole rows (`normalizesRows`), its items
+ * band i % bands; but where the normalization walks whole rows (`Task.wholeRows`), its items
  * (`normalize`'s, and `split`'s second pass's: `Task.second`) are the region's rows.
  */
 export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
@@ -155,7 +155,7 @@ export interface Task {
   /** Items per claim: about a MiB of data, or one item where an item is larger. */
   readonly chunk: number;
   /**
-   * `split` whose normalization walks whole rows (`normalizesRows`): the items of its second
+   * `split` whose normalization walks whole rows (`wholeRows`): the items of its second
    * pass, the region's rows, and how many a claim takes; undefined where both passes share
    * `items` and `chunk`.
    */
@@ -188,6 +188,11 @@ export interface Task {
    * parameters), and the merge writes only dWeight and dBias.
    */
   readonly backward: 'train' | 'eval' | 'eval-applied' | null;
+  /**
+   * The normalization's items (`normalize`'s, and `split`'s second pass's: `second`) are the
+   * region's rows, each claim's rows one kernel call (`normalizesRows`), not the grid's blocks.
+   */
+  readonly wholeRows: boolean;
   /** Forward: apply ReLU in the normalize pass. */
   readonly relu: boolean;
   /**
@@ -307,16 +312,27 @@ export function regionRowGroup(grid: Grid, region: Region, g: number): { rowOff:
 }
 
 /**
- * Whether a pass that normalizes walks whole rows, its items the region's rows and a claim's rows
- * one kernel call, rather than (row group, band) blocks: forward float32 row-mode calls whose rows
- * are cut into bands (wide rows: planGrid). The bands keep a block's partials and the parameters
- * of its band in the cache for the statistics; the normalization needs neither, and a band's run
- * of each row (4-32 KiB, a row of up to MiBs apart from the next) streamed from memory at about
- * half the speed of the same bytes in address order. (The float64 row kernel makes its own
- * parameter arrays a call, as large as its channels: those calls keep their bands.)
+ * Rows a claim of a pass that walks whole rows (`normalizesRows`) takes at least: the kernel
+ * walks rows four at a time a quarter of the call apart, loading each line's parameters once for
+ * the four. One row a call loads them with every vector of data.
  */
-export function normalizesRows(grid: Grid, dtype: Dtype, backward: Task['backward']): boolean {
-  return grid.mode === 'row' && grid.bands > 1 && dtype === 'float32' && backward === null;
+export const ROWS_CLAIM_MIN = 4;
+
+/**
+ * Whether a pass that normalizes walks whole rows, its items the region's rows and a claim's rows
+ * one kernel call, rather than (row group, band) blocks (`Task.wholeRows`): forward float32
+ * row-mode calls whose rows are cut into bands (wide rows: planGrid), where the region's `rows`
+ * give each of `threads` tasks a claim of ROWS_CLAIM_MIN. The bands keep a block's partials and
+ * the parameters of its band in the cache for the statistics; the normalization needs neither,
+ * and a band's run of each row (4-32 KiB, a row of up to MiBs apart from the next) streamed from
+ * memory at about half the speed of the same bytes in address order. Fewer rows keep the bands,
+ * which the threads share however few the rows ([2, 1048576]'s eval at 2 threads took 9.5 ms
+ * as one claim of whole rows, 7.3 in bands). The float64 row kernel makes its own parameter
+ * arrays a call, as large as its channels: those calls keep their bands. Either walk computes
+ * every element the same way: the same bits.
+ */
+export function normalizesRows(grid: Grid, dtype: Dtype, backward: Task['backward'], rows: number, threads: number): boolean {
+  return grid.mode === 'row' && grid.bands > 1 && dtype === 'float32' && backward === null && rows >= ROWS_CLAIM_MIN * threads;
 }
 
 export function bytesPerElement(dtype: Dtype): number {
