@@ -158,6 +158,24 @@ for (const kernel of KERNELS) {
       }
     }
 
+    it("a training forward's whole-row normalization into an `out` on another SharedArrayBuffer gives the plain call's bits", async () => {
+      const shape = [300, 8200];
+      const x = randomTensor(shape, 'float32', 31);
+      const weight = randomVector(8200, 'float64', 32, 0.5, 2);
+      for (const pool of pools) {
+        const run = async (out?: Float32Array): Promise<Float32Array> => {
+          const bn = new BatchNorm(8200, { pool });
+          bn.weight!.set(weight);
+          return await bn.forward(x, shape, out === undefined ? {} : { out }) as Float32Array;
+        };
+        const y = await run();
+        const out = new Float32Array(new SharedArrayBuffer(4 * x.length)).fill(NaN);
+        await run(out);
+        expect(sameBits(out, y)).toBe(true);
+        expect(y.every(Number.isFinite)).toBe(true);
+      }
+    });
+
     // Whole rows a claim (normalizesRows) and bands, the same bits: 5 rows (whole rows on one
     // thread, a claim of 4 and one of 1; bands on more), 300 rows in three row groups, short runs
     // (S = 13, 12 rows: whole rows on up to 3 threads), and channels-last rows (18 of 8200 channels).
@@ -182,6 +200,10 @@ for (const kernel of KERNELS) {
           bn.bias!.set(bias);
           bn.eval();
           ys.push(await bn.forward(x, [...shape]) as Float32Array);
+          // Into an `out` on a SharedArrayBuffer of its own: the workers copy each claim's rows there.
+          const out = new Float32Array(new SharedArrayBuffer(4 * x.length)).fill(NaN);
+          await bn.forward(x, [...shape], { out });
+          expect(sameBits(out, ys.at(-1)!)).toBe(true);
         }
         for (const y of ys.slice(1)) expect(sameBits(y, ys[0])).toBe(true);
         const ref = referenceForward(cf, cfShape, {
