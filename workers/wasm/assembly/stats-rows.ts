@@ -123,7 +123,7 @@ export function statsNormRows32(
 const SPREAD_MIN_ROW_BYTES: usize = 256;
 const SPREAD_LIMIT_ROW_BYTES: usize = 16384;
 /** Adjacent tiles of rows of at least this many bytes sum the even and odd rows apart (`pairs`). */
-const SPREAD_MAX_ROW_BYTES: usize = 4096;
+const PAIRS_MIN_ROW_BYTES: usize = 4096;
 
 /**
  * Rank-2 style rows (S = 1): channels in lanes. For each block of 8 channels (half a cache line
@@ -163,9 +163,9 @@ function statsColumns32(x: usize, rows: i32, C: i32, rowStride: i32, acc: usize,
   const h = rowBytes >= SPREAD_MIN_ROW_BYTES && rowBytes <= SPREAD_LIMIT_ROW_BYTES ? rows >> 3 : 0;
   const spread = <usize>h * rowBytes;
   for (let t = 0; t < h; t++) columnTile32(x + <usize>t * rowBytes, spread, 8, C, kArr, s1Arr, s2Arr, true);
-  // Adjacent tiles: rows of SPREAD_MAX_ROW_BYTES or more in pairs, shorter ones in one set (two
+  // Adjacent tiles: rows of PAIRS_MIN_ROW_BYTES or more in pairs, shorter ones in one set (two
   // loops, so that each inlines columnBlock32 with `pairs` a constant).
-  if (rowBytes >= SPREAD_MAX_ROW_BYTES) {
+  if (rowBytes >= PAIRS_MIN_ROW_BYTES) {
     for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, true);
   } else {
     for (let r = h << 3; r < rows; r += 8) columnTile32(x + <usize>r * rowBytes, rowBytes, min(8, rows - r), C, kArr, s1Arr, s2Arr, false);
