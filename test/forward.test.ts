@@ -2,6 +2,7 @@
  * Training and eval forward against the float64 two-pass reference: ranks 2-5, odd sizes that
  * hit every grid mode (row mode, plane mode, split planes), C = 1, 3, 129, 1000, both dtypes.
  */
+import { types } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
@@ -122,6 +123,39 @@ for (const kernel of KERNELS) {
           expect(Array.from(meanOut)).toEqual(Array.from(runningMean));
           expect(Array.from(varOut)).toEqual(Array.from(runningVar));
         }
+      });
+
+      it(`a new output lives on a SharedArrayBuffer of its own, which no later call touches: ${name}`, async () => {
+        // README, "Using it": what a call without `out` resolves to, inline or on the workers.
+        const shape = [4, 3, 5, 7];
+        const pool = pools.get(name)!;
+        for (const dtype of ['float32', 'float64'] as const) {
+          const x = randomTensor(shape, dtype, 91);
+          const bn = new BatchNorm(3, { pool, dtype }).eval();
+          bn.runningMean!.set(randomVector(3, dtype, 92, -1, 1));
+          const first = await bn.forward(x, shape);
+          const kept = first.slice();
+          // Another running mean: the second call's values differ from the first's everywhere.
+          bn.runningMean!.set(randomVector(3, dtype, 93, 2, 3));
+          const second = await bn.forward(x, shape);
+          for (const y of [first, second]) {
+            expect(types.isSharedArrayBuffer(y.buffer)).toBe(true);
+            expect([y.byteOffset, y.buffer.byteLength]).toEqual([0, x.byteLength]);
+          }
+          expect(second.buffer).not.toBe(first.buffer);
+          expect(sameBits(first, kept)).toBe(true);
+          expect(second.every((v, i) => v !== kept[i])).toBe(true);
+          // The same bits as the same call into an `out`.
+          const out = new (dtype === 'float64' ? Float64Array : Float32Array)(x.length).fill(NaN);
+          await bn.forward(x, shape, { out });
+          expect(sameBits(second, out)).toBe(true);
+        }
+        // 8-bit input: a new Float32Array on a SharedArrayBuffer as well.
+        const bytes = Uint8Array.from({ length: 4 * 3 * 5 * 7 }, (_, i) => (i * 37) % 256);
+        const y = await new BatchNorm(3, { pool }).eval().forward(bytes, shape);
+        expect(y).toBeInstanceOf(Float32Array);
+        expect(types.isSharedArrayBuffer(y.buffer)).toBe(true);
+        expect(y[1]).toBeCloseTo(37 / Math.sqrt(1 + 1e-5), 4);
       });
     }
   });
