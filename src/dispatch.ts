@@ -248,7 +248,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       slot: i,
       ranges,
       chunk,
-      ...(second === undefined ? {} : { second }),
+      second,
       taper,
       reverse: opts.reverse ?? false,
       scratchByte: call.layout.cancelByte,
