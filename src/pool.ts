@@ -4,7 +4,7 @@ import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
 import { cachedWasmModules, createKernel, loadPrivateWasmModule, loadWasmModules } from '../workers/kernels/select.js';
 import {
-  type BytesTask, type Dtype, type KernelName, type StreamTask, type Task, type TaskResult,
+  type BytesTask, type Dtype, type KernelName, type Posted, type StreamTask, type Task, type TaskResult,
 } from '../workers/protocol.js';
 import { scratchLayout } from '../workers/scratch.js';
 import type { WorkerData } from '../workers/worker.js';
@@ -298,7 +298,13 @@ export class Pool {
 
   /** Sends each task (a floor pass or 8-bit input's) to a worker; settles when all have. */
   #runOnWorkers(tasks: readonly (StreamTask | BytesTask)[]): Promise<PromiseSettledResult<TaskResult>[]> {
-    return Promise.allSettled(tasks.map((task) => this.#piscina!.run(task) as Promise<TaskResult>));
+    return Promise.allSettled(tasks.map((task) => this.#post(task)));
+  }
+
+  /** Sends a task to a worker, with the memory's length now (workers/execute.ts, `coverMemory`). */
+  #post(task: Task | StreamTask | BytesTask): Promise<TaskResult> {
+    const posted: Posted<typeof task> = { ...task, memoryBytes: this.#arena.byteLength };
+    return this.#piscina!.run(posted) as Promise<TaskResult>;
   }
 
   async #runTasks(
@@ -315,7 +321,7 @@ export class Pool {
     }
     return Promise.allSettled(tasks.map(async (task) => {
       try {
-        const result = await (this.#piscina!.run(task) as Promise<TaskResult>);
+        const result = await this.#post(task);
         if (!result.ok) onFailure();
         return result;
       } catch (err) {

@@ -319,6 +319,10 @@ const MUTANTS = [
     file: 'workers/execute.ts', find: 'this.#task.second !== undefined ? this.#task.second.items : this.#task.items',
     replace: 'this.#task.second !== undefined ? this.#task.items : this.#task.items', tests: ['test/wide.test.ts', 'test/claims.test.ts'],
   },
+  {
+    name: 'cover-memory', breaks: "a worker makes its view of the memory as long as its task was posted with (V8 can leave a starting worker's short)",
+    file: 'workers/worker.ts', find: 'coverMemory(data.memory, task.memoryBytes);', replace: 'coverMemory(data.memory, 0);', tests: ['test/memory-growth.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);

@@ -7,15 +7,16 @@
  * loads the ES module with `import()`, which a termination interrupts safely. It starts loading
  * at once, as piscina's own preload did; tasks that come first wait for it.
  */
-import type { StreamTask, Task, TaskResult } from './protocol.js';
+import type { BytesTask, Posted, StreamTask, Task, TaskResult } from './protocol.js';
 
-type RunTask = (task: Task | StreamTask) => TaskResult;
+type Sent = Posted<Task | StreamTask | BytesTask>;
+type RunTask = (task: Sent) => TaskResult;
 
 const loading: Promise<RunTask> = import('./worker.js').then((m) => m.default);
 let run: RunTask | undefined;
 // A failed load reaches the first task; handled here, it does not end the worker before that.
 void loading.then((f) => { run = f; }, () => {});
 
-export = function runTask(task: Task | StreamTask): TaskResult | Promise<TaskResult> {
+export = function runTask(task: Sent): TaskResult | Promise<TaskResult> {
   return run === undefined ? loading.then((f) => f(task)) : run(task);
 };

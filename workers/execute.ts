@@ -37,6 +37,24 @@ export class MemoryViews {
 }
 
 /**
+ * Makes this thread's `memory.buffer` at least `bytes` long. V8 tells a shared memory's other
+ * threads that it grew by an interrupt each handles later, and a worker that was starting while
+ * the calling thread grew the memory can miss that growth and later ones: its `memory.buffer`
+ * keeps the length it had. Seen on pools whose memory grew while their 16 workers started: the
+ * last worker's buffer 19.9 MB long against 31.1 MB, its first Atomics access to the call's
+ * scratch a RangeError ("Invalid atomic access index"), in 5 of 180 such pools on 2 vCPUs and
+ * twice in bench/scaling.ts's check on a 16-core machine; with this check, none in 160 (the same
+ * probe). `grow(0)` makes this thread's memory object take the memory's current length. (emnapi
+ * met the same in Chrome: toyobayashi/emnapi#217.)
+ */
+export function coverMemory(memory: WebAssembly.Memory, bytes: number): void {
+  if (memory.buffer.byteLength >= bytes) return;
+  memory.grow(0);
+  const length = memory.buffer.byteLength;
+  if (length < bytes) throw new RangeError(`the shared memory is ${length} bytes long on this worker after grow(0), short of the ${bytes} its task was posted with`);
+}
+
+/**
  * Runs one task: the same code in a worker and, for small inputs, inline on the calling thread.
  * Returns false when the call's cancel flag was found set (the task stopped between blocks).
  */

@@ -297,6 +297,13 @@ export interface BytesTask {
   readonly copyTo: { readonly buffer: SharedArrayBuffer; readonly byteOffset: number } | null;
 }
 
+/**
+ * What a worker is sent: a task, and the shared memory's length in bytes on the calling thread
+ * when it was posted. Every byte the task touches lies below it; the worker makes its own view of
+ * the memory that long first (workers/execute.ts, `coverMemory`).
+ */
+export type Posted<T extends Task | StreamTask | BytesTask> = T & { readonly memoryBytes: number };
+
 /** A worker's answer. Errors travel flattened, since structured clone drops `code`. */
 export type TaskResult =
   | { readonly ok: true; readonly cancelled: boolean }

@@ -7,10 +7,10 @@ import '../src/wasm-types.js';
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
 import { copyBytesTaskOut } from './copy-out.js';
-import { claimCount, executeTask, MemoryViews } from './execute.js';
+import { claimCount, coverMemory, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
-import { type BytesTask, type KernelName, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { type BytesTask, type KernelName, type Posted, type StreamTask, type Task, type TaskResult } from './protocol.js';
 import { claimCounter, scratchLayout } from './scratch.js';
 
 export interface WorkerData {
@@ -23,8 +23,9 @@ const data = workerData as WorkerData;
 const kernel = createKernel(data.kernel, data.memory, data.wasmModule);
 const views = new MemoryViews(data.memory);
 
-export default function runTask(task: Task | StreamTask | BytesTask): TaskResult {
+export default function runTask(task: Posted<Task | StreamTask | BytesTask>): TaskResult {
   try {
+    coverMemory(data.memory, task.memoryBytes);
     if (task.op === 'bytes') {
       runBytesTask(kernel, task);
       if (task.copyTo !== null) copyBytesTaskOut(task, data.memory.buffer);

@@ -1,0 +1,177 @@
+/**
+ * A worker's view of the shared memory after the calling thread grew it. V8 can leave a worker
+ * that was starting during a growth with its old `memory.buffer` past later growths, so every task carries
+ * the memory's length when it was posted, and the worker calls `grow(0)` when its buffer is
+ * shorter (workers/execute.ts, `coverMemory`): checked here on a stand-in memory, on the tasks
+ * posted (piscina's `run` wrapped), and on a worker given a length its memory lacks. Pool arrays
+ * and growth in general are in memory.test.ts.
+ */
+import { Piscina } from 'piscina';
+import { describe, expect, it } from 'vitest';
+import { streamFloor } from '../dist/src/floor.js';
+import { BatchNorm, Pool } from '../dist/src/index.js';
+import { coverMemory } from '../dist/workers/execute.js';
+import { randomTensor } from './helpers/data.js';
+import { outputErrorRatio, referenceForward } from './helpers/reference.js';
+
+/** A memory whose buffer is `stale` bytes long until grow(0) shows it `current` bytes long. */
+function laggingMemory(stale: number, current: number): { memory: WebAssembly.Memory; grows: number[] } {
+  const grows: number[] = [];
+  let buffer = new SharedArrayBuffer(stale);
+  const memory = {
+    get buffer() { return buffer; },
+    grow(delta: number): number {
+      grows.push(delta);
+      buffer = new SharedArrayBuffer(current);
+      return current / 65536;
+    },
+  } as unknown as WebAssembly.Memory;
+  return { memory, grows };
+}
+
+describe('coverMemory', () => {
+  it('leaves a buffer that covers the task alone', () => {
+    const { memory, grows } = laggingMemory(131072, 262144);
+    coverMemory(memory, 131072);
+    coverMemory(memory, 65536);
+    expect(grows).toEqual([]);
+    expect(memory.buffer.byteLength).toBe(131072);
+  });
+
+  it('makes a short buffer take the current length with grow(0)', () => {
+    const { memory, grows } = laggingMemory(65536, 262144);
+    coverMemory(memory, 196608);
+    expect(grows).toEqual([0]);
+    expect(memory.buffer.byteLength).toBe(262144);
+  });
+
+  it('throws, naming both lengths, when even grow(0) leaves the buffer short', () => {
+    const { memory } = laggingMemory(65536, 131072);
+    expect(() => coverMemory(memory, 196608)).toThrow(/131072 bytes long on this worker after grow\(0\), short of the 196608/);
+  });
+});
+
+type Sent = { op: string; memoryBytes: number };
+
+/**
+ * Runs `body` with piscina's `run` wrapped: every task posted to a worker is pushed on `sent`
+ * (which `body` gets), after `edit` made what the worker gets of it, if given.
+ */
+async function posting(body: (sent: Sent[]) => Promise<void>, edit?: (task: Sent) => object): Promise<Sent[]> {
+  const sent: Sent[] = [];
+  const run = Piscina.prototype.run;
+  Piscina.prototype.run = function recordedRun(this: Piscina, task: Sent, options?: object) {
+    sent.push(task);
+    return run.call(this, edit === undefined ? task : edit(task), options);
+  } as typeof run;
+  try {
+    await body(sent);
+  } finally {
+    Piscina.prototype.run = run;
+  }
+  return sent;
+}
+
+describe('tasks posted to workers', () => {
+  it("carry the memory's length when they were posted: forwards, backward, the floor, 8-bit input", async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, initialMemory: 1 << 20 });
+    try {
+      const shape = [4, 3, 40, 40];
+      const x = pool.alloc(4 * 3 * 1600);
+      x.set(randomTensor(shape, 'float32', 3));
+      const bn = new BatchNorm(3, { pool });
+      // Per call: the memory's length after it, and the tasks it posted.
+      const calls: { length: number; ops: string[]; memoryBytes: number[] }[] = [];
+      await posting(async (sent) => {
+        const steps: (() => Promise<unknown>)[] = [
+          () => bn.forward(x, shape),
+          () => bn.backward(pool.alloc(x.length).fill(0.5)),
+          () => streamFloor(pool, x, pool.alloc(x.length)),
+          () => {
+            const bytes = pool.alloc(x.length, 'uint8');
+            bytes.forEach((_, i, b) => { b[i] = (i * 37) % 256; });
+            return bn.eval().forward(bytes, shape);
+          },
+        ];
+        for (const step of steps) {
+          const from = sent.length;
+          await step();
+          const mine = sent.slice(from);
+          calls.push({ length: pool.memoryStats.byteLength, ops: mine.map((t) => t.op), memoryBytes: mine.map((t) => t.memoryBytes) });
+          pool.alloc(4 << 20); // grows the memory before the next call
+        }
+      });
+      expect(calls.map((c) => [...new Set(c.ops)])).toEqual([['split'], ['split'], ['stream'], ['bytes']]);
+      // Each call's tasks carry the length after its own allocations (its output, its scratch).
+      for (const c of calls) expect(c.memoryBytes).toEqual(c.ops.map(() => c.length));
+      expect(calls[0].length).toBeLessThan(calls[3].length);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('make a worker whose memory is shorter than its task was posted with fail the call, naming both lengths', async () => {
+    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    try {
+      const shape = [8, 4, 32, 32];
+      const data = randomTensor(shape, 'float32', 4);
+      const x = pool.alloc(data.length);
+      x.set(data);
+      const bn = new BatchNorm(4, { pool });
+      // The first task claims 64 KiB more than the memory has: grow(0) cannot cover it.
+      let first = true;
+      const call = posting(async () => { await bn.forward(x, shape); }, (task) => {
+        const edited = first ? { ...task, memoryBytes: task.memoryBytes + 65536 } : task;
+        first = false;
+        return edited;
+      });
+      await expect(call).rejects.toMatchObject({ code: 'ERR_BNPOOL_WORKER', message: expect.stringMatching(/bytes long on this worker after grow\(0\), short of the \d+ its task was posted with/) });
+      // Nothing was left half-done: the module's running statistics are as before, and the pool works.
+      expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0, 0]);
+      const y = await bn.forward(x, shape);
+      expect(outputErrorRatio(y, data, shape, referenceForward(data, shape, { training: true }), null, 'float32')).toBeLessThanOrEqual(1);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+/**
+ * Pools whose memory grows in 64 steps while their 16 workers start, then a training forward on
+ * arrays at the memory's end (split tasks, which meet at a barrier in the call's scratch, after
+ * the arrays). Before `coverMemory` such pools failed now and then in a plain script (5 of 180 on
+ * 2 vCPUs, 2 of 40 with 32 threads: "Invalid atomic access index", a worker's buffer 19.9 MB long
+ * against 31.1), but in none of 80 under vitest: a soak that may catch a regression, not a test
+ * that will (the tests above will). Off unless BNPOOL_GROWTH_POOLS names how many pools.
+ */
+const POOLS = Number(process.env.BNPOOL_GROWTH_POOLS ?? 0);
+
+describe('workers that start while the memory grows', () => {
+  it.skipIf(POOLS === 0)(`run their tasks on the grown memory (BNPOOL_GROWTH_POOLS pools of 16 threads: ${POOLS})`, async () => {
+    const shape = [64, 8, 32, 32];
+    const data = randomTensor(shape, 'float32', 29);
+    const want = referenceForward(data, shape, { training: true });
+    let seed = 5;
+    for (let k = 0; k < POOLS; k++) {
+      const pool = new Pool({ threads: 16, inlineThreshold: 0, initialMemory: 1 << 20 });
+      try {
+        const start = pool.memoryStats.byteLength;
+        // 16 MiB in 64 allocations over 0-200 ms, while the workers load.
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        const gap = (200 * seed) / 2147483648 / 64;
+        for (let i = 0; i < 64; i++) {
+          pool.alloc(65536).fill(i);
+          for (const until = performance.now() + gap; performance.now() < until;);
+        }
+        const x = pool.alloc(data.length);
+        x.set(data);
+        const out = pool.alloc(data.length);
+        expect(pool.memoryStats.byteLength).toBeGreaterThanOrEqual(start + (16 << 20));
+        await new BatchNorm(8, { pool }).forward(x, shape, { out });
+        expect(outputErrorRatio(out, data, shape, want, null, 'float32')).toBeLessThanOrEqual(1);
+      } finally {
+        await pool.close();
+      }
+    }
+  }, 60_000 + POOLS * 5_000);
+});
