@@ -15,9 +15,15 @@ import { copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_
 import type { PoolInternals } from './pool-internals.js';
 
 /**
- * How long a `split` task may spin at its barrier before sleeping. The tasks of a call start
+ * How long a task may spin at a wait (a `split` or `phased` barrier, the prep, a staged channel)
+ * before sleeping, when the pool leaves a core free (hasSpareCore). The tasks of a call start
  * within ~0.1 ms of each other normally and a few ms apart at worst on this VM (measured), while
- * a sleep costs ~90 µs to wake from.
+ * a sleep costs ~90 µs to wake from. A pool with a worker on every core does not spin: there the
+ * spinning workers took the cores that the calling thread and the late tasks needed. On a
+ * 16-core machine (bench/MACHINES.md, "Sixteen cores") 16 threads that spun took B, C and E's
+ * training forwards 2.4-3.6 ms against 1.2-1.6 without the spin (and 1.1-2.1 at 15 threads,
+ * spinning); on this project's 2 vCPUs, 2 threads with and without it were alike within the
+ * noise (`PAIRED=1 node bench/alternate.mjs ... planes`, B, C and E, four runs).
  */
 const SPIN_MS = 2;
 /** Read once: `availableParallelism()` asks the OS for the affinity mask each time. */
@@ -260,7 +266,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
-      spinMs: call.ctx.threads <= CORES ? SPIN_MS : 0,
+      spinMs: hasSpareCore(call.ctx) ? SPIN_MS : 0,
       awaitStaged: opts.awaitStaged ?? false,
       copyOut: p.copyOut,
       prep: call.prep,
