@@ -21,9 +21,9 @@ import type { PoolInternals } from './pool-internals.js';
  * a sleep costs ~90 µs to wake from. A pool with a worker on every core does not spin: there the
  * spinning workers took the cores that the calling thread and the late tasks needed. On a
  * 16-core machine (bench/MACHINES.md, "Sixteen cores") 16 threads that spun took B, C and E's
- * training forwards 2.4-3.6 ms against 1.2-1.6 without the spin (and 1.1-2.1 at 15 threads,
- * spinning); on this project's 2 vCPUs, 2 threads with and without it were alike within the
- * noise (`PAIRED=1 node bench/alternate.mjs ... planes`, B, C and E, four runs).
+ * training forwards 1.6-3.6 ms in three runs against 1.2-1.6 without the spin (and 1.1-2.1 at 15
+ * threads, spinning); on this project's 2 vCPUs, 2 threads with and without it were alike within
+ * the noise (`PAIRED=1 node bench/alternate.mjs ... planes`, B, C and E, four runs).
  */
 const SPIN_MS = 2;
 /** Read once: `availableParallelism()` asks the OS for the affinity mask each time. */
