@@ -3,7 +3,8 @@
  * zero-copy training forward, eval forward and backward (WebAssembly kernels) of the benchmark
  * shapes at each thread count, then whether every thread count gave the same bits as one thread.
  *
- *     npm run build && node dist/bench/scaling.js [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16] [--json=FILE]
+ *     npm run bench:scaling -- [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16] [--json=FILE]
+ *     node dist/bench/scaling.js ...   (built already: on a machine without the dev dependencies)
  *
  * Shapes default to A, B, C and E (D runs inline, off the workers, where the floor does not);
  * thread counts as the suite's (bench/options.ts: 1, 2, 4, ... and availableParallelism()). Each
@@ -195,7 +196,8 @@ for (const shape of shapes) {
   checks[shape.id] = await checkShape(shape, plainX);
   out.push(tableOf(shape, rows), '');
 }
-out.push(`| shape | outputs compared with ${threadCounts[0]} thread${threadCounts[0] === 1 ? '' : 's'}' (both kernels) | differing |`, '| --- | ---: | --- |');
+const first = threadCounts[0] === 1 ? "1 thread's" : `${threadCounts[0]} threads'`;
+out.push(`| shape | outputs compared with ${first} (both kernels) | differing |`, '| --- | ---: | --- |');
 for (const [id, c] of Object.entries(checks)) out.push(`| ${id} | ${c.compared} | ${c.differ.length === 0 ? 'none' : c.differ.join('; ')} |`);
 out.push('', `Thread counts ${threadCounts.join(', ')}; finished in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 console.log(out.join('\n'));
