@@ -3,8 +3,9 @@
  * that was starting during a growth with its old `memory.buffer` past later growths, so every task carries
  * the memory's length when it was posted, and the worker calls `grow(0)` when its buffer is
  * shorter (workers/execute.ts, `coverMemory`): checked here on a stand-in memory, on the tasks
- * posted (piscina's `run` wrapped), and on a worker given a length its memory lacks. Pool arrays
- * and growth in general are in memory.test.ts.
+ * posted (piscina's `run` wrapped), and on a worker given a length its memory lacks. The race
+ * itself came too seldom to test for (bench/growth-race.mjs reproduces it now and then). Pool
+ * arrays and growth in general are in memory.test.ts.
  */
 import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
@@ -134,44 +135,4 @@ describe('tasks posted to workers', () => {
       await pool.close();
     }
   });
-});
-
-/**
- * Pools whose memory grows in 64 steps while their 16 workers start, then a training forward on
- * arrays at the memory's end (split tasks, which meet at a barrier in the call's scratch, after
- * the arrays). Before `coverMemory` such pools failed now and then in a plain script (5 of 180 on
- * 2 vCPUs, 2 of 40 with 32 threads: "Invalid atomic access index", a worker's buffer 19.9 MB long
- * against 31.1), but in none of 80 under vitest: a soak that may catch a regression, not a test
- * that will (the tests above will). Off unless BNPOOL_GROWTH_POOLS names how many pools.
- */
-const POOLS = Number(process.env.BNPOOL_GROWTH_POOLS ?? 0);
-
-describe('workers that start while the memory grows', () => {
-  it.skipIf(POOLS === 0)(`run their tasks on the grown memory (BNPOOL_GROWTH_POOLS pools of 16 threads: ${POOLS})`, async () => {
-    const shape = [64, 8, 32, 32];
-    const data = randomTensor(shape, 'float32', 29);
-    const want = referenceForward(data, shape, { training: true });
-    let seed = 5;
-    for (let k = 0; k < POOLS; k++) {
-      const pool = new Pool({ threads: 16, inlineThreshold: 0, initialMemory: 1 << 20 });
-      try {
-        const start = pool.memoryStats.byteLength;
-        // 16 MiB in 64 allocations over 0-200 ms, while the workers load.
-        seed = (seed * 1103515245 + 12345) % 2147483648;
-        const gap = (200 * seed) / 2147483648 / 64;
-        for (let i = 0; i < 64; i++) {
-          pool.alloc(65536).fill(i);
-          for (const until = performance.now() + gap; performance.now() < until;);
-        }
-        const x = pool.alloc(data.length);
-        x.set(data);
-        const out = pool.alloc(data.length);
-        expect(pool.memoryStats.byteLength).toBeGreaterThanOrEqual(start + (16 << 20));
-        await new BatchNorm(8, { pool }).forward(x, shape, { out });
-        expect(outputErrorRatio(out, data, shape, want, null, 'float32')).toBeLessThanOrEqual(1);
-      } finally {
-        await pool.close();
-      }
-    }
-  }, 60_000 + POOLS * 5_000);
 });

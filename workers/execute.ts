@@ -43,8 +43,8 @@ export class MemoryViews {
  * keeps the length it had. Seen on pools whose memory grew while their 16 workers started: the
  * last worker's buffer 19.9 MB long against 31.1 MB, its first Atomics access to the call's
  * scratch a RangeError ("Invalid atomic access index"), in 5 of 180 such pools on 2 vCPUs and
- * twice in bench/scaling.ts's check on a 16-core machine; with this check, none in 160 (the same
- * probe). `grow(0)` makes this thread's memory object take the memory's current length. (emnapi
+ * twice in bench/scaling.ts's check on a 16-core machine; with this check, none in 160
+ * (bench/growth-race.mjs). `grow(0)` makes this thread's memory object take the memory's current length. (emnapi
  * met the same in Chrome: toyobayashi/emnapi#217.)
  */
 export function coverMemory(memory: WebAssembly.Memory, bytes: number): void {
