@@ -42,10 +42,10 @@ export class MemoryViews {
  * the calling thread grew the memory can miss that growth and later ones: its `memory.buffer`
  * keeps the length it had. Seen on pools whose memory grew while their 16 workers started: the
  * last worker's buffer 19.9 MB long against 31.1 MB, its first Atomics access to the call's
- * scratch a RangeError ("Invalid atomic access index"), in 5 of 180 such pools on 2 vCPUs and
- * twice in bench/scaling.ts's check on a 16-core machine; with this check, none in 160
- * (bench/growth-race.mjs). `grow(0)` makes this thread's memory object take the memory's current length. (emnapi
- * met the same in Chrome: toyobayashi/emnapi#217.)
+ * scratch a RangeError ("Invalid atomic access index"), in 5 of 180 such pools on 2 vCPUs
+ * (bench/growth-race.mjs) and twice in bench/scaling.ts's check on a 16-core machine. `grow(0)`
+ * made that worker's buffer 31.1 MB long: it makes this thread's memory object take the memory's
+ * current length. (emnapi met the same in Chrome: toyobayashi/emnapi#217.)
  */
 export function coverMemory(memory: WebAssembly.Memory, bytes: number): void {
   if (memory.buffer.byteLength >= bytes) return;
