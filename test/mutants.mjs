@@ -316,8 +316,8 @@ const MUTANTS = [
   },
   {
     name: 'split-rows-items', breaks: "a split's normalization over whole rows claims the rows, not the statistics pass's blocks",
-    file: 'workers/execute.ts', find: 'this.#task.second !== undefined ? this.#task.second.items : this.#task.items',
-    replace: 'this.#task.second !== undefined ? this.#task.items : this.#task.items', tests: ['test/wide.test.ts', 'test/claims.test.ts'],
+    file: 'workers/execute.ts', find: 'this.#items = own?.items ?? task.items;',
+    replace: 'this.#items = task.items;', tests: ['test/wide.test.ts', 'test/claims.test.ts'],
   },
   {
     name: 'cover-memory', breaks: "a worker makes its view of the memory as long as its task was posted with (V8 can leave a starting worker's short)",

@@ -154,12 +154,18 @@ export class Claims {
   #bounds: readonly number[] | null = null;
   /** The end of the claim `next` handed out last. */
   #end = 0;
+  /** The pass's items and items a claim: `Task.second`'s for a split's second pass that has its own. */
+  readonly #items: number;
+  readonly #chunk: number;
 
   constructor(task: Task, i32: Int32Array, layout: ScratchLayout, pass: 0 | 1) {
     this.#i32 = i32;
     this.#layout = layout;
     this.#pass = pass;
     this.#task = task;
+    const own = pass === 1 ? task.second : undefined;
+    this.#items = own?.items ?? task.items;
+    this.#chunk = own?.chunk ?? task.chunk;
     this.#range = task.slot % task.ranges;
     this.#enter();
   }
@@ -167,15 +173,6 @@ export class Claims {
   #enter(): void {
     [this.#lo, this.#hi] = rangeBounds(this.#items, this.#task.ranges, this.#range);
     this.#bounds = this.#task.taper > 0 ? claimBounds(this.#hi - this.#lo, this.#chunk, this.#task.taper) : null;
-  }
-
-  /** The pass's items: `Task.second`'s for a split's second pass that has its own. */
-  get #items(): number {
-    return this.#pass === 1 && this.#task.second !== undefined ? this.#task.second.items : this.#task.items;
-  }
-
-  get #chunk(): number {
-    return this.#pass === 1 && this.#task.second !== undefined ? this.#task.second.chunk : this.#task.chunk;
   }
 
   /** The first item of the next claim, or -1 when every item is taken. */
