@@ -18,6 +18,12 @@ export function rowParamsOf(task: Pick<Task, 'grid' | 'dtype'>, layout: ScratchL
   return task.grid.mode === 'row' && task.dtype === 'float32' ? [layout.rowParamsByte, rowParamStride(task.grid.C)] : [0, 0];
 }
 
+/**
+ * Rows of a region from its row `rowOff` on, from element `off` of each row, at `bytes` from the
+ * start of any of the region's arrays (row-mode regions hold whole rows).
+ */
+interface RowBlock { readonly rowOff: number; readonly rows: number; readonly off: number; readonly bytes: number }
+
 /** The kernel calls of a row-mode task's blocks. */
 export class RowBlocks {
   readonly #task: Task;
@@ -51,7 +57,7 @@ export class RowBlocks {
    * arrays. Row-mode regions hold whole rows (C * S elements: every array's row stride), so a
    * band is an offset and a width (its channels', which the callers pass the kernels).
    */
-  #bandBlock(g: number, c0: number): { rowOff: number; rows: number; off: number; bytes: number } {
+  #bandBlock(g: number, c0: number): RowBlock {
     const { grid } = this.#task;
     const { rowOff, rows } = regionRowGroup(grid, this.#task.region, g);
     const off = c0 * grid.S;
@@ -123,36 +129,36 @@ export class RowBlocks {
    * in one call.
    */
   normalizeRows(r0: number, r1: number): void {
-    const { grid, region, accByte } = this.#task;
-    const rowLen = grid.C * grid.S;
-    const bytes = r0 * rowLen * this.#bpe;
-    const yByte = region.yByte + bytes;
-    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
-    this.#kernel.normalizeRows(
-      this.#f64Data, region.xByte + bytes, yByte, r1 - r0, grid.C, grid.S, rowLen, this.#layout.paramsByte, accByte, this.#task.relu,
-      rowParams, stride, this.#task.inOrder,
-    );
-    this.#copy?.planes(r0, r1 - r0, 0, rowLen, yByte);
+    const { C, S } = this.#task.grid;
+    this.#normalizeForward({ rowOff: r0, rows: r1 - r0, off: 0, bytes: r0 * C * S * this.#bpe }, 0, C);
   }
 
   /** Row mode: normalizes (backward: applies the gradient to) channels [c0, c1) of region row group g. */
   normalize(g: number, c0: number, c1: number): void {
     const { grid, region, accByte } = this.#task;
-    const { rowOff, rows, off, bytes } = this.#bandBlock(g, c0);
-    const yByte = region.yByte + bytes;
-    const paramsByte = this.#layout.paramsByte + c0 * PARAM_BYTES;
-    if (this.#task.backward) {
-      this.#kernel.bwdApplyRows(
-        this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
-        yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte,
-      );
-    } else {
-      const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
-      this.#kernel.normalizeRows(
-        this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, paramsByte, accByte, this.#task.relu,
-        rowParams === 0 ? 0 : rowParams + 4 * c0, stride, this.#task.inOrder,
-      );
+    const block = this.#bandBlock(g, c0);
+    if (!this.#task.backward) {
+      this.#normalizeForward(block, c0, c1);
+      return;
     }
+    const { rowOff, rows, off, bytes } = block;
+    const yByte = region.yByte + bytes;
+    this.#kernel.bwdApplyRows(
+      this.#f64Data, region.xByte + bytes, region.dyByte + bytes, this.#rowMask(bytes),
+      yByte, rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES, accByte,
+    );
+    this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
+  }
+
+  /** Forward: normalizes channels [c0, c1) of a block of region rows (see #bandBlock), in one kernel call. */
+  #normalizeForward({ rowOff, rows, off, bytes }: RowBlock, c0: number, c1: number): void {
+    const { grid, region, accByte } = this.#task;
+    const yByte = region.yByte + bytes;
+    const [rowParams, stride] = rowParamsOf(this.#task, this.#layout);
+    this.#kernel.normalizeRows(
+      this.#f64Data, region.xByte + bytes, yByte, rows, c1 - c0, grid.S, grid.C * grid.S, this.#layout.paramsByte + c0 * PARAM_BYTES,
+      accByte, this.#task.relu, rowParams === 0 ? 0 : rowParams + 4 * c0, stride, this.#task.inOrder,
+    );
     this.#copy?.planes(rowOff, rows, off, (c1 - c0) * grid.S, yByte);
   }
 }
