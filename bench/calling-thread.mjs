@@ -63,9 +63,11 @@ export default function runTask(task) {
 `, 'calling-thread.mjs');
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
-const [{ BatchNorm, Pool }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
+const [{ BatchNorm, DEFAULT_GRAIN_SIZE, Pool }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
+// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 let steps = null;
 /** The worker of each task of the call being timed, by the task's place in the call. */
 let workers = null;
@@ -92,7 +94,7 @@ Piscina.prototype.run = function timedRun(task, options) {
 };
 
 const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];
-const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+const pool = new Pool({ threads: 2, inlineThreshold: 0, ...EVERY_THREAD });
 await pool.ready;
 console.log(`eval forwards, 2 workers, zero-copy; medians of 300 calls, µs from the call's start (the step's own) (${new Date().toISOString()})`);
 for (const id of ids) {

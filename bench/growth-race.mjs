@@ -17,7 +17,9 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dir = 'dist', poolsArg = '80', threadsArg = '16', spreadArg = '200'] = process.argv.slice(2);
-const { BatchNorm, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+const { BatchNorm, DEFAULT_GRAIN_SIZE, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const shape = [64, 8, 32, 32];
 const n = 64 * 8 * 1024;
 let seed = 5;
@@ -26,7 +28,7 @@ let failed = 0;
 let wrong = 0;
 const started = performance.now();
 for (let k = 0; k < Number(poolsArg); k++) {
-  const pool = new Pool({ threads: Number(threadsArg), inlineThreshold: 0, initialMemory: 1 << 20 });
+  const pool = new Pool({ threads: Number(threadsArg), inlineThreshold: 0, ...EVERY_THREAD, initialMemory: 1 << 20 });
   // 16 MiB in 64 allocations over 0-spread ms, while the workers load.
   const gap = (Number(spreadArg) * rand()) / 64;
   for (let i = 0; i < 64; i++) {

@@ -12,7 +12,7 @@ import type { KernelName } from '../workers/protocol.js';
 const kernel = (process.argv[2] ?? 'auto') as KernelName | 'auto';
 const threads = Math.min(2, availableParallelism());
 const inline = new Pool({ threads, kernel, inlineThreshold: Number.MAX_SAFE_INTEGER });
-const workers = new Pool({ threads, kernel, inlineThreshold: 0 });
+const workers = new Pool({ threads, kernel, inlineThreshold: 0, grainSize: 1 });
 
 async function median(pool: Pool, shape: number[]): Promise<number> {
   const length = shape.reduce((a, b) => a * b, 1);

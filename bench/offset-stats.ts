@@ -51,7 +51,7 @@ for (const [data, shape, value] of cases) {
   for (let i = 0; i < x.length; i++) x[i] = value(i, Math.floor(i / S) % C);
   const exact = exactChannelStats(x, shape);
   for (const kernel of ['js', 'wasm'] as const) {
-    for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0 }], ['inline', { threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER }]] as const) {
+    for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0, grainSize: 1 }], ['inline', { threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER }]] as const) {
       const pool = new bnpool.Pool({ ...options, kernel });
       const r = await bnpool.batchNorm(x, shape, { training: true, pool });
       console.log(`| ${data} | [${shape}] | ${kernel} | ${name} | ${errors(exact, r.mean, r.var)} |`);

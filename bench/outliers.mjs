@@ -12,7 +12,9 @@ import { pathToFileURL } from 'node:url';
 const dir = process.argv[2] ?? 'dist';
 const outlier = Number(process.argv[3] ?? 1e7);
 const count = Number(process.argv[4] ?? 1);
-const { batchNorm, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+const { batchNorm, DEFAULT_GRAIN_SIZE, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
+// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37], [64, 3], [2, 3, 32]];
 
 /** Channel 0's float64 two-pass mean and (biased) variance. */
@@ -31,7 +33,7 @@ console.log(`channel 0: ${outlier} its first ${count} value(s), then values unif
 console.log(`| kernel | pool | dtype | ${SHAPES.map((s) => `[${s}]`).join(' | ')} |`);
 console.log(`| --- | --- | --- | ${SHAPES.map(() => '---:').join(' | ')} |`);
 for (const kernel of ['js', 'wasm']) {
-  for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0 }], ['inline', { threads: 1, inlineThreshold: 2 ** 40 }]]) {
+  for (const [name, options] of [['2 workers', { threads: 2, inlineThreshold: 0, ...EVERY_THREAD }], ['inline', { threads: 1, inlineThreshold: 2 ** 40 }]]) {
     const pool = new Pool({ ...options, kernel });
     for (const dtype of ['float32', 'float64']) {
       const cells = [];

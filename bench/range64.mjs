@@ -12,7 +12,9 @@ import { pathToFileURL } from 'node:url';
 
 const dir = process.argv[2] ?? 'dist';
 const url = (file) => pathToFileURL(resolve(dir, file)).href;
-const [{ BatchNorm, Pool }, { exactChannelStats }] = await Promise.all([import(url('src/index.js')), import(url('bench/exact.js'))]);
+const [{ BatchNorm, DEFAULT_GRAIN_SIZE, Pool }, { exactChannelStats }] = await Promise.all([import(url('src/index.js')), import(url('bench/exact.js'))]);
+// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 
 // The same values as range64.py's, from integer arithmetic (no generator to agree on).
 const u = (i) => 0.5 + ((i * 7919) % 1000) / 2000;
@@ -41,7 +43,7 @@ for (const [name, value] of CASES) {
   const mean = exactChannelStats(x, shape).mean[0];
   console.log(`| ${name} | exact / two-pass | ${mean} | ${twoPass(x, mean)} | | | |`);
   for (const kernel of ['js', 'wasm']) {
-    const pool = new Pool({ threads: 2, kernel, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, kernel, inlineThreshold: 0, ...EVERY_THREAD });
     const bn = new BatchNorm(1, { pool, dtype: 'float64', momentum: 1 });
     const y = await bn.forward(x, shape);
     const { dWeight, dx } = await bn.backward(dy);

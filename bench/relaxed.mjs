@@ -82,7 +82,7 @@ async function hashCalls(m) {
   const h = createHash('sha256');
   const bytes = (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   for (const threads of [1, 2, 3]) {
-    const pool = new m.Pool({ threads, inlineThreshold: 0 });
+    const pool = new m.Pool({ threads, inlineThreshold: 0, grainSize: 1 });
     for (const [shape, layout] of [
       [[32, 64, 56, 56], 'channels-first'], [[64, 3, 224, 224], 'channels-first'], [[5, 7, 33, 37], 'channels-first'],
       [[256, 256, 14, 14], 'channels-first'], [[4096, 1024], 'channels-first'], [[7, 5, 1031], 'channels-first'],

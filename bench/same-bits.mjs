@@ -30,7 +30,8 @@ for (const kernel of ['wasm', 'js']) {
     { threads: 2, inlineThreshold: 0, maxMemory: 512 * 1024, initialMemory: 131072 },
   ];
   for (const options of configs) {
-    const pools = builds.map((m) => new m.Pool({ ...options, kernel }));
+    // grainSize 1 (every call on every thread, as builds before the option ran them) where the build has it.
+    const pools = builds.map((m) => new m.Pool({ ...options, kernel, ...(m.DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 }) }));
     for (const [shape, layout] of shapes) {
       const n = shape.reduce((a, b) => a * b);
       const C = layout === 'channels-last' ? shape.at(-1) : shape[1];

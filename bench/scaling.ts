@@ -3,13 +3,17 @@
  * zero-copy training forward, eval forward and backward (WebAssembly kernels) of the benchmark
  * shapes at each thread count, then whether every thread count gave the same bits as one thread.
  *
- *     npm run bench:scaling -- [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16] [--json=FILE]
+ *     npm run bench:scaling -- [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16] [--pool-threads=16]
+ *                              [--grain=default] [--json=FILE]
  *     node dist/bench/scaling.js ...   (built already: on a machine without the dev dependencies)
  *
  * Shapes default to A, B, C and E (D runs inline, off the workers, where the floor does not);
  * thread counts as the suite's (bench/options.ts: 1, 2, 4, ... and availableParallelism()). Each
  * shape and thread count gets a pool of its own, sampled in alternating rounds as `npm run bench`
- * samples them (rounds.ts), so a row's ratio to the floor is of the same stretch of time. The
+ * samples them (rounds.ts), so a row's ratio to the floor is of the same stretch of time. A
+ * thread count is what each call runs on: its pool has that many threads (or `--pool-threads`,
+ * the rest idle) and a `grainSize` that gives every call all of them; with `--grain=default`
+ * the pool's default grain decides, and a row's thread count is the pool's. The
  * check after the timing makes, on a fresh module per pool and kernel (the JavaScript kernels
  * too), one training forward, its backward and one eval forward, and compares a hash of every
  * output (y, the running statistics, dx, dWeight, dBias; NHWC's y for A and C) with the first
@@ -26,9 +30,27 @@ import { medianOf, sampleInRounds } from './rounds.js';
 import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
 
 const argv = process.argv.slice(2);
-const own = (a: string): boolean => a.startsWith('--json=') || a.startsWith('--shapes=');
+const own = (a: string): boolean => ['--json=', '--shapes=', '--pool-threads=', '--grain='].some((flag) => a.startsWith(flag));
 const { threadCounts } = benchOptions(argv.filter((a) => !own(a)), availableParallelism());
-const jsonPath = argv.find((a) => a.startsWith('--json='))?.slice('--json='.length);
+const valueOf = (flag: string): string | undefined => argv.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
+const jsonPath = valueOf('--json');
+const poolThreadsArg = valueOf('--pool-threads');
+const poolThreads = poolThreadsArg === undefined ? null : Number(poolThreadsArg);
+if (poolThreads !== null && (!Number.isInteger(poolThreads) || poolThreads < Math.max(...threadCounts) || poolThreads > 1024)) {
+  throw new Error(`--pool-threads: expected an integer from the largest thread count (${Math.max(...threadCounts)}) to 1024; got ${poolThreadsArg}`);
+}
+const grainArg = valueOf('--grain');
+if (grainArg !== undefined && grainArg !== 'default') throw new Error(`--grain: expected default; got ${grainArg}`);
+const defaultGrain = grainArg === 'default';
+
+/**
+ * A pool on which each call over `n` elements runs on `threads` threads: `poolThreads` of them
+ * (or `threads`), and the grain that leaves a call `threads` (exact where n >= threads²), unless
+ * the default grain is asked for.
+ */
+const poolFor = (threads: number, n: number, options: { kernel: 'wasm' | 'js'; inlineThreshold?: number }): Pool => new Pool({
+  ...options, threads: poolThreads ?? threads, grainSize: defaultGrain ? undefined : Math.ceil(n / threads),
+});
 /** `--shapes=A,E,16x64x32x32`: benchmark shapes by id, or any float32 shape, channels first. */
 const shapes: BenchShape[] = (argv.find((a) => a.startsWith('--shapes='))?.slice('--shapes='.length).split(',') ?? ['A', 'B', 'C', 'E'])
   .map((id) => {
@@ -67,7 +89,7 @@ async function timeShape(shape: BenchShape, plainX: Float32Array): Promise<Row[]
   const n = plainX.length;
   const rows: Row[] = [];
   for (const threads of threadCounts) {
-    const pool = new Pool({ threads, kernel: 'wasm' });
+    const pool = poolFor(threads, n, { kernel: 'wasm' });
     try {
       const x = pool.alloc(n);
       x.set(plainX);
@@ -141,7 +163,7 @@ async function checkShape(shape: BenchShape, plainX: Float32Array): Promise<{ co
     let base: Record<string, string> | null = null;
     for (const threads of threadCounts) {
       // inlineThreshold 0: even one thread's calls go through its worker, as the others' do.
-      const pool = new Pool({ threads, kernel, inlineThreshold: 0 });
+      const pool = poolFor(threads, plainX.length, { kernel, inlineThreshold: 0 });
       let h: Record<string, string>;
       try {
         h = await hashesOf(shape, plainX, pool);
@@ -199,10 +221,12 @@ for (const shape of shapes) {
 const first = threadCounts[0] === 1 ? "1 thread's" : `${threadCounts[0]} threads'`;
 out.push(`| shape | outputs compared with ${first} (both kernels) | differing |`, '| --- | ---: | --- |');
 for (const [id, c] of Object.entries(checks)) out.push(`| ${id} | ${c.compared} | ${c.differ.length === 0 ? 'none' : c.differ.join('; ')} |`);
-out.push('', `Thread counts ${threadCounts.join(', ')}; finished in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
+const pools = poolThreads === null ? 'a pool of as many threads each' : `pools of ${poolThreads} threads`;
+const grains = defaultGrain ? 'the default grainSize' : 'a grainSize giving each call that many';
+out.push('', `Thread counts ${threadCounts.join(', ')} (${pools}, ${grains}); finished in ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 console.log(out.join('\n'));
 if (jsonPath !== undefined) {
-  writeFileSync(jsonPath, `${JSON.stringify({ date: new Date().toISOString(), machine, threadCounts, timing, rows: all, checks }, null, 2)}\n`);
+  writeFileSync(jsonPath, `${JSON.stringify({ date: new Date().toISOString(), machine, threadCounts, poolThreads, defaultGrain, timing, rows: all, checks }, null, 2)}\n`);
 }
 const differing = Object.values(checks).reduce((s, c) => s + c.differ.length, 0);
 if (differing > 0) process.exitCode = 1;

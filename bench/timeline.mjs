@@ -69,9 +69,11 @@ if (KERNELS) {
 }
 
 const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
-const [{ BatchNorm, ChannelStats, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
+const [{ BatchNorm, ChannelStats, DEFAULT_GRAIN_SIZE, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
+// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const now = () => performance.timeOrigin + performance.now();
 /** The call being timed: its posts and its tasks' results (null between calls). */
 let current = null;
@@ -90,7 +92,7 @@ Piscina.prototype.run = function timedRun(task, options) {
 const shape = id.includes(',') ? id.split(',').map(Number) : SHAPES.find((s) => s.id === id)?.shape;
 if (shape === undefined) throw new Error(`shape: expected one of ${SHAPES.map((s) => s.id).join(', ')} or N,C,...; got ${id}`);
 const n = elementsOf(shape);
-const pool = new Pool({ threads, inlineThreshold: 0 });
+const pool = new Pool({ threads, inlineThreshold: 0, ...EVERY_THREAD });
 await pool.ready;
 const [x, out, dy, dx] = [0, 1, 2, 3].map(() => pool.alloc(n));
 fillInput(x, shape);

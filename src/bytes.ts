@@ -21,7 +21,7 @@ import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
 import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
-import type { PoolInternals } from './pool-internals.js';
+import { callThreads, type PoolInternals } from './pool-internals.js';
 import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
 
 /** 8-bit input: what `batchNorm` accepts besides float arrays (Buffer is a Uint8Array). */
@@ -118,7 +118,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       const copyTo = (e: number): BytesTask['copyTo'] => (
         workersCopy ? { buffer: y.buffer as SharedArrayBuffer, byteOffset: y.byteOffset + 4 * (first + e) } : null
       );
-      const parts = inline ? 1 : ctx.threads;
+      const parts = callThreads(ctx, n);
       const tasks = transpose
         ? split(len / dims.C, parts, PART_ALIGN).map(([pixel, count]): BytesTask => ({
           op: 'bytes', form: 'to-planes', xByte: xByte + pixel * dims.C, yByte, n: count, first: pixel,
@@ -197,7 +197,7 @@ export async function runBytesStats(
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;
   const inline = n <= ctx.inlineThreshold;
-  const parts = inline ? 1 : ctx.threads;
+  const parts = callThreads(ctx, n);
   const allocated: number[] = [];
   try {
     const outByte = allocOrThrow(ctx, 16 * P * parts, `the sums of ${parts} tasks`);

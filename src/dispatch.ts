@@ -16,9 +16,9 @@ import type { PoolInternals } from './pool-internals.js';
 
 /**
  * How long a task may spin at a wait (a `split` or `phased` barrier, the prep, a staged channel)
- * before sleeping, when the pool leaves a core free (hasSpareCore). The tasks of a call start
+ * before sleeping, when the call leaves a core free (hasSpareCore). The tasks of a call start
  * within ~0.1 ms of each other normally and a few ms apart at worst on this VM (measured), while
- * a sleep costs ~90 µs to wake from. A pool with a worker on every core does not spin: there the
+ * a sleep costs ~90 µs to wake from. A call with a task on every core does not spin: there the
  * spinning workers took the cores that the calling thread and the late tasks needed. On a
  * 16-core machine (bench/MACHINES.md, "Sixteen cores") 16 threads that spun took B, C and E's
  * training forwards 1.6-3.6 ms in three runs against 1.2-1.6 without the spin (and 1.1-2.1 at 15
@@ -30,11 +30,12 @@ const SPIN_MS = 2;
 const CORES = availableParallelism();
 
 /**
- * Whether the calling thread has a core beside the pool's workers: only then does a copy on it
- * overlap their pass rather than take a core from them (README, "What copies").
+ * Whether the calling thread has a core beside a call's `threads` tasks: only then does a copy on
+ * it overlap their pass rather than take a core from them (README, "What copies"). Calls made
+ * meanwhile by other modules on the same pool are not counted.
  */
-export function hasSpareCore(ctx: PoolInternals): boolean {
-  return ctx.threads < CORES;
+export function hasSpareCore(threads: number): boolean {
+  return threads < CORES;
 }
 
 /** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
@@ -108,7 +109,7 @@ async function copyWhileRunning(call: Call, tasks: Task[], copies: () => Promise
 export function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
   const [p] = placements;
   return placements.length === 1 && (p.copyIn || p.copyDyIn || p.copyMaskIn) && !call.inline
-    && call.grid.mode === 'plane' && hasSpareCore(call.ctx) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+    && call.grid.mode === 'plane' && hasSpareCore(call.threads) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
 }
 
 /**
@@ -266,7 +267,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
-      spinMs: hasSpareCore(call.ctx) ? SPIN_MS : 0,
+      spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,
       awaitStaged: opts.awaitStaged ?? false,
       copyOut: p.copyOut,
       prep: call.prep,

@@ -16,7 +16,7 @@ import {
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyIn, place } from './placement.js';
-import { type PoolInternals, poolInternals } from './pool-internals.js';
+import { callThreads, type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
 import { checkIntact, type Dims, type FloatArray } from './validate.js';
@@ -177,7 +177,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).
   const ctx = inline && offPool(shared, req) ? shared.privateInline() : shared;
-  const threads = inline ? 1 : ctx.threads;
+  const threads = callThreads(ctx, dims.length);
   // Per-task scratch: the row kernels' accumulators; in plane mode the statistics' (64 bytes a
   // block) or the float32 parameters of a run of channels normalized in one call.
   const accBytes = grid.mode === 'row'
@@ -195,7 +195,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     }
     signal?.addEventListener('abort', cancel, { once: true });
 
-    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx);
+    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(threads);
     const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;

@@ -24,7 +24,9 @@ export function streamFloor(pool: Pool, x: Float32Array, y: Float32Array): Promi
 export async function streamPass(pool: Pool, pass: StreamPass, x: Float32Array, y: Float32Array): Promise<void> {
   const ctx = poolInternals(pool);
   ctx.assertOpen();
-  const parts = ctx.threads;
+  // As many tasks as a call of this length has threads (callThreads), but on the workers even
+  // at or below the inline threshold.
+  const parts = Math.min(ctx.threads, Math.ceil(x.length / ctx.grainSize));
   const tasks: StreamTask[] = [];
   // Parts on 16-element boundaries, so every part but the last streams whole vectors.
   const step = Math.ceil(x.length / parts / 16) * 16;

@@ -14,6 +14,8 @@ export interface PoolInternals {
   readonly views: MemoryViews;
   readonly threads: number;
   readonly inlineThreshold: number;
+  /** `PoolOptions.grainSize`: see callThreads. */
+  readonly grainSize: number;
   readonly cacheBytes: number;
   /**
    * Whether `cacheBytes` was given: then it applies to every training forward and backward;
@@ -52,6 +54,15 @@ export interface PoolInternals {
    * (bench/copies.mjs).
    */
   privateInline(): PoolInternals;
+}
+
+/**
+ * The threads a call over `elements` of input runs on: one (the calling thread) at or below the
+ * pool's inline threshold, else the pool's threads but at most one per `grainSize` elements.
+ */
+export function callThreads(ctx: Pick<PoolInternals, 'threads' | 'inlineThreshold' | 'grainSize'>, elements: number): number {
+  if (elements <= ctx.inlineThreshold) return 1;
+  return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));
 }
 
 const internals = new WeakMap<Pool, PoolInternals>();

@@ -40,10 +40,18 @@ export interface PoolOptions {
    * (README, "Kernels").
    */
   cacheBytes?: number;
+  /**
+   * Elements of input each thread of a call must have at least, as PyTorch's `at::parallel_for`
+   * grain size: a call runs on `min(threads, ceil(length / grainSize))` of the pool's threads, so
+   * that a call does not post more tasks than it can win back (each post costs the calling thread
+   * tens of µs). Calls at or below `inlineThreshold` run inline whatever this is. Default:
+   * `DEFAULT_GRAIN_SIZE`.
+   */
+  grainSize?: number;
 }
 
 const POOL_OPTIONS: OptionKeys<PoolOptions> = {
-  threads: true, kernel: true, initialMemory: true, maxMemory: true, inlineThreshold: true, cacheBytes: true,
+  threads: true, kernel: true, initialMemory: true, maxMemory: true, inlineThreshold: true, cacheBytes: true, grainSize: true,
 };
 
 const MAX_MEMORY = 65536 * 65536;
@@ -83,6 +91,18 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 
+/**
+ * Default of `PoolOptions.grainSize`: 512 Ki elements (2 MiB of float32) a thread. On a 16-core
+ * Xeon (bench/MACHINES.md, "Sixteen cores": a pool of each size, 2026-12-04) E [4096, 1024], 4 Mi
+ * elements, was fastest at 8 threads, 512 Ki a thread: eval 0.565 ms against 0.657 at 4 and 0.892
+ * at 16, training 1.22 against 1.36 at 4 and 1.25-3.20 at 16; a probe capping calls at one thread
+ * per 1 Mi elements put E on 4 threads and made an 8-thread pool's training slower (1.40 against
+ * 0.96-1.11). A, B and C (9.2-24.5 Mi elements) get 16 threads either way. Not yet measured as a
+ * cap there (`bench/scaling.ts --pool-threads`). On this project's 2 vCPUs it changes nothing:
+ * every call past the inline threshold has more than one grain.
+ */
+export const DEFAULT_GRAIN_SIZE = 524288;
+
 /** A pool's options, checked, with the defaults filled in. */
 export interface PoolSettings {
   readonly threads: number;
@@ -92,6 +112,7 @@ export interface PoolSettings {
   readonly maxMemory: number;
   readonly inlineThreshold: number;
   readonly cacheBytes: number;
+  readonly grainSize: number;
   /** Whether `cacheBytes` was given (see `PoolInternals.cacheBytesGiven`). */
   readonly cacheBytesGiven: boolean;
 }
@@ -128,7 +149,8 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     ? DEFAULT_INLINE_THRESHOLD[kernel]
     : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
   const cacheBytes = opts.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : checkPositiveInteger(opts.cacheBytes, 'options.cacheBytes');
-  return { threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, cacheBytesGiven: opts.cacheBytes !== undefined };
+  const grainSize = opts.grainSize === undefined ? DEFAULT_GRAIN_SIZE : checkPositiveInteger(opts.grainSize, 'options.grainSize');
+  return { threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, grainSize, cacheBytesGiven: opts.cacheBytes !== undefined };
 }
 
 function checkNonNegativeInteger(value: unknown, name: string): number {

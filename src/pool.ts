@@ -43,6 +43,8 @@ export class Pool {
   readonly inlineThreshold: number;
   /** Input bytes the planner counts on the cache to keep between two passes. */
   readonly cacheBytes: number;
+  /** Elements of input each thread of a call has at least (`PoolOptions.grainSize`). */
+  readonly grainSize: number;
   readonly #arena: Arena;
   /** The context of `PoolInternals.privateInline`, once made. */
   #private: PoolInternals | null = null;
@@ -60,8 +62,9 @@ export class Pool {
     this.kernel = settings.kernel;
     this.inlineThreshold = settings.inlineThreshold;
     this.cacheBytes = settings.cacheBytes;
+    this.grainSize = settings.grainSize;
     const { maxMemory } = settings;
-    lockFields(this, ['threads', 'kernel', 'inlineThreshold', 'cacheBytes']);
+    lockFields(this, ['threads', 'kernel', 'inlineThreshold', 'cacheBytes', 'grainSize']);
 
     const arena = new Arena(settings.initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
@@ -72,6 +75,7 @@ export class Pool {
       threads: this.threads,
       inlineThreshold: this.inlineThreshold,
       cacheBytes: this.cacheBytes,
+      grainSize: this.grainSize,
       cacheBytesGiven: settings.cacheBytesGiven,
       assertOpen: () => this.#assertOpen(),
       starting: () => this.#starting,

@@ -15,7 +15,7 @@ import { abortOnceDispatched } from './helpers/pools.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 const shape = [8, 6, 30, 31];
@@ -108,7 +108,7 @@ describe('the cancel flag, polled by the tasks between blocks', () => {
   // for every task, task 0 among them, so no element can be written before the flag is raised
   // either. A task that ignored the flag would write every element.
   let one: Pool;
-  beforeAll(() => { one = new Pool({ threads: 1, inlineThreshold: 0 }); });
+  beforeAll(() => { one = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1 }); });
   afterAll(() => one.close());
 
   const cases: [string, number, number[], 'train' | 'eval' | 'backward' | 'eval backward'][] = [

@@ -19,8 +19,8 @@ describe('backward, more', () => {
       [[3, 2, 130, 130], 'channels-first'], [[4, 7, 7, 6], 'channels-last'],
     ];
     for (const kernel of KERNELS) {
-      const big = new Pool({ threads: 2, inlineThreshold: 0, kernel });
-      const small = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 512 * 1024, initialMemory: 131072 });
+      const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel });
+      const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: 512 * 1024, initialMemory: 131072 });
       for (const [shape, layout] of cases) {
         for (const dtype of ['float32', 'float64'] as const) {
           for (const activation of [null, 'relu'] as const) {
@@ -82,7 +82,7 @@ describe('backward, more', () => {
       const shape = [13, 12, 40, 40];
       for (const dtype of ['float32', 'float64'] as const) {
         const n = 13 * 12 * 1600;
-        const mid = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: Math.ceil(1.5 * n * (dtype === 'float32' ? 4 : 8) / 65536) * 65536, initialMemory: 131072 });
+        const mid = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: Math.ceil(1.5 * n * (dtype === 'float32' ? 4 : 8) / 65536) * 65536, initialMemory: 131072 });
         const x = randomTensor(shape, dtype, 61);
         const dy = randomTensor(shape, dtype, 62);
         for (const activation of [null, 'relu'] as const) {

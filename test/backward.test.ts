@@ -104,7 +104,7 @@ for (const kernel of KERNELS) {
 
 describe('backward, more', () => {
   let pool: Pool;
-  beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+  beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
   afterAll(() => pool.close());
 
   it('agrees with central finite differences in float64', async () => {
@@ -142,7 +142,7 @@ describe('backward, more', () => {
   for (const kernel of KERNELS) {
     for (const [shape, layout] of [[[6, 4, 9, 11], 'channels-first'], [[33, 5], 'channels-first'], [[3, 7, 5, 4], 'channels-last']] as const) {
       it(`functional training gradients use the given mean and invstd, not the batch's: ${kernel}, [${shape}] ${layout}`, async () => {
-        const p = new Pool({ threads: 2, inlineThreshold: 0, kernel });
+        const p = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel });
         const first = layout === 'channels-last' ? [shape[0], shape[3], shape[1], shape[2]] : [...shape];
         const C = first[1];
         const x = randomTensor(first, 'float64', 21);
@@ -247,7 +247,7 @@ describe('backward, more', () => {
     const dy = randomTensor(shape, 'float32', 8);
     const st = channelStats(x, shape);
     const opts = { mean: Float64Array.from(st.mean), var: Float64Array.from(st.var), weight: new Float32Array([1, 2, 3]) };
-    const pools = [1, 2, 3, 8].map((t) => new Pool({ threads: t, inlineThreshold: 0 }));
+    const pools = [1, 2, 3, 8].map((t) => new Pool({ threads: t, inlineThreshold: 0, grainSize: 1 }));
     const runs = await Promise.all(pools.map((p) => batchNormBackward(x, dy, shape, { ...opts, pool: p })));
     for (const r of runs.slice(1)) {
       expect(sameBits(r.dx, runs[0].dx)).toBe(true);
@@ -265,8 +265,8 @@ describe('backward, more', () => {
 
 describe('backward through staging chunks', () => {
   it('gives the same bits through a small pool (x, dy and the ReLU mask staged) as through a big one; synced, one all-reduce for all chunks', async () => {
-    const big = new Pool({ threads: 2, inlineThreshold: 0 });
-    const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 512 * 1024, initialMemory: 131072 });
+    const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+    const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 512 * 1024, initialMemory: 131072 });
     for (const shape of [[16, 4, 60, 60], [20000, 16]]) {
       const x = randomTensor(shape, 'float32', 21);
       const dy = randomTensor(shape, 'float32', 22);

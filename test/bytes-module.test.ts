@@ -9,7 +9,7 @@ import { channelsOf, type Layout, params, randomBytes } from './helpers/bytes.js
 
 describe('8-bit input to a BatchNorm module', () => {
   let pool: Pool;
-  beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+  beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
   afterAll(() => pool.close());
 
   /** A module in eval mode with random weight, bias and running statistics (pixel units). */

@@ -6,7 +6,7 @@ import { detached, randomTensor, rng, splitRows } from './helpers/data.js';
 import { channelStats, exactChannelStats, maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('ChannelStats', () => {
@@ -119,7 +119,7 @@ describe('ChannelStats', () => {
     const half = x.length / 2;
     // Both kernels' merges make the low parts (the WebAssembly one performs the TypeScript one's
     // operations): the same statistics, bit for bit.
-    const jsPool = new Pool({ threads: 2, inlineThreshold: 0, kernel: 'js' });
+    const jsPool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel: 'js' });
     const byKernel = await Promise.all([pool, jsPool].map(async (p) => [
       await ChannelStats.fromBatch(x.subarray(0, half), [8, 2, 40, 40], { pool: p }),
       await ChannelStats.fromBatch(x.subarray(half), [8, 2, 40, 40], { pool: p }),

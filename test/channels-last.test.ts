@@ -14,7 +14,7 @@ const lastShape = (shape: number[]): number[] => [shape[0], ...shape.slice(2), s
 for (const kernel of KERNELS) {
   describe(`channels-last (${kernel} kernel)`, () => {
     const pools = new Map<number, Pool>();
-    beforeAll(() => { for (const t of [1, 2, 3]) pools.set(t, new Pool({ threads: t, inlineThreshold: 0, kernel })); });
+    beforeAll(() => { for (const t of [1, 2, 3]) pools.set(t, new Pool({ threads: t, inlineThreshold: 0, grainSize: 1, kernel })); });
     afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
 
     for (const shape of [[7, 5], [3, 6, 17], [2, 3, 9, 11], [2, 64, 5, 3, 3], [16, 3, 30, 31]]) {
@@ -83,7 +83,7 @@ for (const kernel of KERNELS) {
       // A pool whose cacheBytes the inputs outgrow: its tasks say so (Task.inOrder), and the
       // normalization walks rows in address order. Rows of 64 channels and of 77 (a vector and a
       // scalar tail past the last 16), ReLU and not, training and eval.
-      const small = new Pool({ threads: 2, inlineThreshold: 0, kernel, cacheBytes: 4096 });
+      const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 4096 });
       const ctx = poolInternals(small);
       const run = ctx.runTasks;
       const seen: boolean[] = [];

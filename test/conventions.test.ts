@@ -13,7 +13,7 @@ import { randomTensor, randomVector } from './helpers/data.js';
 import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('conventions', () => {

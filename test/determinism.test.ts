@@ -24,7 +24,7 @@ for (const kernel of KERNELS) {
   describe(`determinism (${kernel} kernel)`, () => {
     const pools = new Map<string, Pool>();
     beforeAll(() => {
-      for (const t of THREADS) pools.set(`threads=${t}`, new Pool({ threads: t, inlineThreshold: 0, kernel }));
+      for (const t of THREADS) pools.set(`threads=${t}`, new Pool({ threads: t, inlineThreshold: 0, grainSize: 1, kernel }));
       pools.set('inline', new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
     });
     afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
@@ -125,9 +125,9 @@ for (const kernel of KERNELS) {
     let big: Pool;
     let small: Pool;
     beforeAll(() => {
-      big = new Pool({ threads: 2, inlineThreshold: 0, kernel });
+      big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel });
       // 512 KiB of memory at most: inputs of a few MB are processed in chunks.
-      small = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 512 * 1024, initialMemory: 131072 });
+      small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: 512 * 1024, initialMemory: 131072 });
     });
     afterAll(() => Promise.all([big.close(), small.close()]));
 
@@ -161,7 +161,7 @@ for (const kernel of KERNELS) {
       const n = 13 * 12 * 1600;
       for (const dtype of ['float32', 'float64'] as const) {
         const bytes = n * (dtype === 'float32' ? 4 : 8);
-        const mid = new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: Math.ceil(1.5 * bytes / 65536) * 65536, initialMemory: 131072 });
+        const mid = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: Math.ceil(1.5 * bytes / 65536) * 65536, initialMemory: 131072 });
         for (const activation of [null, 'relu'] as const) {
           const x = randomTensor(shape, dtype, 23);
           const runningMean = Float64Array.from({ length: 12 }, (_, c) => 0.3 * c - 0.7);

@@ -11,7 +11,7 @@ import { detached, randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection, trainedModule } from './helpers/errors.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('ERR_BNPOOL_ARG', () => {
@@ -30,6 +30,8 @@ describe('ERR_BNPOOL_ARG', () => {
     ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
     ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
     ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
+    ['grainSize 0', () => new Pool({ grainSize: 0 }), ['options.grainSize', 'positive integer', 'got 0']],
+    ['grainSize 0.5', () => new Pool({ grainSize: 0.5 }), ['options.grainSize', 'got 0.5']],
     ['dtype "int8"', () => new BatchNorm(3, { dtype: 'int8' as never }), ['options.dtype', '"int8"']],
     // How values of other kinds are named: the article follows the class name; a symbol by itself.
     ['pool an AbortSignal', () => new BatchNorm(3, { pool: new AbortController().signal as never }), ['options.pool', 'got an AbortSignal']],

@@ -12,7 +12,7 @@ import { randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection, trainedModule } from './helpers/errors.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('ERR_BNPOOL_SHAPE', () => {
@@ -111,7 +111,7 @@ describe('ERR_BNPOOL_CLOSED', () => {
       const functionalBackward = batchNormBackward(x, dy, shape, { mean: new Float64Array(3), invstd, pool: on });
       return { bn, forward, backward, synced, stats, functional, functionalBackward };
     };
-    const p = new Pool({ threads: 2, inlineThreshold: 0 });
+    const p = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     let entered!: () => void;
     const inHook = new Promise<void>((resolve) => { entered = resolve; });
     let leave!: () => void;
@@ -198,6 +198,7 @@ describe('read-only fields', () => {
     expect(bn.weight![1]).toBe(2.5);
     expect(() => { (pool as unknown as Record<string, unknown>).threads = 64; }).toThrow(TypeError);
     expect(pool.threads).toBe(2);
+    expect(() => { (pool as unknown as Record<string, unknown>).grainSize = 1; }).toThrow(TypeError);
     // The exported defaults every module and pool reads are frozen too.
     const { CONVENTIONS, DEFAULT_INLINE_THRESHOLD } = await import('../dist/src/index.js');
     expect(() => { (CONVENTIONS.torch as { momentum: number }).momentum = 0.5; }).toThrow(TypeError);

@@ -11,7 +11,7 @@ import { trainedModule } from './helpers/errors.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 const shape = [8, 6, 30, 31];
@@ -81,7 +81,7 @@ describe('work claimed from counters on the shared memory, each task its own ran
   ];
   for (const [label, shape, mode, options] of cases) {
     it(`${label}: a task that starts after every item was claimed leaves the call complete and the same`, async () => {
-      const p = new Pool({ threads: 2, inlineThreshold: 0, ...options });
+      const p = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, ...options });
       const C = shape[1];
       const x = randomTensor(shape, 'float32', 21);
       const dy = randomTensor(shape, 'float32', 22);
@@ -123,8 +123,8 @@ describe('out of memory', () => {
     { mode: 'row', shape: [2, 1207, 64], unit: '1 row of every channel (77248 elements, 617984 bytes)' },
   ]) {
     it(`${c.mode} mode: a backward staging x, dy and the ReLU mask through a 2 MB pool is refused; x and dy alone run`, async () => {
-      const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 1 << 21, initialMemory: 1 << 17 });
-      const big = new Pool({ threads: 2, inlineThreshold: 0 });
+      const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 21, initialMemory: 1 << 17 });
+      const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
       const C = c.shape[1];
       const x = randomTensor(c.shape, 'float64', 11);
       const dy = randomTensor(c.shape, 'float64', 12);
@@ -157,8 +157,8 @@ describe('out of memory', () => {
     // asked for 64 bytes more than there were: an OutOfMemoryError for a call whose unit (a row
     // group of 3 channels) is a few KB.
     const shape = [6, 107, 107, 3];
-    const small = new Pool({ threads: 2, inlineThreshold: 0, maxMemory: 1 << 21, initialMemory: 1 << 17 });
-    const big = new Pool({ threads: 2, inlineThreshold: 0 });
+    const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 21, initialMemory: 1 << 17 });
+    const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const x = randomTensor(shape, 'float32', 13);
     const dy = randomTensor(shape, 'float32', 14);
     const results: Float32Array[][] = [];

@@ -27,7 +27,7 @@ let pool: Pool;
 let workers: Pool;
 beforeAll(async () => {
   pool = new Pool({ threads: 2 });
-  workers = new Pool({ threads: 2, inlineThreshold: 0 });
+  workers = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
   await Promise.all([pool.ready, workers.ready]);
 });
 afterAll(() => Promise.all([pool.close(), workers.close()]));

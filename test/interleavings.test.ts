@@ -97,7 +97,7 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
   let faultFailed = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const kernel = rand() < 0.25 ? 'js' as const : 'wasm' as const;
-    const pool = new Pool({ threads: pick([1, 2, 3]), inlineThreshold: pick([0, 4096, 786432]), kernel });
+    const pool = new Pool({ threads: pick([1, 2, 3]), inlineThreshold: pick([0, 4096, 786432]), grainSize: pick([1, 4096]), kernel });
     const made: Made[] = [];
     let closing: Promise<void> | null = null;
     let faulted = false;

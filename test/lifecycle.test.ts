@@ -39,7 +39,7 @@ describe('lifecycle', () => {
       const { BatchNorm, batchNorm, Pool } = await import(${JSON.stringify(entry)});
       const x = new Float32Array(8 * 16 * 64 * 64).map((_, i) => Math.sin(i));
       const y = await new BatchNorm(16).forward(x, [8, 16, 64, 64]);
-      const own = new Pool({ threads: 2, inlineThreshold: 0 });
+      const own = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
       const r = await batchNorm(x, [8, 16, 64, 64], { training: true, pool: own });
       console.log('ok', y.length, r.y[5] === y[5]);
     `;
@@ -52,7 +52,7 @@ describe('lifecycle', () => {
     // another kept every memory for 30 s (200 MB each, 1.2 GB after six).
     const script = `
       const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
-      let pool = new Pool({ threads: 2, inlineThreshold: 0 });
+      let pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
       const x = pool.alloc(8 * 16 * 64 * 64).map((_, i) => Math.sin(i));
       const y = await new BatchNorm(16, { pool }).forward(x, [8, 16, 64, 64]);
       const memory = new WeakRef(pool.memory);
@@ -167,7 +167,7 @@ describe('lifecycle', () => {
       const { batchNorm, batchNormBackward, ChannelStats, Pool } = await import(${JSON.stringify(entry)});
       const { streamFloor } = await import(${JSON.stringify(floor)});
       ${CHECK}
-      const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+      const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
       const a = pool.alloc(1000).fill(2), b = pool.alloc(1000);
       const dy = new Float32Array(x.length).map((_, i) => Math.cos(i));
       const [stats, forward, backward] = await Promise.all([

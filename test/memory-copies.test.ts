@@ -150,7 +150,7 @@ describe('copies on the calling thread', () => {
   });
 
   it('a backward whose saved input was detached since its forward says which array, not that dy has the wrong length', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const small = [4, 3, 10, 10];
     const x = randomTensor(small, 'float32', 16) as Float32Array;
     const bn = new BatchNorm(3, { pool });
@@ -163,7 +163,7 @@ describe('copies on the calling thread', () => {
   });
 
   it("a module's weight detached before its call's turn: an ArgumentError naming it, nothing changed", async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const small = [4, 3, 10, 10];
     const bn = new BatchNorm(3, { pool });
     const calls = [bn.forward(randomTensor(small, 'float32', 19) as Float32Array, small), bn.forward(randomTensor(small, 'float32', 20) as Float32Array, small)];
@@ -204,7 +204,7 @@ describe('copies on the calling thread', () => {
   // A module's running buffers are its own, but their owner can transfer them: the training
   // forward then fails at its commit, and counts nothing (numBatchesTracked is the update's last step).
   it.each(['mean', 'variance'] as const)("a module's running %s detached while a training forward runs: an ArgumentError, nothing updated", async (which) => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const bn = new BatchNorm(3, { pool });
     const [gone, kept] = which === 'mean' ? [bn.runningMean!, bn.runningVar!] : [bn.runningVar!, bn.runningMean!];
     const keptBefore = kept.slice();
@@ -221,7 +221,7 @@ describe('copies on the calling thread', () => {
   // The failed forward had its statistics in by then: they must not reach the saved forward that
   // a backward uses (the module's arrays for them are written only where no saved forward reads).
   it('a training forward that fails at its commit leaves the earlier forward saved whole: its backward as without the failed call', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const [bn, twin] = [new BatchNorm(3, { pool }), new BatchNorm(3, { pool })];
     const x = randomTensor(shape, 'float32', 22) as Float32Array;
     await bn.forward(x, shape);

@@ -3,16 +3,16 @@
  * that was starting during a growth with its old `memory.buffer` past later growths, so every task carries
  * the memory's length when it was posted, and the worker calls `grow(0)` when its buffer is
  * shorter (workers/execute.ts, `coverMemory`): checked here on a stand-in memory, on the tasks
- * posted (piscina's `run` wrapped), and on a worker given a length its memory lacks. The race
- * itself came too seldom to test for (bench/growth-race.mjs reproduces it now and then). Pool
- * arrays and growth in general are in memory.test.ts.
+ * posted (piscina's `run` wrapped: helpers/posting.ts), and on a worker given a length its
+ * memory lacks. The race itself came too seldom to test for (bench/growth-race.mjs reproduces it
+ * now and then). Pool arrays and growth in general are in memory.test.ts.
  */
-import { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { coverMemory } from '../dist/workers/execute.js';
 import { randomTensor } from './helpers/data.js';
+import { posting } from './helpers/posting.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 /** A memory whose buffer is `stale` bytes long until grow(0) shows it `current` bytes long. */
@@ -52,30 +52,9 @@ describe('coverMemory', () => {
   });
 });
 
-type Sent = { op: string; memoryBytes: number };
-
-/**
- * Runs `body` with piscina's `run` wrapped: every task posted to a worker is pushed on `sent`
- * (which `body` gets), after `edit` made what the worker gets of it, if given.
- */
-async function posting(body: (sent: Sent[]) => Promise<void>, edit?: (task: Sent) => object): Promise<Sent[]> {
-  const sent: Sent[] = [];
-  const run = Piscina.prototype.run;
-  Piscina.prototype.run = function recordedRun(this: Piscina, task: Sent, options?: object) {
-    sent.push(task);
-    return run.call(this, edit === undefined ? task : edit(task), options);
-  } as typeof run;
-  try {
-    await body(sent);
-  } finally {
-    Piscina.prototype.run = run;
-  }
-  return sent;
-}
-
 describe('tasks posted to workers', () => {
   it("carry the memory's length when they were posted: forwards, backward, the floor, 8-bit input", async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0, initialMemory: 1 << 20 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, initialMemory: 1 << 20 });
     try {
       const shape = [4, 3, 40, 40];
       const x = pool.alloc(4 * 3 * 1600);
@@ -112,7 +91,7 @@ describe('tasks posted to workers', () => {
   });
 
   it('make a worker whose memory is shorter than its task was posted with fail the call, naming both lengths', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     try {
       const shape = [8, 4, 32, 32];
       const data = randomTensor(shape, 'float32', 4);

@@ -101,7 +101,7 @@ describe('Arena', () => {
 
 describe('pool arrays', () => {
   it('stay valid and usable after the memory grows', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0, initialMemory: 1 << 20 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, initialMemory: 1 << 20 });
     const shape = [4, 3, 30, 30];
     const x = pool.alloc(4 * 3 * 900);
     const data = randomTensor(shape, 'float32', 1);
@@ -125,8 +125,8 @@ describe('pool arrays', () => {
     // When one shared memory grows, V8 may hand every shared memory of the isolate a new buffer
     // object (it broadcasts the grow). Arrays made afterwards must still be known as the pool's:
     // zero-copy, and free() works.
-    const a = new Pool({ threads: 2, inlineThreshold: 0 });
-    const b = new Pool({ threads: 2, inlineThreshold: 0 });
+    const a = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+    const b = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     for (let n = 16; n <= 128; n *= 2) {
       for (const pool of [a, b]) {
         const shape = [n, 16, 32, 32];
@@ -154,7 +154,7 @@ describe('arrays in use by a call', () => {
   const inUse = /is in use by a call in flight; free it once that call has settled/;
 
   it('x and out of a forward, dy, dx and the saved x of a backward, until each settles', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const base = pool.memoryStats.liveBytes;
     const [x, out, x2, dy, dx] = [1, 2, 3, 4, 5].map((seed) => {
       const a = pool.alloc(n);
@@ -180,7 +180,7 @@ describe('arrays in use by a call', () => {
   // Freed after its forward, x's block goes back to the pool, whose next alloc may hand it out
   // again: a backward would read whatever was written there since (dWeight 743 where -0.1 was right).
   it.each(['input x', 'ReLU output'] as const)("a backward after the forward's %s was freed (pool.free): an ArgumentError, even with the block handed out again", async (which) => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const block = pool.alloc(n + 16);
     const [x, out] = [block.subarray(5, 5 + n), pool.alloc(n)];
     x.set(randomTensor(shape, 'float32', 8));
@@ -215,7 +215,7 @@ describe('arrays in use by a call', () => {
       batchNormBackward(x, x, shape, { mean: f32([0, 0, 0]), invstd: f32([1, 1, 1]), dWeight: a, pool })],
     ['x of ChannelStats.fromBatch', 'x', n, 'float32', (pool: Pool, a: Float32Array) => ChannelStats.fromBatch(a, shape, { pool })],
   ] as const)('%s freed (pool.free) before the call: an ArgumentError naming it, the block handed out again untouched', async (_, name, length, dtype, call) => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const x = pool.alloc(n);
     x.set(randomTensor(shape, 'float32', 11));
     const freed = pool.alloc(length, dtype);
@@ -240,7 +240,7 @@ describe('arrays in use by a call', () => {
   });
 
   it('covers the whole block of a subarray passed as x, and is released by a failed or aborted call', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const block = pool.alloc(n + 16);
     const x = block.subarray(5, 5 + n);
     x.set(randomTensor(shape, 'float32', 7));
@@ -260,7 +260,7 @@ describe('arrays in use by a call', () => {
 
   it("holds arrays of another pool too: that pool's free refuses them while the call copies them in or writes out", async () => {
     const a = new Pool({ threads: 1 });
-    const b = new Pool({ threads: 2, inlineThreshold: 0 });
+    const b = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const x = a.alloc(n);
     x.set(randomTensor(shape, 'float32', 8));
     const out = a.alloc(n);
@@ -277,7 +277,7 @@ describe('arrays in use by a call', () => {
   });
 
   it('functional forms and ChannelStats.fromBatch pin theirs too', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const [x, dy, y, out] = [1, 2, 3, 4].map((seed) => {
       const a = pool.alloc(n);
       a.set(randomTensor(shape, 'float32', seed));

@@ -323,6 +323,14 @@ const MUTANTS = [
     name: 'cover-memory', breaks: "a worker makes its view of the memory as long as its task was posted with (V8 can leave a starting worker's short)",
     file: 'workers/worker.ts', find: 'coverMemory(data.memory, task.memoryBytes);', replace: 'coverMemory(data.memory, 0);', tests: ['test/memory-growth.test.ts'],
   },
+  {
+    name: 'grain-ignored', breaks: 'a call runs on at most one thread per grainSize elements of input',
+    file: 'src/pool-internals.ts', find: 'return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));', replace: 'return ctx.threads;', tests: ['test/grain-size.test.ts'],
+  },
+  {
+    name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
+    file: 'src/floor.ts', find: 'const parts = Math.min(ctx.threads, Math.ceil(x.length / ctx.grainSize));', replace: 'const parts = ctx.threads;', tests: ['test/grain-size.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);

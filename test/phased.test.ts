@@ -94,8 +94,8 @@ for (const kernel of KERNELS) {
   describe(`phased split (${kernel} kernel)`, () => {
     const pools = new Map<string, Pool>();
     beforeAll(() => {
-      pools.set('fused, 1 thread', new Pool({ threads: 1, inlineThreshold: 0, kernel }));
-      pools.set('one barrier, 2 threads', new Pool({ threads: 2, inlineThreshold: 0, kernel }));
+      pools.set('fused, 1 thread', new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, kernel }));
+      pools.set('one barrier, 2 threads', new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel }));
     });
     afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
 
@@ -106,7 +106,7 @@ for (const kernel of KERNELS) {
           const C = shape[1];
           const phased = [2, 3]
             .filter((t) => phasesOf(shape, bpe, t, cacheBytes) !== null)
-            .map((t) => new Pool({ threads: t, inlineThreshold: 0, kernel, cacheBytes }));
+            .map((t) => new Pool({ threads: t, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes }));
           // The premise: at least the 2-thread pool takes the phased path, in more than one group.
           expect(phasesOf(shape, bpe, 2, cacheBytes)!.length).toBeGreaterThan(2);
           try {
@@ -152,7 +152,7 @@ for (const kernel of KERNELS) {
     const S = 128 * 130;
     let pool: Pool;
     beforeAll(() => {
-      pool = new Pool({ threads: 2, inlineThreshold: 0, kernel, cacheBytes: 600_000 });
+      pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 600_000 });
       expect(phasesOf(shape, 4, 2, 600_000)).toEqual([0, 1, 2, 3]);
     });
     afterAll(() => pool.close());
@@ -197,7 +197,7 @@ describe('phased split, abort', () => {
     it(`a task waiting at a group barrier gives up when the call is aborted; nothing changes (${mode} mode)`, async () => {
       const shape = [...dims];
       const C = shape[1];
-      const pool = new Pool({ threads: 2, inlineThreshold: 0, cacheBytes });
+      const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, cacheBytes });
       expect(phasesOf(shape, 4, 2, cacheBytes)).not.toBeNull();
       const x = randomTensor(shape, 'float32', 3);
       const bn = new BatchNorm(C, { pool });

@@ -17,7 +17,7 @@ type FloatArray = Float32Array | Float64Array;
 describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
   const MiB = 1 << 20;
   let pool: Pool;
-  beforeAll(() => { pool = new Pool({ threads: 1, inlineThreshold: 0, initialMemory: 16 * MiB }); });
+  beforeAll(() => { pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, initialMemory: 16 * MiB }); });
   afterAll(() => pool.close());
 
   /** A module in eval mode with running statistics of its own (one training step on x). */
@@ -66,8 +66,8 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
   it('random shapes, layouts, dtypes and modules, and a pool small enough to cut the chunks: the bits of 2 workers unpipelined', async () => {
     const rand = rng(2026);
     const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
-    const small = new Pool({ threads: 1, inlineThreshold: 0, maxMemory: 6 * MiB, initialMemory: MiB });
-    const reference = new Pool({ threads: 2, inlineThreshold: 0 }); // as many workers as cores here: not pipelined
+    const small = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 6 * MiB, initialMemory: MiB });
+    const reference = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); // as many workers as cores here: not pipelined
     for (let k = 0; k < 6; k++) {
       const rank = int(2, 5);
       const dtype = rand() < 0.3 ? 'float64' : 'float32';
@@ -101,7 +101,7 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
     const shape = [12, 8, 250, 250]; // 6M float32, 24 MB
     const x = randomTensor(shape, 'float32', 5);
     const bn = await evalModule(x.subarray(0, 8 * 250 * 250 * 2), [2, 8, 250, 250]);
-    const own = new Pool({ threads: 1, inlineThreshold: 0, initialMemory: 16 * MiB });
+    const own = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, initialMemory: 16 * MiB });
     const moved = new BatchNorm(8, { pool: own });
     moved.loadStateDict(bn.stateDict());
     moved.eval();
@@ -163,8 +163,8 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
   let pool: Pool;
   let reference: Pool;
   beforeAll(() => {
-    pool = new Pool({ threads: 1, inlineThreshold: 0 });
-    reference = new Pool({ threads: 2, inlineThreshold: 0 }); // as many workers as cores here: not pipelined
+    pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1 });
+    reference = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); // as many workers as cores here: not pipelined
   });
   afterAll(() => Promise.all([pool.close(), reference.close()]));
 
@@ -287,8 +287,8 @@ describe.skipIf(availableParallelism() < 2)('pipelined fused training', () => {
 // The TypeScript kernels run the same task code (the waits included): one case each way.
 describe.skipIf(availableParallelism() < 2)('pipelined calls on the TypeScript kernels', () => {
   it('eval and fused training and backward give the bits of 2 unpipelined workers', async () => {
-    const pool = new Pool({ threads: 1, inlineThreshold: 0, kernel: 'js' });
-    const reference = new Pool({ threads: 2, inlineThreshold: 0, kernel: 'js' });
+    const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, kernel: 'js' });
+    const reference = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel: 'js' });
     const shape = [8, 5, 230, 231];
     const x = randomTensor(shape, 'float32', 900);
     const dy = randomTensor(shape, 'float32', 901);

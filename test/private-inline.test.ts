@@ -66,7 +66,7 @@ for (const kernel of KERNELS) {
     let workers: Pool;
     beforeAll(() => {
       inline = new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel });
-      workers = new Pool({ threads: 2, inlineThreshold: 0, kernel });
+      workers = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel });
     });
     afterAll(() => Promise.all([inline.close(), workers.close()]));
 
@@ -166,7 +166,7 @@ describe('the private memory capped by maxMemory', () => {
   for (const kernel of KERNELS) {
     it(`stages an input larger than the cap in chunks, with the bits of 2 workers (${kernel} kernel)`, async () => {
       const small = new Pool({ threads: 1, kernel, inlineThreshold: Number.MAX_SAFE_INTEGER, maxMemory: 256 * 1024, initialMemory: 131072 });
-      const workers = new Pool({ threads: 2, kernel, inlineThreshold: 0 });
+      const workers = new Pool({ threads: 2, kernel, inlineThreshold: 0, grainSize: 1 });
       const shape = [16, 3, 70, 71]; // 954 KB of float32, chunks of a few samples
       const x = randomTensor(shape, 'float32', 90);
       const dy = randomTensor(shape, 'float32', 91);

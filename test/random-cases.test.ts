@@ -4,10 +4,10 @@
  * on the pool or not, and adversarial channels (large offset with a tiny spread, constant, a
  * spread of 1e-6, NaN, a first value 1e4 spreads out). Each case runs forward then backward
  * inline, on 2 workers through a pool too small to hold it (staging chunks), on 3 workers told
- * the cache holds 1 MiB (phased channel groups), and on 3 workers through a smaller pool of 20
- * pages: all must agree bit for bit, and
- * the first must match the float64 reference within the tolerances of forward.test.ts and
- * backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
+ * the cache holds 1 MiB (phased channel groups), on 3 workers through a smaller pool of 20 pages,
+ * and on 3 workers of which a call takes one per 4096 elements (grainSize): all must agree bit for
+ * bit, and the first must match the float64 reference within the tolerances of forward.test.ts
+ * and backward.test.ts. A fixed seed keeps CI repeatable; `BNPOOL_RANDOM_CASES=2000` (and
  * `BNPOOL_RANDOM_SEED`) run a longer search locally.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -36,10 +36,12 @@ let pools: Record<'js' | 'wasm', Pool[]>;
 beforeAll(() => {
   const make = (kernel: 'js' | 'wasm'): Pool[] => [
     new Pool({ threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
-    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES[1], initialMemory: 1 << 17 }),
+    new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: SMALL_POOL_BYTES[1], initialMemory: 1 << 17 }),
     // A 1 MiB cache budget sends plane-mode training of a few MB through the phased path.
-    new Pool({ threads: 3, inlineThreshold: 0, kernel, cacheBytes: CACHE_BYTES }),
-    new Pool({ threads: 3, inlineThreshold: 0, kernel, maxMemory: SMALL_POOL_BYTES[3], initialMemory: 1 << 16 }),
+    new Pool({ threads: 3, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: CACHE_BYTES }),
+    new Pool({ threads: 3, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: SMALL_POOL_BYTES[3], initialMemory: 1 << 16 }),
+    // One thread per 4096 elements: calls of up to 4096 on one worker, up to 8192 on two.
+    new Pool({ threads: 3, inlineThreshold: 0, grainSize: 4096, kernel }),
   ];
   pools = { js: make('js'), wasm: make('wasm') };
 });

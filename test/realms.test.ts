@@ -17,7 +17,7 @@ function foreign(a: FloatArray | number[], ctor: 'Float32Array' | 'Float64Array'
   return runInNewContext(`new ${ctor}(values)`, { values: Array.from(a) }) as FloatArray;
 }
 
-const pools = { inline: new Pool({ threads: 2 }), workers: new Pool({ threads: 2, inlineThreshold: 0 }) };
+const pools = { inline: new Pool({ threads: 2 }), workers: new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }) };
 afterAll(async () => { await Promise.all(Object.values(pools).map((p) => p.close())); });
 
 describe('typed arrays of another realm', () => {

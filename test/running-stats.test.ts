@@ -9,7 +9,7 @@ import { detached, randomTensor } from './helpers/data.js';
 import { maxRelativeError, outputErrorRatio, referenceForward, referenceRunningUpdate } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 const shape = [6, 4, 7, 9];

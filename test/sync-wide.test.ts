@@ -12,7 +12,7 @@ import { maxRelativeError } from './helpers/reference.js';
 import { turnsOf } from './helpers/turns.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('reduceStats', () => {

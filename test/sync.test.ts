@@ -9,7 +9,7 @@ import { detached, randomTensor, sameBits, splitRows } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0 }); });
+beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
 describe('reduceStats and reduceGrads', () => {
@@ -209,7 +209,7 @@ describe('reduceStats and reduceGrads', () => {
   });
 
   it('an abort ends a call whose all-reduce never answers, changing nothing; close() then returns', async () => {
-    const own = new Pool({ threads: 2, inlineThreshold: 0 });
+    const own = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const shape = [4, 3, 5];
     const x = randomTensor(shape, 'float32', 8);
     const dy = randomTensor(shape, 'float32', 9);

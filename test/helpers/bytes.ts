@@ -89,9 +89,9 @@ export function agreeingPools(): Map<string, Pool> {
   const pools = new Map<string, Pool>();
   beforeAll(() => {
     for (const kernel of KERNELS) {
-      for (const threads of [1, 2, 3]) pools.set(`${kernel} ${threads} workers`, new Pool({ threads, inlineThreshold: 0, kernel }));
+      for (const threads of [1, 2, 3]) pools.set(`${kernel} ${threads} workers`, new Pool({ threads, inlineThreshold: 0, grainSize: 1, kernel }));
       pools.set(`${kernel} inline`, new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }));
-      pools.set(`${kernel} small memory`, new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: 256 << 10, initialMemory: 128 << 10 }));
+      pools.set(`${kernel} small memory`, new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: 256 << 10, initialMemory: 128 << 10 }));
     }
   });
   afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));

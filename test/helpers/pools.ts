@@ -2,11 +2,11 @@ import { Pool } from '../../dist/src/index.js';
 import { faultPending } from '../../dist/src/pool-internals.js';
 
 /**
- * The pool configurations every numeric suite runs under: on the workers for every size
- * (inlineThreshold 0), and inline on the calling thread for every size.
+ * The pool configurations every numeric suite runs under: on every worker for every size
+ * (inlineThreshold 0, grainSize 1), and inline on the calling thread for every size.
  */
 export const POOL_CONFIGS = [
-  { name: '2 workers', options: { threads: 2, inlineThreshold: 0 } },
+  { name: '2 workers', options: { threads: 2, inlineThreshold: 0, grainSize: 1 } },
   { name: 'inline', options: { threads: 1, inlineThreshold: Number.MAX_SAFE_INTEGER } },
 ] as const;
 
@@ -25,9 +25,9 @@ export async function closePools(pools: Map<string, Pool>): Promise<void> {
  */
 export function openAgreeingPools(kernel: 'js' | 'wasm', stagedMaxMemory: number): Pool[] {
   return [
-    ...[1, 2, 3].map((threads) => new Pool({ threads, inlineThreshold: 0, kernel })),
+    ...[1, 2, 3].map((threads) => new Pool({ threads, inlineThreshold: 0, grainSize: 1, kernel })),
     new Pool({ threads: 2, inlineThreshold: Number.MAX_SAFE_INTEGER, kernel }),
-    new Pool({ threads: 2, inlineThreshold: 0, kernel, maxMemory: stagedMaxMemory, initialMemory: 1 << 20 }),
+    new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, maxMemory: stagedMaxMemory, initialMemory: 1 << 20 }),
   ];
 }
 
