@@ -74,7 +74,8 @@ export const PRIVATE_INITIAL_MEMORY = 1 << 20;
  * at 917,504. On the Intel machine (2026-12-01): JS 0.77-0.79x at 65,536 and 1.37-1.75x at 32,768, WASM
  * 0.87-0.98x at 786,432 and 1.02-1.19x at 1,048,576 (two runs each). On the third (2026-12-02):
  * JS 1.81-1.82x at 65,536 and 0.69-0.80x at 98,304 (two runs), WASM 0.74-1.31x at 786,432 and
- * 0.81-1.20x at 1,048,576 (three runs). Kept: bench/DESIGN.md, "Small inputs", has why.
+ * 0.81-1.20x at 1,048,576 (three runs). On the sixth (2026-12-04): WASM 1.09-1.55x at 1,048,576
+ * and 0.70-0.75x at 2,097,152 (three runs). Kept: bench/DESIGN.md, "Small inputs", has why.
  */
 export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Object.freeze({ js: 65536, wasm: 786432 });
 
