@@ -2,28 +2,49 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
 import { randomTensor, sameBits } from './helpers/data.js';
+import { posting } from './helpers/posting.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
-beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
-afterAll(() => pool.close());
+let mixed: Pool;
+beforeAll(() => {
+  pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+  mixed = new Pool({ threads: 3, inlineThreshold: 0, grainSize: 2000 });
+});
+afterAll(() => Promise.all([pool.close(), mixed.close()]));
 
 describe('concurrency', () => {
-  it('50 concurrent calls on different modules are all correct', async () => {
-    const calls = Array.from({ length: 50 }, async (_, i) => {
-      const shape = [2 + (i % 5), 1 + (i % 7), 9 + i, 5];
-      const C = shape[1];
-      const dtype = i % 2 === 0 ? 'float32' as const : 'float64' as const;
-      const x = randomTensor(shape, dtype, 1000 + i);
-      const bn = new BatchNorm(C, { pool, dtype });
-      bn.bias!.fill(i);
-      const y = await bn.forward(x, shape);
-      const ref = referenceForward(x, shape, { training: true, bias: bn.bias });
-      return outputErrorRatio(y, x, shape, ref, bn.bias, dtype);
+  // Each call's tasks wait for each other at a barrier: they are queued back to back on a FIFO
+  // queue and no call has more than the pool's threads, so every call's tasks start (README,
+  // "How the work is split"), also when a grain gives the calls different numbers of them.
+  it.each([
+    ['on every thread of 2', () => pool],
+    ['on 1-3 threads of 3 by their size (grainSize 2000)', () => mixed],
+  ])('50 concurrent calls on different modules are all correct, %s', async (_name, poolOf) => {
+    const pool = poolOf();
+    const shapes = Array.from({ length: 50 }, (_, i) => [2 + (i % 5), 1 + (i % 7), 9 + i, 5]);
+    let ratios: number[] = [];
+    const sent = await posting(async () => {
+      ratios = await Promise.all(shapes.map(async (shape, i) => {
+        const C = shape[1];
+        const dtype = i % 2 === 0 ? 'float32' as const : 'float64' as const;
+        const x = randomTensor(shape, dtype, 1000 + i);
+        const bn = new BatchNorm(C, { pool, dtype });
+        bn.bias!.fill(i);
+        const y = await bn.forward(x, shape);
+        const ref = referenceForward(x, shape, { training: true, bias: bn.bias });
+        return outputErrorRatio(y, x, shape, ref, bn.bias, dtype);
+      }));
     });
-    const ratios = await Promise.all(calls);
+    expect(ratios).toHaveLength(50);
     for (const r of ratios) expect(r).toBeLessThanOrEqual(1);
     expect(pool.memoryStats.liveBytes).toBe(0);
+    // At most one task per thread each call takes (fewer where a small call has fewer work
+    // items: test/grain-size.test.ts counts them exactly), and calls of several among them.
+    const perCall = shapes.map((shape) => Math.min(pool.threads, Math.ceil(shape.reduce((a, b) => a * b) / pool.grainSize)));
+    if (pool === mixed) expect(new Set(perCall)).toEqual(new Set([1, 2, 3]));
+    expect(sent.length).toBeLessThanOrEqual(perCall.reduce((a, b) => a + b));
+    expect(sent.length).toBeGreaterThan(shapes.length + 20);
   });
 
   it('concurrent calls on one module apply their updates in call order', async () => {
