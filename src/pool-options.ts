@@ -41,11 +41,11 @@ export interface PoolOptions {
    */
   cacheBytes?: number;
   /**
-   * Elements of input each thread of a call must have at least, as PyTorch's `at::parallel_for`
-   * grain size: a call runs on `min(threads, ceil(length / grainSize))` of the pool's threads, so
-   * that a call does not post more tasks than it can win back (each post costs the calling thread
-   * tens of µs). Calls at or below `inlineThreshold` run inline whatever this is. Default:
-   * `DEFAULT_GRAIN_SIZE`.
+   * Elements of input a call takes a thread for, as PyTorch's `at::parallel_for` grain size: a
+   * call runs on `min(threads, ceil(length / grainSize))` of the pool's threads, so that it does
+   * not post more tasks than their share of the work wins back (each post costs the calling
+   * thread tens of µs). Calls at or below `inlineThreshold` run inline whatever this is.
+   * Default: `DEFAULT_GRAIN_SIZE`; 1 puts every call on every thread.
    */
   grainSize?: number;
 }
@@ -93,14 +93,16 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 
 /**
- * Default of `PoolOptions.grainSize`: 512 Ki elements (2 MiB of float32) a thread. On a 16-core
- * Xeon (bench/MACHINES.md, "Sixteen cores": a pool of each size, 2026-12-04) E [4096, 1024], 4 Mi
- * elements, was fastest at 8 threads, 512 Ki a thread: eval 0.565 ms against 0.657 at 4 and 0.892
- * at 16, training 1.22 against 1.36 at 4 and 1.25-3.20 at 16; a probe capping calls at one thread
- * per 1 Mi elements put E on 4 threads and made an 8-thread pool's training slower (1.40 against
- * 0.96-1.11). A, B and C (9.2-24.5 Mi elements) get 16 threads either way. Not yet measured as a
- * cap there (`bench/scaling.ts --pool-threads`). On this project's 2 vCPUs it changes nothing:
- * every call past the inline threshold has more than one grain.
+ * Default of `PoolOptions.grainSize`: 512 Ki elements (2 MiB of float32). On a 16-core Xeon
+ * (bench/MACHINES.md, "Sixteen cores": a pool of each size, 2026-12-04) E [4096, 1024], 4 Mi
+ * elements, was fastest at 8 threads, 512 Ki a thread: eval 0.565 ms against 0.657 at 4 and
+ * 0.892 at 16, training 0.96-1.22 against 1.36 at 4 and 1.25 at 16 (the spin as now); a probe
+ * capping calls at one thread per 1 Mi elements put E on 4 threads and made an 8-thread pool's
+ * training slower (1.40 against 0.96-1.11). A, B and C (9.2-24.5 Mi elements) get 16 threads
+ * either way. Not yet measured as a cap there (`bench/scaling.ts --pool-threads`). On this
+ * project's 2 vCPUs it changes nothing: every call past the inline threshold has two grains
+ * (and one worker alone was slower than the calling thread here: bench/DESIGN.md, "Small
+ * inputs").
  */
 export const DEFAULT_GRAIN_SIZE = 524288;
 

@@ -43,7 +43,7 @@ export class Pool {
   readonly inlineThreshold: number;
   /** Input bytes the planner counts on the cache to keep between two passes. */
   readonly cacheBytes: number;
-  /** Elements of input each thread of a call has at least (`PoolOptions.grainSize`). */
+  /** Elements of input a call takes a thread for (`PoolOptions.grainSize`). */
   readonly grainSize: number;
   readonly #arena: Arena;
   /** The context of `PoolInternals.privateInline`, once made. */
