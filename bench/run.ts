@@ -22,7 +22,7 @@ import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
 import { addRatios, isMet, markdownTable, type Row, svgChart, targetsOf, targetsTable } from './report.js';
 import { medianOf, sampleInRounds } from './rounds.js';
 import { benchOptions } from './options.js';
-import { type BenchShape, elementsOf, fillInput } from './shapes.js';
+import { type BenchShape, elementsOf, fillInput, nhwcOf } from './shapes.js';
 
 const maxThreads = availableParallelism();
 const { quick, shapes, threadCounts, tag } = benchOptions(process.argv.slice(2), maxThreads);
@@ -111,9 +111,8 @@ async function benchShape(shape: BenchShape): Promise<Row[]> {
         { impl: name, mode: 'backward', input: 'zero-copy', threads, fn: () => train.backward(dy, { out: dx }) },
         { impl: name, mode: 'eval', input: 'zero-copy', threads, fn: () => evalBn.forward(x, dims, { out }) },
       );
-      if (dims.length === 4 && (shape.id === 'A' || shape.id === 'C')) {
-        // The NHWC version of the shape: same bytes, channels last.
-        const nhwc = [dims[0], dims[2], dims[3], dims[1]];
+      const nhwc = nhwcOf(shape);
+      if (nhwc !== null) {
         const last = new BatchNorm(C, { pool, layout: 'channels-last' });
         items.push({ impl: name, mode: 'train', input: 'zero-copy', threads, note: `NHWC [${nhwc.join(',')}]`, fn: () => last.forward(x, nhwc, { out }) });
       }

@@ -27,7 +27,7 @@ import { BatchNorm, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { benchOptions } from './options.js';
 import { medianOf, sampleInRounds } from './rounds.js';
-import { type BenchShape, elementsOf, fillInput, SHAPES } from './shapes.js';
+import { type BenchShape, elementsOf, fillInput, nhwcOf, SHAPES } from './shapes.js';
 
 const argv = process.argv.slice(2);
 const own = (a: string): boolean => ['--json=', '--shapes=', '--pool-threads=', '--grain='].some((flag) => a.startsWith(flag));
@@ -80,9 +80,6 @@ function hashOf(a: Float32Array | Float64Array | null): string {
   for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
   return `${words.length}:${(h >>> 0).toString(16)}`;
 }
-
-/** The suite's NHWC versions: of A and C only. */
-const nhwcOf = ({ id, shape: d }: BenchShape): number[] | null => (id === 'A' || id === 'C' ? [d[0], d[2], d[3], d[1]] : null);
 
 async function timeShape(shape: BenchShape, plainX: Float32Array): Promise<Row[]> {
   const dims = shape.shape;

@@ -13,6 +13,14 @@ export const SHAPES: readonly BenchShape[] = [
   { id: 'E', shape: [4096, 1024], note: '2-D' },
 ];
 
+/**
+ * The suite's channels-last version of a shape, the same bytes with the channel axis last: of A
+ * and C only (the issue's NHWC rows), else null.
+ */
+export function nhwcOf({ id, shape: d }: BenchShape): number[] | null {
+  return id === 'A' || id === 'C' ? [d[0], d[2], d[3], d[1]] : null;
+}
+
 export function elementsOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
