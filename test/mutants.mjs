@@ -328,6 +328,14 @@ const MUTANTS = [
     file: 'src/pool-internals.ts', find: 'return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));', replace: 'return ctx.threads;', tests: ['test/grain-size.test.ts'],
   },
   {
+    name: 'spin-by-pool', breaks: "a call's tasks spin at their waits only where the call leaves a core free (not the pool)",
+    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,', replace: 'spinMs: hasSpareCore(call.ctx.threads) ? SPIN_MS : 0,', tests: ['test/grain-size.test.ts'],
+  },
+  {
+    name: 'spin-always', breaks: 'tasks do not spin where the call has a task on every core (they took the cores the calling thread needed)',
+    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,', replace: 'spinMs: SPIN_MS,', tests: ['test/grain-size.test.ts'],
+  },
+  {
     name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
     file: 'src/floor.ts', find: 'const parts = Math.min(ctx.threads, Math.ceil(x.length / ctx.grainSize));', replace: 'const parts = ctx.threads;', tests: ['test/grain-size.test.ts'],
   },
