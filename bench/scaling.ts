@@ -3,8 +3,8 @@
  * zero-copy training forward, eval forward and backward (WebAssembly kernels) of the benchmark
  * shapes at each thread count, then whether every thread count gave the same bits as one thread.
  *
- *     npm run bench:scaling -- [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16] [--pool-threads=16]
- *                              [--grain=default] [--json=FILE]
+ *     npm run bench:scaling -- [--shapes=A,C,16x64x32x32] [--threads=1,2,4,8,16]
+ *                              [--pool-threads=16 | --grain=default] [--json=FILE]
  *     node dist/bench/scaling.js ...   (built already: on a machine without the dev dependencies)
  *
  * Shapes default to A, B, C and E (D runs inline, off the workers, where the floor does not);
@@ -42,6 +42,7 @@ if (poolThreads !== null && (!Number.isInteger(poolThreads) || poolThreads < Mat
 const grainArg = valueOf('--grain');
 if (grainArg !== undefined && grainArg !== 'default') throw new Error(`--grain: expected default; got ${grainArg}`);
 const defaultGrain = grainArg === 'default';
+if (defaultGrain && poolThreads !== null) throw new Error('--grain=default with --pool-threads: every row would be the same pool; give one or the other');
 
 /**
  * A pool on which each call over `n` elements runs on `threads` threads: `poolThreads` of them

@@ -45,12 +45,15 @@ describe('bench/scaling.ts', () => {
     expect(run.stderr).toMatch(/--shapes: expected shape ids \(A, B, C, D, E\) or shapes such as 16x64x32x32; got 8x0x4/);
   });
 
-  it('refuses pools smaller than a thread count, and a grain other than the default', () => {
+  it('refuses pools smaller than a thread count, a grain other than the default, and the default with --pool-threads', () => {
     const small = spawnSync(process.execPath, ['dist/bench/scaling.js', '--threads=1,4', '--pool-threads=2'], { encoding: 'utf8', timeout: 30_000 });
     expect(small.status).not.toBe(0);
     expect(small.stderr).toMatch(/--pool-threads: expected an integer from the largest thread count \(4\) to 1024; got 2/);
     const grain = spawnSync(process.execPath, ['dist/bench/scaling.js', '--grain=7'], { encoding: 'utf8', timeout: 30_000 });
     expect(grain.status).not.toBe(0);
     expect(grain.stderr).toMatch(/--grain: expected default; got 7/);
+    const both = spawnSync(process.execPath, ['dist/bench/scaling.js', '--grain=default', '--pool-threads=2', '--threads=1,2'], { encoding: 'utf8', timeout: 30_000 });
+    expect(both.status).not.toBe(0);
+    expect(both.stderr).toMatch(/--grain=default with --pool-threads: every row would be the same pool/);
   });
 });
