@@ -66,7 +66,7 @@ const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
 const [{ BatchNorm, DEFAULT_GRAIN_SIZE, Pool }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 let steps = null;
 /** The worker of each task of the call being timed, by the task's place in the call. */

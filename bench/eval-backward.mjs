@@ -15,7 +15,7 @@ const at = args.indexOf('--dist');
 const dist = at >= 0 ? args.splice(at, 2)[1] : 'dist';
 const url = (file) => pathToFileURL(resolve(dist, file)).href;
 const [{ BatchNorm, DEFAULT_GRAIN_SIZE, Pool }, { streamFloor }] = await Promise.all([import(url('src/index.js')), import(url('src/floor.js'))]);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const shapes = (args.length > 0 ? args : ['64,64,32,32', '32,64,56,56', '32,64,112,112', '32,256,56,56']).map((s) => s.split(',').map(Number));
 const median = (a) => [...a].sort((p, q) => p - q)[a.length >> 1];

@@ -18,7 +18,7 @@ import { pathToFileURL } from 'node:url';
 
 const [dir = 'dist', poolsArg = '80', threadsArg = '16', spreadArg = '200'] = process.argv.slice(2);
 const { BatchNorm, DEFAULT_GRAIN_SIZE, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const shape = [64, 8, 32, 32];
 const n = 64 * 8 * 1024;

@@ -13,7 +13,7 @@ const dir = process.argv[2] ?? 'dist';
 const outlier = Number(process.argv[3] ?? 1e7);
 const count = Number(process.argv[4] ?? 1);
 const { batchNorm, DEFAULT_GRAIN_SIZE, Pool } = await import(pathToFileURL(resolve(dir, 'src/index.js')).href);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const SHAPES = [[4, 3, 64, 64], [16384, 3], [64, 3, 33], [8, 3, 37], [64, 3], [2, 3, 32]];
 

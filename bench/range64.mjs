@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 const dir = process.argv[2] ?? 'dist';
 const url = (file) => pathToFileURL(resolve(dir, file)).href;
 const [{ BatchNorm, DEFAULT_GRAIN_SIZE, Pool }, { exactChannelStats }] = await Promise.all([import(url('src/index.js')), import(url('bench/exact.js'))]);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 
 // The same values as range64.py's, from integer arithmetic (no generator to agree on).

@@ -72,7 +72,7 @@ const url = (file) => pathToFileURL(join(tmp, 'dist', file)).href;
 const [{ BatchNorm, ChannelStats, DEFAULT_GRAIN_SIZE, Pool, batchNorm }, { streamFloor }, { SHAPES, elementsOf, fillInput }, { Piscina }] = await Promise.all([
   import(url('src/index.js')), import(url('src/floor.js')), import(url('bench/shapes.js')), import('piscina'),
 ]);
-// Every call on every thread, as at inlineThreshold 0 before grainSize, which builds before it reject.
+// grainSize 1, every call on every thread as before the option, where the build has it (older ones refuse it).
 const EVERY_THREAD = DEFAULT_GRAIN_SIZE === undefined ? {} : { grainSize: 1 };
 const now = () => performance.timeOrigin + performance.now();
 /** The call being timed: its posts and its tasks' results (null between calls). */
