@@ -233,7 +233,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     ];
     const findings: Finding[] = [];
     const codes = new Map<string, number>();
-    const keys = ['threads', 'kernel', 'initialMemory', 'maxMemory', 'inlineThreshold', 'cacheBytes', 'extra'];
+    const keys = ['threads', 'kernel', 'initialMemory', 'maxMemory', 'inlineThreshold', 'cacheBytes', 'grainSize', 'extra'];
     // A pool that starts spawns a worker (~30 ms): fewer of these.
     for (let t = 0; t < Math.max(50, TRIALS / 20); t++) {
       const options: Record<string, unknown> = { threads: 1 };
