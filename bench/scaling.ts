@@ -53,7 +53,7 @@ const poolFor = (threads: number, n: number, options: { kernel: 'wasm' | 'js'; i
   ...options, threads: poolThreads ?? threads, grainSize: defaultGrain ? undefined : Math.ceil(n / threads),
 });
 /** `--shapes=A,E,16x64x32x32`: benchmark shapes by id, or any float32 shape, channels first. */
-const shapes: BenchShape[] = (argv.find((a) => a.startsWith('--shapes='))?.slice('--shapes='.length).split(',') ?? ['A', 'B', 'C', 'E'])
+const shapes: BenchShape[] = (valueOf('--shapes')?.split(',') ?? ['A', 'B', 'C', 'E'])
   .map((id) => {
     const known = SHAPES.find((s) => s.id === id);
     if (known !== undefined) return known;

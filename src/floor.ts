@@ -9,7 +9,7 @@
  */
 import type { StreamPass, StreamTask } from '../workers/protocol.js';
 import { WorkerError } from './errors.js';
-import { poolInternals } from './pool-internals.js';
+import { poolInternals, workerThreads } from './pool-internals.js';
 import type { Pool } from './pool.js';
 
 /** Runs the floor pass over pool arrays `x` and `y` (float32, same length). */
@@ -24,9 +24,9 @@ export function streamFloor(pool: Pool, x: Float32Array, y: Float32Array): Promi
 export async function streamPass(pool: Pool, pass: StreamPass, x: Float32Array, y: Float32Array): Promise<void> {
   const ctx = poolInternals(pool);
   ctx.assertOpen();
-  // As many tasks as a call of this length has threads (callThreads), but on the workers even
-  // at or below the inline threshold.
-  const parts = Math.min(ctx.threads, Math.ceil(x.length / ctx.grainSize));
+  // As many tasks as a call of this length has workers, on the workers even at or below the
+  // inline threshold.
+  const parts = workerThreads(ctx, x.length);
   const tasks: StreamTask[] = [];
   // Parts on 16-element boundaries, so every part but the last streams whole vectors.
   const step = Math.ceil(x.length / parts / 16) * 16;

@@ -58,10 +58,14 @@ export interface PoolInternals {
 
 /**
  * The threads a call over `elements` of input runs on: one (the calling thread) at or below the
- * pool's inline threshold, else the pool's threads but at most one per `grainSize` elements.
+ * pool's inline threshold, else its share of the workers (workerThreads).
  */
 export function callThreads(ctx: Pick<PoolInternals, 'threads' | 'inlineThreshold' | 'grainSize'>, elements: number): number {
-  if (elements <= ctx.inlineThreshold) return 1;
+  return elements <= ctx.inlineThreshold ? 1 : workerThreads(ctx, elements);
+}
+
+/** The pool's threads, but at most one per `grainSize` elements (rounded up). */
+export function workerThreads(ctx: Pick<PoolInternals, 'threads' | 'grainSize'>, elements: number): number {
   return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));
 }
 

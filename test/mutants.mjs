@@ -325,7 +325,7 @@ const MUTANTS = [
   },
   {
     name: 'grain-ignored', breaks: 'a call runs on at most one thread per grainSize elements of input',
-    file: 'src/pool-internals.ts', find: 'return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));', replace: 'return ctx.threads;', tests: ['test/grain-size.test.ts'],
+    file: 'src/pool-internals.ts', find: 'return elements <= ctx.inlineThreshold ? 1 : workerThreads(ctx, elements);', replace: 'return elements <= ctx.inlineThreshold ? 1 : ctx.threads;', tests: ['test/grain-size.test.ts'],
   },
   {
     name: 'spin-by-pool', breaks: "a call's tasks spin at their waits only where the call leaves a core free (not the pool)",
@@ -337,7 +337,7 @@ const MUTANTS = [
   },
   {
     name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
-    file: 'src/floor.ts', find: 'const parts = Math.min(ctx.threads, Math.ceil(x.length / ctx.grainSize));', replace: 'const parts = ctx.threads;', tests: ['test/grain-size.test.ts'],
+    file: 'src/floor.ts', find: 'const parts = workerThreads(ctx, x.length);', replace: 'const parts = workerThreads({ ...ctx, grainSize: 1 }, x.length);', tests: ['test/grain-size.test.ts'],
   },
 ];
 
