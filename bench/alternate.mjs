@@ -31,11 +31,16 @@
 //             tasks: how they claim channels, bench/MACHINES.md), or of the shapes in SHAPES
 //             ('32,64,56,56;8,32,256,256'); BUSY=1 keeps the calling
 //             thread busy 0.5 ms of every ~1.5 meanwhile (a server at work)
+//   concurrent  2 workers, each call on one (grainSize): two modules' calls at once, as a server's
+//             requests come, training and eval forwards with x an ordinary array into an
+//             ordinary `out` (the copies in pipelined where a core is free, the tasks waiting
+//             for them), and zero-copy training forwards (where a one-task call never waits), of
+//             the shapes in SHAPES (default [2, 4, 512, 512])
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [dirA, dirB, scenario] = process.argv.slice(2);
-if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|planes|eval-backward|fused');
+if (scenario === undefined) throw new Error('usage: node bench/alternate.mjs DIST_A DIST_B inline|eval|train|backward|constant|lanes|planes|eval-backward|fused|concurrent');
 const builds = await Promise.all([dirA, dirB].map((d) => import(pathToFileURL(resolve(d, 'src/index.js')).href)));
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const random = (n, scale, shift) => new Float32Array(n).map(() => Math.random() * scale + shift);
@@ -103,8 +108,10 @@ function report(label, result, unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2) + paired);
 }
 
-const threads = ['inline', 'constant', 'lanes', 'planes', 'fused', 'eval-backward'].includes(scenario) ? 2 : 1;
-const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
+const threads = ['inline', 'constant', 'lanes', 'planes', 'fused', 'eval-backward', 'concurrent'].includes(scenario) ? 2 : 1;
+// `concurrent`: every call on one worker, whatever its size.
+const grainSize = scenario === 'concurrent' ? 2 ** 40 : undefined;
+const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0, grainSize }));
 
 if (scenario === 'inline') {
   for (const shape of [[2, 16], [8, 16, 16, 16], [8, 16, 32, 32], [1, 3, 224, 224], [4, 3, 224, 224]]) {
@@ -224,6 +231,28 @@ if (scenario === 'inline') {
     }
   }
   busy = false;
+} else if (scenario === 'concurrent') {
+  for (const shape of shapesOf('2,4,512,512')) {
+    const n = shape.reduce((a, b) => a * b);
+    const xs = [random(n, 3, -1), random(n, 2, 0.5)];
+    for (const mode of ['train', 'eval', 'train zero-copy']) {
+      const fns = builds.map((m, k) => {
+        const calls = xs.map((values) => {
+          const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+          if (mode === 'eval') bn.eval();
+          if (mode !== 'train zero-copy') {
+            const out = new Float32Array(n);
+            return () => bn.forward(values, shape, { out });
+          }
+          const [x, out] = [pools[k].alloc(n), pools[k].alloc(n)];
+          x.set(values);
+          return () => bn.forward(x, shape, { out });
+        });
+        return () => Promise.all(calls.map((call) => call()));
+      });
+      report(`[${shape}] ${mode}, two at once`, await alternate(fns, 9, 5, 1), 'ms');
+    }
+  }
 } else {
   for (const shape of [[16, 3, 224, 224], [32, 64, 56, 56], [32, 64, 112, 112]]) {
     const n = shape.reduce((a, b) => a * b);
