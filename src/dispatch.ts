@@ -18,8 +18,9 @@ import type { PoolInternals } from './pool-internals.js';
  * How long a task may spin at a wait (a `split` or `phased` barrier, the prep, a staged channel)
  * before sleeping, when the call leaves a core free (hasSpareCore). The tasks of a call start
  * within ~0.1 ms of each other normally and a few ms apart at worst on this VM (measured), while
- * a sleep costs ~90 µs to wake from. A call with a task on every core does not spin: there the
- * spinning workers took the cores that the calling thread and the late tasks needed. On a
+ * a sleep costs ~90 µs to wake from. A call with a task on every core (its own and those of the
+ * other calls in flight) does not spin: there the spinning workers took the cores that the
+ * calling thread and the late tasks needed. On a
  * 16-core machine (bench/MACHINES.md, "Sixteen cores") 16 threads that spun took B, C and E's
  * training forwards 1.6-3.6 ms in three runs against 1.2-1.6 without the spin (and 1.1-2.1 at 15
  * threads, spinning); on this project's 2 vCPUs, 2 threads with and without it were alike within
@@ -30,12 +31,14 @@ const SPIN_MS = 2;
 const CORES = availableParallelism();
 
 /**
- * Whether the calling thread has a core beside a call's `threads` tasks: only then does a copy on
- * it overlap their pass rather than take a core from them (README, "What copies"). Calls made
- * meanwhile by other modules on the same pool are not counted.
+ * Whether the calling thread has a core beside a call's `threads` tasks on `ctx`'s pool and the
+ * tasks of every call in flight on this thread's pools (WorkerLoad: a pool counts at most its
+ * threads): only then does a copy on it overlap their pass rather than take a core from them
+ * (README, "What copies"), and do the tasks spin at their waits (SPIN_MS). Asked as a call's
+ * tasks are made: calls that start later do not change what earlier ones decided.
  */
-export function hasSpareCore(threads: number): boolean {
-  return threads < CORES;
+export function hasSpareCore(ctx: Pick<PoolInternals, 'load'>, threads: number): boolean {
+  return ctx.load.busyWith(threads) < CORES;
 }
 
 /** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
@@ -109,7 +112,7 @@ async function copyWhileRunning(call: Call, tasks: Task[], copies: () => Promise
 export function pipelinesFused(call: Call, placements: readonly Placement[]): boolean {
   const [p] = placements;
   return placements.length === 1 && (p.copyIn || p.copyDyIn || p.copyMaskIn) && !call.inline
-    && call.grid.mode === 'plane' && hasSpareCore(call.threads) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
+    && call.grid.mode === 'plane' && hasSpareCore(call.ctx, call.threads) && call.req.dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
 }
 
 /**
@@ -267,7 +270,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
-      spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,
+      spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,
       awaitStaged: opts.awaitStaged ?? false,
       copyOut: p.copyOut,
       prep: call.prep,

@@ -195,7 +195,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     }
     signal?.addEventListener('abort', cancel, { once: true });
 
-    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(threads);
+    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx, threads);
     const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;

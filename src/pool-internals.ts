@@ -22,6 +22,8 @@ export interface PoolInternals {
    * without it no call goes in phases (engine.ts, phasesOf).
    */
   readonly cacheBytesGiven: boolean;
+  /** Its tasks in flight, counted among every pool's (hasSpareCore, src/dispatch.ts). */
+  readonly load: WorkerLoad;
   assertOpen(): void;
   /**
    * Null once the pool has started; until then, a promise that settles when it has (rejects when
@@ -67,6 +69,45 @@ export function callThreads(ctx: Pick<PoolInternals, 'threads' | 'inlineThreshol
 /** The pool's threads, but at most one per `grainSize` elements (rounded up). */
 export function workerThreads(ctx: Pick<PoolInternals, 'threads' | 'grainSize'>, elements: number): number {
   return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));
+}
+
+/**
+ * Worker threads of this thread's pools that hold a task now: posted to piscina and not settled.
+ * A pool counts at most its `threads` (piscina queues the rest). Beside the calling thread, they
+ * are the cores the process's calls take (hasSpareCore, src/dispatch.ts).
+ */
+let busyWorkers = 0;
+
+/** A pool's tasks in flight, kept in `busyWorkers`. */
+export class WorkerLoad {
+  readonly #threads: number;
+  #inFlight = 0;
+
+  constructor(threads: number) {
+    this.#threads = threads;
+  }
+
+  /** The busy workers of this thread's pools, were `more` tasks of this pool in flight beside its own. */
+  busyWith(more: number): number {
+    return busyWorkers - this.#busy(0) + this.#busy(more);
+  }
+
+  /** Counts a task posted to a worker; the function returned counts it settled (once). */
+  posted(): () => void {
+    busyWorkers += this.#busy(1) - this.#busy(0);
+    this.#inFlight++;
+    let settled = false;
+    return () => {
+      if (settled) return;
+      settled = true;
+      busyWorkers += this.#busy(-1) - this.#busy(0);
+      this.#inFlight--;
+    };
+  }
+
+  #busy(more: number): number {
+    return Math.min(this.#inFlight + more, this.#threads);
+  }
 }
 
 const internals = new WeakMap<Pool, PoolInternals>();

@@ -10,7 +10,7 @@ import { scratchLayout } from '../workers/scratch.js';
 import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
-import { type PoolInternals, registerPool, takeFault } from './pool-internals.js';
+import { type PoolInternals, registerPool, takeFault, WorkerLoad } from './pool-internals.js';
 import { PRIVATE_INITIAL_MEMORY, type PoolOptions, RESERVED_BYTES, resolvePoolOptions } from './pool-options.js';
 import { checkPositiveInteger, type FloatArray, lockFields } from './validate.js';
 
@@ -46,6 +46,7 @@ export class Pool {
   /** Elements of input a call takes a thread for (`PoolOptions.grainSize`). */
   readonly grainSize: number;
   readonly #arena: Arena;
+  readonly #load: WorkerLoad;
   /** The context of `PoolInternals.privateInline`, once made. */
   #private: PoolInternals | null = null;
   /** The workers, and the calling thread's kernel for inline calls: made by `#start`. */
@@ -68,6 +69,7 @@ export class Pool {
 
     const arena = new Arena(settings.initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
+    this.#load = new WorkerLoad(this.threads);
     const views = new MemoryViews(arena.memory);
     const ctx: PoolInternals = {
       arena,
@@ -77,6 +79,7 @@ export class Pool {
       cacheBytes: this.cacheBytes,
       grainSize: this.grainSize,
       cacheBytesGiven: settings.cacheBytesGiven,
+      load: this.#load,
       assertOpen: () => this.#assertOpen(),
       starting: () => this.#starting,
       runTasks: (tasks, inline, onFailure) => this.#runTasks(tasks, inline, onFailure, this.#inlineKernel!, views),
@@ -308,7 +311,13 @@ export class Pool {
   /** Sends a task to a worker, with the memory's length now (workers/execute.ts, `coverMemory`). */
   #post(task: Task | StreamTask | BytesTask): Promise<TaskResult> {
     const posted: Posted<typeof task> = { ...task, memoryBytes: this.#arena.byteLength };
-    return this.#piscina!.run(posted) as Promise<TaskResult>;
+    const settled = this.#load.posted();
+    try {
+      return (this.#piscina!.run(posted) as Promise<TaskResult>).finally(settled);
+    } catch (err) {
+      settled();
+      throw err;
+    }
   }
 
   async #runTasks(

@@ -3,9 +3,9 @@
  * (src/pool-internals.ts, callThreads). Checked on the tasks each kind of call posts (piscina's
  * `run` wrapped: helpers/posting.ts), and on the outputs, which must have the same bits whatever
  * the number of threads a call took (README, "How the work is split") and match the float64
- * reference. And the waits' spin, which depends on the call's threads (src/dispatch.ts, SPIN_MS).
+ * reference. What a call's threads decide besides (the waits' spin, the pipelined copies) is in
+ * spare-core.test.ts.
  */
-import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, ChannelStats, DEFAULT_GRAIN_SIZE, Pool } from '../dist/src/index.js';
@@ -60,33 +60,6 @@ describe('a pool\'s grainSize', () => {
       expect(counts).toEqual([1, 2]);
     } finally {
       await pool.close();
-    }
-  });
-});
-
-describe('waits', () => {
-  it('spin only where the call leaves a core free beside its tasks', async () => {
-    const cores = availableParallelism();
-    const shape = [8, 4, 32, 32];
-    const n = 8 * 4 * 32 * 32;
-    const data = randomTensor(shape, 'float32', 44);
-    // A task on every core, then one task: by the grain alone.
-    const pools = [new Pool({ threads: cores, inlineThreshold: 0, grainSize: 1 }), new Pool({ threads: cores, inlineThreshold: 0, grainSize: n })];
-    try {
-      const spins: number[][] = [];
-      for (const pool of pools) {
-        const bn = new BatchNorm(4, { pool });
-        await bn.forward(data, shape);
-        const sent = await posting(async () => { await bn.forward(data, shape); });
-        spins.push(sent.map((t) => (t as unknown as { spinMs: number }).spinMs));
-      }
-      expect(spins[0].length).toBeGreaterThan(0);
-      expect(new Set(spins[0])).toEqual(new Set([0]));
-      // One task: it spins (SPIN_MS) where there is a second core.
-      expect(spins[1]).toHaveLength(1);
-      expect(spins[1][0] > 0).toBe(cores > 1);
-    } finally {
-      await Promise.all(pools.map((p) => p.close()));
     }
   });
 });

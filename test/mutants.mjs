@@ -329,11 +329,27 @@ const MUTANTS = [
   },
   {
     name: 'spin-by-pool', breaks: "a call's tasks spin at their waits only where the call leaves a core free (not the pool)",
-    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,', replace: 'spinMs: hasSpareCore(call.ctx.threads) ? SPIN_MS : 0,', tests: ['test/grain-size.test.ts'],
+    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,', replace: 'spinMs: hasSpareCore(call.ctx, call.ctx.threads) ? SPIN_MS : 0,', tests: ['test/spare-core.test.ts'],
   },
   {
     name: 'spin-always', breaks: 'tasks do not spin where the call has a task on every core (they took the cores the calling thread needed)',
-    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.threads) ? SPIN_MS : 0,', replace: 'spinMs: SPIN_MS,', tests: ['test/grain-size.test.ts'],
+    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,', replace: 'spinMs: SPIN_MS,', tests: ['test/spare-core.test.ts'],
+  },
+  {
+    name: 'spare-core-alone', breaks: "a call counts the workers other calls in flight hold, not only its own tasks, before it spins or overlaps its copies",
+    file: 'src/dispatch.ts', find: 'return ctx.load.busyWith(threads) < CORES;', replace: 'return threads < CORES || ctx === null;', tests: ['test/spare-core.test.ts'],
+  },
+  {
+    name: 'load-uncapped', breaks: "a pool's tasks in flight count as busy workers up to its threads only (piscina queues the rest)",
+    file: 'src/pool-internals.ts', find: 'return Math.min(this.#inFlight + more, this.#threads);', replace: 'return this.#inFlight + more + 0 * this.#threads;', tests: ['test/spare-core.test.ts'],
+  },
+  {
+    name: 'load-settled-twice', breaks: 'a task counted settled twice frees one worker',
+    file: 'src/pool-internals.ts', find: 'if (settled) return;', replace: 'if (settled !== settled) return;', tests: ['test/spare-core.test.ts'],
+  },
+  {
+    name: 'load-not-counted', breaks: "a pool's tasks count among the busy workers while they are in flight",
+    file: 'src/pool.ts', find: '      return (this.#piscina!.run(posted) as Promise<TaskResult>).finally(settled);', replace: '      settled();\n      return this.#piscina!.run(posted) as Promise<TaskResult>;', tests: ['test/spare-core.test.ts'],
   },
   {
     name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
