@@ -1,9 +1,10 @@
 /**
- * `npm run bench`'s command line: `--quick`, `--shapes=A,C` (those shapes only) and
- * `--threads=1,2,8` (those thread counts only). A run of some shapes or thread counts writes
+ * `npm run bench`'s command line: `--quick`, `--shapes=A,C,16x64x32x32` (those shapes only: the
+ * suite's by id, in its order, then any others given, channels first) and `--threads=1,2,8`
+ * (those thread counts only). A run of some shapes or thread counts writes
  * bench/results/partial.*, so that the committed full results stay.
  */
-import { type BenchShape, SHAPES } from './shapes.js';
+import { type BenchShape, benchShapeOf, SHAPES } from './shapes.js';
 
 export interface BenchOptions {
   readonly quick: boolean;
@@ -29,8 +30,7 @@ export function benchOptions(argv: readonly string[], maxThreads: number): Bench
   const quick = argv.includes('--quick');
   const value = (flag: string): string | undefined => argv.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
   const ids = value('--shapes')?.split(',');
-  const unknown = ids?.filter((id) => !SHAPES.some((s) => s.id === id)) ?? [];
-  if (unknown.length > 0) throw new Error(`--shapes: no shape ${unknown.join(', ')}; the shapes are ${SHAPES.map((s) => s.id).join(', ')}`);
+  const given = ids?.map((id) => benchShapeOf(id, '--shapes'));
   const threadsArg = value('--threads');
   let threadCounts: number[];
   if (threadsArg === undefined) {
@@ -45,7 +45,10 @@ export function benchOptions(argv: readonly string[], maxThreads: number): Bench
   const partial = ids !== undefined || threadsArg !== undefined;
   return {
     quick,
-    shapes: SHAPES.filter((s) => ids === undefined || ids.includes(s.id)),
+    shapes: given === undefined ? SHAPES : [
+      ...SHAPES.filter((s) => given.includes(s)),
+      ...given.filter((s, i) => !SHAPES.includes(s) && given.findIndex((t) => t.id === s.id) === i),
+    ],
     threadCounts,
     tag: quick ? 'quick' : partial ? 'partial' : 'full',
   };

@@ -27,7 +27,7 @@ import { BatchNorm, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
 import { benchOptions } from './options.js';
 import { medianOf, sampleInRounds } from './rounds.js';
-import { type BenchShape, elementsOf, fillInput, nhwcOf, SHAPES } from './shapes.js';
+import { type BenchShape, benchShapeOf, elementsOf, fillInput, nhwcOf } from './shapes.js';
 
 const argv = process.argv.slice(2);
 const own = (a: string): boolean => ['--json=', '--shapes=', '--pool-threads=', '--grain='].some((flag) => a.startsWith(flag));
@@ -53,14 +53,7 @@ const poolFor = (threads: number, n: number, options: { kernel: 'wasm' | 'js'; i
   ...options, threads: poolThreads ?? threads, grainSize: defaultGrain ? undefined : Math.ceil(n / threads),
 });
 /** `--shapes=A,E,16x64x32x32`: benchmark shapes by id, or any float32 shape, channels first. */
-const shapes: BenchShape[] = (valueOf('--shapes')?.split(',') ?? ['A', 'B', 'C', 'E'])
-  .map((id) => {
-    const known = SHAPES.find((s) => s.id === id);
-    if (known !== undefined) return known;
-    const dims = id.split('x').map(Number);
-    if (dims.length < 2 || dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`--shapes: expected shape ids (${SHAPES.map((s) => s.id).join(', ')}) or shapes such as 16x64x32x32; got ${id}`);
-    return { id, shape: dims, note: '' };
-  });
+const shapes: BenchShape[] = (valueOf('--shapes')?.split(',') ?? ['A', 'B', 'C', 'E']).map((id) => benchShapeOf(id, '--shapes'));
 const timing = { rounds: 4, time: 200, iterations: 5, warmupTime: 80 };
 const MODES = ['floor', 'train', 'eval', 'backward', 'train NHWC'] as const;
 type Mode = (typeof MODES)[number];

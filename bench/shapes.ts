@@ -14,6 +14,20 @@ export const SHAPES: readonly BenchShape[] = [
 ];
 
 /**
+ * A shape named on a command line (`flag` names it in the error): a benchmark shape's id, or any
+ * float32 shape, channels first, of rank 2 to 5, its sizes joined by x (`16x64x32x32`).
+ */
+export function benchShapeOf(arg: string, flag: string): BenchShape {
+  const known = SHAPES.find((s) => s.id === arg);
+  if (known !== undefined) return known;
+  const dims = arg.split('x').map(Number);
+  if (dims.length < 2 || dims.length > 5 || dims.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new Error(`${flag}: expected a shape id (${SHAPES.map((s) => s.id).join(', ')}) or 2 to 5 sizes joined by x, such as 16x64x32x32; got ${JSON.stringify(arg)}`);
+  }
+  return { id: arg, shape: dims, note: 'from the command line' };
+}
+
+/**
  * The suite's channels-last version of a shape, the same bytes with the channel axis last: of A
  * and C only (the issue's NHWC rows), else null.
  */
