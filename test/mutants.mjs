@@ -348,6 +348,10 @@ const MUTANTS = [
     file: 'src/pool-internals.ts', find: 'if (settled) return;', replace: 'if (settled !== settled) return;', tests: ['test/spare-core.test.ts'],
   },
   {
+    name: 'load-never-settled', breaks: "a pool's settled tasks no longer count among the busy workers",
+    file: 'src/pool.ts', find: '.finally(settled);', replace: '.finally(() => {});', tests: ['test/spare-core.test.ts'],
+  },
+  {
     name: 'load-not-counted', breaks: "a pool's tasks count among the busy workers while they are in flight",
     file: 'src/pool.ts', find: '      return (this.#piscina!.run(posted) as Promise<TaskResult>).finally(settled);', replace: '      settled();\n      return this.#piscina!.run(posted) as Promise<TaskResult>;', tests: ['test/spare-core.test.ts'],
   },

@@ -71,10 +71,10 @@ describe('waits', () => {
     }
   });
 
-  // Another pool's call holds every core but one (a task stalled in its worker until the call is
-  // aborted): a one-task call, which alone would spin and overlap its copy in, does neither then.
+  // Other calls hold every core but one (counted as another pool's tasks in flight would be:
+  // the pool's own count is checked below): a one-task call, which alone would spin and overlap
+  // its copy in, does neither then.
   it.skipIf(cores < 2)('spin, and the copies in overlap the tasks, only where other calls in flight leave a core free', async () => {
-    const busy = new Pool({ threads: cores - 1, inlineThreshold: 0, grainSize: 1 });
     const pool = new Pool({ threads: 1, inlineThreshold: 0 });
     try {
       // Two pipeline chunks of plain-array input (PIPELINE_CHUNK_ELEMENTS, src/placement.ts): the
@@ -83,24 +83,14 @@ describe('waits', () => {
       const x = randomTensor(shape, 'float32', 45) as Float32Array;
       const bn = new BatchNorm(4, { pool });
       const alone = await tasksOf(bn, x, shape);
-
-      const small = [8, 4, 32, 32];
-      const holder = new BatchNorm(4, { pool: busy });
-      await holder.forward(randomTensor(small, 'float32', 46), small);
-      const ac = new AbortController();
-      injectFault(busy, { kind: 'stall' });
-      const held = holder.forward(randomTensor(small, 'float32', 47), small, { signal: ac.signal });
-      // Its tasks are posted once the fault is taken (faultPending); a call that failed first ends the wait.
-      let failed = false;
-      held.catch(() => { failed = true; });
-      while (faultPending(busy) && !failed) await new Promise((resolve) => setTimeout(resolve, 1));
+      const others = new WorkerLoad(cores - 1);
+      const settle = Array.from({ length: cores - 1 }, () => others.posted());
       let during: Waits[];
       try {
-        during = await posting(async () => { await bn.forward(x, shape); }) as Waits[];
+        during = await tasksOf(bn, x, shape);
       } finally {
-        ac.abort();
+        for (const settled of settle) settled();
       }
-      expect(await held.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
       const after = await tasksOf(bn, x, shape);
 
       for (const tasks of [alone, after]) {
@@ -108,7 +98,32 @@ describe('waits', () => {
       }
       expect(during.map((t) => [t.spinMs, t.awaitStaged])).toEqual([[0, false]]);
     } finally {
-      await Promise.all([busy.close(), pool.close()]);
+      await pool.close();
+    }
+  });
+
+  it('a pool counts its tasks while they are in flight, and no longer', async () => {
+    const pool = new Pool({ threads: 1, inlineThreshold: 0 });
+    const probe = new WorkerLoad(1);
+    try {
+      const shape = [8, 4, 32, 32];
+      const bn = new BatchNorm(4, { pool });
+      await bn.forward(randomTensor(shape, 'float32', 46), shape);
+      const base = probe.busyWith(0);
+      // A task stalled in its worker until the call is aborted: certainly in flight meanwhile.
+      const ac = new AbortController();
+      injectFault(pool, { kind: 'stall' });
+      const held = bn.forward(randomTensor(shape, 'float32', 47), shape, { signal: ac.signal });
+      // Its task is posted once the fault is taken (faultPending); a call that failed first ends the wait.
+      let failed = false;
+      held.catch(() => { failed = true; });
+      while (faultPending(pool) && !failed) await new Promise((resolve) => setTimeout(resolve, 1));
+      const during = probe.busyWith(0);
+      ac.abort();
+      expect(await held.catch((e: unknown) => e)).toBeInstanceOf(AbortError);
+      expect([during, probe.busyWith(0)]).toEqual([base + 1, base]);
+    } finally {
+      await pool.close();
     }
   });
 });
