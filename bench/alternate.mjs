@@ -35,7 +35,9 @@
 //             requests come, training and eval forwards with x an ordinary array into an
 //             ordinary `out` (the copies in pipelined where a core is free, the tasks waiting
 //             for them), and zero-copy training forwards (where a one-task call never waits), of
-//             the shapes in SHAPES (default [2, 4, 512, 512])
+//             the shapes in SHAPES (default [2, 4, 512, 512]); POOL_THREADS, CALL_THREADS and
+//             MODULES set the pool's workers, each call's share of them and the calls at once
+//             (for machines of more cores: POOL_THREADS=16 CALL_THREADS=8 MODULES=2)
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -108,10 +110,9 @@ function report(label, result, unit) {
   console.log(label.padEnd(40), `${(a * scale).toFixed(2)}`.padStart(9), `${(b * scale).toFixed(2)}`.padStart(9), unit, (b / a).toFixed(2) + paired);
 }
 
-const threads = ['inline', 'constant', 'lanes', 'planes', 'fused', 'eval-backward', 'concurrent'].includes(scenario) ? 2 : 1;
-// `concurrent`: every call on one worker, whatever its size.
-const grainSize = scenario === 'concurrent' ? 2 ** 40 : undefined;
-const pools = builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0, grainSize }));
+const threads = ['inline', 'constant', 'lanes', 'planes', 'fused', 'eval-backward'].includes(scenario) ? 2 : 1;
+// `concurrent` makes pools of its own, shape by shape.
+const pools = scenario === 'concurrent' ? [] : builds.map((m) => new m.Pool({ threads, inlineThreshold: scenario === 'inline' ? undefined : 0 }));
 
 if (scenario === 'inline') {
   for (const shape of [[2, 16], [8, 16, 16, 16], [8, 16, 32, 32], [1, 3, 224, 224], [4, 3, 224, 224]]) {
@@ -232,26 +233,33 @@ if (scenario === 'inline') {
   }
   busy = false;
 } else if (scenario === 'concurrent') {
+  const poolThreads = Number(process.env.POOL_THREADS ?? 2);
+  const callThreads = Number(process.env.CALL_THREADS ?? 1);
+  const modules = Number(process.env.MODULES ?? 2);
   for (const shape of shapesOf('2,4,512,512')) {
     const n = shape.reduce((a, b) => a * b);
-    const xs = [random(n, 3, -1), random(n, 2, 0.5)];
+    // Each call on `callThreads` of the pool's workers, by the grain.
+    const shapePools = builds.map((m) => new m.Pool({ threads: poolThreads, inlineThreshold: 0, grainSize: Math.ceil(n / callThreads) }));
+    const xs = Array.from({ length: modules }, (_, k) => random(n, 3 - k / modules, k / modules - 1));
     for (const mode of ['train', 'eval', 'train zero-copy']) {
       const fns = builds.map((m, k) => {
         const calls = xs.map((values) => {
-          const bn = new m.BatchNorm(shape[1], { pool: pools[k] });
+          const bn = new m.BatchNorm(shape[1], { pool: shapePools[k] });
           if (mode === 'eval') bn.eval();
           if (mode !== 'train zero-copy') {
             const out = new Float32Array(n);
             return () => bn.forward(values, shape, { out });
           }
-          const [x, out] = [pools[k].alloc(n), pools[k].alloc(n)];
+          const [x, out] = [shapePools[k].alloc(n), shapePools[k].alloc(n)];
           x.set(values);
           return () => bn.forward(x, shape, { out });
         });
         return () => Promise.all(calls.map((call) => call()));
       });
-      report(`[${shape}] ${mode}, two at once`, await alternate(fns, 9, 5, 1), 'ms');
+      const label = `[${shape}] ${mode}, ${modules} at once, ${callThreads} of ${poolThreads} workers each`;
+      report(label, await alternate(fns, 9, 5, 1), 'ms');
     }
+    await Promise.all(shapePools.map((p) => p.close()));
   }
 } else {
   for (const shape of [[16, 3, 224, 224], [32, 64, 56, 56], [32, 64, 112, 112]]) {
