@@ -12,11 +12,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { BatchNorm, ChannelStats, Pool } from '../src/index.js';
 import { streamFloor, streamPass } from '../src/floor.js';
 import { naiveBatchNorm } from './peers/naive.js';
+import { describeMachine } from './machine.js';
 import { loadOnnx, onnxRunner, type PeerRunner } from './peers/onnx.js';
 import { loadTfjs, tfjsRunner } from './peers/tfjs.js';
 import { addRatios, isMet, markdownTable, type Row, svgChart, targetsOf, targetsTable } from './report.js';
@@ -183,7 +184,7 @@ function measureRss(): { text: string; extraMb: number } {
 }
 
 const started = performance.now();
-const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${maxThreads} threads available, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+const machine = describeMachine(maxThreads);
 console.log(`bnpool benchmark (${quick ? 'quick' : 'full'}): ${machine}\n`);
 const all: Row[] = [];
 const tables: string[] = [];

@@ -22,9 +22,10 @@
  * project's 2 vCPUs cannot show past 2 threads. Exits with 1 when any output differs.
  */
 import { writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { BatchNorm, Pool } from '../src/index.js';
 import { streamFloor } from '../src/floor.js';
+import { describeMachine } from './machine.js';
 import { benchOptions } from './options.js';
 import { medianOf, sampleInRounds } from './rounds.js';
 import { type BenchShape, benchShapeOf, elementsOf, fillInput, nhwcOf } from './shapes.js';
@@ -197,7 +198,7 @@ function tableOf(shape: BenchShape, rows: readonly Row[]): string {
 }
 
 const started = performance.now();
-const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} threads available, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+const machine = describeMachine();
 const all: Row[] = [];
 const checks: Record<string, { compared: number; differ: string[] }> = {};
 const out: string[] = [`### Thread scaling (${machine})`, ''];
