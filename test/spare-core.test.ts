@@ -8,8 +8,9 @@
 import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool } from '../dist/src/index.js';
-import { faultPending, injectFault, WorkerLoad } from '../dist/src/pool-internals.js';
+import { injectFault, WorkerLoad } from '../dist/src/pool-internals.js';
 import { randomTensor } from './helpers/data.js';
+import { untilDispatched } from './helpers/pools.js';
 import { posting, type Sent } from './helpers/posting.js';
 
 const cores = availableParallelism();
@@ -114,10 +115,7 @@ describe('waits', () => {
       const ac = new AbortController();
       injectFault(pool, { kind: 'stall' });
       const held = bn.forward(randomTensor(shape, 'float32', 47), shape, { signal: ac.signal });
-      // Its task is posted once the fault is taken (faultPending); a call that failed first ends the wait.
-      let failed = false;
-      held.catch(() => { failed = true; });
-      while (faultPending(pool) && !failed) await new Promise((resolve) => setTimeout(resolve, 1));
+      await untilDispatched(pool, held);
       const during = probe.busyWith(0);
       ac.abort();
       expect(await held.catch((e: unknown) => e)).toBeInstanceOf(AbortError);

@@ -35,14 +35,22 @@ export function openAgreeingPools(kernel: 'js' | 'wasm', stagedMaxMemory: number
 export const KERNELS = ['js', 'wasm'] as const;
 
 /**
- * Aborts `ac` once `call`, which takes the fault injected on `pool`, has posted its tasks (the
- * fault taken), so that the abort finds them running: a timer could fire before a pool that is
- * still starting has dispatched, and the fault would then stall the next call instead. A call
- * that settles first (it failed before its tasks) ends the wait too, for the test to report.
+ * Resolves once `call`, which takes the fault injected on `pool`, has posted its tasks (the fault
+ * taken: the take and the posts are one synchronous stretch), so that they are certainly running:
+ * a timer could fire before a pool that is still starting has dispatched. A call that settles
+ * first (it failed before its tasks) ends the wait too, for the test to report.
  */
-export async function abortOnceDispatched(pool: Pool, ac: AbortController, call: Promise<unknown>): Promise<void> {
+export async function untilDispatched(pool: Pool, call: Promise<unknown>): Promise<void> {
   let settled = false;
   call.then(() => { settled = true; }, () => { settled = true; });
   while (faultPending(pool) && !settled) await new Promise((resolve) => setTimeout(resolve, 1));
+}
+
+/**
+ * Aborts `ac` once `call` has posted its tasks (untilDispatched), so that the abort finds them
+ * running, and the fault does not stall the next call instead.
+ */
+export async function abortOnceDispatched(pool: Pool, ac: AbortController, call: Promise<unknown>): Promise<void> {
+  await untilDispatched(pool, call);
   ac.abort();
 }
