@@ -247,6 +247,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
   const ranges = opts.awaitStaged === true ? 1 : count;
   // Fused claims of several channels or bands shrink toward the end: see FUSED_TAPER.
   const taper = op === 'fused' && chunk > 1 ? FUSED_TAPER * count : 0;
+  const spinMs = hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0;
   const tasks: Task[] = [];
   for (let i = 0; i < count; i++) {
     tasks.push({
@@ -270,7 +271,7 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
       inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,
       gang: op === 'split' || op === 'phased' || opts.merge === true ? count : 0,
       phases: opts.phases ?? null,
-      spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,
+      spinMs,
       awaitStaged: opts.awaitStaged ?? false,
       copyOut: p.copyOut,
       prep: call.prep,

@@ -329,11 +329,11 @@ const MUTANTS = [
   },
   {
     name: 'spin-by-pool', breaks: "a call's tasks spin at their waits only where the call leaves a core free (not the pool)",
-    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,', replace: 'spinMs: hasSpareCore(call.ctx, call.ctx.threads) ? SPIN_MS : 0,', tests: ['test/spare-core.test.ts'],
+    file: 'src/dispatch.ts', find: 'const spinMs = hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0;', replace: 'const spinMs = hasSpareCore(call.ctx, call.ctx.threads) ? SPIN_MS : 0;', tests: ['test/spare-core.test.ts'],
   },
   {
     name: 'spin-always', breaks: 'tasks do not spin where the call has a task on every core (they took the cores the calling thread needed)',
-    file: 'src/dispatch.ts', find: 'spinMs: hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0,', replace: 'spinMs: SPIN_MS,', tests: ['test/spare-core.test.ts'],
+    file: 'src/dispatch.ts', find: 'const spinMs = hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0;', replace: 'const spinMs = SPIN_MS;', tests: ['test/spare-core.test.ts'],
   },
   {
     name: 'spare-core-alone', breaks: "a call counts the workers other calls in flight hold, not only its own tasks, before it spins or overlaps its copies",
