@@ -46,14 +46,20 @@ function cpuinfoNumber(cpuinfo: string, field: string): number | null {
   return match === null ? null : Number(match[1]);
 }
 
-/** A cache's bytes from glibc's `getconf` (which asks the CPU itself), or null where it cannot tell. */
-function getconfBytes(name: string): number | null {
+/** glibc's `getconf -a` (every value it knows, the caches' asked of the CPU itself), or '' where there is none. */
+function getconfAll(): string {
   try {
-    const value = Number(execFileSync('getconf', [name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 2000 }).trim());
-    return Number.isInteger(value) && value > 0 ? value : null;
+    return execFileSync('getconf', ['-a'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 2000 });
   } catch {
-    return null;
+    return '';
   }
+}
+
+/** A positive value of `getconf -a`'s output, or null (absent, empty or 0: not told). */
+function getconfBytes(all: string, name: string): number | null {
+  const match = new RegExp(`^${name}\\s+(\\d+)\\s*$`, 'm').exec(all);
+  const value = match === null ? 0 : Number(match[1]);
+  return value > 0 ? value : null;
 }
 
 /** This machine's facts, as far as the OS tells them (Linux: /proc/cpuinfo and getconf). */
@@ -64,11 +70,12 @@ export function machineFacts(threads = availableParallelism()): MachineFacts {
   } catch {
     // Not Linux: the model name only.
   }
+  const getconf = getconfAll();
   return {
     model: cpus()[0]?.model.trim() || 'unknown CPU',
     family: cpuinfoNumber(cpuinfo, 'cpu family'),
     modelNumber: cpuinfoNumber(cpuinfo, 'model'),
-    caches: [getconfBytes('LEVEL1_DCACHE_SIZE'), getconfBytes('LEVEL2_CACHE_SIZE'), getconfBytes('LEVEL3_CACHE_SIZE')],
+    caches: [getconfBytes(getconf, 'LEVEL1_DCACHE_SIZE'), getconfBytes(getconf, 'LEVEL2_CACHE_SIZE'), getconfBytes(getconf, 'LEVEL3_CACHE_SIZE')],
     threads,
     memoryBytes: totalmem(),
     node: process.version,
