@@ -290,6 +290,20 @@ export class Pool {
     return this.#closing;
   }
 
+  /**
+   * `close()`, for `await using` (TypeScript 5.2+, as piscina's pools take it): the pool closes
+   * at the end of its block, once the calls made in it have settled.
+   *
+   * @example
+   * {
+   *   await using pool = new Pool({ threads: 2 });
+   *   await new BatchNorm(64, { pool }).forward(x, shape);
+   * } // pool.close() awaited here, as the block ends or throws
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   #assertOpen(): void {
     if (this.#closing !== null) throw new ClosedError('the pool is closed; create a new Pool');
   }

@@ -4,7 +4,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { getDefaultPool } from '../dist/src/index.js';
+import { BatchNorm, ClosedError, getDefaultPool, Pool } from '../dist/src/index.js';
+import { randomTensor, sameBits } from './helpers/data.js';
+import { expectRejection } from './helpers/errors.js';
 import { runNode, runScript } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
@@ -258,6 +260,31 @@ describe('lifecycle', () => {
     `;
     expect(runScript(script, [], 600_000)).toBe('survived');
   }, 600_000);
+
+  it('await using closes a pool as its block ends, once the calls made in it have settled (Symbol.asyncDispose is close())', async () => {
+    const shape = [6, 5, 9, 7];
+    const x = randomTensor(shape, 'float32', 31);
+    let scoped!: Pool;
+    let bn!: BatchNorm;
+    let y: Float32Array | null = null;
+    {
+      await using pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+      scoped = pool;
+      bn = new BatchNorm(5, { pool });
+      // Not awaited in the block: its end waits for it, as close() does.
+      void bn.forward(x, shape).then((result) => { y = result; });
+      expect(pool.closed).toBe(false);
+    }
+    expect(scoped.closed).toBe(true);
+    expect(y).not.toBeNull();
+    const reference = new Pool({ threads: 1 });
+    const want = new BatchNorm(5, { pool: reference });
+    expect(sameBits(y!, await want.forward(x, shape))).toBe(true);
+    expect(sameBits(bn.runningVar!, want.runningVar!)).toBe(true);
+    await reference.close();
+    expect(scoped[Symbol.asyncDispose]()).toBe(scoped.close());
+    await expectRejection(bn.forward(x, shape), ClosedError, 'ERR_BNPOOL_CLOSED', 'closed');
+  });
 
   it('getDefaultPool returns one shared pool', () => {
     expect(getDefaultPool()).toBe(getDefaultPool());

@@ -359,6 +359,11 @@ const MUTANTS = [
     name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
     file: 'src/floor.ts', find: 'const parts = workerThreads(ctx, x.length);', replace: 'const parts = workerThreads({ ...ctx, grainSize: 1 }, x.length);', tests: ['test/grain-size.test.ts'],
   },
+  {
+    name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
+    file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
+    tests: ['test/lifecycle.test.ts'], only: 'await using',
+  },
 ];
 
 const args = process.argv.slice(2);

@@ -62,6 +62,12 @@ export async function statisticsAndHooks(pool: Pool, x: Float32Array): Promise<v
   await bn.backward(x, { reduceGrads });
 }
 
+export async function aPoolClosesAtTheEndOfItsBlock(x: Float32Array): Promise<void> {
+  expectType<Equal<ReturnType<Pool[typeof Symbol.asyncDispose]>, Promise<void>>>();
+  await using pool = new Pool({ threads: 1 });
+  await new BatchNorm(3, { pool }).forward(x, [4, 3]);
+}
+
 export function errorsHaveTheirCodes(err: unknown): BnPoolErrorCode | null {
   if (err instanceof ArgumentError) {
     expectType<Equal<typeof err.code, 'ERR_BNPOOL_ARG'>>();

@@ -1,0 +1,13 @@
+import { Pool, BatchNorm } from '../dist/src/index.js';
+const shape = process.argv[2].split(',').map(Number);
+const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+await pool.ready;
+const n = shape.reduce((a, b) => a * b);
+const x = pool.alloc(n), out = pool.alloc(n);
+for (let i = 0; i < n; i++) x[i] = Math.sin(i) * 3 + 1;
+const bn = new BatchNorm(shape[1], { pool }).eval();
+for (let i = 0; i < 300; i++) await bn.forward(x, shape, { out });
+const t = performance.now();
+for (let i = 0; i < 3000; i++) await bn.forward(x, shape, { out });
+console.log('per call µs', ((performance.now() - t) * 1000 / 3000).toFixed(0));
+await pool.close();
