@@ -22,8 +22,8 @@ import {
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
 import {
-  checkFormat, checkStateDict, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs, saveSafetensorsFile, toKeras, toOnnx,
-  type WeightFormat,
+  checkFormat, checkStateDict, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs, type SafetensorsOptions,
+  saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
 } from './weights.js';
 
 /**
@@ -449,19 +449,30 @@ export class BatchNorm {
   }
 
   /**
-   * Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`).
+   * Writes the state dict to a `.safetensors` file (little-endian, readable by `safetensors`),
+   * its keys after `options.prefix` where given (`'bn1.'`: `bn1.weight`, ...).
    *
    * @example
    * await bn.saveSafetensors('bn.safetensors');          // Python: safetensors.torch.load_file('bn.safetensors')
    * await new BatchNorm(bn.numFeatures).loadSafetensors('bn.safetensors');
    */
-  async saveSafetensors(path: string | URL): Promise<void> {
-    await saveSafetensorsFile(this, path);
+  async saveSafetensors(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+    await saveSafetensorsFile(this, path, options);
   }
 
-  /** Reads a `.safetensors` state dict; a malformed file is a `FormatError` and changes nothing. */
-  async loadSafetensors(path: string | URL): Promise<void> {
-    await loadSafetensorsFile(this, path);
+  /**
+   * Reads the state dict from a `.safetensors` file: the whole file, or with `options.prefix` the
+   * module's tensors in a model's file (`'layer1.0.bn1.'`, as the model's `state_dict()` names
+   * them), where only the header and those tensors are read. It takes what `loadStateDict` takes
+   * (exactly the module's keys, float tensors of any precision); a malformed file is a
+   * `FormatError`, and either error changes nothing.
+   *
+   * @example
+   * // model.safetensors: safetensors.torch.save_file(model.state_dict(), 'model.safetensors')
+   * await bn.loadSafetensors('model.safetensors', { prefix: 'layer1.0.bn1.' });
+   */
+  async loadSafetensors(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+    await loadSafetensorsFile(this, path, options);
   }
 }
 

@@ -107,30 +107,56 @@ export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?
   return out;
 }
 
-/** Decodes and validates a safetensors file: every rule of the format, or a `FormatError`. */
-export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, DecodedTensor>; metadata: Record<string, string> } {
-  if (bytes.length < 8) throw new FormatError(`a safetensors file needs at least 8 bytes; got ${bytes.length}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = Number(view.getBigUint64(0, true));
-  if (headerLength > MAX_HEADER || 8 + headerLength > bytes.length) {
-    throw new FormatError(`header length ${headerLength} does not fit a ${bytes.length}-byte file`);
+/**
+ * Bits a value of each tensor type the format names (the reference implementation's `Dtype`, as
+ * safetensors 0.8 writes them: `F4` packs two values a byte). A tensor of one of these types must
+ * span exactly its values' bytes, whether bnpool reads it or not; a type not listed here (a newer
+ * one) is checked only where bnpool reads it, which it then refuses.
+ */
+const BITS: Readonly<Record<string, number>> = {
+  BOOL: 8, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8, F8_E8M0: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6,
+  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, I64: 64, U64: 64, F64: 64, C64: 64,
+};
+
+/** A tensor's entry in a file's header: its type as written, its shape, and its bytes [begin, end) in the buffer after the header. */
+export interface HeaderEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  readonly begin: number;
+  readonly end: number;
+}
+
+/** The header's length, from a file's first 8 bytes (`first`), checked against the file's length. */
+export function headerLengthOf(first: Uint8Array, fileLength: number): number {
+  if (first.length < 8 || fileLength < 8) throw new FormatError(`a safetensors file needs at least 8 bytes; got ${Math.min(first.length, fileLength)}`);
+  const length = Number(new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true));
+  if (length > MAX_HEADER || 8 + length > fileLength) {
+    throw new FormatError(`header length ${length} does not fit a ${fileLength}-byte file`);
   }
-  let header: unknown;
+  return length;
+}
+
+/**
+ * Parses a header (the JSON after the first 8 bytes) and checks every tensor's entry in it by the
+ * format's rules, those bnpool will not read as well (as the reference reader does on opening a
+ * file): a shape of non-negative integers, offsets within the `bufferLength` bytes after the
+ * header, a span of exactly the bytes its shape and type take, and spans that cover the buffer
+ * with no overlap or hole; or a `FormatError`.
+ */
+export function parseHeader(header: Uint8Array, bufferLength: number): { entries: HeaderEntry[]; metadata: Record<string, string> } {
+  let parsed: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(header));
   } catch (err) {
     throw new FormatError(`the header is not UTF-8 JSON: ${(err as Error).message}`);
   }
-  if (header === null || typeof header !== 'object' || Array.isArray(header)) {
-    throw new FormatError(`the header must be a JSON object; got ${JSON.stringify(header).slice(0, 40)}`);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new FormatError(`the header must be a JSON object; got ${JSON.stringify(parsed).slice(0, 40)}`);
   }
-  const base = 8 + headerLength;
-  const bufferLength = bytes.length - base;
-  // No prototype: a tensor named "__proto__" (JSON.parse makes it an own key) stays a tensor.
-  const tensors: Record<string, DecodedTensor> = Object.create(null);
+  const entries: HeaderEntry[] = [];
   let metadata: Record<string, string> = {};
-  const spans: [number, number, string][] = [];
-  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+  for (const [name, entry] of Object.entries(parsed as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (entry === null || typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
         throw new FormatError('__metadata__ must map strings to strings');
@@ -139,8 +165,8 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e?.dtype !== 'string' || !Object.hasOwn(READERS, e.dtype)) {
-      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; bnpool reads ${Object.keys(READERS).join(', ')}`);
+    if (typeof e?.dtype !== 'string') {
+      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; a dtype is a string (F32, BF16, I64, ...)`);
     }
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new FormatError(`tensor ${JSON.stringify(name)} needs a shape of non-negative integers; got ${JSON.stringify(e.shape)}`);
@@ -149,25 +175,46 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1] || offsets[1] > bufferLength) {
       throw new FormatError(`tensor ${JSON.stringify(name)} has data_offsets ${JSON.stringify(offsets)} outside the ${bufferLength}-byte buffer`);
     }
-    const dtype = e.dtype as SafetensorsReadDtype;
-    const { bytes: size, read } = READERS[dtype];
+    const [begin, end] = offsets as [number, number];
+    const bits = Object.hasOwn(BITS, e.dtype) ? BITS[e.dtype] : null;
     const count = (e.shape as number[]).reduce((a, b) => a * b, 1);
-    if ((offsets[1] - offsets[0]) !== count * size) {
-      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${dtype} needs ${count * size} bytes; data_offsets span ${offsets[1] - offsets[0]}`);
+    if (bits !== null && (end - begin) * 8 !== count * bits) {
+      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} needs ${count * bits / 8} bytes; data_offsets span ${end - begin}`);
     }
-    const data = new Float64Array(count);
-    for (let i = 0; i < count; i++) data[i] = read(view, base + offsets[0] + i * size);
-    tensors[name] = { dtype, shape: e.shape as number[], data };
-    spans.push([offsets[0], offsets[1], name]);
+    entries.push({ name, dtype: e.dtype, shape: e.shape as number[], begin, end });
   }
   // The tensors must cover the buffer exactly: no overlap, no hole. Sorted by (begin, end), as the
   // reference reader does, so an empty tensor may share its offset with the next one.
-  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const spans = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let end = 0;
-  for (const [begin, stop, name] of spans) {
-    if (begin !== end) throw new FormatError(`tensor ${JSON.stringify(name)} starts at byte ${begin}; the previous one ends at ${end}`);
-    end = stop;
+  for (const span of spans) {
+    if (span.begin !== end) throw new FormatError(`tensor ${JSON.stringify(span.name)} starts at byte ${span.begin}; the previous one ends at ${end}`);
+    end = span.end;
   }
   if (end !== bufferLength) throw new FormatError(`the tensors end at byte ${end} of a ${bufferLength}-byte buffer`);
+  return { entries, metadata };
+}
+
+/** One tensor's values from its bytes (`data`: its span), in a type bnpool reads, or a `FormatError`. */
+export function decodeTensor(entry: HeaderEntry, data: Uint8Array): DecodedTensor {
+  if (!Object.hasOwn(READERS, entry.dtype)) {
+    throw new FormatError(`tensor ${JSON.stringify(entry.name)} has dtype ${JSON.stringify(entry.dtype)}; bnpool reads ${Object.keys(READERS).join(', ')}`);
+  }
+  const dtype = entry.dtype as SafetensorsReadDtype;
+  const { bytes: size, read } = READERS[dtype];
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const values = new Float64Array(data.byteLength / size);
+  for (let i = 0; i < values.length; i++) values[i] = read(view, i * size);
+  return { dtype, shape: entry.shape, data: values };
+}
+
+/** Decodes and validates a whole safetensors file in memory: every rule of the format, or a `FormatError`. */
+export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, DecodedTensor>; metadata: Record<string, string> } {
+  const length = headerLengthOf(bytes, bytes.length);
+  const base = 8 + length;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, base), bytes.length - base);
+  // No prototype: a tensor named "__proto__" (JSON.parse makes it an own key) stays a tensor.
+  const tensors: Record<string, DecodedTensor> = Object.create(null);
+  for (const entry of entries) tensors[entry.name] = decodeTensor(entry, bytes.subarray(base + entry.begin, base + entry.end));
   return { tensors, metadata };
 }

@@ -4,11 +4,13 @@
  * estimator filled a running variance (unbiased in PyTorch, biased in ONNX and Keras) is not
  * recorded by any of these formats.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { type FileHandle, open, writeFile } from 'node:fs/promises';
 import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
-import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
-import { checkChannelValues, checkObject, type FloatArray } from './validate.js';
+import {
+  decodeTensor, type DecodedTensor, encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type SafeTensor,
+} from './safetensors.js';
+import { checkChannelValues, checkObject, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
 
 /** The weight layouts `exportWeights` writes and `importWeights` reads: a PyTorch state dict, Keras' list, ONNX's inputs. */
 export type WeightFormat = 'torch' | 'keras' | 'onnx';
@@ -50,17 +52,24 @@ export interface CheckedStateDict {
  */
 export function checkStateDict(m: Omit<Module, 'stateDict' | 'loadStateDict'>, stateDict: unknown): CheckedStateDict {
   const sd = checkObject(stateDict, 'stateDict');
-  const keys: ChannelKey[] = [...(m.affine ? ['weight', 'bias'] as const : []), ...(m.trackRunningStats ? ['running_mean', 'running_var'] as const : [])];
-  const expected = [...keys, ...(m.trackRunningStats ? ['num_batches_tracked'] : [])];
+  const { keys, expected } = stateDictKeys(m);
   const missing = expected.filter((key) => !(key in sd));
   const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
-  if (missing.length > 0 || unexpected.length > 0) {
-    throw new ArgumentError(
-      `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
-    );
-  }
+  if (missing.length > 0 || unexpected.length > 0) throw keysError(expected, missing, unexpected);
   const arrays = keys.map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, m.numFeatures) as ChannelValues] as const);
   return { arrays, numBatchesTracked: m.trackRunningStats ? checkCount(sd.num_batches_tracked) : null };
+}
+
+/** The keys `m.stateDict()` gives: its per-channel arrays', and all of them with the count. */
+function stateDictKeys(m: Pick<Module, 'affine' | 'trackRunningStats'>): { keys: ChannelKey[]; expected: string[] } {
+  const keys: ChannelKey[] = [...(m.affine ? ['weight', 'bias'] as const : []), ...(m.trackRunningStats ? ['running_mean', 'running_var'] as const : [])];
+  return { keys, expected: [...keys, ...(m.trackRunningStats ? ['num_batches_tracked'] : [])] };
+}
+
+function keysError(expected: readonly string[], missing: readonly string[], unexpected: readonly string[]): ArgumentError {
+  return new ArgumentError(
+    `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
+  );
 }
 
 function checkCount(value: unknown): number {
@@ -142,30 +151,91 @@ function requireRunningStats(m: Module, format: WeightFormat): void {
   }
 }
 
+/** Options of `saveSafetensors` and `loadSafetensors`. */
+export interface SafetensorsOptions {
+  /**
+   * Where the module's keys stand in the file: `'layer1.0.bn1.'` (with its dot, as PyTorch's
+   * `state_dict()` of a whole model names them) reads `layer1.0.bn1.weight`, `...bias`,
+   * `...running_mean`, `...running_var` and `...num_batches_tracked` from a model's file and
+   * leaves its other tensors unread; saving writes the keys so named. `''` by default: the file is
+   * one module's state dict, with nothing else in it.
+   */
+  prefix?: string;
+}
+
+const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
+
+/** The options' prefix ('' when not given), checked. */
+export function checkSafetensorsOptions(options: unknown): string {
+  const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
+  if (typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
+  return prefix;
+}
+
 /**
  * The state dict as safetensors: tensors of the module's dtype with shape [C], and
- * num_batches_tracked as an int64 scalar, as `torch.save`'s tensors would be.
+ * num_batches_tracked as an int64 scalar, as `torch.save`'s tensors would be; each key after `prefix`.
  */
-export function toSafetensors(m: Module): Uint8Array {
+export function toSafetensors(m: Module, prefix = ''): Uint8Array {
   const sd = m.stateDict();
   const dtype = m.dtype === 'float64' ? 'F64' : 'F32';
-  const tensors: Record<string, SafeTensor> = {};
+  const tensors: Record<string, SafeTensor> = Object.create(null);
   for (const key of ['weight', 'bias', 'running_mean', 'running_var'] as const) {
     const v = sd[key];
-    if (v !== undefined) tensors[key] = { dtype, shape: [m.numFeatures], data: v };
+    if (v !== undefined) tensors[prefix + key] = { dtype, shape: [m.numFeatures], data: v };
   }
   if (sd.num_batches_tracked !== undefined) {
-    tensors.num_batches_tracked = { dtype: 'I64', shape: [], data: [Number(sd.num_batches_tracked)] };
+    tensors[`${prefix}num_batches_tracked`] = { dtype: 'I64', shape: [], data: [Number(sd.num_batches_tracked)] };
   }
   return encodeSafetensors(tensors, { format: 'pt' });
 }
 
-/** Reads a state dict from safetensors bytes; the module's loadStateDict then checks it whole. */
-export function fromSafetensors(m: Module, bytes: Uint8Array): void {
-  const { tensors } = decodeSafetensors(bytes);
-  // No prototype, as in decodeSafetensors: every name in the file is a key the check below sees.
+/**
+ * The entries of a file's header that hold the module's state: every one where `prefix` is '',
+ * else those whose names start with it (the rest of a model's file), checked to be exactly the
+ * module's keys (prefix taken off) before any is read. Where they are not, an ArgumentError says
+ * what the file holds.
+ */
+function moduleEntries(m: Module, entries: readonly HeaderEntry[], prefix: string, where: string): HeaderEntry[] {
+  const chosen = entries.filter((e) => e.name.startsWith(prefix));
+  if (prefix !== '' && chosen.length === 0) {
+    throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} starts no tensor name in ${where}; ${heldModules(entries).held}`);
+  }
+  const names = chosen.map((e) => e.name.slice(prefix.length));
+  const { expected } = stateDictKeys(m);
+  const missing = expected.filter((key) => !names.includes(key));
+  const unexpected = names.filter((key) => !expected.includes(key));
+  if (missing.length > 0 || unexpected.length > 0) {
+    const { prefixes, held } = heldModules(entries);
+    const hint = prefix !== '' && !prefix.endsWith('.') && names.every((name) => name.startsWith('.'))
+      ? ` (its names go on with a dot: options.prefix ${JSON.stringify(`${prefix}.`)}?)`
+      : prefixes.length > 0 && !prefixes.includes(prefix) ? ` (${held}: options.prefix picks one)` : '';
+    throw notFit(keysError(expected, missing, unexpected), prefix, where, hint);
+  }
+  return chosen;
+}
+
+/** The prefixes of a file's BatchNorms (its names ending in running_var), and a phrase that lists them. */
+function heldModules(entries: readonly HeaderEntry[]): { prefixes: string[]; held: string } {
+  const prefixes = entries.filter((e) => e.name.endsWith('running_var')).map((e) => e.name.slice(0, -'running_var'.length));
+  const listed = prefixes.slice(0, 8).map((p) => JSON.stringify(p)).join(', ') + (prefixes.length > 8 ? `, ... (${prefixes.length})` : '');
+  const held = prefixes.length > 0
+    ? `its BatchNorm prefixes (names ending in running_var) are ${listed}`
+    : `it holds ${entries.length} tensors, none named ...running_var`;
+  return { prefixes, held };
+}
+
+/** A state dict that does not fit the module, from the file `where` (under `prefix`): what the check found, with `hint`. */
+function notFit(err: ArgumentError, prefix: string, where: string, hint = ''): ArgumentError {
+  const under = prefix === '' ? '' : ` under prefix ${JSON.stringify(prefix)}`;
+  return new ArgumentError(`the state dict${under} in ${where} does not fit this module${hint}: ${err.message}`);
+}
+
+/** A state dict from tensors by key (the prefix taken off); the module's loadStateDict then checks it whole. */
+function stateDictOf(tensors: Iterable<readonly [string, DecodedTensor]>): BatchNormStateDict {
+  // No prototype, as in decodeSafetensors: every name in the file is a key the check sees.
   const sd: Record<string, unknown> = Object.create(null);
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const [name, t] of tensors) {
     if (name === 'num_batches_tracked') {
       if (t.shape.length !== 0 && !(t.shape.length === 1 && t.shape[0] === 1)) {
         throw new FormatError(`num_batches_tracked must be a scalar; got shape ${JSON.stringify(t.shape)}`);
@@ -176,26 +246,69 @@ export function fromSafetensors(m: Module, bytes: Uint8Array): void {
       sd[name] = Array.from(t.data);
     }
   }
-  m.loadStateDict(sd as BatchNormStateDict);
+  return sd as BatchNormStateDict;
 }
 
-/** `bn.saveSafetensors(path)`: the state dict to a `.safetensors` file. */
-export async function saveSafetensorsFile(m: Module, path: unknown): Promise<void> {
-  await writeFile(checkPath(path), toSafetensors(m));
-}
-
-/** `bn.loadSafetensors(path)`: a state dict from a `.safetensors` file; a malformed file is a `FormatError` and changes nothing. */
-export async function loadSafetensorsFile(m: Module, path: unknown): Promise<void> {
-  const bytes = new Uint8Array(await readFile(checkPath(path)));
+/** Loads `tensors` (by their names in the file) into the module; values that do not fit it are refused whole (notFit). */
+function loadInto(m: Module, tensors: readonly (readonly [string, DecodedTensor])[], prefix: string, where: string): void {
+  const sd = stateDictOf(tensors.map(([name, t]) => [name.slice(prefix.length), t] as const));
   try {
-    fromSafetensors(m, bytes);
+    m.loadStateDict(sd);
   } catch (err) {
-    // A well-formed file of another module: say which file, then what the state dict check found.
-    if (err instanceof ArgumentError) {
-      throw new ArgumentError(`the state dict in ${String(path)} does not fit this module: ${err.message}`);
-    }
-    throw err;
+    throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
   }
+}
+
+/** Reads the module's state from safetensors bytes held whole in memory (`bn.loadSafetensors` reads a file's parts: loadSafetensorsFile). */
+export function fromSafetensors(m: Module, bytes: Uint8Array, prefix = ''): void {
+  const length = headerLengthOf(bytes, bytes.length);
+  const base = 8 + length;
+  const { entries } = parseHeader(bytes.subarray(8, base), bytes.length - base);
+  const tensors = moduleEntries(m, entries, prefix, 'the file').map((e) => [e.name, decodeTensor(e, bytes.subarray(base + e.begin, base + e.end))] as const);
+  loadInto(m, tensors, prefix, 'the file');
+}
+
+/** `bn.saveSafetensors(path, options)`: the state dict to a `.safetensors` file. */
+export async function saveSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
+  const target = checkPath(path);
+  await writeFile(target, toSafetensors(m, checkSafetensorsOptions(options)));
+}
+
+/**
+ * `bn.loadSafetensors(path, options)`: the module's state from a `.safetensors` file. It reads the
+ * header, checks every tensor's entry in it, and reads the module's tensors alone: a model's file
+ * of gigabytes costs its header and the module's few kilobytes. A malformed file is a
+ * `FormatError` and changes nothing.
+ */
+export async function loadSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
+  const source = checkPath(path);
+  const prefix = checkSafetensorsOptions(options);
+  const where = String(path);
+  const handle = await open(source, 'r');
+  try {
+    const { size } = await handle.stat();
+    const length = headerLengthOf(await readAt(handle, 0, Math.min(8, size)), size);
+    const base = 8 + length;
+    const { entries } = parseHeader(await readAt(handle, 8, length), size - base);
+    const tensors: [string, DecodedTensor][] = [];
+    for (const e of moduleEntries(m, entries, prefix, where)) {
+      tensors.push([e.name, decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))]);
+    }
+    loadInto(m, tensors, prefix, where);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `length` bytes of the file from byte `position` (fewer only where it ends first: a FormatError). */
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Uint8Array> {
+  const bytes = new Uint8Array(length);
+  for (let done = 0; done < length;) {
+    const { bytesRead } = await handle.read(bytes, done, length - done, position + done);
+    if (bytesRead === 0) throw new FormatError(`the file ended at byte ${position + done}, before the ${length} bytes from ${position} its header names`);
+    done += bytesRead;
+  }
+  return bytes;
 }
 
 /** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */

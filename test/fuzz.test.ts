@@ -282,12 +282,13 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const findings: Finding[] = [];
     const codes = new Map<string, number>();
     for (const dtype of ['float32', 'float64'] as const) {
-      for (const affine of [true, false]) {
+      // '': a file of one module; 'layer.0.': its keys as a model's file names them (options.prefix).
+      for (const [affine, prefix] of [[true, ''], [false, ''], [true, 'layer.0.']] as const) {
         const source = new BatchNorm(5, { dtype, affine, pool });
         source.weight?.set([1.5, 2, 3, 4, 5]);
         source.bias?.set([-1, 0, 1, 2, 3]);
         source.runningMean!.set([0.1, 0.2, 0.3, 0.4, 0.5]);
-        const good = toSafetensors(source);
+        const good = toSafetensors(source, prefix);
         const headerLength = Number(new DataView(good.buffer).getBigUint64(0, true));
         const header = new TextDecoder().decode(good.subarray(8, 8 + headerLength));
         const data = good.subarray(8 + headerLength);
@@ -309,7 +310,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
             const value = fields[int(fields.length)];
             if (kind === 3) h[names[int(names.length)]][['dtype', 'shape', 'data_offsets'][int(3)]] = value;
             else if (kind === 4 && rand() < 0.5) delete h[names[int(names.length)]];
-            else if (kind === 4) h[['extra', 'weight', 'num_batches_tracked'][int(3)]] = { dtype: 'F32', shape: [5], data_offsets: [0, 20] };
+            else if (kind === 4) h[['extra', 'weight', 'num_batches_tracked', `${prefix}extra`][int(4)]] = { dtype: 'F32', shape: [5], data_offsets: [0, 20] };
             else h.__metadata__ = value as never;
             let json = JSON.stringify(h);
             json += ' '.repeat((8 - (json.length % 8)) % 8);
@@ -321,7 +322,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
           }
           const target = new BatchNorm(5, { dtype, affine, pool });
           target.weight?.fill(9);
-          await attempt(findings, codes, `${dtype} affine ${affine} mutation ${kind}`, () => fromSafetensors(target, bytes), () => snapshot(target));
+          await attempt(findings, codes, `${dtype} affine ${affine} prefix '${prefix}' mutation ${kind}`, () => fromSafetensors(target, bytes, prefix), () => snapshot(target));
         }
       }
     }

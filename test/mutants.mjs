@@ -284,7 +284,7 @@ const MUTANTS = [
   },
   {
     name: 'safetensors-cover', breaks: "a .safetensors file's tensors cover its buffer with no gap or overlap",
-    file: 'src/safetensors.ts', find: 'if (begin !== end) throw', replace: 'if (false && begin !== end) throw', tests: ['test/weights.test.ts'],
+    file: 'src/safetensors.ts', find: 'if (span.begin !== end) throw', replace: 'if (false && span.begin !== end) throw', tests: ['test/weights.test.ts'],
   },
   {
     name: 'cancel-flag', breaks: "a call's tasks poll its cancel flag between blocks and stop",
@@ -358,6 +358,16 @@ const MUTANTS = [
   {
     name: 'floor-grain-ignored', breaks: "the floor runs on as many threads as a call of its length (the benchmark's 'same threads')",
     file: 'src/floor.ts', find: 'const parts = workerThreads(ctx, x.length);', replace: 'const parts = workerThreads({ ...ctx, grainSize: 1 }, x.length);', tests: ['test/grain-size.test.ts'],
+  },
+  {
+    name: 'span-size-unchecked', breaks: "every tensor of a .safetensors header spans its shape's bytes, those not read too",
+    file: 'src/safetensors.ts', find: 'if (bits !== null && (end - begin) * 8 !== count * bits) {', replace: 'if (bits !== null && (end - begin) * 8 !== count * bits && begin < 0) {',
+    tests: ['test/weights.test.ts'],
+  },
+  {
+    name: 'reads-whole-file', breaks: "loadSafetensors reads a file's header and the module's own tensors only",
+    file: 'src/weights.ts', find: 'decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))',
+    replace: 'decodeTensor(e, (await readAt(handle, 0, size)).subarray(base + e.begin, base + e.end))', tests: ['test/weights.test.ts'],
   },
   {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',

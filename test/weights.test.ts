@@ -1,8 +1,9 @@
 /** Weight import and export (torch, keras, onnx) and .safetensors files, against the format's specification. */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
 import { decodeSafetensors, encodeSafetensors } from '../dist/src/safetensors.js';
@@ -296,11 +297,151 @@ describe('safetensors files from the Python package', () => {
       channels: number; dtype: 'float32' | 'float64'; saved: 'float16' | 'bfloat16' | null;
       weight: number[]; bias: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number;
     }>;
+    models: Record<string, {
+      saved: 'bfloat16' | null; tensors: number;
+      modules: Record<string, {
+        channels: number; weight: number[]; bias: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number;
+      }>;
+    }>;
   };
 
   it('has the four files', () => {
     expect(expected.generator).toMatch(/^PyTorch 2\..*, safetensors 0\./);
     expect(Object.keys(expected.files)).toEqual(['torch-bn2d-f32', 'torch-bn1d-f64', 'torch-bn2d-f16', 'torch-bn2d-bf16']);
+  });
+
+  /** The header of a file: its length and its entries by name. */
+  const headerOf = (bytes: Buffer) => {
+    const length = Number(bytes.readBigUInt64LE(0));
+    return { length, entries: JSON.parse(bytes.subarray(8, 8 + length).toString('utf8')) as Record<string, { dtype: string; data_offsets: [number, number] }> };
+  };
+
+  /** Bytes read through any FileHandle while `work` runs (FileHandle.prototype.read counted). */
+  async function bytesReadBy(work: () => Promise<void>): Promise<number> {
+    const probe = await open(fileURLToPath(new URL('expected.json', fixtures)));
+    const proto = Object.getPrototypeOf(probe) as { read: (...args: unknown[]) => Promise<{ bytesRead: number }> };
+    await probe.close();
+    const read = proto.read;
+    let total = 0;
+    proto.read = async function counted(this: unknown, ...args: unknown[]) {
+      const result = await read.apply(this, args);
+      total += result.bytesRead;
+      return result;
+    };
+    try {
+      await work();
+    } finally {
+      proto.read = read;
+    }
+    return total;
+  }
+
+  it('has the two model files: float32 and bfloat16, each with two BatchNorms among other layers and uint8 and bool buffers', () => {
+    expect(Object.keys(expected.models)).toEqual(['torch-model-f32', 'torch-model-bf16']);
+    for (const [name, model] of Object.entries(expected.models)) {
+      const { entries } = headerOf(readFileSync(new URL(`${name}.safetensors`, fixtures)));
+      expect(Object.keys(entries).filter((k) => k !== '__metadata__')).toHaveLength(model.tensors);
+      expect(Object.keys(model.modules)).toEqual(['bn1.', 'layer1.1.']);
+      expect(entries.mask.dtype).toBe('U8');
+      expect(entries.flags.dtype).toBe('BOOL');
+      expect(entries['conv1.weight'].dtype).toBe(model.saved === null ? 'F32' : 'BF16');
+    }
+  });
+
+  for (const [name, model] of Object.entries(expected.models)) {
+    it(`${name}: each BatchNorm of a model's state dict loads by its prefix, reading the header and its own tensors only`, async () => {
+      const path = fileURLToPath(new URL(`${name}.safetensors`, fixtures));
+      const bytes = readFileSync(path);
+      const { length, entries } = headerOf(bytes);
+      for (const [prefix, want] of Object.entries(model.modules)) {
+        const bn = new BatchNorm(want.channels, { pool });
+        const read = await bytesReadBy(() => bn.loadSafetensors(path, { prefix }));
+        expect(bn.weight).toEqual(Float32Array.from(want.weight));
+        expect(bn.bias).toEqual(Float32Array.from(want.bias));
+        expect(bn.runningMean).toEqual(Float32Array.from(want.running_mean));
+        expect(bn.runningVar).toEqual(Float32Array.from(want.running_var));
+        expect(bn.numBatchesTracked).toBe(want.num_batches_tracked);
+        const own = Object.entries(entries).filter(([k]) => k.startsWith(prefix)).reduce((a, [, e]) => a + e.data_offsets[1] - e.data_offsets[0], 0);
+        expect(own).toBeGreaterThan(0);
+        expect(read).toBe(8 + length + own);
+        // Saved under its prefix: the model's keys for it, the values it loaded, in float32.
+        const out = join(dir, `${name}-${prefix}safetensors`);
+        await bn.saveSafetensors(out, { prefix });
+        const { tensors } = decodeSafetensors(readFileSync(out));
+        expect(Object.keys(tensors).sort()).toEqual(Object.keys(entries).filter((k) => k.startsWith(prefix)).sort());
+        for (const key of ['weight', 'bias', 'running_mean', 'running_var'] as const) {
+          expect(tensors[prefix + key].dtype).toBe('F32');
+          expect(Float32Array.from(tensors[prefix + key].data), key).toEqual(Float32Array.from(want[key]));
+        }
+        expect(Array.from(tensors[`${prefix}num_batches_tracked`].data)).toEqual([want.num_batches_tracked]);
+        const back = new BatchNorm(want.channels, { pool });
+        await back.loadSafetensors(out, { prefix });
+        expect(state(back)).toBe(state(bn));
+      }
+    });
+  }
+
+  it('a model file without the right prefix is refused whole, saying which BatchNorm prefixes it holds', async () => {
+    const path = fileURLToPath(new URL('torch-model-f32.safetensors', fixtures));
+    const bn = new BatchNorm(4, { pool });
+    const before = state(bn);
+    const refusals: [unknown, string | RegExp][] = [
+      // No prefix: the file is not one module's state dict.
+      [undefined, `the state dict in ${path} does not fit this module (its BatchNorm prefixes (names ending in running_var) are "bn1.", "layer1.1.": options.prefix picks one): stateDict must have exactly the keys`],
+      [{ prefix: 'bn2.' }, `options.prefix "bn2." starts no tensor name in ${path}; its BatchNorm prefixes (names ending in running_var) are "bn1.", "layer1.1."`],
+      [{ prefix: 'bn1' }, `the state dict under prefix "bn1" in ${path} does not fit this module (its names go on with a dot: options.prefix "bn1."?)`],
+      // A prefix of more than one module: every key after it is counted.
+      [{ prefix: 'layer1.' }, /missing \["weight", "bias", "running_mean", "running_var", "num_batches_tracked"\], unexpected \[(?=.*"0\.weight")(?=.*"1\.running_var")[^\]]*\]$/],
+      // Another BatchNorm of the file, of 6 channels.
+      [{ prefix: 'layer1.1.' }, `the state dict under prefix "layer1.1." in ${path} does not fit this module: stateDict.weight must have length 4; got length 6`],
+    ];
+    for (const [options, message] of refusals) {
+      const err = await bn.loadSafetensors(path, options as never).catch((e: unknown) => e);
+      expect(err, JSON.stringify(options)).toBeInstanceOf(ArgumentError);
+      if (typeof message === 'string') expect((err as Error).message, JSON.stringify(options)).toContain(message);
+      else expect((err as Error).message, JSON.stringify(options)).toMatch(message);
+      expect(state(bn)).toBe(before);
+    }
+  });
+
+  it('checks every tensor of a model file\'s header, read or not, and options before the file is opened', async () => {
+    const bytes = readFileSync(new URL('torch-model-f32.safetensors', fixtures));
+    const { length, entries } = headerOf(bytes);
+    /** The file with its header edited (its data as they are). */
+    const edited = (edit: (header: Record<string, any>) => void): string => {
+      const header = structuredClone(entries) as Record<string, any>;
+      edit(header);
+      const json = Buffer.from(JSON.stringify(header));
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64LE(BigInt(json.length));
+      const path = join(dir, `edited-${Math.random().toString(36).slice(2)}.safetensors`);
+      writeFileSync(path, Buffer.concat([size, json, bytes.subarray(8 + length)]));
+      return path;
+    };
+    const bn = new BatchNorm(4, { pool });
+    // An unread tensor of a type newer than this reader: its span cannot be checked, and it is not read.
+    await bn.loadSafetensors(edited((h) => { h.mask.dtype = 'F2_FUTURE'; }), { prefix: 'bn1.' });
+    expect(bn.weight).toEqual(Float32Array.from(expected.models['torch-model-f32'].modules['bn1.'].weight));
+    const before = state(bn);
+    const malformed: [string, string][] = [
+      ['an unread uint8 tensor whose span is not its shape\'s', edited((h) => { h.mask.shape = [4]; })],
+      ['an unread tensor overlapping another', edited((h) => { h.flags.data_offsets = [h.flags.data_offsets[0] - 1, h.flags.data_offsets[1] - 1]; })],
+      ['an unread tensor with no shape', edited((h) => { delete h['head.weight'].shape; })],
+    ];
+    for (const [label, path] of malformed) {
+      await expect(bn.loadSafetensors(path, { prefix: 'bn1.' }), label).rejects.toBeInstanceOf(FormatError);
+      expect(state(bn), label).toBe(before);
+    }
+    // A BatchNorm's own tensor in a type bnpool does not read: refused by its name.
+    await expect(bn.loadSafetensors(edited((h) => { h['bn1.bias'].dtype = 'U32'; }), { prefix: 'bn1.' }))
+      .rejects.toThrow('tensor "bn1.bias" has dtype "U32"; bnpool reads F32, F64, I64, I32, F16, BF16');
+    expect(state(bn)).toBe(before);
+    // Options are checked before the file is opened: a missing file is not what they report.
+    const missing = join(dir, 'no-such-file.safetensors');
+    await expect(bn.loadSafetensors(missing, { prefix: 3 } as never)).rejects.toThrow(/^options\.prefix must be a string; got 3$/);
+    await expect(bn.loadSafetensors(missing, { prefx: 'bn1.' } as never)).rejects.toThrow(/^options\.prefx is not an option here: expected one of prefix; got/);
+    await expect(bn.saveSafetensors(missing, { prefix: null } as never)).rejects.toBeInstanceOf(ArgumentError);
+    expect(() => readFileSync(missing)).toThrow(/ENOENT/);
   });
 
   for (const [name, want] of Object.entries(expected.files)) {

@@ -6,6 +6,7 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
+  type SafetensorsOptions,
   ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, Pool,
 } from 'bnpool';
 
@@ -68,6 +69,12 @@ export async function aPoolClosesAtTheEndOfItsBlock(x: Float32Array): Promise<vo
   await new BatchNorm(3, { pool }).forward(x, [4, 3]);
 }
 
+export async function aModelsBatchNormByItsPrefix(bn: BatchNorm): Promise<void> {
+  const options: SafetensorsOptions = { prefix: 'layer1.0.bn1.' };
+  await bn.loadSafetensors('model.safetensors', options);
+  await bn.saveSafetensors(new URL('file:///tmp/bn.safetensors'), options);
+}
+
 export function errorsHaveTheirCodes(err: unknown): BnPoolErrorCode | null {
   if (err instanceof ArgumentError) {
     expectType<Equal<typeof err.code, 'ERR_BNPOOL_ARG'>>();
@@ -91,4 +98,6 @@ export async function refused(pool: Pool, x: Float32Array): Promise<void> {
   await batchNormBackward(x, x, [4, 3], { var: new Float64Array(3) });
   // @ts-expect-error: pool.alloc makes float32, float64 or uint8 arrays.
   pool.alloc(12, 'int32');
+  // @ts-expect-error: a safetensors file's module is found by its prefix, a string.
+  await bn.loadSafetensors('model.safetensors', { prefix: 1 });
 }
