@@ -2,11 +2,13 @@
  * Aborts: a signal aborted before a call, during it (workers poll the call's cancel flag between
  * blocks, and a task that starts after the abort writes nothing), while its tasks wait at a prep
  * (and, beside it, the same wait ended by a worker that dies), and while it waits behind another
- * call on its module; nothing is committed, and the pool goes on serving. faults.test.ts has the
- * other workers that die or throw.
+ * call on its module; nothing is committed, and the pool goes on serving. A signal shared by many
+ * calls keeps none of their listeners once they settle. faults.test.ts has the other workers that
+ * die or throw.
  */
+import { getEventListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, BnPoolError, Pool, WorkerError } from '../dist/src/index.js';
+import { AbortError, BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool, WorkerError } from '../dist/src/index.js';
 import { planGrid, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
 import { randomTensor } from './helpers/data.js';
@@ -97,6 +99,29 @@ describe('abort', () => {
     await first;
     await third;
     expect(bn.numBatchesTracked).toBe(2);
+  });
+
+  it('a signal shared by many calls (a server\'s shutdown signal) holds no listener of theirs once they settle', async () => {
+    const ac = new AbortController();
+    const { signal } = ac;
+    const small = [4, 3, 5, 5];
+    const x = randomTensor(shape, 'float32', 11);
+    const bn = new BatchNorm(6, { pool });
+    const synced = new BatchNorm(6, { pool });
+    const pixels = new Uint8Array(4 * 3 * 25).map((_, i) => (i * 37) % 256);
+    const calls: Promise<unknown>[] = [];
+    for (let round = 0; round < 20; round++) {
+      // Queued behind one another on one module (each waits for its turn), and every other kind.
+      calls.push(bn.forward(x, shape, { signal }), bn.backward(x, { signal }), bn.forward(x, shape, { signal }));
+      calls.push(synced.forward(x, shape, { signal, reduceStats: async (local) => local }));
+      calls.push(batchNorm(x, shape, { training: true, pool, signal }), ChannelStats.fromBatch(x, shape, { pool, signal }));
+      calls.push(batchNorm(pixels, small, { pool, signal, runningMean: new Float32Array(3), runningVar: new Float32Array(3).fill(1) }));
+    }
+    expect(getEventListeners(signal, 'abort').length).toBeGreaterThan(0);
+    await Promise.all(calls);
+    expect(getEventListeners(signal, 'abort')).toEqual([]);
+    expect(bn.numBatchesTracked).toBe(40);
+    expect(synced.numBatchesTracked).toBe(20);
   });
 });
 

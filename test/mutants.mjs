@@ -370,6 +370,16 @@ const MUTANTS = [
     replace: 'decodeTensor(e, (await readAt(handle, 0, size)).subarray(base + e.begin, base + e.end))', tests: ['test/weights.test.ts'],
   },
   {
+    name: 'abort-listener-kept', breaks: "a call removes its listener from the caller's signal once it settles",
+    file: 'src/engine.ts', find: "    signal?.removeEventListener('abort', cancel);\n", replace: '',
+    tests: ['test/abort.test.ts'], only: 'shared by many',
+  },
+  {
+    name: 'turn-listener-kept', breaks: "a queued call removes its listener from the caller's signal once its turn comes",
+    file: 'src/abort.ts', find: "      signal.removeEventListener('abort', onAbort);\n      resolve();", replace: '      resolve();',
+    tests: ['test/abort.test.ts'], only: 'shared by many',
+  },
+  {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
     file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
     tests: ['test/lifecycle.test.ts'], only: 'await using',
