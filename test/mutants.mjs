@@ -368,6 +368,7 @@ const MUTANTS = [
     name: 'reads-whole-file', breaks: "loadSafetensors reads a file's header and the module's own tensors only",
     file: 'src/weights.ts', find: 'decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))',
     replace: 'decodeTensor(e, (await readAt(handle, 0, size)).subarray(base + e.begin, base + e.end))', tests: ['test/weights.test.ts'],
+    only: 'reading the header and its own tensors only',
   },
   {
     name: 'abort-listener-kept', breaks: "a call removes its listener from the caller's signal once it settles",
