@@ -438,13 +438,14 @@ describe('safetensors files from the Python package', () => {
     const bytes = readFileSync(new URL('torch-model-f32.safetensors', fixtures));
     const { length, entries } = headerOf(bytes);
     /** The file with its header edited (its data as they are). */
+    let files = 0;
     const edited = (edit: (header: Record<string, any>) => void): string => {
       const header = structuredClone(entries) as Record<string, any>;
       edit(header);
       const json = Buffer.from(JSON.stringify(header));
       const size = Buffer.alloc(8);
       size.writeBigUInt64LE(BigInt(json.length));
-      const path = join(dir, `edited-${Math.random().toString(36).slice(2)}.safetensors`);
+      const path = join(dir, `edited-${files++}.safetensors`);
       writeFileSync(path, Buffer.concat([size, json, bytes.subarray(8 + length)]));
       return path;
     };
