@@ -22,8 +22,8 @@ import {
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
 import {
-  checkFormat, checkStateDict, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs, type SafetensorsOptions,
-  saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
+  checkFormat, checkStateDict, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
+  type SafetensorsBatchNorm, type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
 } from './weights.js';
 
 /**
@@ -473,6 +473,24 @@ export class BatchNorm {
    */
   async loadSafetensors(path: string | URL, options?: SafetensorsOptions): Promise<void> {
     await loadSafetensorsFile(this, path, options);
+  }
+
+  /**
+   * The BatchNorms whose state a `.safetensors` file holds (a model's, or one module's): each one's
+   * prefix (`options.prefix` of `loadSafetensors`), channels, whether it is affine, and the dtype
+   * its values load into, by prefix. It reads the file's header alone, checked whole (a malformed
+   * one is a `FormatError`). A module is found by its running statistics (P + running_mean and
+   * P + running_var, vectors of one length): one without them is not, and an InstanceNorm that
+   * tracks them looks the same.
+   *
+   * @example
+   * for (const { prefix, numFeatures, affine } of await BatchNorm.findInSafetensors('model.safetensors')) {
+   *   const bn = new BatchNorm(numFeatures, { affine, pool });
+   *   await bn.loadSafetensors('model.safetensors', { prefix });
+   * }
+   */
+  static findInSafetensors(path: string | URL): Promise<SafetensorsBatchNorm[]> {
+    return findBatchNormsInFile(path);
   }
 }
 

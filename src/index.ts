@@ -13,7 +13,7 @@ export {
 } from './channel-stats.js';
 export type { JsonNumber } from './channel-stats-values.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
-export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
+export type { OnnxBatchNormInputs, SafetensorsBatchNorm, SafetensorsOptions, WeightFormat } from './weights.js';
 export {
   AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,
   ShapeError, SingleValueError, WorkerError, type BnPoolErrorCode,

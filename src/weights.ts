@@ -10,6 +10,7 @@ import { ArgumentError, describe, FormatError } from './errors.js';
 import {
   decodeTensor, type DecodedTensor, encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type SafeTensor,
 } from './safetensors.js';
+import type { Dtype } from '../workers/protocol.js';
 import { checkChannelValues, checkObject, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
 
 /** The weight layouts `exportWeights` writes and `importWeights` reads: a PyTorch state dict, Keras' list, ONNX's inputs. */
@@ -286,10 +287,7 @@ export async function loadSafetensorsFile(m: Module, path: unknown, options: unk
   const where = String(path);
   const handle = await open(source, 'r');
   try {
-    const { size } = await handle.stat();
-    const length = headerLengthOf(await readAt(handle, 0, Math.min(8, size)), size);
-    const base = 8 + length;
-    const { entries } = parseHeader(await readAt(handle, 8, length), size - base);
+    const { base, entries } = await readHeader(handle);
     const tensors: [string, DecodedTensor][] = [];
     for (const e of moduleEntries(m, entries, prefix, where)) {
       tensors.push([e.name, decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))]);
@@ -298,6 +296,55 @@ export async function loadSafetensorsFile(m: Module, path: unknown, options: unk
   } finally {
     await handle.close();
   }
+}
+
+/** A BatchNorm's state in a `.safetensors` file, as `BatchNorm.findInSafetensors` finds it. */
+export interface SafetensorsBatchNorm {
+  /** What its keys start with: `'layer1.0.bn1.'`, or `''` in a file of one module (`loadSafetensors`' `options.prefix`). */
+  readonly prefix: string;
+  /** Its channels: the length of its running statistics. */
+  readonly numFeatures: number;
+  /** Whether it has a weight and a bias. */
+  readonly affine: boolean;
+  /** `'float64'` where its running variance is F64, else `'float32'` (F32, F16 and BF16 load into a float32 module). */
+  readonly dtype: Dtype;
+}
+
+/**
+ * `BatchNorm.findInSafetensors(path)`: the modules a file holds the state of a BatchNorm for (names
+ * P + running_mean and P + running_var, vectors of one length), by prefix; the header alone is read.
+ */
+export async function findBatchNormsInFile(path: unknown): Promise<SafetensorsBatchNorm[]> {
+  const handle = await open(checkPath(path), 'r');
+  let entries: HeaderEntry[];
+  try {
+    ({ entries } = await readHeader(handle));
+  } finally {
+    await handle.close();
+  }
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const vector = (name: string): number | null => {
+    const e = byName.get(name);
+    return e !== undefined && e.shape.length === 1 ? e.shape[0] : null;
+  };
+  const found: SafetensorsBatchNorm[] = [];
+  for (const e of entries) {
+    if (!e.name.endsWith('running_var')) continue;
+    const prefix = e.name.slice(0, -'running_var'.length);
+    const C = vector(e.name);
+    if (C === null || C === 0 || vector(`${prefix}running_mean`) !== C) continue;
+    const affine = vector(`${prefix}weight`) === C && vector(`${prefix}bias`) === C;
+    found.push({ prefix, numFeatures: C, affine, dtype: e.dtype === 'F64' ? 'float64' : 'float32' });
+  }
+  return found.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+}
+
+/** A file's header, checked whole (parseHeader), and where its byte buffer starts. */
+async function readHeader(handle: FileHandle): Promise<{ base: number; entries: HeaderEntry[] }> {
+  const { size } = await handle.stat();
+  const length = headerLengthOf(await readAt(handle, 0, Math.min(8, size)), size);
+  const base = 8 + length;
+  return { base, entries: parseHeader(await readAt(handle, 8, length), size - base).entries };
 }
 
 /** `length` bytes of the file from byte `position` (fewer only where it ends first: a FormatError). */

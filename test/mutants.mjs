@@ -371,6 +371,11 @@ const MUTANTS = [
     only: 'reading the header and its own tensors only',
   },
   {
+    name: 'found-without-mean', breaks: "findInSafetensors finds a module by its running mean and variance, of one length",
+    file: 'src/weights.ts', find: "if (C === null || C === 0 || vector(`${prefix}running_mean`) !== C) continue;", replace: 'if (C === null || C === 0) continue;',
+    tests: ['test/weights.test.ts'], only: 'findInSafetensors',
+  },
+  {
     name: 'abort-listener-kept', breaks: "a call removes its listener from the caller's signal once it settles",
     file: 'src/engine.ts', find: "    signal?.removeEventListener('abort', cancel);\n", replace: '',
     tests: ['test/abort.test.ts'], only: 'shared by many',

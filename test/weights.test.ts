@@ -411,6 +411,49 @@ describe('safetensors files from the Python package', () => {
     }
   });
 
+  it('BatchNorm.findInSafetensors lists the BatchNorms a file holds by prefix, reading its header alone; each then loads', async () => {
+    for (const [name, model] of Object.entries(expected.models)) {
+      const path = fileURLToPath(new URL(`${name}.safetensors`, fixtures));
+      const { length } = headerOf(readFileSync(path));
+      let found: Awaited<ReturnType<typeof BatchNorm.findInSafetensors>> = [];
+      const read = await bytesReadBy(async () => { found = await BatchNorm.findInSafetensors(path); });
+      expect(read).toBe(8 + length);
+      expect(found).toEqual(Object.entries(model.modules).map(([prefix, m]) => ({ prefix, numFeatures: m.channels, affine: true, dtype: 'float32' })));
+      for (const { prefix, numFeatures, affine } of found) {
+        const bn = new BatchNorm(numFeatures, { affine, pool });
+        await bn.loadSafetensors(path, { prefix });
+        expect(bn.runningVar).toEqual(Float32Array.from(model.modules[prefix].running_var));
+      }
+    }
+    // Files of one module: prefix '', and the dtype a float64 checkpoint loads into.
+    for (const [name, want] of Object.entries(expected.files)) {
+      const found = await BatchNorm.findInSafetensors(fileURLToPath(new URL(`${name}.safetensors`, fixtures)));
+      expect(found, name).toEqual([{ prefix: '', numFeatures: want.channels, affine: true, dtype: want.dtype }]);
+    }
+    // Without affine: no weight and bias; without running statistics: nothing found.
+    const plain = join(dir, 'plain.safetensors');
+    await new BatchNorm(7, { pool, affine: false }).saveSafetensors(plain, { prefix: 'norm.' });
+    expect(await BatchNorm.findInSafetensors(plain)).toEqual([{ prefix: 'norm.', numFeatures: 7, affine: false, dtype: 'float32' }]);
+    const untracked = join(dir, 'untracked.safetensors');
+    await new BatchNorm(7, { pool, trackRunningStats: false }).saveSafetensors(untracked);
+    expect(await BatchNorm.findInSafetensors(untracked)).toEqual([]);
+    // Found by running statistics in pairs of one length only, listed by prefix.
+    const vector = (n: number) => ({ dtype: 'F32' as const, shape: [n], data: new Array(n).fill(1) });
+    const mixed = join(dir, 'mixed.safetensors');
+    writeFileSync(mixed, encodeSafetensors({
+      'z.running_mean': vector(2), 'z.running_var': vector(2), 'a.running_var': vector(3), 'c.running_mean': vector(2),
+      'c.running_var': vector(3), 'b.running_var': vector(4), 'b.running_mean': vector(4), 'b.weight': vector(4),
+    }));
+    expect(await BatchNorm.findInSafetensors(mixed)).toEqual([
+      { prefix: 'b.', numFeatures: 4, affine: false, dtype: 'float32' }, { prefix: 'z.', numFeatures: 2, affine: false, dtype: 'float32' },
+    ]);
+    // A malformed header is a FormatError; a path that is not one an ArgumentError.
+    const bad = join(dir, 'bad-header.safetensors');
+    writeFileSync(bad, Buffer.from(readFileSync(plain)).fill(0x20, 8, 12));
+    await expect(BatchNorm.findInSafetensors(bad)).rejects.toBeInstanceOf(FormatError);
+    await expect(BatchNorm.findInSafetensors(7 as never)).rejects.toThrow(/^path must be a string or a URL; got 7$/);
+  });
+
   it('a model file without the right prefix is refused whole, saying which BatchNorm prefixes it holds', async () => {
     const path = fileURLToPath(new URL('torch-model-f32.safetensors', fixtures));
     const bn = new BatchNorm(4, { pool });

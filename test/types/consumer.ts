@@ -6,7 +6,7 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
-  type SafetensorsOptions,
+  type SafetensorsBatchNorm, type SafetensorsOptions,
   ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, Pool,
 } from 'bnpool';
 
@@ -73,6 +73,9 @@ export async function aModelsBatchNormByItsPrefix(bn: BatchNorm): Promise<void> 
   const options: SafetensorsOptions = { prefix: 'layer1.0.bn1.' };
   await bn.loadSafetensors('model.safetensors', options);
   await bn.saveSafetensors(new URL('file:///tmp/bn.safetensors'), options);
+  const found = await BatchNorm.findInSafetensors('model.safetensors');
+  expectType<Equal<typeof found, SafetensorsBatchNorm[]>>();
+  expectType<Equal<typeof found[number]['dtype'], 'float32' | 'float64'>>();
 }
 
 export function errorsHaveTheirCodes(err: unknown): BnPoolErrorCode | null {
