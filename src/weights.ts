@@ -216,13 +216,13 @@ function moduleEntries(m: Module, entries: readonly HeaderEntry[], prefix: strin
   return chosen;
 }
 
-/** The prefixes of a file's BatchNorms (its names ending in running_var), and a phrase that lists them. */
+/** The prefixes of a file's BatchNorms (batchNormsIn), and a phrase that lists them. */
 function heldModules(entries: readonly HeaderEntry[]): { prefixes: string[]; held: string } {
-  const prefixes = entries.filter((e) => e.name.endsWith('running_var')).map((e) => e.name.slice(0, -'running_var'.length));
+  const prefixes = batchNormsIn(entries).map((b) => b.prefix);
   const listed = prefixes.slice(0, 8).map((p) => JSON.stringify(p)).join(', ') + (prefixes.length > 8 ? `, ... (${prefixes.length})` : '');
   const held = prefixes.length > 0
-    ? `its BatchNorm prefixes (names ending in running_var) are ${listed}`
-    : `it holds ${entries.length} tensors, none named ...running_var`;
+    ? `its BatchNorm prefixes (BatchNorm.findInSafetensors) are ${listed}`
+    : `it holds ${entries.length} tensors, none a BatchNorm's running statistics`;
   return { prefixes, held };
 }
 
@@ -316,12 +316,18 @@ export interface SafetensorsBatchNorm {
  */
 export async function findBatchNormsInFile(path: unknown): Promise<SafetensorsBatchNorm[]> {
   const handle = await open(checkPath(path), 'r');
-  let entries: HeaderEntry[];
   try {
-    ({ entries } = await readHeader(handle));
+    return batchNormsIn((await readHeader(handle)).entries);
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The BatchNorms among a header's entries, by prefix: P + running_var and P + running_mean,
+ * vectors of one length; affine where P + weight and P + bias are vectors of that length too.
+ */
+function batchNormsIn(entries: readonly HeaderEntry[]): SafetensorsBatchNorm[] {
   const byName = new Map(entries.map((e) => [e.name, e]));
   const vector = (name: string): number | null => {
     const e = byName.get(name);

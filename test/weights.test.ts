@@ -460,8 +460,8 @@ describe('safetensors files from the Python package', () => {
     const before = state(bn);
     const refusals: [unknown, string | RegExp][] = [
       // No prefix: the file is not one module's state dict.
-      [undefined, `the state dict in ${path} does not fit this module (its BatchNorm prefixes (names ending in running_var) are "bn1.", "layer1.1.": options.prefix picks one): stateDict must have exactly the keys`],
-      [{ prefix: 'bn2.' }, `options.prefix "bn2." starts no tensor name in ${path}; its BatchNorm prefixes (names ending in running_var) are "bn1.", "layer1.1."`],
+      [undefined, `the state dict in ${path} does not fit this module (its BatchNorm prefixes (BatchNorm.findInSafetensors) are "bn1.", "layer1.1.": options.prefix picks one): stateDict must have exactly the keys`],
+      [{ prefix: 'bn2.' }, `options.prefix "bn2." starts no tensor name in ${path}; its BatchNorm prefixes (BatchNorm.findInSafetensors) are "bn1.", "layer1.1."`],
       [{ prefix: 'bn1' }, `the state dict under prefix "bn1" in ${path} does not fit this module (its names go on with a dot: options.prefix "bn1."?)`],
       // A prefix of more than one module: every key after it is counted.
       [{ prefix: 'layer1.' }, /missing \["weight", "bias", "running_mean", "running_var", "num_batches_tracked"\], unexpected \[(?=.*"0\.weight")(?=.*"1\.running_var")[^\]]*\]$/],
