@@ -2,8 +2,8 @@
  * Measures where running on the workers starts to beat running inline on the calling thread, for
  * a training forward with x and out on the pool. The default inline threshold
  * (DEFAULT_INLINE_THRESHOLD in src/pool-options.ts) comes from this crossover. Beside them, the
- * same call on one worker (`grainSize` larger than the input): what a call below two grains
- * (DEFAULT_GRAIN_SIZE) gets on a pool past the inline threshold.
+ * same call on one worker (`grainSize` larger than the input): what a call past the inline
+ * threshold got from a fixed grain larger than it (the default before `grainSize: 'auto'`).
  *
  *     npm run build && node dist/bench/inline-threshold.js [kernel]
  */

@@ -1,5 +1,5 @@
 export { Pool, getDefaultPool, type AllocDtype } from './pool.js';
-export { DEFAULT_CACHE_BYTES, DEFAULT_GRAIN_SIZE, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool-options.js';
+export { AUTO_GRAIN, DEFAULT_CACHE_BYTES, DEFAULT_GRAIN_SIZE, DEFAULT_INLINE_THRESHOLD, type PoolOptions } from './pool-options.js';
 export { BatchNorm } from './batch-norm.js';
 export type {
   BackwardOptions, BatchNormGradients, BatchNormOptions, BatchNormStateDict, ForwardOptions,

@@ -7,6 +7,7 @@ import type { BytesTask, Fault, StreamTask, Task, TaskResult } from '../workers/
 import { ArgumentError, describe } from './errors.js';
 import type { Arena } from './memory.js';
 import type { Pool } from './pool.js';
+import { AUTO_GRAIN } from './pool-options.js';
 
 /** What the engine needs of a pool. */
 export interface PoolInternals {
@@ -14,8 +15,8 @@ export interface PoolInternals {
   readonly views: MemoryViews;
   readonly threads: number;
   readonly inlineThreshold: number;
-  /** `PoolOptions.grainSize`: see callThreads. */
-  readonly grainSize: number;
+  /** `PoolOptions.grainSize`: see workerThreads. */
+  readonly grainSize: number | 'auto';
   readonly cacheBytes: number;
   /**
    * Whether `cacheBytes` was given: then it applies to every training forward and backward;
@@ -66,9 +67,13 @@ export function callThreads(ctx: Pick<PoolInternals, 'threads' | 'inlineThreshol
   return elements <= ctx.inlineThreshold ? 1 : workerThreads(ctx, elements);
 }
 
-/** The pool's threads, but at most one per `grainSize` elements (rounded up). */
+/**
+ * The pool's threads, but at most ceil(sqrt(elements / AUTO_GRAIN)) of them (`grainSize`
+ * 'auto'), or one per `grainSize` elements, rounded up.
+ */
 export function workerThreads(ctx: Pick<PoolInternals, 'threads' | 'grainSize'>, elements: number): number {
-  return Math.min(ctx.threads, Math.ceil(elements / ctx.grainSize));
+  const byGrain = ctx.grainSize === 'auto' ? Math.ceil(Math.sqrt(elements / AUTO_GRAIN)) : Math.ceil(elements / ctx.grainSize);
+  return Math.min(ctx.threads, byGrain);
 }
 
 /**

@@ -41,13 +41,15 @@ export interface PoolOptions {
    */
   cacheBytes?: number;
   /**
-   * Elements of input a call takes a thread for, as PyTorch's `at::parallel_for` grain size: a
-   * call runs on `min(threads, ceil(length / grainSize))` of the pool's threads, so that it does
-   * not post more tasks than their share of the work wins back (each post costs the calling
-   * thread tens of µs). Calls at or below `inlineThreshold` run inline whatever this is.
-   * Default: `DEFAULT_GRAIN_SIZE`; 1 puts every call on every thread.
+   * How many of the pool's threads a call over `length` elements of input runs on, so that it
+   * does not post more tasks than their share of the work wins back (the calling thread posts
+   * them one after another, each for tens of µs). `'auto'` (default): `min(threads,
+   * ceil(sqrt(length / AUTO_GRAIN)))`, the count at which the posts and each thread's share grow
+   * alike (`AUTO_GRAIN` has why). A number: PyTorch's `at::parallel_for` grain size, at most one
+   * thread per `grainSize` elements, `min(threads, ceil(length / grainSize))`; 1 puts every call
+   * on every thread. Calls at or below `inlineThreshold` run inline whatever this is.
    */
-  grainSize?: number;
+  grainSize?: number | 'auto';
 }
 
 const POOL_OPTIONS: OptionKeys<PoolOptions> = {
@@ -92,19 +94,30 @@ export const DEFAULT_INLINE_THRESHOLD: Readonly<Record<KernelName, number>> = Ob
  */
 export const DEFAULT_CACHE_BYTES = 16 << 20;
 
+/** Default of `PoolOptions.grainSize`: `'auto'`, the square-root rule of `AUTO_GRAIN`. */
+export const DEFAULT_GRAIN_SIZE = 'auto';
+
 /**
- * Default of `PoolOptions.grainSize`: 512 Ki elements (2 MiB of float32). On a 16-core Xeon
- * (bench/MACHINES.md, "Sixteen cores": a pool of each size, 2026-12-04) E [4096, 1024], 4 Mi
- * elements, was fastest at 8 threads, 512 Ki a thread: eval 0.565 ms against 0.657 at 4 and
- * 0.892 at 16, training 0.96-1.22 against 1.36 at 4 and 1.25 at 16 (the spin as now); a probe
- * capping calls at one thread per 1 Mi elements put E on 4 threads and made an 8-thread pool's
- * training slower (1.40 against 0.96-1.11). A, B and C (9.2-24.5 Mi elements) get 16 threads
- * either way. Not yet measured as a cap there (`bench/scaling.ts --pool-threads`). On this
- * project's 2 vCPUs it changes nothing: every call past the inline threshold has two grains
- * (and one worker alone was slower than the calling thread here: bench/DESIGN.md, "Small
- * inputs").
+ * The elements of `grainSize: 'auto'`: a call over n elements runs on ceil(sqrt(n / AUTO_GRAIN))
+ * threads, at most the pool's. A call on t threads costs about t·c + n / (t·r): the calling
+ * thread posts its t tasks one after another at c each (25-87 µs on this project's machines:
+ * README, "Small inputs"), and the last one starts that late, while each thread streams its n / t
+ * elements at r. The sum is least at t = sqrt(n / (c·r)), and c·r, the elements a thread streams
+ * in one post's time, is about 64 Ki for the WebAssembly kernels (30 µs at 2 G elements a second,
+ * float32 read and written at 16 GB/s). So E [4096, 1024], 4 Mi elements, gets 8 threads, C
+ * [64, 3, 224, 224] 13, A 16 of 16, and a 1 Mi call 4. On a 16-core Xeon (bench/MACHINES.md,
+ * "Sixteen cores, again") the fastest thread counts of seven shapes from 1 Mi to 24.5 Mi elements
+ * were these, within the noise of two sweeps, where one thread per 512 Ki elements (the default
+ * before) gave C 16 threads and the 1 Mi shape 2; against it, this rule took 0.68-0.82x the time
+ * of C's calls, 0.92-0.98x of B's (14 threads) and 0.87-0.90x of the 1 Mi and 2 Mi shapes'
+ * training and backward (their eval 1.03 and 1.09, E's calls, on 8 threads either way,
+ * 0.91-1.02: the noise), medians of three runs of each in turn. With two threads every call past
+ * the WebAssembly inline threshold gets both either way; with the JavaScript kernels (inline
+ * threshold 64 Ki) a call of 64-512 Ki elements now gets two workers instead of one, which took
+ * 0.39-0.66x one worker's time from 128 Ki elements up here, and 0.95-1.13x at 80 and 96 Ki,
+ * where both were mostly slower than inline (`node dist/bench/inline-threshold.js js`, two runs).
  */
-export const DEFAULT_GRAIN_SIZE = 524288;
+export const AUTO_GRAIN = 65536;
 
 /** A pool's options, checked, with the defaults filled in. */
 export interface PoolSettings {
@@ -115,7 +128,7 @@ export interface PoolSettings {
   readonly maxMemory: number;
   readonly inlineThreshold: number;
   readonly cacheBytes: number;
-  readonly grainSize: number;
+  readonly grainSize: number | 'auto';
   /** Whether `cacheBytes` was given (see `PoolInternals.cacheBytesGiven`). */
   readonly cacheBytesGiven: boolean;
 }
@@ -152,8 +165,15 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     ? DEFAULT_INLINE_THRESHOLD[kernel]
     : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
   const cacheBytes = opts.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : checkPositiveInteger(opts.cacheBytes, 'options.cacheBytes');
-  const grainSize = opts.grainSize === undefined ? DEFAULT_GRAIN_SIZE : checkPositiveInteger(opts.grainSize, 'options.grainSize');
+  const grainSize = opts.grainSize === undefined || opts.grainSize === 'auto' ? 'auto' : checkGrainSize(opts.grainSize);
   return { threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, grainSize, cacheBytesGiven: opts.cacheBytes !== undefined };
+}
+
+function checkGrainSize(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new ArgumentError(`options.grainSize must be 'auto' or a positive integer; got ${describe(value)}`);
+  }
+  return value;
 }
 
 function checkNonNegativeInteger(value: unknown, name: string): number {

@@ -43,8 +43,8 @@ export class Pool {
   readonly inlineThreshold: number;
   /** Input bytes the planner counts on the cache to keep between two passes. */
   readonly cacheBytes: number;
-  /** Elements of input a call takes a thread for (`PoolOptions.grainSize`). */
-  readonly grainSize: number;
+  /** How many threads a call takes: `'auto'`, or the elements of input it takes a thread for (`PoolOptions.grainSize`). */
+  readonly grainSize: number | 'auto';
   readonly #arena: Arena;
   readonly #load: WorkerLoad;
   /** The context of `PoolInternals.privateInline`, once made. */

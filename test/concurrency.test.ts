@@ -1,6 +1,7 @@
 /** Many calls at once, call order on one module, and steady memory over many calls. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
+import { callThreads } from '../dist/src/pool-internals.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { posting } from './helpers/posting.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
@@ -41,7 +42,7 @@ describe('concurrency', () => {
     expect(pool.memoryStats.liveBytes).toBe(0);
     // At most one task per thread each call takes (fewer where a small call has fewer work
     // items: test/grain-size.test.ts counts them exactly), and calls of several among them.
-    const perCall = shapes.map((shape) => Math.min(pool.threads, Math.ceil(shape.reduce((a, b) => a * b) / pool.grainSize)));
+    const perCall = shapes.map((shape) => callThreads(pool, shape.reduce((a, b) => a * b)));
     if (pool === mixed) expect(new Set(perCall)).toEqual(new Set([1, 2, 3]));
     expect(sent.length).toBeLessThanOrEqual(perCall.reduce((a, b) => a + b));
     expect(sent.length).toBeGreaterThan(shapes.length + 20);

@@ -30,7 +30,8 @@ describe('ERR_BNPOOL_ARG', () => {
     ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
     ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
     ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
-    ['grainSize 0', () => new Pool({ grainSize: 0 }), ['options.grainSize', 'positive integer', 'got 0']],
+    ['grainSize 0', () => new Pool({ grainSize: 0 }), ['options.grainSize', "'auto' or a positive integer", 'got 0']],
+    ['grainSize "fast"', () => new Pool({ grainSize: 'fast' as never }), ['options.grainSize', "'auto'", 'got "fast"']],
     ['grainSize 0.5', () => new Pool({ grainSize: 0.5 }), ['options.grainSize', 'got 0.5']],
     ['dtype "int8"', () => new BatchNorm(3, { dtype: 'int8' as never }), ['options.dtype', '"int8"']],
     // How values of other kinds are named: the article follows the class name; a symbol by itself.

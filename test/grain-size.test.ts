@@ -1,5 +1,6 @@
 /**
- * `grainSize`: a call runs on at most one of its pool's threads per `grainSize` elements of input
+ * `grainSize`: a call runs on at most ceil(sqrt(n / AUTO_GRAIN)) of its pool's threads by default
+ * ('auto'), or on at most one per `grainSize` elements of input where it is a number
  * (src/pool-internals.ts, callThreads). Checked on the tasks each kind of call posts (piscina's
  * `run` wrapped: helpers/posting.ts), and on the outputs, which must have the same bits whatever
  * the number of threads a call took (README, "How the work is split") and match the float64
@@ -8,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
-import { BatchNorm, ChannelStats, DEFAULT_GRAIN_SIZE, Pool } from '../dist/src/index.js';
+import { AUTO_GRAIN, BatchNorm, ChannelStats, DEFAULT_GRAIN_SIZE, Pool } from '../dist/src/index.js';
 import { callThreads } from '../dist/src/pool-internals.js';
 import { permute, randomTensor, sameBits } from './helpers/data.js';
 import { posting, type Sent } from './helpers/posting.js';
@@ -32,32 +33,52 @@ describe('callThreads', () => {
     expect(callThreads(ctx, 1e9)).toBe(8);
     expect(callThreads({ ...ctx, grainSize: 1 }, 1001)).toBe(8);
   });
+
+  it('is ceil(sqrt(n / AUTO_GRAIN)) threads at grainSize \'auto\', at most the pool\'s', () => {
+    const auto = { threads: 16, inlineThreshold: 0, grainSize: 'auto' as const };
+    expect(AUTO_GRAIN).toBe(65536);
+    // t threads from just past (t - 1)² grains to t² grains.
+    for (let t = 1; t <= 16; t++) {
+      if (t > 1) expect(callThreads(auto, (t - 1) ** 2 * AUTO_GRAIN + 1), `past ${(t - 1) ** 2} grains`).toBe(t);
+      expect(callThreads(auto, t * t * AUTO_GRAIN), `at ${t * t} grains`).toBe(t);
+    }
+    // The benchmark shapes on 16 threads: D inline below, E 8, C 13, B 14, A 16; and a 1 Mi call 4.
+    expect([1 << 20, 4096 * 1024, 64 * 3 * 224 * 224, 256 * 256 * 14 * 14, 32 * 64 * 112 * 112].map((n) => callThreads(auto, n)))
+      .toEqual([4, 8, 13, 14, 16]);
+    expect(callThreads(auto, 1e12)).toBe(16);
+    expect(callThreads({ ...auto, threads: 2 }, AUTO_GRAIN + 1)).toBe(2);
+    expect(callThreads({ ...auto, inlineThreshold: 786432 }, 786432)).toBe(1);
+  });
 });
 
 describe('a pool\'s grainSize', () => {
-  it('defaults to DEFAULT_GRAIN_SIZE, and is given as an option', async () => {
+  it('defaults to \'auto\', and is given as an option', async () => {
     const byDefault = new Pool({ threads: 1 });
+    const auto = new Pool({ threads: 1, grainSize: 'auto' });
     const given = new Pool({ threads: 1, grainSize: 12345 });
     try {
-      expect(byDefault.grainSize).toBe(DEFAULT_GRAIN_SIZE);
+      expect(DEFAULT_GRAIN_SIZE).toBe('auto');
+      expect(byDefault.grainSize).toBe('auto');
+      expect(auto.grainSize).toBe('auto');
       expect(given.grainSize).toBe(12345);
     } finally {
-      await Promise.all([byDefault.close(), given.close()]);
+      await Promise.all([byDefault.close(), auto.close(), given.close()]);
     }
   });
 
-  it('by default, puts a call of up to DEFAULT_GRAIN_SIZE elements on one worker, and one more on two', async () => {
-    const pool = new Pool({ threads: 2, inlineThreshold: 0 });
+  it('by default, puts a call of at most 4 grains (AUTO_GRAIN each) on two of three workers, a larger one on three, a small one on one', async () => {
+    const pool = new Pool({ threads: 3, inlineThreshold: 0 });
     try {
       const counts: number[] = [];
-      for (const shape of [[8, 4, 128, DEFAULT_GRAIN_SIZE / (8 * 4 * 128)], [8, 4, 128, DEFAULT_GRAIN_SIZE / (8 * 4 * 128) + 1]]) {
+      const width = 4 * AUTO_GRAIN / (8 * 4 * 128);
+      for (const shape of [[1, 1, 8, 64], [8, 4, 128, width], [8, 4, 128, width + 1]]) {
         const data = randomTensor(shape, 'float32', 43);
-        const bn = new BatchNorm(4, { pool });
+        const bn = new BatchNorm(shape[1], { pool });
         await bn.forward(data, shape);
         const sent = await posting(async () => { await bn.forward(data, shape); });
         counts.push(sent.length);
       }
-      expect(counts).toEqual([1, 2]);
+      expect(counts).toEqual([1, 2, 3]);
     } finally {
       await pool.close();
     }

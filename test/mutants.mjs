@@ -328,6 +328,10 @@ const MUTANTS = [
     file: 'src/pool-internals.ts', find: 'return elements <= ctx.inlineThreshold ? 1 : workerThreads(ctx, elements);', replace: 'return elements <= ctx.inlineThreshold ? 1 : ctx.threads;', tests: ['test/grain-size.test.ts'],
   },
   {
+    name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
+    file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
+  },
+  {
     name: 'spin-by-pool', breaks: "a call's tasks spin at their waits only where the call leaves a core free (not the pool)",
     file: 'src/dispatch.ts', find: 'const spinMs = hasSpareCore(call.ctx, call.threads) ? SPIN_MS : 0;', replace: 'const spinMs = hasSpareCore(call.ctx, call.ctx.threads) ? SPIN_MS : 0;', tests: ['test/spare-core.test.ts'],
   },

@@ -7,7 +7,7 @@
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
   type SafetensorsBatchNorm, type SafetensorsOptions,
-  ArgumentError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, Pool,
+  ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, Pool,
 } from 'bnpool';
 
 /** True where A and B are the same type (not merely assignable either way). */
@@ -76,6 +76,18 @@ export async function aModelsBatchNormByItsPrefix(bn: BatchNorm): Promise<void> 
   const found = await BatchNorm.findInSafetensors('model.safetensors');
   expectType<Equal<typeof found, SafetensorsBatchNorm[]>>();
   expectType<Equal<typeof found[number]['dtype'], 'float32' | 'float64'>>();
+}
+
+export async function aPoolsGrainIsAutoOrANumber(): Promise<void> {
+  await using byDefault = new Pool({ threads: 1 });
+  expectType<Equal<typeof byDefault.grainSize, number | 'auto'>>();
+  expectType<Equal<typeof DEFAULT_GRAIN_SIZE, 'auto'>>();
+  expectType<Equal<typeof AUTO_GRAIN, 65536>>();
+  await using auto = new Pool({ threads: 1, grainSize: 'auto' });
+  await using numbered = new Pool({ threads: 1, grainSize: 4096 });
+  // @ts-expect-error: 'fast' is neither 'auto' nor a number.
+  await using refusedGrain = new Pool({ threads: 1, grainSize: 'fast' });
+  void [auto, numbered, refusedGrain];
 }
 
 export function errorsHaveTheirCodes(err: unknown): BnPoolErrorCode | null {
