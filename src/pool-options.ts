@@ -108,10 +108,11 @@ export const DEFAULT_GRAIN_SIZE = 'auto';
  * [64, 3, 224, 224] 13, A 16 of 16, and a 1 Mi call 4. On a 16-core Xeon (bench/MACHINES.md,
  * "Sixteen cores, again") the fastest thread counts of seven shapes from 1 Mi to 24.5 Mi elements
  * were these, within the noise of two sweeps, where one thread per 512 Ki elements (the default
- * before) gave C 16 threads and the 1 Mi shape 2; against it, this rule took 0.68-0.82x the time
- * of C's calls, 0.92-0.98x of B's (14 threads) and 0.87-0.90x of the 1 Mi and 2 Mi shapes'
- * training and backward (their eval 1.03 and 1.09, E's calls, on 8 threads either way,
- * 0.91-1.02: the noise), medians of three runs of each in turn. With two threads every call past
+ * before) gave C 16 threads and the 1 Mi shape 2. Against it, this rule took 0.87-0.90x the time
+ * of the 1 Mi and 2 Mi shapes' training and backward (their eval 1.03 and 1.09; E's calls, on 8
+ * threads either way, 0.91-1.02: the noise), medians of three runs of each in turn; C's (13
+ * threads) 0.68-0.82x in that run but even with the control in two more, B's (14) 0.92-1.11x,
+ * within the noise (`bench/grain-pairs.mjs`). With two threads every call past
  * the WebAssembly inline threshold gets both either way; with the JavaScript kernels (inline
  * threshold 64 Ki) a call of 64-512 Ki elements now gets two workers instead of one, which took
  * 0.39-0.66x one worker's time from 128 Ki elements up here, and 0.95-1.13x at 80 and 96 Ki,
