@@ -404,8 +404,10 @@ export class BatchNorm {
   }
 
   /**
-   * Loads a state with exactly the keys `stateDict()` gives. Everything is checked before
-   * anything is copied: a bad state dict changes nothing.
+   * Loads a state with exactly the keys `stateDict()` gives, but for `num_batches_tracked`, which
+   * may be left out: the module then keeps its count, as PyTorch's `load_state_dict` does with a
+   * dict that has no version metadata. Everything is checked before anything is copied: a bad
+   * state dict changes nothing.
    *
    * @example
    * const copy = new BatchNorm(bn.numFeatures);
@@ -464,7 +466,7 @@ export class BatchNorm {
    * Reads the state dict from a `.safetensors` file: the whole file, or with `options.prefix` the
    * module's tensors in a model's file (`'layer1.0.bn1.'`, as the model's `state_dict()` names
    * them), where only the header and those tensors are read. It takes what `loadStateDict` takes
-   * (exactly the module's keys, float tensors of any precision); a malformed file is a
+   * (exactly the module's keys, num_batches_tracked optional; float tensors of any precision); a malformed file is a
    * `FormatError`, and either error changes nothing.
    *
    * @example

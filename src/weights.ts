@@ -47,18 +47,30 @@ export interface CheckedStateDict {
 }
 
 /**
- * Checks a state dict for `m.loadStateDict` whole, before anything is copied: exactly the keys
- * `m.stateDict()` gives, arrays of C numbers, and a count that is a non-negative integer (a
- * bigint too).
+ * Checks a state dict for `m.loadStateDict` whole, before anything is copied: the keys
+ * `m.stateDict()` gives (num_batches_tracked may be left out: missingKeys), arrays of C numbers,
+ * and a count that is a non-negative integer (a bigint too). A count left out is null: the module
+ * keeps its own.
  */
 export function checkStateDict(m: Omit<Module, 'stateDict' | 'loadStateDict'>, stateDict: unknown): CheckedStateDict {
   const sd = checkObject(stateDict, 'stateDict');
   const { keys, expected } = stateDictKeys(m);
-  const missing = expected.filter((key) => !(key in sd));
+  const missing = missingKeys(expected, (key) => key in sd);
   const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
   if (missing.length > 0 || unexpected.length > 0) throw keysError(expected, missing, unexpected);
   const arrays = keys.map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, m.numFeatures) as ChannelValues] as const);
-  return { arrays, numBatchesTracked: m.trackRunningStats ? checkCount(sd.num_batches_tracked) : null };
+  return { arrays, numBatchesTracked: m.trackRunningStats && 'num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : null };
+}
+
+/**
+ * The keys of `expected` a state dict lacks, but for num_batches_tracked, which it may lack:
+ * PyTorch's BatchNorm takes a dict without it (one with no version metadata: a plain dict,
+ * safetensors' `load_file`) under `strict=True` and keeps its own count (_NormBase.
+ * _load_from_state_dict; seen on PyTorch 2.11, bench/MACHINES.md). Before the buffer existed
+ * (PyTorch 0.4.1) checkpoints had none.
+ */
+function missingKeys(expected: readonly string[], has: (key: string) => boolean): string[] {
+  return expected.filter((key) => key !== 'num_batches_tracked' && !has(key));
 }
 
 /** The keys `m.stateDict()` gives: its per-channel arrays', and all of them with the count. */
@@ -68,8 +80,9 @@ function stateDictKeys(m: Pick<Module, 'affine' | 'trackRunningStats'>): { keys:
 }
 
 function keysError(expected: readonly string[], missing: readonly string[], unexpected: readonly string[]): ArgumentError {
+  const optional = expected.includes('num_batches_tracked') ? ' (num_batches_tracked may be left out)' : '';
   return new ArgumentError(
-    `stateDict must have exactly the keys ${describe(expected)}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
+    `stateDict must have exactly the keys ${describe(expected)}${optional}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
   );
 }
 
@@ -204,7 +217,7 @@ function moduleEntries(m: Module, entries: readonly HeaderEntry[], prefix: strin
   }
   const names = chosen.map((e) => e.name.slice(prefix.length));
   const { expected } = stateDictKeys(m);
-  const missing = expected.filter((key) => !names.includes(key));
+  const missing = missingKeys(expected, (key) => names.includes(key));
   const unexpected = names.filter((key) => !expected.includes(key));
   if (missing.length > 0 || unexpected.length > 0) {
     const { prefixes, held } = heldModules(entries);

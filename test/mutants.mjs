@@ -328,6 +328,14 @@ const MUTANTS = [
     file: 'src/pool-internals.ts', find: 'return elements <= ctx.inlineThreshold ? 1 : workerThreads(ctx, elements);', replace: 'return elements <= ctx.inlineThreshold ? 1 : ctx.threads;', tests: ['test/grain-size.test.ts'],
   },
   {
+    name: 'count-required', breaks: 'a state dict or file without num_batches_tracked loads, the module keeping its count (as PyTorch)',
+    file: 'src/weights.ts', find: "return expected.filter((key) => key !== 'num_batches_tracked' && !has(key));", replace: 'return expected.filter((key) => !has(key));', tests: ['test/weights.test.ts'],
+  },
+  {
+    name: 'count-zeroed', breaks: 'a state dict without num_batches_tracked keeps the module\'s count (not 0, as older PyTorch versions set it)',
+    file: 'src/weights.ts', find: "numBatchesTracked: m.trackRunningStats && 'num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : null };", replace: "numBatchesTracked: m.trackRunningStats ? ('num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : 0) : null };", tests: ['test/weights.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

@@ -124,6 +124,39 @@ describe('safetensors', () => {
     expect(bn.numBatchesTracked).toBe(7);
   });
 
+  it('takes a state without num_batches_tracked, the module keeping its count, as PyTorch does (no other key may be missing)', async () => {
+    // PyTorch 2.11's load_state_dict(strict=True) with a plain dict or safetensors' load_file
+    // (no version metadata) keeps the module's count where the key is missing (bench/MACHINES.md).
+    const source = await trained();
+    const { num_batches_tracked: _, ...rest } = source.stateDict();
+    const bn = await trained(3);
+    await bn.forward(randomTensor([4, 3, 5], 'float32', 3), [4, 3, 5]);
+    expect(bn.numBatchesTracked).toBe(3);
+    bn.loadStateDict(rest);
+    expect(bn.numBatchesTracked).toBe(3);
+    expect(Array.from(bn.runningMean!)).toEqual(Array.from(source.runningMean!));
+    expect(Array.from(bn.weight!)).toEqual(Array.from(source.weight!));
+    // The same from a file, one module's and a model's, under a prefix.
+    const vector = (values: Float32Array) => ({ dtype: 'F32' as const, shape: [3], data: Array.from(values) });
+    const tensors = (prefix: string) => Object.fromEntries(Object.entries(rest).map(([k, v]) => [`${prefix}${k}`, vector(v as Float32Array)]));
+    for (const [file, prefix, extra] of [['uncounted.safetensors', '', {}], ['uncounted-model.safetensors', 'bn1.', { 'conv.weight': vector(new Float32Array(3)) }]] as const) {
+      const path = join(dir, file);
+      writeFileSync(path, encodeSafetensors({ ...tensors(prefix), ...extra }));
+      const loaded = await trained(3);
+      await loaded.loadSafetensors(path, { prefix });
+      expect(loaded.numBatchesTracked, file).toBe(2);
+      expect(Array.from(loaded.runningVar!), file).toEqual(Array.from(source.runningVar!));
+    }
+    // Any other key missing is refused whole, and says the count may be.
+    const before = state(bn);
+    const { running_var: __, ...noVar } = rest;
+    expect(() => bn.loadStateDict(noVar)).toThrow(/^stateDict must have exactly the keys \["weight", "bias", "running_mean", "running_var", "num_batches_tracked"\] \(num_batches_tracked may be left out\); missing \["running_var"\], unexpected \[\]$/);
+    expect(state(bn)).toBe(before);
+    // A module without running statistics has no count: one given is unexpected.
+    const untracked = new BatchNorm(3, { pool, trackRunningStats: false });
+    expect(() => untracked.loadStateDict({ weight: [1, 1, 1], bias: [0, 0, 0], num_batches_tracked: 0 })).toThrow(/^stateDict must have exactly the keys \["weight", "bias"\]; missing \[\], unexpected \["num_batches_tracked"\]$/);
+  });
+
   it('writes the format: u64 LE header length, padded JSON header, little-endian data', async () => {
     const bn = await trained(3, 'float64');
     const path = join(dir, 'out.safetensors');
@@ -464,7 +497,7 @@ describe('safetensors files from the Python package', () => {
       [{ prefix: 'bn2.' }, `options.prefix "bn2." starts no tensor name in ${path}; its BatchNorm prefixes (BatchNorm.findInSafetensors) are "bn1.", "layer1.1."`],
       [{ prefix: 'bn1' }, `the state dict under prefix "bn1" in ${path} does not fit this module (its names go on with a dot: options.prefix "bn1."?)`],
       // A prefix of more than one module: every key after it is counted.
-      [{ prefix: 'layer1.' }, /missing \["weight", "bias", "running_mean", "running_var", "num_batches_tracked"\], unexpected \[(?=.*"0\.weight")(?=.*"1\.running_var")[^\]]*\]$/],
+      [{ prefix: 'layer1.' }, /\(num_batches_tracked may be left out\); missing \["weight", "bias", "running_mean", "running_var"\], unexpected \[(?=.*"0\.weight")(?=.*"1\.running_var")[^\]]*\]$/],
       // Another BatchNorm of the file, of 6 channels.
       [{ prefix: 'layer1.1.' }, `the state dict under prefix "layer1.1." in ${path} does not fit this module: stateDict.weight must have length 4; got length 6`],
     ];
