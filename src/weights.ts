@@ -191,6 +191,11 @@ function checkSafetensorsOptions(options: unknown): string {
  * num_batches_tracked as an int64 scalar, as `torch.save`'s tensors would be; each key after `prefix`.
  */
 export function toSafetensors(m: Module, prefix = ''): Uint8Array {
+  return encodeSafetensors(tensorsOf(m, prefix), { format: 'pt' });
+}
+
+/** The module's state dict as toSafetensors writes it, by name (each key after `prefix`). */
+function tensorsOf(m: Module, prefix: string): Record<string, SafeTensor> {
   const sd = m.stateDict();
   const dtype = m.dtype === 'float64' ? 'F64' : 'F32';
   const tensors: Record<string, SafeTensor> = Object.create(null);
@@ -201,6 +206,17 @@ export function toSafetensors(m: Module, prefix = ''): Uint8Array {
   if (sd.num_batches_tracked !== undefined) {
     tensors[`${prefix}num_batches_tracked`] = { dtype: 'I64', shape: [], data: [Number(sd.num_batches_tracked)] };
   }
+  return tensors;
+}
+
+/**
+ * Several modules' state dicts as one file's tensors, each under its prefix. No two modules' names
+ * can meet: the prefixes differ (they are an object's keys), and no key of a state dict ends
+ * another.
+ */
+export function modulesToSafetensors(modules: ReadonlyArray<readonly [string, Module]>): Uint8Array {
+  const tensors: Record<string, SafeTensor> = Object.create(null);
+  for (const [prefix, m] of modules) Object.assign(tensors, tensorsOf(m, prefix));
   return encodeSafetensors(tensors, { format: 'pt' });
 }
 
@@ -295,20 +311,10 @@ export async function saveSafetensorsFile(m: Module, path: unknown, options: unk
  * `FormatError` and changes nothing.
  */
 export async function loadSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
-  const source = checkPath(path);
+  checkPath(path);
   const prefix = checkSafetensorsOptions(options);
-  const where = String(path);
-  const handle = await open(source, 'r');
-  try {
-    const { base, entries } = await readHeader(handle);
-    const tensors: [string, DecodedTensor][] = [];
-    for (const e of moduleEntries(m, entries, prefix, where)) {
-      tensors.push([e.name, decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))]);
-    }
-    loadInto(m, tensors, prefix, where);
-  } finally {
-    await handle.close();
-  }
+  const [sd] = await readModulesFile(path, [[prefix, m]]);
+  m.loadStateDict(sd);
 }
 
 /** A BatchNorm's state in a `.safetensors` file, as `BatchNorm.findInSafetensors` finds it. */
@@ -358,6 +364,37 @@ function batchNormsIn(entries: readonly HeaderEntry[]): SafetensorsBatchNorm[] {
   return found.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
 }
 
+/**
+ * Several modules' state dicts from one `.safetensors` file, each under its prefix: the header is
+ * read once and checked whole, every module's keys are checked before any tensor is read, and
+ * every state dict (checkStateDict) before any is returned; loading them is left to the caller,
+ * who applies all or none.
+ */
+export async function readModulesFile(path: unknown, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
+  const source = checkPath(path);
+  const where = String(path);
+  const handle = await open(source, 'r');
+  try {
+    const { base, entries } = await readHeader(handle);
+    const chosen = modules.map(([prefix, m]) => moduleEntries(m, entries, prefix, where));
+    const states: BatchNormStateDict[] = [];
+    for (const [i, [prefix, m]] of modules.entries()) {
+      const tensors: [string, DecodedTensor][] = [];
+      for (const e of chosen[i]) tensors.push([e.name.slice(prefix.length), decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))]);
+      const sd = stateDictOf(tensors);
+      try {
+        checkStateDict(m, sd);
+      } catch (err) {
+        throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
+      }
+      states.push(sd);
+    }
+    return states;
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A file's header, checked whole (parseHeader), and where its byte buffer starts. */
 async function readHeader(handle: FileHandle): Promise<{ base: number; entries: HeaderEntry[] }> {
   const { size } = await handle.stat();
@@ -378,7 +415,7 @@ async function readAt(handle: FileHandle, position: number, length: number): Pro
 }
 
 /** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */
-function checkPath(value: unknown): string | URL {
+export function checkPath(value: unknown): string | URL {
   if (typeof value === 'string' || value instanceof URL) return value;
   throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
 }

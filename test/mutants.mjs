@@ -336,6 +336,10 @@ const MUTANTS = [
     file: 'src/weights.ts', find: "numBatchesTracked: m.trackRunningStats && 'num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : null };", replace: "numBatchesTracked: m.trackRunningStats ? ('num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : 0) : null };", tests: ['test/weights.test.ts'],
   },
   {
+    name: 'modules-half-loaded', breaks: 'loadSafetensors(path, modules) checks every module before any loads (one that does not fit changes none)',
+    file: 'src/weights.ts', find: '        checkStateDict(m, sd);\n', replace: '        void [m, sd];\n', tests: ['test/weights.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },
@@ -379,7 +383,7 @@ const MUTANTS = [
   {
     name: 'reads-whole-file', breaks: "loadSafetensors reads a file's header and the module's own tensors only",
     file: 'src/weights.ts', find: 'decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))',
-    replace: 'decodeTensor(e, (await readAt(handle, 0, size)).subarray(base + e.begin, base + e.end))', tests: ['test/weights.test.ts'],
+    replace: 'decodeTensor(e, (await readAt(handle, 0, (await handle.stat()).size)).subarray(base + e.begin, base + e.end))', tests: ['test/weights.test.ts'],
     only: 'reading the header and its own tensors only',
   },
   {

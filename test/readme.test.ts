@@ -78,6 +78,8 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
     expect((b3.merged as bnpool.ChannelStats).count[0]).toBe(2 * 4 * 6 * 7);
     expect((b3.dx as Float32Array).length).toBe(x.length);
     expect(bn.numBatchesTracked).toBe(2); // the synced forward counted
+    // The file of two modules, as a model's state dict names them.
+    expect((await bnpool.BatchNorm.findInSafetensors(join(dir, 'model.safetensors'))).map((f) => f.prefix)).toEqual(['bn1.', 'layer1.1.']);
   } finally {
     process.chdir(cwd);
     rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
+import { ArgumentError, BatchNorm, FormatError, loadSafetensors, Pool, saveSafetensors } from '../dist/src/index.js';
 import { decodeSafetensors, encodeSafetensors } from '../dist/src/safetensors.js';
 import { randomTensor } from './helpers/data.js';
 
@@ -508,6 +508,90 @@ describe('safetensors files from the Python package', () => {
       else expect((err as Error).message, JSON.stringify(options)).toMatch(message);
       expect(state(bn)).toBe(before);
     }
+  });
+
+  it('loadSafetensors(path, modules) loads a model\'s BatchNorms from one reading of its header and their own tensors', async () => {
+    for (const [name, model] of Object.entries(expected.models)) {
+      const path = fileURLToPath(new URL(`${name}.safetensors`, fixtures));
+      const { length, entries } = headerOf(readFileSync(path));
+      const found = await BatchNorm.findInSafetensors(path);
+      const modules = Object.fromEntries(found.map((f) => [f.prefix, new BatchNorm(f.numFeatures, { affine: f.affine, pool })]));
+      const read = await bytesReadBy(() => loadSafetensors(path, modules));
+      const own = Object.entries(entries).filter(([k]) => found.some((f) => k.startsWith(f.prefix)))
+        .reduce((a, [, e]) => a + e.data_offsets[1] - e.data_offsets[0], 0);
+      expect(read, name).toBe(8 + length + own);
+      for (const [prefix, want] of Object.entries(model.modules)) {
+        const bn = modules[prefix];
+        expect(bn.weight, prefix).toEqual(Float32Array.from(want.weight));
+        expect(bn.runningMean, prefix).toEqual(Float32Array.from(want.running_mean));
+        expect(bn.runningVar, prefix).toEqual(Float32Array.from(want.running_var));
+        expect(bn.numBatchesTracked, prefix).toBe(want.num_batches_tracked);
+      }
+    }
+  });
+
+  it('saveSafetensors(path, modules) writes several modules under their prefixes, as a model names them; they load back', async () => {
+    const a = await trained(4);
+    const b = await trained(6, 'float64');
+    await b.forward(randomTensor([2, 6, 3], 'float64', 5), [2, 6, 3]);
+    const plain = new BatchNorm(5, { pool, affine: false });
+    plain.runningMean!.set([1, 2, 3, 4, 5]);
+    const path = join(dir, 'three-modules.safetensors');
+    await saveSafetensors(path, { 'bn1.': a, 'layer1.1.': b, 'head.norm.': plain });
+    const { tensors, metadata } = decodeSafetensors(readFileSync(path));
+    expect(metadata).toEqual({ format: 'pt' });
+    const keys = (prefix: string, affine: boolean) => [...(affine ? ['weight', 'bias'] : []), 'running_mean', 'running_var', 'num_batches_tracked'].map((k) => prefix + k);
+    expect(Object.keys(tensors).sort()).toEqual([...keys('bn1.', true), ...keys('layer1.1.', true), ...keys('head.norm.', false)].sort());
+    expect(tensors['bn1.running_var'].dtype).toBe('F32');
+    expect(tensors['layer1.1.running_var'].dtype).toBe('F64');
+    expect(Float64Array.from(tensors['layer1.1.running_var'].data)).toEqual(b.runningVar);
+    expect(Array.from(tensors['layer1.1.num_batches_tracked'].data)).toEqual([3]);
+    expect(await BatchNorm.findInSafetensors(path)).toEqual([
+      { prefix: 'bn1.', numFeatures: 4, affine: true, dtype: 'float32' },
+      { prefix: 'head.norm.', numFeatures: 5, affine: false, dtype: 'float32' },
+      { prefix: 'layer1.1.', numFeatures: 6, affine: true, dtype: 'float64' },
+    ]);
+    // Back in one call, and each by its prefix.
+    const back = { 'bn1.': new BatchNorm(4, { pool }), 'layer1.1.': new BatchNorm(6, { pool, dtype: 'float64' }), 'head.norm.': new BatchNorm(5, { pool, affine: false }) };
+    await loadSafetensors(path, back);
+    expect([state(back['bn1.']), state(back['layer1.1.']), state(back['head.norm.'])]).toEqual([state(a), state(b), state(plain)]);
+    const one = new BatchNorm(6, { pool, dtype: 'float64' });
+    await one.loadSafetensors(path, { prefix: 'layer1.1.' });
+    expect(state(one)).toBe(state(b));
+    // The same module under two prefixes is written twice.
+    const twice = join(dir, 'twice.safetensors');
+    await saveSafetensors(twice, { 'x.': a, 'y.': a });
+    expect(Object.keys(decodeSafetensors(readFileSync(twice)).tensors)).toHaveLength(10);
+  });
+
+  it('loadSafetensors(path, modules) changes no module when one does not fit; bad arguments are refused before the file is opened', async () => {
+    const path = fileURLToPath(new URL('torch-model-f32.safetensors', fixtures));
+    const first = new BatchNorm(4, { pool });
+    const wrong = new BatchNorm(5, { pool });
+    const before = [state(first), state(wrong)];
+    // layer1.1. holds 6 channels: checked before bn1. loads.
+    await expect(loadSafetensors(path, { 'bn1.': first, 'layer1.1.': wrong })).rejects.toThrow(
+      /^the state dict under prefix "layer1\.1\." in .* does not fit this module: stateDict\.weight must have length 5; got length 6$/,
+    );
+    await expect(loadSafetensors(path, { 'bn1.': first, 'bn9.': wrong })).rejects.toThrow(/options\.prefix "bn9\." starts no tensor name/);
+    expect([state(first), state(wrong)]).toEqual(before);
+    const missing = join(dir, 'no-such-model.safetensors');
+    const refusals: [() => Promise<void>, RegExp][] = [
+      [() => loadSafetensors(missing, first as never), /^modules must be an object of BatchNorms by prefix \(\{ 'bn1\.': bn1, \.\.\. \}\); got a BatchNorm$/],
+      [() => loadSafetensors(missing, [first] as never), /^modules must be an object of BatchNorms by prefix .*; got \[a BatchNorm\]$/],
+      [() => loadSafetensors(missing, undefined as never), /^modules must be an object .*; got undefined$/],
+      [() => loadSafetensors(missing, {}), /^modules must name at least one BatchNorm to load; got an empty object$/],
+      [() => saveSafetensors(missing, {}), /^modules must name at least one BatchNorm to save; got an empty object$/],
+      [() => loadSafetensors(missing, { 'bn1.': first, 'bn2.': {} as never }), /^modules\["bn2\."\] must be a BatchNorm; got an object$/],
+      [() => loadSafetensors(missing, { 'a.': first, 'b.': first }), /^modules\["b\."\] is the module of modules\["a\."\] too: one module loads from one prefix$/],
+      [() => saveSafetensors(3 as never, { 'a.': first }), /^path must be a string or a URL; got 3$/],
+    ];
+    for (const [call, message] of refusals) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ArgumentError);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(() => readFileSync(missing)).toThrow(/ENOENT/);
   });
 
   it('checks every tensor of a model file\'s header, read or not, and options before the file is opened', async () => {

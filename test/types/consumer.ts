@@ -6,8 +6,8 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
-  type SafetensorsBatchNorm, type SafetensorsOptions,
-  ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, Pool,
+  type BatchNormsByPrefix, type SafetensorsBatchNorm, type SafetensorsOptions,
+  ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, Pool, saveSafetensors,
 } from 'bnpool';
 
 /** True where A and B are the same type (not merely assignable either way). */
@@ -76,6 +76,15 @@ export async function aModelsBatchNormByItsPrefix(bn: BatchNorm): Promise<void> 
   const found = await BatchNorm.findInSafetensors('model.safetensors');
   expectType<Equal<typeof found, SafetensorsBatchNorm[]>>();
   expectType<Equal<typeof found[number]['dtype'], 'float32' | 'float64'>>();
+}
+
+export async function aModelsBatchNormsInOneFile(bn1: BatchNorm, bn2: BatchNorm): Promise<void> {
+  const modules: BatchNormsByPrefix = { 'bn1.': bn1, 'layer1.1.': bn2 };
+  expectType<Equal<ReturnType<typeof saveSafetensors>, Promise<void>>>();
+  await saveSafetensors('bn.safetensors', modules);
+  await loadSafetensors(new URL('file:///tmp/bn.safetensors'), modules);
+  // @ts-expect-error: modules are BatchNorms by prefix, not a list.
+  await loadSafetensors('bn.safetensors', [bn1, bn2]);
 }
 
 export async function aPoolsGrainIsAutoOrANumber(): Promise<void> {
