@@ -466,8 +466,9 @@ export class BatchNorm {
    * Reads the state dict from a `.safetensors` file: the whole file, or with `options.prefix` the
    * module's tensors in a model's file (`'layer1.0.bn1.'`, as the model's `state_dict()` names
    * them), where only the header and those tensors are read. It takes what `loadStateDict` takes
-   * (exactly the module's keys, num_batches_tracked optional; float tensors of any precision); a malformed file is a
-   * `FormatError`, and either error changes nothing.
+   * (exactly the module's keys, num_batches_tracked optional; float tensors of any precision); a
+   * malformed file is a `FormatError`, and either error changes nothing. Several modules of one
+   * file load at once with `loadSafetensors(path, { prefix: module, ... })`.
    *
    * @example
    * // model.safetensors: safetensors.torch.save_file(model.state_dict(), 'model.safetensors')
