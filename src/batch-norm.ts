@@ -13,6 +13,9 @@ import { type ByteArray, checkBytesOut, isByteArray, runBytes } from './bytes.js
 import { type ChannelResults, runBatchNormBackward } from './engine.js';
 import { ArgumentError, describe } from './errors.js';
 import { showAs } from './inspect.js';
+import {
+  findBatchNormsInOnnxFile, type FromOnnxOptions, type OnnxBatchNorm, readOnnxBatchNorm, splitFromOnnxOptions,
+} from './onnx.js';
 import { allocationOf, checkLive, pinArrays, type PoolInternals, poolInternals } from './pool-internals.js';
 import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate, updateRunningStats } from './running.js';
@@ -494,6 +497,39 @@ export class BatchNorm {
    */
   static findInSafetensors(path: string | URL): Promise<SafetensorsBatchNorm[]> {
     return findBatchNormsInFile(path);
+  }
+
+  /**
+   * The BatchNormalization nodes of an ONNX model file whose scale, B, mean and variance are
+   * constants (initializers or Constant nodes; stored in the file or beside it as external
+   * data), in graph order: each one's name, output, channels, epsilon, momentum, training_mode
+   * and dtype. Reads the whole `.onnx` file (a protocol buffer is at most 2 GiB; larger models
+   * keep their tensors outside it) and its main graph alone; a malformed one is a `FormatError`.
+   */
+  static findInOnnx(path: string | URL): Promise<OnnxBatchNorm[]> {
+    return findBatchNormsInOnnxFile(path);
+  }
+
+  /**
+   * A module made from a BatchNormalization node of an ONNX model file: its channels, the ONNX
+   * convention with the node's epsilon and momentum (which weights the old value, as ONNX's
+   * does), float64 where its variance is DOUBLE, and scale, B, mean and variance as weight, bias
+   * and running statistics (FLOAT16 and BFLOAT16 values convert exactly). `options.node` names the
+   * node (its name or its output's) where the model has more than one; the rest are the module's
+   * options and override the node's (`{ layout: 'channels-last', pool }`). Options are checked
+   * before the file is read; a node whose epsilon or momentum no module takes is a `FormatError`.
+   *
+   * @example
+   * const bn = await BatchNorm.fromOnnx('model.onnx', { node: 'bn1', pool });
+   * bn.eval();                                          // inference, as the model's graph runs it
+   */
+  static async fromOnnx(path: string | URL, options?: FromOnnxOptions): Promise<BatchNorm> {
+    const { node, moduleOptions } = splitFromOnnxOptions(options);
+    checkModuleSettings(1, moduleOptions);
+    const { node: found, values } = await readOnnxBatchNorm(path, node);
+    const bn = new BatchNorm(found.numFeatures, { convention: 'onnx', eps: found.epsilon, momentum: found.momentum, dtype: found.dtype, ...moduleOptions });
+    bn.loadStateDict({ weight: values[0], bias: values[1], running_mean: values[2], running_var: values[3] });
+    return bn;
   }
 }
 

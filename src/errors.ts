@@ -123,7 +123,7 @@ export class NoForwardError extends BnPoolError {
   }
 }
 
-/** A file or serialized state that does not follow its format (safetensors). */
+/** A file or serialized state that does not follow its format (safetensors, ONNX), or holds what no module takes. */
 export class FormatError extends BnPoolError {
   /** Always `'ERR_BNPOOL_FORMAT'` (typed as that literal, so `instanceof` narrows it). */
   declare readonly code: 'ERR_BNPOOL_FORMAT';

@@ -15,6 +15,7 @@ export type { JsonNumber } from './channel-stats-values.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
 export type { OnnxBatchNormInputs, SafetensorsBatchNorm, SafetensorsOptions, WeightFormat } from './weights.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
+export type { FromOnnxOptions, OnnxBatchNorm } from './onnx.js';
 export {
   AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,
   ShapeError, SingleValueError, WorkerError, type BnPoolErrorCode,

@@ -28,19 +28,19 @@ const bf16Scratch = new DataView(new ArrayBuffer(4));
 const READERS = {
   ...DTYPES,
   F16: { bytes: 2, read: (v: DataView, at: number) => halfToNumber(v.getUint16(at, true)) },
-  BF16: {
-    bytes: 2,
-    read: (v: DataView, at: number) => {
-      bf16Scratch.setUint32(0, v.getUint16(at, true) << 16);
-      return bf16Scratch.getFloat32(0);
-    },
-  },
+  BF16: { bytes: 2, read: (v: DataView, at: number) => bfloat16ToNumber(v.getUint16(at, true)) },
 } as const;
 
 export type SafetensorsReadDtype = keyof typeof READERS;
 
+/** bfloat16 bits as a number (exact): the upper half of a float32's. */
+export function bfloat16ToNumber(bits: number): number {
+  bf16Scratch.setUint32(0, bits << 16);
+  return bf16Scratch.getFloat32(0);
+}
+
 /** IEEE binary16 bits as a number (exact). */
-function halfToNumber(h: number): number {
+export function halfToNumber(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exponent = (h >> 10) & 0x1f;
   const fraction = h & 0x3ff;

@@ -340,6 +340,18 @@ const MUTANTS = [
     file: 'src/weights.ts', find: '        checkStateDict(m, sd);\n', replace: '        void [m, sd];\n', tests: ['test/weights.test.ts'],
   },
   {
+    name: 'onnx-raw-offset', breaks: "an ONNX tensor's raw_data is read where it stands in the file (its view's offset)",
+    file: 'src/onnx.ts', find: 'const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);', replace: 'const view = new DataView(raw.buffer);', tests: ['test/onnx-file.test.ts'],
+  },
+  {
+    name: 'onnx-constant-nodes-ignored', breaks: "a BatchNormalization's state may come from Constant nodes, not only initializers",
+    file: 'src/onnx.ts', find: 'if (t !== null && output !== undefined) constants.set(', replace: 'if (t !== null && output !== undefined && index < 0) constants.set(', tests: ['test/onnx-file.test.ts'],
+  },
+  {
+    name: 'onnx-external-escapes', breaks: "an ONNX tensor's external data stays inside the model's folder",
+    file: 'src/onnx.ts', find: "if (isAbsolute(relative) || relative === '..' || relative.startsWith(`..${sep}`)) {", replace: 'if (isAbsolute(relative) || sep.length === 0) {', tests: ['test/onnx-file.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

@@ -6,7 +6,7 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
-  type BatchNormsByPrefix, type SafetensorsBatchNorm, type SafetensorsOptions,
+  type BatchNormsByPrefix, type FromOnnxOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions,
   ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, Pool, saveSafetensors,
 } from 'bnpool';
 
@@ -85,6 +85,17 @@ export async function aModelsBatchNormsInOneFile(bn1: BatchNorm, bn2: BatchNorm)
   await loadSafetensors(new URL('file:///tmp/bn.safetensors'), modules);
   // @ts-expect-error: modules are BatchNorms by prefix, not a list.
   await loadSafetensors('bn.safetensors', [bn1, bn2]);
+}
+
+export async function aModuleFromAnOnnxModel(pool: Pool): Promise<void> {
+  const found = await BatchNorm.findInOnnx('model.onnx');
+  expectType<Equal<typeof found, OnnxBatchNorm[]>>();
+  expectType<Equal<typeof found[number]['trainingMode'], boolean>>();
+  const options: FromOnnxOptions = { node: found[0].name || found[0].output, pool, layout: 'channels-last' };
+  const bn = await BatchNorm.fromOnnx(new URL('file:///tmp/model.onnx'), options);
+  expectType<Equal<typeof bn, BatchNorm>>();
+  // @ts-expect-error: a node is named by a string.
+  await BatchNorm.fromOnnx('model.onnx', { node: 1 });
 }
 
 export async function aPoolsGrainIsAutoOrANumber(): Promise<void> {

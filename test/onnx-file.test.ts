@@ -1,0 +1,167 @@
+/**
+ * BatchNormalization nodes of ONNX model files: `BatchNorm.findInOnnx` and `BatchNorm.fromOnnx`,
+ * on models the `onnx` Python package wrote (test/fixtures/onnx/make_files.py: initializers as
+ * raw_data and as float_data, a Constant node's value, external data, float64, float16 as
+ * int32_data bits), against the values it recorded, and against onnxruntime running a model.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
+import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
+import { randomTensor } from './helpers/data.js';
+
+const fixtures = new URL('./fixtures/onnx/', import.meta.url);
+const fixture = (name: string): string => fileURLToPath(new URL(name, fixtures));
+interface ExpectedNode {
+  name: string; output: string; epsilon: number; momentum: number; trainingMode: boolean; numFeatures: number; dtype: 'float32' | 'float64';
+  scale: number[]; B: number[]; mean: number[]; var: number[];
+}
+const expected = JSON.parse(readFileSync(new URL('expected.json', fixtures), 'utf8')) as { generator: string; files: Record<string, ExpectedNode[]> };
+
+let pool: Pool;
+const dir = mkdtempSync(join(tmpdir(), 'bnpool-onnx-'));
+beforeAll(() => { pool = new Pool({ threads: 1 }); });
+afterAll(async () => { await pool.close(); rmSync(dir, { recursive: true, force: true }); });
+
+/** A copy of a fixture with every `from` replaced by `to` (same length, so every protobuf length holds). */
+function patched(name: string, from: Uint8Array, to: Uint8Array): string {
+  const bytes = Buffer.from(readFileSync(fixture(name)));
+  let found = 0;
+  for (let at = bytes.indexOf(from); at >= 0; at = bytes.indexOf(from, at + 1), found++) bytes.set(to, at);
+  expect(found, `${name} holds the bytes to patch`).toBeGreaterThan(0);
+  const path = join(dir, `patched-${name}`);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+const float32Bytes = (v: number): Uint8Array => new Uint8Array(Float32Array.of(v).buffer);
+
+describe('BatchNorm.findInOnnx', () => {
+  it('has the five fixture files', () => {
+    expect(expected.generator).toMatch(/^onnx 1\./);
+    expect(Object.keys(expected.files)).toEqual(['model.onnx', 'external.onnx', 'double.onnx', 'half.onnx', 'bn-only.onnx']);
+  });
+
+  it('lists the nodes whose state is constant, with their attributes (defaults where absent), in graph order', async () => {
+    for (const [name, nodes] of Object.entries(expected.files)) {
+      const found = await BatchNorm.findInOnnx(fixture(name));
+      expect(found, name).toEqual(nodes.map(({ name: n, output, numFeatures, epsilon, momentum, trainingMode, dtype }) => ({
+        name: n, output, numFeatures, epsilon, momentum, trainingMode, dtype,
+      })));
+    }
+    // model.onnx's "bn3" takes its mean from a graph input: not listed. Nor a model whose state is
+    // all fed at run time (bench's one-node model).
+    const fed = join(dir, 'fed.onnx');
+    writeFileSync(fed, batchNormModel([2, 3, 4], { training: false, epsilon: 1e-5, momentum: 0.9 }));
+    expect(await BatchNorm.findInOnnx(fed)).toEqual([]);
+  });
+});
+
+describe('BatchNorm.fromOnnx', () => {
+  it('makes a module of each node: its channels, eps, momentum, dtype and values, in the ONNX convention', async () => {
+    for (const [name, nodes] of Object.entries(expected.files)) {
+      for (const want of nodes) {
+        const bn = await BatchNorm.fromOnnx(fixture(name), { node: want.name || want.output, pool });
+        const label = `${name} ${want.name || want.output}`;
+        const array = want.dtype === 'float64' ? Float64Array : Float32Array;
+        expect([bn.numFeatures, bn.eps, bn.momentum, bn.convention, bn.dtype, bn.numBatchesTracked], label)
+          .toEqual([want.numFeatures, want.epsilon, want.momentum, 'onnx', want.dtype, 0]);
+        expect(bn.weight, label).toEqual(array.from(want.scale));
+        expect(bn.bias, label).toEqual(array.from(want.B));
+        expect(bn.runningMean, label).toEqual(array.from(want.mean));
+        expect(bn.runningVar, label).toEqual(array.from(want.var));
+      }
+    }
+    // A node is also named by its output; a model of one node needs no name.
+    const byOutput = await BatchNorm.fromOnnx(fixture('model.onnx'), { node: 'b1', pool });
+    expect(byOutput.weight).toEqual(Float32Array.from(expected.files['model.onnx'][0].scale));
+    const only = await BatchNorm.fromOnnx(fixture('double.onnx'));
+    expect(only.runningVar).toEqual(Float64Array.from(expected.files['double.onnx'][0].var));
+  });
+
+  it('gives onnxruntime\'s outputs for the model it came from, in eval mode', async () => {
+    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+    const shape = [3, 6, 5];
+    const x = randomTensor(shape, 'float32', 91) as Float32Array;
+    const session = await ort.InferenceSession.create(readFileSync(fixture('bn-only.onnx')));
+    const { Y } = await session.run({ X: new ort.Tensor('float32', x, shape) });
+    await session.release();
+    const bn = (await BatchNorm.fromOnnx(fixture('bn-only.onnx'), { pool })).eval();
+    const y = await bn.forward(x, shape);
+    const want = Y.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - want[i]) / Math.max(Math.abs(want[i]), 1));
+    expect(worst).toBeLessThan(1e-6);
+    // The module's options override the node's, but not its state.
+    const last = await BatchNorm.fromOnnx(fixture('bn-only.onnx'), { pool, layout: 'channels-last', eps: 1e-3 });
+    expect([last.layout, last.eps, last.momentum]).toEqual(['channels-last', 1e-3, Math.fround(0.9)]);
+  });
+
+  it('refuses a model without the node named, or with several and none named, listing its nodes; options before the file is read', async () => {
+    const model = fixture('model.onnx');
+    await expect(BatchNorm.fromOnnx(model, { pool })).rejects.toThrow(
+      new ArgumentError(`${model} holds more than one BatchNormalization node whose state is constant; options.node picks one: its nodes are "bn1", "Y"`),
+    );
+    await expect(BatchNorm.fromOnnx(model, { node: 'bn3', pool })).rejects.toThrow(
+      new ArgumentError(`${model} has no BatchNormalization node named "bn3" (by name or output): its nodes are "bn1", "Y"`),
+    );
+    const fed = join(dir, 'fed-only.onnx');
+    writeFileSync(fed, batchNormModel([2, 3], { training: true, epsilon: 1e-5, momentum: 0.9 }));
+    await expect(BatchNorm.fromOnnx(fed)).rejects.toThrow(/holds no BatchNormalization node whose state is constant; options\.node picks one: its nodes are none$/);
+    const missing = join(dir, 'no-such-model.onnx');
+    const refusals: [unknown, RegExp][] = [
+      [{ node: 3 }, /^options\.node must be a string; got 3$/],
+      [{ affine: false }, /^options\.affine must stay true: an ONNX BatchNormalization has scale, B and running statistics; got false$/],
+      [{ trackRunningStats: false }, /^options\.trackRunningStats must stay true/],
+      [{ momentum: 2 }, /^options\.momentum/],
+      [{ nodes: 'bn1' }, /^options\.nodes is not an option here/],
+      ['bn1', /^options must be an object; got "bn1"$/],
+    ];
+    for (const [options, message] of refusals) {
+      const err = await BatchNorm.fromOnnx(missing, options as never).catch((e: unknown) => e);
+      expect(err, JSON.stringify(options)).toBeInstanceOf(ArgumentError);
+      expect((err as Error).message).toMatch(message);
+    }
+    await expect(BatchNorm.fromOnnx(7 as never)).rejects.toThrow(/^path must be a string or a URL; got 7$/);
+    await expect(BatchNorm.findInOnnx(missing)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('refuses, as FormatErrors, a node no module can take and external data outside the model\'s folder', async () => {
+    // bn1's momentum 0.8 made 1.5; its epsilon 1e-3 made -1.
+    const momentum = patched('model.onnx', float32Bytes(0.8), float32Bytes(1.5));
+    await expect(BatchNorm.fromOnnx(momentum, { node: 'bn1' })).rejects.toThrow(new FormatError(`node "bn1" of ${momentum} has momentum 1.5; a module's is in [0, 1]`));
+    const epsilon = patched('model.onnx', float32Bytes(1e-3), float32Bytes(-1));
+    await expect(BatchNorm.fromOnnx(epsilon, { node: 'bn1' })).rejects.toBeInstanceOf(FormatError);
+    expect((await BatchNorm.findInOnnx(epsilon))[0].epsilon).toBe(-1);
+    // external.data renamed to a path that leaves the folder (same length).
+    const escaping = patched('external.onnx', new TextEncoder().encode('external.data'), new TextEncoder().encode('../ernal.data'));
+    await expect(BatchNorm.fromOnnx(escaping, { node: 'bn1' })).rejects.toThrow(/is stored at "\.\.\/ernal\.data", outside the model's folder$/);
+  });
+
+  it('reads every truncation and many corruptions of a model as a list, a module, or a typed error', async () => {
+    const bytes = readFileSync(fixture('model.onnx'));
+    const path = join(dir, 'broken.onnx');
+    const outcomes = new Map<string, number>();
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const cases: Uint8Array[] = [];
+    for (let cut = 0; cut < bytes.length; cut += 7) cases.push(bytes.subarray(0, cut));
+    for (let t = 0; t < 150; t++) {
+      const b = Uint8Array.from(bytes);
+      for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      cases.push(b);
+    }
+    for (const c of cases) {
+      writeFileSync(path, c);
+      for (const call of [() => BatchNorm.findInOnnx(path), () => BatchNorm.fromOnnx(path, { node: 'bn1', pool })]) {
+        const outcome = await call().then(() => 'ok', (e: unknown) => (e instanceof FormatError || e instanceof ArgumentError ? (e as FormatError).code : `${(e as Error).name}: ${(e as Error).message}`));
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }
+    expect([...outcomes.keys()].sort()).toEqual(['ERR_BNPOOL_ARG', 'ERR_BNPOOL_FORMAT', 'ok']);
+  });
+});
