@@ -363,13 +363,15 @@ export async function findBatchNormsInOnnxFile(path: unknown): Promise<OnnxBatch
 export async function readOnnxBatchNorm(path: unknown, node: string | undefined): Promise<{ node: OnnxBatchNorm; values: Float64Array[] }> {
   const file = modelPathOf(path);
   const found = batchNormsOf(await readModel(file));
-  const listed = found.map((n) => JSON.stringify(n.name || n.output)).join(', ') || 'none';
+  const listed = found.map((n) => JSON.stringify(n.name || n.output)).join(', ');
   const chosen = node === undefined ? found : found.filter((n) => (n.name !== '' && n.name === node) || n.output === node);
+  if (found.length === 0) throw new ArgumentError(`${file} holds no BatchNormalization node whose state is constant`);
+  if (node === undefined && chosen.length > 1) {
+    throw new ArgumentError(`${file} holds ${found.length} BatchNormalization nodes whose state is constant; options.node picks one of ${listed}`);
+  }
   if (chosen.length !== 1) {
-    const why = node === undefined
-      ? `${found.length === 0 ? 'holds no' : 'holds more than one'} BatchNormalization node whose state is constant; options.node picks one`
-      : `has no BatchNormalization node named ${JSON.stringify(node)}${chosen.length > 1 ? ' alone' : ''} (by name or output)`;
-    throw new ArgumentError(`${file} ${why}: its nodes are ${listed}`);
+    const why = chosen.length === 0 ? 'names none' : 'names more than one';
+    throw new ArgumentError(`options.node ${JSON.stringify(node)} ${why} of the BatchNormalization nodes of ${file} whose state is constant (by name or output): ${listed}`);
   }
   const { state, ...info } = chosen[0];
   const which = `node ${JSON.stringify(info.name || info.output)} of ${file}`;
