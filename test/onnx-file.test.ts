@@ -41,9 +41,9 @@ function patched(name: string, from: Uint8Array, to: Uint8Array): string {
 const float32Bytes = (v: number): Uint8Array => new Uint8Array(Float32Array.of(v).buffer);
 
 describe('BatchNorm.findInOnnx', () => {
-  it('has the five fixture files', () => {
+  it('has the six fixture files', () => {
     expect(expected.generator).toMatch(/^onnx 1\./);
-    expect(Object.keys(expected.files)).toEqual(['model.onnx', 'external.onnx', 'double.onnx', 'half.onnx', 'bn-only.onnx']);
+    expect(Object.keys(expected.files)).toEqual(['model.onnx', 'external.onnx', 'double.onnx', 'half.onnx', 'bn-only.onnx', 'ambiguous.onnx']);
   });
 
   it('lists the nodes whose state is constant, with their attributes (defaults where absent), in graph order', async () => {
@@ -65,8 +65,10 @@ describe('BatchNorm.fromOnnx', () => {
   it('makes a module of each node: its channels, eps, momentum, dtype and values, in the ONNX convention', async () => {
     for (const [name, nodes] of Object.entries(expected.files)) {
       for (const want of nodes) {
-        const bn = await BatchNorm.fromOnnx(fixture(name), { node: want.name || want.output, pool });
-        const label = `${name} ${want.name || want.output}`;
+        // By name, or by output where it has none or its name is another node's output.
+        const id = want.name === '' || nodes.some((n) => n.output === want.name) ? want.output : want.name;
+        const bn = await BatchNorm.fromOnnx(fixture(name), { node: id, pool });
+        const label = `${name} ${id}`;
         const array = want.dtype === 'float64' ? Float64Array : Float32Array;
         expect([bn.numFeatures, bn.eps, bn.momentum, bn.convention, bn.dtype, bn.numBatchesTracked], label)
           .toEqual([want.numFeatures, want.epsilon, want.momentum, 'onnx', want.dtype, 0]);
@@ -109,6 +111,12 @@ describe('BatchNorm.fromOnnx', () => {
     await expect(BatchNorm.fromOnnx(model, { node: 'bn3', pool })).rejects.toThrow(
       new ArgumentError(`options.node "bn3" names none of the BatchNormalization nodes of ${model} whose state is constant (by name or output): "bn1", "Y"`),
     );
+    // "h" is one node's name and the other's output: by name or output, it names both.
+    const ambiguous = fixture('ambiguous.onnx');
+    await expect(BatchNorm.fromOnnx(ambiguous, { node: 'h', pool })).rejects.toThrow(
+      new ArgumentError(`options.node "h" names more than one of the BatchNormalization nodes of ${ambiguous} whose state is constant (by name or output): "first", "h"`),
+    );
+    expect((await BatchNorm.fromOnnx(ambiguous, { node: 'first', pool })).numFeatures).toBe(2);
     const fed = join(dir, 'fed-only.onnx');
     writeFileSync(fed, batchNormModel([2, 3], { training: true, epsilon: 1e-5, momentum: 0.9 }));
     await expect(BatchNorm.fromOnnx(fed)).rejects.toThrow(new ArgumentError(`${fed} holds no BatchNormalization node whose state is constant`));
