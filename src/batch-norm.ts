@@ -513,15 +513,16 @@ export class BatchNorm {
   /**
    * A module made from a BatchNormalization node of an ONNX model file: its channels, the ONNX
    * convention with the node's epsilon and momentum (which weights the old value, as ONNX's
-   * does), float64 where its variance is DOUBLE, and scale, B, mean and variance as weight, bias
-   * and running statistics (FLOAT16 and BFLOAT16 values convert exactly). `options.node` names the
+   * does), float64 where its variance is DOUBLE, scale, B, mean and variance as weight, bias and
+   * running statistics (FLOAT16 and BFLOAT16 values convert exactly), and the node's mode: eval
+   * where its training_mode is 0 (an inference graph's), training where 1. `options.node` names the
    * node (its name or its output's) where the model has more than one; the rest are the module's
    * options and override the node's (`{ layout: 'channels-last', pool }`). Options are checked
    * before the file is read; a node whose epsilon or momentum no module takes is a `FormatError`.
    *
    * @example
    * const bn = await BatchNorm.fromOnnx('model.onnx', { node: 'bn1', pool });
-   * bn.eval();                                          // inference, as the model's graph runs it
+   * await bn.forward(x, shape);                         // eval mode, as an inference graph runs it
    */
   static async fromOnnx(path: string | URL, options?: FromOnnxOptions): Promise<BatchNorm> {
     const { node, moduleOptions } = splitFromOnnxOptions(options);
@@ -529,7 +530,7 @@ export class BatchNorm {
     const { node: found, values } = await readOnnxBatchNorm(path, node);
     const bn = new BatchNorm(found.numFeatures, { convention: 'onnx', eps: found.epsilon, momentum: found.momentum, dtype: found.dtype, ...moduleOptions });
     bn.loadStateDict({ weight: values[0], bias: values[1], running_mean: values[2], running_var: values[3] });
-    return bn;
+    return found.trainingMode ? bn : bn.eval();
   }
 }
 

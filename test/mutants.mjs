@@ -352,6 +352,10 @@ const MUTANTS = [
     file: 'src/onnx.ts', find: "if (isAbsolute(relative) || relative === '..' || relative.startsWith(`..${sep}`)) {", replace: 'if (isAbsolute(relative) || sep.length === 0) {', tests: ['test/onnx-file.test.ts'],
   },
   {
+    name: 'onnx-mode-ignored', breaks: "a module from an ONNX node takes its mode (eval where training_mode is 0)",
+    file: 'src/batch-norm.ts', find: 'return found.trainingMode ? bn : bn.eval();', replace: 'return bn;', tests: ['test/onnx-file.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

@@ -70,8 +70,8 @@ describe('BatchNorm.fromOnnx', () => {
         const bn = await BatchNorm.fromOnnx(fixture(name), { node: id, pool });
         const label = `${name} ${id}`;
         const array = want.dtype === 'float64' ? Float64Array : Float32Array;
-        expect([bn.numFeatures, bn.eps, bn.momentum, bn.convention, bn.dtype, bn.numBatchesTracked], label)
-          .toEqual([want.numFeatures, want.epsilon, want.momentum, 'onnx', want.dtype, 0]);
+        expect([bn.numFeatures, bn.eps, bn.momentum, bn.convention, bn.dtype, bn.numBatchesTracked, bn.training], label)
+          .toEqual([want.numFeatures, want.epsilon, want.momentum, 'onnx', want.dtype, 0, want.trainingMode]);
         expect(bn.weight, label).toEqual(array.from(want.scale));
         expect(bn.bias, label).toEqual(array.from(want.B));
         expect(bn.runningMean, label).toEqual(array.from(want.mean));
@@ -92,7 +92,8 @@ describe('BatchNorm.fromOnnx', () => {
     const session = await ort.InferenceSession.create(readFileSync(fixture('bn-only.onnx')));
     const { Y } = await session.run({ X: new ort.Tensor('float32', x, shape) });
     await session.release();
-    const bn = (await BatchNorm.fromOnnx(fixture('bn-only.onnx'), { pool })).eval();
+    const bn = await BatchNorm.fromOnnx(fixture('bn-only.onnx'), { pool });
+    expect(bn.training).toBe(false); // training_mode 0: an inference graph
     const y = await bn.forward(x, shape);
     const want = Y.data as Float32Array;
     let worst = 0;
