@@ -138,6 +138,8 @@ export interface OnnxTensor {
   readonly dims: readonly number[];
   readonly dataType: number;
   readonly fields: readonly Field[];
+  /** A Constant node's `value_floats`, which are the values themselves. */
+  readonly floats?: readonly number[];
 }
 
 function tensorOf(bytes: Uint8Array, what: string): OnnxTensor {
@@ -154,6 +156,7 @@ function tensorOf(bytes: Uint8Array, what: string): OnnxTensor {
  * model (data_location EXTERNAL: external_data's location, offset and length).
  */
 async function decodeOnnxTensor(t: OnnxTensor, modelPath: string, what: string): Promise<Float64Array> {
+  if (t.floats !== undefined) return Float64Array.from(t.floats);
   const count = t.dims.reduce((a, b) => a * b, 1);
   const size = t.dataType === FLOAT ? 4 : t.dataType === DOUBLE ? 8 : t.dataType === FLOAT16 || t.dataType === BFLOAT16 ? 2 : 0;
   if (size === 0) throw new FormatError(`${what} has type ${TYPE_NAMES[t.dataType] ?? t.dataType}; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`);
@@ -242,7 +245,7 @@ interface FoundNode extends OnnxBatchNorm {
 
 /**
  * The BatchNormalization nodes of a model's main graph whose scale, B, mean and variance are
- * constants (initializers, or Constant nodes' values) of one length: the nodes a module's state
+ * constants (initializers, or Constant nodes' `value` or `value_floats`) of one length: the nodes a module's state
  * can come from. A node whose state is computed or fed at run time is not one; nor a node of
  * opset 6-8 with `spatial` 0 (state per element, not per channel).
  */
@@ -261,10 +264,17 @@ function batchNormsOf(bytes: Uint8Array): FoundNode[] {
   const nodes = graph.filter((f) => f.field === 1 && f.wire === BYTES).map((f, i) => ({ index: i, fields: fieldsOf(f.bytes, `node ${i}`) }));
   for (const { index, fields } of nodes) {
     if (stringOf(fields, 4) !== 'Constant' || !isDefaultDomain(stringOf(fields, 7))) continue;
-    const value = attributesOf(fields, `node ${index}`).get('value');
+    const attributes = attributesOf(fields, `node ${index}`);
+    const value = attributes.get('value');
     const output = stringsOf(fields, 2)[0];
     const t = value === undefined ? null : messageOf(value, 5);
     if (t !== null && output !== undefined) constants.set(output, tensorOf(t, `the value of Constant node ${index}`));
+    // value_floats: a 1-D FLOAT tensor given as the attribute's floats (field 7).
+    const floats = attributes.get('value_floats');
+    if (floats !== undefined && output !== undefined) {
+      const values = floatsOf(floats, 7, 4, `the value_floats of Constant node ${index}`);
+      constants.set(output, { name: output, dims: [values.length], dataType: FLOAT, fields: [], floats: values });
+    }
   }
   const found: FoundNode[] = [];
   for (const { index, fields } of nodes) {

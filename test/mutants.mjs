@@ -356,6 +356,10 @@ const MUTANTS = [
     file: 'src/batch-norm.ts', find: 'return found.trainingMode ? bn : bn.eval();', replace: 'return bn;', tests: ['test/onnx-file.test.ts'],
   },
   {
+    name: 'onnx-value-floats-ignored', breaks: "a Constant node's value_floats are a BatchNormalization's state too",
+    file: 'src/onnx.ts', find: "const floats = attributes.get('value_floats');", replace: "const floats = attributes.get('value_floats!');", tests: ['test/onnx-file.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

@@ -1,7 +1,7 @@
 /**
  * BatchNormalization nodes of ONNX model files: `BatchNorm.findInOnnx` and `BatchNorm.fromOnnx`,
  * on models the `onnx` Python package wrote (test/fixtures/onnx/make_files.py: initializers as
- * raw_data and as float_data, a Constant node's value, external data, float64, float16 as
+ * raw_data and as float_data, a Constant node's value and value_floats, external data, float64, float16 as
  * int32_data bits), against the values it recorded, and against onnxruntime running a model.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,9 +41,9 @@ function patched(name: string, from: Uint8Array, to: Uint8Array): string {
 const float32Bytes = (v: number): Uint8Array => new Uint8Array(Float32Array.of(v).buffer);
 
 describe('BatchNorm.findInOnnx', () => {
-  it('has the six fixture files', () => {
+  it('has the seven fixture files', () => {
     expect(expected.generator).toMatch(/^onnx 1\./);
-    expect(Object.keys(expected.files)).toEqual(['model.onnx', 'external.onnx', 'double.onnx', 'half.onnx', 'bn-only.onnx', 'ambiguous.onnx']);
+    expect(Object.keys(expected.files)).toEqual(['model.onnx', 'external.onnx', 'double.onnx', 'half.onnx', 'bn-only.onnx', 'floats.onnx', 'ambiguous.onnx']);
   });
 
   it('lists the nodes whose state is constant, with their attributes (defaults where absent), in graph order', async () => {
