@@ -14,6 +14,8 @@ import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
 
+/** Corrupted models of the robustness test (`BNPOOL_ONNX_CORRUPTIONS=5000` searches longer). */
+const CORRUPTIONS = Number(process.env.BNPOOL_ONNX_CORRUPTIONS ?? 150);
 const fixtures = new URL('./fixtures/onnx/', import.meta.url);
 const fixture = (name: string): string => fileURLToPath(new URL(name, fixtures));
 interface ExpectedNode {
@@ -155,11 +157,11 @@ describe('BatchNorm.fromOnnx', () => {
     const bytes = readFileSync(fixture('model.onnx'));
     const path = join(dir, 'broken.onnx');
     const outcomes = new Map<string, number>();
-    let seed = 7;
+    let seed = Number(process.env.BNPOOL_ONNX_SEED ?? 7);
     const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const cases: Uint8Array[] = [];
     for (let cut = 0; cut < bytes.length; cut += 7) cases.push(bytes.subarray(0, cut));
-    for (let t = 0; t < 150; t++) {
+    for (let t = 0; t < CORRUPTIONS; t++) {
       const b = Uint8Array.from(bytes);
       for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
       cases.push(b);
