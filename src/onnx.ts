@@ -133,7 +133,7 @@ const TYPE_NAMES: Record<number, string> = {
 };
 
 /** A TensorProto as found: what decodeOnnxTensor needs to read its values. */
-export interface OnnxTensor {
+interface OnnxTensor {
   readonly name: string;
   readonly dims: readonly number[];
   readonly dataType: number;
