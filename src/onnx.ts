@@ -182,7 +182,8 @@ async function decodeOnnxTensor(t: OnnxTensor, modelPath: string, what: string):
 
 /**
  * An external tensor's bytes: `location` (a path relative to the model's folder, which it may not
- * leave, as onnx's own loader requires), from `offset` for `length` bytes (or to the end).
+ * leave, as onnx's own loader requires), from `offset` (0 where absent) for `length` bytes (the
+ * values' size where absent; any other length is refused).
  */
 async function externalBytes(t: OnnxTensor, modelPath: string, expected: number, what: string): Promise<Uint8Array> {
   const entries = new Map<string, string>();
