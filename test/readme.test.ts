@@ -3,7 +3,7 @@
  * it stands, blocks 2 to 4 (fragments) with their free variables defined below. What each
  * comment promises is checked on the values the block leaves.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -56,7 +56,8 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
 
   const dir = mkdtempSync(join(tmpdir(), 'bnpool-readme-'));
   const cwd = process.cwd();
-  process.chdir(dir); // the block writes bn.safetensors where it runs
+  process.chdir(dir); // the block writes bn.safetensors where it runs, and reads model.onnx there
+  copyFileSync(new URL('./fixtures/onnx/bn-only.onnx', import.meta.url), join(dir, 'model.onnx'));
   try {
     const bn = new bnpool.BatchNorm(64, { pool });
     await bn.forward(x, shape);
@@ -70,7 +71,7 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
       // A two-shard all-reduce in one process: this shard and the peer's statistics; gradient sums as they are.
       allReduce: async (mine: bnpool.ChannelStats) => mine.merge(peer),
       allReduceSum: async (sums: bnpool.GradientSums) => sums,
-    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx']);
+    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx', 'fromOnnx']);
     const keras = b3.keras as bnpool.BatchNorm;
     expect([keras.momentum, keras.eps]).toEqual([0.99, 1e-3]);
     expect(Array.from(keras.weight!.slice(0, 2))).toEqual([2, 2]);
@@ -78,6 +79,8 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
     expect((b3.merged as bnpool.ChannelStats).count[0]).toBe(2 * 4 * 6 * 7);
     expect((b3.dx as Float32Array).length).toBe(x.length);
     expect(bn.numBatchesTracked).toBe(2); // the synced forward counted
+    const fromOnnx = b3.fromOnnx as bnpool.BatchNorm;
+    expect([fromOnnx.numFeatures, fromOnnx.training, fromOnnx.convention]).toEqual([6, false, 'onnx']);
     // The file of two modules, as a model's state dict names them.
     expect((await bnpool.BatchNorm.findInSafetensors(join(dir, 'model.safetensors'))).map((f) => f.prefix)).toEqual(['bn1.', 'layer1.1.']);
   } finally {
