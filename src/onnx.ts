@@ -13,6 +13,7 @@ import type { BatchNormOptions } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { bfloat16ToNumber, halfToNumber } from './safetensors.js';
 import { checkObject } from './validate.js';
+import { checkPath } from './weights.js';
 
 /** Wire types of the protobuf encoding. */
 const VARINT = 0;
@@ -329,11 +330,10 @@ function intAttribute(attributes: Map<string, Field[]>, name: string, fallback: 
   return value.value;
 }
 
-/** An `.onnx` path as `fs` takes it (a string or a file: URL), as a string. */
+/** An `.onnx` path (checkPath's: a string or a file: URL), as a string, which its external data's paths are resolved against. */
 function modelPathOf(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value instanceof URL) return fileURLToPath(value);
-  throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
+  const path = checkPath(value);
+  return path instanceof URL ? fileURLToPath(path) : path;
 }
 
 /** Options of `BatchNorm.fromOnnx`: the node, and the module's options (BatchNormOptions). */

@@ -41,9 +41,9 @@ export async function saveSafetensors(path: string | URL, modules: BatchNormsByP
  * await loadSafetensors('model.safetensors', modules);
  */
 export async function loadSafetensors(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
-  checkPath(path);
+  const source = checkPath(path);
   const entries = modulesOf(modules, 'load');
-  const states = await readModulesFile(path, entries);
+  const states = await readModulesFile(source, entries);
   // No await from here on: the checks and the loads see the same modules, and all load or none.
   for (const [, m] of entries) checkModuleArrays(m);
   for (const [i, [, m]] of entries.entries()) m.loadStateDict(states[i]);

@@ -279,23 +279,16 @@ function stateDictOf(tensors: Iterable<readonly [string, DecodedTensor]>): Batch
   return sd as BatchNormStateDict;
 }
 
-/** Loads `tensors` (by their names in the file) into the module; values that do not fit it are refused whole (notFit). */
-function loadInto(m: Module, tensors: readonly (readonly [string, DecodedTensor])[], prefix: string, where: string): void {
-  const sd = stateDictOf(tensors.map(([name, t]) => [name.slice(prefix.length), t] as const));
-  try {
-    m.loadStateDict(sd);
-  } catch (err) {
-    throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
-  }
-}
-
-/** Reads the module's state from safetensors bytes held whole in memory (`bn.loadSafetensors` reads a file's parts: loadSafetensorsFile). */
-export function fromSafetensors(m: Module, bytes: Uint8Array, prefix = ''): void {
+/**
+ * Reads the module's state from safetensors bytes held whole in memory, by the steps a file takes
+ * (statesOf), and loads it (the fuzz drives this; `bn.loadSafetensors` reads a file's parts).
+ */
+export async function fromSafetensors(m: Module, bytes: Uint8Array, prefix = ''): Promise<void> {
   const length = headerLengthOf(bytes, bytes.length);
   const base = 8 + length;
   const { entries } = parseHeader(bytes.subarray(8, base), bytes.length - base);
-  const tensors = moduleEntries(m, entries, prefix, 'the file').map((e) => [e.name, decodeTensor(e, bytes.subarray(base + e.begin, base + e.end))] as const);
-  loadInto(m, tensors, prefix, 'the file');
+  const [sd] = await statesOf(entries, [[prefix, m]], 'the file', (e) => bytes.subarray(base + e.begin, base + e.end));
+  m.loadStateDict(sd);
 }
 
 /** `bn.saveSafetensors(path, options)`: the state dict to a `.safetensors` file. */
@@ -311,9 +304,9 @@ export async function saveSafetensorsFile(m: Module, path: unknown, options: unk
  * `FormatError` and changes nothing.
  */
 export async function loadSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
-  checkPath(path);
+  const source = checkPath(path);
   const prefix = checkSafetensorsOptions(options);
-  const [sd] = await readModulesFile(path, [[prefix, m]]);
+  const [sd] = await readModulesFile(source, [[prefix, m]]);
   m.loadStateDict(sd);
 }
 
@@ -365,34 +358,43 @@ function batchNormsIn(entries: readonly HeaderEntry[]): SafetensorsBatchNorm[] {
 }
 
 /**
- * Several modules' state dicts from one `.safetensors` file, each under its prefix: the header is
- * read once and checked whole, every module's keys are checked before any tensor is read, and
- * every state dict (checkStateDict) before any is returned; loading them is left to the caller,
- * who applies all or none.
+ * Several modules' state dicts from one `.safetensors` file (a path checked by checkPath), each
+ * under its prefix: the header is read once and checked whole, then statesOf; loading them is
+ * left to the caller, who applies all or none.
  */
-export async function readModulesFile(path: unknown, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
-  const source = checkPath(path);
-  const where = String(path);
-  const handle = await open(source, 'r');
+export async function readModulesFile(path: string | URL, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
+  const handle = await open(path, 'r');
   try {
     const { base, entries } = await readHeader(handle);
-    const chosen = modules.map(([prefix, m]) => moduleEntries(m, entries, prefix, where));
-    const states: BatchNormStateDict[] = [];
-    for (const [i, [prefix, m]] of modules.entries()) {
-      const tensors: [string, DecodedTensor][] = [];
-      for (const e of chosen[i]) tensors.push([e.name.slice(prefix.length), decodeTensor(e, await readAt(handle, base + e.begin, e.end - e.begin))]);
-      const sd = stateDictOf(tensors);
-      try {
-        checkStateDict(m, sd);
-      } catch (err) {
-        throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
-      }
-      states.push(sd);
-    }
-    return states;
+    return await statesOf(entries, modules, String(path), (e) => readAt(handle, base + e.begin, e.end - e.begin));
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Each module's state dict from a header's entries under its prefix: every module's keys checked
+ * (moduleEntries) before any tensor's bytes are asked of `bytesOf`, and every state dict
+ * (checkStateDict) before any is returned; what does not fit is refused whole (notFit).
+ */
+async function statesOf(
+  entries: readonly HeaderEntry[], modules: ReadonlyArray<readonly [string, Module]>, where: string,
+  bytesOf: (e: HeaderEntry) => Uint8Array | Promise<Uint8Array>,
+): Promise<BatchNormStateDict[]> {
+  const chosen = modules.map(([prefix, m]) => moduleEntries(m, entries, prefix, where));
+  const states: BatchNormStateDict[] = [];
+  for (const [i, [prefix, m]] of modules.entries()) {
+    const tensors: [string, DecodedTensor][] = [];
+    for (const e of chosen[i]) tensors.push([e.name.slice(prefix.length), decodeTensor(e, await bytesOf(e))]);
+    const sd = stateDictOf(tensors);
+    try {
+      checkStateDict(m, sd);
+    } catch (err) {
+      throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
+    }
+    states.push(sd);
+  }
+  return states;
 }
 
 /** A file's header, checked whole (parseHeader), and where its byte buffer starts. */
