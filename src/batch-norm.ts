@@ -24,9 +24,11 @@ import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
+import { checkStateDict } from './state-dict.js';
+import type { SafetensorsBatchNorm } from './tensor-states.js';
 import {
-  checkFormat, checkStateDict, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
-  type SafetensorsBatchNorm, type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
+  checkFormat, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
+  type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
 } from './weights.js';
 
 /**

@@ -13,7 +13,8 @@ export {
 } from './channel-stats.js';
 export type { JsonNumber } from './channel-stats-values.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
-export type { OnnxBatchNormInputs, SafetensorsBatchNorm, SafetensorsOptions, WeightFormat } from './weights.js';
+export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
+export type { SafetensorsBatchNorm } from './tensor-states.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
 export type { FromOnnxOptions, OnnxBatchNorm } from './onnx.js';
 export {

@@ -13,7 +13,7 @@ import type { BatchNormOptions } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { bfloat16ToNumber, halfToNumber } from './safetensors.js';
 import { checkObject } from './validate.js';
-import { checkPath } from './weights.js';
+import { checkPath } from './files.js';
 
 /** Wire types of the protobuf encoding. */
 const VARINT = 0;

@@ -7,7 +7,8 @@ import { writeFile } from 'node:fs/promises';
 import { BatchNorm } from './batch-norm.js';
 import { checkModuleArrays } from './batch-norm-checks.js';
 import { ArgumentError, describe } from './errors.js';
-import { checkPath, modulesToSafetensors, readModulesFile } from './weights.js';
+import { checkPath } from './files.js';
+import { modulesToSafetensors, readModulesFile } from './weights.js';
 
 /** Modules by the prefix of their keys in a file: `{ 'bn1.': bn1, 'layer1.1.': bn2 }`. */
 export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;

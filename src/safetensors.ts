@@ -118,11 +118,15 @@ const BITS: Readonly<Record<string, number>> = {
   I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, I64: 64, U64: 64, F64: 64, C64: 64,
 };
 
-/** A tensor's entry in a file's header: its type as written, its shape, and its bytes [begin, end) in the buffer after the header. */
-export interface HeaderEntry {
+/** A named tensor of a file: its type as safetensors names it (F32, BF16, I64, ...) and its shape. */
+export interface TensorEntry {
   readonly name: string;
   readonly dtype: string;
   readonly shape: readonly number[];
+}
+
+/** A tensor's entry in a file's header: its type as written, its shape, and its bytes [begin, end) in the buffer after the header. */
+export interface HeaderEntry extends TensorEntry {
   readonly begin: number;
   readonly end: number;
 }
@@ -195,8 +199,8 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
   return { entries, metadata };
 }
 
-/** One tensor's values from its bytes (`data`: its span), in a type bnpool reads, or a `FormatError`. */
-export function decodeTensor(entry: HeaderEntry, data: Uint8Array): DecodedTensor {
+/** One tensor's values from its bytes (`data`: its values in order, little-endian), in a type bnpool reads, or a `FormatError`. */
+export function decodeTensor(entry: TensorEntry, data: Uint8Array): DecodedTensor {
   if (!Object.hasOwn(READERS, entry.dtype)) {
     throw new FormatError(`tensor ${JSON.stringify(entry.name)} has dtype ${JSON.stringify(entry.dtype)}; bnpool reads ${Object.keys(READERS).join(', ')}`);
   }

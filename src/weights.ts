@@ -6,12 +6,15 @@
  */
 import { type FileHandle, open, writeFile } from 'node:fs/promises';
 import type { BatchNormStateDict } from './batch-norm-types.js';
-import { ArgumentError, describe, FormatError } from './errors.js';
-import {
-  decodeTensor, type DecodedTensor, encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type SafeTensor,
-} from './safetensors.js';
-import type { Dtype } from '../workers/protocol.js';
-import { checkChannelValues, checkObject, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
+import { ArgumentError, describe } from './errors.js';
+import { checkPath, readBytes } from './files.js';
+import { encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type SafeTensor } from './safetensors.js';
+import type { ChannelValues, Module } from './state-dict.js';
+import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
+import { checkChannelValues, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
+
+/** The call that lists a `.safetensors` file's BatchNorms, as messages name it. */
+const FINDER = 'BatchNorm.findInSafetensors';
 
 /** The weight layouts `exportWeights` writes and `importWeights` reads: a PyTorch state dict, Keras' list, ONNX's inputs. */
 export type WeightFormat = 'torch' | 'keras' | 'onnx';
@@ -22,76 +25,6 @@ export interface OnnxBatchNormInputs {
   B: FloatArray;
   input_mean: FloatArray;
   input_var: FloatArray;
-}
-
-/** What the helpers need of a module. */
-interface Module {
-  readonly numFeatures: number;
-  readonly affine: boolean;
-  readonly trackRunningStats: boolean;
-  readonly dtype: 'float32' | 'float64';
-  stateDict(): BatchNormStateDict;
-  loadStateDict(sd: BatchNormStateDict): void;
-}
-
-/** What checkChannelValues lets through: a float typed array or an array of numbers. */
-type ChannelValues = FloatArray | readonly number[];
-
-/** The per-channel arrays of a state dict, by key. */
-type ChannelKey = 'weight' | 'bias' | 'running_mean' | 'running_var';
-
-/** A state dict that `checkStateDict` let through: its arrays (checked, not copied) and count (null without running statistics). */
-export interface CheckedStateDict {
-  readonly arrays: ReadonlyArray<readonly [ChannelKey, ChannelValues]>;
-  readonly numBatchesTracked: number | null;
-}
-
-/**
- * Checks a state dict for `m.loadStateDict` whole, before anything is copied: the keys
- * `m.stateDict()` gives (num_batches_tracked may be left out: missingKeys), arrays of C numbers,
- * and a count that is a non-negative integer (a bigint too). A count left out is null: the module
- * keeps its own.
- */
-export function checkStateDict(m: Omit<Module, 'stateDict' | 'loadStateDict'>, stateDict: unknown): CheckedStateDict {
-  const sd = checkObject(stateDict, 'stateDict');
-  const { keys, expected } = stateDictKeys(m);
-  const missing = missingKeys(expected, (key) => key in sd);
-  const unexpected = Object.keys(sd).filter((key) => !expected.includes(key));
-  if (missing.length > 0 || unexpected.length > 0) throw keysError(expected, missing, unexpected);
-  const arrays = keys.map((key) => [key, checkChannelValues(sd[key], `stateDict.${key}`, m.numFeatures) as ChannelValues] as const);
-  return { arrays, numBatchesTracked: m.trackRunningStats && 'num_batches_tracked' in sd ? checkCount(sd.num_batches_tracked) : null };
-}
-
-/**
- * The keys of `expected` a state dict lacks, but for num_batches_tracked, which it may lack:
- * PyTorch's BatchNorm takes a dict without it (one with no version metadata: a plain dict,
- * safetensors' `load_file`) under `strict=True` and keeps its own count (_NormBase.
- * _load_from_state_dict; seen on PyTorch 2.11, bench/MACHINES.md). Before the buffer existed
- * (PyTorch 0.4.1) checkpoints had none.
- */
-function missingKeys(expected: readonly string[], has: (key: string) => boolean): string[] {
-  return expected.filter((key) => key !== 'num_batches_tracked' && !has(key));
-}
-
-/** The keys `m.stateDict()` gives: its per-channel arrays', and all of them with the count. */
-function stateDictKeys(m: Pick<Module, 'affine' | 'trackRunningStats'>): { keys: ChannelKey[]; expected: string[] } {
-  const keys: ChannelKey[] = [...(m.affine ? ['weight', 'bias'] as const : []), ...(m.trackRunningStats ? ['running_mean', 'running_var'] as const : [])];
-  return { keys, expected: [...keys, ...(m.trackRunningStats ? ['num_batches_tracked'] : [])] };
-}
-
-function keysError(expected: readonly string[], missing: readonly string[], unexpected: readonly string[]): ArgumentError {
-  const optional = expected.includes('num_batches_tracked') ? ' (num_batches_tracked may be left out)' : '';
-  return new ArgumentError(
-    `stateDict must have exactly the keys ${describe(expected)}${optional}; missing ${describe(missing)}, unexpected ${describe(unexpected)}`,
-  );
-}
-
-function checkCount(value: unknown): number {
-  const count = typeof value === 'bigint' ? Number(value) : value;
-  if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-    throw new ArgumentError(`stateDict.num_batches_tracked must be a non-negative integer; got ${describe(value)}`);
-  }
-  return count;
 }
 
 export function checkFormat(value: unknown): WeightFormat {
@@ -221,65 +154,6 @@ export function modulesToSafetensors(modules: ReadonlyArray<readonly [string, Mo
 }
 
 /**
- * The entries of a file's header that hold the module's state: every one where `prefix` is '',
- * else those whose names start with it (the rest of a model's file), checked to be exactly the
- * module's keys (prefix taken off) before any is read. Where they are not, an ArgumentError says
- * what the file holds.
- */
-function moduleEntries(m: Module, entries: readonly HeaderEntry[], prefix: string, where: string): HeaderEntry[] {
-  const chosen = entries.filter((e) => e.name.startsWith(prefix));
-  if (prefix !== '' && chosen.length === 0) {
-    throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} starts no tensor name in ${where}; ${heldModules(entries).held}`);
-  }
-  const names = chosen.map((e) => e.name.slice(prefix.length));
-  const { expected } = stateDictKeys(m);
-  const missing = missingKeys(expected, (key) => names.includes(key));
-  const unexpected = names.filter((key) => !expected.includes(key));
-  if (missing.length > 0 || unexpected.length > 0) {
-    const { prefixes, held } = heldModules(entries);
-    const hint = prefix !== '' && !prefix.endsWith('.') && names.every((name) => name.startsWith('.'))
-      ? ` (its names go on with a dot: options.prefix ${JSON.stringify(`${prefix}.`)}?)`
-      : prefixes.length > 0 && !prefixes.includes(prefix) ? ` (${held}: options.prefix picks one)` : '';
-    throw notFit(keysError(expected, missing, unexpected), prefix, where, hint);
-  }
-  return chosen;
-}
-
-/** The prefixes of a file's BatchNorms (batchNormsIn), and a phrase that lists them. */
-function heldModules(entries: readonly HeaderEntry[]): { prefixes: string[]; held: string } {
-  const prefixes = batchNormsIn(entries).map((b) => b.prefix);
-  const listed = prefixes.slice(0, 8).map((p) => JSON.stringify(p)).join(', ') + (prefixes.length > 8 ? `, ... (${prefixes.length})` : '');
-  const held = prefixes.length > 0
-    ? `its BatchNorm prefixes (BatchNorm.findInSafetensors) are ${listed}`
-    : `it holds ${entries.length} tensors, none a BatchNorm's running statistics`;
-  return { prefixes, held };
-}
-
-/** A state dict that does not fit the module, from the file `where` (under `prefix`): what the check found, with `hint`. */
-function notFit(err: ArgumentError, prefix: string, where: string, hint = ''): ArgumentError {
-  const under = prefix === '' ? '' : ` under prefix ${JSON.stringify(prefix)}`;
-  return new ArgumentError(`the state dict${under} in ${where} does not fit this module${hint}: ${err.message}`);
-}
-
-/** A state dict from tensors by key (the prefix taken off); the module's loadStateDict then checks it whole. */
-function stateDictOf(tensors: Iterable<readonly [string, DecodedTensor]>): BatchNormStateDict {
-  // No prototype, as in decodeSafetensors: every name in the file is a key the check sees.
-  const sd: Record<string, unknown> = Object.create(null);
-  for (const [name, t] of tensors) {
-    if (name === 'num_batches_tracked') {
-      if (t.shape.length !== 0 && !(t.shape.length === 1 && t.shape[0] === 1)) {
-        throw new FormatError(`num_batches_tracked must be a scalar; got shape ${JSON.stringify(t.shape)}`);
-      }
-      sd[name] = t.data[0];
-    } else {
-      if (t.shape.length !== 1) throw new FormatError(`${name} must have shape [C]; got ${JSON.stringify(t.shape)}`);
-      sd[name] = Array.from(t.data);
-    }
-  }
-  return sd as BatchNormStateDict;
-}
-
-/**
  * Reads the module's state from safetensors bytes held whole in memory, by the steps a file takes
  * (statesOf), and loads it (the fuzz drives this; `bn.loadSafetensors` reads a file's parts).
  */
@@ -287,7 +161,7 @@ export async function fromSafetensors(m: Module, bytes: Uint8Array, prefix = '')
   const length = headerLengthOf(bytes, bytes.length);
   const base = 8 + length;
   const { entries } = parseHeader(bytes.subarray(8, base), bytes.length - base);
-  const [sd] = await statesOf(entries, [[prefix, m]], 'the file', (e) => bytes.subarray(base + e.begin, base + e.end));
+  const [sd] = await statesOf(entries, [[prefix, m]], { where: 'the file', finder: FINDER }, (e) => bytes.subarray(base + e.begin, base + e.end));
   m.loadStateDict(sd);
 }
 
@@ -310,18 +184,6 @@ export async function loadSafetensorsFile(m: Module, path: unknown, options: unk
   m.loadStateDict(sd);
 }
 
-/** A BatchNorm's state in a `.safetensors` file, as `BatchNorm.findInSafetensors` finds it. */
-export interface SafetensorsBatchNorm {
-  /** What its keys start with: `'layer1.0.bn1.'`, or `''` in a file of one module (`loadSafetensors`' `options.prefix`). */
-  readonly prefix: string;
-  /** Its channels: the length of its running statistics. */
-  readonly numFeatures: number;
-  /** Whether it has a weight and a bias. */
-  readonly affine: boolean;
-  /** `'float64'` where its running variance is F64, else `'float32'` (F32, F16 and BF16 load into a float32 module). */
-  readonly dtype: Dtype;
-}
-
 /**
  * `BatchNorm.findInSafetensors(path)`: the modules a file holds the state of a BatchNorm for (names
  * P + running_mean and P + running_var, vectors of one length), by prefix; the header alone is read.
@@ -336,28 +198,6 @@ export async function findBatchNormsInFile(path: unknown): Promise<SafetensorsBa
 }
 
 /**
- * The BatchNorms among a header's entries, by prefix: P + running_var and P + running_mean,
- * vectors of one length; affine where P + weight and P + bias are vectors of that length too.
- */
-function batchNormsIn(entries: readonly HeaderEntry[]): SafetensorsBatchNorm[] {
-  const byName = new Map(entries.map((e) => [e.name, e]));
-  const vector = (name: string): number | null => {
-    const e = byName.get(name);
-    return e !== undefined && e.shape.length === 1 ? e.shape[0] : null;
-  };
-  const found: SafetensorsBatchNorm[] = [];
-  for (const e of entries) {
-    if (!e.name.endsWith('running_var')) continue;
-    const prefix = e.name.slice(0, -'running_var'.length);
-    const C = vector(e.name);
-    if (C === null || C === 0 || vector(`${prefix}running_mean`) !== C) continue;
-    const affine = vector(`${prefix}weight`) === C && vector(`${prefix}bias`) === C;
-    found.push({ prefix, numFeatures: C, affine, dtype: e.dtype === 'F64' ? 'float64' : 'float32' });
-  }
-  return found.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
-}
-
-/**
  * Several modules' state dicts from one `.safetensors` file (a path checked by checkPath), each
  * under its prefix: the header is read once and checked whole, then statesOf; loading them is
  * left to the caller, who applies all or none.
@@ -366,58 +206,16 @@ export async function readModulesFile(path: string | URL, modules: ReadonlyArray
   const handle = await open(path, 'r');
   try {
     const { base, entries } = await readHeader(handle);
-    return await statesOf(entries, modules, String(path), (e) => readAt(handle, base + e.begin, e.end - e.begin));
+    return await statesOf(entries, modules, { where: String(path), finder: FINDER }, (e) => readBytes(handle, base + e.begin, e.end - e.begin, `tensor ${JSON.stringify(e.name)}`));
   } finally {
     await handle.close();
   }
 }
 
-/**
- * Each module's state dict from a header's entries under its prefix: every module's keys checked
- * (moduleEntries) before any tensor's bytes are asked of `bytesOf`, and every state dict
- * (checkStateDict) before any is returned; what does not fit is refused whole (notFit).
- */
-async function statesOf(
-  entries: readonly HeaderEntry[], modules: ReadonlyArray<readonly [string, Module]>, where: string,
-  bytesOf: (e: HeaderEntry) => Uint8Array | Promise<Uint8Array>,
-): Promise<BatchNormStateDict[]> {
-  const chosen = modules.map(([prefix, m]) => moduleEntries(m, entries, prefix, where));
-  const states: BatchNormStateDict[] = [];
-  for (const [i, [prefix, m]] of modules.entries()) {
-    const tensors: [string, DecodedTensor][] = [];
-    for (const e of chosen[i]) tensors.push([e.name.slice(prefix.length), decodeTensor(e, await bytesOf(e))]);
-    const sd = stateDictOf(tensors);
-    try {
-      checkStateDict(m, sd);
-    } catch (err) {
-      throw err instanceof ArgumentError ? notFit(err, prefix, where) : err;
-    }
-    states.push(sd);
-  }
-  return states;
-}
-
 /** A file's header, checked whole (parseHeader), and where its byte buffer starts. */
 async function readHeader(handle: FileHandle): Promise<{ base: number; entries: HeaderEntry[] }> {
   const { size } = await handle.stat();
-  const length = headerLengthOf(await readAt(handle, 0, Math.min(8, size)), size);
+  const length = headerLengthOf(await readBytes(handle, 0, Math.min(8, size), 'the header length'), size);
   const base = 8 + length;
-  return { base, entries: parseHeader(await readAt(handle, 8, length), size - base).entries };
-}
-
-/** `length` bytes of the file from byte `position` (fewer only where it ends first: a FormatError). */
-async function readAt(handle: FileHandle, position: number, length: number): Promise<Uint8Array> {
-  const bytes = new Uint8Array(length);
-  for (let done = 0; done < length;) {
-    const { bytesRead } = await handle.read(bytes, done, length - done, position + done);
-    if (bytesRead === 0) throw new FormatError(`the file ended at byte ${position + done}, before the ${length} bytes from ${position} its header names`);
-    done += bytesRead;
-  }
-  return bytes;
-}
-
-/** A file path as `fs` takes it: a string or a file: URL (not a descriptor number, nor anything else). */
-export function checkPath(value: unknown): string | URL {
-  if (typeof value === 'string' || value instanceof URL) return value;
-  throw new ArgumentError(`path must be a string or a URL; got ${describe(value)}`);
+  return { base, entries: parseHeader(await readBytes(handle, 8, length, 'the header'), size - base).entries };
 }
