@@ -26,6 +26,7 @@ import {
 } from './validate.js';
 import { checkStateDict } from './state-dict.js';
 import type { SafetensorsBatchNorm } from './tensor-states.js';
+import { findBatchNormsInTorchFile, loadTorchFileInto } from './torch-weights.js';
 import {
   checkFormat, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
   type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
@@ -484,6 +485,24 @@ export class BatchNorm {
   }
 
   /**
+   * Reads the state dict from a file `torch.save` wrote (`.pt`, `.pth`): a `state_dict()`, a
+   * checkpoint dict holding one, or a pickled model (PyTorch 1.6's ZIP format, or the legacy one
+   * before it). Its pickle is read as data, never run, so a file from anywhere is safe to read;
+   * then only the module's own storages. `options.prefix` picks the module's keys as
+   * `loadSafetensors`' does (`'layer1.0.bn1.'`); a checkpoint dict's keys lead them
+   * (`'state_dict.layer1.0.bn1.'`), as `BatchNorm.findInTorchFile` lists. Takes what
+   * `loadStateDict` takes; a malformed file is a `FormatError`, and either error changes nothing.
+   * Several modules load at once with `loadTorchFile(path, { prefix: module, ... })`.
+   *
+   * @example
+   * // Python: torch.save(model.state_dict(), 'model.pt')
+   * await bn.loadTorchFile('model.pt', { prefix: 'layer1.0.bn1.' });
+   */
+  async loadTorchFile(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+    await loadTorchFileInto(this, path, options);
+  }
+
+  /**
    * The BatchNorms whose state a `.safetensors` file holds (a model's, or one module's): each one's
    * prefix (`options.prefix` of `loadSafetensors`), channels, whether it is affine, and the dtype
    * its values load into, by prefix. It reads the file's header alone, checked whole (a malformed
@@ -499,6 +518,21 @@ export class BatchNorm {
    */
   static findInSafetensors(path: string | URL): Promise<SafetensorsBatchNorm[]> {
     return findBatchNormsInFile(path);
+  }
+
+  /**
+   * The BatchNorms whose state a file `torch.save` wrote holds, as `findInSafetensors` finds
+   * them in a `.safetensors` file: each one's prefix (`options.prefix` of `loadTorchFile`),
+   * channels, whether it is affine, and its dtype, by prefix. It reads the file's pickle (as
+   * data) and checks every tensor in it against its storage, not the storages' values.
+   *
+   * @example
+   * for (const { prefix, numFeatures, affine } of await BatchNorm.findInTorchFile('checkpoint.pth')) {
+   *   await new BatchNorm(numFeatures, { affine, pool }).loadTorchFile('checkpoint.pth', { prefix });
+   * }
+   */
+  static findInTorchFile(path: string | URL): Promise<SafetensorsBatchNorm[]> {
+    return findBatchNormsInTorchFile(path);
   }
 
   /**

@@ -16,6 +16,7 @@ export { CONVENTIONS, type Convention, type ConventionRules } from './convention
 export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
 export type { SafetensorsBatchNorm } from './tensor-states.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
+export { loadTorchFile } from './torch-modules.js';
 export type { FromOnnxOptions, OnnxBatchNorm } from './onnx.js';
 export {
   AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,

@@ -113,7 +113,7 @@ export interface SafetensorsOptions {
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
 /** The options' prefix ('' when not given), checked. */
-function checkSafetensorsOptions(options: unknown): string {
+export function checkSafetensorsOptions(options: unknown): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
   if (typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
   return prefix;

@@ -360,6 +360,51 @@ const MUTANTS = [
     file: 'src/onnx.ts', find: "const floats = attributes.get('value_floats');", replace: "const floats = attributes.get('value_floats!');", tests: ['test/onnx-file.test.ts'],
   },
   {
+    name: 'torch-stride-ignored', breaks: "a torch.save tensor's values are read by its stride (a strided view of a storage)",
+    file: 'src/torch-file.ts', find: 'for (let d = 0; d < index.length; d++) element += index[d] * t.stride[d];',
+    replace: 'for (let d = 0; d < index.length; d++) element += index[d] * (d === index.length - 1 ? 1 : t.stride[d]);', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-view-offset-ignored', breaks: "a legacy torch.save storage view starts where its view_metadata says in its root storage",
+    file: 'src/torch-file.ts', find: 'let element = t.storage.viewOffset + t.offset;', replace: 'let element = t.offset;', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-byteorder-ignored', breaks: "a torch.save archive whose byteorder record says 'big' has big-endian storages",
+    file: 'src/torch-file.ts', find: "littleEndian = text === 'little';", replace: 'littleEndian = text.length > 0;', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-non-persistent-kept', breaks: "a pickled nn.Module's non-persistent buffers are not in its state dict",
+    file: 'src/torch-file.ts', find: 'const nonPersistent = new Set(skipped instanceof PySet ? skipped.items : []);',
+    replace: 'const nonPersistent = new Set<unknown>(skipped instanceof PySet ? [] : []);', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
+    file: 'src/torch-file.ts', find: "if (k === '_parameters' || k === '_modules') walk(v, name);", replace: "if (k === '_parameters' || k === '_modules') walk(v, join(name, k));",
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-extent-unchecked', breaks: "a torch.save tensor that reaches past its storage is a FormatError",
+    file: 'src/torch-file.ts', find: 'if (last >= ref.numel) throw', replace: 'if (last >= ref.numel && last < 0) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-record-unchecked', breaks: "a torch.save storage whose record is shorter than its elements is a FormatError",
+    file: 'src/torch-file.ts', find: 'if (entry.size < ref.numel * ref.itemBytes) {', replace: 'if (entry.size < 0) {', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",
+    file: 'src/zip.ts', find: 'if (crc32(bytes) !== entry.crc32)', replace: 'if (crc32(bytes) !== entry.crc32 && entry.size < 0)', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'zip64-ignored', breaks: "a ZIP archive's ZIP64 end records are read where its end record defers to them",
+    file: 'src/zip.ts', find: 'if (count === U16_MAX || directorySize === U32_MAX || directoryOffset === U32_MAX) {',
+    replace: 'if (count === U16_MAX && directorySize < 0) {', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'pickle-mark-stack', breaks: "a pickle's TUPLE after a MARK is pushed on the stack the MARK saved",
+    file: 'src/pickle.ts', find: "case 0x74: { const items = popMark('TUPLE'); stack.push(Object.freeze(items)); break; }",
+    replace: "case 0x74: stack.push(Object.freeze(popMark('TUPLE'))); break;", tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

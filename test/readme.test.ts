@@ -58,6 +58,7 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
   const cwd = process.cwd();
   process.chdir(dir); // the block writes bn.safetensors where it runs, and reads model.onnx there
   copyFileSync(new URL('./fixtures/onnx/bn-only.onnx', import.meta.url), join(dir, 'model.onnx'));
+  copyFileSync(new URL('./fixtures/torch-file/checkpoint.pth', import.meta.url), join(dir, 'checkpoint.pth'));
   try {
     const bn = new bnpool.BatchNorm(64, { pool });
     await bn.forward(x, shape);
@@ -71,7 +72,7 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
       // A two-shard all-reduce in one process: this shard and the peer's statistics; gradient sums as they are.
       allReduce: async (mine: bnpool.ChannelStats) => mine.merge(peer),
       allReduceSum: async (sums: bnpool.GradientSums) => sums,
-    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx', 'fromOnnx']);
+    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx', 'fromOnnx', 'fromTorch']);
     const keras = b3.keras as bnpool.BatchNorm;
     expect([keras.momentum, keras.eps]).toEqual([0.99, 1e-3]);
     expect(Array.from(keras.weight!.slice(0, 2))).toEqual([2, 2]);
@@ -81,6 +82,8 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
     expect(bn.numBatchesTracked).toBe(2); // the synced forward counted
     const fromOnnx = b3.fromOnnx as bnpool.BatchNorm;
     expect([fromOnnx.numFeatures, fromOnnx.training, fromOnnx.convention]).toEqual([6, false, 'onnx']);
+    const torchExpected = JSON.parse(readFileSync(new URL('./fixtures/torch-file/expected.json', import.meta.url), 'utf8'))['checkpoint.pth']['state_dict.module.bn.'];
+    expect(Array.from((b3.fromTorch as bnpool.BatchNorm).runningVar!)).toEqual(torchExpected.running_var);
     // The file of two modules, as a model's state dict names them.
     expect((await bnpool.BatchNorm.findInSafetensors(join(dir, 'model.safetensors'))).map((f) => f.prefix)).toEqual(['bn1.', 'layer1.1.']);
   } finally {

@@ -1,0 +1,262 @@
+/**
+ * A Python pickle read as data, never run (the opcodes of CPython's Lib/pickle.py, protocols 2 to
+ * 5). It calls nothing: a global is its name (PyGlobal), a call or an object made from a class
+ * is that name with its arguments and the state BUILD gave it (PyCall), and a caller interprets
+ * the few it knows (PyTorch's tensor rebuild functions). Dicts, OrderedDicts and sets become
+ * PyDict and PySet; lists are arrays, tuples frozen arrays; ints are numbers, or bigints past
+ * 2^53; strings are strings and bytes Uint8Arrays. Every malformed stream is a `FormatError`.
+ *
+ * This is what PyTorch's `torch.load(weights_only=True)` unpickler does (torch/_weights_only_unpickler.py)
+ * without its allowlist: since nothing is called, no global is dangerous, and a checkpoint that
+ * also pickles an optimizer's or a training script's objects is still read for its tensors.
+ */
+import { FormatError } from './errors.js';
+
+/** A global named by GLOBAL or STACK_GLOBAL: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, ... */
+export class PyGlobal {
+  constructor(readonly module: string, readonly name: string) {}
+
+  get path(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+
+/** A call REDUCE or NEWOBJ describes (`func(*args)`), never made; BUILD's state, and items set or appended on it, kept. */
+export class PyCall {
+  state: unknown = undefined;
+  /** Items SETITEM(S) put on it (a dict subclass), or APPEND(S) (a list subclass). */
+  readonly items: PyDict = new PyDict(null);
+  readonly appended: unknown[] = [];
+
+  constructor(readonly func: unknown, readonly args: readonly unknown[]) {}
+}
+
+/** A dict, OrderedDict, Counter or defaultdict (`kind` names the class; null for a plain dict). */
+export class PyDict {
+  /** Keys as Python compares them where they are strings, numbers or bigints; other keys by identity. */
+  readonly entries = new Map<unknown, unknown>();
+  state: unknown = undefined;
+
+  constructor(readonly kind: string | null) {}
+}
+
+/** A set or frozenset. */
+export class PySet {
+  readonly items: unknown[] = [];
+}
+
+/** Globals whose calls make a dict: their REDUCE gives a PyDict that SETITEMS then fills. */
+const DICT_CLASSES = new Set(['collections.OrderedDict', 'collections.Counter', 'collections.defaultdict', 'builtins.dict']);
+/** Python 2 module names protocol 2 writes for builtins (pickle's compat mapping, the ones that matter here). */
+const MODULE_NAMES: Readonly<Record<string, string>> = { __builtin__: 'builtins', copy_reg: 'copyreg' };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Reads one pickle from `bytes` starting at `start`: the value its STOP returns, and where the
+ * pickle ended (a file of several pickles, as PyTorch's legacy format, reads on from there).
+ * `persistentLoad` gives the value of each BINPERSID's id (PyTorch's storages).
+ */
+export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => unknown, start = 0): { value: unknown; end: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = start;
+  let stack: unknown[] = [];
+  const marks: unknown[][] = [];
+  const memo = new Map<number, unknown>();
+
+  const need = (n: number, what: string): number => {
+    if (at + n > bytes.length) throw new FormatError(`the pickle ends within ${what} at byte ${at}`);
+    const here = at;
+    at += n;
+    return here;
+  };
+  const pop = (op: string): unknown => {
+    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} finds its stack empty`);
+    return stack.pop();
+  };
+  const top = (op: string): unknown => {
+    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} finds its stack empty`);
+    return stack[stack.length - 1];
+  };
+  const popMark = (op: string): unknown[] => {
+    const items = stack;
+    const outer = marks.pop();
+    if (outer === undefined) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has no MARK before it`);
+    stack = outer;
+    return items;
+  };
+  const line = (what: string): string => {
+    const end = bytes.indexOf(0x0a, at);
+    if (end < 0) throw new FormatError(`the pickle ends within ${what} at byte ${at}`);
+    const from = at;
+    at = end + 1;
+    try {
+      return utf8.decode(bytes.subarray(from, end));
+    } catch {
+      throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8`);
+    }
+  };
+  const text = (n: number, what: string): string => {
+    const from = need(n, what);
+    try {
+      return utf8.decode(bytes.subarray(from, from + n));
+    } catch {
+      throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8`);
+    }
+  };
+  const length64 = (what: string): number => {
+    const n = view.getBigUint64(need(8, what), true);
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${what} at byte ${at - 9} has a length of ${n} bytes`);
+    return Number(n);
+  };
+  const setItems = (target: unknown, pairs: unknown[], op: string): void => {
+    const dict = target instanceof PyDict ? target : target instanceof PyCall ? target.items : null;
+    if (dict === null) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} sets items on ${kindOf(target)}, not a dict`);
+    for (let i = 0; i + 1 < pairs.length; i += 2) dict.entries.set(pairs[i], pairs[i + 1]);
+  };
+  const append = (target: unknown, items: unknown[], op: string): void => {
+    if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);
+    else if (target instanceof PyCall) target.appended.push(...items);
+    else throw new FormatError(`pickle opcode ${op} at byte ${at - 1} appends to ${kindOf(target)}, not a list`);
+  };
+  const call = (func: unknown, args: unknown, op: string): unknown => {
+    if (!Array.isArray(args)) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has arguments ${kindOf(args)}, not a tuple`);
+    if (func instanceof PyGlobal && DICT_CLASSES.has(func.path)) return new PyDict(func.path === 'builtins.dict' ? null : func.path);
+    if (func instanceof PyGlobal && (func.path === 'builtins.set' || func.path === 'builtins.frozenset')) {
+      const set = new PySet();
+      if (Array.isArray(args[0])) set.items.push(...args[0]);
+      return set;
+    }
+    if (func instanceof PyGlobal && func.path === '_codecs.encode' && typeof args[0] === 'string') {
+      // Protocol 2's bytes: encode(text, 'latin1').
+      return Uint8Array.from(args[0], (ch) => ch.charCodeAt(0) & 0xff);
+    }
+    return new PyCall(func, args);
+  };
+
+  for (;;) {
+    const op = bytes[need(1, 'an opcode')];
+    const name = String.fromCharCode(op);
+    switch (op) {
+      case 0x80: need(1, 'PROTO'); break; // PROTO n: any protocol's opcodes are read alike
+      case 0x95: need(8, 'FRAME'); break; // FRAME: a length hint, the opcodes go on inline
+      case 0x2e: { // STOP
+        if (marks.length > 0) throw new FormatError(`the pickle stops at byte ${at - 1} within a MARK`);
+        return { value: pop('STOP'), end: at };
+      }
+      case 0x28: marks.push(stack); stack = []; break; // MARK
+      case 0x30: pop('POP'); break;
+      case 0x31: popMark('POP_MARK'); break;
+      case 0x32: stack.push(top('DUP')); break;
+      case 0x4e: stack.push(null); break; // NONE
+      case 0x88: stack.push(true); break; // NEWTRUE
+      case 0x89: stack.push(false); break; // NEWFALSE
+      case 0x4a: stack.push(view.getInt32(need(4, 'BININT'), true)); break;
+      case 0x4b: stack.push(bytes[need(1, 'BININT1')]); break;
+      case 0x4d: stack.push(view.getUint16(need(2, 'BININT2'), true)); break;
+      case 0x8a: { // LONG1
+        const n = bytes[need(1, 'LONG1')];
+        stack.push(decodeLong(bytes.subarray(need(n, 'LONG1'), at)));
+        break;
+      }
+      case 0x8b: { // LONG4
+        const n = view.getInt32(need(4, 'LONG4'), true);
+        if (n < 0 || n > 64) throw new FormatError(`pickle LONG4 at byte ${at - 5} has ${n} bytes`);
+        stack.push(decodeLong(bytes.subarray(need(n, 'LONG4'), at)));
+        break;
+      }
+      case 0x47: stack.push(view.getFloat64(need(8, 'BINFLOAT'), false)); break; // big-endian, as pickle writes it
+      case 0x58: stack.push(text(view.getUint32(need(4, 'BINUNICODE'), true), 'BINUNICODE')); break;
+      case 0x8c: stack.push(text(bytes[need(1, 'SHORT_BINUNICODE')], 'SHORT_BINUNICODE')); break;
+      case 0x8d: stack.push(text(length64('BINUNICODE8'), 'BINUNICODE8')); break;
+      // Python 2 str: torch.load decodes them as UTF-8 (its default encoding), as here.
+      case 0x55: stack.push(text(bytes[need(1, 'SHORT_BINSTRING')], 'SHORT_BINSTRING')); break;
+      case 0x54: {
+        const n = view.getInt32(need(4, 'BINSTRING'), true);
+        if (n < 0) throw new FormatError(`pickle BINSTRING at byte ${at - 5} has a negative length`);
+        stack.push(text(n, 'BINSTRING'));
+        break;
+      }
+      case 0x43: { const n = bytes[need(1, 'SHORT_BINBYTES')]; stack.push(bytes.slice(need(n, 'SHORT_BINBYTES'), at)); break; }
+      case 0x42: { const n = view.getUint32(need(4, 'BINBYTES'), true); stack.push(bytes.slice(need(n, 'BINBYTES'), at)); break; }
+      case 0x8e: case 0x96: { const n = length64('BINBYTES8'); stack.push(bytes.slice(need(n, 'BINBYTES8'), at)); break; }
+      case 0x29: stack.push(Object.freeze([])); break; // EMPTY_TUPLE
+      case 0x74: { const items = popMark('TUPLE'); stack.push(Object.freeze(items)); break; } // popMark first: it replaces `stack`
+      case 0x85: stack.push(Object.freeze([pop('TUPLE1')])); break;
+      case 0x86: { const b = pop('TUPLE2'); const a = pop('TUPLE2'); stack.push(Object.freeze([a, b])); break; }
+      case 0x87: { const c = pop('TUPLE3'); const b = pop('TUPLE3'); const a = pop('TUPLE3'); stack.push(Object.freeze([a, b, c])); break; }
+      case 0x5d: stack.push([]); break; // EMPTY_LIST
+      case 0x6c: { const items = popMark('LIST'); stack.push(items); break; }
+      case 0x61: { const item = pop('APPEND'); append(top('APPEND'), [item], 'APPEND'); break; }
+      case 0x65: { const items = popMark('APPENDS'); append(top('APPENDS'), items, 'APPENDS'); break; }
+      case 0x7d: stack.push(new PyDict(null)); break; // EMPTY_DICT
+      case 0x64: { const d = new PyDict(null); setItems(d, popMark('DICT'), 'DICT'); stack.push(d); break; }
+      case 0x73: { const v = pop('SETITEM'); const k = pop('SETITEM'); setItems(top('SETITEM'), [k, v], 'SETITEM'); break; }
+      case 0x75: { const items = popMark('SETITEMS'); setItems(top('SETITEMS'), items, 'SETITEMS'); break; }
+      case 0x8f: stack.push(new PySet()); break; // EMPTY_SET
+      case 0x90: { // ADDITEMS
+        const items = popMark('ADDITEMS');
+        const set = top('ADDITEMS');
+        if (!(set instanceof PySet)) throw new FormatError(`pickle opcode ADDITEMS at byte ${at - 1} adds to ${kindOf(set)}, not a set`);
+        set.items.push(...items);
+        break;
+      }
+      case 0x91: { const set = new PySet(); set.items.push(...popMark('FROZENSET')); stack.push(set); break; }
+      case 0x63: { // GLOBAL module\nname\n
+        const module = line('GLOBAL');
+        stack.push(new PyGlobal(MODULE_NAMES[module] ?? module, line('GLOBAL')));
+        break;
+      }
+      case 0x93: { // STACK_GLOBAL
+        const globalName = pop('STACK_GLOBAL');
+        const module = pop('STACK_GLOBAL');
+        if (typeof module !== 'string' || typeof globalName !== 'string') throw new FormatError(`pickle STACK_GLOBAL at byte ${at - 1} names ${kindOf(module)}.${kindOf(globalName)}`);
+        stack.push(new PyGlobal(module, globalName));
+        break;
+      }
+      case 0x52: { const args = pop('REDUCE'); stack.push(call(pop('REDUCE'), args, 'REDUCE')); break; }
+      case 0x81: { const args = pop('NEWOBJ'); stack.push(call(pop('NEWOBJ'), args, 'NEWOBJ')); break; }
+      case 0x92: { pop('NEWOBJ_EX'); const args = pop('NEWOBJ_EX'); stack.push(call(pop('NEWOBJ_EX'), args, 'NEWOBJ_EX')); break; }
+      case 0x62: { // BUILD
+        const state = pop('BUILD');
+        const target = top('BUILD');
+        if (target instanceof PyCall || target instanceof PyDict) target.state = state;
+        else throw new FormatError(`pickle opcode BUILD at byte ${at - 1} builds ${kindOf(target)}, not an object`);
+        break;
+      }
+      case 0x51: stack.push(persistentLoad(pop('BINPERSID'))); break;
+      case 0x68: stack.push(recall(memo, bytes[need(1, 'BINGET')], at)); break;
+      case 0x6a: stack.push(recall(memo, view.getUint32(need(4, 'LONG_BINGET'), true), at)); break;
+      case 0x71: memo.set(bytes[need(1, 'BINPUT')], top('BINPUT')); break;
+      case 0x72: memo.set(view.getUint32(need(4, 'LONG_BINPUT'), true), top('LONG_BINPUT')); break;
+      case 0x94: memo.set(memo.size, top('MEMOIZE')); break;
+      default:
+        throw new FormatError(`pickle opcode 0x${op.toString(16).padStart(2, '0')}${op >= 0x20 && op < 0x7f ? ` (${JSON.stringify(name)})` : ''} at byte ${at - 1} is not read: bnpool reads the binary opcodes of protocols 2 to 5`);
+    }
+  }
+}
+
+function recall(memo: Map<number, unknown>, index: number, at: number): unknown {
+  if (!memo.has(index)) throw new FormatError(`pickle memo ${index}, recalled before byte ${at}, was never stored`);
+  return memo.get(index);
+}
+
+/** A little-endian two's-complement integer (LONG1, LONG4): a number where safe, else a bigint. */
+function decodeLong(bytes: Uint8Array): number | bigint {
+  let value = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
+  if (bytes.length > 0 && bytes[bytes.length - 1] & 0x80) value -= 1n << BigInt(8 * bytes.length);
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/** What a value is, for messages. */
+export function kindOf(value: unknown): string {
+  if (value === null) return 'None';
+  if (value instanceof PyGlobal) return value.path;
+  if (value instanceof PyCall) return `a ${value.func instanceof PyGlobal ? value.func.path : 'call'} object`;
+  if (value instanceof PyDict) return value.kind === null ? 'a dict' : `a ${value.kind}`;
+  if (value instanceof PySet) return 'a set';
+  if (Array.isArray(value)) return Object.isFrozen(value) ? `a tuple of ${value.length}` : `a list of ${value.length}`;
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
+}

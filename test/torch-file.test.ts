@@ -1,0 +1,296 @@
+/**
+ * Files `torch.save` writes: `BatchNorm.findInTorchFile`, `bn.loadTorchFile` and `loadTorchFile`,
+ * on files written as torch.save writes them (test/fixtures/torch-file/make_files.py: a state
+ * dict, a checkpoint dict with shared, strided, half and attributed tensors, a pickled model,
+ * the legacy format with a storage view, a big-endian ZIP64 deflated archive, untyped storages,
+ * protocol 5), against the values it recorded.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type SafetensorsBatchNorm } from '../dist/src/index.js';
+import { crc32 } from '../dist/src/zip.js';
+
+/** Corrupted pickles of the robustness test (`BNPOOL_TORCH_CORRUPTIONS=5000` searches longer). */
+const CORRUPTIONS = Number(process.env.BNPOOL_TORCH_CORRUPTIONS ?? 200);
+const fixtures = new URL('./fixtures/torch-file/', import.meta.url);
+const fixture = (name: string): string => fileURLToPath(new URL(name, fixtures));
+interface ExpectedModule {
+  dtype: 'float32' | 'float64'; affine: boolean; numFeatures: number;
+  weight?: number[]; bias?: number[]; running_mean: number[]; running_var: number[]; num_batches_tracked: number;
+}
+const expected = JSON.parse(readFileSync(new URL('expected.json', fixtures), 'utf8')) as Record<string, Record<string, ExpectedModule>>;
+const dir = mkdtempSync(join(tmpdir(), 'bnpool-torch-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The state a module holds, as plain numbers. */
+function stateOf(bn: BatchNorm): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'object' ? Array.from(v as ArrayLike<number>) : v]));
+}
+
+/** The state make_files.py recorded, as `stateOf` gives it. */
+function recorded(e: ExpectedModule): Record<string, unknown> {
+  const { dtype: _d, affine: _a, numFeatures: _n, ...state } = e;
+  return state;
+}
+
+/** A stored ZIP of `records` (CRCs right), for pickles made or broken here. */
+function zipOf(records: ReadonlyArray<readonly [string, Uint8Array]>): Uint8Array {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const [name, data] of records) {
+    const n = Buffer.from(name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt32LE(crc32(data), 14);
+    local.writeUInt32LE(data.length, 18);
+    local.writeUInt32LE(data.length, 22);
+    local.writeUInt16LE(n.length, 26);
+    const header = Buffer.alloc(46);
+    header.writeUInt32LE(0x02014b50, 0);
+    header.writeUInt32LE(crc32(data), 16);
+    header.writeUInt32LE(data.length, 20);
+    header.writeUInt32LE(data.length, 24);
+    header.writeUInt16LE(n.length, 28);
+    header.writeUInt32LE(offset, 42);
+    parts.push(local, n, Buffer.from(data));
+    central.push(header, n);
+    offset += 30 + n.length + data.length;
+  }
+  const size = central.reduce((s, b) => s + b.length, 0);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(records.length, 8);
+  end.writeUInt16LE(records.length, 10);
+  end.writeUInt32LE(size, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...parts, ...central, end]);
+}
+
+/** A fixture archive's records, read with the entries' sizes its central directory gives (stored, unaligned or not). */
+function recordsOf(name: string): [string, Uint8Array][] {
+  const bytes = readFileSync(fixture(name));
+  const records: [string, Uint8Array][] = [];
+  const endAt = bytes.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  let at = bytes.readUInt32LE(endAt + 16);
+  for (let i = 0; i < bytes.readUInt16LE(endAt + 10); i++) {
+    const nameLength = bytes.readUInt16LE(at + 28);
+    const entry = bytes.toString('utf8', at + 46, at + 46 + nameLength);
+    const size = bytes.readUInt32LE(at + 20);
+    const local = bytes.readUInt32LE(at + 42);
+    const start = local + 30 + bytes.readUInt16LE(local + 26) + bytes.readUInt16LE(local + 28);
+    records.push([entry, bytes.subarray(start, start + size)]);
+    at += 46 + nameLength + bytes.readUInt16LE(at + 30) + bytes.readUInt16LE(at + 32);
+  }
+  return records;
+}
+
+function written(name: string, bytes: Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** A tensor a hand-made pickle rebuilds: `_rebuild_tensor_v2(storage, offset, size, stride, False, ())`. */
+interface HandTensor { name: string; type?: string; key: string; numel: number; offset: number; size: number[]; stride: number[] }
+
+/** A protocol 2 pickle of a dict of such tensors, as torch.save writes one (opcode by opcode, no memo). */
+function pickleOf(tensors: readonly HandTensor[]): Uint8Array {
+  const out: number[] = [0x80, 2, 0x7d];
+  const text = (s: string): void => { const b = Buffer.from(s); out.push(0x58, b.length, 0, 0, 0, ...b); };
+  const int = (n: number): void => { out.push(0x4a, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff); };
+  const tuple = (items: number[]): void => { out.push(0x28); items.forEach(int); out.push(0x74); };
+  for (const t of tensors) {
+    text(t.name);
+    out.push(0x63, ...Buffer.from('torch._utils\n_rebuild_tensor_v2\n'), 0x28, 0x28);
+    text('storage');
+    out.push(0x63, ...Buffer.from(`${t.type ?? 'torch\nFloatStorage'}\n`));
+    text(t.key);
+    text('cpu');
+    int(t.numel);
+    out.push(0x74, 0x51); // TUPLE, BINPERSID
+    int(t.offset);
+    tuple(t.size);
+    tuple(t.stride);
+    out.push(0x89, 0x29, 0x74, 0x52, 0x73); // False, (), TUPLE, REDUCE, SETITEM
+  }
+  out.push(0x2e);
+  return Uint8Array.from(out);
+}
+
+/** An archive of a hand-made pickle and float32 storages of the lengths given. */
+function handFile(name: string, tensors: readonly HandTensor[], storages: Record<string, number>): string {
+  return written(name, zipOf([['hand/data.pkl', pickleOf(tensors)], ...Object.entries(storages).map(([key, n]) => [`hand/data/${key}`, new Uint8Array(new Float32Array(n).map((_, i) => i + 1).buffer)] as const)]));
+}
+
+const outcomeOf = (e: unknown): string => (e instanceof FormatError || e instanceof ArgumentError ? e.code : `${(e as Error).name}: ${(e as Error).message}`);
+
+describe('BatchNorm.findInTorchFile', () => {
+  it('has the fixture files', () => {
+    expect(Object.keys(expected)).toEqual(['state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'unsafe.pt']);
+  });
+
+  it('lists each file\'s BatchNorms by prefix: channels, affine, dtype', async () => {
+    for (const [name, modules] of Object.entries(expected)) {
+      const found = await BatchNorm.findInTorchFile(fixture(name));
+      const want: SafetensorsBatchNorm[] = Object.entries(modules).map(([prefix, m]) => ({ prefix, numFeatures: m.numFeatures, affine: m.affine, dtype: m.dtype }));
+      expect(found, name).toEqual(want);
+    }
+  });
+
+  it('names a checkpoint dict\'s tensors by their keys joined with dots, and a pickled model\'s as its state_dict() would', async () => {
+    expect((await BatchNorm.findInTorchFile(fixture('checkpoint.pth'))).map((f) => f.prefix)).toEqual(['state_dict.module.bn.']);
+    // Sequential "0" (Conv2d) and "1" (BatchNorm2d, whose non-persistent buffer "scratch" state_dict() leaves out: else it would not load).
+    const bn = new BatchNorm(3);
+    await bn.loadTorchFile(fixture('model.pt'), { prefix: '1.' });
+    expect(stateOf(bn)).toEqual(recorded(expected['model.pt']['1.']));
+  });
+});
+
+describe('bn.loadTorchFile', () => {
+  it('loads every recorded module of every file, bit for bit', async () => {
+    for (const [name, modules] of Object.entries(expected)) {
+      for (const [prefix, m] of Object.entries(modules)) {
+        const bn = new BatchNorm(m.numFeatures, { affine: m.affine, dtype: m.dtype });
+        await bn.loadTorchFile(fixture(name), { prefix });
+        expect(stateOf(bn), `${name} ${prefix}`).toEqual(recorded(m));
+      }
+    }
+  });
+
+  it('reads views: tensors sharing a storage, a strided one, a float16 one with attributes, a legacy storage view', async () => {
+    const m = expected['checkpoint.pth']['state_dict.module.bn.'];
+    // Shared: weight and bias are halves of one storage. Strided: running_var is every other element from 1.
+    // A constant stride-1 read from the start would give the weight's values for the bias, the storage's first for the variance.
+    expect(m.bias).not.toEqual(m.weight);
+    const bn = new BatchNorm(5);
+    await bn.loadTorchFile(fixture('checkpoint.pth'), { prefix: 'state_dict.module.bn.' });
+    expect(Array.from(bn.bias!)).toEqual(m.bias);
+    expect(Array.from(bn.runningVar!)).toEqual(m.running_var);
+    expect(m.running_mean.every((v) => Math.fround(v) === v && Number.isInteger(v * 2 ** 24))).toBe(true); // half values
+    expect(Array.from(bn.runningMean!)).toEqual(m.running_mean);
+    const legacy = new BatchNorm(3, { dtype: 'float64' });
+    await legacy.loadTorchFile(fixture('legacy.pt'), { prefix: 'bn.' });
+    expect(Array.from(legacy.runningMean!)).toEqual(expected['legacy.pt']['bn.'].running_mean);
+  });
+
+  it('never runs the pickle: a file whose pickle calls posix.system loads, and the command did not run', async () => {
+    const bytes = readFileSync(fixture('unsafe.pt'));
+    expect(bytes.includes('posix\nsystem\n')).toBe(true);
+    expect(bytes.includes('touch bnpool-pickle-ran')).toBe(true);
+    const bn = new BatchNorm(2);
+    await bn.loadTorchFile(fixture('unsafe.pt'), { prefix: 'bn.' });
+    expect(stateOf(bn)).toEqual(recorded(expected['unsafe.pt']['bn.']));
+    expect(existsSync('bnpool-pickle-ran')).toBe(false);
+  });
+
+  it('refuses what does not fit, naming the file\'s BatchNorms, and changes nothing', async () => {
+    const bn = new BatchNorm(4);
+    const before = stateOf(bn);
+    await expect(bn.loadTorchFile(fixture('state_dict.pt'), { prefix: 'bn2.' }))
+      .rejects.toThrow(/options\.prefix "bn2\." starts no tensor name in .*state_dict\.pt; its BatchNorm prefixes \(BatchNorm\.findInTorchFile\) are "bn1\.", "layer1\.0\.bn2\."$/);
+    await expect(bn.loadTorchFile(fixture('state_dict.pt'), { prefix: 'layer1.0.bn2.' })).rejects.toThrow(ArgumentError);
+    await expect(bn.loadTorchFile(fixture('state_dict.pt'))).rejects.toThrow(/does not fit this module/);
+    await expect(bn.loadTorchFile(42 as never)).rejects.toThrow(/^path must be a string or a URL; got 42/);
+    await expect(bn.loadTorchFile(fixture('state_dict.pt'), { prefix: 1 } as never)).rejects.toThrow(/^options\.prefix must be a string/);
+    expect(stateOf(bn)).toEqual(before);
+  });
+
+  it('checks every tensor against its storage, and every storage against its record, before any is read', async () => {
+    const bn = (key: string, over: Partial<HandTensor> = {}): HandTensor[] => ['weight', 'bias', 'running_mean', 'running_var'].map((k, i) => ({
+      name: `bn.${k}`, key: `${key}${i}`, numel: 3, offset: 0, size: [3], stride: [1], ...(k === 'running_var' ? over : {}),
+    }));
+    const storages = { s0: 3, s1: 3, s2: 3, s3: 3 };
+    const m = new BatchNorm(3);
+    await m.loadTorchFile(handFile('hand.pt', bn('s'), storages), { prefix: 'bn.' });
+    expect(Array.from(m.runningVar!)).toEqual([1, 2, 3]); // the hand-made file reads as written
+    await m.loadTorchFile(handFile('hand-strided.pt', bn('s', { numel: 6, offset: 1, stride: [2] }), { ...storages, s3: 6 }), { prefix: 'bn.' });
+    expect(Array.from(m.runningVar!)).toEqual([2, 4, 6]);
+    const refusals: [Partial<HandTensor>, Record<string, number>, RegExp][] = [
+      [{ numel: 5, offset: 1, stride: [2] }, { s3: 5 }, /tensor "bn\.running_var" \(size \[3\], stride \[2\], offset 1\) reaches element 5 of a 5-element storage/],
+      [{ numel: 4 }, { s3: 3 }, /storage "s3" holds 4 F32 elements \(16 bytes\); its record has 12/],
+      [{ key: 'gone' }, {}, /refers to storage "gone", which has no record hand\/data\/gone/],
+      [{ type: 'numpy\nndarray' }, {}, /storage "s3" has type numpy\.ndarray; bnpool reads torch\.FloatStorage/],
+      [{ size: [3, 1], stride: [1] }, {}, /tensor "bn\.running_var" has offset 0, size a tuple of 2 and stride a tuple of 1/],
+    ];
+    for (const [i, [over, extra, message]] of refusals.entries()) {
+      const path = handFile(`refused-${i}.pt`, bn('s', over), { ...storages, ...extra });
+      await expect(BatchNorm.findInTorchFile(path), String(message)).rejects.toThrow(message);
+    }
+    expect(Array.from(m.runningVar!)).toEqual([2, 4, 6]);
+  });
+
+  it('refuses a TorchScript archive, a file of another format, and a damaged record as FormatErrors', async () => {
+    await expect(BatchNorm.findInTorchFile(fixture('torchscript.pt'))).rejects.toThrow(/TorchScript module \(torch\.jit\.save\), which is not read/);
+    await expect(BatchNorm.findInTorchFile(fileURLToPath(new URL('../onnx/model.onnx', fixtures)))).rejects.toThrow(FormatError);
+    // A record's bytes follow its local header's name and extra field (the length before the name).
+    const all = readFileSync(fixture('state_dict.pt'));
+    const dataOf = (record: string): number => all.indexOf(record) + record.length + all.readUInt16LE(all.indexOf(record) - 2);
+    const storage = Buffer.from(all);
+    storage[dataOf('state_dict/data/1')] ^= 0x40; // bn1.weight's storage, the second the pickle meets
+    const damaged = written('damaged.pt', storage);
+    expect((await BatchNorm.findInTorchFile(damaged)).length).toBe(2); // the pickle is intact; storages are not read
+    await expect(new BatchNorm(4).loadTorchFile(damaged, { prefix: 'bn1.' })).rejects.toThrow(/entry "state_dict\/data\/1"'s bytes do not match its CRC-32/);
+    await new BatchNorm(6, { affine: false }).loadTorchFile(damaged, { prefix: 'layer1.0.bn2.' }); // its own storages are whole
+    const broken = Buffer.from(all);
+    broken[dataOf('state_dict/data.pkl') + 40] ^= 0x01;
+    await expect(BatchNorm.findInTorchFile(written('broken.pt', broken))).rejects.toThrow(/data\.pkl"'s bytes do not match its CRC-32/);
+  });
+});
+
+describe('loadTorchFile(path, modules)', () => {
+  it('loads several modules of one file, or none where one does not fit', async () => {
+    const a = new BatchNorm(4);
+    const b = new BatchNorm(6, { affine: false });
+    await loadTorchFile(fixture('state_dict.pt'), { 'bn1.': a, 'layer1.0.bn2.': b });
+    expect(stateOf(a)).toEqual(recorded(expected['state_dict.pt']['bn1.']));
+    expect(stateOf(b)).toEqual(recorded(expected['state_dict.pt']['layer1.0.bn2.']));
+    const c = new BatchNorm(4);
+    const d = new BatchNorm(5, { affine: false });
+    const before = [stateOf(c), stateOf(d)];
+    await expect(loadTorchFile(fixture('state_dict.pt'), { 'bn1.': c, 'layer1.0.bn2.': d })).rejects.toThrow(ArgumentError);
+    expect([stateOf(c), stateOf(d)]).toEqual(before);
+    await expect(loadTorchFile(fixture('state_dict.pt'), {})).rejects.toThrow(/^modules must name at least one BatchNorm to load/);
+  });
+});
+
+describe('robustness', () => {
+  it('reads every truncation of a file, and many corruptions of its pickle (CRCs right), as a list, a module, or a typed error', async () => {
+    const outcomes = new Map<string, number>();
+    let seed = Number(process.env.BNPOOL_TORCH_SEED ?? 5);
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const cases: Uint8Array[] = [];
+    for (const name of ['state_dict.pt', 'legacy.pt', 'bigendian.pt']) {
+      const bytes = readFileSync(fixture(name));
+      for (let cut = 0; cut < bytes.length; cut += 13) cases.push(bytes.subarray(0, cut));
+    }
+    const records = recordsOf('checkpoint.pth');
+    const pickle = records.findIndex(([n]) => n.endsWith('/data.pkl'));
+    for (let t = 0; t < CORRUPTIONS; t++) {
+      const p = Uint8Array.from(records[pickle][1]);
+      for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) p[Math.floor(rand() * p.length)] = Math.floor(rand() * 256);
+      cases.push(zipOf(records.map(([n, d], i) => [n, i === pickle ? p : d])));
+    }
+    const legacy = readFileSync(fixture('legacy.pt'));
+    for (let t = 0; t < CORRUPTIONS / 4; t++) {
+      const b = Uint8Array.from(legacy);
+      b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+      cases.push(b);
+    }
+    const path = join(dir, 'case.pt');
+    for (const c of cases) {
+      writeFileSync(path, c);
+      const found = await BatchNorm.findInTorchFile(path).then((f) => (f.length > 0 ? 'ok' : 'none'), outcomeOf);
+      outcomes.set(`find ${found}`, (outcomes.get(`find ${found}`) ?? 0) + 1);
+      const loaded = await new BatchNorm(5).loadTorchFile(path, { prefix: 'state_dict.module.bn.' }).then(() => 'ok', outcomeOf);
+      outcomes.set(`load ${loaded}`, (outcomes.get(`load ${loaded}`) ?? 0) + 1);
+    }
+    const kinds = [...outcomes.keys()].sort();
+    expect(kinds.filter((k) => !/^(find|load) (ok|none|ERR_BNPOOL_FORMAT|ERR_BNPOOL_ARG)$/.test(k))).toEqual([]);
+    expect(kinds).toEqual(expect.arrayContaining(['find ERR_BNPOOL_FORMAT', 'find ok', 'load ERR_BNPOOL_ARG', 'load ERR_BNPOOL_FORMAT', 'load ok']));
+  });
+});
