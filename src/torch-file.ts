@@ -85,6 +85,8 @@ const LEGACY_VERSION = 1001;
 const LEGACY_START = [0x80, 0x02, 0x8a, 0x0a];
 /** The most containers a file's names are walked through (a pickle can share containers to make exponentially many paths). */
 const MAX_VISITS = 1_000_000;
+/** The deepest nesting walked (a pickle of a few bytes per level can nest past the call stack's depth). */
+const MAX_DEPTH = 1000;
 
 /**
  * Opens a `torch.save` file and reads its pickle: the tensors it holds, each checked to lie
@@ -282,6 +284,7 @@ function tensorsIn(root: unknown): TorchTensor[] {
   const join = (prefix: string, key: string): string => (prefix === '' ? key : `${prefix}.${key}`);
   const walk = (value: unknown, name: string): void => {
     if (++visits > MAX_VISITS) throw new FormatError(`the pickle's containers are walked more than ${MAX_VISITS} times (shared containers nested deep)`);
+    if (path.size > MAX_DEPTH) throw new FormatError(`the pickle's containers nest deeper than ${MAX_DEPTH}`);
     if (value instanceof PyCall) {
       const tensor = tensorOf(value, name);
       if (tensor !== null) {

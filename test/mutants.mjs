@@ -391,6 +391,10 @@ const MUTANTS = [
     file: 'src/torch-file.ts', find: 'if (entry.size < ref.numel * ref.itemBytes) {', replace: 'if (entry.size < 0) {', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'torch-depth-unbounded', breaks: "a pickle nested deeper than 1000 containers is a FormatError (not the call stack's RangeError)",
+    file: 'src/torch-file.ts', find: 'if (path.size > MAX_DEPTH) throw', replace: 'if (path.size > MAX_DEPTH * 1000) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",
     file: 'src/zip.ts', find: 'if (crc32(bytes) !== entry.crc32)', replace: 'if (crc32(bytes) !== entry.crc32 && entry.size < 0)', tests: ['test/torch-file.test.ts'],
   },

@@ -224,6 +224,17 @@ describe('bn.loadTorchFile', () => {
     expect(Array.from(m.runningVar!)).toEqual([2, 4, 6]);
   });
 
+  it('refuses pickles nested past any checkpoint\'s depth, or sharing containers into too many paths, as FormatErrors', async () => {
+    const nested = [0x80, 2, ...new Array(100_000).fill(0x5d), ...new Array(99_999).fill(0x61), 0x2e]; // 100000 lists, each appended to the one before
+    const deep = written('deep.pt', zipOf([['deep/data.pkl', Uint8Array.from(nested)]]));
+    await expect(BatchNorm.findInTorchFile(deep)).rejects.toThrow(/^the pickle's containers nest deeper than 1000$/);
+    const shared = [0x80, 2, 0x5d, 0x71, 0, 0x30]; // L0 = []; then Li+1 = [Li, Li]: 2^40 paths to L0
+    for (let i = 0; i < 40; i++) shared.push(0x5d, 0x28, 0x68, i, 0x68, i, 0x65, 0x71, i + 1, 0x30);
+    shared.push(0x68, 40, 0x2e);
+    const wide = written('wide.pt', zipOf([['wide/data.pkl', Uint8Array.from(shared)]]));
+    await expect(BatchNorm.findInTorchFile(wide)).rejects.toThrow(/walked more than 1000000 times/);
+  });
+
   it('refuses a TorchScript archive, a file of another format, and a damaged record as FormatErrors', async () => {
     await expect(BatchNorm.findInTorchFile(fixture('torchscript.pt'))).rejects.toThrow(/TorchScript module \(torch\.jit\.save\), which is not read/);
     await expect(BatchNorm.findInTorchFile(fileURLToPath(new URL('../onnx/model.onnx', fixtures)))).rejects.toThrow(FormatError);
