@@ -12,8 +12,10 @@
  * too. TorchScript archives (`torch.jit.save`) are not.
  *
  * Names: a dict's tensors by key, nested containers' joined with dots (`{'state_dict': sd}` gives
- * `state_dict.bn1.weight`), list items by index, and a pickled `nn.Module` by its parameters' and
- * persistent buffers' names, as its `state_dict()` would give them.
+ * `state_dict.bn1.weight`), list items by index, other objects' by attribute, and a pickled
+ * `nn.Module`'s as its `state_dict()` would give them (parameters, persistent buffers,
+ * submodules'). Two tensors of one name are a `FormatError`, as are pickles nested or shared past
+ * what a checkpoint needs (MAX_DEPTH, MAX_VISITS).
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError } from './errors.js';
@@ -279,6 +281,7 @@ async function valuesOf(t: TorchTensor, storageBytes: (ref: StorageRef) => Promi
 /** The tensors of an unpickled object, named as this file's header says. */
 function tensorsIn(root: unknown): TorchTensor[] {
   const found: TorchTensor[] = [];
+  const names = new Set<string>();
   const path = new Set<unknown>();
   let visits = 0;
   const join = (prefix: string, key: string): string => (prefix === '' ? key : `${prefix}.${key}`);
@@ -286,8 +289,10 @@ function tensorsIn(root: unknown): TorchTensor[] {
     if (++visits > MAX_VISITS) throw new FormatError(`the pickle's containers are walked more than ${MAX_VISITS} times (shared containers nested deep)`);
     if (path.size > MAX_DEPTH) throw new FormatError(`the pickle's containers nest deeper than ${MAX_DEPTH}`);
     if (value instanceof PyCall) {
-      const tensor = tensorOf(value, name);
+      const tensor = tensorOf(value, name, 0);
       if (tensor !== null) {
+        if (names.has(name)) throw new FormatError(`two tensors of the file are named ${JSON.stringify(name)}`);
+        names.add(name);
         found.push(tensor);
         return;
       }
@@ -305,37 +310,41 @@ function tensorsIn(root: unknown): TorchTensor[] {
     }
     path.delete(value);
   };
-  // An object's attributes by name; an nn.Module's parameters, buffers and submodules (its
-  // _parameters, _buffers and _modules) under its own name, as its state_dict() names them, less
-  // the buffers it marks non-persistent.
+  // An object's attributes by name; but an nn.Module's (an object with _parameters) as its
+  // state_dict() names them: its parameters, its buffers less those it marks non-persistent, and
+  // its submodules', under its own name; its other attributes, tensors among them, are not state.
   const walkState = (state: unknown, name: string): void => {
     const attributes = Array.isArray(state) && state.length === 2 ? state[0] : state; // (dict, slots)
     if (!(attributes instanceof PyDict)) return walk(state, name);
+    if (!(attributes.entries.get('_parameters') instanceof PyDict)) {
+      for (const [k, v] of attributes.entries) if (typeof k === 'string') walk(v, join(name, k));
+      return;
+    }
     const skipped = attributes.entries.get('_non_persistent_buffers_set');
     const nonPersistent = new Set(skipped instanceof PySet ? skipped.items : []);
-    for (const [k, v] of attributes.entries) {
-      if (typeof k !== 'string') continue;
-      if (k === '_parameters' || k === '_modules') walk(v, name);
-      else if (k === '_buffers' && v instanceof PyDict) {
-        for (const [bk, bv] of v.entries) if (typeof bk === 'string' && !nonPersistent.has(bk)) walk(bv, join(name, bk));
-      } else walk(v, join(name, k));
+    walk(attributes.entries.get('_parameters'), name);
+    const buffers = attributes.entries.get('_buffers');
+    if (buffers instanceof PyDict) {
+      for (const [k, v] of buffers.entries) if (typeof k === 'string' && !nonPersistent.has(k)) walk(v, join(name, k));
     }
+    walk(attributes.entries.get('_modules'), name);
   };
   walk(root, '');
   return found;
 }
 
-/** The tensor a call rebuilds, checked, or null where the call is not a tensor's. */
-function tensorOf(call: PyCall, name: string): TorchTensor | null {
+/** The tensor a call rebuilds, checked, or null where the call is not a tensor's (`depth`: the wrappers around it so far). */
+function tensorOf(call: PyCall, name: string, depth: number): TorchTensor | null {
   const func = call.func instanceof PyGlobal ? call.func.path : null;
   const args = call.args;
+  if (depth > 8) throw new FormatError(`tensor ${JSON.stringify(name)} is wrapped in more than 8 parameters or subclasses`);
   switch (func) {
     case 'torch._utils._rebuild_parameter':
     case 'torch._utils._rebuild_parameter_with_state':
     case 'torch.nn.parameter.Parameter':
-      return args[0] instanceof PyCall ? tensorOf(args[0], name) : null;
+      return args[0] instanceof PyCall ? tensorOf(args[0], name, depth + 1) : null;
     case 'torch._tensor._rebuild_from_type_v2': // (func, type, args, state): a subclass, or a tensor with attributes
-      return Array.isArray(args[2]) ? tensorOf(new PyCall(args[0], args[2]), name) : null;
+      return Array.isArray(args[2]) ? tensorOf(new PyCall(args[0], args[2]), name, depth + 1) : null;
     case 'torch._utils._rebuild_tensor':
     case 'torch._utils._rebuild_tensor_v2':
     case 'torch._utils._rebuild_tensor_v3':

@@ -379,7 +379,12 @@ const MUTANTS = [
   },
   {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
-    file: 'src/torch-file.ts', find: "if (k === '_parameters' || k === '_modules') walk(v, name);", replace: "if (k === '_parameters' || k === '_modules') walk(v, join(name, k));",
+    file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-module-attributes', breaks: "a pickled nn.Module's state is its parameters, persistent buffers and submodules', not its other attributes",
+    file: 'src/torch-file.ts', find: "if (!(attributes.entries.get('_parameters') instanceof PyDict)) {", replace: 'if (attributes.entries.size >= 0) {',
     tests: ['test/torch-file.test.ts'],
   },
   {
@@ -393,6 +398,14 @@ const MUTANTS = [
   {
     name: 'torch-depth-unbounded', breaks: "a pickle nested deeper than 1000 containers is a FormatError (not the call stack's RangeError)",
     file: 'src/torch-file.ts', find: 'if (path.size > MAX_DEPTH) throw', replace: 'if (path.size > MAX_DEPTH * 1000) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-names-twice', breaks: "two tensors of a torch.save file under one name (a dotted key and a nested dict) are a FormatError, not one chosen",
+    file: 'src/torch-file.ts', find: 'if (names.has(name)) throw', replace: 'if (names.has(name) && name === null) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-wrap-unbounded', breaks: "a tensor wrapped in more than 8 parameters or subclasses is a FormatError (not the call stack's RangeError)",
+    file: 'src/torch-file.ts', find: 'if (depth > 8) throw', replace: 'if (depth > 8e6) throw', tests: ['test/torch-file.test.ts'],
   },
   {
     name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",

@@ -224,7 +224,7 @@ describe('bn.loadTorchFile', () => {
     expect(Array.from(m.runningVar!)).toEqual([2, 4, 6]);
   });
 
-  it('refuses pickles nested past any checkpoint\'s depth, or sharing containers into too many paths, as FormatErrors', async () => {
+  it('refuses pickles nested past any checkpoint\'s depth, sharing containers into too many paths, or naming two tensors alike, as FormatErrors', async () => {
     const nested = [0x80, 2, ...new Array(100_000).fill(0x5d), ...new Array(99_999).fill(0x61), 0x2e]; // 100000 lists, each appended to the one before
     const deep = written('deep.pt', zipOf([['deep/data.pkl', Uint8Array.from(nested)]]));
     await expect(BatchNorm.findInTorchFile(deep)).rejects.toThrow(/^the pickle's containers nest deeper than 1000$/);
@@ -233,6 +233,22 @@ describe('bn.loadTorchFile', () => {
     shared.push(0x68, 40, 0x2e);
     const wide = written('wide.pt', zipOf([['wide/data.pkl', Uint8Array.from(shared)]]));
     await expect(BatchNorm.findInTorchFile(wide)).rejects.toThrow(/walked more than 1000000 times/);
+    // _rebuild_parameter(_rebuild_parameter(...)) 100000 deep: {'p': Parameter(Parameter(...))}.
+    const parameter = [...Buffer.from('ctorch._utils\n_rebuild_parameter\nq\x00')]; // GLOBAL, BINPUT 0
+    const wrapped = [0x80, 2, 0x7d, 0x58, 1, 0, 0, 0, 0x70, ...parameter, 0x30];
+    for (let i = 0; i < 100_000; i++) wrapped.push(0x68, 0);
+    wrapped.push(0x4e); // None at the core
+    for (let i = 0; i < 100_000; i++) wrapped.push(0x85, 0x52); // TUPLE1, REDUCE
+    wrapped.push(0x73, 0x2e);
+    const parameters = written('parameters.pt', zipOf([['parameters/data.pkl', Uint8Array.from(wrapped)]]));
+    await expect(BatchNorm.findInTorchFile(parameters)).rejects.toThrow(/^tensor "p" is wrapped in more than 8 parameters or subclasses$/);
+    // Two tensors of one name: a key with a dot and a nested dict that make the same one.
+    const outer = pickleOf([{ name: 'bn.weight', key: '0', numel: 1, offset: 0, size: [], stride: [] }]);
+    const inner = pickleOf([{ name: 'weight', key: '0', numel: 1, offset: 0, size: [], stride: [] }]);
+    // {'bn.weight': t, 'bn': {'weight': t}}: the outer dict's entry, then 'bn' and the inner dict (its PROTO and STOP left out), SETITEM.
+    const nestedTwice = Uint8Array.from([...outer.subarray(0, outer.length - 1), 0x58, 2, 0, 0, 0, 0x62, 0x6e, ...inner.subarray(2, inner.length - 1), 0x73, 0x2e]);
+    const ambiguous = written('twice.pt', zipOf([['twice/data.pkl', nestedTwice], ['twice/data/0', new Uint8Array(4)]]));
+    await expect(BatchNorm.findInTorchFile(ambiguous)).rejects.toThrow(/^two tensors of the file are named "bn\.weight"$/);
   });
 
   it('refuses a TorchScript archive, a file of another format, and a damaged record as FormatErrors', async () => {
