@@ -19,14 +19,14 @@ import {
 import { allocationOf, checkLive, pinArrays, type PoolInternals, poolInternals } from './pool-internals.js';
 import { getDefaultPool, type Pool } from './pool.js';
 import { runningStatsUpdate, updateRunningStats } from './running.js';
+import { checkStateDict } from './state-dict.js';
 import { gradientReducer, runForward } from './sync.js';
+import type { SafetensorsBatchNorm } from './tensor-states.js';
+import { findBatchNormsInTorchFile, loadTorchFileInto } from './torch-weights.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
-import { checkStateDict } from './state-dict.js';
-import type { SafetensorsBatchNorm } from './tensor-states.js';
-import { findBatchNormsInTorchFile, loadTorchFileInto } from './torch-weights.js';
 import {
   checkFormat, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
   type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,

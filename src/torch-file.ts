@@ -83,8 +83,8 @@ const UNREADABLE: Readonly<Record<string, string>> = {
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 /** ... and its second: the legacy format's protocol version. */
 const LEGACY_VERSION = 1001;
-/** The first bytes of a legacy file: PROTO 2, LONG1 of 10 bytes. */
-const LEGACY_START = [0x80, 0x02, 0x8a, 0x0a];
+/** A legacy file's first byte: a pickle's PROTO (torch.save's pickle_protocol, 2 by default); a ZIP archive starts "PK". */
+const PROTO = 0x80;
 /** The most containers a file's names are walked through (a pickle can share containers to make exponentially many paths). */
 const MAX_VISITS = 1_000_000;
 /** The deepest nesting walked (a pickle of a few bytes per level can nest past the call stack's depth). */
@@ -99,8 +99,8 @@ export async function withTorchFile<T>(path: string | URL, use: (file: TorchFile
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
-    const head = await readBytes(handle, 0, Math.min(size, 4), 'the first bytes');
-    const file = LEGACY_START.every((b, i) => head[i] === b) ? await openLegacy(handle, size) : await openArchive(handle, size);
+    const head = await readBytes(handle, 0, Math.min(size, 1), 'the first byte');
+    const file = head[0] === PROTO ? await openLegacy(handle, size) : await openArchive(handle, size);
     return await use(file);
   } finally {
     await handle.close();

@@ -131,7 +131,7 @@ const outcomeOf = (e: unknown): string => (e instanceof FormatError || e instanc
 
 describe('BatchNorm.findInTorchFile', () => {
   it('has the fixture files', () => {
-    expect(Object.keys(expected)).toEqual(['state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'unsafe.pt']);
+    expect(Object.keys(expected)).toEqual(['state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'unsafe.pt']);
   });
 
   it('lists each file\'s BatchNorms by prefix: channels, affine, dtype', async () => {

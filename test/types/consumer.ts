@@ -7,7 +7,8 @@
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
   type BatchNormsByPrefix, type FromOnnxOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions,
-  ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, Pool, saveSafetensors,
+  ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, loadTorchFile, Pool,
+  saveSafetensors,
 } from 'bnpool';
 
 /** True where A and B are the same type (not merely assignable either way). */
@@ -85,6 +86,17 @@ export async function aModelsBatchNormsInOneFile(bn1: BatchNorm, bn2: BatchNorm)
   await loadSafetensors(new URL('file:///tmp/bn.safetensors'), modules);
   // @ts-expect-error: modules are BatchNorms by prefix, not a list.
   await loadSafetensors('bn.safetensors', [bn1, bn2]);
+}
+
+export async function modulesFromATorchSaveFile(bn1: BatchNorm, bn2: BatchNorm): Promise<void> {
+  const found = await BatchNorm.findInTorchFile('checkpoint.pth');
+  expectType<Equal<typeof found, SafetensorsBatchNorm[]>>();
+  const options: SafetensorsOptions = { prefix: found[0].prefix };
+  await bn1.loadTorchFile(new URL('file:///tmp/checkpoint.pth'), options);
+  expectType<Equal<ReturnType<typeof loadTorchFile>, Promise<void>>>();
+  await loadTorchFile('checkpoint.pth', { 'state_dict.bn1.': bn1, 'state_dict.layer1.1.': bn2 });
+  // @ts-expect-error: a torch.save file is read, not written, here.
+  await bn1.saveTorchFile('bn.pt');
 }
 
 export async function aModuleFromAnOnnxModel(pool: Pool): Promise<void> {
