@@ -112,11 +112,12 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
   const setItems = (target: unknown, pairs: unknown[], op: string): void => {
     const dict = target instanceof PyDict ? target : target instanceof PyCall ? target.items : null;
     if (dict === null) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} sets items on ${kindOf(target)}, not a dict`);
-    for (let i = 0; i + 1 < pairs.length; i += 2) dict.entries.set(pairs[i], pairs[i + 1]);
+    if (pairs.length % 2 !== 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has a key without a value`);
+    for (let i = 0; i < pairs.length; i += 2) dict.entries.set(pairs[i], pairs[i + 1]);
   };
   const append = (target: unknown, items: unknown[], op: string): void => {
-    if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);
-    else if (target instanceof PyCall) target.appended.push(...items);
+    if (Array.isArray(target) && !Object.isFrozen(target)) pushAll(target, items);
+    else if (target instanceof PyCall) pushAll(target.appended, items);
     else throw new FormatError(`pickle opcode ${op} at byte ${at - 1} appends to ${kindOf(target)}, not a list`);
   };
   const call = (func: unknown, args: unknown, op: string): unknown => {
@@ -124,7 +125,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     if (func instanceof PyGlobal && DICT_CLASSES.has(func.path)) return new PyDict(func.path === 'builtins.dict' ? null : func.path);
     if (func instanceof PyGlobal && (func.path === 'builtins.set' || func.path === 'builtins.frozenset')) {
       const set = new PySet();
-      if (Array.isArray(args[0])) set.items.push(...args[0]);
+      if (Array.isArray(args[0])) pushAll(set.items, args[0]);
       return set;
     }
     if (func instanceof PyGlobal && func.path === '_codecs.encode' && typeof args[0] === 'string') {
@@ -198,10 +199,10 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
         const items = popMark('ADDITEMS');
         const set = top('ADDITEMS');
         if (!(set instanceof PySet)) throw new FormatError(`pickle opcode ADDITEMS at byte ${at - 1} adds to ${kindOf(set)}, not a set`);
-        set.items.push(...items);
+        pushAll(set.items, items);
         break;
       }
-      case 0x91: { const set = new PySet(); set.items.push(...popMark('FROZENSET')); stack.push(set); break; }
+      case 0x91: { const set = new PySet(); pushAll(set.items, popMark('FROZENSET')); stack.push(set); break; }
       case 0x63: { // GLOBAL module\nname\n
         const module = line('GLOBAL');
         stack.push(new PyGlobal(MODULE_NAMES[module] ?? module, line('GLOBAL')));
@@ -234,6 +235,11 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
         throw new FormatError(`pickle opcode 0x${op.toString(16).padStart(2, '0')}${op >= 0x20 && op < 0x7f ? ` (${JSON.stringify(name)})` : ''} at byte ${at - 1} is not read: bnpool reads the binary opcodes of protocols 2 to 5`);
     }
   }
+}
+
+/** `target.push(...items)` without spreading: a MARK may hold more items than a call takes arguments. */
+function pushAll(target: unknown[], items: readonly unknown[]): void {
+  for (const item of items) target.push(item);
 }
 
 function recall(memo: Map<number, unknown>, index: number, at: number): unknown {

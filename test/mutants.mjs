@@ -408,6 +408,11 @@ const MUTANTS = [
     file: 'src/torch-file.ts', find: 'if (depth > 8) throw', replace: 'if (depth > 8e6) throw', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'pickle-appends-spread', breaks: "a pickle's APPENDS of more items than a call takes as arguments reads (no RangeError)",
+    file: 'src/pickle.ts', find: 'if (Array.isArray(target) && !Object.isFrozen(target)) pushAll(target, items);',
+    replace: 'if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",
     file: 'src/zip.ts', find: 'if (crc32(bytes) !== entry.crc32)', replace: 'if (crc32(bytes) !== entry.crc32 && entry.size < 0)', tests: ['test/torch-file.test.ts'],
   },

@@ -227,6 +227,11 @@ describe('bn.loadTorchFile', () => {
   it('refuses pickles nested past any checkpoint\'s depth, sharing containers into too many paths, or naming two tensors alike, as FormatErrors', async () => {
     const nested = [0x80, 2, ...new Array(100_000).fill(0x5d), ...new Array(99_999).fill(0x61), 0x2e]; // 100000 lists, each appended to the one before
     const deep = written('deep.pt', zipOf([['deep/data.pkl', Uint8Array.from(nested)]]));
+    // One APPENDS of 300000 items (more than a call takes as arguments) reads; a SETITEMS of an odd count does not.
+    const long = [0x80, 2, 0x5d, 0x28, ...new Array(300_000).fill(0x4e), 0x65, 0x2e];
+    expect(await BatchNorm.findInTorchFile(written('long.pt', zipOf([['long/data.pkl', Uint8Array.from(long)]])))).toEqual([]);
+    const odd = written('odd.pt', zipOf([['odd/data.pkl', Uint8Array.from([0x80, 2, 0x7d, 0x28, 0x4e, 0x75, 0x2e])]]));
+    await expect(BatchNorm.findInTorchFile(odd)).rejects.toThrow(/^pickle opcode SETITEMS at byte 5 has a key without a value$/);
     await expect(BatchNorm.findInTorchFile(deep)).rejects.toThrow(/^the pickle's containers nest deeper than 1000$/);
     const shared = [0x80, 2, 0x5d, 0x71, 0, 0x30]; // L0 = []; then Li+1 = [Li, Li]: 2^40 paths to L0
     for (let i = 0; i < 40; i++) shared.push(0x5d, 0x28, 0x68, i, 0x68, i, 0x65, 0x71, i + 1, 0x30);
