@@ -290,7 +290,35 @@ describe('loadTorchFile(path, modules)', () => {
   });
 });
 
+/** Opcodes of a random pickle, each with well-formed arguments (memo indices 0-3, short texts, small ints). */
+const RANDOM_OPS: ReadonlyArray<(rand: () => number) => number[]> = [
+  () => [0x28], () => [0x29], () => [0x5d], () => [0x7d], () => [0x4e], () => [0x88], () => [0x74], () => [0x85], () => [0x86],
+  () => [0x87], () => [0x61], () => [0x65], () => [0x73], () => [0x75], () => [0x52], () => [0x81], () => [0x62], () => [0x51],
+  () => [0x30], () => [0x31], () => [0x32], () => [0x8f], () => [0x90], () => [0x91], () => [0x93], () => [0x94], () => [0x6c], () => [0x64],
+  (r) => [0x4b, Math.floor(r() * 256)], (r) => [0x68, Math.floor(r() * 4)], (r) => [0x71, Math.floor(r() * 4)],
+  (r) => [0x4a, ...[0, 0, 0, 0].map(() => Math.floor(r() * 256))], (r) => [0x8a, 1, Math.floor(r() * 256)],
+  (r) => [0x8c, 1, 0x61 + Math.floor(r() * 3)], (r) => [0x58, 7, 0, 0, 0, ...Buffer.from(['storage', 'weight_', 'running'][Math.floor(r() * 3)])],
+  (r) => [0x63, ...Buffer.from(['torch._utils\n_rebuild_tensor_v2\n', 'torch\nFloatStorage\n', 'collections\nOrderedDict\n',
+    'torch._utils\n_rebuild_parameter\n', 'torch._tensor\n_rebuild_from_type_v2\n', 'builtins\nset\n'][Math.floor(r() * 6)])],
+];
+
 describe('robustness', () => {
+  it('reads random opcode streams as a list or a typed error', async () => {
+    let seed = Number(process.env.BNPOOL_TORCH_SEED ?? 5) + 1;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const outcomes = new Map<string, number>();
+    const path = join(dir, 'random.pt');
+    for (let t = 0; t < CORRUPTIONS * 5; t++) {
+      const ops: number[] = [0x80, 2];
+      for (let n = 1 + Math.floor(rand() * 40); n > 0; n--) ops.push(...RANDOM_OPS[Math.floor(rand() * RANDOM_OPS.length)](rand));
+      ops.push(0x2e);
+      writeFileSync(path, zipOf([['random/data.pkl', Uint8Array.from(ops)], ['random/data/0', new Uint8Array(64)]]));
+      const outcome = await BatchNorm.findInTorchFile(path).then(() => 'ok', outcomeOf);
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    expect([...outcomes.keys()].sort()).toEqual(['ERR_BNPOOL_FORMAT', 'ok']);
+  });
+
   it('reads every truncation of a file, and many corruptions of its pickle (CRCs right), as a list, a module, or a typed error', async () => {
     const outcomes = new Map<string, number>();
     let seed = Number(process.env.BNPOOL_TORCH_SEED ?? 5);
