@@ -22,7 +22,7 @@ import { FormatError } from './errors.js';
 import { readBytes } from './files.js';
 import { kindOf, PyCall, PyDict, PyGlobal, PySet, readPickle } from './pickle.js';
 import type { TensorEntry } from './safetensors.js';
-import { readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
+import { MAX_ENTRY, readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
 
 /** A storage a pickle refers to: its record's key, element type and length in elements. */
 interface StorageRef {
@@ -171,12 +171,13 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
  * storages' bytes are read only where asked for.
  */
 async function openLegacy(handle: FileHandle, size: number): Promise<TorchFile> {
-  for (let length = Math.min(size, 1 << 20); ; length = Math.min(size, length * 4)) {
+  const most = Math.min(size, MAX_ENTRY);
+  for (let length = Math.min(most, 1 << 20); ; length = Math.min(most, length * 4)) {
     const bytes = await readBytes(handle, 0, length, 'the pickles');
     try {
       return legacyFrom(handle, bytes, size);
     } catch (err) {
-      if (!(err instanceof FormatError) || !err.message.startsWith('the pickle ends within') || length === size) throw err;
+      if (!(err instanceof FormatError) || !err.message.startsWith('the pickle ends within') || length === most) throw err;
     }
   }
 }

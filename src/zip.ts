@@ -36,6 +36,10 @@ const LOCATOR_SIZE = 20;
 /** Marks a 16- or 32-bit field whose value is in the ZIP64 records instead. */
 const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
+/** The largest central directory read (some five million entries): a larger one is a damaged or hostile file. */
+const MAX_DIRECTORY = 256 * 2 ** 20;
+/** The largest entry read whole (its CRC-32 checked): past this a typed array could not hold it anyway. */
+export const MAX_ENTRY = 2 ** 31 - 1;
 
 /**
  * The archive's entries by name, from its central directory; or a `FormatError` where the file is
@@ -74,6 +78,7 @@ export async function readZipDirectory(handle: FileHandle, fileSize: number): Pr
     directoryOffset = u64(record, 48, 'the ZIP64 central directory offset');
   }
   if (disk !== 0 || directoryDisk !== 0) throw new FormatError(`a ZIP archive split over disks (disk ${disk}, directory on ${directoryDisk}) is not read`);
+  if (directorySize > MAX_DIRECTORY) throw new FormatError(`the ZIP central directory is ${directorySize} bytes; bnpool reads one of up to ${MAX_DIRECTORY}`);
   if (directoryOffset + directorySize > fileSize) {
     throw new FormatError(`the ZIP central directory (${directorySize} bytes at ${directoryOffset}) runs past the ${fileSize}-byte file`);
   }
@@ -149,6 +154,7 @@ function zip64Values(extra: Uint8Array, count: number, name: string): number[] {
 /** An entry's bytes: its local header read for where they start, inflated where deflated, and checked against its CRC-32. */
 export async function readZipEntry(handle: FileHandle, entry: ZipEntry): Promise<Uint8Array> {
   const what = `ZIP entry ${JSON.stringify(entry.name)}`;
+  if (entry.size > MAX_ENTRY || entry.compressedSize > MAX_ENTRY) throw new FormatError(`${what} is ${entry.size} bytes; bnpool reads entries of up to ${MAX_ENTRY} bytes`);
   const local = viewOf(await readBytes(handle, entry.headerOffset, 30, `${what}'s local header`));
   if (local.getUint32(0, true) !== LOCAL_HEADER) throw new FormatError(`${what} has no local header at byte ${entry.headerOffset}`);
   const start = entry.headerOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);

@@ -5,7 +5,7 @@
  * the legacy format with a storage view, a big-endian ZIP64 deflated archive, untyped storages,
  * protocol 5), against the values it recorded.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,39 +36,50 @@ function recorded(e: ExpectedModule): Record<string, unknown> {
   return state;
 }
 
-/** A stored ZIP of `records` (CRCs right), for pickles made or broken here. */
-function zipOf(records: ReadonlyArray<readonly [string, Uint8Array]>): Uint8Array {
-  const parts: Buffer[] = [];
+/**
+ * A stored ZIP of `records` (CRCs right), for pickles made or broken here, as chunks by position:
+ * a record given as a number is that many bytes of a hole (a sparse file's; CRC 0), never written.
+ */
+function zipChunks(records: ReadonlyArray<readonly [string, Uint8Array | number]>): { chunks: [number, Buffer][]; size: number } {
+  const chunks: [number, Buffer][] = [];
   const central: Buffer[] = [];
   let offset = 0;
   for (const [name, data] of records) {
     const n = Buffer.from(name);
+    const length = typeof data === 'number' ? data : data.length;
+    const crc = typeof data === 'number' ? 0 : crc32(data);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
-    local.writeUInt32LE(crc32(data), 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(length, 18);
+    local.writeUInt32LE(length, 22);
     local.writeUInt16LE(n.length, 26);
     const header = Buffer.alloc(46);
     header.writeUInt32LE(0x02014b50, 0);
-    header.writeUInt32LE(crc32(data), 16);
-    header.writeUInt32LE(data.length, 20);
-    header.writeUInt32LE(data.length, 24);
+    header.writeUInt32LE(crc, 16);
+    header.writeUInt32LE(length, 20);
+    header.writeUInt32LE(length, 24);
     header.writeUInt16LE(n.length, 28);
     header.writeUInt32LE(offset, 42);
-    parts.push(local, n, Buffer.from(data));
+    chunks.push([offset, Buffer.concat([local, n, typeof data === 'number' ? Buffer.alloc(0) : Buffer.from(data)])]);
     central.push(header, n);
-    offset += 30 + n.length + data.length;
+    offset += 30 + n.length + length;
   }
-  const size = central.reduce((s, b) => s + b.length, 0);
+  const directory = Buffer.concat(central);
   const end = Buffer.alloc(22);
   end.writeUInt32LE(0x06054b50, 0);
   end.writeUInt16LE(records.length, 8);
   end.writeUInt16LE(records.length, 10);
-  end.writeUInt32LE(size, 12);
+  end.writeUInt32LE(directory.length, 12);
   end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, ...central, end]);
+  chunks.push([offset, Buffer.concat([directory, end])]);
+  return { chunks, size: offset + directory.length + end.length };
+}
+
+/** zipChunks' archive in memory (no holes). */
+function zipOf(records: ReadonlyArray<readonly [string, Uint8Array]>): Uint8Array {
+  return Buffer.concat(zipChunks(records).chunks.map(([, b]) => b));
 }
 
 /** A fixture archive's records, read with the entries' sizes its central directory gives (stored, unaligned or not). */
@@ -271,6 +282,40 @@ describe('bn.loadTorchFile', () => {
     const broken = Buffer.from(all);
     broken[dataOf('state_dict/data.pkl') + 40] ^= 0x01;
     await expect(BatchNorm.findInTorchFile(written('broken.pt', broken))).rejects.toThrow(/data\.pkl"'s bytes do not match its CRC-32/);
+  });
+});
+
+describe('a 2 GiB archive', () => {
+  it('loads a module reading its own storages alone, and refuses to read a record past 2 GiB - 1 whole', async (ctx) => {
+    const big = 2 ** 31 + 16;
+    const tensors = ['weight', 'bias', 'running_mean', 'running_var'].map((k, i) => ({ name: `bn.${k}`, key: `s${i}`, numel: 3, offset: 0, size: [3], stride: [1] }));
+    // bn2 shares bn's storages but for its running_var: three elements of a 2 GiB + 16 storage.
+    tensors.push(...tensors.map((t) => ({ ...t, name: t.name.replace('bn.', 'bn2.') })));
+    tensors[7] = { ...tensors[7], key: 'big', numel: big / 4 };
+    const small = (i: number): Uint8Array => new Uint8Array(Float32Array.of(i + 0.5, i + 1.5, i + 2.5).buffer);
+    const { chunks, size } = zipChunks([['hand/data.pkl', pickleOf(tensors)], ...[0, 1, 2, 3].map((i) => [`hand/data/s${i}`, small(i)] as const), ['hand/data/big', big]]);
+    const path = join(dir, 'big.pt');
+    const fd = openSync(path, 'w');
+    try {
+      for (const [at, bytes] of chunks) writeSync(fd, bytes, 0, bytes.length, at);
+      ftruncateSync(fd, size);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      // Only where the file system leaves the 2 GiB a hole (Linux's do): no disk is written.
+      if (statSync(path).blocks * 512 > 2 ** 20) ctx.skip();
+      expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn.', 'bn2.']);
+      const bn = new BatchNorm(3);
+      await bn.loadTorchFile(path, { prefix: 'bn.' });
+      expect(Array.from(bn.runningVar!)).toEqual([3.5, 4.5, 5.5]);
+      const bn2 = new BatchNorm(3);
+      await expect(loadTorchFile(path, { 'bn.': new BatchNorm(3), 'bn2.': bn2 }))
+        .rejects.toThrow(/^ZIP entry "hand\/data\/big" is 2147483664 bytes; bnpool reads entries of up to 2147483647 bytes$/);
+      expect(Array.from(bn2.runningVar!)).toEqual([1, 1, 1]);
+    } finally {
+      rmSync(path, { force: true });
+    }
   });
 });
 
