@@ -22,7 +22,9 @@ import { runningStatsUpdate, updateRunningStats } from './running.js';
 import { checkStateDict } from './state-dict.js';
 import { gradientReducer, runForward } from './sync.js';
 import type { SafetensorsBatchNorm } from './tensor-states.js';
-import { findBatchNormsInTorchFile, loadTorchFileInto } from './torch-weights.js';
+import {
+  findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, splitFromTorchFileOptions,
+} from './torch-weights.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
@@ -533,6 +535,30 @@ export class BatchNorm {
    */
   static findInTorchFile(path: string | URL): Promise<SafetensorsBatchNorm[]> {
     return findBatchNormsInTorchFile(path);
+  }
+
+  /**
+   * A module made from a BatchNorm of a file `torch.save` wrote: its channels, whether it is
+   * affine, float64 where its running variance is, and its state; where the file is a pickled
+   * model (`torch.save(model)`), its eps, momentum (None: `null`, a cumulative average) and mode
+   * too, else PyTorch's defaults and training mode (a state dict records none of them).
+   * `options.prefix` names the module (as `findInTorchFile` lists it) where the file holds more
+   * than one; the rest are the module's options and override the file's (`{ eps: 1e-3, pool }`).
+   * Options are checked before the file is read; a pickled module's eps or momentum that no
+   * module takes is a `FormatError`.
+   *
+   * @example
+   * const bn = await BatchNorm.fromTorchFile('checkpoint.pth', { prefix: 'state_dict.layer1.0.bn1.', pool });
+   */
+  static async fromTorchFile(path: string | URL, options?: FromTorchFileOptions): Promise<BatchNorm> {
+    const { prefix, moduleOptions } = splitFromTorchFileOptions(options);
+    checkModuleSettings(1, moduleOptions);
+    return readTorchBatchNorm(path, prefix, moduleOptions, (found, { eps, momentum, training }) => {
+      const bn = new BatchNorm(found.numFeatures, {
+        dtype: found.dtype, affine: found.affine, ...(eps !== undefined ? { eps } : {}), ...(momentum !== undefined ? { momentum } : {}), ...moduleOptions,
+      });
+      return training === false ? bn.eval() : bn;
+    });
   }
 
   /**

@@ -44,9 +44,19 @@ export interface TorchTensor extends TensorEntry {
   readonly unreadable: string | null;
 }
 
+/** What a pickled nn.Module says of itself beside its state (attributes a BatchNorm has; absent where not a number, null or boolean as expected). */
+export interface TorchModuleSettings {
+  readonly eps?: number;
+  /** null: PyTorch's momentum None, a cumulative average. */
+  readonly momentum?: number | null;
+  readonly training?: boolean;
+}
+
 /** A `torch.save` file opened: its tensors, and their values' bytes on demand. */
 export interface TorchFile {
   readonly tensors: readonly TorchTensor[];
+  /** The settings of each pickled nn.Module, by the prefix of its keys (`'1.'`; `''` for the root): none where the file holds no modules. */
+  readonly modules: ReadonlyMap<string, TorchModuleSettings>;
   /** A tensor's values, contiguous and little-endian, as decodeTensor takes them. */
   bytesOf(tensor: TorchTensor): Promise<Uint8Array>;
 }
@@ -160,7 +170,7 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
     }
     return bytes;
   };
-  return { tensors: tensorsIn(value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
+  return { ...tensorsIn(value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
 }
 
 /**
@@ -237,7 +247,7 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
     if (count !== BigInt(root.numel)) throw new FormatError(`storage ${JSON.stringify(ref.key)} has ${count} elements in the file; its pickle says ${root.numel}`);
     return readBytes(handle, start, root.numel * root.itemBytes, `storage ${JSON.stringify(ref.key)}`);
   };
-  return { tensors: tensorsIn(object.value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
+  return { ...tensorsIn(object.value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
 }
 
 /** A persistent id `('storage', storage_type, key, location, numel, ...)` of `length` items, checked. */
@@ -279,9 +289,10 @@ async function valuesOf(t: TorchTensor, storageBytes: (ref: StorageRef) => Promi
   return out;
 }
 
-/** The tensors of an unpickled object, named as this file's header says. */
-function tensorsIn(root: unknown): TorchTensor[] {
+/** The tensors of an unpickled object, named as this file's header says, and its nn.Modules' settings. */
+function tensorsIn(root: unknown): { tensors: TorchTensor[]; modules: Map<string, TorchModuleSettings> } {
   const found: TorchTensor[] = [];
+  const modules = new Map<string, TorchModuleSettings>();
   const names = new Set<string>();
   const path = new Set<unknown>();
   let visits = 0;
@@ -321,6 +332,12 @@ function tensorsIn(root: unknown): TorchTensor[] {
       for (const [k, v] of attributes.entries) if (typeof k === 'string') walk(v, join(name, k));
       return;
     }
+    const { eps, momentum, training } = Object.fromEntries(['eps', 'momentum', 'training'].map((k) => [k, attributes.entries.get(k)]));
+    modules.set(name === '' ? '' : `${name}.`, {
+      ...(typeof eps === 'number' ? { eps } : {}),
+      ...(typeof momentum === 'number' || momentum === null ? { momentum } : {}),
+      ...(typeof training === 'boolean' ? { training } : {}),
+    });
     const skipped = attributes.entries.get('_non_persistent_buffers_set');
     const nonPersistent = new Set(skipped instanceof PySet ? skipped.items : []);
     walk(attributes.entries.get('_parameters'), name);
@@ -331,7 +348,7 @@ function tensorsIn(root: unknown): TorchTensor[] {
     walk(attributes.entries.get('_modules'), name);
   };
   walk(root, '');
-  return found;
+  return { tensors: found, modules };
 }
 
 /** The tensor a call rebuilds, checked, or null where the call is not a tensor's (`depth`: the wrappers around it so far). */

@@ -4,11 +4,13 @@
  * and the BatchNorms such a file holds. The same checks and messages as for `.safetensors`
  * files (tensor-states.ts).
  */
-import type { BatchNormStateDict } from './batch-norm-types.js';
+import type { BatchNormOptions, BatchNormStateDict } from './batch-norm-types.js';
+import { ArgumentError, describe, FormatError } from './errors.js';
 import { checkPath } from './files.js';
 import type { Module } from './state-dict.js';
 import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
-import { withTorchFile } from './torch-file.js';
+import { type TorchModuleSettings, withTorchFile } from './torch-file.js';
+import { checkEps, checkMomentum, checkObject } from './validate.js';
 import { checkSafetensorsOptions } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
@@ -30,4 +32,63 @@ export async function loadTorchFileInto(m: Module, path: unknown, options: unkno
   const prefix = checkSafetensorsOptions(options);
   const [sd] = await readTorchModules(source, [[prefix, m]]);
   m.loadStateDict(sd);
+}
+
+/** Options of `BatchNorm.fromTorchFile`: the module's prefix in the file, and the module's options (BatchNormOptions). */
+export interface FromTorchFileOptions extends BatchNormOptions {
+  /**
+   * The module's keys' prefix (`'layer1.0.bn1.'`), as `findInTorchFile` lists it. Needed only
+   * where the file holds more than one BatchNorm.
+   */
+  prefix?: string;
+}
+
+/** `BatchNorm.fromTorchFile`'s options, split: the prefix, and the module's options. */
+export function splitFromTorchFileOptions(options: unknown): { prefix: string | undefined; moduleOptions: BatchNormOptions } {
+  const { prefix, ...moduleOptions } = checkObject(options, 'options') as FromTorchFileOptions;
+  if (prefix !== undefined && typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
+  return { prefix, moduleOptions };
+}
+
+/**
+ * One BatchNorm of a `torch.save` file, made and loaded: the module the file holds under `prefix`
+ * (or its only one), made by `make` from what the file says of it (channels, affine, dtype, and a
+ * pickled module's eps, momentum and mode; those the `given` options leave to the file checked:
+ * a `FormatError` where no module takes them), then loaded with its state. Nothing is made where
+ * the file has no such module.
+ */
+export async function readTorchBatchNorm<M extends Module>(
+  path: unknown, prefix: string | undefined, given: BatchNormOptions, make: (found: SafetensorsBatchNorm, settings: TorchModuleSettings) => M,
+): Promise<M> {
+  const source = checkPath(path);
+  return withTorchFile(source, async (file) => {
+    const all = batchNormsIn(file.tensors);
+    const listed = all.map((f) => JSON.stringify(f.prefix)).join(', ');
+    const where = String(source);
+    let found: SafetensorsBatchNorm | undefined;
+    if (prefix !== undefined) {
+      found = all.find((f) => f.prefix === prefix);
+      if (found === undefined) {
+        throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} names no BatchNorm in ${where}; ${all.length > 0 ? `its BatchNorm prefixes (${FINDER}) are ${listed}` : 'it holds none'}`);
+      }
+    } else if (all.length === 1) {
+      found = all[0];
+    } else {
+      throw new ArgumentError(all.length === 0
+        ? `${where} holds no BatchNorm's running statistics`
+        : `${where} holds ${all.length} BatchNorms (${listed}): options.prefix picks one`);
+    }
+    const settings = file.modules.get(found.prefix) ?? {};
+    try {
+      // Only what the caller's options leave to the file.
+      if (settings.eps !== undefined && given.eps === undefined) checkEps(settings.eps, 'its eps');
+      if (settings.momentum !== undefined && given.momentum === undefined) checkMomentum(settings.momentum, true, 'its momentum');
+    } catch (err) {
+      throw new FormatError(`the pickled module ${JSON.stringify(found.prefix)} in ${where}: ${(err as Error).message}`);
+    }
+    const m = make(found, settings);
+    const [sd] = await statesOf(file.tensors, [[found.prefix, m]], { where, finder: FINDER }, (t) => file.bytesOf(t));
+    m.loadStateDict(sd);
+    return m;
+  });
 }

@@ -413,6 +413,15 @@ const MUTANTS = [
     replace: 'if (Array.isArray(target) && !Object.isFrozen(target)) target.push(...items);', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'torch-settings-ignored', breaks: "BatchNorm.fromTorchFile takes a pickled BatchNorm's eps and momentum (None as null)",
+    file: 'src/batch-norm.ts', find: '...(momentum !== undefined ? { momentum } : {})', replace: '...(momentum !== undefined && momentum !== null ? { momentum } : {})',
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-mode-ignored', breaks: "BatchNorm.fromTorchFile gives a pickled BatchNorm's mode (eval where it was)",
+    file: 'src/batch-norm.ts', find: 'return training === false ? bn.eval() : bn;', replace: 'return training === null ? bn.eval() : bn;', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",
     file: 'src/zip.ts', find: 'if (crc32(bytes) !== entry.crc32)', replace: 'if (crc32(bytes) !== entry.crc32 && entry.size < 0)', tests: ['test/torch-file.test.ts'],
   },

@@ -319,6 +319,42 @@ describe('a 2 GiB archive', () => {
   });
 });
 
+describe('BatchNorm.fromTorchFile', () => {
+  it('makes the module a file holds: channels, affine, dtype and state; a pickled model\'s eps, momentum and mode too', async () => {
+    const pickled = await BatchNorm.fromTorchFile(fixture('model.pt'));
+    expect([pickled.numFeatures, pickled.eps, pickled.momentum, pickled.training, pickled.affine]).toEqual([3, 1e-3, null, false, true]);
+    expect(stateOf(pickled)).toEqual(recorded(expected['model.pt']['1.']));
+    const plain = await BatchNorm.fromTorchFile(fixture('state_dict.pt'), { prefix: 'layer1.0.bn2.' });
+    expect([plain.numFeatures, plain.eps, plain.momentum, plain.training, plain.affine]).toEqual([6, 1e-5, 0.1, true, false]);
+    expect(stateOf(plain)).toEqual(recorded(expected['state_dict.pt']['layer1.0.bn2.']));
+    const legacy = await BatchNorm.fromTorchFile(fixture('legacy.pt'), { eps: 1e-4, layout: 'channels-last' });
+    expect([legacy.dtype, legacy.eps, legacy.layout]).toEqual(['float64', 1e-4, 'channels-last']);
+    expect(stateOf(legacy)).toEqual(recorded(expected['legacy.pt']['bn.']));
+  });
+
+  it('refuses a file of several BatchNorms without a prefix, a prefix it lacks, and bad options before reading', async () => {
+    await expect(BatchNorm.fromTorchFile(fixture('state_dict.pt'))).rejects.toThrow(/state_dict\.pt holds 2 BatchNorms \("bn1\.", "layer1\.0\.bn2\."\): options\.prefix picks one$/);
+    await expect(BatchNorm.fromTorchFile(fixture('state_dict.pt'), { prefix: 'bn9.' }))
+      .rejects.toThrow(/options\.prefix "bn9\." names no BatchNorm in .*; its BatchNorm prefixes \(BatchNorm\.findInTorchFile\) are "bn1\.", "layer1\.0\.bn2\."$/);
+    await expect(BatchNorm.fromTorchFile(join(dir, 'missing.pt'), { eps: -1 })).rejects.toThrow(/^options\.eps must be a finite number > 0/);
+    await expect(BatchNorm.fromTorchFile(fixture('state_dict.pt'), { prefix: 7 } as never)).rejects.toThrow(/^options\.prefix must be a string; got 7/);
+    await expect(BatchNorm.fromTorchFile(fixture('state_dict.pt'), { prefix: 'bn1.', affine: false })).rejects.toThrow(/does not fit this module/);
+    // A pickled module whose eps no module takes: model.pt's BINFLOAT 1e-3 made -1.
+    const records = recordsOf('model.pt');
+    const at = records.findIndex(([n]) => n.endsWith('/data.pkl'));
+    const eps = Buffer.alloc(9);
+    eps[0] = 0x47;
+    eps.writeDoubleBE(1e-3, 1);
+    const pickle = Buffer.from(records[at][1]);
+    const where = pickle.indexOf(eps);
+    expect(where).toBeGreaterThan(0);
+    pickle.writeDoubleBE(-1, where + 1);
+    const path = written('eps.pt', zipOf(records.map(([n, d], i) => [n, i === at ? pickle : d])));
+    await expect(BatchNorm.fromTorchFile(path)).rejects.toThrow(/^the pickled module "1\." in .*eps\.pt: its eps must be a finite number > 0; got -1$/);
+    expect((await BatchNorm.fromTorchFile(path, { eps: 0.01 })).eps).toBe(0.01); // ... unless the caller's options set it
+  });
+});
+
 describe('loadTorchFile(path, modules)', () => {
   it('loads several modules of one file, or none where one does not fit', async () => {
     const a = new BatchNorm(4);

@@ -6,7 +6,7 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
-  type BatchNormsByPrefix, type FromOnnxOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions,
+  type BatchNormsByPrefix, type FromOnnxOptions, type FromTorchFileOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions,
   ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, loadTorchFile, Pool,
   saveSafetensors,
 } from 'bnpool';
@@ -95,6 +95,8 @@ export async function modulesFromATorchSaveFile(bn1: BatchNorm, bn2: BatchNorm):
   await bn1.loadTorchFile(new URL('file:///tmp/checkpoint.pth'), options);
   expectType<Equal<ReturnType<typeof loadTorchFile>, Promise<void>>>();
   await loadTorchFile('checkpoint.pth', { 'state_dict.bn1.': bn1, 'state_dict.layer1.1.': bn2 });
+  const made = await BatchNorm.fromTorchFile('model.pt', { prefix: '1.', eps: 1e-3 } satisfies FromTorchFileOptions);
+  expectType<Equal<typeof made, BatchNorm>>();
   // @ts-expect-error: a torch.save file is read, not written, here.
   await bn1.saveTorchFile('bn.pt');
 }
