@@ -543,9 +543,10 @@ export class BatchNorm {
    * model (`torch.save(model)`), its eps, momentum (None: `null`, a cumulative average) and mode
    * too, else PyTorch's defaults and training mode (a state dict records none of them).
    * `options.prefix` names the module (as `findInTorchFile` lists it) where the file holds more
-   * than one; the rest are the module's options and override the file's (`{ eps: 1e-3, pool }`).
-   * Options are checked before the file is read; a pickled module's eps or momentum that no
-   * module takes is a `FormatError`.
+   * than one; the rest are the module's options and override the file's (`{ eps: 1e-3, pool }`;
+   * with a `convention` other than `'torch'`, the module takes that convention's momentum, as
+   * PyTorch's weights the other value). Options are checked before the file is read; a pickled
+   * module's eps or momentum that the module would take and no module can is a `FormatError`.
    *
    * @example
    * const bn = await BatchNorm.fromTorchFile('checkpoint.pth', { prefix: 'state_dict.layer1.0.bn1.', pool });
@@ -553,9 +554,11 @@ export class BatchNorm {
   static async fromTorchFile(path: string | URL, options?: FromTorchFileOptions): Promise<BatchNorm> {
     const { prefix, moduleOptions } = splitFromTorchFileOptions(options);
     checkModuleSettings(1, moduleOptions);
-    return readTorchBatchNorm(path, prefix, moduleOptions, (found, { eps, momentum, training }) => {
+    // A pickled momentum is PyTorch's (it weights the new batch): a module of another convention takes that convention's.
+    const torchMomentum = (moduleOptions.convention ?? 'torch') === 'torch';
+    return readTorchBatchNorm(path, prefix, torchMomentum ? moduleOptions : { ...moduleOptions, momentum: null }, (found, { eps, momentum, training }) => {
       const bn = new BatchNorm(found.numFeatures, {
-        dtype: found.dtype, affine: found.affine, ...(eps !== undefined ? { eps } : {}), ...(momentum !== undefined ? { momentum } : {}), ...moduleOptions,
+        dtype: found.dtype, affine: found.affine, ...(eps !== undefined ? { eps } : {}), ...(momentum !== undefined && torchMomentum ? { momentum } : {}), ...moduleOptions,
       });
       return training === false ? bn.eval() : bn;
     });

@@ -414,12 +414,17 @@ const MUTANTS = [
   },
   {
     name: 'torch-settings-ignored', breaks: "BatchNorm.fromTorchFile takes a pickled BatchNorm's eps and momentum (None as null)",
-    file: 'src/batch-norm.ts', find: '...(momentum !== undefined ? { momentum } : {})', replace: '...(momentum !== undefined && momentum !== null ? { momentum } : {})',
+    file: 'src/batch-norm.ts', find: '...(momentum !== undefined && torchMomentum ? { momentum } : {})', replace: '...(momentum !== undefined && torchMomentum && momentum !== null ? { momentum } : {})',
     tests: ['test/torch-file.test.ts'],
   },
   {
     name: 'torch-mode-ignored', breaks: "BatchNorm.fromTorchFile gives a pickled BatchNorm's mode (eval where it was)",
     file: 'src/batch-norm.ts', find: 'return training === false ? bn.eval() : bn;', replace: 'return training === null ? bn.eval() : bn;', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-momentum-convention', breaks: "BatchNorm.fromTorchFile gives a module of another convention that convention's momentum, not PyTorch's pickled one",
+    file: 'src/batch-norm.ts', find: "const torchMomentum = (moduleOptions.convention ?? 'torch') === 'torch';", replace: 'const torchMomentum = Boolean(moduleOptions);',
+    tests: ['test/torch-file.test.ts'],
   },
   {
     name: 'zip-crc-unchecked', breaks: "a ZIP entry whose bytes do not match its CRC-32 is a FormatError",

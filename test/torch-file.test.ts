@@ -327,6 +327,9 @@ describe('BatchNorm.fromTorchFile', () => {
     const plain = await BatchNorm.fromTorchFile(fixture('state_dict.pt'), { prefix: 'layer1.0.bn2.' });
     expect([plain.numFeatures, plain.eps, plain.momentum, plain.training, plain.affine]).toEqual([6, 1e-5, 0.1, true, false]);
     expect(stateOf(plain)).toEqual(recorded(expected['state_dict.pt']['layer1.0.bn2.']));
+    // PyTorch's momentum weights the new batch: a module of the onnx convention keeps its own (0.9 on the old value).
+    const onnx = await BatchNorm.fromTorchFile(fixture('model.pt'), { convention: 'onnx' });
+    expect([onnx.convention, onnx.eps, onnx.momentum]).toEqual(['onnx', 1e-3, 0.9]);
     const legacy = await BatchNorm.fromTorchFile(fixture('legacy.pt'), { eps: 1e-4, layout: 'channels-last' });
     expect([legacy.dtype, legacy.eps, legacy.layout]).toEqual(['float64', 1e-4, 'channels-last']);
     expect(stateOf(legacy)).toEqual(recorded(expected['legacy.pt']['bn.']));
