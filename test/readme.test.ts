@@ -83,7 +83,9 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
     const fromOnnx = b3.fromOnnx as bnpool.BatchNorm;
     expect([fromOnnx.numFeatures, fromOnnx.training, fromOnnx.convention]).toEqual([6, false, 'onnx']);
     const torchExpected = JSON.parse(readFileSync(new URL('./fixtures/torch-file/expected.json', import.meta.url), 'utf8'))['checkpoint.pth']['state_dict.module.bn.'];
-    expect(Array.from((b3.fromTorch as bnpool.BatchNorm).runningVar!)).toEqual(torchExpected.running_var);
+    const fromTorch = b3.fromTorch as bnpool.BatchNorm;
+    expect([fromTorch.numFeatures, fromTorch.training]).toEqual([5, true]);
+    expect(Array.from(fromTorch.runningVar!)).toEqual(torchExpected.running_var);
     // The file of two modules, as a model's state dict names them.
     expect((await bnpool.BatchNorm.findInSafetensors(join(dir, 'model.safetensors'))).map((f) => f.prefix)).toEqual(['bn1.', 'layer1.1.']);
   } finally {
