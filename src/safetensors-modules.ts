@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { BatchNorm } from './batch-norm.js';
 import { checkModuleArrays } from './batch-norm-checks.js';
+import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkPath } from './files.js';
 import { modulesToSafetensors, readModulesFile } from './weights.js';
@@ -42,16 +43,28 @@ export async function saveSafetensors(path: string | URL, modules: BatchNormsByP
  * await loadSafetensors('model.safetensors', modules);
  */
 export async function loadSafetensors(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
+  await loadModules(path, modules, readModulesFile);
+}
+
+/**
+ * Loads each module of `modules` from one file, all or none: the path and the modules checked,
+ * then `read` gives every module's state dict (each checked), then the modules load. The free
+ * functions of every format (`loadSafetensors`, `loadTorchFile`) are this with their reader.
+ */
+export async function loadModules(
+  path: unknown, modules: BatchNormsByPrefix,
+  read: (path: string | URL, entries: ReadonlyArray<readonly [string, BatchNorm]>) => Promise<BatchNormStateDict[]>,
+): Promise<void> {
   const source = checkPath(path);
   const entries = modulesOf(modules, 'load');
-  const states = await readModulesFile(source, entries);
+  const states = await read(source, entries);
   // No await from here on: the checks and the loads see the same modules, and all load or none.
   for (const [, m] of entries) checkModuleArrays(m);
   for (const [i, [, m]] of entries.entries()) m.loadStateDict(states[i]);
 }
 
 /** `modules` checked: an object of at least one BatchNorm, each its own module when loading. */
-export function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
+function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
   if (modules === null || typeof modules !== 'object' || Array.isArray(modules) || modules instanceof BatchNorm) {
     throw new ArgumentError(`modules must be an object of BatchNorms by prefix ({ 'bn1.': bn1, ... }); got ${describe(modules)}`);
   }

@@ -2,10 +2,7 @@
  * Several BatchNorms' state from one file `torch.save` wrote, each under its prefix: the free
  * function beside `loadSafetensors` (safetensors-modules.ts), reading through torch-weights.ts.
  */
-import type { BatchNorm } from './batch-norm.js';
-import { checkModuleArrays } from './batch-norm-checks.js';
-import { checkPath } from './files.js';
-import { modulesOf, type BatchNormsByPrefix } from './safetensors-modules.js';
+import { type BatchNormsByPrefix, loadModules } from './safetensors-modules.js';
 import { readTorchModules } from './torch-weights.js';
 
 /**
@@ -22,10 +19,5 @@ import { readTorchModules } from './torch-weights.js';
  * await loadTorchFile('model.pt', modules);
  */
 export async function loadTorchFile(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
-  const source = checkPath(path);
-  const entries: [string, BatchNorm][] = modulesOf(modules, 'load');
-  const states = await readTorchModules(source, entries);
-  // No await from here on: the checks and the loads see the same modules, and all load or none.
-  for (const [, m] of entries) checkModuleArrays(m);
-  for (const [i, [, m]] of entries.entries()) m.loadStateDict(states[i]);
+  await loadModules(path, modules, readTorchModules);
 }

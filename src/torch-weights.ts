@@ -11,7 +11,7 @@ import type { Module } from './state-dict.js';
 import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { checkSafetensorsOptions } from './weights.js';
+import { loadModuleFile } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -28,10 +28,7 @@ export function readTorchModules(path: string | URL, modules: ReadonlyArray<read
 
 /** `bn.loadTorchFile(path, options)`: the module's state from the file, under `options.prefix`. */
 export async function loadTorchFileInto(m: Module, path: unknown, options: unknown): Promise<void> {
-  const source = checkPath(path);
-  const prefix = checkSafetensorsOptions(options);
-  const [sd] = await readTorchModules(source, [[prefix, m]]);
-  m.loadStateDict(sd);
+  await loadModuleFile(m, path, options, readTorchModules);
 }
 
 /** Options of `BatchNorm.fromTorchFile`: the module's prefix in the file, and the module's options (BatchNormOptions). */

@@ -113,7 +113,7 @@ export interface SafetensorsOptions {
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
 /** The options' prefix ('' when not given), checked. */
-export function checkSafetensorsOptions(options: unknown): string {
+function checkSafetensorsOptions(options: unknown): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
   if (typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
   return prefix;
@@ -178,9 +178,21 @@ export async function saveSafetensorsFile(m: Module, path: unknown, options: unk
  * `FormatError` and changes nothing.
  */
 export async function loadSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
+  await loadModuleFile(m, path, options, readModulesFile);
+}
+
+/**
+ * A module's method that loads it from a file under `options.prefix` (`loadSafetensors`,
+ * `loadTorchFile`): the path and options checked, then the state dict `read` gives (checked),
+ * then the load.
+ */
+export async function loadModuleFile(
+  m: Module, path: unknown, options: unknown,
+  read: (path: string | URL, modules: ReadonlyArray<readonly [string, Module]>) => Promise<BatchNormStateDict[]>,
+): Promise<void> {
   const source = checkPath(path);
   const prefix = checkSafetensorsOptions(options);
-  const [sd] = await readModulesFile(source, [[prefix, m]]);
+  const [sd] = await read(source, [[prefix, m]]);
   m.loadStateDict(sd);
 }
 
