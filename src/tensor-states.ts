@@ -56,14 +56,14 @@ function moduleEntries(m: Module, entries: readonly TensorEntry[], prefix: strin
   return chosen;
 }
 
-/** The prefixes of a file's BatchNorms (batchNormsIn), and a phrase that lists them. */
-function heldModules(entries: readonly TensorEntry[], finder: string): { prefixes: string[]; held: string } {
+/** The prefixes of a file's BatchNorms (batchNormsIn), listed (the first 8), and a phrase that says them. */
+export function heldModules(entries: readonly TensorEntry[], finder: string): { prefixes: string[]; listed: string; held: string } {
   const prefixes = batchNormsIn(entries).map((b) => b.prefix);
   const listed = prefixes.slice(0, 8).map((p) => JSON.stringify(p)).join(', ') + (prefixes.length > 8 ? `, ... (${prefixes.length})` : '');
   const held = prefixes.length > 0
     ? `its BatchNorm prefixes (${finder}) are ${listed}`
     : `it holds ${entries.length} tensors, none a BatchNorm's running statistics`;
-  return { prefixes, held };
+  return { prefixes, listed, held };
 }
 
 /** A state dict that does not fit the module, from the file `where` (under `prefix`): what the check found, with `hint`. */

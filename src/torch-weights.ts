@@ -8,7 +8,7 @@ import type { BatchNormOptions, BatchNormStateDict } from './batch-norm-types.js
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { checkPath } from './files.js';
 import type { Module } from './state-dict.js';
-import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
+import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
 import { loadModuleFile } from './weights.js';
@@ -60,20 +60,19 @@ export async function readTorchBatchNorm<M extends Module>(
   const source = checkPath(path);
   return withTorchFile(source, async (file) => {
     const all = batchNormsIn(file.tensors);
-    const listed = all.map((f) => JSON.stringify(f.prefix)).join(', ');
     const where = String(source);
     let found: SafetensorsBatchNorm | undefined;
     if (prefix !== undefined) {
       found = all.find((f) => f.prefix === prefix);
       if (found === undefined) {
-        throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} names no BatchNorm in ${where}; ${all.length > 0 ? `its BatchNorm prefixes (${FINDER}) are ${listed}` : 'it holds none'}`);
+        throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} names no BatchNorm in ${where}; ${heldModules(file.tensors, FINDER).held}`);
       }
     } else if (all.length === 1) {
       found = all[0];
     } else {
       throw new ArgumentError(all.length === 0
         ? `${where} holds no BatchNorm's running statistics`
-        : `${where} holds ${all.length} BatchNorms (${listed}): options.prefix picks one`);
+        : `${where} holds ${all.length} BatchNorms (${heldModules(file.tensors, FINDER).listed}): options.prefix picks one`);
     }
     const settings = file.modules.get(found.prefix) ?? {};
     try {
