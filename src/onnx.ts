@@ -13,7 +13,7 @@ import type { BatchNormOptions } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { bfloat16ToNumber, halfToNumber } from './safetensors.js';
 import { checkObject } from './validate.js';
-import { checkPath } from './files.js';
+import { checkPath, readBytes } from './files.js';
 
 /** Wire types of the protobuf encoding. */
 const VARINT = 0;
@@ -215,10 +215,7 @@ async function externalBytes(t: OnnxTensor, modelPath: string, expected: number,
   try {
     const { size } = await handle.stat();
     if (offset + length > size) throw new FormatError(`${what}: ${JSON.stringify(location)} has ${size} bytes, not the ${length} from byte ${offset} it names`);
-    const bytes = new Uint8Array(length);
-    const { bytesRead } = await handle.read(bytes, 0, length, offset);
-    if (bytesRead !== length) throw new FormatError(`${what}: ${JSON.stringify(location)} ends before byte ${offset + length}`);
-    return bytes;
+    return await readBytes(handle, offset, length, `${what}'s values in ${JSON.stringify(location)}`);
   } finally {
     await handle.close();
   }
