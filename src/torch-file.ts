@@ -161,16 +161,8 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
     return ref;
   };
   const { value } = readPickle(await readZipEntry(handle, pickle), persistentLoad);
-  const cache = new Map<string, Promise<Uint8Array>>();
-  const storageBytes = (ref: StorageRef): Promise<Uint8Array> => {
-    let bytes = cache.get(ref.key);
-    if (bytes === undefined) {
-      bytes = readZipEntry(handle, record(`data/${ref.key}`)!);
-      cache.set(ref.key, bytes);
-    }
-    return bytes;
-  };
-  return { ...tensorsIn(value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
+  const storageBytes = (ref: StorageRef): Promise<Uint8Array> => readZipEntry(handle, record(`data/${ref.key}`)!);
+  return opened(tensorsIn(value), storageBytes, littleEndian);
 }
 
 /**
@@ -247,7 +239,7 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
     if (count !== BigInt(root.numel)) throw new FormatError(`storage ${JSON.stringify(ref.key)} has ${count} elements in the file; its pickle says ${root.numel}`);
     return readBytes(handle, start, root.numel * root.itemBytes, `storage ${JSON.stringify(ref.key)}`);
   };
-  return { ...tensorsIn(object.value), bytesOf: (t) => valuesOf(t, storageBytes, littleEndian) };
+  return opened(tensorsIn(object.value), storageBytes, littleEndian);
 }
 
 /** A persistent id `('storage', storage_type, key, location, numel, ...)` of `length` items, checked. */
@@ -269,6 +261,25 @@ function isStorage(value: unknown): value is StorageRef {
 
 function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * A file opened, of either format: its tensors and modules, and their values read through
+ * `storageBytes`, once a storage (tensors that share one, as views of it, read it once).
+ */
+function opened(
+  named: Pick<TorchFile, 'tensors' | 'modules'>, storageBytes: (ref: StorageRef) => Promise<Uint8Array>, littleEndian: boolean,
+): TorchFile {
+  const cache = new Map<string, Promise<Uint8Array>>();
+  const cached = (ref: StorageRef): Promise<Uint8Array> => {
+    let bytes = cache.get(ref.key);
+    if (bytes === undefined) {
+      bytes = storageBytes(ref);
+      cache.set(ref.key, bytes);
+    }
+    return bytes;
+  };
+  return { ...named, bytesOf: (t) => valuesOf(t, cached, littleEndian) };
 }
 
 /** A tensor's values, gathered from its storage by its strides into little-endian order. */
