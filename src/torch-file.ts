@@ -9,12 +9,13 @@
  * call of `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` (or a variant)
  * in the pickle, read here as data (pickle.ts). Files in the format before 1.6
  * (`_use_new_zipfile_serialization=False`) are a run of pickles followed by the storages: read
- * too. TorchScript archives (`torch.jit.save`) are not.
+ * too. So are TorchScript archives (`torch.jit.save`): the same records and storages, with
+ * constants.pkl and the model's code beside (torch-script.ts).
  *
  * Names: a dict's tensors by key, nested containers' joined with dots (`{'state_dict': sd}` gives
  * `state_dict.bn1.weight`), list items by index, other objects' by attribute, and a pickled
  * `nn.Module`'s as its `state_dict()` would give them (parameters, persistent buffers,
- * submodules'). Two tensors of one name are a `FormatError`, as are pickles nested or shared past
+ * submodules'); a TorchScript module's as its code declares its parameters and buffers. Two tensors of one name are a `FormatError`, as are pickles nested or shared past
  * what a checkpoint needs (MAX_DEPTH, MAX_VISITS).
  */
 import { type FileHandle, open } from 'node:fs/promises';
@@ -22,6 +23,7 @@ import { FormatError } from './errors.js';
 import { readBytes } from './files.js';
 import { kindOf, PyCall, PyDict, PyGlobal, PySet, readPickle } from './pickle.js';
 import type { TensorEntry } from './safetensors.js';
+import { readScriptClasses, type ScriptClass } from './torch-script.js';
 import { MAX_ENTRY, readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
 
 /** A storage a pickle refers to: its record's key, element type and length in elements. */
@@ -135,9 +137,8 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
   if (first === undefined || slash <= 0) throw new FormatError(`a torch.save archive keeps its records in one folder; its first entry is ${JSON.stringify(first ?? null)}`);
   const folder = first.slice(0, slash + 1);
   const record = (name: string): ZipEntry | undefined => records.get(folder + name);
-  if (record('constants.pkl') !== undefined) {
-    throw new FormatError('the archive is a TorchScript module (torch.jit.save), which is not read: save its state_dict() with torch.save, or as .safetensors');
-  }
+  // A TorchScript archive (torch.jit.save) has constants.pkl, and its classes' code.
+  const classes = record('constants.pkl') !== undefined ? await readScriptClasses(handle, records, folder) : new Map<string, ScriptClass>();
   const pickle = record('data.pkl');
   if (pickle === undefined) throw new FormatError(`the archive has no ${folder}data.pkl: not a file torch.save wrote`);
   const order = record('byteorder');
@@ -162,7 +163,7 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
   };
   const { value } = readPickle(await readZipEntry(handle, pickle), persistentLoad);
   const storageBytes = (ref: StorageRef): Promise<Uint8Array> => readZipEntry(handle, record(`data/${ref.key}`)!);
-  return opened(tensorsIn(value), storageBytes, littleEndian);
+  return opened(tensorsIn(value, classes), storageBytes, littleEndian);
 }
 
 /**
@@ -239,7 +240,7 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
     if (count !== BigInt(root.numel)) throw new FormatError(`storage ${JSON.stringify(ref.key)} has ${count} elements in the file; its pickle says ${root.numel}`);
     return readBytes(handle, start, root.numel * root.itemBytes, `storage ${JSON.stringify(ref.key)}`);
   };
-  return opened(tensorsIn(object.value), storageBytes, littleEndian);
+  return opened(tensorsIn(object.value, new Map()), storageBytes, littleEndian);
 }
 
 /** A persistent id `('storage', storage_type, key, location, numel, ...)` of `length` items, checked. */
@@ -300,8 +301,11 @@ async function valuesOf(t: TorchTensor, storageBytes: (ref: StorageRef) => Promi
   return out;
 }
 
-/** The tensors of an unpickled object, named as this file's header says, and its nn.Modules' settings. */
-function tensorsIn(root: unknown): { tensors: TorchTensor[]; modules: Map<string, TorchModuleSettings> } {
+/**
+ * The tensors of an unpickled object, named as this file's header says, and its nn.Modules'
+ * settings; `classes`: a TorchScript archive's, by qualified name (none for torch.save's files).
+ */
+function tensorsIn(root: unknown, classes: ReadonlyMap<string, ScriptClass>): { tensors: TorchTensor[]; modules: Map<string, TorchModuleSettings> } {
   const found: TorchTensor[] = [];
   const modules = new Map<string, TorchModuleSettings>();
   const names = new Set<string>();
@@ -327,11 +331,36 @@ function tensorsIn(root: unknown): { tensors: TorchTensor[]; modules: Map<string
     } else if (Array.isArray(value)) {
       value.forEach((v, i) => walk(v, join(name, String(i))));
     } else if (value instanceof PyCall) {
-      walk(value.items, name);
-      value.appended.forEach((v, i) => walk(v, join(name, String(i))));
-      walkState(value.state, name);
+      const script = scriptClassOf(value);
+      if (script !== undefined) {
+        walkScript(value, name, script);
+      } else {
+        walk(value.items, name);
+        value.appended.forEach((v, i) => walk(v, join(name, String(i))));
+        walkState(value.state, name);
+      }
     }
     path.delete(value);
+  };
+  const isScriptObject = (value: unknown): value is PyCall =>
+    value instanceof PyCall && value.func instanceof PyGlobal && value.func.module.startsWith('__torch__');
+  const scriptClassOf = (call: PyCall): ScriptClass | undefined => (isScriptObject(call) ? classes.get((call.func as PyGlobal).path) : undefined);
+  // A TorchScript object (NEWOBJ, then BUILD with a dict of every attribute), its class's code
+  // read: a module's state is the attributes its code lists as parameters and buffers, and its
+  // submodules', under their attributes' names; an object of another class holds no state. (An
+  // object whose class has no code is walked as any other object: every attribute by name.)
+  const walkScript = (object: PyCall, name: string, script: ScriptClass): void => {
+    const attributes = object.state;
+    if (!script.module || !(attributes instanceof PyDict)) return;
+    const training = attributes.entries.get('training');
+    modules.set(name === '' ? '' : `${name}.`, {
+      ...(script.eps !== undefined ? { eps: script.eps } : {}),
+      ...(script.momentum !== undefined ? { momentum: script.momentum } : {}),
+      ...(typeof training === 'boolean' ? { training } : {}),
+    });
+    for (const [k, v] of attributes.entries) {
+      if (typeof k === 'string' && (script.state.has(k) || isScriptObject(v))) walk(v, join(name, k));
+    }
   };
   // An object's attributes by name; but an nn.Module's (an object with _parameters) as its
   // state_dict() names them: its parameters, its buffers less those it marks non-persistent, and

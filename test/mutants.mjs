@@ -378,6 +378,28 @@ const MUTANTS = [
     replace: 'const nonPersistent = new Set<unknown>(skipped instanceof PySet ? [] : []);', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'torch-script-state-all', breaks: "a TorchScript module's state is the attributes its code lists as parameters and buffers, not every tensor attribute",
+    file: 'src/torch-file.ts', find: '(script.state.has(k) || isScriptObject(v))', replace: '(script.module || isScriptObject(v))', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-script-any-class-a-module', breaks: "a TorchScript object of a class that is not a Module holds no state",
+    file: 'src/torch-script.ts', find: "module: header[2] === 'Module',", replace: "module: header[2] !== '',", tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-script-call-eps-first', breaks: "a scripted module's Final eps is its eps, before any batch_norm call's",
+    file: 'src/torch-script.ts', find: "const eps = c.finals.get('eps') ?? (c.calls > 0",
+    replace: "const eps = (c.callEps.size === 1 ? [...c.callEps][0] : undefined) ?? c.finals.get('eps') ?? (c.calls > 0", tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-script-eps-not-literal', breaks: "a traced module whose batch_norm call passes an eps that is not a literal has no eps read",
+    file: 'src/torch-script.ts', find: 'c.calls > 0 && c.readCalls === c.calls && c.callEps.size === 1', replace: 'c.calls > 0 && c.callEps.size === 1',
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-script-code-unbounded', breaks: 'a TorchScript code record past MAX_CODE is a FormatError, before it is read',
+    file: 'src/torch-script.ts', find: 'if (entry.size > MAX_CODE) throw', replace: 'if (entry.size > 2 * MAX_CODE) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

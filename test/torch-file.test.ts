@@ -3,7 +3,7 @@
  * on files written as torch.save writes them (test/fixtures/torch-file/make_files.py: a state
  * dict, a checkpoint dict with shared, strided, half and attributed tensors, a pickled model,
  * the legacy format with a storage view, a big-endian ZIP64 deflated archive, untyped storages,
- * protocol 5), against the values it recorded.
+ * protocol 5, TorchScript archives scripted and traced), against the values it recorded.
  */
 import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type SafetensorsBatchNorm } from '../dist/src/index.js';
+import { withTorchFile } from '../dist/src/torch-file.js';
+import { MAX_CODE, scriptClassesOf } from '../dist/src/torch-script.js';
 import { crc32 } from '../dist/src/zip.js';
 
 /** Corrupted pickles of the robustness test (`BNPOOL_TORCH_CORRUPTIONS=5000` searches longer). */
@@ -75,6 +77,20 @@ function zipChunks(records: ReadonlyArray<readonly [string, Uint8Array | number]
   end.writeUInt32LE(offset, 16);
   chunks.push([offset, Buffer.concat([directory, end])]);
   return { chunks, size: offset + directory.length + end.length };
+}
+
+/** zipChunks' archive written to a file, its holes left unwritten (a sparse file where the file system makes one). */
+function sparseFile(name: string, records: ReadonlyArray<readonly [string, Uint8Array | number]>): string {
+  const { chunks, size } = zipChunks(records);
+  const path = join(dir, name);
+  const fd = openSync(path, 'w');
+  try {
+    for (const [at, bytes] of chunks) writeSync(fd, bytes, 0, bytes.length, at);
+    ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+  return path;
 }
 
 /** zipChunks' archive in memory (no holes). */
@@ -142,7 +158,9 @@ const outcomeOf = (e: unknown): string => (e instanceof FormatError || e instanc
 
 describe('BatchNorm.findInTorchFile', () => {
   it('has the fixture files', () => {
-    expect(Object.keys(expected)).toEqual(['state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'unsafe.pt']);
+    expect(Object.keys(expected)).toEqual([
+      'state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'scripted.pt', 'traced.pt', 'unsafe.pt',
+    ]);
   });
 
   it('lists each file\'s BatchNorms by prefix: channels, affine, dtype', async () => {
@@ -159,6 +177,42 @@ describe('BatchNorm.findInTorchFile', () => {
     const bn = new BatchNorm(3);
     await bn.loadTorchFile(fixture('model.pt'), { prefix: '1.' });
     expect(stateOf(bn)).toEqual(recorded(expected['model.pt']['1.']));
+  });
+
+  it('names a TorchScript module\'s tensors by attribute, its state as its code declares its parameters and buffers', async () => {
+    const names = await withTorchFile(fixture('scripted.pt'), async (file) => file.tensors.map((t) => t.name));
+    // Net's plain tensor attribute "scale" (not in its __buffers__) and the tensor of "table" (a
+    // Lookup, not a Module) are not state; head.0 (affine=False) has no weight or bias.
+    expect(names).toEqual([
+      'conv.weight', 'conv.bias', 'bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var', 'bn.num_batches_tracked',
+      'head.0.running_mean', 'head.0.running_var', 'head.0.num_batches_tracked',
+    ]);
+    // Without its class's code, bn is walked as any object (every attribute by name), and nothing is known of its settings.
+    const noCode = written('nocode.pt', zipOf(recordsOf('scripted.pt').filter(([n]) => !n.endsWith('/modules/batchnorm.py'))));
+    expect((await BatchNorm.findInTorchFile(noCode)).map((f) => f.prefix)).toEqual(['bn.', 'head.0.']);
+    const bn = await BatchNorm.fromTorchFile(noCode, { prefix: 'bn.' });
+    expect([bn.eps, bn.momentum, bn.training]).toEqual([1e-5, 0.1, true]);
+    expect(stateOf(bn)).toEqual(recorded(expected['scripted.pt']['bn.']));
+  });
+
+  it('reads TorchScript code as PythonPrint prints it: state lists, Final constants, a traced batch_norm call\'s eps', () => {
+    const bn = (body: string[]): string => ['class BatchNorm2d(Module):', ...body.map((l) => `  ${l}`), '  def forward(self: __torch__.M.BatchNorm2d,', '    input: Tensor) -> Tensor:'].join('\n');
+    const call = (eps: string): string => `    out = torch.batch_norm(input, self.weight, self.bias, running_mean, running_var, False, 0.10000000000000001, ${eps}, True)`;
+    const one = (source: string): unknown => Object.fromEntries(Object.entries(scriptClassesOf('__torch__.M', source).get('__torch__.M.BatchNorm2d') ?? {}).map(([k, v]) => [k, v instanceof Set ? [...v] : v]));
+    expect(one(bn(['__parameters__ = ["weight", "bias", ]', '__buffers__ = ["running_mean", ]', 'eps : Final[float] = 1.0000000000000001e-05', 'momentum : Final[float] = 0.10000000000000001'])))
+      .toEqual({ module: true, state: ['weight', 'bias', 'running_mean'], eps: 1e-5, momentum: 0.1 });
+    expect(one(`${bn(['__parameters__ = []', 'momentum : Final[NoneType] = None', 'eps : Final[NoneType] = None'])}\n${call('0.001')}`))
+      .toEqual({ module: true, state: [], eps: 1e-3, momentum: null }); // an eps of None is no eps: the call's is taken
+    expect(one(`${bn(['eps : Final[float] = 0.0001'])}\n${call('0.001')}`)).toEqual({ module: true, state: [], eps: 1e-4 });
+    expect(one(`${bn([])}\n${call('0.')}`)).toEqual({ module: true, state: [], eps: 0 }); // PythonPrint's 0.0; checkEps refuses it later
+    // Calls that disagree, or one whose eps is not a literal, say nothing of eps.
+    expect(one(`${bn([])}\n${call('0.001')}\n${call('1e-05')}`)).toEqual({ module: true, state: [] });
+    expect(one(`${bn([])}\n${call('0.001')}\n${call('CONSTANTS.c0')}`)).toEqual({ module: true, state: [] });
+    expect(one(`${bn([])}\n    out = my.torch.batch_norm(input, a, b, c, d, False, 0.1, 0.5, True)`)).toEqual({ module: true, state: [] });
+    // Another class's lines are its own; a class not a Module is marked so; the file's top level is passed over.
+    const two = scriptClassesOf('__torch__', `import x\nclass Lookup(object):\n  __buffers__ = ["values", ]\n  eps : Final[float] = 0.5\n${bn(['eps : Final[float] = 0.25']).replace('BatchNorm2d', 'B')}\nfoo = 1\n  eps : Final[float] = 0.125\n`);
+    expect([...two.keys()]).toEqual(['__torch__.Lookup', '__torch__.B']);
+    expect([two.get('__torch__.Lookup')!.module, two.get('__torch__.Lookup')!.eps, two.get('__torch__.B')!.module, two.get('__torch__.B')!.eps]).toEqual([false, 0.5, true, 0.25]);
   });
 });
 
@@ -267,8 +321,18 @@ describe('bn.loadTorchFile', () => {
     await expect(BatchNorm.findInTorchFile(ambiguous)).rejects.toThrow(/^two tensors of the file are named "bn\.weight"$/);
   });
 
-  it('refuses a TorchScript archive, a file of another format, and a damaged record as FormatErrors', async () => {
-    await expect(BatchNorm.findInTorchFile(fixture('torchscript.pt'))).rejects.toThrow(/TorchScript module \(torch\.jit\.save\), which is not read/);
+  it('refuses a TorchScript code record past MAX_CODE, before reading it, as a FormatError', async () => {
+    const empty = Uint8Array.of(0x80, 2, 0x29, 0x2e); // the pickle of (), as constants.pkl holds
+    const records = (code: number | Uint8Array): [string, Uint8Array | number][] => [
+      ['ts/data.pkl', pickleOf([{ name: 'bn.weight', key: '0', numel: 1, offset: 0, size: [], stride: [] }])], ['ts/data/0', new Uint8Array(4)],
+      ['ts/constants.pkl', empty], ['ts/code/__torch__.py', code],
+    ];
+    await expect(BatchNorm.findInTorchFile(sparseFile('code.pt', records(MAX_CODE + 1))))
+      .rejects.toThrow(new RegExp(`^the TorchScript code record "ts/code/__torch__\\.py" is ${MAX_CODE + 1} bytes; bnpool reads code of up to ${MAX_CODE}$`));
+    await expect(BatchNorm.findInTorchFile(sparseFile('code.pt', records(Buffer.from('class Net(Module):\n  __parameters__ = []\n'))))).resolves.toEqual([]);
+  });
+
+  it('refuses a file of another format, and a damaged record, as FormatErrors', async () => {
     await expect(BatchNorm.findInTorchFile(fileURLToPath(new URL('../onnx/model.onnx', fixtures)))).rejects.toThrow(FormatError);
     // A record's bytes follow its local header's name and extra field (the length before the name).
     const all = readFileSync(fixture('state_dict.pt'));
@@ -293,15 +357,7 @@ describe('a 2 GiB archive', () => {
     tensors.push(...tensors.map((t) => ({ ...t, name: t.name.replace('bn.', 'bn2.') })));
     tensors[7] = { ...tensors[7], key: 'big', numel: big / 4 };
     const small = (i: number): Uint8Array => new Uint8Array(Float32Array.of(i + 0.5, i + 1.5, i + 2.5).buffer);
-    const { chunks, size } = zipChunks([['hand/data.pkl', pickleOf(tensors)], ...[0, 1, 2, 3].map((i) => [`hand/data/s${i}`, small(i)] as const), ['hand/data/big', big]]);
-    const path = join(dir, 'big.pt');
-    const fd = openSync(path, 'w');
-    try {
-      for (const [at, bytes] of chunks) writeSync(fd, bytes, 0, bytes.length, at);
-      ftruncateSync(fd, size);
-    } finally {
-      closeSync(fd);
-    }
+    const path = sparseFile('big.pt', [['hand/data.pkl', pickleOf(tensors)], ...[0, 1, 2, 3].map((i) => [`hand/data/s${i}`, small(i)] as const), ['hand/data/big', big]]);
     try {
       // Only where the file system leaves the 2 GiB a hole (Linux's do): no disk is written.
       if (statSync(path).blocks * 512 > 2 ** 20) ctx.skip();
@@ -330,6 +386,14 @@ describe('BatchNorm.fromTorchFile', () => {
     // PyTorch's momentum weights the new batch: a module of the onnx convention keeps its own (0.9 on the old value).
     const onnx = await BatchNorm.fromTorchFile(fixture('model.pt'), { convention: 'onnx' });
     expect([onnx.convention, onnx.eps, onnx.momentum]).toEqual(['onnx', 1e-3, 0.9]);
+    // TorchScript: a scripted module's Final eps and momentum, a traced one's eps from its batch_norm call (its momentum is not recorded).
+    const scripted = await BatchNorm.fromTorchFile(fixture('scripted.pt'), { prefix: 'bn.' });
+    expect([scripted.numFeatures, scripted.eps, scripted.momentum, scripted.training, scripted.affine]).toEqual([4, 1e-3, 0.01, true, true]);
+    const head = await BatchNorm.fromTorchFile(fixture('scripted.pt'), { prefix: 'head.0.' });
+    expect([head.numFeatures, head.eps, head.momentum, head.training, head.affine]).toEqual([3, 1e-5, null, false, false]);
+    expect(stateOf(head)).toEqual(recorded(expected['scripted.pt']['head.0.']));
+    const traced = await BatchNorm.fromTorchFile(fixture('traced.pt'));
+    expect([traced.numFeatures, traced.eps, traced.momentum, traced.training]).toEqual([5, 1e-3, 0.1, false]);
     const legacy = await BatchNorm.fromTorchFile(fixture('legacy.pt'), { eps: 1e-4, layout: 'channels-last' });
     expect([legacy.dtype, legacy.eps, legacy.layout]).toEqual(['float64', 1e-4, 'channels-last']);
     expect(stateOf(legacy)).toEqual(recorded(expected['legacy.pt']['bn.']));
@@ -418,6 +482,15 @@ describe('robustness', () => {
       const p = Uint8Array.from(records[pickle][1]);
       for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) p[Math.floor(rand() * p.length)] = Math.floor(rand() * 256);
       cases.push(zipOf(records.map(([n, d], i) => [n, i === pickle ? p : d])));
+    }
+    // A TorchScript archive's code and pickle, corrupted (the code is only ever matched line by line).
+    const script = recordsOf('scripted.pt');
+    for (let t = 0; t < CORRUPTIONS / 4; t++) {
+      const suffix = rand() < 0.5 ? '/data.pkl' : 'modules/batchnorm.py';
+      const at = script.findIndex(([n]) => n.endsWith(suffix));
+      const p = Uint8Array.from(script[at][1]);
+      for (let n = 1 + Math.floor(rand() * 3); n > 0; n--) p[Math.floor(rand() * p.length)] = Math.floor(rand() * 256);
+      cases.push(zipOf(script.map(([n, d], i) => [n, i === at ? p : d])));
     }
     const legacy = readFileSync(fixture('legacy.pt'));
     for (let t = 0; t < CORRUPTIONS / 4; t++) {
