@@ -489,7 +489,7 @@ export class BatchNorm {
   /**
    * Reads the state dict from a file `torch.save` wrote (`.pt`, `.pth`): a `state_dict()`, a
    * checkpoint dict holding one, or a pickled model (PyTorch 1.6's ZIP format, or the legacy one
-   * before it). Its pickle is read as data, never run, so a file from anywhere is safe to read;
+   * before it); or a TorchScript archive (`torch.jit.save`, scripted or traced). Its pickle is read as data, never run, so a file from anywhere is safe to read;
    * then only the module's own storages. `options.prefix` picks the module's keys as
    * `loadSafetensors`' does (`'layer1.0.bn1.'`); a checkpoint dict's keys lead them
    * (`'state_dict.layer1.0.bn1.'`), as `BatchNorm.findInTorchFile` lists. Takes what
@@ -523,7 +523,7 @@ export class BatchNorm {
   }
 
   /**
-   * The BatchNorms whose state a file `torch.save` wrote holds, as `findInSafetensors` finds
+   * The BatchNorms whose state a file `torch.save` (or `torch.jit.save`) wrote holds, as `findInSafetensors` finds
    * them in a `.safetensors` file: each one's prefix (`options.prefix` of `loadTorchFile`),
    * channels, whether it is affine, and its dtype, by prefix. It reads the file's pickle (as
    * data) and checks every tensor in it against its storage, not the storages' values.
@@ -540,8 +540,9 @@ export class BatchNorm {
   /**
    * A module made from a BatchNorm of a file `torch.save` wrote: its channels, whether it is
    * affine, float64 where its running variance is, and its state; where the file is a pickled
-   * model (`torch.save(model)`), its eps, momentum (None: `null`, a cumulative average) and mode
-   * too, else PyTorch's defaults and training mode (a state dict records none of them).
+   * model (`torch.save(model)`) or a scripted TorchScript one, its eps, momentum (None: `null`, a
+   * cumulative average) and mode too, from a traced one its eps and mode, else PyTorch's defaults
+   * and training mode (a state dict records none of them).
    * `options.prefix` names the module (as `findInTorchFile` lists it) where the file holds more
    * than one; the rest are the module's options and override the file's (`{ eps: 1e-3, pool }`;
    * with a `convention` other than `'torch'`, the module takes that convention's momentum, as

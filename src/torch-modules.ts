@@ -1,5 +1,5 @@
 /**
- * Several BatchNorms' state from one file `torch.save` wrote, each under its prefix: the free
+ * Several BatchNorms' state from one file `torch.save` (or `torch.jit.save`) wrote, each under its prefix: the free
  * function beside `loadSafetensors` (safetensors-modules.ts), reading through torch-weights.ts.
  */
 import { type BatchNormsByPrefix, loadModules } from './safetensors-modules.js';

@@ -1,5 +1,5 @@
 /**
- * A module's state from a file `torch.save` wrote (`.pt`, `.pth`, `.ckpt`): a model's
+ * A module's state from a file `torch.save` wrote (`.pt`, `.pth`, `.ckpt`), or `torch.jit.save`: a model's
  * `state_dict()`, a checkpoint dict that holds one, or a pickled model, read by torch-file.ts;
  * and the BatchNorms such a file holds. The same checks and messages as for `.safetensors`
  * files (tensor-states.ts).
