@@ -45,6 +45,17 @@ export class PySet {
   readonly items: unknown[] = [];
 }
 
+/**
+ * An integer of more than MAX_LONG_BYTES bytes (LONG1 or LONG4), not decoded: no size, offset or
+ * count of a tensor is one, and decoding it would cost time quadratic in its length.
+ */
+export class PyLargeInt {
+  constructor(readonly byteLength: number) {}
+}
+
+/** The longest integer decoded (512 bits; a LONG1 reaches 255 bytes, a LONG4 is longer). */
+const MAX_LONG_BYTES = 64;
+
 /** Globals whose calls make a dict: their REDUCE gives a PyDict that SETITEMS then fills. */
 const DICT_CLASSES = new Set(['collections.OrderedDict', 'collections.Counter', 'collections.defaultdict', 'builtins.dict']);
 /** Python 2 module names protocol 2 writes for builtins (pickle's compat mapping, the ones that matter here). */
@@ -157,13 +168,13 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       case 0x4d: stack.push(view.getUint16(need(2, 'BININT2'), true)); break;
       case 0x8a: { // LONG1
         const n = bytes[need(1, 'LONG1')];
-        stack.push(decodeLong(bytes.subarray(need(n, 'LONG1'), at)));
+        stack.push(longOf(bytes.subarray(need(n, 'LONG1'), at)));
         break;
       }
       case 0x8b: { // LONG4
         const n = view.getInt32(need(4, 'LONG4'), true);
-        if (n < 0 || n > 64) throw new FormatError(`pickle LONG4 at byte ${at - 5} has ${n} bytes`);
-        stack.push(decodeLong(bytes.subarray(need(n, 'LONG4'), at)));
+        if (n < 0) throw new FormatError(`pickle LONG4 at byte ${at - 5} has a negative length`);
+        stack.push(longOf(bytes.subarray(need(n, 'LONG4'), at)));
         break;
       }
       case 0x47: stack.push(view.getFloat64(need(8, 'BINFLOAT'), false)); break; // big-endian, as pickle writes it
@@ -248,6 +259,11 @@ function recall(memo: Map<number, unknown>, index: number, at: number): unknown 
 }
 
 /** A little-endian two's-complement integer (LONG1, LONG4): a number where safe, else a bigint. */
+/** A LONG1 or LONG4 integer: decoded up to MAX_LONG_BYTES bytes, else its length alone. */
+function longOf(bytes: Uint8Array): number | bigint | PyLargeInt {
+  return bytes.length > MAX_LONG_BYTES ? new PyLargeInt(bytes.length) : decodeLong(bytes);
+}
+
 function decodeLong(bytes: Uint8Array): number | bigint {
   let value = 0n;
   for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);
@@ -262,6 +278,7 @@ export function kindOf(value: unknown): string {
   if (value instanceof PyCall) return `a ${value.func instanceof PyGlobal ? value.func.path : 'call'} object`;
   if (value instanceof PyDict) return value.kind === null ? 'a dict' : `a ${value.kind}`;
   if (value instanceof PySet) return 'a set';
+  if (value instanceof PyLargeInt) return `an integer of ${value.byteLength} bytes`;
   if (Array.isArray(value)) return Object.isFrozen(value) ? `a tuple of ${value.length}` : `a list of ${value.length}`;
   if (value instanceof Uint8Array) return `${value.length} bytes`;
   return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);

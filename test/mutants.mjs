@@ -400,6 +400,16 @@ const MUTANTS = [
     file: 'src/torch-script.ts', find: 'if (entry.size > MAX_CODE) throw', replace: 'if (entry.size > 2 * MAX_CODE) throw', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'pickle-additems-dropped', breaks: "a pickle's ADDITEMS adds its items to the set (protocol 4's non-persistent buffer set)",
+    file: 'src/pickle.ts', find: '        pushAll(set.items, items);\n', replace: '        void items;\n', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'pickle-large-int-refused', breaks: 'an integer too long to decode is kept as its length, not refused: a checkpoint may hold one',
+    file: 'src/pickle.ts', find: 'return bytes.length > MAX_LONG_BYTES ? new PyLargeInt(bytes.length) : decodeLong(bytes);',
+    replace: "if (bytes.length > MAX_LONG_BYTES) throw new FormatError(`a ${bytes.length}-byte integer`);\n  return bytes.length < 0 ? new PyLargeInt(0) : decodeLong(bytes);",
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

@@ -160,6 +160,7 @@ describe('BatchNorm.findInTorchFile', () => {
   it('has the fixture files', () => {
     expect(Object.keys(expected)).toEqual([
       'state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'scripted.pt', 'traced.pt', 'unsafe.pt',
+      'protocol4.pt',
     ]);
   });
 
@@ -177,6 +178,43 @@ describe('BatchNorm.findInTorchFile', () => {
     const bn = new BatchNorm(3);
     await bn.loadTorchFile(fixture('model.pt'), { prefix: '1.' });
     expect(stateOf(bn)).toEqual(recorded(expected['model.pt']['1.']));
+  });
+
+  it('reads protocol 4\'s opcodes: a set by ADDITEMS, NEWOBJ_EX, bytes, an integer of 2^3000, LONG_BINGET past 256 memo entries', async () => {
+    const path = fixture('protocol4.pt');
+    // The non-persistent buffer's set (EMPTY_SET, ADDITEMS) keeps "scratch" out of model.1.'s state: else the module would not load.
+    const bn = await BatchNorm.fromTorchFile(path, { prefix: 'model.1.' });
+    expect([bn.eps, bn.momentum, bn.training]).toEqual([1e-4, 0.2, true]);
+    expect(stateOf(bn)).toEqual(recorded(expected['protocol4.pt']['model.1.']));
+    // late.alias is late.bn.running_var's tensor object again, by LONG_BINGET (its memo entry past 255).
+    const [alias, runningVar] = await withTorchFile(path, async (file) => {
+      const named = (name: string) => file.tensors.find((t) => t.name === name)!;
+      return [Array.from(await file.bytesOf(named('late.alias'))), Array.from(await file.bytesOf(named('late.bn.running_var')))];
+    });
+    expect(alias).toEqual(runningVar);
+    expect(new Float32Array(Uint8Array.from(alias).buffer)).toEqual(Float32Array.from(expected['protocol4.pt']['late.bn.'].running_var));
+  });
+
+  it('reads names of every string opcode: BINUNICODE8, SHORT_BINUNICODE, BINSTRING and SHORT_BINSTRING (Python 2 str)', async () => {
+    const names = ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'];
+    let bytes = Buffer.from(pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
+    const as = [
+      (b: Buffer) => Buffer.concat([Buffer.of(0x8d), Buffer.from(new BigUint64Array([BigInt(b.length)]).buffer), b]),
+      (b: Buffer) => Buffer.concat([Buffer.of(0x8c, b.length), b]),
+      (b: Buffer) => Buffer.concat([Buffer.of(0x54), Buffer.from(new Uint32Array([b.length]).buffer), b]),
+      (b: Buffer) => Buffer.concat([Buffer.of(0x55, b.length), b]),
+    ];
+    names.forEach((name, i) => {
+      const b = Buffer.from(name);
+      const binunicode = Buffer.concat([Buffer.of(0x58), Buffer.from(new Uint32Array([b.length]).buffer), b]);
+      const at = bytes.indexOf(binunicode);
+      bytes = Buffer.concat([bytes.subarray(0, at), as[i](b), bytes.subarray(at + binunicode.length)]);
+    });
+    const storages = names.map((_, i) => [`hand/data/${i}`, new Uint8Array(Float32Array.of(i + 0.5, i + 1.5).buffer)] as const);
+    const path = written('strings.pt', zipOf([['hand/data.pkl', bytes], ...storages]));
+    const bn = new BatchNorm(2);
+    await bn.loadTorchFile(path, { prefix: 'bn.' });
+    expect([Array.from(bn.weight!), Array.from(bn.bias!), Array.from(bn.runningMean!), Array.from(bn.runningVar!)]).toEqual([[0.5, 1.5], [1.5, 2.5], [2.5, 3.5], [3.5, 4.5]]);
   });
 
   it('names a TorchScript module\'s tensors by attribute, its state as its code declares its parameters and buffers', async () => {
