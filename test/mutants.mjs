@@ -410,6 +410,14 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'zip-duplicate-names', breaks: 'a ZIP archive with two entries of one name is refused (which one a reader takes would decide what it reads)',
+    file: 'src/zip.ts', find: 'if (entries.has(name)) throw new FormatError', replace: 'if (entries.has(name) && name === "") throw new FormatError', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'zip-encrypted-read', breaks: 'an encrypted ZIP entry is refused, not read as if it were plain',
+    file: 'src/zip.ts', find: 'if (flags & 1) throw', replace: 'if (flags & 0x10000) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

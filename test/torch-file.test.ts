@@ -370,6 +370,39 @@ describe('bn.loadTorchFile', () => {
     await expect(BatchNorm.findInTorchFile(sparseFile('code.pt', records(Buffer.from('class Net(Module):\n  __parameters__ = []\n'))))).resolves.toEqual([]);
   });
 
+  it('refuses a malformed ZIP structure before reading any entry it names, each with its own message', async () => {
+    const pickle = pickleOf([{ name: 'bn.weight', key: '0', numel: 1, offset: 0, size: [], stride: [] }]);
+    const good = Buffer.from(zipOf([['z/data.pkl', pickle], ['z/data/0', new Uint8Array(4)]]));
+    const endAt = good.length - 22;
+    const directoryAt = good.readUInt32LE(endAt + 16);
+    const secondAt = directoryAt + 46 + 'z/data.pkl'.length; // the central header of z/data/0
+    const broken = (name: string, patch: (b: Buffer) => void): string => {
+      const b = Buffer.from(good);
+      patch(b);
+      return written(name, b);
+    };
+    expect((await BatchNorm.findInTorchFile(written('zip-good.pt', good))).length).toBe(0); // the archive unpatched reads
+    const cases: [string, (b: Buffer) => void, RegExp][] = [
+      ['encrypted', (b) => b.writeUInt16LE(1, secondAt + 8), /^ZIP entry "z\/data\/0" is encrypted$/],
+      ['bzip2', (b) => b.writeUInt16LE(12, secondAt + 10), /^ZIP entry "z\/data\/0" uses compression method 12; stored \(0\) and deflated \(8\) are read$/],
+      ['sizes', (b) => b.writeUInt32LE(5, secondAt + 20), /^ZIP entry "z\/data\/0" is stored, yet its sizes differ \(5 and 4\)$/],
+      ['past', (b) => b.writeUInt32LE(good.length - 30, secondAt + 42), new RegExp(`^ZIP entry "z/data/0" \\(4 bytes from ${good.length - 30}\\) runs past the ${good.length}-byte file$`)],
+      ['name', (b) => { b[directoryAt + 46] = 0xff; }, /^ZIP entry 0's name is not UTF-8$/],
+      ['missing', (b) => b.writeUInt16LE(3, endAt + 10), /^ZIP central directory header 2 of 3 is missing at byte \d+ of the directory$/],
+      ['directory', (b) => b.writeUInt32LE(b.readUInt32LE(endAt + 12) + 1000, endAt + 12), /^the ZIP central directory \(\d+ bytes at \d+\) runs past the \d+-byte file$/],
+      ['disks', (b) => b.writeUInt16LE(1, endAt + 4), /^a ZIP archive split over disks \(disk 1, directory on 0\) is not read$/],
+      ['zip64', (b) => b.writeUInt16LE(0xffff, endAt + 10), /^the ZIP end record defers to ZIP64 records, and no ZIP64 locator precedes it$/],
+      ['wide', (b) => b.writeUInt32LE(0xffffffff, secondAt + 24), /^ZIP entry "z\/data\/0" defers its sizes or offset to a ZIP64 field it lacks$/],
+      // Entries are read only when asked for: the pickle's, here.
+      ['local', (b) => b.writeUInt32LE(1, directoryAt + 42), /^ZIP entry "z\/data\.pkl" has no local header at byte 1$/],
+      ['inflate', (b) => b.writeUInt16LE(8, directoryAt + 10), /^ZIP entry "z\/data\.pkl" does not inflate to its \d+ bytes: /],
+    ];
+    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(broken(`zip-${name}.pt`, patch)), name).rejects.toThrow(message);
+    // Two entries of one name: which one a reader takes would decide what it reads.
+    const twice = written('zip-twice.pt', zipOf([['z/data.pkl', pickle], ['z/data/0', new Uint8Array(4)], ['z/data/0', new Uint8Array(4).fill(7)]]));
+    await expect(BatchNorm.findInTorchFile(twice)).rejects.toThrow(/^the ZIP archive holds two entries named "z\/data\/0"$/);
+  });
+
   it('refuses a file of another format, and a damaged record, as FormatErrors', async () => {
     await expect(BatchNorm.findInTorchFile(fileURLToPath(new URL('../onnx/model.onnx', fixtures)))).rejects.toThrow(FormatError);
     // A record's bytes follow its local header's name and extra field (the length before the name).
