@@ -418,6 +418,10 @@ const MUTANTS = [
     file: 'src/zip.ts', find: 'if (flags & 1) throw', replace: 'if (flags & 0x10000) throw', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'onnx-external-length-unchecked', breaks: "an ONNX tensor's external_data length must be its values' size",
+    file: 'src/onnx.ts', find: 'if (length !== expected) throw new FormatError', replace: 'if (length !== expected && length < 0) throw new FormatError', tests: ['test/onnx-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

@@ -4,7 +4,7 @@
  * raw_data and as float_data, a Constant node's value and value_floats, external data, float64, float16 as
  * int32_data bits), against the values it recorded, and against onnxruntime running a model.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,6 +151,22 @@ describe('BatchNorm.fromOnnx', () => {
     // external.data renamed to a path that leaves the folder (same length).
     const escaping = patched('external.onnx', new TextEncoder().encode('external.data'), new TextEncoder().encode('../ernal.data'));
     await expect(BatchNorm.fromOnnx(escaping, { node: 'bn1' })).rejects.toThrow(/is stored at "\.\.\/ernal\.data", outside the model's folder$/);
+  });
+
+  it('refuses external data that names no location, a file that cannot be opened, a length or offset it does not have', async () => {
+    copyFileSync(fixture('external.data'), join(dir, 'external.data')); // beside the patched copies
+    const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+    const cases: [Uint8Array, Uint8Array, RegExp][] = [
+      [bytes('\x08location'), bytes('\x08locatioX'), /^scale \("bn1\.scale"\) of node "bn1" is stored outside the model but names no location$/],
+      [bytes('external.data'), bytes('externa2.data'), /is stored in "externa2\.data" beside the model, which cannot be opened \(ENOENT\)$/],
+      [bytes('\x06length\x12\x0216'), bytes('\x06length\x12\x0217'), /: external_data length 17 for 16 bytes of values$/],
+      [bytes('\x06offset\x12\x03432'), bytes('\x06offset\x12\x034x2'), /: external_data offset "4x2" is not a byte count$/],
+      [bytes('\x06offset\x12\x03432'), bytes('\x06offset\x12\x03999'), /: "external\.data" has 512 bytes, not the 16 from byte 999 it names$/],
+    ];
+    expect((await BatchNorm.fromOnnx(patched('external.onnx', bytes('bnpool'), bytes('bnpool')), { node: 'bn1', pool })).numFeatures).toBe(4);
+    for (const [from, to, message] of cases) {
+      await expect(BatchNorm.fromOnnx(patched('external.onnx', from, to), { node: 'bn1', pool }), new TextDecoder().decode(to)).rejects.toThrow(message);
+    }
   });
 
   it('reads every truncation and many corruptions of a model as a list, a module, or a typed error', async () => {
