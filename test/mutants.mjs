@@ -422,6 +422,15 @@ const MUTANTS = [
     file: 'src/onnx.ts', find: 'if (length !== expected) throw new FormatError', replace: 'if (length !== expected && length < 0) throw new FormatError', tests: ['test/onnx-file.test.ts'],
   },
   {
+    name: 'torch-legacy-module-id-dropped', breaks: "a legacy pickled model's module classes come by persistent id ('module', class, file, source), not refused as storages",
+    file: 'src/torch-file.ts', find: "if (Array.isArray(pid) && pid[0] === 'module') return pid[1];", replace: "if (Array.isArray(pid) && pid[0] === 'modules') return pid[1];",
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-legacy-count-unchecked', breaks: "a legacy storage's count in the file must be its pickle's",
+    file: 'src/torch-file.ts', find: 'if (count !== BigInt(root.numel)) throw', replace: 'if (count < 0n) throw', tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

@@ -160,7 +160,7 @@ describe('BatchNorm.findInTorchFile', () => {
   it('has the fixture files', () => {
     expect(Object.keys(expected)).toEqual([
       'state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'scripted.pt', 'traced.pt', 'unsafe.pt',
-      'protocol4.pt',
+      'protocol4.pt', 'legacy-model.pt',
     ]);
   });
 
@@ -368,6 +368,63 @@ describe('bn.loadTorchFile', () => {
     await expect(BatchNorm.findInTorchFile(sparseFile('code.pt', records(MAX_CODE + 1))))
       .rejects.toThrow(new RegExp(`^the TorchScript code record "ts/code/__torch__\\.py" is ${MAX_CODE + 1} bytes; bnpool reads code of up to ${MAX_CODE}$`));
     await expect(BatchNorm.findInTorchFile(sparseFile('code.pt', records(Buffer.from('class Net(Module):\n  __parameters__ = []\n'))))).resolves.toEqual([]);
+  });
+
+  it('refuses a legacy file whose header, storage keys or storage lengths do not hold, each with its own message', async () => {
+    // legacy.pt: pickles of the magic number (bytes 0-14), the protocol version (15-20), sys_info, the
+    // object, the storage keys ['0', '1', '2', '4', '5'] (from byte 624), then each storage: an int64 count and its values.
+    const all = readFileSync(fixture('legacy.pt'));
+    const keysAt = all.indexOf(Buffer.from([0x80, 2, 0x5d]), 600);
+    const countAt = all.indexOf(Buffer.from('e.'), keysAt) + 2;
+    expect([keysAt, all.readBigInt64LE(countAt)]).toEqual([624, 3n]);
+    const broken = (name: string, patch: (b: Buffer) => void): string => {
+      const b = Buffer.from(all);
+      patch(b);
+      return written(name, b);
+    };
+    const key = (from: string, to: string) => (b: Buffer): void => { b.write(to, b.indexOf(`X\x01\x00\x00\x00${from}`, keysAt, 'latin1') + 5, 'latin1'); };
+    const cases: [string, (b: Buffer) => void, RegExp][] = [
+      ['magic', (b) => { b[6] ^= 1; }, /^the file starts with pickled \d+, not torch\.save's magic number$/],
+      ['version', (b) => { b[18] = 0xea; }, /^legacy torch\.save protocol 1002 is not read \(1001 is\)$/],
+      ['unknown', key('5', '7'), /^the legacy storage keys name "7", which the pickle never refers to$/],
+    ];
+    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(broken(`legacy-${name}.pt`, patch)), name).rejects.toThrow(message);
+    // Key '5' left out of the list (its 8 bytes, X len '5' BINPUT 5, cut: the storages follow the shorter pickle).
+    const five = all.indexOf('X\x01\x00\x00\x005q\x05', keysAt, 'latin1');
+    const missing = written('legacy-missing.pt', Buffer.concat([all.subarray(0, five), all.subarray(five + 8)]));
+    await expect(BatchNorm.findInTorchFile(missing)).rejects.toThrow(/^storage "5" is not among the legacy storage keys$/);
+    // A storage's count is read with its values: the file lists its modules, and loading one says what is wrong.
+    const counted = broken('legacy-count.pt', (b) => b.writeBigInt64LE(4n, countAt));
+    expect((await BatchNorm.findInTorchFile(counted)).map((f) => f.prefix)).toEqual(['bn.']);
+    await expect(new BatchNorm(3, { dtype: 'float64' }).loadTorchFile(counted, { prefix: 'bn.' })).rejects.toThrow(/^storage "\d+" has 4 elements in the file; its pickle says 3$/);
+  });
+
+  it('refuses an archive without data.pkl, with records outside one folder, or with a byteorder of neither kind', async () => {
+    const records = recordsOf('state_dict.pt');
+    const archive = (name: string, rename: (n: string) => string, data?: (n: string, d: Uint8Array) => Uint8Array): string =>
+      written(name, zipOf(records.map(([n, d]) => [rename(n), data ? data(n, d) : d])));
+    await expect(BatchNorm.findInTorchFile(archive('no-pickle.pt', (n) => n.replace('data.pkl', 'data.pkx'))))
+      .rejects.toThrow(/^the archive has no state_dict\/data\.pkl: not a file torch\.save wrote$/);
+    await expect(BatchNorm.findInTorchFile(archive('no-folder.pt', (n) => n.replace('state_dict/', ''))))
+      .rejects.toThrow(/^a torch\.save archive keeps its records in one folder; its first entry is "data\.pkl"$/);
+    await expect(BatchNorm.findInTorchFile(archive('byteorder.pt', (n) => n, (n, d) => (n.endsWith('/byteorder') ? Buffer.from('middle') : d))))
+      .rejects.toThrow(/^the archive's byteorder is "middle"; 'little' or 'big' expected$/);
+  });
+
+  it('names a quantized tensor but refuses to load its values', async () => {
+    const names = ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'];
+    const plain = Buffer.from(pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
+    // bn.weight's call made torch._utils._rebuild_qtensor (a GLOBAL is a line: its length is free).
+    const rebuild = Buffer.from('torch._utils\n_rebuild_tensor_v2\n');
+    const at = plain.indexOf(rebuild);
+    const quantized = Buffer.concat([plain.subarray(0, at), Buffer.from('torch._utils\n_rebuild_qtensor\n'), plain.subarray(at + rebuild.length)]);
+    const path = written('quantized.pt', zipOf([['hand/data.pkl', quantized], ...names.map((_, i) => [`hand/data/${i}`, new Uint8Array(8)] as const)]));
+    const names2 = await withTorchFile(path, async (file) => file.tensors.map((t) => [t.name, t.dtype]));
+    expect(names2[0]).toEqual(['bn.weight', 'torch._utils._rebuild_qtensor']);
+    const bn = new BatchNorm(2);
+    const before = stateOf(bn);
+    await expect(bn.loadTorchFile(path, { prefix: 'bn.' })).rejects.toThrow(/^tensor "bn\.weight" is a quantized tensor, whose values bnpool does not read$/);
+    expect(stateOf(bn)).toEqual(before);
   });
 
   it('refuses a malformed ZIP structure before reading any entry it names, each with its own message', async () => {
