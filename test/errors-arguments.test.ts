@@ -109,6 +109,9 @@ describe('ERR_BNPOOL_ARG', () => {
     const fopts = { mean: st.mean.subarray(0, 3), var: st.var, pool };
     await expectRejection(batchNormBackward(x, dy, shape, { ...fopts, dWeight: new Float32Array(3) as never }), DtypeError, 'ERR_BNPOOL_DTYPE', 'options.dWeight', 'Float64Array');
     await expectRejection(batchNormBackward(x, dy, shape, { ...fopts, dBias: st.mean.subarray(2, 5) }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.dBias must not overlap options.mean');
+    // The statistics the forward used are required: the mean, and invstd or var.
+    await expectRejection(batchNormBackward(x, dy, shape, { var: st.var, pool }), ArgumentError, 'ERR_BNPOOL_ARG', 'options.mean is required', 'got none');
+    await expectRejection(batchNormBackward(x, dy, shape, { mean: fopts.mean, invstd: null, pool } as never), ArgumentError, 'ERR_BNPOOL_ARG', 'options.invstd, or options.var with options.eps, is required', 'got neither');
     expect(Array.from(st.mean)).toEqual(new Array(6).fill(0));
   });
 
@@ -218,6 +221,7 @@ describe('ERR_BNPOOL_ARG', () => {
     await expectRejection(batchNormBackward(x, x, shape, { ...st, pool, weigth: new Float32Array(3) } as never), ArgumentError, 'ERR_BNPOOL_ARG', 'options.weigth', 'Float32Array(3)');
     await expectRejection(ChannelStats.fromBatch(x, shape, { pool, layuot: 'channels-last' } as never), ArgumentError, 'ERR_BNPOOL_ARG', 'options.layuot', '"channels-last"');
     await expectRejection(ChannelStats.fromBatch(x, shape, { pool, 'lay out': 1 } as never), ArgumentError, 'ERR_BNPOOL_ARG', 'options["lay out"] is not an option');
+    await expectRejection(ChannelStats.fromBatch(x, shape, { pool: { threads: 2 } } as never), ArgumentError, 'ERR_BNPOOL_ARG', 'options.pool must be a Pool', 'got an object');
     const stats = await ChannelStats.fromBatch(x, shape, { pool });
     unknown(() => stats.variance({ dof: 1 } as never), 'dof', '1');
   });

@@ -485,6 +485,24 @@ describe('safetensors files from the Python package', () => {
     writeFileSync(bad, Buffer.from(readFileSync(plain)).fill(0x20, 8, 12));
     await expect(BatchNorm.findInSafetensors(bad)).rejects.toBeInstanceOf(FormatError);
     await expect(BatchNorm.findInSafetensors(7 as never)).rejects.toThrow(/^path must be a string or a URL; got 7$/);
+    const file = (name: string, header: unknown, data: Uint8Array): string => {
+      const json = Buffer.from(JSON.stringify(header));
+      const length = Buffer.alloc(8);
+      length.writeBigUInt64LE(BigInt(json.length));
+      const path = join(dir, name);
+      writeFileSync(path, Buffer.concat([length, json, data]));
+      return path;
+    };
+    await expect(BatchNorm.findInSafetensors(file('array.safetensors', [1, 2], new Uint8Array(0)))).rejects.toThrow(/^the header must be a JSON object; got \[1,2\]$/);
+    // A BatchNorm's num_batches_tracked is a scalar (or one element): a vector of two is a FormatError when the module loads.
+    const pair = (offset: number) => ({ dtype: 'F32', shape: [2], data_offsets: [offset, offset + 8] });
+    const counted = file('counted.safetensors', {
+      running_mean: pair(0), running_var: pair(8), num_batches_tracked: { dtype: 'I64', shape: [2], data_offsets: [16, 32] },
+    }, new Uint8Array(32));
+    const two = new BatchNorm(2, { pool, affine: false });
+    const kept = state(two);
+    await expect(two.loadSafetensors(counted)).rejects.toThrow(/^num_batches_tracked must be a scalar; got shape \[2\]$/);
+    expect(state(two)).toBe(kept);
   });
 
   it('a model file without the right prefix is refused whole, saying which BatchNorm prefixes it holds', async () => {
