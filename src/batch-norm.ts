@@ -489,8 +489,9 @@ export class BatchNorm {
   /**
    * Reads the state dict from a file `torch.save` wrote (`.pt`, `.pth`): a `state_dict()`, a
    * checkpoint dict holding one, or a pickled model (PyTorch 1.6's ZIP format, or the legacy one
-   * before it); or a TorchScript archive (`torch.jit.save`, scripted or traced). Its pickle is read as data, never run, so a file from anywhere is safe to read;
-   * then only the module's own storages. `options.prefix` picks the module's keys as
+   * before it); or a TorchScript archive (`torch.jit.save`, scripted or traced). Its pickle is
+   * read as data, never run, so a file from anywhere is safe to read; then only the module's own
+   * storages. `options.prefix` picks the module's keys as
    * `loadSafetensors`' does (`'layer1.0.bn1.'`); a checkpoint dict's keys lead them
    * (`'state_dict.layer1.0.bn1.'`), as `BatchNorm.findInTorchFile` lists. Takes what
    * `loadStateDict` takes; a malformed file is a `FormatError`, and either error changes nothing.
@@ -523,8 +524,8 @@ export class BatchNorm {
   }
 
   /**
-   * The BatchNorms whose state a file `torch.save` (or `torch.jit.save`) wrote holds, as `findInSafetensors` finds
-   * them in a `.safetensors` file: each one's prefix (`options.prefix` of `loadTorchFile`),
+   * The BatchNorms whose state a file `torch.save` (or `torch.jit.save`) wrote holds, as
+   * `findInSafetensors` finds them in a `.safetensors` file: each one's prefix (`options.prefix` of `loadTorchFile`),
    * channels, whether it is affine, and its dtype, by prefix. It reads the file's pickle (as
    * data) and checks every tensor in it against its storage, not the storages' values.
    *

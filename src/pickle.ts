@@ -258,12 +258,12 @@ function recall(memo: Map<number, unknown>, index: number, at: number): unknown 
   return memo.get(index);
 }
 
-/** A little-endian two's-complement integer (LONG1, LONG4): a number where safe, else a bigint. */
 /** A LONG1 or LONG4 integer: decoded up to MAX_LONG_BYTES bytes, else its length alone. */
 function longOf(bytes: Uint8Array): number | bigint | PyLargeInt {
   return bytes.length > MAX_LONG_BYTES ? new PyLargeInt(bytes.length) : decodeLong(bytes);
 }
 
+/** A little-endian two's-complement integer (LONG1, LONG4): a number where safe, else a bigint. */
 function decodeLong(bytes: Uint8Array): number | bigint {
   let value = 0n;
   for (let i = bytes.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(bytes[i]);

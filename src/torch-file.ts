@@ -15,8 +15,9 @@
  * Names: a dict's tensors by key, nested containers' joined with dots (`{'state_dict': sd}` gives
  * `state_dict.bn1.weight`), list items by index, other objects' by attribute, and a pickled
  * `nn.Module`'s as its `state_dict()` would give them (parameters, persistent buffers,
- * submodules'); a TorchScript module's as its code declares its parameters and buffers. Two tensors of one name are a `FormatError`, as are pickles nested or shared past
- * what a checkpoint needs (MAX_DEPTH, MAX_VISITS).
+ * submodules'); a TorchScript module's as its code declares its parameters and buffers. Two
+ * tensors of one name are a `FormatError`, as are pickles nested or shared past what a
+ * checkpoint needs (MAX_DEPTH, MAX_VISITS).
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { FormatError } from './errors.js';

@@ -1,6 +1,7 @@
 /**
- * Several BatchNorms' state from one file `torch.save` (or `torch.jit.save`) wrote, each under its prefix: the free
- * function beside `loadSafetensors` (safetensors-modules.ts), reading through torch-weights.ts.
+ * Several BatchNorms' state from one file `torch.save` (or `torch.jit.save`) wrote, each under
+ * its prefix: the free function beside `loadSafetensors` (safetensors-modules.ts), reading
+ * through torch-weights.ts.
  */
 import { type BatchNormsByPrefix, loadModules } from './safetensors-modules.js';
 import { readTorchModules } from './torch-weights.js';

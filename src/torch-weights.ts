@@ -1,6 +1,6 @@
 /**
- * A module's state from a file `torch.save` wrote (`.pt`, `.pth`, `.ckpt`), or `torch.jit.save`: a model's
- * `state_dict()`, a checkpoint dict that holds one, or a pickled model, read by torch-file.ts;
+ * A module's state from a file `torch.save` wrote (`.pt`, `.pth`, `.ckpt`), or `torch.jit.save`:
+ * a model's `state_dict()`, a checkpoint dict that holds one, or a pickled model, read by torch-file.ts;
  * and the BatchNorms such a file holds. The same checks and messages as for `.safetensors`
  * files (tensor-states.ts).
  */
