@@ -23,7 +23,7 @@ import { checkStateDict } from './state-dict.js';
 import { gradientReducer, runForward } from './sync.js';
 import type { SafetensorsBatchNorm } from './tensor-states.js';
 import {
-  findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, splitFromTorchFileOptions,
+  findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, splitFromTorchFileOptions, type TorchBatchNorm,
 } from './torch-weights.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
@@ -525,16 +525,18 @@ export class BatchNorm {
 
   /**
    * The BatchNorms whose state a file `torch.save` (or `torch.jit.save`) wrote holds, as
-   * `findInSafetensors` finds them in a `.safetensors` file: each one's prefix (`options.prefix` of `loadTorchFile`),
-   * channels, whether it is affine, and its dtype, by prefix. It reads the file's pickle (as
-   * data) and checks every tensor in it against its storage, not the storages' values.
+   * `findInSafetensors` finds them in a `.safetensors` file: each one's prefix (`options.prefix`
+   * of `loadTorchFile`), channels, whether it is affine, and its dtype, by prefix; and what a
+   * pickled model or a TorchScript module says of its eps, momentum and mode (`fromTorchFile`
+   * takes them), where it says so. It reads the file's pickle (as data) and checks every tensor
+   * in it against its storage, not the storages' values.
    *
    * @example
    * for (const { prefix, numFeatures, affine } of await BatchNorm.findInTorchFile('checkpoint.pth')) {
    *   await new BatchNorm(numFeatures, { affine, pool }).loadTorchFile('checkpoint.pth', { prefix });
    * }
    */
-  static findInTorchFile(path: string | URL): Promise<SafetensorsBatchNorm[]> {
+  static findInTorchFile(path: string | URL): Promise<TorchBatchNorm[]> {
     return findBatchNormsInTorchFile(path);
   }
 

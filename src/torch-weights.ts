@@ -16,9 +16,23 @@ import { loadModuleFile } from './weights.js';
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
 
-/** `BatchNorm.findInTorchFile(path)`: the BatchNorms whose state the file holds, by prefix. */
-export function findBatchNormsInTorchFile(path: unknown): Promise<SafetensorsBatchNorm[]> {
-  return withTorchFile(checkPath(path), async (file) => batchNormsIn(file.tensors));
+/**
+ * A BatchNorm of a file `torch.save` or `torch.jit.save` wrote, as `BatchNorm.findInTorchFile`
+ * finds it: what `findInSafetensors` tells, and what a pickled or TorchScript module says of
+ * itself (absent where the file does not say: a state dict says none of them).
+ */
+export interface TorchBatchNorm extends SafetensorsBatchNorm {
+  /** A pickled model's eps, a scripted module's `Final` eps, or a traced one's batch_norm call's. */
+  eps?: number;
+  /** A pickled model's or a scripted module's momentum (null: None, a cumulative average). */
+  momentum?: number | null;
+  /** Whether the module was saved in training mode. */
+  training?: boolean;
+}
+
+/** `BatchNorm.findInTorchFile(path)`: the BatchNorms whose state the file holds, by prefix, with what the file says of their settings. */
+export function findBatchNormsInTorchFile(path: unknown): Promise<TorchBatchNorm[]> {
+  return withTorchFile(checkPath(path), async (file) => batchNormsIn(file.tensors).map((found) => ({ ...found, ...file.modules.get(found.prefix) })));
 }
 
 /** Each module's state dict from the file, under its prefix, all checked before any is returned. */

@@ -431,6 +431,11 @@ const MUTANTS = [
     file: 'src/torch-file.ts', find: 'if (count !== BigInt(root.numel)) throw', replace: 'if (count < 0n) throw', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'torch-find-settings-dropped', breaks: "findInTorchFile's entries carry what a pickled or TorchScript module says of its eps, momentum and mode",
+    file: 'src/torch-weights.ts', find: '({ ...found, ...file.modules.get(found.prefix) })', replace: '({ ...found, ...(file.modules.size < 0 ? {} : {}) })',
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
     name: 'torch-module-names', breaks: "a pickled nn.Module's _parameters, _buffers and _modules add no name of their own, as state_dict() names them",
     file: 'src/torch-file.ts', find: "walk(attributes.entries.get('_modules'), name);", replace: "walk(attributes.entries.get('_modules'), join(name, '_modules'));",
     tests: ['test/torch-file.test.ts'],

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type SafetensorsBatchNorm } from '../dist/src/index.js';
+import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type TorchBatchNorm } from '../dist/src/index.js';
 import { withTorchFile } from '../dist/src/torch-file.js';
 import { MAX_CODE, scriptClassesOf } from '../dist/src/torch-script.js';
 import { crc32 } from '../dist/src/zip.js';
@@ -164,10 +164,20 @@ describe('BatchNorm.findInTorchFile', () => {
     ]);
   });
 
-  it('lists each file\'s BatchNorms by prefix: channels, affine, dtype', async () => {
+  it('lists each file\'s BatchNorms by prefix: channels, affine, dtype, and what a pickled or TorchScript module says of itself', async () => {
+    // The settings make_files.py gave the modules it pickled whole (a state dict says none).
+    const settings: Record<string, Record<string, Pick<TorchBatchNorm, 'eps' | 'momentum' | 'training'>>> = {
+      'model.pt': { '1.': { eps: 1e-3, momentum: null, training: false } },
+      'scripted.pt': { 'bn.': { eps: 1e-3, momentum: 0.01, training: true }, 'head.0.': { eps: 1e-5, momentum: null, training: false } },
+      'traced.pt': { 'bn.': { eps: 1e-3, training: false } }, // tracing records no momentum
+      'protocol4.pt': { 'model.1.': { eps: 1e-4, momentum: 0.2, training: true } },
+      'legacy-model.pt': { '0.': { eps: 1e-4, momentum: 0.3, training: false } },
+    };
     for (const [name, modules] of Object.entries(expected)) {
       const found = await BatchNorm.findInTorchFile(fixture(name));
-      const want: SafetensorsBatchNorm[] = Object.entries(modules).map(([prefix, m]) => ({ prefix, numFeatures: m.numFeatures, affine: m.affine, dtype: m.dtype }));
+      const want: TorchBatchNorm[] = Object.entries(modules).map(([prefix, m]) => ({
+        prefix, numFeatures: m.numFeatures, affine: m.affine, dtype: m.dtype, ...settings[name]?.[prefix],
+      }));
       expect(found, name).toEqual(want);
     }
   });

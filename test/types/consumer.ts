@@ -6,7 +6,7 @@
  */
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
-  type BatchNormsByPrefix, type FromOnnxOptions, type FromTorchFileOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions,
+  type BatchNormsByPrefix, type FromOnnxOptions, type FromTorchFileOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions, type TorchBatchNorm,
   ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, loadTorchFile, Pool,
   saveSafetensors,
 } from 'bnpool';
@@ -90,7 +90,11 @@ export async function aModelsBatchNormsInOneFile(bn1: BatchNorm, bn2: BatchNorm)
 
 export async function modulesFromATorchSaveFile(bn1: BatchNorm, bn2: BatchNorm): Promise<void> {
   const found = await BatchNorm.findInTorchFile('checkpoint.pth');
-  expectType<Equal<typeof found, SafetensorsBatchNorm[]>>();
+  expectType<Equal<typeof found, TorchBatchNorm[]>>();
+  // What a pickled or TorchScript module says of itself, where it says so.
+  expectType<Equal<typeof found[0]['momentum'], number | null | undefined>>();
+  const listed: SafetensorsBatchNorm = found[0];
+  expectType<Equal<typeof listed.prefix, string>>();
   const options: SafetensorsOptions = { prefix: found[0].prefix };
   await bn1.loadTorchFile(new URL('file:///tmp/checkpoint.pth'), options);
   expectType<Equal<ReturnType<typeof loadTorchFile>, Promise<void>>>();
