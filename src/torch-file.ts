@@ -25,7 +25,7 @@ import { readBytes } from './files.js';
 import { kindOf, PyCall, PyDict, PyGlobal, PySet, readPickle } from './pickle.js';
 import type { TensorEntry } from './safetensors.js';
 import { readScriptClasses, type ScriptClass } from './torch-script.js';
-import { MAX_ENTRY, readZipDirectory, readZipEntry, type ZipEntry } from './zip.js';
+import { MAX_ENTRY, readZipDirectory, readZipEntry, readZipRange, type ZipEntry } from './zip.js';
 
 /** A storage a pickle refers to: its record's key, element type and length in elements. */
 interface StorageRef {
@@ -164,7 +164,12 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
   };
   const { value } = readPickle(await readZipEntry(handle, pickle), persistentLoad);
   const storageBytes = (ref: StorageRef): Promise<Uint8Array> => readZipEntry(handle, record(`data/${ref.key}`)!);
-  return opened(tensorsIn(value, classes), storageBytes, littleEndian);
+  // A record too large to read whole (a flat storage that many tensors view): the part a tensor needs.
+  const partOf = (ref: StorageRef): StoragePart | null => {
+    const entry = record(`data/${ref.key}`)!;
+    return entry.size > MAX_ENTRY ? (from, length) => readZipRange(handle, entry, from, length) : null;
+  };
+  return opened(tensorsIn(value, classes), storageBytes, partOf, littleEndian);
 }
 
 /**
@@ -234,14 +239,24 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
   for (const key of roots.keys()) {
     if (!offsets.has(key)) throw new FormatError(`storage ${JSON.stringify(key)} is not among the legacy storage keys`);
   }
+  // Each root storage's count, checked before any of its bytes are read.
+  const counted = async (key: string): Promise<number> => {
+    const root = roots.get(key)!;
+    const start = offsets.get(key)!;
+    const count = new DataView((await readBytes(handle, start - 8, 8, `storage ${JSON.stringify(key)}'s length`)).buffer).getBigInt64(0, littleEndian);
+    if (count !== BigInt(root.numel)) throw new FormatError(`storage ${JSON.stringify(key)} has ${count} elements in the file; its pickle says ${root.numel}`);
+    return start;
+  };
   const storageBytes = async (ref: StorageRef): Promise<Uint8Array> => {
     const root = roots.get(ref.key)!;
-    const start = offsets.get(ref.key)!;
-    const count = new DataView((await readBytes(handle, start - 8, 8, `storage ${JSON.stringify(ref.key)}'s length`)).buffer).getBigInt64(0, littleEndian);
-    if (count !== BigInt(root.numel)) throw new FormatError(`storage ${JSON.stringify(ref.key)} has ${count} elements in the file; its pickle says ${root.numel}`);
-    return readBytes(handle, start, root.numel * root.itemBytes, `storage ${JSON.stringify(ref.key)}`);
+    return readBytes(handle, await counted(ref.key), root.numel * root.itemBytes, `storage ${JSON.stringify(ref.key)}`);
   };
-  return opened(tensorsIn(object.value, new Map()), storageBytes, littleEndian);
+  const partOf = (ref: StorageRef): StoragePart | null => {
+    const root = roots.get(ref.key)!;
+    if (root.numel * root.itemBytes <= MAX_ENTRY) return null;
+    return async (from, length) => readBytes(handle, (await counted(ref.key)) + from, length, `storage ${JSON.stringify(ref.key)}`);
+  };
+  return opened(tensorsIn(object.value, new Map()), storageBytes, partOf, littleEndian);
 }
 
 /** A persistent id `('storage', storage_type, key, location, numel, ...)` of `length` items, checked. */
@@ -265,37 +280,56 @@ function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
+/** `length` bytes of a storage from byte `from`, read alone. */
+type StoragePart = (from: number, length: number) => Promise<Uint8Array>;
+
+/** Bytes of a storage, and the storage byte the first of them is. */
+interface StorageBytes {
+  readonly bytes: Uint8Array;
+  readonly at: number;
+}
+
 /**
  * A file opened, of either format: its tensors and modules, and their values read through
- * `storageBytes`, once a storage (tensors that share one, as views of it, read it once).
+ * `storageBytes`, once a storage (tensors that share one, as views of it, read it once); or,
+ * from a storage too large to read whole (`partOf` gives its reader), the part each tensor spans.
  */
 function opened(
-  named: Pick<TorchFile, 'tensors' | 'modules'>, storageBytes: (ref: StorageRef) => Promise<Uint8Array>, littleEndian: boolean,
+  named: Pick<TorchFile, 'tensors' | 'modules'>, storageBytes: (ref: StorageRef) => Promise<Uint8Array>,
+  partOf: (ref: StorageRef) => StoragePart | null, littleEndian: boolean,
 ): TorchFile {
   const cache = new Map<string, Promise<Uint8Array>>();
-  const cached = (ref: StorageRef): Promise<Uint8Array> => {
+  const read = async (ref: StorageRef, from: number, length: number): Promise<StorageBytes> => {
+    const part = partOf(ref);
+    if (part !== null) return { bytes: await part(from, length), at: from };
     let bytes = cache.get(ref.key);
     if (bytes === undefined) {
       bytes = storageBytes(ref);
       cache.set(ref.key, bytes);
     }
-    return bytes;
+    return { bytes: await bytes, at: 0 };
   };
-  return { ...named, bytesOf: (t) => valuesOf(t, cached, littleEndian) };
+  return { ...named, bytesOf: (t) => valuesOf(t, read, littleEndian) };
 }
 
 /** A tensor's values, gathered from its storage by its strides into little-endian order. */
-async function valuesOf(t: TorchTensor, storageBytes: (ref: StorageRef) => Promise<Uint8Array>, littleEndian: boolean): Promise<Uint8Array> {
+async function valuesOf(
+  t: TorchTensor, read: (ref: StorageRef, from: number, length: number) => Promise<StorageBytes>, littleEndian: boolean,
+): Promise<Uint8Array> {
   if (t.storage === null) throw new FormatError(`tensor ${JSON.stringify(t.name)} is ${t.unreadable}, whose values bnpool does not read`);
-  const storage = await storageBytes(t.storage);
   const item = t.storage.itemBytes;
   const count = t.shape.reduce((a, b) => a * b, 1);
   const out = new Uint8Array(count * item);
+  if (count === 0) return out;
+  // The elements it spans (tensorOf checked them within the storage).
+  const first = t.storage.viewOffset + t.offset;
+  const last = first + t.shape.reduce((sum, n, d) => sum + (n - 1) * t.stride[d], 0);
+  const { bytes: storage, at } = await read(t.storage, first * item, (last - first + 1) * item);
   const index = new Array<number>(t.shape.length).fill(0);
   for (let i = 0; i < count; i++) {
-    let element = t.storage.viewOffset + t.offset;
+    let element = first;
     for (let d = 0; d < index.length; d++) element += index[d] * t.stride[d];
-    const from = element * item;
+    const from = element * item - at;
     for (let b = 0; b < item; b++) out[i * item + b] = storage[from + (littleEndian ? b : item - 1 - b)];
     for (let d = index.length - 1; d >= 0 && ++index[d] === t.shape[d]; d--) index[d] = 0;
   }

@@ -151,13 +151,18 @@ function zip64Values(extra: Uint8Array, count: number, name: string): number[] {
   throw new FormatError(`ZIP entry ${JSON.stringify(name)} defers its sizes or offset to a ZIP64 field it lacks`);
 }
 
+/** Where an entry's data start: after its local header, its name and its extra field. */
+async function dataStart(handle: FileHandle, entry: ZipEntry, what: string): Promise<number> {
+  const local = viewOf(await readBytes(handle, entry.headerOffset, 30, `${what}'s local header`));
+  if (local.getUint32(0, true) !== LOCAL_HEADER) throw new FormatError(`${what} has no local header at byte ${entry.headerOffset}`);
+  return entry.headerOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);
+}
+
 /** An entry's bytes: its local header read for where they start, inflated where deflated, and checked against its CRC-32. */
 export async function readZipEntry(handle: FileHandle, entry: ZipEntry): Promise<Uint8Array> {
   const what = `ZIP entry ${JSON.stringify(entry.name)}`;
   if (entry.size > MAX_ENTRY || entry.compressedSize > MAX_ENTRY) throw new FormatError(`${what} is ${entry.size} bytes; bnpool reads entries of up to ${MAX_ENTRY} bytes`);
-  const local = viewOf(await readBytes(handle, entry.headerOffset, 30, `${what}'s local header`));
-  if (local.getUint32(0, true) !== LOCAL_HEADER) throw new FormatError(`${what} has no local header at byte ${entry.headerOffset}`);
-  const start = entry.headerOffset + 30 + local.getUint16(26, true) + local.getUint16(28, true);
+  const start = await dataStart(handle, entry, what);
   const raw = await readBytes(handle, start, entry.compressedSize, what);
   let bytes = raw;
   if (entry.method === 8) {
@@ -170,6 +175,18 @@ export async function readZipEntry(handle: FileHandle, entry: ZipEntry): Promise
   }
   if (crc32(bytes) !== entry.crc32) throw new FormatError(`${what}'s bytes do not match its CRC-32: the file is damaged`);
   return bytes;
+}
+
+/**
+ * `length` bytes of a stored entry's data from byte `from`, read alone: for an entry too large
+ * to read whole (past MAX_ENTRY), of which a caller needs a part. The CRC-32, of the whole entry,
+ * is not checked. A deflated entry is only ever read whole.
+ */
+export async function readZipRange(handle: FileHandle, entry: ZipEntry, from: number, length: number): Promise<Uint8Array> {
+  const what = `ZIP entry ${JSON.stringify(entry.name)}`;
+  if (entry.method !== 0) throw new FormatError(`${what} is ${entry.size} bytes, deflated: bnpool reads a deflated entry whole, of up to ${MAX_ENTRY} bytes`);
+  if (from < 0 || length < 0 || from + length > entry.size) throw new FormatError(`bytes ${from} to ${from + length} of ${what} lie past its ${entry.size}`);
+  return readBytes(handle, (await dataStart(handle, entry, what)) + from, length, what);
 }
 
 function viewOf(bytes: Uint8Array): DataView {

@@ -366,7 +366,7 @@ const MUTANTS = [
   },
   {
     name: 'torch-view-offset-ignored', breaks: "a legacy torch.save storage view starts where its view_metadata says in its root storage",
-    file: 'src/torch-file.ts', find: 'let element = t.storage.viewOffset + t.offset;', replace: 'let element = t.offset;', tests: ['test/torch-file.test.ts'],
+    file: 'src/torch-file.ts', find: 'const first = t.storage.viewOffset + t.offset;', replace: 'const first = t.offset;', tests: ['test/torch-file.test.ts'],
   },
   {
     name: 'torch-byteorder-ignored', breaks: "a torch.save archive whose byteorder record says 'big' has big-endian storages",
@@ -433,6 +433,11 @@ const MUTANTS = [
   {
     name: 'torch-find-settings-dropped', breaks: "findInTorchFile's entries carry what a pickled or TorchScript module says of its eps, momentum and mode",
     file: 'src/torch-weights.ts', find: '({ ...found, ...file.modules.get(found.prefix) })', replace: '({ ...found, ...(file.modules.size < 0 ? {} : {}) })',
+    tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'torch-big-record-whole', breaks: 'a storage record past 2 GiB - 1 is read only where a tensor lies, not refused for its size',
+    file: 'src/torch-file.ts', find: 'return entry.size > MAX_ENTRY ? (from, length)', replace: 'return entry.size > 2 * MAX_ENTRY ? (from, length)',
     tests: ['test/torch-file.test.ts'],
   },
   {
