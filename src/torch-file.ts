@@ -324,7 +324,9 @@ async function valuesOf(
   // The elements it spans (tensorOf checked them within the storage).
   const first = t.storage.viewOffset + t.offset;
   const last = first + t.shape.reduce((sum, n, d) => sum + (n - 1) * t.stride[d], 0);
-  const { bytes: storage, at } = await read(t.storage, first * item, (last - first + 1) * item);
+  const span = (last - first + 1) * item;
+  if (span > MAX_ENTRY) throw new FormatError(`tensor ${JSON.stringify(t.name)} spans ${span} bytes of its storage; bnpool reads up to ${MAX_ENTRY}`);
+  const { bytes: storage, at } = await read(t.storage, first * item, span);
   const index = new Array<number>(t.shape.length).fill(0);
   for (let i = 0; i < count; i++) {
     let element = first;

@@ -496,12 +496,18 @@ describe('a 2 GiB archive', () => {
     // bn2 shares bn's storages but for its running_var: three elements of a 2 GiB + 16 storage.
     tensors.push(...tensors.map((t) => ({ ...t, name: t.name.replace('bn.', 'bn2.') })));
     tensors[7] = { ...tensors[7], key: 'big', numel: big / 4 };
+    // bn4's running_var: three elements of it 2^28 + 1 apart, spanning more than 2 GiB - 1 bytes of it.
+    tensors.push(...tensors.slice(4).map((t) => ({ ...t, name: t.name.replace('bn2.', 'bn4.') })));
+    tensors[11] = { ...tensors[11], stride: [2 ** 28 + 1] };
     const small = (i: number): Uint8Array => new Uint8Array(Float32Array.of(i + 0.5, i + 1.5, i + 2.5).buffer);
     const path = sparseFile('big.pt', [['hand/data.pkl', pickleOf(tensors)], ...[0, 1, 2, 3].map((i) => [`hand/data/s${i}`, small(i)] as const), ['hand/data/big', big]]);
     try {
       // Only where the file system leaves the 2 GiB a hole (Linux's do): no disk is written.
       if (statSync(path).blocks * 512 > 2 ** 20) ctx.skip();
-      expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn.', 'bn2.']);
+      expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn.', 'bn2.', 'bn4.']);
+      const bn4 = new BatchNorm(3);
+      await expect(bn4.loadTorchFile(path, { prefix: 'bn4.' })).rejects.toThrow(/^tensor "bn4\.running_var" spans 2147483660 bytes of its storage; bnpool reads up to 2147483647$/);
+      expect(Array.from(bn4.runningVar!)).toEqual([1, 1, 1]);
       const bn = new BatchNorm(3);
       await bn.loadTorchFile(path, { prefix: 'bn.' });
       expect(Array.from(bn.runningVar!)).toEqual([3.5, 4.5, 5.5]);
