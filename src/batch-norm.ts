@@ -560,9 +560,9 @@ export class BatchNorm {
     checkModuleSettings(1, moduleOptions);
     // A pickled momentum is PyTorch's (it weights the new batch): a module of another convention takes that convention's.
     const torchMomentum = (moduleOptions.convention ?? 'torch') === 'torch';
-    return readTorchBatchNorm(path, prefix, torchMomentum ? moduleOptions : { ...moduleOptions, momentum: null }, (found, { eps, momentum, training }) => {
-      const bn = new BatchNorm(found.numFeatures, {
-        dtype: found.dtype, affine: found.affine, ...(eps !== undefined ? { eps } : {}), ...(momentum !== undefined && torchMomentum ? { momentum } : {}), ...moduleOptions,
+    return readTorchBatchNorm(path, prefix, torchMomentum ? moduleOptions : { ...moduleOptions, momentum: null }, ({ numFeatures, dtype, affine, eps, momentum, training }) => {
+      const bn = new BatchNorm(numFeatures, {
+        dtype, affine, ...(eps !== undefined ? { eps } : {}), ...(momentum !== undefined && torchMomentum ? { momentum } : {}), ...moduleOptions,
       });
       return training === false ? bn.eval() : bn;
     });

@@ -47,11 +47,16 @@ export interface TorchTensor extends TensorEntry {
   readonly unreadable: string | null;
 }
 
-/** What a pickled nn.Module says of itself beside its state (attributes a BatchNorm has; absent where not a number, null or boolean as expected). */
+/**
+ * What a pickled nn.Module or a TorchScript module says of itself beside its state (attributes a
+ * BatchNorm has; absent where not a number, null or boolean as expected, or not recorded).
+ */
 export interface TorchModuleSettings {
+  /** A pickled model's eps, a scripted module's `Final` eps, or a traced one's batch_norm call's. */
   readonly eps?: number;
-  /** null: PyTorch's momentum None, a cumulative average. */
+  /** A pickled model's or a scripted module's momentum (null: None, a cumulative average). */
   readonly momentum?: number | null;
+  /** Whether the module was saved in training mode. */
   readonly training?: boolean;
 }
 
@@ -202,7 +207,6 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
   const sysInfo = readPickle(bytes, noIds, version.end);
   const littleEndian = !(sysInfo.value instanceof PyDict && sysInfo.value.entries.get('little_endian') === false);
   const roots = new Map<string, StorageRef>();
-  const views: StorageRef[] = [];
   const persistentLoad = (pid: unknown): unknown => {
     if (Array.isArray(pid) && pid[0] === 'module') return pid[1]; // a pickled nn.Module's class, with its source
     const ref = storageOf(pid, 6);
@@ -217,9 +221,7 @@ function legacyFrom(handle: FileHandle, bytes: Uint8Array, size: number): TorchF
     if (!Array.isArray(view) || view.length !== 3 || !isCount(view[1]) || !isCount(view[2]) || view[1] + view[2] > ref.numel) {
       throw new FormatError(`storage ${JSON.stringify(ref.key)} has a view ${kindOf(view)} outside it`);
     }
-    const viewRef = { ...ref, numel: view[2] as number, viewOffset: view[1] as number };
-    views.push(viewRef);
-    return viewRef;
+    return { ...ref, numel: view[2] as number, viewOffset: view[1] as number };
   };
   const object = readPickle(bytes, persistentLoad, sysInfo.end);
   const keys = readPickle(bytes, noIds, object.end);
@@ -349,6 +351,14 @@ function tensorsIn(root: unknown, classes: ReadonlyMap<string, ScriptClass>): { 
   const path = new Set<unknown>();
   let visits = 0;
   const join = (prefix: string, key: string): string => (prefix === '' ? key : `${prefix}.${key}`);
+  // A module's settings, by the prefix of its keys: those of the expected types (else left out).
+  const recordModule = (name: string, eps: unknown, momentum: unknown, training: unknown): void => {
+    modules.set(name === '' ? '' : `${name}.`, {
+      ...(typeof eps === 'number' ? { eps } : {}),
+      ...(typeof momentum === 'number' || momentum === null ? { momentum } : {}),
+      ...(typeof training === 'boolean' ? { training } : {}),
+    });
+  };
   const walk = (value: unknown, name: string): void => {
     if (++visits > MAX_VISITS) throw new FormatError(`the pickle's containers are walked more than ${MAX_VISITS} times (shared containers nested deep)`);
     if (path.size > MAX_DEPTH) throw new FormatError(`the pickle's containers nest deeper than ${MAX_DEPTH}`);
@@ -389,12 +399,7 @@ function tensorsIn(root: unknown, classes: ReadonlyMap<string, ScriptClass>): { 
   const walkScript = (object: PyCall, name: string, script: ScriptClass): void => {
     const attributes = object.state;
     if (!script.module || !(attributes instanceof PyDict)) return;
-    const training = attributes.entries.get('training');
-    modules.set(name === '' ? '' : `${name}.`, {
-      ...(script.eps !== undefined ? { eps: script.eps } : {}),
-      ...(script.momentum !== undefined ? { momentum: script.momentum } : {}),
-      ...(typeof training === 'boolean' ? { training } : {}),
-    });
+    recordModule(name, script.eps, script.momentum, attributes.entries.get('training'));
     for (const [k, v] of attributes.entries) {
       if (typeof k === 'string' && (script.state.has(k) || isScriptObject(v))) walk(v, join(name, k));
     }
@@ -409,12 +414,7 @@ function tensorsIn(root: unknown, classes: ReadonlyMap<string, ScriptClass>): { 
       for (const [k, v] of attributes.entries) if (typeof k === 'string') walk(v, join(name, k));
       return;
     }
-    const { eps, momentum, training } = Object.fromEntries(['eps', 'momentum', 'training'].map((k) => [k, attributes.entries.get(k)]));
-    modules.set(name === '' ? '' : `${name}.`, {
-      ...(typeof eps === 'number' ? { eps } : {}),
-      ...(typeof momentum === 'number' || momentum === null ? { momentum } : {}),
-      ...(typeof training === 'boolean' ? { training } : {}),
-    });
+    recordModule(name, attributes.entries.get('eps'), attributes.entries.get('momentum'), attributes.entries.get('training'));
     const skipped = attributes.entries.get('_non_persistent_buffers_set');
     const nonPersistent = new Set(skipped instanceof PySet ? skipped.items : []);
     walk(attributes.entries.get('_parameters'), name);

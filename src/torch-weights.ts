@@ -9,7 +9,7 @@ import { ArgumentError, describe, FormatError } from './errors.js';
 import { checkPath } from './files.js';
 import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
-import { type TorchModuleSettings, withTorchFile } from './torch-file.js';
+import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
 import { loadModuleFile } from './weights.js';
 
@@ -21,18 +21,16 @@ const FINDER = 'BatchNorm.findInTorchFile';
  * finds it: what `findInSafetensors` tells, and what a pickled or TorchScript module says of
  * itself (absent where the file does not say: a state dict says none of them).
  */
-export interface TorchBatchNorm extends SafetensorsBatchNorm {
-  /** A pickled model's eps, a scripted module's `Final` eps, or a traced one's batch_norm call's. */
-  eps?: number;
-  /** A pickled model's or a scripted module's momentum (null: None, a cumulative average). */
-  momentum?: number | null;
-  /** Whether the module was saved in training mode. */
-  training?: boolean;
+export interface TorchBatchNorm extends SafetensorsBatchNorm, TorchModuleSettings {}
+
+/** The BatchNorms a file opened holds, by prefix, each with what the file says of its settings. */
+function torchBatchNormsIn(file: TorchFile): TorchBatchNorm[] {
+  return batchNormsIn(file.tensors).map((found) => ({ ...found, ...file.modules.get(found.prefix) }));
 }
 
 /** `BatchNorm.findInTorchFile(path)`: the BatchNorms whose state the file holds, by prefix, with what the file says of their settings. */
 export function findBatchNormsInTorchFile(path: unknown): Promise<TorchBatchNorm[]> {
-  return withTorchFile(checkPath(path), async (file) => batchNormsIn(file.tensors).map((found) => ({ ...found, ...file.modules.get(found.prefix) })));
+  return withTorchFile(checkPath(path), async (file) => torchBatchNormsIn(file));
 }
 
 /** Each module's state dict from the file, under its prefix, all checked before any is returned. */
@@ -69,13 +67,13 @@ export function splitFromTorchFileOptions(options: unknown): { prefix: string | 
  * the file has no such module.
  */
 export async function readTorchBatchNorm<M extends Module>(
-  path: unknown, prefix: string | undefined, given: BatchNormOptions, make: (found: SafetensorsBatchNorm, settings: TorchModuleSettings) => M,
+  path: unknown, prefix: string | undefined, given: BatchNormOptions, make: (found: TorchBatchNorm) => M,
 ): Promise<M> {
   const source = checkPath(path);
   return withTorchFile(source, async (file) => {
-    const all = batchNormsIn(file.tensors);
+    const all = torchBatchNormsIn(file);
     const where = String(source);
-    let found: SafetensorsBatchNorm | undefined;
+    let found: TorchBatchNorm | undefined;
     if (prefix !== undefined) {
       found = all.find((f) => f.prefix === prefix);
       if (found === undefined) {
@@ -88,15 +86,14 @@ export async function readTorchBatchNorm<M extends Module>(
         ? `${where} holds no BatchNorm's running statistics`
         : `${where} holds ${all.length} BatchNorms (${heldModules(file.tensors, FINDER).listed}): options.prefix picks one`);
     }
-    const settings = file.modules.get(found.prefix) ?? {};
     try {
       // Only what the caller's options leave to the file.
-      if (settings.eps !== undefined && given.eps === undefined) checkEps(settings.eps, 'its eps');
-      if (settings.momentum !== undefined && given.momentum === undefined) checkMomentum(settings.momentum, true, 'its momentum');
+      if (found.eps !== undefined && given.eps === undefined) checkEps(found.eps, 'its eps');
+      if (found.momentum !== undefined && given.momentum === undefined) checkMomentum(found.momentum, true, 'its momentum');
     } catch (err) {
       throw new FormatError(`the pickled module ${JSON.stringify(found.prefix)} in ${where}: ${(err as Error).message}`);
     }
-    const m = make(found, settings);
+    const m = make(found);
     const [sd] = await statesOf(file.tensors, [[found.prefix, m]], { where, finder: FINDER }, (t) => file.bytesOf(t));
     m.loadStateDict(sd);
     return m;
