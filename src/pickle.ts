@@ -96,24 +96,23 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     stack = outer;
     return items;
   };
+  const decode = (from: number, to: number, what: string): string => {
+    try {
+      return utf8.decode(bytes.subarray(from, to));
+    } catch {
+      throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8`);
+    }
+  };
   const line = (what: string): string => {
     const end = bytes.indexOf(0x0a, at);
     if (end < 0) throw new FormatError(`the pickle ends within ${what} at byte ${at}`);
     const from = at;
     at = end + 1;
-    try {
-      return utf8.decode(bytes.subarray(from, end));
-    } catch {
-      throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8`);
-    }
+    return decode(from, end, what);
   };
   const text = (n: number, what: string): string => {
     const from = need(n, what);
-    try {
-      return utf8.decode(bytes.subarray(from, from + n));
-    } catch {
-      throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8`);
-    }
+    return decode(from, from + n, what);
   };
   const length64 = (what: string): number => {
     const n = view.getBigUint64(need(8, what), true);
