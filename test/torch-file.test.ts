@@ -124,6 +124,13 @@ function written(name: string, bytes: Uint8Array): string {
   return path;
 }
 
+/** A copy of `bytes` changed in place by `patch`, written as `name`. */
+function writtenPatched(name: string, bytes: Uint8Array, patch: (b: Buffer) => void): string {
+  const b = Buffer.from(bytes);
+  patch(b);
+  return written(name, b);
+}
+
 /** A tensor a hand-made pickle rebuilds: `_rebuild_tensor_v2(storage, offset, size, stride, False, ())`. */
 interface HandTensor { name: string; type?: string; key: string; numel: number; offset: number; size: number[]; stride: number[] }
 
@@ -389,24 +396,19 @@ describe('bn.loadTorchFile', () => {
     const keysAt = all.indexOf(Buffer.from([0x80, 2, 0x5d]), 600);
     const countAt = all.indexOf(Buffer.from('e.'), keysAt) + 2;
     expect([keysAt, all.readBigInt64LE(countAt)]).toEqual([624, 3n]);
-    const broken = (name: string, patch: (b: Buffer) => void): string => {
-      const b = Buffer.from(all);
-      patch(b);
-      return written(name, b);
-    };
     const key = (from: string, to: string) => (b: Buffer): void => { b.write(to, b.indexOf(`X\x01\x00\x00\x00${from}`, keysAt, 'latin1') + 5, 'latin1'); };
     const cases: [string, (b: Buffer) => void, RegExp][] = [
       ['magic', (b) => { b[6] ^= 1; }, /^the file starts with pickled \d+, not torch\.save's magic number$/],
       ['version', (b) => { b[18] = 0xea; }, /^legacy torch\.save protocol 1002 is not read \(1001 is\)$/],
       ['unknown', key('5', '7'), /^the legacy storage keys name "7", which the pickle never refers to$/],
     ];
-    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(broken(`legacy-${name}.pt`, patch)), name).rejects.toThrow(message);
+    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(writtenPatched(`legacy-${name}.pt`, all, patch)), name).rejects.toThrow(message);
     // Key '5' left out of the list (its 8 bytes, X len '5' BINPUT 5, cut: the storages follow the shorter pickle).
     const five = all.indexOf('X\x01\x00\x00\x005q\x05', keysAt, 'latin1');
     const missing = written('legacy-missing.pt', Buffer.concat([all.subarray(0, five), all.subarray(five + 8)]));
     await expect(BatchNorm.findInTorchFile(missing)).rejects.toThrow(/^storage "5" is not among the legacy storage keys$/);
     // A storage's count is read with its values: the file lists its modules, and loading one says what is wrong.
-    const counted = broken('legacy-count.pt', (b) => b.writeBigInt64LE(4n, countAt));
+    const counted = writtenPatched('legacy-count.pt', all, (b) => b.writeBigInt64LE(4n, countAt));
     expect((await BatchNorm.findInTorchFile(counted)).map((f) => f.prefix)).toEqual(['bn.']);
     await expect(new BatchNorm(3, { dtype: 'float64' }).loadTorchFile(counted, { prefix: 'bn.' })).rejects.toThrow(/^storage "\d+" has 4 elements in the file; its pickle says 3$/);
   });
@@ -445,11 +447,6 @@ describe('bn.loadTorchFile', () => {
     const endAt = good.length - 22;
     const directoryAt = good.readUInt32LE(endAt + 16);
     const secondAt = directoryAt + 46 + 'z/data.pkl'.length; // the central header of z/data/0
-    const broken = (name: string, patch: (b: Buffer) => void): string => {
-      const b = Buffer.from(good);
-      patch(b);
-      return written(name, b);
-    };
     expect((await BatchNorm.findInTorchFile(written('zip-good.pt', good))).length).toBe(0); // the archive unpatched reads
     const cases: [string, (b: Buffer) => void, RegExp][] = [
       ['encrypted', (b) => b.writeUInt16LE(1, secondAt + 8), /^ZIP entry "z\/data\/0" is encrypted$/],
@@ -466,7 +463,7 @@ describe('bn.loadTorchFile', () => {
       ['local', (b) => b.writeUInt32LE(1, directoryAt + 42), /^ZIP entry "z\/data\.pkl" has no local header at byte 1$/],
       ['inflate', (b) => b.writeUInt16LE(8, directoryAt + 10), /^ZIP entry "z\/data\.pkl" does not inflate to its \d+ bytes: /],
     ];
-    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(broken(`zip-${name}.pt`, patch)), name).rejects.toThrow(message);
+    for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(writtenPatched(`zip-${name}.pt`, good, patch)), name).rejects.toThrow(message);
     // Two entries of one name: which one a reader takes would decide what it reads.
     const twice = written('zip-twice.pt', zipOf([['z/data.pkl', pickle], ['z/data/0', new Uint8Array(4)], ['z/data/0', new Uint8Array(4).fill(7)]]));
     await expect(BatchNorm.findInTorchFile(twice)).rejects.toThrow(/^the ZIP archive holds two entries named "z\/data\/0"$/);
@@ -477,15 +474,12 @@ describe('bn.loadTorchFile', () => {
     // A record's bytes follow its local header's name and extra field (the length before the name).
     const all = readFileSync(fixture('state_dict.pt'));
     const dataOf = (record: string): number => all.indexOf(record) + record.length + all.readUInt16LE(all.indexOf(record) - 2);
-    const storage = Buffer.from(all);
-    storage[dataOf('state_dict/data/1')] ^= 0x40; // bn1.weight's storage, the second the pickle meets
-    const damaged = written('damaged.pt', storage);
+    const damaged = writtenPatched('damaged.pt', all, (b) => { b[dataOf('state_dict/data/1')] ^= 0x40; }); // bn1.weight's storage, the second the pickle meets
     expect((await BatchNorm.findInTorchFile(damaged)).length).toBe(2); // the pickle is intact; storages are not read
     await expect(new BatchNorm(4).loadTorchFile(damaged, { prefix: 'bn1.' })).rejects.toThrow(/entry "state_dict\/data\/1"'s bytes do not match its CRC-32/);
     await new BatchNorm(6, { affine: false }).loadTorchFile(damaged, { prefix: 'layer1.0.bn2.' }); // its own storages are whole
-    const broken = Buffer.from(all);
-    broken[dataOf('state_dict/data.pkl') + 40] ^= 0x01;
-    await expect(BatchNorm.findInTorchFile(written('broken.pt', broken))).rejects.toThrow(/data\.pkl"'s bytes do not match its CRC-32/);
+    const broken = writtenPatched('broken.pt', all, (b) => { b[dataOf('state_dict/data.pkl') + 40] ^= 0x01; });
+    await expect(BatchNorm.findInTorchFile(broken)).rejects.toThrow(/data\.pkl"'s bytes do not match its CRC-32/);
   });
 });
 
