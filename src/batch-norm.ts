@@ -23,7 +23,8 @@ import { checkStateDict } from './state-dict.js';
 import { gradientReducer, runForward } from './sync.js';
 import type { SafetensorsBatchNorm } from './tensor-states.js';
 import {
-  findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, splitFromTorchFileOptions, type TorchBatchNorm,
+  findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, saveTorchFileOf, splitFromTorchFileOptions,
+  type TorchBatchNorm,
 } from './torch-weights.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
@@ -484,6 +485,21 @@ export class BatchNorm {
    */
   async loadSafetensors(path: string | URL, options?: SafetensorsOptions): Promise<void> {
     await loadSafetensorsFile(this, path, options);
+  }
+
+  /**
+   * Writes the state dict to a file `torch.load` reads (`.pt`), as `torch.save(bn.state_dict(),
+   * path)` writes it (PyTorch's ZIP format, pickle protocol 2, tensors of the module's dtype and
+   * num_batches_tracked as an int64 scalar), its keys after `options.prefix` where given (`'bn1.'`:
+   * `bn1.weight`, ...). Several modules go into one file with `saveTorchFile(path, { prefix:
+   * module, ... })`.
+   *
+   * @example
+   * await bn.saveTorchFile('bn.pt');                     // Python: torch.nn.BatchNorm2d(C).load_state_dict(torch.load('bn.pt'))
+   * await new BatchNorm(bn.numFeatures).loadTorchFile('bn.pt');
+   */
+  async saveTorchFile(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+    await saveTorchFileOf(this, path, options);
   }
 
   /**

@@ -16,7 +16,7 @@ export { CONVENTIONS, type Convention, type ConventionRules } from './convention
 export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
 export type { SafetensorsBatchNorm } from './tensor-states.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
-export { loadTorchFile } from './torch-modules.js';
+export { loadTorchFile, saveTorchFile } from './torch-modules.js';
 export type { FromTorchFileOptions, TorchBatchNorm } from './torch-weights.js';
 export type { FromOnnxOptions, OnnxBatchNorm } from './onnx.js';
 export {

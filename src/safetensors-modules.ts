@@ -64,7 +64,7 @@ export async function loadModules(
 }
 
 /** `modules` checked: an object of at least one BatchNorm, each its own module when loading. */
-function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
+export function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
   if (modules === null || typeof modules !== 'object' || Array.isArray(modules) || modules instanceof BatchNorm) {
     throw new ArgumentError(`modules must be an object of BatchNorms by prefix ({ 'bn1.': bn1, ... }); got ${describe(modules)}`);
   }

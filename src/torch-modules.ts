@@ -1,10 +1,14 @@
 /**
  * Several BatchNorms' state from one file `torch.save` (or `torch.jit.save`) wrote, each under
- * its prefix: the free function beside `loadSafetensors` (safetensors-modules.ts), reading
- * through torch-weights.ts.
+ * its prefix, and into one file `torch.load` reads: the free functions beside `loadSafetensors`
+ * and `saveSafetensors` (safetensors-modules.ts), reading through torch-weights.ts and writing
+ * through torch-save.ts.
  */
-import { type BatchNormsByPrefix, loadModules } from './safetensors-modules.js';
+import { writeFile } from 'node:fs/promises';
+import { checkPath } from './files.js';
+import { type BatchNormsByPrefix, loadModules, modulesOf } from './safetensors-modules.js';
 import { readTorchModules } from './torch-weights.js';
+import { modulesToTorchFile } from './weights.js';
 
 /**
  * Loads each module's state from one file `torch.save` wrote, under its prefix (`{ 'bn1.': bn1,
@@ -21,4 +25,21 @@ import { readTorchModules } from './torch-weights.js';
  */
 export async function loadTorchFile(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
   await loadModules(path, modules, readTorchModules);
+}
+
+/**
+ * Writes the modules' state dicts into one file `torch.load` reads, each module's keys after its
+ * prefix (`{ 'bn1.': bn1 }`: `bn1.weight`, `bn1.bias`, ...), as `torch.save(model.state_dict(),
+ * path)` writes a model's: a model loads it with `load_state_dict(torch.load(path),
+ * strict=False)` (the file holds its BatchNorms alone), and `loadTorchFile(path, modules)`
+ * reads it back.
+ *
+ * @example
+ * await saveTorchFile('bn.pt', { 'bn1.': bn1, 'layer1.1.bn.': bn2 });
+ * // Python: model.load_state_dict(torch.load('bn.pt'), strict=False)
+ */
+export async function saveTorchFile(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
+  const target = checkPath(path);
+  const bytes = modulesToTorchFile(modulesOf(modules, 'save'), target);
+  await writeFile(target, bytes);
 }

@@ -4,6 +4,7 @@
  * and the BatchNorms such a file holds. The same checks and messages as for `.safetensors`
  * files (tensor-states.ts).
  */
+import { writeFile } from 'node:fs/promises';
 import type { BatchNormOptions, BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
 import { checkPath } from './files.js';
@@ -11,7 +12,7 @@ import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { loadModuleFile } from './weights.js';
+import { checkSafetensorsOptions, loadModuleFile, modulesToTorchFile } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -41,6 +42,13 @@ export function readTorchModules(path: string | URL, modules: ReadonlyArray<read
 /** `bn.loadTorchFile(path, options)`: the module's state from the file, under `options.prefix`. */
 export async function loadTorchFileInto(m: Module, path: unknown, options: unknown): Promise<void> {
   await loadModuleFile(m, path, options, readTorchModules);
+}
+
+/** `bn.saveTorchFile(path, options)`: the state dict to a file `torch.load` reads, its keys after `options.prefix`. */
+export async function saveTorchFileOf(m: Module, path: unknown, options: unknown): Promise<void> {
+  const target = checkPath(path);
+  const prefix = checkSafetensorsOptions(options);
+  await writeFile(target, modulesToTorchFile([[prefix, m]], target));
 }
 
 /** Options of `BatchNorm.fromTorchFile`: the module's prefix in the file, and the module's options (BatchNormOptions). */

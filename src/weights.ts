@@ -11,6 +11,7 @@ import { checkPath, readBytes } from './files.js';
 import { encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type SafeTensor } from './safetensors.js';
 import type { ChannelValues, Module } from './state-dict.js';
 import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
+import { archiveFolder, encodeTorchStateDict } from './torch-save.js';
 import { checkChannelValues, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
 
 /** The call that lists a `.safetensors` file's BatchNorms, as messages name it. */
@@ -113,7 +114,7 @@ export interface SafetensorsOptions {
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
 /** The options' prefix ('' when not given), checked. */
-function checkSafetensorsOptions(options: unknown): string {
+export function checkSafetensorsOptions(options: unknown): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
   if (typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
   return prefix;
@@ -151,6 +152,18 @@ export function modulesToSafetensors(modules: ReadonlyArray<readonly [string, Mo
   const tensors: Record<string, SafeTensor> = Object.create(null);
   for (const [prefix, m] of modules) Object.assign(tensors, tensorsOf(m, prefix));
   return encodeSafetensors(tensors, { format: 'pt' });
+}
+
+/**
+ * Several modules' state dicts as the bytes of a file at `path` that `torch.load` reads
+ * (torch-save.ts), each under its prefix, in the modules' order, as `torch.save(model.state_dict(), path)` writes a model's:
+ * `_metadata` gives each module's BatchNorm version under its name, the prefix without its
+ * dot (`''` for a prefix `''`; a prefix that does not end in a dot names no module).
+ */
+export function modulesToTorchFile(modules: ReadonlyArray<readonly [string, Module]>, path: string | URL): Uint8Array {
+  const tensors = modules.flatMap(([prefix, m]) => Object.entries(tensorsOf(m, prefix)));
+  const names = modules.flatMap(([prefix]) => (prefix === '' ? [''] : prefix.endsWith('.') ? [prefix.slice(0, -1)] : []));
+  return encodeTorchStateDict(tensors, names, archiveFolder(path));
 }
 
 /**

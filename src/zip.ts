@@ -9,7 +9,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
-import { FormatError } from './errors.js';
+import { ArgumentError, FormatError } from './errors.js';
 import { readBytes } from './files.js';
 
 /** One file of the archive, as its central directory header describes it. */
@@ -215,4 +215,76 @@ export function crc32(bytes: Uint8Array): number {
   let c = 0xffffffff;
   for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
+}
+
+/** Where PyTorchStreamWriter aligns each record's data: "to 64-byte boundaries to allow for direct memory mapping". */
+export const RECORD_ALIGNMENT = 64;
+/** The extra field's id PyTorchStreamWriter pads a local header with ('FB'), its size, then that many 'Z's. */
+const PADDING_FIELD = 0x4246;
+/** 1980-01-01, 00:00: the date miniz writes without a clock (PyTorch's archives carry no time). */
+const DOS_DATE = 0x21;
+
+/**
+ * A ZIP archive of `records` (name, bytes), in that order, as PyTorchStreamWriter writes one:
+ * each stored (method 0), its data aligned to RECORD_ALIGNMENT bytes in the file by an 'FB'
+ * extra field in its local header, no data descriptors, no ZIP64 (an archive of 4 GiB or more is
+ * refused, as are 65535 records or more: a module's state is far smaller). Names are ASCII, as
+ * PyTorch's are.
+ */
+export function zipStored(records: ReadonlyArray<readonly [string, Uint8Array]>): Uint8Array {
+  const names = records.map(([name]) => new TextEncoder().encode(name));
+  const at: number[] = [];
+  const pads: number[] = [];
+  let size = 0;
+  for (const [i, [, data]] of records.entries()) {
+    at.push(size);
+    const start = size + 30 + names[i].length + 4;
+    pads.push((RECORD_ALIGNMENT - (start % RECORD_ALIGNMENT)) % RECORD_ALIGNMENT);
+    size = start + pads[i] + data.length;
+  }
+  const directoryAt = size;
+  for (const name of names) size += 46 + name.length;
+  if (size + END_SIZE > U32_MAX || records.length >= U16_MAX) {
+    throw new ArgumentError(`the modules' state makes a ZIP archive of ${records.length} records and ${size + END_SIZE} bytes; without ZIP64, which bnpool does not write, an archive holds fewer than ${U16_MAX} records and 4 GiB`);
+  }
+  const out = new Uint8Array(size + END_SIZE);
+  const view = viewOf(out);
+  const crcs = records.map(([, data]) => crc32(data));
+  for (const [i, [, data]] of records.entries()) {
+    let p = at[i];
+    view.setUint32(p, LOCAL_HEADER, true);
+    view.setUint16(p + 4, 20, true);
+    view.setUint16(p + 12, DOS_DATE, true);
+    view.setUint32(p + 14, crcs[i], true);
+    view.setUint32(p + 18, data.length, true);
+    view.setUint32(p + 22, data.length, true);
+    view.setUint16(p + 26, names[i].length, true);
+    view.setUint16(p + 28, 4 + pads[i], true);
+    out.set(names[i], p + 30);
+    p += 30 + names[i].length;
+    view.setUint16(p, PADDING_FIELD, true);
+    view.setUint16(p + 2, pads[i], true);
+    out.fill(0x5a, p + 4, p + 4 + pads[i]);
+    out.set(data, p + 4 + pads[i]);
+  }
+  let p = directoryAt;
+  for (const [i, [, data]] of records.entries()) {
+    view.setUint32(p, DIRECTORY_HEADER, true);
+    view.setUint16(p + 4, 20, true);
+    view.setUint16(p + 6, 20, true);
+    view.setUint16(p + 14, DOS_DATE, true);
+    view.setUint32(p + 16, crcs[i], true);
+    view.setUint32(p + 20, data.length, true);
+    view.setUint32(p + 24, data.length, true);
+    view.setUint16(p + 28, names[i].length, true);
+    view.setUint32(p + 42, at[i], true);
+    out.set(names[i], p + 46);
+    p += 46 + names[i].length;
+  }
+  view.setUint32(p, END_OF_DIRECTORY, true);
+  view.setUint16(p + 8, records.length, true);
+  view.setUint16(p + 10, records.length, true);
+  view.setUint32(p + 12, p - directoryAt, true);
+  view.setUint32(p + 16, directoryAt, true);
+  return out;
 }

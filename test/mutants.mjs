@@ -508,6 +508,45 @@ const MUTANTS = [
     replace: "case 0x74: stack.push(Object.freeze(popMark('TUPLE'))); break;", tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'pickler-no-shared', breaks: "a string CPython shares ('storage', 'cpu', 'version') is fetched from the memo after its first time",
+    file: 'src/pickler.ts', find: 'if (shared && this.fetch(`str ${text}`)) return;', replace: "if (shared && text === '' && this.fetch(`str ${text}`)) return;",
+    tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'pickler-binput-wide', breaks: 'a memo index past 255 is put by LONG_BINPUT',
+    file: 'src/pickler.ts', find: '    const index = this.memoSize++;\n    if (index < 256) {', replace: '    const index = this.memoSize++;\n    if (index < 512) {',
+    tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'pickler-batch', breaks: "a dict's items go in SETITEMS batches of 1000, as CPython's pickler writes them",
+    file: 'src/pickler.ts', find: 'export const BATCH_SIZE = 1000;', replace: 'export const BATCH_SIZE = 2000;', tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'torch-save-key-shared', breaks: "a storage key, str(n), is a new string object every time (never fetched from the memo)",
+    file: 'src/torch-save.ts', find: 'w.str(key, false);', replace: 'w.str(key, isShared(key));', tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'torch-save-metadata-name', breaks: "_metadata names a module by its prefix without the dot",
+    file: 'src/weights.ts', find: "prefix.endsWith('.') ? [prefix.slice(0, -1)] : []", replace: "prefix.endsWith('.') ? [prefix] : []", tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'torch-save-folder', breaks: "the archive's folder is the file's name without its extension",
+    file: 'src/torch-save.ts', find: "return stem === '' ? 'archive' : stem;", replace: "return stem === '' || stem !== '' ? 'archive' : stem;", tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'torch-save-count-double', breaks: 'num_batches_tracked is stored as an int64',
+    file: 'src/torch-save.ts', find: 'view.setBigInt64(i * size, BigInt(v), true);', replace: 'view.setFloat64(i * size, v, true);', tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'zip-write-unaligned', breaks: "each record's data starts on a 64-byte boundary of the file",
+    file: 'src/zip.ts', find: 'pads.push((RECORD_ALIGNMENT - (start % RECORD_ALIGNMENT)) % RECORD_ALIGNMENT);', replace: 'pads.push(0 * RECORD_ALIGNMENT);',
+    tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'zip-write-offset', breaks: "the central directory gives each record's local header offset",
+    file: 'src/zip.ts', find: 'view.setUint32(p + 42, at[i], true);', replace: 'view.setUint32(p + 42, at[0], true);', tests: ['test/torch-save.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

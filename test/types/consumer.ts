@@ -8,7 +8,7 @@ import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
   type BatchNormsByPrefix, type FromOnnxOptions, type FromTorchFileOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions, type TorchBatchNorm,
   ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, loadTorchFile, Pool,
-  saveSafetensors,
+  saveSafetensors, saveTorchFile,
 } from 'bnpool';
 
 /** True where A and B are the same type (not merely assignable either way). */
@@ -101,8 +101,15 @@ export async function modulesFromATorchSaveFile(bn1: BatchNorm, bn2: BatchNorm):
   await loadTorchFile('checkpoint.pth', { 'state_dict.bn1.': bn1, 'state_dict.layer1.1.': bn2 });
   const made = await BatchNorm.fromTorchFile('model.pt', { prefix: '1.', eps: 1e-3 } satisfies FromTorchFileOptions);
   expectType<Equal<typeof made, BatchNorm>>();
-  // @ts-expect-error: a torch.save file is read, not written, here.
-  await bn1.saveTorchFile('bn.pt');
+  // Written for torch.load: one module, or several under their prefixes; a prefix is a string.
+  expectType<Equal<ReturnType<typeof bn1.saveTorchFile>, Promise<void>>>();
+  await bn1.saveTorchFile(new URL('file:///tmp/bn.pt'), { prefix: 'bn1.' });
+  expectType<Equal<ReturnType<typeof saveTorchFile>, Promise<void>>>();
+  await saveTorchFile('bn.pt', { 'bn1.': bn1, 'layer1.1.': bn2 });
+  // @ts-expect-error: modules by prefix, not a list.
+  await saveTorchFile('bn.pt', [bn1, bn2]);
+  // @ts-expect-error: the prefix is a string.
+  await bn1.saveTorchFile('bn.pt', { prefix: 1 });
 }
 
 export async function aModuleFromAnOnnxModel(pool: Pool): Promise<void> {
