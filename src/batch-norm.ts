@@ -24,7 +24,7 @@ import { gradientReducer, runForward } from './sync.js';
 import type { SafetensorsBatchNorm } from './tensor-states.js';
 import {
   findBatchNormsInTorchFile, type FromTorchFileOptions, loadTorchFileInto, readTorchBatchNorm, saveTorchFileOf, splitFromTorchFileOptions,
-  type TorchBatchNorm,
+  type TorchBatchNorm, type TorchFileOptions,
 } from './torch-weights.js';
 import {
   checkAttached, checkBoolean, checkChannelOuts, checkDtype, checkEps, checkMomentum, checkOptionalFunction, checkOptions,
@@ -498,7 +498,7 @@ export class BatchNorm {
    * await bn.saveTorchFile('bn.pt');                     // Python: torch.nn.BatchNorm2d(C).load_state_dict(torch.load('bn.pt'))
    * await new BatchNorm(bn.numFeatures).loadTorchFile('bn.pt');
    */
-  async saveTorchFile(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+  async saveTorchFile(path: string | URL, options?: TorchFileOptions): Promise<void> {
     await saveTorchFileOf(this, path, options);
   }
 
@@ -517,7 +517,7 @@ export class BatchNorm {
    * // Python: torch.save(model.state_dict(), 'model.pt')
    * await bn.loadTorchFile('model.pt', { prefix: 'layer1.0.bn1.' });
    */
-  async loadTorchFile(path: string | URL, options?: SafetensorsOptions): Promise<void> {
+  async loadTorchFile(path: string | URL, options?: TorchFileOptions): Promise<void> {
     await loadTorchFileInto(this, path, options);
   }
 

@@ -17,7 +17,7 @@ export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './we
 export type { SafetensorsBatchNorm } from './tensor-states.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
 export { loadTorchFile, saveTorchFile } from './torch-modules.js';
-export type { FromTorchFileOptions, TorchBatchNorm } from './torch-weights.js';
+export type { FromTorchFileOptions, TorchBatchNorm, TorchFileOptions } from './torch-weights.js';
 export type { FromOnnxOptions, OnnxBatchNorm } from './onnx.js';
 export {
   AbortError, ArgumentError, BnPoolError, ClosedError, DtypeError, FormatError, NoForwardError, OutOfMemoryError,

@@ -12,7 +12,7 @@ import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { checkSafetensorsOptions, loadModuleFile, modulesToTorchFile } from './weights.js';
+import { checkSafetensorsOptions, loadModuleFile, modulesToTorchFile, type SafetensorsOptions } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -43,6 +43,12 @@ export function readTorchModules(path: string | URL, modules: ReadonlyArray<read
 export async function loadTorchFileInto(m: Module, path: unknown, options: unknown): Promise<void> {
   await loadModuleFile(m, path, options, readTorchModules);
 }
+
+/**
+ * Options of `bn.loadTorchFile` and `bn.saveTorchFile`: those of the `.safetensors` calls, the
+ * module's keys' `prefix` in the file (`'layer1.0.bn1.'`).
+ */
+export type TorchFileOptions = SafetensorsOptions;
 
 /** `bn.saveTorchFile(path, options)`: the state dict to a file `torch.load` reads, its keys after `options.prefix`. */
 export async function saveTorchFileOf(m: Module, path: unknown, options: unknown): Promise<void> {

@@ -7,6 +7,7 @@
 import {
   type BatchNormGradients, type BatchNormResult, type BnPoolErrorCode, type ChannelStatsJSON, type FloatArray, type GradientSums,
   type BatchNormsByPrefix, type FromOnnxOptions, type FromTorchFileOptions, type OnnxBatchNorm, type SafetensorsBatchNorm, type SafetensorsOptions, type TorchBatchNorm,
+  type TorchFileOptions,
   ArgumentError, AUTO_GRAIN, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, DEFAULT_GRAIN_SIZE, loadSafetensors, loadTorchFile, Pool,
   saveSafetensors, saveTorchFile,
 } from 'bnpool';
@@ -103,7 +104,8 @@ export async function modulesFromATorchSaveFile(bn1: BatchNorm, bn2: BatchNorm):
   expectType<Equal<typeof made, BatchNorm>>();
   // Written for torch.load: one module, or several under their prefixes; a prefix is a string.
   expectType<Equal<ReturnType<typeof bn1.saveTorchFile>, Promise<void>>>();
-  await bn1.saveTorchFile(new URL('file:///tmp/bn.pt'), { prefix: 'bn1.' });
+  await bn1.saveTorchFile(new URL('file:///tmp/bn.pt'), { prefix: 'bn1.' } satisfies TorchFileOptions);
+  expectType<Equal<Parameters<typeof bn1.loadTorchFile>[1], TorchFileOptions | undefined>>();
   expectType<Equal<ReturnType<typeof saveTorchFile>, Promise<void>>>();
   await saveTorchFile('bn.pt', { 'bn1.': bn1, 'layer1.1.': bn2 });
   // @ts-expect-error: modules by prefix, not a list.
