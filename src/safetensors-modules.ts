@@ -9,7 +9,7 @@ import { checkModuleArrays } from './batch-norm-checks.js';
 import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkPath } from './files.js';
-import { modulesToSafetensors, readModulesFile } from './weights.js';
+import { checkPrefix, modulesToSafetensors, readModulesFile } from './weights.js';
 
 /** Modules by the prefix of their keys in a file: `{ 'bn1.': bn1, 'layer1.1.': bn2 }`. */
 export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;
@@ -72,6 +72,7 @@ export function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, Bat
   if (entries.length === 0) throw new ArgumentError(`modules must name at least one BatchNorm to ${verb}; got an empty object`);
   const seen = new Map<BatchNorm, string>();
   for (const [prefix, m] of entries) {
+    checkPrefix(prefix, 'a key of modules');
     if (!(m instanceof BatchNorm)) throw new ArgumentError(`modules[${JSON.stringify(prefix)}] must be a BatchNorm; got ${describe(m)}`);
     const other = seen.get(m);
     if (verb === 'load' && other !== undefined) {

@@ -6,13 +6,13 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { BatchNormOptions, BatchNormStateDict } from './batch-norm-types.js';
-import { ArgumentError, describe, FormatError } from './errors.js';
+import { ArgumentError, FormatError } from './errors.js';
 import { checkPath } from './files.js';
 import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { checkSafetensorsOptions, loadModuleFile, modulesToTorchFile, type SafetensorsOptions } from './weights.js';
+import { checkPrefix, checkSafetensorsOptions, loadModuleFile, modulesToTorchFile, type SafetensorsOptions } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -69,8 +69,7 @@ export interface FromTorchFileOptions extends BatchNormOptions {
 /** `BatchNorm.fromTorchFile`'s options, split: the prefix, and the module's options. */
 export function splitFromTorchFileOptions(options: unknown): { prefix: string | undefined; moduleOptions: BatchNormOptions } {
   const { prefix, ...moduleOptions } = checkObject(options, 'options') as FromTorchFileOptions;
-  if (prefix !== undefined && typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
-  return { prefix, moduleOptions };
+  return { prefix: prefix === undefined ? undefined : checkPrefix(prefix, 'options.prefix'), moduleOptions };
 }
 
 /**

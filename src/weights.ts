@@ -116,8 +116,19 @@ const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 /** The options' prefix ('' when not given), checked. */
 export function checkSafetensorsOptions(options: unknown): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
-  if (typeof prefix !== 'string') throw new ArgumentError(`options.prefix must be a string; got ${describe(prefix)}`);
-  return prefix;
+  return checkPrefix(prefix, 'options.prefix');
+}
+
+/**
+ * A prefix of a file's tensor names, checked: a string, and well-formed Unicode, since the
+ * files' names are UTF-8, which has no lone surrogate (TextEncoder would write U+FFFD in its
+ * place, and safetensors' reader refuses the JSON escape of one), so no file holds a name it
+ * begins.
+ */
+export function checkPrefix(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw new ArgumentError(`${name} must be a string; got ${describe(value)}`);
+  if (/\p{Cs}/u.test(value)) throw new ArgumentError(`${name} must be well-formed Unicode (a file's names are UTF-8); got ${JSON.stringify(value)}, which holds a lone surrogate`);
+  return value;
 }
 
 /**

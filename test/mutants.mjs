@@ -547,6 +547,10 @@ const MUTANTS = [
     file: 'src/zip.ts', find: 'view.setUint32(p + 42, at[i], true);', replace: 'view.setUint32(p + 42, at[0], true);', tests: ['test/torch-save.test.ts'],
   },
   {
+    name: 'prefix-lone-surrogate', breaks: 'a prefix with a lone surrogate (no UTF-8, so no name in any file) is an ArgumentError',
+    file: 'src/weights.ts', find: 'if (/\\p{Cs}/u.test(value)) throw', replace: "if (/\\p{Cs}/u.test(value) && name === '') throw", tests: ['test/torch-save.test.ts'],
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

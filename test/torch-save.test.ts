@@ -255,6 +255,21 @@ describe('saveTorchFile', () => {
     await expect(saveTorchFile(path, bn as never)).rejects.toThrow(/^modules must be an object of BatchNorms by prefix/);
     await expect(saveTorchFile(path, { 'a.': 1 } as never)).rejects.toThrow('modules["a."] must be a BatchNorm; got 1');
     expect(existsSync(path)).toBe(false);
+    // A prefix with a lone surrogate has no UTF-8: no file could name it, so every call that takes one refuses it.
+    const lone = 'bn\ud800.';
+    const message = `must be well-formed Unicode (a file's names are UTF-8); got ${JSON.stringify(lone)}, which holds a lone surrogate`;
+    await expect(bn.saveTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    await expect(bn.saveSafetensors(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    await expect(saveTorchFile(path, { [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
+    expect(existsSync(path)).toBe(false);
+    await bn.saveTorchFile(path, { prefix: 'bn\u{1f600}.' }); // a surrogate pair is one character, written as UTF-8
+    expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn\u{1f600}.']);
+    const before = stateOf(bn);
+    await expect(bn.loadTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    await expect(loadTorchFile(path, { [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
+    await expect(BatchNorm.fromTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    expect(stateOf(bn)).toEqual(before);
+    rmSync(path);
     // One module under two prefixes is two modules' worth of keys, as saveSafetensors allows.
     await saveTorchFile(path, { 'a.': bn, 'b.': bn });
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['a.', 'b.']);
