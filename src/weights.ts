@@ -121,9 +121,10 @@ export function checkSafetensorsOptions(options: unknown): string {
 
 /**
  * A prefix of a file's tensor names, checked: a string, and well-formed Unicode, since the
- * files' names are UTF-8, which has no lone surrogate (TextEncoder would write U+FFFD in its
- * place, and safetensors' reader refuses the JSON escape of one), so no file holds a name it
- * begins.
+ * files' names are UTF-8, which has no lone surrogate: TextEncoder would write U+FFFD in its
+ * place, safetensors' reader refuses the JSON escape of one, and bnpool's readers refuse names
+ * that are not UTF-8 (Python's pickle can write one, "surrogatepass"), so no name they read
+ * begins with it.
  */
 export function checkPrefix(value: unknown, name: string): string {
   if (typeof value !== 'string') throw new ArgumentError(`${name} must be a string; got ${describe(value)}`);
