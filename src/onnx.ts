@@ -7,7 +7,6 @@
  */
 import { open, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Dtype } from '../workers/protocol.js';
 import type { BatchNormOptions } from './batch-norm-types.js';
 import { ArgumentError, describe, FormatError } from './errors.js';
@@ -327,11 +326,7 @@ function intAttribute(attributes: Map<string, Field[]>, name: string, fallback: 
   return value.value;
 }
 
-/** An `.onnx` path (checkPath's: a string or a file: URL), as a string, which its external data's paths are resolved against. */
-function modelPathOf(value: unknown): string {
-  const path = checkPath(value);
-  return path instanceof URL ? fileURLToPath(path) : path;
-}
+
 
 /** Options of `BatchNorm.fromOnnx`: the node, and the module's options (BatchNormOptions). */
 export interface FromOnnxOptions extends BatchNormOptions {
@@ -363,13 +358,13 @@ async function readModel(file: string): Promise<Uint8Array> {
 
 /** `BatchNorm.findInOnnx(path)`: the model's BatchNormalization nodes whose state is constant, in graph order. */
 export async function findBatchNormsInOnnxFile(path: unknown): Promise<OnnxBatchNorm[]> {
-  const file = modelPathOf(path);
+  const file = checkPath(path);
   return batchNormsOf(await readModel(file)).map(({ state: _, ...node }) => node);
 }
 
 /** The state of one node (by `node`: its name or its output's name; none where the model has one such node). */
 export async function readOnnxBatchNorm(path: unknown, node: string | undefined): Promise<{ node: OnnxBatchNorm; values: Float64Array[] }> {
-  const file = modelPathOf(path);
+  const file = checkPath(path);
   const found = batchNormsOf(await readModel(file));
   const listed = found.map((n) => JSON.stringify(n.name || n.output)).join(', ');
   const chosen = node === undefined ? found : found.filter((n) => (n.name !== '' && n.name === node) || n.output === node);

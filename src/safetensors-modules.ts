@@ -53,7 +53,7 @@ export async function loadSafetensors(path: string | URL, modules: BatchNormsByP
  */
 export async function loadModules(
   path: unknown, modules: BatchNormsByPrefix,
-  read: (path: string | URL, entries: ReadonlyArray<readonly [string, BatchNorm]>) => Promise<BatchNormStateDict[]>,
+  read: (path: string, entries: ReadonlyArray<readonly [string, BatchNorm]>) => Promise<BatchNormStateDict[]>,
 ): Promise<void> {
   const source = checkPath(path);
   const entries = modulesOf(modules, 'load');

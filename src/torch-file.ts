@@ -113,7 +113,7 @@ const MAX_DEPTH = 1000;
  * within its storage and each storage within the file (a `FormatError` where one does not), their
  * values left unread. `use` runs with the file open, and it is closed after.
  */
-export async function withTorchFile<T>(path: string | URL, use: (file: TorchFile) => Promise<T>): Promise<T> {
+export async function withTorchFile<T>(path: string, use: (file: TorchFile) => Promise<T>): Promise<T> {
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();

@@ -8,7 +8,6 @@
  * bnpool's own torch-file readers.
  */
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BATCH_SIZE, PickleWriter } from './pickler.js';
 import type { SafeTensor } from './safetensors.js';
 import { crc32, RECORD_ALIGNMENT, zipStored } from './zip.js';
@@ -30,11 +29,10 @@ const FILE_FORMAT_VERSION = '3\n';
  * ASCII (torch.save then writes through a Python stream, whose writer names it so) or the name
  * is empty.
  */
-export function archiveFolder(path: string | URL): string {
-  const text = typeof path === 'string' ? path : fileURLToPath(path);
+export function archiveFolder(path: string): string {
   // eslint-disable-next-line no-control-regex
-  if (!/^[\x00-\x7f]*$/.test(text)) return 'archive';
-  const name = basename(text.replaceAll('\\', '/'));
+  if (!/^[\x00-\x7f]*$/.test(path)) return 'archive';
+  const name = basename(path.replaceAll('\\', '/'));
   const dot = name.lastIndexOf('.');
   const stem = dot >= 0 ? name.slice(0, dot) : name;
   return stem === '' ? 'archive' : stem;

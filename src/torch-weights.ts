@@ -30,13 +30,14 @@ function torchBatchNormsIn(file: TorchFile): TorchBatchNorm[] {
 }
 
 /** `BatchNorm.findInTorchFile(path)`: the BatchNorms whose state the file holds, by prefix, with what the file says of their settings. */
-export function findBatchNormsInTorchFile(path: unknown): Promise<TorchBatchNorm[]> {
-  return withTorchFile(checkPath(path), async (file) => torchBatchNormsIn(file));
+export async function findBatchNormsInTorchFile(path: unknown): Promise<TorchBatchNorm[]> {
+  const source = checkPath(path);
+  return withTorchFile(source, async (file) => torchBatchNormsIn(file));
 }
 
 /** Each module's state dict from the file, under its prefix, all checked before any is returned. */
-export function readTorchModules(path: string | URL, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
-  return withTorchFile(path, (file) => statesOf(file.tensors, modules, { where: String(path), finder: FINDER }, (t) => file.bytesOf(t)));
+export function readTorchModules(path: string, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
+  return withTorchFile(path, (file) => statesOf(file.tensors, modules, { where: path, finder: FINDER }, (t) => file.bytesOf(t)));
 }
 
 /** `bn.loadTorchFile(path, options)`: the module's state from the file, under `options.prefix`. */
@@ -85,7 +86,7 @@ export async function readTorchBatchNorm<M extends Module>(
   const source = checkPath(path);
   return withTorchFile(source, async (file) => {
     const all = torchBatchNormsIn(file);
-    const where = String(source);
+    const where = source;
     let found: TorchBatchNorm | undefined;
     if (prefix !== undefined) {
       found = all.find((f) => f.prefix === prefix);

@@ -172,7 +172,7 @@ export function modulesToSafetensors(modules: ReadonlyArray<readonly [string, Mo
  * `_metadata` gives each module's BatchNorm version under its name, the prefix without its
  * dot (`''` for a prefix `''`; a prefix that does not end in a dot names no module).
  */
-export function modulesToTorchFile(modules: ReadonlyArray<readonly [string, Module]>, path: string | URL): Uint8Array {
+export function modulesToTorchFile(modules: ReadonlyArray<readonly [string, Module]>, path: string): Uint8Array {
   const tensors = modules.flatMap(([prefix, m]) => Object.entries(tensorsOf(m, prefix)));
   const names = modules.flatMap(([prefix]) => (prefix === '' ? [''] : prefix.endsWith('.') ? [prefix.slice(0, -1)] : []));
   return encodeTorchStateDict(tensors, names, archiveFolder(path));
@@ -213,7 +213,7 @@ export async function loadSafetensorsFile(m: Module, path: unknown, options: unk
  */
 export async function loadModuleFile(
   m: Module, path: unknown, options: unknown,
-  read: (path: string | URL, modules: ReadonlyArray<readonly [string, Module]>) => Promise<BatchNormStateDict[]>,
+  read: (path: string, modules: ReadonlyArray<readonly [string, Module]>) => Promise<BatchNormStateDict[]>,
 ): Promise<void> {
   const source = checkPath(path);
   const prefix = checkSafetensorsOptions(options);
@@ -239,11 +239,11 @@ export async function findBatchNormsInFile(path: unknown): Promise<SafetensorsBa
  * under its prefix: the header is read once and checked whole, then statesOf; loading them is
  * left to the caller, who applies all or none.
  */
-export async function readModulesFile(path: string | URL, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
+export async function readModulesFile(path: string, modules: ReadonlyArray<readonly [string, Module]>): Promise<BatchNormStateDict[]> {
   const handle = await open(path, 'r');
   try {
     const { base, entries } = await readHeader(handle);
-    return await statesOf(entries, modules, { where: String(path), finder: FINDER }, (e) => readBytes(handle, base + e.begin, e.end - e.begin, `tensor ${JSON.stringify(e.name)}`));
+    return await statesOf(entries, modules, { where: path, finder: FINDER }, (e) => readBytes(handle, base + e.begin, e.end - e.begin, `tensor ${JSON.stringify(e.name)}`));
   } finally {
     await handle.close();
   }

@@ -551,6 +551,20 @@ const MUTANTS = [
     file: 'src/weights.ts', find: 'if (/\\p{Cs}/u.test(value)) throw', replace: "if (/\\p{Cs}/u.test(value) && name === '') throw", tests: ['test/torch-save.test.ts'],
   },
   {
+    name: 'path-url-scheme', breaks: "a URL that is not a file: URL of this machine is an ArgumentError, not fs's TypeError",
+    file: 'src/files.ts', find: '      path = fileURLToPath(value);', replace: '      path = value.protocol === "file:" ? fileURLToPath(value) : value.href;',
+    tests: ['test/torch-save.test.ts'], only: 'paths',
+  },
+  {
+    name: 'path-nul', breaks: "a path holding a NUL character is an ArgumentError, not fs's TypeError",
+    file: 'src/files.ts', find: "if (value.includes('\\0')) throw", replace: "if (value.includes('\\0') && value === '') throw", tests: ['test/torch-save.test.ts'], only: 'paths',
+  },
+  {
+    name: 'find-torch-sync', breaks: 'BatchNorm.findInTorchFile rejects its promise on a bad path (it threw before returning one)',
+    file: 'src/torch-weights.ts', find: 'export async function findBatchNormsInTorchFile(', replace: 'export function findBatchNormsInTorchFile(',
+    tests: ['test/torch-save.test.ts'], only: 'paths',
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

@@ -11,12 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArgumentError, BatchNorm, loadTorchFile, Pool, saveTorchFile } from '../dist/src/index.js';
+import {
+  ArgumentError, BatchNorm, loadSafetensors, loadTorchFile, Pool, saveSafetensors, saveTorchFile,
+} from '../dist/src/index.js';
 import { PickleWriter } from '../dist/src/pickler.js';
 import { PyCall, PyDict, readPickle } from '../dist/src/pickle.js';
 import { archiveFolder } from '../dist/src/torch-save.js';
 import { crc32, zipStored } from '../dist/src/zip.js';
-import { randomVector, sameBits } from './helpers/data.js';
+import { detached, randomVector, sameBits } from './helpers/data.js';
 
 let pool: Pool;
 const dir = mkdtempSync(join(tmpdir(), 'bnpool-torch-save-'));
@@ -227,7 +229,7 @@ describe('saveTorchFile', () => {
     expect(archiveFolder('/a/b/resnet.v2.pt')).toBe('resnet.v2');
     expect(archiveFolder('model')).toBe('model');
     expect(archiveFolder('C:\\runs\\bn.pth')).toBe('bn');
-    expect(archiveFolder(pathToFileURL('/tmp/x/ckpt.tar'))).toBe('ckpt');
+    expect(archiveFolder('/tmp/x/ckpt.tar')).toBe('ckpt');
     // Non-ASCII paths go through a Python stream in torch.save, whose writer names the folder 'archive'; so does an empty name.
     expect(archiveFolder('/tmp/modèle.pt')).toBe('archive');
     expect(archiveFolder('/tmp/.pt')).toBe('archive');
@@ -270,9 +272,50 @@ describe('saveTorchFile', () => {
     await expect(BatchNorm.fromTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
     expect(stateOf(bn)).toEqual(before);
     rmSync(path);
+    // A module whose weight its owner detached: refused as stateDict() refuses it, no file written.
+    const gone = random(3, 'float32', 6);
+    detached(gone.weight!);
+    await expect(gone.saveTorchFile(path)).rejects.toBeInstanceOf(ArgumentError);
+    await expect(saveTorchFile(path, { 'a.': bn, 'b.': gone })).rejects.toThrow(/^weight /);
+    expect(existsSync(path)).toBe(false);
     // One module under two prefixes is two modules' worth of keys, as saveSafetensors allows.
     await saveTorchFile(path, { 'a.': bn, 'b.': bn });
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['a.', 'b.']);
+  });
+});
+
+describe('paths', () => {
+  it('every file call refuses, with an ArgumentError before any work, a path fs would refuse with a TypeError of its own', async () => {
+    const bn = random(3, 'float32', 9);
+    const before = stateOf(bn);
+    const calls: [string, (path: never) => Promise<unknown>][] = [
+      ['bn.saveTorchFile', (p) => bn.saveTorchFile(p)], ['bn.loadTorchFile', (p) => bn.loadTorchFile(p)],
+      ['saveTorchFile', (p) => saveTorchFile(p, { 'a.': bn })], ['loadTorchFile', (p) => loadTorchFile(p, { 'a.': bn })],
+      ['bn.saveSafetensors', (p) => bn.saveSafetensors(p)], ['bn.loadSafetensors', (p) => bn.loadSafetensors(p)],
+      ['saveSafetensors', (p) => saveSafetensors(p, { 'a.': bn })], ['loadSafetensors', (p) => loadSafetensors(p, { 'a.': bn })],
+      ['findInTorchFile', (p) => BatchNorm.findInTorchFile(p)], ['fromTorchFile', (p) => BatchNorm.fromTorchFile(p)],
+      ['findInSafetensors', (p) => BatchNorm.findInSafetensors(p)], ['findInOnnx', (p) => BatchNorm.findInOnnx(p)],
+      ['fromOnnx', (p) => BatchNorm.fromOnnx(p)],
+    ];
+    const wrongs: [unknown, RegExp][] = [
+      [new URL('https://example.com/bn.pt'), /^path must be a file: URL of this machine's files where it is a URL; got "https:\/\/example.com\/bn.pt": /],
+      [new URL('file://elsewhere/tmp/bn.pt'), /^path must be a file: URL of this machine's files where it is a URL; got "file:\/\/elsewhere\/tmp\/bn.pt": /],
+      [join(dir, 'bn\0.pt'), /^path must not hold a NUL character; got ".*bn\\u0000\.pt"$/],
+      [pathToFileURL(join(dir, 'bn\0.pt')), /^path must not hold a NUL character; got /],
+    ];
+    for (const [name, call] of calls) {
+      for (const [wrong, message] of wrongs) {
+        const err = await call(wrong as never).then(() => null, (e: unknown) => e);
+        expect(err, `${name}(${String(wrong)})`).toBeInstanceOf(ArgumentError);
+        expect((err as Error).message, name).toMatch(message);
+      }
+    }
+    expect(stateOf(bn)).toEqual(before);
+    // A file: URL is its path: the file written and read back through one.
+    const url = pathToFileURL(join(dir, 'by url.pt'));
+    await bn.saveTorchFile(url);
+    expect(recordsOf(readFileSync(join(dir, 'by url.pt')))[0].name).toBe('by url/data.pkl');
+    await expect(BatchNorm.findInTorchFile(url)).resolves.toEqual([{ prefix: '', numFeatures: 3, affine: true, dtype: 'float32' }]);
   });
 });
 
