@@ -15,7 +15,7 @@ export function checkPath(value: unknown): string {
     try {
       path = fileURLToPath(value);
     } catch (err) {
-      throw new ArgumentError(`path must be a file: URL of this machine's files where it is a URL; got ${JSON.stringify(value.href)}: ${(err as Error).message}`);
+      throw new ArgumentError(`path, a URL, must be a file: URL of this machine; got ${JSON.stringify(value.href)} (${(err as Error).message})`);
     }
     return checkPath(path);
   }

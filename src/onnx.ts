@@ -326,8 +326,6 @@ function intAttribute(attributes: Map<string, Field[]>, name: string, fallback: 
   return value.value;
 }
 
-
-
 /** Options of `BatchNorm.fromOnnx`: the node, and the module's options (BatchNormOptions). */
 export interface FromOnnxOptions extends BatchNormOptions {
   /**

@@ -7,8 +7,8 @@
  */
 import { FormatError } from './errors.js';
 
-/** The tensor types bnpool writes (and reads). */
-const DTYPES = {
+/** The tensor types bnpool writes (and reads): bytes a value, and its little-endian read and write. */
+export const DTYPES = {
   F32: { bytes: 4, read: (v: DataView, at: number) => v.getFloat32(at, true), write: (v: DataView, at: number, x: number) => v.setFloat32(at, x, true) },
   F64: { bytes: 8, read: (v: DataView, at: number) => v.getFloat64(at, true), write: (v: DataView, at: number, x: number) => v.setFloat64(at, x, true) },
   I64: { bytes: 8, read: (v: DataView, at: number) => Number(v.getBigInt64(at, true)), write: (v: DataView, at: number, x: number) => v.setBigInt64(at, BigInt(x), true) },

@@ -9,15 +9,13 @@
  */
 import { basename } from 'node:path';
 import { BATCH_SIZE, PickleWriter } from './pickler.js';
-import type { SafeTensor } from './safetensors.js';
+import { DTYPES, type SafeTensor } from './safetensors.js';
 import { crc32, RECORD_ALIGNMENT, zipStored } from './zip.js';
 
 /** The storage class of each element type written, as a tensor's pickle names it (`torch.FloatStorage`). */
 const STORAGE_CLASSES: Readonly<Record<SafeTensor['dtype'], string>> = {
   F32: 'FloatStorage', F64: 'DoubleStorage', I64: 'LongStorage', I32: 'IntStorage',
 };
-/** Bytes of each element type. */
-const ELEMENT_BYTES: Readonly<Record<SafeTensor['dtype'], number>> = { F32: 4, F64: 8, I64: 8, I32: 4 };
 /** The module version `_metadata` records for a BatchNorm (`_BatchNorm._version`: 2 since num_batches_tracked). */
 const BATCH_NORM_VERSION = 2;
 /** torch.save's file format version (caffe2's kProducedFileFormatVersion), as its `version` record says it. */
@@ -149,18 +147,12 @@ function isShared(text: string): boolean {
   return text.length === 0 || (text.length === 1 && text.charCodeAt(0) < 256);
 }
 
-/** A storage's bytes, little-endian. */
+/** A storage's bytes, little-endian, as safetensors' are. */
 function storageBytes(t: SafeTensor): Uint8Array {
-  const size = ELEMENT_BYTES[t.dtype];
-  const out = new Uint8Array(t.data.length * size);
+  const { bytes, write } = DTYPES[t.dtype];
+  const out = new Uint8Array(t.data.length * bytes);
   const view = new DataView(out.buffer);
-  for (let i = 0; i < t.data.length; i++) {
-    const v = t.data[i];
-    if (t.dtype === 'F32') view.setFloat32(i * size, v, true);
-    else if (t.dtype === 'F64') view.setFloat64(i * size, v, true);
-    else if (t.dtype === 'I64') view.setBigInt64(i * size, BigInt(v), true);
-    else view.setInt32(i * size, v, true);
-  }
+  for (let i = 0; i < t.data.length; i++) write(view, i * bytes, t.data[i]);
   return out;
 }
 

@@ -83,10 +83,9 @@ export function splitFromTorchFileOptions(options: unknown): { prefix: string | 
 export async function readTorchBatchNorm<M extends Module>(
   path: unknown, prefix: string | undefined, given: BatchNormOptions, make: (found: TorchBatchNorm) => M,
 ): Promise<M> {
-  const source = checkPath(path);
-  return withTorchFile(source, async (file) => {
+  const where = checkPath(path);
+  return withTorchFile(where, async (file) => {
     const all = torchBatchNormsIn(file);
-    const where = source;
     let found: TorchBatchNorm | undefined;
     if (prefix !== undefined) {
       found = all.find((f) => f.prefix === prefix);

@@ -168,9 +168,10 @@ export function modulesToSafetensors(modules: ReadonlyArray<readonly [string, Mo
 
 /**
  * Several modules' state dicts as the bytes of a file at `path` that `torch.load` reads
- * (torch-save.ts), each under its prefix, in the modules' order, as `torch.save(model.state_dict(), path)` writes a model's:
- * `_metadata` gives each module's BatchNorm version under its name, the prefix without its
- * dot (`''` for a prefix `''`; a prefix that does not end in a dot names no module).
+ * (torch-save.ts), each under its prefix, in the modules' order, as `torch.save(model.state_dict(),
+ * path)` writes a model's: `_metadata` gives each module's BatchNorm version under its name, the
+ * prefix without its dot (`''` for a prefix `''`; a prefix that does not end in a dot names no
+ * module).
  */
 export function modulesToTorchFile(modules: ReadonlyArray<readonly [string, Module]>, path: string): Uint8Array {
   const tensors = modules.flatMap(([prefix, m]) => Object.entries(tensorsOf(m, prefix)));
