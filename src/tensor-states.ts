@@ -34,16 +34,18 @@ export interface SafetensorsBatchNorm {
  * The entries of a file's header that hold the module's state: every one where `prefix` is '',
  * else those whose names start with it (the rest of a model's file), checked to be exactly the
  * module's keys (prefix taken off) before any is read. Where they are not, an ArgumentError says
- * what the file holds.
+ * what the file holds. A module without state (affine and trackRunningStats both false) takes
+ * none, as PyTorch's `load_state_dict` expects none of it: under a prefix no name starts, that is
+ * no error.
  */
 function moduleEntries(m: Module, entries: readonly TensorEntry[], prefix: string, source: TensorSource): TensorEntry[] {
   const { where } = source;
   const chosen = entries.filter((e) => e.name.startsWith(prefix));
-  if (prefix !== '' && chosen.length === 0) {
+  const { expected } = stateDictKeys(m);
+  if (prefix !== '' && chosen.length === 0 && expected.length > 0) {
     throw new ArgumentError(`options.prefix ${JSON.stringify(prefix)} starts no tensor name in ${where}; ${heldModules(entries, source.finder).held}`);
   }
   const names = chosen.map((e) => e.name.slice(prefix.length));
-  const { expected } = stateDictKeys(m);
   const missing = missingKeys(expected, (key) => names.includes(key));
   const unexpected = names.filter((key) => !expected.includes(key));
   if (missing.length > 0 || unexpected.length > 0) {

@@ -565,6 +565,11 @@ const MUTANTS = [
     tests: ['test/torch-save.test.ts'], only: 'paths',
   },
   {
+    name: 'stateless-load-refused', breaks: 'a module without state (affine and trackRunningStats false) loads from a file, under any prefix, the nothing it takes',
+    file: 'src/tensor-states.ts', find: 'if (prefix !== \'\' && chosen.length === 0 && expected.length > 0) {', replace: 'if (prefix !== \'\' && chosen.length === 0) {',
+    tests: ['test/torch-save.test.ts'], only: 'random modules',
+  },
+  {
     name: 'auto-grain-linear', breaks: "grainSize 'auto' gives a call ceil(sqrt(n / AUTO_GRAIN)) threads (not one per 512 Ki elements, the default before)",
     file: 'src/pool-internals.ts', find: 'Math.ceil(Math.sqrt(elements / AUTO_GRAIN))', replace: 'Math.ceil(elements / (8 * AUTO_GRAIN))', tests: ['test/grain-size.test.ts'],
   },

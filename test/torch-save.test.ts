@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ArgumentError, BatchNorm, loadSafetensors, loadTorchFile, Pool, saveSafetensors, saveTorchFile,
@@ -281,6 +282,46 @@ describe('saveTorchFile', () => {
     // One module under two prefixes is two modules' worth of keys, as saveSafetensors allows.
     await saveTorchFile(path, { 'a.': bn, 'b.': bn });
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['a.', 'b.']);
+  });
+});
+
+describe('saveTorchFile, random modules', () => {
+  it('reads back every module of any set, under any well-formed prefixes, bit for bit; the pickle as CPython would put its memo', async () => {
+    const prefix = fc.oneof(
+      fc.string({ maxLength: 12 }).map((p) => `${p}.`),
+      fc.string({ unit: 'grapheme', maxLength: 6 }),
+      fc.constantFrom('', '0.', 'a', 'features.10.', 'x'.repeat(300)),
+    );
+    const spec = fc.record({
+      C: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 250, max: 70_000 })),
+      dtype: fc.constantFrom('float32' as const, 'float64' as const),
+      affine: fc.boolean(), running: fc.boolean(), count: fc.nat({ max: 2 ** 53 - 1 }), seed: fc.integer({ min: 1, max: 2 ** 30 }),
+    });
+    let n = 0;
+    // Prefixes as a model's are: none begins another (a BatchNorm has no submodules).
+    const set = fc.uniqueArray(fc.tuple(prefix, spec), { minLength: 1, maxLength: 6, selector: ([p]) => p })
+      .filter((entries) => entries.every(([p], i) => entries.every(([q], j) => i === j || !p.startsWith(q))));
+    await fc.assert(fc.asyncProperty(set, async (entries) => {
+      const modules = Object.fromEntries(entries.map(([p, m]) => [p, random(m.C, m.dtype, m.seed, m)]));
+      const path = join(dir, `random-${n++}.pt`);
+      await saveTorchFile(path, modules);
+      const back = Object.fromEntries(entries.map(([p, m]) => [p, new BatchNorm(m.C, { dtype: m.dtype, affine: m.affine, trackRunningStats: m.running, pool })]));
+      await loadTorchFile(path, back);
+      for (const [p, m] of Object.entries(modules)) {
+        const a = m.stateDict();
+        const b = back[p].stateDict();
+        expect(Object.keys(b)).toEqual(Object.keys(a));
+        for (const key of Object.keys(a) as (keyof typeof a)[]) {
+          if (key === 'num_batches_tracked') expect(b[key]).toBe(a[key]);
+          else expect(sameBits(b[key] as ArrayLike<number>, a[key] as ArrayLike<number>)).toBe(true);
+        }
+      }
+      const ops = opcodesOf(recordsOf(readFileSync(path))[0].data);
+      const puts = ops.filter((o) => o.op === 0x71 || o.op === 0x72).map((o) => o.memo);
+      expect(puts).toEqual(puts.map((_, i) => i));
+      for (const o of ops) if (o.op === 0x68 || o.op === 0x6a) expect(o.memo).toBeLessThan(puts.length);
+      rmSync(path);
+    }), { numRuns: 60, seed: 1205 });
   });
 });
 
