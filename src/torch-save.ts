@@ -1,9 +1,10 @@
 /**
  * Files `torch.load` reads, written: modules' state dicts as `torch.save(model.state_dict(), path)`
  * writes them (torch/serialization.py `_save`, PyTorch 2.6 and later, on PyTorchStreamWriter):
- * a ZIP archive (zip.ts `zipStored`) of `<folder>/data.pkl`, the pickle (protocol 2) of an
- * OrderedDict of tensors with its `_metadata`, then `.format_version`, `.storage_alignment`,
- * `byteorder`, each tensor's storage as `data/<key>`, `version` and `.data/serialization_id`.
+ * a ZIP archive (zip.ts `zipStored`: PyTorch's record layout in a plain ZIP) of
+ * `<folder>/data.pkl`, the pickle (protocol 2) of an OrderedDict of tensors with its `_metadata`,
+ * then `.format_version`, `.storage_alignment`, `byteorder`, each tensor's storage as
+ * `data/<key>`, `version` and `.data/serialization_id`.
  * `torch.load(path)` (weights_only, its default) and `model.load_state_dict(...)` take it; so do
  * bnpool's own torch-file readers.
  */

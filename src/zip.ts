@@ -221,15 +221,18 @@ export function crc32(bytes: Uint8Array): number {
 export const RECORD_ALIGNMENT = 64;
 /** The extra field's id PyTorchStreamWriter pads a local header with ('FB'), its size, then that many 'Z's. */
 const PADDING_FIELD = 0x4246;
-/** 1980-01-01, 00:00: the date miniz writes without a clock (PyTorch's archives carry no time). */
+/** 1980-01-01, 00:00, every entry's date: a fixed one, so that an archive's bytes depend on its records alone. */
 const DOS_DATE = 0x21;
 
 /**
- * A ZIP archive of `records` (name, bytes), in that order, as PyTorchStreamWriter writes one:
- * each stored (method 0), its data aligned to RECORD_ALIGNMENT bytes in the file by an 'FB'
- * extra field in its local header, no data descriptors, no ZIP64 (an archive of 4 GiB or more is
- * refused, as are 65535 records or more: a module's state is far smaller). Names are ASCII, as
- * PyTorch's are.
+ * A ZIP archive of `records` (name, bytes), in that order, laid out as PyTorchStreamWriter lays
+ * its records: each stored (method 0), its data aligned to RECORD_ALIGNMENT bytes in the file by
+ * an 'FB' extra field in its local header. The ZIP around them is the plain one: CRC and sizes in
+ * each local header, no data descriptor, no ZIP64 record (an archive of 4 GiB or more is refused,
+ * as are 65535 records or more: a module's state is far smaller), where PyTorch's miniz writer
+ * (inline_container.cc: `MZ_ZIP_FLAG_WRITE_ZIP64`) follows each record with a data descriptor and
+ * always ends with ZIP64 records; every ZIP reader, miniz's (torch.load's) among them, reads
+ * either. Names are ASCII, as PyTorch's are.
  */
 export function zipStored(records: ReadonlyArray<readonly [string, Uint8Array]>): Uint8Array {
   const names = records.map(([name]) => new TextEncoder().encode(name));

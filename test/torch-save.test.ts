@@ -7,7 +7,7 @@
  * writer and by saveSafetensors. test/fixtures/torch-file/check_with_torch.py checks them
  * against PyTorch itself where it is installed.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -283,6 +283,79 @@ describe('saveTorchFile', () => {
     // One module under two prefixes is two modules' worth of keys, as saveSafetensors allows.
     await saveTorchFile(path, { 'a.': bn, 'b.': bn });
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['a.', 'b.']);
+  });
+});
+
+/**
+ * The records of an archive in the ZIP PyTorch's miniz writer makes of them (MZ_ZIP_FLAG_WRITE_ZIP64):
+ * local headers with bit 3 (and UTF-8's bit 11) set and no CRC or sizes, a data descriptor after
+ * each record's data (sizes of 8 bytes), the central directory, then the ZIP64 end record and its
+ * locator before the end record, which still holds the counts.
+ */
+function minizZip(records: readonly { name: string; data: Uint8Array }[]): Buffer {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const { name, data } of records) {
+    const n = Buffer.from(name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(45, 4);
+    local.writeUInt16LE(0x0808, 6);
+    local.writeUInt16LE(n.length, 26);
+    const descriptor = Buffer.alloc(24);
+    descriptor.writeUInt32LE(0x08074b50, 0);
+    descriptor.writeUInt32LE(crc32(data), 4);
+    descriptor.writeBigUInt64LE(BigInt(data.length), 8);
+    descriptor.writeBigUInt64LE(BigInt(data.length), 16);
+    const header = Buffer.alloc(46);
+    header.writeUInt32LE(0x02014b50, 0);
+    header.writeUInt16LE(45, 4);
+    header.writeUInt16LE(45, 6);
+    header.writeUInt16LE(0x0808, 8);
+    header.writeUInt32LE(crc32(data), 16);
+    header.writeUInt32LE(data.length, 20);
+    header.writeUInt32LE(data.length, 24);
+    header.writeUInt16LE(n.length, 28);
+    header.writeUInt32LE(offset, 42);
+    central.push(header, n);
+    parts.push(local, n, Buffer.from(data), descriptor);
+    offset += 30 + n.length + data.length + 24;
+  }
+  const directory = Buffer.concat(central);
+  const record = Buffer.alloc(56);
+  record.writeUInt32LE(0x06064b50, 0);
+  record.writeBigUInt64LE(44n, 4);
+  record.writeUInt16LE(45, 12);
+  record.writeUInt16LE(45, 14);
+  record.writeBigUInt64LE(BigInt(records.length), 24);
+  record.writeBigUInt64LE(BigInt(records.length), 32);
+  record.writeBigUInt64LE(BigInt(directory.length), 40);
+  record.writeBigUInt64LE(BigInt(offset), 48);
+  const locator = Buffer.alloc(20);
+  locator.writeUInt32LE(0x07064b50, 0);
+  locator.writeBigUInt64LE(BigInt(offset + directory.length), 8);
+  locator.writeUInt32LE(1, 16);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(records.length, 8);
+  end.writeUInt16LE(records.length, 10);
+  end.writeUInt32LE(directory.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...parts, directory, record, locator, end]);
+}
+
+describe("the ZIP PyTorch's own writer makes", () => {
+  it('is read by bnpool as its plain one: data descriptors after the records, ZIP64 end records', async () => {
+    const modules = { 'bn1.': random(3, 'float32', 31, { count: 4 }), 'layer2.0.bn.': random(5, 'float64', 32, { affine: false, count: 9 }) };
+    const plain = join(dir, 'plain.pt');
+    await saveTorchFile(plain, modules);
+    const miniz = join(dir, 'miniz.pt');
+    writeFileSync(miniz, minizZip(recordsOf(readFileSync(plain))));
+    expect(await BatchNorm.findInTorchFile(miniz)).toEqual(await BatchNorm.findInTorchFile(plain));
+    const back = { 'bn1.': new BatchNorm(3, { pool }), 'layer2.0.bn.': new BatchNorm(5, { dtype: 'float64', affine: false, pool }) };
+    await loadTorchFile(miniz, back);
+    for (const [p, m] of Object.entries(modules)) expect(stateOf(back[p as keyof typeof back])).toEqual(stateOf(m));
   });
 });
 
