@@ -16,6 +16,7 @@ import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type TorchBatchNo
 import { withTorchFile } from '../dist/src/torch-file.js';
 import { MAX_CODE, scriptClassesOf } from '../dist/src/torch-script.js';
 import { crc32 } from '../dist/src/zip.js';
+import { zipEnd } from './helpers/zip.js';
 
 /** Corrupted pickles of the robustness test (`BNPOOL_TORCH_CORRUPTIONS=5000` searches longer). */
 const CORRUPTIONS = Number(process.env.BNPOOL_TORCH_CORRUPTIONS ?? 200);
@@ -71,12 +72,7 @@ function zipChunks(records: ReadonlyArray<readonly [string, Uint8Array | number]
     offset += 30 + n.length + length;
   }
   const directory = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(records.length, 8);
-  end.writeUInt16LE(records.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
+  const end = zipEnd(records.length, directory.length, offset);
   chunks.push([offset, Buffer.concat([directory, end])]);
   return { chunks, size: offset + directory.length + end.length };
 }

@@ -21,6 +21,7 @@ import { PyCall, PyDict, readPickle } from '../dist/src/pickle.js';
 import { archiveFolder } from '../dist/src/torch-save.js';
 import { crc32, zipStored } from '../dist/src/zip.js';
 import { detached, randomVector, sameBits } from './helpers/data.js';
+import { zipEnd } from './helpers/zip.js';
 
 let pool: Pool;
 const dir = mkdtempSync(join(tmpdir(), 'bnpool-torch-save-'));
@@ -336,13 +337,7 @@ function minizZip(records: readonly { name: string; data: Uint8Array }[]): Buffe
   locator.writeUInt32LE(0x07064b50, 0);
   locator.writeBigUInt64LE(BigInt(offset + directory.length), 8);
   locator.writeUInt32LE(1, 16);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(records.length, 8);
-  end.writeUInt16LE(records.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, directory, record, locator, end]);
+  return Buffer.concat([...parts, directory, record, locator, zipEnd(records.length, directory.length, offset)]);
 }
 
 describe("the ZIP PyTorch's own writer makes", () => {
