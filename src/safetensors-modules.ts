@@ -9,7 +9,7 @@ import { checkModuleArrays } from './batch-norm-checks.js';
 import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkPath } from './files.js';
-import { checkPrefix, modulesToSafetensors, readModulesFile } from './weights.js';
+import { checkPrefix, type ModulesEncoder, modulesToSafetensors, readModulesFile } from './weights.js';
 
 /** Modules by the prefix of their keys in a file: `{ 'bn1.': bn1, 'layer1.1.': bn2 }`. */
 export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;
@@ -25,8 +25,17 @@ export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;
  * // Python: model.load_state_dict(safetensors.torch.load_file('bn.safetensors'), strict=False)
  */
 export async function saveSafetensors(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
+  await saveModules(path, modules, modulesToSafetensors);
+}
+
+/**
+ * Writes `modules` into one file, all checked first: the path, then the modules, then the bytes
+ * `encode` gives written. The free save functions of every format (`saveSafetensors`,
+ * `saveTorchFile`) are this with their writer; the save side of loadModules.
+ */
+export async function saveModules(path: unknown, modules: BatchNormsByPrefix, encode: ModulesEncoder): Promise<void> {
   const target = checkPath(path);
-  const bytes = modulesToSafetensors(modulesOf(modules, 'save'));
+  const bytes = encode(modulesOf(modules, 'save'), target);
   await writeFile(target, bytes);
 }
 
@@ -64,7 +73,7 @@ export async function loadModules(
 }
 
 /** `modules` checked: an object of at least one BatchNorm, each its own module when loading. */
-export function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
+function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
   if (modules === null || typeof modules !== 'object' || Array.isArray(modules) || modules instanceof BatchNorm) {
     throw new ArgumentError(`modules must be an object of BatchNorms by prefix ({ 'bn1.': bn1, ... }); got ${describe(modules)}`);
   }

@@ -4,9 +4,7 @@
  * and `saveSafetensors` (safetensors-modules.ts), reading through torch-weights.ts and writing
  * through torch-save.ts.
  */
-import { writeFile } from 'node:fs/promises';
-import { checkPath } from './files.js';
-import { type BatchNormsByPrefix, loadModules, modulesOf } from './safetensors-modules.js';
+import { type BatchNormsByPrefix, loadModules, saveModules } from './safetensors-modules.js';
 import { readTorchModules } from './torch-weights.js';
 import { modulesToTorchFile } from './weights.js';
 
@@ -39,7 +37,5 @@ export async function loadTorchFile(path: string | URL, modules: BatchNormsByPre
  * // Python: model.load_state_dict(torch.load('bn.pt'), strict=False)
  */
 export async function saveTorchFile(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
-  const target = checkPath(path);
-  const bytes = modulesToTorchFile(modulesOf(modules, 'save'), target);
-  await writeFile(target, bytes);
+  await saveModules(path, modules, modulesToTorchFile);
 }

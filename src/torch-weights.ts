@@ -4,7 +4,6 @@
  * and the BatchNorms such a file holds. The same checks and messages as for `.safetensors`
  * files (tensor-states.ts).
  */
-import { writeFile } from 'node:fs/promises';
 import type { BatchNormOptions, BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, FormatError } from './errors.js';
 import { checkPath } from './files.js';
@@ -12,7 +11,7 @@ import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { checkPrefix, checkSafetensorsOptions, loadModuleFile, modulesToTorchFile, type SafetensorsOptions } from './weights.js';
+import { checkPrefix, loadModuleFile, modulesToTorchFile, type SafetensorsOptions, saveModuleFile } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -53,9 +52,7 @@ export type TorchFileOptions = SafetensorsOptions;
 
 /** `bn.saveTorchFile(path, options)`: the state dict to a file `torch.load` reads, its keys after `options.prefix`. */
 export async function saveTorchFileOf(m: Module, path: unknown, options: unknown): Promise<void> {
-  const target = checkPath(path);
-  const prefix = checkSafetensorsOptions(options);
-  await writeFile(target, modulesToTorchFile([[prefix, m]], target));
+  await saveModuleFile(m, path, options, modulesToTorchFile);
 }
 
 /** Options of `BatchNorm.fromTorchFile`: the module's prefix in the file, and the module's options (BatchNormOptions). */

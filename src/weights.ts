@@ -114,7 +114,7 @@ export interface SafetensorsOptions {
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
 /** The options' prefix ('' when not given), checked. */
-export function checkSafetensorsOptions(options: unknown): string {
+function checkSafetensorsOptions(options: unknown): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
   return checkPrefix(prefix, 'options.prefix');
 }
@@ -137,10 +137,10 @@ export function checkPrefix(value: unknown, name: string): string {
  * num_batches_tracked as an int64 scalar, as `torch.save`'s tensors would be; each key after `prefix`.
  */
 export function toSafetensors(m: Module, prefix = ''): Uint8Array {
-  return encodeSafetensors(tensorsOf(m, prefix), { format: 'pt' });
+  return modulesToSafetensors([[prefix, m]]);
 }
 
-/** The module's state dict as toSafetensors writes it, by name (each key after `prefix`). */
+/** The module's state dict as the file writers write it, by name (each key after `prefix`). */
 function tensorsOf(m: Module, prefix: string): Record<string, SafeTensor> {
   const sd = m.stateDict();
   const dtype = m.dtype === 'float64' ? 'F64' : 'F32';
@@ -191,10 +191,26 @@ export async function fromSafetensors(m: Module, bytes: Uint8Array, prefix = '')
   m.loadStateDict(sd);
 }
 
+/**
+ * A file format's writer: modules' state dicts, each under its prefix, as the bytes of a file at
+ * `path` (a format may name its contents after the file: torch.save's archive folder).
+ */
+export type ModulesEncoder = (modules: ReadonlyArray<readonly [string, Module]>, path: string) => Uint8Array;
+
+/**
+ * A module's method that saves it to a file under `options.prefix` (`saveSafetensors`,
+ * `saveTorchFile`): the path and options checked, then the bytes `encode` gives written; the
+ * save side of loadModuleFile.
+ */
+export async function saveModuleFile(m: Module, path: unknown, options: unknown, encode: ModulesEncoder): Promise<void> {
+  const target = checkPath(path);
+  const prefix = checkSafetensorsOptions(options);
+  await writeFile(target, encode([[prefix, m]], target));
+}
+
 /** `bn.saveSafetensors(path, options)`: the state dict to a `.safetensors` file. */
 export async function saveSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
-  const target = checkPath(path);
-  await writeFile(target, toSafetensors(m, checkSafetensorsOptions(options)));
+  await saveModuleFile(m, path, options, modulesToSafetensors);
 }
 
 /**
