@@ -195,7 +195,9 @@ export class BatchNorm {
   /**
    * Normalizes `x`, of shape (N, C, *spatial), and resolves to the output: `options.out`, or a
    * new array of x's type (on its own SharedArrayBuffer, which no later call touches). In training
-   * mode it updates the running statistics once the output is complete.
+   * mode it updates the running statistics once the output is complete. A batch with a dimension
+   * of 0 is empty, as in PyTorch: its output is empty, and in training it is counted in
+   * `numBatchesTracked` but leaves the running statistics as they were.
    *
    * The mode, eps and momentum are those at the time of the call. Weight, bias and running
    * statistics are read when the call starts running, after the module's earlier calls finished

@@ -82,6 +82,8 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   await ctx.starting();
   throwIfAborted(signal);
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
+  // An empty batch: nothing to normalize (engine.ts, emptyCall).
+  if (n === 0) return y;
   const yOnPool = ctx.arena.owns(y);
   // Bytes from this pool's alloc(n, 'uint8') are read where they lie: nothing is copied in.
   const xOnPool = ctx.arena.owns(x);
@@ -193,6 +195,8 @@ export async function runBytesStats(
   const C = dims.C;
   await ctx.starting();
   throwIfAborted(signal);
+  // An empty batch: count 0, mean 0 and m2 0 in every channel, what a merge takes as nothing.
+  if (n === 0) return { count: new Float64Array(C), mean: new Float64Array(C), m2: new Float64Array(C) };
   const pattern = usesPattern(dims);
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;

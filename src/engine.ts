@@ -10,12 +10,12 @@ import {
 } from '../workers/scratch.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
 import { pauseFor, throwIfAborted, untilAborted } from './abort.js';
-import { type ChannelPut, channelsView, copyInto, inChannelSlices, newCopy, putChannels } from './channels.js';
+import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, newCopy, putChannels } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, place } from './placement.js';
+import { allocOrThrow, copyIn, freshOutput, place } from './placement.js';
 import { callThreads, type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
@@ -166,6 +166,7 @@ function applyOnly(req: EngineRequest): boolean {
 async function execute(shared: PoolInternals, req: EngineRequest): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
   throwIfAborted(signal);
+  if (dims.length === 0) return emptyCall(req);
   // A new pool's kernels may still be compiling (off this thread): nothing is read or staged before.
   const starting = shared.starting();
   if (starting !== null) {
@@ -323,6 +324,82 @@ export function phasesOf(
 function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
   const arrays = [req.x, req.out, req.backward?.dy, req.backward?.mask];
   return arrays.every((a) => a === null || a === undefined || !ctx.arena.owns(a));
+}
+
+/**
+ * A call on a batch of no values (a dimension of size 0, as PyTorch takes: an empty batch, or a
+ * synced batch's shard that holds none): nothing to place or dispatch, and the pool's memory is
+ * not touched. The output is empty. The per-channel results, in slices between turns where the
+ * channels are many (inChannelSlices, each caller's array checked whole in each):
+ * - a forward with batch statistics: NaN, the mean and variance of no values (their count, 0,
+ *   leaves the running statistics as they were: running.ts);
+ * - statistics only: 0 and 0, what Chan's merge takes as nothing (a `ChannelStats` of count 0);
+ * - a forward with given statistics (eval, or a synced forward's merged ones): those;
+ * - a backward: dWeight and dBias 0, sums over no values, as PyTorch's; a synced one's local sums
+ *   (0) still go through the caller's all-reduce, which the other shards wait on.
+ */
+async function emptyCall(req: EngineRequest): Promise<EngineResult | Gradients> {
+  const { C } = req.dims;
+  const pause = pauseFor(req.signal);
+  const y = req.out ?? (req.statsOnly ? req.x.subarray(0, 0) : freshOutput(req.dtype, 0));
+  const zero = (): number => 0;
+  if (req.backward) {
+    const bwd = req.backward;
+    if (bwd.reduce !== undefined) {
+      await untilAborted(bwd.reduce({ sumDy: new Float64Array(C), sumDyXhat: new Float64Array(C) }), req.signal);
+    }
+    if (applyOnly(req)) return { dx: y, dWeight: null, dBias: null };
+    const Grad = bwd.gradDtype === 'float32' ? Float32Array : Float64Array;
+    return {
+      dx: y,
+      dWeight: await channelValues(C, bwd.dWeightOut, Grad, 'options.dWeight', zero, pause),
+      dBias: await channelValues(C, bwd.dBiasOut, Grad, 'options.dBias', zero, pause),
+    };
+  }
+  if (req.statsOnly) return { y, mean: new Float64Array(C), var: new Float64Array(C), meanLo: new Float64Array(C) };
+  const { into } = req;
+  if (req.useBatchStats) {
+    const none = (): number => NaN;
+    return {
+      y,
+      mean: await channelValues(C, into?.mean, Float64Array, 'options.meanOut', none, pause),
+      var: await channelValues(C, into?.var, Float64Array, 'options.varOut', none, pause),
+    };
+  }
+  const runningMean = req.runningMean!;
+  const runningVar = req.runningVar!;
+  const divisor = req.runningVarDivisor ?? 1;
+  return {
+    y,
+    mean: await channelValues(C, into?.mean, Float64Array, 'options.meanOut', (c) => runningMean[c], pause, [runningMean, 'the running mean']),
+    var: await channelValues(C, into?.var, Float64Array, 'options.varOut', (c) => runningVar[c] / divisor, pause, [runningVar, 'the running variance']),
+  };
+}
+
+/**
+ * `value(c)` for every channel, into `into` or a new array of `Ctor`, in slices with `pause`
+ * before each where the channels are many (inChannelSlices); `into` and the array `from` that
+ * `value` reads are checked whole in each slice (their owners may detach them during a turn).
+ */
+function channelValues(
+  C: number, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name: string,
+  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+): Promise<Float64Array>;
+function channelValues(
+  C: number, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name: string,
+  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+): Promise<FloatArray>;
+async function channelValues(
+  C: number, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name: string,
+  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+): Promise<FloatArray> {
+  const to = into ?? new Ctor(C);
+  await inChannelSlices(C, (c0, c1) => {
+    if (into != null) checkIntact(into, C, name);
+    if (from !== undefined) checkIntact(from[0], C, from[1]);
+    for (let c = c0; c < c1; c++) to[c] = value(c);
+  }, pause, into == null ? FRESH_SLICE : undefined);
+  return to;
 }
 
 /**

@@ -135,7 +135,7 @@ function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, s
  * A new output array on its own `SharedArrayBuffer`, so that workers fill it directly (and take
  * its page faults) while the main thread stays free. Nothing else ever writes to it.
  */
-function freshOutput(dtype: Dtype, length: number): FloatArray {
+export function freshOutput(dtype: Dtype, length: number): FloatArray {
   const buffer = new SharedArrayBuffer(length * bytesPerElement(dtype));
   return dtype === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
 }

@@ -24,8 +24,9 @@ export interface GradientSums {
 
 /**
  * This batch's statistics as a `ChannelStats`, through the caller's all-reduce, and their count:
- * what it resolves to must have C channels and one count for all of them (else an ArgumentError),
- * above 1 (else a SingleValueError, as an unsynced call on a single value per channel).
+ * what it resolves to must have C channels and one count for all of them, at least this shard's
+ * own (else an ArgumentError), and above 1 (else a SingleValueError, as an unsynced call on a
+ * single value per channel) or 0: every shard empty, an empty batch (runForward).
  */
 async function reduceBatchStats(
   pool: Pool, request: Parameters<typeof runChannelStats>[1],
@@ -50,7 +51,11 @@ async function reduceBatchStats(
   if (differs >= 0) {
     throw new ArgumentError(`options.reduceStats must resolve to statistics with the same count for every channel; got ${first} for channel 0 and ${merged.count[differs]} for channel ${differs}`);
   }
-  if (!(first > 1)) {
+  const own = request.dims.N * request.dims.S;
+  if (!(first >= own)) {
+    throw new ArgumentError(`options.reduceStats must resolve to the statistics of every shard, this one's included: a count of at least its ${own} values per channel; got ${first}`);
+  }
+  if (first !== 0 && !(first > 1)) {
     throw new SingleValueError(`Expected more than 1 value per channel when training, got ${first} over every shard (options.reduceStats)`);
   }
   return { merged, count: first };
@@ -67,6 +72,8 @@ export async function runForward(
 ): Promise<{ result: EngineResult; count: number }> {
   if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
   const { merged, count } = await reduceBatchStats(pool, request, reduceStats, C);
+  // Every shard empty: an empty batch, as an unsynced one (its statistics NaN, its count 0).
+  if (count === 0) return { result: await runBatchNorm(pool, request), count };
   // The merged biased variance, m2 / count (one count for every channel, checked), is made as it
   // goes onto the pool; the mean goes there from the statistics' own array (no copies).
   const result = await runBatchNorm(pool, {

@@ -100,14 +100,19 @@ export function lengthGiven(array: { readonly length: number }): string {
 export function checkShape(shape: unknown, length: number, numFeatures?: number, layout: Layout = 'channels-first'): Dims {
   const form = layout === 'channels-last' ? '(N, *spatial, C)' : '(N, C, *spatial)';
   if (!Array.isArray(shape)) {
-    throw new ShapeError(`shape must be an array of 2 to 5 positive integers; got ${describe(shape)}`);
+    throw new ShapeError(`shape must be an array of 2 to 5 non-negative integers; got ${describe(shape)}`);
   }
   if (shape.length < 2 || shape.length > 5) {
     throw new ShapeError(`shape must have rank 2 to 5, ${form}; got rank ${shape.length}: ${describe(shape)}`);
   }
+  // Any dimension but the channels' may be 0: an empty batch, as PyTorch takes (the call returns
+  // an empty output and changes no statistics; engine.ts, emptyCall).
+  const channelAxis = layout === 'channels-last' ? shape.length - 1 : 1;
   shape.forEach((dim, i) => {
-    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim <= 0) {
-      throw new ShapeError(`shape[${i}] must be a positive integer; got ${describe(dim)} in ${describe(shape)}`);
+    const least = i === channelAxis ? 1 : 0;
+    if (typeof dim !== 'number' || !Number.isSafeInteger(dim) || dim < least) {
+      const expected = least === 1 ? 'a positive integer (the channels)' : 'a non-negative integer';
+      throw new ShapeError(`shape[${i}] must be ${expected}; got ${describe(dim)} in ${describe(shape)}`);
     }
   });
   const dims = shape as number[];
@@ -115,13 +120,13 @@ export function checkShape(shape: unknown, length: number, numFeatures?: number,
   if (total !== length) {
     throw new ShapeError(`shape ${describe(dims)} holds ${total} elements, but the input has ${length}`);
   }
-  const channelAxis = layout === 'channels-last' ? dims.length - 1 : 1;
   const C = dims[channelAxis];
   if (numFeatures !== undefined && C !== numFeatures) {
     throw new ShapeError(`shape[${channelAxis}] (channels) must equal numFeatures ${numFeatures}; got ${C} in ${describe(dims)}`);
   }
-  const N = layout === 'channels-last' ? total / C : dims[0];
-  return { shape: dims.slice(), layout, N, C, S: total / (N * C), length: total };
+  // Channels last, the rows (N·prod(spatial)) are N and S is 1; channels first, S is prod(spatial).
+  if (layout === 'channels-last') return { shape: dims.slice(), layout, N: total / C, C, S: 1, length: total };
+  return { shape: dims.slice(), layout, N: dims[0], C, S: dims.slice(2).reduce((a, b) => a * b, 1), length: total };
 }
 
 export function checkPositiveInteger(value: unknown, name: string): number {

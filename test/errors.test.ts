@@ -19,9 +19,9 @@ describe('ERR_BNPOOL_SHAPE', () => {
   const cases: [string, unknown, number, string[]][] = [
     ['rank 1', [12], 12, ['rank 2 to 5', 'rank 1']],
     ['rank 6', [1, 3, 1, 1, 2, 2], 12, ['rank 2 to 5', 'rank 6']],
-    ['a non-integer dim', [2, 3, 2.5], 15, ['shape[2]', 'positive integer', '2.5']],
-    ['a zero dim', [0, 3, 4], 0, ['shape[0]', 'positive integer', '0']],
-    ['a negative dim', [2, 3, -2], 12, ['shape[2]', '-2']],
+    ['a non-integer dim', [2, 3, 2.5], 15, ['shape[2]', 'non-negative integer', '2.5']],
+    ['zero channels', [4, 0, 3], 0, ['shape[1]', 'positive integer (the channels)', '0']],
+    ['a negative dim', [2, 3, -2], 12, ['shape[2]', 'non-negative integer', '-2']],
     ['a product unlike the length', [2, 3, 3], 12, ['18 elements', 'has 12']],
     ['C unlike numFeatures', [3, 4], 12, ['numFeatures 3', 'got 4']],
     ['not an array', '2,3', 6, ['shape must be an array', '"2,3"']],

@@ -636,6 +636,34 @@ const MUTANTS = [
     file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
     tests: ['test/lifecycle.test.ts'], only: 'await using',
   },
+  {
+    name: 'empty-running-update', breaks: 'an empty batch leaves the running statistics as they were',
+    file: 'src/running.ts', find: '  if (count === 0) return true;\n', replace: '',
+    tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'empty-shard-silent', breaks: "a synced backward's empty shard still sends its sums (0) through the all-reduce",
+    file: 'src/engine.ts', find: '      await untilAborted(bwd.reduce({ sumDy: new Float64Array(C), sumDyXhat: new Float64Array(C) }), req.signal);\n',
+    replace: '', tests: ['test/empty.test.ts'], only: 'synced',
+  },
+  {
+    name: 'empty-stats-nan', breaks: 'the statistics of an empty batch are count 0, mean 0 and m2 0',
+    file: 'src/engine.ts', find: 'return { y, mean: new Float64Array(C), var: new Float64Array(C), meanLo',
+    replace: 'return { y, mean: new Float64Array(C).fill(NaN), var: new Float64Array(C), meanLo', tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'empty-batch-stats', breaks: 'a training forward of an empty batch gives NaN statistics',
+    file: 'src/engine.ts', find: 'const none = (): number => NaN;', replace: 'const none = (): number => 0;', tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'synced-count-own', breaks: "a synced forward's merged count holds at least the shard's own values",
+    file: 'src/sync.ts', find: 'if (!(first >= own)) {', replace: 'if (!(first >= 0)) {', tests: ['test/empty.test.ts'], only: 'fewer values',
+  },
+  {
+    name: 'zero-channels', breaks: 'a shape has at least one channel',
+    file: 'src/validate.ts', find: '!Number.isSafeInteger(dim) || dim < least)', replace: '!Number.isSafeInteger(dim) || dim < 0)',
+    tests: ['test/empty.test.ts', 'test/errors.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);
