@@ -12,7 +12,7 @@ import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } f
 import { Arena } from './memory.js';
 import { type PoolInternals, registerPool, takeFault, WorkerLoad } from './pool-internals.js';
 import { PRIVATE_INITIAL_MEMORY, type PoolOptions, RESERVED_BYTES, resolvePoolOptions } from './pool-options.js';
-import { checkPositiveInteger, type FloatArray, lockFields } from './validate.js';
+import { checkNonNegativeInteger, type FloatArray, lockFields } from './validate.js';
 
 /** What `pool.alloc` makes: the modules' dtypes, and 8-bit input (pixels). */
 export type AllocDtype = Dtype | 'uint8';
@@ -213,6 +213,7 @@ export class Pool {
    * bytes are used (reused bytes keep old contents, as with `Buffer.allocUnsafe`). It stays valid
    * after the memory grows. Give it back with `free`. `'uint8'` makes a Uint8Array for 8-bit
    * input (pixels): a batch assembled there is read by the workers where it lies, not copied in.
+   * `length` may be 0, for an empty batch (it still takes a block, to `free` as any other).
    *
    * @example
    * const x = pool.alloc(1024);            // Float32Array
@@ -226,7 +227,7 @@ export class Pool {
   alloc(length: number, dtype?: AllocDtype): FloatArray | Uint8Array;
   alloc(length: number, dtype: AllocDtype = 'float32'): FloatArray | Uint8Array {
     this.#assertOpen();
-    checkPositiveInteger(length, 'length');
+    checkNonNegativeInteger(length, 'length');
     if (dtype !== 'float32' && dtype !== 'float64' && dtype !== 'uint8') {
       throw new ArgumentError(`dtype must be 'float32', 'float64' or 'uint8'; got ${describe(dtype)}`);
     }

@@ -130,8 +130,16 @@ export function checkShape(shape: unknown, length: number, numFeatures?: number,
 }
 
 export function checkPositiveInteger(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new ArgumentError(`${name} must be a positive integer; got ${describe(value)}`);
+  return checkIntegerFrom(value, name, 1);
+}
+
+export function checkNonNegativeInteger(value: unknown, name: string): number {
+  return checkIntegerFrom(value, name, 0);
+}
+
+function checkIntegerFrom(value: unknown, name: string, least: 0 | 1): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < least) {
+    throw new ArgumentError(`${name} must be a ${least === 1 ? 'positive' : 'non-negative'} integer; got ${describe(value)}`);
   }
   return value;
 }

@@ -305,6 +305,23 @@ describe('shapes with a 0', () => {
     expect(bn.numBatchesTracked).toBe(0);
   });
 
+  it('pool.alloc(0) gives an empty array of each type, for an empty batch, freed as any other; a negative or fractional length is refused', async () => {
+    const pool = pools.get('wasm')!;
+    const bn = new BatchNorm(3, { pool });
+    const [x, out] = [pool.alloc(0), pool.alloc(0)];
+    expect([x.length, out.length]).toEqual([0, 0]);
+    expect(await bn.forward(x, [0, 3, 4], { out })).toBe(out);
+    expect(bn.numBatchesTracked).toBe(1);
+    const pixels = pool.alloc(0, 'uint8');
+    const wide = pool.alloc(0, 'float64');
+    expect([pixels, wide].map((a) => [a.constructor.name, a.length])).toEqual([['Uint8Array', 0], ['Float64Array', 0]]);
+    for (const a of [x, out, pixels, wide]) pool.free(a);
+    expect(() => pool.free(x)).toThrow(/live array from this pool's alloc/);
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      expect(() => pool.alloc(bad)).toThrow(expect.objectContaining({ code: 'ERR_BNPOOL_ARG', message: expect.stringContaining('length must be a non-negative integer') }));
+    }
+  });
+
   it('an aborted signal refuses an empty call too, changing nothing', async () => {
     const pool = pools.get('wasm')!;
     const bn = new BatchNorm(3, { pool });
