@@ -90,7 +90,7 @@ describe(`random arguments (${TRIALS} trials, seed ${SEED})`, () => {
     const pick = <T>(values: readonly T[]): T => values[Math.floor(rand() * values.length)];
     const values = (): unknown[] => [
       undefined, null, 0, -1, 1.5, NaN, Infinity, 2 ** 40, '', 'x', 'float32', 'float64', 'relu', 'channels-last', 'torch',
-      'channels-first', true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
+      'channels-first', true, false, [], [1], [3, 4], [4, 3], [1, 3, 5], [0, 3], [2, 3, 0], [NaN, 1, 2], {}, { a: 1 }, () => 1, Symbol('s'), 10n,
       new Uint8Array(12), new Uint8ClampedArray(60),
       new Float32Array(3), new Float64Array(3), new Float32Array(12), new Float32Array(0), new Int32Array(3),
       new Float32Array(60), new AbortController().signal, pool, Object.create(null), cyclic(), 'x'.repeat(10_000),
