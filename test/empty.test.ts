@@ -77,6 +77,18 @@ describe.each(kernels)('empty batches, %s kernel', (kernel) => {
     }
   }
 
+  it('affine false: the gradients of an empty batch are dx alone, in training and in eval', async () => {
+    const pool = pools.get(kernel)!;
+    const bn = new BatchNorm(3, { pool, affine: false });
+    for (const mode of ['train', 'eval'] as const) {
+      if (mode === 'eval') bn.eval();
+      await bn.forward(new Float32Array(0), [2, 3, 0]);
+      const g = await bn.backward(new Float32Array(0));
+      expect([g.dx.constructor.name, g.dx.length, g.dWeight, g.dBias]).toEqual(['Float32Array', 0, null, null]);
+    }
+    expect(bn.numBatchesTracked).toBe(1);
+  });
+
   it('over more channels than a step takes at once (CHANNEL_SLICE): the same, in slices', async () => {
     const pool = pools.get(kernel)!;
     const C = (1 << 17) + 3;
