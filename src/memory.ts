@@ -79,10 +79,11 @@ export class Arena {
 
   /**
    * Marks the bytes of `view` as in use until the returned function is called: `inUse` then
-   * reports any block they overlap. Several pins may cover the same bytes.
+   * reports any block they overlap. Several pins may cover the same bytes. An empty view (an
+   * empty batch's, from `alloc(0)`) pins the byte at its offset: its block, as any other array's.
    */
   pin(view: ArrayBufferView): () => void {
-    const range = [view.byteOffset, view.byteOffset + view.byteLength] as const;
+    const range = [view.byteOffset, view.byteOffset + Math.max(view.byteLength, 1)] as const;
     this.#pins.add(range);
     return () => { this.#pins.delete(range); };
   }

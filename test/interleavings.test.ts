@@ -13,8 +13,8 @@ import { type FloatArray, randomTensor, rng, sameBits } from './helpers/data.js'
 
 const TRIALS = Number(process.env.BNPOOL_INTERLEAVINGS ?? 40);
 const SEED = Number(process.env.BNPOOL_INTERLEAVINGS_SEED ?? 1);
-/** Inline and worker sizes (with the thresholds below), rank 2 to 4. */
-const SHAPES = [[4, 3], [8, 3, 5, 5], [16, 8, 33], [8, 16, 16, 16], [2, 4, 60, 60]];
+/** Inline and worker sizes (with the thresholds below), rank 2 to 4, and an empty batch. */
+const SHAPES = [[4, 3], [8, 3, 5, 5], [16, 8, 33], [8, 16, 16, 16], [2, 4, 60, 60], [0, 3, 5]];
 const KINDS = ['training', 'eval', 'backward', 'statistics', 'functional', 'pixels'] as const;
 
 /** Open pools, one a kernel: the bits each call must reproduce. */
