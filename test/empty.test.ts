@@ -10,6 +10,7 @@ import {
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { expectRejection } from './helpers/errors.js';
 import { channelStats, maxRelativeError } from './helpers/reference.js';
+import { rendezvous } from './helpers/sync.js';
 
 const kernels = ['js', 'wasm'] as const;
 const pools = new Map<string, Pool>();
@@ -192,22 +193,6 @@ describe('ChannelStats of an empty batch', () => {
 });
 
 describe('a synced batch with an empty shard', () => {
-  /** An all-reduce of two parties: each waits for the other's part, then both get the combination. */
-  function rendezvous<T>(combine: (parts: T[]) => T): (part: T) => Promise<T> {
-    let parts: T[] = [];
-    let waiting: ((value: T) => void)[] = [];
-    return (part) => new Promise<T>((resolve) => {
-      parts.push(part);
-      waiting.push(resolve);
-      if (parts.length === 2) {
-        const result = combine(parts);
-        for (const w of waiting) w(result);
-        parts = [];
-        waiting = [];
-      }
-    });
-  }
-
   it.each(kernels)('%s kernel: the empty shard takes part in both all-reduces and keeps the same running statistics', async (kernel) => {
     const pool = pools.get(kernel)!;
     const shape = [6, 3, 5, 4];

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { detached, randomTensor, sameBits, splitRows } from './helpers/data.js';
 import { maxRelativeError } from './helpers/reference.js';
+import { rendezvous } from './helpers/sync.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
@@ -298,19 +299,3 @@ describe('reduceStats and reduceGrads', () => {
     }
   });
 });
-
-/** An in-process all-reduce among two callers: each resolves to `combine` of both parts. */
-function rendezvous<T>(combine: (parts: T[]) => T): (part: T) => Promise<T> {
-  let parts: T[] = [];
-  let waiting: ((value: T) => void)[] = [];
-  return (part) => new Promise<T>((resolve) => {
-    parts.push(part);
-    waiting.push(resolve);
-    if (parts.length === 2) {
-      const result = combine(parts);
-      for (const w of waiting) w(result);
-      parts = [];
-      waiting = [];
-    }
-  });
-}
