@@ -111,6 +111,19 @@ describe.each(kernels)('empty batches, %s kernel', (kernel) => {
     expect(sameBits(r.mean, mean) && sameBits(r.var, variance)).toBe(true);
   });
 
+  it("the onnx and keras conventions: an empty batch leaves their running statistics too", async () => {
+    const pool = pools.get(kernel)!;
+    for (const convention of ['onnx', 'keras'] as const) {
+      const bn = new BatchNorm(2, { pool, convention });
+      const shape = [5, 2, 3];
+      await bn.forward(randomTensor(shape, 'float32', 81), shape);
+      const [mean, variance] = [bn.runningMean!.slice(), bn.runningVar!.slice()];
+      expect((await bn.forward(new Float32Array(0), [0, 2, 3])).length).toBe(0);
+      expect(sameBits(bn.runningMean!, mean) && sameBits(bn.runningVar!, variance)).toBe(true);
+      expect(bn.numBatchesTracked).toBe(2);
+    }
+  });
+
   it('momentum null: the empty batch counts in the cumulative average, as in PyTorch', async () => {
     const pool = pools.get(kernel)!;
     const shape = [6, 3, 4];
