@@ -342,7 +342,6 @@ async function emptyCall(req: EngineRequest): Promise<EngineResult | Gradients> 
   const { C } = req.dims;
   const pause = pauseFor(req.signal);
   const y = req.out ?? (req.statsOnly ? req.x.subarray(0, 0) : freshOutput(req.dtype, 0));
-  const zero = (): number => 0;
   if (req.backward) {
     const bwd = req.backward;
     if (bwd.reduce !== undefined) {
@@ -352,18 +351,17 @@ async function emptyCall(req: EngineRequest): Promise<EngineResult | Gradients> 
     const Grad = bwd.gradDtype === 'float32' ? Float32Array : Float64Array;
     return {
       dx: y,
-      dWeight: await channelValues(C, bwd.dWeightOut, Grad, 'options.dWeight', zero, pause),
-      dBias: await channelValues(C, bwd.dBiasOut, Grad, 'options.dBias', zero, pause),
+      dWeight: await channelValues(C, bwd.dWeightOut, Grad, 'options.dWeight', 0, pause),
+      dBias: await channelValues(C, bwd.dBiasOut, Grad, 'options.dBias', 0, pause),
     };
   }
   if (req.statsOnly) return { y, mean: new Float64Array(C), var: new Float64Array(C), meanLo: new Float64Array(C) };
   const { into } = req;
   if (req.useBatchStats) {
-    const none = (): number => NaN;
     return {
       y,
-      mean: await channelValues(C, into?.mean, Float64Array, 'options.meanOut', none, pause),
-      var: await channelValues(C, into?.var, Float64Array, 'options.varOut', none, pause),
+      mean: await channelValues(C, into?.mean, Float64Array, 'options.meanOut', NaN, pause),
+      var: await channelValues(C, into?.var, Float64Array, 'options.varOut', NaN, pause),
     };
   }
   const runningMean = req.runningMean!;
@@ -377,27 +375,30 @@ async function emptyCall(req: EngineRequest): Promise<EngineResult | Gradients> 
 }
 
 /**
- * `value(c)` for every channel, into `into` or a new array of `Ctor`, in slices with `pause`
- * before each where the channels are many (inChannelSlices); `into` and the array `from` that
- * `value` reads are checked whole in each slice (their owners may detach them during a turn).
+ * `value` (a number, or `value(c)`) for every channel, into `into` or a new array of `Ctor` (as
+ * made, where that is 0), in slices with `pause` before each where the channels are many
+ * (inChannelSlices); `into` and the array `from` that `value` reads are checked whole in each
+ * slice (their owners may detach them during a turn).
  */
 function channelValues(
   C: number, into: Float64Array | null | undefined, Ctor: Float64ArrayConstructor, name: string,
-  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+  value: number | ((c: number) => number), pause: () => Promise<void>, from?: readonly [FloatArray, string],
 ): Promise<Float64Array>;
 function channelValues(
   C: number, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name: string,
-  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+  value: number | ((c: number) => number), pause: () => Promise<void>, from?: readonly [FloatArray, string],
 ): Promise<FloatArray>;
 async function channelValues(
   C: number, into: FloatArray | null | undefined, Ctor: Float32ArrayConstructor | Float64ArrayConstructor, name: string,
-  value: (c: number) => number, pause: () => Promise<void>, from?: readonly [FloatArray, string],
+  value: number | ((c: number) => number), pause: () => Promise<void>, from?: readonly [FloatArray, string],
 ): Promise<FloatArray> {
+  if (into == null && value === 0) return new Ctor(C);
   const to = into ?? new Ctor(C);
   await inChannelSlices(C, (c0, c1) => {
     if (into != null) checkIntact(into, C, name);
     if (from !== undefined) checkIntact(from[0], C, from[1]);
-    for (let c = c0; c < c1; c++) to[c] = value(c);
+    if (typeof value === 'number') to.fill(value, c0, c1);
+    else for (let c = c0; c < c1; c++) to[c] = value(c);
   }, pause, into == null ? FRESH_SLICE : undefined);
   return to;
 }

@@ -654,7 +654,12 @@ const MUTANTS = [
   },
   {
     name: 'empty-batch-stats', breaks: 'a training forward of an empty batch gives NaN statistics',
-    file: 'src/engine.ts', find: 'const none = (): number => NaN;', replace: 'const none = (): number => 0;', tests: ['test/empty.test.ts'],
+    file: 'src/engine.ts', find: "'options.meanOut', NaN, pause)", replace: "'options.meanOut', 0, pause)", tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'empty-grads-zero', breaks: "an empty batch's dWeight and dBias are 0 (sums over no values)",
+    file: 'src/engine.ts', find: 'if (into == null && value === 0) return new Ctor(C);', replace: 'if (into == null && value === 0) return new Ctor(C).fill(1);',
+    tests: ['test/empty.test.ts'],
   },
   {
     name: 'synced-count-own', breaks: "a synced forward's merged count holds at least the shard's own values",
