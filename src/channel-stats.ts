@@ -239,9 +239,16 @@ export class ChannelStats {
     return adopt(count, mean, m2, meanLo);
   }
 
-  /** Per-channel mean (a copy). */
+  /**
+   * Per-channel mean (a copy): NaN for a channel of count 0, as `variance()` and as PyTorch's mean
+   * of no values (the stored mean, 0 from an empty batch, stays what `toJSON` writes and `merge`
+   * takes, for which count 0 is the identity).
+   */
   mean(): Float64Array {
-    return this.#mean.slice();
+    const mean = this.#mean.slice();
+    const { count } = this;
+    for (let c = 0; c < mean.length; c++) if (count[c] === 0) mean[c] = NaN;
+    return mean;
   }
 
   /** Per-channel variance, m2 / (count - ddof): ddof 0 (default) biased, 1 unbiased. */

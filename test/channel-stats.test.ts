@@ -73,6 +73,16 @@ describe('ChannelStats', () => {
     expect(Array.from(all.merge(empty).m2)).toEqual(Array.from(all.m2));
   });
 
+  it('gives NaN for the mean of a channel of count 0, as for its variance, and keeps the stored mean for toJSON and merge', () => {
+    const s = new ChannelStats([0, 2, 0], [7, 0.5, 0], [0, 1, 0]);
+    expect(Array.from(s.mean())).toEqual([NaN, 0.5, NaN]);
+    expect(Array.from(s.variance())).toEqual([NaN, 0.5, NaN]);
+    expect(s.toJSON()).toEqual({ count: [0, 2, 0], mean: [7, 0.5, 0], m2: [0, 1, 0] });
+    const merged = s.merge(new ChannelStats([0, 2, 4], [1, 1.5, -2], [0, 1, 8]));
+    expect(merged.toJSON()).toEqual({ count: [0, 4, 4], mean: [1, 1, -2], m2: [0, 3, 8] });
+    expect(Array.from(merged.mean())).toEqual([NaN, 1, -2]);
+  });
+
   it('random shards of random batches, merged in a random order, give the whole batch\'s statistics', async () => {
     const rand = rng(77);
     const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));

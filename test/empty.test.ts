@@ -186,7 +186,7 @@ describe.each(kernels)('empty batches, %s kernel', (kernel) => {
 });
 
 describe('ChannelStats of an empty batch', () => {
-  it('has count 0, mean 0 and m2 0, and merges as nothing', async () => {
+  it('has count 0, a stored mean 0 and m2 0, mean() and variance() NaN, and merges as nothing', async () => {
     const pool = pools.get('wasm')!;
     const shape = [5, 3, 7];
     const x = randomTensor(shape, 'float32', 41);
@@ -199,6 +199,7 @@ describe('ChannelStats of an empty batch', () => {
     ];
     for (const empty of empties) {
       expect(empty.toJSON()).toEqual({ count: [0, 0, 0], mean: [0, 0, 0], m2: [0, 0, 0] });
+      expect([Array.from(empty.mean()), Array.from(empty.variance())]).toEqual([[NaN, NaN, NaN], [NaN, NaN, NaN]]);
       expect(empty.merge(full).toJSON()).toEqual(full.toJSON());
       expect(full.merge(empty).toJSON()).toEqual(full.toJSON());
     }

@@ -671,6 +671,11 @@ const MUTANTS = [
     tests: ['test/empty.test.ts'], only: 'pool.alloc(0) gives',
   },
   {
+    name: 'empty-mean-nan', breaks: "ChannelStats.mean() of a channel of count 0 is NaN, as its variance",
+    file: 'src/channel-stats.ts', find: 'if (count[c] === 0) mean[c] = NaN;', replace: 'if (count[c] === 0) mean[c] += 0;',
+    tests: ['test/channel-stats.test.ts', 'test/empty.test.ts'],
+  },
+  {
     name: 'zero-channels', breaks: 'a shape has at least one channel',
     file: 'src/validate.ts', find: '!Number.isSafeInteger(dim) || dim < least)', replace: '!Number.isSafeInteger(dim) || dim < 0)',
     tests: ['test/empty.test.ts', 'test/errors.test.ts'],
