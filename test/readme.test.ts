@@ -1,12 +1,14 @@
 /**
  * The README's examples run as written (the `ts` blocks, which are plain JavaScript): block 1 as
  * it stands, blocks 2 to 4 (fragments) with their free variables defined below. What each
- * comment promises is checked on the values the block leaves.
+ * comment promises is checked on the values the block leaves. Its opening commands are .ci/run's,
+ * and the main job they start (`npm start`) runs and passes its own check.
  */
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as bnpool from '../dist/src/index.js';
 import { randomTensor, randomVector } from './helpers/data.js';
 
@@ -117,4 +119,38 @@ it('runs "Normalizing images on a server": torchvision\'s Normalize on 0-255 pix
   }
   expect(worst).toBeLessThan(2e-7);
   expect(worst).toBeGreaterThan(0); // float32 outputs: not exact
+});
+
+describe('the set-up commands', () => {
+  const commandsOf = (text: string): string[] => text.split('\n').map((line) => line.replace(/#.*$/, '').trim()).filter((line) => line !== '');
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+  it('open the README, and are what .ci/run runs', () => {
+    const opening = /^# bnpool\n\n```sh\n([\s\S]*?)```/.exec(readme);
+    expect(opening).not.toBeNull();
+    const commands = commandsOf(opening![1]);
+    expect(commands).toEqual(['npm ci && npm start', 'npm test']);
+    const ci = commandsOf(readFileSync(new URL('../.ci/run', import.meta.url), 'utf8'))
+      .filter((line) => !line.startsWith('set ') && !line.startsWith('cd '));
+    expect(ci).toEqual(commands);
+  });
+
+  it('start a main job that runs, checks its outputs against float64 and reports its speed beside the floor\'s', () => {
+    const main = spawnSync(process.execPath, [new URL('../dist/src/main.js', import.meta.url).pathname], { encoding: 'utf8', timeout: 120_000 });
+    expect(main.stderr).toBe('');
+    expect(main.status).toBe(0);
+    const lines = main.stdout.trim().split('\n');
+    const head = /^bnpool training forward, float32 \[32, 64, 112, 112\] \(102\.8 MB\), (\d+) threads, (wasm|js) kernel$/.exec(lines[0]);
+    expect(head, lines[0]).not.toBeNull();
+    const number = '(\\d+\\.\\d+)';
+    expect(lines[1]).toMatch(new RegExp(`^median of 15: ${number} ms, ${number} GB/s \\(read \\+ write\\)$`));
+    if (head![2] === 'wasm') {
+      expect(lines[2]).toMatch(new RegExp(`^streaming floor, same bytes and threads: ${number} ms, ${number} GB/s; training forward / floor = ${number}$`));
+    }
+    const check = /^check against the float64 reference on channels 0, 32, 63: max \|error\| (\S+) OK$/.exec(lines.at(-1)!);
+    expect(check, lines.at(-1)).not.toBeNull();
+    expect(Number(check![1])).toBeGreaterThan(0); // float32 outputs: a real comparison, not exact
+    expect(Number(check![1])).toBeLessThan(1e-4);
+    expect(lines).toHaveLength(head![2] === 'wasm' ? 4 : 3);
+  });
 });
