@@ -14,8 +14,8 @@ import type { FloatArray, Layout } from './validate.js';
 export interface BatchNormOptions {
   /**
    * Running-statistics convention: `'torch'` (default), `'onnx'` or `'keras'`. It sets which value
-   * momentum weights, the default momentum and eps, and the running-variance estimator (see
-   * `CONVENTIONS`).
+   * momentum weights, the default momentum and eps, the running-variance estimator, and what a
+   * training batch of one value per channel or of none does (see `CONVENTIONS`).
    */
   convention?: Convention;
   /** Added to the variance before the square root. Default 1e-5 (keras: 1e-3). */

@@ -197,7 +197,8 @@ export class BatchNorm {
    * new array of x's type (on its own SharedArrayBuffer, which no later call touches). In training
    * mode it updates the running statistics once the output is complete. A batch with a dimension
    * of 0 is empty, as in PyTorch: its output is empty, and in training it is counted in
-   * `numBatchesTracked` but leaves the running statistics as they were.
+   * `numBatchesTracked` but leaves the running statistics as they were (the onnx and keras
+   * conventions: NaN, the statistics of no values, as in their frameworks).
    *
    * The mode, eps and momentum are those at the time of the call. Weight, bias and running
    * statistics are read when the call starts running, after the module's earlier calls finished
@@ -238,8 +239,10 @@ export class BatchNorm {
     const momentum = this.#momentum;
     const useBatchStats = training || !this.trackRunningStats;
     // Synced, a shard may hold one value per channel: the merged count is what must exceed 1
-    // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes.
-    if (useBatchStats && reduceStats === undefined) checkMoreThanOneValue(dims);
+    // (checked on the hook's answer), as PyTorch's SyncBatchNorm allows across processes. The
+    // onnx and keras conventions take one value (conventions.ts).
+    const moreThanOne = this.#rules.moreThanOneValue;
+    if (useBatchStats && reduceStats === undefined && moreThanOne) checkMoreThanOneValue(dims);
     const pool = this.#pool ?? getDefaultPool();
     const ctx = poolInternals(pool);
     ctx.assertOpen();
@@ -254,7 +257,7 @@ export class BatchNorm {
         eps, out, signal, relu: this.activation === 'relu',
         into: this.#unsavedResults(),
       };
-      const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures);
+      const { result, count } = await runForward(pool, request, useBatchStats ? reduceStats : undefined, this.numFeatures, moreThanOne);
       if (training && this.trackRunningStats) await this.#commit(ctx, result.mean, result.var, count, momentum);
       const y = this.activation === 'relu' ? result.y : null;
       this.#saved = {
@@ -382,11 +385,16 @@ export class BatchNorm {
    * event loop (updateRunningStats); where `resetRunningStats` or `loadStateDict` wrote the
    * buffers meanwhile, it is made again in one piece on what they wrote, as a call that finished
    * after them applies its update. It throws, changing nothing, where the running buffers lost
-   * values: the count waits for it.
+   * values: the count waits for it. An empty batch (count 0) is counted; the torch convention
+   * leaves the running statistics as they were, onnx and keras update them with its NaN statistics.
    */
   async #commit(ctx: PoolInternals, mean: Float64Array, variance: Float64Array, count: number, momentum: number | null): Promise<void> {
     const writes = this.#writes;
     const tracked = this.#numBatchesTracked + 1;
+    if (count === 0 && this.#rules.emptyBatchKeeps) {
+      this.#numBatchesTracked = tracked;
+      return;
+    }
     const unbiased = this.#rules.unbiased;
     const factor = newBatchWeight(this.#rules, momentum, tracked);
     if (await updateRunningStats(ctx, this.runningMean!, this.runningVar!, mean, variance, count, factor, unbiased, () => this.#writes === writes)) {

@@ -332,7 +332,7 @@ function offPool(ctx: PoolInternals, req: EngineRequest): boolean {
  * not touched. The output is empty. The per-channel results, in slices between turns where the
  * channels are many (inChannelSlices, each caller's array checked whole in each):
  * - a forward with batch statistics: NaN, the mean and variance of no values (their count, 0,
- *   leaves the running statistics as they were: running.ts);
+ *   leaves the running statistics as they were, in the torch convention: BatchNorm's commit);
  * - statistics only: 0 and 0, what Chan's merge takes as nothing (a `ChannelStats` of count 0);
  * - a forward with given statistics (eval, or a synced forward's merged ones): those;
  * - a backward: dWeight and dBias 0, sums over no values, as PyTorch's; a synced one's local sums

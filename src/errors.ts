@@ -68,7 +68,10 @@ export class ArgumentError extends BnPoolError {
   }
 }
 
-/** Training with one value per channel, where the batch variance is undefined. */
+/**
+ * Training with one value per channel, where the unbiased batch variance is undefined: the torch
+ * convention and the functional forms, as PyTorch (the onnx and keras conventions take it).
+ */
 export class SingleValueError extends BnPoolError {
   /** Always `'ERR_BNPOOL_SINGLE_VALUE'` (typed as that literal, so `instanceof` narrows it). */
   declare readonly code: 'ERR_BNPOOL_SINGLE_VALUE';

@@ -216,7 +216,8 @@ export async function batchNorm(
   return ctx.track((async () => {
     try {
       const { result, count } = await runForward(pool, request, reduceStats, dims.C);
-      if (training && runningMean !== null) {
+      // An empty batch (count 0) leaves the running statistics as they were, as in PyTorch.
+      if (training && runningMean !== null && count > 0) {
         await updateRunningStats(ctx, runningMean, runningVar!, result.mean, result.var, count, momentum);
       }
       // y has x's dtype: made of it, or out, checked to have it.

@@ -39,16 +39,14 @@ export function runningStatsUpdate(
  * The buffers are read during the turns: a write to them meanwhile would be lost under the
  * `set`. Where `unchanged` (the module's own writes: resetRunningStats, loadStateDict) returns
  * false before the `set`, nothing is applied and it resolves to false, for the caller to apply
- * the update again on what was written; otherwise to true. A batch of no values (count 0)
- * changes nothing, and resolves to true: PyTorch leaves the running statistics of an empty batch
- * as they were (and its module still counts the batch).
+ * the update again on what was written; otherwise to true. The formula alone: whether an empty
+ * batch (count 0, NaN statistics) updates at all is the caller's rule (PyTorch's skips it).
  */
 export async function updateRunningStats(
   ctx: PoolInternals, runningMean: FloatArray, runningVar: FloatArray,
   mean: Float64Array, variance: Float64Array, count: number, factor: number, unbiased = true,
   unchanged: () => boolean = () => true,
 ): Promise<boolean> {
-  if (count === 0) return true;
   const C = mean.length;
   const meanAt = C > CHANNEL_SLICE ? ctx.arena.alloc(C * runningMean.BYTES_PER_ELEMENT) : -1;
   const varAt = meanAt < 0 ? -1 : ctx.arena.alloc(C * runningVar.BYTES_PER_ELEMENT);

@@ -25,12 +25,13 @@ export interface GradientSums {
 /**
  * This batch's statistics as a `ChannelStats`, through the caller's all-reduce, and their count:
  * what it resolves to must have C channels and one count for all of them, at least this shard's
- * own (else an ArgumentError), and above 1 (else a SingleValueError, as an unsynced call on a
- * single value per channel) or 0: every shard empty, an empty batch (runForward).
+ * own (else an ArgumentError), and, with `moreThanOne` (the torch convention), above 1 (else a
+ * SingleValueError, as an unsynced call on a single value per channel) or 0: every shard empty,
+ * an empty batch (runForward).
  */
 async function reduceBatchStats(
   pool: Pool, request: Parameters<typeof runChannelStats>[1],
-  reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number,
+  reduceStats: (local: ChannelStats) => ChannelStats | Promise<ChannelStats>, C: number, moreThanOne: boolean,
 ): Promise<{ merged: ChannelStats; count: number }> {
   const local = await batchChannelStats(pool, request);
   const merged = await untilAborted(reduceStats(local), request.signal);
@@ -55,7 +56,7 @@ async function reduceBatchStats(
   if (!(first >= own)) {
     throw new ArgumentError(`options.reduceStats must resolve to the statistics of every shard, this one's included: a count of at least its ${own} values per channel; got ${first}`);
   }
-  if (first !== 0 && !(first > 1)) {
+  if (moreThanOne && first !== 0 && !(first > 1)) {
     throw new SingleValueError(`Expected more than 1 value per channel when training, got ${first} over every shard (options.reduceStats)`);
   }
   return { merged, count: first };
@@ -66,12 +67,14 @@ async function reduceBatchStats(
  * statistics and a synced backward). Without `reduceStats`, on this batch alone (N·prod(spatial)).
  * With it, normalized with the whole distributed batch's statistics: this shard's statistics
  * through the hook, then the normalization with the merged mean and biased variance.
+ * `moreThanOne`: whether the merged count must exceed 1 (the torch convention's rule).
  */
 export async function runForward(
   pool: Pool, request: EngineRequest, reduceStats: ((local: ChannelStats) => ChannelStats | Promise<ChannelStats>) | undefined, C: number,
+  moreThanOne = true,
 ): Promise<{ result: EngineResult; count: number }> {
   if (reduceStats === undefined) return { result: await runBatchNorm(pool, request), count: request.dims.N * request.dims.S };
-  const { merged, count } = await reduceBatchStats(pool, request, reduceStats, C);
+  const { merged, count } = await reduceBatchStats(pool, request, reduceStats, C, moreThanOne);
   // Every shard empty: an empty batch, as an unsynced one (its statistics NaN, its count 0).
   if (count === 0) return { result: await runBatchNorm(pool, request), count };
   // The merged biased variance, m2 / count (one count for every channel, checked), is made as it

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm, CONVENTIONS, Pool } from '../dist/src/index.js';
+import { BatchNorm, ChannelStats, CONVENTIONS, Pool } from '../dist/src/index.js';
 import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
 import { randomTensor, randomVector } from './helpers/data.js';
 import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
@@ -84,6 +84,107 @@ describe('conventions', () => {
     const m = x.length / 3;
     const unbiased = Array.from({ length: 3 }, (_, c) => momentum * var0[c] + (1 - momentum) * stats.var[c] * m / (m - 1));
     expect(maxRelativeError(bn.runningVar!, unbiased, 1e-3)).toBeGreaterThan(1e-4);
+  });
+
+  it('onnx: degenerate batches as onnxruntime: one value per channel normalized, an empty batch\'s NaN statistics in the running ones', async () => {
+    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+    const [momentum, eps] = [0.8, 1e-5];
+    const scale = randomVector(3, 'float32', 11, 0.5, 2) as Float32Array;
+    const B = randomVector(3, 'float32', 12, -1, 1) as Float32Array;
+    const mean0 = randomVector(3, 'float32', 13, -0.5, 0.5) as Float32Array;
+    const var0 = randomVector(3, 'float32', 14, 0.5, 2) as Float32Array;
+    const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
+    for (const [i, shape] of [[1, 3], [1, 3, 1, 1], [1, 3, 1, 1, 1], [0, 3], [0, 3, 4, 4], [2, 3, 0], [2, 3, 5, 0, 2]].entries()) {
+      const x = new Float32Array(shape.reduce((a, b) => a * b)).map((_, j) => Math.sin(7 * i + j) * 3 + 1.5);
+      const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
+      const out = await session.run({ X: t(x, shape), scale: t(scale, [3]), B: t(B, [3]), input_mean: t(mean0, [3]), input_var: t(var0, [3]) });
+      await session.release();
+      const bn = new BatchNorm(3, { pool, convention: 'onnx', momentum, eps });
+      bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
+      const y = await bn.forward(x, shape);
+      // One value: x - mean is 0, so bnpool gives bias exactly. onnxruntime folds the output into
+      // x·a + (B - mean·a), a = scale / sqrt(var + eps), in float32: off by the roundings of x·a
+      // and mean·a, which do not cancel (up to 1.2e-4 here; 7.9e-6 on the first channel).
+      expect(y.length, `${shape}`).toBe(out.Y.data.length);
+      if (x.length > 0) {
+        expect(Array.from(y), `${shape}`).toEqual(Array.from(B));
+        const ortY = out.Y.data as Float32Array;
+        for (let c = 0; c < 3; c++) {
+          const folded = Math.abs(x[c] * scale[c]) / Math.sqrt(eps);
+          expect(Math.abs(ortY[c] - y[c]), `${shape}, channel ${c}`).toBeLessThanOrEqual(2 ** -22 * (folded + Math.abs(B[c])));
+        }
+      }
+      const [ortMean, ortVar] = [out.running_mean.data as Float32Array, out.running_var.data as Float32Array];
+      if (x.length === 0) {
+        expect([...ortMean, ...ortVar].every(Number.isNaN), `${shape}`).toBe(true);
+        expect([...bn.runningMean!, ...bn.runningVar!].every(Number.isNaN), `${shape}`).toBe(true);
+      } else {
+        // float32 arithmetic there, float64 rounded once here: within an ulp.
+        expect(maxRelativeError(bn.runningMean!, ortMean, 1e-3), `${shape}`).toBeLessThan(1e-6);
+        expect(Array.from(bn.runningVar!, (v) => Math.fround(v)), `${shape}`).toEqual(Array.from(var0, (v) => Math.fround(momentum * v)));
+        expect(maxRelativeError(bn.runningVar!, ortVar, 1e-3), `${shape}`).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it('keras: one value per channel normalizes to beta and updates with variance 0; an empty batch makes the moving statistics NaN', async () => {
+    // Keras's BatchNormalization.call has no check for either: ops.moments of one value gives a
+    // variance of 0, of none NaN, and its update formula takes them (keras/src/layers/normalization).
+    for (const layout of ['channels-first', 'channels-last'] as const) {
+      const bn = new BatchNorm(3, { pool, convention: 'keras', layout });
+      bn.weight!.set([1.5, -0.5, 2]);
+      bn.bias!.set([0.25, -1, 3]);
+      bn.runningMean!.set([0.5, -1, 2]);
+      const one = Float32Array.of(4, -2, 7);
+      const y = await bn.forward(one, layout === 'channels-first' ? [1, 3, 1] : [1, 1, 3]);
+      expect(Array.from(y)).toEqual([0.25, -1, 3]);
+      expect(Array.from(bn.runningMean!)).toEqual(Array.from([0.5, -1, 2], (v, c) => Math.fround(0.99 * v + 0.01 * one[c])));
+      expect(Array.from(bn.runningVar!)).toEqual(Array(3).fill(Math.fround(0.99)));
+      const g = await bn.backward(Float32Array.of(1, 2, 3));
+      expect([...g.dx, ...g.dWeight!, ...g.dBias!].map((v) => v + 0)).toEqual([0, 0, 0, 0, 0, 0, 1, 2, 3]); // -0 as 0
+      await bn.forward(new Float32Array(0), [0, 3]);
+      expect([...bn.runningMean!, ...bn.runningVar!].every(Number.isNaN)).toBe(true);
+      expect(bn.numBatchesTracked).toBe(2);
+    }
+    // The torch convention keeps PyTorch's rules: one value refused, an empty batch leaves them.
+    const torch = new BatchNorm(3, { pool });
+    await expect(torch.forward(Float32Array.of(4, -2, 7), [1, 3])).rejects.toMatchObject({ code: 'ERR_BNPOOL_SINGLE_VALUE' });
+    await torch.forward(new Float32Array(0), [0, 3]);
+    expect([...torch.runningMean!, ...torch.runningVar!]).toEqual([0, 0, 0, 1, 1, 1]);
+  });
+
+  it('onnx: a synced batch of one value per channel over every shard is normalized, where torch refuses it', async () => {
+    const reduce = () => {
+      let parts: ChannelStats[] = [];
+      let waiting: ((s: ChannelStats) => void)[] = [];
+      return (local: ChannelStats) => new Promise<ChannelStats>((resolve) => {
+        parts.push(local);
+        waiting.push(resolve);
+        if (parts.length === 2) {
+          const merged = parts[0].merge(parts[1]);
+          for (const w of waiting) w(merged);
+          parts = [];
+          waiting = [];
+        }
+      });
+    };
+    const one = Float32Array.of(4, -2, 7);
+    const shards = [new BatchNorm(3, { pool, convention: 'onnx' }), new BatchNorm(3, { pool, convention: 'onnx' })];
+    const reduceStats = reduce();
+    const [y, empty] = await Promise.all([
+      shards[0].forward(one, [1, 3], { reduceStats }), shards[1].forward(new Float32Array(0), [0, 3], { reduceStats }),
+    ]);
+    expect([Array.from(y), empty.length]).toEqual([[0, 0, 0], 0]);
+    for (const bn of shards) {
+      expect(Array.from(bn.runningMean!)).toEqual(Array.from(one, (v) => Math.fround(0.1 * v)));
+      expect(Array.from(bn.runningVar!)).toEqual(Array(3).fill(Math.fround(0.9)));
+    }
+    const torch = [new BatchNorm(3, { pool }), new BatchNorm(3, { pool })];
+    const reduceTorch = reduce();
+    const settled = await Promise.allSettled([
+      torch[0].forward(one, [1, 3], { reduceStats: reduceTorch }), torch[1].forward(new Float32Array(0), [0, 3], { reduceStats: reduceTorch }),
+    ]);
+    expect(settled.map((r) => r.status === 'rejected' && (r.reason as { code: string }).code)).toEqual(['ERR_BNPOOL_SINGLE_VALUE', 'ERR_BNPOOL_SINGLE_VALUE']);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * Empty batches (a dimension of size 0), as PyTorch takes them: an empty output, running
- * statistics left as they were with the batch still counted, gradients of 0, statistics of count
- * 0; and a synced batch whose shard holds no values.
+ * statistics left as they were with the batch still counted (the onnx and keras conventions: NaN,
+ * as their frameworks), gradients of 0, statistics of count 0; and a synced batch whose shard
+ * holds no values.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -111,16 +112,18 @@ describe.each(kernels)('empty batches, %s kernel', (kernel) => {
     expect(sameBits(r.mean, mean) && sameBits(r.var, variance)).toBe(true);
   });
 
-  it("the onnx and keras conventions: an empty batch leaves their running statistics too", async () => {
+  it("the onnx and keras conventions: an empty batch's NaN statistics reach their running statistics, as in their frameworks", async () => {
     const pool = pools.get(kernel)!;
     for (const convention of ['onnx', 'keras'] as const) {
-      const bn = new BatchNorm(2, { pool, convention });
-      const shape = [5, 2, 3];
-      await bn.forward(randomTensor(shape, 'float32', 81), shape);
-      const [mean, variance] = [bn.runningMean!.slice(), bn.runningVar!.slice()];
-      expect((await bn.forward(new Float32Array(0), [0, 2, 3])).length).toBe(0);
-      expect(sameBits(bn.runningMean!, mean) && sameBits(bn.runningVar!, variance)).toBe(true);
-      expect(bn.numBatchesTracked).toBe(2);
+      for (const layout of ['channels-first', 'channels-last'] as const) {
+        const bn = new BatchNorm(2, { pool, convention, layout });
+        const shape = layout === 'channels-first' ? [5, 2, 3] : [5, 3, 2];
+        await bn.forward(randomTensor(shape, 'float32', 81), shape);
+        expect([...bn.runningMean!, ...bn.runningVar!].some(Number.isNaN)).toBe(false);
+        expect((await bn.forward(new Float32Array(0), layout === 'channels-first' ? [0, 2, 3] : [0, 3, 2])).length).toBe(0);
+        expect([...bn.runningMean!, ...bn.runningVar!].every(Number.isNaN)).toBe(true);
+        expect(bn.numBatchesTracked).toBe(2);
+      }
     }
   });
 

@@ -638,9 +638,34 @@ const MUTANTS = [
     tests: ['test/lifecycle.test.ts'], only: 'await using',
   },
   {
-    name: 'empty-running-update', breaks: 'an empty batch leaves the running statistics as they were',
-    file: 'src/running.ts', find: '  if (count === 0) return true;\n', replace: '',
+    name: 'empty-running-update', breaks: 'an empty batch leaves the running statistics as they were (the torch convention)',
+    file: 'src/batch-norm.ts', find: 'if (count === 0 && this.#rules.emptyBatchKeeps) {', replace: 'if (count === 0 && this.#rules.emptyBatchKeeps && false) {',
     tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'empty-running-nan', breaks: "an empty batch's NaN statistics reach the running ones under the onnx and keras conventions, as in onnxruntime and Keras",
+    file: 'src/batch-norm.ts', find: 'if (count === 0 && this.#rules.emptyBatchKeeps) {', replace: 'if (count === 0) {',
+    tests: ['test/empty.test.ts', 'test/conventions.test.ts'],
+  },
+  {
+    name: 'empty-functional-update', breaks: "the functional form's empty batch leaves the running statistics as they were, as F.batch_norm",
+    file: 'src/functional.ts', find: 'if (training && runningMean !== null && count > 0) {', replace: 'if (training && runningMean !== null) {',
+    tests: ['test/empty.test.ts'],
+  },
+  {
+    name: 'single-value-convention', breaks: 'the onnx and keras conventions normalize a batch of one value per channel, as onnxruntime and Keras',
+    file: 'src/batch-norm.ts', find: '&& reduceStats === undefined && moreThanOne) checkMoreThanOneValue(dims);', replace: '&& reduceStats === undefined) checkMoreThanOneValue(dims);',
+    tests: ['test/conventions.test.ts'],
+  },
+  {
+    name: 'single-value-synced-convention', breaks: 'a synced onnx batch of one value per channel over every shard is normalized',
+    file: 'src/sync.ts', find: 'if (moreThanOne && first !== 0 && !(first > 1)) {', replace: 'if ((moreThanOne || true) && first !== 0 && !(first > 1)) {',
+    tests: ['test/conventions.test.ts'],
+  },
+  {
+    name: 'single-value-torch', breaks: 'the torch convention refuses a batch of one value per channel, as PyTorch',
+    file: 'src/conventions.ts', find: 'unbiased: true, moreThanOneValue: true,', replace: 'unbiased: true, moreThanOneValue: false,',
+    tests: ['test/errors.test.ts', 'test/conventions.test.ts'],
   },
   {
     name: 'empty-shard-silent', breaks: "a synced backward's empty shard still sends its sums (0) through the all-reduce",
