@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, ChannelStats, CONVENTIONS, Pool } from '../dist/src/index.js';
 import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
-import { randomTensor, randomVector } from './helpers/data.js';
+import { randomTensor, randomVector, rng } from './helpers/data.js';
 import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
@@ -125,6 +125,62 @@ describe('conventions', () => {
         expect(maxRelativeError(bn.runningVar!, ortVar, 1e-3), `${shape}`).toBeLessThan(1e-6);
       }
     }
+  });
+
+  it('onnx: seeded random batches match onnxruntime (ranks 2-5, one value, none, NaN, an offset, momentum and eps drawn)', async () => {
+    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+    const rand = rng(2026);
+    const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
+    const drawn = { single: 0, empty: 0, nan: 0 };
+    for (let k = 0; k < 48; k++) {
+      const rank = 2 + Math.floor(rand() * 4);
+      const C = 1 + Math.floor(rand() * 5);
+      const shape = [Math.floor(rand() * 4), C, ...Array.from({ length: rank - 2 }, () => Math.floor(rand() * 5))];
+      const form = rand();
+      for (let i = 0; i < rank; i++) if (i !== 1) shape[i] = form < 0.15 ? 1 : form < 0.75 ? Math.max(1, shape[i]) : shape[i];
+      const n = shape.reduce((a, b) => a * b);
+      const S = n / Math.max(1, shape[0] * C);
+      const offset = rand() < 0.25 ? 1000 : 0;
+      const x = new Float32Array(n).map(() => offset + (rand() - 0.5) * 6);
+      const nanChannel = n > 0 && rand() < 0.15 ? Math.floor(rand() * C) : -1;
+      if (nanChannel >= 0) x[nanChannel * S] = NaN;
+      const [momentum, eps] = [Math.fround(rand()), Math.fround(10 ** (-6 + 4 * rand()))];
+      const vector = (lo: number, hi: number) => new Float32Array(C).map(() => lo + rand() * (hi - lo));
+      const [scale, B, mean0, var0] = [vector(-2, 2), vector(-1, 1), vector(-1, 1), vector(0.5, 2)];
+      drawn.single += n > 0 && n === C ? 1 : 0;
+      drawn.empty += n === 0 ? 1 : 0;
+      drawn.nan += nanChannel >= 0 ? 1 : 0;
+      const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
+      const out = await session.run({ X: t(x, shape), scale: t(scale, [C]), B: t(B, [C]), input_mean: t(mean0, [C]), input_var: t(var0, [C]) });
+      await session.release();
+      const bn = new BatchNorm(C, { pool, convention: 'onnx', momentum, eps });
+      bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
+      const y = await bn.forward(x, shape);
+      const label = `case ${k}: ${JSON.stringify(shape)}, momentum ${momentum}, eps ${eps}, offset ${offset}, NaN in ${nanChannel}`;
+      const ref = referenceForward(x, shape, { training: true, weight: scale, bias: B, eps });
+      expect(outputErrorRatio(y, x, shape, ref, B, 'float32'), label).toBeLessThanOrEqual(1);
+      // onnxruntime sums in float32 and folds y = x·a + (B - mean·a): its own roundings, of the terms.
+      const ortY = out.Y.data as Float32Array;
+      expect(ortY.length, label).toBe(y.length);
+      for (let i = 0; i < n; i++) {
+        const c = Math.floor(i / S) % C;
+        if (Number.isNaN(ortY[i]) || Number.isNaN(y[i])) {
+          expect([Number.isNaN(ortY[i]), i], label).toEqual([Number.isNaN(y[i]), i]);
+          continue;
+        }
+        const a = Math.abs(ref.scale[c]);
+        expect(Math.abs(ortY[i] - y[i]), `${label}, y[${i}]`).toBeLessThanOrEqual(2 ** -20 * ((Math.abs(x[i]) + Math.abs(ref.mean[c])) * a + Math.abs(B[c]) + Math.abs(y[i])));
+      }
+      for (const [got, want, name] of [[bn.runningMean!, out.running_mean.data, 'mean'], [bn.runningVar!, out.running_var.data, 'var']] as const) {
+        for (let c = 0; c < C; c++) {
+          const [g, w] = [got[c], (want as Float32Array)[c]];
+          if (Number.isNaN(g) || Number.isNaN(w)) expect([Number.isNaN(g), name, c], label).toEqual([Number.isNaN(w), name, c]);
+          else expect(Math.abs(g - w), `${label}, running ${name}[${c}]`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(w)));
+        }
+      }
+    }
+    // The draw covers each kind of batch more than once.
+    expect(Math.min(drawn.single, drawn.empty, drawn.nan), JSON.stringify(drawn)).toBeGreaterThanOrEqual(2);
   });
 
   it('keras: one value per channel normalizes to beta and updates with variance 0; an empty batch makes the moving statistics NaN', async () => {
