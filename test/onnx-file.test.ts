@@ -2,7 +2,8 @@
  * BatchNormalization nodes of ONNX model files: `BatchNorm.findInOnnx` and `BatchNorm.fromOnnx`,
  * on models the `onnx` Python package wrote (test/fixtures/onnx/make_files.py: initializers as
  * raw_data and as float_data, a Constant node's value and value_floats, external data, float64, float16 as
- * int32_data bits), against the values it recorded, and against onnxruntime running a model.
+ * int32_data bits), against the values it recorded, and against onnxruntime running a model; and
+ * on models PyTorch's exporters wrote (test/fixtures/torch-onnx/make_files.py), against PyTorch.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -104,6 +105,41 @@ describe('BatchNorm.fromOnnx', () => {
     // The module's options override the node's, but not its state.
     const last = await BatchNorm.fromOnnx(fixture('bn-only.onnx'), { pool, layout: 'channels-last', eps: 1e-3 });
     expect([last.layout, last.eps, last.momentum]).toEqual(['channels-last', 1e-3, Math.fround(0.9)]);
+  });
+
+  it('reads the models PyTorch\'s two exporters wrote: the state bit for bit, eps and momentum as ONNX holds them, PyTorch\'s outputs', async () => {
+    interface TorchState { numFeatures: number; eps: number; momentum: number; weight: number[]; bias: number[]; running_mean: number[]; running_var: number[] }
+    const torch = JSON.parse(readFileSync(new URL('./fixtures/torch-onnx/expected.json', import.meta.url), 'utf8')) as {
+      generator: string; files: string[]; bn: TorchState; bn1d: TorchState;
+      x: { shape: number[]; values: number[] }; z: { shape: number[]; values: number[] }; y: number[]; yz: number[];
+    };
+    expect(torch.generator).toMatch(/^PyTorch 2\./);
+    expect(torch.files).toEqual(['legacy.onnx', 'dynamo.onnx']);
+    for (const file of torch.files) {
+      const path = fileURLToPath(new URL(`./fixtures/torch-onnx/${file}`, import.meta.url));
+      const found = await BatchNorm.findInOnnx(path);
+      expect(found.map((n) => [n.numFeatures, n.trainingMode, n.dtype]), file).toEqual([[5, false, 'float32'], [3, false, 'float32']]);
+      for (const [i, key] of (['bn', 'bn1d'] as const).entries()) {
+        const want = torch[key];
+        const bn = await BatchNorm.fromOnnx(path, { node: found[i].name, pool });
+        const label = `${file} ${key}`;
+        // ONNX holds eps as a float32 and momentum as ONNX's: 1 - PyTorch's.
+        expect([bn.numFeatures, bn.eps, bn.momentum, bn.convention, bn.training], label)
+          .toEqual([want.numFeatures, Math.fround(want.eps), Math.fround(1 - want.momentum), 'onnx', false]);
+        for (const [got, values] of [[bn.weight!, want.weight], [bn.bias!, want.bias], [bn.runningMean!, want.running_mean], [bn.runningVar!, want.running_var]] as const) {
+          expect(got, label).toEqual(Float32Array.from(values));
+        }
+        const input = key === 'bn' ? torch.x : torch.z;
+        const y = await bn.forward(Float32Array.from(input.values), input.shape);
+        const expectedY = key === 'bn' ? torch.y : torch.yz;
+        let worst = 0;
+        for (let j = 0; j < y.length; j++) {
+          const got = key === 'bn' ? Math.max(y[j], 0) : y[j]; // the model's ReLU after bn
+          worst = Math.max(worst, Math.abs(got - expectedY[j]) / Math.max(Math.abs(expectedY[j]), 1));
+        }
+        expect(worst, label).toBeLessThan(1e-6);
+      }
+    }
   });
 
   it('refuses a model without the node named, or with several and none named, listing its nodes; options before the file is read', async () => {
