@@ -136,7 +136,7 @@ describe('the set-up commands', () => {
   });
 
   it('start a main job that runs, checks its outputs against float64 and reports its speed beside the floor\'s', () => {
-    const main = spawnSync(process.execPath, [new URL('../dist/src/main.js', import.meta.url).pathname], { encoding: 'utf8', timeout: 120_000 });
+    const main = spawnSync(process.execPath, [new URL('../dist/src/main.js', import.meta.url).pathname], { encoding: 'utf8', timeout: 50_000 });
     expect(main.stderr).toBe('');
     expect(main.status).toBe(0);
     const lines = main.stdout.trim().split('\n');
