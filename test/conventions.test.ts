@@ -11,6 +11,7 @@ import { BatchNorm, ChannelStats, CONVENTIONS, Pool } from '../dist/src/index.js
 import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
 import { randomTensor, randomVector, rng } from './helpers/data.js';
 import { channelStats, maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
+import { rendezvous } from './helpers/sync.js';
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
@@ -211,20 +212,7 @@ describe('conventions', () => {
   });
 
   it('onnx: a synced batch of one value per channel over every shard is normalized, where torch refuses it', async () => {
-    const reduce = () => {
-      let parts: ChannelStats[] = [];
-      let waiting: ((s: ChannelStats) => void)[] = [];
-      return (local: ChannelStats) => new Promise<ChannelStats>((resolve) => {
-        parts.push(local);
-        waiting.push(resolve);
-        if (parts.length === 2) {
-          const merged = parts[0].merge(parts[1]);
-          for (const w of waiting) w(merged);
-          parts = [];
-          waiting = [];
-        }
-      });
-    };
+    const reduce = () => rendezvous<ChannelStats>((parts) => parts[0].merge(parts[1]));
     const one = Float32Array.of(4, -2, 7);
     const shards = [new BatchNorm(3, { pool, convention: 'onnx' }), new BatchNorm(3, { pool, convention: 'onnx' })];
     const reduceStats = reduce();
