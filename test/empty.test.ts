@@ -9,7 +9,7 @@ import {
   ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, Pool, ShapeError, SingleValueError,
 } from '../dist/src/index.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { expectRejection } from './helpers/errors.js';
+import { expectRejection, stateOf } from './helpers/errors.js';
 import { channelStats, maxRelativeError } from './helpers/reference.js';
 import { rendezvous } from './helpers/sync.js';
 
@@ -32,10 +32,7 @@ function fullShape(layout: 'channels-first' | 'channels-last'): number[] {
 }
 
 /** The module's state, every bit of it, to compare before and after. */
-function state(bn: BatchNorm): string {
-  const sd = bn.stateDict();
-  return JSON.stringify(Object.fromEntries(Object.entries(sd).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as Float32Array)])));
-}
+const state = (bn: BatchNorm): string => JSON.stringify(stateOf(bn));
 
 describe.each(kernels)('empty batches, %s kernel', (kernel) => {
   for (const dtype of ['float32', 'float64'] as const) {

@@ -16,6 +16,7 @@ import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type TorchBatchNo
 import { withTorchFile } from '../dist/src/torch-file.js';
 import { MAX_CODE, scriptClassesOf } from '../dist/src/torch-script.js';
 import { crc32 } from '../dist/src/zip.js';
+import { stateOf } from './helpers/errors.js';
 import { zipEnd } from './helpers/zip.js';
 
 /** Corrupted pickles of the robustness test (`BNPOOL_TORCH_CORRUPTIONS=5000` searches longer). */
@@ -29,11 +30,6 @@ interface ExpectedModule {
 const expected = JSON.parse(readFileSync(new URL('expected.json', fixtures), 'utf8')) as Record<string, Record<string, ExpectedModule>>;
 const dir = mkdtempSync(join(tmpdir(), 'bnpool-torch-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** The state a module holds, as plain numbers. */
-function stateOf(bn: BatchNorm): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'object' ? Array.from(v as ArrayLike<number>) : v]));
-}
 
 /** The state make_files.py recorded, as `stateOf` gives it. */
 function recorded(e: ExpectedModule): Record<string, unknown> {

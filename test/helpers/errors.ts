@@ -2,6 +2,11 @@ import { expect } from 'vitest';
 import { BatchNorm, BnPoolError, type Pool } from '../../dist/src/index.js';
 import { randomTensor } from './data.js';
 
+/** The state a module holds (its `stateDict()`), as plain numbers: to compare, or to snapshot as JSON. */
+export function stateOf(bn: BatchNorm): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as ArrayLike<number>)]));
+}
+
 /**
  * A module trained once on `pool` (one batch of `shape`, float32), and a snapshot of everything a
  * failed call must leave alone.
@@ -11,10 +16,7 @@ export async function trainedModule(
 ): Promise<{ bn: BatchNorm; snapshot: () => unknown }> {
   const bn = new BatchNorm(shape[1], { pool });
   await bn.forward(randomTensor(shape, 'float32', 1), shape);
-  const snapshot = () => JSON.stringify({
-    sd: Object.fromEntries(Object.entries(bn.stateDict()).map(([k, v]) => [k, typeof v === 'number' ? v : Array.from(v as Float32Array)])),
-    training: bn.training,
-  });
+  const snapshot = () => JSON.stringify({ sd: stateOf(bn), training: bn.training });
   return { bn, snapshot };
 }
 
