@@ -17,6 +17,32 @@ let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
 afterAll(() => pool.close());
 
+/** An ONNX BatchNormalization's inputs beside X: scale, B, input_mean, input_var (float32, C each). */
+interface OnnxState { scale: Float32Array; B: Float32Array; input_mean: Float32Array; input_var: Float32Array }
+
+/**
+ * One training step (training_mode 1) of x, from `state`, in onnxruntime (its Y, running_mean and
+ * running_var) and in an onnx-convention module loaded with the same state (its output, and the
+ * module for its running statistics).
+ */
+async function onnxTrainingStep(
+  x: Float32Array, shape: readonly number[], state: OnnxState, momentum: number, eps: number,
+): Promise<{ ort: { Y: Float32Array; running_mean: Float32Array; running_var: Float32Array }; bn: BatchNorm; y: Float32Array }> {
+  const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+  const C = shape[1];
+  const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
+  const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
+  const out = await session.run({
+    X: t(x, shape), scale: t(state.scale, [C]), B: t(state.B, [C]), input_mean: t(state.input_mean, [C]), input_var: t(state.input_var, [C]),
+  });
+  await session.release();
+  const bn = new BatchNorm(C, { pool, convention: 'onnx', momentum, eps });
+  bn.importWeights('onnx', state);
+  const y = await bn.forward(x, shape);
+  const data = (name: string) => out[name].data as Float32Array;
+  return { ort: { Y: data('Y'), running_mean: data('running_mean'), running_var: data('running_var') }, bn, y };
+}
+
 describe('conventions', () => {
   it('set momentum, eps and estimator defaults per framework', () => {
     expect(new BatchNorm(2, { pool }).momentum).toBe(0.1);
@@ -52,7 +78,6 @@ describe('conventions', () => {
   }
 
   it('onnx: reproduces onnxruntime BatchNormalization (opset 15, training_mode 1)', async () => {
-    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
     const shape = [4, 3, 5, 7];
     const x = randomTensor(shape, 'float32', 77) as Float32Array;
     const scale = randomVector(3, 'float32', 1, 0.5, 2) as Float32Array;
@@ -61,25 +86,17 @@ describe('conventions', () => {
     const var0 = randomVector(3, 'float32', 4, 0.5, 2) as Float32Array;
     const momentum = 0.8;
     const eps = 1e-5;
-    const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
-    const t = (a: Float32Array, dims: number[]) => new ort.Tensor('float32', a, dims);
-    const out = await session.run({ X: t(x, shape), scale: t(scale, [3]), B: t(B, [3]), input_mean: t(mean0, [3]), input_var: t(var0, [3]) });
-    await session.release();
-
-    const bn = new BatchNorm(3, { pool, convention: 'onnx', momentum, eps });
-    bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
-    const y = await bn.forward(x, shape);
+    const { ort: out, bn, y } = await onnxTrainingStep(x, shape, { scale, B, input_mean: mean0, input_var: var0 }, momentum, eps);
     // Both compute in float32 output precision from the same float32 inputs; they may differ by a
     // few float32 ulps of the terms (different summation orders).
     const ref = referenceForward(x, shape, { training: true, weight: scale, bias: B, eps });
-    expect(outputErrorRatio(out.Y.data as Float32Array, x, shape, ref, B, 'float32')).toBeLessThanOrEqual(1);
+    expect(outputErrorRatio(out.Y, x, shape, ref, B, 'float32')).toBeLessThanOrEqual(1);
     expect(outputErrorRatio(y, x, shape, ref, B, 'float32')).toBeLessThanOrEqual(1);
-    const ortY = out.Y.data as Float32Array;
     let worst = 0;
-    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - ortY[i]));
+    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - out.Y[i]));
     expect(worst).toBeLessThan(1e-5);
-    expect(maxRelativeError(bn.runningMean!, out.running_mean.data as Float32Array, 1e-3)).toBeLessThan(1e-6);
-    expect(maxRelativeError(bn.runningVar!, out.running_var.data as Float32Array, 1e-3)).toBeLessThan(1e-6);
+    expect(maxRelativeError(bn.runningMean!, out.running_mean, 1e-3)).toBeLessThan(1e-6);
+    expect(maxRelativeError(bn.runningVar!, out.running_var, 1e-3)).toBeLessThan(1e-6);
     // ...and the running variance is the biased one: with the unbiased one it would differ.
     const stats = channelStats(x, shape);
     const m = x.length / 3;
@@ -88,34 +105,26 @@ describe('conventions', () => {
   });
 
   it('onnx: degenerate batches as onnxruntime: one value per channel normalized, an empty batch\'s NaN statistics in the running ones', async () => {
-    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
     const [momentum, eps] = [0.8, 1e-5];
     const scale = randomVector(3, 'float32', 11, 0.5, 2) as Float32Array;
     const B = randomVector(3, 'float32', 12, -1, 1) as Float32Array;
     const mean0 = randomVector(3, 'float32', 13, -0.5, 0.5) as Float32Array;
     const var0 = randomVector(3, 'float32', 14, 0.5, 2) as Float32Array;
-    const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
     for (const [i, shape] of [[1, 3], [1, 3, 1, 1], [1, 3, 1, 1, 1], [0, 3], [0, 3, 4, 4], [2, 3, 0], [2, 3, 5, 0, 2]].entries()) {
       const x = new Float32Array(shape.reduce((a, b) => a * b)).map((_, j) => Math.sin(7 * i + j) * 3 + 1.5);
-      const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
-      const out = await session.run({ X: t(x, shape), scale: t(scale, [3]), B: t(B, [3]), input_mean: t(mean0, [3]), input_var: t(var0, [3]) });
-      await session.release();
-      const bn = new BatchNorm(3, { pool, convention: 'onnx', momentum, eps });
-      bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
-      const y = await bn.forward(x, shape);
+      const { ort: out, bn, y } = await onnxTrainingStep(x, shape, { scale, B, input_mean: mean0, input_var: var0 }, momentum, eps);
       // One value: x - mean is 0, so bnpool gives bias exactly. onnxruntime folds the output into
       // x·a + (B - mean·a), a = scale / sqrt(var + eps), in float32: off by the roundings of x·a
       // and mean·a, which do not cancel (up to 4.4e-5 on these).
-      expect(y.length, `${shape}`).toBe(out.Y.data.length);
+      expect(y.length, `${shape}`).toBe(out.Y.length);
       if (x.length > 0) {
         expect(Array.from(y), `${shape}`).toEqual(Array.from(B));
-        const ortY = out.Y.data as Float32Array;
         for (let c = 0; c < 3; c++) {
           const folded = Math.abs(x[c] * scale[c]) / Math.sqrt(eps);
-          expect(Math.abs(ortY[c] - y[c]), `${shape}, channel ${c}`).toBeLessThanOrEqual(2 ** -22 * (folded + Math.abs(B[c])));
+          expect(Math.abs(out.Y[c] - y[c]), `${shape}, channel ${c}`).toBeLessThanOrEqual(2 ** -22 * (folded + Math.abs(B[c])));
         }
       }
-      const [ortMean, ortVar] = [out.running_mean.data as Float32Array, out.running_var.data as Float32Array];
+      const [ortMean, ortVar] = [out.running_mean, out.running_var];
       if (x.length === 0) {
         expect([...ortMean, ...ortVar].every(Number.isNaN), `${shape}`).toBe(true);
         expect([...bn.runningMean!, ...bn.runningVar!].every(Number.isNaN), `${shape}`).toBe(true);
@@ -129,9 +138,7 @@ describe('conventions', () => {
   });
 
   it('onnx: seeded random batches match onnxruntime (ranks 2-5, one value, none, NaN, an offset, momentum and eps drawn)', async () => {
-    const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
     const rand = rng(2026);
-    const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
     const drawn = { single: 0, empty: 0, nan: 0 };
     for (let k = 0; k < 48; k++) {
       const rank = 2 + Math.floor(rand() * 4);
@@ -151,17 +158,12 @@ describe('conventions', () => {
       drawn.single += n > 0 && n === C ? 1 : 0;
       drawn.empty += n === 0 ? 1 : 0;
       drawn.nan += nanChannel >= 0 ? 1 : 0;
-      const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
-      const out = await session.run({ X: t(x, shape), scale: t(scale, [C]), B: t(B, [C]), input_mean: t(mean0, [C]), input_var: t(var0, [C]) });
-      await session.release();
-      const bn = new BatchNorm(C, { pool, convention: 'onnx', momentum, eps });
-      bn.importWeights('onnx', { scale, B, input_mean: mean0, input_var: var0 });
-      const y = await bn.forward(x, shape);
+      const { ort: out, bn, y } = await onnxTrainingStep(x, shape, { scale, B, input_mean: mean0, input_var: var0 }, momentum, eps);
       const label = `case ${k}: ${JSON.stringify(shape)}, momentum ${momentum}, eps ${eps}, offset ${offset}, NaN in ${nanChannel}`;
       const ref = referenceForward(x, shape, { training: true, weight: scale, bias: B, eps });
       expect(outputErrorRatio(y, x, shape, ref, B, 'float32'), label).toBeLessThanOrEqual(1);
       // onnxruntime sums in float32 and folds y = x·a + (B - mean·a): its own roundings, of the terms.
-      const ortY = out.Y.data as Float32Array;
+      const ortY = out.Y;
       expect(ortY.length, label).toBe(y.length);
       for (let i = 0; i < n; i++) {
         const c = Math.floor(i / S) % C;
@@ -172,9 +174,9 @@ describe('conventions', () => {
         const a = Math.abs(ref.scale[c]);
         expect(Math.abs(ortY[i] - y[i]), `${label}, y[${i}]`).toBeLessThanOrEqual(2 ** -20 * ((Math.abs(x[i]) + Math.abs(ref.mean[c])) * a + Math.abs(B[c]) + Math.abs(y[i])));
       }
-      for (const [got, want, name] of [[bn.runningMean!, out.running_mean.data, 'mean'], [bn.runningVar!, out.running_var.data, 'var']] as const) {
+      for (const [got, want, name] of [[bn.runningMean!, out.running_mean, 'mean'], [bn.runningVar!, out.running_var, 'var']] as const) {
         for (let c = 0; c < C; c++) {
-          const [g, w] = [got[c], (want as Float32Array)[c]];
+          const [g, w] = [got[c], want[c]];
           if (Number.isNaN(g) || Number.isNaN(w)) expect([Number.isNaN(g), name, c], label).toEqual([Number.isNaN(w), name, c]);
           else expect(Math.abs(g - w), `${label}, running ${name}[${c}]`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(w)));
         }
