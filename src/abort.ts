@@ -12,14 +12,63 @@ export function throwIfAbortedBeforeStart(signal: AbortSignal | null): void {
   if (signal?.aborted) throw new AbortError('the BatchNorm call was aborted before it started', { cause: signal.reason });
 }
 
+/** The calls' callbacks on one signal, and the one 'abort' listener that runs them. */
+interface SignalCallbacks {
+  readonly callbacks: Set<{ readonly run: () => void }>;
+  readonly listener: () => void;
+}
+
+/** Each signal in use by a call in flight: its callbacks (onAbort). */
+const watched = new WeakMap<AbortSignal, SignalCallbacks>();
+
+/**
+ * Runs `callback` when `signal` fires, until the returned function is called; a callback added
+ * after the signal fired never runs (as an 'abort' listener would not: callers check `aborted`).
+ *
+ * However many calls share a signal (a server's shutdown signal, passed to every call), bnpool
+ * puts one listener on it, which runs the callbacks in the order they were added: one listener
+ * a call would make Node 20 print a MaxListenersExceededWarning ("Possible EventTarget memory
+ * leak detected") at the eleventh concurrent call, though each is removed when its call settles.
+ * (Newer Node lines stop counting an AbortSignal's listeners, nodejs/node#55816; Node 20 counts.)
+ */
+export function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  let entry = watched.get(signal);
+  if (entry === undefined) {
+    const callbacks = new Set<{ readonly run: () => void }>();
+    const listener = (): void => {
+      watched.delete(signal);
+      // Each callback runs, as separate listeners would, even where one before it threw.
+      const failures: unknown[] = [];
+      for (const c of [...callbacks]) {
+        try {
+          c.run();
+        } catch (err) {
+          failures.push(err);
+        }
+      }
+      if (failures.length > 0) throw failures[0];
+    };
+    entry = { callbacks, listener };
+    watched.set(signal, entry);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { callbacks, listener } = entry;
+  const own = { run: callback };
+  callbacks.add(own);
+  return () => {
+    if (!callbacks.delete(own) || callbacks.size > 0) return;
+    signal.removeEventListener('abort', listener);
+    if (watched.get(signal) === entry) watched.delete(signal);
+  };
+}
+
 /** Waits for the previous call on the module, or rejects as soon as `signal` fires. */
 export function waitForTurn(turn: Promise<void>, signal: AbortSignal | null): Promise<void> {
   if (signal === null) return turn;
   return new Promise<void>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortError('the BatchNorm call was aborted while queued', { cause: signal.reason }));
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stopWatching = onAbort(signal, () => reject(new AbortError('the BatchNorm call was aborted while queued', { cause: signal.reason })));
     void turn.then(() => {
-      signal.removeEventListener('abort', onAbort);
+      stopWatching();
       resolve();
     });
   });
@@ -55,8 +104,7 @@ export function untilAborted<T>(hook: T | Promise<T>, signal: AbortSignal | null
   if (signal === null) return Promise.resolve(hook);
   if (signal.aborted) return Promise.reject(abortError(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    Promise.resolve(hook).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    const stopWatching = onAbort(signal, () => reject(abortError(signal)));
+    Promise.resolve(hook).then(resolve, reject).finally(stopWatching);
   });
 }

@@ -9,7 +9,7 @@ import {
   CHANNEL_BIAS, CHANNEL_INVSTD, CHANNEL_MEAN, CHANNEL_MEAN_LO, CHANNEL_VAR, CHANNEL_WEIGHT, PARAM_BYTES, scratchLayout, type ScratchLayout,
 } from '../workers/scratch.js';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX, PLANE_RUN_CHANNELS_MAX, rowScratchBytes } from '../workers/kernels/kernel.js';
-import { pauseFor, throwIfAborted, untilAborted } from './abort.js';
+import { onAbort, pauseFor, throwIfAborted, untilAborted } from './abort.js';
 import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, newCopy, putChannels } from './channels.js';
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
@@ -189,12 +189,13 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   const owned = [scratchByte];
   const layout = scratchLayout(grid, scratchByte, threads);
   const cancel = (): void => cancelCall(ctx, layout);
+  let stopWatching = (): void => {};
   try {
     ctx.views.refresh();
     for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte, layout.prepClaimByte, layout.prepDoneByte]) {
       Atomics.store(ctx.views.i32, byte / 4, 0);
     }
-    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal !== null) stopWatching = onAbort(signal, cancel);
 
     const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx, threads);
     const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
@@ -302,7 +303,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       var: await copyInto(view(CHANNEL_VAR), req.into?.var, Float64Array, 'options.varOut'),
     };
   } finally {
-    signal?.removeEventListener('abort', cancel);
+    stopWatching();
     for (const offset of owned) ctx.arena.free(offset);
   }
 }

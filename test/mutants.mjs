@@ -624,13 +624,33 @@ const MUTANTS = [
   },
   {
     name: 'abort-listener-kept', breaks: "a call removes its listener from the caller's signal once it settles",
-    file: 'src/engine.ts', find: "    signal?.removeEventListener('abort', cancel);\n", replace: '',
+    file: 'src/engine.ts', find: '    stopWatching();\n    for (const offset', replace: '    void stopWatching;\n    for (const offset',
     tests: ['test/abort.test.ts'], only: 'shared by many',
   },
   {
     name: 'turn-listener-kept', breaks: "a queued call removes its listener from the caller's signal once its turn comes",
-    file: 'src/abort.ts', find: "      signal.removeEventListener('abort', onAbort);\n      resolve();", replace: '      resolve();',
+    file: 'src/abort.ts', find: '      stopWatching();\n      resolve();', replace: '      void stopWatching;\n      resolve();',
     tests: ['test/abort.test.ts'], only: 'shared by many',
+  },
+  {
+    name: 'listener-per-call', breaks: 'the calls sharing a signal share one listener on it (Node 20 warns at eleven)',
+    file: 'src/abort.ts', find: '  let entry = watched.get(signal);', replace: '  let entry: SignalCallbacks | undefined;',
+    tests: ['test/abort.test.ts'], only: 'shared by many',
+  },
+  {
+    name: 'shared-listener-kept', breaks: "the shared listener leaves the caller's signal once its last call settles",
+    file: 'src/abort.ts', find: "    signal.removeEventListener('abort', listener);\n", replace: '    void listener;\n',
+    tests: ['test/abort.test.ts'], only: 'shared by many',
+  },
+  {
+    name: 'abort-first-callback', breaks: "a shared signal's abort reaches every call on it",
+    file: 'src/abort.ts', find: 'for (const c of [...callbacks]) {', replace: 'for (const c of [...callbacks].slice(0, 1)) {',
+    tests: ['test/abort.test.ts'], only: 'one abort of a signal shared',
+  },
+  {
+    name: 'abort-removed-runs', breaks: 'a callback removed from a signal before its abort does not run',
+    file: 'src/abort.ts', find: 'if (!callbacks.delete(own) || callbacks.size > 0) return;', replace: 'if (callbacks.size > 1) return;',
+    tests: ['test/abort.test.ts'], only: 'onAbort runs each callback',
   },
   {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
