@@ -20,7 +20,7 @@ import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
-import { allocOrThrow, COPY_SLICE_BYTES } from './placement.js';
+import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
 import { callThreads, type PoolInternals } from './pool-internals.js';
 import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
 
@@ -114,7 +114,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
     const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
-    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte, pause) => {
+    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte, pause, budget) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
       // copyTo's byte for a task whose output starts at element e of the chunk.
       const copyTo = (e: number): BytesTask['copyTo'] => (
@@ -133,7 +133,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
       throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool && !workersCopy) {
-        await copySliced(y, first, len, n, 'options.out', () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause);
+        await copySliced(y, first, len, n, 'options.out', () => new Float32Array(ctx.arena.memory.buffer, stagedY, len), 'out', pause, budget);
       }
     });
     return y;
@@ -144,22 +144,24 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
 
 /**
  * Runs `body` on the `n` elements of x `chunk` at a time (the last may be shorter): on each
- * chunk's first element and length, the byte where the workers read it, and the pause to make
- * between slices of a copy (a turn of the event loop, then a check of the signal). x is copied
+ * chunk's first element and length, the byte where the workers read it, the pause to make
+ * between slices of a copy (a turn of the event loop, then a check of the signal) and the copy
+ * budget of the call, which every copy of every chunk shares (placement.ts, CopyBudget). x is copied
  * onto the pool at `stagedX` first, chunk by chunk; with `stagedX` -1 it is on the pool already
  * (this pool's alloc) and read where it lies.
  */
 async function forEachChunk(
   ctx: PoolInternals, x: ByteArray, n: number, chunk: number, stagedX: number, signal: AbortSignal | null,
-  body: (first: number, len: number, xByte: number, pause: () => Promise<void>) => Promise<void>,
+  body: (first: number, len: number, xByte: number, pause: () => Promise<void>, budget: CopyBudget) => Promise<void>,
 ): Promise<void> {
   const pause = pauseFor(signal);
+  const budget = copyBudget();
   for (let first = 0; first < n; first += chunk) {
     const len = Math.min(chunk, n - first);
     if (stagedX >= 0) {
-      await copySliced(x, first, len, n, 'x', () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause);
+      await copySliced(x, first, len, n, 'x', () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause, budget);
     }
-    await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause);
+    await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause, budget);
   }
 }
 
@@ -331,21 +333,27 @@ function split(n: number, parts: number, unit: number): [number, number][] {
 
 /**
  * Copies elements [first, first + len) of `full` (of `n` elements, named `name` in errors) into
- * the staged view (or, 'out', the staged view into them), COPY_SLICE_BYTES of the float32 side at
- * a time with `pause` between slices; the view is made again after each pause, as the memory may
- * have grown meanwhile, and `full` is checked whole before each slice (`checkIntact`).
+ * the staged view (or, 'out', the staged view into them), `budget`'s bytes of `full` at a time
+ * with `pause` between slices (COPY_SLICE_BYTES each, carried across the call's copies); the view
+ * is made again after each pause, as the memory may have grown meanwhile, and `full` is checked
+ * whole before each slice (`checkIntact`).
  */
 async function copySliced(
   full: ByteArray | Float32Array, first: number, len: number, n: number, name: string,
-  staged: () => ByteArray | Float32Array, direction: 'in' | 'out', pause: () => Promise<void>,
+  staged: () => ByteArray | Float32Array, direction: 'in' | 'out', pause: () => Promise<void>, budget: CopyBudget,
 ): Promise<void> {
-  const slice = Math.floor(COPY_SLICE_BYTES / full.BYTES_PER_ELEMENT);
-  for (let i = 0; i < len; i += slice) {
-    if (i > 0) await pause();
+  const bpe = full.BYTES_PER_ELEMENT;
+  for (let i = 0; i < len;) {
+    if (budget.left < bpe) {
+      await pause();
+      budget.left = COPY_SLICE_BYTES;
+    }
+    const end = Math.min(len, i + Math.floor(budget.left / bpe));
     checkIntact(full, n, name);
-    const end = Math.min(len, i + slice);
     const view = staged();
     if (direction === 'in') view.set(full.subarray(first + i, first + end), i);
     else (full as Float32Array).set((view as Float32Array).subarray(i, end), first + i);
+    budget.left -= (end - i) * bpe;
+    i = end;
   }
 }

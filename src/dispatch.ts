@@ -11,7 +11,9 @@ import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
 import { deserializeError, WorkerError } from './errors.js';
-import { copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement } from './placement.js';
+import {
+  type CopyBudget, copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement,
+} from './placement.js';
 import type { PoolInternals } from './pool-internals.js';
 
 /**
@@ -61,6 +63,8 @@ export interface Call {
   readonly cancel: () => void;
   /** Between the slices of a copy onto the pool: a turn of the event loop, then the abort check. */
   readonly pauseIn: CopyPause;
+  /** What this thread may copy before its next pause, across all of the call's copies. */
+  readonly copies: CopyBudget;
   /** The prep the next dispatch's tasks do first (see `Task.prep`); the call's first dispatch clears it. */
   prep: Task['prep'];
 }
@@ -72,15 +76,15 @@ export interface Call {
  */
 export async function normalizePipelined(call: Call, placements: readonly Placement[]): Promise<void> {
   const { ctx, req } = call;
-  await copyIn(ctx, req, placements[0], call.pauseIn);
+  await copyIn(ctx, req, placements[0], call.pauseIn, call.copies);
   for (let i = 0; i < placements.length; i++) {
     await copyWhileRunning(call, tasksFor(call, placements[i], 'normalize'), async () => {
-      if (i > 0 && placements[i - 1].copyOutOnMain !== null) await copyOutOnMain(ctx, req, placements[i - 1], pauseOut);
-      if (i + 1 < placements.length) await copyIn(ctx, req, placements[i + 1], call.pauseIn);
+      if (i > 0 && placements[i - 1].copyOutOnMain !== null) await copyOutOnMain(ctx, req, placements[i - 1], pauseOut, call.copies);
+      if (i + 1 < placements.length) await copyIn(ctx, req, placements[i + 1], call.pauseIn, call.copies);
     });
   }
   const last = placements[placements.length - 1];
-  if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut);
+  if (last.copyOutOnMain !== null) await copyOutOnMain(ctx, req, last, pauseOut, call.copies);
 }
 
 /**
@@ -124,12 +128,12 @@ export async function fusedPipelined(call: Call, p: Placement): Promise<void> {
   const { ctx, req, layout } = call;
   ctx.views.refresh();
   Atomics.store(ctx.views.i32, layout.stagedByte / 4, 0);
-  await copyWhileRunning(call, tasksFor(call, p, 'fused', { awaitStaged: true }), () => copyInByChannel(ctx, req, p, call.pauseIn, (done) => {
+  await copyWhileRunning(call, tasksFor(call, p, 'fused', { awaitStaged: true }), () => copyInByChannel(ctx, req, p, call.pauseIn, call.copies, (done) => {
     ctx.views.refresh();
     Atomics.store(ctx.views.i32, layout.stagedByte / 4, done);
     Atomics.notify(ctx.views.i32, layout.stagedByte / 4);
   }));
-  if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut);
+  if (p.copyOutOnMain !== null) await copyOutOnMain(ctx, req, p, pauseOut, call.copies);
 }
 
 /** Between the slices of a copy out: a turn of the event loop. The output is complete by then. */
@@ -151,9 +155,9 @@ export function normalizeChunk(call: Call, p: Placement, op: TaskOp, afterStats:
  * as tasksFor's), and copies its output where it belongs.
  */
 export async function runChunk(call: Call, p: Placement, op: TaskOp, opts: TaskOptions = {}, staged = false): Promise<void> {
-  if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn);
+  if (!staged) await copyIn(call.ctx, call.req, p, call.pauseIn, call.copies);
   await runPhase(call, tasksFor(call, p, op, opts));
-  if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut);
+  if (p.copyOutOnMain !== null) await copyOutOnMain(call.ctx, call.req, p, pauseOut, call.copies);
 }
 
 /**

@@ -15,7 +15,7 @@ import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
-import { allocOrThrow, copyIn, freshOutput, place } from './placement.js';
+import { allocOrThrow, copyBudget, copyIn, freshOutput, place } from './placement.js';
 import { callThreads, type PoolInternals, poolInternals } from './pool-internals.js';
 import type { Pool } from './pool.js';
 import type { GradientSums } from './sync.js';
@@ -204,7 +204,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
     const pauseIn = pauseFor(signal);
     const call: Call = {
-      ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, prep: null,
+      ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, copies: copyBudget(), prep: null,
     };
     // The per-channel inputs go onto the pool as whole arrays, in slices of channels between
     // turns where there are many (an abort stops the call there); the workers make the
@@ -269,7 +269,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
         // Chunks (or statistics only): every chunk's statistics, merged by the last task to finish
         // the last chunk's, then every chunk again to normalize.
         for (let i = 0; i < placements.length; i++) {
-          await copyIn(ctx, req, placements[i], call.pauseIn);
+          await copyIn(ctx, req, placements[i], call.pauseIn, call.copies);
           await runPhase(call, tasksFor(call, placements[i], 'stats', { merge: i === placements.length - 1 }));
         }
         if (synced) await reduceGradients(ctx, grid, req.backward!, layout, signal, call.pauseIn);

@@ -166,11 +166,27 @@ export const PIPELINE_CHUNK_ELEMENTS = 1 << 20;
 export type CopyPause = () => Promise<void>;
 
 /**
- * Copies a chunk of x (and of dy and the mask, for backward) onto the pool, in slices of at most
- * COPY_SLICE_BYTES with `pause` between them.
+ * What the calling thread may still copy before its next pause: one for all of a call's copies,
+ * in and out, chunk after chunk. A budget a copy ends with the copy: where a call's chunks are
+ * no larger than a slice (a pipelined call's 4 MB), nothing paused between them, and the
+ * workers' answers, which a waiting call takes in the same pass of the event loop over their
+ * messages, gave no turn either (a 100 MB eval from and to ordinary arrays with one worker held
+ * the event loop up to 20-23 ms here, some calls whole: `node bench/loop-gaps.mjs 1`).
  */
-export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
-  const budget = { left: COPY_SLICE_BYTES };
+export interface CopyBudget {
+  left: number;
+}
+
+/** A call's copy budget, a full slice. */
+export function copyBudget(): CopyBudget {
+  return { left: COPY_SLICE_BYTES };
+}
+
+/**
+ * Copies a chunk of x (and of dy and the mask, for backward) onto the pool, in slices of at most
+ * COPY_SLICE_BYTES of the call's `budget` with `pause` between them.
+ */
+export async function copyIn(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, budget: CopyBudget): Promise<void> {
   for (const [full, name, byte] of stagedInputs(req, p)) {
     await copyBox(req, p.box, full, name, () => stagedView(ctx, req, p, byte), 'in', pause, budget);
   }
@@ -194,9 +210,8 @@ function stagedInputs(req: EngineRequest, p: Placement): [FloatArray, string, nu
  * fused call: the workers reduce each channel as soon as it is there).
  */
 export async function copyInByChannel(
-  ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, onChannel: (done: number) => void,
+  ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, budget: CopyBudget, onChannel: (done: number) => void,
 ): Promise<void> {
-  const budget = { left: COPY_SLICE_BYTES };
   const arrays = stagedInputs(req, p);
   const { box } = p;
   for (let c = box.c0; c < box.c1; c++) {
@@ -208,8 +223,8 @@ export async function copyInByChannel(
 }
 
 /** Copies a chunk's output from the pool to `p.copyOutOnMain`, in slices as copyIn does. */
-export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause): Promise<void> {
-  await copyBox(req, p.box, p.copyOutOnMain!, 'options.out', () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, { left: COPY_SLICE_BYTES });
+export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: Placement, pause: CopyPause, budget: CopyBudget): Promise<void> {
+  await copyBox(req, p.box, p.copyOutOnMain!, 'options.out', () => stagedView(ctx, req, p, p.region.yByte), 'out', pause, budget);
 }
 
 /**
@@ -222,7 +237,7 @@ export async function copyOutOnMain(ctx: PoolInternals, req: EngineRequest, p: P
  */
 async function copyBox(
   req: EngineRequest, box: Box, full: FloatArray, name: string, stagedAt: () => FloatArray, direction: 'in' | 'out',
-  pause: CopyPause, budget: { left: number }, stagedChannels = box.c1 - box.c0, stagedC0 = 0,
+  pause: CopyPause, budget: CopyBudget, stagedChannels = box.c1 - box.c0, stagedC0 = 0,
 ): Promise<void> {
   // The staged layout holds `stagedChannels` channels a row, `box` from its channel `stagedC0`
   // (a copyInByChannel channel inside its placement's box); by default, the box itself.

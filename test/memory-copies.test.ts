@@ -8,7 +8,7 @@ import { ArgumentError, BatchNorm, batchNorm, Pool } from '../dist/src/index.js'
 import { COPY_SLICE_BYTES } from '../dist/src/placement.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
 import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
-import { turnCounter } from './helpers/turns.js';
+import { turnCounter, turnsOf } from './helpers/turns.js';
 
 describe('copies on the calling thread', () => {
   // Ordinary (unshared) arrays can only be copied by the thread that owns them. Inline calls (a
@@ -50,6 +50,61 @@ describe('copies on the calling thread', () => {
     expect(sameBits(dx, wantDx)).toBe(true);
     expect(Array.from(bn.runningMean!)).toEqual(Array.from(refBn.runningMean!));
     await pool.close();
+  });
+
+  it('gives the event loop a turn every COPY_SLICE_BYTES of copies, from one staging chunk to the next', async () => {
+    // A pool too small for x: inline calls stage it in chunks of under 1 MiB, each copied in and
+    // out whole. One budget for all of a call's copies pauses every 4 MiB of them; a budget a
+    // copy had paused nowhere, every chunk being smaller than a slice.
+    const MiB = 1 << 20;
+    const pool = new Pool({ threads: 1, inlineThreshold: 1e9, maxMemory: 2 * MiB, initialMemory: MiB });
+    const data = randomTensor(shape, 'float32', 14) as Float32Array;
+    const dyData = randomTensor(shape, 'float32', 15) as Float32Array;
+    const big = new Pool({ threads: 2, inlineThreshold: 1e9 });
+    const refBn = new BatchNorm(3, { pool: big });
+    const want = Float32Array.from(await refBn.forward(data, shape));
+    const wantDx = Float32Array.from((await refBn.backward(dyData)).dx);
+    refBn.eval();
+    const wantEval = Float32Array.from(await refBn.forward(data, shape));
+
+    const bn = new BatchNorm(3, { pool });
+    const pauses = (bytes: number): number => Math.ceil(bytes / COPY_SLICE_BYTES) - 1;
+    const out = new Float32Array(length);
+    const train = await turnsOf(() => bn.forward(data, shape, { out }));
+    expect(sameBits(out, want)).toBe(true);
+    // x in (for the statistics, then again to normalize: the chunks do not stay), y out.
+    expect(train.turns).toBeGreaterThanOrEqual(pauses(3 * length * 4));
+    const dx = new Float32Array(length);
+    const backward = await turnsOf(() => bn.backward(dyData, { out: dx }));
+    expect(sameBits(dx, wantDx)).toBe(true);
+    expect(backward.turns).toBeGreaterThanOrEqual(pauses(3 * length * 4));
+    bn.eval();
+    const evaluated = await turnsOf(() => bn.forward(data, shape, { out }));
+    expect(sameBits(out, wantEval)).toBe(true);
+    expect(evaluated.turns).toBeGreaterThanOrEqual(pauses(2 * length * 4));
+    expect(poolInternals(pool).privateInline().arena.liveBytes).toBe(0);
+    await Promise.all([pool.close(), big.close()]);
+  });
+
+  it('8-bit input staged in chunks: a turn every COPY_SLICE_BYTES of copies, bytes in and float32 out', async () => {
+    const MiB = 1 << 20;
+    const pool = new Pool({ threads: 1, inlineThreshold: 1e9, maxMemory: 2 * MiB, initialMemory: MiB });
+    const big = new Pool({ threads: 1, inlineThreshold: 1e9 });
+    const pixels = [16, 224, 224, 3];
+    const n = 16 * 224 * 224 * 3;
+    const r = rng(16);
+    const bytes = Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+    const options = {
+      layout: 'channels-last' as const, runningMean: Float32Array.of(120, 110, 100), runningVar: Float32Array.of(3000, 2900, 2800),
+    };
+    const want = (await batchNorm(bytes, pixels, { ...options, pool: big })).y;
+    const out = new Float32Array(n);
+    const { value, turns } = await turnsOf(() => batchNorm(bytes, pixels, { ...options, pool, out }));
+    expect(value.y).toBe(out);
+    expect(sameBits(out, want)).toBe(true);
+    // 2.4 MB of bytes in and 9.6 MB of float32 out, in chunks of under 2 MiB of both.
+    expect(turns).toBeGreaterThanOrEqual(Math.ceil((n + 4 * n) / COPY_SLICE_BYTES) - 1);
+    await Promise.all([pool.close(), big.close()]);
   });
 
   it('stops between slices when aborted: no work done, no state changed, no memory kept', async () => {

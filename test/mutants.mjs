@@ -653,6 +653,16 @@ const MUTANTS = [
     tests: ['test/abort.test.ts'], only: 'onAbort runs each callback',
   },
   {
+    name: 'copy-out-budget-reset', breaks: "the calling thread's copies out share the call's budget of COPY_SLICE_BYTES between turns",
+    file: 'src/placement.ts', find: "  await copyBox(req, p.box, p.copyOutOnMain!", replace: "  budget.left = COPY_SLICE_BYTES;\n  await copyBox(req, p.box, p.copyOutOnMain!",
+    tests: ['test/memory-copies.test.ts'], only: 'from one staging chunk',
+  },
+  {
+    name: 'bytes-budget-per-chunk', breaks: "an 8-bit call's chunks share the call's budget of COPY_SLICE_BYTES between turns",
+    file: 'src/bytes.ts', find: '    const len = Math.min(chunk, n - first);\n', replace: '    const len = Math.min(chunk, n - first);\n    budget.left = COPY_SLICE_BYTES;\n',
+    tests: ['test/memory-copies.test.ts'], only: '8-bit input staged in chunks',
+  },
+  {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
     file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
     tests: ['test/lifecycle.test.ts'], only: 'await using',

@@ -7,9 +7,10 @@
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
-import { PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
+import { COPY_SLICE_BYTES, PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
 import { injectFault } from '../dist/src/pool-internals.js';
 import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
+import { turnsOf } from './helpers/turns.js';
 
 type FloatArray = Float32Array | Float64Array;
 
@@ -114,6 +115,21 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
     expect(sameBits(y, await bn.forward(xOnPool, shape))).toBe(true);
     pool.free(xOnPool);
     await own.close();
+  });
+
+  it('gives the event loop a turn every COPY_SLICE_BYTES of the calling thread\'s copies, chunk after chunk', async () => {
+    // Three chunks of 4 MB, each a slice: the pauses come between chunks, where a worker's answer,
+    // taken in the same pass of the event loop over its messages, gives no turn of its own.
+    const shape = [6, 3, 400, 401];
+    const x = randomTensor(shape, 'float32', 31);
+    const bn = await evalModule(x, shape);
+    const out = new Float32Array(x.length);
+    const { turns } = await turnsOf(() => bn.forward(x, shape, { out }));
+    expect(turns).toBeGreaterThanOrEqual(Math.ceil((2 * x.byteLength) / COPY_SLICE_BYTES) - 1);
+    const xOnPool = pool.alloc(x.length);
+    xOnPool.set(x);
+    expect(sameBits(out, await bn.forward(xOnPool, shape))).toBe(true);
+    pool.free(xOnPool);
   });
 
   it('an abort between the slices of a chunk\'s copy rejects and frees everything once the running phase stopped', async () => {
