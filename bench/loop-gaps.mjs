@@ -1,13 +1,14 @@
 // How long a call holds the calling thread's event loop: a server's other work (a timer, an I/O
 // callback, an immediate) waits for the longest stretch between two turns. For each scenario it
-// runs calls of benchmark shape A [32, 64, 112, 112] (float32), one at a time, with a setImmediate
+// runs calls of a shape (benchmark shape A [32, 64, 112, 112] by default; float32, channels
+// first), one at a time, with a setImmediate
 // tick re-armed at every turn meanwhile, and prints the median call, the fewest turns a call got,
 // and the longest stretch without one (its largest over the calls, and the median of each call's
 // largest), in ms. Stretches include what the operating system takes from the thread: with a
 // busy worker on each of this machine's two vCPUs, the calling thread waits for a core too
 // (README, "Why the open targets stay open here").
 //
-//     npm run build && node bench/loop-gaps.mjs [threads=1] [calls=10] [dist]
+//     npm run build && node bench/loop-gaps.mjs [threads=1] [calls=10] [shape=32,64,112,112] [dist]
 //
 // Scenarios: eval, training forward and backward (after an untimed training forward), with x and `out`
 // ordinary arrays (the calling thread copies them in and out, COPY_SLICE_BYTES between turns:
@@ -19,10 +20,10 @@ import { pathToFileURL } from 'node:url';
 
 const threads = Number(process.argv[2] ?? 1);
 const calls = Number(process.argv[3] ?? 10);
-const dist = resolve(process.argv[4] ?? 'dist');
+const shape = (process.argv[4] ?? '32,64,112,112').split(',').map(Number);
+const dist = resolve(process.argv[5] ?? 'dist');
 const { BatchNorm, Pool } = await import(pathToFileURL(`${dist}/src/index.js`).href);
 
-const shape = [32, 64, 112, 112];
 const n = shape.reduce((a, b) => a * b);
 const pool = new Pool({ threads });
 const ordinary = { x: new Float32Array(n), dy: new Float32Array(n), out: new Float32Array(n) };
@@ -34,7 +35,7 @@ for (let i = 0; i < n; i++) ordinary.dy[i] = random() - 0.5;
 onPool.x.set(ordinary.x);
 onPool.dy.set(ordinary.dy);
 
-const bn = new BatchNorm(64, { pool });
+const bn = new BatchNorm(shape[1], { pool });
 /** [name, the call, what runs untimed before each call] */
 const scenarios = [];
 for (const [where, arrays] of [['ordinary', ordinary], ['pool', onPool]]) {

@@ -10,7 +10,7 @@ import {
 import type { EngineRequest } from './engine.js';
 import { OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
-import { type Box, planBoxes } from './plan.js';
+import { type Box, planBoxes, smallestBox } from './plan.js';
 import type { PoolInternals } from './pool-internals.js';
 import { checkIntact, type Dims, type FloatArray } from './validate.js';
 
@@ -71,12 +71,17 @@ export function place(
   }
   // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
   const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
-  const piped = pipeline && !xOnPool && staged === 1 && dims.length >= 2 * PIPELINE_CHUNK_ELEMENTS;
   // Bytes each staged array (each buffer, piped) may take, in whole ALIGN units: its part of the
   // chunk is rounded up to ALIGN below, so a share rounded down keeps the parts' sum within what is
   // free (a share of 2 MiB / 3 had let three rounded-up parts pass it by 64 bytes).
-  const room = Math.floor(ctx.arena.largestAllocatable() / (piped ? 2 : staged) / ALIGN) * ALIGN;
-  const budget = Math.floor(Math.min(room, (piped ? PIPELINE_CHUNK_ELEMENTS : dims.length) * bpe) / bpe);
+  const roomFor = (parts: number): number => Math.floor(ctx.arena.largestAllocatable() / parts / ALIGN) * ALIGN;
+  // A pipelined chunk holds at least the grid's smallest box, which may be larger than
+  // PIPELINE_CHUNK_ELEMENTS (a row of [4, 2000000], a plane of [1, 3, 2048, 2048]: such calls
+  // failed with an OutOfMemoryError, every box too large for the chunk), where two fit.
+  const pipedChunk = Math.max(PIPELINE_CHUNK_ELEMENTS, smallestBox(grid));
+  const piped = pipeline && !xOnPool && staged === 1 && dims.length >= 2 * pipedChunk && pipedChunk * bpe <= roomFor(2);
+  const room = roomFor(piped ? 2 : staged);
+  const budget = Math.floor(Math.min(room, (piped ? pipedChunk : dims.length) * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
   if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, [!xOnPool || dest !== null, !dyOnPool, !maskOnPool]);
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / ALIGN) * ALIGN;
@@ -119,9 +124,8 @@ export function place(
  */
 function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, staged: readonly boolean[]): OutOfMemoryError {
   const n = grid.groupRows;
-  const [unit, what] = grid.mode === 'plane'
-    ? [n * grid.S, `one channel of ${n} ${n === 1 ? 'sample' : 'samples'}`]
-    : [n * grid.C * grid.S, `${n} ${n === 1 ? 'row' : 'rows'} of every channel`];
+  const unit = smallestBox(grid);
+  const what = grid.mode === 'plane' ? `one channel of ${n} ${n === 1 ? 'sample' : 'samples'}` : `${n} ${n === 1 ? 'row' : 'rows'} of every channel`;
   const names = ['x', 'dy', 'the ReLU mask'].filter((_, i) => staged[i]);
   const { arena } = ctx;
   return new OutOfMemoryError(
@@ -158,7 +162,8 @@ export const COPY_SLICE_BYTES = 4 << 20;
 /**
  * Elements of a chunk when an eval call pipelines its copy in with the workers' pass (see
  * `place`): 4 MB of float32, ~0.3-1 ms of a worker's pass here, several times a dispatch's
- * ~0.1-0.15 ms round trip. Inputs of fewer than two chunks are not pipelined.
+ * ~0.1-0.15 ms round trip; or the grid's smallest box where that is larger. Inputs of fewer
+ * than two chunks are not pipelined.
  */
 export const PIPELINE_CHUNK_ELEMENTS = 1 << 20;
 

@@ -143,6 +143,14 @@ export interface Box {
 }
 
 /**
+ * Elements of the smallest staging chunk planBoxes can make: one row group of one channel in
+ * plane mode, of every channel in row mode.
+ */
+export function smallestBox(grid: Grid): number {
+  return grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
+}
+
+/**
  * Cuts the tensor into staging chunks of at most `budget` elements, on row-group boundaries so
  * that every block lies in one chunk and the grid, hence every bit of the result, is the same as
  * for a single chunk. Prefers chunks with every row of a few channels (they allow fused tasks),

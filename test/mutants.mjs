@@ -663,6 +663,16 @@ const MUTANTS = [
     tests: ['test/memory-copies.test.ts'], only: '8-bit input staged in chunks',
   },
   {
+    name: 'piped-chunk-fixed', breaks: "a pipelined chunk holds at least the grid's smallest box",
+    file: 'src/placement.ts', find: 'Math.max(PIPELINE_CHUNK_ELEMENTS, smallestBox(grid))', replace: 'PIPELINE_CHUNK_ELEMENTS',
+    tests: ['test/pipelined.test.ts'], only: 'smallest box',
+  },
+  {
+    name: 'piped-without-room', breaks: 'a call pipelines only where two chunks fit the pool',
+    file: 'src/placement.ts', find: ' && pipedChunk * bpe <= roomFor(2);', replace: ';',
+    tests: ['test/pipelined.test.ts'], only: 'smallest box',
+  },
+  {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
     file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
     tests: ['test/lifecycle.test.ts'], only: 'await using',

@@ -7,8 +7,10 @@
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
-import { COPY_SLICE_BYTES, PIPELINE_CHUNK_ELEMENTS } from '../dist/src/placement.js';
-import { injectFault } from '../dist/src/pool-internals.js';
+import { COPY_SLICE_BYTES, PIPELINE_CHUNK_ELEMENTS, place } from '../dist/src/placement.js';
+import { planGrid, smallestBox } from '../dist/src/plan.js';
+import { checkShape } from '../dist/src/validate.js';
+import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
 import { turnsOf } from './helpers/turns.js';
 
@@ -96,6 +98,47 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
     }
     expect(small.memoryStats.byteLength).toBeLessThanOrEqual(6 * MiB);
     await Promise.all([small.close(), reference.close()]);
+  });
+
+  it('pipelines in chunks of the grid\'s smallest box where it is larger than PIPELINE_CHUNK_ELEMENTS, or stages in one buffer where two do not fit', async () => {
+    // Each of these calls failed with an OutOfMemoryError while a pipelined chunk was
+    // PIPELINE_CHUNK_ELEMENTS and no box fit one: a row group of 1.1M channels (row mode), a plane of
+    // 1.2M elements; with 10 MiB of memory, two planes of 1.5M float32 do not fit, one does.
+    const tight = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 10 * MiB, initialMemory: MiB });
+    const cases: [number[], Pool, boolean][] = [
+      [[6, 1_100_000], pool, true],
+      [[3, 2, 1200, 1000], pool, true],
+      [[4, 1, 1500, 1000], tight, false],
+    ];
+    for (const [shape, where, pipelined] of cases) {
+      const x = randomTensor(shape, 'float32', shape[1] + 40) as Float32Array;
+      const dims = checkShape(shape, x.length);
+      const grid = planGrid(dims.N, dims.C, dims.S);
+      expect(smallestBox(grid)).toBeGreaterThan(PIPELINE_CHUNK_ELEMENTS);
+      const ctx = poolInternals(where);
+      const owned: number[] = [];
+      const placed = place(ctx, { x, out: undefined, dims, dtype: 'float32', backward: undefined }, grid, owned, false, false, true);
+      for (const offset of owned) ctx.arena.free(offset);
+      expect(placed.pipelined, `[${shape}]`).toBe(pipelined);
+      if (pipelined) expect(placed.placements.every((p) => (p.box.n1 - p.box.n0) * (p.box.c1 - p.box.c0) * dims.S === smallestBox(grid))).toBe(true);
+      // The call itself: the bits of a zero-copy call on the first pool, into an ordinary `out`.
+      const bn = new BatchNorm(dims.C, { pool: where });
+      bn.runningMean!.set(randomTensor([dims.C], 'float32', 7));
+      bn.runningVar!.set(randomTensor([dims.C], 'float32', 8).map(Math.abs));
+      bn.eval();
+      const reference = new BatchNorm(dims.C, { pool });
+      reference.loadStateDict(bn.stateDict());
+      reference.eval();
+      const xOnPool = pool.alloc(x.length);
+      xOnPool.set(x);
+      const want = (await reference.forward(xOnPool, shape)).slice();
+      pool.free(xOnPool);
+      const out = new Float32Array(x.length);
+      await bn.forward(x, shape, { out });
+      expect(sameBits(out, want), `[${shape}]`).toBe(true);
+    }
+    expect(tight.memoryStats.liveBytes).toBe(0);
+    await tight.close();
   });
 
   it('stages two chunks, not all of x: a 24 MB input leaves the 16 MiB memory as it was', async () => {
