@@ -76,7 +76,7 @@ export function place(
   // free (a share of 2 MiB / 3 had let three rounded-up parts pass it by 64 bytes).
   const roomFor = (parts: number): number => Math.floor(ctx.arena.largestAllocatable() / parts / ALIGN) * ALIGN;
   // A pipelined chunk holds at least the grid's smallest box, which may be larger than
-  // PIPELINE_CHUNK_ELEMENTS (a row of [4, 2000000], a plane of [1, 3, 2048, 2048]: such calls
+  // PIPELINE_CHUNK_ELEMENTS (a row group of [4, 2000000], a plane of [1, 3, 2048, 2048]: such calls
   // failed with an OutOfMemoryError, every box too large for the chunk), where two fit.
   const pipedChunk = Math.max(PIPELINE_CHUNK_ELEMENTS, smallestBox(grid));
   const piped = pipeline && !xOnPool && staged === 1 && dims.length >= 2 * pipedChunk && pipedChunk * bpe <= roomFor(2);
