@@ -335,6 +335,7 @@ export class BatchNorm {
     // dy, out and the latest forward's x and output, pinned now; a forward still queued before
     // this call pins its own until it settles, and its arrays are pinned here once it has.
     checkLive([[dy, 'dy'], [opts.out, 'options.out'], [opts.dWeight, 'options.dWeight'], [opts.dBias, 'options.dBias']]);
+    throwIfAbortedBeforeStart(signal);
     const atCall = this.#saved;
     const unpinArgs = pinArrays([
       dy, opts.out, opts.dWeight, opts.dBias, ...(typeof atCall === 'object' && atCall !== null ? [atCall.x, atCall.y] : []),

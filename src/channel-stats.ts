@@ -1,3 +1,4 @@
+import { throwIfAbortedBeforeStart } from './abort.js';
 import { type ByteArray, isByteArray, runBytesStats } from './bytes.js';
 import {
   checkArray, checkLowParts, checkNumbers, checkRanges, checkStatsHeld, COUNT_EXPECTED, fromJsonNumber, type JsonNumber, jsonNumbers,
@@ -151,6 +152,7 @@ export class ChannelStats {
     const ctx = poolInternals(pool);
     ctx.assertOpen();
     checkLive([[x, 'x']]);
+    throwIfAbortedBeforeStart(signal);
     const unpin = pinArrays([x]);
     // 8-bit input is summed exactly, in integers (src/bytes.ts); float input as a training forward's statistics.
     const stats = bytes

@@ -9,7 +9,7 @@
  */
 import { getEventListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, batchNorm, BnPoolError, ChannelStats, Pool, WorkerError } from '../dist/src/index.js';
+import { AbortError, BatchNorm, batchNorm, batchNormBackward, BnPoolError, ChannelStats, Pool, WorkerError } from '../dist/src/index.js';
 import { onAbort } from '../dist/src/abort.js';
 import { planGrid, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
@@ -50,6 +50,50 @@ describe('abort', () => {
     expect((err as BnPoolError).code).toBe('ABORT_ERR');
     expect(((err as Error).cause as Error).message).toBe('stop');
     expect(snapshot()).toBe(before);
+  });
+
+  it('every entry point refuses a signal aborted before the call at once: AbortError, nothing pinned, nothing run', async () => {
+    const ac = new AbortController();
+    ac.abort(new Error('stop'));
+    const { signal } = ac;
+    let x = pool.alloc(8 * 6 * 30 * 31);
+    x.set(randomTensor(shape, 'float32', 9));
+    let pixels = pool.alloc(4 * 3 * 25, 'uint8');
+    pixels.set(new Uint8Array(4 * 3 * 25).map((_, i) => (i * 37) % 256));
+    const trained = new BatchNorm(6, { pool });
+    await trained.forward(x, shape);
+    const fresh = new BatchNorm(6, { pool }); // no forward: its backward would fail with ERR_BNPOOL_NO_FORWARD at its turn
+    const evalBytes = new BatchNorm(3, { pool });
+    evalBytes.eval();
+    const stats = { runningMean: new Float32Array(6), runningVar: new Float32Array(6).fill(1) };
+    const calls: [string, () => Promise<unknown>][] = [
+      ['forward', () => trained.forward(x, shape, { signal })],
+      ['forward of bytes', () => evalBytes.forward(pixels, [4, 3, 5, 5], { signal })],
+      ['backward', () => trained.backward(x, { signal })],
+      ['backward with no forward', () => fresh.backward(x, { signal })],
+      ['batchNorm', () => batchNorm(x, shape, { training: true, pool, signal })],
+      ['batchNorm of bytes', () => batchNorm(pixels, [4, 3, 5, 5], { ...stats, runningMean: new Float32Array(3), runningVar: new Float32Array(3).fill(1), pool, signal })],
+      ['batchNormBackward', () => batchNormBackward(x, x, shape, { mean: new Float64Array(6), invstd: new Float64Array(6).fill(1), training: true, pool, signal })],
+      ['ChannelStats.fromBatch', () => ChannelStats.fromBatch(x, shape, { pool, signal })],
+      ['ChannelStats.fromBatch of bytes', () => ChannelStats.fromBatch(pixels, [4, 3, 5, 5], { pool, signal })],
+    ];
+    const state = stateOf(trained);
+    for (const [name, call] of calls) {
+      const pending = call();
+      // Refused before it pinned anything: its arrays can be freed (and taken again) at once.
+      pool.free(x);
+      pool.free(pixels);
+      const err = await pending.catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(AbortError);
+      expect(((err as Error).cause as Error).message, name).toBe('stop');
+      const [xAgain, pixelsAgain] = [pool.alloc(x.length), pool.alloc(pixels.length, 'uint8')];
+      expect([xAgain.byteOffset, pixelsAgain.byteOffset], name).toEqual([x.byteOffset, pixels.byteOffset]);
+      [x, pixels] = [xAgain, pixelsAgain];
+    }
+    expect(stateOf(trained)).toEqual(state);
+    expect(fresh.numBatchesTracked).toBe(0);
+    pool.free(x);
+    pool.free(pixels);
   });
 
   it('a running call rejects with AbortError, changes nothing, and the pool goes on', async () => {

@@ -1,6 +1,7 @@
 /**
  * Random interleavings of calls (both dtypes, layouts and kernels, ReLU, synced forwards whose hook
- * waits a turn, 8-bit input), aborts, frees, close() and an injected worker fault on fresh pools (seeded):
+ * waits a turn, 8-bit input), aborts (a signal of a call's own, or one several calls share), frees,
+ * close() and an injected worker fault on fresh pools (seeded):
  * every call settles; one that completes has the bits of the same call on an open reference pool;
  * one that fails does so with an AbortError (its signal fired), a ClosedError (it was made after
  * close()), or the fault's error (one call at most: the one whose task the fault rode on); no
@@ -28,6 +29,8 @@ interface Made {
   readonly want: Promise<ArrayLike<number>[]>;
   readonly afterClose: boolean;
   readonly signalled: boolean;
+  /** Made with its signal already aborted: it must be refused (and pins nothing). */
+  readonly refusedAtOnce: boolean;
 }
 
 /** How a call is made, drawn per call. */
@@ -103,6 +106,12 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
     let faulted = false;
     const allocated: (FloatArray | Uint8Array)[] = [];
     const steps = 4 + Math.floor(rand() * 10);
+    // One signal shared by some of the trial's calls (a server's shutdown signal), aborted after
+    // one random step or never; drawn from a generator of its own, so that the seeds' other draws
+    // stay as they were.
+    const sharedRand = rng(SEED * 100_003 + trial);
+    const shared = new AbortController();
+    const abortSharedAfter = Math.floor(sharedRand() * (steps + 3));
     for (let step = 0; step < steps; step++) {
       const layout = rand() < 0.3 ? 'channels-last' as const : 'channels-first' as const;
       const dtype = rand() < 0.3 ? 'float64' as const : 'float32' as const;
@@ -127,17 +136,21 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
           ? { kind: 'exit', exitCode: 3 }
           : { kind: 'throw', name: 'Error', message: 'injected', code: 'ERR_INJECTED' });
       }
-      const got = call(setup, pool, x, dy, pixels, ac?.signal);
+      const sharing = ac === null && sharedRand() < 0.4;
+      // A call made with the shared signal already aborted is refused at once: it pins nothing.
+      const refusedAtOnce = sharing && shared.signal.aborted;
+      const got = call(setup, pool, x, dy, pixels, ac?.signal ?? (sharing ? shared.signal : undefined));
       const want = call(setup, reference[kernel], x.slice(), dy, pixels.slice());
       got.catch(() => {});
       want.catch(() => {});
-      made.push({ kind, got, want, afterClose: closing !== null, signalled: ac !== null });
+      made.push({ kind, got, want, afterClose: closing !== null, signalled: ac !== null || sharing, refusedAtOnce });
       if (ac !== null) {
         const when = rand();
         if (when < 0.3) ac.abort();
         else setTimeout(() => ac.abort(), Math.floor(rand() * 3));
       }
-      if (onPool && rand() < 0.3) {
+      if (step === abortSharedAfter) shared.abort();
+      if (onPool && rand() < 0.3 && !refusedAtOnce) {
         // Every call pins its arrays from the moment it is made until it settles.
         expect(() => pool.free(pinned)).toThrow(/in use by a call in flight/);
       }
@@ -158,6 +171,10 @@ it(`${TRIALS} random interleavings of calls, aborts, frees and close() settle as
       const [got, want] = await Promise.allSettled([m.got, m.want]);
       const label = `trial ${trial}, call ${i} (${m.kind})`;
       expect(want.status, label).toBe('fulfilled');
+      if (m.refusedAtOnce) {
+        const codes = ['ABORT_ERR', ...(m.afterClose ? ['ERR_BNPOOL_CLOSED'] : [])];
+        expect(codes, label).toContain(got.status === 'rejected' ? (got.reason as BnPoolError).code : 'fulfilled');
+      }
       if (got.status === 'fulfilled') {
         const w = (want as PromiseFulfilledResult<ArrayLike<number>[]>).value;
         expect(got.value.length, label).toBe(w.length);

@@ -673,6 +673,16 @@ const MUTANTS = [
     tests: ['test/pipelined.test.ts'], only: 'smallest box',
   },
   {
+    name: 'backward-aborted-runs', breaks: 'a backward whose signal fired before the call is refused at once, pinning nothing',
+    file: 'src/batch-norm.ts', find: '    throwIfAbortedBeforeStart(signal);\n    const atCall = this.#saved;', replace: '    const atCall = this.#saved;',
+    tests: ['test/abort.test.ts'], only: 'every entry point refuses',
+  },
+  {
+    name: 'stats-aborted-runs', breaks: 'ChannelStats.fromBatch with a signal fired before the call is refused at once, pinning nothing',
+    file: 'src/channel-stats.ts', find: '    throwIfAbortedBeforeStart(signal);\n    const unpin = pinArrays([x]);', replace: '    const unpin = pinArrays([x]);\n    throwIfAbortedBeforeStart(null);',
+    tests: ['test/abort.test.ts'], only: 'every entry point refuses',
+  },
+  {
     name: 'dispose-without-waiting', breaks: '`await using` closes the pool once the calls made in its block have settled',
     file: 'src/pool.ts', find: '    return this.close();', replace: '    void this.close();\n    return Promise.resolve();',
     tests: ['test/lifecycle.test.ts'], only: 'await using',
