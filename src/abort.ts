@@ -37,16 +37,17 @@ export function onAbort(signal: AbortSignal, callback: () => void): () => void {
     const callbacks = new Set<{ readonly run: () => void }>();
     const listener = (): void => {
       watched.delete(signal);
-      // Each callback runs, as separate listeners would, even where one before it threw.
-      const failures: unknown[] = [];
+      // Each callback runs, as separate listeners would, even where one before it threw; the
+      // first error is thrown once all have run.
+      let failure: { readonly error: unknown } | null = null;
       for (const c of [...callbacks]) {
         try {
           c.run();
-        } catch (err) {
-          failures.push(err);
+        } catch (error) {
+          failure ??= { error };
         }
       }
-      if (failures.length > 0) throw failures[0];
+      if (failure !== null) throw failure.error;
     };
     entry = { callbacks, listener };
     watched.set(signal, entry);

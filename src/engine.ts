@@ -189,13 +189,12 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   const owned = [scratchByte];
   const layout = scratchLayout(grid, scratchByte, threads);
   const cancel = (): void => cancelCall(ctx, layout);
-  let stopWatching = (): void => {};
+  const stopWatching = signal === null ? (): void => {} : onAbort(signal, cancel);
   try {
     ctx.views.refresh();
     for (const byte of [layout.cancelByte, layout.doneByte, layout.readyByte, layout.prepClaimByte, layout.prepDoneByte]) {
       Atomics.store(ctx.views.i32, byte / 4, 0);
     }
-    if (signal !== null) stopWatching = onAbort(signal, cancel);
 
     const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx, threads);
     const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
