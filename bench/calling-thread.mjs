@@ -5,8 +5,9 @@
 //   checked   the arguments checked (BatchNorm.forward, up to its place in the module's queue)
 //   queued    its turn in the module's call order, the arrays pinned
 //   grid      the grid planned (engine.ts, execute)
-//   scratch   the call's scratch area allocated on the pool
-//   placed    x and `out` placed (zero-copy here: no staging)
+//   blocks    the call's scratch area allocated on the pool, and x and `out` placed (zero-copy
+//             here: no staging): memory-line.ts, takeBlocks
+//   ready     the scratch's flags zeroed and the abort watch set
 //   channels  the per-channel arrays (weight, bias, running statistics) copied onto the pool
 //   tasks     the tasks made and the claim counters zeroed (dispatch.ts), up to the pool
 //   post k    piscina's `run` of task k returned (a post: the message and a worker's wake-up)
@@ -47,8 +48,8 @@ mark('src/batch-norm.js', [
 ]);
 mark('src/engine.js', [
   ['    const inline = dims.length <= shared.inlineThreshold;', 'grid'],
-  ['    const owned = [scratchByte];', 'scratch'],
-  ['        const y = placed.y ?? req.x.subarray(0, 0);', 'placed'],
+  ['    const { scratchByte, placed } = held.value;', 'blocks'],
+  ['        const y = placed.y ?? req.x.subarray(0, 0);', 'ready'],
   ["            call.prep = 'eval';", 'channels'],
   // The end of execute's `finally` (the scratch freed), before its closing braces.
   ['    }\n}\n/**\n * The channel groups of a split call', 'results'],

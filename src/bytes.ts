@@ -20,6 +20,7 @@ import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { ALIGN } from './memory.js';
+import { takeBlocks } from './memory-line.js';
 import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
 import { callThreads, type PoolInternals } from './pool-internals.js';
 import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
@@ -94,15 +95,15 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   const imageSize = n / dims.shape[0];
   const P = pattern ? periodOf(dims.C) : dims.C;
   const pause = pauseFor(signal);
-  const allocated: number[] = [];
-  try {
+  // Bytes a staged element takes: its byte (off the pool), and its float32 output where that is
+  // off the pool.
+  const perElement = (xOnPool ? 0 : 1) + (yOnPool ? 0 : 4);
+  const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
+  // The call's blocks, all or none (it waits in the pool's line for those other calls hold:
+  // memory-line.ts): the parameters, and the staged chunk of x and of y where off the pool.
+  const held = await takeBlocks(ctx.arena, signal, (allocated) => {
     const paramsByte = allocOrThrow(ctx, 12 * P, `the parameters of ${dims.C} channels`);
     allocated.push(paramsByte);
-    await writeParameters(req, P, () => new Float32Array(ctx.arena.memory.buffer, paramsByte, 3 * P), pause);
-    // Bytes a staged element takes: its byte (off the pool), and its float32 output where that is
-    // off the pool.
-    const perElement = (xOnPool ? 0 : 1) + (yOnPool ? 0 : 4);
-    const unit = transpose ? imageSize : pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
     const chunk = perElement === 0
       ? n
       : chunkElements(ctx, n, perElement, unit, `${unit} elements${transpose ? ' (an image)' : ''} of ${xOnPool ? 'float32 output' : '8-bit input and its output'}`);
@@ -110,6 +111,11 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     if (!xOnPool) allocated.push(stagedX);
     const stagedY = yOnPool ? -1 : allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`);
     if (!yOnPool) allocated.push(stagedY);
+    return { paramsByte, chunk, stagedX, stagedY };
+  });
+  try {
+    const { paramsByte, chunk, stagedX, stagedY } = held.value;
+    await writeParameters(req, P, () => new Float32Array(ctx.arena.memory.buffer, paramsByte, 3 * P), pause);
     const inline = n <= ctx.inlineThreshold;
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
@@ -138,7 +144,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
     });
     return y;
   } finally {
-    for (const offset of allocated) ctx.arena.free(offset);
+    held.release();
   }
 }
 
@@ -204,19 +210,23 @@ export async function runBytesStats(
   const P = pattern ? periodOf(C) : C;
   const inline = n <= ctx.inlineThreshold;
   const parts = callThreads(ctx, n);
-  const allocated: number[] = [];
-  try {
+  const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
+  // Bytes from this pool's alloc(n, 'uint8') are summed where they lie, in one chunk.
+  const xOnPool = ctx.arena.owns(x);
+  // The call's blocks, all or none (it waits for those other calls hold: memory-line.ts).
+  const held = await takeBlocks(ctx.arena, signal, (allocated) => {
     const outByte = allocOrThrow(ctx, 16 * P * parts, `the sums of ${parts} tasks`);
     allocated.push(outByte);
     const scratchByte = pattern ? allocOrThrow(ctx, 8 * P * parts, `the scratch of ${parts} tasks`) : 0;
     if (pattern) allocated.push(scratchByte);
-    new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).fill(0);
-    const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
-    // Bytes from this pool's alloc(n, 'uint8') are summed where they lie, in one chunk.
-    const xOnPool = ctx.arena.owns(x);
     const chunk = xOnPool ? n : chunkElements(ctx, n, 1, unit, `${unit} elements of 8-bit input`);
     const stagedX = xOnPool ? -1 : allocOrThrow(ctx, chunk, `${chunk} bytes of 8-bit input`);
     if (!xOnPool) allocated.push(stagedX);
+    return { outByte, scratchByte, chunk, stagedX };
+  });
+  try {
+    const { outByte, scratchByte, chunk, stagedX } = held.value;
+    new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).fill(0);
     await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte) => {
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
@@ -228,7 +238,7 @@ export async function runBytesStats(
     });
     return await fromSums(() => new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts), P, parts, C, n / C, pauseFor(signal));
   } finally {
-    for (const offset of allocated) ctx.arena.free(offset);
+    held.release();
   }
 }
 

@@ -14,6 +14,7 @@ import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, 
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
+import { takeBlocks } from './memory-line.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyBudget, copyIn, freshOutput, place } from './placement.js';
 import { callThreads, type PoolInternals, poolInternals } from './pool-internals.js';
@@ -185,8 +186,20 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     ? rowScratchBytes(grid.bandChannels)
     : Math.max(PLANE_BLOCKS_MAX * PLANE_ACC_BYTES, rowScratchBytes(Math.min(grid.C, PLANE_RUN_CHANNELS_MAX)));
   const scratchBytes = Math.ceil(scratchLayout(grid, 0, threads).totalBytes / 64) * 64;
-  const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
-  const owned = [scratchByte];
+  // A new output is made once, however many times the blocks are tried for.
+  let fresh: FloatArray | null = null;
+  // The call's blocks, its scratch and its staging, all or none (it waits in the pool's line for
+  // those other calls hold: memory-line.ts). Nothing is read, written or staged before.
+  const taken = takeBlocks(ctx.arena, signal, (owned) => {
+    const scratchByte = allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area');
+    owned.push(scratchByte);
+    const y = req.statsOnly ? null : req.out ?? (fresh ??= freshOutput(req.dtype, dims.length));
+    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx, threads);
+    return { scratchByte, placed: place(ctx, req, y, grid, owned, inline, pipeline) };
+  });
+  // Awaited only where the call waits in line: taken at once, there is nothing to wait for.
+  const held = taken instanceof Promise ? await taken : taken;
+  const { scratchByte, placed } = held.value;
   const layout = scratchLayout(grid, scratchByte, threads);
   const cancel = (): void => cancelCall(ctx, layout);
   const stopWatching = signal === null ? (): void => {} : onAbort(signal, cancel);
@@ -196,8 +209,6 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
       Atomics.store(ctx.views.i32, byte / 4, 0);
     }
 
-    const pipeline = !inline && !req.useBatchStats && req.backward === undefined && hasSpareCore(ctx, threads);
-    const placed = place(ctx, req, grid, owned, inline, req.statsOnly, pipeline);
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
@@ -303,7 +314,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
     };
   } finally {
     stopWatching();
-    for (const offset of owned) ctx.arena.free(offset);
+    held.release();
   }
 }
 
@@ -424,7 +435,7 @@ async function reduceGradients(
   const take = (k: number): Promise<Float64Array> => newCopy(() => channelsView(ctx, layout, C, k));
   const dWeight = await take(CHANNEL_WEIGHT);
   const dBias = await take(CHANNEL_BIAS);
-  const { sumDy, sumDyXhat } = await untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
+  const { sumDy, sumDyXhat } = await ctx.arena.line.parked(untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal));
   const count = bwd.count!;
   await inChannelSlices(C, (c0, c1) => {
     checkIntact(sumDy, C, 'options.reduceGrads(...).sumDy');

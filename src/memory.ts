@@ -1,3 +1,4 @@
+import { MemoryLine } from './memory-line.js';
 import { wasmApi } from './wasm-types.js';
 /**
  * A first-fit allocator with coalescing over one `WebAssembly.Memory`: a pool's shared memory, or
@@ -36,6 +37,8 @@ export class Arena {
   readonly #views = new WeakMap<ArrayBufferView, number>();
   /** Byte ranges [start, end) that calls in flight use, one entry per use (see `pin`). */
   readonly #pins = new Set<readonly [number, number]>();
+  /** Calls waiting for blocks that other calls hold: each free wakes the first (memory-line.ts). */
+  readonly line = new MemoryLine();
   #end: number;
 
   /**
@@ -151,6 +154,7 @@ export class Arena {
     if (block === undefined) return false;
     this.#live.delete(offset);
     this.#release(offset, block.size);
+    this.line.freed();
     return true;
   }
 

@@ -33,26 +33,25 @@ export interface Placement {
 }
 
 /**
- * Decides where x and y live. Arrays on the pool are used in place. Anything else goes through a
- * staging buffer on the pool, in chunks when it does not fit; the output is normalized in place on
- * the staged copy and copied to its destination. With `pipeline` (an eval call, see
+ * Decides where x and y live (y: the call's output, `out` or a new array, or null for a call of
+ * statistics only, whose y locations are never written). Arrays on the pool are used in place.
+ * Anything else goes through a staging buffer on the pool, in chunks when it does not fit; the
+ * output is normalized in place on the staged copy and copied to its destination. With `pipeline` (an eval call, see
  * PIPELINE_CHUNK_ELEMENTS), an x off the pool that is the only array staged goes in chunks of
  * that size through two buffers in turn (`pipelined` in the result), so that the calling thread
  * can copy one chunk in while the workers normalize the other.
  */
 export function place(
-  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'out' | 'dims' | 'dtype' | 'backward'>, grid: Grid, owned: number[],
-  inline: boolean, statsOnly = false, pipeline = false,
+  ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'backward'>, y: FloatArray | null, grid: Grid, owned: number[],
+  inline: boolean, pipeline = false,
 ): { y: FloatArray | null; placements: Placement[]; pipelined: boolean } {
-  const { x, out, dims, dtype } = req;
+  const { x, dims, dtype } = req;
   const dy = req.backward?.dy ?? null;
   const mask = req.backward?.mask ?? null;
   const bpe = bytesPerElement(dtype);
   const xOnPool = ctx.arena.owns(x);
   const dyOnPool = dy === null || ctx.arena.owns(dy);
   const maskOnPool = mask === null || ctx.arena.owns(mask);
-  // A statistics-only call has no output: its y locations are never written.
-  const y = statsOnly ? null : out ?? freshOutput(dtype, dims.length);
   const yOnPool = y !== null && ctx.arena.owns(y);
   const dest = y === null || yOnPool ? null : y;
   const rowStride = dims.C * dims.S;

@@ -58,6 +58,8 @@ export async function updateRunningStats(
   // Right after an allocation, which may have grown the memory, as every call does (Pool's
   // #privateContext): no call finds the shared views stale after an await.
   ctx.views.refresh();
+  // Blocks this update frees by itself: a call waiting for memory waits for them (memory-line.ts).
+  const release = ctx.arena.line.hold();
   const check = (): void => {
     checkIntact(runningMean, C, 'the running mean');
     checkIntact(runningVar, C, 'the running variance');
@@ -82,6 +84,7 @@ export async function updateRunningStats(
   } finally {
     ctx.arena.free(meanAt);
     ctx.arena.free(varAt);
+    release();
   }
 }
 

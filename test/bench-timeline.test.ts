@@ -54,9 +54,9 @@ describe('bench/calling-thread.mjs', () => {
     const labels = [...row!.matchAll(/([a-z]+(?: \d)?) \d+ \(\d+\)/g)].map((m) => m[1]);
     // Printed by median time: the workers' steps may pass piscina's second post.
     expect([...labels].sort()).toEqual([
-      'channels', 'checked', 'end', 'grid', 'placed', 'post 1', 'post 2', 'queued', 'results', 'scratch', 'settled', 'tasks', 'work',
+      'blocks', 'channels', 'checked', 'end', 'grid', 'post 1', 'post 2', 'queued', 'ready', 'results', 'settled', 'tasks', 'work',
     ]);
     // The calling thread's steps before the first post run one after another in every call.
-    expect(labels.slice(0, 7)).toEqual(['checked', 'queued', 'grid', 'scratch', 'placed', 'channels', 'tasks']);
+    expect(labels.slice(0, 7)).toEqual(['checked', 'queued', 'grid', 'blocks', 'ready', 'channels', 'tasks']);
   });
 });

@@ -624,7 +624,7 @@ const MUTANTS = [
   },
   {
     name: 'abort-listener-kept', breaks: "a call removes its listener from the caller's signal once it settles",
-    file: 'src/engine.ts', find: '    stopWatching();\n    for (const offset', replace: '    void stopWatching;\n    for (const offset',
+    file: 'src/engine.ts', find: '    stopWatching();\n    held.release();', replace: '    void stopWatching;\n    held.release();',
     tests: ['test/abort.test.ts'], only: 'shared by many',
   },
   {
@@ -754,6 +754,41 @@ const MUTANTS = [
     name: 'zero-channels', breaks: 'a shape has at least one channel',
     file: 'src/validate.ts', find: '!Number.isSafeInteger(dim) || dim < least)', replace: '!Number.isSafeInteger(dim) || dim < 0)',
     tests: ['test/empty.test.ts', 'test/errors.test.ts'],
+  },
+  {
+    name: 'line-overtaken', breaks: 'a call that finds others waiting for memory goes behind them (none starves)',
+    file: 'src/memory-line.ts', find: '    if (this.#line.length > 0) return null;\n', replace: '',
+    tests: ['test/memory-line.test.ts'], only: 'first come first served',
+  },
+  {
+    name: 'line-waits-for-nothing', breaks: 'a call fails with the OutOfMemoryError where no other call holds memory it will free',
+    file: 'src/memory-line.ts', find: 'error instanceof OutOfMemoryError && this.#holders > 0', replace: 'error instanceof OutOfMemoryError && this.#holders >= 0',
+    tests: ['test/memory-line.test.ts'], only: 'takes at once',
+  },
+  {
+    name: 'line-parked-counted', breaks: 'a call waiting on its all-reduce hook is not waited for (the hook may wait for the call in line)',
+    file: 'src/memory-line.ts', find: '    this.#holders--;\n    try {\n      return await hook;', replace: '    try {\n      return await hook;',
+    tests: ['test/memory-line.test.ts'], only: 'does not count a call parked',
+  },
+  {
+    name: 'line-next-not-woken', breaks: 'the next call in line tries as soon as the one before it leaves the line',
+    file: 'src/memory-line.ts', find: '      if (first) this.#line[0]?.wake?.();', replace: '      void first;',
+    tests: ['test/memory-line.test.ts'], only: 'the next in line then tries',
+  },
+  {
+    name: 'line-free-silent', breaks: "a freed block wakes the first call in the pool's line",
+    file: 'src/memory.ts', find: '    this.line.freed();\n', replace: '',
+    tests: ['test/memory-line.test.ts'], only: 'where a pool too small for all at once',
+  },
+  {
+    name: 'line-abort-ignored', breaks: 'an abort takes a call out of the line at once',
+    file: 'src/memory-line.ts', find: '        me.wake = null;\n        reject(aborted(signal));\n', replace: '        me.wake = me.wake;\n',
+    tests: ['test/memory-line.test.ts'], only: 'an abort takes',
+  },
+  {
+    name: 'line-never-released', breaks: "a call's blocks count as held until it has freed them, and no longer",
+    file: 'src/engine.ts', find: '    held.release();\n  }\n}', replace: '  }\n}',
+    tests: ['test/memory-line.test.ts'], only: 'cannot fit even alone',
   },
 ];
 

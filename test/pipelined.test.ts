@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, Pool, WorkerError } from '../dist/src/index.js';
-import { COPY_SLICE_BYTES, PIPELINE_CHUNK_ELEMENTS, place } from '../dist/src/placement.js';
+import { COPY_SLICE_BYTES, freshOutput, PIPELINE_CHUNK_ELEMENTS, place } from '../dist/src/placement.js';
 import { planGrid, smallestBox } from '../dist/src/plan.js';
 import { checkShape } from '../dist/src/validate.js';
 import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
@@ -117,7 +117,7 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
       expect(smallestBox(grid)).toBeGreaterThan(PIPELINE_CHUNK_ELEMENTS);
       const ctx = poolInternals(where);
       const owned: number[] = [];
-      const placed = place(ctx, { x, out: undefined, dims, dtype: 'float32', backward: undefined }, grid, owned, false, false, true);
+      const placed = place(ctx, { x, dims, dtype: 'float32', backward: undefined }, freshOutput('float32', dims.length), grid, owned, false, true);
       for (const offset of owned) ctx.arena.free(offset);
       expect(placed.pipelined, `[${shape}]`).toBe(pipelined);
       if (pipelined) expect(placed.placements.every((p) => (p.box.n1 - p.box.n0) * (p.box.c1 - p.box.c0) * dims.S === smallestBox(grid))).toBe(true);
