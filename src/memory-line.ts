@@ -87,9 +87,14 @@ export class MemoryLine {
     };
   }
 
-  /** Waits for a caller's hook, during which the call's blocks do not count as ones it will free (see above). */
+  /**
+   * Waits for a caller's hook, during which the call's blocks do not count as ones it will free
+   * (see above). The first call in line tries again at once: where this call's blocks are all it
+   * was waiting for, it fails now rather than wait for a hook that may wait for it.
+   */
   async parked<T>(hook: Promise<T>): Promise<T> {
     this.#holders--;
+    this.#line[0]?.wake?.();
     try {
       return await hook;
     } finally {

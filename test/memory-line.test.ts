@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  AbortError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, OutOfMemoryError, Pool,
+  AbortError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, OutOfMemoryError, Pool,
 } from '../dist/src/index.js';
 import { MemoryLine } from '../dist/src/memory-line.js';
 import { poolInternals } from '../dist/src/pool-internals.js';
@@ -128,6 +128,15 @@ describe('MemoryLine', () => {
     answer();
     await hook;
     expect(line.takeNow(take('c', 4))).toBeNull();
+    // A call already waiting for a's blocks when a parks: it fails then, not once the hook answers.
+    const d = line.takeInTurn(take('d', 4), null);
+    await Promise.resolve();
+    expect(line.waiting).toBe(1);
+    let answerAgain!: () => void;
+    const again = line.parked(new Promise<void>((resolve) => { answerAgain = resolve; }));
+    await expect(d).rejects.toThrow(OutOfMemoryError);
+    answerAgain();
+    await again;
     a.release();
   });
 });
@@ -273,6 +282,42 @@ describe('concurrent calls on a bounded pool', () => {
     expect(dx.length).toBe(x.length);
     await other.forward(randomTensor(otherShape, 'float32', 9), otherShape);
     expect(other.numBatchesTracked).toBe(1);
+  });
+
+  it('two synced backwards that all-reduce with each other, one waiting for the memory of the other: both settle', async () => {
+    const pool = bounded(5 << 20);
+    const [shapeA, shapeB] = [[8, 4, 256, 256], [2, 2, 512, 512]];
+    const a = new BatchNorm(4, { pool });
+    const b = new BatchNorm(2, { pool });
+    await a.forward(randomTensor(shapeA, 'float32', 10), shapeA, { reduceStats: (local) => local });
+    await b.forward(randomTensor(shapeB, 'float32', 11), shapeB, { reduceStats: (local) => local });
+    // Each hook hands its sums to the other and waits for the other's: an all-reduce of two ranks
+    // (channel counts differ, but neither gets that far).
+    const deferred = () => {
+      let resolve!: (sums: GradientSums) => void;
+      let reject!: (error: unknown) => void;
+      const promise = new Promise<GradientSums>((res, rej) => { resolve = res; reject = rej; });
+      return { promise, resolve, reject };
+    };
+    const fromA = deferred();
+    const fromB = deferred();
+    // a stages x and dy in chunks of 2 MiB each; b's smallest chunks (1 MiB each) do not fit beside
+    // them: b waits in line until a parks on its hook, then fails.
+    const backA = a.backward(randomTensor(shapeA, 'float32', 12), {
+      reduceGrads: async (local) => { fromA.resolve(local); await fromB.promise; return local; },
+    });
+    const backB = b.backward(randomTensor(shapeB, 'float32', 13), {
+      reduceGrads: async (local) => { fromB.resolve(local); await fromA.promise; return local; },
+    });
+    backB.catch((error: unknown) => fromB.reject(error));
+    await untilWaiting(pool, 1);
+    const [gotA, gotB] = await Promise.allSettled([backA, backB]);
+    expect(gotB.status).toBe('rejected');
+    expect((gotB as PromiseRejectedResult).reason).toBeInstanceOf(OutOfMemoryError);
+    // a's hook rejects with b's error, and so does a's backward.
+    expect(gotA.status).toBe('rejected');
+    expect((gotA as PromiseRejectedResult).reason).toBe((gotB as PromiseRejectedResult).reason);
+    expect(pool.memoryStats.liveBytes).toBe(0);
   });
 });
 

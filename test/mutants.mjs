@@ -767,7 +767,7 @@ const MUTANTS = [
   },
   {
     name: 'line-parked-counted', breaks: 'a call waiting on its all-reduce hook is not waited for (the hook may wait for the call in line)',
-    file: 'src/memory-line.ts', find: '    this.#holders--;\n    try {\n      return await hook;', replace: '    try {\n      return await hook;',
+    file: 'src/memory-line.ts', find: '  async parked<T>(hook: Promise<T>): Promise<T> {\n    this.#holders--;\n', replace: '  async parked<T>(hook: Promise<T>): Promise<T> {\n',
     tests: ['test/memory-line.test.ts'], only: 'does not count a call parked',
   },
   {
@@ -789,6 +789,11 @@ const MUTANTS = [
     name: 'line-never-released', breaks: "a call's blocks count as held until it has freed them, and no longer",
     file: 'src/engine.ts', find: '    held.release();\n  }\n}', replace: '  }\n}',
     tests: ['test/memory-line.test.ts'], only: 'cannot fit even alone',
+  },
+  {
+    name: 'line-not-woken-by-park', breaks: 'a call waiting for blocks of a call that parks on its hook tries again then (and fails, not deadlocks)',
+    file: 'src/memory-line.ts', find: '    this.#holders--;\n    this.#line[0]?.wake?.();\n', replace: '    this.#holders--;\n',
+    tests: ['test/memory-line.test.ts'], only: 'does not count a call parked',
   },
 ];
 
