@@ -38,7 +38,7 @@ export class MemoryLine {
     this.#line[0]?.wake?.();
   }
 
-  /** How many calls wait (for the tests). */
+  /** How many calls wait (Pool.memoryStats.waiting). */
   get waiting(): number {
     return this.#line.length;
   }

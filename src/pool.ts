@@ -178,17 +178,21 @@ export class Pool {
   }
 
   /**
-   * Sizes of the shared memory: its current length, bytes allocated, and its cap; and the length
-   * of the calling thread's private staging memory, where inline calls with every array off the
-   * pool run (0 until the first such call; it keeps the size of the largest one).
+   * Sizes of the shared memory: its current length, bytes allocated, and its cap; the length of
+   * the calling thread's private staging memory, where inline calls with every array off the
+   * pool run (0 until the first such call; it keeps the size of the largest one); and `waiting`,
+   * the calls waiting in line for memory that other calls hold (on either memory: README, "What
+   * copies"), a server's sign that `maxMemory` holds its calls back.
    */
-  get memoryStats(): { byteLength: number; liveBytes: number; maxBytes: number; privateByteLength: number } {
+  get memoryStats(): { byteLength: number; liveBytes: number; maxBytes: number; privateByteLength: number; waiting: number } {
+    // The shared context itself where the kernels cannot run on a private memory: none made.
+    const privateArena = this.#private === null || this.#private.arena === this.#arena ? null : this.#private.arena;
     return {
       byteLength: this.#arena.byteLength,
       liveBytes: this.#arena.liveBytes,
       maxBytes: this.#arena.maxBytes,
-      // The shared context itself where the kernels cannot run on a private memory: none made.
-      privateByteLength: this.#private === null || this.#private.arena === this.#arena ? 0 : this.#private.arena.byteLength,
+      privateByteLength: privateArena?.byteLength ?? 0,
+      waiting: this.#arena.line.waiting + (privateArena?.line.waiting ?? 0),
     };
   }
 

@@ -9,7 +9,6 @@ import {
   AbortError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, type GradientSums, OutOfMemoryError, Pool,
 } from '../dist/src/index.js';
 import { MemoryLine } from '../dist/src/memory-line.js';
-import { poolInternals } from '../dist/src/pool-internals.js';
 import { rng, randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection, stateOf } from './helpers/errors.js';
 
@@ -26,9 +25,8 @@ function bounded(maxMemory: number, threads = 2): Pool {
 
 /** Resolves once `pool`'s line holds `n` calls (no timing: a turn of the event loop at a time). */
 async function untilWaiting(pool: Pool, n: number): Promise<void> {
-  const line = poolInternals(pool).arena.line;
-  for (let turns = 0; line.waiting < n; turns++) {
-    if (turns > 10_000) throw new Error(`no ${n} calls in line after 10000 turns; ${line.waiting} there`);
+  for (let turns = 0; pool.memoryStats.waiting < n; turns++) {
+    if (turns > 10_000) throw new Error(`no ${n} calls in line after 10000 turns; ${pool.memoryStats.waiting} there`);
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
@@ -196,7 +194,7 @@ describe('concurrent calls on a bounded pool', () => {
       expect(got.length).toBe(alone.length);
       got.forEach((array, j) => expect(sameBits(array, alone[j]), `call ${i}, array ${j}`).toBe(true));
     }
-    expect(poolInternals(pool).arena.line.waiting).toBe(0);
+    expect(pool.memoryStats.waiting).toBe(0);
     expect(pool.memoryStats.liveBytes).toBe(0);
   });
 
@@ -274,7 +272,7 @@ describe('concurrent calls on a bounded pool', () => {
       // channel of one sample of [1, 2, 512, 512].
       expect(pool.memoryStats.liveBytes).toBeGreaterThan(4 << 20);
       await expectRejection(other.forward(randomTensor(otherShape, 'float32', 9), otherShape), OutOfMemoryError, 'ERR_BNPOOL_OUT_OF_MEMORY');
-      expect(poolInternals(pool).arena.line.waiting).toBe(0);
+      expect(pool.memoryStats.waiting).toBe(0);
     } finally {
       answer();
     }
