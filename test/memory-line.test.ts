@@ -115,6 +115,18 @@ describe('MemoryLine', () => {
     // A signal that fired before: refused at once, nothing taken.
     await expect(line.takeInTurn(take('e', 1), controller.signal)).rejects.toBeInstanceOf(AbortError);
     expect(order).toEqual(['a', 'c']);
+    // An abort between a wake and the try it leads to (g holds blocks): that try fails, and the
+    // wait after it is refused.
+    const g = line.takeNow(take('g', 1))!;
+    const late = new AbortController();
+    const f = line.takeInTurn(take('f', 100), late.signal);
+    await Promise.resolve();
+    give(0);
+    late.abort();
+    await expect(f).rejects.toBeInstanceOf(AbortError);
+    expect(line.waiting).toBe(0);
+    expect(order).toEqual(['a', 'c', 'g']);
+    g.release();
   });
 
   it('does not count a call parked on a hook as one that will free its blocks', async () => {

@@ -795,6 +795,11 @@ const MUTANTS = [
     file: 'src/memory-line.ts', find: '    this.#holders--;\n    this.#line[0]?.wake?.();\n', replace: '    this.#holders--;\n',
     tests: ['test/memory-line.test.ts'], only: 'does not count a call parked',
   },
+  {
+    name: 'line-late-abort-missed', breaks: 'a call whose signal fired between a wake and its next try leaves the line then',
+    file: 'src/memory-line.ts', find: '      if (signal?.aborted) {\n        reject(aborted(signal));\n        return;\n      }\n', replace: '',
+    tests: ['test/memory-line.test.ts'], only: 'an abort takes a call out',
+  },
 ];
 
 const args = process.argv.slice(2);
