@@ -435,7 +435,9 @@ async function reduceGradients(
   const take = (k: number): Promise<Float64Array> => newCopy(() => channelsView(ctx, layout, C, k));
   const dWeight = await take(CHANNEL_WEIGHT);
   const dBias = await take(CHANNEL_BIAS);
-  const { sumDy, sumDyXhat } = await ctx.arena.line.parked(untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal));
+  const answer = untilAborted(bwd.reduce!({ sumDy: dBias, sumDyXhat: dWeight }), signal);
+  // Its blocks are not waited for meanwhile: the hook may wait for a call in the line (memory-line.ts).
+  const { sumDy, sumDyXhat } = await ctx.arena.line.parked(answer);
   const count = bwd.count!;
   await inChannelSlices(C, (c0, c1) => {
     checkIntact(sumDy, C, 'options.reduceGrads(...).sumDy');

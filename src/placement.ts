@@ -36,10 +36,10 @@ export interface Placement {
  * Decides where x and y live (y: the call's output, `out` or a new array, or null for a call of
  * statistics only, whose y locations are never written). Arrays on the pool are used in place.
  * Anything else goes through a staging buffer on the pool, in chunks when it does not fit; the
- * output is normalized in place on the staged copy and copied to its destination. With `pipeline` (an eval call, see
- * PIPELINE_CHUNK_ELEMENTS), an x off the pool that is the only array staged goes in chunks of
- * that size through two buffers in turn (`pipelined` in the result), so that the calling thread
- * can copy one chunk in while the workers normalize the other.
+ * output is normalized in place on the staged copy and copied to its destination. With
+ * `pipeline` (an eval call, see PIPELINE_CHUNK_ELEMENTS), an x off the pool that is the only
+ * array staged goes in chunks of that size through two buffers in turn (`pipelined` in the
+ * result), so that the calling thread can copy one chunk in while the workers normalize the other.
  */
 export function place(
   ctx: PoolInternals, req: Pick<EngineRequest, 'x' | 'dims' | 'dtype' | 'backward'>, y: FloatArray | null, grid: Grid, owned: number[],

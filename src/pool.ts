@@ -184,7 +184,9 @@ export class Pool {
    * the calls waiting in line for memory that other calls hold (on either memory: README, "What
    * copies"), a server's sign that `maxMemory` holds its calls back.
    */
-  get memoryStats(): { byteLength: number; liveBytes: number; maxBytes: number; privateByteLength: number; waiting: number } {
+  get memoryStats(): {
+    byteLength: number; liveBytes: number; maxBytes: number; privateByteLength: number; waiting: number;
+  } {
     // The shared context itself where the kernels cannot run on a private memory: none made.
     const privateArena = this.#private === null || this.#private.arena === this.#arena ? null : this.#private.arena;
     return {
