@@ -19,6 +19,7 @@ import { pauseFor, throwIfAborted } from './abort.js';
 import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
+import { inlineTurn } from './inline-turns.js';
 import { ALIGN } from './memory.js';
 import { takeBlocks } from './memory-line.js';
 import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
@@ -85,6 +86,9 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   // An empty batch: nothing to normalize (engine.ts, emptyCall).
   if (n === 0) return y;
+  // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
+  const turn = n <= ctx.inlineThreshold ? inlineTurn(n, signal) : null;
+  if (turn !== null) await turn;
   const yOnPool = ctx.arena.owns(y);
   // Bytes from this pool's alloc(n, 'uint8') are read where they lie: nothing is copied in.
   const xOnPool = ctx.arena.owns(x);
@@ -205,6 +209,8 @@ export async function runBytesStats(
   throwIfAborted(signal);
   // An empty batch: count 0, mean 0 and m2 0 in every channel, what a merge takes as nothing.
   if (n === 0) return { count: new Float64Array(C), mean: new Float64Array(C), m2: new Float64Array(C) };
+  const turn = n <= ctx.inlineThreshold ? inlineTurn(n, signal) : null;
+  if (turn !== null) await turn;
   const pattern = usesPattern(dims);
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;

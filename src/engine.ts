@@ -14,6 +14,7 @@ import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, 
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
+import { inlineTurn } from './inline-turns.js';
 import { takeBlocks } from './memory-line.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyBudget, copyIn, freshOutput, place } from './placement.js';
@@ -176,6 +177,9 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   }
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= shared.inlineThreshold;
+  // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
+  const turn = inline ? inlineTurn(dims.length, signal) : null;
+  if (turn !== null) await turn;
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).
   const ctx = inline && offPool(shared, req) ? shared.privateInline() : shared;

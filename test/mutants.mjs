@@ -800,6 +800,16 @@ const MUTANTS = [
     file: 'src/memory-line.ts', find: '      if (signal?.aborted) {\n        reject(aborted(signal));\n        return;\n      }\n', replace: '',
     tests: ['test/memory-line.test.ts'], only: 'an abort takes a call out',
   },
+  {
+    name: 'inline-turns-never', breaks: 'inline calls made at once let the event loop turn every INLINE_TURN_ELEMENTS elements',
+    file: 'src/inline-turns.ts', find: '  if (spent > 0 && spent + elements > INLINE_TURN_ELEMENTS) return false;', replace: '  if (spent < 0) return false;',
+    tests: ['test/inline-turns.test.ts'],
+  },
+  {
+    name: 'inline-turns-always', breaks: 'a lone inline call takes no turn of the event loop',
+    file: 'src/inline-turns.ts', find: '  if (fits(elements)) return null;', replace: '  if (fits(elements) && false) return null;',
+    tests: ['test/inline-turns.test.ts'], only: 'a lone inline call',
+  },
 ];
 
 const args = process.argv.slice(2);
