@@ -86,8 +86,9 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   // An empty batch: nothing to normalize (engine.ts, emptyCall).
   if (n === 0) return y;
+  const inline = n <= ctx.inlineThreshold;
   // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
-  const turn = n <= ctx.inlineThreshold ? inlineTurn(n, signal) : null;
+  const turn = inline ? inlineTurn(n, signal) : null;
   if (turn !== null) await turn;
   const yOnPool = ctx.arena.owns(y);
   // Bytes from this pool's alloc(n, 'uint8') are read where they lie: nothing is copied in.
@@ -120,7 +121,6 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   try {
     const { paramsByte, chunk, stagedX, stagedY } = held.value;
     await writeParameters(req, P, () => new Float32Array(ctx.arena.memory.buffer, paramsByte, 3 * P), pause);
-    const inline = n <= ctx.inlineThreshold;
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
     const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
@@ -209,12 +209,12 @@ export async function runBytesStats(
   throwIfAborted(signal);
   // An empty batch: count 0, mean 0 and m2 0 in every channel, what a merge takes as nothing.
   if (n === 0) return { count: new Float64Array(C), mean: new Float64Array(C), m2: new Float64Array(C) };
-  const turn = n <= ctx.inlineThreshold ? inlineTurn(n, signal) : null;
+  const inline = n <= ctx.inlineThreshold;
+  const turn = inline ? inlineTurn(n, signal) : null;
   if (turn !== null) await turn;
   const pattern = usesPattern(dims);
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;
-  const inline = n <= ctx.inlineThreshold;
   const parts = callThreads(ctx, n);
   const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
   // Bytes from this pool's alloc(n, 'uint8') are summed where they lie, in one chunk.
