@@ -17,6 +17,7 @@ import { randomTensor } from './helpers/data.js';
 import { stateOf, trainedModule } from './helpers/errors.js';
 import { abortOnceDispatched } from './helpers/pools.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
+import { oneTurn } from './helpers/turns.js';
 
 /** The process warnings emitted while `run` runs (and in the turn after it, where Node emits them). */
 async function warningsDuring(run: () => Promise<unknown>): Promise<string[]> {
@@ -25,7 +26,7 @@ async function warningsDuring(run: () => Promise<unknown>): Promise<string[]> {
   process.on('warning', onWarning);
   try {
     await run();
-    await new Promise((resolve) => setImmediate(resolve));
+    await oneTurn();
   } finally {
     process.off('warning', onWarning);
   }

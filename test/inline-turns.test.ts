@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
 import { INLINE_TURN_ELEMENTS } from '../dist/src/inline-turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
-import { turnsOf } from './helpers/turns.js';
+import { oneTurn, turnsOf } from './helpers/turns.js';
 
 let pool: Pool;
 beforeAll(async () => {
@@ -16,9 +16,6 @@ beforeAll(async () => {
   await pool.ready;
 });
 afterAll(() => pool.close());
-
-/** Settles after one turn of the event loop, so that a test's calls start on a fresh count. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => { setImmediate(resolve); });
 
 describe('inline calls made at once', () => {
   it('let the event loop turn every INLINE_TURN_ELEMENTS elements, each with the bits it gives alone', async () => {
@@ -41,7 +38,7 @@ describe('inline calls made at once', () => {
       }).then((r) => [r.y])),
       ...xs.map((x, i) => mods[i % 4].forward(x, shape).then((y) => [y, mods[i % 4].runningMean!])),
     ];
-    await nextTurn();
+    await oneTurn();
     const { value: together, turns } = await turnsOf(() => Promise.all(burst(modules())));
     const elements = 64 * pixels + 16 * xs[0].length;
     // A turn at least every INLINE_TURN_ELEMENTS elements (each call counted whole, so a few more).
@@ -49,12 +46,12 @@ describe('inline calls made at once', () => {
     // One at a time, each after a turn: the same bits (a module's calls run in call order either way).
     const alone: ArrayLike<number>[][] = [];
     for (const x of images) {
-      await nextTurn();
+      await oneTurn();
       alone.push([(await batchNorm(x, image, { pool, runningMean, runningVar, layout: 'channels-last', outLayout: 'channels-first' })).y]);
     }
     const fresh = modules();
     for (const [i, x] of xs.entries()) {
-      await nextTurn();
+      await oneTurn();
       const y = await fresh[i % 4].forward(x, shape);
       alone.push([y, fresh[i % 4].runningMean!.slice()]);
     }
@@ -68,7 +65,7 @@ describe('inline calls made at once', () => {
     const x = randomTensor(shape, 'float32', 5);
     const bn = new BatchNorm(16, { pool });
     for (let i = 0; i < 3; i++) {
-      await nextTurn();
+      await oneTurn();
       const { turns } = await turnsOf(() => bn.forward(x, shape));
       expect(turns).toBe(0);
     }
@@ -79,7 +76,7 @@ describe('inline calls made at once', () => {
     expect(3 * 786_432).toBeGreaterThan(INLINE_TURN_ELEMENTS);
     const xs = Array.from({ length: 3 }, (_, i) => randomTensor(shape, 'float32', 20 + i));
     const mods = xs.map(() => new BatchNorm(3, { pool }));
-    await nextTurn();
+    await oneTurn();
     const controller = new AbortController();
     // Set before the calls: this immediate runs before the turn the third call waits for.
     setImmediate(() => controller.abort());

@@ -11,6 +11,7 @@ import {
 import { MemoryLine } from '../dist/src/memory-line.js';
 import { rng, randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection, stateOf } from './helpers/errors.js';
+import { oneTurn } from './helpers/turns.js';
 
 const pools: Pool[] = [];
 afterEach(async () => {
@@ -27,7 +28,7 @@ function bounded(maxMemory: number, threads = 2): Pool {
 async function untilWaiting(pool: Pool, n: number): Promise<void> {
   for (let turns = 0; pool.memoryStats.waiting < n; turns++) {
     if (turns > 10_000) throw new Error(`no ${n} calls in line after 10000 turns; ${pool.memoryStats.waiting} there`);
-    await new Promise((resolve) => setImmediate(resolve));
+    await oneTurn();
   }
 }
 
@@ -76,7 +77,7 @@ describe('MemoryLine', () => {
     // c would fit now (1 unit free), but b is before it; a new call goes behind both.
     expect(line.takeNow(take('d', 1))).toBeNull();
     give(2); // b (6) still does not fit: it waits on; c stays behind it
-    await new Promise((resolve) => setImmediate(resolve));
+    await oneTurn();
     expect(order).toEqual(['a']);
     give(7); a.release();
     const heldB = await b;
@@ -359,10 +360,11 @@ describe('random concurrent calls on bounded pools', () => {
         const dtype = pick(['float32', 'float32', 'float64'] as const);
         const kind = pick(kinds);
         const n = shape.reduce((a, b) => a * b);
-        const x = kind.startsWith('pixel')
-          ? Uint8Array.from({ length: n }, () => int(0, 255))
-          : (dtype === 'float64' ? Float64Array : Float32Array).from({ length: n }, () => 6 * rand() - 2);
-        const dy = (dtype === 'float64' ? Float64Array : Float32Array).from({ length: n }, () => rand() - 0.5);
+        const floats = (value: () => number): Float32Array | Float64Array => (
+          dtype === 'float64' ? Float64Array.from({ length: n }, value) : Float32Array.from({ length: n }, value)
+        );
+        const x = kind.startsWith('pixel') ? Uint8Array.from({ length: n }, () => int(0, 255)) : floats(() => 6 * rand() - 2);
+        const dy = floats(() => rand() - 0.5);
         const mean = Float64Array.from({ length: C }, () => rand());
         const variance = Float64Array.from({ length: C }, () => 0.5 + rand());
         return { shape, layout, C, dtype, kind, x, dy, mean, variance, relu: rand() < 0.3, abortAfter: rand() < 0.15 ? int(0, 3) : -1 };

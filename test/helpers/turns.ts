@@ -3,6 +3,11 @@
  * not depend on timing, for tests of where a call lets a server's other work run.
  */
 
+/** Resolves after one turn of the event loop (a setImmediate). */
+export function oneTurn(): Promise<void> {
+  return new Promise((resolve) => { setImmediate(resolve); });
+}
+
 /** Calls `fn` at every turn of the event loop (setImmediate) until the function it returns is called. */
 export function everyTurn(fn: () => void): () => void {
   let running = true;
