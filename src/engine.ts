@@ -55,6 +55,12 @@ export interface EngineRequest {
    * warm one 1.5, for 4M channels here). A new array for each left null.
    */
   readonly into?: { readonly mean: Float64Array | null; readonly var: Float64Array | null } | null;
+  /**
+   * The second part of a call that ran one already (a synced forward's normalization after its
+   * statistics): inline, it counts toward the calling thread's turns but never waits for one, as
+   * the call passed that check at its start (inline-turns.ts).
+   */
+  readonly continued?: boolean;
 }
 
 /** A forward's per-channel results. */
@@ -178,7 +184,7 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= shared.inlineThreshold;
   // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
-  const turn = inline ? inlineTurn(dims.length, signal) : null;
+  const turn = inline ? inlineTurn(dims.length, signal, req.continued === true) : null;
   if (turn !== null) await turn;
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).

@@ -82,7 +82,7 @@ export async function runForward(
   const result = await runBatchNorm(pool, {
     x: request.x, dims: request.dims, dtype: request.dtype, useBatchStats: false, weight: request.weight, bias: request.bias,
     runningMean: meanOf(merged), runningVar: merged.m2, runningVarDivisor: count, eps: request.eps, out: request.out,
-    signal: request.signal, relu: request.relu, into: request.into,
+    signal: request.signal, relu: request.relu, into: request.into, continued: true,
   });
   return { result, count };
 }

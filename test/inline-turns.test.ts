@@ -1,12 +1,13 @@
 /**
  * Turns of the event loop between inline calls made at once (src/inline-turns.ts): a burst of
  * small calls, awaited together, lets the event loop turn every INLINE_TURN_ELEMENTS elements of
- * them, with the bits each call gives alone; a lone call takes no turn; an abort while a call
- * waits for its turn stops it before any work.
+ * them, and once INLINE_TURN_MS passed, with the bits each call gives alone; a lone call takes
+ * no turn, nor does a synced forward between its two parts; an abort while a call waits for its
+ * turn stops it before any work.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
-import { INLINE_TURN_ELEMENTS } from '../dist/src/inline-turns.js';
+import { INLINE_TURN_ELEMENTS, INLINE_TURN_MS } from '../dist/src/inline-turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { oneTurn, turnsOf } from './helpers/turns.js';
 
@@ -58,6 +59,48 @@ describe('inline calls made at once', () => {
     // The outputs, and each module's running mean after its last call.
     together.forEach((arrays, i) => expect(sameBits(arrays[0], alone[i][0]), `call ${i}`).toBe(true));
     for (let m = 0; m < 4; m++) expect(sameBits(fresh[m].runningMean!, together[64 + 12 + m][1]), `module ${m}`).toBe(true);
+  });
+
+  it('let the event loop turn once INLINE_TURN_MS passed, however few their elements', async () => {
+    // 400 evals of 4096 elements queued on one module: 1.6M elements, under the element budget,
+    // but each call takes microseconds of the calling thread (over 2.5 µs on any machine this
+    // runs on), so the calls run for over INLINE_TURN_MS and at least one waits for a turn.
+    const shape = [16, 16, 16];
+    const calls = 400;
+    expect(calls * 4096).toBeLessThan(INLINE_TURN_ELEMENTS);
+    expect(INLINE_TURN_MS).toBeLessThanOrEqual(1);
+    const x = randomTensor(shape, 'float32', 30) as Float32Array;
+    const bn = new BatchNorm(16, { pool }).eval();
+    const alone = await bn.forward(x, shape);
+    await oneTurn();
+    const { value: ys, turns } = await turnsOf(() => Promise.all(Array.from({ length: calls }, () => bn.forward(x, shape))));
+    expect(turns).toBeGreaterThanOrEqual(1);
+    ys.forEach((y, i) => expect(sameBits(y, alone), `call ${i}`).toBe(true));
+  });
+
+  it('the second part of a synced forward never waits for a turn: the call passed the check at its start', async () => {
+    // 1,769,472 elements a part, inline on a pool with a larger threshold: the statistics and
+    // then the normalization, 3.5M elements together, past INLINE_TURN_ELEMENTS, with no turn
+    // between them (the hook answers at once). x and out on the pool: no copy, which would pause
+    // between its slices.
+    const big = new Pool({ threads: 1, inlineThreshold: INLINE_TURN_ELEMENTS });
+    try {
+      const shape = [16, 3, 192, 192];
+      const x = big.alloc(shape.reduce((a, b) => a * b));
+      x.set(randomTensor(shape, 'float32', 40));
+      const out = big.alloc(x.length);
+      expect(x.length).toBeLessThanOrEqual(INLINE_TURN_ELEMENTS);
+      expect(2 * x.length).toBeGreaterThan(INLINE_TURN_ELEMENTS);
+      const synced = (): Promise<unknown> => new BatchNorm(3, { pool: big }).forward(x, shape, { out, reduceStats: (local) => local });
+      await synced();
+      const alone = out.slice();
+      await oneTurn();
+      const { turns } = await turnsOf(synced);
+      expect(turns).toBe(0);
+      expect(sameBits(out, alone)).toBe(true);
+    } finally {
+      await big.close();
+    }
   });
 
   it('a lone inline call takes no turn', async () => {

@@ -802,13 +802,23 @@ const MUTANTS = [
   },
   {
     name: 'inline-turns-never', breaks: 'inline calls made at once let the event loop turn every INLINE_TURN_ELEMENTS elements',
-    file: 'src/inline-turns.ts', find: '  if (spent > 0 && spent + elements > INLINE_TURN_ELEMENTS) return false;', replace: '  if (spent < 0) return false;',
+    file: 'src/inline-turns.ts', find: '  if (!continued && spent > 0 && (spent + elements > INLINE_TURN_ELEMENTS || now - since >= INLINE_TURN_MS)) return false;', replace: '  if (continued && (spent < 0 || now < since)) return false;',
     tests: ['test/inline-turns.test.ts'],
   },
   {
+    name: 'inline-turns-no-clock', breaks: 'inline calls made at once let the event loop turn once INLINE_TURN_MS passed',
+    file: 'src/inline-turns.ts', find: ' || now - since >= INLINE_TURN_MS)) return false;', replace: ' || now < since)) return false;',
+    tests: ['test/inline-turns.test.ts'], only: 'once INLINE_TURN_MS passed',
+  },
+  {
     name: 'inline-turns-always', breaks: 'a lone inline call takes no turn of the event loop',
-    file: 'src/inline-turns.ts', find: '  if (fits(elements)) return null;', replace: '  if (fits(elements) && false) return null;',
+    file: 'src/inline-turns.ts', find: '  if (fits(elements, continued)) return null;', replace: '  if (fits(elements, continued) && false) return null;',
     tests: ['test/inline-turns.test.ts'], only: 'a lone inline call',
+  },
+  {
+    name: 'inline-turns-continued-waits', breaks: 'the second part of a synced forward never waits for a turn',
+    file: 'src/inline-turns.ts', find: '  if (!continued && spent > 0', replace: '  if (continued === continued && spent > 0',
+    tests: ['test/inline-turns.test.ts'], only: 'second part',
   },
 ];
 
