@@ -1,20 +1,22 @@
-// How long a burst of calls made at once (a server's requests, awaited together) holds the
-// calling thread's event loop, against what the operating system alone takes from it. Each
-// burst starts `calls` calls of a shape (a 224x224 RGB image, [1, 3, 224, 224] float32, by
-// default) with `Promise.all`, each into its own `out`, with a setImmediate tick re-armed at
-// every turn meanwhile; it prints the median burst and the longest stretch without a turn (the
-// median of each burst's longest, and the largest), in ms, over `bursts` bursts after two
-// warm-up ones. Scenarios: inline calls (the default `inlineThreshold`), and calls on the workers
-// (`inlineThreshold: 0`) with x and `out` ordinary arrays or from `pool.alloc`; eval forwards of one
-// module, and training forwards of one module a call (a module's calls queue behind each other).
-// The baseline rows run the same tick loop for 400 ms with nothing but `busy` threads spinning:
-// the stretches the operating system makes on its own (README, "Small inputs").
+// How long a burst of calls made at once (a server's requests, awaited together) holds the calling
+// thread's event loop, against what the operating system alone takes from it. Each burst starts
+// `calls` calls of a shape (a 224x224 RGB image, [1, 3, 224, 224] float32, by default) with
+// `Promise.all`, each into its own `out`, with a setImmediate tick re-armed at every turn
+// meanwhile; it prints the median burst and the longest stretch without a turn (the median of each
+// burst's longest, and the largest; and the median of each longest less the garbage collector's
+// pauses in it), in ms, over `bursts` bursts after two warm-up ones. Scenarios: inline calls (the
+// default `inlineThreshold`), and calls on the workers (`inlineThreshold: 0`) with x and `out`
+// ordinary arrays or from `pool.alloc`; eval forwards of one module (its calls queue behind each
+// other), functional evals (`batchNorm` with running statistics: none queues) and training forwards
+// of one module a call. The baseline rows run the same tick loop for 400 ms with nothing but `busy`
+// threads spinning: the stretches the operating system makes on its own (README, "Small inputs").
 //
 //     npm run build && node bench/bursts.mjs [threads=2] [calls=64] [bursts=10] [shape=1,3,224,224] [dist]
 //
 // Plain JavaScript, like loop-gaps.mjs; `dist` picks another build (a worktree's) to compare with.
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 
 const threads = Number(process.argv[2] ?? 2);
@@ -22,31 +24,47 @@ const calls = Number(process.argv[3] ?? 64);
 const bursts = Number(process.argv[4] ?? 10);
 const shape = (process.argv[5] ?? '1,3,224,224').split(',').map(Number);
 const dist = resolve(process.argv[6] ?? 'dist');
-const { BatchNorm, Pool } = await import(pathToFileURL(`${dist}/src/index.js`).href);
+const { BatchNorm, batchNorm, Pool } = await import(pathToFileURL(`${dist}/src/index.js`).href);
 
 const n = shape.reduce((a, b) => a * b);
 let seed = 1;
 const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-/** Re-arms a setImmediate tick until `done()`; resolves to [ms, the longest stretch without a turn in ms]. */
-function ticking(done) {
-  return new Promise((settle) => {
+/** The garbage collector's pauses on this thread: [start, end] in performance.now() time. */
+const pauses = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) pauses.push([e.startTime, e.startTime + e.duration]);
+}).observe({ entryTypes: ['gc'] });
+
+/** ms of the collector's pauses within [from, to] (the observer reports them a little later). */
+async function collected(from, to) {
+  await new Promise((r) => setTimeout(r, 10));
+  return pauses.reduce((ms, [a, b]) => ms + Math.max(0, Math.min(b, to) - Math.max(a, from)), 0);
+}
+
+/**
+ * Re-arms a setImmediate tick until `done()`; resolves to [ms, the longest stretch without a
+ * turn in ms, that stretch less the collector's pauses in it].
+ */
+async function ticking(done) {
+  const [elapsed, from, to] = await new Promise((settle) => {
     const start = performance.now();
     let last = start;
-    let longest = 0;
+    let longest = [start, start];
     const tick = () => {
       const now = performance.now();
-      longest = Math.max(longest, now - last);
+      if (now - last > longest[1] - longest[0]) longest = [last, now];
       last = now;
-      if (done(now - start)) settle([now - start, longest]);
+      if (done(now - start)) settle([now - start, ...longest]);
       else setImmediate(tick);
     };
     setImmediate(tick);
   });
+  return [elapsed, to - from, to - from - await collected(from, to)];
 }
 
-/** Runs `burst` while ticking: [ms, the longest stretch]. */
+/** Runs `burst` while ticking: [ms, the longest stretch, less the collector's pauses]. */
 async function measured(burst) {
   let finished = false;
   const ticks = ticking(() => finished);
@@ -54,14 +72,16 @@ async function measured(burst) {
   await burst();
   const end = performance.now();
   finished = true;
-  const [, longest] = await ticks;
-  return [end - start, longest];
+  const [, longest, own] = await ticks;
+  return [end - start, longest, own];
 }
 
 console.log(`bursts of ${calls} calls of ${shape} float32, pool of ${threads} worker${threads > 1 ? 's' : ''}, ${bursts} bursts a scenario (${dist})`);
-console.log('| scenario | burst ms (median) | longest stretch ms (median) | (max) |');
-console.log('| --- | --- | --- | --- |');
-const row = (name, rows) => console.log(`| ${name} | ${rows[0][0] === null ? '-' : median(rows.map((r) => r[0])).toFixed(1)} | ${median(rows.map((r) => r[1])).toFixed(2)} | ${Math.max(...rows.map((r) => r[1])).toFixed(2)} |`);
+console.log('| scenario | burst ms (median) | longest stretch ms (median) | (max) | less its GC pauses (median) |');
+console.log('| --- | --- | --- | --- | --- |');
+const row = (name, rows) => console.log(
+  `| ${name} | ${rows[0][0] === null ? '-' : median(rows.map((r) => r[0])).toFixed(1)} | ${median(rows.map((r) => r[1])).toFixed(2)} | ${Math.max(...rows.map((r) => r[1])).toFixed(2)} | ${median(rows.map((r) => r[2])).toFixed(2)} |`,
+);
 
 for (const busy of [...new Set([0, 1, threads])]) {
   const spinners = Array.from({ length: busy }, () => new Worker('for (;;) {}', { eval: true }));
@@ -69,7 +89,7 @@ for (const busy of [...new Set([0, 1, threads])]) {
   const rows = [];
   for (let i = 0; i < 5; i++) rows.push(await ticking((elapsed) => elapsed > 400));
   await Promise.all(spinners.map((w) => w.terminate()));
-  row(`baseline, ${busy} busy thread${busy === 1 ? '' : 's'} (400 ms)`, rows.map(([, longest]) => [null, longest]));
+  row(`baseline, ${busy} busy thread${busy === 1 ? '' : 's'} (400 ms)`, rows.map(([, longest, own]) => [null, longest, own]));
 }
 
 for (const [path, inlineThreshold] of [['inline', undefined], ['workers', 0]]) {
@@ -80,10 +100,17 @@ for (const [path, inlineThreshold] of [['inline', undefined], ['workers', 0]]) {
     const outs = Array.from({ length: calls }, array);
     const shared = new BatchNorm(shape[1], { pool }).eval();
     const own = Array.from({ length: calls }, () => new BatchNorm(shape[1], { pool }));
-    for (const [mode, moduleOf] of [['eval', () => shared], ['training', (i) => own[i]]]) {
+    const runningMean = Float64Array.from({ length: shape[1] }, () => 100 + 50 * random());
+    const runningVar = Float64Array.from({ length: shape[1] }, () => 3000 + 500 * random());
+    const scenarios = [
+      ['eval', (x, i) => shared.forward(x, shape, { out: outs[i] })],
+      ['functional eval', (x, i) => batchNorm(x, shape, { pool, runningMean, runningVar, out: outs[i] })],
+      ['training', (x, i) => own[i].forward(x, shape, { out: outs[i] })],
+    ];
+    for (const [mode, call] of scenarios) {
       const rows = [];
       for (let b = 0; b < bursts + 2; b++) {
-        const r = await measured(() => Promise.all(xs.map((x, i) => moduleOf(i).forward(x, shape, { out: outs[i] }))));
+        const r = await measured(() => Promise.all(xs.map(call)));
         if (b >= 2) rows.push(r);
         await new Promise((res) => setTimeout(res, 20));
       }
