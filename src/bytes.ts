@@ -19,7 +19,7 @@ import { pauseFor, throwIfAborted } from './abort.js';
 import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
-import { inlineTurn } from './inline-turns.js';
+import { whenAdmitted } from './inline-turns.js';
 import { ALIGN } from './memory.js';
 import { takeBlocks } from './memory-line.js';
 import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
@@ -79,17 +79,21 @@ const PATTERN_MAX = 4096;
 
 /** Runs an eval forward of 8-bit input; resolves to the output (out, or a new Float32Array). */
 export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<Float32Array> {
-  const { x, dims, signal } = req;
+  const { dims, signal } = req;
   const n = dims.length;
   await ctx.starting();
   throwIfAborted(signal);
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   // An empty batch: nothing to normalize (engine.ts, emptyCall).
   if (n === 0) return y;
-  const inline = n <= ctx.inlineThreshold;
-  // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
-  const turn = inline ? inlineTurn(n, signal) : null;
-  if (turn !== null) await turn;
+  // Inline calls run one at a time, with turns of the event loop between them (inline-turns.ts).
+  return n <= ctx.inlineThreshold ? whenAdmitted(signal, false, () => normalizeBytes(ctx, req, y, true)) : normalizeBytes(ctx, req, y, false);
+}
+
+/** runBytes once the call may run: on the workers, or (`inline`) admitted on the calling thread. */
+async function normalizeBytes(ctx: PoolInternals, req: BytesRequest, y: Float32Array, inline: boolean): Promise<Float32Array> {
+  const { x, dims, signal } = req;
+  const n = dims.length;
   const yOnPool = ctx.arena.owns(y);
   // Bytes from this pool's alloc(n, 'uint8') are read where they lie: nothing is copied in.
   const xOnPool = ctx.arena.owns(x);
@@ -191,6 +195,13 @@ function chunkElements(ctx: PoolInternals, n: number, perElement: number, unit: 
   return chunk;
 }
 
+/** What runBytesStats takes: 8-bit x and its dims. */
+interface BytesStatsRequest {
+  readonly x: ByteArray;
+  readonly dims: Dims;
+  readonly signal: AbortSignal | null;
+}
+
 /**
  * Per-channel statistics of 8-bit input (ChannelStats.fromBatch): Σx and Σx² of each channel,
  * exact (integers; float64 holds them exactly up to 2^53, past any input a pool can hold), so the
@@ -200,18 +211,25 @@ function chunkElements(ctx: PoolInternals, n: number, perElement: number, unit: 
  * Σx² - (Σx)²/count with the subtraction exact.
  */
 export async function runBytesStats(
-  ctx: PoolInternals, req: { readonly x: ByteArray; readonly dims: Dims; readonly signal: AbortSignal | null },
+  ctx: PoolInternals, req: BytesStatsRequest,
 ): Promise<{ count: Float64Array; mean: Float64Array; m2: Float64Array }> {
-  const { x, dims, signal } = req;
+  const { dims, signal } = req;
   const n = dims.length;
   const C = dims.C;
   await ctx.starting();
   throwIfAborted(signal);
   // An empty batch: count 0, mean 0 and m2 0 in every channel, what a merge takes as nothing.
   if (n === 0) return { count: new Float64Array(C), mean: new Float64Array(C), m2: new Float64Array(C) };
-  const inline = n <= ctx.inlineThreshold;
-  const turn = inline ? inlineTurn(n, signal) : null;
-  if (turn !== null) await turn;
+  return n <= ctx.inlineThreshold ? whenAdmitted(signal, false, () => sumBytes(ctx, req, true)) : sumBytes(ctx, req, false);
+}
+
+/** runBytesStats once the call may run: on the workers, or (`inline`) admitted on the calling thread. */
+async function sumBytes(
+  ctx: PoolInternals, req: BytesStatsRequest, inline: boolean,
+): Promise<{ count: Float64Array; mean: Float64Array; m2: Float64Array }> {
+  const { x, dims, signal } = req;
+  const n = dims.length;
+  const C = dims.C;
   const pattern = usesPattern(dims);
   // Pairs a task sums into: one a channel, or channels last (pattern) one a position of the period.
   const P = pattern ? periodOf(C) : C;

@@ -14,7 +14,7 @@ import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, 
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
-import { inlineTurn } from './inline-turns.js';
+import { whenAdmitted } from './inline-turns.js';
 import { takeBlocks } from './memory-line.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyBudget, copyIn, freshOutput, place } from './placement.js';
@@ -57,8 +57,8 @@ export interface EngineRequest {
   readonly into?: { readonly mean: Float64Array | null; readonly var: Float64Array | null } | null;
   /**
    * The second part of a call that ran one already (a synced forward's normalization after its
-   * statistics): inline, it counts toward the calling thread's turns but never waits for one, as
-   * the call passed that check at its start (inline-turns.ts).
+   * statistics): inline, it never waits for a turn of the event loop, as the call was admitted at
+   * its start (inline-turns.ts).
    */
   readonly continued?: boolean;
 }
@@ -183,9 +183,13 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   }
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= shared.inlineThreshold;
-  // Inline calls made at once take turns of the event loop between them (inline-turns.ts).
-  const turn = inline ? inlineTurn(dims.length, signal, req.continued === true) : null;
-  if (turn !== null) await turn;
+  // Inline calls run one at a time, with turns of the event loop between them (inline-turns.ts).
+  return inline ? whenAdmitted(signal, req.continued === true, () => run(shared, req, grid, true)) : run(shared, req, grid, false);
+}
+
+/** A call once it may run: on the workers, or (`inline`) admitted on the calling thread. */
+async function run(shared: PoolInternals, req: EngineRequest, grid: Grid, inline: boolean): Promise<EngineResult | Gradients> {
+  const { dims, signal } = req;
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).
   const ctx = inline && offPool(shared, req) ? shared.privateInline() : shared;

@@ -2,69 +2,147 @@
  * Turns of the event loop between inline calls made at once. Each inline call holds the calling
  * thread a fraction of a millisecond, but calls made together (a server's burst of small
  * requests, awaited together) follow one another on microtasks alone: 64 evals of 224x224 RGB
- * images held the event loop 10-13 ms in one piece here. So the calling thread counts the elements
- * of its inline calls since its last turn, and the time since the first of them: a call that
- * would take the count past INLINE_TURN_ELEMENTS, or that comes INLINE_TURN_MS or more after the
- * first, waits for a turn first, as its copies wait between slices of COPY_SLICE_BYTES
- * (placement.ts). A lone call never waits: the count and the clock start again at each turn.
+ * images held the event loop 10-13 ms in one piece here. So an inline call that comes
+ * INLINE_TURN_MS or more after the first inline call since the calling thread's last turn waits
+ * for a turn first, as copies wait between slices of COPY_SLICE_BYTES (placement.ts). A lone call
+ * never waits: the clock starts again at each turn.
+ *
+ * Inline calls run one at a time, in the order they came: a call that comes while another one
+ * admitted since the last turn runs waits for it to finish (or for the turn), and then checks the
+ * clock. Calls started together would otherwise all pass the check before any of them had run,
+ * and the clock would hold none of them (README, "Small inputs"). Waiting never outlasts the next
+ * turn, which admits the first call in line whatever runs: a call parked on a caller's hook (a
+ * synced backward's all-reduce) may be waiting for the very calls behind it.
  */
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { throwIfAborted } from './abort.js';
 
 /**
- * The inline work, in elements, between two turns of the event loop: 2.7 calls at the default
- * inline threshold (786,432 elements, 0.2-0.4 ms each here). A turn cost a loop of awaited calls
- * ~40 µs here: at half this budget, forward and backward pairs of [1, 3, 224, 224] in a loop
- * took 1.07-1.08x their time without turns; at this one, within the noise (README, "Small inputs").
- */
-export const INLINE_TURN_ELEMENTS = 1 << 21;
-
-/**
  * The longest the calling thread runs inline calls between two turns, measured from the first
- * call after a turn to the start of the next: the element count alone assumes data in cache,
- * and calls over arrays of their own (a burst's distinct requests) took 0.98-1.92 ns an element
- * here, 2-4 ms for INLINE_TURN_ELEMENTS (README, "Small inputs").
+ * call after a turn to the start of the next. A turn cost a loop of awaited calls ~40 µs here;
+ * until this clock, a count of 2,097,152 elements held the calls between turns, which assumed the
+ * data in cache: calls over arrays of their own (a burst's distinct requests) took 0.98-1.92 ns an
+ * element here, 2-4 ms for that count (README, "Small inputs").
  */
 export const INLINE_TURN_MS = 1;
 
-/** Elements of inline calls started since the calling thread's last turn. */
-let spent = 0;
-/** When the first of them started (performance.now()). */
-let since = 0;
-/** Whether an immediate is set to start the count again at the next turn. */
-let watching = false;
+/** An inline call admitted to run; `done()` once it has finished, however it ended. */
+export interface InlineSlot {
+  done(): void;
+}
 
-/**
- * Counts a call of `elements` where it fits what is left until the next turn (or is the first
- * since it), or where it is `continued`.
- */
-function fits(elements: number, continued: boolean): boolean {
-  const now = performance.now();
-  if (!watching) {
-    watching = true;
-    since = now;
-    setImmediate(() => {
-      spent = 0;
-      watching = false;
-    }).unref();
-  }
-  if (!continued && spent > 0 && (spent + elements > INLINE_TURN_ELEMENTS || now - since >= INLINE_TURN_MS)) return false;
-  spent += elements;
-  return true;
+/** A call waiting for its turn to run inline; `wake` makes it check again. */
+interface Waiter {
+  wake: () => void;
+}
+
+/** Inline calls admitted since the calling thread's last turn. */
+let admitted = 0;
+/** When the first of them was (performance.now()). */
+let since = 0;
+/** Admitted since the last turn and still running. */
+let running = 0;
+/** Turns seen so far: a slot admitted before the latest counts no more in `running`. */
+let turns = 0;
+/** The immediate that marks the next turn; null where none is set. */
+let turn: NodeJS.Immediate | null = null;
+/** Calls waiting, first come first. */
+const line: Waiter[] = [];
+
+/** At each turn the clock starts again, and the first call in line checks again. */
+function turned(): void {
+  turn = null;
+  turns++;
+  admitted = 0;
+  running = 0;
+  line[0]?.wake();
 }
 
 /**
- * Null where an inline call of `elements` may run now; else a promise that resolves once it may,
- * after one or more turns of the event loop, or rejects with an AbortError where `signal` fired
- * meanwhile (the call has done nothing yet). A `continued` call (the second part of one that
- * passed this check at its start) is counted and runs now: a lone call never waits.
+ * Admits a call where it may run now: no call waits before it, none admitted since the last turn
+ * still runs, and it comes within INLINE_TURN_MS of the first admitted since the turn (or is that
+ * first); a `continued` call always. Null where it must wait.
  */
-export function inlineTurn(elements: number, signal: AbortSignal | null, continued = false): Promise<void> | null {
-  if (fits(elements, continued)) return null;
-  return (async () => {
-    do {
-      await nextTurn();
-      throwIfAborted(signal);
-    } while (!fits(elements, false));
-  })();
+function admit(continued: boolean, waiting: Waiter | null): InlineSlot | null {
+  const now = performance.now();
+  if (turn === null) {
+    since = now;
+    // Unref'd: a turn that no call waits for keeps no process alive.
+    turn = setImmediate(turned).unref();
+  }
+  const first = line.length === 0 || line[0] === waiting;
+  if (!continued && (!first || running > 0 || (admitted > 0 && now - since >= INLINE_TURN_MS))) {
+    // A call that waits keeps the process alive until its turn comes.
+    turn.ref();
+    return null;
+  }
+  admitted++;
+  running++;
+  const at = turns;
+  let ended = false;
+  return {
+    done: () => {
+      if (ended) return;
+      ended = true;
+      if (at !== turns) return;
+      running--;
+      if (running === 0) line[0]?.wake();
+    },
+  };
+}
+
+/**
+ * A slot where an inline call may run now; else a promise of one, once it may (after the calls
+ * before it finished, or after one or more turns of the event loop), or that rejects with an
+ * AbortError where `signal` fires meanwhile (the call has done nothing yet). A `continued` call
+ * (the second part of one that was admitted at its start: a synced forward's normalization) runs
+ * now: a lone call never waits.
+ */
+export function inlineTurn(signal: AbortSignal | null, continued = false): InlineSlot | Promise<InlineSlot> {
+  return admit(continued, null) ?? wait(signal);
+}
+
+/** Waits in line until the call is admitted, or rejects as `signal` fires (the call leaves the line). */
+function wait(signal: AbortSignal | null): Promise<InlineSlot> {
+  return new Promise<InlineSlot>((resolve, reject) => {
+    const me: Waiter = {
+      wake: () => {
+        const slot = admit(false, me);
+        if (slot === null) return;
+        leave();
+        resolve(slot);
+      },
+    };
+    const onAbort = (): void => {
+      leave();
+      try {
+        throwIfAborted(signal);
+      } catch (error) {
+        reject(error);
+      }
+    };
+    const leave = (): void => {
+      signal?.removeEventListener('abort', onAbort);
+      const at = line.indexOf(me);
+      if (at >= 0) line.splice(at, 1);
+      // The call behind may run now where nothing else holds it (a call admitted, or the count).
+      if (at === 0 && running === 0) line[0]?.wake();
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    line.push(me);
+  });
+}
+
+/** Runs `call` as an inline call: once admitted (`inlineTurn`), its slot given back however it ends. */
+export async function whenAdmitted<T>(signal: AbortSignal | null, continued: boolean, call: () => Promise<T>): Promise<T> {
+  const taken = inlineTurn(signal, continued);
+  const slot = taken instanceof Promise ? await taken : taken;
+  try {
+    return await call();
+  } finally {
+    slot.done();
+  }
 }

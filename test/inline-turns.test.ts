@@ -1,13 +1,14 @@
 /**
  * Turns of the event loop between inline calls made at once (src/inline-turns.ts): a burst of
- * small calls, awaited together, lets the event loop turn every INLINE_TURN_ELEMENTS elements of
- * them, and once INLINE_TURN_MS passed, with the bits each call gives alone; a lone call takes
- * no turn, nor does a synced forward between its two parts; an abort while a call waits for its
- * turn stops it before any work.
+ * small calls, awaited together, lets the event loop turn once INLINE_TURN_MS passed since the
+ * first of them, each with the bits it gives alone; calls started together run one at a time,
+ * each as the one before ends; a call that waits on a caller's hook holds none behind it past a
+ * turn; a lone call takes no turn, nor does a synced forward between its two parts; an abort
+ * while a call waits stops it before any work.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
-import { INLINE_TURN_ELEMENTS, INLINE_TURN_MS } from '../dist/src/inline-turns.js';
+import { AbortError, BatchNorm, batchNorm, type GradientSums, Pool } from '../dist/src/index.js';
+import { INLINE_TURN_MS } from '../dist/src/inline-turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { oneTurn, turnsOf } from './helpers/turns.js';
 
@@ -19,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => pool.close());
 
 describe('inline calls made at once', () => {
-  it('let the event loop turn every INLINE_TURN_ELEMENTS elements, each with the bits it gives alone', async () => {
+  it('let the event loop turn, each with the bits it gives alone', async () => {
     // 64 RGB images of 224x224 from a decoder (channels last, 8-bit) to a model's CHW input, and 16
     // training forwards of four modules: all inline (under the default threshold).
     const image = [1, 224, 224, 3];
@@ -41,9 +42,9 @@ describe('inline calls made at once', () => {
     ];
     await oneTurn();
     const { value: together, turns } = await turnsOf(() => Promise.all(burst(modules())));
-    const elements = 64 * pixels + 16 * xs[0].length;
-    // A turn at least every INLINE_TURN_ELEMENTS elements (each call counted whole, so a few more).
-    expect(turns).toBeGreaterThanOrEqual(Math.floor(elements / INLINE_TURN_ELEMENTS) - 1);
+    // 12.8M elements (80 calls, each tens of µs at least): far over INLINE_TURN_MS. Without the
+    // turns, none (10-13 ms in one piece here).
+    expect(turns).toBeGreaterThanOrEqual(1);
     // One at a time, each after a turn: the same bits (a module's calls run in call order either way).
     const alone: ArrayLike<number>[][] = [];
     for (const x of images) {
@@ -62,12 +63,12 @@ describe('inline calls made at once', () => {
   });
 
   it('let the event loop turn once INLINE_TURN_MS passed, however few their elements', async () => {
-    // 400 evals of 4096 elements queued on one module: 1.6M elements, under the element budget,
-    // but each call takes microseconds of the calling thread (over 2.5 µs on any machine this
-    // runs on), so the calls run for over INLINE_TURN_MS and at least one waits for a turn.
+    // 400 evals of 4096 elements queued on one module: 1.6M elements (under the count of
+    // 2,097,152 that held them before the clock, with no turn), but each call takes microseconds
+    // of the calling thread (over 2.5 µs on any machine this runs on), so the calls run for over
+    // INLINE_TURN_MS and at least one waits for a turn.
     const shape = [16, 16, 16];
     const calls = 400;
-    expect(calls * 4096).toBeLessThan(INLINE_TURN_ELEMENTS);
     expect(INLINE_TURN_MS).toBeLessThanOrEqual(1);
     const x = randomTensor(shape, 'float32', 30) as Float32Array;
     const bn = new BatchNorm(16, { pool }).eval();
@@ -78,20 +79,94 @@ describe('inline calls made at once', () => {
     ys.forEach((y, i) => expect(sameBits(y, alone), `call ${i}`).toBe(true));
   });
 
-  it('the second part of a synced forward never waits for a turn: the call passed the check at its start', async () => {
-    // 1,769,472 elements a part, inline on a pool with a larger threshold: the statistics and
-    // then the normalization, 3.5M elements together, past INLINE_TURN_ELEMENTS, with no turn
-    // between them (the hook answers at once). x and out on the pool: no copy, which would pause
-    // between its slices.
-    const big = new Pool({ threads: 1, inlineThreshold: INLINE_TURN_ELEMENTS });
+  it('started together, run one at a time: they stage on the private memory one after another', async () => {
+    // Eight training forwards of eight modules from ordinary arrays, started at once after a
+    // turn. Each stages its arrays on the pool's private memory for inline calls, which grows to
+    // what the calls running at once hold: no more than one call's here (two at once on
+    // 6eaacef's build, all eight on 6ceb9db's, where they passed the check together and then ran
+    // interleaved). A fresh pool: that memory never shrinks.
+    const fresh = new Pool({ threads: 2 });
     try {
-      const shape = [16, 3, 192, 192];
-      const x = big.alloc(shape.reduce((a, b) => a * b));
-      x.set(randomTensor(shape, 'float32', 40));
-      const out = big.alloc(x.length);
-      expect(x.length).toBeLessThanOrEqual(INLINE_TURN_ELEMENTS);
-      expect(2 * x.length).toBeGreaterThan(INLINE_TURN_ELEMENTS);
-      const synced = (): Promise<unknown> => new BatchNorm(3, { pool: big }).forward(x, shape, { out, reduceStats: (local) => local });
+      const shape = [1, 3, 224, 224];
+      const xs = Array.from({ length: 8 }, (_, i) => randomTensor(shape, 'float32', 60 + i) as Float32Array);
+      const alone = await new BatchNorm(3, { pool: fresh }).forward(xs[0], shape);
+      const one = fresh.memoryStats.privateByteLength;
+      expect(one).toBeGreaterThan(0);
+      await oneTurn();
+      const ys = await Promise.all(xs.map((x) => new BatchNorm(3, { pool: fresh }).forward(x, shape)));
+      expect(fresh.memoryStats.privateByteLength).toBe(one);
+      expect(sameBits(ys[0], alone)).toBe(true);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('started together and within INLINE_TURN_MS, each runs as the one before ends, with no turn', async () => {
+    // Four evals of 32 elements (microseconds each): the second waits for the first to finish,
+    // not for a turn, and so on.
+    const shape = [2, 16];
+    const xs = Array.from({ length: 4 }, (_, i) => randomTensor(shape, 'float32', 70 + i) as Float32Array);
+    const runningMean = Float64Array.from({ length: 16 }, (_, c) => 0.1 * c);
+    const runningVar = Float64Array.from({ length: 16 }, (_, c) => 1 + 0.05 * c);
+    await batchNorm(xs[0], shape, { pool, runningMean, runningVar });
+    await oneTurn();
+    const { turns } = await turnsOf(() => Promise.all(xs.map((x) => batchNorm(x, shape, { pool, runningMean, runningVar }))));
+    expect(turns).toBe(0);
+  });
+
+  it('a call admitted waits on nothing behind it: two synced backwards all-reducing with each other both settle', async () => {
+    // a's backward is admitted and parks on its reduceGrads hook, which waits for b's sums; b's
+    // backward, behind a's in the inline line, is admitted at the next turn and answers it.
+    const shape = [4, 3, 16, 16];
+    const a = new BatchNorm(3, { pool });
+    const b = new BatchNorm(3, { pool });
+    await a.forward(randomTensor(shape, 'float32', 50), shape, { reduceStats: (local) => local });
+    await b.forward(randomTensor(shape, 'float32', 51), shape, { reduceStats: (local) => local });
+    const deferred = () => {
+      let resolve!: (sums: GradientSums) => void;
+      const promise = new Promise<GradientSums>((res) => { resolve = res; });
+      return { promise, resolve };
+    };
+    const fromA = deferred();
+    const fromB = deferred();
+    const sum = (p: GradientSums, q: GradientSums): GradientSums => ({
+      sumDy: Float64Array.from(p.sumDy, (v, c) => v + q.sumDy[c]),
+      sumDyXhat: Float64Array.from(p.sumDyXhat, (v, c) => v + q.sumDyXhat[c]),
+    });
+    const locals: GradientSums[] = [];
+    const [gotA, gotB] = await Promise.all([
+      a.backward(randomTensor(shape, 'float32', 52), {
+        reduceGrads: async (local) => { locals[0] = local; fromA.resolve(local); return sum(local, await fromB.promise); },
+      }),
+      b.backward(randomTensor(shape, 'float32', 53), {
+        reduceGrads: async (local) => { locals[1] = local; fromB.resolve(local); return sum(await fromA.promise, local); },
+      }),
+    ]);
+    // Each hook got its own shard's sums (dBias and dWeight stay those), and each dx is finite.
+    for (const [i, got] of [gotA, gotB].entries()) {
+      expect(got.dBias!.constructor.name, `module ${i}`).toBe('Float32Array');
+      expect(sameBits(got.dBias!, Float32Array.from(locals[i].sumDy)), `module ${i}`).toBe(true);
+      expect(sameBits(got.dWeight!, Float32Array.from(locals[i].sumDyXhat)), `module ${i}`).toBe(true);
+      expect(Array.from(got.dx).every(Number.isFinite), `module ${i}`).toBe(true);
+    }
+  }, 10_000);
+
+  it('the second part of a synced forward never waits for a turn: the call was admitted at its start', async () => {
+    // The hook holds the calling thread 2 ms (a caller's own work between the two parts), past
+    // INLINE_TURN_MS since the call's statistics were admitted; the normalization still runs at
+    // once. x and out on the pool: no copy, which would pause between its slices.
+    const shape = [4, 3, 32, 32];
+    const x = pool.alloc(shape.reduce((a, b) => a * b));
+    x.set(randomTensor(shape, 'float32', 40));
+    const out = pool.alloc(x.length);
+    try {
+      const busy = (ms: number): void => {
+        const until = performance.now() + ms;
+        while (performance.now() < until);
+      };
+      const synced = (): Promise<unknown> => new BatchNorm(3, { pool }).forward(x, shape, {
+        out, reduceStats: (local) => { busy(2 * INLINE_TURN_MS); return local; },
+      });
       await synced();
       const alone = out.slice();
       await oneTurn();
@@ -99,7 +174,8 @@ describe('inline calls made at once', () => {
       expect(turns).toBe(0);
       expect(sameBits(out, alone)).toBe(true);
     } finally {
-      await big.close();
+      pool.free(x);
+      pool.free(out);
     }
   });
 
@@ -115,18 +191,28 @@ describe('inline calls made at once', () => {
   });
 
   it('an abort while a call waits for its turn stops it before any work', async () => {
-    const shape = [16, 3, 128, 128]; // 786,432 elements: the third call of a fresh count waits
-    expect(3 * 786_432).toBeGreaterThan(INLINE_TURN_ELEMENTS);
-    const xs = Array.from({ length: 3 }, (_, i) => randomTensor(shape, 'float32', 20 + i));
-    const mods = xs.map(() => new BatchNorm(3, { pool }));
+    // A synced backward, admitted, waits on its reduceGrads hook until the second turn: the two
+    // calls behind it wait in line; at the first turn the third's signal fires (an immediate set
+    // before the calls, so it runs first), and the turn admits the second.
+    const shape = [4, 3, 16, 16];
+    const held = new BatchNorm(3, { pool });
+    await held.forward(randomTensor(shape, 'float32', 20), shape, { reduceStats: (local) => local });
+    const mods = [new BatchNorm(3, { pool }), new BatchNorm(3, { pool })];
+    const xs = [randomTensor(shape, 'float32', 21), randomTensor(shape, 'float32', 22)];
     await oneTurn();
     const controller = new AbortController();
-    // Set before the calls: this immediate runs before the turn the third call waits for.
     setImmediate(() => controller.abort());
-    const settled = await Promise.allSettled(xs.map((x, i) => mods[i].forward(x, shape, i === 2 ? { signal: controller.signal } : {})));
+    const order: number[] = [];
+    const settled = await Promise.allSettled([
+      held.backward(randomTensor(shape, 'float32', 23), { reduceGrads: async (local) => { await oneTurn(); await oneTurn(); return local; } }),
+      mods[0].forward(xs[0], shape),
+      mods[1].forward(xs[1], shape, { signal: controller.signal }),
+    ].map((call, i) => call.finally(() => order.push(i))));
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected']);
+    // The aborted call left the line as its signal fired, before the turn let the second run.
+    expect(order).toEqual([2, 1, 0]);
     expect((settled[2] as PromiseRejectedResult).reason).toBeInstanceOf(AbortError);
-    expect(mods.map((m) => m.numBatchesTracked)).toEqual([1, 1, 0]);
-    expect(Array.from(mods[2].runningMean!)).toEqual([0, 0, 0]);
+    expect(mods.map((m) => m.numBatchesTracked)).toEqual([1, 0]);
+    expect(Array.from(mods[1].runningMean!)).toEqual([0, 0, 0]);
   });
 });

@@ -801,23 +801,38 @@ const MUTANTS = [
     tests: ['test/memory-line.test.ts'], only: 'an abort takes a call out',
   },
   {
-    name: 'inline-turns-never', breaks: 'inline calls made at once let the event loop turn every INLINE_TURN_ELEMENTS elements',
-    file: 'src/inline-turns.ts', find: '  if (!continued && spent > 0 && (spent + elements > INLINE_TURN_ELEMENTS || now - since >= INLINE_TURN_MS)) return false;', replace: '  if (continued && (spent < 0 || now < since)) return false;',
-    tests: ['test/inline-turns.test.ts'],
-  },
-  {
     name: 'inline-turns-no-clock', breaks: 'inline calls made at once let the event loop turn once INLINE_TURN_MS passed',
-    file: 'src/inline-turns.ts', find: ' || now - since >= INLINE_TURN_MS)) return false;', replace: ' || now < since)) return false;',
+    file: 'src/inline-turns.ts', find: '(admitted > 0 && now - since >= INLINE_TURN_MS)', replace: '(admitted > 0 && now < since)',
     tests: ['test/inline-turns.test.ts'], only: 'once INLINE_TURN_MS passed',
   },
   {
     name: 'inline-turns-always', breaks: 'a lone inline call takes no turn of the event loop',
-    file: 'src/inline-turns.ts', find: '  if (fits(elements, continued)) return null;', replace: '  if (fits(elements, continued) && false) return null;',
+    file: 'src/inline-turns.ts', find: '  return admit(continued, null) ?? wait(signal);', replace: '  return (continued ? admit(continued, null) : null) ?? wait(signal);',
     tests: ['test/inline-turns.test.ts'], only: 'a lone inline call',
   },
   {
+    name: 'inline-turns-interleaved', breaks: 'inline calls started together run one at a time',
+    file: 'src/inline-turns.ts', find: '(!first || running > 0 || (admitted > 0', replace: '(!first || running < 0 || (admitted > 0',
+    tests: ['test/inline-turns.test.ts'], only: 'run one at a time',
+  },
+  {
+    name: 'inline-turns-done-wakes-none', breaks: 'an inline call that waits for the one before runs as that one ends, not at the next turn',
+    file: 'src/inline-turns.ts', find: '      if (running === 0) line[0]?.wake();', replace: '      if (running === -1) line[0]?.wake();',
+    tests: ['test/inline-turns.test.ts'], only: 'each runs as the one before ends',
+  },
+  {
+    name: 'inline-turns-turn-wakes-none', breaks: 'a turn admits the first inline call in line whatever runs (no call waits on one behind it)',
+    file: 'src/inline-turns.ts', find: '  running = 0;\n  line[0]?.wake();', replace: '  running = 0;',
+    tests: ['test/inline-turns.test.ts'], only: 'waits on nothing behind it',
+  },
+  {
+    name: 'inline-turns-abort-ignored', breaks: 'an abort takes an inline call out of the line before any work',
+    file: 'src/inline-turns.ts', find: "    signal?.addEventListener('abort', onAbort, { once: true });\n", replace: '',
+    tests: ['test/inline-turns.test.ts'], only: 'an abort while a call waits',
+  },
+  {
     name: 'inline-turns-continued-waits', breaks: 'the second part of a synced forward never waits for a turn',
-    file: 'src/inline-turns.ts', find: '  if (!continued && spent > 0', replace: '  if (continued === continued && spent > 0',
+    file: 'src/inline-turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
     tests: ['test/inline-turns.test.ts'], only: 'second part',
   },
 ];
