@@ -19,7 +19,7 @@ import { pauseFor, throwIfAborted } from './abort.js';
 import { FRESH_SLICE, inChannelSlices } from './channels.js';
 import { throwTaskFailure } from './dispatch.js';
 import { ArgumentError, OutOfMemoryError } from './errors.js';
-import { whenAdmitted } from './inline-turns.js';
+import { stepDue, whenAdmitted } from './turns.js';
 import { ALIGN } from './memory.js';
 import { takeBlocks } from './memory-line.js';
 import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
@@ -86,7 +86,7 @@ export async function runBytes(ctx: PoolInternals, req: BytesRequest): Promise<F
   const y = req.out ?? new Float32Array(new SharedArrayBuffer(4 * n));
   // An empty batch: nothing to normalize (engine.ts, emptyCall).
   if (n === 0) return y;
-  // Inline calls run one at a time, with turns of the event loop between them (inline-turns.ts).
+  // Inline calls run one at a time, with turns of the event loop between them (turns.ts).
   return n <= ctx.inlineThreshold ? whenAdmitted(signal, false, () => normalizeBytes(ctx, req, y, true)) : normalizeBytes(ctx, req, y, false);
 }
 
@@ -104,6 +104,10 @@ async function normalizeBytes(ctx: PoolInternals, req: BytesRequest, y: Float32A
   const imageSize = n / dims.shape[0];
   const P = pattern ? periodOf(dims.C) : dims.C;
   const pause = pauseFor(signal);
+  // The call's copy budget; on the workers it also stands for the call in the thread's turns
+  // (turns.ts, stepDue): calls started together start one after another.
+  const budget = copyBudget(!inline);
+  if (!inline) while (stepDue(budget)) await pause();
   // Bytes a staged element takes: its byte (off the pool), and its float32 output where that is
   // off the pool.
   const perElement = (xOnPool ? 0 : 1) + (yOnPool ? 0 : 4);
@@ -128,7 +132,7 @@ async function normalizeBytes(ctx: PoolInternals, req: BytesRequest, y: Float32A
     // An output on another shared buffer (a new one, or such an out) is copied there by the
     // workers, each its own part, off this thread; an ordinary out by this thread.
     const workersCopy = !yOnPool && !inline && types.isSharedArrayBuffer(y.buffer);
-    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte, pause, budget) => {
+    await forEachChunk(ctx, x, n, chunk, stagedX, pause, budget, async (first, len, xByte) => {
       const yByte = yOnPool ? y.byteOffset + 4 * first : stagedY;
       // copyTo's byte for a task whose output starts at element e of the chunk.
       const copyTo = (e: number): BytesTask['copyTo'] => (
@@ -144,6 +148,8 @@ async function normalizeBytes(ctx: PoolInternals, req: BytesRequest, y: Float32A
           op: 'bytes', form: pattern ? 'pattern' : 'planes', xByte: xByte + start, yByte: yByte + 4 * start, n: count,
           first: first + start, C: dims.C, S: dims.S, P, paramsByte, relu: req.relu, outByte: 0, scratchByte: 0, copyTo: copyTo(start),
         }));
+      // On the workers, posting waits where other calls' steps held the thread (stepDue).
+      if (!inline) while (stepDue(budget)) await pause();
       throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
       if (!yOnPool && !workersCopy) {
@@ -158,24 +164,22 @@ async function normalizeBytes(ctx: PoolInternals, req: BytesRequest, y: Float32A
 
 /**
  * Runs `body` on the `n` elements of x `chunk` at a time (the last may be shorter): on each
- * chunk's first element and length, the byte where the workers read it, the pause to make
- * between slices of a copy (a turn of the event loop, then a check of the signal) and the copy
- * budget of the call, which every copy of every chunk shares (placement.ts, CopyBudget). x is copied
- * onto the pool at `stagedX` first, chunk by chunk; with `stagedX` -1 it is on the pool already
- * (this pool's alloc) and read where it lies.
+ * chunk's first element and length, and the byte where the workers read it. x is copied onto the
+ * pool at `stagedX` first, chunk by chunk, with `pause` (a turn of the event loop, then a check
+ * of the signal) between slices of the call's `budget`, which every copy of every chunk shares
+ * (placement.ts, CopyBudget); with `stagedX` -1 it is on the pool already (this pool's alloc) and
+ * read where it lies.
  */
 async function forEachChunk(
-  ctx: PoolInternals, x: ByteArray, n: number, chunk: number, stagedX: number, signal: AbortSignal | null,
-  body: (first: number, len: number, xByte: number, pause: () => Promise<void>, budget: CopyBudget) => Promise<void>,
+  ctx: PoolInternals, x: ByteArray, n: number, chunk: number, stagedX: number, pause: () => Promise<void>, budget: CopyBudget,
+  body: (first: number, len: number, xByte: number) => Promise<void>,
 ): Promise<void> {
-  const pause = pauseFor(signal);
-  const budget = copyBudget();
   for (let first = 0; first < n; first += chunk) {
     const len = Math.min(chunk, n - first);
     if (stagedX >= 0) {
       await copySliced(x, first, len, n, 'x', () => new Uint8Array(ctx.arena.memory.buffer, stagedX, len), 'in', pause, budget);
     }
-    await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first, pause, budget);
+    await body(first, len, stagedX >= 0 ? stagedX : x.byteOffset + first);
   }
 }
 
@@ -237,6 +241,9 @@ async function sumBytes(
   const unit = pattern ? lcm(P, PART_ALIGN) : PART_ALIGN;
   // Bytes from this pool's alloc(n, 'uint8') are summed where they lie, in one chunk.
   const xOnPool = ctx.arena.owns(x);
+  const pause = pauseFor(signal);
+  const budget = copyBudget(!inline);
+  if (!inline) while (stepDue(budget)) await pause();
   // The call's blocks, all or none (it waits for those other calls hold: memory-line.ts).
   const held = await takeBlocks(ctx.arena, signal, (allocated) => {
     const outByte = allocOrThrow(ctx, 16 * P * parts, `the sums of ${parts} tasks`);
@@ -251,16 +258,17 @@ async function sumBytes(
   try {
     const { outByte, scratchByte, chunk, stagedX } = held.value;
     new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts).fill(0);
-    await forEachChunk(ctx, x, n, chunk, stagedX, signal, async (first, len, xByte) => {
+    await forEachChunk(ctx, x, n, chunk, stagedX, pause, budget, async (first, len, xByte) => {
       // Task j of every chunk adds into pairs j: up to `parts` parts of whole units.
       const tasks = split(len, parts, unit).map(([start, count], j): BytesTask => ({
         op: 'bytes', form: pattern ? 'sums-pattern' : 'sums-planes', xByte: xByte + start, yByte: 0, n: count, first: first + start,
         C, S: dims.S, P, paramsByte: 0, relu: false, outByte: outByte + 16 * P * j, scratchByte: scratchByte + 8 * P * j, copyTo: null,
       }));
+      if (!inline) while (stepDue(budget)) await pause();
       throwTaskFailure(await ctx.runBytes(tasks, inline));
       throwIfAborted(signal);
     });
-    return await fromSums(() => new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts), P, parts, C, n / C, pauseFor(signal));
+    return await fromSums(() => new Float64Array(ctx.arena.memory.buffer, outByte, 2 * P * parts), P, parts, C, n / C, pause);
   } finally {
     held.release();
   }
@@ -378,9 +386,10 @@ async function copySliced(
 ): Promise<void> {
   const bpe = full.BYTES_PER_ELEMENT;
   for (let i = 0; i < len;) {
-    if (budget.left < bpe) {
+    if (budget.left < bpe || (budget.shared && stepDue(budget))) {
       await pause();
       budget.left = COPY_SLICE_BYTES;
+      continue;
     }
     const end = Math.min(len, i + Math.floor(budget.left / bpe));
     checkIntact(full, n, name);

@@ -11,6 +11,7 @@ import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
 import { deserializeError, WorkerError } from './errors.js';
+import { stepDue } from './turns.js';
 import {
   type CopyBudget, copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement,
 } from './placement.js';
@@ -290,6 +291,9 @@ export function tasksFor(call: Call, p: Placement, op: TaskOp, opts: TaskOptions
  * no task may still be writing when the call's scratch and staging memory are freed.
  */
 export async function runPhase(call: Call, tasks: Task[]): Promise<void> {
+  // On the workers, posting waits for a turn where other calls' steps held the thread long
+  // enough since the last (turns.ts, stepDue): calls started together post together.
+  if (!call.inline) while (stepDue(call.copies)) await call.pauseIn();
   // No task of this call runs now (runPhase waits for all of them): the claims start again.
   if (tasks.length > 0) resetClaims(call.ctx.views.i32, call.layout, tasks[0].ranges);
   const settled = await call.ctx.runTasks(tasks, call.inline, call.cancel);

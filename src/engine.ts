@@ -14,7 +14,7 @@ import { type ChannelPut, channelsView, copyInto, FRESH_SLICE, inChannelSlices, 
 import {
   type Call, cancelCall, fusedPipelined, hasSpareCore, normalizeChunk, normalizePipelined, pipelinesFused, runChunk, runPhase, tasksFor,
 } from './dispatch.js';
-import { whenAdmitted } from './inline-turns.js';
+import { stepDue, whenAdmitted } from './turns.js';
 import { takeBlocks } from './memory-line.js';
 import { planGrid, planPhases, shouldFuse } from './plan.js';
 import { allocOrThrow, copyBudget, copyIn, freshOutput, place } from './placement.js';
@@ -58,7 +58,7 @@ export interface EngineRequest {
   /**
    * The second part of a call that ran one already (a synced forward's normalization after its
    * statistics): inline, it never waits for a turn of the event loop, as the call was admitted at
-   * its start (inline-turns.ts).
+   * its start (turns.ts).
    */
   readonly continued?: boolean;
 }
@@ -183,13 +183,20 @@ async function execute(shared: PoolInternals, req: EngineRequest): Promise<Engin
   }
   const grid = planGrid(dims.N, dims.C, dims.S);
   const inline = dims.length <= shared.inlineThreshold;
-  // Inline calls run one at a time, with turns of the event loop between them (inline-turns.ts).
+  // Inline calls run one at a time, with turns of the event loop between them (turns.ts).
   return inline ? whenAdmitted(signal, req.continued === true, () => run(shared, req, grid, true)) : run(shared, req, grid, false);
 }
 
 /** A call once it may run: on the workers, or (`inline`) admitted on the calling thread. */
 async function run(shared: PoolInternals, req: EngineRequest, grid: Grid, inline: boolean): Promise<EngineResult | Gradients> {
   const { dims, signal } = req;
+  // What this thread may copy before its next pause; on the workers it also stands for the call
+  // in the thread's turns (turns.ts, stepDue), where calls started together start one
+  // after another, a turn between them where they hold the thread long enough, before any
+  // takes its blocks.
+  const copies = copyBudget(!inline);
+  const pauseIn = pauseFor(signal);
+  if (!inline) while (stepDue(copies)) await pauseIn();
   // Inline with nothing on the pool: everything is staged anyway, so stage it on the private
   // memory, where the copies are plain memcpys (the same kernels, so the same bits).
   const ctx = inline && offPool(shared, req) ? shared.privateInline() : shared;
@@ -226,9 +233,8 @@ async function run(shared: PoolInternals, req: EngineRequest, grid: Grid, inline
     const y = placed.y ?? req.x.subarray(0, 0);
     const placements = placed.placements;
     // Between slices of a main-thread copy in, an abort stops the call before more work starts.
-    const pauseIn = pauseFor(signal);
     const call: Call = {
-      ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, copies: copyBudget(), prep: null,
+      ctx, req, grid, layout, inline, threads, accBase: scratchByte + scratchBytes, accBytes, cancel, pauseIn, copies, prep: null,
     };
     // The per-channel inputs go onto the pool as whole arrays, in slices of channels between
     // turns where there are many (an abort stops the call there); the workers make the

@@ -9,6 +9,7 @@ import {
 } from '../workers/protocol.js';
 import type { EngineRequest } from './engine.js';
 import { OutOfMemoryError } from './errors.js';
+import { stepDue } from './turns.js';
 import { ALIGN } from './memory.js';
 import { type Box, planBoxes, smallestBox } from './plan.js';
 import type { PoolInternals } from './pool-internals.js';
@@ -179,11 +180,17 @@ export type CopyPause = () => Promise<void>;
  */
 export interface CopyBudget {
   left: number;
+  /**
+   * A call on the workers: before each slice it also checks `stepDue` (turns.ts), the
+   * budget standing for the call, and pauses where other calls' steps took the thread long
+   * enough since the last turn. Inline calls run one at a time already.
+   */
+  readonly shared: boolean;
 }
 
-/** A call's copy budget, a full slice. */
-export function copyBudget(): CopyBudget {
-  return { left: COPY_SLICE_BYTES };
+/** A call's copy budget, a full slice; `shared` for a call on the workers. */
+export function copyBudget(shared: boolean): CopyBudget {
+  return { left: COPY_SLICE_BYTES, shared };
 }
 
 /**
@@ -257,10 +264,11 @@ async function copyBox(
     const start = ((box.n0 + r) * C + box.c0) * S;
     const at = r * stagedWidth + stagedC0 * S;
     for (let i = 0; i < runLength;) {
-      if (budget.left < bpe) {
+      if (budget.left < bpe || (budget.shared && stepDue(budget))) {
         await pause();
         staged = stagedAt();
         budget.left = COPY_SLICE_BYTES;
+        continue;
       }
       const len = Math.min(runLength - i, Math.floor(budget.left / bpe));
       checkIntact(full, req.dims.length, name);

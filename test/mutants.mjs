@@ -802,38 +802,53 @@ const MUTANTS = [
   },
   {
     name: 'inline-turns-no-clock', breaks: 'inline calls made at once let the event loop turn once INLINE_TURN_MS passed',
-    file: 'src/inline-turns.ts', find: '(admitted > 0 && now - since >= INLINE_TURN_MS)', replace: '(admitted > 0 && now < since)',
-    tests: ['test/inline-turns.test.ts'], only: 'once INLINE_TURN_MS passed',
+    file: 'src/turns.ts', find: '((admitted > 0 || stepper !== null) && now - since >= INLINE_TURN_MS)', replace: '((admitted > 0 || stepper !== null) && now < since)',
+    tests: ['test/turns.test.ts'], only: 'once INLINE_TURN_MS passed',
   },
   {
     name: 'inline-turns-always', breaks: 'a lone inline call takes no turn of the event loop',
-    file: 'src/inline-turns.ts', find: '  return admit(continued, null) ?? wait(signal);', replace: '  return (continued ? admit(continued, null) : null) ?? wait(signal);',
-    tests: ['test/inline-turns.test.ts'], only: 'a lone inline call',
+    file: 'src/turns.ts', find: '  return admit(continued, null) ?? wait(signal);', replace: '  return (continued ? admit(continued, null) : null) ?? wait(signal);',
+    tests: ['test/turns.test.ts'], only: 'a lone inline call',
   },
   {
     name: 'inline-turns-interleaved', breaks: 'inline calls started together run one at a time',
-    file: 'src/inline-turns.ts', find: '(!first || running > 0 || (admitted > 0', replace: '(!first || running < 0 || (admitted > 0',
-    tests: ['test/inline-turns.test.ts'], only: 'run one at a time',
+    file: 'src/turns.ts', find: '(!first || running > 0 || ((admitted > 0', replace: '(!first || running < 0 || ((admitted > 0',
+    tests: ['test/turns.test.ts'], only: 'run one at a time',
   },
   {
     name: 'inline-turns-done-wakes-none', breaks: 'an inline call that waits for the one before runs as that one ends, not at the next turn',
-    file: 'src/inline-turns.ts', find: '      if (running === 0) line[0]?.wake();', replace: '      if (running === -1) line[0]?.wake();',
-    tests: ['test/inline-turns.test.ts'], only: 'each runs as the one before ends',
+    file: 'src/turns.ts', find: '      if (running === 0) line[0]?.wake();', replace: '      if (running === -1) line[0]?.wake();',
+    tests: ['test/turns.test.ts'], only: 'each runs as the one before ends',
   },
   {
     name: 'inline-turns-turn-wakes-none', breaks: 'a turn admits the first inline call in line whatever runs (no call waits on one behind it)',
-    file: 'src/inline-turns.ts', find: '  running = 0;\n  line[0]?.wake();', replace: '  running = 0;',
-    tests: ['test/inline-turns.test.ts'], only: 'waits on nothing behind it',
+    file: 'src/turns.ts', find: '  stepped = false;\n  line[0]?.wake();', replace: '  stepped = false;',
+    tests: ['test/turns.test.ts'], only: 'waits on nothing behind it',
   },
   {
     name: 'inline-turns-abort-ignored', breaks: 'an abort takes an inline call out of the line before any work',
-    file: 'src/inline-turns.ts', find: "    signal?.addEventListener('abort', onAbort, { once: true });\n", replace: '',
-    tests: ['test/inline-turns.test.ts'], only: 'an abort while a call waits',
+    file: 'src/turns.ts', find: "    signal?.addEventListener('abort', onAbort, { once: true });\n", replace: '',
+    tests: ['test/turns.test.ts'], only: 'an abort while a call waits',
+  },
+  {
+    name: 'step-due-never', breaks: 'calls on the workers made at once wait for a turn where other calls held the thread',
+    file: 'src/turns.ts', find: '  return (stepped || admitted > 0) && now - since >= INLINE_TURN_MS;', replace: '  return (stepped || admitted > 0) && now < since;',
+    tests: ['test/turns.test.ts'], only: 'calls on the workers made at once',
+  },
+  {
+    name: 'step-due-lone', breaks: 'a lone call on the workers never waits for a turn between its steps',
+    file: 'src/turns.ts', find: '  else if (stepper !== caller) stepped = true;', replace: '  else stepped = true;',
+    tests: ['test/turns.test.ts'], only: 'stepDue',
+  },
+  {
+    name: 'step-gate-none', breaks: 'a call on the workers waits for its turn before it takes any memory',
+    file: 'src/engine.ts', find: '  if (!inline) while (stepDue(copies)) await pauseIn();\n', replace: '  if (!inline && stepDue(copies) && inline) await pauseIn();\n',
+    tests: ['test/turns.test.ts'], only: 'before it takes any memory',
   },
   {
     name: 'inline-turns-continued-waits', breaks: 'the second part of a synced forward never waits for a turn',
-    file: 'src/inline-turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
-    tests: ['test/inline-turns.test.ts'], only: 'second part',
+    file: 'src/turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
+    tests: ['test/turns.test.ts'], only: 'second part',
   },
 ];
 

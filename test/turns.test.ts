@@ -1,14 +1,14 @@
 /**
- * Turns of the event loop between inline calls made at once (src/inline-turns.ts): a burst of
+ * Turns of the event loop between inline calls made at once (src/turns.ts): a burst of
  * small calls, awaited together, lets the event loop turn once INLINE_TURN_MS passed since the
  * first of them, each with the bits it gives alone; calls started together run one at a time,
  * each as the one before ends; a call that waits on a caller's hook holds none behind it past a
  * turn; a lone call takes no turn, nor does a synced forward between its two parts; an abort
  * while a call waits stops it before any work.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, type GradientSums, Pool } from '../dist/src/index.js';
-import { INLINE_TURN_MS } from '../dist/src/inline-turns.js';
+import { INLINE_TURN_MS, stepDue } from '../dist/src/turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { oneTurn, turnsOf } from './helpers/turns.js';
 
@@ -102,16 +102,23 @@ describe('inline calls made at once', () => {
   });
 
   it('started together and within INLINE_TURN_MS, each runs as the one before ends, with no turn', async () => {
-    // Four evals of 32 elements (microseconds each): the second waits for the first to finish,
-    // not for a turn, and so on.
+    // Four evals of 32 elements, with the clock held still (the module reads performance.now()
+    // and nothing else of the time): the second waits for the first to finish, not for a turn,
+    // and so on. With the clock running, a first call still compiling can take over a
+    // millisecond here.
     const shape = [2, 16];
     const xs = Array.from({ length: 4 }, (_, i) => randomTensor(shape, 'float32', 70 + i) as Float32Array);
     const runningMean = Float64Array.from({ length: 16 }, (_, c) => 0.1 * c);
     const runningVar = Float64Array.from({ length: 16 }, (_, c) => 1 + 0.05 * c);
     await batchNorm(xs[0], shape, { pool, runningMean, runningVar });
     await oneTurn();
-    const { turns } = await turnsOf(() => Promise.all(xs.map((x) => batchNorm(x, shape, { pool, runningMean, runningVar }))));
-    expect(turns).toBe(0);
+    const still = vi.spyOn(performance, 'now').mockReturnValue(performance.now());
+    try {
+      const { turns } = await turnsOf(() => Promise.all(xs.map((x) => batchNorm(x, shape, { pool, runningMean, runningVar }))));
+      expect(turns).toBe(0);
+    } finally {
+      still.mockRestore();
+    }
   });
 
   it('a call admitted waits on nothing behind it: two synced backwards all-reducing with each other both settle', async () => {
@@ -214,5 +221,52 @@ describe('inline calls made at once', () => {
     expect((settled[2] as PromiseRejectedResult).reason).toBeInstanceOf(AbortError);
     expect(mods.map((m) => m.numBatchesTracked)).toEqual([1, 0]);
     expect(Array.from(mods[1].runningMean!)).toEqual([0, 0, 0]);
+  });
+});
+
+/** Holds the calling thread `ms` (a caller's own work), with no turn of the event loop. */
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
+describe('calls on the workers made at once', () => {
+  it('stepDue: due once INLINE_TURN_MS passed since the first step after a turn and another call stepped since; never for a lone call', async () => {
+    const [a, b] = [{}, {}];
+    await oneTurn();
+    expect(stepDue(a)).toBe(false);
+    busy(2 * INLINE_TURN_MS);
+    expect(stepDue(a)).toBe(false);
+    expect(stepDue(b)).toBe(true);
+    expect(stepDue(a)).toBe(true);
+    await oneTurn();
+    expect(stepDue(b)).toBe(false);
+    expect(stepDue(a)).toBe(false);
+  });
+
+  it('a call that comes when other calls held the thread long enough waits for a turn before it takes any memory', async () => {
+    // Another call's step (a stand-in token), then 2 ms of the thread's own work: a functional
+    // eval on the workers made now waits for a turn before it takes its blocks (its staging),
+    // so the immediate set before it sees none taken. On the build before, it took them at once.
+    const workers = new Pool({ threads: 2, inlineThreshold: 0 });
+    try {
+      await workers.ready;
+      const shape = [4, 3, 32, 32];
+      const x = randomTensor(shape, 'float32', 90) as Float32Array;
+      const runningMean = Float64Array.from([0.1, 0.2, 0.3]);
+      const runningVar = Float64Array.from([1.1, 1.2, 1.3]);
+      const call = (): Promise<ArrayLike<number>> => batchNorm(x, shape, { pool: workers, runningMean, runningVar }).then((r) => r.y);
+      const alone = await call();
+      await oneTurn();
+      stepDue({});
+      busy(2 * INLINE_TURN_MS);
+      let taken = -1;
+      setImmediate(() => { taken = workers.memoryStats.liveBytes; });
+      const y = await call();
+      expect(taken).toBe(0);
+      expect(sameBits(y, alone)).toBe(true);
+    } finally {
+      await workers.close();
+    }
   });
 });

@@ -1,10 +1,10 @@
 /**
- * Turns of the event loop between inline calls made at once. Each inline call holds the calling
- * thread a fraction of a millisecond, but calls made together (a server's burst of small
- * requests, awaited together) follow one another on microtasks alone: 64 evals of 224x224 RGB
- * images held the event loop 10-13 ms in one piece here. So an inline call that comes
- * INLINE_TURN_MS or more after the first inline call since the calling thread's last turn waits
- * for a turn first, as copies wait between slices of COPY_SLICE_BYTES (placement.ts). A lone call
+ * Turns of the event loop between calls made at once on the calling thread. Each call holds the
+ * thread a fraction of a millisecond, but calls made together (a server's burst of requests,
+ * awaited together) follow one another on microtasks alone: 64 evals of 224x224 RGB images held
+ * the event loop 10-13 ms in one piece here. So the thread keeps a clock that starts with the
+ * first call or step after its last turn, and past INLINE_TURN_MS a call that comes waits for a
+ * turn first, as copies wait between slices of COPY_SLICE_BYTES (placement.ts). A lone call
  * never waits: the clock starts again at each turn.
  *
  * Inline calls run one at a time, in the order they came: a call that comes while another one
@@ -13,6 +13,10 @@
  * and the clock would hold none of them (README, "Small inputs"). Waiting never outlasts the next
  * turn, which admits the first call in line whatever runs: a call parked on a caller's hook (a
  * synced backward's all-reduce) may be waiting for the very calls behind it.
+ *
+ * Calls on the workers run at once, and their steps on this thread (starting, each slice of a
+ * copy, posting tasks) check the clock instead (`stepDue`): where other calls stepped since the
+ * last turn and the clock has run out, a step waits for a turn.
  */
 import { throwIfAborted } from './abort.js';
 
@@ -43,6 +47,10 @@ let since = 0;
 let running = 0;
 /** Turns seen so far: a slot admitted before the latest counts no more in `running`. */
 let turns = 0;
+/** The first call that took a step on the workers' side since the last turn (see `stepDue`). */
+let stepper: object | null = null;
+/** Whether another call took one since, too. */
+let stepped = false;
 /** The immediate that marks the next turn; null where none is set. */
 let turn: NodeJS.Immediate | null = null;
 /** Calls waiting, first come first. */
@@ -54,7 +62,35 @@ function turned(): void {
   turns++;
   admitted = 0;
   running = 0;
+  stepper = null;
+  stepped = false;
   line[0]?.wake();
+}
+
+/** The time now; the clock starts with the first step or call since the last turn. */
+function clock(): { now: number; turn: NodeJS.Immediate } {
+  const now = performance.now();
+  if (turn === null) {
+    since = now;
+    // Unref'd: a turn that no call waits for keeps no process alive.
+    turn = setImmediate(turned).unref();
+  }
+  return { now, turn };
+}
+
+/**
+ * Whether a call on the workers should wait for a turn before its next step on the calling
+ * thread (a slice of a copy, or posting its tasks): INLINE_TURN_MS or more have passed since the
+ * first step or inline call after the last turn, and another call (`caller`, the call's own
+ * token) took a step since. Calls started together take their steps together, each its copy in
+ * and its posts; a lone call never waits here (its copies still pause between slices of
+ * COPY_SLICE_BYTES).
+ */
+export function stepDue(caller: object): boolean {
+  const { now } = clock();
+  if (stepper === null) stepper = caller;
+  else if (stepper !== caller) stepped = true;
+  return (stepped || admitted > 0) && now - since >= INLINE_TURN_MS;
 }
 
 /**
@@ -63,14 +99,9 @@ function turned(): void {
  * first); a `continued` call always. Null where it must wait.
  */
 function admit(continued: boolean, waiting: Waiter | null): InlineSlot | null {
-  const now = performance.now();
-  if (turn === null) {
-    since = now;
-    // Unref'd: a turn that no call waits for keeps no process alive.
-    turn = setImmediate(turned).unref();
-  }
+  const { now, turn } = clock();
   const first = line.length === 0 || line[0] === waiting;
-  if (!continued && (!first || running > 0 || (admitted > 0 && now - since >= INLINE_TURN_MS))) {
+  if (!continued && (!first || running > 0 || ((admitted > 0 || stepper !== null) && now - since >= INLINE_TURN_MS))) {
     // A call that waits keeps the process alive until its turn comes.
     turn.ref();
     return null;
