@@ -11,7 +11,7 @@ import {
 import { MemoryLine } from '../dist/src/memory-line.js';
 import { rng, randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection, stateOf } from './helpers/errors.js';
-import { oneTurn } from './helpers/turns.js';
+import { deferred, oneTurn } from './helpers/turns.js';
 
 const pools: Pool[] = [];
 afterEach(async () => {
@@ -304,14 +304,8 @@ describe('concurrent calls on a bounded pool', () => {
     await b.forward(randomTensor(shapeB, 'float32', 11), shapeB, { reduceStats: (local) => local });
     // Each hook hands its sums to the other and waits for the other's: an all-reduce of two ranks
     // (channel counts differ, but neither gets that far).
-    const deferred = () => {
-      let resolve!: (sums: GradientSums) => void;
-      let reject!: (error: unknown) => void;
-      const promise = new Promise<GradientSums>((res, rej) => { resolve = res; reject = rej; });
-      return { promise, resolve, reject };
-    };
-    const fromA = deferred();
-    const fromB = deferred();
+    const fromA = deferred<GradientSums>();
+    const fromB = deferred<GradientSums>();
     // a stages x and dy in chunks of 2 MiB each; b's smallest chunks (1 MiB each) do not fit beside
     // them: b waits in line until a parks on its hook, then fails.
     const backA = a.backward(randomTensor(shapeA, 'float32', 12), {

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AbortError, BatchNorm, batchNorm, type GradientSums, Pool } from '../dist/src/index.js';
 import { INLINE_TURN_MS, stepDue } from '../dist/src/turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
-import { oneTurn, turnsOf } from './helpers/turns.js';
+import { deferred, oneTurn, turnsOf } from './helpers/turns.js';
 
 let pool: Pool;
 beforeAll(async () => {
@@ -129,13 +129,8 @@ describe('inline calls made at once', () => {
     const b = new BatchNorm(3, { pool });
     await a.forward(randomTensor(shape, 'float32', 50), shape, { reduceStats: (local) => local });
     await b.forward(randomTensor(shape, 'float32', 51), shape, { reduceStats: (local) => local });
-    const deferred = () => {
-      let resolve!: (sums: GradientSums) => void;
-      const promise = new Promise<GradientSums>((res) => { resolve = res; });
-      return { promise, resolve };
-    };
-    const fromA = deferred();
-    const fromB = deferred();
+    const fromA = deferred<GradientSums>();
+    const fromB = deferred<GradientSums>();
     const sum = (p: GradientSums, q: GradientSums): GradientSums => ({
       sumDy: Float64Array.from(p.sumDy, (v, c) => v + q.sumDy[c]),
       sumDyXhat: Float64Array.from(p.sumDyXhat, (v, c) => v + q.sumDyXhat[c]),

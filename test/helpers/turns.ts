@@ -1,6 +1,7 @@
 /**
  * Turns of the event loop while a call runs, counted by setImmediate ticks: a count, which does
- * not depend on timing, for tests of where a call lets a server's other work run.
+ * not depend on timing, for tests of where a call lets a server's other work run; and a deferred
+ * promise, for hooks that wait on each other's answers.
  */
 
 /** Resolves after one turn of the event loop (a setImmediate). */
@@ -36,4 +37,12 @@ export async function turnsOf<T>(call: () => Promise<T>): Promise<{ value: T; tu
   } finally {
     counter.stop();
   }
+}
+
+/** A promise and the functions that settle it: a hook that waits for another's answer. */
+export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
 }
