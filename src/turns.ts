@@ -18,11 +18,12 @@
  * copy, posting tasks) check the clock instead (`stepDue`): where other calls stepped since the
  * last turn and the clock has run out, a step waits for a turn.
  */
-import { throwIfAborted } from './abort.js';
+import { abortError } from './abort.js';
 
 /**
- * The longest the calling thread runs inline calls between two turns, measured from the first
- * call after a turn to the start of the next. A turn cost a loop of awaited calls ~40 µs here;
+ * The longest the calling thread runs bnpool's calls between two turns (inline calls, and the
+ * steps of those on the workers), measured from the first call or step after a turn to the start
+ * of the next. A turn cost a loop of awaited calls ~40 µs here;
  * until this clock, a count of 2,097,152 elements held the calls between turns, which assumed the
  * data in cache: calls over arrays of their own (a burst's distinct requests) took 0.98-1.92 ns an
  * element here, 2-4 ms for that count (README, "Small inputs").
@@ -41,7 +42,7 @@ interface Waiter {
 
 /** Inline calls admitted since the calling thread's last turn. */
 let admitted = 0;
-/** When the first of them was (performance.now()). */
+/** When the clock started: the first inline call or step since the last turn (performance.now()). */
 let since = 0;
 /** Admitted since the last turn and still running. */
 let running = 0;
@@ -95,8 +96,8 @@ export function stepDue(caller: object): boolean {
 
 /**
  * Admits a call where it may run now: no call waits before it, none admitted since the last turn
- * still runs, and it comes within INLINE_TURN_MS of the first admitted since the turn (or is that
- * first); a `continued` call always. Null where it must wait.
+ * still runs, and no call or step came before it since the turn, or it comes within
+ * INLINE_TURN_MS of the clock's start; a `continued` call always. Null where it must wait.
  */
 function admit(continued: boolean, waiting: Waiter | null): InlineSlot | null {
   const { now, turn } = clock();
@@ -145,17 +146,13 @@ function wait(signal: AbortSignal | null): Promise<InlineSlot> {
     };
     const onAbort = (): void => {
       leave();
-      try {
-        throwIfAborted(signal);
-      } catch (error) {
-        reject(error);
-      }
+      reject(abortError(signal));
     };
     const leave = (): void => {
       signal?.removeEventListener('abort', onAbort);
       const at = line.indexOf(me);
       if (at >= 0) line.splice(at, 1);
-      // The call behind may run now where nothing else holds it (a call admitted, or the count).
+      // The call behind may run now where nothing else holds it (a call admitted, or the clock).
       if (at === 0 && running === 0) line[0]?.wake();
     };
     if (signal?.aborted) {
