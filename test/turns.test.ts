@@ -82,7 +82,7 @@ describe('inline calls made at once', () => {
   it('started together, run one at a time: they stage on the private memory one after another', async () => {
     // Eight training forwards of eight modules from ordinary arrays, started at once after a
     // turn. Each stages its arrays on the pool's private memory for inline calls, which grows to
-    // what the calls running at once hold: no more than one call's here (two at once on
+    // what the calls running at once hold: no more than one call's here (at times two at once on
     // 6eaacef's build, all eight on 6ceb9db's, where they passed the check together and then ran
     // interleaved). A fresh pool: that memory never shrinks.
     const fresh = new Pool({ threads: 2 });
