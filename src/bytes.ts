@@ -22,7 +22,7 @@ import { ArgumentError, OutOfMemoryError } from './errors.js';
 import { stepDue, whenAdmitted } from './turns.js';
 import { ALIGN } from './memory.js';
 import { takeBlocks } from './memory-line.js';
-import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget } from './placement.js';
+import { allocOrThrow, COPY_SLICE_BYTES, type CopyBudget, copyBudget, sliceDue } from './placement.js';
 import { callThreads, type PoolInternals } from './pool-internals.js';
 import { checkDtype, checkIntact, type Dims, type FloatArray, type Layout, lengthGiven } from './validate.js';
 
@@ -386,7 +386,7 @@ async function copySliced(
 ): Promise<void> {
   const bpe = full.BYTES_PER_ELEMENT;
   for (let i = 0; i < len;) {
-    if (budget.left < bpe || (budget.shared && stepDue(budget))) {
+    if (sliceDue(budget, bpe)) {
       await pause();
       budget.left = COPY_SLICE_BYTES;
       continue;

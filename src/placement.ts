@@ -194,6 +194,14 @@ export function copyBudget(shared: boolean): CopyBudget {
 }
 
 /**
+ * Whether a copy pauses before its next slice of `bpe`-byte elements: its call's budget is spent,
+ * or (a call on the workers) its step is due (stepDue). Every copy loop of a call asks this.
+ */
+export function sliceDue(budget: CopyBudget, bpe: number): boolean {
+  return budget.left < bpe || (budget.shared && stepDue(budget));
+}
+
+/**
  * Copies a chunk of x (and of dy and the mask, for backward) onto the pool, in slices of at most
  * COPY_SLICE_BYTES of the call's `budget` with `pause` between them.
  */
@@ -264,7 +272,7 @@ async function copyBox(
     const start = ((box.n0 + r) * C + box.c0) * S;
     const at = r * stagedWidth + stagedC0 * S;
     for (let i = 0; i < runLength;) {
-      if (budget.left < bpe || (budget.shared && stepDue(budget))) {
+      if (sliceDue(budget, bpe)) {
         await pause();
         staged = stagedAt();
         budget.left = COPY_SLICE_BYTES;

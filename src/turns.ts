@@ -30,7 +30,7 @@ import { abortError } from './abort.js';
  */
 export const INLINE_TURN_MS = 1;
 
-/** An inline call admitted to run; `done()` once it has finished, however it ended. */
+/** An inline call admitted to run; `done()` once, as it has finished, however it ended. */
 export interface InlineSlot {
   done(): void;
 }
@@ -110,11 +110,8 @@ function admit(continued: boolean, waiting: Waiter | null): InlineSlot | null {
   admitted++;
   running++;
   const at = turns;
-  let ended = false;
   return {
     done: () => {
-      if (ended) return;
-      ended = true;
       if (at !== turns) return;
       running--;
       if (running === 0) line[0]?.wake();
@@ -129,7 +126,7 @@ function admit(continued: boolean, waiting: Waiter | null): InlineSlot | null {
  * (the second part of one that was admitted at its start: a synced forward's normalization) runs
  * now: a lone call never waits.
  */
-export function inlineTurn(signal: AbortSignal | null, continued = false): InlineSlot | Promise<InlineSlot> {
+function inlineTurn(signal: AbortSignal | null, continued = false): InlineSlot | Promise<InlineSlot> {
   return admit(continued, null) ?? wait(signal);
 }
 
