@@ -846,6 +846,40 @@ const MUTANTS = [
     tests: ['test/turns.test.ts'], only: 'before it takes any memory',
   },
   {
+    name: 'slice-step-none', breaks: "a copy on the workers' side waits for a turn before its next slice where other calls held the thread",
+    file: 'src/placement.ts', find: '  return budget.left < bpe || (budget.shared && stepDue(budget));', replace: '  return budget.left < bpe || (budget.shared && stepDue(budget) && !budget.shared);',
+    tests: ['test/turns.test.ts'], only: 'before its next slice',
+  },
+  {
+    name: 'post-gate-none', breaks: 'posting waits for a turn where other calls held the thread',
+    file: 'src/dispatch.ts', find: '  if (!call.inline) while (stepDue(call.copies)) await call.pauseIn();\n', replace: '  if (!call.inline && stepDue(call.copies) && call.inline) await call.pauseIn();\n',
+    tests: ['test/turns.test.ts'], only: 'posting waits',
+  },
+  {
+    name: 'bytes-start-gate-none', breaks: 'an 8-bit eval on the workers waits for its turn before it takes any memory',
+    file: 'src/bytes.ts', find: '  // (turns.ts, stepDue): calls started together start one after another.\n  const budget = copyBudget(!inline);\n  if (!inline) while (stepDue(budget)) await pause();\n',
+    replace: '  // (turns.ts, stepDue): calls started together start one after another.\n  const budget = copyBudget(!inline);\n  if (!inline && stepDue(budget) && inline) await pause();\n',
+    tests: ['test/turns.test.ts'], only: 'before it takes any memory',
+  },
+  {
+    name: 'bytes-post-gate-none', breaks: "an 8-bit eval's posting waits for a turn where other calls held the thread",
+    file: 'src/bytes.ts', find: '      // On the workers, posting waits where other calls\' steps held the thread (stepDue).\n      if (!inline) while (stepDue(budget)) await pause();\n',
+    replace: '      // On the workers, posting waits where other calls\' steps held the thread (stepDue).\n      if (!inline && stepDue(budget) && inline) await pause();\n',
+    tests: ['test/turns.test.ts'], only: 'posting waits',
+  },
+  {
+    name: 'bytes-stats-start-gate-none', breaks: 'the statistics of 8-bit input on the workers wait for their turn before they take any memory',
+    file: 'src/bytes.ts', find: '  const pause = pauseFor(signal);\n  const budget = copyBudget(!inline);\n  if (!inline) while (stepDue(budget)) await pause();\n',
+    replace: '  const pause = pauseFor(signal);\n  const budget = copyBudget(!inline);\n  if (!inline && stepDue(budget) && inline) await pause();\n',
+    tests: ['test/turns.test.ts'], only: 'before it takes any memory',
+  },
+  {
+    name: 'bytes-stats-post-gate-none', breaks: "posting the statistics of 8-bit input waits for a turn where other calls held the thread",
+    file: 'src/bytes.ts', find: '      }));\n      if (!inline) while (stepDue(budget)) await pause();\n',
+    replace: '      }));\n      if (!inline && stepDue(budget) && inline) await pause();\n',
+    tests: ['test/turns.test.ts'], only: 'posting waits',
+  },
+  {
     name: 'inline-turns-continued-waits', breaks: 'the second part of a synced forward never waits for a turn',
     file: 'src/turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
     tests: ['test/turns.test.ts'], only: 'second part',

@@ -4,10 +4,12 @@
  * first of them, each with the bits it gives alone; calls started together run one at a time,
  * each as the one before ends; a call that waits on a caller's hook holds none behind it past a
  * turn; a lone call takes no turn, nor does a synced forward between its two parts; an abort
- * while a call waits stops it before any work.
+ * while a call waits stops it before any work. Calls on the workers take turns for their steps on
+ * the calling thread: starting, each slice of a copy, posting (stepDue).
  */
+import { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AbortError, BatchNorm, batchNorm, type GradientSums, Pool } from '../dist/src/index.js';
+import { AbortError, BatchNorm, batchNorm, ChannelStats, type GradientSums, Pool } from '../dist/src/index.js';
 import { INLINE_TURN_MS, stepDue } from '../dist/src/turns.js';
 import { randomTensor, rng, sameBits } from './helpers/data.js';
 import { deferred, oneTurn, turnsOf } from './helpers/turns.js';
@@ -239,29 +241,117 @@ describe('calls on the workers made at once', () => {
     expect(stepDue(a)).toBe(false);
   });
 
-  it('a call that comes when other calls held the thread long enough waits for a turn before it takes any memory', async () => {
-    // Another call's step (a stand-in token), then 2 ms of the thread's own work: a functional
-    // eval on the workers made now waits for a turn before it takes its blocks (its staging),
-    // so the immediate set before it sees none taken. On the build before, it took them at once.
-    const workers = new Pool({ threads: 2, inlineThreshold: 0 });
-    try {
-      await workers.ready;
-      const shape = [4, 3, 32, 32];
-      const x = randomTensor(shape, 'float32', 90) as Float32Array;
-      const runningMean = Float64Array.from([0.1, 0.2, 0.3]);
-      const runningVar = Float64Array.from([1.1, 1.2, 1.3]);
-      const call = (): Promise<ArrayLike<number>> => batchNorm(x, shape, { pool: workers, runningMean, runningVar }).then((r) => r.y);
-      const alone = await call();
-      await oneTurn();
-      stepDue({});
-      busy(2 * INLINE_TURN_MS);
-      let taken = -1;
-      setImmediate(() => { taken = workers.memoryStats.liveBytes; });
-      const y = await call();
-      expect(taken).toBe(0);
-      expect(sameBits(y, alone)).toBe(true);
-    } finally {
-      await workers.close();
-    }
+  /**
+   * Calls on the workers' side (a pool with no inline calls), from arrays off the pool, which
+   * they copy onto it, or on it (nothing to copy); `call` gives the arrays of its result.
+   */
+  const calls: { name: string; make: (workers: Pool, onPool: boolean) => { x: Float32Array | Uint8Array; call: () => Promise<ArrayLike<number>[]> } }[] = [
+    {
+      name: 'an eval',
+      make: (workers, onPool) => {
+        const shape = [4, 3, 32, 32];
+        const x = onTo(workers, onPool, randomTensor(shape, 'float32', 90) as Float32Array);
+        const out = onPool ? workers.alloc(x.length) as Float32Array : undefined;
+        const runningMean = Float64Array.from([0.1, 0.2, 0.3]);
+        const runningVar = Float64Array.from([1.1, 1.2, 1.3]);
+        return { x, call: () => batchNorm(x, shape, { pool: workers, runningMean, runningVar, out }).then((r) => [r.y]) };
+      },
+    },
+    {
+      name: 'an eval of 8-bit pixels',
+      make: (workers, onPool) => {
+        const shape = [2, 32, 32, 3];
+        const rand = rng(93);
+        const x = onTo(workers, onPool, Uint8Array.from({ length: 2 * 32 * 32 * 3 }, () => Math.floor(256 * rand())));
+        const out = onPool ? workers.alloc(x.length) as Float32Array : undefined;
+        const runningMean = Float64Array.from([123.675, 116.28, 103.53]);
+        const runningVar = Float64Array.from([58.395 ** 2, 57.12 ** 2, 57.375 ** 2]);
+        const options = { pool: workers, runningMean, runningVar, layout: 'channels-last', outLayout: 'channels-first', out } as const;
+        return { x, call: () => batchNorm(x, shape, options).then((r) => [r.y]) };
+      },
+    },
+    {
+      name: 'the statistics of 8-bit pixels',
+      make: (workers, onPool) => {
+        const shape = [2, 32, 32, 3];
+        const rand = rng(94);
+        const x = onTo(workers, onPool, Uint8Array.from({ length: 2 * 32 * 32 * 3 }, () => Math.floor(256 * rand())));
+        return {
+          x,
+          call: () => ChannelStats.fromBatch(x, shape, { layout: 'channels-last', pool: workers }).then((s) => [s.mean(), s.variance()]),
+        };
+      },
+    },
+  ];
+
+  /**
+   * Where the step waits: `start`, the clock set on by 2 ms as the call is made (another call's
+   * step, a stand-in token, came first), before the call takes any memory; `taken`, set on as
+   * the call takes its blocks, before its copy's first slice (arrays off the pool) or before it
+   * posts a task (on the pool). An immediate set before the call sees what it has done by then.
+   */
+  const steps: [string, 'start' | 'taken', boolean][] = [
+    ['waits for a turn before it takes any memory', 'start', false],
+    ['waits for a turn before its next slice: nothing copied', 'taken', false],
+    ['posting waits for a turn: nothing posted', 'taken', true],
+  ];
+
+  describe.each(calls)('$name', ({ make }) => {
+    it.each(steps)('where other calls held the thread long enough since the last turn, %s', async (_, at, onPool) => {
+      const workers = new Pool({ threads: 2, inlineThreshold: 0 });
+      const posts = vi.spyOn(Piscina.prototype, 'run');
+      try {
+        await workers.ready;
+        const { x, call } = make(workers, onPool);
+        const arrays = workers.memoryStats.liveBytes;
+        await oneTurn();
+        // The clock held still (the module reads performance.now() and nothing else of the time).
+        const t0 = performance.now();
+        let made = false;
+        const jumped = (): boolean => made && (at === 'start' || workers.memoryStats.liveBytes > arrays);
+        const clock = vi.spyOn(performance, 'now').mockImplementation(() => t0 + (jumped() ? 2 * INLINE_TURN_MS : 0));
+        let seen: { taken: boolean; staged: boolean; posted: number } | null = null;
+        let got: ArrayLike<number>[];
+        try {
+          posts.mockClear();
+          stepDue({});
+          made = true;
+          setImmediate(() => {
+            seen = { taken: workers.memoryStats.liveBytes > arrays, staged: !onPool && holds(workers.memory.buffer, x), posted: posts.mock.calls.length };
+          });
+          got = await call();
+        } finally {
+          clock.mockRestore();
+        }
+        expect(seen).toEqual({ taken: at === 'taken', staged: false, posted: 0 });
+        expect(posts.mock.calls.length).toBeGreaterThan(0);
+        // The same bits as the call made again after a turn.
+        const kept = got!.map((a) => Array.from(a));
+        await oneTurn();
+        const again = await call();
+        again.forEach((a, i) => expect(sameBits(a, kept[i]), `array ${i}`).toBe(true));
+      } finally {
+        posts.mockRestore();
+        await workers.close();
+      }
+    });
   });
 });
+
+/** `values` as they are, or on the pool. */
+function onTo<T extends Float32Array | Uint8Array>(workers: Pool, onPool: boolean, values: T): T {
+  if (!onPool) return values;
+  const copy = workers.alloc(values.length, values instanceof Uint8Array ? 'uint8' : 'float32') as T;
+  copy.set(values);
+  return copy;
+}
+
+/** Whether `memory` holds x's first eight values one after another (x staged there). */
+function holds(memory: ArrayBufferLike, x: Float32Array | Uint8Array): boolean {
+  const view = x instanceof Uint8Array ? new Uint8Array(memory) : new Float32Array(memory);
+  search: for (let i = 0; i + 8 <= view.length; i++) {
+    for (let j = 0; j < 8; j++) if (view[i + j] !== x[j]) continue search;
+    return true;
+  }
+  return false;
+}
