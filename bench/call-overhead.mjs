@@ -36,7 +36,9 @@ for (const shape of [[2, 16], [8, 16, 32, 32], [1, 3, 224, 224]]) {
     for (let i = 0; i < calls; i++) await bn.forward(x, shape, { out });
     const ms = performance.now() - t0;
     const heap = v8.getHeapStatistics().used_heap_size - heap0;
-    rows.push({ shape, mode, us: (ms / calls) * 1000, gcShare: (gcMs - gc0) / ms, kib: heap / calls / 1024, collected: gcMs > gc0 });
+    // The observer's entries come on a later turn of the event loop.
+    await new Promise((resolve) => { setImmediate(resolve); });
+    rows.push({ shape, mode, us: (ms / calls) * 1000, gcShare: (gcMs - gc0) / ms, kib: heap / calls / 1024, collected: gcMs > gc0 || heap < 0 });
   }
 }
 await pool.close();
