@@ -164,10 +164,6 @@ describe('inline calls made at once', () => {
     x.set(randomTensor(shape, 'float32', 40));
     const out = pool.alloc(x.length);
     try {
-      const busy = (ms: number): void => {
-        const until = performance.now() + ms;
-        while (performance.now() < until);
-      };
       const synced = (): Promise<unknown> => new BatchNorm(3, { pool }).forward(x, shape, {
         out, reduceStats: (local) => { busy(2 * INLINE_TURN_MS); return local; },
       });
