@@ -13,18 +13,23 @@
 //
 //     npm run build && node bench/bursts.mjs [threads=2] [calls=64] [bursts=10] [shape=1,3,224,224] [dist]
 //
-// Plain JavaScript, like loop-gaps.mjs; `dist` picks another build (a worktree's) to compare with.
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+// Plain JavaScript, like loop-gaps.mjs; `dist` picks another build (a worktree's) to compare with,
+// measured by this build's bench/rounds.ts (longestStretch).
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const threads = Number(process.argv[2] ?? 2);
 const calls = Number(process.argv[3] ?? 64);
 const bursts = Number(process.argv[4] ?? 10);
 const shape = (process.argv[5] ?? '1,3,224,224').split(',').map(Number);
-const dist = resolve(process.argv[6] ?? 'dist');
-const { BatchNorm, batchNorm, Pool } = await import(pathToFileURL(`${dist}/src/index.js`).href);
+const dist = resolve(process.argv[6] ?? join(root, 'dist'));
+// The product from `dist` (another build's, to compare), the measurement from this build's.
+const [{ BatchNorm, batchNorm, Pool }, { longestStretch }] = await Promise.all([
+  import(pathToFileURL(`${dist}/src/index.js`).href), import(pathToFileURL(join(root, 'dist/bench/rounds.js')).href),
+]);
 
 const n = shape.reduce((a, b) => a * b);
 let seed = 1;
@@ -44,36 +49,12 @@ async function collected(from, to) {
 }
 
 /**
- * Re-arms a setImmediate tick until `done()`; resolves to [ms, the longest stretch without a
- * turn in ms, that stretch less the collector's pauses in it].
+ * The longest stretch without a turn while `call` runs (longestStretch, bench/rounds.ts): [the
+ * call's ms, that stretch in ms, the stretch less the collector's pauses in it].
  */
-async function ticking(done) {
-  const [elapsed, from, to] = await new Promise((settle) => {
-    const start = performance.now();
-    let last = start;
-    let longest = [start, start];
-    const tick = () => {
-      const now = performance.now();
-      if (now - last > longest[1] - longest[0]) longest = [last, now];
-      last = now;
-      if (done(now - start)) settle([now - start, ...longest]);
-      else setImmediate(tick);
-    };
-    setImmediate(tick);
-  });
-  return [elapsed, to - from, to - from - await collected(from, to)];
-}
-
-/** Runs `burst` while ticking: [ms, the longest stretch, less the collector's pauses]. */
-async function measured(burst) {
-  let finished = false;
-  const ticks = ticking(() => finished);
-  const start = performance.now();
-  await burst();
-  const end = performance.now();
-  finished = true;
-  const [, longest, own] = await ticks;
-  return [end - start, longest, own];
+async function measured(call) {
+  const { from, to, ms } = await longestStretch(call);
+  return [ms, to - from, to - from - await collected(from, to)];
 }
 
 console.log(`bursts of ${calls} calls of ${shape} float32, pool of ${threads} worker${threads > 1 ? 's' : ''}, ${bursts} bursts a scenario (${dist})`);
@@ -87,7 +68,7 @@ for (const busy of [...new Set([0, 1, threads])]) {
   const spinners = Array.from({ length: busy }, () => new Worker('for (;;) {}', { eval: true }));
   await new Promise((r) => setTimeout(r, 100));
   const rows = [];
-  for (let i = 0; i < 5; i++) rows.push(await ticking((elapsed) => elapsed > 400));
+  for (let i = 0; i < 5; i++) rows.push(await measured(() => new Promise((r) => setTimeout(r, 400))));
   await Promise.all(spinners.map((w) => w.terminate()));
   row(`baseline, ${busy} busy thread${busy === 1 ? '' : 's'} (400 ms)`, rows.map(([, longest, own]) => [null, longest, own]));
 }

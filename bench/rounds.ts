@@ -82,23 +82,37 @@ export function medianOf(values: readonly number[]): number | null {
  * run there).
  */
 export async function longestHold(call: () => Promise<unknown>): Promise<number> {
-  let longest = 0;
-  let last = performance.now();
+  const { from, to } = await longestStretch(call);
+  return to - from;
+}
+
+/**
+ * The longest stretch without a turn of the event loop while `call` ran (longestHold), as its
+ * start and end in performance.now() time, and the call's own time in ms: where a stretch is
+ * laid beside something else timed on the same clock (the garbage collector's pauses).
+ */
+export async function longestStretch(call: () => Promise<unknown>): Promise<{ from: number; to: number; ms: number }> {
+  const start = performance.now();
+  let longest = { from: start, to: start };
+  let last = start;
   let running = true;
-  const tick = (): void => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
+  const stretch = (now: number): void => {
+    if (now - last > longest.to - longest.from) longest = { from: last, to: now };
     last = now;
+  };
+  const tick = (): void => {
+    stretch(performance.now());
     if (running) setImmediate(tick);
   };
   setImmediate(tick);
-  const start = performance.now();
+  // The call's synchronous start is in the first stretch: `last` is this start until a tick.
   const done = call();
-  longest = Math.max(longest, performance.now() - start);
   try {
     await done;
   } finally {
     running = false;
   }
-  return Math.max(longest, performance.now() - last);
+  const end = performance.now();
+  stretch(end);
+  return { ...longest, ms: end - start };
 }
