@@ -6,7 +6,8 @@
  * its backward, and the statistics, from ordinary arrays on pools of one worker (pipelined where
  * a core is free) and of two, and must give the bits of zero-copy calls on two workers. Two fixed
  * shapes run by default; `BNPOOL_LARGE_CASES=n` (and `BNPOOL_LARGE_SEED`) add random large
- * cases (ranks 2-5, both layouts and dtypes, ReLU), ~1-3 s each here.
+ * cases (ranks 2-5, both layouts and dtypes, ReLU; every third with a box past the pipelined
+ * chunk), ~1-3 s each here.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, ChannelStats, Pool } from '../dist/src/index.js';
@@ -86,7 +87,11 @@ it.runIf(CASES > 0)(`${CASES} random large cases (seed ${SEED}): the bits of zer
   const rand = rng(SEED);
   const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
   let large = 0;
+  // Every third case is one whose smallest box passes a pipelined chunk, drawn again until it is:
+  // in ~30% of the seeds 1-40 the generator made none in 15 cases (seed 11 among them).
+  let draws = 0;
   for (let k = 0; k < CASES; k++) {
+    const wantLarge = k % 3 === 0;
     const rank = int(2, 5);
     const layout: Layout = rand() < 0.35 ? 'channels-last' : 'channels-first';
     const dtype: Dtype = rand() < 0.3 ? 'float64' : 'float32';
@@ -107,9 +112,17 @@ it.runIf(CASES > 0)(`${CASES} random large cases (seed ${SEED}): the bits of zer
       continue;
     }
     const dims = checkShape(shape, length, undefined, layout);
-    if (smallestBox(planGrid(dims.N, dims.C, dims.S)) > PIPELINE_CHUNK_ELEMENTS) large++;
+    const isLarge = smallestBox(planGrid(dims.N, dims.C, dims.S)) > PIPELINE_CHUNK_ELEMENTS;
+    if (wantLarge && !isLarge) {
+      // The generator makes one in ~10 draws; a thousand without one means it no longer does.
+      expect(++draws, `case ${k}: no shape with a box past ${PIPELINE_CHUNK_ELEMENTS} elements in 1000 draws`).toBeLessThan(1000);
+      k--;
+      continue;
+    }
+    draws = 0;
+    if (isLarge) large++;
     await check({ shape, layout, dtype, relu: rand() < 0.3 }, 1000 + k);
   }
-  // The search is for boxes past a pipelined chunk: some cases must have them.
-  expect(large).toBeGreaterThan(0);
+  // The search is for boxes past a pipelined chunk: a third of the cases at least.
+  expect(large).toBeGreaterThanOrEqual(Math.ceil(CASES / 3));
 }, Math.max(120_000, CASES * 10_000));
