@@ -884,6 +884,12 @@ const MUTANTS = [
     file: 'src/turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
     tests: ['test/turns.test.ts'], only: 'second part',
   },
+  {
+    name: 'phased-unpaired-stats', breaks: "a phase's statistics reduce the channels that pair with none of the normalization before",
+    file: 'workers/blocks.ts', find: '        for (let cl = cl0 + pairs; cl < cl1; cl++) this.#planes.stretches(cl, g, count);',
+    replace: '        for (let cl = cl0 + pairs; cl < cl1 - 1; cl++) this.#planes.stretches(cl, g, count);',
+    tests: ['test/phased.test.ts'], only: '8,5,100,101',
+  },
 ];
 
 const args = process.argv.slice(2);
