@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { bytesPerElement, normalizesRows, ROWS_CLAIM_MIN, type Grid, type Region, type Task, type TaskOp, type TaskResult } from '../workers/protocol.js';
-import { resetClaims, type ScratchLayout } from '../workers/scratch.js';
+import { raiseCancel, resetClaims, type ScratchLayout } from '../workers/scratch.js';
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
@@ -46,8 +46,7 @@ export function hasSpareCore(ctx: Pick<PoolInternals, 'load'>, threads: number):
 
 /** Raises the call's cancel flag and wakes any task waiting on it, on the ready flag or on the prep. */
 export function cancelCall(ctx: PoolInternals, layout: ScratchLayout): void {
-  Atomics.store(ctx.views.i32, layout.cancelByte / 4, 1);
-  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte, layout.stagedByte]) Atomics.notify(ctx.views.i32, byte / 4);
+  raiseCancel(ctx.views.i32, layout);
 }
 
 /** A call in progress, as its dispatches see it. */

@@ -289,8 +289,8 @@ const MUTANTS = [
   },
   {
     name: 'cancel-flag', breaks: "a call's tasks poll its cancel flag between blocks and stop",
-    file: 'workers/execute.ts', find: 'const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;',
-    replace: 'const cancelled = (): boolean => cancelIndex < 0;', tests: ['test/abort.test.ts'],
+    file: 'workers/execute.ts', find: 'const flag = (): boolean => Atomics.load(i32, cancelIndex) !== 0;',
+    replace: 'const flag = (): boolean => cancelIndex < 0;', tests: ['test/abort.test.ts'],
     // Only these: with the flag ignored, the tasks that wait at a prep for a stalled one wait
     // for the fault's 30 s and the tests about them time out (killed, but a minute later).
     only: 'a task that starts after the abort writes no element of the output',
@@ -883,6 +883,54 @@ const MUTANTS = [
     name: 'inline-turns-continued-waits', breaks: 'the second part of a synced forward never waits for a turn',
     file: 'src/turns.ts', find: '  if (!continued && (!first', replace: '  if (continued === continued && (!first',
     tests: ['test/turns.test.ts'], only: 'second part',
+  },
+  {
+    name: 'poll-normalize-channel', breaks: "a fused channel's normalization polls the cancel flag between its blocks",
+    file: 'workers/blocks.ts', find: '    for (let local = this.#regionBlocks - 1; local >= 0; local--) {\n      if (cancelled()) return false;\n',
+    replace: '    for (let local = this.#regionBlocks - 1; local >= 0; local--) {\n      void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'fused, plane mode, one channel',
+  },
+  {
+    name: 'poll-reduce-channel', breaks: "a fused channel's statistics (and the normalization of the one before, in step) poll the cancel flag between runs of blocks",
+    file: 'workers/blocks.ts', find: '    for (let g = 0; g < groups;) {\n      if (cancelled()) return false;\n',
+    replace: '    for (let g = 0; g < groups;) {\n      void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'in step with the next one',
+  },
+  {
+    name: 'poll-fuse-band', breaks: "a fused band's normalization polls the cancel flag between its row groups",
+    file: 'workers/blocks.ts', find: '    for (let g = groups - 1; g >= 0; g--) {\n      if (cancelled()) return false;\n',
+    replace: '    for (let g = groups - 1; g >= 0; g--) {\n      void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'fused bands',
+  },
+  {
+    name: 'poll-whole-rows', breaks: "a normalization of whole rows polls the cancel flag before each claim's rows",
+    file: 'workers/blocks.ts', find: "      // Items are rows: the claim's rows in one call (the same operations on every element).\n      if (cancelled()) return false;\n",
+    replace: "      // Items are rows: the claim's rows in one call (the same operations on every element).\n      void cancelled;\n",
+    tests: ['test/cancel-points.test.ts'], only: 'whole rows',
+  },
+  {
+    name: 'poll-block-items', breaks: 'a normalization of row-mode blocks polls the cancel flag between them',
+    file: 'workers/blocks.ts', find: '      for (let j = 0; j < hi - lo; j++) {\n        if (cancelled()) return false;\n',
+    replace: '      for (let j = 0; j < hi - lo; j++) {\n        void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'eval, row mode',
+  },
+  {
+    name: 'poll-plane-runs', breaks: 'a normalization of planes of one row a row group polls the cancel flag between its runs',
+    file: 'workers/blocks.ts', find: '    while (reverse ? i > lo : i < hi) {\n      if (cancelled()) return false;\n',
+    replace: '    while (reverse ? i > lo : i < hi) {\n      void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'runs of stretches',
+  },
+  {
+    name: 'poll-stats-apply', breaks: "an eval-mode backward's blocks (sums, then dx) poll the cancel flag between them",
+    file: 'workers/blocks.ts', find: "    for (let i = lo; i < hi; i++) {\n      if (cancelled()) return false;\n      if (grid.mode === 'row') {\n        const g = Math.floor(i / grid.bands);",
+    replace: "    for (let i = lo; i < hi; i++) {\n      void cancelled;\n      if (grid.mode === 'row') {\n        const g = Math.floor(i / grid.bands);",
+    tests: ['test/cancel-points.test.ts'], only: 'eval-mode backward',
+  },
+  {
+    name: 'poll-in-order', breaks: 'a plane-mode normalization in memory order polls the cancel flag between row groups',
+    file: 'workers/plane-blocks.ts', find: '    for (let i = lo; i < hi;) {\n      if (cancelled()) return false;\n',
+    replace: '    for (let i = lo; i < hi;) {\n      void cancelled;\n',
+    tests: ['test/cancel-points.test.ts'], only: 'memory order',
   },
   {
     name: 'phased-unpaired-stats', breaks: "a phase's statistics reduce the channels that pair with none of the normalization before",

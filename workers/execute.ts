@@ -9,7 +9,7 @@ import { BlockWalker, mergeChannels } from './blocks.js';
 import type { Kernel } from './kernels/kernel.js';
 import { prepare } from './prep.js';
 import type { Task } from './protocol.js';
-import { claimCounter, resetClaims, scratchLayout, type ScratchLayout } from './scratch.js';
+import { claimCounter, raiseCancel, resetClaims, scratchLayout, type ScratchLayout } from './scratch.js';
 import { waitOn } from './wait.js';
 
 /** Typed views of the shared memory that the executor itself reads (flags, parameters). */
@@ -63,7 +63,8 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
   const layout = scratchLayout(task.grid, task.scratchByte);
   const i32 = views.i32;
   const cancelIndex = layout.cancelByte / 4;
-  const cancelled = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
+  const flag = (): boolean => Atomics.load(i32, cancelIndex) !== 0;
+  const cancelled = task.fault?.kind === 'cancel' ? cancelsAfter(task.fault.afterPolls, i32, layout) : flag;
   if (task.prep !== null && !prepare(task, kernel, views, layout, cancelled)) return false;
   const walk = new BlockWalker(task, kernel, views, layout);
   const first = new Claims(task, i32, layout, 0);
@@ -128,6 +129,19 @@ export function executeTask(task: Task, kernel: Kernel, views: MemoryViews): boo
     if (!done) return false;
   }
   return true;
+}
+
+/**
+ * A test's fault (`Fault` 'cancel'): the task's polls of the cancel flag, of which the first
+ * `polls` read none and the next raises it, as the calling thread's cancel would, and finds it.
+ */
+function cancelsAfter(polls: number, i32: Int32Array, layout: ScratchLayout): () => boolean {
+  let left = polls;
+  return () => {
+    if (left-- > 0) return false;
+    raiseCancel(i32, layout);
+    return true;
+  };
 }
 
 /**

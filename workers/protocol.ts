@@ -108,8 +108,11 @@ export type TaskOp = 'stats' | 'normalize' | 'fused' | 'split' | 'phased';
 
 /**
  * Test-only fault injection: makes the worker die or throw instead of working, stall until the
- * call is cancelled (so a test can abort a call that is certainly running), or start only once
- * the other tasks have claimed every item of the first pass (`late`: a task that lost its core).
+ * call is cancelled (so a test can abort a call that is certainly running), start only once
+ * the other tasks have claimed every item of the first pass (`late`: a task that lost its core),
+ * or cancel the call itself at its poll of the cancel flag number `afterPolls` + 1, the polls
+ * before it reading no flag (`cancel`: as an abort that came between two of its blocks, at a
+ * place a test chooses, so that it sees what a task cancelled there has written).
  * With `holdsPrep`, the first prep claim of the dispatch (see `Task.prep`) is taken for the task
  * before it is posted and never completed, as by a task that claimed a slice of the prep and then
  * died or stalled: the other tasks wait at the prep until the call is cancelled.
@@ -118,6 +121,7 @@ export type Fault =
   | { readonly kind: 'exit'; readonly exitCode: number; readonly holdsPrep?: boolean }
   | { readonly kind: 'stall'; readonly holdsPrep?: boolean }
   | { readonly kind: 'late' }
+  | { readonly kind: 'cancel'; readonly afterPolls: number }
   | { readonly kind: 'throw'; readonly name: string; readonly message: string; readonly code?: string };
 
 /** One message from the main thread to a worker. */

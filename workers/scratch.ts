@@ -99,6 +99,16 @@ export function claimCounter(layout: ScratchLayout, pass: 0 | 1, range: number):
   return layout.claimsByte / 4 + 2 * range + pass;
 }
 
+/**
+ * Raises a call's cancel flag and wakes any task waiting on it, on the ready flag, on the prep or
+ * on the staged count: the calling thread's cancel (an abort, or a task that failed), and a
+ * worker's where a test's fault has it cancel the call (`Fault` 'cancel').
+ */
+export function raiseCancel(i32: Int32Array, layout: ScratchLayout): void {
+  Atomics.store(i32, layout.cancelByte / 4, 1);
+  for (const byte of [layout.cancelByte, layout.readyByte, layout.prepDoneByte, layout.stagedByte]) Atomics.notify(i32, byte / 4);
+}
+
 /** Zeroes both passes' claim counters of `ranges` ranges. */
 export function resetClaims(i32: Int32Array, layout: ScratchLayout, ranges: number): void {
   for (let r = 0; r < ranges; r++) {

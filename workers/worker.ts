@@ -46,6 +46,8 @@ export default function runTask(task: Posted<Task | StreamTask | BytesTask>): Ta
 
 function injectFault(task: Task): void {
   const fault = task.fault!;
+  // Applied by the task's polls of the cancel flag (executeTask).
+  if (fault.kind === 'cancel') return;
   if (fault.kind === 'exit') process.exit(fault.exitCode);
   if (fault.kind === 'late') {
     // Wait (30 s at most) until the claims of the first pass have handed out every item, its own

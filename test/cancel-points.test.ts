@@ -1,0 +1,155 @@
+/**
+ * A call cancelled between two blocks of its task. The injected fault (`Fault` 'cancel') has the
+ * task cancel the call itself at its poll of the cancel flag number k + 1, the polls before it
+ * reading no flag: as an abort that came at that point. For each path, every k in turn, from 0
+ * until the task makes fewer polls than k + 1 and the call finishes. On one worker (x, dy and
+ * `out` on the pool, so no copy runs beside the task) the task stops where it polls: what it has
+ * written is the full call's output up to a point (every element written has the full call's
+ * bits), grows with k, and in enough distinct steps to show that the polls lie between blocks of
+ * the normalization, not only between its channels or bands. abort.test.ts has the flag raised
+ * before a task starts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, BatchNorm, Pool } from '../dist/src/index.js';
+import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
+import { injectFault } from '../dist/src/pool-internals.js';
+import { randomTensor } from './helpers/data.js';
+
+const SENTINEL = 1234.5;
+const PHASED_CACHE_BYTES = 800_000;
+const PHASED_THREADS = 4;
+
+let one: Pool;
+let phasedPool: Pool;
+beforeAll(() => {
+  one = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1 });
+  // Four tasks: five channels are too few to share fused between them (plan.ts, shouldFuse).
+  phasedPool = new Pool({ threads: PHASED_THREADS, inlineThreshold: 0, grainSize: 1, cacheBytes: PHASED_CACHE_BYTES });
+});
+afterAll(() => Promise.all([one.close(), phasedPool.close()]));
+
+type Mode = 'train' | 'eval' | 'backward' | 'eval backward';
+
+interface Sweep {
+  /** Elements of the output written by each cancelled call, k = 0, 1, ... */
+  written: number[];
+  n: number;
+}
+
+/** Runs the call with the cancel at every poll in turn; checks each cancelled call's output and the module's state. */
+async function sweep(p: Pool, shape: number[], mode: Mode): Promise<Sweep> {
+  const C = shape[1];
+  const n = shape.reduce((a, b) => a * b, 1);
+  const x = p.alloc(n);
+  x.set(randomTensor(shape, 'float32', 21) as Float32Array);
+  const dy = p.alloc(n);
+  dy.set(randomTensor(shape, 'float32', 22) as Float32Array);
+  const out = p.alloc(n);
+  const backward = mode === 'backward' || mode === 'eval backward';
+  const module = async (): Promise<BatchNorm> => {
+    const bn = new BatchNorm(C, { pool: p });
+    bn.weight!.set(Array.from({ length: C }, (_, c) => 0.5 + c / C));
+    bn.bias!.set(Array.from({ length: C }, (_, c) => c / C - 0.5));
+    bn.runningMean!.fill(0.25);
+    bn.runningVar!.fill(1.5);
+    if (mode === 'eval' || mode === 'eval backward') bn.eval();
+    if (backward) await bn.forward(x, shape);
+    return bn;
+  };
+  const run = (bn: BatchNorm): Promise<unknown> => (backward ? bn.backward(dy, { out }) : bn.forward(x, shape, { out }));
+  const state = (bn: BatchNorm): string => JSON.stringify([bn.numBatchesTracked, Array.from(bn.runningMean!), Array.from(bn.runningVar!)]);
+
+  await run(await module());
+  const want = out.slice();
+  const written: number[] = [];
+  for (let k = 0; ; k++) {
+    expect(k, 'the call finishes once k passes its polls').toBeLessThan(5000);
+    const bn = await module();
+    const before = state(bn);
+    out.fill(SENTINEL);
+    injectFault(p, { kind: 'cancel', afterPolls: k });
+    const err = await run(bn).then(() => null, (e: unknown) => e);
+    let count = 0;
+    let wrong = 0;
+    for (let i = 0; i < n; i++) {
+      if (out[i] === SENTINEL) continue;
+      count++;
+      if (!Object.is(out[i], want[i])) wrong++;
+    }
+    expect(wrong, `k = ${k}: elements written with other bits than the full call's`).toBe(0);
+    if (err === null) {
+      expect(count, `k = ${k}: the call finished`).toBe(n);
+      break;
+    }
+    expect(err, `k = ${k}`).toBeInstanceOf(AbortError);
+    expect(count, `k = ${k}: a cancelled call`).toBeLessThan(n);
+    expect(state(bn), `k = ${k}: the module's state`).toBe(before);
+    written.push(count);
+  }
+  for (const a of [x, dy, out]) p.free(a);
+  return { written, n };
+}
+
+/**
+ * The most a task writes between two polls: a row group of every channel (a run of whole channels
+ * of one row group is one kernel call: blocks.ts, normalizeRange), or in fused bands a row group
+ * of one band.
+ */
+function perPollBound(shape: number[], unit: 'row group' | 'band'): number {
+  const [N, C, ...spatial] = shape;
+  const grid = planGrid(N, C, spatial.reduce((a, b) => a * b, 1));
+  return grid.groupRows * grid.S * (unit === 'band' ? grid.bandChannels : grid.C);
+}
+
+describe('on one worker, cancelled at each poll of its task in turn: the output up to that poll, a block at a time', () => {
+  // Each path's normalization has its own loop of polls; a case with one channel (or one band)
+  // has no other poll between its blocks, so a loop that did not poll would write them all.
+  const cases: [string, number[], Mode, ('row group' | 'band')?][] = [
+    ['fused, plane mode, one channel', [64, 1, 32, 32], 'train'],
+    ['fused, plane mode, a channel normalized in step with the next one\'s statistics', [64, 2, 32, 32], 'train'],
+    ['fused, long planes (stretches)', [2, 2, 300, 300], 'train'],
+    // 33 bands of two row groups: the fewest polls of a fused band with more than one row group.
+    ['fused bands of wide rows, two row groups a band', [16, 6144, 43], 'train', 'band'],
+    ['eval, plane mode (row groups in memory order)', [64, 2, 32, 32], 'eval'],
+    ['eval, long planes (runs of stretches)', [2, 2, 300, 300], 'eval'],
+    ['eval, row mode', [256, 6, 3, 5], 'eval'],
+    ['eval, whole rows', [512, 2048], 'eval'],
+    ['backward (fused), one channel', [64, 1, 32, 32], 'backward'],
+    ['eval-mode backward (sums and dx a block at a time)', [64, 2, 32, 32], 'eval backward'],
+  ];
+  for (const [label, shape, mode, unit = 'row group'] of cases) {
+    it(`${label} [${shape}]`, async () => {
+      const { written, n } = await sweep(one, shape, mode);
+      // Nothing is written before the first block; then more with each poll, and at most a row
+      // group of every channel (of a band) between two.
+      expect(written[0]).toBe(0);
+      const steps = written.slice(1).map((w, k) => w - written[k]);
+      expect(Math.min(...steps), `written, k = 0, 1, ...: ${written}`).toBeGreaterThanOrEqual(0);
+      expect(Math.max(...steps), `written, k = 0, 1, ...: ${written}`).toBeLessThanOrEqual(perPollBound(shape, unit));
+      // Cancelled within the normalization at least twice: the polls lie between its blocks.
+      expect(new Set(written.filter((w) => w > 0 && w < n)).size, `written: ${written}`).toBeGreaterThanOrEqual(2);
+    });
+  }
+});
+
+describe('phased, on four workers, one of them cancelling the call at each of its polls in turn', () => {
+  // The other tasks run on until they poll the flag, and where they start first they may take every
+  // claim of a phase, so that the first polls at barriers (seen on a loaded machine: the call
+  // finished at k = 3, nothing written before). So only what sweep() checks holds here: each
+  // cancelled call's AbortError, partial output with the full call's bits and unchanged module,
+  // and the full output once the task polls fewer times than k + 1.
+  for (const shape of [[8, 5, 100, 101], [320, 5, 14, 14]]) {
+    it(`[${shape}], groups ${JSON.stringify(phasesOf(shape))}`, async () => {
+      const [N, C, ...spatial] = shape;
+      expect(shouldFuse(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, true, PHASED_THREADS)).toBe(false);
+      expect(phasesOf(shape)!.length).toBeGreaterThan(3);
+      await sweep(phasedPool, shape, 'train');
+    });
+  }
+});
+
+/** The channel groups of a training forward of `shape` (float32) on phasedPool's threads. */
+function phasesOf(shape: number[]): number[] | null {
+  const [N, C, ...spatial] = shape;
+  return planPhases(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, 4, PHASED_THREADS, PHASED_CACHE_BYTES);
+}
