@@ -1,8 +1,11 @@
 /**
  * The benchmark floor's kernels, both implementations: the streaming pass y = a * x + b, and the
- * read and write passes, over odd lengths and offsets.
+ * read and write passes, over odd lengths and offsets; and the passes as the benchmark runs them,
+ * on a pool's workers in parts (src/floor.ts).
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { streamPass } from '../dist/src/floor.js';
+import { Pool } from '../dist/src/index.js';
 import { rng } from './helpers/data.js';
 import { DATA, GUARD, LENGTHS, OFFSETS, OUT, setup } from './helpers/kernels.js';
 
@@ -37,5 +40,40 @@ for (const name of ['js', 'wasm'] as const) {
         }
       }
     });
+  });
+}
+
+for (const name of ['js', 'wasm'] as const) {
+  describe(`the passes on a pool's workers (${name} kernel)`, () => {
+    let pool: Pool;
+    // grainSize 1: every length takes both workers, each a part on 16-element boundaries.
+    beforeAll(() => { pool = new Pool({ threads: 2, kernel: name, grainSize: 1 }); });
+    afterAll(() => pool.close());
+
+    for (const n of [1, 17, 100_003]) {
+      it(`over ${n} values: stream writes 1.5x + 0.25 and write 1.5 to every one of y, read none`, async () => {
+        const x = pool.alloc(n);
+        const y = pool.alloc(n + 1);
+        const rand = rng(n);
+        for (let i = 0; i < n; i++) x[i] = rand() * 8 - 4;
+        const out = y.subarray(0, n);
+        const fresh = (): void => { y.fill(GUARD); };
+        fresh();
+        await streamPass(pool, 'stream', x, out);
+        // Rounded to float32 after each operation (WebAssembly's f32x4) or once (the JS loop's doubles).
+        const streamed = (v: number, i: number): boolean => v === Math.fround(Math.fround(x[i] * 1.5) + 0.25) || v === Math.fround(x[i] * 1.5 + 0.25);
+        expect(out.every(streamed)).toBe(true);
+        expect(y[n]).toBe(GUARD);
+        fresh();
+        await streamPass(pool, 'write', x, out);
+        expect(out.every((v) => v === 1.5)).toBe(true);
+        expect(y[n]).toBe(GUARD);
+        fresh();
+        await streamPass(pool, 'read', x, out);
+        expect(y.every((v) => v === GUARD)).toBe(true);
+        pool.free(x);
+        pool.free(y);
+      });
+    }
   });
 }

@@ -938,6 +938,17 @@ const MUTANTS = [
     replace: '        for (let cl = cl0 + pairs; cl < cl1 - 1; cl++) this.#planes.stretches(cl, g, count);',
     tests: ['test/phased.test.ts'], only: '8,5,100,101',
   },
+  {
+    name: 'floor-last-part', breaks: "the benchmark's floor (and its read and write passes) covers every part of y, the last one too",
+    file: 'src/floor.ts', find: '  for (let start = 0; start < x.length; start += step) {', replace: '  for (let start = 0; start + step < x.length; start += step) {',
+    tests: ['test/kernels-floor.test.ts'],
+  },
+  {
+    name: 'stream-pass-kind', breaks: "a worker runs the pass a stream task names (read x only, write y only, or the floor)",
+    file: 'workers/worker.ts', find: "if (task.pass === 'read') kernel.read(task.xByte, task.n);\n      else if (task.pass === 'write') kernel.fill(task.yByte, task.n, task.a);",
+    replace: "if (task.pass === 'read') kernel.fill(task.yByte, task.n, task.a);\n      else if (task.pass === 'write') kernel.read(task.xByte, task.n);",
+    tests: ['test/kernels-floor.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);
