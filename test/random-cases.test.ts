@@ -57,7 +57,18 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
   let phasedCases = 0;
   let rowWalkCases = 0;
   let refused = 0;
+  // Draws made again for a case that must take a path (below), in a row.
+  let redraws = 0;
   for (let k = 0; k < CASES; k++) {
+    // Every 25th case is drawn again until it takes the phased path (training over the 3-worker
+    // pool's cache budget), and every 25th from the 13th until its eval walks the rows of planes
+    // in address order: each path comes in a few draws of a hundred (seed 10's first 100 cases
+    // held no phased one, and the count this test asserted then failed).
+    const want = k % 25 === 0 ? 'phased' : k % 25 === 12 ? 'row walk' : null;
+    const redraw = (): void => {
+      expect(++redraws, `case ${k}: no ${want} case in 5000 draws`).toBeLessThan(5000);
+      k--;
+    };
     // One case in ten has the shape of the phased path: a few channels of long planes.
     const long = rand() < 0.1;
     // And one in ten planes of 1-8 Ki elements: plane mode with row groups of several rows, whose
@@ -76,7 +87,10 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
       : Array.from({ length: rank - 2 }, () => (rand() < 0.15 ? int(60, 300) : int(1, 19)));
     const S = spatial.reduce((a, b) => a * b, 1);
     const length = N * C * S;
-    if (N * S < 2 || length > 400_000) continue;
+    if (N * S < 2 || length > 400_000) {
+      if (want !== null) redraw();
+      continue;
+    }
     const layout = mid ? 'channels-first' : pick(['channels-first', 'channels-last'] as const);
     const shape = layout === 'channels-first' ? [N, C, ...spatial] : [N, ...spatial, C];
     const dtype = pick(['float32', 'float64'] as const);
@@ -84,6 +98,16 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const relu = rand() < 0.3;
     const training = rand() < 0.7;
     const affine = rand() < 0.8;
+    const grid = layout === 'channels-first' ? planGrid(N, C, S) : planGrid(N * S, C, 1);
+    const phased = training && planPhases(grid, C, dtype === 'float32' ? 4 : 8, 3, CACHE_BYTES) !== null;
+    const rowWalk = !training && grid.mode === 'plane' && grid.groupRows > 1;
+    if ((want === 'phased' && !phased) || (want === 'row walk' && !rowWalk)) {
+      redraw();
+      continue;
+    }
+    redraws = 0;
+    if (phased) phasedCases++;
+    if (rowWalk) rowWalkCases++;
     const Array_ = dtype === 'float32' ? Float32Array : Float64Array;
     const channelOf = (i: number): number => (layout === 'channels-first' ? Math.floor(i / S) % C : i % C);
 
@@ -109,16 +133,13 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
       }
     });
     const x0 = Array_.from(values);
-    const dy0 = Array_.from({ length }, () => rand() - 0.5);
+    const dy0 = Array_.from(Array.from({ length }, () => rand() - 0.5));
     const weight = Array.from({ length: C }, () => (0.5 + rand() * 2) * (rand() < 0.2 ? -1 : 1));
     const bias = Array.from({ length: C }, () => rand() - 0.5);
     const runningMean = Array.from({ length: C }, () => rand() - 0.5);
     const runningVar = Array.from({ length: C }, () => 0.5 + rand());
     const label = JSON.stringify({ k, shape, layout, dtype, kernel, relu, training, affine, kinds });
 
-    const grid = layout === 'channels-first' ? planGrid(N, C, S) : planGrid(N * S, C, 1);
-    if (training && planPhases(grid, C, dtype === 'float32' ? 4 : 8, 3, CACHE_BYTES) !== null) phasedCases++;
-    if (!training && grid.mode === 'plane' && grid.groupRows > 1) rowWalkCases++;
     const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
@@ -186,8 +207,8 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     checked++;
   }
   expect(checked).toBeGreaterThan(CASES / 2);
-  if (CASES >= 100) expect(phasedCases).toBeGreaterThan(0);
-  if (CASES >= 400) expect(rowWalkCases).toBeGreaterThan(0);
+  expect(phasedCases).toBeGreaterThanOrEqual(Math.ceil(CASES / 25));
+  expect(rowWalkCases).toBeGreaterThanOrEqual(Math.ceil((CASES - 12) / 25));
   // Refusals by the small pools stay rare: the staging path is what they are there to test.
   expect(refused).toBeLessThanOrEqual(CASES / 20);
 }, TIMEOUT_MS);
