@@ -154,7 +154,7 @@ describe('backward, more', () => {
         const ref = referenceBackward(x, dy, first, mean, invstd, weight, true);
         const toLayout = (a: Float64Array): Float64Array => (layout === 'channels-last' ? permute(a, first) as Float64Array : a);
         const fromLayout = (a: ArrayLike<number>): Float64Array => (layout === 'channels-last' ? permute(Float64Array.from(a), first, true) as Float64Array : Float64Array.from(a));
-        const g = await batchNormBackward(toLayout(x), toLayout(dy), shape as unknown as number[], { mean, invstd, weight, layout, pool: p });
+        const g = await batchNormBackward(toLayout(x as Float64Array), toLayout(dy as Float64Array), shape as unknown as number[], { mean, invstd, weight, layout, pool: p });
         expect(dxErrorRatio(fromLayout(g.dx), ref, dy, x, first, 'float64')).toBeLessThanOrEqual(1);
         expect(maxRelativeError(g.dWeight!, ref.dWeight)).toBeLessThan(1e-12);
         expect(maxRelativeError(g.dBias!, ref.dBias)).toBeLessThan(1e-12);

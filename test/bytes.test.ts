@@ -168,14 +168,14 @@ describe('8-bit input', () => {
         try {
           await batchNorm(x, shape, { ...p, pool });
           expect(sizes.includes(n), `${name}: an ordinary x staged`).toBe(true);
-          for (const out of [null, new Float32Array(n), pool.alloc(n)]) {
+          for (const out of [undefined, new Float32Array(n), pool.alloc(n)]) {
             sizes.length = 0;
             const call = batchNorm(onPool, shape, { ...p, pool, out });
             expect(() => pool.free(base), `${name}: freed in flight`).toThrow(/in use by a call in flight/);
             const r = await call;
-            expect(sameBits(r.y, want), `${name} ${layout} [${shape}] to ${outLayout}, out ${out === null ? 'none' : arena.owns(out) ? 'on the pool' : 'ordinary'}`).toBe(true);
+            expect(sameBits(r.y, want), `${name} ${layout} [${shape}] to ${outLayout}, out ${out === undefined ? 'none' : arena.owns(out) ? 'on the pool' : 'ordinary'}`).toBe(true);
             expect(sizes.includes(n), `${name}: x on the pool staged`).toBe(false);
-            if (out !== null && arena.owns(out)) pool.free(out);
+            if (out !== undefined && arena.owns(out)) pool.free(out);
           }
           sizes.length = 0;
           const stats = await ChannelStats.fromBatch(onPool, shape, { layout, pool });

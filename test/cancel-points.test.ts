@@ -102,8 +102,10 @@ function perPollBound(shape: number[], unit: 'row group' | 'band'): number {
 }
 
 describe('on one worker, cancelled at each poll of its task in turn: the output up to that poll, a block at a time', () => {
-  // Each path's normalization has its own loop of polls; a case with one channel (or one band)
-  // has no other poll between its blocks, so a loop that did not poll would write them all.
+  // Each path's normalization has its own loop of polls. Without its polls, a loop would write
+  // all its blocks between two polls of another loop: more than the bound (a channel of several
+  // row groups, a band of two), or, where no other loop polls after it (one channel), nothing
+  // before the call finishes.
   const cases: [string, number[], Mode, ('row group' | 'band')?][] = [
     ['fused, plane mode, one channel', [64, 1, 32, 32], 'train'],
     ['fused, plane mode, a channel normalized in step with the next one\'s statistics', [64, 2, 32, 32], 'train'],

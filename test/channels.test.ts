@@ -34,7 +34,7 @@ function input(seed: number): Float32Array {
 }
 
 /** The running update in float64, as PyTorch states it, stored in the buffers' type. */
-function updated(running: Float32Array, batch: Float64Array, factor: number, unbias = 1): Float32Array {
+function updated(running: Float32Array | Float64Array, batch: Float64Array, factor: number, unbias = 1): Float32Array {
   return Float32Array.from(running, (r, c) => (1 - factor) * r + factor * batch[c] * unbias);
 }
 

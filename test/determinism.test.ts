@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { randomTensor, sameBits, sharedArray } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
@@ -85,7 +85,7 @@ for (const kernel of KERNELS) {
           const bn = new BatchNorm(C, { pool, dtype, activation: 'relu' });
           const y = await bn.forward(x, shape);
           bn.eval();
-          const out = new (dtype === 'float64' ? Float64Array : Float32Array)(new SharedArrayBuffer(x.byteLength)).fill(NaN);
+          const out = sharedArray(dtype, x.length).fill(NaN);
           await bn.forward(x, shape, { out });
           results.push([y, out]);
         }
@@ -266,7 +266,7 @@ for (const kernel of KERNELS) {
             const owned: [Pool, Float32Array | Float64Array][] = [];
             const place = (at: Place, values?: Float32Array | Float64Array) => {
               const a = at === 'pool' ? pool.alloc(data.length, dtype) : at === 'other' ? otherPool.alloc(data.length, dtype)
-                : at === 'shared' ? new Ctor(new SharedArrayBuffer(data.byteLength)) : new Ctor(data.length);
+                : at === 'shared' ? sharedArray(dtype, data.length) : new Ctor(data.length);
               if (at === 'pool' || at === 'other') owned.push([at === 'pool' ? pool : otherPool, a]);
               if (values === undefined) a.fill(Number.NaN);
               else a.set(values);

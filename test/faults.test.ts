@@ -144,7 +144,7 @@ describe('out of memory', () => {
         const bn = new BatchNorm(C, { pool: p, dtype: 'float64' });
         const y = await bn.forward(x, c.shape) as Float64Array;
         const g = await bn.backward(dy);
-        results.push([y, g.dx as Float64Array, g.dWeight!, g.dBias!]);
+        results.push([y, g.dx as Float64Array, g.dWeight as Float64Array, g.dBias as Float64Array]);
       }
       for (let i = 0; i < 4; i++) expect(sameBits(results[1][i], results[0][i])).toBe(true);
       await Promise.all([small.close(), big.close()]);

@@ -266,7 +266,7 @@ describe('lifecycle', () => {
     const x = randomTensor(shape, 'float32', 31);
     let scoped!: Pool;
     let bn!: BatchNorm;
-    let y: Float32Array | null = null;
+    let y: Float32Array | Float64Array | null = null;
     {
       await using pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
       scoped = pool;

@@ -157,7 +157,7 @@ describe('copies on the calling thread', () => {
     const live = pool.memoryStats.liveBytes;
     const { array, shrink } = resizable(tracking);
     let x = data;
-    let out = new Float32Array(length);
+    let out: Float32Array = new Float32Array(length);
     if (which === 'x') {
       array.set(data);
       x = array;

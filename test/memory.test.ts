@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
 import { describe as describeValue } from '../dist/src/errors.js';
 import { Arena } from '../dist/src/memory.js';
-import { detached, randomTensor, rng } from './helpers/data.js';
+import { randomTensor, rng } from './helpers/data.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 describe('Arena', () => {

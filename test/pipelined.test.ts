@@ -11,7 +11,7 @@ import { COPY_SLICE_BYTES, freshOutput, PIPELINE_CHUNK_ELEMENTS, place } from '.
 import { planGrid, smallestBox } from '../dist/src/plan.js';
 import { checkShape } from '../dist/src/validate.js';
 import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
-import { detached, randomTensor, rng, sameBits } from './helpers/data.js';
+import { detached, randomTensor, rng, sameBits, sharedArray } from './helpers/data.js';
 import { turnsOf } from './helpers/turns.js';
 
 type FloatArray = Float32Array | Float64Array;
@@ -56,7 +56,7 @@ describe.skipIf(availableParallelism() < 2)('pipelined eval', () => {
       const outs: (FloatArray | undefined)[] = [
         undefined, // fresh: the workers write it
         new Type(x.length).fill(NaN), // ordinary: copied out on this thread a chunk at a time
-        new Type(new SharedArrayBuffer(x.byteLength)).fill(NaN), // the workers copy to it
+        sharedArray(dtype, x.length).fill(NaN), // the workers copy to it
         pool.alloc(x.length, dtype).fill(NaN), // on the pool: written in place
       ];
       for (const out of outs) {

@@ -50,12 +50,12 @@ describe('the private module', () => {
     const before = WebAssembly.Module.imports(new WebAssembly.Module(binary));
     const patched = unsharedMemoryImport(binary);
     expect([...patched.keys()].filter((i) => patched[i] !== binary[i])).toEqual([binary.length - 3]);
-    expect(WebAssembly.Module.imports(new WebAssembly.Module(patched))).toEqual(before);
+    expect(WebAssembly.Module.imports(new WebAssembly.Module(patched as Uint8Array<ArrayBuffer>))).toEqual(before);
     const env = {
       f: () => {}, t: new WebAssembly.Table({ initial: 1, element: 'anyfunc' }), g: 1,
       mem: new WebAssembly.Memory({ initial: 1, maximum: 2 }),
     };
-    expect(() => new WebAssembly.Instance(new WebAssembly.Module(patched), { m: env })).not.toThrow();
+    expect(() => new WebAssembly.Instance(new WebAssembly.Module(patched as Uint8Array<ArrayBuffer>), { m: env })).not.toThrow();
     expect(() => new WebAssembly.Instance(new WebAssembly.Module(binary), { m: env })).toThrow(/shared/);
   });
 });
@@ -125,8 +125,8 @@ for (const kernel of KERNELS) {
       const dy = randomTensor(shape, 'float32', 81);
       // Identity all-reduces: one shard, so the synced path runs with this process's sums.
       const reduceStats = (local: ChannelStats): ChannelStats => ChannelStats.fromJSON(JSON.parse(JSON.stringify(local)));
-      const reduceGrads = (local: GradientSums): GradientSums => ({ sumDy: local.sumDy.slice(), sumDyXhat: local.sumDyXhat.slice() });
-      const results = [];
+      const reduceGrads = (local: GradientSums): GradientSums => ({ sumDy: Float64Array.from(local.sumDy), sumDyXhat: Float64Array.from(local.sumDyXhat) });
+      const results: ArrayLike<number>[][] = [];
       for (const pool of [inline, workers]) {
         const stats = await ChannelStats.fromBatch(x, shape, { pool });
         const last = await ChannelStats.fromBatch(x, shape, { pool, layout: 'channels-last' });
@@ -170,7 +170,7 @@ describe('the private memory capped by maxMemory', () => {
       const shape = [16, 3, 70, 71]; // 954 KB of float32, chunks of a few samples
       const x = randomTensor(shape, 'float32', 90);
       const dy = randomTensor(shape, 'float32', 91);
-      const results = [];
+      const results: ArrayLike<number>[][] = [];
       for (const pool of [small, workers]) {
         const bn = new BatchNorm(3, { pool });
         const y = await bn.forward(x, shape);

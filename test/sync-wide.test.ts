@@ -138,7 +138,7 @@ describe('reduceStats', () => {
         const call = batchNormBackward(x, dy, shape, {
           mean: fwd.mean, var: fwd.var, pool: inline, out, count: 3,
           reduceGrads: (sums) => {
-            const answer = { sumDy: sums.sumDy.slice(), sumDyXhat: sums.sumDyXhat.slice() };
+            const answer = { sumDy: Float64Array.from(sums.sumDy), sumDyXhat: Float64Array.from(sums.sumDyXhat) };
             // After the hook, before the rewrite's first slice.
             setImmediate(() => detached(answer[key]));
             return answer;

@@ -78,14 +78,14 @@ for (const kernel of KERNELS) {
             bn.weight!.set(c.weight!);
             bn.bias!.set(c.bias!);
           }
-          await bn.forward(Float.from(c.x1, Number), c.shape);
-          const x2 = Float.from(c.x2, Number);
+          await bn.forward(Float.from(c.x1.map(Number)), c.shape);
+          const x2 = Float.from(c.x2.map(Number));
           const y = await bn.forward(x2, c.shape);
           expectClose(y, c.train.y, tol, 'training y');
           expectClose(bn.runningMean!, c.running_mean, tol, 'running_mean');
           expectClose(bn.runningVar!, c.running_var, tol, 'running_var');
           expect(bn.numBatchesTracked).toBe(c.num_batches_tracked);
-          const g = await bn.backward(Float.from(c.dy, Number));
+          const g = await bn.backward(Float.from(c.dy.map(Number)));
           expectClose(g.dx, c.train.dx, tol, 'training dx');
           if (c.affine) {
             expectClose(g.dWeight!, c.train.dWeight!, sumTol, 'dWeight');
@@ -96,7 +96,7 @@ for (const kernel of KERNELS) {
           }
           bn.eval();
           expectClose(await bn.forward(x2, c.shape), c.eval.y, tol, 'eval y');
-          expectClose((await bn.backward(Float.from(c.dy, Number))).dx, c.eval.dx, tol, 'eval dx');
+          expectClose((await bn.backward(Float.from(c.dy.map(Number)))).dx, c.eval.dx, tol, 'eval dx');
         });
       }
     }

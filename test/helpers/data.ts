@@ -22,6 +22,11 @@ export function elements(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** An array of `length` zeros of `dtype` on a SharedArrayBuffer of its own (not the pool's memory). */
+export function sharedArray(dtype: 'float32' | 'float64', length: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(new SharedArrayBuffer(8 * length)) : new Float32Array(new SharedArrayBuffer(4 * length));
+}
+
 /**
  * Per-channel random data: channel c has its own offset and spread, so channels differ and a
  * mixed-up channel shows.
