@@ -10,10 +10,10 @@
  * before a task starts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, BatchNorm, Pool } from '../dist/src/index.js';
+import { AbortError, BatchNorm, ChannelStats, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
-import { randomTensor } from './helpers/data.js';
+import { randomTensor, sameBits } from './helpers/data.js';
 
 const SENTINEL = 1234.5;
 const PHASED_CACHE_BYTES = 800_000;
@@ -155,3 +155,34 @@ function phasesOf(shape: number[]): number[] | null {
   const [N, C, ...spatial] = shape;
   return planPhases(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, 4, PHASED_THREADS, PHASED_CACHE_BYTES);
 }
+
+describe('statistics only (ChannelStats.fromBatch), on one worker, cancelled at each poll in turn', () => {
+  // Long planes (stretches of a plane a block): the statistics pass's own loop of polls. Nothing
+  // is written but the call's scratch, which each cancelled call gives back.
+  for (const shape of [[2, 3, 300, 300], [64, 2, 32, 32]]) {
+    it(`[${shape}]: each cancelled call rejects and frees its memory; then the full call's statistics`, async () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = one.alloc(n);
+      x.set(randomTensor(shape, 'float32', 23) as Float32Array);
+      const live = one.memoryStats.liveBytes;
+      const want = await ChannelStats.fromBatch(x, shape, { pool: one });
+      let cancelled = 0;
+      for (let k = 0; ; k++) {
+        expect(k, 'the call finishes once k passes its polls').toBeLessThan(5000);
+        injectFault(one, { kind: 'cancel', afterPolls: k });
+        const got = await ChannelStats.fromBatch(x, shape, { pool: one }).catch((e: unknown) => e);
+        expect(one.memoryStats.liveBytes, `k = ${k}`).toBe(live);
+        if (got instanceof ChannelStats) {
+          expect(sameBits(got.mean(), want.mean()) && sameBits(got.m2, want.m2)).toBe(true);
+          break;
+        }
+        expect(got, `k = ${k}`).toBeInstanceOf(AbortError);
+        cancelled++;
+      }
+      // Polls between the channels' runs of blocks, and within them: more than one a channel (8
+      // here for either shape).
+      expect(cancelled).toBeGreaterThan(shape[1]);
+      one.free(x);
+    });
+  }
+});
