@@ -3,7 +3,7 @@
 // coverage of them, and cannot see the worker threads; Node writes each thread's coverage where
 // NODE_V8_COVERAGE points as the thread ends, piscina's workers included. Run by hand:
 //
-//     node test/worker-coverage.mjs                          # the whole suite (~5.5 minutes here)
+//     node test/worker-coverage.mjs                          # the whole suite (5-6.5 minutes here)
 //     node test/worker-coverage.mjs test/abort.test.ts ...   # those files only
 //
 // It builds, runs vitest with NODE_V8_COVERAGE set to a temporary folder, adds up the counts of
