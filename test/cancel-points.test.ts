@@ -13,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, ChannelStats, Pool } from '../dist/src/index.js';
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
+import type { Grid } from '../dist/workers/protocol.js';
 import { randomTensor, sameBits } from './helpers/data.js';
+import { dimsOf } from './helpers/reference.js';
 
 const SENTINEL = 1234.5;
 const PHASED_CACHE_BYTES = 800_000;
@@ -96,8 +98,7 @@ async function sweep(p: Pool, shape: number[], mode: Mode): Promise<Sweep> {
  * of one band.
  */
 function perPollBound(shape: number[], unit: 'row group' | 'band'): number {
-  const [N, C, ...spatial] = shape;
-  const grid = planGrid(N, C, spatial.reduce((a, b) => a * b, 1));
+  const grid = gridOf(shape);
   return grid.groupRows * grid.S * (unit === 'band' ? grid.bandChannels : grid.C);
 }
 
@@ -142,8 +143,7 @@ describe('phased, on four workers, one of them cancelling the call at each of it
   // and the full output once the task polls fewer times than k + 1.
   for (const shape of [[8, 5, 100, 101], [320, 5, 14, 14]]) {
     it(`[${shape}], groups ${JSON.stringify(phasesOf(shape))}`, async () => {
-      const [N, C, ...spatial] = shape;
-      expect(shouldFuse(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, true, PHASED_THREADS)).toBe(false);
+      expect(shouldFuse(gridOf(shape), shape[1], true, PHASED_THREADS)).toBe(false);
       expect(phasesOf(shape)!.length).toBeGreaterThan(3);
       await sweep(phasedPool, shape, 'train');
     });
@@ -152,8 +152,13 @@ describe('phased, on four workers, one of them cancelling the call at each of it
 
 /** The channel groups of a training forward of `shape` (float32) on phasedPool's threads. */
 function phasesOf(shape: number[]): number[] | null {
-  const [N, C, ...spatial] = shape;
-  return planPhases(planGrid(N, C, spatial.reduce((a, b) => a * b, 1)), C, 4, PHASED_THREADS, PHASED_CACHE_BYTES);
+  return planPhases(gridOf(shape), shape[1], 4, PHASED_THREADS, PHASED_CACHE_BYTES);
+}
+
+/** The grid of a channels-first `shape`. */
+function gridOf(shape: number[]): Grid {
+  const { N, C, S } = dimsOf(shape);
+  return planGrid(N, C, S);
 }
 
 describe('statistics only (ChannelStats.fromBatch), on one worker, cancelled at each poll in turn', () => {
