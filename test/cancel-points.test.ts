@@ -6,8 +6,9 @@
  * `out` on the pool, so no copy runs beside the task) the task stops where it polls: what it has
  * written is the full call's output up to a point (every element written has the full call's
  * bits), grows with k, and in enough distinct steps to show that the polls lie between blocks of
- * the normalization, not only between its channels or bands. abort.test.ts has the flag raised
- * before a task starts.
+ * the normalization, not only between its channels or bands; a statistics pass's polls, which
+ * write nothing, show as polls at which the output does not grow. abort.test.ts has the flag
+ * raised before a task starts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbortError, BatchNorm, ChannelStats, Pool } from '../dist/src/index.js';
@@ -22,15 +23,29 @@ const PHASED_CACHE_BYTES = 800_000;
 const PHASED_THREADS = 4;
 
 let one: Pool;
+let phasedOne: Pool;
 let phasedPool: Pool;
 beforeAll(() => {
   one = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1 });
+  phasedOne = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, cacheBytes: PHASED_CACHE_BYTES });
   // Four tasks: five channels are too few to share fused between them (plan.ts, shouldFuse).
   phasedPool = new Pool({ threads: PHASED_THREADS, inlineThreshold: 0, grainSize: 1, cacheBytes: PHASED_CACHE_BYTES });
 });
-afterAll(() => Promise.all([one.close(), phasedPool.close()]));
+afterAll(() => Promise.all([one.close(), phasedOne.close(), phasedPool.close()]));
 
 type Mode = 'train' | 'eval' | 'backward' | 'eval backward';
+
+interface WalkCase {
+  label: string;
+  shape: number[];
+  mode: Mode;
+  /** What the most a task writes between two polls is of (perPollBound): 'row group' unless given. */
+  unit?: 'row group' | 'band';
+  /** The pool: `one` unless given. */
+  pool?: () => Pool;
+  /** The fewest polls at which nothing more is written than at the poll before, k = 0 included. */
+  quiet?: (grid: Grid) => number;
+}
 
 interface Sweep {
   /** Elements of the output written by each cancelled call, k = 0, 1, ... */
@@ -106,33 +121,58 @@ describe('on one worker, cancelled at each poll of its task in turn: the output 
   // Each path's normalization has its own loop of polls. Without its polls, a loop would write
   // all its blocks between two polls of another loop: more than the bound (a channel of several
   // row groups, a band of two), or, where no other loop polls after it (one channel), nothing
-  // before the call finishes.
-  const cases: [string, number[], Mode, ('row group' | 'band')?][] = [
-    ['fused, plane mode, one channel', [64, 1, 32, 32], 'train'],
-    ['fused, plane mode, a channel normalized in step with the next one\'s statistics', [64, 2, 32, 32], 'train'],
-    ['fused, long planes (stretches)', [2, 2, 300, 300], 'train'],
+  // before the call finishes. A statistics pass writes no output: its polls show as polls at
+  // which nothing more is written than at the poll before (`quiet`, where a case gives how many
+  // at least).
+  const cases: WalkCase[] = [
+    { label: 'fused, plane mode, one channel', shape: [64, 1, 32, 32], mode: 'train' },
+    { label: 'fused, plane mode, a channel normalized in step with the next one\'s statistics', shape: [64, 2, 32, 32], mode: 'train' },
+    { label: 'fused, long planes (stretches)', shape: [2, 2, 300, 300], mode: 'train' },
     // 33 bands of two row groups: the fewest polls of a fused band with more than one row group.
-    ['fused bands of wide rows, two row groups a band', [16, 6144, 43], 'train', 'band'],
-    ['eval, plane mode (row groups in memory order)', [64, 2, 32, 32], 'eval'],
-    ['eval, long planes (runs of stretches)', [2, 2, 300, 300], 'eval'],
-    ['eval, row mode', [256, 6, 3, 5], 'eval'],
-    ['eval, whole rows', [512, 2048], 'eval'],
-    ['backward (fused), one channel', [64, 1, 32, 32], 'backward'],
-    ['eval-mode backward (sums and dx a block at a time)', [64, 2, 32, 32], 'eval backward'],
+    // A band's statistics poll before each of its row groups, its normalization after the first.
+    {
+      label: 'fused bands of wide rows, two row groups a band', shape: [16, 6144, 43], mode: 'train', unit: 'band',
+      quiet: (grid) => grid.bands * grid.nGroups,
+    },
+    // Row mode with one band does not fuse, even on one thread (plan.ts, shouldFuse); with
+    // `cacheBytes` it goes in four phases of channels (planRowPhases), and on one worker its task
+    // makes every claim: the first phase's statistics poll before each row group, with nothing
+    // written, and each later phase's polls (statsNormGroups, then normalizeGroups) write a row
+    // group of the phase before.
+    {
+      label: 'phased on one worker, row mode', shape: [320, 5, 14, 14], mode: 'train', pool: () => phasedOne,
+      quiet: (grid) => grid.nGroups,
+    },
+    { label: 'eval, plane mode (row groups in memory order)', shape: [64, 2, 32, 32], mode: 'eval' },
+    { label: 'eval, long planes (runs of stretches)', shape: [2, 2, 300, 300], mode: 'eval' },
+    { label: 'eval, row mode', shape: [256, 6, 3, 5], mode: 'eval' },
+    { label: 'eval, whole rows', shape: [512, 2048], mode: 'eval' },
+    { label: 'backward (fused), one channel', shape: [64, 1, 32, 32], mode: 'backward' },
+    { label: 'eval-mode backward (sums and dx a block at a time)', shape: [64, 2, 32, 32], mode: 'eval backward' },
   ];
-  for (const [label, shape, mode, unit = 'row group'] of cases) {
+  for (const { label, shape, mode, unit = 'row group', pool = () => one, quiet } of cases) {
     it(`${label} [${shape}]`, async () => {
-      const { written, n } = await sweep(one, shape, mode);
+      const { written, n } = await sweep(pool(), shape, mode);
       // Nothing is written before the first block; then more with each poll, and at most a row
-      // group of every channel (of a band) between two.
+      // group of every channel (of a band) between two, or after the last.
       expect(written[0]).toBe(0);
-      const steps = written.slice(1).map((w, k) => w - written[k]);
+      const steps = [...written, n].slice(1).map((w, k) => w - written[k]);
       expect(Math.min(...steps), `written, k = 0, 1, ...: ${written}`).toBeGreaterThanOrEqual(0);
       expect(Math.max(...steps), `written, k = 0, 1, ...: ${written}`).toBeLessThanOrEqual(perPollBound(shape, unit));
       // Cancelled within the normalization at least twice: the polls lie between its blocks.
       expect(new Set(written.filter((w) => w > 0 && w < n)).size, `written: ${written}`).toBeGreaterThanOrEqual(2);
+      if (quiet !== undefined) {
+        // k = 0 and each k whose output is no larger than k - 1's.
+        const got = 1 + steps.filter((d) => d === 0).length;
+        expect(got, `written, k = 0, 1, ...: ${written}`).toBeGreaterThanOrEqual(quiet(gridOf(shape)));
+      }
     });
   }
+  it('the phased case goes in four phases on one thread, not fused', () => {
+    const grid = gridOf([320, 5, 14, 14]);
+    expect(shouldFuse(grid, 5, true, 1)).toBe(false);
+    expect(planPhases(grid, 5, 4, 1, PHASED_CACHE_BYTES)).toEqual([0, 1, 3, 4, 5]);
+  });
 });
 
 describe('phased, on four workers, one of them cancelling the call at each of its polls in turn', () => {
@@ -140,7 +180,8 @@ describe('phased, on four workers, one of them cancelling the call at each of it
   // claim of a phase, so that the first polls at barriers (seen on a loaded machine: the call
   // finished at k = 3, nothing written before). So only what sweep() checks holds here: each
   // cancelled call's AbortError, partial output with the full call's bits and unchanged module,
-  // and the full output once the task polls fewer times than k + 1.
+  // and the full output once the task polls fewer times than k + 1. (A phased call on one worker,
+  // where the task makes every claim, is above, with the bounds.)
   for (const shape of [[8, 5, 100, 101], [320, 5, 14, 14]]) {
     it(`[${shape}], groups ${JSON.stringify(phasesOf(shape))}`, async () => {
       expect(shouldFuse(gridOf(shape), shape[1], true, PHASED_THREADS)).toBe(false);

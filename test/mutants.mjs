@@ -933,6 +933,42 @@ const MUTANTS = [
     tests: ['test/cancel-points.test.ts'], only: 'memory order',
   },
   {
+    name: 'poll-stats-items', breaks: "a statistics pass over row-mode (or several-row) blocks polls the cancel flag between them",
+    file: 'workers/blocks.ts', find: "      for (let i = lo; i < hi; i++) {\n        if (cancelled()) return false;\n        if (grid.mode === 'row') this.#rows.stats(",
+    replace: "      for (let i = lo; i < hi; i++) {\n        void cancelled;\n        if (grid.mode === 'row') this.#rows.stats(",
+    tests: ['test/cancel-points.test.ts'], only: 'statistics',
+  },
+  {
+    name: 'poll-stats-runs', breaks: 'a statistics pass over planes of one row a row group polls the cancel flag between its runs',
+    file: 'workers/blocks.ts', find: '    for (let i = lo; i < hi;) {\n      if (cancelled()) return false;\n      const k = i % sChunks;',
+    replace: '    for (let i = lo; i < hi;) {\n      void cancelled;\n      const k = i % sChunks;',
+    tests: ['test/cancel-points.test.ts'], only: 'statistics',
+  },
+  {
+    name: 'poll-fuse-band-stats', breaks: "a fused band's statistics poll the cancel flag between its row groups",
+    file: 'workers/blocks.ts', find: '    for (let g = 0; g < groups; g++) {\n      if (cancelled()) return false;\n      this.#rows.stats(g, c0, c1);',
+    replace: '    for (let g = 0; g < groups; g++) {\n      void cancelled;\n      this.#rows.stats(g, c0, c1);',
+    tests: ['test/cancel-points.test.ts'], only: 'fused bands',
+  },
+  {
+    name: 'poll-stats-groups', breaks: "the first phase's statistics poll the cancel flag between row groups",
+    file: 'workers/blocks.ts', find: '      for (const end = claims.end(); g < end;) {\n        if (cancelled()) return false;',
+    replace: '      for (const end = claims.end(); g < end;) {\n        void cancelled;',
+    tests: ['test/cancel-points.test.ts'], only: 'phased on one worker',
+  },
+  {
+    name: 'poll-stats-norm-groups', breaks: "a later phase's statistics, in step with the normalization of the phase before, poll the cancel flag between row groups",
+    file: 'workers/blocks.ts', find: '    while (g >= 0 || i >= 0) {\n      if (cancelled()) return false;',
+    replace: '    while (g >= 0 || i >= 0) {\n      void cancelled;',
+    tests: ['test/cancel-points.test.ts'], only: 'phased on one worker',
+  },
+  {
+    name: 'poll-norm-groups', breaks: "the last phase's normalization polls the cancel flag between row groups",
+    file: 'workers/blocks.ts', find: '      for (const end = claims.end(); i < end; i++) {\n        if (cancelled()) return false;',
+    replace: '      for (const end = claims.end(); i < end; i++) {\n        void cancelled;',
+    tests: ['test/cancel-points.test.ts'], only: 'phased on one worker',
+  },
+  {
     name: 'phased-unpaired-stats', breaks: "a phase's statistics reduce the channels that pair with none of the normalization before",
     file: 'workers/blocks.ts', find: '        for (let cl = cl0 + pairs; cl < cl1; cl++) this.#planes.stretches(cl, g, count);',
     replace: '        for (let cl = cl0 + pairs; cl < cl1 - 1; cl++) this.#planes.stretches(cl, g, count);',
