@@ -98,6 +98,30 @@ for (const kernel of KERNELS) {
         expect(Array.from(e.mean)).toEqual(Array.from(runningMean));
       });
 
+      it(`functional batchNorm takes F.batch_norm's defaults: eval, eps 1e-5, momentum 0.1: ${name}`, async () => {
+        const shape = [4, 3, 17];
+        const x = randomTensor(shape, 'float64', 78);
+        const mean0 = [0.5, -0.25, 1];
+        const var0 = [2e-4, 0.5, 1.5]; // the first channel's variance near eps: eps shows in its output
+        const runningMean = Float64Array.from(mean0);
+        const runningVar = Float64Array.from(var0);
+        const pool = pools.get(name)!;
+        // No `training`: eval, with the running statistics, which stay as they were.
+        const e = await batchNorm(x, shape, { runningMean, runningVar, pool });
+        const refEval = referenceForward(x, shape, { training: false, runningMean, runningVar, eps: 1e-5 });
+        expect(outputErrorRatio(e.y, x, shape, refEval, null, 'float64')).toBeLessThanOrEqual(1);
+        expect([Array.from(runningMean), Array.from(runningVar)]).toEqual([mean0, var0]);
+        // Training: eps 1e-5 in the output, momentum 0.1 in the update (unbiased variance).
+        const r = await batchNorm(x, shape, { training: true, runningMean, runningVar, pool });
+        const ref = referenceForward(x, shape, { training: true, eps: 1e-5 });
+        expect(outputErrorRatio(r.y, x, shape, ref, null, 'float64')).toBeLessThanOrEqual(1);
+        const m = 4 * 17;
+        for (let c = 0; c < 3; c++) {
+          expect(runningMean[c]).toBeCloseTo(0.9 * mean0[c] + 0.1 * ref.mean[c], 12);
+          expect(runningVar[c]).toBeCloseTo(0.9 * var0[c] + 0.1 * ref.var[c] * (m / (m - 1)), 12);
+        }
+      });
+
       it(`functional batchNorm writes mean and var into meanOut and varOut: the same bits as new arrays: ${name}`, async () => {
         const shape = [6, 5, 33];
         const pool = pools.get(name)!;

@@ -985,6 +985,93 @@ const MUTANTS = [
     replace: "if (task.pass === 'read') kernel.fill(task.yByte, task.n, task.a);\n      else if (task.pass === 'write') kernel.read(task.xByte, task.n);",
     tests: ['test/kernels-floor.test.ts'],
   },
+  {
+    name: 'plan-box-rows', breaks: "staging chunks of whole rows hold whole row groups, so every block lies in one chunk",
+    file: 'src/plan.ts', find: 'const rows = Math.floor(budget / groupElements) * groupRows;', replace: 'const rows = Math.floor(budget / (C * S));',
+    tests: ['test/large-shapes.test.ts', 'test/wide.test.ts', 'test/memory-line.test.ts'],
+  },
+  {
+    name: 'plan-phases-last', breaks: "a phased call's channel groups end at the last channel",
+    file: 'src/plan.ts', find: 'Array.from({ length: count + 1 }, (_, i) => Math.round((i * channels) / count))',
+    replace: 'Array.from({ length: count }, (_, i) => Math.round((i * channels) / count))',
+    tests: ['test/phased.test.ts'],
+  },
+  {
+    name: 'row-phases-last', breaks: "a row-mode phased call's channel groups end at the last channel",
+    file: 'src/plan.ts', find: 'Array.from({ length: ROW_PHASES + 1 }', replace: 'Array.from({ length: ROW_PHASES }',
+    tests: ['test/phased.test.ts'],
+  },
+  {
+    name: 'row-statsnorm-copy', breaks: "a row-mode phase's normalization copies its rows out to an `out` on another shared buffer",
+    file: 'workers/row-blocks.ts', find: 'this.#copy?.planes(norm.rowOff, norm.rows, norm.off, (p1 - p0) * grid.S, yByte);',
+    replace: 'void yByte;',
+    tests: ['test/phased.test.ts', 'test/memory-copies.test.ts', 'test/random-cases.test.ts'],
+  },
+  {
+    name: 'prep-apply-var', breaks: "an eval backward's applied coefficients made from the running variance (prep 'apply-var') apply",
+    file: 'workers/prep.ts', find: "task.prep === 'apply' || task.prep === 'apply-var'", replace: "task.prep === 'apply'",
+    tests: ['test/backward-eval.test.ts', 'test/prep.test.ts', 'test/backward.test.ts'],
+  },
+  {
+    name: 'copy-out-offset', breaks: "a task's copy out to an `out` on another shared buffer puts a band at its offset in the row",
+    file: 'workers/copy-out.ts', find: '(rowOff + r) * this.#destRowStride + off', replace: '(rowOff + r) * this.#destRowStride + 0 * off',
+    tests: ['test/memory-copies.test.ts', 'test/random-cases.test.ts', 'test/large-shapes.test.ts'],
+  },
+  {
+    name: 'bytes-to-planes-offset', breaks: "an 8-bit call's copy out to channel planes puts a run at its pixel in the plane",
+    file: 'workers/copy-out.ts', find: 'copy((image * t.C + c) * t.S + s, len)', replace: 'copy((image * t.C + c) * t.S + 0 * s, len)',
+    tests: ['test/bytes.test.ts', 'test/bytes-module.test.ts'],
+  },
+  {
+    name: 'statsnorm-rows-relu', breaks: "a row-mode phase's normalization in step with the next phase's statistics applies the fused ReLU",
+    file: 'workers/wasm/assembly/stats-rows.ts', find: 'if (relu) shortStatsNorm32<Relu>', replace: 'if (relu) shortStatsNorm32<Plain>',
+    tests: ['test/relu.test.ts', 'test/phased.test.ts', 'test/kernels-rows.test.ts', 'test/kernel-properties.test.ts'],
+  },
+  {
+    name: 'modules-checked-first', breaks: 'loading several modules from one file checks every module before any loads (all or none)',
+    file: 'src/safetensors-modules.ts', find: '  for (const [, m] of entries) checkModuleArrays(m);\n  for (const [i, [, m]] of entries.entries()) m.loadStateDict(states[i]);',
+    replace: '  for (const [i, [, m]] of entries.entries()) {\n    checkModuleArrays(m);\n    m.loadStateDict(states[i]);\n  }',
+    tests: ['test/torch-file.test.ts'], only: 'transferred away',
+  },
+  {
+    name: 'modules-one-prefix', breaks: 'one module may not load from two prefixes of a file',
+    file: 'src/safetensors-modules.ts', find: "if (verb === 'load' && other !== undefined)", replace: "if (verb === 'load' && other === prefix)",
+    tests: ['test/weights.test.ts', 'test/errors-arguments.test.ts'],
+  },
+  {
+    name: 'stats-m2-nan', breaks: "a ChannelStats' m2 may be NaN (data that held NaN)",
+    file: 'src/channel-stats-values.ts', find: 'count[c] < Infinity && !(m2[c] < 0)) c++;', replace: 'count[c] < Infinity && m2[c] >= 0) c++;',
+    tests: ['test/channel-stats.test.ts', 'test/errors-arguments.test.ts'],
+  },
+  {
+    name: 'stats-low-part-infinite', breaks: "a ChannelStats' low part is 0 where its mean is not finite",
+    file: 'src/channel-stats-values.ts', find: 'if (!(m - m === 0 ? m + l === m : l === 0)) break;', replace: 'if (!(m + l === m || Number.isNaN(m))) break;',
+    tests: ['test/channel-stats.test.ts', 'test/errors-arguments.test.ts'],
+  },
+  {
+    name: 'functional-eval-default', breaks: 'the functional forward is in eval mode unless told to train, as F.batch_norm',
+    file: 'src/functional.ts', find: "const training = opts.training === undefined ? false : checkBoolean(opts.training, 'options.training');",
+    replace: "const training = opts.training === undefined ? true : checkBoolean(opts.training, 'options.training');",
+    tests: ['test/forward.test.ts', 'test/torch-vectors.test.ts', 'test/running-stats.test.ts', 'test/validate.test.ts'],
+  },
+  {
+    name: 'functional-default-momentum', breaks: "the functional forward's momentum is 0.1 unless given, as F.batch_norm",
+    file: 'src/functional.ts', find: "const momentum = opts.momentum === undefined ? 0.1 : checkMomentum(opts.momentum, false, 'options.momentum')!;",
+    replace: "const momentum = opts.momentum === undefined ? 0.2 : checkMomentum(opts.momentum, false, 'options.momentum')!;",
+    tests: ['test/forward.test.ts'], only: "F.batch_norm's defaults",
+  },
+  {
+    name: 'functional-mean-out-apart', breaks: "the functional forward's meanOut and varOut may not overlap the running statistics it reads and updates",
+    file: 'src/functional.ts', find: "[bias, 'options.bias'], [runningMean, 'options.runningMean'], [runningVar, 'options.runningVar'],\n  ]) as [Float64Array | null, Float64Array | null];",
+    replace: "[bias, 'options.bias'], [runningMean, 'options.runningMean'],\n  ]) as [Float64Array | null, Float64Array | null];",
+    tests: ['test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/errors.test.ts', 'test/channels.test.ts', 'test/fuzz.test.ts'],
+  },
+  {
+    name: 'functional-default-eps', breaks: "the functional forward's eps is 1e-5 unless given, as F.batch_norm",
+    file: 'src/functional.ts', find: "'options.momentum')!;\n  const eps = opts.eps === undefined ? 1e-5 :",
+    replace: "'options.momentum')!;\n  const eps = opts.eps === undefined ? 1e-3 :",
+    tests: ['test/forward.test.ts'], only: "F.batch_norm's defaults",
+  },
 ];
 
 const args = process.argv.slice(2);

@@ -608,6 +608,17 @@ describe('loadTorchFile(path, modules)', () => {
     expect([stateOf(c), stateOf(d)]).toEqual(before);
     await expect(loadTorchFile(fixture('state_dict.pt'), {})).rejects.toThrow(/^modules must name at least one BatchNorm to load/);
   });
+
+  it("loads none where a later module's own array was transferred away: each is checked before any loads", async () => {
+    const a = new BatchNorm(4);
+    const b = new BatchNorm(6, { affine: false });
+    a.runningMean!.fill(0.5);
+    const before = stateOf(a);
+    structuredClone(b.runningVar!.buffer, { transfer: [b.runningVar!.buffer] });
+    await expect(loadTorchFile(fixture('state_dict.pt'), { 'bn1.': a, 'layer1.0.bn2.': b })).rejects.toThrow(ArgumentError);
+    await expect(loadTorchFile(fixture('state_dict.pt'), { 'bn1.': a, 'layer1.0.bn2.': b })).rejects.toThrow(/running variance/);
+    expect(stateOf(a)).toEqual(before);
+  });
 });
 
 /** Opcodes of a random pickle, each with well-formed arguments (memo indices 0-3, short texts, small ints). */
