@@ -36,7 +36,8 @@ async function reduceBatchStats(
   const local = await batchChannelStats(pool, request);
   const merged = await untilAborted(reduceStats(local), request.signal);
   if (!(merged instanceof ChannelStats) || merged.numChannels !== C) {
-    throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats of ${C} channels; got ${describe(merged)}`);
+    const given = merged instanceof ChannelStats ? `one with numChannels ${merged.numChannels}` : describe(merged);
+    throw new ArgumentError(`options.reduceStats must resolve to a ChannelStats with numChannels ${C}, x's channel count; got ${given}`);
   }
   checkStatsHeld(merged, "options.reduceStats's result's ");
   // One count for every channel: a loop over the channels (7-9 ms in one piece for 4M), in slices

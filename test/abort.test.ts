@@ -152,14 +152,20 @@ describe('abort', () => {
     const x = randomTensor(big, 'float32', 10);
     const bn = new BatchNorm(8, { pool });
     const ac = new AbortController();
-    const first = bn.forward(x, big);
+    const settled: string[] = [];
+    const first = bn.forward(x, big).then(() => settled.push('first'));
     const second = bn.forward(x, big, { signal: ac.signal });
-    const third = bn.forward(x, big);
+    // Small (inline, done in microseconds): were it let go when the call before it left the queue,
+    // it would settle long before the first, still on the workers.
+    const small = [2, 8, 3, 3];
+    const third = bn.forward(randomTensor(small, 'float32', 12), small).then(() => settled.push('third'));
     ac.abort();
     await expect(second).rejects.toBeInstanceOf(AbortError);
     await first;
     await third;
     expect(bn.numBatchesTracked).toBe(2);
+    // The aborted call held its place until the call before it ended: the third ran after the first.
+    expect(settled).toEqual(['first', 'third']);
   });
 
   it('a signal shared by many calls (a server\'s shutdown signal) holds one listener while they run, none once they settle', async () => {

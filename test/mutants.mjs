@@ -1072,6 +1072,57 @@ const MUTANTS = [
     replace: "'options.momentum')!;\n  const eps = opts.eps === undefined ? 1e-3 :",
     tests: ['test/forward.test.ts'], only: "F.batch_norm's defaults",
   },
+  {
+    name: 'module-single-value', breaks: 'training refuses one value a channel (N * prod(spatial) = 1), as PyTorch, and takes one image of several pixels',
+    file: 'src/batch-norm-checks.ts', find: 'if (dims.N * dims.S === 1) {', replace: 'if (dims.N === 1) {',
+    tests: ['test/errors.test.ts', 'test/forward.test.ts', 'test/validate.test.ts', 'test/errors-arguments.test.ts'],
+  },
+  {
+    name: 'bytes-eps-default', breaks: "an 8-bit functional eval's eps is 1e-5 unless given",
+    file: 'src/functional.ts', find: "if (opts.momentum !== undefined) checkMomentum(opts.momentum, false, 'options.momentum');\n  const eps = opts.eps === undefined ? 1e-5 :",
+    replace: "if (opts.momentum !== undefined) checkMomentum(opts.momentum, false, 'options.momentum');\n  const eps = opts.eps === undefined ? 1e-3 :",
+    tests: ['test/bytes.test.ts', 'test/bytes-module.test.ts'],
+  },
+  {
+    name: 'queue-holds-place', breaks: "a module's call aborted while it waits keeps its place until the call before it ends",
+    file: 'src/call-queue.ts', find: 'void turn.then(release);', replace: 'release();',
+    tests: ['test/abort.test.ts'], only: 'removed by its signal',
+  },
+  {
+    name: 'phases-asked', breaks: 'a pool makes phases only where cacheBytes was given',
+    file: 'src/engine.ts', find: '  if (!ctx.cacheBytesGiven) return null;\n', replace: '',
+    tests: ['test/phased.test.ts', 'test/pipelined.test.ts', 'test/grain-size.test.ts'],
+  },
+  {
+    name: 'reset-tracked', breaks: 'resetRunningStats() sets num_batches_tracked to 0, as PyTorch (a cumulative average starts again)',
+    file: 'src/batch-norm.ts', find: '    this.#numBatchesTracked = 0;\n    this.#writes++;', replace: '    this.#writes++;',
+    tests: ['test/running-stats.test.ts', 'test/forward.test.ts', 'test/weights.test.ts'],
+  },
+  {
+    name: 'train-false', breaks: 'train(false) sets eval mode, as PyTorch',
+    file: 'src/batch-norm.ts', find: "this.#training = checkBoolean(mode, 'mode');", replace: "this.#training = checkBoolean(mode, 'mode') || true;",
+    tests: ['test/forward.test.ts', 'test/running-stats.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts'],
+  },
+  {
+    name: 'mode-at-call', breaks: "a forward's mode is the module's at the call: eval() made while it is queued or running does not stop its update",
+    file: 'src/batch-norm.ts', find: 'if (training && this.trackRunningStats) await this.#commit', replace: 'if (this.#training && this.trackRunningStats) await this.#commit',
+    tests: ['test/concurrency.test.ts', 'test/running-stats.test.ts', 'test/forward.test.ts', 'test/interleavings.test.ts'],
+  },
+  {
+    name: 'untracked-eval-batch-stats', breaks: 'a module without running statistics normalizes with the batch statistics in eval mode too, as PyTorch',
+    file: 'src/batch-norm.ts', find: 'const useBatchStats = training || !this.trackRunningStats;', replace: 'const useBatchStats = training && this.trackRunningStats !== null;',
+    tests: ['test/forward.test.ts', 'test/running-stats.test.ts', 'test/backward-eval.test.ts'],
+  },
+  {
+    name: 'sync-counts-differ', breaks: "a synced forward refuses merged statistics whose channels' counts differ",
+    file: 'src/sync.ts', find: 'if (counts[c] !== first) differs = c;', replace: 'if (counts[c] !== counts[c]) differs = c;',
+    tests: ['test/sync.test.ts', 'test/sync-wide.test.ts'],
+  },
+  {
+    name: 'sync-channels', breaks: "a synced forward refuses merged statistics of another number of channels",
+    file: 'src/sync.ts', find: '|| merged.numChannels !== C) {', replace: '|| merged.numChannels < C) {',
+    tests: ['test/sync.test.ts'], only: 'does not resolve to matching statistics',
+  },
 ];
 
 const args = process.argv.slice(2);

@@ -112,7 +112,11 @@ describe('reduceStats and reduceGrads', () => {
   it('rejects a hook that does not resolve to matching statistics, changing nothing', async () => {
     const bn = new BatchNorm(3, { pool });
     const x = randomTensor([4, 3, 5], 'float32', 3);
-    await expect(bn.forward(x, [4, 3, 5], { reduceStats: () => new ChannelStats([1], [0], [0]) })).rejects.toThrow(/ChannelStats of 3 channels/);
+    await expect(bn.forward(x, [4, 3, 5], { reduceStats: () => new ChannelStats([1], [0], [0]) }))
+      .rejects.toThrow(/^options\.reduceStats must resolve to a ChannelStats with numChannels 3, x's channel count; got one with numChannels 1$/);
+    // One channel too many, each with this shard's 20 values and more: still not this module's.
+    const four = new ChannelStats([40, 40, 40, 40], [0, 0, 0, 0], [30, 30, 30, 30]);
+    await expect(bn.forward(x, [4, 3, 5], { reduceStats: () => four })).rejects.toThrow(/numChannels 3, x's channel count; got one with numChannels 4$/);
     await expect(bn.forward(x, [4, 3, 5], { reduceStats: 'no' as never })).rejects.toThrow(/options.reduceStats must be a function/);
     expect(bn.numBatchesTracked).toBe(0);
     expect(Array.from(bn.runningMean!)).toEqual([0, 0, 0]);
