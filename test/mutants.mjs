@@ -1123,6 +1123,22 @@ const MUTANTS = [
     file: 'src/sync.ts', find: '|| merged.numChannels !== C) {', replace: '|| merged.numChannels < C) {',
     tests: ['test/sync.test.ts'], only: 'does not resolve to matching statistics',
   },
+  {
+    name: 'norm-tail-rounding', breaks: "the WebAssembly normalization's scalar tail rounds as its lanes do: an element's bits do not depend on where a vector boundary fell",
+    file: 'workers/wasm/assembly/normalize.ts', find: '    store<f32>(py, relu32((load<f32>(px) - mHi) * sc + bs, floor));',
+    replace: '    store<f32>(py, relu32(load<f32>(px) * sc - mHi * sc + bs, floor));',
+    tests: ['test/kernel-properties.test.ts', 'test/kernels-planes.test.ts', 'test/determinism.test.ts', 'test/forward.test.ts', 'test/bytes.test.ts'],
+  },
+  {
+    name: 'claims-second-pass-kept', breaks: "a call's claim counters of both passes start at zero",
+    file: 'workers/scratch.ts', find: '    Atomics.store(i32, claimCounter(layout, 1, r), 0);\n', replace: '',
+    tests: ['test/claims.test.ts', 'test/determinism.test.ts', 'test/phased.test.ts'],
+  },
+  {
+    name: 'inspect-depth', breaks: 'util.inspect shows a bnpool object past its depth as [Name], as Node shows its own',
+    file: 'src/inspect.ts', find: 'if (depth < 0) return', replace: 'if (depth < -1) return',
+    tests: ['test/channel-stats.test.ts', 'test/running-stats.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);
