@@ -39,7 +39,7 @@ interface WalkCase {
   label: string;
   shape: number[];
   mode: Mode;
-  /** What the most a task writes between two polls is of (perPollBound): 'row group' unless given. */
+  /** The unit of the most a task may write between two polls (perPollBound): 'row group' unless given. */
   unit?: 'row group' | 'band';
   /** The pool: `one` unless given. */
   pool?: () => Pool;
