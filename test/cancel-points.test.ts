@@ -15,12 +15,14 @@ import { AbortError, BatchNorm, ChannelStats, Pool } from '../dist/src/index.js'
 import { planGrid, planPhases, shouldFuse } from '../dist/src/plan.js';
 import { injectFault } from '../dist/src/pool-internals.js';
 import type { Grid } from '../dist/workers/protocol.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { elements, randomTensor, sameBits } from './helpers/data.js';
 import { dimsOf } from './helpers/reference.js';
 
 const SENTINEL = 1234.5;
 const PHASED_CACHE_BYTES = 800_000;
 const PHASED_THREADS = 4;
+/** A training forward that goes in phases on one thread (row mode, one band: see its case). */
+const PHASED_ONE_SHAPE = [320, 5, 14, 14];
 
 let one: Pool;
 let phasedOne: Pool;
@@ -56,7 +58,7 @@ interface Sweep {
 /** Runs the call with the cancel at every poll in turn; checks each cancelled call's output and the module's state. */
 async function sweep(p: Pool, shape: number[], mode: Mode): Promise<Sweep> {
   const C = shape[1];
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = elements(shape);
   const x = p.alloc(n);
   x.set(randomTensor(shape, 'float32', 21) as Float32Array);
   const dy = p.alloc(n);
@@ -140,7 +142,7 @@ describe('on one worker, cancelled at each poll of its task in turn: the output 
     // written, and each later phase's polls (statsNormGroups, then normalizeGroups) write a row
     // group of the phase before.
     {
-      label: 'phased on one worker, row mode', shape: [320, 5, 14, 14], mode: 'train', pool: () => phasedOne,
+      label: 'phased on one worker, row mode', shape: PHASED_ONE_SHAPE, mode: 'train', pool: () => phasedOne,
       quiet: (grid) => grid.nGroups,
     },
     { label: 'eval, plane mode (row groups in memory order)', shape: [64, 2, 32, 32], mode: 'eval' },
@@ -169,9 +171,10 @@ describe('on one worker, cancelled at each poll of its task in turn: the output 
     });
   }
   it('the phased case goes in four phases on one thread, not fused', () => {
-    const grid = gridOf([320, 5, 14, 14]);
-    expect(shouldFuse(grid, 5, true, 1)).toBe(false);
-    expect(planPhases(grid, 5, 4, 1, PHASED_CACHE_BYTES)).toEqual([0, 1, 3, 4, 5]);
+    const grid = gridOf(PHASED_ONE_SHAPE);
+    const C = PHASED_ONE_SHAPE[1];
+    expect(shouldFuse(grid, C, true, 1)).toBe(false);
+    expect(planPhases(grid, C, 4, 1, PHASED_CACHE_BYTES)).toEqual([0, 1, 3, 4, 5]);
   });
 });
 
@@ -207,7 +210,7 @@ describe('statistics only (ChannelStats.fromBatch), on one worker, cancelled at 
   // is written but the call's scratch, which each cancelled call gives back.
   for (const shape of [[2, 3, 300, 300], [64, 2, 32, 32]]) {
     it(`[${shape}]: each cancelled call rejects and frees its memory; then the full call's statistics`, async () => {
-      const n = shape.reduce((a, b) => a * b, 1);
+      const n = elements(shape);
       const x = one.alloc(n);
       x.set(randomTensor(shape, 'float32', 23) as Float32Array);
       const live = one.memoryStats.liveBytes;

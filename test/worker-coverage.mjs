@@ -29,9 +29,12 @@ function countsOf(dir) {
     const { result } = JSON.parse(readFileSync(join(dir, name), 'utf8'));
     for (const script of result) {
       if (!script.url.startsWith(prefix) || !/\.c?js$/.test(script.url)) continue;
-      const source = readFileSync(fileURLToPath(script.url), 'utf8');
       let total = scripts.get(script.url);
-      if (total === undefined) scripts.set(script.url, total = { source, hits: new Float64Array(source.length) });
+      if (total === undefined) {
+        const source = readFileSync(fileURLToPath(script.url), 'utf8');
+        scripts.set(script.url, total = { source, hits: new Float64Array(source.length) });
+      }
+      const { source } = total;
       // Block ranges nest inside their function's: the innermost range holding an offset counts,
       // so the ranges are laid down largest first.
       const ranges = script.functions.flatMap((f) => f.ranges)
@@ -49,7 +52,6 @@ const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/
 /** For each line of the built file, the line of the source (0-based) its first mapped segment comes from. */
 function sourceLines(map) {
   const lines = [];
-  let source = 0;
   let line = 0;
   for (const generated of map.mappings.split(';')) {
     let first = -1;
@@ -68,8 +70,8 @@ function sourceLines(map) {
         value = 0;
         shift = 0;
       }
+      // Fields: generated column, source index (one source a file here), source line, column.
       if (fields.length >= 4) {
-        source += fields[1];
         line += fields[2];
         if (first < 0) first = line;
       }
