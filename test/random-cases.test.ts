@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BatchNorm, OutOfMemoryError, Pool } from '../dist/src/index.js';
-import { planGrid, planPhases } from '../dist/src/plan.js';
+import { planGrid, planPhases, smallestBox } from '../dist/src/plan.js';
 import { scratchLayout } from '../dist/workers/scratch.js';
 import { permute, rng, sameBits } from './helpers/data.js';
 import { channelStats, dxErrorRatio, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
@@ -140,7 +140,7 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
     const runningVar = Array.from({ length: C }, () => 0.5 + rand());
     const label = JSON.stringify({ k, shape, layout, dtype, kernel, relu, training, affine, kinds });
 
-    const smallestChunk = grid.groupRows * grid.S * (grid.mode === 'plane' ? 1 : grid.C);
+    const smallestChunk = smallestBox(grid);
     const runs: { y: Float32Array | Float64Array; dx: Float32Array | Float64Array }[] = [];
     for (const [p, pool] of pools[kernel].entries()) {
       const cap = SMALL_POOL_BYTES[p] as number | undefined;
