@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, ChannelStats, type Pool } from '../dist/src/index.js';
 import { fillChannel, normal, randomTensor, randomVector, rng } from './helpers/data.js';
 import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
-import { channelStats, dxErrorRatio, exactChannelStats, maxRelativeError, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
+import { channelStats, dimsOf, dxErrorRatio, exactChannelStats, maxRelativeError, outputErrorRatio, referenceBackward, referenceForward } from './helpers/reference.js';
 
 for (const kernel of KERNELS) {
   describe(`adversarial data (${kernel} kernel)`, () => {
@@ -181,6 +181,51 @@ for (const kernel of KERNELS) {
             });
           }
         }
+      }
+
+      // Products dy·(x - mean) that all round to zero in float32 (each under half its smallest
+      // subnormal), while eps 1e-60 keeps x̂ of order 1, so dWeight and dx need them: the float32
+      // Σdy·(x - mean) is then exactly zero beside a Σdy that is not, and only a check that some
+      // product is not zero in fact (x != hi and dy != 0 somewhere) sends the block to its float64
+      // resum (workers/wasm/assembly/backward-partial.ts). Channel 1 (and 16 of 18) is such a
+      // channel; its dy is zero in every fourth row from the fourth, the last row included, so that
+      // a check whose answer comes from one position of an interleaved channel (C = 3) or from the
+      // last row (lanes, beside channel 0, whose dy is zero throughout) answers wrong. One shape per
+      // float32 backward kernel: planes, short runs, a pattern, channels in lanes (channel 17 of 18,
+      // the last, an ordinary one).
+      for (const shape of [[2, 3, 40, 40], [4, 3, 5, 7], [64, 3], [64, 18]]) {
+        it(`float32 backward whose products all round to zero in float32 gives float64's gradients: ${name}, [${shape}]`, async () => {
+          const C = shape[1];
+          const tiny = (c: number): boolean => c === 1 || (C > 16 && c === 16);
+          const x = randomTensor(shape, 'float32', 10, (c) => (tiny(c) ? { offset: 0, spread: 1e-23 } : { offset: c - 1.5, spread: 1 + c }));
+          const dy = randomTensor(shape, 'float32', 11, (c) => (tiny(c) ? { offset: 1e-25, spread: 1e-24 } : { offset: 0.5, spread: 1 }));
+          const { N, S } = dimsOf(shape);
+          const tinies = [1, 16].filter(tiny);
+          /** Where the k-th value of channel c is (k = n·S + s). */
+          const at = (k: number, c: number): number => (Math.floor(k / S) * C + c) * S + (k % S);
+          fillChannel(dy, shape, 0, () => 0);
+          for (const c of tinies) for (let k = 3 * S; k < N * S; k++) if (Math.floor(k / S) % 4 === 3) dy[at(k, c)] = 0;
+          const bn = new BatchNorm(C, { pool: pools.get(name)!, eps: 1e-60 });
+          await bn.forward(x, shape);
+          const { dx, dWeight, dBias } = await bn.backward(dy);
+          const st = channelStats(x, shape);
+          const ref = referenceBackward(x, dy, shape, st.mean, st.var.map((v) => 1 / Math.sqrt(v + 1e-60)), bn.weight, true);
+          for (const c of tinies) {
+            // The premise: every float32 product of the channel is zero, and dWeight is a normal float32.
+            const hi = Math.fround(st.mean[c]);
+            let products = 0;
+            for (let k = 0; k < N * S; k++) if (Math.fround(Math.fround(x[at(k, c)] - hi) * dy[at(k, c)]) !== 0) products++;
+            expect(products).toBe(0);
+            expect(Math.abs(ref.dWeight[c])).toBeGreaterThan(2 ** -126);
+          }
+          // The tiny channels' sums are float64's; channel 0's are zero. dx covers every channel.
+          for (const c of tinies) {
+            expect(Math.abs(dWeight![c] - ref.dWeight[c])).toBeLessThanOrEqual(1e-6 * Math.abs(ref.dWeight[c]));
+            expect(Math.abs(dBias![c] - ref.dBias[c])).toBeLessThanOrEqual(1e-6 * Math.abs(ref.dBias[c]));
+          }
+          expect([dWeight![0], dBias![0]]).toEqual([0, 0]);
+          expect(dxErrorRatio(dx, ref, dy, x, shape, 'float32')).toBeLessThanOrEqual(1);
+        });
       }
 
       for (const shape of [[6, 3, 40, 41], [2000, 3], [8, 3, 37]]) {

@@ -1139,6 +1139,86 @@ const MUTANTS = [
     file: 'src/inspect.ts', find: 'if (depth < 0) return', replace: 'if (depth < -1) return',
     tests: ['test/channel-stats.test.ts', 'test/running-stats.test.ts'],
   },
+  {
+    name: 'bwd-columns64-tail-mask', breaks: "a float64 ReLU backward of odd C in lanes masks the last channel's dy too",
+    file: 'workers/wasm/assembly/backward-columns.ts', find: 'const g = useMask && load<f64>(mask + o) <= 0 ? 0 : load<f64>(dy + o);',
+    replace: 'const g = load<f64>(dy + o);', tests: ['test/relu.test.ts', 'test/kernel-properties.test.ts', 'test/channels-last.test.ts', 'test/kernels-rows.test.ts'],
+  },
+  {
+    name: 'bwd-half-lines-odd-row', breaks: "the backward sums of channels in lanes take a tile's odd last row",
+    file: 'workers/wasm/assembly/backward-columns.ts', find: '  if (i < tile) {', replace: '  if (false) {',
+    tests: ['test/backward.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/channels-last.test.ts'],
+  },
+  {
+    name: 'bwd-columns-check-any', breaks: 'channels in lanes check for all-zero products wherever any channel needs it, not only the last',
+    file: 'workers/wasm/assembly/backward-columns.ts', find: 'check = check || zero;', replace: 'check = zero;',
+    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts'],
+  },
+  {
+    name: 'bwd-zero-taken', breaks: "a float32 block's Σdy·(x - hi) of exactly zero beside a Σdy that is not is resummed unless every product is zero",
+    file: 'workers/wasm/assembly/backward-partial.ts', find: '(sp == 0 && (sdy == 0 || zero))', replace: '(sp == 0)',
+    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+  },
+  {
+    name: 'bwd-tiny-bound', breaks: "a float32 block's Σdy·(x - hi) under the tiny bound is resummed in float64",
+    file: 'workers/wasm/assembly/backward-partial.ts', find: 'abs(sp) >= count * TINY_MEAN_SQUARE ||', replace: 'abs(sp) > 0 ||',
+    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+  },
+  {
+    name: 'zero-lanes-and', breaks: 'a lane that left the all-zero list stays out in later rows',
+    file: 'workers/wasm/assembly/backward-partial.ts', find: 'const left = v128.and(v128.load(flags + (i << 2)), v128.or(f32x4.eq(g, zero), xz));',
+    replace: 'const left = v128.or(f32x4.eq(g, zero), xz);', tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/channels-last.test.ts'],
+  },
+  {
+    name: 'products-zero-dy', breaks: 'a block has all-zero products only where dy is zero wherever x - hi is not',
+    file: 'workers/wasm/assembly/backward-partial.ts', find: 'if (!i32x4.all_true(v128.or(f32x4.eq(g, zero), xz))) return false;',
+    replace: 'if (!i32x4.all_true(v128.or(f32x4.eq(g, g), xz))) return false;', tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+  },
+  {
+    name: 'bwd-pattern-zero-all', breaks: "few interleaved channels take a channel's products as all zero only if every position of it says so",
+    file: 'workers/wasm/assembly/backward-pattern.ts', find: 'zero = zero && load<i32>(fPat + (i << 2)) != 0;', replace: 'zero = load<i32>(fPat + (i << 2)) != 0;',
+    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/channels-last.test.ts'],
+  },
+  {
+    name: 'pattern-norm1-rest', breaks: 'few interleaved channels (C = 1, 2) normalize the periods past the last four',
+    file: 'workers/wasm/assembly/normalize-pattern.ts', find: '  return p;', replace: '  return periods;',
+    tests: ['test/channels-last.test.ts', 'test/kernels-rows.test.ts', 'test/kernel-properties.test.ts'],
+  },
+  {
+    name: 'pattern-norm-last', breaks: 'few interleaved channels normalize the values past the last whole period',
+    file: 'workers/wasm/assembly/normalize-pattern.ts', find: 'for (let e = periods * P; e < total; e++) {', replace: 'for (let e = periods * P; e + 1 < total; e++) {',
+    tests: ['test/channels-last.test.ts', 'test/kernels-rows.test.ts', 'test/kernel-properties.test.ts'],
+  },
+  {
+    name: 'stats-pattern3-rest', breaks: 'few interleaved channels (C = 3, 6) sum the periods past the last eight',
+    file: 'workers/wasm/assembly/stats-pattern.ts', find: '  return p;', replace: '  return periods;',
+    tests: ['test/channels-last.test.ts', 'test/kernels-rows.test.ts', 'test/kernel-properties.test.ts'],
+  },
+  {
+    name: 'bytes-sums-pattern-first', breaks: "8-bit sums of interleaved channels start at the position of the run's first pixel",
+    file: 'workers/wasm/assembly/bytes.ts', find: 'scratch: usize): void {\n  const end = x + <usize>n;\n  let k = <usize>(first % P);', replace: 'scratch: usize): void {\n  const end = x + <usize>n;\n  let k: usize = 0;',
+    tests: ['test/bytes-stats.test.ts', 'test/bytes-kernels.test.ts', 'test/bytes.test.ts'],
+  },
+  {
+    name: 'bwd-apply-shift-lo', breaks: "a float32 dx's shift takes the low part of the mean (k·(mean - <f32>mean)) out of e",
+    file: 'workers/wasm/assembly/backward-apply.ts', find: 'return <f32>(e - k * (mean - <f64><f32>mean));', replace: 'return <f32>e;',
+    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-planes.test.ts', 'test/scales.test.ts'],
+  },
+  {
+    name: 'bwd-apply64-tail-mask', breaks: "a float64 ReLU backward of odd plane length masks the last value's dy",
+    file: 'workers/wasm/assembly/backward-apply.ts', find: 'const g = useMask && load<f64>(pm) <= 0 ? 0 : load<f64>(pg);', replace: 'const g = load<f64>(pg);',
+    tests: ['test/relu.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-planes.test.ts'],
+  },
+  {
+    name: 'floor-tail', breaks: "the floor's streaming pass writes a*x + b past the last 16 values",
+    file: 'workers/wasm/assembly/floor.ts', find: '    store<f32>(y, load<f32>(x) * a + b);', replace: '    store<f32>(y, b);',
+    tests: ['test/kernels-floor.test.ts'],
+  },
+  {
+    name: 'read-tail', breaks: "the floor's read pass adds the values past the last 16",
+    file: 'workers/wasm/assembly/floor.ts', find: '    t += load<f32>(x);', replace: '    t += 0;',
+    tests: ['test/kernels-floor.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);
