@@ -27,6 +27,11 @@ describe('ERR_BNPOOL_ARG', () => {
     ['threads 0', () => new Pool({ threads: 0 }), ['options.threads', 'positive integer', 'got 0']],
     ['threads 1.5', () => new Pool({ threads: 1.5 }), ['options.threads', '1.5']],
     ['threads 2^31', () => new Pool({ threads: 2 ** 31 }), ['options.threads', 'at most 1024', 'got 2147483648']],
+    ['threads 1025', () => new Pool({ threads: 1025 }), ['options.threads', 'at most 1024', 'got 1025']],
+    ['maxMemory 65536', () => new Pool({ maxMemory: 65536 }), ['options.maxMemory', 'between 131072 and 4294967296 bytes', 'got 65536']],
+    ['maxMemory 2^32 + 65536', () => new Pool({ maxMemory: 2 ** 32 + 65536 }), ['options.maxMemory', 'between 131072 and 4294967296 bytes', 'got 4295032832']],
+    ['initialMemory past maxMemory', () => new Pool({ maxMemory: 1 << 20, initialMemory: (1 << 20) + 65536 }), ['options.initialMemory', 'at most options.maxMemory (1048576)', 'got 1114112']],
+    ['inlineThreshold -1', () => new Pool({ inlineThreshold: -1 }), ['options.inlineThreshold', 'non-negative integer', 'got -1']],
     ['kernel "gpu"', () => new Pool({ kernel: 'gpu' as never }), ['options.kernel', '"gpu"']],
     ['cacheBytes 0', () => new Pool({ cacheBytes: 0 }), ['options.cacheBytes', 'positive integer', 'got 0']],
     ['cacheBytes "16M"', () => new Pool({ cacheBytes: '16M' as never }), ['options.cacheBytes', '"16M"']],
@@ -53,6 +58,20 @@ describe('ERR_BNPOOL_ARG', () => {
       for (const f of fragments) expect((err as Error).message).toContain(f);
     });
   }
+
+  it('is not thrown at the edges of the pool options\' ranges: maxMemory of two pages, initialMemory at maxMemory, inlineThreshold 0', async () => {
+    const edge = new Pool({ threads: 1, maxMemory: 131072, initialMemory: 131072, inlineThreshold: 0 });
+    try {
+      const x = edge.alloc(8);
+      x.set([1, 2, 3, 4, 5, 6, 7, 8]);
+      const { y } = await batchNorm(x, [4, 2], { training: true, pool: edge });
+      // Channel 0 holds 1, 3, 5, 7 (mean 4, variance 5); channel 1 holds 2, 4, 6, 8.
+      expect(y[0]).toBeCloseTo(-3 / Math.sqrt(5 + 1e-5), 6);
+      expect(y[1]).toBeCloseTo(-3 / Math.sqrt(5 + 1e-5), 6);
+    } finally {
+      await edge.close();
+    }
+  });
 
   it('is raised for an out of the wrong length, with state and out unchanged', async () => {
     const { bn, snapshot } = await trainedModule(pool);

@@ -1219,6 +1219,26 @@ const MUTANTS = [
     file: 'workers/wasm/assembly/floor.ts', find: '    t += load<f32>(x);', replace: '    t += 0;',
     tests: ['test/kernels-floor.test.ts'],
   },
+  {
+    name: 'pool-threads-cap', breaks: 'new Pool refuses more than 1024 threads',
+    file: 'src/pool-options.ts', find: 'if (threads > MAX_THREADS) {', replace: 'if (threads > 2 * MAX_THREADS) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+  },
+  {
+    name: 'pool-max-memory-floor', breaks: "new Pool refuses a maxMemory under two wasm pages (the reserved page and one to allocate)",
+    file: 'src/pool-options.ts', find: 'maxMemory < 2 * RESERVED_BYTES)', replace: 'maxMemory < RESERVED_BYTES)', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+  },
+  {
+    name: 'pool-max-memory-cap', breaks: "new Pool refuses a maxMemory past wasm32's 4 GiB",
+    file: 'src/pool-options.ts', find: 'if (maxMemory > MAX_MEMORY ||', replace: 'if (maxMemory > 2 * MAX_MEMORY ||', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+  },
+  {
+    name: 'pool-initial-memory', breaks: 'new Pool refuses an initialMemory past its maxMemory',
+    file: 'src/pool-options.ts', find: 'if (initialMemory > maxMemory) {', replace: 'if (initialMemory > 2 * maxMemory) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+  },
+  {
+    name: 'pool-inline-threshold-negative', breaks: 'new Pool refuses a negative inlineThreshold',
+    file: 'src/pool-options.ts', find: '!Number.isSafeInteger(value) || value < 0) {', replace: '!Number.isSafeInteger(value) || value < -1) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+  },
 ];
 
 const args = process.argv.slice(2);
