@@ -16,6 +16,14 @@
 // passed every test of the time (running-var-check, count-before-update, in-place-backward) and
 // one the ChannelStats tests, which ran on the default kernel only (mean-lo-merge); the tests
 // that catch them were written then. Plain JavaScript, like bench/alternate.mjs.
+//
+// Tried and left out as equivalent in value (no data can tell them from the code; do not add
+// them back): the TypeScript kernel's farShift bound for blocks under 128 values at `count`
+// rather than `count * 0.5` (it sums in float64, where the resum gains at most ~6 bits); the
+// float32 backward's all-zero check of lanes past the last group of four (zeroProductLanes32's
+// one-by-one lanes) or of a pattern's values past its last whole period, both summed in float64
+// (backward-partial.ts says why); a pattern's statistics shifted by channel 0's first value for
+// every position (writePartial32's farShift resums such a block: it costs only speed).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

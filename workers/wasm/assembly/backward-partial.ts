@@ -88,6 +88,11 @@ export function productsZero32(
  * the row, the rest one by one, dy read only where x - hi is not zero. The groups of four with a
  * lane to check are listed first (in `list`, 4 bytes a group): a row visits those alone, a group
  * leaves the list when none of its lanes is left, and the walk stops when none is left at all.
+ * Lanes checked one by one, and a pattern's values past its last whole period, are ones the
+ * callers sum in float64, where each float32 product is exact: for them a sum of exactly zero
+ * beside nonzero products comes only from exact cancellation, where the sums as they are equal
+ * the resum up to rounding. The check holds them to the contract all the same; no test can tell
+ * it from none (the mutants zero-lanes-tail and bwd-pattern-zero-rest, tried 2026-12-05).
  */
 export function zeroProductLanes32(
   x: usize, dy: usize, mask: usize, rows: i32, rowBytes: usize, width: i32, hArr: usize, flags: usize, list: usize,
