@@ -60,10 +60,14 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * small; on ±1.7e-24, zero). So sums that came out infinite or NaN, or whose mean square is under
  * TINY_MEAN_SQUARE, are made again in float64 from the data: `rows` runs of `len` float32,
  * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
- * out NaN or infinite as they should. Sums that are both zero are a constant run's (every x - K
- * is 0) and are written as they are. So are the sums of all other data, but for a block whose
- * shift lies far from its mean (farShift), which is summed again in float64 about that mean: the
- * checks cost nothing measurable.
+ * out NaN or infinite as they should. Sums that are both zero are taken for a constant run's
+ * (every x - K 0) and written as they are, with no read to check: deviations that all square
+ * to zero (each under ~2^-75) and whose lane sums cancel exactly are taken so too, and their
+ * share of the variance is lost (README, "Semantics", "Left"), where a check would read every
+ * all-zero block again (a ReLU's dead channels). The sums of all
+ * other data are written as they are too, but for a block whose shift lies far from its mean
+ * (farShift), which is summed again in float64 about that mean: the checks cost nothing
+ * measurable.
  */
 @inline export function writePartial32(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
