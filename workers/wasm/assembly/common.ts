@@ -61,7 +61,7 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * TINY_MEAN_SQUARE, are made again in float64 from the data: `rows` runs of `len` float32,
  * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
  * out NaN or infinite as they should. Sums that are both zero are taken for a constant run's
- * (every x - K 0) and written as they are, with no read to check: deviations that all square
+ * (every x - K is 0) and written as they are, with no read to check: deviations that all square
  * to zero (each under ~2^-75) and whose lane sums cancel exactly are taken so too, and their
  * share of the variance is lost (README, "Semantics", "Left"), where a check would read every
  * all-zero block again (a ReLU's dead channels). The sums of all
