@@ -33,6 +33,14 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
+ * The float32 backward sums' suites (adversarial.test.ts holds their hard data), which the
+ * mutants of backward-partial.ts and of the kernels that call it run, with their layout's own.
+ */
+const BACKWARD_SUMS = ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts'];
+/** `new Pool`'s option checks: the mutants of pool-options.ts. */
+const POOL_OPTIONS = ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'];
+
+/**
  * name, what it breaks, file, the text it replaces (once), the replacement, the tests that must
  * fail, and `only`: where given, just the tests whose names contain it run on the mutant (vitest's
  * `-t`, given it as a literal pattern: 'pool.alloc(0)' as a regular expression had matched no test,
@@ -1160,32 +1168,32 @@ const MUTANTS = [
   {
     name: 'bwd-columns-check-any', breaks: 'channels in lanes check for all-zero products wherever any channel needs it, not only the last',
     file: 'workers/wasm/assembly/backward-columns.ts', find: 'check = check || zero;', replace: 'check = zero;',
-    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts'],
+    tests: BACKWARD_SUMS,
   },
   {
     name: 'bwd-zero-taken', breaks: "a float32 block's Σdy·(x - hi) of exactly zero beside a Σdy that is not is resummed unless every product is zero",
     file: 'workers/wasm/assembly/backward-partial.ts', find: '(sp == 0 && (sdy == 0 || zero))', replace: '(sp == 0)',
-    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+    tests: [...BACKWARD_SUMS, 'test/kernels-planes.test.ts'],
   },
   {
     name: 'bwd-tiny-bound', breaks: "a float32 block's Σdy·(x - hi) under the tiny bound is resummed in float64",
     file: 'workers/wasm/assembly/backward-partial.ts', find: 'abs(sp) >= count * TINY_MEAN_SQUARE ||', replace: 'abs(sp) > 0 ||',
-    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+    tests: [...BACKWARD_SUMS, 'test/kernels-planes.test.ts'],
   },
   {
     name: 'zero-lanes-and', breaks: 'a lane that left the all-zero list stays out in later rows',
     file: 'workers/wasm/assembly/backward-partial.ts', find: 'const left = v128.and(v128.load(flags + (i << 2)), v128.or(f32x4.eq(g, zero), xz));',
-    replace: 'const left = v128.or(f32x4.eq(g, zero), xz);', tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/channels-last.test.ts'],
+    replace: 'const left = v128.or(f32x4.eq(g, zero), xz);', tests: [...BACKWARD_SUMS, 'test/channels-last.test.ts'],
   },
   {
     name: 'products-zero-dy', breaks: 'a block has all-zero products only where dy is zero wherever x - hi is not',
     file: 'workers/wasm/assembly/backward-partial.ts', find: 'if (!i32x4.all_true(v128.or(f32x4.eq(g, zero), xz))) return false;',
-    replace: 'if (!i32x4.all_true(v128.or(f32x4.eq(g, g), xz))) return false;', tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/kernels-planes.test.ts'],
+    replace: 'if (!i32x4.all_true(v128.or(f32x4.eq(g, g), xz))) return false;', tests: [...BACKWARD_SUMS, 'test/kernels-planes.test.ts'],
   },
   {
     name: 'bwd-pattern-zero-all', breaks: "few interleaved channels take a channel's products as all zero only if every position of it says so",
     file: 'workers/wasm/assembly/backward-pattern.ts', find: 'zero = zero && load<i32>(fPat + (i << 2)) != 0;', replace: 'zero = load<i32>(fPat + (i << 2)) != 0;',
-    tests: ['test/backward.test.ts', 'test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/scales.test.ts', 'test/channels-last.test.ts'],
+    tests: [...BACKWARD_SUMS, 'test/channels-last.test.ts'],
   },
   {
     name: 'pattern-norm1-rest', breaks: 'few interleaved channels (C = 1, 2) normalize the periods past the last four',
@@ -1229,23 +1237,23 @@ const MUTANTS = [
   },
   {
     name: 'pool-threads-cap', breaks: 'new Pool refuses more than 1024 threads',
-    file: 'src/pool-options.ts', find: 'if (threads > MAX_THREADS) {', replace: 'if (threads > 2 * MAX_THREADS) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+    file: 'src/pool-options.ts', find: 'if (threads > MAX_THREADS) {', replace: 'if (threads > 2 * MAX_THREADS) {', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-max-memory-floor', breaks: "new Pool refuses a maxMemory under two wasm pages (the reserved page and one to allocate)",
-    file: 'src/pool-options.ts', find: 'maxMemory < 2 * RESERVED_BYTES)', replace: 'maxMemory < RESERVED_BYTES)', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+    file: 'src/pool-options.ts', find: 'maxMemory < 2 * RESERVED_BYTES)', replace: 'maxMemory < RESERVED_BYTES)', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-max-memory-cap', breaks: "new Pool refuses a maxMemory past wasm32's 4 GiB",
-    file: 'src/pool-options.ts', find: 'if (maxMemory > MAX_MEMORY ||', replace: 'if (maxMemory > 2 * MAX_MEMORY ||', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+    file: 'src/pool-options.ts', find: 'if (maxMemory > MAX_MEMORY ||', replace: 'if (maxMemory > 2 * MAX_MEMORY ||', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-initial-memory', breaks: 'new Pool refuses an initialMemory past its maxMemory',
-    file: 'src/pool-options.ts', find: 'if (initialMemory > maxMemory) {', replace: 'if (initialMemory > 2 * maxMemory) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+    file: 'src/pool-options.ts', find: 'if (initialMemory > maxMemory) {', replace: 'if (initialMemory > 2 * maxMemory) {', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-inline-threshold-negative', breaks: 'new Pool refuses a negative inlineThreshold',
-    file: 'src/pool-options.ts', find: '!Number.isSafeInteger(value) || value < 0) {', replace: '!Number.isSafeInteger(value) || value < -1) {', tests: ['test/errors-arguments.test.ts', 'test/fuzz.test.ts', 'test/memory.test.ts', 'test/lifecycle.test.ts'],
+    file: 'src/pool-options.ts', find: '!Number.isSafeInteger(value) || value < 0) {', replace: '!Number.isSafeInteger(value) || value < -1) {', tests: POOL_OPTIONS,
   },
 ];
 
