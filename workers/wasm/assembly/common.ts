@@ -64,10 +64,9 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * (every x - K is 0) and written as they are, with no read to check: deviations that all square
  * to zero (each under ~2^-75) and whose lane sums cancel exactly are taken so too, and their
  * share of the variance is lost (README, "Semantics", "Left"), where a check would read every
- * all-zero block again (a ReLU's dead channels). The sums of all
- * other data are written as they are too, but for a block whose shift lies far from its mean
- * (farShift), which is summed again in float64 about that mean: the checks cost nothing
- * measurable.
+ * all-zero block again (a ReLU's dead channels). The sums of all other data are written as
+ * they are too, but for a block whose shift lies far from its mean (farShift), which is summed
+ * again in float64 about that mean: the checks cost nothing measurable.
  */
 @inline export function writePartial32(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
