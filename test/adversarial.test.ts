@@ -152,6 +152,49 @@ for (const kernel of KERNELS) {
         }
       }
 
+      // Deviations that all square to zero in float32 (2^-76: each square under half its smallest
+      // subnormal) and whose float32 sums cancel exactly: channel 1 is K, K + d, K - d, K, ... (by
+      // its own index k = n·S + s), so a block that starts on a multiple of 4 has shifted sums that
+      // are both zero, as a constant block's are. Only a read of the block tells them apart where
+      // K is under 2^-50 (workers/wasm/assembly/common.ts, PROVEN_SHIFT). Until 2026-12-06 such a
+      // block was taken for constant: a variance 6% to 100% low, and y off with this eps. Channel 0
+      // is constant at 2^-73 and channel 2 all zeros (the read finds them constant), which must stay
+      // exact; the forward's y, with eps 1e-60, needs channel 1's variance. One shape per float32
+      // statistics kernel, as above, but with runs (S) and rows (N) that are multiples of 4: the
+      // short runs' last values and the rows past the last whole period would be summed apart
+      // (in float64, or about a shift of K ± d), and no longer cancel.
+      for (const shape of [[2, 3, 40, 40], [4, 3, 4, 7], [64, 3], [64, 20], [48, 17]]) {
+        for (const K of [2 ** -73, 0]) {
+          it(`float32 of deviations that square to zero and cancel in the sums (channel 1: ${K} ± 2^-76) keeps its variance: ${name}, [${shape}]`, async () => {
+            const EPS = 1e-60;
+            const d = 2 ** -76;
+            const C = shape[1];
+            const x = randomTensor(shape, 'float32', 12);
+            const { N, S } = dimsOf(shape);
+            for (let k = 0; k < N * S; k++) {
+              const at = (c: number): number => (Math.floor(k / S) * C + c) * S + (k % S);
+              x[at(0)] = 2 ** -73;
+              x[at(1)] = K + [0, d, -d, 0][k % 4];
+              x[at(2)] = 0;
+            }
+            // The premise: every float32 square of channel 1's deviations is zero.
+            expect(Math.fround(Math.fround(K + d - K) ** 2)).toBe(0);
+            const exact = channelStats(x, shape);
+            expect(exact.var[1]).toBeGreaterThan(0);
+            const stats = await ChannelStats.fromBatch(x, shape, { pool: pools.get(name)! });
+            const bn = new BatchNorm(C, { pool: pools.get(name)!, eps: EPS });
+            bn.weight!.set(randomVector(C, 'float32', 13, 0.5, 2));
+            bn.bias!.set(randomVector(C, 'float32', 14, -1, 1));
+            const y = await bn.forward(x, shape);
+            expect(Math.abs(stats.variance({ ddof: 0 })[1] - exact.var[1])).toBeLessThanOrEqual(1e-6 * exact.var[1]);
+            expect(Math.abs(stats.mean()[1] - exact.mean[1])).toBeLessThanOrEqual(1e-6 * d);
+            for (const c of [0, 2]) expect([stats.variance()[c], stats.mean()[c]]).toEqual([0, c === 0 ? 2 ** -73 : 0]);
+            const ref = referenceForward(x, shape, { training: true, eps: EPS, weight: bn.weight, bias: bn.bias });
+            expect(outputErrorRatio(y, x, shape, ref, bn.bias, 'float32')).toBeLessThanOrEqual(1);
+          });
+        }
+      }
+
       // The backward's products dy·(x - mean), which the WebAssembly kernel takes in float32 lanes,
       // past float32's range (1e40: an infinity, and NaN where +Inf meets -Inf) and in its
       // subnormal range (1e-40); and x of spread 1e25 with dy of 1, whose dx coefficient

@@ -1262,6 +1262,51 @@ const MUTANTS = [
     file: 'src/pool-options.ts', find: '!Number.isSafeInteger(value) || value < 0) {', replace: '!Number.isSafeInteger(value) || value < -1) {', tests: POOL_OPTIONS,
   },
   {
+    name: 'proven-shift-bound', breaks: 'zero float32 sums prove a block constant only about a shift of at least 2^-50',
+    file: 'workers/wasm/assembly/common.ts', find: 'PROVEN_SHIFT: f64 = 8.881784197001252e-16;', replace: 'PROVEN_SHIFT: f64 = 1e-30;',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'all-equal-vectors', breaks: "the read of a block whose float32 sums are zero checks its whole vectors",
+    file: 'workers/wasm/assembly/common.ts', find: '    if (v128.any_true(ne)) return false;\n', replace: '    void ne;\n',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'all-equal-tail', breaks: "the read of a block whose float32 sums are zero checks the values past its last whole vector",
+    file: 'workers/wasm/assembly/common.ts', find: '    for (; q < end; q += 4) if (load<f32>(q) != k) return false;\n', replace: '',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-columns-early', breaks: 'channels in lanes whose float32 sums are zero about a tiny shift are taken for constant only when a read finds them so',
+    file: 'workers/wasm/assembly/stats-rows.ts', find: '  if (!v128.any_true(ne)) return;\n', replace: '  if (!v128.any_true(ne) || C > 0) return;\n',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-columns-mask', breaks: "the read of channels in lanes sees the values of those whose float32 sums are zero about a tiny shift",
+    file: 'workers/wasm/assembly/stats-rows.ts', find: 'store<i32>(masks + (c << 2), check ? -1 : 0);', replace: 'store<i32>(masks + (c << 2), check ? 0 : 0);',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-columns-nan', breaks: 'a channel in lanes that the read finds not constant is summed again in float64',
+    file: 'workers/wasm/assembly/stats-rows.ts', find: '      store<f64>(s2Arr + (c << 3), NaN);', replace: '      store<f64>(s2Arr + (c << 3), 0);',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-pattern-early', breaks: 'interleaved channels whose float32 sums are zero about a tiny shift are taken for constant only when a read finds them so',
+    file: 'workers/wasm/assembly/stats-pattern.ts', find: '  if (!v128.any_true(ne)) return 0;\n', replace: '  if (!v128.any_true(ne) || C > 0) return 0;\n',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-pattern-mask', breaks: "the read of interleaved channels sees the positions of those whose float32 sums are zero about a tiny shift",
+    file: 'workers/wasm/assembly/stats-pattern.ts', find: '(check >> <i32>(i % <usize>C)) & 1 ? -1 : 0', replace: '(check >> <i32>(i % <usize>C)) & 1 ? 0 : 0',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'check-pattern-bit', breaks: 'the interleaved channel that the read finds not constant is the one summed again',
+    file: 'workers/wasm/assembly/stats-pattern.ts', find: 'differ |= 1 << <i32>c;', replace: 'differ |= 1;',
+    tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). Run alone, it
     // hangs the whole abort and cancel suites past any sensible limit.

@@ -51,6 +51,45 @@
 export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 
 /**
+ * From this |shift| (2^-50) up, a float32 block whose shifted sums are both zero is constant: any
+ * other float32 x lies at least 2^-74 from such a shift K (the spacing of float32 below K), so
+ * x - K rounds to at least 2^-74 in magnitude and its square to at least 2^-148, which float32
+ * holds (its smallest subnormal is 2^-149); a sum of squares that are all >= 0 and one > 0 is > 0.
+ * Under it, deviations of ~2^-75 and less square to zero, and their sums can cancel exactly
+ * (writePartial32 reads such a block again).
+ */
+export const PROVEN_SHIFT: f64 = 8.881784197001252e-16;
+
+/**
+ * Whether every value of `rows` runs of `len` float32, `rowStride` bytes apart, from `p`, equals k
+ * (as float32 ==: -0 equals 0, NaN equals nothing): writePartial32's check of a block whose sums
+ * are both zero about a shift under PROVEN_SHIFT. A vector a step, the lanes' inequalities or-ed
+ * over each run, which returns at the end of the first run that holds another value.
+ */
+export function allEqual32(p: usize, rows: i32, rowStride: usize, len: i32, k: f32): bool {
+  const kv = f32x4.splat(k);
+  for (let r = 0; r < rows; r++) {
+    let q = p + <usize>r * rowStride;
+    const end = q + (<usize>len << 2);
+    let ne = i32x4.splat(0);
+    for (; q + 16 <= end; q += 16) ne = v128.or(ne, f32x4.ne(v128.load(q), kv));
+    if (v128.any_true(ne)) return false;
+    for (; q < end; q += 4) if (load<f32>(q) != k) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether a block's float32 sums s1 and s2 are both zero and the block is constant (writePartial32):
+ * proven by a shift of at least PROVEN_SHIFT, else checked by a read. A call, not inlined: as a
+ * local that writePartial32's callers tested in their loops, the answer looked to
+ * workers/wasm/folded.mjs like a flag folded into a kernel's copies (statsNormRows32).
+ */
+function constantRun32(s1: f64, s2: f64, shift: f64, p: usize, rows: i32, rowStride: usize, len: i32): bool {
+  return s2 == 0 && s1 == 0 && (abs(shift) >= PROVEN_SHIFT || allEqual32(p, rows, rowStride, len, <f32>shift));
+}
+
+/**
  * writePartial for float32 data, whose shifted values are squared and summed in float32 lanes.
  * Those squares leave float32's normal range at both ends although every value is finite (as
  * PyTorch's float32 CPU kernels' do: their invstd is 0 at a spread of 1e20; bench/torch/
@@ -60,18 +99,25 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
  * small; on ±1.7e-24, zero). So sums that came out infinite or NaN, or whose mean square is under
  * TINY_MEAN_SQUARE, are made again in float64 from the data: `rows` runs of `len` float32,
  * `rowStride` bytes apart, from `p`. Data holding NaN or an infinity take this path too, and come
- * out NaN or infinite as they should. Sums that are both zero are taken for a constant run's
- * (every x - K is 0) and written as they are, with no read to check: deviations that all square
- * to zero (each under ~2^-75) and whose lane sums cancel exactly are taken so too, and their
- * share of the variance is lost (README, "Semantics", "Left"), where a check would read every
- * all-zero block again (a ReLU's dead channels). The sums of all other data are written as
- * they are too, but for a block whose shift lies far from its mean (farShift), which is summed
- * again in float64 about that mean: the checks cost nothing measurable.
+ * out NaN or infinite as they should. Sums that are both zero are a constant run's (every x - K
+ * is 0), and are written as they are, where the shift K is at least PROVEN_SHIFT in magnitude,
+ * which proves it, or where the block, read again, holds only K (allEqual32); else its
+ * deviations all squared to zero (each under ~2^-75) and their lane sums cancelled exactly, and
+ * it is summed again in float64 ([K, K + d, K - d] repeated, K = 2^-73, d = 2^-76, had lost
+ * 6-100% of its variance before 2026-12-06). That read falls on blocks of zeros and of values all
+ * under 2^-50, a ReLU's dead channels, just after the sums' own read of them: a training forward
+ * of zeros took 7-35% more time (the fastest of 58 calls against the build before, planes to
+ * lanes, two runs; of random data 0.95-1.09x, noise). The kernels whose blocks are strided
+ * columns read theirs in one pass before (checkColumns32, checkPattern32), write the constant
+ * ones' partials themselves, and hand the others to writePartial32 with NaN sums. The sums of all
+ * other data are written as they are too, but for a block whose shift lies far from its mean
+ * (farShift), which is summed again in float64 about that mean: the checks cost nothing
+ * measurable.
  */
 @inline export function writePartial32(
   out: usize, count: f64, shift: f64, s1: f64, s2: f64, p: usize, rows: i32, rowStride: usize, len: i32,
 ): void {
-  if (isFinite(s1) && isFinite(s2) && (s2 >= count * TINY_MEAN_SQUARE || (s2 == 0 && s1 == 0))) {
+  if (isFinite(s1) && isFinite(s2) && (s2 >= count * TINY_MEAN_SQUARE || constantRun32(s1, s2, shift, p, rows, rowStride, len))) {
     if (farShift(count, s1, s2)) resum<f32>(out, count, shift + s1 / count, s1, s2, p, rows, rowStride, len, 1, 1);
     else writePartial(out, count, shift, s1, s2);
   } else {
@@ -82,7 +128,8 @@ export const TINY_MEAN_SQUARE: f64 = 7.52316384526264e-37;
 /**
  * writePartial32 of two blocks at once (channels in lanes: their shifts and shifted sums in the
  * two lanes), partials at out0 and out1, where both blocks' sums are ordinary: finite, a mean
- * square not under TINY_MEAN_SQUARE (or both sums 0), the shift not far from the mean (farShift).
+ * square not under TINY_MEAN_SQUARE (or both sums 0: its caller, statsColumns32, has read those
+ * whose shift is under PROVEN_SHIFT, checkColumns32), the shift not far from the mean (farShift).
  * The same IEEE operations lane by lane as writePartial32's and writePartial's: the same bits.
  * Returns false, writing nothing, where either block is not; writePartial32 then takes each.
  * One block at a time, the divisions bounded the statistics of wide rows, whose blocks are short

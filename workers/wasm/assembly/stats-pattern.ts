@@ -1,4 +1,4 @@
-import { fold4, patternLength, writePartial32 } from './common';
+import { allEqual32, fold4, patternLength, PROVEN_SHIFT, writePartial, writePartial32 } from './common';
 import { sums32 } from './stats';
 
 // Statistics of rank 2 with few channels (channels-last images: C = 1, 2, 3, ...), where C is not a
@@ -104,6 +104,8 @@ export function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usi
     store<f64>(sF + (i << 3), load<f64>(sF + (i << 3)) + d);
     store<f64>(qF + (i << 3), load<f64>(qF + (i << 3)) + d * d);
   }
+  // Channel c's sums, s1 at sPat + 8c and s2 at qPat + 8c: the float32 sums there are done with,
+  // and their 4 bytes a position are at least 8 a channel (P >= 2C, as C is not a multiple of 4).
   for (let c: usize = 0; c < <usize>C; c++) {
     let s1: f64 = 0;
     let s2: f64 = 0;
@@ -111,6 +113,58 @@ export function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usi
       s1 += load<f64>(sF + (i << 3));
       s2 += load<f64>(qF + (i << 3));
     }
-    writePartial32(out + c * <usize>outStride, <f64>rows, <f64>load<f32>(kPat + (c << 2)), s1, s2, x + (c << 2), rows, <usize>C << 2, 1);
+    store<f64>(sPat + (c << 3), s1);
+    store<f64>(qPat + (c << 3), s2);
   }
+  const differ = checkPattern32(x, rows, C, P, kPat, sPat, qPat, sF);
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const o = out + c * <usize>outStride;
+    const k = <f64>load<f32>(kPat + (c << 2));
+    const s1 = load<f64>(sPat + (c << 3));
+    const s2 = load<f64>(qPat + (c << 3));
+    // Zero sums: constant (checkPattern32 read those about a shift under PROVEN_SHIFT), the bits
+    // writePartial32 gives a constant block; or not (`differ`), summed again in float64.
+    if (s1 == 0 && s2 == 0) {
+      if ((differ >> <i32>c) & 1) writePartial32(o, <f64>rows, k, s1, NaN, x + (c << 2), rows, <usize>C << 2, 1);
+      else writePartial(o, <f64>rows, k, 0, 0);
+    } else {
+      writePartial32(o, <f64>rows, k, s1, s2, x + (c << 2), rows, <usize>C << 2, 1);
+    }
+  }
+}
+
+/**
+ * The channels (a bit each: C < 16) whose float32 sums are both zero about a shift under
+ * PROVEN_SHIFT and that are not constant: their deviations squared to zero and cancelled
+ * (common.ts, writePartial32), which only a read tells from a constant channel (a ReLU's dead
+ * one). The run is read once, in order, with those channels' positions on in a mask per vector
+ * of the period (`masks`, 4 bytes a position: sF's, whose sums are done with), and any value of
+ * theirs that is not its shift turns one accumulator on; only then is each read apart
+ * (allEqual32, a value a row). The values past the last whole period are summed in float64,
+ * where a nonzero deviation has a nonzero square, so that those of a channel with zero sums are
+ * its shift. Channel c's sums are at s1s + 8c and s2s + 8c.
+ */
+function checkPattern32(x: usize, rows: i32, C: i32, P: usize, kPat: usize, s1s: usize, s2s: usize, masks: usize): i32 {
+  let check = 0;
+  for (let c: usize = 0; c < <usize>C; c++) {
+    const k = <f64>load<f32>(kPat + (c << 2));
+    if (load<f64>(s1s + (c << 3)) == 0 && load<f64>(s2s + (c << 3)) == 0 && abs(k) < PROVEN_SHIFT) check |= 1 << <i32>c;
+  }
+  if (check == 0) return 0;
+  for (let i: usize = 0; i < P; i++) store<i32>(masks + (i << 2), (check >> <i32>(i % <usize>C)) & 1 ? -1 : 0);
+  const total = <usize>rows * <usize>C;
+  const periods = total / P;
+  let ne = i32x4.splat(0);
+  for (let p: usize = 0; p < periods; p++) {
+    const base = x + ((p * P) << 2);
+    for (let j: usize = 0; j < P; j += 4) {
+      ne = v128.or(ne, v128.and(f32x4.ne(v128.load(base + (j << 2)), v128.load(kPat + (j << 2))), v128.load(masks + (j << 2))));
+    }
+  }
+  if (!v128.any_true(ne)) return 0;
+  let differ = 0;
+  for (let c: usize = 0; c < <usize>C; c++) {
+    if ((check >> <i32>c) & 1 && !allEqual32(x + (c << 2), rows, <usize>C << 2, 1, load<f32>(kPat + (c << 2)))) differ |= 1 << <i32>c;
+  }
+  return differ;
 }
