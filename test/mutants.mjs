@@ -1278,7 +1278,7 @@ const MUTANTS = [
   },
   {
     name: 'check-columns-early', breaks: 'channels in lanes whose float32 sums are zero about a tiny shift are taken for constant only when a read finds them so',
-    file: 'workers/wasm/assembly/stats-rows.ts', find: '  if (!v128.any_true(ne)) return;\n', replace: '  if (!v128.any_true(ne) || C > 0) return;\n',
+    file: 'workers/wasm/assembly/stats-rows.ts', find: 'if (!any || !maskedDiffer32(x, rows, rowBytes, c4, kArr, masks)) return;', replace: 'if (!any || C > 0) return;',
     tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
   },
   {
@@ -1293,7 +1293,7 @@ const MUTANTS = [
   },
   {
     name: 'check-pattern-early', breaks: 'interleaved channels whose float32 sums are zero about a tiny shift are taken for constant only when a read finds them so',
-    file: 'workers/wasm/assembly/stats-pattern.ts', find: '  if (!v128.any_true(ne)) return 0;\n', replace: '  if (!v128.any_true(ne) || C > 0) return 0;\n',
+    file: 'workers/wasm/assembly/stats-pattern.ts', find: 'if (!maskedDiffer32(x, periods, P << 2, P, kPat, masks)) return 0;', replace: 'if (periods >= 0) return 0;',
     tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
   },
   {

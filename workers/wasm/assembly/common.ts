@@ -80,6 +80,32 @@ export function allEqual32(p: usize, rows: i32, rowStride: usize, len: i32, k: f
 }
 
 /**
+ * Whether a block's float32 sums s1 and s2 are both zero about a shift under PROVEN_SHIFT: only a
+ * read tells whether the block is constant (checkColumns32 and checkPattern32 pick their channels
+ * to read by it).
+ */
+@inline export function unproven32(s1: f64, s2: f64, shift: f64): bool {
+  return s2 == 0 && s1 == 0 && abs(shift) < PROVEN_SHIFT;
+}
+
+/**
+ * Whether any of `rows` runs of `width` float32 (a multiple of 4), `rowStride` bytes apart, from
+ * `p`, differs from its shift at k + 4i where the mask at masks + 4i is on (all bits): one pass in
+ * address order, the lanes' masked inequalities or-ed into one accumulator. The in-order read of
+ * checkColumns32 (rows of channels) and checkPattern32 (periods of positions).
+ */
+export function maskedDiffer32(p: usize, rows: i32, rowStride: usize, width: usize, k: usize, masks: usize): bool {
+  let ne = i32x4.splat(0);
+  for (let r = 0; r < rows; r++) {
+    const run = p + <usize>r * rowStride;
+    for (let i: usize = 0; i < width; i += 4) {
+      ne = v128.or(ne, v128.and(f32x4.ne(v128.load(run + (i << 2)), v128.load(k + (i << 2))), v128.load(masks + (i << 2))));
+    }
+  }
+  return v128.any_true(ne);
+}
+
+/**
  * Whether a block's float32 sums s1 and s2 are both zero and the block is constant (writePartial32):
  * proven by a shift of at least PROVEN_SHIFT, else checked by a read. A call, not inlined: as a
  * local that writePartial32's callers tested in their loops, the answer looked to

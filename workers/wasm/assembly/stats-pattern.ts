@@ -1,4 +1,4 @@
-import { allEqual32, fold4, patternLength, PROVEN_SHIFT, writePartial, writePartial32 } from './common';
+import { allEqual32, fold4, maskedDiffer32, patternLength, unproven32, writePartial, writePartial32 } from './common';
 import { sums32 } from './stats';
 
 // Statistics of rank 2 with few channels (channels-last images: C = 1, 2, 3, ...), where C is not a
@@ -147,21 +147,12 @@ export function statsPattern32(x: usize, rows: i32, C: i32, acc: usize, out: usi
 function checkPattern32(x: usize, rows: i32, C: i32, P: usize, kPat: usize, s1s: usize, s2s: usize, masks: usize): i32 {
   let check = 0;
   for (let c: usize = 0; c < <usize>C; c++) {
-    const k = <f64>load<f32>(kPat + (c << 2));
-    if (load<f64>(s1s + (c << 3)) == 0 && load<f64>(s2s + (c << 3)) == 0 && abs(k) < PROVEN_SHIFT) check |= 1 << <i32>c;
+    if (unproven32(load<f64>(s1s + (c << 3)), load<f64>(s2s + (c << 3)), <f64>load<f32>(kPat + (c << 2)))) check |= 1 << <i32>c;
   }
   if (check == 0) return 0;
   for (let i: usize = 0; i < P; i++) store<i32>(masks + (i << 2), (check >> <i32>(i % <usize>C)) & 1 ? -1 : 0);
-  const total = <usize>rows * <usize>C;
-  const periods = total / P;
-  let ne = i32x4.splat(0);
-  for (let p: usize = 0; p < periods; p++) {
-    const base = x + ((p * P) << 2);
-    for (let j: usize = 0; j < P; j += 4) {
-      ne = v128.or(ne, v128.and(f32x4.ne(v128.load(base + (j << 2)), v128.load(kPat + (j << 2))), v128.load(masks + (j << 2))));
-    }
-  }
-  if (!v128.any_true(ne)) return 0;
+  const periods = <i32>((<usize>rows * <usize>C) / P);
+  if (!maskedDiffer32(x, periods, P << 2, P, kPat, masks)) return 0;
   let differ = 0;
   for (let c: usize = 0; c < <usize>C; c++) {
     if ((check >> <i32>c) & 1 && !allEqual32(x + (c << 2), rows, <usize>C << 2, 1, load<f32>(kPat + (c << 2)))) differ |= 1 << <i32>c;

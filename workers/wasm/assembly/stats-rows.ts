@@ -1,4 +1,6 @@
-import { allEqual32, floorOf, fold4, hsum, Plain, PROVEN_SHIFT, Relu, writePartial, writePartial32, writePartial64, writePartials32x2 } from './common';
+import {
+  allEqual32, floorOf, fold4, hsum, maskedDiffer32, Plain, Relu, unproven32, writePartial, writePartial32, writePartial64, writePartials32x2,
+} from './common';
 import { normalizeRows32, normParams32, normRunF32 } from './normalize';
 import { statsPattern32 } from './stats-pattern';
 import { sums32, sums64 } from './stats';
@@ -216,20 +218,11 @@ function checkColumns32(x: usize, rows: i32, rowBytes: usize, C: i32, kArr: usiz
   const c4 = <usize>(C & ~3);
   let any = false;
   for (let c: usize = 0; c < c4; c++) {
-    const k = <f64>load<f32>(kArr + (c << 2));
-    const check = load<f64>(s1Arr + (c << 3)) == 0 && load<f64>(s2Arr + (c << 3)) == 0 && abs(k) < PROVEN_SHIFT;
+    const check = unproven32(load<f64>(s1Arr + (c << 3)), load<f64>(s2Arr + (c << 3)), <f64>load<f32>(kArr + (c << 2)));
     store<i32>(masks + (c << 2), check ? -1 : 0);
     any = any || check;
   }
-  if (!any) return;
-  let ne = i32x4.splat(0);
-  for (let r = 0; r < rows; r++) {
-    const row = x + <usize>r * rowBytes;
-    for (let c: usize = 0; c < c4; c += 4) {
-      ne = v128.or(ne, v128.and(f32x4.ne(v128.load(row + (c << 2)), v128.load(kArr + (c << 2))), v128.load(masks + (c << 2))));
-    }
-  }
-  if (!v128.any_true(ne)) return;
+  if (!any || !maskedDiffer32(x, rows, rowBytes, c4, kArr, masks)) return;
   for (let c: usize = 0; c < c4; c++) {
     if (load<i32>(masks + (c << 2)) != 0 && !allEqual32(x + (c << 2), rows, rowBytes, 1, load<f32>(kArr + (c << 2)))) {
       store<f64>(s2Arr + (c << 3), NaN);
