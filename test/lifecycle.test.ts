@@ -117,6 +117,66 @@ describe('lifecycle', () => {
     expect(r.optimized).toBe(r.kernels);
   });
 
+  // V8's flags around the kernels' compile (select.ts, withOptimizedCompile), told by its test
+  // natives: the tier of a module of the script's own compiled before the kernels, while they
+  // compile and after (each of other bytes, a function returning 1, 2, 3: V8 reuses the code of
+  // bytes it compiled before), and the kernels'. Before and after, a module's function is called
+  // once and watched for up to `watchMs`: with V8's dynamic tiering off, its background compile
+  // makes it optimized code within milliseconds; on, one call leaves it baseline code. runNode
+  // gives the script with `-e`, so it is one of `process.execArgv`, and it names liftoff: until
+  // 2026-12-06 such a script was taken for a flag the user set, and the kernels came out of the
+  // baseline compiler.
+  const tiers = (load: 'loadWasmModules' | 'loadWasmModule', watchMs = 300): string => `
+    const tiny = [0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 6, 1, 4, 0, 65, 0, 11];
+    const tier = (f) => %IsLiftoffFunction(f) ? 'liftoff' : %IsTurboFanFunction(f) ? 'turbofan' : 'other';
+    let n = 0;
+    const compile = () => {
+      const bytes = Uint8Array.from(tiny);
+      bytes[bytes.length - 2] = ++n;
+      const f = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f;
+      if (f() !== n) throw new Error('the probe returned ' + f());
+      return f;
+    };
+    const watch = async (f) => {
+      for (const stop = Date.now() + ${watchMs}; tier(f) !== 'turbofan' && Date.now() < stop;) await new Promise((r) => setTimeout(r, 5));
+      return tier(f);
+    };
+    const { ${load} } = await import(${JSON.stringify(select)});
+    const seen = { before: await watch(compile()) };
+    const pending = ${load}();
+    seen.during = tier(compile());
+    const module = '${load}' === 'loadWasmModules' ? (await pending).shared : pending;
+    seen.after = await watch(compile());
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
+    seen.kernels = [...new Set(Object.values(new WebAssembly.Instance(module, { env: { memory } }).exports).map(tier))];
+    console.log(JSON.stringify(seen));
+  `;
+
+  it("V8's baseline compiler is off while the kernels compile, for every module, and back on after, with its dynamic tiering", () => {
+    expect(runScript(tiers('loadWasmModules'), ['--allow-natives-syntax'])).toEqual({
+      before: 'liftoff', during: 'turbofan', after: 'liftoff', kernels: ['turbofan'],
+    });
+    // Compiled on the calling thread, the flags are back before the call returns.
+    expect(runScript(tiers('loadWasmModule'), ['--allow-natives-syntax'])).toEqual({
+      before: 'liftoff', during: 'liftoff', after: 'liftoff', kernels: ['turbofan'],
+    });
+  });
+
+  for (const flag of ['--no-liftoff', '--noliftoff', '--no_liftoff']) {
+    it(`a V8 flag the process was started with stays as its user set it: ${flag}`, () => {
+      expect(runScript(tiers('loadWasmModules'), ['--allow-natives-syntax', flag])).toEqual({
+        before: 'turbofan', during: 'turbofan', after: 'turbofan', kernels: ['turbofan'],
+      });
+    });
+  }
+
+  it('a V8 flag the process was started with stays as its user set it: --no-wasm-dynamic-tiering', () => {
+    // Every function is then optimized in the background after its baseline code: watched until it is.
+    expect(runScript(tiers('loadWasmModules', 20_000), ['--allow-natives-syntax', '--no-wasm-dynamic-tiering'])).toEqual({
+      before: 'turbofan', during: 'turbofan', after: 'turbofan', kernels: ['turbofan'],
+    });
+  });
+
   it('a call aborted, or a pool closed, while the kernels compile', () => {
     const script = `
       const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});

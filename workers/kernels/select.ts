@@ -153,19 +153,41 @@ const LAZY_FLAGS = ['liftoff', 'wasm-lazy-compilation'];
 let optimizedHolds = 0;
 
 /**
+ * A flag V8 turns off with Liftoff (its flag implication `--no-liftoff` => `--no-wasm-dynamic-
+ * tiering`) and that `--liftoff` leaves off. Without it V8 compiles each wasm function by the
+ * optimizing compiler too, in the background, once the baseline compiler has (on its first call),
+ * hot or not: until 2026-12-06 it did so for all the wasm of a process whose pool had compiled
+ * the kernels.
+ */
+const IMPLIED_BY_LIFTOFF = 'wasm-dynamic-tiering';
+
+/**
+ * Whether the process was started with V8's `flag` set either way, in any of V8's spellings
+ * (`--flag`, `--no-flag`, `--noflag`, `_` for `-`). The whole argument is matched: `node -e`'s
+ * script is an argument of `process.execArgv` too, and one that merely held the word `liftoff`
+ * had kept V8's baseline compiler on for the kernels until 2026-12-06.
+ */
+function startedWith(flag: string): boolean {
+  const pattern = new RegExp(`^--(?:no-?|no_)?${flag.replace(/-/g, '[-_]')}(?:=|$)`);
+  return process.execArgv.some((a) => pattern.test(a));
+}
+
+/**
  * Runs `compile` (sync or async) with V8's optimizing compiler up front. By default V8 runs new
  * wasm code through its baseline compiler (Liftoff), lazily, and tiers hot functions up later in
  * the background: measured here, the first calls then ran the kernels (and the floor) at half
  * speed or worse. The flags stay off until the compile settles (an async compile reads them as it
  * goes: turned back on at once, it compiled lazily), then Node's defaults come back, so other
- * modules compile as usual; wasm that other code compiles meanwhile is compiled up front too. A
- * flag the process was started with is left as the user set it.
+ * modules compile as usual (IMPLIED_BY_LIFTOFF with them); wasm that other code compiles
+ * meanwhile is compiled up front too. A flag the process was started with is left as the user
+ * set it (startedWith).
  */
 function withOptimizedCompile<T>(compile: () => T): T {
-  const flags = LAZY_FLAGS.filter((flag) => !process.execArgv.some((a) => a.includes(flag)));
+  const flags = LAZY_FLAGS.filter((flag) => !startedWith(flag));
+  const restored = flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ? [...flags, IMPLIED_BY_LIFTOFF] : flags;
   if (optimizedHolds++ === 0) for (const flag of flags) setFlagsFromString(`--no-${flag}`);
   const release = (): void => {
-    if (--optimizedHolds === 0) for (const flag of flags) setFlagsFromString(`--${flag}`);
+    if (--optimizedHolds === 0) for (const flag of restored) setFlagsFromString(`--${flag}`);
   };
   let result: T;
   try {
