@@ -29,7 +29,12 @@
 // float32 backward's all-zero check of lanes past the last group of four (zeroProductLanes32's
 // one-by-one lanes) or of a pattern's values past its last whole period, both summed in float64
 // (backward-partial.ts says why); a pattern's statistics shifted by channel 0's first value for
-// every position (writePartial32's farShift resums such a block: it costs only speed).
+// every position (writePartial32's farShift resums such a block: it costs only speed); the
+// TypeScript kernel's test of s1 * s1 for overflow where s2 is finite (farShift, which then sees
+// an infinite s1², resums the block about its mean, where the sums are finite: other bits
+// within the sums' rounding), and its clamp of m2 at 0 (a negative m2 passes farShift's test,
+// and under its bound m2 is at least s2 / 65, which the float64 sums' rounding, n·2^-53
+// relative, reaches only past 10^14 values).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -1305,6 +1310,46 @@ const MUTANTS = [
     name: 'check-pattern-bit', breaks: 'the interleaved channel that the read finds not constant is the one summed again',
     file: 'workers/wasm/assembly/stats-pattern.ts', find: 'differ |= 1 << <i32>c;', replace: 'differ |= 1;',
     tests: ['test/adversarial.test.ts'], only: 'square to zero and cancel',
+  },
+  {
+    name: 'js-far-shift', breaks: "the TypeScript kernel sums a block again about its mean where its shift lies far from it",
+    file: 'workers/kernels/js-partials.ts', find: '  } else if (farShift(count, s1, s2)) {', replace: '  } else if (false) {',
+    tests: ['test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/kernels-planes.test.ts', 'test/channel-stats.test.ts'],
+  },
+  {
+    name: 'js-resum-up-m2', breaks: "the TypeScript kernel scales a scaled-down block's m2 back by UP squared",
+    file: 'workers/kernels/js-partials.ts', find: 'out[at + 2] = out[at + 2] * up * up;', replace: 'out[at + 2] = out[at + 2] * up;',
+    tests: ['test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/kernels-planes.test.ts', 'test/channel-stats.test.ts'],
+  },
+  {
+    name: 'js-mean-lo', breaks: "the TypeScript kernel's partial keeps the low part of its mean",
+    file: 'workers/kernels/js-partials.ts', find: 'out[at + 3] = lowPart(shift, rel, mean);', replace: 'out[at + 3] = 0 * lowPart(shift, rel, mean);',
+    tests: ['test/adversarial.test.ts', 'test/kernel-properties.test.ts', 'test/kernels-rows.test.ts', 'test/kernels-planes.test.ts', 'test/channel-stats.test.ts'],
+  },
+  {
+    name: 'compile-flags-restored', breaks: "V8's baseline and lazy wasm compile come back once the kernels' compile is done",
+    file: 'workers/kernels/select.ts', find: 'if (--optimizedHolds === 0) for (const flag of restored) setFlagsFromString(`--${flag}`);',
+    replace: '--optimizedHolds;\n    void restored;', tests: ['test/lifecycle.test.ts'], only: "V8's",
+  },
+  {
+    name: 'compile-flags-implied', breaks: "V8's dynamic tiering, which --no-liftoff turns off, comes back with Liftoff",
+    file: 'workers/kernels/select.ts', find: "flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ? [...flags, IMPLIED_BY_LIFTOFF] : flags;",
+    replace: 'flags;\n  void IMPLIED_BY_LIFTOFF;', tests: ['test/lifecycle.test.ts'], only: "V8's",
+  },
+  {
+    name: 'compile-flags-implied-user', breaks: "V8's dynamic tiering is left off where the process was started with it off",
+    file: 'workers/kernels/select.ts', find: "flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ?",
+    replace: "flags.includes('liftoff') ?", tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+  },
+  {
+    name: 'compile-flags-user', breaks: 'a V8 flag the process was started with is left as its user set it',
+    file: 'workers/kernels/select.ts', find: 'const flags = LAZY_FLAGS.filter((flag) => !startedWith(flag));',
+    replace: 'const flags = LAZY_FLAGS;\n  void startedWith;', tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+  },
+  {
+    name: 'compile-flags-held', breaks: "the optimizing flags stay on until the kernels' async compile settles",
+    file: 'workers/kernels/select.ts', find: '  if (result instanceof Promise) result.then(release, release);\n  else release();',
+    replace: '  release();', tests: ['test/lifecycle.test.ts'], only: "V8's",
   },
   {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
