@@ -1352,6 +1352,31 @@ const MUTANTS = [
     replace: '  release();', tests: ['test/lifecycle.test.ts'], only: "V8's",
   },
   {
+    name: 'describe-self-array', breaks: "an error message renders an array's elements one level down only (an array that holds itself)",
+    file: 'src/errors.ts', find: 'value.length <= 8 && depth === 0 ?', replace: 'value.length <= 8 && depth >= 0 ?',
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
+    name: 'describe-long-string', breaks: 'an error message cuts a long string short',
+    file: 'src/errors.ts', find: "value.length <= 64 ? JSON.stringify(value) :", replace: "value.length <= 1e9 ? JSON.stringify(value) :",
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
+    name: 'serialize-code', breaks: "a worker's error keeps its code across postMessage, and so its class",
+    file: 'src/errors.ts', find: "code: typeof code === 'string' ? code : undefined };", replace: "code: undefined }; void code;",
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
+    name: 'detached-view', breaks: 'a view whose buffer was transferred away is told as detached',
+    file: 'src/errors.ts', find: '  } catch {\n    return true;\n  }', replace: '  } catch {\n    return false;\n  }',
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
+    name: 'describe-article', breaks: "an error message names an object's class with 'an' before a vowel",
+    file: 'src/errors.ts', find: "/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'", replace: "'a'",
+    tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
