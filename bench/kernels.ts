@@ -37,10 +37,10 @@ const Y_OFFSET = Number(process.argv[2] ?? 0);
 if (!(Number.isInteger(Y_OFFSET) && Y_OFFSET >= 0 && Y_OFFSET <= 1 << 20 && Y_OFFSET % 64 === 0)) {
   throw new Error(`Y_OFFSET: expected a multiple of 64 from 0 to 1048576 bytes, got ${process.argv[2]}`);
 }
-const memory = new wasmApi.Memory({ initial: (X + 3 * SIZES[2] + 2 * (1 << 20)) / 65536, maximum: 65536, shared: true });
+const memory = new wasmApi!.Memory({ initial: (X + 3 * SIZES[2] + 2 * (1 << 20)) / 65536, maximum: 65536, shared: true });
 const kernel = createKernel('wasm', memory, module);
 const VS = process.env.VS;
-const other = VS === undefined ? null : createKernel('wasm', memory, new wasmApi.Module(readFileSync(join(VS, 'workers', 'wasm', 'kernels.wasm'))));
+const other = VS === undefined ? null : createKernel('wasm', memory, new wasmApi!.Module(readFileSync(join(VS, 'workers', 'wasm', 'kernels.wasm'))));
 const f32 = new Float32Array(memory.buffer);
 const f64 = new Float64Array(memory.buffer);
 const C = 1024; // row kernels: E's rows (fewer at 32 KiB, so that a row group has 64 rows)

@@ -51,7 +51,7 @@ wrapWorkerEntry(tmp, `export default function runTask(task) {
 }
 `, 'timeline.mjs');
 if (KERNELS) {
-  replaceInCopy(tmp, 'workers/worker.js', 'const kernel = createKernel(data.kernel, data.memory, data.wasmModule);', `const kernel = new Proxy(createKernel(data.kernel, data.memory, data.wasmModule), {
+  replaceInCopy(tmp, 'workers/worker.js', 'const kernel = createKernel(data.kernel, memory, data.wasmModule);', `const kernel = new Proxy(createKernel(data.kernel, memory, data.wasmModule), {
   get(target, name) {
     const value = target[name];
     return typeof value !== 'function' ? value : (...args) => {

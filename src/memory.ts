@@ -1,5 +1,5 @@
 import { MemoryLine } from './memory-line.js';
-import { wasmApi } from './wasm-types.js';
+import { newMemory } from './wasm-types.js';
 /**
  * A first-fit allocator with coalescing over one `WebAssembly.Memory`: a pool's shared memory, or
  * the private, non-shared one of its calling thread (see `PoolInternals.privateInline`), which
@@ -49,7 +49,7 @@ export class Arena {
   constructor(initialBytes: number, maxBytes: number, reservedBytes: number, shared = true) {
     const initialPages = Math.max(1, Math.ceil(Math.max(initialBytes, reservedBytes) / PAGE));
     const maxPages = Math.max(initialPages, Math.floor(maxBytes / PAGE));
-    this.memory = new wasmApi.Memory({ initial: initialPages, maximum: maxPages, shared });
+    this.memory = newMemory(initialPages, maxPages, shared);
     this.maxBytes = maxPages * PAGE;
     this.#end = roundUp(reservedBytes, ALIGN);
     const size = this.memory.buffer.byteLength - this.#end;

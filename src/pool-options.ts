@@ -6,6 +6,7 @@ import { wasmSupported } from '../workers/kernels/select.js';
 import type { KernelName } from '../workers/protocol.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkOptions, checkPositiveInteger, type OptionKeys } from './validate.js';
+import { wasmApi } from './wasm-types.js';
 
 /** Options of `new Pool()`. */
 export interface PoolOptions {
@@ -149,7 +150,8 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     throw new ArgumentError(`options.kernel must be 'auto', 'js' or 'wasm'; got ${describe(requested)}`);
   }
   if (requested === 'wasm' && !wasmSupported()) {
-    throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, which this runtime does not validate; use 'auto' or 'js'`);
+    const why = wasmApi === undefined ? 'this runtime has no WebAssembly (Node started with --jitless?)' : 'which this runtime does not validate';
+    throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, ${why}; use 'auto' or 'js'`);
   }
   const kernel: KernelName = requested !== 'js' && wasmSupported() ? 'wasm' : 'js';
   const maxMemory = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');

@@ -1,4 +1,4 @@
-import './wasm-types.js';
+import { memoryForWorkers } from './wasm-types.js';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
@@ -127,7 +127,7 @@ export class Pool {
 
   /** Starts the workers and builds the calling thread's kernel, once the module is compiled. */
   #start(wasmModule: WebAssembly.Module | null): void {
-    const workerData: WorkerData = { memory: this.#arena.memory, kernel: this.kernel, wasmModule };
+    const workerData: WorkerData = { memory: memoryForWorkers(this.#arena.memory), kernel: this.kernel, wasmModule };
     this.#piscina = new Piscina({
       // A CommonJS entry that imports workers/worker.js (workers/entry.cts says why).
       filename: new URL('../workers/entry.cjs', import.meta.url).href,
@@ -172,7 +172,11 @@ export class Pool {
     return context;
   }
 
-  /** The shared memory the workers and `alloc`'s arrays live on. */
+  /**
+   * The shared memory the workers and `alloc`'s arrays live on: a `WebAssembly.Memory`, or where
+   * the runtime has no WebAssembly (`node --jitless`) a `BufferMemory` with the same `buffer` and
+   * `grow` over a growable SharedArrayBuffer.
+   */
   get memory(): WebAssembly.Memory {
     return this.#arena.memory;
   }

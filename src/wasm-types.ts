@@ -34,5 +34,70 @@ interface WebAssemblyApi {
   compile(bytes: ArrayBufferView | ArrayBuffer): Promise<WebAssembly.Module>;
 }
 
-/** The runtime `WebAssembly` object, typed by the declarations above. */
-export const wasmApi = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+/**
+ * The runtime `WebAssembly` object, typed by the declarations above; undefined where the runtime
+ * has none (Node started with `--jitless`, which turns `--expose-wasm` off). Its users check
+ * `wasmSupported()` (workers/kernels/select.ts) first, and make memories with `newMemory`.
+ */
+export const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+
+/** Bytes in a page of WebAssembly memory, the unit of `initial`, `maximum` and `grow`. */
+const PAGE = 65536;
+
+/** ES2024's growable SharedArrayBuffer and resizable ArrayBuffer, which Node 20 has (lib ES2022 lacks them). */
+interface GrowableBuffer {
+  readonly byteLength: number;
+  grow?(byteLength: number): void;
+  resize?(byteLength: number): void;
+}
+type GrowableBufferConstructor = new (byteLength: number, options: { maxByteLength: number }) => ArrayBufferLike;
+
+/**
+ * The part of `WebAssembly.Memory` bnpool uses (`buffer`, `grow`), over a growable
+ * SharedArrayBuffer (a resizable ArrayBuffer for a private memory), where the runtime has no
+ * WebAssembly: the pool then runs the TypeScript kernels, which read the memory through typed
+ * arrays alone. Its buffer is one object that grows in place, where a WebAssembly memory's
+ * `buffer` is a new object after each growth: the views made without a length (the kernels',
+ * execute.ts's) follow it, and those made with one keep theirs, as over a grown shared memory.
+ * A private memory's old views are not detached, which nothing relies on (its users make their
+ * views again after any growth). Workers get the buffer itself (`memoryForWorkers`), and wrap it
+ * again (`memoryFromWorkers`).
+ */
+export class BufferMemory {
+  readonly buffer: ArrayBuffer;
+
+  constructor(buffer: ArrayBufferLike) {
+    this.buffer = buffer as ArrayBuffer;
+  }
+
+  /** Grows by `delta` pages, as `WebAssembly.Memory.grow`: returns the pages before; a RangeError past the maximum. */
+  grow(delta: number): number {
+    const pages = this.buffer.byteLength / PAGE;
+    if (delta === 0) return pages;
+    const buffer = this.buffer as GrowableBuffer;
+    const bytes = (pages + delta) * PAGE;
+    if (buffer.grow !== undefined) buffer.grow(bytes);
+    else buffer.resize!(bytes);
+    return pages;
+  }
+}
+
+/**
+ * A memory of `initial` pages that grows to `maximum`: a `WebAssembly.Memory`, or where the
+ * runtime has no WebAssembly a `BufferMemory` of the same sizes (its buffer shared where `shared`).
+ */
+export function newMemory(initial: number, maximum: number, shared: boolean): WebAssembly.Memory {
+  if (wasmApi !== undefined) return new wasmApi.Memory({ initial, maximum, shared });
+  const Buffer = (shared ? SharedArrayBuffer : ArrayBuffer) as unknown as GrowableBufferConstructor;
+  return new BufferMemory(new Buffer(initial * PAGE, { maxByteLength: maximum * PAGE })) as unknown as WebAssembly.Memory;
+}
+
+/** What a pool posts to its workers for `memory`: a `WebAssembly.Memory` itself, a `BufferMemory`'s buffer. */
+export function memoryForWorkers(memory: WebAssembly.Memory): WebAssembly.Memory | SharedArrayBuffer {
+  return (memory as unknown) instanceof BufferMemory ? memory.buffer as unknown as SharedArrayBuffer : memory;
+}
+
+/** The memory a worker got from `memoryForWorkers`. */
+export function memoryFromWorkers(posted: WebAssembly.Memory | SharedArrayBuffer): WebAssembly.Memory {
+  return posted instanceof SharedArrayBuffer ? new BufferMemory(posted) as unknown as WebAssembly.Memory : posted;
+}

@@ -349,7 +349,7 @@ const MUTANTS = [
   },
   {
     name: 'cover-memory', breaks: "a worker makes its view of the memory as long as its task was posted with (V8 can leave a starting worker's short)",
-    file: 'workers/worker.ts', find: 'coverMemory(data.memory, task.memoryBytes);', replace: 'coverMemory(data.memory, 0);', tests: ['test/memory-growth.test.ts'],
+    file: 'workers/worker.ts', find: 'coverMemory(memory, task.memoryBytes);', replace: 'coverMemory(memory, 0);', tests: ['test/memory-growth.test.ts'],
   },
   {
     name: 'grain-ignored', breaks: 'a call runs on at most one thread per grainSize elements of input',
@@ -1375,6 +1375,16 @@ const MUTANTS = [
     name: 'describe-article', breaks: "an error message names an object's class with 'an' before a vowel",
     file: 'src/errors.ts', find: "/^[AEIOU]/.test(ctor.name) ? 'an' : 'a'", replace: "'a'",
     tests: ['test/errors.test.ts', 'test/errors-arguments.test.ts', 'test/validate.test.ts', 'test/faults.test.ts'],
+  },
+  {
+    name: 'buffer-memory-grow', breaks: "a runtime without WebAssembly: the pool's memory grows in place",
+    file: 'src/wasm-types.ts', find: '    if (buffer.grow !== undefined) buffer.grow(bytes);\n    else buffer.resize!(bytes);\n',
+    replace: '    void buffer;\n    void bytes;\n', tests: ['test/jitless.test.ts'],
+  },
+  {
+    name: 'buffer-memory-workers', breaks: "a runtime without WebAssembly: the workers get the pool's buffer, and wrap it",
+    file: 'src/wasm-types.ts', find: 'return posted instanceof SharedArrayBuffer ? new BufferMemory(posted) as unknown as WebAssembly.Memory : posted;',
+    replace: 'return posted as WebAssembly.Memory;', tests: ['test/jitless.test.ts'],
   },
   {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never

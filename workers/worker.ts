@@ -1,4 +1,3 @@
-import '../src/wasm-types.js';
 /**
  * The piscina worker entry. Each worker gets the pool's shared `WebAssembly.Memory` through
  * `workerData`, builds its kernel once, and then runs tasks synchronously (piscina's
@@ -6,6 +5,7 @@ import '../src/wasm-types.js';
  */
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';
+import { memoryFromWorkers } from '../src/wasm-types.js';
 import { copyBytesTaskOut } from './copy-out.js';
 import { claimCount, coverMemory, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
@@ -14,21 +14,23 @@ import { type BytesTask, type KernelName, type Posted, type StreamTask, type Tas
 import { claimCounter, scratchLayout } from './scratch.js';
 
 export interface WorkerData {
-  readonly memory: WebAssembly.Memory;
+  /** The pool's memory, or where the runtime has no WebAssembly its buffer (memoryForWorkers). */
+  readonly memory: WebAssembly.Memory | SharedArrayBuffer;
   readonly kernel: KernelName;
   readonly wasmModule: WebAssembly.Module | null;
 }
 
 const data = workerData as WorkerData;
-const kernel = createKernel(data.kernel, data.memory, data.wasmModule);
-const views = new MemoryViews(data.memory);
+const memory = memoryFromWorkers(data.memory);
+const kernel = createKernel(data.kernel, memory, data.wasmModule);
+const views = new MemoryViews(memory);
 
 export default function runTask(task: Posted<Task | StreamTask | BytesTask>): TaskResult {
   try {
-    coverMemory(data.memory, task.memoryBytes);
+    coverMemory(memory, task.memoryBytes);
     if (task.op === 'bytes') {
       runBytesTask(kernel, task);
-      if (task.copyTo !== null) copyBytesTaskOut(task, data.memory.buffer);
+      if (task.copyTo !== null) copyBytesTaskOut(task, memory.buffer);
       return { ok: true, cancelled: false };
     }
     if (task.op === 'stream') {

@@ -30,8 +30,8 @@ function wasmBytes(): Uint8Array | null {
 /** Whether this runtime can run the WebAssembly kernels: the file is there and validates (SIMD128). */
 export function wasmSupported(): boolean {
   if (cachedValid === undefined) {
-    const bytes = wasmBytes();
-    cachedValid = bytes !== null && wasmApi.validate(bytes);
+    const bytes = wasmApi === undefined ? null : wasmBytes();
+    cachedValid = bytes !== null && wasmApi!.validate(bytes);
   }
   return cachedValid;
 }
@@ -92,8 +92,8 @@ export function loadWasmModules(): Promise<WasmModules> {
   if (pendingModules === undefined) {
     pendingModules = (async () => {
       const [shared, unshared] = await withOptimizedCompile(() => Promise.all([
-        cached ?? wasmApi.compile(wasmBytes()!),
-        cachedPrivate ?? wasmApi.compile(unsharedMemoryImport(wasmBytes()!)),
+        cached ?? wasmApi!.compile(wasmBytes()!),
+        cachedPrivate ?? wasmApi!.compile(unsharedMemoryImport(wasmBytes()!)),
       ]));
       cached ??= shared;
       cachedPrivate ??= unshared;
@@ -202,7 +202,7 @@ function withOptimizedCompile<T>(compile: () => T): T {
 }
 
 function compileOptimized(bytes: Uint8Array): WebAssembly.Module {
-  return withOptimizedCompile(() => new wasmApi.Module(bytes));
+  return withOptimizedCompile(() => new wasmApi!.Module(bytes));
 }
 
 /** Builds the named kernel over the pool's memory, in a worker or on the main thread. */

@@ -61,7 +61,7 @@ export class WasmKernel implements Kernel {
   readonly #k: WasmExports;
 
   constructor(memory: WebAssembly.Memory, module: WebAssembly.Module) {
-    const instance = new wasmApi.Instance(module, { env: { memory } });
+    const instance = new wasmApi!.Instance(module, { env: { memory } });
     this.#k = instance.exports as unknown as WasmExports;
   }
 

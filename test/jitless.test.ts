@@ -1,0 +1,114 @@
+/**
+ * A runtime without WebAssembly: `node --jitless` leaves `WebAssembly` undefined. `new Pool()`
+ * then runs the TypeScript kernels ('auto'), over a growable SharedArrayBuffer for its memory and
+ * a resizable ArrayBuffer for the calling thread's private one (src/wasm-types.ts, BufferMemory),
+ * and refuses `kernel: 'wasm'` with an ArgumentError. The same script runs with --jitless and
+ * without it on `kernel: 'js'`, in child processes: the same bits, inline and on workers, with
+ * both memories growing under the calls, and an array from `pool.alloc` kept across the growth.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+const internals = fileURLToPath(new URL('../dist/src/pool-internals.js', import.meta.url));
+
+/** V8's own line on stderr where --jitless turns --expose-wasm off. */
+const JITLESS_WARNING = 'Warning: disabling flag --expose_wasm due to conflicting flags\n';
+
+/**
+ * Training forward, backward, eval forward and ChannelStats on seeded data, float32 and float64,
+ * channels-first and channels-last, on an inline pool and on a pool of two workers whose memory
+ * starts at one page (64 KiB), and the calls grow it. Prints each result's bits as a hash.
+ */
+const script = (kernel: 'auto' | 'js'): string => `
+  const { BatchNorm, ChannelStats, Pool } = await import(${JSON.stringify(entry)});
+  const { poolInternals } = await import(${JSON.stringify(internals)});
+  let seed;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const hash = (a) => {
+    let h = 0;
+    for (const b of new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) h = (Math.imul(h, 31) + b) >>> 0;
+    return h;
+  };
+  let wasm;
+  try {
+    await new Pool({ threads: 1, kernel: 'wasm' }).close();
+    wasm = 'made';
+  } catch (err) {
+    wasm = [err.name, err.code, err.message];
+  }
+  const pools = {
+    inline: new Pool({ threads: 2, kernel: '${kernel}', inlineThreshold: Number.MAX_SAFE_INTEGER, initialMemory: 65536 }),
+    workers: new Pool({ threads: 2, kernel: '${kernel}', inlineThreshold: 0, grainSize: 1, initialMemory: 65536 }),
+  };
+  const kept = pools.workers.alloc(1000).map((_, i) => i * 0.5);
+  const seen = { hasWasm: typeof WebAssembly !== 'undefined', wasm, kernels: [], memories: [], results: {} };
+  for (const [where, pool] of Object.entries(pools)) {
+    seen.kernels.push(pool.kernel);
+    seen.memories.push(pool.memory.constructor.name);
+    for (const [shape, layout] of [[[6, 5, 33, 31], 'channels-first'], [[300, 7], 'channels-first'], [[4, 9, 11, 3], 'channels-last'], [[8, 4, 64, 64], 'channels-first']]) {
+      for (const Type of [Float32Array, Float64Array]) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        seed = n; // each pool gets the same data
+        const x = Type.from({ length: n }, (_, i) => 100 + (i % 5) + rand());
+        const dy = Type.from({ length: n }, () => rand() - 0.5);
+        const C = layout === 'channels-last' ? shape.at(-1) : shape[1];
+        const bn = new BatchNorm(C, { pool, layout, activation: 'relu', dtype: Type === Float64Array ? 'float64' : 'float32' });
+        const y = await bn.forward(x, shape);
+        const { dx, dWeight, dBias } = await bn.backward(dy);
+        bn.eval();
+        const yEval = await bn.forward(x, shape);
+        // 8-bit input, which a float32 module takes in eval mode.
+        const yBytes = Type === Float32Array ? await bn.forward(Uint8Array.from({ length: n }, () => rand() * 256), shape) : new Uint8Array(0);
+        const stats = await ChannelStats.fromBatch(x, shape, { pool, layout });
+        seen.results[where + ' ' + shape + ' ' + Type.name] = [y, dx, dWeight, dBias, bn.runningMean, bn.runningVar, yEval, yBytes, stats.mean(), stats.variance()].map(hash);
+      }
+    }
+  }
+  // The workers' pool stages on its shared memory, the inline one on its private memory (1 MiB
+  // to start), which the last shape's 1 MiB of float64 outgrows.
+  const privateMemory = poolInternals(pools.inline).privateInline().arena.memory;
+  seen.memories.push(privateMemory.constructor.name);
+  seen.grown = [pools.workers.memory.buffer.byteLength > 65536, privateMemory.buffer.byteLength > 1 << 20];
+  seen.kept = kept.every((v, i) => v === i * 0.5);
+  await Promise.all(Object.values(pools).map((p) => p.close()));
+  console.log(JSON.stringify(seen));
+`;
+
+function run(kernel: 'auto' | 'js', flags: string[]): Record<string, unknown> & { results: Record<string, number[]> } {
+  const child = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script(kernel)], { encoding: 'utf8', timeout: 120_000 });
+  expect(child.error).toBeUndefined();
+  expect(child.stderr).toBe(flags.includes('--jitless') ? JITLESS_WARNING : '');
+  expect(child.status).toBe(0);
+  return JSON.parse(child.stdout);
+}
+
+let jitlessRun: ReturnType<typeof run> | undefined;
+/** The script's run with --jitless, made once for both tests. */
+const jitless = (): ReturnType<typeof run> => (jitlessRun ??= run('auto', ['--jitless']));
+
+describe('a runtime without WebAssembly (node --jitless)', () => {
+  it("runs the TypeScript kernels on a memory of growable buffers: the bits of kernel 'js'", () => {
+    const jitlessSeen = jitless();
+    const js = run('js', []);
+    expect(jitlessSeen).toMatchObject({
+      hasWasm: false, kernels: ['js', 'js'], memories: ['BufferMemory', 'BufferMemory', 'BufferMemory'], grown: [true, true], kept: true,
+    });
+    expect(js).toMatchObject({
+      hasWasm: true, wasm: 'made', kernels: ['js', 'js'], memories: ['Memory', 'Memory', 'Memory'], grown: [true, true], kept: true,
+    });
+    expect(Object.keys(jitlessSeen.results)).toHaveLength(16);
+    expect(jitlessSeen.results).toEqual(js.results);
+    // Inline and on workers alike.
+    for (const [key, hashes] of Object.entries(js.results)) {
+      if (key.startsWith('inline')) expect(js.results[key.replace('inline', 'workers')]).toEqual(hashes);
+    }
+  }, 240_000);
+
+  it("refuses kernel 'wasm' with an ArgumentError that says why", () => {
+    const { wasm } = jitless();
+    expect(wasm).toEqual(['ArgumentError', 'ERR_BNPOOL_ARG', expect.stringContaining("options.kernel 'wasm'")]);
+    expect((wasm as string[])[2]).toMatch(/no WebAssembly/);
+  }, 120_000);
+});
