@@ -150,7 +150,7 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     throw new ArgumentError(`options.kernel must be 'auto', 'js' or 'wasm'; got ${describe(requested)}`);
   }
   if (requested === 'wasm' && !wasmSupported()) {
-    const why = wasmApi === undefined ? 'this runtime has no WebAssembly (Node started with --jitless?)' : 'which this runtime does not validate';
+    const why = wasmApi === undefined ? 'this runtime has no WebAssembly (node --jitless or --no-expose-wasm)' : 'which this runtime does not validate';
     throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, ${why}; use 'auto' or 'js'`);
   }
   const kernel: KernelName = requested !== 'js' && wasmSupported() ? 'wasm' : 'js';

@@ -17,9 +17,10 @@ const internals = fileURLToPath(new URL('../dist/src/pool-internals.js', import.
 const JITLESS_WARNING = 'Warning: disabling flag --expose_wasm due to conflicting flags\n';
 
 /**
- * Training forward, backward, eval forward and ChannelStats on seeded data, float32 and float64,
- * channels-first and channels-last, on an inline pool and on a pool of two workers whose memory
- * starts at one page (64 KiB), and the calls grow it. Prints each result's bits as a hash.
+ * Training forward, backward, eval forward (of 8-bit input too, for float32) and ChannelStats on
+ * seeded data, float32 and float64, channels-first and channels-last, on an inline pool and on a
+ * pool of two workers whose memory starts at one page (64 KiB), and the calls grow it. Prints
+ * each result's bits as a hash.
  */
 const script = (kernel: 'auto' | 'js'): string => `
   const { BatchNorm, ChannelStats, Pool } = await import(${JSON.stringify(entry)});

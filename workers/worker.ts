@@ -1,7 +1,8 @@
 /**
  * The piscina worker entry. Each worker gets the pool's shared `WebAssembly.Memory` through
- * `workerData`, builds its kernel once, and then runs tasks synchronously (piscina's
- * `atomics: 'sync'` lets the worker sleep in `Atomics.wait` between them).
+ * `workerData` (its buffer, where the runtime has no WebAssembly: memoryFromWorkers), builds its
+ * kernel once, and then runs tasks synchronously (piscina's `atomics: 'sync'` lets the worker
+ * sleep in `Atomics.wait` between them).
  */
 import { workerData } from 'piscina';
 import { serializeError } from '../src/errors.js';

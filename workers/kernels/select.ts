@@ -27,7 +27,7 @@ function wasmBytes(): Uint8Array | null {
   return cachedBytes;
 }
 
-/** Whether this runtime can run the WebAssembly kernels: the file is there and validates (SIMD128). */
+/** Whether this runtime can run the WebAssembly kernels: it has WebAssembly, and the file is there and validates (SIMD128). */
 export function wasmSupported(): boolean {
   if (cachedValid === undefined) {
     const bytes = wasmApi === undefined ? null : wasmBytes();
