@@ -1,5 +1,5 @@
 import { MemoryLine } from './memory-line.js';
-import { newMemory } from './wasm-types.js';
+import { newMemory, PAGE } from './wasm-types.js';
 /**
  * A first-fit allocator with coalescing over one `WebAssembly.Memory`: a pool's shared memory, or
  * the private, non-shared one of its calling thread (see `PoolInternals.privateInline`), which
@@ -15,7 +15,6 @@ import { newMemory } from './wasm-types.js';
  * isolate grows, V8 may give the others new buffer objects too (seen with two pools: arrays
  * allocated after the other pool grew got an unrecorded buffer; test/memory.test.ts).
  */
-const PAGE = 65536;
 /** Every block starts on a cache line; also keeps float64 and SIMD accesses aligned. */
 export const ALIGN = 64;
 

@@ -42,7 +42,7 @@ interface WebAssemblyApi {
 export const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
 
 /** Bytes in a page of WebAssembly memory, the unit of `initial`, `maximum` and `grow`. */
-const PAGE = 65536;
+export const PAGE = 65536;
 
 /** ES2024's growable SharedArrayBuffer and resizable ArrayBuffer, which Node 20 has (lib ES2022 lacks them). */
 interface GrowableBuffer {

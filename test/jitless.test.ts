@@ -6,9 +6,9 @@
  * without it on `kernel: 'js'`, in child processes: the same bits, inline and on workers, with
  * both memories growing under the calls, and an array from `pool.alloc` kept across the growth.
  */
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runScript } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const internals = fileURLToPath(new URL('../dist/src/pool-internals.js', import.meta.url));
@@ -78,11 +78,7 @@ const script = (kernel: 'auto' | 'js'): string => `
 `;
 
 function run(kernel: 'auto' | 'js', flags: string[]): Record<string, unknown> & { results: Record<string, number[]> } {
-  const child = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script(kernel)], { encoding: 'utf8', timeout: 120_000 });
-  expect(child.error).toBeUndefined();
-  expect(child.stderr).toBe(flags.includes('--jitless') ? JITLESS_WARNING : '');
-  expect(child.status).toBe(0);
-  return JSON.parse(child.stdout);
+  return runScript(script(kernel), flags, 120_000, flags.includes('--jitless') ? JITLESS_WARNING : '') as ReturnType<typeof run>;
 }
 
 let jitlessRun: ReturnType<typeof run> | undefined;
