@@ -59,6 +59,11 @@ export class Pool {
 
   constructor(options?: PoolOptions) {
     const settings = resolvePoolOptions(options);
+    if (workersDenied()) {
+      throw new WorkerError(
+        "new Pool() needs worker threads, and Node's permission model denies them to this process (started with --experimental-permission and without --allow-worker); add --allow-worker to Node's flags",
+      );
+    }
     this.threads = settings.threads;
     this.kernel = settings.kernel;
     this.inlineThreshold = settings.inlineThreshold;
@@ -379,6 +384,16 @@ function settleInline<T>(tasks: readonly T[], run: (task: T) => TaskResult): Pro
       return { status: 'rejected', reason };
     }
   });
+}
+
+/**
+ * Whether Node's permission model (`--experimental-permission`, Node 20; `--permission` later) is
+ * on without `--allow-worker`. Piscina's first `new Worker` then threw a plain ERR_ACCESS_DENIED:
+ * from `new Pool()` with `kernel: 'js'`, from every call otherwise (until 2026-12-06).
+ */
+function workersDenied(): boolean {
+  const permission = (process as { permission?: { has(scope: string): boolean } }).permission;
+  return permission !== undefined && !permission.has('worker');
 }
 
 let defaultPool: Pool | null = null;

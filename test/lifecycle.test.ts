@@ -287,6 +287,40 @@ describe('lifecycle', () => {
     expect(r.error).toBeLessThan(1e-4);
   });
 
+  it("under Node's permission model without --allow-worker, new Pool() throws a WorkerError that says so, before anything changes", () => {
+    // Before 2026-12-06 piscina's plain ERR_ACCESS_DENIED came out of new Pool() with kernel 'js',
+    // or else out of every call (the pool spawned its workers once the kernels compiled).
+    const script = (allowed: boolean): string => `
+      const { BatchNorm, batchNorm, Pool } = await import(${JSON.stringify(entry)});
+      ${CHECK}
+      const caught = (run) => { try { run(); return null; } catch (e) { return { name: e.name, code: e.code, message: e.message }; } };
+      const pools = ['auto', 'wasm', 'js'].map((kernel) => caught(() => new Pool({ threads: 2, kernel }).close()));
+      const badOption = caught(() => new Pool({ threads: -1 }));
+      const bn = new BatchNorm(3);
+      const err = await bn.forward(x, shape).then(() => null, (e) => ({ name: e.name, code: e.code, message: e.message }));
+      const functional = await batchNorm(x, shape, { training: true }).then(() => null, (e) => e.code);
+      const y = ${allowed} ? await new BatchNorm(3, { pool: new Pool({ threads: 2, inlineThreshold: 0 }) }).forward(x, shape) : null;
+      console.log(JSON.stringify({
+        permission: process.permission.has('worker'), pools, badOption, err, functional,
+        counted: bn.numBatchesTracked, runningMean: [...bn.runningMean], runningVar: [...bn.runningVar],
+        error: y && check(y),
+      }));
+    `;
+    const flags = ['--experimental-permission', '--allow-fs-read=*', '--disable-warning=ExperimentalWarning', '--disable-warning=SecurityWarning'];
+    const denied = runScript(script(false), flags) as Record<string, any>;
+    const refusal = {
+      name: 'WorkerError', code: 'ERR_BNPOOL_WORKER',
+      message: expect.stringMatching(/^new Pool\(\) needs worker threads, and Node's permission model denies them .*add --allow-worker/),
+    };
+    expect(denied).toMatchObject({
+      permission: false, pools: [refusal, refusal, refusal], err: refusal, functional: 'ERR_BNPOOL_WORKER',
+      badOption: { name: 'ArgumentError', code: 'ERR_BNPOOL_ARG' }, counted: 0, runningMean: [0, 0, 0], runningVar: [1, 1, 1], error: null,
+    });
+    const allowed = runScript(script(true), [...flags, '--allow-worker']) as Record<string, any>;
+    expect(allowed).toMatchObject({ permission: true, pools: [null, null, null], err: null, functional: null, counted: 1 });
+    expect(allowed.error).toBeLessThan(1e-4);
+  });
+
   it('the worker entry is CommonJS and loads the worker module with import(): require() of it never instantiates an ES module', () => {
     // On the main thread the worker module throws as it starts (no workerData): had require()
     // loaded it synchronously, as piscina's require() of an ES module entry did, that would throw

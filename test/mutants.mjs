@@ -1387,6 +1387,11 @@ const MUTANTS = [
     replace: 'return posted as WebAssembly.Memory;', tests: ['test/jitless.test.ts'],
   },
   {
+    name: 'workers-denied', breaks: "new Pool() refuses to start where Node's permission model denies worker threads",
+    file: 'src/pool.ts', find: "  return permission !== undefined && !permission.has('worker');",
+    replace: '  void permission;\n  return false;', tests: ['test/lifecycle.test.ts'], only: 'permission model',
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
