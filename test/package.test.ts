@@ -1,8 +1,8 @@
 /**
  * The published package: `npm pack` gives a tarball that installs into an empty project, where
  * `import { Pool, BatchNorm, batchNorm } from 'bnpool'` type-checks (strict, no skipLibCheck;
- * without the DOM lib and with it) and runs, whose source maps find their sources, and which
- * carries its licence.
+ * without the DOM lib and with it) and runs, as does `require('bnpool')` from CommonJS, whose
+ * source maps find their sources, and which carries its licence.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -78,6 +78,23 @@ describe('npm pack', () => {
     const out = execFileSync(process.execPath, [join(app, 'out', 'index.js')], { encoding: 'utf8' });
     // 'wasm': the compiled kernels ship in the tarball and load from it.
     expect(out.trim()).toBe('24 3 2 ERR_BNPOOL_SHAPE wasm'); // two training forwards
+    // A CommonJS consumer: require('bnpool') gets the ES module itself (Node's require of an ES
+    // module, Node 20.19 on), the very namespace import() gives, so no second copy of the pools.
+    // Until 2026-12-06 the exports had only an "import" condition: require() threw
+    // ERR_PACKAGE_PATH_NOT_EXPORTED.
+    writeFileSync(join(app, 'index.cjs'), `
+      const bnpool = require('bnpool');
+      const { BatchNorm, Pool } = bnpool;
+      (async () => {
+        const pool = new Pool({ threads: 2 });
+        const y = await new BatchNorm(3, { pool }).forward(Float32Array.from({ length: 24 }, (_, i) => Math.sin(i)), [2, 3, 4]);
+        const same = (await import('bnpool')) === bnpool;
+        console.log(y.length, same, pool.kernel, bnpool.getDefaultPool() === require('bnpool').getDefaultPool());
+        await pool.close();
+      })();
+    `);
+    const cjs = execFileSync(process.execPath, [join(app, 'index.cjs')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(cjs.trim()).toBe('24 true wasm true');
     // Every source map of the package (.js.map: stack traces, debuggers) names sources that the
     // package holds: the TypeScript of src/ and workers/ ships beside dist/.
     const installed = join(app, 'node_modules', 'bnpool');
