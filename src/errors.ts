@@ -107,7 +107,10 @@ export class ClosedError extends BnPoolError {
   }
 }
 
-/** The pool's shared memory cannot hold even the smallest staging chunk. */
+/**
+ * The pool's shared memory cannot hold an allocation, or even the smallest staging chunk; or
+ * `new Pool()` cannot reserve that memory at all (a process whose virtual memory is limited).
+ */
 export class OutOfMemoryError extends BnPoolError {
   /** Always `'ERR_BNPOOL_OUT_OF_MEMORY'` (typed as that literal, so `instanceof` narrows it). */
   declare readonly code: 'ERR_BNPOOL_OUT_OF_MEMORY';

@@ -44,11 +44,12 @@ export class Arena {
    * @param reservedBytes - bytes at the start never handed out (a null guard, and room for any
    *   data segment a WebAssembly kernel might declare)
    * @param shared - false for a private memory, whose growth detaches its old buffer
+   * @param wasm - false for a `BufferMemory` where the runtime has WebAssembly (`newMemory`)
    */
-  constructor(initialBytes: number, maxBytes: number, reservedBytes: number, shared = true) {
+  constructor(initialBytes: number, maxBytes: number, reservedBytes: number, shared = true, wasm?: boolean) {
     const initialPages = Math.max(1, Math.ceil(Math.max(initialBytes, reservedBytes) / PAGE));
     const maxPages = Math.max(initialPages, Math.floor(maxBytes / PAGE));
-    this.memory = newMemory(initialPages, maxPages, shared);
+    this.memory = newMemory(initialPages, maxPages, shared, wasm);
     this.maxBytes = maxPages * PAGE;
     this.#end = roundUp(reservedBytes, ALIGN);
     const size = this.memory.buffer.byteLength - this.#end;

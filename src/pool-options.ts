@@ -14,7 +14,8 @@ export interface PoolOptions {
   threads?: number;
   /**
    * Which kernels run the loops: `'wasm'` (WebAssembly SIMD128), `'js'` (TypeScript loops), or
-   * `'auto'` (default): wasm where SIMD validates, else js.
+   * `'auto'` (default): wasm where SIMD validates and the process can reserve a WebAssembly
+   * memory (README, "Kernels": a limited address space), else js.
    */
   kernel?: 'auto' | KernelName;
   /** Bytes the shared memory starts with. Default 16 MiB; it grows on demand. */
@@ -133,6 +134,10 @@ export interface PoolSettings {
   readonly grainSize: number | 'auto';
   /** Whether `cacheBytes` was given (see `PoolInternals.cacheBytesGiven`). */
   readonly cacheBytesGiven: boolean;
+  /** The kernel the options named (`'auto'` by default): a pool asked for `'wasm'` runs no other. */
+  readonly requested: 'auto' | KernelName;
+  /** Whether `inlineThreshold` was given: else it is the kernel's default, and follows a change of kernel. */
+  readonly inlineThresholdGiven: boolean;
 }
 
 /**
@@ -169,7 +174,10 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     : checkNonNegativeInteger(opts.inlineThreshold, 'options.inlineThreshold');
   const cacheBytes = opts.cacheBytes === undefined ? DEFAULT_CACHE_BYTES : checkPositiveInteger(opts.cacheBytes, 'options.cacheBytes');
   const grainSize = opts.grainSize === undefined || opts.grainSize === 'auto' ? 'auto' : checkGrainSize(opts.grainSize);
-  return { threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, grainSize, cacheBytesGiven: opts.cacheBytes !== undefined };
+  return {
+    threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, grainSize,
+    cacheBytesGiven: opts.cacheBytes !== undefined, requested, inlineThresholdGiven: opts.inlineThreshold !== undefined,
+  };
 }
 
 function checkGrainSize(value: unknown): number {

@@ -1,4 +1,4 @@
-import { memoryForWorkers } from './wasm-types.js';
+import { isBufferMemory, memoryForWorkers, wasmApi } from './wasm-types.js';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
@@ -11,7 +11,9 @@ import type { WorkerData } from '../workers/worker.js';
 import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
 import { type PoolInternals, registerPool, takeFault, WorkerLoad } from './pool-internals.js';
-import { PRIVATE_INITIAL_MEMORY, type PoolOptions, RESERVED_BYTES, resolvePoolOptions } from './pool-options.js';
+import {
+  DEFAULT_INLINE_THRESHOLD, PRIVATE_INITIAL_MEMORY, type PoolOptions, type PoolSettings, RESERVED_BYTES, resolvePoolOptions,
+} from './pool-options.js';
 import { checkNonNegativeInteger, type FloatArray, lockFields } from './validate.js';
 
 /** What `pool.alloc` makes: the modules' dtypes, and 8-bit input (pixels). */
@@ -58,12 +60,13 @@ export class Pool {
   #closing: Promise<void> | null = null;
 
   constructor(options?: PoolOptions) {
-    const settings = resolvePoolOptions(options);
+    const resolved = resolvePoolOptions(options);
     if (workersDenied()) {
       throw new WorkerError(
         "new Pool() needs worker threads, and Node's permission model denies them to this process (started with --experimental-permission and without --allow-worker); add --allow-worker to Node's flags",
       );
     }
+    const { arena, settings } = reserveArena(resolved);
     this.threads = settings.threads;
     this.kernel = settings.kernel;
     this.inlineThreshold = settings.inlineThreshold;
@@ -72,7 +75,6 @@ export class Pool {
     const { maxMemory } = settings;
     lockFields(this, ['threads', 'kernel', 'inlineThreshold', 'cacheBytes', 'grainSize']);
 
-    const arena = new Arena(settings.initialMemory, maxMemory, RESERVED_BYTES);
     this.#arena = arena;
     this.#load = new WorkerLoad(this.threads);
     const views = new MemoryViews(arena.memory);
@@ -164,7 +166,16 @@ export class Pool {
   #privateContext(ctx: PoolInternals, maxMemory: number): PoolInternals {
     const module = this.kernel === 'wasm' ? loadPrivateWasmModule() : null;
     if (this.kernel === 'wasm' && module === null) return ctx;
-    const arena = new Arena(Math.min(PRIVATE_INITIAL_MEMORY, maxMemory), maxMemory, RESERVED_BYTES, false);
+    let arena: Arena;
+    try {
+      // Of the shared memory's kind: a BufferMemory where the shared one is (reserveArena).
+      arena = new Arena(Math.min(PRIVATE_INITIAL_MEMORY, maxMemory), maxMemory, RESERVED_BYTES, false, !isBufferMemory(this.#arena.memory));
+    } catch (err) {
+      // The address space cannot take a second memory (reserveArena): the calls stage on the
+      // shared one, as they do where the kernels cannot run on a private memory.
+      if (err instanceof RangeError) return ctx;
+      throw err;
+    }
     const views = new MemoryViews(arena.memory);
     const kernel = createKernel(this.kernel, arena.memory, module);
     const context: PoolInternals = {
@@ -384,6 +395,57 @@ function settleInline<T>(tasks: readonly T[], run: (task: T) => TaskResult): Pro
       return { status: 'rejected', reason };
     }
   });
+}
+
+/** Whether a pool of this process has warned that it runs without a WebAssembly memory (once per process). */
+let warnedNoWasmMemory = false;
+
+/**
+ * The pool's shared memory, and the settings the pool runs with. V8 reserves about 10 GiB of
+ * address space for each WebAssembly memory whatever its maximum (guard regions, so that its
+ * code need not check bounds), which a process whose virtual memory is limited (`ulimit -v`, as
+ * some HPC jobs and shared hosts are) may not have: `new WebAssembly.Memory()` then throws a
+ * RangeError, which came out of `new Pool()` until 2026-12-06. Now a pool that may run the
+ * TypeScript kernels (`'auto'`, `'js'`) takes a growable SharedArrayBuffer instead (a
+ * `BufferMemory`, which reserves `maxMemory` only), and an `'auto'` pool runs those kernels and
+ * says so, once per process, in a process warning. A pool asked for `'wasm'`, or one whose
+ * `maxMemory` the address space cannot take either, is an `OutOfMemoryError` that names the way
+ * out (`--disable-wasm-trap-handler`: V8 then checks bounds in the code, and reserves only the
+ * memory's maximum).
+ */
+function reserveArena(settings: PoolSettings): { arena: Arena; settings: PoolSettings } {
+  const { initialMemory, maxMemory } = settings;
+  if (wasmApi !== undefined) {
+    try {
+      return { arena: new Arena(initialMemory, maxMemory, RESERVED_BYTES), settings };
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      if (settings.requested === 'wasm') {
+        throw new OutOfMemoryError(
+          `options.kernel 'wasm' needs a WebAssembly memory, and V8 could not reserve one (${err.message}): it reserves about 10 GiB of address space for each, more than this process's virtual memory limit (ulimit -v) leaves. Start Node with --disable-wasm-trap-handler, raise the limit, or use kernel 'auto' or 'js'`,
+        );
+      }
+    }
+  }
+  let arena: Arena;
+  try {
+    arena = new Arena(initialMemory, maxMemory, RESERVED_BYTES, true, false);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw new OutOfMemoryError(
+      `new Pool() cannot reserve its shared memory of up to ${maxMemory} bytes (options.maxMemory): ${err.message}. Lower options.maxMemory, or raise the process's virtual memory limit (ulimit -v)`,
+    );
+  }
+  if (settings.kernel === 'js') return { arena, settings };
+  if (!warnedNoWasmMemory) {
+    warnedNoWasmMemory = true;
+    process.emitWarning(
+      "bnpool: V8 could not reserve a WebAssembly memory (about 10 GiB of address space each: is this process's virtual memory limited, ulimit -v?), so pools run the TypeScript kernels, several times slower. Start Node with --disable-wasm-trap-handler to keep the WebAssembly kernels.",
+      { code: 'BNPOOL_NO_WASM_MEMORY' },
+    );
+  }
+  const inlineThreshold = settings.inlineThresholdGiven ? settings.inlineThreshold : DEFAULT_INLINE_THRESHOLD.js;
+  return { arena, settings: { ...settings, kernel: 'js', inlineThreshold } };
 }
 
 /**

@@ -83,18 +83,25 @@ export class BufferMemory {
 }
 
 /**
- * A memory of `initial` pages that grows to `maximum`: a `WebAssembly.Memory`, or where the
- * runtime has no WebAssembly a `BufferMemory` of the same sizes (its buffer shared where `shared`).
+ * A memory of `initial` pages that grows to `maximum`: a `WebAssembly.Memory`, or where `wasm` is
+ * false (by default: where the runtime has no WebAssembly) a `BufferMemory` of the same sizes
+ * (its buffer shared where `shared`). Throws a RangeError where the address space cannot be
+ * reserved (see `Pool`'s `reserveArena`).
  */
-export function newMemory(initial: number, maximum: number, shared: boolean): WebAssembly.Memory {
-  if (wasmApi !== undefined) return new wasmApi.Memory({ initial, maximum, shared });
+export function newMemory(initial: number, maximum: number, shared: boolean, wasm = wasmApi !== undefined): WebAssembly.Memory {
+  if (wasm) return new wasmApi!.Memory({ initial, maximum, shared });
   const Buffer = (shared ? SharedArrayBuffer : ArrayBuffer) as unknown as GrowableBufferConstructor;
   return new BufferMemory(new Buffer(initial * PAGE, { maxByteLength: maximum * PAGE })) as unknown as WebAssembly.Memory;
 }
 
+/** Whether `memory` is a `BufferMemory` (typed as the `WebAssembly.Memory` it stands in for). */
+export function isBufferMemory(memory: WebAssembly.Memory): boolean {
+  return (memory as unknown) instanceof BufferMemory;
+}
+
 /** What a pool posts to its workers for `memory`: a `WebAssembly.Memory` itself, a `BufferMemory`'s buffer. */
 export function memoryForWorkers(memory: WebAssembly.Memory): WebAssembly.Memory | SharedArrayBuffer {
-  return (memory as unknown) instanceof BufferMemory ? memory.buffer as unknown as SharedArrayBuffer : memory;
+  return isBufferMemory(memory) ? memory.buffer as unknown as SharedArrayBuffer : memory;
 }
 
 /** The memory a worker got from `memoryForWorkers`. */

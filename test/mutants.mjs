@@ -1392,6 +1392,34 @@ const MUTANTS = [
     replace: '  void permission;\n  return false;', tests: ['test/lifecycle.test.ts'], only: 'permission model',
   },
   {
+    name: 'no-wasm-memory-auto', breaks: "an 'auto' pool whose process cannot reserve a WebAssembly memory runs the TypeScript kernels",
+    file: 'src/pool.ts', find: "      if (settings.requested === 'wasm') {", replace: "      if (settings.requested !== 'js') {", tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'no-wasm-memory-kernel', breaks: 'a pool on a BufferMemory runs the TypeScript kernels',
+    file: 'src/pool.ts', find: "  return { arena, settings: { ...settings, kernel: 'js', inlineThreshold } };",
+    replace: '  return { arena, settings: { ...settings, inlineThreshold } };', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'no-wasm-memory-threshold', breaks: "an 'auto' pool that falls back to the TypeScript kernels takes their default inline threshold",
+    file: 'src/pool.ts', find: 'settings.inlineThresholdGiven ? settings.inlineThreshold : DEFAULT_INLINE_THRESHOLD.js',
+    replace: 'settings.inlineThresholdGiven ? settings.inlineThreshold : settings.inlineThreshold + 0 * DEFAULT_INLINE_THRESHOLD.js', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'no-wasm-memory-warn-once', breaks: 'the warning that pools run without a WebAssembly memory comes once per process',
+    file: 'src/pool.ts', find: '    warnedNoWasmMemory = true;', replace: '    warnedNoWasmMemory = false;', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'private-memory-kind', breaks: "the calling thread's private memory is of the shared memory's kind",
+    file: 'src/pool.ts', find: 'RESERVED_BYTES, false, !isBufferMemory(this.#arena.memory));',
+    replace: 'RESERVED_BYTES, false, !isBufferMemory(this.#arena.memory) || true);', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'private-memory-unreserved', breaks: "inline calls stage on the shared memory where the private one cannot be reserved",
+    file: 'src/pool.ts', find: '      if (err instanceof RangeError) return ctx;\n      throw err;',
+    replace: '      void ctx;\n      throw err;', tests: ['test/address-space.test.ts'],
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).

@@ -1,0 +1,155 @@
+/**
+ * A process whose address space is limited (`ulimit -v`, as some HPC jobs and shared hosts set
+ * it). V8 reserves about 10 GiB of it for each WebAssembly memory, whatever the memory's maximum,
+ * so there `new WebAssembly.Memory()` throws a RangeError, which came out of `new Pool()` until
+ * 2026-12-06. Now (src/pool.ts, reserveArena) an 'auto' pool runs the TypeScript kernels over a
+ * growable SharedArrayBuffer, with one process warning; 'js' does so silently; 'wasm', and a
+ * `maxMemory` the limit cannot take either, are OutOfMemoryErrors that say what to do. Where the
+ * shared memory fits and the calling thread's private one does not, inline calls stage on the
+ * shared one. Children run under `ulimit -v`, set from a bare child's own size, so the limits
+ * hold whatever Node maps at start.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+const GiB = 2 ** 30;
+
+/**
+ * Runs `script` as an ES module in a child under a virtual memory limit of `limit` bytes (none
+ * where null), which must exit cleanly with nothing on stderr; its stdout parsed as JSON.
+ */
+function runLimited(script: string, limit: number | null, flags: string[] = []): any {
+  const node = [process.execPath, '--no-warnings', ...flags, '--input-type=module', '-e', script];
+  const run = limit === null
+    ? spawnSync(node[0], node.slice(1), { encoding: 'utf8', timeout: 60_000 })
+    : spawnSync('/bin/sh', ['-c', `ulimit -v ${Math.floor(limit / 1024)} && exec "$0" "$@"`, ...node], { encoding: 'utf8', timeout: 60_000 });
+  expect(run.error).toBeUndefined();
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  return JSON.parse(run.stdout);
+}
+
+/** The child's virtual size (VmSize) once it has loaded bnpool, in bytes. */
+function baseSize(): number {
+  return runLimited(`
+    await import(${JSON.stringify(entry)});
+    const { readFileSync } = await import('node:fs');
+    console.log(Number(readFileSync('/proc/self/status', 'utf8').match(/VmSize:\\s*(\\d+) kB/)[1]) * 1024);
+  `, null);
+}
+
+/**
+ * Makes a pool of each of `specs` (its options) in turn, and on each that it makes runs a
+ * training forward and a backward on workers and one inline (ordinary arrays: the private
+ * memory), float32 and float64, of seeded data; prints each pool's kernel, memory, inline
+ * threshold, private memory's length and results' bits as a hash (or its error), and the
+ * process warnings seen after each. The pools are closed at the end only: a closed pool's memory
+ * is let go at a later garbage collection, and under these limits the next pool's did not fit
+ * before it.
+ */
+const script = (specs: object[]): string => `
+  const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+  const warnings = [];
+  process.on('warning', (w) => warnings.push(w.code));
+  let seed;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const hash = (a) => {
+    let h = 0;
+    for (const b of new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) h = (Math.imul(h, 31) + b) >>> 0;
+    return h;
+  };
+  const seen = [];
+  const pools = [];
+  for (const options of ${JSON.stringify(specs)}) {
+    let pool;
+    try {
+      pool = new Pool({ threads: 2, ...options });
+    } catch (err) {
+      await new Promise((r) => setImmediate(r));
+      seen.push({ error: [err.name, err.code, err.message], warnings: [...warnings] });
+      continue;
+    }
+    const results = [];
+    for (const [shape, Type] of [[[6, 5, 67, 31], Float32Array], [[3, 4, 5], Float64Array], [[9, 3, 7], Float32Array]]) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      seed = n;
+      const x = Type.from({ length: n }, (_, i) => 100 + (i % 5) + rand());
+      const dy = Type.from({ length: n }, () => rand() - 0.5);
+      const bn = new BatchNorm(shape[1], { pool, dtype: Type === Float64Array ? 'float64' : 'float32' });
+      const y = await bn.forward(x, shape);
+      const { dx } = await bn.backward(dy);
+      results.push(...[y, dx, bn.runningMean, bn.runningVar].map(hash));
+    }
+    await new Promise((r) => setImmediate(r)); // process warnings are emitted on a later tick
+    seen.push({
+      kernel: pool.kernel, memory: pool.memory.constructor.name, inlineThreshold: pool.inlineThreshold,
+      maxBytes: pool.memoryStats.maxBytes, privateByteLength: pool.memoryStats.privateByteLength, results, warnings: [...warnings],
+    });
+    pools.push(pool);
+  }
+  await Promise.all(pools.map((pool) => pool.close()));
+  console.log(JSON.stringify(seen));
+`;
+
+const WASM_REFUSED = expect.stringMatching(
+  /^options\.kernel 'wasm' needs a WebAssembly memory, and V8 could not reserve one \(.*\): .*ulimit -v.*--disable-wasm-trap-handler/,
+);
+
+describe.skipIf(process.platform !== 'linux')('a process whose address space is limited (ulimit -v)', () => {
+  // Unlimited, a 2-thread pool and its private memory take ~22 GiB of address space here (each
+  // WebAssembly memory ~10.5), a pool of a 4 GiB SharedArrayBuffer ~5.5 GiB over the base.
+  const base = baseSize();
+  // A small inline call (the private memory) and calls on workers, on the JS kernel: the bits
+  // every memory must give.
+  const reference = runLimited(script([{ kernel: 'js' }]), null)[0];
+  const wasmReference = runLimited(script([{}]), null)[0];
+
+  it('no WebAssembly memory fits: auto runs the TypeScript kernels on a SharedArrayBuffer with one warning, wasm is refused', () => {
+    // Room for a 4 GiB SharedArrayBuffer and the workers, not for a WebAssembly memory, nor for
+    // a second 4 GiB private memory.
+    const limit = base + 6 * GiB;
+    expect(reference).toMatchObject({ kernel: 'js', memory: 'Memory', inlineThreshold: 65536, maxBytes: 4 * GiB, warnings: [] });
+    expect(reference.privateByteLength).toBeGreaterThan(0);
+    const js = { kernel: 'js', memory: 'BufferMemory', inlineThreshold: 65536, maxBytes: 4 * GiB, results: reference.results };
+    // 'js' was going to run these kernels anyway: no warning. Its private memory does not fit
+    // beside the shared one, so inline calls stage on the shared one.
+    expect(runLimited(script([{ kernel: 'js' }]), limit)).toEqual([{ ...js, privateByteLength: 0, warnings: [] }]);
+    // 'auto' takes the TypeScript kernels' inline threshold too.
+    expect(runLimited(script([{ kernel: 'wasm' }, {}]), limit)).toEqual([
+      { error: ['OutOfMemoryError', 'ERR_BNPOOL_OUT_OF_MEMORY', WASM_REFUSED], warnings: [] },
+      { ...js, privateByteLength: 0, warnings: ['BNPOOL_NO_WASM_MEMORY'] },
+    ]);
+    // Unless one is given. One warning a process; two 256 MiB memories fit.
+    const small = { ...js, maxBytes: 256 * 2 ** 20, warnings: ['BNPOOL_NO_WASM_MEMORY'] };
+    expect(runLimited(script([{ maxMemory: 256 * 2 ** 20, inlineThreshold: 10 }, { kernel: 'auto', maxMemory: 256 * 2 ** 20 }]), limit)).toEqual([
+      { ...small, inlineThreshold: 10, privateByteLength: 0 }, // every call on the workers
+      { ...small, privateByteLength: reference.privateByteLength },
+    ]);
+  });
+
+  it("a maxMemory the limit cannot take is an OutOfMemoryError that names it; Node's --disable-wasm-trap-handler keeps the WebAssembly kernels", () => {
+    const seen = runLimited(script([{}, { kernel: 'js' }, { maxMemory: 256 * 2 ** 20 }]), base + 2 * GiB);
+    const refused = [
+      'OutOfMemoryError', 'ERR_BNPOOL_OUT_OF_MEMORY',
+      expect.stringMatching(/^new Pool\(\) cannot reserve its shared memory of up to 4294967296 bytes \(options\.maxMemory\): .*Lower options\.maxMemory/),
+    ];
+    expect(seen).toMatchObject([
+      { error: refused, warnings: [] },
+      { error: refused, warnings: [] },
+      { kernel: 'js', memory: 'BufferMemory', results: reference.results, warnings: ['BNPOOL_NO_WASM_MEMORY'] },
+    ]);
+    const kept = runLimited(script([{ kernel: 'wasm', maxMemory: 256 * 2 ** 20 }]), base + 2 * GiB, ['--disable-wasm-trap-handler']);
+    expect(kept).toMatchObject([{ kernel: 'wasm', memory: 'Memory', results: wasmReference.results, warnings: [] }]);
+    expect(kept[0].privateByteLength).toBeGreaterThan(0);
+  });
+
+  it('the shared WebAssembly memory fits and the private one does not: inline calls stage on the shared one', () => {
+    expect(wasmReference).toMatchObject({ kernel: 'wasm', memory: 'Memory', warnings: [] });
+    expect(wasmReference.privateByteLength).toBeGreaterThan(0);
+    const limit = base + 14 * GiB;
+    expect(runLimited(script([{ kernel: 'js' }]), limit)).toEqual([{ ...reference, privateByteLength: 0 }]);
+    expect(runLimited(script([{}]), limit)).toEqual([{ ...wasmReference, privateByteLength: 0 }]);
+  });
+});
