@@ -45,9 +45,10 @@ function baseSize(): number {
  * training forward and a backward on workers and one inline (ordinary arrays: the private
  * memory), float32 and float64, of seeded data; prints each pool's kernel, memory, inline
  * threshold, private memory's length and results' bits as a hash (or its error), and the
- * process warnings seen after each. The pools are closed at the end only: a closed pool's memory
- * is let go at a later garbage collection, and under these limits the next pool's did not fit
- * before it.
+ * process warnings seen after each. The pools are closed together at the end, so that each
+ * pool is made beside the ones before it: a closed pool's memory is let go only once nothing
+ * refers to it, and V8 keeps an async function's dead local (a loop's pool) until its slot is
+ * used again.
  */
 const script = (specs: object[]): string => `
   const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
@@ -143,6 +144,27 @@ describe.skipIf(process.platform !== 'linux')('a process whose address space is 
     const kept = runLimited(script([{ kernel: 'wasm', maxMemory: 256 * 2 ** 20 }]), base + 2 * GiB, ['--disable-wasm-trap-handler']);
     expect(kept).toMatchObject([{ kernel: 'wasm', memory: 'Memory', results: wasmReference.results, warnings: [] }]);
     expect(kept[0].privateByteLength).toBeGreaterThan(0);
+  });
+
+  it('pools made and closed one after another each fit, once nothing refers to the last', () => {
+    // Each pool's memory takes most of what the limit leaves: a closed pool's must be let go
+    // (V8 collects garbage where a reservation fails, and tries again).
+    const cycle = `
+      const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+      const once = async (kernel) => {
+        const pool = new Pool({ threads: 2, kernel });
+        const bn = new BatchNorm(4, { pool });
+        await bn.forward(Float32Array.from({ length: 4 * 4 * 1000 }, (_, i) => Math.sin(i)), [4, 4, 1000]);
+        await bn.forward(Float32Array.from({ length: 4 * 4 * 10 }, (_, i) => Math.cos(i)), [4, 4, 10]);
+        await pool.close();
+        return pool.kernel + ' ' + pool.memory.constructor.name;
+      };
+      const seen = [];
+      for (const kernel of ['js', 'auto', 'js', 'auto', 'auto', 'js']) seen.push(await once(kernel).catch((e) => e.code));
+      console.log(JSON.stringify(seen));
+    `;
+    expect(runLimited(cycle, base + 6 * GiB)).toEqual(Array(6).fill('js BufferMemory'));
+    expect(runLimited(cycle, base + 14 * GiB)).toEqual(['js Memory', 'wasm Memory', 'js Memory', 'wasm Memory', 'wasm Memory', 'js Memory']);
   });
 
   it('the shared WebAssembly memory fits and the private one does not: inline calls stage on the shared one', () => {
