@@ -99,8 +99,8 @@ const WASM_REFUSED = expect.stringMatching(
 );
 
 describe.skipIf(process.platform !== 'linux')('a process whose address space is limited (ulimit -v)', () => {
-  // Unlimited, a 2-thread pool and its private memory take ~22 GiB of address space here (each
-  // WebAssembly memory ~10.5), a pool of a 4 GiB SharedArrayBuffer ~5.5 GiB over the base.
+  // Measured here: a 2-thread pool and its private memory take ~21 GiB of address space over the
+  // base (each WebAssembly memory ~10.5), a pool on a 4 GiB SharedArrayBuffer ~5.
   const base = baseSize();
   // A small inline call (the private memory) and calls on workers, on the JS kernel: the bits
   // every memory must give.
