@@ -63,7 +63,7 @@ export class Pool {
     const resolved = resolvePoolOptions(options);
     if (workersDenied()) {
       throw new WorkerError(
-        "new Pool() needs worker threads, and Node's permission model denies them to this process (started with --experimental-permission and without --allow-worker); add --allow-worker to Node's flags",
+        "new Pool() needs worker threads, and Node's permission model denies them to this process (it is on, by --experimental-permission or --permission, without --allow-worker); add --allow-worker to Node's flags",
       );
     }
     const { arena, settings } = reserveArena(resolved);
@@ -190,8 +190,9 @@ export class Pool {
 
   /**
    * The shared memory the workers and `alloc`'s arrays live on: a `WebAssembly.Memory`, or where
-   * the runtime has no WebAssembly (`node --jitless`) a `BufferMemory` with the same `buffer` and
-   * `grow` over a growable SharedArrayBuffer.
+   * the runtime has no WebAssembly (`node --jitless`) or cannot reserve a WebAssembly memory (a
+   * limited address space: `reserveArena`) a `BufferMemory` with the same `buffer` and `grow`
+   * over a growable SharedArrayBuffer.
    */
   get memory(): WebAssembly.Memory {
     return this.#arena.memory;
