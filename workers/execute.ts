@@ -20,15 +20,17 @@ export class MemoryViews {
 
   constructor(memory: WebAssembly.Memory) {
     this.#memory = memory;
-    this.#f64 = new Float64Array(memory.buffer);
-    this.#i32 = new Int32Array(memory.buffer);
+    const buffer = memory.buffer;
+    this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
+    this.#i32 = new Int32Array(buffer, 0, buffer.byteLength / 4);
   }
 
+  /** Re-creates the views after the memory grew: fixed-length views, as JsKernel's (which says why). */
   refresh(): void {
     const buffer = this.#memory.buffer;
-    if (buffer.byteLength !== this.#f64.buffer.byteLength) {
-      this.#f64 = new Float64Array(buffer);
-      this.#i32 = new Int32Array(buffer);
+    if (buffer.byteLength !== this.#f64.byteLength) {
+      this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
+      this.#i32 = new Int32Array(buffer, 0, buffer.byteLength / 4);
     }
   }
 
