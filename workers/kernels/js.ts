@@ -28,8 +28,8 @@ export class JsKernel implements Kernel {
    * (non-shared) memory detaches them: their length is then 0, stale too. The views have a fixed
    * length: over a `BufferMemory`'s growable SharedArrayBuffer, whose object stays the same as it
    * grows, a view without one tracks its length, and Node 20's V8 ran loops over such views ~30x
-   * slower (a training forward of [8, 64, 56, 56] on two workers: 110 ms against 6.8 on a
-   * WebAssembly memory; 2026-12-06).
+   * slower: a training forward of [8, 64, 56, 56] on two workers took 122-126 ms on a
+   * BufferMemory against 8.5 on a WebAssembly memory (the same run, 2026-12-06; README, "Kernels").
    */
   #views(): void {
     const buffer = this.#memory.buffer;
