@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { SEEDED_AND_HASHED } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const GiB = 2 ** 30;
@@ -54,13 +55,7 @@ const script = (specs: object[]): string => `
   const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
   const warnings = [];
   process.on('warning', (w) => warnings.push(w.code));
-  let seed;
-  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const hash = (a) => {
-    let h = 0;
-    for (const b of new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) h = (Math.imul(h, 31) + b) >>> 0;
-    return h;
-  };
+  ${SEEDED_AND_HASHED}
   const seen = [];
   const pools = [];
   for (const options of ${JSON.stringify(specs)}) {

@@ -8,7 +8,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runScript } from './helpers/node.js';
+import { runScript, SEEDED_AND_HASHED } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const internals = fileURLToPath(new URL('../dist/src/pool-internals.js', import.meta.url));
@@ -25,13 +25,7 @@ const JITLESS_WARNING = 'Warning: disabling flag --expose_wasm due to conflictin
 const script = (kernel: 'auto' | 'js'): string => `
   const { BatchNorm, ChannelStats, Pool } = await import(${JSON.stringify(entry)});
   const { poolInternals } = await import(${JSON.stringify(internals)});
-  let seed;
-  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
-  const hash = (a) => {
-    let h = 0;
-    for (const b of new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) h = (Math.imul(h, 31) + b) >>> 0;
-    return h;
-  };
+  ${SEEDED_AND_HASHED}
   let wasm;
   try {
     await new Pool({ threads: 1, kernel: 'wasm' }).close();

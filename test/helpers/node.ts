@@ -17,3 +17,18 @@ export function runNode(script: string, flags: string[] = [], timeout = 30_000, 
 export function runScript(script: string, flags: string[] = [], timeout = 30_000, stderr = ''): unknown {
   return JSON.parse(runNode(script, flags, timeout, stderr));
 }
+
+/**
+ * Script lines for a child: `seed` (set it), `rand()`, a linear congruential generator in [0, 1)
+ * that gives the same numbers in every process, and `hash(view)`, its bytes hashed, to compare
+ * results' bits between processes.
+ */
+export const SEEDED_AND_HASHED = `
+  let seed;
+  const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const hash = (a) => {
+    let h = 0;
+    for (const b of new Uint8Array(a.buffer, a.byteOffset, a.byteLength)) h = (Math.imul(h, 31) + b) >>> 0;
+    return h;
+  };
+`;
