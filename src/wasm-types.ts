@@ -55,13 +55,14 @@ type GrowableBufferConstructor = new (byteLength: number, options: { maxByteLeng
 /**
  * The part of `WebAssembly.Memory` bnpool uses (`buffer`, `grow`), over a growable
  * SharedArrayBuffer (a resizable ArrayBuffer for a private memory), where the runtime has no
- * WebAssembly: the pool then runs the TypeScript kernels, which read the memory through typed
- * arrays alone. Its buffer is one object that grows in place, where a WebAssembly memory's
- * `buffer` is a new object after each growth: the views made without a length (the kernels',
- * execute.ts's) follow it, and those made with one keep theirs, as over a grown shared memory.
- * A private memory's old views are not detached, which nothing relies on (its users make their
- * views again after any growth). Workers get the buffer itself (`memoryForWorkers`), and wrap it
- * again (`memoryFromWorkers`).
+ * WebAssembly, or cannot reserve a WebAssembly memory (`Pool`'s `reserveArena`): the pool then
+ * runs the TypeScript kernels, which read the memory through typed arrays alone. Its buffer is
+ * one object that grows in place, where a WebAssembly memory's `buffer` is a new object after
+ * each growth: views made with a length keep theirs, as over a grown shared memory, and the
+ * kernels make theirs again once the buffer's length differs (`wholeView`). A private memory's
+ * old views are not detached, which nothing relies on (its users make their views again after
+ * any growth). Workers get the buffer itself (`memoryForWorkers`), and wrap it again
+ * (`memoryFromWorkers`).
  */
 export class BufferMemory {
   readonly buffer: ArrayBuffer;
@@ -107,4 +108,22 @@ export function memoryForWorkers(memory: WebAssembly.Memory): WebAssembly.Memory
 /** The memory a worker got from `memoryForWorkers`. */
 export function memoryFromWorkers(posted: WebAssembly.Memory | SharedArrayBuffer): WebAssembly.Memory {
   return posted instanceof SharedArrayBuffer ? new BufferMemory(posted) as unknown as WebAssembly.Memory : posted;
+}
+
+/** A typed array constructor, as `wholeView` calls it. */
+interface ViewConstructor<T> {
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+/**
+ * A view of the whole of `buffer` with a fixed length; its owner makes it again once its
+ * `byteLength` differs from the buffer's (the memory grew; a detached view's is 0). A view made
+ * without a length over a `BufferMemory`'s growable SharedArrayBuffer, whose object stays the
+ * same as it grows, tracks its length, and Node 20's V8 runs loops over such views ~30x slower:
+ * a training forward of [8, 64, 56, 56] on two workers took 154-181 ms on a BufferMemory against
+ * 4.6-5.4 on a WebAssembly memory, until 50f1eb3 (README, "Kernels"; bench/buffer-memory.mjs).
+ */
+export function wholeView<T>(Type: ViewConstructor<T>, buffer: ArrayBufferLike): T {
+  return new Type(buffer, 0, buffer.byteLength / Type.BYTES_PER_ELEMENT);
 }

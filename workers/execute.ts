@@ -5,6 +5,7 @@
  * `row-blocks.ts`'s; `prep.ts` makes the parameters.
  */
 import '../src/wasm-types.js';
+import { wholeView } from '../src/wasm-types.js';
 import { BlockWalker, mergeChannels } from './blocks.js';
 import type { Kernel } from './kernels/kernel.js';
 import { prepare } from './prep.js';
@@ -20,17 +21,16 @@ export class MemoryViews {
 
   constructor(memory: WebAssembly.Memory) {
     this.#memory = memory;
-    const buffer = memory.buffer;
-    this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
-    this.#i32 = new Int32Array(buffer, 0, buffer.byteLength / 4);
+    this.#f64 = wholeView(Float64Array, memory.buffer);
+    this.#i32 = wholeView(Int32Array, memory.buffer);
   }
 
-  /** Re-creates the views after the memory grew: fixed-length views, as JsKernel's (which says why). */
+  /** Re-creates the views after the memory grew (`wholeView`). */
   refresh(): void {
     const buffer = this.#memory.buffer;
     if (buffer.byteLength !== this.#f64.byteLength) {
-      this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
-      this.#i32 = new Int32Array(buffer, 0, buffer.byteLength / 4);
+      this.#f64 = wholeView(Float64Array, buffer);
+      this.#i32 = wholeView(Int32Array, buffer);
     }
   }
 

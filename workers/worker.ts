@@ -1,6 +1,6 @@
 /**
  * The piscina worker entry. Each worker gets the pool's shared `WebAssembly.Memory` through
- * `workerData` (its buffer, where the runtime has no WebAssembly: memoryFromWorkers), builds its
+ * `workerData` (its buffer, where it is a BufferMemory: memoryFromWorkers), builds its
  * kernel once, and then runs tasks synchronously (piscina's `atomics: 'sync'` lets the worker
  * sleep in `Atomics.wait` between them).
  */

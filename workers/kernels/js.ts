@@ -1,4 +1,5 @@
 import '../../src/wasm-types.js';
+import { wholeView } from '../../src/wasm-types.js';
 import { mergeBackwardChannel, mergeChannel, prepareBackwardChannels, prepareEvalChannels } from '../../src/merge.js';
 import { byteSums, bytesNormalized, bytesToPlanes } from './js-bytes.js';
 import { writeChecked } from './js-partials.js';
@@ -17,25 +18,21 @@ export class JsKernel implements Kernel {
 
   constructor(memory: WebAssembly.Memory) {
     this.#memory = memory;
-    const buffer = memory.buffer;
-    this.#f32 = new Float32Array(buffer, 0, buffer.byteLength / 4);
-    this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
+    this.#f32 = wholeView(Float32Array, memory.buffer);
+    this.#f64 = wholeView(Float64Array, memory.buffer);
   }
 
   /**
    * Re-creates the views after the memory grew. A shared memory never detaches old views; they
    * only keep their old length, so a view is stale exactly when the buffer got longer. A private
-   * (non-shared) memory detaches them: their length is then 0, stale too. The views have a fixed
-   * length: over a `BufferMemory`'s growable SharedArrayBuffer, whose object stays the same as it
-   * grows, a view without one tracks its length, and Node 20's V8 ran loops over such views ~30x
-   * slower: a training forward of [8, 64, 56, 56] on two workers took 122-126 ms on a
-   * BufferMemory against 8.5 on a WebAssembly memory (the same run, 2026-12-06; README, "Kernels").
+   * (non-shared) memory detaches them: their length is then 0, stale too. Their length is fixed
+   * (`wholeView` says why).
    */
   #views(): void {
     const buffer = this.#memory.buffer;
     if (buffer.byteLength !== this.#f64.byteLength) {
-      this.#f32 = new Float32Array(buffer, 0, buffer.byteLength / 4);
-      this.#f64 = new Float64Array(buffer, 0, buffer.byteLength / 8);
+      this.#f32 = wholeView(Float32Array, buffer);
+      this.#f64 = wholeView(Float64Array, buffer);
     }
   }
 
