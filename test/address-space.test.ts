@@ -12,24 +12,17 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { SEEDED_AND_HASHED } from './helpers/node.js';
+import { runScript, SEEDED_AND_HASHED } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const GiB = 2 ** 30;
 
 /**
- * Runs `script` as an ES module in a child under a virtual memory limit of `limit` bytes (none
- * where null), which must exit cleanly with nothing on stderr; its stdout parsed as JSON.
+ * runScript under a virtual memory limit of `limit` bytes (none where null), with process
+ * warnings off stderr (the scripts collect them).
  */
 function runLimited(script: string, limit: number | null, flags: string[] = []): any {
-  const node = [process.execPath, '--no-warnings', ...flags, '--input-type=module', '-e', script];
-  const run = limit === null
-    ? spawnSync(node[0], node.slice(1), { encoding: 'utf8', timeout: 60_000 })
-    : spawnSync('/bin/sh', ['-c', `ulimit -v ${Math.floor(limit / 1024)} && exec "$0" "$@"`, ...node], { encoding: 'utf8', timeout: 60_000 });
-  expect(run.error).toBeUndefined();
-  expect(run.stderr).toBe('');
-  expect(run.status).toBe(0);
-  return JSON.parse(run.stdout);
+  return runScript(script, ['--no-warnings', ...flags], 60_000, '', limit ?? undefined);
 }
 
 /** The child's virtual size (VmSize) once it has loaded bnpool, in bytes. */

@@ -3,10 +3,15 @@ import { expect } from 'vitest';
 
 /**
  * Runs an ES module script in a fresh Node process, which must exit cleanly, writing `stderr` to
- * stderr (nothing, unless Node itself warns about its flags); its stdout, trimmed.
+ * stderr (nothing, unless Node itself warns about its flags); its stdout, trimmed. Where
+ * `addressSpace` is given, the process runs under that virtual memory limit in bytes (`ulimit -v`,
+ * by /bin/sh).
  */
-export function runNode(script: string, flags: string[] = [], timeout = 30_000, stderr = ''): string {
-  const run = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { timeout, encoding: 'utf8' });
+export function runNode(script: string, flags: string[] = [], timeout = 30_000, stderr = '', addressSpace?: number): string {
+  const args = [...flags, '--input-type=module', '-e', script];
+  const run = addressSpace === undefined
+    ? spawnSync(process.execPath, args, { timeout, encoding: 'utf8' })
+    : spawnSync('/bin/sh', ['-c', `ulimit -v ${Math.floor(addressSpace / 1024)} && exec "$0" "$@"`, process.execPath, ...args], { timeout, encoding: 'utf8' });
   expect(run.error).toBeUndefined();
   expect(run.stderr).toBe(stderr);
   expect(run.status).toBe(0);
@@ -14,8 +19,8 @@ export function runNode(script: string, flags: string[] = [], timeout = 30_000, 
 }
 
 /** runNode, its stdout parsed as JSON. */
-export function runScript(script: string, flags: string[] = [], timeout = 30_000, stderr = ''): unknown {
-  return JSON.parse(runNode(script, flags, timeout, stderr));
+export function runScript(script: string, flags: string[] = [], timeout = 30_000, stderr = '', addressSpace?: number): unknown {
+  return JSON.parse(runNode(script, flags, timeout, stderr, addressSpace));
 }
 
 /**
