@@ -6,7 +6,7 @@ import { wasmSupported } from '../workers/kernels/select.js';
 import type { KernelName } from '../workers/protocol.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkOptions, checkPositiveInteger, type OptionKeys } from './validate.js';
-import { wasmApi } from './wasm-types.js';
+import { PAGE, wasmApi } from './wasm-types.js';
 
 /** Options of `new Pool()`. */
 export interface PoolOptions {
@@ -21,8 +21,9 @@ export interface PoolOptions {
   /** Bytes the shared memory starts with. Default 16 MiB; it grows on demand. */
   initialMemory?: number;
   /**
-   * Most bytes the shared memory may grow to. Default and upper bound: 4 GiB, the wasm32 cap.
-   * Inputs that are not on the pool and do not fit are processed in chunks.
+   * Most bytes the shared memory may grow to. Default and upper bound: 4 GiB, the wasm32 cap, or
+   * N pages of 64 KiB under `node --wasm-max-mem-pages=N` (`wasmMemoryLimit`). Inputs that are
+   * not on the pool and do not fit are processed in chunks.
    */
   maxMemory?: number;
   /**
@@ -59,6 +60,24 @@ const POOL_OPTIONS: OptionKeys<PoolOptions> = {
 };
 
 const MAX_MEMORY = 65536 * 65536;
+
+/**
+ * The most bytes V8 lets a WebAssembly memory have in this process: `MAX_MEMORY` (wasm32's 65536
+ * pages), or fewer pages where Node runs with `--wasm-max-mem-pages=N` (also spelled with
+ * underscores; the last one counts, as for V8; NODE_OPTIONS may not carry it). V8 takes a memory
+ * whose `maximum` is larger, then refuses to grow it past N pages: a pool reported 4 GiB and sized
+ * its staging chunks to that, so under N = 300 a training forward of a 24 MB array failed with an
+ * OutOfMemoryError, where `maxMemory: 300 * 65536` staged it in chunks (until 2026-12-06). Read
+ * from `process.execArgv`: a flag set at run time (`v8.setFlagsFromString`) is not seen.
+ */
+export function wasmMemoryLimit(argv: readonly string[] = process.execArgv): number {
+  let pages = MAX_MEMORY / PAGE;
+  for (const arg of argv) {
+    const match = /^--wasm[-_]max[-_]mem[-_]pages=(\d+)$/.exec(arg);
+    if (match !== null) pages = Math.min(Number(match[1]), MAX_MEMORY / PAGE);
+  }
+  return pages * PAGE;
+}
 const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 /** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
 export const RESERVED_BYTES = 65536;
@@ -159,13 +178,23 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     throw new ArgumentError(`options.kernel 'wasm' needs WebAssembly SIMD128, ${why}; use 'auto' or 'js'`);
   }
   const kernel: KernelName = requested !== 'js' && wasmSupported() ? 'wasm' : 'js';
-  const maxMemory = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');
-  if (maxMemory > MAX_MEMORY || maxMemory < 2 * RESERVED_BYTES) {
-    throw new ArgumentError(`options.maxMemory must be between ${2 * RESERVED_BYTES} and ${MAX_MEMORY} bytes; got ${maxMemory}`);
+  const maxGiven = opts.maxMemory === undefined ? MAX_MEMORY : checkPositiveInteger(opts.maxMemory, 'options.maxMemory');
+  if (maxGiven > MAX_MEMORY || maxGiven < 2 * RESERVED_BYTES) {
+    throw new ArgumentError(`options.maxMemory must be between ${2 * RESERVED_BYTES} and ${MAX_MEMORY} bytes; got ${maxGiven}`);
   }
+  // A WebAssembly memory stops where V8's flag says, whatever maxMemory says (wasmMemoryLimit).
+  const limit = wasmApi === undefined ? MAX_MEMORY : wasmMemoryLimit();
+  const flag = `node --wasm-max-mem-pages=${limit / PAGE}`;
+  if (limit < 2 * RESERVED_BYTES) {
+    throw new ArgumentError(`a pool's memory needs at least ${2 * RESERVED_BYTES} bytes, more than the ${limit} V8 lets a WebAssembly memory have in this process (${flag})`);
+  }
+  const maxMemory = Math.min(maxGiven, limit);
   const initialMemory = opts.initialMemory === undefined
     ? Math.min(DEFAULT_INITIAL_MEMORY, maxMemory)
     : checkPositiveInteger(opts.initialMemory, 'options.initialMemory');
+  if (initialMemory > limit) {
+    throw new ArgumentError(`options.initialMemory must be at most ${limit} bytes, the most V8 lets a WebAssembly memory have in this process (${flag}); got ${initialMemory}`);
+  }
   if (initialMemory > maxMemory) {
     throw new ArgumentError(`options.initialMemory must be at most options.maxMemory (${maxMemory}); got ${initialMemory}`);
   }

@@ -7,11 +7,13 @@
  * `maxMemory` the limit cannot take either, are OutOfMemoryErrors that say what to do. Where the
  * shared memory fits and the calling thread's private one does not, inline calls stage on the
  * shared one. Children run under `ulimit -v`, set from a bare child's own size, so the limits
- * hold whatever Node maps at start.
+ * hold whatever Node maps at start. Last, a process whose WebAssembly memories V8 itself caps
+ * (`--wasm-max-mem-pages`).
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { wasmMemoryLimit } from '../dist/src/pool-options.js';
 import { runScript, SEEDED_AND_HASHED } from './helpers/node.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
@@ -165,5 +167,76 @@ describe.skipIf(!canLimit)('a process whose address space is limited (ulimit -v)
     const limit = base + 14 * GiB;
     expect(runLimited(script([{ kernel: 'js' }]), limit)).toEqual([{ ...reference, privateByteLength: 0 }]);
     expect(runLimited(script([{}]), limit)).toEqual([{ ...wasmReference, privateByteLength: 0 }]);
+  });
+});
+
+/**
+ * Under `node --wasm-max-mem-pages=N`, V8 takes a WebAssembly memory whose maximum is larger,
+ * then refuses to grow it past N pages. A pool sized its staging chunks to the 4 GiB it reported,
+ * and a call whose chunk passed N pages failed (until 2026-12-06). Now a pool's maxMemory stops at
+ * the flag's N pages (src/pool-options.ts, wasmMemoryLimit), and the pool runs as one given that
+ * maxMemory: the same bits.
+ */
+describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', () => {
+  const pages = 40;
+  const cap = pages * 65536;
+  /** For each of `specs`, a pool's maxBytes and its results' bits, or its error. */
+  const capped = (specs: object[]): string => `
+    const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
+    ${SEEDED_AND_HASHED}
+    const seen = [];
+    for (const options of ${JSON.stringify(specs)}) {
+      let pool;
+      try {
+        pool = new Pool({ threads: 2, ...options });
+      } catch (err) {
+        seen.push({ error: [err.name, err.code, err.message] });
+        continue;
+      }
+      const results = [];
+      // Ordinary arrays: the first, 9.6 MB of float32, is staged in chunks.
+      for (const shape of [[8, 3, 100, 1000], [3, 4, 50]]) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        seed = n;
+        const x = Float32Array.from({ length: n }, () => 10 + rand());
+        const dy = Float32Array.from({ length: n }, () => rand() - 0.5);
+        const bn = new BatchNorm(shape[1], { pool });
+        const y = await bn.forward(x, shape);
+        const { dx } = await bn.backward(dy);
+        results.push(...[y, dx, bn.runningMean, bn.runningVar].map(hash));
+      }
+      seen.push({ kernel: pool.kernel, maxBytes: pool.memoryStats.maxBytes, results });
+      await pool.close();
+    }
+    console.log(JSON.stringify(seen));
+  `;
+  const flag = [`--wasm-max-mem-pages=${pages}`];
+
+  it('a pool grows to the cap at most, and stages in chunks that fit it', () => {
+    const expected = runScript(capped([{ maxMemory: cap }, { maxMemory: cap, kernel: 'js' }]), [], 60_000) as any[];
+    expect(expected).toMatchObject([{ kernel: 'wasm', maxBytes: cap }, { kernel: 'js', maxBytes: cap }]);
+    const seen = runScript(capped([{}, { maxMemory: 2 ** 30 }, { kernel: 'js' }, { maxMemory: cap / 2 }]), flag, 60_000) as any[];
+    expect(seen.slice(0, 3)).toEqual([expected[0], expected[0], expected[1]]);
+    // A smaller maxMemory is kept; results hold whatever the chunks.
+    expect(seen[3]).toEqual({ ...expected[0], maxBytes: cap / 2 });
+  });
+
+  it('an initialMemory past the cap, or a cap too small for any pool, is an ArgumentError that names the flag', () => {
+    expect(runScript(capped([{ initialMemory: cap + 65536 }, { initialMemory: cap }]), flag, 60_000)).toMatchObject([
+      { error: ['ArgumentError', 'ERR_BNPOOL_ARG', `options.initialMemory must be at most ${cap} bytes, the most V8 lets a WebAssembly memory have in this process (node --wasm-max-mem-pages=${pages}); got ${cap + 65536}`] },
+      { kernel: 'wasm', maxBytes: cap },
+    ]);
+    expect(runScript(capped([{}]), ['--wasm_max_mem_pages=1'], 60_000)).toEqual([
+      { error: ['ArgumentError', 'ERR_BNPOOL_ARG', "a pool's memory needs at least 131072 bytes, more than the 65536 V8 lets a WebAssembly memory have in this process (node --wasm-max-mem-pages=1)"] },
+    ]);
+  });
+
+  it('reads the flag as V8 does: either spelling, the last one counting, at most 65536 pages', () => {
+    expect(wasmMemoryLimit([])).toBe(4 * GiB);
+    expect(wasmMemoryLimit(['--wasm-max-mem-pages=300'])).toBe(300 * 65536);
+    expect(wasmMemoryLimit(['--wasm_max_mem_pages=300', '--stack-size=900', '--wasm-max-mem-pages=500'])).toBe(500 * 65536);
+    expect(wasmMemoryLimit(['--wasm-max-mem-pages=100000'])).toBe(4 * GiB);
+    expect(wasmMemoryLimit(['--wasm-max-mem-pages-x=3', '--no-wasm-max-mem-pages=3'])).toBe(4 * GiB);
+    expect(wasmMemoryLimit(process.execArgv)).toBe(4 * GiB);
   });
 });

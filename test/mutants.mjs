@@ -1252,11 +1252,11 @@ const MUTANTS = [
   },
   {
     name: 'pool-max-memory-floor', breaks: "new Pool refuses a maxMemory under two wasm pages (the reserved page and one to allocate)",
-    file: 'src/pool-options.ts', find: 'maxMemory < 2 * RESERVED_BYTES)', replace: 'maxMemory < RESERVED_BYTES)', tests: POOL_OPTIONS,
+    file: 'src/pool-options.ts', find: 'maxGiven < 2 * RESERVED_BYTES)', replace: 'maxGiven < RESERVED_BYTES)', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-max-memory-cap', breaks: "new Pool refuses a maxMemory past wasm32's 4 GiB",
-    file: 'src/pool-options.ts', find: 'if (maxMemory > MAX_MEMORY ||', replace: 'if (maxMemory > 2 * MAX_MEMORY ||', tests: POOL_OPTIONS,
+    file: 'src/pool-options.ts', find: 'if (maxGiven > MAX_MEMORY ||', replace: 'if (maxGiven > 2 * MAX_MEMORY ||', tests: POOL_OPTIONS,
   },
   {
     name: 'pool-initial-memory', breaks: 'new Pool refuses an initialMemory past its maxMemory',
@@ -1418,6 +1418,22 @@ const MUTANTS = [
     name: 'private-memory-unreserved', breaks: "inline calls stage on the shared memory where the private one cannot be reserved",
     file: 'src/pool.ts', find: '      if (err instanceof RangeError) return ctx;\n      throw err;',
     replace: '      void ctx;\n      throw err;', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'wasm-memory-limit-read', breaks: 'a pool reads --wasm-max-mem-pages=N from process.execArgv',
+    file: 'src/pool-options.ts', find: '    if (match !== null) pages =', replace: '    if (match !== null && argv.length < 0) pages =', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'wasm-memory-limit-clamp', breaks: "a pool's maxMemory stops at the pages --wasm-max-mem-pages lets a WebAssembly memory have",
+    file: 'src/pool-options.ts', find: 'const maxMemory = Math.min(maxGiven, limit);', replace: 'const maxMemory = maxGiven + 0 * limit;', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'wasm-memory-limit-initial', breaks: 'an initialMemory past what --wasm-max-mem-pages allows is an ArgumentError that names the flag',
+    file: 'src/pool-options.ts', find: '  if (initialMemory > limit) {', replace: '  if (initialMemory > 2 * limit) {', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'wasm-memory-limit-floor', breaks: 'a --wasm-max-mem-pages too small for any pool is an ArgumentError that names the flag',
+    file: 'src/pool-options.ts', find: '  if (limit < 2 * RESERVED_BYTES) {', replace: '  if (limit < RESERVED_BYTES) {', tests: ['test/address-space.test.ts'],
   },
   {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
