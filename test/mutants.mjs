@@ -1436,6 +1436,18 @@ const MUTANTS = [
     file: 'src/pool-options.ts', find: '  if (limit < 2 * RESERVED_BYTES) {', replace: '  if (limit < RESERVED_BYTES) {', tests: ['test/address-space.test.ts'],
   },
   {
+    name: 'onnx-varint-length', breaks: 'an ONNX varint of more than 10 bytes is a FormatError',
+    file: 'src/onnx.ts', find: 'for (let i = 0; i < 10; i++) {', replace: 'for (let i = 0; i < 11; i++) {', tests: ['test/onnx-file.test.ts'],
+  },
+  {
+    name: 'legacy-view-bounds', breaks: "a legacy torch.save storage view must lie inside its storage",
+    file: 'src/torch-file.ts', find: 'view[1] + view[2] > ref.numel)', replace: 'view[1] + view[2] > ref.numel + 8)', tests: ['test/torch-file.test.ts'],
+  },
+  {
+    name: 'legacy-storage-twice', breaks: 'a legacy torch.save storage described twice must be described the same way',
+    file: 'src/torch-file.ts', find: 'known.numel !== ref.numel)', replace: 'known.numel !== ref.numel && known === ref)', tests: ['test/torch-file.test.ts'],
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchNormModel } from '../dist/bench/peers/onnx-model.js';
+import { batchNormModel, bytes as message, concat, float32, int, key, str } from '../dist/bench/peers/onnx-model.js';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
 
@@ -202,6 +202,44 @@ describe('BatchNorm.fromOnnx', () => {
     expect((await BatchNorm.fromOnnx(patched('external.onnx', bytes('bnpool'), bytes('bnpool')), { node: 'bn1', pool })).numFeatures).toBe(4);
     for (const [from, to, message] of cases) {
       await expect(BatchNorm.fromOnnx(patched('external.onnx', from, to), { node: 'bn1', pool }), new TextDecoder().decode(to)).rejects.toThrow(message);
+    }
+  });
+
+  it('refuses, as FormatErrors that say where, a hand-made model whose protobuf breaks its schema', async () => {
+    // TensorProto: dims 1, data_type 2, float_data 4, name 8. `dims` and `data` replace a field's
+    // encoding with a broken one.
+    const tensor = (name: string, values: number[], dims = int(1, values.length), data = values.map((v) => float32(4, v))): Uint8Array =>
+      message(5, concat([dims, int(2, 1), ...data, str(8, name)]));
+    const model = (scale: Uint8Array): Uint8Array => {
+      const node = concat([
+        ...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization'),
+      ]);
+      const graph = concat([
+        message(1, node), scale, tensor('B', [0.5, -0.5]), tensor('mean', [1, 2]), tensor('var', [4, 9]),
+      ]);
+      return concat([int(1, 8), message(7, graph), message(8, concat([str(1, ''), int(2, 15)]))]);
+    };
+    const write = (name: string, b: Uint8Array): string => {
+      const path = join(dir, name);
+      writeFileSync(path, b);
+      return path;
+    };
+    // Well formed, it loads: the same encoders then break one field each.
+    const good = await BatchNorm.fromOnnx(write('hand.onnx', model(tensor('scale', [3, 0.25]))), { pool });
+    expect([good.weight, good.bias, good.runningMean, good.runningVar].map((a) => Array.from(a!))).toEqual([[3, 0.25], [0.5, -0.5], [1, 2], [4, 9]]);
+    const cases: [string, Uint8Array, string][] = [
+      // A varint of eleven bytes where the model's first key is.
+      ['varint.onnx', Uint8Array.of(...Array(10).fill(0xff), 0x01), 'the model: a varint longer than 10 bytes'],
+      // dims as a fixed32.
+      ['dims.onnx', model(tensor('scale', [3, 0.25], concat([key(1, 5), [2, 0, 0, 0]]))), 'an initializer "scale": field 1 has wire type 5, not an integer\'s'],
+      // float_data as varints.
+      ['floats.onnx', model(tensor('scale', [3, 0.25], undefined, [int(4, 3), int(4, 1)])), 'field 4 has wire type 0, not a float\'s'],
+    ];
+    for (const [name, b, text] of cases) {
+      const path = write(name, b);
+      const err = await BatchNorm.fromOnnx(path, { pool }).then(() => null, (e: unknown) => e);
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as FormatError).message, name).toContain(text);
     }
   });
 

@@ -389,10 +389,25 @@ describe('bn.loadTorchFile', () => {
     const countAt = all.indexOf(Buffer.from('e.'), keysAt) + 2;
     expect([keysAt, all.readBigInt64LE(countAt)]).toEqual([624, 3n]);
     const key = (from: string, to: string) => (b: Buffer): void => { b.write(to, b.indexOf(`X\x01\x00\x00\x00${from}`, keysAt, 'latin1') + 5, 'latin1'); };
+    /** Writes `to` over the one place `from` is (latin1 strings of one length). */
+    const patchAt = (from: string, to: string) => (b: Buffer): void => {
+      const at = b.indexOf(from, 0, 'latin1');
+      expect([at, b.indexOf(from, at + 1, 'latin1'), to.length]).toEqual([expect.any(Number), -1, from.length]);
+      expect(at).toBeGreaterThanOrEqual(0);
+      b.write(to, at, 'latin1');
+    };
     const cases: [string, (b: Buffer) => void, RegExp][] = [
       ['magic', (b) => { b[6] ^= 1; }, /^the file starts with pickled \d+, not torch\.save's magic number$/],
       ['version', (b) => { b[18] = 0xea; }, /^legacy torch\.save protocol 1002 is not read \(1001 is\)$/],
       ['unknown', key('5', '7'), /^the legacy storage keys name "7", which the pickle never refers to$/],
+      // The version's pickle made the int 1 and BINPERSID ('Q'), same length.
+      ['header-id', (b) => { b.write('K\x01Q', 17, 'latin1'); }, /^a legacy torch\.save header pickle holds a persistent id \(1\)$/],
+      // bn.bias's storage made "0" (bn.weight's) with 4 elements for its 3.
+      ['twice', patchAt('X\x01\x00\x00\x001q\x0fh\x07K\x03', 'X\x01\x00\x00\x000q\x0fh\x07K\x04'), /^storage "0" is described twice, differently$/],
+      // running_mean's view ("3", offset 2, 3 elements) of storage "2" (8 elements) moved to offset 6.
+      ['view', patchAt('K\x02K\x03\x87', 'K\x06K\x03\x87'), /^storage "2" has a view .* outside it$/],
+      // The last key, "5", made the int 5 (then None pushed and popped: same length).
+      ['keys', patchAt('X\x01\x00\x00\x005q\x05e', 'K\x05N0N0q\x05e'), /^the legacy storage keys are .*, not a list of strings$/],
     ];
     for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(writtenPatched(`legacy-${name}.pt`, all, patch)), name).rejects.toThrow(message);
     // Key '5' left out of the list (its 8 bytes, X len '5' BINPUT 5, cut: the storages follow the shorter pickle).

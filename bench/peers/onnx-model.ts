@@ -1,11 +1,12 @@
 /**
  * A one-node ONNX model, `BatchNormalization` (opset 15), encoded by hand: ONNX files are protocol
  * buffers, and this needs only a handful of fields (onnx/onnx.proto3), so no protobuf library.
+ * The encoders are exported for test/onnx-file.test.ts's hand-made malformed models.
  */
 
 type Field = Uint8Array;
 
-function varint(value: number): number[] {
+export function varint(value: number): number[] {
   const bytes: number[] = [];
   let v = BigInt(value);
   do {
@@ -17,11 +18,11 @@ function varint(value: number): number[] {
   return bytes;
 }
 
-function key(field: number, wireType: number): number[] {
+export function key(field: number, wireType: number): number[] {
   return varint((field << 3) | wireType);
 }
 
-function concat(parts: (Field | number[])[]): Field {
+export function concat(parts: (Field | number[])[]): Field {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -31,10 +32,10 @@ function concat(parts: (Field | number[])[]): Field {
   return out;
 }
 
-const int = (field: number, value: number): Field => concat([key(field, 0), varint(value)]);
-const bytes = (field: number, value: Field): Field => concat([key(field, 2), varint(value.length), value]);
-const str = (field: number, value: string): Field => bytes(field, new TextEncoder().encode(value));
-const float32 = (field: number, value: number): Field => {
+export const int = (field: number, value: number): Field => concat([key(field, 0), varint(value)]);
+export const bytes = (field: number, value: Field): Field => concat([key(field, 2), varint(value.length), value]);
+export const str = (field: number, value: string): Field => bytes(field, new TextEncoder().encode(value));
+export const float32 = (field: number, value: number): Field => {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setFloat32(0, value, true);
   return concat([key(field, 5), b]);
