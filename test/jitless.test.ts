@@ -5,6 +5,7 @@
  * and refuses `kernel: 'wasm'` with an ArgumentError. The same script runs with --jitless and
  * without it on `kernel: 'js'`, in child processes: the same bits, inline and on workers, with
  * both memories growing under the calls, and an array from `pool.alloc` kept across the growth.
+ * `node --no-expose-wasm` leaves the JIT on and `WebAssembly` undefined: the same again.
  */
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -95,6 +96,15 @@ describe('a runtime without WebAssembly (node --jitless)', () => {
     for (const [key, hashes] of Object.entries(js.results)) {
       if (key.startsWith('inline')) expect(js.results[key.replace('inline', 'workers')]).toEqual(hashes);
     }
+  }, 240_000);
+
+  it('runs the same way under node --no-expose-wasm, which leaves the JIT on', () => {
+    const seen = run('auto', ['--no-expose-wasm']);
+    expect(seen).toMatchObject({
+      hasWasm: false, kernels: ['js', 'js'], memories: ['BufferMemory', 'BufferMemory', 'BufferMemory'], grown: [true, true], kept: true,
+    });
+    expect(seen.wasm).toEqual(['ArgumentError', 'ERR_BNPOOL_ARG', expect.stringContaining('(node --jitless or --no-expose-wasm)')]);
+    expect(seen.results).toEqual(jitless().results);
   }, 240_000);
 
   it("refuses kernel 'wasm' with an ArgumentError that says why", () => {
