@@ -141,18 +141,24 @@ function aborted(signal: AbortSignal): AbortError {
  * A call's blocks on `arena`, all or none: `take` allocates them, pushing each offset onto the list
  * it is given (on a throw, those are freed): at once where it can, with no promise to await, else
  * in the arena's line (MemoryLine.takeInTurn), a promise. Gives what `take` returned; `release`
- * frees the blocks.
+ * frees the blocks. A `take` that fails where the arena learned that it cannot grow as far as it
+ * said runs again (Arena's `#grow`).
  */
 export function takeBlocks<T>(
   arena: Arena, signal: AbortSignal | null, take: (allocated: number[]) => T,
 ): Held<T> | Promise<Held<T>> {
   const allocated: number[] = [];
   const attempt = (): T => {
-    try {
-      return take(allocated);
-    } catch (error) {
-      for (const offset of allocated.splice(0)) arena.free(offset);
-      throw error;
+    for (;;) {
+      const maxBytes = arena.maxBytes;
+      try {
+        return take(allocated);
+      } catch (error) {
+        for (const offset of allocated.splice(0)) arena.free(offset);
+        // The memory could not grow as far as the plan counted on, and now says how far it can
+        // (Arena's #grow): plan again. maxBytes only falls, and not below the memory's length.
+        if (!(error instanceof OutOfMemoryError) || arena.maxBytes === maxBytes) throw error;
+      }
     }
   };
   const freeing = (held: Held<T>): Held<T> => ({

@@ -22,7 +22,8 @@ interface FreeRange { offset: number; size: number }
 
 export class Arena {
   readonly memory: WebAssembly.Memory;
-  readonly maxBytes: number;
+  /** Bytes the memory may grow to: maxMemory's pages, until a growth is refused (`#grow`). */
+  #maxBytes: number;
   readonly #buffers = new WeakSet<ArrayBufferLike>();
   /** Free ranges, sorted by offset, never adjacent (adjacent ones are coalesced). */
   readonly #free: FreeRange[] = [];
@@ -50,10 +51,18 @@ export class Arena {
     const initialPages = Math.max(1, Math.ceil(Math.max(initialBytes, reservedBytes) / PAGE));
     const maxPages = Math.max(initialPages, Math.floor(maxBytes / PAGE));
     this.memory = newMemory(initialPages, maxPages, shared, wasm);
-    this.maxBytes = maxPages * PAGE;
+    this.#maxBytes = maxPages * PAGE;
     this.#end = roundUp(reservedBytes, ALIGN);
     const size = this.memory.buffer.byteLength - this.#end;
     if (size > 0) this.#free.push({ offset: this.#end, size });
+  }
+
+  /**
+   * The most bytes the memory may grow to: its maximum, or less once the runtime refused to grow
+   * it that far (`#grow`).
+   */
+  get maxBytes(): number {
+    return this.#maxBytes;
   }
 
   /** Current size of the memory in bytes. */
@@ -189,30 +198,48 @@ export class Arena {
     }
   }
 
-  /** Grows by what `size` needs beyond a free range at the end, plus a quarter for headroom. */
+  /**
+   * Grows by what `size` needs beyond a free range at the end, plus a quarter for headroom. Where
+   * the runtime refuses even the bare need below the maximum (V8's `--wasm-max-mem-pages` set at
+   * run time with `v8.setFlagsFromString`, which `wasmMemoryLimit` cannot see; or the OS), it
+   * grows as far as it may, in halving steps, and that length becomes `maxBytes`: the planners
+   * size their chunks to it, and `takeBlocks` plans a call again that counted on more.
+   */
   #grow(size: number): boolean {
     const current = this.memory.buffer.byteLength;
     const last = this.#free.at(-1);
     const tail = last !== undefined && last.offset + last.size === current ? last.size : 0;
     const needed = size - tail;
-    const maxPages = this.maxBytes / PAGE;
+    const maxPages = this.#maxBytes / PAGE;
     const currentPages = current / PAGE;
     const minPages = Math.ceil(needed / PAGE);
     if (currentPages + minPages > maxPages) return false;
     const pages = Math.min(maxPages - currentPages, Math.max(minPages, Math.ceil(currentPages / 4)));
-    let grown = 0;
     for (const attempt of [pages, minPages]) {
-      try {
-        this.memory.grow(attempt);
-        grown = attempt;
-        break;
-      } catch {
-        // The headroom may be more than the OS grants; try the bare need next.
+      if (this.#tryGrow(attempt)) {
+        this.#release(current, attempt * PAGE);
+        return true;
       }
+      // The headroom may be more than the runtime grants; try the bare need next.
     }
-    if (grown === 0) return false;
-    this.#release(current, grown * PAGE);
-    return true;
+    let grown = 0;
+    for (let step = 2 ** Math.floor(Math.log2(minPages)); step >= 1; step /= 2) {
+      if (grown + step < minPages && this.#tryGrow(step)) grown += step;
+    }
+    if (grown > 0) this.#release(current, grown * PAGE);
+    this.#maxBytes = current + grown * PAGE;
+    return false;
+  }
+
+  /** Grows the memory by `pages`, or returns false where the runtime refuses (a RangeError). */
+  #tryGrow(pages: number): boolean {
+    try {
+      this.memory.grow(pages);
+      return true;
+    } catch (err) {
+      if (err instanceof RangeError) return false;
+      throw err;
+    }
   }
 }
 

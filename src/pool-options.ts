@@ -68,7 +68,8 @@ const MAX_MEMORY = 65536 * 65536;
  * whose `maximum` is larger, then refuses to grow it past N pages: a pool reported 4 GiB and sized
  * its staging chunks to that, so under N = 300 a training forward of a 24 MB array failed with an
  * OutOfMemoryError, where `maxMemory: 300 * 65536` staged it in chunks (until 2026-12-06). Read
- * from `process.execArgv`: a flag set at run time (`v8.setFlagsFromString`) is not seen.
+ * from `process.execArgv`: a flag set at run time (`v8.setFlagsFromString`) is not seen here, and
+ * a pool learns it where its memory's growth is first refused (src/memory.ts, Arena's `#grow`).
  */
 export function wasmMemoryLimit(argv: readonly string[] = process.execArgv): number {
   let pages = MAX_MEMORY / PAGE;

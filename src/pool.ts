@@ -1,4 +1,4 @@
-import { isBufferMemory, memoryForWorkers, wasmApi } from './wasm-types.js';
+import { isBufferMemory, memoryForWorkers, PAGE, wasmApi } from './wasm-types.js';
 import { Piscina } from 'piscina';
 import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
@@ -199,7 +199,8 @@ export class Pool {
   }
 
   /**
-   * Sizes of the shared memory: its current length, bytes allocated, and its cap; the length of
+   * Sizes of the shared memory: its current length, bytes allocated, and its cap (`maxMemory`, or
+   * less once the runtime refused to grow it further: README, "Kernels"); the length of
    * the calling thread's private staging memory, where inline calls with every array off the
    * pool run (0 until the first such call; it keeps the size of the largest one); and `waiting`,
    * the calls waiting in line for memory that other calls hold (on either memory: README, "What
@@ -421,6 +422,11 @@ function reserveArena(settings: PoolSettings): { arena: Arena; settings: PoolSet
       return { arena: new Arena(initialMemory, maxMemory, RESERVED_BYTES), settings };
     } catch (err) {
       if (!(err instanceof RangeError)) throw err;
+      if (initialRefused(maxMemory)) {
+        throw new OutOfMemoryError(
+          `V8 would not make the pool's WebAssembly memory of ${initialMemory} bytes (options.initialMemory), though it makes one that starts smaller (${err.message}): its --wasm-max-mem-pages, set at run time (v8.setFlagsFromString), or the OS's memory limits allow less. Lower options.initialMemory`,
+        );
+      }
       if (settings.requested === 'wasm') {
         throw new OutOfMemoryError(
           `options.kernel 'wasm' needs a WebAssembly memory, and V8 could not reserve one (${err.message}): it reserves about 10 GiB of address space for each, more than this process's virtual memory limit (ulimit -v) leaves. Start Node with --disable-wasm-trap-handler, raise the limit, or use kernel 'auto' or 'js'`,
@@ -447,6 +453,21 @@ function reserveArena(settings: PoolSettings): { arena: Arena; settings: PoolSet
   }
   const inlineThreshold = settings.inlineThresholdGiven ? settings.inlineThreshold : DEFAULT_INLINE_THRESHOLD.js;
   return { arena, settings: { ...settings, kernel: 'js', inlineThreshold } };
+}
+
+/**
+ * Whether V8 makes a WebAssembly memory of one page that may grow to `maxMemory` (then discarded):
+ * where the pool's own memory failed, its initial size was refused, not the address space it
+ * reserves (`reserveArena`). A flag given at start is checked before (`wasmMemoryLimit`).
+ */
+function initialRefused(maxMemory: number): boolean {
+  try {
+    new wasmApi!.Memory({ initial: 1, maximum: Math.floor(maxMemory / PAGE), shared: true });
+    return true;
+  } catch (err) {
+    if (err instanceof RangeError) return false;
+    throw err;
+  }
 }
 
 /**

@@ -180,8 +180,9 @@ describe.skipIf(!canLimit)('a process whose address space is limited (ulimit -v)
 describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', () => {
   const pages = 40;
   const cap = pages * 65536;
-  /** For each of `specs`, a pool's maxBytes and its results' bits, or its error. */
-  const capped = (specs: object[]): string => `
+  /** For each of `specs`, a pool's maxBytes and its results' bits, or its error (after `prelude`). */
+  const capped = (specs: object[], prelude = ''): string => `
+    ${prelude}
     const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
     ${SEEDED_AND_HASHED}
     const seen = [];
@@ -229,6 +230,22 @@ describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', 
     expect(runScript(capped([{}]), ['--wasm_max_mem_pages=1'], 60_000)).toEqual([
       { error: ['ArgumentError', 'ERR_BNPOOL_ARG', "a pool's memory needs at least 131072 bytes, more than the 65536 V8 lets a WebAssembly memory have in this process (node --wasm-max-mem-pages=1)"] },
     ]);
+  });
+
+  it('set at run time, where execArgv does not show it: a pool learns the cap where V8 first refuses to grow it', () => {
+    // v8.setFlagsFromString: the pool takes maxMemory 4 GiB, and its first call's staging chunk
+    // is refused. The memory grows as far as V8 lets it, that becomes maxBytes, and the call is
+    // planned again: the bits of a pool given maxMemory = the cap. An initialMemory past the cap
+    // is an OutOfMemoryError that says so, not a fallback to the TypeScript kernels.
+    const expected = runScript(capped([{ maxMemory: cap }]), [], 60_000) as any[];
+    const prelude = `(await import('node:v8')).setFlagsFromString('--wasm-max-mem-pages=${pages}');`;
+    const seen = runScript(capped([{ initialMemory: cap / 2 }, {}, { kernel: 'js' }], prelude), [], 60_000) as any[];
+    expect(seen[0]).toEqual(expected[0]);
+    const refused = [
+      'OutOfMemoryError', 'ERR_BNPOOL_OUT_OF_MEMORY',
+      expect.stringMatching(/^V8 would not make the pool's WebAssembly memory of 16777216 bytes \(options\.initialMemory\), though it makes one that starts smaller \(.*\): its --wasm-max-mem-pages, set at run time.*Lower options\.initialMemory$/),
+    ];
+    expect(seen.slice(1)).toEqual([{ error: refused }, { error: refused }]);
   });
 
   it('reads the flag as V8 does: either spelling, the last one counting, at most 65536 pages', () => {

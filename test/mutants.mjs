@@ -1448,6 +1448,23 @@ const MUTANTS = [
     file: 'src/torch-file.ts', find: 'known.numel !== ref.numel)', replace: 'known.numel !== ref.numel && known === ref)', tests: ['test/torch-file.test.ts'],
   },
   {
+    name: 'memory-refused-cap', breaks: "a memory whose growth the runtime refuses takes the length it could grow to as its maxBytes",
+    file: 'src/memory.ts', find: '    this.#maxBytes = current + grown * PAGE;', replace: '    this.#maxBytes += 0 * grown;', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'memory-refused-halving', breaks: 'a memory whose growth the runtime refuses grows as far as it may',
+    file: 'src/memory.ts', find: 'if (grown + step < minPages && this.#tryGrow(step))', replace: 'if (grown + step < 0 && this.#tryGrow(step))', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'blocks-plan-again', breaks: "a call whose blocks did not fit where the memory learned its cap is planned again",
+    file: 'src/memory-line.ts', find: '        if (!(error instanceof OutOfMemoryError) || arena.maxBytes === maxBytes) throw error;',
+    replace: '        void maxBytes;\n        throw error;', tests: ['test/address-space.test.ts'],
+  },
+  {
+    name: 'initial-refused', breaks: "new Pool() whose initialMemory V8 refuses, where it makes a smaller memory, is an OutOfMemoryError that says so",
+    file: 'src/pool.ts', find: '      if (initialRefused(maxMemory)) {', replace: '      if (maxMemory < 0 && initialRefused(maxMemory)) {', tests: ['test/address-space.test.ts'],
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
