@@ -36,17 +36,22 @@ function baseSize(): number {
   `, null);
 }
 
+/** The shapes `script` runs by default: two calls on workers, one inline. */
+const SHAPES: [number[], 'Float32Array' | 'Float64Array'][] = [[[6, 5, 67, 31], 'Float32Array'], [[3, 4, 5], 'Float64Array'], [[9, 3, 7], 'Float32Array']];
+
 /**
- * Makes a pool of each of `specs` (its options) in turn, and on each that it makes runs a
- * training forward and a backward on workers and one inline (ordinary arrays: the private
- * memory), float32 and float64, of seeded data; prints each pool's kernel, memory, inline
+ * Makes a pool of each of `specs` (its options) in turn, after the lines of `prelude`, and on
+ * each that it makes runs a training forward and a backward of each of `shapes` (by default, on
+ * workers and one inline: ordinary arrays, the private memory), float32 and float64, of seeded
+ * data; prints each pool's kernel, memory, inline
  * threshold, private memory's length and results' bits as a hash (or its error), and the
  * process warnings seen after each. The pools are closed together at the end, so that each
  * pool is made beside the ones before it: a closed pool's memory is let go only once nothing
  * refers to it, and V8 keeps an async function's dead local (a loop's pool) until its slot is
  * used again.
  */
-const script = (specs: object[]): string => `
+const script = (specs: object[], shapes: [number[], 'Float32Array' | 'Float64Array'][] = SHAPES, prelude = ''): string => `
+  ${prelude}
   const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
   const warnings = [];
   process.on('warning', (w) => warnings.push(w.code));
@@ -63,7 +68,8 @@ const script = (specs: object[]): string => `
       continue;
     }
     const results = [];
-    for (const [shape, Type] of [[[6, 5, 67, 31], Float32Array], [[3, 4, 5], Float64Array], [[9, 3, 7], Float32Array]]) {
+    for (const [shape, typeName] of ${JSON.stringify(shapes)}) {
+      const Type = globalThis[typeName];
       const n = shape.reduce((a, b) => a * b, 1);
       seed = n;
       const x = Type.from({ length: n }, (_, i) => 100 + (i % 5) + rand());
@@ -180,37 +186,9 @@ describe.skipIf(!canLimit)('a process whose address space is limited (ulimit -v)
 describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', () => {
   const pages = 40;
   const cap = pages * 65536;
-  /** For each of `specs`, a pool's maxBytes and its results' bits, or its error (after `prelude`). */
-  const capped = (specs: object[], prelude = ''): string => `
-    ${prelude}
-    const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});
-    ${SEEDED_AND_HASHED}
-    const seen = [];
-    for (const options of ${JSON.stringify(specs)}) {
-      let pool;
-      try {
-        pool = new Pool({ threads: 2, ...options });
-      } catch (err) {
-        seen.push({ error: [err.name, err.code, err.message] });
-        continue;
-      }
-      const results = [];
-      // Ordinary arrays: the first, 9.6 MB of float32, is staged in chunks.
-      for (const shape of [[8, 3, 100, 1000], [3, 4, 50]]) {
-        const n = shape.reduce((a, b) => a * b, 1);
-        seed = n;
-        const x = Float32Array.from({ length: n }, () => 10 + rand());
-        const dy = Float32Array.from({ length: n }, () => rand() - 0.5);
-        const bn = new BatchNorm(shape[1], { pool });
-        const y = await bn.forward(x, shape);
-        const { dx } = await bn.backward(dy);
-        results.push(...[y, dx, bn.runningMean, bn.runningVar].map(hash));
-      }
-      seen.push({ kernel: pool.kernel, maxBytes: pool.memoryStats.maxBytes, results });
-      await pool.close();
-    }
-    console.log(JSON.stringify(seen));
-  `;
+  /** `script` with an ordinary array of 9.6 MB of float32, staged in chunks, and a small one. */
+  const capped = (specs: object[], prelude = ''): string =>
+    script(specs, [[[8, 3, 100, 1000], 'Float32Array'], [[3, 4, 50], 'Float32Array']], prelude);
   const flag = [`--wasm-max-mem-pages=${pages}`];
 
   it('a pool grows to the cap at most, and stages in chunks that fit it', () => {
@@ -228,7 +206,7 @@ describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', 
       { kernel: 'wasm', maxBytes: cap },
     ]);
     expect(runScript(capped([{}]), ['--wasm_max_mem_pages=1'], 60_000)).toEqual([
-      { error: ['ArgumentError', 'ERR_BNPOOL_ARG', "a pool's memory needs at least 131072 bytes, more than the 65536 V8 lets a WebAssembly memory have in this process (node --wasm-max-mem-pages=1)"] },
+      { error: ['ArgumentError', 'ERR_BNPOOL_ARG', "a pool's memory needs at least 131072 bytes, more than the 65536 V8 lets a WebAssembly memory have in this process (node --wasm-max-mem-pages=1)"], warnings: [] },
     ]);
   });
 
@@ -245,7 +223,7 @@ describe('a process whose WebAssembly memories V8 caps (--wasm-max-mem-pages)', 
       'OutOfMemoryError', 'ERR_BNPOOL_OUT_OF_MEMORY',
       expect.stringMatching(/^V8 would not make the pool's WebAssembly memory of 16777216 bytes \(options\.initialMemory\), though it makes one that starts smaller \(.*\): its --wasm-max-mem-pages, set at run time.*Lower options\.initialMemory$/),
     ];
-    expect(seen.slice(1)).toEqual([{ error: refused }, { error: refused }]);
+    expect(seen.slice(1)).toEqual([{ error: refused, warnings: [] }, { error: refused, warnings: [] }]);
   });
 
   it('reads the flag as V8 does: either spelling, the last one counting, at most 65536 pages', () => {
