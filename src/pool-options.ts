@@ -60,25 +60,6 @@ const POOL_OPTIONS: OptionKeys<PoolOptions> = {
 };
 
 const MAX_MEMORY = 65536 * 65536;
-
-/**
- * The most bytes V8 lets a WebAssembly memory have in this process: `MAX_MEMORY` (wasm32's 65536
- * pages), or fewer pages where Node runs with `--wasm-max-mem-pages=N` (also spelled with
- * underscores; the last one counts, as for V8; NODE_OPTIONS may not carry it). V8 takes a memory
- * whose `maximum` is larger, then refuses to grow it past N pages: a pool reported 4 GiB and sized
- * its staging chunks to that, so under N = 300 a training forward of a 24 MB array failed with an
- * OutOfMemoryError, where `maxMemory: 300 * 65536` staged it in chunks (until 2026-12-06). Read
- * from `process.execArgv`: a flag set at run time (`v8.setFlagsFromString`) is not seen here, and
- * a pool learns it where its memory's growth is first refused (src/memory.ts, Arena's `#grow`).
- */
-export function wasmMemoryLimit(argv: readonly string[] = process.execArgv): number {
-  let pages = MAX_MEMORY / PAGE;
-  for (const arg of argv) {
-    const match = /^--wasm[-_]max[-_]mem[-_]pages=(\d+)$/.exec(arg);
-    if (match !== null) pages = Math.min(Number(match[1]), MAX_MEMORY / PAGE);
-  }
-  return pages * PAGE;
-}
 const DEFAULT_INITIAL_MEMORY = 16 * 1024 * 1024;
 /** The first 64 KiB of the memory are never handed out: a null guard and room for static data. */
 export const RESERVED_BYTES = 65536;
@@ -208,6 +189,25 @@ export function resolvePoolOptions(options: PoolOptions | undefined): PoolSettin
     threads, kernel, initialMemory, maxMemory, inlineThreshold, cacheBytes, grainSize,
     cacheBytesGiven: opts.cacheBytes !== undefined, requested, inlineThresholdGiven: opts.inlineThreshold !== undefined,
   };
+}
+
+/**
+ * The most bytes V8 lets a WebAssembly memory have in this process: `MAX_MEMORY` (wasm32's 65536
+ * pages), or fewer pages where Node runs with `--wasm-max-mem-pages=N` (also spelled with
+ * underscores; the last one counts, as for V8; NODE_OPTIONS may not carry it). V8 takes a memory
+ * whose `maximum` is larger, then refuses to grow it past N pages: a pool reported 4 GiB and sized
+ * its staging chunks to that, so under N = 300 a training forward of a 24 MB array failed with an
+ * OutOfMemoryError, where `maxMemory: 300 * 65536` staged it in chunks (until 2026-12-06). Read
+ * from `process.execArgv`: a flag set at run time (`v8.setFlagsFromString`) is not seen here, and
+ * a pool learns it where its memory's growth is first refused (src/memory.ts, Arena's `#grow`).
+ */
+export function wasmMemoryLimit(argv: readonly string[] = process.execArgv): number {
+  let pages = MAX_MEMORY / PAGE;
+  for (const arg of argv) {
+    const match = /^--wasm[-_]max[-_]mem[-_]pages=(\d+)$/.exec(arg);
+    if (match !== null) pages = Math.min(Number(match[1]), MAX_MEMORY / PAGE);
+  }
+  return pages * PAGE;
 }
 
 function checkGrainSize(value: unknown): number {
