@@ -202,8 +202,10 @@ export class Arena {
    * Grows by what `size` needs beyond a free range at the end, plus a quarter for headroom. Where
    * the runtime refuses even the bare need below the maximum (V8's `--wasm-max-mem-pages` set at
    * run time with `v8.setFlagsFromString`, which `wasmMemoryLimit` cannot see; or the OS), it
-   * grows as far as it may, in halving steps, and that length becomes `maxBytes`: the planners
-   * size their chunks to it, and `takeBlocks` plans a call again that counted on more.
+   * grows as far as it may, in halving steps, and that length becomes `maxBytes` for good (V8
+   * fixes a memory's cap when it makes it: the flag raised later did not lift it; an OS's refusal
+   * is taken as lasting too): the planners size their chunks to it, and `takeBlocks` plans a call
+   * again that counted on more.
    */
   #grow(size: number): boolean {
     const current = this.memory.buffer.byteLength;
