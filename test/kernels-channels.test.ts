@@ -151,6 +151,59 @@ for (const name of ['js', 'wasm'] as const) {
       }
     });
 
+    it("keeps MEAN_LO 0 where the mean is finite but TwoSum's own steps overflow", () => {
+      // TwoSum (src/merge.ts's lowPart) of K = 2^1022 + 3·2^970 and r = -M (M: float64's
+      // largest) rounds K + r up at a tie, so that mean - K is -M - 2^970, which rounds to
+      // -Infinity: the low part is NaN where the mean is finite. Only hand-made partials reach
+      // it: r is -M where the first block weighs under 2^-54 of the channel (here 1 value
+      // against 2^60), and the relative mean of the second block, (mean - K) + lo, is -M
+      // exactly. Channel 0 of 1, and channel 1 of 4, where the WebAssembly lanes' step
+      // overflows and the channel is merged again one at a time; the others are ordinary.
+      const a = setup(name);
+      const other = setup(name === 'js' ? 'wasm' : 'js');
+      const partials = DATA;
+      const channels = OUT;
+      const params = SCRATCH;
+      const M = Number.MAX_VALUE;
+      const K = 2 ** 1022 + 3 * 2 ** 970;
+      const meanB = -(2 ** 1023 - 2 ** 970);
+      const loB = -(2 ** 1022) + 2 ** 972;
+      expect((meanB - K) + loB).toBe(-M); // exact: every step is representable
+      const blocks = 2;
+      for (const [C, odd] of [[1, 0], [4, 1]]) {
+        const arr = (k: number, c: number): number => channels / 8 + k * C + c;
+        for (const k of [a, other]) {
+          for (let c = 0; c < C; c++) {
+            const at = (b: number): number => (partials + (c * blocks + b) * PARTIAL_BYTES) / 8;
+            if (c === odd) {
+              k.f64.set([1, K, 0, 0], at(0));
+              k.f64.set([2 ** 60, meanB, 0, loB], at(1));
+            } else {
+              k.f64.set([3, 1 + c, 2, 0], at(0));
+              k.f64.set([5, 2 + c, 4, 0], at(1));
+            }
+            k.f64[arr(CHANNEL_WEIGHT, c)] = 1;
+            k.f64[arr(CHANNEL_BIAS, c)] = 0;
+          }
+          k.f64.fill(GUARD, arr(CHANNEL_MEAN_LO, 0), arr(CHANNEL_MEAN_LO, C));
+          k.kernel.mergeChannels(partials, blocks, 0, C, channels, C, params, 1e-5);
+        }
+        const column = (k: { f64: Float64Array }, j: number): number[] => Array.from(k.f64.slice(arr(j, 0), arr(j, C)));
+        // K + r, rounded as JavaScript rounds it, and no low part.
+        expect(a.f64[arr(CHANNEL_MEAN, odd)]).toBe(K - M);
+        expect(Number.isFinite(K - M)).toBe(true);
+        expect(a.f64[arr(CHANNEL_MEAN_LO, odd)]).toBe(0);
+        expect(a.f64[arr(CHANNEL_VAR, odd)]).toBe(Infinity);
+        for (let c = 0; c < C; c++) {
+          if (c === odd) continue;
+          // 3 values of mean 1 + c and m2 2 with 5 of mean 2 + c and m2 4: mean 1 + c + 5/8.
+          expect(a.f64[arr(CHANNEL_MEAN, c)]).toBe(1 + c + 5 / 8);
+          expect(a.f64[arr(CHANNEL_VAR, c)]).toBeCloseTo((2 + 4 + (3 * 5) / 8) / 8, 15);
+        }
+        for (const j of [CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_MEAN_LO]) expect(column(a, j)).toEqual(column(other, j));
+      }
+    });
+
     it('prepareEval and prepareBackward give the formulas, bit for bit, and the same bits as the other kernel', () => {
       const a = setup(name);
       const other = setup(name === 'js' ? 'wasm' : 'js');

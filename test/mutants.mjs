@@ -1465,6 +1465,21 @@ const MUTANTS = [
     file: 'src/pool.ts', find: '      if (initialRefused(maxMemory)) {', replace: '      if (maxMemory < 0 && initialRefused(maxMemory)) {', tests: ['test/address-space.test.ts'],
   },
   {
+    name: 'merge-lo-overflow', breaks: "the TypeScript merge's MEAN_LO is 0 where TwoSum's own steps overflow",
+    file: 'src/merge.ts', find: "    lo = 0; // a + b near float64's largest: TwoSum's own steps overflowed", replace: '    void 0;',
+    tests: ['test/kernels-channels.test.ts'], only: "TwoSum's own steps overflow",
+  },
+  {
+    name: 'wasm-merge-lo-overflow', breaks: "the WebAssembly merge's MEAN_LO is 0 where TwoSum's own steps overflow",
+    file: 'workers/wasm/assembly/merge.ts', find: '    if (!isFinite(lo)) lo = 0;', replace: '    if (!isFinite(lo)) lo = lo;',
+    tests: ['test/kernels-channels.test.ts'], only: "TwoSum's own steps overflow",
+  },
+  {
+    name: 'grid-empty-group', breaks: "planGrid's blocks each hold at least one value (the kernels' merge takes none to be empty)",
+    file: 'src/plan.ts', find: 'const nGroups = Math.ceil(N / tallest);', replace: 'const nGroups = Math.ceil(N / tallest) + 1;',
+    tests: ['test/claims.test.ts'],
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
