@@ -1,6 +1,7 @@
 /**
  * The work items a call's tasks share: claimed from counters on the shared memory in tapered
- * runs, each task its own range first, every item visited once whichever task claims it.
+ * runs, each task its own range first, every item visited once whichever task claims it; and the
+ * grid they come from, whose blocks each hold at least one value.
  */
 import { describe, expect, it } from 'vitest';
 import { planGrid } from '../dist/src/plan.js';
@@ -122,5 +123,33 @@ describe('Claims (each task its own range first)', () => {
     // Then task 0 alone takes the rest: mirrored within whichever range a claim came from.
     for (let i = tasks[0].next(); i >= 0; i = tasks[0].next()) visit(tasks[0], i);
     expect(seen.every((v) => v === 1)).toBe(true);
+  });
+});
+
+describe('planGrid', () => {
+  it('cuts rows, stretches and bands that tile the tensor, none of them empty', () => {
+    // The kernels' merge takes every partial to count at least one value (Kernel.mergeChannels):
+    // the WebAssembly lanes would merge a first block of none differently (a call of no values
+    // never reaches the kernels: engine.ts, emptyCall). Plane and row modes, narrow and tall row
+    // groups, bands, long planes cut into stretches; channels-last calls plan (N * S, C, 1).
+    const modes = new Set<string>();
+    for (let N = 1; N <= 130; N++) {
+      for (const C of [1, 2, 3, 7, 16, 33, 257, 4096]) {
+        for (const S of [1, 2, 3, 7, 63, 64, 1023, 1024, 1025, 16383, 16384, 16385, 50176, 100001]) {
+          const g = planGrid(N, C, S);
+          const label = JSON.stringify({ N, C, S });
+          // Every part but the last is full, and the last holds at least one: [1, full].
+          const last = (total: number, parts: number, full: number): number => total - (parts - 1) * full;
+          for (const [total, parts, full] of [[N, g.nGroups, g.groupRows], [S, g.sChunks, g.sChunkLen], [C, g.bands, g.bandChannels]]) {
+            const left = last(total, parts, full);
+            expect(left >= 1 && left <= full, label).toBe(true);
+          }
+          expect(g.blocksPerChannel, label).toBe(g.nGroups * g.sChunks);
+          expect([g.N, g.C, g.S], label).toEqual([N, C, S]);
+          modes.add(`${g.mode} ${g.sChunks > 1 ? 'stretches' : g.bands > 1 ? 'bands' : g.groupRows > 1 ? 'groups' : 'rows'}`);
+        }
+      }
+    }
+    expect([...modes].sort()).toEqual(['plane groups', 'plane rows', 'plane stretches', 'row bands', 'row groups', 'row rows']);
   });
 });

@@ -113,7 +113,10 @@ export interface Kernel {
    * arrays of C channels at `channelsByte` (scratch.ts), and (mean, weight / sqrt(var + eps), bias)
    * at `paramsByte + 32 * c`, with weight and bias from the arrays' WEIGHT and BIAS; with
    * `rowParamsByte` (0: none), also the float32 row parameters that `normalizeRows` reads (the
-   * WebAssembly kernel; the TypeScript one writes none).
+   * WebAssembly kernel; the TypeScript one writes none). Every partial counts at least one value:
+   * planGrid makes no empty block, and a call of no values never reaches the kernels (engine.ts,
+   * emptyCall). A first block of none would not give the same bits in both kernels: the
+   * WebAssembly lanes step from it where src/merge.ts starts at the next block.
    */
   mergeChannels(
     partialsByte: number, blocks: number, c0: number, c1: number, channelsByte: number, C: number, paramsByte: number, eps: number,
