@@ -8,6 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_SLICE, FRESH_SLICE } from '../dist/src/channels.js';
 import { AbortError, ArgumentError, BatchNorm, batchNorm, batchNormBackward, ChannelStats, Pool } from '../dist/src/index.js';
+import { type PoolInternals, poolInternals } from '../dist/src/pool-internals.js';
+import { runningStatsUpdate, updateRunningStats } from '../dist/src/running.js';
 import { randomBytes } from './helpers/bytes.js';
 import { detached, randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { everyTurn, turnCounter, turnsOf } from './helpers/turns.js';
@@ -258,6 +260,48 @@ describe('the running update over more than CHANNEL_SLICE channels', () => {
     expect(sameBits(bn.runningVar!, updated(new Float32Array(C).fill(1), variance, 0.1, 2))).toBe(true);
     pool.free(x);
     pool.free(out);
+  });
+
+  it('where the pool gives the first scratch array but not the second: that one given back, one loop', async () => {
+    // The call's own scratch, freed just before, is larger than the update's, but a call beside
+    // it may have taken it: the pool's allocations, the second refused, through a Proxy.
+    const internals = poolInternals(pool);
+    const given: number[] = [];
+    const arena = new Proxy(internals.arena, {
+      get(target, key) {
+        if (key === 'alloc') {
+          return (bytes: number): number => {
+            const at = given.length === 1 ? -1 : target.alloc(bytes);
+            given.push(at);
+            return at;
+          };
+        }
+        const value: unknown = Reflect.get(target, key, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const ctx = { arena, views: internals.views } as unknown as PoolInternals;
+    const runningMean = randomVector(C, 'float32', 91, -1, 1);
+    const runningVar = randomVector(C, 'float32', 92, 0.5, 2);
+    const mean = randomVector(C, 'float64', 93, -3, 3) as Float64Array;
+    const variance = randomVector(C, 'float64', 94, 0.1, 4) as Float64Array;
+    const [mean0, var0] = [runningMean.slice(), runningVar.slice()];
+    const live = pool.memoryStats.liveBytes;
+    const update = await turnsOf(() => updateRunningStats(ctx, runningMean, runningVar, mean, variance, 7, 0.3));
+    expect(update.value).toBe(true);
+    expect(given.length).toBe(2);
+    expect(given[0]).toBeGreaterThanOrEqual(0);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    // One loop, no turn (the sliced update takes SLICES), with its bits.
+    expect(update.turns).toBe(0);
+    const [oneMean, oneVar] = [mean0.slice(), var0.slice()];
+    runningStatsUpdate(oneMean, oneVar, mean, variance, 7, 0.3);
+    expect(sameBits(runningMean, oneMean)).toBe(true);
+    expect(sameBits(runningVar, oneVar)).toBe(true);
+    for (const c of [0, CHANNEL_SLICE, C - 1]) {
+      expect(runningMean[c]).toBe(Math.fround((1 - 0.3) * mean0[c] + 0.3 * mean[c]));
+      expect(runningVar[c]).toBe(Math.fround((1 - 0.3) * var0[c] + 0.3 * variance[c] * (7 / 6)));
+    }
   });
 
   it("batchNorm's, on the caller's float64 buffers: made in slices, the bits of one loop", async () => {

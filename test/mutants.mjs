@@ -1480,6 +1480,11 @@ const MUTANTS = [
     tests: ['test/claims.test.ts'],
   },
   {
+    name: 'running-scratch-free', breaks: "a running update that gets only its first scratch array from the pool gives it back",
+    file: 'src/running.ts', find: '    if (meanAt >= 0) ctx.arena.free(meanAt);', replace: '    if (meanAt < 0) ctx.arena.free(meanAt);',
+    tests: ['test/channels.test.ts'], only: 'gives the first scratch array but not the second',
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
