@@ -351,7 +351,12 @@ export class Pool {
     return Promise.allSettled(tasks.map((task) => this.#post(task)));
   }
 
-  /** Sends a task to a worker, with the memory's length now (workers/execute.ts, `coverMemory`). */
+  /**
+   * Sends a task to a worker, with the memory's length now (workers/execute.ts, `coverMemory`).
+   * Never throws: where piscina's `run` throws at once (a `postMessage` that fails), the task is a
+   * rejection like any worker's failure, so that a call's other tasks are still posted and awaited
+   * (Promise.allSettled) before the call frees the blocks they work on.
+   */
   #post(task: Task | StreamTask | BytesTask): Promise<TaskResult> {
     const posted: Posted<typeof task> = { ...task, memoryBytes: this.#arena.byteLength };
     const settled = this.#load.posted();
@@ -359,7 +364,7 @@ export class Pool {
       return (this.#piscina!.run(posted) as Promise<TaskResult>).finally(settled);
     } catch (err) {
       settled();
-      throw err;
+      return Promise.reject(err);
     }
   }
 

@@ -3,10 +3,13 @@
  * the module unchanged, and the pool goes on serving; a task that starts late; memory that runs
  * out. abort.test.ts has the aborts.
  */
+import { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
-import { injectFault } from '../dist/src/pool-internals.js';
-import { randomTensor, sameBits } from './helpers/data.js';
+import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
+import { randomBytes } from './helpers/bytes.js';
+import { randomTensor, randomVector, sameBits } from './helpers/data.js';
 import { trainedModule } from './helpers/errors.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
@@ -61,6 +64,76 @@ describe('worker faults', () => {
     expect((err as Error).message).toContain('TypeError: injected: boom');
     expect(snapshot()).toBe(before);
     await expectCorrectCall(bn, 7);
+  });
+});
+
+describe("piscina's run throwing where it posts a task", () => {
+  /**
+   * Runs `call` with piscina's `run` (every pool's: the prototype's) throwing at once, as a
+   * `postMessage` that fails would, on the call's second task; every other task is posted, and
+   * whether each has settled is in `settled`. Resolves to what the call rejected with and
+   * whether every posted task had settled by then.
+   */
+  async function refusingSecond(call: () => Promise<unknown>): Promise<{ err: unknown; allSettled: boolean; posted: number }> {
+    const run = Piscina.prototype.run;
+    const settled: boolean[] = [];
+    let tasks = 0;
+    Piscina.prototype.run = function refusingRun(this: Piscina, task: unknown, options?: object) {
+      if (++tasks === 2) throw new Error('injected: post refused');
+      const i = settled.push(false) - 1;
+      const p = run.call(this, task, options);
+      p.then(() => { settled[i] = true; }, () => { settled[i] = true; });
+      return p;
+    } as typeof run;
+    try {
+      const err = await call().then(() => null, (e: unknown) => e);
+      return { err, allSettled: settled.every(Boolean), posted: tasks };
+    } finally {
+      Piscina.prototype.run = run;
+    }
+  }
+
+  function expectRefused(got: { err: unknown; allSettled: boolean; posted: number }): void {
+    expect(got.posted).toBeGreaterThanOrEqual(2);
+    expect(got.err).toBeInstanceOf(WorkerError);
+    expect((got.err as BnPoolError).code).toBe('ERR_BNPOOL_WORKER');
+    expect((got.err as Error).message).toContain('injected: post refused');
+    // The call settles after the tasks it did post: their blocks are not freed under them.
+    expect(got.allSettled).toBe(true);
+    // No task counted in flight (the spare-core and grain-size decisions read it).
+    expect(poolInternals(pool).load.busyWith(0)).toBe(0);
+  }
+
+  it('a training forward rejects with a WorkerError, changes nothing, and the next call succeeds', async () => {
+    const { bn, snapshot } = await trainedModule(pool, shape);
+    const before = snapshot();
+    expectRefused(await refusingSecond(() => bn.forward(randomTensor(shape, 'float32', 41), shape)));
+    expect(snapshot()).toBe(before);
+    await expectCorrectCall(bn, 42);
+  });
+
+  it('an 8-bit forward: the same, after every task it posted has settled', async () => {
+    const C = 3;
+    const bytesShape = [4, C, 64, 65];
+    const bn = new BatchNorm(C, { pool }).eval();
+    bn.runningMean!.set([100, 120, 90]);
+    bn.runningVar!.set([900, 1600, 400]);
+    const x = randomBytes(4 * C * 64 * 65, 43);
+    const want = await bn.forward(x, bytesShape);
+    expectRefused(await refusingSecond(() => bn.forward(x, bytesShape)));
+    expect(sameBits(await bn.forward(x, bytesShape), want)).toBe(true);
+  });
+
+  it('a floor pass: the same', async () => {
+    const a = pool.alloc(1 << 18);
+    const b = pool.alloc(1 << 18);
+    a.set(randomVector(1 << 18, 'float32', 44, -2, 2));
+    expectRefused(await refusingSecond(() => streamFloor(pool, a, b)));
+    await streamFloor(pool, a, b);
+    // The floor's y = 1.5x + 0.25, in float32.
+    for (const i of [0, 12345, (1 << 18) - 1]) expect(b[i]).toBe(Math.fround(Math.fround(1.5 * a[i]) + 0.25));
+    pool.free(a);
+    pool.free(b);
   });
 });
 

@@ -1485,6 +1485,11 @@ const MUTANTS = [
     tests: ['test/channels.test.ts'], only: 'gives the first scratch array but not the second',
   },
   {
+    name: 'post-rejects', breaks: "a task that piscina's run refuses at once is a rejection: the call's other tasks are still awaited, and it fails typed",
+    file: 'src/pool.ts', find: '      return Promise.reject(err);', replace: '      throw err;',
+    tests: ['test/faults.test.ts'], only: "piscina's run throwing",
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).
