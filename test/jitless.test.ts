@@ -6,7 +6,11 @@
  * without it on `kernel: 'js'`, in child processes: the same bits, inline and on workers, with
  * both memories growing under the calls, and an array from `pool.alloc` kept across the growth.
  * `node --no-expose-wasm` leaves the JIT on and `WebAssembly` undefined: the same again.
+ * A hardened Node, which servers start with flags against code made from strings, changed
+ * built-ins, `__proto__` and deprecated APIs, runs the WebAssembly kernels with their usual bits,
+ * and reads and writes its files.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runScript, SEEDED_AND_HASHED } from './helpers/node.js';
@@ -111,5 +115,81 @@ describe('a runtime without WebAssembly (node --jitless)', () => {
     const { wasm } = jitless();
     expect(wasm).toEqual(['ArgumentError', 'ERR_BNPOOL_ARG', expect.stringContaining("options.kernel 'wasm'")]);
     expect((wasm as string[])[2]).toMatch(/no WebAssembly/);
+  }, 120_000);
+});
+
+/**
+ * Flags of a hardened server: no code from strings (eval, new Function; V8 would also refuse
+ * WebAssembly compiled from bytes were an embedder's callback to say so, which Node's does not),
+ * built-ins frozen (nothing of bnpool or piscina may patch them), `__proto__` an error, and every
+ * deprecated API an error, those Node only warns of under --pending-deprecation too (Buffer()).
+ */
+const HARDENED = [
+  '--disallow-code-generation-from-strings', '--frozen-intrinsics', '--disable-proto=throw', '--throw-deprecation', '--pending-deprecation',
+  '--disable-warning=ExperimentalWarning',
+];
+
+describe('a hardened Node', () => {
+  it('runs the WebAssembly kernels with the bits they have without the flags', () => {
+    const hardened = run('auto', HARDENED);
+    expect(hardened).toMatchObject({
+      hasWasm: true, wasm: 'made', kernels: ['wasm', 'wasm'], memories: ['Memory', 'Memory', 'Memory'], grown: [true, true], kept: true,
+    });
+    expect(Object.keys(hardened.results)).toHaveLength(16);
+    expect(hardened.results).toEqual(run('auto', []).results);
+  }, 240_000);
+
+  it('writes and reads safetensors and torch.save files, and reads ONNX and PyTorch fixtures', () => {
+    const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
+    const files = `
+      const { BatchNorm, loadSafetensors, saveSafetensors } = await import(${JSON.stringify(entry)});
+      const { mkdtemp, rm } = await import('node:fs/promises');
+      const { join } = await import('node:path');
+      const { tmpdir } = await import('node:os');
+      const dir = await mkdtemp(join(tmpdir(), 'bnpool-hardened-'));
+      const filled = (bn, k) => {
+        bn.weight.set([1 + k, 2, 3]);
+        bn.bias.set([k, -1, 0.5]);
+        bn.runningMean.set([0.25, k, -2]);
+        bn.runningVar.set([4, 5, 6 + k]);
+        return bn;
+      };
+      const state = (bn) => [bn.weight, bn.bias, bn.runningMean, bn.runningVar].flatMap((a) => [...a]);
+      const caught = (run) => { try { run(); return null; } catch (e) { return e.name; } };
+      // The flags in force: eval refused, built-ins frozen, __proto__ an error, deprecations thrown.
+      const seen = {
+        flags: [caught(() => eval('1')), Object.isFrozen(Array.prototype), caught(() => ({}).__proto__), process.throwDeprecation],
+      };
+      try {
+        const a = filled(new BatchNorm(3), 1);
+        await a.saveSafetensors(join(dir, 'a.safetensors'));
+        await a.saveTorchFile(join(dir, 'a.pt'));
+        const fromSafetensors = new BatchNorm(3);
+        await fromSafetensors.loadSafetensors(join(dir, 'a.safetensors'));
+        const fromTorch = new BatchNorm(3);
+        await fromTorch.loadTorchFile(join(dir, 'a.pt'));
+        const modules = { bn1: filled(new BatchNorm(3), 2), bn2: filled(new BatchNorm(3), 3) };
+        await saveSafetensors(join(dir, 'both.safetensors'), modules);
+        const back = { bn1: new BatchNorm(3), bn2: new BatchNorm(3) };
+        await loadSafetensors(join(dir, 'both.safetensors'), back);
+        seen.roundTrips = [state(fromSafetensors), state(fromTorch), state(back.bn1), state(back.bn2)];
+        seen.wanted = [state(a), state(a), state(modules.bn1), state(modules.bn2)];
+        const torch = await BatchNorm.fromTorchFile(join(${JSON.stringify(fixtures)}, 'torch-file', 'state_dict.pt'), { prefix: 'bn1.' }).catch((e) => e);
+        const onnx = await BatchNorm.fromOnnx(join(${JSON.stringify(fixtures)}, 'onnx', 'bn-only.onnx')).catch((e) => e);
+        seen.fixtures = [torch, onnx].map((m) => m instanceof BatchNorm ? [m.numFeatures, m.weight[0]] : [m.name, m.code, m.message]);
+      } finally {
+        await rm(dir, { recursive: true });
+      }
+      console.log(JSON.stringify(seen));
+    `;
+    const seen = runScript(files, HARDENED) as { flags: unknown[]; roundTrips: number[][]; wanted: number[][]; fixtures: unknown[] };
+    expect(seen.flags).toEqual(['EvalError', true, 'Error', true]);
+    expect(seen.roundTrips).toEqual(seen.wanted);
+    expect(seen.wanted[0]).toEqual([2, 2, 3, 1, -1, 0.5, 0.25, 1, -2, 4, 5, 7]);
+    // As PyTorch and onnx wrote them (the fixtures' expected.json).
+    const expected = (dir: string): any => JSON.parse(readFileSync(new URL(`./fixtures/${dir}/expected.json`, import.meta.url), 'utf8'));
+    const torch = expected('torch-file')['state_dict.pt']['bn1.'];
+    const onnx = expected('onnx').files['bn-only.onnx'][0];
+    expect(seen.fixtures).toEqual([[4, torch.weight[0]], [onnx.numFeatures, onnx.scale[0]]]);
   }, 120_000);
 });
