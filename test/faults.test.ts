@@ -6,10 +6,10 @@
 import { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
-import { BatchNorm, BnPoolError, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
+import { BatchNorm, BnPoolError, ChannelStats, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
 import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { randomBytes } from './helpers/bytes.js';
-import { randomTensor, randomVector, sameBits } from './helpers/data.js';
+import { randomTensor, randomVector, rng, sameBits } from './helpers/data.js';
 import { trainedModule } from './helpers/errors.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
@@ -134,6 +134,87 @@ describe("piscina's run throwing where it posts a task", () => {
     for (const i of [0, 12345, (1 << 18) - 1]) expect(b[i]).toBe(Math.fround(Math.fround(1.5 * a[i]) + 0.25));
     pool.free(a);
     pool.free(b);
+  });
+
+  it('refusals at random, at once and later, under concurrent calls of every kind: typed failures or the bits of a run without them', async () => {
+    // BNPOOL_REFUSALS=300 searches longer; BNPOOL_REFUSALS_SEED picks other draws.
+    const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
+    const rand = rng(Number(process.env.BNPOOL_REFUSALS_SEED ?? 1));
+    const run = Piscina.prototype.run;
+    let refusing = false;
+    let refused = 0;
+    Piscina.prototype.run = function sometimesRefusing(this: Piscina, task: unknown, options?: object) {
+      if (refusing) {
+        const r = rand();
+        if (r < 0.08) {
+          refused++;
+          if (r < 0.04) throw new Error('injected: refused at once');
+          return Promise.reject(new Error('injected: refused later'));
+        }
+      }
+      return run.call(this, task, options);
+    } as typeof run;
+    const shapes = [[8, 6, 30, 31], [4, 3, 64, 70], [64, 33], [2, 5, 9, 9, 9], [16, 40, 20], [3, 2, 200, 200]];
+    const kinds = ['training', 'eval', '8-bit', 'statistics', 'floor'] as const;
+    type Call = { kind: typeof kinds[number]; shape: number[]; x: Float32Array; dy: Float32Array };
+    const calls = async ({ kind, shape, x, dy }: Call): Promise<ArrayLike<number>[]> => {
+      const C = shape[1];
+      if (kind === 'training') {
+        const bn = new BatchNorm(C, { pool });
+        const y = await bn.forward(x, shape);
+        const { dx } = await bn.backward(dy);
+        return [y, dx, bn.runningMean!, bn.runningVar!];
+      }
+      if (kind === 'eval') return [await new BatchNorm(C, { pool }).eval().forward(x, shape)];
+      if (kind === '8-bit') return [await new BatchNorm(C, { pool }).eval().forward(Uint8Array.from(x, (v) => 40 * v), shape)];
+      if (kind === 'statistics') {
+        const stats = await ChannelStats.fromBatch(x, shape, { pool });
+        return [stats.mean(), stats.variance()];
+      }
+      const [a, b] = [pool.alloc(x.length), pool.alloc(x.length)];
+      try {
+        a.set(x);
+        await streamFloor(pool, a, b);
+        return [b.slice()];
+      } finally {
+        pool.free(a);
+        pool.free(b);
+      }
+    };
+    const live = pool.memoryStats.liveBytes;
+    const outcomes = { ok: 0, failed: 0 };
+    try {
+      for (let round = 0; round < rounds; round++) {
+        const made = Array.from({ length: 1 + Math.floor(rand() * 6) }, (): Call => {
+          const shape = shapes[Math.floor(rand() * shapes.length)];
+          const n = shape.reduce((p, d) => p * d, 1);
+          return { kind: kinds[Math.floor(rand() * kinds.length)], shape, x: randomVector(n, 'float32', 1000 * round + n, 3, 5) as Float32Array, dy: randomVector(n, 'float32', n, -1, 1) as Float32Array };
+        });
+        const want = await Promise.all(made.map(calls));
+        refusing = true;
+        const got = await Promise.allSettled(made.map(calls));
+        refusing = false;
+        got.forEach((g, i) => {
+          const label = `round ${round}, ${made[i].kind} ${made[i].shape}`;
+          if (g.status === 'rejected') {
+            outcomes.failed++;
+            expect(g.reason, label).toBeInstanceOf(WorkerError);
+            expect((g.reason as Error).message, label).toMatch(/injected: refused (at once|later)/);
+            return;
+          }
+          outcomes.ok++;
+          g.value.forEach((values, j) => expect(sameBits(values, want[i][j]), `${label}, result ${j}`).toBe(true));
+        });
+      }
+    } finally {
+      Piscina.prototype.run = run;
+    }
+    // Both outcomes seen, and nothing left held: blocks, tasks in flight.
+    expect(outcomes.ok).toBeGreaterThan(0);
+    expect(outcomes.failed).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThanOrEqual(outcomes.failed);
+    expect(pool.memoryStats.liveBytes).toBe(live);
+    expect(poolInternals(pool).load.busyWith(0)).toBe(0);
   });
 });
 
