@@ -136,10 +136,15 @@ describe("piscina's run throwing where it posts a task", () => {
     pool.free(b);
   });
 
-  it('refusals at random, at once and later, under concurrent calls of every kind: typed failures or the bits of a run without them', async () => {
-    // BNPOOL_REFUSALS=300 searches longer; BNPOOL_REFUSALS_SEED picks other draws.
+  /**
+   * Rounds of one to six concurrent calls of every kind on `on`, run first as they are and then
+   * with 8% of the posts refused at random, half by a throw and half by a rejected promise: each
+   * call must give the same bits or fail with a WorkerError that names the refusal, and the pool
+   * end with nothing held. BNPOOL_REFUSALS=300 searches longer; BNPOOL_REFUSALS_SEED draws others.
+   */
+  async function refusalRounds(on: Pool, shapes: number[][], seed: number): Promise<void> {
     const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
-    const rand = rng(Number(process.env.BNPOOL_REFUSALS_SEED ?? 1));
+    const rand = rng(Number(process.env.BNPOOL_REFUSALS_SEED ?? 1) * 1000 + seed);
     const run = Piscina.prototype.run;
     let refusing = false;
     let refused = 0;
@@ -154,34 +159,33 @@ describe("piscina's run throwing where it posts a task", () => {
       }
       return run.call(this, task, options);
     } as typeof run;
-    const shapes = [[8, 6, 30, 31], [4, 3, 64, 70], [64, 33], [2, 5, 9, 9, 9], [16, 40, 20], [3, 2, 200, 200]];
     const kinds = ['training', 'eval', '8-bit', 'statistics', 'floor'] as const;
     type Call = { kind: typeof kinds[number]; shape: number[]; x: Float32Array; dy: Float32Array };
     const calls = async ({ kind, shape, x, dy }: Call): Promise<ArrayLike<number>[]> => {
       const C = shape[1];
       if (kind === 'training') {
-        const bn = new BatchNorm(C, { pool });
+        const bn = new BatchNorm(C, { pool: on });
         const y = await bn.forward(x, shape);
         const { dx } = await bn.backward(dy);
         return [y, dx, bn.runningMean!, bn.runningVar!];
       }
-      if (kind === 'eval') return [await new BatchNorm(C, { pool }).eval().forward(x, shape)];
-      if (kind === '8-bit') return [await new BatchNorm(C, { pool }).eval().forward(Uint8Array.from(x, (v) => 40 * v), shape)];
+      if (kind === 'eval') return [await new BatchNorm(C, { pool: on }).eval().forward(x, shape)];
+      if (kind === '8-bit') return [await new BatchNorm(C, { pool: on }).eval().forward(Uint8Array.from(x, (v) => 40 * v), shape)];
       if (kind === 'statistics') {
-        const stats = await ChannelStats.fromBatch(x, shape, { pool });
+        const stats = await ChannelStats.fromBatch(x, shape, { pool: on });
         return [stats.mean(), stats.variance()];
       }
-      const [a, b] = [pool.alloc(x.length), pool.alloc(x.length)];
+      const [a, b] = [on.alloc(x.length), on.alloc(x.length)];
       try {
         a.set(x);
-        await streamFloor(pool, a, b);
+        await streamFloor(on, a, b);
         return [b.slice()];
       } finally {
-        pool.free(a);
-        pool.free(b);
+        on.free(a);
+        on.free(b);
       }
     };
-    const live = pool.memoryStats.liveBytes;
+    const live = on.memoryStats.liveBytes;
     const outcomes = { ok: 0, failed: 0 };
     try {
       for (let round = 0; round < rounds; round++) {
@@ -213,8 +217,22 @@ describe("piscina's run throwing where it posts a task", () => {
     expect(outcomes.ok).toBeGreaterThan(0);
     expect(outcomes.failed).toBeGreaterThan(0);
     expect(refused).toBeGreaterThanOrEqual(outcomes.failed);
-    expect(pool.memoryStats.liveBytes).toBe(live);
-    expect(poolInternals(pool).load.busyWith(0)).toBe(0);
+    expect(on.memoryStats.liveBytes).toBe(live);
+    expect(poolInternals(on).load.busyWith(0)).toBe(0);
+  }
+
+  it('refusals at random, at once and later, under concurrent calls of every kind: typed failures or the bits of a run without them', async () => {
+    await refusalRounds(pool, [[8, 6, 30, 31], [4, 3, 64, 70], [64, 33], [2, 5, 9, 9, 9], [16, 40, 20], [3, 2, 200, 200]], 1);
+  });
+
+  it('the same on three workers with cacheBytes given, where training goes a group of channels at a time (phased)', async () => {
+    // [8, 5, 100, 101] float32 goes in six groups there (planPhases; phased.test.ts has it).
+    const phased = new Pool({ threads: 3, inlineThreshold: 0, grainSize: 1, cacheBytes: 400_000 });
+    try {
+      await refusalRounds(phased, [[8, 5, 100, 101], [4, 3, 100, 101], [61, 8, 9, 10], [4, 3, 7, 5743]], 2);
+    } finally {
+      await phased.close();
+    }
   });
 });
 
