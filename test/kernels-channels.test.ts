@@ -153,8 +153,8 @@ for (const name of ['js', 'wasm'] as const) {
 
     it("keeps MEAN_LO 0 where the mean is finite but TwoSum's own steps overflow", () => {
       // TwoSum (src/merge.ts's lowPart) of K = 2^1022 + 3·2^970 and r = -M (M: float64's
-      // largest) rounds K + r up at a tie, so that mean - K is -M - 2^970, which rounds to
-      // -Infinity: the low part is NaN where the mean is finite. Only hand-made partials reach
+      // largest) rounds K + r away from zero at a tie, so that mean - K is -M - 2^970, which
+      // rounds to -Infinity: the low part is NaN where the mean is finite. Only hand-made partials reach
       // it: r is -M where the first block weighs under 2^-54 of the channel (here 1 value
       // against 2^60), and the relative mean of the second block, (mean - K) + lo, is -M
       // exactly. Channel 0 of 1, and channel 1 of 4, where the WebAssembly lanes' step
