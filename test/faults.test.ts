@@ -142,8 +142,11 @@ describe("piscina's run throwing where it posts a task", () => {
    * call must give the same bits or fail with a WorkerError that names the refusal, and the pool
    * end with nothing held. BNPOOL_REFUSALS=300 searches longer; BNPOOL_REFUSALS_SEED draws others.
    */
+  const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
+  // 300 phased rounds took 37 s alone and ran past 60 s beside CI.
+  const refusalTimeout = Math.max(60_000, rounds * 1_000);
+
   async function refusalRounds(on: Pool, shapes: number[][], seed: number): Promise<void> {
-    const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
     const rand = rng(Number(process.env.BNPOOL_REFUSALS_SEED ?? 1) * 1000 + seed);
     const run = Piscina.prototype.run;
     let refusing = false;
@@ -223,7 +226,7 @@ describe("piscina's run throwing where it posts a task", () => {
 
   it('refusals at random, at once and later, under concurrent calls of every kind: typed failures or the bits of a run without them', async () => {
     await refusalRounds(pool, [[8, 6, 30, 31], [4, 3, 64, 70], [64, 33], [2, 5, 9, 9, 9], [16, 40, 20], [3, 2, 200, 200]], 1);
-  });
+  }, refusalTimeout);
 
   it('the same on three workers with cacheBytes given, where training goes a group of channels at a time (phased)', async () => {
     // [8, 5, 100, 101] float32 goes in six groups there (planPhases; phased.test.ts has it).
@@ -233,7 +236,7 @@ describe("piscina's run throwing where it posts a task", () => {
     } finally {
       await phased.close();
     }
-  });
+  }, refusalTimeout);
 });
 
 describe('work claimed from counters on the shared memory, each task its own range first', () => {
