@@ -3,7 +3,6 @@
  * the module unchanged, and the pool goes on serving; a task that starts late; memory that runs
  * out. abort.test.ts has the aborts.
  */
-import { Piscina } from 'piscina';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, BnPoolError, ChannelStats, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
@@ -11,6 +10,7 @@ import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { randomBytes } from './helpers/bytes.js';
 import { randomTensor, randomVector, rng, sameBits } from './helpers/data.js';
 import { trainedModule } from './helpers/errors.js';
+import { type Run, wrappingRun } from './helpers/posting.js';
 import { outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 let pool: Pool;
@@ -75,22 +75,18 @@ describe("piscina's run throwing where it posts a task", () => {
    * whether every posted task had settled by then.
    */
   async function refusingSecond(call: () => Promise<unknown>): Promise<{ err: unknown; allSettled: boolean; posted: number }> {
-    const run = Piscina.prototype.run;
     const settled: boolean[] = [];
     let tasks = 0;
-    Piscina.prototype.run = function refusingRun(this: Piscina, task: unknown, options?: object) {
+    return wrappingRun((task, options, run) => {
       if (++tasks === 2) throw new Error('injected: post refused');
       const i = settled.push(false) - 1;
-      const p = run.call(this, task, options);
+      const p = run(task, options);
       p.then(() => { settled[i] = true; }, () => { settled[i] = true; });
       return p;
-    } as typeof run;
-    try {
+    }, async () => {
       const err = await call().then(() => null, (e: unknown) => e);
       return { err, allSettled: settled.every(Boolean), posted: tasks };
-    } finally {
-      Piscina.prototype.run = run;
-    }
+    });
   }
 
   function expectRefused(got: { err: unknown; allSettled: boolean; posted: number }): void {
@@ -136,22 +132,21 @@ describe("piscina's run throwing where it posts a task", () => {
     pool.free(b);
   });
 
+  const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
+  // 300 phased rounds took 37 s alone and ran past 60 s beside CI.
+  const refusalTimeout = Math.max(60_000, rounds * 1_000);
+
   /**
    * Rounds of one to six concurrent calls of every kind on `on`, run first as they are and then
    * with 8% of the posts refused at random, half by a throw and half by a rejected promise: each
    * call must give the same bits or fail with a WorkerError that names the refusal, and the pool
    * end with nothing held. BNPOOL_REFUSALS=300 searches longer; BNPOOL_REFUSALS_SEED draws others.
    */
-  const rounds = Number(process.env.BNPOOL_REFUSALS ?? 40);
-  // 300 phased rounds took 37 s alone and ran past 60 s beside CI.
-  const refusalTimeout = Math.max(60_000, rounds * 1_000);
-
   async function refusalRounds(on: Pool, shapes: number[][], seed: number): Promise<void> {
     const rand = rng(Number(process.env.BNPOOL_REFUSALS_SEED ?? 1) * 1000 + seed);
-    const run = Piscina.prototype.run;
     let refusing = false;
     let refused = 0;
-    Piscina.prototype.run = function sometimesRefusing(this: Piscina, task: unknown, options?: object) {
+    const sometimesRefusing = (task: unknown, options: object | undefined, run: Run): Promise<unknown> => {
       if (refusing) {
         const r = rand();
         if (r < 0.08) {
@@ -160,8 +155,8 @@ describe("piscina's run throwing where it posts a task", () => {
           return Promise.reject(new Error('injected: refused later'));
         }
       }
-      return run.call(this, task, options);
-    } as typeof run;
+      return run(task, options);
+    };
     const kinds = ['training', 'eval', '8-bit', 'statistics', 'floor'] as const;
     type Call = { kind: typeof kinds[number]; shape: number[]; x: Float32Array; dy: Float32Array };
     const calls = async ({ kind, shape, x, dy }: Call): Promise<ArrayLike<number>[]> => {
@@ -190,7 +185,7 @@ describe("piscina's run throwing where it posts a task", () => {
     };
     const live = on.memoryStats.liveBytes;
     const outcomes = { ok: 0, failed: 0 };
-    try {
+    await wrappingRun(sometimesRefusing, async () => {
       for (let round = 0; round < rounds; round++) {
         const made = Array.from({ length: 1 + Math.floor(rand() * 6) }, (): Call => {
           const shape = shapes[Math.floor(rand() * shapes.length)];
@@ -213,9 +208,7 @@ describe("piscina's run throwing where it posts a task", () => {
           g.value.forEach((values, j) => expect(sameBits(values, want[i][j]), `${label}, result ${j}`).toBe(true));
         });
       }
-    } finally {
-      Piscina.prototype.run = run;
-    }
+    });
     // Both outcomes seen, and nothing left held: blocks, tasks in flight.
     expect(outcomes.ok).toBeGreaterThan(0);
     expect(outcomes.failed).toBeGreaterThan(0);

@@ -1,11 +1,33 @@
 /**
  * The tasks a pool posts to its workers, seen by wrapping piscina's `run` (every pool's: the
- * prototype's), and edited on their way where a test needs a worker to get something else.
+ * prototype's), and edited on their way where a test needs a worker to get something else, or
+ * refused (faults.test.ts).
  */
 import { Piscina } from 'piscina';
 
 /** What the tests read of a posted task: its op, and the memory's length it was posted with. */
 export type Sent = { op: string; memoryBytes: number };
+
+/** piscina's own `run`, called on the pool that posts. */
+export type Run = (task: unknown, options?: object) => Promise<unknown>;
+
+/**
+ * Runs `body` with piscina's `run` replaced by `replacement`, which gets each task, its options
+ * and piscina's own `run` (bound to the posting pool); piscina's is put back as `body` settles.
+ */
+export async function wrappingRun<T>(
+  replacement: (task: unknown, options: object | undefined, run: Run) => Promise<unknown>, body: () => Promise<T>,
+): Promise<T> {
+  const run = Piscina.prototype.run;
+  Piscina.prototype.run = function wrappedRun(this: Piscina, task: unknown, options?: object) {
+    return replacement(task, options, (t, o) => run.call(this, t, o));
+  } as typeof run;
+  try {
+    return await body();
+  } finally {
+    Piscina.prototype.run = run;
+  }
+}
 
 /**
  * Runs `body` with piscina's `run` wrapped: every task posted to a worker is pushed on `sent`
@@ -13,15 +35,9 @@ export type Sent = { op: string; memoryBytes: number };
  */
 export async function posting(body: (sent: Sent[]) => Promise<void>, edit?: (task: Sent) => object): Promise<Sent[]> {
   const sent: Sent[] = [];
-  const run = Piscina.prototype.run;
-  Piscina.prototype.run = function recordedRun(this: Piscina, task: Sent, options?: object) {
-    sent.push(task);
-    return run.call(this, edit === undefined ? task : edit(task), options);
-  } as typeof run;
-  try {
-    await body(sent);
-  } finally {
-    Piscina.prototype.run = run;
-  }
+  await wrappingRun((task, options, run) => {
+    sent.push(task as Sent);
+    return run(edit === undefined ? task : edit(task as Sent), options);
+  }, () => body(sent));
   return sent;
 }
