@@ -243,6 +243,76 @@ describe('BatchNorm.fromOnnx', () => {
     }
   });
 
+  it('refuses each field a reader cannot take, naming it, and passes over nodes no module can be', async () => {
+    // TensorProto: dims 1, data_type 2, float_data 4, raw_data 9, name 8. AttributeProto: name 1,
+    // f 2, i 3. NodeProto: input 1, output 2, name 3, op_type 4, attribute 5.
+    const tensor = (name: string, values: number[], parts: { dims?: Uint8Array; type?: Uint8Array; data?: Uint8Array[] } = {}): Uint8Array =>
+      message(5, concat([parts.dims ?? int(1, values.length), parts.type ?? int(2, 1), ...(parts.data ?? values.map((v) => float32(4, v))), str(8, name)]));
+    const attribute = (name: string, value: Uint8Array): Uint8Array => message(5, concat([str(1, name), value]));
+    const model = (o: { scale?: Uint8Array; B?: Uint8Array; attributes?: Uint8Array[] } = {}): Uint8Array => {
+      const node = concat([
+        ...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization'), ...(o.attributes ?? []),
+      ]);
+      const graph = concat([
+        message(1, node), o.scale ?? tensor('scale', [3, 0.25]), o.B ?? tensor('B', [0.5, -0.5]), tensor('mean', [1, 2]), tensor('var', [4, 9]),
+      ]);
+      return concat([int(1, 8), message(7, graph), message(8, concat([str(1, ''), int(2, 15)]))]);
+    };
+    const write = (name: string, b: Uint8Array): string => {
+      const path = join(dir, name);
+      writeFileSync(path, b);
+      return path;
+    };
+    const failure = async (path: string): Promise<unknown> => BatchNorm.fromOnnx(path, { pool }).then(() => null, (e: unknown) => e);
+    // An int64 of -1 as protobuf writes it: ten bytes, 2^64 - 1 unsigned.
+    const minusOne = concat([key(1, 0), [...Array(9).fill(0xff), 0x01]]);
+    const what = 'scale ("scale") of node "bn"';
+    const cases: [string, Uint8Array, string][] = [
+      // The model's first key, then a varint cut short.
+      ['short-varint.onnx', Uint8Array.of(0x08, 0x80), 'the model: a varint runs past the end of its message'],
+      // A float (fixed32) of two bytes.
+      ['short-fixed.onnx', concat([key(1, 5), [1, 2]]), 'the model: field 1 runs past the end of its message'],
+      ['negative-dims.onnx', model({ scale: tensor('scale', [3, 0.25], { dims: minusOne }) }), 'an initializer "scale": an integer out of range (18446744073709552000)'],
+      // float_data packed into six bytes.
+      ['packed.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(4, Uint8Array.of(0, 0, 0x40, 0x40, 0, 0))] }) }), `${what}: packed field 4 of 6 bytes, not a multiple of 4`],
+      ['int64.onnx', model({ scale: tensor('scale', [3, 0.25], { type: int(2, 7), data: [message(9, new Uint8Array(16))] }) }), `${what} has type INT64; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`],
+      ['raw.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(9, new Uint8Array(6))] }) }), `${what}: 6 bytes of raw data for 2 values of 4 bytes`],
+      ['one-float.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what}: 1 values for dims [2]`],
+      ['int-epsilon.onnx', model({ attributes: [attribute('epsilon', int(3, 1))] }), 'BatchNormalization node 0: attribute epsilon holds no float'],
+      ['float-mode.onnx', model({ attributes: [attribute('training_mode', float32(2, 1))] }), 'BatchNormalization node 0: attribute training_mode holds no int'],
+    ];
+    for (const [name, b, text] of cases) {
+      const err = await failure(write(name, b));
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as FormatError).message, name).toContain(text);
+    }
+    // The same encoders, well formed: the attributes as given.
+    const attributed = write('attributed.onnx', model({ attributes: [attribute('epsilon', float32(2, 0.5)), attribute('training_mode', int(3, 1)), attribute('spatial', int(3, 1))] }));
+    expect(await BatchNorm.findInOnnx(attributed)).toEqual([{ name: 'bn', output: 'Y', numFeatures: 2, epsilon: 0.5, momentum: Math.fround(0.9), trainingMode: true, dtype: 'float32' }]);
+    // Nodes no module can be are not listed: state per element (opset 6-8's spatial 0), a B of
+    // another length, a 2-D scale.
+    const skipped: [string, Uint8Array][] = [
+      ['spatial.onnx', model({ attributes: [attribute('spatial', int(3, 0))] })],
+      ['long-b.onnx', model({ B: tensor('B', [0.5, -0.5, 1]) })],
+      ['matrix.onnx', model({ scale: tensor('scale', [3, 0.25], { dims: concat([int(1, 1), int(1, 2)]) }) })],
+    ];
+    for (const [name, b] of skipped) {
+      const path = write(name, b);
+      expect(await BatchNorm.findInOnnx(path), name).toEqual([]);
+      await expect(BatchNorm.fromOnnx(path, { pool }), name).rejects.toThrow(new ArgumentError(`${path} holds no BatchNormalization node whose state is constant`));
+    }
+  });
+
+  it('reads external data from byte 0 where its offset is absent', async () => {
+    copyFileSync(fixture('external.data'), join(dir, 'external.data'));
+    // bn1.scale's offset 432: its key renamed, the entry is one the reader does not know.
+    const path = patched('external.onnx', new TextEncoder().encode('\x06offset\x12\x03432'), new TextEncoder().encode('\x06offsex\x12\x03432'));
+    const bn = await BatchNorm.fromOnnx(path, { node: 'bn1', pool });
+    const data = readFileSync(fixture('external.data'));
+    expect(Array.from(bn.weight!)).toEqual(Array.from(new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + 16))));
+    expect(Array.from(bn.bias!)).toEqual(expected.files['external.onnx'][0].B);
+  });
+
   it('reads every truncation and many corruptions of a model as a list, a module, or a typed error', async () => {
     const bytes = readFileSync(fixture('model.onnx'));
     const path = join(dir, 'broken.onnx');
