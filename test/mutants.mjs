@@ -1490,6 +1490,21 @@ const MUTANTS = [
     tests: ['test/faults.test.ts'], only: "piscina's run throwing",
   },
   {
+    name: 'onnx-spatial-listed', breaks: 'a BatchNormalization of opset 6-8 with spatial 0 (state per element) is no module\'s',
+    file: 'src/onnx.ts', find: "if (intAttribute(attributes, 'spatial', 1, what) === 0) continue;", replace: "void intAttribute;",
+    tests: ['test/onnx-file.test.ts'], only: 'passes over nodes no module can be',
+  },
+  {
+    name: 'torch-appended-unnamed', breaks: 'the items APPENDS gives an object (a list subclass) are named by their index',
+    file: 'src/torch-file.ts', find: '        value.appended.forEach((v, i) => walk(v, join(name, String(i))));\n', replace: '',
+    tests: ['test/torch-file.test.ts'], only: 'APPENDS gives an object',
+  },
+  {
+    name: 'pickle-codecs-bytes', breaks: "protocol 2's bytes (_codecs.encode(text, 'latin1')) are bytes",
+    file: 'src/pickle.ts', find: "if (func instanceof PyGlobal && func.path === '_codecs.encode' && typeof args[0] === 'string') {", replace: "if (func instanceof PyGlobal && func.path === '_codecs.encode!' && typeof args[0] === 'string') {",
+    tests: ['test/torch-file.test.ts'], only: 'operands cannot be',
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).

@@ -11,6 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { deflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type TorchBatchNorm } from '../dist/src/index.js';
 import { withTorchFile } from '../dist/src/torch-file.js';
@@ -420,6 +421,76 @@ describe('bn.loadTorchFile', () => {
     await expect(new BatchNorm(3, { dtype: 'float64' }).loadTorchFile(counted, { prefix: 'bn.' })).rejects.toThrow(/^storage "\d+" has 4 elements in the file; its pickle says 3$/);
   });
 
+  it('refuses opcodes whose operands cannot be, naming the opcode, its byte and what it met', async () => {
+    // Each pickle's last opcode (or its only one) is the one refused; PROTO 2 takes bytes 0 and 1.
+    const global = (module: string, name: string): number[] => [0x63, ...Buffer.from(`${module}\n${name}\n`)];
+    const cases: [string, number[], string][] = [
+      ['long4', [0x8b, 0xff, 0xff, 0xff, 0xff], 'pickle LONG4 at byte 2 has a negative length'],
+      ['binstring', [0x54, 0xfe, 0xff, 0xff, 0xff], 'pickle BINSTRING at byte 2 has a negative length'],
+      // ADDITEMS to what is not a set: a list, an object, an integer of more than 64 bytes, bytes.
+      ['list', [0x5d, 0x28, 0x4e, 0x90], 'pickle opcode ADDITEMS at byte 5 adds to a list of 0, not a set'],
+      ['object', [...global('builtins', 'object'), 0x29, 0x52, 0x28, 0x90], 'pickle opcode ADDITEMS at byte 22 adds to a builtins.object object, not a set'],
+      ['integer', [0x8b, 65, 0, 0, 0, ...new Array(65).fill(7), 0x28, 0x90], 'pickle opcode ADDITEMS at byte 73 adds to an integer of 65 bytes, not a set'],
+      ['bytes', [0x43, 3, 1, 2, 3, 0x28, 0x90], 'pickle opcode ADDITEMS at byte 8 adds to 3 bytes, not a set'],
+      // Protocol 2's bytes, _codecs.encode('abc', 'latin1'), are bytes too.
+      ['codecs', [...global('_codecs', 'encode'), 0x58, 3, 0, 0, 0, ...Buffer.from('abc'), 0x58, 6, 0, 0, 0, ...Buffer.from('latin1'), 0x86, 0x52, 0x28, 0x90],
+        'pickle opcode ADDITEMS at byte 40 adds to 3 bytes, not a set'],
+    ];
+    for (const [name, ops, message] of cases) {
+      const path = written(`opcode-${name}.pt`, zipOf([[`${name}/data.pkl`, Uint8Array.from([0x80, 2, ...ops, 0x2e])]]));
+      const err = await BatchNorm.findInTorchFile(path).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as Error).message, name).toBe(message);
+    }
+  });
+
+  it('refuses a tensor whose storage, storage key, length or dtype cannot be, naming it', async () => {
+    const hand = (numel = 1): Buffer => Buffer.from(pickleOf([{ name: 'bn.weight', key: '0', numel, offset: 0, size: [], stride: [] }]));
+    const replaced = (b: Buffer, from: Buffer, to: Buffer): Buffer => {
+      const at = b.indexOf(from);
+      expect(at).toBeGreaterThanOrEqual(0);
+      return Buffer.concat([b.subarray(0, at), to, b.subarray(at + from.length)]);
+    };
+    const v3 = recordsOf('v3.pt');
+    const v3With = (from: string, to: string): [string, Uint8Array][] =>
+      v3.map(([n, d]) => [n, n.endsWith('data.pkl') ? replaced(Buffer.from(d), Buffer.from(from), Buffer.from(to)) : d]);
+    const cases: [string, ReadonlyArray<readonly [string, Uint8Array]>, string][] = [
+      // The persistent id's tuple itself, BINPERSID left out.
+      ['tuple', [['h/data.pkl', replaced(hand(), Buffer.of(0x74, 0x51), Buffer.of(0x74))]], 'tensor "bn.weight" is rebuilt from a tuple of 5, not a storage'],
+      // The key an integer (BININT1 7), not a string.
+      ['key', [['h/data.pkl', replaced(hand(), Buffer.of(0x58, 1, 0, 0, 0, 0x30), Buffer.of(0x4b, 7))]], 'a storage\'s key 7 or length 1 is malformed'],
+      ['numel', [['h/data.pkl', hand(-1)]], 'a storage\'s key "0" or length -1 is malformed'],
+      // _rebuild_tensor_v3's dtype, one torch does not have.
+      ['dtype', v3With('torch\nfloat32\n', 'torch\nfloat99\n'), 'tensor "bn.weight" has dtype torch.float99, which bnpool does not know'],
+      // _rebuild_tensor_v3 with a dtype, from the FloatStorage of one element a hand-made pickle gives.
+      ['typed', [['h/data.pkl', replaced(replaced(hand(), Buffer.from('_rebuild_tensor_v2'), Buffer.from('_rebuild_tensor_v3')), Buffer.of(0x89, 0x29, 0x74), Buffer.from('\x89)ctorch\nfloat32\nt', 'latin1'))], ['h/data/0', new Uint8Array(4)]], 'tensor "bn.weight" is rebuilt with a dtype from a typed storage'],
+    ];
+    for (const [name, records, message] of cases) {
+      const err = await BatchNorm.findInTorchFile(written(`tensor-${name}.pt`, zipOf(records))).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as Error).message, name).toBe(message);
+    }
+    // Unpatched, the same pickles read.
+    expect(await BatchNorm.findInTorchFile(written('tensor-hand.pt', zipOf([['h/data.pkl', hand()], ['h/data/0', new Uint8Array(4)]])))).toEqual([]);
+    expect((await BatchNorm.findInTorchFile(written('tensor-v3.pt', zipOf(v3)))).map((f) => f.prefix)).toEqual(['bn.']);
+  });
+
+  it('names the items APPENDS gives an object (a list subclass) by their index, as its state_dict() would', async () => {
+    const names = ['weight', 'bias', 'running_mean', 'running_var'];
+    const inner = pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] })));
+    // {'layers': Layers()} with Layers a list subclass, then APPENDS [None, {the four tensors}]:
+    // as pickle writes a list subclass (__reduce_ex__'s listitems).
+    const ops = [
+      0x80, 2, 0x7d, 0x58, 6, 0, 0, 0, ...Buffer.from('layers'), 0x63, ...Buffer.from('model\nLayers\n'), 0x29, 0x81,
+      0x28, 0x4e, ...inner.subarray(2, inner.length - 1), 0x65, 0x73, 0x2e,
+    ];
+    const storages = names.map((_, i) => [`hand/data/${i}`, new Uint8Array(Float32Array.of(i + 0.5, i + 1.5).buffer)] as const);
+    const path = written('appended.pt', zipOf([['hand/data.pkl', Uint8Array.from(ops)], ...storages]));
+    expect((await BatchNorm.findInTorchFile(path)).map((f) => [f.prefix, f.numFeatures])).toEqual([['layers.1.', 2]]);
+    const bn = await BatchNorm.fromTorchFile(path);
+    expect([Array.from(bn.weight!), Array.from(bn.bias!), Array.from(bn.runningMean!), Array.from(bn.runningVar!)]).toEqual([[0.5, 1.5], [1.5, 2.5], [2.5, 3.5], [3.5, 4.5]]);
+  });
+
   it('refuses an archive without data.pkl, with records outside one folder, or with a byteorder of neither kind', async () => {
     const records = recordsOf('state_dict.pt');
     const archive = (name: string, rename: (n: string) => string, data?: (n: string, d: Uint8Array) => Uint8Array): string =>
@@ -471,6 +542,47 @@ describe('bn.loadTorchFile', () => {
       ['inflate', (b) => b.writeUInt16LE(8, directoryAt + 10), /^ZIP entry "z\/data\.pkl" does not inflate to its \d+ bytes: /],
     ];
     for (const [name, patch, message] of cases) await expect(BatchNorm.findInTorchFile(writtenPatched(`zip-${name}.pt`, good, patch)), name).rejects.toThrow(message);
+    // z/data/0's central header given an extra field (the directory's size in the end record grown to match).
+    const nameEnd = secondAt + 46 + 'z/data/0'.length;
+    const withExtra = (...fields: [number, Buffer][]): Buffer => {
+      const extra = Buffer.concat(fields.map(([id, data]) => Buffer.concat([Buffer.from(Uint16Array.of(id, data.length).buffer), data])));
+      const b = Buffer.concat([good.subarray(0, nameEnd), extra, good.subarray(nameEnd)]);
+      b.writeUInt16LE(extra.length, secondAt + 30);
+      b.writeUInt32LE(b.readUInt32LE(b.length - 22 + 12) + extra.length, b.length - 22 + 12);
+      return b;
+    };
+    const u64 = (v: bigint): Buffer => Buffer.from(BigUint64Array.of(v).buffer);
+    // Its size deferred to a ZIP64 field (id 1), after a field of another kind (a timestamp, id 0x5455).
+    const wide = (value: Buffer): Buffer => { const b = withExtra([0x5455, Buffer.alloc(5)], [1, value]); b.writeUInt32LE(0xffffffff, secondAt + 24); return b; };
+    expect(await BatchNorm.findInTorchFile(written('zip64-field.pt', wide(u64(4n))))).toEqual([]);
+    // The locator of ZIP64 records, naming byte 0 (a local header) as the ZIP64 end record.
+    const locator = Buffer.alloc(20);
+    locator.writeUInt32LE(0x07064b50, 0);
+    const located = Buffer.concat([good.subarray(0, endAt), locator, good.subarray(endAt)]);
+    located.writeUInt16LE(0xffff, endAt + 20 + 10);
+    // z/data.pkl deflated, its header's size 10 bytes more than the pickle's, or past what is read whole.
+    const deflated = deflateRawSync(pickle);
+    const packed = (size: number): Buffer => {
+      const b = Buffer.from(zipOf([['z/data.pkl', deflated], ['z/data/0', new Uint8Array(4)]]));
+      b.writeUInt16LE(8, b.readUInt32LE(b.length - 22 + 16) + 10);
+      b.writeUInt32LE(size, b.readUInt32LE(b.length - 22 + 16) + 24);
+      return b;
+    };
+    const more: [string, Buffer | string, string][] = [
+      ['header', writtenPatched('zip-header.pt', good, (b) => b.writeUInt16LE(1000, secondAt + 28)), 'ZIP central directory header 1 runs past the directory\'s end'],
+      ['zip64-short', wide(Buffer.alloc(4)), 'ZIP entry "z/data/0"\'s ZIP64 field is too short'],
+      ['zip64-past', wide(u64(2n ** 60n)), 'ZIP entry "z/data/0"\'s ZIP64 field is 1152921504606846976, past any file\'s size'],
+      ['zip64-sizes', wide(u64(5n)), 'ZIP entry "z/data/0" is stored, yet its sizes differ (4 and 5)'],
+      ['zip64-record', located, 'no ZIP64 end of central directory record at byte 0'],
+      ['directory-size', writtenPatched('zip-directory-size.pt', good, (b) => b.writeUInt32LE(0xfffffffe, endAt + 12)), 'the ZIP central directory is 4294967294 bytes; bnpool reads one of up to 268435456'],
+      ['inflated', packed(pickle.length + 10), `ZIP entry "z/data.pkl" inflates to ${pickle.length} bytes; its header says ${pickle.length + 10}`],
+      ['entry-size', packed(2 ** 31), 'ZIP entry "z/data.pkl" is 2147483648 bytes; bnpool reads entries of up to 2147483647 bytes'],
+    ];
+    for (const [name, b, message] of more) {
+      const err = await BatchNorm.findInTorchFile(typeof b === 'string' ? b : written(`zip-${name}.pt`, b)).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as Error).message, name).toBe(message);
+    }
     // Two entries of one name: which one a reader takes would decide what it reads.
     const twice = written('zip-twice.pt', zipOf([['z/data.pkl', pickle], ['z/data/0', new Uint8Array(4)], ['z/data/0', new Uint8Array(4).fill(7)]]));
     await expect(BatchNorm.findInTorchFile(twice)).rejects.toThrow(/^the ZIP archive holds two entries named "z\/data\/0"$/);
