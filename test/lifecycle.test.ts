@@ -1,13 +1,16 @@
 /**
- * A script that never calls close() exits on its own; the default pool is shared. A new pool
+ * A script that never calls close() exits on its own; the default pool is shared, and runs every
+ * kind of call given no pool. A new pool
  * compiles its kernels off the calling thread, and calls made before wait for them.
  */
 import { fileURLToPath } from 'node:url';
+import type { Piscina } from 'piscina';
 import { describe, expect, it } from 'vitest';
-import { BatchNorm, ClosedError, getDefaultPool, Pool } from '../dist/src/index.js';
+import { BatchNorm, batchNorm, batchNormBackward, ChannelStats, ClosedError, getDefaultPool, Pool } from '../dist/src/index.js';
 import { randomTensor, sameBits } from './helpers/data.js';
 import { expectRejection } from './helpers/errors.js';
 import { runNode, runScript } from './helpers/node.js';
+import { wrappingRun } from './helpers/posting.js';
 
 const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
 const select = fileURLToPath(new URL('../dist/workers/kernels/select.js', import.meta.url));
@@ -382,5 +385,64 @@ describe('lifecycle', () => {
 
   it('getDefaultPool returns one shared pool', () => {
     expect(getDefaultPool()).toBe(getDefaultPool());
+  });
+
+  it('runs every kind of call given no pool on the default pool, with the bits of a pool given', async () => {
+    const pool = getDefaultPool();
+    await pool.ready;
+    const own = new Pool({ threads: 1 });
+    // Past the inline threshold (786,432 elements), so each call posts tasks to the workers.
+    const shape = [16, 6, 96, 96];
+    const n = 16 * 6 * 96 * 96;
+    const data = randomTensor(shape, 'float32', 101) as Float32Array;
+    const x = pool.alloc(n) as Float32Array;
+    x.set(data);
+    const dy = pool.alloc(n) as Float32Array;
+    dy.set(randomTensor(shape, 'float32', 102));
+    const bytes = pool.alloc(n, 'uint8') as Uint8Array;
+    bytes.set(data.map((v) => Math.abs(v * 40) % 256));
+    /** The call, and the piscina pools that posted its tasks (each bnpool Pool has its own). */
+    const posted = async <T>(call: () => Promise<T>): Promise<[T, Set<Piscina>]> => {
+      const posters = new Set<Piscina>();
+      const result = await wrappingRun((task, options, run, poster) => {
+        posters.add(poster);
+        return run(task, options);
+      }, call);
+      return [result, posters];
+    };
+    const [, [defaultPoster]] = await posted(() => batchNorm(x, shape, { training: true, pool }));
+    const [, [ownPoster]] = await posted(() => batchNorm(x, shape, { training: true, pool: own }));
+    expect(defaultPoster).not.toBe(ownPoster);
+    /** The call given no pool, whose tasks the default pool's workers alone must run. */
+    const onDefault = async <T>(call: () => Promise<T>): Promise<T> => {
+      const [result, posters] = await posted(call);
+      expect([posters.size, posters.has(defaultPoster)]).toEqual([1, true]);
+      return result;
+    };
+    const given = new BatchNorm(6, { pool: own });
+    const bn = new BatchNorm(6);
+    const y = await onDefault(() => bn.forward(x, shape));
+    expect(sameBits(y, await given.forward(x, shape))).toBe(true);
+    expect(sameBits(bn.runningVar!, given.runningVar!)).toBe(true);
+    const g = await onDefault(() => bn.backward(dy));
+    const gGiven = await given.backward(dy);
+    expect([sameBits(g.dx, gGiven.dx), sameBits(g.dWeight!, gGiven.dWeight!), sameBits(g.dBias!, gGiven.dBias!)]).toEqual([true, true, true]);
+    bn.eval();
+    given.eval();
+    expect(sameBits(await onDefault(() => bn.forward(bytes, shape)), await given.forward(bytes, shape))).toBe(true);
+    const options = { training: true, weight: Float32Array.of(1, 2, 3, 0.5, -1, 4), momentum: 0.1 };
+    const r = await onDefault(() => batchNorm(x, shape, options));
+    const rGiven = await batchNorm(x, shape, { ...options, pool: own });
+    expect([sameBits(r.y, rGiven.y), sameBits(r.mean, rGiven.mean), sameBits(r.var, rGiven.var)]).toEqual([true, true, true]);
+    const running = { runningMean: Float64Array.of(1, 2, 3, 4, 5, 6), runningVar: Float64Array.of(9, 8, 7, 6, 5, 4) };
+    expect(sameBits((await onDefault(() => batchNorm(bytes, shape, running))).y, (await batchNorm(bytes, shape, { ...running, pool: own })).y)).toBe(true);
+    const back = { mean: r.mean, var: r.var, weight: options.weight };
+    const b = await onDefault(() => batchNormBackward(x, dy, shape, back));
+    const bGiven = await batchNormBackward(x, dy, shape, { ...back, pool: own });
+    expect([sameBits(b.dx, bGiven.dx), sameBits(b.dWeight!, bGiven.dWeight!)]).toEqual([true, true]);
+    const stats = await onDefault(() => ChannelStats.fromBatch(x, shape));
+    expect(stats.toJSON()).toEqual((await ChannelStats.fromBatch(x, shape, { pool: own })).toJSON());
+    for (const a of [x, dy, bytes]) pool.free(a);
+    await own.close();
   });
 });

@@ -12,15 +12,16 @@ export type Sent = { op: string; memoryBytes: number };
 export type Run = (task: unknown, options?: object) => Promise<unknown>;
 
 /**
- * Runs `body` with piscina's `run` replaced by `replacement`, which gets each task, its options
- * and piscina's own `run` (bound to the posting pool); piscina's is put back as `body` settles.
+ * Runs `body` with piscina's `run` replaced by `replacement`, which gets each task, its options,
+ * piscina's own `run` (bound to the posting pool) and that pool (a bnpool Pool's own piscina);
+ * piscina's is put back as `body` settles.
  */
 export async function wrappingRun<T>(
-  replacement: (task: unknown, options: object | undefined, run: Run) => Promise<unknown>, body: () => Promise<T>,
+  replacement: (task: unknown, options: object | undefined, run: Run, poster: Piscina) => Promise<unknown>, body: () => Promise<T>,
 ): Promise<T> {
   const run = Piscina.prototype.run;
   Piscina.prototype.run = function wrappedRun(this: Piscina, task: unknown, options?: object) {
-    return replacement(task, options, (t, o) => run.call(this, t, o));
+    return replacement(task, options, (t, o) => run.call(this, t, o), this);
   } as typeof run;
   try {
     return await body();
