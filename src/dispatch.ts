@@ -10,7 +10,7 @@ import { raiseCancel, resetClaims, type ScratchLayout } from '../workers/scratch
 import { PLANE_BLOCKS_MAX } from '../workers/kernels/kernel.js';
 import { abortError, throwIfAborted } from './abort.js';
 import type { EngineRequest } from './engine.js';
-import { deserializeError, WorkerError } from './errors.js';
+import { BnPoolError, deserializeError, WorkerError } from './errors.js';
 import { stepDue } from './turns.js';
 import {
   type CopyBudget, copyIn, copyInByChannel, copyOutOnMain, type CopyPause, PIPELINE_CHUNK_ELEMENTS, type Placement,
@@ -303,12 +303,16 @@ export async function runPhase(call: Call, tasks: Task[]): Promise<void> {
 }
 
 /**
- * Throws the first failure among settled tasks: a task that threw in its worker (or inline) as
- * the error it threw, a worker that died or could not take it as a WorkerError.
+ * Throws the first failure among settled tasks: a task that threw in its worker as the error it
+ * threw (deserializeError), one that threw inline as settleInline made it (a BnPoolError), a
+ * worker that died or could not take it as a WorkerError.
  */
 export function throwTaskFailure(settled: readonly PromiseSettledResult<TaskResult>[]): void {
   for (const s of settled) {
-    if (s.status === 'rejected') throw new WorkerError(`a worker failed during the call: ${errorMessage(s.reason)}`, { cause: s.reason });
+    if (s.status === 'rejected') {
+      if (s.reason instanceof BnPoolError) throw s.reason;
+      throw new WorkerError(`a worker failed during the call: ${errorMessage(s.reason)}`, { cause: s.reason });
+    }
     if (!s.value.ok) throw deserializeError(s.value.error);
   }
 }

@@ -83,8 +83,9 @@ export class SingleValueError extends BnPoolError {
 }
 
 /**
- * A worker threw or died while running a slice of the call, or the pool cannot start: its kernels
- * did not compile, or the process may not start worker threads (Node's permission model).
+ * A worker threw or died while running a slice of the call (or the kernels threw on the calling
+ * thread, where the call ran inline), or the pool cannot start: its kernels did not compile, or
+ * the process may not start worker threads (Node's permission model).
  */
 export class WorkerError extends BnPoolError {
   /** Always `'ERR_BNPOOL_WORKER'` (typed as that literal, so `instanceof` narrows it). */

@@ -194,7 +194,7 @@ export function pinArrays(arrays: readonly unknown[]): () => void {
 
 /**
  * @internal Test hook: the next task sent to a worker carries `fault`, making that worker exit
- * or throw instead of working.
+ * or throw instead of working; a `throw` fault applies to the next task run inline too.
  */
 export function injectFault(pool: Pool, fault: Fault): void {
   pendingFaults.set(pool, fault);
@@ -209,9 +209,13 @@ export function faultPending(pool: Pool): boolean {
   return pendingFaults.has(pool);
 }
 
-/** Takes the fault `injectFault` left for `pool`'s next task, if any: it applies once. */
-export function takeFault(pool: Pool): Fault | undefined {
+/**
+ * Takes the fault `injectFault` left for `pool`'s next task, if any (and of `kind`, where given:
+ * the other kinds wait for a task a worker runs): it applies once.
+ */
+export function takeFault(pool: Pool, kind?: Fault['kind']): Fault | undefined {
   const fault = pendingFaults.get(pool);
-  if (fault !== undefined) pendingFaults.delete(pool);
+  if (fault === undefined || (kind !== undefined && fault.kind !== kind)) return undefined;
+  pendingFaults.delete(pool);
   return fault;
 }

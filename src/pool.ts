@@ -4,11 +4,11 @@ import { executeTask, MemoryViews } from '../workers/execute.js';
 import { type Kernel, runBytesTask } from '../workers/kernels/kernel.js';
 import { cachedWasmModules, createKernel, loadPrivateWasmModule, loadWasmModules } from '../workers/kernels/select.js';
 import {
-  type BytesTask, type Dtype, type KernelName, type Posted, type StreamTask, type Task, type TaskResult,
+  type BytesTask, type Dtype, faultError, type KernelName, type Posted, type StreamTask, type Task, type TaskResult,
 } from '../workers/protocol.js';
 import { scratchLayout } from '../workers/scratch.js';
 import type { WorkerData } from '../workers/worker.js';
-import { ArgumentError, ClosedError, describe, OutOfMemoryError, WorkerError } from './errors.js';
+import { ArgumentError, BnPoolError, ClosedError, describe, deserializeError, OutOfMemoryError, serializeError, WorkerError } from './errors.js';
 import { Arena } from './memory.js';
 import { type PoolInternals, registerPool, takeFault, WorkerLoad } from './pool-internals.js';
 import {
@@ -371,7 +371,14 @@ export class Pool {
   async #runTasks(
     tasks: Task[], inline: boolean, onFailure: () => void, inlineKernel: Kernel, views: MemoryViews,
   ): Promise<PromiseSettledResult<TaskResult>[]> {
-    if (inline) return settleInline(tasks, (task) => ({ ok: true, cancelled: !executeTask(task, inlineKernel, views) }));
+    if (inline) {
+      // Of the test hook's faults, a thrown one alone can apply on this thread.
+      const fault = tasks.length > 0 ? takeFault(this, 'throw') : undefined;
+      return settleInline(tasks, (task) => {
+        if (fault?.kind === 'throw' && task === tasks[0]) throw faultError(fault);
+        return { ok: true, cancelled: !executeTask(task, inlineKernel, views) };
+      });
+    }
     const fault = tasks.length > 0 ? takeFault(this) : undefined;
     if (fault !== undefined) {
       tasks = [{ ...tasks[0], fault }, ...tasks.slice(1)];
@@ -393,13 +400,24 @@ export class Pool {
   }
 }
 
-/** Runs each task with `run` on this thread, settled as Promise.allSettled reports a worker's. */
+/**
+ * Runs each task with `run` on this thread, settled as Promise.allSettled reports a worker's. A
+ * task that throws is rejected with the error the call throws (throwTaskFailure): the one a
+ * worker's task that threw the same would give (deserializeError: a bnpool error by its code),
+ * but for one of no bnpool code a WorkerError that says no worker ran it.
+ */
 function settleInline<T>(tasks: readonly T[], run: (task: T) => TaskResult): PromiseSettledResult<TaskResult>[] {
   return tasks.map((task): PromiseSettledResult<TaskResult> => {
     try {
       return { status: 'fulfilled', value: run(task) };
     } catch (reason) {
-      return { status: 'rejected', reason };
+      if (reason instanceof BnPoolError) return { status: 'rejected', reason };
+      const info = serializeError(reason);
+      const err = deserializeError(info);
+      const inline = err instanceof WorkerError && info.code !== err.code
+        ? new WorkerError(`the kernels failed on the calling thread, where the call ran inline: ${info.name}: ${info.message}`, { cause: reason })
+        : err;
+      return { status: 'rejected', reason: inline };
     }
   });
 }

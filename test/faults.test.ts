@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, BnPoolError, ChannelStats, OutOfMemoryError, Pool, ShapeError, WorkerError } from '../dist/src/index.js';
-import { injectFault, poolInternals } from '../dist/src/pool-internals.js';
+import { faultPending, injectFault, poolInternals } from '../dist/src/pool-internals.js';
 import { randomBytes } from './helpers/bytes.js';
 import { randomTensor, randomVector, rng, sameBits } from './helpers/data.js';
 import { trainedModule } from './helpers/errors.js';
@@ -64,6 +64,33 @@ describe('worker faults', () => {
     expect((err as Error).message).toContain('TypeError: injected: boom');
     expect(snapshot()).toBe(before);
     await expectCorrectCall(bn, 7);
+  });
+
+  it('a kernel that throws inline (no worker) fails the call as a worker\'s would, and says where it ran', async () => {
+    const inline = new Pool({ threads: 2 }); // [8, 6, 30, 31] is under the inline threshold
+    try {
+      const { bn, snapshot } = await trainedModule(inline, shape);
+      const before = snapshot();
+      injectFault(inline, { kind: 'throw', name: 'ShapeError', code: 'ERR_BNPOOL_SHAPE', message: 'injected: shape trouble' });
+      const typed = await bn.forward(randomTensor(shape, 'float32', 8), shape).catch((e: unknown) => e);
+      expect(typed).toBeInstanceOf(ShapeError);
+      expect([(typed as BnPoolError).code, (typed as Error).message]).toEqual(['ERR_BNPOOL_SHAPE', 'injected: shape trouble']);
+      expect(faultPending(inline)).toBe(false);
+      injectFault(inline, { kind: 'throw', name: 'RangeError', message: 'injected: memory access out of bounds' });
+      const plain = await bn.forward(randomTensor(shape, 'float32', 9), shape).catch((e: unknown) => e);
+      expect(plain).toBeInstanceOf(WorkerError);
+      expect((plain as Error).message).toBe('the kernels failed on the calling thread, where the call ran inline: RangeError: injected: memory access out of bounds');
+      expect(((plain as Error).cause as Error).name).toBe('RangeError');
+      expect(snapshot()).toBe(before);
+      // A fault of another kind waits for a task a worker runs: none here.
+      injectFault(inline, { kind: 'exit', exitCode: 3 });
+      const x = randomTensor(shape, 'float32', 10);
+      const ref = referenceForward(x, shape, { training: true });
+      expect(outputErrorRatio(await bn.forward(x, shape), x, shape, ref, null, 'float32')).toBeLessThanOrEqual(1);
+      expect(faultPending(inline)).toBe(true);
+    } finally {
+      await inline.close();
+    }
   });
 });
 

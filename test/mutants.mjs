@@ -1505,6 +1505,11 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'], only: 'operands cannot be',
   },
   {
+    name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',
+    file: 'src/dispatch.ts', find: '      if (s.reason instanceof BnPoolError) throw s.reason;\n', replace: '      void BnPoolError;\n',
+    tests: ['test/faults.test.ts'], only: 'throws inline',
+  },
+  {
     // Tasks that wait at the prep never see the cancel and wait for good, so the aborted call never
     // settles: its test times out (60 s), then the file's close hook (60 s more). On the whole of
     // abort, cancel-points, faults and pipelined (no `only`) it ran past 15 minutes (2026-12-06).

@@ -124,6 +124,14 @@ export type Fault =
   | { readonly kind: 'cancel'; readonly afterPolls: number }
   | { readonly kind: 'throw'; readonly name: string; readonly message: string; readonly code?: string };
 
+/** The error a `throw` fault raises, alike in a worker and on the calling thread (an inline call). */
+export function faultError(fault: Extract<Fault, { kind: 'throw' }>): Error {
+  const err = new Error(fault.message) as Error & { code?: string };
+  err.name = fault.name;
+  if (fault.code !== undefined) err.code = fault.code;
+  return err;
+}
+
 /** One message from the main thread to a worker. */
 export interface Task {
   readonly op: TaskOp;

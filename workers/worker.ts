@@ -11,7 +11,7 @@ import { copyBytesTaskOut } from './copy-out.js';
 import { claimCount, coverMemory, executeTask, MemoryViews } from './execute.js';
 import { runBytesTask } from './kernels/kernel.js';
 import { createKernel } from './kernels/select.js';
-import { type BytesTask, type KernelName, type Posted, type StreamTask, type Task, type TaskResult } from './protocol.js';
+import { type BytesTask, faultError, type KernelName, type Posted, type StreamTask, type Task, type TaskResult } from './protocol.js';
 import { claimCounter, scratchLayout } from './scratch.js';
 
 export interface WorkerData {
@@ -71,8 +71,5 @@ function injectFault(task: Task): void {
     Atomics.wait(views.i32, scratchLayout(task.grid, task.scratchByte).cancelByte / 4, 0, 30_000);
     return;
   }
-  const err = new Error(fault.message) as Error & { code?: string };
-  err.name = fault.name;
-  if (fault.code !== undefined) err.code = fault.code;
-  throw err;
+  throw faultError(fault);
 }
