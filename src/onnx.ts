@@ -176,7 +176,9 @@ async function decodeOnnxTensor(t: OnnxTensor, modelPath: string, what: string):
   const typed = t.dataType === FLOAT ? floatsOf(t.fields, 4, 4, what)
     : t.dataType === DOUBLE ? floatsOf(t.fields, 10, 8, what)
       : integersOf(t.fields, 5, what).map((bits) => (t.dataType === FLOAT16 ? halfToNumber(bits & 0xffff) : bfloat16ToNumber(bits & 0xffff)));
-  if (typed.length !== count) throw new FormatError(`${what}: ${typed.length} values for dims ${JSON.stringify(t.dims)}`);
+  if (typed.length !== count) {
+    throw new FormatError(`${what} holds ${typed.length} value${typed.length === 1 ? '' : 's'}; its dims ${JSON.stringify(t.dims)} give ${count}`);
+  }
   return Float64Array.from(typed);
 }
 

@@ -277,7 +277,8 @@ describe('BatchNorm.fromOnnx', () => {
       ['packed.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(4, Uint8Array.of(0, 0, 0x40, 0x40, 0, 0))] }) }), `${what}: packed field 4 of 6 bytes, not a multiple of 4`],
       ['int64.onnx', model({ scale: tensor('scale', [3, 0.25], { type: int(2, 7), data: [message(9, new Uint8Array(16))] }) }), `${what} has type INT64; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`],
       ['raw.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(9, new Uint8Array(6))] }) }), `${what}: 6 bytes of raw data for 2 values of 4 bytes`],
-      ['one-float.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what}: 1 values for dims [2]`],
+      ['one-float.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what} holds 1 value; its dims [2] give 2`],
+      ['three-floats.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [3, 0.25, 1].map((v) => float32(4, v)) }) }), `${what} holds 3 values; its dims [2] give 2`],
       ['int-epsilon.onnx', model({ attributes: [attribute('epsilon', int(3, 1))] }), 'BatchNormalization node 0: attribute epsilon holds no float'],
       ['float-mode.onnx', model({ attributes: [attribute('training_mode', float32(2, 1))] }), 'BatchNormalization node 0: attribute training_mode holds no int'],
     ];
