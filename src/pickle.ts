@@ -278,7 +278,7 @@ export function kindOf(value: unknown): string {
   if (value instanceof PyDict) return value.kind === null ? 'a dict' : `a ${value.kind}`;
   if (value instanceof PySet) return 'a set';
   if (value instanceof PyLargeInt) return `an integer of ${value.byteLength} bytes`;
-  if (Array.isArray(value)) return Object.isFrozen(value) ? `a tuple of ${value.length}` : `a list of ${value.length}`;
+  if (Array.isArray(value)) return `a ${Object.isFrozen(value) ? 'tuple' : 'list'} of ${value.length} item${value.length === 1 ? '' : 's'}`;
   if (value instanceof Uint8Array) return `${value.length} bytes`;
   return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
 }

@@ -330,7 +330,7 @@ describe('bn.loadTorchFile', () => {
       [{ numel: 4 }, { s3: 3 }, /storage "s3" holds 4 F32 elements \(16 bytes\); its record has 12/],
       [{ key: 'gone' }, {}, /refers to storage "gone", which has no record hand\/data\/gone/],
       [{ type: 'numpy\nndarray' }, {}, /storage "s3" has type numpy\.ndarray; bnpool reads torch\.FloatStorage/],
-      [{ size: [3, 1], stride: [1] }, {}, /tensor "bn\.running_var" has offset 0, size a tuple of 2 and stride a tuple of 1/],
+      [{ size: [3, 1], stride: [1] }, {}, /tensor "bn\.running_var" has offset 0, size a tuple of 2 items and stride a tuple of 1 item/],
     ];
     for (const [i, [over, extra, message]] of refusals.entries()) {
       const path = handFile(`refused-${i}.pt`, bn('s', over), { ...storages, ...extra });
@@ -428,7 +428,7 @@ describe('bn.loadTorchFile', () => {
       ['long4', [0x8b, 0xff, 0xff, 0xff, 0xff], 'pickle LONG4 at byte 2 has a negative length'],
       ['binstring', [0x54, 0xfe, 0xff, 0xff, 0xff], 'pickle BINSTRING at byte 2 has a negative length'],
       // ADDITEMS to what is not a set: a list, an object, an integer of more than 64 bytes, bytes.
-      ['list', [0x5d, 0x28, 0x4e, 0x90], 'pickle opcode ADDITEMS at byte 5 adds to a list of 0, not a set'],
+      ['list', [0x5d, 0x28, 0x4e, 0x90], 'pickle opcode ADDITEMS at byte 5 adds to a list of 0 items, not a set'],
       ['object', [...global('builtins', 'object'), 0x29, 0x52, 0x28, 0x90], 'pickle opcode ADDITEMS at byte 22 adds to a builtins.object object, not a set'],
       ['integer', [0x8b, 65, 0, 0, 0, ...new Array(65).fill(7), 0x28, 0x90], 'pickle opcode ADDITEMS at byte 73 adds to an integer of 65 bytes, not a set'],
       ['bytes', [0x43, 3, 1, 2, 3, 0x28, 0x90], 'pickle opcode ADDITEMS at byte 8 adds to 3 bytes, not a set'],
@@ -456,7 +456,7 @@ describe('bn.loadTorchFile', () => {
       v3.map(([n, d]) => [n, n.endsWith('data.pkl') ? replaced(Buffer.from(d), Buffer.from(from), Buffer.from(to)) : d]);
     const cases: [string, ReadonlyArray<readonly [string, Uint8Array]>, string][] = [
       // The persistent id's tuple itself, BINPERSID left out.
-      ['tuple', [['h/data.pkl', replaced(hand(), Buffer.of(0x74, 0x51), Buffer.of(0x74))]], 'tensor "bn.weight" is rebuilt from a tuple of 5, not a storage'],
+      ['tuple', [['h/data.pkl', replaced(hand(), Buffer.of(0x74, 0x51), Buffer.of(0x74))]], 'tensor "bn.weight" is rebuilt from a tuple of 5 items, not a storage'],
       // The key an integer (BININT1 7), not a string.
       ['key', [['h/data.pkl', replaced(hand(), Buffer.of(0x58, 1, 0, 0, 0, 0x30), Buffer.of(0x4b, 7))]], 'a storage\'s key 7 or length 1 is malformed'],
       ['numel', [['h/data.pkl', hand(-1)]], 'a storage\'s key "0" or length -1 is malformed'],
