@@ -265,7 +265,8 @@ describe('BatchNorm.fromOnnx', () => {
     };
     const failure = async (path: string): Promise<unknown> => BatchNorm.fromOnnx(path, { pool }).then(() => null, (e: unknown) => e);
     // An int64 of -1 as protobuf writes it: ten bytes, 2^64 - 1 unsigned.
-    const minusOne = concat([key(1, 0), [...Array(9).fill(0xff), 0x01]]);
+    const minusOne = int(1, -1);
+    expect(Array.from(minusOne)).toEqual([0x08, ...Array(9).fill(0xff), 0x01]);
     const what = 'scale ("scale") of node "bn"';
     const cases: [string, Uint8Array, string][] = [
       // The model's first key, then a varint cut short.

@@ -6,9 +6,10 @@
 
 type Field = Uint8Array;
 
+/** A protobuf varint; a negative value as int64 fields hold one, its 64-bit two's complement (ten bytes). */
 export function varint(value: number): number[] {
   const bytes: number[] = [];
-  let v = BigInt(value);
+  let v = BigInt.asUintN(64, BigInt(value));
   do {
     let byte = Number(v & 0x7fn);
     v >>= 7n;
