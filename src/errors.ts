@@ -189,13 +189,15 @@ export function serializeError(err: unknown): SerializedError {
 
 /**
  * Rebuilds a worker's error on the main thread with name, code and message intact. Errors that
- * are not bnpool's own become a `WorkerError` whose message keeps the original one.
+ * are not bnpool's own become a `WorkerError` whose message keeps the original one, after
+ * `failed` (where it was thrown: a worker, or the calling thread for an inline call), with
+ * `cause` where the original is at hand.
  */
-export function deserializeError(info: SerializedError): BnPoolError {
+export function deserializeError(info: SerializedError, failed = 'worker failed', cause?: unknown): BnPoolError {
   const Ctor = info.code !== undefined ? byCode[info.code] : undefined;
   const err = Ctor !== undefined
     ? new Ctor(info.message)
-    : new WorkerError(`worker failed: ${info.name}: ${info.message}`);
+    : new WorkerError(`${failed}: ${info.name}: ${info.message}`, cause === undefined ? undefined : { cause });
   if (Ctor !== undefined) err.name = info.name;
   return err;
 }

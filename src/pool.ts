@@ -411,13 +411,12 @@ function settleInline<T>(tasks: readonly T[], run: (task: T) => TaskResult): Pro
     try {
       return { status: 'fulfilled', value: run(task) };
     } catch (reason) {
-      if (reason instanceof BnPoolError) return { status: 'rejected', reason };
-      const info = serializeError(reason);
-      const err = deserializeError(info);
-      const inline = err instanceof WorkerError && info.code !== err.code
-        ? new WorkerError(`the kernels failed on the calling thread, where the call ran inline: ${info.name}: ${info.message}`, { cause: reason })
-        : err;
-      return { status: 'rejected', reason: inline };
+      return {
+        status: 'rejected',
+        reason: reason instanceof BnPoolError
+          ? reason
+          : deserializeError(serializeError(reason), 'the kernels failed on the calling thread, where the call ran inline', reason),
+      };
     }
   });
 }
