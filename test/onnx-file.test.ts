@@ -43,6 +43,43 @@ function patched(name: string, from: Uint8Array, to: Uint8Array): string {
 
 const float32Bytes = (v: number): Uint8Array => new Uint8Array(Float32Array.of(v).buffer);
 
+// Hand-made models. TensorProto: dims 1, data_type 2, float_data 4, raw_data 9, name 8.
+// AttributeProto: name 1, f 2, i 3. NodeProto: input 1, output 2, name 3, op_type 4, attribute 5.
+
+/** An initializer of FLOAT `values`, each part replaceable by another encoding (a broken one, too). */
+const handTensor = (name: string, values: number[], parts: { dims?: Uint8Array; type?: Uint8Array; data?: Uint8Array[] } = {}): Uint8Array =>
+  message(5, concat([parts.dims ?? int(1, values.length), parts.type ?? int(2, 1), ...(parts.data ?? values.map((v) => float32(4, v))), str(8, name)]));
+
+/** A node's attribute: its name, then its value's field (`float32(2, f)`, `int(3, i)`). */
+const handAttribute = (name: string, value: Uint8Array): Uint8Array => message(5, concat([str(1, name), value]));
+
+/** X -> BatchNormalization "bn" -> Y (opset 15), its state as initializers: scale [3, 0.25], B [0.5, -0.5], mean [1, 2], var [4, 9]. */
+function handModel(o: { scale?: Uint8Array; B?: Uint8Array; attributes?: Uint8Array[] } = {}): Uint8Array {
+  const node = concat([
+    ...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization'), ...(o.attributes ?? []),
+  ]);
+  const graph = concat([
+    message(1, node), o.scale ?? handTensor('scale', [3, 0.25]), o.B ?? handTensor('B', [0.5, -0.5]), handTensor('mean', [1, 2]), handTensor('var', [4, 9]),
+  ]);
+  return concat([int(1, 8), message(7, graph), message(8, concat([str(1, ''), int(2, 15)]))]);
+}
+
+/** `bytes` written as `name` in the test's folder. */
+function writtenModel(name: string, bytes: Uint8Array): string {
+  const path = join(dir, name);
+  writeFileSync(path, bytes);
+  return path;
+}
+
+/** Each model, written, must be refused by fromOnnx with a FormatError whose message holds its text. */
+async function expectFormatErrors(cases: ReadonlyArray<readonly [string, Uint8Array, string]>): Promise<void> {
+  for (const [name, bytes, text] of cases) {
+    const err = await BatchNorm.fromOnnx(writtenModel(name, bytes), { pool }).then(() => null, (e: unknown) => e);
+    expect(err, name).toBeInstanceOf(FormatError);
+    expect((err as FormatError).message, name).toContain(text);
+  }
+}
+
 describe('BatchNorm.findInOnnx', () => {
   it('has the seven fixture files', () => {
     expect(expected.generator).toMatch(/^onnx 1\./);
@@ -206,100 +243,51 @@ describe('BatchNorm.fromOnnx', () => {
   });
 
   it('refuses, as FormatErrors that say where, a hand-made model whose protobuf breaks its schema', async () => {
-    // TensorProto: dims 1, data_type 2, float_data 4, name 8. `dims` and `data` replace a field's
-    // encoding with a broken one.
-    const tensor = (name: string, values: number[], dims = int(1, values.length), data = values.map((v) => float32(4, v))): Uint8Array =>
-      message(5, concat([dims, int(2, 1), ...data, str(8, name)]));
-    const model = (scale: Uint8Array): Uint8Array => {
-      const node = concat([
-        ...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization'),
-      ]);
-      const graph = concat([
-        message(1, node), scale, tensor('B', [0.5, -0.5]), tensor('mean', [1, 2]), tensor('var', [4, 9]),
-      ]);
-      return concat([int(1, 8), message(7, graph), message(8, concat([str(1, ''), int(2, 15)]))]);
-    };
-    const write = (name: string, b: Uint8Array): string => {
-      const path = join(dir, name);
-      writeFileSync(path, b);
-      return path;
-    };
     // Well formed, it loads: the same encoders then break one field each.
-    const good = await BatchNorm.fromOnnx(write('hand.onnx', model(tensor('scale', [3, 0.25]))), { pool });
+    const good = await BatchNorm.fromOnnx(writtenModel('hand.onnx', handModel()), { pool });
     expect([good.weight, good.bias, good.runningMean, good.runningVar].map((a) => Array.from(a!))).toEqual([[3, 0.25], [0.5, -0.5], [1, 2], [4, 9]]);
-    const cases: [string, Uint8Array, string][] = [
+    await expectFormatErrors([
       // A varint of eleven bytes where the model's first key is.
       ['varint.onnx', Uint8Array.of(...Array(10).fill(0xff), 0x01), 'the model: a varint longer than 10 bytes'],
       // dims as a fixed32.
-      ['dims.onnx', model(tensor('scale', [3, 0.25], concat([key(1, 5), [2, 0, 0, 0]]))), 'an initializer "scale": field 1 has wire type 5, not an integer\'s'],
+      ['dims.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { dims: concat([key(1, 5), [2, 0, 0, 0]]) }) }), 'an initializer "scale": field 1 has wire type 5, not an integer\'s'],
       // float_data as varints.
-      ['floats.onnx', model(tensor('scale', [3, 0.25], undefined, [int(4, 3), int(4, 1)])), 'field 4 has wire type 0, not a float\'s'],
-    ];
-    for (const [name, b, text] of cases) {
-      const path = write(name, b);
-      const err = await BatchNorm.fromOnnx(path, { pool }).then(() => null, (e: unknown) => e);
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as FormatError).message, name).toContain(text);
-    }
+      ['floats.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [int(4, 3), int(4, 1)] }) }), 'field 4 has wire type 0, not a float\'s'],
+    ]);
   });
 
   it('refuses each field a reader cannot take, naming it, and passes over nodes no module can be', async () => {
-    // TensorProto: dims 1, data_type 2, float_data 4, raw_data 9, name 8. AttributeProto: name 1,
-    // f 2, i 3. NodeProto: input 1, output 2, name 3, op_type 4, attribute 5.
-    const tensor = (name: string, values: number[], parts: { dims?: Uint8Array; type?: Uint8Array; data?: Uint8Array[] } = {}): Uint8Array =>
-      message(5, concat([parts.dims ?? int(1, values.length), parts.type ?? int(2, 1), ...(parts.data ?? values.map((v) => float32(4, v))), str(8, name)]));
-    const attribute = (name: string, value: Uint8Array): Uint8Array => message(5, concat([str(1, name), value]));
-    const model = (o: { scale?: Uint8Array; B?: Uint8Array; attributes?: Uint8Array[] } = {}): Uint8Array => {
-      const node = concat([
-        ...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization'), ...(o.attributes ?? []),
-      ]);
-      const graph = concat([
-        message(1, node), o.scale ?? tensor('scale', [3, 0.25]), o.B ?? tensor('B', [0.5, -0.5]), tensor('mean', [1, 2]), tensor('var', [4, 9]),
-      ]);
-      return concat([int(1, 8), message(7, graph), message(8, concat([str(1, ''), int(2, 15)]))]);
-    };
-    const write = (name: string, b: Uint8Array): string => {
-      const path = join(dir, name);
-      writeFileSync(path, b);
-      return path;
-    };
-    const failure = async (path: string): Promise<unknown> => BatchNorm.fromOnnx(path, { pool }).then(() => null, (e: unknown) => e);
     // An int64 of -1 as protobuf writes it: ten bytes, 2^64 - 1 unsigned.
     const minusOne = int(1, -1);
     expect(Array.from(minusOne)).toEqual([0x08, ...Array(9).fill(0xff), 0x01]);
     const what = 'scale ("scale") of node "bn"';
-    const cases: [string, Uint8Array, string][] = [
+    await expectFormatErrors([
       // The model's first key, then a varint cut short.
       ['short-varint.onnx', Uint8Array.of(0x08, 0x80), 'the model: a varint runs past the end of its message'],
       // A float (fixed32) of two bytes.
       ['short-fixed.onnx', concat([key(1, 5), [1, 2]]), 'the model: field 1 runs past the end of its message'],
-      ['negative-dims.onnx', model({ scale: tensor('scale', [3, 0.25], { dims: minusOne }) }), 'an initializer "scale": an integer out of range (18446744073709552000)'],
+      ['negative-dims.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { dims: minusOne }) }), 'an initializer "scale": an integer out of range (18446744073709552000)'],
       // float_data packed into six bytes.
-      ['packed.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(4, Uint8Array.of(0, 0, 0x40, 0x40, 0, 0))] }) }), `${what}: packed field 4 of 6 bytes, not a multiple of 4`],
-      ['int64.onnx', model({ scale: tensor('scale', [3, 0.25], { type: int(2, 7), data: [message(9, new Uint8Array(16))] }) }), `${what} has type INT64; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`],
-      ['raw.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [message(9, new Uint8Array(6))] }) }), `${what}: 6 bytes of raw data for 2 values of 4 bytes`],
-      ['one-float.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what} holds 1 value; its dims [2] give 2`],
-      ['three-floats.onnx', model({ scale: tensor('scale', [3, 0.25], { data: [3, 0.25, 1].map((v) => float32(4, v)) }) }), `${what} holds 3 values; its dims [2] give 2`],
-      ['int-epsilon.onnx', model({ attributes: [attribute('epsilon', int(3, 1))] }), 'BatchNormalization node 0: attribute epsilon holds no float'],
-      ['float-mode.onnx', model({ attributes: [attribute('training_mode', float32(2, 1))] }), 'BatchNormalization node 0: attribute training_mode holds no int'],
-    ];
-    for (const [name, b, text] of cases) {
-      const err = await failure(write(name, b));
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as FormatError).message, name).toContain(text);
-    }
+      ['packed.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [message(4, Uint8Array.of(0, 0, 0x40, 0x40, 0, 0))] }) }), `${what}: packed field 4 of 6 bytes, not a multiple of 4`],
+      ['int64.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { type: int(2, 7), data: [message(9, new Uint8Array(16))] }) }), `${what} has type INT64; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`],
+      ['raw.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [message(9, new Uint8Array(6))] }) }), `${what}: 6 bytes of raw data for 2 values of 4 bytes`],
+      ['one-float.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what} holds 1 value; its dims [2] give 2`],
+      ['three-floats.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [3, 0.25, 1].map((v) => float32(4, v)) }) }), `${what} holds 3 values; its dims [2] give 2`],
+      ['int-epsilon.onnx', handModel({ attributes: [handAttribute('epsilon', int(3, 1))] }), 'BatchNormalization node 0: attribute epsilon holds no float'],
+      ['float-mode.onnx', handModel({ attributes: [handAttribute('training_mode', float32(2, 1))] }), 'BatchNormalization node 0: attribute training_mode holds no int'],
+    ]);
     // The same encoders, well formed: the attributes as given.
-    const attributed = write('attributed.onnx', model({ attributes: [attribute('epsilon', float32(2, 0.5)), attribute('training_mode', int(3, 1)), attribute('spatial', int(3, 1))] }));
+    const attributed = writtenModel('attributed.onnx', handModel({ attributes: [handAttribute('epsilon', float32(2, 0.5)), handAttribute('training_mode', int(3, 1)), handAttribute('spatial', int(3, 1))] }));
     expect(await BatchNorm.findInOnnx(attributed)).toEqual([{ name: 'bn', output: 'Y', numFeatures: 2, epsilon: 0.5, momentum: Math.fround(0.9), trainingMode: true, dtype: 'float32' }]);
     // Nodes no module can be are not listed: state per element (opset 6-8's spatial 0), a B of
     // another length, a 2-D scale.
     const skipped: [string, Uint8Array][] = [
-      ['spatial.onnx', model({ attributes: [attribute('spatial', int(3, 0))] })],
-      ['long-b.onnx', model({ B: tensor('B', [0.5, -0.5, 1]) })],
-      ['matrix.onnx', model({ scale: tensor('scale', [3, 0.25], { dims: concat([int(1, 1), int(1, 2)]) }) })],
+      ['spatial.onnx', handModel({ attributes: [handAttribute('spatial', int(3, 0))] })],
+      ['long-b.onnx', handModel({ B: handTensor('B', [0.5, -0.5, 1]) })],
+      ['matrix.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { dims: concat([int(1, 1), int(1, 2)]) }) })],
     ];
     for (const [name, b] of skipped) {
-      const path = write(name, b);
+      const path = writtenModel(name, b);
       expect(await BatchNorm.findInOnnx(path), name).toEqual([]);
       await expect(BatchNorm.fromOnnx(path, { pool }), name).rejects.toThrow(new ArgumentError(`${path} holds no BatchNormalization node whose state is constant`));
     }
