@@ -117,6 +117,14 @@ function written(name: string, bytes: Uint8Array): string {
   return path;
 }
 
+/** `bytes` with its first run of `from` replaced by `to` (which may differ in length); `from` must be there. */
+function spliced(bytes: Uint8Array, from: Uint8Array, to: Uint8Array): Buffer {
+  const b = Buffer.from(bytes);
+  const at = b.indexOf(from);
+  expect(at, 'the bytes to replace').toBeGreaterThanOrEqual(0);
+  return Buffer.concat([b.subarray(0, at), to, b.subarray(at + from.length)]);
+}
+
 /** A copy of `bytes` changed in place by `patch`, written as `name`. */
 function writtenPatched(name: string, bytes: Uint8Array, patch: (b: Buffer) => void): string {
   const b = Buffer.from(bytes);
@@ -209,7 +217,7 @@ describe('BatchNorm.findInTorchFile', () => {
 
   it('reads names of every string opcode: BINUNICODE8, SHORT_BINUNICODE, BINSTRING and SHORT_BINSTRING (Python 2 str)', async () => {
     const names = ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'];
-    let bytes = Buffer.from(pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
+    let bytes: Buffer = Buffer.from(pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
     const as = [
       (b: Buffer) => Buffer.concat([Buffer.of(0x8d), Buffer.from(new BigUint64Array([BigInt(b.length)]).buffer), b]),
       (b: Buffer) => Buffer.concat([Buffer.of(0x8c, b.length), b]),
@@ -219,8 +227,7 @@ describe('BatchNorm.findInTorchFile', () => {
     names.forEach((name, i) => {
       const b = Buffer.from(name);
       const binunicode = Buffer.concat([Buffer.of(0x58), Buffer.from(new Uint32Array([b.length]).buffer), b]);
-      const at = bytes.indexOf(binunicode);
-      bytes = Buffer.concat([bytes.subarray(0, at), as[i](b), bytes.subarray(at + binunicode.length)]);
+      bytes = spliced(bytes, binunicode, as[i](b));
     });
     const storages = names.map((_, i) => [`hand/data/${i}`, new Uint8Array(Float32Array.of(i + 0.5, i + 1.5).buffer)] as const);
     const path = written('strings.pt', zipOf([['hand/data.pkl', bytes], ...storages]));
@@ -446,24 +453,19 @@ describe('bn.loadTorchFile', () => {
 
   it('refuses a tensor whose storage, storage key, length or dtype cannot be, naming it', async () => {
     const hand = (numel = 1): Buffer => Buffer.from(pickleOf([{ name: 'bn.weight', key: '0', numel, offset: 0, size: [], stride: [] }]));
-    const replaced = (b: Buffer, from: Buffer, to: Buffer): Buffer => {
-      const at = b.indexOf(from);
-      expect(at).toBeGreaterThanOrEqual(0);
-      return Buffer.concat([b.subarray(0, at), to, b.subarray(at + from.length)]);
-    };
     const v3 = recordsOf('v3.pt');
     const v3With = (from: string, to: string): [string, Uint8Array][] =>
-      v3.map(([n, d]) => [n, n.endsWith('data.pkl') ? replaced(Buffer.from(d), Buffer.from(from), Buffer.from(to)) : d]);
+      v3.map(([n, d]) => [n, n.endsWith('data.pkl') ? spliced(d, Buffer.from(from), Buffer.from(to)) : d]);
     const cases: [string, ReadonlyArray<readonly [string, Uint8Array]>, string][] = [
       // The persistent id's tuple itself, BINPERSID left out.
-      ['tuple', [['h/data.pkl', replaced(hand(), Buffer.of(0x74, 0x51), Buffer.of(0x74))]], 'tensor "bn.weight" is rebuilt from a tuple of 5 items, not a storage'],
+      ['tuple', [['h/data.pkl', spliced(hand(), Buffer.of(0x74, 0x51), Buffer.of(0x74))]], 'tensor "bn.weight" is rebuilt from a tuple of 5 items, not a storage'],
       // The key an integer (BININT1 7), not a string.
-      ['key', [['h/data.pkl', replaced(hand(), Buffer.of(0x58, 1, 0, 0, 0, 0x30), Buffer.of(0x4b, 7))]], 'a storage\'s key 7 or length 1 is malformed'],
+      ['key', [['h/data.pkl', spliced(hand(), Buffer.of(0x58, 1, 0, 0, 0, 0x30), Buffer.of(0x4b, 7))]], 'a storage\'s key 7 or length 1 is malformed'],
       ['numel', [['h/data.pkl', hand(-1)]], 'a storage\'s key "0" or length -1 is malformed'],
       // _rebuild_tensor_v3's dtype, one torch does not have.
       ['dtype', v3With('torch\nfloat32\n', 'torch\nfloat99\n'), 'tensor "bn.weight" has dtype torch.float99, which bnpool does not know'],
       // _rebuild_tensor_v3 with a dtype, from the FloatStorage of one element a hand-made pickle gives.
-      ['typed', [['h/data.pkl', replaced(replaced(hand(), Buffer.from('_rebuild_tensor_v2'), Buffer.from('_rebuild_tensor_v3')), Buffer.of(0x89, 0x29, 0x74), Buffer.from('\x89)ctorch\nfloat32\nt', 'latin1'))], ['h/data/0', new Uint8Array(4)]], 'tensor "bn.weight" is rebuilt with a dtype from a typed storage'],
+      ['typed', [['h/data.pkl', spliced(spliced(hand(), Buffer.from('_rebuild_tensor_v2'), Buffer.from('_rebuild_tensor_v3')), Buffer.of(0x89, 0x29, 0x74), Buffer.from('\x89)ctorch\nfloat32\nt', 'latin1'))], ['h/data/0', new Uint8Array(4)]], 'tensor "bn.weight" is rebuilt with a dtype from a typed storage'],
     ];
     for (const [name, records, message] of cases) {
       const err = await BatchNorm.findInTorchFile(written(`tensor-${name}.pt`, zipOf(records))).catch((e: unknown) => e);
@@ -507,9 +509,7 @@ describe('bn.loadTorchFile', () => {
     const names = ['bn.weight', 'bn.bias', 'bn.running_mean', 'bn.running_var'];
     const plain = Buffer.from(pickleOf(names.map((name, i) => ({ name, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
     // bn.weight's call made torch._utils._rebuild_qtensor (a GLOBAL is a line: its length is free).
-    const rebuild = Buffer.from('torch._utils\n_rebuild_tensor_v2\n');
-    const at = plain.indexOf(rebuild);
-    const quantized = Buffer.concat([plain.subarray(0, at), Buffer.from('torch._utils\n_rebuild_qtensor\n'), plain.subarray(at + rebuild.length)]);
+    const quantized = spliced(plain, Buffer.from('torch._utils\n_rebuild_tensor_v2\n'), Buffer.from('torch._utils\n_rebuild_qtensor\n'));
     const path = written('quantized.pt', zipOf([['hand/data.pkl', quantized], ...names.map((_, i) => [`hand/data/${i}`, new Uint8Array(8)] as const)]));
     const names2 = await withTorchFile(path, async (file) => file.tensors.map((t) => [t.name, t.dtype]));
     expect(names2[0]).toEqual(['bn.weight', 'torch._utils._rebuild_qtensor']);
