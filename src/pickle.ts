@@ -138,10 +138,18 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       if (Array.isArray(args[0])) pushAll(set.items, args[0]);
       return set;
     }
-    if (func instanceof PyGlobal && func.path === '_codecs.encode' && typeof args[0] === 'string') {
-      // Protocol 2's bytes: encode(text, 'latin1').
-      return Uint8Array.from(args[0], (ch) => ch.charCodeAt(0) & 0xff);
+    if (func instanceof PyGlobal && func.path === '_codecs.encode' && args.length === 2 && typeof args[0] === 'string' && args[1] === 'latin1') {
+      // Protocol 2's bytes: encode(text, 'latin1'), which fails on a character latin1 has not.
+      const text = args[0];
+      const past = text.search(/[^\0-\xff]/u);
+      if (past >= 0) {
+        const code = text.codePointAt(past)!.toString(16).toUpperCase().padStart(4, '0');
+        throw new FormatError(`pickle opcode ${op} at byte ${at - 1} encodes text as latin1 whose character ${past} is U+${code}, past latin1's 0xFF`);
+      }
+      return Uint8Array.from(text, (ch) => ch.charCodeAt(0));
     }
+    // Protocol 2's empty bytes: bytes().
+    if (func instanceof PyGlobal && func.path === 'builtins.bytes' && args.length === 0) return new Uint8Array(0);
     return new PyCall(func, args);
   };
 

@@ -1501,8 +1501,23 @@ const MUTANTS = [
   },
   {
     name: 'pickle-codecs-bytes', breaks: "protocol 2's bytes (_codecs.encode(text, 'latin1')) are bytes",
-    file: 'src/pickle.ts', find: "if (func instanceof PyGlobal && func.path === '_codecs.encode' && typeof args[0] === 'string') {", replace: "if (func instanceof PyGlobal && func.path === '_codecs.encode!' && typeof args[0] === 'string') {",
+    file: 'src/pickle.ts', find: "func.path === '_codecs.encode' && args.length === 2", replace: "func.path === '_codecs.encode!' && args.length === 2",
     tests: ['test/torch-file.test.ts'], only: 'operands cannot be',
+  },
+  {
+    name: 'pickle-codecs-wide', breaks: "text with a character past 0xFF, which latin1 cannot encode, is refused as Python's _codecs.encode refuses it",
+    file: 'src/pickle.ts', find: '      if (past >= 0) {\n', replace: '      if (past > text.length) {\n',
+    tests: ['test/torch-file.test.ts'], only: "protocol 2's bytes",
+  },
+  {
+    name: 'pickle-codecs-encoding', breaks: "only _codecs.encode(text, 'latin1') is read as bytes; another encoding stays a call",
+    file: 'src/pickle.ts', find: " && args[1] === 'latin1') {", replace: ') {',
+    tests: ['test/torch-file.test.ts'], only: "protocol 2's bytes",
+  },
+  {
+    name: 'pickle-empty-bytes', breaks: "protocol 2's empty bytes, bytes(), are bytes",
+    file: 'src/pickle.ts', find: "func.path === 'builtins.bytes' && args.length === 0", replace: "func.path === 'builtins.bytes!' && args.length === 0",
+    tests: ['test/torch-file.test.ts'], only: "protocol 2's bytes",
   },
   {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',

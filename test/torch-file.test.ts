@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, loadTorchFile, type TorchBatchNorm } from '../dist/src/index.js';
+import { PyCall, PyGlobal, readPickle } from '../dist/src/pickle.js';
 import { withTorchFile } from '../dist/src/torch-file.js';
 import { MAX_CODE, scriptClassesOf } from '../dist/src/torch-script.js';
 import { crc32 } from '../dist/src/zip.js';
@@ -426,6 +427,36 @@ describe('bn.loadTorchFile', () => {
     const counted = writtenPatched('legacy-count.pt', all, (b) => b.writeBigInt64LE(4n, countAt));
     expect((await BatchNorm.findInTorchFile(counted)).map((f) => f.prefix)).toEqual(['bn.']);
     await expect(new BatchNorm(3, { dtype: 'float64' }).loadTorchFile(counted, { prefix: 'bn.' })).rejects.toThrow(/^storage "\d+" has 4 elements in the file; its pickle says 3$/);
+  });
+
+  it("reads protocol 2's bytes as CPython's unpickler does, and refuses text latin1 cannot encode", () => {
+    // pickle.dumps([b'', b'\xff\x00a', bytearray(b'xy'), bytearray()], protocol=2): bytes() for the
+    // empty one, _codecs.encode(text, 'latin1') for the others, and bytearray(...) around them.
+    const dumped = Buffer.from(
+      '80025d710028635f5f6275696c74696e5f5f0a62797465730a710129527102635f636f646563730a656e636f64650a71035804000000c3bf00617104'
+      + '58060000006c6174696e317105867106527107635f5f6275696c74696e5f5f0a6279746561727261790a71086803580200000078797109680586710a'
+      + '52710b85710c52710d68082952710e652e', 'hex');
+    const [empty, bytes, array, emptyArray] = readPickle(dumped, () => null).value as unknown[];
+    expect(empty).toEqual(new Uint8Array(0));
+    expect(bytes).toEqual(Uint8Array.of(0xff, 0x00, 0x61));
+    // bytearray is a call, kept as one, of the bytes it was made from.
+    expect(array).toBeInstanceOf(PyCall);
+    expect([(array as PyCall).func, (array as PyCall).args]).toEqual([new PyGlobal('builtins', 'bytearray'), [Uint8Array.of(0x78, 0x79)]]);
+    expect((emptyArray as PyCall).args).toEqual([]);
+    // _codecs.encode(text, encoding), PROTO 2 first: GLOBAL at 2, the text at 18, the encoding after it, TUPLE2, REDUCE.
+    const encode = (text: string, encoding: string): Uint8Array => {
+      const str = (s: string): number[] => { const b = Buffer.from(s); return [0x58, ...new Uint8Array(Uint32Array.of(b.length).buffer), ...b]; };
+      return Uint8Array.from([0x80, 2, 0x63, ...Buffer.from('_codecs\nencode\n'), ...str(text), ...str(encoding), 0x86, 0x52, 0x2e]);
+    };
+    // Python: UnicodeEncodeError: 'latin-1' codec can't encode character '\u0101' in position 3.
+    const wide = encode('a\xffa\u0101', 'latin1');
+    expect(() => readPickle(wide, () => null)).toThrow(FormatError);
+    expect(() => readPickle(wide, () => null)).toThrow(`pickle opcode REDUCE at byte ${wide.length - 2} encodes text as latin1 whose character 3 is U+0101, past latin1's 0xFF`);
+    expect(() => readPickle(encode('a\u{1f600}', 'latin1'), () => null)).toThrow(/whose character 1 is U\+1F600, past/);
+    // Another encoding is a call, never read as latin1 (pickle writes none).
+    const utf8 = readPickle(encode('a\xff', 'utf-8'), () => null).value;
+    expect(utf8).toBeInstanceOf(PyCall);
+    expect((utf8 as PyCall).args).toEqual(['a\xff', 'utf-8']);
   });
 
   it('refuses opcodes whose operands cannot be, naming the opcode, its byte and what it met', async () => {
