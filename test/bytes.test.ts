@@ -225,7 +225,13 @@ describe('8-bit input', () => {
       code: 'ERR_BNPOOL_ARG',
       message: 'options.runningMean and options.runningVar are required for 8-bit input (Uint8Array(12)); got only runningMean',
     });
-    await expect(batchNorm(x, [4, 3], { pool })).rejects.toMatchObject({ code: 'ERR_BNPOOL_ARG', message: expect.stringContaining('got neither') });
+    await expect(batchNorm(x, [4, 3], { runningVar: p.runningVar, pool })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG',
+      message: 'options.runningMean and options.runningVar are required for 8-bit input (Uint8Array(12)); got only runningVar',
+    });
+    await expect(batchNorm(x, [4, 3], { pool })).rejects.toMatchObject({
+      code: 'ERR_BNPOOL_ARG', message: 'options.runningMean and options.runningVar are required for 8-bit input (Uint8Array(12)); got neither',
+    });
     await expect(batchNorm(x, [4, 3], { ...p, pool, out: new Float64Array(12) })).rejects.toMatchObject({
       code: 'ERR_BNPOOL_DTYPE', message: "options.out must be a Float32Array (dtype 'float32'); got Float64Array(12)",
     });
