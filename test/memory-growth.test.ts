@@ -5,11 +5,13 @@
  * shorter (workers/execute.ts, `coverMemory`): checked here on a stand-in memory, on the tasks
  * posted (piscina's `run` wrapped: helpers/posting.ts), and on a worker given a length its
  * memory lacks. The race itself came too seldom to test for (bench/growth-race.mjs reproduces it
- * now and then). Pool arrays and growth in general are in memory.test.ts.
+ * now and then). Pool arrays and growth in general are in memory.test.ts. Last, `wholeView`: the
+ * kernels' views of a growable buffer keep their length, and are made again when it grows.
  */
 import { describe, expect, it } from 'vitest';
 import { streamFloor } from '../dist/src/floor.js';
 import { BatchNorm, Pool } from '../dist/src/index.js';
+import { wholeView } from '../dist/src/wasm-types.js';
 import { coverMemory } from '../dist/workers/execute.js';
 import { randomTensor } from './helpers/data.js';
 import { posting } from './helpers/posting.js';
@@ -113,5 +115,23 @@ describe('tasks posted to workers', () => {
     } finally {
       await pool.close();
     }
+  });
+});
+
+describe('wholeView', () => {
+  it("makes a view of fixed length over a growable SharedArrayBuffer, never a length-tracking one", () => {
+    // A BufferMemory's buffer. Node 20 runs loops over a length-tracking view ~30x slower
+    // (src/wasm-types.ts), so the kernels keep views of fixed length and remake them on growth.
+    const buffer = new SharedArrayBuffer(16, { maxByteLength: 64 });
+    const f64 = wholeView(Float64Array, buffer);
+    const f32 = wholeView(Float32Array, buffer);
+    const tracking = new Float64Array(buffer);
+    expect([f64.length, f32.length, tracking.length]).toEqual([2, 4, 2]);
+    buffer.grow(64);
+    expect([f64.length, f32.length, tracking.length]).toEqual([2, 4, 8]);
+    expect([wholeView(Float64Array, buffer).length, wholeView(Float32Array, buffer).length]).toEqual([8, 16]);
+    // Over a plain memory's buffer too: the whole of it.
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
+    expect(wholeView(Float32Array, memory.buffer).length).toBe(16_384);
   });
 });

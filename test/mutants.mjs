@@ -1387,6 +1387,11 @@ const MUTANTS = [
     replace: 'return posted as WebAssembly.Memory;', tests: ['test/jitless.test.ts'],
   },
   {
+    name: 'whole-view-tracking', breaks: "the kernels' views of a growable buffer keep a fixed length (a length-tracking one ran ~30x slower)",
+    file: 'src/wasm-types.ts', find: '  return new Type(buffer, 0, buffer.byteLength / Type.BYTES_PER_ELEMENT);\n',
+    replace: '  return new Type(buffer, 0, undefined as unknown as number);\n', tests: ['test/memory-growth.test.ts'], only: 'wholeView',
+  },
+  {
     name: 'workers-denied', breaks: "new Pool() refuses to start where Node's permission model denies worker threads",
     file: 'src/pool.ts', find: "  return permission !== undefined && !permission.has('worker');",
     replace: '  void permission;\n  return false;', tests: ['test/lifecycle.test.ts'], only: 'permission model',
