@@ -103,6 +103,8 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_VERSION = 1001;
 /** A legacy file's first byte: a pickle's PROTO (torch.save's pickle_protocol, 2 by default); a ZIP archive starts "PK". */
 const PROTO = 0x80;
+/** A legacy file pickled with protocol 0 or 1 (no PROTO): the magic number as text, `L<digits>L\n`. */
+const LEGACY_TEXT_MAGIC = `L${LEGACY_MAGIC}L\n`;
 /** The most containers a file's names are walked through (a pickle can share containers to make exponentially many paths). */
 const MAX_VISITS = 1_000_000;
 /** The deepest nesting walked (a pickle of a few bytes per level can nest past the call stack's depth). */
@@ -133,6 +135,13 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
     records = await readZipDirectory(handle, size);
   } catch (err) {
     if (err instanceof FormatError && err.message.includes('not a ZIP archive')) {
+      const head = size >= LEGACY_TEXT_MAGIC.length ? await readBytes(handle, 0, LEGACY_TEXT_MAGIC.length, 'the first bytes') : null;
+      if (head !== null && String.fromCharCode(...head) === LEGACY_TEXT_MAGIC) {
+        throw new FormatError(
+          "the file is in torch.save's legacy format pickled with protocol 0 or 1, whose text opcodes bnpool does not read "
+          + "(nor does torch.load's default, weights_only=True); save it again with pickle_protocol 2 or later",
+        );
+      }
       throw new FormatError(`${err.message}; a file torch.save wrote is one (or, before PyTorch 1.6, starts with a pickled magic number)`);
     }
     throw err;

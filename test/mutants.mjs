@@ -1505,6 +1505,11 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'], only: 'APPENDS gives an object',
   },
   {
+    name: 'torch-legacy-text', breaks: 'a legacy file pickled with protocol 0 or 1 is named as one, not as a file that is no ZIP archive',
+    file: 'src/torch-file.ts', find: 'String.fromCharCode(...head) === LEGACY_TEXT_MAGIC) {', replace: "String.fromCharCode(...head) === LEGACY_TEXT_MAGIC + '!') {",
+    tests: ['test/torch-file.test.ts'], only: 'neither format',
+  },
+  {
     name: 'pickle-codecs-bytes', breaks: "protocol 2's bytes (_codecs.encode(text, 'latin1')) are bytes",
     file: 'src/pickle.ts', find: "func.path === '_codecs.encode' && args.length === 2", replace: "func.path === '_codecs.encode!' && args.length === 2",
     tests: ['test/torch-file.test.ts'], only: 'operands cannot be',

@@ -429,6 +429,36 @@ describe('bn.loadTorchFile', () => {
     await expect(new BatchNorm(3, { dtype: 'float64' }).loadTorchFile(counted, { prefix: 'bn.' })).rejects.toThrow(/^storage "\d+" has 4 elements in the file; its pickle says 3$/);
   });
 
+  it('refuses a file of neither format, and says so of one pickled with protocol 0 or 1', async () => {
+    const legacy = 'L119547037146038801333356L\n.';
+    const notZip = (bytes: number): string => `no ZIP end of central directory record in the file's last ${bytes} bytes: not a ZIP archive; `
+      + 'a file torch.save wrote is one (or, before PyTorch 1.6, starts with a pickled magic number)';
+    const text = 'weight,bias\n1,0\n'.repeat(4);
+    const protocol01 = "the file is in torch.save's legacy format pickled with protocol 0 or 1, whose text opcodes bnpool does not read "
+      + "(nor does torch.load's default, weights_only=True); save it again with pickle_protocol 2 or later";
+    const cases: [string, string, string][] = [
+      ['short', 'PK\x05', 'a 3-byte file is neither a ZIP archive nor a legacy torch.save file'],
+      ['text', text, notZip(text.length)],
+      // The legacy format's first two pickles as protocols 0 and 1 write them (pickle.dumps(MAGIC_NUMBER,
+      // protocol=0) and the version, 1001), then the start of a dict. torch.load(weights_only=True)
+      // refuses both too: "Unsupported operand 76" (LONG, the text opcode of the magic number).
+      ['protocol0', `${legacy}I1001\n.(dp0\n`, protocol01],
+      ['protocol1', `${legacy}M\xe9\x03.}q\x00(X`, protocol01],
+      // Its first 26 bytes alone are not one.
+      ['cut', legacy.slice(0, 26), notZip(26)],
+    ];
+    for (const [name, bytes, message] of cases) {
+      const err = await BatchNorm.findInTorchFile(written(`${name}.pt`, Buffer.from(bytes, 'latin1'))).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(FormatError);
+      expect((err as Error).message, name).toBe(message);
+    }
+    // An archive's pickle of protocol 0, as torch.save(..., pickle_protocol=0) begins it: GLOBAL, then PUT.
+    const archive = written('archive0.pt', zipOf([['archive0/data.pkl', Buffer.from('ccollections\nOrderedDict\np0\n(tRp1\n.', 'latin1')]]));
+    const err = await BatchNorm.findInTorchFile(archive).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect((err as Error).message).toBe('pickle opcode 0x70 ("p") at byte 25 is not read: bnpool reads the binary opcodes of protocols 2 to 5');
+  });
+
   it("reads protocol 2's bytes as CPython's unpickler does, and refuses text latin1 cannot encode", () => {
     // pickle.dumps([b'', b'\xff\x00a', bytearray(b'xy'), bytearray()], protocol=2): bytes() for the
     // empty one, _codecs.encode(text, 'latin1') for the others, and bytearray(...) around them.
