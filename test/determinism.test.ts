@@ -209,6 +209,46 @@ for (const kernel of KERNELS) {
       }
     });
 
+    it('an out on a SharedArrayBuffer whose length is no multiple of its element size: forward and backward as into any out', async () => {
+      // The workers copy each block to such an out; their view of its buffer once had to end on an
+      // element (a RangeError in the worker). The view here has an element before and after it in
+      // its buffer, then 3 bytes: none of them may change.
+      const shape = [6, 5, 21, 23];
+      const n = 6 * 5 * 21 * 23;
+      for (const dtype of ['float32', 'float64'] as const) {
+        const bpe = dtype === 'float32' ? 4 : 8;
+        const view = (buffer: ArrayBufferLike, at: number, length: number): Float32Array | Float64Array =>
+          (dtype === 'float32' ? new Float32Array(buffer, at, length) : new Float64Array(buffer, at, length));
+        const x = randomTensor(shape, dtype, 31);
+        const dy = randomTensor(shape, dtype, 32);
+        const odd = (): Float32Array | Float64Array => {
+          const buffer = new SharedArrayBuffer(bpe * (n + 2) + 3);
+          view(buffer, 0, n + 2).fill(7);
+          new Uint8Array(buffer, bpe * (n + 2)).fill(9);
+          return view(buffer, bpe, n).fill(NaN);
+        };
+        const beside = (o: Float32Array | Float64Array): number[] => {
+          const all = view(o.buffer, 0, n + 2);
+          return [all[0], all[n + 1], ...new Uint8Array(o.buffer, bpe * (n + 2))];
+        };
+        for (const training of [true, false]) {
+          const run = async (into: boolean) => {
+            const bn = new BatchNorm(5, { pool: big, dtype });
+            if (!training) bn.eval();
+            const y = await bn.forward(x, shape, into ? { out: odd() } : {});
+            const { dx } = await bn.backward(dy, into ? { out: odd() } : {});
+            return { y, dx };
+          };
+          const want = await run(false);
+          const got = await run(true);
+          const label = `${dtype} ${training ? 'training' : 'eval'}`;
+          expect(sameBits(got.y, want.y), label).toBe(true);
+          expect(sameBits(got.dx, want.dx), label).toBe(true);
+          expect([beside(got.y), beside(got.dx)], label).toEqual([[7, 7, 9, 9, 9], [7, 7, 9, 9, 9]]);
+        }
+      }
+    });
+
     it('a zero-copy call equals a copying call, for every placement of x and out', async () => {
       const shape = [6, 5, 21, 23];
       const n = 6 * 5 * 21 * 23;

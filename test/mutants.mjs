@@ -1387,6 +1387,12 @@ const MUTANTS = [
     replace: 'return posted as WebAssembly.Memory;', tests: ['test/jitless.test.ts'],
   },
   {
+    name: 'copy-out-odd-buffer', breaks: "the workers copy to an out on a SharedArrayBuffer whose length is no multiple of the element size",
+    file: 'workers/copy-out.ts', find: 'new Float64Array(out.buffer, out.byteOffset, length) : new Float32Array(out.buffer, out.byteOffset, length);',
+    replace: 'new Float64Array(out.buffer, out.byteOffset) : new Float32Array(out.buffer, out.byteOffset + 0 * length);',
+    tests: ['test/determinism.test.ts'], only: 'no multiple of its element size',
+  },
+  {
     name: 'whole-view-tracking', breaks: "the kernels' views of a growable buffer keep a fixed length (a length-tracking one ran ~30x slower)",
     file: 'src/wasm-types.ts', find: '  return new Type(buffer, 0, buffer.byteLength / Type.BYTES_PER_ELEMENT);\n',
     replace: '  return new Type(buffer, 0, undefined as unknown as number);\n', tests: ['test/memory-growth.test.ts'], only: 'wholeView',

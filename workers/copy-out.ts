@@ -12,9 +12,10 @@ export class CopyOutWriter {
   constructor(task: Task, bpe: number, views: MemoryViews) {
     const out = task.copyOut!;
     this.#f64 = task.dtype === 'float64';
-    this.#dest = this.#f64
-      ? new Float64Array(out.buffer, out.byteOffset)
-      : new Float32Array(out.buffer, out.byteOffset);
+    // To the buffer's end, with a length: without one the view must end on an element, and a
+    // caller's `out` may lie in a buffer whose length is no multiple of the element size.
+    const length = Math.floor((out.buffer.byteLength - out.byteOffset) / bpe);
+    this.#dest = this.#f64 ? new Float64Array(out.buffer, out.byteOffset, length) : new Float32Array(out.buffer, out.byteOffset, length);
     this.#destRowStride = out.rowStride;
     this.#yRowStrideBytes = task.region.yRowStride * bpe;
     this.#views = views;
