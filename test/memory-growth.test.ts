@@ -119,7 +119,7 @@ describe('tasks posted to workers', () => {
 });
 
 describe('wholeView', () => {
-  it("makes a view of fixed length over a growable SharedArrayBuffer, never a length-tracking one", () => {
+  it('makes a view of fixed length over a growable SharedArrayBuffer, never a length-tracking one', () => {
     // A BufferMemory's buffer. Node 20 runs loops over a length-tracking view ~30x slower
     // (src/wasm-types.ts), so the kernels keep views of fixed length and remake them on growth.
     const buffer = new SharedArrayBuffer(16, { maxByteLength: 64 });
