@@ -103,7 +103,7 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_VERSION = 1001;
 /** A legacy file's first byte: a pickle's PROTO (torch.save's pickle_protocol, 2 by default); a ZIP archive starts "PK". */
 const PROTO = 0x80;
-/** A legacy file pickled with protocol 0 or 1 (no PROTO): the magic number as text, `L<digits>L\n`. */
+/** How a legacy file pickled with protocol 0 or 1 (no PROTO) starts: the magic number as text, `L<digits>L\n`. */
 const LEGACY_TEXT_MAGIC = `L${LEGACY_MAGIC}L\n`;
 /** The most containers a file's names are walked through (a pickle can share containers to make exponentially many paths). */
 const MAX_VISITS = 1_000_000;
@@ -119,7 +119,13 @@ export async function withTorchFile<T>(path: string, use: (file: TorchFile) => P
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
-    const head = await readBytes(handle, 0, Math.min(size, 1), 'the first byte');
+    const head = await readBytes(handle, 0, Math.min(size, LEGACY_TEXT_MAGIC.length), 'the first bytes');
+    if (String.fromCharCode(...head) === LEGACY_TEXT_MAGIC) {
+      throw new FormatError(
+        "the file is in torch.save's legacy format pickled with protocol 0 or 1, whose text opcodes bnpool does not read "
+        + "(nor does torch.load's default, weights_only=True); save it again with pickle_protocol 2 or later",
+      );
+    }
     const file = head[0] === PROTO ? await openLegacy(handle, size) : await openArchive(handle, size);
     return await use(file);
   } finally {
@@ -135,13 +141,6 @@ async function openArchive(handle: FileHandle, size: number): Promise<TorchFile>
     records = await readZipDirectory(handle, size);
   } catch (err) {
     if (err instanceof FormatError && err.message.includes('not a ZIP archive')) {
-      const head = size >= LEGACY_TEXT_MAGIC.length ? await readBytes(handle, 0, LEGACY_TEXT_MAGIC.length, 'the first bytes') : null;
-      if (head !== null && String.fromCharCode(...head) === LEGACY_TEXT_MAGIC) {
-        throw new FormatError(
-          "the file is in torch.save's legacy format pickled with protocol 0 or 1, whose text opcodes bnpool does not read "
-          + "(nor does torch.load's default, weights_only=True); save it again with pickle_protocol 2 or later",
-        );
-      }
       throw new FormatError(`${err.message}; a file torch.save wrote is one (or, before PyTorch 1.6, starts with a pickled magic number)`);
     }
     throw err;
