@@ -118,6 +118,13 @@ function written(name: string, bytes: Uint8Array): string {
   return path;
 }
 
+/** `findInTorchFile` refuses the file at `path` with a FormatError whose message is `message`. */
+async function expectRefused(path: string, message: string, label = path): Promise<void> {
+  const err = await BatchNorm.findInTorchFile(path).catch((e: unknown) => e);
+  expect(err, label).toBeInstanceOf(FormatError);
+  expect((err as Error).message, label).toBe(message);
+}
+
 /** `bytes` with its first run of `from` replaced by `to` (which may differ in length); `from` must be there. */
 function spliced(bytes: Uint8Array, from: Uint8Array, to: Uint8Array): Buffer {
   const b = Buffer.from(bytes);
@@ -447,16 +454,12 @@ describe('bn.loadTorchFile', () => {
       // Its first 26 bytes alone are not one.
       ['cut', legacy.slice(0, 26), notZip(26)],
     ];
-    for (const [name, bytes, message] of cases) {
-      const err = await BatchNorm.findInTorchFile(written(`${name}.pt`, Buffer.from(bytes, 'latin1'))).catch((e: unknown) => e);
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as Error).message, name).toBe(message);
-    }
+    for (const [name, bytes, message] of cases) await expectRefused(written(`${name}.pt`, Buffer.from(bytes, 'latin1')), message, name);
     // An archive's pickle of protocol 0, as torch.save(..., pickle_protocol=0) begins it: GLOBAL, then PUT.
-    const archive = written('archive0.pt', zipOf([['archive0/data.pkl', Buffer.from('ccollections\nOrderedDict\np0\n(tRp1\n.', 'latin1')]]));
-    const err = await BatchNorm.findInTorchFile(archive).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(FormatError);
-    expect((err as Error).message).toBe('pickle opcode 0x70 ("p") at byte 25 is not read: bnpool reads the binary opcodes of protocols 2 to 5');
+    await expectRefused(
+      written('archive0.pt', zipOf([['archive0/data.pkl', Buffer.from('ccollections\nOrderedDict\np0\n(tRp1\n.', 'latin1')]])),
+      'pickle opcode 0x70 ("p") at byte 25 is not read: bnpool reads the binary opcodes of protocols 2 to 5',
+    );
   });
 
   it("reads protocol 2's bytes as CPython's unpickler does, and refuses text latin1 cannot encode", () => {
@@ -505,10 +508,7 @@ describe('bn.loadTorchFile', () => {
         'pickle opcode ADDITEMS at byte 40 adds to 3 bytes, not a set'],
     ];
     for (const [name, ops, message] of cases) {
-      const path = written(`opcode-${name}.pt`, zipOf([[`${name}/data.pkl`, Uint8Array.from([0x80, 2, ...ops, 0x2e])]]));
-      const err = await BatchNorm.findInTorchFile(path).catch((e: unknown) => e);
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as Error).message, name).toBe(message);
+      await expectRefused(written(`opcode-${name}.pt`, zipOf([[`${name}/data.pkl`, Uint8Array.from([0x80, 2, ...ops, 0x2e])]])), message, name);
     }
   });
 
@@ -529,9 +529,7 @@ describe('bn.loadTorchFile', () => {
       ['typed', [['h/data.pkl', spliced(spliced(hand(), Buffer.from('_rebuild_tensor_v2'), Buffer.from('_rebuild_tensor_v3')), Buffer.of(0x89, 0x29, 0x74), Buffer.from('\x89)ctorch\nfloat32\nt', 'latin1'))], ['h/data/0', new Uint8Array(4)]], 'tensor "bn.weight" is rebuilt with a dtype from a typed storage'],
     ];
     for (const [name, records, message] of cases) {
-      const err = await BatchNorm.findInTorchFile(written(`tensor-${name}.pt`, zipOf(records))).catch((e: unknown) => e);
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as Error).message, name).toBe(message);
+      await expectRefused(written(`tensor-${name}.pt`, zipOf(records)), message, name);
     }
     // Unpatched, the same pickles read.
     expect(await BatchNorm.findInTorchFile(written('tensor-hand.pt', zipOf([['h/data.pkl', hand()], ['h/data/0', new Uint8Array(4)]])))).toEqual([]);
@@ -640,9 +638,7 @@ describe('bn.loadTorchFile', () => {
       ['entry-size', packed(2 ** 31), 'ZIP entry "z/data.pkl" is 2147483648 bytes; bnpool reads entries of up to 2147483647 bytes'],
     ];
     for (const [name, b, message] of more) {
-      const err = await BatchNorm.findInTorchFile(typeof b === 'string' ? b : written(`zip-${name}.pt`, b)).catch((e: unknown) => e);
-      expect(err, name).toBeInstanceOf(FormatError);
-      expect((err as Error).message, name).toBe(message);
+      await expectRefused(typeof b === 'string' ? b : written(`zip-${name}.pt`, b), message, name);
     }
     // Two entries of one name: which one a reader takes would decide what it reads.
     const twice = written('zip-twice.pt', zipOf([['z/data.pkl', pickle], ['z/data/0', new Uint8Array(4)], ['z/data/0', new Uint8Array(4).fill(7)]]));
