@@ -71,6 +71,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => unknown, start = 0): { value: unknown; end: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = start;
+  // The byte of the opcode being read: each message names it, whatever operands were read since.
+  let opAt = start;
   let stack: unknown[] = [];
   const marks: unknown[][] = [];
   const memo = new Map<number, unknown>();
@@ -82,17 +84,17 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     return here;
   };
   const pop = (op: string): unknown => {
-    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} finds its stack empty`);
+    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${opAt} finds its stack empty`);
     return stack.pop();
   };
   const top = (op: string): unknown => {
-    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} finds its stack empty`);
+    if (stack.length === 0) throw new FormatError(`pickle opcode ${op} at byte ${opAt} finds its stack empty`);
     return stack[stack.length - 1];
   };
   const popMark = (op: string): unknown[] => {
     const items = stack;
     const outer = marks.pop();
-    if (outer === undefined) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has no MARK before it`);
+    if (outer === undefined) throw new FormatError(`pickle opcode ${op} at byte ${opAt} has no MARK before it`);
     stack = outer;
     return items;
   };
@@ -116,22 +118,22 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
   };
   const length64 = (what: string): number => {
     const n = view.getBigUint64(need(8, what), true);
-    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${what} at byte ${at - 9} has a length of ${n} bytes`);
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${what} at byte ${opAt} has a length of ${n} bytes`);
     return Number(n);
   };
   const setItems = (target: unknown, pairs: unknown[], op: string): void => {
     const dict = target instanceof PyDict ? target : target instanceof PyCall ? target.items : null;
-    if (dict === null) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} sets items on ${kindOf(target)}, not a dict`);
-    if (pairs.length % 2 !== 0) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has a key without a value`);
+    if (dict === null) throw new FormatError(`pickle opcode ${op} at byte ${opAt} sets items on ${kindOf(target)}, not a dict`);
+    if (pairs.length % 2 !== 0) throw new FormatError(`pickle opcode ${op} at byte ${opAt} has a key without a value`);
     for (let i = 0; i < pairs.length; i += 2) dict.entries.set(pairs[i], pairs[i + 1]);
   };
   const append = (target: unknown, items: unknown[], op: string): void => {
     if (Array.isArray(target) && !Object.isFrozen(target)) pushAll(target, items);
     else if (target instanceof PyCall) pushAll(target.appended, items);
-    else throw new FormatError(`pickle opcode ${op} at byte ${at - 1} appends to ${kindOf(target)}, not a list`);
+    else throw new FormatError(`pickle opcode ${op} at byte ${opAt} appends to ${kindOf(target)}, not a list`);
   };
   const call = (func: unknown, args: unknown, op: string): unknown => {
-    if (!Array.isArray(args)) throw new FormatError(`pickle opcode ${op} at byte ${at - 1} has arguments ${kindOf(args)}, not a tuple`);
+    if (!Array.isArray(args)) throw new FormatError(`pickle opcode ${op} at byte ${opAt} has arguments ${kindOf(args)}, not a tuple`);
     if (func instanceof PyGlobal && DICT_CLASSES.has(func.path)) return new PyDict(func.path === 'builtins.dict' ? null : func.path);
     if (func instanceof PyGlobal && (func.path === 'builtins.set' || func.path === 'builtins.frozenset')) {
       const set = new PySet();
@@ -144,7 +146,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       const past = text.search(/[^\0-\xff]/u);
       if (past >= 0) {
         const code = text.codePointAt(past)!.toString(16).toUpperCase().padStart(4, '0');
-        throw new FormatError(`pickle opcode ${op} at byte ${at - 1} encodes text as latin1 whose character ${past} is U+${code}, past latin1's 0xFF`);
+        throw new FormatError(`pickle opcode ${op} at byte ${opAt} encodes text as latin1 whose character ${past} is U+${code}, past latin1's 0xFF`);
       }
       return Uint8Array.from(text, (ch) => ch.charCodeAt(0));
     }
@@ -154,17 +156,17 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
   };
 
   for (;;) {
-    const op = bytes[need(1, 'an opcode')];
+    opAt = need(1, 'an opcode');
+    const op = bytes[opAt];
     const name = String.fromCharCode(op);
     switch (op) {
       case 0x80: need(1, 'PROTO'); break; // PROTO n: any protocol's opcodes are read alike
       case 0x95: need(8, 'FRAME'); break; // FRAME: a length hint, the opcodes go on inline
-      case 0x2e: { // STOP
-        if (marks.length > 0) throw new FormatError(`the pickle stops at byte ${at - 1} within a MARK`);
-        return { value: pop('STOP'), end: at };
-      }
+      // STOP: the top of the stack in use, as CPython's unpickler and torch.load's take it, a MARK still open or not.
+      case 0x2e: return { value: pop('STOP'), end: at };
       case 0x28: marks.push(stack); stack = []; break; // MARK
-      case 0x30: pop('POP'); break;
+      // POP: on an empty stack with a MARK open, CPython's unpickler pops the MARK.
+      case 0x30: if (stack.length === 0 && marks.length > 0) popMark('POP'); else pop('POP'); break;
       case 0x31: popMark('POP_MARK'); break;
       case 0x32: stack.push(top('DUP')); break;
       case 0x4e: stack.push(null); break; // NONE
@@ -180,7 +182,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       }
       case 0x8b: { // LONG4
         const n = view.getInt32(need(4, 'LONG4'), true);
-        if (n < 0) throw new FormatError(`pickle LONG4 at byte ${at - 5} has a negative length`);
+        if (n < 0) throw new FormatError(`pickle LONG4 at byte ${opAt} has a negative length`);
         stack.push(longOf(bytes.subarray(need(n, 'LONG4'), at)));
         break;
       }
@@ -192,7 +194,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       case 0x55: stack.push(text(bytes[need(1, 'SHORT_BINSTRING')], 'SHORT_BINSTRING')); break;
       case 0x54: {
         const n = view.getInt32(need(4, 'BINSTRING'), true);
-        if (n < 0) throw new FormatError(`pickle BINSTRING at byte ${at - 5} has a negative length`);
+        if (n < 0) throw new FormatError(`pickle BINSTRING at byte ${opAt} has a negative length`);
         stack.push(text(n, 'BINSTRING'));
         break;
       }
@@ -216,7 +218,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       case 0x90: { // ADDITEMS
         const items = popMark('ADDITEMS');
         const set = top('ADDITEMS');
-        if (!(set instanceof PySet)) throw new FormatError(`pickle opcode ADDITEMS at byte ${at - 1} adds to ${kindOf(set)}, not a set`);
+        if (!(set instanceof PySet)) throw new FormatError(`pickle opcode ADDITEMS at byte ${opAt} adds to ${kindOf(set)}, not a set`);
         pushAll(set.items, items);
         break;
       }
@@ -229,7 +231,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
       case 0x93: { // STACK_GLOBAL
         const globalName = pop('STACK_GLOBAL');
         const module = pop('STACK_GLOBAL');
-        if (typeof module !== 'string' || typeof globalName !== 'string') throw new FormatError(`pickle STACK_GLOBAL at byte ${at - 1} names ${kindOf(module)}.${kindOf(globalName)}`);
+        if (typeof module !== 'string' || typeof globalName !== 'string') throw new FormatError(`pickle STACK_GLOBAL at byte ${opAt} names ${kindOf(module)}.${kindOf(globalName)}`);
         stack.push(new PyGlobal(module, globalName));
         break;
       }
@@ -240,17 +242,17 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
         const state = pop('BUILD');
         const target = top('BUILD');
         if (target instanceof PyCall || target instanceof PyDict) target.state = state;
-        else throw new FormatError(`pickle opcode BUILD at byte ${at - 1} builds ${kindOf(target)}, not an object`);
+        else throw new FormatError(`pickle opcode BUILD at byte ${opAt} builds ${kindOf(target)}, not an object`);
         break;
       }
       case 0x51: stack.push(persistentLoad(pop('BINPERSID'))); break;
-      case 0x68: stack.push(recall(memo, bytes[need(1, 'BINGET')], at)); break;
-      case 0x6a: stack.push(recall(memo, view.getUint32(need(4, 'LONG_BINGET'), true), at)); break;
+      case 0x68: stack.push(recall(memo, bytes[need(1, 'BINGET')], 'BINGET', opAt)); break;
+      case 0x6a: stack.push(recall(memo, view.getUint32(need(4, 'LONG_BINGET'), true), 'LONG_BINGET', opAt)); break;
       case 0x71: memo.set(bytes[need(1, 'BINPUT')], top('BINPUT')); break;
       case 0x72: memo.set(view.getUint32(need(4, 'LONG_BINPUT'), true), top('LONG_BINPUT')); break;
       case 0x94: memo.set(memo.size, top('MEMOIZE')); break;
       default:
-        throw new FormatError(`pickle opcode 0x${op.toString(16).padStart(2, '0')}${op >= 0x20 && op < 0x7f ? ` (${JSON.stringify(name)})` : ''} at byte ${at - 1} is not read: bnpool reads the binary opcodes of protocols 2 to 5`);
+        throw new FormatError(`pickle opcode 0x${op.toString(16).padStart(2, '0')}${op >= 0x20 && op < 0x7f ? ` (${JSON.stringify(name)})` : ''} at byte ${opAt} is not read: bnpool reads the binary opcodes of protocols 2 to 5`);
     }
   }
 }
@@ -260,8 +262,8 @@ function pushAll(target: unknown[], items: readonly unknown[]): void {
   for (const item of items) target.push(item);
 }
 
-function recall(memo: Map<number, unknown>, index: number, at: number): unknown {
-  if (!memo.has(index)) throw new FormatError(`pickle memo ${index}, recalled before byte ${at}, was never stored`);
+function recall(memo: Map<number, unknown>, index: number, op: string, at: number): unknown {
+  if (!memo.has(index)) throw new FormatError(`pickle opcode ${op} at byte ${at} recalls memo ${index}, which was never stored`);
   return memo.get(index);
 }
 

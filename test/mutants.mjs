@@ -1536,6 +1536,24 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'], only: "protocol 2's bytes",
   },
   {
+    name: 'pickle-operand-byte', breaks: "a pickle's refusal names its opcode's byte, not the byte of the operand read last",
+    file: 'src/pickle.ts', find: "      case 0x71: memo.set(bytes[need(1, 'BINPUT')], top('BINPUT')); break;",
+    replace: "      case 0x71: opAt = need(1, 'BINPUT'); memo.set(bytes[opAt], top('BINPUT')); break;",
+    tests: ['test/torch-file.test.ts'], only: 'stack, MARK or memo',
+  },
+  {
+    name: 'pickle-stop-mark', breaks: 'STOP takes the top of the stack in use with a MARK still open, as CPython does',
+    file: 'src/pickle.ts', find: "      case 0x2e: return { value: pop('STOP'), end: at };",
+    replace: "      case 0x2e: if (marks.length > 0) throw new FormatError('within a MARK'); return { value: pop('STOP'), end: at };",
+    tests: ['test/torch-file.test.ts'], only: 'stack, MARK or memo',
+  },
+  {
+    name: 'pickle-pop-mark', breaks: 'POP on an empty stack pops the MARK open, as CPython does',
+    file: 'src/pickle.ts', find: "case 0x30: if (stack.length === 0 && marks.length > 0) popMark('POP'); else pop('POP'); break;",
+    replace: "case 0x30: pop('POP'); break;",
+    tests: ['test/torch-file.test.ts'], only: 'stack, MARK or memo',
+  },
+  {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',
     file: 'src/dispatch.ts', find: '      if (s.reason instanceof BnPoolError) throw s.reason;\n', replace: '      void BnPoolError;\n',
     tests: ['test/faults.test.ts'], only: 'throws inline',

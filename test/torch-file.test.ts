@@ -492,6 +492,39 @@ describe('bn.loadTorchFile', () => {
     expect((utf8 as PyCall).args).toEqual(['a\xff', 'utf-8']);
   });
 
+
+  it('refuses a stack, MARK or memo that cannot be as CPython does, naming the opcode and its own byte, not its operand\'s', () => {
+    // PROTO 2 takes bytes 0 and 1; each refused opcode follows. CPython refuses each too:
+    // "unpickling stack underflow", "unexpected MARK found", "could not find MARK", "Memo value not
+    // found at index 5", and an OverflowError or MemoryError for the lengths past 2^53.
+    const cases: [number[], string][] = [
+      [[0x2e], 'pickle opcode STOP at byte 2 finds its stack empty'],
+      [[0x4e, 0x30, 0x30, 0x2e], 'pickle opcode POP at byte 4 finds its stack empty'],
+      [[0x32, 0x2e], 'pickle opcode DUP at byte 2 finds its stack empty'],
+      [[0x4e, 0x87, 0x2e], 'pickle opcode TUPLE3 at byte 3 finds its stack empty'],
+      // The operands are read before the stack is: the message still names the opcode's byte.
+      [[0x71, 0, 0x2e], 'pickle opcode BINPUT at byte 2 finds its stack empty'],
+      [[0x72, 0, 0, 0, 0, 0x2e], 'pickle opcode LONG_BINPUT at byte 2 finds its stack empty'],
+      [[0x94, 0x2e], 'pickle opcode MEMOIZE at byte 2 finds its stack empty'],
+      [[0x28, 0x74, 0x74, 0x2e], 'pickle opcode TUPLE at byte 4 has no MARK before it'],
+      [[0x31, 0x2e], 'pickle opcode POP_MARK at byte 2 has no MARK before it'],
+      [[0x28, 0x2e], 'pickle opcode STOP at byte 3 finds its stack empty'],
+      [[0x4b, 7, 0x28, 0x4b, 8, 0x30, 0x2e], 'pickle opcode STOP at byte 8 finds its stack empty'],
+      [[0x4e, 0x71, 0, 0x68, 5, 0x2e], 'pickle opcode BINGET at byte 5 recalls memo 5, which was never stored'],
+      [[0x6a, 0x2c, 1, 0, 0, 0x2e], 'pickle opcode LONG_BINGET at byte 2 recalls memo 300, which was never stored'],
+      [[0x8d, ...new Array(8).fill(0xff), 0x2e], 'BINUNICODE8 at byte 2 has a length of 18446744073709551615 bytes'],
+      [[0x4e, 0x8e, 0, 0, 0, 0, 0, 0, 0x20, 0, 0x2e], 'BINBYTES8 at byte 3 has a length of 9007199254740992 bytes'],
+    ];
+    for (const [ops, message] of cases) {
+      const pickle = Uint8Array.from([0x80, 2, ...ops]);
+      expect(() => readPickle(pickle, () => null), message).toThrow(FormatError);
+      expect(() => readPickle(pickle, () => null), message).toThrow(new RegExp(`^${message.replace(/[()[\]^$]/g, '\\$&')}$`));
+    }
+    // STOP takes the top of the stack in use, a MARK still open or not, as CPython (and torch.load) do.
+    expect(readPickle(Uint8Array.from([0x80, 2, 0x4b, 7, 0x28, 0x4b, 9, 0x2e]), () => null)).toEqual({ value: 9, end: 8 });
+    // POP on an empty stack pops the MARK open, as CPython's does: 7, MARK, POP, STOP gives 7.
+    expect(readPickle(Uint8Array.from([0x80, 2, 0x4b, 7, 0x28, 0x30, 0x2e]), () => null)).toEqual({ value: 7, end: 7 });
+  });
   it('refuses opcodes whose operands cannot be, naming the opcode, its byte and what it met', async () => {
     // Each pickle's last opcode (or its only one) is the one refused; PROTO 2 takes bytes 0 and 1.
     const global = (module: string, name: string): number[] => [0x63, ...Buffer.from(`${module}\n${name}\n`)];
