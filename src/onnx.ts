@@ -18,7 +18,11 @@ import { checkPath, readBytes } from './files.js';
 const VARINT = 0;
 const FIXED64 = 1;
 const BYTES = 2;
+const START_GROUP = 3;
+const END_GROUP = 4;
 const FIXED32 = 5;
+/** The largest field number protobuf allows (2^29 - 1); a parser refuses a key past it. */
+const MAX_FIELD = 2 ** 29 - 1;
 
 /** One field of a message: its number, wire type, and value (a number, or the bytes of a length-delimited field). */
 interface Field {
@@ -42,32 +46,50 @@ function readVarint(bytes: Uint8Array, at: [number], what: string): number {
   throw new FormatError(`${what}: a varint longer than 10 bytes`);
 }
 
-/** The fields of a protobuf message in order (unknown ones included; the caller picks). */
+/**
+ * The fields of a protobuf message in order (unknown ones included; the caller picks). A group
+ * (wire types 3 and 4, proto2's groups, which no ONNX field is) is skipped with the fields inside
+ * it, as protobuf skips any field its schema does not declare.
+ */
 function fieldsOf(bytes: Uint8Array, what: string): Field[] {
   const fields: Field[] = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const at: [number] = [0];
+  // The field numbers of the groups open, the innermost last.
+  const groups: number[] = [];
   while (at[0] < bytes.length) {
     const key = readVarint(bytes, at, what);
     const field = Math.floor(key / 8);
     const wire = key % 8;
-    if (field === 0) throw new FormatError(`${what}: a field numbered 0`);
+    if (field === 0 || field > MAX_FIELD) throw new FormatError(`${what}: a field numbered ${field}, outside protobuf's 1 to 2^29 - 1`);
+    let value = 0;
+    let body: Uint8Array = EMPTY;
     if (wire === VARINT) {
-      fields.push({ field, wire, value: readVarint(bytes, at, what), bytes: EMPTY });
+      value = readVarint(bytes, at, what);
     } else if (wire === FIXED64 || wire === FIXED32) {
       const size = wire === FIXED64 ? 8 : 4;
       if (at[0] + size > bytes.length) throw new FormatError(`${what}: field ${field} runs past the end of its message`);
-      fields.push({ field, wire, value: wire === FIXED32 ? view.getFloat32(at[0], true) : view.getFloat64(at[0], true), bytes: bytes.subarray(at[0], at[0] + size) });
+      value = wire === FIXED32 ? view.getFloat32(at[0], true) : view.getFloat64(at[0], true);
+      body = bytes.subarray(at[0], at[0] + size);
       at[0] += size;
     } else if (wire === BYTES) {
-      const length = readVarint(bytes, at, what);
-      if (length > bytes.length - at[0]) throw new FormatError(`${what}: field ${field} of ${length} bytes runs past the end of its message`);
-      fields.push({ field, wire, value: length, bytes: bytes.subarray(at[0], at[0] + length) });
-      at[0] += length;
+      value = readVarint(bytes, at, what);
+      if (value > bytes.length - at[0]) throw new FormatError(`${what}: field ${field} of ${value} bytes runs past the end of its message`);
+      body = bytes.subarray(at[0], at[0] + value);
+      at[0] += value;
+    } else if (wire === START_GROUP) {
+      groups.push(field);
+      continue;
+    } else if (wire === END_GROUP) {
+      const open = groups.pop();
+      if (open !== field) throw new FormatError(`${what}: the end of group ${field} where ${open === undefined ? 'no group' : `group ${open}`} is open`);
+      continue;
     } else {
-      throw new FormatError(`${what}: wire type ${wire} (groups are not used by ONNX) in field ${field}`);
+      throw new FormatError(`${what}: wire type ${wire} in field ${field}; protobuf's are 0 to 5`);
     }
+    if (groups.length === 0) fields.push({ field, wire, value, bytes: body });
   }
+  if (groups.length > 0) throw new FormatError(`${what}: group ${groups[groups.length - 1]} runs past the end of its message`);
   return fields;
 }
 

@@ -1554,6 +1554,17 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'], only: 'stack, MARK or memo',
   },
   {
+    name: 'onnx-group-fields', breaks: "the fields inside a protobuf group are skipped with it, as protobuf skips an unknown field",
+    file: 'src/onnx.ts', find: '    if (groups.length === 0) fields.push({ field, wire, value, bytes: body });',
+    replace: '    fields.push({ field, wire, value, bytes: body });',
+    tests: ['test/onnx-file.test.ts'], only: 'skips a group',
+  },
+  {
+    name: 'onnx-field-max', breaks: "a key whose field number is past protobuf's 2^29 - 1 is refused, as protobuf refuses it",
+    file: 'src/onnx.ts', find: 'if (field === 0 || field > MAX_FIELD) throw', replace: 'if (field === 0 || field > MAX_FIELD * 8) throw',
+    tests: ['test/onnx-file.test.ts'], only: 'skips a group',
+  },
+  {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',
     file: 'src/dispatch.ts', find: '      if (s.reason instanceof BnPoolError) throw s.reason;\n', replace: '      void BnPoolError;\n',
     tests: ['test/faults.test.ts'], only: 'throws inline',

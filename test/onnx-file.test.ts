@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchNormModel, bytes as message, concat, float32, int, key, str } from '../dist/bench/peers/onnx-model.js';
+import { batchNormModel, bytes as message, concat, float32, int, key, str, varint } from '../dist/bench/peers/onnx-model.js';
 import { ArgumentError, BatchNorm, FormatError, Pool } from '../dist/src/index.js';
 import { randomTensor } from './helpers/data.js';
 
@@ -253,6 +253,27 @@ describe('BatchNorm.fromOnnx', () => {
       ['dims.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { dims: concat([key(1, 5), [2, 0, 0, 0]]) }) }), 'an initializer "scale": field 1 has wire type 5, not an integer\'s'],
       // float_data as varints.
       ['floats.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [int(4, 3), int(4, 1)] }) }), 'field 4 has wire type 0, not a float\'s'],
+    ]);
+  });
+
+  it('skips a group with the fields inside it, as protobuf does, and refuses the keys and groups protobuf refuses', async () => {
+    // A group: its start key (wire type 3), fields, its end key (4). No ONNX field is one, so a
+    // parser skips it as an unknown field, whatever its number; onnx.ModelProto.ParseFromString
+    // (protobuf 7.36) reads these models alike, and refuses each of the broken ones below.
+    const group = (field: number, ...inside: Uint8Array[]): Uint8Array => concat([key(field, 3), ...inside, key(field, 4)]);
+    // float_data (field 4) inside groups numbered 4 and 99, nested: read, they would be extra values.
+    const data = [group(4, float32(4, 7)), float32(4, 3), group(99, group(98, float32(4, 8)), int(1, 5)), float32(4, 0.25), group(4)];
+    const grouped = await BatchNorm.fromOnnx(writtenModel('grouped.onnx', concat([group(99), handModel({ scale: handTensor('scale', [3, 0.25], { data }) })])), { pool });
+    expect([grouped.weight, grouped.bias, grouped.runningMean, grouped.runningVar].map((a) => Array.from(a!))).toEqual([[3, 0.25], [0.5, -0.5], [1, 2], [4, 9]]);
+    await expectFormatErrors([
+      ['field-0.onnx', concat([handModel(), [0, 0]]), "the model: a field numbered 0, outside protobuf's 1 to 2^29 - 1"],
+      ['field-2-29.onnx', concat([handModel(), varint(2 ** 29 * 8), [1]]), "the model: a field numbered 536870912, outside protobuf's 1 to 2^29 - 1"],
+      ['wire-6.onnx', concat([handModel(), key(99, 6)]), "the model: wire type 6 in field 99; protobuf's are 0 to 5"],
+      ['wire-7.onnx', concat([handModel(), key(99, 7)]), "the model: wire type 7 in field 99; protobuf's are 0 to 5"],
+      ['lone-end.onnx', concat([handModel(), key(99, 4)]), 'the model: the end of group 99 where no group is open'],
+      ['crossed.onnx', concat([key(99, 3), key(98, 3), key(99, 4), key(98, 4), handModel()]), 'the model: the end of group 99 where group 98 is open'],
+      ['open-group.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [key(99, 3), float32(4, 3), float32(4, 0.25)].map((p) => Uint8Array.from(p)) }) }),
+        'an initializer: group 99 runs past the end of its message'],
     ]);
   });
 
