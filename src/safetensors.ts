@@ -151,7 +151,8 @@ export function headerLengthOf(first: Uint8Array, fileLength: number): number {
 export function parseHeader(header: Uint8Array, bufferLength: number): { entries: HeaderEntry[]; metadata: Record<string, string> } {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(header));
+    // A byte order mark is kept, so JSON.parse refuses it as the reference reader's parser does.
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(header));
   } catch (err) {
     throw new FormatError(`the header is not UTF-8 JSON: ${(err as Error).message}`);
   }
@@ -162,7 +163,9 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(parsed as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (entry === null || typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
+      // The reference reader's metadata is optional: null is none.
+      if (entry === null) continue;
+      if (typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
         throw new FormatError('__metadata__ must map strings to strings');
       }
       metadata = entry as Record<string, string>;
@@ -181,7 +184,13 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
     }
     const [begin, end] = offsets as [number, number];
     const bits = Object.hasOwn(BITS, e.dtype) ? BITS[e.dtype] : null;
-    const count = (e.shape as number[]).reduce((a, b) => a * b, 1);
+    const count = elementCount(e.shape as number[]);
+    if (count === null) {
+      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} has 2^64 or more elements (its dimensions multiplied in order)`);
+    }
+    if (bits !== null && (count * bits) % 8 !== 0) {
+      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} is ${count * bits} bits, which end within a byte`);
+    }
     if (bits !== null && (end - begin) * 8 !== count * bits) {
       throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} needs ${count * bits / 8} bytes; data_offsets span ${end - begin}`);
     }
@@ -197,6 +206,19 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
   }
   if (end !== bufferLength) throw new FormatError(`the tensors end at byte ${end} of a ${bufferLength}-byte buffer`);
   return { entries, metadata };
+}
+
+/**
+ * The elements of `shape`, its dimensions multiplied in order as the reference reader does, in 64
+ * bits: null where a product overflows them (a later dimension of 0 does not undo it there).
+ */
+function elementCount(shape: readonly number[]): number | null {
+  let count = 1n;
+  for (const d of shape) {
+    count *= BigInt(d);
+    if (count >= 2n ** 64n) return null;
+  }
+  return Number(count);
 }
 
 /** One tensor's values from its bytes (`data`: its values in order, little-endian), in a type bnpool reads, or a `FormatError`. */

@@ -1565,6 +1565,26 @@ const MUTANTS = [
     tests: ['test/onnx-file.test.ts'], only: 'skips a group',
   },
   {
+    name: 'safetensors-bom', breaks: "a header starting with a byte order mark is refused, as the reference reader's JSON parser refuses it",
+    file: 'src/safetensors.ts', find: "{ fatal: true, ignoreBOM: true }", replace: '{ fatal: true }',
+    tests: ['test/weights.test.ts'], only: "reference reader's rules",
+  },
+  {
+    name: 'safetensors-null-metadata', breaks: 'a header whose __metadata__ is null reads as one without metadata',
+    file: 'src/safetensors.ts', find: 'if (entry === null) continue;', replace: "if (entry === null) throw new FormatError('__metadata__ must map strings to strings');",
+    tests: ['test/weights.test.ts'], only: "reference reader's rules",
+  },
+  {
+    name: 'safetensors-count-order', breaks: 'a shape whose dimensions pass 2^64 multiplied in order is refused, a later 0 or not',
+    file: 'src/safetensors.ts', find: '    if (count >= 2n ** 64n) return null;\n', replace: '',
+    tests: ['test/weights.test.ts'], only: "reference reader's rules",
+  },
+  {
+    name: 'safetensors-subbyte', breaks: 'F4 and F6 values that end within a byte are refused as such',
+    file: 'src/safetensors.ts', find: 'if (bits !== null && (count * bits) % 8 !== 0) {', replace: 'if (bits !== null && (count * bits) % 8 > 8) {',
+    tests: ['test/weights.test.ts'], only: "reference reader's rules",
+  },
+  {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',
     file: 'src/dispatch.ts', find: '      if (s.reason instanceof BnPoolError) throw s.reason;\n', replace: '      void BnPoolError;\n',
     tests: ['test/faults.test.ts'], only: 'throws inline',

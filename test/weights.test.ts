@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArgumentError, BatchNorm, FormatError, loadSafetensors, Pool, saveSafetensors } from '../dist/src/index.js';
-import { decodeSafetensors, encodeSafetensors } from '../dist/src/safetensors.js';
+import { decodeSafetensors, encodeSafetensors, parseHeader } from '../dist/src/safetensors.js';
 import { randomTensor } from './helpers/data.js';
 
 let pool: Pool;
@@ -262,6 +262,24 @@ describe('safetensors', () => {
       ['metadata with a number', file('{"__metadata__":{"n":1},"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', f32Bytes)],
     ];
     for (const [label, bytes] of rejected) expect(() => decodeSafetensors(bytes), label).toThrow(FormatError);
+    // As safetensors 0.8's safe_open reads these headers (checked by hand): null metadata is none;
+    // shapes whose dimensions multiply in order within 64 bits, a 0 after 2^63 or before 2^64.
+    const header = (text: string, bufferLength: number) => parseHeader(Buffer.from(text), bufferLength);
+    expect(header('{"__metadata__":null,"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', 24).metadata).toEqual({});
+    const zeros = header('{"a":{"dtype":"U8","shape":[4294967296,2147483648,0],"data_offsets":[0,0]},"b":{"dtype":"U8","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}}', 0);
+    expect(zeros.entries.map((e) => [e.name, e.shape])).toEqual([['a', [2 ** 32, 2 ** 31, 0]], ['b', [0, 2 ** 32, 2 ** 32]]]);
+    // It refuses each of these.
+    const refusedHeaders: [string, string, number, string][] = [
+      ['a byte order mark', '\ufeff{"a":{"dtype":"F32","shape":[6],"data_offsets":[0,24]}}', 24, 'the header is not UTF-8 JSON: '],
+      ['2^64 elements before a 0', '{"b":{"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}}', 0,
+        'tensor "b": shape [4294967296,4294967296,0] has 2^64 or more elements (its dimensions multiplied in order)'],
+      ['F4 values ending within a byte', '{"b":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}', 2, 'tensor "b": shape [3] of F4 is 12 bits, which end within a byte'],
+      ['F6 values ending within a byte', '{"b":{"dtype":"F6_E2M3","shape":[3],"data_offsets":[0,3]}}', 3, 'tensor "b": shape [3] of F6_E2M3 is 18 bits, which end within a byte'],
+    ];
+    for (const [label, text, bufferLength, message] of refusedHeaders) {
+      expect(() => header(text, bufferLength), label).toThrow(FormatError);
+      expect(() => header(text, bufferLength), label).toThrow(message);
+    }
     // Names of Object.prototype's members are neither dtypes nor lost as tensor names.
     for (const dtype of ['valueOf', '__proto__', 'constructor']) {
       expect(() => decodeSafetensors(file(`{"a":{"dtype":"${dtype}","shape":[6],"data_offsets":[0,24]}}`, f32Bytes)), dtype)
