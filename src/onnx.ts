@@ -138,10 +138,26 @@ function floatsOf(fields: readonly Field[], field: number, size: 4 | 8, what: st
   return values;
 }
 
-/** The single message field numbered `field` (the last one: protobuf merges, and ONNX writes one), or null. */
+/**
+ * The single message field numbered `field`, or null. Written more than once, protobuf merges its
+ * occurrences (repeated fields joined, the last of each other field), which for their encoding is
+ * their bytes joined in order.
+ */
 function messageOf(fields: readonly Field[], field: number): Uint8Array | null {
   const found = fields.filter((f) => f.field === field && f.wire === BYTES);
-  return found.length === 0 ? null : found[found.length - 1].bytes;
+  if (found.length <= 1) return found.length === 0 ? null : found[0].bytes;
+  const merged = new Uint8Array(found.reduce((n, f) => n + f.bytes.length, 0));
+  let at = 0;
+  for (const f of found) {
+    merged.set(f.bytes, at);
+    at += f.bytes.length;
+  }
+  return merged;
+}
+
+/** The single bytes field numbered `field` (protobuf: the last one written), or null. */
+function bytesOf(fields: readonly Field[], field: number): Uint8Array | null {
+  return fields.filter((f) => f.field === field && f.wire === BYTES).at(-1)?.bytes ?? null;
 }
 
 /** TensorProto.DataType values a BatchNormalization's state may have (the operator's T1 and T2). */
@@ -183,7 +199,7 @@ async function decodeOnnxTensor(t: OnnxTensor, modelPath: string, what: string):
   const size = t.dataType === FLOAT ? 4 : t.dataType === DOUBLE ? 8 : t.dataType === FLOAT16 || t.dataType === BFLOAT16 ? 2 : 0;
   if (size === 0) throw new FormatError(`${what} has type ${TYPE_NAMES[t.dataType] ?? t.dataType}; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`);
   const location = integersOf(t.fields, 14, what).at(-1) ?? 0;
-  const raw = location === 1 ? await externalBytes(t, modelPath, count * size, what) : messageOf(t.fields, 9);
+  const raw = location === 1 ? await externalBytes(t, modelPath, count * size, what) : bytesOf(t.fields, 9);
   if (raw !== null) {
     if (raw.length !== count * size) throw new FormatError(`${what}: ${raw.length} bytes of raw data for ${count} values of ${size} bytes`);
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);

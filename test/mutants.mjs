@@ -1565,6 +1565,18 @@ const MUTANTS = [
     tests: ['test/onnx-file.test.ts'], only: 'skips a group',
   },
   {
+    name: 'onnx-message-last', breaks: 'a message field written in parts is read merged, as protobuf merges it',
+    file: 'src/onnx.ts', find: '  if (found.length <= 1) return found.length === 0 ? null : found[0].bytes;',
+    replace: '  if (found.length >= 1) return found[found.length - 1].bytes;\n  if (found.length === 0) return null;',
+    tests: ['test/onnx-file.test.ts'], only: 'written in parts',
+  },
+  {
+    name: 'onnx-bytes-first', breaks: 'a bytes field written twice is its last, as protobuf reads it',
+    file: 'src/onnx.ts', find: '.filter((f) => f.field === field && f.wire === BYTES).at(-1)?.bytes ?? null;',
+    replace: '.filter((f) => f.field === field && f.wire === BYTES).at(0)?.bytes ?? null;',
+    tests: ['test/onnx-file.test.ts'], only: 'written in parts',
+  },
+  {
     name: 'safetensors-bom', breaks: "a header starting with a byte order mark is refused, as the reference reader's JSON parser refuses it",
     file: 'src/safetensors.ts', find: "{ fatal: true, ignoreBOM: true }", replace: '{ fatal: true }',
     tests: ['test/weights.test.ts'], only: "reference reader's rules",

@@ -277,6 +277,25 @@ describe('BatchNorm.fromOnnx', () => {
     ]);
   });
 
+  it('reads a message written in parts as protobuf merges them, and a bytes field written twice as its last', async () => {
+    // The graph in two parts (a Constant node and scale; then the BatchNormalization node, B and
+    // mean), the Constant's tensor in two (dims and type; then float_data), scale's raw_data twice
+    // ([7, 7], then [3, 0.25]). onnx.load reads the file so: both parts' nodes and initializers,
+    // the Constant's value [4, 9], scale [3, 0.25].
+    const f32 = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
+    const bn = concat([...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization')]);
+    const value = concat([str(1, 'value'), message(5, concat([int(1, 2), int(2, 1)])), int(20, 4), message(5, concat([float32(4, 4), float32(4, 9)]))]);
+    const constant = concat([str(2, 'var'), str(4, 'Constant'), message(5, value)]);
+    const scale = handTensor('scale', [], { dims: int(1, 2), data: [message(9, f32([7, 7])), message(9, f32([3, 0.25]))] });
+    const path = writtenModel('merged.onnx', concat([
+      int(1, 8), message(7, concat([message(1, constant), scale])), message(8, concat([str(1, ''), int(2, 15)])),
+      message(7, concat([message(1, bn), handTensor('B', [0.5, -0.5]), handTensor('mean', [1, 2])])),
+    ]));
+    expect(await BatchNorm.findInOnnx(path)).toEqual([{ name: 'bn', output: 'Y', numFeatures: 2, epsilon: Math.fround(1e-5), momentum: Math.fround(0.9), trainingMode: false, dtype: 'float32' }]);
+    const merged = await BatchNorm.fromOnnx(path, { pool });
+    expect([merged.weight, merged.bias, merged.runningMean, merged.runningVar].map((a) => Array.from(a!))).toEqual([[3, 0.25], [0.5, -0.5], [1, 2], [4, 9]]);
+  });
+
   it('refuses each field a reader cannot take, naming it, and passes over nodes no module can be', async () => {
     // An int64 of -1 as protobuf writes it: ten bytes, 2^64 - 1 unsigned.
     const minusOne = int(1, -1);
