@@ -160,7 +160,11 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     const op = bytes[opAt];
     const name = String.fromCharCode(op);
     switch (op) {
-      case 0x80: need(1, 'PROTO'); break; // PROTO n: any protocol's opcodes are read alike
+      case 0x80: { // PROTO n: the opcodes of protocols up to n are read alike; CPython refuses an n past 5
+        const protocol = bytes[need(1, 'PROTO')];
+        if (protocol > 5) throw new FormatError(`pickle PROTO at byte ${opAt} names protocol ${protocol}; pickle's are 0 to 5`);
+        break;
+      }
       case 0x95: need(8, 'FRAME'); break; // FRAME: a length hint, the opcodes go on inline
       // STOP: the top of the stack in use, as CPython's unpickler and torch.load's take it, a MARK still open or not.
       case 0x2e: return { value: pop('STOP'), end: at };

@@ -493,7 +493,7 @@ describe('bn.loadTorchFile', () => {
   });
 
 
-  it('refuses a stack, MARK or memo that cannot be as CPython does, naming the opcode and its own byte, not its operand\'s', () => {
+  it('refuses a stack, MARK or memo that cannot be, or a protocol past 5, as CPython does, naming the opcode and its own byte', () => {
     // PROTO 2 takes bytes 0 and 1; each refused opcode follows. CPython refuses each too:
     // "unpickling stack underflow", "unexpected MARK found", "could not find MARK", "Memo value not
     // found at index 5", and an OverflowError or MemoryError for the lengths past 2^53.
@@ -514,6 +514,8 @@ describe('bn.loadTorchFile', () => {
       [[0x6a, 0x2c, 1, 0, 0, 0x2e], 'pickle opcode LONG_BINGET at byte 2 recalls memo 300, which was never stored'],
       [[0x8d, ...new Array(8).fill(0xff), 0x2e], 'BINUNICODE8 at byte 2 has a length of 18446744073709551615 bytes'],
       [[0x4e, 0x8e, 0, 0, 0, 0, 0, 0, 0x20, 0, 0x2e], 'BINBYTES8 at byte 3 has a length of 9007199254740992 bytes'],
+      // CPython: "unsupported pickle protocol: 6", at the start or later.
+      [[0x80, 6, 0x4e, 0x2e], 'pickle PROTO at byte 2 names protocol 6; pickle\'s are 0 to 5'],
     ];
     for (const [ops, message] of cases) {
       const pickle = Uint8Array.from([0x80, 2, ...ops]);
@@ -522,6 +524,8 @@ describe('bn.loadTorchFile', () => {
     }
     // STOP takes the top of the stack in use, a MARK still open or not, as CPython (and torch.load) do.
     expect(readPickle(Uint8Array.from([0x80, 2, 0x4b, 7, 0x28, 0x4b, 9, 0x2e]), () => null)).toEqual({ value: 9, end: 8 });
+    // PROTO 0 to 5 anywhere, as CPython reads it.
+    expect(readPickle(Uint8Array.from([0x80, 5, 0x4b, 7, 0x80, 0, 0x2e]), () => null).value).toBe(7);
     // POP on an empty stack pops the MARK open, as CPython's does: 7, MARK, POP, STOP gives 7.
     expect(readPickle(Uint8Array.from([0x80, 2, 0x4b, 7, 0x28, 0x30, 0x2e]), () => null)).toEqual({ value: 7, end: 7 });
   });
