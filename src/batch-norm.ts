@@ -31,8 +31,8 @@ import {
   checkOut, checkShape, checkSignal, type FloatArray, type Layout, lengthGiven, lockFields, type SameDtype,
 } from './validate.js';
 import {
-  checkFormat, findBatchNormsInFile, fromKeras, fromOnnx, loadSafetensorsFile, type OnnxBatchNormInputs,
-  type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
+  checkFormat, findBatchNormsInFile, fromKeras, fromOnnx, type KerasWeightsOptions, loadSafetensorsFile, type OnnxBatchNormInputs,
+  onlyKerasOptions, type SafetensorsOptions, saveSafetensorsFile, toKeras, toOnnx, type WeightFormat,
 } from './weights.js';
 
 /**
@@ -445,15 +445,17 @@ export class BatchNorm {
 
   /**
    * The weights in another framework's form: `'torch'` (a state dict), `'keras'`
-   * ([gamma, beta, moving_mean, moving_variance]) or `'onnx'` (BatchNormalization's scale, B,
+   * ([gamma, beta, moving_mean, moving_variance]; for a layer with `scale` or `center` false,
+   * `options` says so and gamma or beta is left out) or `'onnx'` (BatchNormalization's scale, B,
    * input_mean, input_var). Copies.
    */
   exportWeights(format: 'torch'): BatchNormStateDict;
-  exportWeights(format: 'keras'): FloatArray[];
+  exportWeights(format: 'keras', options?: KerasWeightsOptions): FloatArray[];
   exportWeights(format: 'onnx'): OnnxBatchNormInputs;
-  exportWeights(format: WeightFormat): BatchNormStateDict | FloatArray[] | OnnxBatchNormInputs {
+  exportWeights(format: WeightFormat, options?: KerasWeightsOptions): BatchNormStateDict | FloatArray[] | OnnxBatchNormInputs {
     const f = checkFormat(format);
-    return f === 'torch' ? this.stateDict() : f === 'keras' ? toKeras(this) : toOnnx(this);
+    onlyKerasOptions(f, options);
+    return f === 'torch' ? this.stateDict() : f === 'keras' ? toKeras(this, options) : toOnnx(this);
   }
 
   /**
@@ -461,12 +463,16 @@ export class BatchNorm {
    *
    * @example
    * bn.importWeights('keras', [gamma, beta, movingMean, movingVariance]); // Keras's get_weights() order
+   * bn.importWeights('keras', [beta, movingMean, movingVariance], { scale: false }); // BatchNormalization(scale=False)
    * bn.importWeights('onnx', { scale, B, input_mean, input_var });
    */
-  importWeights(format: WeightFormat, weights: unknown): void {
+  importWeights(format: 'keras', weights: unknown, options?: KerasWeightsOptions): void;
+  importWeights(format: WeightFormat, weights: unknown): void;
+  importWeights(format: WeightFormat, weights: unknown, options?: KerasWeightsOptions): void {
     const f = checkFormat(format);
+    onlyKerasOptions(f, options);
     if (f === 'torch') this.loadStateDict(weights as BatchNormStateDict);
-    else if (f === 'keras') fromKeras(this, weights);
+    else if (f === 'keras') fromKeras(this, weights, options);
     else fromOnnx(this, weights);
   }
 

@@ -13,7 +13,7 @@ export {
 } from './channel-stats.js';
 export type { JsonNumber } from './channel-stats-values.js';
 export { CONVENTIONS, type Convention, type ConventionRules } from './conventions.js';
-export type { OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
+export type { KerasWeightsOptions, OnnxBatchNormInputs, SafetensorsOptions, WeightFormat } from './weights.js';
 export type { SafetensorsBatchNorm } from './tensor-states.js';
 export { loadSafetensors, saveSafetensors, type BatchNormsByPrefix } from './safetensors-modules.js';
 export { loadTorchFile, saveTorchFile } from './torch-modules.js';

@@ -12,7 +12,7 @@ import { encodeSafetensors, type HeaderEntry, headerLengthOf, parseHeader, type 
 import type { ChannelValues, Module } from './state-dict.js';
 import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { archiveFolder, encodeTorchStateDict } from './torch-save.js';
-import { checkChannelValues, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
+import { checkBoolean, checkChannelValues, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
 
 /** The call that lists a `.safetensors` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInSafetensors';
@@ -35,24 +35,90 @@ export function checkFormat(value: unknown): WeightFormat {
   return value;
 }
 
-/** Keras: [gamma, beta, moving_mean, moving_variance] (gamma and beta only when affine). */
-export function toKeras(m: Module): FloatArray[] {
-  requireRunningStats(m, 'keras');
-  const sd = m.stateDict();
-  return [...(m.affine ? [sd.weight, sd.bias] : []), sd.running_mean, sd.running_var] as FloatArray[];
+/**
+ * Which of gamma and beta a Keras layer holds: its `scale` and `center` (both the module's
+ * `affine` by default). `keras.layers.BatchNormalization(scale=False)`, as Keras suggests before a
+ * ReLU, has no gamma; `center=False` no beta.
+ */
+export interface KerasWeightsOptions {
+  scale?: boolean;
+  center?: boolean;
 }
 
-export function fromKeras(m: Module, weights: unknown): void {
+const KERAS_OPTIONS: OptionKeys<KerasWeightsOptions> = { scale: true, center: true };
+
+/** Options are the 'keras' format's alone: given with another, an ArgumentError. */
+export function onlyKerasOptions(format: WeightFormat, options: unknown): void {
+  if (options !== undefined && format !== 'keras') {
+    throw new ArgumentError(`options (a Keras layer's scale and center) are for format 'keras'; got ${describe(options)} with format '${format}'`);
+  }
+}
+
+/** The layer's scale and center, from the options (the module's `affine` where not given). */
+function kerasLayer(m: Module, options: unknown): { scale: boolean; center: boolean } {
+  const { scale = m.affine, center = m.affine } = checkOptions(options, 'options', KERAS_OPTIONS);
+  return { scale: checkBoolean(scale, 'options.scale'), center: checkBoolean(center, 'options.center') };
+}
+
+/** The names of a Keras layer's weights, in get_weights() order. */
+function kerasNames(scale: boolean, center: boolean): string[] {
+  return [...(scale ? ['gamma'] : []), ...(center ? ['beta'] : []), 'moving_mean', 'moving_variance'];
+}
+
+/**
+ * `values` is all `fill` (the identity gamma or beta), or an ArgumentError saying where it is
+ * not: a weight or bias that a layer without it, or a module without it, cannot hold.
+ */
+function checkIdentity(values: ArrayLike<number>, fill: number, what: string, because: string): void {
+  for (let c = 0; c < values.length; c++) {
+    if (values[c] !== fill) {
+      throw new ArgumentError(`${what} must be all ${fill === 1 ? 'ones' : 'zeros'}, ${because}; got ${values[c]} at channel ${c}`);
+    }
+  }
+}
+
+/**
+ * Keras: [gamma, beta, moving_mean, moving_variance], gamma only where the layer scales and beta
+ * only where it centers (`options`). A module's weight goes where the layer has no gamma only if
+ * all ones, its bias only if all zeros; a module without them gives ones and zeros.
+ */
+export function toKeras(m: Module, options?: unknown): FloatArray[] {
   requireRunningStats(m, 'keras');
-  const names = m.affine ? ['gamma', 'beta', 'moving_mean', 'moving_variance'] : ['moving_mean', 'moving_variance'];
+  const { scale, center } = kerasLayer(m, options);
+  const sd = m.stateDict();
+  const weight = sd.weight as FloatArray | undefined;
+  const bias = sd.bias as FloatArray | undefined;
+  if (weight !== undefined && !scale) checkIdentity(weight, 1, "the module's weight", 'as a Keras layer with scale: false has no gamma to hold it');
+  if (bias !== undefined && !center) checkIdentity(bias, 0, "the module's bias", 'as a Keras layer with center: false has no beta to hold it');
+  const make = (fill: number): FloatArray => (m.dtype === 'float64' ? new Float64Array(m.numFeatures) : new Float32Array(m.numFeatures)).fill(fill);
+  return [...(scale ? [weight ?? make(1)] : []), ...(center ? [bias ?? make(0)] : []), sd.running_mean as FloatArray, sd.running_var as FloatArray];
+}
+
+/**
+ * Loads a Keras layer's get_weights() list (`toKeras`'s form, for the layer `options` names). A
+ * gamma or beta the layer lacks is the identity: ones and zeros. A module without affine takes
+ * them only as the identity.
+ */
+export function fromKeras(m: Module, weights: unknown, options?: unknown): void {
+  requireRunningStats(m, 'keras');
+  const { scale, center } = kerasLayer(m, options);
+  const names = kerasNames(scale, center);
   if (!Array.isArray(weights) || weights.length !== names.length) {
     throw new ArgumentError(`keras weights must be an array of ${names.length} arrays [${names.join(', ')}]; got ${describe(weights)}`);
   }
-  const [a, b, c, d] = weights.map((w: unknown, k) => checkChannelValues(w, `keras weights[${k}] (${names[k]})`, m.numFeatures) as ChannelValues);
+  const values = weights.map((w: unknown, k) => checkChannelValues(w, `keras weights[${k}] (${names[k]})`, m.numFeatures) as ChannelValues);
+  const gamma = scale ? values.shift() : undefined;
+  const beta = center ? values.shift() : undefined;
+  const [mean, variance] = values;
+  if (!m.affine) {
+    if (gamma !== undefined) checkIdentity(gamma, 1, 'keras gamma', 'as the module has affine: false (no weight)');
+    if (beta !== undefined) checkIdentity(beta, 0, 'keras beta', 'as the module has affine: false (no bias)');
+  }
   const current = m.stateDict().num_batches_tracked;
+  const identity = (fill: number): number[] => new Array<number>(m.numFeatures).fill(fill);
   m.loadStateDict(m.affine
-    ? { weight: a, bias: b, running_mean: c, running_var: d, num_batches_tracked: current }
-    : { running_mean: a, running_var: b, num_batches_tracked: current });
+    ? { weight: gamma ?? identity(1), bias: beta ?? identity(0), running_mean: mean, running_var: variance, num_batches_tracked: current }
+    : { running_mean: mean, running_var: variance, num_batches_tracked: current });
 }
 
 /** ONNX: scale and B are ones and zeros when the module is not affine. */
@@ -81,10 +147,8 @@ export function fromOnnx(m: Module, inputs: unknown): void {
   const mean = take('input_mean', false);
   const variance = take('input_var', false);
   if (!m.affine) {
-    const identity = (v: ArrayLike<number> | undefined, fill: number): boolean => v === undefined || Array.from(v).every((x) => x === fill);
-    if (!identity(scale, 1) || !identity(B, 0)) {
-      throw new ArgumentError('onnx scale and B must be ones and zeros for a module with affine: false');
-    }
+    if (scale !== undefined) checkIdentity(scale, 1, 'onnx scale', 'as the module has affine: false (no weight)');
+    if (B !== undefined) checkIdentity(B, 0, 'onnx B', 'as the module has affine: false (no bias)');
   }
   const current = m.stateDict().num_batches_tracked;
   m.loadStateDict({

@@ -1559,6 +1559,26 @@ const MUTANTS = [
     tests: ['test/torch-file.test.ts'], only: 'stack, MARK or memo',
   },
   {
+    name: 'keras-missing-gamma', breaks: "a Keras layer with scale false loads as weight ones",
+    file: 'src/weights.ts', find: 'weight: gamma ?? identity(1)', replace: 'weight: gamma ?? identity(0)',
+    tests: ['test/weights.test.ts'], only: 'keras layers with scale or center false',
+  },
+  {
+    name: 'keras-export-weight', breaks: "a module whose weight is not all ones is refused for a Keras layer with scale false, not written without it",
+    file: 'src/weights.ts', find: "if (weight !== undefined && !scale) checkIdentity(", replace: "if (weight !== undefined && !scale && m.numFeatures < 0) checkIdentity(",
+    tests: ['test/weights.test.ts'], only: 'keras layers with scale or center false',
+  },
+  {
+    name: 'keras-options-elsewhere', breaks: "options given with a format other than 'keras' are refused",
+    file: 'src/weights.ts', find: "if (options !== undefined && format !== 'keras') {", replace: "if (options !== undefined && format === ('none' as WeightFormat)) {",
+    tests: ['test/weights.test.ts'], only: 'keras layers with scale or center false',
+  },
+  {
+    name: 'identity-signed-zero', breaks: 'a beta or B of -0 is the identity, as 0 is',
+    file: 'src/weights.ts', find: '    if (values[c] !== fill) {', replace: '    if (!Object.is(values[c], fill)) {',
+    tests: ['test/weights.test.ts'], only: 'keras layers with scale or center false',
+  },
+  {
     name: 'onnx-group-fields', breaks: "the fields inside a protobuf group are skipped with it, as protobuf skips an unknown field",
     file: 'src/onnx.ts', find: '    if (groups.length === 0) fields.push({ field, wire, value, bytes: body });',
     replace: '    fields.push({ field, wire, value, bytes: body });',

@@ -74,10 +74,12 @@ it('runs "Backward and fused ReLU" and "Conventions, layouts, weights and distri
       // A two-shard all-reduce in one process: this shard and the peer's statistics; gradient sums as they are.
       allReduce: async (mine: bnpool.ChannelStats) => mine.merge(peer),
       allReduceSum: async (sums: bnpool.GradientSums) => sums,
-    }, ['keras', 'onnx', 'nhwc', 'sd', 'merged', 'dx', 'fromOnnx', 'fromTorch']);
+    }, ['keras', 'unscaled', 'onnx', 'nhwc', 'sd', 'merged', 'dx', 'fromOnnx', 'fromTorch']);
     const keras = b3.keras as bnpool.BatchNorm;
     expect([keras.momentum, keras.eps]).toEqual([0.99, 1e-3]);
     expect(Array.from(keras.weight!.slice(0, 2))).toEqual([2, 2]);
+    const unscaled = b3.unscaled as bnpool.BatchNorm;
+    expect([unscaled.weight!, unscaled.runningVar!].map((a) => Array.from(a.slice(0, 2)))).toEqual([[1, 1], [4, 4]]);
     expect(Array.from((b3.onnx as bnpool.BatchNorm).runningVar!.slice(0, 2))).toEqual([3, 3]);
     expect((b3.merged as bnpool.ChannelStats).count[0]).toBe(2 * 4 * 6 * 7);
     expect((b3.dx as Float32Array).length).toBe(x.length);

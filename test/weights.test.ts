@@ -41,6 +41,50 @@ describe('exportWeights / importWeights', () => {
     expect(() => plain.importWeights('keras', [g, b, m, v])).toThrow(/array of 2 arrays/);
   });
 
+  it('keras layers with scale or center false: no gamma or beta in their list, the identity in the module', async () => {
+    // Keras 3.15.1's BatchNormalization(scale=False).get_weights() is [beta, moving_mean,
+    // moving_variance]; center=False leaves out beta, both leave [moving_mean, moving_variance].
+    const bn = await trained();
+    const [g, b, m, v] = bn.exportWeights('keras').map((a) => Array.from(a));
+    const arrays = (module: BatchNorm, options?: { scale?: boolean; center?: boolean }): number[][] => module.exportWeights('keras', options).map((a) => Array.from(a));
+    const cases: [{ scale?: boolean; center?: boolean }, number[][], number[], number[]][] = [
+      [{ scale: false }, [b, m, v], [1, 1, 1], b],
+      [{ center: false }, [g, m, v], g, [0, 0, 0]],
+      [{ scale: false, center: false }, [m, v], [1, 1, 1], [0, 0, 0]],
+      [{ scale: true, center: true }, [g, b, m, v], g, b],
+    ];
+    for (const [options, list, weight, bias] of cases) {
+      const label = JSON.stringify(options);
+      const module = new BatchNorm(3, { pool });
+      module.importWeights('keras', list, options);
+      expect([module.weight, module.bias, module.runningMean, module.runningVar].map((a) => Array.from(a!)), label).toEqual([weight, bias, m, v]);
+      expect(arrays(module, options), label).toEqual(list);
+    }
+    // A module without affine gives and takes the identity gamma and beta.
+    const plain = new BatchNorm(3, { pool, affine: false });
+    plain.importWeights('keras', [[1, 1, 1], [0, -0, 0], m, v], { scale: true, center: true });
+    expect([Array.from(plain.runningMean!), arrays(plain, { scale: true, center: true })]).toEqual([m, [[1, 1, 1], [0, 0, 0], m, v]]);
+    // Refused whole, nothing changed: a weight or bias a layer or module cannot hold, bad options.
+    const before = state(bn);
+    const plainBefore = state(plain);
+    const refused: [() => unknown, string][] = [
+      [() => bn.exportWeights('keras', { scale: false }), `the module's weight must be all ones, as a Keras layer with scale: false has no gamma to hold it; got ${g[1]} at channel 1`],
+      [() => bn.exportWeights('keras', { center: false }), `the module's bias must be all zeros, as a Keras layer with center: false has no beta to hold it; got ${b[0]} at channel 0`],
+      [() => plain.importWeights('keras', [[1, 1, 1], [0, 0, 2], [7, 7, 7], v], { scale: true, center: true }), 'keras beta must be all zeros, as the module has affine: false (no bias); got 2 at channel 2'],
+      [() => plain.importWeights('keras', [[1, NaN, 1], [7, 7, 7], v], { scale: true }), 'keras gamma must be all ones, as the module has affine: false (no weight); got NaN at channel 1'],
+      [() => bn.importWeights('keras', [g, b, m, v], { scale: false }), 'keras weights must be an array of 3 arrays [beta, moving_mean, moving_variance]; got '],
+      [() => bn.importWeights('keras', [g, b, m, v], { scale: 1 as never }), 'options.scale must be a boolean; got 1'],
+      [() => bn.importWeights('keras', [g, b, m, v], { gamma: false } as never), 'options.gamma is not an option here: expected one of scale, center; got false'],
+      [() => bn.exportWeights('onnx' as 'keras', { scale: false }), "options (a Keras layer's scale and center) are for format 'keras'; got "],
+      [() => bn.importWeights('torch' as 'keras', bn.stateDict(), {}), "options (a Keras layer's scale and center) are for format 'keras'; got "],
+    ];
+    for (const [call, message] of refused) {
+      expect(call, message).toThrow(ArgumentError);
+      expect(call, message).toThrow(message);
+    }
+    expect([state(bn), state(plain)]).toEqual([before, plainBefore]);
+  });
+
   it('onnx inputs are (scale, B, input_mean, input_var), with identity scale and B without affine', async () => {
     const bn = await trained();
     const o = bn.exportWeights('onnx');
@@ -48,7 +92,8 @@ describe('exportWeights / importWeights', () => {
     expect(Array.from(o.input_var)).toEqual(Array.from(bn.runningVar!));
     const plain = new BatchNorm(3, { pool, affine: false });
     expect(Array.from(plain.exportWeights('onnx').scale)).toEqual([1, 1, 1]);
-    expect(() => plain.importWeights('onnx', o)).toThrow(/ones and zeros/);
+    expect(() => plain.importWeights('onnx', o)).toThrow(`onnx scale must be all ones, as the module has affine: false (no weight); got ${o.scale[1]} at channel 1`);
+    expect(() => plain.importWeights('onnx', { ...o, scale: [1, 1, 1] })).toThrow(`onnx B must be all zeros, as the module has affine: false (no bias); got ${o.B[0]} at channel 0`);
     const other = new BatchNorm(3, { pool });
     other.importWeights('onnx', o);
     expect(Array.from(other.bias!)).toEqual(Array.from(bn.bias!));
