@@ -160,7 +160,7 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     const op = bytes[opAt];
     const name = String.fromCharCode(op);
     switch (op) {
-      case 0x80: { // PROTO n: the opcodes of protocols up to n are read alike; CPython refuses an n past 5
+      case 0x80: { // PROTO n: every protocol's opcodes are read alike; CPython refuses an n past 5
         const protocol = bytes[need(1, 'PROTO')];
         if (protocol > 5) throw new FormatError(`pickle PROTO at byte ${opAt} names protocol ${protocol}; pickle's are 0 to 5`);
         break;

@@ -60,6 +60,11 @@ function kerasLayer(m: Module, options: unknown): { scale: boolean; center: bool
   return { scale: checkBoolean(scale, 'options.scale'), center: checkBoolean(center, 'options.center') };
 }
 
+/** A new array of the module's dtype, one `fill` a channel: the identity weight (1) or bias (0) a module without affine gives. */
+function filled(m: Module, fill: number): FloatArray {
+  return (m.dtype === 'float64' ? new Float64Array(m.numFeatures) : new Float32Array(m.numFeatures)).fill(fill);
+}
+
 /** The names of a Keras layer's weights, in get_weights() order. */
 function kerasNames(scale: boolean, center: boolean): string[] {
   return [...(scale ? ['gamma'] : []), ...(center ? ['beta'] : []), 'moving_mean', 'moving_variance'];
@@ -90,8 +95,7 @@ export function toKeras(m: Module, options?: unknown): FloatArray[] {
   const bias = sd.bias as FloatArray | undefined;
   if (weight !== undefined && !scale) checkIdentity(weight, 1, "the module's weight", 'as a Keras layer with scale: false has no gamma to hold it');
   if (bias !== undefined && !center) checkIdentity(bias, 0, "the module's bias", 'as a Keras layer with center: false has no beta to hold it');
-  const make = (fill: number): FloatArray => (m.dtype === 'float64' ? new Float64Array(m.numFeatures) : new Float32Array(m.numFeatures)).fill(fill);
-  return [...(scale ? [weight ?? make(1)] : []), ...(center ? [bias ?? make(0)] : []), sd.running_mean as FloatArray, sd.running_var as FloatArray];
+  return [...(scale ? [weight ?? filled(m, 1)] : []), ...(center ? [bias ?? filled(m, 0)] : []), sd.running_mean as FloatArray, sd.running_var as FloatArray];
 }
 
 /**
@@ -125,10 +129,9 @@ export function fromKeras(m: Module, weights: unknown, options?: unknown): void 
 export function toOnnx(m: Module): OnnxBatchNormInputs {
   requireRunningStats(m, 'onnx');
   const sd = m.stateDict();
-  const make = (fill: number): FloatArray => (m.dtype === 'float64' ? new Float64Array(m.numFeatures) : new Float32Array(m.numFeatures)).fill(fill);
   return {
-    scale: (sd.weight as FloatArray | undefined) ?? make(1),
-    B: (sd.bias as FloatArray | undefined) ?? make(0),
+    scale: (sd.weight as FloatArray | undefined) ?? filled(m, 1),
+    B: (sd.bias as FloatArray | undefined) ?? filled(m, 0),
     input_mean: sd.running_mean as FloatArray,
     input_var: sd.running_var as FloatArray,
   };

@@ -282,11 +282,10 @@ describe('BatchNorm.fromOnnx', () => {
     // mean), the Constant's tensor in two (dims and type; then float_data), scale's raw_data twice
     // ([7, 7], then [3, 0.25]). onnx.load reads the file so: both parts' nodes and initializers,
     // the Constant's value [4, 9], scale [3, 0.25].
-    const f32 = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
     const bn = concat([...['X', 'scale', 'B', 'mean', 'var'].map((n) => str(1, n)), str(2, 'Y'), str(3, 'bn'), str(4, 'BatchNormalization')]);
     const value = concat([str(1, 'value'), message(5, concat([int(1, 2), int(2, 1)])), int(20, 4), message(5, concat([float32(4, 4), float32(4, 9)]))]);
     const constant = concat([str(2, 'var'), str(4, 'Constant'), message(5, value)]);
-    const scale = handTensor('scale', [], { dims: int(1, 2), data: [message(9, f32([7, 7])), message(9, f32([3, 0.25]))] });
+    const scale = handTensor('scale', [], { dims: int(1, 2), data: [message(9, concat([float32Bytes(7), float32Bytes(7)])), message(9, concat([float32Bytes(3), float32Bytes(0.25)]))] });
     const path = writtenModel('merged.onnx', concat([
       int(1, 8), message(7, concat([message(1, constant), scale])), message(8, concat([str(1, ''), int(2, 15)])),
       message(7, concat([message(1, bn), handTensor('B', [0.5, -0.5]), handTensor('mean', [1, 2])])),
