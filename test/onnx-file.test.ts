@@ -310,6 +310,9 @@ describe('BatchNorm.fromOnnx', () => {
       ['packed.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [message(4, Uint8Array.of(0, 0, 0x40, 0x40, 0, 0))] }) }), `${what}: packed field 4 of 6 bytes, not a multiple of 4`],
       ['int64.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { type: int(2, 7), data: [message(9, new Uint8Array(16))] }) }), `${what} has type INT64; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`],
       ['raw.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [message(9, new Uint8Array(6))] }) }), `${what}: 6 bytes of raw data for 2 values of 4 bytes`],
+      // A segment (begin 0, end 2), which onnx.numpy_helper.to_array refuses too.
+      ['segment.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [float32(4, 3), float32(4, 0.25), message(3, concat([int(1, 0), int(2, 2)]))] }) }),
+        `${what} is a segment of a tensor (TensorProto field 3), which bnpool does not join, as onnx's numpy_helper does not`],
       ['one-float.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [float32(4, 3)] }) }), `${what} holds 1 value; its dims [2] give 2`],
       ['three-floats.onnx', handModel({ scale: handTensor('scale', [3, 0.25], { data: [3, 0.25, 1].map((v) => float32(4, v)) }) }), `${what} holds 3 values; its dims [2] give 2`],
       ['int-epsilon.onnx', handModel({ attributes: [handAttribute('epsilon', int(3, 1))] }), 'BatchNormalization node 0: attribute epsilon holds no float'],
