@@ -264,9 +264,22 @@ interface KerasDegenerate {
   moving_variance: (number | 'NaN')[];
 }
 
+/** A layer built with scale=False or center=False: its get_weights() before and after a training step. */
+interface KerasPartial {
+  name: string;
+  shape: number[];
+  options: { scale?: boolean; center?: boolean };
+  initial: number[][];
+  x1: number[];
+  x2: number[];
+  train_y: number[];
+  weights: number[][];
+  eval_y: number[];
+}
+
 describe("keras: Keras's own BatchNormalization (channels last)", () => {
   const keras = JSON.parse(readFileSync(new URL('./fixtures/keras/vectors.json', import.meta.url), 'utf8')) as {
-    generator: string; cases: KerasCase[]; degenerate: KerasDegenerate[];
+    generator: string; cases: KerasCase[]; degenerate: KerasDegenerate[]; partial: KerasPartial[];
   };
   /**
    * Worst |got - want| / max(|want|, 1): both compute in float32 in different orders (Keras: XLA's
@@ -282,7 +295,28 @@ describe("keras: Keras's own BatchNormalization (channels last)", () => {
     expect(keras.generator).toMatch(/^Keras 3\./);
     expect(keras.cases.map((c) => c.shape.length)).toEqual([4, 2, 3, 4]);
     expect(keras.degenerate.map((c) => c.name)).toEqual(['one-value-rank2', 'one-value-rank4', 'empty-rank2', 'empty-rank4', 'empty-spatial']);
+    expect(keras.partial.map((c) => [c.name, c.initial.length, c.weights.length])).toEqual([['rank3-f32-no-scale', 3, 3], ['rank2-f32-no-center', 3, 3]]);
   });
+
+  for (const c of keras.partial) {
+    it(`${c.name} [${c.shape}]: a layer without gamma or beta, its get_weights() list both ways`, async () => {
+      const C = c.shape[c.shape.length - 1];
+      // Loaded from the layer's list (the missing gamma or beta as the identity), trained as it was.
+      const bn = new BatchNorm(C, { pool, convention: 'keras', layout: 'channels-last' });
+      bn.importWeights('keras', c.initial, c.options);
+      await bn.forward(Float32Array.from(c.x1), c.shape);
+      const x2 = Float32Array.from(c.x2);
+      expect(worst(await bn.forward(x2, c.shape), c.train_y), 'training y').toBeLessThanOrEqual(1e-6);
+      const exported = bn.exportWeights('keras', c.options);
+      expect(exported).toHaveLength(c.weights.length);
+      exported.forEach((w, i) => expect(worst(w, c.weights[i]), `weight ${i}`).toBeLessThanOrEqual(1e-6));
+      // Keras's list after the step, loaded into a new module: Keras's inference output.
+      const loaded = new BatchNorm(C, { pool, convention: 'keras', layout: 'channels-last' });
+      loaded.importWeights('keras', c.weights, c.options);
+      loaded.eval();
+      expect(worst(await loaded.forward(x2, c.shape), c.eval_y), 'eval y').toBeLessThanOrEqual(1e-6);
+    });
+  }
 
   for (const c of keras.degenerate) {
     it(`${c.name} [${c.shape}]: Keras's training step on a degenerate batch`, async () => {
