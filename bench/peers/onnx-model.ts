@@ -20,7 +20,8 @@ export function varint(value: number): number[] {
 }
 
 export function key(field: number, wireType: number): number[] {
-  return varint((field << 3) | wireType);
+  // Multiplied, not shifted: a shift wraps at 32 bits, and field numbers reach 2^29 - 1 (tests write 2^29).
+  return varint(field * 8 + wireType);
 }
 
 export function concat(parts: (Field | number[])[]): Field {
