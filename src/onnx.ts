@@ -200,7 +200,7 @@ async function decodeOnnxTensor(t: OnnxTensor, modelPath: string, what: string):
   if (size === 0) throw new FormatError(`${what} has type ${TYPE_NAMES[t.dataType] ?? t.dataType}; a BatchNormalization's state is FLOAT, DOUBLE, FLOAT16 or BFLOAT16`);
   // TensorProto.segment: one part of a tensor split across several, which onnx's numpy_helper
   // refuses to load ("Currently not supporting loading segments") and no exporter writes.
-  if (messageOf(t.fields, 3) !== null) throw new FormatError(`${what} is a segment of a tensor (TensorProto field 3), which bnpool does not join, as onnx's numpy_helper does not`);
+  if (bytesOf(t.fields, 3) !== null) throw new FormatError(`${what} is a segment of a tensor (TensorProto field 3), which bnpool does not join, as onnx's numpy_helper does not`);
   const location = integersOf(t.fields, 14, what).at(-1) ?? 0;
   const raw = location === 1 ? await externalBytes(t, modelPath, count * size, what) : bytesOf(t.fields, 9);
   if (raw !== null) {

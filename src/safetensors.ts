@@ -188,11 +188,14 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
     if (count === null) {
       throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} has 2^64 or more elements (its dimensions multiplied in order)`);
     }
-    if (bits !== null && (count * bits) % 8 !== 0) {
-      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} is ${count * bits} bits, which end within a byte`);
-    }
-    if (bits !== null && (end - begin) * 8 !== count * bits) {
-      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} needs ${count * bits / 8} bytes; data_offsets span ${end - begin}`);
+    if (bits !== null) {
+      const total = count * bits;
+      if (total % 8 !== 0) {
+        throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} is ${total} bits, which end within a byte`);
+      }
+      if ((end - begin) * 8 !== total) {
+        throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} needs ${total / 8} bytes; data_offsets span ${end - begin}`);
+      }
     }
     entries.push({ name, dtype: e.dtype, shape: e.shape as number[], begin, end });
   }

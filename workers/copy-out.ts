@@ -15,15 +15,19 @@ export class CopyOutWriter {
     // To the buffer's end, with a length: without one the view must end on an element, and a
     // caller's `out` may lie in a buffer whose length is no multiple of the element size.
     const length = Math.floor((out.buffer.byteLength - out.byteOffset) / bpe);
-    this.#dest = this.#f64 ? new Float64Array(out.buffer, out.byteOffset, length) : new Float32Array(out.buffer, out.byteOffset, length);
+    this.#dest = this.#view(out.buffer, out.byteOffset, length);
     this.#destRowStride = out.rowStride;
     this.#yRowStrideBytes = task.region.yRowStride * bpe;
     this.#views = views;
   }
 
+  /** A view of the task's dtype: `length` elements at `byte` of `buffer`. */
+  #view(buffer: ArrayBufferLike, byte: number, length: number): Float32Array | Float64Array {
+    return this.#f64 ? new Float64Array(buffer, byte, length) : new Float32Array(buffer, byte, length);
+  }
+
   #source(yByte: number, length: number): Float32Array | Float64Array {
-    const buffer = this.#views.f64.buffer;
-    return this.#f64 ? new Float64Array(buffer, yByte, length) : new Float32Array(buffer, yByte, length);
+    return this.#view(this.#views.f64.buffer, yByte, length);
   }
 
   /** `rows` runs of `len` elements starting at `yByte` on the pool, `off` into each destination row. */
