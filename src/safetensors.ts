@@ -6,6 +6,7 @@
  * is padded with spaces to a multiple of 8 bytes, as the reference writer does.
  */
 import { FormatError } from './errors.js';
+import { JsonObject, jsonText, type JsonValue, parseJson } from './json-text.js';
 
 /** The tensor types bnpool writes (and reads): bytes a value, and its little-endian read and write. */
 export const DTYPES = {
@@ -149,56 +150,31 @@ export function headerLengthOf(first: Uint8Array, fileLength: number): number {
  * with no overlap or hole; or a `FormatError`.
  */
 export function parseHeader(header: Uint8Array, bufferLength: number): { entries: HeaderEntry[]; metadata: Record<string, string> } {
-  let parsed: unknown;
+  let parsed: JsonValue;
   try {
-    // A byte order mark is kept, so JSON.parse refuses it as the reference reader's parser does.
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(header));
+    // A byte order mark is kept, so it is refused as the reference reader's parser refuses it.
+    parsed = parseJson(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(header));
   } catch (err) {
     throw new FormatError(`the header is not UTF-8 JSON: ${(err as Error).message}`);
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new FormatError(`the header must be a JSON object; got ${JSON.stringify(parsed).slice(0, 40)}`);
+  if (!(parsed instanceof JsonObject)) {
+    throw new FormatError(`the header must be a JSON object; got ${jsonText(parsed).slice(0, 40)}`);
   }
-  const entries: HeaderEntry[] = [];
-  let metadata: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(parsed as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      // The reference reader's metadata is optional: null is none.
-      if (entry === null) continue;
-      if (typeof entry !== 'object' || Array.isArray(entry) || Object.values(entry).some((v) => typeof v !== 'string')) {
-        throw new FormatError('__metadata__ must map strings to strings');
-      }
-      metadata = entry as Record<string, string>;
-      continue;
+  // Each entry is read as serde reads it, even one a later entry of the same name replaces (the
+  // reference reader's map keeps the last); __metadata__ named twice is refused, as serde refuses
+  // a field named twice. The checks against the buffer are the reference's too, on the map.
+  const tensors = new Map<string, HeaderEntry>();
+  let metadata: Record<string, string> | null = null;
+  for (const [name, value] of parsed.members) {
+    if (name !== '__metadata__') {
+      tensors.set(name, readEntry(name, value));
+    } else {
+      if (metadata !== null) throw new FormatError('the header names __metadata__ twice');
+      metadata = metadataOf(value);
     }
-    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e?.dtype !== 'string') {
-      throw new FormatError(`tensor ${JSON.stringify(name)} has dtype ${JSON.stringify(e?.dtype)}; a dtype is a string (F32, BF16, I64, ...)`);
-    }
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new FormatError(`tensor ${JSON.stringify(name)} needs a shape of non-negative integers; got ${JSON.stringify(e.shape)}`);
-    }
-    const offsets = e.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1] || offsets[1] > bufferLength) {
-      throw new FormatError(`tensor ${JSON.stringify(name)} has data_offsets ${JSON.stringify(offsets)} outside the ${bufferLength}-byte buffer`);
-    }
-    const [begin, end] = offsets as [number, number];
-    const bits = Object.hasOwn(BITS, e.dtype) ? BITS[e.dtype] : null;
-    const count = elementCount(e.shape as number[]);
-    if (count === null) {
-      throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} has 2^64 or more elements (its dimensions multiplied in order)`);
-    }
-    if (bits !== null) {
-      const total = count * bits;
-      if (total % 8 !== 0) {
-        throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} is ${total} bits, which end within a byte`);
-      }
-      if ((end - begin) * 8 !== total) {
-        throw new FormatError(`tensor ${JSON.stringify(name)}: shape ${JSON.stringify(e.shape)} of ${e.dtype} needs ${total / 8} bytes; data_offsets span ${end - begin}`);
-      }
-    }
-    entries.push({ name, dtype: e.dtype, shape: e.shape as number[], begin, end });
   }
+  const entries = [...tensors.values()];
+  for (const entry of entries) checkEntry(entry, bufferLength);
   // The tensors must cover the buffer exactly: no overlap, no hole. Sorted by (begin, end), as the
   // reference reader does, so an empty tensor may share its offset with the next one.
   const spans = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -208,7 +184,81 @@ export function parseHeader(header: Uint8Array, bufferLength: number): { entries
     end = span.end;
   }
   if (end !== bufferLength) throw new FormatError(`the tensors end at byte ${end} of a ${bufferLength}-byte buffer`);
-  return { entries, metadata };
+  return { entries, metadata: metadata ?? {} };
+}
+
+/** The metadata: a map of strings, the last value of a key named twice; null is none, as in the reference reader. */
+function metadataOf(value: JsonValue): Record<string, string> {
+  if (value === null) return {};
+  if (!(value instanceof JsonObject) || value.members.some(([, v]) => typeof v !== 'string')) {
+    throw new FormatError(`__metadata__ must map strings to strings; got ${jsonText(value).slice(0, 40)}`);
+  }
+  // fromEntries defines each key, so one named "__proto__" stays a key.
+  return Object.fromEntries(value.members) as Record<string, string>;
+}
+
+/** The fields of a tensor's entry that the reference reader reads; it skips any other. */
+const FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
+
+/** One tensor's entry (`value`) as serde reads it: its fields, each named once, and their types. */
+function readEntry(name: string, value: JsonValue): HeaderEntry {
+  const tensor = JSON.stringify(name);
+  if (!(value instanceof JsonObject)) {
+    throw new FormatError(`tensor ${tensor} is ${jsonText(value).slice(0, 40)}; an entry is an object of dtype, shape and data_offsets`);
+  }
+  const fields: Partial<Record<(typeof FIELDS)[number], JsonValue>> = {};
+  for (const [key, field] of value.members) {
+    const known = FIELDS.find((f) => f === key);
+    if (known === undefined) continue;
+    if (Object.hasOwn(fields, known)) throw new FormatError(`tensor ${tensor} names ${known} twice`);
+    fields[known] = field;
+  }
+  const shown = (field: JsonValue | undefined) => (field === undefined ? 'none' : jsonText(field));
+  const dtype = fields.dtype;
+  if (typeof dtype !== 'string') {
+    throw new FormatError(`tensor ${tensor} has dtype ${shown(dtype)}; a dtype is a string (F32, BF16, I64, ...)`);
+  }
+  const shape = naturals(fields.shape);
+  if (shape === null) {
+    throw new FormatError(`tensor ${tensor} needs a shape of integers from 0 to 2^53 - 1, written as integers; got ${shown(fields.shape)}`);
+  }
+  const offsets = naturals(fields.data_offsets);
+  if (offsets === null || offsets.length !== 2) {
+    throw new FormatError(`tensor ${tensor} needs data_offsets [begin, end], integers from 0 to 2^53 - 1 written as integers; got ${shown(fields.data_offsets)}`);
+  }
+  return { name, dtype, shape, begin: offsets[0], end: offsets[1] };
+}
+
+/** Checks an entry against the `bufferLength` bytes after the header: its span, and its size by shape and dtype. */
+function checkEntry({ name, dtype, shape, begin, end }: HeaderEntry, bufferLength: number): void {
+  const tensor = JSON.stringify(name);
+  if (begin > end || end > bufferLength) {
+    throw new FormatError(`tensor ${tensor} has data_offsets [${begin},${end}] outside the ${bufferLength}-byte buffer`);
+  }
+  const bits = Object.hasOwn(BITS, dtype) ? BITS[dtype] : null;
+  const count = elementCount(shape);
+  if (count === null) {
+    throw new FormatError(`tensor ${tensor}: shape ${JSON.stringify(shape)} has 2^64 or more elements (its dimensions multiplied in order)`);
+  }
+  if (bits !== null) {
+    const total = count * bits;
+    if (total % 8 !== 0) {
+      throw new FormatError(`tensor ${tensor}: shape ${JSON.stringify(shape)} of ${dtype} is ${total} bits, which end within a byte`);
+    }
+    if ((end - begin) * 8 !== total) {
+      throw new FormatError(`tensor ${tensor}: shape ${JSON.stringify(shape)} of ${dtype} needs ${total / 8} bytes; data_offsets span ${end - begin}`);
+    }
+  }
+}
+
+/**
+ * `value`'s numbers where it is an array of integers from 0 to 2^53 - 1 written as integers, or
+ * null: serde reads `2.0`, `2e0` and `-0` as floating point, which it refuses for a size.
+ */
+function naturals(value: JsonValue | undefined): number[] | null {
+  // Those written otherwise than String() writes them are JsonNumbers, not numbers.
+  const all = Array.isArray(value) && value.every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0);
+  return all ? (value as number[]) : null;
 }
 
 /**

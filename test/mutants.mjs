@@ -635,7 +635,7 @@ const MUTANTS = [
   },
   {
     name: 'span-size-unchecked', breaks: "every tensor of a .safetensors header spans its shape's bytes, those not read too",
-    file: 'src/safetensors.ts', find: '      if ((end - begin) * 8 !== total) {', replace: '      if ((end - begin) * 8 !== total && begin < 0) {',
+    file: 'src/safetensors.ts', find: '    if ((end - begin) * 8 !== total) {', replace: '    if ((end - begin) * 8 !== total && begin < 0) {',
     tests: ['test/weights.test.ts'],
   },
   {
@@ -1613,7 +1613,7 @@ const MUTANTS = [
   },
   {
     name: 'safetensors-null-metadata', breaks: 'a header whose __metadata__ is null reads as one without metadata',
-    file: 'src/safetensors.ts', find: 'if (entry === null) continue;', replace: "if (entry === null) throw new FormatError('__metadata__ must map strings to strings');",
+    file: 'src/safetensors.ts', find: 'if (value === null) return {};', replace: "if (value === null) throw new FormatError('__metadata__ must map strings to strings');",
     tests: ['test/weights.test.ts'], only: "reference reader's rules",
   },
   {
@@ -1623,8 +1623,59 @@ const MUTANTS = [
   },
   {
     name: 'safetensors-subbyte', breaks: 'F4 and F6 values that end within a byte are refused as such',
-    file: 'src/safetensors.ts', find: '      if (total % 8 !== 0) {', replace: '      if (total % 8 > 8) {',
+    file: 'src/safetensors.ts', find: '    if (total % 8 !== 0) {', replace: '    if (total % 8 > 8) {',
     tests: ['test/weights.test.ts'], only: "reference reader's rules",
+  },
+  {
+    name: 'safetensors-field-twice', breaks: "a tensor's entry naming dtype, shape or data_offsets twice is refused, as serde refuses it",
+    file: 'src/safetensors.ts', find: 'if (Object.hasOwn(fields, known)) throw', replace: 'if (Object.hasOwn(fields, known) && known.length < 0) throw',
+    tests: ['test/weights.test.ts'], only: "serde_json does",
+  },
+  {
+    name: 'safetensors-metadata-twice', breaks: 'a header naming __metadata__ twice is refused, as serde refuses it',
+    file: 'src/safetensors.ts', find: "      if (metadata !== null) throw new FormatError('the header names __metadata__ twice');\n", replace: '',
+    tests: ['test/weights.test.ts'], only: "serde_json does",
+  },
+  {
+    name: 'safetensors-size-text', breaks: 'a size written as serde reads a float (2.0, 2e0, -0) is refused',
+    file: 'src/json-text.ts', find: 'return String(n) === number ? n : new JsonNumber(number);', replace: 'return n;',
+    tests: ['test/weights.test.ts'], only: "serde_json does",
+  },
+  {
+    name: 'safetensors-replaced-entry', breaks: 'an entry a later one of the same name replaces is read still, as serde reads it',
+    file: 'src/safetensors.ts', find: '  for (const [name, value] of parsed.members) {',
+    replace: '  for (const [name, value] of parsed.members.filter(([n], i, all) => all.map(([m]) => m).lastIndexOf(n) === i)) {',
+    tests: ['test/weights.test.ts'], only: "serde_json does",
+  },
+  {
+    name: 'safetensors-replaced-checked', breaks: 'only the entry a name keeps is checked against the buffer, as in the reference reader',
+    file: 'src/safetensors.ts', find: '      tensors.set(name, readEntry(name, value));', replace: '      tensors.set(name, readEntry(name, value));\n      checkEntry(tensors.get(name)!, bufferLength);',
+    tests: ['test/weights.test.ts'], only: "serde_json does",
+  },
+  {
+    name: 'json-lone-low', breaks: "a lone trailing surrogate escaped in a header's JSON is refused, as serde_json refuses it",
+    file: 'src/json-text.ts', find: 'if (unit >= 0xdc00 && unit <= 0xdfff) fail(', replace: 'if (unit >= 0xdc00 && unit <= 0xdfff && !unit) fail(',
+    tests: ['test/json-text.test.ts'],
+  },
+  {
+    name: 'json-lone-high', breaks: "a leading surrogate escaped must be followed by a trailing one escaped, as serde_json requires",
+    file: 'src/json-text.ts', find: 'if (low < 0xdc00 || low > 0xdfff) fail(', replace: 'if (low < 0) fail(',
+    tests: ['test/json-text.test.ts'],
+  },
+  {
+    name: 'json-range', breaks: 'a number past float64 (1e400) is refused, as serde_json refuses it',
+    file: 'src/json-text.ts', find: 'if (!Number.isFinite(n)) {', replace: 'if (Number.isNaN(n)) {',
+    tests: ['test/json-text.test.ts'],
+  },
+  {
+    name: 'json-depth', breaks: "arrays and objects nested past 127 levels are refused, as serde_json's recursion limit refuses them",
+    file: 'src/json-text.ts', find: 'if (depth === MAX_DEPTH) fail(', replace: 'if (depth === MAX_DEPTH + 1) fail(',
+    tests: ['test/json-text.test.ts'],
+  },
+  {
+    name: 'json-escapes', breaks: "a header's JSON reads each escape as JSON defines it",
+    file: 'src/json-text.ts', find: "b: '\\b', f: '\\f',", replace: "b: '\\f', f: '\\b',",
+    tests: ['test/json-text.test.ts'],
   },
   {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',

@@ -335,6 +335,52 @@ describe('safetensors', () => {
     expect(Array.from(proto.tensors.__proto__.data)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
+  it('reads the header\'s JSON as the reference reader\'s serde_json does', () => {
+    // Each verdict as safetensors 0.8.0's safe_open gives it (checked by hand).
+    const header = (text: string) => parseHeader(Buffer.from(text), 8);
+    const a = '"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}';
+    const withA = (extra: string) => `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]${extra}}}`;
+    // Fields it does not read, any JSON, named twice or not; a tensor named twice is its last
+    // entry, each read, and only that one checked against the buffer; a metadata key named twice
+    // is its last value; a key written with escapes is the key.
+    for (const text of [
+      withA(',"x":1.5,"x":[1e-400,{"k":1,"k":2}]'),
+      `{"a":{"dtype":"F64","shape":[9],"data_offsets":[8,800]},${a}}`,
+      `{"__metadata__":{"k":"1","k":"2"},${a}}`,
+      String.raw`{"\u0061":{"\u0064type":"F\u00332","shape":[2],"data_offsets":[0,8]},"__meta\u0064ata__":{"k":"2"}}`,
+      withA(`,"x":${'['.repeat(125)}${']'.repeat(125)}`),
+    ]) {
+      const { entries, metadata } = header(text);
+      expect(entries, text).toEqual([{ name: 'a', dtype: 'F32', shape: [2], begin: 0, end: 8 }]);
+      expect(metadata, text).toEqual(text.includes('__meta') ? { k: '2' } : {});
+    }
+    const refused: [string, string][] = [
+      [withA(',"dtype":"F32"'), 'tensor "a" names dtype twice'],
+      [withA(String.raw`,"\u0073hape":[2]`), 'tensor "a" names shape twice'],
+      [withA(',"data_offsets":null'), 'tensor "a" names data_offsets twice'],
+      [`{"__metadata__":null,"__metadata__":{"k":"v"},${a}}`, 'the header names __metadata__ twice'],
+      // serde reads each of these as floating point, which a size is not.
+      [withA('').replace('[2]', '[2.0]'), 'tensor "a" needs a shape of integers from 0 to 2^53 - 1, written as integers; got [2.0]'],
+      [withA('').replace('[2]', '[2e0]'), 'tensor "a" needs a shape of integers from 0 to 2^53 - 1, written as integers; got [2e0]'],
+      [withA('').replace('[0,8]', '[-0,8]'), 'tensor "a" needs data_offsets [begin, end], integers from 0 to 2^53 - 1 written as integers; got [-0,8]'],
+      [withA('').replace('[0,8]', '[0,8.0]'), 'tensor "a" needs data_offsets [begin, end], integers from 0 to 2^53 - 1 written as integers; got [0,8.0]'],
+      [withA('').replace('[0,8]', '[0,8,8]'), 'tensor "a" needs data_offsets [begin, end], integers from 0 to 2^53 - 1 written as integers; got [0,8,8]'],
+      // An entry a later one replaces is read still.
+      [`{"a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]},${a}}`, 'tensor "a" needs a shape of integers'],
+      [`{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]},${a}}`, 'tensor "a" names dtype twice'],
+      [`{"a":[1,2],${a}}`, 'tensor "a" is [1,2]; an entry is an object of dtype, shape and data_offsets'],
+      // serde_json's own rules, in any string or number, in a field it does not read too.
+      [String.raw`{"a\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, String.raw`the header is not UTF-8 JSON: a lone surrogate \ud800 in a string at character 9`],
+      [String.raw`{"__metadata__":{"k":"\udc00"},` + `${a}}`, String.raw`the header is not UTF-8 JSON: a lone surrogate \udc00 in a string at character 28`],
+      [withA(',"x":1e400'), 'the header is not UTF-8 JSON: number 1e400 out of range at character 57'],
+      [withA(`,"x":${'['.repeat(126)}${']'.repeat(126)}`), 'the header is not UTF-8 JSON: more than 127 arrays and objects nested at character 182'],
+    ];
+    for (const [text, message] of refused) {
+      expect(() => header(text), text).toThrow(FormatError);
+      expect(() => header(text), text).toThrow(message);
+    }
+  });
+
   it('rejects malformed files with FormatError and changes nothing', async () => {
     const bn = await trained();
     const before = state(bn);
