@@ -1678,6 +1678,21 @@ const MUTANTS = [
     tests: ['test/json-text.test.ts'],
   },
   {
+    name: 'onnx-name-lenient', breaks: 'ONNX names are matched byte for byte: two that differ only in bytes that are not UTF-8 stay two',
+    file: 'src/onnx.ts', find: '    return utf8.decode(bytes);\n  } catch {', replace: '    return new TextDecoder().decode(bytes);\n  } catch {',
+    tests: ['test/onnx-file.test.ts'], only: 'byte for byte',
+  },
+  {
+    name: 'onnx-utf8-surrogates', breaks: "a name's bytes that encode a surrogate (ED A0 80) are not UTF-8, and read as escapes",
+    file: 'src/onnx.ts', find: 'lead === 0xed ? [3, 0x80, 0x9f]', replace: 'lead === 0xed ? [3, 0x80, 0xbf]',
+    tests: ['test/onnx-file.test.ts'], only: 'surrogateescape',
+  },
+  {
+    name: 'onnx-location-not-utf8', breaks: 'an external data location that is not UTF-8 is refused, as onnx.load refuses it',
+    file: 'src/onnx.ts', find: '  if (/[\\udc80-\\udcff]/u.test(location)) throw', replace: '  if (/[\\udc80-\\udcff]/u.test(location) && !location) throw',
+    tests: ['test/onnx-file.test.ts'], only: 'refuses external data that names no location',
+  },
+  {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',
     file: 'src/dispatch.ts', find: '      if (s.reason instanceof BnPoolError) throw s.reason;\n', replace: '      void BnPoolError;\n',
     tests: ['test/faults.test.ts'], only: 'throws inline',
