@@ -13,6 +13,7 @@ import { ArgumentError, describe, FormatError } from './errors.js';
 import { bfloat16ToNumber, halfToNumber } from './safetensors.js';
 import { checkObject } from './validate.js';
 import { checkPath, readBytes } from './files.js';
+import { decodeSurrogateEscape } from './utf8.js';
 
 /** Wire types of the protobuf encoding. */
 const VARINT = 0;
@@ -94,48 +95,15 @@ function fieldsOf(bytes: Uint8Array, what: string): Field[] {
 }
 
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * A string field's bytes as a string that keeps them all: UTF-8, with each byte of a sequence
- * that is not UTF-8 as a lone surrogate, U+DC80 to U+DCFF (Python's "surrogateescape"). Names
- * then match as onnxruntime and protobuf match them, byte for byte: two that differ only in such
- * bytes stay two (a lenient decoder made both U+FFFD, and an input took the other's values), and
- * none can match a valid name.
+ * The string fields numbered `field`, in order. A byte that is not UTF-8 reads as U+DC80 + the
+ * byte (Python's "surrogateescape"), so names match as onnxruntime matches them, byte for byte:
+ * two that differ only in such bytes stay two (a lenient decoder made both U+FFFD, and an input
+ * took the other's values), and none can match a valid name.
  */
-export function textOf(bytes: Uint8Array): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    let text = '';
-    for (let i = 0; i < bytes.length;) {
-      const n = utf8Length(bytes, i);
-      text += n === 0 ? String.fromCharCode(0xdc00 + bytes[i]) : utf8.decode(bytes.subarray(i, i + n));
-      i += Math.max(n, 1);
-    }
-    return text;
-  }
-}
-
-/**
- * The length of the UTF-8 sequence at `bytes[i]`, or 0 where none starts there: RFC 3629's
- * table, which leaves out overlong forms, surrogates and values past U+10FFFF.
- */
-function utf8Length(bytes: Uint8Array, i: number): number {
-  const lead = bytes[i];
-  if (lead < 0x80) return 1;
-  // The sequence's length, and the range of its second byte (later ones are 0x80-0xbf).
-  const [n, lo, hi] = lead >= 0xc2 && lead <= 0xdf ? [2, 0x80, 0xbf]
-    : lead === 0xe0 ? [3, 0xa0, 0xbf] : lead === 0xed ? [3, 0x80, 0x9f] : lead >= 0xe1 && lead <= 0xef ? [3, 0x80, 0xbf]
-      : lead === 0xf0 ? [4, 0x90, 0xbf] : lead >= 0xf1 && lead <= 0xf3 ? [4, 0x80, 0xbf] : lead === 0xf4 ? [4, 0x80, 0x8f] : [0, 0, 0];
-  if (n === 0 || i + n > bytes.length || bytes[i + 1] < lo || bytes[i + 1] > hi) return 0;
-  for (let k = 2; k < n; k++) if ((bytes[i + k] & 0xc0) !== 0x80) return 0;
-  return n;
-}
-
-/** The string fields numbered `field`, in order. */
 const stringsOf = (fields: readonly Field[], field: number): string[] =>
-  fields.filter((f) => f.field === field && f.wire === BYTES).map((f) => textOf(f.bytes));
+  fields.filter((f) => f.field === field && f.wire === BYTES).map((f) => decodeSurrogateEscape(f.bytes));
 
 /** The last string field numbered `field` (protobuf: the last one wins), or ''. */
 const stringOf = (fields: readonly Field[], field: number): string => stringsOf(fields, field).at(-1) ?? '';
@@ -274,7 +242,7 @@ async function externalBytes(t: OnnxTensor, modelPath: string, expected: number,
   }
   const location = entries.get('location');
   if (location === undefined || location === '') throw new FormatError(`${what} is stored outside the model but names no location`);
-  // A path is text: onnx.load refuses a location that is not UTF-8 (textOf's escapes).
+  // A path is text: onnx.load refuses a location that is not UTF-8 (stringsOf's escapes).
   if (/[\udc80-\udcff]/u.test(location)) throw new FormatError(`${what} is stored at ${JSON.stringify(location)}, which is not UTF-8`);
   const relative = normalize(location);
   if (isAbsolute(relative) || relative === '..' || relative.startsWith(`..${sep}`)) {

@@ -11,6 +11,7 @@
  * also pickles an optimizer's or a training script's objects is still read for its tensors.
  */
 import { FormatError } from './errors.js';
+import { decodeSurrogatePass } from './utf8.js';
 
 /** A global named by GLOBAL or STACK_GLOBAL: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, ... */
 export class PyGlobal {
@@ -116,6 +117,13 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
     const from = need(n, what);
     return decode(from, from + n, what);
   };
+  /** A str's `n` bytes, read as CPython's unpickler reads them: UTF-8, a lone surrogate's bytes too ("surrogatepass"). */
+  const unicode = (n: number, what: string): string => {
+    const from = need(n, what);
+    const text = decodeSurrogatePass(bytes.subarray(from, from + n));
+    if (text === null) throw new FormatError(`${what} at byte ${from} of the pickle is not UTF-8, nor a lone surrogate's bytes`);
+    return text;
+  };
   const length64 = (what: string): number => {
     const n = view.getBigUint64(need(8, what), true);
     if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${what} at byte ${opAt} has a length of ${n} bytes`);
@@ -191,9 +199,9 @@ export function readPickle(bytes: Uint8Array, persistentLoad: (pid: unknown) => 
         break;
       }
       case 0x47: stack.push(view.getFloat64(need(8, 'BINFLOAT'), false)); break; // big-endian, as pickle writes it
-      case 0x58: stack.push(text(view.getUint32(need(4, 'BINUNICODE'), true), 'BINUNICODE')); break;
-      case 0x8c: stack.push(text(bytes[need(1, 'SHORT_BINUNICODE')], 'SHORT_BINUNICODE')); break;
-      case 0x8d: stack.push(text(length64('BINUNICODE8'), 'BINUNICODE8')); break;
+      case 0x58: stack.push(unicode(view.getUint32(need(4, 'BINUNICODE'), true), 'BINUNICODE')); break;
+      case 0x8c: stack.push(unicode(bytes[need(1, 'SHORT_BINUNICODE')], 'SHORT_BINUNICODE')); break;
+      case 0x8d: stack.push(unicode(length64('BINUNICODE8'), 'BINUNICODE8')); break;
       // Python 2 str: torch.load decodes them as UTF-8 (its default encoding), as here.
       case 0x55: stack.push(text(bytes[need(1, 'SHORT_BINSTRING')], 'SHORT_BINSTRING')); break;
       case 0x54: {

@@ -81,7 +81,7 @@ function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm]
   if (entries.length === 0) throw new ArgumentError(`modules must name at least one BatchNorm to ${verb}; got an empty object`);
   const seen = new Map<BatchNorm, string>();
   for (const [prefix, m] of entries) {
-    checkPrefix(prefix, 'a key of modules');
+    checkPrefix(prefix, 'a key of modules', verb);
     if (!(m instanceof BatchNorm)) throw new ArgumentError(`modules[${JSON.stringify(prefix)}] must be a BatchNorm; got ${describe(m)}`);
     const other = seen.get(m);
     if (verb === 'load' && other !== undefined) {

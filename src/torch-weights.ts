@@ -67,7 +67,7 @@ export interface FromTorchFileOptions extends BatchNormOptions {
 /** `BatchNorm.fromTorchFile`'s options, split: the prefix, and the module's options. */
 export function splitFromTorchFileOptions(options: unknown): { prefix: string | undefined; moduleOptions: BatchNormOptions } {
   const { prefix, ...moduleOptions } = checkObject(options, 'options') as FromTorchFileOptions;
-  return { prefix: prefix === undefined ? undefined : checkPrefix(prefix, 'options.prefix'), moduleOptions };
+  return { prefix: prefix === undefined ? undefined : checkPrefix(prefix, 'options.prefix', 'load'), moduleOptions };
 }
 
 /**

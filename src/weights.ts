@@ -180,22 +180,24 @@ export interface SafetensorsOptions {
 
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
-/** The options' prefix ('' when not given), checked. */
-function checkSafetensorsOptions(options: unknown): string {
+/** The options' prefix ('' when not given), checked to `verb` a file. */
+function checkSafetensorsOptions(options: unknown, verb: 'load' | 'save'): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
-  return checkPrefix(prefix, 'options.prefix');
+  return checkPrefix(prefix, 'options.prefix', verb);
 }
 
 /**
- * A prefix of a file's tensor names, checked: a string, and well-formed Unicode, since the
- * files' names are UTF-8, which has no lone surrogate: TextEncoder would write U+FFFD in its
- * place, safetensors' reader refuses the JSON escape of one, and bnpool's readers refuse names
- * that are not UTF-8 (Python's pickle can write one, "surrogatepass"), so no name they read
- * begins with it.
+ * A prefix of a file's tensor names, checked: a string, and to save, well-formed Unicode, since
+ * bnpool writes names as UTF-8, which has no lone surrogate (TextEncoder would write U+FFFD in
+ * its place, and safetensors' reader refuses the JSON escape of one). To load, a lone surrogate
+ * is a name's like any other character: a pickle's strings can hold one (CPython writes them
+ * "surrogatepass", and torch.load and bnpool read them so); a `.safetensors` name cannot.
  */
-export function checkPrefix(value: unknown, name: string): string {
+export function checkPrefix(value: unknown, name: string, verb: 'load' | 'save'): string {
   if (typeof value !== 'string') throw new ArgumentError(`${name} must be a string; got ${describe(value)}`);
-  if (/\p{Cs}/u.test(value)) throw new ArgumentError(`${name} must be well-formed Unicode (a file's names are UTF-8); got ${JSON.stringify(value)}, which holds a lone surrogate`);
+  if (verb === 'save' && /\p{Cs}/u.test(value)) {
+    throw new ArgumentError(`${name} must be well-formed Unicode to save (bnpool writes a file's names as UTF-8); got ${JSON.stringify(value)}, which holds a lone surrogate`);
+  }
   return value;
 }
 
@@ -271,7 +273,7 @@ export type ModulesEncoder = (modules: ReadonlyArray<readonly [string, Module]>,
  */
 export async function saveModuleFile(m: Module, path: unknown, options: unknown, encode: ModulesEncoder): Promise<void> {
   const target = checkPath(path);
-  const prefix = checkSafetensorsOptions(options);
+  const prefix = checkSafetensorsOptions(options, 'save');
   await writeFile(target, encode([[prefix, m]], target));
 }
 
@@ -300,7 +302,7 @@ export async function loadModuleFile(
   read: (path: string, modules: ReadonlyArray<readonly [string, Module]>) => Promise<BatchNormStateDict[]>,
 ): Promise<void> {
   const source = checkPath(path);
-  const prefix = checkSafetensorsOptions(options);
+  const prefix = checkSafetensorsOptions(options, 'load');
   const [sd] = await read(source, [[prefix, m]]);
   m.loadStateDict(sd);
 }

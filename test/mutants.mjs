@@ -575,8 +575,8 @@ const MUTANTS = [
     file: 'src/zip.ts', find: 'view.setUint32(p + 42, at[i], true);', replace: 'view.setUint32(p + 42, at[0], true);', tests: ['test/torch-save.test.ts'],
   },
   {
-    name: 'prefix-lone-surrogate', breaks: 'a prefix with a lone surrogate (no UTF-8, so no name in any file) is an ArgumentError',
-    file: 'src/weights.ts', find: 'if (/\\p{Cs}/u.test(value)) throw', replace: "if (/\\p{Cs}/u.test(value) && name === '') throw", tests: ['test/torch-save.test.ts'],
+    name: 'prefix-lone-surrogate', breaks: 'a prefix with a lone surrogate (no UTF-8, which bnpool writes names as) is an ArgumentError to save',
+    file: 'src/weights.ts', find: "if (verb === 'save' && /\\p{Cs}/u.test(value)) {", replace: "if (verb === 'save' && /\\p{Cs}/u.test(value) && name === '') {", tests: ['test/torch-save.test.ts'],
   },
   {
     name: 'path-url-scheme', breaks: "a URL that is not a file: URL of this machine is an ArgumentError, not fs's TypeError",
@@ -1679,18 +1679,33 @@ const MUTANTS = [
   },
   {
     name: 'onnx-name-lenient', breaks: 'ONNX names are matched byte for byte: two that differ only in bytes that are not UTF-8 stay two',
-    file: 'src/onnx.ts', find: '    return utf8.decode(bytes);\n  } catch {', replace: '    return new TextDecoder().decode(bytes);\n  } catch {',
+    file: 'src/onnx.ts', find: '.map((f) => decodeSurrogateEscape(f.bytes));', replace: ".map((f) => decodeSurrogateEscape(f.bytes).replace(/[\\udc80-\\udcff]/gu, '\\ufffd'));",
     tests: ['test/onnx-file.test.ts'], only: 'byte for byte',
   },
   {
-    name: 'onnx-utf8-surrogates', breaks: "a name's bytes that encode a surrogate (ED A0 80) are not UTF-8, and read as escapes",
-    file: 'src/onnx.ts', find: 'lead === 0xed ? [3, 0x80, 0x9f]', replace: 'lead === 0xed ? [3, 0x80, 0xbf]',
-    tests: ['test/onnx-file.test.ts'], only: 'surrogateescape',
+    name: 'utf8-surrogates', breaks: "bytes that encode a surrogate (ED A0 80) are not UTF-8: surrogateescape escapes them, surrogatepass alone reads them",
+    file: 'src/utf8.ts', find: 'lead === 0xed ? [3, 0x80, surrogates ? 0xbf : 0x9f]', replace: 'lead === 0xed ? [3, 0x80, surrogates ? 0xbf : 0xbf]',
+    tests: ['test/utf8.test.ts'],
   },
   {
     name: 'onnx-location-not-utf8', breaks: 'an external data location that is not UTF-8 is refused, as onnx.load refuses it',
     file: 'src/onnx.ts', find: '  if (/[\\udc80-\\udcff]/u.test(location)) throw', replace: '  if (/[\\udc80-\\udcff]/u.test(location) && !location) throw',
     tests: ['test/onnx-file.test.ts'], only: 'refuses external data that names no location',
+  },
+  {
+    name: 'pickle-surrogatepass', breaks: "a pickle's str holding a lone surrogate's bytes reads as CPython's unpickler reads it",
+    file: 'src/pickle.ts', find: "unicode(view.getUint32(need(4, 'BINUNICODE'), true), 'BINUNICODE')", replace: "text(view.getUint32(need(4, 'BINUNICODE'), true), 'BINUNICODE')",
+    tests: ['test/torch-file.test.ts'], only: 'lone surrogate',
+  },
+  {
+    name: 'utf8-pair-apart', breaks: "a leading surrogate's bytes then a trailing one's are refused: a JavaScript string cannot keep them apart from the character they pair to",
+    file: 'src/utf8.ts', find: 'if (leading && unit >= 0xdc00) return null;', replace: 'if (leading && unit < 0) return null;',
+    tests: ['test/utf8.test.ts'],
+  },
+  {
+    name: 'prefix-lone-load', breaks: 'a prefix with a lone surrogate is refused to save (bnpool writes UTF-8) and taken to load',
+    file: 'src/weights.ts', find: "if (verb === 'save' && /\\p{Cs}/u.test(value)) {", replace: "if (verb !== 'save' && /\\p{Cs}/u.test(value)) {",
+    tests: ['test/torch-save.test.ts'], only: 'refuses bad arguments before writing anything',
   },
   {
     name: 'inline-failure-wrapped', breaks: 'a kernel that throws inline fails the call as in a worker: a bnpool error as itself',

@@ -244,6 +244,35 @@ describe('BatchNorm.findInTorchFile', () => {
     expect([Array.from(bn.weight!), Array.from(bn.bias!), Array.from(bn.runningMean!), Array.from(bn.runningVar!)]).toEqual([[0.5, 1.5], [1.5, 2.5], [2.5, 3.5], [3.5, 4.5]]);
   });
 
+  it('reads a str holding a lone surrogate\'s bytes, as CPython\'s unpickler does ("surrogatepass"), and loads its module by that prefix', async () => {
+    // U+0800 is E0 A0 80; ED A0 80 is U+D800 as torch.save writes it (checked by hand: torch.load
+    // gives back the key 'bn\ud800.weight').
+    const hand = (prefix: string) => Buffer.from(pickleOf(['weight', 'bias', 'running_mean', 'running_var'].map((key, i) => (
+      { name: `${prefix}${key}`, key: String(i), numel: 2, offset: 0, size: [2], stride: [1] }))));
+    const storages = [0, 1, 2, 3].map((i) => [`hand/data/${i}`, new Uint8Array(Float32Array.of(i + 0.5, i + 1.5).buffer)] as const);
+    let bytes: Buffer = hand('bn\u0800.');
+    for (let i = 0; i < 4; i++) bytes = spliced(bytes, Buffer.of(0xe0, 0xa0, 0x80), Buffer.of(0xed, 0xa0, 0x80));
+    const path = written('lone.pt', zipOf([['hand/data.pkl', bytes], ...storages]));
+    const lone = 'bn\ud800.';
+    expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual([lone]);
+    const bn = new BatchNorm(2);
+    await bn.loadTorchFile(path, { prefix: lone });
+    expect([Array.from(bn.weight!), Array.from(bn.runningVar!)]).toEqual([[0.5, 1.5], [3.5, 4.5]]);
+    expect(Array.from((await BatchNorm.fromTorchFile(path, { prefix: lone })).bias!)).toEqual([1.5, 2.5]);
+    // Refused: bytes that are not UTF-8 even so (CPython refuses them too), and a leading
+    // surrogate's bytes then a trailing one's, which CPython reads as two characters and a
+    // JavaScript string cannot tell from the one they pair to (U+10000).
+    const refused: [string, Buffer, Buffer][] = [
+      ['ff', Buffer.of(0xe0, 0xa0, 0x80), Buffer.of(0xff, 0xa0, 0x80)],
+      ['pair', Buffer.of(0xe0, 0xa0, 0x80, 0xe0, 0xa0, 0x80), Buffer.of(0xed, 0xa0, 0x80, 0xed, 0xb0, 0x80)],
+    ];
+    for (const [label, from, to] of refused) {
+      const pickle = spliced(hand('bn\u0800\u0800.'), from, to);
+      await expectRefused(written(`lone-${label}.pt`, zipOf([['hand/data.pkl', pickle], ...storages])),
+        'BINUNICODE at byte 8 of the pickle is not UTF-8, nor a lone surrogate\'s bytes', label);
+    }
+  });
+
   it('names a TorchScript module\'s tensors by attribute, its state as its code declares its parameters and buffers', async () => {
     const names = await withTorchFile(fixture('scripted.pt'), async (file) => file.tensors.map((t) => t.name));
     // Net's plain tensor attribute "scale" (not in its __buffers__) and the tensor of "table" (a

@@ -260,19 +260,24 @@ describe('saveTorchFile', () => {
     await expect(saveTorchFile(path, bn as never)).rejects.toThrow(/^modules must be an object of BatchNorms by prefix/);
     await expect(saveTorchFile(path, { 'a.': 1 } as never)).rejects.toThrow('modules["a."] must be a BatchNorm; got 1');
     expect(existsSync(path)).toBe(false);
-    // A prefix with a lone surrogate has no UTF-8: no file could name it, so every call that takes one refuses it.
+    // A prefix with a lone surrogate has no UTF-8, which bnpool writes names as: every save refuses it.
     const lone = 'bn\ud800.';
-    const message = `must be well-formed Unicode (a file's names are UTF-8); got ${JSON.stringify(lone)}, which holds a lone surrogate`;
+    const message = `must be well-formed Unicode to save (bnpool writes a file's names as UTF-8); got ${JSON.stringify(lone)}, which holds a lone surrogate`;
     await expect(bn.saveTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
     await expect(bn.saveSafetensors(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
     await expect(saveTorchFile(path, { [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
     expect(existsSync(path)).toBe(false);
     await bn.saveTorchFile(path, { prefix: 'bn\u{1f600}.' }); // a surrogate pair is one character, written as UTF-8
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn\u{1f600}.']);
+    // To load, it is a name's character like any other (a pickle can hold one: torch-file.test.ts),
+    // and this file has no module under it.
     const before = stateOf(bn);
-    await expect(bn.loadTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
-    await expect(loadTorchFile(path, { [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
-    await expect(BatchNorm.fromTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    await expect(bn.loadTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${JSON.stringify(lone)} starts no tensor name in`);
+    await expect(loadTorchFile(path, { [lone]: bn })).rejects.toThrow(`options.prefix ${JSON.stringify(lone)} starts no tensor name in`);
+    await expect(BatchNorm.fromTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${JSON.stringify(lone)} names no BatchNorm in`);
+    await bn.saveSafetensors(`${path}.safetensors`, { prefix: 'bn\u{1f600}.' });
+    await expect(bn.loadSafetensors(`${path}.safetensors`, { prefix: lone })).rejects.toThrow(`options.prefix ${JSON.stringify(lone)} starts no tensor name in`);
+    rmSync(`${path}.safetensors`);
     expect(stateOf(bn)).toEqual(before);
     rmSync(path);
     // A module whose weight its owner detached: refused as stateDict() refuses it, no file written.
