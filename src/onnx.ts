@@ -13,7 +13,7 @@ import { ArgumentError, describe, FormatError } from './errors.js';
 import { bfloat16ToNumber, halfToNumber } from './safetensors.js';
 import { checkObject } from './validate.js';
 import { checkPath, readBytes } from './files.js';
-import { decodeSurrogateEscape } from './utf8.js';
+import { decodeSurrogateEscape, hasEscapedBytes } from './utf8.js';
 
 /** Wire types of the protobuf encoding. */
 const VARINT = 0;
@@ -242,8 +242,8 @@ async function externalBytes(t: OnnxTensor, modelPath: string, expected: number,
   }
   const location = entries.get('location');
   if (location === undefined || location === '') throw new FormatError(`${what} is stored outside the model but names no location`);
-  // A path is text: onnx.load refuses a location that is not UTF-8 (stringsOf's escapes).
-  if (/[\udc80-\udcff]/u.test(location)) throw new FormatError(`${what} is stored at ${JSON.stringify(location)}, which is not UTF-8`);
+  // A path is text: onnx.load refuses a location that is not UTF-8.
+  if (hasEscapedBytes(location)) throw new FormatError(`${what} is stored at ${JSON.stringify(location)}, which is not UTF-8`);
   const relative = normalize(location);
   if (isAbsolute(relative) || relative === '..' || relative.startsWith(`..${sep}`)) {
     throw new FormatError(`${what} is stored at ${JSON.stringify(location)}, outside the model's folder`);

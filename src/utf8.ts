@@ -42,6 +42,9 @@ export function decodeSurrogateEscape(bytes: Uint8Array): string {
   }
 }
 
+/** Whether `text`, from decodeSurrogateEscape, holds an escaped byte: whether its bytes were not UTF-8. */
+export const hasEscapedBytes = (text: string): boolean => /[\udc80-\udcff]/u.test(text);
+
 /**
  * `bytes` as Python's `bytes.decode('utf-8', 'surrogatepass')`, which reads a surrogate's three
  * bytes as that lone surrogate (CPython's pickler writes a string holding one so); or null where
