@@ -292,7 +292,7 @@ export function decodeSafetensors(bytes: Uint8Array): { tensors: Record<string, 
   const length = headerLengthOf(bytes, bytes.length);
   const base = 8 + length;
   const { entries, metadata } = parseHeader(bytes.subarray(8, base), bytes.length - base);
-  // No prototype: a tensor named "__proto__" (JSON.parse makes it an own key) stays a tensor.
+  // No prototype: a tensor named "__proto__" (a name like any other in the header) stays a tensor.
   const tensors: Record<string, DecodedTensor> = Object.create(null);
   for (const entry of entries) tensors[entry.name] = decodeTensor(entry, bytes.subarray(base + entry.begin, base + entry.end));
   return { tensors, metadata };
