@@ -119,9 +119,8 @@ export function fromKeras(m: Module, weights: unknown, options?: unknown): void 
     if (beta !== undefined) checkIdentity(beta, 0, 'keras beta', 'as the module has affine: false (no bias)');
   }
   const current = m.stateDict().num_batches_tracked;
-  const identity = (fill: number): number[] => new Array<number>(m.numFeatures).fill(fill);
   m.loadStateDict(m.affine
-    ? { weight: gamma ?? identity(1), bias: beta ?? identity(0), running_mean: mean, running_var: variance, num_batches_tracked: current }
+    ? { weight: gamma ?? filled(m, 1), bias: beta ?? filled(m, 0), running_mean: mean, running_var: variance, num_batches_tracked: current }
     : { running_mean: mean, running_var: variance, num_batches_tracked: current });
 }
 

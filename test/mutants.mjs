@@ -1560,7 +1560,7 @@ const MUTANTS = [
   },
   {
     name: 'keras-missing-gamma', breaks: "a Keras layer with scale false loads as weight ones",
-    file: 'src/weights.ts', find: 'weight: gamma ?? identity(1)', replace: 'weight: gamma ?? identity(0)',
+    file: 'src/weights.ts', find: 'weight: gamma ?? filled(m, 1)', replace: 'weight: gamma ?? filled(m, 0)',
     tests: ['test/weights.test.ts'], only: 'keras layers with scale or center false',
   },
   {
