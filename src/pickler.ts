@@ -7,6 +7,7 @@
  * put in the memo as CPython puts it, so that the memo's indices, hence the bytes, are Python's.
  * pickle.ts reads what this writes.
  */
+import { encodeSurrogatePass } from './utf8.js';
 
 /** The opcodes written (Lib/pickle.py's names). */
 const MARK = 0x28;
@@ -59,13 +60,14 @@ export class PickleWriter {
   }
 
   /**
-   * A str by BINUNICODE, memoized. `shared`: the same Python object wherever this text is
+   * A str by BINUNICODE, memoized, its UTF-8 "surrogatepass" as `save_str` encodes it (a lone
+   * surrogate as its three bytes). `shared`: the same Python object wherever this text is
    * written with `shared` (an interned constant, or a string of one Latin-1 character, which
    * CPython keeps one of), so that it is fetched from the memo after its first time.
    */
   str(text: string, shared: boolean): void {
     if (shared && this.fetch(`str ${text}`)) return;
-    const encoded = utf8.encode(text);
+    const encoded = encodeSurrogatePass(text);
     this.op(BINUNICODE);
     this.u32(encoded.length);
     this.put(encoded);

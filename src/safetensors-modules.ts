@@ -9,7 +9,7 @@ import { checkModuleArrays } from './batch-norm-checks.js';
 import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, describe } from './errors.js';
 import { checkPath } from './files.js';
-import { checkPrefix, type ModulesEncoder, modulesToSafetensors, readModulesFile } from './weights.js';
+import { checkPrefix, type ModulesWriter, type NameEncoding, readModulesFile, SAFETENSORS_WRITER } from './weights.js';
 
 /** Modules by the prefix of their keys in a file: `{ 'bn1.': bn1, 'layer1.1.': bn2 }`. */
 export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;
@@ -25,17 +25,18 @@ export type BatchNormsByPrefix = Readonly<Record<string, BatchNorm>>;
  * // Python: model.load_state_dict(safetensors.torch.load_file('bn.safetensors'), strict=False)
  */
 export async function saveSafetensors(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
-  await saveModules(path, modules, modulesToSafetensors);
+  await saveModules(path, modules, SAFETENSORS_WRITER);
 }
 
 /**
- * Writes `modules` into one file, all checked first: the path, then the modules, then the bytes
- * `encode` gives written. The free save functions of every format (`saveSafetensors`,
- * `saveTorchFile`) are this with their writer; the save side of loadModules.
+ * Writes `modules` into one file, all checked first: the path, then the modules (their prefixes
+ * for `writer`'s names), then the bytes `writer` gives written. The free save functions of every
+ * format (`saveSafetensors`, `saveTorchFile`) are this with their writer; the save side of
+ * loadModules.
  */
-export async function saveModules(path: unknown, modules: BatchNormsByPrefix, encode: ModulesEncoder): Promise<void> {
+export async function saveModules(path: unknown, modules: BatchNormsByPrefix, writer: ModulesWriter): Promise<void> {
   const target = checkPath(path);
-  const bytes = encode(modulesOf(modules, 'save'), target);
+  const bytes = writer.encode(modulesOf(modules, writer.names), target);
   await writeFile(target, bytes);
 }
 
@@ -72,8 +73,12 @@ export async function loadModules(
   for (const [i, [, m]] of entries.entries()) m.loadStateDict(states[i]);
 }
 
-/** `modules` checked: an object of at least one BatchNorm, each its own module when loading. */
-function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm][] {
+/**
+ * `modules` checked for `use` (to load, or to save a format whose names are so written): an
+ * object of at least one BatchNorm, each its own module when loading.
+ */
+function modulesOf(modules: unknown, use: 'load' | NameEncoding): [string, BatchNorm][] {
+  const verb = use === 'load' ? 'load' : 'save';
   if (modules === null || typeof modules !== 'object' || Array.isArray(modules) || modules instanceof BatchNorm) {
     throw new ArgumentError(`modules must be an object of BatchNorms by prefix ({ 'bn1.': bn1, ... }); got ${describe(modules)}`);
   }
@@ -81,7 +86,7 @@ function modulesOf(modules: unknown, verb: 'save' | 'load'): [string, BatchNorm]
   if (entries.length === 0) throw new ArgumentError(`modules must name at least one BatchNorm to ${verb}; got an empty object`);
   const seen = new Map<BatchNorm, string>();
   for (const [prefix, m] of entries) {
-    checkPrefix(prefix, 'a key of modules', verb);
+    checkPrefix(prefix, 'a key of modules', use);
     if (!(m instanceof BatchNorm)) throw new ArgumentError(`modules[${JSON.stringify(prefix)}] must be a BatchNorm; got ${describe(m)}`);
     const other = seen.get(m);
     if (verb === 'load' && other !== undefined) {

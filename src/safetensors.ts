@@ -7,6 +7,7 @@
  */
 import { FormatError } from './errors.js';
 import { JsonObject, jsonText, type JsonValue, parseJson } from './json-text.js';
+import { compareCodePoints } from './utf8.js';
 
 /** The tensor types bnpool writes (and reads): bytes a value, and its little-endian read and write. */
 export const DTYPES = {
@@ -75,12 +76,12 @@ const DTYPE_RANK: Record<SafetensorsDtype, number> = { I32: 0, F32: 1, F64: 2, I
 
 /**
  * Encodes tensors with optional string metadata, in the reference serializer's order (dtype rank
- * descending, then name as UTF-8 bytes), so that the bytes are those `safetensors.torch.save_file`
- * writes for the same tensors and metadata.
+ * descending, then name as UTF-8 bytes, which is code point order), so that the bytes are those
+ * `safetensors.torch.save_file` writes for the same tensors and metadata.
  */
 export function encodeSafetensors(tensors: Record<string, SafeTensor>, metadata?: Record<string, string>): Uint8Array {
   const ordered = Object.entries(tensors).sort(([a, ta], [b, tb]) => (
-    DTYPE_RANK[tb.dtype] - DTYPE_RANK[ta.dtype] || Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
+    DTYPE_RANK[tb.dtype] - DTYPE_RANK[ta.dtype] || compareCodePoints(a, b)
   ));
   // The header's entries in that order, written out one by one: an object would move names that
   // look like integers to the front, and a name "__proto__" would set its prototype instead.

@@ -9,6 +9,7 @@ import type { BatchNormStateDict } from './batch-norm-types.js';
 import { ArgumentError, FormatError } from './errors.js';
 import { decodeTensor, type DecodedTensor, type TensorEntry } from './safetensors.js';
 import { checkStateDict, keysError, missingKeys, type Module, stateDictKeys } from './state-dict.js';
+import { compareCodePoints } from './utf8.js';
 
 /** Where named tensors come from, for messages: the file, and the call that lists its BatchNorms. */
 export interface TensorSource {
@@ -120,6 +121,7 @@ export async function statesOf<E extends TensorEntry>(
 /**
  * The BatchNorms among a header's entries, by prefix: P + running_var and P + running_mean,
  * vectors of one length; affine where P + weight and P + bias are vectors of that length too.
+ * Listed by prefix, in code point order, as Python's `sorted()` lists a state dict's keys.
  */
 export function batchNormsIn(entries: readonly TensorEntry[]): SafetensorsBatchNorm[] {
   const byName = new Map(entries.map((e) => [e.name, e]));
@@ -136,5 +138,5 @@ export function batchNormsIn(entries: readonly TensorEntry[]): SafetensorsBatchN
     const affine = vector(`${prefix}weight`) === C && vector(`${prefix}bias`) === C;
     found.push({ prefix, numFeatures: C, affine, dtype: e.dtype === 'F64' ? 'float64' : 'float32' });
   }
-  return found.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+  return found.sort((a, b) => compareCodePoints(a.prefix, b.prefix));
 }

@@ -6,7 +6,7 @@
  */
 import { type BatchNormsByPrefix, loadModules, saveModules } from './safetensors-modules.js';
 import { readTorchModules } from './torch-weights.js';
-import { modulesToTorchFile } from './weights.js';
+import { TORCH_FILE_WRITER } from './weights.js';
 
 /**
  * Loads each module's state from one file `torch.save` wrote, under its prefix (`{ 'bn1.': bn1,
@@ -37,5 +37,5 @@ export async function loadTorchFile(path: string | URL, modules: BatchNormsByPre
  * // Python: model.load_state_dict(torch.load('bn.pt'), strict=False)
  */
 export async function saveTorchFile(path: string | URL, modules: BatchNormsByPrefix): Promise<void> {
-  await saveModules(path, modules, modulesToTorchFile);
+  await saveModules(path, modules, TORCH_FILE_WRITER);
 }

@@ -11,7 +11,7 @@ import type { Module } from './state-dict.js';
 import { batchNormsIn, heldModules, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { type TorchFile, type TorchModuleSettings, withTorchFile } from './torch-file.js';
 import { checkEps, checkMomentum, checkObject } from './validate.js';
-import { checkPrefix, loadModuleFile, modulesToTorchFile, type SafetensorsOptions, saveModuleFile } from './weights.js';
+import { checkPrefix, loadModuleFile, type SafetensorsOptions, saveModuleFile, TORCH_FILE_WRITER } from './weights.js';
 
 /** The call that lists a `torch.save` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInTorchFile';
@@ -52,7 +52,7 @@ export type TorchFileOptions = SafetensorsOptions;
 
 /** `bn.saveTorchFile(path, options)`: the state dict to a file `torch.load` reads, its keys after `options.prefix`. */
 export async function saveTorchFileOf(m: Module, path: unknown, options: unknown): Promise<void> {
-  await saveModuleFile(m, path, options, modulesToTorchFile);
+  await saveModuleFile(m, path, options, TORCH_FILE_WRITER);
 }
 
 /** Options of `BatchNorm.fromTorchFile`: the module's prefix in the file, and the module's options (BatchNormOptions). */

@@ -2,9 +2,11 @@
  * UTF-8 as Python decodes it with the two error handlers the file readers need, where the
  * reference readers differ from a strict decoder: "surrogatepass" (the strings of a pickle, as
  * CPython's unpickler and torch.load read them) and "surrogateescape" (ONNX names: onnx gives a
- * name that is not UTF-8 as bytes, and onnxruntime matches names byte for byte).
+ * name that is not UTF-8 as bytes, and onnxruntime matches names byte for byte); and encodes it
+ * "surrogatepass", as CPython's pickler writes a str.
  */
 const strict = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
 
 /**
  * The length of the UTF-8 sequence at `bytes[i]`, or 0 where none starts there: RFC 3629's
@@ -74,4 +76,42 @@ export function decodeSurrogatePass(bytes: Uint8Array): string | null {
     }
     return text;
   }
+}
+
+/**
+ * `text` as Python's `str.encode('utf-8', 'surrogatepass')`, as CPython's pickler writes a str:
+ * UTF-8, with a lone surrogate as its three bytes (ED A0 80 for U+D800), which
+ * decodeSurrogatePass reads back. TextEncoder alone would write U+FFFD in its place.
+ */
+export function encodeSurrogatePass(text: string): Uint8Array {
+  if (!/\p{Cs}/u.test(text)) return encoder.encode(text);
+  const parts: number[] = [];
+  for (const c of text) {
+    const unit = c.charCodeAt(0);
+    if (c.length === 1 && unit >= 0xd800 && unit <= 0xdfff) parts.push(0xed, 0x80 | ((unit >> 6) & 0x3f), 0x80 | (unit & 0x3f));
+    else parts.push(...encoder.encode(c));
+  }
+  return Uint8Array.from(parts);
+}
+
+/** Whether the code unit at `text[i]` is a leading surrogate (U+D800 to U+DBFF). */
+const leadingAt = (text: string, i: number): boolean => (text.charCodeAt(i) & 0xfc00) === 0xd800;
+
+/**
+ * `a` against `b` by code point, the order of Python's `sorted()` and of their UTF-8 bytes (where
+ * `a`, `b` are well-formed), with a lone surrogate as its own code point: negative, 0 or positive.
+ * JavaScript's `<` compares UTF-16 code units, which put U+10000 and past before U+E000-U+FFFF.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length - b.length;
+  // Where the units before the first that differ end in a leading surrogate, the code points that
+  // differ may begin there: a pair in one string, that surrogate alone in the other.
+  if (i > 0 && leadingAt(a, i - 1)) {
+    const before = (a.codePointAt(i - 1) as number) - (b.codePointAt(i - 1) as number);
+    if (before !== 0) return before;
+  }
+  return (a.codePointAt(i) as number) - (b.codePointAt(i) as number);
 }

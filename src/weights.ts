@@ -179,23 +179,30 @@ export interface SafetensorsOptions {
 
 const SAFETENSORS_OPTIONS: OptionKeys<SafetensorsOptions> = { prefix: true };
 
-/** The options' prefix ('' when not given), checked to `verb` a file. */
-function checkSafetensorsOptions(options: unknown, verb: 'load' | 'save'): string {
+/** The options' prefix ('' when not given), checked for `use`: to load a file, or to save one whose names are so written. */
+function checkSafetensorsOptions(options: unknown, use: 'load' | NameEncoding): string {
   const { prefix = '' } = checkOptions(options, 'options', SAFETENSORS_OPTIONS);
-  return checkPrefix(prefix, 'options.prefix', verb);
+  return checkPrefix(prefix, 'options.prefix', use);
 }
 
 /**
- * A prefix of a file's tensor names, checked: a string, and to save, well-formed Unicode, since
- * bnpool writes names as UTF-8, which has no lone surrogate (TextEncoder would write U+FFFD in
- * its place, and safetensors' reader refuses the JSON escape of one). To load, a lone surrogate
- * is a name's like any other character: a pickle's strings can hold one (CPython writes them
- * "surrogatepass", and torch.load and bnpool read them so); a `.safetensors` name cannot.
+ * How a file format writes its tensors' names: as UTF-8 (a `.safetensors` header), which has no
+ * lone surrogate (TextEncoder would write U+FFFD in its place, and safetensors' reader refuses the
+ * JSON escape of one), or as CPython's pickler writes a str, "surrogatepass" (a torch.save
+ * file): UTF-8 with a lone surrogate as its three bytes (ED A0 80 for U+D800).
  */
-export function checkPrefix(value: unknown, name: string, verb: 'load' | 'save'): string {
+export type NameEncoding = 'utf-8' | 'surrogatepass';
+
+/**
+ * A prefix of a file's tensor names, checked for `use`: a string, and to save a format that writes
+ * names as UTF-8, well-formed Unicode. To load, a lone surrogate is a name's like any other
+ * character: a pickle's strings can hold one (torch.load and bnpool read them "surrogatepass");
+ * a `.safetensors` name cannot.
+ */
+export function checkPrefix(value: unknown, name: string, use: 'load' | NameEncoding): string {
   if (typeof value !== 'string') throw new ArgumentError(`${name} must be a string; got ${describe(value)}`);
-  if (verb === 'save' && /\p{Cs}/u.test(value)) {
-    throw new ArgumentError(`${name} must be well-formed Unicode to save (bnpool writes a file's names as UTF-8); got ${JSON.stringify(value)}, which holds a lone surrogate`);
+  if (use === 'utf-8' && /\p{Cs}/u.test(value)) {
+    throw new ArgumentError(`${name} must be well-formed Unicode to save in a format that writes names as UTF-8; got ${JSON.stringify(value)}, which holds a lone surrogate`);
   }
   return value;
 }
@@ -260,25 +267,35 @@ export async function fromSafetensors(m: Module, bytes: Uint8Array, prefix = '')
 }
 
 /**
- * A file format's writer: modules' state dicts, each under its prefix, as the bytes of a file at
- * `path` (a format may name its contents after the file: torch.save's archive folder).
+ * A file format's writer: `encode` gives modules' state dicts, each under its prefix, as the
+ * bytes of a file at `path` (a format may name its contents after the file: torch.save's archive
+ * folder), whose names it writes as `names` says.
  */
-export type ModulesEncoder = (modules: ReadonlyArray<readonly [string, Module]>, path: string) => Uint8Array;
+export interface ModulesWriter {
+  readonly encode: (modules: ReadonlyArray<readonly [string, Module]>, path: string) => Uint8Array;
+  readonly names: NameEncoding;
+}
+
+/** `.safetensors` files: names in the header's JSON, UTF-8. */
+export const SAFETENSORS_WRITER: ModulesWriter = { encode: modulesToSafetensors, names: 'utf-8' };
+
+/** torch.save files: names in the pickle, as CPython's pickler writes a str. */
+export const TORCH_FILE_WRITER: ModulesWriter = { encode: modulesToTorchFile, names: 'surrogatepass' };
 
 /**
  * A module's method that saves it to a file under `options.prefix` (`saveSafetensors`,
- * `saveTorchFile`): the path and options checked, then the bytes `encode` gives written; the
- * save side of loadModuleFile.
+ * `saveTorchFile`): the path and options checked (the prefix for `writer`'s names), then the
+ * bytes `writer` gives written; the save side of loadModuleFile.
  */
-export async function saveModuleFile(m: Module, path: unknown, options: unknown, encode: ModulesEncoder): Promise<void> {
+export async function saveModuleFile(m: Module, path: unknown, options: unknown, writer: ModulesWriter): Promise<void> {
   const target = checkPath(path);
-  const prefix = checkSafetensorsOptions(options, 'save');
-  await writeFile(target, encode([[prefix, m]], target));
+  const prefix = checkSafetensorsOptions(options, writer.names);
+  await writeFile(target, writer.encode([[prefix, m]], target));
 }
 
 /** `bn.saveSafetensors(path, options)`: the state dict to a `.safetensors` file. */
 export async function saveSafetensorsFile(m: Module, path: unknown, options: unknown): Promise<void> {
-  await saveModuleFile(m, path, options, modulesToSafetensors);
+  await saveModuleFile(m, path, options, SAFETENSORS_WRITER);
 }
 
 /**

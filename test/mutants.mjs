@@ -575,8 +575,33 @@ const MUTANTS = [
     file: 'src/zip.ts', find: 'view.setUint32(p + 42, at[i], true);', replace: 'view.setUint32(p + 42, at[0], true);', tests: ['test/torch-save.test.ts'],
   },
   {
-    name: 'prefix-lone-surrogate', breaks: 'a prefix with a lone surrogate (no UTF-8, which bnpool writes names as) is an ArgumentError to save',
-    file: 'src/weights.ts', find: "if (verb === 'save' && /\\p{Cs}/u.test(value)) {", replace: "if (verb === 'save' && /\\p{Cs}/u.test(value) && name === '') {", tests: ['test/torch-save.test.ts'],
+    name: 'prefix-lone-surrogate', breaks: 'a prefix with a lone surrogate (no UTF-8, which .safetensors names are in) is an ArgumentError to save as .safetensors',
+    file: 'src/weights.ts', find: "if (use === 'utf-8' && /\\p{Cs}/u.test(value)) {", replace: "if (use === 'utf-8' && /\\p{Cs}/u.test(value) && name === '') {", tests: ['test/torch-save.test.ts'],
+  },
+  {
+    name: 'torch-names-surrogatepass', breaks: 'a torch file takes a prefix with a lone surrogate: its pickle writes names "surrogatepass"',
+    file: 'src/weights.ts', find: "{ encode: modulesToTorchFile, names: 'surrogatepass' }", replace: "{ encode: modulesToTorchFile, names: 'utf-8' }",
+    tests: ['test/torch-save.test.ts'], only: 'surrogatepass',
+  },
+  {
+    name: 'pickle-str-surrogatepass', breaks: 'the pickle writer writes a str as CPython\'s save_str: a lone surrogate as its three bytes, not U+FFFD\'s',
+    file: 'src/pickler.ts', find: 'const encoded = encodeSurrogatePass(text);', replace: 'void encodeSurrogatePass; const encoded = utf8.encode(text);',
+    tests: ['test/torch-save.test.ts'], only: 'surrogatepass',
+  },
+  {
+    name: 'prefix-order-utf16', breaks: "a file's BatchNorms are listed by code point, as Python's sorted() lists them",
+    file: 'src/tensor-states.ts', find: 'found.sort((a, b) => compareCodePoints(a.prefix, b.prefix))', replace: 'found.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : compareCodePoints(a.prefix, b.prefix)))',
+    tests: ['test/torch-file.test.ts'], only: "lists each file's BatchNorms by prefix",
+  },
+  {
+    name: 'safetensors-order-utf16', breaks: "safetensors names are laid out by their UTF-8 bytes, as the reference serializer lays them",
+    file: 'src/safetensors.ts', find: 'DTYPE_RANK[ta.dtype] || compareCodePoints(a, b)', replace: 'DTYPE_RANK[ta.dtype] || (a < b ? -1 : a > b ? 1 : compareCodePoints(a, b))',
+    tests: ['test/weights.test.ts'], only: 'lays tensors out as the reference serializer does',
+  },
+  {
+    name: 'code-points-pair-split', breaks: 'a pair in one string against its leading surrogate alone in the other compares by the code points there',
+    file: 'src/utf8.ts', find: 'if (before !== 0) return before;', replace: 'if (before !== 0 && i < 0) return before;',
+    tests: ['test/utf8.test.ts'],
   },
   {
     name: 'path-url-scheme', breaks: "a URL that is not a file: URL of this machine is an ArgumentError, not fs's TypeError",
@@ -1703,8 +1728,8 @@ const MUTANTS = [
     tests: ['test/utf8.test.ts'],
   },
   {
-    name: 'prefix-lone-load', breaks: 'a prefix with a lone surrogate is refused to save (bnpool writes UTF-8) and taken to load',
-    file: 'src/weights.ts', find: "if (verb === 'save' && /\\p{Cs}/u.test(value)) {", replace: "if (verb !== 'save' && /\\p{Cs}/u.test(value)) {",
+    name: 'prefix-lone-load', breaks: 'a prefix with a lone surrogate is refused to save as .safetensors (UTF-8 names) and taken to load',
+    file: 'src/weights.ts', find: "if (use === 'utf-8' && /\\p{Cs}/u.test(value)) {", replace: "if (use !== 'utf-8' && /\\p{Cs}/u.test(value)) {",
     tests: ['test/torch-save.test.ts'], only: 'refuses bad arguments before writing anything',
   },
   {

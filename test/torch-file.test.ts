@@ -178,7 +178,7 @@ describe('BatchNorm.findInTorchFile', () => {
   it('has the fixture files', () => {
     expect(Object.keys(expected)).toEqual([
       'state_dict.pt', 'checkpoint.pth', 'model.pt', 'legacy.pt', 'bigendian.pt', 'v3.pt', 'protocol5.pt', 'legacy4.pt', 'scripted.pt', 'traced.pt', 'unsafe.pt',
-      'protocol4.pt', 'legacy-model.pt', 'written.pt',
+      'protocol4.pt', 'legacy-model.pt', 'written.pt', 'written-odd.pt',
     ]);
   });
 

@@ -130,6 +130,34 @@ describe('saveTorchFile', () => {
     expect(ours.equals(theirs)).toBe(true);
   });
 
+  it('writes any name as CPython\'s pickler writes a str, a lone surrogate "surrogatepass", byte for byte', async () => {
+    // make_files.py's written-odd.pt (whose records torch.save writes too, checked by hand with
+    // PyTorch 2.13, all but the serialization id).
+    const modules: Record<string, BatchNorm> = {
+      'bn\ud800.': exact(2, 'float32', 1, { count: 3 }),
+      'é.': exact(3, 'float64', 2),
+      '\udc80.': exact(2, 'float32', 3, { affine: false }),
+      'a\u{1f600}.': exact(2, 'float32', 4),
+      'a\ufffd.': exact(2, 'float32', 5),
+      'q\0\t\n"\\\u2028✓.': exact(1, 'float32', 6),
+    };
+    mkdirSync(join(dir, 'odd'));
+    const path = join(dir, 'odd', 'written-odd.pt');
+    await saveTorchFile(path, modules);
+    expect(readFileSync(path).equals(readFileSync(fixture('written-odd.pt')))).toBe(true);
+    const pickle = Buffer.from(recordsOf(readFileSync(path))[0].data);
+    expect(pickle.includes(Buffer.from('bn\xed\xa0\x80.weight', 'latin1'))).toBe(true);
+    expect(pickle.includes(Buffer.from('\xed\xb2\x80.running_var', 'latin1'))).toBe(true);
+    // Read back, listed by code point (U+FFFD before U+1F600) and each module's own state.
+    const found = await BatchNorm.findInTorchFile(path);
+    expect(found.map((f) => f.prefix)).toEqual(['a\ufffd.', 'a\u{1f600}.', 'bn\ud800.', 'q\0\t\n"\\\u2028✓.', 'é.', '\udc80.']);
+    for (const f of found) {
+      const back = new BatchNorm(f.numFeatures, { dtype: f.dtype, affine: f.affine, pool });
+      await back.loadTorchFile(path, { prefix: f.prefix });
+      expect(stateOf(back), f.prefix).toEqual(stateOf(modules[f.prefix]));
+    }
+  });
+
   it('lays the archive out as torch.save does: its records in order, each 64-byte aligned', async () => {
     const bn = random(5, 'float64', 11, { count: 2 ** 40 + 3 });
     const path = join(dir, 'layout.pt');
@@ -260,12 +288,12 @@ describe('saveTorchFile', () => {
     await expect(saveTorchFile(path, bn as never)).rejects.toThrow(/^modules must be an object of BatchNorms by prefix/);
     await expect(saveTorchFile(path, { 'a.': 1 } as never)).rejects.toThrow('modules["a."] must be a BatchNorm; got 1');
     expect(existsSync(path)).toBe(false);
-    // A prefix with a lone surrogate has no UTF-8, which bnpool writes names as: every save refuses it.
+    // A prefix with a lone surrogate has no UTF-8, which a .safetensors header's names are in:
+    // both its saves refuse it (a torch file takes it: the test above).
     const lone = 'bn\ud800.';
-    const message = `must be well-formed Unicode to save (bnpool writes a file's names as UTF-8); got ${JSON.stringify(lone)}, which holds a lone surrogate`;
-    await expect(bn.saveTorchFile(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
+    const message = `must be well-formed Unicode to save in a format that writes names as UTF-8; got ${JSON.stringify(lone)}, which holds a lone surrogate`;
     await expect(bn.saveSafetensors(path, { prefix: lone })).rejects.toThrow(`options.prefix ${message}`);
-    await expect(saveTorchFile(path, { [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
+    await expect(saveSafetensors(path, { 'a.': bn, [lone]: bn })).rejects.toThrow(`a key of modules ${message}`);
     expect(existsSync(path)).toBe(false);
     await bn.saveTorchFile(path, { prefix: 'bn\u{1f600}.' }); // a surrogate pair is one character, written as UTF-8
     expect((await BatchNorm.findInTorchFile(path)).map((f) => f.prefix)).toEqual(['bn\u{1f600}.']);

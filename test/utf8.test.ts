@@ -2,11 +2,12 @@
  * The UTF-8 decoders of the file readers (src/utf8.ts) against Python's bytes.decode('utf-8', ...)
  * with "surrogateescape" (ONNX names) and "surrogatepass" (a pickle's strings): its output on edge
  * cases, and on any bytes a reading that knows nothing of UTF-8's table, only a strict decoder's
- * verdict on each run of one to four bytes.
+ * verdict on each run of one to four bytes; "surrogatepass" the other way, as CPython's pickler
+ * writes a str; and the order of names by code point, as Python's sorted() orders them.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeSurrogateEscape, decodeSurrogatePass } from '../dist/src/utf8.js';
+import { compareCodePoints, decodeSurrogateEscape, decodeSurrogatePass, encodeSurrogatePass } from '../dist/src/utf8.js';
 
 const strict = new TextDecoder('utf-8', { fatal: true });
 
@@ -92,5 +93,55 @@ describe('decodeSurrogatePass', () => {
       }
       expect(decodeSurrogatePass(bytes)).toBe(want);
     }), { numRuns: 2000, seed: 1 });
+  });
+});
+
+/** Strings of code units that make lone surrogates, pairs, and BMP characters on either side of the surrogates. */
+const units = fc.array(fc.constantFrom(0x61, 0x62, 0xd7ff, 0xd800, 0xd83d, 0xdbff, 0xdc00, 0xde00, 0xdfff, 0xe000, 0xfffd, 0xffff), { maxLength: 6 })
+  .map((list) => String.fromCharCode(...list));
+
+describe('encodeSurrogatePass', () => {
+  it('gives what Python\'s str.encode(\'utf-8\', \'surrogatepass\') gives', () => {
+    const python: [string, string][] = [
+      ['bn\ud800.', '626eeda0802e'], ['\udfff', 'edbfbf'], ['\udc80\u{1f600}', 'edb280f09f9880'], ['\udbff\ue000', 'edafbfee8080'],
+      ['é✓', 'c3a9e29c93'], ['', ''], ['\0\n', '000a'],
+    ];
+    for (const [text, hex] of python) expect(Buffer.from(encodeSurrogatePass(text)).toString('hex'), hex).toBe(hex);
+  });
+
+  it('is read back by decodeSurrogatePass, and writes a well-formed string as TextEncoder does', () => {
+    fc.assert(fc.property(units, (text) => {
+      const bytes = encodeSurrogatePass(text);
+      expect(decodeSurrogatePass(bytes)).toBe(text);
+      if (text.isWellFormed()) expect(Buffer.from(bytes).equals(Buffer.from(text))).toBe(true);
+    }), { numRuns: 2000, seed: 1 });
+  });
+});
+
+describe('compareCodePoints', () => {
+  it('orders strings as Python\'s sorted() does, a lone surrogate as its own code point', () => {
+    const names = ['b', 'a\ue000', 'a😀', 'a\ufffd', 'a', 'a\ud800', 'a\udc80', 'a\ud83d', 'a\ud83dx', 'a\uffff', 'ab', 'a\u{10000}', 'a\ud7ff', ''];
+    // sorted() of the same str values in Python 3 (a pair there is one character).
+    const python = ['', 'a', 'ab', 'a\ud7ff', 'a\ud800', 'a\ud83d', 'a\ud83dx', 'a\udc80', 'a\ue000', 'a\ufffd', 'a\uffff', 'a\u{10000}', 'a😀', 'b'];
+    expect([...names].sort(compareCodePoints)).toEqual(python);
+    // JavaScript's own order puts the astral characters before U+E000.
+    expect([...names].sort()).not.toEqual(python);
+  });
+
+  /** The reference: the strings' code points (Array.from splits a string so), compared one by one. */
+  const byCodePoints = (a: string, b: string): number => {
+    const x = Array.from(a, (c) => c.codePointAt(0) as number);
+    const y = Array.from(b, (c) => c.codePointAt(0) as number);
+    for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return x.length - y.length;
+  };
+
+  it('gives the sign of a comparison of the code points, which for well-formed strings is their UTF-8 bytes\' order', () => {
+    fc.assert(fc.property(units, units, (a, b) => {
+      const sign = Math.sign(compareCodePoints(a, b));
+      expect(sign).toBe(Math.sign(byCodePoints(a, b)));
+      expect(Math.sign(compareCodePoints(b, a)) + sign).toBe(0);
+      if (a.isWellFormed() && b.isWellFormed()) expect(sign).toBe(Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    }), { numRuns: 5000, seed: 1 });
   });
 });

@@ -258,7 +258,7 @@ describe('safetensors', () => {
     }
   });
 
-  it('lays tensors out as the reference serializer does: dtype I64, F64, F32, I32, then name', () => {
+  it('lays tensors out as the reference serializer does: dtype I64, F64, F32, I32, then name by code point', () => {
     const one = (dtype: 'F32' | 'F64' | 'I64' | 'I32') => ({ dtype, shape: [1], data: [1] });
     // "0" keeps its place after the I64 and F64 tensors (an object would put it first).
     const bytes = encodeSafetensors({ b: one('F32'), e: one('I32'), a: one('F32'), c: one('F64'), 0: one('F32'), d: one('I64') });
@@ -269,6 +269,10 @@ describe('safetensors', () => {
       '"0":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}', '"a":{"dtype":"F32","shape":[1],"data_offsets":[20,24]}',
       '"b":{"dtype":"F32","shape":[1],"data_offsets":[24,28]}', '"e":{"dtype":"I32","shape":[1],"data_offsets":[28,32]}}',
     ].join(','));
+    // Names by their UTF-8 bytes, which is code point order: U+FFFF before U+1F600 (JavaScript's `<` puts U+1F600 first).
+    const astral = encodeSafetensors({ 'a\u{1f600}': one('F32'), 'a\uffff': one('F32') });
+    const astralHeader = Buffer.from(astral.subarray(8, 8 + Number(Buffer.from(astral).readBigUInt64LE(0)))).toString('utf8');
+    expect(astralHeader.trimEnd()).toBe('{"a\uffff":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a\u{1f600}":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}');
     // A tensor named "__proto__" stays a tensor (an object's key would set its prototype).
     const proto = encodeSafetensors(JSON.parse('{"__proto__":{"dtype":"F32","shape":[2],"data":[3,4]}}'));
     expect(Array.from(decodeSafetensors(proto).tensors.__proto__.data)).toEqual([3, 4]);
