@@ -78,13 +78,16 @@ export function decodeSurrogatePass(bytes: Uint8Array): string | null {
   }
 }
 
+/** Whether `text` holds a lone surrogate, which UTF-8 has no form for ("surrogatepass" writes it anyway). */
+export const holdsLoneSurrogate = (text: string): boolean => /\p{Cs}/u.test(text);
+
 /**
  * `text` as Python's `str.encode('utf-8', 'surrogatepass')`, as CPython's pickler writes a str:
  * UTF-8, with a lone surrogate as its three bytes (ED A0 80 for U+D800), which
  * decodeSurrogatePass reads back. TextEncoder alone would write U+FFFD in its place.
  */
 export function encodeSurrogatePass(text: string): Uint8Array {
-  if (!/\p{Cs}/u.test(text)) return encoder.encode(text);
+  if (!holdsLoneSurrogate(text)) return encoder.encode(text);
   const parts: number[] = [];
   for (const c of text) {
     const unit = c.charCodeAt(0);

@@ -13,6 +13,7 @@ import type { ChannelValues, Module } from './state-dict.js';
 import { batchNormsIn, type SafetensorsBatchNorm, statesOf } from './tensor-states.js';
 import { archiveFolder, encodeTorchStateDict } from './torch-save.js';
 import { checkBoolean, checkChannelValues, checkOptions, type FloatArray, type OptionKeys } from './validate.js';
+import { holdsLoneSurrogate } from './utf8.js';
 
 /** The call that lists a `.safetensors` file's BatchNorms, as messages name it. */
 const FINDER = 'BatchNorm.findInSafetensors';
@@ -201,7 +202,7 @@ export type NameEncoding = 'utf-8' | 'surrogatepass';
  */
 export function checkPrefix(value: unknown, name: string, use: 'load' | NameEncoding): string {
   if (typeof value !== 'string') throw new ArgumentError(`${name} must be a string; got ${describe(value)}`);
-  if (use === 'utf-8' && /\p{Cs}/u.test(value)) {
+  if (use === 'utf-8' && holdsLoneSurrogate(value)) {
     throw new ArgumentError(`${name} must be well-formed Unicode to save in a format that writes names as UTF-8; got ${JSON.stringify(value)}, which holds a lone surrogate`);
   }
   return value;
