@@ -180,6 +180,44 @@ describe('lifecycle', () => {
     });
   });
 
+  it("the flags held off while the kernels compile, by V8's version and the flags the process was started with", async () => {
+    const { optimizedCompileFlags } = await import(select);
+    const all = ['liftoff', 'wasm-dynamic-tiering', 'wasm-lazy-compilation'];
+    // Node 20, 22, 24: no wasm-deopt flag (V8 11.3, 12.4), or one off by default (13.6).
+    for (const v8 of ['11.3.244.8-node.38', '12.4.254.21-node.57', '13.6.233.17-node.63']) expect(optimizedCompileFlags(v8, [])).toEqual(all);
+    // Node 25, 26 (V8 14.1, 14.6): deopts on by default, and --no-liftoff at run time does not turn them off.
+    const withDeopt = ['liftoff', 'wasm-dynamic-tiering', 'wasm-deopt', 'wasm-lazy-compilation'];
+    for (const v8 of ['14.1.146.11-node.25', '14.6.202.34-node.40', '15.0.1']) expect(optimizedCompileFlags(v8, [])).toEqual(withDeopt);
+    expect(optimizedCompileFlags('14.6.202.34', ['--no-wasm-deopt'])).toEqual(all);
+    expect(optimizedCompileFlags('13.6.233.17', ['--wasm_deopt'])).toEqual(withDeopt);
+    // The last of a flag's arguments counts, as in V8.
+    expect(optimizedCompileFlags('13.6.233.17', ['--no-wasm-deopt', '--wasm-deopt'])).toEqual(withDeopt);
+    expect(optimizedCompileFlags('14.6.202.34', ['--wasm-deopt', '--nowasm-deopt'])).toEqual(all);
+    // Flags the user set stay as set; with Liftoff left on, so are the flags it implies.
+    expect(optimizedCompileFlags('14.6.202.34', ['--no-liftoff'])).toEqual(['wasm-lazy-compilation']);
+    expect(optimizedCompileFlags('14.6.202.34', ['--liftoff', '--no-wasm-lazy-compilation'])).toEqual([]);
+    expect(optimizedCompileFlags('11.3.244.8', ['--no_wasm_dynamic_tiering'])).toEqual(['liftoff', 'wasm-lazy-compilation']);
+    expect(optimizedCompileFlags('11.3.244.8', ['--wasm-dynamic-tiering'])).toEqual(all);
+    // node -e's script is an argument too: one that names a flag is not that flag.
+    expect(optimizedCompileFlags('14.6.202.34', ['--input-type=module', '-e', '--no-liftoff --no-wasm-deopt'])).toEqual(withDeopt);
+  });
+
+  it('the event loop stays open while the kernels compile, and only then', () => {
+    // Node 24 does not wait for V8's background compile by itself: a script awaiting pool.ready
+    // and nothing else exited with code 13 ("unsettled top-level await").
+    const script = `
+      const { loadWasmModules } = await import(${JSON.stringify(select)});
+      const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const before = timers();
+      const pending = loadWasmModules();
+      const during = timers();
+      const modules = await pending;
+      await null;
+      console.log(JSON.stringify({ before, during, after: timers(), compiled: modules.shared instanceof WebAssembly.Module }));
+    `;
+    expect(runScript(script)).toEqual({ before: 0, during: 1, after: 0, compiled: true });
+  });
+
   it('a call aborted, or a pool closed, while the kernels compile', () => {
     const script = `
       const { BatchNorm, Pool } = await import(${JSON.stringify(entry)});

@@ -1353,28 +1353,43 @@ const MUTANTS = [
   },
   {
     name: 'compile-flags-restored', breaks: "V8's baseline and lazy wasm compile come back once the kernels' compile is done",
-    file: 'workers/kernels/select.ts', find: 'if (--optimizedHolds === 0) for (const flag of restored) setFlagsFromString(`--${flag}`);',
-    replace: '--optimizedHolds;\n    void restored;', tests: ['test/lifecycle.test.ts'], only: "V8's",
+    file: 'workers/kernels/select.ts', find: 'if (--optimizedHolds === 0) for (const flag of flags) setFlagsFromString(`--${flag}`);',
+    replace: '--optimizedHolds;', tests: ['test/lifecycle.test.ts'], only: "V8's",
   },
   {
     name: 'compile-flags-implied', breaks: "V8's dynamic tiering, which --no-liftoff turns off, comes back with Liftoff",
-    file: 'workers/kernels/select.ts', find: "flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ? [...flags, IMPLIED_BY_LIFTOFF] : flags;",
-    replace: 'flags;\n  void IMPLIED_BY_LIFTOFF;', tests: ['test/lifecycle.test.ts'], only: "V8's",
+    file: 'workers/kernels/select.ts', find: "if (startedWith('wasm-dynamic-tiering', execArgv) !== false) flags.push('wasm-dynamic-tiering');",
+    replace: '', tests: ['test/lifecycle.test.ts'], only: "V8's",
   },
   {
     name: 'compile-flags-implied-user', breaks: "V8's dynamic tiering is left off where the process was started with it off",
-    file: 'workers/kernels/select.ts', find: "flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ?",
-    replace: "flags.includes('liftoff') ?", tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+    file: 'workers/kernels/select.ts', find: "if (startedWith('wasm-dynamic-tiering', execArgv) !== false) flags.push(",
+    replace: 'flags.push(', tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+  },
+  {
+    name: 'compile-flags-deopt', breaks: "from V8 14, wasm deopts are off while the kernels compile without Liftoff (Node 26 aborted the process)",
+    file: 'workers/kernels/select.ts', find: "if (startedWith('wasm-deopt', execArgv) ?? Number.parseInt(v8Version, 10) >= 14) flags.push('wasm-deopt');",
+    replace: "if (startedWith('wasm-deopt', execArgv) ?? Number.parseInt(v8Version, 10) >= 99) flags.push('wasm-deopt');", tests: ['test/lifecycle.test.ts'], only: 'the flags held off',
   },
   {
     name: 'compile-flags-user', breaks: 'a V8 flag the process was started with is left as its user set it',
-    file: 'workers/kernels/select.ts', find: 'const flags = LAZY_FLAGS.filter((flag) => !startedWith(flag));',
-    replace: 'const flags = LAZY_FLAGS;\n  void startedWith;', tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+    file: 'workers/kernels/select.ts', find: "if (startedWith('liftoff', execArgv) === undefined) {",
+    replace: 'if (startedWith.length > 0) {', tests: ['test/lifecycle.test.ts'], only: 'V8 flag the process',
+  },
+  {
+    name: 'compile-flags-last', breaks: "of a V8 flag given more than once, the last counts, as in V8",
+    file: 'workers/kernels/select.ts', find: 'if (match !== null) value = match[1] === undefined;',
+    replace: 'if (match !== null) value ??= match[1] === undefined;', tests: ['test/lifecycle.test.ts'], only: 'the flags held off',
   },
   {
     name: 'compile-flags-held', breaks: "the optimizing flags stay on until the kernels' async compile settles",
     file: 'workers/kernels/select.ts', find: '  if (result instanceof Promise) result.then(release, release);\n  else release();',
     replace: '  release();', tests: ['test/lifecycle.test.ts'], only: "V8's",
+  },
+  {
+    name: 'compile-open', breaks: "the event loop stays open while the kernels compile (Node 24 exited a script awaiting pool.ready)",
+    file: 'workers/kernels/select.ts', find: 'const open = setInterval(() => {}, 2 ** 30);', replace: 'const open = undefined;',
+    tests: ['test/lifecycle.test.ts'], only: 'the event loop stays open',
   },
   {
     name: 'describe-self-array', breaks: "an error message renders an array's elements one level down only (an array that holds itself)",

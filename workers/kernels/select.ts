@@ -91,13 +91,22 @@ export function loadWasmModules(): Promise<WasmModules> {
   if (done !== null) return Promise.resolve(done);
   if (pendingModules === undefined) {
     pendingModules = (async () => {
-      const [shared, unshared] = await withOptimizedCompile(() => Promise.all([
-        cached ?? wasmApi!.compile(wasmBytes()!),
-        cachedPrivate ?? wasmApi!.compile(unsharedMemoryImport(wasmBytes()!)),
-      ]));
-      cached ??= shared;
-      cachedPrivate ??= unshared;
-      return { shared: cached, private: cachedPrivate };
+      // A timer holds the event loop open until the compile settles. Node 24 does not count V8's
+      // optimizing compile on its background threads as work to wait for: a script whose only
+      // pending work was `await pool.ready` (or a first call) exited there, with code 13
+      // ("unsettled top-level await"). Node 20 and 22 wait by themselves.
+      const open = setInterval(() => {}, 2 ** 30);
+      try {
+        const [shared, unshared] = await withOptimizedCompile(() => Promise.all([
+          cached ?? wasmApi!.compile(wasmBytes()!),
+          cachedPrivate ?? wasmApi!.compile(unsharedMemoryImport(wasmBytes()!)),
+        ]));
+        cached ??= shared;
+        cachedPrivate ??= unshared;
+        return { shared: cached, private: cachedPrivate };
+      } finally {
+        clearInterval(open);
+      }
     })();
     pendingModules.catch(() => { pendingModules = undefined; });
   }
@@ -148,46 +157,65 @@ export function unsharedMemoryImport(binary: Uint8Array): Uint8Array {
   return b;
 }
 
-/** V8 flags `withOptimizedCompile` turns off, and the compiles in flight that hold them off. */
-const LAZY_FLAGS = ['liftoff', 'wasm-lazy-compilation'];
+/** The compiles in flight that hold V8's flags as `optimizedCompileFlags` says. */
 let optimizedHolds = 0;
 
 /**
- * A flag V8 turns off with Liftoff (its flag implication `--no-liftoff` => `--no-wasm-dynamic-
- * tiering`) and that `--liftoff` leaves off. Without it V8 compiles each wasm function by the
- * optimizing compiler too, in the background, once the baseline compiler has (on its first call),
- * hot or not: until 2026-12-06 it did so for all the wasm of a process whose pool had compiled
- * the kernels.
+ * The V8 flags `withOptimizedCompile` turns off while the kernels compile, and turns back on
+ * once they have: `liftoff` (V8's baseline compiler) and `wasm-lazy-compilation`, each unless
+ * the process was started with it (`execArgv`, in any of V8's spellings; left as its user set
+ * it), and with `liftoff` the flags that `--no-liftoff` turns off at startup by V8's flag
+ * implications, where they are on: `wasm-dynamic-tiering` (which `--liftoff` alone leaves off
+ * again: until 2026-12-06 each function of the wasm a process compiled after the kernels was
+ * then compiled again by the optimizing compiler, hot or not) and, from V8 14 (Node 25) where it
+ * is on by default, `wasm-deopt`, whose optimized code needs the feedback only the baseline
+ * compiler collects. A flag set at run time brings no implication with it there: Node 26 (V8
+ * 14.6) aborted the process ("Check failed: function_feedback != ...") compiling the kernels
+ * with `--no-liftoff` and deopts on. V8 12.9-13.6 (Node 23, 24) have `wasm-deopt` off by
+ * default, and V8 before 12.9 has no such flag, which setting would print an error.
  */
-const IMPLIED_BY_LIFTOFF = 'wasm-dynamic-tiering';
+export function optimizedCompileFlags(v8Version: string, execArgv: readonly string[]): string[] {
+  const flags: string[] = [];
+  if (startedWith('liftoff', execArgv) === undefined) {
+    flags.push('liftoff');
+    if (startedWith('wasm-dynamic-tiering', execArgv) !== false) flags.push('wasm-dynamic-tiering');
+    if (startedWith('wasm-deopt', execArgv) ?? Number.parseInt(v8Version, 10) >= 14) flags.push('wasm-deopt');
+  }
+  if (startedWith('wasm-lazy-compilation', execArgv) === undefined) flags.push('wasm-lazy-compilation');
+  return flags;
+}
 
 /**
- * Whether the process was started with V8's `flag` set either way, in any of V8's spellings
- * (`--flag`, `--no-flag`, `--noflag`, `_` for `-`). The whole argument is matched: `node -e`'s
- * script is an argument of `process.execArgv` too, and one that merely held the word `liftoff`
- * had kept V8's baseline compiler on for the kernels until 2026-12-06.
+ * The value the process was started with for V8's boolean `flag` (`--flag` true; `--no-flag`,
+ * `--noflag` false; `_` for `-`; the last one given counts, as in V8), or undefined where none
+ * names it. The whole argument is matched: `node -e`'s script is an argument of
+ * `process.execArgv` too, and one that merely held the word `liftoff` had kept V8's baseline
+ * compiler on for the kernels until 2026-12-06.
  */
-function startedWith(flag: string): boolean {
-  const pattern = new RegExp(`^--(?:no-?|no_)?${flag.replace(/-/g, '[-_]')}(?:=|$)`);
-  return process.execArgv.some((a) => pattern.test(a));
+function startedWith(flag: string, execArgv: readonly string[]): boolean | undefined {
+  const pattern = new RegExp(`^--(no-?|no_)?${flag.replace(/-/g, '[-_]')}(?:=|$)`);
+  let value: boolean | undefined;
+  for (const arg of execArgv) {
+    const match = pattern.exec(arg);
+    if (match !== null) value = match[1] === undefined;
+  }
+  return value;
 }
 
 /**
  * Runs `compile` (sync or async) with V8's optimizing compiler up front. By default V8 runs new
  * wasm code through its baseline compiler (Liftoff), lazily, and tiers hot functions up later in
  * the background: measured here, the first calls then ran the kernels (and the floor) at half
- * speed or worse. The flags stay off until the compile settles (an async compile reads them as it
- * goes: turned back on at once, it compiled lazily), then Node's defaults come back, so other
- * modules compile as usual (IMPLIED_BY_LIFTOFF with them); wasm that other code compiles
- * meanwhile is compiled up front too. A flag the process was started with is left as the user
- * set it (startedWith).
+ * speed or worse. The flags (`optimizedCompileFlags`) stay off until the compile settles (an
+ * async compile reads them as it goes: turned back on at once, it compiled lazily), then come
+ * back on, so other modules compile as usual; wasm that other code compiles meanwhile is
+ * compiled up front too.
  */
 function withOptimizedCompile<T>(compile: () => T): T {
-  const flags = LAZY_FLAGS.filter((flag) => !startedWith(flag));
-  const restored = flags.includes('liftoff') && !startedWith(IMPLIED_BY_LIFTOFF) ? [...flags, IMPLIED_BY_LIFTOFF] : flags;
+  const flags = optimizedCompileFlags(process.versions.v8, process.execArgv);
   if (optimizedHolds++ === 0) for (const flag of flags) setFlagsFromString(`--no-${flag}`);
   const release = (): void => {
-    if (--optimizedHolds === 0) for (const flag of restored) setFlagsFromString(`--${flag}`);
+    if (--optimizedHolds === 0) for (const flag of flags) setFlagsFromString(`--${flag}`);
   };
   let result: T;
   try {
