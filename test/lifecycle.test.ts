@@ -347,7 +347,10 @@ describe('lifecycle', () => {
         error: y && check(y),
       }));
     `;
-    const flags = ['--experimental-permission', '--allow-fs-read=*', '--disable-warning=ExperimentalWarning', '--disable-warning=SecurityWarning'];
+    // Node 20 names the model's flag --experimental-permission, Node 24 and later --permission
+    // alone (Node 22 takes both).
+    const permission = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+    const flags = [permission, '--allow-fs-read=*', '--disable-warning=ExperimentalWarning', '--disable-warning=SecurityWarning'];
     const denied = runScript(script(false), flags) as Record<string, any>;
     const refusal = {
       name: 'WorkerError', code: 'ERR_BNPOOL_WORKER',
