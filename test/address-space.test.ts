@@ -114,6 +114,10 @@ const reservesGuards = canLimit && ((): boolean => {
   return run.status === 0 && run.stdout.trim() === 'refused';
 })();
 
+it.runIf(canLimit && Number.parseInt(process.versions.v8, 10) < 13)('Node 20 and 22 (V8 before 13) refuse a WebAssembly memory there, so the ulimit tests run', () => {
+  expect(reservesGuards).toBe(true);
+});
+
 describe.skipIf(!reservesGuards)('a process whose address space is limited (ulimit -v)', () => {
   // Measured here: a 2-thread pool and its private memory take ~21 GiB of address space over the
   // base (each WebAssembly memory ~10.5), a pool on a 4 GiB SharedArrayBuffer ~5.

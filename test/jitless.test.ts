@@ -97,6 +97,11 @@ let jitlessRun: ReturnType<typeof run> | undefined;
 const jitless = (): ReturnType<typeof run> => (jitlessRun ??= run('auto', ['--jitless']));
 
 describe('a runtime without WebAssembly (node --jitless)', () => {
+  it.runIf(Number.parseInt(process.versions.v8, 10) < 13)("Node 20 and 22 (V8 before 13) take --no-expose-wasm, and V8 warns under --jitless", () => {
+    expect(NO_EXPOSE_WASM).toBe(true);
+    expect(JITLESS_STDERR).toBe('Warning: disabling flag --expose_wasm due to conflicting flags\n');
+  });
+
   it("runs the TypeScript kernels on a memory of growable buffers: the bits of kernel 'js'", () => {
     const jitlessSeen = jitless();
     const js = run('js', []);
