@@ -15,10 +15,12 @@ import { rendezvous } from './helpers/sync.js';
 
 /**
  * The seeded onnxruntime cases below: 48 from seed 2026 in CI; `BNPOOL_ORT_CASES=3000` (and
- * `BNPOOL_ORT_SEED`) run a longer search locally.
+ * `BNPOOL_ORT_SEED`) run a longer search locally, and `BNPOOL_ORT_WIDTH=4` draws each size from
+ * a range four times as wide (1, CI's, draws the same shapes as before it existed).
  */
 const ORT_CASES = Number(process.env.BNPOOL_ORT_CASES ?? 48);
 const ORT_SEED = Number(process.env.BNPOOL_ORT_SEED ?? 2026);
+const ORT_WIDTH = Number(process.env.BNPOOL_ORT_WIDTH ?? 1);
 
 let pool: Pool;
 beforeAll(() => { pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }); });
@@ -150,7 +152,7 @@ describe('conventions', () => {
     for (let k = 0; k < ORT_CASES; k++) {
       const rank = 2 + Math.floor(rand() * 4);
       const C = 1 + Math.floor(rand() * 5);
-      const shape = [Math.floor(rand() * 4), C, ...Array.from({ length: rank - 2 }, () => Math.floor(rand() * 5))];
+      const shape = [Math.floor(rand() * 4 * ORT_WIDTH), C, ...Array.from({ length: rank - 2 }, () => Math.floor(rand() * 5 * ORT_WIDTH))];
       const form = rand();
       for (let i = 0; i < rank; i++) if (i !== 1) shape[i] = form < 0.15 ? 1 : form < 0.75 ? Math.max(1, shape[i]) : shape[i];
       const n = shape.reduce((a, b) => a * b);
@@ -169,7 +171,11 @@ describe('conventions', () => {
       const label = `case ${k}: ${JSON.stringify(shape)}, momentum ${momentum}, eps ${eps}, offset ${offset}, NaN in ${nanChannel}`;
       const ref = referenceForward(x, shape, { training: true, weight: scale, bias: B, eps });
       expect(outputErrorRatio(y, x, shape, ref, B, 'float32'), label).toBeLessThanOrEqual(1);
-      // onnxruntime sums in float32 and folds y = x·a + (B - mean·a): its own roundings, of the terms.
+      // onnxruntime sums in float32 and folds y = x·a + (B - mean·a): its own roundings, of the
+      // terms. bnpool's float32 statistics add their own error, a share of |weight| (README,
+      // "Float32 outputs"), which shows on outputs near 0 of wider batches: BNPOOL_ORT_WIDTH=4,
+      // seeds 6-9, put bnpool up to 0.10·2^-23·|weight| from the float64 answer there and
+      // onnxruntime up to 0.03, so the two may differ by more than onnxruntime's own roundings.
       const ortY = out.Y;
       expect(ortY.length, label).toBe(y.length);
       for (let i = 0; i < n; i++) {
@@ -179,7 +185,8 @@ describe('conventions', () => {
           continue;
         }
         const a = Math.abs(ref.scale[c]);
-        expect(Math.abs(ortY[i] - y[i]), `${label}, y[${i}]`).toBeLessThanOrEqual(2 ** -20 * ((Math.abs(x[i]) + Math.abs(ref.mean[c])) * a + Math.abs(B[c]) + Math.abs(y[i])));
+        const spread = a * Math.sqrt(ref.var[c]);
+        expect(Math.abs(ortY[i] - y[i]), `${label}, y[${i}]`).toBeLessThanOrEqual(2 ** -20 * ((Math.abs(x[i]) + Math.abs(ref.mean[c])) * a + Math.abs(B[c]) + Math.abs(y[i])) + 2 ** -22 * spread);
       }
       for (const [got, want, name] of [[bn.runningMean!, out.running_mean, 'mean'], [bn.runningVar!, out.running_var, 'var']] as const) {
         for (let c = 0; c < C; c++) {
@@ -189,9 +196,10 @@ describe('conventions', () => {
         }
       }
     }
-    // The draw covers each kind of batch more than once.
-    expect(Math.min(drawn.single, drawn.empty, drawn.nan), JSON.stringify(drawn)).toBeGreaterThanOrEqual(2);
-  }, Math.max(60_000, ORT_CASES * 100));
+    // The draw covers each kind of batch more than once. A wider draw is for the larger batches
+    // and rarely draws a zero size (once in 300 cases at BNPOOL_ORT_WIDTH=8, seed 12).
+    if (ORT_WIDTH === 1) expect(Math.min(drawn.single, drawn.empty, drawn.nan), JSON.stringify(drawn)).toBeGreaterThanOrEqual(2);
+  }, Math.max(60_000, ORT_CASES * 100 * ORT_WIDTH ** 3));
 
   it('keras: one value per channel normalizes to beta and updates with variance 0; an empty batch makes the moving statistics NaN', async () => {
     // Keras's BatchNormalization.call has no check for either: ops.moments of one value gives a
