@@ -52,6 +52,19 @@ async function onnxTrainingStep(
   return { ort: { Y: data('Y'), running_mean: data('running_mean'), running_var: data('running_var') }, bn, y };
 }
 
+/** The same node in inference (training_mode 0) from `state`, in onnxruntime: its Y. */
+async function onnxInference(x: Float32Array, shape: readonly number[], state: OnnxState, eps: number): Promise<Float32Array> {
+  const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+  const C = shape[1];
+  const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
+  const session = await ort.InferenceSession.create(batchNormModel(shape, { training: false, epsilon: eps, momentum: 0.9 }));
+  const out = await session.run({
+    X: t(x, shape), scale: t(state.scale, [C]), B: t(state.B, [C]), input_mean: t(state.input_mean, [C]), input_var: t(state.input_var, [C]),
+  });
+  await session.release();
+  return out.Y.data as Float32Array;
+}
+
 describe('conventions', () => {
   it('set momentum, eps and estimator defaults per framework', () => {
     expect(new BatchNorm(2, { pool }).momentum).toBe(0.1);
@@ -146,7 +159,7 @@ describe('conventions', () => {
     }
   });
 
-  it('onnx: seeded random batches match onnxruntime (ranks 2-5, one value, none, NaN, an offset, momentum and eps drawn)', async () => {
+  it('onnx: seeded random batches match onnxruntime, a training step and inference after it (ranks 2-5, one value, none, NaN, an offset, momentum and eps drawn)', async () => {
     const rand = rng(ORT_SEED);
     const drawn = { single: 0, empty: 0, nan: 0 };
     for (let k = 0; k < ORT_CASES; k++) {
@@ -195,6 +208,27 @@ describe('conventions', () => {
           if (Number.isNaN(g) || Number.isNaN(w)) expect([Number.isNaN(g), name, c], label).toEqual([Number.isNaN(w), name, c]);
           else expect(Math.abs(g - w), `${label}, running ${name}[${c}]`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(w)));
         }
+      }
+      // Then inference (training_mode 0) from the module's new running statistics, as a server
+      // that imported the model runs it: no statistics of its own, so within onnxruntime's
+      // roundings of the terms alone. A NaN or an empty batch's running statistics make their
+      // channels NaN in both.
+      const [runningMean, runningVar] = [bn.runningMean as Float32Array, bn.runningVar as Float32Array];
+      const ortEval = await onnxInference(x, shape, { scale, B, input_mean: runningMean, input_var: runningVar }, eps);
+      bn.eval();
+      const yEval = await bn.forward(x, shape);
+      const refEval = referenceForward(x, shape, { training: false, runningMean, runningVar, weight: scale, bias: B, eps });
+      expect(outputErrorRatio(yEval, x, shape, refEval, B, 'float32'), `${label}, eval`).toBeLessThanOrEqual(1);
+      expect(ortEval.length, label).toBe(n);
+      for (let i = 0; i < n; i++) {
+        const c = Math.floor(i / S) % C;
+        if (Number.isNaN(ortEval[i]) || Number.isNaN(yEval[i])) {
+          expect([Number.isNaN(ortEval[i]), i], `${label}, eval`).toEqual([Number.isNaN(yEval[i]), i]);
+          continue;
+        }
+        const a = Math.abs(refEval.scale[c]);
+        const terms = (Math.abs(x[i]) + Math.abs(runningMean[c])) * a + Math.abs(B[c]) + Math.abs(yEval[i]);
+        expect(Math.abs(ortEval[i] - yEval[i]), `${label}, eval y[${i}]`).toBeLessThanOrEqual(2 ** -20 * terms);
       }
     }
     // The draw covers each kind of batch more than once. A wider draw is for the larger batches
