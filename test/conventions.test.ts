@@ -30,6 +30,24 @@ afterAll(() => pool.close());
 interface OnnxState { scale: Float32Array; B: Float32Array; input_mean: Float32Array; input_var: Float32Array }
 
 /**
+ * One run of a BatchNormalization node (opset 15) in onnxruntime, from `state`: its outputs by
+ * name (Y, and in training mode running_mean and running_var).
+ */
+async function onnxRun(
+  x: Float32Array, shape: readonly number[], state: OnnxState, opts: { training: boolean; epsilon: number; momentum: number },
+): Promise<Record<string, Float32Array>> {
+  const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
+  const C = shape[1];
+  const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
+  const session = await ort.InferenceSession.create(batchNormModel(shape, opts));
+  const out = await session.run({
+    X: t(x, shape), scale: t(state.scale, [C]), B: t(state.B, [C]), input_mean: t(state.input_mean, [C]), input_var: t(state.input_var, [C]),
+  });
+  await session.release();
+  return Object.fromEntries(Object.entries(out).map(([name, tensor]) => [name, tensor.data as Float32Array]));
+}
+
+/**
  * One training step (training_mode 1) of x, from `state`, in onnxruntime (its Y, running_mean and
  * running_var) and in an onnx-convention module loaded with the same state (its output, and the
  * module for its running statistics).
@@ -37,32 +55,11 @@ interface OnnxState { scale: Float32Array; B: Float32Array; input_mean: Float32A
 async function onnxTrainingStep(
   x: Float32Array, shape: readonly number[], state: OnnxState, momentum: number, eps: number,
 ): Promise<{ ort: { Y: Float32Array; running_mean: Float32Array; running_var: Float32Array }; bn: BatchNorm; y: Float32Array }> {
-  const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
-  const C = shape[1];
-  const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
-  const session = await ort.InferenceSession.create(batchNormModel(shape, { training: true, epsilon: eps, momentum }));
-  const out = await session.run({
-    X: t(x, shape), scale: t(state.scale, [C]), B: t(state.B, [C]), input_mean: t(state.input_mean, [C]), input_var: t(state.input_var, [C]),
-  });
-  await session.release();
-  const bn = new BatchNorm(C, { pool, convention: 'onnx', momentum, eps });
+  const { Y, running_mean, running_var } = await onnxRun(x, shape, state, { training: true, epsilon: eps, momentum });
+  const bn = new BatchNorm(shape[1], { pool, convention: 'onnx', momentum, eps });
   bn.importWeights('onnx', state);
   const y = await bn.forward(x, shape);
-  const data = (name: string) => out[name].data as Float32Array;
-  return { ort: { Y: data('Y'), running_mean: data('running_mean'), running_var: data('running_var') }, bn, y };
-}
-
-/** The same node in inference (training_mode 0) from `state`, in onnxruntime: its Y. */
-async function onnxInference(x: Float32Array, shape: readonly number[], state: OnnxState, eps: number): Promise<Float32Array> {
-  const ort = createRequire(import.meta.url)('onnxruntime-node') as typeof import('onnxruntime-node');
-  const C = shape[1];
-  const t = (a: Float32Array, dims: readonly number[]) => new ort.Tensor('float32', a, dims as number[]);
-  const session = await ort.InferenceSession.create(batchNormModel(shape, { training: false, epsilon: eps, momentum: 0.9 }));
-  const out = await session.run({
-    X: t(x, shape), scale: t(state.scale, [C]), B: t(state.B, [C]), input_mean: t(state.input_mean, [C]), input_var: t(state.input_var, [C]),
-  });
-  await session.release();
-  return out.Y.data as Float32Array;
+  return { ort: { Y, running_mean, running_var }, bn, y };
 }
 
 describe('conventions', () => {
@@ -214,7 +211,7 @@ describe('conventions', () => {
       // roundings of the terms alone. A NaN or an empty batch's running statistics make their
       // channels NaN in both.
       const [runningMean, runningVar] = [bn.runningMean as Float32Array, bn.runningVar as Float32Array];
-      const ortEval = await onnxInference(x, shape, { scale, B, input_mean: runningMean, input_var: runningVar }, eps);
+      const { Y: ortEval } = await onnxRun(x, shape, { scale, B, input_mean: runningMean, input_var: runningVar }, { training: false, epsilon: eps, momentum });
       bn.eval();
       const yEval = await bn.forward(x, shape);
       const refEval = referenceForward(x, shape, { training: false, runningMean, runningVar, weight: scale, bias: B, eps });
