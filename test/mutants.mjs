@@ -64,6 +64,12 @@ const MUTANTS = [
     tests: ['test/running-stats.test.ts', 'test/forward.test.ts'],
   },
   {
+    name: 'running-update-float32', breaks: 'the running update is made in float64 and rounded to float32 once (not in float32 steps)',
+    file: 'src/running.ts', find: 'toMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];',
+    replace: 'toMean[c] = Math.fround(Math.fround((1 - factor) * runningMean[c]) + Math.fround(factor * mean[c]));',
+    tests: ['test/running-long.test.ts'],
+  },
+  {
     name: 'cumulative-average', breaks: 'momentum null weights the new batch 1 / num_batches_tracked',
     file: 'src/conventions.ts', find: 'return 1 / batches;', replace: 'return 1 / (batches + 1);',
     tests: ['test/torch-vectors.test.ts', 'test/running-stats.test.ts'],
