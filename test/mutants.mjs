@@ -64,10 +64,10 @@ const MUTANTS = [
     tests: ['test/running-stats.test.ts', 'test/forward.test.ts'],
   },
   {
-    name: 'running-update-float32', breaks: 'the running update is made in float64 and rounded to float32 once (not in float32 steps)',
+    name: 'running-update-float32', breaks: 'a float32 module\'s running update is made in float64 and rounded to float32 once (not in float32 steps)',
     file: 'src/running.ts', find: 'toMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];',
-    replace: 'toMean[c] = Math.fround(Math.fround((1 - factor) * runningMean[c]) + Math.fround(factor * mean[c]));',
-    tests: ['test/running-long.test.ts'],
+    replace: 'toMean[c] = runningMean instanceof Float32Array ? Math.fround(Math.fround((1 - factor) * runningMean[c]) + Math.fround(factor * mean[c])) : (1 - factor) * runningMean[c] + factor * mean[c];',
+    tests: ['test/running-long.test.ts', 'test/channels.test.ts'],
   },
   {
     name: 'cumulative-average', breaks: 'momentum null weights the new batch 1 / num_batches_tracked',
