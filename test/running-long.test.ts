@@ -126,9 +126,9 @@ describe('float32 running statistics over 300 training steps', () => {
         expect(worstStat).toBeLessThan(2 ** -40);
         expect(worstShare).toBe(0);
       } else {
-        // Float32 lanes folded into float64 ("Kernels", Statistics: ~1e-7 in m2; up to 2.9e-7
-        // here, where a shift a few standard deviations out cancels): the buffers move off the
-        // ideal by that error, carried over the steps, up to 0.98 of the bound in these runs.
+        // Float32 lanes folded into float64 ("Kernels", Statistics: ~1e-7 in m2 in the kernel
+        // tests; the variance up to 2.9e-7 relative here, the lanes' own roundings): the buffers
+        // move off the ideal by that error, carried over the steps, up to 0.98 of the bound.
         expect(worstStat).toBeLessThan(2 ** -20);
         expect(worstShare).toBeGreaterThan(0);
       }
