@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
 import { normal, rng } from './helpers/data.js';
 import { KERNELS } from './helpers/pools.js';
-import { channelStats } from './helpers/reference.js';
+import { channelStats, referenceRunningUpdate } from './helpers/reference.js';
 
 const shape = [5, 16, 7, 9];
 const [N, C] = shape;
@@ -95,15 +95,13 @@ describe('float32 running statistics over 300 training steps', () => {
           expect(Array.from(fVar), `step ${step}`).toEqual(Array.from(bn.runningVar!));
         }
         const exact = channelStats(x, shape);
+        referenceRunningUpdate(idealMean, idealVar, exact.mean, exact.var, m, f, unbiased);
         for (let c = 0; c < C; c++) {
           const sd = Math.sqrt(exact.var[c]);
           // bnpool's batch statistics against the exact ones (held to their kernel's bound below).
           const dMean = Math.abs(r.mean[c] - exact.mean[c]);
           const dVar = Math.abs(r.var[c] - exact.var[c]);
           worstStat = Math.max(worstStat, dMean / (Math.abs(exact.mean[c]) + sd), dVar / exact.var[c]);
-          // Made in float64, rounded to float32 by the store.
-          idealMean[c] = (1 - f) * idealMean[c] + f * exact.mean[c];
-          idealVar[c] = (1 - f) * idealVar[c] + f * exact.var[c] * unbias;
           const gotMean = bn.runningMean![c];
           const gotVar = bn.runningVar![c];
           // float64's roundings of the two products and the sum: a few 2^-53 of the terms.

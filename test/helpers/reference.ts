@@ -69,14 +69,19 @@ export function referenceForward(x: ArrayLike<number>, shape: readonly number[],
   return { y, mean: stats.mean, var: stats.var, scale };
 }
 
-/** PyTorch's running update, in float64. */
+/**
+ * PyTorch's running update, made in float64 and stored in the buffers' type (rounded once a
+ * step where they are float32). `unbiased` false (the onnx and keras conventions) leaves out the
+ * factor count / (count - 1) of the biased batch variance.
+ */
 export function referenceRunningUpdate(
-  runningMean: Float64Array, runningVar: Float64Array, mean: ArrayLike<number>, variance: ArrayLike<number>,
-  count: number, factor: number,
+  runningMean: FloatArray, runningVar: FloatArray, mean: ArrayLike<number>, variance: ArrayLike<number>,
+  count: number, factor: number, unbiased = true,
 ): void {
+  const unbias = unbiased ? count / (count - 1) : 1;
   for (let c = 0; c < runningMean.length; c++) {
     runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
-    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * (count / (count - 1));
+    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * unbias;
   }
 }
 
