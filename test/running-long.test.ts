@@ -14,6 +14,10 @@
  * alone) and exact_s the reference's; the statistics are held to their kernel's own bound too. An update
  * made in float32 arithmetic, the biased variance where the unbiased one belongs, a cumulative
  * average off by one batch, or statistics other than the batch's break it within the run.
+ * The update itself is held tighter, on either kernel: the module's buffers must be, at every
+ * step and bit for bit, the same formula made from bnpool's own batch statistics (the functional
+ * form's, bit for bit the module's) and rounded once, so an update in float32 steps fails on the
+ * WebAssembly kernels too, where the bound above leaves room for their statistics' error.
  *
  * Batches of random scale (0.1 to 100) and channel offsets (5 times the scale): the running means
  * swing between magnitudes, and a momentum of 0.01 (or a cumulative average) keeps a rounding for
@@ -57,7 +61,9 @@ const SETTINGS = [
   { name: 'torch, momentum 0.1', options: { momentum: 0.1 }, factor: () => 0.1, unbiased: true },
   { name: 'torch, momentum 0.01', options: { momentum: 0.01 }, factor: () => 0.01, unbiased: true },
   { name: 'torch, a cumulative average (momentum null)', options: { momentum: null }, factor: (step: number) => 1 / step, unbiased: true },
-  { name: 'onnx, momentum 0.9 (on the old value), the biased variance', options: { convention: 'onnx' as const, momentum: 0.9 }, factor: () => 0.1, unbiased: false },
+  // The module weights the new batch 1 - momentum, in float64 (0.09999999999999998), as here
+  // (0.1 gave the same bits in these runs; the module's own factor makes the check exact).
+  { name: 'onnx, momentum 0.9 (on the old value), the biased variance', options: { convention: 'onnx' as const, momentum: 0.9 }, factor: () => 1 - 0.9, unbiased: false },
 ];
 
 describe('float32 running statistics over 300 training steps', () => {
@@ -68,7 +74,7 @@ describe('float32 running statistics over 300 training steps', () => {
   afterAll(() => Promise.all([...pools.values()].map((p) => p.close())));
 
   for (const kernel of KERNELS) {
-    it.each(SETTINGS.map((s, i) => [s.name, i] as const))(`${kernel}: %s stay within float32 storage's roundings of the ideal update`, async (_name, index) => {
+    it.each(SETTINGS.map((s, i) => [s.name, i] as const))(`${kernel}: %s are the update from the batch statistics, within float32 storage's roundings of the ideal one`, async (_name, index) => {
       const { options, factor, unbiased } = SETTINGS[index];
       const pool = pools.get(kernel)!;
       const rand = rng(7000 + 10 * index + (kernel === 'wasm' ? 1 : 0));
@@ -78,6 +84,9 @@ describe('float32 running statistics over 300 training steps', () => {
       const fVar = new Float32Array(C).fill(1);
       const idealMean = new Float32Array(C);
       const idealVar = new Float32Array(C).fill(1);
+      // The update from bnpool's own statistics of each batch.
+      const ownMean = new Float32Array(C);
+      const ownVar = new Float32Array(C).fill(1);
       const boundMean = new Float64Array(C);
       const boundVar = new Float64Array(C);
       let worstStat = 0;
@@ -94,6 +103,9 @@ describe('float32 running statistics over 300 training steps', () => {
           expect(Array.from(fMean), `step ${step}`).toEqual(Array.from(bn.runningMean!));
           expect(Array.from(fVar), `step ${step}`).toEqual(Array.from(bn.runningVar!));
         }
+        referenceRunningUpdate(ownMean, ownVar, r.mean, r.var, m, f, unbiased);
+        expect(Array.from(bn.runningMean!), `step ${step}`).toEqual(Array.from(ownMean));
+        expect(Array.from(bn.runningVar!), `step ${step}`).toEqual(Array.from(ownVar));
         const exact = channelStats(x, shape);
         referenceRunningUpdate(idealMean, idealVar, exact.mean, exact.var, m, f, unbiased);
         for (let c = 0; c < C; c++) {
