@@ -72,18 +72,10 @@ export function referenceForward(x: ArrayLike<number>, shape: readonly number[],
 /**
  * PyTorch's running update, made in float64 and stored in the buffers' type (rounded once a
  * step where they are float32). `unbiased` false (the onnx and keras conventions) leaves out the
- * factor count / (count - 1) of the biased batch variance.
+ * factor count / (count - 1) of the biased batch variance. Its one copy is in
+ * test/fixtures/running-update.mjs, which the by-hand differentials use too.
  */
-export function referenceRunningUpdate(
-  runningMean: FloatArray, runningVar: FloatArray, mean: ArrayLike<number>, variance: ArrayLike<number>,
-  count: number, factor: number, unbiased = true,
-): void {
-  const unbias = unbiased ? count / (count - 1) : 1;
-  for (let c = 0; c < runningMean.length; c++) {
-    runningMean[c] = (1 - factor) * runningMean[c] + factor * mean[c];
-    runningVar[c] = (1 - factor) * runningVar[c] + factor * variance[c] * unbias;
-  }
-}
+export { runningUpdate as referenceRunningUpdate } from '../fixtures/running-update.mjs';
 
 /**
  * Largest violation of the output tolerance, as a multiple of it (<= 1 passes).
