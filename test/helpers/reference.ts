@@ -2,8 +2,6 @@
  * Float64 two-pass reference for BatchNorm, written for clarity, not speed: the mean first, then
  * the mean of squared deviations, per channel, over every axis but 1.
  */
-export type FloatArray = Float32Array | Float64Array;
-
 export interface RefOptions {
   training: boolean;
   weight?: ArrayLike<number> | null;
@@ -69,12 +67,7 @@ export function referenceForward(x: ArrayLike<number>, shape: readonly number[],
   return { y, mean: stats.mean, var: stats.var, scale };
 }
 
-/**
- * PyTorch's running update, made in float64 and stored in the buffers' type (rounded once a
- * step where they are float32). `unbiased` false (the onnx and keras conventions) leaves out the
- * factor count / (count - 1) of the biased batch variance. Its one copy is in
- * test/fixtures/running-update.mjs, which the by-hand differentials use too.
- */
+/** PyTorch's running update: test/fixtures/running-update.mjs, which the by-hand differentials use too. */
 export { runningUpdate as referenceRunningUpdate } from '../fixtures/running-update.mjs';
 
 /**
