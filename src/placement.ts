@@ -83,7 +83,11 @@ export function place(
   const room = roomFor(piped ? 2 : staged);
   const budget = Math.floor(Math.min(room, (piped ? pipedChunk : dims.length) * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
-  if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, [!xOnPool || dest !== null, !dyOnPool, !maskOnPool]);
+  if (boxes === null) {
+    // The chunk of x holds the output too, in place; where x is on the pool it holds the output alone.
+    const xChunk = !xOnPool ? 'x' : dest === null ? null : dy === null ? 'the output' : 'dx';
+    throw unitTooLarge(ctx, grid, dims, bpe, [xChunk, dyOnPool ? null : 'dy', maskOnPool ? null : 'the ReLU mask']);
+  }
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / ALIGN) * ALIGN;
   // Pipelined: two buffers, chunk i in buffer i % 2 (x and y in place there).
   const buffers = piped && boxes.length > 1 ? 2 : 1;
@@ -120,13 +124,14 @@ export function place(
 
 /**
  * The refusal of `place`: not even the smallest staging chunk, one row group of the grid (one
- * channel of it in plane mode), fits the pool's free memory once per array staged with it.
+ * channel of it in plane mode), fits the pool's free memory once per array staged with it
+ * (`staged`: their names, null for those on the pool).
  */
-function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, staged: readonly boolean[]): OutOfMemoryError {
+function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, staged: readonly (string | null)[]): OutOfMemoryError {
   const n = grid.groupRows;
   const unit = smallestBox(grid);
   const what = grid.mode === 'plane' ? `one channel of ${n} ${n === 1 ? 'sample' : 'samples'}` : `${n} ${n === 1 ? 'row' : 'rows'} of every channel`;
-  const names = ['x', 'dy', 'the ReLU mask'].filter((_, i) => staged[i]);
+  const names = staged.filter((name) => name !== null);
   const { arena } = ctx;
   return new OutOfMemoryError(
     `the pool's memory (${arena.byteLength} of at most ${arena.maxBytes} bytes, ${arena.liveBytes} in use, `

@@ -369,4 +369,54 @@ describe('out of memory', () => {
     expect(small.memoryStats.liveBytes).toBe(0);
     await Promise.all([small.close(), big.close()]);
   });
+
+  it('an output off the pool is staged where x is on it, and a refusal names it: the output, or dx beside dy', async () => {
+    // Found by the random cases (seed 138): x and out on a 2 MB pool, an eval forward, then a
+    // backward, whose dx (a new array) needs a chunk of its own beside dy's although x needs none.
+    // The refusal named x, which was not staged.
+    const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 21, initialMemory: 1 << 17 });
+    const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
+    const refusal = async (call: () => Promise<unknown>, names: string): Promise<void> => {
+      const live = small.memoryStats.liveBytes;
+      const err = await call().then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(OutOfMemoryError);
+      const { message } = err as Error;
+      expect(message.slice(message.indexOf('is needed'))).toBe(`is needed once for each of ${names}`);
+      expect(small.memoryStats.liveBytes).toBe(live);
+    };
+
+    // Forward: x of 1.12 MB on the pool leaves less than its output's one-channel chunk.
+    const wide = [1, 1, 140_000];
+    const xWide = small.alloc(140_000, 'float64');
+    xWide.set(randomTensor(wide, 'float64', 15));
+    await refusal(() => new BatchNorm(1, { pool: small, dtype: 'float64' }).forward(xWide, wide, { out: new Float64Array(140_000) }), 'the output');
+    await refusal(() => new BatchNorm(1, { pool: small, dtype: 'float64' }).forward(xWide, wide), 'the output');
+    small.free(xWide);
+
+    // Backward: x and out on the pool (1.02 MB), dx and dy need 0.51 MB each.
+    const shape = [1, 1, 18, 15, 236];
+    const n = 18 * 15 * 236;
+    const x0 = randomTensor(shape, 'float64', 16);
+    const dy = randomTensor(shape, 'float64', 17);
+    const x = small.alloc(n, 'float64');
+    x.set(x0);
+    const out = small.alloc(n, 'float64');
+    const bn = new BatchNorm(1, { pool: small, dtype: 'float64' }).eval();
+    bn.runningMean![0] = 0.25;
+    await bn.forward(x, shape, { out });
+    await refusal(() => bn.backward(dy), 'dx, dy');
+    // With out freed (no ReLU reads it) the same backward runs: the bits of a pool with room.
+    small.free(out);
+    const g = await bn.backward(dy);
+    const ref = new BatchNorm(1, { pool: big, dtype: 'float64' }).eval();
+    ref.runningMean![0] = 0.25;
+    await ref.forward(x0, shape);
+    const want = await ref.backward(dy);
+    expect(sameBits(g.dx as Float64Array, want.dx as Float64Array)).toBe(true);
+    expect(sameBits(g.dWeight as Float64Array, want.dWeight as Float64Array)).toBe(true);
+    expect(g.dx.some((v) => v !== 0)).toBe(true);
+    small.free(x);
+    expect(small.memoryStats.liveBytes).toBe(0);
+    await Promise.all([small.close(), big.close()]);
+  });
 });

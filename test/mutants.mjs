@@ -731,6 +731,11 @@ const MUTANTS = [
     tests: ['test/pipelined.test.ts'], only: 'smallest box',
   },
   {
+    name: 'refusal-names-x', breaks: 'a refusal names the output, not x, where x is on the pool and only its output is staged',
+    file: 'src/placement.ts', find: "dest === null ? null : dy === null ? 'the output' : 'dx';", replace: "dest === null ? null : 'x';",
+    tests: ['test/faults.test.ts'], only: 'output off the pool',
+  },
+  {
     name: 'backward-aborted-runs', breaks: 'a backward whose signal fired before the call is refused at once, pinning nothing',
     file: 'src/batch-norm.ts', find: '    throwIfAbortedBeforeStart(signal);\n    const atCall = this.#saved;', replace: '    const atCall = this.#saved;',
     tests: ['test/abort.test.ts'], only: 'every entry point refuses',

@@ -162,16 +162,20 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
       bn.runningMean!.set(runningMean);
       bn.runningVar!.set(runningVar);
       if (!training) bn.eval();
+      let backward = false;
       try {
         const y = await bn.forward(x, shape, { out });
+        backward = true;
         const { dx } = await bn.backward(dy0);
         runs.push({ y: Array_.from(y), dx: Array_.from(dx) });
       } catch (err) {
-        // The small pool may refuse a call whose smallest chunk, once per staged array (x unless
-        // x and out are on the pool, dy, the mask unless out is), does not fit beside the call's
-        // scratch: only such a large one (README, "What copies").
+        // The small pool may refuse a call whose smallest chunk, once per staged array, does not
+        // fit beside the call's scratch: only such a large one (README, "What copies"). The
+        // forward stages x and its output (one chunk, in place) unless both are on the pool; the
+        // backward its dx, a new array off the pool (in place with x where x is staged too), dy,
+        // and the ReLU mask (the saved output) unless out was on the pool.
         if (!(cap !== undefined && err instanceof OutOfMemoryError)) throw err;
-        const staged = (onPool && outKind === 'pool' ? 0 : 1) + 1 + (relu && outKind !== 'pool' ? 1 : 0);
+        const staged = backward ? 2 + (relu && outKind !== 'pool' ? 1 : 0) : onPool && outKind === 'pool' ? 0 : 1;
         const need = smallestChunk * Array_.BYTES_PER_ELEMENT * staged + scratchLayout(grid, 0).totalBytes;
         expect(need, label).toBeGreaterThan(cap / 4);
         refused++;
