@@ -389,8 +389,11 @@ describe('out of memory', () => {
     const wide = [1, 1, 140_000];
     const xWide = small.alloc(140_000, 'float64');
     xWide.set(randomTensor(wide, 'float64', 15));
-    await refusal(() => new BatchNorm(1, { pool: small, dtype: 'float64' }).forward(xWide, wide, { out: new Float64Array(140_000) }), 'the output');
-    await refusal(() => new BatchNorm(1, { pool: small, dtype: 'float64' }).forward(xWide, wide), 'the output');
+    const training = new BatchNorm(1, { pool: small, dtype: 'float64' });
+    await refusal(() => training.forward(xWide, wide, { out: new Float64Array(140_000) }), 'the output');
+    await refusal(() => training.forward(xWide, wide), 'the output');
+    // Refused before any work: the running statistics and the count as they were.
+    expect([training.numBatchesTracked, training.runningMean![0], training.runningVar![0]]).toEqual([0, 0, 1]);
     small.free(xWide);
 
     // Backward: x and out on the pool (1.02 MB), dx and dy need 0.51 MB each.
