@@ -69,8 +69,14 @@ export function place(
     };
     return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: null }], pipelined: false };
   }
-  // Staged arrays per chunk: x or y (they share a chunk, in place), dy and the mask when off the pool.
-  const staged = (!xOnPool || dest !== null ? 1 : 0) + (dyOnPool ? 0 : 1) + (maskOnPool ? 0 : 1);
+  // The arrays staged per chunk, by name, for the count and for a refusal: x (its output in place
+  // there), or the output alone where x is on the pool and it is not; dy and the mask when off the pool.
+  const stagedNames = [
+    !xOnPool ? 'x' : dest === null ? null : dy === null ? 'the output' : 'dx',
+    dyOnPool ? null : 'dy',
+    maskOnPool ? null : 'the ReLU mask',
+  ].filter((name) => name !== null);
+  const staged = stagedNames.length;
   // Bytes each staged array (each buffer, piped) may take, in whole ALIGN units: its part of the
   // chunk is rounded up to ALIGN below, so a share rounded down keeps the parts' sum within what is
   // free (a share of 2 MiB / 3 had let three rounded-up parts pass it by 64 bytes).
@@ -83,11 +89,7 @@ export function place(
   const room = roomFor(piped ? 2 : staged);
   const budget = Math.floor(Math.min(room, (piped ? pipedChunk : dims.length) * bpe) / bpe);
   const boxes = planBoxes(grid, budget);
-  if (boxes === null) {
-    // The chunk of x holds the output too, in place; where x is on the pool it holds the output alone.
-    const xChunk = !xOnPool ? 'x' : dest === null ? null : dy === null ? 'the output' : 'dx';
-    throw unitTooLarge(ctx, grid, dims, bpe, [xChunk, dyOnPool ? null : 'dy', maskOnPool ? null : 'the ReLU mask']);
-  }
+  if (boxes === null) throw unitTooLarge(ctx, grid, dims, bpe, stagedNames);
   const chunkBytes = Math.ceil(Math.max(...boxes.map((b) => (b.n1 - b.n0) * (b.c1 - b.c0) * dims.S)) * bpe / ALIGN) * ALIGN;
   // Pipelined: two buffers, chunk i in buffer i % 2 (x and y in place there).
   const buffers = piped && boxes.length > 1 ? 2 : 1;
@@ -124,14 +126,12 @@ export function place(
 
 /**
  * The refusal of `place`: not even the smallest staging chunk, one row group of the grid (one
- * channel of it in plane mode), fits the pool's free memory once per array staged with it
- * (`staged`: their names, null for those on the pool).
+ * channel of it in plane mode), fits the pool's free memory once per array staged with it (`names`).
  */
-function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, staged: readonly (string | null)[]): OutOfMemoryError {
+function unitTooLarge(ctx: PoolInternals, grid: Grid, dims: Dims, bpe: number, names: readonly string[]): OutOfMemoryError {
   const n = grid.groupRows;
   const unit = smallestBox(grid);
   const what = grid.mode === 'plane' ? `one channel of ${n} ${n === 1 ? 'sample' : 'samples'}` : `${n} ${n === 1 ? 'row' : 'rows'} of every channel`;
-  const names = staged.filter((name) => name !== null);
   const { arena } = ctx;
   return new OutOfMemoryError(
     `the pool's memory (${arena.byteLength} of at most ${arena.maxBytes} bytes, ${arena.liveBytes} in use, `

@@ -732,7 +732,7 @@ const MUTANTS = [
   },
   {
     name: 'refusal-names-x', breaks: 'a refusal names the output, not x, where x is on the pool and only its output is staged',
-    file: 'src/placement.ts', find: "dest === null ? null : dy === null ? 'the output' : 'dx';", replace: "dest === null ? null : 'x';",
+    file: 'src/placement.ts', find: "dest === null ? null : dy === null ? 'the output' : 'dx',", replace: "dest === null ? null : 'x',",
     tests: ['test/faults.test.ts'], only: 'output off the pool',
   },
   {
