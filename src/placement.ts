@@ -69,10 +69,12 @@ export function place(
     };
     return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: null }], pipelined: false };
   }
-  // The arrays staged per chunk, by name, for the count and for a refusal: x (its output in place
-  // there), or the output alone where x is on the pool and it is not; dy and the mask when off the pool.
+  // The arrays staged per chunk, in their order in it, by name (for the count and for a refusal):
+  // x (its output in place there), or the output alone where x is on the pool and it is not; dy
+  // and the mask when off the pool.
+  const xChunk = !xOnPool || dest !== null;
   const stagedNames = [
-    !xOnPool ? 'x' : dest === null ? null : dy === null ? 'the output' : 'dx',
+    !xChunk ? null : !xOnPool ? 'x' : dy === null ? 'the output' : 'dx',
     dyOnPool ? null : 'dy',
     maskOnPool ? null : 'the ReLU mask',
   ].filter((name) => name !== null);
@@ -95,7 +97,7 @@ export function place(
   const buffers = piped && boxes.length > 1 ? 2 : 1;
   const staging = allocOrThrow(ctx, chunkBytes * staged * buffers, 'a staging chunk');
   owned.push(staging);
-  let next = staging + (!xOnPool || dest !== null ? chunkBytes : 0);
+  let next = staging + (xChunk ? chunkBytes : 0);
   const dyStaging = dyOnPool ? 0 : next;
   if (!dyOnPool) next += chunkBytes;
   const maskStaging = maskOnPool ? 0 : next;

@@ -422,4 +422,59 @@ describe('out of memory', () => {
     expect(small.memoryStats.liveBytes).toBe(0);
     await Promise.all([small.close(), big.close()]);
   });
+
+  it('a staged array is copied into its own part of the staging chunk, nothing past it', async () => {
+    // x, out and dx on the pool, dy an ordinary array: dy alone is staged, at the chunk's start.
+    // The pool's memory is filled with sentinel arrays, and a run of them freed, one more each
+    // time, until the backward fits: its staging chunk, cut to the room there is, and its other
+    // blocks then fill that hole, and a copy written past its block lands on them or on a
+    // sentinel. (A dy placed one chunk in, as where x is staged before it, gave the right
+    // gradients in every other test: it wrote past its block over free memory.)
+    const pool = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 20, initialMemory: 1 << 20 });
+    const shape = [4, 8, 16, 16];
+    const n = 4 * 8 * 16 * 16;
+    const x = pool.alloc(n);
+    x.set(randomTensor(shape, 'float32', 23));
+    const out = pool.alloc(n);
+    const dx = pool.alloc(n);
+    const dy = randomTensor(shape, 'float32', 24) as Float32Array;
+    const bn = new BatchNorm(8, { pool });
+    await bn.forward(x, shape, { out });
+    const want = await bn.backward(dy, { out: dx });
+    const wantDx = Float32Array.from(dx);
+    dx.fill(0);
+
+    const sentinels: Float32Array[] = [];
+    for (;;) {
+      let s: Float32Array;
+      try {
+        s = pool.alloc(256); // 1 KiB
+      } catch (e) {
+        expect(e).toBeInstanceOf(OutOfMemoryError);
+        break;
+      }
+      s.fill(sentinels.length + 0.5);
+      sentinels.push(s);
+    }
+    expect(sentinels.length).toBeGreaterThan(600);
+    const first = 100;
+    let got: Awaited<ReturnType<typeof bn.backward>> | null = null;
+    let freed = 0;
+    while (got === null && freed < 200) {
+      pool.free(sentinels[first + freed]);
+      freed++;
+      got = await bn.backward(dy, { out: dx }).catch((e: unknown) => {
+        expect(e).toBeInstanceOf(OutOfMemoryError);
+        return null;
+      });
+    }
+    expect(got).not.toBeNull();
+    expect(freed).toBeGreaterThan(4); // the hole holds the call's scratch and dy's chunks, cut to fit
+    expect(sameBits(dx, wantDx)).toBe(true);
+    expect(sameBits(got!.dWeight as Float32Array, want.dWeight as Float32Array)).toBe(true);
+    expect(sameBits(got!.dBias as Float32Array, want.dBias as Float32Array)).toBe(true);
+    const clobbered = sentinels.map((s, i) => i).filter((i) => (i < first || i >= first + freed) && sentinels[i].some((v) => v !== i + 0.5));
+    expect(clobbered).toEqual([]);
+    await pool.close();
+  });
 });

@@ -732,8 +732,23 @@ const MUTANTS = [
   },
   {
     name: 'refusal-names-x', breaks: 'a refusal names the output, not x, where x is on the pool and only its output is staged',
-    file: 'src/placement.ts', find: "dest === null ? null : dy === null ? 'the output' : 'dx',", replace: "dest === null ? null : 'x',",
+    file: 'src/placement.ts', find: "!xOnPool ? 'x' : dy === null ? 'the output' : 'dx',", replace: "!xOnPool ? 'x' : 'x',",
     tests: ['test/faults.test.ts'], only: 'output off the pool',
+  },
+  {
+    name: 'staging-dy-over-x', breaks: "a staged dy has its own part of the chunk, after x's",
+    file: 'src/placement.ts', find: '  let next = staging + (xChunk ? chunkBytes : 0);', replace: '  let next = staging;',
+    tests: ['test/backward.test.ts'],
+  },
+  {
+    name: 'staging-dy-past-chunk', breaks: "a staged dy starts the chunk where x is not staged (it would lie past the staging it was given)",
+    file: 'src/placement.ts', find: '  let next = staging + (xChunk ? chunkBytes : 0);', replace: '  let next = staging + chunkBytes;',
+    tests: ['test/faults.test.ts'], only: 'nothing past it',
+  },
+  {
+    name: 'staging-mask-over-dy', breaks: "a staged ReLU mask has its own part of the chunk, after dy's",
+    file: 'src/placement.ts', find: '  if (!dyOnPool) next += chunkBytes;\n', replace: '',
+    tests: ['test/relu.test.ts'],
   },
   {
     name: 'backward-aborted-runs', breaks: 'a backward whose signal fired before the call is refused at once, pinning nothing',
