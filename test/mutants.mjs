@@ -743,7 +743,17 @@ const MUTANTS = [
   {
     name: 'staging-dy-past-chunk', breaks: "a staged dy starts the chunk where x is not staged (it would lie past the staging it was given)",
     file: 'src/placement.ts', find: '  let next = staging + (xChunk ? chunkBytes : 0);', replace: '  let next = staging + chunkBytes;',
-    tests: ['test/faults.test.ts'], only: 'nothing past it',
+    tests: ['test/memory-bounds.test.ts'], only: 'dy alone staged',
+  },
+  {
+    name: 'staging-chunk-short', breaks: 'a staging chunk holds every staged array whole (its block 64 bytes short)',
+    file: 'src/placement.ts', find: "allocOrThrow(ctx, chunkBytes * staged * buffers, 'a staging chunk')", replace: "allocOrThrow(ctx, chunkBytes * staged * buffers - 64, 'a staging chunk')",
+    tests: ['test/memory-bounds.test.ts'],
+  },
+  {
+    name: 'bytes-output-chunk-short', breaks: "an 8-bit call's staged output holds its chunk's float32 values (its block 64 bytes short)",
+    file: 'src/bytes.ts', find: "allocOrThrow(ctx, 4 * chunk, `the float32 output of ${chunk} elements`)", replace: "allocOrThrow(ctx, 4 * chunk - 64, `the float32 output of ${chunk} elements`)",
+    tests: ['test/memory-bounds.test.ts'], only: '8-bit',
   },
   {
     name: 'staging-mask-over-dy', breaks: "a staged ReLU mask has its own part of the chunk, after dy's",
