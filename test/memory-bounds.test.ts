@@ -31,13 +31,16 @@ function smallPool(): Pool {
 }
 
 /**
- * Runs `call` in the smallest hole of whole sentinels it fits, checks the sentinels, frees them,
- * and returns its result and the hole's size in bytes. The blocks the call allocates are recorded
- * (the pool's `alloc`, wrapped), and every sentinel of the hole outside them must keep its values
- * too: a block that is short of what the call writes in it leaves the rest of the hole free, as
- * a staging chunk is cut to the room there is, and the write lands there.
+ * Runs `call` in the smallest hole of whole sentinels it fits, from `fromBytes` up, checks the
+ * sentinels, frees them, and returns its result and the hole's size in bytes. The blocks the call
+ * allocates are recorded (the pool's `alloc`, wrapped), and every sentinel of the hole outside them
+ * must keep its values too: a block that is short of what the call writes in it leaves the rest of
+ * the hole free, as a staging chunk is cut to the room there is, and the write lands there. Past
+ * `runBytes` of sentinels the rest of the pool is one array, which must keep its values as well.
  */
-async function inHole<T>(pool: Pool, call: () => Promise<T>): Promise<{ result: T; holeBytes: number }> {
+async function inHole<T>(
+  pool: Pool, call: () => Promise<T>, { fromBytes = 4 * SENTINEL, runBytes = Infinity } = {},
+): Promise<{ result: T; holeBytes: number }> {
   const live = pool.memoryStats.liveBytes;
   const arena = poolInternals(pool).arena;
   const blocks: [number, number][] = [];
@@ -48,8 +51,9 @@ async function inHole<T>(pool: Pool, call: () => Promise<T>): Promise<{ result: 
     return offset;
   };
   try {
+    const first = 10;
     const sentinels: Float32Array[] = [];
-    for (;;) {
+    for (; sentinels.length < first || 4 * SENTINEL * (sentinels.length - first) < runBytes;) {
       let s: Float32Array;
       try {
         s = pool.alloc(SENTINEL);
@@ -59,10 +63,12 @@ async function inHole<T>(pool: Pool, call: () => Promise<T>): Promise<{ result: 
       }
       sentinels.push(s);
     }
+    const rest = sentinels.length === first + Math.ceil(runBytes / (4 * SENTINEL)) ? pool.alloc(arena.largestAllocatable() / 4) : null;
+    rest?.fill(0.25);
+    expect(() => pool.alloc(SENTINEL)).toThrow(OutOfMemoryError);
     expect(sentinels.length).toBeGreaterThan(1000);
-    const first = 10;
-    for (let freed = 1; first + freed <= sentinels.length; freed++) {
-      pool.free(sentinels[first + freed - 1]);
+    for (let freed = Math.ceil(fromBytes / (4 * SENTINEL)), f = 0; first + freed <= sentinels.length; freed++) {
+      for (; f < freed; f++) pool.free(sentinels[first + f]);
       sentinels.forEach((s, i) => s.fill(i + 0.5)); // the hole's too: a refused call may have written there
       blocks.length = 0;
       let result: T;
@@ -79,7 +85,9 @@ async function inHole<T>(pool: Pool, call: () => Promise<T>): Promise<{ result: 
       const clobbered = sentinels.map((_, i) => i)
         .filter((i) => (!inHole(i) || !inBlock(sentinels[i])) && sentinels[i].some((v) => v !== i + 0.5));
       expect(clobbered).toEqual([]);
+      expect(rest === null || rest.every((v) => v === 0.25)).toBe(true);
       sentinels.forEach((s, i) => { if (!inHole(i)) pool.free(s); });
+      if (rest !== null) pool.free(rest);
       expect(pool.memoryStats.liveBytes).toBe(live);
       return { result, holeBytes: freed * 4 * SENTINEL };
     }
@@ -152,6 +160,26 @@ describe('calls write only inside their own blocks of the pool', () => {
       await bn.forward(x, shape);
       const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy))).result;
       results.push([g.dx, g.dWeight!, g.dBias!]);
+    }
+    expectSame(results[1], results[0]);
+  });
+
+  it('one worker, plane mode: a ReLU training forward and its backward, their arrays copied in a channel at a time', async () => {
+    // A pool of one worker leaves the calling thread a core: past 2 Mi elements staged whole, its
+    // fused tasks start at once and wait for each channel the calling thread copies in (x; for the
+    // backward dy and the output too). The holes start where each call's arrays fit whole.
+    const shape = [2, 4, 512, 520];
+    const x = randomTensor(shape, 'float32', 46);
+    const dy = randomTensor(shape, 'float32', 47);
+    const MiB = 1 << 20;
+    const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 32 * MiB, initialMemory: 32 * MiB });
+    pools.push(pool);
+    const results: FloatArray[][] = [];
+    for (const p of [roomy, pool]) {
+      const bn = new BatchNorm(4, { pool: p, activation: 'relu' });
+      const y = p === roomy ? await bn.forward(x, shape) : (await inHole(pool, () => bn.forward(x, shape), { fromBytes: 9 * MiB, runBytes: 10 * MiB })).result;
+      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy), { fromBytes: 25 * MiB, runBytes: 26 * MiB })).result;
+      results.push([y, bn.runningMean!, bn.runningVar!, g.dx, g.dWeight!, g.dBias!]);
     }
     expectSame(results[1], results[0]);
   });
