@@ -1,8 +1,9 @@
 /**
  * Every kind of call writes the pool's memory only inside the blocks it holds. The pool is filled
- * with sentinel arrays but for a hole, which grows a sentinel at a time until the call fits: its
- * scratch and its staging chunks, cut to the room there is, then fill the hole, so that a write past
- * any of its blocks lands on another of them or on a sentinel. Each call must give the bits it
+ * with sentinel arrays but for a hole, which grows a sentinel at a time until the call fits (for
+ * the calls that copy a channel at a time, from where their arrays fit whole): its scratch and its
+ * staging chunks, cut to the room there is, then fill the hole, so that a write past any of its
+ * blocks lands on another of them or on a sentinel. Each call must give the bits it
  * gives on a pool with room, and leave every sentinel as it was but those inside its blocks
  * (recorded by wrapping the pool's allocator). Found wanting by a mutant: a dy staged one chunk
  * past its block gave the right gradients in every other test, its copy written over free memory.
