@@ -150,6 +150,21 @@ describe('calls write only inside their own blocks of the pool', () => {
     expectSame([result, bn.runningMean, bn.runningVar], [wantY, want.runningMean, want.runningVar]);
   });
 
+  it('15 interleaved channels (the pattern kernels, whose scratch holds 60 lane positions): training forward and backward', async () => {
+    const shape = [203, 15];
+    const x = randomTensor(shape, 'float32', 48);
+    const dy = randomTensor(shape, 'float32', 49);
+    const pool = smallPool();
+    const results: FloatArray[][] = [];
+    for (const p of [roomy, pool]) {
+      const bn = new BatchNorm(15, { pool: p });
+      const y = p === roomy ? await bn.forward(x, shape) : (await inHole(pool, () => bn.forward(x, shape))).result;
+      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy))).result;
+      results.push([y, bn.runningMean!, bn.runningVar!, g.dx, g.dWeight!, g.dBias!]);
+    }
+    expectSame(results[1], results[0]);
+  });
+
   it('a ReLU backward from ordinary arrays (x, dy and the mask staged)', async () => {
     const shape = [4, 3, 24, 24];
     const x = randomTensor(shape, 'float32', 35);
