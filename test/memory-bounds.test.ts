@@ -98,6 +98,11 @@ async function inHole<T>(
   }
 }
 
+/** `call`'s result: on the roomy pool as it is, on another in the smallest hole it fits (`inHole`). */
+async function runOn<T>(pool: Pool, call: () => Promise<T>, hole?: Parameters<typeof inHole>[2]): Promise<T> {
+  return pool === roomy ? call() : (await inHole(pool, call, hole)).result;
+}
+
 function expectSame(got: readonly (ArrayLike<number> | null | undefined)[], want: readonly (ArrayLike<number> | null | undefined)[]): void {
   expect(got.length).toBe(want.length);
   got.forEach((g, i) => {
@@ -158,8 +163,8 @@ describe('calls write only inside their own blocks of the pool', () => {
     const results: FloatArray[][] = [];
     for (const p of [roomy, pool]) {
       const bn = new BatchNorm(15, { pool: p });
-      const y = p === roomy ? await bn.forward(x, shape) : (await inHole(pool, () => bn.forward(x, shape))).result;
-      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy))).result;
+      const y = await runOn(p, () => bn.forward(x, shape));
+      const g = await runOn(p, () => bn.backward(dy));
       results.push([y, bn.runningMean!, bn.runningVar!, g.dx, g.dWeight!, g.dBias!]);
     }
     expectSame(results[1], results[0]);
@@ -174,7 +179,7 @@ describe('calls write only inside their own blocks of the pool', () => {
     for (const p of [roomy, pool]) {
       const bn = new BatchNorm(3, { pool: p, activation: 'relu' });
       await bn.forward(x, shape);
-      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy))).result;
+      const g = await runOn(p, () => bn.backward(dy));
       results.push([g.dx, g.dWeight!, g.dBias!]);
     }
     expectSame(results[1], results[0]);
@@ -193,8 +198,8 @@ describe('calls write only inside their own blocks of the pool', () => {
     const results: FloatArray[][] = [];
     for (const p of [roomy, pool]) {
       const bn = new BatchNorm(4, { pool: p, activation: 'relu' });
-      const y = p === roomy ? await bn.forward(x, shape) : (await inHole(pool, () => bn.forward(x, shape), { fromBytes: 9 * MiB, runBytes: 10 * MiB })).result;
-      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy), { fromBytes: 25 * MiB, runBytes: 26 * MiB })).result;
+      const y = await runOn(p, () => bn.forward(x, shape), { fromBytes: 9 * MiB, runBytes: 10 * MiB });
+      const g = await runOn(p, () => bn.backward(dy), { fromBytes: 25 * MiB, runBytes: 26 * MiB });
       results.push([y, bn.runningMean!, bn.runningVar!, g.dx, g.dWeight!, g.dBias!]);
     }
     expectSame(results[1], results[0]);
@@ -212,7 +217,7 @@ describe('calls write only inside their own blocks of the pool', () => {
       const bn = new BatchNorm(7, { pool: p, dtype: 'float64' }).eval();
       bn.runningVar!.fill(2.5);
       await bn.forward(input, shape);
-      const g = p === roomy ? await bn.backward(dy) : (await inHole(pool, () => bn.backward(dy))).result;
+      const g = await runOn(p, () => bn.backward(dy));
       results.push([g.dx, g.dWeight!, g.dBias!]);
     }
     expectSame(results[1], results[0]);
@@ -250,7 +255,7 @@ describe('calls write only inside their own blocks of the pool', () => {
         const g = await batchNormBackward(x, dy, shape, { mean: r.mean, var: r.var, weight, training: true, pool: p });
         return [out, meanOut, varOut, g.dx, g.dWeight!, g.dBias!];
       })();
-      results.push(p === roomy ? await run() : (await inHole(pool, run)).result);
+      results.push(await runOn(p, run));
     }
     expectSame(results[1], results[0]);
   });
