@@ -68,9 +68,12 @@ async function inHole<T>(
     rest?.fill(0.25);
     expect(() => pool.alloc(SENTINEL)).toThrow(OutOfMemoryError);
     expect(sentinels.length).toBeGreaterThan(1000);
+    sentinels.forEach((s, i) => s.fill(i + 0.5));
     for (let freed = Math.ceil(fromBytes / (4 * SENTINEL)), f = 0; first + freed <= sentinels.length; freed++) {
       for (; f < freed; f++) pool.free(sentinels[first + f]);
-      sentinels.forEach((s, i) => s.fill(i + 0.5)); // the hole's too: a refused call may have written there
+      // The hole's sentinels again (a refused call may have written its own blocks there); the
+      // others are never filled again, so a write on them by a refused call is caught too.
+      for (let i = first; i < first + freed; i++) sentinels[i].fill(i + 0.5);
       blocks.length = 0;
       let result: T;
       try {
@@ -79,15 +82,15 @@ async function inHole<T>(
         expect(e).toBeInstanceOf(OutOfMemoryError);
         continue;
       }
-      const inHole = (i: number): boolean => i >= first && i < first + freed;
+      const holeAt = (i: number): boolean => i >= first && i < first + freed;
       const inBlock = (s: Float32Array): boolean => blocks.some(([a, b]) => s.byteOffset >= a && s.byteOffset < b);
       expect(blocks.length).toBeGreaterThan(0);
       expect(blocks.every(([a]) => a >= sentinels[first].byteOffset && a < sentinels[first + freed - 1].byteOffset + 4 * SENTINEL)).toBe(true);
       const clobbered = sentinels.map((_, i) => i)
-        .filter((i) => (!inHole(i) || !inBlock(sentinels[i])) && sentinels[i].some((v) => v !== i + 0.5));
+        .filter((i) => (!holeAt(i) || !inBlock(sentinels[i])) && sentinels[i].some((v) => v !== i + 0.5));
       expect(clobbered).toEqual([]);
       expect(rest === null || rest.every((v) => v === 0.25)).toBe(true);
-      sentinels.forEach((s, i) => { if (!inHole(i)) pool.free(s); });
+      sentinels.forEach((s, i) => { if (!holeAt(i)) pool.free(s); });
       if (rest !== null) pool.free(rest);
       expect(pool.memoryStats.liveBytes).toBe(live);
       return { result, holeBytes: freed * 4 * SENTINEL };
@@ -248,13 +251,13 @@ describe('calls write only inside their own blocks of the pool', () => {
     const pool = smallPool();
     const results: ArrayLike<number>[][] = [];
     for (const p of [roomy, pool]) {
-      const run = (): Promise<ArrayLike<number>[]> => (async () => {
+      const run = async (): Promise<ArrayLike<number>[]> => {
         const out = new Float32Array(x.length);
         const meanOut = new Float64Array(12), varOut = new Float64Array(12);
         const r = await batchNorm(x, shape, { training: true, weight, out, meanOut, varOut, pool: p });
         const g = await batchNormBackward(x, dy, shape, { mean: r.mean, var: r.var, weight, training: true, pool: p });
         return [out, meanOut, varOut, g.dx, g.dWeight!, g.dBias!];
-      })();
+      };
       results.push(await runOn(p, run));
     }
     expectSame(results[1], results[0]);
