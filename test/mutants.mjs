@@ -756,6 +756,11 @@ const MUTANTS = [
     tests: ['test/memory-bounds.test.ts'], only: '8-bit',
   },
   {
+    name: 'row-scratch-halved', breaks: "a task's row scratch holds the pattern kernels' 60 lane positions (its 2048-byte allowance halved)",
+    file: 'workers/kernels/kernel.ts', find: '  return 32 * C + 2048;', replace: '  return 32 * C + 1024;',
+    tests: ['test/kernels-rows.test.ts'], only: 'row scratch',
+  },
+  {
     name: 'staging-mask-over-dy', breaks: "a staged ReLU mask has its own part of the chunk, after dy's",
     file: 'src/placement.ts', find: '  if (!dyOnPool) next += chunkBytes;\n', replace: '',
     tests: ['test/relu.test.ts'],
