@@ -761,6 +761,11 @@ const MUTANTS = [
     tests: ['test/kernels-rows.test.ts'], only: 'row scratch',
   },
   {
+    name: 'scratch-area-short', breaks: "a call's scratch area holds every task's row scratch (1024 bytes short, the last task's end)",
+    file: 'src/engine.ts', find: "allocOrThrow(ctx, scratchBytes + threads * accBytes, 'its scratch area')", replace: "allocOrThrow(ctx, scratchBytes + threads * accBytes - 1024, 'its scratch area')",
+    tests: ['test/memory-bounds.test.ts'], only: '15 interleaved',
+  },
+  {
     name: 'staging-mask-over-dy', breaks: "a staged ReLU mask has its own part of the chunk, after dy's",
     file: 'src/placement.ts', find: '  if (!dyOnPool) next += chunkBytes;\n', replace: '',
     tests: ['test/relu.test.ts'],
