@@ -2,9 +2,10 @@
  * The plane kernels (a channel's runs of whole planes), both implementations, against a float64
  * two-pass reference: odd lengths that leave SIMD tails, offsets that are not 16-byte aligned,
  * several blocks a call, and guard values around every output to catch a tail that writes past its
- * end; the fused kernels against their two kernels apart, bit for bit.
+ * end; the fused kernels against their two kernels apart, bit for bit; and the scratch they use.
  */
 import { describe, expect, it } from 'vitest';
+import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX } from '../dist/workers/kernels/kernel.js';
 import { PARTIAL_BYTES } from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
 import { DATA, expectStats, GUARD, LENGTHS, OFFSETS, OUT, PAIRED, PF, reference, SCRATCH, setup, ulpOf } from './helpers/kernels.js';
@@ -260,5 +261,56 @@ for (const name of ['js', 'wasm'] as const) {
         }
       });
     }
+
+    it('uses no more plane scratch than it is given: PLANE_ACC_BYTES a block', () => {
+      // The executor gives a task's statistics calls PLANE_ACC_BYTES a block for up to
+      // PLANE_BLOCKS_MAX blocks (engine.ts, accBytes). Each plane op that takes scratch, both
+      // dtypes, every tail: the last scratch word it changed must lie inside that.
+      const { kernel, f32, f64, i32 } = setup(name);
+      const rand = rng(31);
+      const WORD = 0x5a5a5a5a;
+      let most = 0;
+      let calls = 0;
+      for (const f64Data of [false, true]) {
+        const x = f64Data ? f64 : f32;
+        const bpe = f64Data ? 8 : 4;
+        for (const len of [1, 3, 4, 5, 17, 129, 1025]) {
+          for (const rows of [1, 2, 3]) {
+            const stride = len + 3;
+            const blockStride = rows * stride;
+            const n = 3 * PLANE_BLOCKS_MAX * blockStride;
+            for (let i = 0; i < n; i++) x[DATA / bpe + i] = 2 + normal(rand);
+            const ny = (OUT + (1 << 20)) / bpe;
+            for (let blocks = 1; blocks <= PLANE_BLOCKS_MAX; blocks++) {
+              const ops = [
+                () => kernel.statsPlanes(f64Data, DATA, blocks, blockStride, rows, stride, len, OUT, PARTIAL_BYTES, SCRATCH),
+                () => kernel.statsPlaneGroups(
+                  f64Data, DATA, 3, blocks * blockStride, blocks * PARTIAL_BYTES, blocks, blockStride, rows, stride, len, OUT, PARTIAL_BYTES, SCRATCH,
+                ),
+                () => kernel.statsNormPlanes(
+                  f64Data, DATA, blocks, blockStride, rows, stride, len, OUT, PARTIAL_BYTES, SCRATCH,
+                  DATA + blocks * blockStride * bpe, blockStride, stride, ny * bpe, blockStride, stride, 1.9, 0.5, -0.25, blocks === 2,
+                ),
+              ];
+              for (const [k, op] of ops.entries()) {
+                const given = PLANE_ACC_BYTES * blocks;
+                const end = (SCRATCH + given) / 4 + 1024;
+                i32.fill(WORD, SCRATCH / 4, end);
+                op();
+                let last = end - 1;
+                while (last >= SCRATCH / 4 && i32[last] === WORD) last--;
+                const used = 4 * (last + 1) - SCRATCH;
+                expect(used, `${name} ${f64Data ? 'float64' : 'float32'} len=${len} rows=${rows} blocks=${blocks} op ${k}`).toBeLessThanOrEqual(given);
+                most = Math.max(most, used);
+                calls++;
+              }
+            }
+          }
+        }
+      }
+      expect(calls).toBe(2 * 7 * 3 * PLANE_BLOCKS_MAX * 3);
+      // The WebAssembly kernel's second block's area is in use: the check reaches the end of it.
+      if (name === 'wasm') expect(most).toBeGreaterThan(PLANE_ACC_BYTES * (PLANE_BLOCKS_MAX - 1));
+    });
   });
 }
