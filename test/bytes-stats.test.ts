@@ -32,6 +32,17 @@ describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelS
         for (let k = 0; k < 2 * L; k++) if (f64[OUT / 8 + k] !== want[k]) throw new Error(`n ${n}: pair value ${k}: got ${f64[OUT / 8 + k]}, want ${want[k]}`);
         expect(f64[OUT / 8 + 2 * L]).toBe(0.5);
       };
+      // bytesSumsPattern with the 6 * P bytes of scratch it documents (src/bytes.ts gives a task
+      // 8 * P): the words past them must keep a guard.
+      const i32 = new Int32Array(memory.buffer);
+      let guarded = 0;
+      const pattern = (n: number, xOff: number, first: number, P: number, fill: (i: number) => number) => {
+        const end = (SCRATCH + 6 * P) / 4;
+        i32.fill(0x5a5a5a5a, end, end + 256);
+        check(n, xOff, P, (i) => (first + i) % P, () => kernel.bytesSumsPattern(X + xOff, n, first, P, OUT, SCRATCH), fill);
+        expect(i32.subarray(end, end + 256).every((v) => v === 0x5a5a5a5a), `P ${P}, n ${n}: scratch past 6 * P written`).toBe(true);
+        guarded++;
+      };
       const rand = rng(41);
       const random = () => Math.floor(256 * rand());
       for (const [C, S] of [[1, 5], [3, 17], [2, 64], [4, 200_000]]) {
@@ -46,7 +57,7 @@ describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelS
         for (const first of [0, 1, 15, 16, P - 1, P + 5]) {
           // 700 periods: several blocks of periods and folds of the integer lanes (the WebAssembly kernel).
           for (const n of [1, 15, 16, 17, 49, 3 * P + 11, 700 * P + 13]) {
-            check(n, 5, P, (i) => (first + i) % P, () => kernel.bytesSumsPattern(X + 5, n, first, P, OUT, SCRATCH), random);
+            pattern(n, 5, first, P, random);
           }
         }
       }
@@ -54,8 +65,9 @@ describe('statistics of 8-bit input (bytesSumsPlanes, bytesSumsPattern, ChannelS
       // of a plane (a lane of squares passes 2^31 after 8,257), 70,000 periods of 16 and 20,000 of
       // 48 positions (a position's u16 sum passes 2^16 after 257 periods).
       check(1_120_000, 0, 1, () => 0, () => kernel.bytesSumsPlanes(X, 1_120_000, 0, 1, 1_120_000, OUT), () => 255);
-      check(1_120_000, 0, 16, (i) => i % 16, () => kernel.bytesSumsPattern(X, 1_120_000, 0, 16, OUT, SCRATCH), () => 255);
-      check(960_000, 0, 48, (i) => i % 48, () => kernel.bytesSumsPattern(X, 960_000, 0, 48, OUT, SCRATCH), () => 255);
+      pattern(1_120_000, 0, 0, 16, () => 255);
+      pattern(960_000, 0, 0, 48, () => 255);
+      expect(guarded).toBe(4 * 6 * 7 + 2);
     });
   }
 
