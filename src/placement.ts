@@ -69,13 +69,17 @@ export function place(
     };
     return { y, placements: [{ box, region, copyIn: false, copyDyIn: false, copyMaskIn: false, copyOut: null, copyOutOnMain: null }], pipelined: false };
   }
+  // A backward whose x is on the pool and whose dy and dx are not writes dx over dy's staged copy,
+  // as it does over dy itself given `out: dy` (test/backward.test.ts, in place): one array staged,
+  // not two.
+  const dxOverDy = dy !== null && xOnPool && !dyOnPool && dest !== null;
   // The arrays staged per chunk, in their order in it, by name (for the count and for a refusal):
-  // x (its output in place there), or the output alone where x is on the pool and it is not; dy
-  // and the mask when off the pool.
-  const xChunk = !xOnPool || dest !== null;
+  // x (its output in place there), or the output alone where x is on the pool and it is not (but
+  // for dx over dy); dy and the mask when off the pool.
+  const xChunk = (!xOnPool || dest !== null) && !dxOverDy;
   const stagedNames = [
     !xChunk ? null : !xOnPool ? 'x' : dy === null ? 'the output' : 'dx',
-    dyOnPool ? null : 'dy',
+    dyOnPool ? null : dxOverDy ? 'dy (dx in place there)' : 'dy',
     maskOnPool ? null : 'the ReLU mask',
   ].filter((name) => name !== null);
   const staged = stagedNames.length;
@@ -113,7 +117,7 @@ export function place(
       n0: box.n0, n1: box.n1, c0: box.c0, c1: box.c1,
       xByte: xOnPool ? at(x, box) : chunk,
       xRowStride: xOnPool ? rowStride : stagedStride,
-      yByte: yOnPool ? at(y, box) : chunk,
+      yByte: yOnPool ? at(y, box) : dxOverDy ? dyStaging : chunk,
       yRowStride: yOnPool ? rowStride : stagedStride,
       dyByte: dy === null ? 0 : dyOnPool ? at(dy, box) : dyStaging,
       dyRowStride: dy === null ? 0 : dyOnPool ? rowStride : stagedStride,

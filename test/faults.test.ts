@@ -370,10 +370,10 @@ describe('out of memory', () => {
     await Promise.all([small.close(), big.close()]);
   });
 
-  it('an output off the pool is staged where x is on it, and a refusal names it: the output, or dx beside dy', async () => {
+  it('an output off the pool is staged where x is on it, and a refusal names it: the output, or dy with dx written over it', async () => {
     // Found by the random cases (seed 138): x and out on a 2 MB pool, an eval forward, then a
-    // backward, whose dx (a new array) needs a chunk of its own beside dy's although x needs none.
-    // The refusal named x, which was not staged.
+    // backward, whose dx (a new array) then needed a chunk of its own beside dy's although x needs
+    // none. The refusal named x, which was not staged. Since 2026-12-08 dx goes over dy's copy.
     const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 21, initialMemory: 1 << 17 });
     const big = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
     const refusal = async (call: () => Promise<unknown>, names: string): Promise<void> => {
@@ -396,7 +396,9 @@ describe('out of memory', () => {
     expect([training.numBatchesTracked, training.runningMean![0], training.runningVar![0]]).toEqual([0, 0, 1]);
     small.free(xWide);
 
-    // Backward: x and out on the pool (1.02 MB), dx and dy need 0.51 MB each.
+    // Backward: x and out on the pool (1.02 MB, leaving 1.08); dy needs 0.51 MB, and dx is written
+    // over it there (dx and dy in chunks of their own, 1.02 MB, with the call's scratch, had been
+    // refused).
     const shape = [1, 1, 18, 15, 236];
     const n = 18 * 15 * 236;
     const x0 = randomTensor(shape, 'float64', 16);
@@ -407,10 +409,12 @@ describe('out of memory', () => {
     const bn = new BatchNorm(1, { pool: small, dtype: 'float64' }).eval();
     bn.runningMean![0] = 0.25;
     await bn.forward(x, shape, { out });
-    await refusal(() => bn.backward(dy), 'dx, dy');
-    // With out freed (no ReLU reads it) the same backward runs: the bits of a pool with room.
-    small.free(out);
     const g = await bn.backward(dy);
+    // With 0.6 MB more held, not even dy's chunk fits: the refusal names it, dx there with it.
+    const held = small.alloc(75_000, 'float64');
+    await refusal(() => bn.backward(dy), 'dy (dx in place there)');
+    small.free(held);
+    small.free(out);
     const ref = new BatchNorm(1, { pool: big, dtype: 'float64' }).eval();
     ref.runningMean![0] = 0.25;
     await ref.forward(x0, shape);

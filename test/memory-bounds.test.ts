@@ -210,7 +210,7 @@ describe('calls write only inside their own blocks of the pool', () => {
     expectSame(results[1], results[0]);
   });
 
-  it('an eval backward with x on the pool and dy ordinary (dx and dy staged)', async () => {
+  it('an eval backward with x on the pool and dy ordinary (dy staged, dx written over it there)', async () => {
     const shape = [2, 7, 40];
     const x0 = randomTensor(shape, 'float64', 37);
     const dy = randomTensor(shape, 'float64', 38);

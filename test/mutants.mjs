@@ -766,6 +766,16 @@ const MUTANTS = [
     tests: ['test/memory-bounds.test.ts'], only: '15 interleaved',
   },
   {
+    name: 'dx-beside-dy', breaks: "a backward with x on the pool and dy and dx off it writes dx over dy's staged copy, one chunk",
+    file: 'src/placement.ts', find: '  const dxOverDy = dy !== null && xOnPool && !dyOnPool && dest !== null;', replace: '  const dxOverDy = false;',
+    tests: ['test/faults.test.ts'], only: 'output off the pool',
+  },
+  {
+    name: 'dx-over-dy-chunk-kept', breaks: "dx written over dy's staged copy leaves out the chunk it had of its own",
+    file: 'src/placement.ts', find: '  const xChunk = (!xOnPool || dest !== null) && !dxOverDy;', replace: '  const xChunk = !xOnPool || dest !== null;',
+    tests: ['test/faults.test.ts'], only: 'output off the pool',
+  },
+  {
     name: 'staging-mask-over-dy', breaks: "a staged ReLU mask has its own part of the chunk, after dy's",
     file: 'src/placement.ts', find: '  if (!dyOnPool) next += chunkBytes;\n', replace: '',
     tests: ['test/relu.test.ts'],

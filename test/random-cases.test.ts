@@ -172,10 +172,11 @@ it(`${CASES} random cases match the float64 reference and agree across pools (se
         // The small pool may refuse a call whose smallest chunk, once per staged array, does not
         // fit beside the call's scratch: only such a large one (README, "What copies"). The
         // forward stages x and its output (one chunk, in place) unless both are on the pool; the
-        // backward its dx, a new array off the pool (in place with x where x is staged too), dy,
-        // and the ReLU mask (the saved output) unless out was on the pool.
+        // backward dy, with its dx (a new array off the pool) in place over x's copy where x is
+        // staged too and over dy's where x is on the pool, and the ReLU mask (the saved output)
+        // unless out was on the pool.
         if (!(cap !== undefined && err instanceof OutOfMemoryError)) throw err;
-        const staged = backward ? 2 + (relu && outKind !== 'pool' ? 1 : 0) : onPool && outKind === 'pool' ? 0 : 1;
+        const staged = backward ? (onPool ? 1 : 2) + (relu && outKind !== 'pool' ? 1 : 0) : onPool && outKind === 'pool' ? 0 : 1;
         const need = smallestChunk * Array_.BYTES_PER_ELEMENT * staged + scratchLayout(grid, 0).totalBytes;
         expect(need, label).toBeGreaterThan(cap / 4);
         refused++;
