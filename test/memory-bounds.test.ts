@@ -210,6 +210,38 @@ describe('calls write only inside their own blocks of the pool', () => {
     expectSame(results[1], results[0]);
   });
 
+  it('one worker, plane mode: a ReLU backward with x on the pool, dy and the mask copied in a channel at a time, dx written over dy there', async () => {
+    // The fused tasks wait for each channel of dy and of the mask (the forward's fresh output) and
+    // write dx over dy's staged copy while the calling thread copies the next channels in. The hole
+    // starts where dy and the mask fit whole (16.25 MiB), as the call takes chunks in a smaller one.
+    const shape = [2, 4, 512, 520];
+    const x0 = randomTensor(shape, 'float32', 56);
+    const dy = randomTensor(shape, 'float32', 57);
+    const MiB = 1 << 20;
+    const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 32 * MiB, initialMemory: 32 * MiB });
+    pools.push(pool);
+    const ctx = poolInternals(pool);
+    const runTasks = ctx.runTasks;
+    let awaited = 0;
+    ctx.runTasks = (tasks, ...rest) => {
+      awaited += tasks.filter((t) => t.op === 'fused' && t.awaitStaged).length;
+      return runTasks(tasks, ...rest);
+    };
+    const results: FloatArray[][] = [];
+    for (const p of [roomy, pool]) {
+      const x = p.alloc(x0.length);
+      x.set(x0);
+      const bn = new BatchNorm(4, { pool: p, activation: 'relu' });
+      await bn.forward(x, shape);
+      awaited = 0;
+      const g = await runOn(p, () => bn.backward(dy), { fromBytes: 16.5 * MiB, runBytes: 17.5 * MiB });
+      results.push([g.dx, g.dWeight!, g.dBias!]);
+      p.free(x);
+    }
+    expect(awaited).toBeGreaterThan(0);
+    expectSame(results[1], results[0]);
+  });
+
   it('an eval backward with x on the pool and dy ordinary (dy staged, dx written over it there)', async () => {
     const shape = [2, 7, 40];
     const x0 = randomTensor(shape, 'float64', 37);
