@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { PLANE_ACC_BYTES, PLANE_BLOCKS_MAX } from '../dist/workers/kernels/kernel.js';
 import { PARTIAL_BYTES } from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
-import { DATA, expectStats, GUARD, LENGTHS, OFFSETS, OUT, PAIRED, PF, reference, SCRATCH, setup, ulpOf } from './helpers/kernels.js';
+import { DATA, expectStats, GUARD, LENGTHS, OFFSETS, OUT, PAIRED, PF, reference, SCRATCH, scratchUsed, setup, ulpOf } from './helpers/kernels.js';
 import { exactChannelStats } from './helpers/reference.js';
 
 for (const name of ['js', 'wasm'] as const) {
@@ -268,7 +268,6 @@ for (const name of ['js', 'wasm'] as const) {
       // dtypes, every tail: the last scratch word it changed must lie inside that.
       const { kernel, f32, f64, i32 } = setup(name);
       const rand = rng(31);
-      const WORD = 0x5a5a5a5a;
       let most = 0;
       let calls = 0;
       for (const f64Data of [false, true]) {
@@ -294,12 +293,7 @@ for (const name of ['js', 'wasm'] as const) {
               ];
               for (const [k, op] of ops.entries()) {
                 const given = PLANE_ACC_BYTES * blocks;
-                const end = (SCRATCH + given) / 4 + 1024;
-                i32.fill(WORD, SCRATCH / 4, end);
-                op();
-                let last = end - 1;
-                while (last >= SCRATCH / 4 && i32[last] === WORD) last--;
-                const used = 4 * (last + 1) - SCRATCH;
+                const used = scratchUsed(i32, given, op);
                 expect(used, `${name} ${f64Data ? 'float64' : 'float32'} len=${len} rows=${rows} blocks=${blocks} op ${k}`).toBeLessThanOrEqual(given);
                 most = Math.max(most, used);
                 calls++;

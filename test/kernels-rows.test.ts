@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { rowScratchBytes } from '../dist/workers/kernels/kernel.js';
 import { CHANNEL_BIAS, CHANNEL_MEAN, CHANNEL_VAR, CHANNEL_WEIGHT, PARTIAL_BYTES } from '../dist/workers/scratch.js';
 import { normal, rng } from './helpers/data.js';
-import { DATA, expectStats, GUARD, OUT, PAIRED, pairedRowCases, PF, reference, SCRATCH, setup } from './helpers/kernels.js';
+import { DATA, expectStats, GUARD, OUT, PAIRED, pairedRowCases, PF, reference, SCRATCH, scratchUsed, setup } from './helpers/kernels.js';
 
 for (const name of ['js', 'wasm'] as const) {
   describe(`${name} kernel`, () => {
@@ -269,7 +269,6 @@ for (const name of ['js', 'wasm'] as const) {
       // guard word: the last word it changed must lie inside what it was given.
       const { kernel, f32, f64, i32 } = setup(name);
       const rand = rng(29);
-      const WORD = 0x5a5a5a5a;
       const [X, DY, MASK, Y, PARTIALS, PARAMS] = [DATA, DATA + (1 << 20), DATA + (2 << 20), OUT + (1 << 20), OUT, PAIRED.params];
       // The most scratch any op used past 32 bytes for each channel it was given.
       let most = 0;
@@ -302,12 +301,7 @@ for (const name of ['js', 'wasm'] as const) {
             ];
             for (const [channels, op] of ops) {
               const given = rowScratchBytes(channels);
-              const end = (SCRATCH + given) / 4 + 1024;
-              i32.fill(WORD, SCRATCH / 4, end);
-              op();
-              let last = end - 1;
-              while (last >= SCRATCH / 4 && i32[last] === WORD) last--;
-              const used = 4 * (last + 1) - SCRATCH;
+              const used = scratchUsed(i32, given, op);
               expect(used, `${name} ${f64Data ? 'float64' : 'float32'} C=${C} S=${S} op ${ops.findIndex(([, o]) => o === op)}`)
                 .toBeLessThanOrEqual(given);
               most = Math.max(most, used - 32 * channels);

@@ -24,6 +24,18 @@ const roomy = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 });
 const pools: Pool[] = [roomy];
 afterAll(() => Promise.all(pools.map((p) => p.close())));
 
+const MiB = 1 << 20;
+
+/**
+ * A 32 MiB pool of one worker, which leaves the calling thread a core: past 2 Mi elements staged
+ * whole, a fused call's tasks start at once and wait for each channel the calling thread copies in.
+ */
+function oneWorkerPool(): Pool {
+  const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 32 * MiB, initialMemory: 32 * MiB });
+  pools.push(pool);
+  return pool;
+}
+
 /** A 1 MiB pool of two workers (or `threads`) that runs every call on them. */
 function smallPool(threads = 2): Pool {
   const pool = new Pool({ threads, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 20, initialMemory: 1 << 20 });
@@ -191,15 +203,12 @@ describe('calls write only inside their own blocks of the pool', () => {
   });
 
   it('one worker, plane mode: a ReLU training forward and its backward, their arrays copied in a channel at a time', async () => {
-    // A pool of one worker leaves the calling thread a core: past 2 Mi elements staged whole, its
-    // fused tasks start at once and wait for each channel the calling thread copies in (x; for the
-    // backward dy and the output too). The holes start where each call's arrays fit whole.
+    // The fused tasks wait for each channel the calling thread copies in (x; for the backward dy
+    // and the output too). The holes start where each call's arrays fit whole.
     const shape = [2, 4, 512, 520];
     const x = randomTensor(shape, 'float32', 46);
     const dy = randomTensor(shape, 'float32', 47);
-    const MiB = 1 << 20;
-    const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 32 * MiB, initialMemory: 32 * MiB });
-    pools.push(pool);
+    const pool = oneWorkerPool();
     const results: FloatArray[][] = [];
     for (const p of [roomy, pool]) {
       const bn = new BatchNorm(4, { pool: p, activation: 'relu' });
@@ -217,9 +226,7 @@ describe('calls write only inside their own blocks of the pool', () => {
     const shape = [2, 4, 512, 520];
     const x0 = randomTensor(shape, 'float32', 56);
     const dy = randomTensor(shape, 'float32', 57);
-    const MiB = 1 << 20;
-    const pool = new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 32 * MiB, initialMemory: 32 * MiB });
-    pools.push(pool);
+    const pool = oneWorkerPool();
     const ctx = poolInternals(pool);
     const runTasks = ctx.runTasks;
     let awaited = 0;

@@ -25,6 +25,20 @@ export const DATA = 1 << 16; // byte where data start
 export const OUT = 1 << 22; // byte where outputs start
 export const SCRATCH = 6 << 20;
 
+/**
+ * The scratch `op` uses from SCRATCH: the bytes up to the last word it changed, of `given` and
+ * 4 KiB past it, filled with a guard word first.
+ */
+export function scratchUsed(i32: Int32Array, given: number, op: () => void): number {
+  const WORD = 0x5a5a5a5a;
+  const end = (SCRATCH + given) / 4 + 1024;
+  i32.fill(WORD, SCRATCH / 4, end);
+  op();
+  let last = end - 1;
+  while (last >= SCRATCH / 4 && i32[last] === WORD) last--;
+  return 4 * (last + 1) - SCRATCH;
+}
+
 export function reference(values: number[]): { n: number; mean: number; m2: number } {
   const n = values.length;
   const mean = values.reduce((a, b) => a + b, 0) / n;
