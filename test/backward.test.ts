@@ -362,4 +362,37 @@ describe('backward in place (out: dy, both on the pool)', () => {
     }
     expect(compared).toBe(KERNELS.length * 3 * 12 * 2 * 4);
   });
+
+  it('with x on the pool and dy ordinary: dy staged, dx written over its copy and copied back into dy, whole or in chunks', async () => {
+    const pools = [
+      new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1 }),
+      new Pool({ threads: 1, inlineThreshold: 0, grainSize: 1, maxMemory: 1 << 20, initialMemory: 1 << 17 }),
+    ];
+    let compared = 0;
+    for (const pool of pools) {
+      for (const shape of [[4, 6, 40, 41], [2, 3, 16385], [300, 37], [20000, 5]]) {
+        const x = pool.alloc(shape.reduce((a, b) => a * b, 1));
+        x.set(randomTensor(shape, 'float32', 80 + shape[1]));
+        const dy0 = randomTensor(shape, 'float32', 90 + shape[1]);
+        for (const activation of [null, 'relu'] as const) {
+          const bn = new BatchNorm(shape[1], { pool, activation });
+          await bn.forward(x, shape);
+          const want = await bn.backward(dy0.slice());
+          const dy = dy0.slice();
+          const got = await bn.backward(dy, { out: dy });
+          const label = `${pool.threads} threads [${shape}] ${activation}`;
+          expect(got.dx, label).toBe(dy);
+          expect(sameBits(dy, want.dx), label).toBe(true);
+          expect(sameBits(got.dBias!, want.dBias!), label).toBe(true);
+          expect(sameBits(dy, dy0), label).toBe(false);
+          compared++;
+        }
+        pool.free(x);
+      }
+    }
+    expect(compared).toBe(16);
+    // The small pool cannot hold [20000, 5]'s x, dy and mask whole: its ReLU backward went in chunks.
+    expect(3 * 4 * 20000 * 5).toBeGreaterThan(pools[1].memoryStats.maxBytes);
+    await Promise.all(pools.map((p) => p.close()));
+  });
 });
