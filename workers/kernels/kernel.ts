@@ -12,6 +12,12 @@ import type { BytesTask, KernelName } from '../protocol.js';
  * With K near the mean this stays accurate on data with a large offset and a small spread, where
  * plain E[x^2] - E[x]^2 loses every digit (Chan, Golub & LeVeque 1983, "Algorithms for computing
  * the sample variance", §3).
+ *
+ * An output may lie over an input of the same layout, the same bytes element for element: y over
+ * x (a forward in place, or a staged copy of x), dx over x's or dy's staged copy or over dy itself
+ * (backward's `out: dy`). Every op that writes an element reads what it needs at that element
+ * first, and no op reads an element again after writing it (test/backward.test.ts, "backward in
+ * place", holds the backward ops to it on every path).
  */
 export interface Kernel {
   readonly name: KernelName;
