@@ -295,8 +295,8 @@ describe('backward through staging chunks', () => {
 
 describe('backward in place (out: dy, both on the pool)', () => {
   it('writes dx over dy with the bits of a dx apart: every grid mode and path, both kernels and dtypes, training and eval, ReLU', async () => {
-    // The kernels then read dy where they write dx, as nowhere else: staged calls write dx over
-    // x's copy or a part of their own. Row mode (interleaved channels, lanes, short runs, phased
+    // The kernels then read dy where they write dx, as staged calls also do where x is on the pool
+    // (dx over dy's copy: the next test). Row mode (interleaved channels, lanes, short runs, phased
     // with a small cacheBytes), plane mode (row groups, fused, split, phased) and channels-last.
     const cases: [number[], 'channels-first' | 'channels-last'][] = [
       [[7, 3], 'channels-first'], [[203, 15], 'channels-first'], [[5, 37], 'channels-first'], [[20000, 16], 'channels-first'],
