@@ -6,8 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, batchNormBackward, NoForwardError, Pool } from '../dist/src/index.js';
 import { permute, randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { poolInternals } from '../dist/src/pool-internals.js';
-import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+import { closePools, eachInPlaceCase, KERNELS, openPools, POOL_CONFIGS, recordingOps } from './helpers/pools.js';
 import { channelStats, dxErrorRatio, maxRelativeError, referenceBackward } from './helpers/reference.js';
 
 // Row mode, planes of a few row groups, one-row planes (fused with C = 2 and 5, split with
@@ -296,71 +295,30 @@ describe('backward through staging chunks', () => {
 describe('backward in place (out: dy, both on the pool)', () => {
   it('writes dx over dy with the bits of a dx apart: every grid mode and path, both kernels and dtypes, training and eval, ReLU', async () => {
     // The kernels then read dy where they write dx, as staged calls also do where x is on the pool
-    // (dx over dy's copy: the next test). Row mode (interleaved channels, lanes, short runs, phased
-    // with a small cacheBytes), plane mode (row groups, fused, split, phased) and channels-last.
-    const cases: [number[], 'channels-first' | 'channels-last'][] = [
-      [[7, 3], 'channels-first'], [[203, 15], 'channels-first'], [[5, 37], 'channels-first'], [[20000, 16], 'channels-first'],
-      [[3, 5, 17], 'channels-first'], [[64, 8, 9, 9], 'channels-first'], [[4, 6, 40, 41], 'channels-first'],
-      [[3, 2, 130, 130], 'channels-first'], [[2, 3, 16385], 'channels-first'], [[64, 4, 32, 32], 'channels-first'],
-      [[4, 7, 7, 6], 'channels-last'], [[2, 9, 9, 20], 'channels-last'],
-    ];
-    let compared = 0;
-    for (const kernel of KERNELS) {
-      const pools = [
-        new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel }),
-        new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 1 << 16 }),
-        new Pool({ threads: 1, kernel }),
-      ];
-      // The ops of every in-place backward's tasks, across the pools and cases.
-      const ops = new Set<string>();
-      for (const pool of pools) {
-        const ctx = poolInternals(pool);
-        const runTasks = ctx.runTasks;
-        let record = false;
-        ctx.runTasks = (tasks, ...rest) => {
-          if (record) for (const t of tasks) ops.add(t.op);
-          return runTasks(tasks, ...rest);
-        };
-        for (const [shape, layout] of cases) {
-          for (const dtype of ['float32', 'float64'] as const) {
-            const C = layout === 'channels-last' ? shape.at(-1)! : shape[1];
-            const n = shape.reduce((a, b) => a * b, 1);
-            const x = pool.alloc(n, dtype);
-            x.set(randomTensor(shape, dtype, 50 + C));
-            const dy0 = randomTensor(shape, dtype, 60 + C);
-            for (const activation of [null, 'relu'] as const) {
-              for (const training of [true, false]) {
-                const bn = new BatchNorm(C, { pool, dtype, layout, activation });
-                bn.weight!.set(randomVector(C, dtype, 70 + C, 0.5, 2));
-                await bn.forward(x, shape);
-                if (!training) await bn.eval().forward(x, shape);
-                const apart = pool.alloc(n, dtype);
-                const dy = pool.alloc(n, dtype);
-                dy.set(dy0);
-                const want = await bn.backward(dy, { out: apart });
-                record = true;
-                const got = await bn.backward(dy, { out: dy });
-                record = false;
-                const label = `${kernel} ${pool.threads} threads${pool === pools[1] ? ' cacheBytes' : ''} [${shape}] ${layout} ${dtype} ${activation} ${training}`;
-                expect(got.dx, label).toBe(dy);
-                expect(sameBits(dy, apart), label).toBe(true);
-                expect(sameBits(got.dWeight!, want.dWeight!), label).toBe(true);
-                expect(sameBits(got.dBias!, want.dBias!), label).toBe(true);
-                // And dx is not dy: the comparison could not pass by leaving dy as it was.
-                expect(sameBits(apart, dy0), label).toBe(false);
-                pool.free(apart);
-                pool.free(dy);
-                compared++;
-              }
-            }
-            pool.free(x);
-          }
-        }
-      }
-      expect([...ops].sort()).toEqual(['fused', 'phased', 'split', 'stats']);
-      await Promise.all(pools.map((p) => p.close()));
-    }
-    expect(compared).toBe(KERNELS.length * 3 * 12 * 2 * 4);
+    // (dx over dy's copy: the next test).
+    const { count, ops } = await eachInPlaceCase(async ({ pool, shape, layout, dtype, C, n, activation, training, label, ops }) => {
+      const x = pool.alloc(n, dtype);
+      x.set(randomTensor(shape, dtype, 50 + C));
+      const dy0 = randomTensor(shape, dtype, 60 + C);
+      const bn = new BatchNorm(C, { pool, dtype, layout, activation });
+      bn.weight!.set(randomVector(C, dtype, 70 + C, 0.5, 2));
+      await bn.forward(x, shape);
+      if (!training) await bn.eval().forward(x, shape);
+      const apart = pool.alloc(n, dtype);
+      const dy = pool.alloc(n, dtype);
+      dy.set(dy0);
+      const want = await bn.backward(dy, { out: apart });
+      const got = await recordingOps(pool, ops, () => bn.backward(dy, { out: dy }));
+      expect(got.dx, label).toBe(dy);
+      expect(sameBits(dy, apart), label).toBe(true);
+      expect(sameBits(got.dWeight!, want.dWeight!), label).toBe(true);
+      expect(sameBits(got.dBias!, want.dBias!), label).toBe(true);
+      // And dx is not dy: the comparison could not pass by leaving dy as it was.
+      expect(sameBits(apart, dy0), label).toBe(false);
+      for (const a of [x, apart, dy]) pool.free(a);
+    });
+    expect(count).toBe(KERNELS.length * 3 * 12 * 2 * 4);
+    for (const seen of ops.values()) expect([...seen].sort()).toEqual(['fused', 'phased', 'split', 'stats']);
   });
 
   it('with x on the pool and dy ordinary: dy staged, dx written over its copy and copied back into dy, whole or in chunks', async () => {

@@ -5,10 +5,9 @@
  */
 import { types } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm, batchNorm, Pool } from '../dist/src/index.js';
-import { poolInternals } from '../dist/src/pool-internals.js';
+import { BatchNorm, batchNorm, type Pool } from '../dist/src/index.js';
 import { randomTensor, randomVector, sameBits } from './helpers/data.js';
-import { closePools, KERNELS, openPools, POOL_CONFIGS } from './helpers/pools.js';
+import { closePools, eachInPlaceCase, KERNELS, openPools, POOL_CONFIGS, recordingOps } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 const SHAPES: number[][] = [
@@ -190,70 +189,32 @@ for (const kernel of KERNELS) {
 describe('forward in place (out: x, on the pool)', () => {
   it('writes y over x with the bits of a y apart: every grid mode and path, both kernels and dtypes, training and eval, ReLU', async () => {
     // The kernels' rule for outputs over inputs (workers/kernels/kernel.ts), its forward half:
-    // each element read before y is written there, and never read again after. The same shapes
-    // as backward's in-place test: interleaved channels, lanes, short runs, row groups, fused,
-    // split and phased (with a small cacheBytes), channels-last.
-    const cases: [number[], 'channels-first' | 'channels-last'][] = [
-      [[7, 3], 'channels-first'], [[203, 15], 'channels-first'], [[5, 37], 'channels-first'], [[20000, 16], 'channels-first'],
-      [[3, 5, 17], 'channels-first'], [[64, 8, 9, 9], 'channels-first'], [[4, 6, 40, 41], 'channels-first'],
-      [[3, 2, 130, 130], 'channels-first'], [[2, 3, 16385], 'channels-first'], [[64, 4, 32, 32], 'channels-first'],
-      [[4, 7, 7, 6], 'channels-last'], [[2, 9, 9, 20], 'channels-last'],
-    ];
-    let compared = 0;
-    for (const kernel of KERNELS) {
-      const pools = [
-        new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel }),
-        new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 1 << 16 }),
-        new Pool({ threads: 1, kernel }),
-      ];
-      const ops = new Set<string>();
-      for (const pool of pools) {
-        const ctx = poolInternals(pool);
-        const runTasks = ctx.runTasks;
-        let record = false;
-        ctx.runTasks = (tasks, ...rest) => {
-          if (record) for (const t of tasks) ops.add(t.op);
-          return runTasks(tasks, ...rest);
-        };
-        for (const [shape, layout] of cases) {
-          for (const dtype of ['float32', 'float64'] as const) {
-            const C = layout === 'channels-last' ? shape.at(-1)! : shape[1];
-            const n = shape.reduce((a, b) => a * b, 1);
-            const x0 = randomTensor(shape, dtype, 110 + C);
-            for (const activation of [null, 'relu'] as const) {
-              for (const training of [true, false]) {
-                const make = (): BatchNorm => {
-                  const bn = new BatchNorm(C, { pool, dtype, layout, activation });
-                  bn.weight!.set(randomVector(C, dtype, 120 + C, 0.5, 2));
-                  bn.runningMean!.set(randomVector(C, dtype, 130 + C, -0.5, 0.5));
-                  return training ? bn : bn.eval();
-                };
-                const x = pool.alloc(n, dtype);
-                x.set(x0);
-                const apart = pool.alloc(n, dtype);
-                const a = make();
-                await a.forward(x, shape, { out: apart });
-                const b = make();
-                record = true;
-                const y = await b.forward(x, shape, { out: x });
-                record = false;
-                const label = `${kernel} ${pool.threads} threads${pool === pools[1] ? ' cacheBytes' : ''} [${shape}] ${layout} ${dtype} ${activation} ${training}`;
-                expect(y, label).toBe(x);
-                expect(sameBits(x, apart), label).toBe(true);
-                expect(sameBits(b.runningMean!, a.runningMean!), label).toBe(true);
-                expect(sameBits(b.runningVar!, a.runningVar!), label).toBe(true);
-                expect(sameBits(apart, x0), label).toBe(false);
-                pool.free(x);
-                pool.free(apart);
-                compared++;
-              }
-            }
-          }
-        }
-      }
-      expect([...ops].sort()).toEqual(['fused', 'normalize', 'phased', 'split']);
-      await Promise.all(pools.map((p) => p.close()));
-    }
-    expect(compared).toBe(KERNELS.length * 3 * 12 * 2 * 4);
+    // each element read before y is written there, and never read again after. The cases and
+    // pools of backward's in-place test.
+    const { count, ops } = await eachInPlaceCase(async ({ pool, shape, layout, dtype, C, n, activation, training, label, ops }) => {
+      const x0 = randomTensor(shape, dtype, 110 + C);
+      const make = (): BatchNorm => {
+        const bn = new BatchNorm(C, { pool, dtype, layout, activation });
+        bn.weight!.set(randomVector(C, dtype, 120 + C, 0.5, 2));
+        bn.runningMean!.set(randomVector(C, dtype, 130 + C, -0.5, 0.5));
+        return training ? bn : bn.eval();
+      };
+      const x = pool.alloc(n, dtype);
+      x.set(x0);
+      const apart = pool.alloc(n, dtype);
+      const a = make();
+      await a.forward(x, shape, { out: apart });
+      const b = make();
+      const y = await recordingOps(pool, ops, () => b.forward(x, shape, { out: x }));
+      expect(y, label).toBe(x);
+      expect(sameBits(x, apart), label).toBe(true);
+      expect(sameBits(b.runningMean!, a.runningMean!), label).toBe(true);
+      expect(sameBits(b.runningVar!, a.runningVar!), label).toBe(true);
+      expect(sameBits(apart, x0), label).toBe(false);
+      pool.free(x);
+      pool.free(apart);
+    });
+    expect(count).toBe(KERNELS.length * 3 * 12 * 2 * 4);
+    for (const seen of ops.values()) expect([...seen].sort()).toEqual(['fused', 'normalize', 'phased', 'split']);
   });
 });

@@ -1,5 +1,5 @@
 import { Pool } from '../../dist/src/index.js';
-import { faultPending } from '../../dist/src/pool-internals.js';
+import { faultPending, poolInternals } from '../../dist/src/pool-internals.js';
 
 /**
  * The pool configurations every numeric suite runs under: on every worker for every size
@@ -53,4 +53,85 @@ export async function untilDispatched(pool: Pool, call: Promise<unknown>): Promi
 export async function abortOnceDispatched(pool: Pool, ac: AbortController, call: Promise<unknown>): Promise<void> {
   await untilDispatched(pool, call);
   ac.abort();
+}
+
+/**
+ * The in-place tests' cases (forward.test.ts's `out: x`, backward.test.ts's `out: dy`): row mode
+ * (interleaved channels, lanes, short runs, phased given a small cacheBytes), plane mode (row
+ * groups, fused, split, phased) and channels-last.
+ */
+const IN_PLACE_CASES: [number[], 'channels-first' | 'channels-last'][] = [
+  [[7, 3], 'channels-first'], [[203, 15], 'channels-first'], [[5, 37], 'channels-first'], [[20000, 16], 'channels-first'],
+  [[3, 5, 17], 'channels-first'], [[64, 8, 9, 9], 'channels-first'], [[4, 6, 40, 41], 'channels-first'],
+  [[3, 2, 130, 130], 'channels-first'], [[2, 3, 16385], 'channels-first'], [[64, 4, 32, 32], 'channels-first'],
+  [[4, 7, 7, 6], 'channels-last'], [[2, 9, 9, 20], 'channels-last'],
+];
+
+/** One case of the in-place tests: a pool, a shape, a dtype, a ReLU or none, training or eval. */
+export interface InPlaceCase {
+  readonly pool: Pool;
+  readonly shape: number[];
+  readonly layout: 'channels-first' | 'channels-last';
+  readonly dtype: 'float32' | 'float64';
+  readonly C: number;
+  readonly n: number;
+  readonly activation: 'relu' | null;
+  readonly training: boolean;
+  readonly label: string;
+  /** Where the case records the ops of the in-place call's tasks (`recordingOps`). */
+  readonly ops: Set<string>;
+}
+
+/**
+ * Runs `body` on every in-place case, under each kernel, on three pools of it: 2 workers; 2 with
+ * a 64 KiB cacheBytes (the phased paths); 1 worker, small calls inline. Returns how many cases ran
+ * and, by kernel, the ops the cases recorded.
+ */
+export async function eachInPlaceCase(body: (c: InPlaceCase) => Promise<void>): Promise<{ count: number; ops: Map<string, Set<string>> }> {
+  let count = 0;
+  const ops = new Map<string, Set<string>>();
+  for (const kernel of KERNELS) {
+    const pools = [
+      new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel }),
+      new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 1 << 16 }),
+      new Pool({ threads: 1, kernel }),
+    ];
+    const seen = new Set<string>();
+    ops.set(kernel, seen);
+    try {
+      for (const [i, pool] of pools.entries()) {
+        for (const [shape, layout] of IN_PLACE_CASES) {
+          for (const dtype of ['float32', 'float64'] as const) {
+            for (const activation of [null, 'relu'] as const) {
+              for (const training of [true, false]) {
+                const C = layout === 'channels-last' ? shape.at(-1)! : shape[1];
+                const n = shape.reduce((a, b) => a * b, 1);
+                const label = `${kernel} pool ${i} [${shape}] ${layout} ${dtype} ${activation} ${training ? 'training' : 'eval'}`;
+                await body({ pool, shape, layout, dtype, C, n, activation, training, label, ops: seen });
+                count++;
+              }
+            }
+          }
+        }
+      }
+    } finally {
+      await Promise.all(pools.map((p) => p.close()));
+    }
+  }
+  return { count, ops };
+}
+
+/** Adds to `ops` the op of every task `pool` runs during `call`. */
+export async function recordingOps<T>(pool: Pool, ops: Set<string>, call: () => Promise<T>): Promise<T> {
+  const ctx = poolInternals(pool);
+  const runTasks = ctx.runTasks;
+  ctx.runTasks = (tasks, ...rest) => {
+    for (const t of tasks) ops.add(t.op);
+    return runTasks(tasks, ...rest);
+  };
+  try {
+    return await call();
+  } finally {
+    ctx.runTasks = runTasks;
+  }
 }
