@@ -101,11 +101,11 @@ export async function eachInPlaceCase(body: (c: InPlaceCase) => Promise<void>): 
     try {
       for (const [i, pool] of pools.entries()) {
         for (const [shape, layout] of IN_PLACE_CASES) {
+          const C = layout === 'channels-last' ? shape.at(-1)! : shape[1];
+          const n = shape.reduce((a, b) => a * b, 1);
           for (const dtype of ['float32', 'float64'] as const) {
             for (const activation of [null, 'relu'] as const) {
               for (const training of [true, false]) {
-                const C = layout === 'channels-last' ? shape.at(-1)! : shape[1];
-                const n = shape.reduce((a, b) => a * b, 1);
                 const label = `${kernel} pool ${i} [${shape}] ${layout} ${dtype} ${activation} ${training ? 'training' : 'eval'}`;
                 await body({ pool, shape, layout, dtype, C, n, activation, training, label, ops: seen });
                 count++;
@@ -121,12 +121,14 @@ export async function eachInPlaceCase(body: (c: InPlaceCase) => Promise<void>): 
   return { count, ops };
 }
 
-/** Adds to `ops` the op of every task `pool` runs during `call`. */
-export async function recordingOps<T>(pool: Pool, ops: Set<string>, call: () => Promise<T>): Promise<T> {
+type Tasks = Parameters<ReturnType<typeof poolInternals>['runTasks']>[0];
+
+/** Hands `seen` every batch of tasks `pool` dispatches during `call`, then stops. */
+export async function recordingTasks<T>(pool: Pool, seen: (tasks: Tasks) => void, call: () => Promise<T>): Promise<T> {
   const ctx = poolInternals(pool);
   const runTasks = ctx.runTasks;
   ctx.runTasks = (tasks, ...rest) => {
-    for (const t of tasks) ops.add(t.op);
+    seen(tasks);
     return runTasks(tasks, ...rest);
   };
   try {
@@ -134,4 +136,9 @@ export async function recordingOps<T>(pool: Pool, ops: Set<string>, call: () => 
   } finally {
     ctx.runTasks = runTasks;
   }
+}
+
+/** Adds to `ops` the op of every task `pool` runs during `call`. */
+export function recordingOps<T>(pool: Pool, ops: Set<string>, call: () => Promise<T>): Promise<T> {
+  return recordingTasks(pool, (tasks) => { for (const t of tasks) ops.add(t.op); }, call);
 }

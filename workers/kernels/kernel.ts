@@ -16,8 +16,8 @@ import type { BytesTask, KernelName } from '../protocol.js';
  * An output may lie over an input of the same layout, the same bytes element for element: y over
  * x (a forward in place, or a staged copy of x), dx over x's or dy's staged copy or over dy itself
  * (backward's `out: dy`). Every op that writes an element reads what it needs at that element
- * first, and no op reads an element again after writing it (test/backward.test.ts, "backward in
- * place", holds the backward ops to it on every path).
+ * first, and no op reads an element again after writing it (test/forward.test.ts's and
+ * test/backward.test.ts's in-place tests hold the ops to it on every path).
  */
 export interface Kernel {
   readonly name: KernelName;
