@@ -2,7 +2,7 @@
  * The machine a benchmark ran on, in one line for its results: the CPU's model and, where the OS
  * tells them, its family and model numbers and its data caches, then the threads available, the
  * memory and Node's version. This project's VMs changed under it six times, some with the same
- * model name ("AMD EPYC"): the caches and the family told them apart (README, "Performance").
+ * model name ("AMD EPYC"): the caches and the family told them apart (bench/MACHINES.md).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
