@@ -5,9 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BatchNorm, Pool } from '../dist/src/index.js';
-import { poolInternals } from '../dist/src/pool-internals.js';
 import { randomTensor, sameBits } from './helpers/data.js';
-import { KERNELS } from './helpers/pools.js';
+import { KERNELS, recordingTasks } from './helpers/pools.js';
 
 describe('backward, more', () => {
   it('eval mode: one pass (without affine dx alone, with it each block: sums, then dx); the dx bits of an affine module with weight 1', async () => {
@@ -29,14 +28,8 @@ describe('backward, more', () => {
             const dy = randomTensor(shape, dtype, 41 + C);
             for (const pool of [big, small]) {
               // Every dispatch's tasks, by op and prep (the module's own pool, inline never).
-              const ctx = poolInternals(pool);
-              const runTasks = ctx.runTasks;
               const seen: string[] = [];
-              ctx.runTasks = (tasks, ...rest) => {
-                seen.push(...tasks.map((t) => `${t.op}${t.prep === null ? '' : `+${t.prep}`}`));
-                return runTasks(tasks, ...rest);
-              };
-              try {
+              await recordingTasks(pool, (tasks) => seen.push(...tasks.map((t) => `${t.op}${t.prep === null ? '' : `+${t.prep}`}`)), async () => {
                 const grads = async (affine: boolean, onPool: boolean) => {
                   const bn = new BatchNorm(C, { pool, dtype, affine, layout, activation });
                   await bn.forward(x, shape); // running statistics that are not the defaults
@@ -69,9 +62,7 @@ describe('backward, more', () => {
                   expect(affine.ops.every((op) => op === 'stats' || op === 'stats+apply-var'), label).toBe(true);
                   expect(affine.ops[0], label).toBe('stats+apply-var');
                 }
-              } finally {
-                ctx.runTasks = runTasks;
-              }
+              });
             }
           }
         }

@@ -1,9 +1,8 @@
 /** layout: 'channels-last', (N, *spatial, C): the same normalization as channels-first on the transposed data. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm, batchNorm, Pool, ShapeError } from '../dist/src/index.js';
-import { poolInternals } from '../dist/src/pool-internals.js';
 import { permute, randomTensor, sameBits } from './helpers/data.js';
-import { KERNELS } from './helpers/pools.js';
+import { KERNELS, recordingTasks } from './helpers/pools.js';
 import { maxRelativeError, outputErrorRatio, referenceForward } from './helpers/reference.js';
 
 const toChannelsLast = (x: Float32Array | Float64Array, shape: number[]) => permute(x, shape);
@@ -84,28 +83,24 @@ for (const kernel of KERNELS) {
       // normalization walks rows in address order. Rows of 64 channels and of 77 (a vector and a
       // scalar tail past the last 16), ReLU and not, training and eval.
       const small = new Pool({ threads: 2, inlineThreshold: 0, grainSize: 1, kernel, cacheBytes: 4096 });
-      const ctx = poolInternals(small);
-      const run = ctx.runTasks;
       const seen: boolean[] = [];
-      (ctx as { runTasks: typeof run }).runTasks = (tasks, inline, onFailure) => {
-        seen.push(...tasks.map((t) => t.inOrder));
-        return run(tasks, inline, onFailure);
-      };
-      for (const [shape, activation] of [[[6, 9, 11, 64], 'relu'], [[5, 7, 77], undefined]] as const) {
-        const C = shape.at(-1)!;
-        const x = randomTensor([...shape], 'float32', C);
-        for (const training of [true, false]) {
-          const ys = await Promise.all([small, pools.get(2)!].map((pool) => {
-            const bn = new BatchNorm(C, { pool, layout: 'channels-last', activation });
-            bn.runningMean!.forEach((_, c) => { bn.runningMean![c] = Math.sin(c); });
-            bn.bias!.fill(-0.125);
-            if (!training) bn.eval();
-            return bn.forward(x, [...shape]);
-          }));
-          expect(sameBits(ys[0], ys[1])).toBe(true);
-          expect(ys[0].some((v) => v > 0.5) && ys[0].some((v) => v < -0.5 || activation === 'relu')).toBe(true);
+      await recordingTasks(small, (tasks) => seen.push(...tasks.map((t) => t.inOrder)), async () => {
+        for (const [shape, activation] of [[[6, 9, 11, 64], 'relu'], [[5, 7, 77], undefined]] as const) {
+          const C = shape.at(-1)!;
+          const x = randomTensor([...shape], 'float32', C);
+          for (const training of [true, false]) {
+            const ys = await Promise.all([small, pools.get(2)!].map((pool) => {
+              const bn = new BatchNorm(C, { pool, layout: 'channels-last', activation });
+              bn.runningMean!.forEach((_, c) => { bn.runningMean![c] = Math.sin(c); });
+              bn.bias!.fill(-0.125);
+              if (!training) bn.eval();
+              return bn.forward(x, [...shape]);
+            }));
+            expect(sameBits(ys[0], ys[1])).toBe(true);
+            expect(ys[0].some((v) => v > 0.5) && ys[0].some((v) => v < -0.5 || activation === 'relu')).toBe(true);
+          }
         }
-      }
+      });
       expect(seen.length).toBeGreaterThan(0);
       expect(seen.every(Boolean)).toBe(true);
       await small.close();
