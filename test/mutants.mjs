@@ -8,6 +8,7 @@
 //     node test/mutants.mjs eps-eval running-var-check   # those only
 //     node test/mutants.mjs --check    # that each mutant's text is still in the source, once
 //     node test/mutants.mjs --limit-s=300 wait-cancel   # each mutant's tests stopped after 300 s
+//     node test/mutants.mjs --help     # this usage; an option it does not know is refused
 //
 // A mutant's tests that run past the limit (900 s unless given) are stopped, with every process
 // they started (coreutils `timeout` signals its whole process group), and the mutant counts as
@@ -1116,6 +1117,11 @@ const MUTANTS = [
     tests: ['test/phased.test.ts', 'test/memory-copies.test.ts', 'test/random-cases.test.ts'],
   },
   {
+    name: 'in-order-never', breaks: "a call whose input and output outgrow cacheBytes has its tasks walk rows of channels in lanes in address order (Task.inOrder)",
+    file: 'src/dispatch.ts', find: 'inOrder: 2 * elements * bytesPerElement(call.req.dtype) > call.ctx.cacheBytes,', replace: 'inOrder: 2 * elements * bytesPerElement(call.req.dtype) < 0 * call.ctx.cacheBytes,',
+    tests: ['test/channels-last.test.ts'],
+  },
+  {
     name: 'prep-apply-var', breaks: "an eval backward's applied coefficients made from the running variance (prep 'apply-var') apply",
     file: 'workers/prep.ts', find: "task.prep === 'apply' || task.prep === 'apply-var'", replace: "task.prep === 'apply'",
     tests: ['test/backward-eval.test.ts', 'test/prep.test.ts', 'test/backward.test.ts'],
@@ -1819,6 +1825,20 @@ const MUTANTS = [
 ];
 
 const args = process.argv.slice(2);
+const USAGE = `usage: node test/mutants.mjs [--check] [--limit-s=SECONDS] [MUTANT...]
+  no names: every mutant (each builds and runs its tests: about 100 minutes here)
+  --check: only that each mutant's text is still in the source, once
+  --limit-s=SECONDS: each mutant's tests stopped after that long (900 unless given)`;
+if (args.includes('--help')) {
+  console.log(USAGE);
+  process.exit(0);
+}
+// An option this script does not know is refused: ignored, it would leave every mutant chosen.
+const badOptions = args.filter((a) => a.startsWith('-') && a !== '--check' && !a.startsWith('--limit-s='));
+if (badOptions.length > 0) {
+  console.error(`unknown options: ${badOptions.join(', ')}\n${USAGE}`);
+  process.exit(2);
+}
 const checkOnly = args.includes('--check');
 const limitArg = args.find((a) => a.startsWith('--limit-s='));
 const limitS = limitArg === undefined ? 900 : Number(limitArg.slice('--limit-s='.length));
